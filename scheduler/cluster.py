@@ -1,0 +1,368 @@
+"""The threaded shell around the pure core: one lock, worker threads and a monitor thread.
+
+Every stimulus follows the same path (`_call`): under the lock, ask the core and hand its
+events to the journal and the subscribers' queues (both O(1) puts, so order is kept and
+nothing slow runs under the lock); after the lock, write log lines, wait until the journal
+has committed, then deliver dispatches. Handlers, disk writes and sockets never run under
+the lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .config import ClusterConfig, RetryPolicy
+from .core import Conflict, SchedulerCore, UnknownOrder, UnknownWorker
+from .events import LOG_LEVELS
+from .handlers import Chaos, Handler, demo_handlers
+from .journal import Journal, NullJournal
+from .model import Dispatch, Effects
+from .orders import new_order_id, validate_order
+from .states import TERMINAL_ORDER, OrderStatus
+from .subscribers import Subscription
+from .worker import LoopThread, ThreadWorker
+from .workflow import Workflow
+
+log = logging.getLogger("orderflow")
+_LEVELS = {name: getattr(logging, level) for name, level in LOG_LEVELS.items()}
+
+
+class Cluster:
+    """A scheduler with its workers. Thread-safe; see the README for the model."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+        max_retries: int | None = None,
+        *,
+        config: ClusterConfig | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        workflows: Mapping[str, Workflow] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        chaos: Chaos | None = None,
+        journal: Journal | None = None,
+        **settings: Any,
+    ):
+        config = config or ClusterConfig()
+        named = {"workers": workers, "heartbeat_interval": heartbeat_interval,
+                 "heartbeat_timeout": heartbeat_timeout}
+        settings.update({k: v for k, v in named.items() if v is not None})
+        if max_retries is not None:
+            settings["retry"] = dataclasses.replace(settings.get("retry", config.retry),
+                                                    max_retries=max_retries)
+        self.config = dataclasses.replace(config, **settings)
+        self.chaos = chaos or Chaos(seed=self.config.seed)
+        self.handlers = dict(handlers) if handlers is not None else demo_handlers(self.chaos)
+        self._clock = clock
+        offset = time.time() - clock() if clock is time.monotonic else 0.0
+        self._core = SchedulerCore(self.config, dict(workflows) if workflows else None,
+                                   epoch_offset=offset)
+        self._journal: Journal = journal or NullJournal()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._executors: dict[str, ThreadWorker] = {}
+        self._subscriptions: list[Subscription] = []
+        self._worker_numbers = itertools.count(1)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._next_tick = 0.0
+        self._monitor: LoopThread | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Cluster:
+        if self._started:
+            return self
+        self._started = True
+        self._monitor = LoopThread("orderflow-monitor", self._monitor_once, self._stop)
+        self._monitor.start()
+        for _ in range(self.config.workers):
+            self.add_worker()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every thread this cluster started; in-flight attempts are left to recovery."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            executors = list(self._executors.values())
+        for executor in executors:
+            executor.stop()
+        threads_ok = all(e.join(timeout) for e in executors)
+        if self._monitor is not None:
+            self._monitor.join(timeout)
+        for sub in self._subscriptions:
+            sub.close(timeout)
+        self._journal.close()
+        if not threads_ok:
+            log.warning("some worker threads were still inside a handler after %.1fs", timeout)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, data: dict, workflow: str | None = None, *, order_id: str | None = None,
+               idempotency_key: str | None = None) -> str:
+        """Accept an order; returns its id once it is recorded (durably, with a journal)."""
+        workflow = workflow or (data.get("workflow") if isinstance(data, dict) else None) or "ecommerce"
+        clean = validate_order(data)
+        order_id = order_id or new_order_id()
+        self._call(self._core.submit, order_id, clean, workflow=workflow,
+                   idempotency_key=idempotency_key)
+        return order_id
+
+    def find_by_idempotency_key(self, key: str) -> str | None:
+        with self._lock:
+            return self._core.idempotency.get(key)
+
+    def add_worker(self, worker_id: str | None = None) -> str:
+        """Start a thread worker that joins the ring and takes work at once."""
+        with self._lock:
+            worker_id = worker_id or f"w-{next(self._worker_numbers)}"
+            while worker_id in self._core.workers:
+                worker_id = f"w-{next(self._worker_numbers)}"
+        executor = ThreadWorker(worker_id, self, self.handlers, self.config.heartbeat_interval)
+        with self._lock:
+            self._executors[worker_id] = executor
+        executor.start()
+        self._call(self._core.add_worker, worker_id, kind=executor.kind, meta={})
+        return worker_id
+
+    def kill_worker(self, worker_id: str) -> None:
+        """Simulate a crash. The cluster finds out only through missing heartbeats."""
+        with self._lock:
+            self._require_member(worker_id)
+            executor = self._executors.get(worker_id)
+        if executor is not None:
+            executor.kill()
+
+    def drain_worker(self, worker_id: str) -> None:
+        self._call(self._core.drain_worker, worker_id)
+
+    def cancel_order(self, order_id: str) -> None:
+        self._call(self._core.cancel_order, order_id)
+
+    def retry_order(self, order_id: str) -> None:
+        self._call(self._core.retry_order, order_id)
+
+    def subscribe(self, callback: Callable[[list[dict]], None], maxsize: int = 10_000,
+                  name: str = "subscriber") -> Subscription:
+        """Call `callback(events)` on a thread of its own; it can never stall the scheduler."""
+        sub = Subscription(callback, maxsize, name)
+        with self._lock:
+            self._subscriptions.append(sub)
+        sub.start()
+        return sub
+
+    # ------------------------------------------------------------------ queries
+
+    def get_order(self, order_id: str) -> dict:
+        with self._lock:
+            order = self._core.orders.get(order_id)
+            if order is None:
+                raise UnknownOrder(order_id)
+            return self._order_view(order)
+
+    def orders(self, status: str | None = None, limit: int = 50,
+               before: int | None = None) -> list[dict]:
+        """Newest first; `before` is an order's `number`, for paging."""
+        with self._lock:
+            out = []
+            for order in reversed(self._core.orders.values()):
+                if before is not None and order.number >= before:
+                    continue
+                if status is not None and order.reported_status != status:
+                    continue
+                out.append(self._order_view(order, with_results=False))
+                if len(out) >= limit:
+                    break
+            return out
+
+    def story(self, order_id: str) -> list[dict]:
+        """Every event of one order, in order (capped per order in memory)."""
+        with self._lock:
+            order = self._core.orders.get(order_id)
+            if order is None:
+                raise UnknownOrder(order_id)
+            return list(order.events)
+
+    def workers(self) -> list[dict]:
+        with self._lock:
+            now = self._clock()
+            shares = self._core.ring.shares()
+            return [
+                {
+                    "id": w.id,
+                    "kind": w.kind,
+                    "status": self._core.worker_status(w, now),
+                    "heartbeat_age": round(max(0.0, now - w.last_heartbeat), 3),
+                    "current_task": w.running,
+                    "queued": len(w.tasks),
+                    "tasks_done": w.done,
+                    "tasks_failed": w.failed,
+                    "share": round(shares.get(w.id, 0.0), 4),
+                    "joined_at": round(w.joined_at + self._core.epoch_offset, 3),
+                    **w.meta,
+                }
+                for w in self._core.workers.values()
+            ]
+
+    def ring(self) -> dict:
+        with self._lock:
+            return {"arcs": [[round(a, 5), round(b, 5), w] for a, b, w in self._core.ring.arcs()],
+                    "shares": self._core.ring.shares()}
+
+    def events(self, after: int = 0, limit: int | None = None) -> list[dict]:
+        with self._lock:
+            return self._core.history.after(after, limit)
+
+    def event_bounds(self) -> tuple[int, int]:
+        """(oldest seq held in memory, newest seq): a reader behind the oldest has a gap."""
+        with self._lock:
+            return self._core.history.first_seq, self._core.seq
+
+    def stats(self) -> dict:
+        with self._lock:
+            core = self._core
+            now = self._clock()
+            workers: dict[str, int] = {}
+            for w in core.workers.values():
+                status = core.worker_status(w, now)
+                workers[status] = workers.get(status, 0) + 1
+            return {
+                "orders": dict(core.orders_by_status),
+                "orders_total": core.order_number,
+                "tasks": dict(core.tasks_by_state),
+                "retries": core.counters["retries"],
+                "reassignments": core.counters["reassignments"],
+                "rejected_results": core.counters["rejected_results"],
+                "workers": workers,
+                "throughput": round(core.throughput(now), 3),
+                "last_seq": core.seq,
+            }
+
+    def wait_until_idle(self, timeout: float = 10.0) -> bool:
+        """True once no order is pending or in progress; False if `timeout` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._core.active_orders == 0, timeout)
+
+    def validate(self) -> None:
+        with self._lock:
+            self._core.validate()
+
+    # ------------------------------------------------------------------ worker port
+
+    def begin_task(self, worker_id: str, dispatch: Dispatch) -> dict | None:
+        fx, context = self._call_returning(self._core.start_task, dispatch.task_id, worker_id,
+                                           dispatch.lease)
+        return context
+
+    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object) -> None:
+        if ok:
+            self._call(self._core.task_succeeded, dispatch.task_id, worker_id, dispatch.lease, value)
+        else:
+            self._call(self._core.task_failed, dispatch.task_id, worker_id, dispatch.lease, str(value))
+
+    def beat(self, worker_id: str) -> bool:
+        with self._lock:
+            return self._core.heartbeat(worker_id, self._clock())
+
+    # ------------------------------------------------------------------ internals
+
+    def _call(self, method: Callable[..., Effects], *args: Any, **kwargs: Any) -> Effects:
+        with self._lock:
+            fx = method(*args, now=self._clock(), **kwargs)
+            ticket = self._publish(fx)
+        self._carry_out(fx, ticket)
+        return fx
+
+    def _call_returning(self, method: Callable[..., tuple[Effects, Any]], *args: Any) -> tuple[Effects, Any]:
+        with self._lock:
+            fx, value = method(*args, now=self._clock())
+            ticket = self._publish(fx)
+        self._carry_out(fx, ticket)
+        return fx, value
+
+    def _publish(self, fx: Effects) -> object:
+        """Under the lock: queue the events for the journal and subscribers, in seq order."""
+        if self._core.active_orders == 0:
+            self._idle.notify_all()
+        if not fx.events:
+            return None
+        for sub in self._subscriptions:
+            sub.offer(fx.events)
+        return self._journal.record(fx.events)
+
+    def _carry_out(self, fx: Effects, ticket: object) -> None:
+        for event in fx.events:
+            level = _LEVELS.get(event["type"])
+            if level is not None:
+                log.log(level, event["message"])
+        if ticket is not None:
+            # Nothing that depends on these events (a dependent step, the caller's
+            # acknowledgement) proceeds before they are durable.
+            self._journal.wait(ticket)
+        for dispatch in fx.dispatches:
+            executor = self._executors.get(dispatch.worker_id)
+            if executor is not None:
+                executor.deliver(dispatch)
+        for worker_id in fx.departed:
+            executor = self._executors.pop(worker_id, None)
+            if executor is not None:
+                executor.stop()
+        if fx.wake_at is not None and fx.wake_at < self._next_tick:
+            self._wake.set()
+
+    def _monitor_once(self) -> None:
+        fx = self._call(self._core.tick)
+        interval = self.config.heartbeat_interval / 4
+        now = self._clock()
+        wait = interval if fx.wake_at is None else min(interval, max(0.0, fx.wake_at - now))
+        self._next_tick = now + wait
+        self._wake.wait(wait)
+        self._wake.clear()
+
+    def _require_member(self, worker_id: str) -> None:
+        worker = self._core.workers.get(worker_id)
+        if worker is None:
+            raise UnknownWorker(worker_id)
+        if worker.status not in ("alive", "draining"):
+            raise Conflict(f"worker {worker_id} is already {worker.status}")
+
+    def _order_view(self, order, with_results: bool = True) -> dict:
+        status = self._core.order_status(order)
+        offset = self._core.epoch_offset
+        tasks = {}
+        for step in order.workflow.steps:
+            view = order.tasks[step].view()
+            if not with_results:
+                view.pop("result")
+            tasks[step] = view
+        return {
+            "id": order.id,
+            "number": order.number,
+            "status": status.value,
+            "workflow": order.workflow.name,
+            "customer": order.data.get("customer"),
+            "data": order.data,
+            "tasks": tasks,
+            "submitted_at": round(order.submitted_at + offset, 3),
+            "finished_at": round(order.finished_at + offset, 3) if order.finished_at else None,
+            "terminal": status in TERMINAL_ORDER,
+        }
+
+
+__all__ = ["Cluster", "OrderStatus", "RetryPolicy"]

@@ -1,0 +1,91 @@
+"""Every tunable default of the scheduler, in one place.
+
+Policies are small frozen dataclasses that validate themselves, so a bad setting fails
+when the cluster is built, not in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failing step is tried again."""
+
+    # Retries after the first attempt: a step runs at most max_retries + 1 times.
+    max_retries: int = 3
+    # Backoff before retry n is uniform in [0, min(cap, base * 2**(n-1))] ("full jitter").
+    backoff_base: float = 0.1
+    backoff_cap: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+        if self.backoff_base < 0 or self.backoff_cap < 0:
+            raise ConfigError("backoff_base and backoff_cap must be >= 0")
+        if self.backoff_cap < self.backoff_base:
+            raise ConfigError("backoff_cap must be >= backoff_base")
+
+
+def backoff(retry_number: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Delay before retry `retry_number` (1-based): exponential with full jitter.
+
+    Full jitter (AWS architecture blog, "Exponential Backoff and Jitter") spreads retries of
+    many orders that failed together, so a flaky payment gateway is not hit in waves.
+    """
+    if retry_number < 1:
+        raise ValueError("retry_number starts at 1")
+    # Clamp the exponent so huge retry numbers do not overflow the float.
+    ceiling = min(policy.backoff_cap, policy.backoff_base * math.pow(2, min(retry_number - 1, 60)))
+    return rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Settings of one cluster. Every field has the default a user gets from `make run`."""
+
+    # Worker threads started with the cluster.
+    workers: int = 4
+    # How often each worker proves it is alive (seconds).
+    heartbeat_interval: float = 0.5
+    # A worker silent for longer than this is declared dead and its tasks move (seconds).
+    heartbeat_timeout: float = 2.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # A task whose worker died under it more than this many times fails as poison.
+    max_reassignments: int = 5
+    # Bounded-load slack: no worker holds more than ceil((1 + epsilon) * average) tasks.
+    load_epsilon: float = 0.25
+    # Virtual nodes per worker on the hash ring; more nodes, more even shares.
+    vnodes: int = 160
+    # Events kept in memory for `events()` and the dashboard; older ones live in the journal.
+    event_history: int = 20_000
+    # Finished orders kept in memory; the oldest are forgotten (the journal keeps them).
+    finished_order_history: int = 20_000
+    # Seed for jitter and demo chaos; None draws one from the OS.
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"workers must be an integer >= 0, got {self.workers!r}")
+        if not self.heartbeat_interval > 0:
+            raise ConfigError("heartbeat_interval must be > 0")
+        if not self.heartbeat_timeout > self.heartbeat_interval:
+            raise ConfigError(
+                "heartbeat_timeout must be greater than heartbeat_interval "
+                f"({self.heartbeat_timeout} <= {self.heartbeat_interval})"
+            )
+        if not isinstance(self.max_reassignments, int) or self.max_reassignments < 0:
+            raise ConfigError("max_reassignments must be an integer >= 0")
+        if self.load_epsilon <= 0:
+            raise ConfigError("load_epsilon must be > 0")
+        if not isinstance(self.vnodes, int) or self.vnodes < 1:
+            raise ConfigError("vnodes must be an integer >= 1")
+        if self.event_history < 100 or self.finished_order_history < 1:
+            raise ConfigError("event_history must be >= 100 and finished_order_history >= 1")

@@ -1,0 +1,572 @@
+"""The pure scheduling core: stimuli in, effects out. No threads, locks, clocks or I/O.
+
+Every public method takes the current time `now` and returns an `Effects` value: the events
+that happened and the dispatches the shell must carry out. All state changes of a task go
+through `_move`, which consults the transition table in `states.py`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import OrderedDict, deque
+from typing import Any
+
+from .config import ClusterConfig, backoff
+from .events import EventHistory
+from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
+from .ring import HashRing
+from .states import (
+    ON_WORKER,
+    TERMINAL,
+    TERMINAL_ORDER,
+    OrderStatus,
+    TaskState,
+    check_transition,
+    derive_order_status,
+)
+from .workflow import DEFAULT_WORKFLOWS, Workflow
+
+S = TaskState
+# Dead and removed workers kept for display; older ones are forgotten.
+DEPARTED_WORKER_CAP = 64
+THROUGHPUT_WINDOW = 60.0
+
+
+class SchedulerError(Exception):
+    """Base of the errors the facade turns into 4xx answers."""
+
+
+class UnknownOrder(SchedulerError, KeyError):
+    def __str__(self) -> str:
+        return f"unknown order {self.args[0]!r}"
+
+
+class UnknownWorker(SchedulerError, KeyError):
+    def __str__(self) -> str:
+        return f"unknown worker {self.args[0]!r}"
+
+
+class UnknownWorkflow(SchedulerError, ValueError):
+    pass
+
+
+class Conflict(SchedulerError):
+    """The object exists but its state does not allow the request (HTTP 409)."""
+
+
+class SchedulerCore:
+    """All scheduling decisions. Callers serialise access (the shell holds one lock)."""
+
+    def __init__(
+        self,
+        config: ClusterConfig | None = None,
+        workflows: dict[str, Workflow] | None = None,
+        rng: random.Random | None = None,
+        epoch_offset: float = 0.0,
+    ):
+        self.config = config or ClusterConfig()
+        self.workflows = dict(workflows or DEFAULT_WORKFLOWS)
+        self.rng = rng or random.Random(self.config.seed)
+        # Added to `now` to stamp events with wall-clock time while decisions use `now`.
+        self.epoch_offset = epoch_offset
+        self.orders: dict[str, Order] = {}
+        self.tasks: dict[str, Task] = {}
+        self.workers: dict[str, WorkerRecord] = {}
+        self.ring = HashRing(self.config.vnodes)
+        self.history = EventHistory(self.config.event_history)
+        self.seq = 0
+        self.order_number = 0
+        self.lease_counter = 0
+        self.idempotency: dict[str, str] = {}
+        self._unplaced: deque[str] = deque()  # READY tasks waiting for a live worker
+        self._retry_heap: list[tuple[float, int, str]] = []  # (due, lease-at-schedule, task)
+        self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
+        self._departed: deque[str] = deque()
+        self._completions: deque[float] = deque()
+        self.active_orders = 0
+        self.counters = {"retries": 0, "reassignments": 0, "rejected_results": 0}
+        self.orders_by_status = {s.value: 0 for s in OrderStatus}
+        self.tasks_by_state = {s.value: 0 for s in TaskState}
+        self._fx = Effects()
+        self._now = 0.0  # time of the stimulus being handled, for event stamps
+
+    # ------------------------------------------------------------------ stimuli
+
+    def submit(
+        self,
+        order_id: str,
+        data: dict,
+        now: float,
+        workflow: str = "ecommerce",
+        idempotency_key: str | None = None,
+    ) -> Effects:
+        """Accept a new order; its root steps become ready and are placed at once."""
+        self._now = now
+        if idempotency_key is not None and idempotency_key in self.idempotency:
+            raise Conflict(f"idempotency key already used by {self.idempotency[idempotency_key]}")
+        if order_id in self.orders:
+            raise Conflict(f"order {order_id} already exists")
+        wf = self.workflows.get(workflow)
+        if wf is None:
+            known = ", ".join(sorted(self.workflows))
+            raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
+        self.order_number += 1
+        tasks = {
+            step: Task(f"{order_id}:{step}", order_id, step, S.PENDING, set(wf.deps[step]))
+            for step in wf.steps
+        }
+        order = Order(order_id, self.order_number, wf, data, tasks, now)
+        order.idempotency_key = idempotency_key
+        self.orders[order_id] = order
+        self.tasks.update((t.id, t) for t in tasks.values())
+        self.tasks_by_state["pending"] += len(tasks)
+        self.orders_by_status["pending"] += 1
+        self.active_orders += 1
+        if idempotency_key is not None:
+            self.idempotency[idempotency_key] = order_id
+        self._emit(
+            "order_submitted", order, None, None, 0,
+            f"order {order_id} accepted ({wf.name}: {' -> '.join(wf.steps)})",
+        )
+        for step in wf.roots():
+            self._make_ready(tasks[step], now)
+        return self._flush()
+
+    def add_worker(self, worker_id: str, now: float, kind: str = "thread", meta: dict | None = None) -> Effects:
+        self._now = now
+        if worker_id in self.workers and self.workers[worker_id].status in ("alive", "draining"):
+            raise Conflict(f"worker {worker_id} is already a member")
+        self.workers[worker_id] = WorkerRecord(worker_id, kind, "alive", now, now, meta=meta or {})
+        self.ring.add(worker_id)
+        self._emit("worker_added", None, None, worker_id, 0, f"worker {worker_id} ({kind}) joined")
+        # Tasks that found no live worker get one now.
+        waiting, self._unplaced = self._unplaced, deque()
+        for task_id in waiting:
+            task = self.tasks.get(task_id)
+            if task is not None and task.state is S.READY:
+                self._place(task, now)
+        return self._flush()
+
+    def heartbeat(self, worker_id: str, now: float) -> bool:
+        """Record a sign of life. False tells the worker it was declared dead (or is unknown)."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.status not in ("alive", "draining"):
+            return False
+        worker.last_heartbeat = max(worker.last_heartbeat, now)
+        return True
+
+    def start_task(self, task_id: str, worker_id: str, lease: int, now: float) -> tuple[Effects, dict | None]:
+        """A worker took a task from its queue. Returns the handler context, or None if stale."""
+        self._now = now
+        task = self.tasks.get(task_id)
+        if task is None or task.lease != lease or task.state is not S.ASSIGNED or task.worker != worker_id:
+            return self._flush(), None
+        worker = self.workers[worker_id]
+        self._move(task, S.RUNNING)
+        if not task.attempt_open:
+            task.attempt += 1
+            task.attempt_open = True
+        task.runs += 1
+        task.started_at = now
+        worker.running = task_id
+        order = self.orders[task.order_id]
+        self._emit(
+            "task_started", order, task.step, worker_id, task.attempt,
+            f"order {order.id} step {task.step} attempt {task.attempt} started on {worker_id}",
+        )
+        context = {
+            "order_id": order.id,
+            "order": order.data,
+            "step": task.step,
+            "attempt": task.attempt,
+            "worker_id": worker_id,
+            "results": {d: order.tasks[d].result for d in order.workflow.deps[task.step]},
+            "idempotency_key": task.id,
+        }
+        return self._flush(), context
+
+    def task_succeeded(self, task_id: str, worker_id: str, lease: int, result: Any, now: float) -> Effects:
+        self._now = now
+        task = self._fenced(task_id, worker_id, lease, "success")
+        if task is None:
+            return self._flush()
+        order = self.orders[task.order_id]
+        self._release_worker(task, worker_id, ok=True)
+        task.result = result
+        task.error = None
+        self._move(task, S.SUCCEEDED)
+        self._emit(
+            "task_succeeded", order, task.step, worker_id, task.attempt,
+            f"order {order.id} step {task.step} attempt {task.attempt} succeeded on {worker_id}",
+            duration=round(now - task.started_at, 6) if task.started_at is not None else None,
+        )
+        for dependent in order.workflow.dependents[task.step]:
+            child = order.tasks[dependent]
+            child.waiting_on.discard(task.step)
+            if not child.waiting_on and child.state is S.PENDING:
+                self._make_ready(child, now)
+        self._check_order(order, now)
+        self._finish_drain(worker_id)
+        return self._flush()
+
+    def task_failed(self, task_id: str, worker_id: str, lease: int, error: str, now: float) -> Effects:
+        self._now = now
+        task = self._fenced(task_id, worker_id, lease, "failure")
+        if task is None:
+            return self._flush()
+        order = self.orders[task.order_id]
+        self._release_worker(task, worker_id, ok=False)
+        task.error = error
+        task.attempt_open = False
+        self._emit(
+            "task_failed", order, task.step, worker_id, task.attempt,
+            f"order {order.id} step {task.step} attempt {task.attempt} failed on {worker_id}: {error}",
+            error=error,
+        )
+        policy = self.config.retry
+        if task.attempt <= policy.max_retries:
+            delay = backoff(task.attempt, policy, self.rng)
+            self._move(task, S.RETRY_WAIT)
+            task.due = now + delay
+            heapq.heappush(self._retry_heap, (task.due, task.lease, task.id))
+            self.counters["retries"] += 1
+            self._emit(
+                "task_retrying", order, task.step, worker_id, task.attempt + 1,
+                f"order {order.id} step {task.step} will retry as attempt {task.attempt + 1} "
+                f"of {policy.max_retries + 1} in {delay:.3f}s",
+                delay=round(delay, 6),
+            )
+        else:
+            self._fail_task(task, now, f"gave up after {task.attempt} attempts: {error}")
+        self._finish_drain(worker_id)
+        return self._flush()
+
+    def drain_worker(self, worker_id: str, now: float) -> Effects:
+        """Graceful removal: no new work, queued tasks move now, the running one finishes."""
+        self._now = now
+        worker = self._worker(worker_id)
+        if worker.status != "alive":
+            raise Conflict(f"worker {worker_id} is {worker.status}; only an alive worker can drain")
+        worker.status = "draining"
+        self.ring.remove(worker_id)
+        self._emit("worker_draining", None, None, worker_id, 0, f"worker {worker_id} is draining")
+        for task_id in sorted(worker.tasks):
+            task = self.tasks[task_id]
+            if task.state is S.ASSIGNED:
+                worker.tasks.discard(task_id)
+                self._reassign(task, worker_id, now, reason="drain")
+        self._finish_drain(worker_id)
+        return self._flush()
+
+    def tick(self, now: float) -> Effects:
+        """Periodic duty: declare silent workers dead, release retries whose backoff ended."""
+        self._now = now
+        timeout = self.config.heartbeat_timeout
+        for worker in list(self.workers.values()):
+            if worker.status in ("alive", "draining") and now - worker.last_heartbeat > timeout:
+                self._declare_dead(worker, now)
+        heap = self._retry_heap
+        while heap and heap[0][0] <= now:
+            _, lease, task_id = heapq.heappop(heap)
+            task = self.tasks.get(task_id)
+            # A cancelled or retried-by-hand task leaves a stale entry behind; skip it.
+            if task is not None and task.state is S.RETRY_WAIT and task.lease == lease:
+                task.due = None
+                self._make_ready(task, now)
+        return self._flush()
+
+    def cancel_order(self, order_id: str, now: float) -> Effects:
+        self._now = now
+        order = self._order(order_id)
+        status = self.order_status(order)
+        if status in TERMINAL_ORDER:
+            raise Conflict(f"order {order_id} is {status.value} and cannot be cancelled")
+        for task in order.tasks.values():
+            if task.state not in TERMINAL:
+                self._cancel_task(task)
+        self._check_order(order, now)
+        return self._flush()
+
+    def retry_order(self, order_id: str, now: float) -> Effects:
+        """Re-run a failed order from the step that failed; finished steps are kept."""
+        self._now = now
+        order = self._order(order_id)
+        status = self.order_status(order)
+        if status is not OrderStatus.FAILED:
+            raise Conflict(f"order {order_id} is {status.value}; only a failed order can be retried")
+        self._emit("order_retried", order, None, None, 0, f"order {order_id} retried by hand")
+        for task in order.tasks.values():
+            if task.state is S.SUCCEEDED:
+                continue
+            task.attempt, task.attempt_open, task.reassignments, task.error = 0, False, 0, None
+            task.waiting_on = {d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED}
+            self._move(task, S.PENDING if task.waiting_on else S.READY)
+        self._check_order(order, now)
+        for task in order.tasks.values():
+            if task.state is S.READY:
+                self._place(task, now)
+        return self._flush()
+
+    # ------------------------------------------------------------------ queries
+
+    def order_status(self, order: Order) -> OrderStatus:
+        return derive_order_status([t.state for t in order.tasks.values()])
+
+    def worker_status(self, worker: WorkerRecord, now: float) -> str:
+        """alive turns "suspect" once two heartbeats in a row are missing."""
+        if worker.status == "alive" and now - worker.last_heartbeat > 2 * self.config.heartbeat_interval:
+            return "suspect"
+        return worker.status
+
+    def throughput(self, now: float) -> float:
+        """Orders completed per second over the last minute."""
+        self._trim_completions(now)
+        return len(self._completions) / THROUGHPUT_WINDOW
+
+    def loads(self) -> dict[str, int]:
+        return {w.id: len(w.tasks) for w in self.workers.values() if w.id in self.ring}
+
+    def validate(self) -> None:
+        """Check internal invariants; used by tests after every step."""
+        for task in self.tasks.values():
+            if task.state in ON_WORKER:
+                assert task.worker is not None and task.id in self.workers[task.worker].tasks, task
+            for dep in task.waiting_on:
+                assert self.orders[task.order_id].tasks[dep].state is not S.SUCCEEDED, task
+            if task.state is not S.PENDING:
+                assert not task.waiting_on or task.state is S.CANCELLED, task
+        for worker in self.workers.values():
+            for task_id in worker.tasks:
+                task = self.tasks[task_id]
+                assert task.worker == worker.id and task.state in ON_WORKER, (worker, task)
+            if worker.status in ("dead", "removed"):
+                assert not worker.tasks and worker.id not in self.ring
+        active = sum(1 for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER)
+        assert active == self.active_orders, (active, self.active_orders)
+
+    # ------------------------------------------------------------------ internals
+
+    def _flush(self) -> Effects:
+        fx, self._fx = self._fx, Effects()
+        if fx.events:
+            self.history.extend(fx.events)
+        if self._retry_heap:
+            fx.wake_at = self._retry_heap[0][0]
+        return fx
+
+    def _emit(self, kind: str, order: Order | None, step: str | None, worker_id: str | None,
+              attempt: int, message: str, **extra: Any) -> None:
+        self.seq += 1
+        event = {
+            "seq": self.seq,
+            "ts": round(self._now + self.epoch_offset, 6),
+            "type": kind,
+            "order_id": order.id if order else None,
+            "step": step,
+            "worker_id": worker_id,
+            "attempt": attempt,
+            "message": message,
+        }
+        if extra:
+            event.update(extra)
+        self._fx.events.append(event)
+        if order is not None and len(order.events) < ORDER_EVENT_CAP:
+            order.events.append(event)
+
+    def _move(self, task: Task, finish: TaskState) -> None:
+        check_transition(task.id, task.state, finish, task.history[-12:])
+        self.tasks_by_state[task.state.value] -= 1
+        self.tasks_by_state[finish.value] += 1
+        task.history.append(task.state)
+        if len(task.history) > 32:
+            del task.history[:16]
+        task.state = finish
+
+    def _make_ready(self, task: Task, now: float) -> None:
+        self._move(task, S.READY)
+        self._place(task, now)
+
+    def _place(self, task: Task, now: float) -> None:
+        """Hand a READY task to a worker chosen by the ring, or park it until one joins."""
+        workers = self.workers
+        worker_id = self.ring.place(task.order_id, lambda w: len(workers[w].tasks), self.config.load_epsilon)
+        if worker_id is None:
+            self._unplaced.append(task.id)
+            return
+        self._assign(task, worker_id)
+        self._check_order(self.orders[task.order_id], now)
+
+    def _assign(self, task: Task, worker_id: str) -> None:
+        self._move(task, S.ASSIGNED)
+        self.lease_counter += 1
+        task.lease = self.lease_counter
+        task.worker = worker_id
+        self.workers[worker_id].tasks.add(task.id)
+        self._fx.dispatches.append(Dispatch(worker_id, task.id, task.lease))
+
+    def _fenced(self, task_id: str, worker_id: str, lease: int, what: str) -> Task | None:
+        """The task if `lease` is its current running lease; otherwise record a rejection."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.lease == lease and task.state is S.RUNNING and task.worker == worker_id:
+            return task
+        self.counters["rejected_results"] += 1
+        order = self.orders.get(task.order_id) if task else None
+        step = task.step if task else None
+        self._emit(
+            "result_rejected", order, step, worker_id, task.attempt if task else 0,
+            f"late {what} of {task_id} from {worker_id} rejected (lease {lease} is no longer valid)",
+        )
+        return None
+
+    def _release_worker(self, task: Task, worker_id: str, ok: bool) -> None:
+        worker = self.workers[worker_id]
+        worker.tasks.discard(task.id)
+        if worker.running == task.id:
+            worker.running = None
+        if ok:
+            worker.done += 1
+        else:
+            worker.failed += 1
+
+    def _reassign(self, task: Task, from_worker: str, now: float, reason: str) -> None:
+        order = self.orders[task.order_id]
+        task.lease = 0
+        task.worker = None
+        target = self.ring.place(task.order_id, lambda w: len(self.workers[w].tasks), self.config.load_epsilon)
+        if target is None:
+            self._move(task, S.READY)
+            self._unplaced.append(task.id)
+        else:
+            self._assign(task, target)
+        self._emit(
+            "task_reassigned", order, task.step, target, task.attempt,
+            f"order {order.id} step {task.step} attempt {task.attempt} moved from {from_worker} "
+            f"to {target or '(no live worker yet)'} ({reason})",
+            from_worker=from_worker, reason=reason,
+        )
+
+    def _declare_dead(self, worker: WorkerRecord, now: float) -> None:
+        age = now - worker.last_heartbeat
+        worker.status = "dead"
+        worker.running = None
+        self.ring.remove(worker.id)
+        self._emit(
+            "worker_dead", None, None, worker.id, 0,
+            f"worker {worker.id} declared dead: no heartbeat for {age:.2f}s; "
+            f"{len(worker.tasks)} task(s) to move",
+        )
+        lost, worker.tasks = sorted(worker.tasks), set()
+        for task_id in lost:
+            task = self.tasks[task_id]
+            if task.state not in ON_WORKER:
+                continue  # cancelled meanwhile: its order failed through a sibling
+            task.reassignments += 1
+            self.counters["reassignments"] += 1
+            if task.reassignments > self.config.max_reassignments:
+                task.lease, task.worker = 0, None
+                self._fail_task(task, now, f"poison: its worker died under it {task.reassignments} times")
+            else:
+                self._reassign(task, worker.id, now, reason="worker dead")
+        self._depart(worker.id)
+
+    def _finish_drain(self, worker_id: str) -> None:
+        worker = self.workers.get(worker_id)
+        if worker is not None and worker.status == "draining" and not worker.tasks:
+            worker.status = "removed"
+            self._emit("worker_removed", None, None, worker_id, 0, f"worker {worker_id} drained and left")
+            self._depart(worker_id)
+
+    def _depart(self, worker_id: str) -> None:
+        self._fx.departed.append(worker_id)
+        self._departed.append(worker_id)
+        while len(self._departed) > DEPARTED_WORKER_CAP:
+            old = self._departed.popleft()
+            if self.workers.get(old) and self.workers[old].status in ("dead", "removed"):
+                del self.workers[old]
+
+    def _fail_task(self, task: Task, now: float, reason: str) -> None:
+        """The step is given up: the order fails and its other unfinished steps are cancelled."""
+        order = self.orders[task.order_id]
+        task.error = reason
+        self._move(task, S.FAILED)
+        for other in order.tasks.values():
+            if other is not task and other.state not in TERMINAL:
+                self._cancel_task(other)
+        self._check_order(order, now, reason=f"step {task.step} {reason}")
+
+    def _cancel_task(self, task: Task) -> None:
+        if task.state in ON_WORKER and task.worker is not None:
+            worker = self.workers[task.worker]
+            worker.tasks.discard(task.id)
+            if worker.running == task.id:
+                worker.running = None
+            self._finish_drain(worker.id)
+        task.lease = 0
+        task.due = None
+        self._move(task, S.CANCELLED)
+        order = self.orders[task.order_id]
+        self._emit("task_cancelled", order, task.step, task.worker, task.attempt,
+                   f"order {order.id} step {task.step} cancelled")
+
+    def _check_order(self, order: Order, now: float, reason: str = "") -> None:
+        status = self.order_status(order)
+        if status.value == order.reported_status:
+            return
+        was_finished = OrderStatus(order.reported_status) in TERMINAL_ORDER
+        self._set_order_status(order, status)
+        if was_finished and status not in TERMINAL_ORDER:
+            # Reopened by a manual retry.
+            self.active_orders += 1
+            order.finished_at = None
+            self._finished.pop(order.id, None)
+        elif status in TERMINAL_ORDER:
+            self.active_orders -= 1
+            order.finished_at = now
+            if status is OrderStatus.COMPLETED:
+                self._completions.append(now)
+                self._trim_completions(now)
+                took = now - order.submitted_at
+                self._emit("order_completed", order, None, None, 0,
+                           f"order {order.id} completed in {took:.3f}s", duration=round(took, 6))
+            elif status is OrderStatus.FAILED:
+                self._emit("order_failed", order, None, None, 0, f"order {order.id} failed: {reason}")
+            else:
+                self._emit("order_cancelled", order, None, None, 0, f"order {order.id} cancelled")
+            self._remember_finished(order.id)
+
+    def _set_order_status(self, order: Order, status: OrderStatus) -> None:
+        if status.value != order.reported_status:
+            self.orders_by_status[order.reported_status] -= 1
+            self.orders_by_status[status.value] += 1
+            order.reported_status = status.value
+
+    def _remember_finished(self, order_id: str) -> None:
+        """Keep memory bounded: forget the oldest finished orders beyond the cap."""
+        self._finished[order_id] = None
+        self._finished.move_to_end(order_id)
+        while len(self._finished) > self.config.finished_order_history:
+            old_id, _ = self._finished.popitem(last=False)
+            old = self.orders.pop(old_id, None)
+            if old is None:
+                continue
+            for task in old.tasks.values():
+                self.tasks.pop(task.id, None)
+            if old.idempotency_key is not None:
+                self.idempotency.pop(old.idempotency_key, None)
+
+    def _trim_completions(self, now: float) -> None:
+        while self._completions and self._completions[0] < now - THROUGHPUT_WINDOW:
+            self._completions.popleft()
+
+    def _worker(self, worker_id: str) -> WorkerRecord:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            raise UnknownWorker(worker_id)
+        return worker
+
+    def _order(self, order_id: str) -> Order:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise UnknownOrder(order_id)
+        return order

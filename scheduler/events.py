@@ -1,0 +1,85 @@
+"""Event records and the bounded in-memory history that serves `events(after=...)`."""
+
+from __future__ import annotations
+
+import bisect
+
+# The kinds of event the core emits. Subscribers may rely on this set.
+EVENT_TYPES = frozenset(
+    {
+        "order_submitted",
+        "order_completed",
+        "order_failed",
+        "order_cancelled",
+        "order_retried",
+        "task_ready",
+        "task_assigned",
+        "task_started",
+        "task_succeeded",
+        "task_failed",
+        "task_retrying",
+        "task_reassigned",
+        "task_cancelled",
+        "result_rejected",
+        "worker_added",
+        "worker_dead",
+        "worker_draining",
+        "worker_removed",
+    }
+)
+
+# Events worth a line in the log file: failures, retries, moves and deaths at WARNING,
+# the life of orders and workers at INFO. Started/succeeded attempts are too many to log.
+LOG_LEVELS = {
+    "task_failed": "WARNING",
+    "task_retrying": "WARNING",
+    "task_reassigned": "WARNING",
+    "worker_dead": "WARNING",
+    "order_failed": "WARNING",
+    "result_rejected": "WARNING",
+    "order_submitted": "INFO",
+    "order_completed": "INFO",
+    "order_cancelled": "INFO",
+    "order_retried": "INFO",
+    "worker_added": "INFO",
+    "worker_draining": "INFO",
+    "worker_removed": "INFO",
+}
+
+
+class EventHistory:
+    """The most recent events, oldest first, with O(log n) lookup by seq.
+
+    Trimming happens in chunks (when the list reaches twice the cap) so appends stay O(1)
+    amortised instead of shifting the list on every event.
+    """
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self._events: list[dict] = []
+        self._seqs: list[int] = []
+
+    def extend(self, events: list[dict]) -> None:
+        self._events.extend(events)
+        self._seqs.extend(e["seq"] for e in events)
+        if len(self._events) >= 2 * self.cap:
+            del self._events[: -self.cap]
+            del self._seqs[: -self.cap]
+
+    def after(self, seq: int, limit: int | None = None) -> list[dict]:
+        """Events with a seq greater than `seq`, oldest first, at most `limit` of them."""
+        start = bisect.bisect_right(self._seqs, seq)
+        stop = len(self._events) if limit is None else start + limit
+        return self._events[start:stop]
+
+    def recent(self, limit: int) -> list[dict]:
+        return self._events[-limit:] if limit > 0 else []
+
+    @property
+    def first_seq(self) -> int:
+        """Seq of the oldest event still held (0 when empty)."""
+        return self._seqs[0] if self._seqs else 0
+
+    @property
+    def last_seq(self) -> int:
+        return self._seqs[-1] if self._seqs else 0

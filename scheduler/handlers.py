@@ -1,0 +1,127 @@
+"""What a step runs: the handler context, demo handlers and live chaos settings."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ConfigError
+from .orders import order_total
+
+
+class TaskError(Exception):
+    """Raised by a handler to fail an attempt with a readable message."""
+
+
+@dataclass
+class TaskContext:
+    """Everything a handler may use. `idempotency_key` is the same across retries and moves."""
+
+    order_id: str
+    order: dict
+    step: str
+    attempt: int
+    worker_id: str
+    results: dict[str, Any]
+    idempotency_key: str
+    # Set when the worker is stopped or killed, so a slow handler can give up early.
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait like a slow external call; returns False if the worker was stopped meanwhile."""
+        return not self.cancelled.wait(seconds)
+
+
+Handler = Callable[[TaskContext], Any]
+
+
+class Chaos:
+    """Failure rate and latency of the demo handlers, changeable while the cluster runs."""
+
+    def __init__(self, failure_rate: float = 0.0, latency_ms: tuple[float, float] = (0.0, 0.0),
+                 seed: int | None = None):
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self.failure_rate = 0.0
+        self.latency_ms = (0.0, 0.0)
+        self.update(failure_rate=failure_rate, latency_ms=latency_ms)
+
+    def update(self, failure_rate: float | None = None,
+               latency_ms: tuple[float, float] | list[float] | None = None) -> dict:
+        """Validate everything first, then apply, so a bad value changes nothing."""
+        rate, latency = self.failure_rate, self.latency_ms
+        if failure_rate is not None:
+            if isinstance(failure_rate, bool) or not isinstance(failure_rate, int | float) \
+                    or not 0.0 <= failure_rate <= 1.0:
+                raise ConfigError("failure_rate must be a number from 0 to 1")
+            rate = float(failure_rate)
+        if latency_ms is not None:
+            if not isinstance(latency_ms, list | tuple) or len(latency_ms) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, int | float) for v in latency_ms
+            ):
+                raise ConfigError("latency_ms must be a pair [min, max] of numbers")
+            low, high = float(latency_ms[0]), float(latency_ms[1])
+            if not 0 <= low <= high <= 60_000:
+                raise ConfigError("latency_ms must satisfy 0 <= min <= max <= 60000")
+            latency = (low, high)
+        with self._lock:
+            self.failure_rate, self.latency_ms = rate, latency
+        return self.view()
+
+    def view(self) -> dict:
+        return {"failure_rate": self.failure_rate, "latency_ms": list(self.latency_ms)}
+
+    def draw(self) -> tuple[float, bool]:
+        """(seconds to wait, whether this attempt fails) for one handler call."""
+        with self._lock:
+            low, high = self.latency_ms
+            delay = self._rng.uniform(low, high) / 1000.0 if high > 0 else 0.0
+            fails = self.failure_rate > 0 and self._rng.random() < self.failure_rate
+        return delay, fails
+
+
+def _reference(prefix: str, key: str) -> str:
+    """A reference derived from the idempotency key: a retried charge gets the same id."""
+    return prefix + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def demo_handlers(chaos: Chaos) -> dict[str, Handler]:
+    """Payment, packing, invoice and shipping that wait and fail as `chaos` says."""
+
+    def simulate(ctx: TaskContext, failure: str) -> None:
+        delay, fails = chaos.draw()
+        if delay and not ctx.sleep(delay):
+            raise TaskError("worker stopped")
+        if fails:
+            raise TaskError(f"{failure} (simulated, attempt {ctx.attempt})")
+
+    def payment(ctx: TaskContext) -> dict:
+        simulate(ctx, "payment gateway declined the charge")
+        return {"charge_id": _reference("ch_", ctx.idempotency_key), "amount": order_total(ctx.order)}
+
+    def packing(ctx: TaskContext) -> dict:
+        simulate(ctx, "item out of stock at the packing station")
+        return {"parcel_id": _reference("pk_", ctx.idempotency_key),
+                "items": sum(i["qty"] for i in ctx.order.get("items", []))}
+
+    def invoice(ctx: TaskContext) -> dict:
+        simulate(ctx, "invoice service unavailable")
+        return {"invoice_id": _reference("in_", ctx.idempotency_key),
+                "charge_id": (ctx.results.get("payment") or {}).get("charge_id")}
+
+    def shipping(ctx: TaskContext) -> dict:
+        simulate(ctx, "carrier API timed out")
+        return {"tracking": _reference("tr_", ctx.idempotency_key)}
+
+    return {"payment": payment, "packing": packing, "invoice": invoice, "shipping": shipping}
+
+
+def resolve_handler(handlers: Mapping[str, Handler], step: str) -> Handler:
+    handler = handlers.get(step)
+    if handler is None:
+        raise TaskError(f"no handler registered for step {step!r}")
+    return handler

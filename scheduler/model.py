@@ -1,0 +1,96 @@
+"""Plain records the core keeps for orders, tasks and workers, and the effects it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .states import TaskState
+from .workflow import Workflow
+
+# How many events of one order are kept for its timeline (a retried, much-reassigned order
+# can produce many); the journal keeps all of them.
+ORDER_EVENT_CAP = 500
+
+
+@dataclass(slots=True)
+class Task:
+    id: str  # "<order id>:<step>", also the idempotency key handed to handlers
+    order_id: str
+    step: str
+    state: TaskState
+    waiting_on: set[str]
+    attempt: int = 0  # number of the latest attempt started; 0 before the first
+    # True while the latest attempt has not failed: a restart after a reassignment is the
+    # same attempt (losing a worker is not a retry), a start after a failure is a new one.
+    attempt_open: bool = False
+    reassignments: int = 0  # times its worker died under it
+    runs: int = 0  # times a worker started it, whatever the outcome
+    worker: str | None = None
+    lease: int = 0  # fencing token of the current assignment; 0 = none
+    due: float | None = None  # when a retry_wait ends
+    result: Any = None
+    error: str | None = None
+    started_at: float | None = None
+    history: list[TaskState] = field(default_factory=list)
+
+    def view(self) -> dict:
+        return {
+            "status": self.state.value,
+            "attempts": self.attempt,
+            "runs": self.runs,
+            "reassignments": self.reassignments,
+            "worker": self.worker,
+            "error": self.error,
+            "result": self.result,
+            "retry_at": self.due,
+        }
+
+
+@dataclass(slots=True)
+class Order:
+    id: str
+    number: int  # submission order, for stable listing and cursors
+    workflow: Workflow
+    data: dict
+    tasks: dict[str, Task]
+    submitted_at: float
+    reported_status: str = "pending"  # the status last announced by an event
+    finished_at: float | None = None
+    idempotency_key: str | None = None
+    events: list[dict] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    id: str
+    kind: str  # "thread" or "process"
+    status: str  # alive | draining | dead | removed ("suspect" is derived from heartbeat age)
+    last_heartbeat: float
+    joined_at: float
+    tasks: set[str] = field(default_factory=set)  # assigned or running here
+    running: str | None = None
+    done: int = 0
+    failed: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Dispatch:
+    """Put task `task_id` under `lease` into worker `worker_id`'s queue."""
+
+    worker_id: str
+    task_id: str
+    lease: int
+
+
+@dataclass(slots=True)
+class Effects:
+    """What the shell must carry out after one stimulus, in this order."""
+
+    events: list[dict] = field(default_factory=list)
+    dispatches: list[Dispatch] = field(default_factory=list)
+    # Workers that left (dead or removed): the shell stops their threads or connections.
+    departed: list[str] = field(default_factory=list)
+    # Earliest retry due time, so the shell's timer can sleep until then.
+    wake_at: float | None = None

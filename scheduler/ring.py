@@ -1,0 +1,113 @@
+"""Consistent-hash ring with virtual nodes and bounded loads.
+
+Placement follows Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads"
+(2016): walk clockwise from the key's point and take the first worker whose load is below
+capacity ceil((1 + epsilon) * (total + 1) / workers). Keys keep their preferred worker while
+it has room, and no worker ever holds more than the capacity.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+
+RING_SIZE = 2**64
+
+
+def stable_hash(text: str) -> int:
+    """A 64-bit point on the ring that is the same in every process (unlike salted hash())."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def capacity(total_load: int, members: int, epsilon: float) -> int:
+    """Most tasks one worker may hold once one more task is placed among `members` workers."""
+    return max(1, math.ceil((1 + epsilon) * (total_load + 1) / members))
+
+
+class HashRing:
+    """Workers on a ring of 2**64 points, each at `vnodes` pseudo-random places."""
+
+    def __init__(self, vnodes: int = 64):
+        self.vnodes = vnodes
+        self._points: list[int] = []
+        self._owners: list[str] = []
+        self._members: set[str] = set()
+
+    def __contains__(self, member: str) -> bool:
+        return member in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    @property
+    def members(self) -> frozenset[str]:
+        return frozenset(self._members)
+
+    def add(self, member: str) -> None:
+        if member in self._members:
+            return
+        self._members.add(member)
+        for i in range(self.vnodes):
+            point = stable_hash(f"{member}#{i}")
+            at = bisect.bisect_left(self._points, point)
+            self._points.insert(at, point)
+            self._owners.insert(at, member)
+
+    def remove(self, member: str) -> None:
+        if member not in self._members:
+            return
+        self._members.discard(member)
+        keep = [(p, o) for p, o in zip(self._points, self._owners, strict=True) if o != member]
+        self._points = [p for p, _ in keep]
+        self._owners = [o for _, o in keep]
+
+    def preference(self, key: str) -> Iterator[str]:
+        """Distinct members in clockwise order from the key's point."""
+        if not self._points:
+            return
+        start = bisect.bisect(self._points, stable_hash(key))
+        seen: set[str] = set()
+        count = len(self._points)
+        for i in range(count):
+            owner = self._owners[(start + i) % count]
+            if owner not in seen:
+                seen.add(owner)
+                yield owner
+                if len(seen) == len(self._members):
+                    return
+
+    def lookup(self, key: str) -> str | None:
+        """The key's home worker, ignoring load."""
+        return next(self.preference(key), None)
+
+    def place(self, key: str, load: Callable[[str], int], epsilon: float) -> str | None:
+        """The first worker clockwise from the key whose load is under the bounded capacity."""
+        if not self._members:
+            return None
+        total = sum(load(m) for m in self._members)
+        cap = capacity(total, len(self._members), epsilon)
+        for member in self.preference(key):
+            if load(member) < cap:
+                return member
+        # Unreachable: by pigeonhole some member is below the capacity.
+        raise AssertionError("bounded-load placement found no worker below capacity")
+
+    def shares(self) -> dict[str, float]:
+        """Fraction of the ring each member owns (the arc ending at each of its points)."""
+        out = {m: 0.0 for m in self._members}
+        for i, point in enumerate(self._points):
+            prev = self._points[i - 1] if i else self._points[-1] - RING_SIZE
+            out[self._owners[i]] += (point - prev) / RING_SIZE
+        return out
+
+    def arcs(self) -> list[tuple[float, float, str]]:
+        """(start, end, owner) arcs as fractions of the circle, for drawing the ring."""
+        out = []
+        for i, point in enumerate(self._points):
+            prev = self._points[i - 1] if i else self._points[-1] - RING_SIZE
+            out.append((max(prev, 0) / RING_SIZE, point / RING_SIZE, self._owners[i]))
+            if prev < 0:
+                out.append(((prev + RING_SIZE) / RING_SIZE, 1.0, self._owners[i]))
+        return out

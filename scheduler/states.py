@@ -1,0 +1,75 @@
+"""The task state machine: a closed set of states and one table of allowed moves."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskState(str, Enum):
+    PENDING = "pending"  # waiting for the steps it depends on
+    READY = "ready"  # dependencies done; waiting for a live worker
+    ASSIGNED = "assigned"  # in a worker's queue under a lease
+    RUNNING = "running"  # a worker started it under that lease
+    RETRY_WAIT = "retry_wait"  # an attempt failed; waiting out the backoff
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class OrderStatus(str, Enum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+S = TaskState
+
+# Every legal move. Reassignment of a lost worker's task is ASSIGNED/RUNNING -> ASSIGNED (or
+# READY when no worker is left). FAILED/CANCELLED -> READY/PENDING is the manual "retry order".
+ALLOWED: dict[TaskState, frozenset[TaskState]] = {
+    S.PENDING: frozenset({S.READY, S.CANCELLED}),
+    S.READY: frozenset({S.ASSIGNED, S.CANCELLED}),
+    S.ASSIGNED: frozenset({S.RUNNING, S.ASSIGNED, S.READY, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.RETRY_WAIT, S.FAILED, S.ASSIGNED, S.READY, S.CANCELLED}),
+    S.RETRY_WAIT: frozenset({S.READY, S.CANCELLED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset({S.READY}),
+    S.CANCELLED: frozenset({S.PENDING, S.READY}),
+}
+
+# States in which a task sits on a worker and counts towards its load.
+ON_WORKER = frozenset({S.ASSIGNED, S.RUNNING})
+TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
+TERMINAL_ORDER = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+
+
+class InvalidTransition(RuntimeError):
+    """A move the table does not allow; carries the task's recent history."""
+
+    def __init__(self, task_id: str, start: TaskState, finish: TaskState, history: list):
+        self.task_id, self.start, self.finish, self.history = task_id, start, finish, history
+        trail = " -> ".join(h.value for h in history) or "(none)"
+        super().__init__(
+            f"task {task_id}: {start.value} -> {finish.value} is not allowed (history: {trail})"
+        )
+
+
+def check_transition(task_id: str, start: TaskState, finish: TaskState, history: list) -> None:
+    if finish not in ALLOWED[start]:
+        raise InvalidTransition(task_id, start, finish, history)
+
+
+def derive_order_status(states: list[TaskState]) -> OrderStatus:
+    """An order's status is a function of its tasks' states, never stored separately."""
+    if any(s is S.FAILED for s in states):
+        return OrderStatus.FAILED
+    if any(s is S.CANCELLED for s in states):
+        return OrderStatus.CANCELLED
+    if all(s is S.SUCCEEDED for s in states):
+        return OrderStatus.COMPLETED
+    if all(s in (S.PENDING, S.READY) for s in states):
+        # Nothing has been handed to a worker yet.
+        return OrderStatus.PENDING
+    return OrderStatus.IN_PROGRESS

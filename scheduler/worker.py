@@ -1,0 +1,120 @@
+"""Thread workers: a queue, a runner thread and a separate heartbeat thread each.
+
+The heartbeat has its own thread so that a long handler never makes a healthy worker look
+dead. A killed worker stops heartbeating and reports nothing, as a crashed process would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from .handlers import Handler, TaskContext, TaskError, resolve_handler
+from .model import Dispatch
+
+log = logging.getLogger("orderflow.worker")
+
+
+class WorkerPort(Protocol):
+    """What a worker may ask of the cluster; implemented by `Cluster`."""
+
+    def begin_task(self, worker_id: str, dispatch: Dispatch) -> dict | None: ...
+    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object) -> None: ...
+    def beat(self, worker_id: str) -> bool: ...
+
+
+def run_handler(handlers: Mapping[str, Handler], ctx: TaskContext) -> tuple[bool, object]:
+    """Run the step's handler: (True, result) or (False, a one-line error message)."""
+    try:
+        result = resolve_handler(handlers, ctx.step)(ctx)
+        if result is not None:
+            json.dumps(result)  # results are journaled and served as JSON
+        return True, result
+    except TaskError as exc:
+        return False, str(exc)
+    except Exception as exc:  # noqa: BLE001 - any handler bug is a failed attempt, not a crash
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+class LoopThread(threading.Thread):
+    """Runs `step()` until `stop` is set; an unexpected exception is logged and the loop goes on."""
+
+    def __init__(self, name: str, step: Callable[[], None], stop: threading.Event):
+        super().__init__(name=name, daemon=True)
+        self._step, self._halt = step, stop
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self._step()
+            except Exception:  # noqa: BLE001 - a loop that dies silently loses work
+                log.exception("%s: unexpected error; the loop continues", self.name)
+
+
+class ThreadWorker:
+    kind = "thread"
+
+    def __init__(self, worker_id: str, port: WorkerPort, handlers: Mapping[str, Handler],
+                 heartbeat_interval: float):
+        self.id = worker_id
+        self._port = port
+        self._handlers = handlers
+        self._interval = heartbeat_interval
+        self._queue: queue.SimpleQueue[Dispatch] = queue.SimpleQueue()
+        self.stopping = threading.Event()  # stop taking work (drained, stopped or killed)
+        self.killed = threading.Event()  # crashed: no heartbeats, no reports
+        self.cancel = threading.Event()  # tells a running handler to give up
+        self._threads = [
+            LoopThread(f"{worker_id}-run", self.run_once, self.stopping),
+            LoopThread(f"{worker_id}-heartbeat", self.heartbeat_once, self.stopping),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def deliver(self, dispatch: Dispatch) -> None:
+        self._queue.put(dispatch)
+
+    def run_once(self) -> None:
+        try:
+            dispatch = self._queue.get(timeout=0.05)
+        except queue.Empty:
+            return
+        if self.stopping.is_set():
+            return
+        context = self._port.begin_task(self.id, dispatch)
+        if context is None:
+            return  # stale: the task moved elsewhere or was cancelled
+        ok, value = run_handler(self._handlers, TaskContext(**context, cancelled=self.cancel))
+        if self.cancel.is_set():
+            # Killed: a crashed worker reports nothing and the monitor moves its task.
+            # Stopped: the attempt was cut short, which is not the handler's failure.
+            return
+        self._port.report(self.id, dispatch, ok, value)
+
+    def heartbeat_once(self) -> None:
+        if self.stopping.wait(self._interval) or self.killed.is_set():
+            return
+        if not self._port.beat(self.id):
+            # The cluster declared this worker dead: like a fenced-off process, stop working.
+            self.stop()
+
+    def kill(self) -> None:
+        """Simulated crash: the cluster is not told; only missing heartbeats give it away."""
+        self.killed.set()
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.cancel.set()
+
+    def join(self, timeout: float) -> bool:
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        return not any(t.is_alive() for t in self._threads)

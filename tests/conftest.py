@@ -1,0 +1,34 @@
+"""Shared fixtures: a thread-leak guard on every test, and helpers for waiting on conditions."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, message: str = ""):
+    """Poll `predicate` until it returns a truthy value or `timeout` passes (then fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        threading.Event().wait(interval)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks():
+    """Every thread a test starts must be gone shortly after the test ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10
+    while True:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra or time.monotonic() > deadline:
+            break
+        extra[0].join(0.05)
+    assert not extra, f"threads left running: {[t.name for t in extra]}"

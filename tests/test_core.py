@@ -1,0 +1,302 @@
+"""The pure core driven by hand with a fake clock: no threads, no sleeps."""
+
+import math
+
+import pytest
+
+from scheduler.core import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from scheduler.states import TaskState
+from sim import ORDER, Sim
+
+S = TaskState
+REQUIRED_EVENT_KEYS = {"seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message"}
+
+
+def home_worker(sim: Sim, oid: str) -> str:
+    return sim.task(oid, "payment").worker
+
+
+def test_steps_run_one_after_another_in_dependency_order():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    assert [sim.task("o1", s).state for s in ("payment", "packing", "shipping")] == [
+        S.ASSIGNED, S.PENDING, S.PENDING]
+    for step in ("payment", "packing", "shipping"):
+        d, ctx = sim.start_next("w1")
+        assert ctx["step"] == step
+        sim.succeed(d, {"done": step})
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    assert [e["step"] for e in sim.types(type="task_started")] == ["payment", "packing", "shipping"]
+
+
+def test_handler_context_carries_dependency_results_and_a_stable_idempotency_key():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    d, ctx = sim.start_next("w1")
+    assert ctx["idempotency_key"] == "o1:payment" and ctx["attempt"] == 1
+    assert ctx["order"] == ORDER and ctx["worker_id"] == "w1" and ctx["results"] == {}
+    sim.succeed(d, {"charge_id": "ch_1"})
+    _, ctx = sim.start_next("w1")
+    assert ctx["results"] == {"payment": {"charge_id": "ch_1"}}
+
+
+def test_fan_in_step_waits_for_every_dependency():
+    sim = Sim(workers=1)
+    sim.submit("o1", workflow="ecommerce_invoiced")
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)  # payment -> packing and invoice both ready
+    assert {sim.task("o1", s).state for s in ("packing", "invoice")} == {S.ASSIGNED}
+    first, ctx = sim.start_next("w1")
+    sim.succeed(first)
+    assert sim.task("o1", "shipping").state is S.PENDING
+    second, _ = sim.start_next("w1")
+    sim.succeed(second)
+    assert sim.task("o1", "shipping").state is S.ASSIGNED
+
+
+def test_an_order_with_an_unknown_workflow_is_refused_and_leaves_nothing_behind():
+    sim = Sim()
+    with pytest.raises(UnknownWorkflow, match="unknown workflow 'nope'"):
+        sim.core.submit("o1", dict(ORDER), now=0, workflow="nope")
+    assert sim.core.orders == {} and sim.core.order_number == 0
+
+
+def test_every_event_has_the_required_fields_and_increasing_seq():
+    sim = Sim(workers=2)
+    for i in range(5):
+        sim.submit(f"o{i}")
+    sim.run_all()
+    seqs = [e["seq"] for e in sim.events]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 1
+    assert all(REQUIRED_EVENT_KEYS <= set(e) for e in sim.events)
+
+
+def test_worker_is_alive_until_its_heartbeat_is_older_than_the_timeout():
+    sim = Sim(workers=2, heartbeat_interval=0.5, heartbeat_timeout=2.0)
+    sim.advance(2.0, beating=("w2",))  # w1 silent for exactly the timeout: still alive
+    assert sim.core.workers["w1"].status == "alive"
+    sim.advance(0.001, beating=("w2",))
+    assert sim.core.workers["w1"].status == "dead"
+    assert sim.types(type="worker_dead", worker_id="w1")
+
+
+def test_a_worker_missing_two_heartbeats_is_suspect_before_it_is_dead():
+    sim = Sim(workers=1, heartbeat_interval=0.5, heartbeat_timeout=2.0)
+    worker = sim.core.workers["w1"]
+    assert sim.core.worker_status(worker, 0.9) == "alive"
+    assert sim.core.worker_status(worker, 1.1) == "suspect"
+
+
+def test_tasks_of_a_dead_worker_move_to_the_next_live_worker_with_a_new_lease():
+    sim = Sim(workers=3)
+    sim.submit("o1")
+    victim = home_worker(sim, "o1")
+    d, _ = sim.start_next(victim)
+    survivors = tuple(w for w in sim.queues if w != victim)
+    sim.advance(2.5, beating=survivors)
+    task = sim.task("o1", "payment")
+    assert task.state is S.ASSIGNED and task.worker in survivors and task.lease != d.lease
+    assert task.reassignments == 1 and task.attempt == 1  # a move, not a retry
+    moved = sim.types(type="task_reassigned", order_id="o1")
+    assert moved[0]["from_worker"] == victim and moved[0]["worker_id"] == task.worker
+
+
+def test_a_late_result_from_a_dead_worker_is_rejected_and_the_step_commits_once():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    victim = home_worker(sim, "o1")
+    stale, _ = sim.start_next(victim)
+    other = next(w for w in sim.queues if w != victim)
+    sim.advance(2.5, beating=(other,))
+    fresh, _ = sim.start_next(other)
+    sim.succeed(fresh, "second")
+    sim.succeed(stale, "first, too late")
+    sim.fail(stale, "late failure")
+    assert sim.task("o1", "payment").result == "second"
+    assert len(sim.types(type="task_succeeded", order_id="o1", step="payment")) == 1
+    assert len(sim.types(type="result_rejected", order_id="o1")) == 2
+    assert sim.core.counters["rejected_results"] == 2
+
+
+def test_a_dead_worker_that_heartbeats_again_is_told_it_is_dead():
+    sim = Sim(workers=2)
+    sim.advance(2.5, beating=("w2",))
+    assert sim.core.heartbeat("w1", sim.now) is False
+    assert sim.core.heartbeat("w2", sim.now) is True
+
+
+def test_a_failed_attempt_waits_for_its_backoff_then_retries():
+    sim = Sim(workers=1, seed=3)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "card declined")
+    task = sim.task("o1", "payment")
+    assert task.state is S.RETRY_WAIT and 0 <= task.due <= 0.1  # first backoff ceiling: base
+    retrying = sim.types(type="task_retrying")[0]
+    assert retrying["attempt"] == 2 and retrying["delay"] == pytest.approx(task.due, abs=1e-6)
+    sim.now = task.due - 1e-6
+    sim.apply(sim.core.tick(now=sim.now))
+    assert task.state is S.RETRY_WAIT
+    sim.now = task.due
+    sim.apply(sim.core.tick(now=sim.now))
+    assert task.state is S.ASSIGNED
+    _, ctx = sim.start_next("w1")
+    assert ctx["attempt"] == 2 and ctx["idempotency_key"] == "o1:payment"
+
+
+def test_a_step_failing_four_times_fails_its_order_and_cancels_what_would_follow():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    for _ in range(4):
+        d, _ = sim.start_next("w1")
+        sim.fail(d)
+        sim.advance(5.0)
+    assert sim.task("o1", "payment").state is S.FAILED
+    assert sim.task("o1", "payment").attempt == 4
+    assert [sim.task("o1", s).state for s in ("packing", "shipping")] == [S.CANCELLED] * 2
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+    assert len(sim.types(type="task_failed")) == 4 and len(sim.types(type="task_retrying")) == 3
+    assert sim.types(type="order_failed")[0]["order_id"] == "o1"
+    assert sim.core.active_orders == 0
+
+
+def test_max_retries_zero_means_a_single_attempt():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d)
+    assert sim.task("o1", "payment").state is S.FAILED
+
+
+def test_a_task_whose_workers_keep_dying_fails_as_poison():
+    sim = Sim(workers=7, max_reassignments=2)
+    sim.submit("o1")
+    for _ in range(3):
+        holder = sim.task("o1", "payment").worker
+        sim.start_next(holder)
+        survivors = tuple(w for w in sim.queues if sim.core.workers[w].status == "alive" and w != holder)
+        sim.advance(2.5, beating=survivors)
+    task = sim.task("o1", "payment")
+    assert task.state is S.FAILED and "poison" in task.error and task.reassignments == 3
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+
+
+def test_draining_moves_queued_tasks_now_and_lets_the_running_one_finish():
+    sim = Sim(workers=2)
+    for i in range(6):
+        sim.submit(f"o{i}")
+    busy = max(sim.queues, key=lambda w: len(sim.core.workers[w].tasks))
+    other = next(w for w in sim.queues if w != busy)
+    running, _ = sim.start_next(busy)
+    sim.apply(sim.core.drain_worker(busy, now=sim.now))
+    worker = sim.core.workers[busy]
+    assert worker.status == "draining" and worker.tasks == {running.task_id}
+    assert busy not in sim.core.ring
+    sim.submit("late")
+    assert sim.task("late", "payment").worker == other
+    sim.succeed(running)
+    assert worker.status == "removed" and sim.types(type="worker_removed", worker_id=busy)
+    # The packing step of the finished payment goes elsewhere too.
+    assert sim.core.tasks[running.task_id.replace("payment", "packing")].worker == other
+
+
+def test_an_idle_worker_drains_at_once_and_cannot_drain_twice():
+    sim = Sim(workers=2)
+    sim.apply(sim.core.drain_worker("w1", now=0))
+    assert sim.core.workers["w1"].status == "removed"
+    with pytest.raises(Conflict):
+        sim.core.drain_worker("w1", now=0)
+    with pytest.raises(UnknownWorker):
+        sim.core.drain_worker("nobody", now=0)
+
+
+def test_orders_wait_for_a_worker_and_start_when_one_joins():
+    sim = Sim(workers=0)
+    sim.submit("o1")
+    assert sim.task("o1", "payment").state is S.READY
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "pending"
+    sim.add_worker("w1")
+    assert sim.task("o1", "payment").state is S.ASSIGNED
+
+
+def test_losing_the_last_worker_parks_its_tasks_until_a_worker_joins():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    sim.advance(2.5, beating=())
+    assert sim.task("o1", "payment").state is S.READY
+    sim.add_worker("w2")
+    assert sim.task("o1", "payment").worker == "w2"
+
+
+def test_cancelling_an_order_fences_its_running_step():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.apply(sim.core.cancel_order("o1", now=0))
+    assert {t.state for t in sim.core.orders["o1"].tasks.values()} == {S.CANCELLED}
+    sim.succeed(d)
+    assert sim.task("o1", "payment").state is S.CANCELLED
+    assert sim.types(type="order_cancelled") and sim.types(type="result_rejected")
+    with pytest.raises(Conflict, match="cancelled and cannot be cancelled"):
+        sim.core.cancel_order("o1", now=0)
+    with pytest.raises(UnknownOrder):
+        sim.core.cancel_order("nope", now=0)
+
+
+def test_retrying_a_failed_order_resumes_from_the_failed_step():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.succeed(d, "paid")
+    d, _ = sim.start_next("w1")
+    sim.fail(d)
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+    sim.apply(sim.core.retry_order("o1", now=0))
+    assert sim.task("o1", "payment").result == "paid"
+    assert sim.task("o1", "packing").state is S.ASSIGNED
+    assert sim.task("o1", "shipping").state is S.PENDING
+    sim.run_all()
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    assert len(sim.types(type="task_started", step="payment")) == 1
+    with pytest.raises(Conflict, match="only a failed order"):
+        sim.core.retry_order("o1", now=0)
+
+
+def test_core_placement_keeps_every_worker_under_the_bounded_load():
+    sim = Sim(workers=4)
+    for i in range(400):
+        sim.submit(f"o{i}")
+        loads = sim.core.loads()
+        cap = math.ceil(1.25 * sum(loads.values()) / len(loads))
+        assert max(loads.values()) <= cap
+
+
+def test_an_order_keeps_its_steps_on_its_home_worker_when_there_is_room():
+    sim = Sim(workers=4)
+    sim.submit("o1")
+    home = home_worker(sim, "o1")
+    for _ in range(3):
+        d, _ = sim.start_next(home)
+        sim.succeed(d)
+    assert {e["worker_id"] for e in sim.types(type="task_started", order_id="o1")} == {home}
+
+
+def test_finished_orders_beyond_the_cap_are_forgotten_and_history_is_capped():
+    sim = Sim(workers=2, finished_order_history=10, event_history=100)
+    for i in range(50):
+        sim.submit(f"o{i}")
+    sim.run_all()
+    assert len(sim.core.orders) == 10 and "o49" in sim.core.orders and "o0" not in sim.core.orders
+    assert len(sim.core.tasks) == 30
+    assert sim.core.orders_by_status["completed"] == 50  # counters keep the totals
+    assert len(sim.core.history.after(0)) < 200
+    assert sim.core.history.last_seq == sim.events[-1]["seq"]
+
+
+def test_throughput_counts_completions_over_the_last_minute():
+    sim = Sim(workers=1)
+    for i in range(6):
+        sim.submit(f"o{i}")
+    sim.run_all()
+    assert sim.core.throughput(sim.now) == pytest.approx(6 / 60)
+    assert sim.core.throughput(sim.now + 61) == 0

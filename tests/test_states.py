@@ -1,0 +1,58 @@
+import pytest
+
+from scheduler.states import (
+    ALLOWED,
+    InvalidTransition,
+    OrderStatus,
+    TaskState,
+    check_transition,
+    derive_order_status,
+)
+
+S = TaskState
+
+
+def test_every_state_has_a_row_in_the_transition_table():
+    assert set(ALLOWED) == set(TaskState)
+
+
+def test_succeeded_is_final():
+    assert ALLOWED[S.SUCCEEDED] == frozenset()
+
+
+@pytest.mark.parametrize("start,finish", [(s, f) for s in TaskState for f in ALLOWED[s]])
+def test_allowed_moves_pass(start, finish):
+    check_transition("o:step", start, finish, [])
+
+
+@pytest.mark.parametrize(
+    "start,finish",
+    [(s, f) for s in TaskState for f in TaskState if f not in ALLOWED[s]],
+)
+def test_any_other_move_raises(start, finish):
+    with pytest.raises(InvalidTransition):
+        check_transition("o:step", start, finish, [])
+
+
+def test_invalid_transition_names_the_task_and_its_history():
+    with pytest.raises(InvalidTransition) as info:
+        check_transition("o-1:payment", S.SUCCEEDED, S.RUNNING, [S.PENDING, S.READY])
+    text = str(info.value)
+    assert "o-1:payment" in text and "succeeded -> running" in text and "pending -> ready" in text
+
+
+@pytest.mark.parametrize(
+    "states,expected",
+    [
+        ([S.PENDING, S.PENDING], OrderStatus.PENDING),
+        ([S.READY, S.PENDING], OrderStatus.PENDING),
+        ([S.ASSIGNED, S.PENDING], OrderStatus.IN_PROGRESS),
+        ([S.SUCCEEDED, S.PENDING], OrderStatus.IN_PROGRESS),
+        ([S.RETRY_WAIT, S.PENDING], OrderStatus.IN_PROGRESS),
+        ([S.SUCCEEDED, S.SUCCEEDED], OrderStatus.COMPLETED),
+        ([S.SUCCEEDED, S.FAILED, S.CANCELLED], OrderStatus.FAILED),
+        ([S.SUCCEEDED, S.CANCELLED], OrderStatus.CANCELLED),
+    ],
+)
+def test_order_status_is_derived_from_its_tasks(states, expected):
+    assert derive_order_status(states) is expected

@@ -1,0 +1,247 @@
+"""The threaded cluster end to end: real worker threads, short heartbeats, no sleeps."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+
+import pytest
+
+from conftest import wait_for
+from scheduler import Chaos, Cluster, Conflict, OrderValidationError, UnknownOrder, UnknownWorker
+from scheduler.handlers import TaskContext, demo_handlers
+from scheduler.model import Dispatch
+
+ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 2, "price": 9.5}]}
+FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.3}
+
+
+@pytest.fixture
+def make_cluster():
+    made = []
+
+    def make(**kwargs):
+        options = {**FAST, "seed": 11, **kwargs}
+        cluster = Cluster(**options).start()
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()
+
+
+def started_on(events, task_key):
+    return [e["worker_id"] for e in events if e["type"] == "task_started" and (e["order_id"], e["step"]) == task_key]
+
+
+def test_orders_flow_through_all_steps(make_cluster):
+    cluster = make_cluster(workers=2)
+    ids = [cluster.submit(ORDER) for _ in range(50)]
+    assert cluster.wait_until_idle(timeout=20)
+    for oid in ids:
+        order = cluster.get_order(oid)
+        assert order["status"] == "completed"
+        assert order["tasks"]["payment"]["result"]["charge_id"].startswith("ch_")
+    cluster.validate()
+
+
+def test_invalid_order_is_refused_before_anything_is_recorded(make_cluster):
+    cluster = make_cluster(workers=1)
+    with pytest.raises(OrderValidationError, match=r"items\[0\].qty"):
+        cluster.submit({"customer": "x", "items": [{"sku": "A", "qty": 0, "price": 1}]})
+    assert cluster.stats()["orders_total"] == 0 and cluster.events() == [
+        e for e in cluster.events() if e["type"] == "worker_added"]
+
+
+def test_chaos_integration_every_order_ends_and_no_step_commits_twice(make_cluster):
+    """500 orders, 4 workers, 20% failures, two workers killed mid-flight, one added."""
+    chaos = Chaos(failure_rate=0.2, latency_ms=(0, 2), seed=5)
+    cluster = make_cluster(workers=4, chaos=chaos, handlers=demo_handlers(chaos))
+    ids = [cluster.submit(ORDER) for _ in range(500)]
+    victims = ["w-1", "w-2"]
+    wait_for(lambda: cluster.stats()["orders"]["completed"] >= 50, 20, message="first completions")
+    for victim in victims:
+        cluster.kill_worker(victim)
+    cluster.add_worker()
+    assert cluster.wait_until_idle(timeout=60), cluster.stats()
+    events = cluster.events(after=0)
+    assert {e["worker_id"] for e in events if e["type"] == "worker_dead"} == set(victims)
+
+    statuses = Counter(cluster.get_order(oid)["status"] for oid in ids)
+    assert set(statuses) <= {"completed", "failed"} and sum(statuses.values()) == 500
+    succeeded = Counter((e["order_id"], e["step"]) for e in events if e["type"] == "task_succeeded")
+    assert max(succeeded.values()) == 1
+    succeeded_at = {(e["order_id"], e["step"]): e["seq"] for e in events if e["type"] == "task_succeeded"}
+    deps = {"payment": [], "packing": ["payment"], "shipping": ["packing"]}
+    for e in events:
+        if e["type"] == "task_started":
+            for dep in deps[e["step"]]:
+                assert succeeded_at[(e["order_id"], dep)] < e["seq"]
+    attempts = Counter((e["order_id"], e["step"]) for e in events if e["type"] == "task_failed")
+    assert max(attempts.values(), default=0) <= 4
+    for oid in ids:
+        for step, task in cluster.get_order(oid)["tasks"].items():
+            assert task["attempts"] <= 4
+    # Every task that was on a killed worker when it died finished on another worker.
+    moved = [e for e in events if e["type"] == "task_reassigned" and e["from_worker"] in victims]
+    assert moved, "the kills happened while work was in flight"
+    for e in moved:
+        order = cluster.get_order(e["order_id"])
+        task = order["tasks"][e["step"]]
+        if order["status"] == "completed":
+            assert task["status"] == "succeeded" and task["worker"] not in victims
+    assert sum(1 for oid in ids if cluster.get_order(oid)["status"] == "failed") < 25
+    cluster.validate()
+
+
+def test_a_killed_worker_is_detected_by_heartbeat_and_its_task_finishes_elsewhere(make_cluster):
+    gate = threading.Event()
+    started = threading.Event()
+
+    def slow_payment(ctx: TaskContext):
+        if ctx.worker_id == "w-1":
+            started.set()
+            ctx.sleep(30)  # hangs until the worker is killed (the context is cancelled)
+        return {"paid_by": ctx.worker_id}
+
+    handlers = {"payment": slow_payment, "packing": lambda c: None, "shipping": lambda c: None}
+    cluster = make_cluster(workers=0, handlers=handlers)
+    cluster.add_worker("w-1")
+    oid = cluster.submit(ORDER)
+    assert started.wait(10)
+    cluster.add_worker("w-2")
+    cluster.kill_worker("w-1")
+    # The kill alone tells the scheduler nothing: the worker is still a member.
+    assert cluster.get_order(oid)["tasks"]["payment"]["worker"] == "w-1"
+    wait_for(lambda: any(e["type"] == "worker_dead" for e in cluster.events()), 10, message="worker_dead")
+    assert cluster.wait_until_idle(10)
+    order = cluster.get_order(oid)
+    assert order["status"] == "completed"
+    assert order["tasks"]["payment"]["result"] == {"paid_by": "w-2"}
+    assert order["tasks"]["payment"]["reassignments"] == 1
+    assert [w["status"] for w in cluster.workers() if w["id"] == "w-1"] == ["dead"]
+    gate.set()
+
+
+def test_a_stale_report_through_the_worker_port_is_fenced(make_cluster):
+    release = threading.Event()
+
+    def payment(ctx: TaskContext):
+        if ctx.worker_id == "w-1":
+            release.wait(30)
+        return ctx.worker_id
+
+    cluster = make_cluster(workers=0, handlers={"payment": payment, "packing": lambda c: 1, "shipping": lambda c: 1})
+    cluster.add_worker("w-1")
+    oid = cluster.submit(ORDER)
+    wait_for(lambda: cluster.get_order(oid)["tasks"]["payment"]["status"] == "running", 10)
+    lease_events = [e for e in cluster.events() if e["type"] == "task_started"]
+    assert lease_events
+    cluster.kill_worker("w-1")
+    cluster.add_worker("w-2")
+    assert cluster.wait_until_idle(10)
+    # The zombie's report (the original lease was 1: the first assignment) arrives late.
+    cluster.report("w-1", Dispatch("w-1", f"{oid}:payment", 1), True, "zombie")
+    release.set()
+    assert cluster.get_order(oid)["tasks"]["payment"]["result"] == "w-2"
+    assert cluster.stats()["rejected_results"] == 1
+
+
+def test_draining_a_worker_finishes_its_task_then_removes_it(make_cluster):
+    cluster = make_cluster(workers=2)
+    ids = [cluster.submit(ORDER) for _ in range(100)]
+    cluster.drain_worker("w-1")
+    wait_for(lambda: [w["status"] for w in cluster.workers() if w["id"] == "w-1"] == ["removed"], 10)
+    assert cluster.wait_until_idle(20)
+    assert all(cluster.get_order(o)["status"] == "completed" for o in ids)
+    with pytest.raises(Conflict):
+        cluster.drain_worker("w-1")
+    with pytest.raises(Conflict):
+        cluster.kill_worker("w-1")
+
+
+def test_an_added_worker_takes_new_work(make_cluster):
+    cluster = make_cluster(workers=1)
+    new = cluster.add_worker()
+    ids = [cluster.submit(ORDER) for _ in range(60)]
+    assert cluster.wait_until_idle(20)
+    per_worker = Counter(cluster.get_order(o)["tasks"]["payment"]["worker"] for o in ids)
+    assert per_worker[new] > 0 and per_worker["w-1"] > 0
+
+
+def test_unknown_ids_raise_clear_errors(make_cluster):
+    cluster = make_cluster(workers=1)
+    with pytest.raises(UnknownWorker, match="unknown worker 'nope'"):
+        cluster.kill_worker("nope")
+    with pytest.raises(UnknownOrder):
+        cluster.get_order("nope")
+    with pytest.raises(UnknownOrder):
+        cluster.story("nope")
+
+
+def test_story_lists_an_orders_events_in_order(make_cluster):
+    cluster = make_cluster(workers=1)
+    oid = cluster.submit(ORDER)
+    assert cluster.wait_until_idle(10)
+    story = cluster.story(oid)
+    assert [e["type"] for e in story][0] == "order_submitted"
+    assert story[-1]["type"] == "order_completed"
+    assert [e["seq"] for e in story] == sorted(e["seq"] for e in story)
+    assert {e["order_id"] for e in story} == {oid}
+
+
+def test_idempotency_key_maps_to_the_first_order(make_cluster):
+    cluster = make_cluster(workers=1)
+    oid = cluster.submit(ORDER, idempotency_key="k1")
+    assert cluster.find_by_idempotency_key("k1") == oid
+    with pytest.raises(Conflict):
+        cluster.submit(ORDER, idempotency_key="k1")
+
+
+def test_a_stuck_subscriber_does_not_stall_the_cluster(make_cluster):
+    cluster = make_cluster(workers=2)
+    blocked = threading.Event()
+    seen = defaultdict(int)
+
+    def stuck(events):
+        seen["calls"] += 1
+        blocked.wait(30)
+
+    sub = cluster.subscribe(stuck, maxsize=2, name="stuck")
+    ids = [cluster.submit(ORDER) for _ in range(200)]
+    assert cluster.wait_until_idle(20)
+    assert all(cluster.get_order(o)["status"] == "completed" for o in ids)
+    assert sub.dropped > 0
+    blocked.set()
+
+
+def test_a_broken_subscriber_is_logged_and_others_still_receive(make_cluster, caplog):
+    cluster = make_cluster(workers=1)
+    got = []
+    cluster.subscribe(lambda events: 1 / 0, name="broken")
+    cluster.subscribe(got.extend, name="good")
+    cluster.submit(ORDER)
+    assert cluster.wait_until_idle(10)
+    wait_for(lambda: any(e["type"] == "order_completed" for e in got), 5)
+    wait_for(lambda: "subscriber broken failed" in caplog.text, 5)
+
+
+def test_failures_and_retries_are_logged_naming_order_step_attempt_and_worker(make_cluster, caplog):
+    calls = Counter()
+
+    def flaky(ctx: TaskContext):
+        calls[ctx.order_id] += 1
+        if ctx.attempt == 1:
+            raise RuntimeError("gateway timeout")
+        return "ok"
+
+    cluster = make_cluster(workers=1, handlers={"payment": flaky, "packing": lambda c: 1, "shipping": lambda c: 1})
+    caplog.set_level("INFO", logger="orderflow")
+    oid = cluster.submit(ORDER)
+    assert cluster.wait_until_idle(10)
+    failed = [r.getMessage() for r in caplog.records if "failed on" in r.getMessage()]
+    retry = [r.getMessage() for r in caplog.records if "will retry" in r.getMessage()]
+    assert len(failed) == 1 and oid in failed[0] and "payment" in failed[0]
+    assert "attempt 1" in failed[0] and "w-1" in failed[0] and "gateway timeout" in failed[0]
+    assert len(retry) == 1 and "attempt 2" in retry[0]

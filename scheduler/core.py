@@ -233,8 +233,9 @@ class SchedulerCore:
             self.counters["retries"] += 1
             self._emit(
                 "task_retrying", order, task.step, worker_id, task.attempt + 1,
-                f"order {order.id} step {task.step} will retry as attempt {task.attempt + 1} "
-                f"of {policy.max_retries + 1} in {delay:.3f}s",
+                f"order {order.id} step {task.step} attempt {task.attempt} on {worker_id} "
+                f"will retry as attempt {task.attempt + 1} of {policy.max_retries + 1} "
+                f"in {delay:.3f}s",
                 delay=round(delay, 6),
             )
         else:

@@ -1,22 +1,94 @@
-"""The `orderflow` command line."""
+"""The `orderflow` command line: `demo` (console) and `serve` (HTTP, Socket.IO, metrics)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+
+from scheduler import ConfigError
+
+from .runtime import DEFAULT_DB, ServeSettings, check_settings
+
+DEFAULTS = ServeSettings()
+
+
+def _latency(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(",")
+    try:
+        if not sep:
+            raise ValueError
+        return float(low), float(high)
+    except ValueError:
+        message = f"expected MIN,MAX in milliseconds, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve", help="run the HTTP API, the Socket.IO event stream and metrics",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--host", default=DEFAULTS.host,
+                       help="address to bind; anything but loopback requires --token")
+    serve.add_argument("--port", type=int, default=DEFAULTS.port, help="0 picks a free port")
+    serve.add_argument("--workers", type=int, default=DEFAULTS.workers,
+                       help="worker threads at start")
+    store = serve.add_mutually_exclusive_group()
+    store.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
+    store.add_argument("--no-persist", action="store_true", help="keep everything in memory only")
+    serve.add_argument("--heartbeat-interval", type=float, default=DEFAULTS.heartbeat_interval,
+                       metavar="S")
+    serve.add_argument("--heartbeat-timeout", type=float, default=DEFAULTS.heartbeat_timeout,
+                       metavar="S")
+    serve.add_argument("--max-retries", type=int, default=DEFAULTS.max_retries, metavar="N")
+    serve.add_argument("--failure-rate", type=float, default=DEFAULTS.failure_rate, metavar="P",
+                       help="chance that a demo step attempt fails, 0..1")
+    serve.add_argument("--latency-ms", type=_latency, default=DEFAULTS.latency_ms,
+                       metavar="MIN,MAX", help="demo step latency range")
+    serve.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
+                       help="bearer token for the API and Socket.IO (default: $ORDERFLOW_TOKEN)")
+    serve.add_argument("--threads", type=int, default=DEFAULTS.threads,
+                       help="server threads; each open Socket.IO connection holds one")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = ServeSettings(
+        host=args.host, port=args.port, threads=args.threads, workers=args.workers,
+        db=args.db, persist=not args.no_persist,
+        heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
+        max_retries=args.max_retries, failure_rate=args.failure_rate, latency_ms=args.latency_ms,
+        token=args.token,
+    )
+    try:
+        check_settings(settings)
+    except ConfigError as exc:
+        print(f"orderflow serve: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .server import serve  # gunicorn is imported only when serving
+
+    return serve(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="orderflow", description="Fault-tolerant order processing")
+    parser = argparse.ArgumentParser(prog="orderflow",
+                                     description="Fault-tolerant order processing")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run a console demo: orders flow, a worker dies, work recovers")
+    demo = sub.add_parser("demo",
+                          help="run a console demo: orders flow, a worker dies, work recovers")
     demo.add_argument("--orders", type=int, default=200)
     demo.add_argument("--workers", type=int, default=4)
+    _add_serve(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from scheduler.demo import run_demo
 
         return run_demo(orders=args.orders, workers=args.workers)
+    if args.command == "serve":
+        return _serve(args)
     return 2
 
 

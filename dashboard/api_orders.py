@@ -1,0 +1,72 @@
+"""Orders: submit (one, idempotently, or a bulk of demo orders), list, inspect, cancel, retry."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from scheduler import Cluster, OrderStatus
+
+from . import actions
+from .parsing import choice_arg, int_arg, json_body, only_fields
+
+bp = Blueprint("orders", __name__, url_prefix="/api/orders")
+MAX_PAGE = 500
+
+
+def _cluster() -> Cluster:
+    return current_app.extensions["orderflow"].cluster
+
+
+def _no_body() -> None:
+    """Commands without parameters accept no body, or an empty JSON object."""
+    only_fields(json_body(required=False), ())
+
+
+@bp.post("")
+def submit():
+    key = request.headers.get("Idempotency-Key")
+    order, created = actions.submit_order(_cluster(), json_body(), key)
+    response = jsonify(order)
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = url_for("orders.detail", order_id=order["id"])
+    return response
+
+
+@bp.post("/bulk")
+def submit_bulk():
+    return actions.submit_demo_orders(_cluster(), json_body()), 201
+
+
+@bp.get("")
+def index():
+    """Newest first. The cursor is the `number` of the last order of the previous page."""
+    status = choice_arg("status", (s.value for s in OrderStatus))
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
+    cursor = int_arg("cursor", None, 1, 2**62)
+    page = _cluster().orders(status=status, limit=limit + 1, before=cursor)
+    more = len(page) > limit
+    page = page[:limit]
+    return {"orders": page, "next_cursor": str(page[-1]["number"]) if more else None}
+
+
+@bp.get("/<order_id>")
+def detail(order_id: str):
+    cluster = _cluster()
+    order = cluster.get_order(order_id)
+    return {**order, "events": cluster.story(order_id)}
+
+
+@bp.post("/<order_id>/cancel")
+def cancel(order_id: str):
+    _no_body()
+    cluster = _cluster()
+    cluster.cancel_order(order_id)
+    return cluster.get_order(order_id)
+
+
+@bp.post("/<order_id>/retry")
+def retry(order_id: str):
+    _no_body()
+    cluster = _cluster()
+    cluster.retry_order(order_id)
+    return cluster.get_order(order_id)

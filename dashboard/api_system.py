@@ -1,0 +1,63 @@
+"""Health, statistics, the event log, chaos settings and the API description."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from scheduler import Cluster
+
+from .errors import invalid
+from .openapi import openapi_document
+from .parsing import int_arg, json_body, only_fields
+
+bp = Blueprint("system", __name__)
+MAX_EVENTS_PAGE = 5000
+
+
+def _cluster() -> Cluster:
+    return current_app.extensions["orderflow"].cluster
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/api/stats")
+def stats():
+    return _cluster().stats()
+
+
+@bp.get("/api/events")
+def events():
+    """Events after `after` in seq order. If `after` < oldest_seq - 1, some are no longer in
+    memory: take a fresh snapshot (GET /api/orders, /api/workers, /api/stats) instead."""
+    after = int_arg("after", 0, 0, 2**62)
+    limit = int_arg("limit", 500, 1, MAX_EVENTS_PAGE)
+    cluster = _cluster()
+    oldest, newest = cluster.event_bounds()
+    return {
+        "events": cluster.events(after=after, limit=limit),
+        "oldest_seq": oldest,
+        "last_seq": newest,
+    }
+
+
+@bp.get("/api/chaos")
+def chaos():
+    return _cluster().chaos.view()
+
+
+@bp.put("/api/chaos")
+def update_chaos():
+    body = json_body()
+    only_fields(body, ("failure_rate", "latency_ms"))
+    if not body or any(value is None for value in body.values()):
+        raise invalid("give failure_rate and/or latency_ms (not null)")
+    # Chaos.update checks every value before applying any (ConfigError -> 422).
+    return _cluster().chaos.update(**body)
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    return openapi_document(current_app)

@@ -1,0 +1,39 @@
+"""Workers: list, add, kill (a simulated crash) and drain."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from scheduler import Cluster
+
+from . import actions
+from .parsing import json_body, only_fields
+
+bp = Blueprint("workers", __name__, url_prefix="/api/workers")
+
+
+def _cluster() -> Cluster:
+    return current_app.extensions["orderflow"].cluster
+
+
+@bp.get("")
+def index():
+    return {"workers": _cluster().workers()}
+
+
+@bp.post("")
+def add():
+    return actions.add_workers(_cluster(), json_body(required=False)), 201
+
+
+@bp.post("/<worker_id>/kill")
+def kill(worker_id: str):
+    only_fields(json_body(required=False), ())
+    # 202: the crash happens now, but the cluster notices it later, by heartbeat.
+    return actions.kill_worker(_cluster(), worker_id), 202
+
+
+@bp.post("/<worker_id>/drain")
+def drain(worker_id: str):
+    only_fields(json_body(required=False), ())
+    return actions.drain_worker(_cluster(), worker_id), 202

@@ -1,0 +1,113 @@
+"""The app factory: Flask + Flask-SocketIO (threading mode) around one cluster.
+
+`create_app` only wires things together; nothing runs until `services(app).start()`, so a
+test can build an app, use its test client, and start threads only when it needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, render_template
+from flask_socketio import SocketIO
+
+from scheduler import Cluster
+
+from . import api_orders, api_system, api_workers, auth, errors, metrics, realtime
+from .config import PROJECT_ROOT, DefaultConfig
+from .metrics import Metrics
+from .runtime import ServeSettings, build_cluster
+from .stream import EventStream, StreamSettings
+
+log = logging.getLogger("orderflow.app")
+
+PLACEHOLDER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>orderflow</title></head>
+<body><h1>orderflow</h1><p>The dashboard page is not built yet. The API is described at
+<a href="/api/openapi.json">/api/openapi.json</a>.</p></body></html>
+"""
+
+
+@dataclass
+class Services:
+    """The app's moving parts (`app.extensions["orderflow"]`), started and stopped together."""
+
+    cluster: Cluster
+    socketio: SocketIO
+    stream: EventStream
+    metrics: Metrics
+    owns_cluster: bool  # built by create_app, so started and stopped with the app
+
+    def start(self) -> Services:
+        if self.owns_cluster:
+            self.cluster.start()
+        self.metrics.start()
+        self.stream.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop pushing, drop Socket.IO clients, then stop the cluster (if it is ours)."""
+        self.stream.stop()
+        self.disconnect_clients()
+        # Stops engine.io's ping-timeout task; the web server itself is the caller's.
+        self.socketio.server.eio.shutdown()
+        self.metrics.stop()
+        if self.owns_cluster:
+            self.cluster.stop()
+
+    def disconnect_clients(self) -> None:
+        # abort, no wait: a graceful close waits for a client that may never read again.
+        for sock in list(self.socketio.server.eio.sockets.values()):
+            sock.close(wait=False, abort=True)
+
+
+def services(app: Flask) -> Services:
+    return app.extensions["orderflow"]
+
+
+def _cluster_settings(value: Any) -> ServeSettings:
+    if isinstance(value, ServeSettings):
+        return value
+    # A bare create_app() is for embedding and tests: in memory unless told otherwise.
+    return ServeSettings(**{"persist": False, **(value or {})})
+
+
+def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None = None) -> Flask:
+    """Build the app. Without `cluster`, one is built from CLUSTER_SETTINGS and owned."""
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"))
+    app.config.from_object(DefaultConfig)
+    app.config.update(config or {})
+    owns_cluster = cluster is None
+    if cluster is None:
+        cluster = build_cluster(_cluster_settings(app.config["CLUSTER_SETTINGS"]))
+
+    socketio = SocketIO(
+        app,
+        async_mode="threading",  # explicit: never pick eventlet/gevent because one is installed
+        cors_allowed_origins=app.config["CORS_ORIGINS"],
+        ping_interval=app.config["PING_INTERVAL"],
+        ping_timeout=app.config["PING_TIMEOUT"],
+        max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+    )
+    stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config))
+    app.extensions["orderflow"] = Services(cluster, socketio, stream, Metrics(cluster, stream),
+                                           owns_cluster)
+
+    errors.register(app)
+    auth.register(app)
+    for blueprint in (api_orders.bp, api_workers.bp, api_system.bp, metrics.bp):
+        app.register_blueprint(blueprint)
+    realtime.register(socketio, stream)
+
+    @app.get("/")
+    def index():
+        # The dashboard page is its own issue; until it lands, say where the API is.
+        if (PROJECT_ROOT / "templates" / "index.html").exists():
+            return render_template("index.html")
+        return PLACEHOLDER_PAGE
+
+    return app

@@ -1,0 +1,42 @@
+"""Every tunable default of the web layer, in one place (Flask config keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# templates/ and static/ live at the repository root, beside the packages.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+
+
+class DefaultConfig:
+    """Flask settings of the orderflow app; `create_app(config)` overrides any of them."""
+
+    # Bodies above this are refused with 413 before a view sees them.
+    MAX_CONTENT_LENGTH = MIB
+    # Bearer token for the API and Socket.IO; None leaves them open (loopback only).
+    ORDERFLOW_TOKEN: str | None = None
+    # With a token set, reads need it too (orders hold customer data); /healthz, the page
+    # shell and the OpenAPI document stay open either way.
+    TOKEN_FOR_READS = True
+    # Origins allowed to open a Socket.IO connection; None means same origin only.
+    CORS_ORIGINS: list[str] | str | None = None
+    # Engine.IO liveness: a client silent for about interval + timeout is dropped (seconds).
+    PING_INTERVAL = 5.0
+    PING_TIMEOUT = 5.0
+    # The stream flushes new events to clients this often (seconds).
+    STREAM_INTERVAL = 0.1
+    # ...and sends the `workers` message (live heartbeat ages) this often (seconds).
+    WORKERS_INTERVAL = 0.5
+    # A client with more packets than this waiting to be written is "behind": it gets no
+    # more events, and one fresh snapshot once it has caught up.
+    STREAM_BACKLOG_LIMIT = 50
+    # Events per `events` message; larger batches are split so no frame gets huge.
+    STREAM_CHUNK = 1000
+    # More new events than this in one flush: a snapshot for everyone is cheaper.
+    STREAM_MAX_EVENTS = 5000
+    # How much a snapshot carries.
+    SNAPSHOT_ORDERS = 200
+    SNAPSHOT_EVENTS = 500
+    # Keyword settings for `runtime.build_cluster` when create_app builds its own cluster.
+    CLUSTER_SETTINGS: dict | None = None

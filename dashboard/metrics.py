@@ -1,0 +1,119 @@
+"""`GET /metrics`: Prometheus text format, one registry per app (no module globals).
+
+Counts and gauges are read from `cluster.stats()` when scraped, so they can never drift from
+the API. Histograms need every event, so they come from a cluster subscription, which runs
+on its own thread behind a bounded queue and cannot slow the scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from scheduler import Cluster, OrderStatus, TaskState
+
+from .stream import EventStream
+
+WORKER_STATUSES = ("alive", "suspect", "draining", "dead", "removed")
+TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ORDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    registry = current_app.extensions["orderflow"].metrics.registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _labelled_gauge(name: str, doc: str, label: str, values: dict[str, int],
+                    keys: tuple[str, ...]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key in keys:
+        family.add_metric([key], values.get(key, 0))
+    return family
+
+
+class ClusterCollector:
+    """Reads the cluster's and the stream's counters at scrape time."""
+
+    def __init__(self, cluster: Cluster, stream: EventStream):
+        self.cluster, self.stream = cluster, stream
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.cluster.stats()
+        yield _labelled_gauge("orderflow_orders", "Orders by status (finished ones since start)",
+                              "status", stats["orders"], tuple(s.value for s in OrderStatus))
+        yield _labelled_gauge("orderflow_tasks", "Tasks by state", "state", stats["tasks"],
+                              tuple(s.value for s in TaskState))
+        yield _labelled_gauge("orderflow_workers", "Workers by status", "status", stats["workers"],
+                              WORKER_STATUSES)
+        yield CounterMetricFamily("orderflow_orders_submitted", "Orders accepted",
+                                  value=stats["orders_total"])
+        yield CounterMetricFamily("orderflow_task_retries", "Failed attempts that were retried",
+                                  value=stats["retries"])
+        yield CounterMetricFamily("orderflow_task_reassignments",
+                                  "Tasks moved off a dead worker", value=stats["reassignments"])
+        yield CounterMetricFamily("orderflow_rejected_results",
+                                  "Late results refused by lease fencing",
+                                  value=stats["rejected_results"])
+        yield GaugeMetricFamily("orderflow_throughput_orders_per_second",
+                                "Orders completed per second over the last minute",
+                                value=stats["throughput"])
+        yield GaugeMetricFamily("orderflow_last_event_seq", "Seq of the newest event",
+                                value=stats["last_seq"])
+        yield _labelled_gauge("orderflow_stream_clients", "Socket.IO clients by stream state",
+                              "state", self.stream.clients.counts(), ("live", "resyncing"))
+        yield CounterMetricFamily("orderflow_stream_snapshots", "Snapshots sent to clients",
+                                  value=self.stream.counters["snapshots"])
+        yield CounterMetricFamily("orderflow_stream_clients_fell_behind",
+                                  "Times a client fell behind and was switched to a snapshot",
+                                  value=self.stream.clients.fell_behind)
+
+
+class Metrics:
+    """The app's registry, and the histograms fed by a cluster subscription."""
+
+    def __init__(self, cluster: Cluster, stream: EventStream):
+        self.cluster = cluster
+        self.registry = CollectorRegistry()
+        self.registry.register(ClusterCollector(cluster, stream))
+        self.task_seconds = Histogram(
+            "orderflow_task_run_seconds", "Run time of successful task attempts", ["step"],
+            buckets=TASK_BUCKETS, registry=self.registry)
+        self.order_seconds = Histogram(
+            "orderflow_order_completion_seconds", "Time from submission to completion",
+            buckets=ORDER_BUCKETS, registry=self.registry)
+        self.events = Counter("orderflow_events", "Scheduler events by type", ["type"],
+                              registry=self.registry)
+        self._subscription = None
+
+    def start(self) -> None:
+        if self._subscription is None:
+            self._subscription = self.cluster.subscribe(self.observe, maxsize=1000, name="metrics")
+
+    def stop(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+
+    def observe(self, events: list[dict]) -> None:
+        for event in events:
+            kind = event["type"]
+            self.events.labels(kind).inc()
+            duration = event.get("duration")
+            if duration is None:
+                continue
+            if kind == "task_succeeded":
+                self.task_seconds.labels(event["step"]).observe(duration)
+            elif kind == "order_completed":
+                self.order_seconds.observe(duration)

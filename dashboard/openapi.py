@@ -1,0 +1,289 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at /api/openapi.json.
+
+Written by hand next to the routes; a test checks that every route the app registers is
+described here (and nothing else), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from scheduler import OrderStatus, TaskState
+
+from .actions import MAX_BULK_ORDERS, MAX_NEW_WORKERS
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    reasons = {
+        400: "Malformed JSON or query parameter",
+        401: "Missing or wrong bearer token",
+        404: "Unknown id",
+        409: "The object's state does not allow this",
+        413: "Body larger than 1 MiB",
+        415: "Body is not application/json",
+        422: "Well-formed JSON with invalid values",
+    }
+    return {str(s): {"description": reasons[s], "content": {JSON: {"schema": _ref("Error")}}}
+            for s in statuses}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _body(schema: dict, required: bool = True) -> dict:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+def _op(summary: str, responses: dict, **extra: Any) -> dict:
+    return {"summary": summary, "responses": responses, **extra}
+
+
+BODY_ERRORS = (400, 401, 413, 415, 422)
+
+SCHEMAS: dict[str, dict] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "examples": ["validation_error", "not_found"]},
+            "message": {"type": "string"}}}},
+    },
+    "Item": {
+        "type": "object",
+        "required": ["sku", "qty", "price"],
+        "additionalProperties": False,
+        "properties": {
+            "sku": {"type": "string", "minLength": 1, "maxLength": 200},
+            "qty": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "price": {"type": "number", "minimum": 0, "maximum": 1e9},
+        },
+    },
+    "OrderInput": {
+        "type": "object",
+        "required": ["customer", "items"],
+        "additionalProperties": False,
+        "properties": {
+            "customer": {"type": "string", "minLength": 1, "maxLength": 200},
+            "items": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("Item")},
+            "workflow": {"type": "string", "description": "default: ecommerce"},
+        },
+    },
+    "Task": {
+        "type": "object",
+        "properties": {
+            "status": {"enum": [s.value for s in TaskState]},
+            "attempts": {"type": "integer"},
+            "runs": {"type": "integer"},
+            "reassignments": {"type": "integer"},
+            "worker": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"]},
+            "result": {},
+            "retry_at": {"type": ["number", "null"]},
+        },
+    },
+    "Order": {
+        "type": "object",
+        "required": ["id", "number", "status", "tasks"],
+        "properties": {
+            "id": {"type": "string"},
+            "number": {"type": "integer", "description": "submission order; the list cursor"},
+            "status": {"enum": [s.value for s in OrderStatus]},
+            "workflow": {"type": "string"},
+            "customer": {"type": "string"},
+            "data": _ref("OrderInput"),
+            "tasks": {"type": "object", "additionalProperties": _ref("Task")},
+            "submitted_at": {"type": "number"},
+            "finished_at": {"type": ["number", "null"]},
+            "terminal": {"type": "boolean"},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["seq", "ts", "type", "message"],
+        "properties": {
+            "seq": {"type": "integer"},
+            "ts": {"type": "number", "description": "Unix time"},
+            "type": {"type": "string", "examples": ["task_reassigned", "worker_dead"]},
+            "order_id": {"type": ["string", "null"]},
+            "step": {"type": ["string", "null"]},
+            "worker_id": {"type": ["string", "null"]},
+            "attempt": {"type": "integer"},
+            "message": {"type": "string"},
+        },
+    },
+    "Worker": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string"},
+            "status": {"enum": ["alive", "suspect", "draining", "dead", "removed"]},
+            "heartbeat_age": {"type": "number"},
+            "current_task": {"type": ["string", "null"]},
+            "queued": {"type": "integer"},
+            "tasks_done": {"type": "integer"},
+            "tasks_failed": {"type": "integer"},
+            "share": {"type": "number", "description": "share of the hash ring"},
+        },
+    },
+    "Stats": {
+        "type": "object",
+        "properties": {
+            "orders": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "orders_total": {"type": "integer"},
+            "tasks": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "retries": {"type": "integer"},
+            "reassignments": {"type": "integer"},
+            "rejected_results": {"type": "integer"},
+            "workers": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "throughput": {"type": "number", "description": "orders completed/s, last minute"},
+            "last_seq": {"type": "integer"},
+        },
+    },
+    "Chaos": {
+        "type": "object",
+        "properties": {
+            "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+            "latency_ms": {"type": "array", "minItems": 2, "maxItems": 2,
+                           "items": {"type": "number", "minimum": 0, "maximum": 60000}},
+        },
+    },
+    "Ids": {"type": "object",
+            "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
+    "WorkerAction": {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "action": {"enum": ["kill", "drain"]},
+                       "message": {"type": "string"}},
+    },
+}
+
+NO_BODY = {"description": "No body, or an empty JSON object"}
+
+PATHS: dict[str, dict] = {
+    "/": {"get": _op("The dashboard page", {"200": {"description": "HTML",
+                                                      "content": {"text/html": {}}}},
+                     security=[])},
+    "/healthz": {"get": _op("Liveness probe (never needs a token)",
+                            {"200": _json({"type": "object",
+                                           "properties": {"status": {"const": "ok"}}})},
+                            security=[])},
+    "/metrics": {"get": _op("Prometheus metrics", {
+        "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+        **_errors(401)})},
+    "/api/orders": {
+        "post": _op(
+            "Submit an order",
+            {"201": _json(_ref("Order"), "Created"),
+             "200": _json(_ref("Order"), "Repeated Idempotency-Key: the order it created"),
+             **_errors(*BODY_ERRORS)},
+            parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                         "schema": {"type": "string", "maxLength": 200}}],
+            requestBody=_body(_ref("OrderInput"))),
+        "get": _op(
+            "List orders, newest first",
+            {"200": _json({"type": "object", "properties": {
+                "orders": {"type": "array", "items": _ref("Order")},
+                "next_cursor": {"type": ["string", "null"]}}}), **_errors(400, 401)},
+            parameters=[
+                _query("status", {"enum": [s.value for s in OrderStatus]}, "only this status"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                       "page size"),
+                _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+            ]),
+    },
+    "/api/orders/bulk": {"post": _op(
+        "Submit generated demo orders",
+        {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS)},
+        requestBody=_body({"type": "object", "required": ["count"], "properties": {
+            "count": {"type": "integer", "minimum": 1, "maximum": MAX_BULK_ORDERS},
+            "workflow": {"type": "string"}}}))},
+    "/api/orders/{order_id}": {"get": _op(
+        "An order with its tasks and its events",
+        {"200": _json({"allOf": [_ref("Order"), {"type": "object", "properties": {
+            "events": {"type": "array", "items": _ref("Event")}}}]}), **_errors(401, 404)},
+        parameters=[_path("order_id")])},
+    "/api/orders/{order_id}/cancel": {"post": _op(
+        "Cancel an unfinished order", {"200": _json(_ref("Order")), **_errors(401, 404, 409, 422)},
+        parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
+    "/api/orders/{order_id}/retry": {"post": _op(
+        "Re-run a failed order from the step that failed",
+        {"200": _json(_ref("Order")), **_errors(401, 404, 409, 422)},
+        parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
+    "/api/workers": {
+        "get": _op("List workers", {"200": _json({"type": "object", "properties": {
+            "workers": {"type": "array", "items": _ref("Worker")}}}), **_errors(401)}),
+        "post": _op(
+            "Add workers", {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS)},
+            requestBody=_body({"type": "object", "properties": {
+                "count": {"type": "integer", "minimum": 1, "maximum": MAX_NEW_WORKERS,
+                          "default": 1}}}, required=False)),
+    },
+    "/api/workers/{worker_id}/kill": {"post": _op(
+        "Crash a worker (simulated); the heartbeat monitor detects it",
+        {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(401, 404, 409, 422)},
+        parameters=[_path("worker_id")], requestBody={**NO_BODY, "required": False})},
+    "/api/workers/{worker_id}/drain": {"post": _op(
+        "Drain a worker: no new work, it leaves after its current task",
+        {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(401, 404, 409, 422)},
+        parameters=[_path("worker_id")], requestBody={**NO_BODY, "required": False})},
+    "/api/stats": {"get": _op("Counts by status, retries, reassignments, throughput",
+                              {"200": _json(_ref("Stats")), **_errors(401)})},
+    "/api/events": {"get": _op(
+        "Events in seq order; after < oldest_seq - 1 means some are gone: re-read the state",
+        {"200": _json({"type": "object", "properties": {
+            "events": {"type": "array", "items": _ref("Event")},
+            "oldest_seq": {"type": "integer"}, "last_seq": {"type": "integer"}}}),
+         **_errors(400, 401)},
+        parameters=[
+            _query("after", {"type": "integer", "minimum": 0, "default": 0}, "last seq seen"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500},
+                   "page size"),
+        ])},
+    "/api/chaos": {
+        "get": _op("Failure rate and latency of the demo handlers",
+                   {"200": _json(_ref("Chaos")), **_errors(401)}),
+        "put": _op("Change chaos settings (all or nothing)",
+                   {"200": _json(_ref("Chaos")), **_errors(*BODY_ERRORS)},
+                   requestBody=_body(_ref("Chaos"))),
+    },
+    "/api/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"})},
+                                     security=[])},
+}
+
+
+def openapi_document(app: Flask) -> dict:
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "orderflow",
+            "version": "0.1.0",
+            "description": "Fault-tolerant order processing. Errors are "
+                           '{"error": {"code", "message"}}. Live events: Socket.IO on '
+                           "/socket.io/ (see dashboard/realtime.py).",
+        },
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    if app.config.get("ORDERFLOW_TOKEN"):
+        doc["security"] = [{"bearer": []}]
+    return doc

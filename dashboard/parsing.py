@@ -1,0 +1,95 @@
+"""Strict parsing of request bodies and query strings into plain values, or an ApiError.
+
+Shared by HTTP views and Socket.IO handlers, so both refuse the same input the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from flask import request
+
+from .errors import ApiError, invalid
+
+_MISSING: Any = object()
+
+
+def _no_constants(name: str) -> None:
+    # Python's json accepts NaN and Infinity; JSON does not, and neither do we.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_body(required: bool = True) -> dict:
+    """The request's JSON object. An empty body is {} when the body is optional."""
+    data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413 from werkzeug
+    if not data:
+        if required:
+            raise ApiError(400, "bad_request", "a JSON object body is required")
+        return {}
+    if not request.is_json:
+        raise ApiError(
+            415, "unsupported_media_type",
+            f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}",
+        )
+    try:
+        value = json.loads(data, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+    return expect_object(value, "the body")
+
+
+def expect_object(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise invalid(f"{what} must be a JSON object")
+    return value
+
+
+def only_fields(body: dict, allowed: Iterable[str]) -> None:
+    unknown = set(body) - set(allowed)
+    if unknown:
+        raise invalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+
+
+def int_field(body: dict, name: str, low: int, high: int, default: int = _MISSING) -> int:
+    """An integer field within [low, high]; booleans and floats are refused."""
+    value = body.get(name, default)
+    if value is _MISSING:
+        raise invalid(f"{name} is required")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def optional_text(body: dict, name: str, max_len: int = 200) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
+        raise invalid(f"{name} must be a non-empty string of at most {max_len} characters")
+    return value
+
+
+def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    """An integer query parameter within [low, high], or `default` when absent."""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_parameter", f"{name} must be from {low} to {high}")
+    return value
+
+
+def choice_arg(name: str, choices: Iterable[str]) -> str | None:
+    raw = request.args.get(name, "")
+    if raw == "":
+        return None
+    options = sorted(choices)
+    if raw not in options:
+        raise ApiError(400, "invalid_parameter", f"{name} must be one of {', '.join(options)}")
+    return raw

@@ -1,0 +1,109 @@
+"""Socket.IO: the live event stream and the commands a dashboard may send.
+
+Contract (namespace "/", JSON only):
+
+Server to client
+  `snapshot`  sent shortly (within one stream interval) after connecting, after a `resync`
+              request, and whenever the client fell behind or the event history moved past
+              the stream::
+
+                  {"stats": cluster.stats(), "workers": cluster.workers(), "ring": cluster.ring(),
+                   "orders": cluster.orders(limit=200), "events": [<= 500 recent events],
+                   "last_seq": int, "chaos": {"failure_rate", "latency_ms": [min, max]},
+                   "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries"}}
+
+              The state is at least as new as `last_seq`: apply only events with a greater
+              seq afterwards. A snapshot replaces everything the client held.
+  `events`    a list of the core's event dicts (`seq`, `ts`, `type`, `order_id`, `step`,
+              `worker_id`, `attempt`, `message`, ...), ascending seq, at most one message
+              per 100 ms (split into several when very large), from one background task.
+              A jump in seq means messages were skipped: wait for the snapshot that follows,
+              or send `resync`.
+  `workers`   about every 500 ms: {"workers": cluster.workers(), "stats": cluster.stats()},
+              so heartbeat ages stay live between events.
+
+Client to server (each answers through the Socket.IO acknowledgement)
+  `submit_order`  the body of POST /api/orders      -> {"order": {...}}
+  `add_worker`    {"count": 1..32} or nothing       -> {"ids": [...]}
+  `kill_worker`   "w-1" or {"id": "w-1"}            -> {"id", "action", "message"}
+  `drain_worker`  "w-1" or {"id": "w-1"}            -> {"id", "action", "message"}
+  `resync`        nothing                           -> {"ok": true}; a `snapshot` follows
+  A refused command answers {"error": {"code", "message"}, "status": <the HTTP status>},
+  with the same codes and messages as the HTTP API.
+
+Connecting needs `auth={"token": ...}` when the server has a token; browsers on another
+origin are refused unless CORS_ORIGINS lists them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError, SocketIO
+
+from . import actions
+from .auth import socket_auth_ok
+from .errors import describe, error_body, invalid
+from .stream import EventStream
+
+
+def _services():
+    return current_app.extensions["orderflow"]
+
+
+def acknowledged(handler: Callable[..., dict]) -> Callable[..., dict]:
+    """Turn any error into the HTTP API's error shape in the acknowledgement."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any) -> dict:
+        try:
+            if len(args) > 1:
+                raise invalid("send one JSON argument")
+            return handler(args[0] if args else None)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
+            error = describe(exc)
+            return {**error_body(error), "status": error.status}
+
+    return wrapper
+
+
+def register(socketio: SocketIO, stream: EventStream) -> None:
+    @socketio.on("connect")
+    def on_connect(auth: Any = None) -> None:
+        if not socket_auth_ok(auth):
+            raise ConnectionRefusedError("unauthorized: a valid token is required")
+        stream.connect(request.sid)
+
+    @socketio.on("disconnect")
+    def on_disconnect(reason: Any = None) -> None:
+        stream.disconnect(request.sid)
+
+    @socketio.on("resync")
+    @acknowledged
+    def on_resync(data: Any = None) -> dict:
+        stream.resync(request.sid)
+        return {"ok": True}
+
+    @socketio.on("submit_order")
+    @acknowledged
+    def on_submit_order(data: Any = None) -> dict:
+        order, _ = actions.submit_order(_services().cluster, data)
+        return {"order": order}
+
+    @socketio.on("add_worker")
+    @acknowledged
+    def on_add_worker(data: Any = None) -> dict:
+        return actions.add_workers(_services().cluster, data)
+
+    @socketio.on("kill_worker")
+    @acknowledged
+    def on_kill_worker(data: Any = None) -> dict:
+        return actions.kill_worker(_services().cluster, actions.worker_id_from(data))
+
+    @socketio.on("drain_worker")
+    @acknowledged
+    def on_drain_worker(data: Any = None) -> dict:
+        return actions.drain_worker(_services().cluster, actions.worker_id_from(data))

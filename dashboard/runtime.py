@@ -1,0 +1,94 @@
+"""What `orderflow serve` runs with: its settings, their checks, and the one place that
+builds the cluster from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass
+
+from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy
+
+DEFAULT_DB = "logs/orderflow.db"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Settings of one server process; every default is what `make run` gets."""
+
+    # Where to listen. Anything but loopback requires a token.
+    host: str = "127.0.0.1"
+    # 0 lets the kernel pick a free port (the server prints the URL it got).
+    port: int = 5000
+    # gunicorn threads; every open Socket.IO connection holds one for its lifetime.
+    threads: int = 32
+    # Worker threads of the cluster at start.
+    workers: int = 4
+    # The journal file, unless persist is False (`--no-persist`).
+    db: str = DEFAULT_DB
+    persist: bool = True
+    heartbeat_interval: float = 0.5
+    heartbeat_timeout: float = 2.0
+    max_retries: int = 3
+    # Demo handler chaos: some failures and latency make the dashboard worth watching.
+    failure_rate: float = 0.05
+    latency_ms: tuple[float, float] = (50.0, 250.0)
+    # Bearer token for the API and Socket.IO; None = open, allowed on loopback only.
+    token: str | None = None
+    # Seconds gunicorn waits for open connections on shutdown before it gives up on them.
+    graceful_timeout: int = 3
+
+    def replace(self, **changes: object) -> ServeSettings:
+        return dataclasses.replace(self, **changes)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_settings(settings: ServeSettings) -> None:
+    """Raise ConfigError naming the first bad setting, before anything starts."""
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError("port must be from 0 to 65535")
+    if settings.threads < 2:
+        raise ConfigError("threads must be at least 2")
+    if settings.token is not None and not settings.token.strip():
+        raise ConfigError("token must not be empty")
+    if not is_loopback(settings.host) and not settings.token:
+        raise ConfigError(
+            f"binding {settings.host} exposes the API beyond this machine: "
+            "give a token with --token or ORDERFLOW_TOKEN"
+        )
+    # The scheduler's own value objects know their limits; building them checks them.
+    ClusterConfig(
+        workers=settings.workers,
+        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        retry=RetryPolicy(max_retries=settings.max_retries),
+    )
+    Chaos(failure_rate=settings.failure_rate, latency_ms=settings.latency_ms)
+
+
+def build_cluster(settings: ServeSettings) -> Cluster:
+    """The cluster a server hosts. Not started: the caller starts it in the serving process."""
+    journal = None
+    # persistence: wired by issue 4 — when settings.persist, open the journal at settings.db
+    # here (and replay it) and pass it as `journal=`; with --no-persist keep journal=None.
+    return Cluster(
+        workers=settings.workers,
+        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        max_retries=settings.max_retries,
+        chaos=Chaos(failure_rate=settings.failure_rate, latency_ms=settings.latency_ms),
+        journal=journal,
+    )
+
+
+def flask_config(settings: ServeSettings) -> dict:
+    """The Flask config that makes `create_app` build this server's cluster."""
+    return {"ORDERFLOW_TOKEN": settings.token, "CLUSTER_SETTINGS": settings}

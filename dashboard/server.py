@@ -1,0 +1,91 @@
+"""`orderflow serve` on gunicorn: one process, threaded worker, started from Python.
+
+Why this shape (see Flask-SocketIO's deployment notes and ../shared/notes/flask-socketio.md):
+one worker process, because the cluster lives in memory; the gthread worker, because every
+WebSocket holds a thread; the app (and so the cluster's threads) is built in `load()`, which
+gunicorn calls in the worker after the fork, never in the master, whose threads would not
+survive it. On SIGTERM or Ctrl-C the worker drops Socket.IO connections at once (they never
+end by themselves), then `worker_exit` stops the stream and the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import IO, Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+from .app import Services, create_app, services
+from .runtime import ServeSettings, flask_config
+
+log = logging.getLogger("orderflow.server")
+
+
+class OrderflowWorker(ThreadWorker):
+    """gthread worker that closes Socket.IO connections as soon as a graceful stop begins,
+    so shutdown does not wait out the graceful timeout on WebSockets."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        running: Services | None = getattr(self.app, "services", None)
+        if running is not None:
+            # Not inside the signal handler: closing takes locks the interrupted code may hold.
+            threading.Thread(target=running.disconnect_clients, name="orderflow-drop-clients",
+                             daemon=True).start()
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class OrderflowServer(BaseApplication):
+    """A gunicorn application whose configuration comes from ServeSettings, not argv."""
+
+    def __init__(self, settings: ServeSettings, out: IO[str] | None = None):
+        self.settings = settings
+        self.out = out or sys.stdout
+        self.services: Services | None = None
+        super().__init__(prog="orderflow serve")
+
+    def load_config(self) -> None:
+        s = self.settings
+        options = {
+            "bind": [bind_address(s.host, s.port)],
+            "workers": 1,
+            "threads": s.threads,
+            "worker_class": OrderflowWorker,
+            "graceful_timeout": s.graceful_timeout,
+            "preload_app": False,
+            "proc_name": "orderflow",
+            "errorlog": "-",
+            "loglevel": "warning",
+            "when_ready": self.when_ready,
+            "worker_exit": self.worker_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """Runs in the worker process: build the app and start the cluster there."""
+        app = create_app(flask_config(self.settings))
+        self.services = services(app).start()
+        return app
+
+    def when_ready(self, arbiter: Any) -> None:
+        """In the master, once the socket is bound: the port is known even with --port 0."""
+        for listener in arbiter.LISTENERS:
+            print(f"orderflow listening on {listener}", file=self.out, flush=True)
+
+    def worker_exit(self, arbiter: Any, worker: Any) -> None:
+        if self.services is not None:
+            self.services.stop()
+            log.info("cluster stopped")
+
+
+def serve(settings: ServeSettings, out: IO[str] | None = None) -> int:
+    """Run until SIGTERM or Ctrl-C; returns the exit status."""
+    OrderflowServer(settings, out).run()
+    return 0

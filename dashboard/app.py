@@ -81,6 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
                 static_folder=str(PROJECT_ROOT / "static"))
     app.config.from_object(DefaultConfig)
     app.config.update(config or {})
+    app.json.sort_keys = False  # keep the scheduler's order: tasks in workflow order
     owns_cluster = cluster is None
     if cluster is None:
         cluster = build_cluster(_cluster_settings(app.config["CLUSTER_SETTINGS"]))

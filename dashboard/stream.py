@@ -150,8 +150,10 @@ class EventStream:
     """Batches cluster events to Socket.IO clients from one thread (see module docstring)."""
 
     def __init__(self, cluster: Cluster, socketio: SocketIO, settings: StreamSettings,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 backlog: Callable[[str], int | None] | None = None):
         self.cluster, self.socketio, self.settings = cluster, socketio, settings
+        self._backlog = backlog or (lambda sid: queued_packets(socketio, sid))
         self.clients = ClientTable(settings.backlog_limit)
         self._clock = clock
         self._cursor = cluster.event_bounds()[1]
@@ -204,7 +206,7 @@ class EventStream:
         """Send what is due at `now`; returns the seconds until something is due again."""
         tick = now >= self._next_events
         batch = self._read_new_events() if tick else []
-        plan = self.clients.plan(lambda sid: queued_packets(self.socketio, sid))
+        plan = self.clients.plan(self._backlog)
         if plan.snapshot:
             snapshot = build_snapshot(self.cluster, self.settings.snapshot_orders,
                                       self.settings.snapshot_events)

@@ -1,0 +1,258 @@
+"""HTTP API for orders through the Flask test client: every route and every error path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from web import ORDER, app_over, fast_cluster
+
+
+@pytest.fixture
+def idle():
+    """An app over a cluster that is not started: orders wait, nothing changes under a test."""
+    with app_over(fast_cluster(), start=False) as app:
+        yield app.test_client(), app.extensions["orderflow"].cluster
+
+
+@pytest.fixture
+def running():
+    with app_over(fast_cluster(workers=2)) as app:
+        yield app.test_client(), app.extensions["orderflow"].cluster
+
+
+def error_of(response) -> dict:
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def test_submitted_order_is_returned_with_its_tasks(idle):
+    client, _ = idle
+    response = client.post("/api/orders", json=ORDER)
+    assert response.status_code == 201
+    order = response.get_json()
+    assert order["id"].startswith("o-") and order["status"] in ("pending", "in_progress")
+    assert list(order["tasks"]) == ["payment", "packing", "shipping"]
+    assert response.headers["Location"].endswith(f"/api/orders/{order['id']}")
+
+
+def test_order_runs_to_completion_and_shows_its_events(running):
+    client, cluster = running
+    order_id = client.post("/api/orders", json=ORDER).get_json()["id"]
+    assert cluster.wait_until_idle(10)
+    detail = client.get(f"/api/orders/{order_id}").get_json()
+    assert detail["status"] == "completed"
+    assert all(task["status"] == "succeeded" and task["attempts"] == 1 and task["worker"]
+               for task in detail["tasks"].values())
+    types = [event["type"] for event in detail["events"]]
+    assert types[0] == "order_submitted" and types[-1] == "order_completed"
+
+
+def test_workflow_can_be_chosen(idle):
+    client, _ = idle
+    response = client.post("/api/orders", json={**ORDER, "workflow": "ecommerce_invoiced"})
+    assert response.status_code == 201
+    assert "invoice" in response.get_json()["tasks"]
+
+
+def test_repeated_idempotency_key_returns_the_same_order(idle):
+    client, cluster = idle
+    first = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-1"})
+    again = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-1"})
+    other = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-2"})
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 201)
+    assert first.get_json()["id"] == again.get_json()["id"] != other.get_json()["id"]
+    assert cluster.stats()["orders_total"] == 2
+
+
+@pytest.mark.parametrize("key", ["", " ", "k" * 201])
+def test_bad_idempotency_key_is_refused(idle, key):
+    client, cluster = idle
+    response = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": key})
+    assert response.status_code == 422
+    assert cluster.stats()["orders_total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"items": ORDER["items"]}, "customer"),
+        ({"customer": "ada"}, "items"),
+        ({"customer": "ada", "items": []}, "items"),
+        ({"customer": 5, "items": ORDER["items"]}, "customer"),
+        ({"customer": "ada", "items": [{"sku": "A", "qty": 0, "price": 1}]}, "qty"),
+        ({"customer": "ada", "items": [{"sku": "A", "qty": 1.5, "price": 1}]}, "qty"),
+        ({"customer": "ada", "items": [{"sku": "A", "qty": True, "price": 1}]}, "qty"),
+        ({"customer": "ada", "items": [{"sku": "A", "qty": 1, "price": -1}]}, "price"),
+        ({"customer": "ada", "items": [{"sku": "A", "qty": 1, "price": "1"}]}, "price"),
+        ({"customer": "ada", "items": [{"sku": "", "qty": 1, "price": 1}]}, "sku"),
+        ({"customer": "ada", "items": ["A"]}, "items[0]"),
+        ({**ORDER, "coupon": "X"}, "coupon"),
+        ({**ORDER, "workflow": ["ecommerce"]}, "workflow"),
+        ({**ORDER, "workflow": "nope"}, "nope"),
+        ([ORDER], "object"),
+        ("ada", "object"),
+    ],
+)
+def test_invalid_order_is_refused_with_a_message_and_not_created(idle, body, fragment):
+    client, cluster = idle
+    response = client.post("/api/orders", json=body)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "validation_error" and fragment in error["message"]
+    assert cluster.stats()["orders_total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        ('{"customer": ', "application/json", 400, "invalid_json"),
+        ('{"customer": NaN}', "application/json", 400, "invalid_json"),
+        (b"\xff\xfe{}", "application/json", 400, "invalid_json"),
+        ("[" * 100_000 + "]" * 100_000, "application/json", 400, "invalid_json"),
+        ("", "application/json", 400, "bad_request"),
+        (json.dumps(ORDER), "text/plain", 415, "unsupported_media_type"),
+        ("customer=ada", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ("x" * (1024 * 1024 + 1), "application/json", 413, "payload_too_large"),
+    ],
+)
+def test_unreadable_body_gets_a_4xx_json_error(idle, data, content_type, status, code):
+    client, cluster = idle
+    response = client.post("/api/orders", data=data, content_type=content_type)
+    assert response.status_code == status
+    assert error_of(response)["code"] == code
+    assert cluster.stats()["orders_total"] == 0
+
+
+def test_bulk_submits_generated_orders(running):
+    client, cluster = running
+    response = client.post("/api/orders/bulk", json={"count": 25})
+    assert response.status_code == 201
+    ids = response.get_json()["ids"]
+    assert len(set(ids)) == 25
+    assert cluster.wait_until_idle(10)
+    assert all(cluster.get_order(i)["status"] == "completed" for i in ids)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"count": 0}, {"count": 10_001}, {"count": "5"}, {"count": True}, {"count": 2.0},
+     {"count": 5, "workflow": "nope"}, {"count": 5, "extra": 1}],
+)
+def test_bad_bulk_request_creates_nothing(idle, body):
+    client, cluster = idle
+    response = client.post("/api/orders/bulk", json=body)
+    assert response.status_code == 422, response.get_json()
+    error_of(response)
+    assert cluster.stats()["orders_total"] == 0
+
+
+def test_listing_pages_through_every_order_once_newest_first(idle):
+    client, _ = idle
+    ids = client.post("/api/orders/bulk", json={"count": 12}).get_json()["ids"]
+    seen, cursor = [], None
+    while True:
+        query = "/api/orders?limit=5" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(query).get_json()
+        seen += [order["id"] for order in page["orders"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+
+
+def test_listing_filters_by_status(running):
+    client, cluster = running
+    client.post("/api/orders/bulk", json={"count": 3})
+    assert cluster.wait_until_idle(10)
+    assert len(client.get("/api/orders?status=completed").get_json()["orders"]) == 3
+    assert client.get("/api/orders?status=failed").get_json() == {"orders": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize(
+    "query", ["status=done", "limit=0", "limit=501", "limit=ten", "cursor=-1", "cursor=abc"]
+)
+def test_bad_listing_parameters_get_400(idle, query):
+    client, _ = idle
+    response = client.get(f"/api/orders?{query}")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize("path", ["/api/orders/o-nope", "/api/orders/o-nope/cancel",
+                                  "/api/orders/o-nope/retry"])
+def test_unknown_order_is_404(idle, path):
+    client, _ = idle
+    response = client.get(path) if path.count("/") == 3 else client.post(path)
+    assert response.status_code == 404
+    assert error_of(response) == {"code": "not_found", "message": "unknown order 'o-nope'"}
+
+
+def test_unfinished_order_can_be_cancelled_once(idle):
+    client, _ = idle
+    order_id = client.post("/api/orders", json=ORDER).get_json()["id"]
+    response = client.post(f"/api/orders/{order_id}/cancel")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "cancelled"
+    again = client.post(f"/api/orders/{order_id}/cancel")
+    assert again.status_code == 409 and error_of(again)["code"] == "conflict"
+
+
+def test_cancel_refuses_a_body_with_fields(idle):
+    client, _ = idle
+    order_id = client.post("/api/orders", json=ORDER).get_json()["id"]
+    response = client.post(f"/api/orders/{order_id}/cancel", json={"force": True})
+    assert response.status_code == 422
+    assert client.get(f"/api/orders/{order_id}").get_json()["status"] != "cancelled"
+
+
+def test_failed_order_is_retried_from_the_failed_step(running):
+    client, cluster = running
+    cluster.chaos.update(failure_rate=1.0)
+    order_id = client.post("/api/orders", json=ORDER).get_json()["id"]
+    assert cluster.wait_until_idle(10)
+    assert client.get(f"/api/orders/{order_id}").get_json()["status"] == "failed"
+    cluster.chaos.update(failure_rate=0.0)
+    response = client.post(f"/api/orders/{order_id}/retry")
+    assert response.status_code == 200
+    assert cluster.wait_until_idle(10)
+    assert client.get(f"/api/orders/{order_id}").get_json()["status"] == "completed"
+
+
+def test_retry_of_an_order_that_did_not_fail_is_409(running):
+    client, cluster = running
+    order_id = client.post("/api/orders", json=ORDER).get_json()["id"]
+    wait_for(lambda: cluster.get_order(order_id)["terminal"], 10)
+    response = client.post(f"/api/orders/{order_id}/retry")
+    assert response.status_code == 409
+    assert "only a failed order" in error_of(response)["message"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+order_like = st.fixed_dictionaries(
+    {"customer": json_values, "items": st.lists(st.dictionaries(
+        st.sampled_from(["sku", "qty", "price", "x"]), json_values, max_size=4), max_size=3)},
+    optional={"workflow": json_values},
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=json_values | order_like)
+def test_no_json_body_ever_gets_a_5xx(idle, body):
+    client, cluster = idle
+    before = cluster.stats()["orders_total"]
+    response = client.post("/api/orders", json=body)
+    assert response.status_code == 201 or 400 <= response.status_code < 500, response.get_json()
+    if response.status_code != 201:
+        assert cluster.stats()["orders_total"] == before

@@ -1,0 +1,150 @@
+"""Health, stats, the event log, chaos settings, the OpenAPI document and generic errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from web import ORDER, app_over, fast_cluster
+
+
+@pytest.fixture
+def idle():
+    with app_over(fast_cluster(), start=False) as app:
+        yield app.test_client(), app
+
+
+@pytest.fixture
+def running():
+    with app_over(fast_cluster(workers=2)) as app:
+        yield app.test_client(), app.extensions["orderflow"].cluster
+
+
+def test_healthz_says_ok(idle):
+    client, _ = idle
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_stats_count_orders_tasks_workers_and_throughput(running):
+    client, cluster = running
+    client.post("/api/orders/bulk", json={"count": 5})
+    assert cluster.wait_until_idle(10)
+    stats = client.get("/api/stats").get_json()
+    assert stats["orders"]["completed"] == 5 and stats["orders_total"] == 5
+    assert stats["tasks"]["succeeded"] == 15
+    assert stats["workers"] == {"alive": 2}
+    assert stats["throughput"] > 0
+    assert {"retries", "reassignments", "last_seq"} <= set(stats)
+
+
+def test_events_page_in_seq_order_after_a_cursor(idle):
+    client, _ = idle
+    client.post("/api/orders/bulk", json={"count": 10})
+    page = client.get("/api/events?after=0&limit=4").get_json()
+    seqs = [e["seq"] for e in page["events"]]
+    assert seqs == sorted(seqs) and len(seqs) == 4
+    rest = client.get(f"/api/events?after={seqs[-1]}").get_json()
+    assert [e["seq"] for e in rest["events"]][0] == seqs[-1] + 1
+    assert rest["last_seq"] == rest["events"][-1]["seq"] and rest["oldest_seq"] == 1
+    assert {"seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message"} <= set(
+        page["events"][0])
+
+
+@pytest.mark.parametrize("query", ["after=-1", "after=x", "limit=0", "limit=5001"])
+def test_bad_event_query_is_400(idle, query):
+    client, _ = idle
+    response = client.get(f"/api/events?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_parameter"
+
+
+def test_chaos_can_be_read_and_changed(idle):
+    client, _ = idle
+    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0]}
+    response = client.put("/api/chaos", json={"failure_rate": 0.25, "latency_ms": [5, 10]})
+    assert response.status_code == 200
+    assert response.get_json() == {"failure_rate": 0.25, "latency_ms": [5.0, 10.0]}
+    client.put("/api/chaos", json={"latency_ms": [1, 2]})
+    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.25, "latency_ms": [1.0, 2.0]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"failure_rate": 1.5, "latency_ms": [1, 2]},
+        {"failure_rate": 0.5, "latency_ms": [5, 1]},
+        {"failure_rate": 0.5, "latency_ms": [1]},
+        {"failure_rate": "0.5"},
+        {"failure_rate": True},
+        {"failure_rate": None},
+        {"latency_ms": [1, 70_000]},
+        {"failure_rate": 0.5, "seed": 1},
+        {},
+    ],
+)
+def test_bad_chaos_change_applies_nothing(idle, body):
+    client, _ = idle
+    response = client.put("/api/chaos", json=body)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "validation_error"
+    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0]}
+
+
+def test_unknown_route_and_wrong_method_are_json_errors(idle):
+    client, _ = idle
+    missing = client.get("/api/nothing")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+    wrong = client.delete("/api/orders")
+    assert wrong.status_code == 405
+    assert wrong.get_json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in wrong.headers["Allow"]
+
+
+def test_unexpected_failure_is_an_opaque_500_and_the_server_goes_on(idle, monkeypatch):
+    client, app = idle
+    cluster = app.extensions["orderflow"].cluster
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(cluster, "stats", broken)
+    response = client.get("/api/stats")
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    assert "secret" not in response.get_data(as_text=True)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_index_serves_a_page(idle):
+    client, _ = idle
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+
+
+def test_openapi_document_describes_every_route_and_method(idle):
+    client, app = idle
+    doc = client.get("/api/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    routes = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        routes.setdefault(path, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
+    described = {path: set(ops) for path, ops in doc["paths"].items()}
+    assert described == routes
+
+
+def test_openapi_references_resolve(idle):
+    client, _ = idle
+    doc = client.get("/api/openapi.json").get_json()
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/(\w+)"', str(doc).replace("'", '"')))
+    assert refs and refs <= set(doc["components"]["schemas"])
+
+
+def test_order_detail_response_matches_the_documented_fields(idle):
+    client, _ = idle
+    doc = client.get("/api/openapi.json").get_json()
+    order = client.post("/api/orders", json=ORDER).get_json()
+    assert set(doc["components"]["schemas"]["Order"]["properties"]) == set(order)

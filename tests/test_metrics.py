@@ -1,0 +1,42 @@
+"""GET /metrics: Prometheus text with counts from the cluster and histograms from events."""
+
+from __future__ import annotations
+
+from conftest import wait_for
+from prometheus_client.parser import text_string_to_metric_families
+from web import app_over, fast_cluster
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_count_orders_tasks_and_workers_and_time_completions():
+    with app_over(fast_cluster(workers=2, failure_rate=0.2, max_retries=5)) as app:
+        client = app.test_client()
+        client.post("/api/orders/bulk", json={"count": 20})
+        cluster = app.extensions["orderflow"].cluster
+        assert cluster.wait_until_idle(10)
+        stats = cluster.stats()
+        # Histograms come from a subscription thread: wait until it has seen the last event.
+        wait_for(lambda: scrape(client)[("orderflow_order_completion_seconds_count", ())]
+                 == stats["orders"]["completed"], 5, message="histogram caught up")
+        samples = scrape(client)
+    assert samples[("orderflow_orders_submitted_total", ())] == 20
+    assert samples[("orderflow_orders", (("status", "completed"),))] == stats["orders"]["completed"]
+    assert samples[("orderflow_tasks", (("state", "succeeded"),))] == stats["tasks"]["succeeded"]
+    assert samples[("orderflow_workers", (("status", "alive"),))] == 2
+    assert samples[("orderflow_task_retries_total", ())] == stats["retries"] > 0
+    assert samples[("orderflow_task_reassignments_total", ())] == 0
+    assert samples[("orderflow_task_run_seconds_count", (("step", "payment"),))] > 0
+    assert samples[("orderflow_events_total", (("type", "task_failed"),))] == stats["retries"] + (
+        stats["orders"]["failed"])
+    assert ("orderflow_throughput_orders_per_second", ()) in samples
+    assert ("orderflow_stream_clients", (("state", "live"),)) in samples

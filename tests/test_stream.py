@@ -1,0 +1,174 @@
+"""The event stream's decisions, driven by hand: a fake Socket.IO, a fake clock, no threads."""
+
+from __future__ import annotations
+
+from web import ORDER, fast_cluster
+
+from dashboard.stream import ClientTable, EventStream, StreamSettings, build_snapshot
+
+SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config"}
+
+
+class Recorder:
+    """Stands in for flask_socketio.SocketIO: remembers every emit."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, object, list[str]]] = []
+
+    def emit(self, event, data, to=None, namespace=None):
+        assert to, "an emit without recipients would broadcast to every client"
+        self.sent.append((event, data, list(to)))
+
+    def take(self, event: str) -> list[tuple[object, list[str]]]:
+        found = [(data, to) for name, data, to in self.sent if name == event]
+        self.sent = [s for s in self.sent if s[0] != event]
+        return found
+
+
+def make_stream(cluster, backlogs=None, **settings):
+    backlogs = {} if backlogs is None else backlogs
+    recorder = Recorder()
+    stream = EventStream(cluster, recorder, StreamSettings(**settings),
+                         backlog=lambda sid: backlogs.get(sid, 0))
+    return stream, recorder, backlogs
+
+
+def test_new_client_gets_a_snapshot_then_only_newer_events():
+    cluster = fast_cluster()  # never started: events come only from what the test does
+    stream, sio, _ = make_stream(cluster)
+    cluster.submit(ORDER)
+    stream.connect("a")
+    stream.step(0.0)
+    [(snapshot, to)] = sio.take("snapshot")
+    assert to == ["a"] and set(snapshot) == SNAPSHOT_KEYS
+    assert snapshot["last_seq"] == snapshot["events"][-1]["seq"] == cluster.stats()["last_seq"]
+    assert snapshot["config"] == {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.3,
+                                  "max_retries": 3}
+    assert sio.take("events") == []  # what it missed is in the snapshot
+    cluster.submit(ORDER)
+    cluster.submit(ORDER)
+    stream.step(0.1)
+    [(batch, to)] = sio.take("events")
+    assert to == ["a"]
+    assert [e["seq"] for e in batch] == [snapshot["last_seq"] + 1, snapshot["last_seq"] + 2]
+
+
+def test_events_are_sent_at_most_once_per_interval_and_in_chunks():
+    cluster = fast_cluster()
+    stream, sio, _ = make_stream(cluster, chunk=3)
+    stream.connect("a")
+    stream.step(0.0)
+    sio.take("snapshot")
+    for _ in range(7):
+        cluster.submit(ORDER)
+    stream.step(0.05)  # woken early (say, by a connect): too soon for events
+    assert sio.take("events") == []
+    assert stream.step(0.1) > 0
+    batches = [batch for batch, _ in sio.take("events")]
+    assert [len(b) for b in batches] == [3, 3, 1]
+    seqs = [e["seq"] for b in batches for e in b]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 7
+
+
+def test_client_that_falls_behind_gets_nothing_until_it_drains_then_a_snapshot():
+    cluster = fast_cluster()
+    stream, sio, backlogs = make_stream(cluster, backlog_limit=5)
+    stream.connect("slow")
+    stream.connect("fast")
+    stream.step(0.0)
+    sio.take("snapshot")
+    backlogs["slow"] = 6
+    cluster.submit(ORDER)
+    stream.step(1.0)
+    [(_, to)] = sio.take("events")
+    assert to == ["fast"]
+    assert stream.clients.fell_behind == 1
+    assert stream.clients.counts() == {"live": 1, "resyncing": 1}
+    backlogs["slow"] = 3  # draining, but not yet caught up
+    cluster.submit(ORDER)
+    stream.step(2.0)
+    assert sio.take("snapshot") == []
+    assert [to for _, to in sio.take("events")] == [["fast"]]
+    backlogs["slow"] = 0
+    cluster.submit(ORDER)
+    stream.step(3.0)
+    [(snapshot, to)] = sio.take("snapshot")
+    assert to == ["slow"] and snapshot["last_seq"] == cluster.stats()["last_seq"]
+    assert [to for _, to in sio.take("events")] == [["fast"]]
+    cluster.submit(ORDER)
+    stream.step(4.0)
+    assert [sorted(to) for _, to in sio.take("events")] == [["fast", "slow"]]
+
+
+def test_client_not_ready_yet_is_skipped_not_dropped():
+    cluster = fast_cluster()
+    stream, sio, backlogs = make_stream(cluster)
+    backlogs["a"] = None  # mid-handshake
+    stream.connect("a")
+    stream.step(0.0)
+    assert sio.sent == []
+    backlogs["a"] = 0
+    stream.step(0.01)
+    assert [to for _, to in sio.take("snapshot")] == [["a"]]
+
+
+def test_history_moving_past_the_cursor_resyncs_everyone_by_snapshot():
+    cluster = fast_cluster(event_history=100)
+    stream, sio, _ = make_stream(cluster)
+    stream.connect("a")
+    stream.step(0.0)
+    sio.take("snapshot")
+    for _ in range(250):  # one order_submitted each; the history keeps at most 200
+        cluster.submit(ORDER)
+    stream.step(0.1)
+    assert sio.take("events") == []
+    [(snapshot, to)] = sio.take("snapshot")
+    assert to == ["a"] and snapshot["last_seq"] == 250
+    assert stream.counters["resyncs_for_gap"] == 1
+
+
+def test_a_flood_of_events_is_replaced_by_a_snapshot():
+    cluster = fast_cluster()
+    stream, sio, _ = make_stream(cluster, max_events=10)
+    stream.connect("a")
+    stream.step(0.0)
+    sio.take("snapshot")
+    for _ in range(11):
+        cluster.submit(ORDER)
+    stream.step(0.1)
+    assert sio.take("events") == []
+    assert len(sio.take("snapshot")) == 1
+    cluster.submit(ORDER)
+    stream.step(0.2)
+    [(batch, _)] = sio.take("events")
+    assert [e["seq"] for e in batch] == [12]
+
+
+def test_workers_message_goes_out_every_workers_interval_to_live_clients():
+    cluster = fast_cluster()
+    stream, sio, _ = make_stream(cluster, workers_interval=0.5)
+    stream.connect("a")
+    for tick in range(11):  # 0.0 .. 1.0 s
+        stream.step(tick / 10)
+    messages = sio.take("workers")
+    # At 0.0 the client is only getting its snapshot; then at 0.5 and 1.0.
+    assert len(messages) == 2
+    assert set(messages[0][0]) == {"workers", "stats"}
+
+
+def test_disconnected_client_is_forgotten():
+    table = ClientTable(backlog_limit=5)
+    table.add("a")
+    table.remove("a")
+    table.resync("a")  # a late resync for a gone client is harmless
+    assert table.plan(lambda sid: 0).snapshot == []
+    assert table.counts() == {"live": 0, "resyncing": 0}
+
+
+def test_snapshot_limits_what_it_carries():
+    cluster = fast_cluster()
+    for _ in range(30):
+        cluster.submit(ORDER)
+    snapshot = build_snapshot(cluster, orders=10, events=5)
+    assert len(snapshot["orders"]) == 10 and len(snapshot["events"]) == 5
+    assert snapshot["last_seq"] == 30

@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/orderflow demo
+	$(BIN)/orderflow serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

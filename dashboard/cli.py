@@ -53,14 +53,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
-def _serve(args: argparse.Namespace) -> int:
-    settings = ServeSettings(
+def serve_settings(args: argparse.Namespace) -> ServeSettings:
+    return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, workers=args.workers,
         db=args.db, persist=not args.no_persist,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         max_retries=args.max_retries, failure_rate=args.failure_rate, latency_ms=args.latency_ms,
         token=args.token,
     )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = serve_settings(args)
     try:
         check_settings(settings)
     except ConfigError as exc:
@@ -73,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderflow",
                                      description="Fault-tolerant order processing")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--orders", type=int, default=200)
     demo.add_argument("--workers", type=int, default=4)
     _add_serve(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "demo":
         from scheduler.demo import run_demo
 

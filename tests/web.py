@@ -54,6 +54,15 @@ class LiveServer:
             # small one lets a client that never reads fill its buffers within a few KB.
             self.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self._connections: list[socket.socket] = []
+        accept = self.server.get_request
+
+        def get_request():
+            conn, address = accept()
+            self._connections.append(conn)
+            return conn, address
+
+        self.server.get_request = get_request
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, name="live-server")
 
@@ -67,3 +76,10 @@ class LiveServer:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+        # After a WebSocket ends, Werkzeug waits on the same connection for another HTTP
+        # request that never comes; shutting the sockets down ends those request threads.
+        for conn in self._connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer

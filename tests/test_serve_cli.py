@@ -1,0 +1,120 @@
+"""`orderflow serve`: argument checks in-process, and the real thing (gunicorn) as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import socketio
+from conftest import wait_for
+from web import ORDER
+
+from dashboard.cli import build_parser, main, serve_settings
+from dashboard.runtime import DEFAULT_DB, ServeSettings
+
+TOKEN = "cli-token"
+
+
+def orderflow_command() -> list[str]:
+    script = Path(sys.executable).parent / "orderflow"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dashboard.cli"]
+
+
+def read_line(stream, timeout: float) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"no output within {timeout}s"
+    return stream.readline()
+
+
+def test_serve_flags_become_settings(monkeypatch):
+    monkeypatch.delenv("ORDERFLOW_TOKEN", raising=False)
+    args = build_parser().parse_args([
+        "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2", "--no-persist",
+        "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1", "--max-retries", "1",
+        "--failure-rate", "0.5", "--latency-ms", "5,10", "--token", "t"])
+    assert serve_settings(args) == ServeSettings(
+        host="127.0.0.1", port=0, workers=2, persist=False, heartbeat_interval=0.2,
+        heartbeat_timeout=1.0, max_retries=1, failure_rate=0.5, latency_ms=(5.0, 10.0),
+        token="t")
+
+
+def test_serve_defaults_persist_to_the_logs_folder_and_read_the_token_from_env(monkeypatch):
+    monkeypatch.setenv("ORDERFLOW_TOKEN", "from-env")
+    settings = serve_settings(build_parser().parse_args(["serve"]))
+    assert (settings.db, settings.persist, settings.token) == (DEFAULT_DB, True, "from-env")
+    assert (settings.host, settings.port) == ("127.0.0.1", 5000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--host", "0.0.0.0"], "--token"),
+        (["--heartbeat-interval", "1", "--heartbeat-timeout", "0.5"], "heartbeat_timeout"),
+        (["--failure-rate", "2"], "failure_rate"),
+        (["--latency-ms", "9,1"], "latency_ms"),
+        (["--max-retries", "-1"], "max_retries"),
+        (["--port", "70000"], "port"),
+    ],
+)
+def test_serve_refuses_bad_settings_before_starting(monkeypatch, capsys, argv, fragment):
+    monkeypatch.delenv("ORDERFLOW_TOKEN", raising=False)
+    assert main(["serve", "--no-persist", *argv]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--latency-ms", "5"], ["--db", "x.db", "--no-persist"],
+                                  ["--port", "many"]])
+def test_serve_rejects_malformed_flags(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", *argv])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_signal):
+    env = {**os.environ, "ORDERFLOW_TOKEN": ""}
+    command = [*orderflow_command(), "serve", "--port", "0", "--no-persist", "--token", TOKEN,
+               "--workers", "2", "--heartbeat-interval", "0.05", "--heartbeat-timeout", "0.3",
+               "--latency-ms", "0,1", "--log-level", "info"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    client = socketio.Client(reconnection=False)
+    try:
+        line = read_line(proc.stdout, 20)
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match and int(match.group(1)) > 0, line
+        url = match.group(0)
+        with requests.Session() as http:
+            assert http.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+            assert http.post(f"{url}/api/orders", json=ORDER, timeout=5).status_code == 401
+            created = http.post(f"{url}/api/orders", json=ORDER, timeout=5,
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+            assert created.status_code == 201
+        # A WebSocket through gunicorn, left open: shutdown must not wait for it.
+        snapshots = []
+        client.on("snapshot", snapshots.append)
+        client.connect(url, transports=["websocket"], auth={"token": TOKEN}, wait_timeout=5)
+        wait_for(lambda: snapshots, 5, message="snapshot over gunicorn")
+        assert snapshots[0]["stats"]["orders_total"] == 1
+        started = time.monotonic()
+        proc.send_signal(stop_signal)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        wait_for(lambda: not client.connected, 5, message="client saw the server go")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+    assert "Traceback" not in stderr, stderr
+    assert "cluster stopped" in stderr  # the worker process stopped the cluster on its way out

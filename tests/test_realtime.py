@@ -202,6 +202,16 @@ def test_live_client_follows_200_orders_and_a_worker_killed_through_the_api():
         assert all(cluster.get_order(i)["status"] in ("completed", "failed") for i in ids)
 
 
+def test_socketio_accepts_only_same_origin_browsers_by_default():
+    with app_over(fast_cluster(), LIVE_CONFIG, start=False) as app, LiveServer(app) as server:
+        endpoint = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(endpoint, origin="http://evil.example", timeout=5)
+        same = websocket.create_connection(endpoint, origin=server.url, timeout=5)
+        assert same.recv().startswith("0")  # Engine.IO open: accepted
+        same.shutdown()
+
+
 def run_orders(cluster, count: int) -> float:
     """Seconds for `count` orders to finish."""
     started = time.perf_counter()

@@ -65,6 +65,7 @@ class Services:
 
 
 def services(app: Flask) -> Services:
+    """The running parts of an app built by `create_app`."""
     return app.extensions["orderflow"]
 
 

@@ -54,6 +54,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
+    """The parsed `serve` flags as settings (not yet checked)."""
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, workers=args.workers,
         db=args.db, persist=not args.no_persist,
@@ -78,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; `--token` defaults to $ORDERFLOW_TOKEN as it is now."""
     parser = argparse.ArgumentParser(prog="orderflow",
                                      description="Fault-tolerant order processing")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -38,6 +38,7 @@ class OrderflowWorker(ThreadWorker):
 
 
 def bind_address(host: str, port: int) -> str:
+    """gunicorn's bind syntax; IPv6 addresses need brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -18,12 +18,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import ClusterConfig, RetryPolicy
-from .core import Conflict, SchedulerCore, UnknownOrder, UnknownWorker
+from .core import Conflict, SchedulerCore, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .events import LOG_LEVELS
 from .handlers import Chaos, Handler, demo_handlers
 from .journal import Journal, NullJournal
-from .model import Dispatch, Effects
+from .model import ORDER_EVENT_CAP, Dispatch, Effects
 from .orders import new_order_id, validate_order
+from .recovery import restore
 from .states import TERMINAL_ORDER, OrderStatus
 from .subscribers import Subscription
 from .worker import LoopThread, ThreadWorker
@@ -68,6 +69,7 @@ class Cluster:
         self._journal: Journal = journal or NullJournal()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._journal.attach(self._core, self._lock)
         self._executors: dict[str, ThreadWorker] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)
@@ -80,9 +82,17 @@ class Cluster:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Cluster:
+        """Recover from the journal (if any), then start the monitor and the workers."""
         if self._started:
             return self
         self._started = True
+        recover = getattr(self._journal, "recover", None)
+        if recover is not None:
+            state = recover()
+            with self._lock:
+                fx = restore(self._core, state, now=self._clock())
+                ticket = self._publish(fx)
+            self._carry_out(fx, ticket, durable=True)
         self._monitor = LoopThread("orderflow-monitor", self._monitor_once, self._stop)
         self._monitor.start()
         for _ in range(self.config.workers):
@@ -121,8 +131,28 @@ class Cluster:
         clean = validate_order(data)
         order_id = order_id or new_order_id()
         self._call(self._core.submit, order_id, clean, workflow=workflow,
-                   idempotency_key=idempotency_key)
+                   idempotency_key=idempotency_key, durable=True)
         return order_id
+
+    def submit_many(self, orders: list[dict], workflow: str | None = None) -> list[str]:
+        """Accept many orders at once, all or none, with a single durable commit."""
+        cleaned = [(validate_order(data), new_order_id()) for data in orders]
+        workflow = workflow or "ecommerce"
+        if workflow not in self._core.workflows:
+            raise UnknownWorkflow(f"unknown workflow {workflow!r}")
+        with self._lock:
+            now = self._clock()
+            merged = Effects()
+            for data, order_id in cleaned:
+                fx = self._core.submit(order_id, data, now=now, workflow=workflow)
+                merged.events += fx.events
+                merged.dispatches += fx.dispatches
+                merged.tasks.update(fx.tasks)
+                merged.orders.update(fx.orders)
+            merged.wake_at = fx.wake_at if cleaned else None
+            ticket = self._publish(merged)
+        self._carry_out(merged, ticket, durable=True)
+        return [order_id for _, order_id in cleaned]
 
     def find_by_idempotency_key(self, key: str) -> str | None:
         with self._lock:
@@ -170,11 +200,15 @@ class Cluster:
     # ------------------------------------------------------------------ queries
 
     def get_order(self, order_id: str) -> dict:
+        """An order as it is now; one forgotten from memory is read from the journal."""
         with self._lock:
             order = self._core.orders.get(order_id)
-            if order is None:
-                raise UnknownOrder(order_id)
-            return self._order_view(order)
+            if order is not None:
+                return self._order_view(order)
+        found = self._from_journal("find_order", order_id)
+        if found is None:
+            raise UnknownOrder(order_id)
+        return found
 
     def orders(self, status: str | None = None, limit: int = 50,
                before: int | None = None) -> list[dict]:
@@ -195,9 +229,14 @@ class Cluster:
         """Every event of one order, in order (capped per order in memory)."""
         with self._lock:
             order = self._core.orders.get(order_id)
-            if order is None:
-                raise UnknownOrder(order_id)
-            return list(order.events)
+            if order is not None and len(order.events) < ORDER_EVENT_CAP:
+                return list(order.events)
+        found = self._from_journal("story", order_id)
+        if not found:
+            if order is not None:
+                return list(order.events)
+            raise UnknownOrder(order_id)
+        return found
 
     def workers(self) -> list[dict]:
         with self._lock:
@@ -282,11 +321,13 @@ class Cluster:
 
     # ------------------------------------------------------------------ internals
 
-    def _call(self, method: Callable[..., Effects], *args: Any, **kwargs: Any) -> Effects:
+    def _call(self, method: Callable[..., Effects], *args: Any, durable: bool = False,
+              **kwargs: Any) -> Effects:
+        """Run one stimulus. `durable`: return only once its events are committed."""
         with self._lock:
             fx = method(*args, now=self._clock(), **kwargs)
             ticket = self._publish(fx)
-        self._carry_out(fx, ticket)
+        self._carry_out(fx, ticket, durable)
         return fx
 
     def _call_returning(self, method: Callable[..., tuple[Effects, Any]], *args: Any) -> tuple[Effects, Any]:
@@ -300,31 +341,41 @@ class Cluster:
         """Under the lock: queue the events for the journal and subscribers, in seq order."""
         if self._core.active_orders == 0:
             self._idle.notify_all()
-        if not fx.events:
+        if not fx.events and not fx.tasks:
             return None
         for sub in self._subscriptions:
             sub.offer(fx.events)
-        return self._journal.record(fx.events)
+        if not self._journal.persistent:
+            return None
+        return self._journal.record(fx)
 
-    def _carry_out(self, fx: Effects, ticket: object) -> None:
+    def _carry_out(self, fx: Effects, ticket: object, durable: bool = False) -> None:
         for event in fx.events:
             level = _LEVELS.get(event["type"])
             if level is not None:
                 log.log(level, event["message"])
-        if ticket is not None:
-            # Nothing that depends on these events (a dependent step, the caller's
-            # acknowledgement) proceeds before they are durable.
+        if ticket is not None and durable:
+            # The caller's acknowledgement (an accepted order) waits until it is durable.
             self._journal.wait(ticket)
-        for dispatch in fx.dispatches:
-            executor = self._executors.get(dispatch.worker_id)
-            if executor is not None:
-                executor.deliver(dispatch)
+        if fx.dispatches:
+            if ticket is not None and not durable:
+                # A released step must not run on a success that is not yet durable; the
+                # journal hands it over after the commit, so this thread does not wait.
+                self._journal.after(ticket, lambda: self._deliver(fx.dispatches))
+            else:
+                self._deliver(fx.dispatches)
         for worker_id in fx.departed:
             executor = self._executors.pop(worker_id, None)
             if executor is not None:
                 executor.stop()
         if fx.wake_at is not None and fx.wake_at < self._next_tick:
             self._wake.set()
+
+    def _deliver(self, dispatches: list[Dispatch]) -> None:
+        for dispatch in dispatches:
+            executor = self._executors.get(dispatch.worker_id)
+            if executor is not None:
+                executor.deliver(dispatch)
 
     def _monitor_once(self) -> None:
         fx = self._call(self._core.tick)
@@ -334,6 +385,10 @@ class Cluster:
         self._next_tick = now + wait
         self._wake.wait(wait)
         self._wake.clear()
+
+    def _from_journal(self, method: str, order_id: str):
+        reader = getattr(self._journal, method, None)
+        return reader(order_id) if reader is not None else None
 
     def _require_member(self, worker_id: str) -> None:
         worker = self._core.workers.get(worker_id)

@@ -31,6 +31,9 @@ S = TaskState
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
+# Moves on the happy path that the journal need not snapshot: after a crash, a task whose
+# last snapshot is older is simply queued again, and its attempt number comes out the same.
+UNJOURNALED_MOVES = frozenset({(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASSIGNED, S.RUNNING)})
 
 
 class SchedulerError(Exception):
@@ -119,6 +122,7 @@ class SchedulerCore:
         order = Order(order_id, self.order_number, wf, data, tasks, now)
         order.idempotency_key = idempotency_key
         self.orders[order_id] = order
+        self._fx.orders[order_id] = order
         self.tasks.update((t.id, t) for t in tasks.values())
         self.tasks_by_state["pending"] += len(tasks)
         self.orders_by_status["pending"] += 1
@@ -382,6 +386,8 @@ class SchedulerCore:
         task.history.append(task.state)
         if len(task.history) > 32:
             del task.history[:16]
+        if (task.state, finish) not in UNJOURNALED_MOVES:
+            self._fx.tasks[task.id] = task
         task.state = finish
 
     def _make_ready(self, task: Task, now: float) -> None:
@@ -538,8 +544,11 @@ class SchedulerCore:
 
     def _set_order_status(self, order: Order, status: OrderStatus) -> None:
         if status.value != order.reported_status:
+            was = OrderStatus(order.reported_status)
             self.orders_by_status[order.reported_status] -= 1
             self.orders_by_status[status.value] += 1
+            if status in TERMINAL_ORDER or was in TERMINAL_ORDER:
+                self._fx.orders[order.id] = order
             order.reported_status = status.value
 
     def _remember_finished(self, order_id: str) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import bisect
+from operator import itemgetter
+
+_SEQ = itemgetter("seq")
 
 # The kinds of event the core emits. Subscribers may rely on this set.
 EVENT_TYPES = frozenset(
@@ -21,6 +24,7 @@ EVENT_TYPES = frozenset(
         "task_reassigned",
         "task_cancelled",
         "result_rejected",
+        "task_recovered",
         "worker_added",
         "worker_dead",
         "worker_draining",
@@ -44,6 +48,7 @@ LOG_LEVELS = {
     "worker_added": "INFO",
     "worker_draining": "INFO",
     "worker_removed": "INFO",
+    "task_recovered": "INFO",
 }
 
 
@@ -57,18 +62,15 @@ class EventHistory:
     def __init__(self, cap: int):
         self.cap = cap
         self._events: list[dict] = []
-        self._seqs: list[int] = []
 
     def extend(self, events: list[dict]) -> None:
         self._events.extend(events)
-        self._seqs.extend(e["seq"] for e in events)
         if len(self._events) >= 2 * self.cap:
             del self._events[: -self.cap]
-            del self._seqs[: -self.cap]
 
     def after(self, seq: int, limit: int | None = None) -> list[dict]:
         """Events with a seq greater than `seq`, oldest first, at most `limit` of them."""
-        start = bisect.bisect_right(self._seqs, seq)
+        start = bisect.bisect_right(self._events, seq, key=_SEQ)
         stop = len(self._events) if limit is None else start + limit
         return self._events[start:stop]
 
@@ -78,8 +80,8 @@ class EventHistory:
     @property
     def first_seq(self) -> int:
         """Seq of the oldest event still held (0 when empty)."""
-        return self._seqs[0] if self._seqs else 0
+        return self._events[0]["seq"] if self._events else 0
 
     @property
     def last_seq(self) -> int:
-        return self._seqs[-1] if self._seqs else 0
+        return self._events[-1]["seq"] if self._events else 0

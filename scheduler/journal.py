@@ -4,24 +4,38 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .model import Effects
+
 
 class Journal(Protocol):
-    """`record` runs under the scheduler lock and must only enqueue; `wait` blocks until
-    everything recorded up to `ticket` is durable and runs outside the lock."""
+    """`record` runs under the scheduler lock and must only snapshot and enqueue; `wait`
+    blocks until everything recorded up to `ticket` is durable and runs outside the lock."""
 
-    def record(self, events: list[dict]) -> object: ...
+    persistent: bool
+
+    def attach(self, core, lock) -> None: ...
+    def record(self, fx: Effects) -> object: ...
     def wait(self, ticket: object) -> None: ...
+    def after(self, ticket: object, action) -> None: ...
     def close(self) -> None: ...
 
 
 class NullJournal:
     """No persistence (`--no-persist`): events live only in the bounded in-memory history."""
 
-    def record(self, events: list[dict]) -> object:
+    persistent = False
+
+    def attach(self, core, lock) -> None:
+        return None
+
+    def record(self, fx: Effects) -> object:
         return None
 
     def wait(self, ticket: object) -> None:
         return None
+
+    def after(self, ticket: object, action) -> None:
+        action()
 
     def close(self) -> None:
         return None

@@ -94,3 +94,6 @@ class Effects:
     departed: list[str] = field(default_factory=list)
     # Earliest retry due time, so the shell's timer can sleep until then.
     wake_at: float | None = None
+    # Tasks and orders this stimulus changed, for the journal to snapshot.
+    tasks: dict[str, Task] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)

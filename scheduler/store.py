@@ -1,0 +1,362 @@
+"""The durable journal: orders, tasks and every event in SQLite (WAL mode).
+
+One writer thread owns the write connection and commits in groups. Under the scheduler lock,
+`record` only appends the stimulus's events and the tasks and orders it touched to pending
+buffers (O(1)). The writer takes the scheduler lock briefly to swap those buffers out and
+snapshot each touched row once, writes everything in one transaction, then wakes whoever
+waits for it. So durability costs one commit and one row per task per group, not per event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .model import Effects, Order, Task
+from .recovery import Recovered, RecoveredOrder
+from .schema import SCHEMA_VERSION, StoreError, migrate
+
+if TYPE_CHECKING:
+    from .core import SchedulerCore
+
+log = logging.getLogger("orderflow.store")
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class SQLiteJournal:
+    persistent = True
+
+    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL"):
+        self.path = Path(path)
+        self._write = _connect(self.path, synchronous)
+        self._read_lock = threading.Lock()
+        self._read = _connect(self.path, synchronous, readonly_after_schema=True)
+        self._core: SchedulerCore | None = None
+        self._core_lock: threading.Lock | None = None
+        # Filled under the scheduler lock by `record`, swapped out by the writer.
+        self._events: list[dict] = []
+        self._tasks: dict[str, Task] = {}
+        self._orders: dict[str, Order] = {}
+        self._ticket = 0
+        # Guarded by `_done`: what is committed, actions waiting for a commit, jobs, stop.
+        self._done = threading.Condition()
+        self._committed = 0
+        self._after: list[tuple[int, Callable[[], None]]] = []
+        self._jobs: list[Callable[[sqlite3.Connection], None]] = []
+        self._stop = False
+        self._failure: Exception | None = None
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="orderflow-journal", daemon=True)
+
+    def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
+        """Bind to the core whose state is journaled and the lock that guards it."""
+        self._core, self._core_lock = core, lock
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    # ------------------------------------------------------------ Journal protocol
+
+    def record(self, fx: Effects) -> int:
+        """Under the scheduler lock: remember what changed; returns a ticket to wait on."""
+        self._events.extend(fx.events)
+        self._tasks.update(fx.tasks)
+        self._orders.update(fx.orders)
+        self._ticket += 1
+        self._wake.set()
+        return self._ticket
+
+    def after(self, ticket: int, action: Callable[[], None]) -> None:
+        """Run `action` once `ticket` is committed: now if it is, else on the writer thread."""
+        with self._done:
+            if self._committed < ticket:
+                self._after.append((ticket, action))
+                return
+        action()
+
+    def wait(self, ticket: int | None) -> None:
+        if ticket is None:
+            return
+        with self._done:
+            while self._committed < ticket and self._failure is None:
+                self._done.wait(1.0)
+            if self._failure is not None and self._committed < ticket:
+                raise StoreError(f"could not write {self.path}: {self._failure}")
+
+    def close(self) -> None:
+        """Write everything still pending, then stop the writer and close the file."""
+        if self._thread.is_alive():
+            with self._done:
+                self._stop = True
+            self._wake.set()
+            self._thread.join(30)
+        for conn in (self._write, self._read):
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    # ------------------------------------------------------------ reading
+
+    def recover(self) -> Recovered:
+        """Everything the core needs to continue: unfinished and recent finished orders."""
+        return _load(self._read, self._read_lock)
+
+    def find_order(self, order_id: str) -> dict | None:
+        with self._read_lock:
+            row = self._read.execute(
+                "SELECT id, number, workflow, data, status, submitted_at, finished_at "
+                "FROM orders WHERE id = ?", (order_id,)).fetchone()
+            if row is None:
+                return None
+            tasks = self._read.execute(
+                "SELECT step, state, attempt, reassignments, runs, worker, result, error "
+                "FROM tasks WHERE order_id = ?", (order_id,)).fetchall()
+        data = json.loads(row[3])
+        return {
+            "id": row[0], "number": row[1], "status": row[4], "workflow": row[2],
+            "customer": data.get("customer"), "data": data,
+            "tasks": {t[0]: {"status": t[1], "attempts": t[2], "reassignments": t[3], "runs": t[4],
+                             "worker": t[5], "result": _loads(t[6]), "error": t[7], "retry_at": None}
+                      for t in tasks},
+            "submitted_at": row[5], "finished_at": row[6],
+            "terminal": row[4] in TERMINAL_STATUSES,
+        }
+
+    def story(self, order_id: str) -> list[dict]:
+        with self._read_lock:
+            rows = self._read.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq",
+                (order_id,)).fetchall()
+        return [_event_dict(r) for r in rows]
+
+    def events_after(self, seq: int, limit: int) -> list[dict]:
+        with self._read_lock:
+            rows = self._read.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit)).fetchall()
+        return [_event_dict(r) for r in rows]
+
+    # ------------------------------------------------------------ maintenance
+
+    def prune(self, before_wall: float) -> dict:
+        """Delete finished orders (and their tasks and events) that finished before the cutoff."""
+        if not self._thread.is_alive():
+            return prune_connection(self._write, before_wall)
+        result: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def job(conn: sqlite3.Connection) -> None:
+            result.update(prune_connection(conn, before_wall))
+            finished.set()
+
+        with self._done:
+            self._jobs.append(job)
+        self._wake.set()
+        if not finished.wait(120):
+            raise StoreError(f"pruning {self.path} did not finish within 120 s")
+        return result
+
+    # ------------------------------------------------------------ writer
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._done:
+                stop, jobs, self._jobs = self._stop, self._jobs, []
+            try:
+                ticket = self._write_pending()
+                for job in jobs:
+                    job(self._write)
+            except Exception as exc:  # noqa: BLE001 - waiters must learn of it, not hang
+                log.exception("journal write to %s failed", self.path)
+                with self._done:
+                    self._failure = exc
+                    self._done.notify_all()
+                return
+            with self._done:
+                self._committed = max(self._committed, ticket)
+                ready = [a for t, a in self._after if t <= self._committed]
+                self._after = [(t, a) for t, a in self._after if t > self._committed]
+                self._done.notify_all()
+            for action in ready:
+                try:
+                    action()
+                except Exception:  # noqa: BLE001 - one bad action must not stop the writer
+                    log.exception("post-commit action failed")
+            if stop:
+                return
+
+    def _write_pending(self) -> int:
+        """Swap the buffers out under the scheduler lock, then write them in one transaction."""
+        with self._core_lock:
+            events, self._events = self._events, []
+            tasks, self._tasks = self._tasks, {}
+            orders, self._orders = self._orders, {}
+            ticket = self._ticket
+            if not (events or tasks or orders):
+                return ticket
+            core = self._core
+            offset = core.epoch_offset
+            task_rows = [
+                (t.id, t.order_id, t.step, t.state.value, t.attempt, int(t.attempt_open),
+                 t.reassignments, t.runs, t.worker, t.result, t.error)
+                for t in tasks.values()
+            ]
+            order_rows = [
+                (o.id, o.number, o.workflow.name, o.data, o.idempotency_key,
+                 o.submitted_at + offset, o.reported_status,
+                 o.finished_at + offset if o.finished_at is not None else None)
+                for o in orders.values()
+            ]
+            counters = {"counters": dict(core.counters),
+                        "orders_by_status": dict(core.orders_by_status),
+                        "tasks_by_state": dict(core.tasks_by_state), "seq": core.seq,
+                        "order_number": core.order_number, "lease_counter": core.lease_counter}
+        conn = self._write
+        with conn:
+            conn.executemany(
+                "INSERT INTO orders (id, number, workflow, data, idempotency_key, submitted_at, "
+                "status, finished_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "status = excluded.status, finished_at = excluded.finished_at",
+                [r[:3] + (json.dumps(r[3]),) + r[4:] for r in order_rows])
+            conn.executemany(
+                "INSERT OR REPLACE INTO tasks (id, order_id, step, state, attempt, attempt_open, "
+                "reassignments, runs, worker, result, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [r[:9] + (_dumps(r[9]), r[10]) for r in task_rows])
+            conn.executemany(
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                map(_event_row, events))
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
+                         (json.dumps(counters),))
+        return ticket
+
+
+EVENT_FIELDS = ("seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message")
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", extra"
+
+
+def _event_row(event: dict) -> tuple:
+    """Columns for the fields every event has; JSON only for the few extra ones."""
+    row = (event["seq"], event["ts"], event["type"], event["order_id"], event["step"],
+           event["worker_id"], event["attempt"], event["message"])
+    if len(event) == len(EVENT_FIELDS):
+        return (*row, None)
+    extra = {k: v for k, v in event.items() if k not in EVENT_FIELDS}
+    return (*row, json.dumps(extra))
+
+
+def _event_dict(row: tuple) -> dict:
+    event = dict(zip(EVENT_FIELDS, row[:8], strict=True))
+    if row[8] is not None:
+        event.update(json.loads(row[8]))
+    return event
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _connect(path: Path, synchronous: str, readonly_after_schema: bool = False) -> sqlite3.Connection:
+    """Open (creating and migrating if needed) with a clear StoreError for every bad case."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder {folder} for {path}: {exc.strerror}. "
+                         "Choose another location with --db PATH.") from None
+    if not os.access(folder, os.W_OK):
+        raise StoreError(f"the folder {folder} is not writable, so {path} cannot be used. "
+                         "Fix its permissions or choose another location with --db PATH.")
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: inserts at random keys stay in memory
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"{path} could not be switched to WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        if not readonly_after_schema:
+            migrate(conn, path)
+        return conn
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is not a usable orderflow database ({exc}). Move it aside and restart to "
+            "begin with an empty database, or point --db at another file.") from None
+
+
+def prune_connection(conn: sqlite3.Connection, before_wall: float) -> dict:
+    with conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM orders WHERE status IN ('completed','failed','cancelled') "
+            "AND finished_at < ?", (before_wall,))]
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM prune_ids")
+        conn.executemany("INSERT INTO prune_ids VALUES (?)", [(i,) for i in ids])
+        events = conn.execute(
+            "DELETE FROM events WHERE order_id IN (SELECT id FROM prune_ids)").rowcount
+        conn.execute("DELETE FROM tasks WHERE order_id IN (SELECT id FROM prune_ids)")
+        conn.execute("DELETE FROM orders WHERE id IN (SELECT id FROM prune_ids)")
+        conn.execute("DELETE FROM prune_ids")
+    return {"orders": len(ids), "events": events}
+
+
+def _load(conn: sqlite3.Connection, lock: threading.Lock, finished_limit: int = 20_000,
+          recent_events: int = 2_000) -> Recovered:
+    with lock:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        counters = json.loads(meta.get("counters", "{}"))
+        rows = conn.execute(
+            "SELECT id, number, workflow, data, idempotency_key, submitted_at, finished_at, status "
+            "FROM orders WHERE status NOT IN ('completed','failed','cancelled') "
+            "UNION ALL SELECT * FROM (SELECT id, number, workflow, data, idempotency_key, "
+            "submitted_at, finished_at, status FROM orders "
+            "WHERE status IN ('completed','failed','cancelled') ORDER BY number DESC LIMIT ?)",
+            (finished_limit,)).fetchall()
+        rows.sort(key=lambda r: r[1])
+        orders = {r[0]: RecoveredOrder(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7],
+                                       []) for r in rows}
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS load_ids (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM load_ids")
+        conn.executemany("INSERT INTO load_ids VALUES (?)", [(i,) for i in orders])
+        for step_row in conn.execute(
+                "SELECT order_id, step, state, attempt, attempt_open, reassignments, runs, worker, "
+                "result, error FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"):
+            orders[step_row[0]].tasks.append({
+                "step": step_row[1], "state": step_row[2], "attempt": step_row[3],
+                "attempt_open": step_row[4], "reassignments": step_row[5], "runs": step_row[6],
+                "worker": step_row[7], "result": _loads(step_row[8]), "error": step_row[9]})
+        for row in conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
+                "ORDER BY seq"):
+            orders[row[3]].events.append(_event_dict(row))
+        recent = [_event_dict(r) for r in conn.execute(
+            f"SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?) "
+            "ORDER BY seq", (recent_events,))]
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
+        conn.execute("DELETE FROM load_ids")
+    core_counters = counters.get("counters", {})
+    return Recovered(
+        orders=list(orders.values()),
+        counters=core_counters,
+        orders_by_status=counters.get("orders_by_status", {}),
+        tasks_by_state=counters.get("tasks_by_state", {}),
+        seq=max(seq, counters.get("seq", 0)),
+        order_number=max(number, counters.get("order_number", 0)),
+        lease_counter=counters.get("lease_counter", 0),
+        recent_events=recent,
+    )
+
+
+__all__ = ["SCHEMA_VERSION", "SQLiteJournal", "StoreError", "prune_connection"]

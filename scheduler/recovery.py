@@ -99,19 +99,20 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
 
 def _requeue(core: SchedulerCore, order: Order, task: Task) -> int:
     """Put an unfinished step back in line; it gets a worker when workers join."""
-    was, worker = task.state, task.worker
     task.waiting_on = {d for d in order.workflow.deps[task.step]
                        if order.tasks[d].state is not S.SUCCEEDED}
     target = S.PENDING if task.waiting_on else S.READY
-    core.tasks_by_state[was.value] -= 1
+    core.tasks_by_state[task.state.value] -= 1
     core.tasks_by_state[target.value] += 1
     task.state, task.worker, task.lease, task.due = target, None, 0, None
-    if target is S.READY:
-        core._unplaced.append(task.id)
-    if was in (S.ASSIGNED, S.RUNNING, S.RETRY_WAIT):
-        where = f" (was {was.value} on {worker})" if worker else f" (was {was.value})"
-        core._emit("task_recovered", order, task.step, None, task.attempt,
-                   f"order {order.id} step {task.step} attempt {task.attempt} queued again "
-                   f"after a restart{where}")
-        return 1
-    return 0
+    if target is S.PENDING:
+        return 0
+    core._unplaced.append(task.id)
+    last = next((e for e in reversed(order.events) if e["step"] == task.step), None)
+    was = ""
+    if last is not None and last["type"] == "task_started":
+        was = f" (it was running on {last['worker_id']} when the server stopped)"
+    core._emit("task_recovered", order, task.step, None, task.attempt,
+               f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
+               f"after a restart{was}")
+    return 1

@@ -346,6 +346,9 @@ def _load(conn: sqlite3.Connection, lock: threading.Lock, finished_limit: int = 
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
         conn.execute("DELETE FROM load_ids")
+        # Filling the temp table opened a transaction; end it, or this reader would keep
+        # seeing the database as it was at start-up.
+        conn.commit()
     core_counters = counters.get("counters", {})
     return Recovered(
         orders=list(orders.values()),

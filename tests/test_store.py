@@ -1,0 +1,279 @@
+"""The durable journal: restarts, crashes (real SIGKILL), recovery rules and clear failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_for
+from scheduler import Cluster, TaskContext
+from scheduler.retention import Pruner, parse_duration
+from scheduler.schema import SCHEMA_VERSION, StoreError
+from scheduler.store import SQLiteJournal
+
+ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 1, "price": 3.0}]}
+FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
+HERE = Path(__file__).parent
+
+
+def noop(ctx: TaskContext):
+    return {"by": ctx.worker_id}
+
+
+NOOP = {s: noop for s in ("payment", "packing", "shipping")}
+
+
+def open_cluster(db, handlers=NOOP, workers=2, **kw) -> Cluster:
+    return Cluster(workers=workers, journal=SQLiteJournal(db), handlers=handlers, **FAST, **kw).start()
+
+
+def db_rows(db, sql, *args):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def assert_journal_consistent(db):
+    """No step recorded as succeeded twice; seq is 1..N without gaps or repeats."""
+    succeeded = db_rows(db, "SELECT order_id, step, COUNT(*) FROM events WHERE type = 'task_succeeded' "
+                            "GROUP BY order_id, step HAVING COUNT(*) > 1")
+    assert succeeded == []
+    seqs = [r[0] for r in db_rows(db, "SELECT seq FROM events ORDER BY rowid")]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_finished_orders_and_counters_survive_a_restart(tmp_path):
+    db = tmp_path / "of.db"
+    cluster = open_cluster(db)
+    ids = [cluster.submit(ORDER) for _ in range(30)]
+    assert cluster.wait_until_idle(20)
+    before = cluster.stats()
+    last_seq = before["last_seq"]
+    cluster.stop()
+
+    again = open_cluster(db)
+    try:
+        after = again.stats()
+        assert after["orders"]["completed"] == 30 and after["orders_total"] == 30
+        assert all(again.get_order(o)["status"] == "completed" for o in ids)
+        assert [e["type"] for e in again.story(ids[0])][-1] == "order_completed"
+        new = again.submit(ORDER)
+        assert again.wait_until_idle(10)
+        assert min(e["seq"] for e in again.story(new)) > last_seq
+        assert again.stats()["orders_total"] == 31
+    finally:
+        again.stop()
+    assert_journal_consistent(db)
+
+
+def test_steps_in_flight_at_shutdown_run_again_as_the_same_attempt(tmp_path):
+    db = tmp_path / "of.db"
+    gate = threading.Event()
+
+    def stuck_packing(ctx: TaskContext):
+        ctx.sleep(30)  # still running when the cluster stops
+        return "never"
+
+    handlers = {"payment": noop, "packing": stuck_packing, "shipping": noop}
+    cluster = open_cluster(db, handlers=handlers)
+    ids = cluster.submit_many([ORDER] * 5)
+    wait_for(lambda: cluster.stats()["tasks"]["running"] >= 1, 10, message="packing running")
+    cluster.stop()
+
+    again = open_cluster(db)
+    try:
+        assert again.wait_until_idle(20)
+        for oid in ids:
+            order = again.get_order(oid)
+            assert order["status"] == "completed"
+            assert order["tasks"]["packing"]["attempts"] == 1
+        recovered = [e for e in again.events() if e["type"] == "task_recovered"]
+        assert {e["step"] for e in recovered} <= {"packing"} and recovered
+        # Payment ran once: finished steps are not repeated.
+        runs = Counter((e["order_id"], e["step"]) for e in again.story(ids[0]) if e["type"] == "task_started")
+        assert runs[(ids[0], "payment")] == 1
+    finally:
+        again.stop()
+        gate.set()
+    assert_journal_consistent(db)
+
+
+def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempts(tmp_path):
+    db = tmp_path / "of.db"
+
+    def always_fails(ctx: TaskContext):
+        raise RuntimeError(f"declined (attempt {ctx.attempt})")
+
+    handlers = {"payment": always_fails, "packing": noop, "shipping": noop}
+    # A long backoff keeps the step waiting after its second failure.
+    from scheduler import RetryPolicy
+
+    cluster = Cluster(workers=1, journal=SQLiteJournal(db), handlers=handlers,
+                      retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001), **FAST)
+    gate = {"n": 0}
+
+    def fails_twice_then_blocks(ctx: TaskContext):
+        gate["n"] += 1
+        if gate["n"] <= 2:
+            raise RuntimeError(f"declined (attempt {ctx.attempt})")
+        ctx.sleep(30)
+
+    cluster.handlers["payment"] = fails_twice_then_blocks
+    cluster.start()
+    oid = cluster.submit(ORDER)
+    wait_for(lambda: sum(e["type"] == "task_failed" for e in cluster.story(oid)) == 2, 10)
+    wait_for(lambda: cluster.get_order(oid)["tasks"]["payment"]["status"] == "running", 10)
+    cluster.stop()
+
+    again = open_cluster(db, handlers=handlers, workers=1,
+                         retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    try:
+        assert again.wait_until_idle(10)
+        order = again.get_order(oid)
+        assert order["status"] == "failed"
+        failures = [e["attempt"] for e in again.story(oid) if e["type"] == "task_failed"]
+        assert failures == [1, 2, 3, 4]
+    finally:
+        again.stop()
+
+
+def run_harness(db, mode, count):
+    return subprocess.Popen([sys.executable, str(HERE / "crash_harness.py"), str(db), mode, str(count)],
+                            stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+
+
+def test_sigkill_mid_run_loses_nothing_and_commits_nothing_twice(tmp_path):
+    db = tmp_path / "crash.db"
+    proc = run_harness(db, "bulk", 1000)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ACK ")
+        ids = line.split()[1:]
+        assert len(ids) == 1000
+
+        def some_completed():
+            rows = db_rows(db, "SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+            return rows[0][0] >= 100
+
+        wait_for(some_completed, 30, message="work in flight")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+    done_before = db_rows(db, "SELECT COUNT(*) FROM orders WHERE status = 'completed'")[0][0]
+    assert done_before < 1000, "the kill came too late to test recovery"
+    max_seq_before = db_rows(db, "SELECT MAX(seq) FROM events")[0][0]
+
+    again = open_cluster(db, workers=4)
+    try:
+        assert again.wait_until_idle(60)
+        statuses = Counter(again.get_order(o)["status"] for o in ids)
+        assert statuses == {"completed": 1000}
+        assert again.stats()["orders_total"] == 1000
+    finally:
+        again.stop()
+    assert db_rows(db, "SELECT COUNT(*) FROM orders")[0][0] == 1000
+    assert db_rows(db, "SELECT MIN(seq) FROM events WHERE type = 'task_recovered'")[0][0] > max_seq_before
+    assert_journal_consistent(db)
+
+
+def test_every_acknowledged_order_survives_a_sigkill_right_after_its_ack(tmp_path):
+    db = tmp_path / "ack.db"
+    proc = run_harness(db, "each", 100_000)
+    acked = []
+    try:
+        while len(acked) < 50:
+            line = proc.stdout.readline()
+            assert line.startswith("ACK ")
+            acked.append(line.split()[1])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+    stored = {r[0] for r in db_rows(db, "SELECT id FROM orders")}
+    assert set(acked) <= stored
+
+
+def test_orders_forgotten_from_memory_are_read_back_from_the_journal(tmp_path):
+    db = tmp_path / "of.db"
+    cluster = open_cluster(db, finished_order_history=5)
+    try:
+        ids = [cluster.submit(ORDER) for _ in range(20)]
+        assert cluster.wait_until_idle(10)
+        wait_for(lambda: db_rows(db, "SELECT COUNT(*) FROM orders WHERE status='completed'")[0][0] == 20, 5)
+        oldest = cluster.get_order(ids[0])
+        assert oldest["status"] == "completed" and oldest["tasks"]["shipping"]["status"] == "succeeded"
+        assert [e["type"] for e in cluster.story(ids[0])][0] == "order_submitted"
+    finally:
+        cluster.stop()
+
+
+def test_prune_removes_only_finished_orders_older_than_the_cutoff(tmp_path):
+    db = tmp_path / "of.db"
+    clock = {"now": 1_000_000.0}
+    journal = SQLiteJournal(db)
+    cluster = Cluster(workers=1, journal=journal, handlers=NOOP, **FAST).start()
+    try:
+        old = [cluster.submit(ORDER) for _ in range(3)]
+        assert cluster.wait_until_idle(10)
+        pruner = Pruner(journal, older_than=parse_duration("7d"), clock=lambda: clock["now"])
+        clock["now"] = __import__("time").time() + 8 * 86400
+        cluster.submit(ORDER)  # still unfinished or just finished: not older than 7 days
+        removed = pruner.prune_once()
+        assert removed["orders"] >= 3
+        remaining = {r[0] for r in db_rows(db, "SELECT id FROM orders")}
+        assert not set(old) & remaining
+        assert db_rows(db, "SELECT COUNT(*) FROM events WHERE order_id IN (?,?,?)", *old)[0][0] == 0
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600)])
+def test_durations_parse(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "7", "-1d", "0d", "7 days", "d"])
+def test_bad_durations_are_refused_with_the_accepted_forms(text):
+    with pytest.raises(ValueError, match="for example 7d"):
+        parse_duration(text)
+
+
+def test_a_database_from_a_newer_orderflow_is_refused_with_advice(tmp_path):
+    db = tmp_path / "new.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match=r"new.db has schema version \d+, newer .* Upgrade orderflow"):
+        SQLiteJournal(db)
+
+
+def test_a_corrupt_database_is_refused_naming_the_file(tmp_path):
+    db = tmp_path / "bad.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"bad.db is not a usable orderflow database"):
+        SQLiteJournal(db)
+
+
+def test_a_database_path_that_cannot_be_created_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the folder"):
+        SQLiteJournal(blocker / "sub" / "of.db")
+
+
+def test_a_new_database_is_created_at_the_current_schema_version(tmp_path):
+    db = tmp_path / "fresh.db"
+    SQLiteJournal(db).close()
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert db_rows(db, "PRAGMA journal_mode") == [("wal",)]

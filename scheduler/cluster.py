@@ -27,7 +27,7 @@ from .orders import new_order_id, validate_order
 from .recovery import restore
 from .states import TERMINAL_ORDER, OrderStatus
 from .subscribers import Subscription
-from .worker import LoopThread, ThreadWorker
+from .worker import Executor, LoopThread, ThreadWorker
 from .workflow import Workflow
 
 log = logging.getLogger("orderflow")
@@ -160,15 +160,37 @@ class Cluster:
 
     def add_worker(self, worker_id: str | None = None) -> str:
         """Start a thread worker that joins the ring and takes work at once."""
-        with self._lock:
-            worker_id = worker_id or f"w-{next(self._worker_numbers)}"
-            while worker_id in self._core.workers:
-                worker_id = f"w-{next(self._worker_numbers)}"
+        worker_id = worker_id or self.new_worker_id("w")
         executor = ThreadWorker(worker_id, self, self.handlers, self.config.heartbeat_interval)
+        return self.join_worker(worker_id, executor)
+
+    def new_worker_id(self, prefix: str) -> str:
+        """A worker id not used in this cluster's lifetime so far."""
         with self._lock:
+            while True:
+                worker_id = f"{prefix}-{next(self._worker_numbers)}"
+                if worker_id not in self._core.workers and worker_id not in self._executors:
+                    return worker_id
+
+    def join_worker(self, worker_id: str, executor: Executor, meta: dict | None = None) -> str:
+        """Put any executor on the ring: a thread worker, or a remote process's connection.
+
+        The executor gets `deliver(dispatch)` for each assignment, `stop()` when the worker
+        leaves (drained or declared dead) and `kill()` for a simulated or real crash. It
+        reports back through `begin_task`, `report` and `beat`.
+        """
+        with self._lock:
+            if worker_id in self._executors:
+                raise Conflict(f"worker {worker_id} is already running")
             self._executors[worker_id] = executor
         executor.start()
-        self._call(self._core.add_worker, worker_id, kind=executor.kind, meta={})
+        try:
+            self._call(self._core.add_worker, worker_id, kind=executor.kind, meta=meta or {})
+        except Exception:
+            with self._lock:
+                self._executors.pop(worker_id, None)
+            executor.stop()
+            raise
         return worker_id
 
     def kill_worker(self, worker_id: str) -> None:
@@ -197,7 +219,16 @@ class Cluster:
         sub.start()
         return sub
 
+    def unsubscribe(self, sub: Subscription, timeout: float = 5.0) -> None:
+        with self._lock:
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+        sub.close(timeout)
+
     # ------------------------------------------------------------------ queries
+
+    def workflow_names(self) -> list[str]:
+        return sorted(self._core.workflows)
 
     def get_order(self, order_id: str) -> dict:
         """An order as it is now; one forgotten from memory is read from the journal."""

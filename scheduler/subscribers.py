@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 log = logging.getLogger("orderflow.subscribers")
+_CLOSE: list[dict] = []  # sentinel (identity-compared)
 
 
 class Subscription:
@@ -35,22 +36,32 @@ class Subscription:
 
     def _run(self) -> None:
         while not self._closed.is_set():
-            try:
-                batch = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
+            batch = self._queue.get()
+            if batch is _CLOSE:
+                return
             # Hand over everything that is waiting in one call: fewer, larger batches.
+            closing = False
             while True:
                 try:
-                    batch = batch + self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if more is _CLOSE:
+                    closing = True
+                    break
+                batch = batch + more
             try:
                 self._callback(batch)
             except Exception:  # noqa: BLE001 - a broken subscriber must not take others down
                 log.exception("subscriber %s failed on %d event(s)", self.name, len(batch))
+            if closing:
+                return
 
     def close(self, timeout: float = 5.0) -> None:
         self._closed.set()
-        if self._thread is not threading.current_thread():
+        # The sentinel wakes the thread at once; it bypasses the bound so it is never dropped.
+        with self._queue.mutex:
+            self._queue.queue.append(_CLOSE)
+            self._queue.not_empty.notify()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)

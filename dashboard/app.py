@@ -15,11 +15,12 @@ from flask import Flask, render_template
 from flask_socketio import SocketIO
 
 from scheduler import Cluster
+from scheduler.retention import Pruner
 
 from . import api_orders, api_system, api_workers, auth, errors, metrics, realtime
 from .config import PROJECT_ROOT, DefaultConfig
 from .metrics import Metrics
-from .runtime import ServeSettings, build_cluster
+from .runtime import ServeSettings, build_cluster, build_pruner
 from .stream import EventStream, StreamSettings
 
 log = logging.getLogger("orderflow.app")
@@ -40,12 +41,15 @@ class Services:
     stream: EventStream
     metrics: Metrics
     owns_cluster: bool  # built by create_app, so started and stopped with the app
+    pruner: Pruner | None = None  # `--retention`: prunes the journal hourly
 
     def start(self) -> Services:
         if self.owns_cluster:
             self.cluster.start()
         self.metrics.start()
         self.stream.start()
+        if self.pruner is not None:
+            self.pruner.start()
         return self
 
     def stop(self) -> None:
@@ -55,6 +59,8 @@ class Services:
         # Stops engine.io's ping-timeout task; the web server itself is the caller's.
         self.socketio.server.eio.shutdown()
         self.metrics.stop()
+        if self.pruner is not None:
+            self.pruner.stop()
         if self.owns_cluster:
             self.cluster.stop()
 
@@ -84,8 +90,9 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     app.config.update(config or {})
     app.json.sort_keys = False  # keep the scheduler's order: tasks in workflow order
     owns_cluster = cluster is None
+    settings = _cluster_settings(app.config["CLUSTER_SETTINGS"])
     if cluster is None:
-        cluster = build_cluster(_cluster_settings(app.config["CLUSTER_SETTINGS"]))
+        cluster = build_cluster(settings)
 
     socketio = SocketIO(
         app,
@@ -97,7 +104,7 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     )
     stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config))
     app.extensions["orderflow"] = Services(cluster, socketio, stream, Metrics(cluster, stream),
-                                           owns_cluster)
+                                           owns_cluster, build_pruner(settings, cluster))
 
     errors.register(app)
     auth.register(app)

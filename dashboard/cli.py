@@ -9,7 +9,12 @@ import sys
 
 from scheduler import ConfigError
 
-from .runtime import DEFAULT_DB, ServeSettings, check_settings
+from scheduler.logfile import LogFileError, configure_logging
+from scheduler.retention import parse_duration
+from scheduler.schema import StoreError
+from scheduler.store import SQLiteJournal
+
+from .runtime import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings
 
 DEFAULTS = ServeSettings()
 
@@ -51,6 +56,24 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--threads", type=int, default=DEFAULTS.threads,
                        help="server threads; each open Socket.IO connection holds one")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-file", default=DEFAULT_LOG, metavar="PATH",
+                       help="readable log, rotated at 10 MB, 5 kept")
+    serve.add_argument("--retention", type=_duration, default=None, metavar="AGE",
+                       help="prune finished orders older than AGE (e.g. 7d) every hour")
+
+
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    prune = sub.add_parser("prune", help="delete finished orders older than an age from the journal")
+    prune.add_argument("--older-than", type=_duration, required=True, metavar="AGE",
+                       help="for example 7d, 12h or 30m")
+    prune.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
@@ -60,7 +83,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         db=args.db, persist=not args.no_persist,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         max_retries=args.max_retries, failure_rate=args.failure_rate, latency_ms=args.latency_ms,
-        token=args.token,
+        token=args.token, retention=args.retention, log_file=args.log_file,
     )
 
 
@@ -73,6 +96,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging(settings.log_file, level=logging.INFO)
+        if settings.persist:
+            # Open (and migrate) the journal here, so a bad file is a message, not a
+            # worker that fails to boot inside gunicorn.
+            SQLiteJournal(settings.db).close()
+    except (StoreError, LogFileError) as exc:
+        print(f"orderflow serve: error: {exc}", file=sys.stderr)
+        return 2
     from .server import serve  # gunicorn is imported only when serving
 
     return serve(settings)
@@ -88,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--orders", type=int, default=200)
     demo.add_argument("--workers", type=int, default=4)
     _add_serve(sub)
+    _add_prune(sub)
     return parser
 
 
@@ -99,7 +132,25 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(orders=args.orders, workers=args.workers)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "prune":
+        return _prune(args)
     return 2
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import time
+
+    try:
+        journal = SQLiteJournal(args.db)
+    except StoreError as exc:
+        print(f"orderflow prune: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        removed = journal.prune(time.time() - args.older_than)
+    finally:
+        journal.close()
+    print(f"removed {removed['orders']} finished orders and {removed['events']} events from {args.db}")
+    return 0
 
 
 if __name__ == "__main__":

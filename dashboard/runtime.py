@@ -8,8 +8,11 @@ import ipaddress
 from dataclasses import dataclass
 
 from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy
+from scheduler.retention import Pruner
+from scheduler.store import SQLiteJournal
 
 DEFAULT_DB = "logs/orderflow.db"
+DEFAULT_LOG = "logs/orderflow.log"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class ServeSettings:
     token: str | None = None
     # Seconds gunicorn waits for open connections on shutdown before it gives up on them.
     graceful_timeout: int = 3
+    # Finished orders older than this many seconds are pruned hourly; None keeps everything.
+    retention: float | None = None
+    # The readable log file (rotating, 10 MB x 5).
+    log_file: str = DEFAULT_LOG
 
     def replace(self, **changes: object) -> ServeSettings:
         return dataclasses.replace(self, **changes)
@@ -75,10 +82,9 @@ def check_settings(settings: ServeSettings) -> None:
 
 
 def build_cluster(settings: ServeSettings) -> Cluster:
-    """The cluster a server hosts. Not started: the caller starts it in the serving process."""
-    journal = None
-    # persistence: wired by issue 4 — when settings.persist, open the journal at settings.db
-    # here (and replay it) and pass it as `journal=`; with --no-persist keep journal=None.
+    """The cluster a server hosts. Not started: the caller starts it in the serving process
+    (starting replays the journal). Raises StoreError for an unusable database."""
+    journal = SQLiteJournal(settings.db) if settings.persist else None
     return Cluster(
         workers=settings.workers,
         heartbeat_interval=settings.heartbeat_interval,
@@ -87,6 +93,13 @@ def build_cluster(settings: ServeSettings) -> Cluster:
         chaos=Chaos(failure_rate=settings.failure_rate, latency_ms=settings.latency_ms),
         journal=journal,
     )
+
+
+def build_pruner(settings: ServeSettings, cluster: Cluster) -> Pruner | None:
+    """The hourly retention job for `--retention`, when the cluster is persisted."""
+    if settings.retention is None or not isinstance(cluster.journal, SQLiteJournal):
+        return None
+    return Pruner(cluster.journal, older_than=settings.retention)
 
 
 def flask_config(settings: ServeSettings) -> dict:

@@ -227,6 +227,10 @@ class Cluster:
 
     # ------------------------------------------------------------------ queries
 
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
     def workflow_names(self) -> list[str]:
         return sorted(self._core.workflows)
 

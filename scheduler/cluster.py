@@ -53,19 +53,24 @@ class Cluster:
         **settings: Any,
     ):
         config = config or ClusterConfig()
-        named = {"workers": workers, "heartbeat_interval": heartbeat_interval,
-                 "heartbeat_timeout": heartbeat_timeout}
+        named = {
+            "workers": workers,
+            "heartbeat_interval": heartbeat_interval,
+            "heartbeat_timeout": heartbeat_timeout,
+        }
         settings.update({k: v for k, v in named.items() if v is not None})
         if max_retries is not None:
-            settings["retry"] = dataclasses.replace(settings.get("retry", config.retry),
-                                                    max_retries=max_retries)
+            settings["retry"] = dataclasses.replace(
+                settings.get("retry", config.retry), max_retries=max_retries
+            )
         self.config = dataclasses.replace(config, **settings)
         self.chaos = chaos or Chaos(seed=self.config.seed)
         self.handlers = dict(handlers) if handlers is not None else demo_handlers(self.chaos)
         self._clock = clock
         offset = time.time() - clock() if clock is time.monotonic else 0.0
-        self._core = SchedulerCore(self.config, dict(workflows) if workflows else None,
-                                   epoch_offset=offset)
+        self._core = SchedulerCore(
+            self.config, dict(workflows) if workflows else None, epoch_offset=offset
+        )
         self._journal: Journal = journal or NullJournal()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -124,14 +129,28 @@ class Cluster:
 
     # ------------------------------------------------------------------ commands
 
-    def submit(self, data: dict, workflow: str | None = None, *, order_id: str | None = None,
-               idempotency_key: str | None = None) -> str:
+    def submit(
+        self,
+        data: dict,
+        workflow: str | None = None,
+        *,
+        order_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
         """Accept an order; returns its id once it is recorded (durably, with a journal)."""
-        workflow = workflow or (data.get("workflow") if isinstance(data, dict) else None) or "ecommerce"
+        workflow = (
+            workflow or (data.get("workflow") if isinstance(data, dict) else None) or "ecommerce"
+        )
         clean = validate_order(data)
         order_id = order_id or new_order_id()
-        self._call(self._core.submit, order_id, clean, workflow=workflow,
-                   idempotency_key=idempotency_key, durable=True)
+        self._call(
+            self._core.submit,
+            order_id,
+            clean,
+            workflow=workflow,
+            idempotency_key=idempotency_key,
+            durable=True,
+        )
         return order_id
 
     def submit_many(self, orders: list[dict], workflow: str | None = None) -> list[str]:
@@ -210,8 +229,12 @@ class Cluster:
     def retry_order(self, order_id: str) -> None:
         self._call(self._core.retry_order, order_id)
 
-    def subscribe(self, callback: Callable[[list[dict]], None], maxsize: int = 10_000,
-                  name: str = "subscriber") -> Subscription:
+    def subscribe(
+        self,
+        callback: Callable[[list[dict]], None],
+        maxsize: int = 10_000,
+        name: str = "subscriber",
+    ) -> Subscription:
         """Call `callback(events)` on a thread of its own; it can never stall the scheduler."""
         sub = Subscription(callback, maxsize, name)
         with self._lock:
@@ -245,8 +268,9 @@ class Cluster:
             raise UnknownOrder(order_id)
         return found
 
-    def orders(self, status: str | None = None, limit: int = 50,
-               before: int | None = None) -> list[dict]:
+    def orders(
+        self, status: str | None = None, limit: int = 50, before: int | None = None
+    ) -> list[dict]:
         """Newest first; `before` is an order's `number`, for paging."""
         with self._lock:
             out = []
@@ -296,8 +320,10 @@ class Cluster:
 
     def ring(self) -> dict:
         with self._lock:
-            return {"arcs": [[round(a, 5), round(b, 5), w] for a, b, w in self._core.ring.arcs()],
-                    "shares": self._core.ring.shares()}
+            return {
+                "arcs": [[round(a, 5), round(b, 5), w] for a, b, w in self._core.ring.arcs()],
+                "shares": self._core.ring.shares(),
+            }
 
     def events(self, after: int = 0, limit: int | None = None) -> list[dict]:
         with self._lock:
@@ -340,15 +366,20 @@ class Cluster:
     # ------------------------------------------------------------------ worker port
 
     def begin_task(self, worker_id: str, dispatch: Dispatch) -> dict | None:
-        fx, context = self._call_returning(self._core.start_task, dispatch.task_id, worker_id,
-                                           dispatch.lease)
+        fx, context = self._call_returning(
+            self._core.start_task, dispatch.task_id, worker_id, dispatch.lease
+        )
         return context
 
     def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object) -> None:
         if ok:
-            self._call(self._core.task_succeeded, dispatch.task_id, worker_id, dispatch.lease, value)
+            self._call(
+                self._core.task_succeeded, dispatch.task_id, worker_id, dispatch.lease, value
+            )
         else:
-            self._call(self._core.task_failed, dispatch.task_id, worker_id, dispatch.lease, str(value))
+            self._call(
+                self._core.task_failed, dispatch.task_id, worker_id, dispatch.lease, str(value)
+            )
 
     def beat(self, worker_id: str) -> bool:
         with self._lock:
@@ -356,8 +387,9 @@ class Cluster:
 
     # ------------------------------------------------------------------ internals
 
-    def _call(self, method: Callable[..., Effects], *args: Any, durable: bool = False,
-              **kwargs: Any) -> Effects:
+    def _call(
+        self, method: Callable[..., Effects], *args: Any, durable: bool = False, **kwargs: Any
+    ) -> Effects:
         """Run one stimulus. `durable`: return only once its events are committed."""
         with self._lock:
             fx = method(*args, now=self._clock(), **kwargs)
@@ -365,7 +397,9 @@ class Cluster:
         self._carry_out(fx, ticket, durable)
         return fx
 
-    def _call_returning(self, method: Callable[..., tuple[Effects, Any]], *args: Any) -> tuple[Effects, Any]:
+    def _call_returning(
+        self, method: Callable[..., tuple[Effects, Any]], *args: Any
+    ) -> tuple[Effects, Any]:
         with self._lock:
             fx, value = method(*args, now=self._clock())
             ticket = self._publish(fx)

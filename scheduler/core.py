@@ -33,7 +33,9 @@ DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
 # Moves on the happy path that the journal need not snapshot: after a crash, a task whose
 # last snapshot is older is simply queued again, and its attempt number comes out the same.
-UNJOURNALED_MOVES = frozenset({(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASSIGNED, S.RUNNING)})
+UNJOURNALED_MOVES = frozenset(
+    {(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASSIGNED, S.RUNNING)}
+)
 
 
 class SchedulerError(Exception):
@@ -130,14 +132,20 @@ class SchedulerCore:
         if idempotency_key is not None:
             self.idempotency[idempotency_key] = order_id
         self._emit(
-            "order_submitted", order, None, None, 0,
+            "order_submitted",
+            order,
+            None,
+            None,
+            0,
             f"order {order_id} accepted ({wf.name}: {' -> '.join(wf.steps)})",
         )
         for step in wf.roots():
             self._make_ready(tasks[step], now)
         return self._flush()
 
-    def add_worker(self, worker_id: str, now: float, kind: str = "thread", meta: dict | None = None) -> Effects:
+    def add_worker(
+        self, worker_id: str, now: float, kind: str = "thread", meta: dict | None = None
+    ) -> Effects:
         self._now = now
         if worker_id in self.workers and self.workers[worker_id].status in ("alive", "draining"):
             raise Conflict(f"worker {worker_id} is already a member")
@@ -160,11 +168,18 @@ class SchedulerCore:
         worker.last_heartbeat = max(worker.last_heartbeat, now)
         return True
 
-    def start_task(self, task_id: str, worker_id: str, lease: int, now: float) -> tuple[Effects, dict | None]:
+    def start_task(
+        self, task_id: str, worker_id: str, lease: int, now: float
+    ) -> tuple[Effects, dict | None]:
         """A worker took a task from its queue. Returns the handler context, or None if stale."""
         self._now = now
         task = self.tasks.get(task_id)
-        if task is None or task.lease != lease or task.state is not S.ASSIGNED or task.worker != worker_id:
+        if (
+            task is None
+            or task.lease != lease
+            or task.state is not S.ASSIGNED
+            or task.worker != worker_id
+        ):
             return self._flush(), None
         worker = self.workers[worker_id]
         self._move(task, S.RUNNING)
@@ -176,7 +191,11 @@ class SchedulerCore:
         worker.running = task_id
         order = self.orders[task.order_id]
         self._emit(
-            "task_started", order, task.step, worker_id, task.attempt,
+            "task_started",
+            order,
+            task.step,
+            worker_id,
+            task.attempt,
             f"order {order.id} step {task.step} attempt {task.attempt} started on {worker_id}",
         )
         context = {
@@ -190,7 +209,9 @@ class SchedulerCore:
         }
         return self._flush(), context
 
-    def task_succeeded(self, task_id: str, worker_id: str, lease: int, result: Any, now: float) -> Effects:
+    def task_succeeded(
+        self, task_id: str, worker_id: str, lease: int, result: Any, now: float
+    ) -> Effects:
         self._now = now
         task = self._fenced(task_id, worker_id, lease, "success")
         if task is None:
@@ -201,7 +222,11 @@ class SchedulerCore:
         task.error = None
         self._move(task, S.SUCCEEDED)
         self._emit(
-            "task_succeeded", order, task.step, worker_id, task.attempt,
+            "task_succeeded",
+            order,
+            task.step,
+            worker_id,
+            task.attempt,
             f"order {order.id} step {task.step} attempt {task.attempt} succeeded on {worker_id}",
             duration=round(now - task.started_at, 6) if task.started_at is not None else None,
         )
@@ -214,7 +239,9 @@ class SchedulerCore:
         self._finish_drain(worker_id)
         return self._flush()
 
-    def task_failed(self, task_id: str, worker_id: str, lease: int, error: str, now: float) -> Effects:
+    def task_failed(
+        self, task_id: str, worker_id: str, lease: int, error: str, now: float
+    ) -> Effects:
         self._now = now
         task = self._fenced(task_id, worker_id, lease, "failure")
         if task is None:
@@ -224,8 +251,13 @@ class SchedulerCore:
         task.error = error
         task.attempt_open = False
         self._emit(
-            "task_failed", order, task.step, worker_id, task.attempt,
-            f"order {order.id} step {task.step} attempt {task.attempt} failed on {worker_id}: {error}",
+            "task_failed",
+            order,
+            task.step,
+            worker_id,
+            task.attempt,
+            f"order {order.id} step {task.step} attempt {task.attempt} failed on {worker_id}: "
+            f"{error}",
             error=error,
         )
         policy = self.config.retry
@@ -236,7 +268,11 @@ class SchedulerCore:
             heapq.heappush(self._retry_heap, (task.due, task.lease, task.id))
             self.counters["retries"] += 1
             self._emit(
-                "task_retrying", order, task.step, worker_id, task.attempt + 1,
+                "task_retrying",
+                order,
+                task.step,
+                worker_id,
+                task.attempt + 1,
                 f"order {order.id} step {task.step} attempt {task.attempt} on {worker_id} "
                 f"will retry as attempt {task.attempt + 1} of {policy.max_retries + 1} "
                 f"in {delay:.3f}s",
@@ -299,13 +335,17 @@ class SchedulerCore:
         order = self._order(order_id)
         status = self.order_status(order)
         if status is not OrderStatus.FAILED:
-            raise Conflict(f"order {order_id} is {status.value}; only a failed order can be retried")
+            raise Conflict(
+                f"order {order_id} is {status.value}; only a failed order can be retried"
+            )
         self._emit("order_retried", order, None, None, 0, f"order {order_id} retried by hand")
         for task in order.tasks.values():
             if task.state is S.SUCCEEDED:
                 continue
             task.attempt, task.attempt_open, task.reassignments, task.error = 0, False, 0, None
-            task.waiting_on = {d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED}
+            task.waiting_on = {
+                d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
+            }
             self._move(task, S.PENDING if task.waiting_on else S.READY)
         self._check_order(order, now)
         for task in order.tasks.values():
@@ -320,7 +360,10 @@ class SchedulerCore:
 
     def worker_status(self, worker: WorkerRecord, now: float) -> str:
         """alive turns "suspect" once two heartbeats in a row are missing."""
-        if worker.status == "alive" and now - worker.last_heartbeat > 2 * self.config.heartbeat_interval:
+        if (
+            worker.status == "alive"
+            and now - worker.last_heartbeat > 2 * self.config.heartbeat_interval
+        ):
             return "suspect"
         return worker.status
 
@@ -360,8 +403,16 @@ class SchedulerCore:
             fx.wake_at = self._retry_heap[0][0]
         return fx
 
-    def _emit(self, kind: str, order: Order | None, step: str | None, worker_id: str | None,
-              attempt: int, message: str, **extra: Any) -> None:
+    def _emit(
+        self,
+        kind: str,
+        order: Order | None,
+        step: str | None,
+        worker_id: str | None,
+        attempt: int,
+        message: str,
+        **extra: Any,
+    ) -> None:
         self.seq += 1
         event = {
             "seq": self.seq,
@@ -397,7 +448,9 @@ class SchedulerCore:
     def _place(self, task: Task, now: float) -> None:
         """Hand a READY task to a worker chosen by the ring, or park it until one joins."""
         workers = self.workers
-        worker_id = self.ring.place(task.order_id, lambda w: len(workers[w].tasks), self.config.load_epsilon)
+        worker_id = self.ring.place(
+            task.order_id, lambda w: len(workers[w].tasks), self.config.load_epsilon
+        )
         if worker_id is None:
             self._unplaced.append(task.id)
             return
@@ -415,14 +468,24 @@ class SchedulerCore:
     def _fenced(self, task_id: str, worker_id: str, lease: int, what: str) -> Task | None:
         """The task if `lease` is its current running lease; otherwise record a rejection."""
         task = self.tasks.get(task_id)
-        if task is not None and task.lease == lease and task.state is S.RUNNING and task.worker == worker_id:
+        if (
+            task is not None
+            and task.lease == lease
+            and task.state is S.RUNNING
+            and task.worker == worker_id
+        ):
             return task
         self.counters["rejected_results"] += 1
         order = self.orders.get(task.order_id) if task else None
         step = task.step if task else None
         self._emit(
-            "result_rejected", order, step, worker_id, task.attempt if task else 0,
-            f"late {what} of {task_id} from {worker_id} rejected (lease {lease} is no longer valid)",
+            "result_rejected",
+            order,
+            step,
+            worker_id,
+            task.attempt if task else 0,
+            f"late {what} of {task_id} from {worker_id} rejected "
+            f"(lease {lease} is no longer valid)",
         )
         return None
 
@@ -440,17 +503,24 @@ class SchedulerCore:
         order = self.orders[task.order_id]
         task.lease = 0
         task.worker = None
-        target = self.ring.place(task.order_id, lambda w: len(self.workers[w].tasks), self.config.load_epsilon)
+        target = self.ring.place(
+            task.order_id, lambda w: len(self.workers[w].tasks), self.config.load_epsilon
+        )
         if target is None:
             self._move(task, S.READY)
             self._unplaced.append(task.id)
         else:
             self._assign(task, target)
         self._emit(
-            "task_reassigned", order, task.step, target, task.attempt,
+            "task_reassigned",
+            order,
+            task.step,
+            target,
+            task.attempt,
             f"order {order.id} step {task.step} attempt {task.attempt} moved from {from_worker} "
             f"to {target or '(no live worker yet)'} ({reason})",
-            from_worker=from_worker, reason=reason,
+            from_worker=from_worker,
+            reason=reason,
         )
 
     def _declare_dead(self, worker: WorkerRecord, now: float) -> None:
@@ -459,7 +529,11 @@ class SchedulerCore:
         worker.running = None
         self.ring.remove(worker.id)
         self._emit(
-            "worker_dead", None, None, worker.id, 0,
+            "worker_dead",
+            None,
+            None,
+            worker.id,
+            0,
             f"worker {worker.id} declared dead: no heartbeat for {age:.2f}s; "
             f"{len(worker.tasks)} task(s) to move",
         )
@@ -472,7 +546,9 @@ class SchedulerCore:
             self.counters["reassignments"] += 1
             if task.reassignments > self.config.max_reassignments:
                 task.lease, task.worker = 0, None
-                self._fail_task(task, now, f"poison: its worker died under it {task.reassignments} times")
+                self._fail_task(
+                    task, now, f"poison: its worker died under it {task.reassignments} times"
+                )
             else:
                 self._reassign(task, worker.id, now, reason="worker dead")
         self._depart(worker.id)
@@ -481,7 +557,9 @@ class SchedulerCore:
         worker = self.workers.get(worker_id)
         if worker is not None and worker.status == "draining" and not worker.tasks:
             worker.status = "removed"
-            self._emit("worker_removed", None, None, worker_id, 0, f"worker {worker_id} drained and left")
+            self._emit(
+                "worker_removed", None, None, worker_id, 0, f"worker {worker_id} drained and left"
+            )
             self._depart(worker_id)
 
     def _depart(self, worker_id: str) -> None:
@@ -513,8 +591,14 @@ class SchedulerCore:
         task.due = None
         self._move(task, S.CANCELLED)
         order = self.orders[task.order_id]
-        self._emit("task_cancelled", order, task.step, task.worker, task.attempt,
-                   f"order {order.id} step {task.step} cancelled")
+        self._emit(
+            "task_cancelled",
+            order,
+            task.step,
+            task.worker,
+            task.attempt,
+            f"order {order.id} step {task.step} cancelled",
+        )
 
     def _check_order(self, order: Order, now: float, reason: str = "") -> None:
         status = self.order_status(order)
@@ -534,10 +618,19 @@ class SchedulerCore:
                 self._completions.append(now)
                 self._trim_completions(now)
                 took = now - order.submitted_at
-                self._emit("order_completed", order, None, None, 0,
-                           f"order {order.id} completed in {took:.3f}s", duration=round(took, 6))
+                self._emit(
+                    "order_completed",
+                    order,
+                    None,
+                    None,
+                    0,
+                    f"order {order.id} completed in {took:.3f}s",
+                    duration=round(took, 6),
+                )
             elif status is OrderStatus.FAILED:
-                self._emit("order_failed", order, None, None, 0, f"order {order.id} failed: {reason}")
+                self._emit(
+                    "order_failed", order, None, None, 0, f"order {order.id} failed: {reason}"
+                )
             else:
                 self._emit("order_cancelled", order, None, None, 0, f"order {order.id} cancelled")
             self._remember_finished(order.id)

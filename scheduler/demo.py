@@ -37,6 +37,9 @@ def run_demo(orders: int = 200, workers: int = 4, out=sys.stdout) -> int:
                 killed = True
         stats = cluster.stats()
         final = {s: n for s, n in stats["orders"].items() if n}
-        print(f"finished: {final}; retries {stats['retries']}, "
-              f"reassignments {stats['reassignments']}", file=out)
+        print(
+            f"finished: {final}; retries {stats['retries']}, "
+            f"reassignments {stats['reassignments']}",
+            file=out,
+        )
         return 0 if stats["orders"]["completed"] + stats["orders"]["failed"] == orders else 1

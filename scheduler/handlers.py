@@ -42,26 +42,38 @@ Handler = Callable[[TaskContext], Any]
 class Chaos:
     """Failure rate and latency of the demo handlers, changeable while the cluster runs."""
 
-    def __init__(self, failure_rate: float = 0.0, latency_ms: tuple[float, float] = (0.0, 0.0),
-                 seed: int | None = None):
+    def __init__(
+        self,
+        failure_rate: float = 0.0,
+        latency_ms: tuple[float, float] = (0.0, 0.0),
+        seed: int | None = None,
+    ):
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self.failure_rate = 0.0
         self.latency_ms = (0.0, 0.0)
         self.update(failure_rate=failure_rate, latency_ms=latency_ms)
 
-    def update(self, failure_rate: float | None = None,
-               latency_ms: tuple[float, float] | list[float] | None = None) -> dict:
+    def update(
+        self,
+        failure_rate: float | None = None,
+        latency_ms: tuple[float, float] | list[float] | None = None,
+    ) -> dict:
         """Validate everything first, then apply, so a bad value changes nothing."""
         rate, latency = self.failure_rate, self.latency_ms
         if failure_rate is not None:
-            if isinstance(failure_rate, bool) or not isinstance(failure_rate, int | float) \
-                    or not 0.0 <= failure_rate <= 1.0:
+            if (
+                isinstance(failure_rate, bool)
+                or not isinstance(failure_rate, int | float)
+                or not 0.0 <= failure_rate <= 1.0
+            ):
                 raise ConfigError("failure_rate must be a number from 0 to 1")
             rate = float(failure_rate)
         if latency_ms is not None:
-            if not isinstance(latency_ms, list | tuple) or len(latency_ms) != 2 or any(
-                isinstance(v, bool) or not isinstance(v, int | float) for v in latency_ms
+            if (
+                not isinstance(latency_ms, list | tuple)
+                or len(latency_ms) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int | float) for v in latency_ms)
             ):
                 raise ConfigError("latency_ms must be a pair [min, max] of numbers")
             low, high = float(latency_ms[0]), float(latency_ms[1])
@@ -101,17 +113,24 @@ def demo_handlers(chaos: Chaos) -> dict[str, Handler]:
 
     def payment(ctx: TaskContext) -> dict:
         simulate(ctx, "payment gateway declined the charge")
-        return {"charge_id": _reference("ch_", ctx.idempotency_key), "amount": order_total(ctx.order)}
+        return {
+            "charge_id": _reference("ch_", ctx.idempotency_key),
+            "amount": order_total(ctx.order),
+        }
 
     def packing(ctx: TaskContext) -> dict:
         simulate(ctx, "item out of stock at the packing station")
-        return {"parcel_id": _reference("pk_", ctx.idempotency_key),
-                "items": sum(i["qty"] for i in ctx.order.get("items", []))}
+        return {
+            "parcel_id": _reference("pk_", ctx.idempotency_key),
+            "items": sum(i["qty"] for i in ctx.order.get("items", [])),
+        }
 
     def invoice(ctx: TaskContext) -> dict:
         simulate(ctx, "invoice service unavailable")
-        return {"invoice_id": _reference("in_", ctx.idempotency_key),
-                "charge_id": (ctx.results.get("payment") or {}).get("charge_id")}
+        return {
+            "invoice_id": _reference("in_", ctx.idempotency_key),
+            "charge_id": (ctx.results.get("payment") or {}).get("charge_id"),
+        }
 
     def shipping(ctx: TaskContext) -> dict:
         simulate(ctx, "carrier API timed out")

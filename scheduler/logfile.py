@@ -14,17 +14,21 @@ class LogFileError(RuntimeError):
     pass
 
 
-def configure_logging(path: str | Path, level: int = logging.INFO, max_bytes: int = 10_000_000,
-                      backups: int = 5) -> logging.Handler:
+def configure_logging(
+    path: str | Path, level: int = logging.INFO, max_bytes: int = 10_000_000, backups: int = 5
+) -> logging.Handler:
     """Send orderflow's log lines to a rotating file (10 MB x 5 by default)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes,
-                                                       backupCount=backups, encoding="utf-8")
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
     except OSError as exc:
-        raise LogFileError(f"cannot write the log file {path}: {exc.strerror}. "
-                           "Fix the folder's permissions or run from another directory.") from None
+        raise LogFileError(
+            f"cannot write the log file {path}: {exc.strerror}. "
+            "Fix the folder's permissions or run from another directory."
+        ) from None
     handler.setFormatter(logging.Formatter(FORMAT))
     logger = logging.getLogger("orderflow")
     logger.addHandler(handler)

@@ -17,8 +17,16 @@ from .states import TERMINAL, TaskState
 
 log = logging.getLogger("orderflow.recovery")
 S = TaskState
-NEW_TASK_ROW = {"state": "pending", "attempt": 0, "attempt_open": 0, "reassignments": 0,
-                "runs": 0, "worker": None, "result": None, "error": None}
+NEW_TASK_ROW = {
+    "state": "pending",
+    "attempt": 0,
+    "attempt_open": 0,
+    "reassignments": 0,
+    "runs": 0,
+    "worker": None,
+    "result": None,
+    "error": None,
+}
 
 
 @dataclass
@@ -31,7 +39,9 @@ class RecoveredOrder:
     submitted_at: float  # wall clock
     finished_at: float | None
     status: str
-    tasks: list[dict]  # step, state, attempt, attempt_open, reassignments, runs, worker, result, error
+    tasks: list[
+        dict
+    ]  # step, state, attempt, attempt_open, reassignments, runs, worker, result, error
     events: list[dict] = field(default_factory=list)
 
 
@@ -62,8 +72,11 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
     for rec in state.orders:
         workflow = core.workflows.get(rec.workflow)
         if workflow is None:
-            log.error("order %s uses unknown workflow %r; it stays in the database untouched",
-                      rec.id, rec.workflow)
+            log.error(
+                "order %s uses unknown workflow %r; it stays in the database untouched",
+                rec.id,
+                rec.workflow,
+            )
             continue
         tasks = {}
         rows = {row["step"]: row for row in rec.tasks}
@@ -75,8 +88,15 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
             task.reassignments, task.runs = row["reassignments"], row["runs"]
             task.worker, task.result, task.error = row["worker"], row["result"], row["error"]
             tasks[step] = task
-        order = Order(rec.id, rec.number, workflow, rec.data, tasks, rec.submitted_at - offset,
-                      reported_status=rec.status)
+        order = Order(
+            rec.id,
+            rec.number,
+            workflow,
+            rec.data,
+            tasks,
+            rec.submitted_at - offset,
+            reported_status=rec.status,
+        )
         order.idempotency_key = rec.idempotency_key
         order.finished_at = rec.finished_at - offset if rec.finished_at is not None else None
         order.events = rec.events[-ORDER_EVENT_CAP:]
@@ -92,15 +112,19 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
             if task.state in TERMINAL:
                 continue
             requeued += _requeue(core, order, task)
-    log.info("recovered %d orders from the journal; %d unfinished steps queued again",
-             len(state.orders), requeued)
+    log.info(
+        "recovered %d orders from the journal; %d unfinished steps queued again",
+        len(state.orders),
+        requeued,
+    )
     return core._flush()
 
 
 def _requeue(core: SchedulerCore, order: Order, task: Task) -> int:
     """Put an unfinished step back in line; it gets a worker when workers join."""
-    task.waiting_on = {d for d in order.workflow.deps[task.step]
-                       if order.tasks[d].state is not S.SUCCEEDED}
+    task.waiting_on = {
+        d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
+    }
     target = S.PENDING if task.waiting_on else S.READY
     core.tasks_by_state[task.state.value] -= 1
     core.tasks_by_state[target.value] += 1
@@ -112,7 +136,13 @@ def _requeue(core: SchedulerCore, order: Order, task: Task) -> int:
     was = ""
     if last is not None and last["type"] == "task_started":
         was = f" (it was running on {last['worker_id']} when the server stopped)"
-    core._emit("task_recovered", order, task.step, None, task.attempt,
-               f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
-               f"after a restart{was}")
+    core._emit(
+        "task_recovered",
+        order,
+        task.step,
+        None,
+        task.attempt,
+        f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
+        f"after a restart{was}",
+    )
     return 1

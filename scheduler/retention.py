@@ -17,17 +17,25 @@ def parse_duration(text: str) -> float:
     """'90s', '30m', '12h', '7d', '2w' -> seconds; raises ValueError with the accepted forms."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
     if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"invalid duration {text!r}: use a positive number with s, m, h, d or w "
-                         "(for example 7d)")
+        raise ValueError(
+            f"invalid duration {text!r}: use a positive number with s, m, h, d or w "
+            "(for example 7d)"
+        )
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
 class Pruner:
     """Prunes the journal every `every` seconds on a thread of its own (`--retention`)."""
 
-    def __init__(self, journal: SQLiteJournal, older_than: float, every: float = 3600.0,
-                 clock=time.time):
-        self._journal, self._older_than, self._every, self._clock = journal, older_than, every, clock
+    def __init__(
+        self, journal: SQLiteJournal, older_than: float, every: float = 3600.0, clock=time.time
+    ):
+        self._journal, self._older_than, self._every, self._clock = (
+            journal,
+            older_than,
+            every,
+            clock,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="orderflow-pruner", daemon=True)
 
@@ -38,8 +46,12 @@ class Pruner:
     def prune_once(self) -> dict:
         removed = self._journal.prune(self._clock() - self._older_than)
         if removed["orders"]:
-            log.info("retention: removed %d finished orders and %d events older than %.0fs",
-                     removed["orders"], removed["events"], self._older_than)
+            log.info(
+                "retention: removed %d finished orders and %d events older than %.0fs",
+                removed["orders"],
+                removed["events"],
+                self._older_than,
+            )
         return removed
 
     def _run(self) -> None:

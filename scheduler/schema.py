@@ -63,7 +63,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> int:
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{path} has schema version {version}, newer than this orderflow understands "
-            f"({SCHEMA_VERSION}). Upgrade orderflow, or point --db at another file.")
+            f"({SCHEMA_VERSION}). Upgrade orderflow, or point --db at another file."
+        )
     for target in range(version + 1, SCHEMA_VERSION + 1):
         with conn:
             for statement in MIGRATIONS[target]:

@@ -111,35 +111,55 @@ class SQLiteJournal:
         with self._read_lock:
             row = self._read.execute(
                 "SELECT id, number, workflow, data, status, submitted_at, finished_at "
-                "FROM orders WHERE id = ?", (order_id,)).fetchone()
+                "FROM orders WHERE id = ?",
+                (order_id,),
+            ).fetchone()
             if row is None:
                 return None
             tasks = self._read.execute(
                 "SELECT step, state, attempt, reassignments, runs, worker, result, error "
-                "FROM tasks WHERE order_id = ?", (order_id,)).fetchall()
+                "FROM tasks WHERE order_id = ?",
+                (order_id,),
+            ).fetchall()
         data = json.loads(row[3])
         return {
-            "id": row[0], "number": row[1], "status": row[4], "workflow": row[2],
-            "customer": data.get("customer"), "data": data,
-            "tasks": {t[0]: {"status": t[1], "attempts": t[2], "reassignments": t[3], "runs": t[4],
-                             "worker": t[5], "result": _loads(t[6]), "error": t[7], "retry_at": None}
-                      for t in tasks},
-            "submitted_at": row[5], "finished_at": row[6],
+            "id": row[0],
+            "number": row[1],
+            "status": row[4],
+            "workflow": row[2],
+            "customer": data.get("customer"),
+            "data": data,
+            "tasks": {
+                t[0]: {
+                    "status": t[1],
+                    "attempts": t[2],
+                    "reassignments": t[3],
+                    "runs": t[4],
+                    "worker": t[5],
+                    "result": _loads(t[6]),
+                    "error": t[7],
+                    "retry_at": None,
+                }
+                for t in tasks
+            },
+            "submitted_at": row[5],
+            "finished_at": row[6],
             "terminal": row[4] in TERMINAL_STATUSES,
         }
 
     def story(self, order_id: str) -> list[dict]:
         with self._read_lock:
             rows = self._read.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq",
-                (order_id,)).fetchall()
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq", (order_id,)
+            ).fetchall()
         return [_event_dict(r) for r in rows]
 
     def events_after(self, seq: int, limit: int) -> list[dict]:
         with self._read_lock:
             rows = self._read.execute(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, limit)).fetchall()
+                (seq, limit),
+            ).fetchall()
         return [_event_dict(r) for r in rows]
 
     # ------------------------------------------------------------ maintenance
@@ -205,36 +225,63 @@ class SQLiteJournal:
             core = self._core
             offset = core.epoch_offset
             task_rows = [
-                (t.id, t.order_id, t.step, t.state.value, t.attempt, int(t.attempt_open),
-                 t.reassignments, t.runs, t.worker, t.result, t.error)
+                (
+                    t.id,
+                    t.order_id,
+                    t.step,
+                    t.state.value,
+                    t.attempt,
+                    int(t.attempt_open),
+                    t.reassignments,
+                    t.runs,
+                    t.worker,
+                    t.result,
+                    t.error,
+                )
                 for t in tasks.values()
             ]
             order_rows = [
-                (o.id, o.number, o.workflow.name, o.data, o.idempotency_key,
-                 o.submitted_at + offset, o.reported_status,
-                 o.finished_at + offset if o.finished_at is not None else None)
+                (
+                    o.id,
+                    o.number,
+                    o.workflow.name,
+                    o.data,
+                    o.idempotency_key,
+                    o.submitted_at + offset,
+                    o.reported_status,
+                    o.finished_at + offset if o.finished_at is not None else None,
+                )
                 for o in orders.values()
             ]
-            counters = {"counters": dict(core.counters),
-                        "orders_by_status": dict(core.orders_by_status),
-                        "tasks_by_state": dict(core.tasks_by_state), "seq": core.seq,
-                        "order_number": core.order_number, "lease_counter": core.lease_counter}
+            counters = {
+                "counters": dict(core.counters),
+                "orders_by_status": dict(core.orders_by_status),
+                "tasks_by_state": dict(core.tasks_by_state),
+                "seq": core.seq,
+                "order_number": core.order_number,
+                "lease_counter": core.lease_counter,
+            }
         conn = self._write
         with conn:
             conn.executemany(
                 "INSERT INTO orders (id, number, workflow, data, idempotency_key, submitted_at, "
                 "status, finished_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
                 "status = excluded.status, finished_at = excluded.finished_at",
-                [r[:3] + (json.dumps(r[3]),) + r[4:] for r in order_rows])
+                [r[:3] + (json.dumps(r[3]),) + r[4:] for r in order_rows],
+            )
             conn.executemany(
                 "INSERT OR REPLACE INTO tasks (id, order_id, step, state, attempt, attempt_open, "
                 "reassignments, runs, worker, result, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [r[:9] + (_dumps(r[9]), r[10]) for r in task_rows])
+                [r[:9] + (_dumps(r[9]), r[10]) for r in task_rows],
+            )
             conn.executemany(
                 f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                map(_event_row, events))
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
-                         (json.dumps(counters),))
+                map(_event_row, events),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
+                (json.dumps(counters),),
+            )
         return ticket
 
 
@@ -244,8 +291,16 @@ EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", extra"
 
 def _event_row(event: dict) -> tuple:
     """Columns for the fields every event has; JSON only for the few extra ones."""
-    row = (event["seq"], event["ts"], event["type"], event["order_id"], event["step"],
-           event["worker_id"], event["attempt"], event["message"])
+    row = (
+        event["seq"],
+        event["ts"],
+        event["type"],
+        event["order_id"],
+        event["step"],
+        event["worker_id"],
+        event["attempt"],
+        event["message"],
+    )
     if len(event) == len(EVENT_FIELDS):
         return (*row, None)
     extra = {k: v for k, v in event.items() if k not in EVENT_FIELDS}
@@ -267,17 +322,23 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _connect(path: Path, synchronous: str, readonly_after_schema: bool = False) -> sqlite3.Connection:
+def _connect(
+    path: Path, synchronous: str, readonly_after_schema: bool = False
+) -> sqlite3.Connection:
     """Open (creating and migrating if needed) with a clear StoreError for every bad case."""
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the folder {folder} for {path}: {exc.strerror}. "
-                         "Choose another location with --db PATH.") from None
+        raise StoreError(
+            f"cannot create the folder {folder} for {path}: {exc.strerror}. "
+            "Choose another location with --db PATH."
+        ) from None
     if not os.access(folder, os.W_OK):
-        raise StoreError(f"the folder {folder} is not writable, so {path} cannot be used. "
-                         "Fix its permissions or choose another location with --db PATH.")
+        raise StoreError(
+            f"the folder {folder} is not writable, so {path} cannot be used. "
+            "Fix its permissions or choose another location with --db PATH."
+        )
     try:
         conn = sqlite3.connect(path, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
@@ -292,27 +353,38 @@ def _connect(path: Path, synchronous: str, readonly_after_schema: bool = False) 
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"{path} is not a usable orderflow database ({exc}). Move it aside and restart to "
-            "begin with an empty database, or point --db at another file.") from None
+            "begin with an empty database, or point --db at another file."
+        ) from None
 
 
 def prune_connection(conn: sqlite3.Connection, before_wall: float) -> dict:
     with conn:
-        ids = [r[0] for r in conn.execute(
-            "SELECT id FROM orders WHERE status IN ('completed','failed','cancelled') "
-            "AND finished_at < ?", (before_wall,))]
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM orders WHERE status IN ('completed','failed','cancelled') "
+                "AND finished_at < ?",
+                (before_wall,),
+            )
+        ]
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM prune_ids")
         conn.executemany("INSERT INTO prune_ids VALUES (?)", [(i,) for i in ids])
         events = conn.execute(
-            "DELETE FROM events WHERE order_id IN (SELECT id FROM prune_ids)").rowcount
+            "DELETE FROM events WHERE order_id IN (SELECT id FROM prune_ids)"
+        ).rowcount
         conn.execute("DELETE FROM tasks WHERE order_id IN (SELECT id FROM prune_ids)")
         conn.execute("DELETE FROM orders WHERE id IN (SELECT id FROM prune_ids)")
         conn.execute("DELETE FROM prune_ids")
     return {"orders": len(ids), "events": events}
 
 
-def _load(conn: sqlite3.Connection, lock: threading.Lock, finished_limit: int = 20_000,
-          recent_events: int = 2_000) -> Recovered:
+def _load(
+    conn: sqlite3.Connection,
+    lock: threading.Lock,
+    finished_limit: int = 20_000,
+    recent_events: int = 2_000,
+) -> Recovered:
     with lock:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         counters = json.loads(meta.get("counters", "{}"))
@@ -322,27 +394,46 @@ def _load(conn: sqlite3.Connection, lock: threading.Lock, finished_limit: int = 
             "UNION ALL SELECT * FROM (SELECT id, number, workflow, data, idempotency_key, "
             "submitted_at, finished_at, status FROM orders "
             "WHERE status IN ('completed','failed','cancelled') ORDER BY number DESC LIMIT ?)",
-            (finished_limit,)).fetchall()
+            (finished_limit,),
+        ).fetchall()
         rows.sort(key=lambda r: r[1])
-        orders = {r[0]: RecoveredOrder(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7],
-                                       []) for r in rows}
+        orders = {
+            r[0]: RecoveredOrder(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], [])
+            for r in rows
+        }
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS load_ids (id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM load_ids")
         conn.executemany("INSERT INTO load_ids VALUES (?)", [(i,) for i in orders])
         for step_row in conn.execute(
-                "SELECT order_id, step, state, attempt, attempt_open, reassignments, runs, worker, "
-                "result, error FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"):
-            orders[step_row[0]].tasks.append({
-                "step": step_row[1], "state": step_row[2], "attempt": step_row[3],
-                "attempt_open": step_row[4], "reassignments": step_row[5], "runs": step_row[6],
-                "worker": step_row[7], "result": _loads(step_row[8]), "error": step_row[9]})
+            "SELECT order_id, step, state, attempt, attempt_open, reassignments, runs, worker, "
+            "result, error FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"
+        ):
+            orders[step_row[0]].tasks.append(
+                {
+                    "step": step_row[1],
+                    "state": step_row[2],
+                    "attempt": step_row[3],
+                    "attempt_open": step_row[4],
+                    "reassignments": step_row[5],
+                    "runs": step_row[6],
+                    "worker": step_row[7],
+                    "result": _loads(step_row[8]),
+                    "error": step_row[9],
+                }
+            )
         for row in conn.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
-                "ORDER BY seq"):
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
+            "ORDER BY seq"
+        ):
             orders[row[3]].events.append(_event_dict(row))
-        recent = [_event_dict(r) for r in conn.execute(
-            f"SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?) "
-            "ORDER BY seq", (recent_events,))]
+        recent = [
+            _event_dict(r)
+            for r in conn.execute(
+                f"SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?) "
+                "ORDER BY seq",
+                (recent_events,),
+            )
+        ]
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
         conn.execute("DELETE FROM load_ids")

@@ -70,8 +70,13 @@ class LoopThread(threading.Thread):
 class ThreadWorker:
     kind = "thread"
 
-    def __init__(self, worker_id: str, port: WorkerPort, handlers: Mapping[str, Handler],
-                 heartbeat_interval: float):
+    def __init__(
+        self,
+        worker_id: str,
+        port: WorkerPort,
+        handlers: Mapping[str, Handler],
+        heartbeat_interval: float,
+    ):
         self.id = worker_id
         self._port = port
         self._handlers = handlers

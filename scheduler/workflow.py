@@ -58,7 +58,10 @@ class Workflow:
         return tuple(s for s in self.steps if not self.deps[s])
 
     def describe(self) -> dict:
-        return {"name": self.name, "steps": [{"name": s, "deps": list(self.deps[s])} for s in self.steps]}
+        return {
+            "name": self.name,
+            "steps": [{"name": s, "deps": list(self.deps[s])} for s in self.steps],
+        }
 
 
 def _topological_order(name: str, deps: Mapping[str, tuple[str, ...]]) -> list[str]:

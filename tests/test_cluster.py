@@ -6,8 +6,8 @@ import threading
 from collections import Counter, defaultdict
 
 import pytest
-
 from conftest import wait_for
+
 from scheduler import Chaos, Cluster, Conflict, OrderValidationError, UnknownOrder, UnknownWorker
 from scheduler.handlers import TaskContext, demo_handlers
 from scheduler.model import Dispatch
@@ -32,7 +32,11 @@ def make_cluster():
 
 
 def started_on(events, task_key):
-    return [e["worker_id"] for e in events if e["type"] == "task_started" and (e["order_id"], e["step"]) == task_key]
+    return [
+        e["worker_id"]
+        for e in events
+        if e["type"] == "task_started" and (e["order_id"], e["step"]) == task_key
+    ]
 
 
 def test_orders_flow_through_all_steps(make_cluster):
@@ -51,7 +55,8 @@ def test_invalid_order_is_refused_before_anything_is_recorded(make_cluster):
     with pytest.raises(OrderValidationError, match=r"items\[0\].qty"):
         cluster.submit({"customer": "x", "items": [{"sku": "A", "qty": 0, "price": 1}]})
     assert cluster.stats()["orders_total"] == 0 and cluster.events() == [
-        e for e in cluster.events() if e["type"] == "worker_added"]
+        e for e in cluster.events() if e["type"] == "worker_added"
+    ]
 
 
 def test_chaos_integration_every_order_ends_and_no_step_commits_twice(make_cluster):
@@ -72,7 +77,9 @@ def test_chaos_integration_every_order_ends_and_no_step_commits_twice(make_clust
     assert set(statuses) <= {"completed", "failed"} and sum(statuses.values()) == 500
     succeeded = Counter((e["order_id"], e["step"]) for e in events if e["type"] == "task_succeeded")
     assert max(succeeded.values()) == 1
-    succeeded_at = {(e["order_id"], e["step"]): e["seq"] for e in events if e["type"] == "task_succeeded"}
+    succeeded_at = {
+        (e["order_id"], e["step"]): e["seq"] for e in events if e["type"] == "task_succeeded"
+    }
     deps = {"payment": [], "packing": ["payment"], "shipping": ["packing"]}
     for e in events:
         if e["type"] == "task_started":
@@ -81,7 +88,7 @@ def test_chaos_integration_every_order_ends_and_no_step_commits_twice(make_clust
     attempts = Counter((e["order_id"], e["step"]) for e in events if e["type"] == "task_failed")
     assert max(attempts.values(), default=0) <= 4
     for oid in ids:
-        for step, task in cluster.get_order(oid)["tasks"].items():
+        for task in cluster.get_order(oid)["tasks"].values():
             assert task["attempts"] <= 4
     # Every task that was on a killed worker when it died finished on another worker.
     moved = [e for e in events if e["type"] == "task_reassigned" and e["from_worker"] in victims]
@@ -114,7 +121,9 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_its_task_finishes_elsewher
     cluster.kill_worker("w-1")
     # The kill alone tells the scheduler nothing: the worker is still a member.
     assert cluster.get_order(oid)["tasks"]["payment"]["worker"] == "w-1"
-    wait_for(lambda: any(e["type"] == "worker_dead" for e in cluster.events()), 10, message="worker_dead")
+    wait_for(
+        lambda: any(e["type"] == "worker_dead" for e in cluster.events()), 10, message="worker_dead"
+    )
     assert cluster.wait_until_idle(10)
     order = cluster.get_order(oid)
     assert order["status"] == "completed"
@@ -132,7 +141,9 @@ def test_a_stale_report_through_the_worker_port_is_fenced(make_cluster):
             release.wait(30)
         return ctx.worker_id
 
-    cluster = make_cluster(workers=0, handlers={"payment": payment, "packing": lambda c: 1, "shipping": lambda c: 1})
+    cluster = make_cluster(
+        workers=0, handlers={"payment": payment, "packing": lambda c: 1, "shipping": lambda c: 1}
+    )
     cluster.add_worker("w-1")
     oid = cluster.submit(ORDER)
     wait_for(lambda: cluster.get_order(oid)["tasks"]["payment"]["status"] == "running", 10)
@@ -152,7 +163,9 @@ def test_draining_a_worker_finishes_its_task_then_removes_it(make_cluster):
     cluster = make_cluster(workers=2)
     ids = [cluster.submit(ORDER) for _ in range(100)]
     cluster.drain_worker("w-1")
-    wait_for(lambda: [w["status"] for w in cluster.workers() if w["id"] == "w-1"] == ["removed"], 10)
+    wait_for(
+        lambda: [w["status"] for w in cluster.workers() if w["id"] == "w-1"] == ["removed"], 10
+    )
     assert cluster.wait_until_idle(20)
     assert all(cluster.get_order(o)["status"] == "completed" for o in ids)
     with pytest.raises(Conflict):
@@ -236,7 +249,9 @@ def test_failures_and_retries_are_logged_naming_order_step_attempt_and_worker(ma
             raise RuntimeError("gateway timeout")
         return "ok"
 
-    cluster = make_cluster(workers=1, handlers={"payment": flaky, "packing": lambda c: 1, "shipping": lambda c: 1})
+    cluster = make_cluster(
+        workers=1, handlers={"payment": flaky, "packing": lambda c: 1, "shipping": lambda c: 1}
+    )
     caplog.set_level("INFO", logger="orderflow")
     oid = cluster.submit(ORDER)
     assert cluster.wait_until_idle(10)

@@ -3,10 +3,10 @@
 import math
 
 import pytest
+from sim import ORDER, Sim
 
 from scheduler.core import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from scheduler.states import TaskState
-from sim import ORDER, Sim
 
 S = TaskState
 REQUIRED_EVENT_KEYS = {"seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message"}
@@ -20,7 +20,10 @@ def test_steps_run_one_after_another_in_dependency_order():
     sim = Sim(workers=1)
     sim.submit("o1")
     assert [sim.task("o1", s).state for s in ("payment", "packing", "shipping")] == [
-        S.ASSIGNED, S.PENDING, S.PENDING]
+        S.ASSIGNED,
+        S.PENDING,
+        S.PENDING,
+    ]
     for step in ("payment", "packing", "shipping"):
         d, ctx = sim.start_next("w1")
         assert ctx["step"] == step
@@ -174,7 +177,9 @@ def test_a_task_whose_workers_keep_dying_fails_as_poison():
     for _ in range(3):
         holder = sim.task("o1", "payment").worker
         sim.start_next(holder)
-        survivors = tuple(w for w in sim.queues if sim.core.workers[w].status == "alive" and w != holder)
+        survivors = tuple(
+            w for w in sim.queues if sim.core.workers[w].status == "alive" and w != holder
+        )
         sim.advance(2.5, beating=survivors)
     task = sim.task("o1", "payment")
     assert task.state is S.FAILED and "poison" in task.error and task.reassignments == 3

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sim import Sim
 
 from scheduler.config import RetryPolicy
 from scheduler.states import TaskState
 from scheduler.workflow import Workflow
-from sim import Sim
 
 S = TaskState
 
@@ -45,8 +45,11 @@ def live_workers(sim: Sim) -> list[str]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workflow=workflows(), actions=ACTIONS, orders=st.integers(1, 5))
 def test_random_schedules_keep_the_invariants_and_always_finish(workflow, actions, orders):
-    sim = Sim(workers=2, retry=RetryPolicy(max_retries=2, backoff_base=0.1, backoff_cap=0.4),
-              max_reassignments=3)
+    sim = Sim(
+        workers=2,
+        retry=RetryPolicy(max_retries=2, backoff_base=0.1, backoff_cap=0.4),
+        max_reassignments=3,
+    )
     sim.core.workflows["random"] = workflow
     ids = [sim.submit(f"o{i}", workflow="random") for i in range(orders)]
     running = []  # dispatches started and not yet reported
@@ -71,7 +74,11 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
             sim.advance(arg * 0.5, beating=beating)
         elif action == "cancel":
             oid = ids[arg % len(ids)]
-            if not sim.core.order_status(sim.core.orders[oid]).value in ("completed", "failed", "cancelled"):
+            if sim.core.order_status(sim.core.orders[oid]).value not in (
+                "completed",
+                "failed",
+                "cancelled",
+            ):
                 sim.apply(sim.core.cancel_order(oid, now=sim.now))
         # Live workers pick up what is queued for them.
         for wid in sorted(sim.queues):
@@ -111,7 +118,9 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
     for e in sim.types(type="task_started"):
         for dep in workflow.deps[e["step"]]:
             dep_seq = succeeded.get((e["order_id"], dep))
-            assert dep_seq is not None and dep_seq < e["seq"], "a step started before its dependency"
+            assert dep_seq is not None and dep_seq < e["seq"], (
+                "a step started before its dependency"
+            )
     for oid in ids:
         order = sim.core.orders[oid]
         status = sim.core.order_status(order).value

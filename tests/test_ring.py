@@ -19,8 +19,14 @@ def ring_of(n: int) -> HashRing:
 def test_stable_hash_is_the_same_in_another_process_with_another_hash_seed():
     code = "from scheduler.ring import stable_hash; print(stable_hash('o-42'))"
     env = dict(os.environ, PYTHONHASHSEED="12345")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert int(out.stdout) == stable_hash("o-42")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
+
 from scheduler import Cluster, TaskContext
 from scheduler.retention import Pruner, parse_duration
 from scheduler.schema import SCHEMA_VERSION, StoreError
@@ -32,7 +31,9 @@ NOOP = {s: noop for s in ("payment", "packing", "shipping")}
 
 
 def open_cluster(db, handlers=NOOP, workers=2, **kw) -> Cluster:
-    return Cluster(workers=workers, journal=SQLiteJournal(db), handlers=handlers, **FAST, **kw).start()
+    return Cluster(
+        workers=workers, journal=SQLiteJournal(db), handlers=handlers, **FAST, **kw
+    ).start()
 
 
 def db_rows(db, sql, *args):
@@ -45,8 +46,11 @@ def db_rows(db, sql, *args):
 
 def assert_journal_consistent(db):
     """No step recorded as succeeded twice; seq is 1..N without gaps or repeats."""
-    succeeded = db_rows(db, "SELECT order_id, step, COUNT(*) FROM events WHERE type = 'task_succeeded' "
-                            "GROUP BY order_id, step HAVING COUNT(*) > 1")
+    succeeded = db_rows(
+        db,
+        "SELECT order_id, step, COUNT(*) FROM events WHERE type = 'task_succeeded' "
+        "GROUP BY order_id, step HAVING COUNT(*) > 1",
+    )
     assert succeeded == []
     seqs = [r[0] for r in db_rows(db, "SELECT seq FROM events ORDER BY rowid")]
     assert seqs == list(range(1, len(seqs) + 1))
@@ -100,7 +104,9 @@ def test_steps_in_flight_at_shutdown_run_again_as_the_same_attempt(tmp_path):
         recovered = [e for e in again.events() if e["type"] == "task_recovered"]
         assert {e["step"] for e in recovered} <= {"packing"} and recovered
         # Payment ran once: finished steps are not repeated.
-        runs = Counter((e["order_id"], e["step"]) for e in again.story(ids[0]) if e["type"] == "task_started")
+        runs = Counter(
+            (e["order_id"], e["step"]) for e in again.story(ids[0]) if e["type"] == "task_started"
+        )
         assert runs[(ids[0], "payment")] == 1
     finally:
         again.stop()
@@ -118,8 +124,13 @@ def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempt
     # A long backoff keeps the step waiting after its second failure.
     from scheduler import RetryPolicy
 
-    cluster = Cluster(workers=1, journal=SQLiteJournal(db), handlers=handlers,
-                      retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001), **FAST)
+    cluster = Cluster(
+        workers=1,
+        journal=SQLiteJournal(db),
+        handlers=handlers,
+        retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001),
+        **FAST,
+    )
     gate = {"n": 0}
 
     def fails_twice_then_blocks(ctx: TaskContext):
@@ -135,8 +146,12 @@ def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempt
     wait_for(lambda: cluster.get_order(oid)["tasks"]["payment"]["status"] == "running", 10)
     cluster.stop()
 
-    again = open_cluster(db, handlers=handlers, workers=1,
-                         retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    again = open_cluster(
+        db,
+        handlers=handlers,
+        workers=1,
+        retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001),
+    )
     try:
         assert again.wait_until_idle(10)
         order = again.get_order(oid)
@@ -148,8 +163,12 @@ def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempt
 
 
 def run_harness(db, mode, count):
-    return subprocess.Popen([sys.executable, str(HERE / "crash_harness.py"), str(db), mode, str(count)],
-                            stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "crash_harness.py"), str(db), mode, str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
+    )
 
 
 def test_sigkill_mid_run_loses_nothing_and_commits_nothing_twice(tmp_path):
@@ -183,7 +202,10 @@ def test_sigkill_mid_run_loses_nothing_and_commits_nothing_twice(tmp_path):
     finally:
         again.stop()
     assert db_rows(db, "SELECT COUNT(*) FROM orders")[0][0] == 1000
-    assert db_rows(db, "SELECT MIN(seq) FROM events WHERE type = 'task_recovered'")[0][0] > max_seq_before
+    assert (
+        db_rows(db, "SELECT MIN(seq) FROM events WHERE type = 'task_recovered'")[0][0]
+        > max_seq_before
+    )
     assert_journal_consistent(db)
 
 
@@ -210,9 +232,14 @@ def test_orders_forgotten_from_memory_are_read_back_from_the_journal(tmp_path):
     try:
         ids = [cluster.submit(ORDER) for _ in range(20)]
         assert cluster.wait_until_idle(10)
-        wait_for(lambda: db_rows(db, "SELECT COUNT(*) FROM orders WHERE status='completed'")[0][0] == 20, 5)
+        wait_for(
+            lambda: db_rows(db, "SELECT COUNT(*) FROM orders WHERE status='completed'")[0][0] == 20,
+            5,
+        )
         oldest = cluster.get_order(ids[0])
-        assert oldest["status"] == "completed" and oldest["tasks"]["shipping"]["status"] == "succeeded"
+        assert (
+            oldest["status"] == "completed" and oldest["tasks"]["shipping"]["status"] == "succeeded"
+        )
         assert [e["type"] for e in cluster.story(ids[0])][0] == "order_submitted"
     finally:
         cluster.stop()
@@ -238,7 +265,9 @@ def test_prune_removes_only_finished_orders_older_than_the_cutoff(tmp_path):
         cluster.stop()
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600)])
+@pytest.mark.parametrize(
+    "text,seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600)]
+)
 def test_durations_parse(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -254,7 +283,9 @@ def test_a_database_from_a_newer_orderflow_is_refused_with_advice(tmp_path):
     conn = sqlite3.connect(db)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(StoreError, match=r"new.db has schema version \d+, newer .* Upgrade orderflow"):
+    with pytest.raises(
+        StoreError, match=r"new.db has schema version \d+, newer .* Upgrade orderflow"
+    ):
         SQLiteJournal(db)
 
 

@@ -371,15 +371,27 @@ class Cluster:
         )
         return context
 
-    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object) -> None:
-        if ok:
-            self._call(
-                self._core.task_succeeded, dispatch.task_id, worker_id, dispatch.lease, value
-            )
-        else:
-            self._call(
-                self._core.task_failed, dispatch.task_id, worker_id, dispatch.lease, str(value)
-            )
+    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object,
+               following: Dispatch | None = None) -> dict | None:
+        """Report an attempt's outcome; with `following`, also start that next task under
+        the same lock hold (one hand-over instead of two) and return its context."""
+        core = self._core
+        with self._lock:
+            now = self._clock()
+            if ok:
+                fx = core.task_succeeded(dispatch.task_id, worker_id, dispatch.lease, value, now)
+            else:
+                fx = core.task_failed(dispatch.task_id, worker_id, dispatch.lease, str(value), now)
+            ticket = self._publish(fx)
+            context = None
+            if following is not None:
+                fx_next, context = core.start_task(following.task_id, worker_id, following.lease,
+                                                   now)
+                ticket_next = self._publish(fx_next)
+        self._carry_out(fx, ticket)
+        if following is not None:
+            self._carry_out(fx_next, ticket_next)
+        return context
 
     def beat(self, worker_id: str) -> bool:
         with self._lock:

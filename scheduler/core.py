@@ -94,6 +94,7 @@ class SchedulerCore:
         self.orders_by_status = {s.value: 0 for s in OrderStatus}
         self.tasks_by_state = {s.value: 0 for s in TaskState}
         self._fx = Effects()
+        self._ring_load = 0  # tasks held by workers on the ring, for the bounded-load rule
         self._now = 0.0  # time of the stimulus being handled, for event stamps
 
     # ------------------------------------------------------------------ stimuli
@@ -289,13 +290,13 @@ class SchedulerCore:
         worker = self._worker(worker_id)
         if worker.status != "alive":
             raise Conflict(f"worker {worker_id} is {worker.status}; only an alive worker can drain")
+        self._leave_ring(worker)
         worker.status = "draining"
-        self.ring.remove(worker_id)
         self._emit("worker_draining", None, None, worker_id, 0, f"worker {worker_id} is draining")
         for task_id in sorted(worker.tasks):
             task = self.tasks[task_id]
             if task.state is S.ASSIGNED:
-                worker.tasks.discard(task_id)
+                self._unload(worker, task_id)
                 self._reassign(task, worker_id, now, reason="drain")
         self._finish_drain(worker_id)
         return self._flush()
@@ -356,7 +357,7 @@ class SchedulerCore:
     # ------------------------------------------------------------------ queries
 
     def order_status(self, order: Order) -> OrderStatus:
-        return derive_order_status([t.state for t in order.tasks.values()])
+        return derive_order_status(t.state for t in order.tasks.values())
 
     def worker_status(self, worker: WorkerRecord, now: float) -> str:
         """alive turns "suspect" once two heartbeats in a row are missing."""
@@ -390,6 +391,8 @@ class SchedulerCore:
                 assert task.worker == worker.id and task.state in ON_WORKER, (worker, task)
             if worker.status in ("dead", "removed"):
                 assert not worker.tasks and worker.id not in self.ring
+        ring_load = sum(len(w.tasks) for w in self.workers.values() if w.status == "alive")
+        assert ring_load == self._ring_load, (ring_load, self._ring_load)
         active = sum(1 for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER)
         assert active == self.active_orders, (active, self.active_orders)
 
@@ -447,15 +450,32 @@ class SchedulerCore:
 
     def _place(self, task: Task, now: float) -> None:
         """Hand a READY task to a worker chosen by the ring, or park it until one joins."""
-        workers = self.workers
-        worker_id = self.ring.place(
-            task.order_id, lambda w: len(workers[w].tasks), self.config.load_epsilon
-        )
+        worker_id = self._choose_worker(task.order_id)
         if worker_id is None:
             self._unplaced.append(task.id)
             return
         self._assign(task, worker_id)
-        self._check_order(self.orders[task.order_id], now)
+        order = self.orders[task.order_id]
+        if order.reported_status == "pending":
+            self._check_order(order, now)
+
+    def _choose_worker(self, key: str) -> str | None:
+        return self.ring.place(key, self._load_of, self.config.load_epsilon, self._ring_load)
+
+    def _load_of(self, worker_id: str) -> int:
+        return len(self.workers[worker_id].tasks)
+
+    def _unload(self, worker: WorkerRecord, task_id: str) -> None:
+        """Take a task off a worker, keeping the ring's total load in step."""
+        if task_id in worker.tasks:
+            worker.tasks.discard(task_id)
+            if worker.status == "alive":
+                self._ring_load -= 1
+
+    def _leave_ring(self, worker: WorkerRecord) -> None:
+        if worker.status == "alive":  # a draining worker has left already
+            self.ring.remove(worker.id)
+            self._ring_load -= len(worker.tasks)
 
     def _assign(self, task: Task, worker_id: str) -> None:
         self._move(task, S.ASSIGNED)
@@ -463,6 +483,7 @@ class SchedulerCore:
         task.lease = self.lease_counter
         task.worker = worker_id
         self.workers[worker_id].tasks.add(task.id)
+        self._ring_load += 1
         self._fx.dispatches.append(Dispatch(worker_id, task.id, task.lease))
 
     def _fenced(self, task_id: str, worker_id: str, lease: int, what: str) -> Task | None:
@@ -491,7 +512,7 @@ class SchedulerCore:
 
     def _release_worker(self, task: Task, worker_id: str, ok: bool) -> None:
         worker = self.workers[worker_id]
-        worker.tasks.discard(task.id)
+        self._unload(worker, task.id)
         if worker.running == task.id:
             worker.running = None
         if ok:
@@ -503,9 +524,7 @@ class SchedulerCore:
         order = self.orders[task.order_id]
         task.lease = 0
         task.worker = None
-        target = self.ring.place(
-            task.order_id, lambda w: len(self.workers[w].tasks), self.config.load_epsilon
-        )
+        target = self._choose_worker(task.order_id)
         if target is None:
             self._move(task, S.READY)
             self._unplaced.append(task.id)
@@ -525,9 +544,9 @@ class SchedulerCore:
 
     def _declare_dead(self, worker: WorkerRecord, now: float) -> None:
         age = now - worker.last_heartbeat
+        self._leave_ring(worker)
         worker.status = "dead"
         worker.running = None
-        self.ring.remove(worker.id)
         self._emit(
             "worker_dead",
             None,
@@ -583,7 +602,7 @@ class SchedulerCore:
     def _cancel_task(self, task: Task) -> None:
         if task.state in ON_WORKER and task.worker is not None:
             worker = self.workers[task.worker]
-            worker.tasks.discard(task.id)
+            self._unload(worker, task.id)
             if worker.running == task.id:
                 worker.running = None
             self._finish_drain(worker.id)

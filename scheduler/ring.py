@@ -82,12 +82,21 @@ class HashRing:
         """The key's home worker, ignoring load."""
         return next(self.preference(key), None)
 
-    def place(self, key: str, load: Callable[[str], int], epsilon: float) -> str | None:
-        """The first worker clockwise from the key whose load is under the bounded capacity."""
+    def place(self, key: str, load: Callable[[str], int], epsilon: float,
+              total: int | None = None) -> str | None:
+        """The first worker clockwise from the key whose load is under the bounded capacity.
+
+        `total` is the members' combined load when the caller keeps count of it.
+        """
         if not self._members:
             return None
-        total = sum(load(m) for m in self._members)
+        if total is None:
+            total = sum(load(m) for m in self._members)
         cap = capacity(total, len(self._members), epsilon)
+        # Fast path: the key's home worker usually has room.
+        home = self._owners[bisect.bisect(self._points, stable_hash(key)) % len(self._points)]
+        if load(home) < cap:
+            return home
         for member in self.preference(key):
             if load(member) < cap:
                 return member

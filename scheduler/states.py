@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 
 
@@ -61,15 +62,27 @@ def check_transition(task_id: str, start: TaskState, finish: TaskState, history:
         raise InvalidTransition(task_id, start, finish, history)
 
 
-def derive_order_status(states: list[TaskState]) -> OrderStatus:
-    """An order's status is a function of its tasks' states, never stored separately."""
-    if any(s is S.FAILED for s in states):
-        return OrderStatus.FAILED
-    if any(s is S.CANCELLED for s in states):
+def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
+    """An order's status is a function of its tasks' states, never stored separately.
+
+    One pass, as this runs after every step: failed beats cancelled beats the rest.
+    """
+    count = succeeded = waiting = 0
+    cancelled = False
+    for state in states:
+        count += 1
+        if state is S.SUCCEEDED:
+            succeeded += 1
+        elif state is S.FAILED:
+            return OrderStatus.FAILED
+        elif state is S.CANCELLED:
+            cancelled = True
+        elif state is S.PENDING or state is S.READY:
+            waiting += 1
+    if cancelled:
         return OrderStatus.CANCELLED
-    if all(s is S.SUCCEEDED for s in states):
+    if succeeded == count:
         return OrderStatus.COMPLETED
-    if all(s in (S.PENDING, S.READY) for s in states):
-        # Nothing has been handed to a worker yet.
-        return OrderStatus.PENDING
+    if waiting == count:
+        return OrderStatus.PENDING  # nothing has been handed to a worker yet
     return OrderStatus.IN_PROGRESS

@@ -23,7 +23,8 @@ class WorkerPort(Protocol):
     """What a worker may ask of the cluster; implemented by `Cluster`."""
 
     def begin_task(self, worker_id: str, dispatch: Dispatch) -> dict | None: ...
-    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object) -> None: ...
+    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object,
+               following: Dispatch | None = None) -> dict | None: ...
     def beat(self, worker_id: str) -> bool: ...
 
 
@@ -85,6 +86,8 @@ class ThreadWorker:
         self.stopping = threading.Event()  # stop taking work (drained, stopped or killed)
         self.killed = threading.Event()  # crashed: no heartbeats, no reports
         self.cancel = threading.Event()  # tells a running handler to give up
+        # The next task, already started in the same call that reported the previous one.
+        self._started: tuple[Dispatch, dict | None] | None = None
         self._threads = [
             LoopThread(f"{worker_id}-run", self.run_once, self.stopping),
             LoopThread(f"{worker_id}-heartbeat", self.heartbeat_once, self.stopping),
@@ -98,13 +101,17 @@ class ThreadWorker:
         self._queue.put(dispatch)
 
     def run_once(self) -> None:
-        try:
-            dispatch = self._queue.get(timeout=0.05)
-        except queue.Empty:
-            return
-        if self.stopping.is_set():
-            return
-        context = self._port.begin_task(self.id, dispatch)
+        if self._started is not None:
+            dispatch, context = self._started
+            self._started = None
+        else:
+            try:
+                dispatch = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                return
+            if self.stopping.is_set():
+                return
+            context = self._port.begin_task(self.id, dispatch)
         if context is None:
             return  # stale: the task moved elsewhere or was cancelled
         ok, value = run_handler(self._handlers, TaskContext(**context, cancelled=self.cancel))
@@ -112,7 +119,13 @@ class ThreadWorker:
             # Killed: a crashed worker reports nothing and the monitor moves its task.
             # Stopped: the attempt was cut short, which is not the handler's failure.
             return
-        self._port.report(self.id, dispatch, ok, value)
+        try:
+            following = self._queue.get_nowait()
+        except queue.Empty:
+            following = None
+        next_context = self._port.report(self.id, dispatch, ok, value, following)
+        if following is not None:
+            self._started = (following, next_context)
 
     def heartbeat_once(self) -> None:
         if self.stopping.wait(self._interval) or self.killed.is_set():

@@ -96,7 +96,7 @@ class Cluster:
             state = recover()
             with self._lock:
                 fx = restore(self._core, state, now=self._clock())
-                ticket = self._publish(fx)
+                ticket = self._publish(fx, durable=True)
             self._carry_out(fx, ticket, durable=True)
         self._monitor = LoopThread("orderflow-monitor", self._monitor_once, self._stop)
         self._monitor.start()
@@ -169,7 +169,7 @@ class Cluster:
                 merged.tasks.update(fx.tasks)
                 merged.orders.update(fx.orders)
             merged.wake_at = fx.wake_at if cleaned else None
-            ticket = self._publish(merged)
+            ticket = self._publish(merged, durable=True)
         self._carry_out(merged, ticket, durable=True)
         return [order_id for _, order_id in cleaned]
 
@@ -405,7 +405,7 @@ class Cluster:
         """Run one stimulus. `durable`: return only once its events are committed."""
         with self._lock:
             fx = method(*args, now=self._clock(), **kwargs)
-            ticket = self._publish(fx)
+            ticket = self._publish(fx, durable)
         self._carry_out(fx, ticket, durable)
         return fx
 
@@ -418,8 +418,14 @@ class Cluster:
         self._carry_out(fx, ticket)
         return fx, value
 
-    def _publish(self, fx: Effects) -> object:
-        """Under the lock: queue the events for the journal and subscribers, in seq order."""
+    def _publish(self, fx: Effects, durable: bool = False) -> object:
+        """Under the lock: queue the events for the journal and subscribers, in seq order.
+
+        With a persistent journal, dispatches are handed to workers by the journal's writer
+        right after the commit: a released step never runs on a success that is not yet
+        durable, and the reporting thread does not wait. A `durable` caller waits for the
+        commit itself and then delivers.
+        """
         if self._core.active_orders == 0:
             self._idle.notify_all()
         if not fx.events and not fx.tasks:
@@ -428,6 +434,10 @@ class Cluster:
             sub.offer(fx.events)
         if not self._journal.persistent:
             return None
+        if fx.dispatches and not durable:
+            dispatches = fx.dispatches
+            fx.dispatches = []
+            return self._journal.record(fx, lambda: self._deliver(dispatches))
         return self._journal.record(fx)
 
     def _carry_out(self, fx: Effects, ticket: object, durable: bool = False) -> None:
@@ -439,12 +449,7 @@ class Cluster:
             # The caller's acknowledgement (an accepted order) waits until it is durable.
             self._journal.wait(ticket)
         if fx.dispatches:
-            if ticket is not None and not durable:
-                # A released step must not run on a success that is not yet durable; the
-                # journal hands it over after the commit, so this thread does not wait.
-                self._journal.after(ticket, lambda: self._deliver(fx.dispatches))
-            else:
-                self._deliver(fx.dispatches)
+            self._deliver(fx.dispatches)
         for worker_id in fx.departed:
             executor = self._executors.pop(worker_id, None)
             if executor is not None:

@@ -14,9 +14,8 @@ class Journal(Protocol):
     persistent: bool
 
     def attach(self, core, lock) -> None: ...
-    def record(self, fx: Effects) -> object: ...
+    def record(self, fx: Effects, on_commit=None) -> object: ...
     def wait(self, ticket: object) -> None: ...
-    def after(self, ticket: object, action) -> None: ...
     def close(self) -> None: ...
 
 
@@ -28,14 +27,11 @@ class NullJournal:
     def attach(self, core, lock) -> None:
         return None
 
-    def record(self, fx: Effects) -> object:
+    def record(self, fx: Effects, on_commit=None) -> object:
         return None
 
     def wait(self, ticket: object) -> None:
         return None
-
-    def after(self, ticket: object, action) -> None:
-        action()
 
     def close(self) -> None:
         return None

@@ -59,6 +59,7 @@ class Order:
     finished_at: float | None = None
     idempotency_key: str | None = None
     events: list[dict] = field(default_factory=list)
+    journaled: bool = False  # has a row in the journal already (only its status changes)
 
 
 @dataclass(slots=True)

@@ -98,6 +98,7 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
             reported_status=rec.status,
         )
         order.idempotency_key = rec.idempotency_key
+        order.journaled = True
         order.finished_at = rec.finished_at - offset if rec.finished_at is not None else None
         order.events = rec.events[-ORDER_EVENT_CAP:]
         core.orders[rec.id] = order

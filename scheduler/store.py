@@ -47,7 +47,7 @@ class SQLiteJournal:
         # Guarded by `_done`: what is committed, actions waiting for a commit, jobs, stop.
         self._done = threading.Condition()
         self._committed = 0
-        self._after: list[tuple[int, Callable[[], None]]] = []
+        self._actions: list[Callable[[], None]] = []  # swapped out with the buffers
         self._jobs: list[Callable[[sqlite3.Connection], None]] = []
         self._stop = False
         self._failure: Exception | None = None
@@ -62,22 +62,20 @@ class SQLiteJournal:
 
     # ------------------------------------------------------------ Journal protocol
 
-    def record(self, fx: Effects) -> int:
-        """Under the scheduler lock: remember what changed; returns a ticket to wait on."""
+    def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
+        """Under the scheduler lock: remember what changed; returns a ticket to wait on.
+
+        `on_commit` runs on the writer thread right after these changes are committed.
+        """
         self._events.extend(fx.events)
         self._tasks.update(fx.tasks)
         self._orders.update(fx.orders)
+        if on_commit is not None:
+            self._actions.append(on_commit)
         self._ticket += 1
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
         return self._ticket
-
-    def after(self, ticket: int, action: Callable[[], None]) -> None:
-        """Run `action` once `ticket` is committed: now if it is, else on the writer thread."""
-        with self._done:
-            if self._committed < ticket:
-                self._after.append((ticket, action))
-                return
-        action()
 
     def wait(self, ticket: int | None) -> None:
         if ticket is None:
@@ -191,7 +189,7 @@ class SQLiteJournal:
             with self._done:
                 stop, jobs, self._jobs = self._stop, self._jobs, []
             try:
-                ticket = self._write_pending()
+                ticket, actions = self._write_pending()
                 for job in jobs:
                     job(self._write)
             except Exception as exc:  # noqa: BLE001 - waiters must learn of it, not hang
@@ -202,10 +200,8 @@ class SQLiteJournal:
                 return
             with self._done:
                 self._committed = max(self._committed, ticket)
-                ready = [a for t, a in self._after if t <= self._committed]
-                self._after = [(t, a) for t, a in self._after if t > self._committed]
                 self._done.notify_all()
-            for action in ready:
+            for action in actions:
                 try:
                     action()
                 except Exception:  # noqa: BLE001 - one bad action must not stop the writer
@@ -213,15 +209,16 @@ class SQLiteJournal:
             if stop:
                 return
 
-    def _write_pending(self) -> int:
+    def _write_pending(self) -> tuple[int, list[Callable[[], None]]]:
         """Swap the buffers out under the scheduler lock, then write them in one transaction."""
         with self._core_lock:
             events, self._events = self._events, []
             tasks, self._tasks = self._tasks, {}
             orders, self._orders = self._orders, {}
+            actions, self._actions = self._actions, []
             ticket = self._ticket
             if not (events or tasks or orders):
-                return ticket
+                return ticket, actions
             core = self._core
             offset = core.epoch_offset
             task_rows = [
@@ -240,19 +237,15 @@ class SQLiteJournal:
                 )
                 for t in tasks.values()
             ]
-            order_rows = [
-                (
-                    o.id,
-                    o.number,
-                    o.workflow.name,
-                    o.data,
-                    o.idempotency_key,
-                    o.submitted_at + offset,
-                    o.reported_status,
-                    o.finished_at + offset if o.finished_at is not None else None,
-                )
-                for o in orders.values()
-            ]
+            new_orders, order_updates = [], []
+            for o in orders.values():
+                finished = o.finished_at + offset if o.finished_at is not None else None
+                if o.journaled:
+                    order_updates.append((o.reported_status, finished, o.id))
+                    continue
+                o.journaled = True
+                new_orders.append((o.id, o.number, o.workflow.name, o.data, o.idempotency_key,
+                                   o.submitted_at + offset, o.reported_status, finished))
             counters = {
                 "counters": dict(core.counters),
                 "orders_by_status": dict(core.orders_by_status),
@@ -263,12 +256,14 @@ class SQLiteJournal:
             }
         conn = self._write
         with conn:
+            # An order's data never changes: it is serialised once, when it is first written.
             conn.executemany(
                 "INSERT INTO orders (id, number, workflow, data, idempotency_key, submitted_at, "
-                "status, finished_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "status = excluded.status, finished_at = excluded.finished_at",
-                [r[:3] + (json.dumps(r[3]),) + r[4:] for r in order_rows],
+                "status, finished_at) VALUES (?,?,?,?,?,?,?,?)",
+                [r[:3] + (json.dumps(r[3]),) + r[4:] for r in new_orders],
             )
+            conn.executemany("UPDATE orders SET status = ?, finished_at = ? WHERE id = ?",
+                             order_updates)
             conn.executemany(
                 "INSERT OR REPLACE INTO tasks (id, order_id, step, state, attempt, attempt_open, "
                 "reassignments, runs, worker, result, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -282,7 +277,7 @@ class SQLiteJournal:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
                 (json.dumps(counters),),
             )
-        return ticket
+        return ticket, actions
 
 
 EVENT_FIELDS = ("seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message")

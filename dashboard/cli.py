@@ -10,6 +10,7 @@ import sys
 from scheduler import ConfigError
 
 from scheduler.logfile import LogFileError, configure_logging
+from scheduler.tuning import tune_gc
 from scheduler.retention import parse_duration
 from scheduler.schema import StoreError
 from scheduler.store import SQLiteJournal
@@ -96,6 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()  # inherited by gunicorn's worker process (it forks from here)
     try:
         configure_logging(settings.log_file, level=logging.INFO)
         if settings.persist:

@@ -50,6 +50,7 @@ MIGRATIONS: dict[int, list[str]] = {
             worker_id TEXT,
             attempt INTEGER NOT NULL,
             message TEXT NOT NULL,
+            duration REAL,
             extra TEXT
         )""",
         "CREATE INDEX IF NOT EXISTS events_by_order ON events (order_id, seq)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -270,7 +271,7 @@ class SQLiteJournal:
                 [r[:9] + (_dumps(r[9]), r[10]) for r in task_rows],
             )
             conn.executemany(
-                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 map(_event_row, events),
             )
             conn.execute(
@@ -281,31 +282,29 @@ class SQLiteJournal:
 
 
 EVENT_FIELDS = ("seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message")
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", extra"
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", duration, extra"
+_FIELDS = operator.itemgetter(*EVENT_FIELDS)
 
 
 def _event_row(event: dict) -> tuple:
-    """Columns for the fields every event has; JSON only for the few extra ones."""
-    row = (
-        event["seq"],
-        event["ts"],
-        event["type"],
-        event["order_id"],
-        event["step"],
-        event["worker_id"],
-        event["attempt"],
-        event["message"],
-    )
-    if len(event) == len(EVENT_FIELDS):
-        return (*row, None)
-    extra = {k: v for k, v in event.items() if k not in EVENT_FIELDS}
-    return (*row, json.dumps(extra))
+    """Columns for the fields every event has, and `duration` (the common extra one);
+    JSON only for the rarer extras (error, delay, from_worker, ...)."""
+    extra_count = len(event) - len(EVENT_FIELDS)
+    if extra_count == 0:
+        return (*_FIELDS(event), None, None)
+    duration = event.get("duration")
+    if duration is not None and extra_count == 1:
+        return (*_FIELDS(event), duration, None)
+    extra = {k: v for k, v in event.items() if k not in EVENT_FIELDS and k != "duration"}
+    return (*_FIELDS(event), duration, json.dumps(extra) if extra else None)
 
 
 def _event_dict(row: tuple) -> dict:
     event = dict(zip(EVENT_FIELDS, row[:8], strict=True))
     if row[8] is not None:
-        event.update(json.loads(row[8]))
+        event["duration"] = row[8]
+    if row[9] is not None:
+        event.update(json.loads(row[9]))
     return event
 
 

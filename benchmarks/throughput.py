@@ -1,0 +1,143 @@
+"""Throughput: N orders x payment -> packing -> shipping with no-op handlers and 8 workers.
+
+Runs, each in a fresh process and in the same run of this script:
+  baseline  a bare ThreadPoolExecutor(8) chaining the three calls with done-callbacks
+  memory    orderflow without persistence
+  journal   orderflow with the SQLite journal (synchronous=FULL, the default)
+and prints one JSON line with orders/s, tasks/s, p50/p99 order latency, peak RSS and the
+ratios orderflow/baseline and journal/memory.
+
+    python benchmarks/throughput.py [--orders 20000] [--workers 8] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import NOOP_HANDLERS, ORDER, STEPS, emit, peak_rss_mb, percentile, run_child  # noqa: E402
+
+
+def baseline(orders: int, workers: int) -> dict:
+    """The same chain with nothing but a thread pool: each step's callback submits the next."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    done = threading.Event()
+    lock = threading.Lock()
+    latencies: list[float] = []
+
+    def run_step(index: int, started: float) -> tuple[int, float]:
+        NOOP_HANDLERS[STEPS[index]](None)
+        return index, started
+
+    def on_done(future) -> None:
+        index, started = future.result()
+        if index + 1 < len(STEPS):
+            pool.submit(run_step, index + 1, started).add_done_callback(on_done)
+            return
+        with lock:
+            latencies.append(time.perf_counter() - started)
+            if len(latencies) == orders:
+                done.set()
+
+    start = time.perf_counter()
+    for _ in range(orders):
+        pool.submit(run_step, 0, time.perf_counter()).add_done_callback(on_done)
+    done.wait()
+    elapsed = time.perf_counter() - start
+    pool.shutdown()
+    return _figures("baseline", orders, elapsed, latencies)
+
+
+def orderflow(orders: int, workers: int, persist: bool) -> dict:
+    from scheduler import Cluster
+    from scheduler.store import SQLiteJournal
+
+    with tempfile.TemporaryDirectory() as folder:
+        journal = SQLiteJournal(Path(folder) / "bench.db") if persist else None
+        cluster = Cluster(workers=workers, handlers=NOOP_HANDLERS, journal=journal,
+                          event_history=200_000, finished_order_history=orders)
+        cluster.start()
+        start = time.perf_counter()
+        for first in range(0, orders, 1000):
+            cluster.submit_many([ORDER] * min(1000, orders - first))
+        if not cluster.wait_until_idle(timeout=600):
+            raise RuntimeError("orders did not finish in 600 s")
+        elapsed = time.perf_counter() - start
+        latencies = [e["duration"] for e in cluster.events(after=0) if e["type"] == "order_completed"]
+        completed = cluster.stats()["orders"]["completed"]
+        cluster.stop()
+    if completed != orders:
+        raise RuntimeError(f"only {completed} of {orders} orders completed")
+    return _figures("journal" if persist else "memory", orders, elapsed, latencies)
+
+
+def _figures(mode: str, orders: int, elapsed: float, latencies: list[float]) -> dict:
+    return {
+        "mode": mode,
+        "orders_per_s": round(orders / elapsed, 1),
+        "tasks_per_s": round(orders * len(STEPS) / elapsed, 1),
+        "p50_latency_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_latency_ms": round(percentile(latencies, 99) * 1000, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per mode, interleaved; the median counts")
+    parser.add_argument("--child", choices=["baseline", "memory", "journal"])
+    args = parser.parse_args()
+    if args.child:
+        # Every mode runs with the GC tuning `orderflow serve` applies (scheduler/tuning.py).
+        from scheduler.tuning import tune_gc
+
+        tune_gc()
+    if args.child == "baseline":
+        emit(baseline(args.orders, args.workers))
+        return
+    if args.child:
+        emit(orderflow(args.orders, args.workers, persist=args.child == "journal"))
+        return
+    runs: dict[str, list[dict]] = {"baseline": [], "memory": [], "journal": []}
+    for _ in range(args.repeat):
+        for mode in runs:  # interleaved, so drift of the machine hits every mode alike
+            runs[mode].append(run_child("throughput.py", "--child", mode, "--orders",
+                                        str(args.orders), "--workers", str(args.workers)))
+    median = {mode: _median(results) for mode, results in runs.items()}
+    base, mem, jour = median["baseline"], median["memory"], median["journal"]
+    emit({
+        "benchmark": "throughput",
+        "orders": args.orders,
+        "workers": args.workers,
+        "repeat": args.repeat,
+        **{mode: figures for mode, figures in median.items()},
+        "memory_vs_baseline": round(mem["tasks_per_s"] / base["tasks_per_s"], 3),
+        "journal_vs_baseline": round(jour["tasks_per_s"] / base["tasks_per_s"], 3),
+        "journal_vs_memory": round(jour["tasks_per_s"] / mem["tasks_per_s"], 3),
+        "targets": {"memory_vs_baseline": 0.35, "journal_vs_baseline": 0.2,
+                    "journal_vs_memory": 0.6},
+        "gc_thresholds": list(__import__("scheduler.tuning").tuning.GC_THRESHOLDS),
+    })
+
+
+def _median(results: list[dict]) -> dict:
+    """The run with the median tasks/s (its own latency and RSS figures go with it)."""
+    ordered = sorted(results, key=lambda r: r["tasks_per_s"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["tasks_per_s_all"] = [r["tasks_per_s"] for r in results]
+    chosen["spread"] = round(statistics.pstdev(chosen["tasks_per_s_all"]) / chosen["tasks_per_s"], 3)
+    return chosen
+
+
+if __name__ == "__main__":
+    main()

@@ -49,8 +49,8 @@ def submit_demo_orders(cluster: Cluster, body: Any) -> dict:
     count = int_field(body, "count", 1, MAX_BULK_ORDERS)
     workflow = optional_text(body, "workflow")
     rng = random.Random()
-    # An unknown workflow fails on the first submit, before any order exists.
-    return {"ids": [cluster.submit(demo_order(rng), workflow) for _ in range(count)]}
+    # All or none, with one durable commit for the whole batch.
+    return {"ids": cluster.submit_many([demo_order(rng) for _ in range(count)], workflow)}
 
 
 def add_workers(cluster: Cluster, body: Any) -> dict:

@@ -18,6 +18,15 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/peer_dask.py
+	$(BIN)/python benchmarks/http_ingest.py
+	$(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/memory.py
+	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler dashboard tests
 

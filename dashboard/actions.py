@@ -7,13 +7,16 @@ half-applied) and returns the JSON-ready answer. Errors are raised and mapped in
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler import Cluster, Conflict, validate_order
 
 from .demo_orders import demo_order
 from .errors import invalid
 from .parsing import expect_object, int_field, only_fields, optional_text
+
+if TYPE_CHECKING:
+    from .worker_hub import WorkerHub
 
 MAX_BULK_ORDERS = 10_000
 MAX_NEW_WORKERS = 32
@@ -53,10 +56,19 @@ def submit_demo_orders(cluster: Cluster, body: Any) -> dict:
     return {"ids": cluster.submit_many([demo_order(rng) for _ in range(count)], workflow)}
 
 
-def add_workers(cluster: Cluster, body: Any) -> dict:
+def add_workers(cluster: Cluster, body: Any, hub: WorkerHub | None = None) -> dict:
+    """Thread workers join at once: {"ids"}. Process workers (`"kind": "process"`) are
+    started and join once connected: {"kind", "processes": [{"pid", "name"}], "message"}."""
     body = expect_object(body if body is not None else {}, "the body")
-    only_fields(body, ("count",))
+    only_fields(body, ("count", "kind"))
     count = int_field(body, "count", 1, MAX_NEW_WORKERS, default=1)
+    kind = body.get("kind", "thread")
+    if kind not in ("thread", "process"):
+        raise invalid("kind must be \"thread\" or \"process\"")
+    if kind == "process":
+        if hub is None:
+            raise Conflict("this server cannot start worker processes")
+        return hub.spawn(count)
     return {"ids": [cluster.add_worker() for _ in range(count)]}
 
 
@@ -73,10 +85,12 @@ def worker_id_from(data: Any) -> str:
 def kill_worker(cluster: Cluster, worker_id: str) -> dict:
     cluster.kill_worker(worker_id)
     timeout = cluster.config.heartbeat_timeout
+    kind = next((w["kind"] for w in cluster.workers() if w["id"] == worker_id), "thread")
+    crash = "was sent SIGKILL" if kind == "process" else "crashed (simulated)"
     return {
         "id": worker_id,
         "action": "kill",
-        "message": f"worker {worker_id} crashed (simulated); the heartbeat monitor "
+        "message": f"worker {worker_id} {crash}; the heartbeat monitor "
                    f"declares it dead within about {timeout:g}s and moves its tasks",
     }
 

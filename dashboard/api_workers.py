@@ -8,6 +8,7 @@ from scheduler import Cluster
 
 from . import actions
 from .parsing import json_body, only_fields
+from .worker_hub import hub_of
 
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
 
@@ -23,7 +24,9 @@ def index():
 
 @bp.post("")
 def add():
-    return actions.add_workers(_cluster(), json_body(required=False)), 201
+    added = actions.add_workers(_cluster(), json_body(required=False), hub_of(current_app))
+    # 202 for processes: started now, they join the cluster once they have connected.
+    return added, 202 if "processes" in added else 201
 
 
 @bp.post("/<worker_id>/kill")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, render_template
@@ -22,6 +22,7 @@ from .config import PROJECT_ROOT, DefaultConfig
 from .metrics import Metrics
 from .runtime import ServeSettings, build_cluster, build_pruner
 from .stream import EventStream, StreamSettings
+from .worker_hub import install_worker_hub
 
 log = logging.getLogger("orderflow.app")
 
@@ -42,10 +43,15 @@ class Services:
     metrics: Metrics
     owns_cluster: bool  # built by create_app, so started and stopped with the app
     pruner: Pruner | None = None  # `--retention`: prunes the journal hourly
+    # Parts added by other modules (the remote worker hub): started after the cluster,
+    # stopped before everything else.
+    extras: list[Any] = field(default_factory=list)
 
     def start(self) -> Services:
         if self.owns_cluster:
             self.cluster.start()
+        for extra in self.extras:
+            extra.start()
         self.metrics.start()
         self.stream.start()
         if self.pruner is not None:
@@ -54,6 +60,8 @@ class Services:
 
     def stop(self) -> None:
         """Stop pushing, drop Socket.IO clients, then stop the cluster (if it is ours)."""
+        for extra in self.extras:
+            extra.stop()  # worker processes this server started drain and are reaped
         self.stream.stop()
         self.disconnect_clients()
         # Stops engine.io's ping-timeout task; the web server itself is the caller's.
@@ -111,6 +119,7 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     for blueprint in (api_orders.bp, api_workers.bp, api_system.bp, metrics.bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)
+    install_worker_hub(app, socketio, cluster)
 
     @app.get("/")
     def index():

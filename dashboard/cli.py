@@ -1,4 +1,5 @@
-"""The `orderflow` command line: `demo` (console) and `serve` (HTTP, Socket.IO, metrics)."""
+"""The `orderflow` command line: `demo` (console), `serve` (HTTP, Socket.IO, metrics),
+`prune` (journal retention) and `worker` (a worker process joining a server)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from scheduler.retention import parse_duration
 from scheduler.schema import StoreError
 from scheduler.store import SQLiteJournal
 
+from . import worker_process
 from .runtime import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings
 
 DEFAULTS = ServeSettings()
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=4)
     _add_serve(sub)
     _add_prune(sub)
+    worker_process.add_parser(sub)
     return parser
 
 
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "prune":
         return _prune(args)
+    if args.command == "worker":
+        return worker_process.run(args)
     return 2
 
 

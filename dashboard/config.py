@@ -40,3 +40,8 @@ class DefaultConfig:
     SNAPSHOT_EVENTS = 500
     # Keyword settings for `runtime.build_cluster` when create_app builds its own cluster.
     CLUSTER_SETTINGS: dict | None = None
+    # This server's own URL, for the worker processes it starts (`serve` sets it once bound);
+    # None: POST /api/workers kind=process is refused with 409.
+    ORDERFLOW_URL: str | None = None
+    # Worker processes this server may run at once (each holds a server thread).
+    WORKER_PROCESS_LIMIT = 16

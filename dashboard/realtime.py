@@ -25,6 +25,7 @@ Server to client
 Client to server (each answers through the Socket.IO acknowledgement)
   `submit_order`  the body of POST /api/orders      -> {"order": {...}}
   `add_worker`    {"count": 1..32} or nothing       -> {"ids": [...]}
+                  {"count", "kind": "process"}      -> {"kind", "processes", "message"}
   `kill_worker`   "w-1" or {"id": "w-1"}            -> {"id", "action", "message"}
   `drain_worker`  "w-1" or {"id": "w-1"}            -> {"id", "action", "message"}
   `resync`        nothing                           -> {"ok": true}; a `snapshot` follows
@@ -48,6 +49,7 @@ from . import actions
 from .auth import socket_auth_ok
 from .errors import describe, error_body, invalid
 from .stream import EventStream
+from .worker_hub import hub_of
 
 
 def _services():
@@ -96,7 +98,7 @@ def register(socketio: SocketIO, stream: EventStream) -> None:
     @socketio.on("add_worker")
     @acknowledged
     def on_add_worker(data: Any = None) -> dict:
-        return actions.add_workers(_services().cluster, data)
+        return actions.add_workers(_services().cluster, data, hub_of(current_app))
 
     @socketio.on("kill_worker")
     @acknowledged

@@ -19,6 +19,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
 from .app import Services, create_app, services
+from .process_pool import own_url
 from .runtime import ServeSettings, flask_config
 
 log = logging.getLogger("orderflow.server")
@@ -49,6 +50,7 @@ class OrderflowServer(BaseApplication):
         self.settings = settings
         self.out = out or sys.stdout
         self.services: Services | None = None
+        self.url: str | None = None  # known in when_ready, before the worker is forked
         super().__init__(prog="orderflow serve")
 
     def load_config(self) -> None:
@@ -71,7 +73,8 @@ class OrderflowServer(BaseApplication):
 
     def load(self) -> Any:
         """Runs in the worker process: build the app and start the cluster there."""
-        app = create_app(flask_config(self.settings))
+        # The URL lets the app start `orderflow worker` processes that connect back to it.
+        app = create_app({**flask_config(self.settings), "ORDERFLOW_URL": self.url})
         self.services = services(app).start()
         return app
 
@@ -79,6 +82,8 @@ class OrderflowServer(BaseApplication):
         """In the master, once the socket is bound: the port is known even with --port 0."""
         for listener in arbiter.LISTENERS:
             print(f"orderflow listening on {listener}", file=self.out, flush=True)
+        host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]
+        self.url = own_url(host, port)
 
     def worker_exit(self, arbiter: Any, worker: Any) -> None:
         if self.services is not None:

@@ -1,0 +1,178 @@
+"""Local `orderflow worker` processes started by the server (POST /api/workers kind=process).
+
+Each child gets the server's own URL, the token (through the environment, so it never shows
+in `ps`), a spawn id to recognise it when it registers, and the server's pid so it exits if
+the server dies without reaping it. A reaper thread collects exited children (no zombies);
+`stop()` sends SIGTERM to the rest (they drain), SIGKILL after a grace period, and waits for
+every one of them (no orphans).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scheduler import Conflict
+from scheduler.worker import LoopThread
+
+log = logging.getLogger("orderflow.workers")
+
+ENV_SPAWN_ID = "ORDERFLOW_SPAWN_ID"
+ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"
+REAP_INTERVAL = 0.2
+
+
+def own_url(host: str, port: int) -> str:
+    """The URL a local worker uses to reach a server bound to (host, port)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}"  # a host name
+    if address.is_unspecified:  # 0.0.0.0 or ::: every interface, loopback included
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{shown}:{port}"
+
+
+@dataclass
+class Child:
+    spawn_id: str
+    name: str
+    process: subprocess.Popen
+    returncode: int | None = None
+
+    def view(self) -> dict:
+        return {"pid": self.process.pid, "name": self.name, "spawn_id": self.spawn_id,
+                "returncode": self.returncode}
+
+
+class ProcessPool:
+    """Starts, kills and reaps this server's worker processes. Thread-safe."""
+
+    def __init__(
+        self,
+        url: Callable[[], str | None],
+        token: Callable[[], str | None],
+        limit: int = 16,
+        command: Callable[[str, str], list[str]] | None = None,
+    ):
+        self._url, self._token, self.limit = url, token, limit
+        self._command = command or default_command
+        self._lock = threading.Lock()
+        self._children: dict[str, Child] = {}
+        self._numbers = 0
+        self._stop = threading.Event()
+        self._reaper: LoopThread | None = None
+        self._closed = False
+
+    def spawn(self, count: int) -> list[dict]:
+        """Start `count` workers; they join the cluster once they have connected."""
+        url = self._url()
+        if not url:
+            raise Conflict("this server does not know its own URL (ORDERFLOW_URL), so it "
+                           "cannot start worker processes")
+        env = {**os.environ, ENV_PARENT_PID: str(os.getpid())}
+        token = self._token()
+        if token:
+            env["ORDERFLOW_TOKEN"] = token
+        started = []
+        with self._lock:
+            if self._closed:
+                raise Conflict("the server is shutting down")
+            alive = sum(1 for c in self._children.values() if c.returncode is None)
+            if alive + count > self.limit:
+                raise Conflict(f"at most {self.limit} worker processes may run at once "
+                               f"({alive} running)")
+            for _ in range(count):
+                self._numbers += 1
+                spawn_id = uuid.uuid4().hex
+                name = f"local-{self._numbers}"
+                process = subprocess.Popen(
+                    self._command(url, name), env={**env, ENV_SPAWN_ID: spawn_id},
+                    stdin=subprocess.DEVNULL, start_new_session=True)
+                child = Child(spawn_id, name, process)
+                self._children[spawn_id] = child
+                started.append(child.view())
+                log.info("started worker process %s (pid %d)", name, process.pid)
+            if self._reaper is None:
+                self._reaper = LoopThread("orderflow-reaper", self._reap_once, self._stop)
+                self._reaper.start()
+        return started
+
+    def owns(self, spawn_id: str | None) -> bool:
+        with self._lock:
+            return spawn_id is not None and spawn_id in self._children
+
+    def kill(self, spawn_id: str) -> int | None:
+        """SIGKILL one of our children: a real crash. Returns its pid, or None if not ours."""
+        with self._lock:
+            child = self._children.get(spawn_id)
+            if child is None or child.returncode is not None:
+                return None
+            # Not yet reaped, so the pid cannot belong to another process.
+            child.process.kill()
+            return child.process.pid
+
+    def processes(self) -> list[dict]:
+        self.reap()
+        with self._lock:
+            return [c.view() for c in self._children.values()]
+
+    def reap(self) -> None:
+        with self._lock:
+            for child in self._children.values():
+                if child.returncode is None and child.process.poll() is not None:
+                    child.returncode = child.process.returncode
+                    log.info("worker process %s (pid %d) exited with status %s",
+                             child.name, child.process.pid, child.returncode)
+
+    def stop(self, grace: float = 2.0) -> None:
+        """SIGTERM every child (they drain), SIGKILL what is left after `grace`, reap all.
+
+        The grace stays under gunicorn's graceful timeout (3 s), which bounds this too."""
+        with self._lock:
+            self._closed = True
+            children = list(self._children.values())
+        running = [c for c in children if c.process.poll() is None]
+        for child in running:
+            _signal(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in running:
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker process %s (pid %d) did not drain in %.1fs: SIGKILL",
+                            child.name, child.process.pid, grace)
+                child.process.kill()
+                child.process.wait()
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(5)
+        self.reap()
+
+    def _reap_once(self) -> None:
+        if not self._stop.wait(REAP_INTERVAL):
+            self.reap()
+
+
+def default_command(url: str, name: str) -> list[str]:
+    """`orderflow worker` run by this interpreter, so it works without the console script."""
+    # A short drain grace: when this server goes away, so should its children.
+    return [sys.executable, "-m", "dashboard.cli", "worker", "--server", url, "--name", name,
+            "--drain-grace", "1"]
+
+
+def _signal(process: subprocess.Popen, sig: int) -> None:
+    try:
+        process.send_signal(sig)
+    except ProcessLookupError:
+        pass  # exited meanwhile

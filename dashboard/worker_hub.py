@@ -1,0 +1,428 @@
+"""Remote worker processes: the "/workers" Socket.IO namespace (contract: worker_protocol.py).
+
+The hub is an adapter between sockets and the cluster's worker port. Each registration of
+a process is a `RemoteExecutor` on the ring, keyed by its worker id, never by sid: a sid
+changes on every reconnect. A connection may speak only for ids its own process registered.
+Death is the heartbeat monitor's call alone: a dropped connection only unbinds the sid, so
+a process that reconnects within the heartbeat timeout resumes under the same id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, request
+from flask_socketio import ConnectionRefusedError, SocketIO
+
+from scheduler import Cluster, UnknownWorker
+from scheduler.model import Dispatch
+
+from .auth import socket_auth_ok
+from .errors import ApiError, describe, error_body, invalid
+from .parsing import expect_object, int_field
+from .process_pool import ProcessPool
+from .worker_protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
+
+log = logging.getLogger("orderflow.workers")
+
+EXTENSION = "orderflow.workers"
+# Processes remembered after they went away, so their late results still reach fencing.
+PEER_HISTORY = 1024
+# Per worker: results already handed to the cluster, so one sent again is not counted twice.
+REPORTED_MEMORY = 4096
+
+
+@dataclass(eq=False)
+class Peer:
+    """One worker process, across its reconnects (new sids) and re-registrations (new ids)."""
+
+    session: str
+    name: str
+    host: str
+    pid: int
+    concurrency: int
+    spawn_id: str | None
+    sid: str | None = None
+    current: str | None = None  # the worker id it works under now
+    worker_ids: set[str] = field(default_factory=set)
+
+    def meta(self) -> dict:
+        return {"name": self.name, "host": self.host, "pid": self.pid,
+                "concurrency": self.concurrency}
+
+
+@dataclass
+class _Slot:
+    lease: int
+    context: dict | None = None  # set once begun, so a repeated `begin` gets the same answer
+
+
+class RemoteExecutor:
+    """The cluster's handle on one registration of a remote process (scheduler Executor).
+
+    It remembers every assignment not yet reported, to send them again after a reconnect:
+    one emitted while the connection was down is otherwise lost with it.
+    """
+
+    kind = "process"
+
+    def __init__(self, worker_id: str, peer: Peer, hub: WorkerHub):
+        self.id = worker_id
+        self.peer = peer
+        self._hub = hub
+        self._lock = threading.Lock()
+        self._outstanding: dict[str, _Slot] = {}
+        self._reported: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._stopped = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def start(self) -> None:
+        """Nothing to start: the process is already running and connected."""
+
+    def deliver(self, dispatch: Dispatch) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._outstanding[dispatch.task_id] = _Slot(dispatch.lease)
+        self._hub.send_assign(self, [[dispatch.task_id, dispatch.lease]])
+
+    def resend(self) -> None:
+        with self._lock:
+            tasks = [[task_id, slot.lease] for task_id, slot in self._outstanding.items()]
+        if tasks:
+            self._hub.send_assign(self, tasks)
+
+    def begin(self, task_id: str, lease: int) -> dict | None:
+        with self._lock:
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease and slot.context is not None:
+                return slot.context  # the first answer was lost with a connection
+        context = self._hub.cluster.begin_task(self.id, Dispatch(self.id, task_id, lease))
+        with self._lock:
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease and slot.context is None:
+                if context is None:
+                    del self._outstanding[task_id]  # stale: moved or cancelled meanwhile
+                else:
+                    slot.context = context
+        return context
+
+    def report(self, task_id: str, lease: int, ok: bool, value: object) -> None:
+        key = (task_id, lease)
+        with self._lock:
+            if key in self._reported:
+                return  # sent again after its acknowledgement was lost
+            self._reported[key] = None
+            while len(self._reported) > REPORTED_MEMORY:
+                self._reported.popitem(last=False)
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease:
+                del self._outstanding[task_id]
+        # Fenced by the scheduler: a report after this worker was declared dead, or for a
+        # task that moved on, is rejected there and recorded as `result_rejected`.
+        self._hub.cluster.report(self.id, Dispatch(self.id, task_id, lease), ok, value)
+
+    def stop(self) -> None:
+        """The worker left the ring (declared dead or drained): tell the process."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._outstanding.clear()
+        self._hub.worker_left(self)
+
+    def kill(self) -> None:
+        self._hub.kill(self)
+
+    def join(self, timeout: float) -> bool:
+        return True  # no threads here; the process is on its own
+
+
+class WorkerHub:
+    """Registrations, connections and messages of remote workers; owns the process pool."""
+
+    def __init__(self, cluster: Cluster, socketio: SocketIO, pool: ProcessPool):
+        self.cluster = cluster
+        self.socketio = socketio
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._peers: OrderedDict[str, Peer] = OrderedDict()  # by session
+        self._by_sid: dict[str, Peer] = {}
+        self._executors: dict[str, RemoteExecutor] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> WorkerHub:
+        return self
+
+    def stop(self) -> None:
+        """Stop and reap the processes this server started."""
+        self.pool.stop()
+
+    def spawn(self, count: int) -> dict:
+        started = self.pool.spawn(count)
+        return {
+            "kind": "process",
+            "processes": [{"pid": p["pid"], "name": p["name"]} for p in started],
+            "message": f"started {count} worker process(es); each joins the cluster "
+                       "as soon as it has connected",
+        }
+
+    # ------------------------------------------------------------------ connections
+
+    def refuse(self, remote: str | None) -> None:
+        log.warning("refused a worker connection from %s: missing or wrong token",
+                    remote or "an unknown address")
+        raise ConnectionRefusedError("unauthorized: a valid token is required")
+
+    def disconnected(self, sid: str, reason: Any = None) -> None:
+        with self._lock:
+            peer = self._by_sid.pop(sid, None)
+            if peer is not None and peer.sid == sid:
+                peer.sid = None
+        if peer is not None:
+            # Not a death: heartbeats decide that, and the process may be back in a moment.
+            log.info("worker process %s (pid %s, %s) disconnected (%s)",
+                     peer.name, peer.pid, peer.current or "no worker id", reason)
+
+    def drop_connection(self, worker_id: str) -> bool:
+        """Cut a worker's connection from this side (it reconnects and resumes)."""
+        with self._lock:
+            executor = self._executors.get(worker_id)
+            sid = executor.peer.sid if executor is not None else None
+        if sid is None:
+            return False
+        eio_sid = self.socketio.server.manager.eio_sid_from_sid(sid, NAMESPACE)
+        sock = self.socketio.server.eio.sockets.get(eio_sid) if eio_sid else None
+        if sock is None:
+            return False
+        sock.close(wait=False, abort=True)
+        return True
+
+    # ------------------------------------------------------------------ messages
+
+    def register(self, sid: str, data: Any) -> dict:
+        fields = _parse_register(data)
+        with self._lock:
+            peer = self._peers.get(fields["session"])
+            if peer is None:
+                peer = Peer(**{k: fields[k] for k in
+                               ("session", "name", "host", "pid", "concurrency", "spawn_id")})
+                self._peers[peer.session] = peer
+                self._forget_old_peers()
+            self._peers.move_to_end(peer.session)
+            if peer.sid is not None and peer.sid != sid:
+                self._by_sid.pop(peer.sid, None)
+            peer.sid = sid
+            self._by_sid[sid] = peer
+            resume = fields["resume"]
+            executor = self._executors.get(resume) if resume else None
+            resumable = (executor is not None and executor.peer is peer
+                         and peer.current == resume)
+        if resumable and self.cluster.beat(resume):
+            executor.resend()
+            log.info("worker %s (%s pid %s) reconnected and resumed", resume, peer.host,
+                     peer.pid)
+            return self._welcome(resume, resumed=True)
+        if not fields["join"]:
+            return self._welcome(None, resumed=False)
+        worker_id = self.cluster.new_worker_id(ID_PREFIX)
+        executor = RemoteExecutor(worker_id, peer, self)
+        with self._lock:
+            self._executors[worker_id] = executor
+            peer.worker_ids.add(worker_id)
+            peer.current = worker_id
+        self.cluster.join_worker(worker_id, executor, meta=peer.meta())
+        log.info("worker process %s (%s pid %s, concurrency %d) joined as %s%s", peer.name,
+                 peer.host, peer.pid, peer.concurrency, worker_id,
+                 f" (was {resume})" if resume else "")
+        return self._welcome(worker_id, resumed=False)
+
+    def heartbeat(self, sid: str, data: Any) -> dict:
+        executor = self._executor(sid, data)
+        return {"alive": self.cluster.beat(executor.id), "chaos": self.cluster.chaos.view()}
+
+    def begin(self, sid: str, data: Any) -> dict:
+        executor = self._executor(sid, data)
+        task_id, lease = _task_ref(data)
+        return {"context": executor.begin(task_id, lease)}
+
+    def result(self, sid: str, data: Any) -> dict:
+        executor = self._executor(sid, data)
+        task_id, lease = _task_ref(data)
+        ok = data.get("ok")
+        if not isinstance(ok, bool):
+            raise invalid("ok must be true or false")
+        value = data.get("value")
+        if not ok and not isinstance(value, str):
+            raise invalid("a failed result carries its error message as value")
+        executor.report(task_id, lease, ok, value)
+        return {"ok": True}
+
+    def drain(self, sid: str, data: Any) -> dict:
+        executor = self._executor(sid, data)
+        self.cluster.drain_worker(executor.id)
+        return {"ok": True}
+
+    # ------------------------------------------------------------------ executor callbacks
+
+    def send_assign(self, executor: RemoteExecutor, tasks: list[list]) -> None:
+        sid = executor.peer.sid
+        if sid is None:
+            return  # sent again when the process reconnects and resumes
+        self.socketio.emit("assign", {"worker_id": executor.id, "tasks": tasks}, to=sid,
+                           namespace=NAMESPACE)
+
+    def worker_left(self, executor: RemoteExecutor) -> None:
+        status = self._status(executor.id)
+        peer = executor.peer
+        with self._lock:
+            if peer.current == executor.id and status in ("dead", "removed"):
+                peer.current = None
+            sid = peer.sid
+        if sid is not None and status in ("dead", "removed"):
+            self.socketio.emit("left", {"worker_id": executor.id, "status": status}, to=sid,
+                               namespace=NAMESPACE)
+
+    def kill(self, executor: RemoteExecutor) -> None:
+        peer = executor.peer
+        pid = self.pool.kill(peer.spawn_id) if peer.spawn_id else None
+        if pid is not None:
+            log.warning("worker %s: SIGKILL sent to its process (pid %d)", executor.id, pid)
+            return
+        if peer.sid is None:
+            log.warning("worker %s: cannot reach its process to kill it; if it is gone, "
+                        "the heartbeat monitor will declare it dead", executor.id)
+            return
+        log.warning("worker %s: told its process (%s pid %s) to SIGKILL itself", executor.id,
+                    peer.host, peer.pid)
+        self.socketio.emit("kill", {"worker_id": executor.id}, to=peer.sid, namespace=NAMESPACE)
+
+    # ------------------------------------------------------------------ internals
+
+    def _welcome(self, worker_id: str | None, resumed: bool) -> dict:
+        config = self.cluster.config
+        return {"worker_id": worker_id, "resumed": resumed,
+                "heartbeat_interval": config.heartbeat_interval,
+                "heartbeat_timeout": config.heartbeat_timeout,
+                "chaos": self.cluster.chaos.view()}
+
+    def _executor(self, sid: str, data: Any) -> RemoteExecutor:
+        """The executor `data["worker_id"]` names, if this connection's process owns it."""
+        data = expect_object(data, "the message")
+        worker_id = data.get("worker_id")
+        if not isinstance(worker_id, str):
+            raise invalid("worker_id must be a string")
+        with self._lock:
+            peer = self._by_sid.get(sid)
+            executor = self._executors.get(worker_id)
+        if peer is None:
+            raise ApiError(409, "not_registered", "register this connection first")
+        if executor is None or executor.peer is not peer:
+            raise UnknownWorker(worker_id)
+        return executor
+
+    def _status(self, worker_id: str) -> str | None:
+        for worker in self.cluster.workers():
+            if worker["id"] == worker_id:
+                return worker["status"]
+        return None
+
+    def _forget_old_peers(self) -> None:
+        """Under the lock: keep memory bounded by forgetting long-gone processes."""
+        while len(self._peers) > PEER_HISTORY:
+            gone = next((p for p in self._peers.values() if p.sid is None), None)
+            if gone is None:
+                return
+            del self._peers[gone.session]
+            for worker_id in gone.worker_ids:
+                executor = self._executors.get(worker_id)
+                if executor is not None and executor.stopped:
+                    del self._executors[worker_id]
+
+
+def _parse_register(data: Any) -> dict:
+    data = expect_object(data, "the registration")
+    unknown = set(data) - {"session", "name", "host", "pid", "concurrency", "resume", "join",
+                           "spawn_id"}
+    if unknown:
+        raise invalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+    fields: dict[str, Any] = {}
+    for name in ("session", "name", "host"):
+        value = data.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+            raise invalid(f"{name} must be a non-empty string of at most {MAX_TEXT} characters")
+        fields[name] = value
+    for name in ("resume", "spawn_id"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise invalid(f"{name} must be a string or null")
+        fields[name] = value
+    fields["pid"] = int_field(data, "pid", 1, 2**31)
+    fields["concurrency"] = int_field(data, "concurrency", 1, MAX_CONCURRENCY)
+    join = data.get("join", True)
+    if not isinstance(join, bool):
+        raise invalid("join must be true or false")
+    fields["join"] = join
+    return fields
+
+
+def _task_ref(data: dict) -> tuple[str, int]:
+    task_id = data.get("task_id")
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 2 * MAX_TEXT:
+        raise invalid("task_id must be a non-empty string")
+    return task_id, int_field(data, "lease", 1, 2**62)
+
+
+def acknowledged(method: Callable[[str, Any], dict]) -> Callable[..., dict]:
+    """A Socket.IO handler for `method(sid, data)` that answers every error in the HTTP
+    API's shape, `{"error": {"code", "message"}, "status"}`, instead of raising."""
+
+    @functools.wraps(method)
+    def handler(*args: Any) -> dict:
+        try:
+            if len(args) > 1:
+                raise invalid("send one JSON argument")
+            return method(request.sid, args[0] if args else None)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
+            error = describe(exc)
+            return {**error_body(error), "status": error.status}
+
+    return handler
+
+
+def hub_of(app: Flask) -> WorkerHub | None:
+    return app.extensions.get(EXTENSION)
+
+
+def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> WorkerHub:
+    """Add the "/workers" namespace and the process pool to an app built by create_app."""
+    pool = ProcessPool(url=lambda: app.config.get("ORDERFLOW_URL"),
+                       token=lambda: app.config.get("ORDERFLOW_TOKEN"),
+                       limit=app.config["WORKER_PROCESS_LIMIT"])
+    hub = WorkerHub(cluster, socketio, pool)
+    app.extensions[EXTENSION] = hub
+    app.extensions["orderflow"].extras.append(hub)
+
+    @socketio.on("connect", namespace=NAMESPACE)
+    def on_connect(auth: Any = None) -> None:
+        if not socket_auth_ok(auth):
+            hub.refuse(request.remote_addr)
+
+    @socketio.on("disconnect", namespace=NAMESPACE)
+    def on_disconnect(reason: Any = None) -> None:
+        hub.disconnected(request.sid, reason)
+
+    for event, method in (("register", hub.register), ("heartbeat", hub.heartbeat),
+                          ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain)):
+        socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
+    return hub

@@ -1,0 +1,42 @@
+"""The wire contract between the server and `orderflow worker` processes (namespace "/workers").
+
+Shared by both ends, so it imports neither Flask nor python-socketio. JSON only.
+
+Connecting: `auth={"token": T}` (needed when the server has a token). A wrong token is
+refused with CONNECT_ERROR `{"message": "unauthorized: ..."}` and logged by the server.
+
+Worker to server; each is answered through the Socket.IO acknowledgement, and a refused one
+answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
+  `register`   {"session", "name", "host", "pid", "concurrency", "resume": id | null,
+                "join": bool, "spawn_id": str | null}
+               -> {"worker_id": id | null, "resumed": bool, "heartbeat_interval",
+                   "heartbeat_timeout", "chaos"}
+               Sent after every (re)connect. `session` is random per process and ties its
+               connections and worker ids together. With `resume` naming the process's
+               current id, still alive, the server rebinds it to this connection and sends
+               again every assignment not yet reported; otherwise it joins the process as a
+               new worker (unless `join` is false, as while draining: then worker_id is null).
+  `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead.
+  `begin`      {"worker_id", "task_id", "lease"} -> {"context": dict | null}; null: stale,
+               skip it. Asking again for the same lease returns the same context.
+  `result`     {"worker_id", "task_id", "lease", "ok": bool, "value"} -> {"ok": true};
+               fenced by lease in the scheduler; a repeat of a delivered result is ignored.
+  `drain`      {"worker_id"} -> {"ok": true}: leave the ring after the running tasks.
+
+Server to worker:
+  `assign`     {"worker_id", "tasks": [[task_id, lease], ...]}: put them in the local queue.
+  `left`       {"worker_id", "status": "dead" | "removed"}: dead: join again under a new id;
+               removed: drained, so the process exits.
+  `kill`       {"worker_id"}: the Kill button for a process this server did not start; the
+               process SIGKILLs itself (a real crash, found by the heartbeat monitor).
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "/workers"
+# Worker ids the server gives remote processes: "p-<n>" (thread workers are "w-<n>").
+ID_PREFIX = "p"
+# Exit status of `orderflow worker` when the server refuses it (wrong token).
+EXIT_REFUSED = 3
+MAX_CONCURRENCY = 64
+MAX_TEXT = 200

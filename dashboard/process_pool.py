@@ -62,10 +62,11 @@ class ProcessPool:
         self,
         url: Callable[[], str | None],
         token: Callable[[], str | None],
-        limit: int = 16,
+        limit: Callable[[], int] = lambda: 16,
         command: Callable[[str, str], list[str]] | None = None,
     ):
-        self._url, self._token, self.limit = url, token, limit
+        # Read at each spawn, so they follow the app's config.
+        self._url, self._token, self._limit = url, token, limit
         self._command = command or default_command
         self._lock = threading.Lock()
         self._children: dict[str, Child] = {}
@@ -88,9 +89,10 @@ class ProcessPool:
         with self._lock:
             if self._closed:
                 raise Conflict("the server is shutting down")
-            alive = sum(1 for c in self._children.values() if c.returncode is None)
-            if alive + count > self.limit:
-                raise Conflict(f"at most {self.limit} worker processes may run at once "
+            alive = sum(1 for c in self._children.values() if c.process.poll() is None)
+            limit = self._limit()
+            if alive + count > limit:
+                raise Conflict(f"at most {limit} worker processes may run at once "
                                f"({alive} running)")
             for _ in range(count):
                 self._numbers += 1

@@ -408,7 +408,7 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
     """Add the "/workers" namespace and the process pool to an app built by create_app."""
     pool = ProcessPool(url=lambda: app.config.get("ORDERFLOW_URL"),
                        token=lambda: app.config.get("ORDERFLOW_TOKEN"),
-                       limit=app.config["WORKER_PROCESS_LIMIT"])
+                       limit=lambda: app.config["WORKER_PROCESS_LIMIT"])
     hub = WorkerHub(cluster, socketio, pool)
     app.extensions[EXTENSION] = hub
     app.extensions["orderflow"].extras.append(hub)

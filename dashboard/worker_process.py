@@ -191,13 +191,13 @@ class WorkerProcess:
                 status = self._exit_status()
                 if status is not None:
                     return status
+                if attempt is not None and self.sio.failed_namespaces:
+                    # Refused: no need to wait while the client closes the socket.
+                    return self._refused(self._refusal or "refused")
                 if attempt is not None and not attempt.is_alive():
                     error, attempt = attempt.error, None
                     if isinstance(error, Refused):
-                        print(f"orderflow worker: error: the server at {self.options.server} "
-                              f"refused the connection: {error}. Check --token or "
-                              "ORDERFLOW_TOKEN.", file=sys.stderr, flush=True)
-                        return EXIT_REFUSED
+                        return self._refused(str(error))
                     if error is not None:
                         delay = reconnect_delay(failures, self.options.reconnect_delay,
                                                 self.options.reconnect_delay_max, self._rng)
@@ -224,6 +224,12 @@ class WorkerProcess:
                 self._pause(0.5)
         finally:
             self._shutdown()
+
+    def _refused(self, reason: str) -> int:
+        print(f"orderflow worker: error: the server at {self.options.server} refused the "
+              f"connection: {reason}. Check --token or ORDERFLOW_TOKEN.", file=sys.stderr,
+              flush=True)
+        return EXIT_REFUSED
 
     def _exit_status(self) -> int | None:
         """None while there is work to do; otherwise the status to exit with."""
@@ -496,6 +502,7 @@ class WorkerProcess:
     def _on_connect_error(self, data: Any = None) -> None:
         if isinstance(data, dict) and isinstance(data.get("message"), str):
             self._refusal = data["message"]
+        self._wake.set()
 
     def _on_disconnect(self, reason: Any = None) -> None:
         self._session_ready.clear()
@@ -619,15 +626,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`orderflow worker`: exit 0 after a drain, 3 when refused, 2 for bad arguments."""
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s orderflow.worker[%(process)d]: "
-                               "%(message)s")
     chaos = Chaos()
     try:
         handlers = load_handlers(args.handlers, chaos)
     except HandlerSpecError as exc:
         print(f"orderflow worker: error: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s orderflow.worker[%(process)d]: "
+                               "%(message)s")
     parent = os.environ.get(ENV_PARENT_PID)
     options = WorkerOptions(
         server=args.server, token=args.token, concurrency=args.concurrency,

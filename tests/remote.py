@@ -1,0 +1,115 @@
+"""Helpers for the remote-worker tests: a live server with no thread workers, and
+`orderflow worker` processes that are always cleaned up (SIGKILL by pid, then reaped)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import wait_for
+from web import LiveServer, app_over, fast_cluster
+
+from dashboard.worker_hub import WorkerHub, hub_of
+
+TOKEN = "remote-secret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TESTS = Path(__file__).resolve().parent
+# Short heartbeats: a silent worker process is declared dead 0.6 s after its last beat.
+HEARTBEATS = {"heartbeat_interval": 0.1, "heartbeat_timeout": 0.6}
+
+
+class RemoteCluster:
+    """A live server over a cluster without thread workers, plus its worker processes."""
+
+    def __init__(self, app, live: LiveServer, log_dir: Path):
+        self.app = app
+        self.cluster = app.extensions["orderflow"].cluster
+        self.live = live
+        self.url = live.url
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def hub(self) -> WorkerHub:
+        return hub_of(self.app)
+
+    def start_worker(self, *args: str, token: str | None = TOKEN, concurrency: int = 2,
+                     handlers: str | None = None) -> subprocess.Popen:
+        """`orderflow worker` against this server; its log goes to a file, never a pipe
+        (a full pipe would block the process and stop its heartbeats)."""
+        command = [sys.executable, "-m", "dashboard.cli", "worker", "--server", self.url,
+                   "--concurrency", str(concurrency), *args]
+        if token is not None:
+            command += ["--token", token]
+        if handlers is not None:
+            command += ["--handlers", handlers]
+        env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_TOKEN"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+        path = self.log_dir / f"worker-{len(self.procs) + 1}.log"
+        with path.open("w") as log:
+            proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = path
+        self.procs.append(proc)
+        return proc
+
+    def joined(self, proc: subprocess.Popen, timeout: float = 15.0,
+               other_than: str | None = None) -> str:
+        """The id under which `proc` is an alive member of the ring."""
+
+        def member():
+            for worker in self.cluster.workers():
+                if (worker.get("pid") == proc.pid and worker["status"] == "alive"
+                        and worker["id"] != other_than):
+                    return worker["id"]
+            assert proc.poll() is None, f"worker exited with {proc.returncode}: {log_of(proc)}"
+            return None
+
+        return wait_for(member, timeout, message=f"worker pid {proc.pid} to join")
+
+    def status(self, worker_id: str) -> str | None:
+        return next((w["status"] for w in self.cluster.workers() if w["id"] == worker_id), None)
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        return [e for e in self.cluster.events() if kind is None or e["type"] == kind]
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, 9)  # SIGKILL by pid; SIGCONT not needed for a stopped one
+                except ProcessLookupError:
+                    pass
+            proc.wait(10)
+
+
+def log_of(proc: subprocess.Popen) -> str:
+    return proc.log_path.read_text() if proc.log_path.exists() else ""
+
+
+@contextmanager
+def remote_cluster(log_dir: Path, **settings) -> Iterator[RemoteCluster]:
+    """Server (token required) + cluster (no thread workers); every process and thread
+    it started is gone when the block ends."""
+    cluster = fast_cluster(workers=0, **{**HEARTBEATS, **settings})
+    config = {"ORDERFLOW_TOKEN": TOKEN, "PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0}
+    with app_over(cluster, config) as app:
+        live = LiveServer(app)
+        # As gunicorn does for `orderflow serve`: without it, an ack written right after
+        # an `assign` waits for a delayed ACK (~40 ms per task).
+        live.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        app.config["ORDERFLOW_URL"] = live.url
+        remote = RemoteCluster(app, live, log_dir)
+        try:
+            with live:
+                try:
+                    yield remote
+                finally:
+                    remote.kill_all()
+        finally:
+            remote.kill_all()

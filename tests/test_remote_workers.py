@@ -1,0 +1,329 @@
+"""Remote workers: `orderflow worker` processes on a live server, killed, cut off, drained,
+refused and started through the API; and the "/workers" protocol through the test client."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import wait_for
+from remote import AUTH, TOKEN, log_of, remote_cluster
+from web import ORDER, app_over, fast_cluster
+
+from dashboard.cli import build_parser
+from dashboard.process_pool import own_url
+from dashboard.worker_hub import hub_of
+from dashboard.worker_process import HandlerSpecError, load_handlers, reconnect_delay
+from dashboard.worker_protocol import EXIT_REFUSED, NAMESPACE
+from scheduler import Chaos
+
+SLOW = "remote_handlers:SLOW_PAYMENT"
+
+
+@pytest.fixture
+def remote(tmp_path):
+    with remote_cluster(tmp_path, latency_ms=(2.0, 8.0)) as rc:
+        yield rc
+
+
+def first_event(rc, kind: str, **match) -> dict | None:
+    return next((e for e in rc.events(kind) if all(e.get(k) == v for k, v in match.items())),
+                None)
+
+
+# ---------------------------------------------------------------- real processes
+
+
+def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(remote):
+    a, b = remote.start_worker(), remote.start_worker()
+    wa, wb = remote.joined(a), remote.joined(b)
+    shown = {w["id"]: w for w in remote.cluster.workers()}
+    assert shown[wa]["kind"] == "process" and shown[wa]["pid"] == a.pid
+    assert shown[wb]["host"] == socket.gethostname() and shown[wb]["concurrency"] == 2
+
+    ids = remote.cluster.submit_many([ORDER] * 300)
+    wait_for(lambda: remote.cluster.stats()["tasks"]["succeeded"] >= 300, 30,
+             message="a third of the tasks done")
+    a.kill()  # SIGKILL: a real crash, mid-run
+    assert a.wait(5) == -signal.SIGKILL
+    wait_for(lambda: remote.status(wa) == "dead", 5, message=f"{wa} declared dead")
+    assert remote.cluster.wait_until_idle(30)
+
+    assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+    succeeded = Counter((e["order_id"], e["step"]) for e in remote.events("task_succeeded"))
+    assert len(succeeded) == 900 and set(succeeded.values()) == {1}  # nothing committed twice
+    moved = {(e["order_id"], e["step"]) for e in remote.events("task_reassigned")
+             if e["from_worker"] == wa}
+    assert moved, "the killed worker held tasks"
+    finisher = {(e["order_id"], e["step"]): e["worker_id"]
+                for e in remote.events("task_succeeded")}
+    assert {finisher[key] for key in moved} == {wb}
+    assert [e["worker_id"] for e in remote.events("worker_dead")] == [wa]
+    assert "no heartbeat" in first_event(remote, "worker_dead")["message"]
+    remote.cluster.validate()
+
+
+def test_a_worker_with_a_wrong_token_is_refused_on_both_sides(remote, caplog):
+    with caplog.at_level(logging.WARNING, logger="orderflow.workers"):
+        wrong = remote.start_worker(token="not-the-token")
+        missing = remote.start_worker(token=None)
+        assert wrong.wait(15) == EXIT_REFUSED
+        assert missing.wait(15) == EXIT_REFUSED
+    for proc in (wrong, missing):
+        assert "refused the connection: unauthorized: a valid token is required" in log_of(proc)
+    refusals = [r for r in caplog.records if "refused a worker connection" in r.getMessage()]
+    assert len(refusals) == 2
+    assert remote.cluster.workers() == []
+
+
+def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remote):
+    procs = [remote.start_worker(handlers=SLOW, concurrency=1) for _ in range(2)]
+    ids = {remote.joined(p): p for p in procs}
+    order_id = remote.cluster.submit(ORDER)
+    started = wait_for(lambda: first_event(remote, "task_started", order_id=order_id), 10)
+    victim_id = started["worker_id"]
+    victim = ids[victim_id]
+    survivor_id = next(w for w in ids if w != victim_id)
+
+    os.kill(victim.pid, signal.SIGSTOP)  # frozen: no heartbeats, no FIN on its socket
+    try:
+        wait_for(lambda: remote.status(victim_id) == "dead", 5, message="declared dead")
+        wait_for(lambda: first_event(remote, "task_started", order_id=order_id,
+                                     worker_id=survivor_id), 5, message="payment moved")
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)  # its handler finishes and reports, too late
+
+    rejected = wait_for(lambda: first_event(remote, "result_rejected", order_id=order_id), 10,
+                        message="late result rejected")
+    assert (rejected["step"], rejected["worker_id"]) == ("payment", victim_id)
+    assert remote.cluster.wait_until_idle(10)
+    assert remote.cluster.get_order(order_id)["status"] == "completed"
+    payments = [e for e in remote.events("task_succeeded") if e["order_id"] == order_id
+                and e["step"] == "payment"]
+    assert [e["worker_id"] for e in payments] == [survivor_id]
+    # Told it was dead, the process joins again under a new id.
+    assert remote.joined(victim, other_than=victim_id) != victim_id
+
+
+def test_sigterm_drains_a_worker_process_which_exits_0(remote):
+    proc = remote.start_worker(handlers=SLOW, concurrency=1)
+    worker_id = remote.joined(proc)
+    ids = [remote.cluster.submit(ORDER) for _ in range(3)]
+    running = wait_for(lambda: first_event(remote, "task_started", worker_id=worker_id), 10)
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0, log_of(proc)
+    kinds = [e["type"] for e in remote.events() if e["worker_id"] == worker_id
+             and e["type"].startswith("worker_")]
+    assert kinds == ["worker_added", "worker_draining", "worker_removed"]
+    assert first_event(remote, "task_succeeded", order_id=running["order_id"], step="payment",
+                       worker_id=worker_id), "its running task finished"
+    assert not remote.events("result_rejected")
+
+    # Its queued tasks went back to the ring and wait for a worker.
+    remote.joined(remote.start_worker(handlers=SLOW, concurrency=3))
+    assert remote.cluster.wait_until_idle(15)
+    assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+
+
+def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp_path):
+    with remote_cluster(tmp_path, heartbeat_timeout=5.0) as rc:
+        proc = rc.start_worker()
+        worker_id = rc.joined(proc)
+        assert rc.hub.drop_connection(worker_id)
+        ids = rc.cluster.submit_many([ORDER] * 20)  # assigned while it may be disconnected
+        assert rc.cluster.wait_until_idle(15), log_of(proc)
+        assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+        assert [e["worker_id"] for e in rc.events("worker_added")] == [worker_id]
+        assert rc.status(worker_id) == "alive"
+        assert f"resumed as {worker_id}" in log_of(proc)
+
+
+def test_api_starts_worker_processes_kill_sends_sigkill_and_shutdown_reaps_them(tmp_path):
+    with remote_cluster(tmp_path) as rc:
+        client = rc.app.test_client()
+        response = client.post("/api/workers", json={"count": 2, "kind": "process"},
+                               headers=AUTH)
+        assert response.status_code == 202, response.get_json()
+        pids = [p["pid"] for p in response.get_json()["processes"]]
+
+        def members():
+            found = {w["pid"]: w["id"] for w in rc.cluster.workers()
+                     if w.get("pid") in pids and w["status"] == "alive"}
+            return found if len(found) == 2 else None
+
+        by_pid = wait_for(members, 15, message="both processes joined")
+        victim = by_pid[pids[0]]
+        response = client.post(f"/api/workers/{victim}/kill", headers=AUTH)
+        assert response.status_code == 202 and "SIGKILL" in response.get_json()["message"]
+        pool = rc.hub.pool
+        returncodes = lambda: {p["pid"]: p["returncode"] for p in pool.processes()}  # noqa: E731
+        wait_for(lambda: returncodes()[pids[0]] == -signal.SIGKILL, 5, message="SIGKILLed")
+        wait_for(lambda: rc.status(victim) == "dead", 5, message="declared dead by heartbeat")
+
+        ids = rc.cluster.submit_many([ORDER] * 10)
+        assert rc.cluster.wait_until_idle(15)
+        assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+    # Shutdown drained and reaped the other one: no zombie, no orphan.
+    assert all(code is not None for code in returncodes().values())
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists()
+
+
+# ---------------------------------------------------------------- HTTP API, no processes
+
+
+@pytest.fixture
+def idle_app():
+    with app_over(fast_cluster(workers=1), start=False) as app:
+        yield app
+
+
+@pytest.mark.parametrize("body", [{"kind": "robot"}, {"kind": 1}, {"count": 2, "kind": None}])
+def test_an_unknown_worker_kind_is_refused(idle_app, body):
+    response = idle_app.test_client().post("/api/workers", json=body)
+    assert response.status_code == 422
+    assert "kind" in response.get_json()["error"]["message"]
+
+
+def test_process_workers_need_the_servers_own_url(idle_app):
+    response = idle_app.test_client().post("/api/workers", json={"kind": "process"})
+    assert response.status_code == 409
+    assert "ORDERFLOW_URL" in response.get_json()["error"]["message"]
+
+
+def test_process_workers_are_limited(idle_app):
+    idle_app.config.update(ORDERFLOW_URL="http://127.0.0.1:9", WORKER_PROCESS_LIMIT=2)
+    response = idle_app.test_client().post("/api/workers", json={"count": 3, "kind": "process"})
+    assert response.status_code == 409 and "at most 2" in response.get_json()["error"]["message"]
+    assert hub_of(idle_app).pool.processes() == []
+
+
+# ---------------------------------------------------------------- the protocol, test client
+
+
+REGISTRATION = {"session": "s-1", "name": "n", "host": "h", "pid": 42, "concurrency": 2}
+
+
+@pytest.fixture
+def hub_app():
+    # Nobody beats for these test clients: a long timeout keeps their workers alive.
+    cluster = fast_cluster(workers=0, heartbeat_timeout=30.0)
+    with app_over(cluster, {"ORDERFLOW_TOKEN": TOKEN}) as app:
+        yield app
+
+
+def worker_client(app, **auth):
+    sio = app.extensions["orderflow"].socketio
+    return sio.test_client(app, namespace=NAMESPACE, auth=auth or {"token": TOKEN})
+
+
+def call(client, event: str, data) -> dict:
+    return client.emit(event, data, namespace=NAMESPACE, callback=True)
+
+
+def assigned(client) -> list[list]:
+    return [t for m in client.get_received(NAMESPACE) if m["name"] == "assign"
+            for t in m["args"][0]["tasks"]]
+
+
+def test_the_protocol_runs_an_order_and_ignores_repeats(hub_app):
+    client = worker_client(hub_app)
+    welcome = call(client, "register", REGISTRATION)
+    worker_id = welcome["worker_id"]
+    assert welcome["resumed"] is False and welcome["heartbeat_timeout"] == 30.0
+    cluster = hub_app.extensions["orderflow"].cluster
+    assert next(w for w in cluster.workers() if w["id"] == worker_id)["pid"] == 42
+
+    order_id = cluster.submit(ORDER)
+    for step in ("payment", "packing", "shipping"):
+        (task_id, lease), = wait_for(lambda: assigned(client), 5)
+        ref = {"worker_id": worker_id, "task_id": task_id, "lease": lease}
+        context = call(client, "begin", ref)["context"]
+        assert context["step"] == step and context["idempotency_key"] == task_id
+        assert call(client, "begin", ref)["context"] == context  # a lost answer, asked again
+        result = {**ref, "ok": True, "value": {"done": step}}
+        assert call(client, "result", result) == {"ok": True}
+        assert call(client, "result", result) == {"ok": True}  # resent: not counted twice
+    assert cluster.wait_until_idle(5)
+    assert cluster.get_order(order_id)["status"] == "completed"
+    assert cluster.stats()["rejected_results"] == 0
+    assert call(client, "heartbeat", {"worker_id": worker_id})["alive"] is True
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_connection_speaks_only_for_its_own_workers(hub_app):
+    first, second = worker_client(hub_app), worker_client(hub_app)
+    assert call(second, "heartbeat", {"worker_id": "p-1"})["status"] == 409  # not registered
+    worker_id = call(first, "register", REGISTRATION)["worker_id"]
+    call(second, "register", {**REGISTRATION, "session": "s-2"})
+    for event in ("heartbeat", "drain"):
+        answer = call(second, event, {"worker_id": worker_id})
+        assert answer["status"] == 404 and answer["error"]["code"] == "not_found"
+    for client in (first, second):
+        client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("bad", [
+    None, [], {"session": "s"}, {**REGISTRATION, "pid": "42"}, {**REGISTRATION, "pid": 0},
+    {**REGISTRATION, "concurrency": 0}, {**REGISTRATION, "name": ""},
+    {**REGISTRATION, "join": "yes"}, {**REGISTRATION, "extra": 1},
+])
+def test_a_bad_registration_is_refused_and_joins_nobody(hub_app, bad):
+    client = worker_client(hub_app)
+    answer = call(client, "register", bad)
+    assert answer["status"] == 422 and answer["error"]["code"] == "validation_error"
+    assert hub_app.extensions["orderflow"].cluster.workers() == []
+    client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("auth", [{"token": "wrong"}, {"nothing": 1}])
+def test_a_worker_connection_without_the_token_is_refused(hub_app, auth, caplog):
+    with caplog.at_level(logging.WARNING, logger="orderflow.workers"):
+        client = worker_client(hub_app, **auth)
+    assert not client.is_connected(NAMESPACE)
+    assert "refused a worker connection" in caplog.text
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def test_reconnect_delay_grows_with_jitter_up_to_the_cap():
+    rng = random.Random(3)
+    for failures, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (50, 5.0)]:
+        delays = [reconnect_delay(failures, 0.5, 5.0, rng) for _ in range(200)]
+        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+        assert max(delays) - min(delays) > ceiling / 4  # jittered, not one value
+
+
+def test_handlers_are_the_demo_ones_or_a_named_dict():
+    assert set(load_handlers(None, Chaos())) == {"payment", "packing", "invoice", "shipping"}
+    assert set(load_handlers(SLOW, Chaos())) == {"payment", "packing", "shipping"}
+    for spec in ("remote_handlers", "no_such_module:X", "remote_handlers:MISSING",
+                 "remote_handlers:NOT_A_DICT"):
+        with pytest.raises(HandlerSpecError):
+            load_handlers(spec, Chaos())
+
+
+@pytest.mark.parametrize("argv", [
+    ["worker"], ["worker", "--server", "127.0.0.1:5000"],
+    ["worker", "--server", "http://h", "--concurrency", "0"],
+    ["worker", "--server", "http://h", "--concurrency", "many"],
+])
+def test_bad_worker_arguments_are_refused(argv):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+
+
+def test_own_url_reaches_a_wildcard_bind_through_loopback():
+    assert own_url("0.0.0.0", 5000) == "http://127.0.0.1:5000"
+    assert own_url("::", 80) == "http://[::1]:80"
+    assert own_url("127.0.0.1", 1) == "http://127.0.0.1:1"
+    assert own_url("localhost", 2) == "http://localhost:2"

@@ -19,7 +19,9 @@ def _cluster() -> Cluster:
 
 @bp.get("")
 def index():
-    return {"workers": _cluster().workers()}
+    cluster = _cluster()
+    # The ring rides along so the dashboard can redraw it when a worker joins or leaves.
+    return {"workers": cluster.workers(), "ring": cluster.ring()}
 
 
 @bp.post("")

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask
 from flask_socketio import SocketIO
 
 from scheduler import Cluster
 from scheduler.retention import Pruner
 
-from . import api_orders, api_system, api_workers, auth, errors, metrics, realtime
+from . import api_orders, api_system, api_workers, auth, errors, metrics, pages, realtime
 from .config import PROJECT_ROOT, DefaultConfig
 from .metrics import Metrics
 from .runtime import ServeSettings, build_cluster, build_pruner
@@ -25,13 +25,6 @@ from .stream import EventStream, StreamSettings
 from .worker_hub import install_worker_hub
 
 log = logging.getLogger("orderflow.app")
-
-PLACEHOLDER_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>orderflow</title></head>
-<body><h1>orderflow</h1><p>The dashboard page is not built yet. The API is described at
-<a href="/api/openapi.json">/api/openapi.json</a>.</p></body></html>
-"""
-
 
 @dataclass
 class Services:
@@ -116,16 +109,9 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
 
     errors.register(app)
     auth.register(app)
-    for blueprint in (api_orders.bp, api_workers.bp, api_system.bp, metrics.bp):
+    for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_system.bp, metrics.bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)
     install_worker_hub(app, socketio, cluster)
-
-    @app.get("/")
-    def index():
-        # The dashboard page is its own issue; until it lands, say where the API is.
-        if (PROJECT_ROOT / "templates" / "index.html").exists():
-            return render_template("index.html")
-        return PLACEHOLDER_PAGE
 
     return app

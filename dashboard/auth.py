@@ -13,8 +13,9 @@ from flask import Flask, current_app, request
 
 from .errors import ApiError
 
-# Liveness probes, the page shell and the API description carry no order data.
-OPEN_ENDPOINTS = frozenset({"system.healthz", "system.openapi", "index", "static"})
+# Liveness probes, the page shell, its libraries and the API description carry no order data.
+OPEN_ENDPOINTS = frozenset({"system.healthz", "system.openapi", "pages.index", "pages.vendor",
+                            "static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

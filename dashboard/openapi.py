@@ -143,6 +143,15 @@ SCHEMAS: dict[str, dict] = {
             "share": {"type": "number", "description": "share of the hash ring"},
         },
     },
+    "Ring": {
+        "type": "object",
+        "description": "the consistent-hash ring: arcs as fractions of the circle",
+        "properties": {
+            "arcs": {"type": "array", "items": {"type": "array", "prefixItems": [
+                {"type": "number"}, {"type": "number"}, {"type": "string"}]}},
+            "shares": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
     "Stats": {
         "type": "object",
         "properties": {
@@ -180,6 +189,10 @@ PATHS: dict[str, dict] = {
     "/": {"get": _op("The dashboard page", {"200": {"description": "HTML",
                                                       "content": {"text/html": {}}}},
                      security=[])},
+    "/vendor/{name}": {"get": _op(
+        "A pinned browser library of the dashboard (socket.io-client, uPlot)",
+        {"200": {"description": "JavaScript or CSS"}, **_errors(404)},
+        parameters=[_path("name")], security=[])},
     "/healthz": {"get": _op("Liveness probe (never needs a token)",
                             {"200": _json({"type": "object",
                                            "properties": {"status": {"const": "ok"}}})},
@@ -227,8 +240,10 @@ PATHS: dict[str, dict] = {
         {"200": _json(_ref("Order")), **_errors(401, 404, 409, 422)},
         parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
     "/api/workers": {
-        "get": _op("List workers", {"200": _json({"type": "object", "properties": {
-            "workers": {"type": "array", "items": _ref("Worker")}}}), **_errors(401)}),
+        "get": _op("List workers and the hash ring", {"200": _json({"type": "object",
+                                                                    "properties": {
+            "workers": {"type": "array", "items": _ref("Worker")},
+            "ring": _ref("Ring")}}), **_errors(401)}),
         "post": _op(
             "Add workers", {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS)},
             requestBody=_body({"type": "object", "properties": {

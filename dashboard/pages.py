@@ -1,0 +1,49 @@
+"""The dashboard page and the pinned browser libraries it loads.
+
+The libraries come from node_modules (installed by `npm ci` in make's set-up, versions pinned
+in package-lock.json), so the page works offline and no CDN is ever asked. Only the files
+listed in VENDOR are served from there.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, make_response, render_template, send_from_directory
+
+from .config import PROJECT_ROOT
+
+bp = Blueprint("pages", __name__)
+
+NODE_MODULES = PROJECT_ROOT / "node_modules"
+# URL name -> file under node_modules. Plain ES modules, loaded by static/js/ as they are.
+VENDOR = {
+    "socket.io.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
+    "uPlot.esm.js": "uplot/dist/uPlot.esm.js",
+    "uPlot.min.css": "uplot/dist/uPlot.min.css",
+}
+MIMETYPES = {".js": "text/javascript", ".css": "text/css"}
+# Defence in depth behind textContent-only rendering: no inline script, nothing from
+# elsewhere. CSSOM writes (element.style.x = ...) stay allowed; style="" attributes do not.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+@bp.get("/")
+def index() -> Response:
+    """The live dashboard (templates/index.html)."""
+    response = make_response(render_template("index.html"))
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/vendor/<name>")
+def vendor(name: str) -> Response:
+    """One of the pinned browser libraries; 404 for anything else or before `npm ci`."""
+    relative = VENDOR.get(name)
+    if relative is None or not (NODE_MODULES / relative).is_file():
+        abort(404)
+    suffix = name[name.rfind("."):]
+    return send_from_directory(NODE_MODULES, relative, mimetype=MIMETYPES[suffix], max_age=3600)

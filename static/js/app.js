@@ -1,0 +1,163 @@
+// Wires the dashboard together: the store, the Socket.IO link, the order sync and the views.
+// Socket handlers only update the store; one requestAnimationFrame callback redraws what
+// changed, so however fast events arrive the DOM is touched at most once per frame.
+
+import { api } from './api.js';
+import { Connection } from './connection.js';
+import { $, fmtInt, setText } from './dom.js';
+import { Store } from './store.js';
+import { OrderSync } from './sync.js';
+import { Chart } from './views/chart.js';
+import { Controls } from './views/controls.js';
+import { EventLog } from './views/eventlog.js';
+import { RingView } from './views/ring.js';
+import { OrdersTable } from './views/table.js';
+import { Tiles } from './views/tiles.js';
+import { Timeline } from './views/timeline.js';
+import { makeToaster } from './views/toast.js';
+import { WorkersView } from './views/workers.js';
+
+const STATUS_TEXT = {
+  connecting: 'Connecting…',
+  syncing: 'Syncing…',
+  live: 'Live',
+  reconnecting: 'Reconnecting…',
+  unauthorized: 'Token needed',
+  offline: 'Offline',
+};
+
+function debounce(fn, ms) {
+  let timer = null;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(fn, ms);
+  };
+}
+
+export function start() {
+  const store = new Store();
+  const toast = makeToaster($('#toasts'));
+  const frames = { count: 0, totalMs: 0, maxMs: 0, lastMs: 0 };
+
+  let frameRequested = false;
+  const schedule = () => {
+    if (frameRequested) return;
+    frameRequested = true;
+    requestAnimationFrame(frame);
+  };
+  store.onDirty = schedule;
+
+  const timeline = new Timeline({ root: $('#timeline'), title: $('#tl-title'), body: $('#tl-body'), close: $('#tl-close') }, toast);
+  const openOrder = (id) => timeline.open(id);
+  const tiles = new Tiles($('#tiles'));
+  const chart = new Chart($('#chart'));
+  const ring = new RingView($('#ring'));
+  const table = new OrdersTable({
+    body: $('#orders-body'), spacer: $('#orders-spacer'), filters: $('#order-filters'),
+    search: $('#order-search'), count: $('#order-count'), empty: $('#orders-empty'),
+  }, store, openOrder);
+  const log = new EventLog({ list: $('#log-list'), groups: $('#log-groups'), search: $('#log-search'), empty: $('#log-empty') }, openOrder);
+  table.onChange = schedule;
+  log.onChange = () => {
+    store.mark('log');
+  };
+
+  const sync = new OrderSync(store, { onError: (err) => toast(`Could not load orders: ${err.message}`, 'bad') });
+  const conn = new Connection(store, {
+    onStatus: (state, detail) => {
+      const el = $('#conn');
+      el.dataset.state = state;
+      setText($('#conn-text'), STATUS_TEXT[state] || state);
+      el.title = detail ? `${STATUS_TEXT[state]} (${detail})` : '';
+      schedule();
+    },
+    onSnapshot: ({ staleFrom, initial }) => {
+      sync.request({ staleFrom, initial });
+    },
+  });
+
+  async function command(name, data, button, describe) {
+    if (button) button.disabled = true;
+    try {
+      const reply = await conn.command(name, data);
+      toast(describe(reply), 'good');
+    } catch (err) {
+      toast(err.message, 'bad');
+    } finally {
+      if (button) button.disabled = false;
+      store.mark('workers'); // re-evaluate which buttons apply
+    }
+  }
+
+  const workers = new WorkersView($('#worker-cards'), {
+    kill: (id, button) => command('kill_worker', id, button, (r) => r.message),
+    drain: (id, button) => command('drain_worker', id, button, (r) => r.message),
+    openOrder,
+    hover: (id) => ring.highlight(id),
+  });
+  $('#add-worker').addEventListener('click', (event) => {
+    command('add_worker', { count: 1 }, event.currentTarget, (r) => `Worker ${r.ids.join(', ')} joined the ring`);
+  });
+
+  const controls = new Controls({
+    orderForm: $('#order-form'), customer: $('#f-customer'), sku: $('#f-sku'), qty: $('#f-qty'),
+    price: $('#f-price'), orderButton: $('#f-submit'),
+    demoForm: $('#demo-form'), demoCount: $('#f-demo-count'), demoButton: $('#f-demo-submit'),
+    failure: $('#c-failure'), failureOut: $('#c-failure-out'), latMin: $('#c-lat-min'),
+    latMax: $('#c-lat-max'), latencyOut: $('#c-latency-out'), chaosState: $('#c-state'),
+  }, {
+    connection: conn, store, toast,
+    onOrder: (order) => {
+      store.orders.upsert(order, store.lastSeq ?? 0);
+      store.mark('orders');
+    },
+  });
+
+  // A worker joined or left: the ring changed. The stream does not carry the ring, so read it.
+  const refreshRing = debounce(async () => {
+    try {
+      const data = await api('/api/workers');
+      store.setWorkers(data.workers);
+      store.setRing(data.ring);
+    } catch (err) {
+      toast(`Could not read the ring: ${err.message}`, 'bad');
+    }
+  }, 120);
+  store.onWorkersChanged = refreshRing;
+  store.onOrderEvent = (ev) => timeline.onEvent(ev);
+
+  function frame() {
+    frameRequested = false;
+    const started = performance.now();
+    const dirty = store.takeDirty();
+    const tick = Math.floor(Date.now() / 1000);
+    if (dirty.has('stats')) tiles.render(store.stats);
+    if (dirty.has('workers') || dirty.has('stats')) {
+      workers.render(store.workers, store.config);
+      const alive = store.workers.filter((w) => w.status === 'alive' || w.status === 'suspect' || w.status === 'draining').length;
+      setText($('#workers-summary'), `${fmtInt(alive)} alive of ${fmtInt(store.workers.length)}`);
+    }
+    if (dirty.has('ring')) ring.render(store.ring);
+    if (dirty.has('chart')) chart.render(store.series);
+    if (dirty.has('log')) log.render(store.log);
+    if (dirty.has('chaos')) controls.render();
+    table.render(tick);
+    if (store.orders.stubs > 0 && store.lastSeq !== null) sync.request({ stubs: true });
+    const ms = performance.now() - started;
+    frames.count++;
+    frames.totalMs += ms;
+    frames.lastMs = ms;
+    if (ms > frames.maxMs) frames.maxMs = ms;
+  }
+
+  // Once a second: ages of running orders move, and the chart slides even when idle.
+  setInterval(() => {
+    store.mark('chart');
+    schedule();
+  }, 1000);
+
+  // For people debugging in the console and for the browser tests' measurements.
+  window.orderflowDashboard = { store, table, sync, conn, frames, timeline };
+  conn.start();
+  schedule();
+}

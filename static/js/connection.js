@@ -1,0 +1,94 @@
+// The Socket.IO link: connects with the session's token, feeds the store, asks for a fresh
+// snapshot after a seq gap, and sends the dashboard's commands with acknowledgements.
+
+import { io } from '/vendor/socket.io.esm.min.js';
+import { ApiError, askForToken, getToken } from './api.js';
+
+const COMMAND_TIMEOUT_MS = 8000;
+
+export class Connection {
+  /**
+   * @param store     the Store to feed
+   * @param onStatus  (state, detail) => void; state is connecting | syncing | live |
+   *                  reconnecting | unauthorized | offline
+   * @param onSnapshot (result of store.applySnapshot) => void
+   */
+  constructor(store, { onStatus, onSnapshot }) {
+    this.store = store;
+    this.onStatus = onStatus;
+    this.onSnapshot = onSnapshot;
+    this.state = 'connecting';
+    this.socket = null;
+  }
+
+  start() {
+    const socket = io({
+      transports: ['websocket', 'polling'],
+      // Called on every (re)connect, so a token entered later is used at once.
+      auth: (cb) => cb(getToken() ? { token: getToken() } : {}),
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 4000,
+    });
+    this.socket = socket;
+    socket.on('connect', () => {
+      this.store.awaitingSnapshot = true; // the server sends one to every new connection
+      this._status('syncing');
+    });
+    socket.on('disconnect', (reason) => {
+      this.store.awaitingSnapshot = true;
+      if (reason === 'io server disconnect') socket.connect(); // server restarted or shed us
+      this._status('reconnecting', reason);
+    });
+    socket.on('connect_error', async (err) => {
+      if (/unauthorized/i.test(err.message || '')) {
+        this._status('unauthorized');
+        await askForToken(Boolean(getToken()));
+        socket.connect();
+      } else {
+        this._status(socket.active ? 'reconnecting' : 'offline', err.message);
+      }
+    });
+    socket.on('snapshot', (snap) => {
+      const result = this.store.applySnapshot(snap);
+      this._status('live');
+      this.onSnapshot(result);
+    });
+    socket.on('events', (batch) => {
+      const outcome = this.store.applyEvents(batch);
+      if (outcome === 'gap') {
+        this._status('syncing', 'missed events');
+        socket.emit('resync');
+      }
+    });
+    socket.on('workers', (message) => {
+      this.store.setWorkers(message.workers);
+      this.store.setStats(message.stats);
+    });
+  }
+
+  stop() {
+    this.socket?.disconnect();
+  }
+
+  get transport() {
+    return this.socket?.io?.engine?.transport?.name ?? null;
+  }
+
+  _status(state, detail = '') {
+    this.state = state;
+    this.onStatus(state, detail);
+  }
+
+  /** Send a command; resolves with the acknowledgement, rejects with ApiError. */
+  async command(name, data) {
+    if (!this.socket?.connected) throw new ApiError(0, 'offline', 'not connected to the server');
+    let reply;
+    try {
+      reply = await this.socket.timeout(COMMAND_TIMEOUT_MS).emitWithAck(name, data);
+    } catch {
+      throw new ApiError(0, 'timeout', `no answer to ${name} within ${COMMAND_TIMEOUT_MS / 1000} s`);
+    }
+    if (reply && reply.error) throw new ApiError(reply.status, reply.error.code, reply.error.message);
+    return reply;
+  }
+}

@@ -1,0 +1,291 @@
+// The orders the page holds: one record per order, kept in submission order, updated from
+// snapshots, from the event stream and from pages of GET /api/orders. No DOM here.
+//
+// Freshness: a record remembers `seq`, the newest stream event applied to it (or the
+// snapshot's last_seq). A page fetched over HTTP when the stream stood at seq S replaces a
+// record's state only if no newer event touched it since; otherwise the events are newer and
+// the page only fills in what events do not carry (customer, number, workflow).
+
+import { TERMINAL } from './states.js';
+
+export const MAX_ORDERS = 20000; // the server keeps 20,000 finished orders in memory too
+const TRIM_SLACK = 1000;
+
+function blankTask() {
+  return { status: 'pending', attempts: 0, worker: null, reassignments: 0, error: null };
+}
+
+function taskFrom(t) {
+  return {
+    status: t.status,
+    attempts: t.attempts ?? 0,
+    worker: t.worker ?? null,
+    reassignments: t.reassignments ?? 0,
+    error: t.error ?? null,
+  };
+}
+
+// "order o-1 accepted (ecommerce: payment -> packing -> shipping)": the steps of a new order,
+// until a page of GET /api/orders brings the real record.
+const ACCEPTED = /\(([^():]+): ([^()]+)\)\s*$/;
+
+function stepsFromMessage(message) {
+  const match = ACCEPTED.exec(message || '');
+  if (!match) return { workflow: null, steps: [] };
+  return { workflow: match[1], steps: match[2].split(' -> ').map((s) => s.trim()).filter(Boolean) };
+}
+
+export class OrderBook {
+  constructor() {
+    this.byId = new Map();
+    this.list = []; // ascending key: oldest first
+    this.maxKey = 0;
+    this.structureVersion = 0; // bumps when orders are added, moved or dropped
+    this.changeVersion = 0; // bumps on any change
+    this.statusVersion = 0; // bumps when any order's status changes
+    this.stubs = 0; // records known only from events (no customer yet)
+  }
+
+  get size() {
+    return this.list.length;
+  }
+
+  get(id) {
+    return this.byId.get(id);
+  }
+
+  /** Newest held order's number. */
+  newestNumber() {
+    for (let i = this.list.length - 1; i >= 0; i--) if (this.list[i].number) return this.list[i].number;
+    return 0;
+  }
+
+  // ------------------------------------------------------------------ records
+
+  _insert(rec) {
+    const list = this.list;
+    if (!list.length || list[list.length - 1].key < rec.key) list.push(rec);
+    else {
+      let lo = 0;
+      let hi = list.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (list[mid].key < rec.key) lo = mid + 1;
+        else hi = mid;
+      }
+      list.splice(lo, 0, rec);
+    }
+    if (rec.key > this.maxKey) this.maxKey = rec.key;
+    this.byId.set(rec.id, rec);
+    this.structureVersion++;
+    this._trim();
+  }
+
+  _rekey(rec, key) {
+    if (rec.key === key) return;
+    const at = this.list.indexOf(rec);
+    if (at >= 0) this.list.splice(at, 1);
+    this.byId.delete(rec.id);
+    rec.key = key;
+    this._insert(rec);
+  }
+
+  _trim() {
+    if (this.list.length <= MAX_ORDERS + TRIM_SLACK) return;
+    const dropped = this.list.splice(0, this.list.length - MAX_ORDERS);
+    for (const rec of dropped) {
+      this.byId.delete(rec.id);
+      if (!rec.hydrated) this.stubs--;
+    }
+    this.structureVersion++;
+  }
+
+  _setStatus(rec, status) {
+    if (rec.status !== status) {
+      rec.status = status;
+      this.statusVersion++;
+    }
+  }
+
+  _touch(rec) {
+    rec.version++;
+    this.changeVersion++;
+  }
+
+  /** A full order dict from a snapshot, an HTTP page or an acknowledgement. */
+  upsert(o, seqMark, authoritative = false) {
+    let rec = this.byId.get(o.id);
+    const isNew = !rec;
+    if (isNew) {
+      rec = { id: o.id, key: o.number, number: o.number, version: 0, seq: -1, hydrated: false, tasks: {}, steps: [] };
+    }
+    if (!rec.hydrated) {
+      rec.hydrated = true;
+      if (!isNew) this.stubs--;
+    }
+    rec.number = o.number;
+    rec.customer = o.customer ?? o.data?.customer ?? '';
+    rec.workflow = o.workflow;
+    rec.submittedAt = o.submitted_at;
+    if (authoritative || rec.seq <= seqMark) {
+      this._setStatus(rec, o.status);
+      rec.steps = Object.keys(o.tasks || {});
+      rec.tasks = Object.fromEntries(rec.steps.map((step) => [step, taskFrom(o.tasks[step])]));
+      rec.finishedAt = o.finished_at ?? null;
+      rec.seq = Math.max(rec.seq, seqMark);
+    }
+    if (isNew) this._insert(rec);
+    else if (rec.key !== o.number) this._rekey(rec, o.number);
+    this._touch(rec);
+    return rec;
+  }
+
+  /** The smallest sort key among orders known only from events, or null. */
+  oldestStubKey() {
+    if (!this.stubs) return null;
+    for (const rec of this.list) if (!rec.hydrated) return rec.key;
+    return null;
+  }
+
+  forgetStubsBornBefore(time) {
+    for (const rec of this.list) {
+      if (!rec.hydrated && rec.born < time) {
+        rec.hydrated = true; // as much as we will ever know
+        this.stubs--;
+      }
+    }
+  }
+
+  /** Non-terminal held orders that were not in a snapshot: their state may be stale. */
+  oldestUnfinishedNumberNotIn(ids) {
+    for (const rec of this.list) {
+      if (!TERMINAL.has(rec.status) && !ids.has(rec.id) && rec.number) return rec.number;
+    }
+    return null;
+  }
+
+  // ------------------------------------------------------------------ events
+
+  _task(rec, step) {
+    if (!step) return null;
+    let task = rec.tasks[step];
+    if (!task) {
+      task = blankTask();
+      rec.tasks[step] = task;
+      if (!rec.steps.includes(step)) rec.steps.push(step);
+    }
+    return task;
+  }
+
+  _stub(ev) {
+    const { workflow, steps } = stepsFromMessage(ev.message);
+    const key = this.maxKey + 1;
+    const rec = {
+      id: ev.order_id, key, number: null, version: 0, seq: ev.seq, hydrated: false,
+      customer: null, workflow, steps, status: 'pending',
+      tasks: Object.fromEntries(steps.map((s) => [s, blankTask()])),
+      submittedAt: ev.ts, finishedAt: null, born: performance.now(),
+    };
+    this.stubs++;
+    this.statusVersion++;
+    this._insert(rec);
+    return rec;
+  }
+
+  /** Apply one stream event; returns the record it touched, if the page holds that order. */
+  apply(ev) {
+    if (!ev.order_id) return null;
+    let rec = this.byId.get(ev.order_id);
+    if (!rec) {
+      if (ev.type !== 'order_submitted') return null; // older than anything held
+      rec = this._stub(ev);
+    }
+    if (ev.seq <= rec.seq && ev.type !== 'order_submitted') return rec; // already in its state
+    const task = this._task(rec, ev.step);
+    switch (ev.type) {
+      case 'task_ready':
+        task.status = 'ready';
+        break;
+      case 'task_assigned':
+        task.status = 'assigned';
+        task.worker = ev.worker_id;
+        break;
+      case 'task_started':
+        task.status = 'running';
+        task.attempts = Math.max(task.attempts, ev.attempt);
+        task.worker = ev.worker_id;
+        if (rec.status === 'pending') this._setStatus(rec, 'in_progress');
+        break;
+      case 'task_succeeded':
+        task.status = 'succeeded';
+        task.worker = ev.worker_id;
+        task.error = null;
+        break;
+      case 'task_failed':
+        task.status = 'failed'; // task_retrying follows unless it gave up
+        task.error = ev.error ?? ev.message;
+        break;
+      case 'task_retrying':
+        task.status = 'retry_wait';
+        break;
+      case 'task_reassigned':
+        task.status = ev.worker_id ? 'assigned' : 'ready';
+        task.worker = ev.worker_id;
+        if (ev.reason !== 'drain') task.reassignments++;
+        break;
+      case 'task_recovered':
+        task.status = 'ready';
+        task.worker = null;
+        break;
+      case 'task_cancelled':
+        task.status = 'cancelled';
+        break;
+      case 'order_completed':
+        this._setStatus(rec, 'completed');
+        rec.finishedAt = ev.ts;
+        break;
+      case 'order_failed':
+        this._setStatus(rec, 'failed');
+        rec.finishedAt = ev.ts;
+        break;
+      case 'order_cancelled':
+        this._setStatus(rec, 'cancelled');
+        rec.finishedAt = ev.ts;
+        break;
+      case 'order_retried':
+        this._setStatus(rec, 'in_progress');
+        rec.finishedAt = null;
+        for (const t of Object.values(rec.tasks)) {
+          if (t.status !== 'succeeded') Object.assign(t, blankTask());
+        }
+        break;
+      default:
+        break;
+    }
+    rec.seq = Math.max(rec.seq, ev.seq);
+    this._touch(rec);
+    return rec;
+  }
+
+  // ------------------------------------------------------------------ views
+
+  /** Counts by status over the held orders. */
+  countByStatus() {
+    const counts = { all: this.list.length, pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0 };
+    for (const rec of this.list) counts[rec.status] = (counts[rec.status] || 0) + 1;
+    return counts;
+  }
+
+  /** Newest first, filtered; `null` filter and empty query means every order. */
+  select(status, query) {
+    const q = (query || '').trim().toLowerCase();
+    const out = [];
+    for (let i = this.list.length - 1; i >= 0; i--) {
+      const rec = this.list[i];
+      if (status && rec.status !== status) continue;
+      if (q && !rec.id.toLowerCase().includes(q) && !(rec.customer || '').toLowerCase().includes(q)) continue;
+      out.push(rec);
+    }
+    return out;
+  }
+}

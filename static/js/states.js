@@ -1,0 +1,98 @@
+// What each state looks like. Colours come from the Okabe-Ito palette (safe for the common
+// colour-vision deficiencies) and every state also has a glyph and a word, so colour is never
+// the only cue. The CSS classes named here are defined in dashboard.css.
+
+/** Task states: the scheduler's eight, shown as seven (ready and assigned both "queued"). */
+export const TASK_STATE = {
+  pending: { label: 'pending', glyph: '○', cls: 's-pending' },
+  ready: { label: 'queued', glyph: '…', cls: 's-queued' },
+  assigned: { label: 'queued', glyph: '…', cls: 's-queued' },
+  running: { label: 'running', glyph: '▶', cls: 's-running' },
+  retry_wait: { label: 'retry', glyph: '↻', cls: 's-retry' },
+  succeeded: { label: 'done', glyph: '✓', cls: 's-done' },
+  failed: { label: 'failed', glyph: '✕', cls: 's-failed' },
+  cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled' },
+};
+
+export const taskState = (status) => TASK_STATE[status] || { label: status, glyph: '?', cls: 's-pending' };
+
+export const ORDER_STATUS = {
+  pending: { label: 'pending', glyph: '○', cls: 's-pending' },
+  in_progress: { label: 'in progress', glyph: '▶', cls: 's-running' },
+  completed: { label: 'completed', glyph: '✓', cls: 's-done' },
+  failed: { label: 'failed', glyph: '✕', cls: 's-failed' },
+  cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled' },
+};
+
+export const orderStatus = (status) => ORDER_STATUS[status] || { label: status, glyph: '?', cls: 's-pending' };
+
+export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+export const WORKER_STATUS = {
+  alive: { label: 'alive', glyph: '●', cls: 'w-alive' },
+  suspect: { label: 'suspect', glyph: '◐', cls: 'w-suspect' },
+  draining: { label: 'draining', glyph: '◌', cls: 'w-draining' },
+  dead: { label: 'dead', glyph: '✕', cls: 'w-dead' },
+  removed: { label: 'removed', glyph: '–', cls: 'w-removed' },
+};
+
+export const workerStatus = (status) => WORKER_STATUS[status] || { label: status, glyph: '?', cls: 'w-removed' };
+
+/** Event types that make the event log, by the filter group they belong to. */
+export const LOG_GROUPS = {
+  failures: { label: 'Failures', title: 'Failed attempts, failed orders, late results rejected', types: ['task_failed', 'order_failed', 'result_rejected'] },
+  retries: { label: 'Retries', title: 'Retries, manual retries and recoveries', types: ['task_retrying', 'order_retried', 'task_recovered'] },
+  moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
+  workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed'] },
+};
+
+export const LOG_GROUP_OF = Object.fromEntries(
+  Object.entries(LOG_GROUPS).flatMap(([group, { types }]) => types.map((t) => [t, group])),
+);
+
+/** Short labels for the log's type badges. */
+export const EVENT_LABEL = {
+  task_failed: 'attempt failed',
+  order_failed: 'order failed',
+  result_rejected: 'late result rejected',
+  task_retrying: 'retry',
+  order_retried: 'order retried',
+  task_recovered: 'recovered',
+  task_reassigned: 'reassigned',
+  worker_dead: 'worker dead',
+  worker_added: 'worker joined',
+  worker_draining: 'worker draining',
+  worker_removed: 'worker left',
+  order_submitted: 'submitted',
+  order_completed: 'completed',
+  order_cancelled: 'cancelled',
+  task_ready: 'ready',
+  task_assigned: 'assigned',
+  task_started: 'started',
+  task_succeeded: 'succeeded',
+  task_cancelled: 'step cancelled',
+};
+
+/** The tone of an event's badge: bad, warn, move, good, info. */
+export function eventTone(type) {
+  if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'result_rejected') return 'bad';
+  if (type === 'task_retrying' || type === 'order_retried' || type === 'worker_draining' || type === 'task_recovered') return 'warn';
+  if (type === 'task_reassigned') return 'move';
+  if (type === 'task_succeeded' || type === 'order_completed' || type === 'worker_added') return 'good';
+  return 'info';
+}
+
+// Worker identity colours (ring arcs and card swatches): distinct under deuteranopia and
+// protanopia; the id is always written next to the colour.
+const WORKER_COLOURS = ['#56B4E9', '#E69F00', '#009E73', '#CC79A7', '#0072B2', '#D55E00', '#F0E442', '#BBBBBB'];
+
+export function workerColour(id) {
+  const match = /(\d+)$/.exec(id || '');
+  let n;
+  if (match) n = Number(match[1]) - 1;
+  else {
+    n = 0;
+    for (const ch of String(id)) n = (n * 31 + ch.charCodeAt(0)) >>> 0;
+  }
+  return WORKER_COLOURS[((n % WORKER_COLOURS.length) + WORKER_COLOURS.length) % WORKER_COLOURS.length];
+}

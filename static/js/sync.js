@@ -1,0 +1,88 @@
+// Fills the order table from GET /api/orders (newest first, 500 a page): after a snapshot
+// (which carries only the newest 200 orders) and whenever the stream announced orders that
+// the page knows only by id. One refresh runs at a time; requests made meanwhile merge.
+
+import { api } from './api.js';
+
+const PAGE = 500;
+const MAX_PAGES = 40; // 20,000 orders: all the server keeps in memory
+const INITIAL_ORDERS = 2000; // how far back a fresh page reaches
+const MIN_GAP_MS = 400; // between two refreshes, so a flood of new orders costs few requests
+
+export class OrderSync {
+  constructor(store, { onError }) {
+    this.store = store;
+    this.onError = onError;
+    this.pending = null;
+    this.running = false;
+    this.timer = null;
+    this.lastRun = 0;
+    this.requests = 0; // pages fetched (a measurement)
+  }
+
+  /**
+   * staleFrom: refresh down to this order number (orders newer than the newest we held,
+   * and unfinished ones we held, may have changed unseen); initial: on page load, reach
+   * INITIAL_ORDERS back; stubs: find the orders known only by id.
+   */
+  request({ staleFrom = null, initial = false, stubs = false } = {}) {
+    const p = this.pending || { staleFrom: null, initial: false, stubs: false };
+    if (staleFrom !== null) p.staleFrom = p.staleFrom === null ? staleFrom : Math.min(p.staleFrom, staleFrom);
+    p.initial ||= initial;
+    p.stubs ||= stubs;
+    this.pending = p;
+    this._schedule();
+  }
+
+  _schedule() {
+    if (this.running || this.timer) return;
+    const wait = Math.max(0, this.lastRun + MIN_GAP_MS - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this._run();
+    }, wait);
+  }
+
+  async _run() {
+    if (!this.pending) return;
+    const job = this.pending;
+    this.pending = null;
+    this.running = true;
+    try {
+      await this._refresh(job);
+    } catch (err) {
+      this.onError(err);
+    } finally {
+      this.running = false;
+      this.lastRun = Date.now();
+      if (this.pending) this._schedule();
+    }
+  }
+
+  async _refresh({ staleFrom, initial, stubs }) {
+    const book = this.store.orders;
+    const startedAt = performance.now();
+    let cursor = null;
+    let fetched = 0;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const seqAtRequest = this.store.lastSeq ?? 0;
+      const query = cursor ? `?limit=${PAGE}&cursor=${encodeURIComponent(cursor)}` : `?limit=${PAGE}`;
+      const data = await api(`/api/orders${query}`);
+      this.requests++;
+      for (const order of data.orders) book.upsert(order, seqAtRequest);
+      this.store.mark('orders');
+      fetched += data.orders.length;
+      if (!data.next_cursor || !data.orders.length) break;
+      const oldest = data.orders[data.orders.length - 1].number;
+      const more = (staleFrom !== null && oldest > staleFrom)
+        || (initial && fetched < INITIAL_ORDERS)
+        || (stubs && book.oldestStubKey() !== null && oldest > book.oldestStubKey());
+      if (!more) break;
+      cursor = data.next_cursor;
+    }
+    if (initial) this.store.historyLoaded = true;
+    // Orders announced before this refresh and still not found are gone from the server's
+    // memory: stop looking for them.
+    if (stubs) book.forgetStubsBornBefore(startedAt);
+  }
+}

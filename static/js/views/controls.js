@@ -1,0 +1,102 @@
+// The command forms: submit one order, submit N demo orders, and the chaos settings
+// (failure rate and latency range, applied live with PUT /api/chaos).
+
+import { api } from '../api.js';
+import { fmtInt } from '../dom.js';
+
+const CHAOS_DEBOUNCE_MS = 250;
+
+export class Controls {
+  /** els: the form elements; deps: {connection, store, toast} */
+  constructor(els, { connection, store, toast, onOrder }) {
+    this.els = els;
+    this.connection = connection;
+    this.store = store;
+    this.toast = toast;
+    this.onOrder = onOrder;
+    this.chaosTimer = null;
+    this.chaosEditing = false;
+
+    els.orderForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.submitOrder();
+    });
+    els.demoForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.submitDemo();
+    });
+    for (const input of [els.failure, els.latMin, els.latMax]) {
+      input.addEventListener('input', () => {
+        this.chaosEditing = true;
+        if (input === els.latMin && Number(els.latMin.value) > Number(els.latMax.value)) els.latMax.value = els.latMin.value;
+        if (input === els.latMax && Number(els.latMax.value) < Number(els.latMin.value)) els.latMin.value = els.latMax.value;
+        this._showChaos(Number(els.failure.value), [Number(els.latMin.value), Number(els.latMax.value)]);
+        clearTimeout(this.chaosTimer);
+        this.chaosTimer = setTimeout(() => this.applyChaos(), CHAOS_DEBOUNCE_MS);
+      });
+    }
+  }
+
+  async submitOrder() {
+    const { customer, sku, qty, price, orderButton } = this.els;
+    const body = {
+      customer: customer.value,
+      items: [{ sku: sku.value.trim(), qty: Number(qty.value), price: Number(price.value) }],
+    };
+    orderButton.disabled = true;
+    try {
+      const reply = await this.connection.command('submit_order', body);
+      this.onOrder(reply.order);
+      this.toast(`Order ${reply.order.id} submitted`, 'good');
+    } catch (err) {
+      this.toast(`Order not submitted: ${err.message}`, 'bad');
+    } finally {
+      orderButton.disabled = false;
+    }
+  }
+
+  async submitDemo() {
+    const count = Number(this.els.demoCount.value);
+    this.els.demoButton.disabled = true;
+    try {
+      const reply = await api('/api/orders/bulk', { method: 'POST', body: { count } });
+      this.toast(`${fmtInt(reply.ids.length)} demo orders submitted`, 'good');
+    } catch (err) {
+      this.toast(`Demo orders not submitted: ${err.message}`, 'bad');
+    } finally {
+      this.els.demoButton.disabled = false;
+    }
+  }
+
+  async applyChaos() {
+    const body = {
+      failure_rate: Number(this.els.failure.value),
+      latency_ms: [Number(this.els.latMin.value), Number(this.els.latMax.value)],
+    };
+    try {
+      this.store.chaos = await api('/api/chaos', { method: 'PUT', body });
+      this.els.chaosState.textContent = 'applied';
+    } catch (err) {
+      this.toast(`Chaos not changed: ${err.message}`, 'bad');
+    } finally {
+      this.chaosEditing = false;
+      this.render();
+    }
+  }
+
+  _showChaos(rate, [lo, hi]) {
+    this.els.failureOut.textContent = `${Math.round(rate * 100)}%`;
+    this.els.latencyOut.textContent = lo === hi ? `${fmtInt(lo)} ms` : `${fmtInt(lo)}–${fmtInt(hi)} ms`;
+  }
+
+  /** Show the server's chaos settings unless the user is changing them. */
+  render() {
+    const chaos = this.store.chaos;
+    if (!chaos || this.chaosEditing) return;
+    const [lo, hi] = chaos.latency_ms || [0, 0];
+    this.els.failure.value = String(chaos.failure_rate);
+    this.els.latMin.value = String(Math.round(lo));
+    this.els.latMax.value = String(Math.round(hi));
+    this._showChaos(chaos.failure_rate, [Math.round(lo), Math.round(hi)]);
+  }
+}

@@ -1,0 +1,127 @@
+// Worker cards: status, kind, current task, counts, heartbeat age and ring share, with Kill
+// and Drain. Cards are keyed by worker id and updated in place (two messages a second).
+
+import { fmtInt, fmtPct, h, setClass, setText } from '../dom.js';
+import { workerColour, workerStatus } from '../states.js';
+
+const CAN_KILL = new Set(['alive', 'suspect', 'draining']);
+const CAN_DRAIN = new Set(['alive', 'suspect']);
+
+export class WorkersView {
+  /** actions: {kill(id), drain(id), openOrder(orderId), hover(id|null)} */
+  constructor(root, actions) {
+    this.root = root;
+    this.actions = actions;
+    this.cards = new Map();
+    root.addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-action]');
+      const card = event.target.closest('[data-worker]');
+      if (!card) return;
+      const id = card.dataset.worker;
+      if (button && !button.disabled) {
+        if (button.dataset.action === 'kill') actions.kill(id, button);
+        else if (button.dataset.action === 'drain') actions.drain(id, button);
+      } else if (event.target.closest('.worker-task[data-order]')) {
+        actions.openOrder(event.target.closest('.worker-task').dataset.order);
+      }
+    });
+    root.addEventListener('mouseover', (event) => {
+      const card = event.target.closest('[data-worker]');
+      actions.hover(card ? card.dataset.worker : null);
+    });
+    root.addEventListener('mouseleave', () => actions.hover(null));
+  }
+
+  _card(worker) {
+    const swatch = h('span', { class: 'swatch', 'aria-hidden': 'true' });
+    swatch.style.background = workerColour(worker.id);
+    const parts = {
+      status: h('span', { class: 'badge' }),
+      kind: h('span', { class: 'worker-kind' }),
+      task: h('span', { class: 'worker-task' }),
+      done: h('b'),
+      failed: h('b'),
+      queued: h('b'),
+      hbFill: h('span', { class: 'hb-fill' }),
+      hbText: h('span', { class: 'hb-text' }),
+      share: h('span', { class: 'worker-share' }),
+      kill: h('button', { type: 'button', class: 'btn btn-danger btn-sm', dataset: { action: 'kill' }, text: 'Kill' }),
+      drain: h('button', { type: 'button', class: 'btn btn-sm', dataset: { action: 'drain' }, text: 'Drain' }),
+    };
+    const hb = h('div', { class: 'hb', role: 'meter', 'aria-label': `heartbeat age of ${worker.id}`, 'aria-valuemin': '0' }, parts.hbFill);
+    parts.hb = hb;
+    parts.el = h('article', { class: 'worker', dataset: { worker: worker.id } },
+      h('div', { class: 'worker-line' },
+        swatch, h('span', { class: 'worker-id', text: worker.id }), parts.kind, parts.status,
+        parts.share, h('span', { class: 'spacer' }), parts.drain, parts.kill),
+      h('div', { class: 'worker-line worker-sub' },
+        h('span', { class: 'worker-now' }, parts.task),
+        h('span', { class: 'worker-counts' },
+          parts.done, h('span', { text: ' done · ' }), parts.failed, h('span', { text: ' failed · ' }),
+          parts.queued, h('span', { text: ' queued' }))),
+      h('div', { class: 'worker-line worker-sub' },
+        h('span', { class: 'hb-label', text: 'heartbeat' }), hb, parts.hbText));
+    return parts;
+  }
+
+  render(workers, config) {
+    const seen = new Set();
+    let index = 0;
+    for (const worker of workers) {
+      seen.add(worker.id);
+      let card = this.cards.get(worker.id);
+      if (!card) {
+        card = this._card(worker);
+        this.cards.set(worker.id, card);
+      }
+      if (this.root.children[index] !== card.el) this.root.insertBefore(card.el, this.root.children[index] || null);
+      index++;
+      this._update(card, worker, config);
+    }
+    for (const [id, card] of this.cards) {
+      if (!seen.has(id)) {
+        card.el.remove();
+        this.cards.delete(id);
+      }
+    }
+  }
+
+  _update(card, w, config) {
+    const st = workerStatus(w.status);
+    setClass(card.el, `worker ${st.cls}`);
+    setText(card.status, `${st.glyph} ${st.label}`);
+    setClass(card.status, `badge ${st.cls}`);
+    const where = w.host ? ` · ${w.host}${w.pid ? `:${w.pid}` : ''}` : '';
+    setText(card.kind, `${w.kind || 'thread'}${where}`);
+    if (w.current_task) {
+      const [orderId, step] = String(w.current_task).split(':');
+      setText(card.task, step ? `▶ ${step} · ${orderId}` : orderId);
+      card.task.dataset.order = orderId;
+      setClass(card.task, 'worker-task link');
+    } else {
+      setText(card.task, w.status === 'dead' || w.status === 'removed' ? '—' : 'idle');
+      delete card.task.dataset.order;
+      setClass(card.task, 'worker-task muted');
+    }
+    setText(card.done, fmtInt(w.tasks_done));
+    setText(card.failed, fmtInt(w.tasks_failed));
+    setText(card.queued, fmtInt(w.queued));
+    // Heartbeat age against the timeout: amber once suspect (two missed beats), red near death.
+    const timeout = config.heartbeat_timeout || 2;
+    const gone = w.status === 'dead' || w.status === 'removed';
+    const age = w.heartbeat_age ?? 0;
+    const fraction = gone ? 1 : Math.min(1, age / timeout);
+    let level = 'ok';
+    if (gone || fraction >= 0.75) level = 'bad';
+    else if (age > 2 * (config.heartbeat_interval || 0.5) || fraction >= 0.5) level = 'warn';
+    card.hbFill.style.width = `${(fraction * 100).toFixed(1)}%`;
+    setClass(card.hbFill, `hb-fill hb-${level}`);
+    card.hb.setAttribute('aria-valuenow', String(age));
+    card.hb.setAttribute('aria-valuemax', String(timeout));
+    setText(card.hbText, gone ? 'stopped' : `${age.toFixed(2)} s of ${timeout} s`);
+    card.hb.title = `last heartbeat ${age.toFixed(2)} s ago; declared dead after ${timeout} s`;
+    setText(card.share, w.share ? `ring ${fmtPct(w.share)}` : 'off ring');
+    card.kill.disabled = !CAN_KILL.has(w.status);
+    card.drain.disabled = !CAN_DRAIN.has(w.status);
+  }
+}

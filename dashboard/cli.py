@@ -99,6 +99,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        # The console shows --log-level; the log file below always gets INFO and up.
+        handler.setLevel(args.log_level.upper())
     tune_gc()  # inherited by gunicorn's worker process (it forks from here)
     try:
         configure_logging(settings.log_file, level=logging.INFO)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -160,70 +157,6 @@ def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempt
         assert failures == [1, 2, 3, 4]
     finally:
         again.stop()
-
-
-def run_harness(db, mode, count):
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "crash_harness.py"), str(db), mode, str(count)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=HERE.parent,
-    )
-
-
-def test_sigkill_mid_run_loses_nothing_and_commits_nothing_twice(tmp_path):
-    db = tmp_path / "crash.db"
-    proc = run_harness(db, "bulk", 1000)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("ACK ")
-        ids = line.split()[1:]
-        assert len(ids) == 1000
-
-        def some_completed():
-            rows = db_rows(db, "SELECT COUNT(*) FROM orders WHERE status = 'completed'")
-            return rows[0][0] >= 100
-
-        wait_for(some_completed, 30, message="work in flight")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        proc.stdout.close()
-    done_before = db_rows(db, "SELECT COUNT(*) FROM orders WHERE status = 'completed'")[0][0]
-    assert done_before < 1000, "the kill came too late to test recovery"
-    max_seq_before = db_rows(db, "SELECT MAX(seq) FROM events")[0][0]
-
-    again = open_cluster(db, workers=4)
-    try:
-        assert again.wait_until_idle(60)
-        statuses = Counter(again.get_order(o)["status"] for o in ids)
-        assert statuses == {"completed": 1000}
-        assert again.stats()["orders_total"] == 1000
-    finally:
-        again.stop()
-    assert db_rows(db, "SELECT COUNT(*) FROM orders")[0][0] == 1000
-    assert (
-        db_rows(db, "SELECT MIN(seq) FROM events WHERE type = 'task_recovered'")[0][0]
-        > max_seq_before
-    )
-    assert_journal_consistent(db)
-
-
-def test_every_acknowledged_order_survives_a_sigkill_right_after_its_ack(tmp_path):
-    db = tmp_path / "ack.db"
-    proc = run_harness(db, "each", 100_000)
-    acked = []
-    try:
-        while len(acked) < 50:
-            line = proc.stdout.readline()
-            assert line.startswith("ACK ")
-            acked.append(line.split()[1])
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        proc.stdout.close()
-    stored = {r[0] for r in db_rows(db, "SELECT id FROM orders")}
-    assert set(acked) <= stored
 
 
 def test_orders_forgotten_from_memory_are_read_back_from_the_journal(tmp_path):

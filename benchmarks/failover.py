@@ -1,12 +1,13 @@
 """Failover latency of remote workers: from SIGKILL of an `orderflow worker` process to its
 in-flight task running on another worker.
 
-A live server (Werkzeug, in this process, TCP_NODELAY as gunicorn sets it) with no thread
-workers and --workers worker processes. Each round submits one order, waits until its
-payment runs on some process, SIGKILLs that process and times until the payment starts on
-another one (the heartbeat monitor must notice the silence first), then starts a
-replacement. Prints one JSON line: p50/p99/max over --kills rounds, and whether p99 is
-within heartbeat_timeout + 2 x heartbeat_interval.
+`orderflow serve` (gunicorn, no thread workers, no persistence) and --workers `orderflow
+worker` processes, all real processes. Each round submits one order, waits until its payment
+runs on some process, SIGKILLs that process and reads when the payment started again on
+another one: the `ts` of that `task_started` event minus the moment of the kill (both wall
+clock, same machine). The heartbeat monitor must notice the silence first. A replacement
+process then joins. Prints one JSON line: p50/p99/max over --kills rounds and whether p99 is
+within heartbeat_timeout + 2 x heartbeat_interval (exit status 1 if not).
 
     python benchmarks/failover.py [--kills 20] [--heartbeat-interval 0.5] [--heartbeat-timeout 2]
 """
@@ -15,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,108 +48,84 @@ HANDLERS = {"payment": _hold, "packing": _quick, "shipping": _quick}
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile, q in [0, 100]."""
     ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-class Recorder:
-    """Cluster events with the moment they reached this process (monotonic clock)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._seen: list[tuple[float, dict]] = []
-
-    def __call__(self, events: list[dict]) -> None:
-        now = time.monotonic()
-        with self._cond:
-            self._seen.extend((now, e) for e in events)
-            self._cond.notify_all()
-
-    def wait(self, predicate, timeout: float) -> tuple[float, dict]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for arrived, event in self._seen:
-                    if predicate(event):
-                        return arrived, event
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("no matching event")
-                self._cond.wait(left)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace):
-        sys.path.insert(0, str(HERE.parent))
-        from werkzeug.serving import make_server
+    """The server, its worker processes and a reader of its event stream (HTTP)."""
 
-        from dashboard import create_app, services
-        from scheduler import Cluster
+    def __init__(self, args: argparse.Namespace, tmp: str):
+        import requests
+        from server import Server  # benchmarks/server.py: `orderflow serve` as a subprocess
 
         self.args = args
-        self.cluster = Cluster(workers=0, heartbeat_interval=args.heartbeat_interval,
-                               heartbeat_timeout=args.heartbeat_timeout)
-        self.app = create_app({"PING_INTERVAL": 5.0, "PING_TIMEOUT": 5.0}, cluster=self.cluster)
-        self.services = services(self.app)
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.recorder = Recorder()
+        self.server = Server("--no-persist", "--workers", "0", "--log-file", f"{tmp}/of.log",
+                             "--heartbeat-interval", str(args.heartbeat_interval),
+                             "--heartbeat-timeout", str(args.heartbeat_timeout),
+                             "--failure-rate", "0", "--latency-ms", "0,0",
+                             "--log-level", "error")
+        self.http = requests.Session()
         self.procs: dict[int, subprocess.Popen] = {}
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self.seen: list[dict] = []
+        self._after = 0
 
-    def __enter__(self) -> Bench:
-        self.cluster.start()
-        self.services.start()
-        self.cluster.subscribe(self.recorder, name="failover-bench")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        self.services.disconnect_clients()
-        self.server.shutdown()
-        self.server.server_close()
-        self.services.stop()
-        self.cluster.stop()
+        self.http.close()
+        self.server.stop()
 
-    def start_worker(self) -> str:
+    def wait_event(self, predicate: Callable[[dict], bool], timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.seen:
+                if predicate(event):
+                    return event
+            if time.monotonic() > deadline:
+                raise TimeoutError("no matching event")
+            page = self.http.get(f"{self.server.url}/api/events",
+                                 params={"after": self._after, "limit": 5000}, timeout=10).json()
+            if page["events"]:
+                self.seen += page["events"]
+                self._after = page["events"][-1]["seq"]
+            else:
+                time.sleep(0.005)  # polling the server's event API; timing comes from `ts`
+
+    def pid_of(self, worker_id: str) -> int | None:
+        workers = self.http.get(f"{self.server.url}/api/workers", timeout=10).json()["workers"]
+        return next((w.get("pid") for w in workers if w["id"] == worker_id), None)
+
+    def start_worker(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
             str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "worker", "--server", self.url,
+            [sys.executable, "-m", "dashboard.cli", "worker", "--server", self.server.url,
              "--handlers", "failover:HANDLERS", "--concurrency", str(self.args.concurrency),
              "--log-level", "warning"],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         self.procs[proc.pid] = proc
-        _, event = self.recorder.wait(
-            lambda e: e["type"] == "worker_added" and self._pid(e["worker_id"]) == proc.pid, 30)
-        return event["worker_id"]
-
-    def _pid(self, worker_id: str) -> int | None:
-        return next((w.get("pid") for w in self.cluster.workers() if w["id"] == worker_id), None)
+        self.wait_event(lambda e: e["type"] == "worker_added"
+                        and self.pid_of(e["worker_id"]) == proc.pid, 30)
 
     def one_kill(self) -> tuple[float, float]:
         """(seconds until the task ran elsewhere, seconds until the worker was declared dead)."""
-        order_id = self.cluster.submit(dict(ORDER))
-        _, started = self.recorder.wait(
+        order_id = self.http.post(f"{self.server.url}/api/orders", json=ORDER,
+                                  timeout=10).json()["id"]
+        started = self.wait_event(
             lambda e: e["type"] == "task_started" and e["order_id"] == order_id, 30)
         victim = started["worker_id"]
-        proc = self.procs.pop(self._pid(victim))
-        killed = time.monotonic()
+        proc = self.procs.pop(self.pid_of(victim))
+        killed = time.time()
         os.kill(proc.pid, signal.SIGKILL)
-        moved, _ = self.recorder.wait(
-            lambda e: e["type"] == "task_started" and e["order_id"] == order_id
-            and e["worker_id"] != victim, 60)
-        dead, _ = self.recorder.wait(
+        moved = self.wait_event(lambda e: e["type"] == "task_started"
+                                and e["order_id"] == order_id and e["worker_id"] != victim, 60)
+        dead = self.wait_event(
             lambda e: e["type"] == "worker_dead" and e["worker_id"] == victim, 60)
         proc.wait(10)
-        return moved - killed, dead - killed
+        return moved["ts"] - killed, dead["ts"] - killed
 
 
 def main() -> int:
@@ -160,20 +136,24 @@ def main() -> int:
     parser.add_argument("--heartbeat-interval", type=float, default=0.5)
     parser.add_argument("--heartbeat-timeout", type=float, default=2.0)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
     failover, detection = [], []
-    with Bench(args) as bench:
-        for _ in range(args.workers):
-            bench.start_worker()
-        for _ in range(args.kills):
-            moved, dead = bench.one_kill()
-            failover.append(moved)
-            detection.append(dead)
-            bench.start_worker()  # keep the cluster at --workers processes
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(args, tmp)
+        try:
+            for _ in range(args.workers):
+                bench.start_worker()
+            for _ in range(args.kills):
+                moved, dead = bench.one_kill()
+                failover.append(moved)
+                detection.append(dead)
+                bench.start_worker()  # keep the cluster at --workers processes
+        finally:
+            bench.close()
     bound = args.heartbeat_timeout + 2 * args.heartbeat_interval
     p99 = percentile(failover, 99)
     print(json.dumps({
         "benchmark": "failover",
+        "server": "orderflow serve (gunicorn gthread)",
         "kills": args.kills,
         "worker_processes": args.workers,
         "heartbeat_interval_s": args.heartbeat_interval,
@@ -190,4 +170,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
     sys.exit(main())

@@ -141,6 +141,10 @@ SCHEMAS: dict[str, dict] = {
             "tasks_done": {"type": "integer"},
             "tasks_failed": {"type": "integer"},
             "share": {"type": "number", "description": "share of the hash ring"},
+            "host": {"type": "string", "description": "process workers only"},
+            "pid": {"type": "integer", "description": "process workers only"},
+            "name": {"type": "string", "description": "process workers only"},
+            "concurrency": {"type": "integer", "description": "process workers only"},
         },
     },
     "Ring": {
@@ -245,10 +249,19 @@ PATHS: dict[str, dict] = {
             "workers": {"type": "array", "items": _ref("Worker")},
             "ring": _ref("Ring")}}), **_errors(401)}),
         "post": _op(
-            "Add workers", {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS)},
+            "Add workers: threads join at once (201); processes are started and join once "
+            "connected (202)",
+            {"201": _json(_ref("Ids"), "Created"),
+             "202": _json({"type": "object", "properties": {
+                 "kind": {"const": "process"}, "message": {"type": "string"},
+                 "processes": {"type": "array", "items": {"type": "object", "properties": {
+                     "pid": {"type": "integer"}, "name": {"type": "string"}}}}}},
+                 "Accepted: `orderflow worker` processes started"),
+             **_errors(*BODY_ERRORS, 409)},
             requestBody=_body({"type": "object", "properties": {
                 "count": {"type": "integer", "minimum": 1, "maximum": MAX_NEW_WORKERS,
-                          "default": 1}}}, required=False)),
+                          "default": 1},
+                "kind": {"enum": ["thread", "process"], "default": "thread"}}}, required=False)),
     },
     "/api/workers/{worker_id}/kill": {"post": _op(
         "Crash a worker (simulated); the heartbeat monitor detects it",

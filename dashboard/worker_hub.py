@@ -314,7 +314,9 @@ class WorkerHub:
         return {"worker_id": worker_id, "resumed": resumed,
                 "heartbeat_interval": config.heartbeat_interval,
                 "heartbeat_timeout": config.heartbeat_timeout,
-                "chaos": self.cluster.chaos.view()}
+                "chaos": self.cluster.chaos.view(),
+                # A bigger message closes the connection (engine.io's max_http_buffer_size).
+                "max_message_bytes": self.socketio.server.eio.max_http_buffer_size}
 
     def _executor(self, sid: str, data: Any) -> RemoteExecutor:
         """The executor `data["worker_id"]` names, if this connection's process owns it."""

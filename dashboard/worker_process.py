@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import json
 import logging
 import os
 import queue
@@ -165,6 +166,7 @@ class WorkerProcess:
         self._drain_sent = False
         self._drain_deadline: float | None = None
         self._interval = 0.5
+        self._max_result = 1_000_000 - 4096  # updated from the server at registration
         self._queue: queue.SimpleQueue[tuple[str, str, int]] = queue.SimpleQueue()
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._results: dict[tuple[str, int], dict] = {}  # not yet acknowledged
@@ -303,6 +305,8 @@ class WorkerProcess:
                 self._retired.add(current)
             self.worker_id = worker_id
             self._interval = float(reply["heartbeat_interval"])
+            # Leave room for the rest of the message around the value.
+            self._max_result = int(reply.get("max_message_bytes", 1_000_000)) - 4096
             self._registered_on = self._connection
             if not reply["resumed"]:
                 self._drain_sent = False
@@ -406,6 +410,11 @@ class WorkerProcess:
         ok, value = run_handler(self._handlers, TaskContext(**context, cancelled=self._cancel))
         if self._cancel.is_set():
             return  # forced exit: like a crash, report nothing
+        size = len(json.dumps(value))
+        if size > self._max_result:
+            # The server would drop the connection over it, again after every reconnect.
+            ok, value = False, (f"result too large to send: {size} bytes "
+                                f"(the server accepts about {self._max_result})")
         key = (task_id, lease)
         with self._lock:
             self._results[key] = {"worker_id": worker_id, "task_id": task_id, "lease": lease,
@@ -416,13 +425,17 @@ class WorkerProcess:
     def _begin(self, worker_id: str, task_id: str, lease: int) -> dict | None:
         """Ask to start; asked again until answered, as the server answers a repeat alike."""
         data = {"worker_id": worker_id, "task_id": task_id, "lease": lease}
+        asked = False
         while not self._stopping.is_set():
             with self._lock:
-                if worker_id in self._retired or self.draining.is_set():
-                    return None
+                if worker_id in self._retired:
+                    return None  # declared dead: the task has moved on
+                if self.draining.is_set() and not asked:
+                    return None  # never started here: the drain moves it
             if not self._session_ready.wait(0.2):
                 continue
             try:
+                asked = True  # from now on the server may have started it for us
                 reply = self._request("begin", data)
             except Unavailable:
                 continue

@@ -10,7 +10,7 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
   `register`   {"session", "name", "host", "pid", "concurrency", "resume": id | null,
                 "join": bool, "spawn_id": str | null}
                -> {"worker_id": id | null, "resumed": bool, "heartbeat_interval",
-                   "heartbeat_timeout", "chaos"}
+                   "heartbeat_timeout", "chaos", "max_message_bytes"}
                Sent after every (re)connect. `session` is random per process and ties its
                connections and worker ids together. With `resume` naming the process's
                current id, still alive, the server rebinds it to this connection and sends
@@ -21,6 +21,7 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                skip it. Asking again for the same lease returns the same context.
   `result`     {"worker_id", "task_id", "lease", "ok": bool, "value"} -> {"ok": true};
                fenced by lease in the scheduler; a repeat of a delivered result is ignored.
+               A value too big for max_message_bytes is sent as a failed attempt instead.
   `drain`      {"worker_id"} -> {"ok": true}: leave the ring after the running tasks.
 
 Server to worker:

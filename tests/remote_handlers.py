@@ -20,3 +20,10 @@ def slow(ctx: TaskContext) -> dict:
 
 SLOW_PAYMENT = {"payment": slow, "packing": quick, "shipping": quick}
 NOT_A_DICT = [slow]
+
+
+def huge(ctx: TaskContext) -> str:
+    return "x" * 2_000_000  # over the server's 1 MiB message limit
+
+
+HUGE_PAYMENT = {"payment": huge, "packing": quick, "shipping": quick}

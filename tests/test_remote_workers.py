@@ -132,6 +132,32 @@ def test_sigterm_drains_a_worker_process_which_exits_0(remote):
     assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
 
 
+def test_kill_and_drain_from_the_api_reach_processes_the_server_did_not_start(remote):
+    a, b = remote.start_worker(), remote.start_worker()
+    wa, wb = remote.joined(a), remote.joined(b)
+    client = remote.app.test_client()
+    response = client.post(f"/api/workers/{wa}/kill", headers=AUTH)
+    assert response.status_code == 202 and "SIGKILL" in response.get_json()["message"]
+    assert a.wait(5) == -signal.SIGKILL  # it killed itself when told: a real crash
+    wait_for(lambda: remote.status(wa) == "dead", 5, message="declared dead by heartbeat")
+
+    assert client.post(f"/api/workers/{wb}/drain", headers=AUTH).status_code == 202
+    assert b.wait(5) == 0, log_of(b)
+    assert remote.status(wb) == "removed"
+
+
+def test_a_result_too_big_to_send_is_a_failed_attempt_not_a_reconnect_loop(tmp_path):
+    with remote_cluster(tmp_path, max_retries=0) as rc:
+        proc = rc.start_worker(handlers="remote_handlers:HUGE_PAYMENT")
+        worker_id = rc.joined(proc)
+        order_id = rc.cluster.submit(ORDER)
+        assert rc.cluster.wait_until_idle(10)
+        assert rc.cluster.get_order(order_id)["status"] == "failed"
+        failed = first_event(rc, "task_failed", order_id=order_id)
+        assert "result too large to send" in failed["error"]
+        assert rc.status(worker_id) == "alive" and "lost the connection" not in log_of(proc)
+
+
 def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp_path):
     with remote_cluster(tmp_path, heartbeat_timeout=5.0) as rc:
         proc = rc.start_worker()

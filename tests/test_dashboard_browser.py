@@ -189,7 +189,7 @@ def test_killed_worker_is_marked_dead_and_its_tasks_finish_elsewhere(browser, tm
         assert card.locator("button[data-action='kill']").is_disabled()
         # Its tasks moved: the log says so, and every order still completes.
         d.wait("id => [...document.querySelectorAll('#log-list li[data-type=\"task_reassigned\"]')]"
-               ".some(li => li.textContent.includes(`from ${id}`))", arg=victim)
+               ".some(li => li.textContent.includes(`${id} → w-`))", arg=victim)
         assert d.page.locator("#log-list li[data-type='worker_dead']").count() >= 1
         d.wait_text("[data-filter='completed'] .seg-count", "30")
         assert d.page.inner_text("[data-filter='active'] .seg-count") == "0"

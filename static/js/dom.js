@@ -65,6 +65,7 @@ export function fmtRate(perSecond) {
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '–';
   if (seconds < 0) seconds = 0;
+  if (seconds > 0 && seconds < 0.0005) return '<1 ms';
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
   const m = Math.floor(seconds / 60);

@@ -177,6 +177,18 @@ export class OrderBook {
     return task;
   }
 
+  // Events do not say when a step becomes ready. Assume the workflow is the chain its steps
+  // are listed in (true of the default one): the first step not yet succeeded is queued.
+  // Snapshots and pages of GET /api/orders bring the exact states.
+  _queueNext(rec) {
+    for (const step of rec.steps) {
+      const task = rec.tasks[step];
+      if (task.status === 'succeeded') continue;
+      if (task.status === 'pending') task.status = 'ready';
+      return;
+    }
+  }
+
   _stub(ev) {
     const { workflow, steps } = stepsFromMessage(ev.message);
     const key = this.maxKey + 1;
@@ -186,6 +198,7 @@ export class OrderBook {
       tasks: Object.fromEntries(steps.map((s) => [s, blankTask()])),
       submittedAt: ev.ts, finishedAt: null, born: performance.now(),
     };
+    this._queueNext(rec);
     this.stubs++;
     this.statusVersion++;
     this._insert(rec);
@@ -220,6 +233,7 @@ export class OrderBook {
         task.status = 'succeeded';
         task.worker = ev.worker_id;
         task.error = null;
+        this._queueNext(rec);
         break;
       case 'task_failed':
         task.status = 'failed'; // task_retrying follows unless it gave up
@@ -258,6 +272,7 @@ export class OrderBook {
         for (const t of Object.values(rec.tasks)) {
           if (t.status !== 'succeeded') Object.assign(t, blankTask());
         }
+        this._queueNext(rec);
         break;
       default:
         break;

@@ -6,6 +6,26 @@ import { EVENT_LABEL, eventTone, LOG_GROUP_OF, LOG_GROUPS } from '../states.js';
 
 const MAX_ROWS = 200;
 
+/** The gist of an event, most telling part first; the full message is the item's title. */
+export function summary(ev) {
+  const order = ev.order_id ? h('span', { class: 'log-order mono', text: ev.order_id }) : null;
+  const step = ev.step ? ` ${ev.step}` : '';
+  switch (ev.type) {
+    case 'task_reassigned':
+      return [order, `${step}: ${ev.from_worker} → ${ev.worker_id ?? 'no live worker yet'}`, ev.reason ? ` (${ev.reason})` : ''];
+    case 'task_failed':
+      return [order, `${step} #${ev.attempt} on ${ev.worker_id}: ${ev.error ?? 'failed'}`];
+    case 'task_retrying':
+      return [order, `${step}: attempt ${ev.attempt} in ${ev.delay !== undefined ? `${Math.round(ev.delay * 1000)} ms` : 'a moment'}`];
+    case 'order_failed':
+      return [order, `: ${ev.message.replace(/^order \S+ failed: /, '')}`];
+    case 'result_rejected':
+      return [order, `${step}: late result from ${ev.worker_id} ignored`];
+    default:
+      return [ev.message];
+  }
+}
+
 export class EventLog {
   /** els: {list, groups, search, empty}; openOrder(id) */
   constructor(els, openOrder) {
@@ -45,10 +65,10 @@ export class EventLog {
 
   _item(ev) {
     const tone = eventTone(ev.type);
-    return h('li', { class: `log-item tone-${tone}`, dataset: ev.order_id ? { type: ev.type, order: ev.order_id } : { type: ev.type } },
+    return h('li', { class: `log-item tone-${tone}`, title: ev.message, dataset: ev.order_id ? { type: ev.type, order: ev.order_id } : { type: ev.type } },
       h('span', { class: 'log-time num', text: fmtClock(ev.ts).slice(0, 8) }),
       h('span', { class: `ev-badge tone-${tone}`, text: EVENT_LABEL[ev.type] || ev.type }),
-      h('span', { class: 'log-message', text: ev.message }));
+      h('span', { class: 'log-message' }, ...summary(ev)));
   }
 
   render(log) {

@@ -35,6 +35,7 @@ export class RingView {
   constructor(root) {
     this.root = root;
     this.groups = new Map();
+    this.focus = null;
     this.svg = svg('svg', { viewBox: '-100 -100 200 200', role: 'img', 'aria-label': 'hash ring' });
     this.svg.append(svg('circle', { r: R, class: 'ring-track' }));
     this.arcs = svg('g', { class: 'ring-arcs' });
@@ -63,10 +64,13 @@ export class RingView {
     this.count.textContent = String(byWorker.size);
     this.caption.textContent = byWorker.size === 1 ? 'worker on ring' : 'workers on ring';
     this.svg.setAttribute('aria-label', `hash ring with ${byWorker.size} workers`);
+    this.highlight(this.focus); // the hovered worker may just have left the ring
   }
 
   highlight(worker) {
-    this.svg.classList.toggle('has-focus', Boolean(worker));
+    this.focus = worker;
+    // A worker off the ring (dead, drained) has nothing to show: dim nothing.
+    this.svg.classList.toggle('has-focus', this.groups.has(worker));
     for (const [id, group] of this.groups) group.classList.toggle('focus', id === worker);
   }
 }

@@ -555,6 +555,7 @@ class SchedulerCore:
             0,
             f"worker {worker.id} declared dead: no heartbeat for {age:.2f}s; "
             f"{len(worker.tasks)} task(s) to move",
+            tasks=sorted(worker.tasks),
         )
         lost, worker.tasks = sorted(worker.tasks), set()
         for task_id in lost:
@@ -565,9 +566,20 @@ class SchedulerCore:
             self.counters["reassignments"] += 1
             if task.reassignments > self.config.max_reassignments:
                 task.lease, task.worker = 0, None
-                self._fail_task(
-                    task, now, f"poison: its worker died under it {task.reassignments} times"
+                reason = f"poison: its worker died under it {task.reassignments} times"
+                order = self.orders[task.order_id]
+                self._emit(
+                    "task_failed",
+                    order,
+                    task.step,
+                    worker.id,
+                    task.attempt,
+                    f"order {order.id} step {task.step} attempt {task.attempt} failed on "
+                    f"{worker.id}: {reason}",
+                    error=reason,
+                    poison=True,
                 )
+                self._fail_task(task, now, reason)
             else:
                 self._reassign(task, worker.id, now, reason="worker dead")
         self._depart(worker.id)

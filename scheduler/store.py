@@ -151,7 +151,7 @@ class SQLiteJournal:
             rows = self._read.execute(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq", (order_id,)
             ).fetchall()
-        return [_event_dict(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def events_after(self, seq: int, limit: int) -> list[dict]:
         with self._read_lock:
@@ -159,7 +159,7 @@ class SQLiteJournal:
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, limit),
             ).fetchall()
-        return [_event_dict(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     # ------------------------------------------------------------ maintenance
 
@@ -299,7 +299,7 @@ def _event_row(event: dict) -> tuple:
     return (*_FIELDS(event), duration, json.dumps(extra) if extra else None)
 
 
-def _event_dict(row: tuple) -> dict:
+def event_from_row(row: tuple) -> dict:
     event = dict(zip(EVENT_FIELDS, row[:8], strict=True))
     if row[8] is not None:
         event["duration"] = row[8]
@@ -419,9 +419,9 @@ def _load(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
             "ORDER BY seq"
         ):
-            orders[row[3]].events.append(_event_dict(row))
+            orders[row[3]].events.append(event_from_row(row))
         recent = [
-            _event_dict(r)
+            event_from_row(r)
             for r in conn.execute(
                 f"SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?) "
                 "ORDER BY seq",

@@ -1,0 +1,172 @@
+"""Checking a run from its record, Jepsen-style: was anything lost, stuck or done twice?
+
+`check_history` is pure: it takes the journal's events and orders (and what a client knows
+it submitted) and returns a report; `load_journal` reads those from a SQLite journal.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .store import EVENT_COLUMNS, event_from_row
+from .workflow import DEFAULT_WORKFLOWS, Workflow
+
+TERMINAL = {"completed", "failed", "cancelled"}
+SAMPLE = 10  # violations listed per kind in a report
+
+
+@dataclass
+class History:
+    events: list[dict]  # every event, in seq order
+    orders: dict[str, dict]  # id -> {"status", "workflow"}
+    tasks: dict[tuple[str, str], dict] = field(default_factory=dict)  # -> {"state", "attempt", "error"}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def check_history(
+    history: History,
+    submitted: Iterable[str],
+    max_retries: int,
+    workflows: Mapping[str, Workflow] | None = None,
+    server_errors: int = 0,
+) -> dict:
+    """Every invariant of the run; `report["ok"]` is False when any is violated."""
+    workflows = workflows or DEFAULT_WORKFLOWS
+    submitted = list(dict.fromkeys(submitted))
+    events = history.events
+    orders = history.orders
+    violations: dict[str, list] = defaultdict(list)
+
+    # Nothing lost, nothing stuck.
+    statuses = {oid: orders[oid]["status"] for oid in submitted if oid in orders}
+    violations["lost"] = [oid for oid in submitted if oid not in orders]
+    violations["stuck"] = [oid for oid, status in statuses.items() if status not in TERMINAL]
+    counts = {s: sum(1 for v in statuses.values() if v == s) for s in TERMINAL}
+
+    # Seq strictly increasing.
+    seqs = [e["seq"] for e in events]
+    violations["seq_not_increasing"] = [
+        (a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b <= a
+    ]
+
+    # No step succeeded twice; no step started before its dependencies succeeded.
+    succeeded_at: dict[tuple[str, str], int] = {}
+    for e in events:
+        if e["type"] == "task_succeeded":
+            key = (e["order_id"], e["step"])
+            if key in succeeded_at:
+                violations["succeeded_twice"].append(key)
+            succeeded_at.setdefault(key, e["seq"])
+    for e in events:
+        if e["type"] != "task_started" or e["order_id"] not in orders:
+            continue
+        workflow = workflows.get(orders[e["order_id"]]["workflow"])
+        if workflow is None:
+            continue
+        for dep in workflow.deps.get(e["step"], ()):
+            done = succeeded_at.get((e["order_id"], dep))
+            if done is None or done > e["seq"]:
+                violations["dependency_order"].append((e["order_id"], e["step"], dep))
+
+    # Attempts within the budget; a failed order failed for a reason.
+    limit = max_retries + 1
+    for e in events:
+        if e["type"] == "task_started" and e["attempt"] > limit:
+            violations["too_many_attempts"].append((e["order_id"], e["step"], e["attempt"]))
+    retried_by_hand = {e["order_id"] for e in events if e["type"] == "order_retried"}
+    for (oid, step), task in history.tasks.items():
+        if task["state"] == "failed" and oid not in retried_by_hand:
+            poison = "poison" in (task.get("error") or "")
+            if task["attempt"] != limit and not poison:
+                violations["failed_without_exhausting_retries"].append((oid, step, task["attempt"]))
+
+    # Every task on a dead worker moved (or its order ended meanwhile); how fast it ran again.
+    recovery: list[float] = []
+    resolved: dict[tuple[str, str, str], int] = {}
+    started: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    cancelled: set[tuple[str, str]] = set()
+    for e in events:
+        key = (e["order_id"], e["step"])
+        if e["type"] == "task_reassigned" and e.get("reason") == "worker dead":
+            resolved[(*key, e.get("from_worker"))] = e["seq"]
+        elif e["type"] == "task_failed" and e.get("poison"):
+            resolved[(*key, e["worker_id"])] = e["seq"]
+        elif e["type"] == "task_started":
+            started[key].append((e["seq"], e["ts"]))
+        elif e["type"] == "task_cancelled":
+            cancelled.add(key)
+    deaths = [e for e in events if e["type"] == "worker_dead"]
+    for death in deaths:
+        for task_id in death.get("tasks") or []:
+            oid, _, step = task_id.rpartition(":")
+            key = (oid, step)
+            if (oid, step, death["worker_id"]) not in resolved and key not in cancelled:
+                violations["dead_worker_task_not_moved"].append((oid, step, death["worker_id"]))
+                continue
+            later = [ts for seq, ts in started.get(key, []) if seq > death["seq"]]
+            if later:
+                recovery.append(later[0] - death["ts"])
+
+    if server_errors:
+        violations["server_5xx"] = [server_errors]
+    total = sum(len(v) for v in violations.values())
+    return {
+        "ok": total == 0,
+        "violations": total,
+        "submitted": len(submitted),
+        **counts,
+        "lost": len(violations["lost"]),
+        "stuck": len(violations["stuck"]),
+        "succeeded_twice": len(violations["succeeded_twice"]),
+        "dependency_order_violations": len(violations["dependency_order"]),
+        "too_many_attempts": len(violations["too_many_attempts"]),
+        "failed_without_exhausting_retries": len(violations["failed_without_exhausting_retries"]),
+        "worker_deaths": len(deaths),
+        "dead_worker_tasks_not_moved": len(violations["dead_worker_task_not_moved"]),
+        "recovery_p50_s": _round(percentile(recovery, 50)),
+        "recovery_p99_s": _round(percentile(recovery, 99)),
+        "server_5xx": server_errors,
+        "examples": {k: v[:SAMPLE] for k, v in violations.items() if v},
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def load_journal(path: str | Path) -> History:
+    """Read a journal written by scheduler.store (read-only; safe while a server runs)."""
+    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        events = [event_from_row(r) for r in conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")]
+        orders = {r[0]: {"status": r[1], "workflow": r[2]}
+                  for r in conn.execute("SELECT id, status, workflow FROM orders")}
+        tasks = {(r[0], r[1]): {"state": r[2], "attempt": r[3], "error": r[4]}
+                 for r in conn.execute("SELECT order_id, step, state, attempt, error FROM tasks")}
+    finally:
+        conn.close()
+    return History(events, orders, tasks)
+
+
+def format_report(report: dict) -> str:
+    """The report as lines a person reads at the end of a chaos run."""
+    keys = ["submitted", "completed", "failed", "cancelled", "lost", "stuck", "succeeded_twice",
+            "dependency_order_violations", "too_many_attempts",
+            "failed_without_exhausting_retries", "worker_deaths", "dead_worker_tasks_not_moved",
+            "recovery_p50_s", "recovery_p99_s", "server_5xx"]
+    lines = [f"  {k:<36} {report.get(k)}" for k in keys]
+    verdict = "OK: no invariant violated" if report["ok"] else (
+        f"FAILED: {report['violations']} violation(s)\n" + json.dumps(report["examples"], indent=2))
+    return "\n".join(lines + [verdict])

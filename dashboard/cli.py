@@ -65,6 +65,23 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                        help="prune finished orders older than AGE (e.g. 7d) every hour")
 
 
+def _add_chaos(sub: argparse._SubParsersAction) -> None:
+    chaos = sub.add_parser(
+        "chaos", help="inject faults under load, then check the journal for lost or doubled work",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    chaos.add_argument("--duration", type=float, default=60.0, help="seconds of faults")
+    chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--server", default=None, metavar="URL",
+                       help="drive this server instead of starting one (no restart fault)")
+    chaos.add_argument("--db", default=None, metavar="PATH",
+                       help="journal to check (required with --server)")
+    chaos.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"))
+    chaos.add_argument("--rate", type=float, default=25.0, help="orders per second")
+    chaos.add_argument("--no-restart", action="store_true",
+                       help="do not SIGKILL and restart the server halfway")
+    chaos.add_argument("--report", default=None, metavar="FILE", help="also write JSON here")
+
+
 def _add_prune(sub: argparse._SubParsersAction) -> None:
     prune = sub.add_parser("prune", help="delete finished orders older than an age from the journal")
     prune.add_argument("--older-than", type=_duration, required=True, metavar="AGE",
@@ -128,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=4)
     _add_serve(sub)
     _add_prune(sub)
+    _add_chaos(sub)
     worker_process.add_parser(sub)
     return parser
 
@@ -142,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "prune":
         return _prune(args)
+    if args.command == "chaos":
+        from .chaos import main as chaos_main
+
+        return chaos_main(args)
     if args.command == "worker":
         return worker_process.run(args)
     return 2

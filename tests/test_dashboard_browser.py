@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
@@ -223,6 +224,41 @@ def test_add_worker_button_adds_a_live_worker_to_the_ring(browser, tmp_path):
         assert d.errors == []
 
 
+def test_drain_button_lets_a_worker_finish_and_leave(browser, tmp_path):
+    cluster = fast_cluster(workers=3, latency_ms=(20, 40), **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        d.page.fill("#f-demo-count", "20")
+        d.page.click("#f-demo-submit")
+        d.page.click("[data-worker='w-1'] button[data-action='drain']")
+        d.page.locator("[data-worker='w-1'].w-removed").wait_for()
+        d.wait("() => document.querySelectorAll('#ring .ring-worker').length === 2")
+        d.wait_text("[data-filter='completed'] .seg-count", "20")
+        assert d.page.locator("#log-list li[data-type='worker_draining']").count() == 1
+        d.shot("drained")
+        assert d.errors == []
+
+
+def test_chaos_controls_change_the_cluster_live(browser, tmp_path):
+    cluster = fast_cluster(workers=2, **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        set_range = ("(el, v) => { el.value = v;"
+                     " el.dispatchEvent(new Event('input', {bubbles: true})) }")
+        d.page.locator("#c-failure").evaluate(set_range, "0.35")
+        d.page.locator("#c-lat-max").evaluate(set_range, "120")
+        d.page.locator("#c-lat-min").evaluate(set_range, "40")
+        wanted = {"failure_rate": 0.35, "latency_ms": [40.0, 120.0]}
+        wait_for(lambda: cluster.chaos.view() == wanted, timeout=10,
+                 message="chaos settings to reach the cluster")
+        assert d.page.inner_text("#c-failure-out") == "35%"
+        assert d.page.inner_text("#c-latency-out") == "40–120 ms"
+        d.shot("chaos")
+        assert d.errors == []
+
+
 def test_clicking_an_order_opens_its_timeline(browser, tmp_path):
     cluster = fast_cluster(workers=2, **HEARTBEATS)
     with dashboard(browser, tmp_path, cluster) as d:
@@ -301,6 +337,15 @@ def test_page_resyncs_after_the_server_drops_it(browser, tmp_path):
         d.wait("() => window.orderflowDashboard.store.counters.snapshots > 1")
         d.wait_live()
         d.wait_order_status(missed, "completed")
+        # A jump in seq (events the page never got) makes it ask for a fresh snapshot.
+        gap = cluster.event_bounds()[1] + 50
+        services(d.app).socketio.emit("events", [{
+            "seq": gap, "ts": 0, "type": "worker_added", "order_id": None, "step": None,
+            "worker_id": "w-99", "attempt": 0, "message": "not a real event"}])
+        d.wait("() => window.orderflowDashboard.store.counters.gaps === 1")
+        d.wait("() => window.orderflowDashboard.store.counters.snapshots > 2")
+        d.wait_live()
+        assert d.page.locator("[data-worker='w-99']").count() == 0
         d.shot("resynced")
 
 

@@ -65,16 +65,36 @@ class OwnedServer:
         command = [str(script)] if script.exists() else [sys.executable, "-m", "dashboard.cli"]
         env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_TOKEN"}
         self.proc = subprocess.Popen(
-            [*command, "serve", "--port", str(port), "--db", str(db),
-             "--log-file", str(db.with_suffix(".log")),
-             "--workers", str(settings.thread_workers),
-             "--heartbeat-interval", str(settings.heartbeat_interval),
-             "--heartbeat-timeout", str(settings.heartbeat_timeout),
-             "--max-retries", str(settings.max_retries),
-             "--failure-rate", str(CALM["failure_rate"]),
-             "--latency-ms", ",".join(map(str, CALM["latency_ms"])), "--log-level", "error"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-            start_new_session=True)
+            [
+                *command,
+                "serve",
+                "--port",
+                str(port),
+                "--db",
+                str(db),
+                "--log-file",
+                str(db.with_suffix(".log")),
+                "--workers",
+                str(settings.thread_workers),
+                "--heartbeat-interval",
+                str(settings.heartbeat_interval),
+                "--heartbeat-timeout",
+                str(settings.heartbeat_timeout),
+                "--max-retries",
+                str(settings.max_retries),
+                "--failure-rate",
+                str(CALM["failure_rate"]),
+                "--latency-ms",
+                ",".join(map(str, CALM["latency_ms"])),
+                "--log-level",
+                "error",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline() if ready else ""
         match = re.search(r"http://[\d.]+:(\d+)", line)
@@ -137,14 +157,22 @@ class Driver:
         rng = random.Random(self.settings.seed + 1)
         while not self._stop_orders.wait(interval):
             key = str(uuid.UUID(int=rng.getrandbits(128)))
-            order = {"customer": f"chaos-{rng.randrange(10_000)}",
-                     "items": [{"sku": f"SKU-{rng.randrange(50)}", "qty": rng.randint(1, 3),
-                                "price": round(rng.uniform(1, 90), 2)}]}
+            order = {
+                "customer": f"chaos-{rng.randrange(10_000)}",
+                "items": [
+                    {
+                        "sku": f"SKU-{rng.randrange(50)}",
+                        "qty": rng.randint(1, 3),
+                        "price": round(rng.uniform(1, 90), 2),
+                    }
+                ],
+            }
             give_up_at = None
             while True:
                 self._url_ready.wait(30)
-                response = self.call("POST", "/api/orders", json=order,
-                                     headers={"Idempotency-Key": key})
+                response = self.call(
+                    "POST", "/api/orders", json=order, headers={"Idempotency-Key": key}
+                )
                 if response is not None and response.status_code in (200, 201):
                     with self._lock:
                         self.acked.append(response.json()["id"])
@@ -246,8 +274,12 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
             started = time.monotonic()
             while (elapsed := time.monotonic() - started) < settings.duration:
                 threading.Event().wait(driver.rng.expovariate(1 / settings.fault_interval))
-                if (server and settings.restart and not restarted
-                        and elapsed >= settings.duration / 2):
+                if (
+                    server
+                    and settings.restart
+                    and not restarted
+                    and elapsed >= settings.duration / 2
+                ):
                     driver._url_ready.clear()
                     server.kill()
                     driver.note("server_sigkill_and_restart")
@@ -267,8 +299,9 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
             driver._stop_orders.set()
             if server is not None:
                 server.stop()
-        report = check_history(load_journal(db), driver.acked, settings.max_retries,
-                               server_errors=driver.server_errors)
+        report = check_history(
+            load_journal(db), driver.acked, settings.max_retries, server_errors=driver.server_errors
+        )
     report["settled"] = settled
     report["faults"] = driver.faults
     report["process_workers"] = driver.process_supported
@@ -286,9 +319,15 @@ def _restart(settings: ChaosSettings, db: Path, port: int) -> OwnedServer:
 
 
 def main(args) -> int:
-    settings = ChaosSettings(duration=args.duration, seed=args.seed, server=args.server,
-                             db=args.db, token=args.token, rate=args.rate,
-                             restart=not args.no_restart)
+    settings = ChaosSettings(
+        duration=args.duration,
+        seed=args.seed,
+        server=args.server,
+        db=args.db,
+        token=args.token,
+        rate=args.rate,
+        restart=not args.no_restart,
+    )
     try:
         report = run_chaos(settings)
     except (ValueError, RuntimeError) as exc:

@@ -24,7 +24,9 @@ SAMPLE = 10  # violations listed per kind in a report
 class History:
     events: list[dict]  # every event, in seq order
     orders: dict[str, dict]  # id -> {"status", "workflow"}
-    tasks: dict[tuple[str, str], dict] = field(default_factory=dict)  # -> {"state", "attempt", "error"}
+    tasks: dict[tuple[str, str], dict] = field(
+        default_factory=dict
+    )  # -> {"state", "attempt", "error"}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -149,12 +151,18 @@ def load_journal(path: str | Path) -> History:
     """Read a journal written by scheduler.store (read-only; safe while a server runs)."""
     conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
-        events = [event_from_row(r) for r in conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")]
-        orders = {r[0]: {"status": r[1], "workflow": r[2]}
-                  for r in conn.execute("SELECT id, status, workflow FROM orders")}
-        tasks = {(r[0], r[1]): {"state": r[2], "attempt": r[3], "error": r[4]}
-                 for r in conn.execute("SELECT order_id, step, state, attempt, error FROM tasks")}
+        events = [
+            event_from_row(r)
+            for r in conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+        ]
+        orders = {
+            r[0]: {"status": r[1], "workflow": r[2]}
+            for r in conn.execute("SELECT id, status, workflow FROM orders")
+        }
+        tasks = {
+            (r[0], r[1]): {"state": r[2], "attempt": r[3], "error": r[4]}
+            for r in conn.execute("SELECT order_id, step, state, attempt, error FROM tasks")
+        }
     finally:
         conn.close()
     return History(events, orders, tasks)
@@ -162,11 +170,30 @@ def load_journal(path: str | Path) -> History:
 
 def format_report(report: dict) -> str:
     """The report as lines a person reads at the end of a chaos run."""
-    keys = ["submitted", "completed", "failed", "cancelled", "lost", "stuck", "succeeded_twice",
-            "dependency_order_violations", "too_many_attempts",
-            "failed_without_exhausting_retries", "worker_deaths", "dead_worker_tasks_not_moved",
-            "recovery_p50_s", "recovery_p99_s", "server_5xx"]
+    keys = [
+        "submitted",
+        "completed",
+        "failed",
+        "cancelled",
+        "lost",
+        "stuck",
+        "succeeded_twice",
+        "dependency_order_violations",
+        "too_many_attempts",
+        "failed_without_exhausting_retries",
+        "worker_deaths",
+        "dead_worker_tasks_not_moved",
+        "recovery_p50_s",
+        "recovery_p99_s",
+        "server_5xx",
+    ]
     lines = [f"  {k:<36} {report.get(k)}" for k in keys]
-    verdict = "OK: no invariant violated" if report["ok"] else (
-        f"FAILED: {report['violations']} violation(s)\n" + json.dumps(report["examples"], indent=2))
+    verdict = (
+        "OK: no invariant violated"
+        if report["ok"]
+        else (
+            f"FAILED: {report['violations']} violation(s)\n"
+            + json.dumps(report["examples"], indent=2)
+        )
+    )
     return "\n".join(lines + [verdict])

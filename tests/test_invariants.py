@@ -1,0 +1,115 @@
+"""The chaos checker: a clean history passes, and each kind of violation is caught."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from sim import Sim
+
+from scheduler.invariants import History, check_history, format_report
+
+
+def history_of(sim: Sim) -> History:
+    core = sim.core
+    orders = {
+        o.id: {"status": core.order_status(o).value, "workflow": o.workflow.name}
+        for o in core.orders.values()
+    }
+    tasks = {
+        (t.order_id, t.step): {"state": t.state.value, "attempt": t.attempt, "error": t.error}
+        for t in core.tasks.values()
+    }
+    return History(list(sim.events), orders, tasks)
+
+
+@pytest.fixture
+def clean():
+    """Ten orders; a worker dies with work on it; one order fails after four attempts."""
+    sim = Sim(workers=3)
+    ids = [sim.submit(f"o{i}") for i in range(10)]
+    victim = sim.task("o0", "payment").worker
+    sim.start_next(victim)
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != victim))
+    holder = sim.task("o9", "payment").worker
+    for _ in range(4):
+        d, _ = sim.start_next(holder)
+        while d is not None and d.task_id != "o9:payment":
+            sim.succeed(d)
+            d, _ = sim.start_next(holder)
+        sim.fail(d, "declined")
+        sim.advance(5.0, beating=tuple(w for w in sim.queues if w != victim))
+        holder = sim.task("o9", "payment").worker or holder
+    sim.queues.pop(victim)
+    sim.run_all()
+    return sim, ids
+
+
+def test_a_clean_history_passes_with_its_figures(clean):
+    sim, ids = clean
+    report = check_history(history_of(sim), ids, max_retries=3)
+    assert report["ok"], report["examples"]
+    assert (report["submitted"], report["completed"], report["failed"]) == (10, 9, 1)
+    assert report["worker_deaths"] == 1 and report["dead_worker_tasks_not_moved"] == 0
+    assert report["recovery_p50_s"] is not None
+    assert "OK: no invariant violated" in format_report(report)
+
+
+def test_an_acknowledged_order_missing_from_the_journal_is_lost(clean):
+    sim, ids = clean
+    report = check_history(history_of(sim), [*ids, "o-ghost"], max_retries=3)
+    assert not report["ok"] and report["lost"] == 1
+
+
+def test_an_unfinished_order_is_stuck(clean):
+    sim, ids = clean
+    history = history_of(sim)
+    history.orders["o1"]["status"] = "in_progress"
+    assert check_history(history, ids, max_retries=3)["stuck"] == 1
+
+
+def test_a_step_recorded_as_succeeded_twice_is_caught(clean):
+    sim, ids = clean
+    history = history_of(sim)
+    again = copy.deepcopy(next(e for e in history.events if e["type"] == "task_succeeded"))
+    again["seq"] = history.events[-1]["seq"] + 1
+    history.events.append(again)
+    assert check_history(history, ids, max_retries=3)["succeeded_twice"] == 1
+
+
+def test_a_step_started_before_its_dependency_succeeded_is_caught(clean):
+    sim, ids = clean
+    history = history_of(sim)
+    packing = next(
+        e for e in history.events if e["type"] == "task_started" and e["step"] == "packing"
+    )
+    packing["seq"] = 0  # as if it started before anything else happened
+    history.events.sort(key=lambda e: e["seq"])
+    assert check_history(history, ids, max_retries=3)["dependency_order_violations"] >= 1
+
+
+def test_more_attempts_than_the_budget_are_caught(clean):
+    sim, ids = clean
+    # The failed order used all four attempts; with a budget of two that is too many.
+    report = check_history(history_of(sim), ids, max_retries=1)
+    assert report["too_many_attempts"] >= 1 and report["failed_without_exhausting_retries"] == 1
+
+
+def test_a_task_left_on_a_dead_worker_is_caught(clean):
+    sim, ids = clean
+    history = history_of(sim)
+    history.events = [
+        e
+        for e in history.events
+        if not (e["type"] == "task_reassigned" and e.get("reason") == "worker dead")
+    ]
+    assert check_history(history, ids, max_retries=3)["dead_worker_tasks_not_moved"] >= 1
+
+
+def test_server_errors_and_unordered_seq_are_violations(clean):
+    sim, ids = clean
+    history = history_of(sim)
+    history.events[3]["seq"] = history.events[2]["seq"]
+    report = check_history(history, ids, max_retries=3, server_errors=2)
+    assert not report["ok"] and report["server_5xx"] == 2
+    assert "seq_not_increasing" in report["examples"]

@@ -54,7 +54,7 @@ export function askForToken(rejected = false) {
       resolve(value);
     };
     form.addEventListener('submit', onSubmit);
-    dialog.addEventListener('cancel', (event) => event.preventDefault()); // no way around it
+    dialog.oncancel = (event) => event.preventDefault(); // Escape does not skip it
     dialog.showModal();
     input.focus();
   });

@@ -112,7 +112,8 @@ export class WorkersView {
     const age = w.heartbeat_age ?? 0;
     const fraction = gone ? 1 : Math.min(1, age / timeout);
     let level = 'ok';
-    if (gone || fraction >= 0.75) level = 'bad';
+    if (w.status === 'removed') level = 'off'; // left on purpose: nothing alarming
+    else if (gone || fraction >= 0.75) level = 'bad';
     else if (age > 2 * (config.heartbeat_interval || 0.5) || fraction >= 0.5) level = 'warn';
     card.hbFill.style.width = `${(fraction * 100).toFixed(1)}%`;
     setClass(card.hbFill, `hb-fill hb-${level}`);

@@ -187,7 +187,8 @@ SCHEMAS: dict[str, dict] = {
     },
 }
 
-NO_BODY = {"description": "No body, or an empty JSON object"}
+NO_BODY = {"description": "No body, or an empty JSON object",
+           "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}}
 
 PATHS: dict[str, dict] = {
     "/": {"get": _op("The dashboard page", {"200": {"description": "HTML",

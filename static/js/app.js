@@ -131,6 +131,8 @@ export function start() {
     const started = performance.now();
     const dirty = store.takeDirty();
     const tick = Math.floor(Date.now() / 1000);
+    // The table first: it reads scroll geometry, which is free only before anything is written.
+    table.render(tick);
     if (dirty.has('stats')) tiles.render(store.stats);
     if (dirty.has('workers') || dirty.has('stats')) {
       workers.render(store.workers, store.config);
@@ -141,7 +143,6 @@ export function start() {
     if (dirty.has('chart')) chart.render(store.series);
     if (dirty.has('log')) log.render(store.log);
     if (dirty.has('chaos')) controls.render();
-    table.render(tick);
     if (store.orders.stubs > 0 && store.lastSeq !== null) sync.request({ stubs: true });
     const ms = performance.now() - started;
     frames.count++;

@@ -44,8 +44,13 @@ def current_rss_mb() -> float:
 def run_child(script: str, *args: str, timeout: float = 900) -> dict:
     """Run one measurement in a fresh interpreter (clean heap, own peak RSS); its last
     stdout line is a JSON object."""
-    out = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True,
-                         text=True, timeout=timeout, check=False)
+    out = subprocess.run(
+        [sys.executable, str(HERE / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{script} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -59,11 +59,23 @@ class Bench:
         from server import Server  # benchmarks/server.py: `orderflow serve` as a subprocess
 
         self.args = args
-        self.server = Server("--no-persist", "--workers", "0", "--log-file", f"{tmp}/of.log",
-                             "--heartbeat-interval", str(args.heartbeat_interval),
-                             "--heartbeat-timeout", str(args.heartbeat_timeout),
-                             "--failure-rate", "0", "--latency-ms", "0,0",
-                             "--log-level", "error")
+        self.server = Server(
+            "--no-persist",
+            "--workers",
+            "0",
+            "--log-file",
+            f"{tmp}/of.log",
+            "--heartbeat-interval",
+            str(args.heartbeat_interval),
+            "--heartbeat-timeout",
+            str(args.heartbeat_timeout),
+            "--failure-rate",
+            "0",
+            "--latency-ms",
+            "0,0",
+            "--log-level",
+            "error",
+        )
         self.http = requests.Session()
         self.procs: dict[int, subprocess.Popen] = {}
         self.seen: list[dict] = []
@@ -85,8 +97,11 @@ class Bench:
                     return event
             if time.monotonic() > deadline:
                 raise TimeoutError("no matching event")
-            page = self.http.get(f"{self.server.url}/api/events",
-                                 params={"after": self._after, "limit": 5000}, timeout=10).json()
+            page = self.http.get(
+                f"{self.server.url}/api/events",
+                params={"after": self._after, "limit": 5000},
+                timeout=10,
+            ).json()
             if page["events"]:
                 self.seen += page["events"]
                 self._after = page["events"][-1]["seq"]
@@ -98,32 +113,60 @@ class Bench:
         return next((w.get("pid") for w in workers if w["id"] == worker_id), None)
 
     def start_worker(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-            str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")])
+            ),
+        }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "worker", "--server", self.server.url,
-             "--handlers", "failover:HANDLERS", "--concurrency", str(self.args.concurrency),
-             "--log-level", "warning"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "dashboard.cli",
+                "worker",
+                "--server",
+                self.server.url,
+                "--handlers",
+                "failover:HANDLERS",
+                "--concurrency",
+                str(self.args.concurrency),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.procs[proc.pid] = proc
-        self.wait_event(lambda e: e["type"] == "worker_added"
-                        and self.pid_of(e["worker_id"]) == proc.pid, 30)
+        self.wait_event(
+            lambda e: e["type"] == "worker_added" and self.pid_of(e["worker_id"]) == proc.pid, 30
+        )
 
     def one_kill(self) -> tuple[float, float]:
         """(seconds until the task ran elsewhere, seconds until the worker was declared dead)."""
-        order_id = self.http.post(f"{self.server.url}/api/orders", json=ORDER,
-                                  timeout=10).json()["id"]
+        order_id = self.http.post(f"{self.server.url}/api/orders", json=ORDER, timeout=10).json()[
+            "id"
+        ]
         started = self.wait_event(
-            lambda e: e["type"] == "task_started" and e["order_id"] == order_id, 30)
+            lambda e: e["type"] == "task_started" and e["order_id"] == order_id, 30
+        )
         victim = started["worker_id"]
         proc = self.procs.pop(self.pid_of(victim))
         killed = time.time()
         os.kill(proc.pid, signal.SIGKILL)
-        moved = self.wait_event(lambda e: e["type"] == "task_started"
-                                and e["order_id"] == order_id and e["worker_id"] != victim, 60)
+        moved = self.wait_event(
+            lambda e: (
+                e["type"] == "task_started"
+                and e["order_id"] == order_id
+                and e["worker_id"] != victim
+            ),
+            60,
+        )
         dead = self.wait_event(
-            lambda e: e["type"] == "worker_dead" and e["worker_id"] == victim, 60)
+            lambda e: e["type"] == "worker_dead" and e["worker_id"] == victim, 60
+        )
         proc.wait(10)
         return moved["ts"] - killed, dead["ts"] - killed
 
@@ -151,21 +194,26 @@ def main() -> int:
             bench.close()
     bound = args.heartbeat_timeout + 2 * args.heartbeat_interval
     p99 = percentile(failover, 99)
-    print(json.dumps({
-        "benchmark": "failover",
-        "server": "orderflow serve (gunicorn gthread)",
-        "kills": args.kills,
-        "worker_processes": args.workers,
-        "heartbeat_interval_s": args.heartbeat_interval,
-        "heartbeat_timeout_s": args.heartbeat_timeout,
-        "bound_s": round(bound, 3),
-        "p50_s": round(percentile(failover, 50), 3),
-        "p99_s": round(p99, 3),
-        "min_s": round(min(failover), 3),
-        "max_s": round(max(failover), 3),
-        "detection_p50_s": round(percentile(detection, 50), 3),
-        "within_bound": p99 <= bound,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "failover",
+                "server": "orderflow serve (gunicorn gthread)",
+                "kills": args.kills,
+                "worker_processes": args.workers,
+                "heartbeat_interval_s": args.heartbeat_interval,
+                "heartbeat_timeout_s": args.heartbeat_timeout,
+                "bound_s": round(bound, 3),
+                "p50_s": round(percentile(failover, 50), 3),
+                "p99_s": round(p99, 3),
+                "min_s": round(min(failover), 3),
+                "max_s": round(max(failover), 3),
+                "detection_p50_s": round(percentile(detection, 50), 3),
+                "within_bound": p99 <= bound,
+            }
+        ),
+        flush=True,
+    )
     return 0 if p99 <= bound else 1
 
 

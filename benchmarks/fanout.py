@@ -44,15 +44,27 @@ class CountingClient:
 
 
 def run(clients: int, orders: int) -> dict:
-    with Server("--no-persist", "--failure-rate", "0", "--latency-ms", "0,0", "--workers", "4",
-                "--threads", "64") as server:
+    with Server(
+        "--no-persist",
+        "--failure-rate",
+        "0",
+        "--latency-ms",
+        "0,0",
+        "--workers",
+        "4",
+        "--threads",
+        "64",
+    ) as server:
         connected = [CountingClient(server.url) for _ in range(clients)]
         try:
             session = requests.Session()
             start = time.perf_counter()
             for first in range(0, orders, 1000):
-                session.post(f"{server.url}/api/orders/bulk",
-                             json={"count": min(1000, orders - first)}, timeout=60).raise_for_status()
+                session.post(
+                    f"{server.url}/api/orders/bulk",
+                    json={"count": min(1000, orders - first)},
+                    timeout=60,
+                ).raise_for_status()
             while True:
                 stats = session.get(f"{server.url}/api/stats", timeout=10).json()
                 if stats["orders"]["completed"] + stats["orders"]["failed"] >= orders:
@@ -73,7 +85,9 @@ def run(clients: int, orders: int) -> dict:
         "clients": clients,
         "cluster_seconds": round(cluster_seconds, 3),
         "events": last_seq,
-        "events_per_s_per_client": round(min(per_client) / delivered_seconds, 1) if per_client else 0,
+        "events_per_s_per_client": round(min(per_client) / delivered_seconds, 1)
+        if per_client
+        else 0,
         "events_per_s_total": round(sum(per_client) / delivered_seconds, 1) if per_client else 0,
         "snapshots": sum(c.snapshots for c in connected),
     }

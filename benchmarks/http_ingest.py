@@ -42,16 +42,20 @@ def post_orders(url: str, orders: int, clients: int) -> dict:
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     elapsed = time.perf_counter() - start
-    return {"orders_per_s": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 50) * 1000, 2),
-            "p99_ms": round(percentile(latencies, 99) * 1000, 2)}
+    return {
+        "orders_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+    }
 
 
 def post_bulk(url: str, requests_count: int, size: int) -> dict:
     with requests.Session() as session:
         start = time.perf_counter()
         for _ in range(requests_count):
-            session.post(f"{url}/api/orders/bulk", json={"count": size}, timeout=60).raise_for_status()
+            session.post(
+                f"{url}/api/orders/bulk", json={"count": size}, timeout=60
+            ).raise_for_status()
         elapsed = time.perf_counter() - start
     return {"orders_per_s": round(requests_count * size / elapsed, 1)}
 
@@ -70,11 +74,19 @@ def main() -> None:
     parser.add_argument("--bulk-requests", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        journal = measure(["--db", str(Path(folder) / "ingest.db"),
-                           "--log-file", str(Path(folder) / "orderflow.log")], args)
+        journal = measure(
+            [
+                "--db",
+                str(Path(folder) / "ingest.db"),
+                "--log-file",
+                str(Path(folder) / "orderflow.log"),
+            ],
+            args,
+        )
     memory = measure(["--no-persist"], args)
-    emit({"benchmark": "http_ingest", "clients": args.clients, "journal": journal,
-          "memory": memory})
+    emit(
+        {"benchmark": "http_ingest", "clients": args.clients, "journal": journal, "memory": memory}
+    )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,24 @@ from common import NOOP_HANDLERS, ORDER, current_rss_mb, emit  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100_000)
-    parser.add_argument("--history", type=int, default=20_000,
-                        help="finished orders and events kept in memory (the defaults)")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=20_000,
+        help="finished orders and events kept in memory (the defaults)",
+    )
     args = parser.parse_args()
 
     from scheduler import Cluster
     from scheduler.tuning import tune_gc
 
     tune_gc()
-    cluster = Cluster(workers=8, handlers=NOOP_HANDLERS, finished_order_history=args.history,
-                      event_history=args.history).start()
+    cluster = Cluster(
+        workers=8,
+        handlers=NOOP_HANDLERS,
+        finished_order_history=args.history,
+        event_history=args.history,
+    ).start()
     gc.collect()
     start_rss = current_rss_mb()
     samples = []
@@ -49,17 +57,19 @@ def main() -> None:
     cluster.stop()
     half = samples[len(samples) // 2]
     end = samples[-1]
-    emit({
-        "benchmark": "memory",
-        "orders": args.orders,
-        "completed": stats["orders"]["completed"],
-        "history_cap": args.history,
-        "start_rss_mb": round(start_rss, 1),
-        "samples": samples,
-        "growth_per_100k_mb": round((end["rss_mb"] - start_rss) * 100_000 / args.orders, 1),
-        "growth_last_half_mb": round(end["rss_mb"] - half["rss_mb"], 1),
-        "target_growth_per_100k_mb": 200,
-    })
+    emit(
+        {
+            "benchmark": "memory",
+            "orders": args.orders,
+            "completed": stats["orders"]["completed"],
+            "history_cap": args.history,
+            "start_rss_mb": round(start_rss, 1),
+            "samples": samples,
+            "growth_per_100k_mb": round((end["rss_mb"] - start_rss) * 100_000 / args.orders, 1),
+            "growth_last_half_mb": round(end["rss_mb"] - half["rss_mb"], 1),
+            "target_growth_per_100k_mb": 200,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,12 @@ def dask_run(orders: int, workers: int) -> dict:
     def step(previous, name):
         return name
 
-    with LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=workers, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         start = time.perf_counter()
         finals = []
         for i in range(orders):
@@ -55,21 +59,35 @@ def main() -> None:
     try:
         import distributed  # noqa: F401
     except ImportError:
-        emit({"benchmark": "peer_dask", "skipped": "dask[distributed] is not installed "
-              "(pip install -e '.[bench]')"})
+        emit(
+            {
+                "benchmark": "peer_dask",
+                "skipped": "dask[distributed] is not installed (pip install -e '.[bench]')",
+            }
+        )
         return
-    dask = run_child("peer_dask.py", "--child", "--orders", str(args.orders),
-                     "--workers", str(args.workers))
-    ours = run_child("throughput.py", "--child", "memory", "--orders", str(args.orders),
-                     "--workers", str(args.workers))
-    emit({
-        "benchmark": "peer_dask",
-        "orders": args.orders,
-        "dask_tasks_per_s": dask["tasks_per_s"],
-        "orderflow_tasks_per_s": ours["tasks_per_s"],
-        "orderflow_vs_dask": round(ours["tasks_per_s"] / dask["tasks_per_s"], 2),
-        "target": 10,
-    })
+    dask = run_child(
+        "peer_dask.py", "--child", "--orders", str(args.orders), "--workers", str(args.workers)
+    )
+    ours = run_child(
+        "throughput.py",
+        "--child",
+        "memory",
+        "--orders",
+        str(args.orders),
+        "--workers",
+        str(args.workers),
+    )
+    emit(
+        {
+            "benchmark": "peer_dask",
+            "orders": args.orders,
+            "dask_tasks_per_s": dask["tasks_per_s"],
+            "orderflow_tasks_per_s": ours["tasks_per_s"],
+            "orderflow_vs_dask": round(ours["tasks_per_s"] / dask["tasks_per_s"], 2),
+            "target": 10,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,13 @@ def orderflow(orders: int, workers: int, persist: bool) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         journal = SQLiteJournal(Path(folder) / "bench.db") if persist else None
-        cluster = Cluster(workers=workers, handlers=NOOP_HANDLERS, journal=journal,
-                          event_history=200_000, finished_order_history=orders)
+        cluster = Cluster(
+            workers=workers,
+            handlers=NOOP_HANDLERS,
+            journal=journal,
+            event_history=200_000,
+            finished_order_history=orders,
+        )
         cluster.start()
         start = time.perf_counter()
         for first in range(0, orders, 1000):
@@ -70,7 +75,9 @@ def orderflow(orders: int, workers: int, persist: bool) -> dict:
         if not cluster.wait_until_idle(timeout=600):
             raise RuntimeError("orders did not finish in 600 s")
         elapsed = time.perf_counter() - start
-        latencies = [e["duration"] for e in cluster.events(after=0) if e["type"] == "order_completed"]
+        latencies = [
+            e["duration"] for e in cluster.events(after=0) if e["type"] == "order_completed"
+        ]
         completed = cluster.stats()["orders"]["completed"]
         cluster.stop()
     if completed != orders:
@@ -93,8 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per mode, interleaved; the median counts")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per mode, interleaved; the median counts"
+    )
     parser.add_argument("--child", choices=["baseline", "memory", "journal"])
     args = parser.parse_args()
     if args.child:
@@ -111,23 +119,37 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"baseline": [], "memory": [], "journal": []}
     for _ in range(args.repeat):
         for mode in runs:  # interleaved, so drift of the machine hits every mode alike
-            runs[mode].append(run_child("throughput.py", "--child", mode, "--orders",
-                                        str(args.orders), "--workers", str(args.workers)))
+            runs[mode].append(
+                run_child(
+                    "throughput.py",
+                    "--child",
+                    mode,
+                    "--orders",
+                    str(args.orders),
+                    "--workers",
+                    str(args.workers),
+                )
+            )
     median = {mode: _median(results) for mode, results in runs.items()}
     base, mem, jour = median["baseline"], median["memory"], median["journal"]
-    emit({
-        "benchmark": "throughput",
-        "orders": args.orders,
-        "workers": args.workers,
-        "repeat": args.repeat,
-        **{mode: figures for mode, figures in median.items()},
-        "memory_vs_baseline": round(mem["tasks_per_s"] / base["tasks_per_s"], 3),
-        "journal_vs_baseline": round(jour["tasks_per_s"] / base["tasks_per_s"], 3),
-        "journal_vs_memory": round(jour["tasks_per_s"] / mem["tasks_per_s"], 3),
-        "targets": {"memory_vs_baseline": 0.35, "journal_vs_baseline": 0.2,
-                    "journal_vs_memory": 0.6},
-        "gc_thresholds": list(__import__("scheduler.tuning").tuning.GC_THRESHOLDS),
-    })
+    emit(
+        {
+            "benchmark": "throughput",
+            "orders": args.orders,
+            "workers": args.workers,
+            "repeat": args.repeat,
+            **{mode: figures for mode, figures in median.items()},
+            "memory_vs_baseline": round(mem["tasks_per_s"] / base["tasks_per_s"], 3),
+            "journal_vs_baseline": round(jour["tasks_per_s"] / base["tasks_per_s"], 3),
+            "journal_vs_memory": round(jour["tasks_per_s"] / mem["tasks_per_s"], 3),
+            "targets": {
+                "memory_vs_baseline": 0.35,
+                "journal_vs_baseline": 0.2,
+                "journal_vs_memory": 0.6,
+            },
+            "gc_thresholds": list(__import__("scheduler.tuning").tuning.GC_THRESHOLDS),
+        }
+    )
 
 
 def _median(results: list[dict]) -> dict:
@@ -135,7 +157,9 @@ def _median(results: list[dict]) -> dict:
     ordered = sorted(results, key=lambda r: r["tasks_per_s"])
     chosen = dict(ordered[len(ordered) // 2])
     chosen["tasks_per_s_all"] = [r["tasks_per_s"] for r in results]
-    chosen["spread"] = round(statistics.pstdev(chosen["tasks_per_s_all"]) / chosen["tasks_per_s"], 3)
+    chosen["spread"] = round(
+        statistics.pstdev(chosen["tasks_per_s_all"]) / chosen["tasks_per_s"], 3
+    )
     return chosen
 
 

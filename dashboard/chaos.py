@@ -14,12 +14,7 @@ error, so an order whose acknowledgement was lost in a crash is neither lost nor
 from __future__ import annotations
 
 import json
-import os
 import random
-import re
-import select
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +26,8 @@ from pathlib import Path
 import requests
 
 from scheduler.invariants import check_history, format_report, load_journal
+
+from .serve_process import ServeProcess
 
 CALM = {"failure_rate": 0.05, "latency_ms": [2, 20]}
 SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300]}
@@ -56,68 +53,17 @@ class ChaosSettings:
     drain_timeout: float = 120.0  # how long to wait for the last orders to finish
 
 
-class OwnedServer:
-    """`orderflow serve` in a process group of its own: SIGKILL takes every process in it."""
-
-    def __init__(self, settings: ChaosSettings, db: Path, port: int = 0):
-        self.settings, self.db = settings, db
-        script = Path(sys.executable).parent / "orderflow"
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "dashboard.cli"]
-        env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_TOKEN"}
-        self.proc = subprocess.Popen(
-            [
-                *command,
-                "serve",
-                "--port",
-                str(port),
-                "--db",
-                str(db),
-                "--log-file",
-                str(db.with_suffix(".log")),
-                "--workers",
-                str(settings.thread_workers),
-                "--heartbeat-interval",
-                str(settings.heartbeat_interval),
-                "--heartbeat-timeout",
-                str(settings.heartbeat_timeout),
-                "--max-retries",
-                str(settings.max_retries),
-                "--failure-rate",
-                str(CALM["failure_rate"]),
-                "--latency-ms",
-                ",".join(map(str, CALM["latency_ms"])),
-                "--log-level",
-                "error",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline() if ready else ""
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        if not match:
-            self.kill()
-            raise RuntimeError(f"orderflow serve did not start on {db}")
-        self.url, self.port = match.group(0), int(match.group(1))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc.stdout.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.proc.stdout.close()
+def owned_server(settings: ChaosSettings, db: Path, port: int = 0) -> ServeProcess:
+    """The persisted server this run owns (and may SIGKILL)."""
+    return ServeProcess(
+        "--db", str(db), "--log-file", str(db.with_suffix(".log")),
+        "--workers", str(settings.thread_workers),
+        "--heartbeat-interval", str(settings.heartbeat_interval),
+        "--heartbeat-timeout", str(settings.heartbeat_timeout),
+        "--max-retries", str(settings.max_retries),
+        "--failure-rate", str(CALM["failure_rate"]),
+        "--latency-ms", ",".join(map(str, CALM["latency_ms"])), "--log-level", "error",
+        port=port)
 
 
 class Driver:
@@ -261,7 +207,7 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         raise ValueError("give --db with --server: the checker reads that server's journal")
     with tempfile.TemporaryDirectory(prefix="orderflow-chaos-") as folder:
         db = Path(settings.db) if settings.db else Path(folder) / "chaos.db"
-        server = OwnedServer(settings, db) if settings.server is None else None
+        server = owned_server(settings, db) if settings.server is None else None
         url = server.url if server else settings.server.rstrip("/")
         driver = Driver(settings, url, out)
         print(f"chaos: {settings.duration:.0f}s against {url}, seed {settings.seed}", file=out)
@@ -310,12 +256,12 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     return report
 
 
-def _restart(settings: ChaosSettings, db: Path, port: int) -> OwnedServer:
+def _restart(settings: ChaosSettings, db: Path, port: int) -> ServeProcess:
     """Start again on the same database, on the same port when it is free again."""
     try:
-        return OwnedServer(settings, db, port)
+        return owned_server(settings, db, port)
     except RuntimeError:
-        return OwnedServer(settings, db, 0)
+        return owned_server(settings, db, 0)
 
 
 def main(args) -> int:

@@ -3,13 +3,7 @@ started again on the same database. These are the issue's crash tests, on the re
 
 from __future__ import annotations
 
-import os
-import re
-import select
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,73 +11,20 @@ import pytest
 import requests
 from conftest import wait_for
 
+from dashboard.serve_process import ServeProcess
+
 ORDER = {"customer": "crash", "items": [{"sku": "X", "qty": 1, "price": 1.0}]}
 
 
-def orderflow_command() -> list[str]:
-    script = Path(sys.executable).parent / "orderflow"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dashboard.cli"]
-
-
-class Server:
-    """`orderflow serve` in its own process group, so SIGKILL takes master and worker."""
+class Server(ServeProcess):
+    """A persisted `orderflow serve` with fast heartbeats, and an HTTP session to it."""
 
     def __init__(self, db: Path, latency: str = "1,3"):
-        env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_TOKEN"}
-        self.proc = subprocess.Popen(
-            [
-                *orderflow_command(),
-                "serve",
-                "--port",
-                "0",
-                "--db",
-                str(db),
-                "--log-file",
-                str(db.parent / "orderflow.log"),
-                "--workers",
-                "4",
-                "--heartbeat-interval",
-                "0.05",
-                "--heartbeat-timeout",
-                "0.5",
-                "--failure-rate",
-                "0",
-                "--latency-ms",
-                latency,
-                "--log-level",
-                "warning",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        assert ready, "orderflow serve printed no URL"
-        match = re.search(r"http://127\.0\.0\.1:\d+", self.proc.stdout.readline())
-        assert match
-        self.url = match.group(0)
+        super().__init__(
+            "--db", str(db), "--log-file", str(db.parent / "orderflow.log"), "--workers", "4",
+            "--heartbeat-interval", "0.05", "--heartbeat-timeout", "0.5",
+            "--failure-rate", "0", "--latency-ms", latency, "--log-level", "warning")
         self.http = requests.Session()
-
-    def kill(self) -> None:
-        """SIGKILL the whole server: no shutdown code runs."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.http.close()
-        self.proc.stdout.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.http.close()
-        self.proc.stdout.close()
 
     def stats(self) -> dict:
         return self.http.get(f"{self.url}/api/stats", timeout=10).json()
@@ -121,6 +62,7 @@ def servers():
     for server in started:
         if server.proc.poll() is None:
             server.kill()
+        server.http.close()
 
 
 def test_sigkill_with_work_in_flight_loses_and_duplicates_nothing(tmp_path, servers):
@@ -134,6 +76,7 @@ def test_sigkill_with_work_in_flight_loses_and_duplicates_nothing(tmp_path, serv
     assert len(set(ids)) == 1000
     wait_for(lambda: first.stats()["orders"]["completed"] >= 100, 60, message="work in flight")
     first.kill()
+    first.http.close()
     finished_before = rows(db, "SELECT COUNT(*) FROM orders WHERE status = 'completed'")[0][0]
     assert finished_before < 1000, "the kill came too late to test recovery"
     seq_before = rows(db, "SELECT MAX(seq) FROM events")[0][0]
@@ -144,6 +87,7 @@ def test_sigkill_with_work_in_flight_loses_and_duplicates_nothing(tmp_path, serv
     sample = second.http.get(f"{second.url}/api/orders/{ids[-1]}", timeout=10).json()
     assert sample["status"] == "completed"
     second.stop()
+    second.http.close()
 
     statuses = Counter(r[0] for r in rows(db, "SELECT status FROM orders"))
     assert statuses == {"completed": 1000}
@@ -160,10 +104,12 @@ def test_every_acknowledged_order_survives_a_sigkill_right_after_its_ack(tmp_pat
         assert response.status_code == 201
         acked.append(response.json()["id"])
     server.kill()  # immediately after the last acknowledgement
+    server.http.close()
     stored = {r[0] for r in rows(db, "SELECT id FROM orders")}
     assert set(acked) <= stored
 
     again = servers(db, latency="0,1")
     wait_for(lambda: again.stats()["orders"]["completed"] == 40, 30, message="acked orders done")
     again.stop()
+    again.http.close()
     assert_journal_consistent(db)

@@ -9,12 +9,11 @@ import os
 import sys
 
 from scheduler import ConfigError
-
 from scheduler.logfile import LogFileError, configure_logging
-from scheduler.tuning import tune_gc
 from scheduler.retention import parse_duration
 from scheduler.schema import StoreError
 from scheduler.store import SQLiteJournal
+from scheduler.tuning import tune_gc
 
 from . import worker_process
 from .runtime import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings
@@ -83,7 +82,8 @@ def _add_chaos(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_prune(sub: argparse._SubParsersAction) -> None:
-    prune = sub.add_parser("prune", help="delete finished orders older than an age from the journal")
+    prune = sub.add_parser("prune",
+                           help="delete finished orders older than an age from the journal")
     prune.add_argument("--older-than", type=_duration, required=True, metavar="AGE",
                        help="for example 7d, 12h or 30m")
     prune.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
@@ -181,7 +181,8 @@ def _prune(args: argparse.Namespace) -> int:
         removed = journal.prune(time.time() - args.older_than)
     finally:
         journal.close()
-    print(f"removed {removed['orders']} finished orders and {removed['events']} events from {args.db}")
+    print(f"removed {removed['orders']} finished orders and {removed['events']} events "
+          f"from {args.db}")
     return 0
 
 

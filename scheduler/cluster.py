@@ -394,8 +394,8 @@ class Cluster:
         return context
 
     def beat(self, worker_id: str) -> bool:
-        with self._lock:
-            return self._core.heartbeat(worker_id, self._clock())
+        # Without the lock on purpose (see SchedulerCore.heartbeat).
+        return self._core.heartbeat(worker_id, self._clock())
 
     # ------------------------------------------------------------------ internals
 

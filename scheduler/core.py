@@ -95,6 +95,7 @@ class SchedulerCore:
         self.tasks_by_state = {s.value: 0 for s in TaskState}
         self._fx = Effects()
         self._ring_load = 0  # tasks held by workers on the ring, for the bounded-load rule
+        self._last_tick: float | None = None
         self._now = 0.0  # time of the stimulus being handled, for event stamps
 
     # ------------------------------------------------------------------ stimuli
@@ -162,7 +163,11 @@ class SchedulerCore:
         return self._flush()
 
     def heartbeat(self, worker_id: str, now: float) -> bool:
-        """Record a sign of life. False tells the worker it was declared dead (or is unknown)."""
+        """Record a sign of life. False tells the worker it was declared dead (or is unknown).
+
+        The one stimulus that is safe without the shell's lock: it only raises one float,
+        so heartbeats keep flowing while a long stimulus (a bulk submit) holds the lock.
+        """
         worker = self.workers.get(worker_id)
         if worker is None or worker.status not in ("alive", "draining"):
             return False
@@ -305,6 +310,14 @@ class SchedulerCore:
         """Periodic duty: declare silent workers dead, release retries whose backoff ended."""
         self._now = now
         timeout = self.config.heartbeat_timeout
+        stalled = self._last_tick is not None and now - self._last_tick > timeout / 2
+        self._last_tick = now
+        if stalled:
+            # The monitor itself was not running (a stalled process, a long pause): it
+            # cannot tell who was silent meanwhile, so every worker gets one more interval.
+            floor = now - self.config.heartbeat_interval
+            for worker in self.workers.values():
+                worker.last_heartbeat = max(worker.last_heartbeat, floor)
         for worker in list(self.workers.values()):
             if worker.status in ("alive", "draining") and now - worker.last_heartbeat > timeout:
                 self._declare_dead(worker, now)

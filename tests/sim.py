@@ -38,11 +38,20 @@ class Sim:
         return oid
 
     def advance(self, seconds: float, beating: tuple[str, ...] | None = None) -> Effects:
-        """Move time on; workers in `beating` (default: all with a queue) heartbeat first."""
-        self.now += seconds
-        for wid in self.queues if beating is None else beating:
-            self.core.heartbeat(wid, self.now)
-        return self.apply(self.core.tick(now=self.now))
+        """Move time on in monitor-sized steps; workers in `beating` (default: all with a
+        queue) heartbeat at every step, the others stay silent."""
+        step = self.core.config.heartbeat_interval / 2
+        target = self.now + seconds
+        merged = Effects()
+        while True:
+            self.now = min(target, self.now + step)
+            for wid in self.queues if beating is None else beating:
+                self.core.heartbeat(wid, self.now)
+            fx = self.apply(self.core.tick(now=self.now))
+            merged.events += fx.events
+            merged.dispatches += fx.dispatches
+            if self.now >= target:
+                return merged
 
     def start_next(self, wid: str):
         """Take the next live dispatch from a worker's queue and start it: (dispatch, ctx)."""

@@ -305,3 +305,25 @@ def test_throughput_counts_completions_over_the_last_minute():
     sim.run_all()
     assert sim.core.throughput(sim.now) == pytest.approx(6 / 60)
     assert sim.core.throughput(sim.now + 61) == 0
+
+
+def test_a_stalled_monitor_gives_workers_one_more_interval_before_judging_them():
+    sim = Sim(workers=2, heartbeat_interval=0.5, heartbeat_timeout=2.0)
+    sim.apply(sim.core.tick(now=0.0))
+    # The monitor did not run for 10 s (say the process was paused): nobody could be heard.
+    sim.now = 10.0
+    sim.apply(sim.core.tick(now=sim.now))
+    assert {w.status for w in sim.core.workers.values()} == {"alive"}
+    # From here on silence counts again: w1 keeps beating, w2 does not.
+    sim.advance(2.0, beating=("w1",))
+    assert sim.core.workers["w1"].status == "alive" and sim.core.workers["w2"].status == "dead"
+
+
+def test_poison_is_recorded_as_a_failed_attempt_naming_the_dead_worker():
+    sim = Sim(workers=3, max_reassignments=0)
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    sim.start_next(holder)
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
+    failed = sim.types(type="task_failed", order_id="o1")
+    assert len(failed) == 1 and failed[0]["poison"] and failed[0]["worker_id"] == holder

@@ -162,6 +162,11 @@ def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp
     with remote_cluster(tmp_path, heartbeat_timeout=5.0) as rc:
         proc = rc.start_worker()
         worker_id = rc.joined(proc)
+        # Cut the line only once the process knows its id: were the acknowledgement of its
+        # registration lost with the connection, joining again under a new id would be right
+        # (and the old id declared dead), which is not what this test is about.
+        wait_for(lambda: f"joined the cluster as {worker_id}" in log_of(proc), 15,
+                 message="the worker to learn its id")
         assert rc.hub.drop_connection(worker_id)
         ids = rc.cluster.submit_many([ORDER] * 20)  # assigned while it may be disconnected
         assert rc.cluster.wait_until_idle(15), log_of(proc)

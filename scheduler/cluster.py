@@ -143,6 +143,11 @@ class Cluster:
         )
         clean = validate_order(data)
         order_id = order_id or new_order_id()
+        self._journal.check()  # refuse before changing anything, not after
+        if idempotency_key is not None:
+            earlier = self.find_by_idempotency_key(idempotency_key)
+            if earlier is not None:
+                raise Conflict(f"idempotency key already used by {earlier}")
         self._call(
             self._core.submit,
             order_id,
@@ -157,6 +162,7 @@ class Cluster:
         """Accept many orders at once, all or none, with a single durable commit."""
         cleaned = [(validate_order(data), new_order_id()) for data in orders]
         workflow = workflow or "ecommerce"
+        self._journal.check()
         if workflow not in self._core.workflows:
             raise UnknownWorkflow(f"unknown workflow {workflow!r}")
         with self._lock:
@@ -174,8 +180,13 @@ class Cluster:
         return [order_id for _, order_id in cleaned]
 
     def find_by_idempotency_key(self, key: str) -> str | None:
+        """The order submitted with `key`: remembered in memory, or found in the journal."""
         with self._lock:
-            return self._core.idempotency.get(key)
+            found = self._core.idempotency.get(key)
+        if found is None:
+            lookup = getattr(self._journal, "find_idempotency_key", None)
+            found = lookup(key) if lookup is not None else None
+        return found
 
     def add_worker(self, worker_id: str | None = None) -> str:
         """Start a thread worker that joins the ring and takes work at once."""
@@ -202,14 +213,15 @@ class Cluster:
             if worker_id in self._executors:
                 raise Conflict(f"worker {worker_id} is already running")
             self._executors[worker_id] = executor
-        executor.start()
         try:
             self._call(self._core.add_worker, worker_id, kind=executor.kind, meta=meta or {})
         except Exception:
             with self._lock:
                 self._executors.pop(worker_id, None)
-            executor.stop()
             raise
+        # Only now: a heartbeat sent before the core knew the worker would be told
+        # "unknown", and the worker would stop itself right after joining.
+        executor.start()
         return worker_id
 
     def kill_worker(self, worker_id: str) -> None:
@@ -371,8 +383,14 @@ class Cluster:
         )
         return context
 
-    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object,
-               following: Dispatch | None = None) -> dict | None:
+    def report(
+        self,
+        worker_id: str,
+        dispatch: Dispatch,
+        ok: bool,
+        value: object,
+        following: Dispatch | None = None,
+    ) -> dict | None:
         """Report an attempt's outcome; with `following`, also start that next task under
         the same lock hold (one hand-over instead of two) and return its context."""
         core = self._core
@@ -385,8 +403,9 @@ class Cluster:
             ticket = self._publish(fx)
             context = None
             if following is not None:
-                fx_next, context = core.start_task(following.task_id, worker_id, following.lease,
-                                                   now)
+                fx_next, context = core.start_task(
+                    following.task_id, worker_id, following.lease, now
+                )
                 ticket_next = self._publish(fx_next)
         self._carry_out(fx, ticket)
         if following is not None:

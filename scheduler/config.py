@@ -68,6 +68,8 @@ class ClusterConfig:
     event_history: int = 20_000
     # Finished orders kept in memory; the oldest are forgotten (the journal keeps them).
     finished_order_history: int = 20_000
+    # Idempotency keys remembered in memory (older ones are looked up in the journal).
+    idempotency_history: int = 200_000
     # Seed for jitter and demo chaos; None draws one from the OS.
     seed: int | None = None
 

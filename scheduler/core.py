@@ -83,7 +83,9 @@ class SchedulerCore:
         self.seq = 0
         self.order_number = 0
         self.lease_counter = 0
-        self.idempotency: dict[str, str] = {}
+        # Idempotency keys outlive the orders kept in memory (their own, larger cap); the
+        # journal answers for older ones.
+        self.idempotency: OrderedDict[str, str] = OrderedDict()
         self._unplaced: deque[str] = deque()  # READY tasks waiting for a live worker
         self._retry_heap: list[tuple[float, int, str]] = []  # (due, lease-at-schedule, task)
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
@@ -133,6 +135,8 @@ class SchedulerCore:
         self.active_orders += 1
         if idempotency_key is not None:
             self.idempotency[idempotency_key] = order_id
+            while len(self.idempotency) > self.config.idempotency_history:
+                self.idempotency.popitem(last=False)
         self._emit(
             "order_submitted",
             order,
@@ -651,9 +655,11 @@ class SchedulerCore:
         was_finished = OrderStatus(order.reported_status) in TERMINAL_ORDER
         self._set_order_status(order, status)
         if was_finished and status not in TERMINAL_ORDER:
-            # Reopened by a manual retry.
+            # Reopened by a manual retry. Its journal row may have been pruned meanwhile:
+            # have the journal write it whole again.
             self.active_orders += 1
             order.finished_at = None
+            order.journaled = False
             self._finished.pop(order.id, None)
         elif status in TERMINAL_ORDER:
             self.active_orders -= 1
@@ -699,8 +705,6 @@ class SchedulerCore:
                 continue
             for task in old.tasks.values():
                 self.tasks.pop(task.id, None)
-            if old.idempotency_key is not None:
-                self.idempotency.pop(old.idempotency_key, None)
 
     def _trim_completions(self, now: float) -> None:
         while self._completions and self._completions[0] < now - THROUGHPUT_WINDOW:

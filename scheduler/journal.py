@@ -16,6 +16,7 @@ class Journal(Protocol):
     def attach(self, core, lock) -> None: ...
     def record(self, fx: Effects, on_commit=None) -> object: ...
     def wait(self, ticket: object) -> None: ...
+    def check(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -31,6 +32,9 @@ class NullJournal:
         return None
 
     def wait(self, ticket: object) -> None:
+        return None
+
+    def check(self) -> None:
         return None
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .core import SchedulerCore
 from .model import ORDER_EVENT_CAP, Effects, Order, Task
-from .states import TERMINAL, TaskState
+from .states import TERMINAL, TERMINAL_ORDER, OrderStatus, TaskState
 
 log = logging.getLogger("orderflow.recovery")
 S = TaskState
@@ -113,6 +113,7 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
             if task.state in TERMINAL:
                 continue
             requeued += _requeue(core, order, task)
+    _recount_unfinished(core)
     log.info(
         "recovered %d orders from the journal; %d unfinished steps queued again",
         len(state.orders),
@@ -121,14 +122,33 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
     return core._flush()
 
 
+def _recount_unfinished(core: SchedulerCore) -> None:
+    """Counts of unfinished orders and tasks come from what was loaded: the snapshot's are
+    older than the tasks' rows (happy-path moves are not journaled). Finished counts are
+    cumulative totals (pruned and evicted orders included) and are kept as snapshotted."""
+    for state in S:
+        if state not in TERMINAL:
+            core.tasks_by_state[state.value] = 0
+    for status in OrderStatus:
+        if status not in TERMINAL_ORDER:
+            core.orders_by_status[status.value] = 0
+    for order in core.orders.values():
+        status = core.order_status(order)
+        if status in TERMINAL_ORDER:
+            continue
+        order.reported_status = status.value
+        core.orders_by_status[status.value] += 1
+        for task in order.tasks.values():
+            if task.state not in TERMINAL:
+                core.tasks_by_state[task.state.value] += 1
+
+
 def _requeue(core: SchedulerCore, order: Order, task: Task) -> int:
     """Put an unfinished step back in line; it gets a worker when workers join."""
     task.waiting_on = {
         d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
     }
     target = S.PENDING if task.waiting_on else S.READY
-    core.tasks_by_state[task.state.value] -= 1
-    core.tasks_by_state[target.value] += 1
     task.state, task.worker, task.lease, task.due = target, None, 0, None
     if target is S.PENDING:
         return 0

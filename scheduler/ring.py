@@ -82,8 +82,9 @@ class HashRing:
         """The key's home worker, ignoring load."""
         return next(self.preference(key), None)
 
-    def place(self, key: str, load: Callable[[str], int], epsilon: float,
-              total: int | None = None) -> str | None:
+    def place(
+        self, key: str, load: Callable[[str], int], epsilon: float, total: int | None = None
+    ) -> str | None:
         """The first worker clockwise from the key whose load is under the bounded capacity.
 
         `total` is the members' combined load when the caller keeps count of it.

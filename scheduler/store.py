@@ -82,10 +82,27 @@ class SQLiteJournal:
         if ticket is None:
             return
         with self._done:
-            while self._committed < ticket and self._failure is None:
-                self._done.wait(1.0)
-            if self._failure is not None and self._committed < ticket:
-                raise StoreError(f"could not write {self.path}: {self._failure}")
+            while self._committed < ticket and self._failure is None and self._thread.is_alive():
+                self._done.wait(0.5)
+            if self._committed >= ticket:
+                return
+            reason = self._failure or "the journal was closed first"
+        raise StoreError(f"could not write {self.path}: {reason}")
+
+    def check(self) -> None:
+        """Raise StoreError if nothing recorded from now on could become durable."""
+        if self._failure is not None:
+            raise StoreError(f"could not write {self.path}: {self._failure}")
+        if self._stop:
+            raise StoreError(f"{self.path} is closed")
+
+    def find_idempotency_key(self, key: str) -> str | None:
+        """The order that used `key`, for keys older than the in-memory window."""
+        with self._read_lock:
+            row = self._read.execute(
+                "SELECT id FROM orders WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         """Write everything still pending, then stop the writer and close the file."""
@@ -245,8 +262,18 @@ class SQLiteJournal:
                     order_updates.append((o.reported_status, finished, o.id))
                     continue
                 o.journaled = True
-                new_orders.append((o.id, o.number, o.workflow.name, o.data, o.idempotency_key,
-                                   o.submitted_at + offset, o.reported_status, finished))
+                new_orders.append(
+                    (
+                        o.id,
+                        o.number,
+                        o.workflow.name,
+                        o.data,
+                        o.idempotency_key,
+                        o.submitted_at + offset,
+                        o.reported_status,
+                        finished,
+                    )
+                )
             counters = {
                 "counters": dict(core.counters),
                 "orders_by_status": dict(core.orders_by_status),
@@ -258,13 +285,17 @@ class SQLiteJournal:
         conn = self._write
         with conn:
             # An order's data never changes: it is serialised once, when it is first written.
+            # An upsert: an order reopened by a retry may still have its row (or not, if
+            # retention pruned it meanwhile).
             conn.executemany(
                 "INSERT INTO orders (id, number, workflow, data, idempotency_key, submitted_at, "
-                "status, finished_at) VALUES (?,?,?,?,?,?,?,?)",
+                "status, finished_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "status = excluded.status, finished_at = excluded.finished_at",
                 [r[:3] + (json.dumps(r[3]),) + r[4:] for r in new_orders],
             )
-            conn.executemany("UPDATE orders SET status = ?, finished_at = ? WHERE id = ?",
-                             order_updates)
+            conn.executemany(
+                "UPDATE orders SET status = ?, finished_at = ? WHERE id = ?", order_updates
+            )
             conn.executemany(
                 "INSERT OR REPLACE INTO tasks (id, order_id, step, state, attempt, attempt_open, "
                 "reassignments, runs, worker, result, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",

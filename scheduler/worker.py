@@ -23,8 +23,14 @@ class WorkerPort(Protocol):
     """What a worker may ask of the cluster; implemented by `Cluster`."""
 
     def begin_task(self, worker_id: str, dispatch: Dispatch) -> dict | None: ...
-    def report(self, worker_id: str, dispatch: Dispatch, ok: bool, value: object,
-               following: Dispatch | None = None) -> dict | None: ...
+    def report(
+        self,
+        worker_id: str,
+        dispatch: Dispatch,
+        ok: bool,
+        value: object,
+        following: Dispatch | None = None,
+    ) -> dict | None: ...
     def beat(self, worker_id: str) -> bool: ...
 
 

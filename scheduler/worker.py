@@ -129,7 +129,12 @@ class ThreadWorker:
             following = self._queue.get_nowait()
         except queue.Empty:
             following = None
-        next_context = self._port.report(self.id, dispatch, ok, value, following)
+        try:
+            next_context = self._port.report(self.id, dispatch, ok, value, following)
+        except BaseException:
+            if following is not None:
+                self._queue.put(following)  # not lost with the failed report
+            raise
         if following is not None:
             self._started = (following, next_context)
 

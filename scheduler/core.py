@@ -579,8 +579,11 @@ class SchedulerCore:
             task = self.tasks[task_id]
             if task.state not in ON_WORKER:
                 continue  # cancelled meanwhile: its order failed through a sibling
-            task.reassignments += 1
             self.counters["reassignments"] += 1
+            if task.state is S.RUNNING:
+                # Only a death while the task ran counts towards poison: a task that keeps
+                # killing its workers is suspect, one that merely waited in a queue is not.
+                task.reassignments += 1
             if task.reassignments > self.config.max_reassignments:
                 task.lease, task.worker = 0, None
                 reason = f"poison: its worker died under it {task.reassignments} times"
@@ -629,12 +632,12 @@ class SchedulerCore:
         self._check_order(order, now, reason=f"step {task.step} {reason}")
 
     def _cancel_task(self, task: Task) -> None:
+        worker = None
         if task.state in ON_WORKER and task.worker is not None:
             worker = self.workers[task.worker]
             self._unload(worker, task.id)
             if worker.running == task.id:
                 worker.running = None
-            self._finish_drain(worker.id)
         task.lease = 0
         task.due = None
         self._move(task, S.CANCELLED)
@@ -647,6 +650,8 @@ class SchedulerCore:
             task.attempt,
             f"order {order.id} step {task.step} cancelled",
         )
+        if worker is not None:
+            self._finish_drain(worker.id)  # after the cancellation, so events read in order
 
     def _check_order(self, order: Order, now: float, reason: str = "") -> None:
         status = self.order_status(order)

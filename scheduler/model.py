@@ -24,7 +24,7 @@ class Task:
     # True while the latest attempt has not failed: a restart after a reassignment is the
     # same attempt (losing a worker is not a retry), a start after a failure is a new one.
     attempt_open: bool = False
-    reassignments: int = 0  # times its worker died under it
+    reassignments: int = 0  # times its worker died while it was running (poison count)
     runs: int = 0  # times a worker started it, whatever the outcome
     worker: str | None = None
     lease: int = 0  # fencing token of the current assignment; 0 = none

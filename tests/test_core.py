@@ -327,3 +327,13 @@ def test_poison_is_recorded_as_a_failed_attempt_naming_the_dead_worker():
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
     failed = sim.types(type="task_failed", order_id="o1")
     assert len(failed) == 1 and failed[0]["poison"] and failed[0]["worker_id"] == holder
+
+
+def test_a_task_that_only_waited_in_a_dead_workers_queue_does_not_count_towards_poison():
+    sim = Sim(workers=3, max_reassignments=0)
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))  # never started
+    task = sim.task("o1", "payment")
+    assert task.state is S.ASSIGNED and task.worker != holder and task.reassignments == 0
+    assert sim.core.counters["reassignments"] == 1  # the move itself is still counted

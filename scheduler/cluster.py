@@ -378,9 +378,14 @@ class Cluster:
     # ------------------------------------------------------------------ worker port
 
     def begin_task(self, worker_id: str, dispatch: Dispatch) -> dict | None:
-        fx, context = self._call_returning(
-            self._core.start_task, dispatch.task_id, worker_id, dispatch.lease
-        )
+        """Start a task taken from a worker's queue: its handler context, or None if the
+        lease is stale (the task moved or was cancelled meanwhile)."""
+        with self._lock:
+            fx, context = self._core.start_task(
+                dispatch.task_id, worker_id, dispatch.lease, self._clock()
+            )
+            ticket = self._publish(fx)
+        self._carry_out(fx, ticket)
         return context
 
     def report(
@@ -427,15 +432,6 @@ class Cluster:
             ticket = self._publish(fx, durable)
         self._carry_out(fx, ticket, durable)
         return fx
-
-    def _call_returning(
-        self, method: Callable[..., tuple[Effects, Any]], *args: Any
-    ) -> tuple[Effects, Any]:
-        with self._lock:
-            fx, value = method(*args, now=self._clock())
-            ticket = self._publish(fx)
-        self._carry_out(fx, ticket)
-        return fx, value
 
     def _publish(self, fx: Effects, durable: bool = False) -> object:
         """Under the lock: queue the events for the journal and subscribers, in seq order.

@@ -45,16 +45,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     store.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
     store.add_argument("--no-persist", action="store_true", help="keep everything in memory only")
     serve.add_argument("--heartbeat-interval", type=float, default=DEFAULTS.heartbeat_interval,
-                       metavar="S")
+                       metavar="S", help="how often each worker proves it is alive")
     serve.add_argument("--heartbeat-timeout", type=float, default=DEFAULTS.heartbeat_timeout,
-                       metavar="S")
-    serve.add_argument("--max-retries", type=int, default=DEFAULTS.max_retries, metavar="N")
+                       metavar="S", help="silence after which a worker is declared dead")
+    serve.add_argument("--max-retries", type=int, default=DEFAULTS.max_retries, metavar="N",
+                       help="retries after a step's first attempt (at most N + 1 attempts)")
     serve.add_argument("--failure-rate", type=float, default=DEFAULTS.failure_rate, metavar="P",
                        help="chance that a demo step attempt fails, 0..1")
     serve.add_argument("--latency-ms", type=_latency, default=DEFAULTS.latency_ms,
                        metavar="MIN,MAX", help="demo step latency range")
     serve.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
-                       help="bearer token for the API and Socket.IO (default: $ORDERFLOW_TOKEN)")
+                       help="bearer token for the API and Socket.IO; $ORDERFLOW_TOKEN if set")
     serve.add_argument("--threads", type=int, default=DEFAULTS.threads,
                        help="server threads; each open Socket.IO connection holds one")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

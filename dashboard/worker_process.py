@@ -624,12 +624,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--server", required=True, type=_server_url, metavar="URL",
                         help="the orderflow server, e.g. http://127.0.0.1:5000")
     worker.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
-                        help="the server's token (default: $ORDERFLOW_TOKEN)")
+                        help="the server's token; $ORDERFLOW_TOKEN if set")
     worker.add_argument("--concurrency", type=_concurrency, default=WorkerOptions.concurrency,
                         metavar="N", help="handlers run at once")
-    worker.add_argument("--name", default=None, help="shown on the dashboard (default: host-pid)")
+    worker.add_argument("--name", default=None, help="shown on the dashboard; host-pid if not given")
     worker.add_argument("--handlers", default=None, metavar="MODULE:ATTR",
-                        help="a dict of step -> callable (default: the demo handlers)")
+                        help="a dict of step -> callable; the demo handlers if not given")
     worker.add_argument("--drain-grace", type=float, default=WorkerOptions.drain_grace,
                         metavar="S", help="after SIGTERM without a connection, how long to "
                         "keep trying to hand in finished results")

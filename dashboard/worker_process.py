@@ -627,7 +627,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="the server's token; $ORDERFLOW_TOKEN if set")
     worker.add_argument("--concurrency", type=_concurrency, default=WorkerOptions.concurrency,
                         metavar="N", help="handlers run at once")
-    worker.add_argument("--name", default=None, help="shown on the dashboard; host-pid if not given")
+    worker.add_argument("--name", default=None,
+                        help="shown on the dashboard; host-pid if not given")
     worker.add_argument("--handlers", default=None, metavar="MODULE:ATTR",
                         help="a dict of step -> callable; the demo handlers if not given")
     worker.add_argument("--drain-grace", type=float, default=WorkerOptions.drain_grace,

@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/orderflow serve
 
 test: $(STAMP)
+	$(BIN)/ruff check scheduler dashboard tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -28,7 +29,7 @@ bench: $(STAMP)
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler dashboard tests
+	$(BIN)/ruff check scheduler dashboard tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info node_modules

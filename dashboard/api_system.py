@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from scheduler import Cluster
+from scheduler.schema import StoreError
 
 from .errors import invalid
 from .openapi import openapi_document
@@ -20,6 +21,13 @@ def _cluster() -> Cluster:
 
 @bp.get("/healthz")
 def healthz():
+    """200 while the server can accept work durably; 503 once its journal cannot be written
+    (a load balancer should stop sending orders here)."""
+    try:
+        _cluster().journal.check()
+    except StoreError as exc:
+        return {"status": "error", "error": {"code": "journal_unavailable",
+                                             "message": str(exc)}}, 503
     return {"status": "ok"}
 
 

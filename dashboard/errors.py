@@ -19,6 +19,7 @@ from scheduler import (
     UnknownWorker,
     UnknownWorkflow,
 )
+from scheduler.schema import StoreError
 
 log = logging.getLogger("orderflow.api")
 
@@ -45,6 +46,8 @@ _SCHEDULER_ERRORS: list[tuple[type[Exception], int, str]] = [
     (OrderValidationError, 422, "validation_error"),
     (ConfigError, 422, "validation_error"),
     (Conflict, 409, "conflict"),
+    # The journal cannot be written: nothing can be accepted durably until it is fixed.
+    (StoreError, 503, "journal_unavailable"),
 ]
 
 _HTTP_CODES = {

@@ -241,3 +241,24 @@ def test_a_new_database_is_created_at_the_current_schema_version(tmp_path):
     SQLiteJournal(db).close()
     assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert db_rows(db, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_a_broken_journal_refuses_new_orders_with_503_and_healthz_says_so(tmp_path):
+    from dashboard import create_app
+
+    journal = SQLiteJournal(tmp_path / "of.db")
+    cluster = Cluster(workers=1, journal=journal, handlers=NOOP, **FAST)
+    app = create_app(cluster=cluster)
+    client = app.test_client()
+    try:
+        cluster.start()
+        assert client.get("/healthz").status_code == 200
+        journal.close()  # as good as a disk that stopped accepting writes
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json["error"]["code"] == "journal_unavailable"
+        before = cluster.stats()["orders_total"]
+        refused = client.post("/api/orders", json=ORDER)
+        assert refused.status_code == 503 and "closed" in refused.json["error"]["message"]
+        assert cluster.stats()["orders_total"] == before  # refused before anything changed
+    finally:
+        cluster.stop()

@@ -34,6 +34,7 @@ def _errors(*statuses: int) -> dict:
         413: "Body larger than 1 MiB",
         415: "Body is not application/json",
         422: "Well-formed JSON with invalid values",
+        503: "The journal cannot be written: nothing is accepted until it is fixed",
     }
     return {str(s): {"description": reasons[s], "content": {JSON: {"schema": _ref("Error")}}}
             for s in statuses}
@@ -200,7 +201,8 @@ PATHS: dict[str, dict] = {
         parameters=[_path("name")], security=[])},
     "/healthz": {"get": _op("Liveness probe (never needs a token)",
                             {"200": _json({"type": "object",
-                                           "properties": {"status": {"const": "ok"}}})},
+                                           "properties": {"status": {"const": "ok"}}}),
+                             **_errors(503)},
                             security=[])},
     "/metrics": {"get": _op("Prometheus metrics", {
         "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
@@ -210,7 +212,7 @@ PATHS: dict[str, dict] = {
             "Submit an order",
             {"201": _json(_ref("Order"), "Created"),
              "200": _json(_ref("Order"), "Repeated Idempotency-Key: the order it created"),
-             **_errors(*BODY_ERRORS)},
+             **_errors(*BODY_ERRORS, 503)},
             parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
                          "schema": {"type": "string", "maxLength": 200}}],
             requestBody=_body(_ref("OrderInput"))),
@@ -228,7 +230,7 @@ PATHS: dict[str, dict] = {
     },
     "/api/orders/bulk": {"post": _op(
         "Submit generated demo orders",
-        {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS)},
+        {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS, 503)},
         requestBody=_body({"type": "object", "required": ["count"], "properties": {
             "count": {"type": "integer", "minimum": 1, "maximum": MAX_BULK_ORDERS},
             "workflow": {"type": "string"}}}))},

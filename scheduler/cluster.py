@@ -24,7 +24,7 @@ from .handlers import Chaos, Handler, demo_handlers
 from .journal import Journal, NullJournal
 from .model import ORDER_EVENT_CAP, Dispatch, Effects
 from .orders import new_order_id, validate_order
-from .recovery import restore
+from .recovery import adopt, restore
 from .states import TERMINAL_ORDER, OrderStatus
 from .subscribers import Subscription
 from .worker import Executor, LoopThread, ThreadWorker
@@ -236,10 +236,27 @@ class Cluster:
         self._call(self._core.drain_worker, worker_id)
 
     def cancel_order(self, order_id: str) -> None:
+        self._bring_back(order_id)
         self._call(self._core.cancel_order, order_id)
 
     def retry_order(self, order_id: str) -> None:
+        """Re-run a failed order from its failed step, even one only the journal still has."""
+        self._bring_back(order_id)
         self._call(self._core.retry_order, order_id)
+
+    def _bring_back(self, order_id: str) -> None:
+        """An order forgotten from memory (finished long ago) is loaded from the journal, so
+        commands on it answer as they would have before: retried, or refused with 409."""
+        with self._lock:
+            if order_id in self._core.orders:
+                return
+        load = getattr(self._journal, "load_order", None)
+        record = load(order_id) if load is not None else None
+        if record is None:
+            return  # the command itself reports the unknown order
+        with self._lock:
+            if order_id not in self._core.orders:
+                adopt(self._core, record)
 
     def subscribe(
         self,

@@ -17,6 +17,7 @@ from .states import TERMINAL, TERMINAL_ORDER, OrderStatus, TaskState
 
 log = logging.getLogger("orderflow.recovery")
 S = TaskState
+FINISHED = frozenset(s.value for s in TERMINAL_ORDER)
 NEW_TASK_ROW = {
     "state": "pending",
     "attempt": 0,
@@ -67,49 +68,13 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
     core.orders_by_status.update(state.orders_by_status)
     core.tasks_by_state.update(state.tasks_by_state)
     core.history.extend(state.recent_events)
-    offset = core.epoch_offset
     requeued = 0
     for rec in state.orders:
-        workflow = core.workflows.get(rec.workflow)
-        if workflow is None:
-            log.error(
-                "order %s uses unknown workflow %r; it stays in the database untouched",
-                rec.id,
-                rec.workflow,
-            )
-            continue
-        tasks = {}
-        rows = {row["step"]: row for row in rec.tasks}
-        for step in workflow.steps:
-            # Steps never snapshotted since submission are still at their beginning.
-            row = rows.get(step) or NEW_TASK_ROW
-            task = Task(f"{rec.id}:{step}", rec.id, step, S(row["state"]), set())
-            task.attempt, task.attempt_open = row["attempt"], bool(row["attempt_open"])
-            task.reassignments, task.runs = row["reassignments"], row["runs"]
-            task.worker, task.result, task.error = row["worker"], row["result"], row["error"]
-            tasks[step] = task
-        order = Order(
-            rec.id,
-            rec.number,
-            workflow,
-            rec.data,
-            tasks,
-            rec.submitted_at - offset,
-            reported_status=rec.status,
-        )
-        order.idempotency_key = rec.idempotency_key
-        order.journaled = True
-        order.finished_at = rec.finished_at - offset if rec.finished_at is not None else None
-        order.events = rec.events[-ORDER_EVENT_CAP:]
-        core.orders[rec.id] = order
-        core.tasks.update((t.id, t) for t in tasks.values())
-        if rec.idempotency_key is not None:
-            core.idempotency[rec.idempotency_key] = rec.id
-        if order.finished_at is not None and rec.status in ("completed", "failed", "cancelled"):
-            core._finished[rec.id] = None
+        order = adopt(core, rec)
+        if order is None or rec.status in FINISHED:
             continue
         core.active_orders += 1
-        for task in tasks.values():
+        for task in order.tasks.values():
             if task.state in TERMINAL:
                 continue
             requeued += _requeue(core, order, task)
@@ -120,6 +85,50 @@ def restore(core: SchedulerCore, state: Recovered, now: float) -> Effects:
         requeued,
     )
     return core._flush()
+
+
+def adopt(core: SchedulerCore, rec: RecoveredOrder) -> Order | None:
+    """Put a journaled order (and its tasks, as recorded) back into the core's memory; a
+    finished one joins the finished orders kept in memory. None for an unknown workflow."""
+    workflow = core.workflows.get(rec.workflow)
+    if workflow is None:
+        log.error(
+            "order %s uses unknown workflow %r; it stays in the database untouched",
+            rec.id,
+            rec.workflow,
+        )
+        return None
+    offset = core.epoch_offset
+    tasks = {}
+    rows = {row["step"]: row for row in rec.tasks}
+    for step in workflow.steps:
+        # Steps never snapshotted since submission are still at their beginning.
+        row = rows.get(step) or NEW_TASK_ROW
+        task = Task(f"{rec.id}:{step}", rec.id, step, S(row["state"]), set())
+        task.attempt, task.attempt_open = row["attempt"], bool(row["attempt_open"])
+        task.reassignments, task.runs = row["reassignments"], row["runs"]
+        task.worker, task.result, task.error = row["worker"], row["result"], row["error"]
+        tasks[step] = task
+    order = Order(
+        rec.id,
+        rec.number,
+        workflow,
+        rec.data,
+        tasks,
+        rec.submitted_at - offset,
+        reported_status=rec.status,
+    )
+    order.idempotency_key = rec.idempotency_key
+    order.journaled = True
+    order.finished_at = rec.finished_at - offset if rec.finished_at is not None else None
+    order.events = rec.events[-ORDER_EVENT_CAP:]
+    core.orders[rec.id] = order
+    core.tasks.update((t.id, t) for t in tasks.values())
+    if rec.idempotency_key is not None:
+        core.idempotency[rec.idempotency_key] = rec.id
+    if rec.status in FINISHED:
+        core._remember_finished(rec.id)
+    return order
 
 
 def _recount_unfinished(core: SchedulerCore) -> None:

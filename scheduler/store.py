@@ -163,6 +163,18 @@ class SQLiteJournal:
             "terminal": row[4] in TERMINAL_STATUSES,
         }
 
+    def load_order(self, order_id: str) -> RecoveredOrder | None:
+        """One order with its tasks and events, to bring it back into memory."""
+        with self._read_lock:
+            row = self._read.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            orders = {row[0]: _recovered_order(row)}
+            _fill_orders(self._read, orders)
+        return orders[order_id]
+
     def story(self, order_id: str) -> list[dict]:
         with self._read_lock:
             rows = self._read.execute(
@@ -404,6 +416,48 @@ def prune_connection(conn: sqlite3.Connection, before_wall: float) -> dict:
     return {"orders": len(ids), "events": events}
 
 
+ORDER_COLUMNS = "id, number, workflow, data, idempotency_key, submitted_at, finished_at, status"
+
+
+def _recovered_order(row: tuple) -> RecoveredOrder:
+    return RecoveredOrder(
+        row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], row[7], []
+    )
+
+
+def _fill_orders(conn: sqlite3.Connection, orders: dict[str, RecoveredOrder]) -> None:
+    """Add each order's task rows and events (through a temp table of their ids)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS load_ids (id TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM load_ids")
+    conn.executemany("INSERT INTO load_ids VALUES (?)", [(i,) for i in orders])
+    for row in conn.execute(
+        "SELECT order_id, step, state, attempt, attempt_open, reassignments, runs, worker, "
+        "result, error FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"
+    ):
+        orders[row[0]].tasks.append(
+            {
+                "step": row[1],
+                "state": row[2],
+                "attempt": row[3],
+                "attempt_open": row[4],
+                "reassignments": row[5],
+                "runs": row[6],
+                "worker": row[7],
+                "result": _loads(row[8]),
+                "error": row[9],
+            }
+        )
+    for row in conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
+        "ORDER BY seq"
+    ):
+        orders[row[3]].events.append(event_from_row(row))
+    conn.execute("DELETE FROM load_ids")
+    # Filling the temp table opened a transaction; end it, or this reader would keep
+    # seeing the database as it was now.
+    conn.commit()
+
+
 def _load(
     conn: sqlite3.Connection,
     lock: threading.Lock,
@@ -422,35 +476,8 @@ def _load(
             (finished_limit,),
         ).fetchall()
         rows.sort(key=lambda r: r[1])
-        orders = {
-            r[0]: RecoveredOrder(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], [])
-            for r in rows
-        }
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS load_ids (id TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM load_ids")
-        conn.executemany("INSERT INTO load_ids VALUES (?)", [(i,) for i in orders])
-        for step_row in conn.execute(
-            "SELECT order_id, step, state, attempt, attempt_open, reassignments, runs, worker, "
-            "result, error FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"
-        ):
-            orders[step_row[0]].tasks.append(
-                {
-                    "step": step_row[1],
-                    "state": step_row[2],
-                    "attempt": step_row[3],
-                    "attempt_open": step_row[4],
-                    "reassignments": step_row[5],
-                    "runs": step_row[6],
-                    "worker": step_row[7],
-                    "result": _loads(step_row[8]),
-                    "error": step_row[9],
-                }
-            )
-        for row in conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
-            "ORDER BY seq"
-        ):
-            orders[row[3]].events.append(event_from_row(row))
+        orders = {r[0]: _recovered_order(r) for r in rows}
+        _fill_orders(conn, orders)
         recent = [
             event_from_row(r)
             for r in conn.execute(
@@ -461,10 +488,6 @@ def _load(
         ]
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
-        conn.execute("DELETE FROM load_ids")
-        # Filling the temp table opened a transaction; end it, or this reader would keep
-        # seeing the database as it was at start-up.
-        conn.commit()
     core_counters = counters.get("counters", {})
     return Recovered(
         orders=list(orders.values()),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from scheduler import Cluster, TaskContext
+from scheduler import Cluster, Conflict, TaskContext
 from scheduler.retention import Pruner, parse_duration
 from scheduler.schema import SCHEMA_VERSION, StoreError
 from scheduler.store import SQLiteJournal
@@ -260,5 +260,35 @@ def test_a_broken_journal_refuses_new_orders_with_503_and_healthz_says_so(tmp_pa
         refused = client.post("/api/orders", json=ORDER)
         assert refused.status_code == 503 and "closed" in refused.json["error"]["message"]
         assert cluster.stats()["orders_total"] == before  # refused before anything changed
+    finally:
+        cluster.stop()
+
+
+def test_a_failed_order_forgotten_from_memory_can_still_be_retried(tmp_path):
+    db = tmp_path / "of.db"
+    declined = {"payment": True}
+
+    def payment(ctx: TaskContext):
+        if declined["payment"]:
+            raise RuntimeError("card declined")
+        return "paid"
+
+    handlers = {**NOOP, "payment": payment}
+    cluster = Cluster(workers=1, journal=SQLiteJournal(db), handlers=handlers,
+                      finished_order_history=2, max_retries=0, **FAST).start()
+    try:
+        failed = cluster.submit(ORDER)
+        assert cluster.wait_until_idle(10)
+        declined["payment"] = False
+        for _ in range(3):
+            cluster.submit(ORDER)
+        assert cluster.wait_until_idle(10)
+        assert failed not in cluster._core.orders  # forgotten; only the journal has it
+        with pytest.raises(Conflict, match="failed and cannot be cancelled"):
+            cluster.cancel_order(failed)
+        cluster.retry_order(failed)
+        assert cluster.wait_until_idle(10)
+        order = cluster.get_order(failed)
+        assert order["status"] == "completed" and order["tasks"]["payment"]["result"] == "paid"
     finally:
         cluster.stop()

@@ -38,6 +38,13 @@ UNJOURNALED_MOVES = frozenset(
 )
 
 
+def _which_attempt(task: Task) -> str:
+    """How a log line names the attempt a move interrupts (or that none had begun)."""
+    if task.attempt == 0 or (task.state is not S.RUNNING and not task.attempt_open):
+        return f"(attempt {task.attempt + 1} not started yet)"
+    return f"attempt {task.attempt}"
+
+
 class SchedulerError(Exception):
     """Base of the errors the facade turns into 4xx answers."""
 
@@ -553,7 +560,7 @@ class SchedulerCore:
             task.step,
             target,
             task.attempt,
-            f"order {order.id} step {task.step} attempt {task.attempt} moved from {from_worker} "
+            f"order {order.id} step {task.step} {_which_attempt(task)} moved from {from_worker} "
             f"to {target or '(no live worker yet)'} ({reason})",
             from_worker=from_worker,
             reason=reason,

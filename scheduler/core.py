@@ -151,6 +151,10 @@ class SchedulerCore:
             None,
             0,
             f"order {order_id} accepted ({wf.name}: {' -> '.join(wf.steps)})",
+            # What a live view needs to draw the order before it fetches it.
+            workflow=wf.name,
+            steps=list(wf.steps),
+            customer=data.get("customer"),
         )
         for step in wf.roots():
             self._make_ready(tasks[step], now)

@@ -25,14 +25,14 @@ function taskFrom(t) {
   };
 }
 
-// "order o-1 accepted (ecommerce: payment -> packing -> shipping)": the steps of a new order,
-// until a page of GET /api/orders brings the real record.
-const ACCEPTED = /\(([^():]+): ([^()]+)\)\s*$/;
-
-function stepsFromMessage(message) {
-  const match = ACCEPTED.exec(message || '');
-  if (!match) return { workflow: null, steps: [] };
-  return { workflow: match[1], steps: match[2].split(' -> ').map((s) => s.trim()).filter(Boolean) };
+// An order_submitted event names the workflow, its steps and the customer: enough to draw a
+// new order until a page of GET /api/orders brings the real record.
+function submittedFields(ev) {
+  return {
+    workflow: typeof ev.workflow === 'string' ? ev.workflow : null,
+    steps: Array.isArray(ev.steps) ? ev.steps.filter((s) => typeof s === 'string') : [],
+    customer: typeof ev.customer === 'string' ? ev.customer : null,
+  };
 }
 
 export class OrderBook {
@@ -190,11 +190,11 @@ export class OrderBook {
   }
 
   _stub(ev) {
-    const { workflow, steps } = stepsFromMessage(ev.message);
+    const { workflow, steps, customer } = submittedFields(ev);
     const key = this.maxKey + 1;
     const rec = {
       id: ev.order_id, key, number: null, version: 0, seq: ev.seq, hydrated: false,
-      customer: null, workflow, steps, status: 'pending',
+      customer, workflow, steps, status: 'pending',
       tasks: Object.fromEntries(steps.map((s) => [s, blankTask()])),
       submittedAt: ev.ts, finishedAt: null, born: performance.now(),
     };

@@ -516,7 +516,9 @@ class Cluster:
             raise Conflict(f"worker {worker_id} is already {worker.status}")
 
     def _order_view(self, order, with_results: bool = True) -> dict:
-        status = self._core.order_status(order)
+        # The status as last derived and announced: the one stats and listings count, so an
+        # order that lost its worker stays "in_progress" rather than looking unstarted.
+        status = OrderStatus(order.reported_status)
         offset = self._core.epoch_offset
         tasks = {}
         for step in order.workflow.steps:

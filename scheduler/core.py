@@ -423,6 +423,15 @@ class SchedulerCore:
         assert ring_load == self._ring_load, (ring_load, self._ring_load)
         active = sum(1 for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER)
         assert active == self.active_orders, (active, self.active_orders)
+        if self.order_number == len(self.orders):  # nothing forgotten: counts must match
+            counted = {s.value: 0 for s in OrderStatus}
+            for order in self.orders.values():
+                counted[order.reported_status] += 1
+            assert counted == self.orders_by_status, (counted, self.orders_by_status)
+            states = {s.value: 0 for s in TaskState}
+            for task in self.tasks.values():
+                states[task.state.value] += 1
+            assert states == self.tasks_by_state, (states, self.tasks_by_state)
 
     # ------------------------------------------------------------------ internals
 

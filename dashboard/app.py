@@ -109,6 +109,8 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
 
     errors.register(app)
     auth.register(app)
+    # Outermost, so it also guards Socket.IO's requests, which never reach Flask's hooks.
+    app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
     for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_system.bp, metrics.bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)

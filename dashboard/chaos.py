@@ -77,6 +77,7 @@ class Driver:
             self.http.headers["Authorization"] = f"Bearer {settings.token}"
         self.acked: list[str] = []
         self.server_errors = 0
+        self.refused: str | None = None  # set if the server refused a valid order
         self.faults: dict[str, int] = {}
         self.process_supported = True
         self._lock = threading.Lock()
@@ -124,7 +125,9 @@ class Driver:
                         self.acked.append(response.json()["id"])
                     break
                 if response is not None and response.status_code < 500:
-                    raise RuntimeError(f"order refused: {response.status_code} {response.text}")
+                    # A well-formed order refused is a bug in the server: stop and say so.
+                    self.refused = f"order refused: {response.status_code} {response.text[:200]}"
+                    return
                 if self._stop_orders.is_set():
                     # The run is over: an order never acknowledged was never accepted.
                     give_up_at = give_up_at or time.monotonic() + 30
@@ -250,6 +253,9 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         )
     report["settled"] = settled
     report["faults"] = driver.faults
+    if driver.refused:
+        report["ok"] = False
+        report["refused"] = driver.refused
     report["process_workers"] = driver.process_supported
     if not settled:
         report["ok"] = False

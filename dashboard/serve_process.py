@@ -1,6 +1,7 @@
 """`orderflow serve` as a child process, in a process group of its own, for the chaos driver,
-the crash tests and the benchmarks: SIGKILL of the group takes the gunicorn master, its
-worker and every worker process the server started, as a real crash of the machine would."""
+the crash tests and the benchmarks: SIGKILL of the group takes the gunicorn master and its
+worker at once, as a crash of the server would. Worker processes the server started run in
+sessions of their own and follow within about a heartbeat, when they see their parent gone."""
 
 from __future__ import annotations
 

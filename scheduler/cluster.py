@@ -236,27 +236,32 @@ class Cluster:
         self._call(self._core.drain_worker, worker_id)
 
     def cancel_order(self, order_id: str) -> None:
-        self._bring_back(order_id)
+        record = self._forgotten(order_id)
+        if record is not None:
+            # Only finished orders are forgotten, and a finished order cannot be cancelled.
+            raise Conflict(f"order {order_id} is {record.status} and cannot be cancelled")
         self._call(self._core.cancel_order, order_id)
 
     def retry_order(self, order_id: str) -> None:
         """Re-run a failed order from its failed step, even one only the journal still has."""
-        self._bring_back(order_id)
+        record = self._forgotten(order_id)
+        if record is not None:
+            if record.status != "failed":
+                raise Conflict(f"order {order_id} is {record.status}; only a failed order "
+                               "can be retried")
+            with self._lock:
+                if order_id not in self._core.orders:
+                    adopt(self._core, record)  # back into memory, to run again
         self._call(self._core.retry_order, order_id)
 
-    def _bring_back(self, order_id: str) -> None:
-        """An order forgotten from memory (finished long ago) is loaded from the journal, so
-        commands on it answer as they would have before: retried, or refused with 409."""
+    def _forgotten(self, order_id: str):
+        """The journal's record of an order no longer in memory (None if it is in memory, or
+        unknown: the command itself then reports it)."""
         with self._lock:
             if order_id in self._core.orders:
-                return
+                return None
         load = getattr(self._journal, "load_order", None)
-        record = load(order_id) if load is not None else None
-        if record is None:
-            return  # the command itself reports the unknown order
-        with self._lock:
-            if order_id not in self._core.orders:
-                adopt(self._core, record)
+        return load(order_id) if load is not None else None
 
     def subscribe(
         self,
@@ -303,7 +308,11 @@ class Cluster:
         """Newest first; `before` is an order's `number`, for paging."""
         with self._lock:
             out = []
-            for order in reversed(self._core.orders.values()):
+            orders = reversed(self._core.orders.values())
+            if self._core.adopted_out_of_order:
+                # An old order brought back by a retry sits at the end of insertion order.
+                orders = sorted(self._core.orders.values(), key=lambda o: -o.number)
+            for order in orders:
                 if before is not None and order.number >= before:
                     continue
                 if status is not None and order.reported_status != status:

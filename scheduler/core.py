@@ -104,6 +104,9 @@ class SchedulerCore:
         self.tasks_by_state = {s.value: 0 for s in TaskState}
         self._fx = Effects()
         self._ring_load = 0  # tasks held by workers on the ring, for the bounded-load rule
+        # True once an old order was brought back from the journal: `orders` is then no
+        # longer in submission order, and listings must sort.
+        self.adopted_out_of_order = False
         self._last_tick: float | None = None
         self._now = 0.0  # time of the stimulus being handled, for event stamps
 

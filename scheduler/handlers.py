@@ -76,10 +76,11 @@ class Chaos:
                 or any(isinstance(v, bool) or not isinstance(v, int | float) for v in latency_ms)
             ):
                 raise ConfigError("latency_ms must be a pair [min, max] of numbers")
-            low, high = float(latency_ms[0]), float(latency_ms[1])
+            low, high = latency_ms
+            # Compared before float(): a 400-digit integer is valid JSON and would overflow.
             if not 0 <= low <= high <= 60_000:
                 raise ConfigError("latency_ms must satisfy 0 <= min <= max <= 60000")
-            latency = (low, high)
+            latency = (float(low), float(high))
         with self._lock:
             self.failure_rate, self.latency_ms = rate, latency
         return self.view()

@@ -122,6 +122,8 @@ def adopt(core: SchedulerCore, rec: RecoveredOrder) -> Order | None:
     order.journaled = True
     order.finished_at = rec.finished_at - offset if rec.finished_at is not None else None
     order.events = rec.events[-ORDER_EVENT_CAP:]
+    if core.orders and rec.number < next(reversed(core.orders.values())).number:
+        core.adopted_out_of_order = True
     core.orders[rec.id] = order
     core.tasks.update((t.id, t) for t in tasks.values())
     if rec.idempotency_key is not None:

@@ -192,13 +192,14 @@ class EventStream:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the step, so a client that connects during it is served at once.
+            self._wake.clear()
             try:
                 wait = self.step(self._clock())
             except Exception:  # noqa: BLE001 - a dead stream would freeze every dashboard
                 log.exception("event stream step failed; retrying")
                 wait = self.settings.interval
             self._wake.wait(wait)
-            self._wake.clear()
 
     # ------------------------------------------------------------------ one iteration
 

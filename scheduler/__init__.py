@@ -2,14 +2,8 @@
 
 from .cluster import Cluster
 from .config import ClusterConfig, ConfigError, RetryPolicy, backoff
-from .core import (
-    Conflict,
-    SchedulerCore,
-    SchedulerError,
-    UnknownOrder,
-    UnknownWorker,
-    UnknownWorkflow,
-)
+from .core import SchedulerCore
+from .errors import Conflict, SchedulerError, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .handlers import Chaos, TaskContext, TaskError, demo_handlers
 from .orders import OrderValidationError, validate_order
 from .ring import HashRing

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import ClusterConfig, RetryPolicy
-from .core import Conflict, SchedulerCore, UnknownOrder, UnknownWorker, UnknownWorkflow
+from .core import SchedulerCore
+from .errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .events import LOG_LEVELS
 from .handlers import Chaos, Handler, demo_handlers
 from .journal import Journal, NullJournal
@@ -247,8 +248,9 @@ class Cluster:
         record = self._forgotten(order_id)
         if record is not None:
             if record.status != "failed":
-                raise Conflict(f"order {order_id} is {record.status}; only a failed order "
-                               "can be retried")
+                raise Conflict(
+                    f"order {order_id} is {record.status}; only a failed order can be retried"
+                )
             with self._lock:
                 if order_id not in self._core.orders:
                     adopt(self._core, record)  # back into memory, to run again

@@ -13,6 +13,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from .config import ClusterConfig, backoff
+from .errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .events import EventHistory
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
 from .ring import HashRing
@@ -38,33 +39,16 @@ UNJOURNALED_MOVES = frozenset(
 )
 
 
+def _attempt_of(task: Task) -> str:
+    """'order o-1 step payment attempt 2': how log lines name a task's current attempt."""
+    return f"order {task.order_id} step {task.step} attempt {task.attempt}"
+
+
 def _which_attempt(task: Task) -> str:
     """How a log line names the attempt a move interrupts (or that none had begun)."""
     if task.attempt == 0 or (task.state is not S.RUNNING and not task.attempt_open):
         return f"(attempt {task.attempt + 1} not started yet)"
     return f"attempt {task.attempt}"
-
-
-class SchedulerError(Exception):
-    """Base of the errors the facade turns into 4xx answers."""
-
-
-class UnknownOrder(SchedulerError, KeyError):
-    def __str__(self) -> str:
-        return f"unknown order {self.args[0]!r}"
-
-
-class UnknownWorker(SchedulerError, KeyError):
-    def __str__(self) -> str:
-        return f"unknown worker {self.args[0]!r}"
-
-
-class UnknownWorkflow(SchedulerError, ValueError):
-    pass
-
-
-class Conflict(SchedulerError):
-    """The object exists but its state does not allow the request (HTTP 409)."""
 
 
 class SchedulerCore:
@@ -149,11 +133,8 @@ class SchedulerCore:
                 self.idempotency.popitem(last=False)
         self._emit(
             "order_submitted",
-            order,
-            None,
-            None,
-            0,
             f"order {order_id} accepted ({wf.name}: {' -> '.join(wf.steps)})",
+            order=order,
             # What a live view needs to draw the order before it fetches it.
             workflow=wf.name,
             steps=list(wf.steps),
@@ -171,7 +152,7 @@ class SchedulerCore:
             raise Conflict(f"worker {worker_id} is already a member")
         self.workers[worker_id] = WorkerRecord(worker_id, kind, "alive", now, now, meta=meta or {})
         self.ring.add(worker_id)
-        self._emit("worker_added", None, None, worker_id, 0, f"worker {worker_id} ({kind}) joined")
+        self._emit("worker_added", f"worker {worker_id} ({kind}) joined", worker=worker_id)
         # Tasks that found no live worker get one now.
         waiting, self._unplaced = self._unplaced, deque()
         for task_id in waiting:
@@ -216,11 +197,9 @@ class SchedulerCore:
         order = self.orders[task.order_id]
         self._emit(
             "task_started",
-            order,
-            task.step,
-            worker_id,
-            task.attempt,
-            f"order {order.id} step {task.step} attempt {task.attempt} started on {worker_id}",
+            f"{_attempt_of(task)} started on {worker_id}",
+            task=task,
+            worker=worker_id,
         )
         context = {
             "order_id": order.id,
@@ -245,14 +224,13 @@ class SchedulerCore:
         task.result = result
         task.error = None
         self._move(task, S.SUCCEEDED)
+        took = round(now - task.started_at, 6) if task.started_at is not None else None
         self._emit(
             "task_succeeded",
-            order,
-            task.step,
-            worker_id,
-            task.attempt,
-            f"order {order.id} step {task.step} attempt {task.attempt} succeeded on {worker_id}",
-            duration=round(now - task.started_at, 6) if task.started_at is not None else None,
+            f"{_attempt_of(task)} succeeded on {worker_id}",
+            task=task,
+            worker=worker_id,
+            duration=took,
         )
         for dependent in order.workflow.dependents[task.step]:
             child = order.tasks[dependent]
@@ -270,18 +248,14 @@ class SchedulerCore:
         task = self._fenced(task_id, worker_id, lease, "failure")
         if task is None:
             return self._flush()
-        order = self.orders[task.order_id]
         self._release_worker(task, worker_id, ok=False)
         task.error = error
         task.attempt_open = False
         self._emit(
             "task_failed",
-            order,
-            task.step,
-            worker_id,
-            task.attempt,
-            f"order {order.id} step {task.step} attempt {task.attempt} failed on {worker_id}: "
-            f"{error}",
+            f"{_attempt_of(task)} failed on {worker_id}: {error}",
+            task=task,
+            worker=worker_id,
             error=error,
         )
         policy = self.config.retry
@@ -293,13 +267,11 @@ class SchedulerCore:
             self.counters["retries"] += 1
             self._emit(
                 "task_retrying",
-                order,
-                task.step,
-                worker_id,
-                task.attempt + 1,
-                f"order {order.id} step {task.step} attempt {task.attempt} on {worker_id} "
-                f"will retry as attempt {task.attempt + 1} of {policy.max_retries + 1} "
-                f"in {delay:.3f}s",
+                f"{_attempt_of(task)} on {worker_id} will retry as attempt {task.attempt + 1} "
+                f"of {policy.max_retries + 1} in {delay:.3f}s",
+                task=task,
+                worker=worker_id,
+                attempt=task.attempt + 1,
                 delay=round(delay, 6),
             )
         else:
@@ -315,7 +287,7 @@ class SchedulerCore:
             raise Conflict(f"worker {worker_id} is {worker.status}; only an alive worker can drain")
         self._leave_ring(worker)
         worker.status = "draining"
-        self._emit("worker_draining", None, None, worker_id, 0, f"worker {worker_id} is draining")
+        self._emit("worker_draining", f"worker {worker_id} is draining", worker=worker_id)
         for task_id in sorted(worker.tasks):
             task = self.tasks[task_id]
             if task.state is S.ASSIGNED:
@@ -370,7 +342,7 @@ class SchedulerCore:
             raise Conflict(
                 f"order {order_id} is {status.value}; only a failed order can be retried"
             )
-        self._emit("order_retried", order, None, None, 0, f"order {order_id} retried by hand")
+        self._emit("order_retried", f"order {order_id} retried by hand", order=order)
         for task in order.tasks.values():
             if task.state is S.SUCCEEDED:
                 continue
@@ -449,21 +421,27 @@ class SchedulerCore:
     def _emit(
         self,
         kind: str,
-        order: Order | None,
-        step: str | None,
-        worker_id: str | None,
-        attempt: int,
         message: str,
+        *,
+        order: Order | None = None,
+        task: Task | None = None,
+        worker: str | None = None,
+        attempt: int | None = None,
         **extra: Any,
     ) -> None:
+        """Record one event. A task's event names its order, step and attempt by itself."""
+        if task is not None and order is None:
+            order = self.orders.get(task.order_id)
+        if attempt is None:
+            attempt = task.attempt if task is not None else 0
         self.seq += 1
         event = {
             "seq": self.seq,
             "ts": round(self._now + self.epoch_offset, 6),
             "type": kind,
             "order_id": order.id if order else None,
-            "step": step,
-            "worker_id": worker_id,
+            "step": task.step if task is not None else None,
+            "worker_id": worker,
             "attempt": attempt,
             "message": message,
         }
@@ -537,16 +515,12 @@ class SchedulerCore:
         ):
             return task
         self.counters["rejected_results"] += 1
-        order = self.orders.get(task.order_id) if task else None
-        step = task.step if task else None
         self._emit(
             "result_rejected",
-            order,
-            step,
-            worker_id,
-            task.attempt if task else 0,
             f"late {what} of {task_id} from {worker_id} rejected "
             f"(lease {lease} is no longer valid)",
+            task=task,
+            worker=worker_id,
         )
         return None
 
@@ -572,12 +546,10 @@ class SchedulerCore:
             self._assign(task, target)
         self._emit(
             "task_reassigned",
-            order,
-            task.step,
-            target,
-            task.attempt,
             f"order {order.id} step {task.step} {_which_attempt(task)} moved from {from_worker} "
             f"to {target or '(no live worker yet)'} ({reason})",
+            task=task,
+            worker=target,
             from_worker=from_worker,
             reason=reason,
         )
@@ -589,12 +561,9 @@ class SchedulerCore:
         worker.running = None
         self._emit(
             "worker_dead",
-            None,
-            None,
-            worker.id,
-            0,
             f"worker {worker.id} declared dead: no heartbeat for {age:.2f}s; "
             f"{len(worker.tasks)} task(s) to move",
+            worker=worker.id,
             tasks=sorted(worker.tasks),
         )
         lost, worker.tasks = sorted(worker.tasks), set()
@@ -610,15 +579,11 @@ class SchedulerCore:
             if task.reassignments > self.config.max_reassignments:
                 task.lease, task.worker = 0, None
                 reason = f"poison: its worker died under it {task.reassignments} times"
-                order = self.orders[task.order_id]
                 self._emit(
                     "task_failed",
-                    order,
-                    task.step,
-                    worker.id,
-                    task.attempt,
-                    f"order {order.id} step {task.step} attempt {task.attempt} failed on "
-                    f"{worker.id}: {reason}",
+                    f"{_attempt_of(task)} failed on {worker.id}: {reason}",
+                    task=task,
+                    worker=worker.id,
                     error=reason,
                     poison=True,
                 )
@@ -631,9 +596,7 @@ class SchedulerCore:
         worker = self.workers.get(worker_id)
         if worker is not None and worker.status == "draining" and not worker.tasks:
             worker.status = "removed"
-            self._emit(
-                "worker_removed", None, None, worker_id, 0, f"worker {worker_id} drained and left"
-            )
+            self._emit("worker_removed", f"worker {worker_id} drained and left", worker=worker_id)
             self._depart(worker_id)
 
     def _depart(self, worker_id: str) -> None:
@@ -664,14 +627,11 @@ class SchedulerCore:
         task.lease = 0
         task.due = None
         self._move(task, S.CANCELLED)
-        order = self.orders[task.order_id]
         self._emit(
             "task_cancelled",
-            order,
-            task.step,
-            task.worker,
-            task.attempt,
-            f"order {order.id} step {task.step} cancelled",
+            f"order {task.order_id} step {task.step} cancelled",
+            task=task,
+            worker=task.worker,
         )
         if worker is not None:
             self._finish_drain(worker.id)  # after the cancellation, so events read in order
@@ -698,19 +658,14 @@ class SchedulerCore:
                 took = now - order.submitted_at
                 self._emit(
                     "order_completed",
-                    order,
-                    None,
-                    None,
-                    0,
                     f"order {order.id} completed in {took:.3f}s",
+                    order=order,
                     duration=round(took, 6),
                 )
             elif status is OrderStatus.FAILED:
-                self._emit(
-                    "order_failed", order, None, None, 0, f"order {order.id} failed: {reason}"
-                )
+                self._emit("order_failed", f"order {order.id} failed: {reason}", order=order)
             else:
-                self._emit("order_cancelled", order, None, None, 0, f"order {order.id} cancelled")
+                self._emit("order_cancelled", f"order {order.id} cancelled", order=order)
             self._remember_finished(order.id)
 
     def _set_order_status(self, order: Order, status: OrderStatus) -> None:

@@ -170,11 +170,8 @@ def _requeue(core: SchedulerCore, order: Order, task: Task) -> int:
         was = f" (it was running on {last['worker_id']} when the server stopped)"
     core._emit(
         "task_recovered",
-        order,
-        task.step,
-        None,
-        task.attempt,
         f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
         f"after a restart{was}",
+        task=task,
     )
     return 1

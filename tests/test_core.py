@@ -5,7 +5,7 @@ import math
 import pytest
 from sim import ORDER, Sim
 
-from scheduler.core import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from scheduler.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from scheduler.states import TaskState
 
 S = TaskState

@@ -17,7 +17,8 @@ from sim import ORDER, Sim
 
 from scheduler import Cluster, TaskContext
 from scheduler.config import ClusterConfig, RetryPolicy
-from scheduler.core import Conflict, SchedulerCore
+from scheduler.core import SchedulerCore
+from scheduler.errors import Conflict
 from scheduler.recovery import restore
 from scheduler.schema import StoreError
 from scheduler.states import TaskState

@@ -7,7 +7,9 @@ from operator import itemgetter
 
 _SEQ = itemgetter("seq")
 
-# The kinds of event the core emits. Subscribers may rely on this set.
+# The kinds of event the core emits. Subscribers may rely on this set. Becoming ready and
+# being queued on a worker are not events: they happen for every step, and `task_started`
+# (or `task_reassigned`) already says where it went.
 EVENT_TYPES = frozenset(
     {
         "order_submitted",
@@ -15,8 +17,6 @@ EVENT_TYPES = frozenset(
         "order_failed",
         "order_cancelled",
         "order_retried",
-        "task_ready",
-        "task_assigned",
         "task_started",
         "task_succeeded",
         "task_failed",

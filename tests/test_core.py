@@ -6,6 +6,7 @@ import pytest
 from sim import ORDER, Sim
 
 from scheduler.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from scheduler.events import EVENT_TYPES
 from scheduler.states import TaskState
 
 S = TaskState
@@ -72,6 +73,7 @@ def test_every_event_has_the_required_fields_and_increasing_seq():
     seqs = [e["seq"] for e in sim.events]
     assert seqs == sorted(set(seqs)) and seqs[0] == 1
     assert all(REQUIRED_EVENT_KEYS <= set(e) for e in sim.events)
+    assert {e["type"] for e in sim.events} <= EVENT_TYPES
 
 
 def test_worker_is_alive_until_its_heartbeat_is_older_than_the_timeout():

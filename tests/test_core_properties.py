@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from sim import Sim
 
 from scheduler.config import RetryPolicy
+from scheduler.events import EVENT_TYPES
 from scheduler.states import TaskState
 from scheduler.workflow import Workflow
 
@@ -109,6 +110,7 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
             break
         sim.advance(1.0, beating=beating)
     assert sim.core.active_orders == 0, "an order was left waiting forever"
+    assert {e["type"] for e in sim.events} <= EVENT_TYPES
 
     succeeded = {}
     for e in sim.types(type="task_succeeded"):

@@ -22,6 +22,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, UnknownWorker
 from scheduler.model import Dispatch
+from scheduler.worker import check_result
 
 from .auth import socket_auth_ok
 from .errors import ApiError, describe, error_body, invalid
@@ -265,6 +266,9 @@ class WorkerHub:
         value = data.get("value")
         if not ok and not isinstance(value, str):
             raise invalid("a failed result carries its error message as value")
+        if ok:
+            # Python's JSON reader accepts NaN and Infinity; nothing that reads ours does.
+            ok, value = check_result(value)
         executor.report(task_id, lease, ok, value)
         return {"ok": True}
 

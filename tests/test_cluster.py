@@ -260,3 +260,16 @@ def test_failures_and_retries_are_logged_naming_order_step_attempt_and_worker(ma
     assert len(failed) == 1 and oid in failed[0] and "payment" in failed[0]
     assert "attempt 1" in failed[0] and "w-1" in failed[0] and "gateway timeout" in failed[0]
     assert len(retry) == 1 and "attempt 2" in retry[0]
+
+
+def test_a_result_that_is_not_valid_json_is_a_failed_attempt(make_cluster):
+    results = iter([float("nan"), {"ok": True}])
+    handlers = {"payment": lambda c: next(results), "packing": lambda c: 1, "shipping": lambda c: 1}
+    cluster = make_cluster(workers=1, handlers=handlers)
+    oid = cluster.submit(ORDER)
+    assert cluster.wait_until_idle(10)
+    payment = cluster.get_order(oid)["tasks"]["payment"]
+    assert payment["status"] == "succeeded" and payment["attempts"] == 2
+    assert payment["result"] == {"ok": True}
+    failed = [e for e in cluster.story(oid) if e["type"] == "task_failed"]
+    assert len(failed) == 1 and "NaN" in failed[0]["error"]

@@ -289,6 +289,23 @@ def test_the_protocol_runs_an_order_and_ignores_repeats(hub_app):
     client.disconnect(namespace=NAMESPACE)
 
 
+def test_a_remote_result_that_is_not_valid_json_is_a_failed_attempt(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    ref = {"worker_id": worker_id, "task_id": task_id, "lease": lease}
+    call(client, "begin", ref)
+    # What a worker's json.dumps writes for float("nan"): Python reads it back, browsers don't.
+    assert call(client, "result", {**ref, "ok": True, "value": float("nan")}) == {"ok": True}
+    failed = wait_for(lambda: [e for e in cluster.story(order_id) if e["type"] == "task_failed"],
+                      5)
+    assert "not valid JSON" in failed[0]["error"]
+    assert cluster.get_order(order_id)["tasks"]["payment"]["result"] is None
+    client.disconnect(namespace=NAMESPACE)
+
+
 def test_a_connection_speaks_only_for_its_own_workers(hub_app):
     first, second = worker_client(hub_app), worker_client(hub_app)
     assert call(second, "heartbeat", {"worker_id": "p-1"})["status"] == 409  # not registered

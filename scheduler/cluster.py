@@ -76,7 +76,7 @@ class Cluster:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._journal.attach(self._core, self._lock)
-        self._executors: dict[str, ThreadWorker] = {}
+        self._executors: dict[str, Executor] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)
         self._stop = threading.Event()
@@ -92,9 +92,8 @@ class Cluster:
         if self._started:
             return self
         self._started = True
-        recover = getattr(self._journal, "recover", None)
-        if recover is not None:
-            state = recover()
+        state = self._journal.recover()
+        if state is not None:
             with self._lock:
                 fx = restore(self._core, state, now=self._clock())
                 ticket = self._publish(fx, durable=True)
@@ -170,12 +169,7 @@ class Cluster:
             now = self._clock()
             merged = Effects()
             for data, order_id in cleaned:
-                fx = self._core.submit(order_id, data, now=now, workflow=workflow)
-                merged.events += fx.events
-                merged.dispatches += fx.dispatches
-                merged.tasks.update(fx.tasks)
-                merged.orders.update(fx.orders)
-            merged.wake_at = fx.wake_at if cleaned else None
+                merged.absorb(self._core.submit(order_id, data, now=now, workflow=workflow))
             ticket = self._publish(merged, durable=True)
         self._carry_out(merged, ticket, durable=True)
         return [order_id for _, order_id in cleaned]
@@ -184,10 +178,7 @@ class Cluster:
         """The order submitted with `key`: remembered in memory, or found in the journal."""
         with self._lock:
             found = self._core.idempotency.get(key)
-        if found is None:
-            lookup = getattr(self._journal, "find_idempotency_key", None)
-            found = lookup(key) if lookup is not None else None
-        return found
+        return found if found is not None else self._journal.find_idempotency_key(key)
 
     def add_worker(self, worker_id: str | None = None) -> str:
         """Start a thread worker that joins the ring and takes work at once."""
@@ -262,8 +253,7 @@ class Cluster:
         with self._lock:
             if order_id in self._core.orders:
                 return None
-        load = getattr(self._journal, "load_order", None)
-        return load(order_id) if load is not None else None
+        return self._journal.load_order(order_id)
 
     def subscribe(
         self,
@@ -299,7 +289,7 @@ class Cluster:
             order = self._core.orders.get(order_id)
             if order is not None:
                 return self._order_view(order)
-        found = self._from_journal("find_order", order_id)
+        found = self._journal.find_order(order_id)
         if found is None:
             raise UnknownOrder(order_id)
         return found
@@ -330,7 +320,7 @@ class Cluster:
             order = self._core.orders.get(order_id)
             if order is not None and len(order.events) < ORDER_EVENT_CAP:
                 return list(order.events)
-        found = self._from_journal("story", order_id)
+        found = self._journal.story(order_id)
         if not found:
             if order is not None:
                 return list(order.events)
@@ -514,10 +504,6 @@ class Cluster:
         self._next_tick = now + wait
         self._wake.wait(wait)
         self._wake.clear()
-
-    def _from_journal(self, method: str, order_id: str):
-        reader = getattr(self._journal, method, None)
-        return reader(order_id) if reader is not None else None
 
     def _require_member(self, worker_id: str) -> None:
         worker = self._core.workers.get(worker_id)

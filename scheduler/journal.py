@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .model import Effects
+
+if TYPE_CHECKING:
+    from .recovery import Recovered, RecoveredOrder
 
 
 class Journal(Protocol):
@@ -18,6 +21,13 @@ class Journal(Protocol):
     def wait(self, ticket: object) -> None: ...
     def check(self) -> None: ...
     def close(self) -> None: ...
+
+    # What the journal still knows beyond memory: None (or nothing) when it keeps nothing.
+    def recover(self) -> Recovered | None: ...
+    def find_order(self, order_id: str) -> dict | None: ...
+    def load_order(self, order_id: str) -> RecoveredOrder | None: ...
+    def story(self, order_id: str) -> list[dict]: ...
+    def find_idempotency_key(self, key: str) -> str | None: ...
 
 
 class NullJournal:
@@ -38,4 +48,19 @@ class NullJournal:
         return None
 
     def close(self) -> None:
+        return None
+
+    def recover(self) -> None:
+        return None
+
+    def find_order(self, order_id: str) -> None:
+        return None
+
+    def load_order(self, order_id: str) -> None:
+        return None
+
+    def story(self, order_id: str) -> list[dict]:
+        return []
+
+    def find_idempotency_key(self, key: str) -> None:
         return None

@@ -98,3 +98,13 @@ class Effects:
     # Tasks and orders this stimulus changed, for the journal to snapshot.
     tasks: dict[str, Task] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
+
+    def absorb(self, later: Effects) -> Effects:
+        """Add the effects of a later stimulus, to carry several out as one."""
+        self.events += later.events
+        self.dispatches += later.dispatches
+        self.departed += later.departed
+        self.tasks.update(later.tasks)
+        self.orders.update(later.orders)
+        self.wake_at = later.wake_at
+        return self

@@ -47,9 +47,7 @@ class Sim:
             self.now = min(target, self.now + step)
             for wid in self.queues if beating is None else beating:
                 self.core.heartbeat(wid, self.now)
-            fx = self.apply(self.core.tick(now=self.now))
-            merged.events += fx.events
-            merged.dispatches += fx.dispatches
+            merged.absorb(self.apply(self.core.tick(now=self.now)))
             if self.now >= target:
                 return merged
 

@@ -46,7 +46,7 @@ def _attempt_of(task: Task) -> str:
 
 def _which_attempt(task: Task) -> str:
     """How a log line names the attempt a move interrupts (or that none had begun)."""
-    if task.attempt == 0 or (task.state is not S.RUNNING and not task.attempt_open):
+    if not task.attempt_open:
         return f"(attempt {task.attempt + 1} not started yet)"
     return f"attempt {task.attempt}"
 
@@ -483,6 +483,12 @@ class SchedulerCore:
     def _load_of(self, worker_id: str) -> int:
         return len(self.workers[worker_id].tasks)
 
+    def _take_off(self, worker: WorkerRecord, task: Task) -> None:
+        """The task no longer occupies the worker, queued or running."""
+        self._unload(worker, task.id)
+        if worker.running == task.id:
+            worker.running = None
+
     def _unload(self, worker: WorkerRecord, task_id: str) -> None:
         """Take a task off a worker, keeping the ring's total load in step."""
         if task_id in worker.tasks:
@@ -526,16 +532,13 @@ class SchedulerCore:
 
     def _release_worker(self, task: Task, worker_id: str, ok: bool) -> None:
         worker = self.workers[worker_id]
-        self._unload(worker, task.id)
-        if worker.running == task.id:
-            worker.running = None
+        self._take_off(worker, task)
         if ok:
             worker.done += 1
         else:
             worker.failed += 1
 
     def _reassign(self, task: Task, from_worker: str, now: float, reason: str) -> None:
-        order = self.orders[task.order_id]
         task.lease = 0
         task.worker = None
         target = self._choose_worker(task.order_id)
@@ -546,8 +549,8 @@ class SchedulerCore:
             self._assign(task, target)
         self._emit(
             "task_reassigned",
-            f"order {order.id} step {task.step} {_which_attempt(task)} moved from {from_worker} "
-            f"to {target or '(no live worker yet)'} ({reason})",
+            f"order {task.order_id} step {task.step} {_which_attempt(task)} moved from "
+            f"{from_worker} to {target or '(no live worker yet)'} ({reason})",
             task=task,
             worker=target,
             from_worker=from_worker,
@@ -621,9 +624,7 @@ class SchedulerCore:
         worker = None
         if task.state in ON_WORKER and task.worker is not None:
             worker = self.workers[task.worker]
-            self._unload(worker, task.id)
-            if worker.running == task.id:
-                worker.running = None
+            self._take_off(worker, task)
         task.lease = 0
         task.due = None
         self._move(task, S.CANCELLED)

@@ -7,9 +7,7 @@ import re
 import select
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,13 +17,9 @@ from web import ORDER
 
 from dashboard.cli import build_parser, main, serve_settings
 from dashboard.runtime import DEFAULT_DB, ServeSettings
+from dashboard.serve_process import orderflow_command
 
 TOKEN = "cli-token"
-
-
-def orderflow_command() -> list[str]:
-    script = Path(sys.executable).parent / "orderflow"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dashboard.cli"]
 
 
 def read_line(stream, timeout: float) -> str:

@@ -123,7 +123,7 @@ class Bench:
             [
                 sys.executable,
                 "-m",
-                "dashboard.cli",
+                "scheduler",
                 "worker",
                 "--server",
                 self.server.url,

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from scheduler import Cluster
-    from scheduler.tuning import tune_gc
+    from scheduler.runtime.tuning import tune_gc
 
     tune_gc()
     cluster = Cluster(

@@ -1,5 +1,5 @@
 """`orderflow serve` (gunicorn, the production server) as a subprocess for benchmarks."""
 
-from dashboard.serve_process import ServeProcess as Server
+from scheduler.chaos.serve_process import ServeProcess as Server
 
 __all__ = ["Server"]

@@ -57,7 +57,7 @@ def baseline(orders: int, workers: int) -> dict:
 
 def orderflow(orders: int, workers: int, persist: bool) -> dict:
     from scheduler import Cluster
-    from scheduler.store import SQLiteJournal
+    from scheduler.journal.sqlite import SQLiteJournal
 
     with tempfile.TemporaryDirectory() as folder:
         journal = SQLiteJournal(Path(folder) / "bench.db") if persist else None
@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         # Every mode runs with the GC tuning `orderflow serve` applies (scheduler/tuning.py).
-        from scheduler.tuning import tune_gc
+        from scheduler.runtime.tuning import tune_gc
 
         tune_gc()
     if args.child == "baseline":

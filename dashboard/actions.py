@@ -10,8 +10,8 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from scheduler import Cluster, Conflict, validate_order
+from scheduler.demo.orders import demo_order
 
-from .demo_orders import demo_order
 from .errors import invalid
 from .parsing import expect_object, int_field, only_fields, optional_text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from scheduler import Cluster
-from scheduler.schema import StoreError
+from scheduler.journal.schema import StoreError
 
 from .errors import invalid
 from .openapi import openapi_document

@@ -15,12 +15,12 @@ from flask import Flask
 from flask_socketio import SocketIO
 
 from scheduler import Cluster
-from scheduler.retention import Pruner
+from scheduler.journal.retention import Pruner
 
 from . import api_orders, api_system, api_workers, auth, errors, metrics, pages, realtime
 from .config import PROJECT_ROOT, DefaultConfig
 from .metrics import Metrics
-from .runtime import ServeSettings, build_cluster, build_pruner
+from .settings import ServeSettings, build_cluster, build_pruner
 from .stream import EventStream, StreamSettings
 from .worker_hub import install_worker_hub
 

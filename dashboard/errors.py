@@ -19,7 +19,7 @@ from scheduler import (
     UnknownWorker,
     UnknownWorkflow,
 )
-from scheduler.schema import StoreError
+from scheduler.journal.schema import StoreError
 
 log = logging.getLogger("orderflow.api")
 

@@ -18,9 +18,10 @@ from typing import IO, Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
+from scheduler.remote.supervisor import own_url
+
 from .app import Services, create_app, services
-from .process_pool import own_url
-from .runtime import ServeSettings, flask_config
+from .settings import ServeSettings, flask_config
 
 log = logging.getLogger("orderflow.server")
 

@@ -21,14 +21,14 @@ from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, UnknownWorker
-from scheduler.model import Dispatch
-from scheduler.worker import check_result
+from scheduler.engine.model import Dispatch
+from scheduler.remote.protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
+from scheduler.remote.supervisor import ProcessPool
+from scheduler.steps.run import check_result
 
 from .auth import socket_auth_ok
 from .errors import ApiError, describe, error_body, invalid
 from .parsing import expect_object, int_field
-from .process_pool import ProcessPool
-from .worker_protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
 
 log = logging.getLogger("orderflow.workers")
 

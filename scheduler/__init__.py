@@ -1,14 +1,15 @@
 """orderflow's scheduling engine: a pure core and a threaded shell. Never imports Flask."""
 
-from .cluster import Cluster
-from .config import ClusterConfig, ConfigError, RetryPolicy, backoff
-from .core import SchedulerCore
-from .errors import Conflict, SchedulerError, UnknownOrder, UnknownWorker, UnknownWorkflow
-from .handlers import Chaos, TaskContext, TaskError, demo_handlers
-from .orders import OrderValidationError, validate_order
-from .ring import HashRing
-from .states import InvalidTransition, OrderStatus, TaskState
-from .workflow import DEFAULT_WORKFLOWS, ECOMMERCE, Workflow, WorkflowError
+from .demo.handlers import Chaos, demo_handlers
+from .engine.config import ClusterConfig, ConfigError, RetryPolicy, backoff
+from .engine.core import SchedulerCore
+from .engine.errors import Conflict, SchedulerError, UnknownOrder, UnknownWorker, UnknownWorkflow
+from .engine.orders import OrderValidationError, validate_order
+from .engine.ring import HashRing
+from .engine.states import InvalidTransition, OrderStatus, TaskState
+from .engine.workflow import DEFAULT_WORKFLOWS, ECOMMERCE, Workflow, WorkflowError
+from .runtime.cluster import Cluster
+from .steps.context import TaskContext, TaskError
 
 __all__ = [
     "Chaos",

@@ -42,7 +42,7 @@ class RemoteCluster:
                      handlers: str | None = None) -> subprocess.Popen:
         """`orderflow worker` against this server; its log goes to a file, never a pipe
         (a full pipe would block the process and stop its heartbeats)."""
-        command = [sys.executable, "-m", "dashboard.cli", "worker", "--server", self.url,
+        command = [sys.executable, "-m", "scheduler", "worker", "--server", self.url,
                    "--concurrency", str(concurrency), *args]
         if token is not None:
             command += ["--token", token]

@@ -3,7 +3,7 @@ failover benchmark (`--handlers remote_handlers:SLOW_PAYMENT`, with tests/ on PY
 
 from __future__ import annotations
 
-from scheduler.handlers import TaskContext
+from scheduler.steps.context import TaskContext
 
 # Long enough for a test to act (SIGSTOP, SIGTERM, SIGKILL) while a payment runs.
 PAYMENT_SECONDS = 1.2

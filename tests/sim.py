@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from scheduler.config import ClusterConfig
-from scheduler.core import SchedulerCore
-from scheduler.model import Dispatch, Effects
+from scheduler.engine.config import ClusterConfig
+from scheduler.engine.core import SchedulerCore
+from scheduler.engine.model import Dispatch, Effects
 
 ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 2, "price": 9.5}]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from web import ORDER, app_over, fast_cluster
 
-from dashboard.runtime import ServeSettings, check_settings, is_loopback
+from dashboard.settings import ServeSettings, check_settings, is_loopback
 from scheduler import ConfigError
 
 TOKEN = "s3cret-token"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 
-from dashboard.chaos import ChaosSettings, run_chaos
+from scheduler.chaos.driver import ChaosSettings, run_chaos
 
 
 def test_thirty_seconds_of_chaos_lose_nothing_and_do_nothing_twice(tmp_path):

@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 from conftest import wait_for
 
-from dashboard.cli import main
 from scheduler import Cluster
-from scheduler.store import SQLiteJournal
+from scheduler.cli import main
+from scheduler.journal.sqlite import SQLiteJournal
 
 ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 1, "price": 3.0}]}
 NOOP = {s: (lambda ctx: None) for s in ("payment", "packing", "shipping")}

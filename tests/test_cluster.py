@@ -9,8 +9,9 @@ import pytest
 from conftest import wait_for
 
 from scheduler import Chaos, Cluster, Conflict, OrderValidationError, UnknownOrder, UnknownWorker
-from scheduler.handlers import TaskContext, demo_handlers
-from scheduler.model import Dispatch
+from scheduler.demo.handlers import demo_handlers
+from scheduler.engine.model import Dispatch
+from scheduler.steps.context import TaskContext
 
 ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 2, "price": 9.5}]}
 FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.3}

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from scheduler.config import ClusterConfig, ConfigError, RetryPolicy, backoff
+from scheduler.engine.config import ClusterConfig, ConfigError, RetryPolicy, backoff
 
 
 def test_backoff_is_full_jitter_under_an_exponential_ceiling():

@@ -5,9 +5,9 @@ import math
 import pytest
 from sim import ORDER, Sim
 
-from scheduler.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
-from scheduler.events import EVENT_TYPES
-from scheduler.states import TaskState
+from scheduler.engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from scheduler.engine.events import EVENT_TYPES
+from scheduler.engine.states import TaskState
 
 S = TaskState
 REQUIRED_EVENT_KEYS = {"seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message"}

@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim import Sim
 
-from scheduler.config import RetryPolicy
-from scheduler.events import EVENT_TYPES
-from scheduler.states import TaskState
-from scheduler.workflow import Workflow
+from scheduler.engine.config import RetryPolicy
+from scheduler.engine.events import EVENT_TYPES
+from scheduler.engine.states import TaskState
+from scheduler.engine.workflow import Workflow
 
 S = TaskState
 

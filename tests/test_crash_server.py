@@ -11,7 +11,7 @@ import pytest
 import requests
 from conftest import wait_for
 
-from dashboard.serve_process import ServeProcess
+from scheduler.chaos.serve_process import ServeProcess
 
 ORDER = {"customer": "crash", "items": [{"sku": "X", "qty": 1, "price": 1.0}]}
 

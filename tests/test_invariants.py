@@ -7,7 +7,7 @@ import copy
 import pytest
 from sim import Sim
 
-from scheduler.invariants import History, check_history, format_report
+from scheduler.chaos.invariants import History, check_history, format_report
 
 
 def history_of(sim: Sim) -> History:

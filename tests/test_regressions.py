@@ -16,13 +16,13 @@ import pytest
 from sim import ORDER, Sim
 
 from scheduler import Cluster, TaskContext
-from scheduler.config import ClusterConfig, RetryPolicy
-from scheduler.core import SchedulerCore
-from scheduler.errors import Conflict
-from scheduler.recovery import restore
-from scheduler.schema import StoreError
-from scheduler.states import TaskState
-from scheduler.store import SQLiteJournal
+from scheduler.engine.config import ClusterConfig, RetryPolicy
+from scheduler.engine.core import SchedulerCore
+from scheduler.engine.errors import Conflict
+from scheduler.engine.states import TaskState
+from scheduler.journal.recovery import restore
+from scheduler.journal.schema import StoreError
+from scheduler.journal.sqlite import SQLiteJournal
 
 S = TaskState
 FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
@@ -240,7 +240,7 @@ def test_a_worker_whose_first_heartbeat_beats_its_join_stops_itself_for_good():
     interval (a bulk submit, a journal swap), the first beat gets False ("unknown worker"),
     the worker stops itself, and is then added to the ring anyway: tasks are placed on a
     worker with no runner until the monitor declares it dead."""
-    from scheduler.worker import ThreadWorker
+    from scheduler.runtime.worker import ThreadWorker
 
     class SlowToJoin(ThreadWorker):
         """Models lock contention: the join's `_call` runs only after the first beat."""

@@ -16,12 +16,12 @@ from conftest import wait_for
 from remote import AUTH, TOKEN, log_of, remote_cluster
 from web import ORDER, app_over, fast_cluster
 
-from dashboard.cli import build_parser
-from dashboard.process_pool import own_url
 from dashboard.worker_hub import hub_of
-from dashboard.worker_process import HandlerSpecError, load_handlers, reconnect_delay
-from dashboard.worker_protocol import EXIT_REFUSED, NAMESPACE
 from scheduler import Chaos
+from scheduler.cli import build_parser
+from scheduler.remote.client import HandlerSpecError, load_handlers, reconnect_delay
+from scheduler.remote.protocol import EXIT_REFUSED, NAMESPACE
+from scheduler.remote.supervisor import own_url
 
 SLOW = "remote_handlers:SLOW_PAYMENT"
 

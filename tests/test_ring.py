@@ -4,7 +4,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from scheduler.ring import HashRing, capacity, stable_hash
+from scheduler.engine.ring import HashRing, capacity, stable_hash
 
 KEYS = [f"o-{i}" for i in range(10_000)]
 
@@ -17,7 +17,7 @@ def ring_of(n: int) -> HashRing:
 
 
 def test_stable_hash_is_the_same_in_another_process_with_another_hash_seed():
-    code = "from scheduler.ring import stable_hash; print(stable_hash('o-42'))"
+    code = "from scheduler.engine.ring import stable_hash; print(stable_hash('o-42'))"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run(
         [sys.executable, "-c", code],

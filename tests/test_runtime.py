@@ -5,7 +5,7 @@ from __future__ import annotations
 from web import ORDER
 
 from dashboard import create_app, services
-from dashboard.runtime import ServeSettings, build_cluster, flask_config
+from dashboard.settings import ServeSettings, build_cluster, flask_config
 
 
 def test_cluster_is_built_from_the_settings_and_not_started():

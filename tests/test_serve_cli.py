@@ -15,9 +15,10 @@ import socketio
 from conftest import wait_for
 from web import ORDER
 
-from dashboard.cli import build_parser, main, serve_settings
-from dashboard.runtime import DEFAULT_DB, ServeSettings
-from dashboard.serve_process import orderflow_command
+from dashboard.command import serve_settings
+from dashboard.settings import DEFAULT_DB, ServeSettings
+from scheduler.chaos.serve_process import orderflow_command
+from scheduler.cli import build_parser, main
 
 TOKEN = "cli-token"
 

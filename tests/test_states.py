@@ -1,6 +1,6 @@
 import pytest
 
-from scheduler.states import (
+from scheduler.engine.states import (
     ALLOWED,
     InvalidTransition,
     OrderStatus,

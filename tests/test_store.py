@@ -11,9 +11,9 @@ import pytest
 from conftest import wait_for
 
 from scheduler import Cluster, Conflict, TaskContext
-from scheduler.retention import Pruner, parse_duration
-from scheduler.schema import SCHEMA_VERSION, StoreError
-from scheduler.store import SQLiteJournal
+from scheduler.journal.retention import Pruner, parse_duration
+from scheduler.journal.schema import SCHEMA_VERSION, StoreError
+from scheduler.journal.sqlite import SQLiteJournal
 
 ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 1, "price": 3.0}]}
 FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}

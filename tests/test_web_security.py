@@ -12,7 +12,7 @@ import websocket
 from web import FAST, LIVE_CONFIG, ORDER, LiveServer, app_over, fast_cluster
 
 from scheduler import Chaos, Cluster
-from scheduler.store import SQLiteJournal
+from scheduler.journal.sqlite import SQLiteJournal
 
 TOKEN = "s3cret-token"
 HUGE_INT = "1" + "0" * 400  # valid JSON; Python's json turns it into an int, not a float

@@ -1,6 +1,6 @@
 import pytest
 
-from scheduler.workflow import ECOMMERCE, ECOMMERCE_INVOICED, Workflow, WorkflowError
+from scheduler.engine.workflow import ECOMMERCE, ECOMMERCE_INVOICED, Workflow, WorkflowError
 
 
 def test_default_workflow_is_payment_packing_shipping():

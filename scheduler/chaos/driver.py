@@ -25,8 +25,7 @@ from pathlib import Path
 
 import requests
 
-from scheduler.invariants import check_history, format_report, load_journal
-
+from .invariants import check_history, format_report, load_journal
 from .serve_process import ServeProcess
 
 CALM = {"failure_rate": 0.05, "latency_ms": [2, 20]}

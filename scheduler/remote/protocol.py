@@ -41,3 +41,7 @@ ID_PREFIX = "p"
 EXIT_REFUSED = 3
 MAX_CONCURRENCY = 64
 MAX_TEXT = 200
+# Set by the server for the worker processes it starts (scheduler/remote/supervisor.py): the
+# spawn id they register with, and the server's pid, so a child exits when its server is gone.
+ENV_SPAWN_ID = "ORDERFLOW_SPAWN_ID"
+ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"

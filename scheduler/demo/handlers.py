@@ -1,42 +1,15 @@
-"""What a step runs: the handler context, demo handlers and live chaos settings."""
+"""The demo steps (payment, packing, invoice, shipping) and the chaos knobs that make them
+slow or failing on purpose, so the dashboard has retries and failures to show."""
 
 from __future__ import annotations
 
 import hashlib
 import random
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
-from .config import ConfigError
-from .orders import order_total
-
-
-class TaskError(Exception):
-    """Raised by a handler to fail an attempt with a readable message."""
-
-
-@dataclass
-class TaskContext:
-    """Everything a handler may use. `idempotency_key` is the same across retries and moves."""
-
-    order_id: str
-    order: dict
-    step: str
-    attempt: int
-    worker_id: str
-    results: dict[str, Any]
-    idempotency_key: str
-    # Set when the worker is stopped or killed, so a slow handler can give up early.
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def sleep(self, seconds: float) -> bool:
-        """Wait like a slow external call; returns False if the worker was stopped meanwhile."""
-        return not self.cancelled.wait(seconds)
-
-
-Handler = Callable[[TaskContext], Any]
+from ..engine.config import ConfigError
+from ..engine.orders import order_total
+from ..steps.context import Handler, TaskContext, TaskError
 
 
 class Chaos:
@@ -138,10 +111,3 @@ def demo_handlers(chaos: Chaos) -> dict[str, Handler]:
         return {"tracking": _reference("tr_", ctx.idempotency_key)}
 
     return {"payment": payment, "packing": packing, "invoice": invoice, "shipping": shipping}
-
-
-def resolve_handler(handlers: Mapping[str, Handler], step: str) -> Handler:
-    handler = handlers.get(step)
-    if handler is None:
-        raise TaskError(f"no handler registered for step {step!r}")
-    return handler

@@ -1,5 +1,6 @@
-"""The `orderflow` command line: `demo` (console), `serve` (HTTP, Socket.IO, metrics),
-`prune` (journal retention) and `worker` (a worker process joining a server)."""
+"""`orderflow serve`: its flags, their checks, and the start of the gunicorn server.
+
+Importing this module loads no Flask: the server itself is imported only when serving."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import os
 import sys
 
 from scheduler import ConfigError
-from scheduler.logfile import LogFileError, configure_logging
-from scheduler.retention import parse_duration
-from scheduler.schema import StoreError
-from scheduler.store import SQLiteJournal
-from scheduler.tuning import tune_gc
+from scheduler.journal.retention import duration_arg
+from scheduler.journal.schema import StoreError
+from scheduler.journal.sqlite import SQLiteJournal
+from scheduler.runtime.logfile import LogFileError, configure_logging
+from scheduler.runtime.tuning import tune_gc
 
-from . import worker_process
-from .runtime import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings
+from .settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings
 
 DEFAULTS = ServeSettings()
 
@@ -32,10 +32,10 @@ def _latency(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(message) from None
 
 
-def _add_serve(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser(
-        "serve", help="run the HTTP API, the Socket.IO event stream and metrics",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+HELP = "run the HTTP API, the Socket.IO event stream, metrics and the dashboard"
+
+
+def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default=DEFAULTS.host,
                        help="address to bind; anything but loopback requires --token")
     serve.add_argument("--port", type=int, default=DEFAULTS.port, help="0 picks a free port")
@@ -61,40 +61,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-file", default=DEFAULT_LOG, metavar="PATH",
                        help="readable log, rotated at 10 MB, 5 kept")
-    serve.add_argument("--retention", type=_duration, default=None, metavar="AGE",
+    serve.add_argument("--retention", type=duration_arg, default=None, metavar="AGE",
                        help="prune finished orders older than AGE (e.g. 7d) every hour")
-
-
-def _add_chaos(sub: argparse._SubParsersAction) -> None:
-    chaos = sub.add_parser(
-        "chaos", help="inject faults under load, then check the journal for lost or doubled work",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    chaos.add_argument("--duration", type=float, default=60.0, help="seconds of faults")
-    chaos.add_argument("--seed", type=int, default=1)
-    chaos.add_argument("--server", default=None, metavar="URL",
-                       help="drive this server instead of starting one (no restart fault)")
-    chaos.add_argument("--db", default=None, metavar="PATH",
-                       help="journal to check (required with --server)")
-    chaos.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"))
-    chaos.add_argument("--rate", type=float, default=25.0, help="orders per second")
-    chaos.add_argument("--no-restart", action="store_true",
-                       help="do not SIGKILL and restart the server halfway")
-    chaos.add_argument("--report", default=None, metavar="FILE", help="also write JSON here")
-
-
-def _add_prune(sub: argparse._SubParsersAction) -> None:
-    prune = sub.add_parser("prune",
-                           help="delete finished orders older than an age from the journal")
-    prune.add_argument("--older-than", type=_duration, required=True, metavar="AGE",
-                       help="for example 7d, 12h or 30m")
-    prune.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
@@ -108,7 +76,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = serve_settings(args)
     try:
         check_settings(settings)
@@ -133,59 +101,3 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import serve  # gunicorn is imported only when serving
 
     return serve(settings)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line; `--token` defaults to $ORDERFLOW_TOKEN as it is now."""
-    parser = argparse.ArgumentParser(prog="orderflow",
-                                     description="Fault-tolerant order processing")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo",
-                          help="run a console demo: orders flow, a worker dies, work recovers")
-    demo.add_argument("--orders", type=int, default=200)
-    demo.add_argument("--workers", type=int, default=4)
-    _add_serve(sub)
-    _add_prune(sub)
-    _add_chaos(sub)
-    worker_process.add_parser(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from scheduler.demo import run_demo
-
-        return run_demo(orders=args.orders, workers=args.workers)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "prune":
-        return _prune(args)
-    if args.command == "chaos":
-        from .chaos import main as chaos_main
-
-        return chaos_main(args)
-    if args.command == "worker":
-        return worker_process.run(args)
-    return 2
-
-
-def _prune(args: argparse.Namespace) -> int:
-    import time
-
-    try:
-        journal = SQLiteJournal(args.db)
-    except StoreError as exc:
-        print(f"orderflow prune: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        removed = journal.prune(time.time() - args.older_than)
-    finally:
-        journal.close()
-    print(f"removed {removed['orders']} finished orders and {removed['events']} events "
-          f"from {args.db}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@ commits twice.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
 import json
@@ -35,11 +34,10 @@ from typing import Any
 
 import socketio
 
-from scheduler.handlers import Chaos, Handler, TaskContext, demo_handlers
-from scheduler.worker import run_handler
-
-from .process_pool import ENV_PARENT_PID, ENV_SPAWN_ID
-from .worker_protocol import EXIT_REFUSED, MAX_CONCURRENCY, NAMESPACE
+from ..demo.handlers import Chaos, demo_handlers
+from ..steps.context import Handler, TaskContext
+from ..steps.run import run_handler
+from .protocol import EXIT_REFUSED, NAMESPACE
 
 log = logging.getLogger("orderflow.worker")
 
@@ -596,66 +594,3 @@ class WorkerProcess:
             closer = threading.Thread(target=self.sio.disconnect, daemon=True)
             closer.start()
             closer.join(0.5)
-
-
-# ---------------------------------------------------------------------- command line
-
-
-def _server_url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
-    return text.rstrip("/")
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_CONCURRENCY}")
-    return value
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    worker = sub.add_parser(
-        "worker", help="run a worker process that joins a server's cluster over Socket.IO",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    worker.add_argument("--server", required=True, type=_server_url, metavar="URL",
-                        help="the orderflow server, e.g. http://127.0.0.1:5000")
-    worker.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
-                        help="the server's token; $ORDERFLOW_TOKEN if set")
-    worker.add_argument("--concurrency", type=_concurrency, default=WorkerOptions.concurrency,
-                        metavar="N", help="handlers run at once")
-    worker.add_argument("--name", default=None,
-                        help="shown on the dashboard; host-pid if not given")
-    worker.add_argument("--handlers", default=None, metavar="MODULE:ATTR",
-                        help="a dict of step -> callable; the demo handlers if not given")
-    worker.add_argument("--drain-grace", type=float, default=WorkerOptions.drain_grace,
-                        metavar="S", help="after SIGTERM without a connection, how long to "
-                        "keep trying to hand in finished results")
-    worker.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
-
-
-def run(args: argparse.Namespace) -> int:
-    """`orderflow worker`: exit 0 after a drain, 3 when refused, 2 for bad arguments."""
-    chaos = Chaos()
-    try:
-        handlers = load_handlers(args.handlers, chaos)
-    except HandlerSpecError as exc:
-        print(f"orderflow worker: error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s orderflow.worker[%(process)d]: "
-                               "%(message)s")
-    parent = os.environ.get(ENV_PARENT_PID)
-    options = WorkerOptions(
-        server=args.server, token=args.token, concurrency=args.concurrency,
-        name=args.name or "", drain_grace=max(0.0, args.drain_grace),
-        parent_pid=int(parent) if parent and parent.isdigit() else None,
-        spawn_id=os.environ.get(ENV_SPAWN_ID) or None)
-    worker = WorkerProcess(options, handlers, chaos)
-    signal.signal(signal.SIGTERM, worker.on_signal)
-    signal.signal(signal.SIGINT, worker.on_signal)
-    return worker.run()

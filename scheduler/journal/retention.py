@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import threading
 import time
 
-from .store import SQLiteJournal
+from .sqlite import SQLiteJournal
 
 log = logging.getLogger("orderflow.retention")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -22,6 +23,14 @@ def parse_duration(text: str) -> float:
             "(for example 7d)"
         )
     return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def duration_arg(text: str) -> float:
+    """`parse_duration` for argparse, which shows the message of an ArgumentTypeError."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class Pruner:

@@ -7,6 +7,8 @@ import logging
 import logging.handlers
 from pathlib import Path
 
+# Where `orderflow serve` writes its readable log unless told otherwise.
+DEFAULT_LOG = "logs/orderflow.log"
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
 

@@ -8,11 +8,9 @@ import ipaddress
 from dataclasses import dataclass
 
 from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy
-from scheduler.retention import Pruner
-from scheduler.store import SQLiteJournal
-
-DEFAULT_DB = "logs/orderflow.db"
-DEFAULT_LOG = "logs/orderflow.log"
+from scheduler.journal.retention import Pruner
+from scheduler.journal.sqlite import DEFAULT_DB, SQLiteJournal
+from scheduler.runtime.logfile import DEFAULT_LOG
 
 
 @dataclass(frozen=True)

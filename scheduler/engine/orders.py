@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
-import time
 from typing import Any
 
 MAX_ITEMS = 1000
@@ -13,26 +11,6 @@ MAX_TEXT = 200
 
 class OrderValidationError(ValueError):
     """The order data is malformed; the message names the field."""
-
-
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def _base36(number: int) -> str:
-    digits = []
-    while number:
-        number, digit = divmod(number, 36)
-        digits.append(_BASE36[digit])
-    return "".join(reversed(digits)) or "0"
-
-
-def new_order_id() -> str:
-    """A time-ordered id, unique across restarts without a counter to persist.
-
-    Microseconds first, then 24 random bits: ids sort by creation time, and the database's
-    indexes grow at their right edge instead of taking inserts at random pages.
-    """
-    return f"o-{_base36(time.time_ns() // 1000)}{secrets.token_hex(3)}"
 
 
 def _text(value: Any, field: str) -> str:

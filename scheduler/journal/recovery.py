@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .core import SchedulerCore
-from .model import ORDER_EVENT_CAP, Effects, Order, Task
-from .states import TERMINAL, TERMINAL_ORDER, OrderStatus, TaskState
+from ..engine.core import SchedulerCore
+from ..engine.model import ORDER_EVENT_CAP, Effects, Order, Task
+from ..engine.states import TERMINAL, TERMINAL_ORDER, OrderStatus, TaskState
 
 log = logging.getLogger("orderflow.recovery")
 S = TaskState

@@ -19,14 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .model import Effects, Order, Task
+from ..engine.model import Effects, Order, Task
 from .recovery import Recovered, RecoveredOrder
 from .schema import SCHEMA_VERSION, StoreError, migrate
 
 if TYPE_CHECKING:
-    from .core import SchedulerCore
+    from ..engine.core import SchedulerCore
 
 log = logging.getLogger("orderflow.store")
+# Where `orderflow serve` and `orderflow prune` keep the journal unless told otherwise.
+DEFAULT_DB = "logs/orderflow.db"
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
 
 

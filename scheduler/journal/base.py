@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from .model import Effects
+from ..engine.model import Effects
 
 if TYPE_CHECKING:
     from .recovery import Recovered, RecoveredOrder

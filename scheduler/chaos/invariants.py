@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .store import EVENT_COLUMNS, event_from_row
-from .workflow import DEFAULT_WORKFLOWS, Workflow
+from ..engine.workflow import DEFAULT_WORKFLOWS, Workflow
+from ..journal.sqlite import EVENT_COLUMNS, event_from_row
 
 TERMINAL = {"completed", "failed", "cancelled"}
 SAMPLE = 10  # violations listed per kind in a report
@@ -148,7 +148,7 @@ def _round(value: float | None) -> float | None:
 
 
 def load_journal(path: str | Path) -> History:
-    """Read a journal written by scheduler.store (read-only; safe while a server runs)."""
+    """Read a journal written by the SQLite journal (read-only; safe while a server runs)."""
     conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
         events = [

@@ -21,13 +21,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scheduler import Conflict
-from scheduler.worker import LoopThread
+from ..engine.errors import Conflict
+from ..runtime.worker import LoopThread
+from .protocol import ENV_PARENT_PID, ENV_SPAWN_ID
 
 log = logging.getLogger("orderflow.workers")
 
-ENV_SPAWN_ID = "ORDERFLOW_SPAWN_ID"
-ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"
 REAP_INTERVAL = 0.2
 
 
@@ -169,7 +168,7 @@ class ProcessPool:
 def default_command(url: str, name: str) -> list[str]:
     """`orderflow worker` run by this interpreter, so it works without the console script."""
     # A short drain grace: when this server goes away, so should its children.
-    return [sys.executable, "-m", "dashboard.cli", "worker", "--server", url, "--name", name,
+    return [sys.executable, "-m", "scheduler", "worker", "--server", url, "--name", name,
             "--drain-grace", "1"]
 
 

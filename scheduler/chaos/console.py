@@ -1,13 +1,15 @@
-"""A console demo of the cluster: orders flow, a worker is killed, its work recovers."""
+"""`orderflow demo`: a console demo of the cluster: orders flow, a worker is killed, its
+work recovers. No server, no journal."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
 
-from .cluster import Cluster
-from .handlers import Chaos, demo_handlers
+from ..demo.handlers import Chaos, demo_handlers
+from ..runtime.cluster import Cluster
 
 DEMO_ORDER = {"customer": "demo", "items": [{"sku": "BOOK-1", "qty": 1, "price": 12.5}]}
 
@@ -43,3 +45,15 @@ def run_demo(orders: int = 200, workers: int = 4, out=sys.stdout) -> int:
             file=out,
         )
         return 0 if stats["orders"]["completed"] + stats["orders"]["failed"] == orders else 1
+
+
+HELP = "run a console demo: orders flow, a worker dies, work recovers"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=4)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_demo(orders=args.orders, workers=args.workers)

@@ -17,19 +17,21 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config import ClusterConfig, RetryPolicy
-from .core import SchedulerCore
-from .errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
-from .events import LOG_LEVELS
-from .handlers import Chaos, Handler, demo_handlers
-from .journal import Journal, NullJournal
-from .model import ORDER_EVENT_CAP, Dispatch, Effects
-from .orders import new_order_id, validate_order
-from .recovery import adopt, restore
-from .states import TERMINAL_ORDER, OrderStatus
+from ..demo.handlers import Chaos, demo_handlers
+from ..engine.config import ClusterConfig, RetryPolicy
+from ..engine.core import SchedulerCore
+from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from ..engine.events import LOG_LEVELS
+from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
+from ..engine.orders import validate_order
+from ..engine.states import TERMINAL_ORDER, OrderStatus
+from ..engine.workflow import Workflow
+from ..journal.base import Journal, NullJournal
+from ..journal.recovery import adopt, restore
+from ..steps.context import Handler
+from .ids import new_order_id
 from .subscribers import Subscription
 from .worker import Executor, LoopThread, ThreadWorker
-from .workflow import Workflow
 
 log = logging.getLogger("orderflow")
 _LEVELS = {name: getattr(logging, level) for name, level in LOG_LEVELS.items()}

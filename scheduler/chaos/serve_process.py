@@ -18,7 +18,7 @@ from pathlib import Path
 def orderflow_command() -> list[str]:
     """The `orderflow` console script next to this interpreter (or the module as fallback)."""
     script = Path(sys.executable).parent / "orderflow"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dashboard.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "scheduler"]
 
 
 class ServeProcess:

@@ -1,0 +1,2 @@
+"""The journal: its interface, the SQLite implementation, the schema and its migrations,
+recovery after a restart, and retention."""

@@ -1,0 +1,73 @@
+"""`orderflow worker`: its flags, and the process's signals, logging and exit status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from ..demo.handlers import Chaos
+from .client import HandlerSpecError, WorkerOptions, WorkerProcess, load_handlers
+from .protocol import ENV_PARENT_PID, ENV_SPAWN_ID, MAX_CONCURRENCY
+
+
+def _server_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_CONCURRENCY}")
+    return value
+
+
+HELP = "run a worker process that joins a server's cluster over Socket.IO"
+
+
+def add_arguments(worker: argparse.ArgumentParser) -> None:
+    worker.add_argument("--server", required=True, type=_server_url, metavar="URL",
+                        help="the orderflow server, e.g. http://127.0.0.1:5000")
+    worker.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
+                        help="the server's token; $ORDERFLOW_TOKEN if set")
+    worker.add_argument("--concurrency", type=_concurrency, default=WorkerOptions.concurrency,
+                        metavar="N", help="handlers run at once")
+    worker.add_argument("--name", default=None,
+                        help="shown on the dashboard; host-pid if not given")
+    worker.add_argument("--handlers", default=None, metavar="MODULE:ATTR",
+                        help="a dict of step -> callable; the demo handlers if not given")
+    worker.add_argument("--drain-grace", type=float, default=WorkerOptions.drain_grace,
+                        metavar="S", help="after SIGTERM without a connection, how long to "
+                        "keep trying to hand in finished results")
+    worker.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    """`orderflow worker`: exit 0 after a drain, 3 when refused, 2 for bad arguments."""
+    chaos = Chaos()
+    try:
+        handlers = load_handlers(args.handlers, chaos)
+    except HandlerSpecError as exc:
+        print(f"orderflow worker: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s orderflow.worker[%(process)d]: "
+                               "%(message)s")
+    parent = os.environ.get(ENV_PARENT_PID)
+    options = WorkerOptions(
+        server=args.server, token=args.token, concurrency=args.concurrency,
+        name=args.name or "", drain_grace=max(0.0, args.drain_grace),
+        parent_pid=int(parent) if parent and parent.isdigit() else None,
+        spawn_id=os.environ.get(ENV_SPAWN_ID) or None)
+    worker = WorkerProcess(options, handlers, chaos)
+    signal.signal(signal.SIGTERM, worker.on_signal)
+    signal.signal(signal.SIGINT, worker.on_signal)
+    return worker.run()

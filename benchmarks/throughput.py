@@ -24,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import NOOP_HANDLERS, ORDER, STEPS, emit, peak_rss_mb, percentile, run_child  # noqa: E402
 
+from scheduler.runtime.tuning import GC_THRESHOLDS  # noqa: E402
+
 
 def baseline(orders: int, workers: int) -> dict:
     """The same chain with nothing but a thread pool: each step's callback submits the next."""
@@ -147,7 +149,7 @@ def main() -> None:
                 "journal_vs_baseline": 0.2,
                 "journal_vs_memory": 0.6,
             },
-            "gc_thresholds": list(__import__("scheduler.tuning").tuning.GC_THRESHOLDS),
+            "gc_thresholds": list(GC_THRESHOLDS),
         }
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 from sim import Sim
@@ -12,15 +13,7 @@ from scheduler.chaos.invariants import History, check_history, format_report
 
 def history_of(sim: Sim) -> History:
     core = sim.core
-    orders = {
-        o.id: {"status": core.order_status(o).value, "workflow": o.workflow.name}
-        for o in core.orders.values()
-    }
-    tasks = {
-        (t.order_id, t.step): {"state": t.state.value, "attempt": t.attempt, "error": t.error}
-        for t in core.tasks.values()
-    }
-    return History(list(sim.events), orders, tasks)
+    return History(list(sim.events), {o.id: core.order_record(o) for o in core.orders.values()})
 
 
 @pytest.fixture
@@ -64,7 +57,7 @@ def test_an_acknowledged_order_missing_from_the_journal_is_lost(clean):
 def test_an_unfinished_order_is_stuck(clean):
     sim, ids = clean
     history = history_of(sim)
-    history.orders["o1"]["status"] = "in_progress"
+    history.orders["o1"] = dataclasses.replace(history.orders["o1"], status="in_progress")
     assert check_history(history, ids, max_retries=3)["stuck"] == 1
 
 

@@ -20,7 +20,7 @@ from scheduler.engine.config import ClusterConfig, RetryPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.errors import Conflict
 from scheduler.engine.states import TaskState
-from scheduler.journal.recovery import restore
+from scheduler.journal.recovery import recover_into
 from scheduler.journal.schema import StoreError
 from scheduler.journal.sqlite import SQLiteJournal
 
@@ -66,7 +66,7 @@ class JournaledSim(Sim):
         settings = dict(self._settings)
         settings.setdefault("seed", 7)
         core = SchedulerCore(ClusterConfig(workers=0, **settings))
-        restore(core, state, now=self.now)
+        recover_into(core, state, now=self.now)
         return core
 
 

@@ -292,3 +292,93 @@ def test_a_failed_order_forgotten_from_memory_can_still_be_retried(tmp_path):
         assert order["status"] == "completed" and order["tasks"]["payment"]["result"] == "paid"
     finally:
         cluster.stop()
+
+
+def table_columns(db, table) -> tuple[str, ...]:
+    return tuple(r[1] for r in db_rows(db, f"PRAGMA table_info({table})"))
+
+
+def test_the_schema_holds_exactly_the_columns_the_row_encoder_writes(tmp_path):
+    from scheduler.journal import rows
+
+    db = tmp_path / "of.db"
+    SQLiteJournal(db).close()
+    assert table_columns(db, "tasks") == rows.TASK_FIELDS
+    assert table_columns(db, "orders") == rows.ORDER_FIELDS
+    assert table_columns(db, "events") == (*rows.EVENT_FIELDS, "duration", "extra")
+
+
+def test_a_version_1_database_is_migrated_and_its_orders_still_load(tmp_path):
+    from scheduler.journal.schema import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO orders VALUES ('o-old', 1, 'ecommerce', ?, NULL, 1.0, 'completed', 2.0)",
+        ('{"customer": "ada", "items": []}',),
+    )
+    conn.execute(
+        "INSERT INTO tasks VALUES ('o-old:payment', 'o-old', 'payment', 'succeeded', 1, 0, 0, "
+        "1, 'w-1', '{\"charge_id\": \"ch_1\"}', NULL)"
+    )
+    conn.commit()
+    conn.close()
+    journal = SQLiteJournal(db)
+    try:
+        order = journal.find_order("o-old")
+    finally:
+        journal.close()
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert order["tasks"]["payment"]["result"] == {"charge_id": "ch_1"}
+    assert order["tasks"]["payment"]["retry_at"] is None
+
+
+def test_retry_at_is_served_in_wall_clock_seconds_like_every_other_timestamp(tmp_path):
+    import time
+
+    from scheduler import RetryPolicy
+
+    def declines(ctx: TaskContext):
+        raise RuntimeError("declined")
+
+    cluster = Cluster(
+        workers=1,
+        handlers={"payment": declines, "packing": noop, "shipping": noop},
+        retry=RetryPolicy(max_retries=1, backoff_base=30.0, backoff_cap=30.0),
+        **FAST,
+    ).start()
+    try:
+        oid = cluster.submit(ORDER)
+        wait_for(lambda: cluster.get_order(oid)["tasks"]["payment"]["status"] == "retry_wait", 10)
+        order = cluster.get_order(oid)
+        retry_at = order["tasks"]["payment"]["retry_at"]
+        assert order["submitted_at"] <= retry_at <= time.time() + 30.0
+    finally:
+        cluster.stop()
+
+
+def test_a_restart_loads_only_as_many_finished_orders_as_memory_keeps(tmp_path):
+    db = tmp_path / "of.db"
+    cluster = open_cluster(db, finished_order_history=3, event_history=100)
+    cluster.submit_many([ORDER] * 8)
+    assert cluster.wait_until_idle(10)
+    cluster.stop()
+
+    asked = []
+
+    class Spy(SQLiteJournal):
+        def recover(self, finished_orders, recent_events):
+            asked.append((finished_orders, recent_events))
+            return super().recover(finished_orders, recent_events)
+
+    again = Cluster(workers=0, journal=Spy(db), handlers=NOOP, finished_order_history=3,
+                    event_history=100, **FAST).start()
+    try:
+        assert asked == [(3, 100)]
+        assert len(again.orders(limit=50)) == 3
+        assert again.stats()["orders"]["completed"] == 8
+    finally:
+        again.stop()

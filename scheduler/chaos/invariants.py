@@ -1,7 +1,8 @@
 """Checking a run from its record, Jepsen-style: was anything lost, stuck or done twice?
 
-`check_history` is pure: it takes the journal's events and orders (and what a client knows
-it submitted) and returns a report; `load_journal` reads those from a SQLite journal.
+`check_history` is pure: it takes the journal's events and order records (and what a client
+knows it submitted) and returns a report; `load_journal` reads those from a SQLite journal
+through the journal's own row encoder.
 """
 
 from __future__ import annotations
@@ -10,23 +11,31 @@ import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord
 from ..engine.workflow import DEFAULT_WORKFLOWS, Workflow
-from ..journal.sqlite import EVENT_COLUMNS, event_from_row
+from ..journal.rows import (
+    EVENT_COLUMNS,
+    ORDER_COLUMNS,
+    TASK_COLUMNS,
+    event_from_row,
+    order_from_row,
+    task_from_row,
+)
 
-TERMINAL = {"completed", "failed", "cancelled"}
+TERMINAL = FINISHED_STATUSES
 SAMPLE = 10  # violations listed per kind in a report
 
 
 @dataclass
 class History:
     events: list[dict]  # every event, in seq order
-    orders: dict[str, dict]  # id -> {"status", "workflow"}
-    tasks: dict[tuple[str, str], dict] = field(
-        default_factory=dict
-    )  # -> {"state", "attempt", "error"}
+    orders: dict[str, OrderRecord]  # by id, each with its task records
+
+    def tasks(self) -> list[TaskRecord]:
+        return [task for order in self.orders.values() for task in order.tasks]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -51,7 +60,7 @@ def check_history(
     violations: dict[str, list] = defaultdict(list)
 
     # Nothing lost, nothing stuck.
-    statuses = {oid: orders[oid]["status"] for oid in submitted if oid in orders}
+    statuses = {oid: orders[oid].status for oid in submitted if oid in orders}
     violations["lost"] = [oid for oid in submitted if oid not in orders]
     violations["stuck"] = [oid for oid, status in statuses.items() if status not in TERMINAL]
     counts = {s: sum(1 for v in statuses.values() if v == s) for s in TERMINAL}
@@ -73,7 +82,7 @@ def check_history(
     for e in events:
         if e["type"] != "task_started" or e["order_id"] not in orders:
             continue
-        workflow = workflows.get(orders[e["order_id"]]["workflow"])
+        workflow = workflows.get(orders[e["order_id"]].workflow)
         if workflow is None:
             continue
         for dep in workflow.deps.get(e["step"], ()):
@@ -87,11 +96,13 @@ def check_history(
         if e["type"] == "task_started" and e["attempt"] > limit:
             violations["too_many_attempts"].append((e["order_id"], e["step"], e["attempt"]))
     retried_by_hand = {e["order_id"] for e in events if e["type"] == "order_retried"}
-    for (oid, step), task in history.tasks.items():
-        if task["state"] == "failed" and oid not in retried_by_hand:
-            poison = "poison" in (task.get("error") or "")
-            if task["attempt"] != limit and not poison:
-                violations["failed_without_exhausting_retries"].append((oid, step, task["attempt"]))
+    for task in history.tasks():
+        if task.state == "failed" and task.order_id not in retried_by_hand:
+            poison = "poison" in (task.error or "")
+            if task.attempt != limit and not poison:
+                violations["failed_without_exhausting_retries"].append(
+                    (task.order_id, task.step, task.attempt)
+                )
 
     # Every task on a dead worker moved (or its order ended meanwhile); how fast it ran again.
     recovery: list[float] = []
@@ -155,17 +166,17 @@ def load_journal(path: str | Path) -> History:
             event_from_row(r)
             for r in conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
         ]
+        tasks: dict[str, list[TaskRecord]] = defaultdict(list)
+        for row in conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks"):
+            record = task_from_row(row)
+            tasks[record.order_id].append(record)
         orders = {
-            r[0]: {"status": r[1], "workflow": r[2]}
-            for r in conn.execute("SELECT id, status, workflow FROM orders")
-        }
-        tasks = {
-            (r[0], r[1]): {"state": r[2], "attempt": r[3], "error": r[4]}
-            for r in conn.execute("SELECT order_id, step, state, attempt, error FROM tasks")
+            row[0]: order_from_row(row, tasks.get(row[0], ()))
+            for row in conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders")
         }
     finally:
         conn.close()
-    return History(events, orders, tasks)
+    return History(events, orders)
 
 
 def format_report(report: dict) -> str:

@@ -2,7 +2,8 @@
 
 Every public method takes the current time `now` and returns an `Effects` value: the events
 that happened and the dispatches the shell must carry out. All state changes of a task go
-through `_move`, which consults the transition table in `states.py`.
+through `_move`, which consults the transition table in `states.py`. What leaves the core
+(views, journal rows) is built as `records` stamped in wall time by `wall()`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import heapq
 import random
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import Any
 
 from .config import ClusterConfig, backoff
 from .errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .events import EventHistory
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
+from .records import OrderRecord, ResumePoint, TaskRecord, new_task_record
 from .ring import HashRing
 from .states import (
     ON_WORKER,
@@ -32,11 +35,6 @@ S = TaskState
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
-# Moves on the happy path that the journal need not snapshot: after a crash, a task whose
-# last snapshot is older is simply queued again, and its attempt number comes out the same.
-UNJOURNALED_MOVES = frozenset(
-    {(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASSIGNED, S.RUNNING)}
-)
 
 
 def _attempt_of(task: Task) -> str:
@@ -64,7 +62,8 @@ class SchedulerCore:
         self.config = config or ClusterConfig()
         self.workflows = dict(workflows or DEFAULT_WORKFLOWS)
         self.rng = rng or random.Random(self.config.seed)
-        # Added to `now` to stamp events with wall-clock time while decisions use `now`.
+        # Added to `now` to stamp events with wall-clock time while decisions use `now`;
+        # `wall()` is the one place that does it.
         self.epoch_offset = epoch_offset
         self.orders: dict[str, Order] = {}
         self.tasks: dict[str, Task] = {}
@@ -357,6 +356,92 @@ class SchedulerCore:
                 self._place(task, now)
         return self._flush()
 
+    # ------------------------------------------------------------------ restarts
+
+    def restore(self, point: ResumePoint, orders: Iterable[OrderRecord], now: float) -> Effects:
+        """Continue from what a journal kept: numbering and finished totals from `point`, and
+        `orders` (oldest first) back in memory.
+
+        Finished orders stay as they were. Unfinished steps go back in line through the
+        transition table: one that was queued or running re-runs as the same attempt (same
+        idempotency key); one waiting out a retry keeps its backoff. They are placed when
+        workers join.
+        """
+        if self.orders or self.seq:
+            raise Conflict("restore() needs a core that has not run yet")
+        self._now = now
+        self.seq, self.order_number = point.seq, point.order_number
+        self.lease_counter = point.lease_counter
+        self.counters.update(point.counters)
+        # Finished totals are cumulative (pruned and forgotten orders included); the
+        # unfinished ones are counted from the orders that come back.
+        for status in TERMINAL_ORDER:
+            self.orders_by_status[status.value] = point.orders_by_status.get(status.value, 0)
+        for state in TERMINAL:
+            self.tasks_by_state[state.value] = point.tasks_by_state.get(state.value, 0)
+        self.history.extend(point.recent_events)
+        unfinished = []
+        for record in orders:
+            order = self._adopt(record)
+            if order is not None and not record.finished:
+                unfinished.append(order)
+        for order in unfinished:
+            self.orders_by_status[order.reported_status] += 1
+            self.active_orders += 1
+            for step in order.workflow.steps:
+                self._requeue(order, order.tasks[step], now)
+            self._check_order(order, now)
+        return self._flush()
+
+    def adopt(self, record: OrderRecord) -> Order:
+        """Bring back a finished order that memory had forgotten (to retry it by hand)."""
+        if not record.finished:
+            raise Conflict(f"order {record.id} is {record.status}; only finished orders return")
+        order = self._adopt(record)
+        if order is None:
+            raise UnknownWorkflow(f"order {record.id} uses unknown workflow {record.workflow!r}")
+        return order
+
+    # ------------------------------------------------------------------ records
+
+    def wall(self, t: float) -> float:
+        """Wall-clock seconds for a time on the core's clock: the one place that converts."""
+        return t + self.epoch_offset
+
+    def task_record(self, task: Task) -> TaskRecord:
+        return TaskRecord(
+            task.order_id,
+            task.step,
+            task.state.value,
+            task.attempt,
+            task.attempt_open,
+            task.reassignments,
+            task.runs,
+            task.worker,
+            task.result,
+            task.error,
+            None if task.due is None else round(self.wall(task.due), 6),
+        )
+
+    def order_record(
+        self, order: Order, with_tasks: bool = True, with_events: bool = False
+    ) -> OrderRecord:
+        finished = order.finished_at
+        return OrderRecord(
+            order.id,
+            order.number,
+            order.workflow.name,
+            order.data,
+            order.idempotency_key,
+            self.wall(order.submitted_at),
+            None if finished is None else self.wall(finished),
+            order.reported_status,
+            tuple(self.task_record(order.tasks[s]) for s in order.workflow.steps)
+            if with_tasks
+            else (),
+            tuple(order.events) if with_events else (),
+        )
+
     # ------------------------------------------------------------------ queries
 
     def order_status(self, order: Order) -> OrderStatus:
@@ -437,7 +522,7 @@ class SchedulerCore:
         self.seq += 1
         event = {
             "seq": self.seq,
-            "ts": round(self._now + self.epoch_offset, 6),
+            "ts": round(self.wall(self._now), 6),
             "type": kind,
             "order_id": order.id if order else None,
             "step": task.step if task is not None else None,
@@ -458,8 +543,7 @@ class SchedulerCore:
         task.history.append(task.state)
         if len(task.history) > 32:
             del task.history[:16]
-        if (task.state, finish) not in UNJOURNALED_MOVES:
-            self._fx.tasks[task.id] = task
+        self._fx.moves.append((task, task.state, finish))
         task.state = finish
 
     def _make_ready(self, task: Task, now: float) -> None:
@@ -644,11 +728,9 @@ class SchedulerCore:
         was_finished = OrderStatus(order.reported_status) in TERMINAL_ORDER
         self._set_order_status(order, status)
         if was_finished and status not in TERMINAL_ORDER:
-            # Reopened by a manual retry. Its journal row may have been pruned meanwhile:
-            # have the journal write it whole again.
+            # Reopened by a manual retry.
             self.active_orders += 1
             order.finished_at = None
-            order.journaled = False
             self._finished.pop(order.id, None)
         elif status in TERMINAL_ORDER:
             self.active_orders -= 1
@@ -689,6 +771,88 @@ class SchedulerCore:
                 continue
             for task in old.tasks.values():
                 self.tasks.pop(task.id, None)
+
+    def _adopt(self, record: OrderRecord) -> Order | None:
+        """An order back in memory with its tasks as recorded (None: unknown workflow).
+        Unfinished tasks are counted here; finished ones are in the totals already."""
+        existing = self.orders.get(record.id)
+        if existing is not None:
+            return existing
+        workflow = self.workflows.get(record.workflow)
+        if workflow is None:
+            return None
+        recorded = {t.step: t for t in record.tasks}
+        tasks = {}
+        for step in workflow.steps:
+            # A step whose row was never written is still as it was at submission.
+            rec = recorded.get(step) or new_task_record(record.id, step)
+            task = Task(rec.id, record.id, step, S(rec.state), set())
+            task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
+            task.reassignments, task.runs = rec.reassignments, rec.runs
+            task.worker, task.result, task.error = rec.worker, rec.result, rec.error
+            if rec.retry_at is not None:
+                task.due = rec.retry_at - self.epoch_offset
+            if task.state not in TERMINAL:
+                self.tasks_by_state[task.state.value] += 1
+            tasks[step] = task
+        order = Order(
+            record.id,
+            record.number,
+            workflow,
+            record.data,
+            tasks,
+            record.submitted_at - self.epoch_offset,
+            reported_status=record.status,
+        )
+        order.idempotency_key = record.idempotency_key
+        if record.finished_at is not None:
+            order.finished_at = record.finished_at - self.epoch_offset
+        order.events = list(record.events[-ORDER_EVENT_CAP:])
+        if self.orders and record.number < next(reversed(self.orders.values())).number:
+            self.adopted_out_of_order = True
+        self.orders[record.id] = order
+        self.tasks.update((t.id, t) for t in tasks.values())
+        if record.idempotency_key is not None:
+            self.idempotency[record.idempotency_key] = record.id
+        if record.finished:
+            self._remember_finished(record.id)
+        return order
+
+    def _requeue(self, order: Order, task: Task, now: float) -> None:
+        """After a restart: an unfinished step goes back in line, through the table."""
+        if task.state in TERMINAL:
+            return
+        task.waiting_on = {
+            d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
+        }
+        if task.state in ON_WORKER:
+            task.worker, task.lease = None, 0
+            self._move(task, S.READY)
+        elif task.state is S.PENDING and not task.waiting_on:
+            self._move(task, S.READY)  # its dependencies finished; its own row was not due
+        if task.state is S.RETRY_WAIT:
+            due = now if task.due is None else task.due
+            task.due = due
+            heapq.heappush(self._retry_heap, (due, task.lease, task.id))
+            self._emit(
+                "task_recovered",
+                f"order {order.id} step {task.step} will retry as attempt {task.attempt + 1} "
+                f"in {max(0.0, due - now):.3f}s, after a restart",
+                task=task,
+            )
+        elif task.state is S.READY:
+            self._unplaced.append(task.id)
+            # Its row may predate the start (starting is not written down); its events say.
+            last = next((e for e in reversed(order.events) if e["step"] == task.step), None)
+            was = ""
+            if last is not None and last["type"] == "task_started":
+                was = f" (it was running on {last['worker_id']} when the server stopped)"
+            self._emit(
+                "task_recovered",
+                f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
+                f"after a restart{was}",
+                task=task,
+            )
 
     def _trim_completions(self, now: float) -> None:
         while self._completions and self._completions[0] < now - THROUGHPUT_WINDOW:

@@ -34,18 +34,6 @@ class Task:
     started_at: float | None = None
     history: list[TaskState] = field(default_factory=list)
 
-    def view(self) -> dict:
-        return {
-            "status": self.state.value,
-            "attempts": self.attempt,
-            "runs": self.runs,
-            "reassignments": self.reassignments,
-            "worker": self.worker,
-            "error": self.error,
-            "result": self.result,
-            "retry_at": self.due,
-        }
-
 
 @dataclass(slots=True)
 class Order:
@@ -59,7 +47,6 @@ class Order:
     finished_at: float | None = None
     idempotency_key: str | None = None
     events: list[dict] = field(default_factory=list)
-    journaled: bool = False  # has a row in the journal already (only its status changes)
 
 
 @dataclass(slots=True)
@@ -95,8 +82,10 @@ class Effects:
     departed: list[str] = field(default_factory=list)
     # Earliest retry due time, so the shell's timer can sleep until then.
     wake_at: float | None = None
-    # Tasks and orders this stimulus changed, for the journal to snapshot.
-    tasks: dict[str, Task] = field(default_factory=dict)
+    # Every state move of a task, in order: (task, from, to). The journal decides which of
+    # them it must write down.
+    moves: list[tuple[Task, TaskState, TaskState]] = field(default_factory=list)
+    # Orders submitted, or whose status became or stopped being final.
     orders: dict[str, Order] = field(default_factory=dict)
 
     def absorb(self, later: Effects) -> Effects:
@@ -104,7 +93,7 @@ class Effects:
         self.events += later.events
         self.dispatches += later.dispatches
         self.departed += later.departed
-        self.tasks.update(later.tasks)
+        self.moves += later.moves
         self.orders.update(later.orders)
         self.wake_at = later.wake_at
         return self

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Protocol
 from ..engine.model import Effects
 
 if TYPE_CHECKING:
-    from .recovery import Recovered, RecoveredOrder
+    from ..engine.records import OrderRecord
+    from .recovery import Recovered
 
 
 class Journal(Protocol):
@@ -23,9 +24,9 @@ class Journal(Protocol):
     def close(self) -> None: ...
 
     # What the journal still knows beyond memory: None (or nothing) when it keeps nothing.
-    def recover(self) -> Recovered | None: ...
+    def recover(self, finished_orders: int, recent_events: int) -> Recovered | None: ...
     def find_order(self, order_id: str) -> dict | None: ...
-    def load_order(self, order_id: str) -> RecoveredOrder | None: ...
+    def load_order(self, order_id: str) -> OrderRecord | None: ...
     def story(self, order_id: str) -> list[dict]: ...
     def find_idempotency_key(self, key: str) -> str | None: ...
 
@@ -50,7 +51,7 @@ class NullJournal:
     def close(self) -> None:
         return None
 
-    def recover(self) -> None:
+    def recover(self, finished_orders: int = 0, recent_events: int = 0) -> None:
         return None
 
     def find_order(self, order_id: str) -> None:

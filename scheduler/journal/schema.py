@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(RuntimeError):
@@ -55,6 +55,8 @@ MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX IF NOT EXISTS events_by_order ON events (order_id, seq)",
     ],
+    # When a retry_wait ends (wall clock), so a restart keeps the backoff.
+    2: ["ALTER TABLE tasks ADD COLUMN retry_at REAL"],
 }
 
 

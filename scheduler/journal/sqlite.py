@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import os
 import sqlite3
 import threading
@@ -20,7 +19,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.model import Effects, Order, Task
-from .recovery import Recovered, RecoveredOrder
+from ..engine.records import FINISHED_STATUSES, OrderRecord, ResumePoint, TaskRecord
+from ..engine.states import TaskState
+from .recovery import Recovered
+from .rows import (
+    EVENT_COLUMNS,
+    EVENT_FIELDS,
+    ORDER_COLUMNS,
+    ORDER_FIELDS,
+    TASK_COLUMNS,
+    TASK_FIELDS,
+    event_from_row,
+    event_row,
+    order_from_row,
+    order_row,
+    placeholders,
+    task_from_row,
+    task_row,
+)
 from .schema import SCHEMA_VERSION, StoreError, migrate
 
 if TYPE_CHECKING:
@@ -29,7 +45,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("orderflow.store")
 # Where `orderflow serve` and `orderflow prune` keep the journal unless told otherwise.
 DEFAULT_DB = "logs/orderflow.db"
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+S = TaskState
+# Moves that only place a task; they change nothing a restart needs: recovery queues an
+# unfinished task again from its last written row, and its attempt comes out the same.
+# Not writing them keeps the journal at about one task row per step.
+PLACEMENT_MOVES = frozenset({(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASSIGNED, S.RUNNING)})
+_FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in sorted(FINISHED_STATUSES)) + ")"
 
 
 class SQLiteJournal:
@@ -71,7 +92,10 @@ class SQLiteJournal:
         `on_commit` runs on the writer thread right after these changes are committed.
         """
         self._events.extend(fx.events)
-        self._tasks.update(fx.tasks)
+        tasks = self._tasks
+        for task, start, finish in fx.moves:
+            if (start, finish) not in PLACEMENT_MOVES:
+                tasks[task.id] = task
         self._orders.update(fx.orders)
         if on_commit is not None:
             self._actions.append(on_commit)
@@ -121,61 +145,24 @@ class SQLiteJournal:
 
     # ------------------------------------------------------------ reading
 
-    def recover(self) -> Recovered:
-        """Everything the core needs to continue: unfinished and recent finished orders."""
-        return _load(self._read, self._read_lock)
+    def recover(self, finished_orders: int = 20_000, recent_events: int = 2_000) -> Recovered:
+        """What the engine needs to continue: every unfinished order, the `finished_orders`
+        most recent finished ones and the `recent_events` latest events."""
+        return _load(self._read, self._read_lock, finished_orders, recent_events)
 
     def find_order(self, order_id: str) -> dict | None:
-        with self._read_lock:
-            row = self._read.execute(
-                "SELECT id, number, workflow, data, status, submitted_at, finished_at "
-                "FROM orders WHERE id = ?",
-                (order_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            tasks = self._read.execute(
-                "SELECT step, state, attempt, reassignments, runs, worker, result, error "
-                "FROM tasks WHERE order_id = ?",
-                (order_id,),
-            ).fetchall()
-        data = json.loads(row[3])
-        return {
-            "id": row[0],
-            "number": row[1],
-            "status": row[4],
-            "workflow": row[2],
-            "customer": data.get("customer"),
-            "data": data,
-            "tasks": {
-                t[0]: {
-                    "status": t[1],
-                    "attempts": t[2],
-                    "reassignments": t[3],
-                    "runs": t[4],
-                    "worker": t[5],
-                    "result": _loads(t[6]),
-                    "error": t[7],
-                    "retry_at": None,
-                }
-                for t in tasks
-            },
-            "submitted_at": row[5],
-            "finished_at": row[6],
-            "terminal": row[4] in TERMINAL_STATUSES,
-        }
+        record = self.load_order(order_id, with_events=False)
+        return None if record is None else record.view()
 
-    def load_order(self, order_id: str) -> RecoveredOrder | None:
-        """One order with its tasks and events, to bring it back into memory."""
+    def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
+        """One order with its tasks (and events), e.g. to bring it back into memory."""
         with self._read_lock:
             row = self._read.execute(
                 f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,)
             ).fetchone()
             if row is None:
                 return None
-            orders = {row[0]: _recovered_order(row)}
-            _fill_orders(self._read, orders)
-        return orders[order_id]
+            return _with_tasks_and_events(self._read, [row], with_events)[0]
 
     def story(self, order_id: str) -> list[dict]:
         with self._read_lock:
@@ -252,42 +239,10 @@ class SQLiteJournal:
             if not (events or tasks or orders):
                 return ticket, actions
             core = self._core
-            offset = core.epoch_offset
-            task_rows = [
-                (
-                    t.id,
-                    t.order_id,
-                    t.step,
-                    t.state.value,
-                    t.attempt,
-                    int(t.attempt_open),
-                    t.reassignments,
-                    t.runs,
-                    t.worker,
-                    t.result,
-                    t.error,
-                )
-                for t in tasks.values()
-            ]
-            new_orders, order_updates = [], []
-            for o in orders.values():
-                finished = o.finished_at + offset if o.finished_at is not None else None
-                if o.journaled:
-                    order_updates.append((o.reported_status, finished, o.id))
-                    continue
-                o.journaled = True
-                new_orders.append(
-                    (
-                        o.id,
-                        o.number,
-                        o.workflow.name,
-                        o.data,
-                        o.idempotency_key,
-                        o.submitted_at + offset,
-                        o.reported_status,
-                        finished,
-                    )
-                )
+            # Records are cheap tuples of the values as they are now; encoding them (JSON)
+            # happens after the lock is released.
+            task_records = [core.task_record(t) for t in tasks.values()]
+            order_records = [core.order_record(o, with_tasks=False) for o in orders.values()]
             counters = {
                 "counters": dict(core.counters),
                 "orders_by_status": dict(core.orders_by_status),
@@ -298,67 +253,30 @@ class SQLiteJournal:
             }
         conn = self._write
         with conn:
-            # An order's data never changes: it is serialised once, when it is first written.
-            # An upsert: an order reopened by a retry may still have its row (or not, if
-            # retention pruned it meanwhile).
+            # Upserts: an order is written when submitted and again when its status becomes
+            # (or, after a manual retry, stops being) final; its row may even be gone if
+            # retention pruned it meanwhile.
             conn.executemany(
-                "INSERT INTO orders (id, number, workflow, data, idempotency_key, submitted_at, "
-                "status, finished_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "status = excluded.status, finished_at = excluded.finished_at",
-                [r[:3] + (json.dumps(r[3]),) + r[4:] for r in new_orders],
+                f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS)}) "
+                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+                "finished_at = excluded.finished_at",
+                map(order_row, order_records),
             )
             conn.executemany(
-                "UPDATE orders SET status = ?, finished_at = ? WHERE id = ?", order_updates
+                f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) "
+                f"VALUES ({placeholders(TASK_FIELDS)})",
+                map(task_row, task_records),
             )
             conn.executemany(
-                "INSERT OR REPLACE INTO tasks (id, order_id, step, state, attempt, attempt_open, "
-                "reassignments, runs, worker, result, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [r[:9] + (_dumps(r[9]), r[10]) for r in task_rows],
-            )
-            conn.executemany(
-                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                map(_event_row, events),
+                f"INSERT INTO events ({EVENT_COLUMNS}) "
+                f"VALUES ({placeholders(EVENT_FIELDS)},?,?)",
+                map(event_row, events),
             )
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
                 (json.dumps(counters),),
             )
         return ticket, actions
-
-
-EVENT_FIELDS = ("seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message")
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", duration, extra"
-_FIELDS = operator.itemgetter(*EVENT_FIELDS)
-
-
-def _event_row(event: dict) -> tuple:
-    """Columns for the fields every event has, and `duration` (the common extra one);
-    JSON only for the rarer extras (error, delay, from_worker, ...)."""
-    extra_count = len(event) - len(EVENT_FIELDS)
-    if extra_count == 0:
-        return (*_FIELDS(event), None, None)
-    duration = event.get("duration")
-    if duration is not None and extra_count == 1:
-        return (*_FIELDS(event), duration, None)
-    extra = {k: v for k, v in event.items() if k not in EVENT_FIELDS and k != "duration"}
-    return (*_FIELDS(event), duration, json.dumps(extra) if extra else None)
-
-
-def event_from_row(row: tuple) -> dict:
-    event = dict(zip(EVENT_FIELDS, row[:8], strict=True))
-    if row[8] is not None:
-        event["duration"] = row[8]
-    if row[9] is not None:
-        event.update(json.loads(row[9]))
-    return event
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 def _connect(
@@ -401,8 +319,7 @@ def prune_connection(conn: sqlite3.Connection, before_wall: float) -> dict:
         ids = [
             r[0]
             for r in conn.execute(
-                "SELECT id FROM orders WHERE status IN ('completed','failed','cancelled') "
-                "AND finished_at < ?",
+                f"SELECT id FROM orders WHERE status IN {_FINISHED_SQL} AND finished_at < ?",
                 (before_wall,),
             )
         ]
@@ -418,68 +335,51 @@ def prune_connection(conn: sqlite3.Connection, before_wall: float) -> dict:
     return {"orders": len(ids), "events": events}
 
 
-ORDER_COLUMNS = "id, number, workflow, data, idempotency_key, submitted_at, finished_at, status"
-
-
-def _recovered_order(row: tuple) -> RecoveredOrder:
-    return RecoveredOrder(
-        row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], row[7], []
-    )
-
-
-def _fill_orders(conn: sqlite3.Connection, orders: dict[str, RecoveredOrder]) -> None:
-    """Add each order's task rows and events (through a temp table of their ids)."""
+def _with_tasks_and_events(
+    conn: sqlite3.Connection, order_rows: list[tuple], with_events: bool = True
+) -> list[OrderRecord]:
+    """Order rows as records with their task rows and events (through a temp table of ids)."""
+    ids = [row[0] for row in order_rows]
+    tasks: dict[str, list[TaskRecord]] = {i: [] for i in ids}
+    events: dict[str, list[dict]] = {i: [] for i in ids}
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS load_ids (id TEXT PRIMARY KEY)")
     conn.execute("DELETE FROM load_ids")
-    conn.executemany("INSERT INTO load_ids VALUES (?)", [(i,) for i in orders])
+    conn.executemany("INSERT INTO load_ids VALUES (?)", [(i,) for i in ids])
     for row in conn.execute(
-        "SELECT order_id, step, state, attempt, attempt_open, reassignments, runs, worker, "
-        "result, error FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"
     ):
-        orders[row[0]].tasks.append(
-            {
-                "step": row[1],
-                "state": row[2],
-                "attempt": row[3],
-                "attempt_open": row[4],
-                "reassignments": row[5],
-                "runs": row[6],
-                "worker": row[7],
-                "result": _loads(row[8]),
-                "error": row[9],
-            }
-        )
-    for row in conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
-        "ORDER BY seq"
-    ):
-        orders[row[3]].events.append(event_from_row(row))
+        record = task_from_row(row)
+        tasks[record.order_id].append(record)
+    if with_events:
+        for row in conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
+            "ORDER BY seq"
+        ):
+            events[row[3]].append(event_from_row(row))
     conn.execute("DELETE FROM load_ids")
     # Filling the temp table opened a transaction; end it, or this reader would keep
     # seeing the database as it was now.
     conn.commit()
+    return [order_from_row(row, tasks[row[0]], events[row[0]]) for row in order_rows]
 
 
 def _load(
     conn: sqlite3.Connection,
     lock: threading.Lock,
-    finished_limit: int = 20_000,
-    recent_events: int = 2_000,
+    finished_limit: int,
+    recent_events: int,
 ) -> Recovered:
     with lock:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         counters = json.loads(meta.get("counters", "{}"))
         rows = conn.execute(
-            "SELECT id, number, workflow, data, idempotency_key, submitted_at, finished_at, status "
-            "FROM orders WHERE status NOT IN ('completed','failed','cancelled') "
-            "UNION ALL SELECT * FROM (SELECT id, number, workflow, data, idempotency_key, "
-            "submitted_at, finished_at, status FROM orders "
-            "WHERE status IN ('completed','failed','cancelled') ORDER BY number DESC LIMIT ?)",
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE status NOT IN {_FINISHED_SQL} "
+            f"UNION ALL SELECT * FROM (SELECT {ORDER_COLUMNS} FROM orders "
+            f"WHERE status IN {_FINISHED_SQL} ORDER BY number DESC LIMIT ?)",
             (finished_limit,),
         ).fetchall()
         rows.sort(key=lambda r: r[1])
-        orders = {r[0]: _recovered_order(r) for r in rows}
-        _fill_orders(conn, orders)
+        orders = _with_tasks_and_events(conn, rows)
         recent = [
             event_from_row(r)
             for r in conn.execute(
@@ -490,17 +390,16 @@ def _load(
         ]
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
-    core_counters = counters.get("counters", {})
-    return Recovered(
-        orders=list(orders.values()),
-        counters=core_counters,
-        orders_by_status=counters.get("orders_by_status", {}),
-        tasks_by_state=counters.get("tasks_by_state", {}),
+    point = ResumePoint(
         seq=max(seq, counters.get("seq", 0)),
         order_number=max(number, counters.get("order_number", 0)),
         lease_counter=counters.get("lease_counter", 0),
+        counters=counters.get("counters", {}),
+        orders_by_status=counters.get("orders_by_status", {}),
+        tasks_by_state=counters.get("tasks_by_state", {}),
         recent_events=recent,
     )
+    return Recovered(point, orders)
 
 
-__all__ = ["SCHEMA_VERSION", "SQLiteJournal", "StoreError", "prune_connection"]
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "SQLiteJournal", "StoreError", "prune_connection"]

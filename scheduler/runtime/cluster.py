@@ -24,10 +24,10 @@ from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkfl
 from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
 from ..engine.orders import validate_order
-from ..engine.states import TERMINAL_ORDER, OrderStatus
+from ..engine.states import OrderStatus
 from ..engine.workflow import Workflow
 from ..journal.base import Journal, NullJournal
-from ..journal.recovery import adopt, restore
+from ..journal.recovery import recover_into
 from ..steps.context import Handler
 from .ids import new_order_id
 from .subscribers import Subscription
@@ -94,10 +94,13 @@ class Cluster:
         if self._started:
             return self
         self._started = True
-        state = self._journal.recover()
+        state = self._journal.recover(
+            finished_orders=self.config.finished_order_history,
+            recent_events=self.config.event_history,
+        )
         if state is not None:
             with self._lock:
-                fx = restore(self._core, state, now=self._clock())
+                fx = recover_into(self._core, state, now=self._clock())
                 ticket = self._publish(fx, durable=True)
             self._carry_out(fx, ticket, durable=True)
         self._monitor = LoopThread("orderflow-monitor", self._monitor_once, self._stop)
@@ -246,7 +249,7 @@ class Cluster:
                 )
             with self._lock:
                 if order_id not in self._core.orders:
-                    adopt(self._core, record)  # back into memory, to run again
+                    self._core.adopt(record)  # back into memory, to run again
         self._call(self._core.retry_order, order_id)
 
     def _forgotten(self, order_id: str):
@@ -344,7 +347,7 @@ class Cluster:
                     "tasks_done": w.done,
                     "tasks_failed": w.failed,
                     "share": round(shares.get(w.id, 0.0), 4),
-                    "joined_at": round(w.joined_at + self._core.epoch_offset, 3),
+                    "joined_at": round(self._core.wall(w.joined_at), 3),
                     **w.meta,
                 }
                 for w in self._core.workers.values()
@@ -463,7 +466,7 @@ class Cluster:
         """
         if self._core.active_orders == 0:
             self._idle.notify_all()
-        if not fx.events and not fx.tasks:
+        if not fx.events and not fx.moves:
             return None
         for sub in self._subscriptions:
             sub.offer(fx.events)
@@ -517,26 +520,7 @@ class Cluster:
     def _order_view(self, order, with_results: bool = True) -> dict:
         # The status as last derived and announced: the one stats and listings count, so an
         # order that lost its worker stays "in_progress" rather than looking unstarted.
-        status = OrderStatus(order.reported_status)
-        offset = self._core.epoch_offset
-        tasks = {}
-        for step in order.workflow.steps:
-            view = order.tasks[step].view()
-            if not with_results:
-                view.pop("result")
-            tasks[step] = view
-        return {
-            "id": order.id,
-            "number": order.number,
-            "status": status.value,
-            "workflow": order.workflow.name,
-            "customer": order.data.get("customer"),
-            "data": order.data,
-            "tasks": tasks,
-            "submitted_at": round(order.submitted_at + offset, 3),
-            "finished_at": round(order.finished_at + offset, 3) if order.finished_at else None,
-            "terminal": status in TERMINAL_ORDER,
-        }
+        return self._core.order_record(order).view(with_results)
 
 
 __all__ = ["Cluster", "OrderStatus", "RetryPolicy"]

@@ -1,0 +1,118 @@
+"""Records: orders and tasks as every reader outside the engine sees them.
+
+The engine keeps live objects (`model.Order`, `model.Task`) on its own clock. Everything that
+leaves it (the API's order view, the journal's rows, recovery, the invariant checker) goes
+through these plain values, stamped in wall-clock seconds, so a field is named in one place
+and a time is converted in one place (`SchedulerCore.wall`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .states import TERMINAL_ORDER
+
+FINISHED_STATUSES = frozenset(s.value for s in TERMINAL_ORDER)
+
+
+class TaskRecord(NamedTuple):
+    """One step of one order. The field order is the journal's column order."""
+
+    order_id: str
+    step: str
+    state: str  # a TaskState value
+    attempt: int  # number of the latest attempt started; 0 before the first
+    attempt_open: bool  # the latest attempt has not failed (a restart re-runs it)
+    reassignments: int  # times its worker died while it ran (poison count)
+    runs: int  # times a worker started it, whatever the outcome
+    worker: str | None
+    result: Any
+    error: str | None
+    retry_at: float | None  # wall clock: when a retry_wait ends
+
+    @property
+    def id(self) -> str:
+        """The task id, which is also the idempotency key handed to its handler."""
+        return f"{self.order_id}:{self.step}"
+
+    def view(self, with_result: bool = True) -> dict:
+        """The task as the HTTP API shows it."""
+        view = {
+            "status": self.state,
+            "attempts": self.attempt,
+            "runs": self.runs,
+            "reassignments": self.reassignments,
+            "worker": self.worker,
+            "error": self.error,
+            "retry_at": self.retry_at,
+        }
+        if with_result:
+            view["result"] = self.result
+        return view
+
+
+def new_task_record(order_id: str, step: str) -> TaskRecord:
+    """A step as it is at submission: what a journal that never wrote its row implies."""
+    return TaskRecord(order_id, step, "pending", 0, False, 0, 0, None, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """One order with its tasks (in the workflow's step order) and, where asked, events."""
+
+    id: str
+    number: int  # submission order, for stable listing and cursors
+    workflow: str
+    data: dict
+    idempotency_key: str | None
+    submitted_at: float  # wall clock
+    finished_at: float | None  # wall clock
+    status: str  # an OrderStatus value, as last announced
+    tasks: tuple[TaskRecord, ...] = ()
+    events: tuple[dict, ...] = field(default=())
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def view(self, with_results: bool = True) -> dict:
+        """The order as the HTTP API shows it, from memory or from the journal alike."""
+        return {
+            "id": self.id,
+            "number": self.number,
+            "status": self.status,
+            "workflow": self.workflow,
+            "customer": self.data.get("customer"),
+            "data": self.data,
+            "tasks": {t.step: t.view(with_results) for t in self.tasks},
+            "submitted_at": round(self.submitted_at, 3),
+            "finished_at": round(self.finished_at, 3) if self.finished_at is not None else None,
+            "terminal": self.finished,
+        }
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where numbering and totals stood when the journal last committed, so a restarted
+    engine continues them: event seq, order numbers, leases, and the cumulative counts of
+    finished orders and tasks (pruned and forgotten ones included)."""
+
+    seq: int = 0
+    order_number: int = 0
+    lease_counter: int = 0
+    counters: dict[str, int] = field(default_factory=dict)  # retries, reassignments, ...
+    # Counts by status and state; only the finished ones are taken over (the unfinished
+    # are recounted from the orders that come back).
+    orders_by_status: dict[str, int] = field(default_factory=dict)
+    tasks_by_state: dict[str, int] = field(default_factory=dict)
+    recent_events: list[dict] = field(default_factory=list)
+
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "OrderRecord",
+    "ResumePoint",
+    "TaskRecord",
+    "new_task_record",
+]

@@ -1,0 +1,107 @@
+"""The one encoder between records and database rows: tasks, orders and events.
+
+Column lists come from the records' own fields, so a field is named in `engine/records.py`
+and in the schema's DDL, nowhere else (a test holds the two together). Values that are not
+plain columns (order data, task results, an event's rarer fields) are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Iterable
+from typing import Any
+
+from ..engine.records import OrderRecord, TaskRecord
+
+# tasks: the id (order:step, the primary key), then the record's fields in order.
+TASK_FIELDS = ("id", *TaskRecord._fields)
+TASK_COLUMNS = ", ".join(TASK_FIELDS)
+_RESULT = TaskRecord._fields.index("result")
+
+ORDER_FIELDS = (
+    "id",
+    "number",
+    "workflow",
+    "data",
+    "idempotency_key",
+    "submitted_at",
+    "status",
+    "finished_at",
+)
+ORDER_COLUMNS = ", ".join(ORDER_FIELDS)
+
+# events: the fields every event has, `duration` (the common extra one), then JSON for the
+# rest (error, delay, from_worker, ...).
+EVENT_FIELDS = ("seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message")
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", duration, extra"
+_EVENT_FIELDS = operator.itemgetter(*EVENT_FIELDS)
+
+
+def placeholders(fields: Iterable[str]) -> str:
+    return ",".join("?" for _ in fields)
+
+
+def task_row(record: TaskRecord) -> tuple:
+    values = list(record)
+    values[_RESULT] = _dumps(record.result)
+    values[TaskRecord._fields.index("attempt_open")] = int(record.attempt_open)
+    return (record.id, *values)
+
+
+def task_from_row(row: tuple) -> TaskRecord:
+    """A row in TASK_FIELDS order (id first) as a record."""
+    record = TaskRecord._make(row[1:])
+    return record._replace(attempt_open=bool(record.attempt_open), result=_loads(record.result))
+
+
+def order_row(record: OrderRecord) -> tuple:
+    return (
+        record.id,
+        record.number,
+        record.workflow,
+        json.dumps(record.data),
+        record.idempotency_key,
+        record.submitted_at,
+        record.status,
+        record.finished_at,
+    )
+
+
+def order_from_row(
+    row: tuple, tasks: Iterable[TaskRecord] = (), events: Iterable[dict] = ()
+) -> OrderRecord:
+    """A row in ORDER_FIELDS order, with the order's task records and events."""
+    oid, number, workflow, data, key, submitted, status, finished = row
+    return OrderRecord(
+        oid, number, workflow, json.loads(data), key, submitted, finished, status,
+        tuple(tasks), tuple(events),
+    )
+
+
+def event_row(event: dict) -> tuple:
+    extra_count = len(event) - len(EVENT_FIELDS)
+    if extra_count == 0:
+        return (*_EVENT_FIELDS(event), None, None)
+    duration = event.get("duration")
+    if duration is not None and extra_count == 1:
+        return (*_EVENT_FIELDS(event), duration, None)
+    extra = {k: v for k, v in event.items() if k not in EVENT_FIELDS and k != "duration"}
+    return (*_EVENT_FIELDS(event), duration, json.dumps(extra) if extra else None)
+
+
+def event_from_row(row: tuple) -> dict:
+    event = dict(zip(EVENT_FIELDS, row[:8], strict=True))
+    if row[8] is not None:
+        event["duration"] = row[8]
+    if row[9] is not None:
+        event.update(json.loads(row[9]))
+    return event
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

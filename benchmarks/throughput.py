@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["baseline", "memory", "journal"])
     args = parser.parse_args()
     if args.child:
-        # Every mode runs with the GC tuning `orderflow serve` applies (scheduler/tuning.py).
+        # Every mode runs with the GC tuning `orderflow serve` applies (runtime/tuning.py).
         from scheduler.runtime.tuning import tune_gc
 
         tune_gc()

@@ -16,7 +16,7 @@ from scheduler.journal.sqlite import SQLiteJournal
 from scheduler.runtime.logfile import LogFileError, configure_logging
 from scheduler.runtime.tuning import tune_gc
 
-from .settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings
+from .settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings, log_next_to
 
 DEFAULTS = ServeSettings()
 
@@ -59,8 +59,9 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--threads", type=int, default=DEFAULTS.threads,
                        help="server threads; each open Socket.IO connection holds one")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-file", default=DEFAULT_LOG, metavar="PATH",
-                       help="readable log, rotated at 10 MB, 5 kept")
+    serve.add_argument("--log-file", default=None, metavar="PATH",
+                       help="readable log, rotated at 10 MB, 5 kept; by default next to the "
+                       f"journal (--db x.db: x.log), or {DEFAULT_LOG} with --no-persist")
     serve.add_argument("--retention", type=duration_arg, default=None, metavar="AGE",
                        help="prune finished orders older than AGE (e.g. 7d) every hour")
 
@@ -72,7 +73,8 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         db=args.db, persist=not args.no_persist,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         max_retries=args.max_retries, failure_rate=args.failure_rate, latency_ms=args.latency_ms,
-        token=args.token, retention=args.retention, log_file=args.log_file,
+        token=args.token, retention=args.retention,
+        log_file=args.log_file or (log_next_to(args.db) if not args.no_persist else DEFAULT_LOG),
     )
 
 

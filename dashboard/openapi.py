@@ -240,11 +240,12 @@ PATHS: dict[str, dict] = {
             "events": {"type": "array", "items": _ref("Event")}}}]}), **_errors(401, 404)},
         parameters=[_path("order_id")])},
     "/api/orders/{order_id}/cancel": {"post": _op(
-        "Cancel an unfinished order", {"200": _json(_ref("Order")), **_errors(401, 404, 409, 422)},
+        "Cancel an unfinished order",
+        {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409)},
         parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
     "/api/orders/{order_id}/retry": {"post": _op(
         "Re-run a failed order from the step that failed",
-        {"200": _json(_ref("Order")), **_errors(401, 404, 409, 422)},
+        {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409)},
         parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
     "/api/workers": {
         "get": _op("List workers and the hash ring", {"200": _json({"type": "object",
@@ -268,11 +269,11 @@ PATHS: dict[str, dict] = {
     },
     "/api/workers/{worker_id}/kill": {"post": _op(
         "Crash a worker (simulated); the heartbeat monitor detects it",
-        {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(401, 404, 409, 422)},
+        {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(*BODY_ERRORS, 404, 409)},
         parameters=[_path("worker_id")], requestBody={**NO_BODY, "required": False})},
     "/api/workers/{worker_id}/drain": {"post": _op(
         "Drain a worker: no new work, it leaves after its current task",
-        {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(401, 404, 409, 422)},
+        {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(*BODY_ERRORS, 404, 409)},
         parameters=[_path("worker_id")], requestBody={**NO_BODY, "required": False})},
     "/api/stats": {"get": _op("Counts by status, retries, reassignments, throughput",
                               {"200": _json(_ref("Stats")), **_errors(401)})},

@@ -3,9 +3,9 @@ builds the cluster from them."""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy
 from scheduler.journal.retention import Pruner
@@ -23,14 +23,15 @@ class ServeSettings:
     port: int = 5000
     # gunicorn threads; every open Socket.IO connection holds one for its lifetime.
     threads: int = 32
-    # Worker threads of the cluster at start.
-    workers: int = 4
+    # Worker threads of the cluster at start; this and the heartbeat and retry settings
+    # default to the cluster's own (`ClusterConfig`), so `make run` and the Python API agree.
+    workers: int = ClusterConfig.workers
     # The journal file, unless persist is False (`--no-persist`).
     db: str = DEFAULT_DB
     persist: bool = True
-    heartbeat_interval: float = 0.5
-    heartbeat_timeout: float = 2.0
-    max_retries: int = 3
+    heartbeat_interval: float = ClusterConfig.heartbeat_interval
+    heartbeat_timeout: float = ClusterConfig.heartbeat_timeout
+    max_retries: int = RetryPolicy.max_retries
     # Demo handler chaos: some failures and latency make the dashboard worth watching.
     failure_rate: float = 0.05
     latency_ms: tuple[float, float] = (50.0, 250.0)
@@ -43,8 +44,11 @@ class ServeSettings:
     # The readable log file (rotating, 10 MB x 5).
     log_file: str = DEFAULT_LOG
 
-    def replace(self, **changes: object) -> ServeSettings:
-        return dataclasses.replace(self, **changes)
+
+def log_next_to(db: str) -> str:
+    """The readable log beside its journal (shop.db -> shop.log), so two servers with
+    different databases never write one file; the default db gives the default log."""
+    return str(Path(db).with_suffix(".log"))
 
 
 def is_loopback(host: str) -> bool:

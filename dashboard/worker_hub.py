@@ -1,4 +1,4 @@
-"""Remote worker processes: the "/workers" Socket.IO namespace (contract: worker_protocol.py).
+"""Remote worker processes: the "/workers" Socket.IO namespace (contract: remote/protocol.py).
 
 The hub is an adapter between sockets and the cluster's worker port. Each registration of
 a process is a `RemoteExecutor` on the ring, keyed by its worker id, never by sid: a sid

@@ -1,5 +1,7 @@
 """orderflow's scheduling engine: a pure core and a threaded shell. Never imports Flask."""
 
+import logging as _logging
+
 from .demo.handlers import Chaos, demo_handlers
 from .engine.config import ClusterConfig, ConfigError, RetryPolicy, backoff
 from .engine.core import SchedulerCore
@@ -10,6 +12,10 @@ from .engine.states import InvalidTransition, OrderStatus, TaskState
 from .engine.workflow import DEFAULT_WORKFLOWS, ECOMMERCE, Workflow, WorkflowError
 from .runtime.cluster import Cluster
 from .steps.context import TaskContext, TaskError
+
+# A library prints nothing unless its application configures logging (without this, every
+# retry would reach stderr through logging's last-resort handler).
+_logging.getLogger("orderflow").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Chaos",

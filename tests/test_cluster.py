@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections import Counter, defaultdict
 
@@ -274,3 +276,22 @@ def test_a_result_that_is_not_valid_json_is_a_failed_attempt(make_cluster):
     assert payment["result"] == {"ok": True}
     failed = [e for e in cluster.story(oid) if e["type"] == "task_failed"]
     assert len(failed) == 1 and "NaN" in failed[0]["error"]
+
+
+def test_a_cluster_used_as_a_library_prints_nothing_unless_logging_is_configured():
+    # A fresh interpreter: no logging configured, as in an application that uses Cluster.
+    code = (
+        "from scheduler import Cluster, RetryPolicy\n"
+        "def boom(ctx):\n"
+        "    raise RuntimeError('declined')\n"
+        "c = Cluster(workers=1, handlers={'payment': boom}, retry=RetryPolicy(max_retries=1,"
+        " backoff_base=0.001, backoff_cap=0.001)).start()\n"
+        "c.submit({'customer': 'ada', 'items': [{'sku': 'A', 'qty': 1, 'price': 1}]})\n"
+        "assert c.wait_until_idle(10)\n"
+        "assert c.stats()['orders']['failed'] == 1\n"
+        "c.stop()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout == ""

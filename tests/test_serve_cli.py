@@ -17,6 +17,7 @@ from web import ORDER
 
 from dashboard.command import serve_settings
 from dashboard.settings import DEFAULT_DB, ServeSettings
+from scheduler import ClusterConfig
 from scheduler.chaos.serve_process import orderflow_command
 from scheduler.cli import build_parser, main
 
@@ -46,6 +47,24 @@ def test_serve_defaults_persist_to_the_logs_folder_and_read_the_token_from_env(m
     settings = serve_settings(build_parser().parse_args(["serve"]))
     assert (settings.db, settings.persist, settings.token) == (DEFAULT_DB, True, "from-env")
     assert (settings.host, settings.port) == ("127.0.0.1", 5000)
+
+
+def test_the_log_goes_next_to_a_given_database_unless_a_log_file_is_given(tmp_path):
+    shop = tmp_path / "shop.db"
+    settings = serve_settings(build_parser().parse_args(["serve", "--db", str(shop)]))
+    assert settings.log_file == str(tmp_path / "shop.log")
+    named = serve_settings(build_parser().parse_args(
+        ["serve", "--db", str(shop), "--log-file", str(tmp_path / "x.log")]))
+    assert named.log_file == str(tmp_path / "x.log")
+    memory = serve_settings(build_parser().parse_args(["serve", "--no-persist"]))
+    assert memory.log_file == ServeSettings().log_file
+
+
+def test_serve_defaults_are_the_cluster_defaults():
+    settings, cluster = ServeSettings(), ClusterConfig()
+    assert (settings.workers, settings.heartbeat_interval, settings.heartbeat_timeout,
+            settings.max_retries) == (cluster.workers, cluster.heartbeat_interval,
+                                      cluster.heartbeat_timeout, cluster.retry.max_retries)
 
 
 @pytest.mark.parametrize(

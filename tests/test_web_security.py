@@ -22,8 +22,8 @@ HUGE_INT = "1" + "0" * 400  # valid JSON; Python's json turns it into an int, no
 
 
 def test_chaos_latency_with_a_huge_integer_is_a_4xx_not_a_500():
-    """PUT /api/chaos {"latency_ms": [0, 10**400]}: float() overflows inside Chaos.update
-    (scheduler/handlers.py:79), so the request is answered 500 with a logged traceback."""
+    """PUT /api/chaos {"latency_ms": [0, 10**400]} is valid JSON whose number overflows a
+    float: it must be refused as out of range (422), never answered 500."""
     with app_over(fast_cluster(), start=False) as app:
         cluster = app.extensions["orderflow"].cluster
         before = cluster.chaos.view()
@@ -119,11 +119,10 @@ def test_dns_rebinding_host_is_refused_when_no_token_protects_the_api():
 # ----------------------------------------------------------------- rejected request changes state
 
 
-def test_rejected_cancel_of_an_evicted_order_changes_the_order_listing(tmp_path):
-    """POST /api/orders/<id>/cancel on a finished order that is only in the journal answers
-    409, but Cluster._bring_back (scheduler/cluster.py:247) has already adopted it into
-    memory at the *end* of core.orders, so GET /api/orders ("newest first") now lists
-    that old order first and paging with its number as cursor skips every newer order."""
+def test_a_refused_cancel_of_a_forgotten_order_leaves_the_listing_as_it_was(tmp_path):
+    """POST /api/orders/<id>/cancel on a finished order that only the journal still has
+    answers 409 and changes nothing: the order is not brought back into memory, so the
+    listing (newest first) and paging by its cursor stay as they were."""
     cluster = Cluster(workers=2, chaos=Chaos(seed=7), seed=7, finished_order_history=2,
                       journal=SQLiteJournal(str(tmp_path / "j.db")), **FAST)
     with app_over(cluster) as app:

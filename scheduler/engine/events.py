@@ -74,9 +74,6 @@ class EventHistory:
         stop = len(self._events) if limit is None else start + limit
         return self._events[start:stop]
 
-    def recent(self, limit: int) -> list[dict]:
-        return self._events[-limit:] if limit > 0 else []
-
     @property
     def first_seq(self) -> int:
         """Seq of the oldest event still held (0 when empty)."""

@@ -57,12 +57,6 @@ class Workflow:
     def roots(self) -> tuple[str, ...]:
         return tuple(s for s in self.steps if not self.deps[s])
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "steps": [{"name": s, "deps": list(self.deps[s])} for s in self.steps],
-        }
-
 
 def _topological_order(name: str, deps: Mapping[str, tuple[str, ...]]) -> list[str]:
     """Kahn's algorithm, keeping definition order among peers; names a step on any cycle."""

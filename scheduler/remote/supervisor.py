@@ -109,10 +109,6 @@ class ProcessPool:
                 self._reaper.start()
         return started
 
-    def owns(self, spawn_id: str | None) -> bool:
-        with self._lock:
-            return spawn_id is not None and spawn_id in self._children
-
     def kill(self, spawn_id: str) -> int | None:
         """SIGKILL one of our children: a real crash. Returns its pid, or None if not ours."""
         with self._lock:

@@ -148,3 +148,5 @@ def test_order_detail_response_matches_the_documented_fields(idle):
     doc = client.get("/api/openapi.json").get_json()
     order = client.post("/api/orders", json=ORDER).get_json()
     assert set(doc["components"]["schemas"]["Order"]["properties"]) == set(order)
+    task = order["tasks"]["payment"]
+    assert set(doc["components"]["schemas"]["Task"]["properties"]) == set(task)

@@ -204,9 +204,9 @@ def test_journal_wait_after_close_hangs_forever(tmp_path):
     t.join(3.0)
     hung = t.is_alive()
     if hung:  # release the waiter so the test leaves no thread behind
-        with journal._done:
-            journal._failure = RuntimeError("released by the test")
-            journal._done.notify_all()
+        with journal._writer._done:
+            journal._writer._failure = RuntimeError("released by the test")
+            journal._writer._done.notify_all()
         t.join(5)
     assert not hung, "journal.wait() after close() never returns"
     assert isinstance(outcome[0], StoreError), "a record after close must not look durable"

@@ -1,10 +1,9 @@
 """The durable journal: orders, tasks and every event in SQLite (WAL mode).
 
-One writer thread owns the write connection and commits in groups. Under the scheduler lock,
-`record` only appends the stimulus's events and the tasks and orders it touched to pending
-buffers (O(1)). The writer takes the scheduler lock briefly to swap those buffers out and
-snapshot each touched row once, writes everything in one transaction, then wakes whoever
-waits for it. So durability costs one commit and one row per task per group, not per event.
+The writer thread (`writer.GroupWriter`) owns the write connection and commits in groups;
+reads (recovery, orders forgotten from memory, stories) use a second connection. The file is
+watched: deleted or replaced under a running server, it is reported at once and nothing more
+is acknowledged.
 """
 
 from __future__ import annotations
@@ -16,11 +15,10 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..engine.model import Effects, Order, Task
+from ..engine.model import Effects
 from ..engine.records import FINISHED_STATUSES, OrderRecord, ResumePoint, TaskRecord
-from ..engine.states import TaskState
 from .recovery import Recovered
 from .rows import (
     EVENT_COLUMNS,
@@ -38,6 +36,7 @@ from .rows import (
     task_row,
 )
 from .schema import SCHEMA_VERSION, StoreError, migrate
+from .writer import Batch, GroupWriter, JournalLost
 
 if TYPE_CHECKING:
     from ..engine.core import SchedulerCore
@@ -45,82 +44,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("orderflow.store")
 # Where `orderflow serve` and `orderflow prune` keep the journal unless told otherwise.
 DEFAULT_DB = "logs/orderflow.db"
-S = TaskState
-# Moves that only place a task; they change nothing a restart needs: recovery queues an
-# unfinished task again from its last written row, and its attempt comes out the same.
-# Not writing them keeps the journal at about one task row per step.
-PLACEMENT_MOVES = frozenset({(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASSIGNED, S.RUNNING)})
 _FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in sorted(FINISHED_STATUSES)) + ")"
 
 
 class SQLiteJournal:
+    """The journal in one SQLite file: group commit by a `GroupWriter`, reads on a second
+    connection, and a watch on the file itself (deleted or replaced: `JournalLost`)."""
+
     persistent = True
 
     def __init__(self, path: str | os.PathLike, synchronous: str = "FULL"):
         self.path = Path(path)
         self._write = _connect(self.path, synchronous)
+        self._identity = _identity(self.path)
         self._read_lock = threading.Lock()
         self._read = _connect(self.path, synchronous, readonly_after_schema=True)
-        self._core: SchedulerCore | None = None
-        self._core_lock: threading.Lock | None = None
-        # Filled under the scheduler lock by `record`, swapped out by the writer.
-        self._events: list[dict] = []
-        self._tasks: dict[str, Task] = {}
-        self._orders: dict[str, Order] = {}
-        self._ticket = 0
-        # Guarded by `_done`: what is committed, actions waiting for a commit, jobs, stop.
-        self._done = threading.Condition()
-        self._committed = 0
-        self._actions: list[Callable[[], None]] = []  # swapped out with the buffers
-        self._jobs: list[Callable[[sqlite3.Connection], None]] = []
-        self._stop = False
-        self._failure: Exception | None = None
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="orderflow-journal", daemon=True)
+        self._writer = GroupWriter(str(self.path), self._commit, self._watch)
 
     def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
         """Bind to the core whose state is journaled and the lock that guards it."""
-        self._core, self._core_lock = core, lock
-        if not self._thread.is_alive():
-            self._thread.start()
+        self._writer.attach(core, lock)
 
     # ------------------------------------------------------------ Journal protocol
 
     def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
-        """Under the scheduler lock: remember what changed; returns a ticket to wait on.
-
-        `on_commit` runs on the writer thread right after these changes are committed.
-        """
-        self._events.extend(fx.events)
-        tasks = self._tasks
-        for task, start, finish in fx.moves:
-            if (start, finish) not in PLACEMENT_MOVES:
-                tasks[task.id] = task
-        self._orders.update(fx.orders)
-        if on_commit is not None:
-            self._actions.append(on_commit)
-        self._ticket += 1
-        if not self._wake.is_set():
-            self._wake.set()
-        return self._ticket
+        return self._writer.record(fx, on_commit)
 
     def wait(self, ticket: int | None) -> None:
-        if ticket is None:
-            return
-        with self._done:
-            while self._committed < ticket and self._failure is None and self._thread.is_alive():
-                self._done.wait(0.5)
-            if self._committed >= ticket:
-                return
-            reason = self._failure or "the journal was closed first"
-        raise StoreError(f"could not write {self.path}: {reason}")
+        self._writer.wait(ticket)
+
+    def committed(self, ticket: int) -> bool:
+        return self._writer.committed(ticket)
 
     def check(self) -> None:
-        """Raise StoreError if nothing recorded from now on could become durable."""
-        if self._failure is not None:
-            raise StoreError(f"could not write {self.path}: {self._failure}")
-        if self._stop:
-            raise StoreError(f"{self.path} is closed")
+        self._writer.check()
 
     def find_idempotency_key(self, key: str) -> str | None:
         """The order that used `key`, for keys older than the in-memory window."""
@@ -132,11 +89,7 @@ class SQLiteJournal:
 
     def close(self) -> None:
         """Write everything still pending, then stop the writer and close the file."""
-        if self._thread.is_alive():
-            with self._done:
-                self._stop = True
-            self._wake.set()
-            self._thread.join(30)
+        self._writer.close()
         for conn in (self._write, self._read):
             try:
                 conn.close()
@@ -183,74 +136,12 @@ class SQLiteJournal:
 
     def prune(self, before_wall: float) -> dict:
         """Delete finished orders (and their tasks and events) that finished before the cutoff."""
-        if not self._thread.is_alive():
-            return prune_connection(self._write, before_wall)
-        result: dict[str, Any] = {}
-        finished = threading.Event()
+        return self._writer.run_job(lambda: prune_connection(self._write, before_wall), 120)
 
-        def job(conn: sqlite3.Connection) -> None:
-            result.update(prune_connection(conn, before_wall))
-            finished.set()
+    # ------------------------------------------------------------ writer thread
 
-        with self._done:
-            self._jobs.append(job)
-        self._wake.set()
-        if not finished.wait(120):
-            raise StoreError(f"pruning {self.path} did not finish within 120 s")
-        return result
-
-    # ------------------------------------------------------------ writer
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            with self._done:
-                stop, jobs, self._jobs = self._stop, self._jobs, []
-            try:
-                ticket, actions = self._write_pending()
-                for job in jobs:
-                    job(self._write)
-            except Exception as exc:  # noqa: BLE001 - waiters must learn of it, not hang
-                log.exception("journal write to %s failed", self.path)
-                with self._done:
-                    self._failure = exc
-                    self._done.notify_all()
-                return
-            with self._done:
-                self._committed = max(self._committed, ticket)
-                self._done.notify_all()
-            for action in actions:
-                try:
-                    action()
-                except Exception:  # noqa: BLE001 - one bad action must not stop the writer
-                    log.exception("post-commit action failed")
-            if stop:
-                return
-
-    def _write_pending(self) -> tuple[int, list[Callable[[], None]]]:
-        """Swap the buffers out under the scheduler lock, then write them in one transaction."""
-        with self._core_lock:
-            events, self._events = self._events, []
-            tasks, self._tasks = self._tasks, {}
-            orders, self._orders = self._orders, {}
-            actions, self._actions = self._actions, []
-            ticket = self._ticket
-            if not (events or tasks or orders):
-                return ticket, actions
-            core = self._core
-            # Records are cheap tuples of the values as they are now; encoding them (JSON)
-            # happens after the lock is released.
-            task_records = [core.task_record(t) for t in tasks.values()]
-            order_records = [core.order_record(o, with_tasks=False) for o in orders.values()]
-            counters = {
-                "counters": dict(core.counters),
-                "orders_by_status": dict(core.orders_by_status),
-                "tasks_by_state": dict(core.tasks_by_state),
-                "seq": core.seq,
-                "order_number": core.order_number,
-                "lease_counter": core.lease_counter,
-            }
+    def _commit(self, batch: Batch) -> None:
+        """One group commit in one transaction (GroupWriter retries it if it raises)."""
         conn = self._write
         with conn:
             # Upserts: an order is written when submitted and again when its status becomes
@@ -260,23 +151,48 @@ class SQLiteJournal:
                 f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS)}) "
                 "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
                 "finished_at = excluded.finished_at",
-                map(order_row, order_records),
+                map(order_row, batch.order_records),
             )
             conn.executemany(
                 f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) "
                 f"VALUES ({placeholders(TASK_FIELDS)})",
-                map(task_row, task_records),
+                map(task_row, batch.task_records),
             )
             conn.executemany(
                 f"INSERT INTO events ({EVENT_COLUMNS}) "
                 f"VALUES ({placeholders(EVENT_FIELDS)},?,?)",
-                map(event_row, events),
+                map(event_row, batch.events),
             )
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
-                (json.dumps(counters),),
+                (batch.counters,),
             )
-        return ticket, actions
+
+    def _watch(self) -> None:
+        """The file we write must still be the one we opened: a database deleted (say by a
+        log clean-up in logs/) or replaced under a running server would lose everything
+        acknowledged from then on at the next restart."""
+        for suffix, expected in list(self._identity.items()):
+            current = _identity_of(Path(f"{self.path}{suffix}"))
+            if expected is None and suffix == "-wal":
+                self._identity[suffix] = current  # the log appears with the first write
+                continue
+            if current != expected:
+                what = "deleted" if current is None else "replaced by another file"
+                raise JournalLost(f"{self.path}{suffix} was {what} while the server ran")
+
+
+def _identity_of(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def _identity(path: Path) -> dict[str, tuple[int, int] | None]:
+    """(device, inode) of the database and its write-ahead log, as opened."""
+    return {suffix: _identity_of(Path(f"{path}{suffix}")) for suffix in ("", "-wal")}
 
 
 def _connect(

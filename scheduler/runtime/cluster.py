@@ -28,6 +28,7 @@ from ..engine.states import OrderStatus
 from ..engine.workflow import Workflow
 from ..journal.base import Journal, NullJournal
 from ..journal.recovery import recover_into
+from ..journal.schema import StoreError
 from ..steps.context import Handler
 from .ids import new_order_id
 from .subscribers import Subscription
@@ -81,6 +82,8 @@ class Cluster:
         self._executors: dict[str, Executor] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)
+        # Orders whose acknowledgement failed (503), until the journal commits them.
+        self._unconfirmed: dict[str, int] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._next_tick = 0.0
@@ -101,7 +104,7 @@ class Cluster:
         if state is not None:
             with self._lock:
                 fx = recover_into(self._core, state, now=self._clock())
-                ticket = self._publish(fx, durable=True)
+                ticket = self._publish(fx)
             self._carry_out(fx, ticket, durable=True)
         self._monitor = LoopThread("orderflow-monitor", self._monitor_once, self._stop)
         self._monitor.start()
@@ -153,37 +156,73 @@ class Cluster:
             earlier = self.find_by_idempotency_key(idempotency_key)
             if earlier is not None:
                 raise Conflict(f"idempotency key already used by {earlier}")
-        self._call(
-            self._core.submit,
-            order_id,
-            clean,
-            workflow=workflow,
-            idempotency_key=idempotency_key,
-            durable=True,
-        )
+        self._accept([(order_id, clean)], workflow, idempotency_key)
         return order_id
 
     def submit_many(self, orders: list[dict], workflow: str | None = None) -> list[str]:
         """Accept many orders at once, all or none, with a single durable commit."""
-        cleaned = [(validate_order(data), new_order_id()) for data in orders]
+        cleaned = [(new_order_id(), validate_order(data)) for data in orders]
         workflow = workflow or "ecommerce"
         self._journal.check()
         if workflow not in self._core.workflows:
             raise UnknownWorkflow(f"unknown workflow {workflow!r}")
+        self._accept(cleaned, workflow)
+        return [order_id for order_id, _ in cleaned]
+
+    def _accept(
+        self, orders: list[tuple[str, dict]], workflow: str, idempotency_key: str | None = None
+    ) -> None:
+        """Submit under one lock hold and return once durable. If the commit fails, the
+        orders stay queued for the journal (the writer keeps trying) but are not shown or
+        answered for until they are committed: no acknowledgement before durability."""
         with self._lock:
             now = self._clock()
             merged = Effects()
-            for data, order_id in cleaned:
-                merged.absorb(self._core.submit(order_id, data, now=now, workflow=workflow))
-            ticket = self._publish(merged, durable=True)
-        self._carry_out(merged, ticket, durable=True)
-        return [order_id for _, order_id in cleaned]
+            for order_id, data in orders:
+                merged.absorb(
+                    self._core.submit(
+                        order_id, data, now=now, workflow=workflow,
+                        idempotency_key=idempotency_key,
+                    )
+                )
+            ticket = self._publish(merged)
+        try:
+            self._carry_out(merged, ticket, durable=True)
+        except StoreError:
+            with self._lock:
+                self._unconfirmed.update((order_id, ticket) for order_id, _ in orders)
+            raise
+
+    def _confirmed(self, order_id: str) -> bool:
+        """False for an order whose acknowledgement failed and that is not committed yet.
+        Call under the lock."""
+        ticket = self._unconfirmed.get(order_id)
+        if ticket is None:
+            return True
+        if not self._journal.committed(ticket):
+            return False
+        # Committed since (the writer got through): shown and answered from now on.
+        for done in [o for o, t in self._unconfirmed.items() if self._journal.committed(t)]:
+            del self._unconfirmed[done]
+        return True
+
+    def _require_confirmed(self, order_id: str) -> None:
+        if not self._confirmed(order_id):
+            raise StoreError(
+                f"order {order_id} is not written to the journal yet (its submission was "
+                "answered 503); ask again once the journal is writable"
+            )
 
     def find_by_idempotency_key(self, key: str) -> str | None:
-        """The order submitted with `key`: remembered in memory, or found in the journal."""
+        """The order submitted with `key`: remembered in memory, or found in the journal.
+        StoreError while that order is not durable yet: a key is answered only once its
+        order is committed."""
         with self._lock:
             found = self._core.idempotency.get(key)
-        return found if found is not None else self._journal.find_idempotency_key(key)
+            if found is not None:
+                self._require_confirmed(found)
+                return found
+        return self._journal.find_idempotency_key(key)
 
     def add_worker(self, worker_id: str | None = None) -> str:
         """Start a thread worker that joins the ring and takes work at once."""
@@ -293,6 +332,7 @@ class Cluster:
         with self._lock:
             order = self._core.orders.get(order_id)
             if order is not None:
+                self._require_confirmed(order_id)
                 return self._order_view(order)
         found = self._journal.find_order(order_id)
         if found is None:
@@ -313,6 +353,8 @@ class Cluster:
                 if before is not None and order.number >= before:
                     continue
                 if status is not None and order.reported_status != status:
+                    continue
+                if self._unconfirmed and not self._confirmed(order.id):
                     continue
                 out.append(self._order_view(order, with_results=False))
                 if len(out) >= limit:
@@ -452,17 +494,17 @@ class Cluster:
         """Run one stimulus. `durable`: return only once its events are committed."""
         with self._lock:
             fx = method(*args, now=self._clock(), **kwargs)
-            ticket = self._publish(fx, durable)
+            ticket = self._publish(fx)
         self._carry_out(fx, ticket, durable)
         return fx
 
-    def _publish(self, fx: Effects, durable: bool = False) -> object:
+    def _publish(self, fx: Effects) -> object:
         """Under the lock: queue the events for the journal and subscribers, in seq order.
 
         With a persistent journal, dispatches are handed to workers by the journal's writer
-        right after the commit: a released step never runs on a success that is not yet
-        durable, and the reporting thread does not wait. A `durable` caller waits for the
-        commit itself and then delivers.
+        right after the commit: a step never runs on a submission or a success that is not
+        yet durable (however long the journal takes to become writable again), and the
+        reporting thread does not wait.
         """
         if self._core.active_orders == 0:
             self._idle.notify_all()
@@ -472,7 +514,7 @@ class Cluster:
             sub.offer(fx.events)
         if not self._journal.persistent:
             return None
-        if fx.dispatches and not durable:
+        if fx.dispatches:
             dispatches = fx.dispatches
             fx.dispatches = []
             return self._journal.record(fx, lambda: self._deliver(dispatches))
@@ -483,9 +525,6 @@ class Cluster:
             level = _LEVELS.get(event["type"])
             if level is not None:
                 log.log(level, event["message"])
-        if ticket is not None and durable:
-            # The caller's acknowledgement (an accepted order) waits until it is durable.
-            self._journal.wait(ticket)
         if fx.dispatches:
             self._deliver(fx.dispatches)
         for worker_id in fx.departed:
@@ -494,6 +533,9 @@ class Cluster:
                 executor.stop()
         if fx.wake_at is not None and fx.wake_at < self._next_tick:
             self._wake.set()
+        if ticket is not None and durable:
+            # The caller's acknowledgement (an accepted order) waits until it is durable.
+            self._journal.wait(ticket)
 
     def _deliver(self, dispatches: list[Dispatch]) -> None:
         for dispatch in dispatches:

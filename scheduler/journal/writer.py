@@ -1,0 +1,310 @@
+"""Group commit on a writer thread of its own, that survives write errors and says so.
+
+Under the scheduler lock, `record` only appends what a stimulus changed to pending buffers
+(O(1)). The writer takes the lock briefly to swap the buffers out and snapshot each touched
+row once (as records), writes everything in one transaction outside the lock, then wakes
+whoever waits and runs the actions that waited for the commit (handing released steps to
+workers). Durability costs one commit and one row per task per group, not per event.
+
+A failed write (a full disk, a locked file) is not the end: the batch goes back in front of
+the buffers, `check()` and `wait()` answer StoreError (503) while it fails, and the writer
+tries again with backoff until it can write; then everything waiting is committed in order
+and its actions run. Only a journal that is gone for good (`JournalLost`: its file deleted or
+replaced) stops the writer: nothing written after that would survive a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..engine.model import Effects, Order, Task
+from ..engine.records import OrderRecord, TaskRecord
+from ..engine.states import TaskState
+from .schema import StoreError
+
+if TYPE_CHECKING:
+    from ..engine.core import SchedulerCore
+
+log = logging.getLogger("orderflow.store")
+S = TaskState
+# Moves that only place a task; they change nothing a restart needs: recovery queues an
+# unfinished task again from its last written row, and its attempt comes out the same.
+# Not writing them keeps the journal at about one task row per step.
+PLACEMENT_MOVES = frozenset({(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASSIGNED, S.RUNNING)})
+# How often an idle writer looks at its file (a deleted journal is noticed within this).
+WATCH_INTERVAL = 0.5
+# Backoff between attempts while writes fail (seconds): doubled from the first to the cap.
+RETRY_FIRST, RETRY_CAP = 0.05, 2.0
+
+
+class JournalLost(StoreError):
+    """The journal's storage is gone (deleted, replaced): no later write could survive."""
+
+
+@dataclass
+class Batch:
+    """One group commit: the swapped-out buffers and the rows snapshotted from them."""
+
+    ticket: int
+    events: list[dict]
+    tasks: dict[str, Task]
+    orders: dict[str, Order]
+    actions: list[Callable[[], None]]
+    task_records: list[TaskRecord] = field(default_factory=list)
+    order_records: list[OrderRecord] = field(default_factory=list)
+    counters: str = "{}"  # the core's numbering and totals, as JSON
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.tasks or self.orders)
+
+
+class GroupWriter:
+    """The buffers, the writer thread and its failure state, for any journal backend.
+
+    `write(batch)` stores one batch in one transaction (or raises); `watch()` raises
+    JournalLost when the storage is gone; `run_jobs` hands maintenance work (pruning) to
+    the writer thread so it never races a commit.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        write: Callable[[Batch], None],
+        watch: Callable[[], None] = lambda: None,
+    ):
+        self.name = name
+        self._write, self._watch = write, watch
+        self._core: SchedulerCore | None = None
+        self._core_lock: threading.Lock | None = None
+        # Filled under the scheduler lock by `record`, swapped out by the writer.
+        self._events: list[dict] = []
+        self._tasks: dict[str, Task] = {}
+        self._orders: dict[str, Order] = {}
+        self._actions: list[Callable[[], None]] = []
+        self._ticket = 0
+        # Guarded by `_done`: what is committed, the current failure, jobs, stop.
+        self._done = threading.Condition()
+        self._committed = 0
+        self._failure: Exception | None = None
+        self._failures = 0  # consecutive failed attempts
+        self._lost = False
+        self._jobs: list[Callable[[], None]] = []
+        self._stop = False
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="orderflow-journal", daemon=True)
+
+    def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
+        self._core, self._core_lock = core, lock
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------ callers
+
+    def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
+        """Under the scheduler lock: remember what changed; returns a ticket to wait on.
+        `on_commit` runs on the writer thread right after these changes are committed."""
+        self._events.extend(fx.events)
+        tasks = self._tasks
+        for task, start, finish in fx.moves:
+            if (start, finish) not in PLACEMENT_MOVES:
+                tasks[task.id] = task
+        self._orders.update(fx.orders)
+        if on_commit is not None:
+            self._actions.append(on_commit)
+        self._ticket += 1
+        if not self._wake.is_set():
+            self._wake.set()
+        return self._ticket
+
+    def wait(self, ticket: int | None) -> None:
+        """Return once `ticket` is committed; StoreError if writing fails meanwhile (the
+        records stay queued and are committed once the journal can be written again)."""
+        if ticket is None:
+            return
+        with self._done:
+            while (
+                self._committed < ticket and self._failure is None and self._thread.is_alive()
+            ):
+                self._done.wait(0.5)
+            if self._committed >= ticket:
+                return
+            reason = self._failure or "the journal was closed first"
+        raise StoreError(f"could not write {self.name}: {reason}")
+
+    def committed(self, ticket: int) -> bool:
+        with self._done:
+            return self._committed >= ticket
+
+    def check(self) -> None:
+        """Raise StoreError while nothing recorded now could become durable."""
+        failure = self._failure
+        if failure is not None:
+            raise StoreError(f"could not write {self.name}: {failure}")
+        if self._stop or (self._core is not None and not self._thread.is_alive()):
+            raise StoreError(f"{self.name} is closed")
+
+    def run_job(self, job: Callable[[], Any], timeout: float) -> Any:
+        """Run `job()` on the writer thread, between commits; returns what it returns."""
+        if not self._thread.is_alive():
+            return job()
+        outcome: list[Any] = []
+        finished = threading.Event()
+
+        def wrapped() -> None:
+            try:
+                outcome.append((True, job()))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller below
+                outcome.append((False, exc))
+            finally:
+                finished.set()
+
+        with self._done:
+            self._jobs.append(wrapped)
+        self._wake.set()
+        if not finished.wait(timeout):
+            raise StoreError(f"a job on {self.name} did not finish within {timeout:.0f} s")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything still pending (trying for up to `timeout` if writes fail), then
+        stop the writer."""
+        if self._thread.is_alive():
+            with self._done:
+                self._stop = True
+            self._wake.set()
+            self._thread.join(timeout)
+            self._closing.set()  # a writer still backing off gives up now
+            self._thread.join(5)
+
+    # ------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        while self.write_once():
+            pass
+
+    def write_once(self) -> bool:
+        """One round: wait for work (or look at the storage now and then), write it, report.
+        False once the writer should end."""
+        self._wake.wait(WATCH_INTERVAL)
+        self._wake.clear()
+        with self._done:
+            stop, jobs, self._jobs = self._stop, self._jobs, []
+        batch = None
+        try:
+            self._watch()
+            batch = self._take()
+            if not batch.empty:
+                self._write(batch)
+        except JournalLost as exc:
+            self._lose(exc, batch)
+            return False
+        except Exception as exc:  # noqa: BLE001 - kept and tried again, never lost
+            with self._done:
+                self._jobs[:0] = jobs  # maintenance waits for a working journal too
+            return self._failed(exc, batch, stop)
+        self._succeeded(batch)
+        for job in jobs:
+            job()
+        return not stop
+
+    def _take(self) -> Batch:
+        """Swap the buffers out under the scheduler lock and snapshot their rows."""
+        with self._core_lock:
+            batch = Batch(self._ticket, self._events, self._tasks, self._orders, self._actions)
+            self._events, self._tasks, self._orders, self._actions = [], {}, {}, []
+            if batch.empty:
+                return batch
+            core = self._core
+            # Records are cheap tuples of the values as they are now; encoding them (JSON)
+            # happens in `write`, after the lock is released.
+            batch.task_records = [core.task_record(t) for t in batch.tasks.values()]
+            batch.order_records = [
+                core.order_record(o, with_tasks=False) for o in batch.orders.values()
+            ]
+            counters = {
+                "counters": dict(core.counters),
+                "orders_by_status": dict(core.orders_by_status),
+                "tasks_by_state": dict(core.tasks_by_state),
+                "seq": core.seq,
+                "order_number": core.order_number,
+                "lease_counter": core.lease_counter,
+            }
+        batch.counters = json.dumps(counters)
+        return batch
+
+    def _put_back(self, batch: Batch) -> None:
+        """A batch that could not be written goes back in front of what came since; rows
+        are snapshotted again at the next attempt, so the newest state of each is written."""
+        with self._core_lock:
+            self._events[:0] = batch.events
+            self._tasks = {**batch.tasks, **self._tasks}
+            self._orders = {**batch.orders, **self._orders}
+            self._actions[:0] = batch.actions
+
+    def _succeeded(self, batch: Batch) -> None:
+        with self._done:
+            recovered, self._failure = self._failure, None
+            failures, self._failures = self._failures, 0
+            self._committed = max(self._committed, batch.ticket)
+            self._done.notify_all()
+        if recovered is not None:
+            log.warning(
+                "journal %s writable again after %d failed attempt(s); pending work committed",
+                self.name,
+                failures,
+            )
+        for action in batch.actions:
+            try:
+                action()
+            except Exception:  # noqa: BLE001 - one bad action must not stop the writer
+                log.exception("post-commit action failed")
+
+    def _failed(self, exc: Exception, batch: Batch | None, stop: bool) -> bool:
+        if batch is not None:
+            self._put_back(batch)
+        with self._done:
+            self._failure = exc
+            self._failures += 1
+            failures = self._failures
+            self._done.notify_all()
+        if failures == 1:
+            # One line per outage, not per attempt.
+            log.error(
+                "journal write to %s failed: %s; answering 503 and retrying until it works",
+                self.name,
+                exc,
+            )
+        if stop and self._closing.is_set():
+            log.error("journal %s closed with unwritten work: %s", self.name, exc)
+            return False
+        delay = min(RETRY_CAP, RETRY_FIRST * 2 ** min(failures - 1, 10))
+        self._closing.wait(delay)
+        self._wake.set()  # try again at once after the pause, work or not
+        return True
+
+    def _lose(self, exc: JournalLost, batch: Batch | None) -> None:
+        if batch is not None:
+            self._put_back(batch)
+        with self._done:
+            self._failure = exc
+            self._lost = True
+            self._done.notify_all()
+        log.critical(
+            "JOURNAL LOST: %s. Nothing more is acknowledged; restart the server once the "
+            "database is back in place.",
+            exc,
+        )

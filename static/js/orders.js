@@ -46,10 +46,6 @@ export class OrderBook {
     this.stubs = 0; // records known only from events (no customer yet)
   }
 
-  get size() {
-    return this.list.length;
-  }
-
   get(id) {
     return this.byId.get(id);
   }
@@ -289,18 +285,5 @@ export class OrderBook {
     const counts = { all: this.list.length, pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0 };
     for (const rec of this.list) counts[rec.status] = (counts[rec.status] || 0) + 1;
     return counts;
-  }
-
-  /** Newest first, filtered; `null` filter and empty query means every order. */
-  select(status, query) {
-    const q = (query || '').trim().toLowerCase();
-    const out = [];
-    for (let i = this.list.length - 1; i >= 0; i--) {
-      const rec = this.list[i];
-      if (status && rec.status !== status) continue;
-      if (q && !rec.id.toLowerCase().includes(q) && !(rec.customer || '').toLowerCase().includes(q)) continue;
-      out.push(rec);
-    }
-    return out;
   }
 }

@@ -13,12 +13,10 @@ export class Store {
     this.orders = new OrderBook();
     this.workers = [];
     this.ring = { arcs: [], shares: {} };
-    this.ringVersion = 0;
     this.stats = null;
     this.config = { heartbeat_interval: 0.5, heartbeat_timeout: 2, max_retries: 3 };
     this.chaos = null;
     this.log = []; // notable events, ascending seq
-    this.logVersion = 0;
     this.lastSeq = null;
     this.historyLoaded = false; // the first refresh after page load has run
     this.awaitingSnapshot = true; // until the first snapshot, and after a gap or a reconnect
@@ -92,7 +90,6 @@ export class Store {
       if (this.orders.apply(ev)) this.mark('orders');
       if (LOG_GROUP_OF[ev.type]) {
         this.log.push(ev);
-        this.logVersion++;
         this.mark('log');
       }
       if (ev.type.startsWith('worker_')) workersChanged = true;
@@ -114,7 +111,6 @@ export class Store {
     const signature = (r) => `${r.arcs.length}|${Object.entries(r.shares).map(([w, s]) => `${w}:${s.toFixed(4)}`).join(',')}`;
     if (signature(ring) !== signature(this.ring)) {
       this.ring = ring;
-      this.ringVersion++;
       this.mark('ring');
     }
   }
@@ -133,7 +129,6 @@ export class Store {
     if (!notable.length) return;
     const first = notable[0].seq;
     this.log = this.log.filter((ev) => ev.seq < first).concat(notable);
-    this.logVersion++;
     this.mark('log');
   }
 

@@ -1,12 +1,15 @@
 // Everything the page knows, fed by the Socket.IO messages (see dashboard/realtime.py) and a
 // few HTTP reads. Handlers only update this object and mark what changed; the views redraw
 // from it at most once per animation frame.
+//
+// The server's numbers (how many orders and log events to keep, heartbeat settings, the
+// workflows' steps) arrive with every snapshot; until the first one nothing is capped.
 
 import { OrderBook } from './orders.js';
 import { LOG_GROUP_OF } from './states.js';
 
-const LOG_CAP = 2000;
-const CHART_SECONDS = 300;
+const LOG_SLACK = 200; // trim the log in chunks, not on every event
+export const CHART_SECONDS = 300; // the chart's window (the page says "last 5 minutes")
 
 export class Store {
   constructor() {
@@ -14,7 +17,8 @@ export class Store {
     this.workers = [];
     this.ring = { arcs: [], shares: {} };
     this.stats = null;
-    this.config = { heartbeat_interval: 0.5, heartbeat_timeout: 2, max_retries: 3 };
+    this.config = null; // {heartbeat_interval, heartbeat_timeout, max_retries}, from the snapshot
+    this.limits = null; // {orders, orders_page, initial_orders, log_events}, from the snapshot
     this.chaos = null;
     this.log = []; // notable events, ascending seq
     this.lastSeq = null;
@@ -48,11 +52,13 @@ export class Store {
     this.counters.snapshots++;
     this.lastSeq = snap.last_seq;
     this.awaitingSnapshot = false;
+    this.config = snap.config;
+    this.limits = snap.limits;
+    this.orders.configure({ maxOrders: snap.limits.orders, workflows: snap.workflows });
     this.setStats(snap.stats);
     this.setWorkers(snap.workers);
     this.setRing(snap.ring);
     if (snap.chaos) this.chaos = snap.chaos;
-    if (snap.config) this.config = snap.config;
     const fresh = new Set();
     const initial = !this.historyLoaded;
     // Orders submitted while we were not listening are newer than the newest we held.
@@ -95,7 +101,8 @@ export class Store {
       if (ev.type.startsWith('worker_')) workersChanged = true;
       if (ev.order_id && this.onOrderEvent) this.onOrderEvent(ev);
     }
-    if (this.log.length > LOG_CAP + 200) this.log.splice(0, this.log.length - LOG_CAP);
+    const cap = this.limits.log_events;
+    if (this.log.length > cap + LOG_SLACK) this.log.splice(0, this.log.length - cap);
     this._syncClock(batch);
     if (workersChanged && this.onWorkersChanged) this.onWorkersChanged();
     return 'ok';

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-# templates/ and static/ live at the repository root, beside the packages.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
 

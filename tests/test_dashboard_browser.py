@@ -19,7 +19,7 @@ from conftest import wait_for
 from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
-from dashboard.pages import NODE_MODULES, VENDOR
+from dashboard.assets import VENDOR, VENDOR_DIR
 from scheduler import Cluster
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,7 +41,7 @@ def _missing() -> str | None:
         return "playwright is not installed (pip install -e '.[dev]')"
     if not os.path.exists(CHROMIUM):
         return f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    absent = [name for name, path in VENDOR.items() if not (NODE_MODULES / path).is_file()]
+    absent = [name for name, path in VENDOR.items() if not (VENDOR_DIR / path).is_file()]
     if absent:
         return f"the page's libraries are not installed (npm ci): {', '.join(absent)}"
     return None

@@ -22,7 +22,7 @@ JS_TESTS = tests/js/*.test.js
 test: $(STAMP)
 	$(BIN)/ruff check scheduler dashboard tests benchmarks
 	$(BIN)/lint-imports --no-cache
-	node --test $(JS_TESTS)
+	node --test --test-reporter=dot $(JS_TESTS)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -35,7 +35,7 @@ bench: $(STAMP)
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
 
 test-js:
-	node --test $(JS_TESTS)
+	node --test --test-reporter=dot $(JS_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler dashboard tests benchmarks

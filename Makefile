@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-js lint bench clean
 
 $(STAMP): pyproject.toml package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml package-lock.json
 run: $(STAMP)
 	$(BIN)/orderflow serve
 
+# The dashboard's logic (static/js) has node unit tests in tests/js (no npm packages needed).
+# Files are named, not the folder, so every node from 18 on finds the same ones.
+JS_TESTS = tests/js/*.test.js
+
 test: $(STAMP)
 	$(BIN)/ruff check scheduler dashboard tests benchmarks
 	$(BIN)/lint-imports --no-cache
+	node --test --test-reporter=dot $(JS_TESTS)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -28,6 +33,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fanout.py
 	$(BIN)/python benchmarks/memory.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
+
+test-js:
+	node --test --test-reporter=dot $(JS_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler dashboard tests benchmarks

@@ -18,7 +18,8 @@ from scheduler import Cluster
 from scheduler.journal.retention import Pruner
 
 from . import api_orders, api_system, api_workers, auth, errors, metrics, pages, realtime
-from .config import PROJECT_ROOT, DefaultConfig
+from .assets import STATIC, TEMPLATES
+from .config import DefaultConfig
 from .metrics import Metrics
 from .settings import ServeSettings, build_cluster, build_pruner
 from .stream import EventStream, StreamSettings
@@ -85,8 +86,7 @@ def _cluster_settings(value: Any) -> ServeSettings:
 
 def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None = None) -> Flask:
     """Build the app. Without `cluster`, one is built from CLUSTER_SETTINGS and owned."""
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
-                static_folder=str(PROJECT_ROOT / "static"))
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC))
     app.config.from_object(DefaultConfig)
     app.config.update(config or {})
     app.json.sort_keys = False  # keep the scheduler's order: tasks in workflow order

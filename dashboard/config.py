@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-# templates/ and static/ live at the repository root, beside the packages.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
 
@@ -38,6 +34,11 @@ class DefaultConfig:
     # How much a snapshot carries.
     SNAPSHOT_ORDERS = 200
     SNAPSHOT_EVENTS = 500
+    # What a dashboard keeps and loads, sent in every snapshot's `limits` so the browser holds
+    # no copies (with the cluster's finished_order_history and the API's largest page):
+    # notable events in its log, and how many orders a freshly opened page reads.
+    DASHBOARD_LOG_EVENTS = 2000
+    DASHBOARD_INITIAL_ORDERS = 2000
     # Keyword settings for `runtime.build_cluster` when create_app builds its own cluster.
     CLUSTER_SETTINGS: dict | None = None
     # This server's own URL, for the worker processes it starts (`serve` sets it once bound);

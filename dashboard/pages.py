@@ -1,25 +1,18 @@
 """The dashboard page and the pinned browser libraries it loads.
 
-The libraries come from node_modules (installed by `npm ci` in make's set-up, versions pinned
-in package-lock.json), so the page works offline and no CDN is ever asked. Only the files
-listed in VENDOR are served from there.
+The libraries are served by the app itself (from node_modules in a checkout, from the package
+in a wheel: see assets.py), so the page works offline and no CDN is ever asked. Only the files
+listed in VENDOR are served.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, make_response, render_template, send_from_directory
 
-from .config import PROJECT_ROOT
+from .assets import VENDOR, VENDOR_DIR
 
 bp = Blueprint("pages", __name__)
 
-NODE_MODULES = PROJECT_ROOT / "node_modules"
-# URL name -> file under node_modules. Plain ES modules, loaded by static/js/ as they are.
-VENDOR = {
-    "socket.io.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
-    "uPlot.esm.js": "uplot/dist/uPlot.esm.js",
-    "uPlot.min.css": "uplot/dist/uPlot.min.css",
-}
 MIMETYPES = {".js": "text/javascript", ".css": "text/css"}
 # Defence in depth behind textContent-only rendering: no inline script, nothing from
 # elsewhere. CSSOM writes (element.style.x = ...) stay allowed; style="" attributes do not.
@@ -43,7 +36,7 @@ def index() -> Response:
 def vendor(name: str) -> Response:
     """One of the pinned browser libraries; 404 for anything else or before `npm ci`."""
     relative = VENDOR.get(name)
-    if relative is None or not (NODE_MODULES / relative).is_file():
+    if relative is None or not (VENDOR_DIR / relative).is_file():
         abort(404)
     suffix = name[name.rfind("."):]
-    return send_from_directory(NODE_MODULES, relative, mimetype=MIMETYPES[suffix], max_age=3600)
+    return send_from_directory(VENDOR_DIR, relative, mimetype=MIMETYPES[suffix], max_age=3600)

@@ -8,14 +8,24 @@ Server to client
               the stream::
 
                   {"stats": cluster.stats(), "workers": cluster.workers(), "ring": cluster.ring(),
-                   "orders": cluster.orders(limit=200), "events": [<= 500 recent events],
+                   "orders": cluster.orders(limit=SNAPSHOT_ORDERS),
+                   "events": [<= SNAPSHOT_EVENTS recent events],
                    "last_seq": int, "chaos": {"failure_rate", "latency_ms": [min, max]},
-                   "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries"}}
+                   "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries"},
+                   "limits": {"orders", "orders_page", "initial_orders", "log_events"},
+                   "workflows": cluster.workflows()}
 
               The state is at least as new as `last_seq`: apply only events with a greater
               seq afterwards. A snapshot replaces everything the client held.
+              `limits` are the caps a dashboard works with, so it keeps no copies: orders
+              to hold (the cluster's finished_order_history), orders per GET /api/orders
+              page (its largest), orders a fresh page loads (DASHBOARD_INITIAL_ORDERS) and
+              notable events its log keeps (DASHBOARD_LOG_EVENTS). `workflows` maps each
+              workflow to {step: [steps it waits for]}: a step becomes ready once all of
+              them succeeded (a workflow may fan out and in; it is not a chain).
   `events`    a list of the core's event dicts (`seq`, `ts`, `type`, `order_id`, `step`,
-              `worker_id`, `attempt`, `message`, ...), ascending seq, at most one message
+              `worker_id`, `attempt`, `message`, ...; `type` is one of EVENT_TYPES in
+              scheduler/engine/events.py), ascending seq, at most one message
               per 100 ms (split into several when very large), from one background task.
               A jump in seq means messages were skipped: wait for the snapshot that follows,
               or send `resync`.

@@ -19,6 +19,8 @@ from flask_socketio import SocketIO
 
 from scheduler import Cluster
 
+from .api_orders import MAX_PAGE
+
 log = logging.getLogger("orderflow.stream")
 NAMESPACE = "/"
 # A behind client gets its snapshot once no more than this many packets wait for it.
@@ -34,6 +36,8 @@ class StreamSettings:
     max_events: int = 5000
     snapshot_orders: int = 200
     snapshot_events: int = 500
+    log_events: int = 2000
+    initial_orders: int = 2000
 
     @classmethod
     def from_config(cls, config: Mapping) -> StreamSettings:
@@ -45,12 +49,15 @@ class StreamSettings:
             max_events=config["STREAM_MAX_EVENTS"],
             snapshot_orders=config["SNAPSHOT_ORDERS"],
             snapshot_events=config["SNAPSHOT_EVENTS"],
+            log_events=config["DASHBOARD_LOG_EVENTS"],
+            initial_orders=config["DASHBOARD_INITIAL_ORDERS"],
         )
 
 
-def build_snapshot(cluster: Cluster, orders: int = 200, events: int = 500) -> dict:
+def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()) -> dict:
     """Everything a fresh client needs. The state is at least as new as `last_seq`, so a
     client applying the `events` with a greater seq misses nothing."""
+    events, orders = settings.snapshot_events, settings.snapshot_orders
     _, newest = cluster.event_bounds()
     recent = cluster.events(after=max(0, newest - events), limit=events)
     config = cluster.config
@@ -67,6 +74,14 @@ def build_snapshot(cluster: Cluster, orders: int = 200, events: int = 500) -> di
             "heartbeat_timeout": config.heartbeat_timeout,
             "max_retries": config.retry.max_retries,
         },
+        # The browser's caps, so it has no copies of the server's numbers.
+        "limits": {
+            "orders": config.finished_order_history,
+            "orders_page": MAX_PAGE,
+            "initial_orders": settings.initial_orders,
+            "log_events": settings.log_events,
+        },
+        "workflows": cluster.workflows(),
     }
 
 
@@ -209,8 +224,7 @@ class EventStream:
         batch = self._read_new_events() if tick else []
         plan = self.clients.plan(self._backlog)
         if plan.snapshot:
-            snapshot = build_snapshot(self.cluster, self.settings.snapshot_orders,
-                                      self.settings.snapshot_events)
+            snapshot = build_snapshot(self.cluster, self.settings)
             self.socketio.emit("snapshot", snapshot, to=plan.snapshot, namespace=NAMESPACE)
             self.counters["snapshots"] += len(plan.snapshot)
         if tick:

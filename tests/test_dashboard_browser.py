@@ -19,7 +19,7 @@ from conftest import wait_for
 from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
-from dashboard.pages import NODE_MODULES, VENDOR
+from dashboard.assets import VENDOR, VENDOR_DIR
 from scheduler import Cluster
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,7 +41,7 @@ def _missing() -> str | None:
         return "playwright is not installed (pip install -e '.[dev]')"
     if not os.path.exists(CHROMIUM):
         return f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    absent = [name for name, path in VENDOR.items() if not (NODE_MODULES / path).is_file()]
+    absent = [name for name, path in VENDOR.items() if not (VENDOR_DIR / path).is_file()]
     if absent:
         return f"the page's libraries are not installed (npm ci): {', '.join(absent)}"
     return None
@@ -378,4 +378,24 @@ def test_ten_thousand_orders_render_only_the_rows_in_view(browser, tmp_path):
               f" {table['rowWrites']} row writes; rows in DOM {rows.count()}")
         assert frames["maxMs"] < 100
         d.shot("ten-thousand")
+        assert d.errors == []
+
+
+def test_fan_out_order_shows_every_branch_with_the_servers_caps(browser, tmp_path):
+    cluster = fast_cluster(workers=3, latency_ms=(5, 15), finished_order_history=321,
+                           **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster, {"DASHBOARD_LOG_EVENTS": 42}) as d:
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        limits = d.page.evaluate("() => window.orderflowDashboard.store.limits")
+        assert limits["orders"] == 321 and limits["log_events"] == 42
+        order_id = cluster.submit({"customer": "fan out",
+                                   "items": [{"sku": "A", "qty": 1, "price": 1}]},
+                                  workflow="ecommerce_invoiced")
+        d.wait_order_status(order_id, "completed")
+        chips = d.row(order_id).locator(".chip")
+        names = [chips.nth(i).locator(".chip-name").inner_text() for i in range(chips.count())]
+        assert names == ["payment", "packing", "invoice", "shipping"]
+        assert all("s-done" in (chips.nth(i).get_attribute("class") or "") for i in range(4))
+        d.shot("fan-out")
         assert d.errors == []

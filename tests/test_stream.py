@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from web import ORDER, fast_cluster
 
+from dashboard.api_orders import MAX_PAGE
+from dashboard.config import DefaultConfig
 from dashboard.stream import ClientTable, EventStream, StreamSettings, build_snapshot
 
-SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config"}
+SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config",
+                 "limits", "workflows"}
 
 
 class Recorder:
@@ -169,6 +172,24 @@ def test_snapshot_limits_what_it_carries():
     cluster = fast_cluster()
     for _ in range(30):
         cluster.submit(ORDER)
-    snapshot = build_snapshot(cluster, orders=10, events=5)
+    snapshot = build_snapshot(cluster, StreamSettings(snapshot_orders=10, snapshot_events=5))
     assert len(snapshot["orders"]) == 10 and len(snapshot["events"]) == 5
     assert snapshot["last_seq"] == 30
+
+
+def test_snapshot_gives_the_browser_the_servers_caps_not_copies_of_them():
+    cluster = fast_cluster(finished_order_history=1234)
+    settings = StreamSettings.from_config({**vars(DefaultConfig), "DASHBOARD_LOG_EVENTS": 77,
+                                           "DASHBOARD_INITIAL_ORDERS": 88})
+    snapshot = build_snapshot(cluster, settings)
+    assert snapshot["limits"] == {"orders": 1234, "orders_page": MAX_PAGE,
+                                  "initial_orders": 88, "log_events": 77}
+
+
+def test_snapshot_names_what_each_step_waits_for_including_fan_out():
+    snapshot = build_snapshot(fast_cluster())
+    assert snapshot["workflows"]["ecommerce"] == {
+        "payment": [], "packing": ["payment"], "shipping": ["packing"]}
+    assert snapshot["workflows"]["ecommerce_invoiced"] == {
+        "payment": [], "packing": ["payment"], "invoice": ["payment"],
+        "shipping": ["packing", "invoice"]}

@@ -327,6 +327,13 @@ class Cluster:
     def workflow_names(self) -> list[str]:
         return sorted(self._core.workflows)
 
+    def workflows(self) -> dict[str, dict[str, list[str]]]:
+        """Each workflow's steps (in a topological order) with the steps each waits for."""
+        return {
+            name: {step: list(wf.deps[step]) for step in wf.steps}
+            for name, wf in sorted(self._core.workflows.items())
+        }
+
     def get_order(self, order_id: str) -> dict:
         """An order as it is now; one forgotten from memory is read from the journal."""
         with self._lock:

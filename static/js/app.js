@@ -134,7 +134,9 @@ export function start() {
     // The table first: it reads scroll geometry, which is free only before anything is written.
     table.render(tick);
     if (dirty.has('stats')) tiles.render(store.stats);
-    if (dirty.has('workers') || dirty.has('stats')) {
+    // Worker cards measure heartbeats against the server's settings, which come with the
+    // first snapshot (as do the workers themselves).
+    if ((dirty.has('workers') || dirty.has('stats')) && store.config) {
       workers.render(store.workers, store.config);
       const alive = store.workers.filter((w) => w.status === 'alive' || w.status === 'suspect' || w.status === 'draining').length;
       setText($('#workers-summary'), `${fmtInt(alive)} alive of ${fmtInt(store.workers.length)}`);

@@ -66,14 +66,6 @@ export class Connection {
     });
   }
 
-  stop() {
-    this.socket?.disconnect();
-  }
-
-  get transport() {
-    return this.socket?.io?.engine?.transport?.name ?? null;
-  }
-
   _status(state, detail = '') {
     this.state = state;
     this.onStatus(state, detail);

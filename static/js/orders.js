@@ -5,11 +5,13 @@
 // snapshot's last_seq). A page fetched over HTTP when the stream stood at seq S replaces a
 // record's state only if no newer event touched it since; otherwise the events are newer and
 // the page only fills in what events do not carry (customer, number, workflow).
+//
+// How many orders it holds and what each workflow's steps wait for come from the server's
+// snapshot (`configure`); the page has no copies of either.
 
 import { TERMINAL } from './states.js';
 
-export const MAX_ORDERS = 20000; // the server keeps 20,000 finished orders in memory too
-const TRIM_SLACK = 1000;
+const TRIM_SLACK = 1000; // trim in chunks, not on every new order
 
 function blankTask() {
   return { status: 'pending', attempts: 0, worker: null, reassignments: 0, error: null };
@@ -44,10 +46,15 @@ export class OrderBook {
     this.changeVersion = 0; // bumps on any change
     this.statusVersion = 0; // bumps when any order's status changes
     this.stubs = 0; // records known only from events (no customer yet)
+    this.maxOrders = null; // no cap until the server names one
+    this.workflows = {}; // workflow name -> {step: [steps it waits for]}
   }
 
-  get size() {
-    return this.list.length;
+  /** The server's numbers (from a snapshot): how many orders to keep, the workflows' steps. */
+  configure({ maxOrders, workflows }) {
+    this.maxOrders = maxOrders;
+    this.workflows = workflows;
+    this._trim();
   }
 
   get(id) {
@@ -91,8 +98,8 @@ export class OrderBook {
   }
 
   _trim() {
-    if (this.list.length <= MAX_ORDERS + TRIM_SLACK) return;
-    const dropped = this.list.splice(0, this.list.length - MAX_ORDERS);
+    if (this.maxOrders === null || this.list.length <= this.maxOrders + TRIM_SLACK) return;
+    const dropped = this.list.splice(0, this.list.length - this.maxOrders);
     for (const rec of dropped) {
       this.byId.delete(rec.id);
       if (!rec.hydrated) this.stubs--;
@@ -177,15 +184,18 @@ export class OrderBook {
     return task;
   }
 
-  // Events do not say when a step becomes ready. Assume the workflow is the chain its steps
-  // are listed in (true of the default one): the first step not yet succeeded is queued.
-  // Snapshots and pages of GET /api/orders bring the exact states.
-  _queueNext(rec) {
+  // Events do not say when a step becomes ready: it does once every step it waits for has
+  // succeeded, as in the core. After a fan-out several steps become ready at once; a fan-in
+  // step waits for all of its inputs. For a workflow the page was not told about nothing is
+  // guessed: snapshots and pages of GET /api/orders bring the exact states.
+  _readyUnblocked(rec) {
+    const waitsFor = this.workflows[rec.workflow];
+    if (!waitsFor) return;
     for (const step of rec.steps) {
       const task = rec.tasks[step];
-      if (task.status === 'succeeded') continue;
-      if (task.status === 'pending') task.status = 'ready';
-      return;
+      const deps = waitsFor[step];
+      if (task.status !== 'pending' || !deps) continue;
+      if (deps.every((dep) => rec.tasks[dep]?.status === 'succeeded')) task.status = 'ready';
     }
   }
 
@@ -198,7 +208,7 @@ export class OrderBook {
       tasks: Object.fromEntries(steps.map((s) => [s, blankTask()])),
       submittedAt: ev.ts, finishedAt: null, born: performance.now(),
     };
-    this._queueNext(rec);
+    this._readyUnblocked(rec);
     this.stubs++;
     this.statusVersion++;
     this._insert(rec);
@@ -214,69 +224,7 @@ export class OrderBook {
       rec = this._stub(ev);
     }
     if (ev.seq <= rec.seq && ev.type !== 'order_submitted') return rec; // already in its state
-    const task = this._task(rec, ev.step);
-    switch (ev.type) {
-      case 'task_ready':
-        task.status = 'ready';
-        break;
-      case 'task_assigned':
-        task.status = 'assigned';
-        task.worker = ev.worker_id;
-        break;
-      case 'task_started':
-        task.status = 'running';
-        task.attempts = Math.max(task.attempts, ev.attempt);
-        task.worker = ev.worker_id;
-        if (rec.status === 'pending') this._setStatus(rec, 'in_progress');
-        break;
-      case 'task_succeeded':
-        task.status = 'succeeded';
-        task.worker = ev.worker_id;
-        task.error = null;
-        this._queueNext(rec);
-        break;
-      case 'task_failed':
-        task.status = 'failed'; // task_retrying follows unless it gave up
-        task.error = ev.error ?? ev.message;
-        break;
-      case 'task_retrying':
-        task.status = 'retry_wait';
-        break;
-      case 'task_reassigned':
-        task.status = ev.worker_id ? 'assigned' : 'ready';
-        task.worker = ev.worker_id;
-        if (ev.reason !== 'drain') task.reassignments++;
-        break;
-      case 'task_recovered':
-        task.status = 'ready';
-        task.worker = null;
-        break;
-      case 'task_cancelled':
-        task.status = 'cancelled';
-        break;
-      case 'order_completed':
-        this._setStatus(rec, 'completed');
-        rec.finishedAt = ev.ts;
-        break;
-      case 'order_failed':
-        this._setStatus(rec, 'failed');
-        rec.finishedAt = ev.ts;
-        break;
-      case 'order_cancelled':
-        this._setStatus(rec, 'cancelled');
-        rec.finishedAt = ev.ts;
-        break;
-      case 'order_retried':
-        this._setStatus(rec, 'in_progress');
-        rec.finishedAt = null;
-        for (const t of Object.values(rec.tasks)) {
-          if (t.status !== 'succeeded') Object.assign(t, blankTask());
-        }
-        this._queueNext(rec);
-        break;
-      default:
-        break;
-    }
+    ON_EVENT[ev.type]?.(this, rec, this._task(rec, ev.step), ev);
     rec.seq = Math.max(rec.seq, ev.seq);
     this._touch(rec);
     return rec;
@@ -291,16 +239,63 @@ export class OrderBook {
     return counts;
   }
 
-  /** Newest first, filtered; `null` filter and empty query means every order. */
-  select(status, query) {
-    const q = (query || '').trim().toLowerCase();
-    const out = [];
-    for (let i = this.list.length - 1; i >= 0; i--) {
-      const rec = this.list[i];
-      if (status && rec.status !== status) continue;
-      if (q && !rec.id.toLowerCase().includes(q) && !(rec.customer || '').toLowerCase().includes(q)) continue;
-      out.push(rec);
-    }
-    return out;
-  }
 }
+
+/**
+ * What each stream event does to an order's record: (book, rec, task, ev), where `task` is
+ * the record of the event's step (null for order events). Types not listed change nothing
+ * but the record's seq (order_submitted: the record was just made from it).
+ */
+export const ON_EVENT = {
+  task_started(book, rec, task, ev) {
+    task.status = 'running';
+    task.attempts = Math.max(task.attempts, ev.attempt);
+    task.worker = ev.worker_id;
+    if (rec.status === 'pending') book._setStatus(rec, 'in_progress');
+  },
+  task_succeeded(book, rec, task, ev) {
+    task.status = 'succeeded';
+    task.worker = ev.worker_id;
+    task.error = null;
+    book._readyUnblocked(rec);
+  },
+  task_failed(book, rec, task, ev) {
+    task.status = 'failed'; // task_retrying follows unless it gave up
+    task.error = ev.error ?? ev.message;
+  },
+  task_retrying(book, rec, task) {
+    task.status = 'retry_wait';
+  },
+  task_reassigned(book, rec, task, ev) {
+    task.status = ev.worker_id ? 'assigned' : 'ready';
+    task.worker = ev.worker_id;
+    if (ev.reason !== 'drain') task.reassignments++;
+  },
+  task_recovered(book, rec, task) {
+    task.status = 'ready';
+    task.worker = null;
+  },
+  task_cancelled(book, rec, task) {
+    task.status = 'cancelled';
+  },
+  order_completed(book, rec, task, ev) {
+    book._setStatus(rec, 'completed');
+    rec.finishedAt = ev.ts;
+  },
+  order_failed(book, rec, task, ev) {
+    book._setStatus(rec, 'failed');
+    rec.finishedAt = ev.ts;
+  },
+  order_cancelled(book, rec, task, ev) {
+    book._setStatus(rec, 'cancelled');
+    rec.finishedAt = ev.ts;
+  },
+  order_retried(book, rec) {
+    book._setStatus(rec, 'in_progress');
+    rec.finishedAt = null;
+    for (const t of Object.values(rec.tasks)) {
+      if (t.status !== 'succeeded') Object.assign(t, blankTask());
+    }
+    book._readyUnblocked(rec);
+  },
+};

@@ -38,6 +38,18 @@ export const WORKER_STATUS = {
 
 export const workerStatus = (status) => WORKER_STATUS[status] || { label: status, glyph: '?', cls: 'w-removed' };
 
+/**
+ * Every event type the page knows, each one the server emits (scheduler/engine/events.py
+ * EVENT_TYPES; tests/test_browser_contract.py checks this list against it, and the node tests
+ * check that no module handles a type missing here).
+ */
+export const EVENT_TYPES = Object.freeze([
+  'order_submitted', 'order_completed', 'order_failed', 'order_cancelled', 'order_retried',
+  'task_started', 'task_succeeded', 'task_failed', 'task_retrying', 'task_reassigned',
+  'task_cancelled', 'result_rejected', 'task_recovered',
+  'worker_added', 'worker_dead', 'worker_draining', 'worker_removed',
+]);
+
 /** Event types that make the event log, by the filter group they belong to. */
 export const LOG_GROUPS = {
   failures: { label: 'Failures', title: 'Failed attempts, failed orders, late results rejected', types: ['task_failed', 'order_failed', 'result_rejected'] },
@@ -66,8 +78,6 @@ export const EVENT_LABEL = {
   order_submitted: 'submitted',
   order_completed: 'completed',
   order_cancelled: 'cancelled',
-  task_ready: 'ready',
-  task_assigned: 'assigned',
   task_started: 'started',
   task_succeeded: 'succeeded',
   task_cancelled: 'step cancelled',

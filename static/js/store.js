@@ -1,24 +1,26 @@
 // Everything the page knows, fed by the Socket.IO messages (see dashboard/realtime.py) and a
 // few HTTP reads. Handlers only update this object and mark what changed; the views redraw
 // from it at most once per animation frame.
+//
+// The server's numbers (how many orders and log events to keep, heartbeat settings, the
+// workflows' steps) arrive with every snapshot; until the first one nothing is capped.
 
 import { OrderBook } from './orders.js';
 import { LOG_GROUP_OF } from './states.js';
 
-const LOG_CAP = 2000;
-const CHART_SECONDS = 300;
+const LOG_SLACK = 200; // trim the log in chunks, not on every event
+export const CHART_SECONDS = 300; // the chart's window (the page says "last 5 minutes")
 
 export class Store {
   constructor() {
     this.orders = new OrderBook();
     this.workers = [];
     this.ring = { arcs: [], shares: {} };
-    this.ringVersion = 0;
     this.stats = null;
-    this.config = { heartbeat_interval: 0.5, heartbeat_timeout: 2, max_retries: 3 };
+    this.config = null; // {heartbeat_interval, heartbeat_timeout, max_retries}, from the snapshot
+    this.limits = null; // {orders, orders_page, initial_orders, log_events}, from the snapshot
     this.chaos = null;
     this.log = []; // notable events, ascending seq
-    this.logVersion = 0;
     this.lastSeq = null;
     this.historyLoaded = false; // the first refresh after page load has run
     this.awaitingSnapshot = true; // until the first snapshot, and after a gap or a reconnect
@@ -50,11 +52,13 @@ export class Store {
     this.counters.snapshots++;
     this.lastSeq = snap.last_seq;
     this.awaitingSnapshot = false;
+    this.config = snap.config;
+    this.limits = snap.limits;
+    this.orders.configure({ maxOrders: snap.limits.orders, workflows: snap.workflows });
     this.setStats(snap.stats);
     this.setWorkers(snap.workers);
     this.setRing(snap.ring);
     if (snap.chaos) this.chaos = snap.chaos;
-    if (snap.config) this.config = snap.config;
     const fresh = new Set();
     const initial = !this.historyLoaded;
     // Orders submitted while we were not listening are newer than the newest we held.
@@ -92,13 +96,13 @@ export class Store {
       if (this.orders.apply(ev)) this.mark('orders');
       if (LOG_GROUP_OF[ev.type]) {
         this.log.push(ev);
-        this.logVersion++;
         this.mark('log');
       }
       if (ev.type.startsWith('worker_')) workersChanged = true;
       if (ev.order_id && this.onOrderEvent) this.onOrderEvent(ev);
     }
-    if (this.log.length > LOG_CAP + 200) this.log.splice(0, this.log.length - LOG_CAP);
+    const cap = this.limits.log_events;
+    if (this.log.length > cap + LOG_SLACK) this.log.splice(0, this.log.length - cap);
     this._syncClock(batch);
     if (workersChanged && this.onWorkersChanged) this.onWorkersChanged();
     return 'ok';
@@ -114,7 +118,6 @@ export class Store {
     const signature = (r) => `${r.arcs.length}|${Object.entries(r.shares).map(([w, s]) => `${w}:${s.toFixed(4)}`).join(',')}`;
     if (signature(ring) !== signature(this.ring)) {
       this.ring = ring;
-      this.ringVersion++;
       this.mark('ring');
     }
   }
@@ -133,7 +136,6 @@ export class Store {
     if (!notable.length) return;
     const first = notable[0].seq;
     this.log = this.log.filter((ev) => ev.seq < first).concat(notable);
-    this.logVersion++;
     this.mark('log');
   }
 

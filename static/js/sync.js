@@ -1,29 +1,29 @@
-// Fills the order table from GET /api/orders (newest first, 500 a page): after a snapshot
-// (which carries only the newest 200 orders) and whenever the stream announced orders that
-// the page knows only by id. One refresh runs at a time; requests made meanwhile merge.
+// Fills the order table from GET /api/orders (newest first, the largest page the server
+// allows): after a snapshot (which carries only the newest orders) and whenever the stream
+// announced orders that the page knows only by id. One refresh runs at a time; requests made
+// meanwhile merge. Page size, how far back to look and how many orders there can be are the
+// server's `limits` from the snapshot.
 
 import { api } from './api.js';
 
-const PAGE = 500;
-const MAX_PAGES = 40; // 20,000 orders: all the server keeps in memory
-const INITIAL_ORDERS = 2000; // how far back a fresh page reaches
 const MIN_GAP_MS = 400; // between two refreshes, so a flood of new orders costs few requests
 
 export class OrderSync {
-  constructor(store, { onError }) {
+  /** fetchJson(path): a GET of the API (api.js's `api`; tests pass their own). */
+  constructor(store, { onError, fetchJson = api }) {
     this.store = store;
     this.onError = onError;
+    this.fetchJson = fetchJson;
     this.pending = null;
     this.running = false;
     this.timer = null;
     this.lastRun = 0;
-    this.requests = 0; // pages fetched (a measurement)
   }
 
   /**
    * staleFrom: refresh down to this order number (orders newer than the newest we held,
    * and unfinished ones we held, may have changed unseen); initial: on page load, reach
-   * INITIAL_ORDERS back; stubs: find the orders known only by id.
+   * `limits.initial_orders` back; stubs: find the orders known only by id.
    */
   request({ staleFrom = null, initial = false, stubs = false } = {}) {
     const p = this.pending || { staleFrom: null, initial: false, stubs: false };
@@ -61,21 +61,24 @@ export class OrderSync {
 
   async _refresh({ staleFrom, initial, stubs }) {
     const book = this.store.orders;
+    const limits = this.store.limits; // a refresh is only requested after a snapshot
+    const size = limits.orders_page;
+    // Every order the server keeps in memory, and no more.
+    const maxPages = Math.ceil(limits.orders / size);
     const startedAt = performance.now();
     let cursor = null;
     let fetched = 0;
-    for (let page = 0; page < MAX_PAGES; page++) {
+    for (let page = 0; page < maxPages; page++) {
       const seqAtRequest = this.store.lastSeq ?? 0;
-      const query = cursor ? `?limit=${PAGE}&cursor=${encodeURIComponent(cursor)}` : `?limit=${PAGE}`;
-      const data = await api(`/api/orders${query}`);
-      this.requests++;
+      const query = cursor ? `?limit=${size}&cursor=${encodeURIComponent(cursor)}` : `?limit=${size}`;
+      const data = await this.fetchJson(`/api/orders${query}`);
       for (const order of data.orders) book.upsert(order, seqAtRequest);
       this.store.mark('orders');
       fetched += data.orders.length;
       if (!data.next_cursor || !data.orders.length) break;
       const oldest = data.orders[data.orders.length - 1].number;
       const more = (staleFrom !== null && oldest > staleFrom)
-        || (initial && fetched < INITIAL_ORDERS)
+        || (initial && fetched < limits.initial_orders)
         || (stubs && book.oldestStubKey() !== null && oldest > book.oldestStubKey());
       if (!more) break;
       cursor = data.next_cursor;

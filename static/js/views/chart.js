@@ -1,8 +1,8 @@
 // Completed orders per second and queue depth over the last five minutes (uPlot).
 
 import uPlot from '/vendor/uPlot.esm.js';
+import { CHART_SECONDS as WINDOW } from '../store.js';
 
-const WINDOW = 300;
 const two = (n) => String(n).padStart(2, '0');
 
 function clock(t) {

@@ -286,9 +286,4 @@ export class OrdersTable {
     s.totalRenderMs += ms;
     if (ms > s.maxRenderMs) s.maxRenderMs = ms;
   }
-
-  /** Rows currently in the DOM (a measurement for tests). */
-  get rowsInDom() {
-    return this.pool.filter((row) => row.id !== null).length;
-  }
 }

@@ -15,15 +15,10 @@ export class Timeline {
     this.orderId = null;
     this.timer = null;
     this.returnFocus = null;
-    this.loads = 0;
     els.close.addEventListener('click', () => this.close());
     document.addEventListener('keydown', (event) => {
       if (event.key === 'Escape' && this.orderId && !document.querySelector('dialog[open]')) this.close();
     });
-  }
-
-  get isOpen() {
-    return this.orderId !== null;
   }
 
   async open(orderId) {
@@ -67,7 +62,6 @@ export class Timeline {
       return;
     }
     if (this.orderId !== id) return; // closed or switched meanwhile
-    this.loads++;
     const keepScroll = this.els.body.scrollTop;
     this.els.body.replaceChildren(this._summary(order), this._steps(order), this._events(order));
     this.els.body.scrollTop = keepScroll;

@@ -107,14 +107,14 @@ export class WorkersView {
     setText(card.failed, fmtInt(w.tasks_failed));
     setText(card.queued, fmtInt(w.queued));
     // Heartbeat age against the timeout: amber once suspect (two missed beats), red near death.
-    const timeout = config.heartbeat_timeout || 2;
+    const timeout = config.heartbeat_timeout;
     const gone = w.status === 'dead' || w.status === 'removed';
     const age = w.heartbeat_age ?? 0;
     const fraction = gone ? 1 : Math.min(1, age / timeout);
     let level = 'ok';
     if (w.status === 'removed') level = 'off'; // left on purpose: nothing alarming
     else if (gone || fraction >= 0.75) level = 'bad';
-    else if (age > 2 * (config.heartbeat_interval || 0.5) || fraction >= 0.5) level = 'warn';
+    else if (age > 2 * config.heartbeat_interval || fraction >= 0.5) level = 'warn';
     card.hbFill.style.width = `${(fraction * 100).toFixed(1)}%`;
     setClass(card.hbFill, `hb-fill hb-${level}`);
     card.hb.setAttribute('aria-valuenow', String(age));

@@ -1,0 +1,158 @@
+"""The browser's event handling against the server's: the page knows only event types the
+core emits, and its order book, fed nothing but the engine's events, shows every step in the
+state the engine holds it in (fan-out workflows included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sim import Sim
+from web import fast_cluster
+
+from dashboard.stream import build_snapshot
+from scheduler.engine.config import RetryPolicy
+from scheduler.engine.events import EVENT_TYPES
+from scheduler.engine.states import TERMINAL_ORDER
+
+ROOT = Path(__file__).resolve().parent.parent
+STATES_JS = ROOT / "static" / "js" / "states.js"
+REPLAY_JS = ROOT / "tests" / "js" / "replay.js"
+# What a user sees: the page shows ready and assigned alike, as "queued".
+SHOWN = {"ready": "queued", "assigned": "queued"}
+
+
+def browser_event_types() -> list[str]:
+    """The list exported as EVENT_TYPES by static/js/states.js."""
+    source = STATES_JS.read_text(encoding="utf-8")
+    match = re.search(r"export const EVENT_TYPES = Object\.freeze\(\[(.*?)\]\);", source, re.S)
+    assert match, "static/js/states.js no longer exports EVENT_TYPES as a frozen list"
+    return re.findall(r"'([a-z_]+)'", match.group(1))
+
+
+def test_the_browser_knows_only_event_types_the_server_emits():
+    known = browser_event_types()
+    assert len(known) >= 10 and len(set(known)) == len(known)
+    assert set(known) <= EVENT_TYPES, f"never emitted: {sorted(set(known) - EVENT_TYPES)}"
+
+
+def node() -> str:
+    found = shutil.which("node")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("node is needed for the browser contract tests")
+        pytest.skip("node is not installed")
+    return found
+
+
+def engine_run(seed: int) -> tuple[list[list[dict]], list[dict]]:
+    """A seeded random run of the pure core: orders of both workflows, successes, failures
+    with retries and give-ups, a stale report, a dead worker, manual retries and cancels.
+    Returns the events of each stimulus and, after each, what the engine holds."""
+    rng = random.Random(seed)
+    # One retry per step, so orders also fail for good (and get retried by hand).
+    sim = Sim(workers=3, seed=seed, retry=RetryPolicy(max_retries=1, backoff_base=0.05,
+                                                      backoff_cap=0.2))
+    live, running = ["w1", "w2", "w3"], {}
+    checkpoints: list[list[dict]] = []
+    truths: list[dict] = []
+    seen = 0
+
+    def checkpoint() -> None:
+        nonlocal seen
+        checkpoints.append(sim.events[seen:])
+        seen = len(sim.events)
+        truths.append({
+            order.id: {
+                "status": sim.core.order_status(order).value,
+                "tasks": {step: task.state.value for step, task in order.tasks.items()},
+            }
+            for order in sim.core.orders.values()
+        })
+
+    def submit() -> None:
+        workflow = rng.choice(["ecommerce", "ecommerce_invoiced", "ecommerce_invoiced"])
+        sim.submit(f"o-{sim.core.order_number + 1}", workflow)
+
+    for _ in range(4):
+        submit()
+    checkpoint()
+    for _ in range(400):
+        roll = rng.random()
+        idle = [w for w in live if w not in running]
+        if roll < 0.45 and idle:
+            wid = rng.choice(idle)
+            dispatch, _ = sim.start_next(wid)
+            if dispatch is not None:
+                running[wid] = dispatch
+        elif roll < 0.8 and running:
+            wid = rng.choice(sorted(running))
+            dispatch = running.pop(wid)
+            if rng.random() < 0.3:
+                sim.fail(dispatch, error="chaos")
+            else:
+                sim.succeed(dispatch)
+        elif roll < 0.86:
+            sim.advance(rng.choice([0.05, 0.3, 1.0]))  # retries fall due (no event says so)
+        elif roll < 0.88 and len(live) > 1:
+            victim = rng.choice(live)
+            live.remove(victim)
+            sim.advance(sim.core.config.heartbeat_timeout + 0.5, beating=tuple(live))
+            new = f"w{len(sim.queues) + 1}"
+            sim.add_worker(new)
+            live.append(new)
+            # Its running task, if any, reports late: the result is rejected by its lease.
+        elif roll < 0.93:
+            failed = [o.id for o in sim.core.orders.values()
+                      if sim.core.order_status(o).value == "failed"]
+            if failed:
+                sim.apply(sim.core.retry_order(rng.choice(failed), now=sim.now))
+        elif roll < 0.95:
+            active = [o.id for o in sim.core.orders.values()
+                      if sim.core.order_status(o) not in TERMINAL_ORDER]
+            if active:
+                sim.apply(sim.core.cancel_order(rng.choice(active), now=sim.now))
+        else:
+            submit()
+        checkpoint()
+    return checkpoints, truths
+
+
+def shown(status: str) -> str:
+    return SHOWN.get(status, status)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_order_book_shows_the_engines_states_from_its_events_alone(seed):
+    checkpoints, truths = engine_run(seed)
+    types = {e["type"] for batch in checkpoints for e in batch}
+    # The run covers fan-out, failures, retries, moves, cancels and late results.
+    assert {"task_retrying", "task_reassigned", "task_cancelled", "order_failed",
+            "order_retried", "result_rejected"} <= types
+    assert any(e.get("workflow") == "ecommerce_invoiced" for batch in checkpoints for e in batch)
+    workflows = build_snapshot(fast_cluster())["workflows"]
+    replay = subprocess.run(
+        [node(), str(REPLAY_JS)], input=json.dumps({"workflows": workflows,
+                                                    "checkpoints": checkpoints}),
+        capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)
+    views = json.loads(replay.stdout)
+    assert len(views) == len(truths)
+    for at, (view, truth) in enumerate(zip(views, truths, strict=True)):
+        assert set(view) == set(truth), f"after stimulus {at}: orders differ"
+        for order_id, held in truth.items():
+            page = view[order_id]
+            where = f"after stimulus {at} ({[e['type'] for e in checkpoints[at]]}), {order_id}"
+            terminal = held["status"] in {s.value for s in TERMINAL_ORDER}
+            assert (page["status"] == held["status"]) if terminal else (
+                page["status"] in ("pending", "in_progress")), f"{where}: {page} vs {held}"
+            for step, state in held["tasks"].items():
+                seen = page["tasks"][step]
+                # A retry falls due without an event: the page says "retry" until it starts.
+                lag = seen == "retry_wait" and shown(state) == "queued"
+                assert shown(seen) == shown(state) or lag, f"{where} {step}: {page} vs {held}"

@@ -15,6 +15,7 @@ from scheduler import (
     ConfigError,
     Conflict,
     OrderValidationError,
+    Overloaded,
     UnknownOrder,
     UnknownWorker,
     UnknownWorkflow,
@@ -64,6 +65,8 @@ def describe(exc: BaseException) -> ApiError:
     """The API answer for any exception; unexpected ones become a logged, opaque 500."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, Overloaded):
+        return ApiError(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)})
     for cls, status, code in _SCHEDULER_ERRORS:
         if isinstance(exc, cls):
             return ApiError(status, code, str(exc))

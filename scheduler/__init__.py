@@ -5,7 +5,14 @@ import logging as _logging
 from .demo.handlers import Chaos, demo_handlers
 from .engine.config import ClusterConfig, ConfigError, RetryPolicy, backoff
 from .engine.core import SchedulerCore
-from .engine.errors import Conflict, SchedulerError, UnknownOrder, UnknownWorker, UnknownWorkflow
+from .engine.errors import (
+    Conflict,
+    Overloaded,
+    SchedulerError,
+    UnknownOrder,
+    UnknownWorker,
+    UnknownWorkflow,
+)
 from .engine.orders import OrderValidationError, validate_order
 from .engine.ring import HashRing
 from .engine.states import InvalidTransition, OrderStatus, TaskState
@@ -29,6 +36,7 @@ __all__ = [
     "InvalidTransition",
     "OrderStatus",
     "OrderValidationError",
+    "Overloaded",
     "RetryPolicy",
     "SchedulerCore",
     "SchedulerError",

@@ -256,3 +256,33 @@ def test_no_json_body_ever_gets_a_5xx(idle, body):
     assert response.status_code == 201 or 400 <= response.status_code < 500, response.get_json()
     if response.status_code != 201:
         assert cluster.stats()["orders_total"] == before
+
+
+
+def test_orders_beyond_the_unfinished_cap_get_503_with_retry_after_and_change_nothing():
+    with app_over(fast_cluster(max_unfinished_orders=5), start=False) as app:
+        client, cluster = app.test_client(), app.extensions["orderflow"].cluster
+        assert client.post("/api/orders/bulk", json={"count": 4}).status_code == 201
+        assert client.post("/api/orders", json=ORDER).status_code == 201  # the fifth fits
+        refused = client.post("/api/orders", json=ORDER)
+        assert refused.status_code == 503 and refused.headers["Retry-After"].isdigit()
+        assert error_of(refused)["code"] == "overloaded"
+        assert client.post("/api/orders/bulk", json={"count": 1}).status_code == 503
+        assert cluster.stats()["orders_total"] == 5
+
+
+def test_a_bulk_that_does_not_fit_under_the_cap_makes_no_order_at_all():
+    with app_over(fast_cluster(max_unfinished_orders=5), start=False) as app:
+        client, cluster = app.test_client(), app.extensions["orderflow"].cluster
+        assert client.post("/api/orders/bulk", json={"count": 3}).status_code == 201
+        refused = client.post("/api/orders/bulk", json={"count": 3})  # 6 > 5
+        assert refused.status_code == 503 and "3 more" in error_of(refused)["message"]
+        assert cluster.stats()["orders_total"] == 3
+
+
+def test_room_under_the_cap_returns_once_orders_finish():
+    with app_over(fast_cluster(workers=2, max_unfinished_orders=3)) as app:
+        client, cluster = app.test_client(), app.extensions["orderflow"].cluster
+        assert client.post("/api/orders/bulk", json={"count": 3}).status_code == 201
+        assert cluster.wait_until_idle(10)
+        assert client.post("/api/orders/bulk", json={"count": 3}).status_code == 201

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from conftest import wait_for
@@ -74,3 +77,49 @@ def test_a_corrupt_database_is_a_message_and_exit_status_2_not_a_traceback(tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "bad.db is not a usable orderflow database" in err and "Traceback" not in err
+
+
+def a_journal_with_orders(db) -> None:
+    from scheduler import Cluster
+
+    cluster = Cluster(workers=0, journal=SQLiteJournal(db)).start()
+    cluster.submit_many([{"customer": "ada", "items": [{"sku": "A", "qty": 1, "price": 1}]}]
+                        * 300)
+    cluster.stop()
+
+
+@pytest.mark.usefixtures("restore_log_handlers")
+def test_a_damaged_data_page_stops_serve_at_start_with_one_line(tmp_path, capsys):
+    db = tmp_path / "of.db"
+    a_journal_with_orders(db)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page, pages = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count"))
+    conn.close()
+    assert pages > 4
+    with open(db, "r+b") as f:  # the header is fine; a page in the middle is garbage
+        f.seek(page * (pages // 2))
+        f.write(b"\xde\xad\xbe\xef" * (page // 4))
+    argv = ["serve", "--db", str(db), "--port", "0", "--log-file", str(tmp_path / "of.log")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "of.db is damaged" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_read_only_database_refuses_to_start_instead_of_answering_503(tmp_path):
+    db = tmp_path / "of.db"
+    a_journal_with_orders(db)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{db}{suffix}"):
+            os.chmod(f"{db}{suffix}", 0o444)
+    command = [sys.executable, "-m", "scheduler", "serve", "--db", str(db), "--port", "0",
+               "--log-file", str(tmp_path / "of.log")]
+    if os.geteuid() == 0:
+        # Root writes read-only files anyway: drop that power, as an ordinary user lacks it.
+        command = ["setpriv", "--bounding-set=-dac_override", "--inh-caps=-dac_override", "--",
+                   *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "of.db cannot be written" in done.stderr and "Traceback" not in done.stderr
+    assert "listening" not in done.stdout

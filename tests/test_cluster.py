@@ -295,3 +295,26 @@ def test_a_cluster_used_as_a_library_prints_nothing_unless_logging_is_configured
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout == ""
+
+
+def test_a_result_over_the_size_limit_is_a_failed_attempt_saying_so(make_cluster):
+    def bloated(ctx: TaskContext):
+        return {"blob": "x" * 5000}
+
+    cluster = make_cluster(handlers={"payment": bloated}, max_result_bytes=4096, max_retries=0)
+    oid = cluster.submit(ORDER)
+    assert cluster.wait_until_idle(10)
+    payment = cluster.get_order(oid)["tasks"]["payment"]
+    assert payment["status"] == "failed" and payment["result"] is None
+    assert "too large" in payment["error"] and "at most 4096" in payment["error"]
+
+
+def test_a_long_error_message_is_cut_to_the_limit(make_cluster):
+    def verbose(ctx: TaskContext):
+        raise RuntimeError("e" * 10_000)
+
+    cluster = make_cluster(handlers={"payment": verbose}, max_error_chars=100, max_retries=0)
+    oid = cluster.submit(ORDER)
+    assert cluster.wait_until_idle(10)
+    error = cluster.get_order(oid)["tasks"]["payment"]["error"]
+    assert len(error) < 300 and "characters cut" in error

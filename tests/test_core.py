@@ -339,3 +339,17 @@ def test_a_task_that_only_waited_in_a_dead_workers_queue_does_not_count_towards_
     task = sim.task("o1", "payment")
     assert task.state is S.ASSIGNED and task.worker != holder and task.reassignments == 0
     assert sim.core.counters["reassignments"] == 1  # the move itself is still counted
+
+
+def test_submits_beyond_the_unfinished_cap_are_refused_until_orders_finish():
+    from scheduler.engine.errors import Overloaded
+
+    sim = Sim(workers=1, max_unfinished_orders=2)
+    sim.submit("o1")
+    sim.submit("o2")
+    with pytest.raises(Overloaded):
+        sim.submit("o3")
+    assert "o3" not in sim.core.orders and sim.core.order_number == 2
+    sim.run_all()
+    sim.submit("o3")  # room again once the first two finished
+    assert sim.core.active_orders == 1

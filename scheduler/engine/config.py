@@ -70,6 +70,14 @@ class ClusterConfig:
     finished_order_history: int = 20_000
     # Idempotency keys remembered in memory (older ones are looked up in the journal).
     idempotency_history: int = 200_000
+    # Unfinished orders accepted at most; beyond it a submit is refused (HTTP 503 with
+    # Retry-After, a bulk all or none) until work drains, so memory and the time a restart
+    # takes to reload the backlog stay bounded (benchmarks/backlog.py).
+    max_unfinished_orders: int = 50_000
+    # A step's result is journaled and served as JSON: a bigger one is a failed attempt.
+    max_result_bytes: int = 64 * 1024
+    # A failed attempt's error message is cut beyond this many characters.
+    max_error_chars: int = 2_000
     # Seed for jitter and demo chaos; None draws one from the OS.
     seed: int | None = None
 
@@ -91,3 +99,7 @@ class ClusterConfig:
             raise ConfigError("vnodes must be an integer >= 1")
         if self.event_history < 100 or self.finished_order_history < 1:
             raise ConfigError("event_history must be >= 100 and finished_order_history >= 1")
+        for name in ("max_unfinished_orders", "max_result_bytes", "max_error_chars"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

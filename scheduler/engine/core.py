@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .config import ClusterConfig, backoff
-from .errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .events import EventHistory
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
 from .records import OrderRecord, ResumePoint, TaskRecord, new_task_record
@@ -113,6 +113,7 @@ class SchedulerCore:
         if wf is None:
             known = ", ".join(sorted(self.workflows))
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
+        self.check_capacity(1)
         self.order_number += 1
         tasks = {
             step: Task(f"{order_id}:{step}", order_id, step, S.PENDING, set(wf.deps[step]))
@@ -443,6 +444,15 @@ class SchedulerCore:
         )
 
     # ------------------------------------------------------------------ queries
+
+    def check_capacity(self, orders: int) -> None:
+        """Raise Overloaded unless `orders` more unfinished orders fit under the cap."""
+        cap = self.config.max_unfinished_orders
+        if self.active_orders + orders > cap:
+            raise Overloaded(
+                f"{self.active_orders} orders are unfinished and at most {cap} are accepted; "
+                f"{orders} more would not fit. Try again once work has drained."
+            )
 
     def order_status(self, order: Order) -> OrderStatus:
         return derive_order_status(t.state for t in order.tasks.values())

@@ -25,4 +25,18 @@ class Conflict(SchedulerError):
     """The object exists but its state does not allow the request (HTTP 409)."""
 
 
-__all__ = ["Conflict", "SchedulerError", "UnknownOrder", "UnknownWorker", "UnknownWorkflow"]
+class Overloaded(SchedulerError):
+    """Too much unfinished work to accept more now (HTTP 503 with Retry-After)."""
+
+    # Seconds a client should wait before trying again.
+    retry_after = 5
+
+
+__all__ = [
+    "Conflict",
+    "Overloaded",
+    "SchedulerError",
+    "UnknownOrder",
+    "UnknownWorker",
+    "UnknownWorkflow",
+]

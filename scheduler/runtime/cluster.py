@@ -30,6 +30,7 @@ from ..journal.base import Journal, NullJournal
 from ..journal.recovery import recover_into
 from ..journal.schema import StoreError
 from ..steps.context import Handler
+from ..steps.run import check_outcome
 from .ids import new_order_id
 from .subscribers import Subscription
 from .worker import Executor, LoopThread, ThreadWorker
@@ -177,6 +178,7 @@ class Cluster:
         answered for until they are committed: no acknowledgement before durability."""
         with self._lock:
             now = self._clock()
+            self._core.check_capacity(len(orders))  # all or none
             merged = Effects()
             for order_id, data in orders:
                 merged.absorb(
@@ -471,12 +473,15 @@ class Cluster:
         """Report an attempt's outcome; with `following`, also start that next task under
         the same lock hold (one hand-over instead of two) and return its context."""
         core = self._core
+        config = self.config
+        # Outside the lock: bounding the outcome serialises the result once.
+        ok, value = check_outcome(ok, value, config.max_result_bytes, config.max_error_chars)
         with self._lock:
             now = self._clock()
             if ok:
                 fx = core.task_succeeded(dispatch.task_id, worker_id, dispatch.lease, value, now)
             else:
-                fx = core.task_failed(dispatch.task_id, worker_id, dispatch.lease, str(value), now)
+                fx = core.task_failed(dispatch.task_id, worker_id, dispatch.lease, value, now)
             ticket = self._publish(fx)
             context = None
             if following is not None:

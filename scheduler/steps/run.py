@@ -9,7 +9,9 @@ from .context import Handler, TaskContext, TaskError, resolve_handler
 
 
 def run_handler(handlers: Mapping[str, Handler], ctx: TaskContext) -> tuple[bool, object]:
-    """Run the step's handler: (True, result) or (False, a one-line error message)."""
+    """Run the step's handler: (True, result) or (False, an error message). A result that
+    is not JSON fails here, where it was made (a remote worker could not even send it); the
+    scheduler checks every outcome again (`check_outcome`) whoever reports it."""
     try:
         result = resolve_handler(handlers, ctx.step)(ctx)
     except TaskError as exc:
@@ -28,3 +30,24 @@ def check_result(result: object) -> tuple[bool, object]:
     except TypeError as exc:
         return False, f"the result is not JSON: {exc}"
     return True, result
+
+
+def check_outcome(
+    ok: bool, value: object, max_result_bytes: int, max_error_chars: int
+) -> tuple[bool, object]:
+    """What may be recorded of an attempt: a result that is JSON within `max_result_bytes`
+    (journaled and served as JSON; anything else is a failed attempt saying why), or an
+    error message of at most `max_error_chars` characters."""
+    if ok:
+        try:
+            size = len(json.dumps(value, allow_nan=False).encode())
+        except (TypeError, ValueError):
+            return check_result(value)  # says which
+        if size > max_result_bytes:
+            return False, f"the result is too large: {size} bytes (at most {max_result_bytes})"
+        return True, value
+    error = str(value)
+    if len(error) > max_error_chars:
+        cut = len(error) - max_error_chars
+        error = f"{error[:max_error_chars]}... ({cut} more characters cut)"
+    return False, error

@@ -13,7 +13,7 @@ from scheduler import ConfigError
 from scheduler.journal.retention import duration_arg
 from scheduler.journal.schema import StoreError
 from scheduler.journal.sqlite import SQLiteJournal
-from scheduler.runtime.logfile import LogFileError, configure_logging
+from scheduler.runtime.logfile import LogFileError, SafeFormatter, configure_logging
 from scheduler.runtime.tuning import tune_gc
 
 from .settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings, log_next_to
@@ -85,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"orderflow serve: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper())
     for handler in logging.getLogger().handlers:
         # The console shows --log-level; the log file below always gets INFO and up.
         handler.setLevel(args.log_level.upper())
+        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     tune_gc()  # inherited by gunicorn's worker process (it forks from here)
     try:
         configure_logging(settings.log_file, level=logging.INFO)

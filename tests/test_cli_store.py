@@ -123,3 +123,29 @@ def test_a_read_only_database_refuses_to_start_instead_of_answering_503(tmp_path
     assert done.returncode == 2, done.stderr
     assert "of.db cannot be written" in done.stderr and "Traceback" not in done.stderr
     assert "listening" not in done.stdout
+
+
+def test_a_newline_in_a_handler_error_cannot_forge_a_line_in_the_log_file(tmp_path):
+    from scheduler import RetryPolicy, TaskError
+    from scheduler.runtime.logfile import configure_logging
+
+    forged = "declined\n2026-12-01 10:00:00,000 INFO    order o-fake completed in 0.1s"
+
+    def lying(ctx):
+        raise TaskError(forged)
+
+    handler = configure_logging(tmp_path / "of.log")
+    try:
+        cluster = Cluster(workers=1, handlers={"payment": lying},
+                          retry=RetryPolicy(max_retries=0)).start()
+        cluster.submit({"customer": "eve\r\nINFO x", "items": [{"sku": "A", "qty": 1,
+                                                               "price": 1}]})
+        assert cluster.wait_until_idle(10)
+        cluster.stop()
+    finally:
+        logging.getLogger("orderflow").removeHandler(handler)
+        handler.close()
+    lines = (tmp_path / "of.log").read_text().splitlines()
+    assert lines and all(line[:4].isdigit() for line in lines)  # each line a real entry
+    assert not any("o-fake" in line and "declined" not in line for line in lines)
+    assert any("declined\\n2026-12-01" in line for line in lines)

@@ -353,3 +353,22 @@ def test_submits_beyond_the_unfinished_cap_are_refused_until_orders_finish():
     sim.run_all()
     sim.submit("o3")  # room again once the first two finished
     assert sim.core.active_orders == 1
+
+
+def test_a_flood_of_late_results_from_one_worker_is_summed_up_not_recorded_one_by_one():
+    from scheduler.engine.core import REJECTION_BURST, REJECTION_WINDOW
+
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)
+    for _ in range(200):  # the same report again and again: each one is stale
+        sim.succeed(d)
+    assert sim.core.counters["rejected_results"] == 200
+    assert len(sim.types(type="result_rejected")) == REJECTION_BURST
+    sim.advance(REJECTION_WINDOW)
+    [summary] = [e for e in sim.types(type="result_rejected") if e.get("count")]
+    assert summary["count"] == 200 - REJECTION_BURST and summary["worker_id"] == "w1"
+    assert summary["order_id"] is None
+    sim.succeed(d)  # a new window: recorded on its own again
+    assert len(sim.types(type="result_rejected")) == REJECTION_BURST + 2

@@ -35,6 +35,11 @@ S = TaskState
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
+# Late results of one worker that get an event (and a log line) each per window; more in
+# the same window are counted and summed up in one event: a confused or hostile worker
+# that sends hundreds cannot flood the journal and the log.
+REJECTION_BURST = 5
+REJECTION_WINDOW = 10.0
 
 
 def _attempt_of(task: Task) -> str:
@@ -81,6 +86,8 @@ class SchedulerCore:
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self._departed: deque[str] = deque()
         self._completions: deque[float] = deque()
+        # worker id -> [window start, rejections in the window, of which not recorded]
+        self._rejections: dict[str, list] = {}
         self.active_orders = 0
         self.counters = {"retries": 0, "reassignments": 0, "rejected_results": 0}
         self.orders_by_status = {s.value: 0 for s in OrderStatus}
@@ -311,6 +318,9 @@ class SchedulerCore:
         for worker in list(self.workers.values()):
             if worker.status in ("alive", "draining") and now - worker.last_heartbeat > timeout:
                 self._declare_dead(worker, now)
+        for worker_id, (since, _, _) in list(self._rejections.items()):
+            if now - since >= REJECTION_WINDOW:
+                self._close_rejection_window(worker_id)
         heap = self._retry_heap
         while heap and heap[0][0] <= now:
             _, lease, task_id = heapq.heappop(heap)
@@ -615,6 +625,8 @@ class SchedulerCore:
         ):
             return task
         self.counters["rejected_results"] += 1
+        if self._rejection_suppressed(worker_id):
+            return None
         self._emit(
             "result_rejected",
             f"late {what} of {task_id} from {worker_id} rejected "
@@ -623,6 +635,30 @@ class SchedulerCore:
             worker=worker_id,
         )
         return None
+
+    def _rejection_suppressed(self, worker_id: str) -> bool:
+        """Count a late result; True when it is one too many for its own event."""
+        window = self._rejections.get(worker_id)
+        if window is None or self._now - window[0] >= REJECTION_WINDOW:
+            self._close_rejection_window(worker_id)
+            window = self._rejections[worker_id] = [self._now, 0, 0]
+        window[1] += 1
+        if window[1] <= REJECTION_BURST:
+            return False
+        window[2] += 1
+        return True
+
+    def _close_rejection_window(self, worker_id: str) -> None:
+        window = self._rejections.pop(worker_id, None)
+        if window is None or not window[2]:
+            return
+        self._emit(
+            "result_rejected",
+            f"{window[2]} more late results from {worker_id} rejected within "
+            f"{REJECTION_WINDOW:.0f}s (counted, not recorded one by one)",
+            worker=worker_id,
+            count=window[2],
+        )
 
     def _release_worker(self, task: Task, worker_id: str, ok: bool) -> None:
         worker = self.workers[worker_id]

@@ -12,6 +12,27 @@ DEFAULT_LOG = "logs/orderflow.log"
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
 
+# Control characters (and Unicode line breaks) as visible escapes: a newline inside an
+# error message a handler wrote, or inside a customer's name, must not start a line of its own
+# that reads like "order ... completed".
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(32), 0x7F, 0x85)}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+                 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape_controls(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+class SafeFormatter(logging.Formatter):
+    """A formatter whose message part is one line whatever it holds (a traceback, from our
+    own code, still follows on lines of its own)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
 class LogFileError(RuntimeError):
     pass
 
@@ -31,7 +52,7 @@ def configure_logging(
             f"cannot write the log file {path}: {exc.strerror}. "
             "Fix the folder's permissions or run from another directory."
         ) from None
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(SafeFormatter(FORMAT))
     logger = logging.getLogger("orderflow")
     logger.addHandler(handler)
     logger.setLevel(min(logger.level or level, level))

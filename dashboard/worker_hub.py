@@ -4,13 +4,17 @@ The hub is an adapter between sockets and the cluster's worker port. Each regist
 a process is a `RemoteExecutor` on the ring, keyed by its worker id, never by sid: a sid
 changes on every reconnect. A connection may speak only for ids its own process registered.
 Death is the heartbeat monitor's call alone: a dropped connection only unbinds the sid, so
-a process that reconnects within the heartbeat timeout resumes under the same id.
+a process that reconnects within the heartbeat timeout resumes under the same id. Ids carry
+a tag drawn at each server start, so a restarted server never hands a process an id that an
+earlier server gave it (and retired). A process that refuses an assignment has that worker
+id drained, which moves the task, and any other queued on it, at once.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,7 +24,7 @@ from typing import Any
 from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO
 
-from scheduler import Cluster, UnknownWorker
+from scheduler import Cluster, Conflict, UnknownWorker
 from scheduler.engine.model import Dispatch
 from scheduler.remote.protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
 from scheduler.remote.supervisor import ProcessPool
@@ -37,6 +41,11 @@ EXTENSION = "orderflow.workers"
 PEER_HISTORY = 1024
 # Per worker: results already handed to the cluster, so one sent again is not counted twice.
 REPORTED_MEMORY = 4096
+
+
+def new_id_tag() -> str:
+    """Drawn once per server start and put in its remote worker ids ("p-<tag>-<n>")."""
+    return secrets.token_hex(3)
 
 
 @dataclass(eq=False)
@@ -117,6 +126,17 @@ class RemoteExecutor:
                     slot.context = context
         return context
 
+    def refuse(self, task_id: str, lease: int, reason: str) -> bool:
+        """The process will not run this assignment: drain this worker id, which moves it
+        (and every other task queued here) now. True if that moved anything."""
+        with self._lock:
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease:
+                del self._outstanding[task_id]
+        order_id, _, step = task_id.rpartition(":")
+        return self._hub.retire(self, f"refused order {order_id} step {step} "
+                                      f"(lease {lease}): {reason}")
+
     def report(self, task_id: str, lease: int, ok: bool, value: object) -> None:
         key = (task_id, lease)
         with self._lock:
@@ -159,6 +179,8 @@ class WorkerHub:
         self._peers: OrderedDict[str, Peer] = OrderedDict()  # by session
         self._by_sid: dict[str, Peer] = {}
         self._executors: dict[str, RemoteExecutor] = {}
+        # Unique across server lifetimes: a process may still hold ids from earlier servers.
+        self.id_prefix = f"{ID_PREFIX}-{new_id_tag()}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -234,9 +256,15 @@ class WorkerHub:
             log.info("worker %s (%s pid %s) reconnected and resumed", resume, peer.host,
                      peer.pid)
             return self._welcome(resume, resumed=True)
+        with self._lock:
+            abandoned = self._executors.get(peer.current) if peer.current else None
+        if abandoned is not None:
+            # Its process registers without it (the answer naming it was lost): free it now
+            # rather than after the heartbeat timeout.
+            self.retire(abandoned, "its process registered again without it")
         if not fields["join"]:
             return self._welcome(None, resumed=False)
-        worker_id = self.cluster.new_worker_id(ID_PREFIX)
+        worker_id = self.cluster.new_worker_id(self.id_prefix)
         executor = RemoteExecutor(worker_id, peer, self)
         with self._lock:
             self._executors[worker_id] = executor
@@ -276,6 +304,27 @@ class WorkerHub:
         executor = self._executor(sid, data)
         self.cluster.drain_worker(executor.id)
         return {"ok": True}
+
+    def refuse_assignment(self, sid: str, data: Any) -> dict:
+        executor = self._executor(sid, data)
+        task_id, lease = _task_ref(data)
+        reason = data.get("reason", "no reason given")
+        if not isinstance(reason, str) or len(reason) > MAX_TEXT:
+            raise invalid(f"reason must be a string of at most {MAX_TEXT} characters")
+        return {"ok": True, "moved": executor.refuse(task_id, lease, reason)}
+
+    def retire(self, executor: RemoteExecutor, why: str) -> bool:
+        """Drain a worker id its process no longer works under, if it is still alive: its
+        queued tasks move now and it leaves once nothing runs there. True if drained."""
+        if self._status(executor.id) != "alive":
+            return False  # dead, draining or gone: its tasks have moved or will
+        try:
+            self.cluster.drain_worker(executor.id)
+        except (Conflict, UnknownWorker):
+            return False  # it left meanwhile
+        log.warning("worker %s (%s pid %s) %s; draining it so its tasks move now",
+                    executor.id, executor.peer.host, executor.peer.pid, why)
+        return True
 
     # ------------------------------------------------------------------ executor callbacks
 
@@ -429,6 +478,7 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
         hub.disconnected(request.sid, reason)
 
     for event, method in (("register", hub.register), ("heartbeat", hub.heartbeat),
-                          ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain)):
+                          ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain),
+                          ("refuse", hub.refuse_assignment)):
         socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
     return hub

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import signal
 import socket
 from collections import Counter
@@ -316,6 +317,76 @@ def test_a_connection_speaks_only_for_its_own_workers(hub_app):
         assert answer["status"] == 404 and answer["error"]["code"] == "not_found"
     for client in (first, second):
         client.disconnect(namespace=NAMESPACE)
+
+
+def test_remote_worker_ids_differ_across_server_starts(hub_app):
+    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0),
+                  {"ORDERFLOW_TOKEN": TOKEN}) as restarted:
+        ids = []
+        for app in (hub_app, restarted):
+            client = worker_client(app)
+            ids.append(call(client, "register", REGISTRATION)["worker_id"])
+            client.disconnect(namespace=NAMESPACE)
+    assert all(re.fullmatch(r"p-[0-9a-f]{6}-1", worker_id) for worker_id in ids), ids
+    assert ids[0] != ids[1]
+
+
+def test_a_refused_assignment_moves_to_another_worker_at_once(hub_app):
+    cluster = hub_app.extensions["orderflow"].cluster
+    clients = {}
+    for session in ("s-1", "s-2"):
+        client = worker_client(hub_app)
+        clients[call(client, "register", {**REGISTRATION, "session": session})["worker_id"]] = (
+            client)
+    order_id = cluster.submit(ORDER)
+
+    def first_assigned():
+        return next(((w, tasks) for w, c in clients.items() if (tasks := assigned(c))), None)
+
+    refuser, [(task_id, lease)] = wait_for(first_assigned, 5)
+    other = next(w for w in clients if w != refuser)
+    answer = call(clients[refuser], "refuse", {"worker_id": refuser, "task_id": task_id,
+                                               "lease": lease, "reason": "draining"})
+    assert answer == {"ok": True, "moved": True}
+    (moved_id, new_lease), = wait_for(lambda: assigned(clients[other]), 5)
+    assert moved_id == task_id and new_lease != lease
+    assert next(w for w in cluster.workers() if w["id"] == refuser)["status"] == "removed"
+    moves = [e for e in cluster.story(order_id) if e["type"] == "task_reassigned"]
+    assert [(m["from_worker"], m["worker_id"]) for m in moves] == [(refuser, other)]
+    # Refused again (a repeat, or a stale lease): nothing left to move.
+    again = call(clients[refuser], "refuse", {"worker_id": refuser, "task_id": task_id,
+                                              "lease": lease, "reason": "draining"})
+    assert again == {"ok": True, "moved": False}
+    for client in clients.values():
+        client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("bad", [{"task_id": "o-1:payment", "lease": 1, "reason": 7},
+                                 {"task_id": "", "lease": 1}, {"task_id": "t", "lease": "1"}])
+def test_a_malformed_refusal_is_answered_with_an_error_and_moves_nothing(hub_app, bad):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    answer = call(client, "refuse", {"worker_id": worker_id, **bad})
+    assert answer["status"] == 422
+    cluster = hub_app.extensions["orderflow"].cluster
+    assert [w["status"] for w in cluster.workers()] == ["alive"]
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_process_that_registers_again_without_its_alive_id_has_that_id_drained(hub_app):
+    # The answer naming its first id was lost with a connection: that id would otherwise
+    # hold its tasks until the heartbeat timeout.
+    cluster = hub_app.extensions["orderflow"].cluster
+    client = worker_client(hub_app)
+    first = call(client, "register", REGISTRATION)["worker_id"]
+    order_id = cluster.submit(ORDER)
+    wait_for(lambda: assigned(client), 5)
+    second = call(client, "register", REGISTRATION)["worker_id"]
+    assert second != first
+    statuses = {w["id"]: w["status"] for w in cluster.workers()}
+    assert statuses == {first: "removed", second: "alive"}
+    assert cluster.get_order(order_id)["tasks"]["payment"]["worker"] == second
+    client.disconnect(namespace=NAMESPACE)
 
 
 @pytest.mark.parametrize("bad", [

@@ -15,7 +15,10 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                connections and worker ids together. With `resume` naming the process's
                current id, still alive, the server rebinds it to this connection and sends
                again every assignment not yet reported; otherwise it joins the process as a
-               new worker (unless `join` is false, as while draining: then worker_id is null).
+               new worker (unless `join` is false, as while draining: then worker_id is null),
+               and drains the process's earlier id if that is still alive (the answer naming
+               it was lost with a connection). The id in the answer is the process's current
+               id from then on, whatever it held before.
   `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead.
   `begin`      {"worker_id", "task_id", "lease"} -> {"context": dict | null}; null: stale,
                skip it. Asking again for the same lease returns the same context.
@@ -23,11 +26,22 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                fenced by lease in the scheduler; a repeat of a delivered result is ignored.
                A value too big for max_message_bytes is sent as a failed attempt instead.
   `drain`      {"worker_id"} -> {"ok": true}: leave the ring after the running tasks.
+  `refuse`     {"worker_id", "task_id", "lease", "reason"} -> {"ok": true, "moved": bool}:
+               the process will not run this assignment, because `worker_id` is not its
+               current id (retired, or unknown once its registration was answered) or it is
+               draining. A worker never drops an assignment silently: it runs it or refuses
+               it. The server drains that worker id if it is still alive, which moves this
+               task and every other one queued there at once (`moved`: it did); otherwise
+               they have moved already (the id is dead, draining or gone).
 
 Server to worker:
-  `assign`     {"worker_id", "tasks": [[task_id, lease], ...]}: put them in the local queue.
-  `left`       {"worker_id", "status": "dead" | "removed"}: dead: join again under a new id;
-               removed: drained, so the process exits.
+  `assign`     {"worker_id", "tasks": [[task_id, lease], ...]}: run them under that id, or
+               refuse them (see `refuse`). One may arrive before the answer to the
+               `register` that joined its id: it waits for that answer.
+  `left`       {"worker_id", "status": "dead" | "removed"}: about the process's current id:
+               dead: join again under a new id; removed: drained (by the process or from the
+               dashboard), so the process takes no new work, registers no new id, and exits
+               0 once its running work has ended. About any other id: nothing to do.
   `kill`       {"worker_id"}: the Kill button for a process this server did not start; the
                process SIGKILLs itself (a real crash, found by the heartbeat monitor).
 """
@@ -35,7 +49,9 @@ Server to worker:
 from __future__ import annotations
 
 NAMESPACE = "/workers"
-# Worker ids the server gives remote processes: "p-<n>" (thread workers are "w-<n>").
+# Worker ids the server gives remote processes: "p-<tag>-<n>", the tag drawn at each server
+# start so that no id repeats across restarts (thread workers, gone with their server, are
+# "w-<n>").
 ID_PREFIX = "p"
 # Exit status of `orderflow worker` when the server refuses it (wrong token).
 EXIT_REFUSED = 3

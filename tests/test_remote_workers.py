@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import signal
 import socket
@@ -17,10 +16,11 @@ from conftest import wait_for
 from remote import AUTH, TOKEN, log_of, remote_cluster
 from web import ORDER, app_over, fast_cluster
 
+from dashboard import worker_hub
 from dashboard.worker_hub import hub_of
 from scheduler import Chaos
 from scheduler.cli import build_parser
-from scheduler.remote.client import HandlerSpecError, load_handlers, reconnect_delay
+from scheduler.remote.client import HandlerSpecError, load_handlers
 from scheduler.remote.protocol import EXIT_REFUSED, NAMESPACE
 from scheduler.remote.supervisor import own_url
 
@@ -206,6 +206,43 @@ def test_api_starts_worker_processes_kill_sends_sigkill_and_shutdown_reaps_them(
     assert all(code is not None for code in returncodes().values())
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_process_given_back_an_id_it_had_retired_after_a_server_restart_runs_its_work(
+        tmp_path, monkeypatch):
+    # The worst case of ids that repeat across server lifetimes: the new server hands the
+    # process the very id an earlier server had declared dead. It must work under it.
+    monkeypatch.setattr(worker_hub, "new_id_tag", lambda: "same", raising=False)
+    with remote_cluster(tmp_path) as rc:
+        proc = rc.start_worker()
+        first = rc.joined(proc)
+        os.kill(proc.pid, signal.SIGSTOP)  # stalls past the heartbeat timeout
+        try:
+            wait_for(lambda: rc.status(first) == "dead", 5, message="declared dead")
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        rc.joined(proc, other_than=first)  # told it was dead, it joined again
+        rc.restart()
+        assert rc.joined(proc) == first, "the new server handed out the retired id again"
+        ids = rc.cluster.submit_many([ORDER] * 5)
+        assert rc.cluster.wait_until_idle(10), log_of(proc)
+        assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+
+
+def test_a_drained_busy_worker_whose_order_is_cancelled_exits_0_and_never_rejoins(remote):
+    proc = remote.start_worker(handlers=SLOW, concurrency=1)
+    worker_id = remote.joined(proc)
+    order_id = remote.cluster.submit(ORDER)
+    wait_for(lambda: first_event(remote, "task_started", worker_id=worker_id), 10)
+    client = remote.app.test_client()
+    assert client.post(f"/api/workers/{worker_id}/drain", headers=AUTH).status_code == 202
+    assert client.post(f"/api/orders/{order_id}/cancel", headers=AUTH).status_code == 200
+    assert remote.status(worker_id) == "removed"
+    later = remote.cluster.submit_many([ORDER] * 3)  # work it must not take
+
+    assert proc.wait(10) == 0, log_of(proc)
+    assert [e["worker_id"] for e in remote.events("worker_added")] == [worker_id], log_of(proc)
+    assert all(remote.cluster.get_order(i)["status"] == "pending" for i in later)
 
 
 # ---------------------------------------------------------------- HTTP API, no processes
@@ -411,14 +448,6 @@ def test_a_worker_connection_without_the_token_is_refused(hub_app, auth, caplog)
 
 
 # ---------------------------------------------------------------- pure pieces
-
-
-def test_reconnect_delay_grows_with_jitter_up_to_the_cap():
-    rng = random.Random(3)
-    for failures, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (50, 5.0)]:
-        delays = [reconnect_delay(failures, 0.5, 5.0, rng) for _ in range(200)]
-        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
-        assert max(delays) - min(delays) > ceiling / 4  # jittered, not one value
 
 
 def test_handlers_are_the_demo_ones_or_a_named_dict():

@@ -1,6 +1,8 @@
 """The wire contract between the server and `orderflow worker` processes (namespace "/workers").
 
-Shared by both ends, so it imports neither Flask nor python-socketio. JSON only.
+Shared by both ends, so it imports neither Flask nor python-socketio. JSON only. The checks
+at the end read what the worker receives (`assign`, answers), so bad input from a server is
+a logged line, never a crash.
 
 Connecting: `auth={"token": T}` (needed when the server has a token). A wrong token is
 refused with CONNECT_ERROR `{"message": "unauthorized: ..."}` and logged by the server.
@@ -48,6 +50,8 @@ Server to worker:
 
 from __future__ import annotations
 
+from typing import Any
+
 NAMESPACE = "/workers"
 # Worker ids the server gives remote processes: "p-<tag>-<n>", the tag drawn at each server
 # start so that no id repeats across restarts (thread workers, gone with their server, are
@@ -61,3 +65,50 @@ MAX_TEXT = 200
 # spawn id they register with, and the server's pid, so a child exits when its server is gone.
 ENV_SPAWN_ID = "ORDERFLOW_SPAWN_ID"
 ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"
+# Room a message needs around a result's value, whose size the worker checks.
+MESSAGE_MARGIN = 4096
+
+
+def error_message(reply: Any) -> str | None:
+    """The message of an error answer, or None for any other answer."""
+    if not isinstance(reply, dict) or "error" not in reply:
+        return None
+    error = reply["error"]
+    message = error.get("message") if isinstance(error, dict) else error
+    return f"{message} (status {reply.get('status')})"
+
+
+def welcome_problem(reply: Any) -> str | None:
+    """What is wrong with a `register` answer, or None if it can be used."""
+    if not isinstance(reply, dict):
+        return f"not an object: {str(reply)[:200]}"
+    if "error" in reply:
+        return error_message(reply)
+    interval = reply.get("heartbeat_interval")
+    if not isinstance(reply.get("worker_id"), (str, type(None))):
+        return "worker_id is not a string"
+    if not isinstance(reply.get("resumed"), bool):
+        return "resumed is not true or false"
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
+            0 < interval < 3600):
+        return "heartbeat_interval is not a positive number"
+    size = reply.get("max_message_bytes", 1_000_000)
+    if isinstance(size, bool) or not isinstance(size, int) or size <= MESSAGE_MARGIN:
+        return "max_message_bytes is not a usable size"
+    return None
+
+
+def parse_assign(data: Any) -> tuple[str, list[tuple[str, int]]] | None:
+    """An `assign` message as (worker_id, [(task_id, lease), ...]), or None if malformed."""
+    if not isinstance(data, dict) or not isinstance(data.get("worker_id"), str):
+        return None
+    tasks = data.get("tasks")
+    if not isinstance(tasks, list):
+        return None
+    pairs = []
+    for item in tasks:
+        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
+                or isinstance(item[1], bool) or not isinstance(item[1], int)):
+            return None
+        pairs.append((item[0], item[1]))
+    return data["worker_id"], pairs

@@ -426,6 +426,55 @@ def test_a_process_that_registers_again_without_its_alive_id_has_that_id_drained
     client.disconnect(namespace=NAMESPACE)
 
 
+def test_a_connection_speaks_for_one_process_only(hub_app):
+    client = worker_client(hub_app)
+    call(client, "register", REGISTRATION)
+    answer = call(client, "register", {**REGISTRATION, "session": "s-2"})
+    assert answer["status"] == 409 and answer["error"]["code"] == "one_process_per_connection"
+    assert len(hub_app.extensions["orderflow"].cluster.workers()) == 1
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_joins_beyond_the_rate_limit_are_refused_with_429_saying_when_to_try_again():
+    config = {"ORDERFLOW_TOKEN": TOKEN, "WORKER_JOINS_PER_SECOND": 0.5, "WORKER_JOIN_BURST": 2}
+    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0), config) as app:
+        clients = [worker_client(app) for _ in range(3)]
+        answers = [call(c, "register", {**REGISTRATION, "session": f"s-{i}"})
+                   for i, c in enumerate(clients)]
+        assert [a.get("status") for a in answers] == [None, None, 429]
+        assert answers[2]["error"]["code"] == "too_many_registrations"
+        assert "try again in" in answers[2]["error"]["message"]
+        assert len(app.extensions["orderflow"].cluster.workers()) == 2
+        for client in clients:
+            client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_process_holds_only_a_few_worker_ids_at_once():
+    config = {"ORDERFLOW_TOKEN": TOKEN, "WORKER_IDS_PER_PROCESS": 2}
+    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0), config) as app:
+        cluster = app.extensions["orderflow"].cluster
+        client = worker_client(app)
+        for _ in range(2):
+            worker_id = call(client, "register", REGISTRATION)["worker_id"]
+            cluster.submit(ORDER)
+            (task_id, lease), = wait_for(lambda: assigned(client), 5)
+            call(client, "begin", {"worker_id": worker_id, "task_id": task_id, "lease": lease})
+        # Each registration drains the id before it, but a running task keeps it draining.
+        answer = call(client, "register", REGISTRATION)
+        assert answer["status"] == 429 and answer["error"]["code"] == "too_many_worker_ids"
+        assert [w["status"] for w in cluster.workers()] == ["draining", "draining"]
+        client.disconnect(namespace=NAMESPACE)
+
+
+def test_departed_worker_ids_are_remembered_only_up_to_a_bound(hub_app, monkeypatch):
+    monkeypatch.setattr(worker_hub, "DEPARTED_HISTORY", 2)
+    client = worker_client(hub_app)
+    for _ in range(6):  # each registration drains (and so removes) the idle id before it
+        call(client, "register", REGISTRATION)
+    assert hub_of(hub_app).remembered == 3  # the current id and the 2 latest departed
+    client.disconnect(namespace=NAMESPACE)
+
+
 @pytest.mark.parametrize("bad", [
     None, [], {"session": "s"}, {**REGISTRATION, "pid": "42"}, {**REGISTRATION, "pid": 0},
     {**REGISTRATION, "concurrency": 0}, {**REGISTRATION, "name": ""},

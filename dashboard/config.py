@@ -46,3 +46,11 @@ class DefaultConfig:
     ORDERFLOW_URL: str | None = None
     # Worker processes this server may run at once (each holds a server thread).
     WORKER_PROCESS_LIMIT = 16
+    # Remote worker registrations that join a new worker id, over all connections: per
+    # second on average, and at once (a server restart brings every process back together).
+    # Beyond them a registration is refused with 429 and the process tries again later.
+    WORKER_JOINS_PER_SECOND = 20.0
+    WORKER_JOIN_BURST = 50
+    # Worker ids one process may hold alive or draining at once: one is the norm; an earlier
+    # one drains while it finishes a running task after the process registered again.
+    WORKER_IDS_PER_PROCESS = 4

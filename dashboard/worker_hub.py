@@ -4,160 +4,72 @@ The hub is an adapter between sockets and the cluster's worker port. Each regist
 a process is a `RemoteExecutor` on the ring, keyed by its worker id, never by sid: a sid
 changes on every reconnect. A connection may speak only for ids its own process registered.
 Death is the heartbeat monitor's call alone: a dropped connection only unbinds the sid, so
-a process that reconnects within the heartbeat timeout resumes under the same id.
+a process that reconnects within the heartbeat timeout resumes under the same id. Ids carry
+a random tag drawn at each server start, so a restarted server does not hand a process an id
+an earlier server gave it (and retired). A process that refuses an assignment has that
+worker id drained, which moves the task, and any other queued on it, at once.
+
+Limits keep one token holder from taking over placement: a connection speaks for one
+process, a process holds a few ids at most, joins are rate-limited (429 beyond), and
+departed ids and gone processes are remembered only up to a bound.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO
 
-from scheduler import Cluster, UnknownWorker
-from scheduler.engine.model import Dispatch
+from scheduler import Cluster, Conflict, UnknownWorker
 from scheduler.remote.protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
 from scheduler.remote.supervisor import ProcessPool
 
 from .auth import socket_auth_ok
 from .errors import ApiError, describe, error_body, invalid
 from .parsing import expect_object, int_field
+from .rate_limit import TokenBucket
+from .worker_peers import JoinLimits, Peer, RemoteExecutor
 
 log = logging.getLogger("orderflow.workers")
 
 EXTENSION = "orderflow.workers"
 # Processes remembered after they went away, so their late results still reach fencing.
 PEER_HISTORY = 1024
-# Per worker: results already handed to the cluster, so one sent again is not counted twice.
-REPORTED_MEMORY = 4096
+# Worker ids remembered after they left the ring (dead or removed), for the same reason.
+DEPARTED_HISTORY = 1024
 
 
-@dataclass(eq=False)
-class Peer:
-    """One worker process, across its reconnects (new sids) and re-registrations (new ids)."""
-
-    session: str
-    name: str
-    host: str
-    pid: int
-    concurrency: int
-    spawn_id: str | None
-    sid: str | None = None
-    current: str | None = None  # the worker id it works under now
-    worker_ids: set[str] = field(default_factory=set)
-
-    def meta(self) -> dict:
-        return {"name": self.name, "host": self.host, "pid": self.pid,
-                "concurrency": self.concurrency}
-
-
-@dataclass
-class _Slot:
-    lease: int
-    context: dict | None = None  # set once begun, so a repeated `begin` gets the same answer
-
-
-class RemoteExecutor:
-    """The cluster's handle on one registration of a remote process (scheduler Executor).
-
-    It remembers every assignment not yet reported, to send them again after a reconnect:
-    one emitted while the connection was down is otherwise lost with it.
-    """
-
-    kind = "process"
-
-    def __init__(self, worker_id: str, peer: Peer, hub: WorkerHub):
-        self.id = worker_id
-        self.peer = peer
-        self._hub = hub
-        self._lock = threading.Lock()
-        self._outstanding: dict[str, _Slot] = {}
-        self._reported: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self._stopped = False
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
-    def start(self) -> None:
-        """Nothing to start: the process is already running and connected."""
-
-    def deliver(self, dispatch: Dispatch) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._outstanding[dispatch.task_id] = _Slot(dispatch.lease)
-        self._hub.send_assign(self, [[dispatch.task_id, dispatch.lease]])
-
-    def resend(self) -> None:
-        with self._lock:
-            tasks = [[task_id, slot.lease] for task_id, slot in self._outstanding.items()]
-        if tasks:
-            self._hub.send_assign(self, tasks)
-
-    def begin(self, task_id: str, lease: int) -> dict | None:
-        with self._lock:
-            slot = self._outstanding.get(task_id)
-            if slot is not None and slot.lease == lease and slot.context is not None:
-                return slot.context  # the first answer was lost with a connection
-        context = self._hub.cluster.begin_task(self.id, Dispatch(self.id, task_id, lease))
-        with self._lock:
-            slot = self._outstanding.get(task_id)
-            if slot is not None and slot.lease == lease and slot.context is None:
-                if context is None:
-                    del self._outstanding[task_id]  # stale: moved or cancelled meanwhile
-                else:
-                    slot.context = context
-        return context
-
-    def report(self, task_id: str, lease: int, ok: bool, value: object) -> None:
-        key = (task_id, lease)
-        with self._lock:
-            if key in self._reported:
-                return  # sent again after its acknowledgement was lost
-            self._reported[key] = None
-            while len(self._reported) > REPORTED_MEMORY:
-                self._reported.popitem(last=False)
-            slot = self._outstanding.get(task_id)
-            if slot is not None and slot.lease == lease:
-                del self._outstanding[task_id]
-        # Fenced by the scheduler: a report after this worker was declared dead, or for a
-        # task that moved on, is rejected there and recorded as `result_rejected`.
-        self._hub.cluster.report(self.id, Dispatch(self.id, task_id, lease), ok, value)
-
-    def stop(self) -> None:
-        """The worker left the ring (declared dead or drained): tell the process."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            self._outstanding.clear()
-        self._hub.worker_left(self)
-
-    def kill(self) -> None:
-        self._hub.kill(self)
-
-    def join(self, timeout: float) -> bool:
-        return True  # no threads here; the process is on its own
+def new_id_tag() -> str:
+    """Drawn once per server start and put in its remote worker ids ("p-<tag>-<n>")."""
+    return secrets.token_hex(3)
 
 
 class WorkerHub:
     """Registrations, connections and messages of remote workers; owns the process pool."""
 
-    def __init__(self, cluster: Cluster, socketio: SocketIO, pool: ProcessPool):
+    def __init__(self, cluster: Cluster, socketio: SocketIO, pool: ProcessPool,
+                 limits: JoinLimits | None = None, clock: Callable[[], float] = time.monotonic):
         self.cluster = cluster
         self.socketio = socketio
         self.pool = pool
+        self.limits = limits or JoinLimits()
+        self._clock = clock
+        self._joins = TokenBucket(self.limits.per_second, self.limits.burst)
         self._lock = threading.Lock()
         self._peers: OrderedDict[str, Peer] = OrderedDict()  # by session
         self._by_sid: dict[str, Peer] = {}
         self._executors: dict[str, RemoteExecutor] = {}
+        self._departed: OrderedDict[str, None] = OrderedDict()  # executors that left, oldest first
+        # Unique across server lifetimes: a process may still hold ids from earlier servers.
+        self.id_prefix = f"{ID_PREFIX}-{new_id_tag()}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,9 +122,20 @@ class WorkerHub:
 
     # ------------------------------------------------------------------ messages
 
+    @property
+    def remembered(self) -> int:
+        """Worker ids the hub holds an executor for (alive, or departed and remembered)."""
+        with self._lock:
+            return len(self._executors)
+
     def register(self, sid: str, data: Any) -> dict:
         fields = _parse_register(data)
         with self._lock:
+            bound = self._by_sid.get(sid)
+            if bound is not None and bound.session != fields["session"]:
+                raise ApiError(409, "one_process_per_connection",
+                               "this connection already registered another worker process "
+                               "(session); each process registers on a connection of its own")
             peer = self._peers.get(fields["session"])
             if peer is None:
                 peer = Peer(**{k: fields[k] for k in
@@ -233,9 +156,16 @@ class WorkerHub:
             log.info("worker %s (%s pid %s) reconnected and resumed", resume, peer.host,
                      peer.pid)
             return self._welcome(resume, resumed=True)
+        with self._lock:
+            abandoned = self._executors.get(peer.current) if peer.current else None
+        if abandoned is not None:
+            # Its process registers without it (the answer naming it was lost): free it now
+            # rather than after the heartbeat timeout.
+            self.retire(abandoned, "its process registered again without it")
         if not fields["join"]:
             return self._welcome(None, resumed=False)
-        worker_id = self.cluster.new_worker_id(ID_PREFIX)
+        self._check_join(peer)
+        worker_id = self.cluster.new_worker_id(self.id_prefix)
         executor = RemoteExecutor(worker_id, peer, self)
         with self._lock:
             self._executors[worker_id] = executor
@@ -274,6 +204,27 @@ class WorkerHub:
         self.cluster.drain_worker(executor.id)
         return {"ok": True}
 
+    def refuse_assignment(self, sid: str, data: Any) -> dict:
+        executor = self._executor(sid, data)
+        task_id, lease = _task_ref(data)
+        reason = data.get("reason", "no reason given")
+        if not isinstance(reason, str) or len(reason) > MAX_TEXT:
+            raise invalid(f"reason must be a string of at most {MAX_TEXT} characters")
+        return {"ok": True, "moved": executor.refuse(task_id, lease, reason)}
+
+    def retire(self, executor: RemoteExecutor, why: str) -> bool:
+        """Drain a worker id its process no longer works under, if it is still alive: its
+        queued tasks move now and it leaves once nothing runs there. True if drained."""
+        if self._status(executor.id) != "alive":
+            return False  # dead, draining or gone: its tasks have moved or will
+        try:
+            self.cluster.drain_worker(executor.id)
+        except (Conflict, UnknownWorker):
+            return False  # it left meanwhile
+        log.warning("worker %s (%s pid %s): %s; draining it so its tasks move now",
+                    executor.id, executor.peer.host, executor.peer.pid, why)
+        return True
+
     # ------------------------------------------------------------------ executor callbacks
 
     def send_assign(self, executor: RemoteExecutor, tasks: list[list]) -> None:
@@ -290,6 +241,7 @@ class WorkerHub:
             if peer.current == executor.id and status in ("dead", "removed"):
                 peer.current = None
             sid = peer.sid
+            self._forget_departed(executor.id)
         if sid is not None and status in ("dead", "removed"):
             self.socketio.emit("left", {"worker_id": executor.id, "status": status}, to=sid,
                                namespace=NAMESPACE)
@@ -339,6 +291,35 @@ class WorkerHub:
             if worker["id"] == worker_id:
                 return worker["status"]
         return None
+
+    def _check_join(self, peer: Peer) -> None:
+        """Refuse (429) a join beyond the limits: one token holder must not be able to fill
+        the ring with ids (and /api/workers with entries) that take placement from others."""
+        statuses = {w["id"]: w["status"] for w in self.cluster.workers()}
+        with self._lock:
+            held = sorted(w for w in peer.worker_ids if statuses.get(w) in ("alive", "draining"))
+            if len(held) >= self.limits.ids_per_process:
+                raise ApiError(429, "too_many_worker_ids",
+                               f"this process already holds {len(held)} worker ids "
+                               f"({', '.join(held)}); at most {self.limits.ids_per_process} "
+                               "may be alive or draining at once")
+            if not self._joins.take(self._clock()):
+                wait = self._joins.retry_after()
+                log.warning("refused a worker registration from %s (pid %s): more than %g "
+                            "joins per second", peer.host, peer.pid, self.limits.per_second)
+                raise ApiError(429, "too_many_registrations",
+                               f"more than {self.limits.per_second:g} workers joined per "
+                               f"second; try again in {wait:.1f}s")
+
+    def _forget_departed(self, worker_id: str) -> None:
+        """Under the lock: remember a bounded number of departed worker ids."""
+        self._departed[worker_id] = None
+        while len(self._departed) > DEPARTED_HISTORY:
+            old, _ = self._departed.popitem(last=False)
+            executor = self._executors.get(old)
+            if executor is not None and executor.stopped:
+                del self._executors[old]
+                executor.peer.worker_ids.discard(old)
 
     def _forget_old_peers(self) -> None:
         """Under the lock: keep memory bounded by forgetting long-gone processes."""
@@ -412,7 +393,10 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
     pool = ProcessPool(url=lambda: app.config.get("ORDERFLOW_URL"),
                        token=lambda: app.config.get("ORDERFLOW_TOKEN"),
                        limit=lambda: app.config["WORKER_PROCESS_LIMIT"])
-    hub = WorkerHub(cluster, socketio, pool)
+    limits = JoinLimits(per_second=app.config["WORKER_JOINS_PER_SECOND"],
+                        burst=app.config["WORKER_JOIN_BURST"],
+                        ids_per_process=app.config["WORKER_IDS_PER_PROCESS"])
+    hub = WorkerHub(cluster, socketio, pool, limits)
     app.extensions[EXTENSION] = hub
     app.extensions["orderflow"].extras.append(hub)
 
@@ -426,6 +410,7 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
         hub.disconnected(request.sid, reason)
 
     for event, method in (("register", hub.register), ("heartbeat", hub.heartbeat),
-                          ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain)):
+                          ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain),
+                          ("refuse", hub.refuse_assignment)):
         socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
     return hub

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from conftest import wait_for
@@ -24,19 +24,45 @@ HEARTBEATS = {"heartbeat_interval": 0.1, "heartbeat_timeout": 0.6}
 
 
 class RemoteCluster:
-    """A live server over a cluster without thread workers, plus its worker processes."""
+    """A live server over a cluster without thread workers, plus its worker processes.
 
-    def __init__(self, app, live: LiveServer, log_dir: Path):
-        self.app = app
-        self.cluster = app.extensions["orderflow"].cluster
-        self.live = live
-        self.url = live.url
+    `restart()` replaces the server and its cluster with new ones on the same address, as
+    a server restart does: the processes stay and reconnect."""
+
+    def __init__(self, log_dir: Path, settings: dict):
         self.log_dir = log_dir
+        self.settings = settings
         self.procs: list[subprocess.Popen] = []
+        self._stack: ExitStack | None = None
+        self._open(port=0)
+
+    def _open(self, port: int) -> None:
+        cluster = fast_cluster(workers=0, **{**HEARTBEATS, **self.settings})
+        config = {"ORDERFLOW_TOKEN": TOKEN, "PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0}
+        with ExitStack() as stack:
+            app = stack.enter_context(app_over(cluster, config))
+            live = LiveServer(app, port=port)
+            # As gunicorn does for `orderflow serve`: without it, an ack written right after
+            # an `assign` waits for a delayed ACK (~40 ms per task).
+            live.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            app.config["ORDERFLOW_URL"] = live.url
+            stack.enter_context(live)
+            self._stack = stack.pop_all()
+        self.app, self.cluster, self.live, self.url = app, cluster, live, live.url
+
+    def restart(self) -> None:
+        """Stop the server and its cluster; start new ones on the same port."""
+        self.close()
+        self._open(port=self.live.port)
 
     @property
     def hub(self) -> WorkerHub:
         return hub_of(self.app)
+
+    def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            stack.close()
 
     def start_worker(self, *args: str, token: str | None = TOKEN, concurrency: int = 2,
                      handlers: str | None = None) -> subprocess.Popen:
@@ -96,20 +122,9 @@ def log_of(proc: subprocess.Popen) -> str:
 def remote_cluster(log_dir: Path, **settings) -> Iterator[RemoteCluster]:
     """Server (token required) + cluster (no thread workers); every process and thread
     it started is gone when the block ends."""
-    cluster = fast_cluster(workers=0, **{**HEARTBEATS, **settings})
-    config = {"ORDERFLOW_TOKEN": TOKEN, "PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0}
-    with app_over(cluster, config) as app:
-        live = LiveServer(app)
-        # As gunicorn does for `orderflow serve`: without it, an ack written right after
-        # an `assign` waits for a delayed ACK (~40 ms per task).
-        live.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        app.config["ORDERFLOW_URL"] = live.url
-        remote = RemoteCluster(app, live, log_dir)
-        try:
-            with live:
-                try:
-                    yield remote
-                finally:
-                    remote.kill_all()
-        finally:
-            remote.kill_all()
+    remote = RemoteCluster(log_dir, settings)
+    try:
+        yield remote
+    finally:
+        remote.kill_all()
+        remote.close()

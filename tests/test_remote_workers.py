@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-import random
+import re
 import signal
 import socket
 from collections import Counter
@@ -16,10 +16,11 @@ from conftest import wait_for
 from remote import AUTH, TOKEN, log_of, remote_cluster
 from web import ORDER, app_over, fast_cluster
 
+from dashboard import worker_hub
 from dashboard.worker_hub import hub_of
 from scheduler import Chaos
 from scheduler.cli import build_parser
-from scheduler.remote.client import HandlerSpecError, load_handlers, reconnect_delay
+from scheduler.remote.client import HandlerSpecError, load_handlers
 from scheduler.remote.protocol import EXIT_REFUSED, NAMESPACE
 from scheduler.remote.supervisor import own_url
 
@@ -207,6 +208,43 @@ def test_api_starts_worker_processes_kill_sends_sigkill_and_shutdown_reaps_them(
         assert not Path(f"/proc/{pid}").exists()
 
 
+def test_a_process_given_back_an_id_it_had_retired_after_a_server_restart_runs_its_work(
+        tmp_path, monkeypatch):
+    # The worst case of ids that repeat across server lifetimes: the new server hands the
+    # process the very id an earlier server had declared dead. It must work under it.
+    monkeypatch.setattr(worker_hub, "new_id_tag", lambda: "same", raising=False)
+    with remote_cluster(tmp_path) as rc:
+        proc = rc.start_worker()
+        first = rc.joined(proc)
+        os.kill(proc.pid, signal.SIGSTOP)  # stalls past the heartbeat timeout
+        try:
+            wait_for(lambda: rc.status(first) == "dead", 5, message="declared dead")
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        rc.joined(proc, other_than=first)  # told it was dead, it joined again
+        rc.restart()
+        assert rc.joined(proc) == first, "the new server handed out the retired id again"
+        ids = rc.cluster.submit_many([ORDER] * 5)
+        assert rc.cluster.wait_until_idle(10), log_of(proc)
+        assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+
+
+def test_a_drained_busy_worker_whose_order_is_cancelled_exits_0_and_never_rejoins(remote):
+    proc = remote.start_worker(handlers=SLOW, concurrency=1)
+    worker_id = remote.joined(proc)
+    order_id = remote.cluster.submit(ORDER)
+    wait_for(lambda: first_event(remote, "task_started", worker_id=worker_id), 10)
+    client = remote.app.test_client()
+    assert client.post(f"/api/workers/{worker_id}/drain", headers=AUTH).status_code == 202
+    assert client.post(f"/api/orders/{order_id}/cancel", headers=AUTH).status_code == 200
+    assert remote.status(worker_id) == "removed"
+    later = remote.cluster.submit_many([ORDER] * 3)  # work it must not take
+
+    assert proc.wait(10) == 0, log_of(proc)
+    assert [e["worker_id"] for e in remote.events("worker_added")] == [worker_id], log_of(proc)
+    assert all(remote.cluster.get_order(i)["status"] == "pending" for i in later)
+
+
 # ---------------------------------------------------------------- HTTP API, no processes
 
 
@@ -318,6 +356,125 @@ def test_a_connection_speaks_only_for_its_own_workers(hub_app):
         client.disconnect(namespace=NAMESPACE)
 
 
+def test_remote_worker_ids_differ_across_server_starts(hub_app):
+    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0),
+                  {"ORDERFLOW_TOKEN": TOKEN}) as restarted:
+        ids = []
+        for app in (hub_app, restarted):
+            client = worker_client(app)
+            ids.append(call(client, "register", REGISTRATION)["worker_id"])
+            client.disconnect(namespace=NAMESPACE)
+    assert all(re.fullmatch(r"p-[0-9a-f]{6}-1", worker_id) for worker_id in ids), ids
+    assert ids[0] != ids[1]
+
+
+def test_a_refused_assignment_moves_to_another_worker_at_once(hub_app):
+    cluster = hub_app.extensions["orderflow"].cluster
+    clients = {}
+    for session in ("s-1", "s-2"):
+        client = worker_client(hub_app)
+        clients[call(client, "register", {**REGISTRATION, "session": session})["worker_id"]] = (
+            client)
+    order_id = cluster.submit(ORDER)
+
+    def first_assigned():
+        return next(((w, tasks) for w, c in clients.items() if (tasks := assigned(c))), None)
+
+    refuser, [(task_id, lease)] = wait_for(first_assigned, 5)
+    other = next(w for w in clients if w != refuser)
+    answer = call(clients[refuser], "refuse", {"worker_id": refuser, "task_id": task_id,
+                                               "lease": lease, "reason": "draining"})
+    assert answer == {"ok": True, "moved": True}
+    (moved_id, new_lease), = wait_for(lambda: assigned(clients[other]), 5)
+    assert moved_id == task_id and new_lease != lease
+    assert next(w for w in cluster.workers() if w["id"] == refuser)["status"] == "removed"
+    moves = [e for e in cluster.story(order_id) if e["type"] == "task_reassigned"]
+    assert [(m["from_worker"], m["worker_id"]) for m in moves] == [(refuser, other)]
+    # Refused again (a repeat, or a stale lease): nothing left to move.
+    again = call(clients[refuser], "refuse", {"worker_id": refuser, "task_id": task_id,
+                                              "lease": lease, "reason": "draining"})
+    assert again == {"ok": True, "moved": False}
+    for client in clients.values():
+        client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("bad", [{"task_id": "o-1:payment", "lease": 1, "reason": 7},
+                                 {"task_id": "", "lease": 1}, {"task_id": "t", "lease": "1"}])
+def test_a_malformed_refusal_is_answered_with_an_error_and_moves_nothing(hub_app, bad):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    answer = call(client, "refuse", {"worker_id": worker_id, **bad})
+    assert answer["status"] == 422
+    cluster = hub_app.extensions["orderflow"].cluster
+    assert [w["status"] for w in cluster.workers()] == ["alive"]
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_process_that_registers_again_without_its_alive_id_has_that_id_drained(hub_app):
+    # The answer naming its first id was lost with a connection: that id would otherwise
+    # hold its tasks until the heartbeat timeout.
+    cluster = hub_app.extensions["orderflow"].cluster
+    client = worker_client(hub_app)
+    first = call(client, "register", REGISTRATION)["worker_id"]
+    order_id = cluster.submit(ORDER)
+    wait_for(lambda: assigned(client), 5)
+    second = call(client, "register", REGISTRATION)["worker_id"]
+    assert second != first
+    statuses = {w["id"]: w["status"] for w in cluster.workers()}
+    assert statuses == {first: "removed", second: "alive"}
+    assert cluster.get_order(order_id)["tasks"]["payment"]["worker"] == second
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_connection_speaks_for_one_process_only(hub_app):
+    client = worker_client(hub_app)
+    call(client, "register", REGISTRATION)
+    answer = call(client, "register", {**REGISTRATION, "session": "s-2"})
+    assert answer["status"] == 409 and answer["error"]["code"] == "one_process_per_connection"
+    assert len(hub_app.extensions["orderflow"].cluster.workers()) == 1
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_joins_beyond_the_rate_limit_are_refused_with_429_saying_when_to_try_again():
+    config = {"ORDERFLOW_TOKEN": TOKEN, "WORKER_JOINS_PER_SECOND": 0.5, "WORKER_JOIN_BURST": 2}
+    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0), config) as app:
+        clients = [worker_client(app) for _ in range(3)]
+        answers = [call(c, "register", {**REGISTRATION, "session": f"s-{i}"})
+                   for i, c in enumerate(clients)]
+        assert [a.get("status") for a in answers] == [None, None, 429]
+        assert answers[2]["error"]["code"] == "too_many_registrations"
+        assert "try again in" in answers[2]["error"]["message"]
+        assert len(app.extensions["orderflow"].cluster.workers()) == 2
+        for client in clients:
+            client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_process_holds_only_a_few_worker_ids_at_once():
+    config = {"ORDERFLOW_TOKEN": TOKEN, "WORKER_IDS_PER_PROCESS": 2}
+    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0), config) as app:
+        cluster = app.extensions["orderflow"].cluster
+        client = worker_client(app)
+        for _ in range(2):
+            worker_id = call(client, "register", REGISTRATION)["worker_id"]
+            cluster.submit(ORDER)
+            (task_id, lease), = wait_for(lambda: assigned(client), 5)
+            call(client, "begin", {"worker_id": worker_id, "task_id": task_id, "lease": lease})
+        # Each registration drains the id before it, but a running task keeps it draining.
+        answer = call(client, "register", REGISTRATION)
+        assert answer["status"] == 429 and answer["error"]["code"] == "too_many_worker_ids"
+        assert [w["status"] for w in cluster.workers()] == ["draining", "draining"]
+        client.disconnect(namespace=NAMESPACE)
+
+
+def test_departed_worker_ids_are_remembered_only_up_to_a_bound(hub_app, monkeypatch):
+    monkeypatch.setattr(worker_hub, "DEPARTED_HISTORY", 2)
+    client = worker_client(hub_app)
+    for _ in range(6):  # each registration drains (and so removes) the idle id before it
+        call(client, "register", REGISTRATION)
+    assert hub_of(hub_app).remembered == 3  # the current id and the 2 latest departed
+    client.disconnect(namespace=NAMESPACE)
+
+
 @pytest.mark.parametrize("bad", [
     None, [], {"session": "s"}, {**REGISTRATION, "pid": "42"}, {**REGISTRATION, "pid": 0},
     {**REGISTRATION, "concurrency": 0}, {**REGISTRATION, "name": ""},
@@ -340,14 +497,6 @@ def test_a_worker_connection_without_the_token_is_refused(hub_app, auth, caplog)
 
 
 # ---------------------------------------------------------------- pure pieces
-
-
-def test_reconnect_delay_grows_with_jitter_up_to_the_cap():
-    rng = random.Random(3)
-    for failures, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (50, 5.0)]:
-        delays = [reconnect_delay(failures, 0.5, 5.0, rng) for _ in range(200)]
-        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
-        assert max(delays) - min(delays) > ceiling / 4  # jittered, not one value
 
 
 def test_handlers_are_the_demo_ones_or_a_named_dict():

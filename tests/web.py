@@ -46,14 +46,16 @@ def app_over(cluster: Cluster, config: dict | None = None, start: bool = True) -
 class LiveServer:
     """The app on a real Werkzeug server at an ephemeral 127.0.0.1 port, in a thread."""
 
-    def __init__(self, app, send_buffer: int | None = None):
+    def __init__(self, app, send_buffer: int | None = None, port: int = 0):
         self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        # port 0: the kernel picks one; a given port is for a restart on the same address.
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         if send_buffer is not None:
             # Linux hands a listening socket's buffer sizes to the sockets it accepts, so a
             # small one lets a client that never reads fill its buffers within a few KB.
             self.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
         self._connections: list[socket.socket] = []
         accept = self.server.get_request
 

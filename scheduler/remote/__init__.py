@@ -1,2 +1,3 @@
-"""Remote workers: the wire protocol, the `orderflow worker` client, and the supervisor that
-starts local worker processes for a server. Never imports Flask."""
+"""Remote workers: the wire protocol, the `orderflow worker` process (session.py decides,
+client.py does the I/O), and the supervisor that starts local worker processes for a
+server. Never imports Flask."""

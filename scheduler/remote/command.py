@@ -9,7 +9,8 @@ import signal
 import sys
 
 from ..demo.handlers import Chaos
-from .client import HandlerSpecError, WorkerOptions, WorkerProcess, load_handlers
+from .client import HandlerSpecError, WorkerProcess, load_handlers
+from .options import WorkerOptions
 from .protocol import ENV_PARENT_PID, ENV_SPAWN_ID, MAX_CONCURRENCY
 
 

@@ -1,6 +1,8 @@
 """The wire contract between the server and `orderflow worker` processes (namespace "/workers").
 
-Shared by both ends, so it imports neither Flask nor python-socketio. JSON only.
+Shared by both ends, so it imports neither Flask nor python-socketio. JSON only. The checks
+at the end read what the worker receives (`assign`, answers), so bad input from a server is
+a logged line, never a crash.
 
 Connecting: `auth={"token": T}` (needed when the server has a token). A wrong token is
 refused with CONNECT_ERROR `{"message": "unauthorized: ..."}` and logged by the server.
@@ -15,7 +17,10 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                connections and worker ids together. With `resume` naming the process's
                current id, still alive, the server rebinds it to this connection and sends
                again every assignment not yet reported; otherwise it joins the process as a
-               new worker (unless `join` is false, as while draining: then worker_id is null).
+               new worker (unless `join` is false, as while draining: then worker_id is null),
+               and drains the process's earlier id if that is still alive (the answer naming
+               it was lost with a connection). The id in the answer is the process's current
+               id from then on, whatever it held before.
   `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead.
   `begin`      {"worker_id", "task_id", "lease"} -> {"context": dict | null}; null: stale,
                skip it. Asking again for the same lease returns the same context.
@@ -23,19 +28,34 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                fenced by lease in the scheduler; a repeat of a delivered result is ignored.
                A value too big for max_message_bytes is sent as a failed attempt instead.
   `drain`      {"worker_id"} -> {"ok": true}: leave the ring after the running tasks.
+  `refuse`     {"worker_id", "task_id", "lease", "reason"} -> {"ok": true, "moved": bool}:
+               the process will not run this assignment, because `worker_id` is not its
+               current id (retired, or unknown once its registration was answered) or it is
+               draining. A worker never drops an assignment silently: it runs it or refuses
+               it. The server drains that worker id if it is still alive, which moves this
+               task and every other one queued there at once (`moved`: it did); otherwise
+               they have moved already (the id is dead, draining or gone).
 
 Server to worker:
-  `assign`     {"worker_id", "tasks": [[task_id, lease], ...]}: put them in the local queue.
-  `left`       {"worker_id", "status": "dead" | "removed"}: dead: join again under a new id;
-               removed: drained, so the process exits.
+  `assign`     {"worker_id", "tasks": [[task_id, lease], ...]}: run them under that id, or
+               refuse them (see `refuse`). One may arrive before the answer to the
+               `register` that joined its id: it waits for that answer.
+  `left`       {"worker_id", "status": "dead" | "removed"}: about the process's current id:
+               dead: join again under a new id; removed: drained (by the process or from the
+               dashboard), so the process takes no new work, registers no new id, and exits
+               0 once its running work has ended. About any other id: nothing to do.
   `kill`       {"worker_id"}: the Kill button for a process this server did not start; the
                process SIGKILLs itself (a real crash, found by the heartbeat monitor).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 NAMESPACE = "/workers"
-# Worker ids the server gives remote processes: "p-<n>" (thread workers are "w-<n>").
+# Worker ids the server gives remote processes: "p-<tag>-<n>", the tag drawn at each server
+# start so that no id repeats across restarts (thread workers, gone with their server, are
+# "w-<n>").
 ID_PREFIX = "p"
 # Exit status of `orderflow worker` when the server refuses it (wrong token).
 EXIT_REFUSED = 3
@@ -45,3 +65,50 @@ MAX_TEXT = 200
 # spawn id they register with, and the server's pid, so a child exits when its server is gone.
 ENV_SPAWN_ID = "ORDERFLOW_SPAWN_ID"
 ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"
+# Room a message needs around a result's value, whose size the worker checks.
+MESSAGE_MARGIN = 4096
+
+
+def error_message(reply: Any) -> str | None:
+    """The message of an error answer, or None for any other answer."""
+    if not isinstance(reply, dict) or "error" not in reply:
+        return None
+    error = reply["error"]
+    message = error.get("message") if isinstance(error, dict) else error
+    return f"{message} (status {reply.get('status')})"
+
+
+def welcome_problem(reply: Any) -> str | None:
+    """What is wrong with a `register` answer, or None if it can be used."""
+    if not isinstance(reply, dict):
+        return f"not an object: {str(reply)[:200]}"
+    if "error" in reply:
+        return error_message(reply)
+    interval = reply.get("heartbeat_interval")
+    if not isinstance(reply.get("worker_id"), (str, type(None))):
+        return "worker_id is not a string"
+    if not isinstance(reply.get("resumed"), bool):
+        return "resumed is not true or false"
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
+            0 < interval < 3600):
+        return "heartbeat_interval is not a positive number"
+    size = reply.get("max_message_bytes", 1_000_000)
+    if isinstance(size, bool) or not isinstance(size, int) or size <= MESSAGE_MARGIN:
+        return "max_message_bytes is not a usable size"
+    return None
+
+
+def parse_assign(data: Any) -> tuple[str, list[tuple[str, int]]] | None:
+    """An `assign` message as (worker_id, [(task_id, lease), ...]), or None if malformed."""
+    if not isinstance(data, dict) or not isinstance(data.get("worker_id"), str):
+        return None
+    tasks = data.get("tasks")
+    if not isinstance(tasks, list):
+        return None
+    pairs = []
+    for item in tasks:
+        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
+                or isinstance(item[1], bool) or not isinstance(item[1], int)):
+            return None
+        pairs.append((item[0], item[1]))
+    return data["worker_id"], pairs

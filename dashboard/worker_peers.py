@@ -1,0 +1,146 @@
+"""What the hub keeps per remote worker process (`Peer`) and per worker id (`RemoteExecutor`,
+the cluster's handle on it), and the limits on how they join."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from scheduler.engine.model import Dispatch
+
+if TYPE_CHECKING:
+    from .worker_hub import WorkerHub
+
+# Per worker: results already handed to the cluster, so one sent again is not counted twice.
+REPORTED_MEMORY = 4096
+
+
+@dataclass(eq=False)
+class Peer:
+    """One worker process, across its reconnects (new sids) and re-registrations (new ids)."""
+
+    session: str
+    name: str
+    host: str
+    pid: int
+    concurrency: int
+    spawn_id: str | None
+    sid: str | None = None
+    current: str | None = None  # the worker id it works under now
+    worker_ids: set[str] = field(default_factory=set)
+
+    def meta(self) -> dict:
+        return {"name": self.name, "host": self.host, "pid": self.pid,
+                "concurrency": self.concurrency}
+
+
+@dataclass(frozen=True)
+class JoinLimits:
+    """How fast remote workers may join, and how many ids one process may hold (config.py)."""
+
+    per_second: float = 20.0
+    burst: int = 50
+    ids_per_process: int = 4
+
+
+@dataclass
+class _Slot:
+    lease: int
+    context: dict | None = None  # set once begun, so a repeated `begin` gets the same answer
+
+
+class RemoteExecutor:
+    """The cluster's handle on one registration of a remote process (scheduler Executor).
+
+    It remembers every assignment not yet reported, to send them again after a reconnect:
+    one emitted while the connection was down is otherwise lost with it.
+    """
+
+    kind = "process"
+
+    def __init__(self, worker_id: str, peer: Peer, hub: WorkerHub):
+        self.id = worker_id
+        self.peer = peer
+        self._hub = hub
+        self._lock = threading.Lock()
+        self._outstanding: dict[str, _Slot] = {}
+        self._reported: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._stopped = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def start(self) -> None:
+        """Nothing to start: the process is already running and connected."""
+
+    def deliver(self, dispatch: Dispatch) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._outstanding[dispatch.task_id] = _Slot(dispatch.lease)
+        self._hub.send_assign(self, [[dispatch.task_id, dispatch.lease]])
+
+    def resend(self) -> None:
+        with self._lock:
+            tasks = [[task_id, slot.lease] for task_id, slot in self._outstanding.items()]
+        if tasks:
+            self._hub.send_assign(self, tasks)
+
+    def begin(self, task_id: str, lease: int) -> dict | None:
+        with self._lock:
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease and slot.context is not None:
+                return slot.context  # the first answer was lost with a connection
+        context = self._hub.cluster.begin_task(self.id, Dispatch(self.id, task_id, lease))
+        with self._lock:
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease and slot.context is None:
+                if context is None:
+                    del self._outstanding[task_id]  # stale: moved or cancelled meanwhile
+                else:
+                    slot.context = context
+        return context
+
+    def refuse(self, task_id: str, lease: int, reason: str) -> bool:
+        """The process will not run this assignment: drain this worker id, which moves it
+        (and every other task queued here) now. True if that moved anything."""
+        with self._lock:
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease:
+                del self._outstanding[task_id]
+        order_id, _, step = task_id.rpartition(":")
+        return self._hub.retire(self, f"refused order {order_id} step {step} "
+                                      f"(lease {lease}): {reason}")
+
+    def report(self, task_id: str, lease: int, ok: bool, value: object) -> None:
+        key = (task_id, lease)
+        with self._lock:
+            if key in self._reported:
+                return  # sent again after its acknowledgement was lost
+            self._reported[key] = None
+            while len(self._reported) > REPORTED_MEMORY:
+                self._reported.popitem(last=False)
+            slot = self._outstanding.get(task_id)
+            if slot is not None and slot.lease == lease:
+                del self._outstanding[task_id]
+        # Fenced by the scheduler: a report after this worker was declared dead, or for a
+        # task that moved on, is rejected there and recorded as `result_rejected`.
+        self._hub.cluster.report(self.id, Dispatch(self.id, task_id, lease), ok, value)
+
+    def stop(self) -> None:
+        """The worker left the ring (declared dead or drained): tell the process."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._outstanding.clear()
+        self._hub.worker_left(self)
+
+    def kill(self) -> None:
+        self._hub.kill(self)
+
+    def join(self, timeout: float) -> bool:
+        return True  # no threads here; the process is on its own

@@ -1,0 +1,45 @@
+"""The settings and identity of an `orderflow worker` process, and its reconnect backoff."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+def reconnect_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Backoff before the next connection attempt: "equal jitter" over min(cap, base * 2^n),
+    so many workers that lost one server do not come back in a single wave."""
+    ceiling = min(cap, base * 2 ** min(failures, 30))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Settings of one worker process; every default is what `orderflow worker` gets."""
+
+    server: str
+    token: str | None = None
+    # Handlers run at once; more assignments wait in the local queue.
+    concurrency: int = 2
+    name: str = ""
+    # Reconnect backoff: the first wait, doubled per failure up to the max (seconds).
+    reconnect_delay: float = 0.5
+    reconnect_delay_max: float = 5.0
+    # How long a request (register, begin, result, ...) waits for its answer (seconds).
+    request_timeout: float = 5.0
+    # After SIGTERM without a connection: how long to keep trying to deliver results.
+    drain_grace: float = 5.0
+    # Set for processes the server started: exit when that process is gone.
+    parent_pid: int | None = None
+    spawn_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the process is, as its registrations say: `session` ties its connections and
+    worker ids together on the server."""
+
+    session: str
+    name: str
+    host: str
+    pid: int

@@ -1,0 +1,565 @@
+"""The decisions of one `orderflow worker` process, pure: events in, effects out.
+
+`WorkerSession` is to the worker client what `SchedulerCore` is to the cluster. It has no
+threads, sockets or clock: every stimulus takes `now`, and returns the effects the shell
+(client.py) carries out: open a connection, send a message, queue an assignment for a
+runner, write a log line, exit. So every rule below is tested with a fake clock and no
+server (tests/test_worker_session.py):
+
+- connection attempts back off with equal jitter, drawn from an injected `random.Random`;
+- every connection registers: resuming under the current id, joining afresh, or (while
+  draining) only reconnecting to hand in results;
+- an assignment runs only under the process's current worker id; one it cannot run (another
+  id, or the process is draining) is refused out loud, so the server moves it at once. One
+  that arrives while a registration is unanswered waits for that answer, which may name the
+  id it was sent to;
+- a result stays until the server acknowledges it and is sent again after registering;
+- draining (a signal, or the server's "removed") takes no new work, tells the server, and
+  exits 0 once the running work has ended; without a connection it gives up after a grace.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .effects import Assignment, Connect, Effect, Exit, Log, Run, Send
+from .options import Identity, WorkerOptions, reconnect_delay
+from .protocol import (
+    EXIT_REFUSED,
+    MESSAGE_MARGIN,
+    error_message,
+    parse_assign,
+    welcome_problem,
+)
+
+# Assignments remembered, so one sent again (after a reconnect) is not run twice.
+SEEN_MEMORY = 100_000
+# After a send failed locally (the connection is going), wait this long before the next.
+SEND_PAUSE = 0.5
+
+
+class BeginAction(Enum):
+    BEGIN = "begin"  # send `request` and hand its answer to `begun`
+    WAIT = "wait"  # not registered on the current connection: ask again later
+    SKIP = "skip"  # not to run here (refused, or refused already)
+
+
+@dataclass(frozen=True)
+class BeginStep:
+    action: BeginAction
+    effects: list[Effect] = field(default_factory=list)
+    request: Send | None = None
+
+
+@dataclass
+class _Request:
+    event: str
+    key: Any  # what the answer settles: a result's or refusal's key, a worker id
+    connection: int
+    deadline: float
+
+
+class WorkerSession:
+    """Everything one worker process decides. Not thread-safe: the shell holds one lock."""
+
+    def __init__(self, options: WorkerOptions, identity: Identity,
+                 rng: random.Random | None = None):
+        self.options = options
+        self.identity = identity
+        self._rng = rng or random.Random()
+        # Connection
+        self._connected = False
+        self._connecting = False
+        self._connection = 0  # counts connections; a registration belongs to one
+        self._failures = 0
+        self._next_attempt = 0.0
+        # Registration
+        self.worker_id: str | None = None  # the id the process works under now
+        self._registered_on = -1
+        self._register_rid: int | None = None
+        self._register_failures = 0
+        self._next_register = 0.0
+        self.heartbeat_interval = 0.5
+        self._next_beat = 0.0
+        self._max_result = 1_000_000 - MESSAGE_MARGIN
+        # Requests awaiting their answer, by request id
+        self._rids = 0
+        self._inflight: dict[int, _Request] = {}
+        self._pause_until = 0.0
+        # Assignments, by (task_id, lease)
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._held: list[Assignment] = []  # waiting for a registration's answer
+        self._queued: dict[tuple[str, int], Assignment] = {}  # accepted, not yet taken
+        self._running: dict[tuple[str, int], Assignment] = {}  # taken by a runner
+        self._results: dict[tuple[str, int], dict] = {}  # not yet acknowledged
+        self._refusals: dict[tuple[str, int], dict] = {}  # not yet acknowledged
+        # Leaving
+        self.draining = False  # no new work; exit once the running work has ended
+        self.removed = False  # the server removed the current id after a drain
+        self._signals = 0
+        self._drain = "no"  # "no" | "sent" | "done": our `drain` request
+        self._drain_deadline: float | None = None
+        self._forced: tuple[int, str, str | None] | None = None  # (status, reason, notice)
+        self._exited = False
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def registered(self) -> bool:
+        """Registered on the current connection (so messages may name our ids)."""
+        return self._connected and self._registered_on == self._connection
+
+    @property
+    def busy(self) -> int:
+        """Assignments taken by runners and not yet finished."""
+        return len(self._running)
+
+    @property
+    def unacknowledged(self) -> list[tuple[str, int]]:
+        return list(self._results)
+
+    def wait_hint(self, now: float) -> float:
+        """How long the main loop may sleep before `tick` could have something to do."""
+        due = [now + 0.5]
+        if not self._connected and not self._connecting:
+            due.append(self._next_attempt)
+        if self._connected and self._needs_registration():
+            due.append(self._next_register)
+        due.append(self._drain_deadline or due[0])
+        due.extend(r.deadline for r in self._inflight.values())
+        due.append(self._pause_until)
+        # Only what is still ahead: a time already past that `tick` did not act on (a drain
+        # deadline while connected, say) must not make the loop spin.
+        return min(t for t in due if t > now) - now
+
+    def beat_wait(self, now: float) -> float:
+        """How long the heartbeat loop may sleep before `beat` could send one."""
+        if self.registered and self.worker_id is not None:
+            return max(0.0, self._next_beat - now)
+        return self.heartbeat_interval
+
+    # ------------------------------------------------------------------ the main loop
+
+    def tick(self, now: float) -> list[Effect]:
+        """Time passed: exit, (re)connect, (re)register, or deliver what waits for it."""
+        if self._exited:
+            return []
+        self._expire(now)
+        done = self._exit_decision(now)
+        if done:
+            self._exited = True
+            return done
+        if not self._connected:
+            if not self._connecting and now >= self._next_attempt:
+                self._connecting = True
+                return [Connect()]
+            return []
+        if self._needs_registration() and now >= self._next_register:
+            return [self._register(now)]
+        if not self.registered or now < self._pause_until:
+            return []
+        return self._deliveries(now)
+
+    # ------------------------------------------------------------------ connection
+
+    def connected(self, now: float) -> list[Effect]:
+        self._connected, self._connecting = True, False
+        self._connection += 1
+        self._failures = 0
+        self._register_failures = 0
+        self._next_register = now
+        return [Log("info", f"connected to {self.options.server}"), self._register(now)]
+
+    def connect_failed(self, error: str, refused: bool, now: float) -> list[Effect]:
+        """A connection attempt ended without a connection; `refused`: by the server."""
+        self._connecting = False
+        if refused:
+            notice = (f"orderflow worker: error: the server at {self.options.server} refused "
+                      f"the connection: {error}. Check --token or ORDERFLOW_TOKEN.")
+            self._force(EXIT_REFUSED, "the server refused the connection", notice)
+            return []
+        delay = reconnect_delay(self._failures, self.options.reconnect_delay,
+                                self.options.reconnect_delay_max, self._rng)
+        self._failures += 1
+        self._next_attempt = now + delay
+        return [Log("warning", f"cannot reach {self.options.server} ({error}); "
+                               f"next attempt in {delay:.1f}s")]
+
+    def connect_ended(self, now: float) -> list[Effect]:
+        """A connection attempt returned after connecting."""
+        self._connecting = False
+        return []
+
+    def disconnected(self, reason: object, now: float) -> list[Effect]:
+        """The connection dropped: what was in flight is lost and goes out again later."""
+        if not self._connected:
+            return []
+        self._connected = False
+        self._inflight.clear()
+        self._register_rid = None
+        if self._drain == "sent":
+            self._drain = "no"
+        # What waited for the registration's answer: its id is unknown now, so refuse it
+        # (sent after the next registration; the server has moved it if it was ours).
+        fx: list[Effect] = []
+        for assignment in self._held:
+            fx += self._refuse(assignment, "its registration's answer was lost", now)
+        self._held.clear()
+        if self.draining and self._drain_deadline is None:
+            self._drain_deadline = now + self.options.drain_grace
+        if not self._exited:
+            fx.append(Log("warning", f"lost the connection to {self.options.server} "
+                                     f"({reason}); reconnecting"))
+        return fx
+
+    # ------------------------------------------------------------------ answers
+
+    def answered(self, rid: int, reply: Any, now: float) -> list[Effect]:
+        """The server acknowledged request `rid` with `reply`."""
+        request = self._inflight.pop(rid, None)
+        if request is None or request.connection != self._connection:
+            return []  # timed out and sent again, or from a connection gone since
+        if request.event == "register":
+            return self._on_registered(reply, now)
+        if request.event == "heartbeat":
+            if isinstance(reply, dict) and (reply.get("alive") is False
+                                            or reply.get("status") == 404):
+                return self._declared_dead(request.key, now)
+            return []
+        if request.event == "result":
+            self._results.pop(request.key, None)
+            if error_message(reply):
+                task_id, lease = request.key
+                return [Log("error", f"result for {task_id} lease {lease} refused: "
+                                     f"{error_message(reply)}")]
+            return []
+        if request.event == "refuse":
+            self._refusals.pop(request.key, None)
+            return []
+        if request.event == "drain":
+            return self._on_drain_answer(request.key, reply, now)
+        return []
+
+    def unanswered(self, rid: int, now: float) -> list[Effect]:
+        """Request `rid` could not be sent: it goes out again after a pause."""
+        request = self._inflight.pop(rid, None)
+        if request is not None:
+            if request.event == "register":
+                self._register_rid = None
+            elif request.event == "drain" and self._drain == "sent":
+                self._drain = "no"
+        self._pause_until = now + SEND_PAUSE
+        self._next_register = max(self._next_register, now + SEND_PAUSE)
+        return []
+
+    def _on_registered(self, reply: Any, now: float) -> list[Effect]:
+        self._register_rid = None
+        problem = welcome_problem(reply)
+        if problem is not None:
+            if isinstance(reply, dict) and reply.get("status") == 422:
+                self._force(2, f"the server refused the registration: {problem}")
+                return []
+            delay = self._register_backoff()
+            self._next_register = now + delay
+            return [Log("error", f"registration refused: {problem}; "
+                                 f"trying again in {delay:.1f}s")]
+        previous, worker_id = self.worker_id, reply["worker_id"]
+        fx: list[Effect] = []
+        if previous is not None and previous != worker_id:
+            fx += self._retire(previous, now)  # not resumed: declared dead meanwhile
+        # The server's answer names the current id, even one this process had retired.
+        self.worker_id = worker_id
+        self._registered_on = self._connection
+        self.heartbeat_interval = float(reply["heartbeat_interval"])
+        self._max_result = int(reply.get("max_message_bytes", 1_000_000)) - MESSAGE_MARGIN
+        self._next_beat = now  # the first beat now, not an old interval from now
+        if not reply["resumed"]:
+            self._drain = "no"
+        if worker_id is None and not self.draining:
+            # Asked to join and given no id: ask again, but not in a tight loop.
+            self._next_register = now + self._register_backoff()
+        else:
+            self._register_failures = 0
+        if reply["resumed"]:
+            fx.append(Log("info", f"reconnected and resumed as {worker_id}"))
+        elif worker_id is not None:
+            fx.append(Log("info", f"joined the cluster as {worker_id} ({self.identity.name}, "
+                                  f"concurrency {self.options.concurrency}, heartbeat every "
+                                  f"{self.heartbeat_interval:.2f}s)"))
+        held, self._held = self._held, []
+        for assignment in held:
+            fx += self._offer(assignment, now)
+        return fx + self._deliveries(now)
+
+    def _on_drain_answer(self, worker_id: str, reply: Any, now: float) -> list[Effect]:
+        self._drain = "done"
+        error = error_message(reply)
+        if error is None:
+            return [Log("info", f"draining {worker_id}: finishing running tasks, then leaving")]
+        if reply.get("status") == 409:
+            return []  # already draining; the removal follows
+        # Unknown or already gone: nothing to leave.
+        return [Log("info", f"drain of {worker_id}: {error}")] + self._retire(worker_id, now)
+
+    # ------------------------------------------------------------------ server messages
+
+    def assigned(self, data: Any, now: float) -> list[Effect]:
+        """An `assign` message: each task is run, held or refused."""
+        tasks = parse_assign(data)
+        if tasks is None:
+            return [Log("warning", f"ignoring a malformed assignment: {str(data)[:200]}")]
+        worker_id, pairs = tasks
+        fx: list[Effect] = []
+        for task_id, lease in pairs:
+            key = (task_id, lease)
+            if key in self._seen:
+                continue  # sent again after a reconnect; already handled
+            self._seen[key] = None
+            if len(self._seen) > SEEN_MEMORY:
+                self._seen.popitem(last=False)
+            fx += self._offer(Assignment(worker_id, task_id, lease), now)
+        return fx
+
+    def left(self, data: Any, now: float) -> list[Effect]:
+        """A `left` message: an id of ours was declared dead, or removed after a drain."""
+        if not isinstance(data, dict) or not isinstance(data.get("worker_id"), str):
+            return []
+        worker_id, status = data["worker_id"], data.get("status")
+        if status == "dead":
+            return self._declared_dead(worker_id, now)
+        if status == "removed" and worker_id == self.worker_id:
+            # Drained (by us or from the dashboard): no new id; exit once the work ends.
+            self.removed = self.draining = True
+            return ([Log("info", f"{worker_id} drained: it left the ring")]
+                    + self._retire(worker_id, now))
+        return []
+
+    # ------------------------------------------------------------------ heartbeats
+
+    def beat(self, now: float) -> list[Effect]:
+        """A heartbeat, if one is due."""
+        if not self.registered or self.worker_id is None or now < self._next_beat:
+            return []
+        self._next_beat = now + self.heartbeat_interval
+        rid = self._request("heartbeat", self.worker_id, now)
+        return [Send(rid, "heartbeat", {"worker_id": self.worker_id})]
+
+    # ------------------------------------------------------------------ runners
+
+    def begin_step(self, assignment: Assignment, asked: bool, now: float) -> BeginStep:
+        """What a runner holding `assignment` does next. `asked`: `begin` was sent before
+        without an answer (the server may have started it, so it is asked again)."""
+        key = assignment.key
+        if key in self._queued:
+            self._running[key] = self._queued.pop(key)
+        elif key not in self._running:
+            return BeginStep(BeginAction.SKIP)  # refused while it waited in the queue
+        if assignment.worker_id != self.worker_id:
+            del self._running[key]
+            reason = f"{assignment.worker_id} is retired"
+            return BeginStep(BeginAction.SKIP, self._refuse(assignment, reason, now))
+        if self.draining and not asked:
+            del self._running[key]
+            return BeginStep(BeginAction.SKIP, self._refuse(assignment, "draining", now))
+        if not self.registered:
+            return BeginStep(BeginAction.WAIT)
+        rid = self._next_rid()
+        return BeginStep(BeginAction.BEGIN, request=Send(rid, "begin", assignment.ref()))
+
+    def begun(self, assignment: Assignment, reply: Any) -> tuple[dict | None, list[Effect]]:
+        """The answer to `begin`: the handler's context, or None (stale: not to run)."""
+        context = reply.get("context") if isinstance(reply, dict) else None
+        if not isinstance(reply, dict) or "error" in reply or not isinstance(
+                context, (dict, type(None))):
+            self._running.pop(assignment.key, None)
+            why = error_message(reply) or str(reply)[:200]
+            return None, [Log("warning", f"begin {assignment.task_id} refused: {why}")]
+        if context is None:
+            self._running.pop(assignment.key, None)  # moved or cancelled meanwhile
+        return context, []
+
+    def finished(self, assignment: Assignment, ok: bool, value: object,
+                 now: float) -> list[Effect]:
+        """A handler returned: keep the result until the server acknowledges it."""
+        self._running.pop(assignment.key, None)
+        size = len(json.dumps(value))
+        if size > self._max_result:
+            # The server would drop the connection over it, again after every reconnect.
+            ok, value = False, (f"result too large to send: {size} bytes "
+                                f"(the server accepts about {self._max_result})")
+        self._results[assignment.key] = {**assignment.ref(), "ok": ok, "value": value}
+        if not self.registered or now < self._pause_until:
+            return []
+        return [self._send_result(assignment.key, now)]
+
+    def abandoned(self, assignment: Assignment, now: float) -> list[Effect]:
+        """A handler cut short by a forced exit: like a crash, nothing is reported."""
+        self._running.pop(assignment.key, None)
+        return []
+
+    # ------------------------------------------------------------------ signals
+
+    def signal(self, name: str, now: float) -> list[Effect]:
+        """The first SIGTERM/SIGINT drains; a second one exits at once."""
+        self._signals += 1
+        if self._signals > 1:
+            self._force(1, f"a second signal ({name})")
+            return []
+        self.draining = True
+        if not self.registered and self._drain_deadline is None:
+            self._drain_deadline = now + self.options.drain_grace
+        fx: list[Effect] = [Log("info", f"{name}: draining ({len(self._running)} task(s) "
+                                        "running); a second signal exits at once")]
+        return fx + self._refuse_queued("draining", now)
+
+    def parent_gone(self, now: float) -> list[Effect]:
+        self._force(0, "the server process that started this worker is gone")
+        return []
+
+    # ------------------------------------------------------------------ internals
+
+    def _exit_decision(self, now: float) -> list[Effect] | None:
+        if self._forced is not None:
+            status, reason, notice = self._forced
+            return [Log("warning", f"exiting at once: {reason}"),
+                    Exit(status, cancel=True, notice=notice)]
+        if self._running:
+            return None
+        if self.removed:
+            return [Log("info", "drained and removed from the ring; exiting"), Exit(0)]
+        if not self.draining:
+            return None
+        if not self._results and (self.worker_id is None or not self.registered):
+            # Never joined, declared dead while draining, or not connected: there is nothing
+            # to hand over (without a connection, the server moves this worker's queued
+            # tasks when it declares it dead).
+            return [Log("info", "drained; exiting"), Exit(0)]
+        if (not self.registered and self._drain_deadline is not None
+                and now > self._drain_deadline):
+            return [Log("warning", f"could not reach the server to leave the ring; exiting "
+                                   f"with {len(self._results)} result(s) undelivered (the "
+                                   "server moves those tasks when it declares this worker "
+                                   "dead)"), Exit(0)]
+        return None
+
+    def _force(self, status: int, reason: str, notice: str | None = None) -> None:
+        if self._forced is None:
+            self._forced = (status, reason, notice)
+
+    def _needs_registration(self) -> bool:
+        """A new connection, or declared dead (join again): unless a request is out. While
+        draining, a new connection registers only to hand in results."""
+        return self._register_rid is None and (
+            not self.registered or (self.worker_id is None and not self.draining))
+
+    def _register(self, now: float) -> Send:
+        rid = self._request("register", None, now)
+        self._register_rid = rid
+        return Send(rid, "register", {
+            "session": self.identity.session, "name": self.identity.name,
+            "host": self.identity.host, "pid": self.identity.pid,
+            "concurrency": self.options.concurrency, "resume": self.worker_id,
+            "join": not self.draining, "spawn_id": self.options.spawn_id,
+        })
+
+    def _deliveries(self, now: float) -> list[Effect]:
+        """Registered: what waits for a connection goes out (each once at a time)."""
+        sending = {(r.event, r.key) for r in self._inflight.values()}
+        fx: list[Effect] = []
+        if (self.draining and not self.removed and self._drain == "no"
+                and self.worker_id is not None):
+            self._drain = "sent"
+            rid = self._request("drain", self.worker_id, now)
+            fx.append(Send(rid, "drain", {"worker_id": self.worker_id}))
+        for key, payload in self._refusals.items():
+            if ("refuse", key) not in sending:
+                fx.append(Send(self._request("refuse", key, now), "refuse", payload))
+        for key in self._results:
+            if ("result", key) not in sending:
+                fx.append(self._send_result(key, now))
+        return fx
+
+    def _send_result(self, key: tuple[str, int], now: float) -> Send:
+        return Send(self._request("result", key, now), "result", self._results[key])
+
+    def _offer(self, assignment: Assignment, now: float) -> list[Effect]:
+        """Decide on one new assignment: run it, hold it, or refuse it."""
+        if self.draining:
+            return self._refuse(assignment, "draining", now)
+        if assignment.worker_id == self.worker_id:
+            self._queued[assignment.key] = assignment
+            return [Run(assignment)]
+        if self._register_rid is not None:
+            # The answer on its way may name this id (the server assigns as it joins us).
+            self._held.append(assignment)
+            return []
+        return self._refuse(assignment, f"{assignment.worker_id} is not this process's id",
+                            now)
+
+    def _refuse(self, assignment: Assignment, reason: str, now: float) -> list[Effect]:
+        """Tell the server this process will not run `assignment`, so it moves it now."""
+        key = assignment.key
+        self._refusals[key] = {**assignment.ref(), "reason": reason}
+        fx: list[Effect] = [Log("info", f"refusing {assignment.task_id} (lease "
+                                        f"{assignment.lease}, {assignment.worker_id}): "
+                                        f"{reason}")]
+        if self.registered and now >= self._pause_until:
+            fx.append(Send(self._request("refuse", key, now), "refuse", self._refusals[key]))
+        return fx
+
+    def _refuse_queued(self, reason: str, now: float) -> list[Effect]:
+        queued, self._queued = list(self._queued.values()), {}
+        held, self._held = self._held, []
+        fx: list[Effect] = []
+        for assignment in queued + held:
+            fx += self._refuse(assignment, reason, now)
+        return fx
+
+    def _declared_dead(self, worker_id: str, now: float) -> list[Effect]:
+        if worker_id != self.worker_id:
+            return []
+        action = "leaving" if self.draining else "joining again under a new id"
+        return ([Log("warning", f"the server declared {worker_id} dead (missed heartbeats); "
+                                f"{action}")] + self._retire(worker_id, now))
+
+    def _retire(self, worker_id: str, now: float) -> list[Effect]:
+        """`worker_id` is no longer ours: what waits to run under it is refused. (Held
+        assignments wait for a registration's answer, which may name them: they stay.)"""
+        if self.worker_id != worker_id:
+            return []
+        self.worker_id = None
+        queued, self._queued = list(self._queued.values()), {}
+        fx: list[Effect] = []
+        for assignment in queued:
+            fx += self._refuse(assignment, f"{worker_id} is retired", now)
+        return fx
+
+    def _register_backoff(self) -> float:
+        delay = reconnect_delay(self._register_failures, self.options.reconnect_delay,
+                                self.options.reconnect_delay_max, self._rng)
+        self._register_failures += 1
+        return delay
+
+    def _next_rid(self) -> int:
+        self._rids += 1
+        return self._rids
+
+    def _request(self, event: str, key: Any, now: float) -> int:
+        rid = self._next_rid()
+        self._inflight[rid] = _Request(event, key, self._connection,
+                                       now + self.options.request_timeout)
+        return rid
+
+    def _expire(self, now: float) -> None:
+        """Requests unanswered for request_timeout go out again (the server ignores repeats)."""
+        for rid in [rid for rid, r in self._inflight.items() if r.deadline <= now]:
+            request = self._inflight.pop(rid)
+            if request.event == "register":
+                self._register_rid = None
+            elif request.event == "drain" and self._drain == "sent":
+                self._drain = "no"

@@ -1,0 +1,658 @@
+"""The worker session (scheduler/remote/session.py): every decision of an `orderflow worker`
+process, with a fake clock, no sockets and no threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from scheduler.remote.effects import Assignment, Connect, Exit, Log, Run, Send
+from scheduler.remote.options import Identity, WorkerOptions, reconnect_delay
+from scheduler.remote.protocol import EXIT_REFUSED
+from scheduler.remote.session import BeginAction, WorkerSession
+
+OPTIONS = WorkerOptions(server="http://127.0.0.1:9", concurrency=2, reconnect_delay=0.5,
+                        reconnect_delay_max=5.0, request_timeout=5.0, drain_grace=5.0)
+IDENTITY = Identity(session="s-1", name="box-42", host="box", pid=42)
+START = 1000.0
+
+
+class Worker:
+    """A session and a fake clock, with shortcuts for what the server would answer."""
+
+    def __init__(self, seed: int = 1, **options):
+        self.now = START
+        self.session = WorkerSession(dataclasses.replace(OPTIONS, **options), IDENTITY,
+                                     random.Random(seed))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def tick(self) -> list:
+        effects = self.session.tick(self.now)
+        if not effects:
+            # Nothing to do now: the main loop may sleep, never spin.
+            assert self.session.wait_hint(self.now) > 0
+        return effects
+
+    def connect(self) -> Send:
+        """Connect; returns the registration the session sends."""
+        assert self.tick() == [Connect()]
+        (register,) = sends(self.session.connected(self.now), "register")
+        return register
+
+    def answer(self, send: Send, reply) -> list:
+        return self.session.answered(send.rid, reply, self.now)
+
+    def join(self, worker_id: str = "p-a-1", **welcome_fields) -> list:
+        """Connect and register; returns the effects of the welcome."""
+        return self.answer(self.connect(), welcome(worker_id, **welcome_fields))
+
+    def assign(self, worker_id: str, *tasks: tuple[str, int]) -> list:
+        data = {"worker_id": worker_id, "tasks": [list(t) for t in tasks]}
+        return self.session.assigned(data, self.now)
+
+    def start(self, assignment: Assignment, asked: bool = False):
+        return self.session.begin_step(assignment, asked, self.now)
+
+    def run(self, assignment: Assignment, value="done") -> list:
+        """Take the assignment, begin it and finish it; returns the effects of finishing."""
+        step = self.start(assignment)
+        assert step.action is BeginAction.BEGIN, step
+        context, _ = self.session.begun(assignment, {"context": {"step": "payment"}})
+        assert context == {"step": "payment"}
+        return self.session.finished(assignment, True, value, self.now)
+
+    def exit_of(self, effects: list) -> Exit | None:
+        return next((e for e in effects if isinstance(e, Exit)), None)
+
+
+def welcome(worker_id: str | None, resumed: bool = False, interval: float = 0.5,
+            max_bytes: int = 1_000_000) -> dict:
+    return {"worker_id": worker_id, "resumed": resumed, "heartbeat_interval": interval,
+            "heartbeat_timeout": 4 * interval, "chaos": {}, "max_message_bytes": max_bytes}
+
+
+def sends(effects: list, event: str | None = None) -> list[Send]:
+    return [e for e in effects if isinstance(e, Send) and event in (None, e.event)]
+
+
+def runs(effects: list) -> list[Assignment]:
+    return [e.assignment for e in effects if isinstance(e, Run)]
+
+
+def logged(effects: list) -> str:
+    return "\n".join(e.message for e in effects if isinstance(e, Log))
+
+
+def refused(effects: list) -> list[tuple[str, str, int]]:
+    return [(s.payload["worker_id"], s.payload["task_id"], s.payload["lease"])
+            for s in sends(effects, "refuse")]
+
+
+A1 = Assignment("p-a-1", "o-1:payment", 1)
+A2 = Assignment("p-a-1", "o-2:payment", 2)
+
+
+# ---------------------------------------------------------------- connecting
+
+
+def test_a_new_session_connects_at_once_and_joins_on_connecting():
+    worker = Worker()
+    register = worker.connect()
+    assert register.payload == {"session": "s-1", "name": "box-42", "host": "box", "pid": 42,
+                                "concurrency": 2, "resume": None, "join": True,
+                                "spawn_id": None}
+    assert worker.tick() == []  # one registration at a time
+    effects = worker.answer(register, welcome("p-a-1"))
+    assert "joined the cluster as p-a-1" in logged(effects)
+    assert worker.session.worker_id == "p-a-1" and worker.session.registered
+
+
+def test_failed_connection_attempts_back_off_with_equal_jitter_up_to_the_cap():
+    worker = Worker()
+    assert worker.tick() == [Connect()]
+    waits = []
+    for _ in range(6):
+        effects = worker.session.connect_failed("Connection error", False, worker.now)
+        assert "cannot reach http://127.0.0.1:9 (Connection error)" in logged(effects)
+        started = worker.now
+        while worker.tick() != [Connect()]:
+            assert worker.session.wait_hint(worker.now) > 0
+            worker.advance(0.01)
+        waits.append(worker.now - started)
+    for failures, wait in enumerate(waits):
+        ceiling = min(5.0, 0.5 * 2 ** failures)
+        assert ceiling / 2 <= wait <= ceiling + 0.01, (failures, wait)
+
+
+def test_the_reconnect_delay_grows_with_jitter_up_to_the_cap():
+    rng = random.Random(3)
+    for failures, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (50, 5.0)]:
+        delays = [reconnect_delay(failures, 0.5, 5.0, rng) for _ in range(200)]
+        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+        assert max(delays) - min(delays) > ceiling / 4  # jittered, not one value
+
+
+def test_the_backoff_is_reset_by_a_connection():
+    worker = Worker()
+    for _ in range(5):
+        worker.tick()
+        worker.session.connect_failed("down", False, worker.now)
+        worker.advance(10)
+    worker.join()
+    worker.session.disconnected("transport error", worker.now)
+    assert worker.tick() == [Connect()], "the first attempt after a drop is immediate"
+    worker.session.connect_failed("down", False, worker.now)
+    assert worker.session.wait_hint(worker.now) <= 0.5
+
+
+def test_a_refused_connection_exits_with_the_refused_status_and_says_why_on_stderr():
+    worker = Worker()
+    worker.tick()
+    worker.session.connect_failed("unauthorized: a valid token is required", True, worker.now)
+    exit_ = worker.exit_of(worker.tick())
+    assert exit_.status == EXIT_REFUSED
+    assert "refused the connection: unauthorized" in exit_.notice
+    assert "--token" in exit_.notice
+    assert worker.tick() == [], "an exit is decided once"
+
+
+def test_an_idle_registered_session_has_nothing_to_do_and_may_sleep():
+    worker = Worker()
+    worker.join()
+    worker.advance(0.1)
+    assert worker.tick() == []
+    assert worker.session.wait_hint(worker.now) == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- registering
+
+
+def test_after_a_disconnect_the_next_connection_resumes_the_current_id():
+    worker = Worker()
+    worker.join("p-a-1")
+    effects = worker.session.disconnected("transport error", worker.now)
+    assert "lost the connection to http://127.0.0.1:9 (transport error)" in logged(effects)
+    assert not worker.session.registered
+    register = worker.connect()
+    assert register.payload["resume"] == "p-a-1" and register.payload["join"] is True
+    effects = worker.answer(register, welcome("p-a-1", resumed=True))
+    assert "resumed as p-a-1" in logged(effects)
+
+
+def test_a_resume_the_server_refuses_retires_the_id_and_refuses_what_waited_under_it():
+    worker = Worker()
+    worker.join("p-a-1")
+    assert runs(worker.assign("p-a-1", ("o-1:payment", 1))) == [A1]
+    worker.session.disconnected("transport error", worker.now)
+    effects = worker.answer(worker.connect(), welcome("p-a-2"))
+    assert worker.session.worker_id == "p-a-2"
+    assert refused(effects) == [("p-a-1", "o-1:payment", 1)]
+    assert worker.start(A1).action is BeginAction.SKIP  # the runner finds it refused
+
+
+def test_an_answer_to_a_registration_from_a_lost_connection_is_ignored():
+    worker = Worker()
+    register = worker.connect()
+    worker.session.disconnected("transport error", worker.now)
+    worker.connect()
+    assert worker.answer(register, welcome("p-a-1")) == []
+    assert worker.session.worker_id is None
+
+
+def test_a_registration_refused_as_invalid_exits_with_status_2():
+    worker = Worker()
+    register = worker.connect()
+    worker.answer(register, {"error": {"code": "validation_error", "message": "pid ..."},
+                             "status": 422})
+    exit_ = worker.exit_of(worker.tick())
+    assert exit_.status == 2 and exit_.cancel
+
+
+@pytest.mark.parametrize("reply", [
+    {"error": {"code": "busy", "message": "too many registrations"}, "status": 429},
+    "not an object", None, {"worker_id": 7, "resumed": False, "heartbeat_interval": 1},
+    {"worker_id": "p-1", "resumed": False, "heartbeat_interval": -1},
+    {"worker_id": "p-1", "resumed": "no", "heartbeat_interval": 1},
+])
+def test_a_refused_or_malformed_registration_answer_is_tried_again_after_a_backoff(reply):
+    worker = Worker()
+    effects = worker.answer(worker.connect(), reply)
+    assert "registration refused" in logged(effects)
+    assert worker.session.worker_id is None and not worker.session.registered
+    assert worker.tick() == [], "not at once: that would hammer the server"
+    worker.advance(0.5)
+    (again,) = sends(worker.tick(), "register")
+    assert again.payload["join"] is True
+
+
+def test_a_registration_left_unanswered_is_sent_again_after_the_request_timeout():
+    worker = Worker()
+    first = worker.connect()
+    worker.advance(4.9)
+    assert worker.tick() == []
+    worker.advance(0.2)
+    (second,) = sends(worker.tick(), "register")
+    assert second.rid != first.rid
+    assert worker.answer(first, welcome("p-a-1")) == [], "the late answer is not used"
+    worker.answer(second, welcome("p-a-2"))
+    assert worker.session.worker_id == "p-a-2"
+
+
+def test_a_join_answered_without_an_id_is_asked_again_but_not_at_once():
+    worker = Worker()
+    worker.answer(worker.connect(), welcome(None))
+    assert worker.tick() == []
+    worker.advance(0.5)
+    assert sends(worker.tick(), "register")
+
+
+# ---------------------------------------------------------------- assignments
+
+
+def test_an_assignment_for_the_current_id_runs_once_even_if_sent_again():
+    worker = Worker()
+    worker.join("p-a-1")
+    assert runs(worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))) == [A1, A2]
+    assert worker.assign("p-a-1", ("o-1:payment", 1)) == []  # resent after a reconnect
+
+
+def test_an_assignment_for_an_id_that_is_not_ours_is_refused_not_dropped():
+    worker = Worker()
+    worker.join("p-a-1")
+    effects = worker.assign("p-x-9", ("o-1:payment", 4))
+    assert runs(effects) == []
+    (refusal,) = sends(effects, "refuse")
+    assert refusal.payload == {"worker_id": "p-x-9", "task_id": "o-1:payment", "lease": 4,
+                               "reason": "p-x-9 is not this process's id"}
+    assert "refusing o-1:payment (lease 4, p-x-9)" in logged(effects)
+    worker.answer(refusal, {"ok": True, "moved": True})
+    assert sends(worker.tick(), "refuse") == [], "answered: not sent again"
+
+
+def test_a_refusal_made_without_a_connection_is_sent_after_registering():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.session.disconnected("transport error", worker.now)
+    assert sends(worker.assign("p-x-9", ("o-1:payment", 4)), "refuse") == []
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    assert refused(effects) == [("p-x-9", "o-1:payment", 4)]
+
+
+def test_an_assignment_arriving_before_its_registration_answer_runs_under_the_id_it_names():
+    # The server assigns as it joins a worker, before it answers the registration; the
+    # client's threads may handle the two in either order.
+    worker = Worker()
+    register = worker.connect()
+    assert worker.assign("p-a-1", ("o-1:payment", 1)) == []  # held
+    effects = worker.answer(register, welcome("p-a-1"))
+    assert runs(effects) == [A1] and refused(effects) == []
+
+
+def test_an_assignment_held_for_a_registration_that_names_another_id_is_refused():
+    worker = Worker()
+    register = worker.connect()
+    worker.assign("p-x-9", ("o-1:payment", 1))
+    effects = worker.answer(register, welcome("p-a-1"))
+    assert runs(effects) == [] and refused(effects) == [("p-x-9", "o-1:payment", 1)]
+
+
+def test_an_assignment_held_when_the_connection_drops_is_refused_after_registering_again():
+    worker = Worker()
+    worker.connect()
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.session.disconnected("transport error", worker.now)
+    register = worker.connect()
+    assert register.payload["resume"] is None  # the answer naming p-a-1 was lost
+    effects = worker.answer(register, welcome("p-a-2"))
+    assert refused(effects) == [("p-a-1", "o-1:payment", 1)]
+
+
+def test_an_id_the_server_hands_out_again_after_it_was_retired_is_worked_under():
+    # A restarted server that numbers its ids afresh may hand back an id this process was
+    # declared dead under: the server's answer decides which id is current.
+    worker = Worker()
+    worker.join("p-1")
+    (beat,) = sends(worker.session.beat(worker.now), "heartbeat")
+    worker.answer(beat, {"alive": False, "chaos": {}})
+    worker.answer(sends(worker.tick(), "register")[0], welcome("p-2"))
+    worker.session.disconnected("transport error", worker.now)  # the server restarts
+    worker.answer(worker.connect(), welcome("p-1"))
+    effects = worker.assign("p-1", ("o-1:payment", 1))
+    assert runs(effects) == [Assignment("p-1", "o-1:payment", 1)] and refused(effects) == []
+
+
+@pytest.mark.parametrize("data", [None, [], {"tasks": []}, {"worker_id": "p-a-1"},
+                                  {"worker_id": "p-a-1", "tasks": [["o-1:payment"]]},
+                                  {"worker_id": "p-a-1", "tasks": [["o-1:payment", "1"]]},
+                                  {"worker_id": "p-a-1", "tasks": [["o-1:payment", True]]}])
+def test_a_malformed_assignment_is_logged_and_ignored(data):
+    worker = Worker()
+    worker.join("p-a-1")
+    effects = worker.session.assigned(data, worker.now)
+    assert runs(effects) == [] and sends(effects) == []
+    assert "ignoring a malformed assignment" in logged(effects)
+
+
+# ---------------------------------------------------------------- runners
+
+
+def test_a_runner_begins_only_once_registered_on_the_current_connection():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.session.disconnected("transport error", worker.now)
+    assert worker.start(A1).action is BeginAction.WAIT
+    worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    step = worker.start(A1)
+    assert step.action is BeginAction.BEGIN
+    assert (step.request.event, step.request.payload) == ("begin", A1.ref())
+    assert worker.session.busy == 1
+
+
+def test_a_stale_begin_answer_means_the_task_is_not_run():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)
+    assert worker.session.begun(A1, {"context": None}) == (None, [])
+    assert worker.session.busy == 0
+
+
+def test_an_error_answer_to_begin_is_logged_and_the_task_not_run():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)
+    context, effects = worker.session.begun(
+        A1, {"error": {"code": "not_found", "message": "unknown worker"}, "status": 404})
+    assert context is None and "begin o-1:payment refused: unknown worker" in logged(effects)
+    assert worker.session.busy == 0
+
+
+def test_a_result_is_sent_at_once_and_forgotten_once_acknowledged():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    (result,) = sends(worker.run(A1, {"paid": True}), "result")
+    assert result.payload == {**A1.ref(), "ok": True, "value": {"paid": True}}
+    assert worker.tick() == [], "in flight: not sent twice"
+    worker.answer(result, {"ok": True})
+    assert worker.session.unacknowledged == []
+
+
+def test_a_result_not_acknowledged_before_a_disconnect_is_sent_again_after_registering():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    (lost,) = sends(worker.run(A1), "result")
+    worker.session.disconnected("transport error", worker.now)
+    assert worker.answer(lost, {"ok": True}) == []  # no answer comes on a dead connection
+    assert worker.session.unacknowledged == [A1.key]
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    (again,) = sends(effects, "result")
+    assert again.payload == lost.payload
+    worker.answer(again, {"ok": True})
+    assert worker.session.unacknowledged == []
+
+
+def test_a_result_finished_while_disconnected_waits_for_the_registration():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)
+    worker.session.begun(A1, {"context": {"step": "payment"}})
+    worker.session.disconnected("transport error", worker.now)
+    assert sends(worker.session.finished(A1, True, "done", worker.now)) == []
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    assert [s.payload["task_id"] for s in sends(effects, "result")] == ["o-1:payment"]
+
+
+def test_a_result_left_unanswered_is_sent_again_after_the_request_timeout():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    (first,) = sends(worker.run(A1), "result")
+    worker.advance(5.1)
+    (second,) = sends(worker.tick(), "result")
+    assert second.payload == first.payload and second.rid != first.rid
+
+
+def test_a_result_the_shell_could_not_send_goes_out_again_after_a_pause():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    (first,) = sends(worker.run(A1), "result")
+    worker.session.unanswered(first.rid, worker.now)
+    assert worker.tick() == [], "not in a tight loop"
+    worker.advance(0.5)
+    assert sends(worker.tick(), "result")
+
+
+def test_a_result_too_big_for_the_server_becomes_a_failed_attempt():
+    worker = Worker()
+    worker.join("p-a-1", max_bytes=10_000)
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    (result,) = sends(worker.run(A1, "x" * 20_000), "result")
+    assert result.payload["ok"] is False
+    assert result.payload["value"].startswith("result too large to send: 20002 bytes")
+
+
+def test_an_error_answer_to_a_result_is_logged_and_the_result_dropped():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    (result,) = sends(worker.run(A1), "result")
+    effects = worker.answer(result, {"error": {"code": "x", "message": "bad"}, "status": 422})
+    assert "result for o-1:payment lease 1 refused: bad" in logged(effects)
+    assert worker.session.unacknowledged == []
+
+
+# ---------------------------------------------------------------- heartbeats
+
+
+def test_heartbeats_are_due_every_interval_the_server_gives_the_first_at_once():
+    worker = Worker()
+    register = worker.connect()
+    assert worker.session.beat(worker.now) == [], "not before registering"
+    worker.answer(register, welcome("p-a-1", interval=0.2))
+    (beat,) = worker.session.beat(worker.now)
+    assert beat.payload == {"worker_id": "p-a-1"}
+    assert worker.session.beat(worker.now) == []
+    assert worker.session.beat_wait(worker.now) == pytest.approx(0.2)
+    worker.advance(0.2)
+    assert sends(worker.session.beat(worker.now), "heartbeat")
+
+
+def test_no_heartbeats_while_disconnected():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.session.disconnected("transport error", worker.now)
+    worker.advance(10)
+    assert worker.session.beat(worker.now) == []
+
+
+@pytest.mark.parametrize("reply", [{"alive": False, "chaos": {}},
+                                   {"error": {"code": "not_found", "message": "?"},
+                                    "status": 404}])
+def test_declared_dead_the_process_refuses_what_waited_and_joins_again(reply):
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    (beat,) = worker.session.beat(worker.now)
+    effects = worker.answer(beat, reply)
+    assert "declared p-a-1 dead (missed heartbeats); joining again" in logged(effects)
+    assert refused(effects) == [("p-a-1", "o-1:payment", 1)]
+    (register,) = sends(worker.tick(), "register")
+    assert register.payload["resume"] is None and register.payload["join"] is True
+
+
+def test_a_left_dead_message_about_the_current_id_is_a_death_and_about_another_is_nothing():
+    worker = Worker()
+    worker.join("p-a-1")
+    assert worker.session.left({"worker_id": "p-old", "status": "dead"}, worker.now) == []
+    assert worker.session.left({"worker_id": "p-old", "status": "removed"}, worker.now) == []
+    assert worker.session.worker_id == "p-a-1" and not worker.session.draining
+    worker.session.left({"worker_id": "p-a-1", "status": "dead"}, worker.now)
+    assert worker.session.worker_id is None
+
+
+# ---------------------------------------------------------------- draining and exiting
+
+
+def test_a_signal_drains_refuses_queued_work_tells_the_server_and_exits_0_once_removed():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))
+    worker.start(A1)  # running
+    effects = worker.session.signal("SIGTERM", worker.now)
+    assert "SIGTERM: draining (1 task(s) running)" in logged(effects)
+    assert refused(effects) == [("p-a-1", "o-2:payment", 2)]
+    assert worker.start(A2).action is BeginAction.SKIP
+    (drain,) = sends(worker.tick(), "drain")
+    assert drain.payload == {"worker_id": "p-a-1"}
+    worker.answer(drain, {"ok": True})
+    assert refused(worker.assign("p-a-1", ("o-3:payment", 3))) == [
+        ("p-a-1", "o-3:payment", 3)], "nothing new runs while draining"
+    worker.session.begun(A1, {"context": {"step": "payment"}})
+    sends(worker.session.finished(A1, True, "done", worker.now))
+    assert worker.exit_of(worker.tick()) is None, "waits for the server's removal"
+    worker.session.left({"worker_id": "p-a-1", "status": "removed"}, worker.now)
+    effects = worker.tick()
+    assert worker.exit_of(effects) == Exit(0)
+    assert "drained and removed from the ring; exiting" in logged(effects)
+
+
+def test_a_second_signal_exits_at_once_with_status_1_and_cancels_running_handlers():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)
+    worker.session.signal("SIGTERM", worker.now)
+    worker.session.signal("SIGINT", worker.now)
+    effects = worker.tick()
+    assert worker.exit_of(effects) == Exit(1, cancel=True)
+    assert "exiting at once: a second signal (SIGINT)" in logged(effects)
+
+
+def test_a_removal_while_busy_exits_0_once_the_handler_ends_and_never_joins_again():
+    # Drained from the dashboard, then its order cancelled: the server removes the worker
+    # while the handler still runs.
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)
+    worker.session.begun(A1, {"context": {"step": "payment"}})
+    effects = worker.session.left({"worker_id": "p-a-1", "status": "removed"}, worker.now)
+    assert "p-a-1 drained: it left the ring" in logged(effects)
+    for _ in range(3):
+        worker.advance(1)
+        assert sends(worker.tick(), "register") == [] and worker.exit_of(worker.tick()) is None
+    assert refused(worker.assign("p-a-1", ("o-2:payment", 2))) == [
+        ("p-a-1", "o-2:payment", 2)]
+    worker.session.finished(A1, True, "done", worker.now)
+    assert worker.exit_of(worker.tick()) == Exit(0)
+
+
+def test_a_removed_process_that_reconnects_registers_without_joining():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)  # still running, so it does not exit yet
+    worker.session.left({"worker_id": "p-a-1", "status": "removed"}, worker.now)
+    worker.session.disconnected("transport error", worker.now)
+    register = worker.connect()
+    assert register.payload["join"] is False and register.payload["resume"] is None
+
+
+def test_draining_without_a_connection_exits_after_the_grace_with_results_undelivered():
+    worker = Worker(drain_grace=2.0)
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.run(A1)  # its result is never acknowledged
+    worker.session.disconnected("transport error", worker.now)
+    worker.session.signal("SIGTERM", worker.now)
+    worker.advance(1.9)
+    assert worker.exit_of(worker.tick()) is None
+    worker.session.connect_failed("down", False, worker.now)
+    worker.advance(0.2)
+    effects = worker.tick()
+    assert worker.exit_of(effects) == Exit(0)
+    assert "exiting with 1 result(s) undelivered" in logged(effects)
+
+
+def test_draining_reconnects_without_joining_to_hand_in_its_results_then_exits():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.run(A1)
+    worker.session.disconnected("transport error", worker.now)
+    worker.session.signal("SIGTERM", worker.now)
+    register = worker.connect()
+    assert register.payload == {**register.payload, "resume": "p-a-1", "join": False}
+    effects = worker.answer(register, welcome(None))  # p-a-1 was declared dead meanwhile
+    (result,) = sends(effects, "result")
+    assert worker.exit_of(worker.tick()) is None, "a result is still undelivered"
+    worker.answer(result, {"ok": True})
+    assert worker.exit_of(worker.tick()) == Exit(0)
+
+
+def test_an_idle_process_that_never_joined_exits_0_at_once_on_a_signal():
+    worker = Worker()
+    worker.session.signal("SIGTERM", worker.now)
+    assert worker.exit_of(worker.tick()) == Exit(0)
+
+
+def test_a_drain_answered_as_already_draining_waits_for_the_removal():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.session.signal("SIGTERM", worker.now)
+    (drain,) = sends(worker.tick(), "drain")
+    worker.answer(drain, {"error": {"code": "conflict", "message": "draining"}, "status": 409})
+    assert worker.session.worker_id == "p-a-1"
+    assert worker.exit_of(worker.tick()) is None and sends(worker.tick(), "drain") == []
+
+
+def test_a_drain_answered_unknown_forgets_the_id_and_exits():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.session.signal("SIGTERM", worker.now)
+    (drain,) = sends(worker.tick(), "drain")
+    effects = worker.answer(drain, {"error": {"code": "not_found", "message": "gone"},
+                                    "status": 404})
+    assert "drain of p-a-1: gone" in logged(effects)
+    assert worker.exit_of(worker.tick()) == Exit(0)
+
+
+def test_a_drain_lost_with_the_connection_is_sent_again_after_resuming():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)
+    worker.session.signal("SIGTERM", worker.now)
+    sends(worker.tick(), "drain")
+    worker.session.disconnected("transport error", worker.now)
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    assert sends(effects, "drain")
+
+
+def test_a_running_task_asked_about_before_a_drain_is_asked_again_not_refused():
+    # `begin` went out and its answer was lost: the server may have started it, so the
+    # drain waits for it rather than refusing it.
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.start(A1)
+    worker.session.signal("SIGTERM", worker.now)
+    assert worker.start(A1, asked=True).action is BeginAction.BEGIN
+
+
+def test_the_server_that_started_the_process_gone_exits_0_at_once():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.session.parent_gone(worker.now)
+    exit_ = worker.exit_of(worker.tick())
+    assert exit_.status == 0 and exit_.cancel

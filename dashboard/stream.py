@@ -20,6 +20,7 @@ from flask_socketio import SocketIO
 from scheduler import Cluster
 
 from .api_orders import MAX_PAGE
+from .config import DefaultConfig
 
 log = logging.getLogger("orderflow.stream")
 NAMESPACE = "/"
@@ -29,15 +30,17 @@ CAUGHT_UP = 2
 
 @dataclass(frozen=True)
 class StreamSettings:
-    interval: float = 0.1
-    workers_interval: float = 0.5
-    backlog_limit: int = 50
-    chunk: int = 1000
-    max_events: int = 5000
-    snapshot_orders: int = 200
-    snapshot_events: int = 500
-    log_events: int = 2000
-    initial_orders: int = 2000
+    """The stream's settings; the defaults (and what each means) are DefaultConfig's."""
+
+    interval: float = DefaultConfig.STREAM_INTERVAL
+    workers_interval: float = DefaultConfig.WORKERS_INTERVAL
+    backlog_limit: int = DefaultConfig.STREAM_BACKLOG_LIMIT
+    chunk: int = DefaultConfig.STREAM_CHUNK
+    max_events: int = DefaultConfig.STREAM_MAX_EVENTS
+    snapshot_orders: int = DefaultConfig.SNAPSHOT_ORDERS
+    snapshot_events: int = DefaultConfig.SNAPSHOT_EVENTS
+    log_events: int = DefaultConfig.DASHBOARD_LOG_EVENTS
+    initial_orders: int = DefaultConfig.DASHBOARD_INITIAL_ORDERS
 
     @classmethod
     def from_config(cls, config: Mapping) -> StreamSettings:

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from ..demo.handlers import Chaos
+from ..runtime.logfile import SafeFormatter
 from .client import HandlerSpecError, WorkerProcess, load_handlers
 from .options import WorkerOptions
 from .protocol import ENV_PARENT_PID, ENV_SPAWN_ID, MAX_CONCURRENCY
@@ -59,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
     except HandlerSpecError as exc:
         print(f"orderflow worker: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s orderflow.worker[%(process)d]: "
-                               "%(message)s")
+    console = logging.StreamHandler(sys.stderr)
+    # One line per entry whatever a handler's error message holds (newlines escaped).
+    console.setFormatter(SafeFormatter(
+        "%(asctime)s %(levelname)s orderflow.worker[%(process)d]: %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[console])
     parent = os.environ.get(ENV_PARENT_PID)
     options = WorkerOptions(
         server=args.server, token=args.token, concurrency=args.concurrency,

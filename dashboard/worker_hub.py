@@ -29,6 +29,7 @@ from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, Conflict, UnknownWorker
+from scheduler.engine.model import Dispatch
 from scheduler.remote.protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
 from scheduler.remote.supervisor import ProcessPool
 
@@ -233,6 +234,12 @@ class WorkerHub:
             return  # sent again when the process reconnects and resumes
         self.socketio.emit("assign", {"worker_id": executor.id, "tasks": tasks}, to=sid,
                            namespace=NAMESPACE)
+
+    def send_cancel(self, executor: RemoteExecutor, dispatch: Dispatch) -> None:
+        sid = executor.peer.sid
+        if sid is not None:
+            self.socketio.emit("cancel", {"worker_id": executor.id, "task_id": dispatch.task_id,
+                                          "lease": dispatch.lease}, to=sid, namespace=NAMESPACE)
 
     def worker_left(self, executor: RemoteExecutor) -> None:
         status = self._status(executor.id)

@@ -73,8 +73,18 @@ class RemoteExecutor:
     def stopped(self) -> bool:
         return self._stopped
 
+    @property
+    def slots(self) -> int:
+        """Tasks the process runs at once (what it registered with)."""
+        return self.peer.concurrency
+
     def start(self) -> None:
         """Nothing to start: the process is already running and connected."""
+
+    def cancel(self, dispatch: Dispatch) -> None:
+        """The attempt timed out: ask the process to cancel its handler (its late result
+        is rejected by lease either way)."""
+        self._hub.send_cancel(self, dispatch)
 
     def deliver(self, dispatch: Dispatch) -> None:
         with self._lock:

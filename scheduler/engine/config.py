@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -48,11 +49,53 @@ def backoff(retry_number: int, policy: RetryPolicy, rng: random.Random) -> float
 
 
 @dataclass(frozen=True)
+class StepPolicy:
+    """How one step may run: its time limit and its cluster-wide limits."""
+
+    # Seconds an attempt may run before it counts as failed ("timed out after N s");
+    # None: the cluster's `step_timeout`.
+    timeout: float | None = None
+    # At most this many tasks of the step on workers at once (a gateway's concurrency).
+    max_in_flight: int | None = None
+    # At most this many starts per second, with bursts of up to `burst` (default: rate).
+    rate: float | None = None
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.max_in_flight is not None and (
+            not isinstance(self.max_in_flight, int) or self.max_in_flight < 1
+        ):
+            raise ConfigError(f"max_in_flight must be an integer >= 1, got {self.max_in_flight!r}")
+        if self.rate is not None and not self.rate > 0:
+            raise ConfigError(f"rate must be > 0 starts per second, got {self.rate!r}")
+        if self.burst is not None and (not isinstance(self.burst, int) or self.burst < 1):
+            raise ConfigError(f"burst must be an integer >= 1, got {self.burst!r}")
+        if self.burst is not None and self.rate is None:
+            raise ConfigError("burst needs a rate")
+
+    @property
+    def limited(self) -> bool:
+        return self.max_in_flight is not None or self.rate is not None
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Settings of one cluster. Every field has the default a user gets from `make run`."""
 
     # Worker threads started with the cluster.
     workers: int = 4
+    # Steps one worker runs at once (a worker is the unit of failure, a slot the unit of
+    # concurrency): plain handlers on that many threads, async ones on one event loop.
+    slots: int = 8
+    # Tasks a worker is handed beyond its free slots, so the next one is at hand when a
+    # slot frees; the rest waits in the scheduler, where an idle worker can take it.
+    prefetch: int = 1
+    # Seconds a step's attempt may run unless its policy says otherwise.
+    step_timeout: float = 60.0
+    # Per-step policies (time limit, concurrency and rate limits), by step name.
+    steps: Mapping[str, StepPolicy] = field(default_factory=dict)
     # How often each worker proves it is alive (seconds).
     heartbeat_interval: float = 0.5
     # A worker silent for longer than this is declared dead and its tasks move (seconds).
@@ -81,9 +124,24 @@ class ClusterConfig:
     # Seed for jitter and demo chaos; None draws one from the OS.
     seed: int | None = None
 
+    def policy(self, step: str) -> StepPolicy:
+        return self.steps.get(step) or _NO_POLICY
+
+    def timeout(self, step: str) -> float:
+        timeout = self.policy(step).timeout
+        return self.step_timeout if timeout is None else timeout
+
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"workers must be an integer >= 0, got {self.workers!r}")
+        if not isinstance(self.slots, int) or self.slots < 1:
+            raise ConfigError(f"slots must be an integer >= 1, got {self.slots!r}")
+        if not isinstance(self.prefetch, int) or self.prefetch < 0:
+            raise ConfigError(f"prefetch must be an integer >= 0, got {self.prefetch!r}")
+        if not self.step_timeout > 0:
+            raise ConfigError(f"step_timeout must be > 0 seconds, got {self.step_timeout!r}")
+        if any(not isinstance(p, StepPolicy) for p in self.steps.values()):
+            raise ConfigError("steps must map step names to StepPolicy values")
         if not self.heartbeat_interval > 0:
             raise ConfigError("heartbeat_interval must be > 0")
         if not self.heartbeat_timeout > self.heartbeat_interval:
@@ -103,3 +161,6 @@ class ClusterConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+_NO_POLICY = StepPolicy()

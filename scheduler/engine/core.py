@@ -14,9 +14,11 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from .config import ClusterConfig, backoff
+from .config import ClusterConfig, ConfigError, backoff
+from .dispatch import ReadyQueue
 from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .events import EventHistory
+from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
 from .records import OrderRecord, ResumePoint, TaskRecord, new_task_record
 from .ring import HashRing
@@ -81,7 +83,14 @@ class SchedulerCore:
         # Idempotency keys outlive the orders kept in memory (their own, larger cap); the
         # journal answers for older ones.
         self.idempotency: OrderedDict[str, str] = OrderedDict()
-        self._unplaced: deque[str] = deque()  # READY tasks waiting for a live worker
+        # READY tasks wait here for a free slot (a worker holds only what it has slots for).
+        self.queue = ReadyQueue()
+        self._hungry: set[str] = set()  # alive workers with room for another task
+        self.limits = StepLimits(self.config.steps)
+        self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
+        self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
+        # Tasks moved off a departed worker in this stimulus: (task, from, why, attempt).
+        self._moved: list[tuple[Task, str, str, str]] = []
         self._retry_heap: list[tuple[float, int, str]] = []  # (due, lease-at-schedule, task)
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self._departed: deque[str] = deque()
@@ -93,7 +102,7 @@ class SchedulerCore:
         self.orders_by_status = {s.value: 0 for s in OrderStatus}
         self.tasks_by_state = {s.value: 0 for s in TaskState}
         self._fx = Effects()
-        self._ring_load = 0  # tasks held by workers on the ring, for the bounded-load rule
+        self._held = 0  # tasks held by workers on the ring, for the bounded-load rule
         # True once an old order was brought back from the journal: `orders` is then no
         # longer in submission order, and listings must sort.
         self.adopted_out_of_order = False
@@ -109,8 +118,9 @@ class SchedulerCore:
         now: float,
         workflow: str = "ecommerce",
         idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> Effects:
-        """Accept a new order; its root steps become ready and are placed at once."""
+        """Accept a new order; its root steps become ready and go to free slots at once."""
         self._now = now
         if idempotency_key is not None and idempotency_key in self.idempotency:
             raise Conflict(f"idempotency key already used by {self.idempotency[idempotency_key]}")
@@ -128,6 +138,7 @@ class SchedulerCore:
         }
         order = Order(order_id, self.order_number, wf, data, tasks, now)
         order.idempotency_key = idempotency_key
+        order.priority = priority
         self.orders[order_id] = order
         self._fx.orders[order_id] = order
         self.tasks.update((t.id, t) for t in tasks.values())
@@ -152,20 +163,32 @@ class SchedulerCore:
         return self._flush()
 
     def add_worker(
-        self, worker_id: str, now: float, kind: str = "thread", meta: dict | None = None
+        self,
+        worker_id: str,
+        now: float,
+        kind: str = "thread",
+        meta: dict | None = None,
+        slots: int | None = None,
     ) -> Effects:
+        """A worker joins the ring with `slots` (default: the cluster's) and takes work."""
         self._now = now
         if worker_id in self.workers and self.workers[worker_id].status in ("alive", "draining"):
             raise Conflict(f"worker {worker_id} is already a member")
-        self.workers[worker_id] = WorkerRecord(worker_id, kind, "alive", now, now, meta=meta or {})
-        self.ring.add(worker_id)
-        self._emit("worker_added", f"worker {worker_id} ({kind}) joined", worker=worker_id)
-        # Tasks that found no live worker get one now.
-        waiting, self._unplaced = self._unplaced, deque()
-        for task_id in waiting:
-            task = self.tasks.get(task_id)
-            if task is not None and task.state is S.READY:
-                self._place(task, now)
+        slots = self.config.slots if slots is None else slots
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ConfigError(f"slots must be an integer >= 1, got {slots!r}")
+        worker = WorkerRecord(worker_id, kind, "alive", now, now, slots=slots, meta=meta or {})
+        self.workers[worker_id] = worker
+        # Its share of the ring (where work prefers to go) follows its slots.
+        self.ring.add(worker_id, weight=slots / self.config.slots)
+        self._update_hunger(worker)
+        self._emit(
+            "worker_added",
+            f"worker {worker_id} ({kind}, {slots} slot{'s' if slots != 1 else ''}) joined",
+            worker=worker_id,
+            slots=slots,
+        )
+        self._rehome("")  # tasks queued while no worker was on the ring get a home now
         return self._flush()
 
     def heartbeat(self, worker_id: str, now: float) -> bool:
@@ -200,8 +223,12 @@ class SchedulerCore:
             task.attempt_open = True
         task.runs += 1
         task.started_at = now
-        worker.running = task_id
+        timeout = self.config.timeout(task.step)
+        task.deadline = now + timeout
+        heapq.heappush(self._deadlines, (task.deadline, lease, task_id))
+        worker.running.add(task_id)
         order = self.orders[task.order_id]
+        order.started = True
         self._emit(
             "task_started",
             f"{_attempt_of(task)} started on {worker_id}",
@@ -216,6 +243,7 @@ class SchedulerCore:
             "worker_id": worker_id,
             "results": {d: order.tasks[d].result for d in order.workflow.deps[task.step]},
             "idempotency_key": task.id,
+            "timeout": timeout,
         }
         return self._flush(), context
 
@@ -256,6 +284,11 @@ class SchedulerCore:
         if task is None:
             return self._flush()
         self._release_worker(task, worker_id, ok=False)
+        self._attempt_failed(task, worker_id, error, now)
+        return self._flush()
+
+    def _attempt_failed(self, task: Task, worker_id: str, error: str, now: float, **extra: Any):
+        """The attempt is over and failed: retry after a backoff, or give the step up."""
         task.error = error
         task.attempt_open = False
         self._emit(
@@ -264,6 +297,7 @@ class SchedulerCore:
             task=task,
             worker=worker_id,
             error=error,
+            **extra,
         )
         policy = self.config.retry
         if task.attempt <= policy.max_retries:
@@ -284,7 +318,6 @@ class SchedulerCore:
         else:
             self._fail_task(task, now, f"gave up after {task.attempt} attempts: {error}")
         self._finish_drain(worker_id)
-        return self._flush()
 
     def drain_worker(self, worker_id: str, now: float) -> Effects:
         """Graceful removal: no new work, queued tasks move now, the running one finishes."""
@@ -298,8 +331,9 @@ class SchedulerCore:
         for task_id in sorted(worker.tasks):
             task = self.tasks[task_id]
             if task.state is S.ASSIGNED:
-                self._unload(worker, task_id)
-                self._reassign(task, worker_id, now, reason="drain")
+                self._take_off(worker, task)
+                self._back_in_line(task, worker_id, reason="drain")
+        self._rehome(worker_id)
         self._finish_drain(worker_id)
         return self._flush()
 
@@ -321,6 +355,13 @@ class SchedulerCore:
         for worker_id, (since, _, _) in list(self._rejections.items()):
             if now - since >= REJECTION_WINDOW:
                 self._close_rejection_window(worker_id)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, lease, task_id = heapq.heappop(deadlines)
+            task = self.tasks.get(task_id)
+            # Entries of attempts that ended meanwhile are stale; skip them.
+            if task is not None and task.state is S.RUNNING and task.lease == lease:
+                self._time_out(task, now)
         heap = self._retry_heap
         while heap and heap[0][0] <= now:
             _, lease, task_id = heapq.heappop(heap)
@@ -329,6 +370,8 @@ class SchedulerCore:
             if task is not None and task.state is S.RETRY_WAIT and task.lease == lease:
                 task.due = None
                 self._make_ready(task, now)
+        for step in list(self._held_back):
+            self._release_held(step)  # a rate limit's tokens refill with time
         return self._flush()
 
     def cancel_order(self, order_id: str, now: float) -> Effects:
@@ -364,7 +407,7 @@ class SchedulerCore:
         self._check_order(order, now)
         for task in order.tasks.values():
             if task.state is S.READY:
-                self._place(task, now)
+                self._enqueue(task)
         return self._flush()
 
     # ------------------------------------------------------------------ restarts
@@ -482,7 +525,22 @@ class SchedulerCore:
         return len(self._completions) / THROUGHPUT_WINDOW
 
     def loads(self) -> dict[str, int]:
+        """Tasks each worker on the ring holds (queued or running there)."""
         return {w.id: len(w.tasks) for w in self.workers.values() if w.id in self.ring}
+
+    def free_slots(self, worker: WorkerRecord) -> int:
+        """Room for more tasks: its slots and the prefetch, less what it holds or is stuck on."""
+        return worker.slots + self.config.prefetch - len(worker.tasks) - len(worker.stuck)
+
+    def wait_reason(self, task: Task) -> str | None:
+        """Why a ready task is not on a worker yet (shown on the dashboard)."""
+        if task.state is not S.READY:
+            return None
+        if task.wait_reason is not None:
+            return task.wait_reason
+        if not self.ring:
+            return "no live worker"
+        return "waiting for a free slot"
 
     def validate(self) -> None:
         """Check internal invariants; used by tests after every step."""
@@ -499,8 +557,19 @@ class SchedulerCore:
                 assert task.worker == worker.id and task.state in ON_WORKER, (worker, task)
             if worker.status in ("dead", "removed"):
                 assert not worker.tasks and worker.id not in self.ring
-        ring_load = sum(len(w.tasks) for w in self.workers.values() if w.status == "alive")
-        assert ring_load == self._ring_load, (ring_load, self._ring_load)
+                assert not worker.stuck and worker.id not in self._hungry
+            assert worker.running <= worker.tasks, worker
+            # Never more than its slots run, nor more than slots + prefetch are held.
+            assert len(worker.running) + len(worker.stuck) <= worker.slots, worker
+            assert self.free_slots(worker) >= 0, worker
+            hungry = worker.status == "alive" and self.free_slots(worker) > 0
+            assert hungry == (worker.id in self._hungry), worker
+        held = sum(len(w.tasks) for w in self.workers.values() if w.status == "alive")
+        assert held == self._held, (held, self._held)
+        for step in {t.step for t in self.tasks.values()}:
+            policy = self.config.policy(step)
+            if policy.max_in_flight is not None:
+                assert self.limits.in_flight(step) <= policy.max_in_flight, step
         active = sum(1 for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER)
         assert active == self.active_orders, (active, self.active_orders)
         if self.order_number == len(self.orders):  # nothing forgotten: counts must match
@@ -516,12 +585,24 @@ class SchedulerCore:
     # ------------------------------------------------------------------ internals
 
     def _flush(self) -> Effects:
+        """End of a stimulus: hand ready tasks to free slots, then return the effects."""
+        self._dispatch()
+        if self._moved:
+            self._announce_moves()
         fx, self._fx = self._fx, Effects()
         if fx.events:
             self.history.extend(fx.events)
-        if self._retry_heap:
-            fx.wake_at = self._retry_heap[0][0]
+        fx.wake_at = self._next_wake()
         return fx
+
+    def _next_wake(self) -> float | None:
+        """The earliest time something is due: a retry, a time limit, a rate limit's token."""
+        due = [heap[0][0] for heap in (self._retry_heap, self._deadlines) if heap]
+        for step in self._held_back:
+            free = self.limits.free_at(step, self._now)
+            if free is not None:
+                due.append(free)
+        return min(due) if due else None
 
     def _emit(
         self,
@@ -568,51 +649,152 @@ class SchedulerCore:
 
     def _make_ready(self, task: Task, now: float) -> None:
         self._move(task, S.READY)
-        self._place(task, now)
+        self._enqueue(task)
 
-    def _place(self, task: Task, now: float) -> None:
-        """Hand a READY task to a worker chosen by the ring, or park it until one joins."""
-        worker_id = self._choose_worker(task.order_id)
-        if worker_id is None:
-            self._unplaced.append(task.id)
-            return
-        self._assign(task, worker_id)
+    def _enqueue(self, task: Task) -> None:
+        """Put a READY task in line; its home is where the ring prefers it to run."""
         order = self.orders[task.order_id]
-        if order.reported_status == "pending":
-            self._check_order(order, now)
+        home = self._home(task.order_id) if self.ring else ""
+        task.wait_reason = None
+        task.ticket = self.queue.push(
+            task.id, home, order.started, order.priority, order.number,
+            order.workflow.steps.index(task.step),
+        )
 
-    def _choose_worker(self, key: str) -> str | None:
-        return self.ring.place(key, self._load_of, self.config.load_epsilon, self._ring_load)
+    def _home(self, order_id: str) -> str:
+        """The ring's choice for an order, by bounded load weighted by slots: what a worker
+        holds plus what waits for it."""
+        return self.ring.place(order_id, self._load_of, self.config.load_epsilon,
+                               self._held + len(self.queue))
 
     def _load_of(self, worker_id: str) -> int:
-        return len(self.workers[worker_id].tasks)
+        return len(self.workers[worker_id].tasks) + self.queue.home_load(worker_id)
 
-    def _take_off(self, worker: WorkerRecord, task: Task) -> None:
-        """The task no longer occupies the worker, queued or running."""
-        self._unload(worker, task.id)
-        if worker.running == task.id:
-            worker.running = None
+    def _rehome(self, home: str) -> None:
+        """Tasks queued under a home that left (or under none) go back in line anew."""
+        for task_id in self.queue.take_home(home):
+            task = self.tasks.get(task_id)
+            if task is not None and task.state is S.READY:
+                self._enqueue(task)
 
-    def _unload(self, worker: WorkerRecord, task_id: str) -> None:
-        """Take a task off a worker, keeping the ring's total load in step."""
-        if task_id in worker.tasks:
-            worker.tasks.discard(task_id)
-            if worker.status == "alive":
-                self._ring_load -= 1
+    def _dispatch(self) -> None:
+        """Hand ready tasks to workers with room, one each per round so a burst spreads:
+        each takes from its own home first; only a worker with nothing of its own (of the
+        best class waiting) steals from the longest other home."""
+        queue, hungry = self.queue, self._hungry
+        while queue and hungry:
+            took = False
+            for worker_id in sorted(hungry):
+                task = self._next_for(worker_id, steal=False)
+                if task is not None:
+                    self._assign(task, worker_id)
+                    took = True
+                    if not queue:
+                        return
+            if took:
+                continue
+            for worker_id in sorted(hungry):
+                task = self._next_for(worker_id, steal=True)
+                if task is None:
+                    return  # nothing left that may start now
+                self._assign(task, worker_id)
+                if not queue:
+                    return
+
+    def _next_for(self, worker_id: str, steal: bool) -> Task | None:
+        """The next task `worker_id` may take; tasks their step's limits hold are set aside."""
+        pop = self.queue.pop_for if steal else self.queue.pop_own
+        while True:
+            popped = pop(worker_id)
+            if popped is None:
+                return None
+            task_id, ticket, _ = popped
+            task = self.tasks.get(task_id)
+            if task is None or task.state is not S.READY or task.ticket != ticket:
+                continue  # cancelled or queued again since
+            reason = self.limits.blocks(task.step, self._now)
+            if reason is None:
+                return task
+            task.wait_reason = reason
+            self._held_back.setdefault(task.step, deque()).append(task_id)
+
+    def _release_held(self, step: str) -> None:
+        """Put back in line as many held tasks of `step` as its limits now allow."""
+        held = self._held_back.get(step)
+        room = self.limits.room(step, self._now)
+        while held and room > 0:
+            task = self.tasks.get(held.popleft())
+            if task is not None and task.state is S.READY:
+                self._enqueue(task)
+                room -= 1
+        if not held:
+            self._held_back.pop(step, None)
+
+    def _update_hunger(self, worker: WorkerRecord) -> None:
+        if worker.status == "alive" and self.free_slots(worker) > 0:
+            self._hungry.add(worker.id)
+        else:
+            self._hungry.discard(worker.id)
+
+    def _take_off(self, worker: WorkerRecord, task: Task, stuck: bool = False) -> None:
+        """The task no longer occupies the worker, queued or running. `stuck`: it timed
+        out, but its handler has not returned, so its slot (and its step's limit) stays
+        taken until it does."""
+        if task.id not in worker.tasks:
+            return
+        worker.tasks.discard(task.id)
+        worker.running.discard(task.id)
+        if worker.status == "alive":
+            self._held -= 1
+        if stuck:
+            worker.stuck.add((task.id, task.lease))
+        elif self.limits.finished(task.step):
+            self._release_held(task.step)
+        self._update_hunger(worker)
+
+    def _free_stuck(self, worker: WorkerRecord, task_id: str, lease: int) -> bool:
+        """A timed-out handler returned (its report is rejected): its slot is free again."""
+        if (task_id, lease) not in worker.stuck:
+            return False
+        worker.stuck.discard((task_id, lease))
+        step = task_id.rpartition(":")[2]
+        if self.limits.finished(step):
+            self._release_held(step)
+        self._update_hunger(worker)
+        return True
 
     def _leave_ring(self, worker: WorkerRecord) -> None:
         if worker.status == "alive":  # a draining worker has left already
             self.ring.remove(worker.id)
-            self._ring_load -= len(worker.tasks)
+            self._held -= len(worker.tasks)
+            self._hungry.discard(worker.id)
 
     def _assign(self, task: Task, worker_id: str) -> None:
         self._move(task, S.ASSIGNED)
         self.lease_counter += 1
         task.lease = self.lease_counter
         task.worker = worker_id
-        self.workers[worker_id].tasks.add(task.id)
-        self._ring_load += 1
+        task.wait_reason = None
+        worker = self.workers[worker_id]
+        worker.tasks.add(task.id)
+        self._held += 1
+        self.limits.started(task.step, self._now)
+        self._update_hunger(worker)
         self._fx.dispatches.append(Dispatch(worker_id, task.id, task.lease))
+        order = self.orders[task.order_id]
+        if order.reported_status == "pending":
+            self._check_order(order, self._now)
+
+    def _time_out(self, task: Task, now: float) -> None:
+        """A running attempt passed its step's time limit: its lease is revoked (a late
+        result is rejected), its worker is told to cancel it, and it is a failed attempt."""
+        worker = self.workers[task.worker]
+        seconds = self.config.timeout(task.step)
+        self._fx.cancels.append(Dispatch(worker.id, task.id, task.lease))
+        self._take_off(worker, task, stuck=True)
+        worker.failed += 1
+        self._attempt_failed(task, worker.id, f"timed out after {seconds:g} s", now,
+                             timed_out=True)
 
     def _fenced(self, task_id: str, worker_id: str, lease: int, what: str) -> Task | None:
         """The task if `lease` is its current running lease; otherwise record a rejection."""
@@ -625,12 +807,14 @@ class SchedulerCore:
         ):
             return task
         self.counters["rejected_results"] += 1
+        worker = self.workers.get(worker_id)
+        timed_out = worker is not None and self._free_stuck(worker, task_id, lease)
         if self._rejection_suppressed(worker_id):
             return None
+        why = "the attempt had timed out" if timed_out else f"lease {lease} is no longer valid"
         self._emit(
             "result_rejected",
-            f"late {what} of {task_id} from {worker_id} rejected "
-            f"(lease {lease} is no longer valid)",
+            f"late {what} of {task_id} from {worker_id} rejected ({why})",
             task=task,
             worker=worker_id,
         )
@@ -668,30 +852,40 @@ class SchedulerCore:
         else:
             worker.failed += 1
 
-    def _reassign(self, task: Task, from_worker: str, now: float, reason: str) -> None:
+    def _back_in_line(self, task: Task, from_worker: str, reason: str) -> None:
+        """A task taken off a worker that left goes to the next free slot elsewhere; the
+        move is announced at the end of the stimulus, naming where it went."""
         task.lease = 0
         task.worker = None
-        target = self._choose_worker(task.order_id)
-        if target is None:
-            self._move(task, S.READY)
-            self._unplaced.append(task.id)
-        else:
-            self._assign(task, target)
-        self._emit(
-            "task_reassigned",
-            f"order {task.order_id} step {task.step} {_which_attempt(task)} moved from "
-            f"{from_worker} to {target or '(no live worker yet)'} ({reason})",
-            task=task,
-            worker=target,
-            from_worker=from_worker,
-            reason=reason,
-        )
+        self._move(task, S.READY)
+        self._enqueue(task)
+        self._moved.append((task, from_worker, reason, _which_attempt(task)))
+
+    def _announce_moves(self) -> None:
+        moved, self._moved = self._moved, []
+        for task, from_worker, reason, attempt in moved:
+            target = task.worker if task.state is S.ASSIGNED else None
+            where = (
+                f"from {from_worker} to {target}"
+                if target
+                else f"off {from_worker}; it waits for a free slot"
+            )
+            self._emit(
+                "task_reassigned",
+                f"order {task.order_id} step {task.step} {attempt} moved {where} ({reason})",
+                task=task,
+                worker=target,
+                from_worker=from_worker,
+                reason=reason,
+            )
 
     def _declare_dead(self, worker: WorkerRecord, now: float) -> None:
         age = now - worker.last_heartbeat
         self._leave_ring(worker)
         worker.status = "dead"
-        worker.running = None
+        worker.running = set()
+        for task_id, lease in list(worker.stuck):
+            self._free_stuck(worker, task_id, lease)
         self._emit(
             "worker_dead",
             f"worker {worker.id} declared dead: no heartbeat for {age:.2f}s; "
@@ -700,10 +894,13 @@ class SchedulerCore:
             tasks=sorted(worker.tasks),
         )
         lost, worker.tasks = sorted(worker.tasks), set()
+        freed: set[str] = set()  # limited steps that now have room
         for task_id in lost:
             task = self.tasks[task_id]
             if task.state not in ON_WORKER:
                 continue  # cancelled meanwhile: its order failed through a sibling
+            if self.limits.finished(task.step):
+                freed.add(task.step)
             self.counters["reassignments"] += 1
             if task.state is S.RUNNING:
                 # Only a death while the task ran counts towards poison: a task that keeps
@@ -722,7 +919,10 @@ class SchedulerCore:
                 )
                 self._fail_task(task, now, reason)
             else:
-                self._reassign(task, worker.id, now, reason="worker dead")
+                self._back_in_line(task, worker.id, reason="worker dead")
+        for step in sorted(freed):
+            self._release_held(step)
+        self._rehome(worker.id)
         self._depart(worker.id)
 
     def _finish_drain(self, worker_id: str) -> None:
@@ -887,7 +1087,7 @@ class SchedulerCore:
                 task=task,
             )
         elif task.state is S.READY:
-            self._unplaced.append(task.id)
+            self._enqueue(task)
             # Its row may predate the start (starting is not written down); its events say.
             last = next((e for e in reversed(order.events) if e["step"] == task.step), None)
             was = ""

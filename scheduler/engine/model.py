@@ -29,6 +29,9 @@ class Task:
     worker: str | None = None
     lease: int = 0  # fencing token of the current assignment; 0 = none
     due: float | None = None  # when a retry_wait ends
+    deadline: float | None = None  # when the running attempt times out
+    ticket: int = 0  # its entry in the ready queue (older entries are stale)
+    wait_reason: str | None = None  # why a ready task is not on a worker yet
     result: Any = None
     error: str | None = None
     started_at: float | None = None
@@ -46,6 +49,8 @@ class Order:
     reported_status: str = "pending"  # the status last announced by an event
     finished_at: float | None = None
     idempotency_key: str | None = None
+    priority: int = 0  # higher first among orders at the same stage (e.g. express)
+    started: bool = False  # a step of it has run: its later steps go before new orders
     events: list[dict] = field(default_factory=list)
 
 
@@ -56,8 +61,12 @@ class WorkerRecord:
     status: str  # alive | draining | dead | removed ("suspect" is derived from heartbeat age)
     last_heartbeat: float
     joined_at: float
+    slots: int = 1  # tasks it runs at once
     tasks: set[str] = field(default_factory=set)  # assigned or running here
-    running: str | None = None
+    running: set[str] = field(default_factory=set)  # of those, started
+    # (task, lease) of attempts that timed out while their handler has not returned: the
+    # slot stays taken until it does.
+    stuck: set[tuple[str, int]] = field(default_factory=set)
     done: int = 0
     failed: int = 0
     meta: dict = field(default_factory=dict)
@@ -80,6 +89,9 @@ class Effects:
     dispatches: list[Dispatch] = field(default_factory=list)
     # Workers that left (dead or removed): the shell stops their threads or connections.
     departed: list[str] = field(default_factory=list)
+    # Attempts whose lease was revoked while running (timed out): the shell tells their
+    # worker to cancel the handler.
+    cancels: list[Dispatch] = field(default_factory=list)
     # Earliest retry due time, so the shell's timer can sleep until then.
     wake_at: float | None = None
     # Every state move of a task, in order: (task, from, to). The journal decides which of
@@ -93,6 +105,7 @@ class Effects:
         self.events += later.events
         self.dispatches += later.dispatches
         self.departed += later.departed
+        self.cancels += later.cancels
         self.moves += later.moves
         self.orders.update(later.orders)
         self.wake_at = later.wake_at

@@ -1,9 +1,11 @@
-"""Consistent-hash ring with virtual nodes and bounded loads.
+"""Consistent-hash ring with virtual nodes and bounded loads, weighted by capacity.
 
 Placement follows Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads"
 (2016): walk clockwise from the key's point and take the first worker whose load is below
-capacity ceil((1 + epsilon) * (total + 1) / workers). Keys keep their preferred worker while
-it has room, and no worker ever holds more than the capacity.
+its capacity ceil((1 + epsilon) * (total + 1) * weight / total weight); with equal weights
+that is ceil((1 + epsilon) * (total + 1) / workers). A worker's weight (its slots) also sets
+how many points it has, so its share of the ring follows its capacity. Keys keep their
+preferred worker while it has room, and no worker ever holds more than its capacity.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def capacity(total_load: int, members: int, epsilon: float) -> int:
-    """Most tasks one worker may hold once one more task is placed among `members` workers."""
-    return max(1, math.ceil((1 + epsilon) * (total_load + 1) / members))
+def capacity(total_load: int, members: int, epsilon: float, share: float | None = None) -> int:
+    """Most tasks one worker may hold once one more task is placed among `members` workers;
+    `share` is the worker's part of the total weight (1 / members when all weigh the same)."""
+    share = 1 / members if share is None else share
+    return max(1, math.ceil((1 + epsilon) * (total_load + 1) * share))
 
 
 class HashRing:
@@ -34,6 +38,8 @@ class HashRing:
         self._points: list[int] = []
         self._owners: list[str] = []
         self._members: set[str] = set()
+        self._weights: dict[str, float] = {}
+        self._total_weight = 0.0
 
     def __contains__(self, member: str) -> bool:
         return member in self._members
@@ -45,11 +51,16 @@ class HashRing:
     def members(self) -> frozenset[str]:
         return frozenset(self._members)
 
-    def add(self, member: str) -> None:
+    def add(self, member: str, weight: float = 1.0) -> None:
+        """Join with `weight` (relative capacity): weight times `vnodes` points, at most 8x."""
         if member in self._members:
             return
+        if not weight > 0:
+            raise ValueError("a ring member's weight must be > 0")
         self._members.add(member)
-        for i in range(self.vnodes):
+        self._weights[member] = weight
+        self._total_weight += weight
+        for i in range(max(1, min(8 * self.vnodes, round(self.vnodes * weight)))):
             point = stable_hash(f"{member}#{i}")
             at = bisect.bisect_left(self._points, point)
             self._points.insert(at, point)
@@ -59,6 +70,7 @@ class HashRing:
         if member not in self._members:
             return
         self._members.discard(member)
+        self._total_weight -= self._weights.pop(member)
         keep = [(p, o) for p, o in zip(self._points, self._owners, strict=True) if o != member]
         self._points = [p for p, _ in keep]
         self._owners = [o for _, o in keep]
@@ -93,13 +105,17 @@ class HashRing:
             return None
         if total is None:
             total = sum(load(m) for m in self._members)
-        cap = capacity(total, len(self._members), epsilon)
+        members, weights, weight = len(self._members), self._weights, self._total_weight
+
+        def cap(member: str) -> int:
+            return capacity(total, members, epsilon, weights[member] / weight)
+
         # Fast path: the key's home worker usually has room.
         home = self._owners[bisect.bisect(self._points, stable_hash(key)) % len(self._points)]
-        if load(home) < cap:
+        if load(home) < cap(home):
             return home
         for member in self.preference(key):
-            if load(member) < cap:
+            if load(member) < cap(member):
                 return member
         # Unreachable: by pigeonhole some member is below the capacity.
         raise AssertionError("bounded-load placement found no worker below capacity")

@@ -229,7 +229,9 @@ class Cluster:
     def add_worker(self, worker_id: str | None = None) -> str:
         """Start a thread worker that joins the ring and takes work at once."""
         worker_id = worker_id or self.new_worker_id("w")
-        executor = ThreadWorker(worker_id, self, self.handlers, self.config.heartbeat_interval)
+        executor = ThreadWorker(
+            worker_id, self, self.handlers, self.config.heartbeat_interval, self.config.slots
+        )
         return self.join_worker(worker_id, executor)
 
     def new_worker_id(self, prefix: str) -> str:
@@ -243,16 +245,20 @@ class Cluster:
     def join_worker(self, worker_id: str, executor: Executor, meta: dict | None = None) -> str:
         """Put any executor on the ring: a thread worker, or a remote process's connection.
 
-        The executor gets `deliver(dispatch)` for each assignment, `stop()` when the worker
-        leaves (drained or declared dead) and `kill()` for a simulated or real crash. It
-        reports back through `begin_task`, `report` and `beat`.
+        The executor has `slots`; it gets `deliver(dispatch)` for each assignment,
+        `cancel(dispatch)` for an attempt that timed out, `stop()` when the worker leaves
+        (drained or declared dead) and `kill()` for a simulated or real crash. It reports
+        back through `begin_task`, `report` and `beat`.
         """
         with self._lock:
             if worker_id in self._executors:
                 raise Conflict(f"worker {worker_id} is already running")
             self._executors[worker_id] = executor
         try:
-            self._call(self._core.add_worker, worker_id, kind=executor.kind, meta=meta or {})
+            self._call(
+                self._core.add_worker, worker_id, kind=executor.kind, meta=meta or {},
+                slots=executor.slots,
+            )
         except Exception:
             with self._lock:
                 self._executors.pop(worker_id, None)
@@ -393,8 +399,14 @@ class Cluster:
                     "kind": w.kind,
                     "status": self._core.worker_status(w, now),
                     "heartbeat_age": round(max(0.0, now - w.last_heartbeat), 3),
-                    "current_task": w.running,
-                    "queued": len(w.tasks),
+                    "current_task": min(w.running) if w.running else None,
+                    "running": sorted(w.running),
+                    "slots": w.slots,
+                    # Started here, waiting here (prefetched), and timed out but not yet
+                    # returned (each holds a slot until its handler gives up).
+                    "busy": len(w.running),
+                    "queued": len(w.tasks) - len(w.running),
+                    "stuck": len(w.stuck),
                     "tasks_done": w.done,
                     "tasks_failed": w.failed,
                     "share": round(shares.get(w.id, 0.0), 4),
@@ -539,6 +551,10 @@ class Cluster:
                 log.log(level, event["message"])
         if fx.dispatches:
             self._deliver(fx.dispatches)
+        for dispatch in fx.cancels:
+            executor = self._executors.get(dispatch.worker_id)
+            if executor is not None:
+                executor.cancel(dispatch)
         for worker_id in fx.departed:
             executor = self._executors.pop(worker_id, None)
             if executor is not None:

@@ -6,6 +6,8 @@ dead. A killed worker stops heartbeating and reports nothing, as a crashed proce
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -13,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from ..engine.model import Dispatch
-from ..steps.context import Handler, TaskContext
-from ..steps.run import run_handler
+from ..steps.context import Handler, TaskContext, is_async
+from ..steps.run import run_handler, run_handler_async
 
 log = logging.getLogger("orderflow.worker")
 
@@ -38,9 +40,11 @@ class Executor(Protocol):
     """Whatever carries out a worker's assignments: a thread here, or a remote process."""
 
     kind: str
+    slots: int
 
     def start(self) -> None: ...
     def deliver(self, dispatch: Dispatch) -> None: ...
+    def cancel(self, dispatch: Dispatch) -> None: ...
     def stop(self) -> None: ...
     def kill(self) -> None: ...
     def join(self, timeout: float) -> bool: ...
@@ -61,7 +65,22 @@ class LoopThread(threading.Thread):
                 log.exception("%s: unexpected error; the loop continues", self.name)
 
 
+class _Attempt:
+    """One running attempt: its dispatch, cancellation signal and (async) task."""
+
+    __slots__ = ("dispatch", "cancelled", "task")
+
+    def __init__(self, dispatch: Dispatch):
+        self.dispatch = dispatch
+        self.cancelled = threading.Event()
+        self.task: asyncio.Future | None = None
+
+
 class ThreadWorker:
+    """A worker inside the server process with `slots` slots: plain handlers run on up to
+    `slots` runner threads, `async def` handlers on one event loop; together never more
+    than `slots` at once. One heartbeat thread, whatever the slots."""
+
     kind = "thread"
 
     def __init__(
@@ -70,21 +89,39 @@ class ThreadWorker:
         port: WorkerPort,
         handlers: Mapping[str, Handler],
         heartbeat_interval: float,
+        slots: int = 1,
     ):
         self.id = worker_id
+        self.slots = slots
         self._port = port
         self._handlers = handlers
         self._interval = heartbeat_interval
-        self._queue: queue.SimpleQueue[Dispatch] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: several runners wait on it (SimpleQueue.get with a
+        # timeout was seen to hang for good with many waiting threads).
+        self._queue: queue.Queue[Dispatch] = queue.Queue()
+        self._free = threading.Semaphore(slots)  # a slot per running attempt
+        self._attempts: dict[tuple[str, int], _Attempt] = {}
+        self._lock = threading.Lock()
         self.stopping = threading.Event()  # stop taking work (drained, stopped or killed)
         self.killed = threading.Event()  # crashed: no heartbeats, no reports
-        self.cancel = threading.Event()  # tells a running handler to give up
-        # The next task, already started in the same call that reported the previous one.
-        self._started: tuple[Dispatch, dict | None] | None = None
+        handlers_async = [is_async(h) for h in handlers.values()]
+        # Async handlers do not hold a thread while they wait: one feeder is enough then.
+        runners = slots if not all(handlers_async) else 1
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._threads = [
-            LoopThread(f"{worker_id}-run", self.run_once, self.stopping),
-            LoopThread(f"{worker_id}-heartbeat", self.heartbeat_once, self.stopping),
+            LoopThread(f"{worker_id}-run-{i + 1}", self.run_once, self.stopping)
+            for i in range(runners)
         ]
+        self._threads.append(
+            LoopThread(f"{worker_id}-heartbeat", self.heartbeat_once, self.stopping)
+        )
+        if any(handlers_async):
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(
+                target=self._loop.run_forever, name=f"{worker_id}-loop", daemon=True
+            )
+            self._threads.append(self._loop_thread)
+        self._local = threading.local()  # per runner: the next task, already started
 
     def start(self) -> None:
         for thread in self._threads:
@@ -93,37 +130,85 @@ class ThreadWorker:
     def deliver(self, dispatch: Dispatch) -> None:
         self._queue.put(dispatch)
 
+    def cancel(self, dispatch: Dispatch) -> None:
+        """The attempt under this lease timed out: tell its handler to give up."""
+        with self._lock:
+            attempt = self._attempts.get((dispatch.task_id, dispatch.lease))
+        if attempt is not None:
+            self._cancel(attempt)
+
     def run_once(self) -> None:
-        if self._started is not None:
-            dispatch, context = self._started
-            self._started = None
+        """Take the next task when a slot is free, start it, run it (or hand it to the event
+        loop), report it; hand the slot straight to the next task when one is waiting."""
+        started = getattr(self._local, "started", None)
+        if started is not None:
+            self._local.started = None
+            dispatch, context = started  # already holds a slot
         else:
+            if not self._free.acquire(timeout=0.05):
+                return
             try:
                 dispatch = self._queue.get(timeout=0.05)
             except queue.Empty:
+                self._free.release()
                 return
             if self.stopping.is_set():
+                self._free.release()
                 return
             context = self._port.begin_task(self.id, dispatch)
         if context is None:
+            self._free.release()
             return  # stale: the task moved elsewhere or was cancelled
-        ok, value = run_handler(self._handlers, TaskContext(**context, cancelled=self.cancel))
-        if self.cancel.is_set():
+        attempt = _Attempt(dispatch)
+        ctx = TaskContext(**context, cancelled=attempt.cancelled)
+        with self._lock:
+            self._attempts[(dispatch.task_id, dispatch.lease)] = attempt
+        handler = self._handlers.get(ctx.step)
+        if handler is not None and is_async(handler) and self._loop is not None:
+            self._start_async(attempt, ctx)
+            return
+        ok, value = run_handler(self._handlers, ctx)
+        self._finish(attempt, ok, value, chain=True)
+
+    def _start_async(self, attempt: _Attempt, ctx: TaskContext) -> None:
+        future = asyncio.run_coroutine_threadsafe(run_handler_async(self._handlers, ctx),
+                                                  self._loop)
+        attempt.task = future
+        future.add_done_callback(lambda f: self._finish(attempt, *_outcome(f), chain=False))
+
+    def _finish(self, attempt: _Attempt, ok: bool, value: object, chain: bool) -> None:
+        """Report an attempt (unless the worker crashed or stopped) and free its slot.
+        `chain`: on a runner thread, start the next waiting task in the same hand-over."""
+        dispatch = attempt.dispatch
+        with self._lock:
+            self._attempts.pop((dispatch.task_id, dispatch.lease), None)
+        if self.stopping.is_set():
             # Killed: a crashed worker reports nothing and the monitor moves its task.
             # Stopped: the attempt was cut short, which is not the handler's failure.
+            self._free.release()
             return
-        try:
-            following = self._queue.get_nowait()
-        except queue.Empty:
-            following = None
+        following = None
+        if chain:
+            try:
+                following = self._queue.get_nowait()
+            except queue.Empty:
+                following = None
         try:
             next_context = self._port.report(self.id, dispatch, ok, value, following)
         except BaseException:
             if following is not None:
                 self._queue.put(following)  # not lost with the failed report
+            self._free.release()
             raise
         if following is not None:
-            self._started = (following, next_context)
+            self._local.started = (following, next_context)  # keeps this slot
+        else:
+            self._free.release()
+
+    def _cancel(self, attempt: _Attempt) -> None:
+        attempt.cancelled.set()
+        if attempt.task is not None:
+            attempt.task.cancel()  # concurrent future: cancels the task on the loop
 
     def heartbeat_once(self) -> None:
         if self.stopping.wait(self._interval) or self.killed.is_set():
@@ -139,10 +224,23 @@ class ThreadWorker:
 
     def stop(self) -> None:
         self.stopping.set()
-        self.cancel.set()
+        with self._lock:
+            attempts = list(self._attempts.values())
+        for attempt in attempts:
+            self._cancel(attempt)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
 
     def join(self, timeout: float) -> bool:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+        if self._loop is not None and not self._loop_thread.is_alive():
+            self._loop.close()
         return not any(t.is_alive() for t in self._threads)
+
+
+def _outcome(future: concurrent.futures.Future) -> tuple[bool, object]:
+    if future.cancelled():
+        return False, "cancelled"
+    return future.result()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,15 +25,31 @@ class TaskContext:
     worker_id: str
     results: dict[str, Any]
     idempotency_key: str
-    # Set when the worker is stopped or killed, so a slow handler can give up early.
+    # Seconds this attempt may run; past it the attempt has failed ("timed out") and
+    # `cancelled` is set (an async handler is cancelled outright).
+    timeout: float | None = None
+    # Set when the attempt is cancelled (timed out) or its worker stopped, so a slow
+    # handler can give up early.
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def sleep(self, seconds: float) -> bool:
-        """Wait like a slow external call; returns False if the worker was stopped meanwhile."""
+        """Wait like a slow external call; False if the attempt was cancelled meanwhile."""
         return not self.cancelled.wait(seconds)
+
+    async def asleep(self, seconds: float) -> bool:
+        """`sleep` for async handlers (the attempt's own cancellation interrupts it too)."""
+        await asyncio.sleep(seconds)
+        return not self.cancelled.is_set()
 
 
 Handler = Callable[[TaskContext], Any]
+
+
+def is_async(handler: Handler) -> bool:
+    """An `async def` handler (or a callable object whose __call__ is one)."""
+    if inspect.iscoroutinefunction(handler):
+        return True
+    return not inspect.isroutine(handler) and inspect.iscoroutinefunction(type(handler).__call__)
 
 
 def resolve_handler(handlers: Mapping[str, Handler], step: str) -> Handler:

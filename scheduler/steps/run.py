@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 
@@ -16,6 +17,21 @@ def run_handler(handlers: Mapping[str, Handler], ctx: TaskContext) -> tuple[bool
         result = resolve_handler(handlers, ctx.step)(ctx)
     except TaskError as exc:
         return False, str(exc)
+    except Exception as exc:  # noqa: BLE001 - any handler bug is a failed attempt, not a crash
+        return False, f"{type(exc).__name__}: {exc}"
+    return check_result(result)
+
+
+async def run_handler_async(
+    handlers: Mapping[str, Handler], ctx: TaskContext
+) -> tuple[bool, object]:
+    """`run_handler` for an `async def` handler, on an event loop."""
+    try:
+        result = await resolve_handler(handlers, ctx.step)(ctx)
+    except TaskError as exc:
+        return False, str(exc)
+    except asyncio.CancelledError:
+        return False, "cancelled"  # timed out or stopped; reported so the slot frees
     except Exception as exc:  # noqa: BLE001 - any handler bug is a failed attempt, not a crash
         return False, f"{type(exc).__name__}: {exc}"
     return check_result(result)

@@ -12,7 +12,7 @@ export function summary(ev) {
   const step = ev.step ? ` ${ev.step}` : '';
   switch (ev.type) {
     case 'task_reassigned':
-      return [order, `${step}: ${ev.from_worker} → ${ev.worker_id ?? 'no live worker yet'}`, ev.reason ? ` (${ev.reason})` : ''];
+      return [order, `${step}: ${ev.from_worker} → ${ev.worker_id ?? 'next free slot'}`, ev.reason ? ` (${ev.reason})` : ''];
     case 'task_failed':
       return [order, `${step} #${ev.attempt} on ${ev.worker_id}: ${ev.error ?? 'failed'}`];
     case 'task_retrying':

@@ -129,7 +129,7 @@ export class Timeline {
       const where = [];
       if (ev.step) where.push(ev.step);
       if (ev.attempt) where.push(`attempt ${ev.attempt}`);
-      if (ev.from_worker) where.push(`${ev.from_worker} → ${ev.worker_id ?? 'no worker yet'}`);
+      if (ev.from_worker) where.push(`${ev.from_worker} → ${ev.worker_id ?? 'next free slot'}`);
       else if (ev.worker_id) where.push(ev.worker_id);
       if (ev.duration !== undefined && ev.duration !== null) where.push(fmtDuration(ev.duration));
       list.append(h('li', { class: `tl-event tone-${eventTone(ev.type)}`, dataset: { type: ev.type, seq: String(ev.seq) } },

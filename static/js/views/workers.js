@@ -42,6 +42,8 @@ export class WorkersView {
       done: h('b'),
       failed: h('b'),
       queued: h('b'),
+      slots: h('b', { class: 'worker-slots' }),
+      stuck: h('span', { class: 'worker-stuck' }),
       hbFill: h('span', { class: 'hb-fill' }),
       hbText: h('span', { class: 'hb-text' }),
       share: h('span', { class: 'worker-share' }),
@@ -56,6 +58,7 @@ export class WorkersView {
         parts.share, h('span', { class: 'spacer' }), parts.drain, parts.kill),
       h('div', { class: 'worker-line worker-sub' },
         h('span', { class: 'worker-now' }, parts.task),
+        h('span', { class: 'worker-load', title: 'slots in use / slots' }, parts.slots, parts.stuck),
         h('span', { class: 'worker-counts' },
           parts.done, h('span', { text: ' done · ' }), parts.failed, h('span', { text: ' failed · ' }),
           parts.queued, h('span', { text: ' queued' }))),
@@ -106,6 +109,11 @@ export class WorkersView {
     setText(card.done, fmtInt(w.tasks_done));
     setText(card.failed, fmtInt(w.tasks_failed));
     setText(card.queued, fmtInt(w.queued));
+    // Slots in use of its capacity; a timed-out handler that has not returned holds its slot.
+    const slots = w.slots ?? 1;
+    setText(card.slots, `${fmtInt((w.busy ?? 0) + (w.stuck ?? 0))}/${fmtInt(slots)} slots`);
+    setText(card.stuck, w.stuck ? ` · ${fmtInt(w.stuck)} stuck` : '');
+    setClass(card.stuck, w.stuck ? 'worker-stuck warn' : 'worker-stuck');
     // Heartbeat age against the timeout: amber once suspect (two missed beats), red near death.
     const timeout = config.heartbeat_timeout;
     const gone = w.status === 'dead' || w.status === 'removed';

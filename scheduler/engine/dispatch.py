@@ -1,0 +1,134 @@
+"""The ready queue: which ready task a worker with a free slot takes next.
+
+Ready tasks wait here, in the scheduler, not in workers' queues: a worker holds only what it
+has slots for (plus a small prefetch), so a slow worker keeps little, and an idle one takes
+work that would otherwise wait behind a busy one (work stealing, as in Dask).
+
+Order of preference, from the issue of finishing orders soon:
+1. class: later steps of orders already started before first steps of new orders, then a
+   higher order `priority` first;
+2. within a class, a worker takes from its own home queue (the ring's home of the order,
+   so an order's steps prefer one worker) and steals from the longest other home queue only
+   when its own has nothing of that class;
+3. within one home queue, the oldest order first, then its earlier step.
+
+Entries are invalidated lazily: each push gets a ticket and the engine ignores a popped
+entry whose task has moved on since (cancelled, re-queued).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import insort
+from dataclasses import dataclass, field
+
+# (started: 0 = the order already started, 1 = a new order's first step, -priority)
+RankClass = tuple[int, int]
+# (order number, step index, ticket, task id)
+Entry = tuple[int, int, int, str]
+
+
+@dataclass
+class _Class:
+    homes: dict[str, list[Entry]] = field(default_factory=dict)
+    size: int = 0
+
+
+class ReadyQueue:
+    def __init__(self) -> None:
+        self._classes: dict[RankClass, _Class] = {}
+        self._order: list[RankClass] = []  # the classes present, best first
+        self._home_size: dict[str, int] = {}
+        self._size = 0
+        self._tickets = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def home_load(self, home: str) -> int:
+        """Ready tasks whose home is `home` (their placement preference)."""
+        return self._home_size.get(home, 0)
+
+    def push(
+        self, task_id: str, home: str, started: bool, priority: int, number: int, step: int
+    ) -> int:
+        """Queue a task; returns its ticket (the engine keeps it to recognise this entry)."""
+        self._tickets += 1
+        rank: RankClass = (0 if started else 1, -priority)
+        cls = self._classes.get(rank)
+        if cls is None:
+            cls = self._classes[rank] = _Class()
+            insort(self._order, rank)
+        heap = cls.homes.get(home)
+        if heap is None:
+            heap = cls.homes[home] = []
+        heapq.heappush(heap, (number, step, self._tickets, task_id))
+        cls.size += 1
+        self._home_size[home] = self._home_size.get(home, 0) + 1
+        self._size += 1
+        return self._tickets
+
+    def pop_own(self, worker_id: str) -> tuple[str, int, str] | None:
+        """The best entry queued under `worker_id`'s own home, if the best class waiting
+        anywhere has one there: (task id, ticket, home)."""
+        if not self._order:
+            return None
+        rank = self._order[0]
+        cls = self._classes[rank]
+        return self._pop(rank, cls, worker_id) if worker_id in cls.homes else None
+
+    def pop_for(self, worker_id: str) -> tuple[str, int, str] | None:
+        """The best entry for `worker_id`, stolen from the longest other home when its own
+        has nothing of the best class: (task id, ticket, home)."""
+        if not self._order:
+            return None
+        rank = self._order[0]
+        cls = self._classes[rank]
+        home = worker_id if worker_id in cls.homes else self._longest(cls)
+        return self._pop(rank, cls, home)
+
+    def take_home(self, home: str) -> list[str]:
+        """Remove and return every task queued under `home` (its worker left the ring)."""
+        taken: list[str] = []
+        for rank in list(self._order):
+            cls = self._classes[rank]
+            heap = cls.homes.pop(home, None)
+            if heap is None:
+                continue
+            taken.extend(entry[3] for entry in sorted(heap))
+            cls.size -= len(heap)
+            self._size -= len(heap)
+            if not cls.homes:
+                self._drop(rank)
+        self._home_size.pop(home, None)
+        return taken
+
+    def homes(self) -> set[str]:
+        return {h for cls in self._classes.values() for h in cls.homes}
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _longest(cls: _Class) -> str:
+        # Steal from the most loaded home; the name breaks ties, so runs are repeatable.
+        return max(cls.homes, key=lambda h: (len(cls.homes[h]), h))
+
+    def _pop(self, rank: RankClass, cls: _Class, home: str) -> tuple[str, int, str]:
+        heap = cls.homes[home]
+        _, _, ticket, task_id = heapq.heappop(heap)
+        if not heap:
+            del cls.homes[home]
+        cls.size -= 1
+        self._size -= 1
+        left = self._home_size[home] - 1
+        if left:
+            self._home_size[home] = left
+        else:
+            del self._home_size[home]
+        if not cls.homes:
+            self._drop(rank)
+        return task_id, ticket, home
+
+    def _drop(self, rank: RankClass) -> None:
+        del self._classes[rank]
+        self._order.remove(rank)

@@ -1,0 +1,78 @@
+"""Per-step limits across the whole cluster: at most N in flight, at most R starts a second.
+
+A shop's gateway has a quota (say 50 concurrent charges, 100 a second); a step that would
+exceed it waits `ready` (never failed) and says why. Pure: time is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .config import StepPolicy
+
+
+class StepLimits:
+    def __init__(self, policies: Mapping[str, StepPolicy]):
+        self._policies = {s: p for s, p in policies.items() if p.limited}
+        self._in_flight: dict[str, int] = {}
+        # step -> (tokens, when they were counted); a bucket of `burst` refilled at `rate`/s.
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def in_flight(self, step: str) -> int:
+        return self._in_flight.get(step, 0)
+
+    def blocks(self, step: str, now: float) -> str | None:
+        """Why a task of `step` may not start now, or None."""
+        policy = self._policies.get(step)
+        if policy is None:
+            return None
+        if policy.max_in_flight is not None and self.in_flight(step) >= policy.max_in_flight:
+            return f"step {step} is at its limit of {policy.max_in_flight} in flight"
+        if policy.rate is not None and self._tokens(step, policy, now) < 1.0:
+            return f"step {step} is at its rate limit of {policy.rate:g} starts/s"
+        return None
+
+    def room(self, step: str, now: float) -> int:
+        """How many more tasks of `step` may start now (a large number when unlimited)."""
+        policy = self._policies.get(step)
+        if policy is None:
+            return 1 << 30
+        room = 1 << 30
+        if policy.max_in_flight is not None:
+            room = policy.max_in_flight - self.in_flight(step)
+        if policy.rate is not None:
+            room = min(room, int(self._tokens(step, policy, now)))
+        return max(0, room)
+
+    def started(self, step: str, now: float) -> None:
+        """A task of `step` was handed to a worker (it counts until `finished`)."""
+        policy = self._policies.get(step)
+        if policy is None:
+            return
+        self._in_flight[step] = self.in_flight(step) + 1
+        if policy.rate is not None:
+            self._buckets[step] = (self._tokens(step, policy, now) - 1.0, now)
+
+    def finished(self, step: str) -> bool:
+        """A task of `step` left its worker; True if the step is limited (waiters may go)."""
+        if step not in self._policies:
+            return False
+        left = self.in_flight(step) - 1
+        if left > 0:
+            self._in_flight[step] = left
+        else:
+            self._in_flight.pop(step, None)
+        return True
+
+    def free_at(self, step: str, now: float) -> float | None:
+        """When a rate-limited step may start its next task (None: not rate-limited)."""
+        policy = self._policies.get(step)
+        if policy is None or policy.rate is None:
+            return None
+        missing = 1.0 - self._tokens(step, policy, now)
+        return now if missing <= 0 else now + missing / policy.rate
+
+    def _tokens(self, step: str, policy: StepPolicy, now: float) -> float:
+        burst = float(policy.burst if policy.burst is not None else max(1, round(policy.rate)))
+        tokens, since = self._buckets.get(step, (burst, now))
+        return min(burst, tokens + max(0.0, now - since) * policy.rate)

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast mutation lint bench clean
 
 $(STAMP): pyproject.toml package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
+# The fast set: everything but the tests marked slow (subprocesses, live servers, the browser,
+# the chaos run).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Mutation testing of the pure engine (not part of `make test`): a fresh mutmut run over the
+# files in [tool.mutmut] of pyproject.toml against the fast pure tests, then the score.
+mutation: $(STAMP)
+	rm -rf mutants
+	@start=$$(date +%s); \
+	ORDERFLOW_HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run --max-children 2 || exit 1; \
+	echo "mutmut took $$(( $$(date +%s) - start ))s"
+	$(BIN)/python benchmarks/mutation_score.py
+
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/throughput.py
@@ -34,4 +48,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) build *.egg-info node_modules
+	rm -rf $(VENV) build *.egg-info node_modules mutants

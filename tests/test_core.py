@@ -339,3 +339,137 @@ def test_a_task_that_only_waited_in_a_dead_workers_queue_does_not_count_towards_
     task = sim.task("o1", "payment")
     assert task.state is S.ASSIGNED and task.worker != holder and task.reassignments == 0
     assert sim.core.counters["reassignments"] == 1  # the move itself is still counted
+
+
+# --------------------------------------------------------------------------- fencing by lease
+
+
+def retried_after_a_sibling_failed(sim: Sim):
+    """One worker runs packing and invoice at once; invoice gives up, so the order fails and
+    packing is cancelled under it; then the order is retried by hand. Returns the dispatch of
+    packing's first run, whose worker is still busy with it."""
+    sim.submit("o1", workflow="ecommerce_invoiced")
+    payment, _ = sim.start_next("w1")
+    sim.succeed(payment)
+    packing, ctx = sim.start_next("w1")
+    invoice, _ = sim.start_next("w1")
+    assert ctx["step"] == "packing" and sim.core.workers["w1"].tasks == {
+        packing.task_id,
+        invoice.task_id,
+    }
+    sim.fail(invoice)
+    assert sim.task("o1", "packing").state is S.CANCELLED
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    return packing
+
+
+def test_a_report_of_a_run_from_before_a_manual_retry_does_not_count_for_the_new_run():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    first = retried_after_a_sibling_failed(sim)
+    second, ctx = sim.start_next("w1")
+    assert ctx["step"] == "packing" and second.lease != first.lease
+    # The worker finishes the first run now: same worker, same step, running again.
+    sim.succeed(first, "from the cancelled run")
+    task = sim.task("o1", "packing")
+    assert task.state is S.RUNNING and task.result is None
+    assert sim.events[-1]["type"] == "result_rejected"
+    sim.succeed(second, "from the retried run")
+    assert task.state is S.SUCCEEDED and task.result == "from the retried run"
+
+
+def test_a_dispatch_superseded_by_a_manual_retry_does_not_start():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    sim.submit("o1", workflow="ecommerce_invoiced")
+    payment, _ = sim.start_next("w1")
+    sim.succeed(payment)
+    queue = sim.queues["w1"]
+    packing = next(d for d in queue if d.task_id == "o1:packing")
+    queue.remove(packing)  # still waiting in the worker's queue while invoice runs
+    invoice, _ = sim.start_next("w1")
+    sim.fail(invoice)
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    assert sim.task("o1", "packing").state is S.ASSIGNED
+    fx, ctx = sim.core.start_task(packing.task_id, "w1", packing.lease, now=sim.now)
+    sim.apply(fx)
+    assert ctx is None and sim.task("o1", "packing").state is S.ASSIGNED
+    sim.run_all()
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    after_retry = sim.types(type="order_retried")[0]["seq"]
+    started = [e["step"] for e in sim.types(type="task_started") if e["seq"] > after_retry]
+    assert sorted(started) == ["invoice", "packing", "shipping"]
+
+
+# --------------------------------------------------------------------------- draining
+
+
+@pytest.mark.parametrize("max_retries", [0, 3], ids=["given-up", "retried"])
+def test_a_draining_worker_leaves_once_its_running_attempt_fails(max_retries):
+    sim = Sim(workers=2, retry=__import__("scheduler").RetryPolicy(max_retries=max_retries))
+    sim.submit("o1")
+    holder = home_worker(sim, "o1")
+    running, _ = sim.start_next(holder)
+    sim.apply(sim.core.drain_worker(holder, now=sim.now))
+    assert sim.core.workers[holder].status == "draining"
+    fx = sim.fail(running, "card declined")
+    assert sim.core.workers[holder].status == "removed" and holder in fx.departed
+    assert sim.types(type="worker_removed", worker_id=holder)
+    if max_retries:
+        sim.advance(1.0)
+        assert sim.task("o1", "payment").worker != holder
+
+
+def test_a_draining_worker_leaves_once_its_running_order_is_cancelled():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    holder = home_worker(sim, "o1")
+    running, _ = sim.start_next(holder)
+    sim.apply(sim.core.drain_worker(holder, now=sim.now))
+    fx = sim.apply(sim.core.cancel_order("o1", now=sim.now))
+    assert sim.core.workers[holder].status == "removed" and holder in fx.departed
+    types = [e["type"] for e in fx.events]
+    assert types.index("task_cancelled") < types.index("worker_removed")
+    sim.succeed(running)  # the handler's late answer changes nothing
+    assert sim.task("o1", "payment").state is S.CANCELLED
+
+
+def test_a_draining_worker_leaves_once_a_sibling_failure_cancels_its_running_step():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    sim.submit("o1", workflow="ecommerce_invoiced")
+    payment, _ = sim.start_next("w1")
+    sim.succeed(payment)
+    packing, ctx = sim.start_next("w1")
+    assert ctx["step"] == "packing"
+    sim.apply(sim.core.drain_worker("w1", now=sim.now))  # invoice leaves w1's queue
+    sim.add_worker("w2")
+    invoice, ctx = sim.start_next("w2")
+    assert ctx["step"] == "invoice"
+    fx = sim.fail(invoice)
+    assert sim.task("o1", "packing").state is S.CANCELLED
+    assert sim.core.workers["w1"].status == "removed" and "w1" in fx.departed
+
+
+# --------------------------------------------------------------------------- idempotency keys
+
+
+def test_the_core_remembers_the_newest_idempotency_keys_up_to_its_cap():
+    sim = Sim(workers=1, idempotency_history=2)
+    for n, key in enumerate(("a", "b", "c")):
+        sim.apply(sim.core.submit(f"o{n}", dict(ORDER), now=sim.now, idempotency_key=key))
+    assert list(sim.core.idempotency) == ["b", "c"]  # memory stays bounded; oldest out first
+    for key in ("b", "c"):
+        with pytest.raises(Conflict, match="idempotency key already used"):
+            sim.core.submit("again", dict(ORDER), now=sim.now, idempotency_key=key)
+    # The oldest key is for the journal to answer now; the core alone takes it as new.
+    sim.apply(sim.core.submit("o3", dict(ORDER), now=sim.now, idempotency_key="a"))
+    assert sim.core.orders["o3"].idempotency_key == "a"
+
+
+def test_an_idempotency_key_outlives_its_order_in_memory():
+    sim = Sim(workers=1, finished_order_history=1)
+    sim.apply(sim.core.submit("o1", dict(ORDER), now=sim.now, idempotency_key="K"))
+    sim.run_all()
+    sim.submit("o2")
+    sim.run_all()
+    assert "o1" not in sim.core.orders  # forgotten, but its key is not
+    with pytest.raises(Conflict, match="already used by o1"):
+        sim.core.submit("o3", dict(ORDER), now=sim.now, idempotency_key="K")

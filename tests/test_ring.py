@@ -4,6 +4,8 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
+
 from scheduler.engine.ring import HashRing, capacity, stable_hash
 
 KEYS = [f"o-{i}" for i in range(10_000)]
@@ -16,6 +18,7 @@ def ring_of(n: int) -> HashRing:
     return ring
 
 
+@pytest.mark.slow
 def test_stable_hash_is_the_same_in_another_process_with_another_hash_seed():
     code = "from scheduler.engine.ring import stable_hash; print(stable_hash('o-42'))"
     env = dict(os.environ, PYTHONHASHSEED="12345")

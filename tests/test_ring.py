@@ -99,3 +99,20 @@ def test_shares_cover_the_whole_ring_and_are_roughly_even():
 def test_arcs_cover_the_circle_once():
     arcs = ring_of(3).arcs()
     assert math.isclose(sum(end - start for start, end, _ in arcs), 1.0, rel_tol=1e-9)
+
+
+def test_preference_walks_clockwise_from_the_keys_point():
+    ring = HashRing(vnodes=1)
+    for member in ("a", "b", "c", "d"):
+        ring.add(member)
+    for key in KEYS[:50]:
+        point = stable_hash(key)
+        # Clockwise distance from the key to each member's single point, wrapping at the top.
+        expected = sorted(ring.members, key=lambda m: (stable_hash(f"{m}#0") - point) % 2**64)
+        assert list(ring.preference(key)) == expected
+
+
+def test_arcs_tile_the_circle_from_zero_without_gaps():
+    arcs = sorted(ring_of(3).arcs())
+    assert arcs[0][0] == 0.0 and arcs[-1][1] == 1.0
+    assert all(a[1] == b[0] for a, b in zip(arcs, arcs[1:], strict=False))

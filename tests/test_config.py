@@ -28,7 +28,7 @@ def test_backoff_survives_huge_retry_numbers():
 
 
 def test_backoff_rejects_retry_zero():
-    with pytest.raises(ValueError, match="retry_number starts at 1"):
+    with pytest.raises(ValueError, match="^retry_number starts at 1$"):
         backoff(0, RetryPolicy(), random.Random(0))
 
 

@@ -39,6 +39,7 @@ def test_handler_context_carries_dependency_results_and_a_stable_idempotency_key
     sim.submit("o1")
     d, ctx = sim.start_next("w1")
     assert ctx["idempotency_key"] == "o1:payment" and ctx["attempt"] == 1
+    assert ctx["order_id"] == "o1" and ctx["step"] == "payment"
     assert ctx["order"] == ORDER and ctx["worker_id"] == "w1" and ctx["results"] == {}
     sim.succeed(d, {"charge_id": "ch_1"})
     _, ctx = sim.start_next("w1")

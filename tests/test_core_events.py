@@ -157,7 +157,8 @@ def test_a_dead_workers_steps_move_naming_the_attempt_they_interrupt():
     sim.succeed(d)
     sim.start_next("w1")  # packing runs; invoice waits in the queue
     sim.add_worker("w2")
-    sim.advance(2.25, beating=("w2",))
+    sim.core.heartbeat("w1", 0.5)  # its last sign of life
+    sim.advance(2.75, beating=("w2",))
     dead = one(sim, "worker_dead")
     assert dead["message"] == "worker w1 declared dead: no heartbeat for 2.25s; 2 task(s) to move"
     assert dead["worker_id"] == "w1" and dead["tasks"] == ["o1:invoice", "o1:packing"]
@@ -247,10 +248,34 @@ def test_event_times_are_the_stimulus_time_shifted_to_wall_clock():
     fx = core.add_worker("w1", now=2.5)
     fx.absorb(core.submit("o1", dict(ORDER), now=3.125))
     assert [e["ts"] for e in fx.events] == [1002.5, 1003.125]
-    plain = Sim(workers=0)
-    plain.now = 4.25
-    plain.submit("o1")
-    assert plain.events[-1]["ts"] == 4.25
+
+
+def test_event_times_and_durations_are_given_to_the_microsecond():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=1, backoff_base=0.3, backoff_cap=0.3))
+    sim.now = 1.00000012
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.now = 1.50000049
+    sim.fail(d)
+    due = sim.task("o1", "payment").due
+    sim.advance(0.5)
+    d, _ = sim.start_next("w1")
+    started = sim.now
+    sim.now += 0.25000031
+    sim.succeed(d)
+    for _ in range(2):
+        d, _ = sim.start_next("w1")
+        sim.succeed(d)
+    truths = [
+        (one(sim, "order_submitted")["ts"], 1.00000012),
+        (one(sim, "task_failed")["ts"], 1.50000049),
+        (one(sim, "task_retrying")["delay"], due - 1.50000049),
+        (one(sim, "task_succeeded", step="payment")["duration"], sim.now - started),
+        (one(sim, "order_completed")["duration"], sim.now - 1.00000012),
+    ]
+    for shown, exact in truths:
+        assert shown == round(shown, 6) and abs(shown - exact) <= 5e-7, (shown, exact)
+    assert all(e["ts"] == round(e["ts"], 6) for e in sim.events)
 
 
 def test_an_orders_own_timeline_keeps_its_first_events_up_to_the_cap():

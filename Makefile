@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-js lint bench clean
+.PHONY: run test test-js test-fast mutation lint bench clean
 
 $(STAMP): pyproject.toml package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,20 @@ test: $(STAMP)
 	node --test --test-reporter=dot $(JS_TESTS)
 	$(BIN)/python -m pytest -q
 
+# The fast set: everything but the tests marked slow (subprocesses, live servers, the browser,
+# the chaos run).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Mutation testing of the pure engine (not part of `make test`): a fresh mutmut run over the
+# files in [tool.mutmut] of pyproject.toml against the fast pure tests, then the score.
+mutation: $(STAMP)
+	rm -rf mutants
+	@start=$$(date +%s); \
+	ORDERFLOW_HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run --max-children 2 || exit 1; \
+	echo "mutmut took $$(( $$(date +%s) - start ))s"
+	$(BIN)/python benchmarks/mutation_score.py
+
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/throughput.py
@@ -43,4 +57,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) build *.egg-info node_modules
+	rm -rf $(VENV) build *.egg-info node_modules mutants

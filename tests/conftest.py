@@ -1,11 +1,21 @@
-"""Shared fixtures: a thread-leak guard on every test, and helpers for waiting on conditions."""
+"""Shared fixtures: a thread-leak guard on every test, helpers for waiting on conditions, and
+the hypothesis profiles."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
+from hypothesis import settings
+
+# The property tests' example budget. `make mutation` reruns them against every mutant, so it
+# picks the "mutation" profile (ORDERFLOW_HYPOTHESIS_PROFILE): fewer examples, and the same
+# ones each time (derandomized), so a mutant's verdict does not depend on luck.
+settings.register_profile("orderflow", max_examples=150)
+settings.register_profile("mutation", max_examples=40, derandomize=True, database=None)
+settings.load_profile(os.environ.get("ORDERFLOW_HYPOTHESIS_PROFILE", "orderflow"))
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, message: str = ""):

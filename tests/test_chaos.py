@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from scheduler.chaos.driver import ChaosSettings, run_chaos
+
+pytestmark = pytest.mark.slow  # 30 s of faults, with server and worker processes
 
 
 def test_thirty_seconds_of_chaos_lose_nothing_and_do_nothing_twice(tmp_path):

@@ -10,7 +10,15 @@ from collections import Counter, defaultdict
 import pytest
 from conftest import wait_for
 
-from scheduler import Chaos, Cluster, Conflict, OrderValidationError, UnknownOrder, UnknownWorker
+from scheduler import (
+    Chaos,
+    Cluster,
+    Conflict,
+    OrderValidationError,
+    RetryPolicy,
+    UnknownOrder,
+    UnknownWorker,
+)
 from scheduler.demo.handlers import demo_handlers
 from scheduler.engine.model import Dispatch
 from scheduler.steps.context import TaskContext
@@ -136,30 +144,40 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_its_task_finishes_elsewher
     gate.set()
 
 
-def test_a_stale_report_through_the_worker_port_is_fenced(make_cluster):
+def test_a_stale_report_through_the_worker_port_is_fenced_by_its_lease(make_cluster):
+    # The stale report comes from the same worker, for the same step, while that step runs
+    # there again: only the lease tells the two runs apart.
     release = threading.Event()
 
     def payment(ctx: TaskContext):
-        if ctx.worker_id == "w-1":
-            release.wait(30)
-        return ctx.worker_id
+        if ctx.attempt == 1:
+            raise RuntimeError("card declined")
+        release.wait(30)
+        return "second run"
 
     cluster = make_cluster(
-        workers=0, handlers={"payment": payment, "packing": lambda c: 1, "shipping": lambda c: 1}
+        workers=0,
+        handlers={"payment": payment, "packing": lambda c: 1, "shipping": lambda c: 1},
+        retry=RetryPolicy(max_retries=1, backoff_base=0.001, backoff_cap=0.001),
     )
     cluster.add_worker("w-1")
     oid = cluster.submit(ORDER)
-    wait_for(lambda: cluster.get_order(oid)["tasks"]["payment"]["status"] == "running", 10)
-    lease_events = [e for e in cluster.events() if e["type"] == "task_started"]
-    assert lease_events
-    cluster.kill_worker("w-1")
-    cluster.add_worker("w-2")
+
+    def second_attempt_running() -> bool:
+        task = cluster.get_order(oid)["tasks"]["payment"]
+        return task["status"] == "running" and task["attempts"] == 2
+
+    try:
+        wait_for(second_attempt_running, 10, message="the second attempt running")
+        # The first attempt's report arrives again (a worker resending after a reconnect). Its
+        # lease was 1: the first assignment of this cluster.
+        cluster.report("w-1", Dispatch("w-1", f"{oid}:payment", 1), True, "first run")
+        assert cluster.stats()["rejected_results"] == 1
+        assert cluster.get_order(oid)["tasks"]["payment"]["status"] == "running"
+    finally:
+        release.set()
     assert cluster.wait_until_idle(10)
-    # The zombie's report (the original lease was 1: the first assignment) arrives late.
-    cluster.report("w-1", Dispatch("w-1", f"{oid}:payment", 1), True, "zombie")
-    release.set()
-    assert cluster.get_order(oid)["tasks"]["payment"]["result"] == "w-2"
-    assert cluster.stats()["rejected_results"] == 1
+    assert cluster.get_order(oid)["tasks"]["payment"]["result"] == "second run"
 
 
 def test_draining_a_worker_finishes_its_task_then_removes_it(make_cluster):
@@ -318,3 +336,36 @@ def test_a_long_error_message_is_cut_to_the_limit(make_cluster):
     assert cluster.wait_until_idle(10)
     error = cluster.get_order(oid)["tasks"]["payment"]["error"]
     assert len(error) < 300 and "characters cut" in error
+def test_a_worker_whose_first_heartbeat_comes_before_its_join_stays_alive():
+    """The executor starts before the core knows the worker: if the join waits on the lock
+    for longer than a heartbeat interval (a bulk submit, a journal swap), its first beat
+    arrives while the worker is still unknown. It must not stop itself for that."""
+    from scheduler.runtime.worker import ThreadWorker
+
+    noop = {s: (lambda ctx: ctx.worker_id) for s in ("payment", "packing", "shipping")}
+
+    class SlowToJoin(ThreadWorker):
+        """Models lock contention: the join's `_call` runs only after the first beat."""
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.first_beat = threading.Event()
+
+        def heartbeat_once(self):
+            super().heartbeat_once()
+            self.first_beat.set()
+
+        def start(self):
+            super().start()
+            self.first_beat.wait(5)
+
+    cluster = Cluster(
+        workers=0, handlers=noop, heartbeat_interval=0.05, heartbeat_timeout=30.0
+    ).start()
+    try:
+        executor = SlowToJoin("wj", cluster, noop, 0.05)
+        cluster.join_worker("wj", executor)
+        assert {w["id"]: w["status"] for w in cluster.workers()}["wj"] == "alive"
+        assert not executor.stopping.is_set(), "a freshly joined, 'alive' worker has stopped"
+    finally:
+        cluster.stop()

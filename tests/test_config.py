@@ -1,4 +1,5 @@
 import random
+import re
 
 import pytest
 
@@ -27,17 +28,36 @@ def test_backoff_survives_huge_retry_numbers():
 
 
 def test_backoff_rejects_retry_zero():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^retry_number starts at 1$"):
         backoff(0, RetryPolicy(), random.Random(0))
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"max_retries": -1}, {"backoff_base": -1}, {"backoff_base": 2, "backoff_cap": 1}],
+    "kwargs,message",
+    [
+        ({"max_retries": -1}, "max_retries must be an integer >= 0, got -1"),
+        ({"max_retries": 1.5}, "max_retries must be an integer >= 0, got 1.5"),
+        ({"backoff_base": -1}, "backoff_base and backoff_cap must be >= 0"),
+        ({"backoff_base": 0, "backoff_cap": -1}, "backoff_base and backoff_cap must be >= 0"),
+        ({"backoff_base": 2, "backoff_cap": 1}, "backoff_cap must be >= backoff_base"),
+    ],
 )
-def test_bad_retry_policy_is_refused(kwargs):
-    with pytest.raises(ConfigError):
+def test_bad_retry_policy_is_refused_saying_why(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_retries": 0},
+        {"backoff_base": 0, "backoff_cap": 0},  # retry at once
+        {"backoff_base": 0.5, "backoff_cap": 0.5},  # a constant ceiling
+    ],
+)
+def test_retry_policies_at_the_edge_of_the_ranges_are_accepted(kwargs):
+    policy = RetryPolicy(**kwargs)
+    assert 0 <= backoff(1, policy, random.Random(0)) <= policy.backoff_cap
 
 
 @pytest.mark.parametrize(
@@ -46,13 +66,39 @@ def test_bad_retry_policy_is_refused(kwargs):
         ({"workers": -1}, "workers"),
         ({"heartbeat_interval": 0}, "heartbeat_interval"),
         ({"heartbeat_interval": 1.0, "heartbeat_timeout": 0.5}, "heartbeat_timeout"),
+        ({"heartbeat_interval": 1.0, "heartbeat_timeout": 1.0}, "heartbeat_timeout"),
+        ({"max_reassignments": -1}, "max_reassignments"),
+        ({"max_reassignments": 1.5}, "max_reassignments"),
         ({"load_epsilon": 0}, "load_epsilon"),
         ({"vnodes": 0}, "vnodes"),
+        ({"vnodes": 2.0}, "vnodes"),
+        ({"event_history": 99}, "event_history must be >= 100"),
+        ({"finished_order_history": 0}, "finished_order_history >= 1"),
     ],
 )
 def test_bad_cluster_config_names_the_setting(kwargs, field):
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(ConfigError, match=rf"\b{field}"):
         ClusterConfig(**kwargs)
+
+
+def test_an_impossible_heartbeat_timeout_is_refused_with_both_values():
+    with pytest.raises(ConfigError, match=r"greater than heartbeat_interval \(0.5 <= 1.0\)$"):
+        ClusterConfig(heartbeat_interval=1.0, heartbeat_timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"workers": 0},
+        {"max_reassignments": 0},
+        {"vnodes": 1},
+        {"event_history": 100, "finished_order_history": 1},
+        {"heartbeat_interval": 0.01, "heartbeat_timeout": 0.011},
+    ],
+)
+def test_settings_at_the_edge_of_their_range_are_accepted(kwargs):
+    config = ClusterConfig(**kwargs)
+    assert all(getattr(config, k) == v for k, v in kwargs.items())
 
 
 def test_defaults_match_the_documented_ones():

@@ -5,12 +5,18 @@ import math
 import pytest
 from sim import ORDER, Sim
 
+from scheduler.engine.config import RetryPolicy
 from scheduler.engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from scheduler.engine.events import EVENT_TYPES
 from scheduler.engine.states import TaskState
 
 S = TaskState
 REQUIRED_EVENT_KEYS = {"seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message"}
+
+
+def view(sim: Sim, task) -> dict:
+    """The task as the API shows it (wall clock = core clock here: no epoch offset)."""
+    return sim.core.task_record(task).view()
 
 
 def home_worker(sim: Sim, oid: str) -> str:
@@ -38,6 +44,7 @@ def test_handler_context_carries_dependency_results_and_a_stable_idempotency_key
     sim.submit("o1")
     d, ctx = sim.start_next("w1")
     assert ctx["idempotency_key"] == "o1:payment" and ctx["attempt"] == 1
+    assert ctx["order_id"] == "o1" and ctx["step"] == "payment"
     assert ctx["order"] == ORDER and ctx["worker_id"] == "w1" and ctx["results"] == {}
     sim.succeed(d, {"charge_id": "ch_1"})
     _, ctx = sim.start_next("w1")
@@ -372,3 +379,399 @@ def test_a_flood_of_late_results_from_one_worker_is_summed_up_not_recorded_one_b
     assert summary["order_id"] is None
     sim.succeed(d)  # a new window: recorded on its own again
     assert len(sim.types(type="result_rejected")) == REJECTION_BURST + 2
+# --------------------------------------------------------------------------- fencing by lease
+
+
+def retried_after_a_sibling_failed(sim: Sim):
+    """One worker runs packing and invoice at once; invoice gives up, so the order fails and
+    packing is cancelled under it; then the order is retried by hand. Returns the dispatch of
+    packing's first run, whose worker is still busy with it."""
+    sim.submit("o1", workflow="ecommerce_invoiced")
+    payment, _ = sim.start_next("w1")
+    sim.succeed(payment)
+    packing, ctx = sim.start_next("w1")
+    invoice, _ = sim.start_next("w1")
+    assert ctx["step"] == "packing" and sim.core.workers["w1"].tasks == {
+        packing.task_id,
+        invoice.task_id,
+    }
+    sim.fail(invoice)
+    assert sim.task("o1", "packing").state is S.CANCELLED
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    return packing
+
+
+def test_a_report_of_a_run_from_before_a_manual_retry_does_not_count_for_the_new_run():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    first = retried_after_a_sibling_failed(sim)
+    second, ctx = sim.start_next("w1")
+    assert ctx["step"] == "packing" and second.lease != first.lease
+    # The worker finishes the first run now: same worker, same step, running again.
+    sim.succeed(first, "from the cancelled run")
+    task = sim.task("o1", "packing")
+    assert task.state is S.RUNNING and task.result is None
+    assert sim.events[-1]["type"] == "result_rejected"
+    sim.succeed(second, "from the retried run")
+    assert task.state is S.SUCCEEDED and task.result == "from the retried run"
+
+
+def test_a_dispatch_superseded_by_a_manual_retry_does_not_start():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    sim.submit("o1", workflow="ecommerce_invoiced")
+    payment, _ = sim.start_next("w1")
+    sim.succeed(payment)
+    queue = sim.queues["w1"]
+    packing = next(d for d in queue if d.task_id == "o1:packing")
+    queue.remove(packing)  # still waiting in the worker's queue while invoice runs
+    invoice, _ = sim.start_next("w1")
+    sim.fail(invoice)
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    assert sim.task("o1", "packing").state is S.ASSIGNED
+    fx, ctx = sim.core.start_task(packing.task_id, "w1", packing.lease, now=sim.now)
+    sim.apply(fx)
+    assert ctx is None and sim.task("o1", "packing").state is S.ASSIGNED
+    sim.run_all()
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    after_retry = sim.types(type="order_retried")[0]["seq"]
+    started = [e["step"] for e in sim.types(type="task_started") if e["seq"] > after_retry]
+    assert sorted(started) == ["invoice", "packing", "shipping"]
+
+
+# --------------------------------------------------------------------------- draining
+
+
+@pytest.mark.parametrize("max_retries", [0, 3], ids=["given-up", "retried"])
+def test_a_draining_worker_leaves_once_its_running_attempt_fails(max_retries):
+    sim = Sim(workers=2, retry=__import__("scheduler").RetryPolicy(max_retries=max_retries))
+    sim.submit("o1")
+    holder = home_worker(sim, "o1")
+    running, _ = sim.start_next(holder)
+    sim.apply(sim.core.drain_worker(holder, now=sim.now))
+    assert sim.core.workers[holder].status == "draining"
+    fx = sim.fail(running, "card declined")
+    assert sim.core.workers[holder].status == "removed" and holder in fx.departed
+    assert sim.types(type="worker_removed", worker_id=holder)
+    if max_retries:
+        sim.advance(1.0)
+        assert sim.task("o1", "payment").worker != holder
+
+
+def test_a_draining_worker_leaves_once_its_running_order_is_cancelled():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    holder = home_worker(sim, "o1")
+    running, _ = sim.start_next(holder)
+    sim.apply(sim.core.drain_worker(holder, now=sim.now))
+    fx = sim.apply(sim.core.cancel_order("o1", now=sim.now))
+    assert sim.core.workers[holder].status == "removed" and holder in fx.departed
+    types = [e["type"] for e in fx.events]
+    assert types.index("task_cancelled") < types.index("worker_removed")
+    sim.succeed(running)  # the handler's late answer changes nothing
+    assert sim.task("o1", "payment").state is S.CANCELLED
+
+
+def test_a_draining_worker_leaves_once_a_sibling_failure_cancels_its_running_step():
+    sim = Sim(workers=1, retry=__import__("scheduler").RetryPolicy(max_retries=0))
+    sim.submit("o1", workflow="ecommerce_invoiced")
+    payment, _ = sim.start_next("w1")
+    sim.succeed(payment)
+    packing, ctx = sim.start_next("w1")
+    assert ctx["step"] == "packing"
+    sim.apply(sim.core.drain_worker("w1", now=sim.now))  # invoice leaves w1's queue
+    sim.add_worker("w2")
+    invoice, ctx = sim.start_next("w2")
+    assert ctx["step"] == "invoice"
+    fx = sim.fail(invoice)
+    assert sim.task("o1", "packing").state is S.CANCELLED
+    assert sim.core.workers["w1"].status == "removed" and "w1" in fx.departed
+
+
+# --------------------------------------------------------------------------- idempotency keys
+
+
+def test_the_core_remembers_the_newest_idempotency_keys_up_to_its_cap():
+    sim = Sim(workers=1, idempotency_history=2)
+    for n, key in enumerate(("a", "b", "c")):
+        sim.apply(sim.core.submit(f"o{n}", dict(ORDER), now=sim.now, idempotency_key=key))
+    assert list(sim.core.idempotency) == ["b", "c"]  # memory stays bounded; oldest out first
+    for key in ("b", "c"):
+        with pytest.raises(Conflict, match="idempotency key already used"):
+            sim.core.submit("again", dict(ORDER), now=sim.now, idempotency_key=key)
+    # The oldest key is for the journal to answer now; the core alone takes it as new.
+    sim.apply(sim.core.submit("o3", dict(ORDER), now=sim.now, idempotency_key="a"))
+    assert sim.core.orders["o3"].idempotency_key == "a"
+
+
+def test_an_idempotency_key_outlives_its_order_in_memory():
+    sim = Sim(workers=1, finished_order_history=1)
+    sim.apply(sim.core.submit("o1", dict(ORDER), now=sim.now, idempotency_key="K"))
+    sim.run_all()
+    sim.submit("o2")
+    sim.run_all()
+    assert "o1" not in sim.core.orders  # forgotten, but its key is not
+    with pytest.raises(Conflict, match="already used by o1"):
+        sim.core.submit("o3", dict(ORDER), now=sim.now, idempotency_key="K")
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+def test_a_dispatch_delivered_twice_starts_its_task_once():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    d = sim.queues["w1"][0]
+    first = sim.core.start_task(d.task_id, "w1", d.lease, now=0)[1]
+    again = sim.core.start_task(d.task_id, "w1", d.lease, now=0)[1]
+    assert first is not None and again is None
+    assert sim.task("o1", "payment").runs == 1
+
+
+def test_a_step_counts_its_runs_and_attempts_and_when_the_latest_began():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    holder = home_worker(sim, "o1")
+    other = next(w for w in sim.queues if w != holder)
+    sim.start_next(holder)
+    sim.advance(2.5, beating=(other,))  # the holder dies under it: the same attempt again
+    sim.now = 3.0
+    d, ctx = sim.start_next(other)
+    task = sim.task("o1", "payment")
+    assert (task.runs, task.attempt, ctx["attempt"], task.started_at) == (2, 1, 1, 3.0)
+    sim.fail(d)
+    sim.advance(1.0, beating=(other,))
+    sim.now = 5.0
+    _, ctx = sim.start_next(other)
+    assert (task.runs, task.attempt, ctx["attempt"], task.started_at) == (3, 2, 2, 5.0)
+    assert view(sim, task)["runs"] == 3 and view(sim, task)["attempts"] == 2
+
+
+def test_a_workers_running_task_is_shown_while_it_runs_and_only_then():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    sim.submit("o2")
+    holder = home_worker(sim, "o1")
+    worker = sim.core.workers[holder]
+    d, _ = sim.start_next(holder)
+    assert worker.running == {d.task_id}
+    sim.succeed(d)
+    assert worker.running == set()
+    d, _ = sim.start_next(holder)
+    assert worker.running == {d.task_id}
+    sim.apply(sim.core.cancel_order(d.task_id.split(":")[0], now=sim.now))
+    assert worker.running == set()
+    d, _ = sim.start_next(holder)
+    assert worker.running == {d.task_id}
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
+    assert worker.status == "dead" and worker.running == set()
+
+
+def test_workers_count_the_attempts_they_finished_and_the_ones_that_failed():
+    sim = Sim(workers=1)
+    for i in range(3):
+        sim.submit(f"o{i}")
+    for outcome in ("ok", "fail", "ok", "fail", "fail"):
+        d, _ = sim.start_next("w1")
+        if d is None:
+            sim.advance(1.0)
+            d, _ = sim.start_next("w1")
+        (sim.succeed if outcome == "ok" else sim.fail)(d)
+    worker = sim.core.workers["w1"]
+    assert (worker.done, worker.failed) == (2, 3)
+
+
+def test_failures_retries_and_moves_are_counted():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    sim.submit("o2")
+    for _ in range(2):
+        holder = home_worker(sim, "o1")
+        d, _ = sim.start_next(holder)
+        while d.task_id != "o1:payment":
+            sim.succeed(d)
+            d, _ = sim.start_next(holder)
+        sim.fail(d)
+        sim.advance(1.0)
+    assert sim.core.counters["retries"] == 2
+    assert sim.core.counters["reassignments"] == 0
+    victim = home_worker(sim, "o1")
+    queued = len(sim.core.workers[victim].tasks)
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != victim))
+    assert queued >= 1 and sim.core.counters["reassignments"] == queued
+
+
+def test_the_last_error_is_kept_until_the_step_succeeds():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "card declined")
+    task = sim.task("o1", "payment")
+    assert task.error == "card declined" and view(sim, task)["error"] == "card declined"
+    sim.advance(1.0)
+    d, _ = sim.start_next("w1")
+    sim.succeed(d, "paid")
+    assert task.error is None and view(sim, task)["error"] is None
+
+
+def test_a_step_shows_when_it_will_be_retried_until_it_is_ready_or_cancelled():
+    sim = Sim(workers=1, seed=2)
+    sim.submit("o1")
+    sim.submit("o2")
+    for oid in ("o1", "o2"):
+        d, _ = sim.start_next("w1")
+        assert d.task_id == f"{oid}:payment"
+        fx = sim.fail(d)
+    first, second = sim.task("o1", "payment"), sim.task("o2", "payment")
+    assert fx.wake_at == min(first.due, second.due)  # the shell's timer sleeps until then
+    assert view(sim, first)["retry_at"] == round(first.due, 6) and first.due > 0
+    sim.apply(sim.core.cancel_order("o2", now=sim.now))
+    assert second.due is None and view(sim, second)["retry_at"] is None
+    sim.now = first.due
+    fx = sim.apply(sim.core.tick(now=sim.now))
+    assert first.state is S.ASSIGNED and first.due is None and view(sim, first)["retry_at"] is None
+    assert fx.wake_at is None  # nothing left to wait for
+
+
+def test_a_cancelled_step_due_for_retry_in_a_forgotten_order_is_dropped_quietly():
+    sim = Sim(workers=1, finished_order_history=1)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d)  # o1's payment waits for its retry
+    sim.apply(sim.core.cancel_order("o1", now=sim.now))
+    sim.submit("o2")
+    sim.run_all()  # o2 finishes and o1 is forgotten
+    assert "o1" not in sim.core.orders
+    sim.advance(5.0)  # o1's stale retry entry comes due
+    assert sim.core.active_orders == 0
+
+
+def test_a_worker_joining_after_parked_steps_were_cancelled_and_forgotten_just_joins():
+    sim = Sim(workers=0, finished_order_history=1)
+    sim.submit("o1")  # parked: no worker yet
+    sim.apply(sim.core.cancel_order("o1", now=0))
+    sim.submit("o2")
+    sim.apply(sim.core.cancel_order("o2", now=0))  # o1 is forgotten
+    assert "o1" not in sim.core.orders
+    sim.add_worker("w1")
+    sim.submit("o3")
+    sim.run_all()
+    assert sim.core.order_status(sim.core.orders["o3"]).value == "completed"
+
+
+def test_finished_orders_record_when_they_finished_and_a_reopened_one_forgets_it():
+    sim = Sim(workers=2, retry=RetryPolicy(max_retries=0), max_reassignments=0)
+    for oid in ("done", "cancelled", "failed", "poisoned"):
+        sim.submit(oid)
+    sim.now = 1.0
+    sim.apply(sim.core.cancel_order("cancelled", now=sim.now))
+    sim.now = 2.0
+    for oid in ("done", "failed"):
+        holder = sim.task(oid, "payment").worker
+        d, _ = sim.start_next(holder)
+        while d.task_id != f"{oid}:payment":
+            sim.succeed(d)
+            d, _ = sim.start_next(holder)
+        (sim.succeed if oid == "done" else sim.fail)(d)
+    holder = sim.task("poisoned", "payment").worker
+    while sim.task("poisoned", "payment").state is not S.RUNNING:
+        sim.start_next(holder)
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
+    finished = {oid: sim.core.orders[oid].finished_at for oid in ("cancelled", "failed")}
+    assert finished == {"cancelled": 1.0, "failed": 2.0}
+    died = sim.types(type="worker_dead")[0]["ts"]
+    assert 2.0 < died < sim.now and sim.core.orders["poisoned"].finished_at == died
+    assert sim.core.orders["done"].finished_at is None  # packing and shipping are still to do
+    sim.apply(sim.core.retry_order("failed", now=sim.now))
+    assert sim.core.orders["failed"].finished_at is None
+
+
+def test_a_reopened_order_is_not_forgotten_while_it_runs_again():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=0), finished_order_history=1)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d)
+    sim.submit("o2")
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    assert sim.core.active_orders == 2
+    sim.run_all()  # o2 finishes first: the finished-order cap must not take the reopened o1
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    assert sim.core.active_orders == 0
+
+
+def test_a_manual_retry_starts_counting_attempts_and_worker_deaths_afresh():
+    sim = Sim(workers=3, max_reassignments=1)
+    sim.submit("o1")
+    for _ in range(2):  # its worker dies under it twice: poison
+        holder = sim.task("o1", "payment").worker
+        sim.start_next(holder)
+        alive = tuple(w for w, r in sim.core.workers.items() if r.status == "alive")
+        sim.advance(2.5, beating=tuple(w for w in alive if w != holder))
+    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+    sim.add_worker("w4")
+    sim.add_worker("w5")
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    task = sim.task("o1", "payment")
+    assert (task.attempt, task.reassignments, task.error) == (0, 0, None)
+    holder = task.worker
+    _, ctx = sim.start_next(holder)
+    assert ctx["attempt"] == 1
+    alive = tuple(w for w, r in sim.core.workers.items() if r.status == "alive")
+    sim.advance(2.5, beating=tuple(w for w in alive if w != holder))
+    assert task.state is S.ASSIGNED and task.reassignments == 1  # one death: moved, not poison
+
+
+def test_orders_are_numbered_in_submission_order():
+    sim = Sim(workers=1)
+    for oid in ("b", "a", "c"):
+        sim.submit(oid)
+    assert [sim.core.orders[o].number for o in ("b", "a", "c")] == [1, 2, 3]
+    assert sim.core.adopted_out_of_order is False  # listings need no sorting
+
+
+def test_orders_are_counted_by_status_as_they_go():
+    sim = Sim(workers=0)
+    sim.submit("o1")
+    sim.submit("o2")
+    assert sim.core.orders_by_status["pending"] == 2
+    sim.add_worker("w1")
+    assert sim.core.orders_by_status["pending"] == 0
+    assert sim.core.orders_by_status["in_progress"] == 2
+    assert sim.core.orders["o1"].reported_status == "in_progress"
+    sim.submit("o3")  # a worker takes its first step at once
+    assert sim.core.orders["o3"].reported_status == "in_progress"
+    assert sim.core.orders_by_status["in_progress"] == 3
+
+
+def test_the_same_seed_gives_the_same_retry_delays():
+    def delays(seed):
+        sim = Sim(workers=1, seed=seed)
+        sim.submit("o1")
+        d, _ = sim.start_next("w1")
+        sim.fail(d)
+        return sim.task("o1", "payment").due
+
+    assert delays(11) == delays(11)
+    assert len({delays(s) for s in range(5)}) == 5
+
+
+def test_a_completion_exactly_a_minute_old_still_counts_towards_throughput():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    sim.run_all()
+    finished = sim.core.orders["o1"].finished_at
+    assert sim.core.throughput(finished + 60.0) == pytest.approx(1 / 60)
+    assert sim.core.throughput(finished + 60.001) == 0
+
+
+def test_a_tasks_history_of_states_stays_bounded_and_ends_with_the_latest():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=100, backoff_base=0, backoff_cap=0))
+    sim.submit("o1")
+    task = sim.task("o1", "payment")
+    longest = 0
+    for _ in range(20):
+        d, _ = sim.start_next("w1")
+        sim.fail(d)
+        longest = max(longest, len(task.history))
+        sim.apply(sim.core.tick(now=sim.now))
+        longest = max(longest, len(task.history))
+    assert longest == 32
+    assert task.history[-4:] == [S.ASSIGNED, S.RUNNING, S.RETRY_WAIT, S.READY]

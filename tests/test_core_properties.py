@@ -43,7 +43,8 @@ def live_workers(sim: Sim) -> list[str]:
     return sorted(w for w, r in sim.core.workers.items() if r.status in ("alive", "draining"))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The example budget comes from the profile loaded in conftest.py.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workflow=workflows(), actions=ACTIONS, orders=st.integers(1, 5))
 def test_random_schedules_keep_the_invariants_and_always_finish(workflow, actions, orders):
     sim = Sim(

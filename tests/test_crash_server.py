@@ -13,6 +13,8 @@ from conftest import wait_for
 
 from scheduler.chaos.serve_process import ServeProcess
 
+pytestmark = pytest.mark.slow  # a real server process, SIGKILLed and restarted
+
 ORDER = {"customer": "crash", "items": [{"sku": "X", "qty": 1, "price": 1.0}]}
 
 

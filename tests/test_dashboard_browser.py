@@ -22,6 +22,8 @@ from dashboard import services
 from dashboard.assets import VENDOR, VENDOR_DIR
 from scheduler import Cluster
 
+pytestmark = pytest.mark.slow  # a live server and a real browser
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",

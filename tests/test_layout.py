@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import grimp
+import pytest
 
 WEB_STACK = {"flask", "flask_socketio", "werkzeug", "gunicorn", "prometheus_client"}
 
@@ -24,6 +25,7 @@ def test_the_pure_engine_imports_only_the_standard_library():
     assert outside <= set(sys.stdlib_module_names), outside - set(sys.stdlib_module_names)
 
 
+@pytest.mark.slow
 def test_starting_orderflow_worker_loads_no_flask_gunicorn_or_prometheus():
     # The real command path (entry point lookup, argument parsing, the client built), with
     # only the connection loop replaced by a report of what the process has loaded.

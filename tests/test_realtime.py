@@ -162,6 +162,7 @@ class Listener:
         return {e["type"] for e in self.events()}
 
 
+@pytest.mark.slow
 def test_live_client_follows_200_orders_and_a_worker_killed_through_the_api():
     cluster = fast_cluster(workers=4, latency_ms=(2.0, 6.0))
     with app_over(cluster, LIVE_CONFIG) as app, LiveServer(app) as server:
@@ -203,6 +204,7 @@ def test_live_client_follows_200_orders_and_a_worker_killed_through_the_api():
         assert all(cluster.get_order(i)["status"] in ("completed", "failed") for i in ids)
 
 
+@pytest.mark.slow
 def test_socketio_accepts_only_same_origin_browsers_by_default():
     with app_over(fast_cluster(), LIVE_CONFIG, start=False) as app, LiveServer(app) as server:
         endpoint = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
@@ -222,6 +224,7 @@ def run_orders(cluster, count: int) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.slow
 def test_client_that_never_reads_does_not_slow_the_cluster():
     cluster = fast_cluster(workers=4, latency_ms=(1.0, 3.0))
     # A long ping timeout keeps the stuck client connected for the whole test.

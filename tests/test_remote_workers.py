@@ -41,6 +41,7 @@ def first_event(rc, kind: str, **match) -> dict | None:
 # ---------------------------------------------------------------- real processes
 
 
+@pytest.mark.slow
 def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(remote):
     a, b = remote.start_worker(), remote.start_worker()
     wa, wb = remote.joined(a), remote.joined(b)
@@ -70,6 +71,7 @@ def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(re
     remote.cluster.validate()
 
 
+@pytest.mark.slow
 def test_a_worker_with_a_wrong_token_is_refused_on_both_sides(remote, caplog):
     with caplog.at_level(logging.WARNING, logger="orderflow.workers"):
         wrong = remote.start_worker(token="not-the-token")
@@ -83,6 +85,7 @@ def test_a_worker_with_a_wrong_token_is_refused_on_both_sides(remote, caplog):
     assert remote.cluster.workers() == []
 
 
+@pytest.mark.slow
 def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remote):
     procs = [remote.start_worker(handlers=SLOW, concurrency=1) for _ in range(2)]
     ids = {remote.joined(p): p for p in procs}
@@ -112,6 +115,7 @@ def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remot
     assert remote.joined(victim, other_than=victim_id) != victim_id
 
 
+@pytest.mark.slow
 def test_sigterm_drains_a_worker_process_which_exits_0(remote):
     proc = remote.start_worker(handlers=SLOW, concurrency=1)
     worker_id = remote.joined(proc)
@@ -133,6 +137,7 @@ def test_sigterm_drains_a_worker_process_which_exits_0(remote):
     assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
 
 
+@pytest.mark.slow
 def test_kill_and_drain_from_the_api_reach_processes_the_server_did_not_start(remote):
     a, b = remote.start_worker(), remote.start_worker()
     wa, wb = remote.joined(a), remote.joined(b)
@@ -147,6 +152,7 @@ def test_kill_and_drain_from_the_api_reach_processes_the_server_did_not_start(re
     assert remote.status(wb) == "removed"
 
 
+@pytest.mark.slow
 def test_a_result_too_big_to_send_is_a_failed_attempt_not_a_reconnect_loop(tmp_path):
     with remote_cluster(tmp_path, max_retries=0) as rc:
         proc = rc.start_worker(handlers="remote_handlers:HUGE_PAYMENT")
@@ -159,6 +165,7 @@ def test_a_result_too_big_to_send_is_a_failed_attempt_not_a_reconnect_loop(tmp_p
         assert rc.status(worker_id) == "alive" and "lost the connection" not in log_of(proc)
 
 
+@pytest.mark.slow
 def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp_path):
     with remote_cluster(tmp_path, heartbeat_timeout=5.0) as rc:
         proc = rc.start_worker()
@@ -177,6 +184,7 @@ def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp
         assert f"resumed as {worker_id}" in log_of(proc)
 
 
+@pytest.mark.slow
 def test_api_starts_worker_processes_kill_sends_sigkill_and_shutdown_reaps_them(tmp_path):
     with remote_cluster(tmp_path) as rc:
         client = rc.app.test_client()

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
+
 from scheduler.engine.ring import HashRing, capacity, stable_hash
 
 KEYS = [f"o-{i}" for i in range(10_000)]
@@ -16,6 +18,7 @@ def ring_of(n: int) -> HashRing:
     return ring
 
 
+@pytest.mark.slow
 def test_stable_hash_is_the_same_in_another_process_with_another_hash_seed():
     code = "from scheduler.engine.ring import stable_hash; print(stable_hash('o-42'))"
     env = dict(os.environ, PYTHONHASHSEED="12345")
@@ -96,3 +99,20 @@ def test_shares_cover_the_whole_ring_and_are_roughly_even():
 def test_arcs_cover_the_circle_once():
     arcs = ring_of(3).arcs()
     assert math.isclose(sum(end - start for start, end, _ in arcs), 1.0, rel_tol=1e-9)
+
+
+def test_preference_walks_clockwise_from_the_keys_point():
+    ring = HashRing(vnodes=1)
+    for member in ("a", "b", "c", "d"):
+        ring.add(member)
+    for key in KEYS[:50]:
+        point = stable_hash(key)
+        # Clockwise distance from the key to each member's single point, wrapping at the top.
+        expected = sorted(ring.members, key=lambda m: (stable_hash(f"{m}#0") - point) % 2**64)
+        assert list(ring.preference(key)) == expected
+
+
+def test_arcs_tile_the_circle_from_zero_without_gaps():
+    arcs = sorted(ring_of(3).arcs())
+    assert arcs[0][0] == 0.0 and arcs[-1][1] == 1.0
+    assert all(a[1] == b[0] for a, b in zip(arcs, arcs[1:], strict=False))

@@ -92,6 +92,7 @@ def test_serve_rejects_malformed_flags(capsys, argv):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_signal):
     env = {**os.environ, "ORDERFLOW_TOKEN": ""}

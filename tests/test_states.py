@@ -56,3 +56,8 @@ def test_invalid_transition_names_the_task_and_its_history():
 )
 def test_order_status_is_derived_from_its_tasks(states, expected):
     assert derive_order_status(states) is expected
+
+
+def test_an_invalid_move_of_a_task_with_no_history_says_so():
+    with pytest.raises(InvalidTransition, match=r"\(history: \(none\)\)$"):
+        check_transition("o-1:payment", S.PENDING, S.SUCCEEDED, [])

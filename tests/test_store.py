@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
+from sim import Sim
 
-from scheduler import Cluster, Conflict, TaskContext
+from scheduler import Cluster, Conflict, RetryPolicy, TaskContext
+from scheduler.engine.config import ClusterConfig
+from scheduler.engine.core import SchedulerCore
+from scheduler.engine.states import TaskState
+from scheduler.journal.recovery import recover_into
 from scheduler.journal.retention import Pruner, parse_duration
 from scheduler.journal.schema import SCHEMA_VERSION, StoreError
 from scheduler.journal.sqlite import SQLiteJournal
@@ -39,6 +44,52 @@ def db_rows(db, sql, *args):
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+class JournaledSim(Sim):
+    """The fake-clock Sim with every stimulus's effects recorded in a real SQLiteJournal and
+    committed before the next stimulus: "crashing" at any point recovers exactly the committed
+    prefix. The core's clock is wall time here (no epoch offset), so `now` sets `finished_at`."""
+
+    def __init__(self, db, workers: int = 0, **settings):
+        self.journal = SQLiteJournal(db)
+        self.lock = threading.Lock()
+        self._settings = dict(settings)
+        super().__init__(workers=0, **settings)
+        self.journal.attach(self.core, self.lock)
+        for i in range(1, workers + 1):
+            self.add_worker(f"w{i}")
+
+    def apply(self, fx):
+        if getattr(self, "journal", None) is not None and (fx.events or fx.moves):
+            with self.lock:
+                ticket = self.journal.record(fx)
+            self.journal.wait(ticket)
+        return super().apply(fx)
+
+    def crash_and_recover(self, db) -> SchedulerCore:
+        """Close the journal (everything recorded is committed) and rebuild a fresh core."""
+        self.journal.close()
+        journal = SQLiteJournal(db)
+        try:
+            state = journal.recover()
+        finally:
+            journal.close()
+        settings = dict(self._settings)
+        settings.setdefault("seed", 7)
+        core = SchedulerCore(ClusterConfig(workers=0, **settings))
+        recover_into(core, state, now=self.now)
+        return core
+
+
+def true_task_counts(core: SchedulerCore) -> dict[str, int]:
+    counts = Counter(t.state.value for t in core.tasks.values())
+    return {s.value: counts.get(s.value, 0) for s in TaskState}
+
+
+def true_order_counts(core: SchedulerCore) -> dict[str, int]:
+    counts = Counter(core.order_status(o).value for o in core.orders.values())
+    return {k: counts.get(k, 0) for k in core.orders_by_status}
 
 
 def assert_journal_consistent(db):
@@ -180,22 +231,25 @@ def test_orders_forgotten_from_memory_are_read_back_from_the_journal(tmp_path):
 
 def test_prune_removes_only_finished_orders_older_than_the_cutoff(tmp_path):
     db = tmp_path / "of.db"
-    clock = {"now": 1_000_000.0}
-    journal = SQLiteJournal(db)
-    cluster = Cluster(workers=1, journal=journal, handlers=NOOP, **FAST).start()
+    day = 86400.0
+    sim = JournaledSim(db, workers=1)
     try:
-        old = [cluster.submit(ORDER) for _ in range(3)]
-        assert cluster.wait_until_idle(10)
-        pruner = Pruner(journal, older_than=parse_duration("7d"), clock=lambda: clock["now"])
-        clock["now"] = __import__("time").time() + 8 * 86400
-        cluster.submit(ORDER)  # still unfinished or just finished: not older than 7 days
+        sim.now = 1000 * day  # wall-clock seconds, as the journal stores them
+        sim.submit("old")
+        sim.run_all()
+        sim.now = 1002 * day  # finishes six days before the prune: inside the window
+        sim.submit("recent")
+        sim.run_all()
+        sim.submit("open")  # never finishes
+        pruner = Pruner(sim.journal, older_than=parse_duration("7d"), clock=lambda: 1008 * day)
         removed = pruner.prune_once()
-        assert removed["orders"] >= 3
-        remaining = {r[0] for r in db_rows(db, "SELECT id FROM orders")}
-        assert not set(old) & remaining
-        assert db_rows(db, "SELECT COUNT(*) FROM events WHERE order_id IN (?,?,?)", *old)[0][0] == 0
+        assert removed["orders"] == 1
+        assert {r[0] for r in db_rows(db, "SELECT id FROM orders")} == {"recent", "open"}
+        assert {r[0] for r in db_rows(db, "SELECT DISTINCT order_id FROM tasks")} == {"recent"}
+        assert db_rows(db, "SELECT COUNT(*) FROM events WHERE order_id = 'old'") == [(0,)]
+        assert db_rows(db, "SELECT COUNT(*) FROM events WHERE order_id = 'recent'")[0][0] > 0
     finally:
-        cluster.stop()
+        sim.journal.close()
 
 
 @pytest.mark.parametrize(
@@ -292,6 +346,109 @@ def test_a_failed_order_forgotten_from_memory_can_still_be_retried(tmp_path):
         assert order["status"] == "completed" and order["tasks"]["payment"]["result"] == "paid"
     finally:
         cluster.stop()
+
+
+def test_a_key_whose_order_left_memory_is_refused_and_the_journal_keeps_working(tmp_path):
+    cluster = Cluster(
+        workers=1,
+        journal=SQLiteJournal(tmp_path / "of.db"),
+        handlers=NOOP,
+        finished_order_history=1,
+        **FAST,
+    ).start()
+    try:
+        first = cluster.submit(ORDER, idempotency_key="K")
+        assert cluster.wait_until_idle(10)
+        cluster.submit(ORDER)
+        assert cluster.wait_until_idle(10)  # the first order is forgotten from memory here
+        with pytest.raises(Conflict, match=first):
+            cluster.submit(ORDER, idempotency_key="K")
+        later = cluster.submit(ORDER)
+        assert cluster.wait_until_idle(10)
+        assert cluster.get_order(later)["status"] == "completed"
+        assert cluster.stats()["orders_total"] == 3
+    finally:
+        cluster.stop()
+
+
+def test_task_counts_match_the_tasks_after_recovering_moves_the_journal_does_not_record(
+    tmp_path,
+):
+    db = tmp_path / "of.db"
+    sim = JournaledSim(db, workers=1)
+    sim.submit("o1")  # payment pending -> ready -> assigned: no task row at all
+    d, _ = sim.start_next("w1")  # assigned -> running: still no row; the counters are written
+    assert d is not None
+    core = sim.crash_and_recover(db)
+    core.add_worker("w9", now=sim.now)
+    assert core.tasks_by_state == true_task_counts(core)
+
+
+def test_task_counts_match_the_tasks_after_recovering_a_step_that_never_found_a_worker(
+    tmp_path,
+):
+    db = tmp_path / "of.db"
+    sim = JournaledSim(db, workers=0)
+    sim.submit("o1")  # payment ready but unplaced; its row is never written
+    core = sim.crash_and_recover(db)
+    assert core.tasks_by_state == true_task_counts(core)
+
+
+def test_order_counts_match_the_orders_after_recovering_an_order_that_started_since_its_row(
+    tmp_path,
+):
+    db = tmp_path / "of.db"
+    sim = JournaledSim(db, workers=0)
+    sim.submit("o1")  # row: status pending
+    sim.add_worker("w1")  # the order is in progress now; its row is not rewritten for that
+    core = sim.crash_and_recover(db)
+    core.add_worker("w9", now=sim.now)
+    assert core.orders_by_status == true_order_counts(core)
+    assert min(core.orders_by_status.values()) >= 0
+
+
+def test_waiting_for_a_record_made_after_the_journal_closed_fails_instead_of_hanging(tmp_path):
+    journal = SQLiteJournal(tmp_path / "of.db")
+    core, lock = SchedulerCore(ClusterConfig(workers=0)), threading.Lock()
+    journal.attach(core, lock)
+    journal.close()
+    with lock:  # a late durable caller, such as an HTTP submit racing shutdown
+        fx = core.submit("late", dict(ORDER), now=0.0)
+        ticket = journal.record(fx)
+    outcome: list[object] = []
+
+    def waiter():
+        try:
+            journal.wait(ticket)
+            outcome.append("returned")
+        except StoreError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    t.join(3.0)
+    hung = t.is_alive()
+    if hung:  # release the waiter so the test leaves no thread behind
+        with journal._writer._done:
+            journal._writer._failure = RuntimeError("released by the test")
+            journal._writer._done.notify_all()
+        t.join(5)
+    assert not hung, "journal.wait() after close() never returns"
+    assert isinstance(outcome[0], StoreError), "a record after close must not look durable"
+
+
+def test_a_retried_order_whose_rows_were_pruned_survives_a_restart(tmp_path):
+    db = tmp_path / "of.db"
+    sim = JournaledSim(db, workers=1, retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d)
+    assert sim.core.orders["o1"].reported_status == "failed"
+    sim.journal.prune(before_wall=1e18)  # the operator's retention removes it from disk
+    sim.apply(sim.core.retry_order("o1", now=sim.now))  # accepted: in progress again
+    core = sim.crash_and_recover(db)
+    assert "o1" in core.orders, "a retried, unfinished order vanished after a restart"
+    assert core.active_orders == 1  # to be finished, not finished already
 
 
 def table_columns(db, table) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ def test_socketio_token_with_a_lone_surrogate_is_refused_not_an_exception(namesp
         assert socketio.server.manager.pending_connect.get(namespace, []) == []
 
 
+@pytest.mark.slow
 def test_surrogate_token_over_a_real_connection_gets_a_connect_error(caplog):
     """The same over a real WebSocket: the client should get CONNECT_ERROR ("44..."), and
     the server should log no traceback."""

@@ -45,3 +45,26 @@ def test_a_duplicate_step_is_rejected():
 def test_an_empty_workflow_is_rejected():
     with pytest.raises(WorkflowError, match="has no steps"):
         Workflow.define("w", [])
+
+
+@pytest.mark.parametrize("name", ["", 7, None])
+def test_a_workflow_without_a_proper_name_is_rejected(name):
+    with pytest.raises(WorkflowError, match="^a workflow needs a non-empty name$"):
+        Workflow.define(name, [("a", [])])
+
+
+@pytest.mark.parametrize("step", ["", 7, None])
+def test_a_step_without_a_proper_name_is_rejected(step):
+    with pytest.raises(WorkflowError, match="^workflow 'w': step names must be non-empty strings$"):
+        Workflow.define("w", [("a", []), (step, ["a"])])
+
+
+def test_a_dependency_listed_twice_is_rejected():
+    with pytest.raises(WorkflowError, match="^workflow 'w': step 'b' lists a dependency twice$"):
+        Workflow.define("w", [("a", []), ("b", ["a", "a"])])
+
+
+def test_errors_found_while_ordering_the_steps_name_the_workflow():
+    with pytest.raises(WorkflowError, match="^workflow 'loop' has a cycle"):
+        Workflow.define("loop", [("a", ["b"]), ("b", ["a"])])
+    assert Workflow.define("named", [("a", [])]).name == "named"

@@ -596,7 +596,15 @@ class SchedulerCore:
         return fx
 
     def _next_wake(self) -> float | None:
-        """The earliest time something is due: a retry, a time limit, a rate limit's token."""
+        """The earliest time something is due: a retry, a time limit, a rate limit's token.
+        Entries made stale since (a cancelled retry, an attempt that ended) are dropped
+        from the top first, so the shell's timer does not wake for nothing."""
+        for heap, state in ((self._retry_heap, S.RETRY_WAIT), (self._deadlines, S.RUNNING)):
+            while heap:
+                task = self.tasks.get(heap[0][2])
+                if task is not None and task.state is state and task.lease == heap[0][1]:
+                    break
+                heapq.heappop(heap)
         due = [heap[0][0] for heap in (self._retry_heap, self._deadlines) if heap]
         for step in self._held_back:
             free = self.limits.free_at(step, self._now)

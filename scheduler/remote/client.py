@@ -37,7 +37,7 @@ import socketio
 from ..demo.handlers import Chaos, demo_handlers
 from ..steps.context import Handler, TaskContext
 from ..steps.run import run_handler
-from .protocol import EXIT_REFUSED, NAMESPACE
+from .protocol import EXIT_REFUSED, NAMESPACE, handshake_headers, handshake_refusal
 
 log = logging.getLogger("orderflow.worker")
 
@@ -271,10 +271,12 @@ class WorkerProcess:
         auth = {"token": self.options.token} if self.options.token else None
         try:
             self.sio.connect(self.options.server, auth=auth, transports=["websocket"],
+                             headers=handshake_headers(self.options.token),
                              namespaces=[NAMESPACE], wait_timeout=self.options.request_timeout)
         except socketio.exceptions.ConnectionError as exc:
-            if self.sio.failed_namespaces:
-                raise Refused(self._refusal or str(exc)) from None
+            refusal = handshake_refusal(exc)
+            if self.sio.failed_namespaces or refusal:
+                raise Refused(refusal or self._refusal or str(exc)) from None
             raise Unavailable(str(exc)) from None
         except ValueError as exc:  # the previous connection has not finished closing
             raise Unavailable(str(exc)) from None

@@ -5,7 +5,6 @@ only the journal still has. Every helper stops what it starts."""
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 import websocket

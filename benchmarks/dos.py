@@ -212,7 +212,8 @@ def wait_until(condition, timeout: float) -> bool:
 
 
 def run_mode(token: str | None, args: argparse.Namespace) -> dict:
-    flags = ["--no-persist", "--failure-rate", "0", "--latency-ms", "0,0"]
+    flags = ["--no-persist", "--failure-rate", "0", "--latency-ms", "0,0",
+             *args.serve_flags.split()]
     if token:
         flags += ["--token", token]
     with Server(*flags) as server:
@@ -238,8 +239,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60, help="requests per target")
     parser.add_argument("--budget", type=float, default=30.0,
                         help="seconds per measurement at most (a down server times out)")
+    parser.add_argument("--serve-flags", default="",
+                        help="more `orderflow serve` flags, e.g. '--threads 700'")
     args = parser.parse_args()
     emit({"sockets": args.sockets, "partial": args.partial, "timeout_ms": TIMEOUT * 1000,
+          "serve_flags": args.serve_flags,
           "with_token": run_mode(TOKEN, args), "without_token": run_mode(None, args)})
 
 

@@ -281,6 +281,17 @@ class FrontWorker(ThreadWorker):
 
     # ------------------------------------------------------------ on the thread
 
+    def _keepalive_after(self, conn: FrontConn, keepalive: bool) -> bool:
+        """gthread hands a connection whose next request was read ahead straight back to a
+        thread; if that request's head is incomplete, it goes back to the event loop
+        instead (a thread would block on the rest of it)."""
+        keep = super()._keepalive_after(conn, keepalive)
+        if keep:
+            ahead = conn.parser.unreader.buf.getvalue()
+            if ahead and not head_complete(bytearray(ahead), 0):
+                conn.head += conn.parser.unreader.take_buffered()
+        return keep
+
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.wsgi = _HonourClose(self.wsgi, self._answer)

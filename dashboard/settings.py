@@ -81,10 +81,11 @@ def check_settings(settings: ServeSettings) -> None:
         raise ConfigError("port must be from 0 to 65535")
     if settings.threads < 2:
         raise ConfigError("threads must be at least 2")
-    if not 1 <= settings.max_sockets_per_address <= settings.max_sockets:
-        raise ConfigError("max-sockets-per-address must be from 1 to max-sockets")
-    if not 1 <= settings.max_connections_per_address <= settings.max_connections:
-        raise ConfigError("max-connections-per-address must be from 1 to max-connections")
+    # A per-address cap above the total is simply the total.
+    if min(settings.max_sockets, settings.max_sockets_per_address) < 1:
+        raise ConfigError("max-sockets and max-sockets-per-address must be at least 1")
+    if min(settings.max_connections, settings.max_connections_per_address) < 1:
+        raise ConfigError("max-connections and max-connections-per-address must be at least 1")
     if settings.max_connections <= settings.threads + settings.max_sockets:
         raise ConfigError("max-connections must be more than threads + max-sockets")
     if not (settings.header_timeout > 0 and settings.request_timeout > 0):

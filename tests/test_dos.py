@@ -111,6 +111,24 @@ def test_partial_requests_hold_no_thread():
                 sock.close()
 
 
+def test_a_partial_request_behind_a_whole_one_holds_no_thread_either():
+    """Pipelined: the second request's head arrives with the first and is incomplete."""
+    with ServeProcess(*QUIET, "--threads", "2", "--max-sockets", "2") as server:
+        opened = []
+        try:
+            for _ in range(10):  # more than the 4 threads of the pool
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                             b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ")
+                opened.append(sock)
+            for sock in opened:  # each first request is answered ...
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            assert healthz_answers(server)  # ... and no thread waits on a second one
+        finally:
+            for sock in opened:
+                sock.close()
+
+
 def test_a_partial_request_is_cut_after_the_header_timeout():
     with ServeProcess(*QUIET, "--header-timeout", "1") as server:
         partial = partial_requests(server, 3)

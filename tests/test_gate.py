@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from dashboard.frames import OneLineErrors, printable, valid_frame
 from dashboard.front import head_complete
 from dashboard.gate import GateLimits, RefusalLog, SocketGate, presented_token
+from dashboard.settings import ServeSettings, check_settings
+from scheduler import ConfigError
 
 
 def environ(address: str = "127.0.0.1", path: str = "/socket.io/", query: str = "",
@@ -117,3 +121,15 @@ def test_a_request_head_ends_at_its_blank_line_even_across_reads():
     start = len(buffer)
     buffer += b"\n"
     assert head_complete(buffer, start)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"max_sockets": 0}, "max-sockets"),
+    ({"max_connections_per_address": 0}, "max-connections"),
+    ({"max_connections": 90}, "threads \\+ max-sockets"),
+    ({"header_timeout": 0}, "header-timeout"),
+])
+def test_connection_limits_are_checked_before_the_server_starts(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        check_settings(ServeSettings(**bad))
+    check_settings(ServeSettings(max_sockets=8))  # a per-address cap above it is fine

@@ -42,6 +42,9 @@ class OrderflowWorker(FrontWorker):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
+        # Idle kept-alive connections are closed at once too, not after gunicorn's 2 s
+        # linger: a client that keeps one open would otherwise hold up every shutdown.
+        self.method_queue.defer(self.murder_keepalived, True)
         running: Services | None = getattr(self.app, "services", None)
         if running is not None:
             # Not inside the signal handler: closing takes locks the interrupted code may hold.

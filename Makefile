@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fanout.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/backlog.py
+	$(BIN)/python benchmarks/dos.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
 
 test-js:

@@ -17,9 +17,20 @@ from flask_socketio import SocketIO
 from scheduler import Cluster
 from scheduler.journal.retention import Pruner
 
-from . import api_orders, api_system, api_workers, auth, errors, metrics, pages, realtime
+from . import (
+    api_orders,
+    api_system,
+    api_workers,
+    auth,
+    errors,
+    frames,
+    metrics,
+    pages,
+    realtime,
+)
 from .assets import STATIC, TEMPLATES
 from .config import DefaultConfig
+from .gate import GateLimits, SocketGate
 from .metrics import Metrics
 from .settings import ServeSettings, build_cluster, build_pruner
 from .stream import EventStream, StreamSettings
@@ -102,14 +113,25 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         ping_interval=app.config["PING_INTERVAL"],
         ping_timeout=app.config["PING_TIMEOUT"],
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+        # Ours, so a client's malformed packet is one log line, not a traceback (frames.py).
+        logger=frames.library_logger("orderflow.socketio.lib"),
+        engineio_logger=frames.library_logger("orderflow.engineio.lib"),
     )
+    frames.guard(socketio)
     stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config))
     app.extensions["orderflow"] = Services(cluster, socketio, stream, Metrics(cluster, stream),
                                            owns_cluster, build_pruner(settings, cluster))
 
     errors.register(app)
     auth.register(app)
-    # Outermost, so it also guards Socket.IO's requests, which never reach Flask's hooks.
+    # Around Socket.IO's requests, which never reach Flask's hooks: the token and the caps
+    # are checked before a handshake is answered, so a refused one never holds a thread.
+    app.wsgi_app = SocketGate(
+        app.wsgi_app, socketio.server_options.get("path", "socket.io"),
+        lambda: app.config.get("ORDERFLOW_TOKEN"),
+        GateLimits(app.config["SOCKET_LIMIT"], app.config["SOCKET_LIMIT_PER_ADDRESS"]))
+    app.extensions["orderflow_gate"] = app.wsgi_app
+    # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
     for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_system.bp, metrics.bp):
         app.register_blueprint(blueprint)

@@ -57,7 +57,22 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
                        help="bearer token for the API and Socket.IO; $ORDERFLOW_TOKEN if set")
     serve.add_argument("--threads", type=int, default=DEFAULTS.threads,
-                       help="server threads; each open Socket.IO connection holds one")
+                       help="threads for HTTP requests (Socket.IO connections have their own)")
+    limits = serve.add_argument_group("connection limits")
+    limits.add_argument("--max-sockets", type=int, default=DEFAULTS.max_sockets, metavar="N",
+                        help="Socket.IO connections open at once; each holds a thread")
+    limits.add_argument("--max-sockets-per-address", type=int,
+                        default=DEFAULTS.max_sockets_per_address, metavar="N",
+                        help="Socket.IO connections open at once from one client address")
+    limits.add_argument("--max-connections", type=int, default=DEFAULTS.max_connections,
+                        metavar="N", help="TCP connections open at once, in any state")
+    limits.add_argument("--max-connections-per-address", type=int,
+                        default=DEFAULTS.max_connections_per_address, metavar="N",
+                        help="TCP connections open at once from one client address")
+    limits.add_argument("--header-timeout", type=float, default=DEFAULTS.header_timeout,
+                        metavar="S", help="time a client has to send a whole request head")
+    limits.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout,
+                        metavar="S", help="a request body or response stalled this long is cut")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-file", default=None, metavar="PATH",
                        help="readable log, rotated at 10 MB, 5 kept; by default next to the "
@@ -70,6 +85,10 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     """The parsed `serve` flags as settings (not yet checked)."""
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, workers=args.workers,
+        max_sockets=args.max_sockets, max_sockets_per_address=args.max_sockets_per_address,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        header_timeout=args.header_timeout, request_timeout=args.request_timeout,
         db=args.db, persist=not args.no_persist,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         max_retries=args.max_retries, failure_rate=args.failure_rate, latency_ms=args.latency_ms,

@@ -15,6 +15,12 @@ class DefaultConfig:
     # With a token set, reads need it too (orders hold customer data); /healthz, the page
     # shell and the OpenAPI document stay open either way.
     TOKEN_FOR_READS = True
+    # Socket.IO requests open at once (a WebSocket counts for its whole life, a long poll
+    # while it waits), from everyone and from one client address. Beyond them a handshake is
+    # refused (503, 429) before it costs a thread; `orderflow serve` adds SOCKET_LIMIT
+    # threads to its pool, so open connections never take the HTTP API's threads.
+    SOCKET_LIMIT = 64
+    SOCKET_LIMIT_PER_ADDRESS = 32
     # Origins allowed to open a Socket.IO connection; None means same origin only.
     CORS_ORIGINS: list[str] | str | None = None
     # Engine.IO liveness: a client silent for about interval + timeout is dropped (seconds).

@@ -24,6 +24,13 @@ def _no_constants(name: str) -> None:
 def json_body(required: bool = True) -> dict:
     """The request's JSON object. An empty body is {} when the body is optional."""
     data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413 from werkzeug
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        # A chunked body: werkzeug stops reading at the limit without a word, which would
+        # be parsed as truncated JSON. One more byte on the wire means it was too large.
+        if request.environ["wsgi.input"].read(1):
+            raise ApiError(413, "payload_too_large",
+                           f"the request body exceeds {limit} bytes")
     if not data:
         if required:
             raise ApiError(400, "bad_request", "a JSON object body is required")

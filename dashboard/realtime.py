@@ -42,8 +42,11 @@ Client to server (each answers through the Socket.IO acknowledgement)
   A refused command answers {"error": {"code", "message"}, "status": <the HTTP status>},
   with the same codes and messages as the HTTP API.
 
-Connecting needs `auth={"token": ...}` when the server has a token; browsers on another
-origin are refused unless CORS_ORIGINS lists them.
+Connecting to a server with a token needs it on the handshake (`Authorization: Bearer` or a
+`token` query parameter; refused with 401 before the upgrade otherwise, see gate.py), or, for
+clients that reach the app without the gate (the test client), `auth={"token": ...}`. Beyond
+the connection caps a handshake gets 429 / 503. Browsers on another origin are refused unless
+CORS_ORIGINS lists them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 Why this shape (see Flask-SocketIO's deployment notes and ../shared/notes/flask-socketio.md):
 one worker process, because the cluster lives in memory; the gthread worker, because every
-WebSocket holds a thread; the app (and so the cluster's threads) is built in `load()`, which
+WebSocket holds a thread, with a front door (front.py) that reads request heads in its event
+loop, so a connection costs a thread only once its request is whole; a pool of HTTP threads
+plus one per allowed Socket.IO connection (gate.py caps those), so sockets never starve the
+API; the app (and so the cluster's threads) is built in `load()`, which
 gunicorn calls in the worker after the fork, never in the master, whose threads would not
 survive it. On SIGTERM or Ctrl-C the worker drops Socket.IO connections at once (they never
 end by themselves), then `worker_exit` stops the stream and the cluster.
@@ -16,22 +19,32 @@ import threading
 from typing import IO, Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import ThreadWorker
 
 from scheduler.remote.supervisor import own_url
 
 from .app import Services, create_app, services
+from .front import FrontLimits, FrontWorker
 from .settings import ServeSettings, flask_config
 
 log = logging.getLogger("orderflow.server")
 
 
-class OrderflowWorker(ThreadWorker):
-    """gthread worker that closes Socket.IO connections as soon as a graceful stop begins,
-    so shutdown does not wait out the graceful timeout on WebSockets."""
+class OrderflowWorker(FrontWorker):
+    """The front-door gthread worker, with the limits of `orderflow serve`'s settings; it
+    closes Socket.IO connections as soon as a graceful stop begins, so shutdown does not
+    wait out the graceful timeout on WebSockets."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        s: ServeSettings = self.app.settings
+        self.limits = FrontLimits(s.max_connections, s.max_connections_per_address,
+                                  s.header_timeout, s.request_timeout)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
+        # Idle kept-alive connections are closed at once too, not after gunicorn's 2 s
+        # linger: a client that keeps one open would otherwise hold up every shutdown.
+        self.method_queue.defer(self.murder_keepalived, True)
         running: Services | None = getattr(self.app, "services", None)
         if running is not None:
             # Not inside the signal handler: closing takes locks the interrupted code may hold.
@@ -59,7 +72,11 @@ class OrderflowServer(BaseApplication):
         options = {
             "bind": [bind_address(s.host, s.port)],
             "workers": 1,
-            "threads": s.threads,
+            # HTTP threads plus one per Socket.IO connection the gate lets in.
+            "threads": s.threads + s.max_sockets,
+            # The front door refuses beyond max_connections itself (with a 503), so gunicorn
+            # must never stop accepting before that.
+            "worker_connections": s.max_connections + 1,
             "worker_class": OrderflowWorker,
             "graceful_timeout": s.graceful_timeout,
             "preload_app": False,

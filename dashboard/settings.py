@@ -21,8 +21,23 @@ class ServeSettings:
     host: str = "127.0.0.1"
     # 0 lets the kernel pick a free port (the server prints the URL it got).
     port: int = 5000
-    # gunicorn threads; every open Socket.IO connection holds one for its lifetime.
+    # Threads for HTTP requests. Socket.IO connections get threads of their own, up to
+    # max_sockets (each holds one while open), so they never starve the API.
     threads: int = 32
+    # Socket.IO connections open at once, from everyone and from one client address;
+    # beyond them a handshake gets 503 / 429 before it costs a thread.
+    max_sockets: int = 64
+    max_sockets_per_address: int = 32
+    # TCP connections open at once (any state), from everyone and from one address; beyond
+    # them a new connection gets an immediate 503 / 429 and is closed.
+    max_connections: int = 1000
+    max_connections_per_address: int = 500
+    # Seconds a client has to send a whole request head (request line and headers). Until
+    # then the connection waits in the server's event loop, not on a thread; past it, it is
+    # closed. A slow body or a client that does not read its response is cut after
+    # request_timeout seconds without progress.
+    header_timeout: float = 10.0
+    request_timeout: float = 30.0
     # Worker threads of the cluster at start; this and the heartbeat and retry settings
     # default to the cluster's own (`ClusterConfig`), so `make run` and the Python API agree.
     workers: int = ClusterConfig.workers
@@ -66,6 +81,15 @@ def check_settings(settings: ServeSettings) -> None:
         raise ConfigError("port must be from 0 to 65535")
     if settings.threads < 2:
         raise ConfigError("threads must be at least 2")
+    # A per-address cap above the total is simply the total.
+    if min(settings.max_sockets, settings.max_sockets_per_address) < 1:
+        raise ConfigError("max-sockets and max-sockets-per-address must be at least 1")
+    if min(settings.max_connections, settings.max_connections_per_address) < 1:
+        raise ConfigError("max-connections and max-connections-per-address must be at least 1")
+    if settings.max_connections <= settings.threads + settings.max_sockets:
+        raise ConfigError("max-connections must be more than threads + max-sockets")
+    if not (settings.header_timeout > 0 and settings.request_timeout > 0):
+        raise ConfigError("header-timeout and request-timeout must be positive")
     if settings.token is not None and not settings.token.strip():
         raise ConfigError("token must not be empty")
     if not is_loopback(settings.host) and not settings.token:
@@ -106,4 +130,6 @@ def build_pruner(settings: ServeSettings, cluster: Cluster) -> Pruner | None:
 
 def flask_config(settings: ServeSettings) -> dict:
     """The Flask config that makes `create_app` build this server's cluster."""
-    return {"ORDERFLOW_TOKEN": settings.token, "CLUSTER_SETTINGS": settings}
+    return {"ORDERFLOW_TOKEN": settings.token, "CLUSTER_SETTINGS": settings,
+            "SOCKET_LIMIT": settings.max_sockets,
+            "SOCKET_LIMIT_PER_ADDRESS": settings.max_sockets_per_address}

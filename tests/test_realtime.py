@@ -176,7 +176,7 @@ def test_live_client_follows_200_orders_and_a_worker_killed_through_the_api():
             ids = http.post(f"{server.url}/api/orders/bulk", json={"count": 200},
                             timeout=10).json()["ids"]
             workers = http.get(f"{server.url}/api/workers", timeout=5).json()["workers"]
-            victim = max(workers, key=lambda w: w["queued"])["id"]
+            victim = max(workers, key=lambda w: w["busy"] + w["queued"])["id"]
             assert http.post(f"{server.url}/api/workers/{victim}/kill",
                              timeout=5).status_code == 202
 
@@ -185,6 +185,8 @@ def test_live_client_follows_200_orders_and_a_worker_killed_through_the_api():
 
             wait_for(lambda: finished() >= set(ids) and {"worker_dead", "task_reassigned"}
                      <= listener.types(), 20, message="all orders finished, death seen")
+            # The workers message comes every half second, whatever the events.
+            wait_for(lambda: listener.workers_messages >= 1, 5, message="a workers message")
             http.close()
         finally:
             # From the server side: a client-side disconnect waits 3 s on Werkzeug.

@@ -116,7 +116,8 @@ def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_
         # A WebSocket through gunicorn, left open: shutdown must not wait for it.
         snapshots = []
         client.on("snapshot", snapshots.append)
-        client.connect(url, transports=["websocket"], auth={"token": TOKEN}, wait_timeout=5)
+        client.connect(url, transports=["websocket"], wait_timeout=5,
+                       headers={"Authorization": f"Bearer {TOKEN}"})
         wait_for(lambda: snapshots, 5, message="snapshot over gunicorn")
         assert snapshots[0]["stats"]["orders_total"] == 1
         started = time.monotonic()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 
 def orderflow_command() -> list[str]:
@@ -22,11 +23,13 @@ def orderflow_command() -> list[str]:
 
 
 class ServeProcess:
-    def __init__(self, *flags: str, port: int = 0, timeout: float = 30.0):
+    def __init__(self, *flags: str, port: int = 0, timeout: float = 30.0,
+                 stderr: int | IO[str] = subprocess.DEVNULL):
+        """`stderr`: where the server's console log goes (a file to read it afterwards)."""
         env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_TOKEN"}
         self.proc = subprocess.Popen(
             [*orderflow_command(), "serve", "--port", str(port), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
             start_new_session=True)
         deadline = time.monotonic() + timeout
         match = None

@@ -35,7 +35,7 @@ from ..steps.context import Handler, TaskContext
 from ..steps.run import run_handler
 from .effects import Assignment, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
-from .protocol import NAMESPACE
+from .protocol import NAMESPACE, handshake_headers, handshake_refusal
 from .session import BeginAction, WorkerSession
 
 log = logging.getLogger("orderflow.worker")
@@ -127,6 +127,7 @@ class WorkerProcess:
         self._begins: dict[int, _Pending] = {}
         self._attempt: _Attempt | None = None
         self._refusal: str | None = None
+        self._handshake_refused = False
         self._threads = [LoopThread("heartbeat", self._beat_once, self._stop)]
         self._threads += [LoopThread(f"runner-{i + 1}", self._run_once, self._stop)
                           for i in range(options.concurrency)]
@@ -169,15 +170,25 @@ class WorkerProcess:
 
     def _connect(self) -> None:
         self._refusal = None
+        self._handshake_refused = False
         auth = {"token": self.options.token} if self.options.token else None
-        self.sio.connect(self.options.server, auth=auth, transports=["websocket"],
-                         namespaces=[NAMESPACE], wait_timeout=self.options.request_timeout)
+        try:
+            self.sio.connect(self.options.server, auth=auth, transports=["websocket"],
+                             headers=handshake_headers(self.options.token),
+                             namespaces=[NAMESPACE], wait_timeout=self.options.request_timeout)
+        except socketio.exceptions.ConnectionError as exc:
+            # A server with a token refuses a handshake without it before the WebSocket
+            # opens (401): as final as a refused CONNECT.
+            refusal = handshake_refusal(exc)
+            if refusal:
+                self._refusal, self._handshake_refused = refusal, True
+            raise
 
     def _attempt_ended(self, error: str | None) -> None:
         if error is None:
             self._feed(self.session.connect_ended)
         else:
-            refused = bool(self.sio.failed_namespaces)
+            refused = bool(self.sio.failed_namespaces) or self._handshake_refused
             self._feed(self.session.connect_failed, self._refusal or error, refused)
 
     # ------------------------------------------------------------------ effects

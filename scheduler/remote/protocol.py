@@ -4,8 +4,11 @@ Shared by both ends, so it imports neither Flask nor python-socketio. JSON only.
 at the end read what the worker receives (`assign`, answers), so bad input from a server is
 a logged line, never a crash.
 
-Connecting: `auth={"token": T}` (needed when the server has a token). A wrong token is
-refused with CONNECT_ERROR `{"message": "unauthorized: ..."}` and logged by the server.
+Connecting: a server with a token wants it on the handshake, `Authorization: Bearer T`
+(`handshake_headers`), and refuses one without it before the WebSocket opens: HTTP 401 with
+`{"error": {"message": "unauthorized: ..."}}` (`handshake_refusal` reads it). `auth={"token":
+T}` is accepted too, for a server that checks only the Socket.IO CONNECT (a refusal there is
+a CONNECT_ERROR `{"message": "unauthorized: ..."}`). Refusals are logged by the server.
 
 Worker to server; each is answered through the Socket.IO acknowledgement, and a refused one
 answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
@@ -50,6 +53,7 @@ Server to worker:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 NAMESPACE = "/workers"
@@ -65,6 +69,29 @@ MAX_TEXT = 200
 # spawn id they register with, and the server's pid, so a child exits when its server is gone.
 ENV_SPAWN_ID = "ORDERFLOW_SPAWN_ID"
 ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"
+
+
+def handshake_headers(token: str | None) -> dict[str, str]:
+    """Headers for a connection's handshake (a fresh dict: the client library edits it)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def handshake_refusal(error: BaseException) -> str | None:
+    """The server's message if it refused the handshake as unauthorized (401), else None.
+
+    python-socketio reports any failed WebSocket handshake as "Connection error"; the
+    WebSocket library's own error, with the status and body, is further down the chain."""
+    seen: BaseException | None = error
+    for _ in range(10):  # a chain is short; a cycle must not loop forever
+        if seen is None:
+            return None
+        if getattr(seen, "status_code", None) == 401:
+            try:
+                return str(json.loads(getattr(seen, "resp_body", b""))["error"]["message"])
+            except (ValueError, TypeError, KeyError):
+                return "unauthorized"
+        seen = seen.__cause__ or seen.__context__
+    return None
 # Room a message needs around a result's value, whose size the worker checks.
 MESSAGE_MARGIN = 4096
 

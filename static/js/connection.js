@@ -24,12 +24,18 @@ export class Connection {
   start() {
     const socket = io({
       transports: ['websocket', 'polling'],
+      // A server with a token refuses a handshake without it (a browser cannot set headers
+      // on a WebSocket, so it goes in the query); refreshed before every (re)connect below.
+      query: tokenQuery(),
       // Called on every (re)connect, so a token entered later is used at once.
       auth: (cb) => cb(getToken() ? { token: getToken() } : {}),
       reconnectionDelay: 500,
       reconnectionDelayMax: 4000,
     });
     this.socket = socket;
+    socket.io.on('reconnect_attempt', () => {
+      socket.io.opts.query = tokenQuery();
+    });
     socket.on('connect', () => {
       this.store.awaitingSnapshot = true; // the server sends one to every new connection
       this._status('syncing');
@@ -40,9 +46,12 @@ export class Connection {
       this._status('reconnecting', reason);
     });
     socket.on('connect_error', async (err) => {
-      if (/unauthorized/i.test(err.message || '')) {
+      // A refused handshake reaches a browser only as "websocket error": ask the API
+      // whether the token is what is missing.
+      if (/unauthorized/i.test(err.message || '') || (await tokenRefused())) {
         this._status('unauthorized');
         await askForToken(Boolean(getToken()));
+        socket.io.opts.query = tokenQuery();
         socket.connect();
       } else {
         this._status(socket.active ? 'reconnecting' : 'offline', err.message);
@@ -82,5 +91,20 @@ export class Connection {
     }
     if (reply && reply.error) throw new ApiError(reply.status, reply.error.code, reply.error.message);
     return reply;
+  }
+}
+
+function tokenQuery() {
+  return getToken() ? { token: getToken() } : {};
+}
+
+/** True when the server answers 401 to a Socket.IO handshake with the session's token. */
+async function tokenRefused() {
+  const query = new URLSearchParams({ EIO: '4', transport: 'polling', ...tokenQuery() });
+  try {
+    const response = await fetch(`/socket.io/?${query}`, { method: 'HEAD' });
+    return response.status === 401;
+  } catch {
+    return false; // unreachable: not a token problem
   }
 }

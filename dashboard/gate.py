@@ -1,0 +1,181 @@
+"""The door to Socket.IO: the token on the handshake, and caps on open connections.
+
+A Socket.IO connection holds a server thread for as long as it is open (a WebSocket) or
+for up to a ping interval per poll (long-polling). So before a request to /socket.io/
+reaches Engine.IO, and before any upgrade, this WSGI middleware
+
+* with a token configured, refuses a request that does not present it (401): in an
+  `Authorization: Bearer` header (python clients, `orderflow worker`) or a `token` query
+  parameter (browsers, which cannot set headers on a WebSocket);
+* refuses a request beyond `per_address` open Socket.IO requests from one client address
+  (429) or beyond `total` from everyone (503), so these connections never take the threads
+  the HTTP API needs (the server sizes its pool as HTTP threads + `total`).
+
+Refusals are JSON in the API's error shape. They are logged as one line per reason at most
+every LOG_EVERY seconds, with a count: a flood of refusals is not a flood of log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from .auth import AUTHENTICATED, token_matches
+
+log = logging.getLogger("orderflow.gate")
+
+LOG_EVERY = 10.0  # seconds between two log lines about the same kind of refusal
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    """Caps on Socket.IO requests open at once (WebSockets for their whole life)."""
+
+    total: int = 64
+    per_address: int = 32
+
+
+def presented_token(environ: dict) -> str | None:
+    """The token a handshake carries: bearer header first, then the `token` query value."""
+    scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
+    return values[0] if values else None
+
+
+class RefusalLog:
+    """One log line per reason and interval, with how many were refused since the last."""
+
+    def __init__(self, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic):
+        self.every, self.clock = every, clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._since: Counter[str] = Counter()
+
+    def refused(self, reason: str, address: str) -> None:
+        with self._lock:
+            self._since[reason] += 1
+            now = self.clock()
+            if now - self._last.get(reason, -self.every) < self.every:
+                return
+            self._last[reason] = now
+            count, self._since[reason] = self._since[reason], 0
+        if count == 1:
+            log.warning("refused a Socket.IO connection from %s: %s", address, reason)
+        else:
+            log.warning("refused %d Socket.IO connections since the last report: %s "
+                        "(the latest from %s)", count, reason, address)
+
+
+class SocketGate:
+    """WSGI middleware in front of the whole app (see module docstring)."""
+
+    def __init__(self, wsgi_app: Callable, path: str, token: Callable[[], str | None],
+                 limits: GateLimits, refusals: RefusalLog | None = None):
+        self.wsgi_app = wsgi_app
+        self.prefix = "/" + path.strip("/")
+        self.token, self.limits = token, limits
+        self.refusals = refusals or RefusalLog()
+        self._lock = threading.Lock()
+        self._open: Counter[str] = Counter()
+        self._total = 0
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return self._total
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path != self.prefix and not path.startswith(self.prefix + "/"):
+            return self.wsgi_app(environ, start_response)
+        address = environ.get("REMOTE_ADDR") or "?"
+        expected = self.token()
+        if expected:
+            if not token_matches(expected, presented_token(environ)):
+                self.refusals.refused("missing or wrong token", address)
+                return _refuse(start_response, 401, "unauthorized",
+                               "unauthorized: a valid token is required (an 'Authorization: "
+                               "Bearer' header or a 'token' query parameter)")
+            environ[AUTHENTICATED] = True
+        refusal = self._enter(address)
+        if refusal is not None:
+            status, code, message = refusal
+            self.refusals.refused(message, address)
+            return _refuse(start_response, status, code, message, {"Retry-After": "5"})
+        try:
+            if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+                _no_socket_timeout(environ)
+            return _Closing(self.wsgi_app(environ, start_response), lambda: self._leave(address))
+        except BaseException:
+            self._leave(address)
+            raise
+
+    def _enter(self, address: str) -> tuple[int, str, str] | None:
+        with self._lock:
+            if self._open[address] >= self.limits.per_address:
+                return (429, "too_many_connections",
+                        f"too many Socket.IO connections from {address} "
+                        f"(at most {self.limits.per_address})")
+            if self._total >= self.limits.total:
+                return (503, "server_busy",
+                        f"the server holds its maximum of {self.limits.total} Socket.IO "
+                        "connections; try again later")
+            self._open[address] += 1
+            self._total += 1
+            return None
+
+    def _leave(self, address: str) -> None:
+        with self._lock:
+            self._total -= 1
+            self._open[address] -= 1
+            if not self._open[address]:
+                del self._open[address]
+
+
+class _Closing:
+    """The app's response, calling `done` once when the server closes it (WSGI's end of
+    a request), so a count covers the whole response, streamed or not."""
+
+    def __init__(self, response: Iterable[bytes], done: Callable[[], None]):
+        self._response, self._done = response, done
+        self._closed = False
+
+    def __iter__(self):
+        return iter(self._response)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._response, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done()
+
+
+def _no_socket_timeout(environ: dict) -> None:
+    # The server times out slow requests on the socket; an upgraded WebSocket is idle
+    # between messages by design (Engine.IO's pings find a dead one).
+    sock: Any = environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(None)
+
+
+def _refuse(start_response: Callable, status: int, code: str, message: str,
+            headers: dict | None = None) -> list[bytes]:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    reason = {401: "Unauthorized", 429: "Too Many Requests", 503: "Service Unavailable"}
+    start_response(f"{status} {reason[status]}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                    ("Connection", "close"), *(headers or {}).items()])
+    return [body]

@@ -142,3 +142,18 @@ def test_validate_finds_a_departed_worker_still_on_the_ring(status):
     sim.core.workers["w1"].status = status
     with pytest.raises(AssertionError):
         sim.core.validate()
+
+
+def test_a_worker_known_to_be_gone_is_declared_dead_at_once_and_its_tasks_move():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    sim.start_next(holder)
+    fx = sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="its connection closed"))
+    dead = [e for e in fx.events if e["type"] == "worker_dead"]
+    assert len(dead) == 1 and "its connection closed" in dead[0]["message"]
+    assert sim.core.workers[holder].status == "dead"
+    task = sim.task("o1", "payment")
+    assert task.worker != holder and task.reassignments == 1
+    again = sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="again"))
+    assert not [e for e in again.events if e["type"] == "worker_dead"]  # dead only once

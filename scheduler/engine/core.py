@@ -319,6 +319,16 @@ class SchedulerCore:
             self._fail_task(task, now, f"gave up after {task.attempt} attempts: {error}")
         self._finish_drain(worker_id)
 
+    def worker_lost(self, worker_id: str, now: float, reason: str) -> Effects:
+        """Declare a worker dead before its heartbeats run out, when the shell knows it is
+        gone (a remote process's connection closed and it did not come back): its tasks
+        move at once. A worker already dead or removed is left as it is."""
+        self._now = now
+        worker = self._worker(worker_id)
+        if worker.status in ("alive", "draining"):
+            self._declare_dead(worker, now, reason)
+        return self._flush()
+
     def drain_worker(self, worker_id: str, now: float) -> Effects:
         """Graceful removal: no new work, queued tasks move now, the running one finishes."""
         self._now = now
@@ -887,8 +897,9 @@ class SchedulerCore:
                 reason=reason,
             )
 
-    def _declare_dead(self, worker: WorkerRecord, now: float) -> None:
+    def _declare_dead(self, worker: WorkerRecord, now: float, reason: str | None = None) -> None:
         age = now - worker.last_heartbeat
+        reason = reason or f"no heartbeat for {age:.2f}s"
         self._leave_ring(worker)
         worker.status = "dead"
         worker.running = set()
@@ -896,8 +907,7 @@ class SchedulerCore:
             self._free_stuck(worker, task_id, lease)
         self._emit(
             "worker_dead",
-            f"worker {worker.id} declared dead: no heartbeat for {age:.2f}s; "
-            f"{len(worker.tasks)} task(s) to move",
+            f"worker {worker.id} declared dead: {reason}; {len(worker.tasks)} task(s) to move",
             worker=worker.id,
             tasks=sorted(worker.tasks),
         )

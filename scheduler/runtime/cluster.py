@@ -276,6 +276,11 @@ class Cluster:
         if executor is not None:
             executor.kill()
 
+    def worker_lost(self, worker_id: str, reason: str) -> None:
+        """The shell knows a worker is gone (its connection closed for good): declare it
+        dead now instead of waiting out the heartbeat timeout."""
+        self._call(self._core.worker_lost, worker_id, reason=reason)
+
     def drain_worker(self, worker_id: str) -> None:
         self._call(self._core.drain_worker, worker_id)
 

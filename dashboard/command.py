@@ -40,7 +40,13 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
                        help="address to bind; anything but loopback requires --token")
     serve.add_argument("--port", type=int, default=DEFAULTS.port, help="0 picks a free port")
     serve.add_argument("--workers", type=int, default=DEFAULTS.workers,
-                       help="worker threads at start")
+                       help="thread workers at start (each a unit of failure)")
+    serve.add_argument("--slots", type=int, default=DEFAULTS.slots, metavar="N",
+                       help="steps each thread worker runs at once (plain handlers on N "
+                       "threads, async ones on one event loop)")
+    serve.add_argument("--step-timeout", type=float, default=DEFAULTS.step_timeout,
+                       metavar="S", help="seconds a step's attempt may run before it fails as "
+                       "timed out (and is retried)")
     store = serve.add_mutually_exclusive_group()
     store.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
     store.add_argument("--no-persist", action="store_true", help="keep everything in memory only")
@@ -85,6 +91,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     """The parsed `serve` flags as settings (not yet checked)."""
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, workers=args.workers,
+        slots=args.slots, step_timeout=args.step_timeout,
         max_sockets=args.max_sockets, max_sockets_per_address=args.max_sockets_per_address,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,

@@ -58,6 +58,13 @@ class ClusterCollector:
                               tuple(s.value for s in TaskState))
         yield _labelled_gauge("orderflow_workers", "Workers by status", "status", stats["workers"],
                               WORKER_STATUSES)
+        yield _labelled_gauge("orderflow_slots", "Slots of the live workers", "use",
+                              stats["slots"], ("total", "busy", "stuck"))
+        limits = GaugeMetricFamily("orderflow_held_by_limits",
+                                   "Ready tasks their step's limits hold back", labels=["step"])
+        for step, count in sorted(stats["held_by_limits"].items()):
+            limits.add_metric([step], count)
+        yield limits
         yield CounterMetricFamily("orderflow_orders_submitted", "Orders accepted",
                                   value=stats["orders_total"])
         yield CounterMetricFamily("orderflow_task_retries", "Failed attempts that were retried",

@@ -41,6 +41,10 @@ class ServeSettings:
     # Worker threads of the cluster at start; this and the heartbeat and retry settings
     # default to the cluster's own (`ClusterConfig`), so `make run` and the Python API agree.
     workers: int = ClusterConfig.workers
+    # Steps each thread worker runs at once.
+    slots: int = ClusterConfig.slots
+    # Seconds a step's attempt may run before it fails as timed out.
+    step_timeout: float = ClusterConfig.step_timeout
     # The journal file, unless persist is False (`--no-persist`).
     db: str = DEFAULT_DB
     persist: bool = True
@@ -100,6 +104,8 @@ def check_settings(settings: ServeSettings) -> None:
     # The scheduler's own value objects know their limits; building them checks them.
     ClusterConfig(
         workers=settings.workers,
+        slots=settings.slots,
+        step_timeout=settings.step_timeout,
         heartbeat_interval=settings.heartbeat_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         retry=RetryPolicy(max_retries=settings.max_retries),
@@ -113,6 +119,8 @@ def build_cluster(settings: ServeSettings) -> Cluster:
     journal = SQLiteJournal(settings.db) if settings.persist else None
     return Cluster(
         workers=settings.workers,
+        slots=settings.slots,
+        step_timeout=settings.step_timeout,
         heartbeat_interval=settings.heartbeat_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         max_retries=settings.max_retries,

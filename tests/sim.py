@@ -52,8 +52,12 @@ class Sim:
                 return merged
 
     def start_next(self, wid: str):
-        """Take the next live dispatch from a worker's queue and start it: (dispatch, ctx)."""
+        """Take the next live dispatch from a worker's queue and start it: (dispatch, ctx).
+        Like a real worker, it starts nothing while all its slots are busy."""
         q = self.queues[wid]
+        worker = self.core.workers.get(wid)
+        if worker is not None and len(worker.running) + len(worker.stuck) >= worker.slots:
+            return None, None
         while q:
             d = q.popleft()
             fx, ctx = self.core.start_task(d.task_id, wid, d.lease, now=self.now)

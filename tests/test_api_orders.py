@@ -286,3 +286,18 @@ def test_room_under_the_cap_returns_once_orders_finish():
         assert client.post("/api/orders/bulk", json={"count": 3}).status_code == 201
         assert cluster.wait_until_idle(10)
         assert client.post("/api/orders/bulk", json={"count": 3}).status_code == 201
+
+
+@pytest.mark.parametrize("priority", ["high", 101, -101, True, 1.5])
+def test_a_bad_priority_is_refused_and_nothing_is_made(idle, priority):
+    client, cluster = idle
+    response = client.post("/api/orders", json={**ORDER, "priority": priority})
+    assert response.status_code == 422 and "priority" in error_of(response)["message"]
+    assert cluster.stats()["orders_total"] == 0
+
+
+def test_an_order_keeps_its_priority(idle):
+    client, _ = idle
+    order = client.post("/api/orders", json={**ORDER, "priority": 7}).get_json()
+    assert order["priority"] == 7
+    assert client.get(f"/api/orders/{order['id']}").get_json()["priority"] == 7

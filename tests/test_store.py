@@ -539,3 +539,15 @@ def test_a_restart_loads_only_as_many_finished_orders_as_memory_keeps(tmp_path):
         assert again.stats()["orders"]["completed"] == 8
     finally:
         again.stop()
+
+
+def test_an_orders_priority_survives_a_restart(tmp_path):
+    db = tmp_path / "of.db"
+    cluster = open_cluster(db, workers=0)
+    oid = cluster.submit({**ORDER, "priority": 9})
+    cluster.stop()
+    again = open_cluster(db, workers=0)
+    try:
+        assert again.get_order(oid)["priority"] == 9
+    finally:
+        again.stop()

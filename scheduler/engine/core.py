@@ -500,6 +500,7 @@ class SchedulerCore:
             self.wall(order.submitted_at),
             None if finished is None else self.wall(finished),
             order.reported_status,
+            order.priority,
             tuple(self.task_record(order.tasks[s]) for s in order.workflow.steps)
             if with_tasks
             else (),
@@ -537,6 +538,13 @@ class SchedulerCore:
     def loads(self) -> dict[str, int]:
         """Tasks each worker on the ring holds (queued or running there)."""
         return {w.id: len(w.tasks) for w in self.workers.values() if w.id in self.ring}
+
+    def held_by_limits(self) -> dict[str, int]:
+        """Ready tasks their step's limits hold back, by step."""
+        return {
+            step: sum(1 for t in held if t in self.tasks and self.tasks[t].state is S.READY)
+            for step, held in self._held_back.items()
+        }
 
     def free_slots(self, worker: WorkerRecord) -> int:
         """Room for more tasks: its slots and the prefetch, less what it holds or is stuck on."""
@@ -1069,6 +1077,8 @@ class SchedulerCore:
             reported_status=record.status,
         )
         order.idempotency_key = record.idempotency_key
+        order.priority = record.priority
+        order.started = any(t.runs or t.state is S.SUCCEEDED for t in tasks.values())
         if record.finished_at is not None:
             order.finished_at = record.finished_at - self.epoch_offset
         order.events = list(record.events[-ORDER_EVENT_CAP:])

@@ -21,13 +21,28 @@ def _text(value: Any, field: str) -> str:
     return value
 
 
+MAX_PRIORITY = 100
+
+
+def validate_priority(value: Any) -> int:
+    """An order's priority: an integer from -100 to 100, higher first; 0 when absent."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
+        raise OrderValidationError(
+            f"priority must be an integer from {-MAX_PRIORITY} to {MAX_PRIORITY}"
+        )
+    return value
+
+
 def validate_order(data: Any) -> dict:
     """Return a clean copy of `data`: {"customer": str, "items": [{"sku", "qty", "price"}]}."""
     if not isinstance(data, dict):
         raise OrderValidationError("an order must be a JSON object")
-    unknown = set(data) - {"customer", "items", "workflow"}
+    unknown = set(data) - {"customer", "items", "workflow", "priority"}
     if unknown:
         raise OrderValidationError(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+    validate_priority(data.get("priority"))
     customer = _text(data.get("customer"), "customer")
     items = data.get("items")
     if not isinstance(items, list) or not items:

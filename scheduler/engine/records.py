@@ -36,8 +36,9 @@ class TaskRecord(NamedTuple):
         """The task id, which is also the idempotency key handed to its handler."""
         return f"{self.order_id}:{self.step}"
 
-    def view(self, with_result: bool = True) -> dict:
-        """The task as the HTTP API shows it."""
+    def view(self, with_result: bool = True, waiting_for: str | None = None) -> dict:
+        """The task as the HTTP API shows it; `waiting_for` says why a ready step is not on a
+        worker yet (known only to the running engine)."""
         view = {
             "status": self.state,
             "attempts": self.attempt,
@@ -46,6 +47,7 @@ class TaskRecord(NamedTuple):
             "worker": self.worker,
             "error": self.error,
             "retry_at": self.retry_at,
+            "waiting_for": waiting_for,
         }
         if with_result:
             view["result"] = self.result
@@ -69,6 +71,7 @@ class OrderRecord:
     submitted_at: float  # wall clock
     finished_at: float | None  # wall clock
     status: str  # an OrderStatus value, as last announced
+    priority: int = 0  # higher first among orders at the same stage
     tasks: tuple[TaskRecord, ...] = ()
     events: tuple[dict, ...] = field(default=())
 
@@ -76,16 +79,19 @@ class OrderRecord:
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
-    def view(self, with_results: bool = True) -> dict:
-        """The order as the HTTP API shows it, from memory or from the journal alike."""
+    def view(self, with_results: bool = True, waiting: dict[str, str] | None = None) -> dict:
+        """The order as the HTTP API shows it, from memory or from the journal alike;
+        `waiting`: step -> why it waits (from the running engine)."""
+        waiting = waiting or {}
         return {
             "id": self.id,
             "number": self.number,
             "status": self.status,
             "workflow": self.workflow,
+            "priority": self.priority,
             "customer": self.data.get("customer"),
             "data": self.data,
-            "tasks": {t.step: t.view(with_results) for t in self.tasks},
+            "tasks": {t.step: t.view(with_results, waiting.get(t.step)) for t in self.tasks},
             "submitted_at": round(self.submitted_at, 3),
             "finished_at": round(self.finished_at, 3) if self.finished_at is not None else None,
             "terminal": self.finished,

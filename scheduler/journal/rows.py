@@ -28,6 +28,7 @@ ORDER_FIELDS = (
     "submitted_at",
     "status",
     "finished_at",
+    "priority",
 )
 ORDER_COLUMNS = ", ".join(ORDER_FIELDS)
 
@@ -65,6 +66,7 @@ def order_row(record: OrderRecord) -> tuple:
         record.submitted_at,
         record.status,
         record.finished_at,
+        record.priority,
     )
 
 
@@ -72,9 +74,9 @@ def order_from_row(
     row: tuple, tasks: Iterable[TaskRecord] = (), events: Iterable[dict] = ()
 ) -> OrderRecord:
     """A row in ORDER_FIELDS order, with the order's task records and events."""
-    oid, number, workflow, data, key, submitted, status, finished = row
+    oid, number, workflow, data, key, submitted, status, finished, priority = row
     return OrderRecord(
-        oid, number, workflow, json.loads(data), key, submitted, finished, status,
+        oid, number, workflow, json.loads(data), key, submitted, finished, status, priority,
         tuple(tasks), tuple(events),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(RuntimeError):
@@ -57,6 +57,8 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # When a retry_wait ends (wall clock), so a restart keeps the backoff.
     2: ["ALTER TABLE tasks ADD COLUMN retry_at REAL"],
+    # An order's priority (higher first among ready steps at the same stage).
+    3: ["ALTER TABLE orders ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"],
 }
 
 

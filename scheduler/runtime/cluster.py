@@ -23,7 +23,7 @@ from ..engine.core import SchedulerCore
 from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
-from ..engine.orders import validate_order
+from ..engine.orders import validate_order, validate_priority
 from ..engine.states import OrderStatus
 from ..engine.workflow import Workflow
 from ..journal.base import Journal, NullJournal
@@ -151,13 +151,14 @@ class Cluster:
             workflow or (data.get("workflow") if isinstance(data, dict) else None) or "ecommerce"
         )
         clean = validate_order(data)
+        priority = validate_priority(data.get("priority"))
         order_id = order_id or new_order_id()
         self._journal.check()  # refuse before changing anything, not after
         if idempotency_key is not None:
             earlier = self.find_by_idempotency_key(idempotency_key)
             if earlier is not None:
                 raise Conflict(f"idempotency key already used by {earlier}")
-        self._accept([(order_id, clean)], workflow, idempotency_key)
+        self._accept([(order_id, clean)], workflow, idempotency_key, priority)
         return order_id
 
     def submit_many(self, orders: list[dict], workflow: str | None = None) -> list[str]:
@@ -171,7 +172,11 @@ class Cluster:
         return [order_id for order_id, _ in cleaned]
 
     def _accept(
-        self, orders: list[tuple[str, dict]], workflow: str, idempotency_key: str | None = None
+        self,
+        orders: list[tuple[str, dict]],
+        workflow: str,
+        idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> None:
         """Submit under one lock hold and return once durable. If the commit fails, the
         orders stay queued for the journal (the writer keeps trying) but are not shown or
@@ -184,7 +189,7 @@ class Cluster:
                 merged.absorb(
                     self._core.submit(
                         order_id, data, now=now, workflow=workflow,
-                        idempotency_key=idempotency_key,
+                        idempotency_key=idempotency_key, priority=priority,
                     )
                 )
             ticket = self._publish(merged)
@@ -442,9 +447,14 @@ class Cluster:
             core = self._core
             now = self._clock()
             workers: dict[str, int] = {}
+            slots = {"total": 0, "busy": 0, "stuck": 0}
             for w in core.workers.values():
                 status = core.worker_status(w, now)
                 workers[status] = workers.get(status, 0) + 1
+                if w.status == "alive":
+                    slots["total"] += w.slots
+                    slots["busy"] += len(w.running)
+                    slots["stuck"] += len(w.stuck)
             return {
                 "orders": dict(core.orders_by_status),
                 "orders_total": core.order_number,
@@ -453,6 +463,11 @@ class Cluster:
                 "reassignments": core.counters["reassignments"],
                 "rejected_results": core.counters["rejected_results"],
                 "workers": workers,
+                # Capacity of the live workers: slots in all, running a task, stuck on an
+                # attempt that timed out.
+                "slots": slots,
+                # Ready tasks their step's limits hold back, by step.
+                "held_by_limits": core.held_by_limits(),
                 "throughput": round(core.throughput(now), 3),
                 "last_seq": core.seq,
             }
@@ -595,7 +610,13 @@ class Cluster:
     def _order_view(self, order, with_results: bool = True) -> dict:
         # The status as last derived and announced: the one stats and listings count, so an
         # order that lost its worker stays "in_progress" rather than looking unstarted.
-        return self._core.order_record(order).view(with_results)
+        core = self._core
+        waiting = {}
+        for step, task in order.tasks.items():
+            reason = core.wait_reason(task)
+            if reason is not None:
+                waiting[step] = reason
+        return core.order_record(order).view(with_results, waiting)
 
 
 __all__ = ["Cluster", "OrderStatus", "RetryPolicy"]

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from scheduler import ConfigError
+from scheduler import AppError, ConfigError
 from scheduler.journal.retention import duration_arg
 from scheduler.journal.schema import StoreError
 from scheduler.journal.sqlite import SQLiteJournal
@@ -39,6 +39,8 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default=DEFAULTS.host,
                        help="address to bind; anything but loopback requires --token")
     serve.add_argument("--port", type=int, default=DEFAULTS.port, help="0 picks a free port")
+    serve.add_argument("--app", default=None, metavar="MODULE:ATTR",
+                       help="your App (steps and workflows); the built-in demo if not given")
     serve.add_argument("--workers", type=int, default=DEFAULTS.workers,
                        help="thread workers at start (each a unit of failure)")
     serve.add_argument("--slots", type=int, default=DEFAULTS.slots, metavar="N",
@@ -91,7 +93,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     """The parsed `serve` flags as settings (not yet checked)."""
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, workers=args.workers,
-        slots=args.slots, step_timeout=args.step_timeout,
+        app=args.app, slots=args.slots, step_timeout=args.step_timeout,
         max_sockets=args.max_sockets, max_sockets_per_address=args.max_sockets_per_address,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     settings = serve_settings(args)
     try:
         check_settings(settings)
-    except ConfigError as exc:
+    except (ConfigError, AppError) as exc:
         print(f"orderflow serve: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper())

@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy
+from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy, load_app
 from scheduler.journal.retention import Pruner
 from scheduler.journal.sqlite import DEFAULT_DB, SQLiteJournal
 from scheduler.runtime.logfile import DEFAULT_LOG
@@ -40,6 +40,9 @@ class ServeSettings:
     request_timeout: float = 30.0
     # Worker threads of the cluster at start; this and the heartbeat and retry settings
     # default to the cluster's own (`ClusterConfig`), so `make run` and the Python API agree.
+    # The shop's App as "module:attr"; None: the built-in demo (whose chaos knobs below
+    # only the demo's steps follow).
+    app: str | None = None
     workers: int = ClusterConfig.workers
     # Steps each thread worker runs at once.
     slots: int = ClusterConfig.slots
@@ -111,6 +114,8 @@ def check_settings(settings: ServeSettings) -> None:
         retry=RetryPolicy(max_retries=settings.max_retries),
     )
     Chaos(failure_rate=settings.failure_rate, latency_ms=settings.latency_ms)
+    if settings.app is not None:
+        load_app(settings.app)  # AppError: one line naming what is wrong, before anything
 
 
 def build_cluster(settings: ServeSettings) -> Cluster:
@@ -118,6 +123,7 @@ def build_cluster(settings: ServeSettings) -> Cluster:
     (starting replays the journal). Raises StoreError for an unusable database."""
     journal = SQLiteJournal(settings.db) if settings.persist else None
     return Cluster(
+        app=load_app(settings.app) if settings.app else None,
         workers=settings.workers,
         slots=settings.slots,
         step_timeout=settings.step_timeout,

@@ -3,7 +3,7 @@
 import logging as _logging
 
 from .demo.handlers import Chaos, demo_handlers
-from .engine.config import ClusterConfig, ConfigError, RetryPolicy, backoff
+from .engine.config import ClusterConfig, ConfigError, RetryPolicy, StepPolicy, backoff
 from .engine.core import SchedulerCore
 from .engine.errors import (
     Conflict,
@@ -18,6 +18,7 @@ from .engine.ring import HashRing
 from .engine.states import InvalidTransition, OrderStatus, TaskState
 from .engine.workflow import DEFAULT_WORKFLOWS, ECOMMERCE, Workflow, WorkflowError
 from .runtime.cluster import Cluster
+from .steps.app import App, AppError, load_app
 from .steps.context import TaskContext, TaskError
 
 # A library prints nothing unless its application configures logging (without this, every
@@ -25,6 +26,10 @@ from .steps.context import TaskContext, TaskError
 _logging.getLogger("orderflow").addHandler(_logging.NullHandler())
 
 __all__ = [
+    "App",
+    "AppError",
+    "load_app",
+    "StepPolicy",
     "Chaos",
     "Cluster",
     "ClusterConfig",

@@ -7,6 +7,7 @@ import re
 import select
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -135,3 +136,20 @@ def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_
         proc.stderr.close()
     assert "Traceback" not in stderr, stderr
     assert "cluster stopped" in stderr  # the worker process stopped the cluster on its way out
+
+
+def test_a_bad_app_stops_serve_at_start_with_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cyclic_shop.py").write_text(
+        "from scheduler import App\n"
+        "app = App('cyclic')\n"
+        "app.add_step('a', lambda ctx: None)\n"
+        "app.add_step('b', lambda ctx: None)\n"
+        "app.workflow('w', {'a': ['b'], 'b': ['a']})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        status = main(["serve", "--app", "cyclic_shop:app", "--no-persist", "--port", "0"])
+    finally:
+        sys.modules.pop("cyclic_shop", None)
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "cycle" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1

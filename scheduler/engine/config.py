@@ -60,8 +60,19 @@ class StepPolicy:
     # At most this many starts per second, with bursts of up to `burst` (default: rate).
     rate: float | None = None
     burst: int | None = None
+    # Its own retries and backoff; None: the cluster's `retry`.
+    retry: RetryPolicy | None = None
+    # Capabilities a worker must offer to run it (e.g. "payments": the network zone that
+    # may reach the payment gateway); empty: any worker.
+    tags: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise ConfigError("retry must be a RetryPolicy")
+        if not isinstance(self.tags, frozenset) or not all(
+            isinstance(t, str) and t.strip() for t in self.tags
+        ):
+            raise ConfigError("tags must be a frozenset of non-empty strings")
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
         if self.max_in_flight is not None and (
@@ -126,6 +137,9 @@ class ClusterConfig:
 
     def policy(self, step: str) -> StepPolicy:
         return self.steps.get(step) or _NO_POLICY
+
+    def retry_of(self, step: str) -> RetryPolicy:
+        return self.policy(step).retry or self.retry
 
     def timeout(self, step: str) -> float:
         timeout = self.policy(step).timeout

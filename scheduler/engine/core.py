@@ -299,7 +299,7 @@ class SchedulerCore:
             error=error,
             **extra,
         )
-        policy = self.config.retry
+        policy = self.config.retry_of(task.step)
         if task.attempt <= policy.max_retries:
             delay = backoff(task.attempt, policy, self.rng)
             self._move(task, S.RETRY_WAIT)

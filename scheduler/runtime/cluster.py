@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..demo.handlers import Chaos, demo_handlers
+from ..demo.app import demo_app
+from ..demo.handlers import Chaos
 from ..engine.config import ClusterConfig, RetryPolicy
 from ..engine.core import SchedulerCore
 from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
@@ -29,6 +30,7 @@ from ..engine.workflow import Workflow
 from ..journal.base import Journal, NullJournal
 from ..journal.recovery import recover_into
 from ..journal.schema import StoreError
+from ..steps.app import App
 from ..steps.context import Handler
 from ..steps.run import check_outcome
 from .ids import new_order_id
@@ -50,6 +52,7 @@ class Cluster:
         max_retries: int | None = None,
         *,
         config: ClusterConfig | None = None,
+        app: App | None = None,
         handlers: Mapping[str, Handler] | None = None,
         workflows: Mapping[str, Workflow] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -68,9 +71,18 @@ class Cluster:
             settings["retry"] = dataclasses.replace(
                 settings.get("retry", config.retry), max_retries=max_retries
             )
+        self.chaos = chaos or Chaos(seed=settings.get("seed", config.seed))
+        if app is None and handlers is None:
+            app = demo_app(self.chaos)  # the built-in demo: what `make run` shows
+        if app is not None:
+            app.check()
+            # The app's step policies; settings given here override them step by step.
+            settings["steps"] = {**app.policies, **settings.get("steps", config.steps)}
+            handlers = app.handlers if handlers is None else handlers
+            workflows = app.workflows if workflows is None else workflows
+        self.app = app
         self.config = dataclasses.replace(config, **settings)
-        self.chaos = chaos or Chaos(seed=self.config.seed)
-        self.handlers = dict(handlers) if handlers is not None else demo_handlers(self.chaos)
+        self.handlers = dict(handlers)
         self._clock = clock
         offset = time.time() - clock() if clock is time.monotonic else 0.0
         self._core = SchedulerCore(
@@ -344,6 +356,17 @@ class Cluster:
 
     def workflow_names(self) -> list[str]:
         return sorted(self._core.workflows)
+
+    def describe_workflows(self) -> list[dict]:
+        """Each workflow with its DAG and its steps' policies (`GET /api/workflows`)."""
+        if self.app is not None and set(self.app.workflows) == set(self._core.workflows):
+            return self.app.describe()
+        return [
+            {"name": name, "steps": [
+                {"name": s, "deps": list(wf.deps[s]), "tags": sorted(self.config.policy(s).tags)}
+                for s in wf.steps]}
+            for name, wf in sorted(self._core.workflows.items())
+        ]
 
     def workflows(self) -> dict[str, dict[str, list[str]]]:
         """Each workflow's steps (in a topological order) with the steps each waits for."""

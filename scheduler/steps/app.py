@@ -1,0 +1,230 @@
+"""A shop's own steps and workflows, declared in its own module, the way Celery apps,
+Dramatiq actors and Temporal activities are:
+
+    from scheduler import App, TaskContext
+
+    app = App("shop")
+
+    @app.step(retries=5, timeout=10, max_in_flight=50, rate=100, tags={"payments"})
+    async def payment(ctx: TaskContext) -> dict: ...
+
+    @app.step(timeout=30)
+    def packing(ctx: TaskContext) -> dict: ...
+
+    app.workflow("checkout", {"payment": [], "packing": ["payment"], "shipping": ["packing"]})
+
+`orderflow serve --app shop:app` schedules its workflows; `orderflow worker --app shop:app`
+runs its steps. A step's policy lives in one place: retries and backoff, time limit,
+cluster-wide concurrency and rate limits, and the capability tags a worker must offer to run
+it. Every mistake is caught when the module is imported, with a message naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..engine.config import ConfigError, RetryPolicy, StepPolicy
+from ..engine.workflow import Workflow, WorkflowError
+from .context import Handler, is_async
+
+
+class AppError(ValueError):
+    """An app definition that cannot run; the message names the step or workflow."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    handler: Handler
+    policy: StepPolicy
+    doc: str = ""
+
+    @property
+    def is_async(self) -> bool:
+        return is_async(self.handler)
+
+    def describe(self) -> dict:
+        """The step as `GET /api/workflows` shows it."""
+        policy = self.policy
+        retry = policy.retry
+        return {
+            "name": self.name,
+            "doc": self.doc,
+            "async": self.is_async,
+            "timeout": policy.timeout,
+            "retries": None if retry is None else retry.max_retries,
+            "backoff": None if retry is None else [retry.backoff_base, retry.backoff_cap],
+            "max_in_flight": policy.max_in_flight,
+            "rate": policy.rate,
+            "burst": policy.burst,
+            "tags": sorted(policy.tags),
+        }
+
+
+@dataclass
+class App:
+    """Steps (handler + policy) and the workflows made of them."""
+
+    name: str = "orderflow"
+    steps: dict[str, Step] = field(default_factory=dict)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+
+    def step(
+        self,
+        name: str | None = None,
+        *,
+        retries: int | None = None,
+        backoff: tuple[float, float] | None = None,
+        timeout: float | None = None,
+        max_in_flight: int | None = None,
+        rate: float | None = None,
+        burst: int | None = None,
+        tags: Iterable[str] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Declare the decorated function (sync or `async def`) as a step; its name is the
+        function's unless given. `retries`: retries after the first attempt (default: the
+        cluster's); `backoff`: (base, cap) seconds of full-jitter backoff; `timeout`: seconds
+        an attempt may run; `max_in_flight` and `rate` (starts/s, bursts of `burst`): limits
+        across the cluster; `tags`: capabilities a worker must offer to run it."""
+
+        def declare(handler: Handler) -> Handler:
+            self.add_step(
+                name or getattr(handler, "__name__", ""), handler, retries=retries,
+                backoff=backoff, timeout=timeout, max_in_flight=max_in_flight, rate=rate,
+                burst=burst, tags=tags,
+            )
+            return handler
+
+        return declare
+
+    def add_step(self, name: str, handler: Handler, **policy) -> Step:
+        """`step()` without the decorator."""
+        if not isinstance(name, str) or not name.strip():
+            raise AppError(f"app {self.name!r}: a step needs a name")
+        if name in self.steps:
+            raise AppError(f"app {self.name!r}: step {name!r} is declared twice")
+        if not callable(handler):
+            raise AppError(f"app {self.name!r}: step {name!r} has no callable handler")
+        try:
+            step_policy = _policy(**policy)
+        except ConfigError as exc:
+            raise AppError(f"app {self.name!r}: step {name!r}: {exc}") from None
+        step = Step(name, handler, step_policy, (getattr(handler, "__doc__", None) or "").strip())
+        self.steps[name] = step
+        return step
+
+    def workflow(
+        self,
+        name: str,
+        steps: Mapping[str, Iterable[str]] | Iterable[str | tuple[str, Iterable[str]]],
+    ) -> Workflow:
+        """Declare a workflow: a mapping of step -> the steps it depends on, or a list of
+        steps (a plain name depends on the one before it; `(step, [deps])` says it). Every
+        step must be declared already; a cycle or an unknown step is refused."""
+        if name in self.workflows:
+            raise AppError(f"app {self.name!r}: workflow {name!r} is declared twice")
+        pairs = _pairs(steps)
+        for step, deps in pairs:
+            for needed in (step, *deps):
+                if needed not in self.steps:
+                    known = ", ".join(sorted(self.steps)) or "none"
+                    raise AppError(
+                        f"app {self.name!r}: workflow {name!r} uses step {needed!r}, which "
+                        f"has no handler (declared steps: {known})"
+                    )
+        try:
+            workflow = Workflow.define(name, pairs)
+        except WorkflowError as exc:
+            raise AppError(f"app {self.name!r}: {exc}") from None
+        self.workflows[name] = workflow
+        return workflow
+
+    def add_workflow(self, workflow: Workflow) -> Workflow:
+        """A workflow defined elsewhere (`Workflow.define`), checked against the steps."""
+        return self.workflow(workflow.name, {s: workflow.deps[s] for s in workflow.steps})
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        return {name: step.handler for name, step in self.steps.items()}
+
+    @property
+    def policies(self) -> dict[str, StepPolicy]:
+        return {name: step.policy for name, step in self.steps.items()}
+
+    def check(self) -> App:
+        """Ready to run: at least one workflow. Returns the app."""
+        if not self.workflows:
+            raise AppError(f"app {self.name!r} declares no workflow")
+        return self
+
+    def describe(self) -> list[dict]:
+        """Each workflow with its DAG and its steps' policies (`GET /api/workflows`)."""
+        return [
+            {
+                "name": wf.name,
+                "steps": [
+                    {**self.steps[s].describe(), "deps": list(wf.deps[s])} for s in wf.steps
+                ],
+            }
+            for wf in sorted(self.workflows.values(), key=lambda w: w.name)
+        ]
+
+
+def _policy(
+    retries: int | None = None,
+    backoff: tuple[float, float] | None = None,
+    timeout: float | None = None,
+    max_in_flight: int | None = None,
+    rate: float | None = None,
+    burst: int | None = None,
+    tags: Iterable[str] = (),
+) -> StepPolicy:
+    retry = None
+    if retries is not None or backoff is not None:
+        defaults = RetryPolicy()
+        base, cap = backoff or (defaults.backoff_base, defaults.backoff_cap)
+        retry = RetryPolicy(
+            max_retries=defaults.max_retries if retries is None else retries,
+            backoff_base=base,
+            backoff_cap=cap,
+        )
+    if isinstance(tags, str):
+        tags = [tags]
+    return StepPolicy(timeout=timeout, max_in_flight=max_in_flight, rate=rate, burst=burst,
+                      retry=retry, tags=frozenset(tags))
+
+
+def _pairs(steps) -> list[tuple[str, list[str]]]:
+    if isinstance(steps, Mapping):
+        return [(s, list(deps)) for s, deps in steps.items()]
+    pairs: list[tuple[str, list[str]]] = []
+    for item in steps:
+        if isinstance(item, str):
+            pairs.append((item, [pairs[-1][0]] if pairs else []))
+        else:
+            step, deps = item
+            pairs.append((step, list(deps)))
+    return pairs
+
+
+def load_app(spec: str) -> App:
+    """The App named by "module:attr" (an App, or a function returning one)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise AppError(f"--app expects module:attr, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except AppError:
+        raise
+    except ImportError as exc:
+        raise AppError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a broken module is a message, not a traceback
+        raise AppError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    value = getattr(module, attr, None)
+    if callable(value) and not isinstance(value, App):
+        value = value()
+    if not isinstance(value, App):
+        raise AppError(f"{spec} is not an orderflow App (got {type(value).__name__})")
+    return value.check()

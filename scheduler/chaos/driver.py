@@ -299,7 +299,8 @@ def _round(value: float | None) -> float | None:
 def format_chaos(report: dict) -> str:
     """The lines about restarts, stalls and remote workers, after the checker's."""
     lines = [f"  {'server restarts':<36} {report['server_restarts']}"]
-    lines += [f"  remote: {key:<28} {value}" for key, value in report["remote"].items()]
+    lines += [f"  remote: {key:<28} {value}" for key, value in report["remote"].items()
+              if key != "pids"]
     lines.append(f"  faults injected: {json.dumps(report['faults'])}")
     for kind, details in report.get("problems", {}).items():
         lines += [f"  PROBLEM {kind}: {detail}" for detail in details]

@@ -1,29 +1,101 @@
-"""The 30-second chaos run with a fixed seed: faults under load, then the journal is checked.
+"""The 60-second chaos run with a fixed seed: faults under load, repeated server restarts with
+remote workers that outlive them, stalls of those workers; then the journal is checked.
 
-The 10-minute version is `orderflow chaos --duration 600` (README: "Chaos")."""
+The 10-minute version is `orderflow chaos --duration 600 --seed 42` (README: "Chaos")."""
 
 from __future__ import annotations
 
 import io
+import random
+import re
+from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from scheduler.chaos.driver import ChaosSettings, run_chaos
+from scheduler.chaos.faults import Faults
+from scheduler.chaos.schedule import LONG_STALL, RESTART, fault_plan
 
-pytestmark = pytest.mark.slow  # 30 s of faults, with server and worker processes
+pytestmark = pytest.mark.slow  # 60 s of faults, with server and worker processes
 
 
-def test_thirty_seconds_of_chaos_lose_nothing_and_do_nothing_twice(tmp_path):
+def processes_mentioning(*needles: str) -> list[str]:
+    """Command lines of live processes that mention any of `needles` (the run's URL, db)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        if any(needle in text for needle in needles):
+            found.append(text)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp_path):
     out = io.StringIO()
-    report = run_chaos(ChaosSettings(duration=30, seed=7, db=str(tmp_path / "chaos.db")), out)
-    assert report["ok"], report.get("examples")
+    db = tmp_path / "chaos.db"
+    report = run_chaos(ChaosSettings(duration=60, seed=7, db=str(db)), out)
+    # Every process of the run is gone: the server, its worker processes, the remote ones.
+    wait_for(lambda: not processes_mentioning(report["url"], str(db)), 15,
+             message="every process of the run to exit")
+
+    assert report["ok"], (report.get("examples"), report.get("problems"), out.getvalue())
     assert report["settled"]
-    assert report["submitted"] >= 300
+    assert report["submitted"] >= 600
     assert report["lost"] == report["stuck"] == report["succeeded_twice"] == 0
     assert report["completed"] + report["failed"] + report["cancelled"] == report["submitted"]
+    assert report["server_5xx"] == 0 and "problems" not in report
     faults = report["faults"]
-    assert faults.get("server_sigkill_and_restart") == 1
+    assert report["server_restarts"] >= 2
+    # A long stall got its worker declared dead, and the process joined again under a new id.
+    assert faults.get("long_stall_deaths", 0) >= 1
+    assert faults.get("long_stall_rejoins") == faults.get("long_stall_deaths")
+    assert faults.get("short_stall", 0) >= 1  # and none caused a death (no problem above)
     assert faults.get("kill_thread_worker", 0) + faults.get("kill_process_worker", 0) >= 3
-    assert report["worker_deaths"] >= 3
+    # (A kill just before a server restart may die with that server, undeclared.)
+    assert report["worker_deaths"] >= 2 + faults["long_stall_deaths"]
+    # The remote workers worked under every server, the first and each restarted one.
+    done = report["remote"]["steps_done_by_server_start"]
+    assert len(done) == report["server_restarts"] + 1 and all(n > 0 for n in done), done
     assert report["process_workers"], "the server should support process workers"
-    assert "fault:" in out.getvalue()
+    assert "fault: server_sigkill_and_restart" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_midway_leaves_no_process_behind(tmp_path, monkeypatch):
+    def broken_restart(self):
+        raise RuntimeError("injected: the restart failed")
+
+    monkeypatch.setattr(Faults, "restart_server", broken_restart)
+    out = io.StringIO()
+    db = tmp_path / "chaos.db"
+    settings = ChaosSettings(duration=10, seed=1, db=str(db), restart_every=4, long_stall_every=0)
+    with pytest.raises(RuntimeError, match="injected"):
+        run_chaos(settings, out)
+    url = re.search(r"against (\S+),", out.getvalue()).group(1)
+    wait_for(lambda: not processes_mentioning(url, str(db)), 15,
+             message="every process of the failed run to exit")
+
+
+def test_the_fault_plan_restarts_and_stalls_on_a_seeded_schedule_with_room_at_the_end():
+    plan = fault_plan(60, restart_every=15, long_stall_every=20, rng=random.Random(7))
+    assert plan == fault_plan(60, 15, 20, random.Random(7))
+    assert plan == sorted(plan)
+    restarts = [p.at for p in plan if p.kind == RESTART]
+    stalls = [p.at for p in plan if p.kind == LONG_STALL]
+    assert 2 <= len(restarts) <= 4 and restarts[-1] <= 60 - 7.5
+    assert all(0.8 * 15 <= b - a <= 1.2 * 15 for a, b in zip(restarts, restarts[1:],
+                                                               strict=False))
+    assert stalls and stalls[0] < restarts[0] and stalls[-1] <= 55
+    assert fault_plan(60, 0, 0, random.Random(7)) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_seeded_minute_plans_at_least_two_restarts_and_a_long_stall(seed):
+    plan = fault_plan(60, 15, 20, random.Random(seed))
+    assert sum(p.kind == RESTART for p in plan) >= 2
+    assert sum(p.kind == LONG_STALL for p in plan) >= 1

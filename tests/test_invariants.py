@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from sim import Sim
 
-from scheduler.chaos.invariants import History, check_history, format_report
+from scheduler.chaos.invariants import History, check_history, format_report, remote_work
 
 
 def history_of(sim: Sim) -> History:
@@ -106,3 +106,17 @@ def test_server_errors_and_unordered_seq_are_violations(clean):
     report = check_history(history, ids, max_retries=3, server_errors=2)
     assert not report["ok"] and report["server_5xx"] == 2
     assert "seq_not_increasing" in report["examples"]
+
+
+def test_remote_work_counts_steps_by_server_start_and_late_results_fenced():
+    events = [
+        {"type": "task_succeeded", "worker_id": "p-a-1"},
+        {"type": "task_succeeded", "worker_id": "p-a-1"},
+        {"type": "task_succeeded", "worker_id": "w-1"},  # not a remote worker of the driver
+        {"type": "result_rejected", "worker_id": "p-a-1"},
+        {"type": "task_succeeded", "worker_id": "p-b-3"},
+        {"type": "result_rejected", "worker_id": "p-b-3", "count": 4},  # summed up
+    ]
+    found = remote_work(events, {"p-a-1": 0, "p-b-3": 2}, starts=3)
+    assert found == {"worker_ids": 2, "steps_done_by_server_start": [2, 0, 1],
+                     "late_results_rejected": 5}

@@ -2,13 +2,23 @@
 then check from the journal that nothing was lost, stuck or done twice.
 
 By default it starts and owns an `orderflow serve` (persisted, in its own process group) so it
-can also SIGKILL and restart the whole server in the middle of the run. With `--server URL`
-it drives an existing server (no restart; give `--db` to check that server's journal).
+can also SIGKILL and restart the whole server, on the same database and port, several times
+during the run. With `--server URL` it drives an existing server (no restarts; give `--db` to
+check that server's journal).
 
-Faults: worker kills (thread workers: simulated crash; process workers: SIGKILL), handler
-failure and latency spikes through `PUT /api/chaos`, adds and drains, and the server restart.
-Orders are posted with an Idempotency-Key and re-posted with the same key after a connection
-error, so an order whose acknowledgement was lost in a crash is neither lost nor doubled.
+Workers: the server's thread workers, worker processes the server starts (they die with it),
+and the driver's own `orderflow worker` processes (fleet.py), which outlive every server
+restart: they must reconnect and join the new server and keep working.
+
+Faults (faults.py), planned from the seed (schedule.py): server SIGKILL + restart (sometimes
+with a remote worker SIGSTOPped across it), and long stalls: a remote worker SIGSTOPped
+until the server has declared it dead, then SIGCONT: it must notice and join again under a
+new id (its late results are fenced). Drawn as the run goes: kills of thread workers
+(simulated crash) and process workers (SIGKILL), SIGKILL of a remote worker (replaced),
+short stalls below the heartbeat timeout (no death allowed), failure and latency spikes
+through `PUT /api/chaos`, adds and drains. Orders are posted with an Idempotency-Key and re-posted
+with the same key after a connection error, so an order whose acknowledgement was lost in a
+crash is neither lost nor doubled.
 """
 
 from __future__ import annotations
@@ -20,36 +30,18 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import defaultdict
 from pathlib import Path
 
 import requests
 
-from .invariants import check_history, format_report, load_journal
+from .faults import Faults, wait_until
+from .fleet import NAME_PREFIX, Fleet, RemoteWorker
+from .invariants import check_history, format_report, load_journal, percentile, remote_work
 from .serve_process import ServeProcess
+from .settings import CALM, ChaosSettings
 
-CALM = {"failure_rate": 0.05, "latency_ms": [2, 20]}
-SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300]}
-
-
-@dataclass(frozen=True)
-class ChaosSettings:
-    duration: float = 60.0
-    seed: int = 1
-    # Existing server to drive; None = start and own one (which allows the restart fault).
-    server: str | None = None
-    # The journal to check; default: the owned server's temporary database.
-    db: str | None = None
-    token: str | None = None
-    rate: float = 25.0  # orders per second
-    thread_workers: int = 3
-    process_workers: int = 2
-    heartbeat_interval: float = 0.2
-    heartbeat_timeout: float = 1.0
-    max_retries: int = 3
-    fault_interval: float = 1.0  # mean seconds between faults
-    restart: bool = True  # SIGKILL and restart an owned server halfway through
-    drain_timeout: float = 120.0  # how long to wait for the last orders to finish
+__all__ = ["ChaosSettings", "Driver", "run_chaos"]
 
 
 def owned_server(settings: ChaosSettings, db: Path, port: int = 0) -> ServeProcess:
@@ -66,10 +58,13 @@ def owned_server(settings: ChaosSettings, db: Path, port: int = 0) -> ServeProce
 
 
 class Driver:
-    """Posts orders, injects faults and counts what the server answered."""
+    """Posts orders, asks the server about its workers, counts what it answered, and
+    keeps the record of faults and problems (the faults themselves: faults.py)."""
 
-    def __init__(self, settings: ChaosSettings, url: str, out=sys.stdout):
+    def __init__(self, settings: ChaosSettings, url: str, out=sys.stdout,
+                 fleet: Fleet | None = None, server: ServeProcess | None = None):
         self.settings, self.url, self.out = settings, url, out
+        self.fleet, self.server = fleet, server  # the server is replaced at each restart
         self.rng = random.Random(settings.seed)
         self.http = requests.Session()
         if settings.token:
@@ -79,10 +74,19 @@ class Driver:
         self.refused: str | None = None  # set if the server refused a valid order
         self.faults: dict[str, int] = {}
         self.process_supported = True
+        # Remote workers: each id of theirs -> the server start that gave it (0: the first).
+        self.server_start = 0
+        self.remote_ids: dict[str, int] = {}
+        self.killed: set[str] = set()  # fleet workers the driver SIGKILLed on purpose
+        self.problems: dict[str, list[str]] = defaultdict(list)  # the driver's own checks
+        self.timings: dict[str, list[float]] = defaultdict(list)
         self._lock = threading.Lock()
         self._stop_orders = threading.Event()
         self._url_ready = threading.Event()
         self._url_ready.set()
+        self._closed = threading.Event()
+        self._submitter = threading.Thread(target=self.submit_loop, name="chaos-orders",
+                                           daemon=True)
 
     # -------------------------------------------------------------- requests
 
@@ -130,21 +134,33 @@ class Driver:
                 if self._stop_orders.is_set():
                     # The run is over: an order never acknowledged was never accepted.
                     give_up_at = give_up_at or time.monotonic() + 30
-                    if time.monotonic() > give_up_at:
+                    if time.monotonic() > give_up_at or self._closed.is_set():
                         break
-                threading.Event().wait(0.1)
+                self._closed.wait(0.1)
 
-    # -------------------------------------------------------------- faults
+    # -------------------------------------------------------------- workers
 
     def workers(self) -> list[dict]:
+        """The server's workers; the ids of the driver's remote workers are remembered."""
         response = self.call("GET", "/api/workers")
         if response is None or response.status_code != 200:
             return []
         body = response.json()
-        return body["workers"] if isinstance(body, dict) else body
+        workers = body["workers"] if isinstance(body, dict) else body
+        for w in workers:
+            if str(w.get("name", "")).startswith(NAME_PREFIX):
+                self.remote_ids.setdefault(w["id"], self.server_start)
+        return workers
 
     def alive(self) -> list[dict]:
         return [w for w in self.workers() if w["status"] in ("alive", "suspect")]
+
+    def member(self, worker: RemoteWorker) -> str | None:
+        """The id under which a remote worker is an alive member of the ring, if any."""
+        return next((w["id"] for w in self.alive() if w.get("name") == worker.name), None)
+
+    def status(self, worker_id: str) -> str | None:
+        return next((w["status"] for w in self.workers() if w["id"] == worker_id), None)
 
     def add_worker(self, kind: str) -> None:
         body = {"count": 1}
@@ -163,32 +179,60 @@ class Driver:
         for _ in range(max(0, minimum - len(alive))):
             self.add_worker("thread")
 
-    def one_fault(self) -> None:
-        alive = self.alive()
-        choice = self.rng.choices(["kill", "add", "drain", "spike"], weights=[5, 4, 1, 2])[0]
-        if choice == "kill" and len(alive) > 2:
-            victim = self.rng.choice(alive)
-            self.call("POST", f"/api/workers/{victim['id']}/kill")
-            self.note(f"kill_{victim.get('kind', 'thread')}_worker")
-        elif choice == "drain" and len(alive) > 2:
-            victim = self.rng.choice(alive)
-            self.call("POST", f"/api/workers/{victim['id']}/drain")
-            self.note("drain_worker")
-        elif choice == "spike":
-            self.call("PUT", "/api/chaos", json=SPIKE)
-            self.note("failure_and_latency_spike")
-            calm_again = threading.Timer(1.0, lambda: self.call("PUT", "/api/chaos", json=CALM))
-            calm_again.daemon = True
-            calm_again.start()
-        else:
-            self.add_worker(self.rng.choice(["thread", "process"]))
-        self.ensure_workers()
+    def pause_orders(self) -> None:
+        """The server is going away: orders wait (they are re-posted once it is back)."""
+        self._url_ready.clear()
 
-    def note(self, fault: str) -> None:
+    def resume_orders(self) -> None:
+        self._url_ready.set()
+
+    def note(self, fault: str, detail: str = "") -> None:
         self.faults[fault] = self.faults.get(fault, 0) + 1
-        print(f"  fault: {fault}", file=self.out, flush=True)
+        print(f"  fault: {fault}{': ' + detail if detail else ''}", file=self.out, flush=True)
 
-    # -------------------------------------------------------------- ending
+    def problem(self, kind: str, detail: str) -> None:
+        self.problems[kind].append(detail)
+        print(f"  PROBLEM {kind}: {detail}", file=self.out, flush=True)
+
+    # -------------------------------------------------------------- the run
+
+    def run(self) -> bool:
+        """Workers, then orders and faults for the duration, then the drain. True if every
+        order finished in time."""
+        settings = self.settings
+        print(f"chaos: {settings.duration:.0f}s against {self.url}, seed {settings.seed}",
+              file=self.out)
+        for _ in range(settings.process_workers):
+            self.add_worker("process")
+        if self.fleet is not None:
+            self.fleet.start(settings.remote_workers)
+            for worker in self.fleet.running():
+                if not wait_until(lambda w=worker: self.member(w), settings.rejoin_timeout):
+                    raise RuntimeError(f"remote worker {worker.name} did not join "
+                                       f"(log: {worker.log_path})")
+        self._submitter.start()
+        faults = Faults(self)
+        faults.run(settings.duration)
+        self._stop_orders.set()
+        self._submitter.join(60)
+        self.call("PUT", "/api/chaos", json=CALM)
+        settled = self.wait_until_settled(settings.drain_timeout)
+        faults.check_fleet()
+        self.workers()  # the last ids of the remote workers
+        return settled
+
+    def close(self) -> None:
+        """Stop everything the run started: orders, remote workers (by pid), the server."""
+        self._stop_orders.set()
+        self._closed.set()
+        self._url_ready.set()
+        if self.fleet is not None:
+            self.fleet.stop_all()
+        if self.server is not None:
+            self.server.stop()
+        if self._submitter.is_alive():
+            self._submitter.join(15)  # at most one request (10 s) in flight
+        self.http.close()
 
     def wait_until_settled(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -204,54 +248,41 @@ class Driver:
 
 
 def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
-    """Run the whole experiment; returns the checker's report (plus what was injected)."""
+    """Run the whole experiment; returns the checker's report (plus what was injected).
+
+    Every process it started (the server, the remote workers) is gone when it returns or
+    raises."""
     if settings.server is not None and settings.db is None:
         raise ValueError("give --db with --server: the checker reads that server's journal")
     with tempfile.TemporaryDirectory(prefix="orderflow-chaos-") as folder:
         db = Path(settings.db) if settings.db else Path(folder) / "chaos.db"
         server = owned_server(settings, db) if settings.server is None else None
         url = server.url if server else settings.server.rstrip("/")
-        driver = Driver(settings, url, out)
-        print(f"chaos: {settings.duration:.0f}s against {url}, seed {settings.seed}", file=out)
-        restarted = False
-        submitter = threading.Thread(target=driver.submit_loop, name="chaos-orders", daemon=True)
+        fleet = Fleet(url, db.parent, token=settings.token) if settings.remote_workers else None
+        driver = Driver(settings, url, out, fleet=fleet, server=server)
         try:
-            for _ in range(settings.process_workers):
-                driver.add_worker("process")
-            submitter.start()
-            started = time.monotonic()
-            while (elapsed := time.monotonic() - started) < settings.duration:
-                threading.Event().wait(driver.rng.expovariate(1 / settings.fault_interval))
-                if (
-                    server
-                    and settings.restart
-                    and not restarted
-                    and elapsed >= settings.duration / 2
-                ):
-                    driver._url_ready.clear()
-                    server.kill()
-                    driver.note("server_sigkill_and_restart")
-                    server = _restart(settings, db, server.port)
-                    driver.url = server.url
-                    driver._url_ready.set()
-                    restarted = True
-                    for _ in range(settings.process_workers):
-                        driver.add_worker("process")
-                    continue
-                driver.one_fault()
-            driver._stop_orders.set()
-            submitter.join(60)
-            driver.call("PUT", "/api/chaos", json=CALM)
-            settled = driver.wait_until_settled(settings.drain_timeout)
+            settled = driver.run()
         finally:
-            driver._stop_orders.set()
-            if server is not None:
-                server.stop()
-        report = check_history(
-            load_journal(db), driver.acked, settings.max_retries, server_errors=driver.server_errors
-        )
+            driver.close()
+        history = load_journal(db)
+    report = check_history(
+        history, driver.acked, settings.max_retries, server_errors=driver.server_errors
+    )
     report["settled"] = settled
+    report["url"] = url
     report["faults"] = driver.faults
+    report["server_restarts"] = driver.faults.get("server_sigkill_and_restart", 0)
+    report["remote"] = {
+        **remote_work(history.events, driver.remote_ids, driver.server_start + 1),
+        "pids": [w.pid for w in fleet.workers] if fleet else [],
+        **{f"{name}_p50": _round(percentile(values, 50))
+           for name, values in driver.timings.items()},
+        **{f"{name}_max": _round(max(values)) for name, values in driver.timings.items()},
+    }
+    if driver.problems:
+        report["ok"] = False
+        report["problems"] = dict(driver.problems)
+        report["violations"] += sum(len(found) for found in driver.problems.values())
     if driver.refused:
         report["ok"] = False
         report["refused"] = driver.refused
@@ -261,12 +292,21 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     return report
 
 
-def _restart(settings: ChaosSettings, db: Path, port: int) -> ServeProcess:
-    """Start again on the same database, on the same port when it is free again."""
-    try:
-        return owned_server(settings, db, port)
-    except RuntimeError:
-        return owned_server(settings, db, 0)
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def format_chaos(report: dict) -> str:
+    """The lines about restarts, stalls and remote workers, after the checker's."""
+    lines = [f"  {'server restarts':<36} {report['server_restarts']}"]
+    lines += [f"  remote: {key:<28} {value}" for key, value in report["remote"].items()
+              if key != "pids"]
+    lines.append(f"  faults injected: {json.dumps(report['faults'])}")
+    for kind, details in report.get("problems", {}).items():
+        lines += [f"  PROBLEM {kind}: {detail}" for detail in details]
+    if not report["settled"]:
+        lines.append("  NOT SETTLED: orders still pending or in progress at the end")
+    return "\n".join(lines)
 
 
 def main(args) -> int:
@@ -277,7 +317,9 @@ def main(args) -> int:
         db=args.db,
         token=args.token,
         rate=args.rate,
-        restart=not args.no_restart,
+        remote_workers=args.remote_workers,
+        restart_every=0.0 if args.no_restart else args.restart_every,
+        long_stall_every=args.stall_every,
     )
     try:
         report = run_chaos(settings)
@@ -285,7 +327,7 @@ def main(args) -> int:
         print(f"orderflow chaos: error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report))
-    print(f"  faults injected: {json.dumps(report['faults'])}")
+    print(format_chaos(report))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1

@@ -208,3 +208,20 @@ def format_report(report: dict) -> str:
         )
     )
     return "\n".join(lines + [verdict])
+
+
+def remote_work(events: list[dict], remote_ids: Mapping[str, int], starts: int) -> dict:
+    """What the driver's remote workers did, by server start (0 = the first server): steps
+    they completed, and their late results the scheduler rejected (fenced)."""
+    done = [0] * starts
+    rejected = 0
+    for e in events:
+        start = remote_ids.get(e.get("worker_id"))
+        if start is None:
+            continue
+        if e["type"] == "task_succeeded":
+            done[start] += 1
+        elif e["type"] == "result_rejected":
+            rejected += e.get("count", 1)
+    return {"worker_ids": len(remote_ids), "steps_done_by_server_start": done,
+            "late_results_rejected": rejected}

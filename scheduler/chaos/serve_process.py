@@ -26,6 +26,7 @@ class ServeProcess:
     def __init__(self, *flags: str, port: int = 0, timeout: float = 30.0,
                  stderr: int | IO[str] = subprocess.DEVNULL):
         """`stderr`: where the server's console log goes (a file to read it afterwards)."""
+        self.flags = flags
         env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_TOKEN"}
         self.proc = subprocess.Popen(
             [*orderflow_command(), "serve", "--port", str(port), *flags],
@@ -42,6 +43,18 @@ class ServeProcess:
                 raise RuntimeError(f"orderflow serve {' '.join(flags)} did not start")
             match = re.search(r"http://[\d.]+:(\d+)", line)
         self.url, self.port = match.group(0), int(match.group(1))
+
+    def restarted(self, attempts: int = 10, pause: float = 0.5) -> ServeProcess:
+        """Start again with the same flags on the same port (clients know only that URL),
+        once this one has ended. The port may be busy for a moment: try a few times."""
+        for attempt in range(attempts):
+            try:
+                return ServeProcess(*self.flags, port=self.port)
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")
 
     def kill(self) -> None:
         """SIGKILL the whole group: no shutdown code runs anywhere."""

@@ -46,6 +46,8 @@ __all__ = ["HandlerSpecError", "WorkerOptions", "WorkerProcess", "load_handlers"
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 # The longest the main loop sleeps: a signal is noticed within this.
 SIGNAL_POLL = 0.1
+# How often a connection attempt looks whether the last connection is torn down.
+TEARDOWN_POLL = 0.005
 
 
 class HandlerSpecError(ValueError):
@@ -169,6 +171,7 @@ class WorkerProcess:
         return self._carry_out(effects)
 
     def _connect(self) -> None:
+        self._await_teardown()
         self._refusal = None
         self._handshake_refused = False
         auth = {"token": self.options.token} if self.options.token else None
@@ -183,6 +186,16 @@ class WorkerProcess:
             if refusal:
                 self._refusal, self._handshake_refused = refusal, True
             raise
+
+    def _await_teardown(self) -> None:
+        """Wait until the client has finished with its last connection. python-socketio calls
+        our disconnect handler before it marks itself and its Engine.IO client disconnected,
+        so an attempt started from that handler would fail ("Already connected") and wait
+        out a backoff for nothing."""
+        deadline = time.monotonic() + self.options.request_timeout
+        while ((self.sio.connected or self.sio.eio.state != "disconnected")
+               and time.monotonic() < deadline and not self._stop.is_set()):
+            self._stop.wait(TEARDOWN_POLL)
 
     def _attempt_ended(self, error: str | None) -> None:
         if error is None:

@@ -1,0 +1,225 @@
+"""The faults of a chaos run, carried out against the driver's server and remote workers.
+
+Small faults are drawn as the run goes (`one_fault`); server restarts and long stalls come
+from the seeded plan (schedule.py). A fault that should have had an effect checks that it
+had it (a long stall ends in a death and a new id; a short one in none; every remote worker
+joins the restarted server) and reports a problem otherwise.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from .fleet import NAME_PREFIX, RemoteWorker
+from .schedule import RESTART, fault_plan
+from .settings import CALM, SPIKE
+
+if TYPE_CHECKING:
+    from .driver import Driver
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1) -> T | None:
+    """The first truthy value of `predicate`, or None once `timeout` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value or None
+        threading.Event().wait(interval)
+
+
+class Faults:
+    """Each fault as a method; `run(duration)` injects them for the run's duration."""
+
+    def __init__(self, driver: Driver):
+        self.driver = driver
+
+    def check_fleet(self) -> None:
+        """A remote worker must never exit by itself: say so, and replace it."""
+        d = self.driver
+        if d.fleet is None:
+            return
+        for worker in d.fleet.exited():
+            if worker.name not in d.killed:
+                d.killed.add(worker.name)  # reported once
+                d.problem("remote_worker_exited",
+                          f"{worker.name} (pid {worker.pid}) exited with status "
+                          f"{worker.process.returncode}; log: {worker.log_path}")
+                d.fleet.start(1)
+
+    def one_fault(self) -> None:
+        """A small fault, drawn now."""
+        d = self.driver
+        alive = d.alive()
+        # The driver's remote workers are stalled and killed by pid, never from the API
+        # (a drain would make the process exit, as the protocol says).
+        victims = [w for w in alive if not str(w.get("name", "")).startswith(NAME_PREFIX)]
+        choice = d.rng.choices(
+            ["kill", "add", "drain", "spike", "short_stall", "kill_remote"],
+            weights=[5, 4, 1, 2, 2, 1])[0]
+        if choice == "kill" and len(victims) > 2:
+            victim = d.rng.choice(victims)
+            d.call("POST", f"/api/workers/{victim['id']}/kill")
+            d.note(f"kill_{victim.get('kind', 'thread')}_worker")
+        elif choice == "drain" and len(victims) > 2:
+            victim = d.rng.choice(victims)
+            d.call("POST", f"/api/workers/{victim['id']}/drain")
+            d.note("drain_worker")
+        elif choice == "spike":
+            d.call("PUT", "/api/chaos", json=SPIKE)
+            d.note("failure_and_latency_spike")
+            calm_again = threading.Timer(1.0, lambda: d.call("PUT", "/api/chaos", json=CALM))
+            calm_again.daemon = True
+            calm_again.start()
+        elif choice == "short_stall" and d.fleet and d.fleet.running():
+            self.short_stall()
+        elif choice == "kill_remote" and d.fleet and d.fleet.running():
+            victim = d.rng.choice(d.fleet.running())
+            d.killed.add(victim.name)
+            d.fleet.kill(victim)
+            d.fleet.start(1)
+            d.note("kill_remote_worker", f"{victim.name} SIGKILLed, a new one started")
+        else:
+            d.add_worker(d.rng.choice(["thread", "process"]))
+        d.ensure_workers()
+
+    def restart_server(self) -> None:
+        """SIGKILL the server's process group and start it again on the same database and
+        port; sometimes with a remote worker SIGSTOPped across it. Every remote worker must
+        join the new server."""
+        d = self.driver
+        assert d.server is not None
+        across = None
+        if d.fleet and d.fleet.running() and d.rng.random() < 0.3:
+            across = d.rng.choice(d.fleet.running())
+            d.fleet.stall(across)
+        d.pause_orders()
+        d.server.kill()
+        killed_at = time.monotonic()
+        d.server = d.server.restarted()
+        d.server_start += 1
+        d.resume_orders()
+        took = time.monotonic() - killed_at
+        if across is not None:
+            # Continued a little after the new server is up, so it sometimes comes back
+            # after the others have joined.
+            threading.Event().wait(d.rng.uniform(0, 2) * d.settings.heartbeat_timeout)
+            d.fleet.resume(across)
+            d.note("stall_across_restart", f"{across.name} SIGSTOPped during the restart")
+        d.note("server_sigkill_and_restart", f"back on port {d.server.port} in {took:.1f}s")
+        for _ in range(d.settings.process_workers):
+            d.add_worker("process")
+        if d.fleet is None:
+            return
+        running = d.fleet.running()
+        joined = wait_until(lambda: all(d.member(w) for w in running),
+                            d.settings.rejoin_timeout)
+        if joined:
+            d.timings["rejoin_after_restart_s"].append(time.monotonic() - killed_at)
+        else:
+            missing = [w.name for w in running if not d.member(w)]
+            d.problem("remote_worker_not_rejoined_after_restart",
+                      f"restart {d.server_start}: {', '.join(missing)} did not join the "
+                      f"new server within {d.settings.rejoin_timeout:.0f}s")
+
+    def long_stall(self) -> None:
+        """SIGSTOP a remote worker until the server declares it dead (at least 2-3 heartbeat
+        timeouts), then SIGCONT: it must join again under a new id."""
+        d = self.driver
+        picked = self._remote_member(busy=True)
+        if picked is None:
+            return
+        worker, old_id = picked
+        timeout = d.settings.heartbeat_timeout
+        d.fleet.stall(worker)
+        stalled_at = time.monotonic()
+        threading.Event().wait(timeout * d.rng.uniform(2.0, 3.0))
+        dead = wait_until(lambda: d.status(old_id) == "dead", timeout + 10)
+        d.fleet.resume(worker)
+        stalled = time.monotonic() - stalled_at
+        if not dead:
+            d.problem("long_stall_without_death",
+                      f"{worker.name} ({old_id}) stalled {stalled:.1f}s, not declared dead")
+            d.note("long_stall", f"{worker.name} ({old_id}) {stalled:.1f}s: NOT declared dead")
+            return
+        d.faults["long_stall_deaths"] = d.faults.get("long_stall_deaths", 0) + 1
+        resumed_at = time.monotonic()
+        new_id = wait_until(lambda: (m := d.member(worker)) != old_id and m,
+                            d.settings.rejoin_timeout)
+        if new_id is None:
+            d.problem("stalled_worker_not_rejoined",
+                      f"{worker.name} ({old_id}) declared dead after a {stalled:.1f}s stall "
+                      f"and not back within {d.settings.rejoin_timeout:.0f}s")
+            d.note("long_stall", f"{worker.name} ({old_id}) {stalled:.1f}s: dead, NOT back")
+            return
+        d.faults["long_stall_rejoins"] = d.faults.get("long_stall_rejoins", 0) + 1
+        d.timings["rejoin_after_stall_s"].append(time.monotonic() - resumed_at)
+        d.note("long_stall", f"{worker.name} ({old_id}) {stalled:.1f}s: declared dead, "
+                             f"back as {new_id}")
+
+    def short_stall(self) -> None:
+        """SIGSTOP a remote worker for 20-40% of the heartbeat timeout: no death allowed."""
+        d = self.driver
+        picked = self._remote_member()
+        if picked is None:
+            return
+        worker, worker_id = picked
+        timeout = d.settings.heartbeat_timeout
+        d.fleet.stall(worker)
+        threading.Event().wait(timeout * d.rng.uniform(0.2, 0.4))
+        d.fleet.resume(worker)
+        d.note("short_stall", f"{worker.name} ({worker_id})")
+        # Past the timeout, counted from the stall: a death would have been declared by now.
+        threading.Event().wait(timeout)
+        if d.status(worker_id) == "dead":
+            d.problem("short_stall_death",
+                      f"{worker.name} ({worker_id}) declared dead after a stall shorter "
+                      "than the heartbeat timeout")
+
+    def _remote_member(self, busy: bool = False) -> tuple[RemoteWorker, str] | None:
+        """A running remote worker and its id; with `busy`, one holding tasks if any does
+        (its tasks must move, and its late results be fenced)."""
+        d = self.driver
+        if d.fleet is None:
+            return None
+        alive = {w.get("name"): w for w in d.alive()}
+        members = [(w, alive[w.name]) for w in d.fleet.running() if w.name in alive]
+        holding = [(w, v) for w, v in members if v.get("current_task") or v.get("queued")]
+        pick = holding if busy and holding else members
+        if not pick:
+            return None
+        worker, view = d.rng.choice(pick)
+        return worker, view["id"]
+
+    def run(self, duration: float) -> None:
+        """Small faults about every `fault_interval` seconds, the planned ones on time."""
+        d = self.driver
+        settings = d.settings
+        plan = fault_plan(duration, settings.restart_every if d.server else 0.0,
+                          settings.long_stall_every if d.fleet else 0.0,
+                          random.Random(settings.seed + 2))
+        print("  plan: " + (", ".join(f"{p.kind} at {p.at:.0f}s" for p in plan) or "none"),
+              file=d.out, flush=True)
+        started = time.monotonic()
+        next_small = d.rng.expovariate(1 / settings.fault_interval)
+        while (elapsed := time.monotonic() - started) < duration:
+            due = min(next_small, plan[0].at if plan else duration, duration)
+            if due > elapsed:
+                threading.Event().wait(due - elapsed)
+                continue
+            self.check_fleet()
+            if plan and plan[0].at <= elapsed:
+                planned = plan.pop(0)
+                if planned.kind == RESTART:
+                    self.restart_server()
+                else:
+                    self.long_stall()
+            else:
+                self.one_fault()
+                next_small = elapsed + d.rng.expovariate(1 / settings.fault_interval)

@@ -1,0 +1,45 @@
+"""Every setting of a chaos run, with its default (`orderflow chaos` flags default to these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The demo handlers' failure rate and latency during a run (PUT /api/chaos), and in a spike.
+CALM = {"failure_rate": 0.05, "latency_ms": [2, 20]}
+SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300]}
+
+
+@dataclass(frozen=True)
+class ChaosSettings:
+    # Seconds of faults; then the last orders drain and the journal is checked.
+    duration: float = 60.0
+    # Seeds the orders, the fault plan and the small faults.
+    seed: int = 1
+    # Existing server to drive; None = start and own one (which allows the restart fault).
+    server: str | None = None
+    # The journal to check; default: the owned server's temporary database. The remote
+    # workers' logs go next to it.
+    db: str | None = None
+    token: str | None = None
+    # Orders posted per second.
+    rate: float = 25.0
+    # Worker threads of the owned server.
+    thread_workers: int = 3
+    # Worker processes started by the server (POST /api/workers kind=process): they die
+    # with it and are started again after each restart.
+    process_workers: int = 2
+    # The driver's own `orderflow worker` processes: they outlive every server restart.
+    remote_workers: int = 2
+    heartbeat_interval: float = 0.2
+    heartbeat_timeout: float = 1.0
+    max_retries: int = 3
+    # Mean seconds between small faults (kills, adds, drains, spikes, short stalls).
+    fault_interval: float = 1.0
+    # Mean seconds between SIGKILLs and restarts of the owned server; 0 = none.
+    restart_every: float = 15.0
+    # Mean seconds between long stalls of a remote worker (past the heartbeat timeout); 0 = none.
+    long_stall_every: float = 20.0
+    # How long to wait for the last orders to finish.
+    drain_timeout: float = 120.0
+    # How long a remote worker may take to join again (after a restart or a long stall).
+    rejoin_timeout: float = 30.0

@@ -20,7 +20,7 @@ run: $(STAMP)
 JS_TESTS = tests/js/*.test.js
 
 test: $(STAMP)
-	$(BIN)/ruff check scheduler dashboard tests benchmarks
+	$(BIN)/ruff check scheduler dashboard tests benchmarks examples
 	$(BIN)/lint-imports --no-cache
 	node --test --test-reporter=dot $(JS_TESTS)
 	$(BIN)/python -m pytest -q
@@ -54,7 +54,7 @@ test-js:
 	node --test --test-reporter=dot $(JS_TESTS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler dashboard tests benchmarks
+	$(BIN)/ruff check scheduler dashboard tests benchmarks examples
 	$(BIN)/lint-imports --no-cache
 
 clean:

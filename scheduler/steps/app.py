@@ -22,6 +22,8 @@ it. Every mistake is caught when the module is imported, with a message naming i
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -214,6 +216,10 @@ def load_app(spec: str) -> App:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise AppError(f"--app expects module:attr, got {spec!r}")
+    # Like gunicorn, uvicorn and celery: the shop's module is found from where the command
+    # runs, not only from installed packages.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except AppError:

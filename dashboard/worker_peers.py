@@ -78,6 +78,17 @@ class RemoteExecutor:
         """Tasks the process runs at once (what it registered with)."""
         return self.peer.concurrency
 
+    @property
+    def steps(self) -> frozenset[str] | None:
+        """The steps the process has handlers for, if it said (None: any)."""
+        steps = getattr(self.peer, "steps", None)
+        return None if steps is None else frozenset(steps)
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """Capabilities the process offers (`orderflow worker --tags`)."""
+        return frozenset(getattr(self.peer, "tags", None) or ())
+
     def start(self) -> None:
         """Nothing to start: the process is already running and connected."""
 

@@ -29,9 +29,10 @@ class Sim:
         self.core.validate()
         return fx
 
-    def add_worker(self, wid: str) -> None:
+    def add_worker(self, wid: str, **options) -> None:
+        """A worker joins (`options`: slots, steps, tags, ...) with a queue of its own."""
         self.queues.setdefault(wid, deque())
-        self.apply(self.core.add_worker(wid, now=self.now))
+        self.apply(self.core.add_worker(wid, now=self.now, **options))
 
     def submit(self, oid: str, workflow: str = "ecommerce") -> str:
         self.apply(self.core.submit(oid, dict(ORDER), now=self.now, workflow=workflow))

@@ -80,7 +80,7 @@ def test_an_app_without_workflows_cannot_run():
 
 
 def test_a_cluster_runs_the_apps_workflows_sync_and_async_steps_together():
-    with Cluster(workers=2, app=shop(), **FAST) as cluster:
+    with Cluster(workers=2, app=shop(), tags={"payments"}, **FAST) as cluster:
         oid = cluster.submit(ORDER, "checkout")
         assert cluster.wait_until_idle(10)
         order = cluster.get_order(oid)

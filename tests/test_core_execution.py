@@ -238,3 +238,36 @@ def test_no_worker_runs_more_than_its_slots_and_no_step_more_than_its_limit(
         for worker in sim.core.workers.values():
             assert len(worker.running) + len(worker.stuck) <= worker.slots
             assert len(worker.tasks) + len(worker.stuck) <= worker.slots + prefetch
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_a_step_with_tags_waits_until_a_worker_offering_them_joins():
+    sim = Sim(workers=2, steps={"payment": StepPolicy(tags=frozenset({"payments"}))})
+    sim.submit("o1")
+    payment = sim.task("o1", "payment")
+    assert payment.state is S.READY
+    assert sim.core.wait_reason(payment) == (
+        "no live worker can run step payment (it needs tags: payments)")
+    sim.add_worker("pay", tags={"payments", "eu"})
+    assert payment.state is S.ASSIGNED and payment.worker == "pay"
+    d, _ = sim.start_next("pay")
+    sim.succeed(d)
+    packing = sim.task("o1", "packing")
+    assert packing.state is S.ASSIGNED  # untagged steps run anywhere
+
+
+def test_a_worker_is_only_given_steps_it_has_handlers_for_and_never_steals_others():
+    sim = Sim(workers=0, slots=1, prefetch=0)
+    sim.add_worker("payer", steps={"payment"})
+    sim.add_worker("packer", steps={"packing", "shipping"})
+    for i in range(4):
+        sim.submit(f"o{i}")
+    held = {w: {sim.core.tasks[t].step for t in sim.core.workers[w].tasks}
+            for w in ("payer", "packer")}
+    assert held == {"payer": {"payment"}, "packer": set()}  # idle, yet it steals no payment
+    sim.run_all()
+    for order in sim.core.orders.values():
+        assert {t.step: t.worker for t in order.tasks.values()} == {
+            "payment": "payer", "packing": "packer", "shipping": "packer"}

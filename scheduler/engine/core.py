@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .config import ClusterConfig, ConfigError, backoff
-from .dispatch import ReadyQueue
+from .dispatch import ReadyQueues
 from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWorkflow
 from .events import EventHistory
 from .limits import StepLimits
@@ -84,9 +84,10 @@ class SchedulerCore:
         # journal answers for older ones.
         self.idempotency: OrderedDict[str, str] = OrderedDict()
         # READY tasks wait here for a free slot (a worker holds only what it has slots for).
-        self.queue = ReadyQueue()
+        self.queue = ReadyQueues()
         self._hungry: set[str] = set()  # alive workers with room for another task
         self.limits = StepLimits(self.config.steps)
+        self._capable: dict[str, frozenset[str]] = {}  # step -> ring members able to run it
         self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
         self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
         # Tasks moved off a departed worker in this stimulus: (task, from, why, attempt).
@@ -169,26 +170,36 @@ class SchedulerCore:
         kind: str = "thread",
         meta: dict | None = None,
         slots: int | None = None,
+        steps: frozenset[str] | set[str] | None = None,
+        tags: frozenset[str] | set[str] = frozenset(),
     ) -> Effects:
-        """A worker joins the ring with `slots` (default: the cluster's) and takes work."""
+        """A worker joins the ring with `slots` (default: the cluster's) and takes work:
+        the steps it has handlers for (None: any) whose tags it all offers."""
         self._now = now
         if worker_id in self.workers and self.workers[worker_id].status in ("alive", "draining"):
             raise Conflict(f"worker {worker_id} is already a member")
         slots = self.config.slots if slots is None else slots
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ConfigError(f"slots must be an integer >= 1, got {slots!r}")
-        worker = WorkerRecord(worker_id, kind, "alive", now, now, slots=slots, meta=meta or {})
+        worker = WorkerRecord(
+            worker_id, kind, "alive", now, now, slots=slots, meta=meta or {},
+            steps=None if steps is None else frozenset(steps), tags=frozenset(tags),
+        )
         self.workers[worker_id] = worker
         # Its share of the ring (where work prefers to go) follows its slots.
         self.ring.add(worker_id, weight=slots / self.config.slots)
+        self._capable.clear()
         self._update_hunger(worker)
+        offers = f", tags {', '.join(sorted(worker.tags))}" if worker.tags else ""
         self._emit(
             "worker_added",
-            f"worker {worker_id} ({kind}, {slots} slot{'s' if slots != 1 else ''}) joined",
+            f"worker {worker_id} ({kind}, {slots} slot{'s' if slots != 1 else ''}{offers}) "
+            "joined",
             worker=worker_id,
             slots=slots,
+            tags=sorted(worker.tags),
         )
-        self._rehome("")  # tasks queued while no worker was on the ring get a home now
+        self._rehome("")  # tasks that had no worker able to run them get a home now
         return self._flush()
 
     def heartbeat(self, worker_id: str, now: float) -> bool:
@@ -558,13 +569,24 @@ class SchedulerCore:
             return task.wait_reason
         if not self.ring:
             return "no live worker"
+        if not self._capable_of(task.step):
+            tags = self.config.policy(task.step).tags
+            needs = f" (it needs tags: {', '.join(sorted(tags))})" if tags else ""
+            return f"no live worker can run step {task.step}{needs}"
         return "waiting for a free slot"
+
+    def can_run(self, worker: WorkerRecord, step: str) -> bool:
+        """Whether `worker` has a handler for `step` and offers every tag it needs."""
+        if worker.steps is not None and step not in worker.steps:
+            return False
+        return self.config.policy(step).tags <= worker.tags
 
     def validate(self) -> None:
         """Check internal invariants; used by tests after every step."""
         for task in self.tasks.values():
             if task.state in ON_WORKER:
                 assert task.worker is not None and task.id in self.workers[task.worker].tasks, task
+                assert self.can_run(self.workers[task.worker], task.step), task
             for dep in task.waiting_on:
                 assert self.orders[task.order_id].tasks[dep].state is not S.SUCCEEDED, task
             if task.state is not S.PENDING:
@@ -680,18 +702,34 @@ class SchedulerCore:
     def _enqueue(self, task: Task) -> None:
         """Put a READY task in line; its home is where the ring prefers it to run."""
         order = self.orders[task.order_id]
-        home = self._home(task.order_id) if self.ring else ""
         task.wait_reason = None
         task.ticket = self.queue.push(
-            task.id, home, order.started, order.priority, order.number,
-            order.workflow.steps.index(task.step),
+            task.id, task.step, self._home(task.order_id, task.step), order.started,
+            order.priority, order.number, order.workflow.steps.index(task.step),
         )
 
-    def _home(self, order_id: str) -> str:
-        """The ring's choice for an order, by bounded load weighted by slots: what a worker
-        holds plus what waits for it."""
-        return self.ring.place(order_id, self._load_of, self.config.load_epsilon,
-                               self._held + len(self.queue))
+    def _home(self, order_id: str, step: str) -> str:
+        """The ring's choice for an order's step among the workers that can run it, by
+        bounded load weighted by slots (what a worker holds plus what waits for it); ""
+        while none can."""
+        if not self.ring:
+            return ""
+        capable = self._capable_of(step)
+        total = self._held + len(self.queue)
+        if len(capable) == len(self.ring):  # the usual case: everyone can
+            return self.ring.place(order_id, self._load_of, self.config.load_epsilon, total)
+        home = self.ring.place(order_id, self._load_of, self.config.load_epsilon, total,
+                               eligible=capable.__contains__)
+        return home or ""
+
+    def _capable_of(self, step: str) -> frozenset[str]:
+        """Workers on the ring that can run `step` (cached until the ring changes)."""
+        capable = self._capable.get(step)
+        if capable is None:
+            capable = self._capable[step] = frozenset(
+                w for w in self.ring.members if self.can_run(self.workers[w], step)
+            )
+        return capable
 
     def _load_of(self, worker_id: str) -> int:
         return len(self.workers[worker_id].tasks) + self.queue.home_load(worker_id)
@@ -730,8 +768,10 @@ class SchedulerCore:
     def _next_for(self, worker_id: str, steal: bool) -> Task | None:
         """The next task `worker_id` may take; tasks their step's limits hold are set aside."""
         pop = self.queue.pop_for if steal else self.queue.pop_own
+        worker = self.workers[worker_id]
+        can_run = self._can_run_cache(worker)
         while True:
-            popped = pop(worker_id)
+            popped = pop(worker_id, can_run)
             if popped is None:
                 return None
             task_id, ticket, _ = popped
@@ -743,6 +783,18 @@ class SchedulerCore:
                 return task
             task.wait_reason = reason
             self._held_back.setdefault(task.step, deque()).append(task_id)
+
+    def _can_run_cache(self, worker: WorkerRecord):
+        """`can_run` for one worker, remembered per step for one dispatch."""
+        known: dict[str, bool] = {}
+
+        def can_run(step: str) -> bool:
+            answer = known.get(step)
+            if answer is None:
+                answer = known[step] = self.can_run(worker, step)
+            return answer
+
+        return can_run
 
     def _release_held(self, step: str) -> None:
         """Put back in line as many held tasks of `step` as its limits now allow."""
@@ -792,6 +844,7 @@ class SchedulerCore:
     def _leave_ring(self, worker: WorkerRecord) -> None:
         if worker.status == "alive":  # a draining worker has left already
             self.ring.remove(worker.id)
+            self._capable.clear()
             self._held -= len(worker.tasks)
             self._hungry.discard(worker.id)
 

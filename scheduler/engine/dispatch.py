@@ -132,3 +132,106 @@ class ReadyQueue:
     def _drop(self, rank: RankClass) -> None:
         del self._classes[rank]
         self._order.remove(rank)
+
+    # ------------------------------------------------------------------ for ReadyQueues
+
+    def best_rank(self) -> RankClass | None:
+        return self._order[0] if self._order else None
+
+    def own_top(self, worker_id: str, rank: RankClass) -> Entry | None:
+        """The first entry under `worker_id`'s home in class `rank`, without taking it."""
+        cls = self._classes.get(rank)
+        heap = cls.homes.get(worker_id) if cls else None
+        return heap[0] if heap else None
+
+    def longest_top(self, rank: RankClass) -> tuple[int, str, Entry] | None:
+        """(length, home, first entry) of the longest home in class `rank`."""
+        cls = self._classes.get(rank)
+        if not cls:
+            return None
+        home = self._longest(cls)
+        return len(cls.homes[home]), home, cls.homes[home][0]
+
+    def pop_from(self, rank: RankClass, home: str) -> tuple[str, int, str]:
+        return self._pop(rank, self._classes[rank], home)
+
+
+class ReadyQueues:
+    """One ReadyQueue per step, so a worker only ever looks at steps it can run (its
+    handlers, its capability tags); the same order of preference across them."""
+
+    def __init__(self) -> None:
+        self._by_step: dict[str, ReadyQueue] = {}
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def steps(self) -> list[str]:
+        return [step for step, queue in self._by_step.items() if queue]
+
+    def push(
+        self, task_id: str, step: str, home: str, started: bool, priority: int, number: int,
+        index: int,
+    ) -> int:
+        queue = self._by_step.get(step)
+        if queue is None:
+            queue = self._by_step[step] = ReadyQueue()
+        self._size += 1
+        return queue.push(task_id, home, started, priority, number, index)
+
+    def home_load(self, home: str) -> int:
+        return sum(q.home_load(home) for q in self._by_step.values())
+
+    def take_home(self, home: str) -> list[str]:
+        taken: list[str] = []
+        for queue in self._by_step.values():
+            taken.extend(queue.take_home(home))
+        self._size -= len(taken)
+        return taken
+
+    def pop_own(self, worker_id: str, can_run) -> tuple[str, int, str] | None:
+        """The best entry under the worker's own home among the steps it can run, if the
+        best class waiting for those steps has one there."""
+        queues = self._runnable(can_run)
+        if not queues:
+            return None
+        rank = min(q.best_rank() for q in queues)
+        best = None
+        for queue in queues:
+            top = queue.own_top(worker_id, rank)
+            if top is not None and (best is None or top < best[0]):
+                best = (top, queue)
+        if best is None:
+            return None
+        return self._take(best[1], rank, worker_id)
+
+    def pop_for(self, worker_id: str, can_run) -> tuple[str, int, str] | None:
+        """The best entry for the worker among the steps it can run: its own home's first,
+        else stolen from the longest home of the best class."""
+        own = self.pop_own(worker_id, can_run)
+        if own is not None:
+            return own
+        queues = self._runnable(can_run)
+        if not queues:
+            return None
+        rank = min(q.best_rank() for q in queues)
+        best = None
+        for queue in queues:
+            found = queue.longest_top(rank)
+            if found is None:
+                continue
+            length, home, top = found
+            key = (-length, top)
+            if best is None or key < best[0]:
+                best = (key, queue, home)
+        if best is None:
+            return None
+        return self._take(best[1], rank, best[2])
+
+    def _runnable(self, can_run) -> list[ReadyQueue]:
+        return [q for step, q in self._by_step.items() if q and can_run(step)]
+
+    def _take(self, queue: ReadyQueue, rank: RankClass, home: str) -> tuple[str, int, str]:
+        self._size -= 1
+        return queue.pop_from(rank, home)

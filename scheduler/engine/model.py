@@ -62,6 +62,10 @@ class WorkerRecord:
     last_heartbeat: float
     joined_at: float
     slots: int = 1  # tasks it runs at once
+    # What it can run: the steps it has handlers for (None: any step) and the capability
+    # tags it offers (a step with tags runs only where all of them are offered).
+    steps: frozenset[str] | None = None
+    tags: frozenset[str] = frozenset()
     tasks: set[str] = field(default_factory=set)  # assigned or running here
     running: set[str] = field(default_factory=set)  # of those, started
     # (task, lease) of attempts that timed out while their handler has not returned: the

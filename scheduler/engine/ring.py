@@ -95,14 +95,22 @@ class HashRing:
         return next(self.preference(key), None)
 
     def place(
-        self, key: str, load: Callable[[str], int], epsilon: float, total: int | None = None
+        self,
+        key: str,
+        load: Callable[[str], int],
+        epsilon: float,
+        total: int | None = None,
+        eligible: Callable[[str], bool] | None = None,
     ) -> str | None:
         """The first worker clockwise from the key whose load is under the bounded capacity.
 
-        `total` is the members' combined load when the caller keeps count of it.
+        `total` is the members' combined load when the caller keeps count of it; with
+        `eligible`, only members it accepts are considered (None if there is none).
         """
         if not self._members:
             return None
+        if eligible is not None:
+            return self._place_among(key, load, epsilon, total, eligible)
         if total is None:
             total = sum(load(m) for m in self._members)
         members, weights, weight = len(self._members), self._weights, self._total_weight
@@ -119,6 +127,23 @@ class HashRing:
                 return member
         # Unreachable: by pigeonhole some member is below the capacity.
         raise AssertionError("bounded-load placement found no worker below capacity")
+
+    def _place_among(self, key, load, epsilon, total, eligible) -> str | None:
+        members = [m for m in self._members if eligible(m)]
+        if not members:
+            return None
+        if total is None:
+            total = sum(load(m) for m in members)
+        weight = sum(self._weights[m] for m in members)
+        first = None
+        for member in self.preference(key):
+            if not eligible(member):
+                continue
+            first = first or member
+            cap = capacity(total, len(members), epsilon, self._weights[member] / weight)
+            if load(member) < cap:
+                return member
+        return first  # all over their share (the total counted others' load): the key's own
 
     def shares(self) -> dict[str, float]:
         """Fraction of the ring each member owns (the arc ending at each of its points)."""

@@ -14,7 +14,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..demo.app import demo_app
@@ -58,6 +58,7 @@ class Cluster:
         clock: Callable[[], float] = time.monotonic,
         chaos: Chaos | None = None,
         journal: Journal | None = None,
+        tags: Iterable[str] = (),
         **settings: Any,
     ):
         config = config or ClusterConfig()
@@ -81,6 +82,8 @@ class Cluster:
             handlers = app.handlers if handlers is None else handlers
             workflows = app.workflows if workflows is None else workflows
         self.app = app
+        # Capability tags the thread workers of this cluster offer (e.g. "payments").
+        self.tags = frozenset([tags] if isinstance(tags, str) else tags)
         self.config = dataclasses.replace(config, **settings)
         self.handlers = dict(handlers)
         self._clock = clock
@@ -247,7 +250,8 @@ class Cluster:
         """Start a thread worker that joins the ring and takes work at once."""
         worker_id = worker_id or self.new_worker_id("w")
         executor = ThreadWorker(
-            worker_id, self, self.handlers, self.config.heartbeat_interval, self.config.slots
+            worker_id, self, self.handlers, self.config.heartbeat_interval, self.config.slots,
+            tags=self.tags,
         )
         return self.join_worker(worker_id, executor)
 
@@ -274,7 +278,7 @@ class Cluster:
         try:
             self._call(
                 self._core.add_worker, worker_id, kind=executor.kind, meta=meta or {},
-                slots=executor.slots,
+                slots=executor.slots, steps=executor.steps, tags=executor.tags,
             )
         except Exception:
             with self._lock:

@@ -41,6 +41,8 @@ class Executor(Protocol):
 
     kind: str
     slots: int
+    steps: frozenset[str] | None  # the steps it has handlers for (None: any)
+    tags: frozenset[str]  # capabilities it offers
 
     def start(self) -> None: ...
     def deliver(self, dispatch: Dispatch) -> None: ...
@@ -90,9 +92,12 @@ class ThreadWorker:
         handlers: Mapping[str, Handler],
         heartbeat_interval: float,
         slots: int = 1,
+        tags: frozenset[str] = frozenset(),
     ):
         self.id = worker_id
         self.slots = slots
+        self.steps = frozenset(handlers)
+        self.tags = frozenset(tags)
         self._port = port
         self._handlers = handlers
         self._interval = heartbeat_interval

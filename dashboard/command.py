@@ -21,6 +21,13 @@ from .settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings, lo
 DEFAULTS = ServeSettings()
 
 
+def _tags(text: str) -> tuple[str, ...]:
+    tags = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not tags:
+        raise argparse.ArgumentTypeError("expected tags separated by commas, e.g. payments,eu")
+    return tags
+
+
 def _latency(text: str) -> tuple[float, float]:
     low, sep, high = text.partition(",")
     try:
@@ -46,6 +53,9 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--slots", type=int, default=DEFAULTS.slots, metavar="N",
                        help="steps each thread worker runs at once (plain handlers on N "
                        "threads, async ones on one event loop)")
+    serve.add_argument("--tags", type=_tags, default=(), metavar="TAG,TAG",
+                       help="capabilities the server's thread workers offer (steps that need "
+                       "a tag run only on workers that offer it)")
     serve.add_argument("--step-timeout", type=float, default=DEFAULTS.step_timeout,
                        metavar="S", help="seconds a step's attempt may run before it fails as "
                        "timed out (and is retried)")
@@ -93,7 +103,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     """The parsed `serve` flags as settings (not yet checked)."""
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, workers=args.workers,
-        app=args.app, slots=args.slots, step_timeout=args.step_timeout,
+        app=args.app, slots=args.slots, step_timeout=args.step_timeout, tags=args.tags,
         max_sockets=args.max_sockets, max_sockets_per_address=args.max_sockets_per_address,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,

@@ -46,6 +46,9 @@ class ServeSettings:
     workers: int = ClusterConfig.workers
     # Steps each thread worker runs at once.
     slots: int = ClusterConfig.slots
+    # Capability tags the server's thread workers offer (a step that needs a tag they lack,
+    # e.g. "payments", runs only on `orderflow worker --tags payments` processes).
+    tags: tuple[str, ...] = ()
     # Seconds a step's attempt may run before it fails as timed out.
     step_timeout: float = ClusterConfig.step_timeout
     # The journal file, unless persist is False (`--no-persist`).
@@ -124,6 +127,7 @@ def build_cluster(settings: ServeSettings) -> Cluster:
     journal = SQLiteJournal(settings.db) if settings.persist else None
     return Cluster(
         app=load_app(settings.app) if settings.app else None,
+        tags=settings.tags,
         workers=settings.workers,
         slots=settings.slots,
         step_timeout=settings.step_timeout,

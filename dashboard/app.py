@@ -21,6 +21,7 @@ from . import (
     api_orders,
     api_system,
     api_workers,
+    api_workflows,
     auth,
     errors,
     frames,
@@ -133,7 +134,8 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     app.extensions["orderflow_gate"] = app.wsgi_app
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
-    for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_system.bp, metrics.bp):
+    for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp, api_system.bp,
+                      metrics.bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)
     install_worker_hub(app, socketio, cluster)

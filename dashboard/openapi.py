@@ -84,7 +84,8 @@ SCHEMAS: dict[str, dict] = {
         "properties": {
             "customer": {"type": "string", "minLength": 1, "maxLength": 200},
             "items": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("Item")},
-            "workflow": {"type": "string", "description": "default: ecommerce"},
+            "workflow": {"type": "string",
+                         "description": "one of GET /api/workflows; default: ecommerce"},
             "priority": {"type": "integer", "minimum": -100, "maximum": 100, "default": 0,
                          "description": "higher first among orders at the same stage "
                                         "(e.g. express shipping)"},
@@ -198,6 +199,44 @@ SCHEMAS: dict[str, dict] = {
                            "items": {"type": "number", "minimum": 0, "maximum": 60000}},
         },
     },
+    "WorkflowStep": {
+        "type": "object",
+        "required": ["name", "deps"],
+        "properties": {
+            "name": {"type": "string"},
+            "deps": {"type": "array", "items": {"type": "string"},
+                     "description": "steps it waits for: it becomes ready once all of them "
+                                    "succeeded (several steps may wait for one: a fan-out; "
+                                    "one may wait for several: a fan-in)"},
+            "doc": {"type": "string", "description": "the handler's docstring"},
+            "async": {"type": "boolean", "description": "an `async def` handler"},
+            "timeout": {"type": ["number", "null"],
+                        "description": "seconds an attempt may run; null: the server's "
+                                       "--step-timeout"},
+            "retries": {"type": ["integer", "null"],
+                        "description": "retries after the first attempt; null: the server's"},
+            "backoff": {"type": ["array", "null"], "items": {"type": "number"},
+                        "minItems": 2, "maxItems": 2,
+                        "description": "[base, cap] seconds of jittered backoff; null: the "
+                                       "server's"},
+            "max_in_flight": {"type": ["integer", "null"],
+                              "description": "at most this many running across the cluster"},
+            "rate": {"type": ["number", "null"], "description": "at most this many starts/s"},
+            "burst": {"type": ["integer", "null"], "description": "starts a rate allows at once"},
+            "tags": {"type": "array", "items": {"type": "string"},
+                     "description": "capabilities a worker must offer to run it"},
+        },
+    },
+    "Workflow": {
+        "type": "object",
+        "required": ["name", "steps"],
+        "properties": {
+            "name": {"type": "string", "description": "the `workflow` of POST /api/orders"},
+            "steps": {"type": "array", "items": _ref("WorkflowStep"),
+                      "description": "in a topological order: every step after those it "
+                                     "waits for"},
+        },
+    },
     "Ids": {"type": "object",
             "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
     "WorkerAction": {
@@ -252,7 +291,8 @@ PATHS: dict[str, dict] = {
         {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS, 503)},
         requestBody=_body({"type": "object", "required": ["count"], "properties": {
             "count": {"type": "integer", "minimum": 1, "maximum": MAX_BULK_ORDERS},
-            "workflow": {"type": "string"}}}))},
+            "workflow": {"type": "string",
+                         "description": "one of GET /api/workflows; default: ecommerce"}}}))},
     "/api/orders/{order_id}": {"get": _op(
         "An order with its tasks and its events",
         {"200": _json({"allOf": [_ref("Order"), {"type": "object", "properties": {
@@ -294,6 +334,10 @@ PATHS: dict[str, dict] = {
         "Drain a worker: no new work, it leaves after its current task",
         {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(*BODY_ERRORS, 404, 409)},
         parameters=[_path("worker_id")], requestBody={**NO_BODY, "required": False})},
+    "/api/workflows": {"get": _op(
+        "The workflows an order may name, each with its DAG and its steps' policies",
+        {"200": _json({"type": "object", "required": ["workflows"], "properties": {
+            "workflows": {"type": "array", "items": _ref("Workflow")}}}), **_errors(401)})},
     "/api/stats": {"get": _op("Counts by status, retries, reassignments, throughput",
                               {"200": _json(_ref("Stats")), **_errors(401)})},
     "/api/events": {"get": _op(

@@ -13,7 +13,8 @@ Server to client
                    "last_seq": int, "chaos": {"failure_rate", "latency_ms": [min, max]},
                    "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries"},
                    "limits": {"orders", "orders_page", "initial_orders", "log_events"},
-                   "workflows": cluster.workflows()}
+                   "workflows": cluster.workflows(),
+                   "workflow_details": cluster.describe_workflows()}
 
               The state is at least as new as `last_seq`: apply only events with a greater
               seq afterwards. A snapshot replaces everything the client held.
@@ -23,6 +24,10 @@ Server to client
               notable events its log keeps (DASHBOARD_LOG_EVENTS). `workflows` maps each
               workflow to {step: [steps it waits for]}: a step becomes ready once all of
               them succeeded (a workflow may fan out and in; it is not a chain).
+              `workflow_details` lists the same workflows as GET /api/workflows does
+              ([{"name", "steps": [{"name", "deps", "timeout", "retries", "max_in_flight",
+              "rate", "tags", ...}]}]): the names a submit form offers, and each step's
+              policy for the order's DAG.
   `events`    a list of the core's event dicts (`seq`, `ts`, `type`, `order_id`, `step`,
               `worker_id`, `attempt`, `message`, ...; `type` is one of EVENT_TYPES in
               scheduler/engine/events.py), ascending seq, at most one message

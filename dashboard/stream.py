@@ -85,6 +85,9 @@ def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()
             "log_events": settings.log_events,
         },
         "workflows": cluster.workflows(),
+        # The same workflows as GET /api/workflows lists them: steps with their policies,
+        # for the submit forms' choices and the order's DAG.
+        "workflow_details": cluster.describe_workflows(),
     }
 
 

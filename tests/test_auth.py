@@ -32,6 +32,7 @@ def bearer(token: str = TOKEN) -> dict:
         ("put", "/api/chaos", {"failure_rate": 0.5}),
         ("get", "/api/orders", None),
         ("get", "/api/stats", None),
+        ("get", "/api/workflows", None),
         ("get", "/api/events", None),
         ("get", "/metrics", None),
     ],

@@ -9,6 +9,7 @@ locator wait), never a sleep. Each test leaves a screenshot in its tmp dir.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
 from dashboard.assets import VENDOR, VENDOR_DIR
-from scheduler import Cluster
+from scheduler import App, Cluster, TaskContext
 
 pytestmark = pytest.mark.slow  # a live server and a real browser
 
@@ -32,6 +33,7 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 800}
 WAIT_MS = 10_000
 XSS = "<img src=x onerror=alert(1)>"
+ORDER_DATA = {"customer": "ada", "items": [{"sku": "A", "qty": 1, "price": 1}]}
 # Heartbeats every 50 ms, dead after 400 ms of silence: a killed worker is noticed quickly.
 HEARTBEATS = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.4}
 
@@ -406,4 +408,189 @@ def test_fan_out_order_shows_every_branch_with_the_servers_caps(browser, tmp_pat
         assert names == ["payment", "packing", "invoice", "shipping"]
         assert all("s-done" in (chips.nth(i).get_attribute("class") or "") for i in range(4))
         d.shot("fan-out")
+        assert d.errors == []
+
+
+# ---------------------------------------------------------------- workflows, slots, reasons
+
+def gated_app(gate: threading.Event, **payment_policy) -> App:
+    """payment (with `payment_policy`) blocks until `gate` is set, ignoring cancellation as
+    a handler stuck in a call would; packing runs at once."""
+    app = App("gated")
+
+    @app.step(**payment_policy)
+    def payment(ctx: TaskContext) -> dict:
+        gate.wait(WAIT_MS / 1000)
+        return {}
+
+    @app.step()
+    def packing(ctx: TaskContext) -> dict:
+        return {}
+
+    app.workflow("checkout", ["payment", "packing"])
+    return app
+
+
+def open_timeline(d: Dashboard, order_id: str) -> None:
+    """Open an order's timeline by its id (searched: the row need not be in view)."""
+    d.page.fill("#order-search", order_id)
+    d.page.press("#order-search", "Enter")
+    d.page.locator(f"#timeline[data-order='{order_id}']").wait_for(state="visible")
+
+
+def node_boxes(d: Dashboard) -> dict[str, dict]:
+    """Each DAG box's step -> its level and where it is drawn."""
+    return d.page.eval_on_selector_all(
+        "#tl-body .dag-node", """els => Object.fromEntries(els.map(e => {
+            const r = e.getBoundingClientRect();
+            return [e.dataset.step, {level: Number(e.dataset.level), status: e.dataset.status,
+                                     left: r.left, right: r.right, top: r.top, bottom: r.bottom}];
+        }))""")
+
+
+def test_an_order_in_the_workflow_picked_shows_its_dag_fanning_out_and_in(browser, tmp_path):
+    cluster = fast_cluster(workers=3, latency_ms=(5, 15), **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        # The choices are the server's workflows.
+        d.wait("() => document.querySelectorAll('#f-workflow option').length > 0")
+        offered = d.page.eval_on_selector_all("#f-workflow option", "os => os.map(o => o.value)")
+        assert offered == [w["name"] for w in cluster.describe_workflows()]
+        assert offered == ["ecommerce", "ecommerce_invoiced"]
+        d.page.select_option("#f-workflow", "ecommerce_invoiced")
+        d.page.fill("#f-priority", "7")
+        order_id = d.submit_from_form("picks a workflow")
+        order = cluster.get_order(order_id)
+        assert (order["workflow"], order["priority"]) == ("ecommerce_invoiced", 7)
+        d.wait_order_status(order_id, "completed")
+        d.row(order_id).click()
+        d.page.locator("#tl-body .dag-node[data-step='shipping'][data-status='succeeded']"
+                       ).wait_for()
+        boxes = node_boxes(d)
+        assert {step: box["level"] for step, box in boxes.items()} == {
+            "payment": 0, "packing": 1, "invoice": 1, "shipping": 2}
+        payment, packing, invoice, shipping = (boxes[s] for s in (
+            "payment", "packing", "invoice", "shipping"))
+        # After payment, packing and invoice side by side (one row, not overlapping), then
+        # shipping below both: a fan-out and a fan-in, not a chain.
+        assert packing["top"] == invoice["top"] > payment["bottom"]
+        assert packing["right"] <= invoice["left"]
+        assert shipping["top"] > packing["bottom"]
+        assert packing["left"] < payment["left"] + 1 and invoice["right"] > payment["right"] - 1
+        lines = d.page.eval_on_selector_all(
+            "#tl-body .dag-line", "els => els.map(e => [e.dataset.from, e.dataset.to,"
+                                  " e.classList.contains('done')])")
+        assert sorted(lines) == sorted([
+            ["payment", "packing", True], ["payment", "invoice", True],
+            ["packing", "shipping", True], ["invoice", "shipping", True]])
+        assert all(box["status"] == "succeeded" for box in boxes.values())
+        d.shot("workflow-dag")
+        assert d.errors == []
+
+
+def test_demo_orders_run_in_the_workflow_picked(browser, tmp_path):
+    cluster = fast_cluster(workers=2, **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        d.wait("() => document.querySelectorAll('#f-demo-workflow option').length === 2")
+        d.page.select_option("#f-demo-workflow", "ecommerce_invoiced")
+        d.page.fill("#f-demo-count", "6")
+        d.page.click("#f-demo-submit")
+        d.wait_text("[data-filter='completed'] .seg-count", "6")
+        assert {o["workflow"] for o in cluster.orders(limit=10)} == {"ecommerce_invoiced"}
+        assert len(cluster.orders(limit=10)) == 6
+        d.shot("demo-workflow")
+        assert d.errors == []
+
+
+def test_a_ready_step_shows_that_it_waits_for_a_free_slot(browser, tmp_path):
+    gate = threading.Event()
+    # One worker with one slot and no prefetch: while one payment runs, the next one waits.
+    cluster = Cluster(workers=1, slots=1, prefetch=0, app=gated_app(gate), seed=7, **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        try:
+            first = cluster.submit(ORDER_DATA, "checkout")
+            wait_for(lambda: cluster.get_order(first)["tasks"]["payment"]["status"] == "running",
+                     timeout=10, message="the first payment to run")
+            second = cluster.submit(ORDER_DATA, "checkout")
+            waiting = cluster.get_order(second)["tasks"]["payment"]
+            assert (waiting["status"], waiting["waiting_for"]) == (
+                "ready", "waiting for a free slot")
+            d.page.goto(d.url + "/")
+            d.wait_live()
+            open_timeline(d, second)
+            why = "#tl-body .dag-node[data-step='payment'] .dag-why"
+            d.wait_text(why, "waiting for a free slot")
+            assert d.page.locator("#tl-body .dag-node[data-step='payment']"
+                                  ).get_attribute("data-status") == "ready"
+            # The slots tile and the worker card show the one slot in use.
+            d.wait_text("[data-tile='slots'] .tile-value", "1/1")
+            assert d.page.inner_text("[data-worker='w-1'] .worker-slots") == "1/1 slots"
+            d.shot("waiting-for-a-slot")
+            gate.set()
+            # Once the slot frees the step runs; the open timeline follows.
+            d.page.locator("#tl-body .dag-node[data-step='packing'][data-status='succeeded']"
+                           ).wait_for()
+            assert d.page.inner_text(why) == ""
+        finally:
+            gate.set()
+        assert d.errors == []
+
+
+def test_a_step_at_its_limit_shows_the_reason_and_the_held_count(browser, tmp_path):
+    gate = threading.Event()
+    cluster = Cluster(workers=2, slots=2, app=gated_app(gate, max_in_flight=1), seed=7,
+                      **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        try:
+            ids = [cluster.submit(ORDER_DATA, "checkout") for _ in range(2)]
+            wait_for(lambda: cluster.stats()["held_by_limits"].get("payment") == 1,
+                     timeout=10, message="a payment held by its limit")
+            held = next(i for i in ids
+                        if cluster.get_order(i)["tasks"]["payment"]["status"] == "ready")
+            reason = cluster.get_order(held)["tasks"]["payment"]["waiting_for"]
+            assert "limit of 1" in reason
+            d.page.goto(d.url + "/")
+            d.wait_live()
+            d.wait_text("[data-tile='slots'] .tile-sub", "held: payment 1")
+            assert "tone-warn" in d.page.get_attribute("[data-tile='slots']", "class")
+            open_timeline(d, held)
+            d.wait_text("#tl-body .dag-node[data-step='payment'] .dag-why", reason)
+            # The step's policy is in the steps table.
+            assert d.page.inner_text(
+                "#tl-body .tl-steps tr[data-step='payment'] .tl-policy") == "≤ 1 at once"
+            d.shot("held-by-limit")
+        finally:
+            gate.set()
+        d.wait_text("[data-filter='completed'] .seg-count", "2")
+        assert d.errors == []
+
+
+def test_a_stuck_slot_stands_out_on_its_worker_card(browser, tmp_path):
+    gate = threading.Event()
+    # The attempt times out after 0.2 s, but its handler does not return: its slot is stuck.
+    cluster = Cluster(workers=1, slots=2, app=gated_app(gate, timeout=0.2, retries=0), seed=7,
+                      **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        try:
+            d.page.goto(d.url + "/")
+            d.wait_live()
+            card = "#worker-cards [data-worker='w-1']"
+            assert "has-stuck" not in d.page.get_attribute(card, "class")
+            order_id = cluster.submit(ORDER_DATA, "checkout")
+            d.page.locator(f"{card}.has-stuck").wait_for()
+            assert d.page.inner_text(f"{card} .worker-stuck") == "⚠ 1 stuck"
+            assert d.page.inner_text(f"{card} .worker-slots") == "1/2 slots"
+            d.wait_text("[data-tile='slots'] .tile-sub", "1 stuck")
+            assert "tone-bad" in d.page.get_attribute("[data-tile='slots']", "class")
+            assert cluster.get_order(order_id)["status"] == "failed"
+            d.shot("stuck-slot")
+            gate.set()
+            # The handler returned: the slot is free again.
+            d.page.locator(f"{card}:not(.has-stuck)").wait_for()
+            assert d.page.inner_text(f"{card} .worker-stuck") == ""
+        finally:
+            gate.set()
         assert d.errors == []

@@ -9,7 +9,7 @@ from dashboard.config import DefaultConfig
 from dashboard.stream import ClientTable, EventStream, StreamSettings, build_snapshot
 
 SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config",
-                 "limits", "workflows"}
+                 "limits", "workflows", "workflow_details"}
 
 
 class Recorder:
@@ -193,3 +193,13 @@ def test_snapshot_names_what_each_step_waits_for_including_fan_out():
     assert snapshot["workflows"]["ecommerce_invoiced"] == {
         "payment": [], "packing": ["payment"], "invoice": ["payment"],
         "shipping": ["packing", "invoice"]}
+
+
+def test_snapshot_lists_the_workflows_with_their_steps_policies_as_the_api_does():
+    cluster = fast_cluster()
+    details = build_snapshot(cluster)["workflow_details"]
+    assert details == cluster.describe_workflows()
+    assert [w["name"] for w in details] == ["ecommerce", "ecommerce_invoiced"]
+    invoiced = {s["name"]: s for s in details[1]["steps"]}
+    assert invoiced["shipping"]["deps"] == ["packing", "invoice"]
+    assert {"timeout", "retries", "max_in_flight", "rate", "tags"} <= set(invoiced["payment"])

@@ -47,7 +47,8 @@ export function start() {
   };
   store.onDirty = schedule;
 
-  const timeline = new Timeline({ root: $('#timeline'), title: $('#tl-title'), body: $('#tl-body'), close: $('#tl-close') }, toast);
+  const timeline = new Timeline({ root: $('#timeline'), title: $('#tl-title'), body: $('#tl-body'), close: $('#tl-close') }, toast,
+    (name) => store.workflow(name));
   const openOrder = (id) => timeline.open(id);
   const tiles = new Tiles($('#tiles'));
   const chart = new Chart($('#chart'));
@@ -101,8 +102,9 @@ export function start() {
 
   const controls = new Controls({
     orderForm: $('#order-form'), customer: $('#f-customer'), sku: $('#f-sku'), qty: $('#f-qty'),
-    price: $('#f-price'), orderButton: $('#f-submit'),
-    demoForm: $('#demo-form'), demoCount: $('#f-demo-count'), demoButton: $('#f-demo-submit'),
+    price: $('#f-price'), workflow: $('#f-workflow'), priority: $('#f-priority'), orderButton: $('#f-submit'),
+    demoForm: $('#demo-form'), demoCount: $('#f-demo-count'), demoWorkflow: $('#f-demo-workflow'),
+    demoButton: $('#f-demo-submit'),
     failure: $('#c-failure'), failureOut: $('#c-failure-out'), latMin: $('#c-lat-min'),
     latMax: $('#c-lat-max'), latencyOut: $('#c-latency-out'), chaosState: $('#c-state'),
   }, {
@@ -145,6 +147,7 @@ export function start() {
     if (dirty.has('chart')) chart.render(store.series);
     if (dirty.has('log')) log.render(store.log);
     if (dirty.has('chaos')) controls.render();
+    if (dirty.has('workflows')) controls.renderWorkflows(store.workflowDetails);
     if (store.orders.stubs > 0 && store.lastSeq !== null) sync.request({ stubs: true });
     const ms = performance.now() - started;
     frames.count++;

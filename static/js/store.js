@@ -20,6 +20,9 @@ export class Store {
     this.config = null; // {heartbeat_interval, heartbeat_timeout, max_retries}, from the snapshot
     this.limits = null; // {orders, orders_page, initial_orders, log_events}, from the snapshot
     this.chaos = null;
+    // [{name, steps: [{name, deps, retries, timeout, max_in_flight, rate, tags, ...}]}], as
+    // GET /api/workflows lists them: the submit forms' choices and the timeline's DAG.
+    this.workflowDetails = [];
     this.log = []; // notable events, ascending seq
     this.lastSeq = null;
     this.historyLoaded = false; // the first refresh after page load has run
@@ -59,6 +62,7 @@ export class Store {
     this.setWorkers(snap.workers);
     this.setRing(snap.ring);
     if (snap.chaos) this.chaos = snap.chaos;
+    this.workflowDetails = snap.workflow_details || [];
     const fresh = new Set();
     const initial = !this.historyLoaded;
     // Orders submitted while we were not listening are newer than the newest we held.
@@ -71,7 +75,7 @@ export class Store {
     const staleFrom = initial ? null : Math.min(newestHeld, stale ?? Infinity);
     this._mergeLog(snap.events || []);
     this._syncClock(snap.events || []);
-    this.mark('orders', 'chaos', 'conn');
+    this.mark('orders', 'chaos', 'conn', 'workflows');
     return { staleFrom, initial };
   }
 
@@ -127,6 +131,11 @@ export class Store {
     this.stats = stats;
     this._sample(stats);
     this.mark('stats');
+  }
+
+  /** A workflow as the server describes it (its steps, their deps and policies), or null. */
+  workflow(name) {
+    return this.workflowDetails.find((w) => w.name === name) ?? null;
   }
 
   // ------------------------------------------------------------------ helpers

@@ -10,6 +10,15 @@ export const WORKFLOWS = Object.freeze({
   },
 });
 
+// The same workflows as the snapshot's `workflow_details` (GET /api/workflows) lists them.
+export const WORKFLOW_DETAILS = Object.freeze(Object.entries(WORKFLOWS).map(([name, steps]) => ({
+  name,
+  steps: Object.entries(steps).map(([step, deps]) => ({
+    name: step, deps, doc: '', async: false, timeout: null, retries: null, backoff: null,
+    max_in_flight: null, rate: null, burst: null, tags: [],
+  })),
+})));
+
 export const LIMITS = Object.freeze({ orders: 50, orders_page: 10, initial_orders: 20, log_events: 30 });
 
 export const CONFIG = Object.freeze({ heartbeat_interval: 0.5, heartbeat_timeout: 2, max_retries: 3 });
@@ -19,7 +28,7 @@ export function snapshot(over = {}) {
   return {
     last_seq: 0, events: [], orders: [], workers: [], ring: { arcs: [], shares: {} },
     stats: { orders: {}, tasks: {}, workers: {} }, chaos: null,
-    config: CONFIG, limits: LIMITS, workflows: WORKFLOWS, ...over,
+    config: CONFIG, limits: LIMITS, workflows: WORKFLOWS, workflow_details: WORKFLOW_DETAILS, ...over,
   };
 }
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 
 import { Store } from '../../static/js/store.js';
-import { Feed, LIMITS, orderDict, snapshot, WORKFLOWS } from './fixtures.js';
+import { Feed, LIMITS, orderDict, snapshot, WORKFLOW_DETAILS, WORKFLOWS } from './fixtures.js';
 
 describe('a snapshot', () => {
   it('brings the server caps, settings and workflows, and the store keeps no copies', () => {
@@ -17,6 +17,19 @@ describe('a snapshot', () => {
     assert.equal(store.orders.maxOrders, 3);
     assert.deepEqual(store.orders.workflows, WORKFLOWS);
     assert.equal(store.config.heartbeat_timeout, 0.4);
+  });
+
+  it('brings the workflows with their steps policies, for the forms and the DAG', () => {
+    const store = new Store();
+    assert.equal(store.workflow('ecommerce'), null);
+    store.applySnapshot(snapshot());
+    assert.ok(store.takeDirty().has('workflows'));
+    assert.deepEqual(store.workflowDetails.map((w) => w.name), ['ecommerce', 'ecommerce_invoiced']);
+    assert.equal(store.workflow('ecommerce_invoiced'), WORKFLOW_DETAILS[1]);
+    assert.equal(store.workflow('nope'), null);
+    // A server without them (an older one) leaves none, not the previous server's.
+    store.applySnapshot(snapshot({ workflow_details: undefined }));
+    assert.deepEqual(store.workflowDetails, []);
   });
 
   it('marks what changed and ends the wait for one', () => {

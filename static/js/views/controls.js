@@ -1,8 +1,10 @@
-// The command forms: submit one order, submit N demo orders, and the chaos settings
-// (failure rate and latency range, applied live with PUT /api/chaos).
+// The command forms: submit one order (in a workflow, with a priority), submit N demo orders
+// (in a workflow), and the chaos settings (failure rate and latency range, applied live with
+// PUT /api/chaos). The workflows offered are the server's (the snapshot's workflow_details).
 
 import { api } from '../api.js';
-import { fmtInt } from '../dom.js';
+import { fmtInt, h } from '../dom.js';
+import { chooseWorkflow, workflowShape } from '../workflows.js';
 
 const CHAOS_DEBOUNCE_MS = 250;
 
@@ -16,6 +18,7 @@ export class Controls {
     this.onOrder = onOrder;
     this.chaosTimer = null;
     this.chaosEditing = false;
+    this.workflowsShown = null; // the list the pickers were last filled from
 
     els.orderForm.addEventListener('submit', (event) => {
       event.preventDefault();
@@ -25,6 +28,12 @@ export class Controls {
       event.preventDefault();
       this.submitDemo();
     });
+    for (const select of [els.workflow, els.demoWorkflow]) {
+      select.addEventListener('change', () => {
+        const chosen = (this.workflowsShown || []).find((w) => w.name === select.value);
+        select.title = chosen ? workflowShape(chosen) : '';
+      });
+    }
     for (const input of [els.failure, els.latMin, els.latMax]) {
       input.addEventListener('input', () => {
         this.chaosEditing = true;
@@ -38,11 +47,14 @@ export class Controls {
   }
 
   async submitOrder() {
-    const { customer, sku, qty, price, orderButton } = this.els;
+    const { customer, sku, qty, price, workflow, priority, orderButton } = this.els;
     const body = {
       customer: customer.value,
       items: [{ sku: sku.value.trim(), qty: Number(qty.value), price: Number(price.value) }],
     };
+    // Until the server named its workflows, its default one.
+    if (workflow.value) body.workflow = workflow.value;
+    if (priority.value.trim() !== '') body.priority = Number(priority.value);
     orderButton.disabled = true;
     try {
       const reply = await this.connection.command('submit_order', body);
@@ -57,10 +69,11 @@ export class Controls {
 
   async submitDemo() {
     const count = Number(this.els.demoCount.value);
+    const workflow = this.els.demoWorkflow.value;
     this.els.demoButton.disabled = true;
     try {
-      const reply = await api('/api/orders/bulk', { method: 'POST', body: { count } });
-      this.toast(`${fmtInt(reply.ids.length)} demo orders submitted`, 'good');
+      const reply = await api('/api/orders/bulk', { method: 'POST', body: workflow ? { count, workflow } : { count } });
+      this.toast(`${fmtInt(reply.ids.length)} demo orders submitted${workflow ? ` (${workflow})` : ''}`, 'good');
     } catch (err) {
       this.toast(`Demo orders not submitted: ${err.message}`, 'bad');
     } finally {
@@ -87,6 +100,20 @@ export class Controls {
   _showChaos(rate, [lo, hi]) {
     this.els.failureOut.textContent = `${Math.round(rate * 100)}%`;
     this.els.latencyOut.textContent = lo === hi ? `${fmtInt(lo)} ms` : `${fmtInt(lo)}–${fmtInt(hi)} ms`;
+  }
+
+  /** Offer the server's workflows in both forms, keeping each form's choice if still offered. */
+  renderWorkflows(details) {
+    if (details === this.workflowsShown) return;
+    this.workflowsShown = details;
+    const names = details.map((w) => w.name);
+    for (const select of [this.els.workflow, this.els.demoWorkflow]) {
+      const chosen = chooseWorkflow(names, select.value);
+      select.replaceChildren(...details.map((w) => h('option', { value: w.name, text: w.name, title: workflowShape(w) })));
+      select.value = chosen;
+      select.disabled = names.length === 0;
+      select.title = chosen ? workflowShape(details.find((w) => w.name === chosen)) : '';
+    }
   }
 
   /** Show the server's chaos settings unless the user is changing them. */

@@ -51,8 +51,12 @@ export class OrdersTable {
       const q = els.search.value.trim();
       if (!q) return;
       // An exact id opens its timeline even when the order is not in the table.
-      const match = this.view.length === 1 ? this.view[0].id : (this.book.get(q) ? q : (/^o-\S+$/.test(q) ? q : null));
-      if (match) openOrder(match);
+      const match = this.view?.length === 1 ? this.view[0].id : (this.book.get(q) ? q : (/^o-\S+$/.test(q) ? q : null));
+      if (!match) return;
+      // The timeline takes the focus (its Close button): without this, the same Enter
+      // would go on to press that button and close it again at once.
+      event.preventDefault();
+      openOrder(match);
     });
     els.body.addEventListener('scroll', () => this.onChange?.(), { passive: true });
     els.body.addEventListener('click', (event) => {

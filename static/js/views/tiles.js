@@ -3,8 +3,14 @@
 import { fmtInt, fmtRate, h, setClass, setText } from '../dom.js';
 
 const n = (v) => v || 0;
+const slotsOf = (s) => ({ total: n(s.slots?.total), busy: n(s.slots?.busy), stuck: n(s.slots?.stuck) });
+const heldCount = (s) => Object.values(s.held_by_limits || {}).reduce((sum, v) => sum + n(v), 0);
+/** "payment 3, shipping 1": ready tasks each step's limits hold back. */
+const heldText = (s) => Object.entries(s.held_by_limits || {}).filter(([, v]) => v > 0)
+  .map(([step, v]) => `${step} ${fmtInt(v)}`).join(', ');
 
-const TILES = [
+/** Each tile: what it shows of the stats (pure; the node tests read it). */
+export const TILES = [
   {
     key: 'active', label: 'In progress',
     value: (s) => fmtInt(n(s.orders.pending) + n(s.orders.in_progress)),
@@ -42,6 +48,26 @@ const TILES = [
     },
   },
   {
+    // Capacity of the live workers, and why ready work may not start: slots stuck on
+    // attempts that timed out, tasks a step's limits hold back.
+    key: 'slots', label: 'Slots in use',
+    tone: (s) => (slotsOf(s).stuck ? 'bad' : heldCount(s) ? 'warn' : ''),
+    value: (s) => `${fmtInt(slotsOf(s).busy + slotsOf(s).stuck)}/${fmtInt(slotsOf(s).total)}`,
+    sub: (s) => {
+      const parts = [];
+      if (slotsOf(s).stuck) parts.push(`${fmtInt(slotsOf(s).stuck)} stuck`);
+      const held = heldText(s);
+      if (held) parts.push(`held: ${held}`);
+      return parts.join(' · ') || `${fmtInt(n(s.tasks.ready))} ready waiting`;
+    },
+    title: (s) => {
+      const held = heldText(s);
+      return [`${fmtInt(slotsOf(s).busy)} running, ${fmtInt(slotsOf(s).stuck)} stuck (timed out, not returned yet) of ${fmtInt(slotsOf(s).total)} slots on live workers`,
+        `${fmtInt(n(s.tasks.ready))} ready tasks wait for a slot or a limit`,
+        held ? `held back by their step's limits: ${held}` : 'no step is at its limit'].join('\n');
+    },
+  },
+  {
     key: 'throughput', label: 'Throughput',
     value: (s) => fmtRate(s.throughput),
     unit: 'orders/s',
@@ -66,10 +92,14 @@ export class Tiles {
 
   render(stats) {
     if (!stats) return;
-    const s = { orders: {}, workers: {}, ...stats };
+    const s = { orders: {}, workers: {}, tasks: {}, ...stats };
     for (const { tile, el, value, sub } of this.cells.values()) {
       setText(value, tile.value(s));
       setText(sub, tile.sub(s));
+      if (tile.title) {
+        const title = tile.title(s);
+        if (el.title !== title) el.title = title;
+      }
       const tone = tile.tone ? tile.tone(s) : '';
       setClass(el, tone ? `tile tone-${tone}` : 'tile');
     }

@@ -1,17 +1,26 @@
-// One order's timeline (GET /api/orders/<id>): its steps, and every event in order with
-// workers, attempts, errors and reassignments. Refreshes while open as events arrive.
+// One order's timeline (GET /api/orders/<id>): its workflow drawn as a DAG with each step's
+// state and why a ready step waits, its steps with their policies, and every event in order
+// with workers, attempts, errors and reassignments. Refreshes while open as events arrive,
+// and every second while a step waits (its reason may change without an event).
 
 import { api } from '../api.js';
-import { fmtClock, fmtDuration, fmtInt, h, setText } from '../dom.js';
+import { fmtClock, fmtDuration, fmtInt, h, setText, svg } from '../dom.js';
 import { EVENT_LABEL, eventTone, orderStatus, taskState, TERMINAL } from '../states.js';
+import { dagGeometry, layoutDag, policyParts } from '../workflows.js';
 
 const REFRESH_MS = 250;
+const WAITING_REFRESH_MS = 1000;
+// The DAG's boxes (px): their height, the gap between levels, the narrowest a box's share of
+// its level may get before the drawing scrolls sideways.
+const DAG = { box: 54, gap: 30, minShare: 112 };
 
 export class Timeline {
-  /** els: {root, title, body, close}; toast(message, tone) */
-  constructor(els, toast) {
+  /** els: {root, title, body, close}; toast(message, tone); workflow(name): the server's
+   *  description of a workflow (steps, deps, policies) or null */
+  constructor(els, toast, workflow = () => null) {
     this.els = els;
     this.toast = toast;
+    this.workflow = workflow;
     this.orderId = null;
     this.timer = null;
     this.returnFocus = null;
@@ -43,11 +52,19 @@ export class Timeline {
 
   /** A stream event arrived; refresh soon if it is about the open order. */
   onEvent(ev) {
-    if (ev.order_id !== this.orderId || this.timer) return;
+    if (ev.order_id === this.orderId) this._refreshIn(REFRESH_MS);
+  }
+
+  /** Reload within `ms` (an earlier reload already due stands). */
+  _refreshIn(ms) {
+    const due = performance.now() + ms;
+    if (this.timer && this.due <= due) return;
+    clearTimeout(this.timer);
+    this.due = due;
     this.timer = setTimeout(() => {
       this.timer = null;
       this.load();
-    }, REFRESH_MS);
+    }, ms);
   }
 
   async load() {
@@ -63,9 +80,66 @@ export class Timeline {
     }
     if (this.orderId !== id) return; // closed or switched meanwhile
     const keepScroll = this.els.body.scrollTop;
-    this.els.body.replaceChildren(this._summary(order), this._steps(order), this._events(order));
+    const workflow = this.workflow(order.workflow);
+    this.els.body.replaceChildren(this._summary(order), this._dag(order, workflow), this._steps(order, workflow), this._events(order));
     this.els.body.scrollTop = keepScroll;
     this.els.root.dataset.status = order.status;
+    if (!TERMINAL.has(order.status) && Object.values(order.tasks || {}).some((t) => t.waiting_for)) {
+      this._refreshIn(WAITING_REFRESH_MS);
+    }
+  }
+
+  /** The order's workflow as a DAG: one row per level, lines from each step to those that
+   *  wait for it, each box in its step's state colour with why a ready step waits. */
+  _dag(order, workflow) {
+    const tasks = order.tasks || {};
+    // The server's description; without it (a snapshot not yet here), the order's own steps
+    // in one row rather than a guessed chain.
+    const steps = workflow ? workflow.steps : Object.keys(tasks).map((name) => ({ name, deps: [] }));
+    const layout = layoutDag(steps);
+    const geo = dagGeometry(layout, DAG);
+    const widest = Math.max(1, ...layout.levels.map((row) => row.length));
+    const lines = svg('svg', {
+      class: 'dag-lines', viewBox: `0 0 100 ${geo.height}`, preserveAspectRatio: 'none', 'aria-hidden': 'true',
+    }, geo.lines.map((line) => svg('path', {
+      class: tasks[line.from]?.status === 'succeeded' ? 'dag-line done' : 'dag-line',
+      d: line.d, dataset: { from: line.from, to: line.to },
+    })));
+    const rows = layout.levels.map((row, level) => {
+      const el = h('div', { class: 'dag-level', dataset: { level: String(level) } },
+        row.map((name) => this._dagNode(name, tasks[name], level)));
+      el.style.top = `${level * (DAG.box + DAG.gap)}px`;
+      el.style.height = `${DAG.box}px`;
+      el.style.gridTemplateColumns = `repeat(${row.length}, minmax(0, 1fr))`;
+      return el;
+    });
+    const drawing = h('div', { class: 'dag', role: 'group', 'aria-label': `Steps of ${order.workflow}, first at the top` }, lines, rows);
+    drawing.style.height = `${geo.height}px`;
+    drawing.style.minWidth = `${widest * DAG.minShare}px`;
+    return h('section', { class: 'tl-dag' },
+      h('h3', {}, 'Workflow ', h('span', { class: 'dag-name-of mono', text: order.workflow ?? '' })),
+      h('div', { class: 'dag-scroll' }, drawing));
+  }
+
+  _dagNode(name, task, level) {
+    const status = task?.status ?? 'pending';
+    const ts = taskState(status);
+    const state = [ts.label];
+    if (task?.attempts > 1) state.push(`×${task.attempts}`);
+    if (task?.worker && status !== 'pending' && status !== 'ready') state.push(task.worker);
+    const why = task?.waiting_for ?? '';
+    const title = [`${name}: ${ts.label}`];
+    if (task?.attempts) title.push(`attempt ${task.attempts}`);
+    if (task?.worker) title.push(`on ${task.worker}`);
+    if (why) title.push(why);
+    if (task?.error) title.push(`last error: ${task.error}`);
+    return h('div', {
+      class: `dag-node ${ts.cls}${why ? ' waiting' : ''}`, title: title.join(' · '),
+      dataset: { step: name, status, level: String(level) },
+    },
+    h('div', { class: 'dag-top' }, h('span', { class: 'chip-glyph', 'aria-hidden': 'true', text: ts.glyph }), h('span', { class: 'dag-step', text: name })),
+    h('div', { class: 'dag-state', text: state.join(' · ') }),
+    h('div', { class: 'dag-why', text: why }));
   }
 
   _summary(order) {
@@ -81,7 +155,7 @@ export class Timeline {
       h('dl', { class: 'kv-grid' },
         field('Customer', h('span', { class: 'tl-customer', text: order.customer ?? '' })),
         field('Status', h('span', { class: `badge ${st.cls}`, text: `${st.glyph} ${st.label}` })),
-        field('Workflow', order.workflow),
+        field('Workflow', order.workflow, order.priority ? h('span', { class: 'muted', text: ` · priority ${order.priority}` }) : null),
         field('Items', `${fmtInt(items.length)} line${items.length === 1 ? '' : 's'} · ${total.toFixed(2)}`),
         field('Submitted', fmtClock(order.submitted_at)),
         field('Took', took)),
@@ -104,20 +178,23 @@ export class Timeline {
     return button;
   }
 
-  _steps(order) {
+  _steps(order, workflow) {
+    const policies = Object.fromEntries((workflow?.steps || []).map((s) => [s.name, s]));
     const rows = Object.entries(order.tasks || {}).map(([step, t]) => {
       const ts = taskState(t.status);
-      return h('tr', {},
+      const policy = policyParts(policies[step]);
+      return h('tr', { dataset: { step } },
         h('td', {}, h('span', { class: `chip ${ts.cls}` }, h('span', { class: 'chip-glyph', text: ts.glyph }), h('span', { class: 'chip-name', text: step }), h('span', { class: 'chip-state', text: ts.label }))),
         h('td', { class: 'num', text: fmtInt(t.attempts) }),
         h('td', { class: 'mono', text: t.worker ?? '–' }),
         h('td', { class: 'num', text: t.reassignments ? fmtInt(t.reassignments) : '–' }),
+        h('td', { class: 'tl-policy muted', text: policies[step] ? (policy.join(' · ') || 'defaults') : '' }),
         h('td', { class: 'tl-error', text: t.error ?? '' }));
     });
     return h('section', {},
       h('h3', { text: 'Steps' }),
       h('table', { class: 'tl-steps' },
-        h('thead', {}, h('tr', {}, ...['Step', 'Attempts', 'Worker', 'Moved', 'Last error'].map((t) => h('th', { text: t })))),
+        h('thead', {}, h('tr', {}, ...['Step', 'Attempts', 'Worker', 'Moved', 'Policy', 'Last error'].map((t) => h('th', { text: t })))),
         h('tbody', {}, rows)));
   }
 

@@ -43,6 +43,8 @@ export class WorkersView {
       failed: h('b'),
       queued: h('b'),
       slots: h('b', { class: 'worker-slots' }),
+      slotBusy: h('span', { class: 'slot-busy' }),
+      slotStuck: h('span', { class: 'slot-stuck' }),
       stuck: h('span', { class: 'worker-stuck' }),
       hbFill: h('span', { class: 'hb-fill' }),
       hbText: h('span', { class: 'hb-text' }),
@@ -52,13 +54,15 @@ export class WorkersView {
     };
     const hb = h('div', { class: 'hb', role: 'meter', 'aria-label': `heartbeat age of ${worker.id}`, 'aria-valuemin': '0' }, parts.hbFill);
     parts.hb = hb;
+    parts.load = h('span', { class: 'worker-load' },
+      h('span', { class: 'slot-bar', 'aria-hidden': 'true' }, parts.slotBusy, parts.slotStuck), parts.slots, parts.stuck);
     parts.el = h('article', { class: 'worker', dataset: { worker: worker.id } },
       h('div', { class: 'worker-line' },
         swatch, h('span', { class: 'worker-id', text: worker.id }), parts.kind, parts.status,
         parts.share, h('span', { class: 'spacer' }), parts.drain, parts.kill),
       h('div', { class: 'worker-line worker-sub' },
         h('span', { class: 'worker-now' }, parts.task),
-        h('span', { class: 'worker-load', title: 'slots in use / slots' }, parts.slots, parts.stuck),
+        parts.load,
         h('span', { class: 'worker-counts' },
           parts.done, h('span', { text: ' done · ' }), parts.failed, h('span', { text: ' failed · ' }),
           parts.queued, h('span', { text: ' queued' }))),
@@ -91,7 +95,8 @@ export class WorkersView {
 
   _update(card, w, config) {
     const st = workerStatus(w.status);
-    setClass(card.el, `worker ${st.cls}`);
+    const stuck = w.stuck ?? 0;
+    setClass(card.el, `worker ${st.cls}${stuck ? ' has-stuck' : ''}`);
     setText(card.status, `${st.glyph} ${st.label}`);
     setClass(card.status, `badge ${st.cls}`);
     const where = w.host ? ` · ${w.host}${w.pid ? `:${w.pid}` : ''}` : '';
@@ -109,11 +114,17 @@ export class WorkersView {
     setText(card.done, fmtInt(w.tasks_done));
     setText(card.failed, fmtInt(w.tasks_failed));
     setText(card.queued, fmtInt(w.queued));
-    // Slots in use of its capacity; a timed-out handler that has not returned holds its slot.
-    const slots = w.slots ?? 1;
-    setText(card.slots, `${fmtInt((w.busy ?? 0) + (w.stuck ?? 0))}/${fmtInt(slots)} slots`);
-    setText(card.stuck, w.stuck ? ` · ${fmtInt(w.stuck)} stuck` : '');
-    setClass(card.stuck, w.stuck ? 'worker-stuck warn' : 'worker-stuck');
+    // Slots in use of its capacity; a timed-out handler that has not returned holds its slot
+    // (stuck: hatched in the bar, a badge on the card) until it returns.
+    const slots = Math.max(1, w.slots ?? 1);
+    const busy = w.busy ?? 0;
+    setText(card.slots, `${fmtInt(busy + stuck)}/${fmtInt(slots)} slots`);
+    card.slotBusy.style.width = `${Math.min(100, (busy / slots) * 100).toFixed(1)}%`;
+    card.slotStuck.style.width = `${Math.min(100, (stuck / slots) * 100).toFixed(1)}%`;
+    setText(card.stuck, stuck ? `⚠ ${fmtInt(stuck)} stuck` : '');
+    card.load.title = stuck
+      ? `${fmtInt(busy)} running and ${fmtInt(stuck)} stuck (timed out, not returned yet) of ${fmtInt(slots)} slots`
+      : `${fmtInt(busy)} running of ${fmtInt(slots)} slots`;
     // Heartbeat age against the timeout: amber once suspect (two missed beats), red near death.
     const timeout = config.heartbeat_timeout;
     const gone = w.status === 'dead' || w.status === 'removed';

@@ -1,0 +1,39 @@
+// The header tiles (static/js/views/tiles.js): what each shows of the server's stats. Here the
+// slots tile: capacity in use, stuck slots and the tasks steps' limits hold back.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { TILES } from '../../static/js/views/tiles.js';
+
+const slots = TILES.find((t) => t.key === 'slots');
+const stats = (over = {}) => ({
+  orders: {}, workers: {}, tasks: {}, slots: { total: 0, busy: 0, stuck: 0 }, held_by_limits: {}, ...over,
+});
+
+describe('the slots tile', () => {
+  it('shows slots in use (stuck ones count as in use) of the live workers total', () => {
+    assert.equal(slots.value(stats({ slots: { total: 64, busy: 10, stuck: 2 } })), '12/64');
+    assert.equal(slots.value(stats({ slots: undefined })), '0/0');
+  });
+
+  it('is calm with nothing stuck or held, and says how many ready tasks wait', () => {
+    const s = stats({ slots: { total: 8, busy: 8, stuck: 0 }, tasks: { ready: 1200 } });
+    assert.equal(slots.tone(s), '');
+    assert.equal(slots.sub(s), '1,200 ready waiting');
+  });
+
+  it('warns when a step limit holds tasks back, naming the steps', () => {
+    const s = stats({ held_by_limits: { payment: 3, shipping: 1, packing: 0 } });
+    assert.equal(slots.tone(s), 'warn');
+    assert.equal(slots.sub(s), 'held: payment 3, shipping 1');
+    assert.match(slots.title(s), /held back by their step's limits: payment 3, shipping 1/);
+  });
+
+  it('turns bad when a slot is stuck, stuck first', () => {
+    const s = stats({ slots: { total: 4, busy: 1, stuck: 2 }, held_by_limits: { payment: 1 } });
+    assert.equal(slots.tone(s), 'bad');
+    assert.equal(slots.sub(s), '2 stuck · held: payment 1');
+    assert.match(slots.title(s), /1 running, 2 stuck .* of 4 slots/);
+  });
+});

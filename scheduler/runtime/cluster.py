@@ -182,7 +182,8 @@ class Cluster:
         workflow = workflow or "ecommerce"
         self._journal.check()
         if workflow not in self._core.workflows:
-            raise UnknownWorkflow(f"unknown workflow {workflow!r}")
+            known = ", ".join(sorted(self._core.workflows))
+            raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
         self._accept(cleaned, workflow)
         return [order_id for order_id, _ in cleaned]
 

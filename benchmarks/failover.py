@@ -129,8 +129,8 @@ class Bench:
                 self.server.url,
                 "--handlers",
                 "failover:HANDLERS",
-                "--concurrency",
-                str(self.args.concurrency),
+                "--slots",
+                str(self.args.slots),
                 "--log-level",
                 "warning",
             ],
@@ -175,7 +175,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--workers", type=int, default=3, help="worker processes at once")
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=2, help="slots per worker process")
     parser.add_argument("--heartbeat-interval", type=float, default=0.5)
     parser.add_argument("--heartbeat-timeout", type=float, default=2.0)
     args = parser.parse_args()

@@ -30,7 +30,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, Conflict, UnknownWorker
 from scheduler.engine.model import Dispatch
-from scheduler.remote.protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
+from scheduler.remote.protocol import ID_PREFIX, MAX_SLOTS, MAX_TEXT, NAMESPACE
 from scheduler.remote.supervisor import ProcessPool
 
 from .auth import socket_auth_ok
@@ -140,7 +140,7 @@ class WorkerHub:
             peer = self._peers.get(fields["session"])
             if peer is None:
                 peer = Peer(**{k: fields[k] for k in
-                               ("session", "name", "host", "pid", "concurrency", "spawn_id")})
+                               ("session", "name", "host", "pid", "slots", "spawn_id")})
                 self._peers[peer.session] = peer
                 self._forget_old_peers()
             self._peers.move_to_end(peer.session)
@@ -173,8 +173,8 @@ class WorkerHub:
             peer.worker_ids.add(worker_id)
             peer.current = worker_id
         self.cluster.join_worker(worker_id, executor, meta=peer.meta())
-        log.info("worker process %s (%s pid %s, concurrency %d) joined as %s%s", peer.name,
-                 peer.host, peer.pid, peer.concurrency, worker_id,
+        log.info("worker process %s (%s pid %s, %d slots) joined as %s%s", peer.name,
+                 peer.host, peer.pid, peer.slots, worker_id,
                  f" (was {resume})" if resume else "")
         return self._welcome(worker_id, resumed=False)
 
@@ -343,8 +343,8 @@ class WorkerHub:
 
 def _parse_register(data: Any) -> dict:
     data = expect_object(data, "the registration")
-    unknown = set(data) - {"session", "name", "host", "pid", "concurrency", "resume", "join",
-                           "spawn_id"}
+    unknown = set(data) - {"session", "name", "host", "pid", "slots", "concurrency", "resume",
+                           "join", "spawn_id"}
     if unknown:
         raise invalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     fields: dict[str, Any] = {}
@@ -359,7 +359,9 @@ def _parse_register(data: Any) -> dict:
             raise invalid(f"{name} must be a string or null")
         fields[name] = value
     fields["pid"] = int_field(data, "pid", 1, 2**31)
-    fields["concurrency"] = int_field(data, "concurrency", 1, MAX_CONCURRENCY)
+    # `concurrency`: what clients sent before slots (same meaning), still accepted.
+    word = "slots" if "slots" in data or "concurrency" not in data else "concurrency"
+    fields["slots"] = int_field(data, word, 1, MAX_SLOTS)
     join = data.get("join", True)
     if not isinstance(join, bool):
         raise invalid("join must be true or false")

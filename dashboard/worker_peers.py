@@ -25,15 +25,14 @@ class Peer:
     name: str
     host: str
     pid: int
-    concurrency: int
+    slots: int
     spawn_id: str | None
     sid: str | None = None
     current: str | None = None  # the worker id it works under now
     worker_ids: set[str] = field(default_factory=set)
 
     def meta(self) -> dict:
-        return {"name": self.name, "host": self.host, "pid": self.pid,
-                "concurrency": self.concurrency}
+        return {"name": self.name, "host": self.host, "pid": self.pid}
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class RemoteExecutor:
     @property
     def slots(self) -> int:
         """Tasks the process runs at once (what it registered with)."""
-        return self.peer.concurrency
+        return self.peer.slots
 
     def start(self) -> None:
         """Nothing to start: the process is already running and connected."""

@@ -21,6 +21,7 @@ from dashboard.worker_hub import hub_of
 from scheduler import Chaos
 from scheduler.cli import build_parser
 from scheduler.remote.client import HandlerSpecError, load_handlers
+from scheduler.remote.command import slots_of
 from scheduler.remote.protocol import EXIT_REFUSED, NAMESPACE
 from scheduler.remote.supervisor import own_url
 
@@ -47,7 +48,7 @@ def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(re
     wa, wb = remote.joined(a), remote.joined(b)
     shown = {w["id"]: w for w in remote.cluster.workers()}
     assert shown[wa]["kind"] == "process" and shown[wa]["pid"] == a.pid
-    assert shown[wb]["host"] == socket.gethostname() and shown[wb]["concurrency"] == 2
+    assert shown[wb]["host"] == socket.gethostname() and shown[wb]["slots"] == 2
 
     ids = remote.cluster.submit_many([ORDER] * 300)
     wait_for(lambda: remote.cluster.stats()["tasks"]["succeeded"] >= 300, 30,
@@ -90,7 +91,7 @@ def test_a_worker_with_a_wrong_token_is_refused_on_both_sides(remote, caplog):
 
 @pytest.mark.slow
 def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remote):
-    procs = [remote.start_worker(handlers=SLOW, concurrency=1) for _ in range(2)]
+    procs = [remote.start_worker(handlers=SLOW, slots=1) for _ in range(2)]
     ids = {remote.joined(p): p for p in procs}
     order_id = remote.cluster.submit(ORDER)
     started = wait_for(lambda: first_event(remote, "task_started", order_id=order_id), 10)
@@ -120,7 +121,7 @@ def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remot
 
 @pytest.mark.slow
 def test_sigterm_drains_a_worker_process_which_exits_0(remote):
-    proc = remote.start_worker(handlers=SLOW, concurrency=1)
+    proc = remote.start_worker(handlers=SLOW, slots=1)
     worker_id = remote.joined(proc)
     ids = [remote.cluster.submit(ORDER) for _ in range(3)]
     running = wait_for(lambda: first_event(remote, "task_started", worker_id=worker_id), 10)
@@ -135,7 +136,7 @@ def test_sigterm_drains_a_worker_process_which_exits_0(remote):
     assert not remote.events("result_rejected")
 
     # Its queued tasks went back to the ring and wait for a worker.
-    remote.joined(remote.start_worker(handlers=SLOW, concurrency=3))
+    remote.joined(remote.start_worker(handlers=SLOW, slots=3))
     assert remote.cluster.wait_until_idle(15)
     assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
 
@@ -241,7 +242,7 @@ def test_a_process_given_back_an_id_it_had_retired_after_a_server_restart_runs_i
 
 
 def test_a_drained_busy_worker_whose_order_is_cancelled_exits_0_and_never_rejoins(remote):
-    proc = remote.start_worker(handlers=SLOW, concurrency=1)
+    proc = remote.start_worker(handlers=SLOW, slots=1)
     worker_id = remote.joined(proc)
     order_id = remote.cluster.submit(ORDER)
     wait_for(lambda: first_event(remote, "task_started", worker_id=worker_id), 10)
@@ -288,7 +289,7 @@ def test_process_workers_are_limited(idle_app):
 # ---------------------------------------------------------------- the protocol, test client
 
 
-REGISTRATION = {"session": "s-1", "name": "n", "host": "h", "pid": 42, "concurrency": 2}
+REGISTRATION = {"session": "s-1", "name": "n", "host": "h", "pid": 42, "slots": 2}
 
 
 @pytest.fixture
@@ -335,6 +336,18 @@ def test_the_protocol_runs_an_order_and_ignores_repeats(hub_app):
     assert cluster.get_order(order_id)["status"] == "completed"
     assert cluster.stats()["rejected_results"] == 0
     assert call(client, "heartbeat", {"worker_id": worker_id})["alive"] is True
+    client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize(("fields", "slots"), [({"slots": 500}, 500),
+                                               ({"concurrency": 3}, 3)])  # an older client
+def test_a_process_registers_its_slots_and_gets_that_many(hub_app, fields, slots):
+    client = worker_client(hub_app)
+    registration = {k: v for k, v in REGISTRATION.items() if k != "slots"}
+    worker_id = call(client, "register", {**registration, **fields})["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    (worker,) = cluster.workers()
+    assert (worker["id"], worker["slots"]) == (worker_id, slots)
     client.disconnect(namespace=NAMESPACE)
 
 
@@ -488,7 +501,8 @@ def test_departed_worker_ids_are_remembered_only_up_to_a_bound(hub_app, monkeypa
 
 @pytest.mark.parametrize("bad", [
     None, [], {"session": "s"}, {**REGISTRATION, "pid": "42"}, {**REGISTRATION, "pid": 0},
-    {**REGISTRATION, "concurrency": 0}, {**REGISTRATION, "name": ""},
+    {**REGISTRATION, "slots": 0}, {**REGISTRATION, "slots": 1025},
+    {k: v for k, v in REGISTRATION.items() if k != "slots"}, {**REGISTRATION, "name": ""},
     {**REGISTRATION, "join": "yes"}, {**REGISTRATION, "extra": 1},
 ])
 def test_a_bad_registration_is_refused_and_joins_nobody(hub_app, bad):
@@ -521,13 +535,28 @@ def test_handlers_are_the_demo_ones_or_a_named_dict():
 
 @pytest.mark.parametrize("argv", [
     ["worker"], ["worker", "--server", "127.0.0.1:5000"],
+    ["worker", "--server", "http://h", "--slots", "0"],
+    ["worker", "--server", "http://h", "--slots", "many"],
+    ["worker", "--server", "http://h", "--slots", "1025"],
     ["worker", "--server", "http://h", "--concurrency", "0"],
-    ["worker", "--server", "http://h", "--concurrency", "many"],
 ])
 def test_bad_worker_arguments_are_refused(argv):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(("flags", "slots", "warned"), [
+    ([], 8, False), (["--slots", "500"], 500, False), (["--concurrency", "3"], 3, True),
+    (["--slots", "5", "--concurrency", "3"], 5, True),
+])
+def test_slots_default_to_the_servers_and_concurrency_is_a_deprecated_alias(
+        flags, slots, warned, capsys):
+    args = build_parser().parse_args(["worker", "--server", "http://h", *flags])
+    assert slots_of(args) == slots
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == (["orderflow worker: warning: --concurrency is deprecated; use --slots "
+                      "(same meaning)"] if warned else [])
 
 
 def test_own_url_reaches_a_wildcard_bind_through_loopback():

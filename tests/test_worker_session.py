@@ -13,7 +13,7 @@ from scheduler.remote.options import Identity, WorkerOptions, reconnect_delay
 from scheduler.remote.protocol import EXIT_REFUSED
 from scheduler.remote.session import BeginAction, WorkerSession
 
-OPTIONS = WorkerOptions(server="http://127.0.0.1:9", concurrency=2, reconnect_delay=0.5,
+OPTIONS = WorkerOptions(server="http://127.0.0.1:9", slots=2, reconnect_delay=0.5,
                         reconnect_delay_max=5.0, request_timeout=5.0, drain_grace=5.0)
 IDENTITY = Identity(session="s-1", name="box-42", host="box", pid=42)
 START = 1000.0
@@ -103,11 +103,11 @@ def test_a_new_session_connects_at_once_and_joins_on_connecting():
     worker = Worker()
     register = worker.connect()
     assert register.payload == {"session": "s-1", "name": "box-42", "host": "box", "pid": 42,
-                                "concurrency": 2, "resume": None, "join": True,
+                                "slots": 2, "resume": None, "join": True,
                                 "spawn_id": None}
     assert worker.tick() == []  # one registration at a time
     effects = worker.answer(register, welcome("p-a-1"))
-    assert "joined the cluster as p-a-1" in logged(effects)
+    assert "joined the cluster as p-a-1 (box-42, 2 slots," in logged(effects)
     assert worker.session.worker_id == "p-a-1" and worker.session.registered
 
 

@@ -130,7 +130,7 @@ class WorkerProcess:
         self._handshake_refused = False
         self._threads = [LoopThread("heartbeat", self._beat_once, self._stop)]
         self._threads += [LoopThread(f"runner-{i + 1}", self._run_once, self._stop)
-                          for i in range(options.concurrency)]
+                          for i in range(options.slots)]
         self._bind_events()
 
     # ------------------------------------------------------------------ main thread

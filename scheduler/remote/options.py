@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..engine.config import ClusterConfig
+
 
 def reconnect_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
     """Backoff before the next connection attempt: "equal jitter" over min(cap, base * 2^n),
@@ -19,8 +21,9 @@ class WorkerOptions:
 
     server: str
     token: str | None = None
-    # Handlers run at once; more assignments wait in the local queue.
-    concurrency: int = 2
+    # Slots: handlers run at once (the server's word and default); more assignments wait
+    # in the local queue.
+    slots: int = ClusterConfig.slots
     name: str = ""
     # Reconnect backoff: the first wait, doubled per failure up to the max (seconds).
     reconnect_delay: float = 0.5

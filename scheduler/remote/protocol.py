@@ -12,18 +12,22 @@ a CONNECT_ERROR `{"message": "unauthorized: ..."}`). Refusals are logged by the 
 
 Worker to server; each is answered through the Socket.IO acknowledgement, and a refused one
 answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
-  `register`   {"session", "name", "host", "pid", "concurrency", "resume": id | null,
+  `register`   {"session", "name", "host", "pid", "slots", "resume": id | null,
                 "join": bool, "spawn_id": str | null}
                -> {"worker_id": id | null, "resumed": bool, "heartbeat_interval",
                    "heartbeat_timeout", "chaos", "max_message_bytes"}
-               Sent after every (re)connect. `session` is random per process and ties its
-               connections and worker ids together. With `resume` naming the process's
-               current id, still alive, the server rebinds it to this connection and sends
-               again every assignment not yet reported; otherwise it joins the process as a
-               new worker (unless `join` is false, as while draining: then worker_id is null),
-               and drains the process's earlier id if that is still alive (the answer naming
-               it was lost with a connection). The id in the answer is the process's current
-               id from then on, whatever it held before.
+               Sent after every (re)connect. `slots` (1 to MAX_SLOTS): handlers the process
+               runs at once, the same word and meaning as the server's slots; the server
+               hands it at most slots + prefetch tasks. (Older clients send `concurrency`
+               instead, still accepted with the same meaning; a registration needs one.)
+               `session` is random per process and ties its connections and worker ids
+               together. With `resume` naming the process's current id, still alive, the
+               server rebinds it to this connection and sends again every assignment not
+               yet reported; otherwise it joins the process as a new worker (unless `join`
+               is false, as while draining: then worker_id is null), and drains the
+               process's earlier id if that is still alive (the answer naming it was lost
+               with a connection). The id in the answer is the process's current id from
+               then on, whatever it held before.
   `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead.
   `begin`      {"worker_id", "task_id", "lease"} -> {"context": dict | null}; null: stale,
                skip it. Asking again for the same lease returns the same context.
@@ -63,7 +67,8 @@ NAMESPACE = "/workers"
 ID_PREFIX = "p"
 # Exit status of `orderflow worker` when the server refuses it (wrong token).
 EXIT_REFUSED = 3
-MAX_CONCURRENCY = 64
+# Slots one process may register with.
+MAX_SLOTS = 1024
 MAX_TEXT = 200
 # Set by the server for the worker processes it starts (scheduler/remote/supervisor.py): the
 # spawn id they register with, and the server's pid, so a child exits when its server is gone.

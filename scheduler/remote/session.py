@@ -64,6 +64,10 @@ class _Request:
     deadline: float
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class WorkerSession:
     """Everything one worker process decides. Not thread-safe: the shell holds one lock."""
 
@@ -289,7 +293,7 @@ class WorkerSession:
             fx.append(Log("info", f"reconnected and resumed as {worker_id}"))
         elif worker_id is not None:
             fx.append(Log("info", f"joined the cluster as {worker_id} ({self.identity.name}, "
-                                  f"concurrency {self.options.concurrency}, heartbeat every "
+                                  f"{_count(self.options.slots, 'slot')}, heartbeat every "
                                   f"{self.heartbeat_interval:.2f}s)"))
         held, self._held = self._held, []
         for assignment in held:
@@ -463,7 +467,7 @@ class WorkerSession:
         return Send(rid, "register", {
             "session": self.identity.session, "name": self.identity.name,
             "host": self.identity.host, "pid": self.identity.pid,
-            "concurrency": self.options.concurrency, "resume": self.worker_id,
+            "slots": self.options.slots, "resume": self.worker_id,
             "join": not self.draining, "spawn_id": self.options.spawn_id,
         })
 

@@ -22,7 +22,7 @@ from scheduler import Chaos
 from scheduler.cli import build_parser
 from scheduler.remote.client import HandlerSpecError, load_handlers
 from scheduler.remote.command import slots_of
-from scheduler.remote.protocol import EXIT_REFUSED, NAMESPACE
+from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK, NAMESPACE
 from scheduler.remote.supervisor import own_url
 
 SLOW = "remote_handlers:SLOW_PAYMENT"
@@ -37,6 +37,25 @@ def remote(tmp_path):
 def first_event(rc, kind: str, **match) -> dict | None:
     return next((e for e in rc.events(kind) if all(e.get(k) == v for k, v in match.items())),
                 None)
+
+
+def peak_running(events: list[dict], worker_id: str) -> int:
+    """The most attempts that ran on the worker at once, by its events."""
+    running = peak = 0
+    for event in events:
+        if event.get("worker_id") != worker_id:
+            continue
+        if event["type"] == "task_started":
+            running += 1
+            peak = max(peak, running)
+        elif event["type"] in ("task_succeeded", "task_failed"):
+            running -= 1
+    return peak
+
+
+def threads_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE)[1])
 
 
 # ---------------------------------------------------------------- real processes
@@ -70,6 +89,79 @@ def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(re
     assert [e["worker_id"] for e in remote.events("worker_dead")] == [wa]
     assert "no heartbeat" in first_event(remote, "worker_dead")["message"]
     remote.cluster.validate()
+
+
+@pytest.mark.slow
+def test_async_handlers_wait_together_up_to_the_slots_without_a_thread_each(remote):
+    proc = remote.start_worker(handlers="remote_handlers:ALL_ASYNC", slots=48)
+    worker_id = remote.joined(proc)
+    ids = remote.cluster.submit_many([ORDER] * 48)
+
+    def busy() -> int:
+        worker = next(w for w in remote.cluster.workers() if w["id"] == worker_id)
+        return worker["busy"] >= 40
+
+    wait_for(busy, 10, message="40 async payments waiting at once")
+    # Main, heartbeat, the event loop and python-socketio's own: not one per slot.
+    assert threads_of(proc.pid) < 16
+    assert remote.cluster.wait_until_idle(20), log_of(proc)
+    assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+    assert peak_running(remote.events(), worker_id) <= 48
+
+
+@pytest.mark.slow
+def test_a_handler_module_may_mix_async_and_plain_handlers_within_its_slots(remote):
+    proc = remote.start_worker(handlers="remote_handlers:ASYNC_PAYMENT", slots=3)
+    worker_id = remote.joined(proc)
+    ids = remote.cluster.submit_many([ORDER] * 9)
+    assert remote.cluster.wait_until_idle(20), log_of(proc)
+    orders = [remote.cluster.get_order(i) for i in ids]
+    assert {o["status"] for o in orders} == {"completed"}
+    tasks = orders[0]["tasks"]
+    assert tasks["payment"]["result"]["async"] is True
+    assert "async" not in tasks["packing"]["result"]
+    # The server hands it slots + 1 (prefetch): the process itself keeps to its slots.
+    assert peak_running(remote.events(), worker_id) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("handlers", ["remote_handlers:HANG_ONCE",
+                                      "remote_handlers:HANG_ONCE_ASYNC"])
+def test_a_hung_handler_is_cancelled_at_its_time_limit_and_the_order_still_ends(
+        tmp_path, handlers):
+    with remote_cluster(tmp_path, step_timeout=1.0) as rc:
+        proc = rc.start_worker(handlers=handlers, slots=2)
+        worker_id = rc.joined(proc)
+        order_id = rc.cluster.submit(ORDER)
+        assert rc.cluster.wait_until_idle(15), log_of(proc)
+        assert rc.cluster.get_order(order_id)["status"] == "completed"  # by its retry
+        failed = first_event(rc, "task_failed", order_id=order_id)
+        assert (failed["step"], failed["error"]) == ("payment", "timed out after 1 s")
+        # Cancelled, the handler gave up (it would hang for a minute otherwise): its late
+        # outcome came back, was rejected, and freed the slot the server held as stuck.
+        rejected = wait_for(lambda: first_event(rc, "result_rejected", order_id=order_id),
+                            5, message="the cancelled attempt's late result")
+        assert "timed out" in rejected["message"]
+        wait_for(lambda: next(w for w in rc.cluster.workers()
+                              if w["id"] == worker_id)["stuck"] == 0, 5)
+        assert "order " + order_id + " step payment attempt 1 on " + worker_id in log_of(proc)
+
+
+@pytest.mark.slow
+def test_a_process_whose_slots_are_all_stuck_exits_with_status_4_and_its_work_moves(
+        tmp_path):
+    with remote_cluster(tmp_path, step_timeout=1.0) as rc:
+        stuck = rc.start_worker(handlers="remote_handlers:STUCK_PAYMENT", slots=1)
+        stuck_id = rc.joined(stuck)
+        ids = rc.cluster.submit_many([ORDER] * 2)  # one runs and hangs, one waits there
+        wait_for(lambda: len(rc.events("task_started")) == 1, 10)
+        assert stuck.wait(15) == EXIT_STUCK, log_of(stuck)
+        assert log_of(stuck).count("stuck in handlers that ignored their cancellation") == 1
+        assert "refusing" in log_of(stuck), "what waited there was handed back"
+        assert rc.status(stuck_id) in ("removed", "dead")
+        rc.joined(rc.start_worker())  # its supervisor's restart, say
+        assert rc.cluster.wait_until_idle(15)
+        assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from ..demo.handlers import Chaos
 from ..runtime.logfile import SafeFormatter
 from .client import HandlerSpecError, WorkerProcess, load_handlers
 from .options import WorkerOptions
-from .protocol import ENV_PARENT_PID, ENV_SPAWN_ID, EXIT_REFUSED, MAX_SLOTS
+from .protocol import ENV_PARENT_PID, ENV_SPAWN_ID, EXIT_REFUSED, EXIT_STUCK, MAX_SLOTS
 
 
 def _server_url(text: str) -> str:
@@ -34,7 +34,9 @@ def _slots(text: str) -> int:
 HELP = "run a worker process that joins a server's cluster over Socket.IO"
 EPILOG = (f"exit status: 0 drained (SIGTERM, or drained from the dashboard), 1 a second "
           f"signal, 2 bad arguments (or a registration the server refused as invalid), "
-          f"{EXIT_REFUSED} refused by the server (token)")
+          f"{EXIT_REFUSED} refused by the server (token), "
+          f"{EXIT_STUCK} every slot stuck in a handler that ignored its cancellation past "
+          "its time limit (restart it)")
 
 
 def add_arguments(worker: argparse.ArgumentParser) -> None:
@@ -45,15 +47,16 @@ def add_arguments(worker: argparse.ArgumentParser) -> None:
                         help="the server's token; $ORDERFLOW_TOKEN if set")
     # SUPPRESS: absent unless given, so --slots wins over the deprecated alias.
     worker.add_argument("--slots", type=_slots, default=argparse.SUPPRESS, metavar="N",
-                        help="handlers run at once: the server's word and meaning "
-                        "(default: the server's default, "
+                        help="handlers run at once, plain and async def together: the "
+                        "server's word and meaning (default: the server's default, "
                         f"{WorkerOptions.slots})")
     worker.add_argument("--concurrency", type=_slots, default=argparse.SUPPRESS, metavar="N",
                         help="deprecated: the old name of --slots")
     worker.add_argument("--name", default=None,
                         help="shown on the dashboard; host-pid if not given")
     worker.add_argument("--handlers", default=None, metavar="MODULE:ATTR",
-                        help="a dict of step -> callable; the demo handlers if not given")
+                        help="a dict of step -> callable (plain or async def; a module may "
+                        "mix both); the demo handlers if not given")
     worker.add_argument("--drain-grace", type=float, default=WorkerOptions.drain_grace,
                         metavar="S", help="after SIGTERM without a connection, how long to "
                         "keep trying to hand in finished results")
@@ -74,8 +77,8 @@ def slots_of(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`orderflow worker`: exit 0 after a drain, 2 for bad arguments, 3 when refused (see
-    EPILOG)."""
+    """`orderflow worker`: exit 0 after a drain, 2 for bad arguments, 3 when refused, 4
+    when every slot is stuck (see EPILOG)."""
     slots = slots_of(args)
     chaos = Chaos()
     try:

@@ -21,8 +21,8 @@ class WorkerOptions:
 
     server: str
     token: str | None = None
-    # Slots: handlers run at once (the server's word and default); more assignments wait
-    # in the local queue.
+    # Slots: handlers run at once, sync and async together (the server's word and default);
+    # more assignments wait in the local queue.
     slots: int = ClusterConfig.slots
     name: str = ""
     # Reconnect backoff: the first wait, doubled per failure up to the max (seconds).
@@ -30,6 +30,9 @@ class WorkerOptions:
     reconnect_delay_max: float = 5.0
     # How long a request (register, begin, result, ...) waits for its answer (seconds).
     request_timeout: float = 5.0
+    # A cancelled handler (past its time limit) not returned this long after is stuck: its
+    # slot stays taken; all slots stuck, the process exits with EXIT_STUCK (seconds).
+    cancel_grace: float = 1.0
     # After SIGTERM without a connection: how long to keep trying to deliver results.
     drain_grace: float = 5.0
     # Set for processes the server started: exit when that process is gone.

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from remote import AUTH, TOKEN, log_of, remote_cluster
 from web import ORDER, app_over, fast_cluster
 
 from dashboard import worker_hub
-from dashboard.worker_hub import hub_of
+from dashboard.worker_hub import CONNECTION_LOST, hub_of
 from scheduler import Chaos
 from scheduler.cli import build_parser
 from scheduler.remote.client import HandlerSpecError, load_handlers
@@ -61,8 +62,17 @@ def threads_of(pid: int) -> int:
 # ---------------------------------------------------------------- real processes
 
 
+@pytest.fixture
+def slow_heartbeats(tmp_path):
+    # Heartbeats alone would find a dead process only after 10 s: what finds it sooner is
+    # its closed connection.
+    with remote_cluster(tmp_path, latency_ms=(2.0, 8.0), heartbeat_timeout=10.0) as rc:
+        yield rc
+
+
 @pytest.mark.slow
-def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(remote):
+def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(slow_heartbeats):
+    remote = slow_heartbeats
     a, b = remote.start_worker(), remote.start_worker()
     wa, wb = remote.joined(a), remote.joined(b)
     shown = {w["id"]: w for w in remote.cluster.workers()}
@@ -87,8 +97,31 @@ def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(re
                 for e in remote.events("task_succeeded")}
     assert {finisher[key] for key in moved} == {wb}
     assert [e["worker_id"] for e in remote.events("worker_dead")] == [wa]
-    assert "no heartbeat" in first_event(remote, "worker_dead")["message"]
+    assert CONNECTION_LOST in first_event(remote, "worker_dead")["message"]
     remote.cluster.validate()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_worker_process_has_its_task_running_elsewhere_within_a_second(
+        slow_heartbeats):
+    rc = slow_heartbeats
+    ids = {rc.joined(p): p for p in [rc.start_worker(handlers=SLOW, slots=1) for _ in "ab"]}
+    order_id = rc.cluster.submit(ORDER)
+    started = wait_for(lambda: first_event(rc, "task_started", order_id=order_id), 10)
+    victim_id = started["worker_id"]
+    survivor_id = next(w for w in ids if w != victim_id)
+    killed = time.time()
+    ids[victim_id].kill()
+    moved = wait_for(lambda: first_event(rc, "task_started", order_id=order_id,
+                                         step="payment", worker_id=survivor_id), 5,
+                     message="payment running on the survivor")
+    took = moved["ts"] - killed
+    # The grace is 0.5 s; the heartbeat timeout, 10 s.
+    assert took < 1.0, f"the task ran elsewhere {took:.2f}s after the SIGKILL"
+    dead = first_event(rc, "worker_dead", worker_id=victim_id)
+    assert CONNECTION_LOST in dead["message"]
+    assert rc.cluster.wait_until_idle(10)
+    assert rc.cluster.get_order(order_id)["status"] == "completed"
 
 
 @pytest.mark.slow
@@ -275,8 +308,10 @@ def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp
         ids = rc.cluster.submit_many([ORDER] * 20)  # assigned while it may be disconnected
         assert rc.cluster.wait_until_idle(15), log_of(proc)
         assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+        # Back within the grace after its connection closed: not declared dead for it.
+        wait_for(lambda: rc.hub.closing == 0, 5, message="the grace to be over")
         assert [e["worker_id"] for e in rc.events("worker_added")] == [worker_id]
-        assert rc.status(worker_id) == "alive"
+        assert rc.status(worker_id) == "alive" and not rc.events("worker_dead")
         assert f"resumed as {worker_id}" in log_of(proc)
 
 
@@ -589,6 +624,77 @@ def test_departed_worker_ids_are_remembered_only_up_to_a_bound(hub_app, monkeypa
         call(client, "register", REGISTRATION)
     assert hub_of(hub_app).remembered == 3  # the current id and the 2 latest departed
     client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.fixture
+def grace_app():
+    # A grace no test waits out: `declare_lost(now)` is called with a later `now` instead.
+    config = {"ORDERFLOW_TOKEN": TOKEN, "WORKER_RECONNECT_GRACE": 60.0}
+    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0), config) as app:
+        yield app
+
+
+def closed(client) -> tuple[float, float]:
+    """Close the connection; the clock just before and just after."""
+    before = time.monotonic()
+    client.disconnect(namespace=NAMESPACE)
+    return before, time.monotonic()
+
+
+def test_a_process_whose_connection_closed_and_did_not_come_back_is_declared_dead(grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    order_id = cluster.submit(ORDER)
+    wait_for(lambda: assigned(client), 5)
+    before, after = closed(client)
+    assert hub.declare_lost(before + 59.9) == [], "within the grace"
+    assert [w["status"] for w in cluster.workers()] == ["alive"]
+    assert hub.declare_lost(after + 60.0) == [worker_id]
+    dead = [e for e in cluster.events() if e["type"] == "worker_dead"]
+    assert [e["worker_id"] for e in dead] == [worker_id]
+    assert f"declared dead: {CONNECTION_LOST}" in dead[0]["message"]
+    moved = [e for e in cluster.story(order_id) if e["type"] == "task_reassigned"]
+    assert [e["from_worker"] for e in moved] == [worker_id]
+    assert hub.declare_lost(after + 120.0) == [], "once"
+
+
+def test_a_process_that_resumes_within_the_grace_is_not_declared_dead(grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    _, after = closed(client)
+    again = worker_client(grace_app)
+    assert call(again, "register", {**REGISTRATION, "resume": worker_id})["resumed"] is True
+    assert hub.declare_lost(after + 60.0) == []
+    assert [w["status"] for w in cluster.workers()] == ["alive"]
+    again.disconnect(namespace=NAMESPACE)
+
+
+def test_a_drained_process_that_exits_is_not_declared_dead(grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    assert call(client, "drain", {"worker_id": worker_id}) == {"ok": True}
+    _, after = closed(client)
+    assert hub.declare_lost(after + 60.0) == []
+    assert [w["status"] for w in cluster.workers()] == ["removed"]
+    assert not [e for e in cluster.events() if e["type"] == "worker_dead"]
+
+
+def test_a_draining_process_gone_with_a_task_running_is_declared_dead_so_the_task_moves(
+        grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    call(client, "begin", {"worker_id": worker_id, "task_id": task_id, "lease": lease})
+    call(client, "drain", {"worker_id": worker_id})
+    assert [w["status"] for w in cluster.workers()] == ["draining"]
+    _, after = closed(client)
+    assert hub.declare_lost(after + 60.0) == [worker_id]
+    assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "ready"
 
 
 @pytest.mark.parametrize("bad", [

@@ -61,7 +61,12 @@ Server to worker:
                "timeout" has passed), and still sends its `result` when the handler returns:
                the server rejects it, and only then frees the slot it counts as stuck.
   `kill`       {"worker_id"}: the Kill button for a process this server did not start; the
-               process SIGKILLs itself (a real crash, found by the heartbeat monitor).
+               process SIGKILLs itself (a real crash: its connection closes).
+
+A connection that closes (the process died, or the network dropped it) without the process
+resuming within WORKER_RECONNECT_GRACE (0.5 s) gets its worker ids declared dead at once,
+so their tasks move; a process silent on an open connection is found by the heartbeat
+timeout. Fencing by lease rejects a result that comes back later.
 
 Exit statuses of `orderflow worker`: 0 drained (or its server is gone), 1 a second signal,
 2 bad arguments or a registration the server refused as invalid, EXIT_REFUSED (3) wrong

@@ -169,14 +169,20 @@ def test_a_hung_handler_is_cancelled_at_its_time_limit_and_the_order_still_ends(
         assert rc.cluster.wait_until_idle(15), log_of(proc)
         assert rc.cluster.get_order(order_id)["status"] == "completed"  # by its retry
         failed = first_event(rc, "task_failed", order_id=order_id)
-        assert (failed["step"], failed["error"]) == ("payment", "timed out after 1 s")
-        # Cancelled, the handler gave up (it would hang for a minute otherwise): its late
-        # outcome came back, was rejected, and freed the slot the server held as stuck.
-        rejected = wait_for(lambda: first_event(rc, "result_rejected", order_id=order_id),
-                            5, message="the cancelled attempt's late result")
-        assert "timed out" in rejected["message"]
-        wait_for(lambda: next(w for w in rc.cluster.workers()
-                              if w["id"] == worker_id)["stuck"] == 0, 5)
+        # By the server's clock, or the worker's if that ran out first (a lagging monitor).
+        assert failed["step"] == "payment"
+        assert failed["error"].startswith("timed out after 1 s"), failed
+        # Cancelled, the handler gave up (it would hang for a minute otherwise): its outcome
+        # came back (rejected as late if the server's clock ran out first, which frees the
+        # slot the server held as stuck) and nothing runs or sticks there any more.
+        def settled() -> bool:
+            worker = next(w for w in rc.cluster.workers() if w["id"] == worker_id)
+            late = first_event(rc, "result_rejected", order_id=order_id)
+            reported = "on the worker" in failed["error"] or (
+                late is not None and "timed out" in late["message"])
+            return reported and worker["stuck"] == 0 and worker["busy"] == 0
+
+        wait_for(settled, 5, message="the cancelled attempt's outcome")
         assert "order " + order_id + " step payment attempt 1 on " + worker_id in log_of(proc)
 
 
@@ -421,8 +427,8 @@ REGISTRATION = {"session": "s-1", "name": "n", "host": "h", "pid": 42, "slots": 
 
 @pytest.fixture
 def hub_app():
-    # Nobody beats for these test clients: a long timeout keeps their workers alive.
-    cluster = fast_cluster(workers=0, heartbeat_timeout=30.0)
+    # Nobody beats for these test clients: long heartbeats keep their workers alive.
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0)
     with app_over(cluster, {"ORDERFLOW_TOKEN": TOKEN}) as app:
         yield app
 
@@ -629,8 +635,10 @@ def test_departed_worker_ids_are_remembered_only_up_to_a_bound(hub_app, monkeypa
 @pytest.fixture
 def grace_app():
     # A grace no test waits out: `declare_lost(now)` is called with a later `now` instead.
+    # Slow heartbeats: nobody beats for these test clients, and they must stay "alive".
     config = {"ORDERFLOW_TOKEN": TOKEN, "WORKER_RECONNECT_GRACE": 60.0}
-    with app_over(fast_cluster(workers=0, heartbeat_timeout=30.0), config) as app:
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0)
+    with app_over(cluster, config) as app:
         yield app
 
 

@@ -59,7 +59,9 @@ Server to worker:
                The process sets the handler's `TaskContext.cancelled` and cancels it if it
                is `async def` (it does the same on its own clock once the context's
                "timeout" has passed), and still sends its `result` when the handler returns:
-               the server rejects it, and only then frees the slot it counts as stuck.
+               the server rejects it, and only then frees the slot it counts as stuck. (A
+               failure that beats the server's own timeout, its monitor lagging, reads
+               "timed out after N s on the worker (<the handler's error>)".)
   `kill`       {"worker_id"}: the Kill button for a process this server did not start; the
                process SIGKILLs itself (a real crash: its connection closes).
 

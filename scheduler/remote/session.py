@@ -72,6 +72,7 @@ class _Slot:
     timeout: float | None = None  # its time limit, from the context (seconds)
     deadline: float | None = None  # ... on this process's clock
     cancelled_at: float | None = None  # told to give up (timed out here, or by the server)
+    timed_out_here: bool = False  # by this process's clock, before the server's cancel
 
     @property
     def running(self) -> bool:
@@ -452,7 +453,11 @@ class WorkerSession:
                  now: float) -> list[Effect]:
         """A handler returned (even one cancelled long ago: the server rejects its outcome
         and frees the slot it counted as stuck). Its slot takes the next assignment."""
-        self._slots.pop(assignment.key, None)
+        slot = self._slots.pop(assignment.key, None)
+        if not ok and slot is not None and slot.timed_out_here:
+            # This clock ran out before the server's did (its monitor may lag): the failure
+            # says why, as the server's own timeout would.
+            value = f"timed out after {slot.timeout:g} s on the worker ({value})"
         size = len(json.dumps(value))
         if size > self._max_result:
             # The server would drop the connection over it, again after every reconnect.
@@ -496,7 +501,7 @@ class WorkerSession:
         for slot in self._slots.values():
             if (slot.deadline is not None and slot.cancelled_at is None
                     and now >= slot.deadline):
-                slot.cancelled_at = now
+                slot.cancelled_at, slot.timed_out_here = now, True
                 fx += [Log("warning", f"{slot.label()} timed out after {slot.timeout:g} s on "
                                       "this worker; cancelling its handler"),
                        Cancel(slot.assignment)]

@@ -57,6 +57,11 @@ class DefaultConfig:
     # Beyond them a registration is refused with 429 and the process tries again later.
     WORKER_JOINS_PER_SECOND = 20.0
     WORKER_JOIN_BURST = 50
+    # A worker process whose connection closed (it died, or the network dropped it) and
+    # that has not resumed within this many seconds has its worker ids declared dead at
+    # once, so their tasks move; one silent on an open connection waits out the heartbeat
+    # timeout. Fencing rejects a result it sends later.
+    WORKER_RECONNECT_GRACE = 0.5
     # Worker ids one process may hold alive or draining at once: one is the norm; an earlier
     # one drains while it finishes a running task after the process registered again.
     WORKER_IDS_PER_PROCESS = 4

@@ -160,7 +160,6 @@ SCHEMAS: dict[str, dict] = {
             "host": {"type": "string", "description": "process workers only"},
             "pid": {"type": "integer", "description": "process workers only"},
             "name": {"type": "string", "description": "process workers only"},
-            "concurrency": {"type": "integer", "description": "process workers only"},
         },
     },
     "Ring": {

@@ -3,11 +3,16 @@
 The hub is an adapter between sockets and the cluster's worker port. Each registration of
 a process is a `RemoteExecutor` on the ring, keyed by its worker id, never by sid: a sid
 changes on every reconnect. A connection may speak only for ids its own process registered.
-Death is the heartbeat monitor's call alone: a dropped connection only unbinds the sid, so
-a process that reconnects within the heartbeat timeout resumes under the same id. Ids carry
-a random tag drawn at each server start, so a restarted server does not hand a process an id
-an earlier server gave it (and retired). A process that refuses an assignment has that
-worker id drained, which moves the task, and any other queued on it, at once.
+Ids carry a random tag drawn at each server start, so a restarted server does not hand a
+process an id an earlier server gave it (and retired). A process that refuses an assignment
+has that worker id drained, which moves the task, and any other queued on it, at once.
+
+A dropped connection is not a death by itself: a process that registers again within the
+reconnect grace (WORKER_RECONNECT_GRACE, 0.5 s) resumes under its id. One that does not
+has its alive and draining ids declared dead then (`Cluster.worker_lost`), so a process
+that died moves its tasks within the grace instead of the heartbeat timeout; a watcher
+thread checks the deadlines (`declare_lost(now)` decides, with time passed in). A process
+that is silent on an open connection is still the heartbeat monitor's call.
 
 Limits keep one token holder from taking over placement: a connection speaks for one
 process, a process holds a few ids at most, joins are rate-limited (429 beyond), and
@@ -30,8 +35,9 @@ from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, Conflict, UnknownWorker
 from scheduler.engine.model import Dispatch
-from scheduler.remote.protocol import ID_PREFIX, MAX_CONCURRENCY, MAX_TEXT, NAMESPACE
+from scheduler.remote.protocol import ID_PREFIX, MAX_SLOTS, MAX_TEXT, NAMESPACE
 from scheduler.remote.supervisor import ProcessPool
+from scheduler.runtime.worker import LoopThread
 
 from .auth import socket_auth_ok
 from .errors import ApiError, describe, error_body, invalid
@@ -46,6 +52,8 @@ EXTENSION = "orderflow.workers"
 PEER_HISTORY = 1024
 # Worker ids remembered after they left the ring (dead or removed), for the same reason.
 DEPARTED_HISTORY = 1024
+# What `worker_dead` says of a process whose connection closed for good.
+CONNECTION_LOST = "its connection closed and it did not come back"
 
 
 def new_id_tag() -> str:
@@ -57,14 +65,21 @@ class WorkerHub:
     """Registrations, connections and messages of remote workers; owns the process pool."""
 
     def __init__(self, cluster: Cluster, socketio: SocketIO, pool: ProcessPool,
-                 limits: JoinLimits | None = None, clock: Callable[[], float] = time.monotonic):
+                 limits: JoinLimits | None = None, clock: Callable[[], float] = time.monotonic,
+                 reconnect_grace: float = 0.5):
         self.cluster = cluster
         self.socketio = socketio
         self.pool = pool
         self.limits = limits or JoinLimits()
+        self.reconnect_grace = reconnect_grace
         self._clock = clock
         self._joins = TokenBucket(self.limits.per_second, self.limits.burst)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a connection closed
+        # Processes whose connection closed: by session, the time they are given up.
+        self._closed: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._watcher: LoopThread | None = None
         self._peers: OrderedDict[str, Peer] = OrderedDict()  # by session
         self._by_sid: dict[str, Peer] = {}
         self._executors: dict[str, RemoteExecutor] = {}
@@ -75,11 +90,20 @@ class WorkerHub:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> WorkerHub:
+        """Start the watcher that gives up on processes whose connection closed."""
+        if self._watcher is None:
+            self._watcher = LoopThread("orderflow-connections", self._watch_once, self._stop)
+            self._watcher.start()
         return self
 
     def stop(self) -> None:
-        """Stop and reap the processes this server started."""
+        """Stop and reap the processes this server started, then the watcher."""
         self.pool.stop()
+        self._stop.set()
+        with self._lock:
+            self._changed.notify_all()
+        if self._watcher is not None:
+            self._watcher.join(5)
 
     def spawn(self, count: int) -> dict:
         started = self.pool.spawn(count)
@@ -102,10 +126,43 @@ class WorkerHub:
             peer = self._by_sid.pop(sid, None)
             if peer is not None and peer.sid == sid:
                 peer.sid = None
+                # Not a death yet: the process may be back in a moment.
+                self._closed[peer.session] = self._clock() + self.reconnect_grace
+                self._changed.notify_all()
         if peer is not None:
-            # Not a death: heartbeats decide that, and the process may be back in a moment.
             log.info("worker process %s (pid %s, %s) disconnected (%s)",
                      peer.name, peer.pid, peer.current or "no worker id", reason)
+
+    def declare_lost(self, now: float) -> list[str]:
+        """Processes whose connection closed at least the grace before `now` and that have
+        not registered again: their alive and draining worker ids are declared dead, so
+        their tasks move now. Returns those ids. (Drained and removed ids stay as they are.)"""
+        with self._lock:
+            due = [session for session, deadline in self._closed.items() if deadline <= now]
+            peers = [self._peers.get(session) for session in due]
+            for session in due:
+                del self._closed[session]
+            ids = sorted(w for peer in peers if peer is not None and peer.sid is None
+                         for w in peer.worker_ids)
+        lost = []
+        for worker_id in ids:
+            if self._status(worker_id) not in ("alive", "suspect", "draining"):
+                continue
+            try:
+                self.cluster.worker_lost(worker_id, CONNECTION_LOST)
+            except UnknownWorker:
+                continue  # forgotten meanwhile
+            lost.append(worker_id)
+        return lost
+
+    def _watch_once(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if not any(deadline <= now for deadline in self._closed.values()):
+                ahead = [deadline - now for deadline in self._closed.values()]
+                self._changed.wait(min([0.5, *ahead]))
+                return
+        self.declare_lost(now)
 
     def drop_connection(self, worker_id: str) -> bool:
         """Cut a worker's connection from this side (it reconnects and resumes)."""
@@ -124,6 +181,12 @@ class WorkerHub:
     # ------------------------------------------------------------------ messages
 
     @property
+    def closing(self) -> int:
+        """Processes whose connection closed, within their grace to come back."""
+        with self._lock:
+            return len(self._closed)
+
+    @property
     def remembered(self) -> int:
         """Worker ids the hub holds an executor for (alive, or departed and remembered)."""
         with self._lock:
@@ -140,7 +203,8 @@ class WorkerHub:
             peer = self._peers.get(fields["session"])
             if peer is None:
                 peer = Peer(**{k: fields[k] for k in
-                               ("session", "name", "host", "pid", "concurrency", "spawn_id")})
+                               ("session", "name", "host", "pid", "slots", "spawn_id",
+                                "steps", "tags")})
                 self._peers[peer.session] = peer
                 self._forget_old_peers()
             self._peers.move_to_end(peer.session)
@@ -148,6 +212,7 @@ class WorkerHub:
                 self._by_sid.pop(peer.sid, None)
             peer.sid = sid
             self._by_sid[sid] = peer
+            self._closed.pop(peer.session, None)  # back within the grace
             resume = fields["resume"]
             executor = self._executors.get(resume) if resume else None
             resumable = (executor is not None and executor.peer is peer
@@ -173,8 +238,8 @@ class WorkerHub:
             peer.worker_ids.add(worker_id)
             peer.current = worker_id
         self.cluster.join_worker(worker_id, executor, meta=peer.meta())
-        log.info("worker process %s (%s pid %s, concurrency %d) joined as %s%s", peer.name,
-                 peer.host, peer.pid, peer.concurrency, worker_id,
+        log.info("worker process %s (%s pid %s, %d slots) joined as %s%s", peer.name,
+                 peer.host, peer.pid, peer.slots, worker_id,
                  f" (was {resume})" if resume else "")
         return self._welcome(worker_id, resumed=False)
 
@@ -343,8 +408,8 @@ class WorkerHub:
 
 def _parse_register(data: Any) -> dict:
     data = expect_object(data, "the registration")
-    unknown = set(data) - {"session", "name", "host", "pid", "concurrency", "resume", "join",
-                           "spawn_id"}
+    unknown = set(data) - {"session", "name", "host", "pid", "slots", "concurrency", "resume",
+                           "join", "spawn_id", "steps", "tags"}
     if unknown:
         raise invalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     fields: dict[str, Any] = {}
@@ -359,12 +424,31 @@ def _parse_register(data: Any) -> dict:
             raise invalid(f"{name} must be a string or null")
         fields[name] = value
     fields["pid"] = int_field(data, "pid", 1, 2**31)
-    fields["concurrency"] = int_field(data, "concurrency", 1, MAX_CONCURRENCY)
+    # `concurrency`: what clients sent before slots (same meaning), still accepted.
+    word = "slots" if "slots" in data or "concurrency" not in data else "concurrency"
+    fields["slots"] = int_field(data, word, 1, MAX_SLOTS)
     join = data.get("join", True)
     if not isinstance(join, bool):
         raise invalid("join must be true or false")
     fields["join"] = join
+    steps = data.get("steps")
+    fields["steps"] = None if steps is None else _names(steps, "steps", MAX_NAMES)
+    fields["tags"] = _names(data.get("tags", []), "tags", MAX_TAGS)
     return fields
+
+
+# What one registration may list: steps it has handlers for, capability tags it offers.
+MAX_NAMES, MAX_TAGS = 1000, 64
+
+
+def _names(value: Any, field: str, most: int) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > most
+        or not all(isinstance(v, str) and v.strip() and len(v) <= MAX_TEXT for v in value)
+    ):
+        raise invalid(f"{field} must be a list of at most {most} non-empty names")
+    return tuple(dict.fromkeys(value))
 
 
 def _task_ref(data: dict) -> tuple[str, int]:
@@ -403,7 +487,8 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
     limits = JoinLimits(per_second=app.config["WORKER_JOINS_PER_SECOND"],
                         burst=app.config["WORKER_JOIN_BURST"],
                         ids_per_process=app.config["WORKER_IDS_PER_PROCESS"])
-    hub = WorkerHub(cluster, socketio, pool, limits)
+    hub = WorkerHub(cluster, socketio, pool, limits,
+                    reconnect_grace=app.config["WORKER_RECONNECT_GRACE"])
     app.extensions[EXTENSION] = hub
     app.extensions["orderflow"].extras.append(hub)
 

@@ -25,15 +25,16 @@ class Peer:
     name: str
     host: str
     pid: int
-    concurrency: int
+    slots: int
     spawn_id: str | None
+    steps: tuple[str, ...] | None = None  # the steps it has handlers for (None: any)
+    tags: tuple[str, ...] = ()  # capabilities it offers
     sid: str | None = None
     current: str | None = None  # the worker id it works under now
     worker_ids: set[str] = field(default_factory=set)
 
     def meta(self) -> dict:
-        return {"name": self.name, "host": self.host, "pid": self.pid,
-                "concurrency": self.concurrency}
+        return {"name": self.name, "host": self.host, "pid": self.pid}
 
 
 @dataclass(frozen=True)
@@ -76,18 +77,17 @@ class RemoteExecutor:
     @property
     def slots(self) -> int:
         """Tasks the process runs at once (what it registered with)."""
-        return self.peer.concurrency
+        return self.peer.slots
 
     @property
     def steps(self) -> frozenset[str] | None:
         """The steps the process has handlers for, if it said (None: any)."""
-        steps = getattr(self.peer, "steps", None)
-        return None if steps is None else frozenset(steps)
+        return None if self.peer.steps is None else frozenset(self.peer.steps)
 
     @property
     def tags(self) -> frozenset[str]:
         """Capabilities the process offers (`orderflow worker --tags`)."""
-        return frozenset(getattr(self.peer, "tags", None) or ())
+        return frozenset(self.peer.tags)
 
     def start(self) -> None:
         """Nothing to start: the process is already running and connected."""

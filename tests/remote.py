@@ -64,12 +64,12 @@ class RemoteCluster:
             stack, self._stack = self._stack, None
             stack.close()
 
-    def start_worker(self, *args: str, token: str | None = TOKEN, concurrency: int = 2,
+    def start_worker(self, *args: str, token: str | None = TOKEN, slots: int = 2,
                      handlers: str | None = None) -> subprocess.Popen:
         """`orderflow worker` against this server; its log goes to a file, never a pipe
         (a full pipe would block the process and stop its heartbeats)."""
         command = [sys.executable, "-m", "scheduler", "worker", "--server", self.url,
-                   "--concurrency", str(concurrency), *args]
+                   "--slots", str(slots), *args]
         if token is not None:
             command += ["--token", token]
         if handlers is not None:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,12 +18,13 @@ from remote import AUTH, TOKEN, log_of, remote_cluster
 from web import ORDER, app_over, fast_cluster
 
 from dashboard import worker_hub
-from dashboard.worker_hub import hub_of
+from dashboard.worker_hub import CONNECTION_LOST, hub_of
 from scheduler import Chaos
 from scheduler.cli import build_parser
 from scheduler.remote.client import HandlerSpecError, WorkerProcess, load_handlers
+from scheduler.remote.command import slots_of
 from scheduler.remote.options import WorkerOptions
-from scheduler.remote.protocol import EXIT_REFUSED, NAMESPACE
+from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK, NAMESPACE
 from scheduler.remote.supervisor import own_url
 
 SLOW = "remote_handlers:SLOW_PAYMENT"
@@ -39,16 +41,44 @@ def first_event(rc, kind: str, **match) -> dict | None:
                 None)
 
 
+def peak_running(events: list[dict], worker_id: str) -> int:
+    """The most attempts that ran on the worker at once, by its events."""
+    running = peak = 0
+    for event in events:
+        if event.get("worker_id") != worker_id:
+            continue
+        if event["type"] == "task_started":
+            running += 1
+            peak = max(peak, running)
+        elif event["type"] in ("task_succeeded", "task_failed"):
+            running -= 1
+    return peak
+
+
+def threads_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE)[1])
+
+
 # ---------------------------------------------------------------- real processes
 
 
+@pytest.fixture
+def slow_heartbeats(tmp_path):
+    # Heartbeats alone would find a dead process only after 10 s: what finds it sooner is
+    # its closed connection.
+    with remote_cluster(tmp_path, latency_ms=(2.0, 8.0), heartbeat_timeout=10.0) as rc:
+        yield rc
+
+
 @pytest.mark.slow
-def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(remote):
+def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(slow_heartbeats):
+    remote = slow_heartbeats
     a, b = remote.start_worker(), remote.start_worker()
     wa, wb = remote.joined(a), remote.joined(b)
     shown = {w["id"]: w for w in remote.cluster.workers()}
     assert shown[wa]["kind"] == "process" and shown[wa]["pid"] == a.pid
-    assert shown[wb]["host"] == socket.gethostname() and shown[wb]["concurrency"] == 2
+    assert shown[wb]["host"] == socket.gethostname() and shown[wb]["slots"] == 2
 
     ids = remote.cluster.submit_many([ORDER] * 300)
     wait_for(lambda: remote.cluster.stats()["tasks"]["succeeded"] >= 300, 30,
@@ -68,8 +98,111 @@ def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(re
                 for e in remote.events("task_succeeded")}
     assert {finisher[key] for key in moved} == {wb}
     assert [e["worker_id"] for e in remote.events("worker_dead")] == [wa]
-    assert "no heartbeat" in first_event(remote, "worker_dead")["message"]
+    assert CONNECTION_LOST in first_event(remote, "worker_dead")["message"]
     remote.cluster.validate()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_worker_process_has_its_task_running_elsewhere_within_a_second(
+        slow_heartbeats):
+    rc = slow_heartbeats
+    ids = {rc.joined(p): p for p in [rc.start_worker(handlers=SLOW, slots=1) for _ in "ab"]}
+    order_id = rc.cluster.submit(ORDER)
+    started = wait_for(lambda: first_event(rc, "task_started", order_id=order_id), 10)
+    victim_id = started["worker_id"]
+    survivor_id = next(w for w in ids if w != victim_id)
+    killed = time.time()
+    ids[victim_id].kill()
+    moved = wait_for(lambda: first_event(rc, "task_started", order_id=order_id,
+                                         step="payment", worker_id=survivor_id), 5,
+                     message="payment running on the survivor")
+    took = moved["ts"] - killed
+    # The grace is 0.5 s (measured: 0.51 s); the heartbeat timeout, 10 s. The margin is for
+    # a loaded machine.
+    assert took < 1.5, f"the task ran elsewhere {took:.2f}s after the SIGKILL"
+    dead = first_event(rc, "worker_dead", worker_id=victim_id)
+    assert CONNECTION_LOST in dead["message"]
+    assert rc.cluster.wait_until_idle(10)
+    assert rc.cluster.get_order(order_id)["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_async_handlers_wait_together_up_to_the_slots_without_a_thread_each(remote):
+    proc = remote.start_worker(handlers="remote_handlers:ALL_ASYNC", slots=48)
+    worker_id = remote.joined(proc)
+    ids = remote.cluster.submit_many([ORDER] * 48)
+
+    def busy() -> int:
+        worker = next(w for w in remote.cluster.workers() if w["id"] == worker_id)
+        return worker["busy"] >= 40
+
+    wait_for(busy, 10, message="40 async payments waiting at once")
+    # Main, heartbeat, the event loop and python-socketio's own: not one per slot.
+    assert threads_of(proc.pid) < 16
+    assert remote.cluster.wait_until_idle(20), log_of(proc)
+    assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+    assert peak_running(remote.events(), worker_id) <= 48
+
+
+@pytest.mark.slow
+def test_a_handler_module_may_mix_async_and_plain_handlers_within_its_slots(remote):
+    proc = remote.start_worker(handlers="remote_handlers:ASYNC_PAYMENT", slots=3)
+    worker_id = remote.joined(proc)
+    ids = remote.cluster.submit_many([ORDER] * 9)
+    assert remote.cluster.wait_until_idle(20), log_of(proc)
+    orders = [remote.cluster.get_order(i) for i in ids]
+    assert {o["status"] for o in orders} == {"completed"}
+    tasks = orders[0]["tasks"]
+    assert tasks["payment"]["result"]["async"] is True
+    assert "async" not in tasks["packing"]["result"]
+    # The server hands it slots + 1 (prefetch): the process itself keeps to its slots.
+    assert peak_running(remote.events(), worker_id) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("handlers", ["remote_handlers:HANG_ONCE",
+                                      "remote_handlers:HANG_ONCE_ASYNC"])
+def test_a_hung_handler_is_cancelled_at_its_time_limit_and_the_order_still_ends(
+        tmp_path, handlers):
+    with remote_cluster(tmp_path, step_timeout=1.0) as rc:
+        proc = rc.start_worker(handlers=handlers, slots=2)
+        worker_id = rc.joined(proc)
+        order_id = rc.cluster.submit(ORDER)
+        assert rc.cluster.wait_until_idle(15), log_of(proc)
+        assert rc.cluster.get_order(order_id)["status"] == "completed"  # by its retry
+        failed = first_event(rc, "task_failed", order_id=order_id)
+        # By the server's clock, or the worker's if that ran out first (a lagging monitor).
+        assert failed["step"] == "payment"
+        assert failed["error"].startswith("timed out after 1 s"), failed
+        # Cancelled, the handler gave up (it would hang for a minute otherwise): its outcome
+        # came back (rejected as late if the server's clock ran out first, which frees the
+        # slot the server held as stuck) and nothing runs or sticks there any more.
+        def settled() -> bool:
+            worker = next(w for w in rc.cluster.workers() if w["id"] == worker_id)
+            late = first_event(rc, "result_rejected", order_id=order_id)
+            reported = "on the worker" in failed["error"] or (
+                late is not None and "timed out" in late["message"])
+            return reported and worker["stuck"] == 0 and worker["busy"] == 0
+
+        wait_for(settled, 5, message="the cancelled attempt's outcome")
+        assert "order " + order_id + " step payment attempt 1 on " + worker_id in log_of(proc)
+
+
+@pytest.mark.slow
+def test_a_process_whose_slots_are_all_stuck_exits_with_status_4_and_its_work_moves(
+        tmp_path):
+    with remote_cluster(tmp_path, step_timeout=1.0) as rc:
+        stuck = rc.start_worker(handlers="remote_handlers:STUCK_PAYMENT", slots=1)
+        stuck_id = rc.joined(stuck)
+        ids = rc.cluster.submit_many([ORDER] * 2)  # one runs and hangs, one waits there
+        wait_for(lambda: len(rc.events("task_started")) == 1, 10)
+        assert stuck.wait(15) == EXIT_STUCK, log_of(stuck)
+        assert log_of(stuck).count("stuck in handlers that ignored their cancellation") == 1
+        assert "refusing" in log_of(stuck), "what waited there was handed back"
+        assert rc.status(stuck_id) in ("removed", "dead")
+        rc.joined(rc.start_worker())  # its supervisor's restart, say
+        assert rc.cluster.wait_until_idle(15)
+        assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
 
 
 @pytest.mark.slow
@@ -91,7 +224,7 @@ def test_a_worker_with_a_wrong_token_is_refused_on_both_sides(remote, caplog):
 
 @pytest.mark.slow
 def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remote):
-    procs = [remote.start_worker(handlers=SLOW, concurrency=1) for _ in range(2)]
+    procs = [remote.start_worker(handlers=SLOW, slots=1) for _ in range(2)]
     ids = {remote.joined(p): p for p in procs}
     order_id = remote.cluster.submit(ORDER)
     started = wait_for(lambda: first_event(remote, "task_started", order_id=order_id), 10)
@@ -121,7 +254,7 @@ def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remot
 
 @pytest.mark.slow
 def test_sigterm_drains_a_worker_process_which_exits_0(remote):
-    proc = remote.start_worker(handlers=SLOW, concurrency=1)
+    proc = remote.start_worker(handlers=SLOW, slots=1)
     worker_id = remote.joined(proc)
     ids = [remote.cluster.submit(ORDER) for _ in range(3)]
     running = wait_for(lambda: first_event(remote, "task_started", worker_id=worker_id), 10)
@@ -136,7 +269,7 @@ def test_sigterm_drains_a_worker_process_which_exits_0(remote):
     assert not remote.events("result_rejected")
 
     # Its queued tasks went back to the ring and wait for a worker.
-    remote.joined(remote.start_worker(handlers=SLOW, concurrency=3))
+    remote.joined(remote.start_worker(handlers=SLOW, slots=3))
     assert remote.cluster.wait_until_idle(15)
     assert {remote.cluster.get_order(i)["status"] for i in ids} == {"completed"}
 
@@ -183,8 +316,10 @@ def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp
         ids = rc.cluster.submit_many([ORDER] * 20)  # assigned while it may be disconnected
         assert rc.cluster.wait_until_idle(15), log_of(proc)
         assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
+        # Back within the grace after its connection closed: not declared dead for it.
+        wait_for(lambda: rc.hub.closing == 0, 5, message="the grace to be over")
         assert [e["worker_id"] for e in rc.events("worker_added")] == [worker_id]
-        assert rc.status(worker_id) == "alive"
+        assert rc.status(worker_id) == "alive" and not rc.events("worker_dead")
         assert f"resumed as {worker_id}" in log_of(proc)
 
 
@@ -242,7 +377,7 @@ def test_a_process_given_back_an_id_it_had_retired_after_a_server_restart_runs_i
 
 
 def test_a_drained_busy_worker_whose_order_is_cancelled_exits_0_and_never_rejoins(remote):
-    proc = remote.start_worker(handlers=SLOW, concurrency=1)
+    proc = remote.start_worker(handlers=SLOW, slots=1)
     worker_id = remote.joined(proc)
     order_id = remote.cluster.submit(ORDER)
     wait_for(lambda: first_event(remote, "task_started", worker_id=worker_id), 10)
@@ -289,13 +424,13 @@ def test_process_workers_are_limited(idle_app):
 # ---------------------------------------------------------------- the protocol, test client
 
 
-REGISTRATION = {"session": "s-1", "name": "n", "host": "h", "pid": 42, "concurrency": 2}
+REGISTRATION = {"session": "s-1", "name": "n", "host": "h", "pid": 42, "slots": 2}
 
 
 @pytest.fixture
 def hub_app():
-    # Nobody beats for these test clients: a long timeout keeps their workers alive.
-    cluster = fast_cluster(workers=0, heartbeat_timeout=30.0)
+    # Nobody beats for these test clients: long heartbeats keep their workers alive.
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0)
     with app_over(cluster, {"ORDERFLOW_TOKEN": TOKEN}) as app:
         yield app
 
@@ -337,6 +472,33 @@ def test_the_protocol_runs_an_order_and_ignores_repeats(hub_app):
     assert cluster.stats()["rejected_results"] == 0
     assert call(client, "heartbeat", {"worker_id": worker_id})["alive"] is True
     client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize(("fields", "slots"), [({"slots": 500}, 500),
+                                               ({"concurrency": 3}, 3)])  # an older client
+def test_a_process_registers_its_slots_and_gets_that_many(hub_app, fields, slots):
+    client = worker_client(hub_app)
+    registration = {k: v for k, v in REGISTRATION.items() if k != "slots"}
+    worker_id = call(client, "register", {**registration, **fields})["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    (worker,) = cluster.workers()
+    assert (worker["id"], worker["slots"]) == (worker_id, slots)
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_process_gets_only_the_steps_it_has_handlers_for_and_whose_tags_it_offers(hub_app):
+    cluster = hub_app.extensions["orderflow"].cluster
+    payer = worker_client(hub_app)
+    payer_id = call(payer, "register", {**REGISTRATION, "steps": ["payment"],
+                                        "tags": ["payments"]})["worker_id"]
+    (worker,) = cluster.workers()
+    assert worker["id"] == payer_id
+    order_id = cluster.submit(ORDER)
+    (task_id, _), = wait_for(lambda: assigned(payer), 5)
+    assert task_id == f"{order_id}:payment"
+    task = cluster.get_order(order_id)["tasks"]
+    assert task["packing"]["status"] == "pending"
+    payer.disconnect(namespace=NAMESPACE)
 
 
 def test_a_remote_result_that_is_not_valid_json_is_a_failed_attempt(hub_app):
@@ -487,10 +649,86 @@ def test_departed_worker_ids_are_remembered_only_up_to_a_bound(hub_app, monkeypa
     client.disconnect(namespace=NAMESPACE)
 
 
+@pytest.fixture
+def grace_app():
+    # A grace no test waits out: `declare_lost(now)` is called with a later `now` instead.
+    # Slow heartbeats: nobody beats for these test clients, and they must stay "alive".
+    config = {"ORDERFLOW_TOKEN": TOKEN, "WORKER_RECONNECT_GRACE": 60.0}
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0)
+    with app_over(cluster, config) as app:
+        yield app
+
+
+def closed(client) -> tuple[float, float]:
+    """Close the connection; the clock just before and just after."""
+    before = time.monotonic()
+    client.disconnect(namespace=NAMESPACE)
+    return before, time.monotonic()
+
+
+def test_a_process_whose_connection_closed_and_did_not_come_back_is_declared_dead(grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    order_id = cluster.submit(ORDER)
+    wait_for(lambda: assigned(client), 5)
+    before, after = closed(client)
+    assert hub.declare_lost(before + 59.9) == [], "within the grace"
+    assert [w["status"] for w in cluster.workers()] == ["alive"]
+    assert hub.declare_lost(after + 60.0) == [worker_id]
+    dead = [e for e in cluster.events() if e["type"] == "worker_dead"]
+    assert [e["worker_id"] for e in dead] == [worker_id]
+    assert f"declared dead: {CONNECTION_LOST}" in dead[0]["message"]
+    moved = [e for e in cluster.story(order_id) if e["type"] == "task_reassigned"]
+    assert [e["from_worker"] for e in moved] == [worker_id]
+    assert hub.declare_lost(after + 120.0) == [], "once"
+
+
+def test_a_process_that_resumes_within_the_grace_is_not_declared_dead(grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    _, after = closed(client)
+    again = worker_client(grace_app)
+    assert call(again, "register", {**REGISTRATION, "resume": worker_id})["resumed"] is True
+    assert hub.declare_lost(after + 60.0) == []
+    assert [w["status"] for w in cluster.workers()] == ["alive"]
+    again.disconnect(namespace=NAMESPACE)
+
+
+def test_a_drained_process_that_exits_is_not_declared_dead(grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    assert call(client, "drain", {"worker_id": worker_id}) == {"ok": True}
+    _, after = closed(client)
+    assert hub.declare_lost(after + 60.0) == []
+    assert [w["status"] for w in cluster.workers()] == ["removed"]
+    assert not [e for e in cluster.events() if e["type"] == "worker_dead"]
+
+
+def test_a_draining_process_gone_with_a_task_running_is_declared_dead_so_the_task_moves(
+        grace_app):
+    cluster, hub = grace_app.extensions["orderflow"].cluster, hub_of(grace_app)
+    client = worker_client(grace_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    call(client, "begin", {"worker_id": worker_id, "task_id": task_id, "lease": lease})
+    call(client, "drain", {"worker_id": worker_id})
+    assert [w["status"] for w in cluster.workers()] == ["draining"]
+    _, after = closed(client)
+    assert hub.declare_lost(after + 60.0) == [worker_id]
+    assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "ready"
+
+
 @pytest.mark.parametrize("bad", [
     None, [], {"session": "s"}, {**REGISTRATION, "pid": "42"}, {**REGISTRATION, "pid": 0},
-    {**REGISTRATION, "concurrency": 0}, {**REGISTRATION, "name": ""},
+    {**REGISTRATION, "slots": 0}, {**REGISTRATION, "slots": 1025},
+    {k: v for k, v in REGISTRATION.items() if k != "slots"}, {**REGISTRATION, "name": ""},
     {**REGISTRATION, "join": "yes"}, {**REGISTRATION, "extra": 1},
+    {**REGISTRATION, "steps": "payment"}, {**REGISTRATION, "steps": [""]},
+    {**REGISTRATION, "tags": [1]}, {**REGISTRATION, "tags": ["t"] * 65},
 ])
 def test_a_bad_registration_is_refused_and_joins_nobody(hub_app, bad):
     client = worker_client(hub_app)
@@ -555,13 +793,28 @@ def test_a_reconnect_started_from_the_disconnect_handler_waits_for_the_old_conne
 
 @pytest.mark.parametrize("argv", [
     ["worker"], ["worker", "--server", "127.0.0.1:5000"],
+    ["worker", "--server", "http://h", "--slots", "0"],
+    ["worker", "--server", "http://h", "--slots", "many"],
+    ["worker", "--server", "http://h", "--slots", "1025"],
     ["worker", "--server", "http://h", "--concurrency", "0"],
-    ["worker", "--server", "http://h", "--concurrency", "many"],
 ])
 def test_bad_worker_arguments_are_refused(argv):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(("flags", "slots", "warned"), [
+    ([], 8, False), (["--slots", "500"], 500, False), (["--concurrency", "3"], 3, True),
+    (["--slots", "5", "--concurrency", "3"], 5, True),
+])
+def test_slots_default_to_the_servers_and_concurrency_is_a_deprecated_alias(
+        flags, slots, warned, capsys):
+    args = build_parser().parse_args(["worker", "--server", "http://h", *flags])
+    assert slots_of(args) == slots
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == (["orderflow worker: warning: --concurrency is deprecated; use --slots "
+                      "(same meaning)"] if warned else [])
 
 
 def test_own_url_reaches_a_wildcard_bind_through_loopback():

@@ -8,15 +8,18 @@ import random
 
 import pytest
 
-from scheduler.remote.effects import Assignment, Connect, Exit, Log, Run, Send
+from scheduler.remote.effects import Assignment, Cancel, Connect, Exit, Log, Run, Send
 from scheduler.remote.options import Identity, WorkerOptions, reconnect_delay
-from scheduler.remote.protocol import EXIT_REFUSED
-from scheduler.remote.session import BeginAction, WorkerSession
+from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK
+from scheduler.remote.session import WorkerSession
 
-OPTIONS = WorkerOptions(server="http://127.0.0.1:9", concurrency=2, reconnect_delay=0.5,
-                        reconnect_delay_max=5.0, request_timeout=5.0, drain_grace=5.0)
+OPTIONS = WorkerOptions(server="http://127.0.0.1:9", slots=2, reconnect_delay=0.5,
+                        reconnect_delay_max=5.0, request_timeout=5.0, drain_grace=5.0,
+                        cancel_grace=1.0)
 IDENTITY = Identity(session="s-1", name="box-42", host="box", pid=42)
 START = 1000.0
+# What the server's `begin` answers (the fields the session reads; the shell reads the rest).
+CONTEXT = {"order_id": "o-1", "step": "payment", "attempt": 1, "timeout": 10.0}
 
 
 class Worker:
@@ -26,6 +29,12 @@ class Worker:
         self.now = START
         self.session = WorkerSession(dataclasses.replace(OPTIONS, **options), IDENTITY,
                                      random.Random(seed))
+        self.asked: dict[tuple[str, int], Send] = {}  # the latest `begin` per assignment
+
+    def record(self, effects: list) -> list:
+        for send in sends(effects, "begin"):
+            self.asked[(send.payload["task_id"], send.payload["lease"])] = send
+        return effects
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -35,7 +44,7 @@ class Worker:
         if not effects:
             # Nothing to do now: the main loop may sleep, never spin.
             assert self.session.wait_hint(self.now) > 0
-        return effects
+        return self.record(effects)
 
     def connect(self) -> Send:
         """Connect; returns the registration the session sends."""
@@ -44,7 +53,7 @@ class Worker:
         return register
 
     def answer(self, send: Send, reply) -> list:
-        return self.session.answered(send.rid, reply, self.now)
+        return self.record(self.session.answered(send.rid, reply, self.now))
 
     def join(self, worker_id: str = "p-a-1", **welcome_fields) -> list:
         """Connect and register; returns the effects of the welcome."""
@@ -52,18 +61,23 @@ class Worker:
 
     def assign(self, worker_id: str, *tasks: tuple[str, int]) -> list:
         data = {"worker_id": worker_id, "tasks": [list(t) for t in tasks]}
-        return self.session.assigned(data, self.now)
+        return self.record(self.session.assigned(data, self.now))
 
-    def start(self, assignment: Assignment, asked: bool = False):
-        return self.session.begin_step(assignment, asked, self.now)
+    def begin(self, assignment: Assignment, **context) -> list:
+        """The server answers the assignment's latest `begin` with a context."""
+        order_id = assignment.task_id.partition(":")[0]
+        reply = {"context": {**CONTEXT, "order_id": order_id, **context}}
+        return self.answer(self.asked[assignment.key], reply)
+
+    def finish(self, assignment: Assignment, ok: bool = True, value="done") -> list:
+        return self.record(self.session.finished(assignment, ok, value, self.now))
 
     def run(self, assignment: Assignment, value="done") -> list:
-        """Take the assignment, begin it and finish it; returns the effects of finishing."""
-        step = self.start(assignment)
-        assert step.action is BeginAction.BEGIN, step
-        context, _ = self.session.begun(assignment, {"context": {"step": "payment"}})
-        assert context == {"step": "payment"}
-        return self.session.finished(assignment, True, value, self.now)
+        """Begin the assignment (its `begin` went out) and finish it; returns the effects
+        of finishing."""
+        assert [e.assignment for e in self.begin(assignment) if isinstance(e, Run)] == [
+            assignment]
+        return self.finish(assignment, True, value)
 
     def exit_of(self, effects: list) -> Exit | None:
         return next((e for e in effects if isinstance(e, Exit)), None)
@@ -79,8 +93,17 @@ def sends(effects: list, event: str | None = None) -> list[Send]:
     return [e for e in effects if isinstance(e, Send) and event in (None, e.event)]
 
 
+def begins(effects: list) -> list[Assignment]:
+    """The assignments whose `begin` the effects send (each has taken a slot)."""
+    return [Assignment(**s.payload) for s in sends(effects, "begin")]
+
+
 def runs(effects: list) -> list[Assignment]:
     return [e.assignment for e in effects if isinstance(e, Run)]
+
+
+def cancels(effects: list) -> list[Assignment]:
+    return [e.assignment for e in effects if isinstance(e, Cancel)]
 
 
 def logged(effects: list) -> str:
@@ -103,11 +126,11 @@ def test_a_new_session_connects_at_once_and_joins_on_connecting():
     worker = Worker()
     register = worker.connect()
     assert register.payload == {"session": "s-1", "name": "box-42", "host": "box", "pid": 42,
-                                "concurrency": 2, "resume": None, "join": True,
-                                "spawn_id": None}
+                                "slots": 2, "resume": None, "join": True,
+                                "spawn_id": None, "steps": None, "tags": []}
     assert worker.tick() == []  # one registration at a time
     effects = worker.answer(register, welcome("p-a-1"))
-    assert "joined the cluster as p-a-1" in logged(effects)
+    assert "joined the cluster as p-a-1 (box-42, 2 slots," in logged(effects)
     assert worker.session.worker_id == "p-a-1" and worker.session.registered
 
 
@@ -186,12 +209,12 @@ def test_after_a_disconnect_the_next_connection_resumes_the_current_id():
 def test_a_resume_the_server_refuses_retires_the_id_and_refuses_what_waited_under_it():
     worker = Worker()
     worker.join("p-a-1")
-    assert runs(worker.assign("p-a-1", ("o-1:payment", 1))) == [A1]
-    worker.session.disconnected("transport error", worker.now)
+    assert begins(worker.assign("p-a-1", ("o-1:payment", 1))) == [A1]
+    worker.session.disconnected("transport error", worker.now)  # its answer is lost
     effects = worker.answer(worker.connect(), welcome("p-a-2"))
     assert worker.session.worker_id == "p-a-2"
-    assert refused(effects) == [("p-a-1", "o-1:payment", 1)]
-    assert worker.start(A1).action is BeginAction.SKIP  # the runner finds it refused
+    assert refused(effects) == [("p-a-1", "o-1:payment", 1)] and begins(effects) == []
+    assert worker.session.busy == 0, "its slot is free again"
 
 
 def test_an_answer_to_a_registration_from_a_lost_connection_is_ignored():
@@ -256,7 +279,7 @@ def test_a_join_answered_without_an_id_is_asked_again_but_not_at_once():
 def test_an_assignment_for_the_current_id_runs_once_even_if_sent_again():
     worker = Worker()
     worker.join("p-a-1")
-    assert runs(worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))) == [A1, A2]
+    assert begins(worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))) == [A1, A2]
     assert worker.assign("p-a-1", ("o-1:payment", 1)) == []  # resent after a reconnect
 
 
@@ -264,7 +287,7 @@ def test_an_assignment_for_an_id_that_is_not_ours_is_refused_not_dropped():
     worker = Worker()
     worker.join("p-a-1")
     effects = worker.assign("p-x-9", ("o-1:payment", 4))
-    assert runs(effects) == []
+    assert begins(effects) == []
     (refusal,) = sends(effects, "refuse")
     assert refusal.payload == {"worker_id": "p-x-9", "task_id": "o-1:payment", "lease": 4,
                                "reason": "p-x-9 is not this process's id"}
@@ -289,7 +312,7 @@ def test_an_assignment_arriving_before_its_registration_answer_runs_under_the_id
     register = worker.connect()
     assert worker.assign("p-a-1", ("o-1:payment", 1)) == []  # held
     effects = worker.answer(register, welcome("p-a-1"))
-    assert runs(effects) == [A1] and refused(effects) == []
+    assert begins(effects) == [A1] and refused(effects) == []
 
 
 def test_an_assignment_held_for_a_registration_that_names_another_id_is_refused():
@@ -297,7 +320,7 @@ def test_an_assignment_held_for_a_registration_that_names_another_id_is_refused(
     register = worker.connect()
     worker.assign("p-x-9", ("o-1:payment", 1))
     effects = worker.answer(register, welcome("p-a-1"))
-    assert runs(effects) == [] and refused(effects) == [("p-x-9", "o-1:payment", 1)]
+    assert begins(effects) == [] and refused(effects) == [("p-x-9", "o-1:payment", 1)]
 
 
 def test_an_assignment_held_when_the_connection_drops_is_refused_after_registering_again():
@@ -322,7 +345,7 @@ def test_an_id_the_server_hands_out_again_after_it_was_retired_is_worked_under()
     worker.session.disconnected("transport error", worker.now)  # the server restarts
     worker.answer(worker.connect(), welcome("p-1"))
     effects = worker.assign("p-1", ("o-1:payment", 1))
-    assert runs(effects) == [Assignment("p-1", "o-1:payment", 1)] and refused(effects) == []
+    assert begins(effects) == [Assignment("p-1", "o-1:payment", 1)] and refused(effects) == []
 
 
 @pytest.mark.parametrize("data", [None, [], {"tasks": []}, {"worker_id": "p-a-1"},
@@ -333,44 +356,250 @@ def test_a_malformed_assignment_is_logged_and_ignored(data):
     worker = Worker()
     worker.join("p-a-1")
     effects = worker.session.assigned(data, worker.now)
-    assert runs(effects) == [] and sends(effects) == []
+    assert begins(effects) == [] and sends(effects) == []
     assert "ignoring a malformed assignment" in logged(effects)
 
 
-# ---------------------------------------------------------------- runners
+# ---------------------------------------------------------------- slots
 
 
-def test_a_runner_begins_only_once_registered_on_the_current_connection():
+def test_an_assignment_asks_to_begin_only_once_registered_on_the_current_connection():
     worker = Worker()
     worker.join("p-a-1")
-    worker.assign("p-a-1", ("o-1:payment", 1))
     worker.session.disconnected("transport error", worker.now)
-    assert worker.start(A1).action is BeginAction.WAIT
-    worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
-    step = worker.start(A1)
-    assert step.action is BeginAction.BEGIN
-    assert (step.request.event, step.request.payload) == ("begin", A1.ref())
-    assert worker.session.busy == 1
+    assert begins(worker.assign("p-a-1", ("o-1:payment", 1))) == []
+    assert worker.session.busy == 1, "it holds a slot meanwhile"
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    (begin,) = sends(effects, "begin")
+    assert begin.payload == A1.ref()
 
 
-def test_a_stale_begin_answer_means_the_task_is_not_run():
+def test_at_most_slots_assignments_begin_and_a_freed_slot_takes_the_oldest_waiting():
+    worker = Worker(slots=2)
+    worker.join("p-a-1")
+    effects = worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2),
+                            ("o-3:payment", 3), ("o-4:payment", 4))
+    assert begins(effects) == [A1, A2]
+    assert (worker.session.busy, worker.session.queued) == (2, 2)
+    assert worker.tick() == [], "a full house asks for nothing more"
+    effects = worker.run(A2)
+    assert begins(effects) == [Assignment("p-a-1", "o-3:payment", 3)]
+    assert (worker.session.busy, worker.session.queued) == (2, 1)
+
+
+def test_the_answer_to_begin_runs_the_handler_with_its_context():
     worker = Worker()
     worker.join("p-a-1")
     worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)
-    assert worker.session.begun(A1, {"context": None}) == (None, [])
-    assert worker.session.busy == 0
+    effects = worker.begin(A1, attempt=2)
+    assert effects == [Run(A1, {**CONTEXT, "attempt": 2})]
+    assert worker.begin(A1) == [], "a repeated answer runs nothing twice"
+
+
+def test_a_stale_begin_answer_frees_the_slot_and_runs_nothing():
+    worker = Worker(slots=1)
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))
+    effects = worker.answer(worker.asked[A1.key], {"context": None})
+    assert runs(effects) == [] and begins(effects) == [A2]
 
 
 def test_an_error_answer_to_begin_is_logged_and_the_task_not_run():
     worker = Worker()
     worker.join("p-a-1")
     worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)
-    context, effects = worker.session.begun(
-        A1, {"error": {"code": "not_found", "message": "unknown worker"}, "status": 404})
-    assert context is None and "begin o-1:payment refused: unknown worker" in logged(effects)
+    effects = worker.answer(worker.asked[A1.key], {
+        "error": {"code": "not_found", "message": "unknown worker"}, "status": 404})
+    assert runs(effects) == [] and worker.session.busy == 0
+    assert "begin o-1:payment refused: unknown worker" in logged(effects)
+
+
+def test_a_begin_left_unanswered_is_asked_again_and_only_the_new_answer_counts():
+    worker = Worker()
+    worker.join("p-a-1")
+    (first,) = sends(worker.assign("p-a-1", ("o-1:payment", 1)), "begin")
+    worker.advance(5.1)
+    (second,) = sends(worker.tick(), "begin")
+    assert second.payload == first.payload and second.rid != first.rid
+    assert worker.answer(first, {"context": CONTEXT}) == []
+    assert runs(worker.answer(second, {"context": CONTEXT})) == [A1]
+
+
+def test_a_begin_lost_with_the_connection_is_asked_again_after_resuming():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.session.disconnected("transport error", worker.now)
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    assert begins(effects) == [A1]
+
+
+# ---------------------------------------------------------------- time limits
+
+
+def running(worker: Worker, *assignments: Assignment, timeout: float | None = 2.0) -> None:
+    """Assign, begin and start each under p-a-1 (already joined), with that time limit."""
+    worker.assign("p-a-1", *(a.key for a in assignments))
+    for assignment in assignments:
+        fields = {"timeout": timeout} if timeout is not None else {}
+        context = {k: v for k, v in CONTEXT.items() if k != "timeout"}
+        reply = {"context": {**context, **fields}}
+        assert runs(worker.answer(worker.asked[assignment.key], reply)) == [assignment]
+
+
+def test_an_attempt_past_its_time_limit_is_cancelled_once_and_its_outcome_still_reported():
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1, timeout=2.0)
+    worker.advance(1.99)
+    assert cancels(worker.tick()) == []
+    worker.advance(0.01)
+    effects = worker.tick()
+    assert cancels(effects) == [A1] and worker.session.is_cancelled(A1.key)
+    assert "order o-1 step payment attempt 1 on p-a-1 timed out after 2 s" in logged(effects)
+    worker.advance(5)
+    assert cancels(worker.tick()) == [], "cancelled once"
+    (result,) = sends(worker.finish(A1, False, "cancelled"), "result")
+    # Sent before the server's own timeout fired (its monitor may lag): it says why.
+    assert result.payload == {**A1.ref(), "ok": False,
+                              "value": "timed out after 2 s on the worker (cancelled)"}
     assert worker.session.busy == 0
+
+
+def test_an_attempt_without_a_time_limit_is_never_cancelled_here():
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1, timeout=None)
+    worker.advance(10_000)
+    assert cancels(worker.tick()) == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "2", True, float("inf")])
+def test_a_time_limit_that_is_not_a_positive_number_is_ignored(timeout):
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1, timeout=timeout)
+    worker.advance(100)
+    assert cancels(worker.tick()) == []
+
+
+def test_the_servers_cancel_cancels_the_running_handler_once():
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1, timeout=60.0)
+    message = {"worker_id": "p-a-1", "task_id": "o-1:payment", "lease": 1}
+    effects = worker.session.cancelled(message, worker.now)
+    assert cancels(effects) == [A1]
+    assert "order o-1 step payment attempt 1 on p-a-1: the server cancelled it" in logged(effects)
+    assert worker.session.cancelled(message, worker.now) == []
+    worker.advance(60)
+    assert cancels(worker.tick()) == [], "not again when its own clock runs out"
+    (result,) = sends(worker.finish(A1, False, "cancelled"), "result")
+    assert result.payload["value"] == "cancelled", "the server knows why already"
+
+
+@pytest.mark.parametrize("message", [
+    {"worker_id": "p-a-1", "task_id": "o-1:payment", "lease": 2},  # another lease
+    {"worker_id": "p-x-9", "task_id": "o-1:payment", "lease": 1},  # another id
+    {"worker_id": "p-a-1", "task_id": "o-9:payment", "lease": 1},  # not here
+])
+def test_a_cancel_for_an_attempt_not_running_here_is_ignored(message):
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1)
+    assert worker.session.cancelled(message, worker.now) == []
+    assert not worker.session.is_cancelled(A1.key)
+
+
+@pytest.mark.parametrize("message", [None, [], {"worker_id": "p-a-1", "task_id": "t"},
+                                     {"worker_id": "p-a-1", "task_id": "t", "lease": "1"}])
+def test_a_malformed_cancel_is_logged_and_ignored(message):
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1)
+    effects = worker.session.cancelled(message, worker.now)
+    assert cancels(effects) == [] and "ignoring a malformed cancel" in logged(effects)
+
+
+def test_a_cancel_before_the_begin_answer_starts_the_handler_cancelled():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    message = {"worker_id": "p-a-1", "task_id": "o-1:payment", "lease": 1}
+    assert cancels(worker.session.cancelled(message, worker.now)) == []  # nothing runs yet
+    effects = worker.begin(A1)
+    assert runs(effects) == [A1] and cancels(effects) == [A1]
+
+
+def test_a_cancelled_handler_that_returns_within_the_grace_frees_its_slot_for_the_next():
+    worker = Worker(slots=1, cancel_grace=1.0)
+    worker.join("p-a-1")
+    running(worker, A1, timeout=2.0)
+    worker.assign("p-a-1", A2.key)
+    worker.advance(2.0)
+    assert cancels(worker.tick()) == [A1]
+    worker.advance(0.9)
+    assert worker.session.stuck(worker.now) == 0 and worker.exit_of(worker.tick()) is None
+    assert begins(worker.finish(A1, False, "cancelled")) == [A2]
+
+
+def test_when_every_slot_is_stuck_the_process_refuses_what_waits_and_exits_with_status_4():
+    worker = Worker(slots=2, cancel_grace=1.0)
+    worker.join("p-a-1")
+    running(worker, A1, A2, timeout=2.0)
+    worker.assign("p-a-1", ("o-3:payment", 3))  # waits for a slot
+    worker.advance(2.0)
+    assert cancels(worker.tick()) == [A1, A2]
+    worker.advance(0.99)
+    assert worker.tick() == [] and worker.session.wait_hint(worker.now) <= 0.01
+    worker.advance(0.01)
+    effects = worker.tick()
+    assert worker.session.stuck(worker.now) == 2
+    assert "all 2 slots are stuck in handlers that ignored their cancellation" in logged(
+        effects)
+    assert f"exiting with status {EXIT_STUCK}" in logged(effects)
+    (refusal,) = sends(effects, "refuse")
+    assert refusal.payload["task_id"] == "o-3:payment"
+    assert refusal.payload["reason"] == "all its slots are stuck"
+    assert worker.exit_of(effects) is None, "first the server hears of the refusal"
+    assert refused(worker.assign("p-a-1", ("o-4:payment", 4))) == [
+        ("p-a-1", "o-4:payment", 4)], "no new work"
+    worker.answer(refusal, {"ok": True, "moved": True})
+    assert worker.exit_of(worker.tick()) is None, "o-4's refusal is not answered yet"
+    worker.advance(5.0)  # ...and never is: the exit does not wait for it any longer
+    assert worker.exit_of(worker.tick()) == Exit(EXIT_STUCK, cancel=True)
+    assert worker.tick() == []
+
+
+def test_all_slots_stuck_without_a_connection_exits_at_once():
+    worker = Worker(slots=1, cancel_grace=1.0)
+    worker.join("p-a-1")
+    running(worker, A1, timeout=2.0)
+    worker.session.disconnected("transport error", worker.now)
+    worker.advance(2.0)
+    assert cancels(worker.tick()) == [A1]
+    worker.session.connect_failed("down", False, worker.now)
+    worker.advance(1.0)
+    effects = worker.tick()
+    assert worker.exit_of(effects) == Exit(EXIT_STUCK, cancel=True)
+    assert "its only slot is stuck in handlers" in logged(effects)
+
+
+def test_a_stuck_slot_among_free_ones_only_takes_that_slot():
+    worker = Worker(slots=2, cancel_grace=1.0)
+    worker.join("p-a-1")
+    running(worker, A1, A2, timeout=2.0)
+    worker.finish(A2)
+    worker.advance(2.0)
+    assert cancels(worker.tick()) == [A1]
+    worker.advance(1.0)
+    assert worker.session.stuck(worker.now) == 1 and worker.exit_of(worker.tick()) is None
+    effects = worker.assign("p-a-1", ("o-3:payment", 3), ("o-4:payment", 4))
+    assert begins(effects) == [Assignment("p-a-1", "o-3:payment", 3)]
+    assert worker.session.queued == 1
+
+
+# ---------------------------------------------------------------- results
 
 
 def test_a_result_is_sent_at_once_and_forgotten_once_acknowledged():
@@ -403,10 +632,9 @@ def test_a_result_finished_while_disconnected_waits_for_the_registration():
     worker = Worker()
     worker.join("p-a-1")
     worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)
-    worker.session.begun(A1, {"context": {"step": "payment"}})
+    worker.begin(A1)
     worker.session.disconnected("transport error", worker.now)
-    assert sends(worker.session.finished(A1, True, "done", worker.now)) == []
+    assert sends(worker.finish(A1)) == []
     effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
     assert [s.payload["task_id"] for s in sends(effects, "result")] == ["o-1:payment"]
 
@@ -479,15 +707,18 @@ def test_no_heartbeats_while_disconnected():
                                    {"error": {"code": "not_found", "message": "?"},
                                     "status": 404}])
 def test_declared_dead_the_process_refuses_what_waited_and_joins_again(reply):
-    worker = Worker()
+    worker = Worker(slots=1)
     worker.join("p-a-1")
-    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))  # A2 waits for a slot
     (beat,) = worker.session.beat(worker.now)
     effects = worker.answer(beat, reply)
     assert "declared p-a-1 dead (missed heartbeats); joining again" in logged(effects)
-    assert refused(effects) == [("p-a-1", "o-1:payment", 1)]
+    # A1 asked to begin already: the server's answer decides (a dead worker's is null).
+    assert refused(effects) == [("p-a-1", "o-2:payment", 2)]
     (register,) = sends(worker.tick(), "register")
     assert register.payload["resume"] is None and register.payload["join"] is True
+    assert runs(worker.answer(worker.asked[A1.key], {"context": None})) == []
+    assert worker.session.busy == 0
 
 
 def test_a_left_dead_message_about_the_current_id_is_a_death_and_about_another_is_nothing():
@@ -504,21 +735,19 @@ def test_a_left_dead_message_about_the_current_id_is_a_death_and_about_another_i
 
 
 def test_a_signal_drains_refuses_queued_work_tells_the_server_and_exits_0_once_removed():
-    worker = Worker()
+    worker = Worker(slots=1)
     worker.join("p-a-1")
-    worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))
-    worker.start(A1)  # running
+    worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))  # A1 begins, A2 waits
     effects = worker.session.signal("SIGTERM", worker.now)
     assert "SIGTERM: draining (1 task(s) running)" in logged(effects)
     assert refused(effects) == [("p-a-1", "o-2:payment", 2)]
-    assert worker.start(A2).action is BeginAction.SKIP
+    assert worker.session.queued == 0
     (drain,) = sends(worker.tick(), "drain")
     assert drain.payload == {"worker_id": "p-a-1"}
     worker.answer(drain, {"ok": True})
     assert refused(worker.assign("p-a-1", ("o-3:payment", 3))) == [
         ("p-a-1", "o-3:payment", 3)], "nothing new runs while draining"
-    worker.session.begun(A1, {"context": {"step": "payment"}})
-    sends(worker.session.finished(A1, True, "done", worker.now))
+    worker.run(A1)
     assert worker.exit_of(worker.tick()) is None, "waits for the server's removal"
     worker.session.left({"worker_id": "p-a-1", "status": "removed"}, worker.now)
     effects = worker.tick()
@@ -530,7 +759,7 @@ def test_a_second_signal_exits_at_once_with_status_1_and_cancels_running_handler
     worker = Worker()
     worker.join("p-a-1")
     worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)
+    worker.begin(A1)
     worker.session.signal("SIGTERM", worker.now)
     worker.session.signal("SIGINT", worker.now)
     effects = worker.tick()
@@ -544,8 +773,7 @@ def test_a_removal_while_busy_exits_0_once_the_handler_ends_and_never_joins_agai
     worker = Worker()
     worker.join("p-a-1")
     worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)
-    worker.session.begun(A1, {"context": {"step": "payment"}})
+    worker.begin(A1)
     effects = worker.session.left({"worker_id": "p-a-1", "status": "removed"}, worker.now)
     assert "p-a-1 drained: it left the ring" in logged(effects)
     for _ in range(3):
@@ -553,15 +781,14 @@ def test_a_removal_while_busy_exits_0_once_the_handler_ends_and_never_joins_agai
         assert sends(worker.tick(), "register") == [] and worker.exit_of(worker.tick()) is None
     assert refused(worker.assign("p-a-1", ("o-2:payment", 2))) == [
         ("p-a-1", "o-2:payment", 2)]
-    worker.session.finished(A1, True, "done", worker.now)
+    worker.finish(A1)
     assert worker.exit_of(worker.tick()) == Exit(0)
 
 
 def test_a_removed_process_that_reconnects_registers_without_joining():
     worker = Worker()
     worker.join("p-a-1")
-    worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)  # still running, so it does not exit yet
+    worker.assign("p-a-1", ("o-1:payment", 1))  # still running, so it does not exit yet
     worker.session.left({"worker_id": "p-a-1", "status": "removed"}, worker.now)
     worker.session.disconnected("transport error", worker.now)
     register = worker.connect()
@@ -631,7 +858,6 @@ def test_a_drain_lost_with_the_connection_is_sent_again_after_resuming():
     worker = Worker()
     worker.join("p-a-1")
     worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)
     worker.session.signal("SIGTERM", worker.now)
     sends(worker.tick(), "drain")
     worker.session.disconnected("transport error", worker.now)
@@ -639,15 +865,29 @@ def test_a_drain_lost_with_the_connection_is_sent_again_after_resuming():
     assert sends(effects, "drain")
 
 
-def test_a_running_task_asked_about_before_a_drain_is_asked_again_not_refused():
+def test_a_task_asked_about_before_a_drain_is_asked_again_not_refused():
     # `begin` went out and its answer was lost: the server may have started it, so the
     # drain waits for it rather than refusing it.
     worker = Worker()
     worker.join("p-a-1")
     worker.assign("p-a-1", ("o-1:payment", 1))
-    worker.start(A1)
-    worker.session.signal("SIGTERM", worker.now)
-    assert worker.start(A1, asked=True).action is BeginAction.BEGIN
+    worker.session.disconnected("transport error", worker.now)
+    assert refused(worker.session.signal("SIGTERM", worker.now)) == []
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    assert begins(effects) == [A1] and refused(effects) == []
+
+
+def test_a_task_holding_a_slot_but_never_asked_about_is_refused_by_a_drain():
+    worker = Worker()
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.session.disconnected("transport error", worker.now)
+    worker.assign("p-a-1", ("o-2:payment", 2))  # no connection: `begin` never went out
+    effects = worker.session.signal("SIGTERM", worker.now)
+    assert "refusing o-2:payment (lease 2, p-a-1): draining" in logged(effects)
+    assert worker.session.busy == 1, "o-1 may have started: its slot waits for the answer"
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True))
+    assert begins(effects) == [A1] and refused(effects) == [("p-a-1", "o-2:payment", 2)]
 
 
 def test_the_server_that_started_the_process_gone_exits_0_at_once():

@@ -2,16 +2,20 @@
 
 Threads, each a one-iteration loop that feeds the session under one lock and carries out
 the effects it returns after the lock: the main thread ticks (connect, register, drain,
-deliver, exit) and handles signals; a heartbeat thread beats, so a long handler never makes
-the process look dead; N runner threads take assignments from the local queue, ask to
-begin, run the handler (outside any lock) and report; a connection attempt runs on a thread
-of its own, so a signal is handled at once even while connecting; python-socketio's own
-threads deliver the server's messages and acknowledgements (one thread each, so nothing here
-depends on their order). Wire contract: protocol.py.
+deliver, time limits, exit) and handles signals; a heartbeat thread beats, so a long handler
+never makes the process look dead; `slots` runner threads run plain handlers (if the module
+has any) and one event loop runs `async def` handlers, so an async attempt holds no thread
+while it waits; the session hands out at most `slots` handlers at once, both kinds together.
+Each attempt has its own cancellation signal (`TaskContext.cancelled`; an async attempt's
+task is cancelled too). A connection attempt runs on a thread of its own, so a signal is
+handled at once even while connecting; python-socketio's own threads deliver the server's
+messages and acknowledgements (one thread each, so nothing here depends on their order).
+Wire contract: protocol.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import logging
@@ -31,12 +35,12 @@ import socketio
 
 from ..demo.handlers import Chaos, demo_handlers
 from ..runtime.worker import LoopThread
-from ..steps.context import Handler, TaskContext
-from ..steps.run import run_handler
-from .effects import Assignment, Connect, Effect, Exit, Log, Run, Send
+from ..steps.context import Handler, TaskContext, is_async
+from ..steps.run import run_handler, run_handler_async
+from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
 from .protocol import NAMESPACE, handshake_headers, handshake_refusal
-from .session import BeginAction, WorkerSession
+from .session import WorkerSession
 
 log = logging.getLogger("orderflow.worker")
 
@@ -73,16 +77,14 @@ def load_handlers(spec: str | None, chaos: Chaos) -> dict[str, Handler]:
     return dict(value)
 
 
-class _Pending:
-    """A `begin` waiting for its acknowledgement; failed when the connection drops."""
+class _Handle:
+    """One running handler: its cancellation signal and, for `async def`, its task."""
+
+    __slots__ = ("cancelled", "task")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
-        self.reply: Any = None
-
-    def resolve(self, reply: Any) -> None:
-        self.reply = reply
-        self.done.set()
+        self.cancelled = threading.Event()
+        self.task: asyncio.Task | None = None
 
 
 class _Attempt(threading.Thread):
@@ -121,18 +123,29 @@ class WorkerProcess:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified after every stimulus
         self._stop = threading.Event()  # threads end
-        self._cancel = threading.Event()  # running handlers should give up (forced exit)
+        self._cancel = threading.Event()  # forced exit: handlers give up, nothing is reported
         # Signal handlers only queue (SimpleQueue.put is reentrant): taking the lock there
         # could deadlock against the main thread they interrupt.
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._queue: queue.SimpleQueue[Assignment] = queue.SimpleQueue()
-        self._begins: dict[int, _Pending] = {}
+        # Plain handlers waiting for a runner (the session started at most `slots`).
+        # queue.Queue: several runners wait on it (see runtime/worker.py).
+        self._sync: queue.Queue[tuple[Assignment, TaskContext]] = queue.Queue()
+        self._handles: dict[tuple[str, int], _Handle] = {}
+        self._handles_lock = threading.Lock()
+        self._in_handler: set[threading.Thread] = set()  # runners inside a handler
         self._attempt: _Attempt | None = None
         self._refusal: str | None = None
         self._handshake_refused = False
+        kinds = [is_async(handler) for handler in handlers.values()]
         self._threads = [LoopThread("heartbeat", self._beat_once, self._stop)]
-        self._threads += [LoopThread(f"runner-{i + 1}", self._run_once, self._stop)
-                          for i in range(options.concurrency)]
+        if not all(kinds):
+            self._threads += [LoopThread(f"runner-{i + 1}", self._run_once, self._stop)
+                              for i in range(options.slots)]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if any(kinds):
+            self._loop = asyncio.new_event_loop()
+            self._threads.append(threading.Thread(target=self._loop.run_forever,
+                                                  name="handler-loop", daemon=True))
         self._bind_events()
 
     # ------------------------------------------------------------------ main thread
@@ -220,7 +233,9 @@ class WorkerProcess:
             if isinstance(effect, Send):
                 self._send(effect)
             elif isinstance(effect, Run):
-                self._queue.put(effect.assignment)
+                self._start(effect.assignment, effect.context)
+            elif isinstance(effect, Cancel):
+                self._cancel_handler(effect.assignment.key)
             elif isinstance(effect, Log):
                 log.log(_LEVELS.get(effect.level, logging.WARNING), effect.message)
             elif isinstance(effect, Connect):
@@ -229,40 +244,24 @@ class WorkerProcess:
             elif isinstance(effect, Exit):
                 if effect.cancel:
                     self._cancel.set()
+                    self._cancel_all()
                 if effect.notice:
                     print(effect.notice, file=sys.stderr, flush=True)
                 status = effect.status
         return status
 
-    def _send(self, send: Send, pending: _Pending | None = None) -> None:
-        if pending is not None:
-            with self._lock:
-                self._begins[send.rid] = pending
+    def _send(self, send: Send) -> None:
         try:
             self.sio.emit(send.event, send.payload, namespace=NAMESPACE,
                           callback=functools.partial(self._answered, send.rid))
         except (socketio.exceptions.SocketIOError, OSError):
-            if pending is not None:
-                self._fail_begin(send.rid)
-            else:
-                self._feed(self.session.unanswered, send.rid)
+            self._feed(self.session.unanswered, send.rid)
 
     def _answered(self, rid: int, *args: Any) -> None:
         reply = args[0] if args else None
         if isinstance(reply, dict):
             self._apply_chaos(reply.get("chaos"))
-        with self._lock:
-            pending = self._begins.pop(rid, None)
-        if pending is not None:
-            pending.resolve(reply)
-        else:
-            self._feed(self.session.answered, rid, reply)
-
-    def _fail_begin(self, rid: int) -> None:
-        with self._lock:
-            pending = self._begins.pop(rid, None)
-        if pending is not None:
-            pending.resolve(None)
+        self._feed(self.session.answered, rid, reply)
 
     def _apply_chaos(self, view: Any) -> None:
         if isinstance(view, dict) and view != self._chaos.view():
@@ -271,52 +270,99 @@ class WorkerProcess:
             except ValueError:
                 log.warning("ignoring bad chaos settings from the server: %r", view)
 
-    # ------------------------------------------------------------------ runners
+    # ------------------------------------------------------------------ handlers
+
+    def _start(self, assignment: Assignment, context: dict) -> None:
+        """Run a handler the session started: plain on a runner, `async def` on the loop."""
+        handle = _Handle()
+        with self._handles_lock:
+            self._handles[assignment.key] = handle
+        with self._lock:
+            # A Cancel carried out before the handle existed found nothing to cancel.
+            if self.session.is_cancelled(assignment.key):
+                handle.cancelled.set()
+        try:
+            task = TaskContext(**context, cancelled=handle.cancelled)
+        except TypeError as exc:
+            self._done(assignment, False,
+                       f"the server sent a context this worker cannot use: {exc}")
+            return
+        handler = self._handlers.get(task.step)
+        if handler is None:
+            self._done(assignment, *run_handler(self._handlers, task))  # says so, at once
+        elif is_async(handler) and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._spawn, assignment, task, handle)
+            except RuntimeError:  # the loop is closed: the process is exiting
+                self._feed(self.session.abandoned, assignment)
+        else:
+            self._sync.put((assignment, task))
+
+    def _spawn(self, assignment: Assignment, task: TaskContext, handle: _Handle) -> None:
+        """On the event loop: the attempt's task, cancelled if it was cancelled already."""
+        assert self._loop is not None
+        running = self._loop.create_task(run_handler_async(self._handlers, task))
+        with self._handles_lock:
+            handle.task = running
+        if handle.cancelled.is_set():
+            running.cancel()
+        running.add_done_callback(functools.partial(self._async_done, assignment))
+
+    def _async_done(self, assignment: Assignment, running: asyncio.Task) -> None:
+        # Only when the task has really ended: one that ignores its cancellation keeps its
+        # slot (stuck) until it returns.
+        if running.cancelled():
+            ok, value = False, "cancelled"  # before it started
+        else:
+            try:
+                ok, value = running.result()
+            except BaseException as exc:  # noqa: BLE001 - SystemExit in a handler, say
+                ok, value = False, f"{type(exc).__name__}: {exc}"
+        self._done(assignment, ok, value)
 
     def _run_once(self) -> None:
         try:
-            assignment = self._queue.get(timeout=0.1)
+            assignment, task = self._sync.get(timeout=0.1)
         except queue.Empty:
             return
-        context = self._begin(assignment)
-        if context is None:
-            return
+        me = threading.current_thread()
+        with self._handles_lock:
+            self._in_handler.add(me)
         try:
-            task = TaskContext(**context, cancelled=self._cancel)
-        except TypeError as exc:
-            ok, value = False, f"the server sent a context this worker cannot use: {exc}"
-        else:
-            ok, value = run_handler(self._handlers, task)
+            outcome = run_handler(self._handlers, task)
+        finally:
+            with self._handles_lock:
+                self._in_handler.discard(me)
+        self._done(assignment, *outcome)
+
+    def _done(self, assignment: Assignment, ok: bool, value: object) -> None:
+        with self._handles_lock:
+            self._handles.pop(assignment.key, None)
         if self._cancel.is_set():
             self._feed(self.session.abandoned, assignment)
             return  # forced exit: like a crash, report nothing
         self._feed(self.session.finished, assignment, ok, value)
 
-    def _begin(self, assignment: Assignment) -> dict | None:
-        """Ask to start; asked again until answered, as the server answers a repeat alike."""
-        asked = False
-        while not self._stop.is_set():
-            with self._lock:
-                step = self.session.begin_step(assignment, asked, self._clock())
-                if step.action is BeginAction.WAIT:
-                    self._changed.wait(0.2)
-                    continue
-            self._carry_out(step.effects)
-            if step.action is BeginAction.SKIP or step.request is None:
-                return None
-            asked = True  # from now on the server may have started it for us
-            pending = _Pending()
-            self._send(step.request, pending)
-            if not pending.done.wait(self.options.request_timeout):
-                self._fail_begin(step.request.rid)
-            if pending.reply is None:
-                continue  # no answer: the connection dropped, or the server is slow
-            with self._lock:
-                context, effects = self.session.begun(assignment, pending.reply)
-                self._changed.notify_all()
-            self._carry_out(effects)
-            return context
-        return None
+    def _cancel_handler(self, key: tuple[str, int]) -> None:
+        """Set the attempt's cancellation signal; cancel its task if it is async."""
+        with self._handles_lock:
+            handle = self._handles.get(key)
+        if handle is None:
+            return  # returned already, or not started yet (`_start` asks the session)
+        handle.cancelled.set()
+        with self._handles_lock:
+            running = handle.task
+        if running is not None and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(running.cancel)
+            except RuntimeError:
+                pass  # the loop is closed: the process is exiting
+
+    def _cancel_all(self) -> None:
+        with self._handles_lock:
+            keys = list(self._handles)
+        for key in keys:
+            self._cancel_handler(key)
 
     # ------------------------------------------------------------------ heartbeats
 
@@ -341,6 +387,7 @@ class WorkerProcess:
         on("disconnect")(self._on_disconnect)
         on("assign")(lambda data=None: self._feed(self.session.assigned, data))
         on("left")(lambda data=None: self._feed(self.session.left, data))
+        on("cancel")(lambda data=None: self._feed(self.session.cancelled, data))
         on("kill")(self._on_kill)
 
     def _on_connect_error(self, data: Any = None) -> None:
@@ -350,10 +397,6 @@ class WorkerProcess:
             self._changed.notify_all()
 
     def _on_disconnect(self, reason: Any = None) -> None:
-        with self._lock:
-            waiting = list(self._begins)
-        for rid in waiting:
-            self._fail_begin(rid)
         self._feed(self.session.disconnected, reason)
 
     def _on_kill(self, data: Any = None) -> None:
@@ -366,15 +409,27 @@ class WorkerProcess:
     def _shutdown(self) -> None:
         self._stop.set()
         self._cancel.set()
+        self._cancel_all()
         with self._lock:
             self._changed.notify_all()
-        deadline = time.monotonic() + 2.0
-        for thread in self._threads:
-            # Daemon threads: one stuck in a handler that ignores cancellation ends with us.
-            thread.join(max(0.0, deadline - time.monotonic()))
         if self.sio.connected:
-            # Closing from this side waits up to 3 s for a close frame some servers never
-            # send; the process ends either way, and its socket with it.
+            # First, so the server hears of it at once. Closing from this side waits up to
+            # 3 s for a close frame some servers never send; the process ends either way,
+            # and its socket with it.
             closer = threading.Thread(target=self.sio.disconnect, daemon=True)
             closer.start()
             closer.join(0.5)
+        if self._loop is not None:
+            # One more pass of the loop first, so that the cancelled tasks can end.
+            self._loop.call_soon_threadsafe(self._loop.call_soon, self._loop.stop)
+        with self._handles_lock:
+            # Nothing waits for a runner still in a handler: an exit that leaves handlers
+            # running reports nothing of them, and one deaf to its cancellation (stuck) may
+            # never return. Daemon threads: they end with the process.
+            busy = set(self._in_handler)
+        deadline = time.monotonic() + 2.0
+        for thread in self._threads:
+            if thread.is_alive() and thread not in busy:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if self._loop is not None and not self._threads[-1].is_alive():
+            self._loop.close()

@@ -39,7 +39,18 @@ class Send:
 
 @dataclass(frozen=True)
 class Run:
-    """Put an accepted assignment on the local queue, for a runner."""
+    """Run the assignment's handler with the context the server's `begin` answered (plain
+    functions on a runner thread, `async def` ones on the event loop); report the outcome
+    as `finished`, or `abandoned` after a forced exit. The session has given it a slot."""
+
+    assignment: Assignment
+    context: dict
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Tell a running handler to give up: set its `TaskContext.cancelled`, and cancel its
+    task if it is `async def`. It still reports how it ended."""
 
     assignment: Assignment
 
@@ -60,4 +71,4 @@ class Exit:
     notice: str | None = None
 
 
-Effect = Connect | Send | Run | Log | Exit
+Effect = Connect | Send | Run | Cancel | Log | Exit

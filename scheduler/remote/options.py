@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..engine.config import ClusterConfig
+
 
 def reconnect_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
     """Backoff before the next connection attempt: "equal jitter" over min(cap, base * 2^n),
@@ -19,14 +21,22 @@ class WorkerOptions:
 
     server: str
     token: str | None = None
-    # Handlers run at once; more assignments wait in the local queue.
-    concurrency: int = 2
+    # Slots: handlers run at once, sync and async together (the server's word and default);
+    # more assignments wait in the local queue.
+    slots: int = ClusterConfig.slots
     name: str = ""
+    # What it can run, as its registrations say: the steps it has handlers for (None: any)
+    # and the capability tags it offers (`--tags payments`).
+    steps: tuple[str, ...] | None = None
+    tags: tuple[str, ...] = ()
     # Reconnect backoff: the first wait, doubled per failure up to the max (seconds).
     reconnect_delay: float = 0.5
     reconnect_delay_max: float = 5.0
     # How long a request (register, begin, result, ...) waits for its answer (seconds).
     request_timeout: float = 5.0
+    # A cancelled handler (past its time limit) not returned this long after is stuck: its
+    # slot stays taken; all slots stuck, the process exits with EXIT_STUCK (seconds).
+    cancel_grace: float = 1.0
     # After SIGTERM without a connection: how long to keep trying to deliver results.
     drain_grace: float = 5.0
     # Set for processes the server started: exit when that process is gone.

@@ -12,21 +12,32 @@ a CONNECT_ERROR `{"message": "unauthorized: ..."}`). Refusals are logged by the 
 
 Worker to server; each is answered through the Socket.IO acknowledgement, and a refused one
 answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
-  `register`   {"session", "name", "host", "pid", "concurrency", "resume": id | null,
-                "join": bool, "spawn_id": str | null}
+  `register`   {"session", "name", "host", "pid", "slots", "resume": id | null,
+                "join": bool, "spawn_id": str | null, "steps": [name] | null,
+                "tags": [tag]}
                -> {"worker_id": id | null, "resumed": bool, "heartbeat_interval",
                    "heartbeat_timeout", "chaos", "max_message_bytes"}
-               Sent after every (re)connect. `session` is random per process and ties its
-               connections and worker ids together. With `resume` naming the process's
-               current id, still alive, the server rebinds it to this connection and sends
-               again every assignment not yet reported; otherwise it joins the process as a
-               new worker (unless `join` is false, as while draining: then worker_id is null),
-               and drains the process's earlier id if that is still alive (the answer naming
-               it was lost with a connection). The id in the answer is the process's current
-               id from then on, whatever it held before.
+               Sent after every (re)connect. `slots` (1 to MAX_SLOTS): handlers the process
+               runs at once, the same word and meaning as the server's slots; the server
+               hands it at most slots + prefetch tasks. (Older clients send `concurrency`
+               instead, still accepted with the same meaning; a registration needs one.)
+               `steps`: the steps it has handlers for (null or absent: any); `tags`: the
+               capabilities it offers (`--tags`). The scheduler gives it only steps it has
+               handlers for and whose tags it all offers (routing by capability).
+               `session` is random per process and ties its connections and worker ids
+               together. With `resume` naming the process's current id, still alive, the
+               server rebinds it to this connection and sends again every assignment not
+               yet reported; otherwise it joins the process as a new worker (unless `join`
+               is false, as while draining: then worker_id is null), and drains the
+               process's earlier id if that is still alive (the answer naming it was lost
+               with a connection). The id in the answer is the process's current id from
+               then on, whatever it held before.
   `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead.
   `begin`      {"worker_id", "task_id", "lease"} -> {"context": dict | null}; null: stale,
-               skip it. Asking again for the same lease returns the same context.
+               skip it. Asking again for the same lease returns the same context. The
+               context is the handler's TaskContext; its "timeout" is the attempt's time
+               limit in seconds (see `cancel`). A process asks to begin only as many
+               assignments as it has free slots; the rest wait in its queue.
   `result`     {"worker_id", "task_id", "lease", "ok": bool, "value"} -> {"ok": true};
                fenced by lease in the scheduler; a repeat of a delivered result is ignored.
                A value too big for max_message_bytes is sent as a failed attempt instead.
@@ -47,8 +58,27 @@ Server to worker:
                dead: join again under a new id; removed: drained (by the process or from the
                dashboard), so the process takes no new work, registers no new id, and exits
                0 once its running work has ended. About any other id: nothing to do.
+  `cancel`     {"worker_id", "task_id", "lease"}: that attempt ran past its time limit on
+               the server, which failed it ("timed out after N s") and revoked its lease.
+               The process sets the handler's `TaskContext.cancelled` and cancels it if it
+               is `async def` (it does the same on its own clock once the context's
+               "timeout" has passed), and still sends its `result` when the handler returns:
+               the server rejects it, and only then frees the slot it counts as stuck. (A
+               failure that beats the server's own timeout, its monitor lagging, reads
+               "timed out after N s on the worker (<the handler's error>)".)
   `kill`       {"worker_id"}: the Kill button for a process this server did not start; the
-               process SIGKILLs itself (a real crash, found by the heartbeat monitor).
+               process SIGKILLs itself (a real crash: its connection closes).
+
+A connection that closes (the process died, or the network dropped it) without the process
+resuming within WORKER_RECONNECT_GRACE (0.5 s) gets its worker ids declared dead at once,
+so their tasks move; a process silent on an open connection is found by the heartbeat
+timeout. Fencing by lease rejects a result that comes back later.
+
+Exit statuses of `orderflow worker`: 0 drained (or its server is gone), 1 a second signal,
+2 bad arguments or a registration the server refused as invalid, EXIT_REFUSED (3) wrong
+token, EXIT_STUCK (4) every slot stuck in a handler that ignored its cancellation past its
+time limit (it refuses what waits, so the server moves it, and exits for its supervisor to
+restart it).
 """
 
 from __future__ import annotations
@@ -63,7 +93,10 @@ NAMESPACE = "/workers"
 ID_PREFIX = "p"
 # Exit status of `orderflow worker` when the server refuses it (wrong token).
 EXIT_REFUSED = 3
-MAX_CONCURRENCY = 64
+# ...and when every slot is stuck in a handler that ignores its cancellation.
+EXIT_STUCK = 4
+# Slots one process may register with (async handlers wait without a thread each).
+MAX_SLOTS = 1024
 MAX_TEXT = 200
 # Set by the server for the worker processes it starts (scheduler/remote/supervisor.py): the
 # spawn id they register with, and the server's pid, so a child exits when its server is gone.
@@ -139,3 +172,14 @@ def parse_assign(data: Any) -> tuple[str, list[tuple[str, int]]] | None:
             return None
         pairs.append((item[0], item[1]))
     return data["worker_id"], pairs
+
+
+def parse_task_ref(data: Any) -> tuple[str, str, int] | None:
+    """A message naming one attempt (`cancel`) as (worker_id, task_id, lease), or None."""
+    if not isinstance(data, dict):
+        return None
+    worker_id, task_id, lease = data.get("worker_id"), data.get("task_id"), data.get("lease")
+    if (not isinstance(worker_id, str) or not isinstance(task_id, str)
+            or isinstance(lease, bool) or not isinstance(lease, int)):
+        return None
+    return worker_id, task_id, lease

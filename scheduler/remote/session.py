@@ -2,9 +2,9 @@
 
 `WorkerSession` is to the worker client what `SchedulerCore` is to the cluster. It has no
 threads, sockets or clock: every stimulus takes `now`, and returns the effects the shell
-(client.py) carries out: open a connection, send a message, queue an assignment for a
-runner, write a log line, exit. So every rule below is tested with a fake clock and no
-server (tests/test_worker_session.py):
+(client.py) carries out: open a connection, send a message, run or cancel a handler, write
+a log line, exit. So every rule below is tested with a fake clock and no server
+(tests/test_worker_session.py):
 
 - connection attempts back off with equal jitter, drawn from an injected `random.Random`;
 - every connection registers: resuming under the current id, joining afresh, or (while
@@ -13,6 +13,14 @@ server (tests/test_worker_session.py):
   id, or the process is draining) is refused out loud, so the server moves it at once. One
   that arrives while a registration is unanswered waits for that answer, which may name the
   id it was sent to;
+- at most `slots` assignments hold a slot at once (asking the server to `begin`, or running
+  their handler); the rest wait in the local queue, oldest first;
+- each running attempt has the time limit its context names: past it (on this process's
+  clock), or when the server sends `cancel`, its handler is told to give up; its outcome is
+  still reported (the server rejects it, which frees the slot it counts as stuck there);
+- a cancelled handler that has not returned `cancel_grace` later is stuck; when every slot
+  is stuck the process takes no more work (it refuses what waits, so the server moves it)
+  and exits with EXIT_STUCK, for its supervisor to restart it;
 - a result stays until the server acknowledges it and is sent again after registering;
 - draining (a signal, or the server's "removed") takes no new work, tells the server, and
   exits 0 once the running work has ended; without a connection it gives up after a grace.
@@ -21,19 +29,21 @@ server (tests/test_worker_session.py):
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any
 
-from .effects import Assignment, Connect, Effect, Exit, Log, Run, Send
+from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
 from .protocol import (
     EXIT_REFUSED,
+    EXIT_STUCK,
     MESSAGE_MARGIN,
     error_message,
     parse_assign,
+    parse_task_ref,
     welcome_problem,
 )
 
@@ -43,25 +53,48 @@ SEEN_MEMORY = 100_000
 SEND_PAUSE = 0.5
 
 
-class BeginAction(Enum):
-    BEGIN = "begin"  # send `request` and hand its answer to `begun`
-    WAIT = "wait"  # not registered on the current connection: ask again later
-    SKIP = "skip"  # not to run here (refused, or refused already)
-
-
-@dataclass(frozen=True)
-class BeginStep:
-    action: BeginAction
-    effects: list[Effect] = field(default_factory=list)
-    request: Send | None = None
-
-
 @dataclass
 class _Request:
     event: str
     key: Any  # what the answer settles: a result's or refusal's key, a worker id
     connection: int
     deadline: float
+
+
+@dataclass
+class _Slot:
+    """An assignment holding one of the process's slots: asking the server to begin it,
+    then (once the answer gives its context) running its handler."""
+
+    assignment: Assignment
+    asked: bool = False  # `begin` went out: the server may have started it
+    context: dict | None = None  # the answer to `begin`; set: the handler runs
+    timeout: float | None = None  # its time limit, from the context (seconds)
+    deadline: float | None = None  # ... on this process's clock
+    cancelled_at: float | None = None  # told to give up (timed out here, or by the server)
+    timed_out_here: bool = False  # by this process's clock, before the server's cancel
+
+    @property
+    def running(self) -> bool:
+        return self.context is not None
+
+    def label(self) -> str:
+        """How log lines name the attempt: order, step, attempt and worker."""
+        context = self.context or {}
+        order_id, _, step = self.assignment.task_id.rpartition(":")
+        return (f"order {context.get('order_id', order_id)} step {context.get('step', step)} "
+                f"attempt {context.get('attempt', '?')} on {self.assignment.worker_id}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _seconds(value: Any) -> float | None:
+    """A time limit from a context: a positive finite number of seconds, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 < value < math.inf else None
 
 
 class WorkerSession:
@@ -94,8 +127,8 @@ class WorkerSession:
         # Assignments, by (task_id, lease)
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._held: list[Assignment] = []  # waiting for a registration's answer
-        self._queued: dict[tuple[str, int], Assignment] = {}  # accepted, not yet taken
-        self._running: dict[tuple[str, int], Assignment] = {}  # taken by a runner
+        self._queued: OrderedDict[tuple[str, int], Assignment] = OrderedDict()  # for a slot
+        self._slots: dict[tuple[str, int], _Slot] = {}  # at most options.slots
         self._results: dict[tuple[str, int], dict] = {}  # not yet acknowledged
         self._refusals: dict[tuple[str, int], dict] = {}  # not yet acknowledged
         # Leaving
@@ -105,6 +138,7 @@ class WorkerSession:
         self._drain = "no"  # "no" | "sent" | "done": our `drain` request
         self._drain_deadline: float | None = None
         self._forced: tuple[int, str, str | None] | None = None  # (status, reason, notice)
+        self._stuck_since: float | None = None  # every slot stuck: no more work, exit
         self._exited = False
 
     # ------------------------------------------------------------------ queries
@@ -116,12 +150,26 @@ class WorkerSession:
 
     @property
     def busy(self) -> int:
-        """Assignments taken by runners and not yet finished."""
-        return len(self._running)
+        """Slots taken: assignments being begun or running, stuck ones included."""
+        return len(self._slots)
+
+    @property
+    def queued(self) -> int:
+        """Accepted assignments waiting for a free slot."""
+        return len(self._queued)
 
     @property
     def unacknowledged(self) -> list[tuple[str, int]]:
         return list(self._results)
+
+    def stuck(self, now: float) -> int:
+        """Running handlers cancelled at least `cancel_grace` ago that have not returned."""
+        return sum(1 for slot in self._slots.values() if self._is_stuck(slot, now))
+
+    def is_cancelled(self, key: tuple[str, int]) -> bool:
+        """The attempt was told to give up (so a handler started late starts cancelled)."""
+        slot = self._slots.get(key)
+        return slot is not None and slot.cancelled_at is not None
 
     def wait_hint(self, now: float) -> float:
         """How long the main loop may sleep before `tick` could have something to do."""
@@ -133,6 +181,13 @@ class WorkerSession:
         due.append(self._drain_deadline or due[0])
         due.extend(r.deadline for r in self._inflight.values())
         due.append(self._pause_until)
+        for slot in self._slots.values():
+            if slot.cancelled_at is None and slot.deadline is not None:
+                due.append(slot.deadline)
+            elif slot.cancelled_at is not None and slot.running:
+                due.append(slot.cancelled_at + self.options.cancel_grace)
+        if self._stuck_since is not None:
+            due.append(self._stuck_since + self.options.request_timeout)
         # Only what is still ahead: a time already past that `tick` did not act on (a drain
         # deadline while connected, say) must not make the loop spin.
         return min(t for t in due if t > now) - now
@@ -146,24 +201,25 @@ class WorkerSession:
     # ------------------------------------------------------------------ the main loop
 
     def tick(self, now: float) -> list[Effect]:
-        """Time passed: exit, (re)connect, (re)register, or deliver what waits for it."""
+        """Time passed: time limits, exit, (re)connect, (re)register, or deliver what waits."""
         if self._exited:
             return []
         self._expire(now)
+        fx = self._time_limits(now)
         done = self._exit_decision(now)
         if done:
             self._exited = True
-            return done
+            return fx + done
         if not self._connected:
             if not self._connecting and now >= self._next_attempt:
                 self._connecting = True
-                return [Connect()]
-            return []
+                fx.append(Connect())
+            return fx
         if self._needs_registration() and now >= self._next_register:
-            return [self._register(now)]
+            return fx + [self._register(now)]
         if not self.registered or now < self._pause_until:
-            return []
-        return self._deliveries(now)
+            return fx
+        return fx + self._deliveries(now)
 
     # ------------------------------------------------------------------ connection
 
@@ -196,7 +252,8 @@ class WorkerSession:
         return []
 
     def disconnected(self, reason: object, now: float) -> list[Effect]:
-        """The connection dropped: what was in flight is lost and goes out again later."""
+        """The connection dropped: what was in flight is lost and goes out again later (a
+        `begin` among it is asked again: the server answers a repeat alike)."""
         if not self._connected:
             return []
         self._connected = False
@@ -226,6 +283,8 @@ class WorkerSession:
             return []  # timed out and sent again, or from a connection gone since
         if request.event == "register":
             return self._on_registered(reply, now)
+        if request.event == "begin":
+            return self._on_begun(request.key, reply, now)
         if request.event == "heartbeat":
             if isinstance(reply, dict) and (reply.get("alive") is False
                                             or reply.get("status") == 404):
@@ -289,12 +348,35 @@ class WorkerSession:
             fx.append(Log("info", f"reconnected and resumed as {worker_id}"))
         elif worker_id is not None:
             fx.append(Log("info", f"joined the cluster as {worker_id} ({self.identity.name}, "
-                                  f"concurrency {self.options.concurrency}, heartbeat every "
+                                  f"{_count(self.options.slots, 'slot')}, heartbeat every "
                                   f"{self.heartbeat_interval:.2f}s)"))
         held, self._held = self._held, []
         for assignment in held:
             fx += self._offer(assignment, now)
         return fx + self._deliveries(now)
+
+    def _on_begun(self, key: tuple[str, int], reply: Any, now: float) -> list[Effect]:
+        """The answer to `begin`: run the handler with its context, or free the slot."""
+        slot = self._slots.get(key)
+        if slot is None or slot.running:
+            return []  # refused meanwhile, or a repeat's answer
+        context = reply.get("context") if isinstance(reply, dict) else None
+        if not isinstance(reply, dict) or "error" in reply or not isinstance(
+                context, (dict, type(None))):
+            del self._slots[key]
+            why = error_message(reply) or str(reply)[:200]
+            return [Log("warning", f"begin {key[0]} refused: {why}")] + self._fill(now)
+        if context is None:
+            del self._slots[key]  # stale: moved or cancelled meanwhile
+            return self._fill(now)
+        slot.context = context
+        slot.timeout = _seconds(context.get("timeout"))
+        if slot.timeout is not None:
+            slot.deadline = now + slot.timeout
+        fx: list[Effect] = [Run(slot.assignment, context)]
+        if slot.cancelled_at is not None:
+            fx.append(Cancel(slot.assignment))  # the server cancelled it before it started
+        return fx
 
     def _on_drain_answer(self, worker_id: str, reply: Any, now: float) -> list[Effect]:
         self._drain = "done"
@@ -309,7 +391,7 @@ class WorkerSession:
     # ------------------------------------------------------------------ server messages
 
     def assigned(self, data: Any, now: float) -> list[Effect]:
-        """An `assign` message: each task is run, held or refused."""
+        """An `assign` message: each task is queued for a slot, held or refused."""
         tasks = parse_assign(data)
         if tasks is None:
             return [Log("warning", f"ignoring a malformed assignment: {str(data)[:200]}")]
@@ -323,6 +405,22 @@ class WorkerSession:
             if len(self._seen) > SEEN_MEMORY:
                 self._seen.popitem(last=False)
             fx += self._offer(Assignment(worker_id, task_id, lease), now)
+        return fx + self._fill(now)
+
+    def cancelled(self, data: Any, now: float) -> list[Effect]:
+        """A `cancel` message: the attempt under that lease timed out on the server."""
+        ref = parse_task_ref(data)
+        if ref is None:
+            return [Log("warning", f"ignoring a malformed cancel: {str(data)[:200]}")]
+        worker_id, task_id, lease = ref
+        slot = self._slots.get((task_id, lease))
+        if slot is None or slot.assignment.worker_id != worker_id or slot.cancelled_at is not None:
+            return []  # returned already, or cancelled here first
+        slot.cancelled_at = now
+        fx: list[Effect] = [Log("warning", f"{slot.label()}: the server cancelled it (past its "
+                                           "time limit there); cancelling its handler")]
+        if slot.running:
+            fx.append(Cancel(slot.assignment))
         return fx
 
     def left(self, data: Any, now: float) -> list[Effect]:
@@ -349,44 +447,17 @@ class WorkerSession:
         rid = self._request("heartbeat", self.worker_id, now)
         return [Send(rid, "heartbeat", {"worker_id": self.worker_id})]
 
-    # ------------------------------------------------------------------ runners
-
-    def begin_step(self, assignment: Assignment, asked: bool, now: float) -> BeginStep:
-        """What a runner holding `assignment` does next. `asked`: `begin` was sent before
-        without an answer (the server may have started it, so it is asked again)."""
-        key = assignment.key
-        if key in self._queued:
-            self._running[key] = self._queued.pop(key)
-        elif key not in self._running:
-            return BeginStep(BeginAction.SKIP)  # refused while it waited in the queue
-        if assignment.worker_id != self.worker_id:
-            del self._running[key]
-            reason = f"{assignment.worker_id} is retired"
-            return BeginStep(BeginAction.SKIP, self._refuse(assignment, reason, now))
-        if self.draining and not asked:
-            del self._running[key]
-            return BeginStep(BeginAction.SKIP, self._refuse(assignment, "draining", now))
-        if not self.registered:
-            return BeginStep(BeginAction.WAIT)
-        rid = self._next_rid()
-        return BeginStep(BeginAction.BEGIN, request=Send(rid, "begin", assignment.ref()))
-
-    def begun(self, assignment: Assignment, reply: Any) -> tuple[dict | None, list[Effect]]:
-        """The answer to `begin`: the handler's context, or None (stale: not to run)."""
-        context = reply.get("context") if isinstance(reply, dict) else None
-        if not isinstance(reply, dict) or "error" in reply or not isinstance(
-                context, (dict, type(None))):
-            self._running.pop(assignment.key, None)
-            why = error_message(reply) or str(reply)[:200]
-            return None, [Log("warning", f"begin {assignment.task_id} refused: {why}")]
-        if context is None:
-            self._running.pop(assignment.key, None)  # moved or cancelled meanwhile
-        return context, []
+    # ------------------------------------------------------------------ handlers
 
     def finished(self, assignment: Assignment, ok: bool, value: object,
                  now: float) -> list[Effect]:
-        """A handler returned: keep the result until the server acknowledges it."""
-        self._running.pop(assignment.key, None)
+        """A handler returned (even one cancelled long ago: the server rejects its outcome
+        and frees the slot it counted as stuck). Its slot takes the next assignment."""
+        slot = self._slots.pop(assignment.key, None)
+        if not ok and slot is not None and slot.timed_out_here:
+            # This clock ran out before the server's did (its monitor may lag): the failure
+            # says why, as the server's own timeout would.
+            value = f"timed out after {slot.timeout:g} s on the worker ({value})"
         size = len(json.dumps(value))
         if size > self._max_result:
             # The server would drop the connection over it, again after every reconnect.
@@ -394,12 +465,12 @@ class WorkerSession:
                                 f"(the server accepts about {self._max_result})")
         self._results[assignment.key] = {**assignment.ref(), "ok": ok, "value": value}
         if not self.registered or now < self._pause_until:
-            return []
-        return [self._send_result(assignment.key, now)]
+            return self._fill(now)
+        return [self._send_result(assignment.key, now)] + self._fill(now)
 
     def abandoned(self, assignment: Assignment, now: float) -> list[Effect]:
         """A handler cut short by a forced exit: like a crash, nothing is reported."""
-        self._running.pop(assignment.key, None)
+        self._slots.pop(assignment.key, None)
         return []
 
     # ------------------------------------------------------------------ signals
@@ -413,8 +484,9 @@ class WorkerSession:
         self.draining = True
         if not self.registered and self._drain_deadline is None:
             self._drain_deadline = now + self.options.drain_grace
-        fx: list[Effect] = [Log("info", f"{name}: draining ({len(self._running)} task(s) "
-                                        "running); a second signal exits at once")]
+        running = sum(1 for slot in self._slots.values() if slot.asked)
+        fx: list[Effect] = [Log("info", f"{name}: draining ({running} task(s) running); a "
+                                        "second signal exits at once")]
         return fx + self._refuse_queued("draining", now)
 
     def parent_gone(self, now: float) -> list[Effect]:
@@ -423,12 +495,45 @@ class WorkerSession:
 
     # ------------------------------------------------------------------ internals
 
+    def _time_limits(self, now: float) -> list[Effect]:
+        """Cancel what ran past its time limit; every slot stuck: take no more work."""
+        fx: list[Effect] = []
+        for slot in self._slots.values():
+            if (slot.deadline is not None and slot.cancelled_at is None
+                    and now >= slot.deadline):
+                slot.cancelled_at, slot.timed_out_here = now, True
+                fx += [Log("warning", f"{slot.label()} timed out after {slot.timeout:g} s on "
+                                      "this worker; cancelling its handler"),
+                       Cancel(slot.assignment)]
+        if self._stuck_since is None and self.stuck(now) >= self.options.slots:
+            self._stuck_since = now
+            stuck = ", ".join(slot.label() for slot in list(self._slots.values())[:3])
+            slots = self.options.slots
+            which = "its only slot is" if slots == 1 else f"all {slots} slots are"
+            fx.append(Log("error", f"{which} stuck in handlers that ignored their "
+                                   f"cancellation ({stuck}); taking no more work and exiting "
+                                   f"with status {EXIT_STUCK} so that a supervisor restarts "
+                                   "this process"))
+            fx += self._refuse_queued("all its slots are stuck", now)
+        return fx
+
+    def _is_stuck(self, slot: _Slot, now: float) -> bool:
+        return (slot.running and slot.cancelled_at is not None
+                and now >= slot.cancelled_at + self.options.cancel_grace)
+
     def _exit_decision(self, now: float) -> list[Effect] | None:
         if self._forced is not None:
             status, reason, notice = self._forced
             return [Log("warning", f"exiting at once: {reason}"),
                     Exit(status, cancel=True, notice=notice)]
-        if self._running:
+        if self._stuck_since is not None:
+            # Said so in one line already; first the refusals, so the server moves that
+            # work now (else it does once it finds the connection closed).
+            if (not self._refusals or not self.registered
+                    or now >= self._stuck_since + self.options.request_timeout):
+                return [Exit(EXIT_STUCK, cancel=True)]
+            return None
+        if self._slots:
             return None
         if self.removed:
             return [Log("info", "drained and removed from the ring; exiting"), Exit(0)]
@@ -463,7 +568,9 @@ class WorkerSession:
         return Send(rid, "register", {
             "session": self.identity.session, "name": self.identity.name,
             "host": self.identity.host, "pid": self.identity.pid,
-            "concurrency": self.options.concurrency, "resume": self.worker_id,
+            "slots": self.options.slots, "resume": self.worker_id,
+            "steps": None if self.options.steps is None else list(self.options.steps),
+            "tags": list(self.options.tags),
             "join": not self.draining, "spawn_id": self.options.spawn_id,
         })
 
@@ -482,18 +589,50 @@ class WorkerSession:
         for key in self._results:
             if ("result", key) not in sending:
                 fx.append(self._send_result(key, now))
-        return fx
+        return fx + self._fill(now)
 
     def _send_result(self, key: tuple[str, int], now: float) -> Send:
         return Send(self._request("result", key, now), "result", self._results[key])
 
+    def _fill(self, now: float) -> list[Effect]:
+        """Free slots take queued assignments, oldest first; once registered (and not
+        pausing), each slot not yet begun asks the server to `begin` its assignment."""
+        while (self._queued and len(self._slots) < self.options.slots
+               and self._stuck_since is None):
+            key, assignment = self._queued.popitem(last=False)
+            self._slots[key] = _Slot(assignment)
+        if not self.registered or now < self._pause_until:
+            return []
+        asking = {r.key for r in self._inflight.values() if r.event == "begin"}
+        fx: list[Effect] = []
+        for key, slot in list(self._slots.items()):
+            if slot.running or key in asking:
+                continue
+            assignment = slot.assignment
+            if assignment.worker_id != self.worker_id:
+                del self._slots[key]
+                fx += self._refuse(assignment, f"{assignment.worker_id} is retired", now)
+            elif self.draining and not slot.asked:
+                del self._slots[key]
+                fx += self._refuse(assignment, "draining", now)
+            else:
+                # Asked again after a lost answer: the server may have started it already,
+                # and answers a repeat with the same context.
+                slot.asked = True
+                fx.append(Send(self._request("begin", key, now), "begin", assignment.ref()))
+        if len(self._slots) < self.options.slots and self._queued:
+            fx += self._fill(now)  # refusals freed slots
+        return fx
+
     def _offer(self, assignment: Assignment, now: float) -> list[Effect]:
-        """Decide on one new assignment: run it, hold it, or refuse it."""
+        """Decide on one new assignment: queue it for a slot, hold it, or refuse it."""
+        if self._stuck_since is not None:
+            return self._refuse(assignment, "all its slots are stuck", now)
         if self.draining:
             return self._refuse(assignment, "draining", now)
         if assignment.worker_id == self.worker_id:
             self._queued[assignment.key] = assignment
-            return [Run(assignment)]
+            return []
         if self._register_rid is not None:
             # The answer on its way may name this id (the server assigns as it joins us).
             self._held.append(assignment)
@@ -513,10 +652,14 @@ class WorkerSession:
         return fx
 
     def _refuse_queued(self, reason: str, now: float) -> list[Effect]:
-        queued, self._queued = list(self._queued.values()), {}
+        """Refuse what waits for a slot or a registration, and what holds a slot without
+        having asked to begin (the server cannot have started it)."""
+        unasked = [key for key, slot in self._slots.items() if not slot.asked]
+        waiting = list(self._queued.values()) + [self._slots.pop(k).assignment for k in unasked]
+        self._queued.clear()
         held, self._held = self._held, []
         fx: list[Effect] = []
-        for assignment in queued + held:
+        for assignment in waiting + held:
             fx += self._refuse(assignment, reason, now)
         return fx
 
@@ -529,13 +672,16 @@ class WorkerSession:
 
     def _retire(self, worker_id: str, now: float) -> list[Effect]:
         """`worker_id` is no longer ours: what waits to run under it is refused. (Held
-        assignments wait for a registration's answer, which may name them: they stay.)"""
+        assignments wait for a registration's answer, which may name them: they stay; a
+        slot that asked to begin runs if the answer comes, or is refused if asked again.)"""
         if self.worker_id != worker_id:
             return []
         self.worker_id = None
-        queued, self._queued = list(self._queued.values()), {}
+        unasked = [key for key, slot in self._slots.items() if not slot.asked]
+        waiting = list(self._queued.values()) + [self._slots.pop(k).assignment for k in unasked]
+        self._queued.clear()
         fx: list[Effect] = []
-        for assignment in queued:
+        for assignment in waiting:
             fx += self._refuse(assignment, f"{worker_id} is retired", now)
         return fx
 
@@ -556,7 +702,8 @@ class WorkerSession:
         return rid
 
     def _expire(self, now: float) -> None:
-        """Requests unanswered for request_timeout go out again (the server ignores repeats)."""
+        """Requests unanswered for request_timeout go out again (the server ignores repeats,
+        and answers a repeated `begin` with the same context)."""
         for rid in [rid for rid, r in self._inflight.items() if r.deadline <= now]:
             request = self._inflight.pop(rid)
             if request.event == "register":

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-js test-fast mutation lint bench clean
+.PHONY: run test test-js test-fast mutation lint bench example clean
 
 $(STAMP): pyproject.toml package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml package-lock.json
 
 run: $(STAMP)
 	$(BIN)/orderflow serve
+
+# The worked example (README: "Your own workflow in five minutes"): a gateway stand-in,
+# `orderflow serve --app examples.shop.app:app` and two payment workers, on loopback.
+example: $(STAMP)
+	$(BIN)/python -m examples.shop.run
 
 # The dashboard's logic (static/js) has node unit tests in tests/js (no npm packages needed).
 # Files are named, not the folder, so every node from 18 on finds the same ones.

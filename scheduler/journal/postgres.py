@@ -1,11 +1,11 @@
 """The durable journal in PostgreSQL (`--db postgresql://...`), through psycopg 3 and a pool.
 
 The same `Journal` as SQLite's: a `GroupWriter` commits in groups on its thread (`_commit`: one
-transaction per group, every statement pipelined, so a group costs one round trip and one
-commit however many rows it has); reads (recovery, orders forgotten from memory, stories,
-idempotency keys) borrow pooled connections. Rows go through `rows.py` like SQLite's.
-`synchronous_commit` is left as the server has it (on by default): a commit is durable when
-the server says so.
+transaction per group, its upserts pipelined and its events copied in with COPY, so a group
+costs a few round trips and one commit however many rows it has); reads (recovery, orders
+forgotten from memory, stories, idempotency keys) borrow pooled connections. Rows go through
+`rows.py` like SQLite's. `synchronous_commit` is left as the server has it (on by default): a
+commit is durable when the server says so.
 
 One scheduler per database. The journal claims the database (`_claim`): a session of its own
 holds a PostgreSQL advisory lock for the journal's life and writes a fresh token into
@@ -42,7 +42,6 @@ from .postgres_schema import SCHEMA_VERSION, migrate
 from .recovery import Recovered
 from .rows import (
     EVENT_COLUMNS,
-    EVENT_FIELDS,
     ORDER_COLUMNS,
     ORDER_FIELDS,
     TASK_COLUMNS,
@@ -87,10 +86,7 @@ _TASK_UPSERT = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{f} = EXCLUDED.{f}" for f in TASK_FIELDS[1:])
 )
-_EVENT_INSERT = (
-    f"INSERT INTO events ({EVENT_COLUMNS}) "
-    f"VALUES ({placeholders(EVENT_FIELDS, '%s')},%s,%s)"
-)
+_EVENT_COPY = f"COPY events ({EVENT_COLUMNS}) FROM STDIN"
 _COUNTERS_UPSERT = (
     "INSERT INTO meta (key, value) VALUES ('counters', %s) "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
@@ -222,40 +218,42 @@ class PostgresJournal:
 
     @contextmanager
     def _write_transaction(self) -> Iterator[psycopg.Connection]:
-        """THE place a write transaction opens: group commits and pruning run in it. Its
-        statements are pipelined (sent together, one round trip). It first checks that this
-        journal is still the database's scheduler: the claim row, read FOR SHARE, must hold
-        our token, else nothing is committed and the journal is lost. (A leader's epoch
-        check goes here, beside the claim's.)"""
-        with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            claim = None
+        """THE place a write transaction opens: group commits and pruning run in it. Before
+        anything is written it checks that this journal is still the database's scheduler:
+        the claim row, read FOR SHARE (a takeover's update of it waits for this commit),
+        must hold our token, else nothing is written and the journal is lost. A leader's
+        epoch check belongs here, beside the claim's."""
+        with self._pool.connection() as conn, conn.transaction():
             if self._token is not None:
-                claim = conn.execute(
+                row = conn.execute(
                     "SELECT value FROM meta WHERE key = 'scheduler' FOR SHARE"
-                )
-            yield conn
-            if claim is not None:
-                row = claim.fetchone()
+                ).fetchone()
                 if row is None or row[0] != self._token:
                     raise JournalLost(
                         f"another orderflow server took {self.name} over; this one writes "
                         "nothing more"
                     )
+            yield conn
 
     def _commit(self, batch: Batch) -> None:
-        """One group commit in one transaction (GroupWriter retries it if it raises)."""
+        """One group commit in one transaction (GroupWriter retries it if it raises): the
+        upserts pipelined (sent together, one round trip), then the events by COPY, the
+        cheapest way into PostgreSQL for rows that are only ever inserted."""
         with self._write_transaction() as conn:
             cur = conn.cursor()
-            # Upserts, as in SQLite: an order is written when submitted and again when its
-            # status becomes (or, after a manual retry, stops being) final; its row may
-            # even be gone if retention pruned it meanwhile.
-            if batch.order_records:
-                cur.executemany(_ORDER_UPSERT, [order_row(r) for r in batch.order_records])
-            if batch.task_records:
-                cur.executemany(_TASK_UPSERT, [task_row(r) for r in batch.task_records])
+            with conn.pipeline():
+                # Upserts, as in SQLite: an order is written when submitted and again when
+                # its status becomes (or, after a manual retry, stops being) final; its row
+                # may even be gone if retention pruned it meanwhile.
+                if batch.order_records:
+                    cur.executemany(_ORDER_UPSERT, [order_row(r) for r in batch.order_records])
+                if batch.task_records:
+                    cur.executemany(_TASK_UPSERT, [task_row(r) for r in batch.task_records])
+                cur.execute(_COUNTERS_UPSERT, (batch.counters,))
             if batch.events:
-                cur.executemany(_EVENT_INSERT, [event_row(e) for e in batch.events])
-            cur.execute(_COUNTERS_UPSERT, (batch.counters,))
+                with cur.copy(_EVENT_COPY) as copy:
+                    for event in batch.events:
+                        copy.write_row(event_row(event))
 
     # ------------------------------------------------------------ the claim
 

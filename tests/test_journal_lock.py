@@ -188,3 +188,15 @@ def test_prune_says_it_went_beside_the_server(tmp_path, capsys):
         journal.close()
     assert main(["prune", "--older-than", "1d", "--db", str(db)]) == 0
     assert "second connection" not in capsys.readouterr().out
+
+
+def test_a_postgresql_url_without_psycopg_says_how_to_install_it(monkeypatch, capsys):
+    import scheduler.journal
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "scheduler.journal.postgres", raising=False)
+    monkeypatch.delattr(scheduler.journal, "postgres", raising=False)
+    assert main(["prune", "--older-than", "7d", "--db", "postgresql://127.0.0.1/shop"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "pip install 'orderflow[postgres]'" in err

@@ -235,3 +235,38 @@ def test_the_invariant_checker_reads_a_postgresql_journal_by_url(pg_url):
     # Something wrong in the journal is found there too.
     sql(pg_url, "DELETE FROM orders WHERE id = %s", ids[0])
     assert check_history(load_journal(pg_url), ids, max_retries=3)["lost"] == 1
+
+
+@pytest.mark.slow
+def test_serve_on_postgresql_one_server_per_database_and_a_restart_keeps_the_orders(
+    pg_url, monkeypatch, tmp_path
+):
+    import subprocess
+
+    import requests
+
+    from scheduler.chaos.serve_process import ServeProcess, orderflow_command
+
+    monkeypatch.setenv("ORDERFLOW_DB", pg_url)  # instead of --db
+    flags = ("--workers", "0", "--log-file", str(tmp_path / "of.log"), "--log-level", "warning")
+    first = ServeProcess(*flags)
+    try:
+        created = requests.post(f"{first.url}/api/orders", json=ORDER, timeout=10)
+        assert created.status_code == 201
+        second = subprocess.run([*orderflow_command(), "serve", "--port", "0", *flags],
+                                capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        assert second.returncode == 2
+        err = second.stderr.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "one scheduler per database" in err and "orderflow pid" in err
+        first.kill()  # SIGKILL: PostgreSQL ends its sessions, and with them the claim
+        third = ServeProcess(*flags)
+        try:
+            oid = created.json()["id"]
+            order = requests.get(f"{third.url}/api/orders/{oid}", timeout=10).json()
+            assert order["status"] == "pending"  # recovered, waiting for a worker
+        finally:
+            third.stop()
+    finally:
+        first.kill()

@@ -75,9 +75,7 @@ def open_journal(location: Location, lock: FileLock | None = None) -> Journal:
     """The journal at `location`, opened as its only scheduler. `lock`: the SQLite file's
     lock, when the caller already holds it for its whole life (`orderflow serve`)."""
     if location.kind == "postgresql":
-        from .postgres import PostgresJournal  # psycopg is needed only for PostgreSQL
-
-        return PostgresJournal(location.target)
+        return _postgres().PostgresJournal(location.target)
     from .sqlite import SQLiteJournal
 
     return SQLiteJournal(location.target, lock=lock)
@@ -100,10 +98,8 @@ def prune_location(location: Location, before_wall: float) -> tuple[dict, str]:
     """`orderflow prune`: remove finished orders finished before the cutoff. Returns what
     was removed and a note on how. A journal a server holds is pruned beside it."""
     if location.kind == "postgresql":
-        from .postgres import PostgresJournal
-
         # PostgreSQL takes concurrent writers as they come: no scheduler claim needed.
-        journal = PostgresJournal(location.target, claim=False)
+        journal = _postgres().PostgresJournal(location.target, claim=False)
         try:
             return journal.prune(before_wall), ""
         finally:
@@ -131,8 +127,7 @@ def read_connection(location: Location) -> Iterator[Any]:
     """A read-only connection to the journal's database (sqlite3 or psycopg; both answer
     `conn.execute(sql)` with rows), closed at the end. Safe while a server writes."""
     if location.kind == "postgresql":
-        import psycopg
-
+        psycopg = _postgres().psycopg
         try:
             conn = psycopg.connect(location.target, connect_timeout=10)
             # Every read in one snapshot (the transaction is rolled back at close).
@@ -148,6 +143,18 @@ def read_connection(location: Location) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+def _postgres():
+    """The PostgreSQL journal's module, which needs psycopg (the `postgres` extra): only
+    loaded for a postgresql:// URL; its absence is a StoreError saying how to install it."""
+    try:
+        from . import postgres
+    except ImportError as exc:
+        raise StoreError(
+            f"a postgresql:// journal needs psycopg ({exc}): pip install 'orderflow[postgres]'"
+        ) from None
+    return postgres
 
 
 def _one_line(exc: BaseException) -> str:

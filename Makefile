@@ -42,6 +42,7 @@ mutation: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,postgres,bench]'
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/journal_pg.py
 	$(BIN)/python benchmarks/peer_dask.py
 	$(BIN)/python benchmarks/http_ingest.py
 	$(BIN)/python benchmarks/fanout.py

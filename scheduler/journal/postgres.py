@@ -68,6 +68,11 @@ FINISHED = sorted(FINISHED_STATUSES)
 PRUNE_CHUNK = 5_000
 # Seconds to connect before an unreachable database is an error.
 CONNECT_TIMEOUT = 5
+# Pooled connections: the writer's and the reads' (orders forgotten from memory, stories,
+# idempotency keys). A caller waits at most POOL_TIMEOUT seconds for one, so an outage turns
+# into 503s within that, not into requests that hang.
+POOL_SIZE = 8
+POOL_TIMEOUT = 3.0
 # Session settings of every connection: a write that waits on a lock this long fails (and the
 # writer retries it, answering 503 meanwhile) instead of hanging every request.
 SESSION_SETTINGS = {"lock_timeout": "10s", "statement_timeout": "60s"}
@@ -104,7 +109,7 @@ class PostgresJournal:
 
     persistent = True
 
-    def __init__(self, url: str, *, claim: bool = True, pool_size: int = 4):
+    def __init__(self, url: str, *, claim: bool = True, pool_size: int = POOL_SIZE):
         self.url = url
         self.name = redact(url)
         self._settings = _connection_settings(url, self.name)
@@ -117,7 +122,11 @@ class PostgresJournal:
             self._claim()
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, name="orderflow-journal",
-            kwargs={**self._settings, "autocommit": True}, configure=_configure, timeout=10.0,
+            kwargs={**self._settings, "autocommit": True}, configure=_configure,
+            timeout=POOL_TIMEOUT,
+            # A connection PostgreSQL closed meanwhile (a restart) is replaced when it is
+            # taken, not discovered by a failed write or read.
+            check=ConnectionPool.check_connection,
         )
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
@@ -284,15 +293,16 @@ class PostgresJournal:
         if self._token is None or time.monotonic() < self._next_watch:
             return
         self._next_watch = time.monotonic() + WATCH_INTERVAL
-        try:
-            self._holder.execute("SELECT 1")
-            return
-        except psycopg.Error:
-            log.warning("the claim session on %s was lost; claiming the database again",
-                        self.name)
-        old, self._holder = self._holder, None
-        old.close()
-        holder = self._connect(claim=True)
+        if self._holder is not None:  # None: an earlier attempt to claim again failed
+            try:
+                self._holder.execute("SELECT 1")
+                return
+            except psycopg.Error:
+                log.warning("the claim session on %s was lost; claiming the database again",
+                            self.name)
+            old, self._holder = self._holder, None
+            old.close()
+        holder = self._connect(claim=True)  # StoreError while unreachable: tried again
         try:
             got = _try_lock(holder)
             row = holder.execute("SELECT value FROM meta WHERE key = 'scheduler'").fetchone()

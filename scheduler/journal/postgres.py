@@ -226,17 +226,29 @@ class PostgresJournal:
     # ------------------------------------------------------------ writing
 
     @contextmanager
-    def _write_transaction(self) -> Iterator[psycopg.Connection]:
+    def _write_transaction(
+        self, first: Callable[[psycopg.Cursor], None] | None = None
+    ) -> Iterator[psycopg.Connection]:
         """THE place a write transaction opens: group commits and pruning run in it. Before
-        anything is written it checks that this journal is still the database's scheduler:
-        the claim row, read FOR SHARE (a takeover's update of it waits for this commit),
-        must hold our token, else nothing is written and the journal is lost. A leader's
-        epoch check belongs here, beside the claim's."""
+        anything is committed it checks that this journal is still the database's scheduler:
+        the claim row, read FOR SHARE first thing (a takeover's update of it waits for this
+        commit), must hold our token, else the transaction is rolled back and the journal
+        is lost. A leader's epoch check belongs here, beside the claim's.
+
+        `first(cursor)` queues statements that go out pipelined with BEGIN and the check (one
+        round trip for all); the body of the `with` runs after the check, in the same
+        transaction (COPY cannot be pipelined)."""
         with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            with conn.pipeline():
+                if self._token is not None:
+                    cur.execute("SELECT value FROM meta WHERE key = 'scheduler' FOR SHARE")
+                    claim = cur
+                    cur = conn.cursor()
+                if first is not None:
+                    first(cur)
             if self._token is not None:
-                row = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'scheduler' FOR SHARE"
-                ).fetchone()
+                row = claim.fetchone()
                 if row is None or row[0] != self._token:
                     raise JournalLost(
                         f"another orderflow server took {self.name} over; this one writes "
@@ -246,21 +258,22 @@ class PostgresJournal:
 
     def _commit(self, batch: Batch) -> None:
         """One group commit in one transaction (GroupWriter retries it if it raises): the
-        upserts pipelined (sent together, one round trip), then the events by COPY, the
-        cheapest way into PostgreSQL for rows that are only ever inserted."""
-        with self._write_transaction() as conn:
-            cur = conn.cursor()
-            with conn.pipeline():
-                # Upserts, as in SQLite: an order is written when submitted and again when
-                # its status becomes (or, after a manual retry, stops being) final; its row
-                # may even be gone if retention pruned it meanwhile.
-                if batch.order_records:
-                    cur.executemany(_ORDER_UPSERT, [order_row(r) for r in batch.order_records])
-                if batch.task_records:
-                    cur.executemany(_TASK_UPSERT, [task_row(r) for r in batch.task_records])
-                cur.execute(_COUNTERS_UPSERT, (batch.counters,))
+        upserts pipelined with the claim check (one round trip), then the events by COPY,
+        the cheapest way into PostgreSQL for rows that are only ever inserted."""
+
+        def upserts(cur: psycopg.Cursor) -> None:
+            # As in SQLite: an order is written when submitted and again when its status
+            # becomes (or, after a manual retry, stops being) final; its row may even be
+            # gone if retention pruned it meanwhile.
+            if batch.order_records:
+                cur.executemany(_ORDER_UPSERT, [order_row(r) for r in batch.order_records])
+            if batch.task_records:
+                cur.executemany(_TASK_UPSERT, [task_row(r) for r in batch.task_records])
+            cur.execute(_COUNTERS_UPSERT, (batch.counters,))
+
+        with self._write_transaction(upserts) as conn:
             if batch.events:
-                with cur.copy(_EVENT_COPY) as copy:
+                with conn.cursor().copy(_EVENT_COPY) as copy:
                     for event in batch.events:
                         copy.write_row(event_row(event))
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	npm ci --no-audit --no-fund
 	touch $(STAMP)
 
@@ -45,8 +45,9 @@ mutation: $(STAMP)
 	$(BIN)/python benchmarks/mutation_score.py
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,bench]'
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/journal_pg.py
 	$(BIN)/python benchmarks/peer_dask.py
 	$(BIN)/python benchmarks/http_ingest.py
 	$(BIN)/python benchmarks/fanout.py

@@ -105,7 +105,7 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     owns_cluster = cluster is None
     settings = _cluster_settings(app.config["CLUSTER_SETTINGS"])
     if cluster is None:
-        cluster = build_cluster(settings)
+        cluster = build_cluster(settings, app.config["JOURNAL_LOCK"])
 
     socketio = SocketIO(
         app,

@@ -10,9 +10,9 @@ import os
 import sys
 
 from scheduler import AppError, ConfigError
+from scheduler.journal.location import hold_for_process, open_journal, parse_location
 from scheduler.journal.retention import duration_arg
 from scheduler.journal.schema import StoreError
-from scheduler.journal.sqlite import SQLiteJournal
 from scheduler.runtime.logfile import LogFileError, SafeFormatter, configure_logging
 from scheduler.runtime.tuning import tune_gc
 
@@ -60,7 +60,9 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
                        metavar="S", help="seconds a step's attempt may run before it fails as "
                        "timed out (and is retried)")
     store = serve.add_mutually_exclusive_group()
-    store.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
+    store.add_argument("--db", default=os.environ.get("ORDERFLOW_DB", DEFAULT_DB),
+                       metavar="PATH|URL", help="journal: a file (SQLite), or a "
+                       "postgresql://user@host:port/database URL; $ORDERFLOW_DB if set")
     store.add_argument("--no-persist", action="store_true", help="keep everything in memory only")
     serve.add_argument("--heartbeat-interval", type=float, default=DEFAULTS.heartbeat_interval,
                        metavar="S", help="how often each worker proves it is alive")
@@ -129,15 +131,23 @@ def run(args: argparse.Namespace) -> int:
         handler.setLevel(args.log_level.upper())
         handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     tune_gc()  # inherited by gunicorn's worker process (it forks from here)
+    lock = None
     try:
         configure_logging(settings.log_file, level=logging.INFO)
         if settings.persist:
-            # Open (and migrate) the journal here, so a bad file is a message, not a
+            # One scheduler per journal: an SQLite file is locked here for the life of this
+            # process (gunicorn's worker inherits the lock); a journal another server holds
+            # is refused in one line naming it.
+            location = parse_location(settings.db)
+            lock = hold_for_process(location)
+            # Open (and migrate) the journal here, so a bad database is a message, not a
             # worker that fails to boot inside gunicorn.
-            SQLiteJournal(settings.db).close()
+            open_journal(location, lock).close()
     except (StoreError, LogFileError) as exc:
+        if lock is not None:
+            lock.release()
         print(f"orderflow serve: error: {exc}", file=sys.stderr)
         return 2
     from .server import serve  # gunicorn is imported only when serving
 
-    return serve(settings)
+    return serve(settings, lock=lock)

@@ -47,6 +47,9 @@ class DefaultConfig:
     DASHBOARD_INITIAL_ORDERS = 2000
     # Keyword settings for `runtime.build_cluster` when create_app builds its own cluster.
     CLUSTER_SETTINGS: dict | None = None
+    # The SQLite journal's lock when `orderflow serve` holds it for its process's life
+    # (scheduler/journal/lock.py); None: the journal takes its own.
+    JOURNAL_LOCK = None
     # This server's own URL, for the worker processes it starts (`serve` sets it once bound);
     # None: POST /api/workers kind=process is refused with 409.
     ORDERFLOW_URL: str | None = None

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from gunicorn.app.base import BaseApplication
 
+from scheduler.journal.lock import FileLock
 from scheduler.remote.supervisor import own_url
 
 from .app import Services, create_app, services
@@ -60,9 +61,11 @@ def bind_address(host: str, port: int) -> str:
 class OrderflowServer(BaseApplication):
     """A gunicorn application whose configuration comes from ServeSettings, not argv."""
 
-    def __init__(self, settings: ServeSettings, out: IO[str] | None = None):
+    def __init__(self, settings: ServeSettings, out: IO[str] | None = None,
+                 lock: FileLock | None = None):
         self.settings = settings
         self.out = out or sys.stdout
+        self.lock = lock  # the journal's lock, inherited by the worker process
         self.services: Services | None = None
         self.url: str | None = None  # known in when_ready, before the worker is forked
         super().__init__(prog="orderflow serve")
@@ -92,7 +95,8 @@ class OrderflowServer(BaseApplication):
     def load(self) -> Any:
         """Runs in the worker process: build the app and start the cluster there."""
         # The URL lets the app start `orderflow worker` processes that connect back to it.
-        app = create_app({**flask_config(self.settings), "ORDERFLOW_URL": self.url})
+        app = create_app({**flask_config(self.settings), "ORDERFLOW_URL": self.url,
+                          "JOURNAL_LOCK": self.lock})
         self.services = services(app).start()
         return app
 
@@ -109,7 +113,9 @@ class OrderflowServer(BaseApplication):
             log.info("cluster stopped")
 
 
-def serve(settings: ServeSettings, out: IO[str] | None = None) -> int:
-    """Run until SIGTERM or Ctrl-C; returns the exit status."""
-    OrderflowServer(settings, out).run()
+def serve(settings: ServeSettings, out: IO[str] | None = None,
+          lock: FileLock | None = None) -> int:
+    """Run until SIGTERM or Ctrl-C; returns the exit status. `lock`: the SQLite journal's
+    lock, held by this process (and so by gunicorn's worker) until it ends."""
+    OrderflowServer(settings, out, lock).run()
     return 0

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy, load_app
+from scheduler.journal.location import BadLocation, open_journal, parse_location
+from scheduler.journal.lock import FileLock
 from scheduler.journal.retention import Pruner
-from scheduler.journal.sqlite import DEFAULT_DB, SQLiteJournal
+from scheduler.journal.sqlite import DEFAULT_DB
 from scheduler.runtime.logfile import DEFAULT_LOG
 
 
@@ -51,7 +53,8 @@ class ServeSettings:
     tags: tuple[str, ...] = ()
     # Seconds a step's attempt may run before it fails as timed out.
     step_timeout: float = ClusterConfig.step_timeout
-    # The journal file, unless persist is False (`--no-persist`).
+    # The journal: a file (SQLite) or a postgresql:// URL, unless persist is False
+    # (`--no-persist`).
     db: str = DEFAULT_DB
     persist: bool = True
     heartbeat_interval: float = ClusterConfig.heartbeat_interval
@@ -72,7 +75,13 @@ class ServeSettings:
 
 def log_next_to(db: str) -> str:
     """The readable log beside its journal (shop.db -> shop.log), so two servers with
-    different databases never write one file; the default db gives the default log."""
+    different databases never write one file; the default db gives the default log, and so
+    does a database URL (or a bad --db, refused later by `check_settings`)."""
+    try:
+        if parse_location(db).is_url:
+            return DEFAULT_LOG
+    except BadLocation:
+        return DEFAULT_LOG
     return str(Path(db).with_suffix(".log"))
 
 
@@ -117,14 +126,21 @@ def check_settings(settings: ServeSettings) -> None:
         retry=RetryPolicy(max_retries=settings.max_retries),
     )
     Chaos(failure_rate=settings.failure_rate, latency_ms=settings.latency_ms)
+    if settings.persist:
+        try:
+            parse_location(settings.db)
+        except BadLocation as exc:
+            raise ConfigError(str(exc)) from None
     if settings.app is not None:
         load_app(settings.app)  # AppError: one line naming what is wrong, before anything
 
 
-def build_cluster(settings: ServeSettings) -> Cluster:
+def build_cluster(settings: ServeSettings, lock: FileLock | None = None) -> Cluster:
     """The cluster a server hosts. Not started: the caller starts it in the serving process
-    (starting replays the journal). Raises StoreError for an unusable database."""
-    journal = SQLiteJournal(settings.db) if settings.persist else None
+    (starting replays the journal). Raises StoreError for an unusable database, or one that
+    another server journals to. `lock`: the SQLite journal's lock when `orderflow serve`
+    holds it for its whole life (the journal takes its own otherwise)."""
+    journal = open_journal(parse_location(settings.db), lock) if settings.persist else None
     return Cluster(
         app=load_app(settings.app) if settings.app else None,
         tags=settings.tags,
@@ -141,7 +157,7 @@ def build_cluster(settings: ServeSettings) -> Cluster:
 
 def build_pruner(settings: ServeSettings, cluster: Cluster) -> Pruner | None:
     """The hourly retention job for `--retention`, when the cluster is persisted."""
-    if settings.retention is None or not isinstance(cluster.journal, SQLiteJournal):
+    if settings.retention is None or not cluster.journal.persistent:
         return None
     return Pruner(cluster.journal, older_than=settings.retention)
 

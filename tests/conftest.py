@@ -1,5 +1,5 @@
-"""Shared fixtures: a thread-leak guard on every test, helpers for waiting on conditions, and
-the hypothesis profiles."""
+"""Shared fixtures: a thread-leak guard on every test, helpers for waiting on conditions, the
+hypothesis profiles, and a throwaway PostgreSQL server for the journal's tests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 import pytest
 from hypothesis import settings
+from pg import PostgresServer, missing
 
 # The property tests' example budget. `make mutation` reruns them against every mutant, so it
 # picks the "mutation" profile (ORDERFLOW_HYPOTHESIS_PROFILE): fewer examples, and the same
@@ -42,3 +43,36 @@ def no_thread_leaks():
             break
         extra[0].join(0.05)
     assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+
+# The throwaway server's settings: fsync off, since a test's data need not survive a power
+# cut (what a commit waits for is the journal's business and stays as in production).
+TEST_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off", "max_connections": "200"}
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the whole run, started on first use and stopped by its PID
+    at the end (also when tests fail). Skipped only where the server binaries are missing."""
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer(TEST_SERVER_SETTINGS).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """An empty database for one test (emptied again for the next)."""
+    return postgres.emptied_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_db(request, tmp_path):
+    """Where a test's journal lives, once per backend: a file path, or a database URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "of.db")
+    return request.getfixturevalue("pg_url")

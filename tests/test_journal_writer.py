@@ -8,10 +8,12 @@ import os
 import sqlite3
 from contextlib import contextmanager
 
+import psycopg
 from conftest import wait_for
 from web import ORDER, app_over, fast_cluster
 
 from scheduler import Cluster
+from scheduler.journal.location import open_journal, parse_location
 from scheduler.journal.sqlite import SQLiteJournal
 
 FULL = "database or disk is full"
@@ -26,25 +28,39 @@ def page_count(db) -> int:
 
 
 @contextmanager
-def journaled_app(tmp_path, **settings):
-    db = tmp_path / "of.db"
-    journal = SQLiteJournal(db)
+def journaled_app(db, **settings):
+    journal = open_journal(parse_location(str(db)))
     with app_over(fast_cluster(workers=2, journal=journal, **settings)) as app:
         yield app, app.test_client(), journal, db
 
 
-def fill_the_disk(journal: SQLiteJournal, db) -> None:
-    """SQLite's own limit on the file's size: a write past it fails with the very error a
-    full disk gives ("database or disk is full")."""
-    journal._write.execute(f"PRAGMA max_page_count = {page_count(db) + 1}")
+def fill_the_disk(journal, db) -> None:
+    """Writes fail from now on, with the error a full disk gives. SQLite: its own limit on
+    the file's size ("database or disk is full"); PostgreSQL: a trigger that raises what the
+    server says when it cannot extend a file (the tables and the pool stay as they are)."""
+    if isinstance(journal, SQLiteJournal):
+        journal._write.execute(f"PRAGMA max_page_count = {page_count(db) + 1}")
+        return
+    with psycopg.connect(str(db), autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'could not extend file: No space left on device (%)', "
+            f"'{FULL}'; END $$"
+        )
+        conn.execute("CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON orders "
+                     "FOR EACH STATEMENT EXECUTE FUNCTION disk_full()")
 
 
-def free_the_disk(journal: SQLiteJournal) -> None:
-    journal._write.execute("PRAGMA max_page_count = 1073741823")
+def free_the_disk(journal, db) -> None:
+    if isinstance(journal, SQLiteJournal):
+        journal._write.execute("PRAGMA max_page_count = 1073741823")
+        return
+    with psycopg.connect(str(db), autocommit=True) as conn:
+        conn.execute("DROP TRIGGER disk_full ON orders")
 
 
-def test_a_full_disk_answers_503_and_writing_resumes_by_itself_when_space_returns(tmp_path):
-    with journaled_app(tmp_path) as (app, client, journal, db):
+def test_a_full_disk_answers_503_and_writing_resumes_by_itself_when_space_returns(journal_db):
+    with journaled_app(journal_db) as (app, client, journal, db):
         cluster = app.extensions["orderflow"].cluster
         assert client.post("/api/orders", json=ORDER).status_code == 201
         assert cluster.wait_until_idle(10)
@@ -53,7 +69,7 @@ def test_a_full_disk_answers_503_and_writing_resumes_by_itself_when_space_return
         assert refused.status_code == 503 and FULL in refused.json["error"]["message"]
         assert client.get("/healthz").status_code == 503
         assert client.post("/api/orders", json=ORDER).status_code == 503
-        free_the_disk(journal)
+        free_the_disk(journal, db)
         # Nobody restarts anything: the writer tries again and gets through.
         wait_for(lambda: client.get("/healthz").status_code == 200, 10, message="healthz 200")
         assert client.post("/api/orders", json=ORDER).status_code == 201
@@ -63,8 +79,8 @@ def test_a_full_disk_answers_503_and_writing_resumes_by_itself_when_space_return
         assert orders["pending"] == orders["in_progress"] == 0
 
 
-def test_a_key_whose_order_was_not_committed_is_never_answered_as_accepted(tmp_path):
-    with journaled_app(tmp_path) as (app, client, journal, db):
+def test_a_key_whose_order_was_not_committed_is_never_answered_as_accepted(journal_db):
+    with journaled_app(journal_db) as (app, client, journal, db):
         headers = {"Idempotency-Key": "checkout-42"}
         fill_the_disk(journal, db)
         # A large order needs new pages: its commit fails.
@@ -76,14 +92,14 @@ def test_a_key_whose_order_was_not_committed_is_never_answered_as_accepted(tmp_p
         assert again.status_code == 503, again.json  # never 200 for an uncommitted order
         listed = client.get("/api/orders").json["orders"]
         assert all(o["customer"] != "ada" or len(o["data"]["items"]) < 1000 for o in listed)
-        free_the_disk(journal)
+        free_the_disk(journal, db)
         wait_for(lambda: client.get("/healthz").status_code == 200, 10, message="healthz 200")
         # Committed now: the key answers with the one order, and only that one.
         replay = client.post("/api/orders", json=big, headers=headers)
         assert replay.status_code == 200
         oid = replay.json["id"]
         assert client.get(f"/api/orders/{oid}").status_code == 200
-    again = Cluster(workers=0, journal=SQLiteJournal(db)).start()
+    again = Cluster(workers=0, journal=open_journal(parse_location(str(db)))).start()
     try:
         assert again.find_by_idempotency_key("checkout-42") == oid
         assert again.get_order(oid)["id"] == oid
@@ -94,7 +110,7 @@ def test_a_key_whose_order_was_not_committed_is_never_answered_as_accepted(tmp_p
 def test_a_journal_deleted_under_a_running_server_is_noticed_and_nothing_more_is_accepted(
     tmp_path, caplog
 ):
-    with journaled_app(tmp_path) as (app, client, journal, db):
+    with journaled_app(tmp_path / "of.db") as (app, client, journal, db):
         assert client.post("/api/orders", json=ORDER).status_code == 201
         with caplog.at_level(logging.CRITICAL, logger="orderflow"):
             for suffix in ("", "-wal", "-shm"):
@@ -111,7 +127,7 @@ def test_a_journal_deleted_under_a_running_server_is_noticed_and_nothing_more_is
 
 
 def test_a_journal_replaced_by_another_file_is_noticed(tmp_path):
-    with journaled_app(tmp_path) as (app, client, journal, db):
+    with journaled_app(tmp_path / "of.db") as (app, client, journal, db):
         assert client.post("/api/orders", json=ORDER).status_code == 201
         replacement = tmp_path / "other.db"
         SQLiteJournal(replacement).close()

@@ -45,9 +45,20 @@ def test_serve_flags_become_settings(monkeypatch):
 
 def test_serve_defaults_persist_to_the_logs_folder_and_read_the_token_from_env(monkeypatch):
     monkeypatch.setenv("ORDERFLOW_TOKEN", "from-env")
+    monkeypatch.delenv("ORDERFLOW_DB", raising=False)
     settings = serve_settings(build_parser().parse_args(["serve"]))
     assert (settings.db, settings.persist, settings.token) == (DEFAULT_DB, True, "from-env")
     assert (settings.host, settings.port) == ("127.0.0.1", 5000)
+
+
+def test_the_database_comes_from_orderflow_db_unless_db_is_given(monkeypatch, tmp_path):
+    url = "postgresql://shop@127.0.0.1:5432/shop"
+    monkeypatch.setenv("ORDERFLOW_DB", url)
+    settings = serve_settings(build_parser().parse_args(["serve"]))
+    assert settings.db == url and settings.log_file == ServeSettings().log_file
+    given = serve_settings(build_parser().parse_args(["serve", "--db", str(tmp_path / "x.db")]))
+    assert given.db == str(tmp_path / "x.db")
+    assert build_parser().parse_args(["prune", "--older-than", "1d"]).db == url
 
 
 def test_the_log_goes_next_to_a_given_database_unless_a_log_file_is_given(tmp_path):

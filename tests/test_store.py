@@ -15,6 +15,7 @@ from scheduler import Cluster, Conflict, RetryPolicy, TaskContext
 from scheduler.engine.config import ClusterConfig
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.states import TaskState
+from scheduler.journal.location import open_journal, parse_location, read_connection
 from scheduler.journal.recovery import recover_into
 from scheduler.journal.retention import Pruner, parse_duration
 from scheduler.journal.schema import SCHEMA_VERSION, StoreError
@@ -32,18 +33,24 @@ def noop(ctx: TaskContext):
 NOOP = {s: noop for s in ("payment", "packing", "shipping")}
 
 
+def journal_at(db):
+    """The journal at `db`: a file (SQLite) or a postgresql:// URL."""
+    return open_journal(parse_location(str(db)))
+
+
 def open_cluster(db, handlers=NOOP, workers=2, **kw) -> Cluster:
     return Cluster(
-        workers=workers, journal=SQLiteJournal(db), handlers=handlers, **FAST, **kw
+        workers=workers, journal=journal_at(db), handlers=handlers, **FAST, **kw
     ).start()
 
 
 def db_rows(db, sql, *args):
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+    """Rows of `sql` (with `?` parameters) from either backend's database."""
+    location = parse_location(str(db))
+    if location.is_url:
+        sql = sql.replace("?", "%s")
+    with read_connection(location) as conn:
+        return [tuple(row) for row in conn.execute(sql, args).fetchall()]
 
 
 class JournaledSim(Sim):
@@ -52,7 +59,7 @@ class JournaledSim(Sim):
     prefix. The core's clock is wall time here (no epoch offset), so `now` sets `finished_at`."""
 
     def __init__(self, db, workers: int = 0, **settings):
-        self.journal = SQLiteJournal(db)
+        self.journal = journal_at(db)
         self.lock = threading.Lock()
         self._settings = dict(settings)
         super().__init__(workers=0, **settings)
@@ -70,7 +77,7 @@ class JournaledSim(Sim):
     def crash_and_recover(self, db) -> SchedulerCore:
         """Close the journal (everything recorded is committed) and rebuild a fresh core."""
         self.journal.close()
-        journal = SQLiteJournal(db)
+        journal = journal_at(db)
         try:
             state = journal.recover()
         finally:
@@ -100,12 +107,14 @@ def assert_journal_consistent(db):
         "GROUP BY order_id, step HAVING COUNT(*) > 1",
     )
     assert succeeded == []
-    seqs = [r[0] for r in db_rows(db, "SELECT seq FROM events ORDER BY rowid")]
+    # In the order written (SQLite's rowid), seq must run 1..N.
+    order = "seq" if parse_location(str(db)).is_url else "rowid"
+    seqs = [r[0] for r in db_rows(db, f"SELECT seq FROM events ORDER BY {order}")]
     assert seqs == list(range(1, len(seqs) + 1))
 
 
-def test_finished_orders_and_counters_survive_a_restart(tmp_path):
-    db = tmp_path / "of.db"
+def test_finished_orders_and_counters_survive_a_restart(journal_db):
+    db = journal_db
     cluster = open_cluster(db)
     ids = [cluster.submit(ORDER) for _ in range(30)]
     assert cluster.wait_until_idle(20)
@@ -128,8 +137,8 @@ def test_finished_orders_and_counters_survive_a_restart(tmp_path):
     assert_journal_consistent(db)
 
 
-def test_steps_in_flight_at_shutdown_run_again_as_the_same_attempt(tmp_path):
-    db = tmp_path / "of.db"
+def test_steps_in_flight_at_shutdown_run_again_as_the_same_attempt(journal_db):
+    db = journal_db
     gate = threading.Event()
 
     def stuck_packing(ctx: TaskContext):
@@ -162,8 +171,8 @@ def test_steps_in_flight_at_shutdown_run_again_as_the_same_attempt(tmp_path):
     assert_journal_consistent(db)
 
 
-def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempts(tmp_path):
-    db = tmp_path / "of.db"
+def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempts(journal_db):
+    db = journal_db
 
     def always_fails(ctx: TaskContext):
         raise RuntimeError(f"declined (attempt {ctx.attempt})")
@@ -174,7 +183,7 @@ def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempt
 
     cluster = Cluster(
         workers=1,
-        journal=SQLiteJournal(db),
+        journal=journal_at(db),
         handlers=handlers,
         retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001),
         **FAST,
@@ -210,8 +219,8 @@ def test_a_step_that_failed_twice_before_a_restart_gets_at_most_two_more_attempt
         again.stop()
 
 
-def test_orders_forgotten_from_memory_are_read_back_from_the_journal(tmp_path):
-    db = tmp_path / "of.db"
+def test_orders_forgotten_from_memory_are_read_back_from_the_journal(journal_db):
+    db = journal_db
     cluster = open_cluster(db, finished_order_history=5)
     try:
         ids = [cluster.submit(ORDER) for _ in range(20)]
@@ -229,8 +238,8 @@ def test_orders_forgotten_from_memory_are_read_back_from_the_journal(tmp_path):
         cluster.stop()
 
 
-def test_prune_removes_only_finished_orders_older_than_the_cutoff(tmp_path):
-    db = tmp_path / "of.db"
+def test_prune_removes_only_finished_orders_older_than_the_cutoff(journal_db):
+    db = journal_db
     day = 86400.0
     sim = JournaledSim(db, workers=1)
     try:
@@ -318,8 +327,8 @@ def test_a_broken_journal_refuses_new_orders_with_503_and_healthz_says_so(tmp_pa
         cluster.stop()
 
 
-def test_a_failed_order_forgotten_from_memory_can_still_be_retried(tmp_path):
-    db = tmp_path / "of.db"
+def test_a_failed_order_forgotten_from_memory_can_still_be_retried(journal_db):
+    db = journal_db
     declined = {"payment": True}
 
     def payment(ctx: TaskContext):
@@ -328,7 +337,7 @@ def test_a_failed_order_forgotten_from_memory_can_still_be_retried(tmp_path):
         return "paid"
 
     handlers = {**NOOP, "payment": payment}
-    cluster = Cluster(workers=1, journal=SQLiteJournal(db), handlers=handlers,
+    cluster = Cluster(workers=1, journal=journal_at(db), handlers=handlers,
                       finished_order_history=2, max_retries=0, **FAST).start()
     try:
         failed = cluster.submit(ORDER)
@@ -348,10 +357,10 @@ def test_a_failed_order_forgotten_from_memory_can_still_be_retried(tmp_path):
         cluster.stop()
 
 
-def test_a_key_whose_order_left_memory_is_refused_and_the_journal_keeps_working(tmp_path):
+def test_a_key_whose_order_left_memory_is_refused_and_the_journal_keeps_working(journal_db):
     cluster = Cluster(
         workers=1,
-        journal=SQLiteJournal(tmp_path / "of.db"),
+        journal=journal_at(journal_db),
         handlers=NOOP,
         finished_order_history=1,
         **FAST,
@@ -372,9 +381,9 @@ def test_a_key_whose_order_left_memory_is_refused_and_the_journal_keeps_working(
 
 
 def test_task_counts_match_the_tasks_after_recovering_moves_the_journal_does_not_record(
-    tmp_path,
+    journal_db,
 ):
-    db = tmp_path / "of.db"
+    db = journal_db
     sim = JournaledSim(db, workers=1)
     sim.submit("o1")  # payment pending -> ready -> assigned: no task row at all
     d, _ = sim.start_next("w1")  # assigned -> running: still no row; the counters are written
@@ -395,9 +404,9 @@ def test_task_counts_match_the_tasks_after_recovering_a_step_that_never_found_a_
 
 
 def test_order_counts_match_the_orders_after_recovering_an_order_that_started_since_its_row(
-    tmp_path,
+    journal_db,
 ):
-    db = tmp_path / "of.db"
+    db = journal_db
     sim = JournaledSim(db, workers=0)
     sim.submit("o1")  # row: status pending
     sim.add_worker("w1")  # the order is in progress now; its row is not rewritten for that
@@ -437,8 +446,8 @@ def test_waiting_for_a_record_made_after_the_journal_closed_fails_instead_of_han
     assert isinstance(outcome[0], StoreError), "a record after close must not look durable"
 
 
-def test_a_retried_order_whose_rows_were_pruned_survives_a_restart(tmp_path):
-    db = tmp_path / "of.db"
+def test_a_retried_order_whose_rows_were_pruned_survives_a_restart(journal_db):
+    db = journal_db
     sim = JournaledSim(db, workers=1, retry=RetryPolicy(max_retries=0))
     sim.submit("o1")
     d, _ = sim.start_next("w1")
@@ -517,21 +526,23 @@ def test_retry_at_is_served_in_wall_clock_seconds_like_every_other_timestamp(tmp
         cluster.stop()
 
 
-def test_a_restart_loads_only_as_many_finished_orders_as_memory_keeps(tmp_path):
-    db = tmp_path / "of.db"
+def test_a_restart_loads_only_as_many_finished_orders_as_memory_keeps(journal_db):
+    db = journal_db
     cluster = open_cluster(db, finished_order_history=3, event_history=100)
     cluster.submit_many([ORDER] * 8)
     assert cluster.wait_until_idle(10)
     cluster.stop()
 
     asked = []
+    spy = journal_at(db)
+    recover = spy.recover
 
-    class Spy(SQLiteJournal):
-        def recover(self, finished_orders, recent_events):
-            asked.append((finished_orders, recent_events))
-            return super().recover(finished_orders, recent_events)
+    def recover_and_note(finished_orders, recent_events):
+        asked.append((finished_orders, recent_events))
+        return recover(finished_orders, recent_events)
 
-    again = Cluster(workers=0, journal=Spy(db), handlers=NOOP, finished_order_history=3,
+    spy.recover = recover_and_note
+    again = Cluster(workers=0, journal=spy, handlers=NOOP, finished_order_history=3,
                     event_history=100, **FAST).start()
     try:
         assert asked == [(3, 100)]
@@ -541,8 +552,8 @@ def test_a_restart_loads_only_as_many_finished_orders_as_memory_keeps(tmp_path):
         again.stop()
 
 
-def test_an_orders_priority_survives_a_restart(tmp_path):
-    db = tmp_path / "of.db"
+def test_an_orders_priority_survives_a_restart(journal_db):
+    db = journal_db
     cluster = open_cluster(db, workers=0)
     oid = cluster.submit({**ORDER, "priority": 9})
     cluster.stop()

@@ -18,8 +18,9 @@ def add_arguments(chaos: argparse.ArgumentParser) -> None:
     chaos.add_argument("--seed", type=int, default=DEFAULTS.seed)
     chaos.add_argument("--server", default=None, metavar="URL",
                        help="drive this server instead of starting one (no restarts)")
-    chaos.add_argument("--db", default=None, metavar="PATH",
-                       help="journal to check (required with --server)")
+    chaos.add_argument("--db", default=None, metavar="PATH|URL",
+                       help="journal to check, a file or a postgresql:// URL (required with "
+                       "--server)")
     chaos.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"))
     chaos.add_argument("--rate", type=float, default=DEFAULTS.rate, help="orders per second")
     chaos.add_argument("--remote-workers", type=int, default=DEFAULTS.remote_workers, metavar="N",

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import requests
 
+from ..journal.location import parse_location
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
 from .invariants import check_history, format_report, load_journal, percentile, remote_work
@@ -44,10 +45,10 @@ from .settings import CALM, ChaosSettings
 __all__ = ["ChaosSettings", "Driver", "run_chaos"]
 
 
-def owned_server(settings: ChaosSettings, db: Path, port: int = 0) -> ServeProcess:
+def owned_server(settings: ChaosSettings, db: str, log_file: Path, port: int = 0) -> ServeProcess:
     """The persisted server this run owns (and may SIGKILL)."""
     return ServeProcess(
-        "--db", str(db), "--log-file", str(db.with_suffix(".log")),
+        "--db", db, "--log-file", str(log_file),
         "--workers", str(settings.thread_workers),
         "--heartbeat-interval", str(settings.heartbeat_interval),
         "--heartbeat-timeout", str(settings.heartbeat_timeout),
@@ -255,10 +256,15 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     if settings.server is not None and settings.db is None:
         raise ValueError("give --db with --server: the checker reads that server's journal")
     with tempfile.TemporaryDirectory(prefix="orderflow-chaos-") as folder:
-        db = Path(settings.db) if settings.db else Path(folder) / "chaos.db"
-        server = owned_server(settings, db) if settings.server is None else None
+        # The journal: a file (by default in the run's folder) or a postgresql:// URL.
+        db = settings.db or str(Path(folder) / "chaos.db")
+        if parse_location(db).is_url:
+            logs, log_file = Path(folder), Path(folder) / "chaos.log"
+        else:
+            logs, log_file = Path(db).parent, Path(db).with_suffix(".log")
+        server = owned_server(settings, db, log_file) if settings.server is None else None
         url = server.url if server else settings.server.rstrip("/")
-        fleet = Fleet(url, db.parent, token=settings.token) if settings.remote_workers else None
+        fleet = Fleet(url, logs, token=settings.token) if settings.remote_workers else None
         driver = Driver(settings, url, out, fleet=fleet, server=server)
         try:
             settled = driver.run()

@@ -1,14 +1,13 @@
 """Checking a run from its record, Jepsen-style: was anything lost, stuck or done twice?
 
 `check_history` is pure: it takes the journal's events and order records (and what a client
-knows it submitted) and returns a report; `load_journal` reads those from a SQLite journal
-through the journal's own row encoder.
+knows it submitted) and returns a report; `load_journal` reads those from a journal (SQLite or
+PostgreSQL) through the journal's own row encoder.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from ..engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord
 from ..engine.workflow import DEFAULT_WORKFLOWS, Workflow
+from ..journal.location import parse_location, read_connection
 from ..journal.rows import (
     EVENT_COLUMNS,
     ORDER_COLUMNS,
@@ -158,10 +158,10 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def load_journal(path: str | Path) -> History:
-    """Read a journal written by the SQLite journal (read-only; safe while a server runs)."""
-    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-    try:
+def load_journal(db: str | Path) -> History:
+    """Read a journal: an SQLite file or a postgresql:// URL (read-only; safe while a
+    server runs)."""
+    with read_connection(parse_location(str(db))) as conn:
         events = [
             event_from_row(r)
             for r in conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
@@ -174,8 +174,6 @@ def load_journal(path: str | Path) -> History:
             row[0]: order_from_row(row, tasks.get(row[0], ()))
             for row in conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders")
         }
-    finally:
-        conn.close()
     return History(events, orders)
 
 

@@ -1,2 +1,3 @@
-"""The journal: its interface, the SQLite implementation, the schema and its migrations,
-recovery after a restart, and retention."""
+"""The journal: its interface, the SQLite and PostgreSQL implementations (each with its schema
+and migrations), what `--db` names, the lock that keeps one scheduler per journal, recovery
+after a restart, and retention."""

@@ -1,14 +1,21 @@
-"""`orderflow prune`: delete finished orders older than an age from a journal, once."""
+"""`orderflow prune`: delete finished orders older than an age from a journal, once.
+
+A journal that a running server holds is pruned beside it: SQLite through a second
+connection (one writer at a time; the server's writer waits for each short chunk), PostgreSQL
+through its own connections (row locks keep the two apart).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
+from .location import parse_location, prune_location
 from .retention import duration_arg
 from .schema import StoreError
-from .sqlite import DEFAULT_DB, SQLiteJournal
+from .sqlite import DEFAULT_DB
 
 HELP = "delete finished orders older than an age from the journal"
 
@@ -16,19 +23,18 @@ HELP = "delete finished orders older than an age from the journal"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--older-than", type=duration_arg, required=True, metavar="AGE",
                         help="for example 7d, 12h or 30m")
-    parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help="journal file")
+    parser.add_argument("--db", default=os.environ.get("ORDERFLOW_DB", DEFAULT_DB),
+                        metavar="PATH|URL",
+                        help="journal file, or a postgresql:// URL; $ORDERFLOW_DB if set")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        journal = SQLiteJournal(args.db)
+        location = parse_location(args.db)
+        removed, how = prune_location(location, time.time() - args.older_than)
     except StoreError as exc:
         print(f"orderflow prune: error: {exc}", file=sys.stderr)
         return 2
-    try:
-        removed = journal.prune(time.time() - args.older_than)
-    finally:
-        journal.close()
     print(f"removed {removed['orders']} finished orders and {removed['events']} events "
-          f"from {args.db}")
+          f"from {location.name}{how}")
     return 0

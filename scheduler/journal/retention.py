@@ -7,8 +7,7 @@ import logging
 import re
 import threading
 import time
-
-from .sqlite import SQLiteJournal
+from typing import Protocol
 
 log = logging.getLogger("orderflow.retention")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -33,11 +32,17 @@ def duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class Prunable(Protocol):
+    """A journal that can forget finished orders (SQLite's and PostgreSQL's)."""
+
+    def prune(self, before_wall: float) -> dict: ...
+
+
 class Pruner:
     """Prunes the journal every `every` seconds on a thread of its own (`--retention`)."""
 
     def __init__(
-        self, journal: SQLiteJournal, older_than: float, every: float = 3600.0, clock=time.time
+        self, journal: Prunable, older_than: float, every: float = 3600.0, clock=time.time
     ):
         self._journal, self._older_than, self._every, self._clock = (
             journal,

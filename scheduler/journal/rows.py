@@ -39,8 +39,9 @@ EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", duration, extra"
 _EVENT_FIELDS = operator.itemgetter(*EVENT_FIELDS)
 
 
-def placeholders(fields: Iterable[str]) -> str:
-    return ",".join("?" for _ in fields)
+def placeholders(fields: Iterable[str], mark: str = "?") -> str:
+    """One parameter marker per field: `?` for sqlite3, `%s` for psycopg."""
+    return ",".join(mark for _ in fields)
 
 
 def task_row(record: TaskRecord) -> tuple:

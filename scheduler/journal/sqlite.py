@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..engine.model import Effects
 from ..engine.records import FINISHED_STATUSES, OrderRecord, ResumePoint, TaskRecord
+from .lock import FileLock, JournalLocked
 from .recovery import Recovered
 from .rows import (
     EVENT_COLUMNS,
@@ -53,12 +54,26 @@ class SQLiteJournal:
 
     persistent = True
 
-    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL"):
+    def __init__(
+        self, path: str | os.PathLike, synchronous: str = "FULL", lock: FileLock | None = None
+    ):
+        """Open (creating and migrating) the journal at `path` as its only scheduler: the
+        file's lock (`lock.py`) is taken here and released by `close()`, or, when `lock` is
+        given (`orderflow serve` holds it for the life of its process), checked and kept."""
         self.path = Path(path)
-        self._write = _connect(self.path, synchronous)
-        self._identity = _identity(self.path)
-        self._read_lock = threading.Lock()
-        self._read = _connect(self.path, synchronous, readonly_after_schema=True)
+        make_folder(self.path)
+        self._own_lock = lock is None
+        self._lock = FileLock.acquire(self.path) if lock is None else lock.covers(self.path)
+        try:
+            self._write = _connect(self.path, synchronous)
+            self._identity = _identity(self.path)
+            self._read_lock = threading.Lock()
+            self._read = _connect(self.path, synchronous, readonly_after_schema=True)
+        except BaseException:
+            if hasattr(self, "_write"):
+                self._write.close()
+            self._release()
+            raise
         self._writer = GroupWriter(str(self.path), self._commit, self._watch)
 
     def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
@@ -95,6 +110,11 @@ class SQLiteJournal:
                 conn.close()
             except sqlite3.Error:
                 pass
+        self._release()
+
+    def _release(self) -> None:
+        if self._own_lock:
+            self._lock.release()
 
     # ------------------------------------------------------------ reading
 
@@ -195,10 +215,8 @@ def _identity(path: Path) -> dict[str, tuple[int, int] | None]:
     return {suffix: _identity_of(Path(f"{path}{suffix}")) for suffix in ("", "-wal")}
 
 
-def _connect(
-    path: Path, synchronous: str, readonly_after_schema: bool = False
-) -> sqlite3.Connection:
-    """Open (creating and migrating if needed) with a clear StoreError for every bad case."""
+def make_folder(path: Path) -> None:
+    """The journal's folder exists and is writable, or a StoreError says what to do."""
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -212,6 +230,12 @@ def _connect(
             f"the folder {folder} is not writable, so {path} cannot be used. "
             "Fix its permissions or choose another location with --db PATH."
         )
+
+
+def _connect(
+    path: Path, synchronous: str, readonly_after_schema: bool = False
+) -> sqlite3.Connection:
+    """Open (creating and migrating if needed) with a clear StoreError for every bad case."""
     try:
         conn = sqlite3.connect(path, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
@@ -259,25 +283,62 @@ def _check_writable(conn: sqlite3.Connection, path: Path) -> None:
         ) from None
 
 
+# Finished orders removed per transaction when pruning: a server writing the same file (from
+# its own process, see `prune_beside_server`) waits for one chunk at most, never the whole prune.
+PRUNE_CHUNK = 2_000
+
+
 def prune_connection(conn: sqlite3.Connection, before_wall: float) -> dict:
-    with conn:
-        ids = [
-            r[0]
-            for r in conn.execute(
-                f"SELECT id FROM orders WHERE status IN {_FINISHED_SQL} AND finished_at < ?",
-                (before_wall,),
+    """Delete finished orders (with their tasks and events) finished before the cutoff, in
+    transactions of PRUNE_CHUNK orders."""
+    removed = {"orders": 0, "events": 0}
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)")
+    while True:
+        with conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT id FROM orders WHERE status IN {_FINISHED_SQL} AND finished_at < ? "
+                    "LIMIT ?",
+                    (before_wall, PRUNE_CHUNK),
+                )
+            ]
+            conn.execute("DELETE FROM prune_ids")
+            conn.executemany("INSERT INTO prune_ids VALUES (?)", [(i,) for i in ids])
+            removed["events"] += conn.execute(
+                "DELETE FROM events WHERE order_id IN (SELECT id FROM prune_ids)"
+            ).rowcount
+            conn.execute("DELETE FROM tasks WHERE order_id IN (SELECT id FROM prune_ids)")
+            conn.execute("DELETE FROM orders WHERE id IN (SELECT id FROM prune_ids)")
+            conn.execute("DELETE FROM prune_ids")
+        removed["orders"] += len(ids)
+        if len(ids) < PRUNE_CHUNK:
+            return removed
+
+
+def prune_beside_server(path: str | os.PathLike, before_wall: float) -> dict:
+    """`orderflow prune` on a journal a running server holds: through a connection of its
+    own, never migrating (the server's schema is the one in use). SQLite lets one writer in at
+    a time; the server's writer waits for a chunk (busy_timeout) and, should it wait longer,
+    retries its commit like any failed write: nothing acknowledged is affected."""
+    path = Path(path)
+    try:
+        conn = sqlite3.connect(path, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has schema version {version} and its server another orderflow's "
+                f"({SCHEMA_VERSION} here): prune with the server's own orderflow, or stop it"
             )
-        ]
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM prune_ids")
-        conn.executemany("INSERT INTO prune_ids VALUES (?)", [(i,) for i in ids])
-        events = conn.execute(
-            "DELETE FROM events WHERE order_id IN (SELECT id FROM prune_ids)"
-        ).rowcount
-        conn.execute("DELETE FROM tasks WHERE order_id IN (SELECT id FROM prune_ids)")
-        conn.execute("DELETE FROM orders WHERE id IN (SELECT id FROM prune_ids)")
-        conn.execute("DELETE FROM prune_ids")
-    return {"orders": len(ids), "events": events}
+        return prune_connection(conn, before_wall)
+    except sqlite3.Error as exc:
+        raise StoreError(f"could not prune {path}: {exc}") from None
+    finally:
+        conn.close()
 
 
 def _with_tasks_and_events(
@@ -347,4 +408,13 @@ def _load(
     return Recovered(point, orders)
 
 
-__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "SQLiteJournal", "StoreError", "prune_connection"]
+__all__ = [
+    "DEFAULT_DB",
+    "SCHEMA_VERSION",
+    "JournalLocked",
+    "SQLiteJournal",
+    "StoreError",
+    "make_folder",
+    "prune_beside_server",
+    "prune_connection",
+]

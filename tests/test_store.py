@@ -148,7 +148,9 @@ def test_steps_in_flight_at_shutdown_run_again_as_the_same_attempt(journal_db):
     handlers = {"payment": noop, "packing": stuck_packing, "shipping": noop}
     cluster = open_cluster(db, handlers=handlers)
     ids = cluster.submit_many([ORDER] * 5)
-    wait_for(lambda: cluster.stats()["tasks"]["running"] >= 1, 10, message="packing running")
+    # Every order's payment done and its packing running (5 fit the workers' slots at once).
+    wait_for(lambda: all(cluster.get_order(o)["tasks"]["packing"]["status"] == "running"
+                         for o in ids), 10, message="every packing running")
     cluster.stop()
 
     again = open_cluster(db)

@@ -65,6 +65,11 @@ class ClusterCollector:
         for step, count in sorted(stats["held_by_limits"].items()):
             limits.add_metric([step], count)
         yield limits
+        unroutable = GaugeMetricFamily("orderflow_unroutable",
+                                       "Ready tasks no live worker can run", labels=["step"])
+        for step, count in sorted(stats["unroutable"].items()):
+            unroutable.add_metric([step], count)
+        yield unroutable
         yield CounterMetricFamily("orderflow_orders_submitted", "Orders accepted",
                                   value=stats["orders_total"])
         yield CounterMetricFamily("orderflow_task_retries", "Failed attempts that were retried",

@@ -271,3 +271,12 @@ def test_a_worker_is_only_given_steps_it_has_handlers_for_and_never_steals_other
     for order in sim.core.orders.values():
         assert {t.step: t.worker for t in order.tasks.values()} == {
             "payment": "payer", "packing": "packer", "shipping": "packer"}
+
+
+def test_ready_tasks_no_live_worker_can_run_are_counted_by_step():
+    sim = Sim(workers=1, steps={"payment": StepPolicy(tags=frozenset({"payments"}))})
+    sim.submit("o1")
+    sim.submit("o2")
+    assert sim.core.unroutable() == {"payment": 2}
+    sim.add_worker("pay", tags={"payments"})
+    assert sim.core.unroutable() == {}

@@ -550,6 +550,14 @@ class SchedulerCore:
         """Tasks each worker on the ring holds (queued or running there)."""
         return {w.id: len(w.tasks) for w in self.workers.values() if w.id in self.ring}
 
+    def unroutable(self) -> dict[str, int]:
+        """Ready tasks no live worker can run (no handler, or a tag nobody offers), by step."""
+        return {
+            step: self.queue.size(step)
+            for step in self.queue.steps()
+            if not self._capable_of(step)
+        }
+
     def held_by_limits(self) -> dict[str, int]:
         """Ready tasks their step's limits hold back, by step."""
         return {

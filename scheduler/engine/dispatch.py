@@ -170,6 +170,11 @@ class ReadyQueues:
     def steps(self) -> list[str]:
         return [step for step, queue in self._by_step.items() if queue]
 
+    def size(self, step: str) -> int:
+        """Entries queued for `step` (stale ones included until they are popped)."""
+        queue = self._by_step.get(step)
+        return len(queue) if queue is not None else 0
+
     def push(
         self, task_id: str, step: str, home: str, started: bool, priority: int, number: int,
         index: int,

@@ -440,6 +440,9 @@ class Cluster:
                     "current_task": min(w.running) if w.running else None,
                     "running": sorted(w.running),
                     "slots": w.slots,
+                    # What it can run: its steps (None: any) and the tags it offers.
+                    "steps": None if w.steps is None else sorted(w.steps),
+                    "tags": sorted(w.tags),
                     # Started here, waiting here (prefetched), and timed out but not yet
                     # returned (each holds a slot until its handler gives up).
                     "busy": len(w.running),
@@ -496,6 +499,8 @@ class Cluster:
                 "slots": slots,
                 # Ready tasks their step's limits hold back, by step.
                 "held_by_limits": core.held_by_limits(),
+                # Ready tasks no live worker can run (no handler, or a tag nobody offers).
+                "unroutable": core.unroutable(),
                 "throughput": round(core.throughput(now), 3),
                 "last_seq": core.seq,
             }

@@ -36,4 +36,10 @@ describe('the slots tile', () => {
     assert.equal(slots.sub(s), '2 stuck · held: payment 1');
     assert.match(slots.title(s), /1 running, 2 stuck .* of 4 slots/);
   });
+
+  it('turns bad when a step has no live worker that can run it, naming the step', () => {
+    const s = stats({ unroutable: { payment: 2, packing: 0 } });
+    assert.equal(slots.tone(s), 'bad');
+    assert.equal(slots.sub(s), 'no worker can run: payment 2');
+  });
 });

@@ -9,6 +9,10 @@ const heldCount = (s) => Object.values(s.held_by_limits || {}).reduce((sum, v) =
 const heldText = (s) => Object.entries(s.held_by_limits || {}).filter(([, v]) => v > 0)
   .map(([step, v]) => `${step} ${fmtInt(v)}`).join(', ');
 
+/** "payment 2": ready tasks no live worker can run (no handler, or a tag nobody offers). */
+const unroutableText = (s) => Object.entries(s.unroutable || {}).filter(([, v]) => v > 0)
+  .map(([step, v]) => `${step} ${fmtInt(v)}`).join(', ');
+
 /** Each tile: what it shows of the stats (pure; the node tests read it). */
 export const TILES = [
   {
@@ -51,13 +55,15 @@ export const TILES = [
     // Capacity of the live workers, and why ready work may not start: slots stuck on
     // attempts that timed out, tasks a step's limits hold back.
     key: 'slots', label: 'Slots in use',
-    tone: (s) => (slotsOf(s).stuck ? 'bad' : heldCount(s) ? 'warn' : ''),
+    tone: (s) => (slotsOf(s).stuck || unroutableText(s) ? 'bad' : heldCount(s) ? 'warn' : ''),
     value: (s) => `${fmtInt(slotsOf(s).busy + slotsOf(s).stuck)}/${fmtInt(slotsOf(s).total)}`,
     sub: (s) => {
       const parts = [];
       if (slotsOf(s).stuck) parts.push(`${fmtInt(slotsOf(s).stuck)} stuck`);
       const held = heldText(s);
       if (held) parts.push(`held: ${held}`);
+      const unroutable = unroutableText(s);
+      if (unroutable) parts.push(`no worker can run: ${unroutable}`);
       return parts.join(' · ') || `${fmtInt(n(s.tasks.ready))} ready waiting`;
     },
     title: (s) => {

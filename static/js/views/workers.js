@@ -100,7 +100,9 @@ export class WorkersView {
     setText(card.status, `${st.glyph} ${st.label}`);
     setClass(card.status, `badge ${st.cls}`);
     const where = w.host ? ` · ${w.host}${w.pid ? `:${w.pid}` : ''}` : '';
-    setText(card.kind, `${w.kind || 'thread'}${where}`);
+    // What it can run: the tags it offers (routing by capability).
+    const tags = (w.tags || []).length ? ` · tags ${w.tags.join(', ')}` : '';
+    setText(card.kind, `${w.kind || 'thread'}${where}${tags}`);
     if (w.current_task) {
       const [orderId, step] = String(w.current_task).split(':');
       setText(card.task, step ? `▶ ${step} · ${orderId}` : orderId);

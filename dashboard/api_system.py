@@ -59,9 +59,9 @@ def chaos():
 @bp.put("/api/chaos")
 def update_chaos():
     body = json_body()
-    only_fields(body, ("failure_rate", "latency_ms"))
+    only_fields(body, ("failure_rate", "latency_ms", "hang_rate"))
     if not body or any(value is None for value in body.values()):
-        raise invalid("give failure_rate and/or latency_ms (not null)")
+        raise invalid("give failure_rate, latency_ms and/or hang_rate (not null)")
     # Chaos.update checks every value before applying any (ConfigError -> 422).
     return _cluster().chaos.update(**body)
 

@@ -201,6 +201,9 @@ SCHEMAS: dict[str, dict] = {
         "type": "object",
         "properties": {
             "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+            "hang_rate": {"type": "number", "minimum": 0, "maximum": 1,
+                          "description": "share of demo attempts that hang until their time "
+                                         "limit cancels them"},
             "latency_ms": {"type": "array", "minItems": 2, "maxItems": 2,
                            "items": {"type": "number", "minimum": 0, "maximum": 60000}},
         },

@@ -61,12 +61,14 @@ def test_bad_event_query_is_400(idle, query):
 
 def test_chaos_can_be_read_and_changed(idle):
     client, _ = idle
-    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0]}
+    calm = {"failure_rate": 0.0, "latency_ms": [0.0, 0.0], "hang_rate": 0.0}
+    assert client.get("/api/chaos").get_json() == calm
     response = client.put("/api/chaos", json={"failure_rate": 0.25, "latency_ms": [5, 10]})
     assert response.status_code == 200
-    assert response.get_json() == {"failure_rate": 0.25, "latency_ms": [5.0, 10.0]}
-    client.put("/api/chaos", json={"latency_ms": [1, 2]})
-    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.25, "latency_ms": [1.0, 2.0]}
+    assert response.get_json() == {**calm, "failure_rate": 0.25, "latency_ms": [5.0, 10.0]}
+    client.put("/api/chaos", json={"latency_ms": [1, 2], "hang_rate": 0.1})
+    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.25,
+                                                   "latency_ms": [1.0, 2.0], "hang_rate": 0.1}
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,7 @@ def test_chaos_can_be_read_and_changed(idle):
         {"failure_rate": None},
         {"latency_ms": [1, 70_000]},
         {"failure_rate": 0.5, "seed": 1},
+        {"failure_rate": 0.5, "hang_rate": 2},
         {},
     ],
 )
@@ -88,7 +91,8 @@ def test_bad_chaos_change_applies_nothing(idle, body):
     response = client.put("/api/chaos", json=body)
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "validation_error"
-    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0]}
+    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.0,
+                                                   "latency_ms": [0.0, 0.0], "hang_rate": 0.0}
 
 
 def test_unknown_route_and_wrong_method_are_json_errors(idle):

@@ -54,6 +54,7 @@ def owned_server(settings: ChaosSettings, db: str, log_file: Path, port: int = 0
         "--heartbeat-timeout", str(settings.heartbeat_timeout),
         "--max-retries", str(settings.max_retries),
         "--failure-rate", str(CALM["failure_rate"]),
+        "--step-timeout", str(settings.step_timeout),
         "--latency-ms", ",".join(map(str, CALM["latency_ms"])), "--log-level", "error",
         port=port)
 

@@ -146,6 +146,10 @@ def check_history(
         "too_many_attempts": len(violations["too_many_attempts"]),
         "failed_without_exhausting_retries": len(violations["failed_without_exhausting_retries"]),
         "worker_deaths": len(deaths),
+        # Attempts that ran past their time limit (failed "timed out", then retried).
+        "timed_out_attempts": sum(
+            1 for e in events if e["type"] == "task_failed" and e.get("timed_out")
+        ),
         "dead_worker_tasks_not_moved": len(violations["dead_worker_task_not_moved"]),
         "recovery_p50_s": _round(percentile(recovery, 50)),
         "recovery_p99_s": _round(percentile(recovery, 99)),
@@ -191,6 +195,7 @@ def format_report(report: dict) -> str:
         "too_many_attempts",
         "failed_without_exhausting_retries",
         "worker_deaths",
+        "timed_out_attempts",
         "dead_worker_tasks_not_moved",
         "recovery_p50_s",
         "recovery_p99_s",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The demo handlers' failure rate and latency during a run (PUT /api/chaos), and in a spike.
-CALM = {"failure_rate": 0.05, "latency_ms": [2, 20]}
-SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300]}
+CALM = {"failure_rate": 0.05, "latency_ms": [2, 20], "hang_rate": 0.0}
+# A spike also hangs some attempts until their time limit (the run's step timeout) ends them.
+SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300], "hang_rate": 0.02}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class ChaosSettings:
     heartbeat_interval: float = 0.2
     heartbeat_timeout: float = 1.0
     max_retries: int = 3
+    # The owned server's time limit per attempt: short, so hung attempts (a spike's
+    # hang_rate) end within the run as failed attempts "timed out", and are retried.
+    step_timeout: float = 2.0
     # Mean seconds between small faults (kills, adds, drains, spikes, short stalls).
     fault_interval: float = 1.0
     # Mean seconds between SIGKILLs and restarts of the owned server; 0 = none.

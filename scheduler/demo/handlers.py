@@ -13,35 +13,36 @@ from ..steps.context import Handler, TaskContext, TaskError
 
 
 class Chaos:
-    """Failure rate and latency of the demo handlers, changeable while the cluster runs."""
+    """Failure rate, latency and hang rate of the demo handlers, changeable while the cluster
+    runs. A hung attempt waits until it is cancelled (its time limit), like a gateway call
+    that never answers."""
 
     def __init__(
         self,
         failure_rate: float = 0.0,
         latency_ms: tuple[float, float] = (0.0, 0.0),
         seed: int | None = None,
+        hang_rate: float = 0.0,
     ):
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self.failure_rate = 0.0
         self.latency_ms = (0.0, 0.0)
-        self.update(failure_rate=failure_rate, latency_ms=latency_ms)
+        self.hang_rate = 0.0
+        self.update(failure_rate=failure_rate, latency_ms=latency_ms, hang_rate=hang_rate)
 
     def update(
         self,
         failure_rate: float | None = None,
         latency_ms: tuple[float, float] | list[float] | None = None,
+        hang_rate: float | None = None,
     ) -> dict:
         """Validate everything first, then apply, so a bad value changes nothing."""
-        rate, latency = self.failure_rate, self.latency_ms
+        rate, latency, hang = self.failure_rate, self.latency_ms, self.hang_rate
         if failure_rate is not None:
-            if (
-                isinstance(failure_rate, bool)
-                or not isinstance(failure_rate, int | float)
-                or not 0.0 <= failure_rate <= 1.0
-            ):
-                raise ConfigError("failure_rate must be a number from 0 to 1")
-            rate = float(failure_rate)
+            rate = _share(failure_rate, "failure_rate")
+        if hang_rate is not None:
+            hang = _share(hang_rate, "hang_rate")
         if latency_ms is not None:
             if (
                 not isinstance(latency_ms, list | tuple)
@@ -55,19 +56,31 @@ class Chaos:
                 raise ConfigError("latency_ms must satisfy 0 <= min <= max <= 60000")
             latency = (float(low), float(high))
         with self._lock:
-            self.failure_rate, self.latency_ms = rate, latency
+            self.failure_rate, self.latency_ms, self.hang_rate = rate, latency, hang
         return self.view()
 
     def view(self) -> dict:
-        return {"failure_rate": self.failure_rate, "latency_ms": list(self.latency_ms)}
+        return {"failure_rate": self.failure_rate, "latency_ms": list(self.latency_ms),
+                "hang_rate": self.hang_rate}
 
-    def draw(self) -> tuple[float, bool]:
-        """(seconds to wait, whether this attempt fails) for one handler call."""
+    def draw(self) -> tuple[float, bool, bool]:
+        """(seconds to wait, whether this attempt fails, whether it hangs) for one call."""
         with self._lock:
             low, high = self.latency_ms
             delay = self._rng.uniform(low, high) / 1000.0 if high > 0 else 0.0
             fails = self.failure_rate > 0 and self._rng.random() < self.failure_rate
-        return delay, fails
+            hangs = self.hang_rate > 0 and self._rng.random() < self.hang_rate
+        return delay, fails, hangs
+
+
+def _share(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a number from 0 to 1")
+    return float(value)
+
+
+# How long a hung attempt waits for its cancellation at most (its time limit comes first).
+HANG_SECONDS = 3600.0
 
 
 def _reference(prefix: str, key: str) -> str:
@@ -79,7 +92,9 @@ def demo_handlers(chaos: Chaos) -> dict[str, Handler]:
     """Payment, packing, invoice and shipping that wait and fail as `chaos` says."""
 
     def simulate(ctx: TaskContext, failure: str) -> None:
-        delay, fails = chaos.draw()
+        delay, fails, hangs = chaos.draw()
+        if hangs and not ctx.sleep(HANG_SECONDS):
+            raise TaskError("hung until cancelled (simulated)")
         if delay and not ctx.sleep(delay):
             raise TaskError("worker stopped")
         if fails:

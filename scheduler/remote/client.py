@@ -266,7 +266,8 @@ class WorkerProcess:
     def _apply_chaos(self, view: Any) -> None:
         if isinstance(view, dict) and view != self._chaos.view():
             try:
-                self._chaos.update(view.get("failure_rate"), view.get("latency_ms"))
+                self._chaos.update(view.get("failure_rate"), view.get("latency_ms"),
+                                   view.get("hang_rate"))
             except ValueError:
                 log.warning("ignoring bad chaos settings from the server: %r", view)
 

@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/peer_dask.py
+	$(BIN)/python benchmarks/io_workload.py
 	$(BIN)/python benchmarks/http_ingest.py
 	$(BIN)/python benchmarks/fanout.py
 	$(BIN)/python benchmarks/memory.py

@@ -504,27 +504,47 @@ class Cluster:
     ) -> dict | None:
         """Report an attempt's outcome; with `following`, also start that next task under
         the same lock hold (one hand-over instead of two) and return its context."""
+        contexts = self.report_many(
+            worker_id, [(dispatch, ok, value)], [following] if following is not None else []
+        )
+        return contexts[0] if contexts else None
+
+    def report_many(
+        self,
+        worker_id: str,
+        outcomes: list[tuple[Dispatch, bool, object]],
+        following: list[Dispatch],
+    ) -> list[dict | None]:
+        """Report several attempts' outcomes (an event loop's, finished together) and start
+        the `following` tasks, all under one lock hold; returns their contexts (None for a
+        stale lease). One hand-over for many: worker threads queue on the lock far less."""
         core = self._core
         config = self.config
-        # Outside the lock: bounding the outcome serialises the result once.
-        ok, value = check_outcome(ok, value, config.max_result_bytes, config.max_error_chars)
+        # Outside the lock: bounding an outcome serialises the result once.
+        checked = [
+            (dispatch, *check_outcome(ok, value, config.max_result_bytes, config.max_error_chars))
+            for dispatch, ok, value in outcomes
+        ]
         with self._lock:
             now = self._clock()
-            if ok:
-                fx = core.task_succeeded(dispatch.task_id, worker_id, dispatch.lease, value, now)
-            else:
-                fx = core.task_failed(dispatch.task_id, worker_id, dispatch.lease, value, now)
+            fx = Effects()
+            for dispatch, ok, value in checked:
+                if ok:
+                    fx.absorb(core.task_succeeded(
+                        dispatch.task_id, worker_id, dispatch.lease, value, now
+                    ))
+                else:
+                    fx.absorb(core.task_failed(
+                        dispatch.task_id, worker_id, dispatch.lease, value, now
+                    ))
+            contexts = []
+            for dispatch in following:
+                fx_next, context = core.start_task(dispatch.task_id, worker_id, dispatch.lease, now)
+                fx.absorb(fx_next)
+                contexts.append(context)
             ticket = self._publish(fx)
-            context = None
-            if following is not None:
-                fx_next, context = core.start_task(
-                    following.task_id, worker_id, following.lease, now
-                )
-                ticket_next = self._publish(fx_next)
         self._carry_out(fx, ticket)
-        if following is not None:
-            self._carry_out(fx_next, ticket_next)
-        return context
+        return contexts
 
     def beat(self, worker_id: str) -> bool:
         # Without the lock on purpose (see SchedulerCore.heartbeat).

@@ -132,11 +132,11 @@ class RecordingPort:
             "worker_id": worker_id, "results": {}, "idempotency_key": dispatch.task_id,
         }
 
-    def report_many(self, worker_id, outcomes, following):
+    def report_many(self, worker_id, outcomes, following, take=0):
         self.reports.append(list(outcomes))
         if sum(map(len, self.reports)) >= self.expected:
             self.all_reported.set()
-        return [self.begin_task(worker_id, d) for d in following]
+        return [(d, self.begin_task(worker_id, d)) for d in following]
 
     def beat(self, worker_id: str) -> bool:
         return True

@@ -504,20 +504,25 @@ class Cluster:
     ) -> dict | None:
         """Report an attempt's outcome; with `following`, also start that next task under
         the same lock hold (one hand-over instead of two) and return its context."""
-        contexts = self.report_many(
+        started = self.report_many(
             worker_id, [(dispatch, ok, value)], [following] if following is not None else []
         )
-        return contexts[0] if contexts else None
+        return started[0][1] if started else None
 
     def report_many(
         self,
         worker_id: str,
         outcomes: list[tuple[Dispatch, bool, object]],
         following: list[Dispatch],
-    ) -> list[dict | None]:
+        take: int = 0,
+    ) -> list[tuple[Dispatch, dict | None]]:
         """Report several attempts' outcomes (an event loop's, finished together) and start
-        the `following` tasks, all under one lock hold; returns their contexts (None for a
-        stale lease). One hand-over for many: worker threads queue on the lock far less."""
+        the `following` tasks (already queued at the worker), all under one lock hold.
+        `take`: also start up to that many of the tasks this report hands to this worker,
+        instead of delivering them (the reporter has the slots for them); not with a
+        persistent journal, whose writer hands them over once the report is durable.
+        Returns each task started, with its context (None for a stale lease): one
+        hand-over per task rather than two, and no thread woken for the next task."""
         core = self._core
         config = self.config
         # Outside the lock: bounding an outcome serialises the result once.
@@ -537,14 +542,20 @@ class Cluster:
                     fx.absorb(core.task_failed(
                         dispatch.task_id, worker_id, dispatch.lease, value, now
                     ))
-            contexts = []
-            for dispatch in following:
+            starting = list(following)
+            if take and not self._journal.persistent:
+                mine = [d for d in fx.dispatches if d.worker_id == worker_id][:take]
+                if mine:
+                    fx.dispatches = [d for d in fx.dispatches if d not in mine]
+                    starting += mine
+            started = []
+            for dispatch in starting:
                 fx_next, context = core.start_task(dispatch.task_id, worker_id, dispatch.lease, now)
                 fx.absorb(fx_next)
-                contexts.append(context)
+                started.append((dispatch, context))
             ticket = self._publish(fx)
         self._carry_out(fx, ticket)
-        return contexts
+        return started
 
     def beat(self, worker_id: str) -> bool:
         # Without the lock on purpose (see SchedulerCore.heartbeat).

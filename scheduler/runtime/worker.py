@@ -29,7 +29,8 @@ class WorkerPort(Protocol):
         worker_id: str,
         outcomes: list[tuple[Dispatch, bool, object]],
         following: list[Dispatch],
-    ) -> list[dict | None]: ...
+        take: int = 0,
+    ) -> list[tuple[Dispatch, dict | None]]: ...
     def beat(self, worker_id: str) -> bool: ...
 
 
@@ -223,8 +224,9 @@ class ThreadWorker:
         self, ended: list[tuple[_Attempt, bool, object]], chain: bool
     ) -> list[tuple[Dispatch, dict | None]]:
         """Report ended attempts (unless the worker crashed or stopped) in one hand-over;
-        with `chain`, it also starts up to as many waiting tasks, each keeping a slot of an
-        ended one: returned as (dispatch, context), the context None if that lease was
+        with `chain`, it also starts up to as many tasks, each keeping a slot of an ended
+        one: first those waiting in this worker's queue, then those the report itself hands
+        to this worker. Returned as (dispatch, context), the context None if that lease was
         stale. The other slots are freed."""
         with self._lock:
             for attempt, _, _ in ended:
@@ -242,16 +244,17 @@ class ThreadWorker:
             except queue.Empty:
                 break
         outcomes = [(attempt.dispatch, ok, value) for attempt, ok, value in ended]
+        take = len(ended) - len(following) if chain else 0
         try:
-            contexts = self._port.report_many(self.id, outcomes, following)
+            started = self._port.report_many(self.id, outcomes, following, take)
         except BaseException:
             for dispatch in following:
                 self._queue.put(dispatch)  # not lost with the failed report
             self._free.release(len(ended))
             raise
-        if len(ended) > len(following):
-            self._free.release(len(ended) - len(following))
-        return list(zip(following, contexts, strict=True))  # each keeps an ended one's slot
+        if len(ended) > len(started):
+            self._free.release(len(ended) - len(started))
+        return started  # each keeps an ended one's slot
 
     def _cancel(self, attempt: _Attempt) -> None:
         attempt.cancelled.set()

@@ -544,10 +544,14 @@ class Cluster:
                     ))
             starting = list(following)
             if take and not self._journal.persistent:
-                mine = [d for d in fx.dispatches if d.worker_id == worker_id][:take]
-                if mine:
-                    fx.dispatches = [d for d in fx.dispatches if d not in mine]
-                    starting += mine
+                kept = []
+                for dispatch in fx.dispatches:
+                    if take and dispatch.worker_id == worker_id:
+                        starting.append(dispatch)
+                        take -= 1
+                    else:
+                        kept.append(dispatch)
+                fx.dispatches = kept
             started = []
             for dispatch in starting:
                 fx_next, context = core.start_task(dispatch.task_id, worker_id, dispatch.lease, now)

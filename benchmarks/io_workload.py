@@ -19,7 +19,7 @@ process; every mode is repeated (`--repeat`, interleaved) and the median counts.
 The lower bound at C steps in flight is max(total work / C, the longest order's chain).
 Prints one JSON line with every figure and each target's verdict.
 
-    python benchmarks/io_workload.py [--orders 1000] [--async-orders 10000] [--repeat 2]
+    python benchmarks/io_workload.py [--orders 1000] [--async-orders 10000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import queue
 import random
+import resource
 import statistics
 import sys
 import threading
@@ -67,6 +68,13 @@ def lower_bound(table: list[tuple[float, ...]], in_flight: int) -> float:
 def _index(ctx) -> int:
     """The order's index in the table: carried in its customer name (`io-<index>`)."""
     return int(ctx.order["customer"].rpartition("-")[2])
+
+
+def _cpu() -> float:
+    """CPU seconds this process has used (all threads): steadier than wall time on a
+    shared machine, and what the GIL makes scarce."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _orders(count: int) -> list[dict]:
@@ -112,10 +120,11 @@ def run_orderflow(table, workers: int, slots: int, handlers: dict, **settings) -
     )
     cluster.start()
     try:
-        start = time.time()
+        start, cpu = time.time(), _cpu()
         ids = cluster.submit_many(_orders(orders))
         if not cluster.wait_until_idle(timeout=600):
             raise RuntimeError("orders did not finish in 600 s")
+        cpu = _cpu() - cpu
         events = cluster.events(after=0)
     finally:
         cluster.stop()
@@ -129,6 +138,7 @@ def run_orderflow(table, workers: int, slots: int, handlers: dict, **settings) -
         "first_done_s": round(first["ts"] - start, 3),
         "first_chain_s": round(sum(table[index[first["order_id"]]]), 3),
         "mean_latency_s": round(statistics.fmean(e["duration"] for e in done), 3),
+        "cpu_s": round(cpu, 2),
     }
 
 
@@ -208,19 +218,21 @@ def run_depth_first(table, threads: int) -> dict:
                         ready.put(stop)
 
     pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
-    start = time.time()
+    start, cpu = time.time(), _cpu()
     for index in range(orders):
         ready.put((0, index))
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
+    cpu = _cpu() - cpu
     first_ts, first_index = min(finished)
     return {
         "makespan_s": round(max(ts for ts, _ in finished) - start, 3),
         "first_done_s": round(first_ts - start, 3),
         "first_chain_s": round(sum(table[first_index]), 3),
         "mean_latency_s": round(statistics.fmean(ts - start for ts, _ in finished), 3),
+        "cpu_s": round(cpu, 2),
     }
 
 
@@ -240,7 +252,7 @@ def run_dask(table, workers: int, slots: int) -> dict:
         ) as cluster,
         Client(cluster) as client,
     ):
-        start = time.time()
+        start, cpu = time.time(), _cpu()
         futures = [None] * len(table)
         for position, name in enumerate(STEPS):
             futures = client.map(
@@ -248,8 +260,8 @@ def run_dask(table, workers: int, slots: int) -> dict:
                 key=[f"{name}-{i}" for i in range(len(table))], pure=False,
             )
         wait(futures)
-        makespan = time.time() - start
-    return {"makespan_s": round(makespan, 3)}
+        makespan, cpu = time.time() - start, _cpu() - cpu
+    return {"makespan_s": round(makespan, 3), "cpu_s": round(cpu, 2)}
 
 
 # ---------------------------------------------------------------------- child and parent
@@ -300,7 +312,7 @@ def main() -> None:
     parser.add_argument("--async-orders", type=int, default=10_000)
     parser.add_argument("--hung-orders", type=int, default=200)
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--repeat", type=int, default=2, help="runs per mode, interleaved")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per mode, interleaved")
     parser.add_argument("--modes", default=",".join(MODES), help="a comma-separated subset")
     parser.add_argument("--child", choices=MODES)
     args = parser.parse_args()

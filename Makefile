@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/journal_pg.py
 	$(BIN)/python benchmarks/peer_dask.py
+	$(BIN)/python benchmarks/io_workload.py
 	$(BIN)/python benchmarks/http_ingest.py
 	$(BIN)/python benchmarks/fanout.py
 	$(BIN)/python benchmarks/memory.py

@@ -57,7 +57,7 @@ def baseline(orders: int, workers: int) -> dict:
     return _figures("baseline", orders, elapsed, latencies)
 
 
-def orderflow(orders: int, workers: int, persist: bool) -> dict:
+def orderflow(orders: int, workers: int, persist: bool, slots: int | None = None) -> dict:
     from scheduler import Cluster
     from scheduler.journal.sqlite import SQLiteJournal
 
@@ -69,6 +69,7 @@ def orderflow(orders: int, workers: int, persist: bool) -> dict:
             journal=journal,
             event_history=200_000,
             finished_order_history=orders,
+            **({} if slots is None else {"slots": slots}),
         )
         cluster.start()
         start = time.perf_counter()
@@ -103,6 +104,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument(
+        "--slots", type=int, help="slots per worker (default: the cluster's default)"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="runs per mode, interleaved; the median counts"
     )
     parser.add_argument("--child", choices=["baseline", "memory", "journal"])
@@ -116,7 +120,7 @@ def main() -> None:
         emit(baseline(args.orders, args.workers))
         return
     if args.child:
-        emit(orderflow(args.orders, args.workers, persist=args.child == "journal"))
+        emit(orderflow(args.orders, args.workers, args.child == "journal", args.slots))
         return
     runs: dict[str, list[dict]] = {"baseline": [], "memory": [], "journal": []}
     for _ in range(args.repeat):

@@ -369,3 +369,54 @@ def test_a_worker_whose_first_heartbeat_comes_before_its_join_stays_alive():
         assert not executor.stopping.is_set(), "a freshly joined, 'alive' worker has stopped"
     finally:
         cluster.stop()
+
+
+class RecordingExecutor:
+    """An executor that runs nothing: it records what the cluster hands it."""
+
+    kind = "thread"
+    slots = 1
+
+    def __init__(self):
+        self.delivered: list[Dispatch] = []
+
+    def start(self): ...
+    def deliver(self, dispatch):
+        self.delivered.append(dispatch)
+
+    def cancel(self, dispatch): ...
+    def stop(self): ...
+    def kill(self): ...
+    def join(self, timeout):
+        return True
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_a_report_can_start_the_next_task_it_hands_to_the_same_worker(tmp_path, persistent):
+    # In memory the reporter takes its worker's next task in the same hand-over, so no
+    # thread is woken for it; with a journal that task is handed over only once the report
+    # is durable, as every dispatch is.
+    from scheduler.journal.sqlite import SQLiteJournal
+
+    journal = SQLiteJournal(tmp_path / "j.db") if persistent else None
+    cluster = Cluster(workers=0, handlers={}, journal=journal, **FAST).start()
+    try:
+        executor = RecordingExecutor()
+        cluster.join_worker("w-1", executor)
+        oid = cluster.submit(ORDER)
+        wait_for(lambda: executor.delivered, 5, message="the payment delivered")
+        payment = executor.delivered.pop()
+        assert cluster.begin_task("w-1", payment)["step"] == "payment"
+        started = cluster.report_many("w-1", [(payment, True, "paid")], [], take=1)
+        if persistent:
+            assert started == []
+            wait_for(lambda: executor.delivered, 5, message="the packing delivered")
+            assert executor.delivered[0].task_id == f"{oid}:packing"
+        else:
+            [(packing, context)] = started
+            assert (packing.task_id, context["step"]) == (f"{oid}:packing", "packing")
+            assert context["results"] == {"payment": "paid"}
+            assert executor.delivered == []
+            assert cluster.get_order(oid)["tasks"]["packing"]["status"] == "running"
+    finally:
+        cluster.stop()

@@ -537,27 +537,62 @@ class Cluster:
     ) -> dict | None:
         """Report an attempt's outcome; with `following`, also start that next task under
         the same lock hold (one hand-over instead of two) and return its context."""
+        started = self.report_many(
+            worker_id, [(dispatch, ok, value)], [following] if following is not None else []
+        )
+        return started[0][1] if started else None
+
+    def report_many(
+        self,
+        worker_id: str,
+        outcomes: list[tuple[Dispatch, bool, object]],
+        following: list[Dispatch],
+        take: int = 0,
+    ) -> list[tuple[Dispatch, dict | None]]:
+        """Report several attempts' outcomes (an event loop's, finished together) and start
+        the `following` tasks (already queued at the worker), all under one lock hold.
+        `take`: also start up to that many of the tasks this report hands to this worker,
+        instead of delivering them (the reporter has the slots for them); not with a
+        persistent journal, whose writer hands them over once the report is durable.
+        Returns each task started, with its context (None for a stale lease): one
+        hand-over per task rather than two, and no thread woken for the next task."""
         core = self._core
         config = self.config
-        # Outside the lock: bounding the outcome serialises the result once.
-        ok, value = check_outcome(ok, value, config.max_result_bytes, config.max_error_chars)
+        # Outside the lock: bounding an outcome serialises the result once.
+        checked = [
+            (dispatch, *check_outcome(ok, value, config.max_result_bytes, config.max_error_chars))
+            for dispatch, ok, value in outcomes
+        ]
         with self._lock:
             now = self._clock()
-            if ok:
-                fx = core.task_succeeded(dispatch.task_id, worker_id, dispatch.lease, value, now)
-            else:
-                fx = core.task_failed(dispatch.task_id, worker_id, dispatch.lease, value, now)
+            fx = Effects()
+            for dispatch, ok, value in checked:
+                if ok:
+                    fx.absorb(core.task_succeeded(
+                        dispatch.task_id, worker_id, dispatch.lease, value, now
+                    ))
+                else:
+                    fx.absorb(core.task_failed(
+                        dispatch.task_id, worker_id, dispatch.lease, value, now
+                    ))
+            starting = list(following)
+            if take and not self._journal.persistent:
+                kept = []
+                for dispatch in fx.dispatches:
+                    if take and dispatch.worker_id == worker_id:
+                        starting.append(dispatch)
+                        take -= 1
+                    else:
+                        kept.append(dispatch)
+                fx.dispatches = kept
+            started = []
+            for dispatch in starting:
+                fx_next, context = core.start_task(dispatch.task_id, worker_id, dispatch.lease, now)
+                fx.absorb(fx_next)
+                started.append((dispatch, context))
             ticket = self._publish(fx)
-            context = None
-            if following is not None:
-                fx_next, context = core.start_task(
-                    following.task_id, worker_id, following.lease, now
-                )
-                ticket_next = self._publish(fx_next)
         self._carry_out(fx, ticket)
-        if following is not None:
-            self._carry_out(fx_next, ticket_next)
-        return context
+        return started
 
     def beat(self, worker_id: str) -> bool:
         # Without the lock on purpose (see SchedulerCore.heartbeat).

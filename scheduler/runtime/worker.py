@@ -7,7 +7,6 @@ dead. A killed worker stops heartbeating and reports nothing, as a crashed proce
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import queue
 import threading
@@ -25,14 +24,13 @@ class WorkerPort(Protocol):
     """What a worker may ask of the cluster; implemented by `Cluster`."""
 
     def begin_task(self, worker_id: str, dispatch: Dispatch) -> dict | None: ...
-    def report(
+    def report_many(
         self,
         worker_id: str,
-        dispatch: Dispatch,
-        ok: bool,
-        value: object,
-        following: Dispatch | None = None,
-    ) -> dict | None: ...
+        outcomes: list[tuple[Dispatch, bool, object]],
+        following: list[Dispatch],
+        take: int = 0,
+    ) -> list[tuple[Dispatch, dict | None]]: ...
     def beat(self, worker_id: str) -> bool: ...
 
 
@@ -75,7 +73,7 @@ class _Attempt:
     def __init__(self, dispatch: Dispatch):
         self.dispatch = dispatch
         self.cancelled = threading.Event()
-        self.task: asyncio.Future | None = None
+        self.task: asyncio.Task | None = None  # set on the event loop
 
 
 class ThreadWorker:
@@ -110,8 +108,10 @@ class ThreadWorker:
         self.stopping = threading.Event()  # stop taking work (drained, stopped or killed)
         self.killed = threading.Event()  # crashed: no heartbeats, no reports
         handlers_async = [is_async(h) for h in handlers.values()]
-        # Async handlers do not hold a thread while they wait: one feeder is enough then.
-        runners = slots if not all(handlers_async) else 1
+        # Async handlers do not hold a thread while they wait: one feeder is enough then,
+        # and the event loop itself starts the next task when one ends.
+        self._chain_on_loop = bool(handlers_async) and all(handlers_async)
+        runners = 1 if self._chain_on_loop else slots
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads = [
             LoopThread(f"{worker_id}-run-{i + 1}", self.run_once, self.stopping)
@@ -127,6 +127,8 @@ class ThreadWorker:
             )
             self._threads.append(self._loop_thread)
         self._local = threading.local()  # per runner: the next task, already started
+        # Async attempts that ended in this pass of the event loop, to report together.
+        self._ended: list[tuple[_Attempt, bool, object]] = []
 
     def start(self) -> None:
         for thread in self._threads:
@@ -161,59 +163,112 @@ class ThreadWorker:
                 self._free.release()
                 return
             context = self._port.begin_task(self.id, dispatch)
+        opened = self._open(dispatch, context)
+        if opened is None:
+            return
+        attempt, ctx = opened
+        if self._is_async(ctx.step):
+            self._loop.call_soon_threadsafe(self._spawn, attempt, ctx)
+            return
+        ok, value = run_handler(self._handlers, ctx)
+        self._local.started = self._finish(attempt, ok, value)
+
+    def _is_async(self, step: str) -> bool:
+        handler = self._handlers.get(step)
+        return handler is not None and self._loop is not None and is_async(handler)
+
+    def _open(
+        self, dispatch: Dispatch, context: dict | None
+    ) -> tuple[_Attempt, TaskContext] | None:
+        """Register a started attempt; None, and its slot freed, if its lease was stale (the
+        task moved elsewhere or was cancelled meanwhile)."""
         if context is None:
             self._free.release()
-            return  # stale: the task moved elsewhere or was cancelled
+            return None
         attempt = _Attempt(dispatch)
         ctx = TaskContext(**context, cancelled=attempt.cancelled)
         with self._lock:
             self._attempts[(dispatch.task_id, dispatch.lease)] = attempt
-        handler = self._handlers.get(ctx.step)
-        if handler is not None and is_async(handler) and self._loop is not None:
-            self._start_async(attempt, ctx)
-            return
-        ok, value = run_handler(self._handlers, ctx)
-        self._finish(attempt, ok, value, chain=True)
+        return attempt, ctx
 
-    def _start_async(self, attempt: _Attempt, ctx: TaskContext) -> None:
-        future = asyncio.run_coroutine_threadsafe(run_handler_async(self._handlers, ctx),
-                                                  self._loop)
-        attempt.task = future
-        future.add_done_callback(lambda f: self._finish(attempt, *_outcome(f), chain=False))
+    def _spawn(self, attempt: _Attempt, ctx: TaskContext) -> None:
+        """On the event loop: run an async handler as a task of its own."""
+        task = self._loop.create_task(run_handler_async(self._handlers, ctx))
+        attempt.task = task
+        if attempt.cancelled.is_set():
+            task.cancel()  # timed out or stopped before it began
+        task.add_done_callback(lambda done: self._finished_async(attempt, done))
 
-    def _finish(self, attempt: _Attempt, ok: bool, value: object, chain: bool) -> None:
-        """Report an attempt (unless the worker crashed or stopped) and free its slot.
-        `chain`: on a runner thread, start the next waiting task in the same hand-over."""
-        dispatch = attempt.dispatch
+    def _finished_async(self, attempt: _Attempt, task: asyncio.Task) -> None:
+        """On the event loop: an async attempt ended. The outcomes of one pass of the loop
+        are reported together, right after it (one hand-over with the cluster for all)."""
+        self._ended.append((attempt, *_outcome(task)))
+        if len(self._ended) == 1:
+            self._loop.call_soon(self._report_ended)
+
+    def _report_ended(self) -> None:
+        """On the event loop: report what ended. When every handler is async, start as many
+        waiting tasks in the same hand-over, on the loop itself (no thread hop); otherwise
+        the runner threads take them."""
+        ended, self._ended = self._ended, []
+        for dispatch, context in self._finish_many(ended, chain=self._chain_on_loop):
+            opened = self._open(dispatch, context)
+            if opened is not None:
+                self._spawn(*opened)
+
+    def _finish(
+        self, attempt: _Attempt, ok: bool, value: object
+    ) -> tuple[Dispatch, dict | None] | None:
+        """Report an attempt; its slot goes straight to the next waiting task, started in
+        the same hand-over: returned as (dispatch, context) for the caller to run, or None
+        when the slot was freed instead."""
+        started = self._finish_many([(attempt, ok, value)], chain=True)
+        return started[0] if started else None
+
+    def _finish_many(
+        self, ended: list[tuple[_Attempt, bool, object]], chain: bool
+    ) -> list[tuple[Dispatch, dict | None]]:
+        """Report ended attempts (unless the worker crashed or stopped) in one hand-over;
+        with `chain`, it also starts up to as many tasks, each keeping a slot of an ended
+        one: first those waiting in this worker's queue, then those the report itself hands
+        to this worker. Returned as (dispatch, context), the context None if that lease was
+        stale. The other slots are freed."""
         with self._lock:
-            self._attempts.pop((dispatch.task_id, dispatch.lease), None)
+            for attempt, _, _ in ended:
+                dispatch = attempt.dispatch
+                self._attempts.pop((dispatch.task_id, dispatch.lease), None)
         if self.stopping.is_set():
             # Killed: a crashed worker reports nothing and the monitor moves its task.
             # Stopped: the attempt was cut short, which is not the handler's failure.
-            self._free.release()
-            return
-        following = None
-        if chain:
+            self._free.release(len(ended))
+            return []
+        following: list[Dispatch] = []
+        while chain and len(following) < len(ended):
             try:
-                following = self._queue.get_nowait()
+                following.append(self._queue.get_nowait())
             except queue.Empty:
-                following = None
+                break
+        outcomes = [(attempt.dispatch, ok, value) for attempt, ok, value in ended]
+        take = len(ended) - len(following) if chain else 0
         try:
-            next_context = self._port.report(self.id, dispatch, ok, value, following)
+            started = self._port.report_many(self.id, outcomes, following, take)
         except BaseException:
-            if following is not None:
-                self._queue.put(following)  # not lost with the failed report
-            self._free.release()
+            for dispatch in following:
+                self._queue.put(dispatch)  # not lost with the failed report
+            self._free.release(len(ended))
             raise
-        if following is not None:
-            self._local.started = (following, next_context)  # keeps this slot
-        else:
-            self._free.release()
+        if len(ended) > len(started):
+            self._free.release(len(ended) - len(started))
+        return started  # each keeps an ended one's slot
 
     def _cancel(self, attempt: _Attempt) -> None:
         attempt.cancelled.set()
-        if attempt.task is not None:
-            attempt.task.cancel()  # concurrent future: cancels the task on the loop
+        task = attempt.task
+        if task is not None:
+            try:
+                self._loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop is closed: the worker has stopped
 
     def heartbeat_once(self) -> None:
         if self.stopping.wait(self._interval) or self.killed.is_set():
@@ -245,7 +300,10 @@ class ThreadWorker:
         return not any(t.is_alive() for t in self._threads)
 
 
-def _outcome(future: concurrent.futures.Future) -> tuple[bool, object]:
-    if future.cancelled():
-        return False, "cancelled"
-    return future.result()
+def _outcome(task: asyncio.Task) -> tuple[bool, object]:
+    if task.cancelled():
+        return False, "cancelled"  # before its handler began
+    error = task.exception()
+    if error is not None:  # only a BaseException gets past run_handler_async
+        return False, f"{type(error).__name__}: {error}"
+    return task.result()

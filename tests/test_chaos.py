@@ -15,7 +15,7 @@ from conftest import wait_for
 
 from scheduler.chaos.driver import ChaosSettings, run_chaos
 from scheduler.chaos.faults import Faults
-from scheduler.chaos.schedule import LONG_STALL, RESTART, fault_plan
+from scheduler.chaos.schedule import HANG_BURST, LONG_STALL, RESTART, fault_plan
 
 pytestmark = pytest.mark.slow  # 60 s of faults, with server and worker processes
 
@@ -58,7 +58,9 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     assert faults.get("kill_thread_worker", 0) + faults.get("kill_process_worker", 0) >= 3
     # (A kill just before a server restart may die with that server, undeclared.)
     assert report["worker_deaths"] >= 2 + faults["long_stall_deaths"]
-    # Spikes hang some attempts: their time limit ends them as failed attempts, retried.
+    # The planned burst (and spikes) hang some attempts: their time limit ends them as
+    # failed attempts, retried.
+    assert faults.get("hang_burst") == 1
     assert report["timed_out_attempts"] >= 1
     # The remote workers worked under every server, the first and each restarted one.
     done = report["remote"]["steps_done_by_server_start"]
@@ -94,6 +96,17 @@ def test_the_fault_plan_restarts_and_stalls_on_a_seeded_schedule_with_room_at_th
                                                                strict=False))
     assert stalls and stalls[0] < restarts[0] and stalls[-1] <= 55
     assert fault_plan(60, 0, 0, random.Random(7)) == []
+    assert HANG_BURST not in {p.kind for p in plan}
+
+
+@pytest.mark.parametrize("restart_every", [15, 0])
+def test_one_burst_of_hung_attempts_is_planned_before_the_first_restart(restart_every):
+    for seed in range(20):
+        plan = fault_plan(60, restart_every, 20, random.Random(seed), hang_burst=True)
+        bursts = [p.at for p in plan if p.kind == HANG_BURST]
+        restarts = [p.at for p in plan if p.kind == RESTART] or [60]
+        # Its attempts' 2 s time limit ends them on the server that started them.
+        assert len(bursts) == 1 and 1 <= bursts[0] <= restarts[0] - 2
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -376,6 +376,8 @@ class RecordingExecutor:
 
     kind = "thread"
     slots = 1
+    steps = None  # any step
+    tags = frozenset()
 
     def __init__(self):
         self.delivered: list[Dispatch] = []

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .fleet import NAME_PREFIX, RemoteWorker
-from .schedule import RESTART, fault_plan
-from .settings import CALM, SPIKE
+from .schedule import HANG_BURST, RESTART, fault_plan
+from .settings import CALM, HANG_BURST_SECONDS, SPIKE
+from .settings import HANG_BURST as HANG_BURST_CHAOS
 
 if TYPE_CHECKING:
     from .driver import Driver
@@ -72,11 +73,8 @@ class Faults:
             d.call("POST", f"/api/workers/{victim['id']}/drain")
             d.note("drain_worker")
         elif choice == "spike":
-            d.call("PUT", "/api/chaos", json=SPIKE)
+            self.for_a_moment(SPIKE, 1.0)
             d.note("failure_and_latency_spike")
-            calm_again = threading.Timer(1.0, lambda: d.call("PUT", "/api/chaos", json=CALM))
-            calm_again.daemon = True
-            calm_again.start()
         elif choice == "short_stall" and d.fleet and d.fleet.running():
             self.short_stall()
         elif choice == "kill_remote" and d.fleet and d.fleet.running():
@@ -127,6 +125,14 @@ class Faults:
             d.problem("remote_worker_not_rejoined_after_restart",
                       f"restart {d.server_start}: {', '.join(missing)} did not join the "
                       f"new server within {d.settings.rejoin_timeout:.0f}s")
+
+    def for_a_moment(self, chaos: dict, seconds: float) -> None:
+        """Set the demo handlers' chaos, and calm again `seconds` later."""
+        d = self.driver
+        d.call("PUT", "/api/chaos", json=chaos)
+        calm_again = threading.Timer(seconds, lambda: d.call("PUT", "/api/chaos", json=CALM))
+        calm_again.daemon = True
+        calm_again.start()
 
     def long_stall(self) -> None:
         """SIGSTOP a remote worker until the server declares it dead (at least 2-3 heartbeat
@@ -203,7 +209,8 @@ class Faults:
         settings = d.settings
         plan = fault_plan(duration, settings.restart_every if d.server else 0.0,
                           settings.long_stall_every if d.fleet else 0.0,
-                          random.Random(settings.seed + 2))
+                          random.Random(settings.seed + 2),
+                          hang_burst=d.server is not None and settings.step_timeout > 0)
         print("  plan: " + (", ".join(f"{p.kind} at {p.at:.0f}s" for p in plan) or "none"),
               file=d.out, flush=True)
         started = time.monotonic()
@@ -218,6 +225,9 @@ class Faults:
                 planned = plan.pop(0)
                 if planned.kind == RESTART:
                     self.restart_server()
+                elif planned.kind == HANG_BURST:
+                    self.for_a_moment(HANG_BURST_CHAOS, HANG_BURST_SECONDS)
+                    d.note("hang_burst")
                 else:
                     self.long_stall()
             else:

@@ -1,6 +1,6 @@
 """When the big faults of a chaos run happen: a plan drawn from the seed before the run.
 
-Server restarts and long stalls of remote workers are planned, not drawn as the run goes:
+Server restarts, long stalls of remote workers and one burst of hung attempts are planned, not drawn as the run goes:
 whether they happen must not depend on timing (a seeded 60 s run always has the same ones),
 and each needs room after it to show that the cluster recovered. The small faults (worker
 kills, adds, drains, spikes, short stalls) are drawn as the run goes (driver.py).
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 RESTART = "server_restart"
 LONG_STALL = "long_stall"
+HANG_BURST = "hang_burst"
 
 # Each planned gap is the mean interval times a factor drawn from this range.
 SPREAD = (0.8, 1.2)
@@ -26,9 +27,11 @@ class PlannedFault:
 
 
 def fault_plan(duration: float, restart_every: float, long_stall_every: float,
-               rng: random.Random) -> list[PlannedFault]:
+               rng: random.Random, hang_burst: bool = False) -> list[PlannedFault]:
     """Restarts about every `restart_every` seconds and long stalls about every
-    `long_stall_every` (0: none of that kind), in time order.
+    `long_stall_every` (0: none of that kind), in time order; with `hang_burst`, one short
+    burst of hung attempts early in the run, well before the first restart, so their time
+    limit ends them on the server that started them.
 
     The first long stall comes at about half its interval, before the first restart; none
     of either comes in the last stretch of the run (a restart needs about half an interval,
@@ -47,4 +50,8 @@ def fault_plan(duration: float, restart_every: float, long_stall_every: float,
         while at <= last:
             plan.append(PlannedFault(round(at, 3), LONG_STALL))
             at += long_stall_every * rng.uniform(*STALL_SPREAD)
+    if hang_burst:
+        first_restart = restart_every * SPREAD[0] if restart_every > 0 else duration
+        plan.append(PlannedFault(round(min(first_restart, duration) * rng.uniform(0.2, 0.35), 3),
+                                 HANG_BURST))
     return sorted(plan)

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 CALM = {"failure_rate": 0.05, "latency_ms": [2, 20], "hang_rate": 0.0}
 # A spike also hangs some attempts until their time limit (the run's step timeout) ends them.
 SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300], "hang_rate": 0.02}
+# The planned burst of hung attempts: many hang at once for a moment (a spike's 2% may, by
+# chance, hang none in a short run), so every run sees time limits at work.
+HANG_BURST = {"hang_rate": 0.3}
+HANG_BURST_SECONDS = 0.5
 
 
 @dataclass(frozen=True)

@@ -368,6 +368,10 @@ def test_a_timed_out_attempt_is_a_failure_of_its_worker_which_is_told_to_cancel_
     [rejected] = sim.types(type="result_rejected")
     assert rejected["message"] == (
         "late success of o1:payment from w1 rejected (the attempt had timed out)")
+    sim.advance(1.0)  # the retry is due
+    sim.start_next("w1")
+    sim.advance(2.0)  # and times out too: a second failure of the same worker
+    assert (worker.failed, worker.done) == (2, 0)
 
 
 def test_attempts_that_ended_before_their_deadline_are_not_timed_out_later():
@@ -546,3 +550,45 @@ def test_tokens_that_came_back_together_let_as_many_waiting_tasks_go_at_once():
     sim.apply(sim.core.tick(now=1.0))  # two tokens back in one go
     assert sim.core.held_by_limits() == {"payment": 1}
     assert sum(t.state is S.ASSIGNED for t in sim.core.tasks.values()) == 4
+
+
+def test_a_finished_task_releases_only_as_many_held_tasks_as_its_limit_has_room_for():
+    sim = Sim(workers=1, slots=2, prefetch=0, steps={"payment": StepPolicy(max_in_flight=1)})
+    for i in range(3):
+        sim.submit(f"o{i}")
+    assert sim.core.held_by_limits() == {"payment": 2}
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)  # o0's packing and one payment take the two slots
+    assert sim.task("o0", "packing").state is S.ASSIGNED
+    assert sim.task("o1", "payment").state is S.ASSIGNED
+    waiting = sim.task("o2", "payment")
+    assert sim.core.held_by_limits() == {"payment": 1}
+    assert sim.core.wait_reason(waiting) == "step payment is at its limit of 1 in flight"
+
+
+def test_a_thief_skips_a_cancelled_step_at_another_home_and_takes_the_next_one_there():
+    sim = Sim(workers=0, slots=1, prefetch=0, load_epsilon=100.0,
+              retry=RetryPolicy(max_retries=0))
+    sim.add_worker("w1")
+    sim.add_worker("w2")
+    busy = orders_preferring(sim, "w2", "w1", 1)[0]
+    first, cancelled, waiting = orders_preferring(sim, "w1", "w2", 3)
+    for oid in (busy, first, cancelled, waiting):
+        sim.submit(oid)
+    assert sim.core.queue.home_load("w1") == 2  # both workers are busy
+    sim.apply(sim.core.cancel_order(cancelled, now=sim.now))
+    d, _ = sim.start_next("w2")
+    sim.fail(d)  # w2 is free and has nothing at home: it steals from w1's
+    assert sim.task(waiting, "payment").worker == "w2"
+
+
+def test_tasks_moved_off_a_lost_worker_keep_the_order_in_which_their_orders_came():
+    sim = Sim(workers=0, slots=2, prefetch=0)
+    sim.add_worker("w1")
+    sim.submit("b")  # first, though its name sorts last
+    sim.submit("a")
+    assert held(sim, "w1") == 2
+    sim.add_worker("w2", slots=1)
+    sim.apply(sim.core.worker_lost("w1", now=sim.now, reason="gone"))
+    assert sim.task("b", "payment").worker == "w2"
+    assert sim.task("a", "payment").state is S.READY

@@ -10,6 +10,7 @@ from sim import ORDER, Sim
 
 from scheduler.engine.config import RetryPolicy, StepPolicy
 from scheduler.engine.states import TaskState
+from scheduler.engine.workflow import Workflow
 
 S = TaskState
 
@@ -592,3 +593,41 @@ def test_tasks_moved_off_a_lost_worker_keep_the_order_in_which_their_orders_came
     sim.apply(sim.core.worker_lost("w1", now=sim.now, reason="gone"))
     assert sim.task("b", "payment").worker == "w2"
     assert sim.task("a", "payment").state is S.READY
+
+
+def test_a_popular_home_among_the_capable_workers_spills_over_to_the_next_capable_one():
+    sim = Sim(workers=0, slots=1, prefetch=0,
+              steps={"payment": StepPolicy(tags=frozenset({"pay"}))})
+    sim.add_worker("w0")  # offers no tags: never a home for a payment
+    sim.add_worker("p1", tags={"pay"})
+    sim.add_worker("p2", tags={"pay"})
+    oids = [f"o{i}" for i in range(2000)
+            if [m for m in sim.core.ring.preference(f"o{i}") if m != "w0"][0] == "p1"][:12]
+    for oid in oids:
+        sim.submit(oid)
+    load = {w: held(sim, w) + sim.core.queue.home_load(w) for w in ("w0", "p1", "p2")}
+    assert load == {"w0": 0, "p1": 8, "p2": 4}
+
+
+@pytest.mark.parametrize("payment_tags", [frozenset(), frozenset({"pay"})])
+def test_steps_no_worker_can_run_yet_count_in_the_total_that_bounds_every_home(payment_tags):
+    # Each order has two independent steps: an audit no live worker can run (it waits with
+    # no home) and a payment. The waiting audits are part of the load the bound is taken
+    # of, so a popular home keeps more payments than it would without them.
+    sim = Sim(workers=0, slots=1, prefetch=0,
+              steps={"audit": StepPolicy(tags=frozenset({"auditors"})),
+                     "payment": StepPolicy(tags=payment_tags)})
+    sim.core.workflows["pair"] = Workflow.define("pair", [("audit", []), ("payment", [])])
+    sim.add_worker("w0")
+    sim.add_worker("p1", tags={"pay"})
+    sim.add_worker("p2", tags={"pay"})
+    capable = ("p1", "p2") if payment_tags else ("w0", "p1", "p2")
+    oids = [f"o{i}" for i in range(5000)
+            if [m for m in sim.core.ring.preference(f"o{i}") if m in capable][0] == "p1"][:12]
+    for oid in oids:
+        sim.submit(oid, workflow="pair")
+    assert sim.core.queue.home_load("") == 12
+    load = {w: held(sim, w) + sim.core.queue.home_load(w) for w in ("w0", "p1", "p2")}
+    # Without the audits in the total, p1 would keep fewer and pass more on.
+    assert load == ({"w0": 0, "p1": 11, "p2": 1} if payment_tags
+                    else {"w0": 1, "p1": 10, "p2": 1})

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from scheduler.engine.config import ClusterConfig, ConfigError, RetryPolicy, backoff
+from scheduler.engine.config import ClusterConfig, ConfigError, RetryPolicy, StepPolicy, backoff
 
 
 def test_backoff_is_full_jitter_under_an_exponential_ceiling():
@@ -105,3 +105,106 @@ def test_defaults_match_the_documented_ones():
     config = ClusterConfig()
     assert (config.workers, config.heartbeat_interval, config.heartbeat_timeout) == (4, 0.5, 2.0)
     assert (config.retry.max_retries, config.max_reassignments, config.load_epsilon) == (3, 5, 0.25)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"slots": 0}, "slots must be an integer >= 1, got 0"),
+        ({"slots": 1.5}, "slots must be an integer >= 1, got 1.5"),
+        ({"prefetch": -1}, "prefetch must be an integer >= 0, got -1"),
+        ({"prefetch": 0.5}, "prefetch must be an integer >= 0, got 0.5"),
+        ({"step_timeout": 0}, "step_timeout must be > 0 seconds, got 0"),
+        ({"step_timeout": -2.5}, "step_timeout must be > 0 seconds, got -2.5"),
+        ({"steps": {"payment": 3}}, "steps must map step names to StepPolicy values"),
+        ({"workers": 1.5}, "workers must be an integer >= 0, got 1.5"),
+        ({"max_unfinished_orders": 0}, "max_unfinished_orders must be an integer >= 1, got 0"),
+        ({"max_result_bytes": 0.5}, "max_result_bytes must be an integer >= 1, got 0.5"),
+        ({"max_error_chars": -1}, "max_error_chars must be an integer >= 1, got -1"),
+    ],
+)
+def test_a_bad_cluster_setting_is_refused_with_its_name_and_value(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        ClusterConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"slots": 1, "prefetch": 0},
+        {"step_timeout": 0.001},
+        {"max_unfinished_orders": 1, "max_result_bytes": 1, "max_error_chars": 1},
+    ],
+)
+def test_cluster_settings_at_the_low_edge_of_their_range_are_accepted(kwargs):
+    config = ClusterConfig(**kwargs)
+    assert all(getattr(config, k) == v for k, v in kwargs.items())
+
+
+# --------------------------------------------------------------------------- step policies
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"retry": 3}, "retry must be a RetryPolicy"),
+        ({"tags": {"payments"}}, "tags must be a frozenset of non-empty strings"),
+        ({"tags": frozenset({""})}, "tags must be a frozenset of non-empty strings"),
+        ({"tags": frozenset({"  "})}, "tags must be a frozenset of non-empty strings"),
+        ({"tags": frozenset({7})}, "tags must be a frozenset of non-empty strings"),
+        ({"timeout": 0}, "timeout must be > 0 seconds, got 0"),
+        ({"timeout": -1.5}, "timeout must be > 0 seconds, got -1.5"),
+        ({"max_in_flight": 0}, "max_in_flight must be an integer >= 1, got 0"),
+        ({"max_in_flight": 1.5}, "max_in_flight must be an integer >= 1, got 1.5"),
+        ({"rate": 0}, "rate must be > 0 starts per second, got 0"),
+        ({"rate": -1.0}, "rate must be > 0 starts per second, got -1.0"),
+        ({"rate": 1.0, "burst": 0}, "burst must be an integer >= 1, got 0"),
+        ({"rate": 1.0, "burst": 1.5}, "burst must be an integer >= 1, got 1.5"),
+        ({"burst": 2}, "burst needs a rate"),
+    ],
+)
+def test_a_bad_step_policy_is_refused_saying_why(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        StepPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"retry": RetryPolicy(max_retries=0)},
+        {"tags": frozenset({"payments", "eu"})},
+        {"timeout": 0.5},
+        {"max_in_flight": 1},
+        {"rate": 0.5},
+        {"rate": 0.5, "burst": 1},
+    ],
+)
+def test_step_policies_at_the_edge_of_their_ranges_are_accepted(kwargs):
+    policy = StepPolicy(**kwargs)
+    assert all(getattr(policy, k) == v for k, v in kwargs.items())
+
+
+@pytest.mark.parametrize(
+    "kwargs,limited",
+    [({}, False), ({"timeout": 1.0}, False), ({"tags": frozenset({"x"})}, False),
+     ({"max_in_flight": 2}, True), ({"rate": 2.0}, True)],
+)
+def test_a_step_is_limited_only_by_a_concurrency_or_a_rate_limit(kwargs, limited):
+    assert StepPolicy(**kwargs).limited is limited
+
+
+def test_a_step_uses_its_own_retry_policy_and_time_limit_or_else_the_clusters():
+    own = RetryPolicy(max_retries=9)
+    config = ClusterConfig(step_timeout=30.0,
+                           steps={"payment": StepPolicy(retry=own, timeout=2.5)})
+    assert config.retry_of("payment") is own
+    assert config.retry_of("packing") is config.retry
+    assert config.timeout("payment") == 2.5
+    assert config.timeout("packing") == 30.0
+    assert config.policy("packing") == StepPolicy()
+
+
+def test_a_step_policy_without_a_retry_policy_falls_back_to_the_clusters():
+    config = ClusterConfig(steps={"payment": StepPolicy(timeout=1.0)})
+    assert config.retry_of("payment") is config.retry

@@ -1,11 +1,12 @@
 """The pure core driven by hand with a fake clock: no threads, no sleeps."""
 
 import math
+import random
 
 import pytest
 from sim import ORDER, Sim
 
-from scheduler.engine.config import RetryPolicy
+from scheduler.engine.config import RetryPolicy, StepPolicy
 from scheduler.engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from scheduler.engine.events import EVENT_TYPES
 from scheduler.engine.states import TaskState
@@ -354,8 +355,11 @@ def test_submits_beyond_the_unfinished_cap_are_refused_until_orders_finish():
     sim = Sim(workers=1, max_unfinished_orders=2)
     sim.submit("o1")
     sim.submit("o2")
-    with pytest.raises(Overloaded):
+    with pytest.raises(Overloaded) as refused:
         sim.submit("o3")
+    assert str(refused.value) == (
+        "2 orders are unfinished and at most 2 are accepted; 1 more would not fit. "
+        "Try again once work has drained.")
     assert "o3" not in sim.core.orders and sim.core.order_number == 2
     sim.run_all()
     sim.submit("o3")  # room again once the first two finished
@@ -379,6 +383,45 @@ def test_a_flood_of_late_results_from_one_worker_is_summed_up_not_recorded_one_b
     assert summary["order_id"] is None
     sim.succeed(d)  # a new window: recorded on its own again
     assert len(sim.types(type="result_rejected")) == REJECTION_BURST + 2
+
+
+def late_reports(sim: Sim, count: int, now: float) -> None:
+    """`count` reports from w1 under a lease that was never valid, at time `now`."""
+    for _ in range(count):
+        sim.apply(sim.core.task_succeeded("o1:payment", "w1", 999, None, now=now))
+
+
+def summaries(sim: Sim) -> list[dict]:
+    return [e for e in sim.types(type="result_rejected") if e.get("count")]
+
+
+def test_a_window_of_late_results_lasts_ten_seconds_from_its_first_however_late_the_clock():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    late_reports(sim, 6, now=100.0)  # five recorded, one counted
+    assert len(sim.types(type="result_rejected")) == 5 and not summaries(sim)
+    late_reports(sim, 1, now=109.9)  # still the same window
+    assert len(sim.types(type="result_rejected")) == 5
+    late_reports(sim, 1, now=110.0)  # a new window: the old one is summed up first
+    [summary] = summaries(sim)
+    assert summary["count"] == 2 and summary["ts"] == 110.0
+    assert summary["message"] == (
+        "2 more late results from w1 rejected within 10s (counted, not recorded one by one)")
+    assert sim.events[-1]["type"] == "result_rejected" and not sim.events[-1].get("count")
+    assert sim.core.counters["rejected_results"] == 8
+
+
+def test_the_monitor_sums_up_a_window_of_late_results_only_once_it_is_over():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    late_reports(sim, 7, now=100.0)
+    sim.core.heartbeat("w1", 105.0)
+    sim.apply(sim.core.tick(now=105.0))
+    assert not summaries(sim)
+    sim.core.heartbeat("w1", 110.0)
+    sim.apply(sim.core.tick(now=110.0))
+    [summary] = summaries(sim)
+    assert (summary["count"], summary["worker_id"]) == (2, "w1")
 # --------------------------------------------------------------------------- fencing by lease
 
 
@@ -775,3 +818,113 @@ def test_a_tasks_history_of_states_stays_bounded_and_ends_with_the_latest():
         longest = max(longest, len(task.history))
     assert longest == 32
     assert task.history[-4:] == [S.ASSIGNED, S.RUNNING, S.RETRY_WAIT, S.READY]
+
+
+# ----------------------------------------------------------------------- what the journal is handed
+
+
+def test_a_stimulus_hands_over_the_orders_submitted_finished_or_reopened_and_no_others():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=0))
+    fx = sim.apply(sim.core.submit("o1", {"customer": "ada"}, now=0.0))
+    order = sim.core.orders["o1"]
+    assert fx.orders == {"o1": order}
+    d, _ = sim.start_next("w1")
+    assert sim.succeed(d).orders == {}  # still in progress
+    d, _ = sim.start_next("w1")
+    fx = sim.fail(d)
+    assert fx.orders == {"o1": order} and order.reported_status == "failed"
+    fx = sim.apply(sim.core.retry_order("o1", now=sim.now))
+    assert fx.orders == {"o1": order} and order.reported_status == "in_progress"
+
+
+# --------------------------------------------------------------------------- stale queue entries
+
+
+def test_a_free_slot_skips_a_cancelled_step_still_in_the_queue_and_takes_the_next():
+    sim = Sim(workers=1, slots=1, prefetch=0, retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.submit("o2")
+    sim.submit("o3")
+    sim.apply(sim.core.cancel_order("o2", now=sim.now))
+    sim.fail(d)  # o1 fails: its slot frees
+    assert sim.task("o2", "payment").state is S.CANCELLED
+    assert sim.task("o3", "payment").state is S.ASSIGNED
+
+
+def test_a_free_slot_skips_a_queued_step_of_an_order_already_forgotten():
+    sim = Sim(workers=1, slots=1, prefetch=0, finished_order_history=1,
+              retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.submit("o2")
+    sim.submit("o3")
+    sim.apply(sim.core.cancel_order("o2", now=sim.now))
+    sim.fail(d)  # o1 finishes after o2: o2 is forgotten, its queue entry is left behind
+    assert "o2" not in sim.core.orders
+    assert sim.task("o3", "payment").state is S.ASSIGNED
+
+
+def test_a_retry_of_a_forgotten_order_due_with_a_live_one_is_dropped_quietly():
+    sim = Sim(workers=1, slots=2, finished_order_history=1,
+              retry=RetryPolicy(max_retries=1, backoff_base=1.0, backoff_cap=1.0))
+    sim.core.rng = random.Random(4)
+    sim.submit("o1")
+    sim.submit("o2")
+    first, _ = sim.start_next("w1")
+    second, _ = sim.start_next("w1")
+    sim.fail(first)
+    sim.fail(second)
+    due = {o: sim.task(o, "payment").due for o in ("o1", "o2")}
+    later = max(due, key=due.get)
+    sooner = min(due, key=due.get)
+    sim.apply(sim.core.cancel_order(later, now=sim.now))
+    sim.submit("o3")
+    d, _ = sim.start_next("w1")
+    sim.apply(sim.core.cancel_order("o3", now=sim.now))  # finished after it: it is forgotten
+    assert later not in sim.core.orders
+    sim.core.heartbeat("w1", 1.0)
+    sim.apply(sim.core.tick(now=1.0))  # both retries are due in this one tick
+    assert sim.task(sooner, "payment").state is S.ASSIGNED
+
+
+# --------------------------------------------------------------------------- policies per step
+
+
+def test_a_step_with_its_own_retry_policy_is_retried_by_it_not_by_the_clusters():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=3),
+              steps={"payment": StepPolicy(retry=RetryPolicy(max_retries=0))})
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d)
+    assert sim.task("o1", "payment").state is S.FAILED
+    assert sim.core.orders["o1"].reported_status == "failed"
+
+
+def test_a_failed_attempt_is_recorded_as_closed_so_a_restart_begins_the_next():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=2))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    assert sim.core.task_record(sim.task("o1", "payment")).attempt_open is True
+    sim.fail(d)
+    record = sim.core.task_record(sim.task("o1", "payment"))
+    assert record.attempt_open is False and record.state == "retry_wait"
+
+
+def test_an_order_submitted_without_a_priority_has_none():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    assert sim.core.orders["o1"].priority == 0
+
+
+def test_a_draining_worker_whose_connection_closes_is_declared_dead_and_its_step_moves():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    task = sim.task("o1", "payment")
+    holder = task.worker
+    other = next(w for w in sim.queues if w != holder)
+    sim.start_next(holder)
+    sim.apply(sim.core.drain_worker(holder, now=sim.now))
+    sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="connection closed"))
+    assert sim.core.workers[holder].status == "dead"
+    assert task.worker == other and task.reassignments == 1

@@ -3,12 +3,14 @@ was started, priorities, oldest first), work stealing, time limits and per-step 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim import ORDER, Sim
 
 from scheduler.engine.config import RetryPolicy, StepPolicy
 from scheduler.engine.states import TaskState
+from scheduler.engine.workflow import Workflow
 
 S = TaskState
 
@@ -280,3 +282,361 @@ def test_ready_tasks_no_live_worker_can_run_are_counted_by_step():
     assert sim.core.unroutable() == {"payment": 2}
     sim.add_worker("pay", tags={"payments"})
     assert sim.core.unroutable() == {}
+
+
+# ---------------------------------------------------------------------- placement after a loss
+
+
+def orders_preferring(sim: Sim, first: str, then: str, count: int) -> list[str]:
+    """Order ids whose ring preference starts with `first`, then `then`."""
+    found = []
+    for i in range(10_000):
+        oid = f"o{i}"
+        if list(sim.core.ring.preference(oid))[:2] == [first, then]:
+            found.append(oid)
+            if len(found) == count:
+                return found
+    raise AssertionError("no such order ids")
+
+
+def three_on_w1(w2_slots: int) -> tuple[Sim, list[str]]:
+    """w1 holds three queued payments; w2 (`w2_slots`) comes next for them on the ring; w3
+    is idle with room for three."""
+    sim = Sim(workers=0, slots=3, prefetch=0, load_epsilon=100.0)
+    sim.add_worker("w1")
+    sim.add_worker("w2", slots=w2_slots)
+    sim.add_worker("w3")
+    oids = orders_preferring(sim, "w1", "w2", 3)
+    for oid in oids:
+        sim.submit(oid)
+    assert all(sim.task(o, "payment").worker == "w1" for o in oids)
+    sim.apply(sim.core.worker_lost("w1", now=sim.now, reason="connection closed"))
+    return sim, oids
+
+
+def test_a_lost_workers_tasks_go_to_their_next_home_while_it_has_room_and_none_is_stolen():
+    sim, oids = three_on_w1(w2_slots=3)
+    assert [sim.task(o, "payment").worker for o in oids] == ["w2", "w2", "w2"]
+    assert sim.core.queue.home_load("w1") == 0
+
+
+def test_an_idle_worker_steals_all_it_has_room_for_in_one_stimulus():
+    sim, oids = three_on_w1(w2_slots=1)
+    workers = sorted(sim.task(o, "payment").worker for o in oids)
+    assert workers == ["w2", "w3", "w3"]
+    assert len(sim.core.queue) == 0
+
+
+def test_ready_tasks_queued_under_a_dead_workers_home_get_a_live_home():
+    sim = Sim(workers=2, slots=1, prefetch=0)
+    for i in range(6):
+        sim.submit(f"o{i}")
+    assert len(sim.core.queue) == 4 and sim.core.queue.home_load("w1") > 0
+    sim.apply(sim.core.worker_lost("w1", now=sim.now, reason="gone"))
+    assert sim.core.queue.home_load("w1") == 0
+    # w1's own queued payment joins them: five wait for w2's one slot.
+    assert sim.core.queue.home_load("w2") == len(sim.core.queue) == 5
+
+
+def test_ready_tasks_queued_under_a_draining_workers_home_get_a_live_home():
+    sim = Sim(workers=2, slots=1, prefetch=0)
+    for i in range(6):
+        sim.submit(f"o{i}")
+    assert sim.core.queue.home_load("w1") > 0
+    sim.apply(sim.core.drain_worker("w1", now=sim.now))
+    assert sim.core.queue.home_load("w1") == 0
+    assert sim.core.queue.home_load("w2") == len(sim.core.queue)
+
+
+# ----------------------------------------------------------------------- time limits, exactly
+
+
+def test_an_attempt_times_out_exactly_at_its_deadline_not_before():
+    sim = Sim(workers=1, step_timeout=5.0, retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    sim.start_next("w1")
+    sim.advance(4.75)
+    assert sim.task("o1", "payment").state is S.RUNNING
+    sim.advance(0.25)
+    assert sim.now == 5.0 and sim.task("o1", "payment").state is S.FAILED
+
+
+def test_a_timed_out_attempt_is_a_failure_of_its_worker_which_is_told_to_cancel_it():
+    sim = Sim(workers=1, step_timeout=2.0,
+              retry=RetryPolicy(max_retries=1, backoff_base=1.0, backoff_cap=1.0))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    fx = sim.advance(2.0)
+    assert fx.cancels == [d]
+    worker = sim.core.workers["w1"]
+    assert (worker.failed, worker.done) == (1, 0)
+    [failed] = sim.types(type="task_failed")
+    assert (failed["worker_id"], failed["step"], failed["attempt"]) == ("w1", "payment", 1)
+    [retrying] = sim.types(type="task_retrying")
+    assert retrying["worker_id"] == "w1"
+    sim.succeed(d, "late")
+    [rejected] = sim.types(type="result_rejected")
+    assert rejected["message"] == (
+        "late success of o1:payment from w1 rejected (the attempt had timed out)")
+    sim.advance(1.0)  # the retry is due
+    sim.start_next("w1")
+    sim.advance(2.0)  # and times out too: a second failure of the same worker
+    assert (worker.failed, worker.done) == (2, 0)
+
+
+def test_attempts_that_ended_before_their_deadline_are_not_timed_out_later():
+    sim = Sim(workers=1, slots=2, step_timeout=5.0, retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    sim.submit("o2")
+    first, _ = sim.start_next("w1")
+    sim.now = 0.1
+    second, _ = sim.start_next("w1")
+    sim.now = 1.0
+    sim.succeed(second)  # its deadline (5.1) stays queued behind the first one's (5.0)
+    sim.core.heartbeat("w1", 6.0)
+    sim.apply(sim.core.tick(now=6.0))  # one tick finds both deadlines due
+    assert sim.task("o1", "payment").state is S.FAILED
+    assert sim.task("o2", "payment").state is S.SUCCEEDED
+    assert [e["order_id"] for e in sim.types(type="task_failed")] == ["o1"]
+
+
+def test_a_timed_out_attempt_keeps_its_steps_limit_until_its_handler_returns():
+    # An order id with a colon: the step is what follows the last one.
+    sim = Sim(workers=1, slots=2, step_timeout=1.0, retry=RetryPolicy(max_retries=0),
+              steps={"payment": StepPolicy(max_in_flight=1)})
+    sim.submit("shop:1")
+    d, _ = sim.start_next("w1")
+    sim.submit("shop:2")
+    waiting = sim.task("shop:2", "payment")
+    assert waiting.state is S.READY
+    sim.advance(1.0)  # timed out, but its handler still runs: the limit stays taken
+    assert sim.task("shop:1", "payment").state is S.FAILED
+    assert sim.core.limits.in_flight("payment") == 1 and waiting.state is S.READY
+    sim.succeed(d, "late")  # the handler returns: the waiting payment goes at once
+    assert sim.core.limits.in_flight("payment") == 1
+    assert waiting.state is S.ASSIGNED
+    assert sim.core.held_by_limits() == {}
+
+
+# ------------------------------------------------------------------- per-step limits, released
+
+
+def test_a_limited_step_held_by_a_lost_worker_goes_on_at_once_to_another():
+    sim = Sim(workers=2, slots=2, steps={"payment": StepPolicy(max_in_flight=1)})
+    sim.submit("o1")
+    payment = sim.task("o1", "payment")
+    holder = payment.worker
+    other = next(w for w in sim.queues if w != holder)
+    sim.start_next(holder)
+    sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="gone"))
+    assert payment.state is S.ASSIGNED and payment.worker == other
+    assert sim.core.limits.in_flight("payment") == 1
+
+
+def test_a_poisoned_limited_step_gives_its_place_to_a_waiting_one_when_its_worker_is_lost():
+    sim = Sim(workers=2, slots=2, max_reassignments=0,
+              steps={"payment": StepPolicy(max_in_flight=1)})
+    sim.submit("o1")
+    sim.submit("o2")
+    first, second = sim.task("o1", "payment"), sim.task("o2", "payment")
+    assert second.state is S.READY
+    assert sim.core.held_by_limits() == {"payment": 1}
+    sim.start_next(first.worker)
+    sim.apply(sim.core.worker_lost(first.worker, now=sim.now, reason="gone"))
+    assert first.state is S.FAILED  # poison: the limit's place is free
+    assert second.state is S.ASSIGNED
+    assert sim.core.held_by_limits() == {}
+
+
+def test_each_finished_task_lets_exactly_one_held_task_of_its_step_go():
+    sim = Sim(workers=1, slots=8, steps={"payment": StepPolicy(max_in_flight=2)})
+    for i in range(5):
+        sim.submit(f"o{i}")
+    assert sim.core.held_by_limits() == {"payment": 3}
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)
+    assert sim.core.held_by_limits() == {"payment": 2}
+    assert [sim.task(f"o{i}", "payment").state for i in range(5)] == [
+        S.SUCCEEDED, S.ASSIGNED, S.ASSIGNED, S.READY, S.READY]
+    assert sim.core.limits.in_flight("payment") == 2
+    waiting = sim.task("o3", "payment")
+    assert sim.core.wait_reason(waiting) == "step payment is at its limit of 2 in flight"
+
+
+def test_held_tasks_of_a_cancelled_order_are_not_counted_or_released():
+    sim = Sim(workers=1, slots=8, steps={"payment": StepPolicy(max_in_flight=1)})
+    for i in range(3):
+        sim.submit(f"o{i}")
+    sim.apply(sim.core.cancel_order("o1", now=sim.now))
+    assert sim.core.held_by_limits() == {"payment": 1}
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)
+    assert sim.task("o2", "payment").state is S.ASSIGNED
+    assert sim.task("o1", "payment").state is S.CANCELLED
+    assert sim.core.held_by_limits() == {}
+
+
+def test_a_rate_limited_step_lets_waiting_tasks_go_as_tokens_come_back():
+    sim = Sim(workers=1, slots=20, steps={"payment": StepPolicy(rate=4.0, burst=1)})
+    for i in range(4):
+        sim.submit(f"o{i}")
+
+    def states():
+        return [sim.task(f"o{i}", "payment").state is S.ASSIGNED for i in range(4)]
+
+    assert states() == [True, False, False, False]
+    assert sim.core.held_by_limits() == {"payment": 3}
+    sim.advance(0.25)
+    assert states() == [True, True, False, False]
+    sim.advance(0.5)
+    assert states() == [True, True, True, True]
+
+
+# --------------------------------------------------------------------------- homes
+
+
+def test_steps_that_waited_for_any_worker_get_the_first_one_as_their_home():
+    sim = Sim(workers=0, slots=1, prefetch=0)
+    for i in range(3):
+        sim.submit(f"o{i}")
+    assert sim.core.queue.home_load("") == 3
+    sim.add_worker("w1")
+    assert sim.core.queue.home_load("") == 0
+    assert sim.core.queue.home_load("w1") == 2 and held(sim, "w1") == 1
+
+
+def test_steps_that_waited_for_a_capable_worker_get_it_as_their_home_when_it_joins():
+    sim = Sim(workers=1, slots=1, prefetch=0,
+              steps={"payment": StepPolicy(tags=frozenset({"payments"}))})
+    for i in range(3):
+        sim.submit(f"o{i}")
+    assert sim.core.queue.home_load("") == 3
+    sim.add_worker("pay", tags={"payments"})
+    assert sim.core.queue.home_load("") == 0 and sim.core.queue.home_load("pay") == 2
+
+
+def test_queued_steps_are_homed_only_at_workers_that_can_run_them():
+    sim = Sim(workers=0, slots=1, prefetch=0, load_epsilon=100.0)
+    sim.add_worker("payer", steps={"payment"})
+    sim.add_worker("packer", steps={"packing", "shipping"})
+    for i in range(10):
+        sim.submit(f"o{i}")
+    assert sim.core.queue.home_load("payer") == 9
+    assert sim.core.queue.home_load("packer") == 0
+
+
+def test_queued_steps_count_towards_their_homes_load_so_a_popular_home_spills_over():
+    sim = Sim(workers=0, slots=1, prefetch=0)
+    sim.add_worker("w1")
+    sim.add_worker("w2")
+    oids = orders_preferring(sim, "w1", "w2", 12)
+    for oid in oids:
+        sim.submit(oid)
+    # Each placement keeps w1 under ceil(1.25 * (placed + 1) / 2) of what it holds and what
+    # waits for it: the rest goes to w2 although the ring prefers w1 for every one.
+    w1 = held(sim, "w1") + sim.core.queue.home_load("w1")
+    w2 = held(sim, "w2") + sim.core.queue.home_load("w2")
+    assert (w1, w2) == (8, 4)
+
+
+@pytest.mark.parametrize("worker_steps,tags,reason", [
+    ({"packing"}, frozenset(), "no live worker can run step payment"),
+    (None, frozenset({"pci", "eu"}),
+     "no live worker can run step payment (it needs tags: eu, pci)"),
+])
+def test_a_step_no_live_worker_can_run_says_what_it_needs(worker_steps, tags, reason):
+    sim = Sim(workers=0, steps={"payment": StepPolicy(tags=tags)})
+    sim.add_worker("w1", steps=worker_steps)
+    sim.submit("o1")
+    assert sim.core.wait_reason(sim.task("o1", "payment")) == reason
+
+
+def test_tokens_that_came_back_together_let_as_many_waiting_tasks_go_at_once():
+    sim = Sim(workers=1, slots=20, steps={"payment": StepPolicy(rate=2.0, burst=2)})
+    for i in range(5):
+        sim.submit(f"o{i}")
+    assert sim.core.held_by_limits() == {"payment": 3}
+    sim.core.heartbeat("w1", 1.0)
+    sim.apply(sim.core.tick(now=1.0))  # two tokens back in one go
+    assert sim.core.held_by_limits() == {"payment": 1}
+    assert sum(t.state is S.ASSIGNED for t in sim.core.tasks.values()) == 4
+
+
+def test_a_finished_task_releases_only_as_many_held_tasks_as_its_limit_has_room_for():
+    sim = Sim(workers=1, slots=2, prefetch=0, steps={"payment": StepPolicy(max_in_flight=1)})
+    for i in range(3):
+        sim.submit(f"o{i}")
+    assert sim.core.held_by_limits() == {"payment": 2}
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)  # o0's packing and one payment take the two slots
+    assert sim.task("o0", "packing").state is S.ASSIGNED
+    assert sim.task("o1", "payment").state is S.ASSIGNED
+    waiting = sim.task("o2", "payment")
+    assert sim.core.held_by_limits() == {"payment": 1}
+    assert sim.core.wait_reason(waiting) == "step payment is at its limit of 1 in flight"
+
+
+def test_a_thief_skips_a_cancelled_step_at_another_home_and_takes_the_next_one_there():
+    sim = Sim(workers=0, slots=1, prefetch=0, load_epsilon=100.0,
+              retry=RetryPolicy(max_retries=0))
+    sim.add_worker("w1")
+    sim.add_worker("w2")
+    busy = orders_preferring(sim, "w2", "w1", 1)[0]
+    first, cancelled, waiting = orders_preferring(sim, "w1", "w2", 3)
+    for oid in (busy, first, cancelled, waiting):
+        sim.submit(oid)
+    assert sim.core.queue.home_load("w1") == 2  # both workers are busy
+    sim.apply(sim.core.cancel_order(cancelled, now=sim.now))
+    d, _ = sim.start_next("w2")
+    sim.fail(d)  # w2 is free and has nothing at home: it steals from w1's
+    assert sim.task(waiting, "payment").worker == "w2"
+
+
+def test_tasks_moved_off_a_lost_worker_keep_the_order_in_which_their_orders_came():
+    sim = Sim(workers=0, slots=2, prefetch=0)
+    sim.add_worker("w1")
+    sim.submit("b")  # first, though its name sorts last
+    sim.submit("a")
+    assert held(sim, "w1") == 2
+    sim.add_worker("w2", slots=1)
+    sim.apply(sim.core.worker_lost("w1", now=sim.now, reason="gone"))
+    assert sim.task("b", "payment").worker == "w2"
+    assert sim.task("a", "payment").state is S.READY
+
+
+def test_a_popular_home_among_the_capable_workers_spills_over_to_the_next_capable_one():
+    sim = Sim(workers=0, slots=1, prefetch=0,
+              steps={"payment": StepPolicy(tags=frozenset({"pay"}))})
+    sim.add_worker("w0")  # offers no tags: never a home for a payment
+    sim.add_worker("p1", tags={"pay"})
+    sim.add_worker("p2", tags={"pay"})
+    oids = [f"o{i}" for i in range(2000)
+            if [m for m in sim.core.ring.preference(f"o{i}") if m != "w0"][0] == "p1"][:12]
+    for oid in oids:
+        sim.submit(oid)
+    load = {w: held(sim, w) + sim.core.queue.home_load(w) for w in ("w0", "p1", "p2")}
+    assert load == {"w0": 0, "p1": 8, "p2": 4}
+
+
+@pytest.mark.parametrize("payment_tags", [frozenset(), frozenset({"pay"})])
+def test_steps_no_worker_can_run_yet_count_in_the_total_that_bounds_every_home(payment_tags):
+    # Each order has two independent steps: an audit no live worker can run (it waits with
+    # no home) and a payment. The waiting audits are part of the load the bound is taken
+    # of, so a popular home keeps more payments than it would without them.
+    sim = Sim(workers=0, slots=1, prefetch=0,
+              steps={"audit": StepPolicy(tags=frozenset({"auditors"})),
+                     "payment": StepPolicy(tags=payment_tags)})
+    sim.core.workflows["pair"] = Workflow.define("pair", [("audit", []), ("payment", [])])
+    sim.add_worker("w0")
+    sim.add_worker("p1", tags={"pay"})
+    sim.add_worker("p2", tags={"pay"})
+    capable = ("p1", "p2") if payment_tags else ("w0", "p1", "p2")
+    oids = [f"o{i}" for i in range(5000)
+            if [m for m in sim.core.ring.preference(f"o{i}") if m in capable][0] == "p1"][:12]
+    for oid in oids:
+        sim.submit(oid, workflow="pair")
+    assert sim.core.queue.home_load("") == 12
+    load = {w: held(sim, w) + sim.core.queue.home_load(w) for w in ("w0", "p1", "p2")}
+    # Without the audits in the total, p1 would keep fewer and pass more on.
+    assert load == ({"w0": 0, "p1": 11, "p2": 1} if payment_tags
+                    else {"w0": 1, "p1": 10, "p2": 1})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from sim import Sim
 
+from scheduler.engine.config import ConfigError, StepPolicy
 from scheduler.engine.core import DEPARTED_WORKER_CAP
 from scheduler.engine.errors import Conflict
 from scheduler.engine.states import TaskState
@@ -144,6 +145,65 @@ def test_validate_finds_a_departed_worker_still_on_the_ring(status):
         sim.core.validate()
 
 
+# Each corruption below keeps every other invariant true, so only the one named can catch it.
+
+
+def test_validate_finds_a_task_its_worker_does_not_list_even_when_the_counts_agree():
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    sim.core.workers["w1"].tasks.clear()
+    sim.core._held -= 1
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+
+
+def test_validate_finds_a_worker_listing_another_workers_task_even_when_the_counts_agree():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    task = sim.task("o1", "payment")
+    other = next(w for w in sim.queues if w != task.worker)
+    sim.core.workers[other].tasks.add(task.id)
+    sim.core._held += 1
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+
+
+@pytest.mark.parametrize("status", ["dead", "removed"])
+def test_validate_finds_a_departed_worker_still_on_the_ring_though_nothing_else_is_wrong(status):
+    sim = Sim(workers=1)
+    sim.core.workers["w1"].status = status
+    sim.core._hungry.discard("w1")
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+
+
+def test_validate_finds_a_departed_worker_still_stuck_on_a_slot():
+    sim = Sim(workers=1)
+    worker = sim.core.workers["w1"]
+    sim.apply(sim.core.worker_lost("w1", now=0.0, reason="gone"))
+    worker.stuck.add(("o1:payment", 1))
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+
+
+def test_validate_finds_a_worker_running_and_stuck_on_more_than_its_slots():
+    sim = Sim(workers=1, slots=1, prefetch=1)
+    sim.submit("o1")
+    sim.start_next("w1")
+    sim.core.workers["w1"].stuck.add(("o0:payment", 1))
+    sim.core._hungry.discard("w1")
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+
+
+def test_validate_finds_a_step_over_its_concurrency_limit():
+    sim = Sim(workers=1, steps={"payment": StepPolicy(max_in_flight=1)})
+    sim.submit("o1")
+    sim.core.limits.started("payment", 0.0)
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+
+
 def test_a_worker_known_to_be_gone_is_declared_dead_at_once_and_its_tasks_move():
     sim = Sim(workers=2)
     sim.submit("o1")
@@ -157,3 +217,25 @@ def test_a_worker_known_to_be_gone_is_declared_dead_at_once_and_its_tasks_move()
     assert task.worker != holder and task.reassignments == 1
     again = sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="again"))
     assert not [e for e in again.events if e["type"] == "worker_dead"]  # dead only once
+
+
+@pytest.mark.parametrize("slots", [0, 1.5, True, "2"])
+def test_a_worker_with_a_bad_number_of_slots_is_refused_saying_why(slots):
+    sim = Sim(workers=0)
+    with pytest.raises(ConfigError, match=rf"^slots must be an integer >= 1, got {slots!r}$"):
+        sim.core.add_worker("w1", now=0.0, slots=slots)
+    assert "w1" not in sim.core.workers and not sim.core.ring
+
+
+def test_a_worker_joins_the_ring_with_its_share_and_announces_its_slots_and_tags():
+    sim = Sim(workers=0, slots=4)
+    sim.add_worker("one", slots=1)
+    sim.add_worker("four", tags={"payments", "eu"})
+    assert sim.core.ring.members == {"one", "four"}
+    shares = sim.core.ring.shares()
+    assert 0.1 < shares["one"] < 0.3  # a quarter of the slots of the other
+    one, four = sim.types(type="worker_added")
+    assert one["message"] == "worker one (thread, 1 slot) joined"
+    assert (one["worker_id"], one["slots"], one["tags"]) == ("one", 1, [])
+    assert four["message"] == "worker four (thread, 4 slots, tags eu, payments) joined"
+    assert (four["worker_id"], four["slots"], four["tags"]) == ("four", 4, ["eu", "payments"])

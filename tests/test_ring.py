@@ -116,3 +116,96 @@ def test_arcs_tile_the_circle_from_zero_without_gaps():
     arcs = sorted(ring_of(3).arcs())
     assert arcs[0][0] == 0.0 and arcs[-1][1] == 1.0
     assert all(a[1] == b[0] for a, b in zip(arcs, arcs[1:], strict=False))
+
+
+# -------------------------------------------------------------------------- weights and eligibility
+
+
+def weighted_ring() -> HashRing:
+    ring = HashRing(vnodes=64)
+    ring.add("big", weight=3.0)
+    ring.add("small", weight=1.0)
+    ring.add("other", weight=1.0)
+    return ring
+
+
+def key_preferring(ring: HashRing, first: str, then: str, eligible=None) -> str:
+    for key in KEYS:
+        prefs = [m for m in ring.preference(key) if eligible is None or eligible(m)]
+        if prefs[:2] == [first, then]:
+            return key
+    raise AssertionError("no such key")
+
+
+def test_a_capacity_follows_the_members_share_of_the_weight():
+    assert capacity(10, 2, 0.25) == 7  # ceil(1.25 * 11 / 2)
+    assert capacity(10, 2, 0.25, share=0.75) == 11  # ceil(1.25 * 11 * 0.75)
+    assert capacity(0, 4, 0.25) == 1  # never below one
+
+
+def test_a_heavier_member_gets_more_points_but_at_most_eight_times_its_vnodes():
+    ring = HashRing(vnodes=10)
+    ring.add("huge", weight=100.0)
+    assert len(ring.arcs()) == 8 * 10 + 1  # one arc per point, the first one split in two
+    ring.add("tiny", weight=0.01)
+    assert len(ring.arcs()) == 8 * 10 + 1 + 1  # at least one point each
+
+
+@pytest.mark.parametrize("weight", [0, -1.0])
+def test_a_member_without_weight_is_refused(weight):
+    ring = HashRing()
+    with pytest.raises(ValueError, match="^a ring member's weight must be > 0$"):
+        ring.add("w1", weight=weight)
+    assert "w1" not in ring and len(ring) == 0
+
+
+def test_a_heavier_home_keeps_its_key_up_to_its_weighted_capacity():
+    ring = weighted_ring()
+    key = key_preferring(ring, "big", "small")
+    # 8 tasks among weights 3:1:1: big's capacity is ceil(1.25 * 9 * 0.6) = 7.
+    loads = {"big": 6, "small": 0, "other": 0}
+    assert ring.place(key, loads.__getitem__, 0.25, total=8) == "big"
+    loads["big"] = 7
+    assert ring.place(key, loads.__getitem__, 0.25, total=8) == "small"
+
+
+def test_placement_counts_the_load_itself_when_the_caller_does_not_keep_a_total():
+    ring = ring_of(2)
+    key = KEYS[0]
+    home, second = list(ring.preference(key))
+    loads = {home: 3, second: 0}
+    # total 3: capacity ceil(1.25 * 4 / 2) = 3, so the home is full.
+    assert ring.place(key, loads.__getitem__, 0.25) == second
+    assert ring.place(key, loads.__getitem__, 0.25, total=30) == home
+
+
+def test_placement_among_eligible_members_skips_the_others_even_the_keys_home():
+    ring = weighted_ring()
+    eligible = {"small", "other"}.__contains__
+    key = key_preferring(ring, "big", "small")
+    assert ring.place(key, lambda m: 0, 0.25, eligible=eligible) == "small"
+    assert ring.place(key, lambda m: 0, 0.25, eligible=lambda m: False) is None
+
+
+def test_placement_among_eligible_members_uses_their_weights_and_load():
+    ring = weighted_ring()
+    eligible = {"big", "small"}.__contains__
+    key = key_preferring(ring, "big", "small", eligible)
+    # Among big (3) and small (1), big's share is 0.75: with the caller's total of 8,
+    # its capacity is ceil(1.25 * 9 * 0.75) = 9.
+    loads = {"big": 8, "small": 2, "other": 50}
+    assert ring.place(key, loads.__getitem__, 0.25, total=8, eligible=eligible) == "big"
+    loads["big"] = 9
+    assert ring.place(key, loads.__getitem__, 0.25, total=8, eligible=eligible) == "small"
+    # Without a total, the eligible members' own load counts: 9 + 2, so big's capacity
+    # is ceil(1.25 * 12 * 0.75) = 12.
+    assert ring.place(key, loads.__getitem__, 0.25, eligible=eligible) == "big"
+
+
+def test_placement_among_eligible_members_all_over_their_share_falls_back_to_the_keys_own():
+    ring = weighted_ring()
+    eligible = {"small", "other"}.__contains__
+    key = key_preferring(ring, "big", "other")
+    loads = {"big": 0, "small": 5, "other": 5}
+    # The caller's total (0) counted none of their load: both are over capacity 1.
+    assert ring.place(key, loads.__getitem__, 0.25, total=0, eligible=eligible) == "other"

@@ -397,11 +397,6 @@ def test_an_order_of_an_unknown_workflow_cannot_be_adopted():
     assert not core.orders
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: restore() re-derives the status of a restored order after re-queueing its "
-    "steps, so an order whose only started step was running comes back 'pending' (as if "
-    "nothing had been handed to a worker) until a worker takes it; a live core keeps such "
-    "an order 'in_progress' when its worker dies (see Cluster._order_view)"))
 def test_an_order_whose_first_step_was_running_stays_in_progress_across_a_restart():
     sim = Sim(workers=1)
     sim.core.epoch_offset = OFFSET

@@ -1,9 +1,10 @@
 """When the big faults of a chaos run happen: a plan drawn from the seed before the run.
 
-Server restarts, long stalls of remote workers and one burst of hung attempts are planned, not drawn as the run goes:
-whether they happen must not depend on timing (a seeded 60 s run always has the same ones),
-and each needs room after it to show that the cluster recovered. The small faults (worker
-kills, adds, drains, spikes, short stalls) are drawn as the run goes (driver.py).
+Server restarts, long stalls of remote workers and one burst of hung attempts are planned,
+not drawn as the run goes: whether they happen must not depend on timing (a seeded 60 s run
+always has the same ones), and each needs room after it to show that the cluster recovered.
+The small faults (worker kills, adds, drains, spikes, short stalls) are drawn as the run goes
+(driver.py).
 """
 
 from __future__ import annotations

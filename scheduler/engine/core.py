@@ -1058,6 +1058,10 @@ class SchedulerCore:
         status = self.order_status(order)
         if status.value == order.reported_status:
             return
+        if status is OrderStatus.PENDING and order.reported_status == OrderStatus.IN_PROGRESS.value:
+            # Handed to a worker once, it stays in progress when its steps go back in line
+            # (its worker died, or the server restarted): only a dispatch starts an order.
+            return
         was_finished = OrderStatus(order.reported_status) in TERMINAL_ORDER
         self._set_order_status(order, status)
         if was_finished and status not in TERMINAL_ORDER:

@@ -676,6 +676,8 @@ def test_an_error_answer_to_a_result_is_logged_and_the_result_dropped():
     (result,) = sends(worker.run(A1), "result")
     effects = worker.answer(result, {"error": {"code": "x", "message": "bad"}, "status": 422})
     assert "result for o-1:payment lease 1 refused: bad" in logged(effects)
+    # The scheduler has moved that step on (a restart, a failover, a time limit): expected.
+    assert [e.level for e in effects if isinstance(e, Log)] == ["warning"]
     assert worker.session.unacknowledged == []
 
 

@@ -294,8 +294,11 @@ class WorkerSession:
             self._results.pop(request.key, None)
             if error_message(reply):
                 task_id, lease = request.key
-                return [Log("error", f"result for {task_id} lease {lease} refused: "
-                                     f"{error_message(reply)}")]
+                # Expected after a restart, a failover or a time limit: the scheduler has
+                # already moved the step on, so nothing is lost; a warning, not an error.
+                return [Log("warning", f"result for {task_id} lease {lease} refused: "
+                                       f"{error_message(reply)} (the scheduler no longer "
+                                       f"expects it from this worker)")]
             return []
         if request.event == "refuse":
             self._refusals.pop(request.key, None)

@@ -129,3 +129,18 @@ def test_the_openapi_document_describes_the_answer(demo):
     ok = doc["paths"]["/api/workflows"]["get"]["responses"]["200"]
     assert ok["content"]["application/json"]["schema"]["properties"]["workflows"]["items"] == {
         "$ref": "#/components/schemas/Workflow"}
+
+
+def test_a_clusters_own_step_policy_is_the_one_listed():
+    # The cluster's `steps=` override the app's policy step by step, and the listing shows
+    # what is in force, not what the app declared.
+    from scheduler.engine.config import StepPolicy
+
+    pick = StepPolicy(timeout=5, tags=frozenset({"eu"}))
+    cluster = Cluster(workers=0, app=shop(), steps={"pick": pick},
+                      heartbeat_interval=0.05, heartbeat_timeout=0.3)
+    with app_over(cluster, start=False) as app:
+        listed = by_name(app.test_client().get("/api/workflows").get_json()["workflows"])
+    steps = by_name(listed["checkout"]["steps"])
+    assert (steps["pick"]["timeout"], steps["pick"]["tags"]) == (5, ["eu"])
+    assert (steps["charge"]["timeout"], steps["charge"]["retries"]) == (10, 4)

@@ -365,7 +365,7 @@ class Cluster:
     def describe_workflows(self) -> list[dict]:
         """Each workflow with its DAG and its steps' policies (`GET /api/workflows`)."""
         if self.app is not None and set(self.app.workflows) == set(self._core.workflows):
-            return self.app.describe()
+            return self.app.describe(self.config.steps)  # overrides given to the cluster win
         return [
             {"name": name, "steps": [
                 {"name": s, "deps": list(wf.deps[s]), "tags": sorted(self.config.policy(s).tags)}

@@ -47,9 +47,9 @@ class Step:
     def is_async(self) -> bool:
         return is_async(self.handler)
 
-    def describe(self) -> dict:
-        """The step as `GET /api/workflows` shows it."""
-        policy = self.policy
+    def describe(self, policy: StepPolicy | None = None) -> dict:
+        """The step as `GET /api/workflows` shows it, under `policy` (default: its own)."""
+        policy = self.policy if policy is None else policy
         retry = policy.retry
         return {
             "name": self.name,
@@ -161,13 +161,16 @@ class App:
             raise AppError(f"app {self.name!r} declares no workflow")
         return self
 
-    def describe(self) -> list[dict]:
-        """Each workflow with its DAG and its steps' policies (`GET /api/workflows`)."""
+    def describe(self, policies: Mapping[str, StepPolicy] | None = None) -> list[dict]:
+        """Each workflow with its DAG and its steps' policies (`GET /api/workflows`);
+        `policies` are the ones in force where a cluster overrides the app's."""
+        policies = policies or {}
         return [
             {
                 "name": wf.name,
                 "steps": [
-                    {**self.steps[s].describe(), "deps": list(wf.deps[s])} for s in wf.steps
+                    {**self.steps[s].describe(policies.get(s)), "deps": list(wf.deps[s])}
+                    for s in wf.steps
                 ],
             }
             for wf in sorted(self.workflows.values(), key=lambda w: w.name)

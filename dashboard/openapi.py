@@ -97,7 +97,12 @@ SCHEMAS: dict[str, dict] = {
             "status": {"enum": [s.value for s in TaskState]},
             "attempts": {"type": "integer"},
             "runs": {"type": "integer"},
-            "reassignments": {"type": "integer"},
+            "moves": {"type": "integer",
+                      "description": "times it was taken off a worker that died or drained "
+                                     "and put back in line (one `task_reassigned` event each)"},
+            "reassignments": {"type": "integer",
+                              "description": "times its worker died while it ran (its poison "
+                                             "count, reset by a manual retry)"},
             "worker": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"]},
             "result": {},

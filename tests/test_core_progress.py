@@ -156,6 +156,8 @@ def test_a_drained_queued_task_is_a_move_but_not_a_death():
     assert moved[0]["moves"] == 1
     counters = sim.core.counters
     assert (counters["moves"], counters["moves_drain"], counters["moves_worker_dead"]) == (1, 1, 0)
+    view = sim.core.task_record(task).view()
+    assert (view["moves"], view["reassignments"]) == (1, 0)
 
 
 def test_every_move_off_a_dead_worker_is_counted_once_and_points_at_the_death():
@@ -186,6 +188,18 @@ def test_a_poisoned_task_is_not_a_move():
     assert sim.core.counters["moves"] == 0 and sim.task("o1", "payment").moves == 0
     assert sim.core.counters["reassignments"] == 1
     assert sim.core.progress.rates(sim.now)["failures_per_s"] > 0
+
+
+def test_moves_survive_a_restart_in_the_record():
+    sim = Sim(workers=2)
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
+    assert sim.task("o1", "payment").moves == 1
+    core = fresh_core()
+    core.restore(point_of(sim.core), records_of(sim.core), now=sim.now)
+    assert core.tasks["o1:payment"].moves == 1
+    assert core.counters["moves"] == 1
 
 
 # ---------------------------------------------------------------- restarts and operators

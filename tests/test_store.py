@@ -564,3 +564,43 @@ def test_an_orders_priority_survives_a_restart(journal_db):
         assert again.get_order(oid)["priority"] == 9
     finally:
         again.stop()
+
+
+def test_a_tasks_moves_are_journaled_and_come_back_after_a_restart(journal_db):
+    sim = JournaledSim(journal_db, workers=2)
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
+    assert sim.task("o1", "payment").moves == 1
+    core = sim.crash_and_recover(journal_db)
+    assert core.tasks["o1:payment"].moves == 1
+    assert core.counters["moves"] == core.counters["moves_worker_dead"] == 1
+    (moves,) = db_rows(journal_db, "SELECT moves FROM tasks WHERE id = 'o1:payment'")[0]
+    assert moves == 1
+
+
+def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
+    from scheduler.journal.schema import MIGRATIONS
+
+    db = tmp_path / "v3.db"
+    conn = sqlite3.connect(db)
+    for version in (1, 2, 3):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO orders VALUES ('o-3', 1, 'ecommerce', ?, NULL, 1.0, 'completed', "
+                 "2.0, 0)", ('{"customer": "ada", "items": []}',))
+    conn.execute("INSERT INTO tasks VALUES ('o-3:payment', 'o-3', 'payment', 'succeeded', 1, 0, "
+                 "1, 2, 'w-1', NULL, NULL, NULL)")
+    conn.commit()
+    conn.close()
+    journal = SQLiteJournal(db)
+    try:
+        order = journal.find_order("o-3")
+    finally:
+        journal.close()
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(4,)]
+    assert (order["tasks"]["payment"]["moves"], order["tasks"]["payment"]["reassignments"]) == (
+        0, 1)
+    assert ("orders_by_number",) in db_rows(
+        db, "SELECT name FROM sqlite_master WHERE type = 'index'")

@@ -556,6 +556,7 @@ class SchedulerCore:
             task.result,
             task.error,
             None if task.due is None else round(self.wall(task.due), 6),
+            task.moves,
         )
 
     def order_record(
@@ -1206,7 +1207,7 @@ class SchedulerCore:
             rec = recorded.get(step) or new_task_record(record.id, step)
             task = Task(rec.id, record.id, step, S(rec.state), set())
             task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
-            task.reassignments, task.runs = rec.reassignments, rec.runs
+            task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
             task.worker, task.result, task.error = rec.worker, rec.result, rec.error
             if rec.retry_at is not None:
                 task.due = rec.retry_at - self.epoch_offset

@@ -30,6 +30,8 @@ class TaskRecord(NamedTuple):
     result: Any
     error: str | None
     retry_at: float | None  # wall clock: when a retry_wait ends
+    # Times it was taken off a worker that left (died or drained) and put back in line.
+    moves: int = 0
 
     @property
     def id(self) -> str:
@@ -43,6 +45,9 @@ class TaskRecord(NamedTuple):
             "status": self.state,
             "attempts": self.attempt,
             "runs": self.runs,
+            # Moves: every time it was taken off a worker that died or drained (what the
+            # dashboard shows); reassignments: the deaths while it ran (its poison count).
+            "moves": self.moves,
             "reassignments": self.reassignments,
             "worker": self.worker,
             "error": self.error,

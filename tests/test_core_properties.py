@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sim import Sim
 
@@ -46,6 +46,14 @@ def live_workers(sim: Sim) -> list[str]:
 # The example budget comes from the profile loaded in conftest.py.
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workflow=workflows(), actions=ACTIONS, orders=st.integers(1, 5))
+# Found by hypothesis: a worker killed with more than REJECTION_BURST tasks running (it has
+# slots), whose late results are then rejected without an event each.
+@example(
+    workflow=Workflow.define("random", [(f"s{i}", []) for i in range(5)]),
+    actions=[("succeed", 0), ("add", 0), ("add", 0), ("succeed", 0), ("succeed", 0),
+             ("drain", 0), ("succeed", 0), ("kill", 1)],
+    orders=3,
+)
 def test_random_schedules_keep_the_invariants_and_always_finish(workflow, actions, orders):
     sim = Sim(
         workers=2,
@@ -95,8 +103,12 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w not in dead))
     for d in running:
         if d.worker_id in dead:
+            # Counted, not always an event: beyond REJECTION_BURST late results of one worker
+            # (a dead worker with many slots had more running) they are summed up later.
+            rejected = sim.core.counters["rejected_results"]
             sim.succeed(d)
-            assert sim.events[-1]["type"] == "result_rejected"
+            assert sim.core.counters["rejected_results"] == rejected + 1
+            assert sim.core.tasks[d.task_id].lease != d.lease
         else:
             sim.succeed(d)
     for _ in range(200):

@@ -604,3 +604,31 @@ def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
         0, 1)
     assert ("orders_by_number",) in db_rows(
         db, "SELECT name FROM sqlite_master WHERE type = 'index'")
+
+
+def test_the_journal_searches_orders_newest_first_by_every_filter(journal_db):
+    from scheduler.engine.records import OrderQuery
+
+    sim = JournaledSim(journal_db, workers=1, retry=RetryPolicy(max_retries=0))
+    for i, customer in enumerate(["Ada 100%", "ada_b", "bob"]):
+        sim.apply(sim.core.submit(f"o{i}", {**ORDER, "customer": customer}, now=sim.now + i,
+                                  workflow="ecommerce_invoiced" if i == 1 else "ecommerce"))
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "Card DECLINED by the 100% rule")  # o0 fails for good
+    journal = sim.journal
+
+    def ids(before=None, limit=10, **query) -> list[str]:
+        return [r.id for r in journal.search_orders(OrderQuery(**query), before, limit)]
+
+    try:
+        assert ids() == ["o2", "o1", "o0"]
+        assert ids(limit=2) == ["o2", "o1"] and ids(before=2) == ["o0"]  # by number
+        assert ids(customer="ADA") == ["o1", "o0"]
+        assert ids(customer="a_b") == ["o1"] and ids(customer="%") == ["o0"]  # no wildcards
+        assert ids(workflow="ecommerce_invoiced") == ["o1"]
+        assert ids(status="failed") == ["o0"] and ids(error="card declined") == ["o0"]
+        assert ids(since=sim.now + 1, until=sim.now + 2) == ["o1"]
+        [found] = journal.search_orders(OrderQuery(error="100%"), None, 10)
+        assert found.tasks[0].error == "gave up after 1 attempts: Card DECLINED by the 100% rule"
+    finally:
+        journal.close()

@@ -8,6 +8,7 @@ and a time is converted in one place (`SchedulerCore.wall`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -104,6 +105,45 @@ class OrderRecord:
 
 
 @dataclass(frozen=True)
+class OrderQuery:
+    """What a search of orders asks for (`GET /api/orders`): every field given must hold.
+    Text is matched case-insensitively as a part of the value; times are wall clock."""
+
+    status: str | None = None  # an OrderStatus value
+    workflow: str | None = None
+    customer: str | None = None  # a part of the order's customer
+    error: str | None = None  # a part of any step's last error
+    since: float | None = None  # submitted at or after
+    until: float | None = None  # submitted before
+
+    def matches(
+        self,
+        status: str,
+        workflow: str,
+        customer: object,
+        submitted_at: float,
+        errors: Iterable[str | None],
+    ) -> bool:
+        """Whether an order with these values is one the query asks for."""
+        if self.status is not None and status != self.status:
+            return False
+        if self.workflow is not None and workflow != self.workflow:
+            return False
+        if self.since is not None and submitted_at < self.since:
+            return False
+        if self.until is not None and submitted_at >= self.until:
+            return False
+        if self.customer is not None and not (
+            isinstance(customer, str) and self.customer.casefold() in customer.casefold()
+        ):
+            return False
+        if self.error is not None:
+            wanted = self.error.casefold()
+            return any(e is not None and wanted in e.casefold() for e in errors)
+        return True
+
+
+@dataclass(frozen=True)
 class ResumePoint:
     """Where numbering and totals stood when the journal last committed, so a restarted
     engine continues them: event seq, order numbers, leases, and the cumulative counts of
@@ -122,6 +162,7 @@ class ResumePoint:
 
 __all__ = [
     "FINISHED_STATUSES",
+    "OrderQuery",
     "OrderRecord",
     "ResumePoint",
     "TaskRecord",

@@ -226,6 +226,7 @@ SCHEMAS: dict[str, dict] = {
                                           "or a tag nobody offers), by step"},
             "throughput": {"type": "number", "description": "orders completed/s, last minute"},
             "last_seq": {"type": "integer"},
+            "now": {"type": "number", "description": "the server's clock (Unix time)"},
         },
     },
     "Chaos": {

@@ -593,6 +593,8 @@ class Cluster:
                 "unroutable": core.unroutable(),
                 "throughput": round(core.throughput(now), 3),
                 "last_seq": core.seq,
+                # The server's clock (Unix time), so a page can place these numbers in time.
+                "now": round(core.wall(now), 3),
             }
 
     def wait_until_idle(self, timeout: float = 10.0) -> bool:

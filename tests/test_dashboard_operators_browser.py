@@ -149,7 +149,7 @@ def test_a_kill_is_one_incident_entry_within_the_heartbeat_timeout_without_touch
         d.wait_text("#log-list li.incident[data-type='worker_dead'] .incident-head", head)
         # Its moves are not separate rows; one click lists them, each with its cause.
         assert d.page.locator("#log-list > li[data-type='task_reassigned']").count() == 0
-        entry.click()
+        entry.locator(".incident-head").click()
         children = entry.locator("li.log-child[data-type='task_reassigned']")
         d.wait("n => document.querySelectorAll(\"#log-list li.incident li.log-child"
                "[data-type='task_reassigned']\").length === n", arg=n)

@@ -632,3 +632,17 @@ def test_the_journal_searches_orders_newest_first_by_every_filter(journal_db):
         assert found.tasks[0].error == "gave up after 1 attempts: Card DECLINED by the 100% rule"
     finally:
         journal.close()
+
+
+def test_a_time_bound_is_compared_with_the_time_as_shown_to_the_millisecond():
+    from scheduler.engine.records import OrderQuery
+
+    def found(exact: float, **bounds) -> bool:
+        return OrderQuery(**bounds).matches("pending", "ecommerce", "ada", exact, [])
+
+    # An order's own submitted_at, as the API shows it, finds it as `since` and leaves it
+    # out as `until`, whichever way the exact time was rounded.
+    for exact in (1_700_000_000.1232, 1_700_000_000.1228):  # both shown as ...0.123
+        shown = round(exact, 3)
+        assert found(exact, since=shown) and not found(exact, until=shown)
+        assert found(exact, until=shown + 0.001) and not found(exact, since=shown + 0.001)

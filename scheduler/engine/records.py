@@ -116,6 +116,14 @@ class OrderQuery:
     since: float | None = None  # submitted at or after
     until: float | None = None  # submitted before
 
+    def time_bounds(self) -> tuple[float | None, float | None]:
+        """`since` and `until` as bounds on the exact submission time. Views show times to
+        the millisecond (rounded), and a bound is compared with the time as shown: an
+        order's own `submitted_at` as `since` finds it, as `until` leaves it out."""
+        half = 0.0005
+        return (None if self.since is None else self.since - half,
+                None if self.until is None else self.until - half)
+
     def matches(
         self,
         status: str,
@@ -129,9 +137,10 @@ class OrderQuery:
             return False
         if self.workflow is not None and workflow != self.workflow:
             return False
-        if self.since is not None and submitted_at < self.since:
+        since, until = self.time_bounds()
+        if since is not None and submitted_at < since:
             return False
-        if self.until is not None and submitted_at >= self.until:
+        if until is not None and submitted_at >= until:
             return False
         if self.customer is not None and not (
             isinstance(customer, str) and self.customer.casefold() in customer.casefold()

@@ -123,12 +123,13 @@ def search_where(
     if query.workflow is not None:
         clauses.append(f"workflow = {mark}")
         args.append(query.workflow)
-    if query.since is not None:
+    since, until = query.time_bounds()
+    if since is not None:
         clauses.append(f"submitted_at >= {mark}")
-        args.append(query.since)
-    if query.until is not None:
+        args.append(since)
+    if until is not None:
         clauses.append(f"submitted_at < {mark}")
-        args.append(query.until)
+        args.append(until)
     if query.customer is not None:
         clauses.append(f"{customer_column} {like} {mark} ESCAPE '\\'")
         args.append(text(query.customer))

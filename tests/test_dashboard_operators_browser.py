@@ -59,10 +59,10 @@ def test_enter_on_an_id_the_page_does_not_hold_opens_its_timeline_and_it_stays_o
     cluster = fast_cluster(workers=3, **HEARTBEATS)
     # A fresh page reads one page of orders (500): the oldest of 510 is only on the server.
     with dashboard(browser, tmp_path, cluster, {"DASHBOARD_INITIAL_ORDERS": 1}) as d:
-        ids = cluster.submit_many([ORDER_DATA] * 510)
-        wait_for(lambda: cluster.get_order(ids[0])["status"] == "completed", timeout=20,
+        oldest = cluster.submit({**ORDER_DATA, "customer": "zoe the oldest"})
+        cluster.submit_many([ORDER_DATA] * 509)
+        wait_for(lambda: cluster.get_order(oldest)["status"] == "completed", timeout=20,
                  message="the oldest order to complete")
-        oldest = ids[0]
         d.page.goto(d.url + "/")
         d.wait_live()
         d.wait("() => window.orderflowDashboard.store.historyLoaded")
@@ -83,6 +83,15 @@ def test_enter_on_an_id_the_page_does_not_hold_opens_its_timeline_and_it_stays_o
         assert d.page.inner_text("#tl-title") == oldest
         assert d.page.evaluate("() => window.location.hash") == f"#order={oldest}"
         d.shot("searched-id-opened")
+        # A customer the page holds no order of: Enter asks the server, and its order shows.
+        d.page.keyboard.press("Escape")
+        d.page.locator("#timeline").wait_for(state="hidden")
+        d.page.fill("#order-search", "zoe the")
+        d.wait_text("#order-count", "none held: Enter asks the server")
+        d.page.press("#order-search", "Enter")
+        d.row(oldest).wait_for()
+        assert d.row(oldest).locator(".c-customer").inner_text() == "zoe the oldest"
+        d.wait("() => document.getElementById('order-count').textContent.startsWith('1 of ')")
         assert d.errors == []
 
 

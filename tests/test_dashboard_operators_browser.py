@@ -302,3 +302,61 @@ def test_the_chart_shows_the_servers_history_after_a_reload(browser, tmp_path):
                "   === tile.textContent }", timeout=WAIT_MS)
         d.shot("chart-history")
         assert d.errors == []
+
+
+def staged_app(gate: threading.Event) -> App:
+    """One workflow per stage an order can be held in: payment blocks until `gate` is set,
+    flaky fails and waits a minute before its retry, broken fails for good, quick succeeds."""
+    app = App("stages")
+
+    @app.step()
+    def payment(ctx: TaskContext) -> dict:
+        gate.wait(WAIT_MS / 1000)
+        return {}
+
+    @app.step(retries=1, backoff=(60.0, 60.0))
+    def flaky(ctx: TaskContext) -> dict:
+        raise RuntimeError("gateway timeout")
+
+    @app.step(retries=0)
+    def broken(ctx: TaskContext) -> dict:
+        raise RuntimeError("card declined")
+
+    @app.step()
+    def quick(ctx: TaskContext) -> dict:
+        return {}
+
+    for name in ("payment", "flaky", "broken", "quick"):
+        app.workflow(name, [name])
+    return app
+
+
+def test_stage_tiles_filters_and_the_api_count_orders_alike(browser, tmp_path):
+    gate = threading.Event()
+    cluster = Cluster(workers=1, slots=2, prefetch=0, app=staged_app(gate), seed=7,
+                      **HEARTBEATS)
+    wanted = {"queued": 2, "running": 2, "retrying": 1, "completed": 1, "failed": 1,
+              "cancelled": 0}
+    with dashboard(browser, tmp_path, cluster) as d:
+        try:
+            for workflow in ("quick", "broken", "flaky"):
+                cluster.submit(ORDER_DATA, workflow)
+            wait_for(lambda: cluster.stats()["progress"]["retrying"] == 1, timeout=10,
+                     message="the flaky order to wait for its retry")
+            for _ in range(4):
+                cluster.submit(ORDER_DATA, "payment")
+            wait_for(lambda: {k: cluster.stats()["progress"].get(k) for k in wanted} == wanted,
+                     timeout=10, message="two payments running and two queued")
+            d.page.goto(d.url + "/")
+            d.wait_live()
+            for stage, count in wanted.items():
+                if stage != "cancelled":
+                    d.wait_text(f"[data-tile='{stage}'] .tile-value", str(count))
+                d.wait_text(f"[data-filter='{stage}'] .seg-count", str(count))
+            api = d.page.evaluate("() => fetch('/api/stats').then(r => r.json())")
+            assert {k: api["progress"][k] for k in wanted} == wanted
+            d.shot("stages")
+        finally:
+            gate.set()
+        d.wait_text("[data-tile='completed'] .tile-value", "5")
+        assert d.errors == []

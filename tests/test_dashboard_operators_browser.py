@@ -196,6 +196,20 @@ def test_bulk_retry_of_the_failed_orders_shown_asks_once_with_the_count(browser,
         error = d.row(ids[0]).locator(".c-error")
         assert error.inner_text().startswith("payment: ")
         assert "card declined" in error.inner_text()
+        # The full failure text is one click away: on its event log entry...
+        failed = d.page.locator(f"#log-list li[data-type='order_failed'][data-order='{ids[0]}']")
+        failed.locator(".ev-badge").click()
+        full = failed.locator(".log-full")
+        full.wait_for()
+        assert full.inner_text().endswith("please ask the customer to use another card)")
+        # ...and in the order's timeline, whole in its steps table.
+        d.row(ids[0]).click()
+        tl_error = d.page.locator("#tl-body .tl-steps tr[data-step='payment'] .tl-error")
+        tl_error.wait_for()
+        assert tl_error.inner_text().endswith("please ask the customer to use another card)")
+        assert tl_error.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        d.page.click("#tl-close")
+        d.page.locator("#timeline").wait_for(state="hidden")
         d.page.click("[data-filter='failed']")
         # Failures grouped by step and reason, with counts.
         group = d.page.locator("#failure-groups button[data-step='payment']")

@@ -15,7 +15,7 @@ import pytest
 import test_dashboard_browser as shared
 from conftest import wait_for
 from test_dashboard_browser import HEARTBEATS, ORDER_DATA, WAIT_MS, dashboard
-from web import fast_cluster
+from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
 from scheduler import App, Cluster, TaskContext
@@ -374,3 +374,48 @@ def test_stage_tiles_filters_and_the_api_count_orders_alike(browser, tmp_path):
             gate.set()
         d.wait_text("[data-tile='completed'] .tile-value", "5")
         assert d.errors == []
+
+
+def test_a_server_restart_is_one_incident_entry_once_the_page_reconnects(browser, tmp_path):
+    from scheduler.journal.location import open_journal, parse_location
+
+    def over_the_journal(workers: int) -> Cluster:
+        journal = open_journal(parse_location(str(tmp_path / "journal.db")))
+        return fast_cluster(workers=workers, journal=journal, **HEARTBEATS)
+
+    context = browser.new_context(viewport=shared.VIEWPORT, bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        # No workers: the orders are still queued when the server goes.
+        first = over_the_journal(workers=0)
+        with app_over(first, LIVE_CONFIG) as app, LiveServer(app) as server:
+            page.goto(server.url + "/")
+            page.locator("#conn[data-state='live']").wait_for()
+            ids = first.submit_many([ORDER_DATA] * 3)
+            page.wait_for_function("() => document.querySelector(\"[data-filter='queued']"
+                                   " .seg-count\").textContent === '3'")
+            port = server.port
+        page.locator("#conn:not([data-state='live'])").wait_for()
+        # The same journal and address: the page reconnects by itself.
+        second = over_the_journal(workers=2)
+        with app_over(second, LIVE_CONFIG) as app, LiveServer(app, port=port):
+            pinned = page.locator("#incidents li.incident[data-type='server_restarted']")
+            pinned.wait_for(timeout=30_000)
+            head = "server restarted: 3 orders recovered, 9 steps to run again"
+            assert pinned.locator(".incident-head").inner_text() == head
+            entry = page.locator("#log-list li.incident[data-type='server_restarted']")
+            assert entry.count() == 1
+            # Inside it, each step queued again (the first of each order; the rest wait).
+            entry.locator(".incident-head").click()
+            page.wait_for_function("() => document.querySelectorAll(\"#log-list li.incident"
+                                   " li.log-child[data-type='task_recovered']\").length === 3")
+            page.wait_for_function("() => document.querySelector(\"[data-filter='completed']"
+                                   " .seg-count\").textContent === '3'")
+            assert all(second.get_order(i)["status"] == "completed" for i in ids)
+            (tmp_path / "restarted.png").write_bytes(page.screenshot())
+        assert errors == []
+    finally:
+        context.close()

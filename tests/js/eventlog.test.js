@@ -31,7 +31,7 @@ describe('the event log', () => {
 
   it('names what a restart recovered', () => {
     const restart = { seq: 5, ts: 0, type: 'server_restarted', orders: 3, steps: 4, message: 'restarted' };
-    assert.equal(incidentText(restart, []), 'server restarted: 3 orders recovered, 4 steps queued again');
+    assert.equal(incidentText(restart, []), 'server restarted: 3 orders recovered, 4 steps to run again');
   });
 
   it('keeps an incident whose moves pass the filters even when its own kind does not', () => {

@@ -48,7 +48,7 @@ export function incidentText(ev, children) {
     case 'worker_draining':
       return `${ev.worker_id} drained: ${plural(moved, 'queued task')} moved`;
     case 'server_restarted':
-      return `server restarted: ${plural(ev.orders ?? 0, 'order')} recovered, ${plural(ev.steps ?? children.length, 'step')} queued again`;
+      return `server restarted: ${plural(ev.orders ?? 0, 'order')} recovered, ${plural(ev.steps ?? children.length, 'step')} to run again`;
     default:
       return ev.message;
   }

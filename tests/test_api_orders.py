@@ -318,6 +318,10 @@ def test_orders_can_be_searched_by_customer_workflow_error_and_time(idle):
         client.post("/api/orders", json={**ORDER, "customer": customer, "workflow": workflow})
     listed = client.get("/api/orders").get_json()["orders"]
     ids = {o["customer"]: o["id"] for o in listed}
+    # A second apart, so a bound to the millisecond (as shown) falls between them.
+    core = cluster._core
+    for offset, customer in enumerate(("Ada Lovelace", "grace", "ada byron")):
+        core.orders[ids[customer]].submitted_at = 1000.0 + offset
 
     def found(query: str) -> list[str]:
         response = client.get(f"/api/orders?{query}")
@@ -332,7 +336,6 @@ def test_orders_can_be_searched_by_customer_workflow_error_and_time(idle):
     assert found(f"since={middle}") == ["ada byron", "grace"]
     assert found(f"until={middle}") == ["Ada Lovelace"]
     # A step's last error: an order whose payment failed once and now waits to retry.
-    core = cluster._core
     task = core.orders[ids["grace"]].tasks["payment"]
     task.error = "Card DECLINED (100% of 1 tries)"
     assert found("error=card declined") == ["grace"]

@@ -369,16 +369,19 @@ def test_page_resyncs_after_the_server_drops_it(browser, tmp_path):
         d.shot("resynced")
 
 
+@pytest.mark.timeout(240)
 def test_ten_thousand_orders_render_only_the_rows_in_view(browser, tmp_path):
     # Submitting 10,000 orders keeps the CPU busy for a second or two (browser included):
     # a longer heartbeat timeout keeps this test about rendering, not about dead workers.
+    # Running them takes about 15 s here, several times that on a busy machine: the wait for
+    # the last completion is generous, since what is measured is the frames, not the speed.
     cluster = fast_cluster(workers=3, heartbeat_interval=0.1, heartbeat_timeout=5.0)
     with dashboard(browser, tmp_path, cluster) as d:
         d.page.goto(d.url + "/")
         d.wait_live()
         d.page.fill("#f-demo-count", "10000")
         d.page.click("#f-demo-submit")
-        d.wait_text("[data-filter='completed'] .seg-count", "10,000", timeout=45_000)
+        d.wait_text("[data-filter='completed'] .seg-count", "10,000", timeout=180_000)
         body = d.page.locator("#orders-body")
         rows = d.page.locator("#orders-body .row:not([hidden])")
         assert rows.count() <= 40

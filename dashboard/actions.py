@@ -9,11 +9,11 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from scheduler import Cluster, Conflict, validate_order
+from scheduler import Cluster, Conflict, UnknownOrder, validate_order
 from scheduler.demo.orders import demo_order
 
 from .errors import invalid
-from .parsing import expect_object, int_field, only_fields, optional_text
+from .parsing import expect_object, int_field, only_fields, optional_list, optional_text
 
 if TYPE_CHECKING:
     from .worker_hub import WorkerHub
@@ -46,17 +46,21 @@ def submit_order(cluster: Cluster, body: Any,
     return cluster.get_order(order_id), True
 
 
-def submit_demo_orders(cluster: Cluster, body: Any) -> dict:
+def submit_demo_orders(cluster: Cluster, body: Any, who: str) -> dict:
     body = expect_object(body, "the body")
     only_fields(body, ("count", "workflow"))
     count = int_field(body, "count", 1, MAX_BULK_ORDERS)
     workflow = optional_text(body, "workflow")
     rng = random.Random()
     # All or none, with one durable commit for the whole batch.
-    return {"ids": cluster.submit_many([demo_order(rng) for _ in range(count)], workflow)}
+    ids = cluster.submit_many([demo_order(rng) for _ in range(count)], workflow)
+    cluster.record_action(who, "bulk_submit", f"submitted {count:,} demo order"
+                          f"{'s' if count != 1 else ''} ({workflow or 'ecommerce'})",
+                          target=f"{count} orders", count=count)
+    return {"ids": ids}
 
 
-def add_workers(cluster: Cluster, body: Any, hub: WorkerHub | None = None) -> dict:
+def add_workers(cluster: Cluster, body: Any, who: str, hub: WorkerHub | None = None) -> dict:
     """Thread workers join at once: {"ids"}. Process workers (`"kind": "process"`) are
     started and join once connected: {"kind", "processes": [{"pid", "name"}], "message"}."""
     body = expect_object(body if body is not None else {}, "the body")
@@ -68,8 +72,16 @@ def add_workers(cluster: Cluster, body: Any, hub: WorkerHub | None = None) -> di
     if kind == "process":
         if hub is None:
             raise Conflict("this server cannot start worker processes")
-        return hub.spawn(count)
-    return {"ids": [cluster.add_worker() for _ in range(count)]}
+        started = hub.spawn(count)
+        names = ", ".join(p["name"] for p in started["processes"])
+        cluster.record_action(who, "add", f"started {count} worker process"
+                              f"{'es' if count != 1 else ''} ({names})", target=names)
+        return started
+    ids = [cluster.add_worker() for _ in range(count)]
+    cluster.record_action(who, "add", f"added worker{'s' if count != 1 else ''} "
+                          f"{', '.join(ids)}", target=", ".join(ids),
+                          worker=ids[0] if count == 1 else None)
+    return {"ids": ids}
 
 
 def worker_id_from(data: Any) -> str:
@@ -82,11 +94,13 @@ def worker_id_from(data: Any) -> str:
     return data
 
 
-def kill_worker(cluster: Cluster, worker_id: str) -> dict:
+def kill_worker(cluster: Cluster, worker_id: str, who: str) -> dict:
     cluster.kill_worker(worker_id)
     timeout = cluster.config.heartbeat_timeout
     kind = next((w["kind"] for w in cluster.workers() if w["id"] == worker_id), "thread")
     crash = "was sent SIGKILL" if kind == "process" else "crashed (simulated)"
+    cluster.record_action(who, "kill", f"killed worker {worker_id} ({kind})",
+                          target=worker_id, worker=worker_id)
     return {
         "id": worker_id,
         "action": "kill",
@@ -95,10 +109,87 @@ def kill_worker(cluster: Cluster, worker_id: str) -> dict:
     }
 
 
-def drain_worker(cluster: Cluster, worker_id: str) -> dict:
+def drain_worker(cluster: Cluster, worker_id: str, who: str) -> dict:
     cluster.drain_worker(worker_id)
+    cluster.record_action(who, "drain", f"drained worker {worker_id}", target=worker_id,
+                          worker=worker_id)
     return {
         "id": worker_id,
         "action": "drain",
         "message": f"worker {worker_id} takes no new work and leaves after its current task",
     }
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:g}%"
+
+
+def _latency(pair: list[float]) -> str:
+    low, high = pair
+    return f"{low:g} ms" if low == high else f"{low:g}–{high:g} ms"
+
+
+def update_chaos(cluster: Cluster, body: Any, who: str) -> dict:
+    """Change the demo handlers' failure rate and latency; the change is audited, saying
+    what it was before."""
+    body = expect_object(body, "the body")
+    only_fields(body, ("failure_rate", "latency_ms", "hang_rate"))
+    if not body or any(value is None for value in body.values()):
+        raise invalid("give failure_rate, latency_ms and/or hang_rate (not null)")
+    before = cluster.chaos.view()
+    # Chaos.update checks every value before applying any (ConfigError -> 422).
+    after = cluster.chaos.update(**body)
+    changes = []
+    if after["failure_rate"] != before["failure_rate"]:
+        changes.append(f"failure rate {_percent(before['failure_rate'])} → "
+                       f"{_percent(after['failure_rate'])}")
+    if after["latency_ms"] != before["latency_ms"]:
+        changes.append(f"latency {_latency(before['latency_ms'])} → "
+                       f"{_latency(after['latency_ms'])}")
+    if after["hang_rate"] != before["hang_rate"]:
+        changes.append(f"hang rate {_percent(before['hang_rate'])} → "
+                       f"{_percent(after['hang_rate'])}")
+    what = "set chaos: " + ("; ".join(changes) if changes else "unchanged "
+                            f"(failure rate {_percent(after['failure_rate'])}, latency "
+                            f"{_latency(after['latency_ms'])})")
+    cluster.record_action(who, "chaos", what, target="chaos", **after)
+    return after
+
+
+def order_command(cluster: Cluster, order_id: str, command: str, who: str) -> dict:
+    """Cancel an unfinished order or retry a failed one, audited; returns the order."""
+    if command == "cancel":
+        cluster.cancel_order(order_id)
+    else:
+        cluster.retry_order(order_id)
+    done = "cancelled" if command == "cancel" else "retried"
+    cluster.record_action(who, command, f"{done} order {order_id}", target=order_id,
+                          order_id=order_id)
+    return cluster.get_order(order_id)
+
+
+def bulk_order_command(cluster: Cluster, body: Any, command: str, who: str) -> dict:
+    """Cancel or retry many orders in one request (a failure group, a filtered set): each
+    is tried on its own; those in a state that does not allow it are skipped with the
+    reason. One audit event says how many."""
+    body = expect_object(body, "the body")
+    only_fields(body, ("ids",))
+    ids = optional_list(body, "ids", MAX_BULK_ORDERS, item_max=MAX_KEY_LENGTH)
+    if not ids:
+        raise invalid("ids must be a non-empty list of order ids")
+    run = cluster.cancel_order if command == "cancel" else cluster.retry_order
+    done, skipped = [], []
+    for order_id in dict.fromkeys(ids):  # each once, in the order given
+        try:
+            run(order_id)
+        except (Conflict, UnknownOrder) as exc:
+            skipped.append({"id": order_id, "reason": str(exc)})
+        else:
+            done.append(order_id)
+    verb = "cancelled" if command == "cancel" else "retried"
+    what = f"{verb} {len(done):,} of {len(ids):,} selected orders"
+    if skipped:
+        what += f" ({len(skipped):,} skipped)"
+    cluster.record_action(who, f"bulk_{command}", what, target=f"{len(done)} orders",
+                          count=len(done), skipped=len(skipped))
+    return {verb: done, "skipped": skipped}

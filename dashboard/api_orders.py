@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from scheduler import Cluster, OrderStatus
+from scheduler.engine.records import OrderQuery
 
 from . import actions
-from .parsing import choice_arg, int_arg, json_body, only_fields
+from .audit import actor
+from .parsing import choice_arg, int_arg, json_body, number_arg, only_fields, text_arg
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
 MAX_PAGE = 500
@@ -34,19 +36,42 @@ def submit():
 
 @bp.post("/bulk")
 def submit_bulk():
-    return actions.submit_demo_orders(_cluster(), json_body()), 201
+    return actions.submit_demo_orders(_cluster(), json_body(), actor()), 201
 
 
 @bp.get("")
 def index():
-    """Newest first. The cursor is the `number` of the last order of the previous page."""
-    status = choice_arg("status", (s.value for s in OrderStatus))
+    """Newest first, filtered by any of status, workflow, customer (a part of it), error (a
+    part of any step's last error) and submission time (since <= submitted_at < until, Unix
+    seconds). The cursor is the `number` of the last order of the previous page. Orders in
+    memory are searched as they are now, the rest in the journal."""
+    cluster = _cluster()
+    query = OrderQuery(
+        status=choice_arg("status", (s.value for s in OrderStatus)),
+        workflow=text_arg("workflow"),
+        customer=text_arg("customer"),
+        error=text_arg("error"),
+        since=number_arg("since"),
+        until=number_arg("until"),
+    )
     limit = int_arg("limit", 50, 1, MAX_PAGE)
     cursor = int_arg("cursor", None, 1, 2**62)
-    page = _cluster().orders(status=status, limit=limit + 1, before=cursor)
+    page = cluster.search_orders(query, limit=limit + 1, before=cursor)
     more = len(page) > limit
     page = page[:limit]
     return {"orders": page, "next_cursor": str(page[-1]["number"]) if more else None}
+
+
+@bp.post("/retry")
+def retry_many():
+    """Retry many failed orders at once: {"ids": [...]} -> {"retried", "skipped"}."""
+    return actions.bulk_order_command(_cluster(), json_body(), "retry", actor())
+
+
+@bp.post("/cancel")
+def cancel_many():
+    """Cancel many unfinished orders at once: {"ids": [...]} -> {"cancelled", "skipped"}."""
+    return actions.bulk_order_command(_cluster(), json_body(), "cancel", actor())
 
 
 @bp.get("/<order_id>")
@@ -59,14 +84,10 @@ def detail(order_id: str):
 @bp.post("/<order_id>/cancel")
 def cancel(order_id: str):
     _no_body()
-    cluster = _cluster()
-    cluster.cancel_order(order_id)
-    return cluster.get_order(order_id)
+    return actions.order_command(_cluster(), order_id, "cancel", actor())
 
 
 @bp.post("/<order_id>/retry")
 def retry(order_id: str):
     _no_body()
-    cluster = _cluster()
-    cluster.retry_order(order_id)
-    return cluster.get_order(order_id)
+    return actions.order_command(_cluster(), order_id, "retry", actor())

@@ -7,9 +7,10 @@ from flask import Blueprint, current_app
 from scheduler import Cluster
 from scheduler.journal.schema import StoreError
 
-from .errors import invalid
+from . import actions
+from .audit import actor
 from .openapi import openapi_document
-from .parsing import int_arg, json_body, only_fields
+from .parsing import int_arg, json_body
 
 bp = Blueprint("system", __name__)
 MAX_EVENTS_PAGE = 5000
@@ -58,12 +59,19 @@ def chaos():
 
 @bp.put("/api/chaos")
 def update_chaos():
-    body = json_body()
-    only_fields(body, ("failure_rate", "latency_ms", "hang_rate"))
-    if not body or any(value is None for value in body.values()):
-        raise invalid("give failure_rate, latency_ms and/or hang_rate (not null)")
-    # Chaos.update checks every value before applying any (ConfigError -> 422).
-    return _cluster().chaos.update(**body)
+    return actions.update_chaos(_cluster(), json_body(), actor())
+
+
+@bp.get("/api/history")
+def history():
+    """The last hour of throughput, queue depth and failures, a point every few seconds."""
+    return current_app.extensions["orderflow"].history.view()
+
+
+@bp.get("/api/failures")
+def failures():
+    """Failed orders (of those in memory) grouped by the step that failed and its reason."""
+    return _cluster().failures(max_ids=actions.MAX_BULK_ORDERS)
 
 
 @bp.get("/api/openapi.json")

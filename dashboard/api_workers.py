@@ -7,6 +7,7 @@ from flask import Blueprint, current_app
 from scheduler import Cluster
 
 from . import actions
+from .audit import actor
 from .parsing import json_body, only_fields
 from .worker_hub import hub_of
 
@@ -26,7 +27,8 @@ def index():
 
 @bp.post("")
 def add():
-    added = actions.add_workers(_cluster(), json_body(required=False), hub_of(current_app))
+    added = actions.add_workers(_cluster(), json_body(required=False), actor(),
+                                hub_of(current_app))
     # 202 for processes: started now, they join the cluster once they have connected.
     return added, 202 if "processes" in added else 201
 
@@ -35,10 +37,10 @@ def add():
 def kill(worker_id: str):
     only_fields(json_body(required=False), ())
     # 202: the crash happens now, but the cluster notices it later, by heartbeat.
-    return actions.kill_worker(_cluster(), worker_id), 202
+    return actions.kill_worker(_cluster(), worker_id, actor()), 202
 
 
 @bp.post("/<worker_id>/drain")
 def drain(worker_id: str):
     only_fields(json_body(required=False), ())
-    return actions.drain_worker(_cluster(), worker_id), 202
+    return actions.drain_worker(_cluster(), worker_id, actor()), 202

@@ -32,6 +32,7 @@ from . import (
 from .assets import STATIC, TEMPLATES
 from .config import DefaultConfig
 from .gate import GateLimits, SocketGate
+from .history import History
 from .metrics import Metrics
 from .settings import ServeSettings, build_cluster, build_pruner
 from .stream import EventStream, StreamSettings
@@ -49,6 +50,8 @@ class Services:
     metrics: Metrics
     owns_cluster: bool  # built by create_app, so started and stopped with the app
     pruner: Pruner | None = None  # `--retention`: prunes the journal hourly
+    # The last hour of throughput, queue depth and failures (sampled by the stream).
+    history: History = field(default_factory=History)
     # Parts added by other modules (the remote worker hub): started after the cluster,
     # stopped before everything else.
     extras: list[Any] = field(default_factory=list)
@@ -119,9 +122,12 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         engineio_logger=frames.library_logger("orderflow.engineio.lib"),
     )
     frames.guard(socketio)
-    stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config))
+    history = History(app.config["HISTORY_INTERVAL"], app.config["HISTORY_SPAN"])
+    stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config),
+                         history=history)
     app.extensions["orderflow"] = Services(cluster, socketio, stream, Metrics(cluster, stream),
-                                           owns_cluster, build_pruner(settings, cluster))
+                                           owns_cluster, build_pruner(settings, cluster),
+                                           history=history)
 
     errors.register(app)
     auth.register(app)

@@ -45,6 +45,10 @@ class DefaultConfig:
     # notable events in its log, and how many orders a freshly opened page reads.
     DASHBOARD_LOG_EVENTS = 2000
     DASHBOARD_INITIAL_ORDERS = 2000
+    # The chart's history kept by the server (GET /api/history): a point every
+    # HISTORY_INTERVAL seconds over the last HISTORY_SPAN seconds.
+    HISTORY_INTERVAL = 2.0
+    HISTORY_SPAN = 3600.0
     # Keyword settings for `runtime.build_cluster` when create_app builds its own cluster.
     CLUSTER_SETTINGS: dict | None = None
     # The SQLite journal's lock when `orderflow serve` holds it for its process's life

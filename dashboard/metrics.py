@@ -20,6 +20,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from scheduler import Cluster, OrderStatus, TaskState
+from scheduler.engine.states import OrderStage
 
 from .stream import EventStream
 
@@ -33,7 +34,8 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def scrape() -> Response:
     registry = current_app.extensions["orderflow"].metrics.registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: the latter would append a second "; charset=utf-8".
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def _labelled_gauge(name: str, doc: str, label: str, values: dict[str, int],
@@ -56,6 +58,26 @@ class ClusterCollector:
                               "status", stats["orders"], tuple(s.value for s in OrderStatus))
         yield _labelled_gauge("orderflow_tasks", "Tasks by state", "state", stats["tasks"],
                               tuple(s.value for s in TaskState))
+        # The dashboard's tiles and filters: the same numbers, the same rule (OrderStage).
+        yield _labelled_gauge("orderflow_orders_by_stage",
+                              "Orders by stage: unfinished ones queued, running or retrying; "
+                              "finished ones since start", "stage", stats["progress"],
+                              tuple(s.value for s in OrderStage))
+        steps = GaugeMetricFamily("orderflow_unfinished_steps",
+                                  "Tasks of unfinished orders by step and state",
+                                  labels=["step", "state"])
+        for step, states in sorted(stats["steps"].items()):
+            for state, count in states.items():
+                steps.add_metric([step, state], count)
+        yield steps
+        rates = stats["rates"]
+        for name, key, doc in (
+            ("orderflow_orders_per_second", "orders_per_s", "Orders completed"),
+            ("orderflow_steps_per_second", "steps_per_s", "Steps succeeded"),
+            ("orderflow_failed_attempts_per_second", "failures_per_s", "Attempts failed"),
+        ):
+            yield GaugeMetricFamily(name, f"{doc} per second over the last {rates['window']} s",
+                                    value=rates[key])
         yield _labelled_gauge("orderflow_workers", "Workers by status", "status", stats["workers"],
                               WORKER_STATUSES)
         yield _labelled_gauge("orderflow_slots", "Slots of the live workers", "use",
@@ -75,7 +97,14 @@ class ClusterCollector:
         yield CounterMetricFamily("orderflow_task_retries", "Failed attempts that were retried",
                                   value=stats["retries"])
         yield CounterMetricFamily("orderflow_task_reassignments",
-                                  "Tasks moved off a dead worker", value=stats["reassignments"])
+                                  "Tasks held by a worker that died (poisoned ones included)",
+                                  value=stats["reassignments"])
+        moves = CounterMetricFamily("orderflow_task_moves",
+                                    "Tasks taken off a worker that died or drained and put "
+                                    "back in line", labels=["reason"])
+        for reason, count in sorted(stats["moves_by_reason"].items()):
+            moves.add_metric([reason], count)
+        yield moves
         yield CounterMetricFamily("orderflow_rejected_results",
                                   "Late results refused by lease fencing",
                                   value=stats["rejected_results"])

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from scheduler import OrderStatus, TaskState
+from scheduler.engine.states import OrderStage
 
 from .actions import MAX_BULK_ORDERS, MAX_NEW_WORKERS
 
@@ -97,7 +98,12 @@ SCHEMAS: dict[str, dict] = {
             "status": {"enum": [s.value for s in TaskState]},
             "attempts": {"type": "integer"},
             "runs": {"type": "integer"},
-            "reassignments": {"type": "integer"},
+            "moves": {"type": "integer",
+                      "description": "times it was taken off a worker that died or drained "
+                                     "and put back in line (one `task_reassigned` event each)"},
+            "reassignments": {"type": "integer",
+                              "description": "times its worker died while it ran (its poison "
+                                             "count, reset by a manual retry)"},
             "worker": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"]},
             "result": {},
@@ -181,8 +187,33 @@ SCHEMAS: dict[str, dict] = {
             "orders": {"type": "object", "additionalProperties": {"type": "integer"}},
             "orders_total": {"type": "integer"},
             "tasks": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "progress": {
+                "type": "object",
+                "description": "every order by stage: an unfinished one is running while a "
+                               "step of it runs, else retrying while one waits out a backoff, "
+                               "else queued; finished ones by status, since start. The "
+                               "dashboard's tiles and filters and /metrics count the same",
+                "properties": {s.value: {"type": "integer"} for s in OrderStage}},
+            "steps": {"type": "object",
+                      "description": "tasks of the unfinished orders, by step and state",
+                      "additionalProperties": {"type": "object", "additionalProperties": {
+                          "type": "integer"}}},
+            "rates": {"type": "object",
+                      "description": "per second over the last `window` seconds",
+                      "properties": {"orders_per_s": {"type": "number"},
+                                     "steps_per_s": {"type": "number"},
+                                     "failures_per_s": {"type": "number",
+                                                        "description": "attempts failed"},
+                                     "window": {"type": "integer"}}},
             "retries": {"type": "integer"},
-            "reassignments": {"type": "integer"},
+            "reassignments": {"type": "integer",
+                              "description": "tasks held by a worker that died, poisoned "
+                                             "ones included"},
+            "moves": {"type": "integer",
+                      "description": "tasks taken off a worker that died or drained and put "
+                                     "back in line: one per task_reassigned event"},
+            "moves_by_reason": {"type": "object", "properties": {
+                "worker dead": {"type": "integer"}, "drain": {"type": "integer"}}},
             "rejected_results": {"type": "integer"},
             "workers": {"type": "object", "additionalProperties": {"type": "integer"}},
             "slots": {"type": "object", "description": "capacity of the live workers",
@@ -195,6 +226,7 @@ SCHEMAS: dict[str, dict] = {
                                           "or a tag nobody offers), by step"},
             "throughput": {"type": "number", "description": "orders completed/s, last minute"},
             "last_seq": {"type": "integer"},
+            "now": {"type": "number", "description": "the server's clock (Unix time)"},
         },
     },
     "Chaos": {
@@ -248,6 +280,44 @@ SCHEMAS: dict[str, dict] = {
     },
     "Ids": {"type": "object",
             "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
+    "IdList": {"type": "object", "required": ["ids"], "additionalProperties": False,
+               "properties": {"ids": {"type": "array", "minItems": 1,
+                                      "maxItems": MAX_BULK_ORDERS,
+                                      "items": {"type": "string", "minLength": 1,
+                                                "maxLength": 200}}}},
+    "Skipped": {"type": "array", "description": "orders whose state did not allow it",
+                "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "reason": {"type": "string"}}}},
+    "History": {
+        "type": "object",
+        "description": "the last `span` seconds, a point every `interval` seconds, as columns "
+                       "oldest first",
+        "properties": {
+            "interval": {"type": "number"}, "span": {"type": "number"},
+            "t": {"type": "array", "items": {"type": "number"}, "description": "Unix time"},
+            "orders_per_s": {"type": "array", "items": {"type": "number"}},
+            "steps_per_s": {"type": "array", "items": {"type": "number"}},
+            "failures_per_s": {"type": "array", "items": {"type": "number"},
+                               "description": "attempts failed per second"},
+            "queued": {"type": "array", "items": {"type": "integer"},
+                       "description": "tasks ready or in a worker's queue"},
+            "retrying": {"type": "array", "items": {"type": "integer"},
+                         "description": "tasks backing off before a retry"},
+        },
+    },
+    "FailureGroup": {
+        "type": "object",
+        "properties": {
+            "step": {"type": "string", "description": "the step that failed"},
+            "reason": {"type": "string",
+                       "description": "its error with what varies (numbers, ids) as #"},
+            "count": {"type": "integer"},
+            "example": {"type": "string", "description": "the newest order's full error"},
+            "last_at": {"type": "number", "description": "Unix time of the newest failure"},
+            "orders": {"type": "array", "items": {"type": "string"},
+                       "description": "order ids, newest first"},
+        },
+    },
     "WorkerAction": {
         "type": "object",
         "properties": {"id": {"type": "string"}, "action": {"enum": ["kill", "drain"]},
@@ -290,11 +360,31 @@ PATHS: dict[str, dict] = {
                 "next_cursor": {"type": ["string", "null"]}}}), **_errors(400, 401)},
             parameters=[
                 _query("status", {"enum": [s.value for s in OrderStatus]}, "only this status"),
+                _query("workflow", {"type": "string", "maxLength": 200}, "only this workflow"),
+                _query("customer", {"type": "string", "maxLength": 200},
+                       "a part of the customer (any case)"),
+                _query("error", {"type": "string", "maxLength": 200},
+                       "a part of any step's last error (any case)"),
+                _query("since", {"type": "number"}, "submitted at or after (Unix time)"),
+                _query("until", {"type": "number"}, "submitted before (Unix time)"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
                        "page size"),
                 _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
             ]),
     },
+    "/api/orders/retry": {"post": _op(
+        "Retry many failed orders at once (a failure group, a filtered set); each is tried on "
+        "its own, those that are not failed are skipped",
+        {"200": _json({"type": "object", "properties": {
+            "retried": {"type": "array", "items": {"type": "string"}},
+            "skipped": _ref("Skipped")}}), **_errors(*BODY_ERRORS, 503)},
+        requestBody=_body(_ref("IdList")))},
+    "/api/orders/cancel": {"post": _op(
+        "Cancel many unfinished orders at once; finished ones are skipped",
+        {"200": _json({"type": "object", "properties": {
+            "cancelled": {"type": "array", "items": {"type": "string"}},
+            "skipped": _ref("Skipped")}}), **_errors(*BODY_ERRORS, 503)},
+        requestBody=_body(_ref("IdList")))},
     "/api/orders/bulk": {"post": _op(
         "Submit generated demo orders",
         {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS, 503)},
@@ -347,8 +437,16 @@ PATHS: dict[str, dict] = {
         "The workflows an order may name, each with its DAG and its steps' policies",
         {"200": _json({"type": "object", "required": ["workflows"], "properties": {
             "workflows": {"type": "array", "items": _ref("Workflow")}}}), **_errors(401)})},
-    "/api/stats": {"get": _op("Counts by status, retries, reassignments, throughput",
+    "/api/stats": {"get": _op("Counts by status and stage, steps by state, rates, retries, "
+                              "moves, throughput",
                               {"200": _json(_ref("Stats")), **_errors(401)})},
+    "/api/history": {"get": _op("The last hour of throughput, queue depth and failures",
+                                {"200": _json(_ref("History")), **_errors(401)})},
+    "/api/failures": {"get": _op(
+        "Failed orders in memory grouped by the step that failed and its reason, biggest first",
+        {"200": _json({"type": "object", "properties": {
+            "groups": {"type": "array", "items": _ref("FailureGroup")},
+            "total": {"type": "integer"}}}), **_errors(401)})},
     "/api/events": {"get": _op(
         "Events in seq order; after < oldest_seq - 1 means some are gone: re-read the state",
         {"200": _json({"type": "object", "properties": {

@@ -78,6 +78,42 @@ def optional_text(body: dict, name: str, max_len: int = 200) -> str | None:
     return value
 
 
+def optional_list(body: dict, name: str, max_items: int, item_max: int = 200) -> list[str]:
+    """A list of non-empty strings (at most `max_items`, each at most `item_max` long);
+    [] when absent."""
+    value = body.get(name, [])
+    if not isinstance(value, list) or len(value) > max_items or not all(
+        isinstance(v, str) and v and len(v) <= item_max for v in value
+    ):
+        raise invalid(f"{name} must be a list of at most {max_items} non-empty strings of at "
+                      f"most {item_max} characters")
+    return value
+
+
+def number_arg(name: str) -> float | None:
+    """A finite number query parameter (e.g. a Unix time), or None when absent."""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ApiError(400, "invalid_parameter", f"{name} must be a number")
+    return value
+
+
+def text_arg(name: str, max_len: int = 200) -> str | None:
+    """A non-blank text query parameter of at most `max_len` characters, or None."""
+    raw = request.args.get(name, "")
+    if raw.strip() == "":
+        return None
+    if len(raw) > max_len:
+        raise ApiError(400, "invalid_parameter", f"{name} must be at most {max_len} characters")
+    return raw.strip()
+
+
 def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     """An integer query parameter within [low, high], or `default` when absent."""
     raw = request.args.get(name, "")

@@ -64,6 +64,7 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, SocketIO
 
 from . import actions
+from .audit import actor
 from .auth import socket_auth_ok
 from .errors import describe, error_body, invalid
 from .stream import EventStream
@@ -116,14 +117,14 @@ def register(socketio: SocketIO, stream: EventStream) -> None:
     @socketio.on("add_worker")
     @acknowledged
     def on_add_worker(data: Any = None) -> dict:
-        return actions.add_workers(_services().cluster, data, hub_of(current_app))
+        return actions.add_workers(_services().cluster, data, actor(), hub_of(current_app))
 
     @socketio.on("kill_worker")
     @acknowledged
     def on_kill_worker(data: Any = None) -> dict:
-        return actions.kill_worker(_services().cluster, actions.worker_id_from(data))
+        return actions.kill_worker(_services().cluster, actions.worker_id_from(data), actor())
 
     @socketio.on("drain_worker")
     @acknowledged
     def on_drain_worker(data: Any = None) -> dict:
-        return actions.drain_worker(_services().cluster, actions.worker_id_from(data))
+        return actions.drain_worker(_services().cluster, actions.worker_id_from(data), actor())

@@ -21,6 +21,7 @@ from scheduler import Cluster
 
 from .api_orders import MAX_PAGE
 from .config import DefaultConfig
+from .history import History
 
 log = logging.getLogger("orderflow.stream")
 NAMESPACE = "/"
@@ -172,8 +173,12 @@ class EventStream:
 
     def __init__(self, cluster: Cluster, socketio: SocketIO, settings: StreamSettings,
                  clock: Callable[[], float] = time.monotonic,
-                 backlog: Callable[[str], int | None] | None = None):
+                 backlog: Callable[[str], int | None] | None = None,
+                 history: History | None = None, wall: Callable[[], float] = time.time):
         self.cluster, self.socketio, self.settings = cluster, socketio, settings
+        # Sampled here, whether or not anyone watches, so a page opened later has the hour.
+        self.history = history
+        self._wall = wall
         self._backlog = backlog or (lambda sid: queued_packets(socketio, sid))
         self.clients = ClientTable(settings.backlog_limit)
         self._clock = clock
@@ -236,11 +241,15 @@ class EventStream:
         if tick:
             self._next_events = now + self.settings.interval
             self._send_events(batch, plan.live)
+        stats = None
         if now >= self._next_workers:
             self._next_workers = now + self.settings.workers_interval
             if plan.live:
-                message = {"workers": self.cluster.workers(), "stats": self.cluster.stats()}
+                stats = self.cluster.stats()
+                message = {"workers": self.cluster.workers(), "stats": stats}
                 self.socketio.emit("workers", message, to=plan.live, namespace=NAMESPACE)
+        if self.history is not None and self.history.due(self._wall()):
+            self.history.sample(self._wall(), stats or self.cluster.stats())
         return max(0.0, min(self._next_events, self._next_workers) - now)
 
     def _read_new_events(self) -> list[dict]:

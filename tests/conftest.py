@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -29,6 +30,30 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, message: 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
         threading.Event().wait(interval)
+
+
+# The repository's own logs/ folder: where `make run` writes the user's journal and log file.
+REPO_LOGS = Path(__file__).resolve().parent.parent / "logs"
+
+
+def files_under(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folder` (recursively) with its size and modification time."""
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def leaves_the_users_logs_alone():
+    """No test may create, change or delete a file under the repository's logs/: a test
+    writes in its own tmp_path (a server started by a test gets --db and --log-file there)."""
+    before = files_under(REPO_LOGS)
+    yield
+    after = files_under(REPO_LOGS)
+    touched = sorted(name for name in before.keys() | after.keys()
+                     if before.get(name) != after.get(name))
+    assert not touched, f"this test wrote under {REPO_LOGS}: {touched}"
 
 
 @pytest.fixture(autouse=True)

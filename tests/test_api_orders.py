@@ -301,3 +301,147 @@ def test_an_order_keeps_its_priority(idle):
     order = client.post("/api/orders", json={**ORDER, "priority": 7}).get_json()
     assert order["priority"] == 7
     assert client.get(f"/api/orders/{order['id']}").get_json()["priority"] == 7
+
+
+# ---------------------------------------------------------------- search, bulk commands, audit
+
+
+def audits(cluster, action: str | None = None) -> list[dict]:
+    return [e for e in cluster.events(after=0) if e["type"] == "operator_action"
+            and (action is None or e["action"] == action)]
+
+
+def test_orders_can_be_searched_by_customer_workflow_error_and_time(idle):
+    client, cluster = idle
+    for customer, workflow in (("Ada Lovelace", "ecommerce"), ("grace", "ecommerce_invoiced"),
+                               ("ada byron", "ecommerce_invoiced")):
+        client.post("/api/orders", json={**ORDER, "customer": customer, "workflow": workflow})
+    listed = client.get("/api/orders").get_json()["orders"]
+    ids = {o["customer"]: o["id"] for o in listed}
+    # A second apart, so a bound to the millisecond (as shown) falls between them.
+    core = cluster._core
+    for offset, customer in enumerate(("Ada Lovelace", "grace", "ada byron")):
+        core.orders[ids[customer]].submitted_at = 1000.0 + offset
+
+    def found(query: str) -> list[str]:
+        response = client.get(f"/api/orders?{query}")
+        assert response.status_code == 200, response.get_json()
+        return [o["customer"] for o in response.get_json()["orders"]]
+
+    assert found("customer=ADA") == ["ada byron", "Ada Lovelace"]
+    assert found("customer=ada&workflow=ecommerce_invoiced") == ["ada byron"]
+    assert found("customer=nobody") == []
+    assert found("workflow=ecommerce_invoiced&status=pending") == ["ada byron", "grace"]
+    middle = cluster.get_order(ids["grace"])["submitted_at"]
+    assert found(f"since={middle}") == ["ada byron", "grace"]
+    assert found(f"until={middle}") == ["Ada Lovelace"]
+    # A step's last error: an order whose payment failed once and now waits to retry.
+    task = core.orders[ids["grace"]].tasks["payment"]
+    task.error = "Card DECLINED (100% of 1 tries)"
+    assert found("error=card declined") == ["grace"]
+    assert found("error=100%25") == ["grace"]  # % is a character, not a wildcard
+    assert found("error=1_") == []  # and so is _
+
+
+@pytest.mark.parametrize("query", ["since=soon", "until=nan", "customer=" + "x" * 201])
+def test_bad_search_parameters_get_400(idle, query):
+    client, _ = idle
+    response = client.get(f"/api/orders?{query}")
+    assert response.status_code == 400 and error_of(response)["code"] == "invalid_parameter"
+
+
+def test_search_reaches_orders_only_the_journal_still_has_with_cursors(journal_db):
+    from scheduler import Chaos, Cluster
+    from scheduler.journal.location import open_journal, parse_location
+
+    cluster = Cluster(workers=2, chaos=Chaos(seed=7), seed=7, finished_order_history=3,
+                      journal=open_journal(parse_location(journal_db)),
+                      heartbeat_interval=0.05, heartbeat_timeout=0.5)
+    with app_over(cluster) as app:
+        client = app.test_client()
+        names = [f"ada {i}" if i % 2 else f"bob {i}" for i in range(10)]
+        ids = [client.post("/api/orders", json={**ORDER, "customer": n}).get_json()["id"]
+               for n in names]
+        assert cluster.wait_until_idle(10)
+        assert len(cluster._core.orders) == 3  # the rest only in the journal
+        seen, cursor = [], None
+        while True:
+            page = client.get("/api/orders?customer=ada&limit=2"
+                              + (f"&cursor={cursor}" if cursor else "")).get_json()
+            seen += [o["id"] for o in page["orders"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == [i for i, n in zip(ids, names, strict=True) if n.startswith("ada")][::-1]
+        every = client.get("/api/orders?status=completed&limit=500").get_json()
+        assert [o["id"] for o in every["orders"]] == ids[::-1]
+        assert all(o["tasks"]["payment"]["status"] == "succeeded" for o in every["orders"])
+
+
+def test_many_failed_orders_are_retried_in_one_request_and_audited(running):
+    client, cluster = running
+    cluster.chaos.update(failure_rate=1.0)
+    ids = client.post("/api/orders/bulk", json={"count": 4}).get_json()["ids"]
+    assert cluster.wait_until_idle(10)
+    unfinished = client.post("/api/orders", json=ORDER).get_json()["id"]
+    cluster.chaos.update(failure_rate=0.0)
+    response = client.post("/api/orders/retry", json={"ids": [*ids, unfinished, "o-nope"]})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["retried"] == ids
+    assert [s["id"] for s in body["skipped"]] == [unfinished, "o-nope"]
+    assert "only a failed order" in body["skipped"][0]["reason"]
+    assert cluster.wait_until_idle(10)
+    assert {cluster.get_order(i)["status"] for i in ids} == {"completed"}
+    [audit] = audits(cluster, "bulk_retry")
+    assert audit["message"] == "127.0.0.1: retried 4 of 6 selected orders (2 skipped)"
+    assert (audit["who"], audit["count"], audit["skipped"]) == ("127.0.0.1", 4, 2)
+
+
+def test_many_unfinished_orders_are_cancelled_in_one_request(idle):
+    client, cluster = idle
+    ids = client.post("/api/orders/bulk", json={"count": 3}).get_json()["ids"]
+    response = client.post("/api/orders/cancel", json={"ids": ids + ids[:1]})
+    assert response.get_json() == {"cancelled": ids, "skipped": []}
+    assert {cluster.get_order(i)["status"] for i in ids} == {"cancelled"}
+    again = client.post("/api/orders/cancel", json={"ids": ids[:1]}).get_json()
+    assert again["cancelled"] == [] and "cannot be cancelled" in again["skipped"][0]["reason"]
+
+
+@pytest.mark.parametrize("body", [{}, {"ids": []}, {"ids": "o-1"}, {"ids": [1]},
+                                  {"ids": [""]}, {"ids": ["o-1"], "all": True},
+                                  {"ids": ["o-1"] * 10_001}])
+def test_a_bad_bulk_command_changes_nothing(idle, body):
+    client, cluster = idle
+    order_id = client.post("/api/orders", json=ORDER).get_json()["id"]
+    response = client.post("/api/orders/cancel", json=body)
+    assert response.status_code == 422, response.get_json()
+    assert cluster.get_order(order_id)["status"] != "cancelled"
+    assert audits(cluster) == []
+
+
+def test_cancel_and_retry_of_one_order_name_who_asked_in_its_timeline(running):
+    client, cluster = running
+    cluster.chaos.update(failure_rate=1.0)
+    order_id = client.post("/api/orders", json=ORDER).get_json()["id"]
+    assert cluster.wait_until_idle(10)
+    cluster.chaos.update(failure_rate=0.0)
+    client.post(f"/api/orders/{order_id}/retry")
+    [audit] = audits(cluster, "retry")
+    assert audit["message"] == f"127.0.0.1: retried order {order_id}"
+    assert audit["order_id"] == order_id and audit["target"] == order_id
+    events = client.get(f"/api/orders/{order_id}").get_json()["events"]
+    assert audit["seq"] in [e["seq"] for e in events]
+    refused = client.post(f"/api/orders/{order_id}/cancel")  # may be done already: 409
+    assert len(audits(cluster, "cancel")) == (1 if refused.status_code == 200 else 0)
+
+
+def test_a_token_holder_is_named_as_such_with_the_address():
+    with app_over(fast_cluster(), {"ORDERFLOW_TOKEN": "t0k3n"}, start=False) as app:
+        client = app.test_client()
+        token_cluster = app.extensions["orderflow"].cluster
+        order_id = client.post("/api/orders", json=ORDER,
+                               headers={"Authorization": "Bearer t0k3n"}).get_json()["id"]
+        client.post(f"/api/orders/{order_id}/cancel", headers={"Authorization": "Bearer t0k3n"})
+        [audit] = audits(token_cluster, "cancel")
+        assert audit["who"] == "token holder at 127.0.0.1"

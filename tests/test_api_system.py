@@ -154,3 +154,90 @@ def test_order_detail_response_matches_the_documented_fields(idle):
     assert set(doc["components"]["schemas"]["Order"]["properties"]) == set(order)
     task = order["tasks"]["payment"]
     assert set(doc["components"]["schemas"]["Task"]["properties"]) == set(task)
+
+
+# ---------------------------------------------------------------- progress, history, failures
+
+
+def test_stats_say_where_orders_stand_and_how_fast_they_go(running):
+    client, cluster = running
+    cluster.chaos.update(failure_rate=1.0)
+    client.post("/api/orders/bulk", json={"count": 2})
+    assert cluster.wait_until_idle(10)
+    cluster.chaos.update(failure_rate=0.0)
+    client.post("/api/orders/bulk", json={"count": 3})
+    assert cluster.wait_until_idle(10)
+    stats = client.get("/api/stats").get_json()
+    assert stats["progress"] == {"queued": 0, "running": 0, "retrying": 0, "completed": 3,
+                                 "failed": 2, "cancelled": 0}
+    assert stats["steps"] == {}  # no unfinished order left
+    # Per second over the last 10 s (exact figures in test_core_progress; here the machine
+    # may be slow enough for a few to have left the window).
+    rates = stats["rates"]
+    assert rates["window"] == 10 and 0 < rates["orders_per_s"] <= 0.3
+    assert 0 < rates["steps_per_s"] <= 0.9
+    assert 0 < rates["failures_per_s"] <= 0.8  # 2 orders x 4 attempts
+    assert stats["moves"] == 0 and stats["moves_by_reason"] == {"worker dead": 0, "drain": 0}
+
+
+def test_unfinished_orders_are_counted_by_stage_and_their_steps_by_state(idle):
+    client, app = idle
+    client.post("/api/orders/bulk", json={"count": 2})
+    stats = client.get("/api/stats").get_json()
+    assert stats["progress"]["queued"] == 2
+    assert stats["steps"]["payment"]["ready"] == 2 and stats["steps"]["shipping"]["pending"] == 2
+
+
+def test_chaos_changes_are_audited_saying_what_they_were(idle):
+    client, app = idle
+    cluster = app.extensions["orderflow"].cluster
+    client.put("/api/chaos", json={"failure_rate": 0.6})
+    client.put("/api/chaos", json={"latency_ms": [20, 60], "failure_rate": 0.6})
+    client.put("/api/chaos", json={"failure_rate": 0.6})
+    client.put("/api/chaos", json={"hang_rate": 0.02})
+    messages = [e["message"] for e in cluster.events(after=0) if e["type"] == "operator_action"]
+    assert messages == [
+        "127.0.0.1: set chaos: failure rate 0% → 60%",
+        "127.0.0.1: set chaos: latency 0 ms → 20–60 ms",
+        "127.0.0.1: set chaos: unchanged (failure rate 60%, latency 20–60 ms)",
+        "127.0.0.1: set chaos: hang rate 0% → 2%",
+    ]
+
+
+def test_the_history_serves_sampled_points_as_columns(idle):
+    client, app = idle
+    history = app.extensions["orderflow"].history
+    assert client.get("/api/history").get_json()["t"] == []
+    stats = {"rates": {"orders_per_s": 1.5, "steps_per_s": 4.5, "failures_per_s": 0.1},
+             "tasks": {"ready": 3, "assigned": 2, "retry_wait": 1}}
+    history.sample(1000.0, stats)
+    history.sample(1001.0, stats)  # within the interval: skipped
+    history.sample(1002.0, {**stats, "tasks": {}})
+    body = client.get("/api/history").get_json()
+    assert body == {"interval": 2.0, "span": 3600.0, "t": [1000.0, 1002.0],
+                    "orders_per_s": [1.5, 1.5], "steps_per_s": [4.5, 4.5],
+                    "failures_per_s": [0.1, 0.1], "queued": [5, 0], "retrying": [1, 0]}
+
+
+def test_the_history_keeps_only_the_last_span(idle):
+    from dashboard.history import History
+
+    history = History(interval=1.0, span=10.0)
+    for t in range(30):
+        history.sample(float(t), {})
+    assert history.view()["t"] == [float(t) for t in range(19, 30)]
+
+
+def test_failed_orders_are_grouped_by_step_and_reason(running):
+    client, cluster = running
+    cluster.chaos.update(failure_rate=1.0)
+    ids = client.post("/api/orders/bulk", json={"count": 3}).get_json()["ids"]
+    assert cluster.wait_until_idle(10)
+    body = client.get("/api/failures").get_json()
+    assert body["total"] == 3
+    [group] = body["groups"]
+    assert group["step"] == "payment" and group["count"] == 3
+    assert group["reason"] == ("gave up after # attempts: payment gateway declined the charge "
+                               "(simulated, attempt #)")
+    assert group["example"].startswith("gave up after 4 attempts: payment gateway declined")
+    assert sorted(group["orders"]) == sorted(ids)

@@ -87,3 +87,21 @@ def test_worker_command_with_a_bad_body_changes_nothing(running, action):
     assert client.post(f"/api/workers/w-1/{action}", data="x",
                        content_type="text/plain").status_code == 415
     assert statuses(client)["w-1"] == "alive"
+
+
+def actions_of(cluster) -> list[tuple[str, str, str | None]]:
+    return [(e["action"], e["message"], e["worker_id"]) for e in cluster.events(after=0)
+            if e["type"] == "operator_action"]
+
+
+def test_kill_drain_and_add_are_audited_with_who_and_what(running):
+    client, cluster = running
+    client.post("/api/workers")
+    client.post("/api/workers/w-1/kill")
+    client.post("/api/workers/w-2/drain")
+    client.post("/api/workers/w-2/drain")  # refused (409): nothing done, nothing recorded
+    assert actions_of(cluster) == [
+        ("add", "127.0.0.1: added worker w-3", "w-3"),
+        ("kill", "127.0.0.1: killed worker w-1 (thread)", "w-1"),
+        ("drain", "127.0.0.1: drained worker w-2", "w-2"),
+    ]

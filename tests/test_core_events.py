@@ -201,10 +201,12 @@ def test_a_drain_is_announced_moves_the_queue_and_ends_with_the_worker_leaving()
     running, _ = sim.start_next("w1")
     sim.add_worker("w2")
     fx = sim.apply(sim.core.drain_worker("w1", now=sim.now))
-    assert one(sim, "worker_draining")["message"] == "worker w1 is draining"
-    assert one(sim, "worker_draining")["worker_id"] == "w1"
+    draining = one(sim, "worker_draining")
+    assert draining["message"] == "worker w1 is draining; 1 queued task(s) to move"
+    assert draining["worker_id"] == "w1" and draining["moving"] == 1
     moved = one(sim, "task_reassigned")
     assert (moved["worker_id"], moved["from_worker"], moved["reason"]) == ("w2", "w1", "drain")
+    assert moved["cause"] == draining["seq"]  # the move points back at the drain
     assert moved["message"].endswith("moved from w1 to w2 (drain)")
     assert fx.departed == []
     fx = sim.succeed(running)

@@ -188,18 +188,28 @@ def test_killed_worker_is_marked_dead_and_its_tasks_finish_elsewhere(browser, tm
                ".some(b => Number(b.textContent) > 0)")
         victim = max(cluster.workers(), key=lambda w: w["busy"] + w["queued"])["id"]
         d.page.click(f"[data-worker='{victim}'] button[data-action='kill']")
+        # Kill asks first, naming the worker; the safe answer has the focus.
+        d.page.locator("#confirm-dialog[open]").wait_for()
+        assert d.page.inner_text("#confirm-title") == f"Kill {victim}?"
+        d.page.click("#confirm-ok")
         card = d.page.locator(f"[data-worker='{victim}']")
         d.wait("id => document.querySelector(`[data-worker='${id}']`).classList.contains('w-dead')",
                arg=victim)
         assert "dead" in card.locator(".badge").inner_text()
         assert card.locator("button[data-action='kill']").is_disabled()
-        # Its tasks moved (to a worker, or back in line for the next free slot): the log
-        # says so, and every order still completes.
-        d.wait("id => [...document.querySelectorAll('#log-list li[data-type=\"task_reassigned\"]')]"
+        # Its tasks moved (to a worker, or back in line for the next free slot): the death
+        # is one entry in the log, its moves folded inside it (a click lists them), and
+        # every order still completes.
+        death = d.page.locator("#log-list li.incident[data-type='worker_dead']")
+        death.wait_for()
+        assert death.count() == 1
+        death.click()
+        d.wait("id => [...document.querySelectorAll("
+               "'#log-list li.incident li.log-child[data-type=\"task_reassigned\"]')]"
                ".some(li => li.textContent.includes(`${id} → `))", arg=victim)
-        assert d.page.locator("#log-list li[data-type='worker_dead']").count() >= 1
         d.wait_text("[data-filter='completed'] .seg-count", "30")
-        assert d.page.inner_text("[data-filter='active'] .seg-count") == "0"
+        for stage in ("queued", "running", "retrying"):
+            assert d.page.inner_text(f"[data-filter='{stage}'] .seg-count") == "0"
         moved = [e for e in cluster.events(after=0)
                  if e["type"] == "task_reassigned" and e["from_worker"] == victim]
         assert moved
@@ -208,7 +218,7 @@ def test_killed_worker_is_marked_dead_and_its_tasks_finish_elsewhere(browser, tm
         d.page.fill("#order-search", moved[0]["order_id"])
         d.page.locator("#orders-body .chip-extra", has_text="⇄").first.wait_for()
         # The tile follows the server's stats, sent with the workers every half second.
-        d.wait("n => Number(document.querySelector(\"[data-tile='reassignments'] .tile-value\")"
+        d.wait("n => Number(document.querySelector(\"[data-tile='moves'] .tile-value\")"
                ".textContent.replace(/,/g, '')) >= n", arg=len(moved))
         d.shot("worker-killed")
         assert d.errors == []

@@ -20,7 +20,11 @@ from scheduler.chaos.serve_process import ServeProcess
 pytestmark = pytest.mark.slow
 
 TOKEN = "dos-token"
-QUIET = ("--no-persist", "--failure-rate", "0", "--latency-ms", "0,0", "--workers", "1")
+def quiet(tmp_path: Path) -> tuple[str, ...]:
+    """A server without a journal, its log file in the test's own folder (never the
+    repository's logs/)."""
+    return ("--no-persist", "--log-file", str(tmp_path / "orderflow.log"), "--failure-rate",
+            "0", "--latency-ms", "0,0", "--workers", "1")
 HANDSHAKE = "/socket.io/?EIO=4&transport=websocket"
 
 
@@ -43,10 +47,10 @@ def refusal(error: websocket.WebSocketBadStatusException) -> dict:
     return json.loads(error.resp_body)["error"]
 
 
-def test_sockets_beyond_the_per_address_cap_are_refused_while_healthz_answers():
+def test_sockets_beyond_the_per_address_cap_are_refused_while_healthz_answers(tmp_path: Path):
     # The defaults: 32 HTTP threads, 32 Socket.IO connections per address. The sockets
     # never send a Socket.IO CONNECT and nothing answers their pings.
-    with ServeProcess(*QUIET) as server:
+    with ServeProcess(*quiet(tmp_path)) as server:
         held = [open_engineio(server) for _ in range(32)]
         try:
             with pytest.raises(websocket.WebSocketBadStatusException) as refused:
@@ -73,8 +77,8 @@ def _upgrades(server: ServeProcess) -> bool:
         return False
 
 
-def test_a_handshake_without_the_token_is_refused_before_the_upgrade():
-    with ServeProcess(*QUIET, "--token", TOKEN) as server:
+def test_a_handshake_without_the_token_is_refused_before_the_upgrade(tmp_path: Path):
+    with ServeProcess(*quiet(tmp_path), "--token", TOKEN) as server:
         # More than the server has threads (32) and socket places: each one is answered
         # 401 at once, and none keeps a place or a thread.
         for query in ["", f"&token=not-{TOKEN}"] * 20:
@@ -100,8 +104,8 @@ def partial_requests(server: ServeProcess, count: int) -> list[socket.socket]:
     return opened
 
 
-def test_partial_requests_hold_no_thread():
-    with ServeProcess(*QUIET) as server:
+def test_partial_requests_hold_no_thread(tmp_path: Path):
+    with ServeProcess(*quiet(tmp_path)) as server:
         partial = partial_requests(server, 40)  # more than the 32 HTTP threads
         try:
             assert healthz_answers(server)
@@ -111,9 +115,9 @@ def test_partial_requests_hold_no_thread():
                 sock.close()
 
 
-def test_a_partial_request_behind_a_whole_one_holds_no_thread_either():
+def test_a_partial_request_behind_a_whole_one_holds_no_thread_either(tmp_path: Path):
     """Pipelined: the second request's head arrives with the first and is incomplete."""
-    with ServeProcess(*QUIET, "--threads", "2", "--max-sockets", "2") as server:
+    with ServeProcess(*quiet(tmp_path), "--threads", "2", "--max-sockets", "2") as server:
         opened = []
         try:
             for _ in range(10):  # more than the 4 threads of the pool
@@ -129,8 +133,8 @@ def test_a_partial_request_behind_a_whole_one_holds_no_thread_either():
                 sock.close()
 
 
-def test_a_partial_request_is_cut_after_the_header_timeout():
-    with ServeProcess(*QUIET, "--header-timeout", "1") as server:
+def test_a_partial_request_is_cut_after_the_header_timeout(tmp_path: Path):
+    with ServeProcess(*quiet(tmp_path), "--header-timeout", "1") as server:
         partial = partial_requests(server, 3)
         try:
             # Each is answered 408 and closed once the timeout passes (recv waits for it).
@@ -150,9 +154,9 @@ def _read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_a_body_over_the_limit_is_a_413_chunked_or_not():
+def test_a_body_over_the_limit_is_a_413_chunked_or_not(tmp_path: Path):
     too_big = 1024 * 1024 + 10
-    with ServeProcess(*QUIET) as server:
+    with ServeProcess(*quiet(tmp_path)) as server:
         url = f"{server.url}/api/orders"
         headers = {"Content-Type": "application/json"}
 
@@ -184,7 +188,7 @@ LOG_LINE = re.compile(r"^\[?\d{4}-\d\d-\d\d")
 
 def test_malformed_frames_log_one_line_each_and_no_traceback(tmp_path: Path):
     log_path = tmp_path / "stderr.txt"
-    with open(log_path, "w") as stderr, ServeProcess(*QUIET, stderr=stderr) as server:
+    with open(log_path, "w") as stderr, ServeProcess(*quiet(tmp_path), stderr=stderr) as server:
         for frame in BAD_FRAMES:
             ws = open_engineio(server)
             ws.send("40")  # a dashboard on "/" ...

@@ -59,6 +59,26 @@ def test_the_schema_holds_exactly_the_columns_the_row_encoder_writes(pg_url):
         (str(SCHEMA_VERSION),)]
 
 
+def test_a_version_1_database_gains_moves_and_its_tasks_still_load(pg_url):
+    from scheduler.journal.postgres_schema import MIGRATIONS
+
+    sql(pg_url, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for statement in MIGRATIONS[1]:
+        sql(pg_url, statement)
+    sql(pg_url, "INSERT INTO meta VALUES ('schema_version', '1')")
+    sql(pg_url, "INSERT INTO orders VALUES ('o-1', 1, 'ecommerce', %s, NULL, 1.0, 'completed', "
+        "2.0, 0)", '{"customer": "ada", "items": []}')
+    sql(pg_url, "INSERT INTO tasks VALUES ('o-1:payment', 'o-1', 'payment', 'succeeded', 1, 0, "
+        "1, 2, 'w-1', NULL, NULL, NULL)")
+    journal = PostgresJournal(pg_url)
+    try:
+        task = journal.find_order("o-1")["tasks"]["payment"]
+    finally:
+        journal.close()
+    assert (task["moves"], task["reassignments"], task["runs"]) == (0, 1, 2)
+    assert sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+
+
 def test_a_database_from_a_newer_orderflow_is_refused_with_advice(pg_url):
     PostgresJournal(pg_url).close()
     sql(pg_url, "UPDATE meta SET value = %s WHERE key = 'schema_version'",

@@ -40,3 +40,20 @@ def test_metrics_count_orders_tasks_and_workers_and_time_completions():
         stats["orders"]["failed"])
     assert ("orderflow_throughput_orders_per_second", ()) in samples
     assert ("orderflow_stream_clients", (("state", "live"),)) in samples
+
+
+def test_metrics_say_content_type_once_and_count_what_the_tiles_count():
+    with app_over(fast_cluster(workers=2)) as app:
+        client = app.test_client()
+        client.post("/api/orders/bulk", json={"count": 4})
+        cluster = app.extensions["orderflow"].cluster
+        assert cluster.wait_until_idle(10)
+        response = client.get("/metrics")
+        assert response.headers["Content-Type"].count("charset") == 1
+        stats = cluster.stats()
+        samples = scrape(client)
+    for stage, count in stats["progress"].items():
+        assert samples[("orderflow_orders_by_stage", (("stage", stage),))] == count
+    assert samples[("orderflow_orders_by_stage", (("stage", "completed"),))] == 4
+    assert samples[("orderflow_steps_per_second", ())] == stats["rates"]["steps_per_s"] > 0
+    assert samples[("orderflow_task_moves_total", (("reason", "drain"),))] == 0

@@ -25,7 +25,9 @@ TERMINAL_EVENTS = {"order_completed", "order_failed"}
 @pytest.fixture
 def connected():
     with app_over(fast_cluster(workers=2)) as app:
-        client = app.extensions["orderflow"].socketio.test_client(app)
+        # Through Flask's test client, so the connection has an address (127.0.0.1).
+        client = app.extensions["orderflow"].socketio.test_client(
+            app, flask_test_client=app.test_client())
         yield app, client
         if client.is_connected():
             client.disconnect()
@@ -88,6 +90,12 @@ def test_worker_commands_are_acknowledged(connected):
     assert client.emit("kill_worker", {"id": "w-4"}, callback=True)["action"] == "kill"
     cluster = app.extensions["orderflow"].cluster
     wait_for(lambda: {w["id"]: w["status"] for w in cluster.workers()}["w-4"] == "dead", 5)
+    # Each command is audited, naming the socket's client as HTTP names a request's.
+    audited = [(e["action"], e["target"], e["who"]) for e in cluster.events(after=0)
+               if e["type"] == "operator_action"]
+    assert [a[:2] for a in audited] == [("add", "w-3, w-4"), ("add", "w-5"), ("drain", "w-3"),
+                                        ("kill", "w-4")]
+    assert {a[2] for a in audited} == {"127.0.0.1"}
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ def task_record(**fields) -> TaskRecord:
     values = dict(
         order_id="o1", step="payment", state="running", attempt=2, attempt_open=True,
         reassignments=1, runs=3, worker="w1", result={"charged": 19.0}, error="boom",
-        retry_at=None,
+        retry_at=None, moves=2,
     )
     values.update(fields)
     return TaskRecord(**values)
@@ -44,6 +44,7 @@ def test_a_task_view_shows_every_field_the_api_documents_and_its_result():
         "attempts": 2,
         "runs": 3,
         "reassignments": 1,
+        "moves": 2,
         "worker": "w1",
         "error": "boom",
         "retry_at": 123.5,

@@ -106,9 +106,11 @@ def test_serve_rejects_malformed_flags(capsys, argv):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_signal):
+def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_signal, tmp_path):
     env = {**os.environ, "ORDERFLOW_TOKEN": ""}
+    # Its log file in the test's folder: never the user's logs/orderflow.log.
     command = [*orderflow_command(), "serve", "--port", "0", "--no-persist", "--token", TOKEN,
+               "--log-file", str(tmp_path / "orderflow.log"),
                "--workers", "2", "--heartbeat-interval", "0.05", "--heartbeat-timeout", "0.3",
                "--latency-ms", "0,1", "--log-level", "info"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -564,3 +564,85 @@ def test_an_orders_priority_survives_a_restart(journal_db):
         assert again.get_order(oid)["priority"] == 9
     finally:
         again.stop()
+
+
+def test_a_tasks_moves_are_journaled_and_come_back_after_a_restart(journal_db):
+    sim = JournaledSim(journal_db, workers=2)
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
+    assert sim.task("o1", "payment").moves == 1
+    core = sim.crash_and_recover(journal_db)
+    assert core.tasks["o1:payment"].moves == 1
+    assert core.counters["moves"] == core.counters["moves_worker_dead"] == 1
+    (moves,) = db_rows(journal_db, "SELECT moves FROM tasks WHERE id = 'o1:payment'")[0]
+    assert moves == 1
+
+
+def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
+    from scheduler.journal.schema import MIGRATIONS
+
+    db = tmp_path / "v3.db"
+    conn = sqlite3.connect(db)
+    for version in (1, 2, 3):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO orders VALUES ('o-3', 1, 'ecommerce', ?, NULL, 1.0, 'completed', "
+                 "2.0, 0)", ('{"customer": "ada", "items": []}',))
+    conn.execute("INSERT INTO tasks VALUES ('o-3:payment', 'o-3', 'payment', 'succeeded', 1, 0, "
+                 "1, 2, 'w-1', NULL, NULL, NULL)")
+    conn.commit()
+    conn.close()
+    journal = SQLiteJournal(db)
+    try:
+        order = journal.find_order("o-3")
+    finally:
+        journal.close()
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(4,)]
+    assert (order["tasks"]["payment"]["moves"], order["tasks"]["payment"]["reassignments"]) == (
+        0, 1)
+    assert ("orders_by_number",) in db_rows(
+        db, "SELECT name FROM sqlite_master WHERE type = 'index'")
+
+
+def test_the_journal_searches_orders_newest_first_by_every_filter(journal_db):
+    from scheduler.engine.records import OrderQuery
+
+    sim = JournaledSim(journal_db, workers=1, retry=RetryPolicy(max_retries=0))
+    for i, customer in enumerate(["Ada 100%", "ada_b", "bob"]):
+        sim.apply(sim.core.submit(f"o{i}", {**ORDER, "customer": customer}, now=sim.now + i,
+                                  workflow="ecommerce_invoiced" if i == 1 else "ecommerce"))
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "Card DECLINED by the 100% rule")  # o0 fails for good
+    journal = sim.journal
+
+    def ids(before=None, limit=10, **query) -> list[str]:
+        return [r.id for r in journal.search_orders(OrderQuery(**query), before, limit)]
+
+    try:
+        assert ids() == ["o2", "o1", "o0"]
+        assert ids(limit=2) == ["o2", "o1"] and ids(before=2) == ["o0"]  # by number
+        assert ids(customer="ADA") == ["o1", "o0"]
+        assert ids(customer="a_b") == ["o1"] and ids(customer="%") == ["o0"]  # no wildcards
+        assert ids(workflow="ecommerce_invoiced") == ["o1"]
+        assert ids(status="failed") == ["o0"] and ids(error="card declined") == ["o0"]
+        assert ids(since=sim.now + 1, until=sim.now + 2) == ["o1"]
+        [found] = journal.search_orders(OrderQuery(error="100%"), None, 10)
+        assert found.tasks[0].error == "gave up after 1 attempts: Card DECLINED by the 100% rule"
+    finally:
+        journal.close()
+
+
+def test_a_time_bound_is_compared_with_the_time_as_shown_to_the_millisecond():
+    from scheduler.engine.records import OrderQuery
+
+    def found(exact: float, **bounds) -> bool:
+        return OrderQuery(**bounds).matches("pending", "ecommerce", "ada", exact, [])
+
+    # An order's own submitted_at, as the API shows it, finds it as `since` and leaves it
+    # out as `until`, whichever way the exact time was rounded.
+    for exact in (1_700_000_000.1232, 1_700_000_000.1228):  # both shown as ...0.123
+        shown = round(exact, 3)
+        assert found(exact, since=shown) and not found(exact, until=shown)
+        assert found(exact, until=shown + 0.001) and not found(exact, since=shown + 0.001)

@@ -203,3 +203,20 @@ def test_snapshot_lists_the_workflows_with_their_steps_policies_as_the_api_does(
     invoiced = {s["name"]: s for s in details[1]["steps"]}
     assert invoiced["shipping"]["deps"] == ["packing", "invoice"]
     assert {"timeout", "retries", "max_in_flight", "rate", "tags"} <= set(invoiced["payment"])
+
+
+def test_the_stream_samples_the_history_whether_or_not_anyone_watches():
+    from dashboard.history import History
+
+    cluster = fast_cluster()
+    history = History(interval=2.0)
+    wall = [1000.0]
+    stream = EventStream(cluster, Recorder(), StreamSettings(), backlog=lambda sid: 0,
+                         history=history, wall=lambda: wall[0])
+    cluster.submit(ORDER)
+    for tick in range(10):  # 1000.0 .. 1004.5 s of wall time, nobody connected
+        stream.step(tick / 2)
+        wall[0] += 0.5
+    view = history.view()
+    assert view["t"] == [1000.0, 1002.0, 1004.0]
+    assert view["queued"] == [1, 1, 1]  # its payment waits: the cluster never started

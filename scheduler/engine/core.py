@@ -20,6 +20,7 @@ from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWo
 from .events import EventHistory
 from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
+from .progress import STAGE_STATES, Progress
 from .records import OrderRecord, ResumePoint, TaskRecord, new_task_record
 from .ring import HashRing
 from .states import (
@@ -34,6 +35,7 @@ from .states import (
 from .workflow import DEFAULT_WORKFLOWS, Workflow
 
 S = TaskState
+FINISHED = frozenset(s.value for s in TERMINAL_ORDER)
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
@@ -91,7 +93,9 @@ class SchedulerCore:
         self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
         self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
         # Tasks moved off a departed worker in this stimulus: (task, from, why, attempt).
-        self._moved: list[tuple[Task, str, str, str]] = []
+        # Tasks moved off a departed worker in this stimulus:
+        # (task, from, why, attempt, seq of the event that made them move).
+        self._moved: list[tuple[Task, str, str, str, int]] = []
         self._retry_heap: list[tuple[float, int, str]] = []  # (due, lease-at-schedule, task)
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self._departed: deque[str] = deque()
@@ -99,7 +103,12 @@ class SchedulerCore:
         # worker id -> [window start, rejections in the window, of which not recorded]
         self._rejections: dict[str, list] = {}
         self.active_orders = 0
-        self.counters = {"retries": 0, "reassignments": 0, "rejected_results": 0}
+        # Cumulative, journaled and restored. `moves` counts every task taken off a worker
+        # that left and put back in line (one per `task_reassigned` event), split by reason;
+        # `reassignments` counts every task held by a worker that died (poisoned ones too).
+        self.counters = {"retries": 0, "reassignments": 0, "rejected_results": 0,
+                         "moves": 0, "moves_worker_dead": 0, "moves_drain": 0}
+        self.progress = Progress()  # unfinished orders by stage, steps by state, rates
         self.orders_by_status = {s.value: 0 for s in OrderStatus}
         self.tasks_by_state = {s.value: 0 for s in TaskState}
         self._fx = Effects()
@@ -109,6 +118,7 @@ class SchedulerCore:
         self.adopted_out_of_order = False
         self._last_tick: float | None = None
         self._now = 0.0  # time of the stimulus being handled, for event stamps
+        self._cause = 0  # seq of the restart event the recovered steps point back to
 
     # ------------------------------------------------------------------ stimuli
 
@@ -145,6 +155,7 @@ class SchedulerCore:
         self.tasks.update((t.id, t) for t in tasks.values())
         self.tasks_by_state["pending"] += len(tasks)
         self.orders_by_status["pending"] += 1
+        self.progress.opened(order)
         self.active_orders += 1
         if idempotency_key is not None:
             self.idempotency[idempotency_key] = order_id
@@ -270,6 +281,7 @@ class SchedulerCore:
         task.result = result
         task.error = None
         self._move(task, S.SUCCEEDED)
+        self.progress.steps_done.add(now)
         took = round(now - task.started_at, 6) if task.started_at is not None else None
         self._emit(
             "task_succeeded",
@@ -302,6 +314,7 @@ class SchedulerCore:
         """The attempt is over and failed: retry after a backoff, or give the step up."""
         task.error = error
         task.attempt_open = False
+        self.progress.failures.add(now)
         self._emit(
             "task_failed",
             f"{_attempt_of(task)} failed on {worker_id}: {error}",
@@ -348,12 +361,16 @@ class SchedulerCore:
             raise Conflict(f"worker {worker_id} is {worker.status}; only an alive worker can drain")
         self._leave_ring(worker)
         worker.status = "draining"
-        self._emit("worker_draining", f"worker {worker_id} is draining", worker=worker_id)
+        queued = sum(1 for t in worker.tasks if self.tasks[t].state is S.ASSIGNED)
+        moving = f"; {queued} queued task(s) to move" if queued else ""
+        self._emit("worker_draining", f"worker {worker_id} is draining{moving}",
+                   worker=worker_id, moving=queued)
+        cause = self.seq
         for task_id in sorted(worker.tasks):
             task = self.tasks[task_id]
             if task.state is S.ASSIGNED:
                 self._take_off(worker, task)
-                self._back_in_line(task, worker_id, reason="drain")
+                self._back_in_line(task, worker_id, "drain", cause)
         self._rehome(worker_id)
         self._finish_drain(worker_id)
         return self._flush()
@@ -431,6 +448,35 @@ class SchedulerCore:
                 self._enqueue(task)
         return self._flush()
 
+    def operator_action(
+        self,
+        who: str,
+        action: str,
+        what: str,
+        now: float,
+        *,
+        target: str | None = None,
+        worker: str | None = None,
+        order_id: str | None = None,
+        **details: Any,
+    ) -> Effects:
+        """Record what an operator did (the audit trail): one `operator_action` event, kept,
+        journaled and logged like every other, in its order's timeline when it names one
+        the core holds. `action` is a short key ("kill", "retry", "chaos", ...), `what` says
+        it in words, `target` names what it was done to (a worker, an order, "37 orders")."""
+        self._now = now
+        self._emit(
+            "operator_action",
+            f"{who}: {what}",
+            order=self.orders.get(order_id) if order_id is not None else None,
+            worker=worker,
+            who=who,
+            action=action,
+            target=target,
+            **details,
+        )
+        return self._flush()
+
     # ------------------------------------------------------------------ restarts
 
     def restore(self, point: ResumePoint, orders: Iterable[OrderRecord], now: float) -> Effects:
@@ -456,12 +502,26 @@ class SchedulerCore:
             self.tasks_by_state[state.value] = point.tasks_by_state.get(state.value, 0)
         self.history.extend(point.recent_events)
         unfinished = []
+        kept = 0
         for record in orders:
             order = self._adopt(record)
             if order is not None and not record.finished:
                 unfinished.append(order)
+            kept += order is not None
+        if point.seq:
+            # Where the log shows the restart: the steps queued again below point back here.
+            steps = sum(1 for o in unfinished for t in o.tasks.values() if t.state not in TERMINAL)
+            self._emit(
+                "server_restarted",
+                f"restarted from the journal: {len(unfinished)} unfinished order(s) recovered, "
+                f"{steps} step(s) to run again; {kept - len(unfinished)} finished order(s) kept",
+                orders=len(unfinished),
+                steps=steps,
+            )
+        self._cause = self.seq
         for order in unfinished:
             self.orders_by_status[order.reported_status] += 1
+            self.progress.opened(order)
             self.active_orders += 1
             for step in order.workflow.steps:
                 self._requeue(order, order.tasks[step], now)
@@ -496,6 +556,7 @@ class SchedulerCore:
             task.result,
             task.error,
             None if task.due is None else round(self.wall(task.due), 6),
+            task.moves,
         )
 
     def order_record(
@@ -618,8 +679,13 @@ class SchedulerCore:
             policy = self.config.policy(step)
             if policy.max_in_flight is not None:
                 assert self.limits.in_flight(step) <= policy.max_in_flight, step
-        active = sum(1 for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER)
-        assert active == self.active_orders, (active, self.active_orders)
+        active = [o for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER]
+        assert len(active) == self.active_orders, (len(active), self.active_orders)
+        self.progress.check(active)
+        for order in self.orders.values():
+            if order.reported_status in FINISHED:
+                assert order.stage is None, order.id
+                assert all(t.tally is None for t in order.tasks.values()), order.id
         if self.order_number == len(self.orders):  # nothing forgotten: counts must match
             counted = {s.value: 0 for s in OrderStatus}
             for order in self.orders.values():
@@ -694,9 +760,16 @@ class SchedulerCore:
             order.events.append(event)
 
     def _move(self, task: Task, finish: TaskState) -> None:
-        check_transition(task.id, task.state, finish, task.history[-12:])
-        self.tasks_by_state[task.state.value] -= 1
+        start = task.state
+        check_transition(task.id, start, finish, task.history[-12:])
+        self.tasks_by_state[start.value] -= 1
         self.tasks_by_state[finish.value] += 1
+        tally = task.tally
+        if tally is not None:  # its order is unfinished: keep the progress counts
+            tally[start.value] -= 1
+            tally[finish.value] += 1
+            if start in STAGE_STATES or finish in STAGE_STATES:
+                self.progress.moved(self.orders[task.order_id], start, finish)
         task.history.append(task.state)
         if len(task.history) > 32:
             del task.history[:16]
@@ -939,18 +1012,22 @@ class SchedulerCore:
         else:
             worker.failed += 1
 
-    def _back_in_line(self, task: Task, from_worker: str, reason: str) -> None:
+    def _back_in_line(self, task: Task, from_worker: str, reason: str, cause: int) -> None:
         """A task taken off a worker that left goes to the next free slot elsewhere; the
-        move is announced at the end of the stimulus, naming where it went."""
+        move is counted now and announced at the end of the stimulus, naming where it went
+        and the event that made it move (`cause`: the worker's death or drain)."""
         task.lease = 0
         task.worker = None
+        task.moves += 1
+        self.counters["moves"] += 1
+        self.counters["moves_" + reason.replace(" ", "_")] += 1
         self._move(task, S.READY)
         self._enqueue(task)
-        self._moved.append((task, from_worker, reason, _which_attempt(task)))
+        self._moved.append((task, from_worker, reason, _which_attempt(task), cause))
 
     def _announce_moves(self) -> None:
         moved, self._moved = self._moved, []
-        for task, from_worker, reason, attempt in moved:
+        for task, from_worker, reason, attempt, cause in moved:
             target = task.worker if task.state is S.ASSIGNED else None
             where = (
                 f"from {from_worker} to {target}"
@@ -964,6 +1041,8 @@ class SchedulerCore:
                 worker=target,
                 from_worker=from_worker,
                 reason=reason,
+                cause=cause,
+                moves=task.moves,
             )
 
     def _declare_dead(self, worker: WorkerRecord, now: float, reason: str | None = None) -> None:
@@ -980,6 +1059,7 @@ class SchedulerCore:
             worker=worker.id,
             tasks=sorted(worker.tasks),
         )
+        cause = self.seq
         lost, worker.tasks = sorted(worker.tasks), set()
         freed: set[str] = set()  # limited steps that now have room
         for task_id in lost:
@@ -996,6 +1076,7 @@ class SchedulerCore:
             if task.reassignments > self.config.max_reassignments:
                 task.lease, task.worker = 0, None
                 reason = f"poison: its worker died under it {task.reassignments} times"
+                self.progress.failures.add(now)
                 self._emit(
                     "task_failed",
                     f"{_attempt_of(task)} failed on {worker.id}: {reason}",
@@ -1006,7 +1087,7 @@ class SchedulerCore:
                 )
                 self._fail_task(task, now, reason)
             else:
-                self._back_in_line(task, worker.id, reason="worker dead")
+                self._back_in_line(task, worker.id, "worker dead", cause)
         for step in sorted(freed):
             self._release_held(step)
         self._rehome(worker.id)
@@ -1074,6 +1155,7 @@ class SchedulerCore:
             order.finished_at = now
             if status is OrderStatus.COMPLETED:
                 self._completions.append(now)
+                self.progress.orders.add(now)
                 self._trim_completions(now)
                 took = now - order.submitted_at
                 self._emit(
@@ -1095,6 +1177,10 @@ class SchedulerCore:
             self.orders_by_status[status.value] += 1
             if status in TERMINAL_ORDER or was in TERMINAL_ORDER:
                 self._fx.orders[order.id] = order
+            if status in TERMINAL_ORDER and was not in TERMINAL_ORDER:
+                self.progress.closed(order)
+            elif was in TERMINAL_ORDER and status not in TERMINAL_ORDER:
+                self.progress.opened(order)  # reopened by a manual retry
             order.reported_status = status.value
 
     def _remember_finished(self, order_id: str) -> None:
@@ -1125,7 +1211,7 @@ class SchedulerCore:
             rec = recorded.get(step) or new_task_record(record.id, step)
             task = Task(rec.id, record.id, step, S(rec.state), set())
             task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
-            task.reassignments, task.runs = rec.reassignments, rec.runs
+            task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
             task.worker, task.result, task.error = rec.worker, rec.result, rec.error
             if rec.retry_at is not None:
                 task.due = rec.retry_at - self.epoch_offset
@@ -1178,6 +1264,7 @@ class SchedulerCore:
                 f"order {order.id} step {task.step} will retry as attempt {task.attempt + 1} "
                 f"in {max(0.0, due - now):.3f}s, after a restart",
                 task=task,
+                cause=self._cause,
             )
         elif task.state is S.READY:
             self._enqueue(task)
@@ -1191,6 +1278,7 @@ class SchedulerCore:
                 f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
                 f"after a restart{was}",
                 task=task,
+                cause=self._cause,
             )
 
     def _trim_completions(self, now: float) -> None:

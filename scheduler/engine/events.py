@@ -29,6 +29,10 @@ EVENT_TYPES = frozenset(
         "worker_dead",
         "worker_draining",
         "worker_removed",
+        # A restart: recovered steps (task_recovered) name it as their `cause`.
+        "server_restarted",
+        # What an operator did (kill, drain, add, chaos, cancel, retry, bulk actions) and who.
+        "operator_action",
     }
 )
 
@@ -49,6 +53,8 @@ LOG_LEVELS = {
     "worker_draining": "INFO",
     "worker_removed": "INFO",
     "task_recovered": "INFO",
+    "server_restarted": "WARNING",
+    "operator_action": "WARNING",
 }
 
 

@@ -26,6 +26,9 @@ class Task:
     attempt_open: bool = False
     reassignments: int = 0  # times its worker died while it was running (poison count)
     runs: int = 0  # times a worker started it, whatever the outcome
+    # Times it was taken off a worker that left (died or drained) and put back in line:
+    # what the dashboard, the API and the `task_reassigned` events count as moves.
+    moves: int = 0
     worker: str | None = None
     lease: int = 0  # fencing token of the current assignment; 0 = none
     due: float | None = None  # when a retry_wait ends
@@ -36,6 +39,8 @@ class Task:
     error: str | None = None
     started_at: float | None = None
     history: list[TaskState] = field(default_factory=list)
+    # Its step's counts in `Progress` while its order is unfinished (None once finished).
+    tally: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +57,11 @@ class Order:
     priority: int = 0  # higher first among orders at the same stage (e.g. express)
     started: bool = False  # a step of it has run: its later steps go before new orders
     events: list[dict] = field(default_factory=list)
+    # Kept by `Progress` while unfinished: its steps running and waiting out a backoff, and
+    # its stage (an OrderStage value; None once finished).
+    running: int = 0
+    retrying: int = 0
+    stage: str | None = None
 
 
 @dataclass(slots=True)

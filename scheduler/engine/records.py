@@ -8,6 +8,7 @@ and a time is converted in one place (`SchedulerCore.wall`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -30,6 +31,8 @@ class TaskRecord(NamedTuple):
     result: Any
     error: str | None
     retry_at: float | None  # wall clock: when a retry_wait ends
+    # Times it was taken off a worker that left (died or drained) and put back in line.
+    moves: int = 0
 
     @property
     def id(self) -> str:
@@ -43,6 +46,9 @@ class TaskRecord(NamedTuple):
             "status": self.state,
             "attempts": self.attempt,
             "runs": self.runs,
+            # Moves: every time it was taken off a worker that died or drained (what the
+            # dashboard shows); reassignments: the deaths while it ran (its poison count).
+            "moves": self.moves,
             "reassignments": self.reassignments,
             "worker": self.worker,
             "error": self.error,
@@ -99,6 +105,54 @@ class OrderRecord:
 
 
 @dataclass(frozen=True)
+class OrderQuery:
+    """What a search of orders asks for (`GET /api/orders`): every field given must hold.
+    Text is matched case-insensitively as a part of the value; times are wall clock."""
+
+    status: str | None = None  # an OrderStatus value
+    workflow: str | None = None
+    customer: str | None = None  # a part of the order's customer
+    error: str | None = None  # a part of any step's last error
+    since: float | None = None  # submitted at or after
+    until: float | None = None  # submitted before
+
+    def time_bounds(self) -> tuple[float | None, float | None]:
+        """`since` and `until` as bounds on the exact submission time. Views show times to
+        the millisecond (rounded), and a bound is compared with the time as shown: an
+        order's own `submitted_at` as `since` finds it, as `until` leaves it out."""
+        half = 0.0005
+        return (None if self.since is None else self.since - half,
+                None if self.until is None else self.until - half)
+
+    def matches(
+        self,
+        status: str,
+        workflow: str,
+        customer: object,
+        submitted_at: float,
+        errors: Iterable[str | None],
+    ) -> bool:
+        """Whether an order with these values is one the query asks for."""
+        if self.status is not None and status != self.status:
+            return False
+        if self.workflow is not None and workflow != self.workflow:
+            return False
+        since, until = self.time_bounds()
+        if since is not None and submitted_at < since:
+            return False
+        if until is not None and submitted_at >= until:
+            return False
+        if self.customer is not None and not (
+            isinstance(customer, str) and self.customer.casefold() in customer.casefold()
+        ):
+            return False
+        if self.error is not None:
+            wanted = self.error.casefold()
+            return any(e is not None and wanted in e.casefold() for e in errors)
+        return True
+
+
+@dataclass(frozen=True)
 class ResumePoint:
     """Where numbering and totals stood when the journal last committed, so a restarted
     engine continues them: event seq, order numbers, leases, and the cumulative counts of
@@ -117,6 +171,7 @@ class ResumePoint:
 
 __all__ = [
     "FINISHED_STATUSES",
+    "OrderQuery",
     "OrderRecord",
     "ResumePoint",
     "TaskRecord",

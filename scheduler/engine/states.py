@@ -25,6 +25,20 @@ class OrderStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
+class OrderStage(str, Enum):
+    """Where an order stands, as an operator counts progress (tiles, filters, /api/stats,
+    /metrics): an unfinished order is running while any of its steps runs, else retrying
+    while any waits out a backoff, else queued (its next steps wait for a slot, in the
+    scheduler or in a worker's queue). A finished one is its status."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 S = TaskState
 
 # Every legal move. Reassignment of a lost worker's task is ASSIGNED/RUNNING -> ASSIGNED (or
@@ -86,3 +100,25 @@ def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
     if waiting == count:
         return OrderStatus.PENDING  # nothing has been handed to a worker yet
     return OrderStatus.IN_PROGRESS
+
+
+ACTIVE_STAGES = (OrderStage.QUEUED, OrderStage.RUNNING, OrderStage.RETRYING)
+
+
+def active_stage(running: int, retrying: int) -> OrderStage:
+    """The stage of an unfinished order with `running` steps running and `retrying` steps
+    waiting out a backoff: the one rule, which `derive_order_stage` and the counts share."""
+    if running:
+        return OrderStage.RUNNING
+    if retrying:
+        return OrderStage.RETRYING
+    return OrderStage.QUEUED
+
+
+def derive_order_stage(states: Iterable[TaskState]) -> OrderStage:
+    """An order's stage from its tasks' states (see OrderStage)."""
+    states = list(states)
+    status = derive_order_status(states)
+    if status in TERMINAL_ORDER:
+        return OrderStage(status.value)
+    return active_stage(states.count(S.RUNNING), states.count(S.RETRY_WAIT))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..engine.model import Effects
 
 if TYPE_CHECKING:
-    from ..engine.records import OrderRecord
+    from ..engine.records import OrderQuery, OrderRecord
     from .recovery import Recovered
 
 
@@ -30,6 +30,11 @@ class Journal(Protocol):
     def load_order(self, order_id: str) -> OrderRecord | None: ...
     def story(self, order_id: str) -> list[dict]: ...
     def find_idempotency_key(self, key: str) -> str | None: ...
+    # Orders matching `query` with a number below `before`, newest first, at most `limit`,
+    # with their tasks (not their events).
+    def search_orders(
+        self, query: OrderQuery, before: int | None, limit: int
+    ) -> list[OrderRecord]: ...
 
 
 class NullJournal:
@@ -69,3 +74,6 @@ class NullJournal:
 
     def find_idempotency_key(self, key: str) -> None:
         return None
+
+    def search_orders(self, query: OrderQuery, before: int | None, limit: int) -> list:
+        return []

@@ -35,7 +35,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from ..engine.model import Effects
-from ..engine.records import FINISHED_STATUSES, OrderRecord, ResumePoint, TaskRecord
+from ..engine.records import (
+    FINISHED_STATUSES,
+    OrderQuery,
+    OrderRecord,
+    ResumePoint,
+    TaskRecord,
+)
 from .location import redact
 from .lock import JournalLocked
 from .postgres_schema import SCHEMA_VERSION, migrate
@@ -51,6 +57,7 @@ from .rows import (
     order_from_row,
     order_row,
     placeholders,
+    search_where,
     task_from_row,
     task_row,
 )
@@ -191,6 +198,20 @@ class PostgresJournal:
             if row is None:
                 return None
             return _with_tasks_and_events(conn, [row], with_events)[0]
+
+    def search_orders(
+        self, query: OrderQuery, before: int | None, limit: int
+    ) -> list[OrderRecord]:
+        """Orders matching `query` numbered below `before`, newest first, with their tasks."""
+        where, args = search_where(query, before, "%s", "(data::jsonb ->> 'customer')",
+                                   "ILIKE")
+        with self._reading() as conn, conn.transaction():
+            rows = conn.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY number DESC "
+                "LIMIT %s",
+                (*args, limit),
+            ).fetchall()
+            return _with_tasks_and_events(conn, rows, with_events=False)
 
     def story(self, order_id: str) -> list[dict]:
         with self._reading() as conn:

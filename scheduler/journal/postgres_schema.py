@@ -2,15 +2,16 @@
 
 The same tables as SQLite's (`schema.py`: meta, orders, tasks, events, with the columns the row
 encoder in `rows.py` writes), in PostgreSQL's types. Its version is a row of `meta`
-(`schema_version`), numbered on its own: version 1 is SQLite's version 3. Migrations run in one
-transaction under an advisory lock, so two servers starting at once migrate once.
+(`schema_version`), numbered on its own: version 1 is SQLite's version 3, version 2 its 4.
+Migrations run in one transaction under an advisory lock, so two servers starting at once
+migrate once.
 """
 
 from __future__ import annotations
 
 from .schema import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # pg_advisory_xact_lock key held while migrating ("ordm").
 MIGRATION_LOCK = 0x6F72646D
 
@@ -59,6 +60,9 @@ MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX events_by_order ON events (order_id, seq)",
     ],
+    # How often a task was moved off a worker that died or drained (the dashboard's and the
+    # API's moves).
+    2: ["ALTER TABLE tasks ADD COLUMN moves INTEGER NOT NULL DEFAULT 0"],
 }
 
 

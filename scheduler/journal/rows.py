@@ -12,7 +12,7 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
-from ..engine.records import OrderRecord, TaskRecord
+from ..engine.records import OrderQuery, OrderRecord, TaskRecord
 
 # tasks: the id (order:step, the primary key), then the record's fields in order.
 TASK_FIELDS = ("id", *TaskRecord._fields)
@@ -100,6 +100,44 @@ def event_from_row(row: tuple) -> dict:
     if row[9] is not None:
         event.update(json.loads(row[9]))
     return event
+
+
+def search_where(
+    query: OrderQuery, before: int | None, mark: str, customer_column: str, like: str
+) -> tuple[str, list]:
+    """The WHERE clause (and its parameters) of an order search, newest first from `before`
+    (an order number), for either backend: `mark` is its parameter marker, `customer_column`
+    how it reads the customer out of the JSON `data`, `like` its case-insensitive LIKE."""
+    clauses, args = ["1 = 1"], []
+
+    def text(value: str) -> str:
+        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"%{escaped}%"
+
+    if before is not None:
+        clauses.append(f"number < {mark}")
+        args.append(before)
+    if query.status is not None:
+        clauses.append(f"status = {mark}")
+        args.append(query.status)
+    if query.workflow is not None:
+        clauses.append(f"workflow = {mark}")
+        args.append(query.workflow)
+    since, until = query.time_bounds()
+    if since is not None:
+        clauses.append(f"submitted_at >= {mark}")
+        args.append(since)
+    if until is not None:
+        clauses.append(f"submitted_at < {mark}")
+        args.append(until)
+    if query.customer is not None:
+        clauses.append(f"{customer_column} {like} {mark} ESCAPE '\\'")
+        args.append(text(query.customer))
+    if query.error is not None:
+        clauses.append("EXISTS (SELECT 1 FROM tasks WHERE tasks.order_id = orders.id AND "
+                       f"tasks.error {like} {mark} ESCAPE '\\')")
+        args.append(text(query.error))
+    return " AND ".join(clauses), args
 
 
 def _dumps(value: Any) -> str | None:

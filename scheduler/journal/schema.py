@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StoreError(RuntimeError):
@@ -59,6 +59,12 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE tasks ADD COLUMN retry_at REAL"],
     # An order's priority (higher first among ready steps at the same stage).
     3: ["ALTER TABLE orders ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"],
+    # How often a task was moved off a worker that died or drained (the dashboard's and the
+    # API's moves); orders by number, for listing and searching newest first beyond memory.
+    4: [
+        "ALTER TABLE tasks ADD COLUMN moves INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS orders_by_number ON orders (number)",
+    ],
 }
 
 

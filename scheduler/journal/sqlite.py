@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..engine.model import Effects
-from ..engine.records import FINISHED_STATUSES, OrderRecord, ResumePoint, TaskRecord
+from ..engine.records import (
+    FINISHED_STATUSES,
+    OrderQuery,
+    OrderRecord,
+    ResumePoint,
+    TaskRecord,
+)
 from .lock import FileLock, JournalLocked
 from .recovery import Recovered
 from .rows import (
@@ -33,6 +39,7 @@ from .rows import (
     order_from_row,
     order_row,
     placeholders,
+    search_where,
     task_from_row,
     task_row,
 )
@@ -143,6 +150,19 @@ class SQLiteJournal:
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq", (order_id,)
             ).fetchall()
         return [event_from_row(r) for r in rows]
+
+    def search_orders(
+        self, query: OrderQuery, before: int | None, limit: int
+    ) -> list[OrderRecord]:
+        """Orders matching `query` numbered below `before`, newest first, with their tasks."""
+        where, args = search_where(query, before, "?", "json_extract(data, '$.customer')",
+                                   "LIKE")
+        with self._read_lock:
+            rows = self._read.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY number DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return _with_tasks_and_events(self._read, rows, with_events=False)
 
     def events_after(self, seq: int, limit: int) -> list[dict]:
         with self._read_lock:

@@ -25,7 +25,9 @@ from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkfl
 from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
 from ..engine.orders import validate_order, validate_priority
-from ..engine.states import OrderStatus
+from ..engine.records import OrderQuery
+from ..engine.states import OrderStatus, TaskState
+from ..engine.triage import group_failures
 from ..engine.workflow import Workflow
 from ..journal.base import Journal, NullJournal
 from ..journal.recovery import recover_into
@@ -414,6 +416,82 @@ class Cluster:
                     break
             return out
 
+    def search_orders(
+        self, query: OrderQuery, limit: int = 50, before: int | None = None
+    ) -> list[dict]:
+        """Orders matching `query`, newest first, numbered below `before`: those in memory
+        (every unfinished one and the latest finished ones) as they are now, the rest from
+        the journal, merged by number."""
+        core = self._core
+        with self._lock:
+            found = []
+            orders = reversed(core.orders.values())
+            if core.adopted_out_of_order:
+                orders = sorted(core.orders.values(), key=lambda o: -o.number)
+            for order in orders:
+                if before is not None and order.number >= before:
+                    continue
+                errors = (t.error for t in order.tasks.values())
+                if not query.matches(order.reported_status, order.workflow.name,
+                                     order.data.get("customer"), core.wall(order.submitted_at),
+                                     errors):
+                    continue
+                if self._unconfirmed and not self._confirmed(order.id):
+                    continue
+                found.append((order.number, self._order_view(order, with_results=False)))
+                if len(found) > limit:
+                    break
+        if not self._journal.persistent:
+            return [view for _, view in found[:limit]]
+        # Memory's matches go down to `floor`; the journal may hold matches it forgot, newer
+        # than that. Its rows of orders still in memory are skipped (memory is newer).
+        floor = found[-1][0] if len(found) > limit else None
+        shown = {view["id"] for _, view in found}
+        cursor, page = before, limit + 1 + len(found)
+        while True:
+            records = self._journal.search_orders(query, cursor, page)
+            with self._lock:
+                for record in records:
+                    if record.id not in core.orders and record.id not in shown:
+                        found.append((record.number, record.view(with_results=False)))
+                        shown.add(record.id)
+            if len(records) < page:
+                break  # the journal has no more
+            cursor = records[-1].number
+            # Later pages are older than `cursor`: done once the first `limit` are above it.
+            if (floor is not None and cursor <= floor) or sum(
+                    1 for n, _ in found if n >= cursor) > limit:
+                break
+        found.sort(key=lambda item: -item[0])
+        return [view for _, view in found[:limit]]
+
+    def failures(self, max_ids: int) -> dict:
+        """Failed orders in memory grouped by the step that failed and its reason (the
+        biggest groups first), each with up to `max_ids` order ids, newest first."""
+        with self._lock:
+            core = self._core
+            failed = []
+            for order in reversed(core.orders.values()):
+                if order.reported_status != "failed":
+                    continue
+                task = next((t for t in order.tasks.values() if t.state is TaskState.FAILED),
+                            None)
+                if task is None:
+                    continue
+                at = core.wall(order.finished_at if order.finished_at is not None else 0.0)
+                failed.append((order.id, task.step, task.error, at))
+        failed.sort(key=lambda f: -f[3])
+        return {"groups": group_failures(failed, max_ids), "total": len(failed)}
+
+    def record_action(
+        self, who: str, action: str, what: str, *, target: str | None = None,
+        worker: str | None = None, order_id: str | None = None, **details: Any,
+    ) -> None:
+        """Audit: what an operator did becomes an `operator_action` event (kept, journaled
+        and logged like any other)."""
+        self._call(self._core.operator_action, who, action, what, target=target,
+                   worker=worker, order_id=order_id, **details)
+
     def story(self, order_id: str) -> list[dict]:
         """Every event of one order, in order (capped per order in memory)."""
         with self._lock:
@@ -490,8 +568,20 @@ class Cluster:
                 "orders": dict(core.orders_by_status),
                 "orders_total": core.order_number,
                 "tasks": dict(core.tasks_by_state),
+                # Every order by stage (queued, running, retrying, completed, failed,
+                # cancelled): the numbers the dashboard's tiles and filters show.
+                "progress": core.progress.by_stage(core.orders_by_status),
+                # Tasks of the unfinished orders, by step and state.
+                "steps": core.progress.unfinished_steps(),
+                # Orders completed, steps succeeded, attempts failed: per second, last 10 s.
+                "rates": core.progress.rates(now),
                 "retries": core.counters["retries"],
                 "reassignments": core.counters["reassignments"],
+                # Tasks taken off a worker that died or drained and put back in line (one
+                # per task_reassigned event), by reason.
+                "moves": core.counters["moves"],
+                "moves_by_reason": {"worker dead": core.counters["moves_worker_dead"],
+                                    "drain": core.counters["moves_drain"]},
                 "rejected_results": core.counters["rejected_results"],
                 "workers": workers,
                 # Capacity of the live workers: slots in all, running a task, stuck on an
@@ -503,6 +593,8 @@ class Cluster:
                 "unroutable": core.unroutable(),
                 "throughput": round(core.throughput(now), 3),
                 "last_seq": core.seq,
+                # The server's clock (Unix time), so a page can place these numbers in time.
+                "now": round(core.wall(now), 3),
             }
 
     def wait_until_idle(self, timeout: float = 10.0) -> bool:

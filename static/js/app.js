@@ -4,13 +4,15 @@
 
 import { api } from './api.js';
 import { Connection } from './connection.js';
-import { $, fmtInt, setText } from './dom.js';
-import { Store } from './store.js';
+import { $, fmtInt, h, plural, setText } from './dom.js';
+import { CHART_WINDOWS, Store } from './store.js';
 import { OrderSync } from './sync.js';
 import { Chart } from './views/chart.js';
+import { Confirm } from './views/confirm.js';
 import { Controls } from './views/controls.js';
 import { EventLog } from './views/eventlog.js';
 import { RingView } from './views/ring.js';
+import { StepBars } from './views/steps.js';
 import { OrdersTable } from './views/table.js';
 import { Tiles } from './views/tiles.js';
 import { Timeline } from './views/timeline.js';
@@ -47,21 +49,41 @@ export function start() {
   };
   store.onDirty = schedule;
 
-  const timeline = new Timeline({ root: $('#timeline'), title: $('#tl-title'), body: $('#tl-body'), close: $('#tl-close') }, toast,
-    (name) => store.workflow(name));
+  const confirm = new Confirm({
+    dialog: $('#confirm-dialog'), title: $('#confirm-title'), message: $('#confirm-message'),
+    ok: $('#confirm-ok'), cancel: $('#confirm-cancel'),
+  });
+  const timeline = new Timeline({ root: $('#timeline'), title: $('#tl-title'), body: $('#tl-body'), close: $('#tl-close'), link: $('#tl-link') }, toast,
+    (name) => store.workflow(name), confirm);
   const openOrder = (id) => timeline.open(id);
+  const serverNow = () => store.serverNow();
   const tiles = new Tiles($('#tiles'));
-  const chart = new Chart($('#chart'));
+  const chart = new Chart($('#chart'), serverNow);
+  const stepBars = new StepBars($('#step-bars'), $('#steps-empty'));
   const ring = new RingView($('#ring'));
   const table = new OrdersTable({
     body: $('#orders-body'), spacer: $('#orders-spacer'), filters: $('#order-filters'),
     search: $('#order-search'), count: $('#order-count'), empty: $('#orders-empty'),
-  }, store, openOrder);
-  const log = new EventLog({ list: $('#log-list'), groups: $('#log-groups'), search: $('#log-search'), empty: $('#log-empty') }, openOrder);
+    triage: $('#triage'), groups: $('#failure-groups'), bulk: $('#bulk-bar'), bulkWhat: $('#bulk-what'),
+    bulkRetry: $('#bulk-retry'), bulkCancel: $('#bulk-cancel'),
+  }, store, openOrder, { confirm, toast });
+  const log = new EventLog({
+    list: $('#log-list'), groups: $('#log-groups'), search: $('#log-search'), empty: $('#log-empty'),
+    incidents: $('#incidents'),
+  }, openOrder, serverNow);
   table.onChange = schedule;
   log.onChange = () => {
     store.mark('log');
   };
+  for (const w of CHART_WINDOWS) {
+    const button = h('button', { type: 'button', class: 'seg', dataset: { window: w.key }, 'aria-pressed': String(w === CHART_WINDOWS[0]), text: w.label });
+    button.addEventListener('click', () => {
+      chart.setWindow(w.key);
+      for (const other of $('#chart-window').children) other.setAttribute('aria-pressed', String(other === button));
+      store.mark('chart');
+    });
+    $('#chart-window').append(button);
+  }
 
   const sync = new OrderSync(store, { onError: (err) => toast(`Could not load orders: ${err.message}`, 'bad') });
   const conn = new Connection(store, {
@@ -74,6 +96,15 @@ export function start() {
     },
     onSnapshot: ({ staleFrom, initial }) => {
       sync.request({ staleFrom, initial });
+      // The chart's past comes from the server (kept there for the last hour), once.
+      if (!store.historyFetched) {
+        store.historyFetched = true;
+        api('/api/history').then((history) => store.loadHistory(history))
+          .catch((err) => {
+            store.historyFetched = false;
+            toast(`Could not read the chart's history: ${err.message}`, 'bad');
+          });
+      }
     },
   });
 
@@ -90,8 +121,22 @@ export function start() {
     }
   }
 
+  async function kill(id, button) {
+    const worker = store.workers.find((w) => w.id === id);
+    const held = worker ? (worker.busy ?? 0) + (worker.queued ?? 0) : 0;
+    const timeout = store.config?.heartbeat_timeout;
+    const ok = await confirm.ask({
+      title: `Kill ${id}?`,
+      message: `It stops at once, as if it crashed${worker?.kind === 'process' ? ' (SIGKILL)' : ''}. `
+        + `The cluster notices within about ${timeout ?? '?'} s (the heartbeat timeout) and moves its `
+        + `${plural(held, 'task')} to other workers; a step it was running runs again elsewhere.`,
+      confirm: `Kill ${id}`,
+    });
+    if (ok) command('kill_worker', id, button, (r) => r.message);
+  }
+
   const workers = new WorkersView($('#worker-cards'), {
-    kill: (id, button) => command('kill_worker', id, button, (r) => r.message),
+    kill,
     drain: (id, button) => command('drain_worker', id, button, (r) => r.message),
     openOrder,
     hover: (id) => ring.highlight(id),
@@ -126,7 +171,10 @@ export function start() {
     }
   }, 120);
   store.onWorkersChanged = refreshRing;
-  store.onOrderEvent = (ev) => timeline.onEvent(ev);
+  store.onOrderEvent = (ev) => {
+    timeline.onEvent(ev);
+    table.onEvent(ev);
+  };
 
   function frame() {
     frameRequested = false;
@@ -135,7 +183,10 @@ export function start() {
     const tick = Math.floor(Date.now() / 1000);
     // The table first: it reads scroll geometry, which is free only before anything is written.
     table.render(tick);
-    if (dirty.has('stats')) tiles.render(store.stats);
+    if (dirty.has('stats')) {
+      tiles.render(store.stats);
+      stepBars.render(store.stats.steps || {}, store.workflowDetails);
+    }
     // Worker cards measure heartbeats against the server's settings, which come with the
     // first snapshot (as do the workers themselves).
     if ((dirty.has('workers') || dirty.has('stats')) && store.config) {
@@ -163,7 +214,10 @@ export function start() {
   }, 1000);
 
   // For people debugging in the console and for the browser tests' measurements.
-  window.orderflowDashboard = { store, table, sync, conn, frames, timeline };
+  window.orderflowDashboard = { store, table, sync, conn, frames, timeline, chart, log };
   conn.start();
+  // An order named in the address (a shared link, a reload) opens at once: it is read over
+  // HTTP, so it need not wait for the stream.
+  timeline.followAddress();
   schedule();
 }

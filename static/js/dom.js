@@ -56,6 +56,9 @@ const INT = new Intl.NumberFormat('en-US');
 
 export const fmtInt = (n) => (n === null || n === undefined ? '–' : INT.format(n));
 
+/** "1 order", "2 orders", "1,000 orders". */
+export const plural = (count, one, many = `${one}s`) => `${fmtInt(count)} ${count === 1 ? one : many}`;
+
 export function fmtRate(perSecond) {
   if (perSecond === null || perSecond === undefined) return '–';
   return perSecond >= 100 ? INT.format(Math.round(perSecond)) : perSecond.toFixed(1);

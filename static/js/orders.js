@@ -9,12 +9,14 @@
 // How many orders it holds and what each workflow's steps wait for come from the server's
 // snapshot (`configure`); the page has no copies of either.
 
-import { TERMINAL } from './states.js';
+import { orderStage, TERMINAL } from './states.js';
 
 const TRIM_SLACK = 1000; // trim in chunks, not on every new order
 
+// `moves`: times the step was taken off a worker that died or drained (one per
+// task_reassigned event), as the server counts it (its task view's `moves`).
 function blankTask() {
-  return { status: 'pending', attempts: 0, worker: null, reassignments: 0, error: null };
+  return { status: 'pending', attempts: 0, worker: null, moves: 0, error: null };
 }
 
 function taskFrom(t) {
@@ -22,9 +24,22 @@ function taskFrom(t) {
     status: t.status,
     attempts: t.attempts ?? 0,
     worker: t.worker ?? null,
-    reassignments: t.reassignments ?? 0,
+    moves: t.moves ?? 0,
     error: t.error ?? null,
   };
+}
+
+/** The error an order's row shows: its failed step's, else the newest of a step that is
+ *  retrying or was retried (null when none). */
+export function orderError(rec) {
+  let last = null;
+  for (const step of rec.steps) {
+    const task = rec.tasks[step];
+    if (!task?.error) continue;
+    if (task.status === 'failed') return { step, error: task.error };
+    last = { step, error: task.error };
+  }
+  return last;
 }
 
 // An order_submitted event names the workflow, its steps and the customer: enough to draw a
@@ -44,7 +59,7 @@ export class OrderBook {
     this.maxKey = 0;
     this.structureVersion = 0; // bumps when orders are added, moved or dropped
     this.changeVersion = 0; // bumps on any change
-    this.statusVersion = 0; // bumps when any order's status changes
+    this.statusVersion = 0; // bumps when any order's status or stage changes
     this.stubs = 0; // records known only from events (no customer yet)
     this.maxOrders = null; // no cap until the server names one
     this.workflows = {}; // workflow name -> {step: [steps it waits for]}
@@ -115,6 +130,11 @@ export class OrderBook {
   }
 
   _touch(rec) {
+    const stage = orderStage(rec.status, rec.tasks);
+    if (rec.stage !== stage) {
+      rec.stage = stage;
+      this.statusVersion++;
+    }
     rec.version++;
     this.changeVersion++;
   }
@@ -124,7 +144,7 @@ export class OrderBook {
     let rec = this.byId.get(o.id);
     const isNew = !rec;
     if (isNew) {
-      rec = { id: o.id, key: o.number, number: o.number, version: 0, seq: -1, hydrated: false, tasks: {}, steps: [] };
+      rec = { id: o.id, key: o.number, number: o.number, version: 0, seq: -1, hydrated: false, tasks: {}, steps: [], stage: null };
     }
     if (!rec.hydrated) {
       rec.hydrated = true;
@@ -204,7 +224,7 @@ export class OrderBook {
     const key = this.maxKey + 1;
     const rec = {
       id: ev.order_id, key, number: null, version: 0, seq: ev.seq, hydrated: false,
-      customer, workflow, steps, status: 'pending',
+      customer, workflow, steps, status: 'pending', stage: 'queued',
       tasks: Object.fromEntries(steps.map((s) => [s, blankTask()])),
       submittedAt: ev.ts, finishedAt: null, born: performance.now(),
     };
@@ -239,6 +259,14 @@ export class OrderBook {
     return counts;
   }
 
+  /** Counts by stage (queued, running, retrying, completed, failed, cancelled) over the
+   *  held orders: the rule the server's tiles count by. */
+  countByStage() {
+    const counts = { all: this.list.length, queued: 0, running: 0, retrying: 0, completed: 0, failed: 0, cancelled: 0 };
+    for (const rec of this.list) counts[rec.stage] = (counts[rec.stage] || 0) + 1;
+    return counts;
+  }
+
 }
 
 /**
@@ -269,7 +297,8 @@ export const ON_EVENT = {
   task_reassigned(book, rec, task, ev) {
     task.status = ev.worker_id ? 'assigned' : 'ready';
     task.worker = ev.worker_id;
-    if (ev.reason !== 'drain') task.reassignments++;
+    // Every move counts, drained or not; the event says how many its task has had.
+    task.moves = Math.max(task.moves + 1, ev.moves ?? 0);
   },
   task_recovered(book, rec, task) {
     task.status = 'ready';

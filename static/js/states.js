@@ -28,6 +28,36 @@ export const orderStatus = (status) => ORDER_STATUS[status] || { label: status, 
 
 export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
+/**
+ * Where an order stands, as the tiles, the filters, /api/stats (`progress`) and /metrics
+ * count it: the server's rule (scheduler/engine/states.py OrderStage). An unfinished order is
+ * running while any of its steps runs, else retrying while one waits out a backoff, else
+ * queued; a finished one is its status. tests/test_browser_contract.py holds the two together.
+ */
+export const ORDER_STAGE = {
+  queued: { label: 'queued', glyph: '…', cls: 's-queued', title: 'Unfinished, no step running: its next steps wait for a free slot' },
+  running: { label: 'running', glyph: '▶', cls: 's-running', title: 'A step of it is running on a worker' },
+  retrying: { label: 'retrying', glyph: '↻', cls: 's-retry', title: 'No step running, one waits out a backoff before its retry' },
+  completed: { label: 'completed', glyph: '✓', cls: 's-done', title: 'Every step succeeded' },
+  failed: { label: 'failed', glyph: '✕', cls: 's-failed', title: 'A step failed for good' },
+  cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled', title: 'Cancelled' },
+};
+
+export const STAGES = Object.keys(ORDER_STAGE);
+
+export const orderStageStyle = (stage) => ORDER_STAGE[stage] || { label: stage, glyph: '?', cls: 's-pending', title: '' };
+
+/** The stage of an order from its status and its tasks' statuses ({step: {status}}). */
+export function orderStage(status, tasks) {
+  if (TERMINAL.has(status)) return status;
+  let retrying = false;
+  for (const task of Object.values(tasks || {})) {
+    if (task.status === 'running') return 'running';
+    if (task.status === 'retry_wait') retrying = true;
+  }
+  return retrying ? 'retrying' : 'queued';
+}
+
 export const WORKER_STATUS = {
   alive: { label: 'alive', glyph: '●', cls: 'w-alive' },
   suspect: { label: 'suspect', glyph: '◐', cls: 'w-suspect' },
@@ -48,6 +78,7 @@ export const EVENT_TYPES = Object.freeze([
   'task_started', 'task_succeeded', 'task_failed', 'task_retrying', 'task_reassigned',
   'task_cancelled', 'result_rejected', 'task_recovered',
   'worker_added', 'worker_dead', 'worker_draining', 'worker_removed',
+  'server_restarted', 'operator_action',
 ]);
 
 /** Event types that make the event log, by the filter group they belong to. */
@@ -55,8 +86,15 @@ export const LOG_GROUPS = {
   failures: { label: 'Failures', title: 'Failed attempts, failed orders, late results rejected', types: ['task_failed', 'order_failed', 'result_rejected'] },
   retries: { label: 'Retries', title: 'Retries, manual retries and recoveries', types: ['task_retrying', 'order_retried', 'task_recovered'] },
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
-  workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed'] },
+  workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'server_restarted'] },
+  operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
 };
+
+/** Events that are incidents: one prominent entry each, the moves or recoveries they caused
+ *  (events whose `cause` is its seq) folded inside it. */
+export const INCIDENT_TYPES = new Set(['worker_dead', 'worker_draining', 'server_restarted']);
+/** Of those, the ones pinned above the log until dismissed (a drain is planned, not an incident). */
+export const PINNED_TYPES = new Set(['worker_dead', 'server_restarted']);
 
 export const LOG_GROUP_OF = Object.fromEntries(
   Object.entries(LOG_GROUPS).flatMap(([group, { types }]) => types.map((t) => [t, group])),
@@ -81,11 +119,14 @@ export const EVENT_LABEL = {
   task_started: 'started',
   task_succeeded: 'succeeded',
   task_cancelled: 'step cancelled',
+  server_restarted: 'server restarted',
+  operator_action: 'operator',
 };
 
 /** The tone of an event's badge: bad, warn, move, good, info. */
 export function eventTone(type) {
-  if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'result_rejected') return 'bad';
+  if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
+  if (type === 'operator_action') return 'op';
   if (type === 'task_retrying' || type === 'order_retried' || type === 'worker_draining' || type === 'task_recovered') return 'warn';
   if (type === 'task_reassigned') return 'move';
   if (type === 'task_succeeded' || type === 'order_completed' || type === 'worker_added') return 'good';

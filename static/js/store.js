@@ -9,7 +9,21 @@ import { OrderBook } from './orders.js';
 import { LOG_GROUP_OF } from './states.js';
 
 const LOG_SLACK = 200; // trim the log in chunks, not on every event
-export const CHART_SECONDS = 300; // the chart's window (the page says "last 5 minutes")
+// The chart's windows: the last 5 minutes by default, or the hour the server keeps.
+export const CHART_WINDOWS = [{ key: '5m', label: '5 min', seconds: 300 }, { key: '1h', label: '1 hour', seconds: 3600 }];
+export const CHART_SECONDS = CHART_WINDOWS[CHART_WINDOWS.length - 1].seconds; // kept in the series
+const POINT_SECONDS = 0.95; // a stats message this soon after the newest point replaces it
+
+/** The chart's numbers from one `stats` (GET /api/stats): the same the tiles show. */
+export function pointOf(stats) {
+  const rates = stats.rates || {};
+  return {
+    orders: rates.orders_per_s ?? 0,
+    steps: rates.steps_per_s ?? 0,
+    failures: rates.failures_per_s ?? 0,
+    queued: Store.queueDepth(stats),
+  };
+}
 
 export class Store {
   constructor() {
@@ -28,8 +42,12 @@ export class Store {
     this.historyLoaded = false; // the first refresh after page load has run
     this.awaitingSnapshot = true; // until the first snapshot, and after a gap or a reconnect
     this.clockOffset = 0; // browser clock minus server clock, seconds (about)
-    this.series = { t: [], completed: [], queued: [] }; // the chart, one point per second
-    this._lastSample = null;
+    this.clockKnown = false; // the offset came from the server's own clock (stats.now)
+    // The chart: server time (s), orders completed, steps succeeded and attempts failed per
+    // second, tasks queued. The server's last hour (GET /api/history), then a point per
+    // `workers` message (the newest replaced while younger than POINT_SECONDS).
+    this.series = { t: [], orders: [], steps: [], failures: [], queued: [] };
+    this.historyFetched = false;
     this.counters = { snapshots: 0, batches: 0, events: 0, gaps: 0, ignored: 0 };
     this.dirty = new Set();
     this.onOrderEvent = null; // (event) => void, for the open timeline
@@ -129,6 +147,11 @@ export class Store {
   setStats(stats) {
     if (!stats) return;
     this.stats = stats;
+    // The server's clock comes with its numbers: ages and the chart use server time.
+    if (typeof stats.now === 'number') {
+      this.clockOffset = Date.now() / 1000 - stats.now;
+      this.clockKnown = true;
+    }
     this._sample(stats);
     this.mark('stats');
   }
@@ -149,7 +172,7 @@ export class Store {
   }
 
   _syncClock(events) {
-    if (!events.length) return;
+    if (!events.length || this.clockKnown) return;
     const newest = events[events.length - 1].ts;
     if (newest) this.clockOffset = Date.now() / 1000 - newest;
   }
@@ -166,22 +189,48 @@ export class Store {
   }
 
   _sample(stats) {
-    const now = Date.now() / 1000;
-    const completed = stats.orders?.completed ?? 0;
-    const last = this._lastSample;
-    if (last && now - last.t < 0.95) return;
-    this._lastSample = { t: now, completed };
-    if (!last) return;
-    const rate = Math.max(0, (completed - last.completed) / (now - last.t));
+    const now = this.serverNow();
+    const point = pointOf(stats);
     const s = this.series;
-    s.t.push(now);
-    s.completed.push(rate);
-    s.queued.push(Store.queueDepth(stats));
-    while (s.t.length && s.t[0] < now - CHART_SECONDS) {
-      s.t.shift();
-      s.completed.shift();
-      s.queued.shift();
+    const newest = s.t.length - 1;
+    if (newest >= 0 && now - s.t[newest] < POINT_SECONDS && s.live) {
+      for (const key of Object.keys(point)) s[key][newest] = point[key];
+    } else {
+      s.t.push(now);
+      for (const key of Object.keys(point)) s[key].push(point[key]);
     }
+    s.live = true;
+    this._trimSeries(now);
     this.mark('chart');
+  }
+
+  /** The server's history (GET /api/history, columns in server time): the points older
+   *  than what this page sampled itself go in front. */
+  loadHistory(history) {
+    const s = this.series;
+    const firstLive = s.t.length ? s.t[0] : Infinity;
+    const older = [];
+    (history.t || []).forEach((t, i) => { if (t < firstLive - 0.5) older.push(i); });
+    const column = (name) => older.map((i) => history[name]?.[i] ?? 0);
+    const queued = older.map((i) => (history.queued?.[i] ?? 0) + (history.retrying?.[i] ?? 0));
+    this.series = {
+      t: older.map((i) => history.t[i]).concat(s.t),
+      orders: column('orders_per_s').concat(s.orders),
+      steps: column('steps_per_s').concat(s.steps),
+      failures: column('failures_per_s').concat(s.failures),
+      queued: queued.concat(s.queued),
+      live: s.live,
+    };
+    this.historyFetched = true;
+    this._trimSeries(this.serverNow());
+    this.mark('chart');
+  }
+
+  _trimSeries(now) {
+    const s = this.series;
+    let drop = 0;
+    while (drop < s.t.length && s.t[drop] < now - CHART_SECONDS) drop++;
+    if (!drop) return;
+    for (const key of ['t', 'orders', 'steps', 'failures', 'queued']) s[key].splice(0, drop);
   }
 }

@@ -39,7 +39,7 @@ export function orderDict(id, number, { workflow = 'ecommerce', status = 'pendin
   return {
     id, number, status, workflow, customer, data: { customer },
     tasks: Object.fromEntries(Object.entries(all).map(([s, t]) => [s, {
-      attempts: 0, runs: 0, reassignments: 0, worker: null, error: null, ...t,
+      attempts: 0, runs: 0, moves: 0, reassignments: 0, worker: null, error: null, ...t,
     }])),
     submitted_at: 1000 + number, finished_at: null,
   };

@@ -134,16 +134,32 @@ describe('stream events', () => {
     assert.equal(b.get('o-1').tasks.packing.error, 'new');
   });
 
-  it('move a task off a dead worker and count it, but not a drain', () => {
+  it('count every move of a task, off a dead worker and off a drained one alike', () => {
     const b = book();
     const feed = new Feed();
     applyAll(b, [feed.submitted('o-1'), feed.task('task_started', 'o-1', 'payment'),
-      feed.task('task_reassigned', 'o-1', 'payment', { worker_id: 'w-2', from_worker: 'w-1', reason: 'worker dead' })]);
+      feed.task('task_reassigned', 'o-1', 'payment', { worker_id: 'w-2', from_worker: 'w-1', reason: 'worker dead', moves: 1 })]);
     let task = b.get('o-1').tasks.payment;
-    assert.deepEqual([task.status, task.worker, task.reassignments], ['assigned', 'w-2', 1]);
-    b.apply(feed.task('task_reassigned', 'o-1', 'payment', { worker_id: null, from_worker: 'w-2', reason: 'drain' }));
+    assert.deepEqual([task.status, task.worker, task.moves], ['assigned', 'w-2', 1]);
+    b.apply(feed.task('task_reassigned', 'o-1', 'payment', { worker_id: null, from_worker: 'w-2', reason: 'drain', moves: 2 }));
     task = b.get('o-1').tasks.payment;
-    assert.deepEqual([task.status, task.worker, task.reassignments], ['ready', null, 1]);
+    assert.deepEqual([task.status, task.worker, task.moves], ['ready', null, 2]);
+  });
+
+  it('take the count a move event names when the page missed earlier moves', () => {
+    const b = book();
+    const feed = new Feed();
+    applyAll(b, [feed.submitted('o-1'),
+      feed.task('task_reassigned', 'o-1', 'payment', { worker_id: 'w-3', from_worker: 'w-2', reason: 'worker dead', moves: 3 })]);
+    assert.equal(b.get('o-1').tasks.payment.moves, 3);
+  });
+
+  it('keep the moves a page of the API reports', () => {
+    const b = book();
+    b.upsert(orderDict('o-1', 1, { status: 'in_progress', tasks: {
+      payment: { status: 'assigned', worker: 'w-2', moves: 2 }, packing: { status: 'pending' }, shipping: { status: 'pending' },
+    } }), 0);
+    assert.equal(b.get('o-1').tasks.payment.moves, 2);
   });
 
   it('follow a failed attempt into its retry and a later attempt', () => {

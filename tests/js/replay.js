@@ -1,6 +1,6 @@
 // Not a test file: tests/test_browser_contract.py runs it to replay the engine's events
 // through the page's order book. Reads {workflows, checkpoints: [[event, ...], ...]} on
-// stdin; writes, after each checkpoint's events, {order id: {status, tasks: {step: status}}}.
+// stdin; writes, after each checkpoint's events, {order id: {status, stage, tasks: {step: status}}}.
 
 import { readFileSync } from 'node:fs';
 
@@ -13,6 +13,7 @@ const views = input.checkpoints.map((events) => {
   for (const ev of events) book.apply(ev);
   return Object.fromEntries(book.list.map((rec) => [rec.id, {
     status: rec.status,
+    stage: rec.stage,
     tasks: Object.fromEntries(rec.steps.map((step) => [step, rec.tasks[step].status])),
   }]));
 });

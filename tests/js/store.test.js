@@ -157,23 +157,60 @@ describe('workers, ring and stats', () => {
     assert.ok(store.takeDirty().has('ring'));
   });
 
-  it('samples the chart at most once a second over its window', () => {
+  it('draws the chart from the server\'s rates: the newest point is the tiles\' numbers', () => {
     const store = new Store();
     let now = 1_000_000;
     mock.method(Date, 'now', () => now);
     try {
-      const stats = (completed, ready) => ({ orders: { completed }, tasks: { ready, assigned: 1, retry_wait: 1 } });
-      store.setStats(stats(0, 0));
-      assert.equal(store.series.t.length, 0, 'a rate needs two samples');
+      const stats = (orders, ready, clock) => ({
+        now: clock, rates: { orders_per_s: orders, steps_per_s: orders * 3, failures_per_s: 0.5 },
+        tasks: { ready, assigned: 1, retry_wait: 1 },
+      });
+      store.setStats(stats(14.1, 0, 1000));
+      assert.deepEqual([store.series.t, store.series.orders, store.series.steps, store.series.queued],
+        [[1000], [14.1], [14.1 * 3], [2]]);
       now += 500;
-      store.setStats(stats(5, 0));
-      assert.equal(store.series.t.length, 0, 'too soon');
+      store.setStats(stats(12, 4, 1000.5)); // within a second: the newest point is replaced
+      assert.deepEqual([store.series.t, store.series.orders, store.series.queued], [[1000], [12], [6]]);
       now += 500;
-      store.setStats(stats(10, 4));
-      assert.deepEqual([store.series.completed, store.series.queued], [[10], [6]]);
-      now += 400_000; // past the window: the old point slides out
-      store.setStats(stats(10, 0));
-      assert.equal(store.series.t.length, 1);
+      store.setStats(stats(0, 0, 1001));
+      assert.deepEqual([store.series.t, store.series.orders], [[1000, 1001], [12, 0]]);
+      now += 4_000_000; // past the hour: the old points slide out
+      store.setStats(stats(1, 0, 1001 + 4000));
+      assert.deepEqual(store.series.t, [5001]);
+    } finally {
+      mock.restoreAll();
+    }
+  });
+
+  it('puts the server\'s history in front of the points it sampled itself', () => {
+    const store = new Store();
+    mock.method(Date, 'now', () => 10_000_000);
+    try {
+      store.setStats({ now: 10_000, rates: { orders_per_s: 3, steps_per_s: 9, failures_per_s: 0 }, tasks: {} });
+      store.loadHistory({
+        t: [5000, 8000, 9990, 10_000], orders_per_s: [9, 1, 2, 99], steps_per_s: [27, 3, 6, 99],
+        failures_per_s: [0, 0.5, 0, 99], queued: [4, 0, 1, 99], retrying: [1, 0, 0, 99],
+      });
+      // 5000 is older than the hour kept; 10,000 is what the page sampled itself.
+      assert.deepEqual(store.series.t, [8000, 9990, 10_000]);
+      assert.deepEqual(store.series.orders, [1, 2, 3]);
+      assert.deepEqual(store.series.failures, [0.5, 0, 0]);
+      assert.deepEqual(store.series.queued, [0, 1, 0]);
+      assert.ok(store.historyFetched);
+    } finally {
+      mock.restoreAll();
+    }
+  });
+
+  it('takes the server clock from its stats when they carry it', () => {
+    const store = new Store();
+    mock.method(Date, 'now', () => 10_000_000);
+    try {
+      store.setStats({ now: 9_000, tasks: {} });
+      store.applySnapshot(snapshot({ events: [{ seq: 1, ts: 5_000, type: 'worker_added' }], last_seq: 1,
+        stats: { now: 9_000, orders: {}, tasks: {}, workers: {} } }));
+      assert.equal(store.serverNow(), 9_000); // not the last event's time: the server may idle
     } finally {
       mock.restoreAll();
     }

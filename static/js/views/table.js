@@ -1,34 +1,61 @@
 // The orders table, virtualised: only the rows in view (plus a few) exist in the DOM, pooled
 // and repositioned on scroll; a row is rewritten only when its order's version changed.
 // Filtering and search rebuild the list of matching orders at most once per frame.
+//
+// The filters are the stages the tiles count (states.js ORDER_STAGE). Search matches ids and
+// customers of the orders held; Enter opens an order by its id (held or not: the server
+// answers) or asks the server for a customer's orders. A filtered set (or, under Failed, a
+// group of failures by step and reason) can be retried or cancelled in one action.
 
-import { fmtDuration, fmtInt, h, setClass, setText } from '../dom.js';
-import { orderStatus, taskState, TERMINAL } from '../states.js';
+import { api } from '../api.js';
+import { fmtDuration, fmtInt, h, plural, setClass, setText } from '../dom.js';
+import { orderError } from '../orders.js';
+import { orderStageStyle, taskState, TERMINAL } from '../states.js';
 
-export const ROW_HEIGHT = 32;
+export const DEFAULT_ROW_HEIGHT = 32;
 const OVERSCAN = 6;
+const GROUPS_REFRESH_MS = 1000;
+// What an order id looks like (scheduler/runtime/ids.py): Enter opens it even when the page
+// does not hold it.
+const ORDER_ID = /^o-[0-9a-z]{6,}$/i;
 
 export const FILTERS = [
-  { key: 'all', label: 'All', statuses: null },
-  { key: 'active', label: 'Active', statuses: new Set(['pending', 'in_progress']) },
-  { key: 'completed', label: 'Completed', statuses: new Set(['completed']) },
-  { key: 'failed', label: 'Failed', statuses: new Set(['failed']) },
-  { key: 'cancelled', label: 'Cancelled', statuses: new Set(['cancelled']) },
+  { key: 'all', label: 'All', stages: null },
+  { key: 'queued', label: 'Queued', stages: new Set(['queued']) },
+  { key: 'running', label: 'Running', stages: new Set(['running']) },
+  { key: 'retrying', label: 'Retrying', stages: new Set(['retrying']) },
+  { key: 'completed', label: 'Completed', stages: new Set(['completed']) },
+  { key: 'failed', label: 'Failed', stages: new Set(['failed']) },
+  { key: 'cancelled', label: 'Cancelled', stages: new Set(['cancelled']) },
 ];
 
+/** Failed attempts an order's steps retried (attempts beyond each step's first). */
+export function retriesOf(rec) {
+  let retries = 0;
+  for (const step of rec.steps) retries += Math.max(0, (rec.tasks[step]?.attempts || 0) - 1);
+  return retries;
+}
+
 export class OrdersTable {
-  /** els: {body, spacer, filters, search, count}; store: Store; openOrder(id) */
-  constructor(els, store, openOrder) {
+  /** els: {body, spacer, filters, search, count, empty, triage, groups, bulk, bulkWhat,
+   *  bulkRetry, bulkCancel}; store: Store; openOrder(id); deps: {confirm, toast} */
+  constructor(els, store, openOrder, { confirm = null, toast = () => {} } = {}) {
     this.els = els;
     this.store = store;
     this.book = store.orders;
     this.openOrder = openOrder;
+    this.confirm = confirm;
+    this.toast = toast;
     this.filter = FILTERS[0];
     this.query = '';
+    this.group = null; // the failure group narrowing the view: {key, step, reason, ids: Set, count}
+    this.groups = []; // the server's failure groups (GET /api/failures), under Failed
+    this.groupsTimer = null;
     this.view = [];
     this.viewKey = null; // what `view` was built from
     this.pool = [];
     this.filterButtons = new Map();
+    this.rowHeight = DEFAULT_ROW_HEIGHT;
     this.stats = { renders: 0, rowWrites: 0, lastRenderMs: 0, maxRenderMs: 0, totalRenderMs: 0 };
     this.onChange = null; // set by the app: schedule a frame
 
@@ -36,6 +63,7 @@ export class OrdersTable {
       const count = h('span', { class: 'seg-count', text: '0' });
       const button = h('button', { type: 'button', class: 'seg', dataset: { filter: f.key }, 'aria-pressed': String(f === this.filter) },
         h('span', { text: f.label }), count);
+      if (f.stages) button.title = orderStageStyle(f.key).title;
       button.addEventListener('click', () => this.setFilter(f));
       els.filters.append(button);
       this.filterButtons.set(f.key, { button, count });
@@ -50,13 +78,12 @@ export class OrdersTable {
       if (event.key !== 'Enter') return;
       const q = els.search.value.trim();
       if (!q) return;
-      // An exact id opens its timeline even when the order is not in the table.
-      const match = this.view?.length === 1 ? this.view[0].id : (this.book.get(q) ? q : (/^o-\S+$/.test(q) ? q : null));
-      if (!match) return;
       // The timeline takes the focus (its Close button): without this, the same Enter
       // would go on to press that button and close it again at once.
       event.preventDefault();
-      openOrder(match);
+      if (this.book.get(q) || ORDER_ID.test(q)) openOrder(q); // not held: the server answers
+      else if (this.view?.length === 1) openOrder(this.view[0].id);
+      else this.searchServer(q);
     });
     els.body.addEventListener('scroll', () => this.onChange?.(), { passive: true });
     els.body.addEventListener('click', (event) => {
@@ -70,24 +97,173 @@ export class OrdersTable {
         openOrder(row.dataset.id);
       }
     });
+    els.groups.addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-group]');
+      if (!button) return;
+      const group = this.groups.find((g) => groupKey(g) === button.dataset.group);
+      this.group = !group || this.group?.key === groupKey(group) ? null : {
+        key: groupKey(group), step: group.step, reason: group.reason, ids: new Set(group.orders), count: group.count,
+      };
+      this.viewKey = null;
+      this._drawGroups();
+      this.onChange?.();
+    });
+    els.bulkRetry.addEventListener('click', () => this.bulk('retry'));
+    els.bulkCancel.addEventListener('click', () => this.bulk('cancel'));
+    const narrow = window.matchMedia?.('(max-width: 700px)');
+    narrow?.addEventListener?.('change', () => this._measure());
+    this._measure();
+  }
+
+  /** The row height the stylesheet gives (taller rows on narrow screens). */
+  _measure() {
+    const value = parseFloat(getComputedStyle(this.els.body).getPropertyValue('--row'));
+    this.rowHeight = Number.isFinite(value) && value > 0 ? value : DEFAULT_ROW_HEIGHT;
+    for (const row of this.pool) row.id = null; // reposition every row
+    this.onChange?.();
   }
 
   setFilter(filter) {
     this.filter = filter;
+    this.group = null;
     this.viewKey = null;
     this.els.body.scrollTop = 0;
     for (const [key, { button }] of this.filterButtons) button.setAttribute('aria-pressed', String(key === filter.key));
+    this.els.triage.hidden = filter.key !== 'failed';
+    if (filter.key === 'failed') this.refreshGroups(0);
     this.onChange?.();
   }
+
+  // ------------------------------------------------------------------ the server's side
+
+  /** Ask the server for a customer's orders (beyond those the page holds) and hold them. */
+  async searchServer(q) {
+    try {
+      const data = await api(`/api/orders?customer=${encodeURIComponent(q)}&limit=500`);
+      const seq = this.store.lastSeq ?? 0;
+      for (const order of data.orders) this.book.upsert(order, seq);
+      this.store.mark('orders');
+      this.viewKey = null;
+      const more = data.next_cursor ? ' (the newest 500)' : '';
+      this.toast(data.orders.length ? `${plural(data.orders.length, 'order')} of “${q}” from the server${more}`
+        : `No order on the server has a customer like “${q}”`, data.orders.length ? 'good' : 'info');
+    } catch (err) {
+      this.toast(`Search failed: ${err.message}`, 'bad');
+    }
+  }
+
+  /** Re-read the failure groups within `ms` (while the Failed filter shows them). */
+  refreshGroups(ms = GROUPS_REFRESH_MS) {
+    if (this.filter.key !== 'failed' || this.groupsTimer) return;
+    this.groupsTimer = setTimeout(async () => {
+      this.groupsTimer = null;
+      try {
+        const data = await api('/api/failures');
+        this.groups = data.groups;
+        if (this.group) {
+          const fresh = this.groups.find((g) => groupKey(g) === this.group.key);
+          this.group = fresh ? { ...this.group, ids: new Set(fresh.orders), count: fresh.count } : null;
+          this.viewKey = null;
+        }
+        this._drawGroups();
+        this.onChange?.();
+      } catch (err) {
+        this.toast(`Could not read the failures: ${err.message}`, 'bad');
+      }
+    }, ms);
+  }
+
+  /** An order event arrived: failures may have changed. */
+  onEvent(ev) {
+    if (ev.type === 'order_failed' || ev.type === 'order_retried') this.refreshGroups();
+  }
+
+  _drawGroups() {
+    const buttons = this.groups.map((g) => h('button', {
+      type: 'button', class: 'fgroup', dataset: { group: groupKey(g), step: g.step },
+      'aria-pressed': String(this.group?.key === groupKey(g)), title: `${g.step}: ${g.example}`,
+    }, h('span', { class: 'fgroup-step', text: g.step }), h('span', { class: 'fgroup-reason', text: g.reason }),
+    h('b', { class: 'fgroup-count num', text: fmtInt(g.count) })));
+    if (!buttons.length) buttons.push(h('span', { class: 'muted small', text: 'No failed orders in the server’s memory.' }));
+    this.els.groups.replaceChildren(...buttons);
+  }
+
+  /** What a bulk action would act on: failed orders to retry, unfinished ones to cancel. */
+  bulkTargets() {
+    if (this.group) return { retry: [...this.group.ids], cancel: [], scope: 'group' };
+    const retry = [];
+    const cancel = [];
+    for (let i = 0; i < this.length; i++) {
+      const rec = this.at(i);
+      if (rec.status === 'failed') retry.push(rec.id);
+      else if (!TERMINAL.has(rec.status)) cancel.push(rec.id);
+    }
+    return { retry, cancel, scope: 'view' };
+  }
+
+  async bulk(command) {
+    const targets = this.bulkTargets();
+    const ids = targets[command];
+    if (!ids.length) return;
+    const what = targets.scope === 'group'
+      ? `the ${plural(ids.length, 'failed order')} of ${this.group.step} · ${this.group.reason}`
+      : `the ${plural(ids.length, command === 'retry' ? 'failed order' : 'unfinished order')} shown`;
+    const ok = await this.confirm?.ask({
+      title: command === 'retry' ? `Retry ${plural(ids.length, 'order')}?` : `Cancel ${plural(ids.length, 'order')}?`,
+      message: command === 'retry'
+        ? `Each of ${what} runs again from the step that failed; the steps that succeeded are kept.`
+        : `Each of ${what} stops: its unfinished steps are cancelled. This cannot be undone.`,
+      confirm: command === 'retry' ? `Retry ${plural(ids.length, 'order')}` : `Cancel ${plural(ids.length, 'order')}`,
+      tone: command === 'retry' ? 'primary' : 'danger',
+    });
+    if (!ok) return;
+    const button = command === 'retry' ? this.els.bulkRetry : this.els.bulkCancel;
+    button.disabled = true;
+    try {
+      const reply = await api(`/api/orders/${command}`, { method: 'POST', body: { ids } });
+      const done = reply[command === 'retry' ? 'retried' : 'cancelled'];
+      const skipped = reply.skipped.length ? `; ${fmtInt(reply.skipped.length)} skipped (${reply.skipped[0].reason})` : '';
+      this.toast(`${command === 'retry' ? 'Retried' : 'Cancelled'} ${plural(done.length, 'order')}${skipped}`, done.length ? 'good' : 'bad');
+      this.group = null;
+      this.refreshGroups(0);
+    } catch (err) {
+      this.toast(`Not ${command === 'retry' ? 'retried' : 'cancelled'}: ${err.message}`, 'bad');
+    } finally {
+      button.disabled = false;
+      this.viewKey = null;
+      this.onChange?.();
+    }
+  }
+
+  _drawBulk() {
+    // Only a narrowed set (a filter, a search, a failure group) can be acted on at once.
+    const narrowed = this.group !== null || this.filter.stages !== null || this.query.trim() !== '';
+    if (!narrowed) {
+      this.els.bulk.hidden = true;
+      return;
+    }
+    const { retry, cancel, scope } = this.bulkTargets();
+    this.els.bulk.hidden = !retry.length && !cancel.length;
+    if (this.els.bulk.hidden) return;
+    setText(this.els.bulkWhat, scope === 'group'
+      ? `${this.group.step} · ${plural(this.group.count, 'failed order')} in this group`
+      : `${plural(this.length, 'order')} shown`);
+    this.els.bulkRetry.hidden = !retry.length;
+    this.els.bulkCancel.hidden = !cancel.length;
+    setText(this.els.bulkRetry, `Retry ${plural(retry.length, 'failed order')}…`);
+    setText(this.els.bulkCancel, `Cancel ${plural(cancel.length, 'unfinished order')}…`);
+  }
+
+  // ------------------------------------------------------------------ the view
 
   _rebuildView() {
     const b = this.book;
     // Without a filter or a query the view is the book's own list, read back to front.
-    const filtered = this.filter.statuses !== null || this.query.trim() !== '';
-    // Status changes move orders between filters; any change may matter to a search (an
+    const filtered = this.filter.stages !== null || this.query.trim() !== '' || this.group !== null;
+    // Stage changes move orders between filters; any change may matter to a search (an
     // order's customer arrives after its id).
     const key = filtered
-      ? `${this.filter.key}|${this.query}|${b.structureVersion}|${b.statusVersion}|${this.query.trim() ? b.changeVersion : ''}`
+      ? `${this.filter.key}|${this.query}|${this.group?.key ?? ''}|${b.structureVersion}|${b.statusVersion}|${this.query.trim() ? b.changeVersion : ''}`
       : `all|${b.structureVersion}`;
     if (key === this.viewKey) return false;
     const anchor = this._anchor();
@@ -95,12 +271,14 @@ export class OrdersTable {
     if (!filtered) this.view = null;
     else {
       const q = this.query.trim().toLowerCase();
-      const statuses = this.filter.statuses;
+      const stages = this.filter.stages;
+      const ids = this.group?.ids;
       const out = [];
       const list = b.list;
       for (let i = list.length - 1; i >= 0; i--) {
         const rec = list[i];
-        if (statuses && !statuses.has(rec.status)) continue;
+        if (stages && !stages.has(rec.stage)) continue;
+        if (ids && !ids.has(rec.id)) continue;
         if (q && !rec.id.toLowerCase().includes(q) && !(rec.customer || '').toLowerCase().includes(q)) continue;
         out.push(rec);
       }
@@ -123,10 +301,10 @@ export class OrdersTable {
   // Keep the row at the top of the viewport in place when orders arrive above it.
   _anchor() {
     const body = this.els.body;
-    if (body.scrollTop < ROW_HEIGHT) return null;
-    const index = Math.floor(body.scrollTop / ROW_HEIGHT);
+    if (body.scrollTop < this.rowHeight) return null;
+    const index = Math.floor(body.scrollTop / this.rowHeight);
     const rec = this.at(index);
-    return rec ? { rec, offset: body.scrollTop - index * ROW_HEIGHT } : null;
+    return rec ? { rec, offset: body.scrollTop - index * this.rowHeight } : null;
   }
 
   _restoreAnchor(anchor) {
@@ -138,20 +316,9 @@ export class OrdersTable {
       index = at < 0 ? -1 : list.length - 1 - at;
     } else index = this.view.indexOf(anchor.rec);
     if (index >= 0) {
-      this.els.spacer.style.height = `${this.length * ROW_HEIGHT}px`;
-      this.els.body.scrollTop = index * ROW_HEIGHT + anchor.offset;
+      this.els.spacer.style.height = `${this.length * this.rowHeight}px`;
+      this.els.body.scrollTop = index * this.rowHeight + anchor.offset;
     }
-  }
-
-  _counts() {
-    const c = this.book.countByStatus();
-    return {
-      all: c.all,
-      active: (c.pending || 0) + (c.in_progress || 0),
-      completed: c.completed || 0,
-      failed: c.failed || 0,
-      cancelled: c.cancelled || 0,
-    };
   }
 
   _row() {
@@ -163,8 +330,9 @@ export class OrdersTable {
         customer: h('span', { class: 'cell c-customer', role: 'cell' }),
         status: h('span', { class: 'cell c-status', role: 'cell' }),
         pipeline: h('span', { class: 'cell c-pipeline', role: 'cell' }),
-        attempts: h('span', { class: 'cell c-attempts num', role: 'cell' }),
+        retries: h('span', { class: 'cell c-retries num', role: 'cell' }),
         worker: h('span', { class: 'cell c-worker mono', role: 'cell' }),
+        error: h('span', { class: 'cell c-error', role: 'cell' }),
         age: h('span', { class: 'cell c-age num', role: 'cell' }),
       },
       badge: h('span', { class: 'badge' }),
@@ -196,36 +364,41 @@ export class OrdersTable {
     this.stats.rowWrites++;
     row.el.dataset.id = rec.id;
     row.el.dataset.status = rec.status;
+    row.el.dataset.stage = rec.stage;
     setText(row.cells.id, rec.id);
     row.cells.id.title = rec.number ? `#${rec.number}` : '';
     setText(row.cells.customer, rec.customer ?? '…');
     setClass(row.cells.customer, rec.customer === null || rec.customer === undefined ? 'cell c-customer muted' : 'cell c-customer');
-    const st = orderStatus(rec.status);
+    const st = orderStageStyle(rec.stage);
     setText(row.badge, `${st.glyph} ${st.label}`);
     setClass(row.badge, `badge ${st.cls}`);
-    let attempts = 0;
     let worker = null;
     rec.steps.forEach((step, i) => {
       const task = rec.tasks[step] || { status: 'pending', attempts: 0 };
       const ts = taskState(task.status);
       const chip = this._chip(row, i);
       setClass(chip.el, `chip chip-2 ${ts.cls}`);
+      chip.el.dataset.step = step;
       setText(chip.glyph, ts.glyph);
       setText(chip.name, step);
       setText(chip.state, ts.label);
       const extra = [];
       if (task.attempts > 1) extra.push(`×${task.attempts}`);
-      if (task.reassignments) extra.push('⇄');
+      if (task.moves) extra.push('⇄');
       setText(chip.extra, extra.join(' '));
-      chip.el.title = `${step}: ${ts.label}${task.attempts ? `, attempt ${task.attempts}` : ''}${task.worker ? ` on ${task.worker}` : ''}${task.reassignments ? `, moved ${task.reassignments}×` : ''}`;
-      attempts += task.attempts || 0;
+      chip.el.title = `${step}: ${ts.label}${task.attempts ? `, attempt ${task.attempts}` : ''}${task.worker ? ` on ${task.worker}` : ''}${task.moves ? `, moved ${task.moves}×` : ''}`;
       if (task.worker && task.status !== 'pending') worker = task.worker;
     });
     for (let i = rec.steps.length; i < row.chips.length; i++) row.chips[i].el.remove();
     row.chips.length = Math.min(row.chips.length, rec.steps.length);
-    setText(row.cells.attempts, attempts ? fmtInt(attempts) : '–');
-    setClass(row.cells.attempts, attempts > rec.steps.length ? 'cell c-attempts num hot' : 'cell c-attempts num');
+    const retries = retriesOf(rec);
+    setText(row.cells.retries, retries ? fmtInt(retries) : '–');
+    setClass(row.cells.retries, retries ? 'cell c-retries num hot' : 'cell c-retries num');
+    row.cells.retries.title = retries ? `${plural(retries, 'failed attempt')} retried` : 'no retries';
     setText(row.cells.worker, worker ?? '–');
+    const error = orderError(rec);
+    setText(row.cells.error, error ? `${error.step}: ${error.error}` : '');
+    row.cells.error.title = error ? `${error.step}: ${error.error} (click the row for the timeline)` : '';
     this._writeAge(row, rec, now);
   }
 
@@ -239,16 +412,24 @@ export class OrdersTable {
     } else setText(row.cells.age, '–');
   }
 
+  _countText(total, all) {
+    const q = this.query.trim();
+    if (total === 0 && q && ORDER_ID.test(q) && !this.book.get(q)) return 'not held here: Enter opens it';
+    if (total === 0 && q) return 'none held: Enter asks the server';
+    return total === all ? plural(total, 'order') : `${fmtInt(total)} of ${plural(all, 'order')}`;
+  }
+
   /** Draw the rows in view. `tick` changes once a second so active rows' ages move. */
   render(tick) {
     const started = performance.now();
     const viewChanged = this._rebuildView();
     const body = this.els.body;
+    const rowHeight = this.rowHeight;
     const total = this.length;
-    const height = `${total * ROW_HEIGHT}px`;
+    const height = `${total * rowHeight}px`;
     if (this.els.spacer.style.height !== height) this.els.spacer.style.height = height;
-    const first = Math.max(0, Math.floor(body.scrollTop / ROW_HEIGHT) - OVERSCAN);
-    const visible = Math.ceil(body.clientHeight / ROW_HEIGHT) + 2 * OVERSCAN;
+    const first = Math.max(0, Math.floor(body.scrollTop / rowHeight) - OVERSCAN);
+    const visible = Math.ceil(body.clientHeight / rowHeight) + 2 * OVERSCAN;
     const count = Math.max(0, Math.min(visible, total - first));
     while (this.pool.length < count) this.pool.push(this._row());
     const now = this.store.serverNow();
@@ -262,7 +443,7 @@ export class OrdersTable {
         continue;
       }
       const rec = this.at(first + i);
-      const top = `translateY(${(first + i) * ROW_HEIGHT}px)`;
+      const top = `translateY(${(first + i) * rowHeight}px)`;
       if (row.el.style.transform !== top) row.el.style.transform = top;
       if (row.id !== rec.id || row.version !== rec.version) {
         row.el.hidden = false;
@@ -275,13 +456,14 @@ export class OrdersTable {
         row.tick = tick;
       }
     }
-    const countsKey = `${this.book.structureVersion}|${this.book.statusVersion}|${total}`;
+    const countsKey = `${this.book.structureVersion}|${this.book.statusVersion}|${total}|${this.query}`;
     if (viewChanged || countsKey !== this._countsKey) {
       this._countsKey = countsKey;
-      const counts = this._counts();
+      const counts = this.book.countByStage();
       for (const [key, { count: el }] of this.filterButtons) setText(el, fmtInt(counts[key]));
-      setText(this.els.count, this.length === counts.all ? `${fmtInt(total)} orders` : `${fmtInt(total)} of ${fmtInt(counts.all)} orders`);
+      setText(this.els.count, this._countText(total, counts.all));
       this.els.empty.hidden = total > 0;
+      this._drawBulk();
     }
     const ms = performance.now() - started;
     const s = this.stats;
@@ -290,4 +472,8 @@ export class OrdersTable {
     s.totalRenderMs += ms;
     if (ms > s.maxRenderMs) s.maxRenderMs = ms;
   }
+}
+
+function groupKey(group) {
+  return `${group.step}\u0000${group.reason}`;
 }

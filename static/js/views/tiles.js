@@ -1,6 +1,6 @@
 // The header tiles: the cluster's numbers, readable at a glance.
 
-import { fmtInt, fmtRate, h, setClass, setText } from '../dom.js';
+import { fmtInt, fmtRate, h, plural, setClass, setText } from '../dom.js';
 
 const n = (v) => v || 0;
 const slotsOf = (s) => ({ total: n(s.slots?.total), busy: n(s.slots?.busy), stuck: n(s.slots?.stuck) });
@@ -13,39 +13,55 @@ const heldText = (s) => Object.entries(s.held_by_limits || {}).filter(([, v]) =>
 const unroutableText = (s) => Object.entries(s.unroutable || {}).filter(([, v]) => v > 0)
   .map(([step, v]) => `${step} ${fmtInt(v)}`).join(', ');
 
-/** Each tile: what it shows of the stats (pure; the node tests read it). */
+const progressOf = (s) => s.progress || {};
+const ratesOf = (s) => s.rates || {};
+
+/** Each tile: what it shows of the stats (pure; the node tests read it). The order tiles
+ *  are the server's `progress` (one stage per order, the rule in states.js ORDER_STAGE), the
+ *  numbers /metrics exports and the table's filters count by. */
 export const TILES = [
   {
-    key: 'active', label: 'In progress',
-    value: (s) => fmtInt(n(s.orders.pending) + n(s.orders.in_progress)),
-    sub: (s) => `${fmtInt(n(s.orders.pending))} not started`,
+    key: 'queued', label: 'Queued',
+    value: (s) => fmtInt(n(progressOf(s).queued)),
+    sub: (s) => `${fmtInt(n(s.tasks.ready) + n(s.tasks.assigned))} steps waiting`,
+    title: () => 'Unfinished orders with no step running: their next steps wait for a free slot',
+  },
+  {
+    key: 'running', label: 'Running', tone: (s) => (n(progressOf(s).running) ? 'run' : ''),
+    value: (s) => fmtInt(n(progressOf(s).running)),
+    sub: (s) => `${fmtInt(n(s.tasks.running))} steps running`,
+    title: () => 'Orders with a step running on a worker',
+  },
+  {
+    key: 'retrying', label: 'Retrying', tone: (s) => (n(progressOf(s).retrying) ? 'warn' : ''),
+    value: (s) => fmtInt(n(progressOf(s).retrying)),
+    sub: (s) => `${fmtInt(n(s.retries))} retries in all`,
+    title: () => 'Orders with no step running and one waiting out a backoff before its retry',
   },
   {
     key: 'completed', label: 'Completed', tone: () => 'good',
-    value: (s) => fmtInt(n(s.orders.completed)),
-    sub: (s) => `of ${fmtInt(n(s.orders_total))} orders`,
+    value: (s) => fmtInt(n(progressOf(s).completed)),
+    sub: (s) => `of ${plural(n(s.orders_total), 'order')}`,
   },
   {
-    key: 'failed', label: 'Failed', tone: (s) => (n(s.orders.failed) ? 'bad' : ''),
-    value: (s) => fmtInt(n(s.orders.failed)),
-    sub: (s) => `${fmtInt(n(s.orders.cancelled))} cancelled`,
+    key: 'failed', label: 'Failed', tone: (s) => (n(progressOf(s).failed) ? 'bad' : ''),
+    value: (s) => fmtInt(n(progressOf(s).failed)),
+    sub: (s) => `${fmtInt(n(progressOf(s).cancelled))} cancelled`,
   },
   {
-    key: 'retries', label: 'Retried', tone: (s) => (n(s.retries) ? 'warn' : ''),
-    value: (s) => fmtInt(n(s.retries)),
-    sub: () => 'failed attempts retried',
+    // One truth for moves: every task taken off a worker that died or drained, as the
+    // event log's moves, the timeline's Moved column and the API's task.moves count them.
+    key: 'moves', label: 'Moved', tone: (s) => (n(s.moves) ? 'move' : ''),
+    value: (s) => fmtInt(n(s.moves)),
+    sub: (s) => `${fmtInt(n(s.moves_by_reason?.['worker dead']))} dead · ${fmtInt(n(s.moves_by_reason?.drain))} drained`,
+    title: (s) => `Tasks taken off a worker that left and put back in line: ${fmtInt(n(s.moves_by_reason?.['worker dead']))} after a death, ${fmtInt(n(s.moves_by_reason?.drain))} from drains. ${fmtInt(n(s.rejected_results))} late results rejected.`,
   },
   {
-    key: 'reassignments', label: 'Reassigned', tone: (s) => (n(s.reassignments) ? 'move' : ''),
-    value: (s) => fmtInt(n(s.reassignments)),
-    sub: (s) => `${fmtInt(n(s.rejected_results))} late results rejected`,
-  },
-  {
-    key: 'workers', label: 'Workers alive',
+    key: 'workers', label: 'Workers',
     tone: (s) => (n(s.workers.dead) ? 'bad' : ''),
     value: (s) => fmtInt(n(s.workers.alive) + n(s.workers.suspect) + n(s.workers.draining)),
     sub: (s) => {
-      const parts = [`${fmtInt(n(s.workers.dead))} dead`];
+      const parts = [`alive · ${fmtInt(n(s.workers.dead))} dead`];
       if (n(s.workers.suspect)) parts.push(`${s.workers.suspect} suspect`);
       if (n(s.workers.draining)) parts.push(`${s.workers.draining} draining`);
       return parts.join(' · ');
@@ -74,10 +90,12 @@ export const TILES = [
     },
   },
   {
+    // The same numbers as the chart's newest point and its legend (both from these stats).
     key: 'throughput', label: 'Throughput',
-    value: (s) => fmtRate(s.throughput),
+    value: (s) => fmtRate(ratesOf(s).orders_per_s ?? 0),
     unit: 'orders/s',
-    sub: () => 'average, last minute',
+    sub: (s) => `${fmtRate(ratesOf(s).steps_per_s ?? 0)} steps/s`,
+    title: (s) => `Per second over the last ${ratesOf(s).window ?? 10} s: ${fmtRate(ratesOf(s).orders_per_s ?? 0)} orders completed, ${fmtRate(ratesOf(s).steps_per_s ?? 0)} steps succeeded, ${fmtRate(ratesOf(s).failures_per_s ?? 0)} attempts failed`,
   },
 ];
 

@@ -1,7 +1,11 @@
 // One order's timeline (GET /api/orders/<id>): its workflow drawn as a DAG with each step's
-// state and why a ready step waits, its steps with their policies, and every event in order
-// with workers, attempts, errors and reassignments. Refreshes while open as events arrive,
-// and every second while a step waits (its reason may change without an event).
+// state and why a ready step waits, its steps with their policies, moves and full errors, and
+// every event in order with workers, attempts, errors, moves (and their cause) and who did
+// what. Refreshes while open as events arrive, and every second while a step waits (its
+// reason may change without an event).
+//
+// The open order is in the page's address (#order=<id>): a reload reopens it, and the link
+// can be shared. Back closes it again.
 
 import { api } from '../api.js';
 import { fmtClock, fmtDuration, fmtInt, h, setText, svg } from '../dom.js';
@@ -17,17 +21,39 @@ const DAG = { box: 54, gap: 30, minShare: 112 };
 export class Timeline {
   /** els: {root, title, body, close}; toast(message, tone); workflow(name): the server's
    *  description of a workflow (steps, deps, policies) or null */
-  constructor(els, toast, workflow = () => null) {
+  constructor(els, toast, workflow = () => null, confirm = null) {
     this.els = els;
     this.toast = toast;
     this.workflow = workflow;
+    this.confirm = confirm;
     this.orderId = null;
     this.timer = null;
     this.returnFocus = null;
     els.close.addEventListener('click', () => this.close());
+    els.link?.addEventListener('click', () => this.copyLink());
     document.addEventListener('keydown', (event) => {
       if (event.key === 'Escape' && this.orderId && !document.querySelector('dialog[open]')) this.close();
     });
+    // The address names the open order: follow it (a pasted link, Back and Forward).
+    window.addEventListener('hashchange', () => this.followAddress());
+  }
+
+  /** The order named by the page's address (#order=<id>), or null. */
+  static linked() {
+    const match = /^#order=(.+)$/.exec(window.location.hash);
+    if (!match) return null;
+    try {
+      return decodeURIComponent(match[1]) || null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Open or close as the address says. */
+  followAddress() {
+    const id = Timeline.linked();
+    if (id && id !== this.orderId) this.open(id);
+    else if (!id && this.orderId) this.close();
   }
 
   async open(orderId) {
@@ -36,6 +62,13 @@ export class Timeline {
     this.els.root.hidden = false;
     this.els.root.dataset.order = orderId;
     setText(this.els.title, orderId);
+    // One history entry per visit to an order (switching orders replaces it), so Back
+    // returns to the page as it was.
+    const hash = `#order=${encodeURIComponent(orderId)}`;
+    if (window.location.hash !== hash) {
+      if (Timeline.linked()) window.history.replaceState(null, '', hash);
+      else window.history.pushState(null, '', hash);
+    }
     this.els.body.replaceChildren(h('p', { class: 'muted pad', text: 'Loading…' }));
     this.els.close.focus();
     await this.load();
@@ -47,7 +80,20 @@ export class Timeline {
     this.timer = null;
     this.els.root.hidden = true;
     delete this.els.root.dataset.order;
+    if (Timeline.linked()) {
+      window.history.replaceState(null, '', window.location.pathname + window.location.search);
+    }
     this.returnFocus?.focus?.();
+  }
+
+  /** Put the open order's address on the clipboard (where the browser allows it). */
+  async copyLink() {
+    try {
+      await navigator.clipboard.writeText(window.location.href);
+      this.toast('Link to this order copied', 'good');
+    } catch {
+      this.toast(`Link: ${window.location.href}`, 'info');
+    }
   }
 
   /** A stream event arrived; refresh soon if it is about the open order. */
@@ -165,6 +211,11 @@ export class Timeline {
   _action(id, action, label) {
     const button = h('button', { type: 'button', class: action === 'cancel' ? 'btn btn-danger btn-sm' : 'btn btn-sm', text: label });
     button.addEventListener('click', async () => {
+      if (action === 'cancel' && this.confirm && !(await this.confirm.ask({
+        title: `Cancel order ${id}?`,
+        message: 'Its unfinished steps are cancelled; a step running now is told to stop. It cannot be resumed (a cancelled order is not retried).',
+        confirm: 'Cancel the order',
+      }))) return;
       button.disabled = true;
       try {
         await api(`/api/orders/${encodeURIComponent(id)}/${action}`, { method: 'POST' });
@@ -183,19 +234,24 @@ export class Timeline {
     const rows = Object.entries(order.tasks || {}).map(([step, t]) => {
       const ts = taskState(t.status);
       const policy = policyParts(policies[step]);
+      // Moved: every time it was taken off a worker that died or drained (the event log's
+      // moves); the deaths while it ran (its poison count) say so in the title.
+      const moved = h('td', { class: 'num tl-moved', text: t.moves ? fmtInt(t.moves) : '–' });
+      if (t.moves) moved.title = `moved ${fmtInt(t.moves)}× off a worker that died or drained; its worker died under it ${fmtInt(t.reassignments ?? 0)}× while it ran`;
       return h('tr', { dataset: { step } },
         h('td', {}, h('span', { class: `chip ${ts.cls}` }, h('span', { class: 'chip-glyph', text: ts.glyph }), h('span', { class: 'chip-name', text: step }), h('span', { class: 'chip-state', text: ts.label }))),
         h('td', { class: 'num', text: fmtInt(t.attempts) }),
         h('td', { class: 'mono', text: t.worker ?? '–' }),
-        h('td', { class: 'num', text: t.reassignments ? fmtInt(t.reassignments) : '–' }),
+        moved,
         h('td', { class: 'tl-policy muted', text: policies[step] ? (policy.join(' · ') || 'defaults') : '' }),
         h('td', { class: 'tl-error', text: t.error ?? '' }));
     });
     return h('section', {},
       h('h3', { text: 'Steps' }),
-      h('table', { class: 'tl-steps' },
-        h('thead', {}, h('tr', {}, ...['Step', 'Attempts', 'Worker', 'Moved', 'Policy', 'Last error'].map((t) => h('th', { text: t })))),
-        h('tbody', {}, rows)));
+      h('div', { class: 'tl-steps-scroll' },
+        h('table', { class: 'tl-steps' },
+          h('thead', {}, h('tr', {}, ...['Step', 'Attempts', 'Worker', 'Moved', 'Policy', 'Last error'].map((t) => h('th', { text: t })))),
+          h('tbody', {}, rows))));
   }
 
   _events(order) {
@@ -208,6 +264,8 @@ export class Timeline {
       if (ev.attempt) where.push(`attempt ${ev.attempt}`);
       if (ev.from_worker) where.push(`${ev.from_worker} → ${ev.worker_id ?? 'next free slot'}`);
       else if (ev.worker_id) where.push(ev.worker_id);
+      if (ev.type === 'task_reassigned') where.push(ev.reason === 'drain' ? 'drained' : ev.reason);
+      if (ev.type === 'operator_action') where.push(`by ${ev.who}`);
       if (ev.duration !== undefined && ev.duration !== null) where.push(fmtDuration(ev.duration));
       list.append(h('li', { class: `tl-event tone-${eventTone(ev.type)}`, dataset: { type: ev.type, seq: String(ev.seq) } },
         h('span', { class: 'tl-time num', title: fmtClock(ev.ts), text: `+${fmtDuration(ev.ts - start)}` }),

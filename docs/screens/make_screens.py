@@ -1,0 +1,195 @@
+"""Screenshots of the dashboard for operators (README, "Dashboard for operators"), taken in
+Debian's chromium with Playwright against a live server on an ephemeral 127.0.0.1 port:
+
+- burst.png (1440x900): 1,000 demo orders on their way, the stage tiles, steps/s and the
+  progress per step;
+- kill-confirm.png, kill.png (1440x900): Kill asks first; a worker killed in the middle of
+  a burst, its death one incident entry with the moves it caused listed inside;
+- triage.png (1440x900): a 60% failure spike, failures grouped by step and reason, one
+  group picked, the bulk retry bar;
+- triage-confirm.png (1440x900): the confirmation that says how many orders a retry takes;
+- phone.png (390x844): the orders of a burst on a phone, no sideways scrolling.
+
+Run from the repository: `python docs/screens/make_screens.py` (about a minute). Every wait
+is a condition with a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+from werkzeug.serving import make_server
+
+from dashboard import create_app, services
+from scheduler import Chaos, Cluster
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+CONFIG = {"PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0, "HISTORY_INTERVAL": 1.0}
+WAIT_MS = 30_000
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    stop = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        stop.wait(0.05)
+
+
+@contextmanager
+def served(cluster: Cluster) -> Iterator[str]:
+    """The dashboard over `cluster` on a Werkzeug server in a thread; yields its URL."""
+    app = create_app(CONFIG, cluster=cluster)
+    cluster.start()
+    services(app).start()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        services(app).disconnect_clients()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        services(app).stop()
+        cluster.stop()
+
+
+def cluster(failure_rate: float = 0.0, latency_ms: tuple[float, float] = (20, 60)) -> Cluster:
+    return Cluster(workers=5, slots=4, seed=7, heartbeat_interval=0.1, heartbeat_timeout=1.0,
+                   chaos=Chaos(failure_rate=failure_rate, latency_ms=latency_ms, seed=7))
+
+
+def live(page: Page, url: str) -> None:
+    page.goto(url + "/")
+    page.locator("#conn[data-state='live']").wait_for(timeout=WAIT_MS)
+
+
+def demo(page: Page, count: int, workflow: str = "ecommerce") -> None:
+    page.wait_for_function("() => document.querySelectorAll('#f-demo-workflow option').length")
+    page.select_option("#f-demo-workflow", workflow)
+    page.fill("#f-demo-count", str(count))
+    page.click("#f-demo-submit")
+
+
+def shot(page: Page, name: str, settle: bool = True) -> None:
+    """The viewport as docs/screens/<name>.png; with `settle`, once the notices of earlier
+    commands are gone (they sit over the event log)."""
+    if settle:
+        page.wait_for_function("() => !document.querySelector('#toasts').children.length",
+                               timeout=WAIT_MS)
+    path = HERE / f"{name}.png"
+    path.write_bytes(page.screenshot())
+    print(f"wrote {path.relative_to(HERE.parent.parent)}")
+
+
+def completed_at_least(c: Cluster, n: int) -> Callable[[], bool]:
+    return lambda: c.stats()["progress"]["completed"] >= n
+
+
+def burst(browser) -> None:
+    c = cluster()
+    with served(c) as url:
+        page = browser.new_page(viewport=DESKTOP)
+        live(page, url)
+        # A small burst first, so the chart has a past; then the big one, caught midway.
+        demo(page, 150)
+        wait_for(completed_at_least(c, 150), 60, "the first burst")
+        demo(page, 1000, "ecommerce_invoiced")
+        wait_for(completed_at_least(c, 450), 120, "the burst to be under way")
+        page.wait_for_function(
+            "() => Number(document.querySelector(\"[data-tile='running'] .tile-value\")"
+            ".textContent.replace(/,/g, '')) > 0")
+        shot(page, "burst")
+        page.close()
+
+
+def kill(browser) -> None:
+    c = cluster()
+    with served(c) as url:
+        page = browser.new_page(viewport=DESKTOP)
+        live(page, url)
+        demo(page, 2000)
+        wait_for(completed_at_least(c, 100), 60, "the burst to be under way")
+        victim = max(c.workers(), key=lambda w: w["busy"] + w["queued"])["id"]
+        page.click(f"[data-worker='{victim}'] button[data-action='kill']")
+        page.locator("#confirm-dialog[open]").wait_for()
+        shot(page, "kill-confirm", settle=False)
+        page.click("#confirm-ok")
+        # The death, pinned above the log and in it; a click lists the moves it caused.
+        entry = page.locator("#incidents li.incident[data-type='worker_dead']")
+        entry.wait_for(timeout=WAIT_MS)
+        entry.locator(".incident-head").click()
+        page.locator("#incidents li.incident li.log-child").first.wait_for()
+        shot(page, "kill")
+        page.close()
+
+
+def triage(browser) -> None:
+    c = cluster(failure_rate=0.6, latency_ms=(2, 8))
+    with served(c) as url:
+        page = browser.new_page(viewport=DESKTOP)
+        live(page, url)
+        demo(page, 300)
+        wait_for(lambda: (lambda p: p["completed"] + p["failed"] >= 300)(c.stats()["progress"]),
+                 120, "every order to finish")
+        page.click("[data-filter='failed']")
+        group = page.locator("#failure-groups button[data-group]").first
+        group.wait_for()
+        group.click()
+        page.locator("#bulk-bar:not([hidden])").wait_for()
+        # Open one failed order's timeline: its full failure text is one click away.
+        page.locator("#orders-body .row[data-status='failed']").first.click()
+        page.locator("#tl-body li[data-type='order_failed']").wait_for()
+        page.click("#tl-close")
+        page.locator("#timeline").wait_for(state="hidden")
+        shot(page, "triage")
+        page.click("#bulk-retry")
+        page.locator("#confirm-dialog[open]").wait_for()
+        shot(page, "triage-confirm")
+        page.close()
+
+
+def phone(browser) -> None:
+    c = cluster()
+    with served(c) as url:
+        page = browser.new_page(viewport=PHONE)
+        live(page, url)
+        demo(page, 400, "ecommerce_invoiced")
+        wait_for(completed_at_least(c, 120), 60, "the burst to be under way")
+        page.evaluate("() => document.getElementById('orders-title').scrollIntoView()")
+        overflow = page.evaluate("() => document.documentElement.scrollWidth"
+                                 " - document.documentElement.clientWidth")
+        if overflow > 0:
+            sys.exit(f"the page scrolls sideways by {overflow} px at 390 px")
+        shot(page, "phone")
+        page.close()
+
+
+def main() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for scene in (burst, kill, triage, phone):
+                scene(browser)
+        finally:
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()

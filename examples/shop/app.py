@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import requests
 
@@ -29,19 +30,20 @@ IN_PROGRESS_POLL = 0.25
 app = App("shop")
 
 
-def _post(ctx: TaskContext, path: str, body: dict) -> dict:
+def _post(ctx: TaskContext, path: str, body: dict,
+          clock: Callable[[], float] = time.monotonic) -> dict:
     """POST with the step's idempotency key: the same across retries and moves, so the
     gateway answers a repeat with the first result instead of doing it again.
 
     A 409 means an earlier attempt with this key is still running there (its worker was
     declared dead, or the server restarted, mid-call): this attempt waits for it and then
     gets its answer, rather than spending its retries while the first call is still going."""
-    deadline = time.monotonic() + IN_PROGRESS_WAIT
+    deadline = clock() + IN_PROGRESS_WAIT
     while True:
         response = _send(ctx, path, body)
         if response.status_code in (200, 201):
             return response.json()
-        if response.status_code == 409 and time.monotonic() < deadline:
+        if response.status_code == 409 and clock() < deadline:
             if not ctx.sleep(IN_PROGRESS_POLL):
                 raise TaskError(f"{path}: cancelled while an earlier call was in progress")
             continue

@@ -46,6 +46,12 @@ class JournalLost(StoreError):
     """The journal's storage is gone (deleted, replaced): no later write could survive."""
 
 
+class Deposed(JournalLost):
+    """This server's leadership lease is over (another server leads the database now, or it
+    could not renew in time): it writes nothing more. Not an outage: the elector logs the
+    step-down in its one line, and the server goes on as a standby."""
+
+
 @dataclass
 class Batch:
     """One group commit: the swapped-out buffers and the rows snapshotted from them."""
@@ -303,6 +309,9 @@ class GroupWriter:
             self._failure = exc
             self._lost = True
             self._done.notify_all()
+        if isinstance(exc, Deposed):
+            log.info("journal writer of %s stopped: %s", self.name, exc)
+            return
         log.critical(
             "JOURNAL LOST: %s. Nothing more is acknowledged; restart the server once the "
             "database is back in place.",

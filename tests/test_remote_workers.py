@@ -787,7 +787,7 @@ def test_a_reconnect_started_from_the_disconnect_handler_waits_for_the_old_conne
     # once with "cannot reach ... (Already connected)" and waited out a backoff.
     worker = WorkerProcess(WorkerOptions(server="http://127.0.0.1:9"), {"payment": print})
     worker.sio = TearingDownClient(looks=3)
-    worker._connect()
+    worker._connect("http://127.0.0.1:9")
     assert worker.sio.connects == 1
 
 

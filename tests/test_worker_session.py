@@ -48,7 +48,7 @@ class Worker:
 
     def connect(self) -> Send:
         """Connect; returns the registration the session sends."""
-        assert self.tick() == [Connect()]
+        assert self.tick() == [Connect(self.session.url)]
         (register,) = sends(self.session.connected(self.now), "register")
         return register
 
@@ -136,13 +136,13 @@ def test_a_new_session_connects_at_once_and_joins_on_connecting():
 
 def test_failed_connection_attempts_back_off_with_equal_jitter_up_to_the_cap():
     worker = Worker()
-    assert worker.tick() == [Connect()]
+    assert worker.tick() == [Connect(OPTIONS.server)]
     waits = []
     for _ in range(6):
         effects = worker.session.connect_failed("Connection error", False, worker.now)
         assert "cannot reach http://127.0.0.1:9 (Connection error)" in logged(effects)
         started = worker.now
-        while worker.tick() != [Connect()]:
+        while worker.tick() != [Connect(OPTIONS.server)]:
             assert worker.session.wait_hint(worker.now) > 0
             worker.advance(0.01)
         waits.append(worker.now - started)
@@ -167,7 +167,7 @@ def test_the_backoff_is_reset_by_a_connection():
         worker.advance(10)
     worker.join()
     worker.session.disconnected("transport error", worker.now)
-    assert worker.tick() == [Connect()], "the first attempt after a drop is immediate"
+    assert worker.tick() == [Connect(OPTIONS.server)], "the first attempt after a drop is immediate"
     worker.session.connect_failed("down", False, worker.now)
     assert worker.session.wait_hint(worker.now) <= 0.5
 

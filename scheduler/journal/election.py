@@ -97,9 +97,8 @@ class Elector:
             return self._lead(term, now)
         if not self._campaigning:
             return self.settings.poll_every
-        if now < self._holdoff_until:
-            return min(self.settings.poll_every, self._holdoff_until - now)
-        self._campaign(now)
+        # During the holdoff it only looks (to name the leader), leaving the lease to others.
+        self._campaign(now, may_take=now >= self._holdoff_until)
         return self.settings.poll_every if self.term is None else self.settings.renew_every
 
     def _lead(self, term: Term, now: float) -> float:
@@ -121,7 +120,7 @@ class Elector:
         self._next_renew = now + self.settings.renew_every
         return self.settings.renew_every
 
-    def _campaign(self, now: float) -> None:
+    def _campaign(self, now: float, may_take: bool) -> None:
         try:
             seen = self.store.look()
         except StoreError as exc:
@@ -136,6 +135,8 @@ class Elector:
             if previous is None or previous.epoch != seen.epoch or previous.free:
                 log.info("standing by (%s): epoch %d is led by %s%s", self.store.holder,
                          seen.epoch, seen.holder, f" at {seen.url}" if seen.url else "")
+            return
+        if not may_take:
             return
         try:
             epoch = self.store.take(seen.epoch)

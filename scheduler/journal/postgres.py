@@ -159,9 +159,8 @@ class PostgresJournal:
     def check(self) -> None:
         term = self.term
         if term is not None and not term.holds(time.monotonic()):
-            raise StoreError(f"this server no longer leads {self.name} (epoch {term.epoch} "
-                             f"is over: {term.lost or 'its lease ran out'}); it accepts "
-                             "nothing")
+            raise Deposed(f"this server no longer leads {self.name} (epoch {term.epoch} "
+                          f"is over: {term.lost or 'its lease ran out'}); it accepts nothing")
         self._writer.check()
 
     def close(self) -> None:

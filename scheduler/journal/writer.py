@@ -146,7 +146,9 @@ class GroupWriter:
             if self._committed >= ticket:
                 return
             reason = self._failure or "the journal was closed first"
-        raise StoreError(f"could not write {self.name}: {reason}")
+        # A deposed leader says so (its callers go to the new leader), an outage as such.
+        error = Deposed if isinstance(reason, Deposed) else StoreError
+        raise error(f"could not write {self.name}: {reason}")
 
     def committed(self, ticket: int) -> bool:
         with self._done:
@@ -156,7 +158,8 @@ class GroupWriter:
         """Raise StoreError while nothing recorded now could become durable."""
         failure = self._failure
         if failure is not None:
-            raise StoreError(f"could not write {self.name}: {failure}")
+            error = Deposed if isinstance(failure, Deposed) else StoreError
+            raise error(f"could not write {self.name}: {failure}")
         if self._stop or (self._core is not None and not self._thread.is_alive()):
             raise StoreError(f"{self.name} is closed")
 

@@ -395,10 +395,11 @@ def _round(value: float | None) -> float | None:
 
 def format_chaos(report: dict) -> str:
     """The lines about restarts, stalls and remote workers, after the checker's."""
-    lines = [f"  {'server restarts':<36} {report['server_restarts']}"]
-    if "failovers" in report:
-        lines.append(f"  {'failovers (leader killed)':<36} {report['failovers']}")
-        lines.append(f"  {'503s of a server not leading':<36} {report['standby_answers']}")
+    if "failovers" in report:  # --ha: no server is restarted in place
+        lines = [f"  {'failovers (leader killed)':<36} {report['failovers']}",
+                 f"  {'503s of a server not leading':<36} {report['standby_answers']}"]
+    else:
+        lines = [f"  {'server restarts':<36} {report['server_restarts']}"]
     lines += [f"  failover: {key:<26} {value}" for key, value in
               report.get("failover", {}).items()]
     lines += [f"  remote: {key:<28} {value}" for key, value in report["remote"].items()

@@ -59,15 +59,20 @@ class Bench:
         self.flags = ("--db", url, "--workers", "2", "--failure-rate", "0", "--latency-ms",
                       "5,20", "--log-level", "error")
         self.folder = folder
-        self.servers = [ServeProcess(*self.flags, "--log-file", str(folder / "a.log"))]
-        self.wait_role(self.servers[0], "leader")
-        self.servers.append(ServeProcess(*self.flags, "--log-file", str(folder / "b.log")))
-        self.wait_role(self.servers[1], "standby", leader=self.servers[0].url)
-        with (folder / "worker.log").open("w") as log:
-            self.worker = subprocess.Popen(
-                [sys.executable, "-m", "scheduler", "worker", "--server",
-                 ",".join(s.url for s in self.servers), "--log-level", "warning"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.servers, self.worker = [], None
+        try:
+            self.servers.append(ServeProcess(*self.flags, "--log-file", str(folder / "a.log")))
+            self.wait_role(self.servers[0], "leader")
+            self.servers.append(ServeProcess(*self.flags, "--log-file", str(folder / "b.log")))
+            self.wait_role(self.servers[1], "standby", leader=self.servers[0].url)
+            with (folder / "worker.log").open("w") as log:
+                self.worker = subprocess.Popen(
+                    [sys.executable, "-m", "scheduler", "worker", "--server",
+                     ",".join(s.url for s in self.servers), "--log-level", "warning"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        except BaseException:
+            self.close()  # nothing started is left behind
+            raise
 
     def health(self, server) -> dict:
         try:
@@ -114,9 +119,10 @@ class Bench:
         return lead, work
 
     def close(self) -> None:
-        if self.worker.poll() is None:
-            os.kill(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(10)
+        if self.worker is not None:
+            if self.worker.poll() is None:
+                os.kill(self.worker.pid, signal.SIGKILL)
+            self.worker.wait(10)
         for server in self.servers:
             server.kill()
         self.http.close()

@@ -70,13 +70,38 @@ def test_taking_the_lease_waits_for_the_leaders_write_transaction_in_flight(pg_u
         with psycopg.connect(pg_url) as writer:  # the leader's write transaction, open
             writer.execute("SELECT epoch FROM leader WHERE id = 1 FOR KEY SHARE")
             assert store.renew(1), "renewals never wait for writes"
-            sql(pg_url, "UPDATE leader SET expires_at = now() - interval '1 s'")
+            store.close()  # its lease session ends (free), the lease has not expired
+            wait_for(lambda: other.look().free, 5, message="the lease to be free")
             started = time.monotonic()
             assert other.take(1) is None, "the takeover waited, then gave up for now"
             waited = time.monotonic() - started
             assert waited >= float(TAKE_LOCK_TIMEOUT.rstrip("s")) - 0.1
+            writer.execute("SELECT 1")  # left alive: the lease had not expired
+            writer.commit()  # it ended first: committed before the takeover
         assert other.take(1) == 2, "once the write transaction ended, it takes over"
         assert not store.renew(1), "the old leader can no longer renew"
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_write_transaction_left_open_under_an_expired_lease_is_ended_by_the_taker(pg_url):
+    """A leader paused in the middle of a statement (a COPY waiting for its rows) is not
+    idle in its transaction: PostgreSQL would end it only at statement_timeout. Once the
+    lease has expired, the taker ends it (rolled back) instead of waiting that long."""
+    store = lease_store(pg_url, LeaseSettings())
+    other = lease_store(pg_url, LeaseSettings())
+    try:
+        assert store.take(0) == 1
+        with psycopg.connect(pg_url) as writer:
+            writer.execute("SELECT epoch FROM leader WHERE id = 1 FOR KEY SHARE")
+            writer.execute("UPDATE meta SET value = value WHERE false")  # a write, pending
+            sql(pg_url, "UPDATE leader SET expires_at = now() - interval '1 s'")
+            assert other.take(1) is None, "it waited for the write transaction first"
+            with pytest.raises(psycopg.OperationalError):
+                writer.execute("SELECT 1")  # ended: nothing of it can commit
+        assert other.take(1) == 2
+        assert not store.renew(1)
     finally:
         store.close()
         other.close()

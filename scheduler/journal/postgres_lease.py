@@ -17,6 +17,9 @@ Serialisation, all through the row's locks:
 A standby looks at the row without locking it and locks only to take it, once it is free:
 expired, or its holder's lease session is gone from `pg_stat_activity` (its process died or
 its connection was killed: PostgreSQL ends the session at once, long before the expiry).
+A write transaction still open once the lease has expired is one of a leader that stopped by
+its own clock already (paused, cut off) and would hold the row until PostgreSQL ends it; the
+taker ends it (rolled back: nothing of it commits) rather than wait.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from .lease import LeaseSettings, LeaseView
 from .schema import StoreError
 
 # How long a takeover waits for the old leader's write transactions to end. A leader paused
-# inside one holds its lock until PostgreSQL ends it (idle_in_transaction_session_timeout on
-# the journal's sessions); the taker tries again at its next look.
+# inside one holds its lock until PostgreSQL ends it: idle_in_transaction_session_timeout on
+# the journal's sessions when it waits between statements, but only statement_timeout (60 s)
+# when it was paused in the middle of one (a COPY waiting for its rows). So once the lease has
+# expired the taker ends them (_END_STALE_WRITERS), and tries again at its next look.
 TAKE_LOCK_TIMEOUT = "1s"
 
 _LOOK = (
@@ -49,6 +54,19 @@ _RENEW = (
 _RELEASE = (
     "UPDATE leader SET expires_at = clock_timestamp() - interval '1 second' "
     "WHERE id = 1 AND epoch = %s AND pid = pg_backend_pid()"
+)
+# The sessions holding the lease row's share lock (a leader's write transactions) while the
+# lease of `epoch` has expired on the database's clock: ended, so their transactions roll
+# back. Not one that waits for a lock itself (another standby trying to take the lease).
+_END_STALE_WRITERS = (
+    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'relation' AND l.relation = 'leader'::regclass "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.mode = 'RowShareLock' AND l.granted AND l.pid <> pg_backend_pid() "
+    "AND a.wait_event_type IS DISTINCT FROM 'Lock' "
+    "AND EXISTS (SELECT 1 FROM leader WHERE id = 1 AND epoch = %s "
+    "AND expires_at < clock_timestamp())"
 )
 # What every write transaction of a leader reads first (postgres.py).
 EPOCH_CHECK = "SELECT epoch, holder, url FROM leader WHERE id = 1 FOR KEY SHARE"
@@ -90,7 +108,8 @@ class PostgresLeaseStore:
     def take(self, seen_epoch: int) -> int | None:
         """Bump the epoch and hold the lease, if it is still at `seen_epoch` and free once
         locked; None otherwise (another server took it, or the leader renewed, or the old
-        leader's write transactions did not end within TAKE_LOCK_TIMEOUT)."""
+        leader's write transactions did not end within TAKE_LOCK_TIMEOUT: those of an
+        expired lease are ended then, so the next try finds the row free)."""
 
         def take(conn: psycopg.Connection) -> int | None:
             try:
@@ -103,7 +122,12 @@ class PostgresLeaseStore:
                                                self.settings.ttl)).fetchone()
                     return int(row[0])
             except psycopg.errors.LockNotAvailable:
-                return None
+                pass
+            try:
+                conn.execute(_END_STALE_WRITERS, (seen_epoch,))
+            except psycopg.errors.InsufficientPrivilege:
+                pass  # not allowed to end them: wait for PostgreSQL to
+            return None
 
         return self._run(take)
 

@@ -19,7 +19,9 @@ expired, or its holder's lease session is gone from `pg_stat_activity` (its proc
 its connection was killed: PostgreSQL ends the session at once, long before the expiry).
 A write transaction still open once the lease has expired is one of a leader that stopped by
 its own clock already (paused, cut off) and would hold the row until PostgreSQL ends it; the
-taker ends it (rolled back: nothing of it commits) rather than wait.
+taker ends it (rolled back: nothing of it commits) rather than wait. That is safe at any
+moment: what keeps a deposed leader's commits before its successor's epoch is the row lock,
+not the waiting (a commit either lands before the taker's lock, or never).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from .schema import StoreError
 # inside one holds its lock until PostgreSQL ends it: idle_in_transaction_session_timeout on
 # the journal's sessions when it waits between statements, but only statement_timeout (60 s)
 # when it was paused in the middle of one (a COPY waiting for its rows). So once the lease has
-# expired the taker ends them (_END_STALE_WRITERS), and tries again at its next look.
+# expired the taker ends them (_END_STALE_WRITERS) first, and again after a wait that timed out
+# (one that began meanwhile), then tries again at its next look.
 TAKE_LOCK_TIMEOUT = "1s"
 
 _LOOK = (
@@ -108,10 +111,17 @@ class PostgresLeaseStore:
     def take(self, seen_epoch: int) -> int | None:
         """Bump the epoch and hold the lease, if it is still at `seen_epoch` and free once
         locked; None otherwise (another server took it, or the leader renewed, or the old
-        leader's write transactions did not end within TAKE_LOCK_TIMEOUT: those of an
-        expired lease are ended then, so the next try finds the row free)."""
+        leader's write transactions did not end within TAKE_LOCK_TIMEOUT). The write
+        transactions of an expired lease are ended, not waited for."""
+
+        def end_stale_writers(conn: psycopg.Connection) -> None:
+            try:
+                conn.execute(_END_STALE_WRITERS, (seen_epoch,))
+            except psycopg.errors.InsufficientPrivilege:
+                pass  # not allowed to end them: wait for PostgreSQL to
 
         def take(conn: psycopg.Connection) -> int | None:
+            end_stale_writers(conn)
             try:
                 with conn.transaction():
                     conn.execute(f"SET LOCAL lock_timeout = '{TAKE_LOCK_TIMEOUT}'")
@@ -122,12 +132,8 @@ class PostgresLeaseStore:
                                                self.settings.ttl)).fetchone()
                     return int(row[0])
             except psycopg.errors.LockNotAvailable:
-                pass
-            try:
-                conn.execute(_END_STALE_WRITERS, (seen_epoch,))
-            except psycopg.errors.InsufficientPrivilege:
-                pass  # not allowed to end them: wait for PostgreSQL to
-            return None
+                end_stale_writers(conn)
+                return None
 
         return self._run(take)
 

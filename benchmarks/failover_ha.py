@@ -1,6 +1,6 @@
 """Failover time of the scheduler itself: two `orderflow serve` on one PostgreSQL database, the
-leader SIGKILLed 10 times, at the default settings (lease ttl 4 s, renewed every 0.5 s, a
-standby looking every 0.25 s).
+leader SIGKILLed 10 times, then SIGSTOPped 10 times, at the default settings (lease ttl 4 s,
+renewed every 0.5 s, a standby looking every 0.25 s).
 
 A throwaway PostgreSQL (tests/pg.py, its durable defaults), two servers (2 thread workers
 each, the demo's steps at 5-20 ms) and one `orderflow worker --server A,B`. Each round puts
@@ -10,10 +10,14 @@ kill (wall clock, same machine):
          database, serving;
   work   until a step starts on the new leader (the `ts` of its first `task_started`);
 then starts the killed server again on its port (a standby) and goes on with the roles
-swapped. Prints one JSON line: p50/p99/max of both over the kills, and whether p99 of `lead`
-is within 5 s (exit status 1 if not).
+swapped. A SIGKILL ends the leader's database sessions at once (the kernel closes its
+sockets), so the standby sees the lease free at its next look. The SIGSTOP rounds stand for a
+leader that goes silent without its connections closing (its machine lost, frozen, cut off):
+the standby leads once the lease expires; the paused one is then continued and must stand by.
+Prints one JSON line: p50/p99/max of both for each kind, and whether p99 of `lead` after a
+SIGKILL is within 5 s (exit status 1 if not).
 
-    python benchmarks/failover_ha.py [--kills 10]
+    python benchmarks/failover_ha.py [--kills 10] [--pauses 10]
 """
 
 from __future__ import annotations
@@ -102,18 +106,25 @@ class Bench:
 
         return wait(started, 60, "a step to start on the new leader", interval=0.02)
 
-    def one_kill(self) -> tuple[float, float]:
+    def one_kill(self, pause: bool = False) -> tuple[float, float]:
         leader, standby = self.servers
         response = self.http.post(f"{leader.url}/api/orders/bulk", json={"count": IN_FLIGHT},
                                   timeout=60)
         response.raise_for_status()
         killed = time.time()
-        leader.kill()  # the whole process group, at once
+        if pause:
+            leader.pause()  # the whole process group; its connections stay open
+        else:
+            leader.kill()  # the whole process group, at once
         wait(lambda: self.health(standby).get("role") == "leader", 60,
              "the standby to lead", interval=0.005)
         lead = time.time() - killed
         work = self.first_start_after(standby, killed) - killed
-        again = leader.restarted()
+        if pause:
+            leader.resume()
+            again = leader
+        else:
+            again = leader.restarted()
         self.servers = [standby, again]
         self.wait_role(again, "standby", leader=standby.url)
         return lead, work
@@ -124,6 +135,7 @@ class Bench:
                 os.kill(self.worker.pid, signal.SIGKILL)
             self.worker.wait(10)
         for server in self.servers:
+            server.resume()  # a paused one must be able to die
             server.kill()
         self.http.close()
 
@@ -131,6 +143,7 @@ class Bench:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--pauses", type=int, default=10)
     args = parser.parse_args()
     from pg import PostgresServer, missing
 
@@ -138,7 +151,7 @@ def main() -> int:
     if reason is not None:
         print(f"failover_ha: skipped: {reason}", file=sys.stderr)
         return 0
-    leads, works = [], []
+    leads, works, paused_leads, paused_works = [], [], [], []
     postgres = PostgresServer().start()  # PostgreSQL's durable defaults
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -148,6 +161,10 @@ def main() -> int:
                     lead, work = bench.one_kill()
                     leads.append(lead)
                     works.append(work)
+                for _ in range(args.pauses):
+                    lead, work = bench.one_kill(pause=True)
+                    paused_leads.append(lead)
+                    paused_works.append(work)
             finally:
                 bench.close()
     finally:
@@ -166,10 +183,22 @@ def main() -> int:
         "bound_s": BOUND,
         "within_bound": p99 <= BOUND,
         "leads_s": [round(x, 3) for x in leads],
+        **_figures("sigstop", paused_leads, paused_works),
     })
-    print(json.dumps({"note": "lead: SIGKILL -> the standby's /healthz 200; work: -> the "
-                              "first step started on the new leader"}), file=sys.stderr)
+    print(json.dumps({"note": "lead: SIGKILL (or SIGSTOP) -> the standby's /healthz 200; "
+                              "work: -> the first step started on the new leader"}),
+          file=sys.stderr)
     return 0 if p99 <= BOUND else 1
+
+
+def _figures(kind: str, leads: list[float], works: list[float]) -> dict:
+    if not leads:
+        return {}
+    return {f"{kind}_pauses": len(leads),
+            f"{kind}_lead_p50_s": round(percentile(leads, 50), 3),
+            f"{kind}_lead_p99_s": round(percentile(leads, 99), 3),
+            f"{kind}_work_p50_s": round(percentile(works, 50), 3),
+            f"{kind}_work_p99_s": round(percentile(works, 99), 3)}
 
 
 if __name__ == "__main__":

@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _last_lines(path, count: int) -> list[str]:
+    """The last `count` lines of a log (to say what a worker was doing), [] if unreadable."""
+    try:
+        with open(path, errors="replace") as log:
+            return [line.rstrip() for line in log.readlines()[-count:]]
+    except OSError:
+        return []
+
+
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1) -> T | None:
     """The first truthy value of `predicate`, or None once `timeout` has passed."""
     deadline = time.monotonic() + timeout
@@ -185,11 +194,12 @@ class Faults:
         if joined:
             d.timings[f"rejoin_after_{what}_s"].append(time.monotonic() - since)
         else:
-            missing = [w.name for w in running if not d.member(w)]
+            missing = [w for w in running if not d.member(w)]
             d.problem(f"remote_worker_not_rejoined_after_{what}",
-                      f"{what} {d.server_start}: {', '.join(missing)} did not join the "
-                      f"new {'leader' if what == 'failover' else 'server'} within "
-                      f"{d.settings.rejoin_timeout:.0f}s")
+                      f"{what} {d.server_start}: {', '.join(w.name for w in missing)} did not "
+                      f"join the new {'leader' if what == 'failover' else 'server'} within "
+                      f"{d.settings.rejoin_timeout:.0f}s; the last lines of its log: "
+                      + " | ".join(_last_lines(missing[0].log_path, 8) if missing else []))
 
     def long_stall(self) -> None:
         """SIGSTOP a remote worker until the server declares it dead (at least 2-3 heartbeat

@@ -6,6 +6,7 @@ several servers on one database, failover and fencing: test_failover.py.)"""
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from scheduler.journal.lock import JournalLocked
 from scheduler.journal.postgres import PostgresJournal
 from scheduler.journal.postgres_schema import SCHEMA_VERSION
 from scheduler.journal.schema import StoreError
+from scheduler.journal.writer import Deposed
 
 NOOP = {s: (lambda ctx: None) for s in ("payment", "packing", "shipping")}
 FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
@@ -264,3 +266,30 @@ def test_serve_on_postgresql_a_second_server_stands_by_and_takes_over_with_the_o
         first.kill()
         if second is not None:
             second.stop()
+
+
+def test_a_write_that_fails_once_the_term_is_over_is_a_step_down_not_an_outage(
+        pg_url, monkeypatch):
+    """A leader paused past its lease wakes to find its write transaction ended by the new
+    leader: that is Deposed (its callers go to the leader, answered 503 `standby`), not an
+    outage of the database (503 `journal_unavailable`, retried)."""
+    journal = PostgresJournal(pg_url)
+    paused = []  # set: the term runs out while the transaction is open
+
+    @contextmanager
+    def ended_by_the_taker(term, first):
+        if paused:
+            term.lose("its lease expired while it was paused")
+        raise psycopg.OperationalError("terminating connection due to administrator command")
+        yield  # pragma: no cover - a generator, as the real one
+
+    monkeypatch.setattr(journal, "_write_transaction_checked", ended_by_the_taker)
+    try:
+        with pytest.raises(psycopg.OperationalError), journal._write_transaction():
+            pass  # the term holds: an outage, retried by the writer
+        paused.append(True)
+        with pytest.raises(Deposed, match="paused"), journal._write_transaction():
+            pass
+    finally:
+        monkeypatch.undo()
+        journal.close()

@@ -253,6 +253,20 @@ class PostgresJournal:
         term = self.term
         if term is not None:
             term.check(time.monotonic())
+        try:
+            with self._write_transaction_checked(term, first) as conn:
+                yield conn
+        except psycopg.Error:
+            # A write that failed because the term is over (the new leader ended this
+            # transaction of an expired lease, say) is a step-down, not an outage.
+            if term is not None:
+                term.check(time.monotonic())
+            raise
+
+    @contextmanager
+    def _write_transaction_checked(
+        self, term: Term | None, first: Callable[[psycopg.Cursor], None] | None
+    ) -> Iterator[psycopg.Connection]:
         with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor()
             with conn.pipeline():

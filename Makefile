@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backlog.py
 	$(BIN)/python benchmarks/dos.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
+	$(BIN)/python benchmarks/failover_ha.py
 
 test-js:
 	node --test --test-reporter=dot $(JS_TESTS)

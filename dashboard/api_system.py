@@ -9,6 +9,7 @@ from scheduler.journal.schema import StoreError
 
 from . import actions
 from .audit import actor
+from .leadership import refusal_of
 from .openapi import openapi_document
 from .parsing import int_arg, json_body
 
@@ -22,14 +23,19 @@ def _cluster() -> Cluster:
 
 @bp.get("/healthz")
 def healthz():
-    """200 while the server can accept work durably; 503 once its journal cannot be written
-    (a load balancer should stop sending orders here)."""
+    """200 while the server leads and can accept work durably; 503 on a standby (naming the
+    leader) and once the journal cannot be written: a load balancer sends work to the 200."""
+    services = current_app.extensions["orderflow"]
+    role = services.role()
+    refused = refusal_of(services.leadership)
+    if refused is not None:
+        return {"status": role["role"], **role, **refused}, 503
     try:
-        _cluster().journal.check()
+        services.cluster.journal.check()
     except StoreError as exc:
-        return {"status": "error", "error": {"code": "journal_unavailable",
-                                             "message": str(exc)}}, 503
-    return {"status": "ok"}
+        return {"status": "error", **role, "error": {"code": "journal_unavailable",
+                                                     "message": str(exc)}}, 503
+    return {"status": "ok", **role}
 
 
 @bp.get("/api/stats")

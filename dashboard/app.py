@@ -15,6 +15,9 @@ from flask import Flask
 from flask_socketio import SocketIO
 
 from scheduler import Cluster
+from scheduler.journal.election import Elector
+from scheduler.journal.lease import LeaseSettings
+from scheduler.journal.location import lease_store, parse_location
 from scheduler.journal.retention import Pruner
 
 from . import (
@@ -25,6 +28,7 @@ from . import (
     auth,
     errors,
     frames,
+    leadership,
     metrics,
     pages,
     realtime,
@@ -33,16 +37,23 @@ from .assets import STATIC, TEMPLATES
 from .config import DefaultConfig
 from .gate import GateLimits, SocketGate
 from .history import History
+from .leadership import Leadership, StandbyJournal
 from .metrics import Metrics
 from .settings import ServeSettings, build_cluster, build_pruner
 from .stream import EventStream, StreamSettings
 from .worker_hub import install_worker_hub
 
 log = logging.getLogger("orderflow.app")
+# What a server that is the only one on its journal answers about its role.
+SOLE = {"role": "leader", "epoch": None, "leader": None, "leader_name": None, "server": None}
+
 
 @dataclass
 class Services:
-    """The app's moving parts (`app.extensions["orderflow"]`), started and stopped together."""
+    """The app's moving parts (`app.extensions["orderflow"]`), started and stopped together.
+
+    With several servers on one PostgreSQL database (`leadership`), `cluster` is the current
+    term's, or a placeholder while standing by, and every part follows it (`follow`)."""
 
     cluster: Cluster
     socketio: SocketIO
@@ -55,9 +66,13 @@ class Services:
     # Parts added by other modules (the remote worker hub): started after the cluster,
     # stopped before everything else.
     extras: list[Any] = field(default_factory=list)
+    leadership: Leadership | None = None
+    settings: ServeSettings | None = None
 
     def start(self) -> Services:
-        if self.owns_cluster:
+        if self.leadership is not None:
+            self.leadership.start()  # a term's cluster starts once elected
+        elif self.owns_cluster:
             self.cluster.start()
         for extra in self.extras:
             extra.start()
@@ -68,7 +83,8 @@ class Services:
         return self
 
     def stop(self) -> None:
-        """Stop pushing, drop Socket.IO clients, then stop the cluster (if it is ours)."""
+        """Stop pushing, drop Socket.IO clients, then stop the cluster (if it is ours); a
+        leader hands its lease back last, once its journal has written everything."""
         for extra in self.extras:
             extra.stop()  # worker processes this server started drain and are reaped
         self.stream.stop()
@@ -78,8 +94,38 @@ class Services:
         self.metrics.stop()
         if self.pruner is not None:
             self.pruner.stop()
-        if self.owns_cluster:
+        if self.leadership is not None:
+            self.leadership.stop()
             self.cluster.stop()
+            self.leadership.resign()
+        elif self.owns_cluster:
+            self.cluster.stop()
+
+    def role(self) -> dict:
+        """This server's role: always the leader of its own journal, unless it shares a
+        PostgreSQL database with other servers (see leadership.py)."""
+        return SOLE if self.leadership is None else self.leadership.view()
+
+    def follow(self, cluster: Cluster) -> None:
+        """A new term (or standing by): every part follows `cluster`. Every Socket.IO
+        connection is dropped first: workers and browsers connect again, to the leader."""
+        self.disconnect_clients()
+        self.cluster = cluster
+        self.stream.follow(cluster)
+        self.metrics.follow(cluster)
+        for extra in self.extras:
+            extra.follow(cluster)
+        if self.pruner is not None:
+            self.pruner.stop()
+        # The term's journal is pruned (`--retention`); a standby's placeholder has none.
+        self.pruner = build_pruner(self.settings, cluster) if self.settings else None
+        if self.pruner is not None:
+            self.pruner.start()
+
+    def stop_worker_processes(self) -> None:
+        """The worker processes this server started stop (a standby runs no workers)."""
+        for extra in self.extras:
+            extra.stop_processes()
 
     def disconnect_clients(self) -> None:
         # abort, no wait: a graceful close waits for a client that may never read again.
@@ -107,7 +153,17 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     app.json.sort_keys = False  # keep the scheduler's order: tasks in workflow order
     owns_cluster = cluster is None
     settings = _cluster_settings(app.config["CLUSTER_SETTINGS"])
-    if cluster is None:
+    shared = owns_cluster and settings.persist and parse_location(settings.db).is_url
+    elector = None
+    if shared:
+        # Several servers may share this database: lead, or stand by (leadership.py).
+        lease = app.config["LEASE_SETTINGS"] or LeaseSettings()
+        store = lease_store(parse_location(settings.db), lease,
+                            settings.advertise or app.config["ORDERFLOW_URL"])
+        elector = Elector(store, lease)
+        cluster = build_cluster(settings, journal=StandbyJournal(
+            lambda: app.extensions["orderflow"].role()))
+    elif cluster is None:
         cluster = build_cluster(settings, app.config["JOURNAL_LOCK"])
 
     socketio = SocketIO(
@@ -124,19 +180,26 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     frames.guard(socketio)
     history = History(app.config["HISTORY_INTERVAL"], app.config["HISTORY_SPAN"])
     stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config),
-                         history=history)
-    app.extensions["orderflow"] = Services(cluster, socketio, stream, Metrics(cluster, stream),
-                                           owns_cluster, build_pruner(settings, cluster),
-                                           history=history)
+                         history=history, role=lambda: app.extensions["orderflow"].role())
+    running = Services(cluster, socketio, stream, Metrics(cluster, stream), owns_cluster,
+                       None if shared else build_pruner(settings, cluster), settings=settings,
+                       history=history)
+    if elector is not None:
+        running.leadership = Leadership(
+            running, elector,
+            lambda term: build_cluster(settings, term=term), placeholder=cluster)
+    app.extensions["orderflow"] = running
 
     errors.register(app)
     auth.register(app)
+    leadership.register(app, lambda: app.extensions["orderflow"].leadership)
     # Around Socket.IO's requests, which never reach Flask's hooks: the token and the caps
     # are checked before a handshake is answered, so a refused one never holds a thread.
     app.wsgi_app = SocketGate(
         app.wsgi_app, socketio.server_options.get("path", "socket.io"),
         lambda: app.config.get("ORDERFLOW_TOKEN"),
-        GateLimits(app.config["SOCKET_LIMIT"], app.config["SOCKET_LIMIT_PER_ADDRESS"]))
+        GateLimits(app.config["SOCKET_LIMIT"], app.config["SOCKET_LIMIT_PER_ADDRESS"]),
+        standby=lambda: leadership.refusal_of(app.extensions["orderflow"].leadership))
     app.extensions["orderflow_gate"] = app.wsgi_app
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])

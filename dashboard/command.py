@@ -10,7 +10,7 @@ import os
 import sys
 
 from scheduler import AppError, ConfigError
-from scheduler.journal.location import hold_for_process, open_journal, parse_location
+from scheduler.journal.location import check_journal, hold_for_process, parse_location
 from scheduler.journal.retention import duration_arg
 from scheduler.journal.schema import StoreError
 from scheduler.runtime.logfile import LogFileError, SafeFormatter, configure_logging
@@ -74,6 +74,11 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
                        help="chance that a demo step attempt fails, 0..1")
     serve.add_argument("--latency-ms", type=_latency, default=DEFAULTS.latency_ms,
                        metavar="MIN,MAX", help="demo step latency range")
+    serve.add_argument("--advertise", default=os.environ.get("ORDERFLOW_ADVERTISE"),
+                       metavar="URL", help="the URL workers and other machines reach this "
+                       "server at, which standbys name as the leader's (several servers on one "
+                       "PostgreSQL database); default: the address it listens on; "
+                       "$ORDERFLOW_ADVERTISE if set")
     serve.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
                        help="bearer token for the API and Socket.IO; $ORDERFLOW_TOKEN if set")
     serve.add_argument("--threads", type=int, default=DEFAULTS.threads,
@@ -114,6 +119,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         max_retries=args.max_retries, failure_rate=args.failure_rate, latency_ms=args.latency_ms,
         token=args.token, retention=args.retention,
+        advertise=args.advertise.rstrip("/") if args.advertise else None,
         log_file=args.log_file or (log_next_to(args.db) if not args.no_persist else DEFAULT_LOG),
     )
 
@@ -137,12 +143,13 @@ def run(args: argparse.Namespace) -> int:
         if settings.persist:
             # One scheduler per journal: an SQLite file is locked here for the life of this
             # process (gunicorn's worker inherits the lock); a journal another server holds
-            # is refused in one line naming it.
+            # is refused in one line naming it. On PostgreSQL several servers share the
+            # database: one leads, the others stand by (dashboard/leadership.py).
             location = parse_location(settings.db)
             lock = hold_for_process(location)
             # Open (and migrate) the journal here, so a bad database is a message, not a
             # worker that fails to boot inside gunicorn.
-            open_journal(location, lock).close()
+            check_journal(location, lock)
     except (StoreError, LogFileError) as exc:
         if lock is not None:
             lock.release()

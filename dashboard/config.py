@@ -69,6 +69,9 @@ class DefaultConfig:
     # once, so their tasks move; one silent on an open connection waits out the heartbeat
     # timeout. Fencing rejects a result it sends later.
     WORKER_RECONNECT_GRACE = 0.5
+    # The leadership lease's timings (scheduler/journal/lease.py) when several servers share
+    # a PostgreSQL database; None: LeaseSettings' defaults (what `orderflow serve` runs).
+    LEASE_SETTINGS = None
     # Worker ids one process may hold alive or draining at once: one is the norm; an earlier
     # one drains while it finishes a running task after the process registered again.
     WORKER_IDS_PER_PROCESS = 4

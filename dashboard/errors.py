@@ -21,6 +21,7 @@ from scheduler import (
     UnknownWorkflow,
 )
 from scheduler.journal.schema import StoreError
+from scheduler.journal.writer import Deposed
 
 log = logging.getLogger("orderflow.api")
 
@@ -47,6 +48,8 @@ _SCHEDULER_ERRORS: list[tuple[type[Exception], int, str]] = [
     (OrderValidationError, 422, "validation_error"),
     (ConfigError, 422, "validation_error"),
     (Conflict, 409, "conflict"),
+    # This server stopped leading (another one leads the database now): ask the leader.
+    (Deposed, 503, "standby"),
     # The journal cannot be written: nothing can be accepted durably until it is fixed.
     (StoreError, 503, "journal_unavailable"),
 ]

@@ -7,6 +7,8 @@ reaches Engine.IO, and before any upgrade, this WSGI middleware
 * with a token configured, refuses a request that does not present it (401): in an
   `Authorization: Bearer` header (python clients, `orderflow worker`) or a `token` query
   parameter (browsers, which cannot set headers on a WebSocket);
+* refuses every handshake while this server is a standby (503, with `role` and `leader`
+  beside the error: workers and browsers go to the leader; see leadership.py);
 * refuses a request beyond `per_address` open Socket.IO requests from one client address
   (429) or beyond `total` from everyone (503), so these connections never take the threads
   the HTTP API needs (the server sizes its pool as HTTP threads + `total`).
@@ -79,10 +81,11 @@ class SocketGate:
     """WSGI middleware in front of the whole app (see module docstring)."""
 
     def __init__(self, wsgi_app: Callable, path: str, token: Callable[[], str | None],
-                 limits: GateLimits, refusals: RefusalLog | None = None):
+                 limits: GateLimits, refusals: RefusalLog | None = None,
+                 standby: Callable[[], dict | None] = lambda: None):
         self.wsgi_app = wsgi_app
         self.prefix = "/" + path.strip("/")
-        self.token, self.limits = token, limits
+        self.token, self.limits, self.standby = token, limits, standby
         self.refusals = refusals or RefusalLog()
         self._lock = threading.Lock()
         self._open: Counter[str] = Counter()
@@ -105,6 +108,11 @@ class SocketGate:
                                "unauthorized: a valid token is required (an 'Authorization: "
                                "Bearer' header or a 'token' query parameter)")
             environ[AUTHENTICATED] = True
+        standby = self.standby()
+        if standby is not None:
+            # Not logged: every worker and browser asks each server until it finds the leader.
+            return _refuse(start_response, 503, "standby", standby["error"]["message"],
+                           {"Retry-After": "1"}, standby)
         refusal = self._enter(address)
         if refusal is not None:
             status, code, message = refusal
@@ -172,8 +180,8 @@ def _no_socket_timeout(environ: dict) -> None:
 
 
 def _refuse(start_response: Callable, status: int, code: str, message: str,
-            headers: dict | None = None) -> list[bytes]:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+            headers: dict | None = None, body: dict | None = None) -> list[bytes]:
+    body = json.dumps(body or {"error": {"code": code, "message": message}}).encode()
     reason = {401: "Unauthorized", 429: "Too Many Requests", 503: "Service Unavailable"}
     start_response(f"{status} {reason[status]}",
                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))),

@@ -128,7 +128,8 @@ class Metrics:
     def __init__(self, cluster: Cluster, stream: EventStream):
         self.cluster = cluster
         self.registry = CollectorRegistry()
-        self.registry.register(ClusterCollector(cluster, stream))
+        self._collector = ClusterCollector(cluster, stream)
+        self.registry.register(self._collector)
         self.task_seconds = Histogram(
             "orderflow_task_run_seconds", "Run time of successful task attempts", ["step"],
             buckets=TASK_BUCKETS, registry=self.registry)
@@ -146,6 +147,15 @@ class Metrics:
     def stop(self) -> None:
         if self._subscription is not None:
             self._subscription.close()
+
+    def follow(self, cluster: Cluster) -> None:
+        """A new leadership term: gauges and histograms come from `cluster` from now on."""
+        old, self._subscription = self._subscription, None
+        if old is not None:
+            self.cluster.unsubscribe(old)
+        self.cluster = self._collector.cluster = cluster
+        if old is not None:
+            self.start()
 
     def observe(self, events: list[dict]) -> None:
         for event in events:

@@ -35,7 +35,9 @@ def _errors(*statuses: int) -> dict:
         413: "Body larger than 1 MiB",
         415: "Body is not application/json",
         422: "Well-formed JSON with invalid values",
-        503: "The journal cannot be written: nothing is accepted until it is fixed",
+        503: ("The journal cannot be written (code journal_unavailable): nothing is accepted "
+              "until it is fixed; or this server does not lead (code standby, with role and "
+              "leader beside the error): send it to the leader"),
     }
     return {str(s): {"description": reasons[s], "content": {JSON: {"schema": _ref("Error")}}}
             for s in statuses}

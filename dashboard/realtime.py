@@ -14,7 +14,8 @@ Server to client
                    "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries"},
                    "limits": {"orders", "orders_page", "initial_orders", "log_events"},
                    "workflows": cluster.workflows(),
-                   "workflow_details": cluster.describe_workflows()}
+                   "workflow_details": cluster.describe_workflows(),
+                   "server": {"role", "epoch", "leader", "leader_name", "server"}}
 
               The state is at least as new as `last_seq`: apply only events with a greater
               seq afterwards. A snapshot replaces everything the client held.
@@ -27,7 +28,11 @@ Server to client
               `workflow_details` lists the same workflows as GET /api/workflows does
               ([{"name", "steps": [{"name", "deps", "timeout", "retries", "max_in_flight",
               "rate", "tags", ...}]}]): the names a submit form offers, and each step's
-              policy for the order's DAG.
+              policy for the order's DAG. `server` says which server leads: with several
+              servers on one PostgreSQL database, `leader` is the leader's URL, `epoch` its
+              leadership term and `server` this server's URL (a snapshot comes only from
+              the leader: a standby refuses connections); a server alone on its journal
+              answers role "leader" with the rest null.
   `events`    a list of the core's event dicts (`seq`, `ts`, `type`, `order_id`, `step`,
               `worker_id`, `attempt`, `message`, ...; `type` is one of EVENT_TYPES in
               scheduler/engine/events.py), ascending seq, at most one message

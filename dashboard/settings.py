@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scheduler import Chaos, Cluster, ClusterConfig, ConfigError, RetryPolicy, load_app
+from scheduler.journal.base import Journal
+from scheduler.journal.lease import Term
 from scheduler.journal.location import BadLocation, open_journal, parse_location
 from scheduler.journal.lock import FileLock
 from scheduler.journal.retention import Pruner
@@ -71,6 +73,10 @@ class ServeSettings:
     retention: float | None = None
     # The readable log file (rotating, 10 MB x 5).
     log_file: str = DEFAULT_LOG
+    # The URL other machines reach this server at (workers, a load balancer, and clients
+    # that a standby names the leader to); None: the address it listens on, as seen from
+    # this machine. Matters with several servers on one PostgreSQL database.
+    advertise: str | None = None
 
 
 def log_next_to(db: str) -> str:
@@ -131,16 +137,23 @@ def check_settings(settings: ServeSettings) -> None:
             parse_location(settings.db)
         except BadLocation as exc:
             raise ConfigError(str(exc)) from None
+    if settings.advertise is not None and not settings.advertise.startswith(
+            ("http://", "https://")):
+        raise ConfigError(f"advertise must be an http:// or https:// URL, got "
+                          f"{settings.advertise!r}")
     if settings.app is not None:
         load_app(settings.app)  # AppError: one line naming what is wrong, before anything
 
 
-def build_cluster(settings: ServeSettings, lock: FileLock | None = None) -> Cluster:
+def build_cluster(settings: ServeSettings, lock: FileLock | None = None, *,
+                  term: Term | None = None, journal: Journal | None = None) -> Cluster:
     """The cluster a server hosts. Not started: the caller starts it in the serving process
     (starting replays the journal). Raises StoreError for an unusable database, or one that
     another server journals to. `lock`: the SQLite journal's lock when `orderflow serve`
-    holds it for its whole life (the journal takes its own otherwise)."""
-    journal = open_journal(parse_location(settings.db), lock) if settings.persist else None
+    holds it for its whole life (the journal takes its own otherwise). `term`: the
+    leadership term a PostgreSQL journal writes under; `journal`: this one instead."""
+    if journal is None and settings.persist:
+        journal = open_journal(parse_location(settings.db), lock, term)
     return Cluster(
         app=load_app(settings.app) if settings.app else None,
         tags=settings.tags,

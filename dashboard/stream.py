@@ -58,9 +58,11 @@ class StreamSettings:
         )
 
 
-def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()) -> dict:
+def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings(),
+                   server: dict | None = None) -> dict:
     """Everything a fresh client needs. The state is at least as new as `last_seq`, so a
-    client applying the `events` with a greater seq misses nothing."""
+    client applying the `events` with a greater seq misses nothing. `server`: this server's
+    role (which server leads, with several on one database)."""
     events, orders = settings.snapshot_events, settings.snapshot_orders
     _, newest = cluster.event_bounds()
     recent = cluster.events(after=max(0, newest - events), limit=events)
@@ -89,6 +91,9 @@ def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()
         # The same workflows as GET /api/workflows lists them: steps with their policies,
         # for the submit forms' choices and the order's DAG.
         "workflow_details": cluster.describe_workflows(),
+        # {"role", "epoch", "leader", "leader_name", "server"}: which server leads.
+        "server": server or {"role": "leader", "epoch": None, "leader": None,
+                             "leader_name": None, "server": None},
     }
 
 
@@ -174,11 +179,13 @@ class EventStream:
     def __init__(self, cluster: Cluster, socketio: SocketIO, settings: StreamSettings,
                  clock: Callable[[], float] = time.monotonic,
                  backlog: Callable[[str], int | None] | None = None,
-                 history: History | None = None, wall: Callable[[], float] = time.time):
+                 history: History | None = None, wall: Callable[[], float] = time.time,
+                 role: Callable[[], dict] | None = None):
         self.cluster, self.socketio, self.settings = cluster, socketio, settings
         # Sampled here, whether or not anyone watches, so a page opened later has the hour.
         self.history = history
         self._wall = wall
+        self._role = role
         self._backlog = backlog or (lambda sid: queued_packets(socketio, sid))
         self.clients = ClientTable(settings.backlog_limit)
         self._clock = clock
@@ -201,6 +208,14 @@ class EventStream:
 
     def resync(self, sid: str) -> None:
         self.clients.resync(sid)
+        self._wake.set()
+
+    def follow(self, cluster: Cluster) -> None:
+        """A new leadership term (or standing by): read `cluster` from now on; every client
+        gets a fresh snapshot (a term's seq continues the journal's, not this process's)."""
+        self.cluster = cluster
+        self._cursor = cluster.event_bounds()[1]
+        self.clients.resync_all()
         self._wake.set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -235,7 +250,8 @@ class EventStream:
         batch = self._read_new_events() if tick else []
         plan = self.clients.plan(self._backlog)
         if plan.snapshot:
-            snapshot = build_snapshot(self.cluster, self.settings)
+            snapshot = build_snapshot(self.cluster, self.settings,
+                                      self._role() if self._role else None)
             self.socketio.emit("snapshot", snapshot, to=plan.snapshot, namespace=NAMESPACE)
             self.counters["snapshots"] += len(plan.snapshot)
         if tick:

@@ -14,6 +14,14 @@ that died moves its tasks within the grace instead of the heartbeat timeout; a w
 thread checks the deadlines (`declare_lost(now)` decides, with time passed in). A process
 that is silent on an open connection is still the heartbeat monitor's call.
 
+With several servers on one database, only the leader takes workers: a standby refuses the
+connection (the gate answers the handshake 503 with the leader's URL, which `orderflow
+worker --server URL1,URL2` follows) and any registration. A new term starts the hub afresh
+(`follow`): new ids (a new tag), no peers; the connections were dropped, and each process
+registers again, joining under a new id. Its results for leases of an earlier term name ids
+this term never gave out, so they are refused (404) and never reach the scheduler: the
+recovered term runs those steps again, under leases above any earlier one.
+
 Limits keep one token holder from taking over placement: a connection speaks for one
 process, a process holds a few ids at most, joins are rate-limited (429 beyond), and
 departed ids and gone processes are remembered only up to a bound.
@@ -41,6 +49,7 @@ from scheduler.runtime.worker import LoopThread
 
 from .auth import socket_auth_ok
 from .errors import ApiError, describe, error_body, invalid
+from .leadership import refusal_of
 from .parsing import expect_object, int_field
 from .rate_limit import TokenBucket
 from .worker_peers import JoinLimits, Peer, RemoteExecutor
@@ -66,8 +75,10 @@ class WorkerHub:
 
     def __init__(self, cluster: Cluster, socketio: SocketIO, pool: ProcessPool,
                  limits: JoinLimits | None = None, clock: Callable[[], float] = time.monotonic,
-                 reconnect_grace: float = 0.5):
+                 reconnect_grace: float = 0.5,
+                 standby: Callable[[], dict | None] = lambda: None):
         self.cluster = cluster
+        self.standby = standby  # the refusal to answer while this server does not lead
         self.socketio = socketio
         self.pool = pool
         self.limits = limits or JoinLimits()
@@ -104,6 +115,23 @@ class WorkerHub:
             self._changed.notify_all()
         if self._watcher is not None:
             self._watcher.join(5)
+
+    def follow(self, cluster: Cluster) -> None:
+        """A new leadership term (or standing by): forget every process and id of the last
+        one (their connections were dropped; they register again) and draw a new tag."""
+        with self._lock:
+            self.cluster = cluster
+            self._peers.clear()
+            self._by_sid.clear()
+            self._executors.clear()
+            self._departed.clear()
+            self._closed.clear()
+            self.id_prefix = f"{ID_PREFIX}-{new_id_tag()}"
+
+    def stop_processes(self) -> None:
+        """Stop the worker processes this server started (they drain); more may be started
+        later."""
+        self.pool.terminate()
 
     def spawn(self, count: int) -> dict:
         started = self.pool.spawn(count)
@@ -194,6 +222,9 @@ class WorkerHub:
 
     def register(self, sid: str, data: Any) -> dict:
         fields = _parse_register(data)
+        refusal = self.standby()
+        if refusal is not None:
+            raise ApiError(503, "standby", refusal["error"]["message"])
         with self._lock:
             bound = self._by_sid.get(sid)
             if bound is not None and bound.session != fields["session"]:
@@ -488,7 +519,8 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
                         burst=app.config["WORKER_JOIN_BURST"],
                         ids_per_process=app.config["WORKER_IDS_PER_PROCESS"])
     hub = WorkerHub(cluster, socketio, pool, limits,
-                    reconnect_grace=app.config["WORKER_RECONNECT_GRACE"])
+                    reconnect_grace=app.config["WORKER_RECONNECT_GRACE"],
+                    standby=lambda: refusal_of(app.extensions["orderflow"].leadership))
     app.extensions[EXTENSION] = hub
     app.extensions["orderflow"].extras.append(hub)
 
@@ -496,6 +528,10 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
     def on_connect(auth: Any = None) -> None:
         if not socket_auth_ok(auth):
             hub.refuse(request.remote_addr)
+        refusal = hub.standby()
+        if refusal is not None:  # the gate refuses most; this is for one let in just before
+            raise ConnectionRefusedError({"message": refusal["error"]["message"],
+                                          "role": refusal["role"], "leader": refusal["leader"]})
 
     @socketio.on("disconnect", namespace=NAMESPACE)
     def on_disconnect(reason: Any = None) -> None:

@@ -65,6 +65,9 @@ class RemoteExecutor:
         self.id = worker_id
         self.peer = peer
         self._hub = hub
+        # The cluster of the term it joined: after a change of leader, nothing it still
+        # reports reaches the new term's scheduler.
+        self._cluster = hub.cluster
         self._lock = threading.Lock()
         self._outstanding: dict[str, _Slot] = {}
         self._reported: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -115,7 +118,7 @@ class RemoteExecutor:
             slot = self._outstanding.get(task_id)
             if slot is not None and slot.lease == lease and slot.context is not None:
                 return slot.context  # the first answer was lost with a connection
-        context = self._hub.cluster.begin_task(self.id, Dispatch(self.id, task_id, lease))
+        context = self._cluster.begin_task(self.id, Dispatch(self.id, task_id, lease))
         with self._lock:
             slot = self._outstanding.get(task_id)
             if slot is not None and slot.lease == lease and slot.context is None:
@@ -149,7 +152,7 @@ class RemoteExecutor:
                 del self._outstanding[task_id]
         # Fenced by the scheduler: a report after this worker was declared dead, or for a
         # task that moved on, is rejected there and recorded as `result_rejected`.
-        self._hub.cluster.report(self.id, Dispatch(self.id, task_id, lease), ok, value)
+        self._cluster.report(self.id, Dispatch(self.id, task_id, lease), ok, value)
 
     def stop(self) -> None:
         """The worker left the ring (declared dead or drained): tell the process."""

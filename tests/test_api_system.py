@@ -23,7 +23,9 @@ def running():
 def test_healthz_says_ok(idle):
     client, _ = idle
     response = client.get("/healthz")
-    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "role": "leader", "epoch": None, "leader": None,
+                                   "leader_name": None, "server": None}
 
 
 def test_stats_count_orders_tasks_workers_and_throughput(running):

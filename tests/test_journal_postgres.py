@@ -1,26 +1,30 @@
-"""The journal in PostgreSQL: its schema, one scheduler per database, the fence in every write
-transaction, outages, clear errors, pruning and the invariant checker. (The behaviour both
-backends share runs on both in test_store.py and test_journal_writer.py.)"""
+"""The journal in PostgreSQL: its schema, one scheduler per database (a lease of its own), the
+fence in every write transaction, outages, clear errors, pruning and the invariant checker.
+(The behaviour both backends share runs on both in test_store.py and test_journal_writer.py;
+several servers on one database, failover and fencing: test_failover.py.)"""
 
 from __future__ import annotations
 
 import logging
-import threading
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 from conftest import TEST_SERVER_SETTINGS, wait_for
+from ha import ha_app, leading, role
 from pg import PostgresServer, free_port, missing
 from web import ORDER, app_over, fast_cluster
 
+from dashboard import services
 from scheduler import Cluster
 from scheduler.chaos.invariants import check_history, load_journal
 from scheduler.cli import main
 from scheduler.journal import rows
 from scheduler.journal.lock import JournalLocked
-from scheduler.journal.postgres import SCHEDULER_LOCK, PostgresJournal
+from scheduler.journal.postgres import PostgresJournal
 from scheduler.journal.postgres_schema import SCHEMA_VERSION
 from scheduler.journal.schema import StoreError
+from scheduler.journal.writer import Deposed
 
 NOOP = {s: (lambda ctx: None) for s in ("payment", "packing", "shipping")}
 FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
@@ -32,12 +36,11 @@ def sql(url: str, statement: str, *args) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
-def claim_session(url: str) -> int:
-    """The backend pid of the session holding the scheduler lock."""
-    found = sql(url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND objid = %s", SCHEDULER_LOCK)
-    assert len(found) == 1
-    return found[0][0]
+def lease_session(url: str) -> int:
+    """The backend pid of the leader's lease session."""
+    (pid,) = sql(url, "SELECT pid FROM leader")[0]
+    assert sql(url, "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s", pid) == [(1,)]
+    return pid
 
 
 def count_orders(url: str) -> int:
@@ -54,7 +57,8 @@ def test_the_schema_holds_exactly_the_columns_the_row_encoder_writes(pg_url):
 
     assert columns("tasks") == rows.TASK_FIELDS
     assert columns("orders") == rows.ORDER_FIELDS
-    assert columns("events") == (*rows.EVENT_FIELDS, "duration", "extra")
+    # ...and each event's epoch: the leadership term that committed it.
+    assert columns("events") == (*rows.EVENT_FIELDS, "duration", "extra", "epoch")
     assert sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [
         (str(SCHEMA_VERSION),)]
 
@@ -76,7 +80,8 @@ def test_a_version_1_database_gains_moves_and_its_tasks_still_load(pg_url):
     finally:
         journal.close()
     assert (task["moves"], task["reassignments"], task["runs"]) == (0, 1, 2)
-    assert sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)]
 
 
 def test_a_database_from_a_newer_orderflow_is_refused_with_advice(pg_url):
@@ -96,57 +101,58 @@ def test_a_database_with_other_tables_of_the_same_names_is_refused_naming_it(pg_
 def test_a_second_journal_on_one_database_is_refused_naming_the_first(pg_url):
     first = PostgresJournal(pg_url)
     try:
+        assert first.epoch == 1
         with pytest.raises(JournalLocked) as refused:
             PostgresJournal(pg_url)
         message = str(refused.value)
         assert "one scheduler per database" in message and "\n" not in message
-        assert f"orderflow pid {__import__('os').getpid()}" in message
-        # Pruning and reading need no claim.
+        assert f"epoch 1: orderflow pid {__import__('os').getpid()}" in message
+        # Pruning and reading need no lease.
         PostgresJournal(pg_url, claim=False).close()
     finally:
         first.close()
-    PostgresJournal(pg_url).close()  # closing the first ended its claim
+    again = PostgresJournal(pg_url)  # closing the first handed its lease back
+    assert again.epoch == 2
+    again.close()
 
 
-def test_a_journal_whose_claim_was_taken_over_writes_nothing_more(pg_url, caplog):
+def test_a_journal_whose_lease_was_taken_over_writes_nothing_more(pg_url, caplog):
     journal = PostgresJournal(pg_url)
     with app_over(fast_cluster(workers=1, journal=journal)) as app:
         client = app.test_client()
         assert client.post("/api/orders", json=ORDER).status_code == 201
-        # Another server's claim: its token replaces ours (the row a takeover writes).
-        sql(pg_url, "UPDATE meta SET value = 'another-server' WHERE key = 'scheduler'")
+        # Another server takes the lease (what a takeover writes: the epoch goes up).
+        sql(pg_url, "UPDATE leader SET epoch = epoch + 1, holder = 'another server', "
+            "pid = NULL, expires_at = now() + interval '1 hour'")
         before = count_orders(pg_url)
-        with caplog.at_level(logging.CRITICAL, logger="orderflow"):
+        with caplog.at_level(logging.INFO, logger="orderflow"):
             refused = client.post("/api/orders", json=ORDER)
             assert refused.status_code == 503
-            assert "took" in refused.json["error"]["message"]
+            assert "epoch 2 is led by another server" in refused.json["error"]["message"]
+            wait_for(lambda: any("stepped down" in r.getMessage() and "epoch 1" in
+                                 r.getMessage() for r in caplog.records), 10,
+                     message="the step-down logged, naming the epoch")
         assert client.get("/healthz").status_code == 503
         assert count_orders(pg_url) == before  # the refused order was never committed
-        assert any("JOURNAL LOST" in r.getMessage() for r in caplog.records)
+        assert not any("JOURNAL LOST" in r.getMessage() for r in caplog.records)
 
 
-def test_a_takeover_while_the_claim_session_is_cut_stops_the_old_journal(pg_url):
+def test_a_journal_whose_lease_session_is_killed_writes_nothing_more(pg_url):
     journal = PostgresJournal(pg_url)
     cluster = Cluster(workers=1, journal=journal, handlers=NOOP, **FAST).start()
-    taker = psycopg.connect(pg_url, autocommit=True)
     try:
         cluster.submit(ORDER)
-        # The taker queues for the lock first, so it gets it the moment the session ends.
-        waiting = threading.Thread(target=lambda: taker.execute(
-            "SELECT pg_advisory_lock(%s)", (SCHEDULER_LOCK,)), daemon=True)
-        waiting.start()
-        wait_for(lambda: sql(pg_url, "SELECT COUNT(*) FROM pg_locks WHERE locktype = "
-                             "'advisory' AND NOT granted")[0][0] == 1, 10,
-                 message="the taker queued for the lock")
-        sql(pg_url, "SELECT pg_terminate_backend(%s)", claim_session(pg_url))
-        waiting.join(10)
-        taker.execute("UPDATE meta SET value = 'taker' WHERE key = 'scheduler'")
+        sql(pg_url, "SELECT pg_terminate_backend(%s)", lease_session(pg_url))
+        # The lease is bound to its session: it cannot be renewed from another.
+        wait_for(lambda: _refused(cluster), 10, message="the journal refusing orders")
         before = count_orders(pg_url)
-        wait_for(lambda: _refused(cluster), 10, message="the old journal refusing orders")
-        assert count_orders(pg_url) == before
+        assert _refused(cluster) and count_orders(pg_url) == before
+        # Its holder's session is gone: another journal leads at once, at the next epoch.
+        successor = PostgresJournal(pg_url)
+        assert successor.epoch == 2
+        successor.close()
     finally:
         cluster.stop()
-        taker.close()
 
 
 def _refused(cluster: Cluster) -> bool:
@@ -157,45 +163,34 @@ def _refused(cluster: Cluster) -> bool:
     return False
 
 
-def test_a_cut_claim_session_is_claimed_again_when_nobody_took_over(pg_url, caplog):
-    cluster = Cluster(workers=1, journal=PostgresJournal(pg_url), handlers=NOOP, **FAST).start()
-    try:
-        first = claim_session(pg_url)
-        with caplog.at_level(logging.WARNING, logger="orderflow.store"):
-            sql(pg_url, "SELECT pg_terminate_backend(%s)", first)
-            wait_for(lambda: any("claimed" in r.getMessage() and "again" in r.getMessage()
-                                 for r in caplog.records), 10, message="claimed again")
-        assert claim_session(pg_url) != first
-        oid = cluster.submit(ORDER)
-        assert cluster.wait_until_idle(10)
-        wait_for(lambda: cluster.journal.find_order(oid)["status"] == "completed", 10,
-                 message="the order committed as completed")
-    finally:
-        cluster.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(missing() is not None, reason=missing() or "")
-def test_a_database_outage_answers_503_and_writing_resumes_when_it_is_back():
+def test_a_database_outage_answers_503_and_the_server_leads_again_when_it_is_back(caplog):
     server = PostgresServer(TEST_SERVER_SETTINGS).start()
     try:
         url = server.create_database()
-        with app_over(fast_cluster(workers=2, journal=PostgresJournal(url))) as app:
+        with ha_app(url) as app:
             client = app.test_client()
-            cluster = app.extensions["orderflow"].cluster
-            assert client.post("/api/orders", json=ORDER).status_code == 201
-            server.shutdown()  # every session is cut; nothing answers on the port
+            leading(app)
+            acked = client.post("/api/orders", json=ORDER)
+            assert acked.status_code == 201
+            server.shutdown()  # every session is cut (the lease's too); nothing answers
             wait_for(lambda: client.post("/api/orders", json=ORDER).status_code == 503, 15,
                      message="503 while the database is down")
             assert client.get("/healthz").status_code == 503
             server.start_again()
-            wait_for(lambda: client.get("/healthz").status_code == 200, 20,
+            # Its lease session was cut: it stepped down, and takes the lease again (a new
+            # epoch) once the database answers, recovering what was committed.
+            wait_for(lambda: client.get("/healthz").status_code == 200, 30,
                      message="healthz 200 once the database is back")
+            assert role(app)["epoch"] == 2
             created = client.post("/api/orders", json=ORDER)
             assert created.status_code == 201
+            cluster = services(app).cluster
             assert cluster.wait_until_idle(20)
-            wait_for(lambda: cluster.journal.find_order(created.json["id"])["status"]
-                     == "completed", 10, message="committed after the outage")
+            for oid in (acked.json["id"], created.json["id"]):
+                wait_for(lambda oid=oid: cluster.journal.find_order(oid)["status"]
+                         == "completed", 10, message="committed after the outage")
             orders = cluster.stats()["orders"]
             assert orders["pending"] == orders["in_progress"] == 0
     finally:
@@ -258,35 +253,64 @@ def test_the_invariant_checker_reads_a_postgresql_journal_by_url(pg_url):
 
 
 @pytest.mark.slow
-def test_serve_on_postgresql_one_server_per_database_and_a_restart_keeps_the_orders(
+def test_serve_on_postgresql_a_second_server_stands_by_and_takes_over_with_the_orders(
     pg_url, monkeypatch, tmp_path
 ):
-    import subprocess
-
     import requests
 
-    from scheduler.chaos.serve_process import ServeProcess, orderflow_command
+    from scheduler.chaos.serve_process import ServeProcess
 
     monkeypatch.setenv("ORDERFLOW_DB", pg_url)  # instead of --db
     flags = ("--workers", "0", "--log-file", str(tmp_path / "of.log"), "--log-level", "warning")
     first = ServeProcess(*flags)
+    second = None
     try:
+        wait_for(lambda: requests.get(f"{first.url}/healthz", timeout=5).status_code == 200,
+                 30, message="the first server leading")
         created = requests.post(f"{first.url}/api/orders", json=ORDER, timeout=10)
         assert created.status_code == 201
-        second = subprocess.run([*orderflow_command(), "serve", "--port", "0", *flags],
-                                capture_output=True, text=True, timeout=60,
-                                stdin=subprocess.DEVNULL)
-        assert second.returncode == 2
-        err = second.stderr.strip()
-        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-        assert "one scheduler per database" in err and "orderflow pid" in err
-        first.kill()  # SIGKILL: PostgreSQL ends its sessions, and with them the claim
-        third = ServeProcess(*flags)
-        try:
-            oid = created.json()["id"]
-            order = requests.get(f"{third.url}/api/orders/{oid}", timeout=10).json()
-            assert order["status"] == "pending"  # recovered, waiting for a worker
-        finally:
-            third.stop()
+        second = ServeProcess(*flags)
+        status, standby = wait_for(
+            lambda: (r := requests.get(f"{second.url}/healthz", timeout=10)).json()["leader"]
+            and (r.status_code, r.json()), 30, message="the standby naming the leader")
+        assert status == 503
+        assert standby["role"] == "standby" and standby["leader"] == first.url
+        refused = requests.post(f"{second.url}/api/orders", json=ORDER, timeout=10)
+        assert refused.status_code == 503 and first.url in refused.json()["error"]["message"]
+        first.kill()  # SIGKILL: PostgreSQL ends its sessions, the lease's among them
+        wait_for(lambda: requests.get(f"{second.url}/healthz", timeout=5).status_code == 200,
+                 30, message="the second server leading")
+        oid = created.json()["id"]
+        order = requests.get(f"{second.url}/api/orders/{oid}", timeout=10).json()
+        assert order["status"] == "pending"  # recovered, waiting for a worker
     finally:
         first.kill()
+        if second is not None:
+            second.stop()
+
+
+def test_a_write_that_fails_once_the_term_is_over_is_a_step_down_not_an_outage(
+        pg_url, monkeypatch):
+    """A leader paused past its lease wakes to find its write transaction ended by the new
+    leader: that is Deposed (its callers go to the leader, answered 503 `standby`), not an
+    outage of the database (503 `journal_unavailable`, retried)."""
+    journal = PostgresJournal(pg_url)
+    paused = []  # set: the term runs out while the transaction is open
+
+    @contextmanager
+    def ended_by_the_taker(term, first):
+        if paused:
+            term.lose("its lease expired while it was paused")
+        raise psycopg.OperationalError("terminating connection due to administrator command")
+        yield  # pragma: no cover - a generator, as the real one
+
+    monkeypatch.setattr(journal, "_write_transaction_checked", ended_by_the_taker)
+    try:
+        with pytest.raises(psycopg.OperationalError), journal._write_transaction():
+            pass  # the term holds: an outage, retried by the writer
+        paused.append(True)
+        with pytest.raises(Deposed, match="paused"), journal._write_transaction():
+            pass
+    finally:
+        monkeypatch.undo()
+        journal.close()

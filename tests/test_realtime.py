@@ -15,7 +15,7 @@ from conftest import wait_for
 from web import LIVE_CONFIG, ORDER, LiveServer, app_over, fast_cluster
 
 SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config",
-                 "limits", "workflows", "workflow_details"}
+                 "limits", "workflows", "workflow_details", "server"}
 TERMINAL_EVENTS = {"order_completed", "order_failed"}
 
 

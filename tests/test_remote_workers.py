@@ -787,7 +787,7 @@ def test_a_reconnect_started_from_the_disconnect_handler_waits_for_the_old_conne
     # once with "cannot reach ... (Already connected)" and waited out a backoff.
     worker = WorkerProcess(WorkerOptions(server="http://127.0.0.1:9"), {"payment": print})
     worker.sio = TearingDownClient(looks=3)
-    worker._connect()
+    worker._connect("http://127.0.0.1:9")
     assert worker.sio.connects == 1
 
 
@@ -797,11 +797,19 @@ def test_a_reconnect_started_from_the_disconnect_handler_waits_for_the_old_conne
     ["worker", "--server", "http://h", "--slots", "many"],
     ["worker", "--server", "http://h", "--slots", "1025"],
     ["worker", "--server", "http://h", "--concurrency", "0"],
+    ["worker", "--server", "http://a,b:5000"], ["worker", "--server", "http://a,http://a"],
+    ["worker", "--server", ","],
 ])
-def test_bad_worker_arguments_are_refused(argv):
+def test_bad_worker_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
     assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_several_servers_are_one_comma_separated_list():
+    args = build_parser().parse_args(["worker", "--server", "http://a:1/, https://b:2"])
+    assert args.server == "http://a:1,https://b:2"
 
 
 @pytest.mark.parametrize(("flags", "slots", "warned"), [

@@ -122,7 +122,9 @@ def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_
         assert match and int(match.group(1)) > 0, line
         url = match.group(0)
         with requests.Session() as http:
-            assert http.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+            health = http.get(f"{url}/healthz", timeout=5).json()
+            # The only server of its journal leads it (no lease, no epoch).
+            assert health["status"] == "ok" and health["role"] == "leader", health
             assert http.post(f"{url}/api/orders", json=ORDER, timeout=5).status_code == 401
             created = http.post(f"{url}/api/orders", json=ORDER, timeout=5,
                                 headers={"Authorization": f"Bearer {TOKEN}"})

@@ -9,7 +9,7 @@ from dashboard.config import DefaultConfig
 from dashboard.stream import ClientTable, EventStream, StreamSettings, build_snapshot
 
 SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config",
-                 "limits", "workflows", "workflow_details"}
+                 "limits", "workflows", "workflow_details", "server"}
 
 
 class Recorder:

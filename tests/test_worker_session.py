@@ -48,7 +48,7 @@ class Worker:
 
     def connect(self) -> Send:
         """Connect; returns the registration the session sends."""
-        assert self.tick() == [Connect()]
+        assert self.tick() == [Connect(self.session.url)]
         (register,) = sends(self.session.connected(self.now), "register")
         return register
 
@@ -136,13 +136,13 @@ def test_a_new_session_connects_at_once_and_joins_on_connecting():
 
 def test_failed_connection_attempts_back_off_with_equal_jitter_up_to_the_cap():
     worker = Worker()
-    assert worker.tick() == [Connect()]
+    assert worker.tick() == [Connect(OPTIONS.server)]
     waits = []
     for _ in range(6):
         effects = worker.session.connect_failed("Connection error", False, worker.now)
         assert "cannot reach http://127.0.0.1:9 (Connection error)" in logged(effects)
         started = worker.now
-        while worker.tick() != [Connect()]:
+        while worker.tick() != [Connect(OPTIONS.server)]:
             assert worker.session.wait_hint(worker.now) > 0
             worker.advance(0.01)
         waits.append(worker.now - started)
@@ -167,7 +167,7 @@ def test_the_backoff_is_reset_by_a_connection():
         worker.advance(10)
     worker.join()
     worker.session.disconnected("transport error", worker.now)
-    assert worker.tick() == [Connect()], "the first attempt after a drop is immediate"
+    assert worker.tick() == [Connect(OPTIONS.server)], "the first attempt after a drop is immediate"
     worker.session.connect_failed("down", False, worker.now)
     assert worker.session.wait_hint(worker.now) <= 0.5
 
@@ -898,3 +898,119 @@ def test_the_server_that_started_the_process_gone_exits_0_at_once():
     worker.session.parent_gone(worker.now)
     exit_ = worker.exit_of(worker.tick())
     assert exit_.status == 0 and exit_.cancel
+
+
+# ---------------------------------------------------------------- several servers, one leader
+
+A_URL, B_URL, C_URL = "http://a:5000", "http://b:5000", "http://c:5000"
+
+
+def fleet_worker(**options) -> Worker:
+    return Worker(server=f"{A_URL},{B_URL},{C_URL}", **options)
+
+
+def attempt(worker: Worker) -> str:
+    """Tick until the next connection attempt; returns the server it goes to."""
+    for _ in range(100_000):
+        effects = worker.tick()
+        connects = [e for e in effects if isinstance(e, Connect)]
+        if connects:
+            return connects[0].url
+        worker.advance(0.01)
+    raise AssertionError("no connection attempt")
+
+
+def test_the_servers_are_tried_in_turn_at_once_and_only_a_whole_round_backs_off():
+    worker = fleet_worker()
+    tried, started = [], worker.now
+    for _ in range(3):
+        tried.append(attempt(worker))
+        worker.session.connect_failed("Connection refused", False, worker.now)
+    assert tried == [A_URL, B_URL, C_URL] and worker.now == started, "no wait within a round"
+    assert attempt(worker) == A_URL
+    assert 0.25 <= worker.now - started <= 0.5 + 0.01, "a round of failures backs off"
+    second_round = worker.now
+    for _ in range(3):
+        worker.session.connect_failed("Connection refused", False, worker.now)
+        attempt(worker)
+    assert 0.5 <= worker.now - second_round <= 1.0 + 0.01, "...and the backoff grows"
+
+
+def test_a_standby_sends_the_worker_to_the_leader_it_names():
+    worker = fleet_worker()
+    assert attempt(worker) == A_URL
+    effects = worker.session.standby_answered(C_URL, worker.now)
+    assert f"{A_URL} does not lead (it names {C_URL} as the leader); trying {C_URL}" in \
+        logged(effects)
+    assert attempt(worker) == C_URL and worker.now == START
+    worker.session.connected(worker.now)
+    assert worker.session.url == C_URL
+
+
+def test_a_leader_named_that_is_not_one_of_the_servers_given_is_not_followed():
+    worker = fleet_worker()
+    attempt(worker)
+    worker.session.standby_answered("http://elsewhere:5000", worker.now)
+    assert attempt(worker) == B_URL
+
+
+def test_while_standbys_answer_and_nobody_leads_the_worker_asks_again_soon_without_growing():
+    # A failover under way: the old leader is gone, a standby is about to take over.
+    worker = Worker(server=f"{A_URL},{B_URL}")
+    waits = []
+    for _ in range(6):
+        assert attempt(worker) == A_URL
+        started = worker.now
+        worker.session.connect_failed("Connection refused", False, worker.now)
+        assert attempt(worker) == B_URL and worker.now == started
+        effects = worker.session.standby_answered("", worker.now)
+        assert "does not lead (no server leads yet)" in logged(effects)
+        waits.append(worker.now)
+    waits = [b - a for a, b in zip(waits, waits[1:], strict=False)]
+    assert all(0.25 - 0.02 <= w <= 0.5 + 0.02 for w in waits), waits
+
+
+def test_after_a_lost_connection_the_same_server_is_tried_first_then_the_next():
+    worker = fleet_worker()
+    attempt(worker)
+    worker.session.connect_failed("Connection refused", False, worker.now)
+    assert attempt(worker) == B_URL
+    (register,) = sends(worker.session.connected(worker.now), "register")
+    worker.answer(register, welcome("p-b-1"))
+    effects = worker.session.disconnected("transport error", worker.now)
+    assert f"lost the connection to {B_URL}" in logged(effects)
+    assert attempt(worker) == B_URL, "a blip: the same server first"
+    effects = worker.session.connect_failed("Connection refused", False, worker.now)
+    assert f"cannot reach {B_URL} (Connection refused); trying {C_URL}" in logged(effects)
+    assert attempt(worker) == C_URL
+
+
+def test_a_token_refusal_still_exits_with_the_refused_status_with_several_servers():
+    worker = fleet_worker()
+    attempt(worker)
+    worker.session.connect_failed("unauthorized: a valid token is required", True, worker.now)
+    assert worker.exit_of(worker.tick()).status == EXIT_REFUSED
+
+
+def test_after_a_failover_the_work_of_the_old_leaders_id_is_refused_and_its_results_go_out():
+    # The old leader assigned o-1 (running) and o-2 (queued) to p-a-1, then was SIGKILLed.
+    # The new leader knows neither the id nor its leases: the worker joins afresh, refuses
+    # what had not started, and hands in what ran (the new leader refuses it: fenced).
+    worker = fleet_worker(slots=1)
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))
+    worker.begin(A1)
+    worker.session.disconnected("transport error", worker.now)
+    worker.session.connect_failed("Connection refused", False, worker.now)
+    assert attempt(worker) == B_URL
+    (register,) = sends(worker.session.connected(worker.now), "register")
+    assert register.payload["resume"] == "p-a-1"
+    effects = worker.answer(register, welcome("p-b-1"))
+    assert refused(effects) == [("p-a-1", "o-2:payment", 2)]
+    assert worker.session.worker_id == "p-b-1"
+    (result,) = sends(worker.finish(A1), "result")
+    assert result.payload["worker_id"] == "p-a-1"
+    effects = worker.answer(result, {"error": {"code": "not_found", "message":
+                                               "unknown worker p-a-1"}, "status": 404})
+    assert "not accepted (a lease of an earlier server or leader)" in logged(effects)
+    assert worker.session.unacknowledged == [] and worker.session.busy == 0

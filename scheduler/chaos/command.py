@@ -35,6 +35,11 @@ def add_arguments(chaos: argparse.ArgumentParser) -> None:
                        "stalls, below the heartbeat timeout, come with the small faults)")
     chaos.add_argument("--no-restart", action="store_true",
                        help="never SIGKILL and restart the server")
+    chaos.add_argument("--ha", action="store_true",
+                       help="run two servers on one PostgreSQL database (--db postgresql://...) "
+                       "and kill the leader at each planned restart instead (SIGKILL, or "
+                       "SIGSTOP past its lease): the standby must take over; the workers and "
+                       "the orders follow the leader")
     chaos.add_argument("--report", default=None, metavar="FILE", help="also write JSON here")
 
 

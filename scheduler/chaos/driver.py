@@ -4,7 +4,9 @@ then check from the journal that nothing was lost, stuck or done twice.
 By default it starts and owns an `orderflow serve` (persisted, in its own process group) so it
 can also SIGKILL and restart the whole server, on the same database and port, several times
 during the run. With `--server URL` it drives an existing server (no restarts; give `--db` to
-check that server's journal).
+check that server's journal). With `--ha` it starts two servers on one PostgreSQL database
+and kills the leader instead: the standby must take over, and the orders (re-posted with
+their key), the remote workers and the driver's own requests follow the leader.
 
 Workers: the server's thread workers, worker processes the server starts (they die with it),
 and the driver's own `orderflow worker` processes (fleet.py), which outlive every server
@@ -39,7 +41,7 @@ from ..journal.location import parse_location
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
 from .invariants import check_history, format_report, load_journal, percentile, remote_work
-from .serve_process import ServeProcess
+from .serve_process import ServeProcess, health
 from .settings import CALM, ChaosSettings
 
 __all__ = ["ChaosSettings", "Driver", "run_chaos"]
@@ -61,12 +63,20 @@ def owned_server(settings: ChaosSettings, db: str, log_file: Path, port: int = 0
 
 class Driver:
     """Posts orders, asks the server about its workers, counts what it answered, and
-    keeps the record of faults and problems (the faults themselves: faults.py)."""
+    keeps the record of faults and problems (the faults themselves: faults.py).
+
+    With `--ha`, `servers` are the two servers sharing the database and `url` is the
+    leader's: a request the server at `url` cannot answer, or answers as a standby (503,
+    code "standby"), sends the driver looking for the leader, and is not counted as a 5xx."""
 
     def __init__(self, settings: ChaosSettings, url: str, out=sys.stdout,
-                 fleet: Fleet | None = None, server: ServeProcess | None = None):
+                 fleet: Fleet | None = None, server: ServeProcess | None = None,
+                 servers: list[ServeProcess] | None = None):
         self.settings, self.url, self.out = settings, url, out
         self.fleet, self.server = fleet, server  # the server is replaced at each restart
+        self.servers = servers or []  # --ha: both, each replaced when restarted
+        self.standby_answers = 0  # 503s of a server that did not lead (not violations)
+        self._leader_lock = threading.Lock()
         self.rng = random.Random(settings.seed)
         self.http = requests.Session()
         if settings.token:
@@ -93,15 +103,45 @@ class Driver:
     # -------------------------------------------------------------- requests
 
     def call(self, method: str, path: str, **kw) -> requests.Response | None:
-        """One request; None when the server cannot be reached (it may be restarting)."""
+        """One request; None when the server cannot be reached (it may be restarting) or,
+        with --ha, does not lead (the driver looks for the leader then)."""
+        url = self.url
         try:
-            response = self.http.request(method, self.url + path, timeout=10, **kw)
+            response = self.http.request(method, url + path, timeout=10, **kw)
         except requests.RequestException:
+            self.find_leader(url)
+            return None
+        if response.status_code == 503 and self.settings.ha and _code(response) == "standby":
+            with self._lock:
+                self.standby_answers += 1
+            self.find_leader(url)
             return None
         if response.status_code >= 500:
             with self._lock:
                 self.server_errors += 1
         return response
+
+    def find_leader(self, lost: str) -> str | None:
+        """--ha: the server at `lost` does not lead (now); follow whichever does."""
+        if not self.settings.ha:
+            return None
+        with self._leader_lock:
+            if self.url != lost:
+                return self.url  # found meanwhile
+            for server in self.servers:
+                if health(server.url)[0] == 200:
+                    self.url = server.url
+                    return self.url
+        return None
+
+    def leading_server(self) -> ServeProcess | None:
+        """--ha: the server that leads now, by its /healthz."""
+        for server in self.servers:
+            if health(server.url)[0] == 200:
+                with self._leader_lock:
+                    self.url = server.url
+                return server
+        return None
 
     def submit_loop(self) -> None:
         """A steady stream of orders; each is re-posted with its key until acknowledged."""
@@ -232,6 +272,9 @@ class Driver:
             self.fleet.stop_all()
         if self.server is not None:
             self.server.stop()
+        for server in self.servers:
+            server.resume()  # one left SIGSTOPped by a failed run must be able to stop
+            server.stop()
         if self._submitter.is_alive():
             self._submitter.join(15)  # at most one request (10 s) in flight
         self.http.close()
@@ -249,13 +292,37 @@ class Driver:
         return False
 
 
+def _code(response: requests.Response) -> str | None:
+    try:
+        return response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def ha_servers(settings: ChaosSettings, db: str, folder: Path) -> list[ServeProcess]:
+    """--ha: two servers on the database; the first leads once it answers so."""
+    first = owned_server(settings, db, folder / "chaos-a.log")
+    try:
+        if not wait_until(lambda: health(first.url)[0] == 200, 30):
+            raise RuntimeError(f"the first server on {parse_location(db).name} did not lead "
+                               f"within 30 s (log: {folder / 'chaos-a.log'})")
+        return [first, owned_server(settings, db, folder / "chaos-b.log")]
+    except BaseException:
+        first.kill()
+        raise
+
+
 def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     """Run the whole experiment; returns the checker's report (plus what was injected).
 
-    Every process it started (the server, the remote workers) is gone when it returns or
+    Every process it started (the servers, the remote workers) is gone when it returns or
     raises."""
     if settings.server is not None and settings.db is None:
         raise ValueError("give --db with --server: the checker reads that server's journal")
+    if settings.ha and (settings.server is not None or not settings.db
+                        or not parse_location(settings.db).is_url):
+        raise ValueError("--ha starts two servers on one PostgreSQL database: give --db "
+                         "postgresql://... (and no --server)")
     with tempfile.TemporaryDirectory(prefix="orderflow-chaos-") as folder:
         # The journal: a file (by default in the run's folder) or a postgresql:// URL.
         db = settings.db or str(Path(folder) / "chaos.db")
@@ -263,10 +330,21 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
             logs, log_file = Path(folder), Path(folder) / "chaos.log"
         else:
             logs, log_file = Path(db).parent, Path(db).with_suffix(".log")
-        server = owned_server(settings, db, log_file) if settings.server is None else None
-        url = server.url if server else settings.server.rstrip("/")
-        fleet = Fleet(url, logs, token=settings.token) if settings.remote_workers else None
-        driver = Driver(settings, url, out, fleet=fleet, server=server)
+        servers = ha_servers(settings, db, Path(folder)) if settings.ha else []
+        server = None
+        if settings.server is None and not settings.ha:
+            server = owned_server(settings, db, log_file)
+        url = (servers[0].url if servers else server.url if server
+               else settings.server.rstrip("/"))
+        # With --ha the remote workers know both servers and work for the leader.
+        urls = ",".join(s.url for s in servers) or url
+        try:
+            fleet = Fleet(urls, logs, token=settings.token) if settings.remote_workers else None
+        except BaseException:
+            for owned in [*servers, *filter(None, [server])]:
+                owned.kill()
+            raise
+        driver = Driver(settings, url, out, fleet=fleet, server=server, servers=servers)
         try:
             settled = driver.run()
         finally:
@@ -277,15 +355,23 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     )
     report["settled"] = settled
     report["url"] = url
+    report["urls"] = urls.split(",")
     report["faults"] = driver.faults
     report["server_restarts"] = driver.faults.get("server_sigkill_and_restart", 0)
+    if settings.ha:
+        report["failovers"] = (driver.faults.get("leader_sigkill", 0)
+                               + driver.faults.get("leader_sigstop", 0))
+        report["standby_answers"] = driver.standby_answers
+    timings = {name: values for name, values in driver.timings.items()
+               if not name.startswith("failover_")}
     report["remote"] = {
         **remote_work(history.events, driver.remote_ids, driver.server_start + 1),
         "pids": [w.pid for w in fleet.workers] if fleet else [],
-        **{f"{name}_p50": _round(percentile(values, 50))
-           for name, values in driver.timings.items()},
-        **{f"{name}_max": _round(max(values)) for name, values in driver.timings.items()},
+        **_summary(timings),
     }
+    if settings.ha:
+        report["failover"] = _summary({name: values for name, values in driver.timings.items()
+                                       if name.startswith("failover_")})
     if driver.problems:
         report["ok"] = False
         report["problems"] = dict(driver.problems)
@@ -299,13 +385,24 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     return report
 
 
+def _summary(timings: dict[str, list[float]]) -> dict:
+    return {**{f"{name}_p50": _round(percentile(values, 50)) for name, values in timings.items()},
+            **{f"{name}_max": _round(max(values)) for name, values in timings.items()}}
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
 def format_chaos(report: dict) -> str:
     """The lines about restarts, stalls and remote workers, after the checker's."""
-    lines = [f"  {'server restarts':<36} {report['server_restarts']}"]
+    if "failovers" in report:  # --ha: no server is restarted in place
+        lines = [f"  {'failovers (leader killed)':<36} {report['failovers']}",
+                 f"  {'503s of a server not leading':<36} {report['standby_answers']}"]
+    else:
+        lines = [f"  {'server restarts':<36} {report['server_restarts']}"]
+    lines += [f"  failover: {key:<26} {value}" for key, value in
+              report.get("failover", {}).items()]
     lines += [f"  remote: {key:<28} {value}" for key, value in report["remote"].items()
               if key != "pids"]
     lines.append(f"  faults injected: {json.dumps(report['faults'])}")
@@ -327,6 +424,7 @@ def main(args) -> int:
         remote_workers=args.remote_workers,
         restart_every=0.0 if args.no_restart else args.restart_every,
         long_stall_every=args.stall_every,
+        ha=args.ha,
     )
     try:
         report = run_chaos(settings)

@@ -1,9 +1,10 @@
 """The faults of a chaos run, carried out against the driver's server and remote workers.
 
-Small faults are drawn as the run goes (`one_fault`); server restarts and long stalls come
-from the seeded plan (schedule.py). A fault that should have had an effect checks that it
-had it (a long stall ends in a death and a new id; a short one in none; every remote worker
-joins the restarted server) and reports a problem otherwise.
+Small faults are drawn as the run goes (`one_fault`); server restarts (with --ha: failovers,
+the leader killed) and long stalls come from the seeded plan (schedule.py). A fault that
+should have had an effect checks that it had it (a long stall ends in a death and a new id;
+a short one in none; every remote worker joins the restarted server, or the new leader) and
+reports a problem otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .fleet import NAME_PREFIX, RemoteWorker
 from .schedule import HANG_BURST, RESTART, fault_plan
+from .serve_process import health
 from .settings import CALM, HANG_BURST_SECONDS, SPIKE
 from .settings import HANG_BURST as HANG_BURST_CHAOS
 
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
     from .driver import Driver
 
 T = TypeVar("T")
+
+
+def _last_lines(path, count: int) -> list[str]:
+    """The last `count` lines of a log (to say what a worker was doing), [] if unreadable."""
+    try:
+        with open(path, errors="replace") as log:
+            return [line.rstrip() for line in log.readlines()[-count:]]
+    except OSError:
+        return []
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1) -> T | None:
@@ -113,18 +124,80 @@ class Faults:
         d.note("server_sigkill_and_restart", f"back on port {d.server.port} in {took:.1f}s")
         for _ in range(d.settings.process_workers):
             d.add_worker("process")
+        self._check_rejoined(killed_at, "restart")
+
+    def kill_leader(self) -> None:
+        """--ha: SIGKILL the leader (it starts again, as a standby), or, about one time in
+        three, SIGSTOP it past its lease and then SIGCONT it: the standby must lead (within
+        `failover_timeout` of a SIGKILL), the paused one must step down when it wakes, and
+        every remote worker must join the new leader."""
+        d = self.driver
+        leader = d.leading_server()
+        if leader is None:
+            d.problem("no_leader", "no server answered /healthz as the leader before a kill")
+            return
+        standby = next(s for s in d.servers if s is not leader)
+        pause = d.rng.random() < 0.3
+        across = None
+        if not pause and d.fleet and d.fleet.running() and d.rng.random() < 0.3:
+            across = d.rng.choice(d.fleet.running())
+            d.fleet.stall(across)
+        if pause:
+            leader.pause()
+        else:
+            leader.kill()
+        killed_at = time.monotonic()
+        patience = d.settings.failover_timeout + 10.0 + (8.0 if pause else 0.0)
+        led = wait_until(lambda: health(standby.url)[0] == 200, patience, interval=0.02)
+        took = time.monotonic() - killed_at
+        how = "sigstop" if pause else "sigkill"
+        if not led:
+            d.problem("standby_did_not_lead", f"{standby.url} did not lead within "
+                                              f"{patience:.0f}s of the {how} of {leader.url}")
+        else:
+            d.timings[f"failover_after_{how}_s"].append(took)
+            if not pause and took > d.settings.failover_timeout:
+                d.problem("failover_too_slow",
+                          f"{standby.url} led {took:.2f}s after the SIGKILL of {leader.url} "
+                          f"(at most {d.settings.failover_timeout:g}s)")
+        d.url = standby.url
+        d.server_start += 1
+        if pause:
+            leader.resume()
+            stepped = wait_until(lambda: health(leader.url)[1].get("role") == "standby", 15)
+            if not stepped:
+                d.problem("paused_leader_kept_leading",
+                          f"{leader.url} did not answer as a standby within 15s of its SIGCONT")
+            d.note("leader_sigstop", f"{leader.url} paused; {standby.url} led after "
+                                     f"{took:.2f}s; the old one stood down when continued")
+        else:
+            d.servers[d.servers.index(leader)] = leader.restarted()  # a standby now
+            d.note("leader_sigkill", f"{leader.url} killed; {standby.url} led after "
+                                     f"{took:.2f}s; the old one is back as a standby")
+        if across is not None:
+            threading.Event().wait(d.rng.uniform(0, 2) * d.settings.heartbeat_timeout)
+            d.fleet.resume(across)
+            d.note("stall_across_failover", f"{across.name} SIGSTOPped during the failover")
+        for _ in range(d.settings.process_workers):
+            d.add_worker("process")
+        self._check_rejoined(killed_at, "failover")
+
+    def _check_rejoined(self, since: float, what: str) -> None:
+        d = self.driver
         if d.fleet is None:
             return
         running = d.fleet.running()
         joined = wait_until(lambda: all(d.member(w) for w in running),
                             d.settings.rejoin_timeout)
         if joined:
-            d.timings["rejoin_after_restart_s"].append(time.monotonic() - killed_at)
+            d.timings[f"rejoin_after_{what}_s"].append(time.monotonic() - since)
         else:
-            missing = [w.name for w in running if not d.member(w)]
-            d.problem("remote_worker_not_rejoined_after_restart",
-                      f"restart {d.server_start}: {', '.join(missing)} did not join the "
-                      f"new server within {d.settings.rejoin_timeout:.0f}s")
+            missing = [w for w in running if not d.member(w)]
+            d.problem(f"remote_worker_not_rejoined_after_{what}",
+                      f"{what} {d.server_start}: {', '.join(w.name for w in missing)} did not "
+                      f"join the new {'leader' if what == 'failover' else 'server'} within "
+                      f"{d.settings.rejoin_timeout:.0f}s; the last lines of its log: "
+                      + " | ".join(_last_lines(missing[0].log_path, 8) if missing else []))
 
     def for_a_moment(self, chaos: dict, seconds: float) -> None:
         """Set the demo handlers' chaos, and calm again `seconds` later."""
@@ -207,7 +280,7 @@ class Faults:
         """Small faults about every `fault_interval` seconds, the planned ones on time."""
         d = self.driver
         settings = d.settings
-        plan = fault_plan(duration, settings.restart_every if d.server else 0.0,
+        plan = fault_plan(duration, settings.restart_every if d.server or d.servers else 0.0,
                           settings.long_stall_every if d.fleet else 0.0,
                           random.Random(settings.seed + 2),
                           hang_burst=d.server is not None and settings.step_timeout > 0)
@@ -224,7 +297,7 @@ class Faults:
             if plan and plan[0].at <= elapsed:
                 planned = plan.pop(0)
                 if planned.kind == RESTART:
-                    self.restart_server()
+                    self.kill_leader() if d.servers else self.restart_server()
                 elif planned.kind == HANG_BURST:
                     self.for_a_moment(HANG_BURST_CHAOS, HANG_BURST_SECONDS)
                     d.note("hang_burst")

@@ -33,6 +33,9 @@ SAMPLE = 10  # violations listed per kind in a report
 class History:
     events: list[dict]  # every event, in seq order
     orders: dict[str, OrderRecord]  # by id, each with its task records
+    # The leadership epoch that committed each event, in seq order (PostgreSQL; None for a
+    # journal without leadership terms).
+    epochs: list[int] | None = None
 
     def tasks(self) -> list[TaskRecord]:
         return [task for order in self.orders.values() for task in order.tasks]
@@ -69,6 +72,12 @@ def check_history(
     seqs = [e["seq"] for e in events]
     violations["seq_not_increasing"] = [
         (a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b <= a
+    ]
+    # Leaders one after another: along seq the epoch never goes down (a deposed leader
+    # wrote nothing between its successor's writes).
+    epochs = history.epochs or []
+    violations["epochs_interleaved"] = [
+        (seq, a, b) for seq, a, b in zip(seqs[1:], epochs, epochs[1:], strict=False) if b < a
     ]
 
     # No step succeeded twice; no step started before its dependencies succeeded.
@@ -154,6 +163,8 @@ def check_history(
         "recovery_p50_s": _round(percentile(recovery, 50)),
         "recovery_p99_s": _round(percentile(recovery, 99)),
         "server_5xx": server_errors,
+        "leader_epochs": len(set(epochs)),
+        "epochs_interleaved": len(violations["epochs_interleaved"]),
         "examples": {k: v[:SAMPLE] for k, v in violations.items() if v},
     }
 
@@ -165,11 +176,17 @@ def _round(value: float | None) -> float | None:
 def load_journal(db: str | Path) -> History:
     """Read a journal: an SQLite file or a postgresql:// URL (read-only; safe while a
     server runs)."""
-    with read_connection(parse_location(str(db))) as conn:
-        events = [
-            event_from_row(r)
-            for r in conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
-        ]
+    location = parse_location(str(db))
+    with read_connection(location) as conn:
+        epochs = None
+        if location.kind == "postgresql":
+            rows = conn.execute(f"SELECT {EVENT_COLUMNS}, epoch FROM events ORDER BY seq")
+            rows = list(rows)
+            epochs = [r[-1] for r in rows]
+            rows = [r[:-1] for r in rows]
+        else:
+            rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+        events = [event_from_row(r) for r in rows]
         tasks: dict[str, list[TaskRecord]] = defaultdict(list)
         for row in conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks"):
             record = task_from_row(row)
@@ -178,7 +195,7 @@ def load_journal(db: str | Path) -> History:
             row[0]: order_from_row(row, tasks.get(row[0], ()))
             for row in conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders")
         }
-    return History(events, orders)
+    return History(events, orders, epochs)
 
 
 def format_report(report: dict) -> str:
@@ -200,6 +217,8 @@ def format_report(report: dict) -> str:
         "recovery_p50_s",
         "recovery_p99_s",
         "server_5xx",
+        "leader_epochs",
+        "epochs_interleaved",
     ]
     lines = [f"  {k:<36} {report.get(k)}" for k in keys]
     verdict = (

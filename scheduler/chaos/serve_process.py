@@ -15,11 +15,22 @@ import time
 from pathlib import Path
 from typing import IO
 
+import requests
+
 
 def orderflow_command() -> list[str]:
     """The `orderflow` console script next to this interpreter (or the module as fallback)."""
     script = Path(sys.executable).parent / "orderflow"
     return [str(script)] if script.exists() else [sys.executable, "-m", "scheduler"]
+
+
+def health(url: str) -> tuple[int | None, dict]:
+    """A server's /healthz: (status, body); (None, {}) when it cannot be reached."""
+    try:
+        response = requests.get(f"{url}/healthz", timeout=2)
+        return response.status_code, response.json()
+    except (requests.RequestException, ValueError):
+        return None, {}
 
 
 class ServeProcess:
@@ -55,6 +66,16 @@ class ServeProcess:
                     raise
                 time.sleep(pause)
         raise AssertionError("unreachable")
+
+    def pause(self) -> None:
+        """SIGSTOP the whole group: the server freezes, its connections stay open."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the whole group."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL the whole group: no shutdown code runs anywhere."""

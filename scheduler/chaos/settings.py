@@ -51,3 +51,9 @@ class ChaosSettings:
     drain_timeout: float = 120.0
     # How long a remote worker may take to join again (after a restart or a long stall).
     rejoin_timeout: float = 30.0
+    # Two servers on one PostgreSQL database (`--db postgresql://...`): the planned restarts
+    # kill the leader instead (a SIGKILL, then it starts again as a standby; or, about one
+    # in three, a SIGSTOP past its lease, then SIGCONT: it must step down), and the standby
+    # must lead within failover_timeout seconds of a SIGKILL.
+    ha: bool = False
+    failover_timeout: float = 5.0

@@ -21,6 +21,7 @@ from .schema import StoreError
 
 if TYPE_CHECKING:
     from .base import Journal
+    from .lease import Term
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SUPPORTED = "a file path (SQLite) or a postgresql://user@host:port/database URL"
@@ -71,21 +72,41 @@ def parse_location(text: str) -> Location:
     )
 
 
-def open_journal(location: Location, lock: FileLock | None = None) -> Journal:
+def open_journal(location: Location, lock: FileLock | None = None,
+                 term: Term | None = None) -> Journal:
     """The journal at `location`, opened as its only scheduler. `lock`: the SQLite file's
-    lock, when the caller already holds it for its whole life (`orderflow serve`)."""
+    lock, when the caller already holds it for its whole life (`orderflow serve`). `term`: on
+    PostgreSQL, the leadership term it writes under (`orderflow serve`'s elector); without
+    one it takes the lease itself, for its life."""
     if location.kind == "postgresql":
-        return _postgres().PostgresJournal(location.target)
+        return _postgres().PostgresJournal(location.target, term=term)
     from .sqlite import SQLiteJournal
 
     return SQLiteJournal(location.target, lock=lock)
+
+
+def check_journal(location: Location, lock: FileLock | None = None) -> None:
+    """Open (creating or migrating it) and close the journal at `location`, without leading
+    it: a bad database is a StoreError before a server starts."""
+    if location.kind == "postgresql":
+        _postgres().PostgresJournal(location.target, claim=False).close()
+    else:
+        open_journal(location, lock).close()
+
+
+def lease_store(location: Location, settings, url: str | None = None):
+    """The leadership lease of a PostgreSQL journal, for `orderflow serve`'s elector (None
+    for SQLite: one server per file, held by the file lock)."""
+    if location.kind != "postgresql":
+        return None
+    return _postgres().lease_store(location.target, settings, url)
 
 
 def hold_for_process(location: Location) -> FileLock | None:
     """For `orderflow serve`: take an SQLite journal's lock for the rest of this process's
     life (never released by hand; the kernel does it when the process ends, however it
     ends). JournalLocked, naming the holder's pid, if another process has it. None for
-    PostgreSQL, whose journal claims the database itself."""
+    PostgreSQL, whose servers share the database under a leadership lease."""
     if location.kind != "sqlite":
         return None
     from .sqlite import make_folder
@@ -98,7 +119,7 @@ def prune_location(location: Location, before_wall: float) -> tuple[dict, str]:
     """`orderflow prune`: remove finished orders finished before the cutoff. Returns what
     was removed and a note on how. A journal a server holds is pruned beside it."""
     if location.kind == "postgresql":
-        # PostgreSQL takes concurrent writers as they come: no scheduler claim needed.
+        # PostgreSQL takes concurrent writers as they come: no leadership needed.
         journal = _postgres().PostgresJournal(location.target, claim=False)
         try:
             return journal.prune(before_wall), ""

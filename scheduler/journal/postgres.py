@@ -7,14 +7,15 @@ forgotten from memory, stories, idempotency keys) borrow pooled connections. Row
 `rows.py` like SQLite's. `synchronous_commit` is left as the server has it (on by default): a
 commit is durable when the server says so.
 
-One scheduler per database. The journal claims the database (`_claim`): a session of its own
-holds a PostgreSQL advisory lock for the journal's life and writes a fresh token into
-`meta.scheduler`. Every write transaction opens in one place, `_write_transaction`, which
-checks (reading the row FOR SHARE, so a takeover's update waits for this commit) that the
-token is still ours; a server that lost the database writes nothing more (`JournalLost`).
-That is where a leader's epoch check belongs too. A second server refuses to start, naming
-the holder. The lock's session is kept alive with TCP keepalives, so PostgreSQL releases the
-claim of a server whose machine died within about half a minute.
+One scheduler per database, and standbys. A journal that writes holds a `Term` of the
+database's leadership lease (lease.py, postgres_lease.py): an epoch that only grows. Every
+write transaction opens in one place, `_write_transaction`, which reads the lease row first
+(FOR KEY SHARE, so a takeover, which locks it FOR UPDATE, waits for this commit) and checks
+that the epoch is still ours; a journal whose term is over writes nothing more (`Deposed`).
+`orderflow serve` gets its terms from an elector and runs as a standby between them; a
+journal opened on its own (`claim=True`, the default: the Python API, the benchmarks) takes
+one term for its life, or refuses to open, naming the leader. `claim=False` writes without
+a term (pruning beside a running server).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -42,8 +42,11 @@ from ..engine.records import (
     ResumePoint,
     TaskRecord,
 )
+from .election import Elector
+from .lease import LeaseSettings, Term
 from .location import redact
 from .lock import JournalLocked
+from .postgres_lease import EPOCH_CHECK, PostgresLeaseStore
 from .postgres_schema import SCHEMA_VERSION, migrate
 from .recovery import Recovered
 from .rows import (
@@ -62,14 +65,12 @@ from .rows import (
     task_row,
 )
 from .schema import StoreError
-from .writer import WATCH_INTERVAL, Batch, GroupWriter, JournalLost
+from .writer import Batch, Deposed, GroupWriter
 
 if TYPE_CHECKING:
     from ..engine.core import SchedulerCore
 
 log = logging.getLogger("orderflow.store")
-# pg_try_advisory_lock key of "the scheduler of this database" ("ordf").
-SCHEDULER_LOCK = 0x6F726466
 FINISHED = sorted(FINISHED_STATUSES)
 # Finished orders removed per transaction when pruning.
 PRUNE_CHUNK = 5_000
@@ -83,9 +84,10 @@ POOL_TIMEOUT = 3.0
 # Session settings of every connection: a write that waits on a lock this long fails (and the
 # writer retries it, answering 503 meanwhile) instead of hanging every request.
 SESSION_SETTINGS = {"lock_timeout": "10s", "statement_timeout": "60s"}
-# The claim's session: the server closes it (releasing the claim) when the client's machine
-# stops answering keepalives, after about idle + interval x count seconds.
-CLAIM_KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+# The lease session: the server closes it when the client's machine stops answering
+# keepalives, after about idle + interval x count seconds (a standby then sees its holder
+# gone; the lease's expiry comes sooner anyway).
+LEASE_KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
                     "tcp_keepalives_count": "3"}
 
 _ORDER_UPSERT = (
@@ -98,35 +100,33 @@ _TASK_UPSERT = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{f} = EXCLUDED.{f}" for f in TASK_FIELDS[1:])
 )
-_EVENT_COPY = f"COPY events ({EVENT_COLUMNS}) FROM STDIN"
+# Each event with the epoch of the term that committed it (0: written without one).
+_EVENT_COPY = f"COPY events ({EVENT_COLUMNS}, epoch) FROM STDIN"
 _COUNTERS_UPSERT = (
     "INSERT INTO meta (key, value) VALUES ('counters', %s) "
-    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-)
-_CLAIM_UPSERT = (
-    "INSERT INTO meta (key, value) VALUES ('scheduler', %s) "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
 
 
 class PostgresJournal:
     """The journal in one PostgreSQL database: group commit by a `GroupWriter`, reads on
-    pooled connections. `claim=False` opens it without becoming its scheduler (pruning and
-    reading beside a running server)."""
+    pooled connections. `term`: the leadership term this journal writes under (given by
+    `orderflow serve`'s elector); without one, `claim=True` takes the lease for the journal's
+    life (JournalLocked, naming the leader, if another server leads), and `claim=False` opens
+    it without leading (pruning and reading beside a running server)."""
 
     persistent = True
 
-    def __init__(self, url: str, *, claim: bool = True, pool_size: int = POOL_SIZE):
+    def __init__(self, url: str, *, claim: bool = True, term: Term | None = None,
+                 pool_size: int = POOL_SIZE, lease: LeaseSettings | None = None):
         self.url = url
         self.name = redact(url)
         self._settings = _connection_settings(url, self.name)
-        self._token: str | None = None
-        self._holder: psycopg.Connection | None = None
-        self._next_watch = 0.0
-        with self._connect() as conn:
-            self._guard(lambda: migrate(conn, self.name), "is not a usable orderflow database")
-        if claim:
-            self._claim()
+        self._elector: Elector | None = None
+        _migrate(url, self.name, self._settings)
+        if term is None and claim:
+            term = self._lead(lease or LeaseSettings())
+        self.term = term
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, name="orderflow-journal",
             kwargs={**self._settings, "autocommit": True}, configure=_configure,
@@ -141,7 +141,12 @@ class PostgresJournal:
             self._pool.close()
             self._release()
             raise StoreError(f"cannot connect to {self.name}: {_one_line(exc)}") from None
-        self._writer = GroupWriter(self.name, self._commit, self._watch)
+        self._writer = GroupWriter(self.name, self._commit)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch this journal writes under (0: none)."""
+        return self.term.epoch if self.term is not None else 0
 
     def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
         """Bind to the core whose state is journaled and the lock that guards it."""
@@ -159,12 +164,17 @@ class PostgresJournal:
         return self._writer.committed(ticket)
 
     def check(self) -> None:
+        term = self.term
+        if term is not None and not term.holds(time.monotonic()):
+            raise Deposed(f"this server no longer leads {self.name} (epoch {term.epoch} "
+                          f"is over: {term.lost or 'its lease ran out'}); it accepts nothing")
         self._writer.check()
 
     def close(self) -> None:
-        """Write everything still pending, stop the writer, close the pool, give up the
-        claim."""
-        self._writer.close()
+        """Write everything still pending (nothing, once the term is over), stop the writer,
+        close the pool, hand back a lease of its own."""
+        over = self.term is not None and not self.term.holds(time.monotonic())
+        self._writer.close(timeout=0.0 if over else 30.0)
         self._pool.close()
         self._release()
 
@@ -250,36 +260,63 @@ class PostgresJournal:
     def _write_transaction(
         self, first: Callable[[psycopg.Cursor], None] | None = None
     ) -> Iterator[psycopg.Connection]:
-        """THE place a write transaction opens: group commits and pruning run in it. Before
-        anything is committed it checks that this journal is still the database's scheduler:
-        the claim row, read FOR SHARE first thing (a takeover's update of it waits for this
-        commit), must hold our token, else the transaction is rolled back and the journal
-        is lost. A leader's epoch check belongs here, beside the claim's.
+        """THE place a write transaction opens: group commits and pruning run in it. With a
+        term, before anything is committed it checks that the term still leads: by its own
+        clock first (a term that could not renew in time writes nothing), then in the
+        database: the lease row, read FOR KEY SHARE first thing (a takeover locks it FOR
+        UPDATE, so it waits for this commit, and a transaction after the takeover reads the
+        new epoch), must hold our epoch, else the transaction is rolled back, the term is
+        lost and so is the journal (`Deposed`).
 
         `first(cursor)` queues statements that go out pipelined with BEGIN and the check (one
         round trip for all); the body of the `with` runs after the check, in the same
         transaction (COPY cannot be pipelined)."""
+        term = self.term
+        if term is not None:
+            term.check(time.monotonic())
+        try:
+            with self._write_transaction_checked(term, first) as conn:
+                yield conn
+        except psycopg.Error:
+            # A write that failed because the term is over (the new leader ended this
+            # transaction of an expired lease, say) is a step-down, not an outage.
+            if term is not None:
+                term.check(time.monotonic())
+            raise
+
+    @contextmanager
+    def _write_transaction_checked(
+        self, term: Term | None, first: Callable[[psycopg.Cursor], None] | None
+    ) -> Iterator[psycopg.Connection]:
         with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor()
             with conn.pipeline():
-                if self._token is not None:
-                    cur.execute("SELECT value FROM meta WHERE key = 'scheduler' FOR SHARE")
-                    claim = cur
+                if term is not None:
+                    # A leader paused inside this transaction must not hold up a takeover
+                    # for longer than its lease would have lasted.
+                    cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = "
+                                f"'{int(term.settings.ttl * 1000)}ms'")
+                    cur.execute(EPOCH_CHECK)
+                    lease = cur
                     cur = conn.cursor()
                 if first is not None:
                     first(cur)
-            if self._token is not None:
-                row = claim.fetchone()
-                if row is None or row[0] != self._token:
-                    raise JournalLost(
-                        f"another orderflow server took {self.name} over; this one writes "
-                        "nothing more"
-                    )
+            if term is not None:
+                epoch, holder, url = lease.fetchone()
+                if epoch != term.epoch:
+                    reason = f"epoch {epoch} is led by {holder}{f' at {url}' if url else ''}"
+                    term.lose(reason)
+                    raise Deposed(f"epoch {term.epoch} is over ({reason}); this server "
+                                  "writes nothing more")
             yield conn
+            if term is not None:
+                # Stepped down meanwhile (this transaction waited on the database): roll
+                # back rather than commit after the step-down.
+                term.check(time.monotonic())
 
     def _commit(self, batch: Batch) -> None:
         """One group commit in one transaction (GroupWriter retries it if it raises): the
-        upserts pipelined with the claim check (one round trip), then the events by COPY,
+        upserts pipelined with the epoch check (one round trip), then the events by COPY,
         the cheapest way into PostgreSQL for rows that are only ever inserted."""
 
         def upserts(cur: psycopg.Cursor) -> None:
@@ -292,86 +329,54 @@ class PostgresJournal:
                 cur.executemany(_TASK_UPSERT, [task_row(r) for r in batch.task_records])
             cur.execute(_COUNTERS_UPSERT, (batch.counters,))
 
+        epoch = self.epoch
         with self._write_transaction(upserts) as conn:
             if batch.events:
                 with conn.cursor().copy(_EVENT_COPY) as copy:
                     for event in batch.events:
-                        copy.write_row(event_row(event))
+                        copy.write_row((*event_row(event), epoch))
 
-    # ------------------------------------------------------------ the claim
+    # ------------------------------------------------------------ the lease
 
-    def _claim(self) -> None:
-        """Become the database's only scheduler, or raise JournalLocked naming who is."""
-        holder = self._connect(claim=True)
+    def lease_store(self, settings: LeaseSettings, url: str | None = None
+                    ) -> PostgresLeaseStore:
+        """The lease row of this database, through a session of its own, for an elector;
+        `url`: what this server advertises to clients (the leader's address)."""
+        return PostgresLeaseStore(
+            lambda: _session(self.url, self.name, self._settings, lease=True), self.name,
+            self._settings["application_name"], url, settings)
+
+    def _lead(self, settings: LeaseSettings) -> Term:
+        """Take the lease for this journal's life, or raise JournalLocked naming who leads.
+        The lease is renewed on a thread of its own; once it is lost, nothing more is
+        written (no standing by: that is `orderflow serve`'s business)."""
+        store = self.lease_store(settings)
+        elector = Elector(store, settings, stand_by=False)
         try:
-            if not _try_lock(holder):
-                who = _describe_holder(holder)
-                raise JournalLocked(
-                    f"{self.name} is already the journal of another orderflow server ({who}): "
-                    "one scheduler per database. Stop it first, or point --db at another "
-                    "database.",
-                    holder=who,
-                )
-            token = uuid.uuid4().hex
-            holder.execute(_CLAIM_UPSERT, (token,))
+            seen = store.look()
+            if seen.free:
+                elector.step(time.monotonic())
         except BaseException:
-            holder.close()
+            store.close()
             raise
-        self._holder, self._token = holder, token
-
-    def _watch(self) -> None:
-        """On the writer thread, now and then: is the claim's session alive? If it died
-        (PostgreSQL restarted, the connection was cut), claim again; that is safe only if
-        nobody claimed the database meanwhile (our token is still there), else the journal
-        is lost. While the database is unreachable this raises, and the writer retries."""
-        if self._token is None or time.monotonic() < self._next_watch:
-            return
-        self._next_watch = time.monotonic() + WATCH_INTERVAL
-        if self._holder is not None:  # None: an earlier attempt to claim again failed
-            try:
-                self._holder.execute("SELECT 1")
-                return
-            except psycopg.Error:
-                log.warning("the claim session on %s was lost; claiming the database again",
-                            self.name)
-            old, self._holder = self._holder, None
-            old.close()
-        holder = self._connect(claim=True)  # StoreError while unreachable: tried again
-        try:
-            got = _try_lock(holder)
-            row = holder.execute("SELECT value FROM meta WHERE key = 'scheduler'").fetchone()
-        except BaseException:
-            holder.close()
-            raise
-        if not got or row is None or row[0] != self._token:
-            who = _describe_holder(holder) if not got else "since gone"
-            holder.close()
-            self._token = "lost"
-            raise JournalLost(
-                f"another orderflow server ({who}) took {self.name} over while this one was "
-                "disconnected; this one writes nothing more"
+        if elector.term is None:
+            store.close()
+            who = seen.describe() if not seen.free else "another server, just now"
+            raise JournalLocked(
+                f"{self.name} is led by another orderflow server ({who}): one scheduler per "
+                "database. Run this one with `orderflow serve` to stand by, or stop that "
+                "one first.",
+                holder=who,
             )
-        self._holder = holder
-        log.warning("claimed %s again: still its only scheduler", self.name)
+        self._elector = elector.start()
+        return elector.term
 
     def _release(self) -> None:
-        holder, self._holder = self._holder, None
-        if holder is not None:
-            holder.close()  # the session ends, and with it the advisory lock
+        elector, self._elector = self._elector, None
+        if elector is not None:
+            elector.stop(resign=True)
 
     # ------------------------------------------------------------ connections
-
-    def _connect(self, claim: bool = False) -> psycopg.Connection:
-        settings = dict(self._settings)
-        if claim:
-            extra = " ".join(f"-c {k}={v}" for k, v in CLAIM_KEEPALIVES.items())
-            settings["options"] = f"{settings.get('options', '')} {extra}".strip()
-        try:
-            conn = psycopg.connect(self.url, autocommit=True, **settings)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to {self.name}: {_one_line(exc)}") from None
-        _configure(conn)
-        return conn
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection]:
@@ -382,13 +387,42 @@ class PostgresJournal:
         except psycopg.OperationalError as exc:
             raise StoreError(f"could not read {self.name}: {_one_line(exc)}") from None
 
-    def _guard(self, action: Callable[[], object], problem: str) -> None:
+
+
+def lease_store(url: str, settings: LeaseSettings, advertise: str | None = None
+                ) -> PostgresLeaseStore:
+    """The leadership lease of the database at `url` (migrated first, so the row exists),
+    for `orderflow serve`'s elector; `advertise`: this server's URL, shown to clients."""
+    name = redact(url)
+    given = _connection_settings(url, name)
+    _migrate(url, name, given)
+    return PostgresLeaseStore(lambda: _session(url, name, given, lease=True), name,
+                              given["application_name"], advertise, settings)
+
+
+def _session(url: str, name: str, settings: dict, lease: bool = False) -> psycopg.Connection:
+    """A connection of its own (autocommit); with `lease`, with keepalives that end it
+    within about half a minute of its machine going silent."""
+    settings = dict(settings)
+    if lease:
+        extra = " ".join(f"-c {k}={v}" for k, v in LEASE_KEEPALIVES.items())
+        settings["options"] = f"{settings.get('options', '')} {extra}".strip()
+    try:
+        conn = psycopg.connect(url, autocommit=True, **settings)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to {name}: {_one_line(exc)}") from None
+    _configure(conn)
+    return conn
+
+
+def _migrate(url: str, name: str, settings: dict) -> None:
+    with _session(url, name, settings) as conn:
         try:
-            action()
+            migrate(conn, name)
         except psycopg.Error as exc:
             raise StoreError(
-                f"{self.name} {problem} ({_one_line(exc)}). Point --db at an empty database "
-                "or one orderflow created."
+                f"{name} is not a usable orderflow database ({_one_line(exc)}). Point --db at "
+                "an empty database or one orderflow created."
             ) from None
 
 
@@ -410,26 +444,6 @@ def _connection_settings(url: str, name: str) -> dict:
 def _configure(conn: psycopg.Connection) -> None:
     for key, value in SESSION_SETTINGS.items():
         conn.execute(f"SET {key} = '{value}'")
-
-
-def _try_lock(conn: psycopg.Connection) -> bool:
-    """Take the scheduler lock for `conn`'s session, if nobody holds it."""
-    return conn.execute("SELECT pg_try_advisory_lock(%s)", (SCHEDULER_LOCK,)).fetchone()[0]
-
-
-def _describe_holder(conn: psycopg.Connection) -> str:
-    """Who holds the scheduler lock: its application name (our pid and host), its address."""
-    row = conn.execute(
-        "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l "
-        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-        "AND l.granted AND l.classid = 0 AND l.objid = %s AND l.objsubid = 1",
-        (SCHEDULER_LOCK,),
-    ).fetchone()
-    if row is None:
-        return "unknown"
-    app, addr, since = row
-    where = f" from {addr}" if addr else ""
-    return f"{app or 'a session'}{where}, connected since {since:%Y-%m-%d %H:%M:%S}"
 
 
 def _one_line(exc: BaseException) -> str:

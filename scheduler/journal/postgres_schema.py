@@ -2,16 +2,23 @@
 
 The same tables as SQLite's (`schema.py`: meta, orders, tasks, events, with the columns the row
 encoder in `rows.py` writes), in PostgreSQL's types. Its version is a row of `meta`
-(`schema_version`), numbered on its own: version 1 is SQLite's version 3, version 2 its 4.
-Migrations run in one transaction under an advisory lock, so two servers starting at once
-migrate once.
+(`schema_version`), numbered on its own: version 1 is SQLite's version 3, version 3 its version
+4 (tasks.moves). Migrations run in one transaction under an advisory lock, so two servers
+starting at once migrate once.
+
+Version 2 is for several servers on one database (failover): the `leader` table, one row
+holding the leadership lease (its epoch, which only grows, the holder, its URL, the backend
+pid of the holder's lease session and the expiry, on the database's clock; see
+`postgres_lease.py`), and each event's `epoch`, the lease under which it was committed: along
+`seq` epochs never go down, which is how a check sees that no deposed leader wrote between
+its successor's writes.
 """
 
 from __future__ import annotations
 
 from .schema import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # pg_advisory_xact_lock key held while migrating ("ordm").
 MIGRATION_LOCK = 0x6F72646D
 
@@ -60,9 +67,25 @@ MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX events_by_order ON events (order_id, seq)",
     ],
+    2: [
+        """CREATE TABLE leader (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            epoch BIGINT NOT NULL,
+            holder TEXT NOT NULL,
+            url TEXT,
+            pid INTEGER,
+            expires_at TIMESTAMPTZ NOT NULL,
+            since TIMESTAMPTZ NOT NULL
+        )""",
+        # Epoch 0: nobody has led yet; the lease is free.
+        "INSERT INTO leader VALUES (1, 0, '', NULL, NULL, 'epoch', now())",
+        "ALTER TABLE events ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
+        # The claim of version 1 (an advisory lock and this token) is replaced by the lease.
+        "DELETE FROM meta WHERE key = 'scheduler'",
+    ],
     # How often a task was moved off a worker that died or drained (the dashboard's and the
     # API's moves).
-    2: ["ALTER TABLE tasks ADD COLUMN moves INTEGER NOT NULL DEFAULT 0"],
+    3: ["ALTER TABLE tasks ADD COLUMN moves INTEGER NOT NULL DEFAULT 0"],
 }
 
 

@@ -46,6 +46,12 @@ class JournalLost(StoreError):
     """The journal's storage is gone (deleted, replaced): no later write could survive."""
 
 
+class Deposed(JournalLost):
+    """This server's leadership lease is over (another server leads the database now, or it
+    could not renew in time): it writes nothing more. Not an outage: the elector logs the
+    step-down in its one line, and the server goes on as a standby."""
+
+
 @dataclass
 class Batch:
     """One group commit: the swapped-out buffers and the rows snapshotted from them."""
@@ -140,7 +146,9 @@ class GroupWriter:
             if self._committed >= ticket:
                 return
             reason = self._failure or "the journal was closed first"
-        raise StoreError(f"could not write {self.name}: {reason}")
+        # A deposed leader says so (its callers go to the new leader), an outage as such.
+        error = Deposed if isinstance(reason, Deposed) else StoreError
+        raise error(f"could not write {self.name}: {reason}")
 
     def committed(self, ticket: int) -> bool:
         with self._done:
@@ -150,7 +158,8 @@ class GroupWriter:
         """Raise StoreError while nothing recorded now could become durable."""
         failure = self._failure
         if failure is not None:
-            raise StoreError(f"could not write {self.name}: {failure}")
+            error = Deposed if isinstance(failure, Deposed) else StoreError
+            raise error(f"could not write {self.name}: {failure}")
         if self._stop or (self._core is not None and not self._thread.is_alive()):
             raise StoreError(f"{self.name} is closed")
 
@@ -303,6 +312,9 @@ class GroupWriter:
             self._failure = exc
             self._lost = True
             self._done.notify_all()
+        if isinstance(exc, Deposed):
+            log.info("journal writer of %s stopped: %s", self.name, exc)
+            return
         log.critical(
             "JOURNAL LOST: %s. Nothing more is acknowledged; restart the server once the "
             "database is back in place.",

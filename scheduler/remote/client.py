@@ -39,7 +39,7 @@ from ..steps.context import Handler, TaskContext, is_async
 from ..steps.run import run_handler, run_handler_async
 from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
-from .protocol import NAMESPACE, handshake_headers, handshake_refusal
+from .protocol import NAMESPACE, handshake_headers, handshake_refusal, handshake_standby
 from .session import WorkerSession
 
 log = logging.getLogger("orderflow.worker")
@@ -136,6 +136,7 @@ class WorkerProcess:
         self._attempt: _Attempt | None = None
         self._refusal: str | None = None
         self._handshake_refused = False
+        self._standby: str | None = None  # a standby refused it: the leader it named, or ""
         kinds = [is_async(handler) for handler in handlers.values()]
         self._threads = [LoopThread("heartbeat", self._beat_once, self._stop)]
         if not all(kinds):
@@ -174,7 +175,7 @@ class WorkerProcess:
             # Refused: no need to wait while the client closes the socket.
             attempt.abandoned = True
             self._attempt = None
-            self._feed(self.session.connect_failed, self._refusal or "refused", True)
+            self._failed(self._refusal or "refused", True)
         with self._lock:
             now = self._clock()
             effects = self.session.tick(now)
@@ -183,21 +184,24 @@ class WorkerProcess:
                 return None
         return self._carry_out(effects)
 
-    def _connect(self) -> None:
+    def _connect(self, url: str) -> None:
         self._await_teardown()
         self._refusal = None
         self._handshake_refused = False
+        self._standby = None
         auth = {"token": self.options.token} if self.options.token else None
         try:
-            self.sio.connect(self.options.server, auth=auth, transports=["websocket"],
+            self.sio.connect(url, auth=auth, transports=["websocket"],
                              headers=handshake_headers(self.options.token),
                              namespaces=[NAMESPACE], wait_timeout=self.options.request_timeout)
         except socketio.exceptions.ConnectionError as exc:
             # A server with a token refuses a handshake without it before the WebSocket
-            # opens (401): as final as a refused CONNECT.
+            # opens (401): as final as a refused CONNECT. A standby refuses it too (503),
+            # naming the leader: not final, the session goes on to the leader.
             refusal = handshake_refusal(exc)
             if refusal:
                 self._refusal, self._handshake_refused = refusal, True
+            self._standby = handshake_standby(exc)
             raise
 
     def _await_teardown(self) -> None:
@@ -215,7 +219,13 @@ class WorkerProcess:
             self._feed(self.session.connect_ended)
         else:
             refused = bool(self.sio.failed_namespaces) or self._handshake_refused
-            self._feed(self.session.connect_failed, self._refusal or error, refused)
+            self._failed(self._refusal or error, refused)
+
+    def _failed(self, error: str, refused: bool) -> None:
+        if self._standby is not None:
+            self._feed(self.session.standby_answered, self._standby)
+        else:
+            self._feed(self.session.connect_failed, error, refused)
 
     # ------------------------------------------------------------------ effects
 
@@ -239,7 +249,8 @@ class WorkerProcess:
             elif isinstance(effect, Log):
                 log.log(_LEVELS.get(effect.level, logging.WARNING), effect.message)
             elif isinstance(effect, Connect):
-                self._attempt = _Attempt(self._connect, self._attempt_ended)
+                self._attempt = _Attempt(functools.partial(self._connect, effect.url),
+                                         self._attempt_ended)
                 self._attempt.start()
             elif isinstance(effect, Exit):
                 if effect.cancel:
@@ -394,6 +405,9 @@ class WorkerProcess:
     def _on_connect_error(self, data: Any = None) -> None:
         if isinstance(data, dict) and isinstance(data.get("message"), str):
             self._refusal = data["message"]
+        if isinstance(data, dict) and data.get("role") in ("standby", "starting"):
+            leader = data.get("leader")
+            self._standby = leader if isinstance(leader, str) else ""
         with self._lock:
             self._changed.notify_all()
 

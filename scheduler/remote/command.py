@@ -17,9 +17,17 @@ from .protocol import ENV_PARENT_PID, ENV_SPAWN_ID, EXIT_REFUSED, EXIT_STUCK, MA
 
 
 def _server_url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
-    return text.rstrip("/")
+    """One URL, or several separated by commas (servers sharing one database)."""
+    urls = [url.strip().rstrip("/") for url in text.split(",") if url.strip()]
+    if not urls:
+        raise argparse.ArgumentTypeError("expected an http:// or https:// URL")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got "
+                                             f"{url!r}")
+    if len(set(urls)) != len(urls):
+        raise argparse.ArgumentTypeError(f"a URL is given twice in {text!r}")
+    return ",".join(urls)
 
 
 def _tags(text: str) -> tuple[str, ...]:
@@ -49,8 +57,10 @@ EPILOG = (f"exit status: 0 drained (SIGTERM, or drained from the dashboard), 1 a
 
 def add_arguments(worker: argparse.ArgumentParser) -> None:
     worker.epilog = EPILOG
-    worker.add_argument("--server", required=True, type=_server_url, metavar="URL",
-                        help="the orderflow server, e.g. http://127.0.0.1:5000")
+    worker.add_argument("--server", required=True, type=_server_url, metavar="URL[,URL...]",
+                        help="the orderflow server, e.g. http://127.0.0.1:5000; or every "
+                        "server sharing one PostgreSQL database, separated by commas: the "
+                        "worker works for whichever leads, and follows a failover")
     worker.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
                         help="the server's token; $ORDERFLOW_TOKEN if set")
     # SUPPRESS: absent unless given, so --slots wins over the deprecated alias.

@@ -24,7 +24,10 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Connect:
-    """Start one connection attempt; report `connected`/`connect_ended` or `connect_failed`."""
+    """Start one connection attempt to `url`; report `connected`/`connect_ended` or
+    `connect_failed`."""
+
+    url: str
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ def reconnect_delay(failures: int, base: float, cap: float, rng: random.Random) 
 class WorkerOptions:
     """Settings of one worker process; every default is what `orderflow worker` gets."""
 
+    # The server's URL, or several separated by commas (servers sharing one PostgreSQL
+    # database: the worker works for whichever leads).
     server: str
     token: str | None = None
     # Slots: handlers run at once, sync and async together (the server's word and default);
@@ -42,6 +44,12 @@ class WorkerOptions:
     # Set for processes the server started: exit when that process is gone.
     parent_pid: int | None = None
     spawn_id: str | None = None
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every server URL given, in order."""
+        found = tuple(url.strip().rstrip("/") for url in self.server.split(",") if url.strip())
+        return found or (self.server,)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,12 @@ a logged line, never a crash.
 
 Connecting: a server with a token wants it on the handshake, `Authorization: Bearer T`
 (`handshake_headers`), and refuses one without it before the WebSocket opens: HTTP 401 with
-`{"error": {"message": "unauthorized: ..."}}` (`handshake_refusal` reads it). `auth={"token":
+`{"error": {"message": "unauthorized: ..."}}` (`handshake_refusal` reads it). A server that
+does not lead (a standby of a database several servers share, or one just elected and still
+recovering) refuses every handshake with 503 and `{"error": {...}, "role": "standby" |
+"starting", "leader": URL | null}` (`handshake_standby` reads it): the worker goes on to
+the leader (`--server URL1,URL2`). A CONNECT let in just before the server stood down is
+refused with the same fields in its CONNECT_ERROR data. `auth={"token":
 T}` is accepted too, for a server that checks only the Socket.IO CONNECT (a refusal there is
 a CONNECT_ERROR `{"message": "unauthorized: ..."}`). Refusals are logged by the server.
 
@@ -125,6 +130,26 @@ def handshake_refusal(error: BaseException) -> str | None:
                 return "unauthorized"
         seen = seen.__cause__ or seen.__context__
     return None
+def handshake_standby(error: BaseException) -> str | None:
+    """If a standby refused the handshake (503 with a role): the leader's URL it names, or
+    "" when it names none; None for any other failure."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return None
+        if getattr(seen, "status_code", None) == 503:
+            try:
+                body = json.loads(getattr(seen, "resp_body", b""))
+            except (ValueError, TypeError):
+                return None
+            if not isinstance(body, dict) or body.get("role") not in ("standby", "starting"):
+                return None
+            leader = body.get("leader")
+            return leader if isinstance(leader, str) else ""
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 # Room a message needs around a result's value, whose size the worker checks.
 MESSAGE_MARGIN = 4096
 

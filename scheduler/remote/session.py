@@ -6,6 +6,12 @@ threads, sockets or clock: every stimulus takes `now`, and returns the effects t
 a log line, exit. So every rule below is tested with a fake clock and no server
 (tests/test_worker_session.py):
 
+- with several servers (`--server URL1,URL2`, servers sharing one database, one of which
+  leads), it works for the leader: an attempt that fails, or that a standby refuses, goes on
+  to the next server (to the leader a standby names, if it is one of them) at once; only a
+  whole round of failures backs off. A round in which a standby answered (a failover under
+  way) waits a short, fixed delay instead of a growing one. After a lost connection the
+  same server is tried first;
 - connection attempts back off with equal jitter, drawn from an injected `random.Random`;
 - every connection registers: resuming under the current id, joining afresh, or (while
   draining) only reconnecting to hand in results;
@@ -111,6 +117,12 @@ class WorkerSession:
         self._connection = 0  # counts connections; a registration belongs to one
         self._failures = 0
         self._next_attempt = 0.0
+        # Servers: the one tried next (or connected to), attempts in this round, and whether
+        # a standby answered in it.
+        self._servers = options.servers
+        self._at = 0
+        self._tried = 0
+        self._standby_seen = False
         # Registration
         self.worker_id: str | None = None  # the id the process works under now
         self._registered_on = -1
@@ -142,6 +154,11 @@ class WorkerSession:
         self._exited = False
 
     # ------------------------------------------------------------------ queries
+
+    @property
+    def url(self) -> str:
+        """The server connected to, or tried next."""
+        return self._servers[self._at]
 
     @property
     def registered(self) -> bool:
@@ -213,7 +230,7 @@ class WorkerSession:
         if not self._connected:
             if not self._connecting and now >= self._next_attempt:
                 self._connecting = True
-                fx.append(Connect())
+                fx.append(Connect(self.url))
             return fx
         if self._needs_registration() and now >= self._next_register:
             return fx + [self._register(now)]
@@ -227,24 +244,67 @@ class WorkerSession:
         self._connected, self._connecting = True, False
         self._connection += 1
         self._failures = 0
+        self._tried, self._standby_seen = 0, False
         self._register_failures = 0
         self._next_register = now
-        return [Log("info", f"connected to {self.options.server}"), self._register(now)]
+        return [Log("info", f"connected to {self.url}"), self._register(now)]
 
     def connect_failed(self, error: str, refused: bool, now: float) -> list[Effect]:
-        """A connection attempt ended without a connection; `refused`: by the server."""
+        """A connection attempt ended without a connection; `refused`: by the server (its
+        token)."""
         self._connecting = False
+        failed = self.url
         if refused:
-            notice = (f"orderflow worker: error: the server at {self.options.server} refused "
+            notice = (f"orderflow worker: error: the server at {failed} refused "
                       f"the connection: {error}. Check --token or ORDERFLOW_TOKEN.")
             self._force(EXIT_REFUSED, "the server refused the connection", notice)
             return []
-        delay = reconnect_delay(self._failures, self.options.reconnect_delay,
-                                self.options.reconnect_delay_max, self._rng)
-        self._failures += 1
+        delay = self._next_server(now)
+        return [Log("warning", f"cannot reach {failed} ({error}); "
+                               f"{self._next_attempt_text(delay)}")]
+
+    def standby_answered(self, leader: str, now: float) -> list[Effect]:
+        """A connection attempt was refused by a server that does not lead (a standby, or
+        one still recovering after its election); `leader`: the leader's URL it names, or
+        "". Not final: the next attempt goes to the leader, or the next server."""
+        self._connecting = False
+        self._standby_seen = True
+        failed, hint = self.url, leader.rstrip("/")
+        delay = self._next_server(now, hint)
+        named = f"it names {hint} as the leader" if hint else "no server leads yet"
+        return [Log("info", f"{failed} does not lead ({named}); "
+                            f"{self._next_attempt_text(delay)}")]
+
+    def _next_server(self, now: float, hint: str = "") -> float:
+        """Move on after a failed attempt: to the leader `hint` names if it is one of ours,
+        else to the next server; at once, unless this ends a round of every server. Returns
+        the delay before the next attempt."""
+        count = len(self._servers)
+        if hint and hint in self._servers and hint != self.url:
+            self._at = self._servers.index(hint)
+        else:
+            self._at = (self._at + 1) % count
+        self._tried += 1
+        if self._tried < count:
+            delay = 0.0
+        elif self._standby_seen:
+            # A standby answered: a failover is under way and a leader comes within
+            # seconds; ask again soon, without the growing backoff.
+            base = self.options.reconnect_delay
+            delay = self._rng.uniform(base / 2, base)
+        else:
+            delay = reconnect_delay(self._failures, self.options.reconnect_delay,
+                                    self.options.reconnect_delay_max, self._rng)
+            self._failures += 1
+        if self._tried >= count:
+            self._tried, self._standby_seen = 0, False
         self._next_attempt = now + delay
-        return [Log("warning", f"cannot reach {self.options.server} ({error}); "
-                               f"next attempt in {delay:.1f}s")]
+        return delay
+
+    def _next_attempt_text(self, delay: float) -> str:
+        if delay <= 0:
+            return f"trying {self.url}"
+        return f"next attempt in {delay:.1f}s ({self.url})"
 
     def connect_ended(self, now: float) -> list[Effect]:
         """A connection attempt returned after connecting."""
@@ -269,8 +329,9 @@ class WorkerSession:
         self._held.clear()
         if self.draining and self._drain_deadline is None:
             self._drain_deadline = now + self.options.drain_grace
+        self._tried, self._standby_seen = 0, False
         if not self._exited:
-            fx.append(Log("warning", f"lost the connection to {self.options.server} "
+            fx.append(Log("warning", f"lost the connection to {self.url} "
                                      f"({reason}); reconnecting"))
         return fx
 
@@ -294,8 +355,14 @@ class WorkerSession:
             self._results.pop(request.key, None)
             if error_message(reply):
                 task_id, lease = request.key
-                # Expected after a restart, a failover or a time limit: the scheduler has
-                # already moved the step on, so nothing is lost; a warning, not an error.
+                if isinstance(reply, dict) and reply.get("status") == 404:
+                    # Its worker id is unknown here: given by an earlier server start or
+                    # leader, whose lease this one fences. The step runs again here.
+                    return [Log("warning", f"result for {task_id} lease {lease} not accepted "
+                                           f"(a lease of an earlier server or leader): "
+                                           f"{error_message(reply)}")]
+                # Expected after a time limit or a move: the scheduler has already moved the
+                # step on, so nothing is lost; a warning, not an error.
                 return [Log("warning", f"result for {task_id} lease {lease} refused: "
                                        f"{error_message(reply)} (the scheduler no longer "
                                        f"expects it from this worker)")]

@@ -138,6 +138,16 @@ class ProcessPool:
         The grace stays under gunicorn's graceful timeout (3 s), which bounds this too."""
         with self._lock:
             self._closed = True
+        self.terminate(grace)
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(5)
+        self.reap()
+
+    def terminate(self, grace: float = 2.0) -> None:
+        """SIGTERM every running child, SIGKILL what is left after `grace`, and reap them;
+        more may be started afterwards (unless the pool was stopped)."""
+        with self._lock:
             children = list(self._children.values())
         running = [c for c in children if c.process.poll() is None]
         for child in running:
@@ -151,9 +161,6 @@ class ProcessPool:
                             child.name, child.process.pid, grace)
                 child.process.kill()
                 child.process.wait()
-        self._stop.set()
-        if self._reaper is not None:
-            self._reaper.join(5)
         self.reap()
 
     def _reap_once(self) -> None:

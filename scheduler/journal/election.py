@@ -1,0 +1,217 @@
+"""Who leads a shared database: the elector, one thread per server, one iteration per `step`.
+
+Standing by, it looks at the lease every `poll_every` and takes it once it is free (expired,
+or its holder's session ended). Leading, it renews every `renew_every`; it steps down at once
+when a renewal finds the lease moved, when its lease session is lost (the lease is bound to
+that session: a killed connection is a lost lease), when it has not renewed for
+`ttl - renew_every` by its own clock (it was paused, or the database was out of reach), or when
+a journal write found the epoch moved (`Term.lose`). After stepping down it leaves the lease
+to the others for `holdoff`, then stands by like any other server.
+
+`step(now)` takes the time and returns how long to wait; the thread only calls it. Each
+change of leadership is one log line naming the epoch and the server, and goes to
+`on_change(term)` (the new Term, or None after stepping down), which must only hand it on:
+recovering a term's state takes time, and renewals must not wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .lease import LeaseSettings, LeaseView, Term
+from .schema import StoreError
+
+log = logging.getLogger("orderflow.leader")
+
+
+class LeaseStore(Protocol):
+    """The lease row's operations (postgres_lease.py); StoreError when the database does not
+    answer. `holder` and `url` name this server."""
+
+    holder: str
+    url: str | None
+
+    def look(self) -> LeaseView: ...
+    def take(self, seen_epoch: int) -> int | None: ...
+    def renew(self, epoch: int) -> bool: ...
+    def release(self, epoch: int) -> None: ...
+    def close(self) -> None: ...
+
+
+STANDBY, LEADER = "standby", "leader"
+
+
+class Elector:
+    """Campaigns while standing by, renews while leading (see the module docstring).
+    `stand_by=False`: one term only (a journal opened as the only scheduler): after stepping
+    down it stops campaigning."""
+
+    def __init__(self, store: LeaseStore, settings: LeaseSettings | None = None,
+                 on_change: Callable[[Term | None], None] = lambda term: None,
+                 clock: Callable[[], float] = time.monotonic, stand_by: bool = True):
+        self.store = store
+        self.settings = settings or LeaseSettings()
+        self.on_change = on_change
+        self.stand_by = stand_by
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.term: Term | None = None
+        self.seen: LeaseView | None = None  # the lease as last looked at
+        self.last_reason: str | None = None  # why the last term ended
+        self._next_renew = 0.0
+        self._holdoff_until = 0.0
+        self._looked_ok = True
+        self._campaigning = True
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def role(self) -> str:
+        return LEADER if self.term is not None else STANDBY
+
+    def view(self) -> dict:
+        """The role, for /healthz and the dashboard: this server's epoch while it leads,
+        otherwise who leads as far as the last look saw."""
+        with self._lock:
+            term, seen = self.term, self.seen
+        if term is not None:
+            return {"role": LEADER, "epoch": term.epoch, "leader": self.store.url,
+                    "leader_name": self.store.holder, "server": self.store.url}
+        hint = seen.hint() if seen is not None else {"epoch": None, "leader": None,
+                                                     "leader_name": None}
+        return {"role": STANDBY, **hint, "server": self.store.url}
+
+    # ------------------------------------------------------------------ one iteration
+
+    def step(self, now: float) -> float:
+        """Renew or campaign as `now` requires; returns the seconds until the next step."""
+        term = self.term
+        if term is not None:
+            return self._lead(term, now)
+        if not self._campaigning:
+            return self.settings.poll_every
+        # During the holdoff it only looks (to name the leader), leaving the lease to others.
+        self._campaign(now, may_take=now >= self._holdoff_until)
+        return self.settings.poll_every if self.term is None else self.settings.renew_every
+
+    def _lead(self, term: Term, now: float) -> float:
+        if not term.holds(now):
+            self._step_down(now, term.lost or f"could not renew the lease for "
+                                               f"{self.settings.hold:g} s")
+            return self.settings.poll_every
+        if now < self._next_renew:
+            return self._next_renew - now
+        try:
+            renewed = self.store.renew(term.epoch)
+        except StoreError as exc:
+            self._step_down(now, f"its lease session was lost ({exc})")
+            return self.settings.poll_every
+        if not renewed:
+            self._step_down(now, "the lease moved to another server")
+            return self.settings.poll_every
+        term.renewed(now)
+        self._next_renew = now + self.settings.renew_every
+        return self.settings.renew_every
+
+    def _campaign(self, now: float, may_take: bool) -> None:
+        try:
+            seen = self.store.look()
+        except StoreError as exc:
+            if self._looked_ok:
+                log.warning("standing by, but cannot look at the lease: %s", exc)
+            self._looked_ok = False
+            return
+        self._looked_ok = True
+        with self._lock:
+            previous, self.seen = self.seen, seen
+        if not seen.free:
+            if previous is None or previous.epoch != seen.epoch or previous.free:
+                log.info("standing by (%s): epoch %d is led by %s%s", self.store.holder,
+                         seen.epoch, seen.holder, f" at {seen.url}" if seen.url else "")
+            return
+        if not may_take:
+            return
+        try:
+            epoch = self.store.take(seen.epoch)
+        except StoreError as exc:
+            log.warning("could not take the lease: %s", exc)
+            return
+        if epoch is None:
+            return  # another server got there first, or the leader renewed meanwhile
+        term = Term(epoch, self.settings, now, self.store.holder, self.store.url)
+        term.on_lost(lambda reason: self._wake.set())
+        with self._lock:
+            self.term = term
+        self._next_renew = now + self.settings.renew_every
+        log.warning("leading: %s took the lease at epoch %d%s (%s)", self.store.holder, epoch,
+                    f" as {self.store.url}" if self.store.url else "", seen.why_free())
+        self.on_change(term)
+
+    def _step_down(self, now: float, reason: str) -> None:
+        term = self.term
+        if term is None:
+            return
+        term.lose(reason)
+        with self._lock:
+            self.term = None
+        self.last_reason = reason
+        self._holdoff_until = now + self.settings.holdoff
+        if not self.stand_by:
+            self._campaigning = False
+        try:
+            # Still ours in the database (we only lost it by our own clock): free it now,
+            # so a standby need not wait for it to expire.
+            self.store.release(term.epoch)
+        except StoreError:
+            pass
+        then = "standing by" if self.stand_by else "writing nothing more"
+        log.warning("stepped down: %s left epoch %d (%s); %s", self.store.holder, term.epoch,
+                    reason, then)
+        self.on_change(None)
+
+    # ------------------------------------------------------------------ thread
+
+    def start(self) -> Elector:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="orderflow-elector",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.step(self._clock())
+            except Exception:  # noqa: BLE001 - an elector that dies would never step down
+                log.exception("elector step failed; trying again")
+                wait = self.settings.poll_every
+            self._wake.wait(max(0.0, wait))
+            self._wake.clear()
+
+    def stop(self, resign: bool = True) -> None:
+        """Stop the thread; `resign`: hand the lease back first (a clean shutdown), so a
+        standby takes over within its poll interval instead of the lease's expiry."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        term = self.term
+        if term is not None:
+            with self._lock:
+                self.term = None
+            term.lose("this server stopped")
+            if resign:
+                try:
+                    self.store.release(term.epoch)
+                    log.warning("resigned: %s handed back the lease of epoch %d",
+                                self.store.holder, term.epoch)
+                except StoreError:
+                    pass
+        self.store.close()

@@ -5,6 +5,7 @@
 import { api } from './api.js';
 import { Connection } from './connection.js';
 import { $, fmtInt, h, plural, setText } from './dom.js';
+import { serverRole } from './states.js';
 import { CHART_WINDOWS, Store } from './store.js';
 import { OrderSync } from './sync.js';
 import { Chart } from './views/chart.js';
@@ -18,6 +19,9 @@ import { Tiles } from './views/tiles.js';
 import { Timeline } from './views/timeline.js';
 import { makeToaster } from './views/toast.js';
 import { WorkersView } from './views/workers.js';
+
+// How often a page that cannot connect asks /healthz which server leads.
+const ROLE_ASK_MS = 2000;
 
 const STATUS_TEXT = {
   connecting: 'Connecting…',
@@ -92,10 +96,13 @@ export function start() {
       el.dataset.state = state;
       setText($('#conn-text'), STATUS_TEXT[state] || state);
       el.title = detail ? `${STATUS_TEXT[state]} (${detail})` : '';
+      // A standby refuses the page's connection: its /healthz says which server leads.
+      if (state === 'reconnecting' || state === 'offline') askServerRole();
       schedule();
     },
     onSnapshot: ({ staleFrom, initial }) => {
       sync.request({ staleFrom, initial });
+      showServerRole(store.server);
       // The chart's past comes from the server (kept there for the last hour), once.
       if (!store.historyFetched) {
         store.historyFetched = true;
@@ -107,6 +114,31 @@ export function start() {
       }
     },
   });
+
+  let roleAskedAt = 0;
+  async function askServerRole() {
+    const now = Date.now();
+    if (now - roleAskedAt < ROLE_ASK_MS) return; // once per reconnect round at most
+    roleAskedAt = now;
+    try {
+      const response = await fetch('/healthz', { cache: 'no-store' });
+      showServerRole(await response.json());
+    } catch {
+      // Unreachable: the connection's status already says so.
+    }
+  }
+
+  function showServerRole(server) {
+    const el = $('#server-role');
+    const role = serverRole(server);
+    el.hidden = role === null;
+    if (role === null) return;
+    setText(el, role.text);
+    el.title = role.title;
+    el.dataset.tone = role.tone;
+    if (role.href) el.setAttribute('href', role.href);
+    else el.removeAttribute('href');
+  }
 
   async function command(name, data, button, describe) {
     if (button) button.disabled = true;

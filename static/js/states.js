@@ -147,3 +147,25 @@ export function workerColour(id) {
   }
   return WORKER_COLOURS[((n % WORKER_COLOURS.length) + WORKER_COLOURS.length) % WORKER_COLOURS.length];
 }
+
+/**
+ * Which server leads, for the header: nothing for a server alone on its journal (epoch
+ * null); with several on one PostgreSQL database, this one's role, the lease's epoch and,
+ * on a standby, the leader it defers to (its URL, when it is a web address, as a link).
+ * `server` is the snapshot's {role, epoch, leader, leader_name, server}.
+ */
+export function serverRole(server) {
+  if (!server || server.epoch === null || server.epoch === undefined) return null;
+  const epoch = `epoch ${server.epoch}`;
+  if (server.role === 'leader') {
+    return { text: `leads · ${epoch}`, tone: 'good', href: null,
+      title: 'This server holds the leadership lease: it schedules every order' };
+  }
+  const leader = server.leader_name || server.leader || 'none yet';
+  const href = /^https?:\/\//.test(server.leader || '') ? server.leader : null;
+  const what = server.role === 'starting' ? 'taking over' : 'standby';
+  return { text: `${what} · leader: ${leader} · ${epoch}`, tone: 'warn', href,
+    title: server.role === 'starting'
+      ? 'Elected: this server is recovering the journal before it schedules'
+      : 'Another server leads; this page shows nothing scheduled here. Open the leader.' };
+}

@@ -80,6 +80,7 @@ export class Store {
     this.setWorkers(snap.workers);
     this.setRing(snap.ring);
     if (snap.chaos) this.chaos = snap.chaos;
+    this.server = snap.server || null; // which server leads (several on one database)
     this.workflowDetails = snap.workflow_details || [];
     const fresh = new Set();
     const initial = !this.historyLoaded;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { orderStatus, taskState, TERMINAL, workerColour, workerStatus } from '../../static/js/states.js';
+import { orderStatus, serverRole, taskState, TERMINAL, workerColour, workerStatus } from '../../static/js/states.js';
 
 describe('states', () => {
   it('show ready and assigned alike, as queued', () => {
@@ -32,5 +32,32 @@ describe('worker colours', () => {
   it('for names without a number are stable', () => {
     assert.equal(workerColour('edge'), workerColour('edge'));
     assert.match(workerColour('edge'), /^#[0-9A-F]{6}$/);
+  });
+});
+
+describe('serverRole', () => {
+  const base = { leader: 'http://10.0.0.5:5000', leader_name: 'b', server: 'http://10.0.0.4:5000' };
+
+  it('says nothing for a server alone on its journal', () => {
+    assert.equal(serverRole({ role: 'leader', epoch: null, leader: null }), null);
+    assert.equal(serverRole(undefined), null);
+  });
+
+  it('says this server leads, with its epoch', () => {
+    const role = serverRole({ ...base, role: 'leader', epoch: 7 });
+    assert.equal(role.text, 'leads · epoch 7');
+    assert.equal(role.href, null);
+  });
+
+  it('names the leader a standby defers to, linked when it is a web address', () => {
+    const role = serverRole({ ...base, role: 'standby', epoch: 3 });
+    assert.equal(role.text, 'standby · leader: b · epoch 3');
+    assert.equal(role.href, 'http://10.0.0.5:5000');
+    assert.equal(serverRole({ ...base, role: 'standby', epoch: 3, leader: 'javascript:alert(1)' }).href, null);
+    assert.match(serverRole({ role: 'standby', epoch: 0, leader: null }).text, /leader: none yet/);
+  });
+
+  it('says a freshly elected server is taking over', () => {
+    assert.match(serverRole({ ...base, role: 'starting', epoch: 4 }).text, /^taking over/);
   });
 });

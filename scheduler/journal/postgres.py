@@ -39,7 +39,6 @@ from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
     OrderRecord,
-    ResumePoint,
     TaskRecord,
 )
 from .election import Elector
@@ -48,7 +47,7 @@ from .location import redact
 from .lock import JournalLocked
 from .postgres_lease import EPOCH_CHECK, PostgresLeaseStore
 from .postgres_schema import SCHEMA_VERSION, migrate
-from .recovery import Recovered
+from .recovery import Recovered, resume_point
 from .rows import (
     EVENT_COLUMNS,
     ORDER_COLUMNS,
@@ -489,16 +488,7 @@ def _load(conn: psycopg.Connection, finished_limit: int, recent_events: int) -> 
     ]
     seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
     number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
-    point = ResumePoint(
-        seq=max(seq, counters.get("seq", 0)),
-        order_number=max(number, counters.get("order_number", 0)),
-        lease_counter=counters.get("lease_counter", 0),
-        counters=counters.get("counters", {}),
-        orders_by_status=counters.get("orders_by_status", {}),
-        tasks_by_state=counters.get("tasks_by_state", {}),
-        recent_events=recent,
-    )
-    return Recovered(point, orders)
+    return Recovered(resume_point(counters, seq, number, recent), orders)
 
 
 __all__ = ["SCHEMA_VERSION", "PostgresJournal", "StoreError"]

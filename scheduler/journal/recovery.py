@@ -27,6 +27,21 @@ class Recovered:
     orders: list[OrderRecord]  # every unfinished order and the latest finished ones, oldest first
 
 
+def resume_point(counters: dict, max_seq: int, max_number: int,
+                 recent: list[dict]) -> ResumePoint:
+    """Where the engine continues, from the journal's saved counters and what its tables
+    hold: an event or order written after the counters were last saved still counts."""
+    return ResumePoint(
+        seq=max(max_seq, counters.get("seq", 0)),
+        order_number=max(max_number, counters.get("order_number", 0)),
+        lease_counter=counters.get("lease_counter", 0),
+        counters=counters.get("counters", {}),
+        orders_by_status=counters.get("orders_by_status", {}),
+        tasks_by_state=counters.get("tasks_by_state", {}),
+        recent_events=recent,
+    )
+
+
 def recover_into(core: SchedulerCore, recovered: Recovered, now: float) -> Effects:
     """Hand `recovered` to a fresh core; returns the events announcing re-queued steps."""
     fx = core.restore(recovered.point, recovered.orders, now)

@@ -22,11 +22,10 @@ from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
     OrderRecord,
-    ResumePoint,
     TaskRecord,
 )
 from .lock import FileLock, JournalLocked
-from .recovery import Recovered
+from .recovery import Recovered, resume_point
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -416,16 +415,7 @@ def _load(
         ]
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
-    point = ResumePoint(
-        seq=max(seq, counters.get("seq", 0)),
-        order_number=max(number, counters.get("order_number", 0)),
-        lease_counter=counters.get("lease_counter", 0),
-        counters=counters.get("counters", {}),
-        orders_by_status=counters.get("orders_by_status", {}),
-        tasks_by_state=counters.get("tasks_by_state", {}),
-        recent_events=recent,
-    )
-    return Recovered(point, orders)
+    return Recovered(resume_point(counters, seq, number, recent), orders)
 
 
 __all__ = [

@@ -38,3 +38,17 @@ def leading(app, timeout: float = 15.0) -> dict:
     """Wait until `app` leads; returns its role."""
     return wait_for(lambda: services(app).leadership.leading and role(app), timeout,
                     message="the server to lead")
+
+
+# Steps that do nothing, and short heartbeats: for tests of the journal, not of the steps.
+NOOP = {s: (lambda ctx: None) for s in ("payment", "packing", "shipping")}
+FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
+
+
+def sql(url: str, statement: str, *args) -> list[tuple]:
+    """Run one statement on its own connection; its rows, if it returns any."""
+    import psycopg  # only where PostgreSQL tests run
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(statement, args)
+        return cur.fetchall() if cur.description else []

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import requests
 from conftest import wait_for
-from ha import ha_app, leading, role
+from ha import FAST, NOOP, ha_app, leading, role, sql
 from web import ORDER
 
 from dashboard import services
@@ -29,15 +29,6 @@ from scheduler.engine.model import Dispatch
 from scheduler.journal.lease import LeaseSettings
 from scheduler.journal.postgres import PostgresJournal, lease_store
 from scheduler.journal.postgres_lease import TAKE_LOCK_TIMEOUT
-
-NOOP = {s: (lambda ctx: None) for s in ("payment", "packing", "shipping")}
-FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
-
-
-def sql(url: str, statement: str, *args) -> list[tuple]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(statement, args)
-        return cur.fetchall() if cur.description else []
 
 
 def epochs_by_seq(url: str) -> list[tuple[int, int]]:

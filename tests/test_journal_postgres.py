@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from conftest import TEST_SERVER_SETTINGS, wait_for
-from ha import ha_app, leading, role
+from ha import FAST, NOOP, ha_app, leading, role, sql
 from pg import PostgresServer, free_port, missing
 from web import ORDER, app_over, fast_cluster
 
@@ -25,15 +25,6 @@ from scheduler.journal.postgres import PostgresJournal
 from scheduler.journal.postgres_schema import SCHEMA_VERSION
 from scheduler.journal.schema import StoreError
 from scheduler.journal.writer import Deposed
-
-NOOP = {s: (lambda ctx: None) for s in ("payment", "packing", "shipping")}
-FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
-
-
-def sql(url: str, statement: str, *args) -> list[tuple]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(statement, args)
-        return cur.fetchall() if cur.description else []
 
 
 def lease_session(url: str) -> int:

@@ -285,6 +285,21 @@ def test_a_phone_wide_page_never_scrolls_sideways(browser, tmp_path):
         assert d.errors == []
 
 
+def test_five_worker_cards_are_whole_in_a_laptop_window(browser, tmp_path):
+    # The "fifth worker card is cut off" at 1440x900: five cards fit their panel.
+    cluster = fast_cluster(workers=5, **HEARTBEATS)
+    with dashboard(browser, tmp_path, cluster) as d:
+        d.page.set_viewport_size({"width": 1440, "height": 900})
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        fifth = d.page.locator("#worker-cards .worker").nth(4)
+        fifth.wait_for()
+        card = fifth.bounding_box()
+        panel = d.page.locator("#worker-cards").bounding_box()
+        assert card["y"] + card["height"] <= panel["y"] + panel["height"] + 0.5, (card, panel)
+        assert d.errors == []
+
+
 def test_the_chart_shows_the_servers_history_after_a_reload(browser, tmp_path):
     cluster = fast_cluster(workers=3, latency_ms=(2, 6), **HEARTBEATS)
     config = {"HISTORY_INTERVAL": 0.2}

@@ -530,8 +530,11 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
             hub.refuse(request.remote_addr)
         refusal = hub.standby()
         if refusal is not None:  # the gate refuses most; this is for one let in just before
-            raise ConnectionRefusedError({"message": refusal["error"]["message"],
-                                          "role": refusal["role"], "leader": refusal["leader"]})
+            # Two arguments: python-socketio sends {"message": first, "data": second} (one
+            # dict alone would arrive as its repr in "message", and the worker would take a
+            # standby's refusal for a final one).
+            raise ConnectionRefusedError(refusal["error"]["message"],
+                                         {"role": refusal["role"], "leader": refusal["leader"]})
 
     @socketio.on("disconnect", namespace=NAMESPACE)
     def on_disconnect(reason: Any = None) -> None:

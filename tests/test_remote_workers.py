@@ -830,3 +830,22 @@ def test_own_url_reaches_a_wildcard_bind_through_loopback():
     assert own_url("::", 80) == "http://[::1]:80"
     assert own_url("127.0.0.1", 1) == "http://127.0.0.1:1"
     assert own_url("localhost", 2) == "http://localhost:2"
+
+
+@pytest.mark.slow
+def test_a_standby_refusing_the_connect_itself_is_not_final_for_the_worker(remote):
+    # A server that stops leading between the handshake (which its gate lets through) and
+    # the Socket.IO CONNECT refuses the CONNECT, naming the leader (or none). The worker must
+    # take that for a standby, not for a wrong token, and keep trying until one leads.
+    from dashboard.leadership import refusal
+
+    hub = remote.hub
+    hub.standby = lambda: refusal({"role": "standby", "leader": None, "epoch": 3})
+    proc = remote.start_worker()
+    wait_for(lambda: "does not lead (no server leads yet)" in log_of(proc), 15,
+             message="the worker taking the refusal for a standby's")
+    assert proc.poll() is None, log_of(proc)
+    assert remote.cluster.workers() == []
+    hub.standby = lambda: None  # it leads now
+    wait_for(lambda: len(remote.cluster.workers()) == 1, 15, message="the worker joining")
+    assert proc.poll() is None and "refused the connection" not in log_of(proc)

@@ -1014,3 +1014,20 @@ def test_after_a_failover_the_work_of_the_old_leaders_id_is_refused_and_its_resu
                                                "unknown worker p-a-1"}, "status": 404})
     assert "not accepted (a lease of an earlier server or leader)" in logged(effects)
     assert worker.session.unacknowledged == [] and worker.session.busy == 0
+
+
+# ---------------------------------------------------------------- a refused CONNECT
+
+
+def test_a_refused_connect_names_the_leader_a_standby_defers_to():
+    from scheduler.remote.protocol import connect_refusal
+
+    standby = {"message": "a standby", "data": {"role": "standby", "leader": "http://a:5000"}}
+    assert connect_refusal(standby) == ("a standby", "http://a:5000")
+    starting = {"message": "electing", "data": {"role": "starting", "leader": None}}
+    assert connect_refusal(starting) == ("electing", "")
+    token = {"message": "unauthorized: a valid token is required"}
+    assert connect_refusal(token) == ("unauthorized: a valid token is required", None)
+    assert connect_refusal({"message": "x", "data": {"role": "leader"}}) == ("x", None)
+    assert connect_refusal("not a dict") == (None, None)
+    assert connect_refusal({"message": 5, "data": [1]}) == (None, None)

@@ -39,7 +39,13 @@ from ..steps.context import Handler, TaskContext, is_async
 from ..steps.run import run_handler, run_handler_async
 from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
-from .protocol import NAMESPACE, handshake_headers, handshake_refusal, handshake_standby
+from .protocol import (
+    NAMESPACE,
+    connect_refusal,
+    handshake_headers,
+    handshake_refusal,
+    handshake_standby,
+)
 from .session import WorkerSession
 
 log = logging.getLogger("orderflow.worker")
@@ -403,11 +409,11 @@ class WorkerProcess:
         on("kill")(self._on_kill)
 
     def _on_connect_error(self, data: Any = None) -> None:
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            self._refusal = data["message"]
-        if isinstance(data, dict) and data.get("role") in ("standby", "starting"):
-            leader = data.get("leader")
-            self._standby = leader if isinstance(leader, str) else ""
+        message, standby = connect_refusal(data)
+        if message is not None:
+            self._refusal = message
+        if standby is not None:
+            self._standby = standby
         with self._lock:
             self._changed.notify_all()
 

@@ -150,6 +150,20 @@ def handshake_standby(error: BaseException) -> str | None:
     return None
 
 
+def connect_refusal(data: Any) -> tuple[str | None, str | None]:
+    """A refused Socket.IO CONNECT's (message, standby): the server's message, and if a
+    server that does not lead refused it, the leader's URL it names ("" for none), else
+    None. The server sends {"message", "data": {"role", "leader"}}."""
+    if not isinstance(data, dict):
+        return None, None
+    message = data["message"] if isinstance(data.get("message"), str) else None
+    details = data.get("data")
+    if not isinstance(details, dict) or details.get("role") not in ("standby", "starting"):
+        return message, None
+    leader = details.get("leader")
+    return message, leader if isinstance(leader, str) else ""
+
+
 # Room a message needs around a result's value, whose size the worker checks.
 MESSAGE_MARGIN = 4096
 

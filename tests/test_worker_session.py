@@ -1029,5 +1029,8 @@ def test_a_refused_connect_names_the_leader_a_standby_defers_to():
     token = {"message": "unauthorized: a valid token is required"}
     assert connect_refusal(token) == ("unauthorized: a valid token is required", None)
     assert connect_refusal({"message": "x", "data": {"role": "leader"}}) == ("x", None)
+    handshake = {"error": {"code": "standby", "message": "no leader"}, "role": "standby",
+                 "leader": None}
+    assert connect_refusal(handshake) == ("no leader", "")
     assert connect_refusal("not a dict") == (None, None)
     assert connect_refusal({"message": 5, "data": [1]}) == (None, None)

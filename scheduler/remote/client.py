@@ -207,7 +207,12 @@ class WorkerProcess:
             refusal = handshake_refusal(exc)
             if refusal:
                 self._refusal, self._handshake_refused = refusal, True
-            self._standby = handshake_standby(exc)
+            # Kept if the refused CONNECT already said so (`_on_connect_error`): this
+            # exception then carries no status, and None here would make a standby's
+            # refusal look final.
+            standby = handshake_standby(exc)
+            if standby is not None:
+                self._standby = standby
             raise
 
     def _await_teardown(self) -> None:

@@ -151,13 +151,17 @@ def handshake_standby(error: BaseException) -> str | None:
 
 
 def connect_refusal(data: Any) -> tuple[str | None, str | None]:
-    """A refused Socket.IO CONNECT's (message, standby): the server's message, and if a
-    server that does not lead refused it, the leader's URL it names ("" for none), else
-    None. The server sends {"message", "data": {"role", "leader"}}."""
+    """A refused connection's (message, standby): the server's message, and if a server
+    that does not lead refused it, the leader's URL it names ("" for none), else None.
+
+    Two shapes arrive: a refused Socket.IO CONNECT, {"message", "data": {"role", "leader"}},
+    and a refused handshake's 503 body, {"error": {"message"}, "role", "leader"}."""
     if not isinstance(data, dict):
         return None, None
-    message = data["message"] if isinstance(data.get("message"), str) else None
-    details = data.get("data")
+    error = data.get("error")
+    message = data.get("message", error.get("message") if isinstance(error, dict) else None)
+    message = message if isinstance(message, str) else None
+    details = data.get("data", data)
     if not isinstance(details, dict) or details.get("role") not in ("standby", "starting"):
         return message, None
     leader = details.get("leader")

@@ -60,9 +60,11 @@ class Faults:
         for worker in d.fleet.exited():
             if worker.name not in d.killed:
                 d.killed.add(worker.name)  # reported once
+                # The log goes with the run's folder: its last lines go in the report.
                 d.problem("remote_worker_exited",
                           f"{worker.name} (pid {worker.pid}) exited with status "
-                          f"{worker.process.returncode}; log: {worker.log_path}")
+                          f"{worker.process.returncode}; the last lines of its log: "
+                          + " | ".join(_last_lines(worker.log_path, 8)))
                 d.fleet.start(1)
 
     def one_fault(self) -> None:

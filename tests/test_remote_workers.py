@@ -883,5 +883,10 @@ def test_a_standby_refusing_the_connect_itself_is_not_final_for_the_worker(remot
     assert proc.poll() is None, log_of(proc)
     assert remote.cluster.workers() == []
     hub.standby = lambda: None  # it leads now
-    wait_for(lambda: len(remote.cluster.workers()) == 1, 15, message="the worker joining")
+    # Within a round of its backoff (at most 5 s, plus a connection's teardown): generous,
+    # as a loaded machine stretches both.
+    try:
+        wait_for(lambda: len(remote.cluster.workers()) == 1, 45, message="the worker joining")
+    except pytest.fail.Exception:
+        pytest.fail(f"the worker did not join once the server led; its log:\n{log_of(proc)}")
     assert proc.poll() is None and "refused the connection" not in log_of(proc)

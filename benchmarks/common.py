@@ -58,3 +58,34 @@ def run_child(script: str, *args: str, timeout: float = 900) -> dict:
 
 def emit(result: dict) -> None:
     print(json.dumps(result, sort_keys=False), flush=True)
+
+
+def run_orders(cluster, orders: int) -> tuple[float, list[float]]:
+    """The throughput workload on a started cluster: `orders` demo orders submitted in bulks
+    of 1,000, then wait until every one is done. Returns (seconds, each order's latency)
+    and stops the cluster; raises if any order did not complete."""
+    import time
+
+    start = time.perf_counter()
+    for first in range(0, orders, 1000):
+        cluster.submit_many([ORDER] * min(1000, orders - first))
+    if not cluster.wait_until_idle(timeout=600):
+        raise RuntimeError("orders did not finish in 600 s")
+    elapsed = time.perf_counter() - start
+    latencies = [e["duration"] for e in cluster.events(after=0) if e["type"] == "order_completed"]
+    completed = cluster.stats()["orders"]["completed"]
+    cluster.stop()
+    if completed != orders:
+        raise RuntimeError(f"only {completed} of {orders} orders completed")
+    return elapsed, latencies
+
+
+def rate_figures(orders: int, elapsed: float, latencies: list[float]) -> dict:
+    """Orders and tasks per second, p50/p99 latency and peak RSS of one run."""
+    return {
+        "orders_per_s": round(orders / elapsed, 1),
+        "tasks_per_s": round(orders * len(STEPS) / elapsed, 1),
+        "p50_latency_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_latency_ms": round(percentile(latencies, 99) * 1000, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' throwaway PostgreSQL server
-from common import NOOP_HANDLERS, ORDER, STEPS, emit, peak_rss_mb, percentile, run_child  # noqa: E402
+from common import NOOP_HANDLERS, emit, rate_figures, run_child, run_orders  # noqa: E402
 
 MODES = ("sqlite", "postgresql")
 TARGET = 0.5  # postgresql tasks/s >= 0.5 x sqlite's
@@ -47,25 +47,11 @@ def measure(orders: int, workers: int, db: str) -> dict:
     cluster = Cluster(workers=workers, handlers=NOOP_HANDLERS, journal=journal,
                       event_history=200_000, finished_order_history=orders)
     cluster.start()
-    start = time.perf_counter()
-    for first in range(0, orders, 1000):
-        cluster.submit_many([ORDER] * min(1000, orders - first))
-    if not cluster.wait_until_idle(timeout=600):
-        raise RuntimeError("orders did not finish in 600 s")
-    elapsed = time.perf_counter() - start
-    latencies = [e["duration"] for e in cluster.events(after=0) if e["type"] == "order_completed"]
-    completed = cluster.stats()["orders"]["completed"]
-    cluster.stop()
-    if completed != orders:
-        raise RuntimeError(f"only {completed} of {orders} orders completed")
+    elapsed, latencies = run_orders(cluster, orders)
     return {
-        "orders_per_s": round(orders / elapsed, 1),
-        "tasks_per_s": round(orders * len(STEPS) / elapsed, 1),
-        "p50_latency_ms": round(percentile(latencies, 50) * 1000, 2),
-        "p99_latency_ms": round(percentile(latencies, 99) * 1000, 2),
+        **rate_figures(orders, elapsed, latencies),
         "group_commits": commits["n"],
         "events_per_commit": round(commits["events"] / max(1, commits["n"]), 1),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 

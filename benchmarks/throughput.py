@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NOOP_HANDLERS, ORDER, STEPS, emit, peak_rss_mb, percentile, run_child  # noqa: E402
+from common import NOOP_HANDLERS, STEPS, emit, rate_figures, run_child, run_orders  # noqa: E402
 
 from scheduler.runtime.tuning import GC_THRESHOLDS  # noqa: E402
 
@@ -72,31 +72,12 @@ def orderflow(orders: int, workers: int, persist: bool, slots: int | None = None
             **({} if slots is None else {"slots": slots}),
         )
         cluster.start()
-        start = time.perf_counter()
-        for first in range(0, orders, 1000):
-            cluster.submit_many([ORDER] * min(1000, orders - first))
-        if not cluster.wait_until_idle(timeout=600):
-            raise RuntimeError("orders did not finish in 600 s")
-        elapsed = time.perf_counter() - start
-        latencies = [
-            e["duration"] for e in cluster.events(after=0) if e["type"] == "order_completed"
-        ]
-        completed = cluster.stats()["orders"]["completed"]
-        cluster.stop()
-    if completed != orders:
-        raise RuntimeError(f"only {completed} of {orders} orders completed")
+        elapsed, latencies = run_orders(cluster, orders)
     return _figures("journal" if persist else "memory", orders, elapsed, latencies)
 
 
 def _figures(mode: str, orders: int, elapsed: float, latencies: list[float]) -> dict:
-    return {
-        "mode": mode,
-        "orders_per_s": round(orders / elapsed, 1),
-        "tasks_per_s": round(orders * len(STEPS) / elapsed, 1),
-        "p50_latency_ms": round(percentile(latencies, 50) * 1000, 2),
-        "p99_latency_ms": round(percentile(latencies, 99) * 1000, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
+    return {"mode": mode, **rate_figures(orders, elapsed, latencies)}
 
 
 def main() -> None:

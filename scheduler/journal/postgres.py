@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from ..engine.model import Effects
 from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
@@ -64,10 +62,10 @@ from .rows import (
     task_row,
 )
 from .schema import StoreError
-from .writer import Batch, Deposed, GroupWriter
+from .writer import Batch, Deposed, GroupWriter, GroupWrittenJournal
 
 if TYPE_CHECKING:
-    from ..engine.core import SchedulerCore
+    pass
 
 log = logging.getLogger("orderflow.store")
 FINISHED = sorted(FINISHED_STATUSES)
@@ -107,7 +105,7 @@ _COUNTERS_UPSERT = (
 )
 
 
-class PostgresJournal:
+class PostgresJournal(GroupWrittenJournal):
     """The journal in one PostgreSQL database: group commit by a `GroupWriter`, reads on
     pooled connections. `term`: the leadership term this journal writes under (given by
     `orderflow serve`'s elector); without one, `claim=True` takes the lease for the journal's
@@ -147,20 +145,7 @@ class PostgresJournal:
         """The epoch this journal writes under (0: none)."""
         return self.term.epoch if self.term is not None else 0
 
-    def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
-        """Bind to the core whose state is journaled and the lock that guards it."""
-        self._writer.attach(core, lock)
-
     # ------------------------------------------------------------ Journal protocol
-
-    def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
-        return self._writer.record(fx, on_commit)
-
-    def wait(self, ticket: int | None) -> None:
-        self._writer.wait(ticket)
-
-    def committed(self, ticket: int) -> bool:
-        return self._writer.committed(ticket)
 
     def check(self) -> None:
         term = self.term
@@ -193,10 +178,6 @@ class PostgresJournal:
         with self._reading() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             return _load(conn, finished_orders, recent_events)
-
-    def find_order(self, order_id: str) -> dict | None:
-        record = self.load_order(order_id, with_events=False)
-        return None if record is None else record.view()
 
     def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
         """One order with its tasks (and events), e.g. to bring it back into memory."""

@@ -13,11 +13,9 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..engine.model import Effects
 from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
@@ -43,10 +41,10 @@ from .rows import (
     task_row,
 )
 from .schema import SCHEMA_VERSION, StoreError, migrate
-from .writer import Batch, GroupWriter, JournalLost
+from .writer import Batch, GroupWriter, GroupWrittenJournal, JournalLost
 
 if TYPE_CHECKING:
-    from ..engine.core import SchedulerCore
+    pass
 
 log = logging.getLogger("orderflow.store")
 # Where `orderflow serve` and `orderflow prune` keep the journal unless told otherwise.
@@ -54,7 +52,7 @@ DEFAULT_DB = "logs/orderflow.db"
 _FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in sorted(FINISHED_STATUSES)) + ")"
 
 
-class SQLiteJournal:
+class SQLiteJournal(GroupWrittenJournal):
     """The journal in one SQLite file: group commit by a `GroupWriter`, reads on a second
     connection, and a watch on the file itself (deleted or replaced: `JournalLost`)."""
 
@@ -82,20 +80,7 @@ class SQLiteJournal:
             raise
         self._writer = GroupWriter(str(self.path), self._commit, self._watch)
 
-    def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
-        """Bind to the core whose state is journaled and the lock that guards it."""
-        self._writer.attach(core, lock)
-
     # ------------------------------------------------------------ Journal protocol
-
-    def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
-        return self._writer.record(fx, on_commit)
-
-    def wait(self, ticket: int | None) -> None:
-        self._writer.wait(ticket)
-
-    def committed(self, ticket: int) -> bool:
-        return self._writer.committed(ticket)
 
     def check(self) -> None:
         self._writer.check()
@@ -128,10 +113,6 @@ class SQLiteJournal:
         """What the engine needs to continue: every unfinished order, the `finished_orders`
         most recent finished ones and the `recent_events` latest events."""
         return _load(self._read, self._read_lock, finished_orders, recent_events)
-
-    def find_order(self, order_id: str) -> dict | None:
-        record = self.load_order(order_id, with_events=False)
-        return None if record is None else record.view()
 
     def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
         """One order with its tasks (and events), e.g. to bring it back into memory."""

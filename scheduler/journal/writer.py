@@ -320,3 +320,30 @@ class GroupWriter:
             "database is back in place.",
             exc,
         )
+
+
+class GroupWrittenJournal:
+    """What the SQLite and PostgreSQL journals share: their writes go through a GroupWriter
+    (`self._writer`), and an order's API view is its loaded record's."""
+
+    _writer: GroupWriter
+
+    def attach(self, core: SchedulerCore, lock: threading.Lock) -> None:
+        """Bind to the core whose state is journaled and the lock that guards it."""
+        self._writer.attach(core, lock)
+
+    def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
+        return self._writer.record(fx, on_commit)
+
+    def wait(self, ticket: int | None) -> None:
+        self._writer.wait(ticket)
+
+    def committed(self, ticket: int) -> bool:
+        return self._writer.committed(ticket)
+
+    def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
+        raise NotImplementedError
+
+    def find_order(self, order_id: str) -> dict | None:
+        record = self.load_order(order_id, with_events=False)
+        return None if record is None else record.view()

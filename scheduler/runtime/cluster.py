@@ -690,6 +690,18 @@ class Cluster:
         # Without the lock on purpose (see SchedulerCore.heartbeat).
         return self._core.heartbeat(worker_id, self._clock())
 
+    def attempts_ended(self, worker_id: str, ended: list[tuple[str, int]]) -> None:
+        """Handlers of a worker that left have returned, as (task id, lease): a step's
+        limit no longer counts them (see SchedulerCore.attempts_ended)."""
+        if ended:
+            self._call(self._core.attempts_ended, worker_id, ended)
+
+    def workers_report(self, worker_ids: Iterable[str],
+                       running: Iterable[tuple[str, str, int]]) -> None:
+        """A worker process registered again and said what it still runs, as (worker id,
+        task id, lease), under the ids it has held (see SchedulerCore.workers_report)."""
+        self._call(self._core.workers_report, list(worker_ids), list(running))
+
     # ------------------------------------------------------------------ internals
 
     def _call(

@@ -369,14 +369,8 @@ class SchedulerCore:
         until its bound."""
         self._now = now
         running = list(running)
-        still = {(w, t, lease) for w, t, lease in running}
-        still_any = {(w, t) for w, t, _ in running}
-        ids = set(worker_ids) | {w for w, _, _ in running}
-        for zombie in self.zombies.of_workers(ids):
-            if (zombie.key in still
-                    or (not zombie.lease and (zombie.worker_id, zombie.task_id) in still_any)):
-                continue
-            self._end_zombie(zombie, "its process registered again and no longer runs it")
+        self._ended_but(set(worker_ids), running,
+                        "its process registered again and no longer runs it")
         for worker_id, task_id, lease in running:
             step = task_id.rpartition(":")[2]
             if not self._tracks(step) or self._counted(worker_id, task_id, lease):
@@ -388,6 +382,26 @@ class SchedulerCore:
             if self.zombies.add(zombie):
                 self.limits.occupied(step)
         return self._flush()
+
+    def workers_gone(self, worker_ids: Iterable[str], now: float) -> Effects:
+        """The process behind these worker ids is gone (the server reaped it): nothing runs
+        under them any more."""
+        self._now = now
+        self._ended_but(set(worker_ids), [], "its process exited")
+        return self._flush()
+
+    def _ended_but(self, worker_ids: set[str], running: list[tuple[str, str, int]],
+                   reason: str) -> None:
+        """Every zombie of `worker_ids` (or of an id in `running`) but those in `running`
+        has ended."""
+        still = {(w, t, lease) for w, t, lease in running}
+        still_any = {(w, t) for w, t, _ in running}
+        ids = worker_ids | {w for w, _, _ in running}
+        for zombie in self.zombies.of_workers(ids):
+            if (zombie.key in still
+                    or (not zombie.lease and (zombie.worker_id, zombie.task_id) in still_any)):
+                continue
+            self._end_zombie(zombie, reason)
 
     def attempts_ended(
         self, worker_id: str, ended: Iterable[tuple[str, int]], now: float

@@ -702,6 +702,10 @@ class Cluster:
         task id, lease), under the ids it has held (see SchedulerCore.workers_report)."""
         self._call(self._core.workers_report, list(worker_ids), list(running))
 
+    def workers_gone(self, worker_ids: Iterable[str]) -> None:
+        """The process behind these worker ids is gone (reaped): nothing runs under them."""
+        self._call(self._core.workers_gone, list(worker_ids))
+
     # ------------------------------------------------------------------ internals
 
     def _call(

@@ -206,7 +206,9 @@ def test_attempts_the_old_server_started_end_by_their_bound_if_no_worker_reports
     for i in range(4):
         sim.submit(f"o{i}")
     sim.now = 2.0
-    started(sim, "p-old", 3)  # started at 2.0 (core time of the old server)
+    started(sim, "p-old", 3)  # started at 2.0 (core time of the old server): limit ends at 12
+    sim.now = 4.0
+    started(sim, "p-old", 1)  # ends at 14
     # The new server's clock starts elsewhere; only wall time is shared.
     core = SchedulerCore(ClusterConfig(workers=0, seed=7, steps=LIMIT, step_timeout=10.0,
                                        zombie_grace=5.0, heartbeat_timeout=1.0),
@@ -215,13 +217,20 @@ def test_attempts_the_old_server_started_end_by_their_bound_if_no_worker_reports
     core.restore(point, [sim.core.order_record(o, with_events=True)
                          for o in sim.core.orders.values()], now=104.0)
     core.add_worker("p-new", kind="process", now=104.0)
-    assert len(core.zombies) == 3
+    assert len(core.zombies) == 4
+    # Bound: the time limit or the restart, whichever is later, plus the grace (a worker
+    # learns that its id is dead here only once it is back).
     core.heartbeat("p-new", 116.9)
-    core.tick(now=116.9)  # bound: started at wall OFFSET + 2, + 10 s limit + 5 s grace
-    assert payments_on_workers(core) == 1
+    core.tick(now=116.9)
+    assert payments_on_workers(core) == 0
     core.heartbeat("p-new", 117.0)
     core.tick(now=117.0)
+    assert payments_on_workers(core) == 3
+    core.heartbeat("p-new", 119.0)
+    core.tick(now=119.0)
     assert payments_on_workers(core) == 4 and not core.zombies
+    assert {e["reason"] for e in core.history.after(0) if e["type"] == "attempt_ended"} == {
+        "bound"}
     core.validate()
 
 

@@ -48,6 +48,13 @@ REJECTION_WINDOW = 10.0
 # Events that say an attempt's handler on that worker has ended (a worker's own failure
 # report counts too, a time limit or a poison verdict of the server does not).
 ATTEMPT_ENDS = frozenset({"task_succeeded", "result_rejected", "attempt_ended"})
+# Why a zombie no longer counts (an `attempt_ended` event's `reason`), in words.
+ZOMBIE_ENDS = {
+    "reported": "its process registered again and no longer runs it",
+    "exited": "its process exited",
+    "returned": "its handler returned after its worker had left",
+    "bound": "past its time limit plus the grace its worker has stopped it, or exited",
+}
 
 
 def _attempt_of(task: Task) -> str:
@@ -213,6 +220,7 @@ class SchedulerCore:
             f"worker {worker_id} ({kind}, {slots} slot{'s' if slots != 1 else ''}{offers}) "
             "joined",
             worker=worker_id,
+            worker_kind=kind,
             slots=slots,
             tags=sorted(worker.tags),
         )
@@ -369,8 +377,7 @@ class SchedulerCore:
         until its bound."""
         self._now = now
         running = list(running)
-        self._ended_but(set(worker_ids), running,
-                        "its process registered again and no longer runs it")
+        self._ended_but(set(worker_ids), running, "reported")
         for worker_id, task_id, lease in running:
             step = task_id.rpartition(":")[2]
             if not self._tracks(step) or self._counted(worker_id, task_id, lease):
@@ -387,11 +394,12 @@ class SchedulerCore:
         """The process behind these worker ids is gone (the server reaped it): nothing runs
         under them any more."""
         self._now = now
-        self._ended_but(set(worker_ids), [], "its process exited")
+        self._ended_but(set(worker_ids), [], "exited")
         return self._flush()
 
     def _ended_but(self, worker_ids: set[str], running: list[tuple[str, str, int]],
                    reason: str) -> None:
+        # `reason`: a key of ZOMBIE_ENDS.
         """Every zombie of `worker_ids` (or of an id in `running`) but those in `running`
         has ended."""
         still = {(w, t, lease) for w, t, lease in running}
@@ -412,7 +420,7 @@ class SchedulerCore:
         for task_id, lease in ended:
             zombie = self.zombies.find(worker_id, task_id, lease)
             if zombie is not None:
-                self._end_zombie(zombie, "its handler returned after its worker had left")
+                self._end_zombie(zombie, "returned")
         return self._flush()
 
     def drain_worker(self, worker_id: str, now: float) -> Effects:
@@ -456,8 +464,7 @@ class SchedulerCore:
             if now - since >= REJECTION_WINDOW:
                 self._close_rejection_window(worker_id)
         for zombie in self.zombies.expired(now):
-            self._end_zombie(zombie, f"{self.config.zombie_grace:g} s past its time limit its "
-                                     "worker has stopped it, or exited")
+            self._end_zombie(zombie, "bound")
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, lease, task_id = heapq.heappop(deadlines)
@@ -1053,21 +1060,21 @@ class SchedulerCore:
 
     def _end_zombie(self, zombie: Zombie, reason: str | None) -> None:
         """A zombie's handler has ended (or can no longer be running): its place in the
-        step's limit is free. `reason`: say so in an `attempt_ended` event (None: the
-        caller's own event says it)."""
+        step's limit is free. `reason` (a key of ZOMBIE_ENDS): say so in an `attempt_ended`
+        event (None: the caller's own event says it)."""
         self.zombies.remove(zombie)
         if reason is not None:
             order_id, _, step = zombie.task_id.rpartition(":")
-            task = self.tasks.get(zombie.task_id)
             self._emit(
                 "attempt_ended",
                 f"order {order_id} step {step} attempt {zombie.attempt} on {zombie.worker_id} "
-                f"no longer counts towards the step's limit: {reason}",
+                f"no longer counts towards the step's limit: {ZOMBIE_ENDS[reason]}",
                 order=self.orders.get(order_id),
-                task=task,
+                task=self.tasks.get(zombie.task_id),
                 worker=zombie.worker_id,
                 attempt=zombie.attempt,
                 task_id=zombie.task_id,
+                reason=reason,
             )
         if self.limits.finished(zombie.step):
             self._release_held(zombie.step)
@@ -1088,7 +1095,8 @@ class SchedulerCore:
         """After a restart: the attempts of `tracked` steps that the order's events show
         started on a worker and never ended there may still run (on a worker that outlived
         the old server): each keeps a place in its step's count until its worker says, or
-        until its time limit plus the grace, counted from its start."""
+        until its time limit (counted from its start), or now if that is later, plus the
+        grace: a worker learns that its ids are dead here only once it is back."""
         started: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for event in record.events:
             step = event.get("step")
@@ -1105,8 +1113,8 @@ class SchedulerCore:
         for (step, worker_id), attempts in started.items():
             for attempt, ts in attempts:
                 deadline = ts - self.epoch_offset + self.config.timeout(step)
-                bound = deadline + self.config.zombie_grace
-                if worker_id and bound > now and self.zombies.add(
+                bound = max(deadline, now) + self.config.zombie_grace
+                if worker_id and self.zombies.add(
                     Zombie(worker_id, f"{record.id}:{step}", 0, step, attempt, deadline, bound)
                 ):
                     self.limits.occupied(step)

@@ -77,6 +77,11 @@ class Cluster:
         self.chaos = chaos or Chaos(seed=settings.get("seed", config.seed))
         if app is None and handlers is None:
             app = demo_app(self.chaos)  # the built-in demo: what `make run` shows
+        elif app is not None and isinstance(app.chaos, Chaos) and app.chaos is not self.chaos:
+            # An app built on the demo's handlers: its knobs are the ones to turn.
+            if chaos is not None:
+                app.chaos.update(**chaos.view())
+            self.chaos = app.chaos
         if app is not None:
             app.check()
             # The app's step policies; settings given here override them step by step.

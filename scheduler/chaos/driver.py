@@ -359,7 +359,8 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         # With --ha the remote workers know both servers and work for the leader.
         urls = ",".join(s.url for s in servers) or url
         try:
-            fleet = Fleet(urls, logs, token=settings.token) if settings.remote_workers else None
+            fleet = (Fleet(urls, logs, token=settings.token, args=("--app", CHAOS_APP))
+                     if settings.remote_workers else None)
         except BaseException:
             for owned in [*servers, *filter(None, [server])]:
                 owned.kill()

@@ -761,6 +761,38 @@ def test_a_draining_process_gone_with_a_task_running_is_declared_dead_so_the_tas
     assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "ready"
 
 
+def test_a_process_still_running_a_dead_ids_handler_keeps_its_place_and_joins_once_it_ended():
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0,
+                           steps={"payment": StepPolicy(max_in_flight=1)})
+    with app_over(cluster, {"ORDERFLOW_TOKEN": TOKEN}) as app:
+        client = worker_client(app)
+        worker_id = call(client, "register", {**REGISTRATION, "running": [],
+                                              "ids": []})["worker_id"]
+        cluster.submit(ORDER)
+        (task_id, lease), = wait_for(lambda: assigned(client), 5)
+        call(client, "begin", {"worker_id": worker_id, "task_id": task_id, "lease": lease})
+        helper = worker_client(app)  # another process, with a free slot
+        call(helper, "register", {**REGISTRATION, "session": "s-2", "slots": 1})
+        cluster.submit(ORDER)
+        assert cluster.stats()["held_by_limits"] == {"payment": 1}
+        cluster.worker_lost(worker_id, "its connection closed and it did not come back")
+        assert cluster.stats()["held_by_limits"] == {"payment": 2}  # it may still run
+        # It comes back, still running that handler: counted, and not joined yet.
+        answer = call(client, "register", {**REGISTRATION, "resume": worker_id,
+                                           "running": [[worker_id, task_id, lease]],
+                                           "ids": [worker_id]})
+        assert (answer["worker_id"], answer["resumed"]) == (None, False)
+        assert cluster.stats()["held_by_limits"] == {"payment": 2}
+        # Its handler stopped: registering again running nothing, it joins anew and the
+        # payment's place is free.
+        answer = call(client, "register", {**REGISTRATION, "running": [], "ids": [worker_id]})
+        assert answer["worker_id"] not in (None, worker_id)
+        ended = [e for e in cluster.events() if e["type"] == "attempt_ended"]
+        assert [(e["worker_id"], e["reason"]) for e in ended] == [(worker_id, "reported")]
+        wait_for(lambda: cluster.stats()["held_by_limits"] == {"payment": 1}, 5,
+                 message="one payment started")
+
+
 @pytest.mark.parametrize("bad", [
     None, [], {"session": "s"}, {**REGISTRATION, "pid": "42"}, {**REGISTRATION, "pid": 0},
     {**REGISTRATION, "slots": 0}, {**REGISTRATION, "slots": 1025},
@@ -768,6 +800,9 @@ def test_a_draining_process_gone_with_a_task_running_is_declared_dead_so_the_tas
     {**REGISTRATION, "join": "yes"}, {**REGISTRATION, "extra": 1},
     {**REGISTRATION, "steps": "payment"}, {**REGISTRATION, "steps": [""]},
     {**REGISTRATION, "tags": [1]}, {**REGISTRATION, "tags": ["t"] * 65},
+    {**REGISTRATION, "running": "o-1:payment"}, {**REGISTRATION, "running": [["p", "o:x"]]},
+    {**REGISTRATION, "running": [["p", "o:x", 0]]}, {**REGISTRATION, "running": [[1, "o:x", 1]]},
+    {**REGISTRATION, "ids": [1]}, {**REGISTRATION, "ids": ["p"] * 17},
 ])
 def test_a_bad_registration_is_refused_and_joins_nobody(hub_app, bad):
     client = worker_client(hub_app)

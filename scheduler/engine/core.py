@@ -53,7 +53,7 @@ ZOMBIE_ENDS = {
     "reported": "its process registered again and no longer runs it",
     "exited": "its process exited",
     "returned": "its handler returned after its worker had left",
-    "bound": "past its time limit plus the grace its worker has stopped it, or exited",
+    "bound": "its time limit and the grace have passed: its worker has stopped it, or exited",
 }
 
 
@@ -399,9 +399,8 @@ class SchedulerCore:
 
     def _ended_but(self, worker_ids: set[str], running: list[tuple[str, str, int]],
                    reason: str) -> None:
-        # `reason`: a key of ZOMBIE_ENDS.
         """Every zombie of `worker_ids` (or of an id in `running`) but those in `running`
-        has ended."""
+        has ended, for `reason` (a key of ZOMBIE_ENDS)."""
         still = {(w, t, lease) for w, t, lease in running}
         still_any = {(w, t) for w, t, _ in running}
         ids = worker_ids | {w for w, _, _ in running}
@@ -769,7 +768,6 @@ class SchedulerCore:
                 counted[step] = counted.get(step, 0) + 1
         for zombie in self.zombies:
             counted[zombie.step] = counted.get(zombie.step, 0) + 1
-            assert zombie.bound is not None or zombie.worker_id in self.workers, zombie
         for step, policy in self.config.steps.items():
             if policy.limited:
                 assert self.limits.in_flight(step) == counted.get(step, 0), (

@@ -22,6 +22,14 @@ registers again, joining under a new id. Its results for leases of an earlier te
 this term never gave out, so they are refused (404) and never reach the scheduler: the
 recovered term runs those steps again, under leases above any earlier one.
 
+Each registration says what the process still runs (`running`, under which of its ids) and
+which ids it worked under (`ids`): the hub hands that to the cluster, which keeps those
+handlers counted in their steps' max_in_flight and stops counting any other attempt of those
+ids. A process that was not resumed and still runs handlers is not joined yet: it stops them
+first (the protocol's contract) and registers again. An id the hub gave another process is
+left out of a report; one it never gave out (an earlier term's) is taken at its word. When
+the server reaps a worker process it started, that process's ids run nothing any more.
+
 Limits keep one token holder from taking over placement: a connection speaks for one
 process, a process holds a few ids at most, joins are rate-limited (429 beyond), and
 departed ids and gone processes are remembered only up to a bound.
@@ -43,7 +51,13 @@ from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, Conflict, UnknownWorker
 from scheduler.engine.model import Dispatch
-from scheduler.remote.protocol import ID_PREFIX, MAX_SLOTS, MAX_TEXT, NAMESPACE
+from scheduler.remote.protocol import (
+    ID_PREFIX,
+    MAX_REPORTED_IDS,
+    MAX_SLOTS,
+    MAX_TEXT,
+    NAMESPACE,
+)
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
 
@@ -99,6 +113,14 @@ class WorkerHub:
         self.id_prefix = f"{ID_PREFIX}-{new_id_tag()}"
 
     # ------------------------------------------------------------------ lifecycle
+
+    def process_exited(self, spawn_id: str) -> None:
+        """A worker process this server started exited (reaped): its handlers are gone."""
+        with self._lock:
+            ids = sorted(w for peer in self._peers.values() if peer.spawn_id == spawn_id
+                         for w in peer.worker_ids)
+        if ids:
+            self.cluster.workers_gone(ids)
 
     def start(self) -> WorkerHub:
         """Start the watcher that gives up on processes whose connection closed."""
@@ -248,6 +270,14 @@ class WorkerHub:
             executor = self._executors.get(resume) if resume else None
             resumable = (executor is not None and executor.peer is peer
                          and peer.current == resume)
+            # Ids it may speak for: its own, or ones this server never gave out.
+            claimed = {*fields["ids"], *(w for w, _, _ in fields["running"]),
+                       *([resume] if resume else [])}
+            mine = sorted(w for w in claimed
+                          if w not in self._executors or self._executors[w].peer is peer)
+        running = [r for r in fields["running"] if r[0] in mine]
+        if fields["reports"] and (mine or running):
+            self.cluster.workers_report(mine, running)
         if resumable and self.cluster.beat(resume):
             executor.resend()
             log.info("worker %s (%s pid %s) reconnected and resumed", resume, peer.host,
@@ -260,6 +290,13 @@ class WorkerHub:
             # rather than after the heartbeat timeout.
             self.retire(abandoned, "its process registered again without it")
         if not fields["join"]:
+            return self._welcome(None, resumed=False)
+        if running:
+            # Not resumed, yet it runs handlers under ids that are dead here (or unknown):
+            # it stops them first, then registers again to join.
+            log.info("worker process %s (%s pid %s) still runs %d handler(s) of an earlier "
+                     "id; it joins once they have stopped", peer.name, peer.host, peer.pid,
+                     len(running))
             return self._welcome(None, resumed=False)
         self._check_join(peer)
         worker_id = self.cluster.new_worker_id(self.id_prefix)
@@ -440,7 +477,7 @@ class WorkerHub:
 def _parse_register(data: Any) -> dict:
     data = expect_object(data, "the registration")
     unknown = set(data) - {"session", "name", "host", "pid", "slots", "concurrency", "resume",
-                           "join", "spawn_id", "steps", "tags"}
+                           "join", "spawn_id", "steps", "tags", "running", "ids"}
     if unknown:
         raise invalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     fields: dict[str, Any] = {}
@@ -465,7 +502,28 @@ def _parse_register(data: Any) -> dict:
     steps = data.get("steps")
     fields["steps"] = None if steps is None else _names(steps, "steps", MAX_NAMES)
     fields["tags"] = _names(data.get("tags", []), "tags", MAX_TAGS)
+    # What it still runs, and under which ids (optional: older clients do not say).
+    fields["reports"] = "running" in data
+    fields["ids"] = _names(data.get("ids", []), "ids", MAX_REPORTED_IDS)
+    fields["running"] = _running(data.get("running", []))
     return fields
+
+
+def _running(value: Any) -> list[tuple[str, str, int]]:
+    """A registration's `running`: [[worker_id, task_id, lease], ...], at most MAX_SLOTS."""
+    if not isinstance(value, list) or len(value) > MAX_SLOTS:
+        raise invalid(f"running must be a list of at most {MAX_SLOTS} [worker_id, task_id, "
+                      "lease] entries")
+    entries = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 3:
+            raise invalid("each running entry must be [worker_id, task_id, lease]")
+        worker_id, task_id, lease = item
+        if not isinstance(worker_id, str) or not worker_id or len(worker_id) > MAX_TEXT:
+            raise invalid("a running entry's worker_id must be a non-empty string")
+        ref = _task_ref({"task_id": task_id, "lease": lease})
+        entries.append((worker_id, *ref))
+    return entries
 
 
 # What one registration may list: steps it has handlers for, capability tags it offers.
@@ -521,6 +579,7 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
     hub = WorkerHub(cluster, socketio, pool, limits,
                     reconnect_grace=app.config["WORKER_RECONNECT_GRACE"],
                     standby=lambda: refusal_of(app.extensions["orderflow"].leadership))
+    pool.on_exit = hub.process_exited
     app.extensions[EXTENSION] = hub
     app.extensions["orderflow"].extras.append(hub)
 

@@ -75,3 +75,17 @@ def ignores_cancellation(ctx: TaskContext) -> dict:
 HANG_ONCE = {"payment": hangs_once, "packing": quick, "shipping": quick}
 HANG_ONCE_ASYNC = {"payment": hangs_once_async, "packing": quick, "shipping": quick}
 STUCK_PAYMENT = {"payment": ignores_cancellation, "packing": quick, "shipping": quick}
+
+
+# A payment that takes a few seconds unless cancelled first (then it stops and says so): a
+# gateway call that honours its cancellation.
+STOPPABLE_SECONDS = 4.0
+
+
+def stops_when_cancelled(ctx: TaskContext) -> dict:
+    if not ctx.sleep(STOPPABLE_SECONDS):
+        raise TaskError("stopped: cancelled")
+    return quick(ctx)
+
+
+STOPPABLE_PAYMENT = {"payment": stops_when_cancelled, "packing": quick, "shipping": quick}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
+from scheduler.chaos.app import PAYMENT_LIMIT
 from scheduler.chaos.driver import ChaosSettings, run_chaos
 from scheduler.chaos.faults import Faults
 from scheduler.chaos.schedule import HANG_BURST, LONG_STALL, RESTART, fault_plan
@@ -52,6 +53,10 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     assert report["lost"] == report["stuck"] == report["succeeded_twice"] == 0
     assert report["completed"] + report["failed"] + report["cancelled"] == report["submitted"]
     assert report["server_5xx"] == 0 and "problems" not in report
+    # The payment quota held through the stalls, deaths and restarts, and was reached.
+    assert report["max_in_flight_exceeded"] == 0
+    peak, limit = report["peak_in_flight"]["payment"]
+    assert limit == PAYMENT_LIMIT and 2 <= peak <= limit, report["peak_in_flight"]
     faults = report["faults"]
     assert report["server_restarts"] >= 2
     # A long stall got its worker declared dead, and the process joined again under a new id.
@@ -87,6 +92,8 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
     assert report["lost"] == report["stuck"] == report["succeeded_twice"] == 0
     assert report["completed"] + report["failed"] + report["cancelled"] == report["submitted"]
     assert report["server_5xx"] == 0 and "problems" not in report
+    assert report["max_in_flight_exceeded"] == 0
+    assert report["peak_in_flight"]["payment"][1] == PAYMENT_LIMIT
     # The leader was killed (or paused past its lease) at least twice; each time the
     # standby led, and one leader's writes never came between another's. (A leader that
     # stepped down by itself, a renewal late on a loaded machine, adds an epoch: allowed.)

@@ -421,19 +421,26 @@ def test_a_timed_out_attempt_keeps_its_steps_limit_until_its_handler_returns():
 # ------------------------------------------------------------------- per-step limits, released
 
 
-def test_a_limited_step_held_by_a_lost_worker_goes_on_at_once_to_another():
+def test_a_limited_step_on_a_lost_worker_moves_but_keeps_its_place_until_its_handler_ends():
+    # Found by an attack: the lost worker may still be running the handler (a stall is not a
+    # crash), so the step's limit stays taken; the task moves, and goes on once the handler
+    # is known to have ended (here its late result, rejected by its lease).
     sim = Sim(workers=2, slots=2, steps={"payment": StepPolicy(max_in_flight=1)})
     sim.submit("o1")
     payment = sim.task("o1", "payment")
     holder = payment.worker
     other = next(w for w in sim.queues if w != holder)
-    sim.start_next(holder)
+    d, _ = sim.start_next(holder)
     sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="gone"))
+    assert payment.state is S.READY and sim.core.limits.in_flight("payment") == 1
+    assert "is at its limit of 1 in flight" in sim.core.wait_reason(payment)
+    sim.succeed(d, "late")
+    assert sim.types(type="result_rejected")[-1]["worker_id"] == holder
     assert payment.state is S.ASSIGNED and payment.worker == other
     assert sim.core.limits.in_flight("payment") == 1
 
 
-def test_a_poisoned_limited_step_gives_its_place_to_a_waiting_one_when_its_worker_is_lost():
+def test_a_poisoned_limited_step_keeps_its_place_until_its_lost_workers_handler_ends():
     sim = Sim(workers=2, slots=2, max_reassignments=0,
               steps={"payment": StepPolicy(max_in_flight=1)})
     sim.submit("o1")
@@ -441,9 +448,14 @@ def test_a_poisoned_limited_step_gives_its_place_to_a_waiting_one_when_its_worke
     first, second = sim.task("o1", "payment"), sim.task("o2", "payment")
     assert second.state is S.READY
     assert sim.core.held_by_limits() == {"payment": 1}
-    sim.start_next(first.worker)
-    sim.apply(sim.core.worker_lost(first.worker, now=sim.now, reason="gone"))
-    assert first.state is S.FAILED  # poison: the limit's place is free
+    lost = first.worker
+    d, _ = sim.start_next(lost)
+    sim.apply(sim.core.worker_lost(lost, now=sim.now, reason="gone"))
+    assert first.state is S.FAILED  # poison; but its handler may still run on
+    assert second.state is S.READY
+    sim.apply(sim.core.attempts_ended(lost, [(d.task_id, d.lease)], now=sim.now))
+    [ended] = sim.types(type="attempt_ended")
+    assert (ended["order_id"], ended["step"], ended["worker_id"]) == ("o1", "payment", lost)
     assert second.state is S.ASSIGNED
     assert sim.core.held_by_limits() == {}
 

@@ -9,6 +9,7 @@ import pytest
 from sim import Sim
 
 from scheduler.chaos.invariants import History, check_history, format_report, remote_work
+from scheduler.engine.config import StepPolicy
 
 
 def history_of(sim: Sim) -> History:
@@ -120,3 +121,89 @@ def test_remote_work_counts_steps_by_server_start_and_late_results_fenced():
     found = remote_work(events, {"p-a-1": 0, "p-b-3": 2}, starts=3)
     assert found == {"worker_ids": 2, "steps_done_by_server_start": [2, 0, 1],
                      "late_results_rejected": 5}
+
+
+# ------------------------------------------------------------------ max_in_flight
+
+LIMITS = {"payment": (2, 10.0)}  # (max_in_flight, time limit s)
+
+
+def ev(seq: int, ts: float, kind: str, order: str | None = None, worker: str | None = None,
+       **extra) -> dict:
+    return {"seq": seq, "ts": ts, "type": kind, "order_id": order,
+            "step": "payment" if order else None, "worker_id": worker, "attempt": 1,
+            "message": "", **extra}
+
+
+def joined(seq: int, worker: str, kind: str = "process") -> dict:
+    return ev(seq, 0.0, "worker_added", worker=worker, worker_kind=kind)
+
+
+def test_a_start_while_a_dead_workers_handlers_may_still_run_exceeds_the_limit():
+    events = [joined(1, "p-1"), joined(2, "p-2"),
+              ev(3, 1.0, "task_started", "o1", "p-1"), ev(4, 1.0, "task_started", "o2", "p-1"),
+              ev(5, 4.0, "worker_dead", worker="p-1"),
+              ev(6, 5.0, "task_started", "o1", "p-2")]  # p-1 may still run both
+    report = check_history(History(events, {}), [], max_retries=3, limits=LIMITS, grace=5.0)
+    assert not report["ok"] and report["max_in_flight_exceeded"] == 1
+    assert report["examples"]["max_in_flight_exceeded"] == [("o1", "payment", "p-2", 3)]
+    assert report["peak_in_flight"] == {"payment": [3, 2]}
+
+
+@pytest.mark.parametrize("ending", [
+    ev(6, 5.0, "result_rejected", "o1", "p-1"),  # its late result: the handler ended
+    ev(6, 5.0, "task_failed", "o1", "p-1", error="cancelled"),
+    ev(6, 5.0, "attempt_ended", "o1", "p-1", reason="reported"),
+    ev(6, 5.0, "attempt_ended", "o1", "p-1", reason="exited"),
+])
+def test_a_handler_its_worker_says_ended_frees_its_place(ending):
+    events = [joined(1, "p-1"), joined(2, "p-2"),
+              ev(3, 1.0, "task_started", "o1", "p-1"), ev(4, 1.0, "task_started", "o2", "p-1"),
+              ev(5, 4.0, "worker_dead", worker="p-1"), ending,
+              ev(7, 5.5, "task_started", "o1", "p-2")]
+    report = check_history(History(events, {}), [], max_retries=3, limits=LIMITS, grace=5.0)
+    assert report["max_in_flight_exceeded"] == 0, report["examples"]
+    assert report["peak_in_flight"] == {"payment": [2, 2]}
+
+
+def test_a_written_off_workers_handler_counts_until_its_time_limit_plus_the_grace():
+    def run(at: float) -> int:
+        events = [joined(1, "p-1"), joined(2, "p-2"),
+                  ev(3, 1.0, "task_started", "o1", "p-1"),
+                  ev(4, 1.0, "task_started", "o2", "p-1"),
+                  ev(5, 4.0, "worker_dead", worker="p-1"),
+                  # The server's own word that the bound passed is not the worker's.
+                  ev(6, at, "attempt_ended", "o1", "p-1", reason="bound"),
+                  ev(7, at, "task_started", "o1", "p-2")]
+        return check_history(History(events, {}), [], max_retries=3, limits=LIMITS,
+                             grace=5.0)["max_in_flight_exceeded"]
+
+    assert run(15.9) == 1  # started at 1, its limit ends at 11, plus 5 s
+    assert run(16.0) == 0
+
+
+def test_a_restart_ends_thread_workers_handlers_but_not_remote_ones():
+    events = [joined(1, "w-1", kind="thread"), joined(2, "p-1"), joined(3, "p-2"),
+              ev(4, 1.0, "task_started", "o1", "w-1"), ev(5, 1.0, "task_started", "o2", "p-1"),
+              ev(6, 2.0, "server_restarted"),
+              ev(7, 3.0, "task_started", "o1", "p-2"),  # w-1's handler died with its server
+              ev(8, 3.0, "task_started", "o3", "p-2")]  # but p-1's may still run
+    report = check_history(History(events, {}), [], max_retries=3, limits=LIMITS, grace=5.0)
+    assert report["examples"]["max_in_flight_exceeded"] == [("o3", "payment", "p-2", 3)]
+
+
+def test_a_history_of_the_core_through_a_stall_keeps_the_limit():
+    sim = Sim(workers=0, slots=2, prefetch=0, step_timeout=10.0, zombie_grace=5.0,
+              steps={"payment": StepPolicy(max_in_flight=2)})
+    sim.add_worker("p-1", kind="process")
+    ids = [sim.submit(f"o{i}") for i in range(6)]
+    sim.start_next("p-1")
+    sim.start_next("p-1")
+    sim.add_worker("p-2", kind="process")
+    sim.advance(20.0, beating=("p-2",))  # p-1 stalls and is declared dead
+    sim.queues.pop("p-1")
+    sim.run_all()
+    report = check_history(history_of(sim), ids, max_retries=3,
+                           limits={"payment": (2, 10.0)}, grace=5.0)
+    assert report["ok"], report["examples"]
+    assert report["peak_in_flight"] == {"payment": [2, 2]}

@@ -21,6 +21,7 @@ from dashboard import worker_hub
 from dashboard.worker_hub import CONNECTION_LOST, hub_of
 from scheduler import Chaos
 from scheduler.cli import build_parser
+from scheduler.engine.config import StepPolicy
 from scheduler.remote.client import HandlerSpecError, WorkerProcess, load_handlers
 from scheduler.remote.command import slots_of
 from scheduler.remote.options import WorkerOptions
@@ -250,6 +251,44 @@ def test_a_cut_off_worker_is_declared_dead_and_its_late_result_is_rejected(remot
     assert [e["worker_id"] for e in payments] == [survivor_id]
     # Told it was dead, the process joins again under a new id.
     assert remote.joined(victim, other_than=victim_id) != victim_id
+
+
+@pytest.mark.slow
+def test_a_worker_told_it_is_dead_stops_its_handlers_before_it_joins_again(tmp_path):
+    # Found by an attack: a stalled worker declared dead kept running its payments while
+    # the server started others (max_in_flight exceeded), and joined again at once.
+    with remote_cluster(tmp_path, step_timeout=30.0,
+                        steps={"payment": StepPolicy(max_in_flight=1)}) as remote:
+        procs = [remote.start_worker(handlers="remote_handlers:STOPPABLE_PAYMENT", slots=1)
+                 for _ in range(2)]
+        ids = {remote.joined(p): p for p in procs}
+        order_id = remote.cluster.submit(ORDER)
+        started = wait_for(lambda: first_event(remote, "task_started", order_id=order_id), 10)
+        victim_id = started["worker_id"]
+        victim = ids[victim_id]
+        survivor_id = next(w for w in ids if w != victim_id)
+        os.kill(victim.pid, signal.SIGSTOP)  # frozen, its handler with it
+        try:
+            wait_for(lambda: remote.status(victim_id) == "dead", 10, message="declared dead")
+            # Its payment moved, but the limit's only place is still its handler's.
+            assert remote.cluster.stats()["held_by_limits"] == {"payment": 1}
+            assert first_event(remote, "task_started", worker_id=survivor_id) is None
+        finally:
+            os.kill(victim.pid, signal.SIGCONT)
+        rejected = wait_for(lambda: first_event(remote, "result_rejected", worker_id=victim_id),
+                            15, message="the stopped handler's failure, rejected")
+        assert rejected["order_id"] == order_id
+        moved = wait_for(lambda: first_event(remote, "task_started", worker_id=survivor_id), 15,
+                         message="the payment started on the survivor")
+        new_id = remote.joined(victim, other_than=victim_id)
+        [rejoined] = [e for e in remote.events("worker_added") if e["worker_id"] == new_id]
+        # Its handler stopped (and said so) before it joined again, and before the survivor
+        # took the limit's place.
+        assert rejected["seq"] < rejoined["seq"] and rejected["seq"] < moved["seq"]
+        assert "cancelling the 1 handler it runs under that id" in log_of(victim)
+        assert remote.cluster.wait_until_idle(20)
+        assert remote.cluster.get_order(order_id)["status"] == "completed"
+        assert not remote.events("attempt_ended")  # confirmed, not waited out
 
 
 @pytest.mark.slow
@@ -722,6 +761,38 @@ def test_a_draining_process_gone_with_a_task_running_is_declared_dead_so_the_tas
     assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "ready"
 
 
+def test_a_process_still_running_a_dead_ids_handler_keeps_its_place_and_joins_once_it_ended():
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0,
+                           steps={"payment": StepPolicy(max_in_flight=1)})
+    with app_over(cluster, {"ORDERFLOW_TOKEN": TOKEN}) as app:
+        client = worker_client(app)
+        worker_id = call(client, "register", {**REGISTRATION, "running": [],
+                                              "ids": []})["worker_id"]
+        cluster.submit(ORDER)
+        (task_id, lease), = wait_for(lambda: assigned(client), 5)
+        call(client, "begin", {"worker_id": worker_id, "task_id": task_id, "lease": lease})
+        helper = worker_client(app)  # another process, with a free slot
+        call(helper, "register", {**REGISTRATION, "session": "s-2", "slots": 1})
+        cluster.submit(ORDER)
+        assert cluster.stats()["held_by_limits"] == {"payment": 1}
+        cluster.worker_lost(worker_id, "its connection closed and it did not come back")
+        assert cluster.stats()["held_by_limits"] == {"payment": 2}  # it may still run
+        # It comes back, still running that handler: counted, and not joined yet.
+        answer = call(client, "register", {**REGISTRATION, "resume": worker_id,
+                                           "running": [[worker_id, task_id, lease]],
+                                           "ids": [worker_id]})
+        assert (answer["worker_id"], answer["resumed"]) == (None, False)
+        assert cluster.stats()["held_by_limits"] == {"payment": 2}
+        # Its handler stopped: registering again running nothing, it joins anew and the
+        # payment's place is free.
+        answer = call(client, "register", {**REGISTRATION, "running": [], "ids": [worker_id]})
+        assert answer["worker_id"] not in (None, worker_id)
+        ended = [e for e in cluster.events() if e["type"] == "attempt_ended"]
+        assert [(e["worker_id"], e["reason"]) for e in ended] == [(worker_id, "reported")]
+        wait_for(lambda: cluster.stats()["held_by_limits"] == {"payment": 1}, 5,
+                 message="one payment started")
+
+
 @pytest.mark.parametrize("bad", [
     None, [], {"session": "s"}, {**REGISTRATION, "pid": "42"}, {**REGISTRATION, "pid": 0},
     {**REGISTRATION, "slots": 0}, {**REGISTRATION, "slots": 1025},
@@ -729,6 +800,9 @@ def test_a_draining_process_gone_with_a_task_running_is_declared_dead_so_the_tas
     {**REGISTRATION, "join": "yes"}, {**REGISTRATION, "extra": 1},
     {**REGISTRATION, "steps": "payment"}, {**REGISTRATION, "steps": [""]},
     {**REGISTRATION, "tags": [1]}, {**REGISTRATION, "tags": ["t"] * 65},
+    {**REGISTRATION, "running": "o-1:payment"}, {**REGISTRATION, "running": [["p", "o:x"]]},
+    {**REGISTRATION, "running": [["p", "o:x", 0]]}, {**REGISTRATION, "running": [[1, "o:x", 1]]},
+    {**REGISTRATION, "ids": [1]}, {**REGISTRATION, "ids": ["p"] * 17},
 ])
 def test_a_bad_registration_is_refused_and_joins_nobody(hub_app, bad):
     client = worker_client(hub_app)

@@ -10,6 +10,7 @@ import pytest
 from conftest import wait_for
 
 from scheduler import Cluster, RetryPolicy
+from scheduler.engine.config import StepPolicy
 from scheduler.engine.model import Dispatch
 from scheduler.runtime.worker import ThreadWorker
 from scheduler.steps.context import TaskContext
@@ -141,6 +142,9 @@ class RecordingPort:
     def beat(self, worker_id: str) -> bool:
         return True
 
+    def attempts_ended(self, worker_id: str, ended: list[tuple[str, int]]) -> None:
+        self.ended = [*getattr(self, "ended", []), *ended]
+
 
 def test_async_attempts_that_end_together_are_reported_in_one_hand_over():
     port = RecordingPort()
@@ -169,3 +173,36 @@ def test_async_attempts_that_end_together_are_reported_in_one_hand_over():
         worker.join(5)
     assert [len(batch) for batch in port.reports] == [5]
     assert sorted(value for _, _, value in port.reports[0]) == [f"t{i}" for i in range(1, 6)]
+
+
+def test_a_killed_workers_payment_keeps_its_place_in_the_limit_until_its_thread_returns(
+        make_cluster):
+    # A killed (or fenced-off) thread worker's handler runs on until it returns; the step's
+    # max_in_flight counts it until then, however long after the worker's death.
+    gate, began = threading.Event(), threading.Semaphore(0)
+
+    def payment(ctx: TaskContext) -> str:
+        began.release()
+        gate.wait(30)  # deaf to its cancellation until the test lets it go
+        return "paid"
+
+    cluster = make_cluster(
+        workers=2, slots=2, step_timeout=60.0,
+        handlers={"payment": payment, "packing": lambda c: 1, "shipping": lambda c: 1},
+        steps={"payment": StepPolicy(max_in_flight=1)},
+    )
+    first, second = cluster.submit(ORDER), cluster.submit(ORDER)
+    assert began.acquire(timeout=10)
+    holder = next(w["id"] for w in cluster.workers() if w["running"])
+    cluster.kill_worker(holder)
+    wait_for(lambda: cluster.get_order(first)["tasks"]["payment"]["status"] == "ready"
+             or cluster.get_order(second)["tasks"]["payment"]["status"] != "ready", 10,
+             message="the killed worker declared dead")
+    # Both payments wait: the one that moved and the other; nothing else started.
+    assert cluster.stats()["held_by_limits"] == {"payment": 2}
+    assert not began.acquire(timeout=0)
+    gate.set()  # its thread returns: the place is free
+    assert cluster.wait_until_idle(20)
+    ended = [e for e in cluster.events() if e["type"] == "attempt_ended"]
+    assert [(e["order_id"], e["worker_id"]) for e in ended] == [(first, holder)]
+    assert {cluster.get_order(o)["status"] for o in (first, second)} == {"completed"}

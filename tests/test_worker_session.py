@@ -127,7 +127,8 @@ def test_a_new_session_connects_at_once_and_joins_on_connecting():
     register = worker.connect()
     assert register.payload == {"session": "s-1", "name": "box-42", "host": "box", "pid": 42,
                                 "slots": 2, "resume": None, "join": True,
-                                "spawn_id": None, "steps": None, "tags": []}
+                                "spawn_id": None, "steps": None, "tags": [],
+                                "running": [], "ids": []}
     assert worker.tick() == []  # one registration at a time
     effects = worker.answer(register, welcome("p-a-1"))
     assert "joined the cluster as p-a-1 (box-42, 2 slots," in logged(effects)
@@ -721,6 +722,89 @@ def test_declared_dead_the_process_refuses_what_waited_and_joins_again(reply):
     assert register.payload["resume"] is None and register.payload["join"] is True
     assert runs(worker.answer(worker.asked[A1.key], {"context": None})) == []
     assert worker.session.busy == 0
+
+
+def test_told_it_is_dead_it_cancels_its_handlers_and_joins_again_only_once_they_ended():
+    # The server counts a dead id's handlers in their step's limit until they have ended:
+    # the process stops them first, hands in their (rejected) results, then joins anew.
+    worker = Worker(slots=2)
+    worker.join("p-a-1")
+    running(worker, A1, A2, timeout=10.0)
+    (beat,) = worker.session.beat(worker.now)
+    effects = worker.answer(beat, {"alive": False, "chaos": {}})
+    assert cancels(effects) == [A1, A2]
+    assert "cancelling the 2 handlers it runs under that id" in logged(effects)
+    assert worker.session.winding_down()
+    assert sends(worker.tick(), "register") == [], "no joining while they run"
+    (result,) = sends(worker.finish(A1, False, "cancelled"), "result")
+    assert result.payload["worker_id"] == "p-a-1"  # the server rejects it: it has ended
+    assert sends(worker.tick(), "register") == []
+    sends(worker.finish(A2, False, "cancelled"), "result")
+    (register,) = sends(worker.tick(), "register")
+    assert register.payload["join"] is True and register.payload["resume"] is None
+    assert register.payload["running"] == [] and register.payload["ids"] == ["p-a-1"]
+    worker.answer(register, welcome("p-a-2"))
+    assert worker.session.worker_id == "p-a-2"
+
+
+def test_told_it_is_dead_a_handler_that_ignores_its_cancellation_ends_the_process():
+    worker = Worker(slots=2, cancel_grace=1.0)
+    worker.join("p-a-1")
+    running(worker, A1, A2, timeout=10.0)
+    worker.session.left({"worker_id": "p-a-1", "status": "dead"}, worker.now)
+    worker.finish(A2, False, "cancelled")
+    worker.advance(0.99)
+    assert worker.exit_of(worker.tick()) is None
+    worker.advance(0.02)
+    effects = worker.tick()
+    assert worker.exit_of(effects) == Exit(EXIT_STUCK, cancel=True)
+    assert "ignored its cancellation after p-a-1 was declared dead" in logged(effects)
+
+
+def test_a_stuck_handler_without_a_registered_connection_ends_the_process():
+    # Among free slots a stuck handler is fine while the server counts it (a live id); with
+    # no connection the server may declare the id dead and stop counting it in time.
+    worker = Worker(slots=2, cancel_grace=1.0)
+    worker.join("p-a-1")
+    running(worker, A1, timeout=2.0)
+    worker.session.disconnected("transport error", worker.now)
+    worker.advance(2.0)
+    assert cancels(worker.tick()) == [A1]
+    worker.session.connect_failed("down", False, worker.now)
+    worker.advance(1.0)
+    effects = worker.tick()
+    assert worker.exit_of(effects) == Exit(EXIT_STUCK, cancel=True)
+    assert "ignored its cancellation without a registered connection" in logged(effects)
+
+
+def test_every_registration_says_what_the_process_runs_and_under_which_ids():
+    worker = Worker(slots=2)
+    worker.join("p-a-1")
+    running(worker, A1, timeout=10.0)
+    worker.session.disconnected("transport error", worker.now)
+    register = worker.connect()
+    assert register.payload["resume"] == "p-a-1"
+    assert register.payload["running"] == [["p-a-1", "o-1:payment", 1]]
+    assert register.payload["ids"] == ["p-a-1"]
+    # Not resumed, and not joined while it runs a dead id's handler (a restarted server,
+    # or one that declared it dead meanwhile): it cancels that handler, and registers again
+    # as soon as it has returned.
+    effects = worker.answer(register, welcome(None))
+    assert cancels(effects) == [A1] and worker.session.worker_id is None
+    worker.finish(A1, False, "cancelled")
+    (again,) = sends(worker.tick(), "register")
+    assert again.payload["join"] is True and again.payload["running"] == []
+    assert again.payload["ids"] == ["p-a-1"]
+
+
+def test_a_begin_answered_for_an_id_declared_dead_meanwhile_starts_its_handler_cancelled():
+    worker = Worker(slots=1)
+    worker.join("p-a-1")
+    worker.assign("p-a-1", ("o-1:payment", 1))
+    worker.session.left({"worker_id": "p-a-1", "status": "dead"}, worker.now)
+    effects = worker.begin(A1)
+    assert runs(effects) == [A1] and cancels(effects) == [A1]
+    assert worker.session.winding_down()
 
 
 def test_a_left_dead_message_about_the_current_id_is_a_death_and_about_another_is_nothing():

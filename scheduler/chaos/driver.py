@@ -37,6 +37,7 @@ from pathlib import Path
 
 import requests
 
+from ..engine.config import ClusterConfig
 from ..journal.location import parse_location
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
@@ -44,13 +45,17 @@ from .invariants import check_history, format_report, load_journal, percentile, 
 from .serve_process import ServeProcess, health
 from .settings import CALM, ChaosSettings
 
+# The app the owned servers schedule: the demo with a payment quota.
+CHAOS_APP = "scheduler.chaos.app:app"
+
 __all__ = ["ChaosSettings", "Driver", "run_chaos"]
 
 
 def owned_server(settings: ChaosSettings, db: str, log_file: Path, port: int = 0) -> ServeProcess:
-    """The persisted server this run owns (and may SIGKILL)."""
+    """The persisted server this run owns (and may SIGKILL); it schedules the demo with a
+    concurrency limit on payment (chaos/app.py), which the checker holds it to."""
     return ServeProcess(
-        "--db", db, "--log-file", str(log_file),
+        "--db", db, "--log-file", str(log_file), "--app", CHAOS_APP,
         "--workers", str(settings.thread_workers),
         "--heartbeat-interval", str(settings.heartbeat_interval),
         "--heartbeat-timeout", str(settings.heartbeat_timeout),
@@ -90,6 +95,9 @@ class Driver:
         self.server_start = 0
         self.remote_ids: dict[str, int] = {}
         self.killed: set[str] = set()  # fleet workers the driver SIGKILLed on purpose
+        # Steps with a concurrency limit, as the server describes them: {step: (max in
+        # flight, time limit s)}, for the checker.
+        self.limits: dict[str, tuple[int, float]] = {}
         self.problems: dict[str, list[str]] = defaultdict(list)  # the driver's own checks
         self.timings: dict[str, list[float]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -197,6 +205,17 @@ class Driver:
     def alive(self) -> list[dict]:
         return [w for w in self.workers() if w["status"] in ("alive", "suspect")]
 
+    def read_limits(self) -> None:
+        """The steps with a concurrency limit and their time limits (GET /api/workflows)."""
+        response = self.call("GET", "/api/workflows")
+        if response is None or response.status_code != 200:
+            return
+        for workflow in response.json()["workflows"]:
+            for step in workflow["steps"]:
+                if step.get("max_in_flight"):
+                    timeout = step.get("timeout") or self.settings.step_timeout
+                    self.limits[step["name"]] = (step["max_in_flight"], float(timeout))
+
     def member(self, worker: RemoteWorker) -> str | None:
         """The id under which a remote worker is an alive member of the ring, if any."""
         return next((w["id"] for w in self.alive() if w.get("name") == worker.name), None)
@@ -244,6 +263,7 @@ class Driver:
         settings = self.settings
         print(f"chaos: {settings.duration:.0f}s against {self.url}, seed {settings.seed}",
               file=self.out)
+        self.read_limits()
         for _ in range(settings.process_workers):
             self.add_worker("process")
         if self.fleet is not None:
@@ -339,7 +359,8 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         # With --ha the remote workers know both servers and work for the leader.
         urls = ",".join(s.url for s in servers) or url
         try:
-            fleet = Fleet(urls, logs, token=settings.token) if settings.remote_workers else None
+            fleet = (Fleet(urls, logs, token=settings.token, args=("--app", CHAOS_APP))
+                     if settings.remote_workers else None)
         except BaseException:
             for owned in [*servers, *filter(None, [server])]:
                 owned.kill()
@@ -351,7 +372,8 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
             driver.close()
         history = load_journal(db)
     report = check_history(
-        history, driver.acked, settings.max_retries, server_errors=driver.server_errors
+        history, driver.acked, settings.max_retries, server_errors=driver.server_errors,
+        limits=driver.limits, grace=ClusterConfig().zombie_grace,
     )
     report["settled"] = settled
     report["url"] = url

@@ -41,6 +41,8 @@ class Fleet:
     log_dir: Path
     token: str | None = None
     concurrency: int = 2
+    # More `orderflow worker` arguments (the app whose handlers it runs).
+    args: tuple[str, ...] = ()
     workers: list[RemoteWorker] = field(default_factory=list)
     _numbers: int = 0
 
@@ -56,7 +58,7 @@ class Fleet:
             with path.open("w") as log:
                 process = subprocess.Popen(
                     [*orderflow_command(), "worker", "--server", self.url, "--name", name,
-                     "--concurrency", str(self.concurrency)],
+                     "--slots", str(self.concurrency), *self.args],
                     env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True)
             worker = RemoteWorker(name, process, path)

@@ -7,6 +7,7 @@ PostgreSQL) through the journal's own row encoder.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -48,14 +49,101 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+# Events that say a handler ended, from its worker: its result (a failure it reported too,
+# not a time limit or a poison verdict of the server), its late result rejected, or the
+# server's word that its process reported it ended, exited, or its thread returned.
+HANDLER_ENDS = frozenset({"task_succeeded", "result_rejected"})
+ENDED_BY_WORKER = frozenset({"reported", "exited", "returned"})
+
+
+def in_flight_peaks(
+    events: list[dict], limits: Mapping[str, tuple[int, float]], grace: float
+) -> tuple[dict[str, int], list[tuple]]:
+    """For each step with a concurrency limit ({step: (max_in_flight, time limit s)}): the
+    most handlers that may have been running at once, and each start that went past the
+    limit (order, step, worker, how many).
+
+    A handler may be running from its `task_started` until its worker said it ended (its
+    result, its late result rejected, its process's report, its thread returned, its
+    process reaped). A worker that is written off (declared dead, or its server restarted)
+    stops it by contract within `grace` after its time limit or the write-off, whichever is
+    later (the server's zombie_grace); a thread worker's handlers run until they return,
+    or their server ends."""
+    threads: set[str] = set()
+    dead: dict[str, float] = {}  # worker -> when it was declared dead
+    restarts: list[float] = []  # when the server restarted, in order
+    running: dict[str, dict[tuple[str, str], list[float]]] = {s: {} for s in limits}
+    peaks = dict.fromkeys(limits, 0)
+    over: list[tuple] = []
+
+    def written_off(worker: str, started: float) -> float | None:
+        """When the server stopped counting on the worker of an attempt begun at `started`:
+        its death, or the first restart after the start. Never for a thread worker: the
+        server sees its threads (and a restart ends them)."""
+        if worker in threads:
+            return None
+        after = bisect.bisect_left(restarts, started)
+        times = [t for t in (dead.get(worker), restarts[after] if after < len(restarts)
+                             else None) if t is not None and t >= started]
+        return min(times) if times else None
+
+    def expire(step: str, now: float) -> None:
+        timeout = limits[step][1]
+        for key, starts in list(running[step].items()):
+            kept = []
+            for started in starts:
+                off = written_off(key[1], started)
+                if off is None or now < max(started + timeout, off) + grace:
+                    kept.append(started)
+            if kept:
+                running[step][key] = kept
+            else:
+                del running[step][key]
+
+    for e in events:
+        kind, step, worker = e["type"], e.get("step"), e.get("worker_id")
+        if kind == "worker_added" and e.get("worker_kind") == "thread":
+            threads.add(worker)
+        elif kind == "worker_dead":
+            dead.setdefault(worker, e["ts"])
+        elif kind == "server_restarted":
+            restarts.append(e["ts"])
+            for held in running.values():  # thread workers died with the old server
+                for key in [k for k in held if k[1] in threads]:
+                    del held[key]
+        if step not in limits:
+            continue
+        key = (e["order_id"], worker)
+        if kind == "task_started":
+            expire(step, e["ts"])
+            running[step].setdefault(key, []).append(e["ts"])
+            count = sum(len(starts) for starts in running[step].values())
+            peaks[step] = max(peaks[step], count)
+            if count > limits[step][0]:
+                over.append((e["order_id"], step, worker, count))
+        elif (kind in HANDLER_ENDS
+              or (kind == "task_failed" and not e.get("timed_out") and not e.get("poison"))
+              or (kind == "attempt_ended" and e.get("reason") in ENDED_BY_WORKER)):
+            starts = running[step].get(key)
+            if starts:
+                starts.pop(0)
+                if not starts:
+                    del running[step][key]
+    return peaks, over
+
+
 def check_history(
     history: History,
     submitted: Iterable[str],
     max_retries: int,
     workflows: Mapping[str, Workflow] | None = None,
     server_errors: int = 0,
+    limits: Mapping[str, tuple[int, float]] | None = None,
+    grace: float = 10.0,
 ) -> dict:
-    """Every invariant of the run; `report["ok"]` is False when any is violated."""
+    """Every invariant of the run; `report["ok"]` is False when any is violated. `limits`:
+    the steps with a concurrency limit, {step: (max_in_flight, time limit s)}, checked with
+    the server's `grace` (its zombie_grace)."""
     workflows = workflows or DEFAULT_WORKFLOWS
     submitted = list(dict.fromkeys(submitted))
     events = history.events
@@ -140,6 +228,11 @@ def check_history(
             if later:
                 recovery.append(later[0] - death["ts"])
 
+    # A gateway quota is a promise: never more handlers of a limited step possibly running at
+    # once than its max_in_flight, through stalls, deaths and restarts.
+    peaks, over = in_flight_peaks(events, limits or {}, grace)
+    violations["max_in_flight_exceeded"] = over
+
     if server_errors:
         violations["server_5xx"] = [server_errors]
     total = sum(len(v) for v in violations.values())
@@ -165,6 +258,10 @@ def check_history(
         "server_5xx": server_errors,
         "leader_epochs": len(set(epochs)),
         "epochs_interleaved": len(violations["epochs_interleaved"]),
+        "max_in_flight_exceeded": len(over),
+        # The most handlers of each limited step possibly running at once, and its limit.
+        "peak_in_flight": {step: [peaks[step], limit] for step, (limit, _) in
+                           sorted((limits or {}).items())},
         "examples": {k: v[:SAMPLE] for k, v in violations.items() if v},
     }
 
@@ -219,6 +316,8 @@ def format_report(report: dict) -> str:
         "server_5xx",
         "leader_epochs",
         "epochs_interleaved",
+        "max_in_flight_exceeded",
+        "peak_in_flight",
     ]
     lines = [f"  {k:<36} {report.get(k)}" for k in keys]
     verdict = (

@@ -9,11 +9,14 @@ from ..steps.app import App
 from .handlers import Chaos, demo_handlers
 
 
-def demo_app(chaos: Chaos | None = None) -> App:
-    """A fresh demo app whose steps follow `chaos` (a new, calm one if not given)."""
-    app = App("demo")
-    for name, handler in demo_handlers(chaos or Chaos()).items():
-        app.add_step(name, handler)
+def demo_app(chaos: Chaos | None = None, **policies: dict) -> App:
+    """A fresh demo app whose steps follow `chaos` (a new, calm one if not given);
+    `policies`: a step's policy by its name, as `App.step` takes it (e.g.
+    `payment={"max_in_flight": 4}`)."""
+    chaos = chaos or Chaos()
+    app = App("demo", chaos=chaos)
+    for name, handler in demo_handlers(chaos).items():
+        app.add_step(name, handler, **policies.get(name, {}))
     for workflow in DEFAULT_WORKFLOWS.values():
         app.add_workflow(workflow)
     return app

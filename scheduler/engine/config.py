@@ -114,6 +114,16 @@ class ClusterConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # A task whose worker died under it more than this many times fails as poison.
     max_reassignments: int = 5
+    # An attempt of a step with max_in_flight whose remote worker left (declared dead, its
+    # connection lost) keeps its place in the step's count until the worker confirms that it
+    # ended, or until this long past the attempt's time limit: by then a worker has, by
+    # contract, cancelled it, and exited if the handler ignored that (seconds). Must exceed
+    # the workers' cancel grace plus the time they take to exit.
+    zombie_grace: float = 10.0
+    # After a restart, steps with max_in_flight start nothing for this long, so that the
+    # workers that outlived the old server can register again and say what they still run
+    # (seconds; None: twice the heartbeat timeout).
+    restart_hold: float | None = None
     # Bounded-load slack: no worker holds more than ceil((1 + epsilon) * average) tasks.
     load_epsilon: float = 0.25
     # Virtual nodes per worker on the hash ring; more nodes, more even shares.
@@ -145,6 +155,11 @@ class ClusterConfig:
         timeout = self.policy(step).timeout
         return self.step_timeout if timeout is None else timeout
 
+    @property
+    def hold_after_restart(self) -> float:
+        """Seconds limited steps wait after a restart (`restart_hold`, or its default)."""
+        return 2 * self.heartbeat_timeout if self.restart_hold is None else self.restart_hold
+
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"workers must be an integer >= 0, got {self.workers!r}")
@@ -165,6 +180,10 @@ class ClusterConfig:
             )
         if not isinstance(self.max_reassignments, int) or self.max_reassignments < 0:
             raise ConfigError("max_reassignments must be an integer >= 0")
+        if not self.zombie_grace >= 0:
+            raise ConfigError(f"zombie_grace must be >= 0 seconds, got {self.zombie_grace!r}")
+        if self.restart_hold is not None and not self.restart_hold >= 0:
+            raise ConfigError(f"restart_hold must be >= 0 seconds, got {self.restart_hold!r}")
         if self.load_epsilon <= 0:
             raise ConfigError("load_epsilon must be > 0")
         if not isinstance(self.vnodes, int) or self.vnodes < 1:

@@ -33,6 +33,7 @@ from .states import (
     derive_order_status,
 )
 from .workflow import DEFAULT_WORKFLOWS, Workflow
+from .zombies import Zombie, Zombies
 
 S = TaskState
 FINISHED = frozenset(s.value for s in TERMINAL_ORDER)
@@ -44,6 +45,16 @@ THROUGHPUT_WINDOW = 60.0
 # that sends hundreds cannot flood the journal and the log.
 REJECTION_BURST = 5
 REJECTION_WINDOW = 10.0
+# Events that say an attempt's handler on that worker has ended (a worker's own failure
+# report counts too, a time limit or a poison verdict of the server does not).
+ATTEMPT_ENDS = frozenset({"task_succeeded", "result_rejected", "attempt_ended"})
+# Why a zombie no longer counts (an `attempt_ended` event's `reason`), in words.
+ZOMBIE_ENDS = {
+    "reported": "its process registered again and no longer runs it",
+    "exited": "its process exited",
+    "returned": "its handler returned after its worker had left",
+    "bound": "its time limit and the grace have passed: its worker has stopped it, or exited",
+}
 
 
 def _attempt_of(task: Task) -> str:
@@ -89,6 +100,8 @@ class SchedulerCore:
         self.queue = ReadyQueues()
         self._hungry: set[str] = set()  # alive workers with room for another task
         self.limits = StepLimits(self.config.steps)
+        # Attempts that may still run on a worker that left, kept in their step's count.
+        self.zombies = Zombies()
         self._capable: dict[str, frozenset[str]] = {}  # step -> ring members able to run it
         self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
         self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
@@ -207,6 +220,7 @@ class SchedulerCore:
             f"worker {worker_id} ({kind}, {slots} slot{'s' if slots != 1 else ''}{offers}) "
             "joined",
             worker=worker_id,
+            worker_kind=kind,
             slots=slots,
             tags=sorted(worker.tags),
         )
@@ -353,6 +367,61 @@ class SchedulerCore:
             self._declare_dead(worker, now, reason)
         return self._flush()
 
+    def workers_report(
+        self, worker_ids: Iterable[str], running: Iterable[tuple[str, str, int]], now: float
+    ) -> Effects:
+        """A worker process registered again and said what it still runs: `running`, as
+        (worker id, task id, lease), under the ids it has held, `worker_ids`. An attempt
+        that counts as possibly running under one of those ids and is not in `running` has
+        ended; one in `running` that no count holds (a restart forgot it) counts from now
+        until its bound."""
+        self._now = now
+        running = list(running)
+        self._ended_but(set(worker_ids), running, "reported")
+        for worker_id, task_id, lease in running:
+            step = task_id.rpartition(":")[2]
+            if not self._tracks(step) or self._counted(worker_id, task_id, lease):
+                continue
+            task = self.tasks.get(task_id)
+            bound = now + self.config.timeout(step) + self.config.zombie_grace
+            zombie = Zombie(worker_id, task_id, lease, step, task.attempt if task else 0,
+                            None, bound)
+            if self.zombies.add(zombie):
+                self.limits.occupied(step)
+        return self._flush()
+
+    def workers_gone(self, worker_ids: Iterable[str], now: float) -> Effects:
+        """The process behind these worker ids is gone (the server reaped it): nothing runs
+        under them any more."""
+        self._now = now
+        self._ended_but(set(worker_ids), [], "exited")
+        return self._flush()
+
+    def _ended_but(self, worker_ids: set[str], running: list[tuple[str, str, int]],
+                   reason: str) -> None:
+        """Every zombie of `worker_ids` (or of an id in `running`) but those in `running`
+        has ended, for `reason` (a key of ZOMBIE_ENDS)."""
+        still = {(w, t, lease) for w, t, lease in running}
+        still_any = {(w, t) for w, t, _ in running}
+        ids = worker_ids | {w for w, _, _ in running}
+        for zombie in self.zombies.of_workers(ids):
+            if (zombie.key in still
+                    or (not zombie.lease and (zombie.worker_id, zombie.task_id) in still_any)):
+                continue
+            self._end_zombie(zombie, reason)
+
+    def attempts_ended(
+        self, worker_id: str, ended: Iterable[tuple[str, int]], now: float
+    ) -> Effects:
+        """Handlers of a worker that left returned (a thread worker's, seen by the server
+        itself): their attempts no longer count towards their step's limit."""
+        self._now = now
+        for task_id, lease in ended:
+            zombie = self.zombies.find(worker_id, task_id, lease)
+            if zombie is not None:
+                self._end_zombie(zombie, "returned")
+        return self._flush()
+
     def drain_worker(self, worker_id: str, now: float) -> Effects:
         """Graceful removal: no new work, queued tasks move now, the running one finishes."""
         self._now = now
@@ -393,6 +462,8 @@ class SchedulerCore:
         for worker_id, (since, _, _) in list(self._rejections.items()):
             if now - since >= REJECTION_WINDOW:
                 self._close_rejection_window(worker_id)
+        for zombie in self.zombies.expired(now):
+            self._end_zombie(zombie, "bound")
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, lease, task_id = heapq.heappop(deadlines)
@@ -503,20 +574,30 @@ class SchedulerCore:
         self.history.extend(point.recent_events)
         unfinished = []
         kept = 0
+        tracked = {s for s in self.config.steps if self._tracks(s)} if point.seq else set()
         for record in orders:
             order = self._adopt(record)
             if order is not None and not record.finished:
                 unfinished.append(order)
             kept += order is not None
+            if tracked:
+                self._inherit_attempts(record, tracked, now)
         if point.seq:
+            # Workers that outlived the old server may still run its attempts: the limited
+            # steps wait until they have said so (and the rate buckets start empty).
+            self.limits.restarted(now, self.config.hold_after_restart)
             # Where the log shows the restart: the steps queued again below point back here.
             steps = sum(1 for o in unfinished for t in o.tasks.values() if t.state not in TERMINAL)
+            running = (f"; {len(self.zombies)} attempt(s) the old server started may still "
+                       "run and keep their step's place in flight" if self.zombies else "")
             self._emit(
                 "server_restarted",
                 f"restarted from the journal: {len(unfinished)} unfinished order(s) recovered, "
-                f"{steps} step(s) to run again; {kept - len(unfinished)} finished order(s) kept",
+                f"{steps} step(s) to run again; {kept - len(unfinished)} finished order(s) kept"
+                f"{running}",
                 orders=len(unfinished),
                 steps=steps,
+                unconfirmed=len(self.zombies),
             )
         self._cause = self.seq
         for order in unfinished:
@@ -675,10 +756,22 @@ class SchedulerCore:
             assert hungry == (worker.id in self._hungry), worker
         held = sum(len(w.tasks) for w in self.workers.values() if w.status == "alive")
         assert held == self._held, (held, self._held)
-        for step in {t.step for t in self.tasks.values()}:
-            policy = self.config.policy(step)
-            if policy.max_in_flight is not None:
-                assert self.limits.in_flight(step) <= policy.max_in_flight, step
+        # A limited step's count is its attempts on workers (stuck ones included) and its
+        # zombies: nothing else, so nothing is ever counted free while it may still run.
+        counted: dict[str, int] = {}
+        for task in self.tasks.values():
+            if task.state in ON_WORKER:
+                counted[task.step] = counted.get(task.step, 0) + 1
+        for worker in self.workers.values():
+            for task_id, _ in worker.stuck:
+                step = task_id.rpartition(":")[2]
+                counted[step] = counted.get(step, 0) + 1
+        for zombie in self.zombies:
+            counted[zombie.step] = counted.get(zombie.step, 0) + 1
+        for step, policy in self.config.steps.items():
+            if policy.limited:
+                assert self.limits.in_flight(step) == counted.get(step, 0), (
+                    step, self.limits.in_flight(step), counted.get(step, 0))
         active = [o for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER]
         assert len(active) == self.active_orders, (len(active), self.active_orders)
         self.progress.check(active)
@@ -720,6 +813,8 @@ class SchedulerCore:
                     break
                 heapq.heappop(heap)
         due = [heap[0][0] for heap in (self._retry_heap, self._deadlines) if heap]
+        if self.zombies.next_bound() is not None:
+            due.append(self.zombies.next_bound())
         for step in self._held_back:
             free = self.limits.free_at(step, self._now)
             if free is not None:
@@ -922,6 +1017,106 @@ class SchedulerCore:
         self._update_hunger(worker)
         return True
 
+    def _tracks(self, step: str) -> bool:
+        """Whether attempts of `step` that may still run are counted (it has max_in_flight)."""
+        return self.config.policy(step).max_in_flight is not None
+
+    def _bound(self, worker: WorkerRecord, deadline: float | None, now: float) -> float | None:
+        """When an attempt on `worker`, which left, can no longer be running: a remote
+        worker has stopped it (or exited) by its time limit plus the grace; a thread
+        worker's handler only ends when its thread returns (None)."""
+        if worker.kind == "thread":
+            return None
+        return max(now, deadline if deadline is not None else now) + self.config.zombie_grace
+
+    def _bury(self, worker: WorkerRecord, task_id: str, lease: int, step: str, attempt: int,
+              deadline: float | None, now: float) -> bool:
+        """Keep an attempt that may still run on `worker` in its step's count, as a zombie.
+        False when nothing is kept (the step has no concurrency limit, or the attempt is a
+        zombie already): the caller gives its place back."""
+        if not self._tracks(step):
+            return False
+        alive = worker.status in ("alive", "draining")
+        bound = None if alive else self._bound(worker, deadline, now)
+        return self.zombies.add(Zombie(worker.id, task_id, lease, step, attempt, deadline, bound))
+
+    def _bury_stuck(self, worker: WorkerRecord, now: float, freed: set[str]) -> int:
+        """A worker that left: its stuck attempts (timed out, handler not returned) become
+        zombies, or, for a step without a concurrency limit, give their place back (the step
+        goes in `freed`). Returns how many became zombies."""
+        buried = 0
+        for task_id, lease in sorted(worker.stuck):
+            worker.stuck.discard((task_id, lease))
+            step = task_id.rpartition(":")[2]
+            task = self.tasks.get(task_id)
+            attempt = task.attempt if task is not None else 0
+            if self._bury(worker, task_id, lease, step, attempt, None, now):
+                buried += 1
+            elif self.limits.finished(step):
+                freed.add(step)
+        return buried
+
+    def _end_zombie(self, zombie: Zombie, reason: str | None) -> None:
+        """A zombie's handler has ended (or can no longer be running): its place in the
+        step's limit is free. `reason` (a key of ZOMBIE_ENDS): say so in an `attempt_ended`
+        event (None: the caller's own event says it)."""
+        self.zombies.remove(zombie)
+        if reason is not None:
+            order_id, _, step = zombie.task_id.rpartition(":")
+            self._emit(
+                "attempt_ended",
+                f"order {order_id} step {step} attempt {zombie.attempt} on {zombie.worker_id} "
+                f"no longer counts towards the step's limit: {ZOMBIE_ENDS[reason]}",
+                order=self.orders.get(order_id),
+                task=self.tasks.get(zombie.task_id),
+                worker=zombie.worker_id,
+                attempt=zombie.attempt,
+                task_id=zombie.task_id,
+                reason=reason,
+            )
+        if self.limits.finished(zombie.step):
+            self._release_held(zombie.step)
+
+    def _counted(self, worker_id: str, task_id: str, lease: int) -> bool:
+        """Whether an attempt is counted already: on its live worker (running or stuck), or
+        as a zombie."""
+        if self.zombies.find(worker_id, task_id, lease) is not None:
+            return True
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.status not in ("alive", "draining"):
+            return False
+        task = self.tasks.get(task_id)
+        on_it = task is not None and task.worker == worker_id and task.lease == lease
+        return (on_it and task_id in worker.tasks) or (task_id, lease) in worker.stuck
+
+    def _inherit_attempts(self, record: OrderRecord, tracked: set[str], now: float) -> None:
+        """After a restart: the attempts of `tracked` steps that the order's events show
+        started on a worker and never ended there may still run (on a worker that outlived
+        the old server): each keeps a place in its step's count until its worker says, or
+        until its time limit (counted from its start), or now if that is later, plus the
+        grace: a worker learns that its ids are dead here only once it is back."""
+        started: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for event in record.events:
+            step = event.get("step")
+            if step not in tracked:
+                continue
+            key, kind = (step, event.get("worker_id")), event["type"]
+            if kind == "task_started":
+                started.setdefault(key, []).append((event["attempt"], event["ts"]))
+            elif kind in ATTEMPT_ENDS or (
+                kind == "task_failed" and not event.get("timed_out") and not event.get("poison")
+            ):
+                if started.get(key):
+                    started[key].pop(0)
+        for (step, worker_id), attempts in started.items():
+            for attempt, ts in attempts:
+                deadline = ts - self.epoch_offset + self.config.timeout(step)
+                bound = max(deadline, now) + self.config.zombie_grace
+                if worker_id and self.zombies.add(
+                    Zombie(worker_id, f"{record.id}:{step}", 0, step, attempt, deadline, bound)
+                ):
+                    self.limits.occupied(step)
+
     def _leave_ring(self, worker: WorkerRecord) -> None:
         if worker.status == "alive":  # a draining worker has left already
             self.ring.remove(worker.id)
@@ -969,9 +1164,16 @@ class SchedulerCore:
         self.counters["rejected_results"] += 1
         worker = self.workers.get(worker_id)
         timed_out = worker is not None and self._free_stuck(worker, task_id, lease)
-        if self._rejection_suppressed(worker_id):
+        zombie = self.zombies.find(worker_id, task_id, lease)
+        if zombie is not None:
+            self._end_zombie(zombie, None)
+        # A rejection that frees a place is never folded into a summary: it is the record
+        # that the handler ended (each attempt's once, so it cannot flood).
+        if not (timed_out or zombie) and self._rejection_suppressed(worker_id):
             return None
         why = "the attempt had timed out" if timed_out else f"lease {lease} is no longer valid"
+        if zombie is not None:
+            why += f"; it no longer counts towards step {zombie.step}'s limit"
         self._emit(
             "result_rejected",
             f"late {what} of {task_id} from {worker_id} rejected ({why})",
@@ -1051,22 +1253,33 @@ class SchedulerCore:
         self._leave_ring(worker)
         worker.status = "dead"
         worker.running = set()
-        for task_id, lease in list(worker.stuck):
-            self._free_stuck(worker, task_id, lease)
+        freed: set[str] = set()  # limited steps that now have room
+        # Its handlers may still run (a stall is not a crash): those of steps with a
+        # concurrency limit keep their place until it says they ended, or their bound.
+        buried = self._bury_stuck(worker, now, freed)
+        self.zombies.bind(worker.id, lambda z: self._bound(worker, z.deadline, now))
+        buried += sum(1 for t in worker.tasks
+                      if self.tasks[t].state is S.RUNNING and self._tracks(self.tasks[t].step))
+        still = (f"; {buried} attempt(s) it may still be running keep their place in their "
+                 "step's limit until it says they ended" if buried else "")
         self._emit(
             "worker_dead",
-            f"worker {worker.id} declared dead: {reason}; {len(worker.tasks)} task(s) to move",
+            f"worker {worker.id} declared dead: {reason}; {len(worker.tasks)} task(s) to move"
+            f"{still}",
             worker=worker.id,
             tasks=sorted(worker.tasks),
         )
         cause = self.seq
         lost, worker.tasks = sorted(worker.tasks), set()
-        freed: set[str] = set()  # limited steps that now have room
         for task_id in lost:
             task = self.tasks[task_id]
             if task.state not in ON_WORKER:
                 continue  # cancelled meanwhile: its order failed through a sibling
-            if self.limits.finished(task.step):
+            if task.state is S.RUNNING and self._bury(
+                worker, task.id, task.lease, task.step, task.attempt, task.deadline, now
+            ):
+                pass  # its place in the step's limit stays taken
+            elif self.limits.finished(task.step):
                 freed.add(task.step)
             self.counters["reassignments"] += 1
             if task.state is S.RUNNING:
@@ -1122,6 +1335,12 @@ class SchedulerCore:
         worker = None
         if task.state in ON_WORKER and task.worker is not None:
             worker = self.workers[task.worker]
+            if task.state is S.RUNNING and self._bury(
+                worker, task.id, task.lease, task.step, task.attempt, task.deadline, self._now
+            ):
+                # Its handler runs on until its (rejected) result comes back: the zombie
+                # keeps the place that taking it off below gives back.
+                self.limits.occupied(task.step)
             self._take_off(worker, task)
         task.lease = 0
         task.due = None

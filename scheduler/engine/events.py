@@ -24,6 +24,9 @@ EVENT_TYPES = frozenset(
         "task_reassigned",
         "task_cancelled",
         "result_rejected",
+        # An attempt that may have run on after its worker left (a zombie) no longer counts
+        # towards its step's limit: its process said so, or its bound passed.
+        "attempt_ended",
         "task_recovered",
         "worker_added",
         "worker_dead",
@@ -53,6 +56,7 @@ LOG_LEVELS = {
     "worker_draining": "INFO",
     "worker_removed": "INFO",
     "task_recovered": "INFO",
+    "attempt_ended": "INFO",
     "server_restarted": "WARNING",
     "operator_action": "WARNING",
 }

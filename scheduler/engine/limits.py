@@ -2,6 +2,12 @@
 
 A shop's gateway has a quota (say 50 concurrent charges, 100 a second); a step that would
 exceed it waits `ready` (never failed) and says why. Pure: time is passed in.
+
+A quota is a promise about handlers that run, not about leases: the core keeps an attempt
+counted in flight until its worker confirms it ended or it can no longer be running
+(zombies.py), and after a restart `restarted` holds each limited step's starts until the
+workers that outlived the old server have said what they still run, and starts the rate
+buckets empty (the old server may have spent them just before it stopped).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ class StepLimits:
         self._in_flight: dict[str, int] = {}
         # step -> (tokens, when they were counted); a bucket of `burst` refilled at `rate`/s.
         self._buckets: dict[str, tuple[float, float]] = {}
+        # step -> until when its starts are held after a restart.
+        self._held_until: dict[str, float] = {}
 
     def in_flight(self, step: str) -> int:
         return self._in_flight.get(step, 0)
@@ -26,6 +34,10 @@ class StepLimits:
         policy = self._policies.get(step)
         if policy is None:
             return None
+        until = self._held_until.get(step)
+        if until is not None and now < until:
+            return (f"step {step} holds its starts after a restart until the workers that "
+                    "outlived the old server have said what they still run")
         if policy.max_in_flight is not None and self.in_flight(step) >= policy.max_in_flight:
             return f"step {step} is at its limit of {policy.max_in_flight} in flight"
         if policy.rate is not None and self._tokens(step, policy, now) < 1.0:
@@ -37,6 +49,9 @@ class StepLimits:
         policy = self._policies.get(step)
         if policy is None:
             return 1 << 30
+        until = self._held_until.get(step)
+        if until is not None and now < until:
+            return 0
         room = 1 << 30
         if policy.max_in_flight is not None:
             room = policy.max_in_flight - self.in_flight(step)
@@ -53,6 +68,21 @@ class StepLimits:
         if policy.rate is not None:
             self._buckets[step] = (self._tokens(step, policy, now) - 1.0, now)
 
+    def occupied(self, step: str) -> None:
+        """An attempt the core did not start here counts in flight (one a restarted server
+        found in the journal, or a rejoining worker said it still runs): no token spent."""
+        if step in self._policies:
+            self._in_flight[step] = self.in_flight(step) + 1
+
+    def restarted(self, now: float, hold: float) -> None:
+        """After a restart: steps with a concurrency limit start nothing for `hold` seconds,
+        and rate buckets start empty, refilling from `now`."""
+        for step, policy in self._policies.items():
+            if policy.max_in_flight is not None and hold > 0:
+                self._held_until[step] = now + hold
+            if policy.rate is not None:
+                self._buckets[step] = (0.0, now)
+
     def finished(self, step: str) -> bool:
         """A task of `step` left its worker; True if the step is limited (waiters may go)."""
         if step not in self._policies:
@@ -65,12 +95,19 @@ class StepLimits:
         return True
 
     def free_at(self, step: str, now: float) -> float | None:
-        """When a rate-limited step may start its next task (None: not rate-limited)."""
+        """When a step held by time (a rate limit, a hold after a restart) may start its
+        next task (None: nothing but a finishing task can free it)."""
         policy = self._policies.get(step)
-        if policy is None or policy.rate is None:
+        if policy is None:
             return None
+        until = self._held_until.get(step)
+        if until is not None and now >= until:
+            until = None
+        if policy.rate is None:
+            return until
         missing = 1.0 - self._tokens(step, policy, now)
-        return now if missing <= 0 else now + missing / policy.rate
+        refilled = now if missing <= 0 else now + missing / policy.rate
+        return refilled if until is None else max(until, refilled)
 
     def _tokens(self, step: str, policy: StepPolicy, now: float) -> float:
         burst = float(policy.burst if policy.burst is not None else max(1, round(policy.rate)))

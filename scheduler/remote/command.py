@@ -107,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
     chaos = Chaos()
     try:
         if args.app is not None:
-            handlers = load_app(args.app).handlers
+            app = load_app(args.app)
+            handlers = app.handlers
+            if isinstance(app.chaos, Chaos):
+                chaos = app.chaos  # built on the demo's handlers: the server turns its knobs
         else:
             if args.handlers is not None:
                 print("orderflow worker: warning: --handlers is deprecated; declare the "

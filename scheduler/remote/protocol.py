@@ -19,7 +19,8 @@ Worker to server; each is answered through the Socket.IO acknowledgement, and a 
 answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
   `register`   {"session", "name", "host", "pid", "slots", "resume": id | null,
                 "join": bool, "spawn_id": str | null, "steps": [name] | null,
-                "tags": [tag]}
+                "tags": [tag], "running": [[worker_id, task_id, lease], ...],
+                "ids": [worker_id, ...]}
                -> {"worker_id": id | null, "resumed": bool, "heartbeat_interval",
                    "heartbeat_timeout", "chaos", "max_message_bytes"}
                Sent after every (re)connect. `slots` (1 to MAX_SLOTS): handlers the process
@@ -37,7 +38,21 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                process's earlier id if that is still alive (the answer naming it was lost
                with a connection). The id in the answer is the process's current id from
                then on, whatever it held before.
-  `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead.
+               `running`: every handler the process still runs, with the id it runs
+               under; `ids`: the ids it worked under lately (at most MAX_REPORTED_IDS).
+               The server counts those handlers in their steps' max_in_flight (a restarted
+               server, or a new leader, learns of them only so), and stops counting any
+               other attempt of those ids: it has ended. A process that is not resumed and
+               still runs handlers is not joined (worker_id null): it cancels them (as when
+               told it is dead) and registers again once they have returned. (Both fields
+               are optional, for older clients.)
+  `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead. A
+               process told that one of its ids is dead (so, `left` dead) cancels every
+               handler running under it and joins again only once they have returned; one
+               that ignores its cancellation for cancel_grace ends the process (EXIT_STUCK),
+               as does any stuck handler while the process has no registered connection.
+               So none runs on past its time limit plus the server's zombie grace, after
+               which a dead worker's attempt no longer counts towards its step's limit.
   `begin`      {"worker_id", "task_id", "lease"} -> {"context": dict | null}; null: stale,
                skip it. Asking again for the same lease returns the same context. The
                context is the handler's TaskContext; its "timeout" is the attempt's time
@@ -102,6 +117,8 @@ EXIT_REFUSED = 3
 EXIT_STUCK = 4
 # Slots one process may register with (async handlers wait without a thread each).
 MAX_SLOTS = 1024
+# Ids one registration may name as the process's (`ids`).
+MAX_REPORTED_IDS = 16
 MAX_TEXT = 200
 # Set by the server for the worker processes it starts (scheduler/remote/supervisor.py): the
 # spawn id they register with, and the server's pid, so a child exits when its server is gone.

@@ -27,6 +27,14 @@ a log line, exit. So every rule below is tested with a fake clock and no server
 - a cancelled handler that has not returned `cancel_grace` later is stuck; when every slot
   is stuck the process takes no more work (it refuses what waits, so the server moves it)
   and exits with EXIT_STUCK, for its supervisor to restart it;
+- a worker told its id is dead (a refused heartbeat, `left` dead, or a registration that
+  did not resume it) cancels every handler it runs under that id and joins again only once
+  they have returned: until then the server counts them in their step's max_in_flight. A
+  handler that ignores its cancellation, or any stuck handler while the process has no
+  registered connection, ends the process at once (EXIT_STUCK), so that none runs on past
+  the time limit plus the grace after which the server stops counting it;
+- every registration says what the process still runs, under which ids (`running`, `ids`),
+  so a restarted server (or a new leader) counts those handlers and stops counting the rest;
 - a result stays until the server acknowledges it and is sent again after registering;
 - draining (a signal, or the server's "removed") takes no new work, tells the server, and
   exits 0 once the running work has ended; without a connection it gives up after a grace.
@@ -46,6 +54,7 @@ from .options import Identity, WorkerOptions, reconnect_delay
 from .protocol import (
     EXIT_REFUSED,
     EXIT_STUCK,
+    MAX_REPORTED_IDS,
     MESSAGE_MARGIN,
     error_message,
     parse_assign,
@@ -57,6 +66,8 @@ from .protocol import (
 SEEN_MEMORY = 100_000
 # After a send failed locally (the connection is going), wait this long before the next.
 SEND_PAUSE = 0.5
+# Worker ids a registration names as this process's (its handlers may run under them).
+IDS_REMEMBERED = MAX_REPORTED_IDS
 
 
 @dataclass
@@ -152,6 +163,10 @@ class WorkerSession:
         self._forced: tuple[int, str, str | None] | None = None  # (status, reason, notice)
         self._stuck_since: float | None = None  # every slot stuck: no more work, exit
         self._exited = False
+        # Ids this process worked under, newest last, and those the server declared dead
+        # (their handlers are being stopped; the process joins again once they have).
+        self._ids: list[str] = []
+        self._dead: list[str] = []
 
     # ------------------------------------------------------------------ queries
 
@@ -182,6 +197,12 @@ class WorkerSession:
     def stuck(self, now: float) -> int:
         """Running handlers cancelled at least `cancel_grace` ago that have not returned."""
         return sum(1 for slot in self._slots.values() if self._is_stuck(slot, now))
+
+    def winding_down(self) -> bool:
+        """Handlers still run under an id the server declared dead: no joining until they
+        have returned."""
+        return any(slot.running and slot.assignment.worker_id in self._dead
+                   for slot in self._slots.values())
 
     def is_cancelled(self, key: tuple[str, int]) -> bool:
         """The attempt was told to give up (so a handler started late starts cancelled)."""
@@ -400,7 +421,9 @@ class WorkerSession:
         previous, worker_id = self.worker_id, reply["worker_id"]
         fx: list[Effect] = []
         if previous is not None and previous != worker_id:
-            fx += self._retire(previous, now)  # not resumed: declared dead meanwhile
+            fx += self._dead_id(previous, now)  # not resumed: declared dead meanwhile
+        if worker_id is not None and worker_id not in self._ids:
+            self._ids = [*self._ids, worker_id][-IDS_REMEMBERED:]
         # The server's answer names the current id, even one this process had retired.
         self.worker_id = worker_id
         self._registered_on = self._connection
@@ -409,7 +432,10 @@ class WorkerSession:
         self._next_beat = now  # the first beat now, not an old interval from now
         if not reply["resumed"]:
             self._drain = "no"
-        if worker_id is None and not self.draining:
+        if worker_id is None and not self.draining and self.winding_down():
+            # Not joined while handlers of a dead id run: again as soon as they have ended.
+            self._next_register = now
+        elif worker_id is None and not self.draining:
             # Asked to join and given no id: ask again, but not in a tight loop.
             self._next_register = now + self._register_backoff()
         else:
@@ -443,6 +469,8 @@ class WorkerSession:
         slot.timeout = _seconds(context.get("timeout"))
         if slot.timeout is not None:
             slot.deadline = now + slot.timeout
+        if slot.assignment.worker_id in self._dead and slot.cancelled_at is None:
+            slot.cancelled_at = now  # begun just before its id was declared dead
         fx: list[Effect] = [Run(slot.assignment, context)]
         if slot.cancelled_at is not None:
             fx.append(Cancel(slot.assignment))  # the server cancelled it before it started
@@ -575,6 +603,15 @@ class WorkerSession:
                 fx += [Log("warning", f"{slot.label()} timed out after {slot.timeout:g} s on "
                                       "this worker; cancelling its handler"),
                        Cancel(slot.assignment)]
+        for slot in self._slots.values():
+            dead = slot.assignment.worker_id in self._dead
+            if self._is_stuck(slot, now) and (dead or not self.registered):
+                why = (f"after {slot.assignment.worker_id} was declared dead" if dead
+                       else "without a registered connection")
+                self._force(EXIT_STUCK, f"{slot.label()} ignored its cancellation {why}; "
+                                        f"exiting with status {EXIT_STUCK} so that it stops "
+                                        "(the server counts it only until its time limit "
+                                        "plus a grace)")
         if self._stuck_since is None and self.stuck(now) >= self.options.slots:
             self._stuck_since = now
             stuck = ", ".join(slot.label() for slot in list(self._slots.values())[:3])
@@ -630,7 +667,8 @@ class WorkerSession:
         """A new connection, or declared dead (join again): unless a request is out. While
         draining, a new connection registers only to hand in results."""
         return self._register_rid is None and (
-            not self.registered or (self.worker_id is None and not self.draining))
+            not self.registered
+            or (self.worker_id is None and not self.draining and not self.winding_down()))
 
     def _register(self, now: float) -> Send:
         rid = self._request("register", None, now)
@@ -641,7 +679,13 @@ class WorkerSession:
             "slots": self.options.slots, "resume": self.worker_id,
             "steps": None if self.options.steps is None else list(self.options.steps),
             "tags": list(self.options.tags),
-            "join": not self.draining, "spawn_id": self.options.spawn_id,
+            "join": not self.draining and not self.winding_down(),
+            "spawn_id": self.options.spawn_id,
+            # What it still runs, and the ids it may run it under: the server counts these
+            # handlers in their steps' limits, and no longer counts any other of those ids'.
+            "running": [[slot.assignment.worker_id, *slot.assignment.key]
+                        for slot in self._slots.values() if slot.running],
+            "ids": list(dict.fromkeys([*self._ids, *self._dead])),
         })
 
     def _deliveries(self, now: float) -> list[Effect]:
@@ -736,9 +780,28 @@ class WorkerSession:
     def _declared_dead(self, worker_id: str, now: float) -> list[Effect]:
         if worker_id != self.worker_id:
             return []
+        return self._dead_id(worker_id, now)
+
+    def _dead_id(self, worker_id: str, now: float) -> list[Effect]:
+        """The server declared `worker_id` dead (or does not know it any more): retire it,
+        and cancel every handler running under it. The process joins again once they have
+        returned (their results go in and are rejected, which tells the server they ended);
+        a handler that ignores its cancellation past `cancel_grace` ends the process."""
+        self._dead = [*self._dead, worker_id][-IDS_REMEMBERED:]
+        fx: list[Effect] = []
+        cancelled = 0
+        for slot in self._slots.values():
+            if slot.assignment.worker_id == worker_id and slot.running:
+                cancelled += 1
+                if slot.cancelled_at is None:
+                    slot.cancelled_at = now
+                    fx.append(Cancel(slot.assignment))
         action = "leaving" if self.draining else "joining again under a new id"
+        if cancelled:
+            action = (f"cancelling the {_count(cancelled, 'handler')} it runs under that id, "
+                      f"then {action}")
         return ([Log("warning", f"the server declared {worker_id} dead (missed heartbeats); "
-                                f"{action}")] + self._retire(worker_id, now))
+                                f"{action}")] + fx + self._retire(worker_id, now))
 
     def _retire(self, worker_id: str, now: float) -> list[Effect]:
         """`worker_id` is no longer ours: what waits to run under it is refused. (Held

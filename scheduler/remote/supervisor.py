@@ -73,6 +73,8 @@ class ProcessPool:
         self._stop = threading.Event()
         self._reaper: LoopThread | None = None
         self._closed = False
+        # Told the spawn id of each child found exited (its handlers are gone with it).
+        self.on_exit: Callable[[str], None] | None = None
 
     def spawn(self, count: int) -> list[dict]:
         """Start `count` workers; they join the cluster once they have connected."""
@@ -125,12 +127,17 @@ class ProcessPool:
             return [c.view() for c in self._children.values()]
 
     def reap(self) -> None:
+        exited = []
         with self._lock:
             for child in self._children.values():
                 if child.returncode is None and child.process.poll() is not None:
                     child.returncode = child.process.returncode
+                    exited.append(child.spawn_id)
                     log.info("worker process %s (pid %d) exited with status %s",
                              child.name, child.process.pid, child.returncode)
+        if exited and self.on_exit is not None:
+            for spawn_id in exited:
+                self.on_exit(spawn_id)
 
     def stop(self, grace: float = 2.0) -> None:
         """SIGTERM every child (they drain), SIGKILL what is left after `grace`, reap all.

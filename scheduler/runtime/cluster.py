@@ -77,6 +77,11 @@ class Cluster:
         self.chaos = chaos or Chaos(seed=settings.get("seed", config.seed))
         if app is None and handlers is None:
             app = demo_app(self.chaos)  # the built-in demo: what `make run` shows
+        elif app is not None and isinstance(app.chaos, Chaos) and app.chaos is not self.chaos:
+            # An app built on the demo's handlers: its knobs are the ones to turn.
+            if chaos is not None:
+                app.chaos.update(**chaos.view())
+            self.chaos = app.chaos
         if app is not None:
             app.check()
             # The app's step policies; settings given here override them step by step.
@@ -689,6 +694,22 @@ class Cluster:
     def beat(self, worker_id: str) -> bool:
         # Without the lock on purpose (see SchedulerCore.heartbeat).
         return self._core.heartbeat(worker_id, self._clock())
+
+    def attempts_ended(self, worker_id: str, ended: list[tuple[str, int]]) -> None:
+        """Handlers of a worker that left have returned, as (task id, lease): a step's
+        limit no longer counts them (see SchedulerCore.attempts_ended)."""
+        if ended:
+            self._call(self._core.attempts_ended, worker_id, ended)
+
+    def workers_report(self, worker_ids: Iterable[str],
+                       running: Iterable[tuple[str, str, int]]) -> None:
+        """A worker process registered again and said what it still runs, as (worker id,
+        task id, lease), under the ids it has held (see SchedulerCore.workers_report)."""
+        self._call(self._core.workers_report, list(worker_ids), list(running))
+
+    def workers_gone(self, worker_ids: Iterable[str]) -> None:
+        """The process behind these worker ids is gone (reaped): nothing runs under them."""
+        self._call(self._core.workers_gone, list(worker_ids))
 
     # ------------------------------------------------------------------ internals
 

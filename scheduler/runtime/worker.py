@@ -32,6 +32,7 @@ class WorkerPort(Protocol):
         take: int = 0,
     ) -> list[tuple[Dispatch, dict | None]]: ...
     def beat(self, worker_id: str) -> bool: ...
+    def attempts_ended(self, worker_id: str, ended: list[tuple[str, int]]) -> None: ...
 
 
 class Executor(Protocol):
@@ -241,6 +242,10 @@ class ThreadWorker:
             # Killed: a crashed worker reports nothing and the monitor moves its task.
             # Stopped: the attempt was cut short, which is not the handler's failure.
             self._free.release(len(ended))
+            # But the handlers have ended, which the server sees for itself: a step's
+            # limit may be holding their places until they did.
+            self._port.attempts_ended(
+                self.id, [(a.dispatch.task_id, a.dispatch.lease) for a, _, _ in ended])
             return []
         following: list[Dispatch] = []
         while chain and len(following) < len(ended):

@@ -26,6 +26,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..engine.config import ConfigError, RetryPolicy, StepPolicy
 from ..engine.workflow import Workflow, WorkflowError
@@ -72,6 +73,9 @@ class App:
     name: str = "orderflow"
     steps: dict[str, Step] = field(default_factory=dict)
     workflows: dict[str, Workflow] = field(default_factory=dict)
+    # The demo's chaos knobs, for an app whose handlers follow them (`demo_app`): a
+    # cluster running it turns these (PUT /api/chaos). None for any other app.
+    chaos: Any = None
 
     def step(
         self,

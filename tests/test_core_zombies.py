@@ -1,0 +1,287 @@
+"""A step's max_in_flight holds across stalled and dead workers and restarts: an attempt counts
+until its worker confirms that it ended or it can no longer be running (engine/zombies.py).
+Pure core, fake clock."""
+
+from __future__ import annotations
+
+import pytest
+from sim import Sim
+
+from scheduler.engine.config import ClusterConfig, StepPolicy
+from scheduler.engine.core import SchedulerCore
+from scheduler.engine.records import ResumePoint
+from scheduler.engine.states import TaskState
+from scheduler.engine.zombies import Zombie, Zombies
+
+S = TaskState
+OFFSET = 1_700_000_000.0
+LIMIT = {"payment": StepPolicy(max_in_flight=4)}
+
+
+def started(sim: Sim, wid: str, count: int) -> list:
+    out = []
+    for _ in range(count):
+        d, _ = sim.start_next(wid)
+        assert d is not None
+        out.append(d)
+    return out
+
+
+def payments_on_workers(core: SchedulerCore) -> int:
+    return sum(1 for t in core.tasks.values() if t.step == "payment"
+               and t.state in (S.ASSIGNED, S.RUNNING))
+
+
+def restarted(old: SchedulerCore, now: float, **settings) -> SchedulerCore:
+    """A new server's core on what the old one's journal holds (every event, every row)."""
+    settings.setdefault("seed", 7)
+    core = SchedulerCore(ClusterConfig(workers=0, **settings), epoch_offset=OFFSET)
+    point = ResumePoint(seq=old.seq, order_number=old.order_number,
+                        lease_counter=old.lease_counter, counters=dict(old.counters),
+                        orders_by_status=dict(old.orders_by_status),
+                        tasks_by_state=dict(old.tasks_by_state))
+    records = [old.order_record(o, with_events=True) for o in old.orders.values()]
+    core.restore(point, records, now=now)
+    core.validate()
+    return core
+
+
+# ------------------------------------------------------------------ a stalled worker
+
+
+def test_a_stalled_worker_declared_dead_keeps_its_running_payments_counted_until_their_bound():
+    # Found by an attack: limit 4, a worker stalled past the heartbeat timeout kept running
+    # its 4 payments while the server started 4 more elsewhere (peak 6-7 at once).
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=10.0, zombie_grace=5.0)
+    sim.add_worker("p-stalled", kind="process")
+    for i in range(8):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-stalled", 4)
+    sim.add_worker("p-healthy", kind="process")
+    assert payments_on_workers(sim.core) == 4 and not sim.queues["p-healthy"]
+    sim.advance(3.0, beating=("p-healthy",))  # p-stalled is silent: declared dead
+    assert sim.core.workers["p-stalled"].status == "dead"
+    [death] = sim.types(type="worker_dead")
+    assert "4 attempt(s) it may still be running keep their place" in death["message"]
+    # Its 4 payments moved (progress goes on) but none starts: the limit is still taken.
+    assert payments_on_workers(sim.core) == 0
+    assert sim.core.limits.in_flight("payment") == 4
+    assert sim.core.held_by_limits() == {"payment": 8}
+    # The bound: the attempts' time limit (10 s from their start at 0) plus the grace.
+    sim.advance(14.9 - sim.now, beating=("p-healthy",))
+    assert payments_on_workers(sim.core) == 0
+    sim.advance(0.2, beating=("p-healthy",))
+    ended = sim.types(type="attempt_ended")
+    assert sorted(e["order_id"] for e in ended) == sorted(d.task_id.split(":")[0]
+                                                           for d in running)
+    assert all(e["worker_id"] == "p-stalled" for e in ended)
+    assert payments_on_workers(sim.core) == 4  # now, and no more than the limit
+    assert sim.core.limits.in_flight("payment") == 4
+
+
+def test_each_late_result_of_a_dead_worker_frees_exactly_one_place_at_once():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=10.0, zombie_grace=5.0)
+    sim.add_worker("p-stalled", kind="process")
+    for i in range(8):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-stalled", 4)
+    sim.add_worker("p-healthy", kind="process")
+    sim.advance(3.0, beating=("p-healthy",))
+    assert payments_on_workers(sim.core) == 0
+    sim.fail(running[0], "cancelled")  # told it is dead, it stopped a handler: rejected
+    [rejected] = sim.types(type="result_rejected")
+    assert "no longer counts towards step payment's limit" in rejected["message"]
+    assert payments_on_workers(sim.core) == 1
+    for d in running[1:]:
+        sim.succeed(d, "late")
+    assert payments_on_workers(sim.core) == 4
+    assert sim.core.limits.in_flight("payment") == 4 and not sim.core.zombies
+
+
+def test_a_stuck_attempt_of_a_worker_declared_dead_stays_counted_until_its_bound():
+    sim = Sim(workers=0, slots=2, prefetch=0, steps={"payment": StepPolicy(max_in_flight=1)},
+              step_timeout=1.0, zombie_grace=4.0)
+    sim.add_worker("p-1", kind="process")
+    sim.submit("o1")
+    sim.submit("o2")
+    [d] = started(sim, "p-1", 1)
+    sim.advance(1.0)  # timed out: its handler ignores it (stuck), the limit stays taken
+    assert sim.core.workers["p-1"].stuck
+    sim.add_worker("p-2", kind="process")
+    sim.advance(2.5, beating=("p-2",))  # p-1 dies: its stuck attempt becomes a zombie
+    assert sim.core.workers["p-1"].status == "dead" and len(sim.core.zombies) == 1
+    waiting = [t for t in (sim.task("o1", "payment"), sim.task("o2", "payment"))
+               if t.state is S.READY]
+    assert waiting and sim.core.limits.in_flight("payment") == 1
+    death_at = next(e for e in sim.types(type="worker_dead"))["ts"]
+    sim.advance(death_at + 3.9 - sim.now, beating=("p-2",))
+    assert payments_on_workers(sim.core) == 0
+    sim.advance(0.3, beating=("p-2",))
+    assert payments_on_workers(sim.core) == 1 and not sim.core.zombies
+    assert sim.core.limits.in_flight("payment") == 1
+
+
+def test_a_thread_workers_zombie_has_no_bound_and_ends_when_its_handler_returns():
+    sim = Sim(workers=1, slots=1, prefetch=0, steps={"payment": StepPolicy(max_in_flight=1)},
+              step_timeout=1.0, zombie_grace=1.0)
+    sim.submit("o1")
+    [d] = started(sim, "w1", 1)
+    sim.add_worker("w2")
+    sim.advance(60.0, beating=("w2",))  # a killed thread worker: its thread still runs
+    assert sim.core.workers["w1"].status == "dead"
+    assert payments_on_workers(sim.core) == 0 and len(sim.core.zombies) == 1
+    sim.apply(sim.core.attempts_ended("w1", [(d.task_id, d.lease)], now=sim.now))
+    assert payments_on_workers(sim.core) == 1 and not sim.core.zombies
+
+
+def test_a_running_payment_of_a_cancelled_order_keeps_its_place_until_its_handler_returns():
+    sim = Sim(workers=1, slots=4, steps={"payment": StepPolicy(max_in_flight=1)})
+    sim.submit("o1")
+    sim.submit("o2")
+    [d] = started(sim, "w1", 1)
+    sim.apply(sim.core.cancel_order("o1", now=sim.now))
+    assert sim.task("o2", "payment").state is S.READY
+    assert sim.core.limits.in_flight("payment") == 1
+    sim.succeed(d, "charged anyway")  # rejected: the order was cancelled; the handler ended
+    assert sim.task("o2", "payment").state is S.ASSIGNED
+
+
+def test_a_rejoining_process_confirms_what_it_no_longer_runs_and_what_it_still_runs():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0)
+    sim.add_worker("p-1", kind="process")
+    for i in range(6):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-1", 4)
+    sim.add_worker("p-2", kind="process")
+    sim.advance(3.0, beating=("p-2",))
+    assert payments_on_workers(sim.core) == 0
+    # p-1's process registers again: it still runs two of them.
+    still = [("p-1", d.task_id, d.lease) for d in running[:2]]
+    sim.apply(sim.core.workers_report(["p-1"], still, now=sim.now))
+    assert len(sim.types(type="attempt_ended")) == 2
+    assert payments_on_workers(sim.core) == 2
+    sim.apply(sim.core.workers_report(["p-1"], [], now=sim.now))
+    assert payments_on_workers(sim.core) == 4 and not sim.core.zombies
+
+
+# ------------------------------------------------------------------ a restart
+
+
+def test_a_restarted_server_counts_what_the_old_one_started_until_workers_report_it_ended():
+    # Found by an attack: after a SIGKILL and restart the count started from zero while the
+    # old handlers still ran (peak 8 with a limit of 4; 4 payments ran twice).
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    for i in range(8):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-old", 4)
+    core = restarted(sim.core, now=1.0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0,
+                     heartbeat_timeout=2.0)
+    [restart] = [e for e in core.history.after(sim.core.seq) if e["type"] == "server_restarted"]
+    assert restart["unconfirmed"] == 4
+    assert len(core.zombies) == 4 and core.limits.in_flight("payment") == 4
+    core.add_worker("p-new", kind="process", now=1.0)
+    core.validate()
+    assert payments_on_workers(core) == 0  # held: the old handlers may still run
+    # The old worker's process registers again: two of them still run.
+    still = [("p-old", d.task_id, d.lease) for d in running[:2]]
+    core.workers_report(["p-old"], still, now=2.0)
+    core.heartbeat("p-new", 4.9)
+    core.tick(now=4.9)  # the hold after a restart (2 x the heartbeat timeout) is not over
+    assert payments_on_workers(core) == 0
+    core.heartbeat("p-new", 5.1)
+    core.tick(now=5.1)
+    assert payments_on_workers(core) == 2  # never more than the limit, the 2 zombies with
+    core.validate()
+    core.workers_report(["p-old"], [], now=6.0)  # they ended
+    assert payments_on_workers(core) == 4 and not core.zombies
+    core.validate()
+
+
+def test_attempts_the_old_server_started_end_by_their_bound_if_no_worker_reports():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=10.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    for i in range(4):
+        sim.submit(f"o{i}")
+    sim.now = 2.0
+    started(sim, "p-old", 3)  # started at 2.0 (core time of the old server): limit ends at 12
+    sim.now = 4.0
+    started(sim, "p-old", 1)  # ends at 14
+    # The new server's clock starts elsewhere; only wall time is shared.
+    core = SchedulerCore(ClusterConfig(workers=0, seed=7, steps=LIMIT, step_timeout=10.0,
+                                       zombie_grace=5.0, heartbeat_timeout=1.0),
+                         epoch_offset=OFFSET - 100.0)
+    point = ResumePoint(seq=sim.core.seq, order_number=4, lease_counter=sim.core.lease_counter)
+    core.restore(point, [sim.core.order_record(o, with_events=True)
+                         for o in sim.core.orders.values()], now=104.0)
+    core.add_worker("p-new", kind="process", now=104.0)
+    assert len(core.zombies) == 4
+    # Bound: the time limit or the restart, whichever is later, plus the grace (a worker
+    # learns that its id is dead here only once it is back).
+    core.heartbeat("p-new", 116.9)
+    core.tick(now=116.9)
+    assert payments_on_workers(core) == 0
+    core.heartbeat("p-new", 117.0)
+    core.tick(now=117.0)
+    assert payments_on_workers(core) == 3
+    core.heartbeat("p-new", 119.0)
+    core.tick(now=119.0)
+    assert payments_on_workers(core) == 4 and not core.zombies
+    assert {e["reason"] for e in core.history.after(0) if e["type"] == "attempt_ended"} == {
+        "bound"}
+    core.validate()
+
+
+def test_attempts_that_ended_before_the_restart_are_not_inherited():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=10.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    for i in range(3):
+        sim.submit(f"o{i}")
+    a, b, c = started(sim, "p-old", 3)
+    sim.succeed(a)
+    sim.fail(b, "gateway said no")
+    core = restarted(sim.core, now=1.0, steps=LIMIT, step_timeout=10.0)
+    assert [z.task_id for z in core.zombies] == [c.task_id]
+
+
+def test_a_rate_limited_step_starts_with_an_empty_bucket_after_a_restart():
+    steps = {"payment": StepPolicy(rate=2.0, burst=4)}
+    sim = Sim(workers=1, slots=8, steps=steps)
+    sim.submit("o0")
+    core = restarted(sim.core, now=10.0, steps=steps)
+    assert core.limits.room("payment", 10.0) == 0  # the old server may have spent it all
+    assert core.limits.room("payment", 10.5) == 1
+    assert core.limits.room("payment", 12.0) == 4
+
+
+def test_a_first_start_on_an_empty_journal_holds_nothing():
+    core = SchedulerCore(ClusterConfig(workers=0, steps=LIMIT))
+    core.restore(ResumePoint(seq=0, order_number=0, lease_counter=0), [], now=0.0)
+    assert core.limits.room("payment", 0.0) == 4
+
+
+# ------------------------------------------------------------------ the registry
+
+
+def test_a_zombie_of_unknown_lease_matches_any_lease_and_bounds_come_out_in_order():
+    zombies = Zombies()
+    assert zombies.add(Zombie("p-1", "o1:payment", 0, "payment", 1, None, 9.0))
+    assert zombies.add(Zombie("p-1", "o2:payment", 7, "payment", 1, None, 5.0))
+    assert not zombies.add(Zombie("p-1", "o1:payment", 3, "payment", 1, None, 12.0))
+    assert zombies.find("p-1", "o1:payment", 42) is not None
+    assert zombies.find("p-2", "o1:payment", 42) is None
+    assert zombies.next_bound() == 5.0
+    assert zombies.expired(4.9) == []
+    assert [z.task_id for z in zombies.expired(12.0)] == ["o2:payment", "o1:payment"]
+    assert len(zombies) == 0 and zombies.next_bound() is None
+
+
+@pytest.mark.parametrize("field,value", [("zombie_grace", -1.0), ("restart_hold", -0.5)])
+def test_negative_graces_are_refused_by_name(field, value):
+    from scheduler.engine.config import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        ClusterConfig(**{field: value})

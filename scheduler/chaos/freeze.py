@@ -37,9 +37,10 @@ def postmaster_of(url: str) -> int | None:
     and this process may signal it; None otherwise (a remote database)."""
     with read_connection(parse_location(url)) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    postmaster = _parent(backend)
-    if postmaster is None or not (_is_postgres(backend) and _is_postgres(postmaster)):
-        return None
+        # While the connection lasts: its backend process ends with it.
+        postmaster = _parent(backend)
+        if postmaster is None or not (_is_postgres(backend) and _is_postgres(postmaster)):
+            return None
     try:
         os.kill(postmaster, 0)
     except OSError:

@@ -492,6 +492,7 @@ def main(args) -> int:
         restart_every=0.0 if args.no_restart else args.restart_every,
         long_stall_every=args.stall_every,
         ha=args.ha,
+        freeze_every=args.freeze_every,
     )
     try:
         report = run_chaos(settings)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from ..journal.lease import LeaseSettings
 from .fleet import NAME_PREFIX, RemoteWorker
 from .schedule import DATABASE_FREEZE, HANG_BURST, RESTART, fault_plan
 from .serve_process import health
@@ -224,6 +225,10 @@ class Faults:
         d.note("database_freeze", f"PostgreSQL SIGSTOPped {seconds:g}s; {leader.url} led "
                                   f"{time.monotonic() - thawed_at:.2f}s after the SIGCONT")
         self._check_rejoined(thawed_at, "freeze")
+        # A leader that lost its term in the freeze leaves the lease to the others for the
+        # holdoff: a SIGKILL of the next leader before it ends would wait for it (as it
+        # should), which the next failover's time limit does not allow for.
+        threading.Event().wait(max(0.0, thawed_at + LeaseSettings().holdoff - time.monotonic()))
 
     def _check_rejoined(self, since: float, what: str) -> None:
         d = self.driver

@@ -170,6 +170,18 @@ def test_a_cluster_asked_for_a_key_in_commit_waits_for_it_or_says_so(journal_db)
         assert cluster.find_by_idempotency_key("k") == submitted_ids(cluster)[0]
 
 
+def test_orders_are_shown_once_committed_and_the_bookkeeping_of_commits_does_not_grow(
+        journal_db):
+    with held_app(journal_db) as (cluster, client, held):
+        ids = [client.post("/api/orders", json=ORDER).json["id"] for _ in range(30)]
+        ids += cluster.submit_many([ORDER] * 500)
+        listed = {o["id"] for o in client.get("/api/orders?limit=500").json["orders"]}
+        assert set(ids[-500:]) <= listed
+        client.post("/api/orders", json=ORDER)
+        # Only what was accepted since the last commit is still tracked.
+        assert len(cluster._unconfirmed) <= 1 and len(cluster._unconfirmed_tickets) <= 1
+
+
 # ---------------------------------------------------------------- real crashes
 
 

@@ -14,6 +14,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -105,6 +106,7 @@ class Cluster:
         # order: from the core's acceptance (under the lock) until their commit. Not shown,
         # nor answered for (an idempotency key included), as if they existed.
         self._unconfirmed: dict[str, int] = {}
+        self._unconfirmed_tickets: deque[tuple[int, list[str]]] = deque()  # the same, by ticket
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._next_tick = 0.0
@@ -217,18 +219,18 @@ class Cluster:
             ticket = self._publish(merged)
             if ticket is not None:
                 self._forget_committed()
-                self._unconfirmed.update((order_id, ticket) for order_id, _ in orders)
+                ids = [order_id for order_id, _ in orders]
+                self._unconfirmed.update((order_id, ticket) for order_id in ids)
+                self._unconfirmed_tickets.append((ticket, ids))
         self._carry_out(merged, ticket, durable=True)
 
     def _forget_committed(self) -> None:
-        """Under the lock: drop the entries the journal has committed since. Tickets grow
-        in insertion order and commit in that order, so only the front needs a look."""
-        unconfirmed = self._unconfirmed
-        while unconfirmed:
-            order_id, ticket = next(iter(unconfirmed.items()))
-            if not self._journal.committed(ticket):
-                return
-            del unconfirmed[order_id]
+        """Under the lock: drop the entries the journal has committed since. Tickets are
+        taken in order and commit in that order, so only the oldest need a look."""
+        tickets = self._unconfirmed_tickets
+        while tickets and self._journal.committed(tickets[0][0]):
+            for order_id in tickets.popleft()[1]:
+                self._unconfirmed.pop(order_id, None)
 
     def _confirmed(self, order_id: str) -> bool:
         """False for an accepted order that is not committed yet. Call under the lock."""

@@ -215,20 +215,37 @@ class Faults:
             d.frozen_until = time.monotonic() + FREEZE_AFTERMATH
         thawed_at = time.monotonic()
         patience = d.settings.failover_timeout + 10.0
-        leader = wait_until(d.leading_server, patience, interval=0.02)
+        leader = wait_until(self._one_leader, patience, interval=0.02)
         if leader is None:
             d.problem("no_leader_after_freeze", f"no server led within {patience:.0f}s of "
                                                 f"the SIGCONT of a {seconds:g}s freeze")
             d.note("database_freeze", f"PostgreSQL SIGSTOPped {seconds:g}s: NO leader after")
             return
-        d.timings["failover_after_freeze_s"].append(time.monotonic() - thawed_at)
+        led_at = time.monotonic()
+        d.url = leader.url
+        d.timings["failover_after_freeze_s"].append(led_at - thawed_at)
         d.note("database_freeze", f"PostgreSQL SIGSTOPped {seconds:g}s; {leader.url} led "
-                                  f"{time.monotonic() - thawed_at:.2f}s after the SIGCONT")
+                                  f"{led_at - thawed_at:.2f}s after the SIGCONT")
         self._check_rejoined(thawed_at, "freeze")
-        # A leader that lost its term in the freeze leaves the lease to the others for the
-        # holdoff: a SIGKILL of the next leader before it ends would wait for it (as it
-        # should), which the next failover's time limit does not allow for.
-        threading.Event().wait(max(0.0, thawed_at + LeaseSettings().holdoff - time.monotonic()))
+        # A leader that lost its term in the freeze has stepped down by now, and leaves the
+        # lease to the others for the holdoff: a SIGKILL of the next leader before that
+        # ends would wait for it (as it should), which the next failover's time limit does
+        # not allow for. So the fault lasts until then.
+        threading.Event().wait(max(0.0, led_at + LeaseSettings().holdoff - time.monotonic()))
+
+    def _one_leader(self):
+        """The server that leads, once the others stand by naming it (after a freeze the old
+        leader answers as such until it finds its term over, and a standby names nobody
+        while the lease is expired); None until then."""
+        views = [(server, health(server.url)) for server in self.driver.servers]
+        leaders = [server for server, (code, _) in views if code == 200]
+        if len(leaders) != 1:
+            return None
+        leader = leaders[0]
+        if all(body.get("role") == "standby" and body.get("leader") == leader.url
+               for server, (_, body) in views if server is not leader):
+            return leader
+        return None
 
     def _check_rejoined(self, since: float, what: str) -> None:
         d = self.driver

@@ -20,6 +20,7 @@ from scheduler import (
     UnknownWorker,
     UnknownWorkflow,
 )
+from scheduler.journal.base import CommitPending
 from scheduler.journal.schema import StoreError
 from scheduler.journal.writer import Deposed
 
@@ -50,6 +51,8 @@ _SCHEDULER_ERRORS: list[tuple[type[Exception], int, str]] = [
     (Conflict, 409, "conflict"),
     # This server stopped leading (another one leads the database now): ask the leader.
     (Deposed, 503, "standby"),
+    # An order accepted but not committed yet (an idempotency key re-posted meanwhile).
+    (CommitPending, 503, "commit_pending"),
     # The journal cannot be written: nothing can be accepted durably until it is fixed.
     (StoreError, 503, "journal_unavailable"),
 ]
@@ -72,7 +75,9 @@ def describe(exc: BaseException) -> ApiError:
         return ApiError(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)})
     for cls, status, code in _SCHEDULER_ERRORS:
         if isinstance(exc, cls):
-            return ApiError(status, code, str(exc))
+            # A 503 says when to ask again.
+            retry = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status == 503 else None
+            return ApiError(status, code, str(exc), retry)
     if isinstance(exc, HTTPException):
         status = exc.code or 500
         headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "www-authenticate")}

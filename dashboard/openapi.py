@@ -37,7 +37,9 @@ def _errors(*statuses: int) -> dict:
         422: "Well-formed JSON with invalid values",
         503: ("The journal cannot be written (code journal_unavailable): nothing is accepted "
               "until it is fixed; or this server does not lead (code standby, with role and "
-              "leader beside the error): send it to the leader"),
+              "leader beside the error): send it to the leader; or the order is accepted but "
+              "not committed yet (code commit_pending, e.g. an Idempotency-Key posted again "
+              "while its first request waits for the commit): ask again after Retry-After"),
     }
     return {str(s): {"description": reasons[s], "content": {JSON: {"schema": _ref("Error")}}}
             for s in statuses}
@@ -397,7 +399,7 @@ PATHS: dict[str, dict] = {
     "/api/orders/{order_id}": {"get": _op(
         "An order with its tasks and its events",
         {"200": _json({"allOf": [_ref("Order"), {"type": "object", "properties": {
-            "events": {"type": "array", "items": _ref("Event")}}}]}), **_errors(401, 404)},
+            "events": {"type": "array", "items": _ref("Event")}}}]}), **_errors(401, 404, 503)},
         parameters=[_path("order_id")])},
     "/api/orders/{order_id}/cancel": {"post": _op(
         "Cancel an unfinished order",

@@ -19,7 +19,13 @@ from conftest import wait_for
 from scheduler.chaos.app import PAYMENT_LIMIT
 from scheduler.chaos.driver import ChaosSettings, run_chaos
 from scheduler.chaos.faults import Faults
-from scheduler.chaos.schedule import HANG_BURST, LONG_STALL, RESTART, fault_plan
+from scheduler.chaos.schedule import (
+    DATABASE_FREEZE,
+    HANG_BURST,
+    LONG_STALL,
+    RESTART,
+    fault_plan,
+)
 
 pytestmark = pytest.mark.slow  # 60 s of faults, with server and worker processes
 
@@ -57,6 +63,11 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     assert report["max_in_flight_exceeded"] == 0
     peak, limit = report["peak_in_flight"]["payment"]
     assert limit == PAYMENT_LIMIT and 2 <= peak <= limit, report["peak_in_flight"]
+    # Every order was answered under its key, each with an order the journal holds under it
+    # (impatient clients posted keys again while their first request waited for the commit).
+    assert report["keys_answered"] == report["submitted"]
+    assert report["keys_answered_before_commit"] == report["keys_answered_with_two_orders"] == 0
+    assert report["repeats_answered"] >= 1
     faults = report["faults"]
     assert report["server_restarts"] >= 2
     # A long stall got its worker declared dead, and the process joined again under a new id.
@@ -99,6 +110,11 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
     # stepped down by itself, a renewal late on a loaded machine, adds an epoch: allowed.)
     assert report["failovers"] >= 2
     assert report["leader_epochs"] >= report["failovers"] + 1
+    # PostgreSQL itself was frozen (3 s, then 7 s: past the lease) with orders flowing, and
+    # no key was answered before its commit.
+    assert report["database_freezes"] >= 2
+    assert report["keys_answered"] == report["submitted"]
+    assert report["keys_answered_before_commit"] == report["keys_answered_with_two_orders"] == 0
     assert report["epochs_interleaved"] == 0
     failover = report["failover"]
     if "failover_after_sigkill_s_max" in failover:
@@ -157,6 +173,17 @@ def test_one_burst_of_hung_attempts_is_planned_before_the_first_restart(restart_
         restarts = [p.at for p in plan if p.kind == RESTART] or [60]
         # Its attempts' 2 s time limit ends them on the server that started them.
         assert len(bursts) == 1 and 1 <= bursts[0] <= restarts[0] - 2
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_minute_with_freezes_plans_a_short_and_a_long_one_and_keeps_its_restarts(seed):
+    without = fault_plan(60, 15, 20, random.Random(seed))
+    plan = fault_plan(60, 15, 20, random.Random(seed), freeze_every=20)
+    freezes = [p.at for p in plan if p.kind == DATABASE_FREEZE]
+    assert [p for p in plan if p.kind != DATABASE_FREEZE] == without
+    # At least two (the settings' 3 s one, then the 7 s one), with room after the last.
+    assert len(freezes) >= 2 and freezes[-1] <= 60 - 15
+    assert DATABASE_FREEZE not in {p.kind for p in without}
 
 
 @pytest.mark.parametrize("seed", range(20))

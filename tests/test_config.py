@@ -141,6 +141,17 @@ def test_cluster_settings_at_the_low_edge_of_their_range_are_accepted(kwargs):
     assert all(getattr(config, k) == v for k, v in kwargs.items())
 
 
+@pytest.mark.parametrize("wait", [-1, -0.001, float("nan")])
+def test_a_key_commit_wait_below_zero_is_refused_with_its_value(wait):
+    with pytest.raises(ConfigError, match=f"^key_commit_wait must be >= 0 seconds, got {wait}$"):
+        ClusterConfig(key_commit_wait=wait)
+
+
+def test_a_key_commit_wait_of_zero_is_accepted_and_the_default_is_five_seconds():
+    assert ClusterConfig(key_commit_wait=0).key_commit_wait == 0
+    assert ClusterConfig().key_commit_wait == 5.0
+
+
 # --------------------------------------------------------------------------- step policies
 
 

@@ -37,6 +37,7 @@ class Store:
     def __init__(self, lease: FakeLease, holder: str, url: str):
         self.lease, self.holder, self.url = lease, holder, url
         self.down = False
+        self.look_takes = 0.0  # seconds a look waits for the database (a frozen one)
         self.released: list[int] = []
         lease.sessions[holder] = True
 
@@ -46,6 +47,7 @@ class Store:
 
     def look(self) -> LeaseView:
         self._call()
+        self.lease.now += self.look_takes
         return self.lease.view()
 
     def take(self, seen_epoch: int) -> int | None:
@@ -88,7 +90,7 @@ class Server:
         self.changes: list[Term | None] = []
         self.changed_at: list[float] = []  # on the shared clock
         self.elector = Elector(self.store, SETTINGS, on_change=self._changed,
-                               stand_by=stand_by)
+                               clock=lambda: lease.now, stand_by=stand_by)
 
     def _changed(self, term: Term | None) -> None:
         self.changes.append(term)
@@ -269,6 +271,22 @@ def test_a_server_that_stepped_down_leaves_the_lease_to_the_others_for_the_holdo
     assert a.elector.role == STANDBY, "no campaign during the holdoff"
     run(lease, [a], 0.5)
     assert a.elector.role == LEADER and lease.epoch == 3
+
+
+def test_a_standby_whose_look_waited_on_a_frozen_database_takes_a_term_that_holds(lease):
+    """The database froze under a standby's look (SIGSTOP of PostgreSQL, 7 s) and the
+    leader's lease expired meanwhile: the term it takes once the database answers counts from
+    the take, not from the step that began before the freeze (it was born expired, and the
+    new leader stepped down at once, leaving the database leaderless for its holdoff)."""
+    a, b = Server(lease, "a"), Server(lease, "b")
+    run(lease, [a, b], 1)
+    b.store.look_takes = 7.0  # the freeze, from b's side; a's renewals wait as long
+    b.step()
+    b.store.look_takes = 0.0
+    run(lease, [b], 0.5, paused=(a,))
+    assert b.elector.role == LEADER and lease.epoch == 2
+    assert b.changes == [b.changes[0]] and b.changes[0].holds(lease.now), (
+        "the new leader must not step down right after taking the lease")
 
 
 def test_two_standbys_never_both_take_one_expired_lease(lease):

@@ -109,6 +109,43 @@ def test_server_errors_and_unordered_seq_are_violations(clean):
     assert "seq_not_increasing" in report["examples"]
 
 
+def keyed(history: History, keys: dict[str, str]) -> History:
+    """The history with each order in `keys` submitted under that idempotency key."""
+    for oid, key in keys.items():
+        history.orders[oid] = dataclasses.replace(history.orders[oid], idempotency_key=key)
+    return history
+
+
+def test_every_key_answered_with_an_order_the_journal_holds_under_it_passes(clean):
+    sim, ids = clean
+    history = keyed(history_of(sim), {"o1": "k1", "o2": "k2"})
+    answers = [("k1", "o1"), ("k2", "o2"), ("k1", "o1")]  # asked twice, the same answer
+    report = check_history(history, ids, max_retries=3, answers=answers)
+    assert report["ok"], report["examples"]
+    assert report["keys_answered"] == 2 and report["keys_answered_before_commit"] == 0
+
+
+def test_a_key_answered_with_an_order_the_journal_never_got_was_answered_before_its_commit(
+        clean):
+    sim, ids = clean
+    # k1 was answered 200 with o-lost, which a crash took; the key later made o1.
+    history = keyed(history_of(sim), {"o1": "k1"})
+    report = check_history(history, ids, max_retries=3,
+                           answers=[("k1", "o-lost"), ("k1", "o1")])
+    assert not report["ok"]
+    assert report["keys_answered_before_commit"] == 1
+    assert report["keys_answered_with_two_orders"] == 1
+    assert report["examples"]["key_answered_before_commit"] == [("k1", "o-lost", "o1")]
+    assert "keys_answered_before_commit" in format_report(report)
+
+
+def test_a_key_answered_with_an_order_kept_under_another_key_is_caught(clean):
+    sim, ids = clean
+    history = keyed(history_of(sim), {"o1": "k1"})
+    report = check_history(history, ids, max_retries=3, answers=[("k2", "o1")])
+    assert report["examples"]["key_answered_before_commit"] == [("k2", "o1", None)]
+
+
 def test_remote_work_counts_steps_by_server_start_and_late_results_fenced():
     events = [
         {"type": "task_succeeded", "worker_id": "p-a-1"},

@@ -40,6 +40,11 @@ def add_arguments(chaos: argparse.ArgumentParser) -> None:
                        "and kill the leader at each planned restart instead (SIGKILL, or "
                        "SIGSTOP past its lease): the standby must take over; the workers and "
                        "the orders follow the leader")
+    chaos.add_argument("--freeze-every", type=float, default=DEFAULTS.freeze_every,
+                       metavar="S",
+                       help="with --ha and PostgreSQL on this machine: mean seconds between "
+                       "freezes of the database (SIGSTOP of its processes for 3 s, then 7 s, "
+                       "in turn, then SIGCONT); 0: none")
     chaos.add_argument("--report", default=None, metavar="FILE", help="also write JSON here")
 
 

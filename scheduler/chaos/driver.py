@@ -18,9 +18,13 @@ until the server has declared it dead, then SIGCONT: it must notice and join aga
 new id (its late results are fenced). Drawn as the run goes: kills of thread workers
 (simulated crash) and process workers (SIGKILL), SIGKILL of a remote worker (replaced),
 short stalls below the heartbeat timeout (no death allowed), failure and latency spikes
-through `PUT /api/chaos`, adds and drains. Orders are posted with an Idempotency-Key and re-posted
-with the same key after a connection error, so an order whose acknowledgement was lost in a
-crash is neither lost nor doubled.
+through `PUT /api/chaos`, adds and drains. With --ha and PostgreSQL on this machine, the
+database itself is frozen now and then (SIGSTOP, then SIGCONT: freeze.py). Orders are posted
+with an Idempotency-Key and re-posted with the same key after a connection error, so an order
+whose acknowledgement was lost in a crash is neither lost nor doubled; some clients are
+impatient (their first request gives up within a fraction of a second and they post again at
+once, while it may still wait for its commit). Every 200/201 is kept with its key: the
+checker finds each such order in the journal, under that key.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from ..engine.config import ClusterConfig
 from ..journal.location import parse_location
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
+from .freeze import DatabaseFreeze, postmaster_of
 from .invariants import check_history, format_report, load_journal, percentile, remote_work
 from .serve_process import ServeProcess, health
 from .settings import CALM, ChaosSettings
@@ -76,17 +81,27 @@ class Driver:
 
     def __init__(self, settings: ChaosSettings, url: str, out=sys.stdout,
                  fleet: Fleet | None = None, server: ServeProcess | None = None,
-                 servers: list[ServeProcess] | None = None):
+                 servers: list[ServeProcess] | None = None,
+                 freezer: DatabaseFreeze | None = None):
         self.settings, self.url, self.out = settings, url, out
         self.fleet, self.server = fleet, server  # the server is replaced at each restart
         self.servers = servers or []  # --ha: both, each replaced when restarted
+        self.freezer = freezer  # --ha with PostgreSQL on this machine: it can be frozen
         self.standby_answers = 0  # 503s of a server that did not lead (not violations)
+        # 503s that say "not now" as the API promises (not violations): a key whose order
+        # is still being committed (commit_pending), and any 503 of a request made while
+        # the database was frozen or had just been thawed (`frozen_until`, monotonic).
+        self.pending_answers = 0
+        self.frozen_answers = 0
+        self.frozen_until = 0.0
         self._leader_lock = threading.Lock()
         self.rng = random.Random(settings.seed)
         self.http = requests.Session()
         if settings.token:
             self.http.headers["Authorization"] = f"Bearer {settings.token}"
         self.acked: list[str] = []
+        self.answers: list[tuple[str, str]] = []  # (key, order id) of every 200/201
+        self.repeats_answered = 0  # 200s: a key posted again, answered with its order
         self.server_errors = 0
         self.refused: str | None = None  # set if the server refused a valid order
         self.faults: dict[str, int] = {}
@@ -105,17 +120,20 @@ class Driver:
         self._url_ready = threading.Event()
         self._url_ready.set()
         self._closed = threading.Event()
-        self._submitter = threading.Thread(target=self.submit_loop, name="chaos-orders",
-                                           daemon=True)
+        self._submitters = [
+            threading.Thread(target=self.submit_loop, args=(n,), name=f"chaos-orders-{n}",
+                             daemon=True)
+            for n in range(max(1, settings.clients))]
 
     # -------------------------------------------------------------- requests
 
-    def call(self, method: str, path: str, **kw) -> requests.Response | None:
+    def call(self, method: str, path: str, timeout: float = 10, **kw) -> requests.Response | None:
         """One request; None when the server cannot be reached (it may be restarting) or,
         with --ha, does not lead (the driver looks for the leader then)."""
         url = self.url
+        sent = time.monotonic()
         try:
-            response = self.http.request(method, url + path, timeout=10, **kw)
+            response = self.http.request(method, url + path, timeout=timeout, **kw)
         except requests.RequestException:
             self.find_leader(url)
             return None
@@ -124,6 +142,14 @@ class Driver:
                 self.standby_answers += 1
             self.find_leader(url)
             return None
+        if response.status_code == 503 and (_code(response) == "commit_pending"
+                                            or sent < self.frozen_until):
+            with self._lock:
+                if _code(response) == "commit_pending":
+                    self.pending_answers += 1
+                else:
+                    self.frozen_answers += 1
+            return response
         if response.status_code >= 500:
             with self._lock:
                 self.server_errors += 1
@@ -151,10 +177,13 @@ class Driver:
                 return server
         return None
 
-    def submit_loop(self) -> None:
-        """A steady stream of orders; each is re-posted with its key until acknowledged."""
-        interval = 1.0 / self.settings.rate
-        rng = random.Random(self.settings.seed + 1)
+    def submit_loop(self, client: int = 0) -> None:
+        """One client's steady stream of orders; each is re-posted with its key until
+        acknowledged."""
+        clients = len(self._submitters)
+        interval = clients / self.settings.rate
+        rng = random.Random((self.settings.seed + 1) * 1000 + client)
+        self._stop_orders.wait(interval * client / clients)  # spread the clients' posts
         while not self._stop_orders.wait(interval):
             key = str(uuid.UUID(int=rng.getrandbits(128)))
             order = {
@@ -168,14 +197,23 @@ class Driver:
                 ],
             }
             give_up_at = None
+            # An impatient client gives up on its first request at once, and posts again.
+            impatient = rng.random() < self.settings.impatient_share
             while True:
                 self._url_ready.wait(30)
+                timeout = (rng.uniform(*self.settings.impatient_timeout) if impatient
+                           else self.settings.order_timeout)
+                impatient = False
                 response = self.call(
-                    "POST", "/api/orders", json=order, headers={"Idempotency-Key": key}
+                    "POST", "/api/orders", json=order, headers={"Idempotency-Key": key},
+                    timeout=timeout,
                 )
                 if response is not None and response.status_code in (200, 201):
                     with self._lock:
-                        self.acked.append(response.json()["id"])
+                        order_id = response.json()["id"]
+                        self.acked.append(order_id)
+                        self.answers.append((key, order_id))
+                        self.repeats_answered += response.status_code == 200
                     break
                 if response is not None and response.status_code < 500:
                     # A well-formed order refused is a bug in the server: stop and say so.
@@ -272,11 +310,13 @@ class Driver:
                 if not wait_until(lambda w=worker: self.member(w), settings.rejoin_timeout):
                     raise RuntimeError(f"remote worker {worker.name} did not join "
                                        f"(log: {worker.log_path})")
-        self._submitter.start()
+        for submitter in self._submitters:
+            submitter.start()
         faults = Faults(self)
         faults.run(settings.duration)
         self._stop_orders.set()
-        self._submitter.join(60)
+        for submitter in self._submitters:
+            submitter.join(60)
         self.call("PUT", "/api/chaos", json=CALM)
         settled = self.wait_until_settled(settings.drain_timeout)
         faults.check_fleet()
@@ -284,7 +324,10 @@ class Driver:
         return settled
 
     def close(self) -> None:
-        """Stop everything the run started: orders, remote workers (by pid), the server."""
+        """Stop everything the run started: orders, remote workers (by pid), the server;
+        a database the run froze is thawed first."""
+        if self.freezer is not None:
+            self.freezer.thaw()
         self._stop_orders.set()
         self._closed.set()
         self._url_ready.set()
@@ -295,8 +338,9 @@ class Driver:
         for server in self.servers:
             server.resume()  # one left SIGSTOPped by a failed run must be able to stop
             server.stop()
-        if self._submitter.is_alive():
-            self._submitter.join(15)  # at most one request (10 s) in flight
+        for submitter in self._submitters:
+            if submitter.is_alive():
+                submitter.join(15)  # at most one request (10 s) in flight
         self.http.close()
 
     def wait_until_settled(self, timeout: float) -> bool:
@@ -359,13 +403,15 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         # With --ha the remote workers know both servers and work for the leader.
         urls = ",".join(s.url for s in servers) or url
         try:
+            freezer = _freezer(settings, db, out) if settings.ha else None
             fleet = (Fleet(urls, logs, token=settings.token, args=("--app", CHAOS_APP))
                      if settings.remote_workers else None)
         except BaseException:
             for owned in [*servers, *filter(None, [server])]:
                 owned.kill()
             raise
-        driver = Driver(settings, url, out, fleet=fleet, server=server, servers=servers)
+        driver = Driver(settings, url, out, fleet=fleet, server=server, servers=servers,
+                        freezer=freezer)
         try:
             settled = driver.run()
         finally:
@@ -373,8 +419,11 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         history = load_journal(db)
     report = check_history(
         history, driver.acked, settings.max_retries, server_errors=driver.server_errors,
+        answers=driver.answers,
         limits=driver.limits, grace=ClusterConfig().zombie_grace,
     )
+    report["commit_pending_answers"] = driver.pending_answers
+    report["repeats_answered"] = driver.repeats_answered
     report["settled"] = settled
     report["url"] = url
     report["urls"] = urls.split(",")
@@ -384,6 +433,8 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         report["failovers"] = (driver.faults.get("leader_sigkill", 0)
                                + driver.faults.get("leader_sigstop", 0))
         report["standby_answers"] = driver.standby_answers
+        report["database_freezes"] = driver.faults.get("database_freeze", 0)
+        report["frozen_database_503s"] = driver.frozen_answers
     timings = {name: values for name, values in driver.timings.items()
                if not name.startswith("failover_")}
     report["remote"] = {
@@ -407,6 +458,18 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     return report
 
 
+def _freezer(settings: ChaosSettings, db: str, out) -> DatabaseFreeze | None:
+    """--ha: the database's freezer, if it runs on this machine and freezes are wanted."""
+    if settings.freeze_every <= 0:
+        return None
+    postmaster = postmaster_of(db)
+    if postmaster is None:
+        print("  (PostgreSQL is not on this machine, or not ours to signal: no database "
+              "freezes)", file=out)
+        return None
+    return DatabaseFreeze(postmaster)
+
+
 def _summary(timings: dict[str, list[float]]) -> dict:
     return {**{f"{name}_p50": _round(percentile(values, 50)) for name, values in timings.items()},
             **{f"{name}_max": _round(max(values)) for name, values in timings.items()}}
@@ -420,9 +483,13 @@ def format_chaos(report: dict) -> str:
     """The lines about restarts, stalls and remote workers, after the checker's."""
     if "failovers" in report:  # --ha: no server is restarted in place
         lines = [f"  {'failovers (leader killed)':<36} {report['failovers']}",
-                 f"  {'503s of a server not leading':<36} {report['standby_answers']}"]
+                 f"  {'503s of a server not leading':<36} {report['standby_answers']}",
+                 f"  {'database freezes':<36} {report['database_freezes']}",
+                 f"  {'503s around a database freeze':<36} {report['frozen_database_503s']}"]
     else:
         lines = [f"  {'server restarts':<36} {report['server_restarts']}"]
+    lines.append(f"  {'keys posted again, answered 200':<36} {report['repeats_answered']}")
+    lines.append(f"  {'503s of a key still committing':<36} {report['commit_pending_answers']}")
     lines += [f"  failover: {key:<26} {value}" for key, value in
               report.get("failover", {}).items()]
     lines += [f"  remote: {key:<28} {value}" for key, value in report["remote"].items()
@@ -447,6 +514,7 @@ def main(args) -> int:
         restart_every=0.0 if args.no_restart else args.restart_every,
         long_stall_every=args.stall_every,
         ha=args.ha,
+        freeze_every=args.freeze_every,
     )
     try:
         report = run_chaos(settings)

@@ -1,22 +1,24 @@
 """The faults of a chaos run, carried out against the driver's server and remote workers.
 
 Small faults are drawn as the run goes (`one_fault`); server restarts (with --ha: failovers,
-the leader killed) and long stalls come from the seeded plan (schedule.py). A fault that
-should have had an effect checks that it had it (a long stall ends in a death and a new id;
-a short one in none; every remote worker joins the restarted server, or the new leader) and
-reports a problem otherwise.
+the leader killed), long stalls and (--ha) freezes of the database come from the seeded plan
+(schedule.py). A fault that should have had an effect checks that it had it (a long stall
+ends in a death and a new id; a short one in none; every remote worker joins the restarted
+server, or the new leader; a server leads after a freeze) and reports a problem otherwise.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from ..journal.lease import LeaseSettings
 from .fleet import NAME_PREFIX, RemoteWorker
-from .schedule import HANG_BURST, RESTART, fault_plan
+from .schedule import DATABASE_FREEZE, HANG_BURST, RESTART, fault_plan
 from .serve_process import health
 from .settings import CALM, HANG_BURST_SECONDS, SPIKE
 from .settings import HANG_BURST as HANG_BURST_CHAOS
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from .driver import Driver
 
 T = TypeVar("T")
+# After a freeze, 503s are put down to it for this long (seconds): a leader that lost its
+# term steps down and the next one recovers before anything is accepted again.
+FREEZE_AFTERMATH = 10.0
 
 
 def _last_lines(path, count: int) -> list[str]:
@@ -51,6 +56,7 @@ class Faults:
 
     def __init__(self, driver: Driver):
         self.driver = driver
+        self.freezes = 0
 
     def check_fleet(self) -> None:
         """A remote worker must never exit by itself: say so, and replace it."""
@@ -184,6 +190,63 @@ class Faults:
             d.add_worker("process")
         self._check_rejoined(killed_at, "failover")
 
+    def freeze_database(self) -> None:
+        """--ha: SIGSTOP PostgreSQL (its postmaster and every backend) for the next of
+        `freeze_seconds`, orders flowing, then SIGCONT. Commits wait meanwhile; impatient
+        clients post their keys again (never to be answered before the commit); a freeze
+        past the lease's hold costs the leader its term with commits in flight. Afterwards
+        a server must lead (the same or the other) and every remote worker work for it."""
+        d = self.driver
+        durations = d.settings.freeze_seconds
+        seconds = durations[self.freezes % len(durations)]
+        self.freezes += 1
+        # A server restarted a moment ago says it listens before its app is built; built
+        # while the database is frozen, it could not reach it and would exit (as it should:
+        # a supervisor starts it again). Freeze a database whose servers are all up.
+        if not wait_until(lambda: all(health(s.url)[0] for s in d.servers), 30):
+            d.problem("server_not_up", "a server did not answer /healthz within 30s of "
+                                       "the planned database freeze")
+        d.frozen_until = math.inf
+        d.freezer.freeze()
+        try:
+            threading.Event().wait(seconds)
+        finally:
+            d.freezer.thaw()
+            d.frozen_until = time.monotonic() + FREEZE_AFTERMATH
+        thawed_at = time.monotonic()
+        patience = d.settings.failover_timeout + 10.0
+        leader = wait_until(self._one_leader, patience, interval=0.02)
+        if leader is None:
+            d.problem("no_leader_after_freeze", f"no server led within {patience:.0f}s of "
+                                                f"the SIGCONT of a {seconds:g}s freeze")
+            d.note("database_freeze", f"PostgreSQL SIGSTOPped {seconds:g}s: NO leader after")
+            return
+        led_at = time.monotonic()
+        d.url = leader.url
+        d.timings["failover_after_freeze_s"].append(led_at - thawed_at)
+        d.note("database_freeze", f"PostgreSQL SIGSTOPped {seconds:g}s; {leader.url} led "
+                                  f"{led_at - thawed_at:.2f}s after the SIGCONT")
+        self._check_rejoined(thawed_at, "freeze")
+        # A leader that lost its term in the freeze has stepped down by now, and leaves the
+        # lease to the others for the holdoff: a SIGKILL of the next leader before that
+        # ends would wait for it (as it should), which the next failover's time limit does
+        # not allow for. So the fault lasts until then.
+        threading.Event().wait(max(0.0, led_at + LeaseSettings().holdoff - time.monotonic()))
+
+    def _one_leader(self):
+        """The server that leads, once the others stand by naming it (after a freeze the old
+        leader answers as such until it finds its term over, and a standby names nobody
+        while the lease is expired); None until then."""
+        views = [(server, health(server.url)) for server in self.driver.servers]
+        leaders = [server for server, (code, _) in views if code == 200]
+        if len(leaders) != 1:
+            return None
+        leader = leaders[0]
+        if all(body.get("role") == "standby" and body.get("leader") == leader.url
+               for server, (_, body) in views if server is not leader):
+            return leader
+        return None
+
     def _check_rejoined(self, since: float, what: str) -> None:
         d = self.driver
         if d.fleet is None:
@@ -197,7 +260,7 @@ class Faults:
             missing = [w for w in running if not d.member(w)]
             d.problem(f"remote_worker_not_rejoined_after_{what}",
                       f"{what} {d.server_start}: {', '.join(w.name for w in missing)} did not "
-                      f"join the new {'leader' if what == 'failover' else 'server'} within "
+                      f"join the new {'server' if what == 'restart' else 'leader'} within "
                       f"{d.settings.rejoin_timeout:.0f}s; the last lines of its log: "
                       + " | ".join(_last_lines(missing[0].log_path, 8) if missing else []))
 
@@ -285,7 +348,8 @@ class Faults:
         plan = fault_plan(duration, settings.restart_every if d.server or d.servers else 0.0,
                           settings.long_stall_every if d.fleet else 0.0,
                           random.Random(settings.seed + 2),
-                          hang_burst=d.server is not None and settings.step_timeout > 0)
+                          hang_burst=d.server is not None and settings.step_timeout > 0,
+                          freeze_every=settings.freeze_every if d.freezer else 0.0)
         print("  plan: " + (", ".join(f"{p.kind} at {p.at:.0f}s" for p in plan) or "none"),
               file=d.out, flush=True)
         started = time.monotonic()
@@ -300,6 +364,8 @@ class Faults:
                 planned = plan.pop(0)
                 if planned.kind == RESTART:
                     self.kill_leader() if d.servers else self.restart_server()
+                elif planned.kind == DATABASE_FREEZE:
+                    self.freeze_database()
                 elif planned.kind == HANG_BURST:
                     self.for_a_moment(HANG_BURST_CHAOS, HANG_BURST_SECONDS)
                     d.note("hang_burst")

@@ -140,10 +140,12 @@ def check_history(
     server_errors: int = 0,
     limits: Mapping[str, tuple[int, float]] | None = None,
     grace: float = 10.0,
+    answers: Iterable[tuple[str, str]] = (),
 ) -> dict:
     """Every invariant of the run; `report["ok"]` is False when any is violated. `limits`:
     the steps with a concurrency limit, {step: (max_in_flight, time limit s)}, checked with
-    the server's `grace` (its zombie_grace)."""
+    the server's `grace` (its zombie_grace). `answers`: (idempotency key, order id) of every
+    200/201 the server gave."""
     workflows = workflows or DEFAULT_WORKFLOWS
     submitted = list(dict.fromkeys(submitted))
     events = history.events
@@ -155,6 +157,19 @@ def check_history(
     violations["lost"] = [oid for oid in submitted if oid not in orders]
     violations["stuck"] = [oid for oid, status in statuses.items() if status not in TERMINAL]
     counts = {s: sum(1 for v in statuses.values() if v == s) for s in TERMINAL}
+
+    # No key answered before its commit: every order a key was answered with is in the
+    # journal under that key (else the answer came before a commit that never happened, and
+    # the key was free for another order), and a key names one order, whatever was asked.
+    answers = list(answers)
+    answered: dict[str, set[str]] = defaultdict(set)
+    for key, oid in answers:
+        answered[key].add(oid)
+        if oid not in orders or orders[oid].idempotency_key != key:
+            holder = next((o.id for o in orders.values() if o.idempotency_key == key), None)
+            violations["key_answered_before_commit"].append((key, oid, holder))
+    violations["key_answered_with_two_orders"] = [
+        (key, sorted(ids)) for key, ids in answered.items() if len(ids) > 1]
 
     # Seq strictly increasing.
     seqs = [e["seq"] for e in events]
@@ -243,6 +258,9 @@ def check_history(
         **counts,
         "lost": len(violations["lost"]),
         "stuck": len(violations["stuck"]),
+        "keys_answered": len(answered),
+        "keys_answered_before_commit": len(violations["key_answered_before_commit"]),
+        "keys_answered_with_two_orders": len(violations["key_answered_with_two_orders"]),
         "succeeded_twice": len(violations["succeeded_twice"]),
         "dependency_order_violations": len(violations["dependency_order"]),
         "too_many_attempts": len(violations["too_many_attempts"]),
@@ -304,6 +322,9 @@ def format_report(report: dict) -> str:
         "cancelled",
         "lost",
         "stuck",
+        "keys_answered",
+        "keys_answered_before_commit",
+        "keys_answered_with_two_orders",
         "succeeded_twice",
         "dependency_order_violations",
         "too_many_attempts",

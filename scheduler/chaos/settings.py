@@ -26,8 +26,10 @@ class ChaosSettings:
     # workers' logs go next to it.
     db: str | None = None
     token: str | None = None
-    # Orders posted per second.
+    # Orders posted per second, by `clients` clients at once (each posts one order at a
+    # time: at a failure, as many orders are in flight as there are clients).
     rate: float = 25.0
+    clients: int = 4
     # Worker threads of the owned server.
     thread_workers: int = 3
     # Worker processes started by the server (POST /api/workers kind=process): they die
@@ -57,3 +59,19 @@ class ChaosSettings:
     # must lead within failover_timeout seconds of a SIGKILL.
     ha: bool = False
     failover_timeout: float = 5.0
+    # --ha, with PostgreSQL on this machine: mean seconds between freezes of the database
+    # (SIGSTOP of its postmaster and backends, then SIGCONT; seeded plan); 0 = none. Each
+    # freeze lasts the next of `freeze_seconds` in turn: one below the lease's hold (the
+    # leader keeps its term, commits wait), one past it (the leader loses its term with
+    # commits in flight).
+    freeze_every: float = 20.0
+    freeze_seconds: tuple[float, ...] = (3.0, 7.0)
+    # Seconds a client waits for the answer to an order before it posts it again with the
+    # same key (so a frozen database, or a slow failover, has clients post their keys again
+    # while their first request still waits for its commit).
+    order_timeout: float = 3.0
+    # Share of orders whose first POST gives up after `impatient_timeout` seconds (a client
+    # that timed out) and is posted again with its key at once, while the first request may
+    # still wait for its commit: the key must never be answered before that commit.
+    impatient_share: float = 0.2
+    impatient_timeout: tuple[float, float] = (0.01, 0.2)

@@ -134,6 +134,11 @@ class ClusterConfig:
     finished_order_history: int = 20_000
     # Idempotency keys remembered in memory (older ones are looked up in the journal).
     idempotency_history: int = 200_000
+    # A submit that repeats the key of an order whose commit is still under way (a client
+    # that timed out and posted again) waits this long for that commit, then is refused
+    # for now (HTTP 503 with Retry-After): a key is never answered before its order is
+    # durable (seconds).
+    key_commit_wait: float = 5.0
     # Unfinished orders accepted at most; beyond it a submit is refused (HTTP 503 with
     # Retry-After, a bulk all or none) until work drains, so memory and the time a restart
     # takes to reload the backlog stay bounded (benchmarks/backlog.py).
@@ -188,6 +193,8 @@ class ClusterConfig:
             raise ConfigError("load_epsilon must be > 0")
         if not isinstance(self.vnodes, int) or self.vnodes < 1:
             raise ConfigError("vnodes must be an integer >= 1")
+        if not self.key_commit_wait >= 0:
+            raise ConfigError(f"key_commit_wait must be >= 0 seconds, got {self.key_commit_wait!r}")
         if self.event_history < 100 or self.finished_order_history < 1:
             raise ConfigError("event_history must be >= 100 and finished_order_history >= 1")
         for name in ("max_unfinished_orders", "max_result_bytes", "max_error_chars"):

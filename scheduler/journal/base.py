@@ -5,21 +5,32 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from ..engine.model import Effects
+from .schema import StoreError
 
 if TYPE_CHECKING:
     from ..engine.records import OrderQuery, OrderRecord
     from .recovery import Recovered
 
 
+class CommitPending(StoreError):
+    """An order is accepted but not committed yet (its commit is under way, or failed and
+    is being tried again): nothing may be answered for it as if it existed. HTTP 503 with
+    Retry-After."""
+
+    # Seconds a client should wait before asking again.
+    retry_after = 1
+
+
 class Journal(Protocol):
     """`record` runs under the scheduler lock and must only snapshot and enqueue; `wait`
-    blocks until everything recorded up to `ticket` is durable and runs outside the lock."""
+    blocks until everything recorded up to `ticket` is durable (True), or until `timeout`
+    seconds passed (False), and runs outside the lock."""
 
     persistent: bool
 
     def attach(self, core, lock) -> None: ...
     def record(self, fx: Effects, on_commit=None) -> object: ...
-    def wait(self, ticket: object) -> None: ...
+    def wait(self, ticket: object, timeout: float | None = None) -> bool: ...
     def committed(self, ticket: object) -> bool: ...
     def check(self) -> None: ...
     def close(self) -> None: ...
@@ -48,8 +59,8 @@ class NullJournal:
     def record(self, fx: Effects, on_commit=None) -> object:
         return None
 
-    def wait(self, ticket: object) -> None:
-        return None
+    def wait(self, ticket: object, timeout: float | None = None) -> bool:
+        return True
 
     def committed(self, ticket: object) -> bool:
         return True

@@ -138,6 +138,9 @@ class Elector:
             return
         if not may_take:
             return
+        # The term counts from just before the take: the look may have waited long (a
+        # frozen database), and a term counted from `now` would be born expired.
+        now = self._clock()
         try:
             epoch = self.store.take(seen.epoch)
         except StoreError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -133,18 +134,23 @@ class GroupWriter:
             self._wake.set()
         return self._ticket
 
-    def wait(self, ticket: int | None) -> None:
-        """Return once `ticket` is committed; StoreError if writing fails meanwhile (the
-        records stay queued and are committed once the journal can be written again)."""
+    def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
+        """Return True once `ticket` is committed, False once `timeout` seconds (if given)
+        passed first; StoreError if writing fails meanwhile (the records stay queued and
+        are committed once the journal can be written again)."""
         if ticket is None:
-            return
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._done:
             while (
                 self._committed < ticket and self._failure is None and self._thread.is_alive()
             ):
-                self._done.wait(0.5)
+                left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                self._done.wait(left)
             if self._committed >= ticket:
-                return
+                return True
             reason = self._failure or "the journal was closed first"
         # A deposed leader says so (its callers go to the new leader), an outage as such.
         error = Deposed if isinstance(reason, Deposed) else StoreError
@@ -335,8 +341,8 @@ class GroupWrittenJournal:
     def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
         return self._writer.record(fx, on_commit)
 
-    def wait(self, ticket: int | None) -> None:
-        self._writer.wait(ticket)
+    def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
+        return self._writer.wait(ticket, timeout)
 
     def committed(self, ticket: int) -> bool:
         return self._writer.committed(ticket)

@@ -14,6 +14,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -29,9 +30,10 @@ from ..engine.records import OrderQuery
 from ..engine.states import OrderStatus, TaskState
 from ..engine.triage import group_failures
 from ..engine.workflow import Workflow
-from ..journal.base import Journal, NullJournal
+from ..journal.base import CommitPending, Journal, NullJournal
 from ..journal.recovery import recover_into
 from ..journal.schema import StoreError
+from ..journal.writer import Deposed
 from ..steps.app import App
 from ..steps.context import Handler
 from ..steps.run import check_outcome
@@ -105,8 +107,11 @@ class Cluster:
         self._executors: dict[str, Executor] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)
-        # Orders whose acknowledgement failed (503), until the journal commits them.
+        # Orders accepted but not yet seen committed, with the journal's ticket, in ticket
+        # order: from the core's acceptance (under the lock) until their commit. Not shown,
+        # nor answered for (an idempotency key included), as if they existed.
         self._unconfirmed: dict[str, int] = {}
+        self._unconfirmed_tickets: deque[tuple[int, list[str]]] = deque()  # the same, by ticket
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._next_tick = 0.0
@@ -201,9 +206,10 @@ class Cluster:
         idempotency_key: str | None = None,
         priority: int = 0,
     ) -> None:
-        """Submit under one lock hold and return once durable. If the commit fails, the
-        orders stay queued for the journal (the writer keeps trying) but are not shown or
-        answered for until they are committed: no acknowledgement before durability."""
+        """Submit under one lock hold and return once durable. Until the commit the orders
+        are not shown or answered for (`_unconfirmed`); if it fails, they stay queued for
+        the journal (the writer keeps trying) and hidden until they are committed: no
+        acknowledgement before durability, the idempotency key's included."""
         with self._lock:
             now = self._clock()
             self._core.check_capacity(len(orders))  # all or none
@@ -216,43 +222,69 @@ class Cluster:
                     )
                 )
             ticket = self._publish(merged)
-        try:
-            self._carry_out(merged, ticket, durable=True)
-        except StoreError:
-            with self._lock:
-                self._unconfirmed.update((order_id, ticket) for order_id, _ in orders)
-            raise
+            if ticket is not None:
+                self._forget_committed()
+                ids = [order_id for order_id, _ in orders]
+                self._unconfirmed.update((order_id, ticket) for order_id in ids)
+                self._unconfirmed_tickets.append((ticket, ids))
+        self._carry_out(merged, ticket, durable=True)
+
+    def _forget_committed(self) -> None:
+        """Under the lock: drop the entries the journal has committed since. Tickets are
+        taken in order and commit in that order, so only the oldest need a look."""
+        tickets = self._unconfirmed_tickets
+        while tickets and self._journal.committed(tickets[0][0]):
+            for order_id in tickets.popleft()[1]:
+                self._unconfirmed.pop(order_id, None)
 
     def _confirmed(self, order_id: str) -> bool:
-        """False for an order whose acknowledgement failed and that is not committed yet.
-        Call under the lock."""
+        """False for an accepted order that is not committed yet. Call under the lock."""
         ticket = self._unconfirmed.get(order_id)
         if ticket is None:
             return True
         if not self._journal.committed(ticket):
             return False
-        # Committed since (the writer got through): shown and answered from now on.
-        for done in [o for o, t in self._unconfirmed.items() if self._journal.committed(t)]:
-            del self._unconfirmed[done]
+        # Committed since: shown and answered from now on.
+        self._forget_committed()
         return True
 
     def _require_confirmed(self, order_id: str) -> None:
         if not self._confirmed(order_id):
-            raise StoreError(
-                f"order {order_id} is not written to the journal yet (its submission was "
-                "answered 503); ask again once the journal is writable"
+            raise CommitPending(
+                f"order {order_id} is not committed to the journal yet; ask again in a moment"
             )
 
     def find_by_idempotency_key(self, key: str) -> str | None:
         """The order submitted with `key`: remembered in memory, or found in the journal.
-        StoreError while that order is not durable yet: a key is answered only once its
-        order is committed."""
+
+        A key is answered only once its order is committed. If its commit is under way
+        (the first request still waits for it), this waits for that commit, up to
+        `key_commit_wait` seconds; CommitPending (503, Retry-After) if it is not committed
+        by then or its commit failed (the writer keeps trying: the key answers for that
+        order once it commits, or is free again if the server ends first and the order
+        with it), Deposed if this server stopped leading meanwhile."""
         with self._lock:
             found = self._core.idempotency.get(key)
-            if found is not None:
-                self._require_confirmed(found)
-                return found
-        return self._journal.find_idempotency_key(key)
+            ticket = None if found is None else self._unconfirmed.get(found)
+        if found is None:
+            return self._journal.find_idempotency_key(key)
+        if ticket is None:
+            return found
+        try:
+            committed = self._journal.wait(ticket, self.config.key_commit_wait)
+        except Deposed:
+            raise
+        except StoreError as exc:
+            raise CommitPending(
+                f"order {found} of this Idempotency-Key is not committed: {exc}; the key "
+                "answers for it once the journal has written it"
+            ) from None
+        if not committed:
+            raise CommitPending(
+                f"order {found} of this Idempotency-Key is still being committed (waited "
+                f"{self.config.key_commit_wait:g} s); post again with the same key"
+            )
+        return found
 
     def add_worker(self, worker_id: str | None = None) -> str:
         """Start a thread worker that joins the ring and takes work at once."""

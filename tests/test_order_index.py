@@ -62,18 +62,18 @@ queries = st.builds(
     until=st.none() | st.integers(0, 40).map(float),
 )
 steps = st.lists(st.tuples(
-    st.sampled_from(["submit", "submit", "submit", "succeed", "fail", "cancel", "retry",
-                     "time"]),
+    st.sampled_from(["submit", "submit", "submit", "succeed", "succeed", "succeed", "fail",
+                     "cancel", "retry", "time"]),
     st.integers(0, 10_000)), max_size=120)
 
 
-@settings(max_examples=60, deadline=None,
+@settings(deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(steps=steps, probes=st.lists(st.tuples(queries, st.none() | st.integers(1, 80)),
                                     min_size=1, max_size=12))
 def test_the_index_finds_what_walking_every_order_finds(monkeypatch, steps, probes):
     monkeypatch.setattr(order_index, "BLOCK", 4)  # many blocks, rebuilt and merged often
-    sim = IndexedSim(workers=2, finished_order_history=5,
+    sim = IndexedSim(workers=2, finished_order_history=3,
                      retry=RetryPolicy(max_retries=1, backoff_base=0.1, backoff_cap=0.2))
     submitted = 0
     for action, pick in steps:
@@ -152,3 +152,33 @@ def test_forgotten_orders_leave_no_block_behind(monkeypatch, count):
     sim.run_all()
     assert len(sim.index) == 1 and len(sim.index._blocks) == 1
     assert scanned(sim.index, OrderQuery(customer="ada"), None) == [f"o{count - 1}"]
+
+
+def test_a_block_half_forgotten_moves_into_the_one_before_and_loses_nothing(monkeypatch):
+    monkeypatch.setattr(order_index, "BLOCK", 4)
+    sim = IndexedSim(workers=0, finished_order_history=1)
+    for i in range(1, 10):
+        sim.submit_as(f"o{i}", "ada", "ecommerce")
+    # Finishing one forgets the one finished before: o1, o2 (block 1 keeps o3, o4), then
+    # o5, o6 (block 2 keeps o7, o8, which fit beside o3, o4).
+    for oid in ("o1", "o2", "o5", "o6", "o9"):
+        sim.apply(sim.core.cancel_order(oid, now=sim.now))
+    assert [b.items for b in sim.index._blocks][0] == [
+        sim.index._by_id[o] for o in ("o3", "o4", "o7", "o8")]
+    assert scanned(sim.index, OrderQuery(customer="ada"), None) == [
+        "o9", "o8", "o7", "o4", "o3"] == walked(sim.core, OrderQuery(customer="ada"), None)
+
+
+def test_a_block_whose_newest_order_is_exactly_at_since_is_not_passed_over():
+    # `since` is compared with the time as shown (to the millisecond): the bound is half a
+    # millisecond before it, and an order submitted exactly there is found.
+    core = SchedulerCore(ClusterConfig(workers=0))
+    index = OrderIndex(core.wall)
+    bound = OrderQuery(since=1000.0).time_bounds()[0]
+    for i in range(order_index.BLOCK):  # one full block, its newest exactly at the bound
+        at = bound if i == order_index.BLOCK - 1 else 900.0 + i / order_index.BLOCK
+        index.apply(core.submit(f"o{i}", dict(ORDER), now=at))
+    index.apply(core.submit("late", dict(ORDER), now=2000.0))
+    newest = f"o{order_index.BLOCK - 1}"
+    assert scanned(index, OrderQuery(since=1000.0), None) == ["late", newest]
+    assert scanned(index, OrderQuery(until=1000.0), None)[0] == f"o{order_index.BLOCK - 2}"

@@ -37,7 +37,7 @@ BLOCK = 512
 # scheduler does not announce that change, so the index does not count it).
 UNFINISHED = "unfinished"
 # Moves that give a step an error: a failed attempt waits to retry, or the step failed.
-_ERROR_MOVES = frozenset({TaskState.RETRY_WAIT, TaskState.FAILED})
+_RETRY_WAIT, _FAILED = TaskState.RETRY_WAIT, TaskState.FAILED
 _SEPARATOR = "\x00"
 
 
@@ -169,8 +169,8 @@ class OrderIndex:
                 self.add(order)
             else:
                 self._restatus(entry, status_class(order.reported_status))
-        for task, _, finish in fx.moves:
-            if finish in _ERROR_MOVES:
+        for task, _, finish in fx.moves:  # (identity: hashing an Enum member is slow)
+            if finish is _RETRY_WAIT or finish is _FAILED:
                 entry = self._by_id.get(task.order_id)
                 if entry is not None and not entry.errored:
                     entry.errored = True

@@ -450,6 +450,8 @@ def _with_tasks_and_events(
     conn: psycopg.Connection, order_rows: list[tuple], with_events: bool = True
 ) -> list[OrderRecord]:
     """Order rows as records with their task rows and events."""
+    if not order_rows:
+        return []
     ids = [row[0] for row in order_rows]
     tasks: dict[str, list[TaskRecord]] = {i: [] for i in ids}
     events: dict[str, list[dict]] = {i: [] for i in ids}

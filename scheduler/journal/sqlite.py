@@ -351,6 +351,8 @@ def _with_tasks_and_events(
     conn: sqlite3.Connection, order_rows: list[tuple], with_events: bool = True
 ) -> list[OrderRecord]:
     """Order rows as records with their task rows and events (through a temp table of ids)."""
+    if not order_rows:
+        return []  # (a search that found nothing costs no temp table and no transaction)
     ids = [row[0] for row in order_rows]
     tasks: dict[str, list[TaskRecord]] = {i: [] for i in ids}
     events: dict[str, list[dict]] = {i: [] for i in ids}

@@ -18,7 +18,7 @@ from itertools import islice
 from ..engine.core import SchedulerCore
 from ..engine.errors import Overloaded
 from ..engine.model import Order
-from ..engine.records import OrderQuery
+from ..engine.records import FINISHED_STATUSES, OrderQuery
 from ..journal.base import Journal
 from .order_index import OrderIndex
 
@@ -102,9 +102,11 @@ class OrderSearch:
         journal may hold matches it forgot, newer than that. Its rows of orders the memory
         search covered are skipped (memory is newer)."""
         core = self._core
+        finished_only = self.unfinished_all_in_memory
+        if finished_only and query.status is not None and query.status not in FINISHED_STATUSES:
+            return [view for _, view in found[:limit]]  # memory has every one of these
         floor = found[-1][0] if len(found) > limit else None
         shown = {view["id"] for _, view in found}
-        finished_only = self.unfinished_all_in_memory
         cursor, page = before, limit + 1 + len(found)
         while True:
             records = self._journal.search_orders(query, cursor, page,

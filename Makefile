@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/backlog.py
 	$(BIN)/python benchmarks/dos.py
+	$(BIN)/python benchmarks/search_load.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
 	$(BIN)/python benchmarks/failover_ha.py
 

@@ -361,7 +361,14 @@ PATHS: dict[str, dict] = {
             "List orders, newest first",
             {"200": _json({"type": "object", "properties": {
                 "orders": {"type": "array", "items": _ref("Order")},
-                "next_cursor": {"type": ["string", "null"]}}}), **_errors(400, 401)},
+                "next_cursor": {"type": ["string", "null"]}}}), **_errors(400, 401),
+             "503": {"description": (
+                 "Too many searches with filters at once (code overloaded; at most "
+                 "max_searches, 4 by default): try again after Retry-After seconds. Or the "
+                 "journal cannot be read (code journal_unavailable)"),
+                 "headers": {"Retry-After": {"description": "seconds to wait before trying "
+                                             "again", "schema": {"type": "integer"}}},
+                 "content": {JSON: {"schema": _ref("Error")}}}},
             parameters=[
                 _query("status", {"enum": [s.value for s in OrderStatus]}, "only this status"),
                 _query("workflow", {"type": "string", "maxLength": 200}, "only this workflow"),

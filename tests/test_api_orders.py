@@ -311,36 +311,63 @@ def audits(cluster, action: str | None = None) -> list[dict]:
             and (action is None or e["action"] == action)]
 
 
-def test_orders_can_be_searched_by_customer_workflow_error_and_time(idle):
-    client, cluster = idle
-    for customer, workflow in (("Ada Lovelace", "ecommerce"), ("grace", "ecommerce_invoiced"),
-                               ("ada byron", "ecommerce_invoiced")):
-        client.post("/api/orders", json={**ORDER, "customer": customer, "workflow": workflow})
-    listed = client.get("/api/orders").get_json()["orders"]
-    ids = {o["customer"]: o["id"] for o in listed}
-    # A second apart, so a bound to the millisecond (as shown) falls between them.
-    core = cluster._core
-    for offset, customer in enumerate(("Ada Lovelace", "grace", "ada byron")):
-        core.orders[ids[customer]].submitted_at = 1000.0 + offset
+class HandOnlyWorker:
+    """A worker that runs nothing: it keeps what the cluster hands it, for a test to start
+    and report by hand through the cluster's worker port."""
 
-    def found(query: str) -> list[str]:
-        response = client.get(f"/api/orders?{query}")
-        assert response.status_code == 200, response.get_json()
-        return [o["customer"] for o in response.get_json()["orders"]]
+    kind, slots, steps, tags = "thread", 1, None, frozenset()
 
-    assert found("customer=ADA") == ["ada byron", "Ada Lovelace"]
-    assert found("customer=ada&workflow=ecommerce_invoiced") == ["ada byron"]
-    assert found("customer=nobody") == []
-    assert found("workflow=ecommerce_invoiced&status=pending") == ["ada byron", "grace"]
-    middle = cluster.get_order(ids["grace"])["submitted_at"]
-    assert found(f"since={middle}") == ["ada byron", "grace"]
-    assert found(f"until={middle}") == ["Ada Lovelace"]
-    # A step's last error: an order whose payment failed once and now waits to retry.
-    task = core.orders[ids["grace"]].tasks["payment"]
-    task.error = "Card DECLINED (100% of 1 tries)"
-    assert found("error=card declined") == ["grace"]
-    assert found("error=100%25") == ["grace"]  # % is a character, not a wildcard
-    assert found("error=1_") == []  # and so is _
+    def __init__(self):
+        self.delivered = []
+
+    def deliver(self, dispatch):
+        self.delivered.append(dispatch)
+
+    def start(self): ...
+    def cancel(self, dispatch): ...
+    def stop(self): ...
+    def kill(self): ...
+
+    def join(self, timeout):
+        return True
+
+
+def test_orders_can_be_searched_by_customer_workflow_error_and_time():
+    # Submitted a second apart (on a clock of the test's own), so a bound to the millisecond
+    # (as shown) falls between them.
+    now = [1000.0]
+    with app_over(fast_cluster(workers=0, clock=lambda: now[0]), start=False) as app:
+        client, cluster = app.test_client(), app.extensions["orderflow"].cluster
+        ids = {}
+        for customer, workflow in (("Ada Lovelace", "ecommerce"),
+                                   ("grace", "ecommerce_invoiced"),
+                                   ("ada byron", "ecommerce_invoiced")):
+            ids[customer] = client.post("/api/orders", json={
+                **ORDER, "customer": customer, "workflow": workflow}).get_json()["id"]
+            now[0] += 1.0
+
+        def found(query: str) -> list[str]:
+            response = client.get(f"/api/orders?{query}")
+            assert response.status_code == 200, response.get_json()
+            return [o["customer"] for o in response.get_json()["orders"]]
+
+        assert found("customer=ADA") == ["ada byron", "Ada Lovelace"]
+        assert found("customer=ada&workflow=ecommerce_invoiced") == ["ada byron"]
+        assert found("customer=nobody") == []
+        assert found("workflow=ecommerce_invoiced&status=pending") == ["ada byron", "grace"]
+        middle = cluster.get_order(ids["grace"])["submitted_at"]
+        assert found(f"since={middle}") == ["ada byron", "grace"]
+        assert found(f"until={middle}") == ["Ada Lovelace"]
+        # A step's last error: an order whose payment failed once and now waits to retry.
+        worker = HandOnlyWorker()
+        cluster.join_worker("w-1", worker)
+        payment = worker.delivered[0]
+        assert cluster.begin_task("w-1", payment) is not None
+        cluster.report("w-1", payment, False, "Card DECLINED (100% of 1 tries)")
+        failed = next(c for c, i in ids.items() if payment.task_id == f"{i}:payment")
+        assert found("error=card declined") == [failed]
+        assert found("error=100%25") == [failed]  # % is a character, not a wildcard
+        assert found("error=1_") == []  # and so is _
 
 
 @pytest.mark.parametrize("query", ["since=soon", "until=nan", "customer=" + "x" * 201])

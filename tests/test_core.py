@@ -308,6 +308,24 @@ def test_finished_orders_beyond_the_cap_are_forgotten_and_history_is_capped():
     assert sim.core.history.last_seq == sim.events[-1]["seq"]
 
 
+def test_the_effects_name_each_order_forgotten_from_memory():
+    # What an index of memory (the search's) drops: every order forgotten, once, and only
+    # those.
+    forgotten = []
+
+    class Recording(Sim):
+        def apply(self, fx):
+            forgotten.extend(fx.forgotten)
+            return super().apply(fx)
+
+    sim = Recording(workers=2, finished_order_history=10)
+    for i in range(30):
+        sim.submit(f"o{i}")
+    sim.run_all()
+    assert len(forgotten) == len(set(forgotten)) == 20
+    assert set(forgotten) == {f"o{i}" for i in range(30)} - set(sim.core.orders)
+
+
 def test_throughput_counts_completions_over_the_last_minute():
     sim = Sim(workers=1)
     for i in range(6):

@@ -599,7 +599,7 @@ def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
         order = journal.find_order("o-3")
     finally:
         journal.close()
-    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(4,)]
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(5,)]
     assert (order["tasks"]["payment"]["moves"], order["tasks"]["payment"]["reassignments"]) == (
         0, 1)
     assert ("orders_by_number",) in db_rows(
@@ -646,3 +646,41 @@ def test_a_time_bound_is_compared_with_the_time_as_shown_to_the_millisecond():
         shown = round(exact, 3)
         assert found(exact, since=shown) and not found(exact, until=shown)
         assert found(exact, until=shown + 0.001) and not found(exact, since=shown + 0.001)
+
+
+def test_the_journal_searches_finished_orders_only_when_asked_through_their_index(journal_db):
+    # Memory holds every unfinished order, so a cluster asks the journal for finished ones
+    # only: those it may have forgotten. They are read through their own index (SQLite's
+    # plan says so), not by reading every order.
+    from scheduler.engine.records import OrderQuery
+
+    sim = JournaledSim(journal_db, workers=1, retry=RetryPolicy(max_retries=0))
+    for i in range(3):
+        sim.apply(sim.core.submit(f"o{i}", dict(ORDER), now=sim.now + i))
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "declined")  # o0 fails for good; o1 and o2 wait
+    journal = sim.journal
+    try:
+        def ids(**flags) -> list[str]:
+            return [r.id for r in journal.search_orders(OrderQuery(), None, 10, **flags)]
+
+        assert ids() == ["o2", "o1", "o0"] and ids(finished_only=True) == ["o0"]
+        if not journal_db.startswith("postgresql://"):
+            statements = []  # as SQLite ran them on the search connection, values inlined
+            journal._search.set_trace_callback(statements.append)
+            for query in (OrderQuery(), OrderQuery(customer="zzz"), OrderQuery(status="failed")):
+                journal.search_orders(query, 5, 10, finished_only=True)
+            journal._search.set_trace_callback(None)
+            plans = [str(db_rows(journal_db, f"EXPLAIN QUERY PLAN {sql}")) for sql in statements
+                     if sql.startswith("SELECT") and " FROM orders " in sql]
+            assert len(plans) == 3, statements
+            for plan, index in zip(plans, ["orders_finished_by_number"] * 2 + ["orders_by_status"],
+                                   strict=True):
+                assert index in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        journal.close()
+    indexes = ("SELECT indexname FROM pg_indexes WHERE tablename = 'orders'"
+               if journal_db.startswith("postgresql://")
+               else "SELECT name FROM sqlite_master WHERE type = 'index'")
+    names = {row[0] for row in db_rows(journal_db, indexes)}
+    assert {"orders_finished_by_number", "orders_by_status"} <= names

@@ -147,6 +147,10 @@ class ClusterConfig:
     max_result_bytes: int = 64 * 1024
     # A failed attempt's error message is cut beyond this many characters.
     max_error_chars: int = 2_000
+    # Order searches with filters (GET /api/orders?customer=...) running at once; one more
+    # is refused (HTTP 503 with Retry-After) instead of queueing. Each holds a journal
+    # search connection of its own while it reads the journal.
+    max_searches: int = 4
     # Seed for jitter and demo chaos; None draws one from the OS.
     seed: int | None = None
 
@@ -197,7 +201,8 @@ class ClusterConfig:
             raise ConfigError(f"key_commit_wait must be >= 0 seconds, got {self.key_commit_wait!r}")
         if self.event_history < 100 or self.finished_order_history < 1:
             raise ConfigError("event_history must be >= 100 and finished_order_history >= 1")
-        for name in ("max_unfinished_orders", "max_result_bytes", "max_error_chars"):
+        for name in ("max_unfinished_orders", "max_result_bytes", "max_error_chars",
+                     "max_searches"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

@@ -1411,6 +1411,7 @@ class SchedulerCore:
             old = self.orders.pop(old_id, None)
             if old is None:
                 continue
+            self._fx.forgotten.append(old_id)
             for task in old.tasks.values():
                 self.tasks.pop(task.id, None)
 

@@ -113,6 +113,9 @@ class Effects:
     moves: list[tuple[Task, TaskState, TaskState]] = field(default_factory=list)
     # Orders submitted, or whose status became or stopped being final.
     orders: dict[str, Order] = field(default_factory=dict)
+    # Orders forgotten from memory (finished beyond the history kept): an index of memory
+    # drops them; the journal keeps them.
+    forgotten: list[str] = field(default_factory=list)
 
     def absorb(self, later: Effects) -> Effects:
         """Add the effects of a later stimulus, to carry several out as one."""
@@ -122,5 +125,6 @@ class Effects:
         self.cancels += later.cancels
         self.moves += later.moves
         self.orders.update(later.orders)
+        self.forgotten += later.forgotten
         self.wake_at = later.wake_at
         return self

@@ -42,9 +42,11 @@ class Journal(Protocol):
     def story(self, order_id: str) -> list[dict]: ...
     def find_idempotency_key(self, key: str) -> str | None: ...
     # Orders matching `query` with a number below `before`, newest first, at most `limit`,
-    # with their tasks (not their events).
+    # with their tasks (not their events); `finished_only`: finished orders only (memory
+    # holds every unfinished one). Read through connection(s) of the search's own, never
+    # the writer's.
     def search_orders(
-        self, query: OrderQuery, before: int | None, limit: int
+        self, query: OrderQuery, before: int | None, limit: int, finished_only: bool = False
     ) -> list[OrderRecord]: ...
 
 
@@ -86,5 +88,6 @@ class NullJournal:
     def find_idempotency_key(self, key: str) -> None:
         return None
 
-    def search_orders(self, query: OrderQuery, before: int | None, limit: int) -> list:
+    def search_orders(self, query: OrderQuery, before: int | None, limit: int,
+                      finished_only: bool = False) -> list:
         return []

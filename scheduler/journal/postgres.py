@@ -3,7 +3,9 @@
 The same `Journal` as SQLite's: a `GroupWriter` commits in groups on its thread (`_commit`: one
 transaction per group, its upserts pipelined and its events copied in with COPY, so a group
 costs a few round trips and one commit however many rows it has); reads (recovery, orders
-forgotten from memory, stories, idempotency keys) borrow pooled connections. Rows go through
+forgotten from memory, stories, idempotency keys) borrow pooled connections, and order searches
+connections of a pool of their own (a search never holds a connection the writer or a
+submit's lookup is waiting for). Rows go through
 `rows.py` like SQLite's. `synchronous_commit` is left as the server has it (on by default): a
 commit is durable when the server says so.
 
@@ -78,6 +80,9 @@ CONNECT_TIMEOUT = 5
 # into 503s within that, not into requests that hang.
 POOL_SIZE = 8
 POOL_TIMEOUT = 3.0
+# Connections of the searches' own pool (opened when first needed): as many as searches may
+# run at once (ClusterConfig.max_searches), so a search waits for none.
+SEARCH_POOL_SIZE = 4
 # Session settings of every connection: a write that waits on a lock this long fails (and the
 # writer retries it, answering 503 meanwhile) instead of hanging every request.
 SESSION_SETTINGS = {"lock_timeout": "10s", "statement_timeout": "60s"}
@@ -115,7 +120,8 @@ class PostgresJournal(GroupWrittenJournal):
     persistent = True
 
     def __init__(self, url: str, *, claim: bool = True, term: Term | None = None,
-                 pool_size: int = POOL_SIZE, lease: LeaseSettings | None = None):
+                 pool_size: int = POOL_SIZE, lease: LeaseSettings | None = None,
+                 search_pool_size: int = SEARCH_POOL_SIZE):
         self.url = url
         self.name = redact(url)
         self._settings = _connection_settings(url, self.name)
@@ -132,10 +138,17 @@ class PostgresJournal(GroupWrittenJournal):
             # taken, not discovered by a failed write or read.
             check=ConnectionPool.check_connection,
         )
+        self._search_pool = ConnectionPool(
+            url, min_size=0, max_size=search_pool_size, open=False, name="orderflow-search",
+            kwargs={**self._settings, "autocommit": True}, configure=_configure,
+            timeout=POOL_TIMEOUT, check=ConnectionPool.check_connection,
+        )
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+            self._search_pool.open()
         except psycopg.Error as exc:
             self._pool.close()
+            self._search_pool.close()
             self._release()
             raise StoreError(f"cannot connect to {self.name}: {_one_line(exc)}") from None
         self._writer = GroupWriter(self.name, self._commit)
@@ -160,6 +173,7 @@ class PostgresJournal(GroupWrittenJournal):
         over = self.term is not None and not self.term.holds(time.monotonic())
         self._writer.close(timeout=0.0 if over else 30.0)
         self._pool.close()
+        self._search_pool.close()
         self._release()
 
     # ------------------------------------------------------------ reading
@@ -190,12 +204,13 @@ class PostgresJournal(GroupWrittenJournal):
             return _with_tasks_and_events(conn, [row], with_events)[0]
 
     def search_orders(
-        self, query: OrderQuery, before: int | None, limit: int
+        self, query: OrderQuery, before: int | None, limit: int, finished_only: bool = False
     ) -> list[OrderRecord]:
-        """Orders matching `query` numbered below `before`, newest first, with their tasks."""
+        """Orders matching `query` numbered below `before`, newest first, with their tasks,
+        on a connection of the searches' own pool."""
         where, args = search_where(query, before, "%s", "(data::jsonb ->> 'customer')",
-                                   "ILIKE")
-        with self._reading() as conn, conn.transaction():
+                                   "ILIKE", finished_only)
+        with self._reading(self._search_pool) as conn, conn.transaction():
             rows = conn.execute(
                 f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY number DESC "
                 "LIMIT %s",
@@ -359,10 +374,11 @@ class PostgresJournal(GroupWrittenJournal):
     # ------------------------------------------------------------ connections
 
     @contextmanager
-    def _reading(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection for reads; a database that cannot answer is a StoreError."""
+    def _reading(self, pool: ConnectionPool | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled connection for reads (of `pool`, by default the one the writer shares);
+        a database that cannot answer is a StoreError."""
         try:
-            with self._pool.connection() as conn:
+            with (pool or self._pool).connection() as conn:
                 yield conn
         except psycopg.OperationalError as exc:
             raise StoreError(f"could not read {self.name}: {_one_line(exc)}") from None
@@ -434,6 +450,8 @@ def _with_tasks_and_events(
     conn: psycopg.Connection, order_rows: list[tuple], with_events: bool = True
 ) -> list[OrderRecord]:
     """Order rows as records with their task rows and events."""
+    if not order_rows:
+        return []
     ids = [row[0] for row in order_rows]
     tasks: dict[str, list[TaskRecord]] = {i: [] for i in ids}
     events: dict[str, list[dict]] = {i: [] for i in ids}

@@ -3,8 +3,8 @@
 The same tables as SQLite's (`schema.py`: meta, orders, tasks, events, with the columns the row
 encoder in `rows.py` writes), in PostgreSQL's types. Its version is a row of `meta`
 (`schema_version`), numbered on its own: version 1 is SQLite's version 3, version 3 its version
-4 (tasks.moves). Migrations run in one transaction under an advisory lock, so two servers
-starting at once migrate once.
+4 (tasks.moves), version 4 its version 5 (the search indexes). Migrations run in one
+transaction under an advisory lock, so two servers starting at once migrate once.
 
 Version 2 is for several servers on one database (failover): the `leader` table, one row
 holding the leadership lease (its epoch, which only grows, the holder, its URL, the backend
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .schema import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # pg_advisory_xact_lock key held while migrating ("ordm").
 MIGRATION_LOCK = 0x6F72646D
 
@@ -86,6 +86,13 @@ MIGRATIONS: dict[int, list[str]] = {
     # How often a task was moved off a worker that died or drained (the dashboard's and the
     # API's moves).
     3: ["ALTER TABLE tasks ADD COLUMN moves INTEGER NOT NULL DEFAULT 0"],
+    # Searches beyond memory: finished orders newest first (memory holds every unfinished
+    # one), and orders of one status newest first (as SQLite's version 5).
+    4: [
+        "CREATE INDEX orders_finished_by_number ON orders (number) "
+        "WHERE status IN ('cancelled', 'completed', 'failed')",
+        "CREATE INDEX orders_by_status ON orders (status, number)",
+    ],
 }
 
 

@@ -12,7 +12,7 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
-from ..engine.records import OrderQuery, OrderRecord, TaskRecord
+from ..engine.records import FINISHED_STATUSES, OrderQuery, OrderRecord, TaskRecord
 
 # tasks: the id (order:step, the primary key), then the record's fields in order.
 TASK_FIELDS = ("id", *TaskRecord._fields)
@@ -36,6 +36,9 @@ ORDER_COLUMNS = ", ".join(ORDER_FIELDS)
 # rest (error, delay, from_worker, ...).
 EVENT_FIELDS = ("seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message")
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", duration, extra"
+# Finished orders, as the partial index on them says it (a query must say it the same way
+# for the index to be used): `orders_finished_by_number` in both schemas.
+FINISHED_SQL = "status IN (" + ", ".join(f"'{s}'" for s in sorted(FINISHED_STATUSES)) + ")"
 _EVENT_FIELDS = operator.itemgetter(*EVENT_FIELDS)
 
 
@@ -103,12 +106,14 @@ def event_from_row(row: tuple) -> dict:
 
 
 def search_where(
-    query: OrderQuery, before: int | None, mark: str, customer_column: str, like: str
+    query: OrderQuery, before: int | None, mark: str, customer_column: str, like: str,
+    finished_only: bool = False,
 ) -> tuple[str, list]:
     """The WHERE clause (and its parameters) of an order search, newest first from `before`
     (an order number), for either backend: `mark` is its parameter marker, `customer_column`
-    how it reads the customer out of the JSON `data`, `like` its case-insensitive LIKE."""
-    clauses, args = ["1 = 1"], []
+    how it reads the customer out of the JSON `data`, `like` its case-insensitive LIKE;
+    `finished_only`: finished orders only (read through their own index)."""
+    clauses, args = [FINISHED_SQL if finished_only else "1 = 1"], []
 
     def text(value: str) -> str:
         escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,7 +1,9 @@
 """The durable journal: orders, tasks and every event in SQLite (WAL mode).
 
 The writer thread (`writer.GroupWriter`) owns the write connection and commits in groups;
-reads (recovery, orders forgotten from memory, stories) use a second connection. The file is
+reads (recovery, orders forgotten from memory, stories) use a second connection, and order
+searches a third (WAL lets readers run beside the writer and each other: a long search
+delays neither commits nor the lookups a submit makes). The file is
 watched: deleted or replaced under a running server, it is reported at once and nothing more
 is acknowledged.
 """
@@ -73,9 +75,12 @@ class SQLiteJournal(GroupWrittenJournal):
             self._identity = _identity(self.path)
             self._read_lock = threading.Lock()
             self._read = _connect(self.path, synchronous, readonly_after_schema=True)
+            self._search_lock = threading.Lock()
+            self._search = _connect(self.path, synchronous, readonly_after_schema=True)
         except BaseException:
-            if hasattr(self, "_write"):
-                self._write.close()
+            for name in ("_write", "_read"):
+                if hasattr(self, name):
+                    getattr(self, name).close()
             self._release()
             raise
         self._writer = GroupWriter(str(self.path), self._commit, self._watch)
@@ -96,7 +101,7 @@ class SQLiteJournal(GroupWrittenJournal):
     def close(self) -> None:
         """Write everything still pending, then stop the writer and close the file."""
         self._writer.close()
-        for conn in (self._write, self._read):
+        for conn in (self._write, self._read, self._search):
             try:
                 conn.close()
             except sqlite3.Error:
@@ -132,17 +137,24 @@ class SQLiteJournal(GroupWrittenJournal):
         return [event_from_row(r) for r in rows]
 
     def search_orders(
-        self, query: OrderQuery, before: int | None, limit: int
+        self, query: OrderQuery, before: int | None, limit: int, finished_only: bool = False
     ) -> list[OrderRecord]:
-        """Orders matching `query` numbered below `before`, newest first, with their tasks."""
+        """Orders matching `query` numbered below `before`, newest first, with their tasks,
+        on the search connection (searches take turns on it; other reads never wait)."""
         where, args = search_where(query, before, "?", "json_extract(data, '$.customer')",
-                                   "LIKE")
-        with self._read_lock:
-            rows = self._read.execute(
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY number DESC LIMIT ?",
+                                   "LIKE", finished_only)
+        # Finished orders of any status newest first: through their partial index, in order,
+        # and never by sorting them all (which SQLite's planner picks otherwise: each status
+        # through orders_by_status, then a sort before the LIMIT).
+        hint = ("INDEXED BY orders_finished_by_number"
+                if finished_only and query.status is None else "")
+        with self._search_lock:
+            rows = self._search.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders {hint} WHERE {where} "
+                "ORDER BY number DESC LIMIT ?",
                 (*args, limit),
             ).fetchall()
-            return _with_tasks_and_events(self._read, rows, with_events=False)
+            return _with_tasks_and_events(self._search, rows, with_events=False)
 
     def events_after(self, seq: int, limit: int) -> list[dict]:
         with self._read_lock:
@@ -345,6 +357,8 @@ def _with_tasks_and_events(
     conn: sqlite3.Connection, order_rows: list[tuple], with_events: bool = True
 ) -> list[OrderRecord]:
     """Order rows as records with their task rows and events (through a temp table of ids)."""
+    if not order_rows:
+        return []  # (a search that found nothing costs no temp table and no transaction)
     ids = [row[0] for row in order_rows]
     tasks: dict[str, list[TaskRecord]] = {i: [] for i in ids}
     events: dict[str, list[dict]] = {i: [] for i in ids}

@@ -38,6 +38,8 @@ from ..steps.app import App
 from ..steps.context import Handler
 from ..steps.run import check_outcome
 from .ids import new_order_id
+from .order_index import OrderIndex
+from .search import OrderSearch
 from .subscribers import Subscription
 from .worker import Executor, LoopThread, ThreadWorker
 
@@ -112,6 +114,14 @@ class Cluster:
         # nor answered for (an idempotency key included), as if they existed.
         self._unconfirmed: dict[str, int] = {}
         self._unconfirmed_tickets: deque[tuple[int, list[str]]] = deque()  # the same, by ticket
+        # The orders in memory as searches read them, without the lock (order_index.py).
+        self._index = OrderIndex(self._core.wall)
+        self._search = OrderSearch(
+            self._core, self._lock, self._journal, self._index,
+            view=lambda order: self._order_view(order, with_results=False),
+            confirmed=lambda order_id: not self._unconfirmed or self._confirmed(order_id),
+            max_searches=self.config.max_searches,
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._next_tick = 0.0
@@ -132,6 +142,12 @@ class Cluster:
         if state is not None:
             with self._lock:
                 fx = recover_into(self._core, state, now=self._clock())
+                for order in self._core.orders.values():
+                    self._index.add(order)
+                # An unfinished order of a workflow this app lacks stays in the journal only.
+                self._search.unfinished_all_in_memory = all(
+                    record.id in self._core.orders for record in state.orders
+                    if not record.finished)
                 ticket = self._publish(fx)
             self._carry_out(fx, ticket, durable=True)
         self._monitor = LoopThread("orderflow-monitor", self._monitor_once, self._stop)
@@ -458,49 +474,9 @@ class Cluster:
     ) -> list[dict]:
         """Orders matching `query`, newest first, numbered below `before`: those in memory
         (every unfinished one and the latest finished ones) as they are now, the rest from
-        the journal, merged by number."""
-        core = self._core
-        with self._lock:
-            found = []
-            orders = reversed(core.orders.values())
-            if core.adopted_out_of_order:
-                orders = sorted(core.orders.values(), key=lambda o: -o.number)
-            for order in orders:
-                if before is not None and order.number >= before:
-                    continue
-                errors = (t.error for t in order.tasks.values())
-                if not query.matches(order.reported_status, order.workflow.name,
-                                     order.data.get("customer"), core.wall(order.submitted_at),
-                                     errors):
-                    continue
-                if self._unconfirmed and not self._confirmed(order.id):
-                    continue
-                found.append((order.number, self._order_view(order, with_results=False)))
-                if len(found) > limit:
-                    break
-        if not self._journal.persistent:
-            return [view for _, view in found[:limit]]
-        # Memory's matches go down to `floor`; the journal may hold matches it forgot, newer
-        # than that. Its rows of orders still in memory are skipped (memory is newer).
-        floor = found[-1][0] if len(found) > limit else None
-        shown = {view["id"] for _, view in found}
-        cursor, page = before, limit + 1 + len(found)
-        while True:
-            records = self._journal.search_orders(query, cursor, page)
-            with self._lock:
-                for record in records:
-                    if record.id not in core.orders and record.id not in shown:
-                        found.append((record.number, record.view(with_results=False)))
-                        shown.add(record.id)
-            if len(records) < page:
-                break  # the journal has no more
-            cursor = records[-1].number
-            # Later pages are older than `cursor`: done once the first `limit` are above it.
-            if (floor is not None and cursor <= floor) or sum(
-                    1 for n, _ in found if n >= cursor) > limit:
-                break
-        found.sort(key=lambda item: -item[0])
-        return [view for _, view in found[:limit]]
+        the journal, merged by number. Never scans under the scheduler lock (search.py);
+        SearchBusy (503) when `max_searches` searches with filters run already."""
+        return self._search.search(query, limit, before)
 
     def failures(self, max_ids: int) -> dict:
         """Failed orders in memory grouped by the step that failed and its reason (the
@@ -765,6 +741,8 @@ class Cluster:
         """
         if self._core.active_orders == 0:
             self._idle.notify_all()
+        if fx.orders or fx.moves or fx.forgotten:
+            self._index.apply(fx)
         if not fx.events and not fx.moves:
             return None
         for sub in self._subscriptions:

@@ -25,7 +25,7 @@ example: $(STAMP)
 JS_TESTS = tests/js/*.test.js
 
 test: $(STAMP)
-	$(BIN)/ruff check scheduler dashboard tests benchmarks examples
+	$(BIN)/ruff check scheduler dashboard tests benchmarks examples tools
 	$(BIN)/lint-imports --no-cache
 	node --test --test-reporter=dot $(JS_TESTS)
 	$(BIN)/python -m pytest -q
@@ -62,7 +62,7 @@ test-js:
 	node --test --test-reporter=dot $(JS_TESTS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler dashboard tests benchmarks examples
+	$(BIN)/ruff check scheduler dashboard tests benchmarks examples tools
 	$(BIN)/lint-imports --no-cache
 
 clean:

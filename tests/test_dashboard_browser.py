@@ -1,9 +1,9 @@
 """The dashboard page in a real browser (Debian's chromium driven by Playwright) against a
 real server on an ephemeral 127.0.0.1 port, over a cluster with fast heartbeats.
 
-Without /usr/bin/chromium (or before `npm ci`) these tests skip; with CI=true that is a
-failure instead. Every wait is a condition with a timeout (`page.wait_for_function` or a
-locator wait), never a sleep. Each test leaves a screenshot in its tmp dir.
+Without /usr/bin/chromium these tests skip; with CI=true that is a failure instead. Every
+wait is a condition with a timeout (`page.wait_for_function` or a locator wait), never a sleep.
+Each test leaves a screenshot in its tmp dir.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from conftest import wait_for
 from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
-from dashboard.assets import VENDOR, VENDOR_DIR
 from scheduler import App, Cluster, TaskContext
 
 pytestmark = pytest.mark.slow  # a live server and a real browser
@@ -45,9 +44,6 @@ def _missing() -> str | None:
         return "playwright is not installed (pip install -e '.[dev]')"
     if not os.path.exists(CHROMIUM):
         return f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    absent = [name for name, path in VENDOR.items() if not (VENDOR_DIR / path).is_file()]
-    if absent:
-        return f"the page's libraries are not installed (npm ci): {', '.join(absent)}"
     return None
 
 

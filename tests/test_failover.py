@@ -14,8 +14,13 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
+
+try:
+    import psycopg
+except ImportError:  # only `.[dev]` installed: the PostgreSQL tests need the postgres extra
+    pytest.skip("psycopg is not installed (pip install -e '.[dev,postgres]')",
+                allow_module_level=True)
 import requests
 from conftest import wait_for
 from ha import FAST, NOOP, ha_app, leading, role, sql

@@ -73,6 +73,7 @@ sys.stdin.read()  # until killed
 """
 
 
+@pytest.mark.slow  # the lock's holder is a process of its own
 def test_the_lock_of_a_process_killed_with_sigkill_is_free_at_once(tmp_path):
     db = tmp_path / "of.db"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE,

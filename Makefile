@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dos.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
 	$(BIN)/python benchmarks/failover_ha.py
+	$(BIN)/python benchmarks/dashboard_frames.py
 
 test-js:
 	node --test --test-reporter=dot $(JS_TESTS)

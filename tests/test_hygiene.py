@@ -57,7 +57,7 @@ def test_the_test_run_is_this_process_and_its_descendants_only():
 
 @pytest.mark.slow
 def test_the_guard_blames_what_the_test_run_wrote_not_what_another_process_writes(tmp_path):
-    guard = LogsGuard(tmp_path)
+    guard = LogsGuard(tmp_path, look_again_after=0)  # a fresh look at every change
     outsider = subprocess.Popen([sys.executable, "-c", OUTSIDER, str(tmp_path / "server.log")],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert outsider.wait(10) == 0  # the parent; its child carries on, reparented

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import wait_for
-from web import ORDER, app_over, fast_cluster
+from web import ORDER, STEADY, app_over, fast_cluster
 
 
 @pytest.fixture
@@ -30,8 +30,7 @@ def steady():
     # dead after 0.3 s), a worker thread starved for a moment on a loaded machine was no
     # longer alive, or declared dead and took no work. Joining is what is tested here; the
     # kill tests below are about heartbeats.
-    with app_over(fast_cluster(workers=2, heartbeat_interval=5.0,
-                               heartbeat_timeout=60.0)) as app:
+    with app_over(fast_cluster(workers=2, **STEADY)) as app:
         yield app.test_client(), app.extensions["orderflow"].cluster
 
 
@@ -92,8 +91,8 @@ def test_unknown_worker_is_404(running, action):
 
 
 @pytest.mark.parametrize("action", ["kill", "drain"])
-def test_worker_command_with_a_bad_body_changes_nothing(running, action):
-    client, _ = running
+def test_worker_command_with_a_bad_body_changes_nothing(steady, action):
+    client, _ = steady
     assert client.post(f"/api/workers/w-1/{action}", json={"now": True}).status_code == 422
     assert client.post(f"/api/workers/w-1/{action}", data="x",
                        content_type="text/plain").status_code == 415

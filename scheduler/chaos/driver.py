@@ -97,11 +97,8 @@ class Driver:
         self._url_ready = threading.Event()
         self._url_ready.set()
         self._closed = threading.Event()
-        self._submitters = [
-            threading.Thread(target=self.submit_loop, args=(i,), name=f"chaos-orders-{i}",
-                             daemon=True)
-            for i in range(settings.submitters)
-        ]
+        self._submitter = threading.Thread(target=self.submit_loop, name="chaos-orders",
+                                           daemon=True)
 
     # -------------------------------------------------------------- requests
 
@@ -146,18 +143,11 @@ class Driver:
                 return server
         return None
 
-    def submit_loop(self, index: int) -> None:
-        """One of `submitters` threads that together post `rate` orders a second, on a
-        schedule: a slow answer (a busy machine, a commit) delays this thread's next order,
-        not the stream, so the load does not shrink with the machine's speed. Each order is
-        re-posted with its key until acknowledged."""
-        count = self.settings.submitters
-        interval = count / self.settings.rate
-        rng = random.Random(self.settings.seed + 1 + index)
-        next_at = time.monotonic() + interval * (index + 1) / count  # staggered
-        while not self._stop_orders.wait(max(0.0, next_at - time.monotonic())):
-            # No catching up in a burst after a pause (a restart): at most one order late.
-            next_at = max(next_at + interval, time.monotonic())
+    def submit_loop(self) -> None:
+        """A steady stream of orders; each is re-posted with its key until acknowledged."""
+        interval = 1.0 / self.settings.rate
+        rng = random.Random(self.settings.seed + 1)
+        while not self._stop_orders.wait(interval):
             key = str(uuid.UUID(int=rng.getrandbits(128)))
             order = {
                 "customer": f"chaos-{rng.randrange(10_000)}",
@@ -262,14 +252,11 @@ class Driver:
                 if not wait_until(lambda w=worker: self.member(w), settings.rejoin_timeout):
                     raise RuntimeError(f"remote worker {worker.name} did not join "
                                        f"(log: {worker.log_path})")
-        for submitter in self._submitters:
-            submitter.start()
+        self._submitter.start()
         faults = Faults(self)
         faults.run(settings.duration)
         self._stop_orders.set()
-        deadline = time.monotonic() + 60
-        for submitter in self._submitters:
-            submitter.join(max(0.0, deadline - time.monotonic()))
+        self._submitter.join(60)
         self.call("PUT", "/api/chaos", json=CALM)
         settled = self.wait_until_settled(settings.drain_timeout)
         faults.check_fleet()
@@ -288,9 +275,8 @@ class Driver:
         for server in self.servers:
             server.resume()  # one left SIGSTOPped by a failed run must be able to stop
             server.stop()
-        for submitter in self._submitters:
-            if submitter.is_alive():
-                submitter.join(15)  # at most one request (10 s) in flight each
+        if self._submitter.is_alive():
+            self._submitter.join(15)  # at most one request (10 s) in flight
         self.http.close()
 
     def wait_until_settled(self, timeout: float) -> bool:

@@ -28,9 +28,6 @@ class ChaosSettings:
     token: str | None = None
     # Orders posted per second.
     rate: float = 25.0
-    # Orders posted at once at most: the rate holds while an answer takes up to this many
-    # intervals (a busy machine, a commit), instead of shrinking with the machine's speed.
-    submitters: int = 4
     # Worker threads of the owned server.
     thread_workers: int = 3
     # Worker processes started by the server (POST /api/workers kind=process): they die

@@ -22,12 +22,6 @@ from scheduler.chaos.schedule import HANG_BURST, LONG_STALL, RESTART, fault_plan
 
 pytestmark = pytest.mark.slow  # 60 s of faults, with server and worker processes
 
-# Heartbeats with room for a busy machine (the driver's defaults are 0.2 s and 1 s): a short
-# stall (20-40 % of the timeout) must cause no death, and a worker process continued on a
-# loaded machine needs a moment for its next beat to arrive. A long stall (2-3 timeouts)
-# still gets its worker declared dead.
-HEARTBEATS = {"heartbeat_interval": 0.5, "heartbeat_timeout": 3.0}
-
 
 def processes_mentioning(*needles: str) -> list[str]:
     """Command lines of live processes that mention any of `needles` (the run's URL, db)."""
@@ -47,7 +41,7 @@ def processes_mentioning(*needles: str) -> list[str]:
 def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp_path):
     out = io.StringIO()
     db = tmp_path / "chaos.db"
-    report = run_chaos(ChaosSettings(duration=60, seed=7, db=str(db), **HEARTBEATS), out)
+    report = run_chaos(ChaosSettings(duration=60, seed=7, db=str(db)), out)
     # Every process of the run is gone: the server, its worker processes, the remote ones.
     wait_for(lambda: not processes_mentioning(report["url"], str(db)), 15,
              message="every process of the run to exit")
@@ -84,8 +78,7 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
     out = io.StringIO()
     # How soon the standby leads is benchmarks/failover_ha.py's figure (p99 within 5 s);
     # here a generous bound, so a busy machine does not fail a run that lost nothing.
-    settings = ChaosSettings(duration=60, seed=7, db=pg_url, ha=True, failover_timeout=30.0,
-                             **HEARTBEATS)
+    settings = ChaosSettings(duration=60, seed=7, db=pg_url, ha=True, failover_timeout=30.0)
     report = run_chaos(settings, out)
     wait_for(lambda: not processes_mentioning(pg_url, *report["urls"]), 15,
              message="every process of the run to exit")

@@ -3,14 +3,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-js test-fast mutation lint bench example clean
+.PHONY: run test test-js test-fast mutation lint bench example vendor clean
 
-$(STAMP): pyproject.toml package-lock.json
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,postgres]'
-	npm ci --no-audit --no-fund
 	touch $(STAMP)
+
+# The dashboard's two browser libraries are committed in static/vendor/ (with their licences),
+# so nothing else needs npm. After changing a version in package.json: `npm install` (which
+# updates package-lock.json), then this, then commit both.
+vendor:
+	npm ci --no-audit --no-fund
+	$(PYTHON) tools/vendor.py
 
 run: $(STAMP)
 	$(BIN)/orderflow serve
@@ -25,7 +31,7 @@ example: $(STAMP)
 JS_TESTS = tests/js/*.test.js
 
 test: $(STAMP)
-	$(BIN)/ruff check scheduler dashboard tests benchmarks examples
+	$(BIN)/ruff check scheduler dashboard tests benchmarks examples tools
 	$(BIN)/lint-imports --no-cache
 	node --test --test-reporter=dot $(JS_TESTS)
 	$(BIN)/python -m pytest -q
@@ -58,12 +64,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/search_load.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
 	$(BIN)/python benchmarks/failover_ha.py
+	$(BIN)/python benchmarks/dashboard_frames.py
 
 test-js:
 	node --test --test-reporter=dot $(JS_TESTS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler dashboard tests benchmarks examples
+	$(BIN)/ruff check scheduler dashboard tests benchmarks examples tools
 	$(BIN)/lint-imports --no-cache
 
 clean:

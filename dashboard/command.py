@@ -98,6 +98,9 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
                         metavar="S", help="time a client has to send a whole request head")
     limits.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout,
                         metavar="S", help="a request body or response stalled this long is cut")
+    limits.add_argument("--graceful-timeout", type=int, default=DEFAULTS.graceful_timeout,
+                        metavar="S", help="on SIGTERM or Ctrl-C, seconds open requests may take "
+                        "to finish before they are cut (Socket.IO connections are closed at once)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-file", default=None, metavar="PATH",
                        help="readable log, rotated at 10 MB, 5 kept; by default next to the "
@@ -115,6 +118,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
         header_timeout=args.header_timeout, request_timeout=args.request_timeout,
+        graceful_timeout=args.graceful_timeout,
         db=args.db, persist=not args.no_persist,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         max_retries=args.max_retries, failure_rate=args.failure_rate, latency_ms=args.latency_ms,

@@ -1,8 +1,8 @@
 """The dashboard page and the pinned browser libraries it loads.
 
-The libraries are served by the app itself (from node_modules in a checkout, from the package
-in a wheel: see assets.py), so the page works offline and no CDN is ever asked. Only the files
-listed in VENDOR are served.
+The libraries are served by the app itself (vendored in static/vendor/, in a checkout and in a
+wheel alike: see assets.py), so the page works offline and no CDN is ever asked. Only the files
+listed in VENDOR are served under /vendor/.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ def index() -> Response:
 
 @bp.get("/vendor/<name>")
 def vendor(name: str) -> Response:
-    """One of the pinned browser libraries; 404 for anything else or before `npm ci`."""
-    relative = VENDOR.get(name)
-    if relative is None or not (VENDOR_DIR / relative).is_file():
+    """One of the pinned browser libraries; 404 for anything else."""
+    if name not in VENDOR or not (VENDOR_DIR / name).is_file():
         abort(404)
     suffix = name[name.rfind("."):]
-    return send_from_directory(VENDOR_DIR, relative, mimetype=MIMETYPES[suffix], max_age=3600)
+    return send_from_directory(VENDOR_DIR, name, mimetype=MIMETYPES[suffix], max_age=3600)

@@ -67,7 +67,8 @@ class ServeSettings:
     latency_ms: tuple[float, float] = (50.0, 250.0)
     # Bearer token for the API and Socket.IO; None = open, allowed on loopback only.
     token: str | None = None
-    # Seconds gunicorn waits for open connections on shutdown before it gives up on them.
+    # Seconds gunicorn waits for open requests on shutdown before it cuts them (Socket.IO
+    # connections, which never end by themselves, are closed at once).
     graceful_timeout: int = 3
     # Finished orders older than this many seconds are pruned hourly; None keeps everything.
     retention: float | None = None
@@ -115,6 +116,8 @@ def check_settings(settings: ServeSettings) -> None:
         raise ConfigError("max-connections must be more than threads + max-sockets")
     if not (settings.header_timeout > 0 and settings.request_timeout > 0):
         raise ConfigError("header-timeout and request-timeout must be positive")
+    if settings.graceful_timeout < 0:
+        raise ConfigError("graceful-timeout must be 0 or more")
     if settings.token is not None and not settings.token.strip():
         raise ConfigError("token must not be empty")
     if not is_loopback(settings.host) and not settings.token:

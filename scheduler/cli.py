@@ -13,10 +13,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from types import ModuleType
 
 GROUP = "orderflow.commands"
+VERSION_FLAG = "--version"
+
+
+def installed_version() -> str:
+    """orderflow's version as installed (its package metadata), or a note that it is not."""
+    try:
+        return version("orderflow")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _commands() -> dict[str, object]:
@@ -28,6 +37,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orderflow", description="Fault-tolerant order processing"
     )
+    parser.add_argument(VERSION_FLAG, action="version",
+                        version=f"orderflow {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = _commands()
     if not commands:
@@ -48,8 +59,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Load only the command that was asked for: `orderflow worker` must not pay for (or
-    # import) the web server. Help and mistakes get the whole list.
-    only = argv[0] if argv and argv[0] in _commands() else None
+    # import) the web server; `--version` loads none. Help and mistakes get the whole list.
+    only = argv[0] if argv and (argv[0] in _commands() or argv[0] == VERSION_FLAG) else None
     args = build_parser(only).parse_args(argv)
     return args.run(args)
 

@@ -3,14 +3,18 @@ hypothesis profiles, and a throwaway PostgreSQL server for the journal's tests."
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from hygiene import REPO_LOGS, LogsGuard
 from hypothesis import settings
 from pg import PostgresServer, missing
+
+# A test that starts a process and is not marked slow fails (tests/cost_guard.py).
+pytest_plugins = ["cost_guard"]
 
 # The property tests' example budget. `make mutation` reruns them against every mutant, so it
 # picks the "mutation" profile (ORDERFLOW_HYPOTHESIS_PROFILE): fewer examples, and the same
@@ -32,27 +36,19 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, message: 
         threading.Event().wait(interval)
 
 
-# The repository's own logs/ folder: where `make run` writes the user's journal and log file.
-REPO_LOGS = Path(__file__).resolve().parent.parent / "logs"
-
-
-def files_under(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under `folder` (recursively) with its size and modification time."""
-    if not folder.is_dir():
-        return {}
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file()}
+@pytest.fixture(scope="session")
+def logs_guard() -> LogsGuard:
+    return LogsGuard(REPO_LOGS)
 
 
 @pytest.fixture(autouse=True)
-def leaves_the_users_logs_alone():
+def leaves_the_users_logs_alone(logs_guard):
     """No test may create, change or delete a file under the repository's logs/: a test
-    writes in its own tmp_path (a server started by a test gets --db and --log-file there)."""
-    before = files_under(REPO_LOGS)
+    writes in its own tmp_path (a server started by a test gets --db and --log-file there).
+    What `make run` writes there meanwhile is not the test's doing (see hygiene.py)."""
+    before = logs_guard.snapshot()
     yield
-    after = files_under(REPO_LOGS)
-    touched = sorted(name for name in before.keys() | after.keys()
-                     if before.get(name) != after.get(name))
+    touched = logs_guard.blamed(before)
     assert not touched, f"this test wrote under {REPO_LOGS}: {touched}"
 
 
@@ -75,13 +71,25 @@ def no_thread_leaks():
 TEST_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off", "max_connections": "200"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items):
+    """A test on the PostgreSQL server is slow (the server is a process of its own), in
+    whichever file it is written."""
+    for item in items:
+        if "postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """One PostgreSQL server for the whole run, started on first use and stopped by its PID
-    at the end (also when tests fail). Skipped only where the server binaries are missing."""
+    at the end (also when tests fail). Skipped only where the server binaries or psycopg
+    (the `postgres` extra) are missing."""
     reason = missing()
     if reason is not None:
         pytest.skip(reason)
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg is not installed (pip install -e '.[dev,postgres]')")
     server = PostgresServer(TEST_SERVER_SETTINGS).start()
     try:
         yield server
@@ -95,7 +103,7 @@ def pg_url(postgres):
     return postgres.emptied_database()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def journal_db(request, tmp_path):
     """Where a test's journal lives, once per backend: a file path, or a database URL."""
     if request.param == "sqlite":

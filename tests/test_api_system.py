@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from web import ORDER, app_over, fast_cluster
+from web import ORDER, STEADY, app_over, fast_cluster
 
 
 @pytest.fixture
@@ -16,7 +16,9 @@ def idle():
 
 @pytest.fixture
 def running():
-    with app_over(fast_cluster(workers=2)) as app:
+    # Heartbeats no busy machine can miss: these tests count workers alive and no moves, and
+    # at the fast ones (dead after 0.3 s of silence) a starved heartbeat thread is a death.
+    with app_over(fast_cluster(workers=2, **STEADY)) as app:
         yield app.test_client(), app.extensions["orderflow"].cluster
 
 

@@ -129,6 +129,7 @@ def shown(status: str) -> str:
     return SHOWN.get(status, status)
 
 
+@pytest.mark.slow  # node, a process of its own
 @pytest.mark.parametrize("seed", range(6))
 def test_the_order_book_shows_the_engines_states_from_its_events_alone(seed):
     checkpoints, truths = engine_run(seed)

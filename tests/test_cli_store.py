@@ -107,6 +107,7 @@ def test_a_damaged_data_page_stops_serve_at_start_with_one_line(tmp_path, capsys
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.slow  # the server as a process of its own (run as another user)
 def test_a_read_only_database_refuses_to_start_instead_of_answering_503(tmp_path):
     db = tmp_path / "of.db"
     a_journal_with_orders(db)

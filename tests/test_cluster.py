@@ -296,6 +296,7 @@ def test_a_result_that_is_not_valid_json_is_a_failed_attempt(make_cluster):
     assert len(failed) == 1 and "NaN" in failed[0]["error"]
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_a_cluster_used_as_a_library_prints_nothing_unless_logging_is_configured():
     # A fresh interpreter: no logging configured, as in an application that uses Cluster.
     code = (

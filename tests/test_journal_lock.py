@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import wait_for
@@ -73,6 +72,7 @@ sys.stdin.read()  # until killed
 """
 
 
+@pytest.mark.slow  # the lock's holder is a process of its own
 def test_the_lock_of_a_process_killed_with_sigkill_is_free_at_once(tmp_path):
     db = tmp_path / "of.db"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE,
@@ -101,7 +101,7 @@ def test_a_second_server_on_one_database_refuses_with_the_file_and_pid_until_the
     flags = ("--db", str(db), "--workers", "1", "--log-level", "warning")
     first = ServeProcess(*flags)
     try:
-        started = time.monotonic()
+        # Refused at once: a second server waiting for the lock would run into the timeout.
         second = subprocess.run(
             [*orderflow_command(), "serve", "--port", "0", *flags], capture_output=True,
             text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -109,7 +109,6 @@ def test_a_second_server_on_one_database_refuses_with_the_file_and_pid_until_the
         err = second.stderr.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert str(db) in err and f"pid {first.proc.pid}" in err
-        assert time.monotonic() - started < 30
         first.kill()  # SIGKILL of the server's whole process group: no shutdown code runs
         third = ServeProcess(*flags)
         third.stop()

@@ -8,8 +8,13 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
-import psycopg
 import pytest
+
+try:
+    import psycopg
+except ImportError:  # only `.[dev]` installed: the PostgreSQL tests need the postgres extra
+    pytest.skip("psycopg is not installed (pip install -e '.[dev,postgres]')",
+                allow_module_level=True)
 from conftest import TEST_SERVER_SETTINGS, wait_for
 from ha import FAST, NOOP, ha_app, leading, role, sql
 from pg import PostgresServer, free_port, missing

@@ -2,27 +2,90 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import logging
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import grimp
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 WEB_STACK = {"flask", "flask_socketio", "werkzeug", "gunicorn", "prometheus_client"}
+# What the pure engine must never load, directly or through the package it lives in: threads,
+# event loops, clocks, processes, sockets, files, logging (which starts threads' locks).
+IMPURE = {"threading", "asyncio", "concurrent", "queue", "time", "socket", "select",
+          "selectors", "subprocess", "multiprocessing", "signal", "os", "io", "sqlite3",
+          "logging"}
 
 
-def test_the_pure_engine_imports_only_the_standard_library():
+def engine_contract() -> dict:
+    """The engine's allowlist contract, as pyproject.toml declares it."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [contract] = [c for c in config["contracts"] if c.get("source_modules") == ["scheduler.engine"]]
+    assert contract["type"] == "allowed_imports", contract
+    return contract
+
+
+def allowlist_contract_type() -> type:
+    """tools/import_contracts.py's contract class (tools/ is not an installed package)."""
+    spec = importlib.util.spec_from_file_location(
+        "import_contracts", ROOT / "tools" / "import_contracts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.AllowedImportsContract
+
+
+def checked(graph: grimp.ImportGraph, contract: dict):
+    options = {"source_modules": contract["source_modules"],
+               "allowed_modules": contract["allowed_modules"]}
+    return allowlist_contract_type()("engine", {}, options).check(graph, verbose=False)
+
+
+def test_the_engines_allowlist_holds_only_pure_standard_library_modules():
+    allowed = set(engine_contract()["allowed_modules"])
+    assert allowed <= set(sys.stdlib_module_names), allowed - set(sys.stdlib_module_names)
+    assert not allowed & IMPURE, allowed & IMPURE
+
+
+def test_the_engine_keeps_its_allowlist_and_an_import_outside_it_breaks_the_contract():
+    contract = engine_contract()
     graph = grimp.build_graph("scheduler", include_external_packages=True)
-    engine = {m for m in graph.modules if m.split(".")[:2] == ["scheduler", "engine"]}
-    outside = set()
-    for module in engine:
-        for imported in graph.find_modules_directly_imported_by(module):
-            if imported.startswith("scheduler."):
-                assert imported in engine, f"{module} imports {imported}, outside the engine"
-            else:
-                outside.add(imported.split(".")[0])
-    assert outside, "the engine imports nothing at all? the graph is not what we think"
-    assert outside <= set(sys.stdlib_module_names), outside - set(sys.stdlib_module_names)
+    assert checked(graph, contract).kept
+    for outside in ("threading", "scheduler.runtime.cluster", "requests"):
+        graph.add_import(importer="scheduler.engine.dispatch", imported=outside,
+                         line_number=1, line_contents=f"import {outside}")
+        check = checked(graph, contract)
+        graph.remove_import(importer="scheduler.engine.dispatch", imported=outside)
+        assert not check.kept, outside
+        assert [(link["importer"], link["imported"]) for link in check.metadata["illegal"]] == [
+            ("scheduler.engine.dispatch", outside)]
+
+
+@pytest.mark.slow
+def test_importing_the_engine_loads_no_thread_asyncio_runtime_or_demo_module():
+    # A fresh interpreter (this one has loaded everything already); what the import added to
+    # what the interpreter loads at its start (os, io and time are loaded before any code).
+    code = ("import sys; before = set(sys.modules); import scheduler.engine.core; "
+            "print(sorted(set(sys.modules) - before))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    loaded = set(ast.literal_eval(done.stdout.strip()))
+    assert "scheduler.engine.core" in loaded  # it did import the engine
+    ours = {name for name in loaded if name.split(".")[0] == "scheduler"}
+    assert ours - {"scheduler"} == {name for name in ours if name.startswith("scheduler.engine")}
+    assert not {name.split(".")[0] for name in loaded} & IMPURE, sorted(
+        name for name in loaded if name.split(".")[0] in IMPURE)
+
+
+def test_the_orderflow_logger_is_quiet_once_a_package_that_logs_is_loaded():
+    import scheduler.runtime  # noqa: F401  (pytest has loaded it already; said for the reader)
+
+    handlers = logging.getLogger("orderflow").handlers
+    assert [type(h) for h in handlers].count(logging.NullHandler) == 1, handlers
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import wait_for
 from prometheus_client.parser import text_string_to_metric_families
-from web import app_over, fast_cluster
+from web import STEADY, app_over, fast_cluster
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -19,7 +19,8 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_count_orders_tasks_and_workers_and_time_completions():
-    with app_over(fast_cluster(workers=2, failure_rate=0.2, max_retries=5)) as app:
+    # Heartbeats no busy machine can miss: no reassignment is expected below.
+    with app_over(fast_cluster(workers=2, failure_rate=0.2, max_retries=5, **STEADY)) as app:
         client = app.test_client()
         client.post("/api/orders/bulk", json={"count": 20})
         cluster = app.extensions["orderflow"].cluster

@@ -104,27 +104,24 @@ def test_300_orders_finish_on_the_survivor_when_a_worker_process_is_sigkilled(sl
 
 
 @pytest.mark.slow
-def test_a_sigkilled_worker_process_has_its_task_running_elsewhere_within_a_second(
-        slow_heartbeats):
-    rc = slow_heartbeats
-    ids = {rc.joined(p): p for p in [rc.start_worker(handlers=SLOW, slots=1) for _ in "ab"]}
-    order_id = rc.cluster.submit(ORDER)
-    started = wait_for(lambda: first_event(rc, "task_started", order_id=order_id), 10)
-    victim_id = started["worker_id"]
-    survivor_id = next(w for w in ids if w != victim_id)
-    killed = time.time()
-    ids[victim_id].kill()
-    moved = wait_for(lambda: first_event(rc, "task_started", order_id=order_id,
-                                         step="payment", worker_id=survivor_id), 5,
-                     message="payment running on the survivor")
-    took = moved["ts"] - killed
-    # The grace is 0.5 s (measured: 0.51 s); the heartbeat timeout, 10 s. The margin is for
-    # a loaded machine.
-    assert took < 1.5, f"the task ran elsewhere {took:.2f}s after the SIGKILL"
-    dead = first_event(rc, "worker_dead", worker_id=victim_id)
-    assert CONNECTION_LOST in dead["message"]
-    assert rc.cluster.wait_until_idle(10)
-    assert rc.cluster.get_order(order_id)["status"] == "completed"
+def test_a_sigkilled_worker_process_has_its_task_running_elsewhere_once_its_connection_closes(
+        tmp_path):
+    # Heartbeats alone would find the dead process only after 600 s, far beyond the wait
+    # below: what finds it, and moves its task, is its closed connection (0.5 s of grace).
+    with remote_cluster(tmp_path, latency_ms=(2.0, 8.0), heartbeat_timeout=600.0) as rc:
+        ids = {rc.joined(p): p for p in [rc.start_worker(handlers=SLOW, slots=1) for _ in "ab"]}
+        order_id = rc.cluster.submit(ORDER)
+        started = wait_for(lambda: first_event(rc, "task_started", order_id=order_id), 10)
+        victim_id = started["worker_id"]
+        survivor_id = next(w for w in ids if w != victim_id)
+        ids[victim_id].kill()
+        moved = wait_for(lambda: first_event(rc, "task_started", order_id=order_id,
+                                             step="payment", worker_id=survivor_id), 60,
+                         message="payment running on the survivor")
+        dead = first_event(rc, "worker_dead", worker_id=victim_id)
+        assert CONNECTION_LOST in dead["message"] and dead["seq"] < moved["seq"]
+        assert rc.cluster.wait_until_idle(60)
+        assert rc.cluster.get_order(order_id)["status"] == "completed"
 
 
 @pytest.mark.slow
@@ -394,6 +391,7 @@ def test_api_starts_worker_processes_kill_sends_sigkill_and_shutdown_reaps_them(
         assert not Path(f"/proc/{pid}").exists()
 
 
+@pytest.mark.slow
 def test_a_process_given_back_an_id_it_had_retired_after_a_server_restart_runs_its_work(
         tmp_path, monkeypatch):
     # The worst case of ids that repeat across server lifetimes: the new server hands the
@@ -415,6 +413,7 @@ def test_a_process_given_back_an_id_it_had_retired_after_a_server_restart_runs_i
         assert {rc.cluster.get_order(i)["status"] for i in ids} == {"completed"}
 
 
+@pytest.mark.slow
 def test_a_drained_busy_worker_whose_order_is_cancelled_exits_0_and_never_rejoins(remote):
     proc = remote.start_worker(handlers=SLOW, slots=1)
     worker_id = remote.joined(proc)

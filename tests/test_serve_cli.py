@@ -8,7 +8,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -88,6 +87,7 @@ def test_serve_defaults_are_the_cluster_defaults():
         (["--latency-ms", "9,1"], "latency_ms"),
         (["--max-retries", "-1"], "max_retries"),
         (["--port", "70000"], "port"),
+        (["--graceful-timeout", "-1"], "graceful-timeout"),
     ],
 )
 def test_serve_refuses_bad_settings_before_starting(monkeypatch, capsys, argv, fragment):
@@ -109,8 +109,10 @@ def test_serve_rejects_malformed_flags(capsys, argv):
 def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_signal, tmp_path):
     env = {**os.environ, "ORDERFLOW_TOKEN": ""}
     # Its log file in the test's folder: never the user's logs/orderflow.log.
+    # A graceful timeout no shutdown below could wait out: the open WebSocket must be closed
+    # at once for the server to exit within the (generous) wait.
     command = [*orderflow_command(), "serve", "--port", "0", "--no-persist", "--token", TOKEN,
-               "--log-file", str(tmp_path / "orderflow.log"),
+               "--log-file", str(tmp_path / "orderflow.log"), "--graceful-timeout", "300",
                "--workers", "2", "--heartbeat-interval", "0.05", "--heartbeat-timeout", "0.3",
                "--latency-ms", "0,1", "--log-level", "info"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -136,11 +138,10 @@ def test_serve_runs_on_gunicorn_prints_its_url_and_stops_cleanly_on_signal(stop_
                        headers={"Authorization": f"Bearer {TOKEN}"})
         wait_for(lambda: snapshots, 5, message="snapshot over gunicorn")
         assert snapshots[0]["stats"]["orders_total"] == 1
-        started = time.monotonic()
         proc.send_signal(stop_signal)
-        assert proc.wait(timeout=10) == 0
-        # Well under the 3 s graceful timeout: the open WebSocket was dropped at once.
-        assert time.monotonic() - started < 2.5
+        # Long before the 300 s graceful timeout, however busy the machine: the open
+        # WebSocket was dropped at once, not waited for.
+        assert proc.wait(timeout=60) == 0
         wait_for(lambda: not client.connected, 5, message="client saw the server go")
     finally:
         if proc.poll() is None:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 import websocket
-from web import FAST, LIVE_CONFIG, ORDER, LiveServer, app_over, fast_cluster
+from web import FAST, LIVE_CONFIG, ORDER, STEADY, LiveServer, app_over, fast_cluster
 
 from scheduler import Chaos, Cluster
 from scheduler.journal.sqlite import SQLiteJournal
@@ -78,7 +78,9 @@ def test_cross_site_simple_post_cannot_add_or_kill_workers():
     before the Content-Type check). That is a CORS "simple request": any web page the user
     visits can kill/drain/add workers and cancel/retry orders with <form method=post> or
     fetch(..., {mode: "no-cors"}). The Socket.IO side checks Origin; the HTTP API does not."""
-    with app_over(fast_cluster(workers=1)) as app:
+    # Heartbeats no busy machine can miss: "alive" below means "not killed", never "a beat
+    # was late" (at the fast ones a loaded machine showed it "suspect").
+    with app_over(fast_cluster(workers=1, **STEADY)) as app:
         cluster = app.extensions["orderflow"].cluster
         client = app.test_client()
         added = client.post("/api/workers", headers=EVIL, data="", content_type="text/plain")
@@ -120,8 +122,10 @@ def test_a_refused_cancel_of_a_forgotten_order_leaves_the_listing_as_it_was(tmp_
                       journal=SQLiteJournal(str(tmp_path / "j.db")), **FAST)
     with app_over(cluster) as app:
         client = app.test_client()
-        ids = [client.post("/api/orders", json=ORDER).get_json()["id"] for _ in range(4)]
-        assert cluster.wait_until_idle(10)
+        ids = []
+        for _ in range(4):  # one at a time, so they finish in the order they were submitted
+            ids.append(client.post("/api/orders", json=ORDER).get_json()["id"])
+            assert cluster.wait_until_idle(30)
         # The 2 newest are in memory, the 2 oldest only in the journal: listed all the same.
         assert set(cluster._core.orders) == set(ids[2:])
         before = client.get("/api/orders?limit=10").get_json()

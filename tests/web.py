@@ -19,6 +19,9 @@ from scheduler import Chaos, Cluster
 ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 2, "price": 9.5}]}
 # Heartbeats fast enough that a killed worker is declared dead within a fraction of a second.
 FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.3}
+# Heartbeats no busy machine can miss, for tests that count on no worker being suspect or
+# declared dead (at FAST ones a heartbeat thread starved for 0.3 s is a death).
+STEADY = {"heartbeat_interval": 5.0, "heartbeat_timeout": 60.0}
 # Engine.IO pings: short, because each connection keeps a thread asleep for one interval.
 LIVE_CONFIG = {"PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0}
 

@@ -69,11 +69,8 @@ export class OrderSync {
     let cursor = null;
     let fetched = 0;
     for (let page = 0; page < maxPages; page++) {
-      const seqAtRequest = this.store.lastSeq ?? 0;
       const query = cursor ? `?limit=${size}&cursor=${encodeURIComponent(cursor)}` : `?limit=${size}`;
-      const data = await this.fetchJson(`/api/orders${query}`);
-      for (const order of data.orders) book.upsert(order, seqAtRequest);
-      this.store.mark('orders');
+      const data = await this._readPage(`/api/orders${query}`);
       fetched += data.orders.length;
       if (!data.next_cursor || !data.orders.length) break;
       const oldest = data.orders[data.orders.length - 1].number;
@@ -87,5 +84,27 @@ export class OrderSync {
     // Orders announced before this refresh and still not found are gone from the server's
     // memory: stop looking for them.
     if (stubs) book.forgetStubsBornBefore(startedAt);
+  }
+
+  /**
+   * One page of orders into the book. While it was on its way, the stream went on: events
+   * of orders the page did not hold yet were dropped (nothing to apply them to), and the
+   * page may carry those orders as they were before them. So when events came meanwhile and
+   * the page brought new orders, it is read once more: now held, they take every event
+   * from here on, and the second answer is at least as new as the first one missed.
+   */
+  async _readPage(path) {
+    const book = this.store.orders;
+    let seqAtRequest = this.store.lastSeq ?? 0;
+    let data = await this.fetchJson(path);
+    const added = data.orders.some((order) => !book.get(order.id));
+    for (const order of data.orders) book.upsert(order, seqAtRequest);
+    if (added && (this.store.lastSeq ?? 0) > seqAtRequest) {
+      seqAtRequest = this.store.lastSeq;
+      data = await this.fetchJson(path);
+      for (const order of data.orders) book.upsert(order, seqAtRequest);
+    }
+    this.store.mark('orders');
+    return data;
   }
 }

@@ -68,6 +68,39 @@ describe('a refresh', () => {
     assert.ok(server.paths.length >= 1);
   });
 
+  it('reads a page again when events it did not hold came while it was on its way', async () => {
+    // A browser behind a loaded server: the answer for o-7 (running) arrives after the
+    // stream already passed o-7's completion, dropped then since the page did not hold o-7.
+    const store = new Store();
+    store.applySnapshot(snapshot());
+    const feed = new Feed();
+    const running = { payment: { status: 'succeeded' }, packing: { status: 'running' }, shipping: { status: 'pending' } };
+    const done = { payment: { status: 'succeeded' }, packing: { status: 'succeeded' }, shipping: { status: 'succeeded' } };
+    const answers = [];
+    const fetchJson = async (path) => {
+      answers.push(path);
+      if (answers.length === 1) {
+        const stale = orderDict('o-7', 7, { status: 'in_progress', tasks: running });
+        store.applyEvents([...feed.runs('o-7', 'packing'), ...feed.runs('o-7', 'shipping'),
+          feed.event('order_completed', { order_id: 'o-7' })]);
+        return { orders: [stale], next_cursor: null };
+      }
+      return { orders: [orderDict('o-7', 7, { status: 'completed', tasks: done })], next_cursor: null };
+    };
+    const sync = new OrderSync(store, { onError: (e) => { throw e; }, fetchJson });
+    await sync._refresh({ staleFrom: 1, initial: false, stubs: false });
+    assert.equal(answers.length, 2);
+    assert.equal(store.orders.get('o-7').status, 'completed');
+    assert.equal(store.orders.countByStage().completed, 1);
+  });
+
+  it('reads a page once when no event came meanwhile', async () => {
+    const { store, sync, server } = setUp(5);
+    await sync._refresh({ staleFrom: 1, initial: false, stubs: false });
+    assert.deepEqual(server.paths, ['/api/orders?limit=10']);
+    assert.equal(store.orders.list.length, 5);
+  });
+
   it('merges requests made while one is pending into one job', () => {
     const { sync } = setUp(10);
     sync.running = true; // as if a refresh were under way: nothing is scheduled

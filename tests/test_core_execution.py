@@ -242,6 +242,23 @@ def test_an_abandoned_handler_still_counts_against_its_steps_concurrency_limit()
     assert waiting.state is S.ASSIGNED
 
 
+@pytest.mark.parametrize("after", [5.5, 6.0])  # stuck, or its thread already abandoned
+def test_a_worker_drained_while_its_handler_hangs_leaves_nothing_counted_behind(after):
+    # A worker that left reports nothing more: what it hung on must not hold a slot or the
+    # step's limit for good (validate() checks a departed worker holds nothing).
+    sim = Sim(workers=2, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              steps={"payment": StepPolicy(max_in_flight=1)}, retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    sim.start_next(holder)
+    sim.advance(after)
+    worker = sim.core.workers[holder]
+    assert worker.stuck or worker.abandoned
+    sim.apply(sim.core.drain_worker(holder, now=sim.now))
+    assert worker.status == "removed" and not worker.stuck and not worker.abandoned
+    assert sim.core.limits.in_flight("payment") == 0
+
+
 def test_past_its_bound_of_abandoned_threads_a_worker_is_declared_dead_and_its_work_moves():
     sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
               max_abandoned=1,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
+from hung import FakeClock
 from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
@@ -581,11 +582,14 @@ def test_a_step_at_its_limit_shows_the_reason_and_the_held_count(browser, tmp_pa
         assert d.errors == []
 
 
-def test_a_stuck_slot_stands_out_on_its_worker_card(browser, tmp_path):
-    gate = threading.Event()
-    # The attempt times out after 0.2 s, but its handler does not return: its slot is stuck.
+def test_a_stuck_slot_and_then_its_abandoned_thread_stand_out_on_its_worker_card(
+        browser, tmp_path):
+    gate, clock = threading.Event(), FakeClock()
+    # The attempt times out after 0.2 s (on a clock the test moves), but its handler does not
+    # return: its slot is stuck; 1 s later its thread is abandoned and the slot serves again.
     cluster = Cluster(workers=1, slots=2, app=gated_app(gate, timeout=0.2, retries=0), seed=7,
-                      **HEARTBEATS)
+                      clock=clock, heartbeat_interval=0.05, heartbeat_timeout=60.0,
+                      abandon_after=1.0)
     with dashboard(browser, tmp_path, cluster) as d:
         try:
             d.page.goto(d.url + "/")
@@ -593,6 +597,8 @@ def test_a_stuck_slot_stands_out_on_its_worker_card(browser, tmp_path):
             card = "#worker-cards [data-worker='w-1']"
             assert "has-stuck" not in d.page.get_attribute(card, "class")
             order_id = cluster.submit(ORDER_DATA, "checkout")
+            wait_for(lambda: cluster.workers()[0]["busy"] == 1, 10, message="payment runs")
+            clock.advance(0.2)
             d.page.locator(f"{card}.has-stuck").wait_for()
             assert d.page.inner_text(f"{card} .worker-stuck") == "⚠ 1 stuck"
             assert d.page.inner_text(f"{card} .worker-slots") == "1/2 slots"
@@ -600,8 +606,13 @@ def test_a_stuck_slot_stands_out_on_its_worker_card(browser, tmp_path):
             assert "tone-bad" in d.page.get_attribute("[data-tile='slots']", "class")
             assert cluster.get_order(order_id)["status"] == "failed"
             d.shot("stuck-slot")
+            clock.advance(1.0)
+            d.wait_text(f"{card} .worker-stuck", "⚠ 1 abandoned")
+            assert d.page.inner_text(f"{card} .worker-slots") == "0/2 slots"
+            d.wait_text("[data-tile='slots'] .tile-sub", "1 abandoned")
+            assert "tone-warn" in d.page.get_attribute("[data-tile='slots']", "class")
             gate.set()
-            # The handler returned: the slot is free again.
+            # The handler returned: its thread ended, nothing is marked any more.
             d.page.locator(f"{card}:not(.has-stuck)").wait_for()
             assert d.page.inner_text(f"{card} .worker-stuck") == ""
         finally:

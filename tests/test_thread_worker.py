@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from conftest import wait_for
+from hung import FakeClock, deaf_handlers, run_hung_attempts
 
 from scheduler import Cluster, RetryPolicy
 from scheduler.engine.config import StepPolicy
@@ -211,33 +212,6 @@ def test_a_killed_workers_payment_keeps_its_place_in_the_limit_until_its_thread_
 # --------------------------------------------------------------------------- hung handlers
 
 
-class FakeClock:
-    """The scheduler's clock, moved on by the test: time limits, grace periods and backoffs
-    pass only when the test says so, however busy the machine is."""
-
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def deaf_handlers(entered: threading.Semaphore, release: threading.Event, hang: str = "hang"):
-    """Payment hangs for orders of customer `hang` until the test releases it, deaf to its
-    cancellation (a gateway call without a timeout); everything else returns at once."""
-
-    def payment(ctx: TaskContext):
-        if ctx.order["customer"] == hang:
-            entered.release()
-            release.wait(60)  # ignores ctx.cancelled on purpose (bounded, should a test fail)
-        return "paid"
-
-    return {"payment": payment, "packing": lambda c: "packed", "shipping": lambda c: "shipped"}
-
-
 def runner_threads(prefix: str = "w-") -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(prefix) and "-run-" in t.name]
 
@@ -320,18 +294,6 @@ def test_an_async_handler_deaf_to_its_cancellation_gives_its_slot_back_when_aban
         release.set()
         worker.stop()
         assert worker.join(5)
-
-
-def run_hung_attempts(cluster: Cluster, clock: FakeClock, entered: threading.Semaphore,
-                      hung: int, timeout: float, grace: float) -> None:
-    """`hung` attempts are inside a deaf handler: pass their time limit, then their grace,
-    waiting each time until the scheduler has acted on it."""
-    for _ in range(hung):
-        assert entered.acquire(timeout=10), "a hung attempt to start"
-    clock.advance(timeout)
-    wait_for(lambda: cluster.stats()["slots"]["stuck"] == hung, 10,
-             message=f"{hung} attempts timed out and stuck")
-    clock.advance(grace)
 
 
 def test_hung_handlers_that_ignore_cancellation_leave_the_other_orders_running(make_cluster):

@@ -253,6 +253,10 @@ SCHEMAS: dict[str, dict] = {
             "hang_rate": {"type": "number", "minimum": 0, "maximum": 1,
                           "description": "share of demo attempts that hang until their time "
                                          "limit cancels them"},
+            "stuck_rate": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "share of the server's demo attempts that ignore "
+                                          "their cancellation and return 3 s after their time "
+                                          "limit (their thread is abandoned and replaced)"},
             "latency_ms": {"type": "array", "minItems": 2, "maxItems": 2,
                            "items": {"type": "number", "minimum": 0, "maximum": 60000}},
         },

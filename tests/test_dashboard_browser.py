@@ -271,7 +271,8 @@ def test_chaos_controls_change_the_cluster_live(browser, tmp_path):
         d.page.locator("#c-failure").evaluate(set_range, "0.35")
         d.page.locator("#c-lat-max").evaluate(set_range, "120")
         d.page.locator("#c-lat-min").evaluate(set_range, "40")
-        wanted = {"failure_rate": 0.35, "latency_ms": [40.0, 120.0], "hang_rate": 0.0}
+        wanted = {"failure_rate": 0.35, "latency_ms": [40.0, 120.0], "hang_rate": 0.0,
+                  "stuck_rate": 0.0}
         wait_for(lambda: cluster.chaos.view() == wanted, timeout=10,
                  message="chaos settings to reach the cluster")
         assert d.page.inner_text("#c-failure-out") == "35%"

@@ -348,7 +348,8 @@ class Faults:
         plan = fault_plan(duration, settings.restart_every if d.server or d.servers else 0.0,
                           settings.long_stall_every if d.fleet else 0.0,
                           random.Random(settings.seed + 2),
-                          hang_burst=d.server is not None and settings.step_timeout > 0,
+                          hang_burst=(d.server is not None or bool(d.servers))
+                          and settings.step_timeout > 0,
                           freeze_every=settings.freeze_every if d.freezer else 0.0)
         print("  plan: " + (", ".join(f"{p.kind} at {p.at:.0f}s" for p in plan) or "none"),
               file=d.out, flush=True)

@@ -10,11 +10,12 @@ CALM = {"failure_rate": 0.05, "latency_ms": [2, 20], "hang_rate": 0.0, "stuck_ra
 SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300], "hang_rate": 0.02}
 # The planned burst of hung attempts: many hang at once for a moment (a spike's 2% may, by
 # chance, hang none in a short run), so every run sees time limits at work; on the server's
-# thread workers half of them stuck, deaf to their cancellation, so every run sees threads
-# abandoned and replaced. (Shorter than the step timeout, so a thread worker gets at most
-# its slots of them: within its bound of abandoned threads.)
-HANG_BURST = {"hang_rate": 0.3, "stuck_rate": 0.5}
-HANG_BURST_SECONDS = 0.5
+# thread workers every attempt started in it is stuck, deaf to its cancellation, so every
+# run sees threads abandoned and replaced (worker processes hang at hang_rate). It is
+# shorter than the step timeout, so a thread worker gets at most its slots of them: within
+# its bound of abandoned threads.
+HANG_BURST = {"hang_rate": 0.3, "stuck_rate": 1.0}
+HANG_BURST_SECONDS = 1.5
 
 
 @dataclass(frozen=True)

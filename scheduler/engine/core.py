@@ -1389,7 +1389,7 @@ class SchedulerCore:
             worker.status = "removed"
             # A worker that left reports nothing more (as after a death): the handlers it
             # was stuck on no longer count.
-            for task_id, lease in [*worker.stuck, *worker.abandoned]:
+            for task_id, lease in sorted(worker.stuck | worker.abandoned):
                 self._free_stuck(worker, task_id, lease)
             self._emit("worker_removed", f"worker {worker_id} drained and left", worker=worker_id)
             self._depart(worker_id)

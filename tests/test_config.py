@@ -226,7 +226,8 @@ def test_a_step_policy_without_a_retry_policy_falls_back_to_the_clusters():
     assert config.retry_of("payment") is config.retry
 
 
-def test_a_thread_worker_may_abandon_as_many_threads_as_it_has_slots_unless_set_otherwise():
-    assert ClusterConfig().abandon_limit(8) == 8
+def test_a_thread_worker_may_abandon_a_thread_per_attempt_of_each_slot_unless_set_otherwise():
+    assert ClusterConfig().abandon_limit(8) == 32  # 8 slots, 4 attempts each
+    assert ClusterConfig(retry=RetryPolicy(max_retries=0)).abandon_limit(4) == 4
     assert ClusterConfig(max_abandoned=3).abandon_limit(8) == 3
     assert ClusterConfig(max_abandoned=0).abandon_limit(8) == 0

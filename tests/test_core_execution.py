@@ -189,7 +189,7 @@ def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_sl
     [abandoned] = sim.types(type="thread_abandoned")
     assert abandoned["message"] == (
         "order o1 step payment attempt 1 ignored its cancellation 1 s past its time limit on "
-        "w1: its thread is abandoned and a new one takes the slot (1 abandoned of at most 1)")
+        "w1: its thread is abandoned and a new one takes the slot (1 abandoned of at most 2)")
     assert (abandoned["order_id"], abandoned["step"], abandoned["worker_id"]) == (
         "o1", "payment", "w1")
     assert sim.core.counters["abandoned_threads"] == 1

@@ -110,9 +110,10 @@ class ClusterConfig:
     # a handler deaf to its cancellation does not keep the slot.
     abandon_after: float = 1.0
     # Abandoned threads (still inside a handler that ignored its cancellation) one thread
-    # worker may have at once; None: as many as its slots. One more and the worker is
-    # declared dead and its work moves: an app whose handlers never return cannot make the
-    # server start threads without end.
+    # worker may have at once; None: its slots times the attempts a step may make
+    # (max_retries + 1; 32 by default), so every slot's step may hang through all its
+    # attempts. One more and the worker is declared dead and its work moves: an app whose
+    # handlers never return cannot make the server start threads without end.
     max_abandoned: int | None = None
     # Per-step policies (time limit, concurrency and rate limits), by step name.
     steps: Mapping[str, StepPolicy] = field(default_factory=dict)
@@ -176,7 +177,9 @@ class ClusterConfig:
 
     def abandon_limit(self, slots: int) -> int:
         """Abandoned threads a thread worker with `slots` may have at once."""
-        return slots if self.max_abandoned is None else self.max_abandoned
+        if self.max_abandoned is None:
+            return slots * (self.retry.max_retries + 1)
+        return self.max_abandoned
 
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 0:

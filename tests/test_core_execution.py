@@ -243,20 +243,39 @@ def test_an_abandoned_handler_still_counts_against_its_steps_concurrency_limit()
 
 
 @pytest.mark.parametrize("after", [5.5, 6.0])  # stuck, or its thread already abandoned
-def test_a_worker_drained_while_its_handler_hangs_leaves_nothing_counted_behind(after):
-    # A worker that left reports nothing more: what it hung on must not hold a slot or the
-    # step's limit for good (validate() checks a departed worker holds nothing).
+def test_a_worker_drained_while_its_handler_hangs_hands_it_to_the_zombies(after):
+    # A worker that left holds no slot (validate() checks a departed worker holds nothing),
+    # but its hung handler keeps its step's place until its thread says it returned.
     sim = Sim(workers=2, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
               steps={"payment": StepPolicy(max_in_flight=1)}, retry=RetryPolicy(max_retries=0))
     sim.submit("o1")
     holder = sim.task("o1", "payment").worker
-    sim.start_next(holder)
+    hung, _ = sim.start_next(holder)
     sim.advance(after)
     worker = sim.core.workers[holder]
     assert worker.stuck or worker.abandoned
     sim.apply(sim.core.drain_worker(holder, now=sim.now))
     assert worker.status == "removed" and not worker.stuck and not worker.abandoned
+    assert sim.core.limits.in_flight("payment") == 1
+    sim.advance(120.0)  # a thread worker's zombie has no bound: only its return ends it
+    assert sim.core.limits.in_flight("payment") == 1
+    sim.apply(sim.core.attempts_ended(holder, [(hung.task_id, hung.lease)], now=sim.now))
     assert sim.core.limits.in_flight("payment") == 0
+
+
+def test_a_worker_declared_dead_past_its_bound_leaves_its_hung_handlers_counted_as_zombies():
+    sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              max_abandoned=1, steps={"payment": StepPolicy(max_in_flight=2)},
+              retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    sim.submit("o1")
+    first, _ = sim.start_next("w1")
+    sim.advance(6.0)  # abandoned, 1 of at most 1
+    second, _ = sim.start_next("w1")
+    sim.advance(6.0)  # stuck past its grace too: the worker is declared dead
+    assert sim.core.workers["w1"].status == "dead"
+    assert sim.core.limits.in_flight("payment") == 2  # both handlers may still run
+    sim.apply(sim.core.attempts_ended("w1", [(first.task_id, first.lease)], now=sim.now))
+    assert sim.core.limits.in_flight("payment") == 1
 
 
 def test_past_its_bound_of_abandoned_threads_a_worker_is_declared_dead_and_its_work_moves():

@@ -1387,10 +1387,14 @@ class SchedulerCore:
         worker = self.workers.get(worker_id)
         if worker is not None and worker.status == "draining" and not worker.tasks:
             worker.status = "removed"
-            # A worker that left reports nothing more (as after a death): the handlers it
-            # was stuck on no longer count.
-            for task_id, lease in sorted(worker.stuck | worker.abandoned):
-                self._free_stuck(worker, task_id, lease)
+            # As after a death: the handlers it hung on (stuck, or their thread abandoned)
+            # keep a limited step's place as zombies until it says they ended, or their
+            # bound; others give their place back (its slots are gone with it).
+            freed: set[str] = set()
+            self._bury_stuck(worker, self._now, freed)
+            self.zombies.bind(worker.id, lambda z: self._bound(worker, z.deadline, self._now))
+            for step in sorted(freed):
+                self._release_held(step)
             self._emit("worker_removed", f"worker {worker_id} drained and left", worker=worker_id)
             self._depart(worker_id)
 

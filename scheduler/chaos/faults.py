@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from ..engine.config import ClusterConfig
 from ..journal.lease import LeaseSettings
 from .fleet import NAME_PREFIX, RemoteWorker
 from .schedule import DATABASE_FREEZE, HANG_BURST, RESTART, fault_plan
 from .serve_process import health
-from .settings import CALM, HANG_BURST_SECONDS, SPIKE
+from .settings import CALM, HANG_BURST_SECONDS, SPIKE, STUCK_BURST, STUCK_BURST_SECONDS
 from .settings import HANG_BURST as HANG_BURST_CHAOS
 
 if TYPE_CHECKING:
@@ -264,6 +265,34 @@ class Faults:
                       f"{d.settings.rejoin_timeout:.0f}s; the last lines of its log: "
                       + " | ".join(_last_lines(missing[0].log_path, 8) if missing else []))
 
+    def hang_burst(self) -> None:
+        """Hung handlers (settings.py): first stuck ones on the server's thread workers, then
+        ones that hang until their time limit; calm again after. A thread worker joins first
+        (the run's kills and drains may have left none), and no other fault comes until a
+        stuck handler's thread was abandoned, which it checks."""
+        d = self.driver
+        before = self._abandoned_threads()
+        d.add_worker("thread")
+        d.call("PUT", "/api/chaos", json=STUCK_BURST)
+        threading.Event().wait(STUCK_BURST_SECONDS)
+        d.call("PUT", "/api/chaos", json=HANG_BURST_CHAOS)
+        threading.Event().wait(HANG_BURST_SECONDS)
+        d.call("PUT", "/api/chaos", json=CALM)
+        d.note("hang_burst")
+        patience = d.settings.step_timeout + ClusterConfig().abandon_after + 5.0
+        if before is None or not wait_until(
+                lambda: (self._abandoned_threads() or 0) > before, patience):
+            d.problem("stuck_handler_not_abandoned",
+                      f"no thread worker abandoned the thread of a stuck handler within "
+                      f"{patience:.0f}s of the hang burst")
+
+    def _abandoned_threads(self) -> int | None:
+        """Threads the server has abandoned to stuck handlers so far (None: no answer)."""
+        response = self.driver.call("GET", "/api/stats")
+        if response is None or response.status_code != 200:
+            return None
+        return response.json().get("abandoned_threads")
+
     def for_a_moment(self, chaos: dict, seconds: float) -> None:
         """Set the demo handlers' chaos, and calm again `seconds` later."""
         d = self.driver
@@ -368,8 +397,7 @@ class Faults:
                 elif planned.kind == DATABASE_FREEZE:
                     self.freeze_database()
                 elif planned.kind == HANG_BURST:
-                    self.for_a_moment(HANG_BURST_CHAOS, HANG_BURST_SECONDS)
-                    d.note("hang_burst")
+                    self.hang_burst()
                 else:
                     self.long_stall()
             else:

@@ -133,9 +133,9 @@ def update_chaos(cluster: Cluster, body: Any, who: str) -> dict:
     """Change the demo handlers' failure rate and latency; the change is audited, saying
     what it was before."""
     body = expect_object(body, "the body")
-    only_fields(body, ("failure_rate", "latency_ms", "hang_rate"))
+    only_fields(body, ("failure_rate", "latency_ms", "hang_rate", "stuck_rate"))
     if not body or any(value is None for value in body.values()):
-        raise invalid("give failure_rate, latency_ms and/or hang_rate (not null)")
+        raise invalid("give failure_rate, latency_ms, hang_rate and/or stuck_rate (not null)")
     before = cluster.chaos.view()
     # Chaos.update checks every value before applying any (ConfigError -> 422).
     after = cluster.chaos.update(**body)
@@ -149,6 +149,9 @@ def update_chaos(cluster: Cluster, body: Any, who: str) -> dict:
     if after["hang_rate"] != before["hang_rate"]:
         changes.append(f"hang rate {_percent(before['hang_rate'])} → "
                        f"{_percent(after['hang_rate'])}")
+    if after["stuck_rate"] != before["stuck_rate"]:
+        changes.append(f"stuck rate {_percent(before['stuck_rate'])} → "
+                       f"{_percent(after['stuck_rate'])}")
     what = "set chaos: " + ("; ".join(changes) if changes else "unchanged "
                             f"(failure rate {_percent(after['failure_rate'])}, latency "
                             f"{_latency(after['latency_ms'])})")

@@ -80,8 +80,9 @@ class ClusterCollector:
                                     value=rates[key])
         yield _labelled_gauge("orderflow_workers", "Workers by status", "status", stats["workers"],
                               WORKER_STATUSES)
-        yield _labelled_gauge("orderflow_slots", "Slots of the live workers", "use",
-                              stats["slots"], ("total", "busy", "stuck"))
+        yield _labelled_gauge("orderflow_slots", "Slots of the live workers (abandoned: threads "
+                              "left to hung handlers, each replaced)", "use",
+                              stats["slots"], ("total", "busy", "stuck", "abandoned"))
         limits = GaugeMetricFamily("orderflow_held_by_limits",
                                    "Ready tasks their step's limits hold back", labels=["step"])
         for step, count in sorted(stats["held_by_limits"].items()):
@@ -105,6 +106,14 @@ class ClusterCollector:
         for reason, count in sorted(stats["moves_by_reason"].items()):
             moves.add_metric([reason], count)
         yield moves
+        yield CounterMetricFamily("orderflow_abandoned_threads",
+                                  "Threads abandoned to handlers that ignored their "
+                                  "cancellation (each replaced by a new one)",
+                                  value=stats["abandoned_threads"])
+        yield CounterMetricFamily("orderflow_workers_hung",
+                                  "Thread workers declared dead for more threads abandoned "
+                                  "to hung handlers than they may have",
+                                  value=stats["workers_hung"])
         yield CounterMetricFamily("orderflow_rejected_results",
                                   "Late results refused by lease fencing",
                                   value=stats["rejected_results"])

@@ -168,6 +168,10 @@ SCHEMAS: dict[str, dict] = {
             "stuck": {"type": "integer",
                       "description": "slots held by attempts that timed out and have not "
                                      "returned"},
+            "abandoned": {"type": "integer",
+                          "description": "thread workers: threads left to handlers that "
+                                         "ignored their cancellation (a new thread took each "
+                                         "slot), still inside them"},
             "tasks_done": {"type": "integer"},
             "tasks_failed": {"type": "integer"},
             "share": {"type": "number", "description": "share of the hash ring"},
@@ -222,7 +226,16 @@ SCHEMAS: dict[str, dict] = {
             "workers": {"type": "object", "additionalProperties": {"type": "integer"}},
             "slots": {"type": "object", "description": "capacity of the live workers",
                       "properties": {"total": {"type": "integer"}, "busy": {"type": "integer"},
-                                     "stuck": {"type": "integer"}}},
+                                     "stuck": {"type": "integer"},
+                                     "abandoned": {"type": "integer",
+                                                   "description": "threads abandoned to "
+                                                                  "hung handlers (not slots)"}}},
+            "abandoned_threads": {"type": "integer",
+                                  "description": "threads abandoned to handlers that ignored "
+                                                 "their cancellation, ever"},
+            "workers_hung": {"type": "integer",
+                             "description": "thread workers declared dead for more such "
+                                            "threads than they may abandon (max_abandoned)"},
             "held_by_limits": {"type": "object", "additionalProperties": {"type": "integer"},
                                "description": "ready tasks a step's limits hold back, by step"},
             "unroutable": {"type": "object", "additionalProperties": {"type": "integer"},
@@ -240,6 +253,10 @@ SCHEMAS: dict[str, dict] = {
             "hang_rate": {"type": "number", "minimum": 0, "maximum": 1,
                           "description": "share of demo attempts that hang until their time "
                                          "limit cancels them"},
+            "stuck_rate": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "share of the server's demo attempts that ignore "
+                                          "their cancellation and return 3 s after their time "
+                                          "limit (their thread is abandoned and replaced)"},
             "latency_ms": {"type": "array", "minItems": 2, "maxItems": 2,
                            "items": {"type": "number", "minimum": 0, "maximum": 60000}},
         },

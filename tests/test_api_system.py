@@ -65,14 +65,14 @@ def test_bad_event_query_is_400(idle, query):
 
 def test_chaos_can_be_read_and_changed(idle):
     client, _ = idle
-    calm = {"failure_rate": 0.0, "latency_ms": [0.0, 0.0], "hang_rate": 0.0}
+    calm = {"failure_rate": 0.0, "latency_ms": [0.0, 0.0], "hang_rate": 0.0, "stuck_rate": 0.0}
     assert client.get("/api/chaos").get_json() == calm
     response = client.put("/api/chaos", json={"failure_rate": 0.25, "latency_ms": [5, 10]})
     assert response.status_code == 200
     assert response.get_json() == {**calm, "failure_rate": 0.25, "latency_ms": [5.0, 10.0]}
-    client.put("/api/chaos", json={"latency_ms": [1, 2], "hang_rate": 0.1})
-    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.25,
-                                                   "latency_ms": [1.0, 2.0], "hang_rate": 0.1}
+    client.put("/api/chaos", json={"latency_ms": [1, 2], "hang_rate": 0.1, "stuck_rate": 0.05})
+    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.25, "latency_ms": [1.0, 2.0],
+                                                   "hang_rate": 0.1, "stuck_rate": 0.05}
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,8 @@ def test_chaos_can_be_read_and_changed(idle):
         {"latency_ms": [1, 70_000]},
         {"failure_rate": 0.5, "seed": 1},
         {"failure_rate": 0.5, "hang_rate": 2},
+        {"failure_rate": 0.5, "stuck_rate": -0.1},
+        {"stuck_rate": None},
         {},
     ],
 )
@@ -95,8 +97,8 @@ def test_bad_chaos_change_applies_nothing(idle, body):
     response = client.put("/api/chaos", json=body)
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "validation_error"
-    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.0,
-                                                   "latency_ms": [0.0, 0.0], "hang_rate": 0.0}
+    assert client.get("/api/chaos").get_json() == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0],
+                                                   "hang_rate": 0.0, "stuck_rate": 0.0}
 
 
 def test_unknown_route_and_wrong_method_are_json_errors(idle):
@@ -199,12 +201,14 @@ def test_chaos_changes_are_audited_saying_what_they_were(idle):
     client.put("/api/chaos", json={"latency_ms": [20, 60], "failure_rate": 0.6})
     client.put("/api/chaos", json={"failure_rate": 0.6})
     client.put("/api/chaos", json={"hang_rate": 0.02})
+    client.put("/api/chaos", json={"stuck_rate": 0.5})
     messages = [e["message"] for e in cluster.events(after=0) if e["type"] == "operator_action"]
     assert messages == [
         "127.0.0.1: set chaos: failure rate 0% → 60%",
         "127.0.0.1: set chaos: latency 0 ms → 20–60 ms",
         "127.0.0.1: set chaos: unchanged (failure rate 60%, latency 20–60 ms)",
         "127.0.0.1: set chaos: hang rate 0% → 2%",
+        "127.0.0.1: set chaos: stuck rate 0% → 50%",
     ]
 
 

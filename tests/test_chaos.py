@@ -81,6 +81,9 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     # failed attempts, retried.
     assert faults.get("hang_burst") == 1
     assert report["timed_out_attempts"] >= 1
+    # Some of the burst's handlers on the server's thread workers ignore their cancellation:
+    # their threads are abandoned and replaced, and no worker goes past its bound.
+    assert report["abandoned_threads"] >= 1 and report["workers_hung"] == 0
     # The remote workers worked under every server, the first and each restarted one.
     done = report["remote"]["steps_done_by_server_start"]
     assert len(done) == report["server_restarts"] + 1 and all(n > 0 for n in done), done
@@ -124,6 +127,9 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
     done = report["remote"]["steps_done_by_server_start"]
     assert len(done) == report["failovers"] + 1 and all(n > 0 for n in done), done
     assert report["faults"].get("long_stall_deaths", 0) >= 1
+    # Hung handlers, some deaf to their cancellation, on the leader's thread workers.
+    assert report["faults"].get("hang_burst") == 1 and report["timed_out_attempts"] >= 1
+    assert report["abandoned_threads"] >= 1 and report["workers_hung"] == 0
 
 
 @pytest.mark.slow

@@ -121,6 +121,10 @@ def test_defaults_match_the_documented_ones():
         ({"max_unfinished_orders": 0}, "max_unfinished_orders must be an integer >= 1, got 0"),
         ({"max_result_bytes": 0.5}, "max_result_bytes must be an integer >= 1, got 0.5"),
         ({"max_error_chars": -1}, "max_error_chars must be an integer >= 1, got -1"),
+        ({"abandon_after": -0.5}, "abandon_after must be >= 0 seconds, got -0.5"),
+        ({"max_abandoned": -1}, "max_abandoned must be an integer >= 0 or None, got -1"),
+        ({"max_abandoned": 2.5}, "max_abandoned must be an integer >= 0 or None, got 2.5"),
+        ({"max_abandoned": True}, "max_abandoned must be an integer >= 0 or None, got True"),
     ],
 )
 def test_a_bad_cluster_setting_is_refused_with_its_name_and_value(kwargs, message):
@@ -134,6 +138,7 @@ def test_a_bad_cluster_setting_is_refused_with_its_name_and_value(kwargs, messag
         {"slots": 1, "prefetch": 0},
         {"step_timeout": 0.001},
         {"max_unfinished_orders": 1, "max_result_bytes": 1, "max_error_chars": 1},
+        {"abandon_after": 0, "max_abandoned": 0},
     ],
 )
 def test_cluster_settings_at_the_low_edge_of_their_range_are_accepted(kwargs):
@@ -219,3 +224,10 @@ def test_a_step_uses_its_own_retry_policy_and_time_limit_or_else_the_clusters():
 def test_a_step_policy_without_a_retry_policy_falls_back_to_the_clusters():
     config = ClusterConfig(steps={"payment": StepPolicy(timeout=1.0)})
     assert config.retry_of("payment") is config.retry
+
+
+def test_a_thread_worker_may_abandon_a_thread_per_attempt_of_each_slot_unless_set_otherwise():
+    assert ClusterConfig().abandon_limit(8) == 32  # 8 slots, 4 attempts each
+    assert ClusterConfig(retry=RetryPolicy(max_retries=0)).abandon_limit(4) == 4
+    assert ClusterConfig(max_abandoned=3).abandon_limit(8) == 3
+    assert ClusterConfig(max_abandoned=0).abandon_limit(8) == 0

@@ -169,6 +169,144 @@ def test_a_worker_that_dies_with_a_stuck_slot_frees_it():
     assert sim.core.workers[holder].status == "dead" and not sim.core.workers[holder].stuck
 
 
+def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_slot_serves_again():
+    sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              retry=RetryPolicy(max_retries=1, backoff_base=0.001, backoff_cap=0.001))
+    sim.submit("o1")
+    sim.submit("o2")
+    hung, _ = sim.start_next("w1")
+    worker = sim.core.workers["w1"]
+    fx = sim.advance(5.0)  # timed out: stuck, the handler asked to stop
+    assert worker.stuck == {(hung.task_id, hung.lease)} and not fx.abandons
+    fx = sim.advance(0.25)
+    assert fx.wake_at == 6.0  # the timer wakes when the handler's grace ends
+    assert fx.abandons == [] and sim.advance(0.5).abandons == []  # still within its grace
+    assert sim.core.free_slots(worker) == 0 and sim.task("o2", "payment").state is S.READY
+    fx = sim.advance(0.25)  # 1 s past its time limit, the handler has not returned
+    assert [(a.worker_id, a.task_id, a.lease) for a in fx.abandons] == [
+        ("w1", hung.task_id, hung.lease)]
+    assert worker.stuck == set() and worker.abandoned == {(hung.task_id, hung.lease)}
+    [abandoned] = sim.types(type="thread_abandoned")
+    assert abandoned["message"] == (
+        "order o1 step payment attempt 1 ignored its cancellation 1 s past its time limit on "
+        "w1: its thread is abandoned and a new one takes the slot (1 abandoned of at most 2)")
+    assert (abandoned["order_id"], abandoned["step"], abandoned["worker_id"]) == (
+        "o1", "payment", "w1")
+    assert sim.core.counters["abandoned_threads"] == 1
+    # The slot serves again while the abandoned handler still hangs: here for the retry.
+    following, ctx = sim.start_next("w1")
+    assert (following.task_id, ctx["attempt"]) == (hung.task_id, 2)
+    sim.succeed(hung, "late")  # it returns at last: rejected, and no longer counted
+    assert "had timed out" in sim.types(type="result_rejected")[-1]["message"]
+    assert worker.abandoned == set() and sim.task("o1", "payment").result is None
+    sim.succeed(following)
+    sim.run_all()
+    assert all(sim.core.order_status(o).value == "completed" for o in sim.core.orders.values())
+
+
+def test_a_handler_that_returns_within_its_grace_keeps_its_thread():
+    sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.advance(5.5)
+    sim.fail(d, "cancelled")  # it heard its cancellation: rejected, the slot is free
+    fx = sim.advance(2.0)
+    assert fx.abandons == [] and not sim.types(type="thread_abandoned")
+    assert sim.core.counters["abandoned_threads"] == 0
+
+
+def test_a_worker_process_is_never_told_to_abandon_a_thread():
+    # A process whose slots are all stuck exits, to be restarted by its supervisor.
+    sim = Sim(workers=0, step_timeout=1.0, abandon_after=0.5)
+    sim.add_worker("p1", kind="process", slots=1)
+    sim.submit("o1")
+    d, _ = sim.start_next("p1")
+    fx = sim.advance(5.0, beating=("p1",))
+    assert fx.abandons == [] and sim.core.workers["p1"].stuck == {(d.task_id, d.lease)}
+
+
+def test_an_abandoned_handler_still_counts_against_its_steps_concurrency_limit():
+    # The slot serves again, but the gateway call may still be running: the step's limit
+    # counts it until the handler returns.
+    sim = Sim(workers=1, slots=2, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              steps={"payment": StepPolicy(max_in_flight=1)},
+              retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    sim.submit("o2")
+    hung, _ = sim.start_next("w1")
+    sim.advance(6.0)
+    assert sim.core.workers["w1"].abandoned
+    waiting = sim.task("o2", "payment")
+    assert sim.core.wait_reason(waiting) == "step payment is at its limit of 1 in flight"
+    sim.fail(hung, "returned at last")
+    assert waiting.state is S.ASSIGNED
+
+
+@pytest.mark.parametrize("after", [5.5, 6.0])  # stuck, or its thread already abandoned
+def test_a_worker_drained_while_its_handler_hangs_hands_it_to_the_zombies(after):
+    # A worker that left holds no slot (validate() checks a departed worker holds nothing),
+    # but its hung handler keeps its step's place until its thread says it returned.
+    sim = Sim(workers=2, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              steps={"payment": StepPolicy(max_in_flight=1)}, retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    holder = sim.task("o1", "payment").worker
+    hung, _ = sim.start_next(holder)
+    sim.advance(after)
+    worker = sim.core.workers[holder]
+    assert worker.stuck or worker.abandoned
+    sim.apply(sim.core.drain_worker(holder, now=sim.now))
+    assert worker.status == "removed" and not worker.stuck and not worker.abandoned
+    assert sim.core.limits.in_flight("payment") == 1
+    sim.advance(120.0)  # a thread worker's zombie has no bound: only its return ends it
+    assert sim.core.limits.in_flight("payment") == 1
+    sim.apply(sim.core.attempts_ended(holder, [(hung.task_id, hung.lease)], now=sim.now))
+    assert sim.core.limits.in_flight("payment") == 0
+
+
+def test_a_worker_declared_dead_past_its_bound_leaves_its_hung_handlers_counted_as_zombies():
+    sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              max_abandoned=1, steps={"payment": StepPolicy(max_in_flight=2)},
+              retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    sim.submit("o1")
+    first, _ = sim.start_next("w1")
+    sim.advance(6.0)  # abandoned, 1 of at most 1
+    second, _ = sim.start_next("w1")
+    sim.advance(6.0)  # stuck past its grace too: the worker is declared dead
+    assert sim.core.workers["w1"].status == "dead"
+    assert sim.core.limits.in_flight("payment") == 2  # both handlers may still run
+    sim.apply(sim.core.attempts_ended("w1", [(first.task_id, first.lease)], now=sim.now))
+    assert sim.core.limits.in_flight("payment") == 1
+
+
+def test_past_its_bound_of_abandoned_threads_a_worker_is_declared_dead_and_its_work_moves():
+    sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              max_abandoned=1,
+              retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    sim.submit("o1")
+    sim.submit("o2")
+    first, _ = sim.start_next("w1")
+    sim.advance(6.0)  # its thread abandoned: 1 of at most 1
+    second, _ = sim.start_next("w1")
+    assert second is not None
+    sim.advance(6.0)  # this one hangs too: one more than the worker may abandon
+    worker = sim.core.workers["w1"]
+    assert worker.status == "dead" and worker.abandoned == worker.stuck == set()
+    [hung] = sim.types(type="worker_hung")
+    step = second.task_id.rpartition(":")[2]
+    assert hung["worker_id"] == "w1" and hung["step"] == step
+    assert f"step {step} attempt" in hung["message"] and "(at most 1)" in hung["message"]
+    [dead] = sim.types(type="worker_dead")
+    assert dead["seq"] > hung["seq"] and "ignored their cancellation" in dead["message"]
+    assert len(sim.types(type="thread_abandoned")) == 1  # no thread beyond the bound
+    assert sim.core.counters["workers_hung"] == 1
+    # Its work waits for another worker, and runs there.
+    assert all(t.state in (S.READY, S.RETRY_WAIT) for t in sim.core.tasks.values()
+               if t.step == "payment")
+    sim.add_worker("w2")
+    sim.run_all()
+    assert all(sim.core.order_status(o).value == "completed" for o in sim.core.orders.values())
+
+
 # --------------------------------------------------------------------------- per-step limits
 
 

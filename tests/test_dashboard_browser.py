@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
+from hung import FakeClock
 from web import LIVE_CONFIG, LiveServer, app_over, fast_cluster
 
 from dashboard import services
@@ -267,7 +268,8 @@ def test_chaos_controls_change_the_cluster_live(browser, tmp_path):
         d.page.locator("#c-failure").evaluate(set_range, "0.35")
         d.page.locator("#c-lat-max").evaluate(set_range, "120")
         d.page.locator("#c-lat-min").evaluate(set_range, "40")
-        wanted = {"failure_rate": 0.35, "latency_ms": [40.0, 120.0], "hang_rate": 0.0}
+        wanted = {"failure_rate": 0.35, "latency_ms": [40.0, 120.0], "hang_rate": 0.0,
+                  "stuck_rate": 0.0}
         wait_for(lambda: cluster.chaos.view() == wanted, timeout=10,
                  message="chaos settings to reach the cluster")
         assert d.page.inner_text("#c-failure-out") == "35%"
@@ -603,11 +605,14 @@ def test_a_step_at_its_limit_shows_the_reason_and_the_held_count(browser, tmp_pa
         assert d.errors == []
 
 
-def test_a_stuck_slot_stands_out_on_its_worker_card(browser, tmp_path):
-    gate = threading.Event()
-    # The attempt times out after 0.2 s, but its handler does not return: its slot is stuck.
+def test_a_stuck_slot_and_then_its_abandoned_thread_stand_out_on_its_worker_card(
+        browser, tmp_path):
+    gate, clock = threading.Event(), FakeClock()
+    # The attempt times out after 0.2 s (on a clock the test moves), but its handler does not
+    # return: its slot is stuck; 1 s later its thread is abandoned and the slot serves again.
     cluster = Cluster(workers=1, slots=2, app=gated_app(gate, timeout=0.2, retries=0), seed=7,
-                      **HEARTBEATS)
+                      clock=clock, heartbeat_interval=0.05, heartbeat_timeout=60.0,
+                      abandon_after=1.0)
     with dashboard(browser, tmp_path, cluster) as d:
         try:
             d.page.goto(d.url + "/")
@@ -615,6 +620,8 @@ def test_a_stuck_slot_stands_out_on_its_worker_card(browser, tmp_path):
             card = "#worker-cards [data-worker='w-1']"
             assert "has-stuck" not in d.page.get_attribute(card, "class")
             order_id = cluster.submit(ORDER_DATA, "checkout")
+            wait_for(lambda: cluster.workers()[0]["busy"] == 1, 10, message="payment runs")
+            clock.advance(0.2)
             d.page.locator(f"{card}.has-stuck").wait_for()
             assert d.page.inner_text(f"{card} .worker-stuck") == "⚠ 1 stuck"
             assert d.page.inner_text(f"{card} .worker-slots") == "1/2 slots"
@@ -622,8 +629,13 @@ def test_a_stuck_slot_stands_out_on_its_worker_card(browser, tmp_path):
             assert "tone-bad" in d.page.get_attribute("[data-tile='slots']", "class")
             assert cluster.get_order(order_id)["status"] == "failed"
             d.shot("stuck-slot")
+            clock.advance(1.0)
+            d.wait_text(f"{card} .worker-stuck", "⚠ 1 abandoned")
+            assert d.page.inner_text(f"{card} .worker-slots") == "0/2 slots"
+            d.wait_text("[data-tile='slots'] .tile-sub", "1 abandoned")
+            assert "tone-warn" in d.page.get_attribute("[data-tile='slots']", "class")
             gate.set()
-            # The handler returned: the slot is free again.
+            # The handler returned: its thread ended, nothing is marked any more.
             d.page.locator(f"{card}:not(.has-stuck)").wait_for()
             assert d.page.inner_text(f"{card} .worker-stuck") == ""
         finally:

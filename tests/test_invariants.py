@@ -49,6 +49,20 @@ def test_a_clean_history_passes_with_its_figures(clean):
     assert "OK: no invariant violated" in format_report(report)
 
 
+def test_threads_abandoned_to_deaf_handlers_are_counted_and_break_no_invariant():
+    sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0)
+    ids = [sim.submit("o1")]
+    hung, _ = sim.start_next("w1")
+    sim.advance(6.0)  # timed out, and its handler still deaf 1 s later: abandoned
+    sim.run_all()
+    sim.succeed(hung, "late")  # rejected
+    report = check_history(history_of(sim), ids, max_retries=3)
+    assert report["ok"], report["examples"]
+    assert (report["completed"], report["timed_out_attempts"]) == (1, 1)
+    assert (report["abandoned_threads"], report["workers_hung"]) == (1, 0)
+    assert "abandoned_threads" in format_report(report)
+
+
 def test_an_acknowledged_order_missing_from_the_journal_is_lost(clean):
     sim, ids = clean
     report = check_history(history_of(sim), [*ids, "o-ghost"], max_retries=3)

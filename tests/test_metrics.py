@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 from conftest import wait_for
+from hung import FakeClock, deaf_handlers, run_hung_attempts
 from prometheus_client.parser import text_string_to_metric_families
 from web import STEADY, app_over, fast_cluster
+
+from scheduler import RetryPolicy
+
+ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 2, "price": 9.5}]}
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -58,3 +65,31 @@ def test_metrics_say_content_type_once_and_count_what_the_tiles_count():
     assert samples[("orderflow_orders_by_stage", (("stage", "completed"),))] == 4
     assert samples[("orderflow_steps_per_second", ())] == stats["rates"]["steps_per_s"] > 0
     assert samples[("orderflow_task_moves_total", (("reason", "drain"),))] == 0
+
+
+def test_threads_abandoned_to_a_deaf_handler_are_shown_by_the_api_and_the_metrics():
+    clock, release, entered = FakeClock(), threading.Event(), threading.Semaphore(0)
+    cluster = fast_cluster(workers=1, slots=2, clock=clock, heartbeat_timeout=60.0,
+                           handlers=deaf_handlers(entered, release), step_timeout=5.0,
+                           abandon_after=1.0, retry=RetryPolicy(max_retries=0))
+    with app_over(cluster) as app:
+        client = app.test_client()
+        try:
+            assert client.post("/api/orders", json={**ORDER, "customer": "hang"}).status_code \
+                == 201
+            run_hung_attempts(cluster, clock, entered, 1, timeout=5.0, grace=1.0)
+            wait_for(lambda: client.get("/api/stats").json["slots"]["abandoned"] == 1, 10,
+                     message="the thread abandoned")
+            stats = client.get("/api/stats").json
+            assert stats["slots"] == {"total": 2, "busy": 0, "stuck": 0, "abandoned": 1}
+            assert (stats["abandoned_threads"], stats["workers_hung"]) == (1, 0)
+            [worker] = client.get("/api/workers").json["workers"]
+            assert (worker["stuck"], worker["abandoned"]) == (0, 1)
+            samples = scrape(client)
+            assert samples[("orderflow_slots", (("use", "abandoned"),))] == 1
+            assert samples[("orderflow_abandoned_threads_total", ())] == 1
+            assert samples[("orderflow_workers_hung_total", ())] == 0
+        finally:
+            release.set()
+        wait_for(lambda: scrape(client)[("orderflow_slots", (("use", "abandoned"),))] == 0, 10,
+                 message="the abandoned handler returned")

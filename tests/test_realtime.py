@@ -57,7 +57,8 @@ def test_connecting_client_gets_a_snapshot_of_the_documented_shape(connected):
     assert [w["id"] for w in snapshot["workers"]] == ["w-1", "w-2"]
     assert snapshot["last_seq"] == snapshot["events"][-1]["seq"]
     assert set(snapshot["config"]) == {"heartbeat_interval", "heartbeat_timeout", "max_retries"}
-    assert snapshot["chaos"] == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0], "hang_rate": 0.0}
+    assert snapshot["chaos"] == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0], "hang_rate": 0.0,
+                                 "stuck_rate": 0.0}
 
 
 def test_submitted_orders_come_back_as_batched_events(connected):

@@ -19,7 +19,7 @@ def test_cluster_is_built_from_the_settings_and_not_started():
         assert (config.heartbeat_interval, config.heartbeat_timeout) == (0.1, 0.4)
         assert config.retry.max_retries == 1
         assert cluster.chaos.view() == {"failure_rate": 0.5, "latency_ms": [1.0, 2.0],
-                                        "hang_rate": 0.0}
+                                        "hang_rate": 0.0, "stuck_rate": 0.0}
         assert cluster.workers() == []  # started by the serving process, not here
     finally:
         cluster.stop()

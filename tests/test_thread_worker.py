@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from conftest import wait_for
+from hung import FakeClock, deaf_handlers, run_hung_attempts
 
 from scheduler import Cluster, RetryPolicy
 from scheduler.engine.config import StepPolicy
@@ -206,3 +207,165 @@ def test_a_killed_workers_payment_keeps_its_place_in_the_limit_until_its_thread_
     ended = [e for e in cluster.events() if e["type"] == "attempt_ended"]
     assert [(e["order_id"], e["worker_id"]) for e in ended] == [(first, holder)]
     assert {cluster.get_order(o)["status"] for o in (first, second)} == {"completed"}
+
+
+# --------------------------------------------------------------------------- hung handlers
+
+
+def runner_threads(prefix: str = "w-") -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix) and "-run-" in t.name]
+
+
+def test_a_thread_worker_abandons_a_deaf_handler_and_runs_the_next_task_on_a_new_thread():
+    port = RecordingPort()
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def payment(ctx: TaskContext):
+        if ctx.order_id == "t1":
+            entered.release()
+            release.wait(60)  # deaf to ctx.cancelled
+        return ctx.order_id
+
+    worker = ThreadWorker("w-9", port, {"payment": payment}, heartbeat_interval=0.05, slots=1)
+    worker.start()
+    try:
+        hung = Dispatch("w-9", "t1", 1)
+        worker.deliver(hung)
+        assert entered.acquire(timeout=5)
+        worker.cancel(hung)  # its time limit: the handler does not listen
+        worker.abandon(hung)
+        port.expected = 1
+        worker.deliver(Dispatch("w-9", "t2", 2))
+        assert port.all_reported.wait(5), "the slot served t2 while t1 still hung"
+        assert [value for _, _, value in port.reports[0]] == ["t2"]
+        assert {t.name for t in runner_threads("w-9")} == {"w-9-run-1", "w-9-run-2"}
+        port.all_reported.clear()
+        port.expected = 2
+        release.set()
+        assert port.all_reported.wait(5), "the abandoned handler's outcome was reported"
+        assert [value for _, _, value in port.reports[1]] == ["t1"]
+        wait_for(lambda: [t.name for t in runner_threads("w-9")] == ["w-9-run-2"], 5,
+                 message="the abandoned thread to end, the new one to stay")
+        # Still one slot: the next task runs on the new thread, not on two at once.
+        port.all_reported.clear()
+        port.expected = 3
+        worker.deliver(Dispatch("w-9", "t3", 3))
+        assert port.all_reported.wait(5)
+    finally:
+        release.set()
+        worker.stop()
+        assert worker.join(5)
+
+
+def test_an_async_handler_deaf_to_its_cancellation_gives_its_slot_back_when_abandoned():
+    port = RecordingPort()
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    async def payment(ctx: TaskContext):
+        if ctx.order_id == "t1":
+            entered.release()
+            while not release.is_set():
+                try:
+                    await asyncio.sleep(0.01)
+                except asyncio.CancelledError:
+                    pass  # deaf to its cancellation
+        return ctx.order_id
+
+    worker = ThreadWorker("w-8", port, {"payment": payment}, heartbeat_interval=0.05, slots=1)
+    worker.start()
+    try:
+        hung = Dispatch("w-8", "t1", 1)
+        worker.deliver(hung)
+        assert entered.acquire(timeout=5)
+        worker.cancel(hung)
+        worker.abandon(hung)
+        port.expected = 1
+        worker.deliver(Dispatch("w-8", "t2", 2))
+        assert port.all_reported.wait(5), "the slot served t2 while t1 still hung"
+        assert [value for _, _, value in port.reports[0]] == ["t2"]
+        port.all_reported.clear()
+        port.expected = 2
+        release.set()
+        assert port.all_reported.wait(5)
+        assert [value for _, _, value in port.reports[1]] == ["t1"]
+    finally:
+        release.set()
+        worker.stop()
+        assert worker.join(5)
+
+
+def test_hung_handlers_that_ignore_cancellation_leave_the_other_orders_running(make_cluster):
+    # Issue 19, finding 5: 2 workers x 4 slots; 3 orders whose payment hangs in every
+    # attempt, deaf to its cancellation. Before, their 4 attempts each took 8 of 8 slots for
+    # good and later orders waited "for a free slot" forever. (The default bound: 16
+    # abandoned threads per worker, 4 slots x 4 attempts.)
+    clock, release, entered = FakeClock(), threading.Event(), threading.Semaphore(0)
+    cluster = make_cluster(
+        workers=2, slots=4, clock=clock, heartbeat_timeout=60.0, handlers=deaf_handlers(
+            entered, release), step_timeout=5.0, abandon_after=1.0,
+        retry=RetryPolicy(max_retries=3, backoff_base=0.01, backoff_cap=0.01))
+    try:
+        hung = [cluster.submit({**ORDER, "customer": "hang"}) for _ in range(3)]
+        for attempt in range(1, 5):
+            run_hung_attempts(cluster, clock, entered, 3, timeout=5.0, grace=1.0)
+            wait_for(lambda a=attempt: cluster.stats()["slots"]["abandoned"] == 3 * a, 10,
+                     message=f"the threads of attempt {attempt} abandoned")
+        assert all(cluster.get_order(o)["status"] == "failed" for o in hung)
+        assert "gave up after 4 attempts: timed out after 5 s" in (
+            cluster.get_order(hung[0])["tasks"]["payment"]["error"])
+        # Every slot serves: the later orders complete while 12 handlers still hang.
+        later = cluster.submit_many([ORDER] * 40)
+        assert cluster.wait_until_idle(30)
+        assert all(cluster.get_order(o)["status"] == "completed" for o in later)
+        stats = cluster.stats()
+        assert stats["slots"] == {"total": 8, "busy": 0, "stuck": 0, "abandoned": 12}
+        assert stats["abandoned_threads"] == 12 and stats["workers_hung"] == 0
+        workers = cluster.workers()
+        assert sum(w["abandoned"] for w in workers) == 12 and all(w["stuck"] == 0
+                                                                  for w in workers)
+        assert len(runner_threads()) == 8 + 12
+        abandoned = [e for e in cluster.events() if e["type"] == "thread_abandoned"]
+        assert len(abandoned) == 12 and {e["order_id"] for e in abandoned} == set(hung)
+        rejected = stats["rejected_results"]
+    finally:
+        release.set()
+    # The abandoned handlers return: their late results are rejected, their threads end.
+    wait_for(lambda: cluster.stats()["slots"]["abandoned"] == 0, 10,
+             message="the abandoned handlers reported")
+    assert cluster.stats()["rejected_results"] == rejected + 12
+    wait_for(lambda: len(runner_threads()) == 8, 10, message="the abandoned threads to end")
+    cluster.validate()
+
+
+def test_past_its_bound_a_worker_with_deaf_handlers_is_declared_dead_once_and_says_why(
+        make_cluster, caplog):
+    clock, release, entered = FakeClock(), threading.Event(), threading.Semaphore(0)
+    cluster = make_cluster(
+        workers=1, slots=2, clock=clock, heartbeat_timeout=60.0, handlers=deaf_handlers(
+            entered, release), step_timeout=5.0, abandon_after=1.0, max_abandoned=2,
+        retry=RetryPolicy(max_retries=3, backoff_base=0.01, backoff_cap=0.01))
+    try:
+        for _ in range(2):
+            cluster.submit({**ORDER, "customer": "hang"})
+        run_hung_attempts(cluster, clock, entered, 2, timeout=5.0, grace=1.0)
+        wait_for(lambda: cluster.stats()["slots"]["abandoned"] == 2, 10,
+                 message="two threads abandoned, as many as it may")
+        caplog.set_level("WARNING", logger="orderflow")
+        run_hung_attempts(cluster, clock, entered, 2, timeout=5.0, grace=1.0)
+        wait_for(lambda: cluster.workers()[0]["status"] == "dead", 10,
+                 message="the worker declared dead past its bound")
+        stats = cluster.stats()
+        assert stats["workers_hung"] == 1 and stats["abandoned_threads"] == 2
+        assert stats["workers"] == {"dead": 1}
+        # No thread beyond the bound: 2 runners and 2 abandoned, nothing started since.
+        assert len(runner_threads()) == 4
+    finally:
+        release.set()
+    wait_for(lambda: not runner_threads(), 10, message="the dead worker's threads to end")
+    # One ERROR line, naming the worker and the step (the threads ended without another).
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("worker w-1: the handler of order ")
+    assert " step payment attempt 2 " in errors[0] and "(at most 2)" in errors[0]

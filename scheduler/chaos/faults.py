@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from ..engine.config import ClusterConfig
 from ..journal.lease import LeaseSettings
 from .fleet import NAME_PREFIX, RemoteWorker
 from .schedule import DATABASE_FREEZE, HANG_BURST, RESTART, fault_plan
 from .serve_process import health
-from .settings import CALM, HANG_BURST_SECONDS, SPIKE
+from .settings import CALM, HANG_BURST_SECONDS, SPIKE, STUCK_BURST, STUCK_BURST_SECONDS
 from .settings import HANG_BURST as HANG_BURST_CHAOS
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class Faults:
     def __init__(self, driver: Driver):
         self.driver = driver
         self.freezes = 0
+        # Thread workers neither killed nor drained until then (monotonic time), by id: the
+        # one that joins for the hang burst, so its stuck handlers live to be abandoned.
+        self.spared: dict[str, float] = {}
 
     def check_fleet(self) -> None:
         """A remote worker must never exit by itself: say so, and replace it."""
@@ -79,7 +83,9 @@ class Faults:
         alive = d.alive()
         # The driver's remote workers are stalled and killed by pid, never from the API
         # (a drain would make the process exit, as the protocol says).
-        victims = [w for w in alive if not str(w.get("name", "")).startswith(NAME_PREFIX)]
+        now = time.monotonic()
+        victims = [w for w in alive if not str(w.get("name", "")).startswith(NAME_PREFIX)
+                   and self.spared.get(w["id"], 0.0) <= now]
         choice = d.rng.choices(
             ["kill", "add", "drain", "spike", "short_stall", "kill_remote"],
             weights=[5, 4, 1, 2, 2, 1])[0]
@@ -264,6 +270,32 @@ class Faults:
                       f"{d.settings.rejoin_timeout:.0f}s; the last lines of its log: "
                       + " | ".join(_last_lines(missing[0].log_path, 8) if missing else []))
 
+    def hang_burst(self) -> None:
+        """Hung handlers (settings.py): first stuck ones on the server's thread workers, then
+        ones that hang until their time limit; calm again after (timers: the run goes on).
+        A thread worker joins first and is spared kills and drains until its stuck handlers'
+        threads are abandoned (the run's kills and drains may have left no thread worker, or
+        taken the stuck handlers with theirs)."""
+        d = self.driver
+        response = d.call("POST", "/api/workers", json={"count": 1})
+        if response is not None and response.status_code == 201:
+            d.note("add_thread_worker")
+            spare = (STUCK_BURST_SECONDS + d.settings.step_timeout
+                     + ClusterConfig().abandon_after + 1.0)
+            for worker_id in response.json()["ids"]:
+                self.spared[worker_id] = time.monotonic() + spare
+        d.call("PUT", "/api/chaos", json=STUCK_BURST)
+        self._later(STUCK_BURST_SECONDS, HANG_BURST_CHAOS)
+        self._later(STUCK_BURST_SECONDS + HANG_BURST_SECONDS, CALM)
+        d.note("hang_burst")
+
+    def _later(self, seconds: float, chaos: dict) -> None:
+        """Set the demo handlers' chaos `seconds` from now."""
+        timer = threading.Timer(seconds, lambda: self.driver.call("PUT", "/api/chaos",
+                                                                   json=chaos))
+        timer.daemon = True
+        timer.start()
+
     def for_a_moment(self, chaos: dict, seconds: float) -> None:
         """Set the demo handlers' chaos, and calm again `seconds` later."""
         d = self.driver
@@ -348,7 +380,8 @@ class Faults:
         plan = fault_plan(duration, settings.restart_every if d.server or d.servers else 0.0,
                           settings.long_stall_every if d.fleet else 0.0,
                           random.Random(settings.seed + 2),
-                          hang_burst=d.server is not None and settings.step_timeout > 0,
+                          hang_burst=(d.server is not None or bool(d.servers))
+                          and settings.step_timeout > 0,
                           freeze_every=settings.freeze_every if d.freezer else 0.0)
         print("  plan: " + (", ".join(f"{p.kind} at {p.at:.0f}s" for p in plan) or "none"),
               file=d.out, flush=True)
@@ -367,8 +400,7 @@ class Faults:
                 elif planned.kind == DATABASE_FREEZE:
                     self.freeze_database()
                 elif planned.kind == HANG_BURST:
-                    self.for_a_moment(HANG_BURST_CHAOS, HANG_BURST_SECONDS)
-                    d.note("hang_burst")
+                    self.hang_burst()
                 else:
                     self.long_stall()
             else:

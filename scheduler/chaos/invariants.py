@@ -270,6 +270,10 @@ def check_history(
         "timed_out_attempts": sum(
             1 for e in events if e["type"] == "task_failed" and e.get("timed_out")
         ),
+        # Of those, the ones whose handler ignored its cancellation: its thread abandoned
+        # and replaced; and thread workers declared dead for too many of them.
+        "abandoned_threads": sum(1 for e in events if e["type"] == "thread_abandoned"),
+        "workers_hung": sum(1 for e in events if e["type"] == "worker_hung"),
         "dead_worker_tasks_not_moved": len(violations["dead_worker_task_not_moved"]),
         "recovery_p50_s": _round(percentile(recovery, 50)),
         "recovery_p99_s": _round(percentile(recovery, 99)),
@@ -331,6 +335,8 @@ def format_report(report: dict) -> str:
         "failed_without_exhausting_retries",
         "worker_deaths",
         "timed_out_attempts",
+        "abandoned_threads",
+        "workers_hung",
         "dead_worker_tasks_not_moved",
         "recovery_p50_s",
         "recovery_p99_s",

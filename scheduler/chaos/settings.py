@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The demo handlers' failure rate and latency during a run (PUT /api/chaos), and in a spike.
-CALM = {"failure_rate": 0.05, "latency_ms": [2, 20], "hang_rate": 0.0}
+CALM = {"failure_rate": 0.05, "latency_ms": [2, 20], "hang_rate": 0.0, "stuck_rate": 0.0}
 # A spike also hangs some attempts until their time limit (the run's step timeout) ends them.
 SPIKE = {"failure_rate": 0.4, "latency_ms": [50, 300], "hang_rate": 0.02}
-# The planned burst of hung attempts: many hang at once for a moment (a spike's 2% may, by
-# chance, hang none in a short run), so every run sees time limits at work.
-HANG_BURST = {"hang_rate": 0.3}
+# The planned burst of hung attempts, in two parts. First every attempt the server's thread
+# workers start is stuck, deaf to its cancellation, so every run sees threads abandoned and
+# replaced (worker processes take no stuck rate); it is shorter than the step timeout, so a
+# thread worker gets at most its slots of them, within its bound. It comes first: hung
+# payments fill the payment quota (chaos/app.py), and a stuck part after them found the
+# thread workers starting next to nothing. Then many attempts hang at once for a moment (a
+# spike's 2% may, by chance, hang none in a short run), so every run sees time limits at work.
+STUCK_BURST = {"stuck_rate": 1.0}
+STUCK_BURST_SECONDS = 1.0
+HANG_BURST = {"hang_rate": 0.3, "stuck_rate": 0.0}
 HANG_BURST_SECONDS = 0.5
 
 

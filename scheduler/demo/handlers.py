@@ -13,9 +13,12 @@ from ..steps.context import Handler, TaskContext, TaskError
 
 
 class Chaos:
-    """Failure rate, latency and hang rate of the demo handlers, changeable while the cluster
-    runs. A hung attempt waits until it is cancelled (its time limit), like a gateway call
-    that never answers."""
+    """Failure rate, latency, hang rate and stuck rate of the demo handlers, changeable while
+    the cluster runs. A hung attempt waits until it is cancelled (its time limit), like a
+    gateway call that never answers; a stuck one ignores the cancellation and returns
+    STUCK_EXTRA seconds after its time limit, like a call without a timeout of its own. The
+    stuck rate is the server's own: worker processes take the other knobs from the server,
+    not this one (a process whose slots are all stuck exits, to be restarted)."""
 
     def __init__(
         self,
@@ -23,26 +26,33 @@ class Chaos:
         latency_ms: tuple[float, float] = (0.0, 0.0),
         seed: int | None = None,
         hang_rate: float = 0.0,
+        stuck_rate: float = 0.0,
     ):
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self.failure_rate = 0.0
         self.latency_ms = (0.0, 0.0)
         self.hang_rate = 0.0
-        self.update(failure_rate=failure_rate, latency_ms=latency_ms, hang_rate=hang_rate)
+        self.stuck_rate = 0.0
+        self.update(failure_rate=failure_rate, latency_ms=latency_ms, hang_rate=hang_rate,
+                    stuck_rate=stuck_rate)
 
     def update(
         self,
         failure_rate: float | None = None,
         latency_ms: tuple[float, float] | list[float] | None = None,
         hang_rate: float | None = None,
+        stuck_rate: float | None = None,
     ) -> dict:
         """Validate everything first, then apply, so a bad value changes nothing."""
         rate, latency, hang = self.failure_rate, self.latency_ms, self.hang_rate
+        stuck = self.stuck_rate
         if failure_rate is not None:
             rate = _share(failure_rate, "failure_rate")
         if hang_rate is not None:
             hang = _share(hang_rate, "hang_rate")
+        if stuck_rate is not None:
+            stuck = _share(stuck_rate, "stuck_rate")
         if latency_ms is not None:
             if (
                 not isinstance(latency_ms, list | tuple)
@@ -57,11 +67,12 @@ class Chaos:
             latency = (float(low), float(high))
         with self._lock:
             self.failure_rate, self.latency_ms, self.hang_rate = rate, latency, hang
+            self.stuck_rate = stuck
         return self.view()
 
     def view(self) -> dict:
         return {"failure_rate": self.failure_rate, "latency_ms": list(self.latency_ms),
-                "hang_rate": self.hang_rate}
+                "hang_rate": self.hang_rate, "stuck_rate": self.stuck_rate}
 
     def draw(self) -> tuple[float, bool, bool]:
         """(seconds to wait, whether this attempt fails, whether it hangs) for one call."""
@@ -72,6 +83,12 @@ class Chaos:
             hangs = self.hang_rate > 0 and self._rng.random() < self.hang_rate
         return delay, fails, hangs
 
+    def draw_stuck(self) -> bool:
+        """Whether this attempt ignores its cancellation (drawn apart from `draw`, so a
+        stuck rate of 0 leaves the other draws as they were)."""
+        with self._lock:
+            return self.stuck_rate > 0 and self._rng.random() < self.stuck_rate
+
 
 def _share(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
@@ -81,6 +98,8 @@ def _share(value: object, name: str) -> float:
 
 # How long a hung attempt waits for its cancellation at most (its time limit comes first).
 HANG_SECONDS = 3600.0
+# How long past its time limit a stuck attempt, deaf to its cancellation, returns.
+STUCK_EXTRA = 3.0
 
 
 def _reference(prefix: str, key: str) -> str:
@@ -92,6 +111,10 @@ def demo_handlers(chaos: Chaos) -> dict[str, Handler]:
     """Payment, packing, invoice and shipping that wait and fail as `chaos` says."""
 
     def simulate(ctx: TaskContext, failure: str) -> None:
+        if chaos.draw_stuck():
+            # Deaf to ctx.cancelled on purpose: its thread worker abandons the thread.
+            threading.Event().wait((ctx.timeout or 0.0) + STUCK_EXTRA)
+            raise TaskError("ignored its cancellation (simulated)")
         delay, fails, hangs = chaos.draw()
         if hangs and not ctx.sleep(HANG_SECONDS):
             raise TaskError("hung until cancelled (simulated)")

@@ -105,6 +105,16 @@ class ClusterConfig:
     prefetch: int = 1
     # Seconds a step's attempt may run unless its policy says otherwise.
     step_timeout: float = 60.0
+    # Seconds a thread worker's handler may take to return once its time limit cancelled
+    # it; past that its thread is abandoned (never reused) and a new one takes the slot, so
+    # a handler deaf to its cancellation does not keep the slot.
+    abandon_after: float = 1.0
+    # Abandoned threads (still inside a handler that ignored its cancellation) one thread
+    # worker may have at once; None: its slots times the attempts a step may make
+    # (max_retries + 1; 32 by default), so every slot's step may hang through all its
+    # attempts. One more and the worker is declared dead and its work moves: an app whose
+    # handlers never return cannot make the server start threads without end.
+    max_abandoned: int | None = None
     # Per-step policies (time limit, concurrency and rate limits), by step name.
     steps: Mapping[str, StepPolicy] = field(default_factory=dict)
     # How often each worker proves it is alive (seconds).
@@ -169,6 +179,12 @@ class ClusterConfig:
         """Seconds limited steps wait after a restart (`restart_hold`, or its default)."""
         return 2 * self.heartbeat_timeout if self.restart_hold is None else self.restart_hold
 
+    def abandon_limit(self, slots: int) -> int:
+        """Abandoned threads a thread worker with `slots` may have at once."""
+        if self.max_abandoned is None:
+            return slots * (self.retry.max_retries + 1)
+        return self.max_abandoned
+
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"workers must be an integer >= 0, got {self.workers!r}")
@@ -178,6 +194,15 @@ class ClusterConfig:
             raise ConfigError(f"prefetch must be an integer >= 0, got {self.prefetch!r}")
         if not self.step_timeout > 0:
             raise ConfigError(f"step_timeout must be > 0 seconds, got {self.step_timeout!r}")
+        if not self.abandon_after >= 0:
+            raise ConfigError(f"abandon_after must be >= 0 seconds, got {self.abandon_after!r}")
+        if self.max_abandoned is not None and (
+            isinstance(self.max_abandoned, bool)
+            or not isinstance(self.max_abandoned, int) or self.max_abandoned < 0
+        ):
+            raise ConfigError(
+                f"max_abandoned must be an integer >= 0 or None, got {self.max_abandoned!r}"
+            )
         if any(not isinstance(p, StepPolicy) for p in self.steps.values()):
             raise ConfigError("steps must map step names to StepPolicy values")
         if not self.heartbeat_interval > 0:

@@ -105,6 +105,9 @@ class SchedulerCore:
         self._capable: dict[str, frozenset[str]] = {}  # step -> ring members able to run it
         self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
         self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
+        # Timed-out attempts on thread workers: (when to abandon the thread if its handler
+        # has not returned, lease, task, worker, attempt).
+        self._abandon_due: list[tuple[float, int, str, str, int]] = []
         # Tasks moved off a departed worker in this stimulus: (task, from, why, attempt).
         # Tasks moved off a departed worker in this stimulus:
         # (task, from, why, attempt, seq of the event that made them move).
@@ -119,8 +122,11 @@ class SchedulerCore:
         # Cumulative, journaled and restored. `moves` counts every task taken off a worker
         # that left and put back in line (one per `task_reassigned` event), split by reason;
         # `reassignments` counts every task held by a worker that died (poisoned ones too).
+        # `abandoned_threads` counts threads abandoned in handlers that ignored their
+        # cancellation; `workers_hung` the thread workers declared dead for one too many.
         self.counters = {"retries": 0, "reassignments": 0, "rejected_results": 0,
-                         "moves": 0, "moves_worker_dead": 0, "moves_drain": 0}
+                         "moves": 0, "moves_worker_dead": 0, "moves_drain": 0,
+                         "abandoned_threads": 0, "workers_hung": 0}
         self.progress = Progress()  # unfinished orders by stage, steps by state, rates
         self.orders_by_status = {s.value: 0 for s in OrderStatus}
         self.tasks_by_state = {s.value: 0 for s in TaskState}
@@ -471,6 +477,13 @@ class SchedulerCore:
             # Entries of attempts that ended meanwhile are stale; skip them.
             if task is not None and task.state is S.RUNNING and task.lease == lease:
                 self._time_out(task, now)
+        due = self._abandon_due
+        while due and due[0][0] <= now:
+            _, lease, task_id, worker_id, attempt = heapq.heappop(due)
+            worker = self.workers.get(worker_id)
+            # Entries of handlers that returned meanwhile (or of a worker that left) are stale.
+            if worker is not None and worker.status == "alive" and (task_id, lease) in worker.stuck:
+                self._abandon(worker, task_id, lease, attempt, now)
         heap = self._retry_heap
         while heap and heap[0][0] <= now:
             _, lease, task_id = heapq.heappop(heap)
@@ -748,6 +761,9 @@ class SchedulerCore:
             if worker.status in ("dead", "removed"):
                 assert not worker.tasks and worker.id not in self.ring
                 assert not worker.stuck and worker.id not in self._hungry
+                assert not worker.abandoned, worker
+            assert not worker.stuck & worker.abandoned, worker
+            assert len(worker.abandoned) <= self.config.abandon_limit(worker.slots), worker
             assert worker.running <= worker.tasks, worker
             # Never more than its slots run, nor more than slots + prefetch are held.
             assert len(worker.running) + len(worker.stuck) <= worker.slots, worker
@@ -763,7 +779,7 @@ class SchedulerCore:
             if task.state in ON_WORKER:
                 counted[task.step] = counted.get(task.step, 0) + 1
         for worker in self.workers.values():
-            for task_id, _ in worker.stuck:
+            for task_id, _ in worker.stuck | worker.abandoned:
                 step = task_id.rpartition(":")[2]
                 counted[step] = counted.get(step, 0) + 1
         for zombie in self.zombies:
@@ -815,6 +831,14 @@ class SchedulerCore:
         due = [heap[0][0] for heap in (self._retry_heap, self._deadlines) if heap]
         if self.zombies.next_bound() is not None:
             due.append(self.zombies.next_bound())
+        abandon = self._abandon_due
+        while abandon:
+            _, lease, task_id, worker_id, _ = abandon[0]
+            worker = self.workers.get(worker_id)
+            if worker is not None and worker.status == "alive" and (task_id, lease) in worker.stuck:
+                due.append(abandon[0][0])
+                break
+            heapq.heappop(abandon)
         for step in self._held_back:
             free = self.limits.free_at(step, self._now)
             if free is not None:
@@ -1007,10 +1031,15 @@ class SchedulerCore:
         self._update_hunger(worker)
 
     def _free_stuck(self, worker: WorkerRecord, task_id: str, lease: int) -> bool:
-        """A timed-out handler returned (its report is rejected): its slot is free again."""
-        if (task_id, lease) not in worker.stuck:
+        """A timed-out handler returned (its report is rejected): its slot is free again,
+        or, if its thread was abandoned, its step's limits no longer count it."""
+        key = (task_id, lease)
+        if key in worker.stuck:
+            worker.stuck.discard(key)
+        elif key in worker.abandoned:
+            worker.abandoned.discard(key)
+        else:
             return False
-        worker.stuck.discard((task_id, lease))
         step = task_id.rpartition(":")[2]
         if self.limits.finished(step):
             self._release_held(step)
@@ -1041,12 +1070,13 @@ class SchedulerCore:
         return self.zombies.add(Zombie(worker.id, task_id, lease, step, attempt, deadline, bound))
 
     def _bury_stuck(self, worker: WorkerRecord, now: float, freed: set[str]) -> int:
-        """A worker that left: its stuck attempts (timed out, handler not returned) become
-        zombies, or, for a step without a concurrency limit, give their place back (the step
-        goes in `freed`). Returns how many became zombies."""
+        """A worker that left: its stuck attempts (timed out, handler not returned, its
+        thread abandoned or not) become zombies, or, for a step without a concurrency limit,
+        give their place back (the step goes in `freed`). Returns how many became zombies."""
         buried = 0
-        for task_id, lease in sorted(worker.stuck):
+        for task_id, lease in sorted(worker.stuck | worker.abandoned):
             worker.stuck.discard((task_id, lease))
+            worker.abandoned.discard((task_id, lease))
             step = task_id.rpartition(":")[2]
             task = self.tasks.get(task_id)
             attempt = task.attempt if task is not None else 0
@@ -1078,8 +1108,8 @@ class SchedulerCore:
             self._release_held(zombie.step)
 
     def _counted(self, worker_id: str, task_id: str, lease: int) -> bool:
-        """Whether an attempt is counted already: on its live worker (running or stuck), or
-        as a zombie."""
+        """Whether an attempt is counted already: on its live worker (running, stuck or its
+        thread abandoned), or as a zombie."""
         if self.zombies.find(worker_id, task_id, lease) is not None:
             return True
         worker = self.workers.get(worker_id)
@@ -1087,7 +1117,8 @@ class SchedulerCore:
             return False
         task = self.tasks.get(task_id)
         on_it = task is not None and task.worker == worker_id and task.lease == lease
-        return (on_it and task_id in worker.tasks) or (task_id, lease) in worker.stuck
+        return ((on_it and task_id in worker.tasks) or (task_id, lease) in worker.stuck
+                or (task_id, lease) in worker.abandoned)
 
     def _inherit_attempts(self, record: OrderRecord, tracked: set[str], now: float) -> None:
         """After a restart: the attempts of `tracked` steps that the order's events show
@@ -1147,9 +1178,55 @@ class SchedulerCore:
         seconds = self.config.timeout(task.step)
         self._fx.cancels.append(Dispatch(worker.id, task.id, task.lease))
         self._take_off(worker, task, stuck=True)
+        if worker.kind == "thread":
+            # A thread can be replaced in the process; a worker process whose slots are
+            # all stuck exits instead, to be restarted by its supervisor.
+            heapq.heappush(self._abandon_due, (now + self.config.abandon_after, task.lease,
+                                               task.id, worker.id, task.attempt))
         worker.failed += 1
         self._attempt_failed(task, worker.id, f"timed out after {seconds:g} s", now,
                              timed_out=True)
+
+    def _abandon(
+        self, worker: WorkerRecord, task_id: str, lease: int, attempt: int, now: float
+    ) -> None:
+        """A thread worker's handler ignored its cancellation for `abandon_after`: its thread
+        is abandoned and the slot serves again on a new one (its step's limits still count
+        it until it returns). Past the worker's bound of abandoned threads the worker is
+        declared dead instead, so its work moves and no more threads are started for it."""
+        task = self.tasks.get(task_id)  # None once its order is forgotten
+        order_id, _, step = task_id.rpartition(":")
+        which = f"order {order_id} step {step} attempt {attempt}"
+        limit = self.config.abandon_limit(worker.slots)
+        grace = self.config.abandon_after
+        if len(worker.abandoned) >= limit:
+            self.counters["workers_hung"] += 1
+            self._emit(
+                "worker_hung",
+                f"worker {worker.id}: the handler of {which} ignored its cancellation "
+                f"{grace:g} s past its time limit, and {len(worker.abandoned)} of its threads "
+                f"are already abandoned in such handlers (at most {limit}); the worker is "
+                "declared dead so its work moves",
+                task=task, worker=worker.id, attempt=attempt, abandoned=len(worker.abandoned),
+                limit=limit,
+            )
+            held = len(worker.abandoned) + len(worker.stuck)
+            self._declare_dead(worker, now, f"{held} of its threads are held by handlers "
+                                            "that ignored their cancellation")
+            return
+        worker.stuck.discard((task_id, lease))
+        worker.abandoned.add((task_id, lease))
+        self.counters["abandoned_threads"] += 1
+        self._fx.abandons.append(Dispatch(worker.id, task_id, lease))
+        self._update_hunger(worker)
+        self._emit(
+            "thread_abandoned",
+            f"{which} ignored its cancellation {grace:g} s past its time limit on "
+            f"{worker.id}: its thread is abandoned and a new one takes the slot "
+            f"({len(worker.abandoned)} abandoned of at most {limit})",
+            task=task, worker=worker.id, attempt=attempt, abandoned=len(worker.abandoned),
+            limit=limit,
+        )
 
     def _fenced(self, task_id: str, worker_id: str, lease: int, what: str) -> Task | None:
         """The task if `lease` is its current running lease; otherwise record a rejection."""
@@ -1310,6 +1387,14 @@ class SchedulerCore:
         worker = self.workers.get(worker_id)
         if worker is not None and worker.status == "draining" and not worker.tasks:
             worker.status = "removed"
+            # As after a death: the handlers it hung on (stuck, or their thread abandoned)
+            # keep a limited step's place as zombies until it says they ended, or their
+            # bound; others give their place back (its slots are gone with it).
+            freed: set[str] = set()
+            self._bury_stuck(worker, self._now, freed)
+            self.zombies.bind(worker.id, lambda z: self._bound(worker, z.deadline, self._now))
+            for step in sorted(freed):
+                self._release_held(step)
             self._emit("worker_removed", f"worker {worker_id} drained and left", worker=worker_id)
             self._depart(worker_id)
 

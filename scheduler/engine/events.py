@@ -32,6 +32,10 @@ EVENT_TYPES = frozenset(
         "worker_dead",
         "worker_draining",
         "worker_removed",
+        # A thread worker's thread left to a handler that ignored its cancellation (a new
+        # one took its slot), and a worker declared dead for one too many of those.
+        "thread_abandoned",
+        "worker_hung",
         # A restart: recovered steps (task_recovered) name it as their `cause`.
         "server_restarted",
         # What an operator did (kill, drain, add, chaos, cancel, retry, bulk actions) and who.
@@ -46,6 +50,8 @@ LOG_LEVELS = {
     "task_retrying": "WARNING",
     "task_reassigned": "WARNING",
     "worker_dead": "WARNING",
+    "thread_abandoned": "WARNING",
+    "worker_hung": "ERROR",
     "order_failed": "WARNING",
     "result_rejected": "WARNING",
     "order_submitted": "INFO",

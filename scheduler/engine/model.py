@@ -81,6 +81,10 @@ class WorkerRecord:
     # (task, lease) of attempts that timed out while their handler has not returned: the
     # slot stays taken until it does.
     stuck: set[tuple[str, int]] = field(default_factory=set)
+    # Of a thread worker: those stuck past `abandon_after`, whose thread was abandoned and
+    # replaced. The slot serves again; the handler still runs (and its step's limits count
+    # it) until it returns.
+    abandoned: set[tuple[str, int]] = field(default_factory=set)
     done: int = 0
     failed: int = 0
     meta: dict = field(default_factory=dict)
@@ -106,6 +110,9 @@ class Effects:
     # Attempts whose lease was revoked while running (timed out): the shell tells their
     # worker to cancel the handler.
     cancels: list[Dispatch] = field(default_factory=list)
+    # Timed-out attempts whose handler ignored the cancellation: the shell tells their
+    # thread worker to give the slot a new thread and leave the old one to its handler.
+    abandons: list[Dispatch] = field(default_factory=list)
     # Earliest retry due time, so the shell's timer can sleep until then.
     wake_at: float | None = None
     # Every state move of a task, in order: (task, from, to). The journal decides which of
@@ -123,6 +130,7 @@ class Effects:
         self.dispatches += later.dispatches
         self.departed += later.departed
         self.cancels += later.cancels
+        self.abandons += later.abandons
         self.moves += later.moves
         self.orders.update(later.orders)
         self.forgotten += later.forgotten

@@ -539,6 +539,9 @@ class Cluster:
                     "busy": len(w.running),
                     "queued": len(w.tasks) - len(w.running),
                     "stuck": len(w.stuck),
+                    # Threads left to handlers that ignored their cancellation (a new thread
+                    # took each one's slot), still inside them.
+                    "abandoned": len(w.abandoned),
                     "tasks_done": w.done,
                     "tasks_failed": w.failed,
                     "share": round(shares.get(w.id, 0.0), 4),
@@ -569,7 +572,7 @@ class Cluster:
             core = self._core
             now = self._clock()
             workers: dict[str, int] = {}
-            slots = {"total": 0, "busy": 0, "stuck": 0}
+            slots = {"total": 0, "busy": 0, "stuck": 0, "abandoned": 0}
             for w in core.workers.values():
                 status = core.worker_status(w, now)
                 workers[status] = workers.get(status, 0) + 1
@@ -577,6 +580,7 @@ class Cluster:
                     slots["total"] += w.slots
                     slots["busy"] += len(w.running)
                     slots["stuck"] += len(w.stuck)
+                    slots["abandoned"] += len(w.abandoned)
             return {
                 "orders": dict(core.orders_by_status),
                 "orders_total": core.order_number,
@@ -598,8 +602,13 @@ class Cluster:
                 "rejected_results": core.counters["rejected_results"],
                 "workers": workers,
                 # Capacity of the live workers: slots in all, running a task, stuck on an
-                # attempt that timed out.
+                # attempt that timed out; and threads abandoned to such attempts (each
+                # replaced, so not a slot taken).
                 "slots": slots,
+                # Threads abandoned to handlers that ignored their cancellation, ever; and
+                # thread workers declared dead for more of those than they may have.
+                "abandoned_threads": core.counters["abandoned_threads"],
+                "workers_hung": core.counters["workers_hung"],
                 # Ready tasks their step's limits hold back, by step.
                 "held_by_limits": core.held_by_limits(),
                 # Ready tasks no live worker can run (no handler, or a tag nobody offers).
@@ -766,6 +775,10 @@ class Cluster:
             executor = self._executors.get(dispatch.worker_id)
             if executor is not None:
                 executor.cancel(dispatch)
+        for dispatch in fx.abandons:
+            executor = self._executors.get(dispatch.worker_id)
+            if isinstance(executor, ThreadWorker):  # the core abandons only thread workers'
+                executor.abandon(dispatch)
         for worker_id in fx.departed:
             executor = self._executors.pop(worker_id, None)
             if executor is not None:

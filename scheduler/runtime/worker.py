@@ -2,11 +2,15 @@
 
 The heartbeat has its own thread so that a long handler never makes a healthy worker look
 dead. A killed worker stops heartbeating and reports nothing, as a crashed process would.
+A runner whose handler ignored its cancellation is abandoned when the scheduler says so: a
+new runner takes its slot, and the old one reports the late outcome and ends when (if) the
+handler returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -57,9 +61,12 @@ class LoopThread(threading.Thread):
     def __init__(self, name: str, step: Callable[[], None], stop: threading.Event):
         super().__init__(name=name, daemon=True)
         self._step, self._halt = step, stop
+        # Set by its own step to leave the loop for good (a runner whose slot was given to
+        # a new runner while its handler hung).
+        self.retired = False
 
     def run(self) -> None:
-        while not self._halt.is_set():
+        while not self._halt.is_set() and not self.retired:
             try:
                 self._step()
             except Exception:  # noqa: BLE001 - a loop that dies silently loses work
@@ -69,12 +76,16 @@ class LoopThread(threading.Thread):
 class _Attempt:
     """One running attempt: its dispatch, cancellation signal and (async) task."""
 
-    __slots__ = ("dispatch", "cancelled", "task")
+    __slots__ = ("dispatch", "cancelled", "task", "on_thread", "abandoned")
 
-    def __init__(self, dispatch: Dispatch):
+    def __init__(self, dispatch: Dispatch, on_thread: bool):
         self.dispatch = dispatch
         self.cancelled = threading.Event()
         self.task: asyncio.Task | None = None  # set on the event loop
+        self.on_thread = on_thread  # a plain handler, holding its runner thread
+        # Its slot was given back while the handler still ran (it ignored its cancellation):
+        # its outcome is reported without a slot to free or hand on. Under the worker's lock.
+        self.abandoned = False
 
 
 class ThreadWorker:
@@ -114,10 +125,8 @@ class ThreadWorker:
         self._chain_on_loop = bool(handlers_async) and all(handlers_async)
         runners = 1 if self._chain_on_loop else slots
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._threads = [
-            LoopThread(f"{worker_id}-run-{i + 1}", self.run_once, self.stopping)
-            for i in range(runners)
-        ]
+        self._runner_numbers = itertools.count(1)
+        self._threads = [self._new_runner() for _ in range(runners)]
         self._threads.append(
             LoopThread(f"{worker_id}-heartbeat", self.heartbeat_once, self.stopping)
         )
@@ -135,6 +144,10 @@ class ThreadWorker:
         for thread in self._threads:
             thread.start()
 
+    def _new_runner(self) -> LoopThread:
+        return LoopThread(f"{self.id}-run-{next(self._runner_numbers)}", self.run_once,
+                          self.stopping)
+
     def deliver(self, dispatch: Dispatch) -> None:
         self._queue.put(dispatch)
 
@@ -144,6 +157,25 @@ class ThreadWorker:
             attempt = self._attempts.get((dispatch.task_id, dispatch.lease))
         if attempt is not None:
             self._cancel(attempt)
+
+    def abandon(self, dispatch: Dispatch) -> None:
+        """The attempt under this lease timed out and its handler ignored the cancellation:
+        its slot serves again at once, on a new runner thread if the handler holds one. The
+        old thread is never reused: when the handler returns it reports the outcome (which
+        the scheduler rejects) and ends. Nothing to do if the handler returned meanwhile."""
+        with self._lock:
+            attempt = self._attempts.get((dispatch.task_id, dispatch.lease))
+            if attempt is None or attempt.abandoned:
+                return
+            attempt.abandoned = True
+            if attempt.on_thread and not self.stopping.is_set():
+                # Under the lock, so `join` sees every runner started before the stop.
+                self._threads = [t for t in self._threads
+                                 if t.is_alive() or not getattr(t, "retired", False)]
+                runner = self._new_runner()
+                self._threads.append(runner)
+                runner.start()
+            self._free.release()
 
     def run_once(self) -> None:
         """Take the next task when a slot is free, start it, run it (or hand it to the event
@@ -168,11 +200,15 @@ class ThreadWorker:
         if opened is None:
             return
         attempt, ctx = opened
-        if self._is_async(ctx.step):
+        if not attempt.on_thread:
             self._loop.call_soon_threadsafe(self._spawn, attempt, ctx)
             return
         ok, value = run_handler(self._handlers, ctx)
         self._local.started = self._finish(attempt, ok, value)
+        if attempt.abandoned:  # final once reported: a new runner has its slot
+            thread = threading.current_thread()
+            if isinstance(thread, LoopThread):
+                thread.retired = True
 
     def _is_async(self, step: str) -> bool:
         handler = self._handlers.get(step)
@@ -186,7 +222,7 @@ class ThreadWorker:
         if context is None:
             self._free.release()
             return None
-        attempt = _Attempt(dispatch)
+        attempt = _Attempt(dispatch, on_thread=not self._is_async(context["step"]))
         ctx = TaskContext(**context, cancelled=attempt.cancelled)
         with self._lock:
             self._attempts[(dispatch.task_id, dispatch.lease)] = attempt
@@ -233,37 +269,42 @@ class ThreadWorker:
         with `chain`, it also starts up to as many tasks, each keeping a slot of an ended
         one: first those waiting in this worker's queue, then those the report itself hands
         to this worker. Returned as (dispatch, context), the context None if that lease was
-        stale. The other slots are freed."""
+        stale. The other slots are freed. An abandoned attempt's slot was given back
+        already: it is reported, and neither frees nor hands on a slot."""
         with self._lock:
+            slots = len(ended)
             for attempt, _, _ in ended:
                 dispatch = attempt.dispatch
                 self._attempts.pop((dispatch.task_id, dispatch.lease), None)
+                slots -= attempt.abandoned
         if self.stopping.is_set():
             # Killed: a crashed worker reports nothing and the monitor moves its task.
             # Stopped: the attempt was cut short, which is not the handler's failure.
-            self._free.release(len(ended))
+            if slots:
+                self._free.release(slots)
             # But the handlers have ended, which the server sees for itself: a step's
             # limit may be holding their places until they did.
             self._port.attempts_ended(
                 self.id, [(a.dispatch.task_id, a.dispatch.lease) for a, _, _ in ended])
             return []
         following: list[Dispatch] = []
-        while chain and len(following) < len(ended):
+        while chain and len(following) < slots:
             try:
                 following.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         outcomes = [(attempt.dispatch, ok, value) for attempt, ok, value in ended]
-        take = len(ended) - len(following) if chain else 0
+        take = slots - len(following) if chain else 0
         try:
             started = self._port.report_many(self.id, outcomes, following, take)
         except BaseException:
             for dispatch in following:
                 self._queue.put(dispatch)  # not lost with the failed report
-            self._free.release(len(ended))
+            if slots:
+                self._free.release(slots)
             raise
-        if len(ended) > len(started):
-            self._free.release(len(ended) - len(started))
+        if slots > len(started):
+            self._free.release(slots - len(started))
         return started  # each keeps an ended one's slot
 
     def _cancel(self, attempt: _Attempt) -> None:
@@ -297,12 +338,14 @@ class ThreadWorker:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     def join(self, timeout: float) -> bool:
-        for thread in self._threads:
+        with self._lock:
+            threads = list(self._threads)  # abandoned runners included
+        for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
         if self._loop is not None and not self._loop_thread.is_alive():
             self._loop.close()
-        return not any(t.is_alive() for t in self._threads)
+        return not any(t.is_alive() for t in threads)
 
 
 def _outcome(task: asyncio.Task) -> tuple[bool, object]:

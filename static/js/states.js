@@ -78,6 +78,7 @@ export const EVENT_TYPES = Object.freeze([
   'task_started', 'task_succeeded', 'task_failed', 'task_retrying', 'task_reassigned',
   'task_cancelled', 'result_rejected', 'task_recovered',
   'worker_added', 'worker_dead', 'worker_draining', 'worker_removed',
+  'thread_abandoned', 'worker_hung',
   'server_restarted', 'operator_action',
 ]);
 
@@ -86,7 +87,7 @@ export const LOG_GROUPS = {
   failures: { label: 'Failures', title: 'Failed attempts, failed orders, late results rejected', types: ['task_failed', 'order_failed', 'result_rejected'] },
   retries: { label: 'Retries', title: 'Retries, manual retries and recoveries', types: ['task_retrying', 'order_retried', 'task_recovered'] },
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
-  workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'server_restarted'] },
+  workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; threads abandoned to hung handlers; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'thread_abandoned', 'worker_hung', 'server_restarted'] },
   operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
 };
 
@@ -113,6 +114,8 @@ export const EVENT_LABEL = {
   worker_added: 'worker joined',
   worker_draining: 'worker draining',
   worker_removed: 'worker left',
+  thread_abandoned: 'thread abandoned',
+  worker_hung: 'worker hung',
   order_submitted: 'submitted',
   order_completed: 'completed',
   order_cancelled: 'cancelled',
@@ -125,9 +128,9 @@ export const EVENT_LABEL = {
 
 /** The tone of an event's badge: bad, warn, move, good, info. */
 export function eventTone(type) {
-  if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
+  if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'worker_hung' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
   if (type === 'operator_action') return 'op';
-  if (type === 'task_retrying' || type === 'order_retried' || type === 'worker_draining' || type === 'task_recovered') return 'warn';
+  if (type === 'task_retrying' || type === 'order_retried' || type === 'worker_draining' || type === 'task_recovered' || type === 'thread_abandoned') return 'warn';
   if (type === 'task_reassigned') return 'move';
   if (type === 'task_succeeded' || type === 'order_completed' || type === 'worker_added') return 'good';
   return 'info';

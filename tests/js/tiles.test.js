@@ -37,6 +37,14 @@ describe('the slots tile', () => {
     assert.match(slots.title(s), /1 running, 2 stuck .* of 4 slots/);
   });
 
+  it('warns of threads abandoned to hung handlers, whose slots serve again', () => {
+    const s = stats({ slots: { total: 8, busy: 2, stuck: 0, abandoned: 3 } });
+    assert.equal(slots.value(s), '2/8');
+    assert.equal(slots.tone(s), 'warn');
+    assert.equal(slots.sub(s), '3 abandoned');
+    assert.match(slots.title(s), /3 threads abandoned to handlers that ignored their cancellation/);
+  });
+
   it('turns bad when a step has no live worker that can run it, naming the step', () => {
     const s = stats({ unroutable: { payment: 2, packing: 0 } });
     assert.equal(slots.tone(s), 'bad');

@@ -3,7 +3,9 @@
 import { fmtInt, fmtRate, h, plural, setClass, setText } from '../dom.js';
 
 const n = (v) => v || 0;
-const slotsOf = (s) => ({ total: n(s.slots?.total), busy: n(s.slots?.busy), stuck: n(s.slots?.stuck) });
+const slotsOf = (s) => ({
+  total: n(s.slots?.total), busy: n(s.slots?.busy), stuck: n(s.slots?.stuck), abandoned: n(s.slots?.abandoned),
+});
 const heldCount = (s) => Object.values(s.held_by_limits || {}).reduce((sum, v) => sum + n(v), 0);
 /** "payment 3, shipping 1": ready tasks each step's limits hold back. */
 const heldText = (s) => Object.entries(s.held_by_limits || {}).filter(([, v]) => v > 0)
@@ -69,13 +71,15 @@ export const TILES = [
   },
   {
     // Capacity of the live workers, and why ready work may not start: slots stuck on
-    // attempts that timed out, tasks a step's limits hold back.
+    // attempts that timed out, tasks a step's limits hold back; and threads abandoned to
+    // hung handlers (their slots serve again, but the handlers have not returned).
     key: 'slots', label: 'Slots in use',
-    tone: (s) => (slotsOf(s).stuck || unroutableText(s) ? 'bad' : heldCount(s) ? 'warn' : ''),
+    tone: (s) => (slotsOf(s).stuck || unroutableText(s) ? 'bad' : heldCount(s) || slotsOf(s).abandoned ? 'warn' : ''),
     value: (s) => `${fmtInt(slotsOf(s).busy + slotsOf(s).stuck)}/${fmtInt(slotsOf(s).total)}`,
     sub: (s) => {
       const parts = [];
       if (slotsOf(s).stuck) parts.push(`${fmtInt(slotsOf(s).stuck)} stuck`);
+      if (slotsOf(s).abandoned) parts.push(`${fmtInt(slotsOf(s).abandoned)} abandoned`);
       const held = heldText(s);
       if (held) parts.push(`held: ${held}`);
       const unroutable = unroutableText(s);
@@ -85,6 +89,7 @@ export const TILES = [
     title: (s) => {
       const held = heldText(s);
       return [`${fmtInt(slotsOf(s).busy)} running, ${fmtInt(slotsOf(s).stuck)} stuck (timed out, not returned yet) of ${fmtInt(slotsOf(s).total)} slots on live workers`,
+        `${fmtInt(slotsOf(s).abandoned)} threads abandoned to handlers that ignored their cancellation (their slots serve again)`,
         `${fmtInt(n(s.tasks.ready))} ready tasks wait for a slot or a limit`,
         held ? `held back by their step's limits: ${held}` : 'no step is at its limit'].join('\n');
     },

@@ -96,7 +96,10 @@ export class WorkersView {
   _update(card, w, config) {
     const st = workerStatus(w.status);
     const stuck = w.stuck ?? 0;
-    setClass(card.el, `worker ${st.cls}${stuck ? ' has-stuck' : ''}`);
+    // Threads left to handlers that ignored their cancellation: a new thread took each one's
+    // slot, so they take no slot, but they are still there.
+    const abandoned = w.abandoned ?? 0;
+    setClass(card.el, `worker ${st.cls}${stuck || abandoned ? ' has-stuck' : ''}`);
     setText(card.status, `${st.glyph} ${st.label}`);
     setClass(card.status, `badge ${st.cls}`);
     const where = w.host ? ` · ${w.host}${w.pid ? `:${w.pid}` : ''}` : '';
@@ -123,10 +126,14 @@ export class WorkersView {
     setText(card.slots, `${fmtInt(busy + stuck)}/${fmtInt(slots)} slots`);
     card.slotBusy.style.width = `${Math.min(100, (busy / slots) * 100).toFixed(1)}%`;
     card.slotStuck.style.width = `${Math.min(100, (stuck / slots) * 100).toFixed(1)}%`;
-    setText(card.stuck, stuck ? `⚠ ${fmtInt(stuck)} stuck` : '');
-    card.load.title = stuck
+    const flags = [];
+    if (stuck) flags.push(`${fmtInt(stuck)} stuck`);
+    if (abandoned) flags.push(`${fmtInt(abandoned)} abandoned`);
+    setText(card.stuck, flags.length ? `⚠ ${flags.join(' · ')}` : '');
+    card.load.title = (stuck
       ? `${fmtInt(busy)} running and ${fmtInt(stuck)} stuck (timed out, not returned yet) of ${fmtInt(slots)} slots`
-      : `${fmtInt(busy)} running of ${fmtInt(slots)} slots`;
+      : `${fmtInt(busy)} running of ${fmtInt(slots)} slots`)
+      + (abandoned ? `; ${fmtInt(abandoned)} threads abandoned to handlers that ignored their cancellation (each slot serves again on a new thread)` : '');
     // Heartbeat age against the timeout: amber once suspect (two missed beats), red near death.
     const timeout = config.heartbeat_timeout;
     const gone = w.status === 'dead' || w.status === 'removed';

@@ -33,6 +33,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from ..engine.errors import UnstorableText
 from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
@@ -360,11 +361,23 @@ class PostgresJournal(GroupWrittenJournal):
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection for reads; a database that cannot answer is a StoreError."""
+        """A pooled connection for reads. A read never fails as an unexpected error: a
+        value looked up that PostgreSQL cannot even be sent (a NUL, a lone surrogate) is
+        UnstorableText (400: nothing stored can match it); anything else the database
+        answers (it is down, a pool timeout, a stored row it cannot convert) is a
+        StoreError (503)."""
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except psycopg.OperationalError as exc:
+        except UnicodeEncodeError as exc:
+            raise UnstorableText("nothing stored can match the value looked up: "
+                                 f"{_one_line(exc)}") from None
+        except psycopg.DataError as exc:
+            if exc.sqlstate is None:  # refused by the driver, before it was sent
+                raise UnstorableText("nothing stored can match the value looked up: "
+                                     f"{_one_line(exc)}") from None
+            raise StoreError(f"could not read {self.name}: {_one_line(exc)}") from None
+        except psycopg.Error as exc:
             raise StoreError(f"could not read {self.name}: {_one_line(exc)}") from None
 
 

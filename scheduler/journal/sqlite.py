@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..engine.errors import UnstorableText
 from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
@@ -71,8 +72,8 @@ class SQLiteJournal(GroupWrittenJournal):
         try:
             self._write = _connect(self.path, synchronous)
             self._identity = _identity(self.path)
-            self._read_lock = threading.Lock()
             self._read = _connect(self.path, synchronous, readonly_after_schema=True)
+            self._read_lock = _Reading(self._read, str(self.path))
         except BaseException:
             if hasattr(self, "_write"):
                 self._write.close()
@@ -200,6 +201,36 @@ class SQLiteJournal(GroupWrittenJournal):
             if current != expected:
                 what = "deleted" if current is None else "replaced by another file"
                 raise JournalLost(f"{self.path}{suffix} was {what} while the server ran")
+
+
+class _Reading:
+    """The read connection's lock, which also says what a read that failed was: text that
+    cannot be encoded to look it up (a lone surrogate) is UnstorableText (400: nothing
+    stored can match it); any sqlite3 error (a locked or damaged file) a StoreError (503).
+    Never an unexpected error."""
+
+    def __init__(self, conn: sqlite3.Connection, name: str):
+        self._conn, self._name = conn, name
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Reading:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        try:
+            if exc is not None and isinstance(exc, (UnicodeEncodeError, sqlite3.Error)):
+                try:
+                    self._conn.rollback()  # a read half done (its temp ids) is undone
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, UnicodeEncodeError):
+                    raise UnstorableText(f"nothing stored can match the value looked up: "
+                                         f"{exc}") from None
+                raise StoreError(f"could not read {self._name}: {exc}") from None
+        finally:
+            self._lock.release()
+        return False
 
 
 def _identity_of(path: Path) -> tuple[int, int] | None:
@@ -371,7 +402,7 @@ def _with_tasks_and_events(
 
 def _load(
     conn: sqlite3.Connection,
-    lock: threading.Lock,
+    lock: _Reading,
     finished_limit: int,
     recent_events: int,
 ) -> Recovered:

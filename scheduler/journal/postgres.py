@@ -53,6 +53,7 @@ from .rows import (
     ORDER_FIELDS,
     TASK_COLUMNS,
     TASK_FIELDS,
+    batch_rows,
     event_from_row,
     event_row,
     order_from_row,
@@ -100,10 +101,29 @@ _TASK_UPSERT = (
 )
 # Each event with the epoch of the term that committed it (0: written without one).
 _EVENT_COPY = f"COPY events ({EVENT_COLUMNS}, epoch) FROM STDIN"
+# One row at a time (a batch written row by row, see `_commit_each`).
+_INSERT = {
+    "orders": _ORDER_UPSERT,
+    "tasks": _TASK_UPSERT,
+    "events": f"INSERT INTO events ({EVENT_COLUMNS}, epoch) VALUES "
+              f"({placeholders(EVENT_COLUMNS.split(', '), '%s')}, %s)",
+}
 _COUNTERS_UPSERT = (
     "INSERT INTO meta (key, value) VALUES ('counters', %s) "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
+
+# What PostgreSQL (or the driver, sending a row) refuses for a value in a row: retrying
+# cannot cure it (the writer rescues the batch instead): text it cannot hold (a NUL: a
+# DataError; a lone surrogate: the driver cannot encode it), a value out of range, a
+# constraint. Anything else (a lost connection, a lock timeout, a term that is over) is an
+# outage or a step-down, retried or stopped as such.
+REFUSALS = (UnicodeError, psycopg.DataError, psycopg.IntegrityError)
+
+
+def refused(exc: BaseException) -> bool:
+    """True when PostgreSQL refused a write for a value in it (see REFUSALS)."""
+    return isinstance(exc, REFUSALS)
 
 
 class PostgresJournal(GroupWrittenJournal):
@@ -139,7 +159,8 @@ class PostgresJournal(GroupWrittenJournal):
             self._pool.close()
             self._release()
             raise StoreError(f"cannot connect to {self.name}: {_one_line(exc)}") from None
-        self._writer = GroupWriter(self.name, self._commit)
+        self._writer = GroupWriter(self.name, self._commit, refused=refused,
+                                   write_each=self._commit_each)
 
     @property
     def epoch(self) -> int:
@@ -316,6 +337,24 @@ class PostgresJournal(GroupWrittenJournal):
                 with conn.cursor().copy(_EVENT_COPY) as copy:
                     for event in batch.events:
                         copy.write_row((*event_row(event), epoch))
+
+    def _commit_each(self, batch: Batch) -> list[str]:
+        """The batch row by row in one transaction, each row in a savepoint of its own: a
+        row PostgreSQL refuses is left out alone. Returns what was left out, and why."""
+        left_out = []
+        epoch = self.epoch
+        with self._write_transaction() as conn:
+            for table, row, what in batch_rows(batch.order_records, batch.task_records,
+                                               batch.events):
+                if table == "events":
+                    row = (*row, epoch)
+                try:
+                    with conn.transaction():  # a savepoint
+                        conn.execute(_INSERT[table], row)
+                except REFUSALS as exc:
+                    left_out.append(f"{what} ({type(exc).__name__}: {_one_line(exc)})")
+            conn.execute(_COUNTERS_UPSERT, (batch.counters,))
+        return left_out
 
     # ------------------------------------------------------------ the lease
 

@@ -32,6 +32,7 @@ from .rows import (
     ORDER_FIELDS,
     TASK_COLUMNS,
     TASK_FIELDS,
+    batch_rows,
     event_from_row,
     event_row,
     order_from_row,
@@ -79,7 +80,8 @@ class SQLiteJournal(GroupWrittenJournal):
                 self._write.close()
             self._release()
             raise
-        self._writer = GroupWriter(str(self.path), self._commit, self._watch)
+        self._writer = GroupWriter(str(self.path), self._commit, self._watch,
+                                   refused=refused, write_each=self._commit_each)
 
     # ------------------------------------------------------------ Journal protocol
 
@@ -168,26 +170,29 @@ class SQLiteJournal(GroupWrittenJournal):
             # Upserts: an order is written when submitted and again when its status becomes
             # (or, after a manual retry, stops being) final; its row may even be gone if
             # retention pruned it meanwhile.
-            conn.executemany(
-                f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS)}) "
-                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
-                "finished_at = excluded.finished_at",
-                map(order_row, batch.order_records),
-            )
-            conn.executemany(
-                f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) "
-                f"VALUES ({placeholders(TASK_FIELDS)})",
-                map(task_row, batch.task_records),
-            )
-            conn.executemany(
-                f"INSERT INTO events ({EVENT_COLUMNS}) "
-                f"VALUES ({placeholders(EVENT_FIELDS)},?,?)",
-                map(event_row, batch.events),
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
-                (batch.counters,),
-            )
+            conn.executemany(_INSERT["orders"], map(order_row, batch.order_records))
+            conn.executemany(_INSERT["tasks"], map(task_row, batch.task_records))
+            conn.executemany(_INSERT["events"], map(event_row, batch.events))
+            conn.execute(_COUNTERS, (batch.counters,))
+
+    def _commit_each(self, batch: Batch) -> list[str]:
+        """The batch row by row in one transaction, each row in a savepoint of its own: a
+        row the database refuses is left out alone. Returns what was left out, and why."""
+        conn = self._write
+        left_out = []
+        with conn:
+            conn.execute("BEGIN")
+            for table, row, what in batch_rows(batch.order_records, batch.task_records,
+                                               batch.events):
+                conn.execute("SAVEPOINT one_row")
+                try:
+                    conn.execute(_INSERT[table], row)
+                except REFUSALS as exc:
+                    conn.execute("ROLLBACK TO one_row")
+                    left_out.append(f"{what} ({type(exc).__name__}: {exc})")
+                conn.execute("RELEASE one_row")
+            conn.execute(_COUNTERS, (batch.counters,))
+        return left_out
 
     def _watch(self) -> None:
         """The file we write must still be the one we opened: a database deleted (say by a
@@ -231,6 +236,26 @@ class _Reading:
         finally:
             self._lock.release()
         return False
+
+
+_INSERT = {
+    "orders": f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS)}) "
+              "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+              "finished_at = excluded.finished_at",
+    "tasks": f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) "
+             f"VALUES ({placeholders(TASK_FIELDS)})",
+    "events": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders(EVENT_FIELDS)},?,?)",
+}
+_COUNTERS = "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)"
+# What SQLite (or the driver, encoding a row) refuses for a value in a row: retrying cannot
+# cure it (the writer rescues the batch instead). A locked, full or damaged file is an
+# OperationalError or DatabaseError: an outage, retried.
+REFUSALS = (UnicodeError, OverflowError, sqlite3.IntegrityError, sqlite3.DataError)
+
+
+def refused(exc: BaseException) -> bool:
+    """True when SQLite refused a write for a value in it (see REFUSALS)."""
+    return isinstance(exc, REFUSALS)
 
 
 def _identity_of(path: Path) -> tuple[int, int] | None:

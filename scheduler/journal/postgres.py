@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -161,6 +162,12 @@ class PostgresJournal(GroupWrittenJournal):
             raise StoreError(f"cannot connect to {self.name}: {_one_line(exc)}") from None
         self._writer = GroupWriter(self.name, self._commit, refused=refused,
                                    write_each=self._commit_each)
+        self._writing: tuple[psycopg.Connection, int] | None = None
+        if term is not None:
+            # A leader whose journal cannot commit for longer than its lease steps down,
+            # and a write still hanging then is cancelled.
+            term.watch_commits(self._writer.stalled_for)
+            term.on_lost(self._cancel_write)
 
     @property
     def epoch(self) -> int:
@@ -290,7 +297,7 @@ class PostgresJournal(GroupWrittenJournal):
     def _write_transaction_checked(
         self, term: Term | None, first: Callable[[psycopg.Cursor], None] | None
     ) -> Iterator[psycopg.Connection]:
-        with self._pool.connection() as conn, conn.transaction():
+        with self._pool.connection() as conn, self._in_flight(conn), conn.transaction():
             cur = conn.cursor()
             with conn.pipeline():
                 if term is not None:
@@ -315,6 +322,29 @@ class PostgresJournal(GroupWrittenJournal):
                 # Stepped down meanwhile (this transaction waited on the database): roll
                 # back rather than commit after the step-down.
                 term.check(time.monotonic())
+
+    @contextmanager
+    def _in_flight(self, conn: psycopg.Connection) -> Iterator[None]:
+        """While a write transaction is open on `conn` (for `_cancel_write`)."""
+        self._writing = (conn, threading.get_ident())
+        try:
+            yield
+        finally:
+            self._writing = None
+
+    def _cancel_write(self, reason: str) -> None:
+        """The term is over (stepped down by the elector, say because this very write
+        hangs on a lock): cancel the write transaction in flight, so it rolls back now and
+        no longer holds the lease row a standby must lock to take over (the taker ends
+        only transactions that wait for nothing). Not from the writer's own thread: it
+        finds out by itself."""
+        writing = self._writing
+        if writing is None or writing[1] == threading.get_ident():
+            return
+        try:
+            writing[0].cancel()
+        except psycopg.Error:
+            pass  # it ended meanwhile
 
     def _commit(self, batch: Batch) -> None:
         """One group commit in one transaction (GroupWriter retries it if it raises): the

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +109,9 @@ class GroupWriter:
         self._write, self._watch = write, watch
         self._refused, self._write_each = refused, write_each
         self._tainted: OrderedDict[str, None] = OrderedDict()  # task and order ids
+        # Since when the work being written has waited for a commit (time.monotonic();
+        # None while nothing is being written or the last write succeeded).
+        self._stalled_since: float | None = None
         self._core: SchedulerCore | None = None
         self._core_lock: threading.Lock | None = None
         # Filled under the scheduler lock by `record`, swapped out by the writer.
@@ -176,6 +180,18 @@ class GroupWriter:
         with self._done:
             return self._committed >= ticket
 
+    def stalled_for(self, now: float) -> float:
+        """Seconds (at `now`, time.monotonic) that the work being written has waited for a
+        commit, once an attempt to commit it has failed: from when the writer took it,
+        through every failed attempt, until a commit succeeds; 0 while nothing failed. A
+        write that is merely slow (a big batch) does not count until it fails; one that
+        hangs fails within the database's own timeouts (lock, statement). A leader whose
+        journal cannot commit for longer than its lease steps down (election.py)."""
+        since = self._stalled_since
+        if since is None or not self._failures:
+            return 0.0
+        return max(0.0, now - since)
+
     def check(self) -> None:
         """Raise StoreError while nothing recorded now could become durable."""
         failure = self._failure
@@ -239,6 +255,8 @@ class GroupWriter:
             self._watch()
             batch = self._take()
             if not batch.empty:
+                if self._stalled_since is None:
+                    self._stalled_since = time.monotonic()
                 self._commit(batch)
         except JournalLost as exc:
             self._lose(exc, batch)
@@ -367,6 +385,7 @@ class GroupWriter:
             self._actions[:0] = batch.actions
 
     def _succeeded(self, batch: Batch) -> None:
+        self._stalled_since = None
         with self._done:
             recovered, self._failure = self._failure, None
             failures, self._failures = self._failures, 0

@@ -127,3 +127,34 @@ def test_a_remote_worker_with_a_nul_in_its_name_and_tags_is_recorded_escaped(db)
         assert "pay\\x00ments" in added["message"]
         rejected = next(e for e in events if e["type"] == "result_rejected")
         assert "o\\x00:x" in rejected["message"]
+
+
+def test_the_shop_examples_error_quoting_a_gateway_body_is_recorded_escaped(monkeypatch):
+    """examples/shop/app.py quotes `response.text[:200]` in its errors, as real handlers do:
+    whatever the gateway answered, what is recorded is storable text."""
+    import requests
+
+    from examples.shop import app as shop
+    from scheduler.engine.text import storable
+    from scheduler.steps.run import check_outcome
+
+    def send(ctx, path, body):
+        response = requests.Response()
+        response.status_code, response.encoding = 502, "utf-8"
+        response._content = b"<h1>Bad\x00Gateway</h1>\xed\xa0\x80"
+        return response
+
+    monkeypatch.setattr(shop, "_send", send)
+
+    class Ctx:
+        idempotency_key = "o-1:payment"
+
+        def sleep(self, seconds: float) -> bool:
+            return True
+
+    with pytest.raises(TaskError) as raised:
+        shop._post(Ctx(), "/charges", {})
+    assert "\x00" in str(raised.value)  # the handler quotes it as it came
+    ok, error = check_outcome(False, str(raised.value), 65536, 2000)
+    assert not ok and storable(error)
+    assert error.startswith("/charges answered 502: <h1>Bad\\x00Gateway</h1>")

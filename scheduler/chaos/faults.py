@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .fleet import NAME_PREFIX, RemoteWorker
-from .schedule import HANG_BURST, RESTART, fault_plan
+from .hostile import HostileWorker
+from .schedule import HANG_BURST, HOSTILE_TEXT, RESTART, fault_plan
 from .serve_process import health
 from .settings import CALM, HANG_BURST_SECONDS, SPIKE
 from .settings import HANG_BURST as HANG_BURST_CHAOS
@@ -201,6 +202,31 @@ class Faults:
                       f"{d.settings.rejoin_timeout:.0f}s; the last lines of its log: "
                       + " | ".join(_last_lines(missing[0].log_path, 8) if missing else []))
 
+    def hostile_text(self) -> None:
+        """A remote worker whose name, host and tags hold a NUL and a lone surrogate, and
+        whose attempts end with errors (and results) quoting a gateway body that holds them
+        (hostile.py): the server must show its tags escaped and go on committing orders."""
+        d = self.driver
+        acked = len(d.acked)
+        report = HostileWorker(d.url, d.settings.token).run(attempts=4, timeout=6.0)
+        for problem in report.problems:
+            d.problem("hostile_worker", problem)
+        if report.worker_id is None:
+            return
+        shown = next((w for w in d.workers() if w["id"] == report.worker_id), None)
+        if shown is None or "nul\\x00tag" not in shown.get("tags", []):
+            d.problem("hostile_text_not_escaped",
+                      f"{report.worker_id}'s tags as shown: {shown and shown.get('tags')}")
+        if not wait_until(lambda: len(d.acked) > acked + 3, 20):
+            d.problem("no_commit_after_hostile_text",
+                      "orders stopped being acknowledged after a worker sent text no "
+                      "journal can hold")
+        d.faults["hostile_attempts"] = (d.faults.get("hostile_attempts", 0) + report.failed
+                                        + report.succeeded)
+        d.note("hostile_text", f"{report.worker_id}: {report.failed} error(s) and "
+                               f"{report.succeeded} result(s) quoting a NUL and a lone "
+                               "surrogate")
+
     def for_a_moment(self, chaos: dict, seconds: float) -> None:
         """Set the demo handlers' chaos, and calm again `seconds` later."""
         d = self.driver
@@ -285,7 +311,8 @@ class Faults:
         plan = fault_plan(duration, settings.restart_every if d.server or d.servers else 0.0,
                           settings.long_stall_every if d.fleet else 0.0,
                           random.Random(settings.seed + 2),
-                          hang_burst=d.server is not None and settings.step_timeout > 0)
+                          hang_burst=d.server is not None and settings.step_timeout > 0,
+                          hostile_text=True)
         print("  plan: " + (", ".join(f"{p.kind} at {p.at:.0f}s" for p in plan) or "none"),
               file=d.out, flush=True)
         started = time.monotonic()
@@ -303,6 +330,8 @@ class Faults:
                 elif planned.kind == HANG_BURST:
                     self.for_a_moment(HANG_BURST_CHAOS, HANG_BURST_SECONDS)
                     d.note("hang_burst")
+                elif planned.kind == HOSTILE_TEXT:
+                    self.hostile_text()
                 else:
                     self.long_stall()
             else:

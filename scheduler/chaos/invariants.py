@@ -8,12 +8,14 @@ PostgreSQL) through the journal's own row encoder.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord
+from ..engine.text import find_unstorable
 from ..engine.workflow import DEFAULT_WORKFLOWS, Workflow
 from ..journal.location import parse_location, read_connection
 from ..journal.rows import (
@@ -27,6 +29,8 @@ from ..journal.rows import (
 
 TERMINAL = FINISHED_STATUSES
 SAMPLE = 10  # violations listed per kind in a report
+# How the server writes a NUL or a lone surrogate it recorded (engine/text.py).
+ESCAPED = re.compile(r"\\x00|\\ud[89a-f][0-9a-f]{2}")
 
 
 @dataclass
@@ -140,6 +144,19 @@ def check_history(
             if later:
                 recovery.append(later[0] - death["ts"])
 
+    # Text no journal can hold never reached it (engine/text.py): it was refused or escaped.
+    # (PostgreSQL could not have stored it; SQLite would keep a NUL.)
+    for e in events:
+        found = find_unstorable(e, "")
+        if found is not None:
+            violations["unstorable_text"].append((e["seq"], found))
+    for task in history.tasks():
+        found = find_unstorable([task.error, task.result], "")
+        if found is not None:
+            violations["unstorable_text"].append((task.order_id, task.step, found))
+    escaped = sum(1 for e in events if any(isinstance(v, str) and ESCAPED.search(v)
+                                           for v in e.values()))
+
     if server_errors:
         violations["server_5xx"] = [server_errors]
     total = sum(len(v) for v in violations.values())
@@ -165,6 +182,10 @@ def check_history(
         "server_5xx": server_errors,
         "leader_epochs": len(set(epochs)),
         "epochs_interleaved": len(violations["epochs_interleaved"]),
+        # Events holding text the server escaped (a NUL, a lone surrogate), and any it
+        # should have but did not.
+        "escaped_texts": escaped,
+        "unstorable_texts": len(violations["unstorable_text"]),
         "examples": {k: v[:SAMPLE] for k, v in violations.items() if v},
     }
 
@@ -219,6 +240,8 @@ def format_report(report: dict) -> str:
         "server_5xx",
         "leader_epochs",
         "epochs_interleaved",
+        "escaped_texts",
+        "unstorable_texts",
     ]
     lines = [f"  {k:<36} {report.get(k)}" for k in keys]
     verdict = (

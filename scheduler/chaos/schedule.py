@@ -15,6 +15,7 @@ from dataclasses import dataclass
 RESTART = "server_restart"
 LONG_STALL = "long_stall"
 HANG_BURST = "hang_burst"
+HOSTILE_TEXT = "hostile_text"
 
 # Each planned gap is the mean interval times a factor drawn from this range.
 SPREAD = (0.8, 1.2)
@@ -28,7 +29,8 @@ class PlannedFault:
 
 
 def fault_plan(duration: float, restart_every: float, long_stall_every: float,
-               rng: random.Random, hang_burst: bool = False) -> list[PlannedFault]:
+               rng: random.Random, hang_burst: bool = False,
+               hostile_text: bool = False) -> list[PlannedFault]:
     """Restarts about every `restart_every` seconds and long stalls about every
     `long_stall_every` (0: none of that kind), in time order; with `hang_burst`, one short
     burst of hung attempts early in the run, well before the first restart, so their time
@@ -36,7 +38,9 @@ def fault_plan(duration: float, restart_every: float, long_stall_every: float,
 
     The first long stall comes at about half its interval, before the first restart; none
     of either comes in the last stretch of the run (a restart needs about half an interval,
-    at most 10 s, a stall 5 s), so the cluster has time to show it recovered.
+    at most 10 s, a stall 5 s), so the cluster has time to show it recovered. With
+    `hostile_text`, one hostile worker (hostile.py) joins after the hang burst and before
+    the first restart, so the server that recorded its text must go on committing.
     """
     plan: list[PlannedFault] = []
     if restart_every > 0:
@@ -55,4 +59,8 @@ def fault_plan(duration: float, restart_every: float, long_stall_every: float,
         first_restart = restart_every * SPREAD[0] if restart_every > 0 else duration
         plan.append(PlannedFault(round(min(first_restart, duration) * rng.uniform(0.2, 0.35), 3),
                                  HANG_BURST))
+    if hostile_text:
+        first_restart = restart_every * SPREAD[0] if restart_every > 0 else duration
+        plan.append(PlannedFault(round(min(first_restart, duration) * rng.uniform(0.4, 0.55),
+                                       3), HOSTILE_TEXT))
     return sorted(plan)

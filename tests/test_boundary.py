@@ -178,3 +178,17 @@ def test_text_a_journal_holds_passes_the_door(tmp_path):
         found = client.get(f"/api/orders?customer={quote('Zoë 😀')}")
         assert [o["id"] for o in found.json["orders"]] == [oid]
         assert client.get(f"/api/orders/{oid}").status_code == 200
+
+
+def test_serve_refuses_a_tag_no_journal_can_hold_in_one_line(capsys, tmp_path):
+    """`orderflow serve --tags`: bytes that are not UTF-8 come into argv as lone
+    surrogates; the thread workers' tags are recorded, so they are refused at start."""
+    from scheduler.cli import main
+
+    argv = ["serve", "--port", "0", "--db", str(tmp_path / "x.db"), "--tags",
+            "payments,eu\udcff"]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the tag eu\\udcff contains a lone surrogate" in err

@@ -43,7 +43,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, Conflict, UnknownWorker
 from scheduler.engine.model import Dispatch
-from scheduler.engine.text import escape
+from scheduler.engine.text import escape_all
 from scheduler.remote.protocol import ID_PREFIX, MAX_SLOTS, MAX_TEXT, NAMESPACE
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
@@ -308,7 +308,7 @@ class WorkerHub:
         reason = data.get("reason", "no reason given")
         if not isinstance(reason, str) or len(reason) > MAX_TEXT:
             raise invalid(f"reason must be a string of at most {MAX_TEXT} characters")
-        return {"ok": True, "moved": executor.refuse(task_id, lease, escape(reason))}
+        return {"ok": True, "moved": executor.refuse(task_id, lease, reason)}
 
     def retire(self, executor: RemoteExecutor, why: str) -> bool:
         """Drain a worker id its process no longer works under, if it is still alive: its
@@ -439,9 +439,6 @@ class WorkerHub:
 
 
 def _parse_register(data: Any) -> dict:
-    """A registration's fields; its text is escaped where a journal could not hold it (a
-    NUL, a lone surrogate: scheduler/engine/text.py), as the server records it: the name,
-    host and tags show in /api/workers and in the `worker_added` event."""
     data = expect_object(data, "the registration")
     unknown = set(data) - {"session", "name", "host", "pid", "slots", "concurrency", "resume",
                            "join", "spawn_id", "steps", "tags"}
@@ -452,12 +449,12 @@ def _parse_register(data: Any) -> dict:
         value = data.get(name)
         if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
             raise invalid(f"{name} must be a non-empty string of at most {MAX_TEXT} characters")
-        fields[name] = escape(value)
+        fields[name] = value
     for name in ("resume", "spawn_id"):
         value = data.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
             raise invalid(f"{name} must be a string or null")
-        fields[name] = None if value is None else escape(value)
+        fields[name] = value
     fields["pid"] = int_field(data, "pid", 1, 2**31)
     # `concurrency`: what clients sent before slots (same meaning), still accepted.
     word = "slots" if "slots" in data or "concurrency" not in data else "concurrency"
@@ -483,27 +480,30 @@ def _names(value: Any, field: str, most: int) -> tuple[str, ...]:
         or not all(isinstance(v, str) and v.strip() and len(v) <= MAX_TEXT for v in value)
     ):
         raise invalid(f"{field} must be a list of at most {most} non-empty names")
-    return tuple(dict.fromkeys(escape(v) for v in value))
+    return tuple(dict.fromkeys(value))
 
 
 def _task_ref(data: dict) -> tuple[str, int]:
     task_id = data.get("task_id")
     if not isinstance(task_id, str) or not task_id or len(task_id) > 2 * MAX_TEXT:
         raise invalid("task_id must be a non-empty string")
-    # Escaped: an id no task has is recorded as a rejected result, naming it.
-    return escape(task_id), int_field(data, "lease", 1, 2**62)
+    return task_id, int_field(data, "lease", 1, 2**62)
 
 
 def acknowledged(method: Callable[[str, Any], dict]) -> Callable[..., dict]:
     """A Socket.IO handler for `method(sid, data)` that answers every error in the HTTP
-    API's shape, `{"error": {"code", "message"}, "status"}`, instead of raising."""
+    API's shape, `{"error": {"code", "message"}, "status"}`, instead of raising.
+
+    The door for a remote worker's text: every string it sends (its name, host and tags,
+    task ids, errors and results, reasons) is escaped here where no journal could hold it
+    (a NUL, a lone surrogate: scheduler/engine/text.py), as the server records it."""
 
     @functools.wraps(method)
     def handler(*args: Any) -> dict:
         try:
             if len(args) > 1:
                 raise invalid("send one JSON argument")
-            return method(request.sid, args[0] if args else None)
+            return method(request.sid, escape_all(args[0]) if args else None)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
             error = describe(exc)
             return {**error_body(error), "status": error.status}

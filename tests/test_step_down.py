@@ -56,6 +56,17 @@ def test_a_leader_whose_journal_catches_up_within_its_lease_keeps_leading():
     assert a.elector.role == LEADER and b.elector.role == STANDBY and lease.epoch == 1
 
 
+def test_a_journal_of_its_own_keeps_its_one_term_through_a_stall_and_writes_once_it_can():
+    """A journal opened on its own (the Python API) leads one term and could never lead
+    again: stepping down would lose it for good, so it keeps trying, as before."""
+    lease = FakeLease()
+    a = Server(lease, "a", stand_by=False)
+    a.step()
+    a.changes[0].watch_commits(lambda now: 100.0)
+    run(lease, [a], 2 * SETTINGS.ttl)
+    assert a.elector.role == LEADER and not a.changes[0].lost
+
+
 # ---------------------------------------------------------------- the writer's clock
 
 

@@ -8,8 +8,9 @@ that session: a killed connection is a lost lease), when it has not renewed for
 a journal write found the epoch moved (`Term.lose`), or when its journal's work has waited
 longer than `ttl` for a commit that failed (`Term.commits_stalled`: writes that fail, or
 hang until the database's lock or statement timeout, while the lease session still renews:
-a leader that would otherwise keep the lease and answer every submit 503, for good). After
-stepping down it leaves the lease to the others for `holdoff`, then stands by like any
+a leader that would otherwise keep the lease and answer every submit 503, for good; a
+journal of its own, `stand_by=False`, keeps trying instead, since it could not lead again).
+After stepping down it leaves the lease to the others for `holdoff`, then stands by like any
 other server.
 
 `step(now)` takes the time and returns how long to wait; the thread only calls it. Each
@@ -110,7 +111,7 @@ class Elector:
             self._step_down(now, term.lost or f"could not renew the lease for "
                                                f"{self.settings.hold:g} s")
             return self.settings.poll_every
-        stalled = term.commits_stalled(now)
+        stalled = term.commits_stalled(now) if self.stand_by else 0.0
         if stalled >= self.settings.ttl:
             # Renewing would keep a leader that commits nothing; a standby may do better.
             self._step_down(now, f"its journal could not commit for {stalled:.1f} s, "

@@ -24,6 +24,7 @@ from scheduler.engine.core import SchedulerCore
 from scheduler.engine.model import Effects
 from scheduler.journal import postgres, sqlite
 from scheduler.journal.location import open_journal, parse_location
+from scheduler.journal.schema import StoreError
 
 CASES = [
     pytest.param("sqlite", "\ud800", id="sqlite-surrogate"),  # SQLite would keep a NUL
@@ -164,3 +165,26 @@ def test_what_counts_as_a_refusal_and_what_as_an_outage():
     assert not postgres.refused(psycopg.OperationalError("server closed the connection"))
     assert not postgres.refused(psycopg.errors.LockNotAvailable("lock timeout"))
     assert not postgres.refused(psycopg.errors.QueryCanceled("statement timeout"))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql",
+                                                         marks=pytest.mark.slow)])
+def test_a_commit_that_left_an_order_out_acknowledges_none_of_its_submissions(where, kind):
+    """An order whose row the database refused is not durable: its submission must not be
+    answered as accepted (it waits on the same commit as the others of its batch, which
+    are answered 503 too: a client posts again with its key and finds its order)."""
+    db = where(kind)
+    with stepped_journal(db) as (journal, core, lock):
+        with lock:
+            fx = core.submit("o-1", ORDER, now=1.0)
+            fx.absorb(core.submit("o-2", ORDER, now=1.0))
+            core.orders["o-2"].priority = 2**70  # a bug: no integer column holds this
+            ticket = journal.record(fx)
+        assert journal._writer.write_once()
+        with pytest.raises(StoreError, match="refused an order of this commit"):
+            journal.wait(ticket)
+        with lock:
+            later = journal.record(core.submit("o-3", ORDER, now=2.0))
+        assert journal._writer.write_once()
+        journal.wait(later)  # later commits are acknowledged as usual
+    assert set(load_journal(db).orders) == {"o-1", "o-3"}

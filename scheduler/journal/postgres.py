@@ -368,9 +368,10 @@ class PostgresJournal(GroupWrittenJournal):
                     for event in batch.events:
                         copy.write_row((*event_row(event), epoch))
 
-    def _commit_each(self, batch: Batch) -> list[str]:
+    def _commit_each(self, batch: Batch) -> list[tuple[str, str]]:
         """The batch row by row in one transaction, each row in a savepoint of its own: a
-        row PostgreSQL refuses is left out alone. Returns what was left out, and why."""
+        row PostgreSQL refuses is left out alone. Returns what was left out, and why, as
+        (table, what)."""
         left_out = []
         epoch = self.epoch
         with self._write_transaction() as conn:
@@ -382,7 +383,8 @@ class PostgresJournal(GroupWrittenJournal):
                     with conn.transaction():  # a savepoint
                         conn.execute(_INSERT[table], row)
                 except REFUSALS as exc:
-                    left_out.append(f"{what} ({type(exc).__name__}: {_one_line(exc)})")
+                    left_out.append((table, f"{what} ({type(exc).__name__}: "
+                                            f"{_one_line(exc)})"))
             conn.execute(_COUNTERS_UPSERT, (batch.counters,))
         return left_out
 

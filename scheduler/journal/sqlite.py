@@ -175,9 +175,10 @@ class SQLiteJournal(GroupWrittenJournal):
             conn.executemany(_INSERT["events"], map(event_row, batch.events))
             conn.execute(_COUNTERS, (batch.counters,))
 
-    def _commit_each(self, batch: Batch) -> list[str]:
+    def _commit_each(self, batch: Batch) -> list[tuple[str, str]]:
         """The batch row by row in one transaction, each row in a savepoint of its own: a
-        row the database refuses is left out alone. Returns what was left out, and why."""
+        row the database refuses is left out alone. Returns what was left out, and why, as
+        (table, what)."""
         conn = self._write
         left_out = []
         with conn:
@@ -189,7 +190,7 @@ class SQLiteJournal(GroupWrittenJournal):
                     conn.execute(_INSERT[table], row)
                 except REFUSALS as exc:
                     conn.execute("ROLLBACK TO one_row")
-                    left_out.append(f"{what} ({type(exc).__name__}: {exc})")
+                    left_out.append((table, f"{what} ({type(exc).__name__}: {exc})"))
                 conn.execute("RELEASE one_row")
             conn.execute(_COUNTERS, (batch.counters,))
         return left_out

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -100,15 +100,17 @@ class GroupWriter:
         write: Callable[[Batch], None],
         watch: Callable[[], None] = lambda: None,
         refused: Callable[[BaseException], bool] = lambda exc: False,
-        write_each: Callable[[Batch], list[str]] | None = None,
+        write_each: Callable[[Batch], list[tuple[str, str]]] | None = None,
     ):
         """`refused(exc)`: the database refused the batch for something in it, which no
         retry can cure; `write_each(batch)`: write it row by row in one transaction,
-        leaving out the rows the database refuses, and return what they were."""
+        leaving out the rows the database refuses, and return them as (table, what)."""
         self.name = name
         self._write, self._watch = write, watch
         self._refused, self._write_each = refused, write_each
         self._tainted: OrderedDict[str, None] = OrderedDict()  # task and order ids
+        # Tickets (after, up to) of commits that left an order's row out: not acknowledged.
+        self._unacknowledged: deque[tuple[int, int]] = deque(maxlen=64)
         # Since when the work being written has waited for a commit (time.monotonic();
         # None while nothing is being written or the last write succeeded).
         self._stalled_since: float | None = None
@@ -169,9 +171,11 @@ class GroupWriter:
                 self._committed < ticket and self._failure is None and self._thread.is_alive()
             ):
                 self._done.wait(0.5)
-            if self._committed >= ticket:
+            if self._committed >= ticket and not self._left_out(ticket):
                 return
-            reason = self._failure or "the journal was closed first"
+            reason = self._failure or (
+                "the journal was closed first" if self._committed < ticket else
+                "the database refused an order of this commit (see the CRITICAL log line)")
         # A deposed leader says so (its callers go to the new leader), an outage as such.
         error = Deposed if isinstance(reason, Deposed) else StoreError
         raise error(f"could not write {self.name}: {reason}")
@@ -306,10 +310,17 @@ class GroupWriter:
                 return
         if self._write_each is None:
             raise exc
-        dropped = self._write_each(batch)
+        left_out = self._write_each(batch)
+        orders = any(table == "orders" for table, _ in left_out)
+        if orders:
+            # An order whose row was left out is not durable: its submission, and the
+            # others of this commit (their callers cannot be told apart), answer 503.
+            with self._done:
+                self._unacknowledged.append((self._committed, batch.ticket))
         log.critical("journal %s refused a group commit (%s); wrote it row by row, leaving "
-                     "out what it refused: %s", self.name, reason,
-                     "; ".join(dropped) or "nothing (every row was written)")
+                     "out what it refused: %s%s", self.name, reason,
+                     "; ".join(what for _, what in left_out) or "nothing (every row was "
+                     "written)", "; its submissions are not acknowledged" if orders else "")
 
     def _escape(self, batch: Batch, only: OrderedDict[str, None] | None = None) -> list[str]:
         """Escape the text no journal can hold in the batch's rows (those of `only`'s ids, or
@@ -343,6 +354,10 @@ class GroupWriter:
                     batch.events[i] = clean
                     changed.append(describe_event(event))
         return changed
+
+    def _left_out(self, ticket: int) -> bool:
+        """Under `_done`: `ticket` belongs to a commit that left an order's row out."""
+        return any(after < ticket <= upto for after, upto in self._unacknowledged)
 
     def _taint(self, row_id: str) -> None:
         self._tainted[row_id] = None

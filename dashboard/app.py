@@ -26,6 +26,7 @@ from . import (
     api_workers,
     api_workflows,
     auth,
+    boundary,
     errors,
     frames,
     leadership,
@@ -193,6 +194,7 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     errors.register(app)
     auth.register(app)
     leadership.register(app, lambda: app.extensions["orderflow"].leadership)
+    boundary.register(app)  # after the token and standby checks
     # Around Socket.IO's requests, which never reach Flask's hooks: the token and the caps
     # are checked before a handshake is answered, so a refused one never holds a thread.
     app.wsgi_app = SocketGate(

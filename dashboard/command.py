@@ -10,6 +10,7 @@ import os
 import sys
 
 from scheduler import AppError, ConfigError
+from scheduler.engine.text import escape, problem
 from scheduler.journal.location import check_journal, hold_for_process, parse_location
 from scheduler.journal.retention import duration_arg
 from scheduler.journal.schema import StoreError
@@ -25,6 +26,9 @@ def _tags(text: str) -> tuple[str, ...]:
     tags = tuple(t.strip() for t in text.split(",") if t.strip())
     if not tags:
         raise argparse.ArgumentTypeError("expected tags separated by commas, e.g. payments,eu")
+    for tag in tags:  # bytes that are not UTF-8 arrive as lone surrogates
+        if (why := problem(tag)) is not None:
+            raise argparse.ArgumentTypeError(f"the tag {escape(tag)} {why}")
     return tags
 
 

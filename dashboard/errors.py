@@ -20,6 +20,7 @@ from scheduler import (
     UnknownWorker,
     UnknownWorkflow,
 )
+from scheduler.engine.errors import UnstorableText
 from scheduler.journal.base import CommitPending
 from scheduler.journal.schema import StoreError
 from scheduler.journal.writer import Deposed
@@ -49,6 +50,8 @@ _SCHEDULER_ERRORS: list[tuple[type[Exception], int, str]] = [
     (OrderValidationError, 422, "validation_error"),
     (ConfigError, 422, "validation_error"),
     (Conflict, 409, "conflict"),
+    # A lookup with text no journal can hold (refused at the door first; boundary.py).
+    (UnstorableText, 400, "invalid_parameter"),
     # This server stopped leading (another one leads the database now): ask the leader.
     (Deposed, 503, "standby"),
     # An order accepted but not committed yet (an idempotency key re-posted meanwhile).

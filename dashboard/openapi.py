@@ -28,18 +28,20 @@ def _json(schema: dict, description: str = "OK") -> dict:
 
 def _errors(*statuses: int) -> dict:
     reasons = {
-        400: "Malformed JSON or query parameter",
+        400: ("Malformed JSON or query parameter, or a path or query parameter holding text "
+              "no journal can store (a NUL, a lone surrogate; code invalid_parameter)"),
         401: "Missing or wrong bearer token",
         404: "Unknown id",
         409: "The object's state does not allow this",
         413: "Body larger than 1 MiB",
         415: "Body is not application/json",
         422: "Well-formed JSON with invalid values",
-        503: ("The journal cannot be written (code journal_unavailable): nothing is accepted "
-              "until it is fixed; or this server does not lead (code standby, with role and "
-              "leader beside the error): send it to the leader; or the order is accepted but "
-              "not committed yet (code commit_pending, e.g. an Idempotency-Key posted again "
-              "while its first request waits for the commit): ask again after Retry-After"),
+        503: ("The journal cannot be written, or a read of it failed (code "
+              "journal_unavailable): nothing is accepted until it is fixed; or this server "
+              "does not lead (code standby, with role and leader beside the error): send it "
+              "to the leader; or the order is accepted but not committed yet (code "
+              "commit_pending, e.g. an Idempotency-Key posted again while its first request "
+              "waits for the commit): ask again after Retry-After"),
     }
     return {str(s): {"description": reasons[s], "content": {JSON: {"schema": _ref("Error")}}}
             for s in statuses}
@@ -355,7 +357,7 @@ PATHS: dict[str, dict] = {
                      security=[])},
     "/vendor/{name}": {"get": _op(
         "A pinned browser library of the dashboard (socket.io-client, uPlot)",
-        {"200": {"description": "JavaScript or CSS"}, **_errors(404)},
+        {"200": {"description": "JavaScript or CSS"}, **_errors(400, 404)},
         parameters=[_path("name")], security=[])},
     "/healthz": {"get": _op("Liveness probe (never needs a token)",
                             {"200": _json({"type": "object",
@@ -423,15 +425,16 @@ PATHS: dict[str, dict] = {
     "/api/orders/{order_id}": {"get": _op(
         "An order with its tasks and its events",
         {"200": _json({"allOf": [_ref("Order"), {"type": "object", "properties": {
-            "events": {"type": "array", "items": _ref("Event")}}}]}), **_errors(401, 404, 503)},
+            "events": {"type": "array", "items": _ref("Event")}}}]}),
+         **_errors(400, 401, 404, 503)},
         parameters=[_path("order_id")])},
     "/api/orders/{order_id}/cancel": {"post": _op(
         "Cancel an unfinished order",
-        {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409)},
+        {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},
         parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
     "/api/orders/{order_id}/retry": {"post": _op(
         "Re-run a failed order from the step that failed",
-        {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409)},
+        {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},
         parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
     "/api/workers": {
         "get": _op("List workers and the hash ring", {"200": _json({"type": "object",

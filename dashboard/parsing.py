@@ -11,6 +11,8 @@ from typing import Any
 
 from flask import request
 
+from scheduler.engine.text import find_unstorable
+
 from .errors import ApiError, invalid
 
 _MISSING: Any = object()
@@ -44,7 +46,17 @@ def json_body(required: bool = True) -> dict:
         value = json.loads(data, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+    refuse_unstorable(value)
     return expect_object(value, "the body")
+
+
+def refuse_unstorable(value: Any) -> None:
+    """A client's JSON (a body, a Socket.IO command) holding text no journal can store (a
+    NUL, a lone surrogate; scheduler/engine/text.py) anywhere is refused with a 422 that
+    names the field ("items[0].sku contains a NUL character ...")."""
+    found = find_unstorable(value, "" if isinstance(value, dict) else "the value")
+    if found is not None:
+        raise invalid(found)
 
 
 def expect_object(value: Any, what: str) -> dict:

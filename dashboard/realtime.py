@@ -72,6 +72,7 @@ from . import actions
 from .audit import actor
 from .auth import socket_auth_ok
 from .errors import describe, error_body, invalid
+from .parsing import refuse_unstorable
 from .stream import EventStream
 from .worker_hub import hub_of
 
@@ -88,7 +89,9 @@ def acknowledged(handler: Callable[..., dict]) -> Callable[..., dict]:
         try:
             if len(args) > 1:
                 raise invalid("send one JSON argument")
-            return handler(args[0] if args else None)
+            data = args[0] if args else None
+            refuse_unstorable(data)  # text no journal can hold, named (422)
+            return handler(data)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
             error = describe(exc)
             return {**error_body(error), "status": error.status}

@@ -51,6 +51,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO
 
 from scheduler import Cluster, Conflict, UnknownWorker
 from scheduler.engine.model import Dispatch
+from scheduler.engine.text import escape_all
 from scheduler.remote.protocol import (
     ID_PREFIX,
     MAX_REPORTED_IDS,
@@ -549,14 +550,18 @@ def _task_ref(data: dict) -> tuple[str, int]:
 
 def acknowledged(method: Callable[[str, Any], dict]) -> Callable[..., dict]:
     """A Socket.IO handler for `method(sid, data)` that answers every error in the HTTP
-    API's shape, `{"error": {"code", "message"}, "status"}`, instead of raising."""
+    API's shape, `{"error": {"code", "message"}, "status"}`, instead of raising.
+
+    The door for a remote worker's text: every string it sends (its name, host and tags,
+    task ids, errors and results, reasons) is escaped here where no journal could hold it
+    (a NUL, a lone surrogate: scheduler/engine/text.py), as the server records it."""
 
     @functools.wraps(method)
     def handler(*args: Any) -> dict:
         try:
             if len(args) > 1:
                 raise invalid("send one JSON argument")
-            return method(request.sid, args[0] if args else None)
+            return method(request.sid, escape_all(args[0]) if args else None)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
             error = describe(exc)
             return {**error_body(error), "status": error.status}

@@ -89,6 +89,15 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     assert len(done) == report["server_restarts"] + 1 and all(n > 0 for n in done), done
     assert report["process_workers"], "the server should support process workers"
     assert "fault: server_sigkill_and_restart" in out.getvalue()
+    assert_hostile_text_was_recorded_escaped(report)
+
+
+def assert_hostile_text_was_recorded_escaped(report: dict) -> None:
+    """The planned hostile worker (NUL and lone surrogate in its tags, errors and results)
+    took attempts, its text reached the journal escaped, and nothing unescaped did."""
+    assert report["faults"].get("hostile_text") == 1
+    assert report["faults"].get("hostile_attempts", 0) >= 1
+    assert report["escaped_texts"] >= 2 and report["unstorable_texts"] == 0
 
 
 @pytest.mark.slow
@@ -130,6 +139,7 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
     # Hung handlers, some deaf to their cancellation, on the leader's thread workers.
     assert report["faults"].get("hang_burst") == 1 and report["timed_out_attempts"] >= 1
     assert report["abandoned_threads"] >= 1 and report["workers_hung"] == 0
+    assert_hostile_text_was_recorded_escaped(report)
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, TypeVar
 from ..engine.config import ClusterConfig
 from ..journal.lease import LeaseSettings
 from .fleet import NAME_PREFIX, RemoteWorker
-from .schedule import DATABASE_FREEZE, HANG_BURST, RESTART, fault_plan
+from .hostile import HostileWorker
+from .schedule import DATABASE_FREEZE, HANG_BURST, HOSTILE_TEXT, RESTART, fault_plan
 from .serve_process import health
 from .settings import CALM, HANG_BURST_SECONDS, SPIKE, STUCK_BURST, STUCK_BURST_SECONDS
 from .settings import HANG_BURST as HANG_BURST_CHAOS
@@ -296,6 +297,31 @@ class Faults:
         timer.daemon = True
         timer.start()
 
+    def hostile_text(self) -> None:
+        """A remote worker whose name, host and tags hold a NUL and a lone surrogate, and
+        whose attempts end with errors (and results) quoting a gateway body that holds them
+        (hostile.py): the server must show its tags escaped and go on committing orders."""
+        d = self.driver
+        acked = len(d.acked)
+        report = HostileWorker(d.url, d.settings.token).run(attempts=4, timeout=6.0)
+        for problem in report.problems:
+            d.problem("hostile_worker", problem)
+        if report.worker_id is None:
+            return
+        shown = next((w for w in d.workers() if w["id"] == report.worker_id), None)
+        if shown is None or "nul\\x00tag" not in shown.get("tags", []):
+            d.problem("hostile_text_not_escaped",
+                      f"{report.worker_id}'s tags as shown: {shown and shown.get('tags')}")
+        if not wait_until(lambda: len(d.acked) > acked + 3, 20):
+            d.problem("no_commit_after_hostile_text",
+                      "orders stopped being acknowledged after a worker sent text no "
+                      "journal can hold")
+        d.faults["hostile_attempts"] = (d.faults.get("hostile_attempts", 0) + report.failed
+                                        + report.succeeded)
+        d.note("hostile_text", f"{report.worker_id}: {report.failed} error(s) and "
+                               f"{report.succeeded} result(s) quoting a NUL and a lone "
+                               "surrogate")
+
     def for_a_moment(self, chaos: dict, seconds: float) -> None:
         """Set the demo handlers' chaos, and calm again `seconds` later."""
         d = self.driver
@@ -382,7 +408,8 @@ class Faults:
                           random.Random(settings.seed + 2),
                           hang_burst=(d.server is not None or bool(d.servers))
                           and settings.step_timeout > 0,
-                          freeze_every=settings.freeze_every if d.freezer else 0.0)
+                          freeze_every=settings.freeze_every if d.freezer else 0.0,
+                          hostile_text=True)
         print("  plan: " + (", ".join(f"{p.kind} at {p.at:.0f}s" for p in plan) or "none"),
               file=d.out, flush=True)
         started = time.monotonic()
@@ -401,6 +428,8 @@ class Faults:
                     self.freeze_database()
                 elif planned.kind == HANG_BURST:
                     self.hang_burst()
+                elif planned.kind == HOSTILE_TEXT:
+                    self.hostile_text()
                 else:
                     self.long_stall()
             else:

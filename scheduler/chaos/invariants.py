@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord
+from ..engine.text import find_unstorable
 from ..engine.workflow import DEFAULT_WORKFLOWS, Workflow
 from ..journal.location import parse_location, read_connection
 from ..journal.rows import (
@@ -28,6 +30,8 @@ from ..journal.rows import (
 
 TERMINAL = FINISHED_STATUSES
 SAMPLE = 10  # violations listed per kind in a report
+# How the server writes a NUL or a lone surrogate it recorded (engine/text.py).
+ESCAPED = re.compile(r"\\x00|\\ud[89a-f][0-9a-f]{2}")
 
 
 @dataclass
@@ -247,6 +251,18 @@ def check_history(
     # once than its max_in_flight, through stalls, deaths and restarts.
     peaks, over = in_flight_peaks(events, limits or {}, grace)
     violations["max_in_flight_exceeded"] = over
+    # Text no journal can hold never reached it (engine/text.py): it was refused or escaped.
+    # (PostgreSQL could not have stored it; SQLite would keep a NUL.)
+    for e in events:
+        found = find_unstorable(e, "")
+        if found is not None:
+            violations["unstorable_text"].append((e["seq"], found))
+    for task in history.tasks():
+        found = find_unstorable([task.error, task.result], "")
+        if found is not None:
+            violations["unstorable_text"].append((task.order_id, task.step, found))
+    escaped = sum(1 for e in events if any(isinstance(v, str) and ESCAPED.search(v)
+                                           for v in e.values()))
 
     if server_errors:
         violations["server_5xx"] = [server_errors]
@@ -284,6 +300,10 @@ def check_history(
         # The most handlers of each limited step possibly running at once, and its limit.
         "peak_in_flight": {step: [peaks[step], limit] for step, (limit, _) in
                            sorted((limits or {}).items())},
+        # Events holding text the server escaped (a NUL, a lone surrogate), and any it
+        # should have but did not.
+        "escaped_texts": escaped,
+        "unstorable_texts": len(violations["unstorable_text"]),
         "examples": {k: v[:SAMPLE] for k, v in violations.items() if v},
     }
 
@@ -345,6 +365,8 @@ def format_report(report: dict) -> str:
         "epochs_interleaved",
         "max_in_flight_exceeded",
         "peak_in_flight",
+        "escaped_texts",
+        "unstorable_texts",
     ]
     lines = [f"  {k:<36} {report.get(k)}" for k in keys]
     verdict = (

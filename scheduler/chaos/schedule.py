@@ -16,6 +16,7 @@ RESTART = "server_restart"
 LONG_STALL = "long_stall"
 HANG_BURST = "hang_burst"
 DATABASE_FREEZE = "database_freeze"
+HOSTILE_TEXT = "hostile_text"
 
 # Each planned gap is the mean interval times a factor drawn from this range.
 SPREAD = (0.8, 1.2)
@@ -30,7 +31,7 @@ class PlannedFault:
 
 def fault_plan(duration: float, restart_every: float, long_stall_every: float,
                rng: random.Random, hang_burst: bool = False,
-               freeze_every: float = 0.0) -> list[PlannedFault]:
+               freeze_every: float = 0.0, hostile_text: bool = False) -> list[PlannedFault]:
     """Restarts about every `restart_every` seconds and long stalls about every
     `long_stall_every` (0: none of that kind), in time order; with `hang_burst`, one short
     burst of hung attempts early in the run, well before the first restart, so their time
@@ -40,7 +41,9 @@ def fault_plan(duration: float, restart_every: float, long_stall_every: float,
     of either comes in the last stretch of the run (a restart needs about half an interval,
     at most 10 s, a stall 5 s), so the cluster has time to show it recovered. Database
     freezes (`freeze_every`, 0: none) are placed like the stalls, none in the last 15 s (a
-    freeze, a failover after it and the workers joining the leader).
+    freeze, a failover after it and the workers joining the leader). With
+    `hostile_text`, one hostile worker (hostile.py) joins after the hang burst and before
+    the first restart, so the server that recorded its text must go on committing.
     """
     plan: list[PlannedFault] = []
     if restart_every > 0:
@@ -59,6 +62,10 @@ def fault_plan(duration: float, restart_every: float, long_stall_every: float,
         first_restart = restart_every * SPREAD[0] if restart_every > 0 else duration
         plan.append(PlannedFault(round(min(first_restart, duration) * rng.uniform(0.2, 0.35), 3),
                                  HANG_BURST))
+    if hostile_text:
+        first_restart = restart_every * SPREAD[0] if restart_every > 0 else duration
+        plan.append(PlannedFault(round(min(first_restart, duration) * rng.uniform(0.4, 0.55),
+                                       3), HOSTILE_TEXT))
     if freeze_every > 0:  # drawn last: the plans without freezes stay as they were
         last = duration - 15.0
         at = freeze_every / 2 * rng.uniform(*STALL_SPREAD)

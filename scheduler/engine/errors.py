@@ -25,6 +25,11 @@ class Conflict(SchedulerError):
     """The object exists but its state does not allow the request (HTTP 409)."""
 
 
+class UnstorableText(SchedulerError, ValueError):
+    """A value no journal can hold (a NUL, a lone surrogate; engine/text.py) was given to
+    look something up: nothing stored can match it (HTTP 400)."""
+
+
 class Overloaded(SchedulerError):
     """Too much unfinished work to accept more now (HTTP 503 with Retry-After)."""
 
@@ -39,4 +44,5 @@ __all__ = [
     "UnknownOrder",
     "UnknownWorker",
     "UnknownWorkflow",
+    "UnstorableText",
 ]

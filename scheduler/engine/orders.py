@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .text import find_unstorable
+
 MAX_ITEMS = 1000
 MAX_TEXT = 200
 
@@ -39,6 +41,9 @@ def validate_order(data: Any) -> dict:
     """Return a clean copy of `data`: {"customer": str, "items": [{"sku", "qty", "price"}]}."""
     if not isinstance(data, dict):
         raise OrderValidationError("an order must be a JSON object")
+    found = find_unstorable(data, "")  # a NUL or a lone surrogate, named: no journal holds it
+    if found is not None:
+        raise OrderValidationError(found)
     unknown = set(data) - {"customer", "items", "workflow", "priority"}
     if unknown:
         raise OrderValidationError(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
@@ -71,6 +76,15 @@ def validate_order(data: Any) -> dict:
             raise OrderValidationError(f"{where}.price must be a number from 0 to 1e9")
         clean_items.append({"sku": sku, "qty": qty, "price": price})
     return {"customer": customer, "items": clean_items}
+
+
+def validate_key(key: str | None) -> None:
+    """An idempotency key a journal can store (it is kept with its order), or
+    OrderValidationError naming what it holds."""
+    if key is not None:
+        found = find_unstorable(key, "the idempotency key")
+        if found is not None:
+            raise OrderValidationError(found)
 
 
 def order_total(data: dict) -> float:

@@ -4,9 +4,14 @@ Standing by, it looks at the lease every `poll_every` and takes it once it is fr
 or its holder's session ended). Leading, it renews every `renew_every`; it steps down at once
 when a renewal finds the lease moved, when its lease session is lost (the lease is bound to
 that session: a killed connection is a lost lease), when it has not renewed for
-`ttl - renew_every` by its own clock (it was paused, or the database was out of reach), or when
-a journal write found the epoch moved (`Term.lose`). After stepping down it leaves the lease
-to the others for `holdoff`, then stands by like any other server.
+`ttl - renew_every` by its own clock (it was paused, or the database was out of reach), when
+a journal write found the epoch moved (`Term.lose`), or when its journal's work has waited
+longer than `ttl` for a commit that failed (`Term.commits_stalled`: writes that fail, or
+hang until the database's lock or statement timeout, while the lease session still renews:
+a leader that would otherwise keep the lease and answer every submit 503, for good; a
+journal of its own, `stand_by=False`, keeps trying instead, since it could not lead again).
+After stepping down it leaves the lease to the others for `holdoff`, then stands by like any
+other server.
 
 `step(now)` takes the time and returns how long to wait; the thread only calls it. Each
 change of leadership is one log line naming the epoch and the server, and goes to
@@ -105,6 +110,12 @@ class Elector:
         if not term.holds(now):
             self._step_down(now, term.lost or f"could not renew the lease for "
                                                f"{self.settings.hold:g} s")
+            return self.settings.poll_every
+        stalled = term.commits_stalled(now) if self.stand_by else 0.0
+        if stalled >= self.settings.ttl:
+            # Renewing would keep a leader that commits nothing; a standby may do better.
+            self._step_down(now, f"its journal could not commit for {stalled:.1f} s, "
+                                 f"longer than the lease ({self.settings.ttl:g} s)")
             return self.settings.poll_every
         if now < self._next_renew:
             return self._next_renew - now

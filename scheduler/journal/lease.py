@@ -102,6 +102,7 @@ class Term:
         self._valid_until = sent_at + settings.hold
         self._lost: str | None = None
         self._listeners: list[Callable[[str], None]] = []
+        self._stalled_for: Callable[[float], float] = lambda now: 0.0
 
     def renewed(self, sent_at: float) -> None:
         """A renewal sent at `sent_at` succeeded."""
@@ -121,6 +122,16 @@ class Term:
     def lost(self) -> str | None:
         """Why the term ended, once `lose` was called."""
         return self._lost
+
+    def watch_commits(self, stalled_for: Callable[[float], float]) -> None:
+        """The journal writing under this term says how long (at `now`) its recorded work
+        has waited for a commit, so the elector can step down a leader that cannot commit
+        (GroupWriter.stalled_for)."""
+        self._stalled_for = stalled_for
+
+    def commits_stalled(self, now: float) -> float:
+        """Seconds the journal's work has waited for a commit at `now` (0: none waits)."""
+        return self._stalled_for(now)
 
     def on_lost(self, listener: Callable[[str], None]) -> None:
         """Call `listener(reason)` when the term is lost (so the elector hears of a write

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from ..engine.errors import UnstorableText
 from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
@@ -54,6 +56,7 @@ from .rows import (
     ORDER_FIELDS,
     TASK_COLUMNS,
     TASK_FIELDS,
+    batch_rows,
     event_from_row,
     event_row,
     order_from_row,
@@ -104,10 +107,29 @@ _TASK_UPSERT = (
 )
 # Each event with the epoch of the term that committed it (0: written without one).
 _EVENT_COPY = f"COPY events ({EVENT_COLUMNS}, epoch) FROM STDIN"
+# One row at a time (a batch written row by row, see `_commit_each`).
+_INSERT = {
+    "orders": _ORDER_UPSERT,
+    "tasks": _TASK_UPSERT,
+    "events": f"INSERT INTO events ({EVENT_COLUMNS}, epoch) VALUES "
+              f"({placeholders(EVENT_COLUMNS.split(', '), '%s')}, %s)",
+}
 _COUNTERS_UPSERT = (
     "INSERT INTO meta (key, value) VALUES ('counters', %s) "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
+
+# What PostgreSQL (or the driver, sending a row) refuses for a value in a row: retrying
+# cannot cure it (the writer rescues the batch instead): text it cannot hold (a NUL: a
+# DataError; a lone surrogate: the driver cannot encode it), a value out of range, a
+# constraint. Anything else (a lost connection, a lock timeout, a term that is over) is an
+# outage or a step-down, retried or stopped as such.
+REFUSALS = (UnicodeError, psycopg.DataError, psycopg.IntegrityError)
+
+
+def refused(exc: BaseException) -> bool:
+    """True when PostgreSQL refused a write for a value in it (see REFUSALS)."""
+    return isinstance(exc, REFUSALS)
 
 
 class PostgresJournal(GroupWrittenJournal):
@@ -151,7 +173,14 @@ class PostgresJournal(GroupWrittenJournal):
             self._search_pool.close()
             self._release()
             raise StoreError(f"cannot connect to {self.name}: {_one_line(exc)}") from None
-        self._writer = GroupWriter(self.name, self._commit)
+        self._writer = GroupWriter(self.name, self._commit, refused=refused,
+                                   write_each=self._commit_each)
+        self._writing: tuple[psycopg.Connection, int] | None = None
+        if term is not None:
+            # A leader whose journal cannot commit for longer than its lease steps down,
+            # and a write still hanging then is cancelled.
+            term.watch_commits(self._writer.stalled_for)
+            term.on_lost(self._cancel_write)
 
     @property
     def epoch(self) -> int:
@@ -283,7 +312,7 @@ class PostgresJournal(GroupWrittenJournal):
     def _write_transaction_checked(
         self, term: Term | None, first: Callable[[psycopg.Cursor], None] | None
     ) -> Iterator[psycopg.Connection]:
-        with self._pool.connection() as conn, conn.transaction():
+        with self._pool.connection() as conn, self._in_flight(conn), conn.transaction():
             cur = conn.cursor()
             with conn.pipeline():
                 if term is not None:
@@ -309,6 +338,29 @@ class PostgresJournal(GroupWrittenJournal):
                 # back rather than commit after the step-down.
                 term.check(time.monotonic())
 
+    @contextmanager
+    def _in_flight(self, conn: psycopg.Connection) -> Iterator[None]:
+        """While a write transaction is open on `conn` (for `_cancel_write`)."""
+        self._writing = (conn, threading.get_ident())
+        try:
+            yield
+        finally:
+            self._writing = None
+
+    def _cancel_write(self, reason: str) -> None:
+        """The term is over (stepped down by the elector, say because this very write
+        hangs on a lock): cancel the write transaction in flight, so it rolls back now and
+        no longer holds the lease row a standby must lock to take over (the taker ends
+        only transactions that wait for nothing). Not from the writer's own thread: it
+        finds out by itself."""
+        writing = self._writing
+        if writing is None or writing[1] == threading.get_ident():
+            return
+        try:
+            writing[0].cancel()
+        except psycopg.Error:
+            pass  # it ended meanwhile
+
     def _commit(self, batch: Batch) -> None:
         """One group commit in one transaction (GroupWriter retries it if it raises): the
         upserts pipelined with the epoch check (one round trip), then the events by COPY,
@@ -330,6 +382,26 @@ class PostgresJournal(GroupWrittenJournal):
                 with conn.cursor().copy(_EVENT_COPY) as copy:
                     for event in batch.events:
                         copy.write_row((*event_row(event), epoch))
+
+    def _commit_each(self, batch: Batch) -> list[tuple[str, str]]:
+        """The batch row by row in one transaction, each row in a savepoint of its own: a
+        row PostgreSQL refuses is left out alone. Returns what was left out, and why, as
+        (table, what)."""
+        left_out = []
+        epoch = self.epoch
+        with self._write_transaction() as conn:
+            for table, row, what in batch_rows(batch.order_records, batch.task_records,
+                                               batch.events):
+                if table == "events":
+                    row = (*row, epoch)
+                try:
+                    with conn.transaction():  # a savepoint
+                        conn.execute(_INSERT[table], row)
+                except REFUSALS as exc:
+                    left_out.append((table, f"{what} ({type(exc).__name__}: "
+                                            f"{_one_line(exc)})"))
+            conn.execute(_COUNTERS_UPSERT, (batch.counters,))
+        return left_out
 
     # ------------------------------------------------------------ the lease
 
@@ -375,12 +447,23 @@ class PostgresJournal(GroupWrittenJournal):
 
     @contextmanager
     def _reading(self, pool: ConnectionPool | None = None) -> Iterator[psycopg.Connection]:
-        """A pooled connection for reads (of `pool`, by default the one the writer shares);
-        a database that cannot answer is a StoreError."""
+        """A pooled connection for reads (of `pool`, by default the one the writer shares).
+        A read never fails as an unexpected error: a value looked up that PostgreSQL cannot
+        even be sent (a NUL, a lone surrogate) is UnstorableText (400: nothing stored can
+        match it); anything else the database answers (it is down, a pool timeout, a stored
+        row it cannot convert) is a StoreError (503)."""
         try:
             with (pool or self._pool).connection() as conn:
                 yield conn
-        except psycopg.OperationalError as exc:
+        except UnicodeEncodeError as exc:
+            raise UnstorableText("nothing stored can match the value looked up: "
+                                 f"{_one_line(exc)}") from None
+        except psycopg.DataError as exc:
+            if exc.sqlstate is None:  # refused by the driver, before it was sent
+                raise UnstorableText("nothing stored can match the value looked up: "
+                                     f"{_one_line(exc)}") from None
+            raise StoreError(f"could not read {self.name}: {_one_line(exc)}") from None
+        except psycopg.Error as exc:
             raise StoreError(f"could not read {self.name}: {_one_line(exc)}") from None
 
 

@@ -96,6 +96,29 @@ def event_row(event: dict) -> tuple:
     return (*_EVENT_FIELDS(event), duration, json.dumps(extra) if extra else None)
 
 
+def describe_event(event: dict) -> str:
+    """How a log line names an event: "event 42 (task_failed, order o-1 step payment)"."""
+    where = ""
+    if event.get("order_id"):
+        where = f", order {event['order_id']}"
+        if event.get("step"):
+            where += f" step {event['step']}"
+    return f"event {event.get('seq')} ({event.get('type')}{where})"
+
+
+def batch_rows(
+    orders: Iterable[OrderRecord], tasks: Iterable[TaskRecord], events: Iterable[dict]
+) -> Iterable[tuple[str, tuple, str]]:
+    """Each row of a group commit as (table, row, what it is for a person: "order o-1",
+    "order o-1 step payment", "event 42 (...)"), for writing them one at a time."""
+    for record in orders:
+        yield "orders", order_row(record), f"order {record.id}"
+    for record in tasks:
+        yield "tasks", task_row(record), f"order {record.order_id} step {record.step}"
+    for event in events:
+        yield "events", event_row(event), describe_event(event)
+
+
 def event_from_row(row: tuple) -> dict:
     event = dict(zip(EVENT_FIELDS, row[:8], strict=True))
     if row[8] is not None:

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..engine.errors import UnstorableText
 from ..engine.records import (
     FINISHED_STATUSES,
     OrderQuery,
@@ -33,6 +34,7 @@ from .rows import (
     ORDER_FIELDS,
     TASK_COLUMNS,
     TASK_FIELDS,
+    batch_rows,
     event_from_row,
     event_row,
     order_from_row,
@@ -73,17 +75,18 @@ class SQLiteJournal(GroupWrittenJournal):
         try:
             self._write = _connect(self.path, synchronous)
             self._identity = _identity(self.path)
-            self._read_lock = threading.Lock()
             self._read = _connect(self.path, synchronous, readonly_after_schema=True)
-            self._search_lock = threading.Lock()
+            self._read_lock = _Reading(self._read, str(self.path))
             self._search = _connect(self.path, synchronous, readonly_after_schema=True)
+            self._search_lock = _Reading(self._search, str(self.path))
         except BaseException:
-            for name in ("_write", "_read"):
+            for name in ("_write", "_read", "_search"):
                 if hasattr(self, name):
                     getattr(self, name).close()
             self._release()
             raise
-        self._writer = GroupWriter(str(self.path), self._commit, self._watch)
+        self._writer = GroupWriter(str(self.path), self._commit, self._watch,
+                                   refused=refused, write_each=self._commit_each)
 
     # ------------------------------------------------------------ Journal protocol
 
@@ -179,26 +182,30 @@ class SQLiteJournal(GroupWrittenJournal):
             # Upserts: an order is written when submitted and again when its status becomes
             # (or, after a manual retry, stops being) final; its row may even be gone if
             # retention pruned it meanwhile.
-            conn.executemany(
-                f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS)}) "
-                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
-                "finished_at = excluded.finished_at",
-                map(order_row, batch.order_records),
-            )
-            conn.executemany(
-                f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) "
-                f"VALUES ({placeholders(TASK_FIELDS)})",
-                map(task_row, batch.task_records),
-            )
-            conn.executemany(
-                f"INSERT INTO events ({EVENT_COLUMNS}) "
-                f"VALUES ({placeholders(EVENT_FIELDS)},?,?)",
-                map(event_row, batch.events),
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)",
-                (batch.counters,),
-            )
+            conn.executemany(_INSERT["orders"], map(order_row, batch.order_records))
+            conn.executemany(_INSERT["tasks"], map(task_row, batch.task_records))
+            conn.executemany(_INSERT["events"], map(event_row, batch.events))
+            conn.execute(_COUNTERS, (batch.counters,))
+
+    def _commit_each(self, batch: Batch) -> list[tuple[str, str]]:
+        """The batch row by row in one transaction, each row in a savepoint of its own: a
+        row the database refuses is left out alone. Returns what was left out, and why, as
+        (table, what)."""
+        conn = self._write
+        left_out = []
+        with conn:
+            conn.execute("BEGIN")
+            for table, row, what in batch_rows(batch.order_records, batch.task_records,
+                                               batch.events):
+                conn.execute("SAVEPOINT one_row")
+                try:
+                    conn.execute(_INSERT[table], row)
+                except REFUSALS as exc:
+                    conn.execute("ROLLBACK TO one_row")
+                    left_out.append((table, f"{what} ({type(exc).__name__}: {exc})"))
+                conn.execute("RELEASE one_row")
+            conn.execute(_COUNTERS, (batch.counters,))
+        return left_out
 
     def _watch(self) -> None:
         """The file we write must still be the one we opened: a database deleted (say by a
@@ -212,6 +219,56 @@ class SQLiteJournal(GroupWrittenJournal):
             if current != expected:
                 what = "deleted" if current is None else "replaced by another file"
                 raise JournalLost(f"{self.path}{suffix} was {what} while the server ran")
+
+
+class _Reading:
+    """The read connection's lock, which also says what a read that failed was: text that
+    cannot be encoded to look it up (a lone surrogate) is UnstorableText (400: nothing
+    stored can match it); any sqlite3 error (a locked or damaged file) a StoreError (503).
+    Never an unexpected error."""
+
+    def __init__(self, conn: sqlite3.Connection, name: str):
+        self._conn, self._name = conn, name
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Reading:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        try:
+            if exc is not None and isinstance(exc, (UnicodeEncodeError, sqlite3.Error)):
+                try:
+                    self._conn.rollback()  # a read half done (its temp ids) is undone
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, UnicodeEncodeError):
+                    raise UnstorableText(f"nothing stored can match the value looked up: "
+                                         f"{exc}") from None
+                raise StoreError(f"could not read {self._name}: {exc}") from None
+        finally:
+            self._lock.release()
+        return False
+
+
+_INSERT = {
+    "orders": f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS)}) "
+              "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+              "finished_at = excluded.finished_at",
+    "tasks": f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) "
+             f"VALUES ({placeholders(TASK_FIELDS)})",
+    "events": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders(EVENT_FIELDS)},?,?)",
+}
+_COUNTERS = "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)"
+# What SQLite (or the driver, encoding a row) refuses for a value in a row: retrying cannot
+# cure it (the writer rescues the batch instead). A locked, full or damaged file is an
+# OperationalError or DatabaseError: an outage, retried.
+REFUSALS = (UnicodeError, OverflowError, sqlite3.IntegrityError, sqlite3.DataError)
+
+
+def refused(exc: BaseException) -> bool:
+    """True when SQLite refused a write for a value in it (see REFUSALS)."""
+    return isinstance(exc, REFUSALS)
 
 
 def _identity_of(path: Path) -> tuple[int, int] | None:
@@ -385,7 +442,7 @@ def _with_tasks_and_events(
 
 def _load(
     conn: sqlite3.Connection,
-    lock: threading.Lock,
+    lock: _Reading,
     finished_limit: int,
     recent_events: int,
 ) -> Recovered:

@@ -11,14 +11,24 @@ the buffers, `check()` and `wait()` answer StoreError (503) while it fails, and 
 tries again with backoff until it can write; then everything waiting is committed in order
 and its actions run. Only a journal that is gone for good (`JournalLost`: its file deleted or
 replaced) stops the writer: nothing written after that would survive a restart.
+
+A batch the database refuses for something in it (`refused(exc)`: a value it cannot hold, a
+constraint; not an outage) would be refused forever, so it is not retried as it is: its
+text that no journal can hold (engine/text.py) is escaped and the batch written again; if
+the database still refuses it, it is written row by row (`write_each`, one transaction) and
+the rows it refuses are left out. Either way one CRITICAL line names the rows, every other
+row is written, and the writer goes on. (The boundary keeps such text out; this is the
+defence should something get past it.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 from ..engine.model import Effects, Order, Task
 from ..engine.records import OrderRecord, TaskRecord
 from ..engine.states import TaskState
+from ..engine.text import escape_all
+from .rows import describe_event
 from .schema import StoreError
 
 if TYPE_CHECKING:
@@ -41,6 +53,9 @@ PLACEMENT_MOVES = frozenset({(S.PENDING, S.READY), (S.READY, S.ASSIGNED), (S.ASS
 WATCH_INTERVAL = 0.5
 # Backoff between attempts while writes fail (seconds): doubled from the first to the cap.
 RETRY_FIRST, RETRY_CAP = 0.05, 2.0
+# Tasks and orders whose text was refused once, escaped before each later write of theirs
+# (their live values in the engine are unchanged); the oldest are forgotten past this.
+TAINTED_MEMORY = 10_000
 
 
 class JournalLost(StoreError):
@@ -84,9 +99,21 @@ class GroupWriter:
         name: str,
         write: Callable[[Batch], None],
         watch: Callable[[], None] = lambda: None,
+        refused: Callable[[BaseException], bool] = lambda exc: False,
+        write_each: Callable[[Batch], list[tuple[str, str]]] | None = None,
     ):
+        """`refused(exc)`: the database refused the batch for something in it, which no
+        retry can cure; `write_each(batch)`: write it row by row in one transaction,
+        leaving out the rows the database refuses, and return them as (table, what)."""
         self.name = name
         self._write, self._watch = write, watch
+        self._refused, self._write_each = refused, write_each
+        self._tainted: OrderedDict[str, None] = OrderedDict()  # task and order ids
+        # Tickets (after, up to) of commits that left an order's row out: not acknowledged.
+        self._unacknowledged: deque[tuple[int, int]] = deque(maxlen=64)
+        # Since when the work being written has waited for a commit (time.monotonic();
+        # None while nothing is being written or the last write succeeded).
+        self._stalled_since: float | None = None
         self._core: SchedulerCore | None = None
         self._core_lock: threading.Lock | None = None
         # Filled under the scheduler lock by `record`, swapped out by the writer.
@@ -149,9 +176,11 @@ class GroupWriter:
                 if left <= 0:
                     return False
                 self._done.wait(left)
-            if self._committed >= ticket:
+            if self._committed >= ticket and not self._left_out(ticket):
                 return True
-            reason = self._failure or "the journal was closed first"
+            reason = self._failure or (
+                "the journal was closed first" if self._committed < ticket else
+                "the database refused an order of this commit (see the CRITICAL log line)")
         # A deposed leader says so (its callers go to the new leader), an outage as such.
         error = Deposed if isinstance(reason, Deposed) else StoreError
         raise error(f"could not write {self.name}: {reason}")
@@ -159,6 +188,18 @@ class GroupWriter:
     def committed(self, ticket: int) -> bool:
         with self._done:
             return self._committed >= ticket
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds (at `now`, time.monotonic) that the work being written has waited for a
+        commit, once an attempt to commit it has failed: from when the writer took it,
+        through every failed attempt, until a commit succeeds; 0 while nothing failed. A
+        write that is merely slow (a big batch) does not count until it fails; one that
+        hangs fails within the database's own timeouts (lock, statement). A leader whose
+        journal cannot commit for longer than its lease steps down (election.py)."""
+        since = self._stalled_since
+        if since is None or not self._failures:
+            return 0.0
+        return max(0.0, now - since)
 
     def check(self) -> None:
         """Raise StoreError while nothing recorded now could become durable."""
@@ -223,7 +264,9 @@ class GroupWriter:
             self._watch()
             batch = self._take()
             if not batch.empty:
-                self._write(batch)
+                if self._stalled_since is None:
+                    self._stalled_since = time.monotonic()
+                self._commit(batch)
         except JournalLost as exc:
             self._lose(exc, batch)
             return False
@@ -235,6 +278,97 @@ class GroupWriter:
         for job in jobs:
             job()
         return not stop
+
+    def _commit(self, batch: Batch) -> None:
+        """Write `batch`; a refusal of something in it (see the module docstring) is
+        rescued rather than raised, so it cannot stop every later commit."""
+        if self._tainted:
+            self._escape(batch, only=self._tainted)
+        try:
+            self._write(batch)
+        except JournalLost:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified by the backend
+            if not self._refused(exc):
+                raise
+            self._rescue(batch, exc)
+
+    def _rescue(self, batch: Batch, exc: BaseException) -> None:
+        """The database refused `batch` for what it holds: escape its unstorable text and
+        write it again; if that is still refused, write it row by row without the rows the
+        database refuses. One CRITICAL line says which rows, and why."""
+        escaped = self._escape(batch)
+        reason = _one_line(exc)
+        if escaped:
+            try:
+                self._write(batch)
+            except JournalLost:
+                raise
+            except Exception as again:  # noqa: BLE001 - classified by the backend
+                if not self._refused(again):
+                    raise
+                reason = _one_line(again)
+            else:
+                log.critical("journal %s refused a group commit (%s); wrote it with the text "
+                             "it cannot hold escaped in: %s", self.name, reason,
+                             "; ".join(escaped))
+                return
+        if self._write_each is None:
+            raise exc
+        left_out = self._write_each(batch)
+        orders = any(table == "orders" for table, _ in left_out)
+        if orders:
+            # An order whose row was left out is not durable: its submission, and the
+            # others of this commit (their callers cannot be told apart), answer 503.
+            with self._done:
+                self._unacknowledged.append((self._committed, batch.ticket))
+        log.critical("journal %s refused a group commit (%s); wrote it row by row, leaving "
+                     "out what it refused: %s%s", self.name, reason,
+                     "; ".join(what for _, what in left_out) or "nothing (every row was "
+                     "written)", "; its submissions are not acknowledged" if orders else "")
+
+    def _escape(self, batch: Batch, only: OrderedDict[str, None] | None = None) -> list[str]:
+        """Escape the text no journal can hold in the batch's rows (those of `only`'s ids, or
+        all); returns what was changed. Tasks and orders changed are remembered (tainted),
+        so their later rows, taken again from the engine's unchanged values, are escaped
+        before they are written."""
+        changed = []
+        for i, record in enumerate(batch.order_records):
+            if only is not None and record.id not in only:
+                continue
+            fields = (record.workflow, record.data, record.idempotency_key)
+            clean = escape_all(fields)
+            if clean is not fields:
+                workflow, data, key = clean
+                batch.order_records[i] = dataclasses.replace(
+                    record, workflow=workflow, data=data, idempotency_key=key)
+                changed.append(f"order {record.id}")
+                self._taint(record.id)
+        for i, record in enumerate(batch.task_records):
+            if only is not None and record.id not in only:
+                continue
+            clean = escape_all(record)
+            if clean is not record:
+                batch.task_records[i] = clean
+                changed.append(f"order {record.order_id} step {record.step}")
+                self._taint(record.id)
+        if only is None:
+            for i, event in enumerate(batch.events):
+                clean = escape_all(event)
+                if clean is not event:
+                    batch.events[i] = clean
+                    changed.append(describe_event(event))
+        return changed
+
+    def _left_out(self, ticket: int) -> bool:
+        """Under `_done`: `ticket` belongs to a commit that left an order's row out."""
+        return any(after < ticket <= upto for after, upto in self._unacknowledged)
+
+    def _taint(self, row_id: str) -> None:
+        self._tainted[row_id] = None
+        self._tainted.move_to_end(row_id)
+        while len(self._tainted) > TAINTED_MEMORY:
+            self._tainted.popitem(last=False)
 
     def _take(self) -> Batch:
         """Swap the buffers out under the scheduler lock and snapshot their rows."""
@@ -271,6 +405,7 @@ class GroupWriter:
             self._actions[:0] = batch.actions
 
     def _succeeded(self, batch: Batch) -> None:
+        self._stalled_since = None
         with self._done:
             recovered, self._failure = self._failure, None
             failures, self._failures = self._failures, 0
@@ -326,6 +461,10 @@ class GroupWriter:
             "database is back in place.",
             exc,
         )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 class GroupWrittenJournal:

@@ -25,9 +25,10 @@ from ..engine.core import SchedulerCore
 from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
-from ..engine.orders import validate_order, validate_priority
+from ..engine.orders import validate_key, validate_order, validate_priority
 from ..engine.records import OrderQuery
 from ..engine.states import OrderStatus, TaskState
+from ..engine.text import escape, escape_all
 from ..engine.triage import group_failures
 from ..engine.workflow import Workflow
 from ..journal.base import CommitPending, Journal, NullJournal
@@ -195,6 +196,7 @@ class Cluster:
         )
         clean = validate_order(data)
         priority = validate_priority(data.get("priority"))
+        validate_key(idempotency_key)
         order_id = order_id or new_order_id()
         self._journal.check()  # refuse before changing anything, not after
         if idempotency_key is not None:
@@ -501,9 +503,11 @@ class Cluster:
         worker: str | None = None, order_id: str | None = None, **details: Any,
     ) -> None:
         """Audit: what an operator did becomes an `operator_action` event (kept, journaled
-        and logged like any other)."""
-        self._call(self._core.operator_action, who, action, what, target=target,
-                   worker=worker, order_id=order_id, **details)
+        and logged like any other). Its text is escaped where a journal could not hold it
+        (engine/text.py): who asked is whatever the web layer could tell."""
+        self._call(self._core.operator_action, escape(who), action, escape(what),
+                   target=None if target is None else escape(target),
+                   worker=worker, order_id=order_id, **escape_all(details))
 
     def story(self, order_id: str) -> list[dict]:
         """Every event of one order, in order (capped per order in memory)."""

@@ -7,6 +7,8 @@ import logging
 import logging.handlers
 from pathlib import Path
 
+from ..engine.text import escape
+
 # Where `orderflow serve` writes its readable log unless told otherwise.
 DEFAULT_LOG = "logs/orderflow.log"
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
@@ -21,7 +23,9 @@ _ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
 
 
 def escape_controls(text: str) -> str:
-    return text.translate(_ESCAPES)
+    """`text` on one line, its control characters escaped, and lone surrogates too (as the
+    journal's rule writes them, engine/text.py): a UTF-8 log file cannot hold those."""
+    return escape(text.translate(_ESCAPES))
 
 
 class SafeFormatter(logging.Formatter):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 
+from ..engine.text import escape, escape_all
 from .context import Handler, TaskContext, TaskError, resolve_handler
 
 
@@ -48,21 +50,34 @@ def check_result(result: object) -> tuple[bool, object]:
     return True, result
 
 
+# In a result as JSON (ASCII): the escapes of a NUL and of surrogates (a pair, one
+# non-BMP character, matches too; escaping then finds nothing to change).
+_MAYBE_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])")
+
+
 def check_outcome(
     ok: bool, value: object, max_result_bytes: int, max_error_chars: int
 ) -> tuple[bool, object]:
     """What may be recorded of an attempt: a result that is JSON within `max_result_bytes`
     (journaled and served as JSON; anything else is a failed attempt saying why), or an
-    error message of at most `max_error_chars` characters."""
+    error message of at most `max_error_chars` characters.
+
+    The one door for what any worker (a thread or a remote process) reports: text a
+    journal cannot hold (a NUL, a lone surrogate: an error quoting a gateway's response
+    body, say) is escaped visibly here (engine/text.py), so it never reaches the journal."""
     if ok:
         try:
-            size = len(json.dumps(value, allow_nan=False).encode())
+            text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             return check_result(value)  # says which
+        if _MAYBE_UNSTORABLE.search(text) is not None:
+            value = escape_all(value)
+            text = json.dumps(value)
+        size = len(text.encode())
         if size > max_result_bytes:
             return False, f"the result is too large: {size} bytes (at most {max_result_bytes})"
         return True, value
-    error = str(value)
+    error = escape(str(value))
     if len(error) > max_error_chars:
         cut = len(error) - max_error_chars
         error = f"{error[:max_error_chars]}... ({cut} more characters cut)"

@@ -177,7 +177,10 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         logger=frames.library_logger("orderflow.socketio.lib"),
         engineio_logger=frames.library_logger("orderflow.engineio.lib"),
     )
-    frames.guard(socketio)
+    # Each connection's frames within limits, checked before Engine.IO sees them.
+    frame_guard = frames.FrameGuard.from_config(app.config, cluster.config.heartbeat_interval)
+    frames.guard(socketio, frame_guard)
+    app.extensions["orderflow_frames"] = frame_guard
     history = History(app.config["HISTORY_INTERVAL"], app.config["HISTORY_SPAN"])
     stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config),
                          history=history, role=lambda: app.extensions["orderflow"].role())

@@ -21,6 +21,14 @@ class DefaultConfig:
     # threads to its pool, so open connections never take the HTTP API's threads.
     SOCKET_LIMIT = 64
     SOCKET_LIMIT_PER_ADDRESS = 32
+    # Frames one Socket.IO connection may send a second besides heartbeats (which are
+    # limited to four per heartbeat interval), in bursts of SOCKET_FRAME_BURST; a frame
+    # beyond waits its turn, the connection unread meanwhile (dashboard/frames.py).
+    SOCKET_FRAMES_PER_SECOND = 1000.0
+    SOCKET_FRAME_BURST = 2000
+    # A connection far past its frame limits is left unread this many seconds, then cut (so
+    # a client that reconnects at once cannot make cuts a loop of handshakes).
+    SOCKET_CUT_PAUSE = 5.0
     # Origins allowed to open a Socket.IO connection; None means same origin only.
     CORS_ORIGINS: list[str] | str | None = None
     # Engine.IO liveness: a client silent for about interval + timeout is dropped (seconds).

@@ -54,10 +54,12 @@ def presented_token(environ: dict) -> str | None:
 
 
 class RefusalLog:
-    """One log line per reason and interval, with how many were refused since the last."""
+    """One log line per reason and interval, with how many were refused since the last.
+    `action` names what was done to them ("refused", "cut", "shed")."""
 
-    def __init__(self, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic):
-        self.every, self.clock = every, clock
+    def __init__(self, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic,
+                 action: str = "refused"):
+        self.every, self.clock, self.action = every, clock, action
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._since: Counter[str] = Counter()
@@ -71,10 +73,10 @@ class RefusalLog:
             self._last[reason] = now
             count, self._since[reason] = self._since[reason], 0
         if count == 1:
-            log.warning("refused a Socket.IO connection from %s: %s", address, reason)
+            log.warning("%s a Socket.IO connection from %s: %s", self.action, address, reason)
         else:
-            log.warning("refused %d Socket.IO connections since the last report: %s "
-                        "(the latest from %s)", count, reason, address)
+            log.warning("%s %d Socket.IO connections since the last report: %s "
+                        "(the latest from %s)", self.action, count, reason, address)
 
 
 class SocketGate:

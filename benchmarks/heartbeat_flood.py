@@ -34,7 +34,16 @@ TOKEN = "bench-token"
 CHUNK = 500  # heartbeat frames per send
 
 
-def flood(url: str, index: int, stop: mp.Event, ready: mp.Event, out: mp.Queue) -> None:
+def payload(kind: str, worker_id: str) -> tuple[str, dict]:
+    """What a flooder sends: heartbeats, or `begin` for a task that does not exist (any other
+    frame: limited by the frame rate, not the heartbeat rate)."""
+    if kind == "heartbeat":
+        return "heartbeat", {"worker_id": worker_id}
+    return "begin", {"worker_id": worker_id, "task_id": "no-such-task", "lease": 1}
+
+
+def flood(url: str, index: int, kind: str, stop: mp.Event, ready: mp.Event,
+          out: mp.Queue) -> None:
     """One flooding connection (reconnecting and resuming when cut) until `stop`."""
     sent = answered = connections = 0
     worker_id = session = None
@@ -68,8 +77,9 @@ def flood(url: str, index: int, stop: mp.Event, ready: mp.Event, out: mp.Queue) 
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        chunk = b"".join(client_frame(event(WORKERS, "heartbeat", {"worker_id": worker_id},
-                                            ack=100 + i)) for i in range(CHUNK))
+        name, data = payload(kind, worker_id)
+        chunk = b"".join(client_frame(event(WORKERS, name, data, ack=100 + i))
+                         for i in range(CHUNK))
         try:
             while not stop.is_set() and not closed.is_set():
                 with lock:
@@ -109,6 +119,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0,
                         help="seconds of submits per measurement")
     parser.add_argument("--flooders", type=int, default=4)
+    parser.add_argument("--frame", choices=["heartbeat", "begin"], default="heartbeat",
+                        help="what the flooders send")
     parser.add_argument("--serve-flags", default="", help="more `orderflow serve` flags")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, Server(
@@ -125,7 +137,8 @@ def main() -> None:
         baseline = submits(server.url, args.seconds)
         stop, out = mp.Event(), mp.Queue()
         readies = [mp.Event() for _ in range(args.flooders)]
-        flooders = [mp.Process(target=flood, args=(server.url, i, stop, readies[i], out))
+        flooders = [mp.Process(target=flood, args=(server.url, i, args.frame, stop, readies[i],
+                                                       out))
                     for i in range(args.flooders)]
         for process in flooders:
             process.start()
@@ -145,8 +158,8 @@ def main() -> None:
         "p50_ratio": round(flooded["p50_ms"] / baseline["p50_ms"], 2),
         "p99_ratio": round(flooded["p99_ms"] / baseline["p99_ms"], 2),
         "flood_seconds": round(elapsed, 1),
-        "heartbeats_sent": sent, "heartbeats_per_s": round(sent / elapsed),
-        "heartbeats_answered": sum(r["answered"] for r in reports),
+        "frame": args.frame, "sent": sent, "sent_per_s": round(sent / elapsed),
+        "answered": sum(r["answered"] for r in reports),
         "connections": sum(r["connections"] for r in reports),
         "flooder_errors": [e for r in reports for e in r["errors"]][:5],
         "serve_flags": args.serve_flags,

@@ -94,6 +94,10 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-connections-per-address", type=int,
                         default=DEFAULTS.max_connections_per_address, metavar="N",
                         help="TCP connections open at once from one client address")
+    limits.add_argument("--max-frame-rate", type=float, default=DEFAULTS.max_frame_rate,
+                        metavar="N", help="frames a second one Socket.IO connection may send "
+                        "besides heartbeats (held to 4 per heartbeat interval); beyond, a "
+                        "frame waits")
     limits.add_argument("--header-timeout", type=float, default=DEFAULTS.header_timeout,
                         metavar="S", help="time a client has to send a whole request head")
     limits.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout,
@@ -114,6 +118,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         max_sockets=args.max_sockets, max_sockets_per_address=args.max_sockets_per_address,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
+        max_frame_rate=args.max_frame_rate,
         header_timeout=args.header_timeout, request_timeout=args.request_timeout,
         db=args.db, persist=not args.no_persist,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,

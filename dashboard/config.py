@@ -24,8 +24,8 @@ class DefaultConfig:
     # Frames one Socket.IO connection may send a second besides heartbeats (which are
     # limited to four per heartbeat interval), in bursts of SOCKET_FRAME_BURST; a frame
     # beyond waits its turn, the connection unread meanwhile (dashboard/frames.py).
-    SOCKET_FRAMES_PER_SECOND = 1000.0
-    SOCKET_FRAME_BURST = 2000
+    SOCKET_FRAMES_PER_SECOND = 500.0
+    SOCKET_FRAME_BURST = 1000
     # A connection far past its frame limits is left unread this many seconds, then cut (so
     # a client that reconnects at once cannot make cuts a loop of handshakes).
     SOCKET_CUT_PAUSE = 5.0

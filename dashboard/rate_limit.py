@@ -57,8 +57,8 @@ class FrameLimits:
     # before it is cut: a worker that works never has one dropped.
     heartbeat_patience: int = 32
     # Every other frame, in bursts of frame_burst; a frame beyond waits its turn.
-    frames_per_second: float = 1000.0
-    frame_burst: int = 2000
+    frames_per_second: float = 500.0
+    frame_burst: int = 1000
     # A connection held at frames_per_second this long without a break is cut.
     throttled_patience: float = 10.0
     # Seconds a connection to be cut is left unread first: a client that would connect

@@ -36,6 +36,9 @@ class ServeSettings:
     # them a new connection gets an immediate 503 / 429 and is closed.
     max_connections: int = 1000
     max_connections_per_address: int = 500
+    # Frames a second one Socket.IO connection may send besides heartbeats (those are held
+    # to four per heartbeat interval), in bursts of twice as many; beyond, a frame waits.
+    max_frame_rate: float = 500.0
     # Seconds a client has to send a whole request head (request line and headers). Until
     # then the connection waits in the server's event loop, not on a thread; past it, it is
     # closed. A slow body or a client that does not read its response is cut after
@@ -113,6 +116,8 @@ def check_settings(settings: ServeSettings) -> None:
         raise ConfigError("max-connections and max-connections-per-address must be at least 1")
     if settings.max_connections <= settings.threads + settings.max_sockets:
         raise ConfigError("max-connections must be more than threads + max-sockets")
+    if not settings.max_frame_rate > 0:
+        raise ConfigError("max-frame-rate must be positive")
     if not (settings.header_timeout > 0 and settings.request_timeout > 0):
         raise ConfigError("header-timeout and request-timeout must be positive")
     if settings.token is not None and not settings.token.strip():
@@ -179,4 +184,6 @@ def flask_config(settings: ServeSettings) -> dict:
     """The Flask config that makes `create_app` build this server's cluster."""
     return {"ORDERFLOW_TOKEN": settings.token, "CLUSTER_SETTINGS": settings,
             "SOCKET_LIMIT": settings.max_sockets,
-            "SOCKET_LIMIT_PER_ADDRESS": settings.max_sockets_per_address}
+            "SOCKET_LIMIT_PER_ADDRESS": settings.max_sockets_per_address,
+            "SOCKET_FRAMES_PER_SECOND": settings.max_frame_rate,
+            "SOCKET_FRAME_BURST": max(1, round(2 * settings.max_frame_rate))}

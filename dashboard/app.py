@@ -201,7 +201,8 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     app.wsgi_app = SocketGate(
         app.wsgi_app, socketio.server_options.get("path", "socket.io"),
         lambda: app.config.get("ORDERFLOW_TOKEN"),
-        GateLimits(app.config["SOCKET_LIMIT"], app.config["SOCKET_LIMIT_PER_ADDRESS"]),
+        GateLimits(app.config["WORKER_SOCKET_LIMIT"], app.config["DASHBOARD_SOCKET_LIMIT"],
+                   app.config["DASHBOARD_SOCKET_LIMIT_PER_ADDRESS"]),
         standby=lambda: leadership.refusal_of(app.extensions["orderflow"].leadership))
     app.extensions["orderflow_gate"] = app.wsgi_app
     # Outermost: a request to a foreign host name is refused before anything else.

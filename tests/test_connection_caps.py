@@ -95,8 +95,8 @@ def test_a_flood_from_many_addresses_is_shed_so_a_token_holder_and_a_dashboard_g
 
 
 def slow_bodies(port: int, count: int) -> list[socket.socket]:
-    """Requests without the token whose head is whole and whose body never comes: each
-    holds a thread (gunicorn reads the body it announced) until the request timeout."""
+    """Requests without the token whose head is whole and whose body never comes: each holds
+    a thread after its answer (gunicorn reads the body it announced, for up to 5 s)."""
     opened = []
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -110,7 +110,7 @@ def test_requests_without_the_token_cannot_take_the_threads_kept_for_token_holde
         tmp_path: Path):
     # 4 HTTP threads + 4 Socket.IO places: a pool of 8; requests without the token run on
     # at most 3 of them at once.
-    with ServeProcess(*quiet(tmp_path), *SMALL, "--request-timeout", "120") as server:
+    with ServeProcess(*quiet(tmp_path), *SMALL) as server:
         held = slow_bodies(server.port, 10)  # more than the whole pool
         seen: set[socket.socket] = set()
 
@@ -122,12 +122,13 @@ def test_requests_without_the_token_cannot_take_the_threads_kept_for_token_holde
             return len(seen)
 
         try:
-            # Each of the first three is answered (then holds its thread, reading a body
-            # that never comes); before, the first eight were, and nothing else was.
             wait_for(lambda: answered_so_far() >= 3, 20, message="three slow requests")
             stats = requests.get(f"{server.url}/api/stats", headers=AUTH, timeout=20)
             assert stats.status_code == 200, stats.text
-            assert answered_so_far() == 3, "the others wait for a place, without a thread"
+            # Before, the first eight took the whole pool at once, and the token holder
+            # waited for one of them to give up its body. Now three run (a second three
+            # only if that call took longer than their 5 s): the rest wait, with no thread.
+            assert answered_so_far() <= 6
         finally:
             for sock in held:
                 sock.close()

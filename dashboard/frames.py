@@ -31,7 +31,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import engineio.packet
 import simple_websocket
+import socketio.packet
 from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from flask_socketio import SocketIO
 
@@ -110,13 +112,52 @@ class FrameStats:
 
 
 class FrameGuard:
-    """One server's frame limits: their settings, counts and log of cut connections."""
+    """One server's frame limits (their settings, counts and log of cut connections), and
+    the events answered on their connection's own thread."""
 
     def __init__(self, limits: FrameLimits, max_message_bytes: int | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.limits, self.max_message_bytes, self.clock = limits, max_message_bytes, clock
         self.stats = FrameStats()
         self.cuts = RefusalLog(action="cut")
+        self.server: Any = None  # python-socketio's server, set by `guard`
+        self._inline: dict[tuple[str, str], Callable[[str, list], Any]] = {}
+
+    def answer_inline(self, namespace: str, event: str,
+                      handler: Callable[[str, list], Any]) -> None:
+        """Answer `event` on `namespace` on the thread that reads the connection:
+        `handler(sid, arguments)` returns the acknowledgement. For an event that is frequent
+        and quick (a heartbeat: 512 a second from 256 workers): python-socketio hands each
+        message to another thread, then starts a thread for its handler and hands the
+        answer to a third, which costs far more than such a handler; under load the
+        threads piled up by thousands and heartbeats were answered seconds late. Only
+        heartbeats are recognised so far (HEARTBEAT)."""
+        self._inline[(namespace, event)] = handler
+
+    def answered_inline(self, engineio_sid: str, message: str,
+                        send: Callable[[str], Any]) -> bool:
+        """Answer a heartbeat frame now, with `send`, if a handler was given for it and its
+        connection is on that namespace; False hands the frame on to python-socketio."""
+        server = self.server
+        if server is None or not self._inline:
+            return False
+        try:
+            packet = server.packet_class(encoded_packet=message[1:])  # after Engine.IO's "4"
+        except ValueError:
+            return False  # python-socketio says what is wrong with it, as for any other
+        data = packet.data
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            return False
+        handler = self._inline.get((packet.namespace or "/", data[0]))
+        sid = server.manager.sid_from_eio_sid(engineio_sid, packet.namespace or "/")
+        if handler is None or sid is None:
+            return False
+        reply = handler(sid, data[1:])
+        if packet.id is not None:
+            ack = server.packet_class(socketio.packet.ACK, namespace=packet.namespace,
+                                      data=[reply], id=packet.id)
+            send(engineio.packet.Packet(engineio.packet.MESSAGE, data=ack.encode()).encode())
+        return True
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], heartbeat_interval: float) -> FrameGuard:
@@ -208,8 +249,18 @@ class CheckedWebSocket(SimpleWebSocketWSGI):
             return super().__call__(environ, start_response)
         # SimpleWebSocketWSGI.__call__, with our server class (the library has no hook).
         self.closed = threading.Event()
+        self._sending = threading.Lock()
         admit = guard.admission(environ.get("REMOTE_ADDR") or "?", self.closed)
-        self.ws = _LimitedServer(environ, admit, max_message_size=guard.max_message_bytes,
+        engineio_socket = getattr(self.app, "__self__", None)  # whose handler we run
+
+        def take(message: object) -> bool:
+            """Whether a message goes on to Engine.IO (on the thread reading the socket)."""
+            if not admit(message):
+                return False
+            return (engineio_socket is None or not is_heartbeat(message)
+                    or not guard.answered_inline(engineio_socket.sid, str(message), self.send))
+
+        self.ws = _LimitedServer(environ, take, max_message_size=guard.max_message_bytes,
                                  **self.server_args)
         ret = self.app(self)
         if self.ws.mode == "gunicorn":
@@ -223,6 +274,14 @@ class CheckedWebSocket(SimpleWebSocketWSGI):
         if closed is not None:
             closed.set()  # a reading thread waiting out a limit stops waiting
         super().close()
+
+    def send(self, message: Any) -> Any:
+        sending = getattr(self, "_sending", None)
+        if sending is None:
+            return super().send(message)
+        # Engine.IO's writer thread and the reading thread (inline answers) both send.
+        with sending:
+            return super().send(message)
 
     def wait(self) -> Any:
         message = super().wait()
@@ -238,5 +297,7 @@ def guard(socketio: SocketIO, frame_guard: FrameGuard | None = None) -> None:
     Engine.IO server (threading mode)."""
     eio = socketio.server.eio
     checked = type("CheckedWebSocket", (CheckedWebSocket,), {"frame_guard": frame_guard})
+    if frame_guard is not None:
+        frame_guard.server = socketio.server
     # A copy for this server: the driver's table is shared by every server in the process.
     eio._async = {**eio._async, "websocket": checked}

@@ -495,15 +495,20 @@ def acknowledged(method: Callable[[str, Any], dict]) -> Callable[..., dict]:
 
     @functools.wraps(method)
     def handler(*args: Any) -> dict:
-        try:
-            if len(args) > 1:
-                raise invalid("send one JSON argument")
-            return method(request.sid, args[0] if args else None)
-        except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
-            error = describe(exc)
-            return {**error_body(error), "status": error.status}
+        return answer(method, request.sid, args)
 
     return handler
+
+
+def answer(method: Callable[[str, Any], dict], sid: str, args: tuple | list) -> dict:
+    """`method(sid, the one argument)`, or the error it raised in the HTTP API's shape."""
+    try:
+        if len(args) > 1:
+            raise invalid("send one JSON argument")
+        return method(sid, args[0] if args else None)
+    except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
+        error = describe(exc)
+        return {**error_body(error), "status": error.status}
 
 
 def hub_of(app: Flask) -> WorkerHub | None:
@@ -544,4 +549,9 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
                           ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain),
                           ("refuse", hub.refuse_assignment)):
         socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
+    # Heartbeats (two a second per worker) are answered on their connection's own thread,
+    # not on a thread started per message (dashboard/frames.py).
+    frame_guard = app.extensions.get("orderflow_frames")
+    if frame_guard is not None:
+        frame_guard.answer_inline(NAMESPACE, "heartbeat", functools.partial(answer, hub.heartbeat))
     return hub

@@ -211,9 +211,11 @@ class Worker(Connection):
         elif kind == "3" and ack in self.waiting:
             self.answered(*self.waiting.pop(ack), data[0] if data else None)
         elif kind == "2" and data and data[0] == "assign":
+            # Under the id it names: an assignment may overtake the answer to `register`.
+            worker_id = data[1]["worker_id"]
             for task_id, lease in data[1]["tasks"]:
-                self.request("begin", {"worker_id": self.worker_id, "task_id": task_id,
-                                       "lease": lease}, (task_id, lease))
+                self.request("begin", {"worker_id": worker_id, "task_id": task_id,
+                                       "lease": lease}, (worker_id, task_id, lease))
 
     def register(self) -> None:
         self.request("register", registration(self.name, steps=None, slots=2,
@@ -241,9 +243,11 @@ class Worker(Connection):
             if not reply.get("alive", True):
                 self.stats["declared_dead"] += 1
         elif what == "begin" and reply.get("context") is not None:
-            task_id, lease = key
-            self.request("result", {"worker_id": self.worker_id, "task_id": task_id,
+            worker_id, task_id, lease = key
+            self.request("result", {"worker_id": worker_id, "task_id": task_id,
                                     "lease": lease, "ok": True, "value": None})
+        elif what == "begin" and "error" in reply:
+            self.stats["begin_refused"] += 1
         elif what == "result":
             self.stats["steps"] += 1
 
@@ -318,11 +322,22 @@ def heartbeat_figures(stats: dict) -> dict:
     return figures
 
 
+def before_the_server() -> None:
+    """Run ahead of the server in the CPU queue (nice -10, if allowed): the real workers and
+    browsers are elsewhere, so a shared machine's delays must not be theirs here."""
+    try:
+        os.nice(-10)
+    except OSError:
+        pass
+
+
 def run_workers(port: int, count: int, index: int, seconds: float, ready: mp.Event,
                 measure: mp.Event, out: mp.Queue) -> None:
+    before_the_server()
     loop = Loop()
     stats = {"registered": 0, "refused": 0, "closed": 0, "beats": 0, "rtt": [],
              "max_gap": 0.0, "declared_dead": 0, "steps": 0, "join_retries": 0,
+             "begin_refused": 0,
              "send_late": []}
     workers = [Worker(loop, port, f"fleet-{index}-{i}", stats) for i in range(count)]
     joined(loop, stats, count, ("registered", "refused", "closed"))
@@ -340,6 +355,7 @@ def run_workers(port: int, count: int, index: int, seconds: float, ready: mp.Eve
 
 def run_dashboards(port: int, count: int, seconds: float, ready: mp.Event,
                    measure: mp.Event, out: mp.Queue) -> None:
+    before_the_server()
     loop = Loop()
     stats = {"connected": 0, "refused": 0, "closed": 0, "snapshots_of_workers": 0,
              "max_heartbeat_age": 0.0, "seen_suspect": set(), "seen_dead": set(),
@@ -353,10 +369,14 @@ def run_dashboards(port: int, count: int, seconds: float, ready: mp.Event,
     stats["catch_up"] = {"max_heartbeat_age": stats["max_heartbeat_age"],
                          "seen_suspect": len(stats["seen_suspect"]),
                          "seen_dead": len(stats["seen_dead"])}
+    dead_before = stats["seen_dead"]
     stats.update(max_heartbeat_age=0.0, seen_suspect=set(), seen_dead=set())
+    cpu = time.process_time()
     loop.run_until(time.monotonic() + seconds)
-    stats["seen_suspect"] = sorted(stats["seen_suspect"])
-    stats["seen_dead"] = sorted(stats["seen_dead"])
+    stats["cpu_per_s"] = round((time.process_time() - cpu) / seconds, 2)
+    # Only what happened while measuring: the dead stay dead (and listed).
+    stats["seen_suspect"] = sorted(stats["seen_suspect"] - dead_before)
+    stats["seen_dead"] = sorted(stats["seen_dead"] - dead_before)
     stats["received_mb"] = round(sum(d.received_bytes for d in dashboards) / 1e6, 1)
     stats["refused_handshakes"] = sum(1 for d in dashboards if d.refused is not None)
     out.put(stats)
@@ -549,6 +569,7 @@ def main() -> None:
             "client_cpu_per_s": [r["cpu_per_s"] for r in fleet],
         },
         "steps_run_by_fleet": sum(r["steps"] for r in fleet),
+        "begins_refused": sum(r["begin_refused"] for r in fleet),
         "submit_idle": baseline, "submit_with_fleet": loaded,
         "p50_ratio": round(loaded["p50_ms"] / baseline["p50_ms"], 2),
         "p99_ratio": round(loaded["p99_ms"] / baseline["p99_ms"], 2),
@@ -558,6 +579,7 @@ def main() -> None:
             "threads": round((held["threads"] - idle["threads"]) / sockets, 2),
             "rss_kb": round((held["rss_mb"] - idle["rss_mb"]) * 1024 / sockets, 1)},
         "dashboards_received_mb": dashboards["received_mb"],
+        "dashboards_client_cpu_per_s": dashboards["cpu_per_s"],
         "orders_completed": stats["orders"]["completed"],
         "orders_total": stats["orders_total"],
         "machine_idle": quiet_probe.figures(), "machine_with_fleet": fleet_probe.figures(),

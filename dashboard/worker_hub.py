@@ -380,9 +380,12 @@ class WorkerHub:
         worker_id = data.get("worker_id")
         if not isinstance(worker_id, str):
             raise invalid("worker_id must be a string")
-        with self._lock:
-            peer = self._by_sid.get(sid)
-            executor = self._executors.get(worker_id)
+        # Without the lock: every heartbeat, begin and result asks this, and hundreds of them
+        # queued on the lock while 256 workers joined (heartbeats were answered seconds
+        # late). One dict lookup is atomic, and a connection rebound between the two fails
+        # the check below, as it would a moment later.
+        peer = self._by_sid.get(sid)
+        executor = self._executors.get(worker_id)
         if peer is None:
             raise ApiError(409, "not_registered", "register this connection first")
         if executor is None or executor.peer is not peer:

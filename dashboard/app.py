@@ -205,6 +205,8 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
                    app.config["DASHBOARD_SOCKET_LIMIT_PER_ADDRESS"]),
         standby=lambda: leadership.refusal_of(app.extensions["orderflow"].leadership))
     app.extensions["orderflow_gate"] = app.wsgi_app
+    running.metrics.registry.register(
+        metrics.ConnectionCollector(app.wsgi_app, frame_guard.stats))
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
     for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp, api_system.bp,

@@ -92,6 +92,8 @@ def test_a_heartbeat_flood_is_dropped_and_cut_with_one_line_while_another_worker
             assert cut == [f"cut a Socket.IO connection from 127.0.0.1: worker {flooder} sent "
                            f"heartbeats far more often than 20 a second "
                            f"({stats['heartbeats_dropped']} dropped)"]
+            scraped = app.test_client().get("/metrics").get_data(as_text=True)
+            assert "orderflow_socket_connections_cut_total 1.0" in scraped
             # The other worker's heartbeats are answered as before.
             beat = honest.call("heartbeat", {"worker_id": welcome["worker_id"]},
                                namespace=NAMESPACE, timeout=10)
@@ -131,5 +133,40 @@ def test_frames_beyond_their_rate_wait_their_turn_and_none_is_lost():
             # took them at 20 a second, so most of them had to.
             assert guard.stats.view()["frames_delayed"] >= 25
             assert guard.stats.view()["connections_cut"] == 0
+        finally:
+            ws.close()
+
+
+def test_heartbeats_are_answered_on_their_connections_thread_not_one_started_per_message():
+    with app_over(fast_cluster(**CLUSTER), LIVE_CONFIG) as app, LiveServer(app) as server:
+        sio_server = app.extensions["orderflow"].socketio.server
+        started = []
+        start = sio_server.start_background_task
+
+        def counted(target, *args, **kwargs):
+            started.append(getattr(target, "__name__", repr(target)))
+            return start(target, *args, **kwargs)
+
+        sio_server.start_background_task = counted
+        ws, worker_id = raw_worker(server, "steady")
+        try:
+            before = len(started)
+            beats = [f'42{NAMESPACE},{100 + i}["heartbeat",{{"worker_id":"{worker_id}"}}]'
+                     for i in range(10)]
+            ws.sock.sendall(frames(beats))
+            answers = []
+            while len(answers) < 10:
+                message = ws.recv()
+                if message.startswith(f"43{NAMESPACE},1"):
+                    answers.append(json.loads(message[message.index("["):])[0])
+            assert all(a["alive"] is True for a in answers)
+            # Before, each was handed to a thread started for it (python-socketio's way).
+            assert len(started) == before
+            # Any other event still is (which is what the count above would have seen).
+            ws.send(f'42{NAMESPACE},200["begin",{{"worker_id":"{worker_id}",'
+                    f'"task_id":"none:payment","lease":1}}]')
+            while not ws.recv().startswith(f"43{NAMESPACE},200"):
+                pass
+            assert len(started) == before + 1
         finally:
             ws.close()

@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import engineio.packet
 import simple_websocket
-import socketio.packet
+from engineio import packet as engineio_packet
 from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from flask_socketio import SocketIO
+from socketio import packet as socketio_packet
 
 from .gate import RefusalLog
 from .rate_limit import FrameLimiter, FrameLimits, Verdict
@@ -154,9 +154,9 @@ class FrameGuard:
             return False
         reply = handler(sid, data[1:])
         if packet.id is not None:
-            ack = server.packet_class(socketio.packet.ACK, namespace=packet.namespace,
+            ack = server.packet_class(socketio_packet.ACK, namespace=packet.namespace,
                                       data=[reply], id=packet.id)
-            send(engineio.packet.Packet(engineio.packet.MESSAGE, data=ack.encode()).encode())
+            send(engineio_packet.Packet(engineio_packet.MESSAGE, data=ack.encode()).encode())
         return True
 
     @classmethod
@@ -257,8 +257,16 @@ class CheckedWebSocket(SimpleWebSocketWSGI):
             """Whether a message goes on to Engine.IO (on the thread reading the socket)."""
             if not admit(message):
                 return False
-            return (engineio_socket is None or not is_heartbeat(message)
-                    or not guard.answered_inline(engineio_socket.sid, str(message), self.send))
+            if engineio_socket is None or not is_heartbeat(message):
+                return True
+            try:
+                return not guard.answered_inline(engineio_socket.sid, str(message), self.send)
+            except OSError:
+                raise  # the connection is gone: the reading thread ends it
+            except Exception as exc:  # noqa: BLE001 - python-socketio answers it instead
+                self.log.warning("a heartbeat could not be answered on its connection's "
+                                 "thread (%s: %s)", type(exc).__name__, printable(str(exc)))
+                return True
 
         self.ws = _LimitedServer(environ, take, max_message_size=guard.max_message_bytes,
                                  **self.server_args)

@@ -96,34 +96,42 @@ def head_token(head: bytes) -> str | None:
 
 class IdleConnections:
     """Connections that hold no thread and no request being answered, by client address,
-    each address's oldest first: the ones shed to make room for a new connection."""
+    each address's oldest first: the ones shed to make room for a new connection. Those that
+    have carried the token (a token holder's kept-alive connection) are shed last."""
 
     def __init__(self) -> None:
-        self._by_address: dict[str, dict[Any, None]] = {}  # insertion-ordered sets
+        # Insertion-ordered sets by address: of connections that never carried the token,
+        # and of those that did.
+        self._tiers: tuple[dict[str, dict[Any, None]], ...] = ({}, {})
 
-    def add(self, address: str, conn: Any) -> None:
-        self._by_address.setdefault(address, {})[conn] = None
+    def add(self, address: str, conn: Any, trusted: bool = False) -> None:
+        self._tiers[trusted].setdefault(address, {})[conn] = None
 
     def discard(self, address: str, conn: Any) -> None:
-        held = self._by_address.get(address)
-        if held is not None and conn in held:
-            del held[conn]
-            if not held:
-                del self._by_address[address]
+        for tier in self._tiers:
+            held = tier.get(address)
+            if held is not None and conn in held:
+                del held[conn]
+                if not held:
+                    del tier[address]
 
     def count(self, address: str | None = None) -> int:
         if address is not None:
-            return len(self._by_address.get(address, ()))
-        return sum(map(len, self._by_address.values()))
+            return sum(len(tier.get(address, ())) for tier in self._tiers)
+        return sum(len(held) for tier in self._tiers for held in tier.values())
 
     def victim(self, address: str | None = None) -> Any | None:
         """The oldest idle connection of `address`; without one, that of the address that
-        holds the most idle connections (a flood's, rather than an operator's one)."""
-        if address is not None:
-            held = self._by_address.get(address)
-        else:
-            held = max(self._by_address.values(), key=len, default=None)
-        return next(iter(held)) if held else None
+        holds the most idle connections (a flood's, rather than an operator's one); one that
+        carried the token only when no other is idle."""
+        for tier in self._tiers:
+            if address is not None:
+                held = tier.get(address)
+            else:
+                held = max(tier.values(), key=len, default=None)
+            if held:
+                return next(iter(held))
+        return None
 
 
 def head_complete(buffer: bytearray, start: int) -> bool:
@@ -146,6 +154,7 @@ class FrontConn(TConn):
         self.handed_off = False  # a WebSocket's library owns the socket now
         self.drained = 0
         self.idle_as: str | None = None  # "head", "keepalive", "parked": may be shed
+        self.trusted = False  # a request on it carried the token: shed last
         self.anyone = False  # on a thread of the share for requests without the token
         self._worker = worker
         self._closed = False
@@ -281,7 +290,7 @@ class FrontWorker(ThreadWorker):
             if state is None:
                 self.idle.discard(conn.address, conn)
             elif conn.idle_as is None:
-                self.idle.add(conn.address, conn)
+                self.idle.add(conn.address, conn, conn.trusted)
             conn.idle_as = state
 
     def _shed(self, conn: FrontConn, why: str) -> None:
@@ -355,7 +364,10 @@ class FrontWorker(ThreadWorker):
         if conn.initialized:
             conn.hand_over_head()  # a kept-alive connection: its parser exists already
         limit = self.limits.anyone_threads
-        if limit is None or self._carries_token(conn):
+        if limit is None:
+            super().enqueue_req(conn)
+        elif self._carries_token(conn):
+            conn.trusted = True
             super().enqueue_req(conn)
         elif self.anyone_running < limit:
             self._run_for_anyone(conn)

@@ -201,3 +201,16 @@ def test_the_connection_to_shed_is_the_oldest_idle_one_of_the_address_holding_th
     idle.discard("operator", "op-1")
     idle.discard("operator", "op-1")  # twice: no harm
     assert idle.count("operator") == 0
+
+
+def test_an_idle_connection_that_carried_the_token_is_shed_only_when_no_other_is_idle():
+    idle = IdleConnections()
+    for i in range(3):
+        idle.add("10.0.0.1", f"holder-{i}", trusted=True)
+    idle.add("10.0.0.2", "anyone")
+    assert idle.victim() == "anyone", "not the address with the most"
+    assert idle.victim("10.0.0.1") == "holder-0"
+    idle.discard("10.0.0.2", "anyone")
+    assert idle.victim() == "holder-0" and idle.count() == 3
+    idle.discard("10.0.0.1", "holder-0")
+    assert idle.count("10.0.0.1") == 2

@@ -1,13 +1,17 @@
 """Denial of service without a token: latency of /healthz, /api/stats, / and a dashboard's
-authenticated Socket.IO connect while idle sockets and partial requests are held open.
+authenticated Socket.IO connect while idle sockets, partial requests or a spread-out
+connection flood are held open.
 
 Starts `orderflow serve --token` (gunicorn), measures the four targets with no attack
 (baseline), then with N Engine.IO websockets that answer pings but never send the Socket.IO
 CONNECT (so never present the token), then with M connections that each sent one partial
-header line. The same again without --token. Every request has a timeout; one that times out
-counts at that timeout. Prints one JSON line.
+header line, then with a flood spread over many addresses (100 x 10 connections from
+127.0.0.2..101, half idle, half mid-header, each reopened as soon as the server closes it).
+The same again without --token. Every request has a timeout; one that times out counts at
+that timeout. Prints one JSON line.
 
-    python benchmarks/dos.py [--sockets 500] [--partial 100] [--samples 60]
+    python benchmarks/dos.py [--sockets 500] [--partial 100] [--spread-addresses 100]
+                             [--spread-per-address 10] [--samples 60]
 """
 
 from __future__ import annotations
@@ -148,6 +152,59 @@ class PartialRequests:
         return {"opened": self.count, "closed_by_server": cut}
 
 
+class SpreadFlood:
+    """`addresses` client addresses (127.0.0.2, .3, ...: all of 127/8 is loopback on Linux)
+    with `per_address` connections each, half that never send a byte and half that sent one
+    header line; one the server closes (or answers) is opened again at once, by a thread,
+    so the flood stays whole for the whole measurement."""
+
+    def __init__(self, port: int, addresses: int, per_address: int):
+        self.port, self.addresses, self.per_address = port, addresses, per_address
+        self.selector = selectors.DefaultSelector()
+        self.stop = threading.Event()
+        self.opened = self.reopened = self.failed = 0
+        self.thread = threading.Thread(target=self._run, name="spread-flood", daemon=True)
+
+    def _open(self, address: str, partial: bool) -> None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5,
+                                            source_address=(address, 0))
+            if partial:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        except OSError:
+            self.failed += 1
+            return
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, (address, partial))
+        self.opened += 1
+
+    def open(self) -> SpreadFlood:
+        for i in range(self.addresses):
+            for j in range(self.per_address):
+                self._open(f"127.0.0.{2 + i}", j % 2 == 1)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for key, _ in self.selector.select(0.2):
+                self.selector.unregister(key.fileobj)
+                key.fileobj.close()
+                if not self.stop.is_set():
+                    self._open(*key.data)
+                    self.reopened += 1
+
+    def close(self) -> dict:
+        self.stop.set()
+        self.thread.join(5)
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()
+        self.selector.close()
+        return {"addresses": self.addresses, "per_address": self.per_address,
+                "opened": self.opened, "reopened_after_the_server_closed_them": self.reopened,
+                "could_not_connect": self.failed}
+
+
 def dashboard_connect(url: str, token: str | None) -> None:
     """One dashboard connection as the browser makes it: token at the handshake and in the
     CONNECT; waits for the connect to be acknowledged, then leaves."""
@@ -221,14 +278,20 @@ def run_mode(token: str | None, args: argparse.Namespace) -> dict:
         # The master prints its URL before the worker has built the app: wait for it.
         wait_until(lambda: _answers(f"{server.url}/healthz"), 30)
         result = {"baseline": measure(server.url, token, args.samples, args.budget)}
-        idle = IdleSockets(port, args.sockets).open()
-        # Let every handshake be answered (or queue up for good) before measuring.
-        wait_until(lambda: idle.settled() >= args.sockets, 10)
-        result["sockets"] = measure(server.url, token, args.samples, args.budget)
-        result["sockets"]["attack"] = idle.close()
-        partial = PartialRequests(port, args.partial).open()
-        result["partial"] = measure(server.url, token, args.samples, args.budget)
-        result["partial"]["attack"] = partial.close()
+        if "sockets" in args.attacks:
+            idle = IdleSockets(port, args.sockets).open()
+            # Let every handshake be answered (or queue up for good) before measuring.
+            wait_until(lambda: idle.settled() >= args.sockets, 10)
+            result["sockets"] = measure(server.url, token, args.samples, args.budget)
+            result["sockets"]["attack"] = idle.close()
+        if "partial" in args.attacks:
+            partial = PartialRequests(port, args.partial).open()
+            result["partial"] = measure(server.url, token, args.samples, args.budget)
+            result["partial"]["attack"] = partial.close()
+        if "spread" in args.attacks and args.spread_addresses:
+            spread = SpreadFlood(port, args.spread_addresses, args.spread_per_address).open()
+            result["spread"] = measure(server.url, token, args.samples, args.budget)
+            result["spread"]["attack"] = spread.close()
     return result
 
 
@@ -236,13 +299,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=500)
     parser.add_argument("--partial", type=int, default=100)
+    parser.add_argument("--spread-addresses", type=int, default=100,
+                        help="addresses of the spread flood (0: none)")
+    parser.add_argument("--spread-per-address", type=int, default=10,
+                        help="connections of the spread flood per address")
+    parser.add_argument("--attacks", type=lambda t: t.split(","),
+                        default=["sockets", "partial", "spread"],
+                        help="which to run, of sockets,partial,spread")
     parser.add_argument("--samples", type=int, default=60, help="requests per target")
     parser.add_argument("--budget", type=float, default=30.0,
                         help="seconds per measurement at most (a down server times out)")
     parser.add_argument("--serve-flags", default="",
                         help="more `orderflow serve` flags, e.g. '--threads 700'")
     args = parser.parse_args()
-    emit({"sockets": args.sockets, "partial": args.partial, "timeout_ms": TIMEOUT * 1000,
+    emit({"sockets": args.sockets, "partial": args.partial,
+          "spread": f"{args.spread_addresses} x {args.spread_per_address}",
+          "timeout_ms": TIMEOUT * 1000,
           "serve_flags": args.serve_flags,
           "with_token": run_mode(TOKEN, args), "without_token": run_mode(None, args)})
 

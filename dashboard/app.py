@@ -178,7 +178,10 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         logger=frames.library_logger("orderflow.socketio.lib"),
         engineio_logger=frames.library_logger("orderflow.engineio.lib"),
     )
-    frames.guard(socketio)
+    # Each connection's frames within limits, checked before Engine.IO sees them.
+    frame_guard = frames.FrameGuard.from_config(app.config, cluster.config.heartbeat_interval)
+    frames.guard(socketio, frame_guard)
+    app.extensions["orderflow_frames"] = frame_guard
     history = History(app.config["HISTORY_INTERVAL"], app.config["HISTORY_SPAN"])
     stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config),
                          history=history, role=lambda: app.extensions["orderflow"].role())
@@ -200,9 +203,12 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     app.wsgi_app = SocketGate(
         app.wsgi_app, socketio.server_options.get("path", "socket.io"),
         lambda: app.config.get("ORDERFLOW_TOKEN"),
-        GateLimits(app.config["SOCKET_LIMIT"], app.config["SOCKET_LIMIT_PER_ADDRESS"]),
+        GateLimits(app.config["WORKER_SOCKET_LIMIT"], app.config["DASHBOARD_SOCKET_LIMIT"],
+                   app.config["DASHBOARD_SOCKET_LIMIT_PER_ADDRESS"]),
         standby=lambda: leadership.refusal_of(app.extensions["orderflow"].leadership))
     app.extensions["orderflow_gate"] = app.wsgi_app
+    running.metrics.registry.register(
+        metrics.ConnectionCollector(app.wsgi_app, frame_guard.stats))
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
     for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp, api_system.bp,

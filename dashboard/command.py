@@ -86,18 +86,31 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
                        help="bearer token for the API and Socket.IO; $ORDERFLOW_TOKEN if set")
     serve.add_argument("--threads", type=int, default=DEFAULTS.threads,
-                       help="threads for HTTP requests (Socket.IO connections have their own)")
+                       help="threads for HTTP requests (Socket.IO connections have their "
+                       "own); with --token, a quarter is kept for requests that carry it")
     limits = serve.add_argument_group("connection limits")
-    limits.add_argument("--max-sockets", type=int, default=DEFAULTS.max_sockets, metavar="N",
-                        help="Socket.IO connections open at once; each holds a thread")
+    limits.add_argument("--max-worker-sockets", type=int, default=DEFAULTS.max_worker_sockets,
+                        metavar="N", help="worker processes' Socket.IO connections open at "
+                        "once; each holds three threads")
+    limits.add_argument("--max-dashboard-sockets", "--max-sockets", type=int,
+                        default=DEFAULTS.max_dashboard_sockets, metavar="N",
+                        help="dashboards' (any other) Socket.IO connections open at once; "
+                        "each holds three threads (--max-sockets: the old name)")
     limits.add_argument("--max-sockets-per-address", type=int,
                         default=DEFAULTS.max_sockets_per_address, metavar="N",
-                        help="Socket.IO connections open at once from one client address")
+                        help="dashboards' Socket.IO connections open at once from one client "
+                        "address")
     limits.add_argument("--max-connections", type=int, default=DEFAULTS.max_connections,
-                        metavar="N", help="TCP connections open at once, in any state")
+                        metavar="N", help="TCP connections open at once, in any state; at "
+                        "the cap a new one sheds the oldest idle one of the address that holds "
+                        "the most")
     limits.add_argument("--max-connections-per-address", type=int,
                         default=DEFAULTS.max_connections_per_address, metavar="N",
                         help="TCP connections open at once from one client address")
+    limits.add_argument("--max-frame-rate", type=float, default=DEFAULTS.max_frame_rate,
+                        metavar="N", help="frames a second one Socket.IO connection may send "
+                        "besides heartbeats (held to 4 per heartbeat interval); beyond, a "
+                        "frame waits")
     limits.add_argument("--header-timeout", type=float, default=DEFAULTS.header_timeout,
                         metavar="S", help="time a client has to send a whole request head")
     limits.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout,
@@ -118,9 +131,12 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, workers=args.workers,
         app=args.app, slots=args.slots, step_timeout=args.step_timeout, tags=args.tags,
-        max_sockets=args.max_sockets, max_sockets_per_address=args.max_sockets_per_address,
+        max_worker_sockets=args.max_worker_sockets,
+        max_dashboard_sockets=args.max_dashboard_sockets,
+        max_sockets_per_address=args.max_sockets_per_address,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
+        max_frame_rate=args.max_frame_rate,
         header_timeout=args.header_timeout, request_timeout=args.request_timeout,
         graceful_timeout=args.graceful_timeout,
         db=args.db, persist=not args.no_persist,

@@ -16,11 +16,21 @@ class DefaultConfig:
     # shell and the OpenAPI document stay open either way.
     TOKEN_FOR_READS = True
     # Socket.IO requests open at once (a WebSocket counts for its whole life, a long poll
-    # while it waits), from everyone and from one client address. Beyond them a handshake is
-    # refused (503, 429) before it costs a thread; `orderflow serve` adds SOCKET_LIMIT
+    # while it waits): of workers (a handshake with `X-Orderflow-Role: worker`), and of
+    # dashboards (any other) in all and from one client address. Beyond them a handshake is
+    # refused (503, 429) before it costs a thread; `orderflow serve` adds both caps'
     # threads to its pool, so open connections never take the HTTP API's threads.
-    SOCKET_LIMIT = 64
-    SOCKET_LIMIT_PER_ADDRESS = 32
+    WORKER_SOCKET_LIMIT = 256
+    DASHBOARD_SOCKET_LIMIT = 64
+    DASHBOARD_SOCKET_LIMIT_PER_ADDRESS = 32
+    # Frames one Socket.IO connection may send a second besides heartbeats (which are
+    # limited to four per heartbeat interval), in bursts of SOCKET_FRAME_BURST; a frame
+    # beyond waits its turn, the connection unread meanwhile (dashboard/frames.py).
+    SOCKET_FRAMES_PER_SECOND = 500.0
+    SOCKET_FRAME_BURST = 1000
+    # A connection far past its frame limits is left unread this many seconds, then cut (so
+    # a client that reconnects at once cannot make cuts a loop of handshakes).
+    SOCKET_CUT_PAUSE = 5.0
     # Origins allowed to open a Socket.IO connection; None means same origin only.
     CORS_ORIGINS: list[str] | str | None = None
     # Engine.IO liveness: a client silent for about interval + timeout is dropped (seconds).

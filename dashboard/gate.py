@@ -9,9 +9,13 @@ reaches Engine.IO, and before any upgrade, this WSGI middleware
   parameter (browsers, which cannot set headers on a WebSocket);
 * refuses every handshake while this server is a standby (503, with `role` and `leader`
   beside the error: workers and browsers go to the leader; see leadership.py);
-* refuses a request beyond `per_address` open Socket.IO requests from one client address
-  (429) or beyond `total` from everyone (503), so these connections never take the threads
-  the HTTP API needs (the server sizes its pool as HTTP threads + `total`).
+* counts a connection as a worker's when its handshake says so (`X-Orderflow-Role:
+  worker`, which `orderflow worker` sends), any other as a dashboard's, and refuses one
+  beyond `workers` worker connections (503), or beyond `dashboards_per_address` dashboard
+  connections from one client address (429) or `dashboards` in all (503). Workers and
+  dashboards never take each other's places, and neither takes the threads the HTTP API
+  needs (the server sizes its pool as HTTP threads + `workers` + `dashboards`). Worker
+  connections have no cap per address: one machine may run many worker processes.
 
 Refusals are JSON in the API's error shape. They are logged as one line per reason at most
 every LOG_EVERY seconds, with a count: a flood of refusals is not a flood of log lines.
@@ -29,19 +33,28 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from scheduler.remote.protocol import ROLE_HEADER
+
 from .auth import AUTHENTICATED, token_matches
 
 log = logging.getLogger("orderflow.gate")
 
 LOG_EVERY = 10.0  # seconds between two log lines about the same kind of refusal
+ROLE_ENVIRON = "HTTP_" + ROLE_HEADER.upper().replace("-", "_")
 
 
 @dataclass(frozen=True)
 class GateLimits:
-    """Caps on Socket.IO requests open at once (WebSockets for their whole life)."""
+    """Caps on Socket.IO requests open at once (WebSockets for their whole life), by kind."""
 
-    total: int = 64
-    per_address: int = 32
+    workers: int = 256
+    dashboards: int = 64
+    dashboards_per_address: int = 32
+
+
+def socket_kind(environ: dict) -> str:
+    """"worker" for a worker's handshake, "dashboard" for any other."""
+    return "worker" if environ.get(ROLE_ENVIRON, "").lower() == "worker" else "dashboard"
 
 
 def presented_token(environ: dict) -> str | None:
@@ -54,10 +67,14 @@ def presented_token(environ: dict) -> str | None:
 
 
 class RefusalLog:
-    """One log line per reason and interval, with how many were refused since the last."""
+    """One log line per reason and interval, with how many were refused since the last.
+    `action` names what was done to them ("refused", "cut", "shed"), `what` what they are."""
 
-    def __init__(self, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic):
-        self.every, self.clock = every, clock
+    def __init__(self, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic,
+                 action: str = "refused", what: str = "Socket.IO connection",
+                 logger: logging.Logger = log):
+        self.every, self.clock, self.action, self.what = every, clock, action, what
+        self.log = logger
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._since: Counter[str] = Counter()
@@ -71,10 +88,10 @@ class RefusalLog:
             self._last[reason] = now
             count, self._since[reason] = self._since[reason], 0
         if count == 1:
-            log.warning("refused a Socket.IO connection from %s: %s", address, reason)
+            self.log.warning("%s a %s from %s: %s", self.action, self.what, address, reason)
         else:
-            log.warning("refused %d Socket.IO connections since the last report: %s "
-                        "(the latest from %s)", count, reason, address)
+            self.log.warning("%s %d %ss since the last report: %s (the latest from %s)",
+                             self.action, count, self.what, reason, address)
 
 
 class SocketGate:
@@ -88,12 +105,13 @@ class SocketGate:
         self.token, self.limits, self.standby = token, limits, standby
         self.refusals = refusals or RefusalLog()
         self._lock = threading.Lock()
-        self._open: Counter[str] = Counter()
-        self._total = 0
+        self._open: Counter[tuple[str, str]] = Counter()  # by (kind, address)
+        self._totals: Counter[str] = Counter()  # by kind
 
-    def open_connections(self) -> int:
+    def open_connections(self, kind: str | None = None) -> int:
+        """Socket.IO requests open now: of one kind ("worker", "dashboard"), or all."""
         with self._lock:
-            return self._total
+            return self._totals[kind] if kind else sum(self._totals.values())
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -113,7 +131,8 @@ class SocketGate:
             # Not logged: every worker and browser asks each server until it finds the leader.
             return _refuse(start_response, 503, "standby", standby["error"]["message"],
                            {"Retry-After": "1"}, standby)
-        refusal = self._enter(address)
+        key = (socket_kind(environ), address)
+        refusal = self._enter(key)
         if refusal is not None:
             status, code, message = refusal
             self.refusals.refused(message, address)
@@ -121,31 +140,34 @@ class SocketGate:
         try:
             if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
                 _no_socket_timeout(environ)
-            return _Closing(self.wsgi_app(environ, start_response), lambda: self._leave(address))
+            return _Closing(self.wsgi_app(environ, start_response), lambda: self._leave(key))
         except BaseException:
-            self._leave(address)
+            self._leave(key)
             raise
 
-    def _enter(self, address: str) -> tuple[int, str, str] | None:
+    def _enter(self, key: tuple[str, str]) -> tuple[int, str, str] | None:
+        kind, address = key
+        limits = self.limits
+        cap = limits.workers if kind == "worker" else limits.dashboards
         with self._lock:
-            if self._open[address] >= self.limits.per_address:
+            if kind == "dashboard" and self._open[key] >= limits.dashboards_per_address:
                 return (429, "too_many_connections",
-                        f"too many Socket.IO connections from {address} "
-                        f"(at most {self.limits.per_address})")
-            if self._total >= self.limits.total:
+                        f"too many dashboard connections from {address} "
+                        f"(at most {limits.dashboards_per_address})")
+            if self._totals[kind] >= cap:
                 return (503, "server_busy",
-                        f"the server holds its maximum of {self.limits.total} Socket.IO "
-                        "connections; try again later")
-            self._open[address] += 1
-            self._total += 1
+                        f"the server holds its maximum of {cap} {kind} connections; try "
+                        "again later")
+            self._open[key] += 1
+            self._totals[kind] += 1
             return None
 
-    def _leave(self, address: str) -> None:
+    def _leave(self, key: tuple[str, str]) -> None:
         with self._lock:
-            self._total -= 1
-            self._open[address] -= 1
-            if not self._open[address]:
-                del self._open[address]
+            self._totals[key[0]] -= 1
+            self._open[key] -= 1
+            if not self._open[key]:
+                del self._open[key]
 
 
 class _Closing:

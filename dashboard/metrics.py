@@ -8,6 +8,7 @@ on its own thread behind a bounded queue and cannot slow the scheduler.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import (
@@ -129,6 +130,31 @@ class ClusterCollector:
         yield CounterMetricFamily("orderflow_stream_clients_fell_behind",
                                   "Times a client fell behind and was switched to a snapshot",
                                   value=self.stream.clients.fell_behind)
+
+
+class ConnectionCollector:
+    """What the Socket.IO door did: open connections by kind (gate.py), heartbeats dropped,
+    frames held back and connections cut by the frame limits (frames.py)."""
+
+    def __init__(self, gate: Any, frame_stats: Any):
+        self.gate, self.frame_stats = gate, frame_stats
+
+    def collect(self) -> Iterator[Metric]:
+        open_now = GaugeMetricFamily("orderflow_socket_connections",
+                                     "Socket.IO connections open, by kind", labels=["kind"])
+        for kind in ("worker", "dashboard"):
+            open_now.add_metric([kind], self.gate.open_connections(kind))
+        yield open_now
+        counts = self.frame_stats.view()
+        for name, key, doc in (
+            ("orderflow_socket_heartbeats_dropped", "heartbeats_dropped",
+             "Heartbeats dropped: more than four per heartbeat interval on a connection"),
+            ("orderflow_socket_frames_delayed", "frames_delayed",
+             "Frames that waited for their turn under a connection's frame rate"),
+            ("orderflow_socket_connections_cut", "connections_cut",
+             "Connections cut for going far past their frame limits"),
+        ):
+            yield CounterMetricFamily(name, doc, value=counts[key])
 
 
 class Metrics:

@@ -25,7 +25,7 @@ from scheduler.remote.supervisor import own_url
 
 from .app import Services, create_app, services
 from .front import FrontLimits, FrontWorker
-from .settings import ServeSettings, flask_config
+from .settings import ServeSettings, flask_config, reserved_threads, sockets
 
 log = logging.getLogger("orderflow.server")
 
@@ -38,8 +38,11 @@ class OrderflowWorker(FrontWorker):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         s: ServeSettings = self.app.settings
-        self.limits = FrontLimits(s.max_connections, s.max_connections_per_address,
-                                  s.header_timeout, s.request_timeout)
+        self.limits = FrontLimits(
+            s.max_connections, s.max_connections_per_address, s.header_timeout,
+            s.request_timeout,
+            anyone_threads=s.threads - reserved_threads(s) if s.token else None,
+            token=s.token)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
@@ -76,7 +79,7 @@ class OrderflowServer(BaseApplication):
             "bind": [bind_address(s.host, s.port)],
             "workers": 1,
             # HTTP threads plus one per Socket.IO connection the gate lets in.
-            "threads": s.threads + s.max_sockets,
+            "threads": s.threads + sockets(s),
             # The front door refuses beyond max_connections itself (with a 503), so gunicorn
             # must never stop accepting before that.
             "worker_connections": s.max_connections + 1,

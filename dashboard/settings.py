@@ -26,16 +26,25 @@ class ServeSettings:
     # 0 lets the kernel pick a free port (the server prints the URL it got).
     port: int = 5000
     # Threads for HTTP requests. Socket.IO connections get threads of their own, up to
-    # max_sockets (each holds one while open), so they never starve the API.
+    # their caps below (each holds one while open), so they never starve the API. With a
+    # token, requests without it use at most three quarters of these threads at once.
     threads: int = 32
-    # Socket.IO connections open at once, from everyone and from one client address;
-    # beyond them a handshake gets 503 / 429 before it costs a thread.
-    max_sockets: int = 64
+    # Socket.IO connections open at once: of workers (`orderflow worker` processes), and of
+    # dashboards in all and from one client address; beyond them a handshake gets 503 / 429
+    # before it costs a thread. Each open one costs three threads (measured in
+    # benchmarks/fleet_scale.py).
+    max_worker_sockets: int = 256
+    max_dashboard_sockets: int = 64
     max_sockets_per_address: int = 32
-    # TCP connections open at once (any state), from everyone and from one address; beyond
-    # them a new connection gets an immediate 503 / 429 and is closed.
+    # TCP connections open at once (any state), from everyone and from one address; at
+    # them a new connection sheds an idle one (a head not yet whole, a kept-alive one
+    # between requests), the oldest of the address holding the most, and gets an immediate
+    # 503 / 429 only if none is idle.
     max_connections: int = 1000
     max_connections_per_address: int = 500
+    # Frames a second one Socket.IO connection may send besides heartbeats (those are held
+    # to four per heartbeat interval), in bursts of twice as many; beyond, a frame waits.
+    max_frame_rate: float = 500.0
     # Seconds a client has to send a whole request head (request line and headers). Until
     # then the connection waits in the server's event loop, not on a thread; past it, it is
     # closed. A slow body or a client that does not read its response is cut after
@@ -80,6 +89,16 @@ class ServeSettings:
     advertise: str | None = None
 
 
+def sockets(settings: ServeSettings) -> int:
+    """Socket.IO connections the server may hold at once (each holds a thread)."""
+    return settings.max_worker_sockets + settings.max_dashboard_sockets
+
+
+def reserved_threads(settings: ServeSettings) -> int:
+    """HTTP threads kept for requests that carry the token (a quarter, at least one)."""
+    return max(1, settings.threads // 4) if settings.token else 0
+
+
 def log_next_to(db: str) -> str:
     """The readable log beside its journal (shop.db -> shop.log), so two servers with
     different databases never write one file; the default db gives the default log, and so
@@ -108,12 +127,17 @@ def check_settings(settings: ServeSettings) -> None:
     if settings.threads < 2:
         raise ConfigError("threads must be at least 2")
     # A per-address cap above the total is simply the total.
-    if min(settings.max_sockets, settings.max_sockets_per_address) < 1:
-        raise ConfigError("max-sockets and max-sockets-per-address must be at least 1")
+    if min(settings.max_worker_sockets, settings.max_dashboard_sockets,
+           settings.max_sockets_per_address) < 1:
+        raise ConfigError("max-worker-sockets, max-dashboard-sockets and "
+                          "max-sockets-per-address must be at least 1")
     if min(settings.max_connections, settings.max_connections_per_address) < 1:
         raise ConfigError("max-connections and max-connections-per-address must be at least 1")
-    if settings.max_connections <= settings.threads + settings.max_sockets:
-        raise ConfigError("max-connections must be more than threads + max-sockets")
+    if settings.max_connections <= settings.threads + sockets(settings):
+        raise ConfigError("max-connections must be more than threads + max-worker-sockets + "
+                          "max-dashboard-sockets")
+    if not settings.max_frame_rate > 0:
+        raise ConfigError("max-frame-rate must be positive")
     if not (settings.header_timeout > 0 and settings.request_timeout > 0):
         raise ConfigError("header-timeout and request-timeout must be positive")
     if settings.graceful_timeout < 0:
@@ -181,5 +205,8 @@ def build_pruner(settings: ServeSettings, cluster: Cluster) -> Pruner | None:
 def flask_config(settings: ServeSettings) -> dict:
     """The Flask config that makes `create_app` build this server's cluster."""
     return {"ORDERFLOW_TOKEN": settings.token, "CLUSTER_SETTINGS": settings,
-            "SOCKET_LIMIT": settings.max_sockets,
-            "SOCKET_LIMIT_PER_ADDRESS": settings.max_sockets_per_address}
+            "WORKER_SOCKET_LIMIT": settings.max_worker_sockets,
+            "DASHBOARD_SOCKET_LIMIT": settings.max_dashboard_sockets,
+            "DASHBOARD_SOCKET_LIMIT_PER_ADDRESS": settings.max_sockets_per_address,
+            "SOCKET_FRAMES_PER_SECOND": settings.max_frame_rate,
+            "SOCKET_FRAME_BURST": max(1, round(2 * settings.max_frame_rate))}

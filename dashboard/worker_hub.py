@@ -418,9 +418,12 @@ class WorkerHub:
         worker_id = data.get("worker_id")
         if not isinstance(worker_id, str):
             raise invalid("worker_id must be a string")
-        with self._lock:
-            peer = self._by_sid.get(sid)
-            executor = self._executors.get(worker_id)
+        # Without the lock: every heartbeat, begin and result asks this, and hundreds of them
+        # queued on the lock while 256 workers joined (heartbeats were answered seconds
+        # late). One dict lookup is atomic, and a connection rebound between the two fails
+        # the check below, as it would a moment later.
+        peer = self._by_sid.get(sid)
+        executor = self._executors.get(worker_id)
         if peer is None:
             raise ApiError(409, "not_registered", "register this connection first")
         if executor is None or executor.peer is not peer:
@@ -558,15 +561,20 @@ def acknowledged(method: Callable[[str, Any], dict]) -> Callable[..., dict]:
 
     @functools.wraps(method)
     def handler(*args: Any) -> dict:
-        try:
-            if len(args) > 1:
-                raise invalid("send one JSON argument")
-            return method(request.sid, escape_all(args[0]) if args else None)
-        except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
-            error = describe(exc)
-            return {**error_body(error), "status": error.status}
+        return answer(method, request.sid, args)
 
     return handler
+
+
+def answer(method: Callable[[str, Any], dict], sid: str, args: tuple | list) -> dict:
+    """`method(sid, the one argument)`, or the error it raised in the HTTP API's shape."""
+    try:
+        if len(args) > 1:
+            raise invalid("send one JSON argument")
+        return method(sid, escape_all(args[0]) if args else None)
+    except Exception as exc:  # noqa: BLE001 - every failure is answered, none crashes
+        error = describe(exc)
+        return {**error_body(error), "status": error.status}
 
 
 def hub_of(app: Flask) -> WorkerHub | None:
@@ -608,4 +616,9 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
                           ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain),
                           ("refuse", hub.refuse_assignment)):
         socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
+    # Heartbeats (two a second per worker) are answered on their connection's own thread,
+    # not on a thread started per message (dashboard/frames.py).
+    frame_guard = app.extensions.get("orderflow_frames")
+    if frame_guard is not None:
+        frame_guard.answer_inline(NAMESPACE, "heartbeat", functools.partial(answer, hub.heartbeat))
     return hub

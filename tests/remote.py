@@ -29,16 +29,18 @@ class RemoteCluster:
     `restart()` replaces the server and its cluster with new ones on the same address, as
     a server restart does: the processes stay and reconnect."""
 
-    def __init__(self, log_dir: Path, settings: dict):
+    def __init__(self, log_dir: Path, settings: dict, config: dict | None = None):
         self.log_dir = log_dir
         self.settings = settings
+        self.config = config or {}
         self.procs: list[subprocess.Popen] = []
         self._stack: ExitStack | None = None
         self._open(port=0)
 
     def _open(self, port: int) -> None:
         cluster = fast_cluster(workers=0, **{**HEARTBEATS, **self.settings})
-        config = {"ORDERFLOW_TOKEN": TOKEN, "PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0}
+        config = {"ORDERFLOW_TOKEN": TOKEN, "PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0,
+                  **self.config}
         with ExitStack() as stack:
             app = stack.enter_context(app_over(cluster, config))
             live = LiveServer(app, port=port)
@@ -119,10 +121,11 @@ def log_of(proc: subprocess.Popen) -> str:
 
 
 @contextmanager
-def remote_cluster(log_dir: Path, **settings) -> Iterator[RemoteCluster]:
-    """Server (token required) + cluster (no thread workers); every process and thread
-    it started is gone when the block ends."""
-    remote = RemoteCluster(log_dir, settings)
+def remote_cluster(log_dir: Path, config: dict | None = None,
+                   **settings) -> Iterator[RemoteCluster]:
+    """Server (token required; more Flask `config` if given) + cluster (no thread workers);
+    every process and thread it started is gone when the block ends."""
+    remote = RemoteCluster(log_dir, settings, config)
     try:
         yield remote
     finally:

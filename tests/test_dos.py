@@ -117,10 +117,11 @@ def test_partial_requests_hold_no_thread(tmp_path: Path):
 
 def test_a_partial_request_behind_a_whole_one_holds_no_thread_either(tmp_path: Path):
     """Pipelined: the second request's head arrives with the first and is incomplete."""
-    with ServeProcess(*quiet(tmp_path), "--threads", "2", "--max-sockets", "2") as server:
+    with ServeProcess(*quiet(tmp_path), "--threads", "2", "--max-worker-sockets", "2",
+                      "--max-dashboard-sockets", "2") as server:
         opened = []
         try:
-            for _ in range(10):  # more than the 4 threads of the pool
+            for _ in range(10):  # more than the 6 threads of the pool
                 sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                              b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ")

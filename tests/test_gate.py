@@ -1,4 +1,5 @@
-"""The Socket.IO gate and the frame check, driven by hand: no server, no threads."""
+"""The Socket.IO gate, the frame check and the front door's pure parts, driven by hand: no
+server, no threads."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import logging
 import pytest
 
 from dashboard.frames import OneLineErrors, printable, valid_frame
-from dashboard.front import head_complete
-from dashboard.gate import GateLimits, RefusalLog, SocketGate, presented_token
+from dashboard.front import IdleConnections, head_complete, head_token
+from dashboard.gate import GateLimits, RefusalLog, SocketGate, presented_token, socket_kind
 from dashboard.settings import ServeSettings, check_settings
 from scheduler import ConfigError
+from scheduler.remote.protocol import handshake_headers
 
 
 def environ(address: str = "127.0.0.1", path: str = "/socket.io/", query: str = "",
@@ -33,8 +35,11 @@ def inner(environ, start_response):
     return [b"ok"]
 
 
-def gate(token=None, total=3, per_address=2, every=10.0, clock=lambda: 0.0):
-    return SocketGate(inner, "socket.io", lambda: token, GateLimits(total, per_address),
+def gate(token=None, total=3, per_address=2, workers=2, every=10.0, clock=lambda: 0.0):
+    """A gate for `total` dashboards (`per_address` from one address) and `workers`."""
+    return SocketGate(inner, "socket.io", lambda: token,
+                      GateLimits(workers=workers, dashboards=total,
+                                 dashboards_per_address=per_address),
                       RefusalLog(every, clock))
 
 
@@ -124,12 +129,88 @@ def test_a_request_head_ends_at_its_blank_line_even_across_reads():
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"max_sockets": 0}, "max-sockets"),
+    ({"max_dashboard_sockets": 0}, "max-dashboard-sockets"),
+    ({"max_worker_sockets": 0}, "max-worker-sockets"),
     ({"max_connections_per_address": 0}, "max-connections"),
-    ({"max_connections": 90}, "threads \\+ max-sockets"),
+    ({"max_connections": 350}, "threads \\+ max-worker-sockets \\+ max-dashboard-sockets"),
+    ({"max_frame_rate": 0}, "max-frame-rate"),
     ({"header_timeout": 0}, "header-timeout"),
 ])
 def test_connection_limits_are_checked_before_the_server_starts(bad, match):
     with pytest.raises(ConfigError, match=match):
         check_settings(ServeSettings(**bad))
-    check_settings(ServeSettings(max_sockets=8))  # a per-address cap above it is fine
+    check_settings(ServeSettings(max_dashboard_sockets=8))  # a per-address cap above it: fine
+
+
+def test_workers_and_dashboards_have_caps_of_their_own():
+    g = gate(total=2, per_address=1, workers=3)
+    worker = {"HTTP_X_ORDERFLOW_ROLE": "worker"}
+    # Workers: no cap per address (a machine may run many), 3 in all.
+    held = [call(g, environ("10.0.0.1", **worker)) for _ in range(3)]
+    assert [status for status, _ in held] == [200, 200, 200]
+    status, body = call(g, environ("10.0.0.2", **worker))
+    assert status == 503
+    assert "maximum of 3 worker connections" in json.loads(b"".join(body))["error"]["message"]
+    # Dashboards keep their own places while the workers' are full ...
+    assert call(g, environ("10.0.0.1"))[0] == 200
+    assert call(g, environ("10.0.0.1"))[0] == 429  # one per address here
+    assert call(g, environ("10.0.0.3"))[0] == 200
+    status, body = call(g, environ("10.0.0.4"))
+    assert status == 503
+    assert "2 dashboard connections" in json.loads(b"".join(body))["error"]["message"]
+    assert g.open_connections("worker") == 3 and g.open_connections("dashboard") == 2
+    # ... and a worker that leaves frees a worker's place.
+    held[0][1].close()
+    assert call(g, environ("10.0.0.2", **worker))[0] == 200
+
+
+def test_a_worker_says_so_on_its_handshake():
+    headers = handshake_headers("t")
+    assert headers["Authorization"] == "Bearer t"
+    environ_of_worker = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+    assert socket_kind(environ_of_worker) == "worker"
+    assert socket_kind(environ()) == "dashboard"
+    assert socket_kind(environ(query="role=worker")) == "dashboard"
+
+
+def test_a_request_head_carries_its_token_in_a_bearer_header_or_the_query():
+    assert head_token(b"GET /api/stats HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t1\r\n"
+                      b"\r\n") == "t1"
+    assert head_token(b"GET /socket.io/?EIO=4&token=t2&transport=websocket HTTP/1.1\r\n"
+                      b"Host: a\r\n\r\n") == "t2"
+    assert head_token(b"GET /?x=1 HTTP/1.1\nauthorization:   bearer t3\n\n") == "t3"
+    assert head_token(b"GET / HTTP/1.1\r\nAuthorization: Basic dDp0\r\n\r\n") is None
+    assert head_token(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nAuthorization: Bearer body") is None
+    assert head_token(b"garbage") is None
+
+
+def test_the_connection_to_shed_is_the_oldest_idle_one_of_the_address_holding_the_most():
+    idle = IdleConnections()
+    assert idle.victim() is None
+    idle.add("operator", "op-1")
+    for i in range(3):
+        idle.add("flood-a", f"a-{i}")
+        idle.add("flood-b", f"b-{i}")
+    idle.add("flood-b", "b-3")
+    assert idle.victim() == "b-0"
+    idle.discard("flood-b", "b-0")
+    idle.discard("flood-b", "b-1")
+    assert idle.victim() == "a-0", "now flood-a holds the most"
+    assert idle.victim("operator") == "op-1" and idle.victim("nobody") is None
+    assert idle.count() == 6 and idle.count("flood-b") == 2
+    idle.discard("operator", "op-1")
+    idle.discard("operator", "op-1")  # twice: no harm
+    assert idle.count("operator") == 0
+
+
+def test_an_idle_connection_that_carried_the_token_is_shed_only_when_no_other_is_idle():
+    idle = IdleConnections()
+    for i in range(3):
+        idle.add("10.0.0.1", f"holder-{i}", trusted=True)
+    idle.add("10.0.0.2", "anyone")
+    assert idle.victim() == "anyone", "not the address with the most"
+    assert idle.victim("10.0.0.1") == "holder-0"
+    idle.discard("10.0.0.2", "anyone")
+    assert idle.victim() == "holder-0" and idle.count() == 3
+    idle.discard("10.0.0.1", "holder-0")
+    assert idle.count("10.0.0.1") == 2

@@ -96,6 +96,20 @@ def test_shares_cover_the_whole_ring_and_are_roughly_even():
     assert all(0.15 < s < 0.35 for s in shares.values())
 
 
+def test_shares_follow_every_join_and_departure_and_cannot_be_changed_from_outside():
+    ring = ring_of(4)
+    before = ring.shares()
+    before["w0"] = 99.0  # a caller's copy
+    assert ring.shares()["w0"] < 1.0
+    ring.add("w9")
+    joined = ring.shares()
+    assert set(joined) == {"w0", "w1", "w2", "w3", "w9"} and joined["w9"] > 0.1
+    assert math.isclose(sum(joined.values()), 1.0, rel_tol=1e-9)
+    ring.remove("w0")
+    assert "w0" not in ring.shares()
+    assert math.isclose(sum(ring.shares().values()), 1.0, rel_tol=1e-9)
+
+
 def test_arcs_cover_the_circle_once():
     arcs = ring_of(3).arcs()
     assert math.isclose(sum(end - start for start, end, _ in arcs), 1.0, rel_tol=1e-9)

@@ -4,8 +4,10 @@ Shared by both ends, so it imports neither Flask nor python-socketio. JSON only.
 at the end read what the worker receives (`assign`, answers), so bad input from a server is
 a logged line, never a crash.
 
-Connecting: a server with a token wants it on the handshake, `Authorization: Bearer T`
-(`handshake_headers`), and refuses one without it before the WebSocket opens: HTTP 401 with
+Connecting: a worker says so on its handshake (`X-Orderflow-Role: worker`), so the server
+counts it among its worker connections, not its dashboards'. A server with a token wants it
+on the handshake, `Authorization: Bearer T` (`handshake_headers`), and refuses one without
+it before the WebSocket opens: HTTP 401 with
 `{"error": {"message": "unauthorized: ..."}}` (`handshake_refusal` reads it). A server that
 does not lead (a standby of a database several servers share, or one just elected and still
 recovering) refuses every handshake with 503 and `{"error": {...}, "role": "standby" |
@@ -126,9 +128,18 @@ ENV_SPAWN_ID = "ORDERFLOW_SPAWN_ID"
 ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"
 
 
+# Says on a worker's handshake that it is one: the server counts it against its cap of
+# worker connections, not the dashboards' (dashboard/gate.py).
+ROLE_HEADER = "X-Orderflow-Role"
+
+
 def handshake_headers(token: str | None) -> dict[str, str]:
-    """Headers for a connection's handshake (a fresh dict: the client library edits it)."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    """Headers for a worker connection's handshake (a fresh dict: the client library edits
+    it)."""
+    headers = {ROLE_HEADER: "worker"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def handshake_refusal(error: BaseException) -> str | None:

@@ -3,6 +3,7 @@ thread workers abandon threads), and a stuck rate of 0 changes nothing else."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -45,3 +46,26 @@ def test_a_bad_stuck_rate_changes_nothing():
         chaos.update(failure_rate=0.4, stuck_rate=1.5)
     assert chaos.view() == {"failure_rate": 0.2, "latency_ms": [0.0, 0.0], "hang_rate": 0.0,
                             "stuck_rate": 0.0}
+
+
+def test_a_stopped_cluster_lets_its_stuck_demo_handlers_end_at_once():
+    """A simulated stuck attempt outlives its time limit, not its server: a cluster that stops
+    releases it (the fuzzed API can turn stuck_rate up; its threads must end with the test)."""
+    from conftest import wait_for
+
+    from scheduler import Cluster
+
+    chaos = Chaos(stuck_rate=1.0, seed=1)
+    before = set(threading.enumerate())
+    cluster = Cluster(workers=1, chaos=chaos, step_timeout=600.0, heartbeat_interval=0.1,
+                      heartbeat_timeout=60.0).start()
+    try:
+        order_id = cluster.submit({"customer": "ada",
+                                   "items": [{"sku": "A1", "qty": 1, "price": 2.0}]})
+        wait_for(lambda: cluster.get_order(order_id)["tasks"]["payment"]["status"] == "running",
+                 30, message="the stuck payment to run")
+    finally:
+        cluster.stop()
+    # Its handler thread ends now, not 600 s from now.
+    wait_for(lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],
+             30, message="the stuck handler's thread to end")

@@ -30,6 +30,9 @@ class Chaos:
     ):
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        # Set when the cluster stops: a simulated stuck attempt then returns at once (it is
+        # there to exercise abandoned threads, not to outlive its server by a time limit).
+        self._released = threading.Event()
         self.failure_rate = 0.0
         self.latency_ms = (0.0, 0.0)
         self.hang_rate = 0.0
@@ -83,6 +86,14 @@ class Chaos:
             hangs = self.hang_rate > 0 and self._rng.random() < self.hang_rate
         return delay, fails, hangs
 
+    def release(self) -> None:
+        """The cluster stops: simulated stuck attempts return now, and later ones at once."""
+        self._released.set()
+
+    def stay_stuck(self, seconds: float) -> None:
+        """A stuck attempt's wait, deaf to its cancellation, until `release()` at most."""
+        self._released.wait(seconds)
+
     def draw_stuck(self) -> bool:
         """Whether this attempt ignores its cancellation (drawn apart from `draw`, so a
         stuck rate of 0 leaves the other draws as they were)."""
@@ -113,7 +124,7 @@ def demo_handlers(chaos: Chaos) -> dict[str, Handler]:
     def simulate(ctx: TaskContext, failure: str) -> None:
         if chaos.draw_stuck():
             # Deaf to ctx.cancelled on purpose: its thread worker abandons the thread.
-            threading.Event().wait((ctx.timeout or 0.0) + STUCK_EXTRA)
+            chaos.stay_stuck((ctx.timeout or 0.0) + STUCK_EXTRA)
             raise TaskError("ignored its cancellation (simulated)")
         delay, fails, hangs = chaos.draw()
         if hangs and not ctx.sleep(HANG_SECONDS):

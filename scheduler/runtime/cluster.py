@@ -161,6 +161,7 @@ class Cluster:
         """Stop every thread this cluster started; in-flight attempts are left to recovery."""
         self._stop.set()
         self._wake.set()
+        self.chaos.release()  # the demo's simulated stuck handlers let their threads end
         with self._lock:
             executors = list(self._executors.values())
         for executor in executors:

@@ -234,6 +234,36 @@ def test_attempts_the_old_server_started_end_by_their_bound_if_no_worker_reports
     core.validate()
 
 
+def test_a_restart_soon_after_another_does_not_bound_the_attempts_it_inherits_again():
+    # Found in the chaos --ha run: a leader's 4 payments in flight when it was paused were
+    # inherited by the next leader (bound: that takeover plus the grace), killed 0.5 s later,
+    # and inherited again by the one after it with a new bound; 4 of 4 places, so no order
+    # moved for 10 s under the third leader, 20 s after those attempts' time limit.
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=2.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")  # a worker process that died with its server
+    for i in range(6):
+        sim.submit(f"o{i}")
+    started(sim, "p-old", 4)  # at 0: time limit 2
+    settings = {"steps": LIMIT, "step_timeout": 2.0, "zombie_grace": 10.0,
+                "heartbeat_timeout": 1.0}
+    first = restarted(sim.core, now=3.0, **settings)  # wrote them off: bound 3 + 10
+    assert sorted(z.bound for z in first.zombies) == [13.0] * 4
+    second = restarted(first, now=6.0, **settings)  # before that bound
+    assert sorted(z.bound for z in second.zombies) == [13.0] * 4
+    second.add_worker("p-new", kind="process", now=6.0)
+    second.heartbeat("p-new", 12.9)
+    second.tick(now=12.9)  # its own hold (2 s) is over, the places are not
+    assert payments_on_workers(second) == 0
+    second.heartbeat("p-new", 13.0)
+    second.tick(now=13.0)
+    assert payments_on_workers(second) == 4 and not second.zombies
+    second.validate()
+    # A restart on the same journal past that bound inherits none of them.
+    third = restarted(first, now=14.0, **settings)
+    assert not third.zombies and third.limits.in_flight("payment") == 0
+
+
 def test_attempts_that_ended_before_the_restart_are_not_inherited():
     sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=10.0)
     sim.core.epoch_offset = OFFSET

@@ -174,6 +174,22 @@ def test_remote_work_counts_steps_by_server_start_and_late_results_fenced():
                      "late_results_rejected": 5}
 
 
+
+def test_remote_work_counts_every_workers_steps_by_the_start_their_time_falls_in():
+    events = [
+        {"type": "task_succeeded", "worker_id": "w-1", "ts": 5.0},
+        {"type": "task_succeeded", "worker_id": "p-a-1", "ts": 9.9},
+        {"type": "task_started", "worker_id": "w-1", "ts": 11.0},  # not a step done
+        {"type": "task_succeeded", "worker_id": "w-1", "ts": 20.5},  # under the third start
+        {"type": "task_succeeded", "worker_id": "p-b-3", "ts": 21.0},
+    ]
+    # Started again at 10 and 20 (wall time of the kills): the second start got nothing done.
+    found = remote_work(events, {"p-a-1": 0, "p-b-3": 2}, starts=3, began=[10.0, 20.0])
+    assert found["all_steps_done_by_server_start"] == [2, 0, 2]
+    assert found["steps_done_by_server_start"] == [1, 0, 1]
+    assert "all_steps_done_by_server_start" not in remote_work(events, {}, starts=3)
+
+
 # ------------------------------------------------------------------ max_in_flight
 
 LIMITS = {"payment": (2, 10.0)}  # (max_in_flight, time limit s)

@@ -109,6 +109,11 @@ class Driver:
         # Remote workers: each id of theirs -> the server start that gave it (0: the first).
         self.server_start = 0
         self.remote_ids: dict[str, int] = {}
+        # The wall time each server start after the first began (the kill before it), and
+        # server start -> the longest time one leader led in it (see lead_began).
+        self.start_walls: list[float] = []
+        self.led: dict[int, float] = {}
+        self._lead_began: float | None = None
         self.killed: set[str] = set()  # fleet workers the driver SIGKILLed on purpose
         # Steps with a concurrency limit, as the server describes them: {step: (max in
         # flight, time limit s)}, for the checker.
@@ -285,6 +290,19 @@ class Driver:
     def resume_orders(self) -> None:
         self._url_ready.set()
 
+    def lead_began(self, at: float) -> None:
+        """A leader (or the one server) answered as such at `at` (monotonic)."""
+        self._lead_began = at
+
+    def lead_ended(self, at: float) -> None:
+        """The leader stopped leading at `at`: killed, paused, its term lost in a database
+        freeze, or the run is over. Each server start keeps its longest lead (a start's
+        leader may lose its term in a freeze to the other server)."""
+        if self._lead_began is not None:
+            start = self.server_start
+            self.led[start] = max(self.led.get(start, 0.0), at - self._lead_began)
+        self._lead_began = None
+
     def note(self, fault: str, detail: str = "") -> None:
         self.faults[fault] = self.faults.get(fault, 0) + 1
         print(f"  fault: {fault}{': ' + detail if detail else ''}", file=self.out, flush=True)
@@ -313,12 +331,14 @@ class Driver:
         for submitter in self._submitters:
             submitter.start()
         faults = Faults(self)
+        self.lead_began(time.monotonic())
         faults.run(settings.duration)
         self._stop_orders.set()
         for submitter in self._submitters:
             submitter.join(60)
         self.call("PUT", "/api/chaos", json=CALM)
         settled = self.wait_until_settled(settings.drain_timeout)
+        self.lead_ended(time.monotonic())
         faults.check_fleet()
         self.workers()  # the last ids of the remote workers
         return settled
@@ -438,7 +458,13 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     timings = {name: values for name, values in driver.timings.items()
                if not name.startswith("failover_")}
     report["remote"] = {
-        **remote_work(history.events, driver.remote_ids, driver.server_start + 1),
+        **remote_work(history.events, driver.remote_ids, driver.server_start + 1,
+                      began=driver.start_walls),
+        # How long the leader of each server start led (its longest lead, if several): a
+        # new one starts no limited step for a while (its restart hold, the attempts in
+        # flight under the old one), so one killed soon after it led may get nothing done.
+        "seconds_led_by_server_start": [round(driver.led.get(start, 0.0), 1)
+                                        for start in range(driver.server_start + 1)],
         "pids": [w.pid for w in fleet.workers] if fleet else [],
         **_summary(timings),
     }

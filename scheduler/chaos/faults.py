@@ -43,6 +43,14 @@ def _last_lines(path, count: int) -> list[str]:
         return []
 
 
+def _epoch(server) -> int | None:
+    """The epoch a server leads (its /healthz), None if it does not lead or answer."""
+    if server is None:
+        return None
+    code, body = health(server.url)
+    return body.get("epoch") if code == 200 else None
+
+
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1) -> T | None:
     """The first truthy value of `predicate`, or None once `timeout` has passed."""
     deadline = time.monotonic() + timeout
@@ -126,8 +134,11 @@ class Faults:
         d.pause_orders()
         d.server.kill()
         killed_at = time.monotonic()
+        d.start_walls.append(time.time())
+        d.lead_ended(killed_at)
         d.server = d.server.restarted()
         d.server_start += 1
+        d.lead_began(time.monotonic())
         d.resume_orders()
         took = time.monotonic() - killed_at
         if across is not None:
@@ -162,6 +173,8 @@ class Faults:
         else:
             leader.kill()
         killed_at = time.monotonic()
+        d.start_walls.append(time.time())
+        d.lead_ended(killed_at)
         patience = d.settings.failover_timeout + 10.0 + (8.0 if pause else 0.0)
         led = wait_until(lambda: health(standby.url)[0] == 200, patience, interval=0.02)
         took = time.monotonic() - killed_at
@@ -177,6 +190,8 @@ class Faults:
                           f"(at most {d.settings.failover_timeout:g}s)")
         d.url = standby.url
         d.server_start += 1
+        if led:
+            d.lead_began(killed_at + took)
         if pause:
             leader.resume()
             stepped = wait_until(lambda: health(leader.url)[1].get("role") == "standby", 15)
@@ -213,8 +228,10 @@ class Faults:
         if not wait_until(lambda: all(health(s.url)[0] for s in d.servers), 30):
             d.problem("server_not_up", "a server did not answer /healthz within 30s of "
                                        "the planned database freeze")
+        epoch = _epoch(d.leading_server())
         d.frozen_until = math.inf
         d.freezer.freeze()
+        frozen_at = time.monotonic()
         try:
             threading.Event().wait(seconds)
         finally:
@@ -224,11 +241,17 @@ class Faults:
         patience = d.settings.failover_timeout + 10.0
         leader = wait_until(self._one_leader, patience, interval=0.02)
         if leader is None:
+            d.lead_ended(frozen_at)
             d.problem("no_leader_after_freeze", f"no server led within {patience:.0f}s of "
                                                 f"the SIGCONT of a {seconds:g}s freeze")
             d.note("database_freeze", f"PostgreSQL SIGSTOPped {seconds:g}s: NO leader after")
             return
         led_at = time.monotonic()
+        if epoch is None or _epoch(leader) != epoch:
+            # The leader lost its term in the freeze: the next one recovers, holds its
+            # limited steps and inherits the attempts in flight, as after a kill.
+            d.lead_ended(frozen_at)
+            d.lead_began(led_at)
         d.url = leader.url
         d.timings["failover_after_freeze_s"].append(led_at - thawed_at)
         d.note("database_freeze", f"PostgreSQL SIGSTOPped {seconds:g}s; {leader.url} led "

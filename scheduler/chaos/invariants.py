@@ -11,7 +11,7 @@ import bisect
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,12 +380,18 @@ def format_report(report: dict) -> str:
     return "\n".join(lines + [verdict])
 
 
-def remote_work(events: list[dict], remote_ids: Mapping[str, int], starts: int) -> dict:
+def remote_work(events: list[dict], remote_ids: Mapping[str, int], starts: int,
+                began: Sequence[float] | None = None) -> dict:
     """What the driver's remote workers did, by server start (0 = the first server): steps
-    they completed, and their late results the scheduler rejected (fenced)."""
+    they completed, and their late results the scheduler rejected (fenced). With `began`,
+    the wall time each later start began (the kill of the server or leader before it, which
+    commits nothing after that), also the steps every worker completed, by start."""
     done = [0] * starts
+    everyone = [0] * starts
     rejected = 0
     for e in events:
+        if began is not None and e["type"] == "task_succeeded":
+            everyone[min(bisect.bisect_right(began, e["ts"]), starts - 1)] += 1
         start = remote_ids.get(e.get("worker_id"))
         if start is None:
             continue
@@ -393,5 +399,8 @@ def remote_work(events: list[dict], remote_ids: Mapping[str, int], starts: int) 
             done[start] += 1
         elif e["type"] == "result_rejected":
             rejected += e.get("count", 1)
-    return {"worker_ids": len(remote_ids), "steps_done_by_server_start": done,
-            "late_results_rejected": rejected}
+    found = {"worker_ids": len(remote_ids), "steps_done_by_server_start": done,
+             "late_results_rejected": rejected}
+    if began is not None:
+        found["all_steps_done_by_server_start"] = everyone
+    return found

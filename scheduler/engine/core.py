@@ -1124,26 +1124,38 @@ class SchedulerCore:
         """After a restart: the attempts of `tracked` steps that the order's events show
         started on a worker and never ended there may still run (on a worker that outlived
         the old server): each keeps a place in its step's count until its worker says, or
-        until its time limit (counted from its start), or now if that is later, plus the
-        grace: a worker learns that its ids are dead here only once it is back."""
-        started: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        until its time limit (counted from its start), or the restart that wrote it off if
+        that is later, plus the grace: a worker learns that its ids are dead only once it is
+        back. That restart is this one, unless the order's events show an earlier one after
+        the start (its `task_recovered` events): a later restart is no news to the worker,
+        and bounding the attempt from it again would hold its place for another grace at
+        every failover that comes within the grace of the one before."""
+        # (attempt, start ts, wall time of the first restart after the start or None)
+        started: dict[tuple[str, str], list[list]] = {}
         for event in record.events:
+            kind = event["type"]
+            if kind == "task_recovered":  # a restart, after every start listed so far
+                for attempts in started.values():
+                    for entry in attempts:
+                        entry[2] = event["ts"] if entry[2] is None else entry[2]
+                continue
             step = event.get("step")
             if step not in tracked:
                 continue
-            key, kind = (step, event.get("worker_id")), event["type"]
+            key = (step, event.get("worker_id"))
             if kind == "task_started":
-                started.setdefault(key, []).append((event["attempt"], event["ts"]))
+                started.setdefault(key, []).append([event["attempt"], event["ts"], None])
             elif kind in ATTEMPT_ENDS or (
                 kind == "task_failed" and not event.get("timed_out") and not event.get("poison")
             ):
                 if started.get(key):
                     started[key].pop(0)
         for (step, worker_id), attempts in started.items():
-            for attempt, ts in attempts:
+            for attempt, ts, written_off in attempts:
                 deadline = ts - self.epoch_offset + self.config.timeout(step)
-                bound = max(deadline, now) + self.config.zombie_grace
-                if worker_id and self.zombies.add(
+                restart = now if written_off is None else written_off - self.epoch_offset
+                bound = max(deadline, restart) + self.config.zombie_grace
+                if worker_id and bound > now and self.zombies.add(
                     Zombie(worker_id, f"{record.id}:{step}", 0, step, attempt, deadline, bound)
                 ):
                     self.limits.occupied(step)

@@ -274,8 +274,7 @@ class PostgresJournal(SQLJournal):
         (table, what)."""
         epoch = self.epoch
         with self._write_transaction() as conn:
-            return QUERIES.write_each(conn, batch.order_records, batch.task_records,
-                                      batch.events, batch.counters, REFUSALS, (epoch,))
+            return QUERIES.write_each(conn, batch, REFUSALS, (epoch,))
 
     # ------------------------------------------------------------ the lease
 

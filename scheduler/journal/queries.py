@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.records import OrderQuery, OrderRecord, TaskRecord
 from .dialect import Dialect
@@ -32,6 +32,9 @@ from .rows import (
     task_from_row,
 )
 from .schema import EVENTS, FINISHED_SQL, ORDERS_FINISHED_BY_NUMBER
+
+if TYPE_CHECKING:
+    from .writer import Batch
 
 # The meta row that holds the core's numbering and totals (JSON), written by every commit.
 COUNTERS = "counters"
@@ -75,15 +78,15 @@ class Queries:
 
     # ------------------------------------------------------------ writing
 
-    def write_each(self, conn: Any, order_records: list, task_records: list, events: list,
-                   counters: str, refusals: tuple[type[BaseException], ...],
+    def write_each(self, conn: Any, batch: Batch, refusals: tuple[type[BaseException], ...],
                    event_extra: tuple = ()) -> list[tuple[str, str]]:
         """A group commit row by row, inside the caller's transaction, each row in a
         savepoint of its own: a row the database refuses (`refusals`) is left out alone.
         Returns what was left out, and why, as (table, what). `event_extra`: the values of
         the event columns after the encoder's."""
         left_out = []
-        for table, row, what in batch_rows(order_records, task_records, events):
+        for table, row, what in batch_rows(batch.order_records, batch.task_records,
+                                           batch.events):
             if table == "events":
                 row = (*row, *event_extra)
             conn.execute("SAVEPOINT one_row")
@@ -93,7 +96,7 @@ class Queries:
                 conn.execute("ROLLBACK TO SAVEPOINT one_row")
                 left_out.append((table, f"{what} ({type(exc).__name__}: {_one_line(exc)})"))
             conn.execute("RELEASE SAVEPOINT one_row")
-        conn.execute(self.set_meta, (COUNTERS, counters))
+        conn.execute(self.set_meta, (COUNTERS, batch.counters))
         return left_out
 
     def prune(self, transaction: Callable[[], AbstractContextManager[Any]],

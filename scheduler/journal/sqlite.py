@@ -121,8 +121,7 @@ class SQLiteJournal(SQLJournal):
         row the database refuses is left out alone. Returns what was left out, and why, as
         (table, what)."""
         with _transaction(self._write) as conn:
-            return QUERIES.write_each(conn, batch.order_records, batch.task_records,
-                                      batch.events, batch.counters, REFUSALS)
+            return QUERIES.write_each(conn, batch, REFUSALS)
 
     def _watch(self) -> None:
         """The file we write must still be the one we opened: a database deleted (say by a
@@ -157,7 +156,10 @@ class _Reading:
             if exc is None and self._conn.in_transaction:
                 # Filling a temp table (the ids a query reads by) opened a transaction: end
                 # it, or this reader would keep seeing the database as it was now.
-                self._conn.commit()
+                try:
+                    self._conn.commit()
+                except sqlite3.Error as failed:
+                    exc = failed
             if exc is not None and isinstance(exc, (UnicodeEncodeError, sqlite3.Error)):
                 try:
                     self._conn.rollback()  # a read half done (its temp ids) is undone

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+import journal_history
 import pytest
 
 try:
@@ -26,8 +27,7 @@ from scheduler.chaos.invariants import check_history, load_journal
 from scheduler.cli import main
 from scheduler.journal import rows
 from scheduler.journal.lock import JournalLocked
-from scheduler.journal.postgres import PostgresJournal
-from scheduler.journal.postgres_schema import SCHEMA_VERSION
+from scheduler.journal.postgres import SCHEMA_VERSION, PostgresJournal
 from scheduler.journal.schema import StoreError
 from scheduler.journal.writer import Deposed
 
@@ -60,12 +60,7 @@ def test_the_schema_holds_exactly_the_columns_the_row_encoder_writes(pg_url):
 
 
 def test_a_version_1_database_gains_moves_and_its_tasks_still_load(pg_url):
-    from scheduler.journal.postgres_schema import MIGRATIONS
-
-    sql(pg_url, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    for statement in MIGRATIONS[1]:
-        sql(pg_url, statement)
-    sql(pg_url, "INSERT INTO meta VALUES ('schema_version', '1')")
+    journal_history.postgresql_at(pg_url, 1)
     sql(pg_url, "INSERT INTO orders VALUES ('o-1', 1, 'ecommerce', %s, NULL, 1.0, 'completed', "
         "2.0, 0)", '{"customer": "ada", "items": []}')
     sql(pg_url, "INSERT INTO tasks VALUES ('o-1:payment', 'o-1', 'payment', 'succeeded', 1, 0, "

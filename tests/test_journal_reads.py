@@ -115,3 +115,25 @@ def test_a_stored_customer_postgresql_json_cannot_convert_makes_searches_503_not
         assert response.status_code == 503, response.get_data(True)
         assert response.json["error"]["code"] == "journal_unavailable"
         assert "\\u0000 cannot be converted to text" in response.json["error"]["message"]
+
+
+def test_an_sqlite_read_whose_closing_commit_fails_is_a_store_error():
+    # A read that filled a temp table (the ids it loads tasks by) ends its transaction when
+    # it is done; a commit the file refuses there is a failed read too (503), never a
+    # driver error (500).
+    from scheduler.journal.sqlite import _Reading
+
+    class RefusingCommit:
+        in_transaction = True
+
+        def commit(self):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        def rollback(self):
+            self.in_transaction = False
+
+    conn = RefusingCommit()
+    with pytest.raises(StoreError, match="could not read of.db: disk I/O error"):
+        with _Reading(conn, "of.db"):
+            pass
+    assert not conn.in_transaction  # rolled back

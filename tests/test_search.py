@@ -12,8 +12,8 @@ from web import ORDER, app_over, fast_cluster
 
 from scheduler import Cluster
 from scheduler.engine.records import OrderQuery
-from scheduler.journal import postgres, sqlite
 from scheduler.journal.postgres import PostgresJournal
+from scheduler.journal.queries import Queries
 from scheduler.journal.sqlite import SQLiteJournal
 
 WAIT = 20.0  # seconds a test waits for what must happen (far more than it takes)
@@ -126,13 +126,14 @@ def test_searches_held_in_the_journal_delay_neither_commits_nor_key_lookups(
     # the pool's connections (PostgreSQL) or the journal's read connection (SQLite): the
     # submit below, whose key is looked up in the journal and whose order must be committed,
     # failed with 503 or waited.
-    module, held = (postgres, 2) if journal_db.startswith("postgresql://") else (sqlite, 1)
+    held = 2 if journal_db.startswith("postgresql://") else 1
     cluster = Cluster(workers=0, handlers={}, journal=open_journal(journal_db),
                       heartbeat_interval=0.05, heartbeat_timeout=0.5).start()
     try:
         first = cluster.submit(ORDER)
-        hold = Hold(module._with_tasks_and_events, count=held)
-        monkeypatch.setattr(module, "_with_tasks_and_events", hold)
+        hold = Hold(Queries.with_tasks_and_events, count=held)
+        monkeypatch.setattr(Queries, "with_tasks_and_events",
+                            lambda queries, *args, **kw: hold(queries, *args, **kw))
         searchers = [in_thread(lambda: cluster.search_orders(OrderQuery(customer="ada")))
                      for _ in range(held)]
         try:

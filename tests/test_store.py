@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import journal_history
 import pytest
 from conftest import wait_for
 from sim import Sim
@@ -18,8 +19,8 @@ from scheduler.engine.states import TaskState
 from scheduler.journal.location import open_journal, parse_location, read_connection
 from scheduler.journal.recovery import recover_into
 from scheduler.journal.retention import Pruner, parse_duration
-from scheduler.journal.schema import SCHEMA_VERSION, StoreError
-from scheduler.journal.sqlite import SQLiteJournal
+from scheduler.journal.schema import StoreError
+from scheduler.journal.sqlite import SCHEMA_VERSION, SQLiteJournal
 
 ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 1, "price": 3.0}]}
 FAST = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.5}
@@ -263,6 +264,45 @@ def test_prune_removes_only_finished_orders_older_than_the_cutoff(journal_db):
         sim.journal.close()
 
 
+def test_prune_goes_chunk_by_chunk_until_every_old_finished_order_is_gone(journal_db):
+    db = journal_db
+    old = {f"old{i}" for i in range(5)}
+
+    def per_order(table: str) -> dict[str, int]:
+        return {oid: n for oid, n in db_rows(db, f"SELECT order_id, COUNT(*) FROM {table} "
+                                                 "GROUP BY order_id") if oid is not None}
+
+    sim = JournaledSim(db, workers=1)
+    try:
+        for oid in sorted(old):
+            sim.submit(oid)
+        sim.run_all()
+        sim.submit("open")  # never finishes
+        events = sum(n for oid, n in per_order("events").items() if oid in old)
+        sim.journal.prune_chunk = 2  # three chunks: 2, 2 and 1
+        removed = sim.journal.prune(before_wall=sim.now + 1)
+        assert removed == {"orders": 5, "events": events} and events > 0
+        assert {r[0] for r in db_rows(db, "SELECT id FROM orders")} == {"open"}
+        assert set(per_order("tasks")) <= {"open"} and set(per_order("events")) == {"open"}
+    finally:
+        sim.journal.close()
+
+
+def test_the_journal_hands_out_events_after_a_seq_in_order_and_at_most_the_limit(journal_db):
+    sim = JournaledSim(journal_db, workers=1)
+    try:
+        sim.submit("o1")
+        sim.submit("o2")
+        sim.run_all()
+        every = sim.journal.events_after(0, 10_000)
+        assert [e["seq"] for e in every] == list(range(1, len(every) + 1))
+        assert [e for e in every if e["order_id"] == "o1"] == sim.journal.story("o1")
+        assert sim.journal.events_after(3, 2) == every[3:5]
+        assert sim.journal.events_after(len(every), 10) == []
+    finally:
+        sim.journal.close()
+
+
 @pytest.mark.parametrize(
     "text,seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600)]
 )
@@ -477,13 +517,9 @@ def test_the_schema_holds_exactly_the_columns_the_row_encoder_writes(tmp_path):
 
 
 def test_a_version_1_database_is_migrated_and_its_orders_still_load(tmp_path):
-    from scheduler.journal.schema import MIGRATIONS
-
     db = tmp_path / "old.db"
+    journal_history.sqlite_at(db, 1)
     conn = sqlite3.connect(db)
-    for statement in MIGRATIONS[1]:
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 1")
     conn.execute(
         "INSERT INTO orders VALUES ('o-old', 1, 'ecommerce', ?, NULL, 1.0, 'completed', 2.0)",
         ('{"customer": "ada", "items": []}',),
@@ -580,14 +616,9 @@ def test_a_tasks_moves_are_journaled_and_come_back_after_a_restart(journal_db):
 
 
 def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
-    from scheduler.journal.schema import MIGRATIONS
-
     db = tmp_path / "v3.db"
+    journal_history.sqlite_at(db, 3)
     conn = sqlite3.connect(db)
-    for version in (1, 2, 3):
-        for statement in MIGRATIONS[version]:
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 3")
     conn.execute("INSERT INTO orders VALUES ('o-3', 1, 'ecommerce', ?, NULL, 1.0, 'completed', "
                  "2.0, 0)", ('{"customer": "ada", "items": []}',))
     conn.execute("INSERT INTO tasks VALUES ('o-3:payment', 'o-3', 'payment', 'succeeded', 1, 0, "

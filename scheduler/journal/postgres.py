@@ -5,9 +5,10 @@ transaction per group, its upserts pipelined and its events copied in with COPY,
 costs a few round trips and one commit however many rows it has); reads (recovery, orders
 forgotten from memory, stories, idempotency keys) borrow pooled connections, and order searches
 connections of a pool of their own (a search never holds a connection the writer or a
-submit's lookup is waiting for). Rows go through
-`rows.py` like SQLite's. `synchronous_commit` is left as the server has it (on by default): a
-commit is durable when the server says so.
+submit's lookup is waiting for). The statements are the query layer's (`queries.py`, in
+PostgreSQL's dialect), as SQLite's are; this module holds the pools, the lease, COPY and the
+migration lock. `synchronous_commit` is left as the server has it (on by default): a commit
+is durable when the server says so.
 
 One scheduler per database, and standbys. A journal that writes holds a `Term` of the
 database's leadership lease (lease.py, postgres_lease.py): an epoch that only grows. Every
@@ -22,58 +23,37 @@ a term (pruning beside a running server).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from ..engine.errors import UnstorableText
-from ..engine.records import (
-    FINISHED_STATUSES,
-    OrderQuery,
-    OrderRecord,
-    TaskRecord,
-)
+from .dialect import POSTGRESQL
 from .election import Elector
 from .lease import LeaseSettings, Term
 from .location import redact
 from .lock import JournalLocked
 from .postgres_lease import EPOCH_CHECK, PostgresLeaseStore
-from .postgres_schema import SCHEMA_VERSION, migrate
-from .recovery import Recovered, resume_point
-from .rows import (
-    EVENT_COLUMNS,
-    ORDER_COLUMNS,
-    ORDER_FIELDS,
-    TASK_COLUMNS,
-    TASK_FIELDS,
-    batch_rows,
-    event_from_row,
-    event_row,
-    order_from_row,
-    order_row,
-    placeholders,
-    search_where,
-    task_from_row,
-    task_row,
-)
-from .schema import StoreError
-from .writer import Batch, Deposed, GroupWriter, GroupWrittenJournal
-
-if TYPE_CHECKING:
-    pass
+from .queries import COUNTERS, Queries
+from .rows import event_row, order_row, task_row
+from .schema import StoreError, migrations, pending, version
+from .sql_journal import LOOKUP, RECOVER, SEARCH, SQLJournal
+from .writer import Batch, Deposed, GroupWriter
 
 log = logging.getLogger("orderflow.store")
-FINISHED = sorted(FINISHED_STATUSES)
+SCHEMA_VERSION = version(POSTGRESQL)
+QUERIES = Queries(POSTGRESQL)
+# pg_advisory_xact_lock key held while migrating ("ordm"): two servers starting at once
+# migrate once.
+MIGRATION_LOCK = 0x6F72646D
 # Finished orders removed per transaction when pruning.
 PRUNE_CHUNK = 5_000
 # Seconds to connect before an unreachable database is an error.
@@ -95,29 +75,8 @@ SESSION_SETTINGS = {"lock_timeout": "10s", "statement_timeout": "60s"}
 LEASE_KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
                     "tcp_keepalives_count": "3"}
 
-_ORDER_UPSERT = (
-    f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS, '%s')}) "
-    "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
-    "finished_at = EXCLUDED.finished_at"
-)
-_TASK_UPSERT = (
-    f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({placeholders(TASK_FIELDS, '%s')}) "
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{f} = EXCLUDED.{f}" for f in TASK_FIELDS[1:])
-)
 # Each event with the epoch of the term that committed it (0: written without one).
-_EVENT_COPY = f"COPY events ({EVENT_COLUMNS}, epoch) FROM STDIN"
-# One row at a time (a batch written row by row, see `_commit_each`).
-_INSERT = {
-    "orders": _ORDER_UPSERT,
-    "tasks": _TASK_UPSERT,
-    "events": f"INSERT INTO events ({EVENT_COLUMNS}, epoch) VALUES "
-              f"({placeholders(EVENT_COLUMNS.split(', '), '%s')}, %s)",
-}
-_COUNTERS_UPSERT = (
-    "INSERT INTO meta (key, value) VALUES ('counters', %s) "
-    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-)
+_EVENT_COPY = f"COPY events ({', '.join(QUERIES.event_columns)}) FROM STDIN"
 
 # What PostgreSQL (or the driver, sending a row) refuses for a value in a row: retrying
 # cannot cure it (the writer rescues the batch instead): text it cannot hold (a NUL: a
@@ -132,14 +91,15 @@ def refused(exc: BaseException) -> bool:
     return isinstance(exc, REFUSALS)
 
 
-class PostgresJournal(GroupWrittenJournal):
+class PostgresJournal(SQLJournal):
     """The journal in one PostgreSQL database: group commit by a `GroupWriter`, reads on
     pooled connections. `term`: the leadership term this journal writes under (given by
     `orderflow serve`'s elector); without one, `claim=True` takes the lease for the journal's
     life (JournalLocked, naming the leader, if another server leads), and `claim=False` opens
     it without leading (pruning and reading beside a running server)."""
 
-    persistent = True
+    _queries = QUERIES
+    prune_chunk = PRUNE_CHUNK
 
     def __init__(self, url: str, *, claim: bool = True, term: Term | None = None,
                  pool_size: int = POOL_SIZE, lease: LeaseSettings | None = None,
@@ -204,79 +164,6 @@ class PostgresJournal(GroupWrittenJournal):
         self._pool.close()
         self._search_pool.close()
         self._release()
-
-    # ------------------------------------------------------------ reading
-
-    def find_idempotency_key(self, key: str) -> str | None:
-        """The order that used `key`, for keys older than the in-memory window."""
-        with self._reading() as conn:
-            row = conn.execute(
-                "SELECT id FROM orders WHERE idempotency_key = %s", (key,)
-            ).fetchone()
-        return row[0] if row else None
-
-    def recover(self, finished_orders: int = 20_000, recent_events: int = 2_000) -> Recovered:
-        """What the engine needs to continue: every unfinished order, the `finished_orders`
-        most recent finished ones and the `recent_events` latest events (one snapshot)."""
-        with self._reading() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _load(conn, finished_orders, recent_events)
-
-    def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
-        """One order with its tasks (and events), e.g. to bring it back into memory."""
-        with self._reading() as conn, conn.transaction():
-            row = conn.execute(
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = %s", (order_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            return _with_tasks_and_events(conn, [row], with_events)[0]
-
-    def search_orders(
-        self, query: OrderQuery, before: int | None, limit: int, finished_only: bool = False
-    ) -> list[OrderRecord]:
-        """Orders matching `query` numbered below `before`, newest first, with their tasks,
-        on a connection of the searches' own pool."""
-        where, args = search_where(query, before, "%s", "(data::jsonb ->> 'customer')",
-                                   "ILIKE", finished_only)
-        with self._reading(self._search_pool) as conn, conn.transaction():
-            rows = conn.execute(
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY number DESC "
-                "LIMIT %s",
-                (*args, limit),
-            ).fetchall()
-            return _with_tasks_and_events(conn, rows, with_events=False)
-
-    def story(self, order_id: str) -> list[dict]:
-        with self._reading() as conn:
-            rows = conn.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = %s ORDER BY seq",
-                (order_id,),
-            ).fetchall()
-        return [event_from_row(r) for r in rows]
-
-    # ------------------------------------------------------------ maintenance
-
-    def prune(self, before_wall: float) -> dict:
-        """Delete finished orders (and their tasks and events) that finished before the cutoff."""
-        return self._writer.run_job(lambda: self._prune(before_wall), 120)
-
-    def _prune(self, before_wall: float) -> dict:
-        removed = {"orders": 0, "events": 0}
-        while True:
-            with self._write_transaction() as conn:
-                orders, events = conn.execute(
-                    "WITH gone AS (DELETE FROM orders WHERE id IN (SELECT id FROM orders "
-                    "WHERE status = ANY(%s) AND finished_at < %s LIMIT %s) RETURNING id), "
-                    "t AS (DELETE FROM tasks WHERE order_id IN (SELECT id FROM gone)), "
-                    "e AS (DELETE FROM events WHERE order_id IN (SELECT id FROM gone) "
-                    "RETURNING 1) SELECT (SELECT COUNT(*) FROM gone), (SELECT COUNT(*) FROM e)",
-                    (FINISHED, before_wall, PRUNE_CHUNK),
-                ).fetchone()
-            removed["orders"] += orders
-            removed["events"] += events
-            if orders < PRUNE_CHUNK:
-                return removed
 
     # ------------------------------------------------------------ writing
 
@@ -367,14 +254,12 @@ class PostgresJournal(GroupWrittenJournal):
         the cheapest way into PostgreSQL for rows that are only ever inserted."""
 
         def upserts(cur: psycopg.Cursor) -> None:
-            # As in SQLite: an order is written when submitted and again when its status
-            # becomes (or, after a manual retry, stops being) final; its row may even be
-            # gone if retention pruned it meanwhile.
+            insert = QUERIES.insert
             if batch.order_records:
-                cur.executemany(_ORDER_UPSERT, [order_row(r) for r in batch.order_records])
+                cur.executemany(insert["orders"], [order_row(r) for r in batch.order_records])
             if batch.task_records:
-                cur.executemany(_TASK_UPSERT, [task_row(r) for r in batch.task_records])
-            cur.execute(_COUNTERS_UPSERT, (batch.counters,))
+                cur.executemany(insert["tasks"], [task_row(r) for r in batch.task_records])
+            cur.execute(QUERIES.set_meta, (COUNTERS, batch.counters))
 
         epoch = self.epoch
         with self._write_transaction(upserts) as conn:
@@ -387,21 +272,9 @@ class PostgresJournal(GroupWrittenJournal):
         """The batch row by row in one transaction, each row in a savepoint of its own: a
         row PostgreSQL refuses is left out alone. Returns what was left out, and why, as
         (table, what)."""
-        left_out = []
         epoch = self.epoch
         with self._write_transaction() as conn:
-            for table, row, what in batch_rows(batch.order_records, batch.task_records,
-                                               batch.events):
-                if table == "events":
-                    row = (*row, epoch)
-                try:
-                    with conn.transaction():  # a savepoint
-                        conn.execute(_INSERT[table], row)
-                except REFUSALS as exc:
-                    left_out.append((table, f"{what} ({type(exc).__name__}: "
-                                            f"{_one_line(exc)})"))
-            conn.execute(_COUNTERS_UPSERT, (batch.counters,))
-        return left_out
+            return QUERIES.write_each(conn, batch, REFUSALS, (epoch,))
 
     # ------------------------------------------------------------ the lease
 
@@ -446,15 +319,25 @@ class PostgresJournal(GroupWrittenJournal):
     # ------------------------------------------------------------ connections
 
     @contextmanager
-    def _reading(self, pool: ConnectionPool | None = None) -> Iterator[psycopg.Connection]:
-        """A pooled connection for reads (of `pool`, by default the one the writer shares).
-        A read never fails as an unexpected error: a value looked up that PostgreSQL cannot
-        even be sent (a NUL, a lone surrogate) is UnstorableText (400: nothing stored can
-        match it); anything else the database answers (it is down, a pool timeout, a stored
-        row it cannot convert) is a StoreError (503)."""
+    def _reading(self, kind: str = LOOKUP) -> Iterator[psycopg.Connection]:
+        """A pooled connection for a read of `kind`: a search's of the searches' own pool,
+        every other of the pool the writer shares; in a transaction where it reads more
+        than once (a snapshot for RECOVER). A read never fails as an unexpected error: a
+        value looked up that PostgreSQL cannot even be sent (a NUL, a lone surrogate) is
+        UnstorableText (400: nothing stored can match it); anything else the database
+        answers (it is down, a pool timeout, a stored row it cannot convert) is a
+        StoreError (503)."""
+        pool = self._search_pool if kind == SEARCH else self._pool
         try:
-            with (pool or self._pool).connection() as conn:
-                yield conn
+            with pool.connection() as conn:
+                if kind == LOOKUP:
+                    yield conn
+                    return
+                with conn.transaction():
+                    if kind == RECOVER:
+                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, "
+                                     "READ ONLY")
+                    yield conn
         except UnicodeEncodeError as exc:
             raise UnstorableText("nothing stored can match the value looked up: "
                                  f"{_one_line(exc)}") from None
@@ -466,6 +349,8 @@ class PostgresJournal(GroupWrittenJournal):
         except psycopg.Error as exc:
             raise StoreError(f"could not read {self.name}: {_one_line(exc)}") from None
 
+    def _transaction(self) -> AbstractContextManager[psycopg.Connection]:
+        return self._write_transaction()
 
 
 def lease_store(url: str, settings: LeaseSettings, advertise: str | None = None
@@ -492,6 +377,24 @@ def _session(url: str, name: str, settings: dict, lease: bool = False) -> psycop
         raise StoreError(f"cannot connect to {name}: {_one_line(exc)}") from None
     _configure(conn)
     return conn
+
+
+def migrate(conn: psycopg.Connection, name: str) -> int:
+    """Bring the database up to SCHEMA_VERSION (its number a row of `meta`) in one
+    transaction, under an advisory lock, so two servers starting at once migrate once;
+    refuse one written by a newer orderflow. `conn` is in autocommit mode."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        for statement in migrations(POSTGRESQL)[0]:  # meta, which holds the version
+            conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        steps = pending(POSTGRESQL, int(row[0]) if row else 0, name, "database")
+        for _, statements in steps:
+            for statement in statements:
+                conn.execute(statement)
+        if steps:
+            conn.execute(QUERIES.set_meta, ("schema_version", str(SCHEMA_VERSION)))
+    return SCHEMA_VERSION
 
 
 def _migrate(url: str, name: str, settings: dict) -> None:
@@ -527,50 +430,6 @@ def _configure(conn: psycopg.Connection) -> None:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
-
-
-def _with_tasks_and_events(
-    conn: psycopg.Connection, order_rows: list[tuple], with_events: bool = True
-) -> list[OrderRecord]:
-    """Order rows as records with their task rows and events."""
-    if not order_rows:
-        return []
-    ids = [row[0] for row in order_rows]
-    tasks: dict[str, list[TaskRecord]] = {i: [] for i in ids}
-    events: dict[str, list[dict]] = {i: [] for i in ids}
-    for row in conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE order_id = ANY(%s)", (ids,)):
-        record = task_from_row(row)
-        tasks[record.order_id].append(record)
-    if with_events:
-        for row in conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ANY(%s) ORDER BY seq", (ids,)
-        ):
-            events[row[3]].append(event_from_row(row))
-    return [order_from_row(row, tasks[row[0]], events[row[0]]) for row in order_rows]
-
-
-def _load(conn: psycopg.Connection, finished_limit: int, recent_events: int) -> Recovered:
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    counters = json.loads(meta.get("counters", "{}"))
-    rows = conn.execute(
-        f"SELECT {ORDER_COLUMNS} FROM orders WHERE status <> ALL(%s) "
-        f"UNION ALL (SELECT {ORDER_COLUMNS} FROM orders WHERE status = ANY(%s) "
-        "ORDER BY number DESC LIMIT %s)",
-        (FINISHED, FINISHED, finished_limit),
-    ).fetchall()
-    rows.sort(key=lambda r: r[1])
-    orders = _with_tasks_and_events(conn, rows)
-    recent = [
-        event_from_row(r)
-        for r in conn.execute(
-            f"SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT %s) "
-            "AS latest ORDER BY seq",
-            (recent_events,),
-        )
-    ]
-    seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-    number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
-    return Recovered(resume_point(counters, seq, number, recent), orders)
 
 
 __all__ = ["SCHEMA_VERSION", "PostgresJournal", "StoreError"]

@@ -1,8 +1,9 @@
 """The one encoder between records and database rows: tasks, orders and events.
 
 Column lists come from the records' own fields, so a field is named in `engine/records.py`
-and in the schema's DDL, nowhere else (a test holds the two together). Values that are not
-plain columns (order data, task results, an event's rarer fields) are JSON.
+and in the schema's description (`schema.py`), nowhere else (a test holds the two
+together). Values that are not plain columns (order data, task results, an event's rarer
+fields) are JSON.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
-from ..engine.records import FINISHED_STATUSES, OrderQuery, OrderRecord, TaskRecord
+from ..engine.records import OrderRecord, TaskRecord
 
 # tasks: the id (order:step, the primary key), then the record's fields in order.
 TASK_FIELDS = ("id", *TaskRecord._fields)
@@ -36,15 +37,7 @@ ORDER_COLUMNS = ", ".join(ORDER_FIELDS)
 # rest (error, delay, from_worker, ...).
 EVENT_FIELDS = ("seq", "ts", "type", "order_id", "step", "worker_id", "attempt", "message")
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", duration, extra"
-# Finished orders, as the partial index on them says it (a query must say it the same way
-# for the index to be used): `orders_finished_by_number` in both schemas.
-FINISHED_SQL = "status IN (" + ", ".join(f"'{s}'" for s in sorted(FINISHED_STATUSES)) + ")"
 _EVENT_FIELDS = operator.itemgetter(*EVENT_FIELDS)
-
-
-def placeholders(fields: Iterable[str], mark: str = "?") -> str:
-    """One parameter marker per field: `?` for sqlite3, `%s` for psycopg."""
-    return ",".join(mark for _ in fields)
 
 
 def task_row(record: TaskRecord) -> tuple:
@@ -126,46 +119,6 @@ def event_from_row(row: tuple) -> dict:
     if row[9] is not None:
         event.update(json.loads(row[9]))
     return event
-
-
-def search_where(
-    query: OrderQuery, before: int | None, mark: str, customer_column: str, like: str,
-    finished_only: bool = False,
-) -> tuple[str, list]:
-    """The WHERE clause (and its parameters) of an order search, newest first from `before`
-    (an order number), for either backend: `mark` is its parameter marker, `customer_column`
-    how it reads the customer out of the JSON `data`, `like` its case-insensitive LIKE;
-    `finished_only`: finished orders only (read through their own index)."""
-    clauses, args = [FINISHED_SQL if finished_only else "1 = 1"], []
-
-    def text(value: str) -> str:
-        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return f"%{escaped}%"
-
-    if before is not None:
-        clauses.append(f"number < {mark}")
-        args.append(before)
-    if query.status is not None:
-        clauses.append(f"status = {mark}")
-        args.append(query.status)
-    if query.workflow is not None:
-        clauses.append(f"workflow = {mark}")
-        args.append(query.workflow)
-    since, until = query.time_bounds()
-    if since is not None:
-        clauses.append(f"submitted_at >= {mark}")
-        args.append(since)
-    if until is not None:
-        clauses.append(f"submitted_at < {mark}")
-        args.append(until)
-    if query.customer is not None:
-        clauses.append(f"{customer_column} {like} {mark} ESCAPE '\\'")
-        args.append(text(query.customer))
-    if query.error is not None:
-        clauses.append("EXISTS (SELECT 1 FROM tasks WHERE tasks.order_id = orders.id AND "
-                       f"tasks.error {like} {mark} ESCAPE '\\')")
-        args.append(text(query.error))
-    return " AND ".join(clauses), args
 
 
 def _dumps(value: Any) -> str | None:

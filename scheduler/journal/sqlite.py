@@ -5,62 +5,46 @@ reads (recovery, orders forgotten from memory, stories) use a second connection,
 searches a third (WAL lets readers run beside the writer and each other: a long search
 delays neither commits nor the lookups a submit makes). The file is
 watched: deleted or replaced under a running server, it is reported at once and nothing more
-is acknowledged.
+is acknowledged. The statements are the query layer's (`queries.py`, in SQLite's dialect);
+this module holds the connections, the file's checks and its migration (PRAGMA user_version).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..engine.errors import UnstorableText
-from ..engine.records import (
-    FINISHED_STATUSES,
-    OrderQuery,
-    OrderRecord,
-    TaskRecord,
-)
+from .dialect import SQLITE
 from .lock import FileLock, JournalLocked
-from .recovery import Recovered, resume_point
-from .rows import (
-    EVENT_COLUMNS,
-    EVENT_FIELDS,
-    ORDER_COLUMNS,
-    ORDER_FIELDS,
-    TASK_COLUMNS,
-    TASK_FIELDS,
-    batch_rows,
-    event_from_row,
-    event_row,
-    order_from_row,
-    order_row,
-    placeholders,
-    search_where,
-    task_from_row,
-    task_row,
-)
-from .schema import SCHEMA_VERSION, StoreError, migrate
-from .writer import Batch, GroupWriter, GroupWrittenJournal, JournalLost
-
-if TYPE_CHECKING:
-    pass
+from .queries import COUNTERS, Queries
+from .rows import event_row, order_row, task_row
+from .schema import StoreError, pending, version
+from .sql_journal import SEARCH, SQLJournal
+from .writer import Batch, GroupWriter, JournalLost
 
 log = logging.getLogger("orderflow.store")
 # Where `orderflow serve` and `orderflow prune` keep the journal unless told otherwise.
 DEFAULT_DB = "logs/orderflow.db"
-_FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in sorted(FINISHED_STATUSES)) + ")"
+SCHEMA_VERSION = version(SQLITE)
+QUERIES = Queries(SQLITE)
+# Finished orders removed per transaction when pruning: a server writing the same file (from
+# its own process, see `prune_beside_server`) waits for one chunk at most, never the whole prune.
+PRUNE_CHUNK = 2_000
 
 
-class SQLiteJournal(GroupWrittenJournal):
+class SQLiteJournal(SQLJournal):
     """The journal in one SQLite file: group commit by a `GroupWriter`, reads on a second
-    connection, and a watch on the file itself (deleted or replaced: `JournalLost`)."""
+    connection, searches on a third, and a watch on the file itself (deleted or replaced:
+    `JournalLost`)."""
 
-    persistent = True
+    _queries = QUERIES
+    prune_chunk = PRUNE_CHUNK
 
     def __init__(
         self, path: str | os.PathLike, synchronous: str = "FULL", lock: FileLock | None = None
@@ -93,14 +77,6 @@ class SQLiteJournal(GroupWrittenJournal):
     def check(self) -> None:
         self._writer.check()
 
-    def find_idempotency_key(self, key: str) -> str | None:
-        """The order that used `key`, for keys older than the in-memory window."""
-        with self._read_lock:
-            row = self._read.execute(
-                "SELECT id FROM orders WHERE idempotency_key = ?", (key,)
-            ).fetchone()
-        return row[0] if row else None
-
     def close(self) -> None:
         """Write everything still pending, then stop the writer and close the file."""
         self._writer.close()
@@ -115,97 +91,37 @@ class SQLiteJournal(GroupWrittenJournal):
         if self._own_lock:
             self._lock.release()
 
-    # ------------------------------------------------------------ reading
+    # ------------------------------------------------------------ connections
 
-    def recover(self, finished_orders: int = 20_000, recent_events: int = 2_000) -> Recovered:
-        """What the engine needs to continue: every unfinished order, the `finished_orders`
-        most recent finished ones and the `recent_events` latest events."""
-        return _load(self._read, self._read_lock, finished_orders, recent_events)
+    @contextmanager
+    def _reading(self, kind: str) -> Iterator[sqlite3.Connection]:
+        """Searches take turns on their own connection; every other read on the read
+        connection (WAL lets both run beside the writer)."""
+        conn, guard = ((self._search, self._search_lock) if kind == SEARCH
+                       else (self._read, self._read_lock))
+        with guard:
+            yield conn
 
-    def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
-        """One order with its tasks (and events), e.g. to bring it back into memory."""
-        with self._read_lock:
-            row = self._read.execute(
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            return _with_tasks_and_events(self._read, [row], with_events)[0]
-
-    def story(self, order_id: str) -> list[dict]:
-        with self._read_lock:
-            rows = self._read.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq", (order_id,)
-            ).fetchall()
-        return [event_from_row(r) for r in rows]
-
-    def search_orders(
-        self, query: OrderQuery, before: int | None, limit: int, finished_only: bool = False
-    ) -> list[OrderRecord]:
-        """Orders matching `query` numbered below `before`, newest first, with their tasks,
-        on the search connection (searches take turns on it; other reads never wait)."""
-        where, args = search_where(query, before, "?", "json_extract(data, '$.customer')",
-                                   "LIKE", finished_only)
-        # Finished orders of any status newest first: through their partial index, in order,
-        # and never by sorting them all (which SQLite's planner picks otherwise: each status
-        # through orders_by_status, then a sort before the LIMIT).
-        hint = ("INDEXED BY orders_finished_by_number"
-                if finished_only and query.status is None else "")
-        with self._search_lock:
-            rows = self._search.execute(
-                f"SELECT {ORDER_COLUMNS} FROM orders {hint} WHERE {where} "
-                "ORDER BY number DESC LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-            return _with_tasks_and_events(self._search, rows, with_events=False)
-
-    def events_after(self, seq: int, limit: int) -> list[dict]:
-        with self._read_lock:
-            rows = self._read.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, limit),
-            ).fetchall()
-        return [event_from_row(r) for r in rows]
-
-    # ------------------------------------------------------------ maintenance
-
-    def prune(self, before_wall: float) -> dict:
-        """Delete finished orders (and their tasks and events) that finished before the cutoff."""
-        return self._writer.run_job(lambda: prune_connection(self._write, before_wall), 120)
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _transaction(self._write)
 
     # ------------------------------------------------------------ writer thread
 
     def _commit(self, batch: Batch) -> None:
         """One group commit in one transaction (GroupWriter retries it if it raises)."""
-        conn = self._write
+        conn, insert = self._write, QUERIES.insert
         with conn:
-            # Upserts: an order is written when submitted and again when its status becomes
-            # (or, after a manual retry, stops being) final; its row may even be gone if
-            # retention pruned it meanwhile.
-            conn.executemany(_INSERT["orders"], map(order_row, batch.order_records))
-            conn.executemany(_INSERT["tasks"], map(task_row, batch.task_records))
-            conn.executemany(_INSERT["events"], map(event_row, batch.events))
-            conn.execute(_COUNTERS, (batch.counters,))
+            conn.executemany(insert["orders"], map(order_row, batch.order_records))
+            conn.executemany(insert["tasks"], map(task_row, batch.task_records))
+            conn.executemany(insert["events"], map(event_row, batch.events))
+            conn.execute(QUERIES.set_meta, (COUNTERS, batch.counters))
 
     def _commit_each(self, batch: Batch) -> list[tuple[str, str]]:
         """The batch row by row in one transaction, each row in a savepoint of its own: a
         row the database refuses is left out alone. Returns what was left out, and why, as
         (table, what)."""
-        conn = self._write
-        left_out = []
-        with conn:
-            conn.execute("BEGIN")
-            for table, row, what in batch_rows(batch.order_records, batch.task_records,
-                                               batch.events):
-                conn.execute("SAVEPOINT one_row")
-                try:
-                    conn.execute(_INSERT[table], row)
-                except REFUSALS as exc:
-                    conn.execute("ROLLBACK TO one_row")
-                    left_out.append((table, f"{what} ({type(exc).__name__}: {exc})"))
-                conn.execute("RELEASE one_row")
-            conn.execute(_COUNTERS, (batch.counters,))
-        return left_out
+        with _transaction(self._write) as conn:
+            return QUERIES.write_each(conn, batch, REFUSALS)
 
     def _watch(self) -> None:
         """The file we write must still be the one we opened: a database deleted (say by a
@@ -237,6 +153,13 @@ class _Reading:
 
     def __exit__(self, kind, exc, traceback) -> bool:
         try:
+            if exc is None and self._conn.in_transaction:
+                # Filling a temp table (the ids a query reads by) opened a transaction: end
+                # it, or this reader would keep seeing the database as it was now.
+                try:
+                    self._conn.commit()
+                except sqlite3.Error as failed:
+                    exc = failed
             if exc is not None and isinstance(exc, (UnicodeEncodeError, sqlite3.Error)):
                 try:
                     self._conn.rollback()  # a read half done (its temp ids) is undone
@@ -251,15 +174,6 @@ class _Reading:
         return False
 
 
-_INSERT = {
-    "orders": f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders(ORDER_FIELDS)}) "
-              "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
-              "finished_at = excluded.finished_at",
-    "tasks": f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) "
-             f"VALUES ({placeholders(TASK_FIELDS)})",
-    "events": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders(EVENT_FIELDS)},?,?)",
-}
-_COUNTERS = "INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?)"
 # What SQLite (or the driver, encoding a row) refuses for a value in a row: retrying cannot
 # cure it (the writer rescues the batch instead). A locked, full or damaged file is an
 # OperationalError or DatabaseError: an outage, retried.
@@ -325,6 +239,19 @@ def _connect(
         ) from None
 
 
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Bring the database up to SCHEMA_VERSION, one transaction per version (its number in
+    PRAGMA user_version); refuse one written by a newer orderflow."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    for target, statements in pending(SQLITE, found, str(path), "file"):
+        with conn:
+            conn.execute("BEGIN")  # DDL too: a step half done is undone, never kept
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+    return SCHEMA_VERSION
+
+
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     """A damaged page must stop the start, not a worker thread hours later. quick_check
     reads every page once (about a second per 200 MB here) but skips the slow index
@@ -352,37 +279,19 @@ def _check_writable(conn: sqlite3.Connection, path: Path) -> None:
         ) from None
 
 
-# Finished orders removed per transaction when pruning: a server writing the same file (from
-# its own process, see `prune_beside_server`) waits for one chunk at most, never the whole prune.
-PRUNE_CHUNK = 2_000
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on `conn`, committed at the end (rolled back on an error). It
+    takes the file's write lock at once, so what it reads first is what it writes against."""
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
 
 
 def prune_connection(conn: sqlite3.Connection, before_wall: float) -> dict:
     """Delete finished orders (with their tasks and events) finished before the cutoff, in
     transactions of PRUNE_CHUNK orders."""
-    removed = {"orders": 0, "events": 0}
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)")
-    while True:
-        with conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT id FROM orders WHERE status IN {_FINISHED_SQL} AND finished_at < ? "
-                    "LIMIT ?",
-                    (before_wall, PRUNE_CHUNK),
-                )
-            ]
-            conn.execute("DELETE FROM prune_ids")
-            conn.executemany("INSERT INTO prune_ids VALUES (?)", [(i,) for i in ids])
-            removed["events"] += conn.execute(
-                "DELETE FROM events WHERE order_id IN (SELECT id FROM prune_ids)"
-            ).rowcount
-            conn.execute("DELETE FROM tasks WHERE order_id IN (SELECT id FROM prune_ids)")
-            conn.execute("DELETE FROM orders WHERE id IN (SELECT id FROM prune_ids)")
-            conn.execute("DELETE FROM prune_ids")
-        removed["orders"] += len(ids)
-        if len(ids) < PRUNE_CHUNK:
-            return removed
+    return QUERIES.prune(lambda: _transaction(conn), before_wall, PRUNE_CHUNK)
 
 
 def prune_beside_server(path: str | os.PathLike, before_wall: float) -> dict:
@@ -397,10 +306,10 @@ def prune_beside_server(path: str | os.PathLike, before_wall: float) -> dict:
         raise StoreError(f"cannot open {path}: {exc}") from None
     try:
         conn.execute("PRAGMA busy_timeout = 10000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found != SCHEMA_VERSION:
             raise StoreError(
-                f"{path} has schema version {version} and its server another orderflow's "
+                f"{path} has schema version {found} and its server another orderflow's "
                 f"({SCHEMA_VERSION} here): prune with the server's own orderflow, or stop it"
             )
         return prune_connection(conn, before_wall)
@@ -408,66 +317,6 @@ def prune_beside_server(path: str | os.PathLike, before_wall: float) -> dict:
         raise StoreError(f"could not prune {path}: {exc}") from None
     finally:
         conn.close()
-
-
-def _with_tasks_and_events(
-    conn: sqlite3.Connection, order_rows: list[tuple], with_events: bool = True
-) -> list[OrderRecord]:
-    """Order rows as records with their task rows and events (through a temp table of ids)."""
-    if not order_rows:
-        return []  # (a search that found nothing costs no temp table and no transaction)
-    ids = [row[0] for row in order_rows]
-    tasks: dict[str, list[TaskRecord]] = {i: [] for i in ids}
-    events: dict[str, list[dict]] = {i: [] for i in ids}
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS load_ids (id TEXT PRIMARY KEY)")
-    conn.execute("DELETE FROM load_ids")
-    conn.executemany("INSERT INTO load_ids VALUES (?)", [(i,) for i in ids])
-    for row in conn.execute(
-        f"SELECT {TASK_COLUMNS} FROM tasks WHERE order_id IN (SELECT id FROM load_ids)"
-    ):
-        record = task_from_row(row)
-        tasks[record.order_id].append(record)
-    if with_events:
-        for row in conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE order_id IN (SELECT id FROM load_ids) "
-            "ORDER BY seq"
-        ):
-            events[row[3]].append(event_from_row(row))
-    conn.execute("DELETE FROM load_ids")
-    # Filling the temp table opened a transaction; end it, or this reader would keep
-    # seeing the database as it was now.
-    conn.commit()
-    return [order_from_row(row, tasks[row[0]], events[row[0]]) for row in order_rows]
-
-
-def _load(
-    conn: sqlite3.Connection,
-    lock: _Reading,
-    finished_limit: int,
-    recent_events: int,
-) -> Recovered:
-    with lock:
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        counters = json.loads(meta.get("counters", "{}"))
-        rows = conn.execute(
-            f"SELECT {ORDER_COLUMNS} FROM orders WHERE status NOT IN {_FINISHED_SQL} "
-            f"UNION ALL SELECT * FROM (SELECT {ORDER_COLUMNS} FROM orders "
-            f"WHERE status IN {_FINISHED_SQL} ORDER BY number DESC LIMIT ?)",
-            (finished_limit,),
-        ).fetchall()
-        rows.sort(key=lambda r: r[1])
-        orders = _with_tasks_and_events(conn, rows)
-        recent = [
-            event_from_row(r)
-            for r in conn.execute(
-                f"SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?) "
-                "ORDER BY seq",
-                (recent_events,),
-            )
-        ]
-        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
-    return Recovered(resume_point(counters, seq, number, recent), orders)
 
 
 __all__ = [

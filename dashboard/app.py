@@ -20,29 +20,24 @@ from scheduler.journal.lease import LeaseSettings
 from scheduler.journal.location import lease_store, parse_location
 from scheduler.journal.retention import Pruner
 
-from . import (
-    api_orders,
-    api_system,
-    api_workers,
-    api_workflows,
-    auth,
-    boundary,
-    errors,
-    frames,
-    leadership,
-    metrics,
-    pages,
-    realtime,
-)
+from .api import orders as api_orders
+from .api import pages
+from .api import system as api_system
+from .api import workers as api_workers
+from .api import workflows as api_workflows
 from .assets import STATIC, TEMPLATES
 from .config import DefaultConfig
-from .gate import GateLimits, SocketGate
-from .history import History
-from .leadership import Leadership, StandbyJournal
-from .metrics import Metrics
+from .door import auth, boundary, errors, frames
+from .door.gate import GateLimits, SocketGate
+from .failover import leadership
+from .failover.leadership import Leadership, StandbyJournal
+from .metrics import ConnectionCollector, Metrics
+from .metrics import bp as metrics_bp
 from .settings import ServeSettings, build_cluster, build_pruner
-from .stream import EventStream, StreamSettings
-from .worker_hub import install_worker_hub
+from .stream import realtime
+from .stream.history import History
+from .stream.push import EventStream, StreamSettings
+from .workers.hub import install_worker_hub
 
 log = logging.getLogger("orderflow.app")
 # What a server that is the only one on its journal answers about its role.
@@ -208,11 +203,11 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         standby=lambda: leadership.refusal_of(app.extensions["orderflow"].leadership))
     app.extensions["orderflow_gate"] = app.wsgi_app
     running.metrics.registry.register(
-        metrics.ConnectionCollector(app.wsgi_app, frame_guard.stats))
+        ConnectionCollector(app.wsgi_app, frame_guard.stats))
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
     for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp, api_system.bp,
-                      metrics.bp):
+                      metrics_bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)
     install_worker_hub(app, socketio, cluster)

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from scheduler import Cluster, OrderStatus, TaskState
 from scheduler.engine.states import OrderStage
 
-from .stream import EventStream
+from .stream.push import EventStream
 
 WORKER_STATUSES = ("alive", "suspect", "draining", "dead", "removed")
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

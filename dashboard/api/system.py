@@ -7,11 +7,11 @@ from flask import Blueprint, current_app
 from scheduler import Cluster
 from scheduler.journal.schema import StoreError
 
+from ..door.audit import actor
+from ..door.parsing import int_arg, json_body
+from ..failover.leadership import refusal_of
 from . import actions
-from .audit import actor
-from .leadership import refusal_of
 from .openapi import openapi_document
-from .parsing import int_arg, json_body
 
 bp = Blueprint("system", __name__)
 MAX_EVENTS_PAGE = 5000

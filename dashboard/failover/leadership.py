@@ -38,7 +38,7 @@ from scheduler.journal.lease import Term
 from scheduler.journal.schema import StoreError
 
 if TYPE_CHECKING:
-    from .app import Services
+    from ..app import Services
 
 log = logging.getLogger("orderflow.leader")
 STARTING = "starting"  # elected, recovering the term's state: not serving yet

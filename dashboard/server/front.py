@@ -24,7 +24,7 @@ itself, without blocking, on fresh and kept-alive connections alike:
 
 Refusals are JSON in the API's error shape; refusals and shed connections are logged as one
 line per reason every 10 s, with a count. The thread pool itself is sized by the caller
-(HTTP threads + the Socket.IO caps that dashboard/gate.py enforces).
+(HTTP threads + the Socket.IO caps that dashboard/door/gate.py enforces).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from urllib.parse import parse_qs
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from .auth import token_matches
-from .gate import RefusalLog
+from ..door.auth import token_matches
+from ..door.gate import RefusalLog
 
 log = logging.getLogger("orderflow.server")
 

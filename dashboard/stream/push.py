@@ -19,8 +19,8 @@ from flask_socketio import SocketIO
 
 from scheduler import Cluster
 
-from .api_orders import MAX_PAGE
-from .config import DefaultConfig
+from ..api.orders import MAX_PAGE
+from ..config import DefaultConfig
 from .history import History
 
 log = logging.getLogger("orderflow.stream")

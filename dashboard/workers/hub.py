@@ -62,12 +62,12 @@ from scheduler.remote.protocol import (
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
 
-from .auth import socket_auth_ok
-from .errors import ApiError, describe, error_body, invalid
-from .leadership import refusal_of
-from .parsing import expect_object, int_field
-from .rate_limit import TokenBucket
-from .worker_peers import JoinLimits, Peer, RemoteExecutor
+from ..door.auth import socket_auth_ok
+from ..door.errors import ApiError, describe, error_body, invalid
+from ..door.parsing import expect_object, int_field
+from ..door.rate_limit import TokenBucket
+from ..failover.leadership import refusal_of
+from .peers import JoinLimits, Peer, RemoteExecutor
 
 log = logging.getLogger("orderflow.workers")
 
@@ -617,7 +617,7 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
                           ("refuse", hub.refuse_assignment)):
         socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
     # Heartbeats (two a second per worker) are answered on their connection's own thread,
-    # not on a thread started per message (dashboard/frames.py).
+    # not on a thread started per message (dashboard/door/frames.py).
     frame_guard = app.extensions.get("orderflow_frames")
     if frame_guard is not None:
         frame_guard.answer_inline(NAMESPACE, "heartbeat", functools.partial(answer, hub.heartbeat))

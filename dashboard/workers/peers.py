@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from scheduler.engine.model import Dispatch
 
 if TYPE_CHECKING:
-    from .worker_hub import WorkerHub
+    from .hub import WorkerHub
 
 # Per worker: results already handed to the cluster, so one sent again is not counted twice.
 REPORTED_MEMORY = 4096

@@ -943,10 +943,10 @@ def test_a_standby_refusing_the_connect_itself_is_not_final_for_the_worker(remot
     # A server that stops leading between the handshake (which its gate lets through) and
     # the Socket.IO CONNECT refuses the CONNECT, naming the leader (or none). The worker must
     # take that for a standby, not for a wrong token, and keep trying until one leads.
-    from dashboard.failover.leadership import refusal
+    from dashboard.failover.role import Role, ServerRole
 
     hub = remote.hub
-    hub.standby = lambda: refusal({"role": "standby", "leader": None, "epoch": 3})
+    hub.standby = lambda: ServerRole(Role.STANDBY, epoch=3).refusal()
     proc = remote.start_worker()
     # Several attempts: whether the refusal reaches the worker first through its CONNECT
     # handler or through the exception the connect raises is a matter of thread timing.

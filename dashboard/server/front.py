@@ -46,6 +46,7 @@ from urllib.parse import parse_qs
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from ..door.auth import token_matches
+from ..door.errors import ErrorCode
 from ..door.gate import RefusalLog
 
 log = logging.getLogger("orderflow.server")
@@ -264,11 +265,12 @@ class FrontWorker(ThreadWorker):
             message = (f"too many open connections from {address} "
                        f"(at most {limits.max_connections_per_address})")
             self.refusals.refused(message, address)
-            return error_response(429, "Too Many Requests", "too_many_connections", message)
+            return error_response(429, "Too Many Requests", ErrorCode.TOO_MANY_CONNECTIONS,
+                                  message)
         message = (f"the server holds its maximum of {limits.max_connections} connections, "
                    "each of them busy; try again later")
         self.refusals.refused(message, address)
-        return error_response(503, "Service Unavailable", "server_busy", message)
+        return error_response(503, "Service Unavailable", ErrorCode.SERVER_BUSY, message)
 
     def _cap(self, full: str) -> int:
         limits = self.limits
@@ -499,10 +501,10 @@ class FrontWorker(ThreadWorker):
         return keep_alive and not self._answer.close
 
 
-SHED = error_response(503, "Service Unavailable", "server_busy",
+SHED = error_response(503, "Service Unavailable", ErrorCode.SERVER_BUSY,
                       "the server was full and closed this connection, which had no request "
                       "being answered; try again")
-BUSY = error_response(503, "Service Unavailable", "server_busy",
+BUSY = error_response(503, "Service Unavailable", ErrorCode.SERVER_BUSY,
                       "requests without the token are too many at the moment; try again "
                       "later")
 

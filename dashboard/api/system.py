@@ -8,7 +8,7 @@ from scheduler import Cluster
 from scheduler.journal.schema import StoreError
 
 from ..door.audit import actor
-from ..door.errors import ErrorCode
+from ..door.codes import ErrorCode
 from ..door.parsing import int_arg, json_body
 from ..failover.leadership import refusal_of
 from . import actions

@@ -17,7 +17,8 @@ import json
 
 from flask import Flask, current_app, request
 
-from .errors import ApiError, ErrorCode
+from .codes import ErrorCode
+from .errors import ApiError
 
 # Liveness probes, the page shell, its libraries and the API description carry no order data.
 OPEN_ENDPOINTS = frozenset({"system.healthz", "system.openapi", "pages.index", "pages.vendor",

@@ -37,7 +37,7 @@ from urllib.parse import parse_qs
 from scheduler.remote.protocol import ROLE_HEADER
 
 from .auth import AUTHENTICATED, token_matches
-from .errors import ErrorCode
+from .codes import ErrorCode
 
 log = logging.getLogger("orderflow.gate")
 

@@ -13,7 +13,8 @@ from flask import request
 
 from scheduler.engine.text import find_unstorable
 
-from .errors import ApiError, ErrorCode, bad_parameter, invalid
+from .codes import ErrorCode
+from .errors import ApiError, bad_parameter, invalid
 
 _MISSING: Any = object()
 

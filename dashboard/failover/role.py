@@ -15,7 +15,7 @@ from typing import Any
 
 from scheduler.journal.election import LEADER, STANDBY
 
-from ..door.errors import ErrorCode
+from ..door.codes import ErrorCode
 
 
 class Role(StrEnum):

@@ -46,7 +46,7 @@ from urllib.parse import parse_qs
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from ..door.auth import token_matches
-from ..door.errors import ErrorCode
+from ..door.codes import ErrorCode
 from ..door.gate import RefusalLog
 
 log = logging.getLogger("orderflow.server")

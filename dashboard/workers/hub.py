@@ -63,7 +63,8 @@ from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
 
 from ..door.auth import socket_auth_ok
-from ..door.errors import ApiError, ErrorCode, describe, error_body, invalid
+from ..door.codes import ErrorCode
+from ..door.errors import ApiError, describe, error_body, invalid
 from ..door.parsing import expect_object, int_field
 from ..door.rate_limit import TokenBucket
 from ..failover.leadership import refusal_of

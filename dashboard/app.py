@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask
 from flask_socketio import SocketIO
@@ -20,33 +20,52 @@ from scheduler.journal.lease import LeaseSettings
 from scheduler.journal.location import lease_store, parse_location
 from scheduler.journal.retention import Pruner
 
-from . import (
-    api_orders,
-    api_system,
-    api_workers,
-    api_workflows,
-    auth,
-    boundary,
-    errors,
-    frames,
-    leadership,
-    metrics,
-    pages,
-    realtime,
-)
+from .api import orders as api_orders
+from .api import pages
+from .api import system as api_system
+from .api import workers as api_workers
+from .api import workflows as api_workflows
 from .assets import STATIC, TEMPLATES
 from .config import DefaultConfig
-from .gate import GateLimits, SocketGate
-from .history import History
-from .leadership import Leadership, StandbyJournal
-from .metrics import Metrics
+from .door import auth, boundary, errors, frames
+from .door.gate import GateLimits, SocketGate
+from .failover import leadership
+from .failover.leadership import Leadership, StandbyJournal
+from .failover.role import SOLE, ServerRole
+from .metrics import ConnectionCollector, Metrics
+from .metrics import bp as metrics_bp
+from .parts import Part
 from .settings import ServeSettings, build_cluster, build_pruner
-from .stream import EventStream, StreamSettings
-from .worker_hub import install_worker_hub
+from .stream import realtime
+from .stream.history import History
+from .stream.push import EventStream, StreamSettings
+from .workers.hub import WorkerHub, install_worker_hub
 
 log = logging.getLogger("orderflow.app")
-# What a server that is the only one on its journal answers about its role.
-SOLE = {"role": "leader", "epoch": None, "leader": None, "leader_name": None, "server": None}
+P = TypeVar("P", bound=Part)
+
+
+class Retention(Part):
+    """`--retention`: the hourly pruning of the current cluster's journal. Each leadership
+    term's journal gets a pruner of its own; a standby's placeholder has none."""
+
+    def __init__(self, settings: ServeSettings, cluster: Cluster | None):
+        self.settings = settings
+        self.pruner: Pruner | None = (None if cluster is None
+                                      else build_pruner(settings, cluster))
+
+    def start(self) -> None:
+        if self.pruner is not None:
+            self.pruner.start()
+
+    def stop(self) -> None:
+        if self.pruner is not None:
+            self.pruner.stop()
+
+    def follow(self, cluster: Cluster) -> None:
+        self.stop()
+        self.pruner = build_pruner(self.settings, cluster)
+        self.start()
 
 
 @dataclass
@@ -61,40 +80,40 @@ class Services:
     stream: EventStream
     metrics: Metrics
     owns_cluster: bool  # built by create_app, so started and stopped with the app
-    pruner: Pruner | None = None  # `--retention`: prunes the journal hourly
     # The last hour of throughput, queue depth and failures (sampled by the stream).
     history: History = field(default_factory=History)
-    # Parts added by other modules (the remote worker hub): started after the cluster,
-    # stopped before everything else.
-    extras: list[Any] = field(default_factory=list)
     leadership: Leadership | None = None
     settings: ServeSettings | None = None
+    # The remote worker hub (a part too): it alone runs worker processes.
+    workers: WorkerHub | None = None
+    # The parts over the cluster, registered by create_app (`add`): started in this order
+    # once the cluster runs, stopped in the reverse order before it stops.
+    parts: list[Part] = field(default_factory=list)
+
+    def add(self, part: P) -> P:
+        """Register a part (see `parts`); returns it."""
+        self.parts.append(part)
+        return part
 
     def start(self) -> Services:
         if self.leadership is not None:
             self.leadership.start()  # a term's cluster starts once elected
         elif self.owns_cluster:
             self.cluster.start()
-        for extra in self.extras:
-            extra.start()
-        self.metrics.start()
-        self.stream.start()
-        if self.pruner is not None:
-            self.pruner.start()
+        for part in self.parts:
+            part.start()
         return self
 
     def stop(self) -> None:
-        """Stop pushing, drop Socket.IO clients, then stop the cluster (if it is ours); a
-        leader hands its lease back last, once its journal has written everything."""
-        for extra in self.extras:
-            extra.stop()  # worker processes this server started drain and are reaped
-        self.stream.stop()
+        """Stop the parts (the worker hub first: the worker processes this server started
+        drain and are reaped while the rest still runs), drop Socket.IO clients, then stop
+        the cluster (if it is ours); a leader hands its lease back last, once its journal
+        has written everything."""
+        for part in reversed(self.parts):
+            part.stop()
         self.disconnect_clients()
         # Stops engine.io's ping-timeout task; the web server itself is the caller's.
         self.socketio.server.eio.shutdown()
-        self.metrics.stop()
-        if self.pruner is not None:
-            self.pruner.stop()
         if self.leadership is not None:
             self.leadership.stop()
             self.cluster.stop()
@@ -102,9 +121,9 @@ class Services:
         elif self.owns_cluster:
             self.cluster.stop()
 
-    def role(self) -> dict:
+    def role(self) -> ServerRole:
         """This server's role: always the leader of its own journal, unless it shares a
-        PostgreSQL database with other servers (see leadership.py)."""
+        PostgreSQL database with other servers (see failover/)."""
         return SOLE if self.leadership is None else self.leadership.view()
 
     def follow(self, cluster: Cluster) -> None:
@@ -112,21 +131,13 @@ class Services:
         connection is dropped first: workers and browsers connect again, to the leader."""
         self.disconnect_clients()
         self.cluster = cluster
-        self.stream.follow(cluster)
-        self.metrics.follow(cluster)
-        for extra in self.extras:
-            extra.follow(cluster)
-        if self.pruner is not None:
-            self.pruner.stop()
-        # The term's journal is pruned (`--retention`); a standby's placeholder has none.
-        self.pruner = build_pruner(self.settings, cluster) if self.settings else None
-        if self.pruner is not None:
-            self.pruner.start()
+        for part in self.parts:
+            part.follow(cluster)
 
     def stop_worker_processes(self) -> None:
         """The worker processes this server started stop (a standby runs no workers)."""
-        for extra in self.extras:
-            extra.stop_processes()
+        if self.workers is not None:
+            self.workers.stop_processes()
 
     def disconnect_clients(self) -> None:
         # abort, no wait: a graceful close waits for a client that may never read again.
@@ -186,8 +197,11 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     stream = EventStream(cluster, socketio, StreamSettings.from_config(app.config),
                          history=history, role=lambda: app.extensions["orderflow"].role())
     running = Services(cluster, socketio, stream, Metrics(cluster, stream), owns_cluster,
-                       None if shared else build_pruner(settings, cluster), settings=settings,
-                       history=history)
+                       history=history, settings=settings)
+    running.add(stream)
+    running.add(running.metrics)
+    # Shared: each term's journal gets its pruner when the term begins.
+    running.add(Retention(settings, None if shared else cluster))
     if elector is not None:
         running.leadership = Leadership(
             running, elector,
@@ -208,13 +222,13 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         standby=lambda: leadership.refusal_of(app.extensions["orderflow"].leadership))
     app.extensions["orderflow_gate"] = app.wsgi_app
     running.metrics.registry.register(
-        metrics.ConnectionCollector(app.wsgi_app, frame_guard.stats))
+        ConnectionCollector(app.wsgi_app, frame_guard.stats))
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
     for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp, api_system.bp,
-                      metrics.bp):
+                      metrics_bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)
-    install_worker_hub(app, socketio, cluster)
+    running.workers = running.add(install_worker_hub(app, socketio, cluster))
 
     return app

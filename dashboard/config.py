@@ -25,7 +25,7 @@ class DefaultConfig:
     DASHBOARD_SOCKET_LIMIT_PER_ADDRESS = 32
     # Frames one Socket.IO connection may send a second besides heartbeats (which are
     # limited to four per heartbeat interval), in bursts of SOCKET_FRAME_BURST; a frame
-    # beyond waits its turn, the connection unread meanwhile (dashboard/frames.py).
+    # beyond waits its turn, the connection unread meanwhile (dashboard/door/frames.py).
     SOCKET_FRAMES_PER_SECOND = 500.0
     SOCKET_FRAME_BURST = 1000
     # A connection far past its frame limits is left unread this many seconds, then cut (so

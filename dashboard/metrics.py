@@ -23,7 +23,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from scheduler import Cluster, OrderStatus, TaskState
 from scheduler.engine.states import OrderStage
 
-from .stream import EventStream
+from .door.gate import SocketKind
+from .parts import Part
+from .stream.push import EventStream
 
 WORKER_STATUSES = ("alive", "suspect", "draining", "dead", "removed")
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -142,8 +144,8 @@ class ConnectionCollector:
     def collect(self) -> Iterator[Metric]:
         open_now = GaugeMetricFamily("orderflow_socket_connections",
                                      "Socket.IO connections open, by kind", labels=["kind"])
-        for kind in ("worker", "dashboard"):
-            open_now.add_metric([kind], self.gate.open_connections(kind))
+        for kind in SocketKind:
+            open_now.add_metric([kind.value], self.gate.open_connections(kind))
         yield open_now
         counts = self.frame_stats.view()
         for name, key, doc in (
@@ -157,7 +159,7 @@ class ConnectionCollector:
             yield CounterMetricFamily(name, doc, value=counts[key])
 
 
-class Metrics:
+class Metrics(Part):
     """The app's registry, and the histograms fed by a cluster subscription."""
 
     def __init__(self, cluster: Cluster, stream: EventStream):

@@ -31,7 +31,7 @@ def ha_app(url: str, name: str = "http://server-a", config: dict | None = None,
 
 
 def role(app) -> dict:
-    return services(app).role()
+    return services(app).role().as_dict()
 
 
 def leading(app, timeout: float = 15.0) -> dict:

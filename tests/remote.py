@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import wait_for
 from web import LiveServer, app_over, fast_cluster
 
-from dashboard.worker_hub import WorkerHub, hub_of
+from dashboard.workers.hub import WorkerHub, hub_of
 
 TOKEN = "remote-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

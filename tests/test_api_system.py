@@ -228,7 +228,7 @@ def test_the_history_serves_sampled_points_as_columns(idle):
 
 
 def test_the_history_keeps_only_the_last_span(idle):
-    from dashboard.history import History
+    from dashboard.stream.history import History
 
     history = History(interval=1.0, span=10.0)
     for t in range(30):

@@ -16,7 +16,7 @@ import pytest
 from sim import Sim
 from web import fast_cluster
 
-from dashboard.stream import build_snapshot
+from dashboard.stream.push import build_snapshot
 from scheduler.engine.config import RetryPolicy
 from scheduler.engine.events import EVENT_TYPES
 from scheduler.engine.states import TERMINAL_ORDER, derive_order_stage

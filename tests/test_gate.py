@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from dashboard.frames import OneLineErrors, printable, valid_frame
-from dashboard.front import IdleConnections, head_complete, head_token
-from dashboard.gate import GateLimits, RefusalLog, SocketGate, presented_token, socket_kind
+from dashboard.door.frames import OneLineErrors, printable, valid_frame
+from dashboard.door.gate import GateLimits, RefusalLog, SocketGate, presented_token, socket_kind
+from dashboard.server.front import IdleConnections, head_complete, head_token
 from dashboard.settings import ServeSettings, check_settings
 from scheduler import ConfigError
 from scheduler.remote.protocol import handshake_headers

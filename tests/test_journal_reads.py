@@ -60,7 +60,7 @@ def test_looking_up_a_nul_in_postgresql_is_unstorable_text_and_the_api_answers_4
             with pytest.raises(UnstorableText):
                 call()
         # Through HTTP the door refuses it first (boundary.py); what it maps to is 400.
-        from dashboard.errors import describe
+        from dashboard.door.errors import describe
         assert describe(UnstorableText("x")).status == 400
         assert app.test_client().get("/api/orders/a%00b").status_code == 400
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.rate_limit import FrameLimiter, FrameLimits, TokenBucket, Verdict
+from dashboard.door.rate_limit import FrameLimiter, FrameLimits, TokenBucket, Verdict
 
 
 def test_a_bucket_allows_a_burst_then_refills_at_its_rate():

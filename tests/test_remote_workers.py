@@ -17,8 +17,8 @@ from conftest import wait_for
 from remote import AUTH, TOKEN, log_of, remote_cluster
 from web import ORDER, app_over, fast_cluster
 
-from dashboard import worker_hub
-from dashboard.worker_hub import CONNECTION_LOST, hub_of
+from dashboard.workers import hub as worker_hub
+from dashboard.workers.hub import CONNECTION_LOST, hub_of
 from scheduler import Chaos
 from scheduler.cli import build_parser
 from scheduler.engine.config import StepPolicy
@@ -943,10 +943,10 @@ def test_a_standby_refusing_the_connect_itself_is_not_final_for_the_worker(remot
     # A server that stops leading between the handshake (which its gate lets through) and
     # the Socket.IO CONNECT refuses the CONNECT, naming the leader (or none). The worker must
     # take that for a standby, not for a wrong token, and keep trying until one leads.
-    from dashboard.leadership import refusal
+    from dashboard.failover.role import Role, ServerRole
 
     hub = remote.hub
-    hub.standby = lambda: refusal({"role": "standby", "leader": None, "epoch": 3})
+    hub.standby = lambda: ServerRole(Role.STANDBY, epoch=3).refusal()
     proc = remote.start_worker()
     # Several attempts: whether the refusal reaches the worker first through its CONNECT
     # handler or through the exception the connect raises is a matter of thread timing.

@@ -15,7 +15,7 @@ import socketio
 from conftest import wait_for
 from web import ORDER
 
-from dashboard.command import serve_settings
+from dashboard.server.command import serve_settings
 from dashboard.settings import DEFAULT_DB, ServeSettings
 from scheduler import ClusterConfig
 from scheduler.chaos.serve_process import orderflow_command

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from web import ORDER, fast_cluster
 
-from dashboard.api_orders import MAX_PAGE
+from dashboard.api.orders import MAX_PAGE
 from dashboard.config import DefaultConfig
-from dashboard.stream import ClientTable, EventStream, StreamSettings, build_snapshot
+from dashboard.stream.push import ClientTable, EventStream, StreamSettings, build_snapshot
 
 SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config",
                  "limits", "workflows", "workflow_details", "server"}
@@ -206,7 +206,7 @@ def test_snapshot_lists_the_workflows_with_their_steps_policies_as_the_api_does(
 
 
 def test_the_stream_samples_the_history_whether_or_not_anyone_watches():
-    from dashboard.history import History
+    from dashboard.stream.history import History
 
     cluster = fast_cluster()
     history = History(interval=2.0)

@@ -129,7 +129,7 @@ ENV_PARENT_PID = "ORDERFLOW_PARENT_PID"
 
 
 # Says on a worker's handshake that it is one: the server counts it against its cap of
-# worker connections, not the dashboards' (dashboard/gate.py).
+# worker connections, not the dashboards' (dashboard/door/gate.py).
 ROLE_HEADER = "X-Orderflow-Role"
 
 

@@ -1,5 +1,5 @@
-// Everything the page knows, fed by the Socket.IO messages (see dashboard/realtime.py) and a
-// few HTTP reads. Handlers only update this object and mark what changed; the views redraw
+// Everything the page knows, fed by the Socket.IO messages (see dashboard/stream/realtime.py)
+// and a few HTTP reads. Handlers only update this object and mark what changed; the views redraw
 // from it at most once per animation frame.
 //
 // The server's numbers (how many orders and log events to keep, heartbeat settings, the

@@ -1,5 +1,5 @@
 // Shared test data for the node tests: the snapshot's `workflows` and `limits` (shapes as in
-// dashboard/realtime.py) and a feed that numbers events the way the server does.
+// dashboard/stream/realtime.py) and a feed that numbers events the way the server does.
 
 // As the server sends them (tests/test_stream.py checks the real ones): `ecommerce` is a
 // chain, `ecommerce_invoiced` fans out after payment and in again at shipping.

@@ -6,10 +6,10 @@ from flask import Blueprint, current_app
 
 from scheduler import Cluster
 
+from ..door.audit import actor
+from ..door.parsing import json_body, only_fields
+from ..workers.hub import hub_of
 from . import actions
-from .audit import actor
-from .parsing import json_body, only_fields
-from .worker_hub import hub_of
 
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, make_response, render_template, send_from_directory
 
-from .assets import VENDOR, VENDOR_DIR
+from ..assets import VENDOR, VENDOR_DIR
 
 bp = Blueprint("pages", __name__)
 

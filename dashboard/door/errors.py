@@ -25,6 +25,8 @@ from scheduler.journal.base import CommitPending
 from scheduler.journal.schema import StoreError
 from scheduler.journal.writer import Deposed
 
+from .codes import ErrorCode
+
 log = logging.getLogger("orderflow.api")
 
 
@@ -39,34 +41,39 @@ class ApiError(Exception):
 
 def invalid(message: str) -> ApiError:
     """Well-formed JSON whose values are wrong (a missing field, a bad type, out of range)."""
-    return ApiError(422, "validation_error", message)
+    return ApiError(422, ErrorCode.VALIDATION_ERROR, message)
+
+
+def bad_parameter(message: str) -> ApiError:
+    """A query or path parameter that is wrong (not a number, out of range, unstorable text)."""
+    return ApiError(400, ErrorCode.INVALID_PARAMETER, message)
 
 
 # Most specific first: UnknownOrder is also a KeyError, UnknownWorkflow also a ValueError.
-_SCHEDULER_ERRORS: list[tuple[type[Exception], int, str]] = [
-    (UnknownOrder, 404, "not_found"),
-    (UnknownWorker, 404, "not_found"),
-    (UnknownWorkflow, 422, "validation_error"),
-    (OrderValidationError, 422, "validation_error"),
-    (ConfigError, 422, "validation_error"),
-    (Conflict, 409, "conflict"),
+_SCHEDULER_ERRORS: list[tuple[type[Exception], int, ErrorCode]] = [
+    (UnknownOrder, 404, ErrorCode.NOT_FOUND),
+    (UnknownWorker, 404, ErrorCode.NOT_FOUND),
+    (UnknownWorkflow, 422, ErrorCode.VALIDATION_ERROR),
+    (OrderValidationError, 422, ErrorCode.VALIDATION_ERROR),
+    (ConfigError, 422, ErrorCode.VALIDATION_ERROR),
+    (Conflict, 409, ErrorCode.CONFLICT),
     # A lookup with text no journal can hold (refused at the door first; boundary.py).
-    (UnstorableText, 400, "invalid_parameter"),
+    (UnstorableText, 400, ErrorCode.INVALID_PARAMETER),
     # This server stopped leading (another one leads the database now): ask the leader.
-    (Deposed, 503, "standby"),
+    (Deposed, 503, ErrorCode.STANDBY),
     # An order accepted but not committed yet (an idempotency key re-posted meanwhile).
-    (CommitPending, 503, "commit_pending"),
+    (CommitPending, 503, ErrorCode.COMMIT_PENDING),
     # The journal cannot be written: nothing can be accepted durably until it is fixed.
-    (StoreError, 503, "journal_unavailable"),
+    (StoreError, 503, ErrorCode.JOURNAL_UNAVAILABLE),
 ]
 
 _HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -75,7 +82,8 @@ def describe(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, Overloaded):
-        return ApiError(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)})
+        return ApiError(503, ErrorCode.OVERLOADED, str(exc),
+                        {"Retry-After": str(exc.retry_after)})
     for cls, status, code in _SCHEDULER_ERRORS:
         if isinstance(exc, cls):
             # A 503 says when to ask again.
@@ -87,7 +95,8 @@ def describe(exc: BaseException) -> ApiError:
         code = _HTTP_CODES.get(status, exc.name.lower().replace(" ", "_"))
         return ApiError(status, code, exc.description or exc.name, headers)
     log.error("unexpected error while handling a request", exc_info=exc)
-    return ApiError(500, "internal_error", "internal error; the server logged the details")
+    return ApiError(500, ErrorCode.INTERNAL_ERROR,
+                    "internal error; the server logged the details")
 
 
 def error_body(error: ApiError) -> dict:

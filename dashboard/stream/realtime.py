@@ -68,13 +68,13 @@ from typing import Any
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, SocketIO
 
-from . import actions
-from .audit import actor
-from .auth import socket_auth_ok
-from .errors import describe, error_body, invalid
-from .parsing import refuse_unstorable
-from .stream import EventStream
-from .worker_hub import hub_of
+from ..api import actions
+from ..door.audit import actor
+from ..door.auth import socket_auth_ok
+from ..door.errors import describe, error_body, invalid
+from ..door.parsing import refuse_unstorable
+from ..workers.hub import hub_of
+from .push import EventStream
 
 
 def _services():

@@ -19,8 +19,10 @@ from flask_socketio import SocketIO
 
 from scheduler import Cluster
 
-from .api_orders import MAX_PAGE
-from .config import DefaultConfig
+from ..api.orders import MAX_PAGE
+from ..config import DefaultConfig
+from ..failover.role import SOLE, ServerRole
+from ..parts import Part
 from .history import History
 
 log = logging.getLogger("orderflow.stream")
@@ -59,7 +61,7 @@ class StreamSettings:
 
 
 def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings(),
-                   server: dict | None = None) -> dict:
+                   server: ServerRole | None = None) -> dict:
     """Everything a fresh client needs. The state is at least as new as `last_seq`, so a
     client applying the `events` with a greater seq misses nothing. `server`: this server's
     role (which server leads, with several on one database)."""
@@ -92,8 +94,7 @@ def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()
         # for the submit forms' choices and the order's DAG.
         "workflow_details": cluster.describe_workflows(),
         # {"role", "epoch", "leader", "leader_name", "server"}: which server leads.
-        "server": server or {"role": "leader", "epoch": None, "leader": None,
-                             "leader_name": None, "server": None},
+        "server": (server or SOLE).as_dict(),
     }
 
 
@@ -173,14 +174,14 @@ def queued_packets(socketio: SocketIO, sid: str) -> int | None:
     return sock.queue.qsize() if sock is not None else 0
 
 
-class EventStream:
+class EventStream(Part):
     """Batches cluster events to Socket.IO clients from one thread (see module docstring)."""
 
     def __init__(self, cluster: Cluster, socketio: SocketIO, settings: StreamSettings,
                  clock: Callable[[], float] = time.monotonic,
                  backlog: Callable[[str], int | None] | None = None,
                  history: History | None = None, wall: Callable[[], float] = time.time,
-                 role: Callable[[], dict] | None = None):
+                 role: Callable[[], ServerRole] | None = None):
         self.cluster, self.socketio, self.settings = cluster, socketio, settings
         # Sampled here, whether or not anyone watches, so a page opened later has the hour.
         self.history = history

@@ -7,9 +7,9 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from scheduler import Cluster, OrderStatus
 from scheduler.engine.records import OrderQuery
 
+from ..door.audit import actor
+from ..door.parsing import choice_arg, int_arg, json_body, number_arg, only_fields, text_arg
 from . import actions
-from .audit import actor
-from .parsing import choice_arg, int_arg, json_body, number_arg, only_fields, text_arg
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
 MAX_PAGE = 500

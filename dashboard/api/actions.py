@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from scheduler import Cluster, Conflict, UnknownOrder, validate_order
 from scheduler.demo.orders import demo_order
 
-from .errors import invalid
-from .parsing import expect_object, int_field, only_fields, optional_list, optional_text
+from ..door.errors import invalid
+from ..door.parsing import expect_object, int_field, only_fields, optional_list, optional_text
 
 if TYPE_CHECKING:
-    from .worker_hub import WorkerHub
+    from ..workers.hub import WorkerHub
 
 MAX_BULK_ORDERS = 10_000
 MAX_NEW_WORKERS = 32

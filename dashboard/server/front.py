@@ -24,7 +24,7 @@ itself, without blocking, on fresh and kept-alive connections alike:
 
 Refusals are JSON in the API's error shape; refusals and shed connections are logged as one
 line per reason every 10 s, with a count. The thread pool itself is sized by the caller
-(HTTP threads + the Socket.IO caps that dashboard/gate.py enforces).
+(HTTP threads + the Socket.IO caps that dashboard/door/gate.py enforces).
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ from urllib.parse import parse_qs
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from .auth import token_matches
-from .gate import RefusalLog
+from ..door.auth import token_matches
+from ..door.codes import ErrorCode
+from ..door.gate import RefusalLog
 
 log = logging.getLogger("orderflow.server")
 
@@ -264,11 +265,12 @@ class FrontWorker(ThreadWorker):
             message = (f"too many open connections from {address} "
                        f"(at most {limits.max_connections_per_address})")
             self.refusals.refused(message, address)
-            return error_response(429, "Too Many Requests", "too_many_connections", message)
+            return error_response(429, "Too Many Requests", ErrorCode.TOO_MANY_CONNECTIONS,
+                                  message)
         message = (f"the server holds its maximum of {limits.max_connections} connections, "
                    "each of them busy; try again later")
         self.refusals.refused(message, address)
-        return error_response(503, "Service Unavailable", "server_busy", message)
+        return error_response(503, "Service Unavailable", ErrorCode.SERVER_BUSY, message)
 
     def _cap(self, full: str) -> int:
         limits = self.limits
@@ -499,10 +501,10 @@ class FrontWorker(ThreadWorker):
         return keep_alive and not self._answer.close
 
 
-SHED = error_response(503, "Service Unavailable", "server_busy",
+SHED = error_response(503, "Service Unavailable", ErrorCode.SERVER_BUSY,
                       "the server was full and closed this connection, which had no request "
                       "being answered; try again")
-BUSY = error_response(503, "Service Unavailable", "server_busy",
+BUSY = error_response(503, "Service Unavailable", ErrorCode.SERVER_BUSY,
                       "requests without the token are too many at the moment; try again "
                       "later")
 

@@ -23,9 +23,9 @@ from gunicorn.app.base import BaseApplication
 from scheduler.journal.lock import FileLock
 from scheduler.remote.supervisor import own_url
 
-from .app import Services, create_app, services
+from ..app import Services, create_app, services
+from ..settings import ServeSettings, flask_config, reserved_threads, sockets
 from .front import FrontLimits, FrontWorker
-from .settings import ServeSettings, flask_config, reserved_threads, sockets
 
 log = logging.getLogger("orderflow.server")
 

@@ -27,63 +27,55 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any, Protocol
 
 from flask import Flask, jsonify, request
 
 from scheduler import Cluster
 from scheduler.journal.base import NullJournal
-from scheduler.journal.election import LEADER, STANDBY, Elector
+from scheduler.journal.election import Elector
 from scheduler.journal.lease import Term
 from scheduler.journal.schema import StoreError
 
-if TYPE_CHECKING:
-    from .app import Services
+from ..parts import Part
+from .role import Role, ServerRole
 
 log = logging.getLogger("orderflow.leader")
-STARTING = "starting"  # elected, recovering the term's state: not serving yet
 # Paths a standby still answers (everything else under /api/ is refused, naming the leader).
 OPEN_PATHS = ("/api/openapi.json",)
-
-
-def standby_message(view: dict) -> str:
-    """What a standby answers instead of doing anything."""
-    if view["role"] == STARTING:
-        return (f"this server was just elected leader (epoch {view['epoch']}) and is "
-                "recovering its state; try again in a moment")
-    if view.get("leader"):
-        return (f"this server is a standby; the leader is {view['leader']} (epoch "
-                f"{view['epoch']}); send requests there (or through the load balancer)")
-    return ("this server is a standby and no server leads right now (a failover is under "
-            "way); try again in a moment")
-
-
-def refusal(view: dict) -> dict:
-    """The JSON body of a standby's refusal: the API's error shape plus the role and leader."""
-    return {"error": {"code": "standby", "message": standby_message(view)},
-            "role": view["role"], "leader": view.get("leader"), "epoch": view.get("epoch")}
 
 
 class StandbyJournal(NullJournal):
     """The placeholder cluster's journal: nothing can be accepted while standing by."""
 
-    def __init__(self, view: Callable[[], dict]):
+    def __init__(self, view: Callable[[], ServerRole]):
         self._view = view
 
     def check(self) -> None:
-        raise StoreError(standby_message(self._view()))
+        raise StoreError(self._view().standby_message())
 
 
-class Leadership:
+class Followers(Protocol):
+    """What a change of leadership is carried out on: the app's running parts (app.py's
+    `Services`), named here so that this room needs nothing above it."""
+
+    cluster: Cluster  # the current term's, or the placeholder
+
+    def follow(self, cluster: Cluster) -> None: ...
+    def stop_worker_processes(self) -> None: ...
+
+
+class Leadership(Part):
     """The elector and the changes it decides, carried out on the app's parts in order."""
 
-    def __init__(self, services: Services, elector: Elector,
+    def __init__(self, services: Followers, elector: Elector,
                  build_term: Callable[[Term], Cluster], placeholder: Cluster):
         self.services = services
         self.elector = elector
         self.build_term = build_term
         self.placeholder = placeholder
-        self._state = STANDBY
+        self._state = Role.STANDBY
         self._epoch: int | None = None
         self._changes: queue.SimpleQueue[Term | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -96,18 +88,18 @@ class Leadership:
     @property
     def leading(self) -> bool:
         """Serving as the leader (elected, and its term's state recovered)."""
-        return self._state == LEADER
+        return self._state == Role.LEADER
 
-    def view(self) -> dict:
-        """{"role": "leader" | "starting" | "standby", "epoch", "leader" (its URL),
-        "leader_name", "server" (this server's URL)}: for /healthz, refusals and the page."""
-        view = self.elector.view()
-        if self._state == LEADER:
+    def view(self) -> ServerRole:
+        """This server's role (leader, starting or standby), its epoch, the leader's URL and
+        name, and this server's URL: for /healthz, refusals and the page."""
+        view = ServerRole.of(self.elector.view())
+        if self._state == Role.LEADER:
             return view
-        if self._state == STARTING:
-            return {**view, "role": STARTING, "epoch": self._epoch}
-        if view["role"] == LEADER:  # elected just now, not yet carried out
-            return {**view, "role": STARTING}
+        if self._state == Role.STARTING:
+            return replace(view, role=Role.STARTING, epoch=self._epoch)
+        if view.role == Role.LEADER:  # elected just now, not yet carried out
+            return replace(view, role=Role.STARTING)
         return view
 
     # ------------------------------------------------------------------ lifecycle
@@ -146,14 +138,14 @@ class Leadership:
     def _lead(self, term: Term) -> None:
         if not term.holds(time.monotonic()):
             return  # lost before it could start; its step-down follows in the queue
-        self._state, self._epoch = STARTING, term.epoch
+        self._state, self._epoch = Role.STARTING, term.epoch
         started = time.monotonic()
         try:
             cluster = self.build_term(term)
         except StoreError as exc:
             log.error("epoch %d: could not open the journal: %s; stepping down", term.epoch, exc)
             term.lose(f"could not open the journal: {exc}")
-            self._state = STANDBY
+            self._state = Role.STANDBY
             return
         try:
             cluster.start()  # recovers, as a restart does
@@ -161,21 +153,21 @@ class Leadership:
             log.error("epoch %d: could not recover: %s; stepping down", term.epoch, exc)
             term.lose(f"could not recover: {exc}")
             cluster.stop()
-            self._state = STANDBY
+            self._state = Role.STANDBY
             return
         if not term.holds(time.monotonic()) or self._stop.is_set():
             cluster.stop()
-            self._state = STANDBY
+            self._state = Role.STANDBY
             return
         self.services.follow(cluster)
-        self._state = LEADER
+        self._state = Role.LEADER
         stats = cluster.stats()["orders"]
         log.info("epoch %d: recovered in %.2f s; leading (%d orders pending, %d in progress)",
                  term.epoch, time.monotonic() - started, stats.get("pending", 0),
                  stats.get("in_progress", 0))
 
     def _step_down(self) -> None:
-        self._state, self._epoch = STANDBY, None
+        self._state, self._epoch = Role.STANDBY, None
         services = self.services
         old = services.cluster
         if old is self.placeholder:
@@ -189,7 +181,7 @@ def refusal_of(lead: Leadership | None) -> dict | None:
     """The refusal a standby answers with (None: this server leads, or is the only one)."""
     if lead is None or lead.leading:
         return None
-    return refusal(lead.view())
+    return lead.view().refusal()
 
 
 def register(app: Flask, leadership: Callable[[], Leadership | None]) -> None:

@@ -62,12 +62,14 @@ from scheduler.remote.protocol import (
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
 
-from .auth import socket_auth_ok
-from .errors import ApiError, describe, error_body, invalid
-from .leadership import refusal_of
-from .parsing import expect_object, int_field
-from .rate_limit import TokenBucket
-from .worker_peers import JoinLimits, Peer, RemoteExecutor
+from ..door.auth import socket_auth_ok
+from ..door.codes import ErrorCode
+from ..door.errors import ApiError, describe, error_body, invalid
+from ..door.parsing import expect_object, int_field
+from ..door.rate_limit import TokenBucket
+from ..failover.leadership import refusal_of
+from ..parts import Part
+from .peers import JoinLimits, Peer, RemoteExecutor
 
 log = logging.getLogger("orderflow.workers")
 
@@ -85,7 +87,7 @@ def new_id_tag() -> str:
     return secrets.token_hex(3)
 
 
-class WorkerHub:
+class WorkerHub(Part):
     """Registrations, connections and messages of remote workers; owns the process pool."""
 
     def __init__(self, cluster: Cluster, socketio: SocketIO, pool: ProcessPool,
@@ -247,11 +249,11 @@ class WorkerHub:
         fields = _parse_register(data)
         refusal = self.standby()
         if refusal is not None:
-            raise ApiError(503, "standby", refusal["error"]["message"])
+            raise ApiError(503, ErrorCode.STANDBY, refusal["error"]["message"])
         with self._lock:
             bound = self._by_sid.get(sid)
             if bound is not None and bound.session != fields["session"]:
-                raise ApiError(409, "one_process_per_connection",
+                raise ApiError(409, ErrorCode.ONE_PROCESS_PER_CONNECTION,
                                "this connection already registered another worker process "
                                "(session); each process registers on a connection of its own")
             peer = self._peers.get(fields["session"])
@@ -425,7 +427,7 @@ class WorkerHub:
         peer = self._by_sid.get(sid)
         executor = self._executors.get(worker_id)
         if peer is None:
-            raise ApiError(409, "not_registered", "register this connection first")
+            raise ApiError(409, ErrorCode.NOT_REGISTERED, "register this connection first")
         if executor is None or executor.peer is not peer:
             raise UnknownWorker(worker_id)
         return executor
@@ -443,7 +445,7 @@ class WorkerHub:
         with self._lock:
             held = sorted(w for w in peer.worker_ids if statuses.get(w) in ("alive", "draining"))
             if len(held) >= self.limits.ids_per_process:
-                raise ApiError(429, "too_many_worker_ids",
+                raise ApiError(429, ErrorCode.TOO_MANY_WORKER_IDS,
                                f"this process already holds {len(held)} worker ids "
                                f"({', '.join(held)}); at most {self.limits.ids_per_process} "
                                "may be alive or draining at once")
@@ -451,7 +453,7 @@ class WorkerHub:
                 wait = self._joins.retry_after()
                 log.warning("refused a worker registration from %s (pid %s): more than %g "
                             "joins per second", peer.host, peer.pid, self.limits.per_second)
-                raise ApiError(429, "too_many_registrations",
+                raise ApiError(429, ErrorCode.TOO_MANY_REGISTRATIONS,
                                f"more than {self.limits.per_second:g} workers joined per "
                                f"second; try again in {wait:.1f}s")
 
@@ -582,7 +584,8 @@ def hub_of(app: Flask) -> WorkerHub | None:
 
 
 def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> WorkerHub:
-    """Add the "/workers" namespace and the process pool to an app built by create_app."""
+    """Add the "/workers" namespace and the process pool to an app built by create_app
+    (which registers the hub among the app's parts)."""
     pool = ProcessPool(url=lambda: app.config.get("ORDERFLOW_URL"),
                        token=lambda: app.config.get("ORDERFLOW_TOKEN"),
                        limit=lambda: app.config["WORKER_PROCESS_LIMIT"])
@@ -594,7 +597,6 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
                     standby=lambda: refusal_of(app.extensions["orderflow"].leadership))
     pool.on_exit = hub.process_exited
     app.extensions[EXTENSION] = hub
-    app.extensions["orderflow"].extras.append(hub)
 
     @socketio.on("connect", namespace=NAMESPACE)
     def on_connect(auth: Any = None) -> None:
@@ -617,7 +619,7 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
                           ("refuse", hub.refuse_assignment)):
         socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
     # Heartbeats (two a second per worker) are answered on their connection's own thread,
-    # not on a thread started per message (dashboard/frames.py).
+    # not on a thread started per message (dashboard/door/frames.py).
     frame_guard = app.extensions.get("orderflow_frames")
     if frame_guard is not None:
         frame_guard.answer_inline(NAMESPACE, "heartbeat", functools.partial(answer, hub.heartbeat))

@@ -7,11 +7,12 @@ from flask import Blueprint, current_app
 from scheduler import Cluster
 from scheduler.journal.schema import StoreError
 
+from ..door.audit import actor
+from ..door.codes import ErrorCode
+from ..door.parsing import int_arg, json_body
+from ..failover.leadership import refusal_of
 from . import actions
-from .audit import actor
-from .leadership import refusal_of
 from .openapi import openapi_document
-from .parsing import int_arg, json_body
 
 bp = Blueprint("system", __name__)
 MAX_EVENTS_PAGE = 5000
@@ -26,14 +27,14 @@ def healthz():
     """200 while the server leads and can accept work durably; 503 on a standby (naming the
     leader) and once the journal cannot be written: a load balancer sends work to the 200."""
     services = current_app.extensions["orderflow"]
-    role = services.role()
+    role = services.role().as_dict()
     refused = refusal_of(services.leadership)
     if refused is not None:
         return {"status": role["role"], **role, **refused}, 503
     try:
         services.cluster.journal.check()
     except StoreError as exc:
-        return {"status": "error", **role, "error": {"code": "journal_unavailable",
+        return {"status": "error", **role, "error": {"code": ErrorCode.JOURNAL_UNAVAILABLE,
                                                      "message": str(exc)}}, 503
     return {"status": "ok", **role}
 

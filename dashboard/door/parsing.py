@@ -13,7 +13,8 @@ from flask import request
 
 from scheduler.engine.text import find_unstorable
 
-from .errors import ApiError, invalid
+from .codes import ErrorCode
+from .errors import ApiError, bad_parameter, invalid
 
 _MISSING: Any = object()
 
@@ -31,21 +32,21 @@ def json_body(required: bool = True) -> dict:
         # A chunked body: werkzeug stops reading at the limit without a word, which would
         # be parsed as truncated JSON. One more byte on the wire means it was too large.
         if request.environ["wsgi.input"].read(1):
-            raise ApiError(413, "payload_too_large",
+            raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE,
                            f"the request body exceeds {limit} bytes")
     if not data:
         if required:
-            raise ApiError(400, "bad_request", "a JSON object body is required")
+            raise ApiError(400, ErrorCode.BAD_REQUEST, "a JSON object body is required")
         return {}
     if not request.is_json:
         raise ApiError(
-            415, "unsupported_media_type",
+            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}",
         )
     try:
         value = json.loads(data, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+        raise ApiError(400, ErrorCode.INVALID_JSON, f"malformed JSON: {exc}") from None
     refuse_unstorable(value)
     return expect_object(value, "the body")
 
@@ -112,7 +113,7 @@ def number_arg(name: str) -> float | None:
     except ValueError:
         value = float("nan")
     if value != value or value in (float("inf"), float("-inf")):
-        raise ApiError(400, "invalid_parameter", f"{name} must be a number")
+        raise bad_parameter(f"{name} must be a number")
     return value
 
 
@@ -122,7 +123,7 @@ def text_arg(name: str, max_len: int = 200) -> str | None:
     if raw.strip() == "":
         return None
     if len(raw) > max_len:
-        raise ApiError(400, "invalid_parameter", f"{name} must be at most {max_len} characters")
+        raise bad_parameter(f"{name} must be at most {max_len} characters")
     return raw.strip()
 
 
@@ -134,9 +135,9 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(400, "invalid_parameter", f"{name} must be an integer") from None
+        raise bad_parameter(f"{name} must be an integer") from None
     if not low <= value <= high:
-        raise ApiError(400, "invalid_parameter", f"{name} must be from {low} to {high}")
+        raise bad_parameter(f"{name} must be from {low} to {high}")
     return value
 
 
@@ -146,5 +147,5 @@ def choice_arg(name: str, choices: Iterable[str]) -> str | None:
         return None
     options = sorted(choices)
     if raw not in options:
-        raise ApiError(400, "invalid_parameter", f"{name} must be one of {', '.join(options)}")
+        raise bad_parameter(f"{name} must be one of {', '.join(options)}")
     return raw

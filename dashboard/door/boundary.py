@@ -17,14 +17,14 @@ from flask import Flask, request
 
 from scheduler.engine.text import find_unstorable, problem
 
-from .errors import ApiError, invalid
+from .errors import ApiError, bad_parameter, invalid
 
 # The one header whose value is stored (with the order it created).
 STORED_HEADERS = ("Idempotency-Key",)
 
 
 def _refuse(message: str) -> ApiError:
-    return ApiError(400, "invalid_parameter", message)
+    return bad_parameter(message)
 
 
 def _utf8(raw: bytes) -> str | None:

@@ -509,7 +509,7 @@ def openapi_document(app: Flask) -> dict:
             "version": "0.1.0",
             "description": "Fault-tolerant order processing. Errors are "
                            '{"error": {"code", "message"}}. Live events: Socket.IO on '
-                           "/socket.io/ (see dashboard/realtime.py).",
+                           "/socket.io/ (see dashboard/stream/realtime.py).",
         },
         "paths": PATHS,
         "components": {

@@ -17,7 +17,7 @@ from scheduler.journal.schema import StoreError
 from scheduler.runtime.logfile import LogFileError, SafeFormatter, configure_logging
 from scheduler.runtime.tuning import tune_gc
 
-from .settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings, log_next_to
+from ..settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings, log_next_to
 
 DEFAULTS = ServeSettings()
 
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             # One scheduler per journal: an SQLite file is locked here for the life of this
             # process (gunicorn's worker inherits the lock); a journal another server holds
             # is refused in one line naming it. On PostgreSQL several servers share the
-            # database: one leads, the others stand by (dashboard/leadership.py).
+            # database: one leads, the others stand by (dashboard/failover/leadership.py).
             location = parse_location(settings.db)
             lock = hold_for_process(location)
             # Open (and migrate) the journal here, so a bad database is a message, not a
@@ -179,6 +179,6 @@ def run(args: argparse.Namespace) -> int:
             lock.release()
         print(f"orderflow serve: error: {exc}", file=sys.stderr)
         return 2
-    from .server import serve  # gunicorn is imported only when serving
+    from .runner import serve  # gunicorn is imported only when serving
 
     return serve(settings, lock=lock)

@@ -13,9 +13,11 @@ would otherwise look same-origin.
 from __future__ import annotations
 
 import hmac
+import json
 
 from flask import Flask, current_app, request
 
+from .codes import ErrorCode
 from .errors import ApiError
 
 # Liveness probes, the page shell, its libraries and the API description carry no order data.
@@ -27,6 +29,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Set in the environ of a Socket.IO handshake that presented the right token (gate.py).
 AUTHENTICATED = "orderflow.authenticated"
+# What a server without a token answers to a foreign host name (421).
+MISDIRECTED = json.dumps({"error": {
+    "code": ErrorCode.MISDIRECTED_REQUEST, "message": "this server has no token, so it answers "
+    "only to 127.0.0.1, localhost or [::1]"}}).encode()
 
 
 def token_matches(expected: str, presented: object) -> bool:
@@ -66,8 +72,7 @@ class LoopbackHostGuard:
     def __call__(self, environ, start_response):
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
         if self.enabled() and host_name(host).lower() not in LOOPBACK_HOSTS:
-            body = (b'{"error": {"code": "misdirected_request", "message": "this server has '
-                    b'no token, so it answers only to 127.0.0.1, localhost or [::1]"}}')
+            body = MISDIRECTED
             start_response("421 Misdirected Request",
                            [("Content-Type", "application/json"),
                             ("Content-Length", str(len(body)))])
@@ -99,7 +104,7 @@ def register(app: Flask) -> None:
             return
         if cross_site(request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"),
                       request.host_url, app.config.get("CORS_ORIGINS")):
-            raise ApiError(403, "cross_site_request",
+            raise ApiError(403, ErrorCode.CROSS_SITE_REQUEST,
                            "commands are accepted from this server's own pages and from "
                            "non-browser clients only")
 
@@ -111,6 +116,6 @@ def register(app: Flask) -> None:
         if request.method in SAFE_METHODS and not app.config.get("TOKEN_FOR_READS"):
             return
         if not token_matches(expected, bearer_token()):
-            raise ApiError(401, "unauthorized",
+            raise ApiError(401, ErrorCode.UNAUTHORIZED,
                            "a valid 'Authorization: Bearer <token>' header is required",
                            {"WWW-Authenticate": 'Bearer realm="orderflow"'})

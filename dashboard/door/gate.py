@@ -30,17 +30,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs
 
 from scheduler.remote.protocol import ROLE_HEADER
 
 from .auth import AUTHENTICATED, token_matches
+from .codes import ErrorCode
 
 log = logging.getLogger("orderflow.gate")
 
 LOG_EVERY = 10.0  # seconds between two log lines about the same kind of refusal
 ROLE_ENVIRON = "HTTP_" + ROLE_HEADER.upper().replace("-", "_")
+
+
+class SocketKind(StrEnum):
+    """Whose Socket.IO connection it is: each kind has caps of its own."""
+
+    WORKER = "worker"  # an `orderflow worker` process (its handshake says so: ROLE_HEADER)
+    DASHBOARD = "dashboard"  # any other: a browser, a script
 
 
 @dataclass(frozen=True)
@@ -52,9 +61,11 @@ class GateLimits:
     dashboards_per_address: int = 32
 
 
-def socket_kind(environ: dict) -> str:
-    """"worker" for a worker's handshake, "dashboard" for any other."""
-    return "worker" if environ.get(ROLE_ENVIRON, "").lower() == "worker" else "dashboard"
+def socket_kind(environ: dict) -> SocketKind:
+    """WORKER for a worker's handshake, DASHBOARD for any other."""
+    if environ.get(ROLE_ENVIRON, "").lower() == SocketKind.WORKER:
+        return SocketKind.WORKER
+    return SocketKind.DASHBOARD
 
 
 def presented_token(environ: dict) -> str | None:
@@ -108,8 +119,8 @@ class SocketGate:
         self._open: Counter[tuple[str, str]] = Counter()  # by (kind, address)
         self._totals: Counter[str] = Counter()  # by kind
 
-    def open_connections(self, kind: str | None = None) -> int:
-        """Socket.IO requests open now: of one kind ("worker", "dashboard"), or all."""
+    def open_connections(self, kind: SocketKind | None = None) -> int:
+        """Socket.IO requests open now: of one kind, or all."""
         with self._lock:
             return self._totals[kind] if kind else sum(self._totals.values())
 
@@ -122,14 +133,14 @@ class SocketGate:
         if expected:
             if not token_matches(expected, presented_token(environ)):
                 self.refusals.refused("missing or wrong token", address)
-                return _refuse(start_response, 401, "unauthorized",
+                return _refuse(start_response, 401, ErrorCode.UNAUTHORIZED,
                                "unauthorized: a valid token is required (an 'Authorization: "
                                "Bearer' header or a 'token' query parameter)")
             environ[AUTHENTICATED] = True
         standby = self.standby()
         if standby is not None:
             # Not logged: every worker and browser asks each server until it finds the leader.
-            return _refuse(start_response, 503, "standby", standby["error"]["message"],
+            return _refuse(start_response, 503, ErrorCode.STANDBY, standby["error"]["message"],
                            {"Retry-After": "1"}, standby)
         key = (socket_kind(environ), address)
         refusal = self._enter(key)
@@ -148,14 +159,14 @@ class SocketGate:
     def _enter(self, key: tuple[str, str]) -> tuple[int, str, str] | None:
         kind, address = key
         limits = self.limits
-        cap = limits.workers if kind == "worker" else limits.dashboards
+        cap = limits.workers if kind == SocketKind.WORKER else limits.dashboards
         with self._lock:
-            if kind == "dashboard" and self._open[key] >= limits.dashboards_per_address:
-                return (429, "too_many_connections",
+            if kind == SocketKind.DASHBOARD and self._open[key] >= limits.dashboards_per_address:
+                return (429, ErrorCode.TOO_MANY_CONNECTIONS,
                         f"too many dashboard connections from {address} "
                         f"(at most {limits.dashboards_per_address})")
             if self._totals[kind] >= cap:
-                return (503, "server_busy",
+                return (503, ErrorCode.SERVER_BUSY,
                         f"the server holds its maximum of {cap} {kind} connections; try "
                         "again later")
             self._open[key] += 1

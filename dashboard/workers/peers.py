@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from scheduler.engine.model import Dispatch
 
 if TYPE_CHECKING:
-    from .worker_hub import WorkerHub
+    from scheduler import Cluster
 
 # Per worker: results already handed to the cluster, so one sent again is not counted twice.
 REPORTED_MEMORY = 4096
@@ -52,6 +52,19 @@ class _Slot:
     context: dict | None = None  # set once begun, so a repeated `begin` gets the same answer
 
 
+class HubSide(Protocol):
+    """What an executor asks of the hub that holds it (hub.py's `WorkerHub`): named here, so
+    the hub imports this module and not the other way round."""
+
+    cluster: Cluster  # the cluster of the current term
+
+    def send_assign(self, executor: RemoteExecutor, tasks: list[list]) -> None: ...
+    def send_cancel(self, executor: RemoteExecutor, dispatch: Dispatch) -> None: ...
+    def retire(self, executor: RemoteExecutor, why: str) -> bool: ...
+    def worker_left(self, executor: RemoteExecutor) -> None: ...
+    def kill(self, executor: RemoteExecutor) -> None: ...
+
+
 class RemoteExecutor:
     """The cluster's handle on one registration of a remote process (scheduler Executor).
 
@@ -61,7 +74,7 @@ class RemoteExecutor:
 
     kind = "process"
 
-    def __init__(self, worker_id: str, peer: Peer, hub: WorkerHub):
+    def __init__(self, worker_id: str, peer: Peer, hub: HubSide):
         self.id = worker_id
         self.peer = peer
         self._hub = hub

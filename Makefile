@@ -71,9 +71,16 @@ bench: $(STAMP)
 test-js:
 	node --test --test-reporter=dot $(JS_TESTS)
 
+# `duplicates` (a code-review tool some machines have, not a package) lists code written twice;
+# lint fails on any run of more than 12 lines repeated outside tests/.
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler dashboard tests benchmarks examples tools
 	$(BIN)/lint-imports --no-cache
+	@if command -v duplicates >/dev/null; then \
+		out=$$(duplicates --min-lines 13 --most 50 --seconds 120); echo "$$out"; \
+		if echo "$$out" | grep -E '^D[0-9]+ ' | grep -vqE '^D[0-9]+ tests/[^ ]+ ~ tests/'; then \
+			echo "lint: code repeated outside tests/ (13 lines or more)"; exit 1; fi; \
+	else echo "duplicates is not on this machine: the repetition check is skipped"; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info node_modules mutants

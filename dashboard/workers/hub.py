@@ -62,6 +62,7 @@ from scheduler.remote.protocol import (
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
 
+from ..config import DefaultConfig
 from ..door.auth import socket_auth_ok
 from ..door.codes import ErrorCode
 from ..door.errors import ApiError, describe, error_body, invalid
@@ -92,7 +93,7 @@ class WorkerHub(Part):
 
     def __init__(self, cluster: Cluster, socketio: SocketIO, pool: ProcessPool,
                  limits: JoinLimits | None = None, clock: Callable[[], float] = time.monotonic,
-                 reconnect_grace: float = 0.5,
+                 reconnect_grace: float = DefaultConfig.WORKER_RECONNECT_GRACE,
                  standby: Callable[[], dict | None] = lambda: None):
         self.cluster = cluster
         self.standby = standby  # the refusal to answer while this server does not lead

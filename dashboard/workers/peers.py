@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from scheduler.engine.model import Dispatch
 
+from ..config import DefaultConfig
+
 if TYPE_CHECKING:
     from scheduler import Cluster
 
@@ -41,9 +43,9 @@ class Peer:
 class JoinLimits:
     """How fast remote workers may join, and how many ids one process may hold (config.py)."""
 
-    per_second: float = 20.0
-    burst: int = 50
-    ids_per_process: int = 4
+    per_second: float = DefaultConfig.WORKER_JOINS_PER_SECOND
+    burst: int = DefaultConfig.WORKER_JOIN_BURST
+    ids_per_process: int = DefaultConfig.WORKER_IDS_PER_PROCESS
 
 
 @dataclass

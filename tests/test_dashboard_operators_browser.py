@@ -125,8 +125,10 @@ def test_a_link_to_an_order_opens_it_after_a_reload_and_in_a_new_tab(browser, tm
 
 def test_a_kill_is_one_pinned_incident_entry_shown_without_touching_filters(
         browser, tmp_path):
-    # One slot each and slow steps, so the victim holds many tasks when it dies.
-    cluster = fast_cluster(workers=3, latency_ms=(40, 80), slots=1, **HEARTBEATS)
+    # One slot each and slow steps, so the victim still holds tasks when it dies: 180 steps
+    # of 0.3-0.6 s on 3 slots last half a minute, far longer than the clicks to the kill take
+    # on a busy machine (at 40-80 ms every order had finished before the kill under load 48).
+    cluster = fast_cluster(workers=3, latency_ms=(300, 600), slots=1, **HEARTBEATS)
     with dashboard(browser, tmp_path, cluster) as d:
         d.page.goto(d.url + "/")
         d.wait_live()

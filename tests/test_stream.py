@@ -196,7 +196,7 @@ def test_snapshot_gives_the_browser_the_servers_caps_not_copies_of_them():
                                            "DASHBOARD_INITIAL_ORDERS": 88})
     snapshot = build_snapshot(cluster, settings)
     assert snapshot["limits"] == {"orders": 1234, "orders_page": MAX_PAGE,
-                                  "initial_orders": 88, "log_events": 77}
+                                  "initial_orders": 88, "log_events": 77, "incidents": 100}
 
 
 def test_snapshot_names_what_each_step_waits_for_including_fan_out():

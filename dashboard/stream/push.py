@@ -103,6 +103,7 @@ def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()
             "orders_page": MAX_PAGE,
             "initial_orders": settings.initial_orders,
             "log_events": settings.log_events,
+            "incidents": cluster.incidents_kept,
         },
         "workflows": cluster.workflows(),
         # The same workflows as GET /api/workflows lists them: steps with their policies,

@@ -15,7 +15,8 @@ Server to client
                    "incidents": [cluster.incidents(): every incident kept, newest first],
                    "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries",
                               "workers_interval"},
-                   "limits": {"orders", "orders_page", "initial_orders", "log_events"},
+                   "limits": {"orders", "orders_page", "initial_orders", "log_events",
+                              "incidents"},
                    "workflows": cluster.workflows(),
                    "workflow_details": cluster.describe_workflows(),
                    "server": {"role", "epoch", "leader", "leader_name", "server"}}
@@ -24,8 +25,9 @@ Server to client
               seq afterwards. A snapshot replaces everything the client held.
               `limits` are the caps a dashboard works with, so it keeps no copies: orders
               to hold (the cluster's finished_order_history), orders per GET /api/orders
-              page (its largest), orders a fresh page loads (DASHBOARD_INITIAL_ORDERS) and
-              notable events its log keeps (DASHBOARD_LOG_EVENTS). `workflows` maps each
+              page (its largest), orders a fresh page loads (DASHBOARD_INITIAL_ORDERS),
+              notable events its log keeps (DASHBOARD_LOG_EVENTS) and incidents the server
+              keeps. `workflows` maps each
               workflow to {step: [steps it waits for]}: a step becomes ready once all of
               them succeeded (a workflow may fan out and in; it is not a chain).
               `workflow_details` lists the same workflows as GET /api/workflows does

@@ -567,6 +567,11 @@ class Cluster:
         with self._lock:
             return self._incidents.views()
 
+    @property
+    def incidents_kept(self) -> int:
+        """How many incidents are kept (the newest)."""
+        return self._incidents.limit
+
     def incidents_since(self, version: int) -> tuple[int, list[dict]]:
         """(the incident log's version, the incidents changed after `version`)."""
         with self._lock:

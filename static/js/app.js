@@ -222,7 +222,8 @@ export function start() {
     frameRequested = false;
     const started = performance.now();
     const dirty = store.takeDirty();
-    const tick = Math.floor(Date.now() / 1000);
+    // Ages move once a second, and are written once more (frozen) when the server is lost.
+    const tick = store.lost ? 'lost' : Math.floor(Date.now() / 1000);
     // The table first: it reads scroll geometry, which is free only before anything is written.
     table.render(tick);
     if (dirty.has('stats')) {

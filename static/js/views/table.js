@@ -68,7 +68,8 @@ export class OrdersTable {
     this.els = els;
     this.loadStatuses = loadStatuses; // (statuses) => Promise: hold the server's orders of them
     this.loading = false; // reading a filter's orders from the server
-    this.loadedAt = 0;
+    this.loadedAt = -Infinity; // performance.now() of the last read's end
+    this.recheck = null; // a timer: look again once the gap since the last read has passed
     this.store = store;
     this.book = store.orders;
     this.openOrder = openOrder;
@@ -159,7 +160,7 @@ export class OrdersTable {
     for (const [key, { button }] of this.filterButtons) button.setAttribute('aria-pressed', String(key === filter.key));
     this.els.triage.hidden = filter.key !== 'failed';
     if (filter.key === 'failed') this.refreshGroups(0);
-    this.loadedAt = 0; // a new filter reads its orders at once
+    this.loadedAt = -Infinity; // a new filter reads its orders at once
     this.onChange?.();
   }
 
@@ -173,7 +174,17 @@ export class OrdersTable {
   _holdFiltered(server, held) {
     const key = this.filter.key;
     if (this.filter.stages === null || !this.loadStatuses || this.loading) return;
-    if (held[key] >= server[key] || performance.now() - this.loadedAt < RELOAD_GAP_MS) return;
+    if (held[key] >= server[key]) return;
+    const wait = this.loadedAt + RELOAD_GAP_MS - performance.now();
+    if (wait > 0) {
+      // Too soon after the last read: look again then, whether or not the counts change.
+      this.recheck ??= setTimeout(() => {
+        this.recheck = null;
+        this._countsKey = null;
+        this.onChange?.();
+      }, wait);
+      return;
+    }
     this.loading = true;
     this.loadStatuses(STAGE_STATUSES[key])
       .catch((err) => this.toast(`Could not read the ${key} orders: ${err.message}`, 'bad'))

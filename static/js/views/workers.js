@@ -77,22 +77,22 @@ export class WorkersView {
     parts.hb = hb;
     parts.load = h('span', { class: 'worker-load' },
       h('span', { class: 'slot-bar', 'aria-hidden': 'true' }, parts.slotBusy, parts.slotStuck), parts.slots, parts.stuck);
-    // Its id and buttons on the first line, what it is (kind, host, tags) on a line of its
-    // own: a process worker's "process · host:pid · tags payments" beside a long id would
-    // push Drain and Kill out of the card (at 1440 × 900 and on a phone).
+    // Three lines, so five cards stay whole at 1440 × 900: its id and buttons; what it does;
+    // what it is (kind, host, tags, ring share: cut first, its title holds it whole) beside
+    // its heartbeat. A process worker's "process · host:pid · tags payments" beside its id
+    // would push Drain and Kill out of the card (at 1440 × 900 and on a phone).
+    parts.what = h('span', { class: 'worker-what' }, parts.kind, parts.share);
     parts.el = h('article', { class: 'worker', dataset: { worker: worker.id } },
       h('div', { class: 'worker-line' },
         swatch, h('span', { class: 'worker-id', text: worker.id, title: worker.id }), parts.status,
         h('span', { class: 'spacer' }), parts.drain, parts.kill),
-      h('div', { class: 'worker-line worker-sub' }, parts.kind, h('span', { class: 'spacer' }), parts.share),
       h('div', { class: 'worker-line worker-sub worker-work' },
         h('span', { class: 'worker-now' }, parts.task),
         parts.load,
         h('span', { class: 'worker-counts' },
           parts.done, h('span', { text: ' done · ' }), parts.failed, h('span', { text: ' failed · ' }),
           parts.queued, h('span', { text: ' queued' }))),
-      h('div', { class: 'worker-line worker-sub' },
-        h('span', { class: 'hb-label', text: 'heartbeat' }), hb, parts.hbText));
+      h('div', { class: 'worker-line worker-sub' }, parts.what, hb, parts.hbText));
     return parts;
   }
 
@@ -131,7 +131,6 @@ export class WorkersView {
     // What it can run: the tags it offers (routing by capability).
     const tags = (w.tags || []).length ? ` · tags ${w.tags.join(', ')}` : '';
     setText(card.kind, `${w.kind || 'thread'}${where}${tags}`);
-    card.kind.title = card.kind.textContent;
     if (w.current_task) {
       const [orderId, step] = String(w.current_task).split(':');
       setText(card.task, step ? `▶ ${step} · ${orderId}` : orderId);
@@ -173,9 +172,10 @@ export class WorkersView {
     setClass(card.hbFill, `hb-fill hb-${level}`);
     card.hb.setAttribute('aria-valuenow', String(age));
     card.hb.setAttribute('aria-valuemax', String(timeout));
-    setText(card.hbText, gone ? 'stopped' : `${age.toFixed(2)} s of ${timeout} s`);
+    setText(card.hbText, gone ? 'beat stopped' : `beat ${age.toFixed(2)} s / ${timeout} s`);
     card.hb.title = `last heartbeat ${age.toFixed(2)} s ago; declared dead after ${timeout} s`;
-    setText(card.share, w.share ? `ring ${fmtPct(w.share)}` : 'off ring');
+    setText(card.share, w.share ? ` · ring ${fmtPct(w.share)}` : ' · off ring');
+    card.what.title = `${card.kind.textContent}${card.share.textContent}`;
     card.kill.disabled = !CAN_KILL.has(w.status);
     card.drain.disabled = !CAN_DRAIN.has(w.status);
   }

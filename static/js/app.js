@@ -29,7 +29,7 @@ const STATUS_TEXT = {
   syncing: 'Syncing…',
   live: 'Live',
   silent: 'No word from the server',
-  reconnecting: 'Connection lost · reconnecting…',
+  reconnecting: 'Connection lost',
   unauthorized: 'Token needed',
   offline: 'Offline',
 };

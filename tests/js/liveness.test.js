@@ -78,3 +78,12 @@ describe('the incidents', () => {
     assert.deepEqual(store.incidents.map((i) => i.id), [60, 50]); // the server keeps as many
   });
 });
+
+describe('the order filters', () => {
+  it('count as the server counts, never the page\'s own orders', async () => {
+    const { serverCounts } = await import('../../static/js/views/table.js');
+    const progress = { queued: 1, running: 2, retrying: 0, completed: 2940, failed: 60, cancelled: 7 };
+    assert.deepEqual(serverCounts({ progress }), { ...progress, all: 3010 });
+    assert.equal(serverCounts({}), null);
+  });
+});

@@ -141,8 +141,8 @@ def test_incidents_are_journaled_with_their_events_and_come_back_after_a_restart
 def test_the_journal_keeps_only_the_incidents_the_log_keeps(tmp_path):
     db = str(tmp_path / "of.db")
     journal = open_journal(parse_location(db))
-    cluster = Cluster(workers=0, journal=journal, handlers=NOOP, **FAST)
-    cluster._incidents.limit = 2  # a small log, so that a few deaths overflow it
+    # A small log, so that a few deaths overflow it.
+    cluster = Cluster(workers=0, journal=journal, handlers=NOOP, incidents_kept=2, **FAST)
     cluster.start()
     try:
         for _ in range(4):

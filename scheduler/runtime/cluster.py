@@ -39,7 +39,7 @@ from ..steps.app import App
 from ..steps.context import Handler
 from ..steps.run import check_outcome
 from .ids import new_order_id
-from .incidents import IncidentLog
+from .incidents import MAX_INCIDENTS, IncidentLog
 from .order_index import OrderIndex
 from .search import OrderSearch
 from .subscribers import Subscription
@@ -67,6 +67,7 @@ class Cluster:
         chaos: Chaos | None = None,
         journal: Journal | None = None,
         tags: Iterable[str] = (),
+        incidents_kept: int = MAX_INCIDENTS,
         **settings: Any,
     ):
         config = config or ClusterConfig()
@@ -110,7 +111,7 @@ class Cluster:
         self._journal.attach(self._core, self._lock)
         # Deaths, drains, restarts and new leaders, kept whatever the events that follow
         # (incidents.py); a leadership term's restart is a failover.
-        self._incidents = IncidentLog(epoch=getattr(self._journal, "epoch", 0))
+        self._incidents = IncidentLog(incidents_kept, epoch=getattr(self._journal, "epoch", 0))
         self._executors: dict[str, Executor] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)

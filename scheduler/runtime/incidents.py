@@ -10,8 +10,8 @@ the first few of those kept for a person to read. The log keeps the latest `limi
 incidents; the journal keeps them across restarts (its `incidents` table, written in the
 same commit as the events), and every dashboard snapshot carries them whole.
 
-Kinds are open: a paused step or an alert becomes one more entry of OPENERS (or a record
-opened by hand through `open`). No threads and no clock: the cluster feeds it its events
+Kinds are open: a paused step or an alert becomes one more entry of OPENERS (the event that
+opens it) and of `Incident.title`. No threads and no clock: the cluster feeds it its events
 under its lock, and the journal and the stream read what changed.
 """
 

@@ -23,8 +23,9 @@ run: $(STAMP)
 
 # The worked example (README: "Your own workflow in five minutes"): a gateway stand-in,
 # `orderflow serve --app examples.shop.app:app` and two payment workers, on loopback.
+# ARGS='--port 5001 --gateway-port 8701' when the default ports are taken.
 example: $(STAMP)
-	$(BIN)/python -m examples.shop.run
+	$(BIN)/python -m examples.shop.run $(ARGS)
 
 # The dashboard's logic (static/js) has node unit tests in tests/js (no npm packages needed).
 # Files are named, not the folder, so every node from 18 on finds the same ones.

@@ -1,8 +1,9 @@
 """The journal's schema as released orderflows wrote it, frozen: the statements each version
 ran, copied from the code that ran them (scheduler/journal/schema.py and postgres_schema.py
-up to commit 99ab38d), never derived from today's description. Tests build a database of an
-older version from these and check that today's orderflow migrates it; were the history in
-scheduler/journal/schema.py rendered differently from what really ran, they would fail.
+up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents), never derived
+from today's description. Tests build a database of an older version from these and check
+that today's orderflow migrates it; were the history in scheduler/journal/schema.py rendered
+differently from what really ran, they would fail.
 
 Never edit a released version here; a new version adds its statements."""
 
@@ -35,6 +36,10 @@ SQLITE: dict[int, list[str]] = {
         "CREATE INDEX IF NOT EXISTS orders_finished_by_number ON orders (number) "
         "WHERE status IN ('cancelled', 'completed', 'failed')",
         "CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, number)",
+    ],
+    6: [
+        "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
+        "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
     ],
 }
 
@@ -73,6 +78,10 @@ POSTGRESQL: dict[int, list[str]] = {
         "CREATE INDEX orders_finished_by_number ON orders (number) "
         "WHERE status IN ('cancelled', 'completed', 'failed')",
         "CREATE INDEX orders_by_status ON orders (status, number)",
+    ],
+    5: [
+        "CREATE TABLE incidents (id BIGINT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, "
+        "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
     ],
 }
 

@@ -4,6 +4,13 @@ exactly once, and no order is stuck."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 import requests
 from conftest import wait_for
@@ -15,6 +22,20 @@ pytestmark = pytest.mark.slow  # a gateway, a server (restarted) and worker proc
 ORDER = {"customer": "ada", "items": [{"sku": "TEA-1", "qty": 2, "price": 4.5}],
          "workflow": "checkout"}
 TERMINAL = {"completed", "failed", "cancelled"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def processes_with(marker: str) -> list[int]:
+    """The pids of the processes whose environment holds `marker` (children inherit it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+    return found
 
 
 def all_orders(http: requests.Session, url: str) -> list[dict]:
@@ -76,3 +97,27 @@ def test_300_orders_are_charged_exactly_once_through_a_kill_mid_payment_and_a_re
     # The charge was sent more than once for some order (a retry after the kill or a
     # timeout) and the gateway answered with the first charge: the key did its job.
     assert sum(c["replays"] for c in ledger["charges"].values()) >= 1
+
+
+def test_make_example_with_its_port_taken_says_so_and_leaves_no_process(tmp_path):
+    marker = f"ORDERFLOW_TEST_MARK={uuid.uuid4().hex}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            # (Before, it never ended: the gateway it left running held its output open.)
+            proc = subprocess.run(
+                [sys.executable, "-m", "examples.shop.run", "--port", str(port),
+                 "--gateway-port", "0", "--db", str(tmp_path / "shop.db")],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        # The gateway had started before the server failed: it was stopped too.
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert f"127.0.0.1:{port} is already in use" in proc.stderr
+        assert "--port" in proc.stderr and "nothing is left running" in proc.stderr
+        assert processes_with(marker) == []
+    finally:
+        for pid in processes_with(marker):
+            os.kill(pid, 9)

@@ -15,7 +15,7 @@ from conftest import wait_for
 from web import LIVE_CONFIG, ORDER, LiveServer, app_over, fast_cluster
 
 SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config",
-                 "limits", "workflows", "workflow_details", "server"}
+                 "limits", "workflows", "workflow_details", "server", "app", "incidents"}
 TERMINAL_EVENTS = {"order_completed", "order_failed"}
 
 
@@ -56,7 +56,8 @@ def test_connecting_client_gets_a_snapshot_of_the_documented_shape(connected):
     assert set(snapshot) == SNAPSHOT_KEYS
     assert [w["id"] for w in snapshot["workers"]] == ["w-1", "w-2"]
     assert snapshot["last_seq"] == snapshot["events"][-1]["seq"]
-    assert set(snapshot["config"]) == {"heartbeat_interval", "heartbeat_timeout", "max_retries"}
+    assert set(snapshot["config"]) == {"heartbeat_interval", "heartbeat_timeout", "max_retries",
+                                       "workers_interval"}
     assert snapshot["chaos"] == {"failure_rate": 0.0, "latency_ms": [0.0, 0.0], "hang_rate": 0.0,
                                  "stuck_rate": 0.0}
 
@@ -79,7 +80,7 @@ def test_submitted_orders_come_back_as_batched_events(connected):
 def test_workers_message_keeps_heartbeat_ages_live(connected):
     _, client = connected
     message = named(received_until(client, lambda ms: named(ms, "workers")), "workers")[0]
-    assert set(message) == {"workers", "stats"}
+    assert set(message) == {"workers", "stats", "chaos"}
     assert all("heartbeat_age" in w for w in message["workers"])
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 
@@ -169,3 +170,19 @@ def test_a_bad_app_stops_serve_at_start_with_one_line(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip()
     assert status == 2 and "cycle" in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_taken_port_is_one_line_naming_the_port_flag_and_leaves_the_journal_unopened(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ORDERFLOW_TOKEN", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = main(["serve", "--port", str(port), "--db", str(tmp_path / "shop.db"),
+                       "--log-file", str(tmp_path / "shop.log")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"127.0.0.1:{port} is already in use" in err and "--port" in err
+    assert not (tmp_path / "shop.db").exists()  # nothing opened, nothing locked

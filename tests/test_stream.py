@@ -7,9 +7,10 @@ from web import ORDER, fast_cluster
 from dashboard.api.orders import MAX_PAGE
 from dashboard.config import DefaultConfig
 from dashboard.stream.push import ClientTable, EventStream, StreamSettings, build_snapshot
+from scheduler import App, Cluster
 
 SNAPSHOT_KEYS = {"stats", "workers", "ring", "orders", "events", "last_seq", "chaos", "config",
-                 "limits", "workflows", "workflow_details", "server"}
+                 "limits", "workflows", "workflow_details", "server", "app", "incidents"}
 
 
 class Recorder:
@@ -26,6 +27,18 @@ class Recorder:
         found = [(data, to) for name, data, to in self.sent if name == event]
         self.sent = [s for s in self.sent if s[0] != event]
         return found
+
+
+class IdleExecutor:
+    """A worker that runs nothing and starts no thread: it only sits on the ring."""
+
+    kind, slots, steps, tags = "thread", 1, None, frozenset()
+
+    def start(self): ...
+    def deliver(self, dispatch): ...
+    def cancel(self, dispatch): ...
+    def stop(self): ...
+    def kill(self): ...
 
 
 def make_stream(cluster, backlogs=None, **settings):
@@ -46,7 +59,7 @@ def test_new_client_gets_a_snapshot_then_only_newer_events():
     assert to == ["a"] and set(snapshot) == SNAPSHOT_KEYS
     assert snapshot["last_seq"] == snapshot["events"][-1]["seq"] == cluster.stats()["last_seq"]
     assert snapshot["config"] == {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.3,
-                                  "max_retries": 3}
+                                  "max_retries": 3, "workers_interval": 0.5}
     assert sio.take("events") == []  # what it missed is in the snapshot
     cluster.submit(ORDER)
     cluster.submit(ORDER)
@@ -156,7 +169,7 @@ def test_workers_message_goes_out_every_workers_interval_to_live_clients():
     messages = sio.take("workers")
     # At 0.0 the client is only getting its snapshot; then at 0.5 and 1.0.
     assert len(messages) == 2
-    assert set(messages[0][0]) == {"workers", "stats"}
+    assert set(messages[0][0]) == {"workers", "stats", "chaos"}
 
 
 def test_disconnected_client_is_forgotten():
@@ -183,7 +196,7 @@ def test_snapshot_gives_the_browser_the_servers_caps_not_copies_of_them():
                                            "DASHBOARD_INITIAL_ORDERS": 88})
     snapshot = build_snapshot(cluster, settings)
     assert snapshot["limits"] == {"orders": 1234, "orders_page": MAX_PAGE,
-                                  "initial_orders": 88, "log_events": 77}
+                                  "initial_orders": 88, "log_events": 77, "incidents": 100}
 
 
 def test_snapshot_names_what_each_step_waits_for_including_fan_out():
@@ -220,3 +233,51 @@ def test_the_stream_samples_the_history_whether_or_not_anyone_watches():
     view = history.view()
     assert view["t"] == [1000.0, 1002.0, 1004.0]
     assert view["queued"] == [1, 1, 1]  # its payment waits: the cluster never started
+
+
+def test_changed_incidents_go_to_live_clients_before_the_events_that_changed_them():
+    cluster = fast_cluster()  # never started: the death is the test's doing
+    victim = cluster.join_worker("w-1", IdleExecutor())
+    stream, sio, _ = make_stream(cluster)
+    stream.connect("a")
+    stream.step(0.0)
+    [(snapshot, _)] = sio.take("snapshot")
+    assert snapshot["incidents"] == []
+    cluster.worker_lost(victim, reason="its connection closed")
+    stream.step(0.1)
+    names = [name for name, _, _ in sio.sent]
+    assert names.index("incidents") < names.index("events")
+    [(incidents, to)] = sio.take("incidents")
+    assert to == ["a"] and [(i["kind"], i["worker"]) for i in incidents] == [
+        ("worker_dead", victim)]
+    [(batch, _)] = sio.take("events")
+    assert incidents[0]["id"] in {e["seq"] for e in batch if e["type"] == "worker_dead"}
+    stream.step(0.2)
+    assert sio.take("incidents") == []  # nothing changed since
+    stream.connect("b")
+    stream.step(0.3)
+    [(snapshot, to)] = sio.take("snapshot")
+    assert to == ["b"] and snapshot["incidents"] == incidents  # whole, for a fresh page
+
+
+def test_the_workers_message_carries_the_chaos_knobs_to_every_page():
+    cluster = fast_cluster()
+    stream, sio, _ = make_stream(cluster)
+    for sid in ("a", "b"):
+        stream.connect(sid)
+    stream.step(0.0)
+    sio.take("snapshot")
+    cluster.chaos.update(failure_rate=0.6)
+    stream.step(1.0)
+    [(message, to)] = sio.take("workers")
+    assert sorted(to) == ["a", "b"] and message["chaos"]["failure_rate"] == 0.6
+
+
+def test_the_snapshot_says_whether_the_demos_chaos_knobs_drive_the_apps_steps():
+    demo = build_snapshot(fast_cluster())
+    assert demo["app"] == {"name": "demo", "chaos": True}
+    shop = App("shop")
+    shop.add_step("payment", lambda ctx: {})
+    shop.workflow("checkout", ["payment"])
+    other = build_snapshot(Cluster(workers=1, app=shop))
+    assert other["app"] == {"name": "shop", "chaos": False}

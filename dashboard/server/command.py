@@ -18,6 +18,7 @@ from scheduler.runtime.logfile import LogFileError, SafeFormatter, configure_log
 from scheduler.runtime.tuning import tune_gc
 
 from ..settings import DEFAULT_DB, DEFAULT_LOG, ServeSettings, check_settings, log_next_to
+from .listener import ListenError, listen
 
 DEFAULTS = ServeSettings()
 
@@ -161,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
         handler.setLevel(args.log_level.upper())
         handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     tune_gc()  # inherited by gunicorn's worker process (it forks from here)
+    try:
+        # First: a taken port is one line naming --port, and leaves the journal unopened.
+        listener = listen(settings.host, settings.port)
+    except ListenError as exc:
+        print(f"orderflow serve: error: {exc}", file=sys.stderr)
+        return 2
     lock = None
     try:
         configure_logging(settings.log_file, level=logging.INFO)
@@ -177,8 +184,9 @@ def run(args: argparse.Namespace) -> int:
     except (StoreError, LogFileError) as exc:
         if lock is not None:
             lock.release()
+        listener.close()
         print(f"orderflow serve: error: {exc}", file=sys.stderr)
         return 2
     from .runner import serve  # gunicorn is imported only when serving
 
-    return serve(settings, lock=lock)
+    return serve(settings, lock=lock, listener=listener)

@@ -14,6 +14,7 @@ end by themselves), then `worker_exit` stops the stream and the cluster.
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import threading
 from typing import IO, Any
@@ -65,10 +66,12 @@ class OrderflowServer(BaseApplication):
     """A gunicorn application whose configuration comes from ServeSettings, not argv."""
 
     def __init__(self, settings: ServeSettings, out: IO[str] | None = None,
-                 lock: FileLock | None = None):
+                 lock: FileLock | None = None, listener: socket.socket | None = None):
         self.settings = settings
         self.out = out or sys.stdout
         self.lock = lock  # the journal's lock, inherited by the worker process
+        # Bound by `orderflow serve` (listener.py): gunicorn takes its descriptor over.
+        self.listener_fd = None if listener is None else listener.detach()
         self.services: Services | None = None
         self.url: str | None = None  # known in when_ready, before the worker is forked
         super().__init__(prog="orderflow serve")
@@ -76,7 +79,8 @@ class OrderflowServer(BaseApplication):
     def load_config(self) -> None:
         s = self.settings
         options = {
-            "bind": [bind_address(s.host, s.port)],
+            "bind": [bind_address(s.host, s.port) if self.listener_fd is None
+                     else f"fd://{self.listener_fd}"],
             "workers": 1,
             # HTTP threads plus one per Socket.IO connection the gate lets in.
             "threads": s.threads + sockets(s),
@@ -117,8 +121,9 @@ class OrderflowServer(BaseApplication):
 
 
 def serve(settings: ServeSettings, out: IO[str] | None = None,
-          lock: FileLock | None = None) -> int:
+          lock: FileLock | None = None, listener: socket.socket | None = None) -> int:
     """Run until SIGTERM or Ctrl-C; returns the exit status. `lock`: the SQLite journal's
-    lock, held by this process (and so by gunicorn's worker) until it ends."""
-    OrderflowServer(settings, out, lock).run()
+    lock, held by this process (and so by gunicorn's worker) until it ends; `listener`: the
+    socket to serve on, already bound (gunicorn binds settings' address without it)."""
+    OrderflowServer(settings, out, lock, listener).run()
     return 0

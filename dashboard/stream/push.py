@@ -29,6 +29,8 @@ log = logging.getLogger("orderflow.stream")
 NAMESPACE = "/"
 # A behind client gets its snapshot once no more than this many packets wait for it.
 CAUGHT_UP = 2
+# A version no incident log reaches: asking for changes since it reads the current version.
+NEWEST = 2**62
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,14 @@ class StreamSettings:
         )
 
 
+def app_view(cluster: Cluster) -> dict:
+    """The app the cluster runs, and whether the demo's chaos knobs drive its steps (the
+    built-in demo, or an app built on its handlers): a page offers them only then."""
+    app = cluster.app
+    return {"name": app.name if app is not None else None,
+            "chaos": app is not None and app.chaos is not None and app.chaos is cluster.chaos}
+
+
 def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings(),
                    server: ServerRole | None = None) -> dict:
     """Everything a fresh client needs. The state is at least as new as `last_seq`, so a
@@ -77,10 +87,15 @@ def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()
         "ring": cluster.ring(),
         "orders": cluster.orders(limit=orders),
         "chaos": cluster.chaos.view(),
+        "app": app_view(cluster),
+        # Whole, however many events followed them (a restart's recoveries, say).
+        "incidents": cluster.incidents(),
         "config": {
             "heartbeat_interval": config.heartbeat_interval,
             "heartbeat_timeout": config.heartbeat_timeout,
             "max_retries": config.retry.max_retries,
+            # How often `workers` comes: a page that hears nothing for longer knows.
+            "workers_interval": settings.workers_interval,
         },
         # The browser's caps, so it has no copies of the server's numbers.
         "limits": {
@@ -88,6 +103,7 @@ def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()
             "orders_page": MAX_PAGE,
             "initial_orders": settings.initial_orders,
             "log_events": settings.log_events,
+            "incidents": cluster.incidents_kept,
         },
         "workflows": cluster.workflows(),
         # The same workflows as GET /api/workflows lists them: steps with their policies,
@@ -191,6 +207,7 @@ class EventStream(Part):
         self.clients = ClientTable(settings.backlog_limit)
         self._clock = clock
         self._cursor = cluster.event_bounds()[1]
+        self._incidents_version = cluster.incidents_since(NEWEST)[0]
         self._next_events = 0.0
         self._next_workers = 0.0
         self._stop = threading.Event()
@@ -216,6 +233,7 @@ class EventStream(Part):
         gets a fresh snapshot (a term's seq continues the journal's, not this process's)."""
         self.cluster = cluster
         self._cursor = cluster.event_bounds()[1]
+        self._incidents_version = cluster.incidents_since(NEWEST)[0]
         self.clients.resync_all()
         self._wake.set()
 
@@ -249,6 +267,9 @@ class EventStream(Part):
         """Send what is due at `now`; returns the seconds until something is due again."""
         tick = now >= self._next_events
         batch = self._read_new_events() if tick else []
+        # Read after the events, so it is at least as new as they are: a page has the
+        # record of an incident before the event that opened it arrives.
+        incidents = self._read_changed_incidents() if tick else []
         plan = self.clients.plan(self._backlog)
         if plan.snapshot:
             snapshot = build_snapshot(self.cluster, self.settings,
@@ -257,13 +278,17 @@ class EventStream(Part):
             self.counters["snapshots"] += len(plan.snapshot)
         if tick:
             self._next_events = now + self.settings.interval
+            if incidents and plan.live:
+                self.socketio.emit("incidents", incidents, to=plan.live, namespace=NAMESPACE)
             self._send_events(batch, plan.live)
         stats = None
         if now >= self._next_workers:
             self._next_workers = now + self.settings.workers_interval
             if plan.live:
                 stats = self.cluster.stats()
-                message = {"workers": self.cluster.workers(), "stats": stats}
+                # The chaos knobs too: a change made on one page shows on every other.
+                message = {"workers": self.cluster.workers(), "stats": stats,
+                           "chaos": self.cluster.chaos.view()}
                 self.socketio.emit("workers", message, to=plan.live, namespace=NAMESPACE)
         if self.history is not None and self.history.due(self._wall()):
             self.history.sample(self._wall(), stats or self.cluster.stats())
@@ -283,6 +308,11 @@ class EventStream(Part):
         if events:
             self._cursor = events[-1]["seq"]
         return events
+
+    def _read_changed_incidents(self) -> list[dict]:
+        """The incidents that changed since the last look (newest first)."""
+        self._incidents_version, changed = self.cluster.incidents_since(self._incidents_version)
+        return changed
 
     def _send_events(self, batch: list[dict], recipients: list[str]) -> None:
         # An empty `to` would broadcast to everyone, behind clients included.

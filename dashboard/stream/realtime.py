@@ -10,9 +10,13 @@ Server to client
                   {"stats": cluster.stats(), "workers": cluster.workers(), "ring": cluster.ring(),
                    "orders": cluster.orders(limit=SNAPSHOT_ORDERS),
                    "events": [<= SNAPSHOT_EVENTS recent events],
-                   "last_seq": int, "chaos": {"failure_rate", "latency_ms": [min, max]},
-                   "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries"},
-                   "limits": {"orders", "orders_page", "initial_orders", "log_events"},
+                   "last_seq": int, "chaos": {"failure_rate", "latency_ms": [min, max], ...},
+                   "app": {"name", "chaos"},
+                   "incidents": [cluster.incidents(): every incident kept, newest first],
+                   "config": {"heartbeat_interval", "heartbeat_timeout", "max_retries",
+                              "workers_interval"},
+                   "limits": {"orders", "orders_page", "initial_orders", "log_events",
+                              "incidents"},
                    "workflows": cluster.workflows(),
                    "workflow_details": cluster.describe_workflows(),
                    "server": {"role", "epoch", "leader", "leader_name", "server"}}
@@ -21,8 +25,9 @@ Server to client
               seq afterwards. A snapshot replaces everything the client held.
               `limits` are the caps a dashboard works with, so it keeps no copies: orders
               to hold (the cluster's finished_order_history), orders per GET /api/orders
-              page (its largest), orders a fresh page loads (DASHBOARD_INITIAL_ORDERS) and
-              notable events its log keeps (DASHBOARD_LOG_EVENTS). `workflows` maps each
+              page (its largest), orders a fresh page loads (DASHBOARD_INITIAL_ORDERS),
+              notable events its log keeps (DASHBOARD_LOG_EVENTS) and incidents the server
+              keeps. `workflows` maps each
               workflow to {step: [steps it waits for]}: a step becomes ready once all of
               them succeeded (a workflow may fan out and in; it is not a chain).
               `workflow_details` lists the same workflows as GET /api/workflows does
@@ -32,15 +37,26 @@ Server to client
               servers on one PostgreSQL database, `leader` is the leader's URL, `epoch` its
               leadership term and `server` this server's URL (a snapshot comes only from
               the leader: a standby refuses connections); a server alone on its journal
-              answers role "leader" with the rest null.
+              answers role "leader" with the rest null. `app` names the app the server
+              runs and says whether the demo's chaos knobs drive its steps (`chaos`).
+              `incidents` are the records of deaths, drains, restarts and new leaders
+              (scheduler/runtime/incidents.py: {"id" (the seq of the event that opened it),
+              "kind", "ts", "title", "message", "worker", "pinned", "counts", "caused" (the
+              first events it caused), "caused_total", ...}): all of them, whatever the
+              events that followed, so a restart stays visible after its recoveries.
+  `incidents` the incidents that changed since the last message (opened, or counting what
+              they caused), newest first, sent before the `events` that changed them;
+              each replaces the client's record of the same id.
   `events`    a list of the core's event dicts (`seq`, `ts`, `type`, `order_id`, `step`,
               `worker_id`, `attempt`, `message`, ...; `type` is one of EVENT_TYPES in
               scheduler/engine/events.py), ascending seq, at most one message
               per 100 ms (split into several when very large), from one background task.
               A jump in seq means messages were skipped: wait for the snapshot that follows,
               or send `resync`.
-  `workers`   about every 500 ms: {"workers": cluster.workers(), "stats": cluster.stats()},
-              so heartbeat ages stay live between events.
+  `workers`   about every 500 ms (config.workers_interval): {"workers": cluster.workers(),
+              "stats": cluster.stats(), "chaos": the chaos knobs}, so heartbeat ages stay
+              live between events, a change of chaos shows on every page, and a page that
+              hears nothing for longer knows its numbers are old.
 
 Client to server (each answers through the Socket.IO acknowledgement)
   `submit_order`  the body of POST /api/orders      -> {"order": {...}}

@@ -8,7 +8,13 @@ Debian's chromium with Playwright against a live server on an ephemeral 127.0.0.
 - triage.png (1440x900): a 60% failure spike, failures grouped by step and reason, one
   group picked, the bulk retry bar;
 - triage-confirm.png (1440x900): the confirmation that says how many orders a retry takes;
-- phone.png (390x844): the orders of a burst on a phone, no sideways scrolling.
+- phone.png (390x844): the orders of a burst on a phone, no sideways scrolling;
+- restart.png (1440x900): the server restarted in the middle of a burst of 1,000 orders; the
+  page, reconnected, has the restart pinned (the server's record of it, whatever the
+  recoveries that followed) and says what it missed while away;
+- lost.png (1440x900): the server gone mid-burst: the tiles, chart and worker cards greyed,
+  "last known, N s ago", the clocks stopped;
+- cards-phone.png (390x844): worker cards of two `orderflow worker` processes on a phone.
 
 Run from the repository: `python docs/screens/make_screens.py` (about a minute). Every wait
 is a condition with a timeout.
@@ -16,10 +22,13 @@ is a condition with a timeout.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +38,7 @@ from werkzeug.serving import make_server
 
 from dashboard import create_app, services
 from scheduler import Chaos, Cluster
+from scheduler.journal.location import open_journal, parse_location
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
@@ -49,29 +59,54 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         stop.wait(0.05)
 
 
+class Served:
+    """The dashboard over a cluster on a Werkzeug server in a thread (see `served`)."""
+
+    def __init__(self, cluster: Cluster, port: int = 0):
+        self.app = create_app(CONFIG, cluster=cluster)
+        self.server = make_server("127.0.0.1", port, self.app, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app.config["ORDERFLOW_URL"] = self.url  # for the worker processes it starts
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05})
+
+    def halt(self) -> None:
+        """The server goes (its connections close), the cluster behind it runs on."""
+        services(self.app).disconnect_clients()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
 @contextmanager
-def served(cluster: Cluster) -> Iterator[str]:
-    """The dashboard over `cluster` on a Werkzeug server in a thread; yields its URL."""
-    app = create_app(CONFIG, cluster=cluster)
+def served(cluster: Cluster, port: int = 0) -> Iterator[Served]:
+    """The dashboard over `cluster`, started, on `port` (0: any free one)."""
     cluster.start()
-    services(app).start()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
+    running = Served(cluster, port)
+    services(running.app).start()
+    running.thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield running
     finally:
-        services(app).disconnect_clients()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        services(app).stop()
+        running.halt()
+        services(running.app).stop()
         cluster.stop()
 
 
-def cluster(failure_rate: float = 0.0, latency_ms: tuple[float, float] = (20, 60)) -> Cluster:
-    return Cluster(workers=5, slots=4, seed=7, heartbeat_interval=0.1, heartbeat_timeout=1.0,
-                   chaos=Chaos(failure_rate=failure_rate, latency_ms=latency_ms, seed=7))
+def cluster(failure_rate: float = 0.0, latency_ms: tuple[float, float] = (20, 60),
+            db: str | None = None, workers: int = 5) -> Cluster:
+    journal = None if db is None else open_journal(parse_location(db))
+    return Cluster(workers=workers, slots=4, seed=7, heartbeat_interval=0.1, heartbeat_timeout=1.0,
+                   chaos=Chaos(failure_rate=failure_rate, latency_ms=latency_ms, seed=7),
+                   journal=journal)
+
+
+def post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
 
 
 def live(page: Page, url: str) -> None:
@@ -103,7 +138,8 @@ def completed_at_least(c: Cluster, n: int) -> Callable[[], bool]:
 
 def burst(browser) -> None:
     c = cluster()
-    with served(c) as url:
+    with served(c) as running:
+        url = running.url
         page = browser.new_page(viewport=DESKTOP)
         live(page, url)
         # A small burst first, so the chart has a past; then the big one, caught midway.
@@ -120,7 +156,8 @@ def burst(browser) -> None:
 
 def kill(browser) -> None:
     c = cluster()
-    with served(c) as url:
+    with served(c) as running:
+        url = running.url
         page = browser.new_page(viewport=DESKTOP)
         live(page, url)
         demo(page, 2000)
@@ -141,7 +178,8 @@ def kill(browser) -> None:
 
 def triage(browser) -> None:
     c = cluster(failure_rate=0.6, latency_ms=(2, 8))
-    with served(c) as url:
+    with served(c) as running:
+        url = running.url
         page = browser.new_page(viewport=DESKTOP)
         live(page, url)
         demo(page, 300)
@@ -166,7 +204,8 @@ def triage(browser) -> None:
 
 def phone(browser) -> None:
     c = cluster()
-    with served(c) as url:
+    with served(c) as running:
+        url = running.url
         page = browser.new_page(viewport=PHONE)
         live(page, url)
         demo(page, 400, "ecommerce_invoiced")
@@ -180,12 +219,70 @@ def phone(browser) -> None:
         page.close()
 
 
+def restart(browser) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        db = str(Path(folder) / "journal.db")
+        page = browser.new_page(viewport=DESKTOP)
+        first = cluster(latency_ms=(40, 90), db=db)
+        with served(first) as running:
+            live(page, running.url)
+            demo(page, 150)
+            wait_for(completed_at_least(first, 150), 60, "the first burst")
+            demo(page, 1000)
+            wait_for(completed_at_least(first, 250), 120, "the burst to be under way")
+            port = running.port
+        page.locator("#conn:not([data-state='live'])").wait_for(timeout=WAIT_MS)
+        second = cluster(latency_ms=(40, 90), db=db)
+        with served(second, port):
+            # The page reconnects by itself to the same address.
+            page.locator("#incidents li.incident[data-kind='server_restarted']").wait_for(
+                timeout=WAIT_MS)
+            page.locator("#missed:not([hidden])").wait_for(timeout=WAIT_MS)
+            shot(page, "restart")
+        page.close()
+
+
+def lost(browser) -> None:
+    c = cluster()
+    with served(c) as running:
+        page = browser.new_page(viewport=DESKTOP)
+        live(page, running.url)
+        demo(page, 1000)
+        wait_for(completed_at_least(c, 200), 60, "the burst to be under way")
+        page.wait_for_function("() => !document.querySelector('#toasts').children.length",
+                               timeout=WAIT_MS)
+        running.halt()
+        page.wait_for_function("() => /^last known, [3-9] s ago$/.test("
+                               "document.getElementById('tiles-stale').textContent)",
+                               timeout=WAIT_MS)
+        shot(page, "lost", settle=False)
+        page.close()
+
+
+def cards(browser) -> None:
+    c = cluster(workers=2)
+    with served(c) as running:
+        post(f"{running.url}/api/workers", {"count": 2, "kind": "process"})
+        page = browser.new_page(viewport=PHONE)
+        live(page, running.url)
+        demo(page, 300)
+        page.locator("#worker-cards .worker[data-worker^='p-'].w-alive").nth(1).wait_for(
+            timeout=WAIT_MS)
+        wait_for(completed_at_least(c, 60), 60, "the burst to be under way")
+        panel = page.locator(".workers-panel")
+        panel.scroll_into_view_if_needed()
+        path = HERE / "cards-phone.png"
+        path.write_bytes(panel.screenshot())
+        print(f"wrote {path.relative_to(HERE.parent.parent)}")
+        page.close()
+
+
 def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            for scene in (burst, kill, triage, phone):
+            for scene in (burst, kill, triage, phone, restart, lost, cards):
                 scene(browser)
         finally:
             browser.close()

@@ -144,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     ledger = Ledger(args.fail, args.slow, args.slow_ms, args.seed)
-    server = serve(args.port, ledger)
+    try:
+        server = serve(args.port, ledger)
+    except OSError as exc:
+        print(f"gateway: cannot listen on 127.0.0.1:{args.port} ({exc.strerror}): pick another "
+              "port with --port (make example: ARGS='--gateway-port N')", file=sys.stderr)
+        return 2
     print(f"gateway listening on http://127.0.0.1:{server.server_port}", flush=True)
     try:
         server.serve_forever()

@@ -2,6 +2,9 @@
 `orderflow worker --app --tags payments` processes. Ctrl-C stops them all.
 
     python -m examples.shop.run [--port 5000] [--gateway-port 8700] [--db logs/shop.db]
+    make example ARGS='--port 5001'
+
+If anything fails to start (a taken port, say), everything started so far is stopped.
 
 The server's own thread workers offer no tags, so the payment step (tagged `payments`) runs
 only on the two worker processes, as it would in a shop where only machines in the payments
@@ -31,6 +34,14 @@ class Shop:
         self.db, self.port = db, port
         self.procs: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
+        try:
+            self._start_all(gateway_port, fail, slow, workers, seed)
+        except BaseException:
+            self.stop()  # whatever failed (a taken port, Ctrl-C): nothing is left running
+            raise
+
+    def _start_all(self, gateway_port: int, fail: float, slow: float, workers: int,
+                   seed: int | None) -> None:
         gateway_args = ["--port", str(gateway_port), "--fail", str(fail), "--slow", str(slow)]
         if seed is not None:
             gateway_args += ["--seed", str(seed)]
@@ -109,7 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="logs/shop.db")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
-    shop = Shop(args.db, args.port, args.gateway_port)
+    try:
+        shop = Shop(args.db, args.port, args.gateway_port)
+    except RuntimeError as exc:
+        # The process that failed said why on stderr (a taken port names its flag).
+        print(f"make example: {exc}; nothing is left running. Ports: ARGS='--port N "
+              "--gateway-port N'", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
     try:
         print(f"gateway {shop.gateway_url}; dashboard {shop.server_url}; 2 payment workers. "
               "Ctrl-C stops everything.", flush=True)

@@ -30,6 +30,9 @@ class Journal(Protocol):
 
     def attach(self, core, lock) -> None: ...
     def record(self, fx: Effects, on_commit=None) -> object: ...
+    # Incidents (runtime/incidents.py) to write in the commit of the next `record`, and the
+    # id of the oldest one kept; under the scheduler lock, like `record`.
+    def note_incidents(self, views: list[dict], keep_from: int | None) -> None: ...
     def wait(self, ticket: object, timeout: float | None = None) -> bool: ...
     def committed(self, ticket: object) -> bool: ...
     def check(self) -> None: ...
@@ -59,6 +62,9 @@ class NullJournal:
         return None
 
     def record(self, fx: Effects, on_commit=None) -> object:
+        return None
+
+    def note_incidents(self, views: list[dict], keep_from: int | None) -> None:
         return None
 
     def wait(self, ticket: object, timeout: float | None = None) -> bool:

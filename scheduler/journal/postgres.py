@@ -259,6 +259,7 @@ class PostgresJournal(SQLJournal):
                 cur.executemany(insert["orders"], [order_row(r) for r in batch.order_records])
             if batch.task_records:
                 cur.executemany(insert["tasks"], [task_row(r) for r in batch.task_records])
+            QUERIES.write_incidents(cur, batch)
             cur.execute(QUERIES.set_meta, (COUNTERS, batch.counters))
 
         epoch = self.epoch

@@ -22,12 +22,16 @@ from .recovery import Recovered, resume_point
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
+    INCIDENT_COLUMNS,
+    INCIDENT_FIELDS,
     ORDER_COLUMNS,
     ORDER_FIELDS,
     TASK_COLUMNS,
     TASK_FIELDS,
     batch_rows,
     event_from_row,
+    incident_from_row,
+    incident_row,
     order_from_row,
     task_from_row,
 )
@@ -72,11 +76,24 @@ class Queries:
             "tasks": _upsert("tasks", TASK_FIELDS, TASK_FIELDS[1:], p),
             "events": f"INSERT INTO events ({', '.join(self.event_columns)}) "
                       f"VALUES ({', '.join(p for _ in self.event_columns)})",
+            # An incident is written when it opens and again as it counts what it caused.
+            "incidents": _upsert("incidents", (*INCIDENT_FIELDS, "detail"),
+                                 (*INCIDENT_FIELDS[1:], "detail"), p),
         }
+        # Only the latest incidents are kept: those before the oldest one kept go.
+        self.forget_incidents = f"DELETE FROM incidents WHERE id < {p}"
         # set_meta with (key, value): the counters of each commit, the schema's version.
         self.set_meta = _upsert("meta", ("key", "value"), ("value",), p)
 
     # ------------------------------------------------------------ writing
+
+    def write_incidents(self, conn: Any, batch: Batch) -> None:
+        """The batch's incidents (rare: a death, a drain, a restart and what they caused),
+        inside the caller's transaction, and the older ones the incident log let go."""
+        for view in batch.incidents:  # a few at most (psycopg's connections lack executemany)
+            conn.execute(self.insert["incidents"], incident_row(view))
+        if batch.incidents_from is not None:
+            conn.execute(self.forget_incidents, (batch.incidents_from,))
 
     def write_each(self, conn: Any, batch: Batch, refusals: tuple[type[BaseException], ...],
                    event_extra: tuple = ()) -> list[tuple[str, str]]:
@@ -96,6 +113,7 @@ class Queries:
                 conn.execute("ROLLBACK TO SAVEPOINT one_row")
                 left_out.append((table, f"{what} ({type(exc).__name__}: {_one_line(exc)})"))
             conn.execute("RELEASE SAVEPOINT one_row")
+        self.write_incidents(conn, batch)
         conn.execute(self.set_meta, (COUNTERS, batch.counters))
         return left_out
 
@@ -207,7 +225,9 @@ class Queries:
             "AS latest ORDER BY seq", (recent_events,))]
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
-        return Recovered(resume_point(counters, seq, number, recent), orders)
+        incidents = [incident_from_row(r) for r in conn.execute(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id")]
+        return Recovered(resume_point(counters, seq, number, recent), orders, incidents)
 
     def with_tasks_and_events(self, conn: Any, order_rows: list[tuple],
                               with_events: bool = True) -> list[OrderRecord]:

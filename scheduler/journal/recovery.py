@@ -10,7 +10,7 @@ seq, order numbers, leases and the retry and reassignment counts continue where 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..engine.core import SchedulerCore
 from ..engine.model import Effects
@@ -25,6 +25,8 @@ class Recovered:
 
     point: ResumePoint
     orders: list[OrderRecord]  # every unfinished order and the latest finished ones, oldest first
+    # The incidents kept (scheduler/runtime/incidents.py), as their views, oldest first.
+    incidents: list[dict] = field(default_factory=list)
 
 
 def resume_point(counters: dict, max_seq: int, max_number: int,

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..engine.records import OrderRecord, TaskRecord
+from ..engine.text import escape_all
 
 # tasks: the id (order:step, the primary key), then the record's fields in order.
 TASK_FIELDS = ("id", *TaskRecord._fields)
@@ -87,6 +88,26 @@ def event_row(event: dict) -> tuple:
         return (*_EVENT_FIELDS(event), duration, None)
     extra = {k: v for k, v in event.items() if k not in EVENT_FIELDS and k != "duration"}
     return (*_EVENT_FIELDS(event), duration, json.dumps(extra) if extra else None)
+
+
+# incidents (scheduler/runtime/incidents.py): the columns a person or a query reads, then
+# the rest of the record as JSON.
+INCIDENT_FIELDS = ("id", "ts", "kind", "worker", "message")
+INCIDENT_COLUMNS = ", ".join(INCIDENT_FIELDS) + ", detail"
+
+
+def incident_row(view: dict) -> tuple:
+    """An incident's view as a row. Its text comes from events (worker names, errors), so it
+    is escaped here as an event's would be (engine/text.py): rare rows, cheaply made safe."""
+    view = escape_all(view)
+    detail = {k: v for k, v in view.items() if k not in INCIDENT_FIELDS and k != "title"}
+    return (*(view.get(k) for k in INCIDENT_FIELDS), json.dumps(detail))
+
+
+def incident_from_row(row: tuple) -> dict:
+    """A row in INCIDENT_COLUMNS order as the incident's view (without its title, which the
+    incident log makes)."""
+    return {**dict(zip(INCIDENT_FIELDS, row[:5], strict=True)), **json.loads(row[5])}
 
 
 def describe_event(event: dict) -> str:

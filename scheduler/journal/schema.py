@@ -4,7 +4,7 @@ that brought every older database to them.
 The tables are described with logical column types (`dialect.py` names them per database).
 The history is one list of steps (a table, a column, an index, a statement), each with the
 version that brought it on each database: the two are numbered apart, as they grew apart
-(SQLite is at version 5, PostgreSQL at 4; PostgreSQL's version 1 was SQLite's version 3 in
+(SQLite is at version 6, PostgreSQL at 5; PostgreSQL's version 1 was SQLite's version 3 in
 one step, its version 2 brought the leadership lease SQLite has no use for). A table is
 created with the columns no later step adds, so each column is declared once, in its
 table. Creating a database replays the whole history; a test checks that what it makes is
@@ -145,6 +145,16 @@ EVENTS = Table("events", (
     # its successor's writes.
     Column("epoch", BIGINT, not_null=True, default="0", dialects=("postgresql",)),
 ))
+# Incidents (scheduler/runtime/incidents.py): a worker's death, a drain, a restart, a new
+# leader, each one row keyed by the seq of the event that opened it; the latest are kept.
+INCIDENTS = Table("incidents", (
+    Column("id", BIGINT, primary_key=True),
+    Column("ts", REAL, not_null=True),
+    Column("kind", TEXT, not_null=True),
+    Column("worker", TEXT),
+    Column("message", TEXT, not_null=True),
+    Column("detail", TEXT, not_null=True),  # JSON: its counts, facts and first caused events
+))
 # The leadership lease (postgres_lease.py): one row, its epoch only grows; expiry on the
 # database's clock. SQLite has one server per file (its file lock) and no lease.
 LEADER = Table("leader", (
@@ -156,7 +166,7 @@ LEADER = Table("leader", (
     Column("expires_at", TIMESTAMP, not_null=True),
     Column("since", TIMESTAMP, not_null=True),
 ), dialects=("postgresql",))
-TABLES = (META, ORDERS, TASKS, EVENTS, LEADER)
+TABLES = (META, ORDERS, TASKS, EVENTS, LEADER, INCIDENTS)
 
 ORDERS_BY_FINISH = Index("orders_by_finish", "orders", ("finished_at",))  # pruning
 TASKS_BY_ORDER = Index("tasks_by_order", "tasks", ("order_id",))
@@ -257,6 +267,7 @@ HISTORY: tuple[Step, ...] = (
     _step(AddColumn(TASKS, "moves"), sqlite=4, postgresql=3),
     _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=5, postgresql=4),
     _step(CreateIndex(ORDERS_BY_STATUS), sqlite=5, postgresql=4),
+    _step(CreateTable(INCIDENTS), sqlite=6, postgresql=5),
 )
 
 

@@ -114,6 +114,7 @@ class SQLiteJournal(SQLJournal):
             conn.executemany(insert["orders"], map(order_row, batch.order_records))
             conn.executemany(insert["tasks"], map(task_row, batch.task_records))
             conn.executemany(insert["events"], map(event_row, batch.events))
+            QUERIES.write_incidents(conn, batch)
             conn.execute(QUERIES.set_meta, (COUNTERS, batch.counters))
 
     def _commit_each(self, batch: Batch) -> list[tuple[str, str]]:

@@ -80,10 +80,14 @@ class Batch:
     task_records: list[TaskRecord] = field(default_factory=list)
     order_records: list[OrderRecord] = field(default_factory=list)
     counters: str = "{}"  # the core's numbering and totals, as JSON
+    # Incidents that changed (their views, runtime/incidents.py) and the id of the oldest
+    # one kept (older rows go), or None.
+    incidents: list[dict] = field(default_factory=list)
+    incidents_from: int | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.tasks or self.orders)
+        return not (self.events or self.tasks or self.orders or self.incidents)
 
 
 class GroupWriter:
@@ -121,6 +125,8 @@ class GroupWriter:
         self._tasks: dict[str, Task] = {}
         self._orders: dict[str, Order] = {}
         self._actions: list[Callable[[], None]] = []
+        self._incidents: dict[int, dict] = {}
+        self._incidents_from: int | None = None
         self._ticket = 0
         # Guarded by `_done`: what is committed, the current failure, jobs, stop.
         self._done = threading.Condition()
@@ -160,6 +166,15 @@ class GroupWriter:
         if not self._wake.is_set():
             self._wake.set()
         return self._ticket
+
+    def note_incidents(self, views: list[dict], keep_from: int | None) -> None:
+        """Under the scheduler lock, before the `record` of the events that changed them:
+        incidents to write (the latest view of each wins) in the same commit as those
+        events, and the id of the oldest one the incident log keeps."""
+        for view in views:
+            self._incidents[view["id"]] = view
+        if keep_from is not None:
+            self._incidents_from = keep_from
 
     def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
         """Return True once `ticket` is committed, False once `timeout` seconds (if given)
@@ -373,8 +388,11 @@ class GroupWriter:
     def _take(self) -> Batch:
         """Swap the buffers out under the scheduler lock and snapshot their rows."""
         with self._core_lock:
-            batch = Batch(self._ticket, self._events, self._tasks, self._orders, self._actions)
+            batch = Batch(self._ticket, self._events, self._tasks, self._orders, self._actions,
+                          incidents=list(self._incidents.values()),
+                          incidents_from=self._incidents_from)
             self._events, self._tasks, self._orders, self._actions = [], {}, {}, []
+            self._incidents, self._incidents_from = {}, None
             if batch.empty:
                 return batch
             core = self._core
@@ -403,6 +421,9 @@ class GroupWriter:
             self._tasks = {**batch.tasks, **self._tasks}
             self._orders = {**batch.orders, **self._orders}
             self._actions[:0] = batch.actions
+            self._incidents = {**{v["id"]: v for v in batch.incidents}, **self._incidents}
+            if self._incidents_from is None:
+                self._incidents_from = batch.incidents_from
 
     def _succeeded(self, batch: Batch) -> None:
         self._stalled_since = None
@@ -479,6 +500,10 @@ class GroupWrittenJournal:
 
     def record(self, fx: Effects, on_commit: Callable[[], None] | None = None) -> int:
         return self._writer.record(fx, on_commit)
+
+    def note_incidents(self, views: list[dict], keep_from: int | None) -> None:
+        """Incidents to write with the next `record`ed events (see GroupWriter)."""
+        self._writer.note_incidents(views, keep_from)
 
     def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
         return self._writer.wait(ticket, timeout)

@@ -39,6 +39,7 @@ from ..steps.app import App
 from ..steps.context import Handler
 from ..steps.run import check_outcome
 from .ids import new_order_id
+from .incidents import MAX_INCIDENTS, IncidentLog
 from .order_index import OrderIndex
 from .search import OrderSearch
 from .subscribers import Subscription
@@ -66,6 +67,7 @@ class Cluster:
         chaos: Chaos | None = None,
         journal: Journal | None = None,
         tags: Iterable[str] = (),
+        incidents_kept: int = MAX_INCIDENTS,
         **settings: Any,
     ):
         config = config or ClusterConfig()
@@ -107,6 +109,9 @@ class Cluster:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._journal.attach(self._core, self._lock)
+        # Deaths, drains, restarts and new leaders, kept whatever the events that follow
+        # (incidents.py); a leadership term's restart is a failover.
+        self._incidents = IncidentLog(incidents_kept, epoch=getattr(self._journal, "epoch", 0))
         self._executors: dict[str, Executor] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)
@@ -142,6 +147,7 @@ class Cluster:
         )
         if state is not None:
             with self._lock:
+                self._incidents.load(state.incidents)
                 fx = recover_into(self._core, state, now=self._clock())
                 for order in self._core.orders.values():
                     self._index.add(order)
@@ -556,6 +562,22 @@ class Cluster:
                 for w in self._core.workers.values()
             ]
 
+    def incidents(self) -> list[dict]:
+        """The latest incidents (a worker's death, a drain, a restart, a new leader), newest
+        first, each with what it caused (see incidents.py)."""
+        with self._lock:
+            return self._incidents.views()
+
+    @property
+    def incidents_kept(self) -> int:
+        """How many incidents are kept (the newest)."""
+        return self._incidents.limit
+
+    def incidents_since(self, version: int) -> tuple[int, list[dict]]:
+        """(the incident log's version, the incidents changed after `version`)."""
+        with self._lock:
+            return self._incidents.changed_since(version)
+
     def ring(self) -> dict:
         with self._lock:
             return {
@@ -759,6 +781,8 @@ class Cluster:
             self._index.apply(fx)
         if not fx.events and not fx.moves:
             return None
+        if self._incidents.observe(fx.events) and self._journal.persistent:
+            self._journal.note_incidents(*self._incidents.take_unsaved())  # same commit
         for sub in self._subscriptions:
             sub.offer(fx.events)
         if not self._journal.persistent:

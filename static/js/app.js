@@ -4,7 +4,7 @@
 
 import { api } from './api.js';
 import { Connection } from './connection.js';
-import { $, fmtInt, h, plural, setText } from './dom.js';
+import { $, fmtInt, h, setText } from './dom.js';
 import { serverRole } from './states.js';
 import { CHART_WINDOWS, Store } from './store.js';
 import { OrderSync } from './sync.js';
@@ -17,8 +17,9 @@ import { StepBars } from './views/steps.js';
 import { OrdersTable } from './views/table.js';
 import { Tiles } from './views/tiles.js';
 import { Timeline } from './views/timeline.js';
+import { Liveness } from './views/liveness.js';
 import { makeToaster } from './views/toast.js';
-import { WorkersView } from './views/workers.js';
+import { killMessage, WorkersView } from './views/workers.js';
 
 // How often a page that cannot connect asks /healthz which server leads.
 const ROLE_ASK_MS = 2000;
@@ -27,10 +28,15 @@ const STATUS_TEXT = {
   connecting: 'Connecting…',
   syncing: 'Syncing…',
   live: 'Live',
-  reconnecting: 'Reconnecting…',
+  silent: 'No word from the server',
+  reconnecting: 'Connection lost',
   unauthorized: 'Token needed',
   offline: 'Offline',
 };
+// States in which a page that had the server's numbers can no longer trust them.
+const LOST_STATES = new Set(['silent', 'reconnecting', 'unauthorized', 'offline']);
+// How often a live page checks that it still hears from the server.
+const SILENCE_CHECK_MS = 250;
 
 function debounce(fn, ms) {
   let timer = null;
@@ -70,7 +76,7 @@ export function start() {
     search: $('#order-search'), count: $('#order-count'), empty: $('#orders-empty'),
     triage: $('#triage'), groups: $('#failure-groups'), bulk: $('#bulk-bar'), bulkWhat: $('#bulk-what'),
     bulkRetry: $('#bulk-retry'), bulkCancel: $('#bulk-cancel'),
-  }, store, openOrder, { confirm, toast });
+  }, store, openOrder, { confirm, toast, loadStatuses: (statuses) => sync.loadStatuses(statuses) });
   const log = new EventLog({
     list: $('#log-list'), groups: $('#log-groups'), search: $('#log-search'), empty: $('#log-empty'),
     incidents: $('#incidents'),
@@ -90,8 +96,15 @@ export function start() {
   }
 
   const sync = new OrderSync(store, { onError: (err) => toast(`Could not load orders: ${err.message}`, 'bad') });
+  const liveness = new Liveness({
+    labels: [$('#tiles-stale'), $('#workers-stale')], banner: $('#missed'),
+    bannerText: $('#missed-text'), close: $('#missed-close'),
+  }, store);
   const conn = new Connection(store, {
     onStatus: (state, detail) => {
+      // A page that had the server's numbers stops trusting them at once.
+      if (LOST_STATES.has(state) && store.lastSeq !== null) store.lose(state);
+      liveness.show(state);
       const el = $('#conn');
       el.dataset.state = state;
       setText($('#conn-text'), STATUS_TEXT[state] || state);
@@ -155,13 +168,9 @@ export function start() {
 
   async function kill(id, button) {
     const worker = store.workers.find((w) => w.id === id);
-    const held = worker ? (worker.busy ?? 0) + (worker.queued ?? 0) : 0;
-    const timeout = store.config?.heartbeat_timeout;
     const ok = await confirm.ask({
       title: `Kill ${id}?`,
-      message: `It stops at once, as if it crashed${worker?.kind === 'process' ? ' (SIGKILL)' : ''}. `
-        + `The cluster notices within about ${timeout ?? '?'} s (the heartbeat timeout) and moves its `
-        + `${plural(held, 'task')} to other workers; a step it was running runs again elsewhere.`,
+      message: killMessage(worker ?? { id }, store.workers, store.workflowDetails, store.config?.heartbeat_timeout),
       confirm: `Kill ${id}`,
     });
     if (ok) command('kill_worker', id, button, (r) => r.message);
@@ -184,6 +193,7 @@ export function start() {
     demoButton: $('#f-demo-submit'),
     failure: $('#c-failure'), failureOut: $('#c-failure-out'), latMin: $('#c-lat-min'),
     latMax: $('#c-lat-max'), latencyOut: $('#c-latency-out'), chaosState: $('#c-state'),
+    knobs: $('#chaos-knobs'), other: $('#chaos-other'), title: $('#chaos-title'),
   }, {
     connection: conn, store, toast,
     onOrder: (order) => {
@@ -212,7 +222,8 @@ export function start() {
     frameRequested = false;
     const started = performance.now();
     const dirty = store.takeDirty();
-    const tick = Math.floor(Date.now() / 1000);
+    // Ages move once a second, and are written once more (frozen) when the server is lost.
+    const tick = store.lost ? 'lost' : Math.floor(Date.now() / 1000);
     // The table first: it reads scroll geometry, which is free only before anything is written.
     table.render(tick);
     if (dirty.has('stats')) {
@@ -228,8 +239,9 @@ export function start() {
     }
     if (dirty.has('ring')) ring.render(store.ring);
     if (dirty.has('chart')) chart.render(store.series);
-    if (dirty.has('log')) log.render(store.log);
+    if (dirty.has('log')) log.render(store.log, store.incidents);
     if (dirty.has('chaos')) controls.render();
+    if (dirty.has('live')) liveness.render();
     if (dirty.has('workflows')) controls.renderWorkflows(store.workflowDetails);
     if (store.orders.stubs > 0 && store.lastSeq !== null) sync.request({ stubs: true });
     const ms = performance.now() - started;
@@ -239,14 +251,17 @@ export function start() {
     if (ms > frames.maxMs) frames.maxMs = ms;
   }
 
-  // Once a second: ages of running orders move, and the chart slides even when idle.
+  // Once a second: ages of running orders move, and the chart slides even when idle (both
+  // stand still while the server is lost: serverNow stops), and "last known, N s ago" counts.
   setInterval(() => {
     store.mark('chart');
+    liveness.show(conn.state);
     schedule();
   }, 1000);
+  setInterval(() => conn.checkSilence(), SILENCE_CHECK_MS);
 
   // For people debugging in the console and for the browser tests' measurements.
-  window.orderflowDashboard = { store, table, sync, conn, frames, timeline, chart, log };
+  window.orderflowDashboard = { store, table, sync, conn, frames, timeline, chart, log, liveness };
   conn.start();
   // An order named in the address (a shared link, a reload) opens at once: it is read over
   // HTTP, so it need not wait for the stream.

@@ -3,6 +3,7 @@
 
 import { io } from '/vendor/socket.io.esm.min.js';
 import { ApiError, askForToken, getToken } from './api.js';
+import { silenceLimitMs } from './views/liveness.js';
 
 const COMMAND_TIMEOUT_MS = 8000;
 
@@ -10,7 +11,7 @@ export class Connection {
   /**
    * @param store     the Store to feed
    * @param onStatus  (state, detail) => void; state is connecting | syncing | live |
-   *                  reconnecting | unauthorized | offline
+   *                  silent | reconnecting | unauthorized | offline
    * @param onSnapshot (result of store.applySnapshot) => void
    */
   constructor(store, { onStatus, onSnapshot }) {
@@ -57,11 +58,14 @@ export class Connection {
         this._status(socket.active ? 'reconnecting' : 'offline', err.message);
       }
     });
+    // Every message says the server is alive; one after a silence ends it.
+    socket.onAny(() => this._heard());
     socket.on('snapshot', (snap) => {
       const result = this.store.applySnapshot(snap);
       this._status('live');
       this.onSnapshot(result);
     });
+    socket.on('incidents', (changed) => this.store.applyIncidents(changed));
     socket.on('events', (batch) => {
       const outcome = this.store.applyEvents(batch);
       if (outcome === 'gap') {
@@ -72,7 +76,24 @@ export class Connection {
     socket.on('workers', (message) => {
       this.store.setWorkers(message.workers);
       this.store.setStats(message.stats);
+      this.store.setChaos(message.chaos);
     });
+  }
+
+  _heard() {
+    this.store.heard();
+    if (this.state === 'silent' && this.socket?.connected) {
+      this.store.regain();
+      this._status('live');
+    }
+  }
+
+  /** Called about every 250 ms: a live page that heard nothing for too long says so. */
+  checkSilence(now = performance.now()) {
+    if (this.state !== 'live') return;
+    if (now - this.store.lastHeardAt > silenceLimitMs(this.store.config)) {
+      this._status('silent', `nothing heard for ${((now - this.store.lastHeardAt) / 1000).toFixed(1)} s`);
+    }
   }
 
   _status(state, detail = '') {

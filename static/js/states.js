@@ -91,12 +91,6 @@ export const LOG_GROUPS = {
   operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
 };
 
-/** Events that are incidents: one prominent entry each, the moves or recoveries they caused
- *  (events whose `cause` is its seq) folded inside it. */
-export const INCIDENT_TYPES = new Set(['worker_dead', 'worker_draining', 'server_restarted']);
-/** Of those, the ones pinned above the log until dismissed (a drain is planned, not an incident). */
-export const PINNED_TYPES = new Set(['worker_dead', 'server_restarted']);
-
 export const LOG_GROUP_OF = Object.fromEntries(
   Object.entries(LOG_GROUPS).flatMap(([group, { types }]) => types.map((t) => [t, group])),
 );

@@ -14,6 +14,27 @@ export const CHART_WINDOWS = [{ key: '5m', label: '5 min', seconds: 300 }, { key
 export const CHART_SECONDS = CHART_WINDOWS[CHART_WINDOWS.length - 1].seconds; // kept in the series
 const POINT_SECONDS = 0.95; // a stats message this soon after the newest point replaces it
 
+/**
+ * What a page missed while it was not live: `before` is what it knew when it lost the
+ * server (Store._known), `snap` the snapshot it got back, `awaySeconds` how long it was gone.
+ * Events, orders finished and failed, and the incidents opened meanwhile, all as the server
+ * counts them.
+ */
+export function missedWhileAway(before, snap, awaySeconds) {
+  const progress = snap.stats?.progress || {};
+  const was = before.progress || {};
+  const grew = (key) => Math.max(0, (progress[key] ?? 0) - (was[key] ?? 0));
+  const events = snap.last_seq - before.lastSeq;
+  return {
+    seconds: awaySeconds,
+    // A server that restarted without its journal numbers its events from 1 again.
+    events: events >= 0 ? events : null,
+    completed: grew('completed'),
+    failed: grew('failed'),
+    incidents: (snap.incidents || []).filter((i) => !before.incidentIds.has(i.id)),
+  };
+}
+
 /** The chart's numbers from one `stats` (GET /api/stats): the same the tiles show. */
 export function pointOf(stats) {
   const rates = stats.rates || {};
@@ -32,8 +53,17 @@ export class Store {
     this.ring = { arcs: [], shares: {} };
     this.stats = null;
     this.config = null; // {heartbeat_interval, heartbeat_timeout, max_retries}, from the snapshot
-    this.limits = null; // {orders, orders_page, initial_orders, log_events}, from the snapshot
+    this.limits = null; // {orders, orders_page, initial_orders, log_events, incidents}, from the snapshot
     this.chaos = null;
+    this.app = null; // {name, chaos}: the app the server runs; whether the demo's knobs drive it
+    // The server's incident records (deaths, drains, restarts, new leaders), newest first:
+    // whole in every snapshot, the changed ones in `incidents` messages.
+    this.incidents = [];
+    // Liveness: when the page last heard from the server (performance.now() ms), and, while
+    // it cannot hear it, since when (Date.now() ms), why, and what it knew then.
+    this.lastHeardAt = performance.now();
+    this.lost = null; // {at, reason, before, serverNow} while not live
+    this.missed = null; // what the page missed while away (missedWhileAway), once back
     // [{name, steps: [{name, deps, retries, timeout, max_in_flight, rate, tags, ...}]}], as
     // GET /api/workflows lists them: the submit forms' choices and the timeline's DAG.
     this.workflowDetails = [];
@@ -80,6 +110,13 @@ export class Store {
     this.setWorkers(snap.workers);
     this.setRing(snap.ring);
     if (snap.chaos) this.chaos = snap.chaos;
+    this.app = snap.app || null;
+    this.incidents = snap.incidents || [];
+    if (this.lost !== null) {
+      this.missed = missedWhileAway(this.lost.before, snap, (Date.now() - this.lost.at) / 1000);
+      this.lost = null;
+      this.mark('live');
+    }
     this.server = snap.server || null; // which server leads (several on one database)
     this.workflowDetails = snap.workflow_details || [];
     const fresh = new Set();
@@ -94,8 +131,58 @@ export class Store {
     const staleFrom = initial ? null : Math.min(newestHeld, stale ?? Infinity);
     this._mergeLog(snap.events || []);
     this._syncClock(snap.events || []);
-    this.mark('orders', 'chaos', 'conn', 'workflows');
+    this.mark('orders', 'chaos', 'conn', 'workflows', 'log');
     return { staleFrom, initial };
+  }
+
+  /** An `incidents` message: the records that changed replace those of the same id. */
+  applyIncidents(changed) {
+    const byId = new Map(this.incidents.map((i) => [i.id, i]));
+    for (const incident of changed) byId.set(incident.id, incident);
+    const cap = this.limits?.incidents ?? Infinity;
+    this.incidents = [...byId.values()].sort((a, b) => b.id - a.id).slice(0, cap);
+    this.mark('log');
+  }
+
+  setChaos(chaos) {
+    if (!chaos) return;
+    this.chaos = chaos;
+    this.mark('chaos');
+  }
+
+  // ------------------------------------------------------------------ liveness
+
+  /** Any message from the server: it is alive, and so are the page's numbers. */
+  heard(now = performance.now()) {
+    this.lastHeardAt = now;
+  }
+
+  /** The page cannot hear the server (`reason`): its numbers stop at what was known, its
+   *  clocks stop. Returns false when it already knew. */
+  lose(reason, wallMs = Date.now()) {
+    if (this.lost !== null) return false;
+    const serverNow = this.serverNow();
+    this.lost = { at: wallMs, reason, before: this._known(), serverNow };
+    this.missed = null;
+    this.mark('live', 'chart', 'orders');
+    return true;
+  }
+
+  /** The server answered again without a snapshot in between (it was only silent). */
+  regain() {
+    if (this.lost === null) return;
+    this.missed = { seconds: (Date.now() - this.lost.at) / 1000, silent: true };
+    this.lost = null;
+    this.mark('live', 'chart', 'orders');
+  }
+
+  /** What the page knows now, to say later what it missed. */
+  _known() {
+    return {
+      lastSeq: this.lastSeq ?? 0,
+      progress: { ...(this.stats?.progress || {}) },
+      incidentIds: new Set(this.incidents.map((i) => i.id)),
+    };
   }
 
   /** One `events` message. Returns 'ok', 'ignored' (waiting for a snapshot) or 'gap'. */
@@ -178,8 +265,10 @@ export class Store {
     if (newest) this.clockOffset = Date.now() / 1000 - newest;
   }
 
-  /** Server time now, estimated. */
+  /** Server time now, estimated; while the server is lost, the time it was lost at (the
+   *  page's clocks stop with its numbers). */
   serverNow() {
+    if (this.lost !== null) return this.lost.serverNow;
     return Date.now() / 1000 - this.clockOffset;
   }
 

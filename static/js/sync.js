@@ -87,6 +87,37 @@ export class OrderSync {
   }
 
   /**
+   * Hold every order of these statuses the server has (GET /api/orders?status=, newest
+   * first), up to the orders the page may hold: so that a filter shows the orders its count
+   * (the server's) counts. Resolves with how many were read; one load of a status at a time.
+   */
+  async loadStatuses(statuses) {
+    const key = statuses.join(',');
+    this.loading ??= new Map();
+    if (!this.loading.has(key)) {
+      this.loading.set(key, this._loadStatuses(statuses).finally(() => this.loading.delete(key)));
+    }
+    return this.loading.get(key);
+  }
+
+  async _loadStatuses(statuses) {
+    const limits = this.store.limits;
+    const size = limits.orders_page;
+    let read = 0;
+    for (const status of statuses) {
+      let cursor = null;
+      for (let page = 0; page < Math.ceil(limits.orders / size) && read < limits.orders; page++) {
+        const query = `?status=${status}&limit=${size}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+        const data = await this._readPage(`/api/orders${query}`);
+        read += data.orders.length;
+        if (!data.next_cursor || !data.orders.length) break;
+        cursor = data.next_cursor;
+      }
+    }
+    return read;
+  }
+
+  /**
    * One page of orders into the book. While it was on its way, the stream went on: events
    * of orders the page did not hold yet were dropped (nothing to apply them to), and the
    * page may carry those orders as they were before them. So when events came meanwhile and

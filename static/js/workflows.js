@@ -108,3 +108,31 @@ export function chooseWorkflow(names, current) {
   if (current && names.includes(current)) return current;
   return names[0] ?? '';
 }
+
+const TAKES_WORK = new Set(['alive', 'suspect']);
+
+/** Whether a worker (as GET /api/workers lists it) can run a step (as workflow_details
+ *  describes it): it has the step's handler (`steps` null: any) and offers its tags. */
+export function canRun(worker, step) {
+  if (Array.isArray(worker.steps) && !worker.steps.includes(step.name)) return false;
+  const offered = new Set(worker.tags || []);
+  return (step.tags || []).every((tag) => offered.has(tag));
+}
+
+/**
+ * The steps only this worker can run among the live ones (alive or suspect): what would wait
+ * instead of moving if it died. [{name, tags}] in workflow order, each step once.
+ */
+export function stepsOnlyItRuns(worker, workers, details) {
+  const others = workers.filter((w) => w.id !== worker.id && TAKES_WORK.has(w.status));
+  const seen = new Set();
+  const only = [];
+  for (const workflow of details) {
+    for (const step of workflow.steps) {
+      if (seen.has(step.name)) continue;
+      seen.add(step.name);
+      if (canRun(worker, step) && !others.some((w) => canRun(w, step))) only.push({ name: step.name, tags: step.tags || [] });
+    }
+  }
+  return only;
+}

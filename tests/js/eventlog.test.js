@@ -1,10 +1,11 @@
 // The event log (static/js/views/eventlog.js): incidents (a worker's death, a drain, a
-// restart) are one entry each with the events they caused inside, never buried under them.
+// restart) are the server's records, one entry each with the events they caused inside,
+// never buried under them, and never lost behind more events than the page holds.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { entries, incidentText } from '../../static/js/views/eventlog.js';
+import { entries, summary } from '../../static/js/views/eventlog.js';
 
 const death = { seq: 10, ts: 1, type: 'worker_dead', worker_id: 'w-2', message: 'worker w-2 declared dead' };
 const move = (seq, order) => ({
@@ -12,40 +13,53 @@ const move = (seq, order) => ({
 });
 const failure = (seq) => ({ seq, ts: 2, type: 'task_failed', order_id: 'o-x', step: 'packing', attempt: 1, worker_id: 'w-1', error: 'boom', message: 'failed' });
 const all = () => true;
+// The server's record of the death (scheduler/runtime/incidents.py), as a snapshot carries it.
+const record = (caused, over = {}) => ({
+  id: 10, kind: 'worker_dead', ts: 1, title: `w-2 died: ${caused.length} tasks moved`, message: death.message,
+  worker: 'w-2', pinned: true, counts: { moved: caused.length }, caused, caused_total: caused.length, ...over,
+});
 
 describe('the event log', () => {
-  it('folds the moves a death caused into one entry, newest first among the rest', () => {
-    const log = [death, move(11, 'o-a'), move(12, 'o-b'), move(13, 'o-c'), failure(14)];
-    const shown = entries(log, all);
+  it('shows a death as the server\'s record, its moves folded inside, newest first among the rest', () => {
+    const moves = [move(11, 'o-a'), move(12, 'o-b'), move(13, 'o-c')];
+    const shown = entries([death, ...moves, failure(14)], all, 200, [record(moves)]);
     assert.deepEqual(shown.map((e) => e.ev.seq), [14, 10]);
-    assert.deepEqual(shown[1].children.map((c) => c.seq), [11, 12, 13]);
-    assert.equal(shown[0].children, null);
+    assert.equal(shown[1].incident.title, 'w-2 died: 3 tasks moved');
+    assert.deepEqual(shown[1].incident.caused.map((c) => c.seq), [11, 12, 13]);
+    assert.equal(shown[0].incident, null);
   });
 
-  it('says how many tasks the death moved', () => {
-    const children = [move(11, 'o-a'), move(12, 'o-b')];
-    assert.equal(incidentText(death, children), 'w-2 died: 2 tasks moved');
-    assert.equal(incidentText(death, [move(11, 'o-a')]), 'w-2 died: 1 task moved');
-    assert.equal(incidentText({ ...death, type: 'worker_draining' }, children), 'w-2 drained: 2 queued tasks moved');
-  });
-
-  it('names what a restart recovered', () => {
-    const restart = { seq: 5, ts: 0, type: 'server_restarted', orders: 3, steps: 4, message: 'restarted' };
-    assert.equal(incidentText(restart, []), 'server restarted: 3 orders recovered, 4 steps to run again');
+  it('shows an incident whose events the page never held (a restart before 1,000 recoveries)', () => {
+    const restart = {
+      id: 5, kind: 'server_restarted', ts: 0, title: 'server restarted: 900 orders recovered, 1,000 steps to run again',
+      message: 'restarted', worker: null, pinned: true, counts: { recovered: 1000 }, caused: [], caused_total: 1000,
+    };
+    const recovered = (seq) => ({ seq, ts: 1, type: 'task_recovered', order_id: `o-${seq}`, step: 'payment', cause: 5, message: 'queued again' });
+    const log = [];
+    for (let seq = 600; seq < 1006; seq++) log.push(recovered(seq));
+    log.push(failure(1006));
+    const shown = entries(log, all, 200, [restart]);
+    // Its recoveries are inside it, not 200 rows of their own that push it out of view.
+    assert.deepEqual(shown.map((e) => e.ev.seq), [1006, 5]);
+    assert.equal(shown[1].ev.type, 'server_restarted');
   });
 
   it('keeps an incident whose moves pass the filters even when its own kind does not', () => {
-    const log = [death, move(11, 'o-a'), failure(12)];
-    const onlyMoves = (ev) => ev.type === 'task_reassigned';
-    const shown = entries(log, onlyMoves);
+    const shown = entries([death, move(11, 'o-a'), failure(12)], (ev) => ev.type === 'task_reassigned', 200,
+      [record([move(11, 'o-a')])]);
     assert.deepEqual(shown.map((e) => e.ev.seq), [10]);
   });
 
   it('is not pushed out of the newest rows by its own moves', () => {
     const log = [death];
     for (let i = 0; i < 500; i++) log.push(move(11 + i, `o-${i}`));
-    const shown = entries(log, all, 200);
+    const shown = entries(log, all, 200, [record(log.slice(1, 51), { caused_total: 500 })]);
     assert.equal(shown.length, 1);
-    assert.equal(shown[0].children.length, 500);
+    assert.equal(shown[0].incident.caused_total, 500);
+  });
+
+  it('summarises late results counted together without an order as what they are', () => {
+    const counted = { seq: 3, ts: 1, type: 'result_rejected', order_id: null, step: null, worker_id: 'w-2', count: 12, message: '12 more late results' };
+    assert.deepEqual(summary(counted), ['12 more late results from w-2 ignored (counted, not listed one by one)']);
   });
 });

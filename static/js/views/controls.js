@@ -1,6 +1,10 @@
 // The command forms: submit one order (in a workflow, with a priority), submit N demo orders
 // (in a workflow), and the chaos settings (failure rate and latency range, applied live with
 // PUT /api/chaos). The workflows offered are the server's (the snapshot's workflow_details).
+// The chaos knobs are the built-in demo's: shown only where they drive the app's steps (the
+// snapshot's `app.chaos`); with another app the panel says whose they are. Their values are
+// the server's, pushed to every open page (the `workers` message), so a change made on one
+// page shows on all of them.
 
 import { api } from '../api.js';
 import { fmtInt, h } from '../dom.js';
@@ -116,8 +120,21 @@ export class Controls {
     }
   }
 
-  /** Show the server's chaos settings unless the user is changing them. */
+  /** Show the server's chaos settings unless the user is changing them, or, with an app the
+   *  demo's knobs do not drive, say so instead of offering them. */
   render() {
+    const app = this.store.app;
+    const applies = !app || app.chaos !== false;
+    const { knobs, other, title, chaosState } = this.els;
+    knobs.hidden = !applies;
+    other.hidden = applies;
+    title.textContent = applies ? 'Load and chaos' : 'Load';
+    chaosState.hidden = !applies;
+    if (!applies) {
+      other.textContent = `Failure rate and step latency are knobs of the built-in demo's steps. `
+        + `This server runs the app “${app.name ?? 'unnamed'}”, whose steps do not follow them, so they are not offered here.`;
+      return;
+    }
     const chaos = this.store.chaos;
     if (!chaos || this.chaosEditing) return;
     const [lo, hi] = chaos.latency_ms || [0, 0];

@@ -1,19 +1,28 @@
 // The live log of failures, retries, moves, worker changes, restarts and operator actions,
 // newest first, filterable by kind and text.
 //
-// Incidents stand out: a worker's death, a drain and a server restart are one entry each,
-// with the moves (or recoveries) they caused folded inside it (events whose `cause` is the
-// incident's seq) and counted on it, so a death is never buried under the moves it caused.
-// The latest deaths and restarts are also pinned above the log, whatever the filters, until
-// dismissed. A click on an entry shows its whole text; a click on its order opens the order.
+// Incidents stand out: a worker's death, a drain, a server restart or a new leader is one
+// entry each, the server's own record of it (scheduler/runtime/incidents.py: it counts what
+// the incident caused, keeps the first of those, and survives floods of events, reloads and
+// restarts), with the events it caused (their `cause` is its id) folded inside it, so a
+// death is never buried under the moves it caused. The latest deaths and restarts are also
+// pinned above the log, whatever the filters, until dismissed. A click on an entry shows its
+// whole text; a click on its order opens the order.
 
 import { fmtClock, fmtInt, h, plural } from '../dom.js';
-import { EVENT_LABEL, eventTone, INCIDENT_TYPES, LOG_GROUP_OF, LOG_GROUPS, PINNED_TYPES } from '../states.js';
+import { EVENT_LABEL, eventTone, LOG_GROUP_OF, LOG_GROUPS } from '../states.js';
 
 const MAX_ROWS = 200;
 const MAX_PINNED = 3;
 const PINNED_SECONDS = 30 * 60; // incidents older than this are no longer pinned
 const MIN_RENDER_MS = 200; // a flood of events redraws the log at most this often
+// The event type that opens each kind of incident (its badge, tone and filter group).
+export const INCIDENT_EVENT = {
+  worker_dead: 'worker_dead',
+  worker_drained: 'worker_draining',
+  server_restarted: 'server_restarted',
+  failover: 'server_restarted',
+};
 
 const orderLink = (id) => h('button', { type: 'button', class: 'log-order mono', dataset: { open: id }, text: id });
 
@@ -31,6 +40,8 @@ export function summary(ev) {
     case 'order_failed':
       return [order, `: ${ev.message.replace(/^order \S+ failed: /, '')}`];
     case 'result_rejected':
+      // Beyond a few a window, late results are counted in one event of no order.
+      if (!order) return [`${plural(ev.count ?? 0, 'more late result')} from ${ev.worker_id} ignored (counted, not listed one by one)`];
       return [order, `${step}: late result from ${ev.worker_id} ignored`];
     case 'task_recovered':
       return [order, `${step}: queued again after the restart`];
@@ -39,41 +50,38 @@ export function summary(ev) {
   }
 }
 
-/** An incident's headline: what happened and how much it moved (`children`: its moves). */
-export function incidentText(ev, children) {
-  const moved = children.filter((c) => c.type === 'task_reassigned').length;
-  switch (ev.type) {
-    case 'worker_dead':
-      return `${ev.worker_id} died: ${plural(moved, 'task')} moved`;
-    case 'worker_draining':
-      return `${ev.worker_id} drained: ${plural(moved, 'queued task')} moved`;
-    case 'server_restarted':
-      return `server restarted: ${plural(ev.orders ?? 0, 'order')} recovered, ${plural(ev.steps ?? children.length, 'step')} to run again`;
-    default:
-      return ev.message;
-  }
+/** An incident as the log shows it: an event-like head (its badge, tone, time, text). */
+export function incidentEvent(incident) {
+  return {
+    seq: incident.id, ts: incident.ts, type: INCIDENT_EVENT[incident.kind] || 'server_restarted',
+    worker_id: incident.worker, message: incident.message,
+  };
 }
 
 /**
- * The log's entries, newest first: incidents with the events they caused inside them, the
- * rest on their own. `keep(ev)` says which stand-alone events to show; incidents show
- * whatever it says of their children.
+ * The log's entries, newest first: the server's incidents, each with the events it caused
+ * inside it, and the notable events that belong to none. `keep(ev)` says which events to
+ * show; an incident shows when its own kind passes or something it caused does.
+ * Entries are {ev, incident} (an incident, `ev` its head) or {ev, incident: null}.
  */
-export function entries(log, keep, limit = MAX_ROWS) {
-  const incidents = new Map();
-  for (const ev of log) if (INCIDENT_TYPES.has(ev.type)) incidents.set(ev.seq, { ev, children: [] });
+export function entries(log, keep, limit = MAX_ROWS, incidents = []) {
+  const byId = new Map(incidents.map((i) => [i.id, i]));
+  const shown = incidents
+    .filter((i) => keep(incidentEvent(i)) || i.caused.some(keep))
+    .sort((a, b) => b.id - a.id);
   const out = [];
-  for (const ev of log) {
-    const parent = ev.cause !== undefined ? incidents.get(ev.cause) : undefined;
-    if (parent) parent.children.push(ev);
-  }
+  let next = 0; // the next incident to place, newest first
   for (let i = log.length - 1; i >= 0 && out.length < limit; i--) {
     const ev = log[i];
-    if (ev.cause !== undefined && incidents.has(ev.cause)) continue; // inside its incident
-    const incident = incidents.get(ev.seq);
-    if (incident) {
-      if (keep(ev) || incident.children.some(keep)) out.push(incident);
-    } else if (keep(ev)) out.push({ ev, children: null });
+    while (next < shown.length && shown[next].id > ev.seq && out.length < limit) {
+      out.push({ ev: incidentEvent(shown[next]), incident: shown[next] });
+      next++;
+    }
+    if (byId.has(ev.seq) || (ev.cause !== undefined && byId.has(ev.cause))) continue;
+    if (keep(ev)) out.push({ ev, incident: null });
+  }
+  for (; next < shown.length && out.length < limit; next++) {
+    out.push({ ev: incidentEvent(shown[next]), incident: shown[next] });
   }
   return out;
 }
@@ -83,21 +91,25 @@ export class EventLog {
   constructor(els, openOrder, now = () => Date.now() / 1000) {
     this.els = els;
     this.now = now;
-    this.enabled = new Set(Object.keys(LOG_GROUPS));
+    // The kind shown (a key of LOG_GROUPS), or null for every kind. A click on a kind shows
+    // only that kind; a click on it again (or on All) shows every kind again.
+    this.only = null;
     this.query = '';
     this.open = new Set(); // seqs of entries shown in full (or with their moves listed)
-    this.dismissed = new Set(); // seqs of pinned incidents dismissed
+    this.dismissed = new Set(); // ids of pinned incidents dismissed
     this.lastRender = 0;
     this.timer = null;
     this.onChange = null;
-    for (const [key, group] of Object.entries(LOG_GROUPS)) {
-      const button = h('button', { type: 'button', class: `seg seg-${key}`, 'aria-pressed': 'true', dataset: { group: key }, title: group.title, text: group.label });
+    this.groupButtons = new Map();
+    const groups = [['all', { label: 'All', title: 'Every kind of event' }], ...Object.entries(LOG_GROUPS)];
+    for (const [key, group] of groups) {
+      const button = h('button', { type: 'button', class: `seg seg-${key}`, 'aria-pressed': String(key === 'all'), dataset: { group: key }, title: group.title, text: group.label });
       button.addEventListener('click', () => {
-        if (this.enabled.has(key)) this.enabled.delete(key);
-        else this.enabled.add(key);
-        button.setAttribute('aria-pressed', String(this.enabled.has(key)));
+        this.only = key === 'all' || this.only === key ? null : key;
+        for (const [other, b] of this.groupButtons) b.setAttribute('aria-pressed', String(other === (this.only ?? 'all')));
         this._changed();
       });
+      this.groupButtons.set(key, button);
       els.groups.append(button);
     }
     els.search.addEventListener('input', () => {
@@ -133,7 +145,8 @@ export class EventLog {
   }
 
   _matches(ev) {
-    if (!this.enabled.has(LOG_GROUP_OF[ev.type])) return false;
+    const group = LOG_GROUP_OF[ev.type];
+    if (!group || (this.only !== null && group !== this.only)) return false;
     if (!this.query) return true;
     return `${ev.message} ${ev.order_id || ''} ${ev.worker_id || ''} ${ev.type}`.toLowerCase().includes(this.query);
   }
@@ -143,36 +156,40 @@ export class EventLog {
       h('span', { class: 'log-message' }, ...summary(ev)));
   }
 
-  _item({ ev, children }, pinned = false) {
+  _item({ ev, incident }, pinned = false) {
     const tone = eventTone(ev.type);
     const open = this.open.has(ev.seq);
+    const caused = incident?.caused ?? [];
     const item = h('li', {
-      class: `log-item tone-${tone}${children ? ' incident' : ''}${open ? ' open' : ''}`,
+      class: `log-item tone-${tone}${incident ? ' incident' : ''}${open ? ' open' : ''}`,
       title: open ? null : ev.message,
-      dataset: { type: ev.type, seq: String(ev.seq), ...(ev.order_id ? { order: ev.order_id } : {}) },
+      dataset: { type: ev.type, seq: String(ev.seq), ...(incident ? { kind: incident.kind } : {}), ...(ev.order_id ? { order: ev.order_id } : {}) },
       'aria-expanded': String(open),
     },
     h('span', { class: 'log-time num', text: fmtClock(ev.ts).slice(0, 8) }),
-    h('span', { class: `ev-badge tone-${tone}`, text: EVENT_LABEL[ev.type] || ev.type }),
-    children
+    h('span', { class: `ev-badge tone-${tone}`, text: incident?.kind === 'failover' ? 'new leader' : (EVENT_LABEL[ev.type] || ev.type) }),
+    incident
       ? h('span', { class: 'log-message incident-text' },
-        h('b', { class: 'incident-head', text: incidentText(ev, children) }),
-        children.length ? h('span', { class: 'incident-more muted', text: open ? ' ▾' : ' ▸ show' }) : null)
+        h('b', { class: 'incident-head', text: incident.title }),
+        caused.length ? h('span', { class: 'incident-more muted', text: open ? ' ▾' : ' ▸ show' }) : null)
       : h('span', { class: 'log-message' }, ...summary(ev)));
     if (pinned) item.append(h('button', { type: 'button', class: 'btn btn-sm incident-dismiss', dataset: { dismiss: String(ev.seq) }, title: 'Unpin (it stays in the log)', text: '✕' }));
     if (open) {
       item.append(h('div', { class: 'log-full', text: ev.message }));
-      if (children?.length) {
-        item.append(h('ol', { class: 'log-children', 'aria-label': `${fmtInt(children.length)} events it caused` },
-          children.slice(0, MAX_ROWS).map((c) => this._child(c))));
+      if (caused.length) {
+        const more = incident.caused_total - caused.length;
+        item.append(h('ol', { class: 'log-children', 'aria-label': `${fmtInt(incident.caused_total)} events it caused` },
+          caused.map((c) => this._child(c)),
+          more > 0 ? h('li', { class: 'log-child muted', text: `and ${plural(more, 'more')} (the server counted them; the first ${fmtInt(caused.length)} are listed)` }) : null));
       }
     }
     return item;
   }
 
-  /** Redraw from `log` (ascending seq); at most every MIN_RENDER_MS unless the user acted.
-   *  Returns false when it put the redraw off (it asks for a frame again). */
-  render(log) {
+  /** Redraw from `log` (ascending seq) and the server's `incidents` (newest first); at most
+   *  every MIN_RENDER_MS unless the user acted. Returns false when it put the redraw off
+   *  (it asks for a frame again). */
+  render(log, incidents = []) {
     const since = performance.now() - this.lastRender;
     if (since < MIN_RENDER_MS) {
       if (!this.timer) {
@@ -184,13 +201,14 @@ export class EventLog {
       return false;
     }
     this.lastRender = performance.now();
-    const shown = entries(log, (ev) => this._matches(ev));
+    const shown = entries(log, (ev) => this._matches(ev), MAX_ROWS, incidents);
     this.els.list.replaceChildren(...shown.map((entry) => this._item(entry)));
     this.els.empty.hidden = shown.length > 0;
     const oldest = this.now() - PINNED_SECONDS;
-    const pinned = entries(log, (ev) => PINNED_TYPES.has(ev.type) && ev.ts >= oldest && !this.dismissed.has(ev.seq), MAX_PINNED)
-      .filter((entry) => entry.children !== null);
-    this.els.incidents.replaceChildren(...pinned.map((entry) => this._item(entry, true)));
+    const pinned = incidents
+      .filter((i) => i.pinned && i.ts >= oldest && !this.dismissed.has(i.id))
+      .slice(0, MAX_PINNED);
+    this.els.incidents.replaceChildren(...pinned.map((i) => this._item({ ev: incidentEvent(i), incident: i }, true)));
     this.els.incidents.hidden = pinned.length === 0;
     return true;
   }

@@ -2,8 +2,11 @@
 // and repositioned on scroll; a row is rewritten only when its order's version changed.
 // Filtering and search rebuild the list of matching orders at most once per frame.
 //
-// The filters are the stages the tiles count (states.js ORDER_STAGE). Search matches ids and
-// customers of the orders held; Enter opens an order by its id (held or not: the server
+// The filters are the stages the tiles count (states.js ORDER_STAGE), and their counts are
+// the server's (`stats.progress`, as the tiles'), never the page's: the page holds only the
+// newest orders. Choosing a filter fetches the orders of that stage the page does not hold
+// (up to the orders it may hold), so the rows shown are the orders counted. Search matches ids
+// and customers of the orders held; Enter opens an order by its id (held or not: the server
 // answers) or asks the server for a customer's orders. A filtered set (or, under Failed, a
 // group of failures by step and reason) can be retried or cancelled in one action.
 
@@ -18,6 +21,28 @@ const GROUPS_REFRESH_MS = 1000;
 // What an order id looks like (scheduler/runtime/ids.py): Enter opens it even when the page
 // does not hold it.
 const ORDER_ID = /^o-[0-9a-z]{6,}$/i;
+
+// A filter whose orders the page lacks reads them again at most this often (its count is
+// the server's, which changes with every order).
+const RELOAD_GAP_MS = 2000;
+
+/** The order statuses GET /api/orders filters by, that hold each stage's orders. */
+export const STAGE_STATUSES = {
+  queued: ['pending', 'in_progress'], running: ['in_progress'], retrying: ['in_progress'],
+  completed: ['completed'], failed: ['failed'], cancelled: ['cancelled'],
+};
+
+/** The server's count of orders by stage (`stats.progress`), with `all`; null without it. */
+export function serverCounts(stats) {
+  const progress = stats?.progress;
+  if (!progress) return null;
+  const counts = { all: 0 };
+  for (const stage of Object.keys(STAGE_STATUSES)) {
+    counts[stage] = progress[stage] ?? 0;
+    counts.all += counts[stage];
+  }
+  return counts;
+}
 
 export const FILTERS = [
   { key: 'all', label: 'All', stages: null },
@@ -39,8 +64,12 @@ export function retriesOf(rec) {
 export class OrdersTable {
   /** els: {body, spacer, filters, search, count, empty, triage, groups, bulk, bulkWhat,
    *  bulkRetry, bulkCancel}; store: Store; openOrder(id); deps: {confirm, toast} */
-  constructor(els, store, openOrder, { confirm = null, toast = () => {} } = {}) {
+  constructor(els, store, openOrder, { confirm = null, toast = () => {}, loadStatuses = null } = {}) {
     this.els = els;
+    this.loadStatuses = loadStatuses; // (statuses) => Promise: hold the server's orders of them
+    this.loading = false; // reading a filter's orders from the server
+    this.loadedAt = -Infinity; // performance.now() of the last read's end
+    this.recheck = null; // a timer: look again once the gap since the last read has passed
     this.store = store;
     this.book = store.orders;
     this.openOrder = openOrder;
@@ -131,7 +160,41 @@ export class OrdersTable {
     for (const [key, { button }] of this.filterButtons) button.setAttribute('aria-pressed', String(key === filter.key));
     this.els.triage.hidden = filter.key !== 'failed';
     if (filter.key === 'failed') this.refreshGroups(0);
+    this.loadedAt = -Infinity; // a new filter reads its orders at once
     this.onChange?.();
+  }
+
+  /** The server's counts, or (before its first numbers) the page's own. */
+  counts() {
+    return serverCounts(this.store.stats) ?? this.book.countByStage();
+  }
+
+  /** Under a filter, read the orders of its stage the page lacks (the server counts more of
+   *  them than the page holds), at most every RELOAD_GAP_MS. */
+  _holdFiltered(server, held) {
+    const key = this.filter.key;
+    if (this.filter.stages === null || !this.loadStatuses || this.loading) return;
+    if (held[key] >= server[key]) return;
+    const wait = this.loadedAt + RELOAD_GAP_MS - performance.now();
+    if (wait > 0) {
+      // Too soon after the last read: look again then, whether or not the counts change.
+      this.recheck ??= setTimeout(() => {
+        this.recheck = null;
+        this._countsKey = null;
+        this.onChange?.();
+      }, wait);
+      return;
+    }
+    this.loading = true;
+    this.loadStatuses(STAGE_STATUSES[key])
+      .catch((err) => this.toast(`Could not read the ${key} orders: ${err.message}`, 'bad'))
+      .finally(() => {
+        this.loading = false;
+        this.loadedAt = performance.now();
+        this.viewKey = null;
+        this._countsKey = null;
+        this.onChange?.();
+      });
   }
 
   // ------------------------------------------------------------------ the server's side
@@ -235,7 +298,7 @@ export class OrdersTable {
     }
   }
 
-  _drawBulk() {
+  _drawBulk(missing = 0) {
     // Only a narrowed set (a filter, a search, a failure group) can be acted on at once.
     const narrowed = this.group !== null || this.filter.stages !== null || this.query.trim() !== '';
     if (!narrowed) {
@@ -245,11 +308,17 @@ export class OrdersTable {
     const { retry, cancel, scope } = this.bulkTargets();
     this.els.bulk.hidden = !retry.length && !cancel.length;
     if (this.els.bulk.hidden) return;
+    // A filter the page does not hold every order of yet acts on nothing until it does:
+    // "Retry 55 failed orders" beside a count of 60 would be a lie either way.
+    const partial = scope === 'view' && missing > 0;
     setText(this.els.bulkWhat, scope === 'group'
       ? `${this.group.step} · ${plural(this.group.count, 'failed order')} in this group`
-      : `${plural(this.length, 'order')} shown`);
+      : partial ? `${plural(this.length, 'order')} here, ${fmtInt(missing)} more on the server${this.loading ? ': reading them…' : ''}`
+        : `${plural(this.length, 'order')} shown`);
     this.els.bulkRetry.hidden = !retry.length;
     this.els.bulkCancel.hidden = !cancel.length;
+    this.els.bulkRetry.disabled = partial;
+    this.els.bulkCancel.disabled = partial;
     setText(this.els.bulkRetry, `Retry ${plural(retry.length, 'failed order')}…`);
     setText(this.els.bulkCancel, `Cancel ${plural(cancel.length, 'unfinished order')}…`);
   }
@@ -412,11 +481,17 @@ export class OrdersTable {
     } else setText(row.cells.age, '–');
   }
 
-  _countText(total, all) {
+  /** The line beside the filters: how many rows are shown of how many the server counts. */
+  _countText(total, server, held) {
     const q = this.query.trim();
     if (total === 0 && q && ORDER_ID.test(q) && !this.book.get(q)) return 'not held here: Enter opens it';
     if (total === 0 && q) return 'none held: Enter asks the server';
-    return total === all ? plural(total, 'order') : `${fmtInt(total)} of ${plural(all, 'order')}`;
+    if (q || this.group) return `${fmtInt(total)} of ${plural(held.all, 'order')} held here`;
+    const counted = server[this.filter.key];
+    if (total >= counted) return plural(total, 'order');
+    const why = this.loading ? 'reading the rest from the server…'
+      : this.filter.stages === null ? 'the newest' : `the page holds at most ${fmtInt(this.store.limits?.orders)}`;
+    return `${fmtInt(total)} of ${plural(counted, 'order')} (${why})`;
   }
 
   /** Draw the rows in view. `tick` changes once a second so active rows' ages move. */
@@ -456,14 +531,22 @@ export class OrdersTable {
         row.tick = tick;
       }
     }
-    const countsKey = `${this.book.structureVersion}|${this.book.statusVersion}|${total}|${this.query}`;
+    const server = this.counts();
+    const countsKey = `${this.book.structureVersion}|${this.book.statusVersion}|${total}|${this.query}|${Object.values(server).join(',')}|${this.loading}`;
     if (viewChanged || countsKey !== this._countsKey) {
       this._countsKey = countsKey;
-      const counts = this.book.countByStage();
-      for (const [key, { count: el }] of this.filterButtons) setText(el, fmtInt(counts[key]));
-      setText(this.els.count, this._countText(total, counts.all));
+      const held = this.book.countByStage();
+      // The server's counts: the same numbers as the tiles and /api/stats.
+      for (const [key, { count: el }] of this.filterButtons) setText(el, fmtInt(server[key]));
+      setText(this.els.count, this._countText(total, server, held));
+      setText(this.els.empty, total === 0 && server.all > 0 && this.filter.stages !== null
+        ? `No ${this.filter.label.toLowerCase()} orders held here${this.loading ? ' yet: reading them from the server…' : '.'}`
+        : 'No orders yet. Submit one above, or a batch of demo orders.');
       this.els.empty.hidden = total > 0;
-      this._drawBulk();
+      const missing = this.filter.stages !== null && !this.query.trim() && !this.group
+        ? Math.max(0, server[this.filter.key] - held[this.filter.key]) : 0;
+      this._drawBulk(missing);
+      this._holdFiltered(server, held);
     }
     const ms = performance.now() - started;
     const s = this.stats;

@@ -1,11 +1,32 @@
 // Worker cards: status, kind, current task, counts, heartbeat age and ring share, with Kill
 // and Drain. Cards are keyed by worker id and updated in place (two messages a second).
 
-import { fmtInt, fmtPct, h, setClass, setText } from '../dom.js';
+import { fmtInt, fmtPct, h, plural, setClass, setText } from '../dom.js';
 import { workerColour, workerStatus } from '../states.js';
+import { stepsOnlyItRuns } from '../workflows.js';
 
 const CAN_KILL = new Set(['alive', 'suspect', 'draining']);
 const CAN_DRAIN = new Set(['alive', 'suspect']);
+
+/** What killing `worker` does, said before it is done: where its tasks go, and which would
+ *  have nowhere to go (steps no other live worker can run wait until one joins). */
+export function killMessage(worker, workers, details, timeout) {
+  const held = (worker.busy ?? 0) + (worker.queued ?? 0);
+  const crash = `It stops at once, as if it crashed${worker.kind === 'process' ? ' (SIGKILL)' : ''}. `
+    + `The cluster notices within about ${timeout ?? '?'} s (the heartbeat timeout)`;
+  const others = workers.some((w) => w.id !== worker.id && (w.status === 'alive' || w.status === 'suspect'));
+  if (!others) {
+    return `${crash}; it is the only live worker, so its ${plural(held, 'task')} and every new one `
+      + 'wait until a worker joins.';
+  }
+  const only = stepsOnlyItRuns(worker, workers, details);
+  if (only.length) {
+    const names = only.map((s) => (s.tags.length ? `${s.name} (it needs tags: ${s.tags.join(', ')})` : s.name));
+    return `${crash}. No other live worker can run ${names.join(' or ')}: those steps of its `
+      + `${plural(held, 'task')} wait until a worker that can joins; the rest move to other workers.`;
+  }
+  return `${crash} and moves its ${plural(held, 'task')} to other workers; a step it was running runs again elsewhere.`;
+}
 
 export class WorkersView {
   /** actions: {kill(id), drain(id), openOrder(orderId), hover(id|null)} */
@@ -56,18 +77,22 @@ export class WorkersView {
     parts.hb = hb;
     parts.load = h('span', { class: 'worker-load' },
       h('span', { class: 'slot-bar', 'aria-hidden': 'true' }, parts.slotBusy, parts.slotStuck), parts.slots, parts.stuck);
+    // Three lines, so five cards stay whole at 1440 × 900: its id and buttons; what it does;
+    // what it is (kind, host, tags, ring share: cut first, its title holds it whole) beside
+    // its heartbeat. A process worker's "process · host:pid · tags payments" beside its id
+    // would push Drain and Kill out of the card (at 1440 × 900 and on a phone).
+    parts.what = h('span', { class: 'worker-what' }, parts.kind, parts.share);
     parts.el = h('article', { class: 'worker', dataset: { worker: worker.id } },
       h('div', { class: 'worker-line' },
-        swatch, h('span', { class: 'worker-id', text: worker.id }), parts.kind, parts.status,
-        parts.share, h('span', { class: 'spacer' }), parts.drain, parts.kill),
-      h('div', { class: 'worker-line worker-sub' },
+        swatch, h('span', { class: 'worker-id', text: worker.id, title: worker.id }), parts.status,
+        h('span', { class: 'spacer' }), parts.drain, parts.kill),
+      h('div', { class: 'worker-line worker-sub worker-work' },
         h('span', { class: 'worker-now' }, parts.task),
         parts.load,
         h('span', { class: 'worker-counts' },
           parts.done, h('span', { text: ' done · ' }), parts.failed, h('span', { text: ' failed · ' }),
           parts.queued, h('span', { text: ' queued' }))),
-      h('div', { class: 'worker-line worker-sub' },
-        h('span', { class: 'hb-label', text: 'heartbeat' }), hb, parts.hbText));
+      h('div', { class: 'worker-line worker-sub' }, parts.what, hb, parts.hbText));
     return parts;
   }
 
@@ -147,9 +172,10 @@ export class WorkersView {
     setClass(card.hbFill, `hb-fill hb-${level}`);
     card.hb.setAttribute('aria-valuenow', String(age));
     card.hb.setAttribute('aria-valuemax', String(timeout));
-    setText(card.hbText, gone ? 'stopped' : `${age.toFixed(2)} s of ${timeout} s`);
+    setText(card.hbText, gone ? 'beat stopped' : `beat ${age.toFixed(2)} s / ${timeout} s`);
     card.hb.title = `last heartbeat ${age.toFixed(2)} s ago; declared dead after ${timeout} s`;
-    setText(card.share, w.share ? `ring ${fmtPct(w.share)}` : 'off ring');
+    setText(card.share, w.share ? ` · ring ${fmtPct(w.share)}` : ' · off ring');
+    card.what.title = `${card.kind.textContent}${card.share.textContent}`;
     card.kill.disabled = !CAN_KILL.has(w.status);
     card.drain.disabled = !CAN_DRAIN.has(w.status);
   }

@@ -35,6 +35,26 @@ export function missedWhileAway(before, snap, awaySeconds) {
   };
 }
 
+/**
+ * Two absences in a row, the banner of the first not yet dismissed (a connection that drops
+ * again right after it came back, on a busy server): the banner counts both, so what was
+ * missed the first time is not lost from view by the second.
+ */
+export function combineMissed(earlier, later) {
+  if (!earlier) return later;
+  const seconds = earlier.seconds + later.seconds;
+  if (later.silent) return { ...earlier, seconds };
+  if (earlier.silent) return { ...later, seconds };
+  const known = new Set(earlier.incidents.map((i) => i.id));
+  return {
+    seconds,
+    events: earlier.events === null || later.events === null ? null : earlier.events + later.events,
+    completed: earlier.completed + later.completed,
+    failed: earlier.failed + later.failed,
+    incidents: [...earlier.incidents, ...later.incidents.filter((i) => !known.has(i.id))],
+  };
+}
+
 /** The chart's numbers from one `stats` (GET /api/stats): the same the tiles show. */
 export function pointOf(stats) {
   const rates = stats.rates || {};
@@ -113,7 +133,8 @@ export class Store {
     this.app = snap.app || null;
     this.incidents = snap.incidents || [];
     if (this.lost !== null) {
-      this.missed = missedWhileAway(this.lost.before, snap, (Date.now() - this.lost.at) / 1000);
+      this.missed = combineMissed(this.lost.earlier,
+        missedWhileAway(this.lost.before, snap, (Date.now() - this.lost.at) / 1000));
       this.lost = null;
       this.mark('live');
     }
@@ -162,7 +183,8 @@ export class Store {
   lose(reason, wallMs = Date.now()) {
     if (this.lost !== null) return false;
     const serverNow = this.serverNow();
-    this.lost = { at: wallMs, reason, before: this._known(), serverNow };
+    // A banner not yet dismissed is carried into the next one (combineMissed).
+    this.lost = { at: wallMs, reason, before: this._known(), serverNow, earlier: this.missed };
     this.missed = null;
     this.mark('live', 'chart', 'orders');
     return true;
@@ -171,9 +193,15 @@ export class Store {
   /** The server answered again without a snapshot in between (it was only silent). */
   regain() {
     if (this.lost === null) return;
-    this.missed = { seconds: (Date.now() - this.lost.at) / 1000, silent: true };
+    this.missed = combineMissed(this.lost.earlier,
+      { seconds: (Date.now() - this.lost.at) / 1000, silent: true });
     this.lost = null;
     this.mark('live', 'chart', 'orders');
+  }
+
+  /** The operator closed the banner: the next one starts from nothing. */
+  dismissMissed() {
+    this.missed = null;
   }
 
   /** What the page knows now, to say later what it missed. */

@@ -53,6 +53,31 @@ describe('a page that loses its server', () => {
     assert.match(missedText(store.missed), /^Back after \d+ s: the server was silent meanwhile; nothing was missed\.$/);
   });
 
+  it('counts two absences in a row in one banner until it is dismissed', () => {
+    const store = new Store();
+    store.applySnapshot(snapshot({ last_seq: 10, stats: stats({ completed: 1 }) }));
+    store.lose('reconnecting');
+    store.applySnapshot(snapshot({ last_seq: 30, stats: stats({ completed: 4 }), incidents: [restart] }));
+    // Back, and the connection drops again before anyone read the banner.
+    store.lose('reconnecting');
+    store.applySnapshot(snapshot({ last_seq: 35, stats: stats({ completed: 4, failed: 1 }), incidents: [restart] }));
+    assert.deepEqual({ ...store.missed, seconds: 0 }, {
+      seconds: 0, events: 25, completed: 3, failed: 1, incidents: [restart],
+    });
+    // A silence after that adds its time and nothing else.
+    store.lose('silent');
+    store.regain();
+    assert.equal(store.missed.events, 25);
+    assert.equal(store.missed.silent, undefined);
+    // Dismissed: the next absence starts from nothing.
+    store.dismissMissed();
+    store.lose('reconnecting');
+    store.applySnapshot(snapshot({ last_seq: 36, stats: stats({ completed: 5, failed: 1 }), incidents: [restart] }));
+    assert.deepEqual({ ...store.missed, seconds: 0 }, {
+      seconds: 0, events: 1, completed: 1, failed: 0, incidents: [],
+    });
+  });
+
   it('labels its numbers with their age', () => {
     assert.equal(staleText(10_000, 14_900), 'last known, 4 s ago');
     assert.equal(staleText(0, 300_000), 'last known, 5 min ago');

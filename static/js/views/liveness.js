@@ -59,6 +59,7 @@ export class Liveness {
     this.greyedAt = null; // performance.now() when the page last greyed (for tests)
     els.close.addEventListener('click', () => {
       els.banner.hidden = true;
+      store.dismissMissed();
     });
   }
 

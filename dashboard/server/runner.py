@@ -25,7 +25,7 @@ from scheduler.remote.supervisor import own_url
 
 from ..app import Services, create_app, services
 from ..settings import ServeSettings, flask_config, reserved_threads, sockets
-from .front import FrontLimits, FrontWorker
+from .front import MAX_REQUEST_LINE, FrontLimits, FrontWorker
 
 log = logging.getLogger("orderflow.server")
 
@@ -84,6 +84,8 @@ class OrderflowServer(BaseApplication):
             # must never stop accepting before that.
             "worker_connections": s.max_connections + 1,
             "worker_class": OrderflowWorker,
+            # The front door refuses a longer request line first, with the API's 414.
+            "limit_request_line": MAX_REQUEST_LINE,
             "graceful_timeout": s.graceful_timeout,
             "preload_app": False,
             "proc_name": "orderflow",

@@ -18,9 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
-from .text import find_unstorable
+from .text import find_unstorable, storable
+
+_ABSENT: Any = object()
 
 
 class MessageError(ValueError):
@@ -113,11 +116,11 @@ class Field:
         return "a JSON object"
 
     def check(self, value: Any, where: str) -> Any:
-        """The clean value, or the message's error naming `where`. Text is taken to be
-        storable already (Message.read looks at all of it once)."""
+        """The clean value, or MessageError naming `where` (text no journal can hold is
+        refused too; `read` says why)."""
         kind = self.kind
         if kind is Kind.TEXT:
-            ok = isinstance(value, str) and self._text_fits(value)
+            ok = isinstance(value, str) and storable(value) and self._text_fits(value)
         elif kind is Kind.INTEGER:
             value = _integer(value)
             ok = value is not None and self._in_bounds(value)
@@ -130,20 +133,18 @@ class Field:
         elif isinstance(self.of, Message):
             return self.of.check(value, where)
         else:
-            ok = isinstance(value, dict)
+            ok = isinstance(value, dict) and find_unstorable(value, where) is None
         if not ok or (self.choices is not None and value not in self.choices):
             raise MessageError(f"{where} must be {self.rule()}")
         return value
 
     def read(self, value: Any, error: type[Exception] = MessageError) -> Any:
-        """A lone value (a header), checked whole: storable text first, then the rules."""
-        found = find_unstorable(value, self.name)
-        if found is not None:
-            raise error(found)
+        """A lone value (a header) checked once; `error` says what is wrong with it, text a
+        journal cannot hold before any other rule."""
         try:
             return self.check(value, self.name)
         except MessageError as exc:
-            raise error(str(exc)) from None
+            raise error(find_unstorable(value, self.name) or str(exc)) from None
 
     def _text_fits(self, value: str) -> bool:
         if self.min_length is not None and len(value) < self.min_length:
@@ -208,24 +209,26 @@ class Message:
         raise KeyError(name)
 
     def read(self, data: Any) -> dict:
-        """`data` checked once, whole: no text a journal cannot hold anywhere in it (named,
-        keys too), then every rule. Returns a clean copy: the fields given, and the
-        defaults of those absent. Raises `self.error`."""
-        found = find_unstorable(data, "" if isinstance(data, dict) else self.what)
-        if found is not None:
-            raise self.error(found)
+        """`data` checked once, whole. Returns a clean copy: the fields given, and the
+        defaults of those absent. Raises `self.error` naming the field at fault: the first
+        text a journal cannot hold anywhere in `data` (keys too), else the first rule
+        broken."""
         try:
             return self.check(data, "")
         except MessageError as exc:
-            raise self.error(str(exc)) from None
+            found = find_unstorable(data, "" if isinstance(data, dict) else self.what)
+            raise self.error(found or str(exc)) from None
+
+    @cached_property
+    def _names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields)
 
     def check(self, data: Any, where: str) -> dict:
-        """The rules alone (text taken to be storable); MessageError naming the field."""
+        """The rules; MessageError naming the field."""
         if not isinstance(data, dict):
             raise MessageError(f"{where or self.what} must be a JSON object")
-        known = {f.name for f in self.fields}
-        unknown = [str(name) for name in data if name not in known]
-        if unknown:
+        if not self._names.issuperset(data):
+            unknown = [str(name) for name in data if name not in self._names]
             names = ", ".join(sorted(unknown))
             raise MessageError(f"{where} has unknown field(s): {names}" if where
                                else f"unknown field(s): {names}")
@@ -234,11 +237,13 @@ class Message:
                                + ", ".join(f.name for f in self.fields))
         clean = {}
         for f in self.fields:
-            path = f"{where}.{f.name}" if where else f.name
-            if f.name in data:
-                clean[f.name] = f.check(data[f.name], path)
+            name = f.name
+            value = data.get(name, _ABSENT)
+            if value is not _ABSENT:
+                clean[name] = f.check(value, f"{where}.{name}" if where else name)
             elif f.required:
-                raise MessageError(f"{path} is required")
+                raise MessageError(f"{where}.{name} is required" if where
+                                   else f"{name} is required")
             elif f.default is not None:
-                clean[f.name] = f.default
+                clean[name] = f.default
         return clean

@@ -43,7 +43,7 @@ def submit_demo_orders(cluster: Cluster, body: Any, who: str) -> dict:
 def add_workers(cluster: Cluster, body: Any, who: str, hub: WorkerHub | None = None) -> dict:
     """Thread workers join at once: {"ids"}. Process workers (`"kind": "process"`) are
     started and join once connected: {"kind", "processes": [{"pid", "name"}], "message"}."""
-    request = NEW_WORKERS.read(body if body is not None else {})
+    request = NEW_WORKERS.read(body)
     count, kind = request["count"], request["kind"]
     if kind == "process":
         if hub is None:

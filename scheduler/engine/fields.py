@@ -3,14 +3,16 @@
 A message a client sends (an order, a chaos setting, a query string) is declared once, as a
 `Message` of `Field`s: its type, whether it is required, its bounds. The engine checks data
 with it (`Message.read`), for Python callers of `Cluster` as for HTTP; the web layer writes
-the OpenAPI document's JSON Schema and the page's form limits from the same table, so the
-three cannot drift apart. Standard library only, like the rest of the engine.
+the OpenAPI document's JSON Schema and the page's form limits from the same table
+(dashboard/api/schema.py), so the three cannot drift apart. Standard library only, like the
+rest of the engine.
 
-Each rule here is one JSON Schema can state, so what the document allows is what `read`
-accepts, and the reverse (tests/test_fields.py holds the two to each other on generated
-data): an integer is any JSON number without a fraction (1.0 is 1), text is counted in code
-points, and "blank" means made only of the characters in BLANK, the whitespace of Python and
-of JSON Schema's regular expressions (ECMA-262) together.
+Each rule here is one JSON Schema can state exactly, so what the document allows is what
+`read` accepts, and the reverse (tests/test_api_schema.py holds the two to each other on
+generated data): an integer is any JSON number without a fraction (1.0 is 1), text is
+counted in code points and holds no NUL or lone surrogate (scheduler/engine/text.py), and
+"blank" means made only of the characters in BLANK, the whitespace of Python and of JSON
+Schema's regular expressions (ECMA-262) together. A null is a value, never an absent field.
 """
 
 from __future__ import annotations

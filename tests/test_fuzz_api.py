@@ -15,7 +15,7 @@ from conftest import wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import status_code_conformance
+from schemathesis.checks import response_schema_conformance, status_code_conformance
 from web import ORDER, app_over, fast_cluster
 
 # Accepted requests here create real work: bulk orders (up to 10,000 each) and workers (up to
@@ -80,7 +80,8 @@ def check_case(app, case, mode: GenerationMode) -> None:
             case.method, case.formatted_path, case.query, case.body, response.status_code,
             response.text[:300])
     # Every status a route answers is one its OpenAPI description lists.
-    case.validate_response(response, checks=[status_code_conformance])
+    case.validate_response(response, checks=[status_code_conformance,
+                                             response_schema_conformance])
     if 400 <= response.status_code < 500:
         assert observable_state(app) == before, (case.method, case.formatted_path, case.body)
         error = response.json()["error"]

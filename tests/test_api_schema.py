@@ -17,7 +17,7 @@ from web import ORDER, app_over
 
 from dashboard import services
 from dashboard.api import actions
-from dashboard.server.front import MAX_REQUEST_LINE
+from dashboard.config import MAX_REQUEST_LINE
 from scheduler import Cluster, Conflict
 
 ITEM = ORDER["items"][0]

@@ -20,6 +20,7 @@ from scheduler.engine.fields import Message
 from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER
 from scheduler.engine.states import OrderStage
 
+from ..config import MAX_HEAD, MAX_REQUEST_LINE
 from .bodies import DEMO_ORDERS, EVENT_PAGE, ID_LIST, NEW_WORKERS, NO_BODY, ORDER_SEARCH
 from .schema import Sets, field_schema, message_schema, messages_in, parameters, ref
 
@@ -59,12 +60,13 @@ DOOR = {
     403: "a command a browser sent on behalf of another site (code cross_site_request)",
     408: "the request line and headers did not arrive within the header timeout (`orderflow "
          "serve --header-timeout`; code request_timeout)",
-    414: "the request line (the method, the path and the query string) is longer than 8190 "
-         "bytes (code uri_too_long); every documented query fits",
+    414: "the request line (the method, the path and the query string) is longer than "
+         f"{MAX_REQUEST_LINE} bytes (code uri_too_long); every documented query fits",
     421: "a host name other than 127.0.0.1, localhost or [::1] on a server without a token "
          "(code misdirected_request)",
     429: "too many connections from this client address (code too_many_connections)",
-    431: "the request line and headers exceed 64 KiB (code headers_too_large)",
+    431: f"the request line and headers exceed {MAX_HEAD // 1024} KiB (code "
+         "headers_too_large)",
     500: "an unexpected failure, logged by the server (code internal_error)",
     503: "the server has no connection or thread to spare (code server_busy); or, on the "
          "API, this server does not lead (code standby, with role and leader beside the "

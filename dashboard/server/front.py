@@ -9,7 +9,7 @@ itself, without blocking, on fresh and kept-alive connections alike:
 * one that has not sent them within `header_timeout` gets 408 and is closed;
 * one whose head grows past MAX_HEAD gets 431 and is closed, one whose request line (the
   method, path and query string) is longer than MAX_REQUEST_LINE 414 (every query the API
-  documents fits: tests/test_openapi_doors.py);
+  documents fits: tests/test_api_schema.py);
 * at `max_connections` open connections in all, or `max_connections_per_address` from one
   client address, a new connection makes room by shedding an idle one: one that holds no
   thread and no request being answered (a head not yet whole, a kept-alive connection
@@ -47,16 +47,13 @@ from urllib.parse import parse_qs
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from ..config import MAX_HEAD, MAX_REQUEST_LINE
 from ..door.auth import token_matches
 from ..door.codes import ErrorCode
 from ..door.gate import RefusalLog
 
 log = logging.getLogger("orderflow.server")
 
-MAX_HEAD = 64 * 1024  # request line + headers; gunicorn's own limits are within this
-# The longest request line, without its line end: gunicorn's greatest limit, which the
-# runner gives it too, so its own (HTML) 414 never comes first.
-MAX_REQUEST_LINE = 8190
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 LINGER = 2.0  # seconds a closing connection waits for the client's end (as gunicorn does)
 

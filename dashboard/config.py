@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 MIB = 1024 * 1024
+# What `orderflow serve`'s front server reads of a request head before it answers 414 or 431
+# (server/front.py), as the API's description states (api/openapi.py): the request line
+# without its line end (gunicorn's greatest limit, which it is given too), and the whole head.
+MAX_REQUEST_LINE = 8190
+MAX_HEAD = 64 * 1024
 
 
 class DefaultConfig:

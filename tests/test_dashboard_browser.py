@@ -173,6 +173,29 @@ def test_orders_submitted_from_the_form_run_to_completion(browser, tmp_path):
         assert d.errors == []
 
 
+def test_the_order_form_refuses_what_the_server_refuses_with_the_servers_limits(
+        browser, tmp_path):
+    """The inputs' limits are the fields' (dashboard/api/schema.py): a whitespace-only
+    customer or a priority out of range never leaves the page; the pattern compiles in the
+    browser (a pattern it cannot read would be dropped with a console error)."""
+    with dashboard(browser, tmp_path, fast_cluster(workers=1, **HEARTBEATS)) as d:
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        validity = "([id, what]) => document.getElementById(id).validity[what]"
+        d.page.fill("#f-customer", " \t ")
+        d.page.click("#f-submit")
+        assert d.page.evaluate(validity, ["f-customer", "patternMismatch"])
+        d.page.fill("#f-customer", "ada")
+        d.page.fill("#f-priority", "101")
+        d.page.click("#f-submit")
+        assert d.page.evaluate(validity, ["f-priority", "rangeOverflow"])
+        d.page.fill("#f-priority", "")
+        d.submit_from_form("grace")
+        # Only the order the form let through reached the server.
+        assert d.cluster.stats()["orders_total"] == 1
+        assert d.errors == []
+
+
 def test_killed_worker_is_marked_dead_and_its_tasks_finish_elsewhere(browser, tmp_path):
     # One slot each, so the work lasts long enough for the kill to find some in flight.
     cluster = fast_cluster(workers=3, latency_ms=(40, 80), slots=1, **HEARTBEATS)

@@ -1,7 +1,8 @@
 """Denial of service without a token, on the real server (`orderflow serve`, gunicorn):
 Socket.IO connections are capped and refused clearly, a token-less handshake is refused
 before the upgrade, partial requests wait without a thread and are cut after the header
-timeout, a chunked body over the limit is a 413, and malformed frames log one line each."""
+timeout, a chunked body over the limit is a 413, a request line over the limit a 414 (the
+longest query the API documents passes), and malformed frames log one line each."""
 
 from __future__ import annotations
 
@@ -177,6 +178,29 @@ def test_a_body_over_the_limit_is_a_413_chunked_or_not(tmp_path: Path):
         small = requests.post(url, data=iter([b'{"customer": "a"}']), headers=headers,
                               timeout=10)
         assert small.status_code == 422
+
+
+def test_a_request_line_over_the_limit_is_the_documented_414_and_every_documented_one_passes(
+        tmp_path: Path):
+    with ServeProcess(*quiet(tmp_path)) as server, requests.Session() as session:
+        url = f"{server.url}/api/orders"
+        # The longest search the document allows: each text filter at its 200 characters,
+        # each a 4-byte character (12 bytes encoded); gunicorn's own limit was 4094 bytes.
+        longest = "\U0001f600" * 200
+        search = {"customer": longest, "workflow": longest, "error": longest,
+                  "status": "in_progress", "since": 1e10, "until": 1e10, "limit": 500,
+                  "cursor": 2**62}
+        answered = session.get(url, params=search, timeout=10)
+        assert answered.status_code == 200, answered.text[:200]
+        assert len(answered.request.path_url) > 7000
+        # Longer than any documented request: the API's 414 in its error shape, on the
+        # search's kept-alive connection, then on a new one.
+        for _ in range(2):
+            refused = session.get(url, params={"customer": "x" * 9000}, timeout=10)
+            assert refused.status_code == 414
+            assert refused.json()["error"]["code"] == "uri_too_long"
+        document = requests.get(f"{server.url}/api/openapi.json", timeout=10).json()
+        assert "414" in document["paths"]["/api/orders"]["get"]["responses"]
 
 
 # A text frame that is no Engine.IO packet, Socket.IO packets that do not decode, binary

@@ -85,7 +85,7 @@ def test_serve_defaults_are_the_cluster_defaults():
         (["--host", "0.0.0.0"], "--token"),
         (["--heartbeat-interval", "1", "--heartbeat-timeout", "0.5"], "heartbeat_timeout"),
         (["--failure-rate", "2"], "failure_rate"),
-        (["--latency-ms", "9,1"], "latency_ms"),
+        (["--latency-ms", "1,70000"], "latency_ms"),
         (["--max-retries", "-1"], "max_retries"),
         (["--port", "70000"], "port"),
         (["--graceful-timeout", "-1"], "graceful-timeout"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from web import ORDER, fast_cluster
 
-from dashboard.api.orders import MAX_PAGE
+from dashboard.api.bodies import MAX_PAGE
 from dashboard.config import DefaultConfig
 from dashboard.stream.push import ClientTable, EventStream, StreamSettings, build_snapshot
 from scheduler import App, Cluster

@@ -1,7 +1,9 @@
 """The commands a client may give, shared by the HTTP views and the Socket.IO handlers.
 
-Each takes parsed JSON, checks all of it before touching the cluster (so nothing is
-half-applied) and returns the JSON-ready answer. Errors are raised and mapped in errors.py.
+Each takes parsed JSON, reads it once with its message (bodies.py; an order's and the chaos
+settings' are the engine's and the demo's), all of it before touching the cluster (so nothing
+is half-applied), and returns the JSON-ready answer. Errors are raised and mapped in
+errors.py.
 """
 
 from __future__ import annotations
@@ -9,48 +11,26 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from scheduler import Cluster, Conflict, UnknownOrder, validate_order
+from scheduler import Cluster, Conflict, UnknownOrder
 from scheduler.demo.orders import demo_order
 
-from ..door.errors import invalid
-from ..door.parsing import expect_object, int_field, only_fields, optional_list, optional_text
+from .bodies import DEMO_ORDERS, ID_LIST, NEW_WORKERS, WORKER_REF
 
 if TYPE_CHECKING:
     from ..workers.hub import WorkerHub
 
-MAX_BULK_ORDERS = 10_000
-MAX_NEW_WORKERS = 32
-MAX_KEY_LENGTH = 200
-
 
 def submit_order(cluster: Cluster, body: Any,
                  idempotency_key: str | None = None) -> tuple[dict, bool]:
-    """(the order, whether it was created now). A known idempotency key returns its order."""
-    body = expect_object(body, "an order")
-    validate_order(body)  # a bad body is refused even when its key is known
-    workflow = optional_text(body, "workflow")
-    if idempotency_key is not None:
-        if not idempotency_key.strip() or len(idempotency_key) > MAX_KEY_LENGTH:
-            raise invalid(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
-        existing = cluster.find_by_idempotency_key(idempotency_key)
-        if existing is not None:
-            return cluster.get_order(existing), False
-    try:
-        order_id = cluster.submit(body, workflow, idempotency_key=idempotency_key)
-    except Conflict:
-        # Two requests with the same key raced between the lookup and the submit.
-        existing = cluster.find_by_idempotency_key(idempotency_key) if idempotency_key else None
-        if existing is None:
-            raise
-        return cluster.get_order(existing), False
-    return cluster.get_order(order_id), True
+    """(the order, whether it was created now). A known idempotency key returns its order.
+    The body and the key are read once, by the engine (`Cluster.submit_idempotent`)."""
+    order_id, created = cluster.submit_idempotent(body, idempotency_key=idempotency_key)
+    return cluster.get_order(order_id), created
 
 
 def submit_demo_orders(cluster: Cluster, body: Any, who: str) -> dict:
-    body = expect_object(body, "the body")
-    only_fields(body, ("count", "workflow"))
-    count = int_field(body, "count", 1, MAX_BULK_ORDERS)
-    workflow = optional_text(body, "workflow")
+    request = DEMO_ORDERS.read(body)
+    count, workflow = request["count"], request.get("workflow")
     rng = random.Random()
     # All or none, with one durable commit for the whole batch.
     ids = cluster.submit_many([demo_order(rng) for _ in range(count)], workflow)
@@ -63,12 +43,8 @@ def submit_demo_orders(cluster: Cluster, body: Any, who: str) -> dict:
 def add_workers(cluster: Cluster, body: Any, who: str, hub: WorkerHub | None = None) -> dict:
     """Thread workers join at once: {"ids"}. Process workers (`"kind": "process"`) are
     started and join once connected: {"kind", "processes": [{"pid", "name"}], "message"}."""
-    body = expect_object(body if body is not None else {}, "the body")
-    only_fields(body, ("count", "kind"))
-    count = int_field(body, "count", 1, MAX_NEW_WORKERS, default=1)
-    kind = body.get("kind", "thread")
-    if kind not in ("thread", "process"):
-        raise invalid("kind must be \"thread\" or \"process\"")
+    request = NEW_WORKERS.read(body)
+    count, kind = request["count"], request["kind"]
     if kind == "process":
         if hub is None:
             raise Conflict("this server cannot start worker processes")
@@ -85,13 +61,9 @@ def add_workers(cluster: Cluster, body: Any, who: str, hub: WorkerHub | None = N
 
 
 def worker_id_from(data: Any) -> str:
-    """Socket.IO clients may send the id itself or `{"id": ...}`."""
-    if isinstance(data, dict):
-        only_fields(data, ("id",))
-        data = data.get("id")
-    if not isinstance(data, str) or not data:
-        raise invalid("a worker id (string) is required")
-    return data
+    """Socket.IO clients may send the id itself or `{"id": ...}` (its text was checked at
+    the socket's door, realtime.acknowledged)."""
+    return WORKER_REF.check(data if isinstance(data, dict) else {"id": data}, "")["id"]
 
 
 def kill_worker(cluster: Cluster, worker_id: str, who: str) -> dict:
@@ -132,13 +104,9 @@ def _latency(pair: list[float]) -> str:
 def update_chaos(cluster: Cluster, body: Any, who: str) -> dict:
     """Change the demo handlers' failure rate and latency; the change is audited, saying
     what it was before."""
-    body = expect_object(body, "the body")
-    only_fields(body, ("failure_rate", "latency_ms", "hang_rate", "stuck_rate"))
-    if not body or any(value is None for value in body.values()):
-        raise invalid("give failure_rate, latency_ms, hang_rate and/or stuck_rate (not null)")
     before = cluster.chaos.view()
-    # Chaos.update checks every value before applying any (ConfigError -> 422).
-    after = cluster.chaos.update(**body)
+    # Chaos.apply reads the body once, whole, before applying any of it (ConfigError -> 422).
+    after = cluster.chaos.apply(body)
     changes = []
     if after["failure_rate"] != before["failure_rate"]:
         changes.append(f"failure rate {_percent(before['failure_rate'])} → "
@@ -175,11 +143,7 @@ def bulk_order_command(cluster: Cluster, body: Any, command: str, who: str) -> d
     """Cancel or retry many orders in one request (a failure group, a filtered set): each
     is tried on its own; those in a state that does not allow it are skipped with the
     reason. One audit event says how many."""
-    body = expect_object(body, "the body")
-    only_fields(body, ("ids",))
-    ids = optional_list(body, "ids", MAX_BULK_ORDERS, item_max=MAX_KEY_LENGTH)
-    if not ids:
-        raise invalid("ids must be a non-empty list of order ids")
+    ids = ID_LIST.read(body)["ids"]
     run = cluster.cancel_order if command == "cancel" else cluster.retry_order
     done, skipped = [], []
     for order_id in dict.fromkeys(ids):  # each once, in the order given

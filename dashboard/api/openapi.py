@@ -1,7 +1,11 @@
 """The OpenAPI 3.1 description of the HTTP API, served at /api/openapi.json.
 
-Written by hand next to the routes; a test checks that every route the app registers is
-described here (and nothing else), so the two cannot drift apart.
+What a client sends is written from the messages the server reads it with (bodies.py, the
+engine's order, the demo's chaos settings; schema.py translates), for the running server's
+workflows; what it answers, and the operations, by hand next to the routes. A test checks
+that every route the app registers is described here (and nothing else); every status a
+request can meet on its way (the front server, the token, the text door, a standby) is
+listed on every operation (DOOR).
 """
 
 from __future__ import annotations
@@ -11,53 +15,102 @@ from typing import Any
 from flask import Flask
 
 from scheduler import OrderStatus, TaskState
+from scheduler.demo.handlers import CHAOS_SETTINGS
+from scheduler.engine.fields import Message
+from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER
 from scheduler.engine.states import OrderStage
 
-from .actions import MAX_BULK_ORDERS, MAX_NEW_WORKERS
+from ..config import MAX_HEAD, MAX_REQUEST_LINE
+from .bodies import DEMO_ORDERS, EVENT_PAGE, ID_LIST, NEW_WORKERS, NO_BODY, ORDER_SEARCH
+from .schema import Sets, field_schema, message_schema, messages_in, parameters, ref
 
 JSON = "application/json"
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+# Every message a client sends in a body; written into components/schemas.
+REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, NEW_WORKERS, NO_BODY,
+                                         CHAOS_SETTINGS)
+_ref = ref
 
 
 def _json(schema: dict, description: str = "OK") -> dict:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+REASONS = {
+    400: ("Malformed JSON or query parameter (code invalid_json, invalid_parameter), or a "
+          "path or query parameter holding text no journal can store (a NUL, a lone "
+          "surrogate; code invalid_parameter)"),
+    401: "Missing or wrong bearer token",
+    404: "Unknown id",
+    409: "The object's state does not allow this",
+    413: "Body larger than 1 MiB",
+    415: "Body is not application/json",
+    422: ("Well-formed JSON that does not fit the documented body (code validation_error); "
+          "the message names the field"),
+    503: ("The journal cannot be written, or a read of it failed (code "
+          "journal_unavailable): nothing is accepted until it is fixed; or the order is "
+          "accepted but not committed yet (code commit_pending, e.g. an Idempotency-Key "
+          "posted again while its first request waits for the commit): ask again after "
+          "Retry-After"),
+}
+
+# What any request may meet before (or instead of) its route, with when it applies.
+DOOR = {
+    400: "a query or path parameter holding text no journal can store (a NUL, a lone "
+         "surrogate; code invalid_parameter)",
+    403: "a command a browser sent on behalf of another site (code cross_site_request)",
+    408: "the request line and headers did not arrive within the header timeout (`orderflow "
+         "serve --header-timeout`; code request_timeout)",
+    414: "the request line (the method, the path and the query string) is longer than "
+         f"{MAX_REQUEST_LINE} bytes (code uri_too_long); every documented query fits",
+    421: "a host name other than 127.0.0.1, localhost or [::1] on a server without a token "
+         "(code misdirected_request)",
+    429: "too many connections from this client address (code too_many_connections)",
+    431: f"the request line and headers exceed {MAX_HEAD // 1024} KiB (code "
+         "headers_too_large)",
+    500: "an unexpected failure, logged by the server (code internal_error)",
+    503: "the server has no connection or thread to spare (code server_busy); or, on the "
+         "API, this server does not lead (code standby, with role and leader beside the "
+         "error): send it to the leader. Ask again after Retry-After",
+}
+UNSAFE_METHODS = ("post", "put", "patch", "delete")
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+
+
 def _errors(*statuses: int) -> dict:
-    reasons = {
-        400: ("Malformed JSON or query parameter, or a path or query parameter holding text "
-              "no journal can store (a NUL, a lone surrogate; code invalid_parameter)"),
-        401: "Missing or wrong bearer token",
-        404: "Unknown id",
-        409: "The object's state does not allow this",
-        413: "Body larger than 1 MiB",
-        415: "Body is not application/json",
-        422: "Well-formed JSON with invalid values",
-        503: ("The journal cannot be written, or a read of it failed (code "
-              "journal_unavailable): nothing is accepted until it is fixed; or this server "
-              "does not lead (code standby, with role and leader beside the error): send it "
-              "to the leader; or the order is accepted but not committed yet (code "
-              "commit_pending, e.g. an Idempotency-Key posted again while its first request "
-              "waits for the commit): ask again after Retry-After"),
-    }
-    return {str(s): {"description": reasons[s], "content": {JSON: {"schema": _ref("Error")}}}
-            for s in statuses}
+    return {str(s): _error(REASONS[s]) for s in statuses}
 
 
-def _query(name: str, schema: dict, description: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+def _with_door(method: str, op: dict) -> dict:
+    """`op` with every status the way to it can answer: the door's reasons, beside (or
+    after) its own."""
+    responses = dict(op["responses"])
+    door = dict(DOOR)
+    if op.get("security") != []:
+        door[401] = REASONS[401]
+    if method not in UNSAFE_METHODS:
+        door.pop(403)
+    for status, reason in door.items():
+        own = responses.get(str(status))
+        if own is None:
+            responses[str(status)] = _error(reason[0].upper() + reason[1:])
+        elif reason not in own["description"]:
+            responses[str(status)] = {**own, "description": f"{own['description']}; or "
+                                                            f"{reason}"}
+    return {**op, "responses": responses}
 
 
 def _path(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    # Ids are at most 200 characters (bodies.ID_LIST), so every documented path fits in a
+    # request line (DOOR, 414).
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
 
 
-def _body(schema: dict, required: bool = True) -> dict:
-    return {"required": required, "content": {JSON: {"schema": schema}}}
+def _body(message: Message, required: bool = True) -> dict:
+    return {"required": required, "content": {JSON: {"schema": _ref(message.name)}}}
 
 
 def _op(summary: str, responses: dict, **extra: Any) -> dict:
@@ -73,30 +126,6 @@ SCHEMAS: dict[str, dict] = {
         "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string", "examples": ["validation_error", "not_found"]},
             "message": {"type": "string"}}}},
-    },
-    "Item": {
-        "type": "object",
-        "required": ["sku", "qty", "price"],
-        "additionalProperties": False,
-        "properties": {
-            "sku": {"type": "string", "minLength": 1, "maxLength": 200},
-            "qty": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-            "price": {"type": "number", "minimum": 0, "maximum": 1e9},
-        },
-    },
-    "OrderInput": {
-        "type": "object",
-        "required": ["customer", "items"],
-        "additionalProperties": False,
-        "properties": {
-            "customer": {"type": "string", "minLength": 1, "maxLength": 200},
-            "items": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("Item")},
-            "workflow": {"type": "string",
-                         "description": "one of GET /api/workflows; default: ecommerce"},
-            "priority": {"type": "integer", "minimum": -100, "maximum": 100, "default": 0,
-                         "description": "higher first among orders at the same stage "
-                                        "(e.g. express shipping)"},
-        },
     },
     "Task": {
         "type": "object",
@@ -248,21 +277,6 @@ SCHEMAS: dict[str, dict] = {
             "now": {"type": "number", "description": "the server's clock (Unix time)"},
         },
     },
-    "Chaos": {
-        "type": "object",
-        "properties": {
-            "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
-            "hang_rate": {"type": "number", "minimum": 0, "maximum": 1,
-                          "description": "share of demo attempts that hang until their time "
-                                         "limit cancels them"},
-            "stuck_rate": {"type": "number", "minimum": 0, "maximum": 1,
-                           "description": "share of the server's demo attempts that ignore "
-                                          "their cancellation and return 3 s after their time "
-                                          "limit (their thread is abandoned and replaced)"},
-            "latency_ms": {"type": "array", "minItems": 2, "maxItems": 2,
-                           "items": {"type": "number", "minimum": 0, "maximum": 60000}},
-        },
-    },
     "WorkflowStep": {
         "type": "object",
         "required": ["name", "deps"],
@@ -303,11 +317,6 @@ SCHEMAS: dict[str, dict] = {
     },
     "Ids": {"type": "object",
             "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
-    "IdList": {"type": "object", "required": ["ids"], "additionalProperties": False,
-               "properties": {"ids": {"type": "array", "minItems": 1,
-                                      "maxItems": MAX_BULK_ORDERS,
-                                      "items": {"type": "string", "minLength": 1,
-                                                "maxLength": 200}}}},
     "Skipped": {"type": "array", "description": "orders whose state did not allow it",
                 "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "reason": {"type": "string"}}}},
@@ -348,8 +357,8 @@ SCHEMAS: dict[str, dict] = {
     },
 }
 
-NO_BODY = {"description": "No body, or an empty JSON object",
-           "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}}
+def _no_body() -> dict:
+    return {**_body(NO_BODY), "required": False}
 
 PATHS: dict[str, dict] = {
     "/": {"get": _op("The dashboard page", {"200": {"description": "HTML",
@@ -373,9 +382,10 @@ PATHS: dict[str, dict] = {
             {"201": _json(_ref("Order"), "Created"),
              "200": _json(_ref("Order"), "Repeated Idempotency-Key: the order it created"),
              **_errors(*BODY_ERRORS, 503)},
-            parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
-                         "schema": {"type": "string", "maxLength": 200}}],
-            requestBody=_body(_ref("OrderInput"))),
+            parameters=[{"name": IDEMPOTENCY_KEY.name, "in": "header", "required": False,
+                         "schema": field_schema(IDEMPOTENCY_KEY, {}),
+                         "description": IDEMPOTENCY_KEY.description}],
+            requestBody=_body(ORDER)),
         "get": _op(
             "List orders, newest first",
             {"200": _json({"type": "object", "properties": {
@@ -388,19 +398,7 @@ PATHS: dict[str, dict] = {
                  "headers": {"Retry-After": {"description": "seconds to wait before trying "
                                              "again", "schema": {"type": "integer"}}},
                  "content": {JSON: {"schema": _ref("Error")}}}},
-            parameters=[
-                _query("status", {"enum": [s.value for s in OrderStatus]}, "only this status"),
-                _query("workflow", {"type": "string", "maxLength": 200}, "only this workflow"),
-                _query("customer", {"type": "string", "maxLength": 200},
-                       "a part of the customer (any case)"),
-                _query("error", {"type": "string", "maxLength": 200},
-                       "a part of any step's last error (any case)"),
-                _query("since", {"type": "number"}, "submitted at or after (Unix time)"),
-                _query("until", {"type": "number"}, "submitted before (Unix time)"),
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                       "page size"),
-                _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
-            ]),
+            parameters=parameters(ORDER_SEARCH, "query", {})),
     },
     "/api/orders/retry": {"post": _op(
         "Retry many failed orders at once (a failure group, a filtered set); each is tried on "
@@ -408,20 +406,17 @@ PATHS: dict[str, dict] = {
         {"200": _json({"type": "object", "properties": {
             "retried": {"type": "array", "items": {"type": "string"}},
             "skipped": _ref("Skipped")}}), **_errors(*BODY_ERRORS, 503)},
-        requestBody=_body(_ref("IdList")))},
+        requestBody=_body(ID_LIST))},
     "/api/orders/cancel": {"post": _op(
         "Cancel many unfinished orders at once; finished ones are skipped",
         {"200": _json({"type": "object", "properties": {
             "cancelled": {"type": "array", "items": {"type": "string"}},
             "skipped": _ref("Skipped")}}), **_errors(*BODY_ERRORS, 503)},
-        requestBody=_body(_ref("IdList")))},
+        requestBody=_body(ID_LIST))},
     "/api/orders/bulk": {"post": _op(
         "Submit generated demo orders",
         {"201": _json(_ref("Ids"), "Created"), **_errors(*BODY_ERRORS, 503)},
-        requestBody=_body({"type": "object", "required": ["count"], "properties": {
-            "count": {"type": "integer", "minimum": 1, "maximum": MAX_BULK_ORDERS},
-            "workflow": {"type": "string",
-                         "description": "one of GET /api/workflows; default: ecommerce"}}}))},
+        requestBody=_body(DEMO_ORDERS))},
     "/api/orders/{order_id}": {"get": _op(
         "An order with its tasks and its events",
         {"200": _json({"allOf": [_ref("Order"), {"type": "object", "properties": {
@@ -431,11 +426,11 @@ PATHS: dict[str, dict] = {
     "/api/orders/{order_id}/cancel": {"post": _op(
         "Cancel an unfinished order",
         {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},
-        parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
+        parameters=[_path("order_id")], requestBody=_no_body())},
     "/api/orders/{order_id}/retry": {"post": _op(
         "Re-run a failed order from the step that failed",
         {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},
-        parameters=[_path("order_id")], requestBody={**NO_BODY, "required": False})},
+        parameters=[_path("order_id")], requestBody=_no_body())},
     "/api/workers": {
         "get": _op("List workers and the hash ring", {"200": _json({"type": "object",
                                                                     "properties": {
@@ -451,19 +446,16 @@ PATHS: dict[str, dict] = {
                      "pid": {"type": "integer"}, "name": {"type": "string"}}}}}},
                  "Accepted: `orderflow worker` processes started"),
              **_errors(*BODY_ERRORS, 409)},
-            requestBody=_body({"type": "object", "properties": {
-                "count": {"type": "integer", "minimum": 1, "maximum": MAX_NEW_WORKERS,
-                          "default": 1},
-                "kind": {"enum": ["thread", "process"], "default": "thread"}}}, required=False)),
+            requestBody=_body(NEW_WORKERS, required=False)),
     },
     "/api/workers/{worker_id}/kill": {"post": _op(
         "Crash a worker (simulated); the heartbeat monitor detects it",
         {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(*BODY_ERRORS, 404, 409)},
-        parameters=[_path("worker_id")], requestBody={**NO_BODY, "required": False})},
+        parameters=[_path("worker_id")], requestBody=_no_body())},
     "/api/workers/{worker_id}/drain": {"post": _op(
         "Drain a worker: no new work, it leaves after its current task",
         {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(*BODY_ERRORS, 404, 409)},
-        parameters=[_path("worker_id")], requestBody={**NO_BODY, "required": False})},
+        parameters=[_path("worker_id")], requestBody=_no_body())},
     "/api/workflows": {"get": _op(
         "The workflows an order may name, each with its DAG and its steps' policies",
         {"200": _json({"type": "object", "required": ["workflows"], "properties": {
@@ -484,24 +476,28 @@ PATHS: dict[str, dict] = {
             "events": {"type": "array", "items": _ref("Event")},
             "oldest_seq": {"type": "integer"}, "last_seq": {"type": "integer"}}}),
          **_errors(400, 401)},
-        parameters=[
-            _query("after", {"type": "integer", "minimum": 0, "default": 0}, "last seq seen"),
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500},
-                   "page size"),
-        ])},
+        parameters=parameters(EVENT_PAGE, "query", {}))},
     "/api/chaos": {
         "get": _op("Failure rate and latency of the demo handlers",
                    {"200": _json(_ref("Chaos")), **_errors(401)}),
         "put": _op("Change chaos settings (all or nothing)",
                    {"200": _json(_ref("Chaos")), **_errors(*BODY_ERRORS)},
-                   requestBody=_body(_ref("Chaos"))),
+                   requestBody=_body(CHAOS_SETTINGS)),
     },
     "/api/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"})},
                                      security=[])},
 }
 
 
+def request_schemas(sets: Sets) -> dict[str, dict]:
+    """The JSON Schema of every message a client sends in a body, by its name."""
+    return {m.name: message_schema(m, sets)
+            for top in REQUEST_MESSAGES for m in messages_in(top)}
+
+
 def openapi_document(app: Flask) -> dict:
+    """The document for this app: its workflows are the `workflow` a client may name."""
+    sets: Sets = {"workflows": app.extensions["orderflow"].cluster.workflow_names()}
     doc = {
         "openapi": "3.1.0",
         "info": {
@@ -511,9 +507,10 @@ def openapi_document(app: Flask) -> dict:
                            '{"error": {"code", "message"}}. Live events: Socket.IO on '
                            "/socket.io/ (see dashboard/stream/realtime.py).",
         },
-        "paths": PATHS,
+        "paths": {path: {method: _with_door(method, op) for method, op in ops.items()}
+                  for path, ops in PATHS.items()},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **request_schemas(sets)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

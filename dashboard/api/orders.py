@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from scheduler import Cluster, OrderStatus
+from scheduler import Cluster
 from scheduler.engine.records import OrderQuery
 
 from ..door.audit import actor
-from ..door.parsing import choice_arg, int_arg, json_body, number_arg, only_fields, text_arg
+from ..door.parsing import json_body, read_query
 from . import actions
+from .bodies import NO_BODY, ORDER_SEARCH
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
-MAX_PAGE = 500
 
 
 def _cluster() -> Cluster:
@@ -21,7 +21,7 @@ def _cluster() -> Cluster:
 
 def _no_body() -> None:
     """Commands without parameters accept no body, or an empty JSON object."""
-    only_fields(json_body(required=False), ())
+    NO_BODY.read(json_body(required=False))
 
 
 @bp.post("")
@@ -46,17 +46,11 @@ def index():
     seconds). The cursor is the `number` of the last order of the previous page. Orders in
     memory are searched as they are now, the rest in the journal."""
     cluster = _cluster()
-    query = OrderQuery(
-        status=choice_arg("status", (s.value for s in OrderStatus)),
-        workflow=text_arg("workflow"),
-        customer=text_arg("customer"),
-        error=text_arg("error"),
-        since=number_arg("since"),
-        until=number_arg("until"),
-    )
-    limit = int_arg("limit", 50, 1, MAX_PAGE)
-    cursor = int_arg("cursor", None, 1, 2**62)
-    page = cluster.search_orders(query, limit=limit + 1, before=cursor)
+    asked = read_query(ORDER_SEARCH)
+    query = OrderQuery(**{name: asked.get(name) for name in (
+        "status", "workflow", "customer", "error", "since", "until")})
+    limit = asked["limit"]
+    page = cluster.search_orders(query, limit=limit + 1, before=asked.get("cursor"))
     more = len(page) > limit
     page = page[:limit]
     return {"orders": page, "next_cursor": str(page[-1]["number"]) if more else None}

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, make_response, render_template, send_from_directory
 
+from scheduler.demo.handlers import CHAOS_SETTINGS
+from scheduler.engine.orders import ITEM, ORDER
+
 from ..assets import VENDOR, VENDOR_DIR
+from .bodies import DEMO_ORDERS
+from .schema import form_limits
 
 bp = Blueprint("pages", __name__)
 
@@ -22,11 +27,24 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'"
 )
 
+# The page's form inputs, each held to the rules of the field it sends (required, lengths,
+# bounds, not blank), written from the field's one declaration: the page has no copy.
+FORM_LIMITS = {
+    "customer": form_limits(ORDER.field("customer")),
+    "sku": form_limits(ITEM.field("sku")),
+    "qty": form_limits(ITEM.field("qty")),
+    "price": form_limits(ITEM.field("price")),
+    "priority": form_limits(ORDER.field("priority")),
+    "demo_count": form_limits(DEMO_ORDERS.field("count")),
+    "failure_rate": form_limits(CHAOS_SETTINGS.field("failure_rate")),
+    "latency_ms": form_limits(CHAOS_SETTINGS.field("latency_ms").of),
+}
+
 
 @bp.get("/")
 def index() -> Response:
-    """The live dashboard (templates/index.html)."""
-    response = make_response(render_template("index.html"))
+    """The live dashboard (templates/index.html), its forms' limits filled in."""
+    response = make_response(render_template("index.html", limits=FORM_LIMITS))
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-cache"
     return response

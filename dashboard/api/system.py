@@ -9,13 +9,13 @@ from scheduler.journal.schema import StoreError
 
 from ..door.audit import actor
 from ..door.codes import ErrorCode
-from ..door.parsing import int_arg, json_body
+from ..door.parsing import json_body, read_query
 from ..failover.leadership import refusal_of
 from . import actions
+from .bodies import EVENT_PAGE, MAX_BULK_ORDERS
 from .openapi import openapi_document
 
 bp = Blueprint("system", __name__)
-MAX_EVENTS_PAGE = 5000
 
 
 def _cluster() -> Cluster:
@@ -48,8 +48,8 @@ def stats():
 def events():
     """Events after `after` in seq order. If `after` < oldest_seq - 1, some are no longer in
     memory: take a fresh snapshot (GET /api/orders, /api/workers, /api/stats) instead."""
-    after = int_arg("after", 0, 0, 2**62)
-    limit = int_arg("limit", 500, 1, MAX_EVENTS_PAGE)
+    page = read_query(EVENT_PAGE)
+    after, limit = page["after"], page["limit"]
     cluster = _cluster()
     oldest, newest = cluster.event_bounds()
     return {
@@ -78,7 +78,7 @@ def history():
 @bp.get("/api/failures")
 def failures():
     """Failed orders (of those in memory) grouped by the step that failed and its reason."""
-    return _cluster().failures(max_ids=actions.MAX_BULK_ORDERS)
+    return _cluster().failures(max_ids=MAX_BULK_ORDERS)
 
 
 @bp.get("/api/openapi.json")

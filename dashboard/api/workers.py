@@ -7,9 +7,10 @@ from flask import Blueprint, current_app
 from scheduler import Cluster
 
 from ..door.audit import actor
-from ..door.parsing import json_body, only_fields
+from ..door.parsing import json_body
 from ..workers.hub import hub_of
 from . import actions
+from .bodies import NO_BODY
 
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
 
@@ -35,12 +36,12 @@ def add():
 
 @bp.post("/<worker_id>/kill")
 def kill(worker_id: str):
-    only_fields(json_body(required=False), ())
+    NO_BODY.read(json_body(required=False))
     # 202: the crash happens now, but the cluster notices it later, by heartbeat.
     return actions.kill_worker(_cluster(), worker_id, actor()), 202
 
 
 @bp.post("/<worker_id>/drain")
 def drain(worker_id: str):
-    only_fields(json_body(required=False), ())
+    NO_BODY.read(json_body(required=False))
     return actions.drain_worker(_cluster(), worker_id, actor()), 202

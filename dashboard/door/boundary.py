@@ -2,11 +2,12 @@
 
 The rule is scheduler/engine/text.py's: no NUL character and no lone surrogate. Here it is
 applied to what a request carries outside its body, on every route at once: the path (its
-parameters, such as an order id), the query string (every parameter) and the
-`Idempotency-Key` header. A path or query string that is not UTF-8 at all (the bytes of an
-encoded lone surrogate, say) is refused too, instead of being read with replacement
-characters. JSON bodies are checked where they are parsed (`parsing.json_body`), Socket.IO
-commands where they arrive (`realtime.acknowledged`). Each refusal names the parameter.
+parameters, such as an order id) and the query string (every parameter). A path or query
+string that is not UTF-8 at all (the bytes of an encoded lone surrogate, say) is refused too,
+instead of being read with replacement characters. JSON bodies are checked by the message
+that reads them (scheduler/engine/fields.py), the `Idempotency-Key` header with its order
+(scheduler/engine/orders.py), Socket.IO commands where they arrive
+(`realtime.acknowledged`). Each refusal names the parameter.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, request
 
-from scheduler.engine.text import find_unstorable, problem
+from scheduler.engine.text import problem
 
-from .errors import ApiError, bad_parameter, invalid
-
-# The one header whose value is stored (with the order it created).
-STORED_HEADERS = ("Idempotency-Key",)
+from .errors import ApiError, bad_parameter
 
 
 def _refuse(message: str) -> ApiError:
@@ -76,20 +74,11 @@ def check_query() -> None:
             raise _refuse(f"query parameter {name} {why}")
 
 
-def check_headers() -> None:
-    """The headers whose value is stored: the idempotency key (422, as for its length)."""
-    for header in STORED_HEADERS:
-        value = request.headers.get(header)
-        if value is not None and (found := find_unstorable(value, header)) is not None:
-            raise invalid(found)
-
-
 def register(app: Flask) -> None:
-    """Refuse unstorable text in a request's path, query and stored headers (after the
-    token and standby checks, so an unauthorised caller learns nothing from it)."""
+    """Refuse unstorable text in a request's path and query (after the token and standby
+    checks, so an unauthorised caller learns nothing from it)."""
 
     @app.before_request
     def _text_at_the_door() -> None:
         check_path()
         check_query()
-        check_headers()

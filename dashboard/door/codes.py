@@ -18,6 +18,10 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    # The request's head, refused by the front server (server/front.py).
+    REQUEST_TIMEOUT = "request_timeout"
+    URI_TOO_LONG = "uri_too_long"
+    HEADERS_TOO_LARGE = "headers_too_large"
     # Who may ask (auth.py).
     UNAUTHORIZED = "unauthorized"
     CROSS_SITE_REQUEST = "cross_site_request"

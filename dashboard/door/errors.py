@@ -14,13 +14,13 @@ from werkzeug.exceptions import HTTPException
 from scheduler import (
     ConfigError,
     Conflict,
-    OrderValidationError,
     Overloaded,
     UnknownOrder,
     UnknownWorker,
     UnknownWorkflow,
 )
 from scheduler.engine.errors import UnstorableText
+from scheduler.engine.fields import MessageError
 from scheduler.journal.base import CommitPending
 from scheduler.journal.schema import StoreError
 from scheduler.journal.writer import Deposed
@@ -54,7 +54,8 @@ _SCHEDULER_ERRORS: list[tuple[type[Exception], int, ErrorCode]] = [
     (UnknownOrder, 404, ErrorCode.NOT_FOUND),
     (UnknownWorker, 404, ErrorCode.NOT_FOUND),
     (UnknownWorkflow, 422, ErrorCode.VALIDATION_ERROR),
-    (OrderValidationError, 422, ErrorCode.VALIDATION_ERROR),
+    # A body that does not fit its message (an order's: OrderValidationError).
+    (MessageError, 422, ErrorCode.VALIDATION_ERROR),
     (ConfigError, 422, ErrorCode.VALIDATION_ERROR),
     (Conflict, 409, ErrorCode.CONFLICT),
     # A lookup with text no journal can hold (refused at the door first; boundary.py).

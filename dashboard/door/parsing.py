@@ -1,16 +1,18 @@
 """Strict parsing of request bodies and query strings into plain values, or an ApiError.
 
-Shared by HTTP views and Socket.IO handlers, so both refuse the same input the same way.
+A body is parsed here and read by its message (scheduler/engine/fields.py): the order's in
+the engine, the others in the actions, which Socket.IO handlers share, so both refuse the
+same input the same way. A query string is read here by its message (`read_query`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from flask import request
 
+from scheduler.engine.fields import Field, Kind, Message, MessageError
 from scheduler.engine.text import find_unstorable
 
 from .codes import ErrorCode
@@ -24,8 +26,9 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def json_body(required: bool = True) -> dict:
-    """The request's JSON object. An empty body is {} when the body is optional."""
+def json_body(required: bool = True) -> Any:
+    """The request's JSON value, parsed once; its message checks it (an object, its fields,
+    its text). An empty body is {} when the body is optional."""
     data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413 from werkzeug
     limit = request.max_content_length
     if limit is not None and request.content_length is None and len(data) >= limit:
@@ -47,8 +50,7 @@ def json_body(required: bool = True) -> dict:
         value = json.loads(data, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, ErrorCode.INVALID_JSON, f"malformed JSON: {exc}") from None
-    refuse_unstorable(value)
-    return expect_object(value, "the body")
+    return value
 
 
 def refuse_unstorable(value: Any) -> None:
@@ -66,12 +68,6 @@ def expect_object(value: Any, what: str) -> dict:
     return value
 
 
-def only_fields(body: dict, allowed: Iterable[str]) -> None:
-    unknown = set(body) - set(allowed)
-    if unknown:
-        raise invalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
-
-
 def int_field(body: dict, name: str, low: int, high: int, default: int = _MISSING) -> int:
     """An integer field within [low, high]; booleans and floats are refused."""
     value = body.get(name, default)
@@ -82,70 +78,33 @@ def int_field(body: dict, name: str, low: int, high: int, default: int = _MISSIN
     return value
 
 
-def optional_text(body: dict, name: str, max_len: int = 200) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
-        raise invalid(f"{name} must be a non-empty string of at most {max_len} characters")
-    return value
+def read_query(message: Message) -> dict:
+    """The query string read by its message: each field's text as its type (blank: absent,
+    so its default), checked by its rules; 400 naming the parameter. Its text is storable
+    already (boundary.py refuses any parameter that is not, on every route)."""
+    values = {}
+    for field in message.fields:
+        raw = request.args.get(field.name)
+        value = None if raw is None else _query_value(field, raw)
+        if value is not None:
+            values[field.name] = value
+    try:
+        return message.check(values, "")
+    except MessageError as exc:
+        raise bad_parameter(str(exc)) from None
 
 
-def optional_list(body: dict, name: str, max_items: int, item_max: int = 200) -> list[str]:
-    """A list of non-empty strings (at most `max_items`, each at most `item_max` long);
-    [] when absent."""
-    value = body.get(name, [])
-    if not isinstance(value, list) or len(value) > max_items or not all(
-        isinstance(v, str) and v and len(v) <= item_max for v in value
-    ):
-        raise invalid(f"{name} must be a list of at most {max_items} non-empty strings of at "
-                      f"most {item_max} characters")
-    return value
-
-
-def number_arg(name: str) -> float | None:
-    """A finite number query parameter (e.g. a Unix time), or None when absent."""
-    raw = request.args.get(name, "")
-    if raw == "":
+def _query_value(field: Field, raw: str) -> Any:
+    """A parameter's text as its field's type (None: blank); integers in decimal, numbers as
+    float() reads them, text stripped."""
+    text = raw.strip()
+    if text == "":
         return None
     try:
-        value = float(raw)
+        if field.kind is Kind.INTEGER:
+            return int(text)
+        if field.kind is Kind.NUMBER:
+            return float(text)
     except ValueError:
-        value = float("nan")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise bad_parameter(f"{name} must be a number")
-    return value
-
-
-def text_arg(name: str, max_len: int = 200) -> str | None:
-    """A non-blank text query parameter of at most `max_len` characters, or None."""
-    raw = request.args.get(name, "")
-    if raw.strip() == "":
-        return None
-    if len(raw) > max_len:
-        raise bad_parameter(f"{name} must be at most {max_len} characters")
-    return raw.strip()
-
-
-def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    """An integer query parameter within [low, high], or `default` when absent."""
-    raw = request.args.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_parameter(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise bad_parameter(f"{name} must be from {low} to {high}")
-    return value
-
-
-def choice_arg(name: str, choices: Iterable[str]) -> str | None:
-    raw = request.args.get(name, "")
-    if raw == "":
-        return None
-    options = sorted(choices)
-    if raw not in options:
-        raise bad_parameter(f"{name} must be one of {', '.join(options)}")
-    return raw
+        raise bad_parameter(f"{field.name} must be {field.rule()}") from None
+    return text

@@ -7,7 +7,9 @@ itself, without blocking, on fresh and kept-alive connections alike:
 
 * a connection gets a thread only once its request line and headers are complete;
 * one that has not sent them within `header_timeout` gets 408 and is closed;
-* one whose head grows past MAX_HEAD gets 431 and is closed;
+* one whose head grows past MAX_HEAD gets 431 and is closed, one whose request line (the
+  method, path and query string) is longer than MAX_REQUEST_LINE 414 (every query the API
+  documents fits: tests/test_api_schema.py);
 * at `max_connections` open connections in all, or `max_connections_per_address` from one
   client address, a new connection makes room by shedding an idle one: one that holds no
   thread and no request being answered (a head not yet whole, a kept-alive connection
@@ -45,13 +47,13 @@ from urllib.parse import parse_qs
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from ..config import MAX_HEAD, MAX_REQUEST_LINE
 from ..door.auth import token_matches
 from ..door.codes import ErrorCode
 from ..door.gate import RefusalLog
 
 log = logging.getLogger("orderflow.server")
 
-MAX_HEAD = 64 * 1024  # request line + headers; gunicorn's own limits are within this
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 LINGER = 2.0  # seconds a closing connection waits for the client's end (as gunicorn does)
 
@@ -133,6 +135,14 @@ class IdleConnections:
             if held:
                 return next(iter(held))
         return None
+
+
+def request_line_length(head: bytes | bytearray) -> int:
+    """The request line's length without its line end; the whole buffer's until one came."""
+    end = head.find(b"\n")
+    if end < 0:
+        return len(head)
+    return end - 1 if end > 0 and head[end - 1] == 13 else end
 
 
 def head_complete(buffer: bytearray, start: int) -> bool:
@@ -335,6 +345,10 @@ class FrontWorker(ThreadWorker):
             return
         start = len(conn.head)
         conn.head += data
+        if len(conn.head) > MAX_REQUEST_LINE and request_line_length(
+                conn.head) > MAX_REQUEST_LINE:
+            self._end_head_wait(conn, URI_TOO_LONG)
+            return
         if head_complete(conn.head, start):
             self.poller.unregister(conn.sock)
             conn.awaiting_head = False  # its entry in self.heads is skipped from now on
@@ -343,7 +357,7 @@ class FrontWorker(ThreadWorker):
             self.enqueue_req(conn)
         elif len(conn.head) > MAX_HEAD:
             self._end_head_wait(conn, error_response(
-                431, "Request Header Fields Too Large", "headers_too_large",
+                431, "Request Header Fields Too Large", ErrorCode.HEADERS_TOO_LARGE,
                 f"the request line and headers exceed {MAX_HEAD} bytes"))
 
     def _end_head_wait(self, conn: FrontConn, answer: bytes | None = None) -> None:
@@ -419,7 +433,7 @@ class FrontWorker(ThreadWorker):
             conn = self.heads.popleft()
             if conn.awaiting_head:
                 self._end_head_wait(conn, error_response(
-                    408, "Request Timeout", "request_timeout",
+                    408, "Request Timeout", ErrorCode.REQUEST_TIMEOUT,
                     f"the request head did not arrive within {self.limits.header_timeout:g} s"))
         while self.parked and (self.parked[0].idle_as != "parked"
                                or self.parked[0].deadline <= now):
@@ -501,6 +515,9 @@ class FrontWorker(ThreadWorker):
         return keep_alive and not self._answer.close
 
 
+URI_TOO_LONG = error_response(
+    414, "URI Too Long", ErrorCode.URI_TOO_LONG,
+    f"the request line (method, path and query string) exceeds {MAX_REQUEST_LINE} bytes")
 SHED = error_response(503, "Service Unavailable", ErrorCode.SERVER_BUSY,
                       "the server was full and closed this connection, which had no request "
                       "being answered; try again")

@@ -25,6 +25,7 @@ from scheduler.journal.lock import FileLock
 from scheduler.remote.supervisor import own_url
 
 from ..app import Services, create_app, services
+from ..config import MAX_REQUEST_LINE
 from ..settings import ServeSettings, flask_config, reserved_threads, sockets
 from .front import FrontLimits, FrontWorker
 
@@ -88,6 +89,9 @@ class OrderflowServer(BaseApplication):
             # must never stop accepting before that.
             "worker_connections": s.max_connections + 1,
             "worker_class": OrderflowWorker,
+            # The front door refuses a longer request line first, with the API's 414, so
+            # gunicorn's own (an HTML page, at 4094 bytes by default) never comes.
+            "limit_request_line": MAX_REQUEST_LINE,
             "graceful_timeout": s.graceful_timeout,
             "preload_app": False,
             "proc_name": "orderflow",

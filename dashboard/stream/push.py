@@ -19,7 +19,7 @@ from flask_socketio import SocketIO
 
 from scheduler import Cluster
 
-from ..api.orders import MAX_PAGE
+from ..api.bodies import MAX_PAGE
 from ..config import DefaultConfig
 from ..failover.role import SOLE, ServerRole
 from ..parts import Part

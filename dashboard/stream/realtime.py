@@ -141,7 +141,8 @@ def register(socketio: SocketIO, stream: EventStream) -> None:
     @socketio.on("add_worker")
     @acknowledged
     def on_add_worker(data: Any = None) -> dict:
-        return actions.add_workers(_services().cluster, data, actor(), hub_of(current_app))
+        body = {} if data is None else data  # nothing: one thread worker
+        return actions.add_workers(_services().cluster, body, actor(), hub_of(current_app))
 
     @socketio.on("kill_worker")
     @acknowledged

@@ -8,8 +8,36 @@ import random
 import threading
 
 from ..engine.config import ConfigError
+from ..engine.fields import Field, Kind, Message
 from ..engine.orders import order_total
 from ..steps.context import Handler, TaskContext, TaskError
+
+MAX_LATENCY_MS = 60_000
+
+
+def _rate(name: str, description: str) -> Field:
+    return Field(name, Kind.NUMBER, minimum=0, maximum=1, description=description)
+
+
+# The chaos knobs a client may change (PUT /api/chaos), declared once: Chaos checks changes
+# with it and the API's description is written from it.
+CHAOS_SETTINGS = Message(
+    "Chaos",
+    (
+        _rate("failure_rate", "share of demo attempts that fail"),
+        Field("latency_ms", Kind.LIST, min_items=2, max_items=2,
+              of=Field("latency_ms", Kind.NUMBER, minimum=0, maximum=MAX_LATENCY_MS),
+              description="the range each demo attempt's latency is drawn from, its two "
+                          "ends in milliseconds (in either order: [100, 20] is [20, 100])"),
+        _rate("hang_rate", "share of demo attempts that hang until their time limit "
+                           "cancels them"),
+        _rate("stuck_rate", "share of the server's demo attempts that ignore their "
+                            "cancellation and return 3 s after their time limit (their "
+                            "thread is abandoned and replaced)"),
+    ),
+    min_fields=1,
+    error=ConfigError,
+)
 
 
 class Chaos:
@@ -47,30 +75,29 @@ class Chaos:
         hang_rate: float | None = None,
         stuck_rate: float | None = None,
     ) -> dict:
-        """Validate everything first, then apply, so a bad value changes nothing."""
-        rate, latency, hang = self.failure_rate, self.latency_ms, self.hang_rate
-        stuck = self.stuck_rate
-        if failure_rate is not None:
-            rate = _share(failure_rate, "failure_rate")
-        if hang_rate is not None:
-            hang = _share(hang_rate, "hang_rate")
-        if stuck_rate is not None:
-            stuck = _share(stuck_rate, "stuck_rate")
-        if latency_ms is not None:
-            if (
-                not isinstance(latency_ms, list | tuple)
-                or len(latency_ms) != 2
-                or any(isinstance(v, bool) or not isinstance(v, int | float) for v in latency_ms)
-            ):
-                raise ConfigError("latency_ms must be a pair [min, max] of numbers")
-            low, high = latency_ms
-            # Compared before float(): a 400-digit integer is valid JSON and would overflow.
-            if not 0 <= low <= high <= 60_000:
-                raise ConfigError("latency_ms must satisfy 0 <= min <= max <= 60000")
-            latency = (float(low), float(high))
+        """Change the knobs given (None: unchanged); see `apply`."""
+        given = {"failure_rate": failure_rate, "latency_ms": latency_ms,
+                 "hang_rate": hang_rate, "stuck_rate": stuck_rate}
+        if isinstance(latency_ms, tuple):
+            given["latency_ms"] = list(latency_ms)
+        changes = {name: value for name, value in given.items() if value is not None}
+        return self.apply(changes) if changes else self.view()
+
+    def apply(self, changes: object) -> dict:
+        """Change the knobs `changes` names (a CHAOS_SETTINGS message: one or more of them),
+        checked once and all before any is applied, so a bad value changes nothing
+        (ConfigError). Returns the view after."""
+        clean = CHAOS_SETTINGS.read(changes)
         with self._lock:
-            self.failure_rate, self.latency_ms, self.hang_rate = rate, latency, hang
-            self.stuck_rate = stuck
+            if "failure_rate" in clean:
+                self.failure_rate = float(clean["failure_rate"])
+            if "latency_ms" in clean:
+                low, high = sorted(clean["latency_ms"])
+                self.latency_ms = (float(low), float(high))
+            if "hang_rate" in clean:
+                self.hang_rate = float(clean["hang_rate"])
+            if "stuck_rate" in clean:
+                self.stuck_rate = float(clean["stuck_rate"])
         return self.view()
 
     def view(self) -> dict:
@@ -99,12 +126,6 @@ class Chaos:
         stuck rate of 0 leaves the other draws as they were)."""
         with self._lock:
             return self.stuck_rate > 0 and self._rng.random() < self.stuck_rate
-
-
-def _share(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} must be a number from 0 to 1")
-    return float(value)
 
 
 # How long a hung attempt waits for its cancellation at most (its time limit comes first).

@@ -1,90 +1,93 @@
-"""Validation of incoming order data, shared by the Python API, the CLI and HTTP."""
+"""What an order is, declared once: the message a client submits (`ORDER`, with its `ITEM`s),
+the idempotency key that may come with it, and the one reading of both (`read_order`).
+
+The Python API, the CLI and HTTP submit through `read_order`; the OpenAPI document and the
+dashboard's order form are written from the same declarations (dashboard/api/schema.py).
+"""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
-from .text import find_unstorable
+from .fields import Field, Kind, Message, MessageError
 
-MAX_ITEMS = 1000
 MAX_TEXT = 200
-
-
-class OrderValidationError(ValueError):
-    """The order data is malformed; the message names the field."""
-
-
-def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise OrderValidationError(f"{field} must be a non-empty string")
-    if len(value) > MAX_TEXT:
-        raise OrderValidationError(f"{field} must be at most {MAX_TEXT} characters")
-    return value
-
-
+MAX_ITEMS = 1000
+MAX_QTY = 1_000_000
+MAX_PRICE = 1e9
 MAX_PRIORITY = 100
 
 
-def validate_priority(value: Any) -> int:
-    """An order's priority: an integer from -100 to 100, higher first; 0 when absent."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
-        raise OrderValidationError(
-            f"priority must be an integer from {-MAX_PRIORITY} to {MAX_PRIORITY}"
-        )
-    return value
+class OrderValidationError(MessageError):
+    """The order data is malformed; the message names the field."""
+
+
+ITEM = Message(
+    "Item",
+    (
+        Field("sku", Kind.TEXT, required=True, min_length=1, max_length=MAX_TEXT,
+              not_blank=True),
+        Field("qty", Kind.INTEGER, required=True, minimum=1, maximum=MAX_QTY),
+        Field("price", Kind.NUMBER, required=True, minimum=0, maximum=MAX_PRICE),
+    ),
+    what="an item",
+    description="one line of an order",
+)
+
+ORDER = Message(
+    "OrderInput",
+    (
+        Field("customer", Kind.TEXT, required=True, min_length=1, max_length=MAX_TEXT,
+              not_blank=True),
+        Field("items", Kind.LIST, required=True, of=ITEM, min_items=1, max_items=MAX_ITEMS),
+        Field("workflow", Kind.TEXT, min_length=1, max_length=MAX_TEXT, not_blank=True,
+              one_of="workflows",
+              description="one of GET /api/workflows; default: ecommerce"),
+        Field("priority", Kind.INTEGER, minimum=-MAX_PRIORITY, maximum=MAX_PRIORITY,
+              default=0,
+              description="higher first among orders at the same stage (e.g. express "
+                          "shipping)"),
+    ),
+    what="an order",
+    error=OrderValidationError,
+)
+
+# Sent as a header with an order; kept with the order it created.
+IDEMPOTENCY_KEY = Field(
+    "Idempotency-Key", Kind.TEXT, min_length=1, max_length=MAX_TEXT, not_blank=True,
+    description="the same key again answers with the order it created (200), for as long "
+                "as the journal keeps that order")
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """An order as `read_order` checked it, ready for the cluster to accept."""
+
+    data: dict  # {"customer", "items"}: what is kept with the order
+    workflow: str | None  # None: the default workflow
+    priority: int
+    idempotency_key: str | None
+
+
+def read_order(data: Any, workflow: str | None = None,
+               idempotency_key: str | None = None) -> NewOrder:
+    """`data` (and the key) checked once, against ORDER (and IDEMPOTENCY_KEY); a `workflow`
+    given here wins over the data's. OrderValidationError names the first field at fault."""
+    clean = ORDER.read(data)
+    key = (None if idempotency_key is None
+           else IDEMPOTENCY_KEY.read(idempotency_key, OrderValidationError))
+    return NewOrder(
+        data={"customer": clean["customer"], "items": clean["items"]},
+        workflow=workflow or clean.get("workflow"),
+        priority=clean["priority"],
+        idempotency_key=key,
+    )
 
 
 def validate_order(data: Any) -> dict:
-    """Return a clean copy of `data`: {"customer": str, "items": [{"sku", "qty", "price"}]}."""
-    if not isinstance(data, dict):
-        raise OrderValidationError("an order must be a JSON object")
-    found = find_unstorable(data, "")  # a NUL or a lone surrogate, named: no journal holds it
-    if found is not None:
-        raise OrderValidationError(found)
-    unknown = set(data) - {"customer", "items", "workflow", "priority"}
-    if unknown:
-        raise OrderValidationError(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
-    validate_priority(data.get("priority"))
-    customer = _text(data.get("customer"), "customer")
-    items = data.get("items")
-    if not isinstance(items, list) or not items:
-        raise OrderValidationError("items must be a non-empty list")
-    if len(items) > MAX_ITEMS:
-        raise OrderValidationError(f"items may hold at most {MAX_ITEMS} entries")
-    clean_items = []
-    for i, item in enumerate(items):
-        where = f"items[{i}]"
-        if not isinstance(item, dict):
-            raise OrderValidationError(f"{where} must be an object")
-        extra = set(item) - {"sku", "qty", "price"}
-        if extra:
-            raise OrderValidationError(f"{where} has unknown field(s): {', '.join(sorted(extra))}")
-        sku = _text(item.get("sku"), f"{where}.sku")
-        qty = item.get("qty")
-        if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= 1_000_000:
-            raise OrderValidationError(f"{where}.qty must be an integer from 1 to 1000000")
-        price = item.get("price")
-        if (
-            isinstance(price, bool)
-            or not isinstance(price, int | float)
-            or not math.isfinite(price)
-            or not 0 <= price <= 1e9
-        ):
-            raise OrderValidationError(f"{where}.price must be a number from 0 to 1e9")
-        clean_items.append({"sku": sku, "qty": qty, "price": price})
-    return {"customer": customer, "items": clean_items}
-
-
-def validate_key(key: str | None) -> None:
-    """An idempotency key a journal can store (it is kept with its order), or
-    OrderValidationError naming what it holds."""
-    if key is not None:
-        found = find_unstorable(key, "the idempotency key")
-        if found is not None:
-            raise OrderValidationError(found)
+    """A clean copy of `data`: {"customer": str, "items": [{"sku", "qty", "price"}]}."""
+    return read_order(data).data
 
 
 def order_total(data: dict) -> float:

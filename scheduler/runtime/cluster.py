@@ -25,7 +25,7 @@ from ..engine.core import SchedulerCore
 from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
-from ..engine.orders import validate_key, validate_order, validate_priority
+from ..engine.orders import read_order, validate_order
 from ..engine.records import OrderQuery
 from ..engine.states import OrderStatus, TaskState
 from ..engine.text import escape, escape_all
@@ -197,21 +197,44 @@ class Cluster:
         order_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> str:
-        """Accept an order; returns its id once it is recorded (durably, with a journal)."""
-        workflow = (
-            workflow or (data.get("workflow") if isinstance(data, dict) else None) or "ecommerce"
-        )
-        clean = validate_order(data)
-        priority = validate_priority(data.get("priority"))
-        validate_key(idempotency_key)
-        order_id = order_id or new_order_id()
-        self._journal.check()  # refuse before changing anything, not after
-        if idempotency_key is not None:
-            earlier = self.find_by_idempotency_key(idempotency_key)
-            if earlier is not None:
-                raise Conflict(f"idempotency key already used by {earlier}")
-        self._accept([(order_id, clean)], workflow, idempotency_key, priority)
+        """Accept an order; returns its id once it is recorded (durably, with a journal).
+        Conflict if its idempotency key already names an order."""
+        order_id, created = self.submit_idempotent(
+            data, workflow, order_id=order_id, idempotency_key=idempotency_key)
+        if not created:
+            raise Conflict(f"idempotency key already used by {order_id}")
         return order_id
+
+    def submit_idempotent(
+        self,
+        data: Any,
+        workflow: str | None = None,
+        *,
+        order_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[str, bool]:
+        """(the order's id, whether it was created now): accept an order, unless its
+        idempotency key already names one, whose id is answered instead. The data, its
+        priority and the key are checked once (`read_order`), a bad order being refused
+        even when its key is known; the key is looked up once (memory, then the journal)."""
+        order = read_order(data, workflow, idempotency_key)
+        key = order.idempotency_key
+        if key is not None:
+            earlier = self.find_by_idempotency_key(key)
+            if earlier is not None:
+                return earlier, False
+        self._journal.check()  # refuse before changing anything, not after
+        order_id = order_id or new_order_id()
+        try:
+            self._accept([(order_id, order.data)], order.workflow or "ecommerce", key,
+                         order.priority)
+        except Conflict:
+            # Another submit with the same key was accepted between the lookup and this one.
+            earlier = None if key is None else self.find_by_idempotency_key(key)
+            if earlier is None:
+                raise
+            return earlier, False
+        return order_id, True
 
     def submit_many(self, orders: list[dict], workflow: str | None = None) -> list[str]:
         """Accept many orders at once, all or none, with a single durable commit."""
@@ -237,7 +260,9 @@ class Cluster:
         acknowledgement before durability, the idempotency key's included."""
         with self._lock:
             now = self._clock()
-            self._core.check_capacity(len(orders))  # all or none
+            if len(orders) > 1:
+                # A batch fits whole or not at all; the core checks a single order itself.
+                self._core.check_capacity(len(orders))
             merged = Effects()
             for order_id, data in orders:
                 merged.absorb(

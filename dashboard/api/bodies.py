@@ -1,0 +1,88 @@
+"""The messages only the HTTP API takes, declared once (scheduler/engine/fields.py): request
+bodies and query strings. The actions and views read with them, the OpenAPI document is
+written from them. An order (scheduler/engine/orders.py) and the chaos settings
+(scheduler/demo/handlers.py) are declared where they are checked for Python callers too.
+"""
+
+from __future__ import annotations
+
+from scheduler import OrderStatus
+from scheduler.engine.fields import Field, Kind, Message
+from scheduler.engine.orders import MAX_TEXT
+
+MAX_BULK_ORDERS = 10_000
+MAX_NEW_WORKERS = 32
+MAX_PAGE = 500
+MAX_EVENTS_PAGE = 5000
+# Order numbers and event seqs stay below this (an order's `number` is the list's cursor).
+MAX_SEQ = 2**62
+# Unix times a search may name: 0 to the year 5138.
+MAX_TIME = 1e11
+
+
+def _text(name: str, description: str = "", **rules: object) -> Field:
+    return Field(name, Kind.TEXT, max_length=MAX_TEXT, description=description, **rules)
+
+
+DEMO_ORDERS = Message(
+    "DemoOrders",
+    (
+        Field("count", Kind.INTEGER, required=True, minimum=1, maximum=MAX_BULK_ORDERS),
+        _text("workflow", "one of GET /api/workflows; default: ecommerce", min_length=1,
+              not_blank=True, one_of="workflows"),
+    ),
+)
+
+ID_LIST = Message(
+    "IdList",
+    (Field("ids", Kind.LIST, required=True, min_items=1, max_items=MAX_BULK_ORDERS,
+           of=_text("id", min_length=1)),),
+)
+
+NEW_WORKERS = Message(
+    "NewWorkers",
+    (
+        Field("count", Kind.INTEGER, minimum=1, maximum=MAX_NEW_WORKERS, default=1),
+        Field("kind", Kind.TEXT, choices=("thread", "process"), default="thread",
+              description="thread: joins at once; process: an `orderflow worker` process "
+                          "started by this server, which joins once connected"),
+    ),
+)
+
+# A worker named in a Socket.IO command (kill_worker, drain_worker): `{"id"}` or the id alone.
+WORKER_REF = Message("WorkerRef", (_text("id", min_length=1, required=True),),
+                     what="the command")
+
+# Commands without parameters: no body, or an empty JSON object.
+NO_BODY = Message("NoBody", (), description="no body, or an empty JSON object")
+
+ORDER_SEARCH = Message(
+    "OrderSearch",
+    (
+        Field("status", Kind.TEXT, choices=tuple(s.value for s in OrderStatus),
+              description="only this status"),
+        _text("workflow", "only this workflow"),
+        _text("customer", "a part of the customer (any case)"),
+        _text("error", "a part of any step's last error (any case)"),
+        Field("since", Kind.NUMBER, minimum=0, maximum=MAX_TIME,
+              description="submitted at or after (Unix time)"),
+        Field("until", Kind.NUMBER, minimum=0, maximum=MAX_TIME,
+              description="submitted before (Unix time)"),
+        Field("limit", Kind.INTEGER, minimum=1, maximum=MAX_PAGE, default=50,
+              description="page size"),
+        Field("cursor", Kind.INTEGER, minimum=1, maximum=MAX_SEQ,
+              description="next_cursor of the previous page"),
+    ),
+    what="the query",
+)
+
+EVENT_PAGE = Message(
+    "EventPage",
+    (
+        Field("after", Kind.INTEGER, minimum=0, maximum=MAX_SEQ, default=0,
+              description="last seq seen"),
+        Field("limit", Kind.INTEGER, minimum=1, maximum=MAX_EVENTS_PAGE, default=500,
+              description="page size"),
+    ),
+    what="the query",
+)

@@ -1,0 +1,138 @@
+"""The engine's field tables (scheduler/engine/fields.py) and the order declared with them
+(scheduler/engine/orders.py): each rule checked as it is declared, errors naming the field,
+and a clean copy out. That the OpenAPI document says the same is tests/test_api_schema.py."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from scheduler import OrderValidationError, validate_order
+from scheduler.engine.fields import BLANK, Field, Kind, Message, MessageError, is_blank
+from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER, read_order
+
+ITEM = {"sku": "A1", "qty": 2, "price": 9.5}
+ORDER_DATA = {"customer": "ada", "items": [ITEM]}
+
+# ECMA-262's WhiteSpace and LineTerminator: what \s means in a JSON Schema or HTML pattern.
+ECMA_WHITESPACE = set("\t\n\x0b\x0c\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | {
+    chr(c) for c in range(0x2000, 0x200B)}
+
+
+def test_blank_is_the_whitespace_of_python_and_of_json_schema_patterns_together():
+    python = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    assert set(BLANK) == python | ECMA_WHITESPACE
+    assert len(BLANK) == len(set(BLANK))
+
+
+@pytest.mark.parametrize("text", ["", " ", "\t\n", "\u3000", "\ufeff", "\x1c \x85"])
+def test_text_of_blank_characters_only_is_blank(text):
+    assert is_blank(text)
+
+
+@pytest.mark.parametrize("text", ["a", " a ", "\u200b", "\x00"])
+def test_text_with_another_character_is_not_blank(text):
+    assert not is_blank(text)
+
+
+@pytest.mark.parametrize("customer", [" ", "   ", "\t", "\u3000", "\ufeff", "\x1f"])
+def test_a_whitespace_only_customer_is_refused_naming_it(customer):
+    with pytest.raises(OrderValidationError, match="^customer must be a non-blank string"):
+        read_order({**ORDER_DATA, "customer": customer})
+
+
+@pytest.mark.parametrize(("workflow", "ok"), [("w" * 200, True), ("w" * 201, False),
+                                              (" ", False), ("", False)])
+def test_an_orders_workflow_is_capped_and_not_blank(workflow, ok):
+    data = {**ORDER_DATA, "workflow": workflow}
+    if ok:
+        assert read_order(data).workflow == workflow
+    else:
+        with pytest.raises(OrderValidationError, match="^workflow must be a non-blank string"):
+            read_order(data)
+
+
+def test_an_order_is_read_into_what_is_kept_and_what_steers_it():
+    order = read_order({**ORDER_DATA, "workflow": "checkout", "priority": 7}, None, "k-1")
+    assert order.data == ORDER_DATA  # only customer and items are kept with the order
+    assert (order.workflow, order.priority, order.idempotency_key) == ("checkout", 7, "k-1")
+    assert read_order(ORDER_DATA, "invoiced").workflow == "invoiced"
+    default = read_order(ORDER_DATA)
+    assert (default.workflow, default.priority, default.idempotency_key) == (None, 0, None)
+    assert validate_order({**ORDER_DATA, "priority": 3}) == ORDER_DATA
+
+
+def test_a_json_integer_may_be_written_with_a_zero_fraction_as_json_schema_counts_it():
+    order = read_order({"customer": "ada", "items": [{**ITEM, "qty": 3.0}], "priority": -2.0})
+    assert order.data["items"][0]["qty"] == 3 and type(order.data["items"][0]["qty"]) is int
+    assert order.priority == -2 and type(order.priority) is int
+    for qty in (1.5, True, "3", float("inf"), float("nan")):
+        with pytest.raises(OrderValidationError, match=r"^items\[0\]\.qty must be an integer"):
+            read_order({"customer": "ada", "items": [{**ITEM, "qty": qty}]})
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([ORDER_DATA], "an order must be a JSON object"),
+    ({"items": [ITEM]}, "customer is required"),
+    ({"customer": "ada"}, "items is required"),
+    ({"customer": "ada", "items": []}, "items must be a list of 1 to 1000 items"),
+    ({"customer": "ada", "items": [ITEM] * 1001}, "items must be a list of 1 to 1000 items"),
+    ({"customer": "ada", "items": ["A1"]}, "items[0] must be a JSON object"),
+    ({"customer": "ada", "items": [{**ITEM, "colour": "red"}]},
+     "items[0] has unknown field(s): colour"),
+    ({"customer": "ada", "items": [{"sku": "A1", "qty": 1}]}, "items[0].price is required"),
+    ({"customer": "ada", "items": [{**ITEM, "price": 1e9 + 1}]},
+     "items[0].price must be a number from 0 to 1000000000"),
+    ({"customer": "ada", "items": [{**ITEM, "price": 10**400}]},
+     "items[0].price must be a number from 0 to 1000000000"),
+    ({**ORDER_DATA, "coupon": "X"}, "unknown field(s): coupon"),
+    ({**ORDER_DATA, "priority": 101}, "priority must be an integer from -100 to 100"),
+    ({**ORDER_DATA, "priority": None}, "priority must be an integer from -100 to 100"),
+    ({**ORDER_DATA, "customer": "c" * 201}, "customer must be a non-blank string of at most"),
+    ({**ORDER_DATA, "customer": "ada\x00"}, "customer contains a NUL character"),
+    ({**ORDER_DATA, "ad\ud800": 1}, "a field name in the object"),
+])
+def test_a_bad_order_is_refused_with_the_first_field_at_fault_named(data, message):
+    with pytest.raises(OrderValidationError) as refused:
+        read_order(data)
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("", "Idempotency-Key must be a non-blank string of at most 200 characters"),
+    ("  ", "Idempotency-Key must be a non-blank string of at most 200 characters"),
+    ("k" * 201, "Idempotency-Key must be a non-blank string of at most 200 characters"),
+    ("k\x00", "Idempotency-Key contains a NUL character"),
+    (5, "Idempotency-Key must be a non-blank string"),
+])
+def test_an_idempotency_key_is_read_with_its_order_and_refused_naming_it(key, message):
+    with pytest.raises(OrderValidationError) as refused:
+        read_order(ORDER_DATA, idempotency_key=key)
+    assert str(refused.value).startswith(message)
+    assert read_order(ORDER_DATA, idempotency_key="k" * 200).idempotency_key == "k" * 200
+    assert IDEMPOTENCY_KEY.max_length == 200
+
+
+def test_a_message_fills_defaults_refuses_too_few_fields_and_raises_its_own_error():
+    class Refused(ValueError):
+        pass
+
+    knobs = Message("Knobs", (
+        Field("rate", Kind.NUMBER, minimum=0, maximum=1),
+        Field("mode", Kind.TEXT, choices=("a", "b"), default="a"),
+        Field("pair", Kind.LIST, min_items=2, max_items=2, of=Field("end", Kind.INTEGER)),
+    ), min_fields=1, error=Refused)
+    assert knobs.read({"rate": 0.5}) == {"rate": 0.5, "mode": "a"}
+    assert knobs.read({"pair": [2, 1.0]}) == {"pair": [2, 1], "mode": "a"}
+    for data, message in [({}, "the body must give at least 1 of rate, mode, pair"),
+                          ({"mode": "c"}, 'mode must be one of "a", "b"'),
+                          ({"pair": [1]}, "pair must be a list of 2 items"),
+                          ({"pair": [1, 0.5]}, "pair[1] must be an integer"),
+                          ({"rate": None}, "rate must be a number from 0 to 1")]:
+        with pytest.raises(Refused) as refused:
+            knobs.read(data)
+        assert str(refused.value) == message
+    with pytest.raises(KeyError):
+        knobs.field("nope")
+    assert issubclass(OrderValidationError, MessageError) and ORDER.error is OrderValidationError

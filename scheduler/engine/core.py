@@ -32,11 +32,11 @@ from .states import (
     check_transition,
     derive_order_status,
 )
+from .validate import validate_state
 from .workflow import DEFAULT_WORKFLOWS, Workflow
 from .zombies import Zombie, Zombies
 
 S = TaskState
-FINISHED = frozenset(s.value for s in TERMINAL_ORDER)
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
@@ -698,65 +698,8 @@ class SchedulerCore:
         return self.config.policy(step).tags <= worker.tags
 
     def validate(self) -> None:
-        """Check internal invariants; used by tests after every step."""
-        for task in self._tasks.values():
-            if task.state in ON_WORKER:
-                assert task.worker is not None and task.id in self._workers[task.worker].tasks, task
-                assert self.can_run(self._workers[task.worker], task.step), task
-            for dep in task.waiting_on:
-                assert self._orders[task.order_id].tasks[dep].state is not S.SUCCEEDED, task
-            if task.state is not S.PENDING:
-                assert not task.waiting_on or task.state is S.CANCELLED, task
-        for worker in self._workers.values():
-            for task_id in worker.tasks:
-                task = self._tasks[task_id]
-                assert task.worker == worker.id and task.state in ON_WORKER, (worker, task)
-            if worker.status in ("dead", "removed"):
-                assert not worker.tasks and worker.id not in self._ring
-                assert not worker.stuck and worker.id not in self._hungry
-                assert not worker.abandoned, worker
-            assert not worker.stuck & worker.abandoned, worker
-            assert len(worker.abandoned) <= self.config.abandon_limit(worker.slots), worker
-            assert worker.running <= worker.tasks, worker
-            # Never more than its slots run, nor more than slots + prefetch are held.
-            assert len(worker.running) + len(worker.stuck) <= worker.slots, worker
-            assert self.free_slots(worker) >= 0, worker
-            hungry = worker.status == "alive" and self.free_slots(worker) > 0
-            assert hungry == (worker.id in self._hungry), worker
-        held = sum(len(w.tasks) for w in self._workers.values() if w.status == "alive")
-        assert held == self._held, (held, self._held)
-        # A limited step's count is its attempts on workers (stuck ones included) and its
-        # zombies: nothing else, so nothing is ever counted free while it may still run.
-        counted: dict[str, int] = {}
-        for task in self._tasks.values():
-            if task.state in ON_WORKER:
-                counted[task.step] = counted.get(task.step, 0) + 1
-        for worker in self._workers.values():
-            for task_id, _ in worker.stuck | worker.abandoned:
-                step = task_id.rpartition(":")[2]
-                counted[step] = counted.get(step, 0) + 1
-        for zombie in self.zombies:
-            counted[zombie.step] = counted.get(zombie.step, 0) + 1
-        for step, policy in self.config.steps.items():
-            if policy.limited:
-                assert self.limits.in_flight(step) == counted.get(step, 0), (
-                    step, self.limits.in_flight(step), counted.get(step, 0))
-        active = [o for o in self._orders.values() if self.order_status(o) not in TERMINAL_ORDER]
-        assert len(active) == self._active_orders, (len(active), self._active_orders)
-        self._progress.check(active)
-        for order in self._orders.values():
-            if order.reported_status in FINISHED:
-                assert order.stage is None, order.id
-                assert all(t.tally is None for t in order.tasks.values()), order.id
-        if self._order_number == len(self._orders):  # nothing forgotten: counts must match
-            counted = {s.value: 0 for s in OrderStatus}
-            for order in self._orders.values():
-                counted[order.reported_status] += 1
-            assert counted == self._orders_by_status, (counted, self._orders_by_status)
-            states = {s.value: 0 for s in TaskState}
-            for task in self._tasks.values():
-                states[task.state.value] += 1
-            assert states == self._tasks_by_state, (states, self._tasks_by_state)
+        """Check internal invariants (validate.py); used by tests after every step."""
+        validate_state(self)
 
     # ------------------------------------------------------------------ internals
 

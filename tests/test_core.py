@@ -388,7 +388,7 @@ def test_submits_beyond_the_unfinished_cap_are_refused_until_orders_finish():
 
 
 def test_a_flood_of_late_results_from_one_worker_is_summed_up_not_recorded_one_by_one():
-    from scheduler.engine.core import REJECTION_BURST, REJECTION_WINDOW
+    from scheduler.engine.rejections import REJECTION_BURST, REJECTION_WINDOW
 
     sim = Sim(workers=1)
     sim.submit("o1")

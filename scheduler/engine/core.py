@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
+from . import restart
 from .config import ClusterConfig, ConfigError, backoff
 from .dispatch import ReadyQueues
 from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWorkflow
@@ -21,7 +22,8 @@ from .events import EventHistory
 from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
 from .progress import STAGE_STATES, Progress
-from .records import OrderRecord, ResumePoint, TaskRecord, new_task_record
+from .records import OrderRecord, ResumePoint, TaskRecord
+from .rejections import RejectionWindows
 from .ring import HashRing
 from .states import (
     ON_WORKER,
@@ -40,14 +42,6 @@ S = TaskState
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
-# Late results of one worker that get an event (and a log line) each per window; more in
-# the same window are counted and summed up in one event: a confused or hostile worker
-# that sends hundreds cannot flood the journal and the log.
-REJECTION_BURST = 5
-REJECTION_WINDOW = 10.0
-# Events that say an attempt's handler on that worker has ended (a worker's own failure
-# report counts too, a time limit or a poison verdict of the server does not).
-ATTEMPT_ENDS = frozenset({"task_succeeded", "result_rejected", "attempt_ended"})
 # Why a zombie no longer counts (an `attempt_ended` event's `reason`), in words.
 ZOMBIE_ENDS = {
     "reported": "its process registered again and no longer runs it",
@@ -116,8 +110,8 @@ class SchedulerCore:
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self._departed: deque[str] = deque()
         self._completions: deque[float] = deque()
-        # worker id -> [window start, rejections in the window, of which not recorded]
-        self._rejections: dict[str, list] = {}
+        # Late results per worker per window, beyond a burst summed up (rejections.py).
+        self._rejections = RejectionWindows()
         self._active_orders = 0
         # Cumulative, journaled and restored. `moves` counts every task taken off a worker
         # that left and put back in line (one per `task_reassigned` event), split by reason;
@@ -465,9 +459,8 @@ class SchedulerCore:
         for worker in list(self._workers.values()):
             if worker.status in ("alive", "draining") and now - worker.last_heartbeat > timeout:
                 self._declare_dead(worker, now)
-        for worker_id, (since, _, _) in list(self._rejections.items()):
-            if now - since >= REJECTION_WINDOW:
-                self._close_rejection_window(worker_id)
+        for worker_id, unrecorded in self._rejections.close_expired(now):
+            self._sum_up_rejections(worker_id, unrecorded)
         for zombie in self.zombies.expired(now):
             self._end_zombie(zombie, "bound")
         deadlines = self._deadlines
@@ -565,71 +558,13 @@ class SchedulerCore:
 
     def restore(self, point: ResumePoint, orders: Iterable[OrderRecord], now: float) -> Effects:
         """Continue from what a journal kept: numbering and finished totals from `point`, and
-        `orders` (oldest first) back in memory.
-
-        Finished orders stay as they were. Unfinished steps go back in line through the
-        transition table: one that was queued or running re-runs as the same attempt (same
-        idempotency key); one waiting out a retry keeps its backoff. They are placed when
-        workers join.
-        """
-        if self._orders or self._seq:
-            raise Conflict("restore() needs a core that has not run yet")
-        self._now = now
-        self._seq, self._order_number = point.seq, point.order_number
-        self._lease_counter = point.lease_counter
-        self._counters.update(point.counters)
-        # Finished totals are cumulative (pruned and forgotten orders included); the
-        # unfinished ones are counted from the orders that come back.
-        for status in TERMINAL_ORDER:
-            self._orders_by_status[status.value] = point.orders_by_status.get(status.value, 0)
-        for state in TERMINAL:
-            self._tasks_by_state[state.value] = point.tasks_by_state.get(state.value, 0)
-        self._history.extend(point.recent_events)
-        unfinished = []
-        kept = 0
-        tracked = {s for s in self.config.steps if self._tracks(s)} if point.seq else set()
-        for record in orders:
-            order = self._adopt(record)
-            if order is not None and not record.finished:
-                unfinished.append(order)
-            kept += order is not None
-            if tracked:
-                self._inherit_attempts(record, tracked, now)
-        if point.seq:
-            # Workers that outlived the old server may still run its attempts: the limited
-            # steps wait until they have said so (and the rate buckets start empty).
-            self.limits.restarted(now, self.config.hold_after_restart)
-            # Where the log shows the restart: the steps queued again below point back here.
-            steps = sum(1 for o in unfinished for t in o.tasks.values() if t.state not in TERMINAL)
-            running = (f"; {len(self.zombies)} attempt(s) the old server started may still "
-                       "run and keep their step's place in flight" if self.zombies else "")
-            self._emit(
-                "server_restarted",
-                f"restarted from the journal: {len(unfinished)} unfinished order(s) recovered, "
-                f"{steps} step(s) to run again; {kept - len(unfinished)} finished order(s) kept"
-                f"{running}",
-                orders=len(unfinished),
-                steps=steps,
-                unconfirmed=len(self.zombies),
-            )
-        self._cause = self._seq
-        for order in unfinished:
-            self._orders_by_status[order.reported_status] += 1
-            self._progress.opened(order)
-            self._active_orders += 1
-            for step in order.workflow.steps:
-                self._requeue(order, order.tasks[step], now)
-            self._check_order(order, now)
-        return self._flush()
+        `orders` (oldest first) back in memory, their unfinished steps back in line
+        (restart.py). Only on a core that has not run yet."""
+        return restart.restore(self, point, orders, now)
 
     def adopt(self, record: OrderRecord) -> Order:
         """Bring back a finished order that memory had forgotten (to retry it by hand)."""
-        if not record.finished:
-            raise Conflict(f"order {record.id} is {record.status}; only finished orders return")
-        order = self._adopt(record)
-        if order is None:
-            raise UnknownWorkflow(f"order {record.id} uses unknown workflow {record.workflow!r}")
-        return order
+        return restart.adopt_finished(self, record)
 
     # ------------------------------------------------------------------ records
 
@@ -1016,46 +951,6 @@ class SchedulerCore:
         return ((on_it and task_id in worker.tasks) or (task_id, lease) in worker.stuck
                 or (task_id, lease) in worker.abandoned)
 
-    def _inherit_attempts(self, record: OrderRecord, tracked: set[str], now: float) -> None:
-        """After a restart: the attempts of `tracked` steps that the order's events show
-        started on a worker and never ended there may still run (on a worker that outlived
-        the old server): each keeps a place in its step's count until its worker says, or
-        until its time limit (counted from its start), or the restart that wrote it off if
-        that is later, plus the grace: a worker learns that its ids are dead only once it is
-        back. That restart is this one, unless the order's events show an earlier one after
-        the start (its `task_recovered` events): a later restart is no news to the worker,
-        and bounding the attempt from it again would hold its place for another grace at
-        every failover that comes within the grace of the one before."""
-        # (attempt, start ts, wall time of the first restart after the start or None)
-        started: dict[tuple[str, str], list[list]] = {}
-        for event in record.events:
-            kind = event["type"]
-            if kind == "task_recovered":  # a restart, after every start listed so far
-                for attempts in started.values():
-                    for entry in attempts:
-                        entry[2] = event["ts"] if entry[2] is None else entry[2]
-                continue
-            step = event.get("step")
-            if step not in tracked:
-                continue
-            key = (step, event.get("worker_id"))
-            if kind == "task_started":
-                started.setdefault(key, []).append([event["attempt"], event["ts"], None])
-            elif kind in ATTEMPT_ENDS or (
-                kind == "task_failed" and not event.get("timed_out") and not event.get("poison")
-            ):
-                if started.get(key):
-                    started[key].pop(0)
-        for (step, worker_id), attempts in started.items():
-            for attempt, ts, written_off in attempts:
-                deadline = ts - self.epoch_offset + self.config.timeout(step)
-                restart = now if written_off is None else written_off - self.epoch_offset
-                bound = max(deadline, restart) + self.config.zombie_grace
-                if worker_id and bound > now and self.zombies.add(
-                    Zombie(worker_id, f"{record.id}:{step}", 0, step, attempt, deadline, bound)
-                ):
-                    self.limits.occupied(step)
-
     def _leave_ring(self, worker: WorkerRecord) -> None:
         if worker.status == "alive":  # a draining worker has left already
             self._ring.remove(worker.id)
@@ -1169,26 +1064,19 @@ class SchedulerCore:
 
     def _rejection_suppressed(self, worker_id: str) -> bool:
         """Count a late result; True when it is one too many for its own event."""
-        window = self._rejections.get(worker_id)
-        if window is None or self._now - window[0] >= REJECTION_WINDOW:
-            self._close_rejection_window(worker_id)
-            window = self._rejections[worker_id] = [self._now, 0, 0]
-        window[1] += 1
-        if window[1] <= REJECTION_BURST:
-            return False
-        window[2] += 1
-        return True
+        closed, suppressed = self._rejections.count(worker_id, self._now)
+        if closed:
+            self._sum_up_rejections(worker_id, closed)
+        return suppressed
 
-    def _close_rejection_window(self, worker_id: str) -> None:
-        window = self._rejections.pop(worker_id, None)
-        if window is None or not window[2]:
-            return
+    def _sum_up_rejections(self, worker_id: str, unrecorded: int) -> None:
+        """One event for the late results of a closed window that had none of their own."""
         self._emit(
             "result_rejected",
-            f"{window[2]} more late results from {worker_id} rejected within "
-            f"{REJECTION_WINDOW:.0f}s (counted, not recorded one by one)",
+            f"{unrecorded} more late results from {worker_id} rejected within "
+            f"{self._rejections.window:.0f}s (counted, not recorded one by one)",
             worker=worker_id,
-            count=window[2],
+            count=unrecorded,
         )
 
     def _release_worker(self, task: Task, worker_id: str, ok: bool) -> None:
@@ -1407,92 +1295,6 @@ class SchedulerCore:
             self._fx.forgotten.append(old_id)
             for task in old.tasks.values():
                 self._tasks.pop(task.id, None)
-
-    def _adopt(self, record: OrderRecord) -> Order | None:
-        """An order back in memory with its tasks as recorded (None: unknown workflow).
-        Unfinished tasks are counted here; finished ones are in the totals already."""
-        existing = self._orders.get(record.id)
-        if existing is not None:
-            return existing
-        workflow = self._workflows.get(record.workflow)
-        if workflow is None:
-            return None
-        recorded = {t.step: t for t in record.tasks}
-        tasks = {}
-        for step in workflow.steps:
-            # A step whose row was never written is still as it was at submission.
-            rec = recorded.get(step) or new_task_record(record.id, step)
-            task = Task(rec.id, record.id, step, S(rec.state), set())
-            task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
-            task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
-            task.worker, task.result, task.error = rec.worker, rec.result, rec.error
-            if rec.retry_at is not None:
-                task.due = rec.retry_at - self.epoch_offset
-            if task.state not in TERMINAL:
-                self._tasks_by_state[task.state.value] += 1
-            tasks[step] = task
-        order = Order(
-            record.id,
-            record.number,
-            workflow,
-            record.data,
-            tasks,
-            record.submitted_at - self.epoch_offset,
-            reported_status=record.status,
-        )
-        order.idempotency_key = record.idempotency_key
-        order.priority = record.priority
-        order.started = any(t.runs or t.state is S.SUCCEEDED for t in tasks.values())
-        if record.finished_at is not None:
-            order.finished_at = record.finished_at - self.epoch_offset
-        order.events = list(record.events[-ORDER_EVENT_CAP:])
-        if self._orders and record.number < next(reversed(self._orders.values())).number:
-            self._adopted_out_of_order = True
-        self._orders[record.id] = order
-        self._tasks.update((t.id, t) for t in tasks.values())
-        if record.idempotency_key is not None:
-            self._idempotency[record.idempotency_key] = record.id
-        if record.finished:
-            self._remember_finished(record.id)
-        return order
-
-    def _requeue(self, order: Order, task: Task, now: float) -> None:
-        """After a restart: an unfinished step goes back in line, through the table."""
-        if task.state in TERMINAL:
-            return
-        task.waiting_on = {
-            d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
-        }
-        if task.state in ON_WORKER:
-            task.worker, task.lease = None, 0
-            self._move(task, S.READY)
-        elif task.state is S.PENDING and not task.waiting_on:
-            self._move(task, S.READY)  # its dependencies finished; its own row was not due
-        if task.state is S.RETRY_WAIT:
-            due = now if task.due is None else task.due
-            task.due = due
-            heapq.heappush(self._retry_heap, (due, task.lease, task.id))
-            self._emit(
-                "task_recovered",
-                f"order {order.id} step {task.step} will retry as attempt {task.attempt + 1} "
-                f"in {max(0.0, due - now):.3f}s, after a restart",
-                task=task,
-                cause=self._cause,
-            )
-        elif task.state is S.READY:
-            self._enqueue(task)
-            # Its row may predate the start (starting is not written down); its events say.
-            last = next((e for e in reversed(order.events) if e["step"] == task.step), None)
-            was = ""
-            if last is not None and last["type"] == "task_started":
-                was = f" (it was running on {last['worker_id']} when the server stopped)"
-            self._emit(
-                "task_recovered",
-                f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
-                f"after a restart{was}",
-                task=task,
-                cause=self._cause,
-            )
 
     def _trim_completions(self, now: float) -> None:
         while self._completions and self._completions[0] < now - THROUGHPUT_WINDOW:

@@ -21,6 +21,7 @@ from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWo
 from .events import EventHistory
 from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
+from .placement import Placement
 from .progress import STAGE_STATES, Progress
 from .records import OrderRecord, ResumePoint, TaskRecord
 from .rejections import RejectionWindows
@@ -96,7 +97,8 @@ class SchedulerCore:
         self.limits = StepLimits(self.config.steps)
         # Attempts that may still run on a worker that left, kept in their step's count.
         self.zombies = Zombies()
-        self._capable: dict[str, frozenset[str]] = {}  # step -> ring members able to run it
+        # Which workers can run a step, and a ready task's home among them (placement.py).
+        self._placement = Placement(self._ring, self._workers, self.queue, self.config)
         self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
         self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
         # Timed-out attempts on thread workers: (when to abandon the thread if its handler
@@ -211,8 +213,7 @@ class SchedulerCore:
         )
         self._workers[worker_id] = worker
         # Its share of the ring (where work prefers to go) follows its slots.
-        self._ring.add(worker_id, weight=slots / self.config.slots)
-        self._capable.clear()
+        self._placement.join(worker_id, weight=slots / self.config.slots)
         self._update_hunger(worker)
         offers = f", tags {', '.join(sorted(worker.tags))}" if worker.tags else ""
         self._emit(
@@ -628,9 +629,7 @@ class SchedulerCore:
 
     def can_run(self, worker: WorkerRecord, step: str) -> bool:
         """Whether `worker` has a handler for `step` and offers every tag it needs."""
-        if worker.steps is not None and step not in worker.steps:
-            return False
-        return self.config.policy(step).tags <= worker.tags
+        return self._placement.can_run(worker, step)
 
     def validate(self) -> None:
         """Check internal invariants (validate.py); used by tests after every step."""
@@ -734,36 +733,11 @@ class SchedulerCore:
         """Put a READY task in line; its home is where the ring prefers it to run."""
         order = self._orders[task.order_id]
         task.wait_reason = None
+        home = self._placement.home(task.order_id, task.step, self._held)
         task.ticket = self.queue.push(
-            task.id, task.step, self._home(task.order_id, task.step), order.started,
+            task.id, task.step, home, order.started,
             order.priority, order.number, order.workflow.steps.index(task.step),
         )
-
-    def _home(self, order_id: str, step: str) -> str:
-        """The ring's choice for an order's step among the workers that can run it, by
-        bounded load weighted by slots (what a worker holds plus what waits for it); ""
-        while none can."""
-        if not self._ring:
-            return ""
-        capable = self._capable_of(step)
-        total = self._held + len(self.queue)
-        if len(capable) == len(self._ring):  # the usual case: everyone can
-            return self._ring.place(order_id, self._load_of, self.config.load_epsilon, total)
-        home = self._ring.place(order_id, self._load_of, self.config.load_epsilon, total,
-                               eligible=capable.__contains__)
-        return home or ""
-
-    def _capable_of(self, step: str) -> frozenset[str]:
-        """Workers on the ring that can run `step` (cached until the ring changes)."""
-        capable = self._capable.get(step)
-        if capable is None:
-            capable = self._capable[step] = frozenset(
-                w for w in self._ring.members if self.can_run(self._workers[w], step)
-            )
-        return capable
-
-    def _load_of(self, worker_id: str) -> int:
-        return len(self._workers[worker_id].tasks) + self.queue.home_load(worker_id)
 
     def _rehome(self, home: str) -> None:
         """Tasks queued under a home that left (or under none) go back in line anew."""
@@ -800,7 +774,7 @@ class SchedulerCore:
         """The next task `worker_id` may take; tasks their step's limits hold are set aside."""
         pop = self.queue.pop_for if steal else self.queue.pop_own
         worker = self._workers[worker_id]
-        can_run = self._can_run_cache(worker)
+        can_run = self._placement.can_run_cache(worker)
         while True:
             popped = pop(worker_id, can_run)
             if popped is None:
@@ -814,18 +788,6 @@ class SchedulerCore:
                 return task
             task.wait_reason = reason
             self._held_back.setdefault(task.step, deque()).append(task_id)
-
-    def _can_run_cache(self, worker: WorkerRecord):
-        """`can_run` for one worker, remembered per step for one dispatch."""
-        known: dict[str, bool] = {}
-
-        def can_run(step: str) -> bool:
-            answer = known.get(step)
-            if answer is None:
-                answer = known[step] = self.can_run(worker, step)
-            return answer
-
-        return can_run
 
     def _release_held(self, step: str) -> None:
         """Put back in line as many held tasks of `step` as its limits now allow."""
@@ -953,8 +915,7 @@ class SchedulerCore:
 
     def _leave_ring(self, worker: WorkerRecord) -> None:
         if worker.status == "alive":  # a draining worker has left already
-            self._ring.remove(worker.id)
-            self._capable.clear()
+            self._placement.leave(worker.id)
             self._held -= len(worker.tasks)
             self._hungry.discard(worker.id)
 

@@ -159,7 +159,7 @@ def wait_reason(core: SchedulerCore, task: Task) -> str | None:
         return task.wait_reason
     if not core._ring:
         return "no live worker"
-    if not core._capable_of(task.step):
+    if not core._placement.capable_of(task.step):
         tags = core.config.policy(task.step).tags
         needs = f" (it needs tags: {', '.join(sorted(tags))})" if tags else ""
         return f"no live worker can run step {task.step}{needs}"
@@ -265,7 +265,7 @@ def unroutable(core: SchedulerCore) -> dict[str, int]:
     return {
         step: core.queue.size(step)
         for step in core.queue.steps()
-        if not core._capable_of(step)
+        if not core._placement.capable_of(step)
     }
 
 

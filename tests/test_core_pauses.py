@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sim import Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import BreakerPolicy, ConfigError, RetryPolicy, StepPolicy
 from scheduler.engine.errors import Conflict, UnknownStep
 from scheduler.engine.pauses import BREAKER, Pause
@@ -42,7 +43,7 @@ def test_a_paused_step_holds_its_ready_tasks_with_the_reason_and_resuming_runs_t
         sim.submit(f"o{i}")
     waiting = payments(sim, 5)[2:]
     assert all(t.state is S.READY for t in waiting)
-    reason = sim.core.wait_reason(waiting[0])
+    reason = views.wait_reason(sim.core, waiting[0])
     assert reason == ("payment is paused by alice since 1970-01-01 00:00:00 UTC: "
                       "gateway down")
     # Attempts on workers finish; the free slots take nothing of the paused step.
@@ -61,7 +62,8 @@ def test_a_paused_step_holds_its_ready_tasks_with_the_reason_and_resuming_runs_t
     assert resumed[0]["message"] == ("step payment resumed by bob, paused 5 s by alice; "
                                      "3 ready task(s) go back in line")
     sim.run_all()
-    assert all(sim.core.order_status(o).value == "completed" for o in sim.core.orders.values())
+    assert all(sim.core.order_status(o).value == "completed"
+               for o in views.orders(sim.core).values())
     assert all(t.attempt == 1 for t in payments(sim, 5))
 
 
@@ -69,10 +71,10 @@ def test_a_queued_task_of_a_paused_step_says_it_is_paused_even_before_a_slot_loo
     sim = Sim(workers=0)
     sim.submit("o0")
     task = sim.task("o0", "payment")
-    assert sim.core.wait_reason(task) == "no live worker"
+    assert views.wait_reason(sim.core, task) == "no live worker"
     sim.apply(sim.core.pause_step("payment", "alice", "", now=0.0))
-    assert sim.core.wait_reason(task).startswith("payment is paused by alice")
-    assert sim.core.wait_reason(sim.task("o0", "packing")) is None  # pending, not ready
+    assert views.wait_reason(sim.core, task).startswith("payment is paused by alice")
+    assert views.wait_reason(sim.core, sim.task("o0", "packing")) is None  # pending, not ready
 
 
 def test_a_retry_whose_backoff_ends_while_paused_waits_without_spending_an_attempt():
@@ -85,7 +87,7 @@ def test_a_retry_whose_backoff_ends_while_paused_waits_without_spending_an_attem
     assert task.state is S.RETRY_WAIT and task.attempt == 1
     sim.advance(60.0)  # the backoff ended long ago
     assert task.state is S.READY and task.attempt == 1
-    assert sim.core.wait_reason(task).startswith("payment is paused by alice")
+    assert views.wait_reason(sim.core, task).startswith("payment is paused by alice")
     assert not sim.types(type="task_started", attempt=2)
     sim.apply(sim.core.resume_step("payment", "alice", now=sim.now))
     d, ctx = sim.start_next("w1")
@@ -100,7 +102,7 @@ def test_a_limited_step_pauses_and_resumes_within_its_limits():
     for i in range(5):
         sim.submit(f"o{i}")
     assert all(t.state is S.READY for t in payments(sim, 5))
-    assert sim.core.held_by_limits() == {"payment": 5}
+    assert views.held_by_limits(sim.core) == {"payment": 5}
     sim.apply(sim.core.resume_step("payment", "alice", now=0.0))
     assert sum(t.state is S.ASSIGNED for t in payments(sim, 5)) == 2
     assert sim.core.limits.in_flight("payment") == 2
@@ -150,7 +152,7 @@ def test_a_breaker_trips_on_a_failure_spike_and_a_probe_resumes_the_step():
     sim.advance(5.0)  # backoffs over: ready, held, no attempt spent
     held = [t for t in payments(sim, 6) if t.state is S.READY]
     assert len(held) == 5 and all(t.attempt == 1 for t in held)
-    assert sim.core.wait_reason(held[0]).startswith(
+    assert views.wait_reason(sim.core, held[0]).startswith(
         "payment is paused by the circuit breaker since")
     fx = sim.advance(0.0)
     assert fx.wake_at == 10.0  # the probe's time
@@ -162,7 +164,8 @@ def test_a_breaker_trips_on_a_failure_spike_and_a_probe_resumes_the_step():
     assert resumed["who"] == BREAKER and resumed["paused_by"] == BREAKER
     assert "after probe order" in resumed["message"] and "succeeded" in resumed["message"]
     sim.run_all()
-    assert all(sim.core.order_status(o).value == "completed" for o in sim.core.orders.values())
+    assert all(sim.core.order_status(o).value == "completed"
+               for o in views.orders(sim.core).values())
     assert sorted(t.attempt for t in payments(sim, 6)) == [1, 2, 2, 2, 2, 2]
 
 
@@ -202,7 +205,7 @@ def test_a_step_without_a_breaker_fails_its_orders_instead():
     for d in start_all(sim):
         sim.fail(d, "gateway answered 503")
     assert not sim.types(type="breaker_tripped")
-    assert all(sim.core.order_status(o).value == "failed" for o in sim.core.orders.values())
+    assert all(sim.core.order_status(o).value == "failed" for o in views.orders(sim.core).values())
 
 
 def test_a_timed_out_attempt_counts_for_the_breaker():
@@ -269,7 +272,7 @@ def test_limits_refuse_an_unknown_step_and_bad_values_changing_nothing():
     with pytest.raises(ConfigError, match="rate must be > 0"):
         sim.core.set_limits("payment", "a", now=0.0, max_in_flight=None, rate=-1.0)
     assert sim.core.config.policy("payment") == StepPolicy()
-    assert sim.core.control_view("payment")["limits"] is None
+    assert views.control_view(sim.core, "payment")["limits"] is None
 
 
 # ------------------------------------------------------------------ journal and restarts
@@ -277,11 +280,11 @@ def test_limits_refuse_an_unknown_step_and_bad_values_changing_nothing():
 
 def test_a_step_control_view_holds_its_pause_and_its_live_limits():
     sim = Sim(workers=1)
-    assert sim.core.control_view("payment") == {"step": "payment", "pause": None,
+    assert views.control_view(sim.core, "payment") == {"step": "payment", "pause": None,
                                                 "limits": None}
     sim.apply(sim.core.pause_step("payment", "alice", "down", now=3.0))
     sim.apply(sim.core.set_limits("payment", "alice", now=3.0, max_in_flight=5, rate=2.0))
-    assert sim.core.control_view("payment") == {
+    assert views.control_view(sim.core, "payment") == {
         "step": "payment",
         "pause": {"who": "alice", "since": 3.0, "why": "down", "by_breaker": False},
         "limits": {"max_in_flight": 5, "rate": 2.0, "burst": None},
@@ -299,7 +302,7 @@ def test_restored_controls_pause_and_limit_a_fresh_core_before_its_orders_return
     assert sim.core.limits.pauses.get("gone") is None  # a step this app lacks
     assert sim.core.config.policy("packing").max_in_flight == 1
     assert "gone" not in sim.core.config.steps
-    assert sim.core.control_view("packing")["limits"]["max_in_flight"] == 1
+    assert views.control_view(sim.core, "packing")["limits"]["max_in_flight"] == 1
     assert sim.core.limits.pauses.free_at("payment", 100.0) == 110.0
 
 
@@ -308,15 +311,15 @@ def test_step_views_list_every_step_with_its_limits_and_pause():
                                                       breaker=BREAKER_POLICY)})
     sim.submit("o0")
     sim.apply(sim.core.pause_step("payment", "alice", "", now=0.0))
-    views = {v["name"]: v for v in sim.core.step_views()}
-    assert set(views) == {"payment", "packing", "shipping", "invoice"}
-    pay = views["payment"]
+    listed = {v["name"]: v for v in views.steps(sim.core)}
+    assert set(listed) == {"payment", "packing", "shipping", "invoice"}
+    pay = listed["payment"]
     assert (pay["max_in_flight"], pay["rate"], pay["in_flight"], pay["breaker"]) == (
         2, None, 0, True)
     assert pay["ready"] == 1 and pay["held"] == 0
     assert pay["paused"]["who"] == "alice"
     assert pay["paused"]["reason"].startswith("payment is paused by alice since")
-    assert views["packing"]["paused"] is None and not views["packing"]["breaker"]
+    assert listed["packing"]["paused"] is None and not listed["packing"]["breaker"]
 
 
 def test_a_limit_set_while_running_counts_stuck_handlers_and_zombies_too():
@@ -330,7 +333,7 @@ def test_a_limit_set_while_running_counts_stuck_handlers_and_zombies_too():
     on_thread = [d for d in started if d.worker_id == "t1"]
     assert on_process and on_thread
     sim.advance(1.2, beating=("t1",))  # time limits pass: t1's handlers are stuck
-    assert sim.core.workers["t1"].stuck
+    assert views.workers(sim.core)["t1"].stuck
     sim.advance(3.0, beating=("t1",))  # p1 is declared dead: its attempts are zombies
     assert len(sim.core.zombies) >= 1
     sim.apply(sim.core.set_limits("payment", "a", now=sim.now, max_in_flight=None, rate=None))
@@ -338,7 +341,7 @@ def test_a_limit_set_while_running_counts_stuck_handlers_and_zombies_too():
     # Limited again: everything that may still run counts (validate() checks it too).
     sim.apply(sim.core.set_limits("payment", "a", now=sim.now, max_in_flight=1, rate=None))
     core = sim.core
-    on_workers = sum(1 for t in core.tasks.values() if t.state in (S.ASSIGNED, S.RUNNING))
-    stuck = len(core.workers["t1"].stuck | core.workers["t1"].abandoned)
+    on_workers = sum(1 for t in views.tasks(core).values() if t.state in (S.ASSIGNED, S.RUNNING))
+    stuck = len(views.workers(core)["t1"].stuck | views.workers(core)["t1"].abandoned)
     assert stuck and len(core.zombies)
     assert core.limits.in_flight("payment") == on_workers + stuck + len(core.zombies)

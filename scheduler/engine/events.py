@@ -46,6 +46,9 @@ EVENT_TYPES = frozenset(
         "breaker_tripped",
         "step_resumed",
         "step_limits_changed",
+        # An alert (runtime/alerts.py) raised, and cleared once its condition no longer holds.
+        "alert_raised",
+        "alert_cleared",
     }
 )
 
@@ -75,6 +78,8 @@ LOG_LEVELS = {
     "breaker_tripped": "ERROR",
     "step_resumed": "WARNING",
     "step_limits_changed": "WARNING",
+    "alert_raised": "WARNING",
+    "alert_cleared": "INFO",
 }
 
 

@@ -48,11 +48,13 @@ OPENERS = {
     "step_paused": Kind("step_paused", pinned=True),
     "breaker_tripped": Kind("breaker_tripped", pinned=True),
     "step_resumed": Kind("step_resumed", pinned=False),
+    "alert_raised": Kind("alert", pinned=True),
 }
 # What a server restart is called when a leadership term of a shared database took over.
 FAILOVER = Kind("failover", pinned=True)
 # Caused events counted by what they are.
-COUNTED = {"task_reassigned": "moved", "task_recovered": "recovered"}
+COUNTED = {"task_reassigned": "moved", "task_recovered": "recovered",
+           "alert_cleared": "cleared"}
 
 
 def plural(count: int, word: str) -> str:
@@ -106,6 +108,8 @@ class Incident:
             return f"{step} paused by its circuit breaker: its orders wait"
         if self.kind == "step_resumed":
             return f"{step} resumed: {plural(self.facts.get('held', 0), 'ready task')} go"
+        if self.kind == "alert" and self.counts.get("cleared"):
+            return f"{self.message} (cleared)"
         return self.message
 
     def view(self) -> dict:

@@ -64,7 +64,7 @@ export class StepControls {
     const row = {
       el: h('tr', { class: 'step-control', dataset: { step: name } }),
       name: h('td', { class: 'sc-name', text: name }),
-      state: h('td', { class: 'sc-state' }),
+      state: h('div', { class: 'sc-state' }),
       counts: h('td', { class: 'sc-counts num small muted' }),
       max: h('input', { type: 'number', min: '0', step: '1', class: 'w-num sc-max', 'aria-label': `${name}: at most in flight (empty: no limit)`, placeholder: 'none' }),
       rate: h('input', { type: 'number', min: '0', step: 'any', class: 'w-num sc-rate', 'aria-label': `${name}: starts per second (empty: no limit)`, placeholder: 'none' }),
@@ -74,14 +74,16 @@ export class StepControls {
     };
     row.save.addEventListener('click', () => this._setLimits(row));
     row.toggle.addEventListener('click', () => this._toggle(row));
-    row.el.append(row.name, row.state, row.counts,
+    row.el.append(row.name, h('td', {}, row.state), row.counts,
       h('td', {}, row.max), h('td', {}, row.rate), h('td', {}, row.save, row.toggle));
     return row;
   }
 
   render(steps) {
     const seen = new Set();
-    (steps || []).forEach((view, index) => {
+    // Paused steps first: the one an operator is dealing with stays in view.
+    const ordered = [...(steps || [])].sort((a, b) => Boolean(b.paused) - Boolean(a.paused));
+    ordered.forEach((view, index) => {
       seen.add(view.name);
       let row = this.rows.get(view.name);
       if (!row) {

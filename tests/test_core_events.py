@@ -311,3 +311,26 @@ def test_refusals_name_what_was_refused():
     sim.apply(sim.core.drain_worker("w1", now=0))
     with pytest.raises(Conflict, match="^worker w1 is removed; only an alive worker can drain$"):
         sim.core.drain_worker("w1", now=0)
+
+
+def test_an_alert_raised_and_cleared_is_two_events_the_clearing_naming_the_raising():
+    core = SchedulerCore(ClusterConfig(workers=0, seed=1), epoch_offset=1000.0)
+    raised = core.alert_changed("failure_spike", "payment", True, "payment: 20 of 20 failed",
+                                now=5.0).events
+    assert [(e["type"], e["message"], e["alert"], e["subject"], e["ts"]) for e in raised] == [
+        ("alert_raised", "payment: 20 of 20 failed", "failure_spike", "payment", 1005.0)]
+    assert "cause" not in raised[0]
+    cleared = core.alert_changed("failure_spike", "payment", False, "payment: 2 of 30 failed",
+                                 now=6.0, cause=raised[0]["seq"]).events
+    assert [(e["type"], e["message"], e["cause"]) for e in cleared] == [
+        ("alert_cleared", "cleared: payment: 2 of 30 failed", raised[0]["seq"])]
+    server = core.alert_changed("journal_failing", "", True, "the journal...", now=7.0)
+    assert server.events[0]["subject"] is None
+
+
+def test_a_worker_joins_under_its_process_name_when_it_has_one():
+    core = SchedulerCore(ClusterConfig(workers=0, seed=1))
+    named = core.add_worker("p-1", now=0.0, kind="process", meta={"name": "pay-1"})
+    plain = core.add_worker("w-1", now=0.0)
+    assert [e["name"] for e in named.events + plain.events if e["type"] == "worker_added"] == [
+        "pay-1", None]

@@ -224,6 +224,8 @@ class SchedulerCore:
             worker_kind=kind,
             slots=slots,
             tags=sorted(worker.tags),
+            # A process's name outlives its worker ids (it joins under a new one each time).
+            name=worker.meta.get("name"),
         )
         self._rehome("")  # tasks that had no worker able to run them get a home now
         return self._flush()
@@ -553,6 +555,18 @@ class SchedulerCore:
             target=target,
             **details,
         )
+        return self._flush()
+
+    def alert_changed(self, alert: str, subject: str, raised: bool, message: str, now: float,
+                      cause: int | None = None) -> Effects:
+        """An alert raised or cleared (runtime/alerts.py decides which): one `alert_raised`
+        or `alert_cleared` event, kept, journaled and logged like every other; a clearing
+        names the event that raised it as its `cause`."""
+        self._now = now
+        self._emit("alert_raised" if raised else "alert_cleared",
+                   message if raised else f"cleared: {message}",
+                   alert=alert, subject=subject or None,
+                   **({} if cause is None else {"cause": cause}))
         return self._flush()
 
     # ------------------------------------------------------------------ restarts

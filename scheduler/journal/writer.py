@@ -505,6 +505,9 @@ class GroupWrittenJournal:
     def committed(self, ticket: int) -> bool:
         return self._writer.committed(ticket)
 
+    def stalled_for(self, now: float) -> float:
+        return self._writer.stalled_for(now)
+
     def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
         raise NotImplementedError
 

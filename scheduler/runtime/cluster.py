@@ -39,6 +39,7 @@ from ..journal.writer import Deposed
 from ..steps.app import App
 from ..steps.context import Handler
 from ..steps.run import check_outcome
+from .alerts import AlertBook, AlertSettings, Change, Signals
 from .ids import new_order_id
 from .incidents import MAX_INCIDENTS, IncidentLog
 from .order_index import OrderIndex
@@ -69,6 +70,7 @@ class Cluster:
         journal: Journal | None = None,
         tags: Iterable[str] = (),
         incidents_kept: int = MAX_INCIDENTS,
+        alerts: AlertSettings | None = None,
         **settings: Any,
     ):
         config = config or ClusterConfig()
@@ -113,6 +115,10 @@ class Cluster:
         # Deaths, drains, restarts and new leaders, kept whatever the events that follow
         # (incidents.py); a leadership term's restart is a failover.
         self._incidents = IncidentLog(incidents_kept, epoch=getattr(self._journal, "epoch", 0))
+        # Failure spikes, unroutable steps, overdue orders, flapping workers, a failing
+        # journal (alerts.py): fed the events, evaluated on the monitor thread.
+        self._alerts = AlertBook(alerts)
+        self._next_alerts = 0.0
         self._executors: dict[str, Executor] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)
@@ -580,7 +586,12 @@ class Cluster:
 
     def stats(self) -> dict:
         with self._lock:
-            return views.stats(self._core, self._clock())
+            numbers = views.stats(self._core, self._clock())
+            # What is wrong now (alerts.py): the page's banners.
+            numbers["alerts"] = self._alerts.active()
+            # Seconds the journal has failed to commit (0 while it commits).
+            numbers["journal_stalled"] = round(self._journal.stalled_for(time.monotonic()), 3)
+            return numbers
 
     def wait_until_idle(self, timeout: float = 10.0) -> bool:
         """True once no order is pending or in progress; False if `timeout` passed first."""
@@ -717,6 +728,7 @@ class Cluster:
             self._index.apply(fx)
         if not fx.events and not fx.moves:
             return None
+        self._alerts.observe(fx.events)
         if self._incidents.observe(fx.events) and self._journal.persistent:
             self._journal.note_incidents(*self._incidents.take_unsaved())  # same commit
         for sub in self._subscriptions:
@@ -764,10 +776,42 @@ class Cluster:
         fx = self._call(self._core.tick)
         interval = self.config.heartbeat_interval / 4
         now = self._clock()
+        if now >= self._next_alerts:
+            self._next_alerts = now + self._alerts.settings.every
+            self._check_alerts(now)
         wait = interval if fx.wake_at is None else min(interval, max(0.0, fx.wake_at - now))
         self._next_tick = now + wait
         self._wake.wait(wait)
         self._wake.clear()
+
+    def _check_alerts(self, now: float) -> None:
+        """Evaluate the alerts; each one raised or cleared is one event."""
+        wall = self._core.wall(now)
+        count, earliest = self._index.overdue(wall - self._alerts.settings.overdue_after)
+        stalled = self._journal.stalled_for(time.monotonic())  # the writer's own clock
+        done: list[tuple[Effects, object]] = []
+        with self._lock:
+            signals = Signals(unroutable=views.unroutable(self._core), overdue=count,
+                              oldest_age=0.0 if earliest is None else wall - earliest,
+                              journal_stalled=stalled)
+            for change in self._alerts.evaluate(signals, wall):
+                fx = self._announce_alert(change, now)
+                done.append((fx, self._publish(fx)))
+        for fx, ticket in done:
+            self._carry_out(fx, ticket)
+
+    def _announce_alert(self, change: Change, now: float) -> Effects:
+        alert = change.alert
+        fx = self._core.alert_changed(alert.name, alert.subject, change.raised, alert.message,
+                                      now, cause=None if change.raised else alert.seq)
+        if change.raised:
+            alert.seq = fx.events[0]["seq"]
+        return fx
+
+    def alerts(self) -> list[dict]:
+        """The active alerts, oldest first (the page's banners, `/metrics`)."""
+        with self._lock:
+            return self._alerts.active()
 
     def _require_member(self, worker_id: str) -> None:
         status = views.membership(self._core, worker_id)

@@ -54,6 +54,7 @@ mutation: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,postgres,bench]'
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/core_steps.py
 	$(BIN)/python benchmarks/journal_pg.py
 	$(BIN)/python benchmarks/peer_dask.py
 	$(BIN)/python benchmarks/io_workload.py

@@ -8,7 +8,9 @@ import pytest
 from conftest import wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from web import ORDER, app_over, fast_cluster
+from web import FAST, ORDER, app_over, fast_cluster
+
+from scheduler import App, Cluster
 
 
 @pytest.fixture
@@ -472,3 +474,43 @@ def test_a_token_holder_is_named_as_such_with_the_address():
         client.post(f"/api/orders/{order_id}/cancel", headers={"Authorization": "Bearer t0k3n"})
         [audit] = audits(token_cluster, "cancel")
         assert audit["who"] == "token holder at 127.0.0.1"
+
+
+def render_invoice(ctx) -> dict:
+    raise RuntimeError("invoice PDF renderer crashed")
+
+
+async def render_invoice_async(ctx) -> dict:
+    raise RuntimeError("invoice PDF renderer crashed")
+
+
+@pytest.mark.parametrize("handler", [render_invoice, render_invoice_async],
+                         ids=["thread", "async"])
+def test_an_orders_view_shows_each_failed_attempts_error_with_its_traceback(handler, caplog):
+    shop = App("shop")
+    shop.step(name="payment")(lambda ctx: {"charge_id": "ch_1"})
+    shop.step(name="invoice", retries=1, backoff=(0.001, 0.001))(handler)
+    shop.workflow("checkout", ["payment", "invoice"])
+    caplog.set_level("INFO", logger="orderflow")
+    with app_over(Cluster(app=shop, workers=1, **FAST)) as web:
+        client, cluster = web.test_client(), web.extensions["orderflow"].cluster
+        order_id = client.post("/api/orders", json={**ORDER, "workflow": "checkout"}).json["id"]
+        assert cluster.wait_until_idle(10)
+        order = client.get(f"/api/orders/{order_id}").get_json()
+    assert order["status"] == "failed"
+    assert order["tasks"]["payment"]["result"] == {"charge_id": "ch_1"}
+    failed = [e for e in order["events"] if e["type"] == "task_failed"]
+    assert [e["attempt"] for e in failed] == [1, 2]
+    line = handler.__code__.co_firstlineno + 1
+    for event in failed:
+        assert event["error"] == "RuntimeError: invoice PDF renderer crashed"
+        trace = event["traceback"].splitlines()
+        assert trace[0] == "Traceback (most recent call last):"
+        assert trace[1].endswith(f'test_api_orders.py", line {line}, in {handler.__name__}')
+        assert trace[-1] == "RuntimeError: invoice PDF renderer crashed"
+    # The log's line for each failure is one line, naming where it was raised.
+    logged = [r.getMessage() for r in caplog.records
+              if r.levelname == "WARNING" and "failed on" in r.getMessage()]
+    assert len(logged) == 2
+    assert all(m.endswith(f"(raised at test_api_orders.py:{line} in {handler.__name__})")
+               and "\n" not in m for m in logged)

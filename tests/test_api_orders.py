@@ -514,3 +514,30 @@ def test_an_orders_view_shows_each_failed_attempts_error_with_its_traceback(hand
     assert len(logged) == 2
     assert all(m.endswith(f"(raised at test_api_orders.py:{line} in {handler.__name__})")
                and "\n" not in m for m in logged)
+
+
+def test_orders_can_be_searched_by_sku_and_by_text_in_any_field(idle):
+    client, cluster = idle
+    ids = {}
+    for customer, sku, workflow in (("Ada", "BOOK-001", "ecommerce"),
+                                    ("Grace", "MUG-7", "ecommerce_invoiced"),
+                                    ("Linus", "50%_off'--", "ecommerce")):
+        ids[customer] = client.post("/api/orders", json={
+            "customer": customer, "workflow": workflow,
+            "items": [{"sku": sku, "qty": 1, "price": 2.0}]}).get_json()["id"]
+
+    def found(query: str) -> list[str]:
+        response = client.get(f"/api/orders?{query}")
+        assert response.status_code == 200, response.get_json()
+        return [o["customer"] for o in response.get_json()["orders"]]
+
+    assert found("sku=book") == ["Ada"] and found("sku=mug-7") == ["Grace"]
+    assert found("sku=%25_OFF'--") == ["Linus"] and found("sku=%25") == ["Linus"]
+    assert found("sku=ada") == []  # a customer is not a SKU
+    assert found("text=grace") == ["Grace"]  # customer
+    assert found("text=mug") == ["Grace"]  # SKU
+    assert found("text=invoiced") == ["Grace"]  # workflow
+    assert found(f"text={ids['Ada'][2:]}") == ["Ada"]  # a part of the id
+    assert found("text=nobody") == []
+    assert found("text=o&workflow=ecommerce_invoiced") == ["Grace"]  # with the other filters
+    assert client.get("/api/orders?sku=" + "x" * 33).status_code == 400

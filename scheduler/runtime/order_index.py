@@ -27,7 +27,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 
 from ..engine.model import Effects, Order
-from ..engine.records import FINISHED_STATUSES, OrderQuery
+from ..engine.records import FINISHED_STATUSES, OrderQuery, skus_of
 from ..engine.states import TaskState
 
 # Orders per block: a full block's customers are one string; a block is rebuilt (O(BLOCK))
@@ -68,7 +68,10 @@ class Entry:
         """The search's own predicate, on the order as it is now."""
         order = self.order
         return query.matches(order.reported_status, self.workflow, order.data.get("customer"),
-                             self.submitted, (t.error for t in order.tasks.values()))
+                             self.submitted, (t.error for t in order.tasks.values()),
+                             order_id=self.id,
+                             skus=skus_of(order.data)
+                             if query.sku is not None or query.text is not None else ())
 
 
 def status_class(status: str) -> str:

@@ -90,3 +90,82 @@ def test_an_orders_view_shows_its_lines_results_and_each_attempts_traceback_fold
         assert view.locator(".tl-failure").nth(0).locator(".tl-trace pre").is_visible()
         assert not view.locator(".tl-failure").nth(2).locator(".tl-trace pre").is_visible()
         assert d.errors == []
+
+
+# ---------------------------------------------------------------- item 6: search
+
+
+def declining_app() -> App:
+    """payment fails for good for a customer named fail-*; shipping passes."""
+    app = App("shop")
+
+    @app.step(retries=0)
+    def payment(ctx: TaskContext) -> dict:
+        if str(ctx.order.get("customer", "")).startswith("fail"):
+            raise RuntimeError("card declined by the issuing bank")
+        return {}
+
+    @app.step()
+    def shipping(ctx: TaskContext) -> dict:
+        return {}
+
+    app.workflow("checkout", ["payment", "shipping"])
+    return app
+
+
+def order_of(customer: str, sku: str) -> dict:
+    return {"customer": customer, "workflow": "checkout",
+            "items": [{"sku": sku, "qty": 1, "price": 2.0}]}
+
+
+ROW_IDS = ("() => [...document.querySelectorAll('#orders-body .row:not([hidden])')]"
+           ".map(r => r.dataset.id)")
+
+
+def test_a_search_by_sku_error_and_time_is_an_address_that_a_reload_restores(browser, tmp_path):
+    cluster = Cluster(workers=2, app=declining_app(), seed=7, **STEADY)
+    # A fresh page reads one page of orders (500): the oldest of 510 is only on the server.
+    with dashboard(browser, tmp_path, cluster, {"DASHBOARD_INITIAL_ORDERS": 1}) as d:
+        rare = cluster.submit(order_of("grace", "RARE-MUG-7"))
+        failed = cluster.submit(order_of("fail-bob", "MUG-9"))
+        cluster.submit_many([order_of("ada", "BOOK-1")] * 508, "checkout")
+        assert cluster.wait_until_idle(30)
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        # The SKU of an order the page does not hold: the server finds it.
+        d.page.fill("#order-search", "rare-mug")
+        d.row(rare).wait_for()
+        d.wait_text("#order-count", "1 order found")
+        assert d.page.evaluate("() => window.location.search") == "?q=rare-mug"
+        # An error's text, under Failed.
+        d.page.fill("#order-search", "declined")
+        d.page.click("[data-filter='failed']")
+        d.wait(f"() => JSON.stringify(({ROW_IDS})()) === JSON.stringify([{failed!r}])")
+        assert d.page.evaluate("() => window.location.search") == "?q=declined&stage=failed"
+        # The address is the search: a reload (or the link shared) shows the same.
+        d.page.reload()
+        d.wait_live()
+        d.wait(f"() => JSON.stringify(({ROW_IDS})()) === JSON.stringify([{failed!r}])")
+        assert d.page.input_value("#order-search") == "declined"
+        assert d.page.get_attribute("[data-filter='failed']", "aria-pressed") == "true"
+        d.shot("search-restored")
+        # Nothing matches: the table says what was searched, not that there are no orders.
+        d.page.fill("#order-search", "no-such-thing")
+        d.wait("() => document.getElementById('orders-empty').textContent.includes('Searched')")
+        empty = d.page.inner_text("#orders-empty")
+        assert empty == ("No order found for “no-such-thing” in an id, customer, SKU, error or "
+                         "workflow; failed only. Searched the server (its memory and journal) "
+                         "and the orders held here.")
+        # A time range: everything was submitted before this minute's end, nothing after.
+        d.page.fill("#order-search", "")
+        d.page.click("[data-filter='all']")
+        d.page.fill("#order-since", "2999-01-01T00:00")
+        d.page.dispatch_event("#order-since", "change")
+        d.wait("() => document.getElementById('orders-empty').textContent.includes('Searched')")
+        assert d.page.inner_text("#orders-empty").startswith(
+            "No order found for submitted from 2999-01-01 00:00. Searched the server")
+        assert d.page.evaluate("() => window.location.search") == "?from=2999-01-01T00%3A00"
+        d.page.click("#order-search-clear")
+        d.wait("() => document.querySelectorAll('#orders-body .row:not([hidden])').length > 10")
+        assert d.page.evaluate("() => window.location.search") == ""
+        assert d.errors == []

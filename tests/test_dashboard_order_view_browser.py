@@ -169,3 +169,56 @@ def test_a_search_by_sku_error_and_time_is_an_address_that_a_reload_restores(bro
         d.wait("() => document.querySelectorAll('#orders-body .row:not([hidden])').length > 10")
         assert d.page.evaluate("() => window.location.search") == ""
         assert d.errors == []
+
+
+# ---------------------------------------------------------------- item 8: smaller items
+
+KINDS = "() => [...document.querySelectorAll('#log-list > li')].map(li => li.dataset.type)"
+
+
+def test_a_click_on_an_entrys_kind_filters_the_log_and_an_empty_kind_says_so(browser, tmp_path):
+    cluster = Cluster(workers=2, app=declining_app(), seed=7, **STEADY)
+    with dashboard(browser, tmp_path, cluster) as d:
+        for n in range(3):
+            cluster.submit(order_of(f"fail-{n}", "MUG-9"))
+        cluster.submit(order_of("ada", "BOOK-1"))
+        assert cluster.wait_until_idle(10)
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        d.wait(f"() => ({KINDS})().includes('worker_added') && ({KINDS})().includes('task_failed')")
+        # The kind of an entry, clicked: only that kind shows, and its button says so.
+        d.page.locator("#log-list > li[data-type='task_failed'] .ev-badge").first.click()
+        d.wait(f"() => ({KINDS})().length > 0 && ({KINDS})().every(t => ['task_failed',"
+               " 'order_failed', 'result_rejected'].includes(t))")
+        assert d.page.get_attribute("#log-groups [data-group='failures']", "aria-pressed") == "true"
+        # A kind with nothing in the log: the log says the kind hides the rest.
+        d.page.click("#log-groups [data-group='moves']")
+        d.page.locator("#log-empty").wait_for()
+        assert d.page.inner_text("#log-empty") == (
+            "No moves in the log. Showing Moves only: click Moves again, or All, for every kind.")
+        d.page.click("#log-groups [data-group='moves']")  # again: every kind
+        d.wait(f"() => new Set(({KINDS})()).size > 2")
+        assert d.errors == []
+
+
+VIEW_CUT = """() => [...document.querySelectorAll(`#tl-body .tl-failure-which, #tl-body summary,
+    #tl-body .chip-name, #tl-body th, .search-time, #order-count`)]
+  .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+  .map(e => `${e.className}: ${e.textContent.trim().slice(0, 40)}`)"""
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1440, "height": 900},
+                                      {"width": 390, "height": 844}], ids=["1440x900", "390px"])
+def test_the_order_view_and_the_search_bar_cut_no_label(browser, tmp_path, viewport):
+    cluster = Cluster(workers=1, app=invoice_app(), seed=7, **STEADY)
+    with dashboard(browser, tmp_path, cluster) as d:
+        order_id = cluster.submit({**ORDERED, "workflow": "checkout"})
+        assert cluster.wait_until_idle(10)
+        d.page.set_viewport_size(viewport)
+        d.page.goto(f"{d.url}/?q=ada#order={order_id}")
+        d.page.locator("#tl-body .tl-trace").first.wait_for()
+        d.page.locator("#tl-body .tl-trace summary").first.click()
+        assert d.page.evaluate(VIEW_CUT) == []
+        # The page does not scroll sideways at any width, the traceback scrolls in its box.
+        assert d.page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+        assert d.errors == []

@@ -10,8 +10,10 @@ and bounds it again, whoever reported it; the engine records it on the attempt's
 
 from __future__ import annotations
 
+import linecache
 import re
 import traceback as tb
+from types import TracebackType
 
 from .context import TaskError
 
@@ -58,8 +60,53 @@ def failure_of(exc: BaseException, skip: int = 0, limit: int = TRACEBACK_CHARS) 
         if frames is None or frames.tb_next is None:
             break
         frames = frames.tb_next
-    text = "".join(tb.format_exception(type(exc), exc, frames)).rstrip("\n")
-    return Failure(message, bound_traceback(text, limit))
+    return Failure(message, bound_traceback("".join(_formatted(exc, frames)).rstrip("\n"), limit))
+
+
+# How Python joins a chain of exceptions in a traceback.
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def _formatted(exc: BaseException, frames: TracebackType | None,
+               seen: set[int] | None = None) -> list[str]:
+    """`exc`'s traceback as Python prints it, its chain first, without the `^^^` marks under
+    each line: `traceback.format_exception` finds those by parsing every line (300-400 µs a
+    failure here, against 20-40 µs), and checks every file's time on disk."""
+    seen = set() if seen is None else seen
+    seen.add(id(exc))
+    lines: list[str] = []
+    cause, context = exc.__cause__, exc.__context__
+    if cause is not None and id(cause) not in seen:
+        lines += [*_formatted(cause, cause.__traceback__, seen), _CAUSE]
+    elif context is not None and not exc.__suppress_context__ and id(context) not in seen:
+        lines += [*_formatted(context, context.__traceback__, seen), _CONTEXT]
+    if frames is not None:
+        lines.append("Traceback (most recent call last):\n")
+        for frame, number in tb.walk_tb(frames):
+            code = frame.f_code
+            lines.append(f'  File "{code.co_filename}", line {number}, in {code.co_name}\n')
+            source = linecache.getline(code.co_filename, number, frame.f_globals).strip()
+            if source:
+                lines.append(f"    {source}\n")
+    lines.append(_last_line(exc))
+    return lines
+
+
+def _last_line(exc: BaseException) -> str:
+    """The traceback's last line, "module.Name: message", as Python writes it (and the
+    exception's notes, a line each)."""
+    kind = type(exc)
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        text = "<exception str() failed>"
+    notes = getattr(exc, "__notes__", None)
+    notes = "".join(f"{note}\n" for note in notes) if isinstance(notes, list) else ""
+    return (f"{name}: {text}\n" if text else f"{name}\n") + notes
 
 
 def bound_traceback(text: str, limit: int) -> str:

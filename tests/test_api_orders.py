@@ -12,6 +12,8 @@ from web import FAST, ORDER, app_over, fast_cluster
 
 from scheduler import App, Cluster
 
+from scheduler.engine import views
+
 
 @pytest.fixture
 def idle():
@@ -392,7 +394,7 @@ def test_search_reaches_orders_only_the_journal_still_has_with_cursors(journal_d
         ids = [client.post("/api/orders", json={**ORDER, "customer": n}).get_json()["id"]
                for n in names]
         assert cluster.wait_until_idle(10)
-        assert len(cluster._core.orders) == 3  # the rest only in the journal
+        assert len(views.orders(cluster._core)) == 3  # the rest only in the journal
         seen, cursor = [], None
         while True:
             page = client.get("/api/orders?customer=ada&limit=2"

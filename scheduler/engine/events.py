@@ -40,6 +40,9 @@ EVENT_TYPES = frozenset(
         "server_restarted",
         # What an operator did (kill, drain, add, chaos, cancel, retry, bulk actions) and who.
         "operator_action",
+        # An alert (runtime/alerts.py) raised, and cleared once its condition no longer holds.
+        "alert_raised",
+        "alert_cleared",
     }
 )
 
@@ -65,6 +68,8 @@ LOG_LEVELS = {
     "attempt_ended": "INFO",
     "server_restarted": "WARNING",
     "operator_action": "WARNING",
+    "alert_raised": "WARNING",
+    "alert_cleared": "INFO",
 }
 
 

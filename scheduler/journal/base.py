@@ -36,6 +36,9 @@ class Journal(Protocol):
     def wait(self, ticket: object, timeout: float | None = None) -> bool: ...
     def committed(self, ticket: object) -> bool: ...
     def check(self) -> None: ...
+    # Seconds (at `now`, time.monotonic) the work being written has waited for a commit
+    # since an attempt to commit it failed; 0 while nothing failed (the journal alert).
+    def stalled_for(self, now: float) -> float: ...
     def close(self) -> None: ...
 
     # What the journal still knows beyond memory: None (or nothing) when it keeps nothing.
@@ -75,6 +78,9 @@ class NullJournal:
 
     def check(self) -> None:
         return None
+
+    def stalled_for(self, now: float) -> float:
+        return 0.0
 
     def close(self) -> None:
         return None

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..engine import views
 from ..engine.model import Effects, Order, Task
 from ..engine.records import OrderRecord, TaskRecord
 from ..engine.states import TaskState
@@ -402,14 +403,7 @@ class GroupWriter:
             batch.order_records = [
                 core.order_record(o, with_tasks=False) for o in batch.orders.values()
             ]
-            counters = {
-                "counters": dict(core.counters),
-                "orders_by_status": dict(core.orders_by_status),
-                "tasks_by_state": dict(core.tasks_by_state),
-                "seq": core.seq,
-                "order_number": core.order_number,
-                "lease_counter": core.lease_counter,
-            }
+            counters = views.totals(core)
         batch.counters = json.dumps(counters)
         return batch
 
@@ -510,6 +504,9 @@ class GroupWrittenJournal:
 
     def committed(self, ticket: int) -> bool:
         return self._writer.committed(ticket)
+
+    def stalled_for(self, now: float) -> float:
+        return self._writer.stalled_for(now)
 
     def load_order(self, order_id: str, with_events: bool = True) -> OrderRecord | None:
         raise NotImplementedError

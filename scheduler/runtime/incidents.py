@@ -43,11 +43,13 @@ OPENERS = {
     "worker_dead": Kind("worker_dead", pinned=True),
     "worker_draining": Kind("worker_drained", pinned=False),
     "server_restarted": Kind("server_restarted", pinned=True),
+    "alert_raised": Kind("alert", pinned=True),
 }
 # What a server restart is called when a leadership term of a shared database took over.
 FAILOVER = Kind("failover", pinned=True)
 # Caused events counted by what they are.
-COUNTED = {"task_reassigned": "moved", "task_recovered": "recovered"}
+COUNTED = {"task_reassigned": "moved", "task_recovered": "recovered",
+           "alert_cleared": "cleared"}
 
 
 def plural(count: int, word: str) -> str:
@@ -94,6 +96,8 @@ class Incident:
                    else f"leadership taken over (epoch {self.epoch})")
             return (f"{who}: {plural(orders, 'order')} recovered, "
                     f"{plural(steps, 'step')} to run again")
+        if self.kind == "alert" and self.counts.get("cleared"):
+            return f"{self.message} (cleared)"
         return self.message
 
     def view(self) -> dict:

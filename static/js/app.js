@@ -8,6 +8,7 @@ import { $, fmtInt, h, setText } from './dom.js';
 import { serverRole } from './states.js';
 import { CHART_WINDOWS, Store } from './store.js';
 import { OrderSync } from './sync.js';
+import { AlertBanners } from './views/alerts.js';
 import { Chart } from './views/chart.js';
 import { Confirm } from './views/confirm.js';
 import { Controls } from './views/controls.js';
@@ -68,6 +69,7 @@ export function start() {
   const openOrder = (id) => timeline.open(id);
   const serverNow = () => store.serverNow();
   const tiles = new Tiles($('#tiles'));
+  const alerts = new AlertBanners($('#alerts'));
   const chart = new Chart($('#chart'), serverNow);
   const stepBars = new StepBars($('#step-bars'), $('#steps-empty'));
   const ring = new RingView($('#ring'));
@@ -219,6 +221,7 @@ export function start() {
     table.onEvent(ev);
   };
 
+  let lastAlertTick = null; // the banners' "for N s" moves once a second
   function frame() {
     frameRequested = false;
     const started = performance.now();
@@ -227,6 +230,10 @@ export function start() {
     const tick = store.lost ? 'lost' : Math.floor(Date.now() / 1000);
     // The table first: it reads scroll geometry, which is free only before anything is written.
     table.render(tick);
+    if (dirty.has('stats') || tick !== lastAlertTick) {
+      lastAlertTick = tick;
+      alerts.render(store.stats?.alerts, store.stats ? serverNow() : null);
+    }
     if (dirty.has('stats')) {
       tiles.render(store.stats);
       stepBars.render(store.stats.steps || {}, store.workflowDetails);

@@ -80,6 +80,7 @@ export const EVENT_TYPES = Object.freeze([
   'worker_added', 'worker_dead', 'worker_draining', 'worker_removed',
   'thread_abandoned', 'worker_hung',
   'server_restarted', 'operator_action',
+  'alert_raised', 'alert_cleared',
 ]);
 
 /** Event types that make the event log, by the filter group they belong to. */
@@ -89,6 +90,7 @@ export const LOG_GROUPS = {
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
   workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; threads abandoned to hung handlers; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'thread_abandoned', 'worker_hung', 'server_restarted'] },
   operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
+  alerts: { label: 'Alerts', title: 'Alerts the server raised and cleared: failure spikes, steps no worker can run, overdue orders, flapping workers, a failing journal', types: ['alert_raised', 'alert_cleared'] },
 };
 
 export const LOG_GROUP_OF = Object.fromEntries(
@@ -118,12 +120,16 @@ export const EVENT_LABEL = {
   task_cancelled: 'step cancelled',
   server_restarted: 'server restarted',
   operator_action: 'operator',
+  alert_raised: 'alert',
+  alert_cleared: 'alert cleared',
 };
 
 /** The tone of an event's badge: bad, warn, move, good, info. */
 export function eventTone(type) {
   if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'worker_hung' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
   if (type === 'operator_action') return 'op';
+  if (type === 'alert_raised') return 'bad';
+  if (type === 'alert_cleared') return 'good';
   if (type === 'task_retrying' || type === 'order_retried' || type === 'worker_draining' || type === 'task_recovered' || type === 'thread_abandoned') return 'warn';
   if (type === 'task_reassigned') return 'move';
   if (type === 'task_succeeded' || type === 'order_completed' || type === 'worker_added') return 'good';

@@ -22,6 +22,7 @@ export const INCIDENT_EVENT = {
   worker_drained: 'worker_draining',
   server_restarted: 'server_restarted',
   failover: 'server_restarted',
+  alert: 'alert_raised',
 };
 
 const orderLink = (id) => h('button', { type: 'button', class: 'log-order mono', dataset: { open: id }, text: id });

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from web import FAST, ORDER, app_over, fast_cluster
 
 from scheduler import App, Cluster
-
 from scheduler.engine import views
 
 

@@ -364,7 +364,7 @@ def test_each_failed_attempt_keeps_its_own_traceback_on_its_event():
         (2, "gateway answered 503", None)]
     assert "traceback" not in failed[1]  # absent, not null: the journal stores no column
     # The order's own story (what the order view reads) holds the same events.
-    assert [e.get("traceback") for e in sim.core.orders["o1"].events
+    assert [e.get("traceback") for e in views.find_order(sim.core, "o1").events
             if e["type"] == "task_failed"] == ["Traceback ...\nRuntimeError: first", None]
 
 

@@ -230,7 +230,7 @@ export class Timeline {
     return h('section', { class: 'tl-lines' },
       h('h3', { text: 'Ordered' }),
       h('div', { class: 'tl-steps-scroll' },
-        h('table', { class: 'tl-steps tl-items' },
+        h('table', { class: 'tl-items' },
           h('thead', {}, h('tr', {}, h('th', { text: 'SKU' }), ...['Qty', 'Price', 'Line total'].map((t) => h('th', { class: 'num', text: t })))),
           h('tbody', {}, rows),
           h('tfoot', {}, h('tr', {}, h('td', { colspan: '3', text: 'Total' }), num(fmtMoney(total)))))));

@@ -176,7 +176,7 @@ def test_a_search_by_sku_error_and_time_is_an_address_that_a_reload_restores(bro
 KINDS = "() => [...document.querySelectorAll('#log-list > li')].map(li => li.dataset.type)"
 
 
-def test_a_kind_shown_alone_says_so_when_the_log_has_none_of_it(browser, tmp_path):
+def test_a_click_on_an_entrys_kind_filters_the_log_and_an_empty_kind_says_so(browser, tmp_path):
     cluster = Cluster(workers=2, app=declining_app(), seed=7, **STEADY)
     with dashboard(browser, tmp_path, cluster) as d:
         for n in range(3):
@@ -186,6 +186,11 @@ def test_a_kind_shown_alone_says_so_when_the_log_has_none_of_it(browser, tmp_pat
         d.page.goto(d.url + "/")
         d.wait_live()
         d.wait(f"() => ({KINDS})().includes('worker_added') && ({KINDS})().includes('task_failed')")
+        # The kind of an entry, clicked: only that kind shows, and its button says so.
+        d.page.locator("#log-list > li[data-type='task_failed'] .ev-badge").first.click()
+        d.wait(f"() => ({KINDS})().length > 0 && ({KINDS})().every(t => ['task_failed',"
+               " 'order_failed', 'result_rejected'].includes(t))")
+        assert d.page.get_attribute("#log-groups [data-group='failures']", "aria-pressed") == "true"
         # A kind with nothing in the log: the log says the kind hides the rest.
         d.page.click("#log-groups [data-group='moves']")
         d.page.locator("#log-empty").wait_for()

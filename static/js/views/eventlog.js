@@ -129,6 +129,12 @@ export class EventLog {
       this._changed();
     });
     const onClick = (event) => {
+      // An entry's kind (its badge) shows only that kind, as its button above does.
+      const kind = event.target.closest('.ev-badge[data-group]');
+      if (kind) {
+        this.show(kind.dataset.group);
+        return;
+      }
       const opener = event.target.closest('[data-open]');
       if (opener) {
         openOrder(opener.dataset.open);
@@ -186,7 +192,10 @@ export class EventLog {
       'aria-expanded': String(open),
     },
     h('span', { class: 'log-time num', text: fmtClock(ev.ts).slice(0, 8) }),
-    h('span', { class: `ev-badge tone-${tone}`, text: incident?.kind === 'failover' ? 'new leader' : (EVENT_LABEL[ev.type] || ev.type) }),
+    h('span', {
+      class: `ev-badge tone-${tone}`, text: incident?.kind === 'failover' ? 'new leader' : (EVENT_LABEL[ev.type] || ev.type),
+      ...(LOG_GROUP_OF[ev.type] ? { dataset: { group: LOG_GROUP_OF[ev.type] }, title: `Show only ${LOG_GROUPS[LOG_GROUP_OF[ev.type]].label.toLowerCase()}` } : {}),
+    }),
     incident
       ? h('span', { class: 'log-message incident-text' },
         h('b', { class: 'incident-head', text: incident.title }),

@@ -18,10 +18,16 @@ MAX_EVENTS_PAGE = 5000
 MAX_SEQ = 2**62
 # Unix times a search may name: 0 to the year 5138.
 MAX_TIME = 1e11
+# The longest part of a SKU, or of anything (`text`), a search looks for. Short, so that a
+# search with every filter at its longest still fits the front server's request line (8,190
+# bytes; 12 per character percent-encoded at worst): a part that long finds what a longer
+# one would (and more), and the page's search box stops there.
+MAX_NEEDLE = 32
 
 
-def _text(name: str, description: str = "", **rules: object) -> Field:
-    return Field(name, Kind.TEXT, max_length=MAX_TEXT, description=description, **rules)
+def _text(name: str, description: str = "", max_length: int = MAX_TEXT,
+          **rules: object) -> Field:
+    return Field(name, Kind.TEXT, max_length=max_length, description=description, **rules)
 
 
 DEMO_ORDERS = Message(
@@ -53,6 +59,28 @@ NEW_WORKERS = Message(
 WORKER_REF = Message("WorkerRef", (_text("id", min_length=1, required=True),),
                      what="the command")
 
+# Limits a step may be given while it runs (PUT /api/steps/{step}/limits).
+MAX_STEP_IN_FLIGHT = 1_000_000
+MAX_STEP_RATE = 1_000_000
+
+STEP_PAUSE = Message(
+    "StepPause",
+    (_text("why", "what the operator says: shown with the step's waiting tasks"),),
+    description="no body, an empty object, or why",
+)
+
+STEP_LIMITS = Message(
+    "StepLimits",
+    (
+        Field("max_in_flight", Kind.INTEGER, minimum=0, maximum=MAX_STEP_IN_FLIGHT,
+              description="at most this many attempts running across the cluster; 0: no limit"),
+        Field("rate", Kind.NUMBER, minimum=0, maximum=MAX_STEP_RATE,
+              description="at most this many starts a second; 0: no limit"),
+    ),
+    description="the limits to change (one or both); a limit not given stays as it is",
+    min_fields=1,
+)
+
 # Commands without parameters: no body, or an empty JSON object.
 NO_BODY = Message("NoBody", (), description="no body, or an empty JSON object")
 
@@ -64,6 +92,10 @@ ORDER_SEARCH = Message(
         _text("workflow", "only this workflow"),
         _text("customer", "a part of the customer (any case)"),
         _text("error", "a part of any step's last error (any case)"),
+        _text("sku", "a part of any item's SKU (any case)", MAX_NEEDLE),
+        _text("text", "a part of any of: the order's id, its customer, an item's SKU, a "
+                      "step's last error, its workflow (any case): the dashboard's search box",
+              MAX_NEEDLE),
         Field("since", Kind.NUMBER, minimum=0, maximum=MAX_TIME,
               description="submitted at or after (Unix time)"),
         Field("until", Kind.NUMBER, minimum=0, maximum=MAX_TIME,

@@ -38,6 +38,7 @@ from ..journal.schema import StoreError
 from ..journal.writer import Deposed
 from ..steps.app import App
 from ..steps.context import Handler
+from ..steps.failure import raised_at, traceback_of
 from ..steps.run import check_outcome
 from .alerts import AlertBook, AlertSettings, Change, Signals
 from .ids import new_order_id
@@ -49,6 +50,22 @@ from .worker import Executor, LoopThread, ThreadWorker
 
 log = logging.getLogger("orderflow")
 _LEVELS = {name: getattr(logging, level) for name, level in LOG_LEVELS.items()}
+# Events that change a step's controls (its pause, its limits): the journal keeps the result.
+CONTROL_EVENTS = frozenset({"step_paused", "breaker_tripped", "step_resumed",
+                            "step_limits_changed"})
+
+
+def log_event(level: int, event: dict) -> None:
+    """An event worth a line in the log, in one line. A failed attempt's line also names
+    where it was raised; its whole traceback follows at DEBUG (`--log-level debug`), as it
+    is in the order view and the journal."""
+    where = raised_at(event.get("traceback"))
+    if where is None:
+        log.log(level, event["message"])
+        return
+    log.log(level, "%s (raised at %s)", event["message"], where)
+    log.debug("traceback of order %s step %s attempt %s:\n%s", event["order_id"],
+              event["step"], event["attempt"], event["traceback"])
 
 
 class Cluster:
@@ -425,6 +442,32 @@ class Cluster:
                     self._core.adopt(record)  # back into memory, to run again
         self._call(self._core.retry_order, order_id)
 
+    # ------------------------------------------------------------------ step controls
+
+    def pause_step(self, step: str, who: str, why: str = "") -> None:
+        """Hold every task of `step` that has not started, saying who paused it and why;
+        attempts on workers finish (engine/pauses.py). Durable when it returns: a restart
+        or a failover keeps it. UnknownStep, or Conflict if it is paused already."""
+        self._call(self._core.pause_step, step, escape(who), escape(why), durable=True)
+
+    def resume_step(self, step: str, who: str) -> None:
+        """Put the tasks a pause held back in line (Conflict if `step` is not paused)."""
+        self._call(self._core.resume_step, step, escape(who), durable=True)
+
+    def set_step_limits(self, step: str, who: str, *, max_in_flight: int | None,
+                        rate: float | None) -> None:
+        """Change a step's concurrency and rate limits while it runs (None: no limit); kept
+        across restarts. ConfigError for a value out of range, changing nothing."""
+        self._call(self._core.set_limits, step, escape(who), max_in_flight=max_in_flight,
+                   rate=rate, durable=True)
+        with self._lock:
+            self.config = self._core.config  # (workflow descriptions show the new limits)
+
+    def steps(self) -> list[dict]:
+        """Every step: its limits, attempts in flight, ready and held tasks, its pause."""
+        with self._lock:
+            return views.steps(self._core)
+
     def _forgotten(self, order_id: str):
         """The journal's record of an order no longer in memory (None if it is in memory, or
         unknown: the command itself then reports it)."""
@@ -648,7 +691,8 @@ class Cluster:
         config = self.config
         # Outside the lock: bounding an outcome serialises the result once.
         checked = [
-            (dispatch, *check_outcome(ok, value, config.max_result_bytes, config.max_error_chars))
+            (dispatch, *check_outcome(ok, value, config.max_result_bytes, config.max_error_chars,
+                                      config.max_traceback_chars))
             for dispatch, ok, value in outcomes
         ]
         with self._lock:
@@ -661,7 +705,8 @@ class Cluster:
                     ))
                 else:
                     fx.absorb(core.task_failed(
-                        dispatch.task_id, worker_id, dispatch.lease, value, now
+                        dispatch.task_id, worker_id, dispatch.lease, str(value), now,
+                        traceback=traceback_of(value),
                     ))
             starting = list(following)
             if take and not self._journal.persistent:
@@ -731,6 +776,9 @@ class Cluster:
         self._alerts.observe(fx.events)
         if self._incidents.observe(fx.events) and self._journal.persistent:
             self._journal.note_incidents(*self._incidents.take_unsaved())  # same commit
+        controlled = {e["step"] for e in fx.events if e["type"] in CONTROL_EVENTS}
+        if controlled and self._journal.persistent:
+            self._journal.note_controls([views.control_view(self._core, s) for s in controlled])
         for sub in self._subscriptions:
             sub.offer(fx.events)
         if not self._journal.persistent:
@@ -745,7 +793,7 @@ class Cluster:
         for event in fx.events:
             level = _LEVELS.get(event["type"])
             if level is not None:
-                log.log(level, event["message"])
+                log_event(level, event)
         if fx.dispatches:
             self._deliver(fx.dispatches)
         for dispatch in fx.cancels:

@@ -82,6 +82,19 @@ def test_socketio_connection_needs_the_token(guarded):
     client.disconnect()
 
 
+def test_the_pages_token_probe_is_answered_without_an_error(guarded, caplog):
+    """After a failed connection the page asks with a HEAD whether its token is refused;
+    any other answer than 401 must be a success (a 4xx/5xx is an error on its console)."""
+    client = guarded.test_client()
+    probe = "/socket.io/?EIO=4&transport=polling"
+    assert client.head(probe).status_code == 401
+    assert client.head(f"{probe}&token=wrong").status_code == 401
+    assert client.head(f"{probe}&token={TOKEN}").status_code == 204
+    assert not [r for r in caplog.records if "not supported" in r.getMessage()]
+    with app_over(fast_cluster(), start=False) as open_app:
+        assert open_app.test_client().head(probe).status_code == 204
+
+
 def test_without_a_token_everything_is_open():
     with app_over(fast_cluster(), start=False) as app:
         assert app.test_client().post("/api/orders", json=ORDER).status_code == 201

@@ -59,6 +59,28 @@ def test_a_handshake_without_the_token_is_refused_with_401_json():
     assert call(g, environ(HTTP_AUTHORIZATION="Bearer nope"))[0] == 401
 
 
+def test_a_head_asks_only_whether_the_token_passes_and_opens_nothing():
+    """The page's probe after a failed connection: Engine.IO answers HEAD 405 (an error on
+    the page's console), so the gate answers it, whatever the role and caps."""
+    reached = []
+
+    def engineio(environ, start_response):
+        reached.append(environ["REQUEST_METHOD"])
+        return inner(environ, start_response)
+
+    g = SocketGate(engineio, "socket.io", lambda: "t",
+                   GateLimits(workers=1, dashboards=1, dashboards_per_address=1),
+                   RefusalLog(10.0, lambda: 0.0),
+                   standby=lambda: {"error": {"message": "the leader is elsewhere"}})
+    head = {"REQUEST_METHOD": "HEAD"}
+    assert call(g, {**environ(query="EIO=4&transport=polling"), **head})[0] == 401
+    status, body = call(g, {**environ(query="EIO=4&transport=polling&token=t"), **head})
+    assert (status, list(body)) == (204, [])
+    assert call(g, {**environ(HTTP_AUTHORIZATION="Bearer t"), **head})[0] == 204
+    assert call(g, environ(query="token=t"))[0] == 503, "a standby: a GET handshake is refused"
+    assert reached == [] and g.open_connections() == 0
+
+
 def test_other_paths_pass_without_the_token_and_uncounted():
     g = gate(token="t", total=1, per_address=1)
     for _ in range(3):

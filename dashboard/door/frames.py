@@ -116,8 +116,14 @@ class FrameGuard:
     the events answered on their connection's own thread."""
 
     def __init__(self, limits: FrameLimits, max_message_bytes: int | None = None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.limits, self.max_message_bytes, self.clock = limits, max_message_bytes, clock
+                 clock: Callable[[], float] = time.monotonic,
+                 pause: Callable[[threading.Event, float], object] = threading.Event.wait):
+        """`clock` gives the limiter its `now`; `pause(closed, seconds)` waits out a frame's
+        turn (and the pause before a cut) on the reading thread, returning early once
+        `closed` is set. A test passes both, so that what is delayed does not depend on how
+        late a busy machine wakes the thread up."""
+        self.limits, self.max_message_bytes = limits, max_message_bytes
+        self.clock, self.pause = clock, pause
         self.stats = FrameStats()
         self.cuts = RefusalLog(action="cut")
         self.server: Any = None  # python-socketio's server, set by `guard`
@@ -184,11 +190,11 @@ class FrameGuard:
                 return False
             if verdict is Verdict.WAIT:
                 self.stats.add(delayed=1)
-                closed.wait(wait)  # nothing more is read from this socket meanwhile
+                self.pause(closed, wait)  # nothing more is read from this socket meanwhile
                 return True
             self.stats.add(dropped=int(heartbeat), cut=1)  # the last one is dropped too
             self.cuts.refused(self._why(limiter, message), address)
-            closed.wait(self.limits.pause_before_cut)
+            self.pause(closed, self.limits.pause_before_cut)
             raise ConnectionAbortedError("over its frame limits")
 
         return admit

@@ -6,7 +6,8 @@ reaches Engine.IO, and before any upgrade, this WSGI middleware
 
 * with a token configured, refuses a request that does not present it (401): in an
   `Authorization: Bearer` header (python clients, `orderflow worker`) or a `token` query
-  parameter (browsers, which cannot set headers on a WebSocket);
+  parameter (browsers, which cannot set headers on a WebSocket); a HEAD request asks only
+  that (the page's probe after a failed connection) and is answered 204 when it passes;
 * refuses every handshake while this server is a standby (503, with `role` and `leader`
   beside the error: workers and browsers go to the leader; see leadership.py);
 * counts a connection as a worker's when its handshake says so (`X-Orderflow-Role:
@@ -137,6 +138,12 @@ class SocketGate:
                                "unauthorized: a valid token is required (an 'Authorization: "
                                "Bearer' header or a 'token' query parameter)")
             environ[AUTHENTICATED] = True
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            # The page's question after a failed connection, whose status a browser does not
+            # see: is the token what is missing? Answered here (Engine.IO would say 405, an
+            # error on the page's console), whatever the role and caps: it opens nothing.
+            start_response("204 No Content", [("Cache-Control", "no-store")])
+            return []
         standby = self.standby()
         if standby is not None:
             # Not logged: every worker and browser asks each server until it finds the leader.

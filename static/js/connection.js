@@ -119,7 +119,8 @@ function tokenQuery() {
   return getToken() ? { token: getToken() } : {};
 }
 
-/** True when the server answers 401 to a Socket.IO handshake with the session's token. */
+/** True when the server answers 401 to a Socket.IO handshake with the session's token. A
+ * HEAD opens nothing: the server's gate answers it itself, 204 when the token passes. */
 async function tokenRefused() {
   const query = new URLSearchParams({ EIO: '4', transport: 'polling', ...tokenQuery() });
   try {

@@ -3,6 +3,7 @@ refused and started through the API; and the "/workers" protocol through the tes
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -509,6 +510,93 @@ def test_the_protocol_runs_an_order_and_ignores_repeats(hub_app):
     assert cluster.get_order(order_id)["status"] == "completed"
     assert cluster.stats()["rejected_results"] == 0
     assert call(client, "heartbeat", {"worker_id": worker_id})["alive"] is True
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_work_frame_batches_results_and_begins_and_ignores_repeats(hub_app):
+    client = worker_client(hub_app)
+    welcome = call(client, "register", REGISTRATION)
+    assert welcome["protocol"] == 2, "the server says it answers `work` frames"
+    worker_id = welcome["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    first, second = cluster.submit(ORDER), cluster.submit(ORDER)
+    pairs = wait_for(lambda: (lambda got: got if len(got) == 2 else None)(assigned(client)), 5)
+    frame = {"worker_id": worker_id, "results": [], "begin": pairs}
+    contexts = call(client, "work", frame)["contexts"]
+    assert [c["step"] for c in contexts] == ["payment", "payment"]
+    assert [c["idempotency_key"] for c in contexts] == [t for t, _ in pairs]
+    assert call(client, "work", frame)["contexts"] == contexts  # a lost answer, asked again
+    # Both results and, in the same frame, nothing more to begin: the next steps are
+    # assigned in one message each time.
+    results = [[task_id, lease, True, {"n": i}] for i, (task_id, lease) in enumerate(pairs)]
+    done = {"worker_id": worker_id, "results": results, "begin": []}
+    assert call(client, "work", done) == {"contexts": []}
+    assert call(client, "work", done) == {"contexts": []}  # resent: not counted twice
+    (message,) = wait_for(lambda: [m for m in client.get_received(NAMESPACE)
+                                   if m["name"] == "assign"], 5)
+    assert sorted(t for t, _ in message["args"][0]["tasks"]) == sorted(
+        [f"{first}:packing", f"{second}:packing"]), "both in one message"
+    assert cluster.get_order(first)["tasks"]["payment"]["result"] == {"n": 0}
+    assert cluster.stats()["rejected_results"] == 0
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_work_frame_runs_its_results_before_its_begins_and_fences_a_stale_lease(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    call(client, "work", {"worker_id": worker_id, "results": [], "begin": [[task_id, lease]]})
+    stale = [task_id, lease + 1]
+    reply = call(client, "work", {"worker_id": worker_id,
+                                  "results": [[task_id, lease, True, None], [*stale, True, 1]],
+                                  "begin": [stale]})
+    assert reply == {"contexts": [None]}, "a lease it was never given begins nothing"
+    assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "succeeded"
+    assert cluster.stats()["rejected_results"] == 1
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_heartbeats_and_work_frames_are_answered_on_their_connections_own_thread(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    guard = hub_app.extensions["orderflow_frames"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    body = {"worker_id": worker_id, "results": [], "begin": [[task_id, lease]]}
+    frame = f'42{NAMESPACE},9["work",{json.dumps(body)}]'
+    assert guard.may_answer_inline(frame)
+    assert guard.may_answer_inline(f'42{NAMESPACE},3["heartbeat",{{}}]')
+    assert not guard.may_answer_inline(f'42{NAMESPACE},3["result",{{}}]')
+    assert not guard.may_answer_inline(f'42{NAMESPACE},3["workers",{{}}]')
+    sent = []
+    assert guard.answered_inline(client.eio_sid, frame, sent.append)
+    (ack,) = sent
+    assert ack.startswith(f"43{NAMESPACE},9[")
+    (reply,) = json.loads(ack[ack.index("["):])
+    assert reply["contexts"][0]["idempotency_key"] == task_id
+    client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("bad", [
+    {"results": "x"}, {"begin": [["t", 1, 2]]}, {"results": [["t", 1, "yes", None]]},
+    {"results": [["t", 1, False, 3]]}, {"begin": [["t", 0]]}, {"results": [["t", 1, True]]},
+    {"begin": [["t", 1]] * 1025}])
+def test_a_malformed_work_frame_is_refused_whole_and_changes_nothing(hub_app, bad):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    # A good entry first: refused with the bad one, not applied before it.
+    frame = {"worker_id": worker_id, "results": [], "begin": [[task_id, lease]]}
+    for field, entries in bad.items():
+        frame[field] = entries if isinstance(entries, str) else [*frame[field], *entries]
+    reply = call(client, "work", frame)
+    assert reply["status"] == 422 and "contexts" not in reply
+    assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "assigned"
     client.disconnect(namespace=NAMESPACE)
 
 

@@ -530,14 +530,38 @@ def test_a_work_frame_batches_results_and_begins_and_ignores_repeats(hub_app):
     # assigned in one message each time.
     results = [[task_id, lease, True, {"n": i}] for i, (task_id, lease) in enumerate(pairs)]
     done = {"worker_id": worker_id, "results": results, "begin": []}
-    assert call(client, "work", done) == {"contexts": []}
-    assert call(client, "work", done) == {"contexts": []}  # resent: not counted twice
+    assert call(client, "work", done) == {"contexts": [], "started": []}
+    assert call(client, "work", done) == {"contexts": [], "started": []}  # not counted twice
     (message,) = wait_for(lambda: [m for m in client.get_received(NAMESPACE)
                                    if m["name"] == "assign"], 5)
     assert sorted(t for t, _ in message["args"][0]["tasks"]) == sorted(
         [f"{first}:packing", f"{second}:packing"]), "both in one message"
     assert cluster.get_order(first)["tasks"]["payment"]["result"] == {"n": 0}
     assert cluster.stats()["rejected_results"] == 0
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_work_frame_offering_slots_gets_the_next_steps_started_in_its_answer(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    orders = [cluster.submit(ORDER) for _ in range(2)]
+    pairs = wait_for(lambda: (lambda got: got if len(got) == 2 else None)(assigned(client)), 5)
+    call(client, "work", {"worker_id": worker_id, "results": [], "begin": pairs})
+    done = [[task_id, lease, True, None] for task_id, lease in pairs]
+    reply = call(client, "work", {"worker_id": worker_id, "results": done, "begin": [],
+                                  "take": 1})
+    (started,) = reply["started"]  # one slot offered: one started, the other assigned
+    (task_id, lease, context) = started
+    assert context["step"] == "packing" and context["idempotency_key"] == task_id
+    assert task_id in {f"{o}:packing" for o in orders}
+    order_id = task_id.partition(":")[0]
+    assert cluster.get_order(order_id)["tasks"]["packing"]["status"] == "running"
+    (other,) = wait_for(lambda: assigned(client), 5)
+    assert other[0] != task_id
+    # A repeated begin of the started one (its answer lost) gets the same context.
+    ref = {"worker_id": worker_id, "task_id": task_id, "lease": lease}
+    assert call(client, "begin", ref)["context"] == context
     client.disconnect(namespace=NAMESPACE)
 
 
@@ -552,7 +576,7 @@ def test_a_work_frame_runs_its_results_before_its_begins_and_fences_a_stale_leas
     reply = call(client, "work", {"worker_id": worker_id,
                                   "results": [[task_id, lease, True, None], [*stale, True, 1]],
                                   "begin": [stale]})
-    assert reply == {"contexts": [None]}, "a lease it was never given begins nothing"
+    assert reply == {"contexts": [None], "started": []}, "a lease never given begins nothing"
     assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "succeeded"
     assert cluster.stats()["rejected_results"] == 1
     client.disconnect(namespace=NAMESPACE)
@@ -583,7 +607,7 @@ def test_heartbeats_and_work_frames_are_answered_on_their_connections_own_thread
 @pytest.mark.parametrize("bad", [
     {"results": "x"}, {"begin": [["t", 1, 2]]}, {"results": [["t", 1, "yes", None]]},
     {"results": [["t", 1, False, 3]]}, {"begin": [["t", 0]]}, {"results": [["t", 1, True]]},
-    {"begin": [["t", 1]] * 1025}])
+    {"begin": [["t", 1]] * 1025}, {"take": -1}, {"take": "all"}])
 def test_a_malformed_work_frame_is_refused_whole_and_changes_nothing(hub_app, bad):
     client = worker_client(hub_app)
     worker_id = call(client, "register", REGISTRATION)["worker_id"]
@@ -593,7 +617,7 @@ def test_a_malformed_work_frame_is_refused_whole_and_changes_nothing(hub_app, ba
     # A good entry first: refused with the bad one, not applied before it.
     frame = {"worker_id": worker_id, "results": [], "begin": [[task_id, lease]]}
     for field, entries in bad.items():
-        frame[field] = entries if isinstance(entries, str) else [*frame[field], *entries]
+        frame[field] = entries if not isinstance(entries, list) else [*frame[field], *entries]
     reply = call(client, "work", frame)
     assert reply["status"] == 422 and "contexts" not in reply
     assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "assigned"

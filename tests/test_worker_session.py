@@ -716,7 +716,7 @@ def test_batched_assignments_that_take_slots_ask_to_begin_in_one_frame():
     frame = work_of(effects)
     assert sends(effects, "begin") == []
     assert frame.payload == {"worker_id": "p-a-1", "results": [],
-                             "begin": [["o-1:payment", 1], ["o-2:payment", 2]]}
+                             "begin": [["o-1:payment", 1], ["o-2:payment", 2]], "take": 0}
     assert (worker.session.busy, worker.session.queued) == (2, 1)
     effects = worker.answer(frame, worked([CONTEXT, {**CONTEXT, "order_id": "o-2"}]))
     assert runs(effects) == [A1, A2]
@@ -735,10 +735,49 @@ def test_batched_one_frame_is_out_at_a_time_and_what_finishes_meanwhile_goes_in_
     assert worker.tick() == [], "nothing goes out twice, nor in a loop"
     third = work_of(worker.answer(second, worked([])))
     assert third.payload == {"worker_id": "p-a-1", "results": [["o-2:payment", 2, True, "two"]],
-                             "begin": [["o-3:payment", 3]]}
+                             "begin": [["o-3:payment", 3]], "take": 1}
     assert worker.session.unacknowledged == [A2.key], "the first result is acknowledged"
     worker.answer(third, worked([None]))  # stale: its slot is free again
     assert worker.session.unacknowledged == [] and worker.session.busy == 0
+
+
+def test_batched_a_frame_offers_its_free_slots_and_runs_what_the_server_started_there():
+    worker = batched(slots=3)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    assert first.payload["take"] == 2, "three slots, one asked about"
+    # While it is out, its offered slots stay free: a new assignment waits for a slot.
+    worker.assign("p-a-1", ("o-2:payment", 2))
+    assert (worker.session.busy, worker.session.queued) == (1, 1)
+    started = [["o-9:packing", 7, {**CONTEXT, "step": "packing"}]]
+    effects = worker.answer(first, {"contexts": [CONTEXT], "started": started})
+    assert runs(effects) == [A1, Assignment("p-a-1", "o-9:packing", 7)]
+    assert worker.session.busy == 3 and worker.session.queued == 0, "o-2 takes the last"
+    assert work_of(effects).payload == {"worker_id": "p-a-1", "results": [],
+                                        "begin": [["o-2:payment", 2]], "take": 0}
+    # The same task sent again later (say, after a reconnect) runs nothing twice.
+    assert runs(worker.assign("p-a-1", ("o-9:packing", 7))) == []
+
+
+def test_batched_no_slots_are_offered_while_draining_and_more_started_than_offered_run_not():
+    worker = batched(slots=2)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    started = [["o-8:packing", 3, CONTEXT], ["o-9:packing", 4, CONTEXT]]
+    effects = worker.answer(first, {"contexts": [CONTEXT], "started": started})
+    assert [a.task_id for a in runs(effects)] == ["o-1:payment", "o-8:packing"]
+    worker.session.signal("SIGTERM", worker.now)
+    frame = work_of(worker.finish(A1))
+    assert frame.payload["take"] == 0
+
+
+def test_batched_tasks_started_for_a_frame_whose_answer_came_late_still_run():
+    worker = batched(slots=2)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    worker.advance(5.1)
+    again = work_of(worker.tick())
+    late = worker.answer(first, {"contexts": [CONTEXT],
+                                 "started": [["o-9:packing", 7, CONTEXT]]})
+    assert runs(late) == [Assignment("p-a-1", "o-9:packing", 7)]
+    assert runs(worker.answer(again, worked([CONTEXT]))) == [A1]
 
 
 def test_batched_a_frame_left_unanswered_goes_out_again_and_only_the_new_answer_counts():

@@ -337,7 +337,9 @@ class WorkerHub(Part):
         executor = self._executor(sid, data)
         results = [_outcome(item) for item in _batch(data, "results")]
         begins = [_task_ref(_pair(item)) for item in _batch(data, "begin")]
-        return {"contexts": executor.work(results, begins)}
+        take = int_field(data, "take", 0, MAX_SLOTS) if "take" in data else 0
+        contexts, started = executor.work(results, begins, take)
+        return {"contexts": contexts, "started": started}
 
     def drain(self, sid: str, data: Any) -> dict:
         executor = self._executor(sid, data)

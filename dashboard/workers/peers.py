@@ -159,9 +159,13 @@ class RemoteExecutor:
         self.work([(task_id, lease, ok, value)], [])
 
     def work(self, results: list[tuple[str, int, bool, object]],
-             begins: list[tuple[str, int]]) -> list[dict | None]:
-        """A `work` frame: report the results, then begin the assignments (the contexts,
-        in their order), all in one hand-over to the scheduler."""
+             begins: list[tuple[str, int]], take: int = 0,
+             ) -> tuple[list[dict | None], list[list]]:
+        """A `work` frame: report the results, then begin the assignments, all in one
+        hand-over to the scheduler. Returns their contexts, in their order, and up to
+        `take` tasks those results made ready here that the scheduler started at once
+        (in memory only), as [task_id, lease, context]: instead of an `assign` and a
+        `begin` each, they go back in the answer."""
         outcomes, contexts, starting = [], {}, []
         with self._lock:
             for task_id, lease, ok, value in results:
@@ -177,13 +181,21 @@ class RemoteExecutor:
         # Fenced by the scheduler: a report after this worker was declared dead, or for a
         # task that moved on, is rejected there and recorded as `result_rejected`; a stale
         # lease begins nothing (None).
-        started = (self._cluster.report_many(self.id, outcomes, starting)
+        started = (self._cluster.report_many(self.id, outcomes, starting,
+                                             take=take if outcomes else 0)
                    if outcomes or starting else [])
+        taken = []
         with self._lock:
-            for dispatch, context in started:
+            for dispatch, context in started[len(starting):]:
+                if context is not None and not self._stopped:
+                    # Remembered as if delivered and begun: sent again after a reconnect,
+                    # and a repeated `begin` gets the same context.
+                    self._outstanding[dispatch.task_id] = _Slot(dispatch.lease, context)
+                    taken.append([dispatch.task_id, dispatch.lease, context])
+            for dispatch, context in started[:len(starting)]:
                 contexts[(dispatch.task_id, dispatch.lease)] = context
                 self._begun(dispatch.task_id, dispatch.lease, context)
-        return [contexts[key] for key in begins]
+        return [contexts[key] for key in begins], taken
 
     def _first_report(self, task_id: str, lease: int) -> bool:
         """Under the lock: whether this outcome is new (not one sent again after its

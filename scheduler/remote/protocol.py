@@ -68,7 +68,9 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                fenced by lease in the scheduler; a repeat of a delivered result is ignored.
                A value too big for max_message_bytes is sent as a failed attempt instead.
   `work`       {"worker_id", "results": [[task_id, lease, ok, value], ...],
-                "begin": [[task_id, lease], ...]} -> {"contexts": [context | null, ...]}
+                "begin": [[task_id, lease], ...], "take": n}
+               -> {"contexts": [context | null, ...], "started": [[task_id, lease,
+                   context], ...]}
                (protocol 2): many `result`s and `begin`s in one frame and one
                acknowledgement, with the same meanings (fencing, repeats, the contexts in
                `begin`'s order). A process keeps one `work` frame out at a time: what its
@@ -77,6 +79,13 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                and the frame at most max_message_bytes; a frame the server refuses (an
                unknown worker id, a malformed entry) answers the error for all of it.
                Results are applied before the begins, under one hold of the scheduler.
+               `take` (optional, 0 to MAX_SLOTS): slots the process keeps free for this
+               answer. A server without a persistent journal starts at most that many of
+               the tasks these results made ready for this worker id at once and lists
+               them in `started`, instead of an `assign` and a `begin` each; the process
+               runs them as if their `begin` had been answered (even when the answer
+               comes after it sent the frame again). With a journal, a step starts only
+               once what made it ready is durable: those come in `assign` messages.
   `drain`      {"worker_id"} -> {"ok": true}: leave the ring after the running tasks.
   `refuse`     {"worker_id", "task_id", "lease", "reason"} -> {"ok": true, "moved": bool}:
                the process will not run this assignment, because `worker_id` is not its

@@ -69,6 +69,9 @@ SEEN_MEMORY = 100_000
 SEND_PAUSE = 0.5
 # Worker ids a registration names as this process's (its handlers may run under them).
 IDS_REMEMBERED = MAX_REPORTED_IDS
+# `work` frames whose answer came too late, kept so that the tasks it says the server
+# started for this process still run (at most this many).
+LATE_MEMORY = 64
 
 
 @dataclass
@@ -77,9 +80,11 @@ class _Request:
     key: Any  # what the answer settles: a result's or refusal's key, a worker id
     connection: int
     deadline: float
-    # A `work` frame's: the results it carries and the assignments it asks to begin.
+    # A `work` frame's: the results it carries, the assignments it asks to begin, and the
+    # free slots it offers for tasks the server starts at once (`take`).
     results: tuple[tuple[str, int], ...] = ()
     begins: tuple[tuple[str, int], ...] = ()
+    take: int = 0
 
 
 @dataclass
@@ -164,6 +169,7 @@ class WorkerSession:
         # Requests awaiting their answer, by request id
         self._rids = 0
         self._inflight: dict[int, _Request] = {}
+        self._late: OrderedDict[int, _Request] = OrderedDict()  # see LATE_MEMORY
         self._pause_until = 0.0
         # Assignments, by (task_id, lease)
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -358,6 +364,7 @@ class WorkerSession:
             return []
         self._connected = False
         self._inflight.clear()
+        self._late.clear()
         self._register_rid = None
         if self._drain == "sent":
             self._drain = "no"
@@ -380,8 +387,15 @@ class WorkerSession:
     def answered(self, rid: int, reply: Any, now: float) -> list[Effect]:
         """The server acknowledged request `rid` with `reply`."""
         request = self._inflight.pop(rid, None)
-        if request is None or request.connection != self._connection:
-            return []  # timed out and sent again, or from a connection gone since
+        if request is None:
+            late = self._late.pop(rid, None)
+            if late is not None and late.connection == self._connection:
+                # Timed out and sent again (its results and begins went in the repeat),
+                # but the tasks the server started for it are this process's to run.
+                return self._started(late, reply, now) + self._fill(now)
+            return []
+        if request.connection != self._connection:
+            return []  # from a connection gone since
         if request.event == "register":
             return self._on_registered(reply, now)
         if request.event == "begin":
@@ -497,7 +511,29 @@ class WorkerSession:
         fx = []
         for key, context in zip(request.begins, contexts, strict=True):
             fx += self._begun(key, context, now)
-        return fx + self._fill(now)
+        return fx + self._started(request, reply, now) + self._fill(now)
+
+    def _started(self, request: _Request, reply: Any, now: float) -> list[Effect]:
+        """Tasks the server started for a `work` frame's free slots (`take`): they run at
+        once, each in a slot, like an assignment whose `begin` was answered."""
+        started = reply.get("started") if isinstance(reply, dict) else None
+        if not request.take or not isinstance(started, list):
+            return []
+        fx: list[Effect] = []
+        for item in started[:request.take]:
+            if (not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str)
+                    or isinstance(item[1], bool) or not isinstance(item[1], int)
+                    or not isinstance(item[2], dict)):
+                fx.append(Log("warning", f"ignoring a malformed started task: "
+                                         f"{str(item)[:200]}"))
+                continue
+            key = (item[0], item[1])
+            if key in self._seen or key in self._slots:
+                continue
+            self._seen[key] = None
+            self._slots[key] = _Slot(Assignment(request.key, *key), asked=True)
+            fx += self._begun(key, item[2], now)
+        return fx
 
     def _begun(self, key: tuple[str, int], context: dict | None, now: float) -> list[Effect]:
         """The server's answer to beginning an assignment: its context (run the handler),
@@ -756,7 +792,10 @@ class WorkerSession:
     def _fill(self, now: float) -> list[Effect]:
         """Free slots take queued assignments, oldest first; once registered (and not
         pausing), each slot not yet begun asks the server to `begin` its assignment."""
-        while (self._queued and len(self._slots) < self.options.slots
+        # Slots offered to the server in a `work` frame still out stay free for what it
+        # starts there.
+        reserved = sum(r.take for r in self._inflight.values())
+        while (self._queued and len(self._slots) + reserved < self.options.slots
                and self._stuck_since is None):
             key, assignment = self._queued.popitem(last=False)
             self._slots[key] = _Slot(assignment)
@@ -780,7 +819,8 @@ class WorkerSession:
                 # and answers a repeat with the same context.
                 slot.asked = True
                 fx.append(Send(self._request("begin", key, now), "begin", assignment.ref()))
-        if len(self._slots) < self.options.slots and self._queued:
+        if (len(self._slots) + reserved < self.options.slots and self._queued
+                and self._stuck_since is None):
             return fx + self._fill(now)  # refusals freed slots
         return fx + self._work(now)
 
@@ -805,11 +845,23 @@ class WorkerSession:
             fx += self._frames(worker_id, results, begins, now)
         return fx
 
+    def _free_slots(self, worker_id: str) -> int:
+        """Slots the server may fill at once with tasks it starts for a frame of
+        `worker_id`: the free ones, if that id is current and the process takes work."""
+        if (worker_id != self.worker_id or self.draining or self._stuck_since is not None
+                or self._queued):
+            return 0
+        return max(0, self.options.slots - len(self._slots))
+
     def _frames(self, worker_id: str, results: list[tuple[str, int]],
                 begins: list[tuple[str, int]], now: float) -> list[Effect]:
         """`work` frames for one worker id: at most MAX_BATCH entries a list, and results
-        whose values add up to at most what one message may hold (one each, at least)."""
+        whose values add up to at most what one message may hold (one each, at least).
+        The first offers the free slots (`take`): in memory, the server starts the tasks
+        these results make ready for this process at once and answers their contexts,
+        instead of an `assign` and a `begin` each."""
         fx: list[Effect] = []
+        take = self._free_slots(worker_id)
         while results or begins or not fx:
             taken, room = [], self._max_result
             while (results and len(taken) < MAX_BATCH
@@ -820,12 +872,13 @@ class WorkerSession:
             rid = self._next_rid()
             self._inflight[rid] = _Request("work", worker_id, self._connection,
                                            now + self.options.request_timeout,
-                                           tuple(taken), tuple(asked))
+                                           tuple(taken), tuple(asked), take)
             fx.append(Send(rid, "work", {
                 "worker_id": worker_id,
                 "results": [[*key, self._results[key]["ok"], self._results[key]["value"]]
                             for key in taken],
-                "begin": [list(key) for key in asked]}))
+                "begin": [list(key) for key in asked], "take": take}))
+            take = 0
         return fx
 
     def _drop_result(self, key: tuple[str, int]) -> None:
@@ -933,6 +986,10 @@ class WorkerSession:
         and answers a repeated `begin` with the same context)."""
         for rid in [rid for rid, r in self._inflight.items() if r.deadline <= now]:
             request = self._inflight.pop(rid)
+            if request.take:
+                self._late[rid] = request
+                while len(self._late) > LATE_MEMORY:
+                    self._late.popitem(last=False)
             if request.event == "register":
                 self._register_rid = None
             elif request.event == "drain" and self._drain == "sent":

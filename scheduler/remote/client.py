@@ -151,7 +151,9 @@ class WorkerProcess:
         self.sio = _Client(reconnection=False, handle_sigint=False,
                            websocket_extra_options={"skip_utf8_validation": True})
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)  # notified after every stimulus
+        # The main loop's and the heartbeat loop's wake-ups (see `_feed`).
+        self._changed = threading.Condition(self._lock)
+        self._beat_due = threading.Condition(self._lock)
         self._stop = threading.Event()  # threads end
         self._cancel = threading.Event()  # forced exit: handlers give up, nothing is reported
         # Signal handlers only queue (SimpleQueue.put is reentrant): taking the lock there
@@ -264,11 +266,19 @@ class WorkerProcess:
 
     # ------------------------------------------------------------------ effects
 
-    def _feed(self, stimulus: Callable[..., list[Effect]], *args: Any) -> int | None:
-        """One stimulus: decided under the lock, carried out after it."""
+    def _feed(self, stimulus: Callable[..., list[Effect]], *args: Any,
+              routine: bool = False) -> int | None:
+        """One stimulus: decided under the lock, carried out after it. It wakes the main
+        loop to tick, unless it is `routine` (an assignment, an answer, a handler's end: a
+        few per step, whose effects it returns itself; whatever else they make due, the
+        main loop finds within SIGNAL_POLL), and the heartbeat loop if a beat is due."""
         with self._lock:
-            effects = stimulus(*args, now=self._clock())
-            self._changed.notify_all()
+            now = self._clock()
+            effects = stimulus(*args, now=now)
+            if not routine:
+                self._changed.notify()
+            if self.session.beat_wait(now) <= 0:
+                self._beat_due.notify()
         return self._carry_out(effects)
 
     def _carry_out(self, effects: list[Effect]) -> int | None:
@@ -307,7 +317,7 @@ class WorkerProcess:
         reply = args[0] if args else None
         if isinstance(reply, dict):
             self._apply_chaos(reply.get("chaos"))
-        self._feed(self.session.answered, rid, reply)
+        self._feed(self.session.answered, rid, reply, routine=True)
 
     def _apply_chaos(self, view: Any) -> None:
         if isinstance(view, dict) and view != self._chaos.view():
@@ -388,7 +398,7 @@ class WorkerProcess:
         if self._cancel.is_set():
             self._feed(self.session.abandoned, assignment)
             return  # forced exit: like a crash, report nothing
-        self._feed(self.session.finished, assignment, ok, value)
+        self._feed(self.session.finished, assignment, ok, value, routine=True)
 
     def _cancel_handler(self, key: tuple[str, int]) -> None:
         """Set the attempt's cancellation signal; cancel its task if it is async."""
@@ -421,7 +431,7 @@ class WorkerProcess:
             now = self._clock()
             effects = self.session.beat(now)
             if not effects:
-                self._changed.wait(min(0.5, self.session.beat_wait(now)))
+                self._beat_due.wait(min(0.5, self.session.beat_wait(now)))
                 return
         self._carry_out(effects)
 
@@ -432,7 +442,7 @@ class WorkerProcess:
         on("connect")(lambda: self._feed(self.session.connected))
         on("connect_error")(self._on_connect_error)
         on("disconnect")(self._on_disconnect)
-        on("assign")(lambda data=None: self._feed(self.session.assigned, data))
+        on("assign")(lambda data=None: self._feed(self.session.assigned, data, routine=True))
         on("left")(lambda data=None: self._feed(self.session.left, data))
         on("cancel")(lambda data=None: self._feed(self.session.cancelled, data))
         on("kill")(self._on_kill)
@@ -445,6 +455,7 @@ class WorkerProcess:
             self._standby = standby
         with self._lock:
             self._changed.notify_all()
+            self._beat_due.notify_all()
 
     def _on_disconnect(self, reason: Any = None) -> None:
         self._feed(self.session.disconnected, reason)
@@ -462,6 +473,7 @@ class WorkerProcess:
         self._cancel_all()
         with self._lock:
             self._changed.notify_all()
+            self._beat_due.notify_all()
         if self.sio.connected:
             # First, so the server hears of it at once. Closing from this side waits up to
             # 3 s for a close frame some servers never send; the process ends either way,

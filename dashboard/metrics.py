@@ -31,6 +31,9 @@ WORKER_STATUSES = ("alive", "suspect", "draining", "dead", "removed")
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ORDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
+# The events that end an attempt, by the outcome they count as.
+_OUTCOMES = {"task_succeeded": "succeeded", "task_failed": "failed"}
+
 bp = Blueprint("metrics", __name__)
 
 
@@ -91,11 +94,25 @@ class ClusterCollector:
         for step, count in sorted(stats["held_by_limits"].items()):
             limits.add_metric([step], count)
         yield limits
+        paused = GaugeMetricFamily("orderflow_step_paused",
+                                   "Paused steps (1 each): their ready tasks wait until resumed; "
+                                   "by: operator or breaker", labels=["step", "by"])
+        for step, pause in sorted(stats["paused"].items()):
+            paused.add_metric([step, "breaker" if pause["by_breaker"] else "operator"], 1)
+        yield paused
         unroutable = GaugeMetricFamily("orderflow_unroutable",
                                        "Ready tasks no live worker can run", labels=["step"])
         for step, count in sorted(stats["unroutable"].items()):
             unroutable.add_metric([step], count)
         yield unroutable
+        alerts = GaugeMetricFamily("orderflow_alerts", "Active alerts (1 each; docs/alerts.yml)",
+                                   labels=["alert", "subject"])
+        for alert in stats["alerts"]:
+            alerts.add_metric([alert["alert"], alert["subject"]], 1)
+        yield alerts
+        yield GaugeMetricFamily("orderflow_journal_stalled_seconds",
+                                "Seconds the journal has failed to commit (0 while it commits)",
+                                value=stats["journal_stalled"])
         yield CounterMetricFamily("orderflow_orders_submitted", "Orders accepted",
                                   value=stats["orders_total"])
         yield CounterMetricFamily("orderflow_task_retries", "Failed attempts that were retried",
@@ -175,6 +192,9 @@ class Metrics(Part):
             buckets=ORDER_BUCKETS, registry=self.registry)
         self.events = Counter("orderflow_events", "Scheduler events by type", ["type"],
                               registry=self.registry)
+        # By step, what the failure-spike rule of docs/alerts.yml divides.
+        self.attempts = Counter("orderflow_step_attempts", "Attempts that ended, by step and "
+                                "outcome", ["step", "outcome"], registry=self.registry)
         self._subscription = None
 
     def start(self) -> None:
@@ -198,6 +218,8 @@ class Metrics(Part):
         for event in events:
             kind = event["type"]
             self.events.labels(kind).inc()
+            if kind in _OUTCOMES:
+                self.attempts.labels(event["step"], _OUTCOMES[kind]).inc()
             duration = event.get("duration")
             if duration is None:
                 continue

@@ -1,6 +1,7 @@
 """The journal's schema as released orderflows wrote it, frozen: the statements each version
 ran, copied from the code that ran them (scheduler/journal/schema.py and postgres_schema.py
-up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents), never derived
+up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents; SQLite's 7 and
+PostgreSQL's 6: the step controls), never derived
 from today's description. Tests build a database of an older version from these and check
 that today's orderflow migrates it; were the history in scheduler/journal/schema.py rendered
 differently from what really ran, they would fail.
@@ -41,6 +42,7 @@ SQLITE: dict[int, list[str]] = {
         "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
         "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
     ],
+    7: ["CREATE TABLE IF NOT EXISTS step_controls (step TEXT PRIMARY KEY, detail TEXT NOT NULL)"],
 }
 
 # PostgreSQL's `meta` was made before its version was read; version 1 kept a claim token in
@@ -83,6 +85,7 @@ POSTGRESQL: dict[int, list[str]] = {
         "CREATE TABLE incidents (id BIGINT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, "
         "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
     ],
+    6: ["CREATE TABLE step_controls (step TEXT PRIMARY KEY, detail TEXT NOT NULL)"],
 }
 
 

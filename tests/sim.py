@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections import deque
 
+from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.model import Dispatch, Effects
+from scheduler.engine.workflow import DEFAULT_WORKFLOWS, Workflow
 
 ORDER = {"customer": "ada", "items": [{"sku": "A1", "qty": 2, "price": 9.5}]}
 
 
 class Sim:
-    def __init__(self, workers: int = 2, **settings):
+    def __init__(self, workers: int = 2, workflows: dict[str, Workflow] | None = None,
+                 **settings):
+        """`workflows`: more workflows beside the default ones."""
         settings.setdefault("seed", 7)
-        self.core = SchedulerCore(ClusterConfig(workers=0, **settings))
+        self.core = SchedulerCore(ClusterConfig(workers=0, **settings),
+                                  {**DEFAULT_WORKFLOWS, **(workflows or {})})
         self.now = 0.0
         self.queues: dict[str, deque[Dispatch]] = {}
         self.events: list[dict] = []
@@ -56,7 +61,7 @@ class Sim:
         """Take the next live dispatch from a worker's queue and start it: (dispatch, ctx).
         Like a real worker, it starts nothing while all its slots are busy."""
         q = self.queues[wid]
-        worker = self.core.workers.get(wid)
+        worker = views.workers(self.core).get(wid)
         if worker is not None and len(worker.running) + len(worker.stuck) >= worker.slots:
             return None, None
         while q:
@@ -87,14 +92,14 @@ class Sim:
                     self.succeed(d)
                     progressed = True
             if not progressed:
-                if self.core.active_orders == 0:
+                if views.active_orders(self.core) == 0:
                     return
                 self.advance(self.core.config.retry.backoff_cap)
         raise AssertionError("run_all did not finish")
 
     # queries -------------------------------------------------------------
     def task(self, oid: str, step: str):
-        return self.core.tasks[f"{oid}:{step}"]
+        return views.tasks(self.core)[f"{oid}:{step}"]
 
     def types(self, **match) -> list[dict]:
         return [e for e in self.events if all(e.get(k) == v for k, v in match.items())]

@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from web import ORDER, app_over, fast_cluster
 
+from scheduler.engine import views
+
 
 @pytest.fixture
 def idle():
@@ -390,7 +392,7 @@ def test_search_reaches_orders_only_the_journal_still_has_with_cursors(journal_d
         ids = [client.post("/api/orders", json={**ORDER, "customer": n}).get_json()["id"]
                for n in names]
         assert cluster.wait_until_idle(10)
-        assert len(cluster._core.orders) == 3  # the rest only in the journal
+        assert len(views.orders(cluster._core)) == 3  # the rest only in the journal
         seen, cursor = [], None
         while True:
             page = client.get("/api/orders?customer=ada&limit=2"

@@ -17,6 +17,7 @@ from sim import Sim
 from web import fast_cluster
 
 from dashboard.stream.push import build_snapshot
+from scheduler.engine import views
 from scheduler.engine.config import RetryPolicy
 from scheduler.engine.events import EVENT_TYPES
 from scheduler.engine.states import TERMINAL_ORDER, derive_order_stage
@@ -74,12 +75,12 @@ def engine_run(seed: int) -> tuple[list[list[dict]], list[dict]]:
                 "stage": derive_order_stage(t.state for t in order.tasks.values()).value,
                 "tasks": {step: task.state.value for step, task in order.tasks.items()},
             }
-            for order in sim.core.orders.values()
+            for order in views.orders(sim.core).values()
         })
 
     def submit() -> None:
         workflow = rng.choice(["ecommerce", "ecommerce_invoiced", "ecommerce_invoiced"])
-        sim.submit(f"o-{sim.core.order_number + 1}", workflow)
+        sim.submit(f"o-{views.order_number(sim.core) + 1}", workflow)
 
     for _ in range(4):
         submit()
@@ -110,12 +111,12 @@ def engine_run(seed: int) -> tuple[list[list[dict]], list[dict]]:
             live.append(new)
             # Its running task, if any, reports late: the result is rejected by its lease.
         elif roll < 0.93:
-            failed = [o.id for o in sim.core.orders.values()
+            failed = [o.id for o in views.orders(sim.core).values()
                       if sim.core.order_status(o).value == "failed"]
             if failed:
                 sim.apply(sim.core.retry_order(rng.choice(failed), now=sim.now))
         elif roll < 0.95:
-            active = [o.id for o in sim.core.orders.values()
+            active = [o.id for o in views.orders(sim.core).values()
                       if sim.core.order_status(o) not in TERMINAL_ORDER]
             if active:
                 sim.apply(sim.core.cancel_order(rng.choice(active), now=sim.now))
@@ -145,9 +146,9 @@ def test_the_order_book_shows_the_engines_states_from_its_events_alone(seed):
         [node(), str(REPLAY_JS)], input=json.dumps({"workflows": workflows,
                                                     "checkpoints": checkpoints}),
         capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)
-    views = json.loads(replay.stdout)
-    assert len(views) == len(truths)
-    for at, (view, truth) in enumerate(zip(views, truths, strict=True)):
+    replayed = json.loads(replay.stdout)
+    assert len(replayed) == len(truths)
+    for at, (view, truth) in enumerate(zip(replayed, truths, strict=True)):
         assert set(view) == set(truth), f"after stimulus {at}: orders differ"
         for order_id, held in truth.items():
             page = view[order_id]

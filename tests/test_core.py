@@ -6,6 +6,7 @@ import random
 import pytest
 from sim import ORDER, Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import RetryPolicy, StepPolicy
 from scheduler.engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from scheduler.engine.events import EVENT_TYPES
@@ -36,7 +37,7 @@ def test_steps_run_one_after_another_in_dependency_order():
         d, ctx = sim.start_next("w1")
         assert ctx["step"] == step
         sim.succeed(d, {"done": step})
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "completed"
     assert [e["step"] for e in sim.types(type="task_started")] == ["payment", "packing", "shipping"]
 
 
@@ -70,7 +71,7 @@ def test_an_order_with_an_unknown_workflow_is_refused_and_leaves_nothing_behind(
     sim = Sim()
     with pytest.raises(UnknownWorkflow, match="unknown workflow 'nope'"):
         sim.core.submit("o1", dict(ORDER), now=0, workflow="nope")
-    assert sim.core.orders == {} and sim.core.order_number == 0
+    assert views.orders(sim.core) == {} and views.order_number(sim.core) == 0
 
 
 def test_every_event_has_the_required_fields_and_increasing_seq():
@@ -87,17 +88,17 @@ def test_every_event_has_the_required_fields_and_increasing_seq():
 def test_worker_is_alive_until_its_heartbeat_is_older_than_the_timeout():
     sim = Sim(workers=2, heartbeat_interval=0.5, heartbeat_timeout=2.0)
     sim.advance(2.0, beating=("w2",))  # w1 silent for exactly the timeout: still alive
-    assert sim.core.workers["w1"].status == "alive"
+    assert views.workers(sim.core)["w1"].status == "alive"
     sim.advance(0.001, beating=("w2",))
-    assert sim.core.workers["w1"].status == "dead"
+    assert views.workers(sim.core)["w1"].status == "dead"
     assert sim.types(type="worker_dead", worker_id="w1")
 
 
 def test_a_worker_missing_two_heartbeats_is_suspect_before_it_is_dead():
     sim = Sim(workers=1, heartbeat_interval=0.5, heartbeat_timeout=2.0)
-    worker = sim.core.workers["w1"]
-    assert sim.core.worker_status(worker, 0.9) == "alive"
-    assert sim.core.worker_status(worker, 1.1) == "suspect"
+    worker = views.workers(sim.core)["w1"]
+    assert views.worker_status(sim.core, worker, 0.9) == "alive"
+    assert views.worker_status(sim.core, worker, 1.1) == "suspect"
 
 
 def test_tasks_of_a_dead_worker_move_to_the_next_live_worker_with_a_new_lease():
@@ -128,7 +129,7 @@ def test_a_late_result_from_a_dead_worker_is_rejected_and_the_step_commits_once(
     assert sim.task("o1", "payment").result == "second"
     assert len(sim.types(type="task_succeeded", order_id="o1", step="payment")) == 1
     assert len(sim.types(type="result_rejected", order_id="o1")) == 2
-    assert sim.core.counters["rejected_results"] == 2
+    assert views.counters(sim.core)["rejected_results"] == 2
 
 
 def test_a_dead_worker_that_heartbeats_again_is_told_it_is_dead():
@@ -167,10 +168,10 @@ def test_a_step_failing_four_times_fails_its_order_and_cancels_what_would_follow
     assert sim.task("o1", "payment").state is S.FAILED
     assert sim.task("o1", "payment").attempt == 4
     assert [sim.task("o1", s).state for s in ("packing", "shipping")] == [S.CANCELLED] * 2
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "failed"
     assert len(sim.types(type="task_failed")) == 4 and len(sim.types(type="task_retrying")) == 3
     assert sim.types(type="order_failed")[0]["order_id"] == "o1"
-    assert sim.core.active_orders == 0
+    assert views.active_orders(sim.core) == 0
 
 
 def test_max_retries_zero_means_a_single_attempt():
@@ -188,37 +189,37 @@ def test_a_task_whose_workers_keep_dying_fails_as_poison():
         holder = sim.task("o1", "payment").worker
         sim.start_next(holder)
         survivors = tuple(
-            w for w in sim.queues if sim.core.workers[w].status == "alive" and w != holder
+            w for w in sim.queues if views.workers(sim.core)[w].status == "alive" and w != holder
         )
         sim.advance(2.5, beating=survivors)
     task = sim.task("o1", "payment")
     assert task.state is S.FAILED and "poison" in task.error and task.reassignments == 3
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "failed"
 
 
 def test_draining_moves_queued_tasks_now_and_lets_the_running_one_finish():
     sim = Sim(workers=2)
     for i in range(6):
         sim.submit(f"o{i}")
-    busy = max(sim.queues, key=lambda w: len(sim.core.workers[w].tasks))
+    busy = max(sim.queues, key=lambda w: len(views.workers(sim.core)[w].tasks))
     other = next(w for w in sim.queues if w != busy)
     running, _ = sim.start_next(busy)
     sim.apply(sim.core.drain_worker(busy, now=sim.now))
-    worker = sim.core.workers[busy]
+    worker = views.workers(sim.core)[busy]
     assert worker.status == "draining" and worker.tasks == {running.task_id}
-    assert busy not in sim.core.ring
+    assert busy not in views.ring(sim.core)
     sim.submit("late")
     assert sim.task("late", "payment").worker == other
     sim.succeed(running)
     assert worker.status == "removed" and sim.types(type="worker_removed", worker_id=busy)
     # The packing step of the finished payment goes elsewhere too.
-    assert sim.core.tasks[running.task_id.replace("payment", "packing")].worker == other
+    assert views.tasks(sim.core)[running.task_id.replace("payment", "packing")].worker == other
 
 
 def test_an_idle_worker_drains_at_once_and_cannot_drain_twice():
     sim = Sim(workers=2)
     sim.apply(sim.core.drain_worker("w1", now=0))
-    assert sim.core.workers["w1"].status == "removed"
+    assert views.workers(sim.core)["w1"].status == "removed"
     with pytest.raises(Conflict):
         sim.core.drain_worker("w1", now=0)
     with pytest.raises(UnknownWorker):
@@ -229,7 +230,7 @@ def test_orders_wait_for_a_worker_and_start_when_one_joins():
     sim = Sim(workers=0)
     sim.submit("o1")
     assert sim.task("o1", "payment").state is S.READY
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "pending"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "pending"
     sim.add_worker("w1")
     assert sim.task("o1", "payment").state is S.ASSIGNED
 
@@ -248,7 +249,7 @@ def test_cancelling_an_order_fences_its_running_step():
     sim.submit("o1")
     d, _ = sim.start_next("w1")
     sim.apply(sim.core.cancel_order("o1", now=0))
-    assert {t.state for t in sim.core.orders["o1"].tasks.values()} == {S.CANCELLED}
+    assert {t.state for t in views.orders(sim.core)["o1"].tasks.values()} == {S.CANCELLED}
     sim.succeed(d)
     assert sim.task("o1", "payment").state is S.CANCELLED
     assert sim.types(type="order_cancelled") and sim.types(type="result_rejected")
@@ -265,13 +266,13 @@ def test_retrying_a_failed_order_resumes_from_the_failed_step():
     sim.succeed(d, "paid")
     d, _ = sim.start_next("w1")
     sim.fail(d)
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "failed"
     sim.apply(sim.core.retry_order("o1", now=0))
     assert sim.task("o1", "payment").result == "paid"
     assert sim.task("o1", "packing").state is S.ASSIGNED
     assert sim.task("o1", "shipping").state is S.PENDING
     sim.run_all()
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "completed"
     assert len(sim.types(type="task_started", step="payment")) == 1
     with pytest.raises(Conflict, match="only a failed order"):
         sim.core.retry_order("o1", now=0)
@@ -281,7 +282,7 @@ def test_core_placement_keeps_every_worker_under_the_bounded_load():
     sim = Sim(workers=4)
     for i in range(400):
         sim.submit(f"o{i}")
-        loads = sim.core.loads()
+        loads = views.loads(sim.core)
         cap = math.ceil(1.25 * sum(loads.values()) / len(loads))
         assert max(loads.values()) <= cap
 
@@ -301,11 +302,12 @@ def test_finished_orders_beyond_the_cap_are_forgotten_and_history_is_capped():
     for i in range(50):
         sim.submit(f"o{i}")
     sim.run_all()
-    assert len(sim.core.orders) == 10 and "o49" in sim.core.orders and "o0" not in sim.core.orders
-    assert len(sim.core.tasks) == 30
-    assert sim.core.orders_by_status["completed"] == 50  # counters keep the totals
-    assert len(sim.core.history.after(0)) < 200
-    assert sim.core.history.last_seq == sim.events[-1]["seq"]
+    orders = views.orders(sim.core)
+    assert len(orders) == 10 and "o49" in orders and "o0" not in orders
+    assert len(views.tasks(sim.core)) == 30
+    assert views.orders_by_status(sim.core)["completed"] == 50  # counters keep the totals
+    assert len(views.events_after(sim.core, 0)) < 200
+    assert views.event_bounds(sim.core)[1] == sim.events[-1]["seq"]
 
 
 def test_the_effects_name_each_order_forgotten_from_memory():
@@ -323,7 +325,7 @@ def test_the_effects_name_each_order_forgotten_from_memory():
         sim.submit(f"o{i}")
     sim.run_all()
     assert len(forgotten) == len(set(forgotten)) == 20
-    assert set(forgotten) == {f"o{i}" for i in range(30)} - set(sim.core.orders)
+    assert set(forgotten) == {f"o{i}" for i in range(30)} - set(views.orders(sim.core))
 
 
 def test_throughput_counts_completions_over_the_last_minute():
@@ -331,8 +333,8 @@ def test_throughput_counts_completions_over_the_last_minute():
     for i in range(6):
         sim.submit(f"o{i}")
     sim.run_all()
-    assert sim.core.throughput(sim.now) == pytest.approx(6 / 60)
-    assert sim.core.throughput(sim.now + 61) == 0
+    assert views.throughput(sim.core, sim.now) == pytest.approx(6 / 60)
+    assert views.throughput(sim.core, sim.now + 61) == 0
 
 
 def test_a_stalled_monitor_gives_workers_one_more_interval_before_judging_them():
@@ -341,10 +343,11 @@ def test_a_stalled_monitor_gives_workers_one_more_interval_before_judging_them()
     # The monitor did not run for 10 s (say the process was paused): nobody could be heard.
     sim.now = 10.0
     sim.apply(sim.core.tick(now=sim.now))
-    assert {w.status for w in sim.core.workers.values()} == {"alive"}
+    assert {w.status for w in views.workers(sim.core).values()} == {"alive"}
     # From here on silence counts again: w1 keeps beating, w2 does not.
     sim.advance(2.0, beating=("w1",))
-    assert sim.core.workers["w1"].status == "alive" and sim.core.workers["w2"].status == "dead"
+    workers = views.workers(sim.core)
+    assert workers["w1"].status == "alive" and workers["w2"].status == "dead"
 
 
 def test_poison_is_recorded_as_a_failed_attempt_naming_the_dead_worker():
@@ -364,7 +367,7 @@ def test_a_task_that_only_waited_in_a_dead_workers_queue_does_not_count_towards_
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))  # never started
     task = sim.task("o1", "payment")
     assert task.state is S.ASSIGNED and task.worker != holder and task.reassignments == 0
-    assert sim.core.counters["reassignments"] == 1  # the move itself is still counted
+    assert views.counters(sim.core)["reassignments"] == 1  # the move itself is still counted
 
 
 def test_submits_beyond_the_unfinished_cap_are_refused_until_orders_finish():
@@ -378,14 +381,14 @@ def test_submits_beyond_the_unfinished_cap_are_refused_until_orders_finish():
     assert str(refused.value) == (
         "2 orders are unfinished and at most 2 are accepted; 1 more would not fit. "
         "Try again once work has drained.")
-    assert "o3" not in sim.core.orders and sim.core.order_number == 2
+    assert "o3" not in views.orders(sim.core) and views.order_number(sim.core) == 2
     sim.run_all()
     sim.submit("o3")  # room again once the first two finished
-    assert sim.core.active_orders == 1
+    assert views.active_orders(sim.core) == 1
 
 
 def test_a_flood_of_late_results_from_one_worker_is_summed_up_not_recorded_one_by_one():
-    from scheduler.engine.core import REJECTION_BURST, REJECTION_WINDOW
+    from scheduler.engine.rejections import REJECTION_BURST, REJECTION_WINDOW
 
     sim = Sim(workers=1)
     sim.submit("o1")
@@ -393,7 +396,7 @@ def test_a_flood_of_late_results_from_one_worker_is_summed_up_not_recorded_one_b
     sim.succeed(d)
     for _ in range(200):  # the same report again and again: each one is stale
         sim.succeed(d)
-    assert sim.core.counters["rejected_results"] == 200
+    assert views.counters(sim.core)["rejected_results"] == 200
     assert len(sim.types(type="result_rejected")) == REJECTION_BURST
     sim.advance(REJECTION_WINDOW)
     [summary] = [e for e in sim.types(type="result_rejected") if e.get("count")]
@@ -426,7 +429,7 @@ def test_a_window_of_late_results_lasts_ten_seconds_from_its_first_however_late_
     assert summary["message"] == (
         "2 more late results from w1 rejected within 10s (counted, not recorded one by one)")
     assert sim.events[-1]["type"] == "result_rejected" and not sim.events[-1].get("count")
-    assert sim.core.counters["rejected_results"] == 8
+    assert views.counters(sim.core)["rejected_results"] == 8
 
 
 def test_the_monitor_sums_up_a_window_of_late_results_only_once_it_is_over():
@@ -452,7 +455,7 @@ def retried_after_a_sibling_failed(sim: Sim):
     sim.succeed(payment)
     packing, ctx = sim.start_next("w1")
     invoice, _ = sim.start_next("w1")
-    assert ctx["step"] == "packing" and sim.core.workers["w1"].tasks == {
+    assert ctx["step"] == "packing" and views.workers(sim.core)["w1"].tasks == {
         packing.task_id,
         invoice.task_id,
     }
@@ -492,7 +495,7 @@ def test_a_dispatch_superseded_by_a_manual_retry_does_not_start():
     sim.apply(fx)
     assert ctx is None and sim.task("o1", "packing").state is S.ASSIGNED
     sim.run_all()
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "completed"
     after_retry = sim.types(type="order_retried")[0]["seq"]
     started = [e["step"] for e in sim.types(type="task_started") if e["seq"] > after_retry]
     assert sorted(started) == ["invoice", "packing", "shipping"]
@@ -508,9 +511,9 @@ def test_a_draining_worker_leaves_once_its_running_attempt_fails(max_retries):
     holder = home_worker(sim, "o1")
     running, _ = sim.start_next(holder)
     sim.apply(sim.core.drain_worker(holder, now=sim.now))
-    assert sim.core.workers[holder].status == "draining"
+    assert views.workers(sim.core)[holder].status == "draining"
     fx = sim.fail(running, "card declined")
-    assert sim.core.workers[holder].status == "removed" and holder in fx.departed
+    assert views.workers(sim.core)[holder].status == "removed" and holder in fx.departed
     assert sim.types(type="worker_removed", worker_id=holder)
     if max_retries:
         sim.advance(1.0)
@@ -524,7 +527,7 @@ def test_a_draining_worker_leaves_once_its_running_order_is_cancelled():
     running, _ = sim.start_next(holder)
     sim.apply(sim.core.drain_worker(holder, now=sim.now))
     fx = sim.apply(sim.core.cancel_order("o1", now=sim.now))
-    assert sim.core.workers[holder].status == "removed" and holder in fx.departed
+    assert views.workers(sim.core)[holder].status == "removed" and holder in fx.departed
     types = [e["type"] for e in fx.events]
     assert types.index("task_cancelled") < types.index("worker_removed")
     sim.succeed(running)  # the handler's late answer changes nothing
@@ -544,7 +547,7 @@ def test_a_draining_worker_leaves_once_a_sibling_failure_cancels_its_running_ste
     assert ctx["step"] == "invoice"
     fx = sim.fail(invoice)
     assert sim.task("o1", "packing").state is S.CANCELLED
-    assert sim.core.workers["w1"].status == "removed" and "w1" in fx.departed
+    assert views.workers(sim.core)["w1"].status == "removed" and "w1" in fx.departed
 
 
 # --------------------------------------------------------------------------- idempotency keys
@@ -554,13 +557,13 @@ def test_the_core_remembers_the_newest_idempotency_keys_up_to_its_cap():
     sim = Sim(workers=1, idempotency_history=2)
     for n, key in enumerate(("a", "b", "c")):
         sim.apply(sim.core.submit(f"o{n}", dict(ORDER), now=sim.now, idempotency_key=key))
-    assert list(sim.core.idempotency) == ["b", "c"]  # memory stays bounded; oldest out first
+    assert views.idempotency_keys(sim.core) == ["b", "c"]  # memory stays bounded; oldest out first
     for key in ("b", "c"):
         with pytest.raises(Conflict, match="idempotency key already used"):
             sim.core.submit("again", dict(ORDER), now=sim.now, idempotency_key=key)
     # The oldest key is for the journal to answer now; the core alone takes it as new.
     sim.apply(sim.core.submit("o3", dict(ORDER), now=sim.now, idempotency_key="a"))
-    assert sim.core.orders["o3"].idempotency_key == "a"
+    assert views.orders(sim.core)["o3"].idempotency_key == "a"
 
 
 def test_an_idempotency_key_outlives_its_order_in_memory():
@@ -569,7 +572,7 @@ def test_an_idempotency_key_outlives_its_order_in_memory():
     sim.run_all()
     sim.submit("o2")
     sim.run_all()
-    assert "o1" not in sim.core.orders  # forgotten, but its key is not
+    assert "o1" not in views.orders(sim.core)  # forgotten, but its key is not
     with pytest.raises(Conflict, match="already used by o1"):
         sim.core.submit("o3", dict(ORDER), now=sim.now, idempotency_key="K")
 
@@ -611,7 +614,7 @@ def test_a_workers_running_task_is_shown_while_it_runs_and_only_then():
     sim.submit("o1")
     sim.submit("o2")
     holder = home_worker(sim, "o1")
-    worker = sim.core.workers[holder]
+    worker = views.workers(sim.core)[holder]
     d, _ = sim.start_next(holder)
     assert worker.running == {d.task_id}
     sim.succeed(d)
@@ -636,7 +639,7 @@ def test_workers_count_the_attempts_they_finished_and_the_ones_that_failed():
             sim.advance(1.0)
             d, _ = sim.start_next("w1")
         (sim.succeed if outcome == "ok" else sim.fail)(d)
-    worker = sim.core.workers["w1"]
+    worker = views.workers(sim.core)["w1"]
     assert (worker.done, worker.failed) == (2, 3)
 
 
@@ -652,12 +655,12 @@ def test_failures_retries_and_moves_are_counted():
             d, _ = sim.start_next(holder)
         sim.fail(d)
         sim.advance(1.0)
-    assert sim.core.counters["retries"] == 2
-    assert sim.core.counters["reassignments"] == 0
+    assert views.counters(sim.core)["retries"] == 2
+    assert views.counters(sim.core)["reassignments"] == 0
     victim = home_worker(sim, "o1")
-    queued = len(sim.core.workers[victim].tasks)
+    queued = len(views.workers(sim.core)[victim].tasks)
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w != victim))
-    assert queued >= 1 and sim.core.counters["reassignments"] == queued
+    assert queued >= 1 and views.counters(sim.core)["reassignments"] == queued
 
 
 def test_the_last_error_is_kept_until_the_step_succeeds():
@@ -700,9 +703,9 @@ def test_a_cancelled_step_due_for_retry_in_a_forgotten_order_is_dropped_quietly(
     sim.apply(sim.core.cancel_order("o1", now=sim.now))
     sim.submit("o2")
     sim.run_all()  # o2 finishes and o1 is forgotten
-    assert "o1" not in sim.core.orders
+    assert "o1" not in views.orders(sim.core)
     sim.advance(5.0)  # o1's stale retry entry comes due
-    assert sim.core.active_orders == 0
+    assert views.active_orders(sim.core) == 0
 
 
 def test_a_worker_joining_after_parked_steps_were_cancelled_and_forgotten_just_joins():
@@ -711,11 +714,11 @@ def test_a_worker_joining_after_parked_steps_were_cancelled_and_forgotten_just_j
     sim.apply(sim.core.cancel_order("o1", now=0))
     sim.submit("o2")
     sim.apply(sim.core.cancel_order("o2", now=0))  # o1 is forgotten
-    assert "o1" not in sim.core.orders
+    assert "o1" not in views.orders(sim.core)
     sim.add_worker("w1")
     sim.submit("o3")
     sim.run_all()
-    assert sim.core.order_status(sim.core.orders["o3"]).value == "completed"
+    assert sim.core.order_status(views.orders(sim.core)["o3"]).value == "completed"
 
 
 def test_finished_orders_record_when_they_finished_and_a_reopened_one_forgets_it():
@@ -736,13 +739,14 @@ def test_finished_orders_record_when_they_finished_and_a_reopened_one_forgets_it
     while sim.task("poisoned", "payment").state is not S.RUNNING:
         sim.start_next(holder)
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
-    finished = {oid: sim.core.orders[oid].finished_at for oid in ("cancelled", "failed")}
+    finished = {oid: views.orders(sim.core)[oid].finished_at for oid in ("cancelled", "failed")}
     assert finished == {"cancelled": 1.0, "failed": 2.0}
     died = sim.types(type="worker_dead")[0]["ts"]
-    assert 2.0 < died < sim.now and sim.core.orders["poisoned"].finished_at == died
-    assert sim.core.orders["done"].finished_at is None  # packing and shipping are still to do
+    assert 2.0 < died < sim.now and views.orders(sim.core)["poisoned"].finished_at == died
+    # Packing and shipping are still to do.
+    assert views.orders(sim.core)["done"].finished_at is None
     sim.apply(sim.core.retry_order("failed", now=sim.now))
-    assert sim.core.orders["failed"].finished_at is None
+    assert views.orders(sim.core)["failed"].finished_at is None
 
 
 def test_a_reopened_order_is_not_forgotten_while_it_runs_again():
@@ -752,10 +756,10 @@ def test_a_reopened_order_is_not_forgotten_while_it_runs_again():
     sim.fail(d)
     sim.submit("o2")
     sim.apply(sim.core.retry_order("o1", now=sim.now))
-    assert sim.core.active_orders == 2
+    assert views.active_orders(sim.core) == 2
     sim.run_all()  # o2 finishes first: the finished-order cap must not take the reopened o1
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
-    assert sim.core.active_orders == 0
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "completed"
+    assert views.active_orders(sim.core) == 0
 
 
 def test_a_manual_retry_starts_counting_attempts_and_worker_deaths_afresh():
@@ -764,9 +768,9 @@ def test_a_manual_retry_starts_counting_attempts_and_worker_deaths_afresh():
     for _ in range(2):  # its worker dies under it twice: poison
         holder = sim.task("o1", "payment").worker
         sim.start_next(holder)
-        alive = tuple(w for w, r in sim.core.workers.items() if r.status == "alive")
+        alive = tuple(w for w, r in views.workers(sim.core).items() if r.status == "alive")
         sim.advance(2.5, beating=tuple(w for w in alive if w != holder))
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "failed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "failed"
     sim.add_worker("w4")
     sim.add_worker("w5")
     sim.apply(sim.core.retry_order("o1", now=sim.now))
@@ -775,7 +779,7 @@ def test_a_manual_retry_starts_counting_attempts_and_worker_deaths_afresh():
     holder = task.worker
     _, ctx = sim.start_next(holder)
     assert ctx["attempt"] == 1
-    alive = tuple(w for w, r in sim.core.workers.items() if r.status == "alive")
+    alive = tuple(w for w, r in views.workers(sim.core).items() if r.status == "alive")
     sim.advance(2.5, beating=tuple(w for w in alive if w != holder))
     assert task.state is S.ASSIGNED and task.reassignments == 1  # one death: moved, not poison
 
@@ -784,22 +788,22 @@ def test_orders_are_numbered_in_submission_order():
     sim = Sim(workers=1)
     for oid in ("b", "a", "c"):
         sim.submit(oid)
-    assert [sim.core.orders[o].number for o in ("b", "a", "c")] == [1, 2, 3]
-    assert sim.core.adopted_out_of_order is False  # listings need no sorting
+    assert [views.orders(sim.core)[o].number for o in ("b", "a", "c")] == [1, 2, 3]
+    assert views.adopted_out_of_order(sim.core) is False  # listings need no sorting
 
 
 def test_orders_are_counted_by_status_as_they_go():
     sim = Sim(workers=0)
     sim.submit("o1")
     sim.submit("o2")
-    assert sim.core.orders_by_status["pending"] == 2
+    assert views.orders_by_status(sim.core)["pending"] == 2
     sim.add_worker("w1")
-    assert sim.core.orders_by_status["pending"] == 0
-    assert sim.core.orders_by_status["in_progress"] == 2
-    assert sim.core.orders["o1"].reported_status == "in_progress"
+    assert views.orders_by_status(sim.core)["pending"] == 0
+    assert views.orders_by_status(sim.core)["in_progress"] == 2
+    assert views.orders(sim.core)["o1"].reported_status == "in_progress"
     sim.submit("o3")  # a worker takes its first step at once
-    assert sim.core.orders["o3"].reported_status == "in_progress"
-    assert sim.core.orders_by_status["in_progress"] == 3
+    assert views.orders(sim.core)["o3"].reported_status == "in_progress"
+    assert views.orders_by_status(sim.core)["in_progress"] == 3
 
 
 def test_the_same_seed_gives_the_same_retry_delays():
@@ -818,9 +822,9 @@ def test_a_completion_exactly_a_minute_old_still_counts_towards_throughput():
     sim = Sim(workers=1)
     sim.submit("o1")
     sim.run_all()
-    finished = sim.core.orders["o1"].finished_at
-    assert sim.core.throughput(finished + 60.0) == pytest.approx(1 / 60)
-    assert sim.core.throughput(finished + 60.001) == 0
+    finished = views.orders(sim.core)["o1"].finished_at
+    assert views.throughput(sim.core, finished + 60.0) == pytest.approx(1 / 60)
+    assert views.throughput(sim.core, finished + 60.001) == 0
 
 
 def test_a_tasks_history_of_states_stays_bounded_and_ends_with_the_latest():
@@ -844,7 +848,7 @@ def test_a_tasks_history_of_states_stays_bounded_and_ends_with_the_latest():
 def test_a_stimulus_hands_over_the_orders_submitted_finished_or_reopened_and_no_others():
     sim = Sim(workers=1, retry=RetryPolicy(max_retries=0))
     fx = sim.apply(sim.core.submit("o1", {"customer": "ada"}, now=0.0))
-    order = sim.core.orders["o1"]
+    order = views.orders(sim.core)["o1"]
     assert fx.orders == {"o1": order}
     d, _ = sim.start_next("w1")
     assert sim.succeed(d).orders == {}  # still in progress
@@ -879,7 +883,7 @@ def test_a_free_slot_skips_a_queued_step_of_an_order_already_forgotten():
     sim.submit("o3")
     sim.apply(sim.core.cancel_order("o2", now=sim.now))
     sim.fail(d)  # o1 finishes after o2: o2 is forgotten, its queue entry is left behind
-    assert "o2" not in sim.core.orders
+    assert "o2" not in views.orders(sim.core)
     assert sim.task("o3", "payment").state is S.ASSIGNED
 
 
@@ -900,7 +904,7 @@ def test_a_retry_of_a_forgotten_order_due_with_a_live_one_is_dropped_quietly():
     sim.submit("o3")
     d, _ = sim.start_next("w1")
     sim.apply(sim.core.cancel_order("o3", now=sim.now))  # finished after it: it is forgotten
-    assert later not in sim.core.orders
+    assert later not in views.orders(sim.core)
     sim.core.heartbeat("w1", 1.0)
     sim.apply(sim.core.tick(now=1.0))  # both retries are due in this one tick
     assert sim.task(sooner, "payment").state is S.ASSIGNED
@@ -916,7 +920,7 @@ def test_a_step_with_its_own_retry_policy_is_retried_by_it_not_by_the_clusters()
     d, _ = sim.start_next("w1")
     sim.fail(d)
     assert sim.task("o1", "payment").state is S.FAILED
-    assert sim.core.orders["o1"].reported_status == "failed"
+    assert views.orders(sim.core)["o1"].reported_status == "failed"
 
 
 def test_a_failed_attempt_is_recorded_as_closed_so_a_restart_begins_the_next():
@@ -932,7 +936,7 @@ def test_a_failed_attempt_is_recorded_as_closed_so_a_restart_begins_the_next():
 def test_an_order_submitted_without_a_priority_has_none():
     sim = Sim(workers=1)
     sim.submit("o1")
-    assert sim.core.orders["o1"].priority == 0
+    assert views.orders(sim.core)["o1"].priority == 0
 
 
 def test_a_draining_worker_whose_connection_closes_is_declared_dead_and_its_step_moves():
@@ -944,5 +948,5 @@ def test_a_draining_worker_whose_connection_closes_is_declared_dead_and_its_step
     sim.start_next(holder)
     sim.apply(sim.core.drain_worker(holder, now=sim.now))
     sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="connection closed"))
-    assert sim.core.workers[holder].status == "dead"
+    assert views.workers(sim.core)[holder].status == "dead"
     assert task.worker == other and task.reassignments == 1

@@ -11,6 +11,7 @@ from collections import deque
 import pytest
 from sim import ORDER, Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig, RetryPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
@@ -86,7 +87,7 @@ def test_an_order_announces_its_workflow_steps_and_customer_when_accepted():
     assert event["workflow"] == "ecommerce_invoiced"
     assert event["steps"] == ["payment", "packing", "invoice", "shipping"]
     assert event["customer"] == ORDER["customer"]
-    assert sim.core.orders["o1"].events[0] == event  # the start of the order's own timeline
+    assert views.orders(sim.core)["o1"].events[0] == event  # the start of the order's own timeline
 
 
 def test_a_completed_order_says_how_long_it_took():
@@ -100,7 +101,7 @@ def test_a_completed_order_says_how_long_it_took():
     done = one(sim, "order_completed")
     assert done["message"] == "order o1 completed in 1.500s" and done["order_id"] == "o1"
     assert done["duration"] == pytest.approx(1.5)
-    assert sim.core.orders["o1"].events[-1] == done
+    assert views.orders(sim.core)["o1"].events[-1] == done
 
 
 def test_a_step_given_up_fails_its_order_naming_the_step_and_the_last_error():
@@ -190,7 +191,7 @@ def test_a_step_that_finds_no_live_worker_says_so_and_waits_unassigned():
     task = sim.task("o1", "payment")
     view = sim.core.task_record(task).view()
     assert view["worker"] is None and view["status"] == "ready"
-    assert sim.core.wait_reason(task) == "no live worker"
+    assert views.wait_reason(sim.core, task) == "no live worker"
     assert fx.departed == ["w1"]  # the shell stops what is left of it
 
 
@@ -289,7 +290,7 @@ def test_an_orders_own_timeline_keeps_its_first_events_up_to_the_cap():
         d, _ = sim.start_next("w1")
         sim.fail(d)
         sim.apply(sim.core.tick(now=sim.now))
-    timeline = sim.core.orders["o1"].events
+    timeline = views.orders(sim.core)["o1"].events
     assert len(timeline) == ORDER_EVENT_CAP
     assert timeline == sim.types(order_id="o1")[:ORDER_EVENT_CAP]
 
@@ -310,3 +311,26 @@ def test_refusals_name_what_was_refused():
     sim.apply(sim.core.drain_worker("w1", now=0))
     with pytest.raises(Conflict, match="^worker w1 is removed; only an alive worker can drain$"):
         sim.core.drain_worker("w1", now=0)
+
+
+def test_an_alert_raised_and_cleared_is_two_events_the_clearing_naming_the_raising():
+    core = SchedulerCore(ClusterConfig(workers=0, seed=1), epoch_offset=1000.0)
+    raised = core.alert_changed("failure_spike", "payment", True, "payment: 20 of 20 failed",
+                                now=5.0).events
+    assert [(e["type"], e["message"], e["alert"], e["subject"], e["ts"]) for e in raised] == [
+        ("alert_raised", "payment: 20 of 20 failed", "failure_spike", "payment", 1005.0)]
+    assert "cause" not in raised[0]
+    cleared = core.alert_changed("failure_spike", "payment", False, "payment: 2 of 30 failed",
+                                 now=6.0, cause=raised[0]["seq"]).events
+    assert [(e["type"], e["message"], e["cause"]) for e in cleared] == [
+        ("alert_cleared", "cleared: payment: 2 of 30 failed", raised[0]["seq"])]
+    server = core.alert_changed("journal_failing", "", True, "the journal...", now=7.0)
+    assert server.events[0]["subject"] is None
+
+
+def test_a_worker_joins_under_its_process_name_when_it_has_one():
+    core = SchedulerCore(ClusterConfig(workers=0, seed=1))
+    named = core.add_worker("p-1", now=0.0, kind="process", meta={"name": "pay-1"})
+    plain = core.add_worker("w-1", now=0.0)
+    assert [e["name"] for e in named.events + plain.events if e["type"] == "worker_added"] == [
+        "pay-1", None]

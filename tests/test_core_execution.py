@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim import ORDER, Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import RetryPolicy, StepPolicy
 from scheduler.engine.states import TaskState
 from scheduler.engine.workflow import Workflow
@@ -16,7 +17,7 @@ S = TaskState
 
 
 def held(sim: Sim, wid: str) -> int:
-    return len(sim.core.workers[wid].tasks)
+    return len(views.workers(sim.core)[wid].tasks)
 
 
 def submit(sim: Sim, oid: str, priority: int = 0) -> str:
@@ -32,9 +33,9 @@ def test_a_worker_holds_at_most_its_slots_plus_the_prefetch_and_the_rest_waits_r
     for i in range(6):
         sim.submit(f"o{i}")
     assert held(sim, "w1") == 3
-    waiting = [t for t in sim.core.tasks.values() if t.state is S.READY]
+    waiting = [t for t in views.tasks(sim.core).values() if t.state is S.READY]
     assert len(waiting) == 3 and len(sim.core.queue) == 3
-    assert sim.core.wait_reason(waiting[0]) == "waiting for a free slot"
+    assert views.wait_reason(sim.core, waiting[0]) == "waiting for a free slot"
     d, _ = sim.start_next("w1")
     sim.succeed(d)  # a slot frees: the started order's next step takes it, not a new order
     assert held(sim, "w1") == 3
@@ -48,14 +49,14 @@ def test_a_worker_never_starts_more_than_its_slots_at_once():
         sim.submit(f"o{i}")
     started = [sim.start_next("w1")[0] for _ in range(4)]
     assert sum(d is not None for d in started) == 2
-    assert len(sim.core.workers["w1"].running) == 2
+    assert len(views.workers(sim.core)["w1"].running) == 2
 
 
 def test_a_worker_with_more_slots_gets_a_larger_share_of_the_ring():
     sim = Sim(workers=0, slots=8)
     sim.apply(sim.core.add_worker("big", now=0, slots=32))
     sim.apply(sim.core.add_worker("small", now=0, slots=8))
-    shares = sim.core.ring.shares()
+    shares = views.ring(sim.core).shares()
     assert 0.7 < shares["big"] < 0.9
 
 
@@ -105,7 +106,7 @@ def test_an_idle_worker_steals_from_a_busy_one_and_a_slow_worker_keeps_little():
             break
         sim.succeed(d)
     assert held(sim, slow) == 2  # the one it runs and one prefetched, nothing more
-    finished = [o for o in sim.core.orders.values()
+    finished = [o for o in views.orders(sim.core).values()
                 if sim.core.order_status(o).value == "completed"]
     assert len(finished) >= 6  # the fast worker took the slow one's share too
 
@@ -114,9 +115,9 @@ def test_ready_tasks_wait_with_a_reason_while_no_worker_is_alive_and_run_when_on
     sim = Sim(workers=0)
     sim.submit("o1")
     task = sim.task("o1", "payment")
-    assert task.state is S.READY and sim.core.wait_reason(task) == "no live worker"
+    assert task.state is S.READY and views.wait_reason(sim.core, task) == "no live worker"
     sim.add_worker("w1")
-    assert task.state is S.ASSIGNED and sim.core.wait_reason(task) is None
+    assert task.state is S.ASSIGNED and views.wait_reason(sim.core, task) is None
 
 
 # --------------------------------------------------------------------------- time limits
@@ -133,7 +134,7 @@ def test_an_attempt_past_its_time_limit_fails_is_cancelled_and_keeps_its_slot_un
     [failed] = sim.types(type="task_failed")
     assert failed["error"] == "timed out after 5 s" and failed["timed_out"] is True
     assert [(c.task_id, c.lease) for c in fx.cancels] == [(d.task_id, d.lease)]
-    worker = sim.core.workers["w1"]
+    worker = views.workers(sim.core)["w1"]
     assert worker.stuck == {(d.task_id, d.lease)} and sim.core.free_slots(worker) == 0
     assert sim.task("o2", "payment").state is S.READY  # the stuck slot takes nothing new
     sim.succeed(d, "late")  # the handler returns at last: rejected, and the slot is free
@@ -142,7 +143,7 @@ def test_an_attempt_past_its_time_limit_fails_is_cancelled_and_keeps_its_slot_un
     assert worker.stuck == set() and sim.task("o1", "payment").result is None
     sim.run_all()
     assert sim.task("o1", "payment").attempt == 2  # retried under the retry policy
-    assert sim.core.order_status(sim.core.orders["o1"]).value == "completed"
+    assert sim.core.order_status(views.orders(sim.core)["o1"]).value == "completed"
 
 
 def test_a_step_policy_sets_its_own_time_limit():
@@ -153,7 +154,7 @@ def test_a_step_policy_sets_its_own_time_limit():
     fx = sim.advance(1.5)
     assert fx.wake_at is not None and fx.wake_at <= 2.0  # the timer wakes for the deadline
     sim.advance(1.0)
-    order = sim.core.orders["o1"]
+    order = views.orders(sim.core)["o1"]
     assert sim.core.order_status(order).value == "failed"
     assert "timed out after 2 s" in sim.task("o1", "payment").error
 
@@ -164,9 +165,10 @@ def test_a_worker_that_dies_with_a_stuck_slot_frees_it():
     holder = sim.task("o1", "payment").worker
     sim.start_next(holder)
     sim.advance(1.2)
-    assert sim.core.workers[holder].stuck
+    assert views.workers(sim.core)[holder].stuck
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
-    assert sim.core.workers[holder].status == "dead" and not sim.core.workers[holder].stuck
+    gone = views.workers(sim.core)[holder]
+    assert gone.status == "dead" and not gone.stuck
 
 
 def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_slot_serves_again():
@@ -175,7 +177,7 @@ def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_sl
     sim.submit("o1")
     sim.submit("o2")
     hung, _ = sim.start_next("w1")
-    worker = sim.core.workers["w1"]
+    worker = views.workers(sim.core)["w1"]
     fx = sim.advance(5.0)  # timed out: stuck, the handler asked to stop
     assert worker.stuck == {(hung.task_id, hung.lease)} and not fx.abandons
     fx = sim.advance(0.25)
@@ -192,7 +194,7 @@ def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_sl
         "w1: its thread is abandoned and a new one takes the slot (1 abandoned of at most 2)")
     assert (abandoned["order_id"], abandoned["step"], abandoned["worker_id"]) == (
         "o1", "payment", "w1")
-    assert sim.core.counters["abandoned_threads"] == 1
+    assert views.counters(sim.core)["abandoned_threads"] == 1
     # The slot serves again while the abandoned handler still hangs: here for the retry.
     following, ctx = sim.start_next("w1")
     assert (following.task_id, ctx["attempt"]) == (hung.task_id, 2)
@@ -201,7 +203,8 @@ def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_sl
     assert worker.abandoned == set() and sim.task("o1", "payment").result is None
     sim.succeed(following)
     sim.run_all()
-    assert all(sim.core.order_status(o).value == "completed" for o in sim.core.orders.values())
+    assert all(sim.core.order_status(o).value == "completed"
+               for o in views.orders(sim.core).values())
 
 
 def test_a_handler_that_returns_within_its_grace_keeps_its_thread():
@@ -212,7 +215,7 @@ def test_a_handler_that_returns_within_its_grace_keeps_its_thread():
     sim.fail(d, "cancelled")  # it heard its cancellation: rejected, the slot is free
     fx = sim.advance(2.0)
     assert fx.abandons == [] and not sim.types(type="thread_abandoned")
-    assert sim.core.counters["abandoned_threads"] == 0
+    assert views.counters(sim.core)["abandoned_threads"] == 0
 
 
 def test_a_worker_process_is_never_told_to_abandon_a_thread():
@@ -222,7 +225,7 @@ def test_a_worker_process_is_never_told_to_abandon_a_thread():
     sim.submit("o1")
     d, _ = sim.start_next("p1")
     fx = sim.advance(5.0, beating=("p1",))
-    assert fx.abandons == [] and sim.core.workers["p1"].stuck == {(d.task_id, d.lease)}
+    assert fx.abandons == [] and views.workers(sim.core)["p1"].stuck == {(d.task_id, d.lease)}
 
 
 def test_an_abandoned_handler_still_counts_against_its_steps_concurrency_limit():
@@ -235,9 +238,9 @@ def test_an_abandoned_handler_still_counts_against_its_steps_concurrency_limit()
     sim.submit("o2")
     hung, _ = sim.start_next("w1")
     sim.advance(6.0)
-    assert sim.core.workers["w1"].abandoned
+    assert views.workers(sim.core)["w1"].abandoned
     waiting = sim.task("o2", "payment")
-    assert sim.core.wait_reason(waiting) == "step payment is at its limit of 1 in flight"
+    assert views.wait_reason(sim.core, waiting) == "step payment is at its limit of 1 in flight"
     sim.fail(hung, "returned at last")
     assert waiting.state is S.ASSIGNED
 
@@ -252,7 +255,7 @@ def test_a_worker_drained_while_its_handler_hangs_hands_it_to_the_zombies(after)
     holder = sim.task("o1", "payment").worker
     hung, _ = sim.start_next(holder)
     sim.advance(after)
-    worker = sim.core.workers[holder]
+    worker = views.workers(sim.core)[holder]
     assert worker.stuck or worker.abandoned
     sim.apply(sim.core.drain_worker(holder, now=sim.now))
     assert worker.status == "removed" and not worker.stuck and not worker.abandoned
@@ -272,7 +275,7 @@ def test_a_worker_declared_dead_past_its_bound_leaves_its_hung_handlers_counted_
     sim.advance(6.0)  # abandoned, 1 of at most 1
     second, _ = sim.start_next("w1")
     sim.advance(6.0)  # stuck past its grace too: the worker is declared dead
-    assert sim.core.workers["w1"].status == "dead"
+    assert views.workers(sim.core)["w1"].status == "dead"
     assert sim.core.limits.in_flight("payment") == 2  # both handlers may still run
     sim.apply(sim.core.attempts_ended("w1", [(first.task_id, first.lease)], now=sim.now))
     assert sim.core.limits.in_flight("payment") == 1
@@ -289,7 +292,7 @@ def test_past_its_bound_of_abandoned_threads_a_worker_is_declared_dead_and_its_w
     second, _ = sim.start_next("w1")
     assert second is not None
     sim.advance(6.0)  # this one hangs too: one more than the worker may abandon
-    worker = sim.core.workers["w1"]
+    worker = views.workers(sim.core)["w1"]
     assert worker.status == "dead" and worker.abandoned == worker.stuck == set()
     [hung] = sim.types(type="worker_hung")
     step = second.task_id.rpartition(":")[2]
@@ -298,13 +301,14 @@ def test_past_its_bound_of_abandoned_threads_a_worker_is_declared_dead_and_its_w
     [dead] = sim.types(type="worker_dead")
     assert dead["seq"] > hung["seq"] and "ignored their cancellation" in dead["message"]
     assert len(sim.types(type="thread_abandoned")) == 1  # no thread beyond the bound
-    assert sim.core.counters["workers_hung"] == 1
+    assert views.counters(sim.core)["workers_hung"] == 1
     # Its work waits for another worker, and runs there.
-    assert all(t.state in (S.READY, S.RETRY_WAIT) for t in sim.core.tasks.values()
+    assert all(t.state in (S.READY, S.RETRY_WAIT) for t in views.tasks(sim.core).values()
                if t.step == "payment")
     sim.add_worker("w2")
     sim.run_all()
-    assert all(sim.core.order_status(o).value == "completed" for o in sim.core.orders.values())
+    assert all(sim.core.order_status(o).value == "completed"
+               for o in views.orders(sim.core).values())
 
 
 # --------------------------------------------------------------------------- per-step limits
@@ -318,7 +322,7 @@ def test_a_step_at_its_concurrency_limit_waits_ready_with_the_reason_and_goes_wh
     assert sum(t.state is S.ASSIGNED for t in payments) == 2
     waiting = [t for t in payments if t.state is S.READY]
     assert len(waiting) == 3
-    assert sim.core.wait_reason(waiting[0]) == "step payment is at its limit of 2 in flight"
+    assert views.wait_reason(sim.core, waiting[0]) == "step payment is at its limit of 2 in flight"
     d, _ = sim.start_next(payments[0].worker)
     sim.succeed(d)
     assert sum(t.state is S.ASSIGNED for t in payments) == 2  # one more went
@@ -329,15 +333,15 @@ def test_a_rate_limited_step_starts_at_most_its_rate_as_time_passes():
     sim = Sim(workers=1, slots=20, steps={"payment": StepPolicy(rate=2.0, burst=2)})
     for i in range(6):
         sim.submit(f"o{i}")
-    assigned = [t for t in sim.core.tasks.values() if t.state is S.ASSIGNED]
+    assigned = [t for t in views.tasks(sim.core).values() if t.state is S.ASSIGNED]
     assert len(assigned) == 2  # the burst
     fx = sim.advance(0.0)
     assert fx.wake_at == 0.5  # one token every half second
     sim.advance(1.0)
-    assigned = [t for t in sim.core.tasks.values() if t.state is S.ASSIGNED]
+    assigned = [t for t in views.tasks(sim.core).values() if t.state is S.ASSIGNED]
     assert len(assigned) == 4
-    blocked = next(t for t in sim.core.tasks.values() if t.state is S.READY)
-    assert "rate limit of 2 starts/s" in sim.core.wait_reason(blocked)
+    blocked = next(t for t in views.tasks(sim.core).values() if t.state is S.READY)
+    assert "rate limit of 2 starts/s" in views.wait_reason(sim.core, blocked)
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -372,10 +376,10 @@ def test_no_worker_runs_more_than_its_slots_and_no_step_more_than_its_limit(
         elif action == "kill" and len(live) > 1:
             dead.add(live[arg % len(live)])
         # Sim.apply runs core.validate(): running <= slots and in flight <= limit, always.
-        in_flight = sum(1 for t in sim.core.tasks.values()
+        in_flight = sum(1 for t in views.tasks(sim.core).values()
                         if t.step == "packing" and t.state in (S.ASSIGNED, S.RUNNING))
         assert in_flight <= limit
-        for worker in sim.core.workers.values():
+        for worker in views.workers(sim.core).values():
             assert len(worker.running) + len(worker.stuck) <= worker.slots
             assert len(worker.tasks) + len(worker.stuck) <= worker.slots + prefetch
 
@@ -388,7 +392,7 @@ def test_a_step_with_tags_waits_until_a_worker_offering_them_joins():
     sim.submit("o1")
     payment = sim.task("o1", "payment")
     assert payment.state is S.READY
-    assert sim.core.wait_reason(payment) == (
+    assert views.wait_reason(sim.core, payment) == (
         "no live worker can run step payment (it needs tags: payments)")
     sim.add_worker("pay", tags={"payments", "eu"})
     assert payment.state is S.ASSIGNED and payment.worker == "pay"
@@ -404,11 +408,11 @@ def test_a_worker_is_only_given_steps_it_has_handlers_for_and_never_steals_other
     sim.add_worker("packer", steps={"packing", "shipping"})
     for i in range(4):
         sim.submit(f"o{i}")
-    held = {w: {sim.core.tasks[t].step for t in sim.core.workers[w].tasks}
+    held = {w: {views.tasks(sim.core)[t].step for t in views.workers(sim.core)[w].tasks}
             for w in ("payer", "packer")}
     assert held == {"payer": {"payment"}, "packer": set()}  # idle, yet it steals no payment
     sim.run_all()
-    for order in sim.core.orders.values():
+    for order in views.orders(sim.core).values():
         assert {t.step: t.worker for t in order.tasks.values()} == {
             "payment": "payer", "packing": "packer", "shipping": "packer"}
 
@@ -417,9 +421,9 @@ def test_ready_tasks_no_live_worker_can_run_are_counted_by_step():
     sim = Sim(workers=1, steps={"payment": StepPolicy(tags=frozenset({"payments"}))})
     sim.submit("o1")
     sim.submit("o2")
-    assert sim.core.unroutable() == {"payment": 2}
+    assert views.unroutable(sim.core) == {"payment": 2}
     sim.add_worker("pay", tags={"payments"})
-    assert sim.core.unroutable() == {}
+    assert views.unroutable(sim.core) == {}
 
 
 # ---------------------------------------------------------------------- placement after a loss
@@ -430,7 +434,7 @@ def orders_preferring(sim: Sim, first: str, then: str, count: int) -> list[str]:
     found = []
     for i in range(10_000):
         oid = f"o{i}"
-        if list(sim.core.ring.preference(oid))[:2] == [first, then]:
+        if list(views.ring(sim.core).preference(oid))[:2] == [first, then]:
             found.append(oid)
             if len(found) == count:
                 return found
@@ -506,7 +510,7 @@ def test_a_timed_out_attempt_is_a_failure_of_its_worker_which_is_told_to_cancel_
     d, _ = sim.start_next("w1")
     fx = sim.advance(2.0)
     assert fx.cancels == [d]
-    worker = sim.core.workers["w1"]
+    worker = views.workers(sim.core)["w1"]
     assert (worker.failed, worker.done) == (1, 0)
     [failed] = sim.types(type="task_failed")
     assert (failed["worker_id"], failed["step"], failed["attempt"]) == ("w1", "payment", 1)
@@ -553,7 +557,7 @@ def test_a_timed_out_attempt_keeps_its_steps_limit_until_its_handler_returns():
     sim.succeed(d, "late")  # the handler returns: the waiting payment goes at once
     assert sim.core.limits.in_flight("payment") == 1
     assert waiting.state is S.ASSIGNED
-    assert sim.core.held_by_limits() == {}
+    assert views.held_by_limits(sim.core) == {}
 
 
 # ------------------------------------------------------------------- per-step limits, released
@@ -571,7 +575,7 @@ def test_a_limited_step_on_a_lost_worker_moves_but_keeps_its_place_until_its_han
     d, _ = sim.start_next(holder)
     sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="gone"))
     assert payment.state is S.READY and sim.core.limits.in_flight("payment") == 1
-    assert "is at its limit of 1 in flight" in sim.core.wait_reason(payment)
+    assert "is at its limit of 1 in flight" in views.wait_reason(sim.core, payment)
     sim.succeed(d, "late")
     assert sim.types(type="result_rejected")[-1]["worker_id"] == holder
     assert payment.state is S.ASSIGNED and payment.worker == other
@@ -585,7 +589,7 @@ def test_a_poisoned_limited_step_keeps_its_place_until_its_lost_workers_handler_
     sim.submit("o2")
     first, second = sim.task("o1", "payment"), sim.task("o2", "payment")
     assert second.state is S.READY
-    assert sim.core.held_by_limits() == {"payment": 1}
+    assert views.held_by_limits(sim.core) == {"payment": 1}
     lost = first.worker
     d, _ = sim.start_next(lost)
     sim.apply(sim.core.worker_lost(lost, now=sim.now, reason="gone"))
@@ -595,22 +599,22 @@ def test_a_poisoned_limited_step_keeps_its_place_until_its_lost_workers_handler_
     [ended] = sim.types(type="attempt_ended")
     assert (ended["order_id"], ended["step"], ended["worker_id"]) == ("o1", "payment", lost)
     assert second.state is S.ASSIGNED
-    assert sim.core.held_by_limits() == {}
+    assert views.held_by_limits(sim.core) == {}
 
 
 def test_each_finished_task_lets_exactly_one_held_task_of_its_step_go():
     sim = Sim(workers=1, slots=8, steps={"payment": StepPolicy(max_in_flight=2)})
     for i in range(5):
         sim.submit(f"o{i}")
-    assert sim.core.held_by_limits() == {"payment": 3}
+    assert views.held_by_limits(sim.core) == {"payment": 3}
     d, _ = sim.start_next("w1")
     sim.succeed(d)
-    assert sim.core.held_by_limits() == {"payment": 2}
+    assert views.held_by_limits(sim.core) == {"payment": 2}
     assert [sim.task(f"o{i}", "payment").state for i in range(5)] == [
         S.SUCCEEDED, S.ASSIGNED, S.ASSIGNED, S.READY, S.READY]
     assert sim.core.limits.in_flight("payment") == 2
     waiting = sim.task("o3", "payment")
-    assert sim.core.wait_reason(waiting) == "step payment is at its limit of 2 in flight"
+    assert views.wait_reason(sim.core, waiting) == "step payment is at its limit of 2 in flight"
 
 
 def test_held_tasks_of_a_cancelled_order_are_not_counted_or_released():
@@ -618,12 +622,12 @@ def test_held_tasks_of_a_cancelled_order_are_not_counted_or_released():
     for i in range(3):
         sim.submit(f"o{i}")
     sim.apply(sim.core.cancel_order("o1", now=sim.now))
-    assert sim.core.held_by_limits() == {"payment": 1}
+    assert views.held_by_limits(sim.core) == {"payment": 1}
     d, _ = sim.start_next("w1")
     sim.succeed(d)
     assert sim.task("o2", "payment").state is S.ASSIGNED
     assert sim.task("o1", "payment").state is S.CANCELLED
-    assert sim.core.held_by_limits() == {}
+    assert views.held_by_limits(sim.core) == {}
 
 
 def test_a_rate_limited_step_lets_waiting_tasks_go_as_tokens_come_back():
@@ -635,7 +639,7 @@ def test_a_rate_limited_step_lets_waiting_tasks_go_as_tokens_come_back():
         return [sim.task(f"o{i}", "payment").state is S.ASSIGNED for i in range(4)]
 
     assert states() == [True, False, False, False]
-    assert sim.core.held_by_limits() == {"payment": 3}
+    assert views.held_by_limits(sim.core) == {"payment": 3}
     sim.advance(0.25)
     assert states() == [True, True, False, False]
     sim.advance(0.5)
@@ -698,32 +702,32 @@ def test_a_step_no_live_worker_can_run_says_what_it_needs(worker_steps, tags, re
     sim = Sim(workers=0, steps={"payment": StepPolicy(tags=tags)})
     sim.add_worker("w1", steps=worker_steps)
     sim.submit("o1")
-    assert sim.core.wait_reason(sim.task("o1", "payment")) == reason
+    assert views.wait_reason(sim.core, sim.task("o1", "payment")) == reason
 
 
 def test_tokens_that_came_back_together_let_as_many_waiting_tasks_go_at_once():
     sim = Sim(workers=1, slots=20, steps={"payment": StepPolicy(rate=2.0, burst=2)})
     for i in range(5):
         sim.submit(f"o{i}")
-    assert sim.core.held_by_limits() == {"payment": 3}
+    assert views.held_by_limits(sim.core) == {"payment": 3}
     sim.core.heartbeat("w1", 1.0)
     sim.apply(sim.core.tick(now=1.0))  # two tokens back in one go
-    assert sim.core.held_by_limits() == {"payment": 1}
-    assert sum(t.state is S.ASSIGNED for t in sim.core.tasks.values()) == 4
+    assert views.held_by_limits(sim.core) == {"payment": 1}
+    assert sum(t.state is S.ASSIGNED for t in views.tasks(sim.core).values()) == 4
 
 
 def test_a_finished_task_releases_only_as_many_held_tasks_as_its_limit_has_room_for():
     sim = Sim(workers=1, slots=2, prefetch=0, steps={"payment": StepPolicy(max_in_flight=1)})
     for i in range(3):
         sim.submit(f"o{i}")
-    assert sim.core.held_by_limits() == {"payment": 2}
+    assert views.held_by_limits(sim.core) == {"payment": 2}
     d, _ = sim.start_next("w1")
     sim.succeed(d)  # o0's packing and one payment take the two slots
     assert sim.task("o0", "packing").state is S.ASSIGNED
     assert sim.task("o1", "payment").state is S.ASSIGNED
     waiting = sim.task("o2", "payment")
-    assert sim.core.held_by_limits() == {"payment": 1}
-    assert sim.core.wait_reason(waiting) == "step payment is at its limit of 1 in flight"
+    assert views.held_by_limits(sim.core) == {"payment": 1}
+    assert views.wait_reason(sim.core, waiting) == "step payment is at its limit of 1 in flight"
 
 
 def test_a_thief_skips_a_cancelled_step_at_another_home_and_takes_the_next_one_there():
@@ -761,7 +765,7 @@ def test_a_popular_home_among_the_capable_workers_spills_over_to_the_next_capabl
     sim.add_worker("p1", tags={"pay"})
     sim.add_worker("p2", tags={"pay"})
     oids = [f"o{i}" for i in range(2000)
-            if [m for m in sim.core.ring.preference(f"o{i}") if m != "w0"][0] == "p1"][:12]
+            if [m for m in views.ring(sim.core).preference(f"o{i}") if m != "w0"][0] == "p1"][:12]
     for oid in oids:
         sim.submit(oid)
     load = {w: held(sim, w) + sim.core.queue.home_load(w) for w in ("w0", "p1", "p2")}
@@ -775,14 +779,15 @@ def test_steps_no_worker_can_run_yet_count_in_the_total_that_bounds_every_home(p
     # of, so a popular home keeps more payments than it would without them.
     sim = Sim(workers=0, slots=1, prefetch=0,
               steps={"audit": StepPolicy(tags=frozenset({"auditors"})),
-                     "payment": StepPolicy(tags=payment_tags)})
-    sim.core.workflows["pair"] = Workflow.define("pair", [("audit", []), ("payment", [])])
+                     "payment": StepPolicy(tags=payment_tags)},
+              workflows={"pair": Workflow.define("pair", [("audit", []), ("payment", [])])})
     sim.add_worker("w0")
     sim.add_worker("p1", tags={"pay"})
     sim.add_worker("p2", tags={"pay"})
     capable = ("p1", "p2") if payment_tags else ("w0", "p1", "p2")
     oids = [f"o{i}" for i in range(5000)
-            if [m for m in sim.core.ring.preference(f"o{i}") if m in capable][0] == "p1"][:12]
+            if [m for m in views.ring(sim.core).preference(f"o{i}")
+                if m in capable][0] == "p1"][:12]
     for oid in oids:
         sim.submit(oid, workflow="pair")
     assert sim.core.queue.home_load("") == 12

@@ -9,6 +9,7 @@ import pytest
 from sim import ORDER, Sim
 from test_core_restore import fresh_core, point_of, records_of
 
+from scheduler.engine import views
 from scheduler.engine.config import RetryPolicy
 from scheduler.engine.progress import RATE_WINDOW, RateMeter
 from scheduler.engine.states import OrderStage, TaskState, derive_order_stage
@@ -17,7 +18,7 @@ S = TaskState
 
 
 def stages(sim: Sim) -> dict[str, int]:
-    return sim.core.progress.by_stage(sim.core.orders_by_status)
+    return views.progress(sim.core).by_stage(views.orders_by_status(sim.core))
 
 
 def only(sim: Sim, stage: str, count: int = 1) -> None:
@@ -51,7 +52,7 @@ def test_an_order_with_one_branch_running_and_one_backing_off_is_running():
     other = "invoice" if first.task_id.endswith("packing") else "packing"
     second, _ = sim.start_next(sim.task("o1", other).worker)
     sim.fail(second)
-    assert {t.state for t in sim.core.orders["o1"].tasks.values()} == {
+    assert {t.state for t in views.orders(sim.core)["o1"].tasks.values()} == {
         S.SUCCEEDED, S.RUNNING, S.RETRY_WAIT, S.PENDING}
     only(sim, "running")
     sim.succeed(first)
@@ -72,18 +73,18 @@ def test_steps_of_unfinished_orders_are_counted_by_state_and_leave_when_orders_f
     sim = Sim(workers=1, slots=1, prefetch=0)
     for i in range(3):
         sim.submit(f"o{i}")
-    steps = sim.core.progress.unfinished_steps()
+    steps = views.progress(sim.core).unfinished_steps()
     assert steps["payment"]["assigned"] == 1 and steps["payment"]["ready"] == 2
     assert steps["packing"]["pending"] == 3 and steps["shipping"]["pending"] == 3
     d, _ = sim.start_next("w1")
     sim.succeed(d)
-    steps = sim.core.progress.unfinished_steps()
+    steps = views.progress(sim.core).unfinished_steps()
     # A started order's later steps go first: o0's packing took the slot.
     assert (steps["payment"]["succeeded"], steps["payment"]["ready"]) == (1, 2)
     assert (steps["packing"]["assigned"], steps["packing"]["pending"]) == (1, 2)
     sim.run_all()
-    assert sim.core.progress.unfinished_steps() == {}
-    assert sim.core.progress.stages == {"queued": 0, "running": 0, "retrying": 0}
+    assert views.progress(sim.core).unfinished_steps() == {}
+    assert views.progress(sim.core).stages == {"queued": 0, "running": 0, "retrying": 0}
 
 
 def test_a_failed_order_leaves_the_counts_and_a_manual_retry_brings_it_back():
@@ -92,12 +93,12 @@ def test_a_failed_order_leaves_the_counts_and_a_manual_retry_brings_it_back():
     d, _ = sim.start_next("w1")
     sim.fail(d)
     only(sim, "failed")
-    assert sim.core.progress.unfinished_steps() == {}
+    assert views.progress(sim.core).unfinished_steps() == {}
     sim.apply(sim.core.retry_order("o1", now=sim.now))
     assert stages(sim)["queued"] == 1
-    assert sim.core.progress.unfinished_steps()["payment"]["assigned"] == 1
+    assert views.progress(sim.core).unfinished_steps()["payment"]["assigned"] == 1
     sim.apply(sim.core.cancel_order("o1", now=sim.now))
-    assert stages(sim)["queued"] == 0 and sim.core.progress.unfinished_steps() == {}
+    assert stages(sim)["queued"] == 0 and views.progress(sim.core).unfinished_steps() == {}
 
 
 def test_a_restart_counts_the_recovered_orders_again():
@@ -109,8 +110,8 @@ def test_a_restart_counts_the_recovered_orders_again():
     core = fresh_core()
     core.restore(point_of(sim.core), records_of(sim.core), now=sim.now)
     core.validate()
-    assert core.progress.by_stage(core.orders_by_status)["retrying"] == 1
-    assert core.progress.by_stage(core.orders_by_status)["queued"] == 1
+    assert views.progress(core).by_stage(views.orders_by_status(core))["retrying"] == 1
+    assert views.progress(core).by_stage(views.orders_by_status(core))["queued"] == 1
 
 
 def test_a_rate_counts_the_last_window_of_whole_seconds():
@@ -132,11 +133,11 @@ def test_rates_count_completed_orders_succeeded_steps_and_failed_attempts():
     sim.fail(d)
     sim.advance(0.2)
     sim.run_all()
-    rates = sim.core.progress.rates(sim.now)
+    rates = views.progress(sim.core).rates(sim.now)
     assert rates == {"orders_per_s": pytest.approx(1 / RATE_WINDOW),
                      "steps_per_s": pytest.approx(3 / RATE_WINDOW),
                      "failures_per_s": pytest.approx(1 / RATE_WINDOW), "window": RATE_WINDOW}
-    assert sim.core.progress.rates(sim.now + RATE_WINDOW + 1)["steps_per_s"] == 0
+    assert views.progress(sim.core).rates(sim.now + RATE_WINDOW + 1)["steps_per_s"] == 0
 
 
 # ---------------------------------------------------------------- moves
@@ -151,10 +152,10 @@ def test_a_drained_queued_task_is_a_move_but_not_a_death():
     sim.apply(sim.core.drain_worker("w1", now=sim.now))
     moved = sim.types(type="task_reassigned")
     assert len(moved) == 1
-    task = sim.core.tasks[f"{moved[0]['order_id']}:{moved[0]['step']}"]
+    task = views.tasks(sim.core)[f"{moved[0]['order_id']}:{moved[0]['step']}"]
     assert (task.moves, task.reassignments) == (1, 0)
     assert moved[0]["moves"] == 1
-    counters = sim.core.counters
+    counters = views.counters(sim.core)
     assert (counters["moves"], counters["moves_drain"], counters["moves_worker_dead"]) == (1, 1, 0)
     view = sim.core.task_record(task).view()
     assert (view["moves"], view["reassignments"]) == (1, 0)
@@ -165,17 +166,18 @@ def test_every_move_off_a_dead_worker_is_counted_once_and_points_at_the_death():
     for i in range(4):
         sim.submit(f"o{i}")
     victim = "w1"
-    held = sorted(sim.core.workers[victim].tasks)
+    held = sorted(views.workers(sim.core)[victim].tasks)
     sim.start_next(victim)
     sim.advance(2.5, beating=("w2",))
     dead = sim.types(type="worker_dead")[0]
     moved = sim.types(type="task_reassigned")
     assert sorted(f"{e['order_id']}:{e['step']}" for e in moved) == held
     assert {e["cause"] for e in moved} == {dead["seq"]}
-    assert sim.core.counters["moves"] == sim.core.counters["moves_worker_dead"] == len(held)
-    assert sum(t.moves for t in sim.core.tasks.values()) == len(held)
+    counters = views.counters(sim.core)
+    assert counters["moves"] == counters["moves_worker_dead"] == len(held)
+    assert sum(t.moves for t in views.tasks(sim.core).values()) == len(held)
     # Only the one that ran counts towards poison.
-    assert sum(t.reassignments for t in sim.core.tasks.values()) == 1
+    assert sum(t.reassignments for t in views.tasks(sim.core).values()) == 1
 
 
 def test_a_poisoned_task_is_not_a_move():
@@ -185,9 +187,9 @@ def test_a_poisoned_task_is_not_a_move():
     sim.start_next(holder)
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
     assert sim.task("o1", "payment").state is S.FAILED
-    assert sim.core.counters["moves"] == 0 and sim.task("o1", "payment").moves == 0
-    assert sim.core.counters["reassignments"] == 1
-    assert sim.core.progress.rates(sim.now)["failures_per_s"] > 0
+    assert views.counters(sim.core)["moves"] == 0 and sim.task("o1", "payment").moves == 0
+    assert views.counters(sim.core)["reassignments"] == 1
+    assert views.progress(sim.core).rates(sim.now)["failures_per_s"] > 0
 
 
 def test_moves_survive_a_restart_in_the_record():
@@ -198,8 +200,8 @@ def test_moves_survive_a_restart_in_the_record():
     assert sim.task("o1", "payment").moves == 1
     core = fresh_core()
     core.restore(point_of(sim.core), records_of(sim.core), now=sim.now)
-    assert core.tasks["o1:payment"].moves == 1
-    assert core.counters["moves"] == 1
+    assert views.tasks(core)["o1:payment"].moves == 1
+    assert views.counters(core)["moves"] == 1
 
 
 # ---------------------------------------------------------------- restarts and operators
@@ -221,7 +223,7 @@ def test_a_restart_is_one_event_that_the_requeued_steps_point_back_to():
     assert (restarted[0]["orders"], restarted[0]["steps"]) == (1, 3)
     recovered = [e for e in fx.events if e["type"] == "task_recovered"]
     assert recovered and {e["cause"] for e in recovered} == {restarted[0]["seq"]}
-    assert restarted[0]["seq"] == sim.core.seq + 1  # numbering continues
+    assert restarted[0]["seq"] == views.last_seq(sim.core) + 1  # numbering continues
 
 
 def test_a_first_start_on_an_empty_journal_is_not_a_restart():
@@ -240,7 +242,7 @@ def test_an_operator_action_is_an_event_naming_who_and_what():
     assert event["message"] == "127.0.0.1: retried order o1"
     assert (event["who"], event["action"], event["order_id"], event["target"]) == (
         "127.0.0.1", "retry", "o1", "o1")
-    assert sim.core.orders["o1"].events[-1] == event  # in the order's own timeline
+    assert views.orders(sim.core)["o1"].events[-1] == event  # in the order's own timeline
     fx = sim.apply(sim.core.operator_action("token at 10.0.0.2", "kill", "killed worker w1",
                                             now=sim.now, worker="w1"))
     assert fx.events[0]["worker_id"] == "w1" and fx.events[0]["order_id"] is None
@@ -253,5 +255,5 @@ def test_an_operator_action_is_an_event_naming_who_and_what():
 def test_an_order_submitted_with_data_is_queued_first():
     core = fresh_core()
     core.submit("o1", dict(ORDER), now=0.0)
-    assert core.progress.by_stage(core.orders_by_status)["queued"] == 1
-    assert core.orders["o1"].stage == "queued"
+    assert views.progress(core).by_stage(views.orders_by_status(core))["queued"] == 1
+    assert views.orders(core)["o1"].stage == "queued"

@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sim import Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import RetryPolicy
 from scheduler.engine.events import EVENT_TYPES
 from scheduler.engine.states import TaskState
@@ -40,7 +41,8 @@ ACTIONS = st.lists(
 
 
 def live_workers(sim: Sim) -> list[str]:
-    return sorted(w for w, r in sim.core.workers.items() if r.status in ("alive", "draining"))
+    return sorted(w for w, r in views.workers(sim.core).items()
+                  if r.status in ("alive", "draining"))
 
 
 # The example budget comes from the profile loaded in conftest.py.
@@ -59,8 +61,8 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
         workers=2,
         retry=RetryPolicy(max_retries=2, backoff_base=0.1, backoff_cap=0.4),
         max_reassignments=3,
+        workflows={"random": workflow},
     )
-    sim.core.workflows["random"] = workflow
     ids = [sim.submit(f"o{i}", workflow="random") for i in range(orders)]
     running = []  # dispatches started and not yet reported
     dead: set[str] = set()
@@ -77,14 +79,14 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
             sim.add_worker(f"x{added}")
         elif action == "drain" and live:
             wid = live[arg % len(live)]
-            if sim.core.workers[wid].status == "alive":
+            if views.workers(sim.core)[wid].status == "alive":
                 sim.apply(sim.core.drain_worker(wid, now=sim.now))
         elif action == "tick":
             beating = tuple(w for w in sim.queues if w not in dead)
             sim.advance(arg * 0.5, beating=beating)
         elif action == "cancel":
             oid = ids[arg % len(ids)]
-            if sim.core.order_status(sim.core.orders[oid]).value not in (
+            if sim.core.order_status(views.orders(sim.core)[oid]).value not in (
                 "completed",
                 "failed",
                 "cancelled",
@@ -105,10 +107,10 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
         if d.worker_id in dead:
             # Counted, not always an event: beyond REJECTION_BURST late results of one worker
             # (a dead worker with many slots had more running) they are summed up later.
-            rejected = sim.core.counters["rejected_results"]
+            rejected = views.counters(sim.core)["rejected_results"]
             sim.succeed(d)
-            assert sim.core.counters["rejected_results"] == rejected + 1
-            assert sim.core.tasks[d.task_id].lease != d.lease
+            assert views.counters(sim.core)["rejected_results"] == rejected + 1
+            assert views.tasks(sim.core)[d.task_id].lease != d.lease
         else:
             sim.succeed(d)
     for _ in range(200):
@@ -119,10 +121,10 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
                 if d is None:
                     break
                 sim.succeed(d)
-        if sim.core.active_orders == 0:
+        if views.active_orders(sim.core) == 0:
             break
         sim.advance(1.0, beating=beating)
-    assert sim.core.active_orders == 0, "an order was left waiting forever"
+    assert views.active_orders(sim.core) == 0, "an order was left waiting forever"
     assert {e["type"] for e in sim.events} <= EVENT_TYPES
 
     succeeded = {}
@@ -137,7 +139,7 @@ def test_random_schedules_keep_the_invariants_and_always_finish(workflow, action
                 "a step started before its dependency"
             )
     for oid in ids:
-        order = sim.core.orders[oid]
+        order = views.orders(sim.core)[oid]
         status = sim.core.order_status(order).value
         for task in order.tasks.values():
             assert task.attempt <= 3  # max_retries + 1

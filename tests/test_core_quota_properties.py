@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim import ORDER
 
+from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig, RetryPolicy, StepPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.model import Dispatch, Effects
@@ -95,7 +96,7 @@ class World:
         self.core.validate()
 
     def alive_on_server(self, worker_id: str | None) -> bool:
-        worker = self.core.workers.get(worker_id) if worker_id else None
+        worker = views.workers(self.core).get(worker_id) if worker_id else None
         return worker is not None and worker.status in ("alive", "draining")
 
     def live(self) -> list[Process]:
@@ -153,7 +154,7 @@ class World:
             return
         process, handler = ending[pick % len(ending)]
         process.handlers.remove(handler)
-        if handler.worker_id not in self.core.workers:
+        if handler.worker_id not in views.workers(self.core):
             return
         if ok:
             fx = self.core.task_succeeded(handler.task_id, handler.worker_id, handler.lease,
@@ -190,11 +191,8 @@ class World:
     def restart(self) -> None:
         """SIGKILL of the server and a new one on its journal (every event kept)."""
         old = self.core
-        point = ResumePoint(seq=old.seq, order_number=old.order_number,
-                            lease_counter=old.lease_counter, counters=dict(old.counters),
-                            orders_by_status=dict(old.orders_by_status),
-                            tasks_by_state=dict(old.tasks_by_state))
-        records = [old.order_record(o, with_events=True) for o in old.orders.values()]
+        point = ResumePoint(**views.totals(old))
+        records = [old.order_record(o, with_events=True) for o in views.orders(old).values()]
         self.core = SchedulerCore(config(), epoch_offset=OFFSET)
         self.queues = {}
         self.apply(self.core.restore(point, records, now=self.now))
@@ -286,7 +284,7 @@ def test_no_more_handlers_of_a_limited_step_may_run_at_once_than_its_limit(
         for _ in range(sum(len(p.handlers) for p in world.processes)):
             world.finish(0, ok=True)
         world.tick(2)
-        if world.core.active_orders == 0:
+        if views.active_orders(world.core) == 0:
             break
-    assert world.core.active_orders == 0, "an order was left waiting"
+    assert views.active_orders(world.core) == 0, "an order was left waiting"
     assert world.peak <= LIMIT

@@ -8,6 +8,7 @@ import random
 import pytest
 from sim import ORDER, Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig, RetryPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.errors import Conflict, UnknownWorkflow
@@ -24,17 +25,17 @@ def fresh_core(**settings) -> SchedulerCore:
 
 
 def records_of(core: SchedulerCore):
-    return [core.order_record(o, with_events=True) for o in core.orders.values()]
+    return [core.order_record(o, with_events=True) for o in views.orders(core).values()]
 
 
 def point_of(core: SchedulerCore) -> ResumePoint:
     return ResumePoint(
-        seq=core.seq,
-        order_number=core.order_number,
-        lease_counter=core.lease_counter,
-        counters=dict(core.counters),
-        orders_by_status=dict(core.orders_by_status),
-        tasks_by_state=dict(core.tasks_by_state),
+        seq=views.last_seq(core),
+        order_number=views.order_number(core),
+        lease_counter=views.lease_counter(core),
+        counters=dict(views.counters(core)),
+        orders_by_status=dict(views.orders_by_status(core)),
+        tasks_by_state=dict(views.tasks_by_state(core)),
     )
 
 
@@ -49,7 +50,7 @@ def test_records_are_stamped_in_wall_time_including_retry_at():
     record = sim.core.task_record(task)
     assert task.state is S.RETRY_WAIT and task.due is not None
     assert record.retry_at == pytest.approx(OFFSET + task.due)
-    order = sim.core.order_record(sim.core.orders["o1"])
+    order = sim.core.order_record(views.orders(sim.core)["o1"])
     assert order.submitted_at == pytest.approx(OFFSET)
     assert order.view()["tasks"]["payment"]["retry_at"] == pytest.approx(OFFSET + task.due)
 
@@ -61,7 +62,7 @@ def test_a_restored_running_step_comes_back_ready_through_the_transition_table()
     sim.start_next("w1")  # payment running on w1 when the "server stops"
     core = fresh_core()
     fx = core.restore(point_of(sim.core), records_of(sim.core), now=100.0)
-    payment = core.tasks["o1:payment"]
+    payment = views.tasks(core)["o1:payment"]
     assert payment.state is S.READY and payment.history[-1] is S.RUNNING
     assert (payment, S.RUNNING, S.READY) in fx.moves
     assert payment.attempt == 1 and payment.attempt_open  # the same attempt runs again
@@ -69,7 +70,7 @@ def test_a_restored_running_step_comes_back_ready_through_the_transition_table()
     assert "running on w1" in recovered["message"]
     core.add_worker("w9", now=100.0)
     core.validate()
-    assert core.tasks["o1:payment"].worker == "w9"
+    assert views.tasks(core)["o1:payment"].worker == "w9"
 
 
 def test_a_step_waiting_out_a_retry_keeps_its_backoff_across_a_restart():
@@ -85,7 +86,7 @@ def test_a_step_waiting_out_a_retry_keeps_its_backoff_across_a_restart():
     restart = 50.0  # core time; wall = OFFSET, the moment the attempt failed
     core.restore(point_of(sim.core), records_of(sim.core), now=restart)
     core.add_worker("w9", now=restart)
-    task = core.tasks["o1:payment"]
+    task = views.tasks(core)["o1:payment"]
     assert task.state is S.RETRY_WAIT
     due_here = due_wall - core.epoch_offset
     assert due_here > restart
@@ -108,11 +109,12 @@ def test_restored_counts_match_the_tasks_and_orders_that_came_back():
     core = fresh_core()
     fx = core.restore(point_of(sim.core), records_of(sim.core), now=1.0)
     core.validate()  # counts are checked against the records while nothing is forgotten
-    assert core.orders_by_status["completed"] == 6
-    assert core.active_orders == 2
+    assert views.orders_by_status(core)["completed"] == 6
+    assert views.active_orders(core) == 2
     # Numbering continues: the restart's own events follow the last one kept.
-    assert [e["seq"] for e in fx.events] == list(range(sim.core.seq + 1, core.seq + 1))
-    assert core.order_number == 8
+    assert [e["seq"] for e in fx.events] == list(
+        range(views.last_seq(sim.core) + 1, views.last_seq(core) + 1))
+    assert views.order_number(core) == 8
 
 
 def test_restore_refuses_a_core_that_has_already_run():
@@ -125,7 +127,7 @@ def test_restore_refuses_a_core_that_has_already_run():
 def test_only_a_finished_order_can_be_adopted_back_into_memory():
     sim = Sim(workers=1)
     sim.submit("o1")
-    record = sim.core.order_record(sim.core.orders["o1"])
+    record = sim.core.order_record(views.orders(sim.core)["o1"])
     core = fresh_core()
     with pytest.raises(Conflict):
         core.adopt(record)
@@ -171,9 +173,9 @@ def test_steps_whose_rows_were_never_written_come_back_pending_under_their_own_i
     record = hand_record(tasks=(row("o1", "payment", "running", attempt=1, attempt_open=True,
                                     runs=1, worker="w1"),))
     core, _ = restored([record])
-    assert [t.id for t in core.orders["o1"].tasks.values()] == [
+    assert [t.id for t in views.orders(core)["o1"].tasks.values()] == [
         "o1:payment", "o1:packing", "o1:shipping"]
-    packing = core.tasks["o1:packing"]
+    packing = views.tasks(core)["o1:packing"]
     assert (packing.order_id, packing.step, packing.state) == ("o1", "packing", S.PENDING)
     assert packing.waiting_on == {"payment"}
     assert core.task_record(packing) == new_task_record("o1", "packing")
@@ -185,9 +187,9 @@ def test_an_order_comes_back_with_its_data_key_priority_and_submission_time():
     sim.core.epoch_offset = OFFSET
     sim.now = 3.0
     sim.apply(sim.core.submit("o1", dict(ORDER), now=sim.now, idempotency_key="K", priority=5))
-    before = sim.core.order_record(sim.core.orders["o1"])
+    before = sim.core.order_record(views.orders(sim.core)["o1"])
     core, _ = restored(records_of(sim.core), point_of(sim.core))
-    order = core.orders["o1"]
+    order = views.orders(core)["o1"]
     assert (order.id, order.number, order.data, order.idempotency_key, order.priority) == (
         "o1", 1, ORDER, "K", 5)
     assert order.submitted_at == 3.0  # the core clock of the same epoch offset
@@ -203,17 +205,17 @@ def test_a_restored_order_that_had_started_goes_before_new_orders():
     sim.start_next("w1")  # payment runs: the order has started, nothing has succeeded yet
     sim.submit("unstarted")
     core, _ = restored(records_of(sim.core), point_of(sim.core))
-    assert core.orders["started"].started is True
-    assert core.orders["unstarted"].started is False
+    assert views.orders(core)["started"].started is True
+    assert views.orders(core)["unstarted"].started is False
     core.add_worker("w9", now=10.0, slots=1)
-    assert core.tasks["started:payment"].state is S.ASSIGNED
+    assert views.tasks(core)["started:payment"].state is S.ASSIGNED
 
 
 def test_an_order_with_a_succeeded_step_counts_as_started_even_without_recorded_runs():
     record = hand_record(tasks=(row("o1", "payment", "succeeded", attempt=1),))
     core, _ = restored([record])
-    assert core.orders["o1"].started is True
-    assert core.tasks["o1:packing"].state is S.READY
+    assert views.orders(core)["o1"].started is True
+    assert views.tasks(core)["o1:packing"].state is S.READY
 
 
 def test_a_pending_step_whose_dependencies_finished_is_queued_again_after_a_restart():
@@ -222,13 +224,13 @@ def test_a_pending_step_whose_dependencies_finished_is_queued_again_after_a_rest
                                     attempt_open=True, result={"ok": 1}),
                                 row("o1", "packing", "pending")))
     core, fx = restored([record])
-    packing = core.tasks["o1:packing"]
+    packing = views.tasks(core)["o1:packing"]
     assert packing.state is S.READY and not packing.waiting_on
     assert (packing, S.PENDING, S.READY) in fx.moves
     assert recovered(fx) == {
         "packing": "order o1 step packing attempt 1 queued again after a restart"}
-    assert core.tasks["o1:shipping"].state is S.PENDING
-    assert core.tasks["o1:payment"].result == {"ok": 1}
+    assert views.tasks(core)["o1:shipping"].state is S.PENDING
+    assert views.tasks(core)["o1:payment"].result == {"ok": 1}
     core.add_worker("w1", now=10.0)
     assert packing.state is S.ASSIGNED
     core.validate()
@@ -248,7 +250,7 @@ def test_a_retry_wait_without_a_recorded_time_retries_at_once_after_a_restart():
     record = hand_record(tasks=(row("o1", "payment", "retry_wait", attempt=1, runs=1,
                                     error="boom"),))
     core, fx = restored([record], now=10.0)
-    payment = core.tasks["o1:payment"]
+    payment = views.tasks(core)["o1:payment"]
     assert payment.state is S.RETRY_WAIT and payment.due == 10.0
     [event] = [e for e in fx.events if e["type"] == "task_recovered"]
     assert event["message"] == (
@@ -265,7 +267,7 @@ def test_a_retry_wait_keeps_its_recorded_time_and_says_how_long_is_left():
     record = hand_record(tasks=(row("o1", "payment", "retry_wait", attempt=2, runs=2,
                                     retry_at=OFFSET + 13.25),))
     core, fx = restored([record], now=10.0)
-    payment = core.tasks["o1:payment"]
+    payment = views.tasks(core)["o1:payment"]
     assert payment.due == 13.25
     assert core.task_record(payment).retry_at == OFFSET + 13.25
     assert recovered(fx) == {
@@ -290,18 +292,18 @@ def half_done(oid: str = "o1", number: int = 1) -> OrderRecord:
 def test_restore_starts_from_zero_where_the_resume_point_has_no_count():
     core, _ = restored([half_done()], ResumePoint())
     for status in ("completed", "failed", "cancelled"):
-        assert core.orders_by_status[status] == 0
-    assert core.orders_by_status["in_progress"] == 1
+        assert views.orders_by_status(core)[status] == 0
+    assert views.orders_by_status(core)["in_progress"] == 1
     # The succeeded payment is in the finished totals of the point (none here).
-    assert core.tasks_by_state == {**{s.value: 0 for s in S}, "ready": 1, "pending": 1}
+    assert views.tasks_by_state(core) == {**{s.value: 0 for s in S}, "ready": 1, "pending": 1}
 
 
 def test_restored_unfinished_orders_are_each_counted_by_status():
     records = [half_done(f"o{i}", i) for i in range(1, 4)]
     core, _ = restored(records, ResumePoint(order_number=3, orders_by_status={"completed": 4}))
-    assert core.orders_by_status["in_progress"] == 3
-    assert core.orders_by_status["completed"] == 4
-    assert core.active_orders == 3
+    assert views.orders_by_status(core)["in_progress"] == 3
+    assert views.orders_by_status(core)["completed"] == 4
+    assert views.active_orders(core) == 3
 
 
 def test_an_order_whose_steps_all_succeeded_before_its_status_was_written_completes_on_restore():
@@ -309,17 +311,17 @@ def test_an_order_whose_steps_all_succeeded_before_its_status_was_written_comple
                                          attempt_open=True)
                                      for s in ("payment", "packing", "shipping")))
     core, fx = restored([record], now=12.0)
-    order = core.orders["o1"]
+    order = views.orders(core)["o1"]
     assert order.reported_status == "completed" and order.finished_at == 12.0
     assert core.order_record(order).finished_at == OFFSET + 12.0
     assert [e["type"] for e in fx.events] == ["order_completed"]
-    assert core.active_orders == 0
+    assert views.active_orders(core) == 0
 
 
 def test_orders_of_an_unknown_workflow_are_left_out_of_a_restore():
     core, _ = restored([hand_record("old", 1, workflow="retired"), hand_record("o2", 2)])
-    assert list(core.orders) == ["o2"]
-    assert core.active_orders == 1
+    assert list(views.orders(core)) == ["o2"]
+    assert views.active_orders(core) == 1
 
 
 def test_restore_refuses_a_core_that_has_only_seen_a_worker_join():
@@ -335,8 +337,8 @@ def test_finished_orders_restored_beyond_the_memory_cap_are_forgotten_oldest_fir
                                        for s in ("payment", "packing", "shipping")))
                for i in range(1, 4)]
     core, _ = restored(records, finished_order_history=2)
-    assert list(core.orders) == ["o2", "o3"]
-    assert "o1:payment" not in core.tasks
+    assert list(views.orders(core)) == ["o2", "o3"]
+    assert "o1:payment" not in views.tasks(core)
 
 
 # --------------------------------------------------------------------------- adopt
@@ -354,14 +356,14 @@ def test_a_forgotten_failed_order_adopted_back_can_be_retried_by_hand():
     core = fresh_core()
     core.add_worker("w1", now=20.0)
     order = core.adopt(finished_record())
-    assert core.orders["o1"] is order
+    assert views.orders(core)["o1"] is order
     assert (order.id, order.data, order.idempotency_key) == ("o1", ORDER, "K1")
     assert order.finished_at == 7.5
     assert core.order_record(order).finished_at == OFFSET + 7.5
-    assert core.tasks["o1:payment"].error == "declined"
+    assert views.tasks(core)["o1:payment"].error == "declined"
     core.validate()
     core.retry_order("o1", now=21.0)
-    assert core.tasks["o1:payment"].state is S.ASSIGNED
+    assert views.tasks(core)["o1:payment"].state is S.ASSIGNED
     assert order.finished_at is None
     core.validate()
 
@@ -372,16 +374,16 @@ def test_adopting_an_order_already_in_memory_returns_it_unchanged():
     order.priority = 9  # a sign that it is the very same object
     again = core.adopt(finished_record(data={"customer": "someone else"}))
     assert again is order and again.data == ORDER
-    assert len(core.tasks) == 3
+    assert len(views.tasks(core)) == 3
 
 
 def test_adopting_an_order_older_than_those_in_memory_marks_listings_unsorted():
     core, _ = restored([hand_record("o5", 5), hand_record("o6", 6)])
-    assert core.adopted_out_of_order is False
+    assert views.adopted_out_of_order(core) is False
     core.adopt(finished_record("o7", 7))
-    assert core.adopted_out_of_order is False
+    assert views.adopted_out_of_order(core) is False
     core.adopt(finished_record("o1", 1))
-    assert core.adopted_out_of_order is True
+    assert views.adopted_out_of_order(core) is True
 
 
 def test_an_unfinished_order_cannot_be_adopted_and_the_refusal_says_why():
@@ -394,7 +396,7 @@ def test_an_order_of_an_unknown_workflow_cannot_be_adopted():
     core = fresh_core()
     with pytest.raises(UnknownWorkflow, match="^order o1 uses unknown workflow 'retired'$"):
         core.adopt(finished_record(workflow="retired"))
-    assert not core.orders
+    assert not views.orders(core)
 
 
 def test_an_order_whose_first_step_was_running_stays_in_progress_across_a_restart():
@@ -403,6 +405,6 @@ def test_an_order_whose_first_step_was_running_stays_in_progress_across_a_restar
     sim.submit("o1")
     sim.start_next("w1")
     sim.advance(3.0, beating=())  # the worker dies: the live core keeps the order started
-    assert sim.core.orders["o1"].reported_status == "in_progress"
+    assert views.orders(sim.core)["o1"].reported_status == "in_progress"
     core, _ = restored(records_of(sim.core), point_of(sim.core))
-    assert core.orders["o1"].reported_status == "in_progress"
+    assert views.orders(core)["o1"].reported_status == "in_progress"

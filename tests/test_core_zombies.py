@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sim import Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig, StepPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.records import ResumePoint
@@ -28,7 +29,7 @@ def started(sim: Sim, wid: str, count: int) -> list:
 
 
 def payments_on_workers(core: SchedulerCore) -> int:
-    return sum(1 for t in core.tasks.values() if t.step == "payment"
+    return sum(1 for t in views.tasks(core).values() if t.step == "payment"
                and t.state in (S.ASSIGNED, S.RUNNING))
 
 
@@ -36,11 +37,8 @@ def restarted(old: SchedulerCore, now: float, **settings) -> SchedulerCore:
     """A new server's core on what the old one's journal holds (every event, every row)."""
     settings.setdefault("seed", 7)
     core = SchedulerCore(ClusterConfig(workers=0, **settings), epoch_offset=OFFSET)
-    point = ResumePoint(seq=old.seq, order_number=old.order_number,
-                        lease_counter=old.lease_counter, counters=dict(old.counters),
-                        orders_by_status=dict(old.orders_by_status),
-                        tasks_by_state=dict(old.tasks_by_state))
-    records = [old.order_record(o, with_events=True) for o in old.orders.values()]
+    point = ResumePoint(**views.totals(old))
+    records = [old.order_record(o, with_events=True) for o in views.orders(old).values()]
     core.restore(point, records, now=now)
     core.validate()
     return core
@@ -60,13 +58,13 @@ def test_a_stalled_worker_declared_dead_keeps_its_running_payments_counted_until
     sim.add_worker("p-healthy", kind="process")
     assert payments_on_workers(sim.core) == 4 and not sim.queues["p-healthy"]
     sim.advance(3.0, beating=("p-healthy",))  # p-stalled is silent: declared dead
-    assert sim.core.workers["p-stalled"].status == "dead"
+    assert views.workers(sim.core)["p-stalled"].status == "dead"
     [death] = sim.types(type="worker_dead")
     assert "4 attempt(s) it may still be running keep their place" in death["message"]
     # Its 4 payments moved (progress goes on) but none starts: the limit is still taken.
     assert payments_on_workers(sim.core) == 0
     assert sim.core.limits.in_flight("payment") == 4
-    assert sim.core.held_by_limits() == {"payment": 8}
+    assert views.held_by_limits(sim.core) == {"payment": 8}
     # The bound: the attempts' time limit (10 s from their start at 0) plus the grace.
     sim.advance(14.9 - sim.now, beating=("p-healthy",))
     assert payments_on_workers(sim.core) == 0
@@ -106,10 +104,10 @@ def test_a_stuck_attempt_of_a_worker_declared_dead_stays_counted_until_its_bound
     sim.submit("o2")
     [d] = started(sim, "p-1", 1)
     sim.advance(1.0)  # timed out: its handler ignores it (stuck), the limit stays taken
-    assert sim.core.workers["p-1"].stuck
+    assert views.workers(sim.core)["p-1"].stuck
     sim.add_worker("p-2", kind="process")
     sim.advance(2.5, beating=("p-2",))  # p-1 dies: its stuck attempt becomes a zombie
-    assert sim.core.workers["p-1"].status == "dead" and len(sim.core.zombies) == 1
+    assert views.workers(sim.core)["p-1"].status == "dead" and len(sim.core.zombies) == 1
     waiting = [t for t in (sim.task("o1", "payment"), sim.task("o2", "payment"))
                if t.state is S.READY]
     assert waiting and sim.core.limits.in_flight("payment") == 1
@@ -128,7 +126,7 @@ def test_a_thread_workers_zombie_has_no_bound_and_ends_when_its_handler_returns(
     [d] = started(sim, "w1", 1)
     sim.add_worker("w2")
     sim.advance(60.0, beating=("w2",))  # a killed thread worker: its thread still runs
-    assert sim.core.workers["w1"].status == "dead"
+    assert views.workers(sim.core)["w1"].status == "dead"
     assert payments_on_workers(sim.core) == 0 and len(sim.core.zombies) == 1
     sim.apply(sim.core.attempts_ended("w1", [(d.task_id, d.lease)], now=sim.now))
     assert payments_on_workers(sim.core) == 1 and not sim.core.zombies
@@ -178,7 +176,8 @@ def test_a_restarted_server_counts_what_the_old_one_started_until_workers_report
     running = started(sim, "p-old", 4)
     core = restarted(sim.core, now=1.0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0,
                      heartbeat_timeout=2.0)
-    [restart] = [e for e in core.history.after(sim.core.seq) if e["type"] == "server_restarted"]
+    [restart] = [e for e in views.events_after(core, views.last_seq(sim.core))
+                  if e["type"] == "server_restarted"]
     assert restart["unconfirmed"] == 4
     assert len(core.zombies) == 4 and core.limits.in_flight("payment") == 4
     core.add_worker("p-new", kind="process", now=1.0)
@@ -213,9 +212,10 @@ def test_attempts_the_old_server_started_end_by_their_bound_if_no_worker_reports
     core = SchedulerCore(ClusterConfig(workers=0, seed=7, steps=LIMIT, step_timeout=10.0,
                                        zombie_grace=5.0, heartbeat_timeout=1.0),
                          epoch_offset=OFFSET - 100.0)
-    point = ResumePoint(seq=sim.core.seq, order_number=4, lease_counter=sim.core.lease_counter)
+    point = ResumePoint(seq=views.last_seq(sim.core), order_number=4,
+                        lease_counter=views.lease_counter(sim.core))
     core.restore(point, [sim.core.order_record(o, with_events=True)
-                         for o in sim.core.orders.values()], now=104.0)
+                         for o in views.orders(sim.core).values()], now=104.0)
     core.add_worker("p-new", kind="process", now=104.0)
     assert len(core.zombies) == 4
     # Bound: the time limit or the restart, whichever is later, plus the grace (a worker
@@ -229,7 +229,7 @@ def test_attempts_the_old_server_started_end_by_their_bound_if_no_worker_reports
     core.heartbeat("p-new", 119.0)
     core.tick(now=119.0)
     assert payments_on_workers(core) == 4 and not core.zombies
-    assert {e["reason"] for e in core.history.after(0) if e["type"] == "attempt_ended"} == {
+    assert {e["reason"] for e in views.events_after(core, 0) if e["type"] == "attempt_ended"} == {
         "bound"}
     core.validate()
 

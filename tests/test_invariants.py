@@ -9,12 +9,14 @@ import pytest
 from sim import Sim
 
 from scheduler.chaos.invariants import History, check_history, format_report, remote_work
+from scheduler.engine import views
 from scheduler.engine.config import StepPolicy
 
 
 def history_of(sim: Sim) -> History:
     core = sim.core
-    return History(list(sim.events), {o.id: core.order_record(o) for o in core.orders.values()})
+    return History(list(sim.events),
+                   {o.id: core.order_record(o) for o in views.orders(core).values()})
 
 
 @pytest.fixture

@@ -105,3 +105,43 @@ def test_starting_orderflow_worker_loads_no_flask_gunicorn_or_prometheus():
     assert "socketio" in loaded and "scheduler" in loaded  # it did load the client
     assert not loaded & (WEB_STACK | {"dashboard"}), loaded & (WEB_STACK | {"dashboard"})
 
+
+
+# Code that reads the core's own state from outside the engine. Everything outside
+# scheduler/engine/ goes through the core's public methods and engine/views.py; the tests of
+# `validate` alone corrupt its state on purpose (tests/ is not scanned).
+OUTSIDE_THE_ENGINE = ("scheduler", "dashboard", "benchmarks", "tools", "examples")
+
+
+def private_core_reads(source: str) -> list[tuple[int, str]]:
+    """(line, attribute) of every underscored attribute taken of something named like a
+    core (`core._orders`, `self._core._workers`): an object whose own name has "core" in it."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") and node.attr.endswith("__"):
+            continue
+        owner = node.value
+        name = (owner.id if isinstance(owner, ast.Name)
+                else owner.attr if isinstance(owner, ast.Attribute) else "")
+        if "core" in name.lower():
+            found.append((node.lineno, node.attr))
+    return sorted(found)
+
+
+def test_the_private_core_read_check_sees_a_read_through_any_name_and_lets_public_doors_pass():
+    source = ("core._orders\nself._core._workers.get(w)\ncluster._core._seq\n"
+              "self._core.submit(o)\nself._core_lock\nviews.orders(self._core)\n"
+              "core.__class__\n")
+    assert private_core_reads(source) == [(1, "_orders"), (2, "_workers"), (3, "_seq")]
+
+
+def test_nothing_outside_the_engine_reads_the_cores_private_state():
+    engine = ROOT / "scheduler" / "engine"
+    files = [path for room in OUTSIDE_THE_ENGINE for path in (ROOT / room).rglob("*.py")
+             if engine not in path.parents]
+    assert len(files) > 50  # the scan did find the code
+    reads = {str(path.relative_to(ROOT)): found for path in files
+             if (found := private_core_reads(path.read_text()))}
+    assert reads == {}

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim import ORDER, Sim
 
+from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig, RetryPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.records import OrderQuery
@@ -42,7 +43,7 @@ class IndexedSim(Sim):
 
 def walked(core, query: OrderQuery, before: int | None) -> list[str]:
     """What a search finds by walking every order in memory (the search as it was)."""
-    return [o.id for o in sorted(core.orders.values(), key=lambda o: -o.number)
+    return [o.id for o in sorted(views.orders(core).values(), key=lambda o: -o.number)
             if (before is None or o.number < before) and query.matches(
                 o.reported_status, o.workflow.name, o.data.get("customer"),
                 core.wall(o.submitted_at), (t.error for t in o.tasks.values()))]
@@ -88,8 +89,8 @@ def test_the_index_finds_what_walking_every_order_finds(monkeypatch, steps, prob
                     sim.succeed(d)
                 else:
                     sim.fail(d, f"boom {pick % 3}")
-        elif action in ("cancel", "retry") and sim.core.orders:
-            order = list(sim.core.orders.values())[pick % len(sim.core.orders)]
+        elif action in ("cancel", "retry") and views.orders(sim.core):
+            order = list(views.orders(sim.core).values())[pick % len(views.orders(sim.core))]
             status = order.reported_status
             if action == "cancel" and status in ("pending", "in_progress"):
                 sim.apply(sim.core.cancel_order(order.id, now=sim.now))
@@ -98,8 +99,8 @@ def test_the_index_finds_what_walking_every_order_finds(monkeypatch, steps, prob
         else:
             sim.advance(0.5)
         sim.now += 0.25
-    assert len(sim.index) == len(sim.core.orders)
-    assert all(sim.index.holds(o) for o in sim.core.orders.values())
+    assert len(sim.index) == len(views.orders(sim.core))
+    assert all(sim.index.holds(o) for o in views.orders(sim.core).values())
     for query, before in probes:
         assert scanned(sim.index, query, before) == walked(sim.core, query, before), query
 
@@ -111,10 +112,10 @@ def test_an_order_brought_back_below_the_newest_is_found_in_its_place(monkeypatc
     for i in range(1, 8):
         sim.submit_as(f"o{i}", "ada", "ecommerce")
     index = OrderIndex(sim.core.wall)
-    for order in sim.core.orders.values():
+    for order in views.orders(sim.core).values():
         if order.id != "o3":
             index.add(order)
-    index.add(sim.core.orders["o3"])
+    index.add(views.orders(sim.core)["o3"])
     assert scanned(index, OrderQuery(customer="ADA"), None) == [
         "o7", "o6", "o5", "o4", "o3", "o2", "o1"]
     assert scanned(index, OrderQuery(), 4) == ["o3", "o2", "o1"]

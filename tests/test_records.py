@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sim import ORDER, Sim
 
+from scheduler.engine import views
 from scheduler.engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord, new_task_record
 
 OFFSET = 1_700_000_000.0
@@ -160,7 +161,7 @@ def test_the_core_records_an_order_in_wall_time_with_its_tasks_and_no_events_unl
     sim.core.epoch_offset = OFFSET
     sim.now = 2.5
     sim.apply(sim.core.submit("o1", dict(ORDER), now=sim.now, idempotency_key="K", priority=4))
-    order = sim.core.orders["o1"]
+    order = views.orders(sim.core)["o1"]
     record = sim.core.order_record(order)
     assert (record.id, record.number, record.workflow, record.data) == (
         "o1", 1, "ecommerce", ORDER)
@@ -179,7 +180,7 @@ def test_a_finished_order_is_recorded_with_when_it_finished_in_wall_time():
     sim.submit("o1")
     sim.now = 4.0
     sim.run_all()
-    record = sim.core.order_record(sim.core.orders["o1"])
+    record = sim.core.order_record(views.orders(sim.core)["o1"])
     assert record.status == "completed" and record.finished
     assert record.finished_at == OFFSET + 4.0
     assert record.view()["finished_at"] == round(OFFSET + 4.0, 3)

@@ -3,12 +3,14 @@ refused and started through the API; and the "/workers" protocol through the tes
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import signal
 import socket
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -1007,6 +1009,49 @@ def test_a_standby_refusing_the_connect_is_not_final_whichever_thread_sees_it_fi
     assert worker._standby == ""
     worker._attempt_ended("One or more namespaces failed to connect")
     assert worker.session._forced is None
+
+
+class StillTearingDownClient:
+    """A Socket.IO client still closing a connection a standby refused: the refused
+    namespace is still listed, and the next attempt waits for the teardown."""
+
+    def __init__(self):
+        self.failed_namespaces = [NAMESPACE]
+        self.connected, self.eio, self.state = False, self, "connected"
+        self.dialled = threading.Event()
+
+    def connect(self, *args, **kwargs) -> None:
+        self.dialled.set()
+
+
+def test_the_last_connections_refusal_is_not_taken_for_the_next_attempts():
+    # Found on a loaded machine: while an attempt waited for the last (refused)
+    # connection's teardown, the main loop read that refusal as the new attempt's, gave it
+    # up and logged "does not lead" for a server that led by then; the attempt connected
+    # behind the session's back and the worker never joined.
+    from scheduler.remote.client import _Attempt
+    from scheduler.remote.effects import Connect
+
+    worker = WorkerProcess(WorkerOptions(server="http://127.0.0.1:9", request_timeout=30),
+                           {"payment": print})
+    worker.sio = client = StillTearingDownClient()
+    worker._standby = ""  # what the refused connection had learnt
+    # The session asks for the attempt (as the main loop would carry it out, below).
+    [dial] = [fx for fx in worker.session.tick(worker._clock()) if isinstance(fx, Connect)]
+    reports = []
+    attempt = _Attempt(functools.partial(worker._connect, dial.url),
+                       reports.append)
+    worker._attempt = attempt
+    attempt.start()
+    try:
+        worker._main_once()
+        assert worker._attempt is attempt and not attempt.abandoned
+        assert worker.session._standby_seen is False
+    finally:
+        client.state = "disconnected"  # the teardown ends; the attempt dials and returns
+        attempt.join(10)
+    assert client.dialled.is_set() and reports == [None]
+    assert client.failed_namespaces == []
 
 
 @pytest.mark.parametrize("argv", [

@@ -13,6 +13,7 @@ from conftest import wait_for
 from sim import Sim
 
 from scheduler import Cluster, Conflict, RetryPolicy, TaskContext
+from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.states import TaskState
@@ -91,13 +92,13 @@ class JournaledSim(Sim):
 
 
 def true_task_counts(core: SchedulerCore) -> dict[str, int]:
-    counts = Counter(t.state.value for t in core.tasks.values())
+    counts = Counter(t.state.value for t in views.tasks(core).values())
     return {s.value: counts.get(s.value, 0) for s in TaskState}
 
 
 def true_order_counts(core: SchedulerCore) -> dict[str, int]:
-    counts = Counter(core.order_status(o).value for o in core.orders.values())
-    return {k: counts.get(k, 0) for k in core.orders_by_status}
+    counts = Counter(core.order_status(o).value for o in views.orders(core).values())
+    return {k: counts.get(k, 0) for k in views.orders_by_status(core)}
 
 
 def assert_journal_consistent(db):
@@ -388,7 +389,7 @@ def test_a_failed_order_forgotten_from_memory_can_still_be_retried(journal_db):
         for _ in range(3):
             cluster.submit(ORDER)
         assert cluster.wait_until_idle(10)
-        assert failed not in cluster._core.orders  # forgotten; only the journal has it
+        assert failed not in views.orders(cluster._core)  # forgotten; only the journal has it
         with pytest.raises(Conflict, match="failed and cannot be cancelled"):
             cluster.cancel_order(failed)
         cluster.retry_order(failed)
@@ -432,7 +433,7 @@ def test_task_counts_match_the_tasks_after_recovering_moves_the_journal_does_not
     assert d is not None
     core = sim.crash_and_recover(db)
     core.add_worker("w9", now=sim.now)
-    assert core.tasks_by_state == true_task_counts(core)
+    assert views.tasks_by_state(core) == true_task_counts(core)
 
 
 def test_task_counts_match_the_tasks_after_recovering_a_step_that_never_found_a_worker(
@@ -442,7 +443,7 @@ def test_task_counts_match_the_tasks_after_recovering_a_step_that_never_found_a_
     sim = JournaledSim(db, workers=0)
     sim.submit("o1")  # payment ready but unplaced; its row is never written
     core = sim.crash_and_recover(db)
-    assert core.tasks_by_state == true_task_counts(core)
+    assert views.tasks_by_state(core) == true_task_counts(core)
 
 
 def test_order_counts_match_the_orders_after_recovering_an_order_that_started_since_its_row(
@@ -454,8 +455,8 @@ def test_order_counts_match_the_orders_after_recovering_an_order_that_started_si
     sim.add_worker("w1")  # the order is in progress now; its row is not rewritten for that
     core = sim.crash_and_recover(db)
     core.add_worker("w9", now=sim.now)
-    assert core.orders_by_status == true_order_counts(core)
-    assert min(core.orders_by_status.values()) >= 0
+    assert views.orders_by_status(core) == true_order_counts(core)
+    assert min(views.orders_by_status(core).values()) >= 0
 
 
 def test_waiting_for_a_record_made_after_the_journal_closed_fails_instead_of_hanging(tmp_path):
@@ -494,12 +495,12 @@ def test_a_retried_order_whose_rows_were_pruned_survives_a_restart(journal_db):
     sim.submit("o1")
     d, _ = sim.start_next("w1")
     sim.fail(d)
-    assert sim.core.orders["o1"].reported_status == "failed"
+    assert views.orders(sim.core)["o1"].reported_status == "failed"
     sim.journal.prune(before_wall=1e18)  # the operator's retention removes it from disk
     sim.apply(sim.core.retry_order("o1", now=sim.now))  # accepted: in progress again
     core = sim.crash_and_recover(db)
-    assert "o1" in core.orders, "a retried, unfinished order vanished after a restart"
-    assert core.active_orders == 1  # to be finished, not finished already
+    assert "o1" in views.orders(core), "a retried, unfinished order vanished after a restart"
+    assert views.active_orders(core) == 1  # to be finished, not finished already
 
 
 def table_columns(db, table) -> tuple[str, ...]:
@@ -609,8 +610,8 @@ def test_a_tasks_moves_are_journaled_and_come_back_after_a_restart(journal_db):
     sim.advance(2.5, beating=tuple(w for w in sim.queues if w != holder))
     assert sim.task("o1", "payment").moves == 1
     core = sim.crash_and_recover(journal_db)
-    assert core.tasks["o1:payment"].moves == 1
-    assert core.counters["moves"] == core.counters["moves_worker_dead"] == 1
+    assert views.tasks(core)["o1:payment"].moves == 1
+    assert views.counters(core)["moves"] == views.counters(core)["moves_worker_dead"] == 1
     (moves,) = db_rows(journal_db, "SELECT moves FROM tasks WHERE id = 'o1:payment'")[0]
     assert moves == 1
 
@@ -630,7 +631,7 @@ def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
         order = journal.find_order("o-3")
     finally:
         journal.close()
-    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(6,)]
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(7,)]
     assert (order["tasks"]["payment"]["moves"], order["tasks"]["payment"]["reassignments"]) == (
         0, 1)
     assert ("orders_by_number",) in db_rows(

@@ -20,6 +20,7 @@ from web import FAST, ORDER
 import scheduler.runtime.cluster as cluster_module
 from scheduler import App, Cluster, TaskError
 from scheduler.chaos.invariants import load_journal
+from scheduler.engine import views
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.model import Effects
 from scheduler.journal import postgres, sqlite
@@ -74,7 +75,7 @@ def test_a_poisoned_row_is_one_critical_line_and_every_other_row_is_committed(
                 fx.absorb(core.submit(f"o-{i}", ORDER, now=1.0))
             fx.absorb(core.operator_action(f"ops{poison}", "kill", f"killed w-{poison}",
                                            now=1.0, target="w-1"))
-            poisoned_seq = core.seq
+            poisoned_seq = views.last_seq(core)
             ticket = journal.record(fx)
         with caplog.at_level(logging.INFO, logger="orderflow.store"):
             assert journal._writer.write_once()
@@ -117,7 +118,7 @@ def test_a_row_the_database_refuses_for_another_reason_is_left_out_alone(where, 
     history = load_journal(db)
     assert set(history.orders) == {"o-1", "o-2"}
     seqs = [e["seq"] for e in history.events]
-    assert bad_seq not in seqs and len(seqs) == core.seq - 1
+    assert bad_seq not in seqs and len(seqs) == views.last_seq(core) - 1
 
 
 @pytest.mark.parametrize(("kind", "poison"), CASES)
@@ -178,7 +179,7 @@ def test_a_commit_that_left_an_order_out_acknowledges_none_of_its_submissions(wh
         with lock:
             fx = core.submit("o-1", ORDER, now=1.0)
             fx.absorb(core.submit("o-2", ORDER, now=1.0))
-            core.orders["o-2"].priority = 2**70  # a bug: no integer column holds this
+            views.orders(core)["o-2"].priority = 2**70  # a bug: no integer column holds this
             ticket = journal.record(fx)
         assert journal._writer.write_once()
         with pytest.raises(StoreError, match="refused an order of this commit"):

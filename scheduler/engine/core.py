@@ -8,20 +8,32 @@ through `_move`, which consults the transition table in `states.py`. What leaves
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
+from . import restart
 from .config import ClusterConfig, ConfigError, backoff
 from .dispatch import ReadyQueues
-from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWorkflow
+from .errors import (
+    Conflict,
+    Overloaded,
+    UnknownOrder,
+    UnknownStep,
+    UnknownWorker,
+    UnknownWorkflow,
+)
 from .events import EventHistory
 from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
+from .pauses import BREAKER, Pause
+from .placement import Placement
 from .progress import STAGE_STATES, Progress
-from .records import OrderRecord, ResumePoint, TaskRecord, new_task_record
+from .records import OrderRecord, ResumePoint, TaskRecord
+from .rejections import RejectionWindows
 from .ring import HashRing
 from .states import (
     ON_WORKER,
@@ -32,22 +44,14 @@ from .states import (
     check_transition,
     derive_order_status,
 )
+from .validate import validate_state
 from .workflow import DEFAULT_WORKFLOWS, Workflow
 from .zombies import Zombie, Zombies
 
 S = TaskState
-FINISHED = frozenset(s.value for s in TERMINAL_ORDER)
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
-# Late results of one worker that get an event (and a log line) each per window; more in
-# the same window are counted and summed up in one event: a confused or hostile worker
-# that sends hundreds cannot flood the journal and the log.
-REJECTION_BURST = 5
-REJECTION_WINDOW = 10.0
-# Events that say an attempt's handler on that worker has ended (a worker's own failure
-# report counts too, a time limit or a poison verdict of the server does not).
-ATTEMPT_ENDS = frozenset({"task_succeeded", "result_rejected", "attempt_ended"})
 # Why a zombie no longer counts (an `attempt_ended` event's `reason`), in words.
 ZOMBIE_ENDS = {
     "reported": "its process registered again and no longer runs it",
@@ -60,6 +64,16 @@ ZOMBIE_ENDS = {
 def _attempt_of(task: Task) -> str:
     """'order o-1 step payment attempt 2': how log lines name a task's current attempt."""
     return f"order {task.order_id} step {task.step} attempt {task.attempt}"
+
+
+def _limits_text(policy) -> str:
+    """'at most 20 in flight, 5 starts/s' (or 'no limits')."""
+    parts = []
+    if policy.max_in_flight is not None:
+        parts.append(f"at most {policy.max_in_flight} in flight")
+    if policy.rate is not None:
+        parts.append(f"{policy.rate:g} starts/s")
+    return ", ".join(parts) or "no limits"
 
 
 def _which_attempt(task: Task) -> str:
@@ -80,29 +94,31 @@ class SchedulerCore:
         epoch_offset: float = 0.0,
     ):
         self.config = config or ClusterConfig()
-        self.workflows = dict(workflows or DEFAULT_WORKFLOWS)
+        self._workflows = dict(workflows or DEFAULT_WORKFLOWS)
         self.rng = rng or random.Random(self.config.seed)
         # Added to `now` to stamp events with wall-clock time while decisions use `now`;
         # `wall()` is the one place that does it.
         self.epoch_offset = epoch_offset
-        self.orders: dict[str, Order] = {}
-        self.tasks: dict[str, Task] = {}
-        self.workers: dict[str, WorkerRecord] = {}
-        self.ring = HashRing(self.config.vnodes)
-        self.history = EventHistory(self.config.event_history)
-        self.seq = 0
-        self.order_number = 0
-        self.lease_counter = 0
+        self._orders: dict[str, Order] = {}
+        self._tasks: dict[str, Task] = {}
+        self._workers: dict[str, WorkerRecord] = {}
+        self._ring = HashRing(self.config.vnodes)
+        self._history = EventHistory(self.config.event_history)
+        self._seq = 0
+        self._order_number = 0
+        self._lease_counter = 0
         # Idempotency keys outlive the orders kept in memory (their own, larger cap); the
         # journal answers for older ones.
-        self.idempotency: OrderedDict[str, str] = OrderedDict()
+        self._idempotency: OrderedDict[str, str] = OrderedDict()
         # READY tasks wait here for a free slot (a worker holds only what it has slots for).
         self.queue = ReadyQueues()
         self._hungry: set[str] = set()  # alive workers with room for another task
         self.limits = StepLimits(self.config.steps)
+        self._live_limits: set[str] = set()  # steps whose limits an operator changed
         # Attempts that may still run on a worker that left, kept in their step's count.
         self.zombies = Zombies()
-        self._capable: dict[str, frozenset[str]] = {}  # step -> ring members able to run it
+        # Which workers can run a step, and a ready task's home among them (placement.py).
+        self._placement = Placement(self._ring, self._workers, self.queue, self.config)
         self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
         self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
         # Timed-out attempts on thread workers: (when to abandon the thread if its handler
@@ -116,25 +132,25 @@ class SchedulerCore:
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self._departed: deque[str] = deque()
         self._completions: deque[float] = deque()
-        # worker id -> [window start, rejections in the window, of which not recorded]
-        self._rejections: dict[str, list] = {}
-        self.active_orders = 0
+        # Late results per worker per window, beyond a burst summed up (rejections.py).
+        self._rejections = RejectionWindows()
+        self._active_orders = 0
         # Cumulative, journaled and restored. `moves` counts every task taken off a worker
         # that left and put back in line (one per `task_reassigned` event), split by reason;
         # `reassignments` counts every task held by a worker that died (poisoned ones too).
         # `abandoned_threads` counts threads abandoned in handlers that ignored their
         # cancellation; `workers_hung` the thread workers declared dead for one too many.
-        self.counters = {"retries": 0, "reassignments": 0, "rejected_results": 0,
+        self._counters = {"retries": 0, "reassignments": 0, "rejected_results": 0,
                          "moves": 0, "moves_worker_dead": 0, "moves_drain": 0,
                          "abandoned_threads": 0, "workers_hung": 0}
-        self.progress = Progress()  # unfinished orders by stage, steps by state, rates
-        self.orders_by_status = {s.value: 0 for s in OrderStatus}
-        self.tasks_by_state = {s.value: 0 for s in TaskState}
+        self._progress = Progress()  # unfinished orders by stage, steps by state, rates
+        self._orders_by_status = {s.value: 0 for s in OrderStatus}
+        self._tasks_by_state = {s.value: 0 for s in TaskState}
         self._fx = Effects()
         self._held = 0  # tasks held by workers on the ring, for the bounded-load rule
         # True once an old order was brought back from the journal: `orders` is then no
         # longer in submission order, and listings must sort.
-        self.adopted_out_of_order = False
+        self._adopted_out_of_order = False
         self._last_tick: float | None = None
         self._now = 0.0  # time of the stimulus being handled, for event stamps
         self._cause = 0  # seq of the restart event the recovered steps point back to
@@ -152,34 +168,34 @@ class SchedulerCore:
     ) -> Effects:
         """Accept a new order; its root steps become ready and go to free slots at once."""
         self._now = now
-        if idempotency_key is not None and idempotency_key in self.idempotency:
-            raise Conflict(f"idempotency key already used by {self.idempotency[idempotency_key]}")
-        if order_id in self.orders:
+        if idempotency_key is not None and idempotency_key in self._idempotency:
+            raise Conflict(f"idempotency key already used by {self._idempotency[idempotency_key]}")
+        if order_id in self._orders:
             raise Conflict(f"order {order_id} already exists")
-        wf = self.workflows.get(workflow)
+        wf = self._workflows.get(workflow)
         if wf is None:
-            known = ", ".join(sorted(self.workflows))
+            known = ", ".join(sorted(self._workflows))
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
         self.check_capacity(1)
-        self.order_number += 1
+        self._order_number += 1
         tasks = {
             step: Task(f"{order_id}:{step}", order_id, step, S.PENDING, set(wf.deps[step]))
             for step in wf.steps
         }
-        order = Order(order_id, self.order_number, wf, data, tasks, now)
+        order = Order(order_id, self._order_number, wf, data, tasks, now)
         order.idempotency_key = idempotency_key
         order.priority = priority
-        self.orders[order_id] = order
+        self._orders[order_id] = order
         self._fx.orders[order_id] = order
-        self.tasks.update((t.id, t) for t in tasks.values())
-        self.tasks_by_state["pending"] += len(tasks)
-        self.orders_by_status["pending"] += 1
-        self.progress.opened(order)
-        self.active_orders += 1
+        self._tasks.update((t.id, t) for t in tasks.values())
+        self._tasks_by_state["pending"] += len(tasks)
+        self._orders_by_status["pending"] += 1
+        self._progress.opened(order)
+        self._active_orders += 1
         if idempotency_key is not None:
-            self.idempotency[idempotency_key] = order_id
-            while len(self.idempotency) > self.config.idempotency_history:
-                self.idempotency.popitem(last=False)
+            self._idempotency[idempotency_key] = order_id
+            while len(self._idempotency) > self.config.idempotency_history:
+                self._idempotency.popitem(last=False)
         self._emit(
             "order_submitted",
             f"order {order_id} accepted ({wf.name}: {' -> '.join(wf.steps)})",
@@ -206,7 +222,7 @@ class SchedulerCore:
         """A worker joins the ring with `slots` (default: the cluster's) and takes work:
         the steps it has handlers for (None: any) whose tags it all offers."""
         self._now = now
-        if worker_id in self.workers and self.workers[worker_id].status in ("alive", "draining"):
+        if worker_id in self._workers and self._workers[worker_id].status in ("alive", "draining"):
             raise Conflict(f"worker {worker_id} is already a member")
         slots = self.config.slots if slots is None else slots
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
@@ -215,10 +231,9 @@ class SchedulerCore:
             worker_id, kind, "alive", now, now, slots=slots, meta=meta or {},
             steps=None if steps is None else frozenset(steps), tags=frozenset(tags),
         )
-        self.workers[worker_id] = worker
+        self._workers[worker_id] = worker
         # Its share of the ring (where work prefers to go) follows its slots.
-        self.ring.add(worker_id, weight=slots / self.config.slots)
-        self._capable.clear()
+        self._placement.join(worker_id, weight=slots / self.config.slots)
         self._update_hunger(worker)
         offers = f", tags {', '.join(sorted(worker.tags))}" if worker.tags else ""
         self._emit(
@@ -229,6 +244,8 @@ class SchedulerCore:
             worker_kind=kind,
             slots=slots,
             tags=sorted(worker.tags),
+            # A process's name outlives its worker ids (it joins under a new one each time).
+            name=worker.meta.get("name"),
         )
         self._rehome("")  # tasks that had no worker able to run them get a home now
         return self._flush()
@@ -239,7 +256,7 @@ class SchedulerCore:
         The one stimulus that is safe without the shell's lock: it only raises one float,
         so heartbeats keep flowing while a long stimulus (a bulk submit) holds the lock.
         """
-        worker = self.workers.get(worker_id)
+        worker = self._workers.get(worker_id)
         if worker is None or worker.status not in ("alive", "draining"):
             return False
         worker.last_heartbeat = max(worker.last_heartbeat, now)
@@ -250,7 +267,7 @@ class SchedulerCore:
     ) -> tuple[Effects, dict | None]:
         """A worker took a task from its queue. Returns the handler context, or None if stale."""
         self._now = now
-        task = self.tasks.get(task_id)
+        task = self._tasks.get(task_id)
         if (
             task is None
             or task.lease != lease
@@ -258,7 +275,7 @@ class SchedulerCore:
             or task.worker != worker_id
         ):
             return self._flush(), None
-        worker = self.workers[worker_id]
+        worker = self._workers[worker_id]
         self._move(task, S.RUNNING)
         if not task.attempt_open:
             task.attempt += 1
@@ -269,7 +286,7 @@ class SchedulerCore:
         task.deadline = now + timeout
         heapq.heappush(self._deadlines, (task.deadline, lease, task_id))
         worker.running.add(task_id)
-        order = self.orders[task.order_id]
+        order = self._orders[task.order_id]
         order.started = True
         self._emit(
             "task_started",
@@ -296,12 +313,12 @@ class SchedulerCore:
         task = self._fenced(task_id, worker_id, lease, "success")
         if task is None:
             return self._flush()
-        order = self.orders[task.order_id]
+        order = self._orders[task.order_id]
         self._release_worker(task, worker_id, ok=True)
         task.result = result
         task.error = None
         self._move(task, S.SUCCEEDED)
-        self.progress.steps_done.add(now)
+        self._progress.steps_done.add(now)
         took = round(now - task.started_at, 6) if task.started_at is not None else None
         self._emit(
             "task_succeeded",
@@ -310,6 +327,7 @@ class SchedulerCore:
             worker=worker_id,
             duration=took,
         )
+        self._judge(task, None)
         for dependent in order.workflow.dependents[task.step]:
             child = order.tasks[dependent]
             child.waiting_on.discard(task.step)
@@ -334,7 +352,7 @@ class SchedulerCore:
         """The attempt is over and failed: retry after a backoff, or give the step up."""
         task.error = error
         task.attempt_open = False
-        self.progress.failures.add(now)
+        self._progress.failures.add(now)
         self._emit(
             "task_failed",
             f"{_attempt_of(task)} failed on {worker_id}: {error}",
@@ -349,7 +367,7 @@ class SchedulerCore:
             self._move(task, S.RETRY_WAIT)
             task.due = now + delay
             heapq.heappush(self._retry_heap, (task.due, task.lease, task.id))
-            self.counters["retries"] += 1
+            self._counters["retries"] += 1
             self._emit(
                 "task_retrying",
                 f"{_attempt_of(task)} on {worker_id} will retry as attempt {task.attempt + 1} "
@@ -361,6 +379,7 @@ class SchedulerCore:
             )
         else:
             self._fail_task(task, now, f"gave up after {task.attempt} attempts: {error}")
+        self._judge(task, error)
         self._finish_drain(worker_id)
 
     def worker_lost(self, worker_id: str, now: float, reason: str) -> Effects:
@@ -388,7 +407,7 @@ class SchedulerCore:
             step = task_id.rpartition(":")[2]
             if not self._tracks(step) or self._counted(worker_id, task_id, lease):
                 continue
-            task = self.tasks.get(task_id)
+            task = self._tasks.get(task_id)
             bound = now + self.config.timeout(step) + self.config.zombie_grace
             zombie = Zombie(worker_id, task_id, lease, step, task.attempt if task else 0,
                             None, bound)
@@ -436,13 +455,13 @@ class SchedulerCore:
             raise Conflict(f"worker {worker_id} is {worker.status}; only an alive worker can drain")
         self._leave_ring(worker)
         worker.status = "draining"
-        queued = sum(1 for t in worker.tasks if self.tasks[t].state is S.ASSIGNED)
+        queued = sum(1 for t in worker.tasks if self._tasks[t].state is S.ASSIGNED)
         moving = f"; {queued} queued task(s) to move" if queued else ""
         self._emit("worker_draining", f"worker {worker_id} is draining{moving}",
                    worker=worker_id, moving=queued)
-        cause = self.seq
+        cause = self._seq
         for task_id in sorted(worker.tasks):
-            task = self.tasks[task_id]
+            task = self._tasks[task_id]
             if task.state is S.ASSIGNED:
                 self._take_off(worker, task)
                 self._back_in_line(task, worker_id, "drain", cause)
@@ -460,34 +479,33 @@ class SchedulerCore:
             # The monitor itself was not running (a stalled process, a long pause): it
             # cannot tell who was silent meanwhile, so every worker gets one more interval.
             floor = now - self.config.heartbeat_interval
-            for worker in self.workers.values():
+            for worker in self._workers.values():
                 worker.last_heartbeat = max(worker.last_heartbeat, floor)
-        for worker in list(self.workers.values()):
+        for worker in list(self._workers.values()):
             if worker.status in ("alive", "draining") and now - worker.last_heartbeat > timeout:
                 self._declare_dead(worker, now)
-        for worker_id, (since, _, _) in list(self._rejections.items()):
-            if now - since >= REJECTION_WINDOW:
-                self._close_rejection_window(worker_id)
+        for worker_id, unrecorded in self._rejections.close_expired(now):
+            self._sum_up_rejections(worker_id, unrecorded)
         for zombie in self.zombies.expired(now):
             self._end_zombie(zombie, "bound")
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, lease, task_id = heapq.heappop(deadlines)
-            task = self.tasks.get(task_id)
+            task = self._tasks.get(task_id)
             # Entries of attempts that ended meanwhile are stale; skip them.
             if task is not None and task.state is S.RUNNING and task.lease == lease:
                 self._time_out(task, now)
         due = self._abandon_due
         while due and due[0][0] <= now:
             _, lease, task_id, worker_id, attempt = heapq.heappop(due)
-            worker = self.workers.get(worker_id)
+            worker = self._workers.get(worker_id)
             # Entries of handlers that returned meanwhile (or of a worker that left) are stale.
             if worker is not None and worker.status == "alive" and (task_id, lease) in worker.stuck:
                 self._abandon(worker, task_id, lease, attempt, now)
         heap = self._retry_heap
         while heap and heap[0][0] <= now:
             _, lease, task_id = heapq.heappop(heap)
-            task = self.tasks.get(task_id)
+            task = self._tasks.get(task_id)
             # A cancelled or retried-by-hand task leaves a stale entry behind; skip it.
             if task is not None and task.state is S.RETRY_WAIT and task.lease == lease:
                 task.due = None
@@ -552,7 +570,7 @@ class SchedulerCore:
         self._emit(
             "operator_action",
             f"{who}: {what}",
-            order=self.orders.get(order_id) if order_id is not None else None,
+            order=self._orders.get(order_id) if order_id is not None else None,
             worker=worker,
             who=who,
             action=action,
@@ -561,75 +579,126 @@ class SchedulerCore:
         )
         return self._flush()
 
+    # ------------------------------------------------------------------ step controls
+
+    def pause_step(self, step: str, who: str, why: str, now: float) -> Effects:
+        """Hold every task of `step` that has not started (pauses.py); attempts on workers
+        finish. Conflict if it is paused already."""
+        self._now = now
+        self._require_step(step)
+        self.limits.pauses.pause(step, who, why, self.wall(now))
+        said = f": {why}" if why else ""
+        self._emit("step_paused", f"step {step} paused by {who}{said}", step=step,
+                   who=who, why=why, by_breaker=False)
+        return self._flush()
+
+    def resume_step(self, step: str, who: str, now: float) -> Effects:
+        """Put the tasks a pause held back in line. Conflict if `step` is not paused."""
+        self._now = now
+        self._require_step(step)
+        pause = self.limits.pauses.resume(step)
+        self._resumed(pause, who, "")
+        return self._flush()
+
+    def set_limits(self, step: str, who: str, now: float, *, max_in_flight: int | None,
+                   rate: float | None) -> Effects:
+        """Change `step`'s concurrency and rate limits while it runs (None: no limit). Its
+        attempts on workers (and its zombies) count at once; held tasks go as room allows."""
+        self._now = now
+        self._require_step(step)
+        old = self.config.policy(step)
+        new = dataclasses.replace(old, max_in_flight=max_in_flight, rate=rate,
+                                  burst=old.burst if rate is not None else None)
+        self._set_policy(step, new)
+        self._emit("step_limits_changed",
+                   f"step {step} limits set by {who}: {_limits_text(old)} → {_limits_text(new)}",
+                   step=step, who=who, max_in_flight=max_in_flight, rate=rate)
+        self._release_held(step)
+        return self._flush()
+
+    def restore_controls(self, pauses: Iterable[Pause], limits: dict[str, dict],
+                         now: float) -> None:
+        """Before `restore`: the pauses and live limits a journal kept (steps this cluster
+        no longer has are left out)."""
+        known = self._known_steps()
+        for step, values in limits.items():
+            if step in known:
+                self._set_policy(step, dataclasses.replace(self.config.policy(step), **values))
+        self.limits.pauses.restore((p for p in pauses if p.step in known), now)
+
+    def _ready_of(self, step: str) -> int:
+        """Tasks of `step` ready (waiting for a slot, a limit or a pause)."""
+        return self._progress.steps.get(step, {}).get(S.READY.value, 0)
+
+    def _require_step(self, step: str) -> None:
+        if step not in self._known_steps():
+            raise UnknownStep(step)
+
+    def _known_steps(self) -> set[str]:
+        return {s for wf in self._workflows.values() for s in wf.steps}
+
+    def _set_policy(self, step: str, policy) -> None:
+        """`step` runs under `policy` from now on, its attempts that may run counted."""
+        # (Placement keeps the config it was given: it reads tags and load_epsilon only,
+        # which limits never change.)
+        self.config = dataclasses.replace(self.config, steps={**self.config.steps, step: policy})
+        self._live_limits.add(step)
+        self.limits.set_policy(step, policy, self._occupying(step))
+
+    def _occupying(self, step: str) -> int:
+        """Attempts of `step` that may be running: on workers, stuck, abandoned, zombies."""
+        count = sum(1 for t in self._tasks.values() if t.step == step and t.state in ON_WORKER)
+        for worker in self._workers.values():
+            count += sum(1 for t, _ in worker.stuck | worker.abandoned
+                         if t.rpartition(":")[2] == step)
+        return count + sum(1 for z in self.zombies if z.step == step)
+
+    def _judge(self, task: Task, error: str | None) -> None:
+        """An attempt of `task` ended: its step's breaker may trip, or its probe resume."""
+        verdict = self.limits.pauses.attempt_ended(task.step, task.id, error,
+                                                   self.wall(self._now), self._now)
+        if verdict is None:
+            return
+        pause = verdict.pause
+        if verdict.tripped:
+            self._emit("breaker_tripped", f"step {task.step} paused by {BREAKER}: {pause.why}",
+                       step=task.step, who=BREAKER, why=pause.why, by_breaker=True)
+        else:
+            self._resumed(pause, BREAKER, f" after probe {_attempt_of(task)} succeeded")
+
+    def _resumed(self, pause: Pause, who: str, how: str) -> None:
+        held = self._ready_of(pause.step)
+        paused_for = round(max(0.0, self.wall(self._now) - pause.since), 3)
+        self._emit("step_resumed",
+                   f"step {pause.step} resumed by {who}{how}, paused {paused_for:g} s by "
+                   f"{pause.who}; {held} ready task(s) go back in line",
+                   step=pause.step, who=who, paused_by=pause.who, paused_for=paused_for,
+                   held=held)
+        self._release_held(pause.step)
+
+    def alert_changed(self, alert: str, subject: str, raised: bool, message: str, now: float,
+                      cause: int | None = None) -> Effects:
+        """An alert raised or cleared (runtime/alerts.py decides which): one `alert_raised`
+        or `alert_cleared` event, kept, journaled and logged like every other; a clearing
+        names the event that raised it as its `cause`."""
+        self._now = now
+        self._emit("alert_raised" if raised else "alert_cleared",
+                   message if raised else f"cleared: {message}",
+                   alert=alert, subject=subject or None,
+                   **({} if cause is None else {"cause": cause}))
+        return self._flush()
+
     # ------------------------------------------------------------------ restarts
 
     def restore(self, point: ResumePoint, orders: Iterable[OrderRecord], now: float) -> Effects:
         """Continue from what a journal kept: numbering and finished totals from `point`, and
-        `orders` (oldest first) back in memory.
-
-        Finished orders stay as they were. Unfinished steps go back in line through the
-        transition table: one that was queued or running re-runs as the same attempt (same
-        idempotency key); one waiting out a retry keeps its backoff. They are placed when
-        workers join.
-        """
-        if self.orders or self.seq:
-            raise Conflict("restore() needs a core that has not run yet")
-        self._now = now
-        self.seq, self.order_number = point.seq, point.order_number
-        self.lease_counter = point.lease_counter
-        self.counters.update(point.counters)
-        # Finished totals are cumulative (pruned and forgotten orders included); the
-        # unfinished ones are counted from the orders that come back.
-        for status in TERMINAL_ORDER:
-            self.orders_by_status[status.value] = point.orders_by_status.get(status.value, 0)
-        for state in TERMINAL:
-            self.tasks_by_state[state.value] = point.tasks_by_state.get(state.value, 0)
-        self.history.extend(point.recent_events)
-        unfinished = []
-        kept = 0
-        tracked = {s for s in self.config.steps if self._tracks(s)} if point.seq else set()
-        for record in orders:
-            order = self._adopt(record)
-            if order is not None and not record.finished:
-                unfinished.append(order)
-            kept += order is not None
-            if tracked:
-                self._inherit_attempts(record, tracked, now)
-        if point.seq:
-            # Workers that outlived the old server may still run its attempts: the limited
-            # steps wait until they have said so (and the rate buckets start empty).
-            self.limits.restarted(now, self.config.hold_after_restart)
-            # Where the log shows the restart: the steps queued again below point back here.
-            steps = sum(1 for o in unfinished for t in o.tasks.values() if t.state not in TERMINAL)
-            running = (f"; {len(self.zombies)} attempt(s) the old server started may still "
-                       "run and keep their step's place in flight" if self.zombies else "")
-            self._emit(
-                "server_restarted",
-                f"restarted from the journal: {len(unfinished)} unfinished order(s) recovered, "
-                f"{steps} step(s) to run again; {kept - len(unfinished)} finished order(s) kept"
-                f"{running}",
-                orders=len(unfinished),
-                steps=steps,
-                unconfirmed=len(self.zombies),
-            )
-        self._cause = self.seq
-        for order in unfinished:
-            self.orders_by_status[order.reported_status] += 1
-            self.progress.opened(order)
-            self.active_orders += 1
-            for step in order.workflow.steps:
-                self._requeue(order, order.tasks[step], now)
-            self._check_order(order, now)
-        return self._flush()
+        `orders` (oldest first) back in memory, their unfinished steps back in line
+        (restart.py). Only on a core that has not run yet."""
+        return restart.restore(self, point, orders, now)
 
     def adopt(self, record: OrderRecord) -> Order:
         """Bring back a finished order that memory had forgotten (to retry it by hand)."""
-        if not record.finished:
-            raise Conflict(f"order {record.id} is {record.status}; only finished orders return")
-        order = self._adopt(record)
-        if order is None:
-            raise UnknownWorkflow(f"order {record.id} uses unknown workflow {record.workflow!r}")
-        return order
+        return restart.adopt_finished(self, record)
 
     # ------------------------------------------------------------------ records
 
@@ -678,132 +747,26 @@ class SchedulerCore:
     def check_capacity(self, orders: int) -> None:
         """Raise Overloaded unless `orders` more unfinished orders fit under the cap."""
         cap = self.config.max_unfinished_orders
-        if self.active_orders + orders > cap:
+        if self._active_orders + orders > cap:
             raise Overloaded(
-                f"{self.active_orders} orders are unfinished and at most {cap} are accepted; "
+                f"{self._active_orders} orders are unfinished and at most {cap} are accepted; "
                 f"{orders} more would not fit. Try again once work has drained."
             )
 
     def order_status(self, order: Order) -> OrderStatus:
         return derive_order_status(t.state for t in order.tasks.values())
 
-    def worker_status(self, worker: WorkerRecord, now: float) -> str:
-        """alive turns "suspect" once two heartbeats in a row are missing."""
-        if (
-            worker.status == "alive"
-            and now - worker.last_heartbeat > 2 * self.config.heartbeat_interval
-        ):
-            return "suspect"
-        return worker.status
-
-    def throughput(self, now: float) -> float:
-        """Orders completed per second over the last minute."""
-        self._trim_completions(now)
-        return len(self._completions) / THROUGHPUT_WINDOW
-
-    def loads(self) -> dict[str, int]:
-        """Tasks each worker on the ring holds (queued or running there)."""
-        return {w.id: len(w.tasks) for w in self.workers.values() if w.id in self.ring}
-
-    def unroutable(self) -> dict[str, int]:
-        """Ready tasks no live worker can run (no handler, or a tag nobody offers), by step."""
-        return {
-            step: self.queue.size(step)
-            for step in self.queue.steps()
-            if not self._capable_of(step)
-        }
-
-    def held_by_limits(self) -> dict[str, int]:
-        """Ready tasks their step's limits hold back, by step."""
-        return {
-            step: sum(1 for t in held if t in self.tasks and self.tasks[t].state is S.READY)
-            for step, held in self._held_back.items()
-        }
-
     def free_slots(self, worker: WorkerRecord) -> int:
         """Room for more tasks: its slots and the prefetch, less what it holds or is stuck on."""
         return worker.slots + self.config.prefetch - len(worker.tasks) - len(worker.stuck)
 
-    def wait_reason(self, task: Task) -> str | None:
-        """Why a ready task is not on a worker yet (shown on the dashboard)."""
-        if task.state is not S.READY:
-            return None
-        if task.wait_reason is not None:
-            return task.wait_reason
-        if not self.ring:
-            return "no live worker"
-        if not self._capable_of(task.step):
-            tags = self.config.policy(task.step).tags
-            needs = f" (it needs tags: {', '.join(sorted(tags))})" if tags else ""
-            return f"no live worker can run step {task.step}{needs}"
-        return "waiting for a free slot"
-
     def can_run(self, worker: WorkerRecord, step: str) -> bool:
         """Whether `worker` has a handler for `step` and offers every tag it needs."""
-        if worker.steps is not None and step not in worker.steps:
-            return False
-        return self.config.policy(step).tags <= worker.tags
+        return self._placement.can_run(worker, step)
 
     def validate(self) -> None:
-        """Check internal invariants; used by tests after every step."""
-        for task in self.tasks.values():
-            if task.state in ON_WORKER:
-                assert task.worker is not None and task.id in self.workers[task.worker].tasks, task
-                assert self.can_run(self.workers[task.worker], task.step), task
-            for dep in task.waiting_on:
-                assert self.orders[task.order_id].tasks[dep].state is not S.SUCCEEDED, task
-            if task.state is not S.PENDING:
-                assert not task.waiting_on or task.state is S.CANCELLED, task
-        for worker in self.workers.values():
-            for task_id in worker.tasks:
-                task = self.tasks[task_id]
-                assert task.worker == worker.id and task.state in ON_WORKER, (worker, task)
-            if worker.status in ("dead", "removed"):
-                assert not worker.tasks and worker.id not in self.ring
-                assert not worker.stuck and worker.id not in self._hungry
-                assert not worker.abandoned, worker
-            assert not worker.stuck & worker.abandoned, worker
-            assert len(worker.abandoned) <= self.config.abandon_limit(worker.slots), worker
-            assert worker.running <= worker.tasks, worker
-            # Never more than its slots run, nor more than slots + prefetch are held.
-            assert len(worker.running) + len(worker.stuck) <= worker.slots, worker
-            assert self.free_slots(worker) >= 0, worker
-            hungry = worker.status == "alive" and self.free_slots(worker) > 0
-            assert hungry == (worker.id in self._hungry), worker
-        held = sum(len(w.tasks) for w in self.workers.values() if w.status == "alive")
-        assert held == self._held, (held, self._held)
-        # A limited step's count is its attempts on workers (stuck ones included) and its
-        # zombies: nothing else, so nothing is ever counted free while it may still run.
-        counted: dict[str, int] = {}
-        for task in self.tasks.values():
-            if task.state in ON_WORKER:
-                counted[task.step] = counted.get(task.step, 0) + 1
-        for worker in self.workers.values():
-            for task_id, _ in worker.stuck | worker.abandoned:
-                step = task_id.rpartition(":")[2]
-                counted[step] = counted.get(step, 0) + 1
-        for zombie in self.zombies:
-            counted[zombie.step] = counted.get(zombie.step, 0) + 1
-        for step, policy in self.config.steps.items():
-            if policy.limited:
-                assert self.limits.in_flight(step) == counted.get(step, 0), (
-                    step, self.limits.in_flight(step), counted.get(step, 0))
-        active = [o for o in self.orders.values() if self.order_status(o) not in TERMINAL_ORDER]
-        assert len(active) == self.active_orders, (len(active), self.active_orders)
-        self.progress.check(active)
-        for order in self.orders.values():
-            if order.reported_status in FINISHED:
-                assert order.stage is None, order.id
-                assert all(t.tally is None for t in order.tasks.values()), order.id
-        if self.order_number == len(self.orders):  # nothing forgotten: counts must match
-            counted = {s.value: 0 for s in OrderStatus}
-            for order in self.orders.values():
-                counted[order.reported_status] += 1
-            assert counted == self.orders_by_status, (counted, self.orders_by_status)
-            states = {s.value: 0 for s in TaskState}
-            for task in self.tasks.values():
-                states[task.state.value] += 1
-            assert states == self.tasks_by_state, (states, self.tasks_by_state)
+        """Check internal invariants (validate.py); used by tests after every step."""
+        validate_state(self)
 
     # ------------------------------------------------------------------ internals
 
@@ -814,7 +777,7 @@ class SchedulerCore:
             self._announce_moves()
         fx, self._fx = self._fx, Effects()
         if fx.events:
-            self.history.extend(fx.events)
+            self._history.extend(fx.events)
         fx.wake_at = self._next_wake()
         return fx
 
@@ -824,7 +787,7 @@ class SchedulerCore:
         from the top first, so the shell's timer does not wake for nothing."""
         for heap, state in ((self._retry_heap, S.RETRY_WAIT), (self._deadlines, S.RUNNING)):
             while heap:
-                task = self.tasks.get(heap[0][2])
+                task = self._tasks.get(heap[0][2])
                 if task is not None and task.state is state and task.lease == heap[0][1]:
                     break
                 heapq.heappop(heap)
@@ -834,7 +797,7 @@ class SchedulerCore:
         abandon = self._abandon_due
         while abandon:
             _, lease, task_id, worker_id, _ = abandon[0]
-            worker = self.workers.get(worker_id)
+            worker = self._workers.get(worker_id)
             if worker is not None and worker.status == "alive" and (task_id, lease) in worker.stuck:
                 due.append(abandon[0][0])
                 break
@@ -858,12 +821,12 @@ class SchedulerCore:
     ) -> None:
         """Record one event. A task's event names its order, step and attempt by itself."""
         if task is not None and order is None:
-            order = self.orders.get(task.order_id)
+            order = self._orders.get(task.order_id)
         if attempt is None:
             attempt = task.attempt if task is not None else 0
-        self.seq += 1
+        self._seq += 1
         event = {
-            "seq": self.seq,
+            "seq": self._seq,
             "ts": round(self.wall(self._now), 6),
             "type": kind,
             "order_id": order.id if order else None,
@@ -881,14 +844,14 @@ class SchedulerCore:
     def _move(self, task: Task, finish: TaskState) -> None:
         start = task.state
         check_transition(task.id, start, finish, task.history[-12:])
-        self.tasks_by_state[start.value] -= 1
-        self.tasks_by_state[finish.value] += 1
+        self._tasks_by_state[start.value] -= 1
+        self._tasks_by_state[finish.value] += 1
         tally = task.tally
         if tally is not None:  # its order is unfinished: keep the progress counts
             tally[start.value] -= 1
             tally[finish.value] += 1
             if start in STAGE_STATES or finish in STAGE_STATES:
-                self.progress.moved(self.orders[task.order_id], start, finish)
+                self._progress.moved(self._orders[task.order_id], start, finish)
         task.history.append(task.state)
         if len(task.history) > 32:
             del task.history[:16]
@@ -901,43 +864,18 @@ class SchedulerCore:
 
     def _enqueue(self, task: Task) -> None:
         """Put a READY task in line; its home is where the ring prefers it to run."""
-        order = self.orders[task.order_id]
+        order = self._orders[task.order_id]
         task.wait_reason = None
+        home = self._placement.home(task.order_id, task.step, self._held)
         task.ticket = self.queue.push(
-            task.id, task.step, self._home(task.order_id, task.step), order.started,
+            task.id, task.step, home, order.started,
             order.priority, order.number, order.workflow.steps.index(task.step),
         )
-
-    def _home(self, order_id: str, step: str) -> str:
-        """The ring's choice for an order's step among the workers that can run it, by
-        bounded load weighted by slots (what a worker holds plus what waits for it); ""
-        while none can."""
-        if not self.ring:
-            return ""
-        capable = self._capable_of(step)
-        total = self._held + len(self.queue)
-        if len(capable) == len(self.ring):  # the usual case: everyone can
-            return self.ring.place(order_id, self._load_of, self.config.load_epsilon, total)
-        home = self.ring.place(order_id, self._load_of, self.config.load_epsilon, total,
-                               eligible=capable.__contains__)
-        return home or ""
-
-    def _capable_of(self, step: str) -> frozenset[str]:
-        """Workers on the ring that can run `step` (cached until the ring changes)."""
-        capable = self._capable.get(step)
-        if capable is None:
-            capable = self._capable[step] = frozenset(
-                w for w in self.ring.members if self.can_run(self.workers[w], step)
-            )
-        return capable
-
-    def _load_of(self, worker_id: str) -> int:
-        return len(self.workers[worker_id].tasks) + self.queue.home_load(worker_id)
 
     def _rehome(self, home: str) -> None:
         """Tasks queued under a home that left (or under none) go back in line anew."""
         for task_id in self.queue.take_home(home):
-            task = self.tasks.get(task_id)
+            task = self._tasks.get(task_id)
             if task is not None and task.state is S.READY:
                 self._enqueue(task)
 
@@ -968,14 +906,14 @@ class SchedulerCore:
     def _next_for(self, worker_id: str, steal: bool) -> Task | None:
         """The next task `worker_id` may take; tasks their step's limits hold are set aside."""
         pop = self.queue.pop_for if steal else self.queue.pop_own
-        worker = self.workers[worker_id]
-        can_run = self._can_run_cache(worker)
+        worker = self._workers[worker_id]
+        can_run = self._placement.can_run_cache(worker)
         while True:
             popped = pop(worker_id, can_run)
             if popped is None:
                 return None
             task_id, ticket, _ = popped
-            task = self.tasks.get(task_id)
+            task = self._tasks.get(task_id)
             if task is None or task.state is not S.READY or task.ticket != ticket:
                 continue  # cancelled or queued again since
             reason = self.limits.blocks(task.step, self._now)
@@ -984,24 +922,12 @@ class SchedulerCore:
             task.wait_reason = reason
             self._held_back.setdefault(task.step, deque()).append(task_id)
 
-    def _can_run_cache(self, worker: WorkerRecord):
-        """`can_run` for one worker, remembered per step for one dispatch."""
-        known: dict[str, bool] = {}
-
-        def can_run(step: str) -> bool:
-            answer = known.get(step)
-            if answer is None:
-                answer = known[step] = self.can_run(worker, step)
-            return answer
-
-        return can_run
-
     def _release_held(self, step: str) -> None:
         """Put back in line as many held tasks of `step` as its limits now allow."""
         held = self._held_back.get(step)
         room = self.limits.room(step, self._now)
         while held and room > 0:
-            task = self.tasks.get(held.popleft())
+            task = self._tasks.get(held.popleft())
             if task is not None and task.state is S.READY:
                 self._enqueue(task)
                 room -= 1
@@ -1078,7 +1004,7 @@ class SchedulerCore:
             worker.stuck.discard((task_id, lease))
             worker.abandoned.discard((task_id, lease))
             step = task_id.rpartition(":")[2]
-            task = self.tasks.get(task_id)
+            task = self._tasks.get(task_id)
             attempt = task.attempt if task is not None else 0
             if self._bury(worker, task_id, lease, step, attempt, None, now):
                 buried += 1
@@ -1097,8 +1023,8 @@ class SchedulerCore:
                 "attempt_ended",
                 f"order {order_id} step {step} attempt {zombie.attempt} on {zombie.worker_id} "
                 f"no longer counts towards the step's limit: {ZOMBIE_ENDS[reason]}",
-                order=self.orders.get(order_id),
-                task=self.tasks.get(zombie.task_id),
+                order=self._orders.get(order_id),
+                task=self._tasks.get(zombie.task_id),
                 worker=zombie.worker_id,
                 attempt=zombie.attempt,
                 task_id=zombie.task_id,
@@ -1112,81 +1038,40 @@ class SchedulerCore:
         thread abandoned), or as a zombie."""
         if self.zombies.find(worker_id, task_id, lease) is not None:
             return True
-        worker = self.workers.get(worker_id)
+        worker = self._workers.get(worker_id)
         if worker is None or worker.status not in ("alive", "draining"):
             return False
-        task = self.tasks.get(task_id)
+        task = self._tasks.get(task_id)
         on_it = task is not None and task.worker == worker_id and task.lease == lease
         return ((on_it and task_id in worker.tasks) or (task_id, lease) in worker.stuck
                 or (task_id, lease) in worker.abandoned)
 
-    def _inherit_attempts(self, record: OrderRecord, tracked: set[str], now: float) -> None:
-        """After a restart: the attempts of `tracked` steps that the order's events show
-        started on a worker and never ended there may still run (on a worker that outlived
-        the old server): each keeps a place in its step's count until its worker says, or
-        until its time limit (counted from its start), or the restart that wrote it off if
-        that is later, plus the grace: a worker learns that its ids are dead only once it is
-        back. That restart is this one, unless the order's events show an earlier one after
-        the start (its `task_recovered` events): a later restart is no news to the worker,
-        and bounding the attempt from it again would hold its place for another grace at
-        every failover that comes within the grace of the one before."""
-        # (attempt, start ts, wall time of the first restart after the start or None)
-        started: dict[tuple[str, str], list[list]] = {}
-        for event in record.events:
-            kind = event["type"]
-            if kind == "task_recovered":  # a restart, after every start listed so far
-                for attempts in started.values():
-                    for entry in attempts:
-                        entry[2] = event["ts"] if entry[2] is None else entry[2]
-                continue
-            step = event.get("step")
-            if step not in tracked:
-                continue
-            key = (step, event.get("worker_id"))
-            if kind == "task_started":
-                started.setdefault(key, []).append([event["attempt"], event["ts"], None])
-            elif kind in ATTEMPT_ENDS or (
-                kind == "task_failed" and not event.get("timed_out") and not event.get("poison")
-            ):
-                if started.get(key):
-                    started[key].pop(0)
-        for (step, worker_id), attempts in started.items():
-            for attempt, ts, written_off in attempts:
-                deadline = ts - self.epoch_offset + self.config.timeout(step)
-                restart = now if written_off is None else written_off - self.epoch_offset
-                bound = max(deadline, restart) + self.config.zombie_grace
-                if worker_id and bound > now and self.zombies.add(
-                    Zombie(worker_id, f"{record.id}:{step}", 0, step, attempt, deadline, bound)
-                ):
-                    self.limits.occupied(step)
-
     def _leave_ring(self, worker: WorkerRecord) -> None:
         if worker.status == "alive":  # a draining worker has left already
-            self.ring.remove(worker.id)
-            self._capable.clear()
+            self._placement.leave(worker.id)
             self._held -= len(worker.tasks)
             self._hungry.discard(worker.id)
 
     def _assign(self, task: Task, worker_id: str) -> None:
         self._move(task, S.ASSIGNED)
-        self.lease_counter += 1
-        task.lease = self.lease_counter
+        self._lease_counter += 1
+        task.lease = self._lease_counter
         task.worker = worker_id
         task.wait_reason = None
-        worker = self.workers[worker_id]
+        worker = self._workers[worker_id]
         worker.tasks.add(task.id)
         self._held += 1
-        self.limits.started(task.step, self._now)
+        self.limits.started(task.step, self._now, task.id)
         self._update_hunger(worker)
         self._fx.dispatches.append(Dispatch(worker_id, task.id, task.lease))
-        order = self.orders[task.order_id]
+        order = self._orders[task.order_id]
         if order.reported_status == "pending":
             self._check_order(order, self._now)
 
     def _time_out(self, task: Task, now: float) -> None:
         """A running attempt passed its step's time limit: its lease is revoked (a late
         result is rejected), its worker is told to cancel it, and it is a failed attempt."""
-        worker = self.workers[task.worker]
+        worker = self._workers[task.worker]
         seconds = self.config.timeout(task.step)
         self._fx.cancels.append(Dispatch(worker.id, task.id, task.lease))
         self._take_off(worker, task, stuck=True)
@@ -1206,13 +1091,13 @@ class SchedulerCore:
         is abandoned and the slot serves again on a new one (its step's limits still count
         it until it returns). Past the worker's bound of abandoned threads the worker is
         declared dead instead, so its work moves and no more threads are started for it."""
-        task = self.tasks.get(task_id)  # None once its order is forgotten
+        task = self._tasks.get(task_id)  # None once its order is forgotten
         order_id, _, step = task_id.rpartition(":")
         which = f"order {order_id} step {step} attempt {attempt}"
         limit = self.config.abandon_limit(worker.slots)
         grace = self.config.abandon_after
         if len(worker.abandoned) >= limit:
-            self.counters["workers_hung"] += 1
+            self._counters["workers_hung"] += 1
             self._emit(
                 "worker_hung",
                 f"worker {worker.id}: the handler of {which} ignored its cancellation "
@@ -1228,7 +1113,7 @@ class SchedulerCore:
             return
         worker.stuck.discard((task_id, lease))
         worker.abandoned.add((task_id, lease))
-        self.counters["abandoned_threads"] += 1
+        self._counters["abandoned_threads"] += 1
         self._fx.abandons.append(Dispatch(worker.id, task_id, lease))
         self._update_hunger(worker)
         self._emit(
@@ -1242,7 +1127,7 @@ class SchedulerCore:
 
     def _fenced(self, task_id: str, worker_id: str, lease: int, what: str) -> Task | None:
         """The task if `lease` is its current running lease; otherwise record a rejection."""
-        task = self.tasks.get(task_id)
+        task = self._tasks.get(task_id)
         if (
             task is not None
             and task.lease == lease
@@ -1250,8 +1135,8 @@ class SchedulerCore:
             and task.worker == worker_id
         ):
             return task
-        self.counters["rejected_results"] += 1
-        worker = self.workers.get(worker_id)
+        self._counters["rejected_results"] += 1
+        worker = self._workers.get(worker_id)
         timed_out = worker is not None and self._free_stuck(worker, task_id, lease)
         zombie = self.zombies.find(worker_id, task_id, lease)
         if zombie is not None:
@@ -1273,30 +1158,23 @@ class SchedulerCore:
 
     def _rejection_suppressed(self, worker_id: str) -> bool:
         """Count a late result; True when it is one too many for its own event."""
-        window = self._rejections.get(worker_id)
-        if window is None or self._now - window[0] >= REJECTION_WINDOW:
-            self._close_rejection_window(worker_id)
-            window = self._rejections[worker_id] = [self._now, 0, 0]
-        window[1] += 1
-        if window[1] <= REJECTION_BURST:
-            return False
-        window[2] += 1
-        return True
+        closed, suppressed = self._rejections.count(worker_id, self._now)
+        if closed:
+            self._sum_up_rejections(worker_id, closed)
+        return suppressed
 
-    def _close_rejection_window(self, worker_id: str) -> None:
-        window = self._rejections.pop(worker_id, None)
-        if window is None or not window[2]:
-            return
+    def _sum_up_rejections(self, worker_id: str, unrecorded: int) -> None:
+        """One event for the late results of a closed window that had none of their own."""
         self._emit(
             "result_rejected",
-            f"{window[2]} more late results from {worker_id} rejected within "
-            f"{REJECTION_WINDOW:.0f}s (counted, not recorded one by one)",
+            f"{unrecorded} more late results from {worker_id} rejected within "
+            f"{self._rejections.window:.0f}s (counted, not recorded one by one)",
             worker=worker_id,
-            count=window[2],
+            count=unrecorded,
         )
 
     def _release_worker(self, task: Task, worker_id: str, ok: bool) -> None:
-        worker = self.workers[worker_id]
+        worker = self._workers[worker_id]
         self._take_off(worker, task)
         if ok:
             worker.done += 1
@@ -1310,8 +1188,8 @@ class SchedulerCore:
         task.lease = 0
         task.worker = None
         task.moves += 1
-        self.counters["moves"] += 1
-        self.counters["moves_" + reason.replace(" ", "_")] += 1
+        self._counters["moves"] += 1
+        self._counters["moves_" + reason.replace(" ", "_")] += 1
         self._move(task, S.READY)
         self._enqueue(task)
         self._moved.append((task, from_worker, reason, _which_attempt(task), cause))
@@ -1348,7 +1226,7 @@ class SchedulerCore:
         buried = self._bury_stuck(worker, now, freed)
         self.zombies.bind(worker.id, lambda z: self._bound(worker, z.deadline, now))
         buried += sum(1 for t in worker.tasks
-                      if self.tasks[t].state is S.RUNNING and self._tracks(self.tasks[t].step))
+                      if self._tasks[t].state is S.RUNNING and self._tracks(self._tasks[t].step))
         still = (f"; {buried} attempt(s) it may still be running keep their place in their "
                  "step's limit until it says they ended" if buried else "")
         self._emit(
@@ -1358,10 +1236,10 @@ class SchedulerCore:
             worker=worker.id,
             tasks=sorted(worker.tasks),
         )
-        cause = self.seq
+        cause = self._seq
         lost, worker.tasks = sorted(worker.tasks), set()
         for task_id in lost:
-            task = self.tasks[task_id]
+            task = self._tasks[task_id]
             if task.state not in ON_WORKER:
                 continue  # cancelled meanwhile: its order failed through a sibling
             if task.state is S.RUNNING and self._bury(
@@ -1370,7 +1248,7 @@ class SchedulerCore:
                 pass  # its place in the step's limit stays taken
             elif self.limits.finished(task.step):
                 freed.add(task.step)
-            self.counters["reassignments"] += 1
+            self._counters["reassignments"] += 1
             if task.state is S.RUNNING:
                 # Only a death while the task ran counts towards poison: a task that keeps
                 # killing its workers is suspect, one that merely waited in a queue is not.
@@ -1378,7 +1256,7 @@ class SchedulerCore:
             if task.reassignments > self.config.max_reassignments:
                 task.lease, task.worker = 0, None
                 reason = f"poison: its worker died under it {task.reassignments} times"
-                self.progress.failures.add(now)
+                self._progress.failures.add(now)
                 self._emit(
                     "task_failed",
                     f"{_attempt_of(task)} failed on {worker.id}: {reason}",
@@ -1396,7 +1274,7 @@ class SchedulerCore:
         self._depart(worker.id)
 
     def _finish_drain(self, worker_id: str) -> None:
-        worker = self.workers.get(worker_id)
+        worker = self._workers.get(worker_id)
         if worker is not None and worker.status == "draining" and not worker.tasks:
             worker.status = "removed"
             # As after a death: the handlers it hung on (stuck, or their thread abandoned)
@@ -1415,12 +1293,12 @@ class SchedulerCore:
         self._departed.append(worker_id)
         while len(self._departed) > DEPARTED_WORKER_CAP:
             old = self._departed.popleft()
-            if self.workers.get(old) and self.workers[old].status in ("dead", "removed"):
-                del self.workers[old]
+            if self._workers.get(old) and self._workers[old].status in ("dead", "removed"):
+                del self._workers[old]
 
     def _fail_task(self, task: Task, now: float, reason: str) -> None:
         """The step is given up: the order fails and its other unfinished steps are cancelled."""
-        order = self.orders[task.order_id]
+        order = self._orders[task.order_id]
         task.error = reason
         self._move(task, S.FAILED)
         for other in order.tasks.values():
@@ -1431,7 +1309,7 @@ class SchedulerCore:
     def _cancel_task(self, task: Task) -> None:
         worker = None
         if task.state in ON_WORKER and task.worker is not None:
-            worker = self.workers[task.worker]
+            worker = self._workers[task.worker]
             if task.state is S.RUNNING and self._bury(
                 worker, task.id, task.lease, task.step, task.attempt, task.deadline, self._now
             ):
@@ -1463,15 +1341,15 @@ class SchedulerCore:
         self._set_order_status(order, status)
         if was_finished and status not in TERMINAL_ORDER:
             # Reopened by a manual retry.
-            self.active_orders += 1
+            self._active_orders += 1
             order.finished_at = None
             self._finished.pop(order.id, None)
         elif status in TERMINAL_ORDER:
-            self.active_orders -= 1
+            self._active_orders -= 1
             order.finished_at = now
             if status is OrderStatus.COMPLETED:
                 self._completions.append(now)
-                self.progress.orders.add(now)
+                self._progress.orders.add(now)
                 self._trim_completions(now)
                 took = now - order.submitted_at
                 self._emit(
@@ -1489,14 +1367,14 @@ class SchedulerCore:
     def _set_order_status(self, order: Order, status: OrderStatus) -> None:
         if status.value != order.reported_status:
             was = OrderStatus(order.reported_status)
-            self.orders_by_status[order.reported_status] -= 1
-            self.orders_by_status[status.value] += 1
+            self._orders_by_status[order.reported_status] -= 1
+            self._orders_by_status[status.value] += 1
             if status in TERMINAL_ORDER or was in TERMINAL_ORDER:
                 self._fx.orders[order.id] = order
             if status in TERMINAL_ORDER and was not in TERMINAL_ORDER:
-                self.progress.closed(order)
+                self._progress.closed(order)
             elif was in TERMINAL_ORDER and status not in TERMINAL_ORDER:
-                self.progress.opened(order)  # reopened by a manual retry
+                self._progress.opened(order)  # reopened by a manual retry
             order.reported_status = status.value
 
     def _remember_finished(self, order_id: str) -> None:
@@ -1505,111 +1383,25 @@ class SchedulerCore:
         self._finished.move_to_end(order_id)
         while len(self._finished) > self.config.finished_order_history:
             old_id, _ = self._finished.popitem(last=False)
-            old = self.orders.pop(old_id, None)
+            old = self._orders.pop(old_id, None)
             if old is None:
                 continue
             self._fx.forgotten.append(old_id)
             for task in old.tasks.values():
-                self.tasks.pop(task.id, None)
-
-    def _adopt(self, record: OrderRecord) -> Order | None:
-        """An order back in memory with its tasks as recorded (None: unknown workflow).
-        Unfinished tasks are counted here; finished ones are in the totals already."""
-        existing = self.orders.get(record.id)
-        if existing is not None:
-            return existing
-        workflow = self.workflows.get(record.workflow)
-        if workflow is None:
-            return None
-        recorded = {t.step: t for t in record.tasks}
-        tasks = {}
-        for step in workflow.steps:
-            # A step whose row was never written is still as it was at submission.
-            rec = recorded.get(step) or new_task_record(record.id, step)
-            task = Task(rec.id, record.id, step, S(rec.state), set())
-            task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
-            task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
-            task.worker, task.result, task.error = rec.worker, rec.result, rec.error
-            if rec.retry_at is not None:
-                task.due = rec.retry_at - self.epoch_offset
-            if task.state not in TERMINAL:
-                self.tasks_by_state[task.state.value] += 1
-            tasks[step] = task
-        order = Order(
-            record.id,
-            record.number,
-            workflow,
-            record.data,
-            tasks,
-            record.submitted_at - self.epoch_offset,
-            reported_status=record.status,
-        )
-        order.idempotency_key = record.idempotency_key
-        order.priority = record.priority
-        order.started = any(t.runs or t.state is S.SUCCEEDED for t in tasks.values())
-        if record.finished_at is not None:
-            order.finished_at = record.finished_at - self.epoch_offset
-        order.events = list(record.events[-ORDER_EVENT_CAP:])
-        if self.orders and record.number < next(reversed(self.orders.values())).number:
-            self.adopted_out_of_order = True
-        self.orders[record.id] = order
-        self.tasks.update((t.id, t) for t in tasks.values())
-        if record.idempotency_key is not None:
-            self.idempotency[record.idempotency_key] = record.id
-        if record.finished:
-            self._remember_finished(record.id)
-        return order
-
-    def _requeue(self, order: Order, task: Task, now: float) -> None:
-        """After a restart: an unfinished step goes back in line, through the table."""
-        if task.state in TERMINAL:
-            return
-        task.waiting_on = {
-            d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
-        }
-        if task.state in ON_WORKER:
-            task.worker, task.lease = None, 0
-            self._move(task, S.READY)
-        elif task.state is S.PENDING and not task.waiting_on:
-            self._move(task, S.READY)  # its dependencies finished; its own row was not due
-        if task.state is S.RETRY_WAIT:
-            due = now if task.due is None else task.due
-            task.due = due
-            heapq.heappush(self._retry_heap, (due, task.lease, task.id))
-            self._emit(
-                "task_recovered",
-                f"order {order.id} step {task.step} will retry as attempt {task.attempt + 1} "
-                f"in {max(0.0, due - now):.3f}s, after a restart",
-                task=task,
-                cause=self._cause,
-            )
-        elif task.state is S.READY:
-            self._enqueue(task)
-            # Its row may predate the start (starting is not written down); its events say.
-            last = next((e for e in reversed(order.events) if e["step"] == task.step), None)
-            was = ""
-            if last is not None and last["type"] == "task_started":
-                was = f" (it was running on {last['worker_id']} when the server stopped)"
-            self._emit(
-                "task_recovered",
-                f"order {order.id} step {task.step} attempt {max(task.attempt, 1)} queued again "
-                f"after a restart{was}",
-                task=task,
-                cause=self._cause,
-            )
+                self._tasks.pop(task.id, None)
 
     def _trim_completions(self, now: float) -> None:
         while self._completions and self._completions[0] < now - THROUGHPUT_WINDOW:
             self._completions.popleft()
 
     def _worker(self, worker_id: str) -> WorkerRecord:
-        worker = self.workers.get(worker_id)
+        worker = self._workers.get(worker_id)
         if worker is None:
             raise UnknownWorker(worker_id)
         return worker
 
     def _order(self, order_id: str) -> Order:
-        order = self.orders.get(order_id)
+        order = self._orders.get(order_id)
         if order is None:
             raise UnknownOrder(order_id)
         return order

@@ -33,9 +33,14 @@ class Journal(Protocol):
     # Incidents (runtime/incidents.py) to write in the commit of the next `record`, and the
     # id of the oldest one kept; under the scheduler lock, like `record`.
     def note_incidents(self, views: list[dict], keep_from: int | None) -> None: ...
+    # Steps' controls (SchedulerCore.control_view) to write in that same commit.
+    def note_controls(self, views: list[dict]) -> None: ...
     def wait(self, ticket: object, timeout: float | None = None) -> bool: ...
     def committed(self, ticket: object) -> bool: ...
     def check(self) -> None: ...
+    # Seconds (at `now`, time.monotonic) the work being written has waited for a commit
+    # since an attempt to commit it failed; 0 while nothing failed (the journal alert).
+    def stalled_for(self, now: float) -> float: ...
     def close(self) -> None: ...
 
     # What the journal still knows beyond memory: None (or nothing) when it keeps nothing.
@@ -67,6 +72,9 @@ class NullJournal:
     def note_incidents(self, views: list[dict], keep_from: int | None) -> None:
         return None
 
+    def note_controls(self, views: list[dict]) -> None:
+        return None
+
     def wait(self, ticket: object, timeout: float | None = None) -> bool:
         return True
 
@@ -75,6 +83,9 @@ class NullJournal:
 
     def check(self) -> None:
         return None
+
+    def stalled_for(self, now: float) -> float:
+        return 0.0
 
     def close(self) -> None:
         return None

@@ -117,14 +117,18 @@ class _Client(socketio.Client):
 class _Attempt(threading.Thread):
     """One connection attempt; its outcome goes to `report(error | None)`."""
 
-    def __init__(self, connect: Callable[[], None], report: Callable[[str | None], None]):
+    def __init__(self, connect: Callable[[_Attempt], None],
+                 report: Callable[[str | None], None]):
         super().__init__(name="connect", daemon=True)
         self._connect, self._report = connect, report
         self.abandoned = False  # its outcome was already decided (refused)
+        # Set once its own CONNECT is under way: until then, a refused namespace the client
+        # shows is the last connection's, not this one's.
+        self.dialing = False
 
     def run(self) -> None:
         try:
-            self._connect()
+            self._connect(self)
         except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
             error: str | None = str(exc) or type(exc).__name__
         else:
@@ -203,7 +207,8 @@ class WorkerProcess:
             name = signal.Signals(self._signals.get()).name
             self._feed(self.session.signal, name)
         attempt = self._attempt
-        if attempt is not None and attempt.is_alive() and self.sio.failed_namespaces:
+        if (attempt is not None and attempt.is_alive() and attempt.dialing
+                and self.sio.failed_namespaces):
             # Refused: no need to wait while the client closes the socket.
             attempt.abandoned = True
             self._attempt = None
@@ -216,11 +221,18 @@ class WorkerProcess:
                 return None
         return self._carry_out(effects)
 
-    def _connect(self, url: str) -> None:
+    def _connect(self, url: str, attempt: _Attempt | None = None) -> None:
         self._await_teardown()
         self._refusal = None
         self._handshake_refused = False
         self._standby = None
+        # Found under load: while this attempt waited for the last connection's teardown,
+        # the main loop read that connection's refusal as this one's, gave this attempt up
+        # and logged a standby that no longer was; the attempt then connected behind the
+        # session's back. python-socketio clears the list only inside connect().
+        self.sio.failed_namespaces = []
+        if attempt is not None:
+            attempt.dialing = True
         auth = {"token": self.options.token} if self.options.token else None
         try:
             self.sio.connect(url, auth=auth, transports=["websocket"],

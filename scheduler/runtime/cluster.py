@@ -20,6 +20,7 @@ from typing import Any
 
 from ..demo.app import demo_app
 from ..demo.handlers import Chaos
+from ..engine import views
 from ..engine.config import ClusterConfig, RetryPolicy
 from ..engine.core import SchedulerCore
 from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
@@ -27,7 +28,7 @@ from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
 from ..engine.orders import read_order, validate_order
 from ..engine.records import OrderQuery
-from ..engine.states import OrderStatus, TaskState
+from ..engine.states import OrderStatus
 from ..engine.text import escape, escape_all
 from ..engine.triage import group_failures
 from ..engine.workflow import Workflow
@@ -38,6 +39,7 @@ from ..journal.writer import Deposed
 from ..steps.app import App
 from ..steps.context import Handler
 from ..steps.run import check_outcome
+from .alerts import AlertBook, AlertSettings, Change, Signals
 from .ids import new_order_id
 from .incidents import MAX_INCIDENTS, IncidentLog
 from .order_index import OrderIndex
@@ -47,6 +49,9 @@ from .worker import Executor, LoopThread, ThreadWorker
 
 log = logging.getLogger("orderflow")
 _LEVELS = {name: getattr(logging, level) for name, level in LOG_LEVELS.items()}
+# Events that change a step's controls (its pause, its limits): the journal keeps the result.
+CONTROL_EVENTS = frozenset({"step_paused", "breaker_tripped", "step_resumed",
+                            "step_limits_changed"})
 
 
 class Cluster:
@@ -68,6 +73,7 @@ class Cluster:
         journal: Journal | None = None,
         tags: Iterable[str] = (),
         incidents_kept: int = MAX_INCIDENTS,
+        alerts: AlertSettings | None = None,
         **settings: Any,
     ):
         config = config or ClusterConfig()
@@ -112,6 +118,10 @@ class Cluster:
         # Deaths, drains, restarts and new leaders, kept whatever the events that follow
         # (incidents.py); a leadership term's restart is a failover.
         self._incidents = IncidentLog(incidents_kept, epoch=getattr(self._journal, "epoch", 0))
+        # Failure spikes, unroutable steps, overdue orders, flapping workers, a failing
+        # journal (alerts.py): fed the events, evaluated on the monitor thread.
+        self._alerts = AlertBook(alerts)
+        self._next_alerts = 0.0
         self._executors: dict[str, Executor] = {}
         self._subscriptions: list[Subscription] = []
         self._worker_numbers = itertools.count(1)
@@ -149,11 +159,12 @@ class Cluster:
             with self._lock:
                 self._incidents.load(state.incidents)
                 fx = recover_into(self._core, state, now=self._clock())
-                for order in self._core.orders.values():
+                in_memory = views.orders(self._core)
+                for order in in_memory.values():
                     self._index.add(order)
                 # An unfinished order of a workflow this app lacks stays in the journal only.
                 self._search.unfinished_all_in_memory = all(
-                    record.id in self._core.orders for record in state.orders
+                    record.id in in_memory for record in state.orders
                     if not record.finished)
                 ticket = self._publish(fx)
             self._carry_out(fx, ticket, durable=True)
@@ -241,8 +252,9 @@ class Cluster:
         cleaned = [(new_order_id(), validate_order(data)) for data in orders]
         workflow = workflow or "ecommerce"
         self._journal.check()
-        if workflow not in self._core.workflows:
-            known = ", ".join(sorted(self._core.workflows))
+        names = views.workflow_names(self._core)
+        if workflow not in names:
+            known = ", ".join(names)
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
         self._accept(cleaned, workflow)
         return [order_id for order_id, _ in cleaned]
@@ -314,7 +326,7 @@ class Cluster:
         order once it commits, or is free again if the server ends first and the order
         with it), Deposed if this server stopped leading meanwhile."""
         with self._lock:
-            found = self._core.idempotency.get(key)
+            found = views.idempotency_owner(self._core, key)
             ticket = None if found is None else self._unconfirmed.get(found)
         if found is None:
             return self._journal.find_idempotency_key(key)
@@ -350,7 +362,8 @@ class Cluster:
         with self._lock:
             while True:
                 worker_id = f"{prefix}-{next(self._worker_numbers)}"
-                if worker_id not in self._core.workers and worker_id not in self._executors:
+                if (views.membership(self._core, worker_id) is None
+                        and worker_id not in self._executors):
                     return worker_id
 
     def join_worker(self, worker_id: str, executor: Executor, meta: dict | None = None) -> str:
@@ -411,15 +424,41 @@ class Cluster:
                     f"order {order_id} is {record.status}; only a failed order can be retried"
                 )
             with self._lock:
-                if order_id not in self._core.orders:
+                if views.find_order(self._core, order_id) is None:
                     self._core.adopt(record)  # back into memory, to run again
         self._call(self._core.retry_order, order_id)
+
+    # ------------------------------------------------------------------ step controls
+
+    def pause_step(self, step: str, who: str, why: str = "") -> None:
+        """Hold every task of `step` that has not started, saying who paused it and why;
+        attempts on workers finish (engine/pauses.py). Durable when it returns: a restart
+        or a failover keeps it. UnknownStep, or Conflict if it is paused already."""
+        self._call(self._core.pause_step, step, escape(who), escape(why), durable=True)
+
+    def resume_step(self, step: str, who: str) -> None:
+        """Put the tasks a pause held back in line (Conflict if `step` is not paused)."""
+        self._call(self._core.resume_step, step, escape(who), durable=True)
+
+    def set_step_limits(self, step: str, who: str, *, max_in_flight: int | None,
+                        rate: float | None) -> None:
+        """Change a step's concurrency and rate limits while it runs (None: no limit); kept
+        across restarts. ConfigError for a value out of range, changing nothing."""
+        self._call(self._core.set_limits, step, escape(who), max_in_flight=max_in_flight,
+                   rate=rate, durable=True)
+        with self._lock:
+            self.config = self._core.config  # (workflow descriptions show the new limits)
+
+    def steps(self) -> list[dict]:
+        """Every step: its limits, attempts in flight, ready and held tasks, its pause."""
+        with self._lock:
+            return views.steps(self._core)
 
     def _forgotten(self, order_id: str):
         """The journal's record of an order no longer in memory (None if it is in memory, or
         unknown: the command itself then reports it)."""
         with self._lock:
-            if order_id in self._core.orders:
+            if views.find_order(self._core, order_id) is not None:
                 return None
         return self._journal.load_order(order_id)
 
@@ -449,30 +488,31 @@ class Cluster:
         return self._journal
 
     def workflow_names(self) -> list[str]:
-        return sorted(self._core.workflows)
+        return views.workflow_names(self._core)
 
     def describe_workflows(self) -> list[dict]:
         """Each workflow with its DAG and its steps' policies (`GET /api/workflows`)."""
-        if self.app is not None and set(self.app.workflows) == set(self._core.workflows):
+        known = views.workflows(self._core)
+        if self.app is not None and set(self.app.workflows) == set(known):
             return self.app.describe(self.config.steps)  # overrides given to the cluster win
         return [
             {"name": name, "steps": [
                 {"name": s, "deps": list(wf.deps[s]), "tags": sorted(self.config.policy(s).tags)}
                 for s in wf.steps]}
-            for name, wf in sorted(self._core.workflows.items())
+            for name, wf in sorted(known.items())
         ]
 
     def workflows(self) -> dict[str, dict[str, list[str]]]:
         """Each workflow's steps (in a topological order) with the steps each waits for."""
         return {
             name: {step: list(wf.deps[step]) for step in wf.steps}
-            for name, wf in sorted(self._core.workflows.items())
+            for name, wf in sorted(views.workflows(self._core).items())
         }
 
     def get_order(self, order_id: str) -> dict:
         """An order as it is now; one forgotten from memory is read from the journal."""
         with self._lock:
-            order = self._core.orders.get(order_id)
+            order = views.find_order(self._core, order_id)
             if order is not None:
                 self._require_confirmed(order_id)
                 return self._order_view(order)
@@ -487,11 +527,7 @@ class Cluster:
         """Newest first; `before` is an order's `number`, for paging."""
         with self._lock:
             out = []
-            orders = reversed(self._core.orders.values())
-            if self._core.adopted_out_of_order:
-                # An old order brought back by a retry sits at the end of insertion order.
-                orders = sorted(self._core.orders.values(), key=lambda o: -o.number)
-            for order in orders:
+            for order in views.newest_first(self._core):
                 if before is not None and order.number >= before:
                     continue
                 if status is not None and order.reported_status != status:
@@ -516,17 +552,7 @@ class Cluster:
         """Failed orders in memory grouped by the step that failed and its reason (the
         biggest groups first), each with up to `max_ids` order ids, newest first."""
         with self._lock:
-            core = self._core
-            failed = []
-            for order in reversed(core.orders.values()):
-                if order.reported_status != "failed":
-                    continue
-                task = next((t for t in order.tasks.values() if t.state is TaskState.FAILED),
-                            None)
-                if task is None:
-                    continue
-                at = core.wall(order.finished_at if order.finished_at is not None else 0.0)
-                failed.append((order.id, task.step, task.error, at))
+            failed = views.failed_orders(self._core)
         failed.sort(key=lambda f: -f[3])
         return {"groups": group_failures(failed, max_ids), "total": len(failed)}
 
@@ -544,7 +570,7 @@ class Cluster:
     def story(self, order_id: str) -> list[dict]:
         """Every event of one order, in order (capped per order in memory)."""
         with self._lock:
-            order = self._core.orders.get(order_id)
+            order = views.find_order(self._core, order_id)
             if order is not None and len(order.events) < ORDER_EVENT_CAP:
                 return list(order.events)
         found = self._journal.story(order_id)
@@ -556,36 +582,7 @@ class Cluster:
 
     def workers(self) -> list[dict]:
         with self._lock:
-            now = self._clock()
-            shares = self._core.ring.shares()
-            return [
-                {
-                    "id": w.id,
-                    "kind": w.kind,
-                    "status": self._core.worker_status(w, now),
-                    "heartbeat_age": round(max(0.0, now - w.last_heartbeat), 3),
-                    "current_task": min(w.running) if w.running else None,
-                    "running": sorted(w.running),
-                    "slots": w.slots,
-                    # What it can run: its steps (None: any) and the tags it offers.
-                    "steps": None if w.steps is None else sorted(w.steps),
-                    "tags": sorted(w.tags),
-                    # Started here, waiting here (prefetched), and timed out but not yet
-                    # returned (each holds a slot until its handler gives up).
-                    "busy": len(w.running),
-                    "queued": len(w.tasks) - len(w.running),
-                    "stuck": len(w.stuck),
-                    # Threads left to handlers that ignored their cancellation (a new thread
-                    # took each one's slot), still inside them.
-                    "abandoned": len(w.abandoned),
-                    "tasks_done": w.done,
-                    "tasks_failed": w.failed,
-                    "share": round(shares.get(w.id, 0.0), 4),
-                    "joined_at": round(self._core.wall(w.joined_at), 3),
-                    **w.meta,
-                }
-                for w in self._core.workers.values()
-            ]
+            return views.worker_views(self._core, self._clock())
 
     def incidents(self) -> list[dict]:
         """The latest incidents (a worker's death, a drain, a restart, a new leader), newest
@@ -605,76 +602,30 @@ class Cluster:
 
     def ring(self) -> dict:
         with self._lock:
-            return {
-                "arcs": [[round(a, 5), round(b, 5), w] for a, b, w in self._core.ring.arcs()],
-                "shares": self._core.ring.shares(),
-            }
+            return views.ring_view(self._core)
 
     def events(self, after: int = 0, limit: int | None = None) -> list[dict]:
         with self._lock:
-            return self._core.history.after(after, limit)
+            return views.events_after(self._core, after, limit)
 
     def event_bounds(self) -> tuple[int, int]:
         """(oldest seq held in memory, newest seq): a reader behind the oldest has a gap."""
         with self._lock:
-            return self._core.history.first_seq, self._core.seq
+            return views.event_bounds(self._core)
 
     def stats(self) -> dict:
         with self._lock:
-            core = self._core
-            now = self._clock()
-            workers: dict[str, int] = {}
-            slots = {"total": 0, "busy": 0, "stuck": 0, "abandoned": 0}
-            for w in core.workers.values():
-                status = core.worker_status(w, now)
-                workers[status] = workers.get(status, 0) + 1
-                if w.status == "alive":
-                    slots["total"] += w.slots
-                    slots["busy"] += len(w.running)
-                    slots["stuck"] += len(w.stuck)
-                    slots["abandoned"] += len(w.abandoned)
-            return {
-                "orders": dict(core.orders_by_status),
-                "orders_total": core.order_number,
-                "tasks": dict(core.tasks_by_state),
-                # Every order by stage (queued, running, retrying, completed, failed,
-                # cancelled): the numbers the dashboard's tiles and filters show.
-                "progress": core.progress.by_stage(core.orders_by_status),
-                # Tasks of the unfinished orders, by step and state.
-                "steps": core.progress.unfinished_steps(),
-                # Orders completed, steps succeeded, attempts failed: per second, last 10 s.
-                "rates": core.progress.rates(now),
-                "retries": core.counters["retries"],
-                "reassignments": core.counters["reassignments"],
-                # Tasks taken off a worker that died or drained and put back in line (one
-                # per task_reassigned event), by reason.
-                "moves": core.counters["moves"],
-                "moves_by_reason": {"worker dead": core.counters["moves_worker_dead"],
-                                    "drain": core.counters["moves_drain"]},
-                "rejected_results": core.counters["rejected_results"],
-                "workers": workers,
-                # Capacity of the live workers: slots in all, running a task, stuck on an
-                # attempt that timed out; and threads abandoned to such attempts (each
-                # replaced, so not a slot taken).
-                "slots": slots,
-                # Threads abandoned to handlers that ignored their cancellation, ever; and
-                # thread workers declared dead for more of those than they may have.
-                "abandoned_threads": core.counters["abandoned_threads"],
-                "workers_hung": core.counters["workers_hung"],
-                # Ready tasks their step's limits hold back, by step.
-                "held_by_limits": core.held_by_limits(),
-                # Ready tasks no live worker can run (no handler, or a tag nobody offers).
-                "unroutable": core.unroutable(),
-                "throughput": round(core.throughput(now), 3),
-                "last_seq": core.seq,
-                # The server's clock (Unix time), so a page can place these numbers in time.
-                "now": round(core.wall(now), 3),
-            }
+            numbers = views.stats(self._core, self._clock())
+            # What is wrong now (alerts.py): the page's banners.
+            numbers["alerts"] = self._alerts.active()
+            # Seconds the journal has failed to commit (0 while it commits).
+            numbers["journal_stalled"] = round(self._journal.stalled_for(time.monotonic()), 3)
+            return numbers
 
     def wait_until_idle(self, timeout: float = 10.0) -> bool:
         """True once no order is pending or in progress; False if `timeout` passed first."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._core.active_orders == 0, timeout)
+            return self._idle.wait_for(lambda: views.active_orders(self._core) == 0, timeout)
 
     def validate(self) -> None:
         with self._lock:
@@ -800,14 +751,18 @@ class Cluster:
         yet durable (however long the journal takes to become writable again), and the
         reporting thread does not wait.
         """
-        if self._core.active_orders == 0:
+        if views.active_orders(self._core) == 0:
             self._idle.notify_all()
         if fx.orders or fx.moves or fx.forgotten:
             self._index.apply(fx)
         if not fx.events and not fx.moves:
             return None
+        self._alerts.observe(fx.events)
         if self._incidents.observe(fx.events) and self._journal.persistent:
             self._journal.note_incidents(*self._incidents.take_unsaved())  # same commit
+        controlled = {e["step"] for e in fx.events if e["type"] in CONTROL_EVENTS}
+        if controlled and self._journal.persistent:
+            self._journal.note_controls([views.control_view(self._core, s) for s in controlled])
         for sub in self._subscriptions:
             sub.offer(fx.events)
         if not self._journal.persistent:
@@ -864,28 +819,52 @@ class Cluster:
         fx = self._call(self._core.tick)
         interval = self.config.heartbeat_interval / 4
         now = self._clock()
+        if now >= self._next_alerts:
+            self._next_alerts = now + self._alerts.settings.every
+            self._check_alerts(now)
         wait = interval if fx.wake_at is None else min(interval, max(0.0, fx.wake_at - now))
         self._next_tick = now + wait
         self._wake.wait(wait)
         self._wake.clear()
 
+    def _check_alerts(self, now: float) -> None:
+        """Evaluate the alerts; each one raised or cleared is one event."""
+        wall = self._core.wall(now)
+        count, earliest = self._index.overdue(wall - self._alerts.settings.overdue_after)
+        stalled = self._journal.stalled_for(time.monotonic())  # the writer's own clock
+        done: list[tuple[Effects, object]] = []
+        with self._lock:
+            signals = Signals(unroutable=views.unroutable(self._core), overdue=count,
+                              oldest_age=0.0 if earliest is None else wall - earliest,
+                              journal_stalled=stalled)
+            for change in self._alerts.evaluate(signals, wall):
+                fx = self._announce_alert(change, now)
+                done.append((fx, self._publish(fx)))
+        for fx, ticket in done:
+            self._carry_out(fx, ticket)
+
+    def _announce_alert(self, change: Change, now: float) -> Effects:
+        alert = change.alert
+        fx = self._core.alert_changed(alert.name, alert.subject, change.raised, alert.message,
+                                      now, cause=None if change.raised else alert.seq)
+        if change.raised:
+            alert.seq = fx.events[0]["seq"]
+        return fx
+
+    def alerts(self) -> list[dict]:
+        """The active alerts, oldest first (the page's banners, `/metrics`)."""
+        with self._lock:
+            return self._alerts.active()
+
     def _require_member(self, worker_id: str) -> None:
-        worker = self._core.workers.get(worker_id)
-        if worker is None:
+        status = views.membership(self._core, worker_id)
+        if status is None:
             raise UnknownWorker(worker_id)
-        if worker.status not in ("alive", "draining"):
-            raise Conflict(f"worker {worker_id} is already {worker.status}")
+        if status not in ("alive", "draining"):
+            raise Conflict(f"worker {worker_id} is already {status}")
 
     def _order_view(self, order, with_results: bool = True) -> dict:
-        # The status as last derived and announced: the one stats and listings count, so an
-        # order that lost its worker stays "in_progress" rather than looking unstarted.
-        core = self._core
-        waiting = {}
-        for step, task in order.tasks.items():
-            reason = core.wait_reason(task)
-            if reason is not None:
-                waiting[step] = reason
-        return core.order_record(order).view(with_results, waiting)
+        return views.order_view(self._core, order, with_results)
 
 
 __all__ = ["Cluster", "OrderStatus", "RetryPolicy"]

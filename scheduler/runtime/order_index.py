@@ -258,6 +258,22 @@ class OrderIndex:
                 yield entry
 
 
+    def overdue(self, cutoff: float) -> tuple[int, float | None]:
+        """Unfinished orders submitted before `cutoff` (wall clock), and the earliest
+        submission among them (None when there are none): the overdue-orders alert. Blocks
+        that hold no unfinished order, or none that old, are passed over whole."""
+        count, earliest = 0, None
+        for block in self._blocks:
+            if block.earliest >= cutoff or not block.counts.get(UNFINISHED):
+                continue
+            for entry in block.items:
+                if entry.alive and entry.status == UNFINISHED and entry.submitted < cutoff:
+                    count += 1
+                    if earliest is None or entry.submitted < earliest:
+                        earliest = entry.submitted
+        return count, earliest
+
+
 def _number(entry: Entry) -> int:
     return entry.number
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from itertools import islice
 
+from ..engine import views
 from ..engine.core import SchedulerCore
 from ..engine.errors import Overloaded
 from ..engine.model import Order
@@ -90,7 +91,7 @@ class OrderSearch:
                 break
             with self._lock:
                 for entry in batch:
-                    order = core.orders.get(entry.id)
+                    order = views.find_order(core, entry.id)
                     if (order is entry.order and entry.alive and entry.matches(query)
                             and self._confirmed(order.id)):
                         found.append((order.number, self._view(order)))
@@ -113,7 +114,7 @@ class OrderSearch:
                                                   finished_only=finished_only)
             with self._lock:
                 for record in records:
-                    order = core.orders.get(record.id)
+                    order = views.find_order(core, record.id)
                     if record.id in shown or (order is not None and self._index.holds(order)):
                         continue
                     found.append((record.number, record.view(with_results=False)))

@@ -8,11 +8,13 @@ import { $, fmtInt, h, setText } from './dom.js';
 import { serverRole } from './states.js';
 import { CHART_WINDOWS, Store } from './store.js';
 import { OrderSync } from './sync.js';
+import { AlertBanners } from './views/alerts.js';
 import { Chart } from './views/chart.js';
 import { Confirm } from './views/confirm.js';
 import { Controls } from './views/controls.js';
 import { EventLog } from './views/eventlog.js';
 import { RingView } from './views/ring.js';
+import { StepControls } from './views/stepcontrols.js';
 import { StepBars } from './views/steps.js';
 import { OrdersTable } from './views/table.js';
 import { Tiles } from './views/tiles.js';
@@ -68,8 +70,10 @@ export function start() {
   const openOrder = (id) => timeline.open(id);
   const serverNow = () => store.serverNow();
   const tiles = new Tiles($('#tiles'));
+  const alerts = new AlertBanners($('#alerts'));
   const chart = new Chart($('#chart'), serverNow);
   const stepBars = new StepBars($('#step-bars'), $('#steps-empty'));
+  const stepControls = new StepControls($('#step-controls'), { confirm, toast });
   const ring = new RingView($('#ring'));
   const table = new OrdersTable({
     body: $('#orders-body'), spacer: $('#orders-spacer'), filters: $('#order-filters'),
@@ -218,6 +222,7 @@ export function start() {
     table.onEvent(ev);
   };
 
+  let lastAlertTick = null; // the banners' "for N s" moves once a second
   function frame() {
     frameRequested = false;
     const started = performance.now();
@@ -226,9 +231,14 @@ export function start() {
     const tick = store.lost ? 'lost' : Math.floor(Date.now() / 1000);
     // The table first: it reads scroll geometry, which is free only before anything is written.
     table.render(tick);
+    if (dirty.has('stats') || tick !== lastAlertTick) {
+      lastAlertTick = tick;
+      alerts.render(store.stats?.alerts, store.stats ? serverNow() : null);
+    }
     if (dirty.has('stats')) {
       tiles.render(store.stats);
       stepBars.render(store.stats.steps || {}, store.workflowDetails);
+      stepControls.noteStats(store.stats);
     }
     // Worker cards measure heartbeats against the server's settings, which come with the
     // first snapshot (as do the workers themselves).

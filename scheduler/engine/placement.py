@@ -1,0 +1,87 @@
+"""Where work goes: which workers can run a step, and which of them is its home.
+
+A worker can run a step when it has a handler for it and offers every tag the step needs.
+The workers on the ring able to run each step are remembered until the ring changes
+(`join`, `leave`). A ready task's home is the ring's choice among them by bounded load,
+weighted by slots: what a worker holds plus what already waits for it. The core owns the
+records this reads (its workers and its ready queue) and decides what to do with a home;
+pure, no time involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from .config import ClusterConfig
+from .dispatch import ReadyQueues
+from .model import WorkerRecord
+from .ring import HashRing
+
+
+class Placement:
+    """The ring with the workers' capabilities: homes for ready tasks."""
+
+    def __init__(self, ring: HashRing, workers: Mapping[str, WorkerRecord],
+                 queue: ReadyQueues, config: ClusterConfig):
+        self.ring = ring
+        self._workers = workers
+        self._queue = queue
+        self._config = config
+        self._capable: dict[str, frozenset[str]] = {}  # step -> ring members able to run it
+
+    def join(self, worker_id: str, weight: float) -> None:
+        """A worker takes work: its share of the ring follows `weight` (its slots)."""
+        self.ring.add(worker_id, weight=weight)
+        self._capable.clear()
+
+    def leave(self, worker_id: str) -> None:
+        """A worker takes no more work (it died or drains)."""
+        self.ring.remove(worker_id)
+        self._capable.clear()
+
+    def can_run(self, worker: WorkerRecord, step: str) -> bool:
+        """Whether `worker` has a handler for `step` and offers every tag it needs."""
+        if worker.steps is not None and step not in worker.steps:
+            return False
+        return self._config.policy(step).tags <= worker.tags
+
+    def capable_of(self, step: str) -> frozenset[str]:
+        """Workers on the ring that can run `step` (cached until the ring changes)."""
+        capable = self._capable.get(step)
+        if capable is None:
+            workers = self._workers
+            capable = self._capable[step] = frozenset(
+                w for w in self.ring.members if self.can_run(workers[w], step)
+            )
+        return capable
+
+    def load_of(self, worker_id: str) -> int:
+        """What a worker holds plus what waits in line for it."""
+        return len(self._workers[worker_id].tasks) + self._queue.home_load(worker_id)
+
+    def home(self, order_id: str, step: str, held: int) -> str:
+        """The ring's choice for an order's step among the workers that can run it, by
+        bounded load weighted by slots, of a total of `held` tasks on workers plus those
+        waiting in line; "" while none can."""
+        ring = self.ring
+        if not ring:
+            return ""
+        capable = self.capable_of(step)
+        total = held + len(self._queue)
+        epsilon = self._config.load_epsilon
+        if len(capable) == len(ring):  # the usual case: everyone can
+            return ring.place(order_id, self.load_of, epsilon, total)
+        home = ring.place(order_id, self.load_of, epsilon, total, eligible=capable.__contains__)
+        return home or ""
+
+    def can_run_cache(self, worker: WorkerRecord) -> Callable[[str], bool]:
+        """`can_run` for one worker, remembered per step for one dispatch."""
+        known: dict[str, bool] = {}
+
+        def can_run(step: str) -> bool:
+            answer = known.get(step)
+            if answer is None:
+                answer = known[step] = self.can_run(worker, step)
+            return answer
+
+        return can_run

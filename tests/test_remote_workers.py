@@ -567,6 +567,26 @@ def test_a_work_frame_offering_slots_gets_the_next_steps_started_in_its_answer(h
     client.disconnect(namespace=NAMESPACE)
 
 
+def test_with_a_journal_offered_slots_start_nothing_before_the_results_are_durable(tmp_path):
+    from scheduler.journal.sqlite import SQLiteJournal
+
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0,
+                           journal=SQLiteJournal(tmp_path / "j.db"))
+    with app_over(cluster, {"ORDERFLOW_TOKEN": TOKEN}) as app:
+        client = worker_client(app)
+        worker_id = call(client, "register", REGISTRATION)["worker_id"]
+        order_id = cluster.submit(ORDER)
+        (pair,) = wait_for(lambda: assigned(client), 5)
+        call(client, "work", {"worker_id": worker_id, "results": [], "begin": [pair]})
+        reply = call(client, "work", {"worker_id": worker_id, "begin": [], "take": 2,
+                                      "results": [[*pair, True, None]]})
+        assert reply == {"contexts": [], "started": []}
+        # The next step comes once the success is committed, in an `assign`.
+        ((task_id, _),) = wait_for(lambda: assigned(client), 5)
+        assert task_id == f"{order_id}:packing"
+        client.disconnect(namespace=NAMESPACE)
+
+
 def test_a_work_frame_runs_its_results_before_its_begins_and_fences_a_stale_lease(hub_app):
     client = worker_client(hub_app)
     worker_id = call(client, "register", REGISTRATION)["worker_id"]

@@ -4,13 +4,14 @@ process, with a fake clock, no sockets and no threads."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import pytest
 
 from scheduler.remote.effects import Assignment, Cancel, Connect, Exit, Log, Run, Send
 from scheduler.remote.options import Identity, WorkerOptions, reconnect_delay
-from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK
+from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK, MESSAGE_MARGIN
 from scheduler.remote.session import WorkerSession
 
 OPTIONS = WorkerOptions(server="http://127.0.0.1:9", slots=2, reconnect_delay=0.5,
@@ -834,6 +835,20 @@ def test_batched_results_are_split_so_that_no_frame_exceeds_the_message_size():
     frames = sends(worker.answer(blocker, worked([])), "work")
     # 10,000 bytes less the margin leave room for one 4 kB value a frame.
     assert [[r[0] for r in f.payload["results"]] for f in frames] == [["o-2:p"], ["o-3:p"]]
+
+
+def test_batched_frames_count_each_entrys_task_id_not_only_its_value():
+    worker = batched(slots=40, max_bytes=10_000)
+    keys = [(f"o-{i:03d}-{'x' * 90}:payment", i + 1) for i in range(40)]
+    first = work_of(worker.assign("p-a-1", *keys))
+    worker.answer(first, worked([CONTEXT] * 40))
+    out = work_of(worker.finish(Assignment("p-a-1", *keys[0]), True, "v"))
+    for key in keys[1:]:
+        worker.finish(Assignment("p-a-1", *key), True, "y" * 50)
+    frames = sends(worker.answer(out, worked([])), "work")
+    assert len(frames) > 1
+    assert sum(len(f.payload["results"]) for f in frames) == 39
+    assert all(len(json.dumps(f.payload)) <= 10_000 - MESSAGE_MARGIN for f in frames)
 
 
 def test_batched_results_under_an_earlier_id_go_in_a_frame_of_their_own():

@@ -123,6 +123,12 @@ def _seconds(value: Any) -> float | None:
     return float(value) if 0 < value < math.inf else None
 
 
+def _entry_bytes(key: tuple[str, int]) -> int:
+    """Room one entry of a `work` frame's lists takes besides a result's value: its task id
+    (escaped, at most twice as long), its lease, and the JSON around them."""
+    return 2 * len(key[0]) + 48
+
+
 def _result_refused(what: str, reply: Any) -> Log:
     """The line for results the server did not accept: expected after a time limit or a
     move (the scheduler has moved the step on, so nothing is lost), hence a warning."""
@@ -863,12 +869,14 @@ class WorkerSession:
         fx: list[Effect] = []
         take = self._free_slots(worker_id)
         while results or begins or not fx:
-            taken, room = [], self._max_result
-            while (results and len(taken) < MAX_BATCH
-                   and (not taken or self._sizes.get(results[0], 0) <= room)):
-                room -= self._sizes.get(results[0], 0)
-                taken.append(results.pop(0))
             asked, begins = begins[:MAX_BATCH], begins[MAX_BATCH:]
+            taken, room = [], self._max_result - sum(_entry_bytes(key) for key in asked)
+            while results and len(taken) < MAX_BATCH:
+                cost = self._sizes.get(results[0], 0) + _entry_bytes(results[0])
+                if taken and cost > room:
+                    break
+                room -= cost
+                taken.append(results.pop(0))
             rid = self._next_rid()
             self._inflight[rid] = _Request("work", worker_id, self._connection,
                                            now + self.options.request_timeout,

@@ -73,10 +73,11 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                    context], ...]}
                (protocol 2): many `result`s and `begin`s in one frame and one
                acknowledgement, with the same meanings (fencing, repeats, the contexts in
-               `begin`'s order). A process keeps one `work` frame out at a time: what its
-               handlers finish meanwhile, and the assignments that get a slot, go in the
-               next, sent when the answer comes. Each list holds at most MAX_BATCH entries
-               and the frame at most max_message_bytes; a frame the server refuses (an
+               `begin`'s order). A process keeps one round of `work` frames out at a time
+               (one per worker id it has something for, split where a frame would pass
+               max_message_bytes): what its handlers finish meanwhile, and the assignments
+               that get a slot, go in the next round, sent when the answers have come.
+               Each list holds at most MAX_BATCH entries; a frame the server refuses (an
                unknown worker id, a malformed entry) answers the error for all of it.
                Results are applied before the begins, under one hold of the scheduler.
                `take` (optional, 0 to MAX_SLOTS): slots the process keeps free for this

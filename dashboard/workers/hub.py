@@ -63,6 +63,7 @@ from scheduler.remote.protocol import (
 )
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
+from scheduler.steps.failure import Failure
 
 from ..config import DefaultConfig
 from ..door.auth import socket_auth_ok
@@ -553,13 +554,14 @@ def _names(value: Any, field: str, most: int) -> tuple[str, ...]:
 
 
 def _outcome(data: Any) -> tuple[str, int, bool, object]:
-    """A result, as `result` sends it ({"task_id", "lease", "ok", "value"}) or as one entry
-    of a `work` frame's results ([task_id, lease, ok, value]). The cluster checks the value
-    (JSON, size) as it does for thread workers."""
+    """A result, as `result` sends it ({"task_id", "lease", "ok", "value", "traceback"?})
+    or as one entry of a `work` frame's results ([task_id, lease, ok, value, traceback?]).
+    A failure's value becomes a Failure with its traceback. The cluster checks the outcome
+    (JSON, size; the traceback's size too) as it does for thread workers."""
     if isinstance(data, list):
-        if len(data) != 4:
-            raise invalid("each result must be [task_id, lease, ok, value]")
-        data = dict(zip(("task_id", "lease", "ok", "value"), data, strict=True))
+        if len(data) not in (4, 5):
+            raise invalid("each result must be [task_id, lease, ok, value, traceback?]")
+        data = dict(zip(("task_id", "lease", "ok", "value", "traceback"), data, strict=False))
     task_id, lease = _task_ref(data)
     ok = data.get("ok")
     if not isinstance(ok, bool):
@@ -567,6 +569,11 @@ def _outcome(data: Any) -> tuple[str, int, bool, object]:
     value = data.get("value")
     if not ok and not isinstance(value, str):
         raise invalid("a failed result carries its error message as value")
+    trace = data.get("traceback")
+    if trace is not None and not isinstance(trace, str):
+        raise invalid("traceback must be a string or absent")
+    if not ok:
+        value = Failure(value, trace or None)
     return task_id, lease, ok, value
 
 

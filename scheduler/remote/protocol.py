@@ -64,10 +64,14 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                context is the handler's TaskContext; its "timeout" is the attempt's time
                limit in seconds (see `cancel`). A process asks to begin only as many
                assignments as it has free slots; the rest wait in its queue.
-  `result`     {"worker_id", "task_id", "lease", "ok": bool, "value"} -> {"ok": true};
-               fenced by lease in the scheduler; a repeat of a delivered result is ignored.
-               A value too big for max_message_bytes is sent as a failed attempt instead.
-  `work`       {"worker_id", "results": [[task_id, lease, ok, value], ...],
+  `result`     {"worker_id", "task_id", "lease", "ok": bool, "value", "traceback"?}
+               -> {"ok": true}; fenced by lease in the scheduler; a repeat of a delivered
+               result is ignored. A failed one's value is its error message, and
+               `traceback` (optional: absent from older clients, and when the handler
+               failed on purpose with TaskError) the handler's traceback as text, which the
+               server bounds to its max_traceback_chars. A value too big for
+               max_message_bytes is sent as a failed attempt instead.
+  `work`       {"worker_id", "results": [[task_id, lease, ok, value, traceback?], ...],
                 "begin": [[task_id, lease], ...], "take": n}
                -> {"contexts": [context | null, ...], "started": [[task_id, lease,
                    context], ...]}
@@ -79,7 +83,8 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                that get a slot, go in the next round, sent when the answers have come.
                Each list holds at most MAX_BATCH entries; a frame the server refuses (an
                unknown worker id, a malformed entry) answers the error for all of it.
-               Results are applied before the begins, under one hold of the scheduler.
+               Results are applied before the begins, under one hold of the scheduler;
+               a result's fifth item, optional, is `result`'s traceback.
                `take` (optional, 0 to MAX_SLOTS): slots the process keeps free for this
                answer. A server without a persistent journal starts at most that many of
                the tasks these results made ready for this worker id at once and lists

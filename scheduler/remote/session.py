@@ -123,6 +123,12 @@ def _seconds(value: Any) -> float | None:
     return float(value) if 0 < value < math.inf else None
 
 
+def _result_entry(key: tuple[str, int], result: dict) -> list:
+    """A result as a `work` frame carries it: [task_id, lease, ok, value, traceback?]."""
+    entry = [*key, result["ok"], result["value"]]
+    return entry + [result["traceback"]] if "traceback" in result else entry
+
+
 def _entry_bytes(key: tuple[str, int]) -> int:
     """Room one entry of a `work` frame's lists takes besides a result's value: its task id
     (escaped, at most twice as long), its lease, and the JSON around them."""
@@ -637,16 +643,21 @@ class WorkerSession:
         """A handler returned (even one cancelled long ago: the server rejects its outcome
         and frees the slot it counted as stuck). Its slot takes the next assignment."""
         slot = self._slots.pop(assignment.key, None)
+        # A failure's traceback travels beside its message (`result`'s optional field).
+        trace = None if ok else getattr(value, "traceback", None)
         if not ok and slot is not None and slot.timed_out_here:
             # This clock ran out before the server's did (its monitor may lag): the failure
             # says why, as the server's own timeout would.
             value = f"timed out after {slot.timeout:g} s on the worker ({value})"
-        size = len(json.dumps(value))
+        size = len(json.dumps(value)) + (len(json.dumps(trace)) if trace else 0)
         if size > self._max_result:
             # The server would drop the connection over it, again after every reconnect.
-            ok, value = False, (f"result too large to send: {size} bytes "
-                                f"(the server accepts about {self._max_result})")
-        self._results[assignment.key] = {**assignment.ref(), "ok": ok, "value": value}
+            ok, value, trace = False, (f"result too large to send: {size} bytes "
+                                       f"(the server accepts about {self._max_result})"), None
+        result = {**assignment.ref(), "ok": ok, "value": str(value) if not ok else value}
+        if trace:
+            result["traceback"] = trace
+        self._results[assignment.key] = result
         self._sizes[assignment.key] = size
         if self._batched or not self.registered or now < self._pause_until:
             return self._fill(now)  # batched: goes in the next `work` frame
@@ -883,8 +894,7 @@ class WorkerSession:
                                            tuple(taken), tuple(asked), take)
             fx.append(Send(rid, "work", {
                 "worker_id": worker_id,
-                "results": [[*key, self._results[key]["ok"], self._results[key]["value"]]
-                            for key in taken],
+                "results": [_result_entry(key, self._results[key]) for key in taken],
                 "begin": [list(key) for key in asked], "take": take}))
             take = 0
         return fx

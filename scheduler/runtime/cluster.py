@@ -815,10 +815,21 @@ class Cluster:
             self._journal.wait(ticket)
 
     def _deliver(self, dispatches: list[Dispatch]) -> None:
+        """Hand each worker its dispatches; one that takes them together (a remote worker:
+        one message instead of one per task) gets them in one call."""
+        by_worker: dict[str, list[Dispatch]] = {}
         for dispatch in dispatches:
-            executor = self._executors.get(dispatch.worker_id)
-            if executor is not None:
-                executor.deliver(dispatch)
+            by_worker.setdefault(dispatch.worker_id, []).append(dispatch)
+        for worker_id, batch in by_worker.items():
+            executor = self._executors.get(worker_id)
+            if executor is None:
+                continue
+            deliver_many = getattr(executor, "deliver_many", None)
+            if deliver_many is not None and len(batch) > 1:
+                deliver_many(batch)
+            else:
+                for dispatch in batch:
+                    executor.deliver(dispatch)
 
     def _monitor_once(self) -> None:
         fx = self._call(self._core.tick)

@@ -1,6 +1,7 @@
 """The journal's schema as released orderflows wrote it, frozen: the statements each version
 ran, copied from the code that ran them (scheduler/journal/schema.py and postgres_schema.py
-up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents), never derived
+up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents; SQLite's 7 and
+PostgreSQL's 6: a task's `completed`, for sagas), never derived
 from today's description. Tests build a database of an older version from these and check
 that today's orderflow migrates it; were the history in scheduler/journal/schema.py rendered
 differently from what really ran, they would fail.
@@ -40,6 +41,12 @@ SQLITE: dict[int, list[str]] = {
     6: [
         "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
         "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
+    ],
+    7: [
+        "ALTER TABLE tasks ADD COLUMN completed INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX orders_finished_by_number",
+        "CREATE INDEX IF NOT EXISTS orders_finished_by_number ON orders (number) WHERE status "
+        "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
     ],
 }
 
@@ -82,6 +89,12 @@ POSTGRESQL: dict[int, list[str]] = {
     5: [
         "CREATE TABLE incidents (id BIGINT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, "
         "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
+    ],
+    6: [
+        "ALTER TABLE tasks ADD COLUMN completed BIGINT NOT NULL DEFAULT 0",
+        "DROP INDEX orders_finished_by_number",
+        "CREATE INDEX orders_finished_by_number ON orders (number) WHERE status "
+        "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
     ],
 }
 

@@ -33,6 +33,8 @@ class TaskRecord(NamedTuple):
     retry_at: float | None  # wall clock: when a retry_wait ends
     # Times it was taken off a worker that left (died or drained) and put back in line.
     moves: int = 0
+    # The seq of its success event (0: none): an order's undos run newest success first.
+    completed: int = 0
 
     @property
     def id(self) -> str:

@@ -44,6 +44,7 @@ SQLITE: dict[int, list[str]] = {
     ],
     7: [
         "ALTER TABLE tasks ADD COLUMN completed INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN compensates TEXT",
         "DROP INDEX orders_finished_by_number",
         "CREATE INDEX IF NOT EXISTS orders_finished_by_number ON orders (number) WHERE status "
         "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
@@ -92,6 +93,7 @@ POSTGRESQL: dict[int, list[str]] = {
     ],
     6: [
         "ALTER TABLE tasks ADD COLUMN completed BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN compensates TEXT",
         "DROP INDEX orders_finished_by_number",
         "CREATE INDEX orders_finished_by_number ON orders (number) WHERE status "
         "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",

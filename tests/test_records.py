@@ -50,6 +50,7 @@ def test_a_task_view_shows_every_field_the_api_documents_and_its_result():
         "error": "boom",
         "retry_at": 123.5,
         "waiting_for": None,
+        "compensates": None,
         "result": {"charged": 19.0},
     }
 

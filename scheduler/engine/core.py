@@ -616,6 +616,7 @@ class SchedulerCore:
             None if task.due is None else round(self.wall(task.due), 6),
             task.moves,
             task.completed,
+            task.compensates,
         )
 
     def order_record(

@@ -35,6 +35,8 @@ class TaskRecord(NamedTuple):
     moves: int = 0
     # The seq of its success event (0: none): an order's undos run newest success first.
     completed: int = 0
+    # Of an undo (a saga's compensation task): the step whose success it undoes.
+    compensates: str | None = None
 
     @property
     def id(self) -> str:
@@ -56,6 +58,7 @@ class TaskRecord(NamedTuple):
             "error": self.error,
             "retry_at": self.retry_at,
             "waiting_for": waiting_for,
+            "compensates": self.compensates,
         }
         if with_result:
             view["result"] = self.result

@@ -130,6 +130,8 @@ TASKS = Table("tasks", (
     Column("moves", INTEGER, not_null=True, default="0"),
     # The seq of its success event (0: none): an order's undos run newest success first.
     Column("completed", BIGINT, not_null=True, default="0"),
+    # Of an undo (a saga's compensation task): the step whose success it undoes.
+    Column("compensates", TEXT),
 ))
 EVENTS = Table("events", (
     Column("seq", BIGINT, primary_key=True),
@@ -271,6 +273,7 @@ HISTORY: tuple[Step, ...] = (
     _step(CreateIndex(ORDERS_BY_STATUS), sqlite=5, postgresql=4),
     _step(CreateTable(INCIDENTS), sqlite=6, postgresql=5),
     _step(AddColumn(TASKS, "completed"), sqlite=7, postgresql=6),
+    _step(AddColumn(TASKS, "compensates"), sqlite=7, postgresql=6),
     # Sagas: compensated and compensation_failed orders are finished too.
     _step(Statement("DROP INDEX orders_finished_by_number"), sqlite=7, postgresql=6),
     _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=7, postgresql=6),

@@ -69,6 +69,7 @@ class Step:
             "rate": policy.rate,
             "burst": policy.burst,
             "tags": sorted(policy.tags),
+            "compensate": self.compensate,
         }
 
 
@@ -215,6 +216,7 @@ class App:
                     {**self.steps[s].describe(policies.get(s)), "deps": list(wf.deps[s])}
                     for s in wf.steps
                 ],
+                "compensations": dict(wf.compensations),
             }
             for wf in sorted(self.workflows.values(), key=lambda w: w.name)
         ]

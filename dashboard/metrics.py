@@ -94,6 +94,12 @@ class ClusterCollector:
         for step, count in sorted(stats["held_by_limits"].items()):
             limits.add_metric([step], count)
         yield limits
+        paused = GaugeMetricFamily("orderflow_step_paused",
+                                   "Paused steps (1 each): their ready tasks wait until resumed; "
+                                   "by: operator or breaker", labels=["step", "by"])
+        for step, pause in sorted(stats["paused"].items()):
+            paused.add_metric([step, "breaker" if pause["by_breaker"] else "operator"], 1)
+        yield paused
         unroutable = GaugeMetricFamily("orderflow_unroutable",
                                        "Ready tasks no live worker can run", labels=["step"])
         for step, count in sorted(stats["unroutable"].items()):

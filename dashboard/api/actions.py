@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from scheduler import Cluster, Conflict, UnknownOrder
+from scheduler import Cluster, Conflict, UnknownOrder, UnknownStep
 from scheduler.demo.orders import demo_order
 
-from .bodies import DEMO_ORDERS, ID_LIST, NEW_WORKERS, WORKER_REF
+from .bodies import DEMO_ORDERS, ID_LIST, NEW_WORKERS, STEP_LIMITS, STEP_PAUSE, WORKER_REF
 
 if TYPE_CHECKING:
     from ..workers.hub import WorkerHub
@@ -90,6 +90,49 @@ def drain_worker(cluster: Cluster, worker_id: str, who: str) -> dict:
         "action": "drain",
         "message": f"worker {worker_id} takes no new work and leaves after its current task",
     }
+
+
+def _step_view(cluster: Cluster, step: str) -> dict:
+    view = next((s for s in cluster.steps() if s["name"] == step), None)
+    if view is None:
+        raise UnknownStep(step)
+    return view
+
+
+def pause_step(cluster: Cluster, step: str, body: Any, who: str) -> dict:
+    """Pause a step (audited); its view. 404 unknown step, 409 already paused."""
+    why = STEP_PAUSE.read(body).get("why", "")
+    cluster.pause_step(step, who, why)
+    said = f": {why}" if why else ""
+    cluster.record_action(who, "pause", f"paused step {step}{said}", target=step)
+    return _step_view(cluster, step)
+
+
+def resume_step(cluster: Cluster, step: str, who: str) -> dict:
+    """Resume a paused step (audited); its view. 404 unknown step, 409 not paused."""
+    cluster.resume_step(step, who)
+    cluster.record_action(who, "resume", f"resumed step {step}", target=step)
+    return _step_view(cluster, step)
+
+
+def _limit_text(value: float | None, unit: str) -> str:
+    return "none" if value is None else f"{value:g}{unit}"
+
+
+def set_step_limits(cluster: Cluster, step: str, body: Any, who: str) -> dict:
+    """Change a step's max_in_flight and/or rate while it runs (0: no limit), audited with
+    what they were; its view. 404 unknown step, 422 a bad value (nothing changed)."""
+    request = STEP_LIMITS.read(body)
+    before = _step_view(cluster, step)
+    after = {k: before[k] for k in ("max_in_flight", "rate")}
+    for key, value in request.items():
+        after[key] = value or None
+    cluster.set_step_limits(step, who, **after)
+    changes = [f"{key} {_limit_text(before[key], '')} → {_limit_text(after[key], '')}"
+               for key in ("max_in_flight", "rate") if before[key] != after[key]]
+    what = (f"set limits of step {step}: " + ("; ".join(changes) or "unchanged"))
+    cluster.record_action(who, "limits", what, target=step, **after)
+    return _step_view(cluster, step)
 
 
 def _percent(rate: float) -> str:

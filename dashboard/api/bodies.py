@@ -53,6 +53,28 @@ NEW_WORKERS = Message(
 WORKER_REF = Message("WorkerRef", (_text("id", min_length=1, required=True),),
                      what="the command")
 
+# Limits a step may be given while it runs (PUT /api/steps/{step}/limits).
+MAX_STEP_IN_FLIGHT = 1_000_000
+MAX_STEP_RATE = 1_000_000
+
+STEP_PAUSE = Message(
+    "StepPause",
+    (_text("why", "what the operator says: shown with the step's waiting tasks"),),
+    description="no body, an empty object, or why",
+)
+
+STEP_LIMITS = Message(
+    "StepLimits",
+    (
+        Field("max_in_flight", Kind.INTEGER, minimum=0, maximum=MAX_STEP_IN_FLIGHT,
+              description="at most this many attempts running across the cluster; 0: no limit"),
+        Field("rate", Kind.NUMBER, minimum=0, maximum=MAX_STEP_RATE,
+              description="at most this many starts a second; 0: no limit"),
+    ),
+    description="the limits to change (one or both); a limit not given stays as it is",
+    min_fields=1,
+)
+
 # Commands without parameters: no body, or an empty JSON object.
 NO_BODY = Message("NoBody", (), description="no body, or an empty JSON object")
 

@@ -21,13 +21,22 @@ from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER
 from scheduler.engine.states import OrderStage
 
 from ..config import MAX_HEAD, MAX_REQUEST_LINE
-from .bodies import DEMO_ORDERS, EVENT_PAGE, ID_LIST, NEW_WORKERS, NO_BODY, ORDER_SEARCH
+from .bodies import (
+    DEMO_ORDERS,
+    EVENT_PAGE,
+    ID_LIST,
+    NEW_WORKERS,
+    NO_BODY,
+    ORDER_SEARCH,
+    STEP_LIMITS,
+    STEP_PAUSE,
+)
 from .schema import Sets, field_schema, message_schema, messages_in, parameters, ref
 
 JSON = "application/json"
 # Every message a client sends in a body; written into components/schemas.
 REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, NEW_WORKERS, NO_BODY,
-                                         CHAOS_SETTINGS)
+                                         CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS)
 _ref = ref
 
 
@@ -276,6 +285,9 @@ SCHEMAS: dict[str, dict] = {
             "unroutable": {"type": "object", "additionalProperties": {"type": "integer"},
                            "description": "ready tasks no live worker can run (no handler, "
                                           "or a tag nobody offers), by step"},
+            "paused": {"type": "object", "description": "paused steps: who, since, why, "
+                                                         "by_breaker",
+                       "additionalProperties": {"type": "object"}},
             "throughput": {"type": "number", "description": "orders completed/s, last minute"},
             "last_seq": {"type": "integer"},
             "now": {"type": "number", "description": "the server's clock (Unix time)"},
@@ -310,6 +322,44 @@ SCHEMAS: dict[str, dict] = {
             "compensate": {"type": ["string", "null"],
                            "description": "the step that undoes it if its order fails or is "
                                           "cancelled after it succeeded"},
+            "breaker": {"type": ["object", "null"],
+                        "description": "its circuit breaker (null: none): it pauses itself "
+                                       "when `share` of at least `min_attempts` attempts in "
+                                       "`window` seconds failed alike, and lets a probe try "
+                                       "every `probe_after` seconds",
+                        "properties": {k: {"type": "number"} for k in (
+                            "share", "min_attempts", "window", "probe_after")}},
+        },
+    },
+    "Step": {
+        "type": "object",
+        "required": ["name", "max_in_flight", "rate", "in_flight", "ready", "held", "paused"],
+        "properties": {
+            "name": {"type": "string"},
+            "max_in_flight": {"type": ["integer", "null"],
+                              "description": "at most this many running (null: no limit)"},
+            "rate": {"type": ["number", "null"],
+                     "description": "at most this many starts/s (null: no limit)"},
+            "burst": {"type": ["integer", "null"]},
+            "in_flight": {"type": "integer",
+                          "description": "attempts counted against max_in_flight"},
+            "ready": {"type": "integer", "description": "tasks ready, waiting to start"},
+            "held": {"type": "integer",
+                     "description": "ready tasks its limits or its pause hold back"},
+            "breaker": {"type": "boolean", "description": "it has a circuit breaker"},
+            "paused": {
+                "type": ["object", "null"],
+                "description": "null: not paused",
+                "properties": {
+                    "who": {"type": "string", "description": "an operator, or the circuit "
+                                                             "breaker"},
+                    "since": {"type": "number", "description": "Unix time"},
+                    "why": {"type": "string"},
+                    "by_breaker": {"type": "boolean"},
+                    "reason": {"type": "string",
+                               "description": "what its waiting tasks say"},
+                },
+            },
         },
     },
     "Workflow": {
@@ -467,6 +517,25 @@ PATHS: dict[str, dict] = {
         "Drain a worker: no new work, it leaves after its current task",
         {"202": _json(_ref("WorkerAction"), "Accepted"), **_errors(*BODY_ERRORS, 404, 409)},
         parameters=[_path("worker_id")], requestBody=_no_body())},
+    "/api/steps": {"get": _op(
+        "Every step: its limits, its attempts in flight, its waiting tasks, its pause",
+        {"200": _json({"type": "object", "required": ["steps"], "properties": {
+            "steps": {"type": "array", "items": _ref("Step")}}}), **_errors(401)})},
+    "/api/steps/{step}/pause": {"post": _op(
+        "Pause a step: its ready tasks wait (retries too, spending no attempt), attempts "
+        "running finish; kept across restarts; 409 if it is paused already",
+        {"200": _json(_ref("Step")), **_errors(*BODY_ERRORS, 404, 409)},
+        parameters=[_path("step")], requestBody={**_body(STEP_PAUSE), "required": False})},
+    "/api/steps/{step}/resume": {"post": _op(
+        "Resume a paused step (by hand or by its breaker): its waiting tasks go; 409 if it "
+        "is not paused",
+        {"200": _json(_ref("Step")), **_errors(*BODY_ERRORS, 404, 409)},
+        parameters=[_path("step")], requestBody=_no_body())},
+    "/api/steps/{step}/limits": {"put": _op(
+        "Change a step's max_in_flight and rate while it runs (0: no limit); kept across "
+        "restarts",
+        {"200": _json(_ref("Step")), **_errors(*BODY_ERRORS, 404)},
+        parameters=[_path("step")], requestBody=_body(STEP_LIMITS))},
     "/api/workflows": {"get": _op(
         "The workflows an order may name, each with its DAG and its steps' policies",
         {"200": _json({"type": "object", "required": ["workflows"], "properties": {

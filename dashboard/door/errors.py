@@ -16,6 +16,7 @@ from scheduler import (
     Conflict,
     Overloaded,
     UnknownOrder,
+    UnknownStep,
     UnknownWorker,
     UnknownWorkflow,
 )
@@ -53,6 +54,7 @@ def bad_parameter(message: str) -> ApiError:
 _SCHEDULER_ERRORS: list[tuple[type[Exception], int, ErrorCode]] = [
     (UnknownOrder, 404, ErrorCode.NOT_FOUND),
     (UnknownWorker, 404, ErrorCode.NOT_FOUND),
+    (UnknownStep, 404, ErrorCode.NOT_FOUND),
     (UnknownWorkflow, 422, ErrorCode.VALIDATION_ERROR),
     # A body that does not fit its message (an order's: OrderValidationError).
     (MessageError, 422, ErrorCode.VALIDATION_ERROR),

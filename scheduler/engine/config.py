@@ -49,6 +49,39 @@ def backoff(retry_number: int, policy: RetryPolicy, rng: random.Random) -> float
 
 
 @dataclass(frozen=True)
+class BreakerPolicy:
+    """When a step pauses itself: a share of its recent attempts failed with one reason.
+
+    A gateway that is down fails every charge the same way ("gateway answered 503"); burning
+    every order's retries on it turns an outage into failed orders. With a breaker the step
+    pauses instead (its orders wait, their attempts kept), and resumes by hand or once a
+    probe attempt succeeds.
+    """
+
+    # The share of the attempts in the window that failed with the same reason.
+    share: float = 0.5
+    # Attempts the window must hold before it may trip (a few failures prove nothing).
+    min_attempts: int = 20
+    # Seconds of attempts counted (the recent past).
+    window: float = 60.0
+    # Seconds after a trip (or a failed probe) before one probe attempt may start.
+    probe_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.share, bool) or not 0 < self.share <= 1:
+            raise ConfigError(f"breaker share must be in (0, 1], got {self.share!r}")
+        if (isinstance(self.min_attempts, bool) or not isinstance(self.min_attempts, int)
+                or self.min_attempts < 1):
+            raise ConfigError(
+                f"breaker min_attempts must be an integer >= 1, got {self.min_attempts!r}")
+        if not self.window > 0:
+            raise ConfigError(f"breaker window must be > 0 seconds, got {self.window!r}")
+        if not self.probe_after > 0:
+            raise ConfigError(
+                f"breaker probe_after must be > 0 seconds, got {self.probe_after!r}")
+
+
+@dataclass(frozen=True)
 class StepPolicy:
     """How one step may run: its time limit and its cluster-wide limits."""
 
@@ -65,10 +98,14 @@ class StepPolicy:
     # Capabilities a worker must offer to run it (e.g. "payments": the network zone that
     # may reach the payment gateway); empty: any worker.
     tags: frozenset[str] = frozenset()
+    # Opt-in: the step pauses itself when its recent attempts fail alike (BreakerPolicy).
+    breaker: BreakerPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise ConfigError("retry must be a RetryPolicy")
+        if self.breaker is not None and not isinstance(self.breaker, BreakerPolicy):
+            raise ConfigError("breaker must be a BreakerPolicy")
         if not isinstance(self.tags, frozenset) or not all(
             isinstance(t, str) and t.strip() for t in self.tags
         ):

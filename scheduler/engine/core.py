@@ -8,6 +8,7 @@ through `_move`, which consults the transition table in `states.py`. What leaves
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections import OrderedDict, deque
@@ -17,10 +18,18 @@ from typing import Any
 from . import restart
 from .config import ClusterConfig, ConfigError, backoff
 from .dispatch import ReadyQueues
-from .errors import Conflict, Overloaded, UnknownOrder, UnknownWorker, UnknownWorkflow
+from .errors import (
+    Conflict,
+    Overloaded,
+    UnknownOrder,
+    UnknownStep,
+    UnknownWorker,
+    UnknownWorkflow,
+)
 from .events import EventHistory
 from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
+from .pauses import BREAKER, Pause
 from .placement import Placement
 from .progress import STAGE_STATES, Progress
 from .records import OrderRecord, ResumePoint, TaskRecord
@@ -56,6 +65,16 @@ ZOMBIE_ENDS = {
 def _attempt_of(task: Task) -> str:
     """'order o-1 step payment attempt 2': how log lines name a task's current attempt."""
     return f"order {task.order_id} step {task.step} attempt {task.attempt}"
+
+
+def _limits_text(policy) -> str:
+    """'at most 20 in flight, 5 starts/s' (or 'no limits')."""
+    parts = []
+    if policy.max_in_flight is not None:
+        parts.append(f"at most {policy.max_in_flight} in flight")
+    if policy.rate is not None:
+        parts.append(f"{policy.rate:g} starts/s")
+    return ", ".join(parts) or "no limits"
 
 
 def _which_attempt(task: Task) -> str:
@@ -96,6 +115,7 @@ class SchedulerCore:
         self.queue = ReadyQueues()
         self._hungry: set[str] = set()  # alive workers with room for another task
         self.limits = StepLimits(self.config.steps)
+        self._live_limits: set[str] = set()  # steps whose limits an operator changed
         # Attempts that may still run on a worker that left, kept in their step's count.
         self.zombies = Zombies()
         # Which workers can run a step, and a ready task's home among them (placement.py).
@@ -315,6 +335,7 @@ class SchedulerCore:
             duration=took,
         )
         task.completed = self._seq
+        self._judge(task, None)
         for dependent in order.dependents_of(task.step):
             child = order.tasks[dependent]
             child.waiting_on.discard(task.step)
@@ -366,6 +387,7 @@ class SchedulerCore:
             )
         else:
             self._fail_task(task, now, f"gave up after {task.attempt} attempts: {error}")
+        self._judge(task, error)
         self._finish_drain(worker_id)
 
     def worker_lost(self, worker_id: str, now: float, reason: str) -> Effects:
@@ -570,6 +592,103 @@ class SchedulerCore:
             **details,
         )
         return self._flush()
+
+    # ------------------------------------------------------------------ step controls
+
+    def pause_step(self, step: str, who: str, why: str, now: float) -> Effects:
+        """Hold every task of `step` that has not started (pauses.py); attempts on workers
+        finish. Conflict if it is paused already."""
+        self._now = now
+        self._require_step(step)
+        self.limits.pauses.pause(step, who, why, self.wall(now))
+        said = f": {why}" if why else ""
+        self._emit("step_paused", f"step {step} paused by {who}{said}", step=step,
+                   who=who, why=why, by_breaker=False)
+        return self._flush()
+
+    def resume_step(self, step: str, who: str, now: float) -> Effects:
+        """Put the tasks a pause held back in line. Conflict if `step` is not paused."""
+        self._now = now
+        self._require_step(step)
+        pause = self.limits.pauses.resume(step)
+        self._resumed(pause, who, "")
+        return self._flush()
+
+    def set_limits(self, step: str, who: str, now: float, *, max_in_flight: int | None,
+                   rate: float | None) -> Effects:
+        """Change `step`'s concurrency and rate limits while it runs (None: no limit). Its
+        attempts on workers (and its zombies) count at once; held tasks go as room allows."""
+        self._now = now
+        self._require_step(step)
+        old = self.config.policy(step)
+        new = dataclasses.replace(old, max_in_flight=max_in_flight, rate=rate,
+                                  burst=old.burst if rate is not None else None)
+        self._set_policy(step, new)
+        self._emit("step_limits_changed",
+                   f"step {step} limits set by {who}: {_limits_text(old)} → {_limits_text(new)}",
+                   step=step, who=who, max_in_flight=max_in_flight, rate=rate)
+        self._release_held(step)
+        return self._flush()
+
+    def restore_controls(self, pauses: Iterable[Pause], limits: dict[str, dict],
+                         now: float) -> None:
+        """Before `restore`: the pauses and live limits a journal kept (steps this cluster
+        no longer has are left out)."""
+        known = self._known_steps()
+        for step, values in limits.items():
+            if step in known:
+                self._set_policy(step, dataclasses.replace(self.config.policy(step), **values))
+        self.limits.pauses.restore((p for p in pauses if p.step in known), now)
+
+    def _ready_of(self, step: str) -> int:
+        """Tasks of `step` ready (waiting for a slot, a limit or a pause)."""
+        return self._progress.steps.get(step, {}).get(S.READY.value, 0)
+
+    def _require_step(self, step: str) -> None:
+        if step not in self._known_steps():
+            raise UnknownStep(step)
+
+    def _known_steps(self) -> set[str]:
+        return {s for wf in self._workflows.values() for s in wf.steps}
+
+    def _set_policy(self, step: str, policy) -> None:
+        """`step` runs under `policy` from now on, its attempts that may run counted."""
+        # (Placement keeps the config it was given: it reads tags and load_epsilon only,
+        # which limits never change.)
+        self.config = dataclasses.replace(self.config, steps={**self.config.steps, step: policy})
+        self._live_limits.add(step)
+        self.limits.set_policy(step, policy, self._occupying(step))
+
+    def _occupying(self, step: str) -> int:
+        """Attempts of `step` that may be running: on workers, stuck, abandoned, zombies."""
+        count = sum(1 for t in self._tasks.values() if t.step == step and t.state in ON_WORKER)
+        for worker in self._workers.values():
+            count += sum(1 for t, _ in worker.stuck | worker.abandoned
+                         if t.rpartition(":")[2] == step)
+        return count + sum(1 for z in self.zombies if z.step == step)
+
+    def _judge(self, task: Task, error: str | None) -> None:
+        """An attempt of `task` ended: its step's breaker may trip, or its probe resume."""
+        verdict = self.limits.pauses.attempt_ended(task.step, task.id, error,
+                                                   self.wall(self._now), self._now)
+        if verdict is None:
+            return
+        pause = verdict.pause
+        if verdict.tripped:
+            self._emit("breaker_tripped", f"step {task.step} paused by {BREAKER}: {pause.why}",
+                       step=task.step, who=BREAKER, why=pause.why, by_breaker=True)
+        else:
+            self._resumed(pause, BREAKER, f" after probe {_attempt_of(task)} succeeded")
+
+    def _resumed(self, pause: Pause, who: str, how: str) -> None:
+        held = self._ready_of(pause.step)
+        paused_for = round(max(0.0, self.wall(self._now) - pause.since), 3)
+        self._emit("step_resumed",
+                   f"step {pause.step} resumed by {who}{how}, paused {paused_for:g} s by "
+                   f"{pause.who}; {held} ready task(s) go back in line",
+                   step=pause.step, who=who, paused_by=pause.who, paused_for=paused_for,
+                   held=held)
+        self._release_held(pause.step)
 
     def alert_changed(self, alert: str, subject: str, raised: bool, message: str, now: float,
                       cause: int | None = None) -> Effects:
@@ -960,7 +1079,7 @@ class SchedulerCore:
         worker = self._workers[worker_id]
         worker.tasks.add(task.id)
         self._held += 1
-        self.limits.started(task.step, self._now)
+        self.limits.started(task.step, self._now, task.id)
         self._update_hunger(worker)
         self._fx.dispatches.append(Dispatch(worker_id, task.id, task.lease))
         order = self._orders[task.order_id]

@@ -17,6 +17,13 @@ class UnknownWorker(SchedulerError, KeyError):
         return f"unknown worker {self.args[0]!r}"
 
 
+class UnknownStep(SchedulerError, KeyError):
+    """A step no workflow of the cluster has (HTTP 404)."""
+
+    def __str__(self) -> str:
+        return f"unknown step {self.args[0]!r}"
+
+
 class UnknownWorkflow(SchedulerError, ValueError):
     pass
 
@@ -42,6 +49,7 @@ __all__ = [
     "Overloaded",
     "SchedulerError",
     "UnknownOrder",
+    "UnknownStep",
     "UnknownWorker",
     "UnknownWorkflow",
     "UnstorableText",

@@ -45,6 +45,12 @@ EVENT_TYPES = frozenset(
         "server_restarted",
         # What an operator did (kill, drain, add, chaos, cancel, retry, bulk actions) and who.
         "operator_action",
+        # A step paused by an operator or by its circuit breaker, resumed (by hand or by a
+        # probe that succeeded), its limits changed while running (pauses.py, limits.py).
+        "step_paused",
+        "breaker_tripped",
+        "step_resumed",
+        "step_limits_changed",
         # An alert (runtime/alerts.py) raised, and cleared once its condition no longer holds.
         "alert_raised",
         "alert_cleared",
@@ -76,6 +82,10 @@ LOG_LEVELS = {
     "attempt_ended": "INFO",
     "server_restarted": "WARNING",
     "operator_action": "WARNING",
+    "step_paused": "WARNING",
+    "breaker_tripped": "ERROR",
+    "step_resumed": "WARNING",
+    "step_limits_changed": "WARNING",
     "alert_raised": "WARNING",
     "alert_cleared": "INFO",
 }

@@ -8,6 +8,9 @@ counted in flight until its worker confirms it ended or it can no longer be runn
 (zombies.py), and after a restart `restarted` holds each limited step's starts until the
 workers that outlived the old server have said what they still run, and starts the rate
 buckets empty (the old server may have spent them just before it stopped).
+
+A paused step (pauses.py) is asked first: its tasks wait whatever its limits say. Limits can
+be changed while the cluster runs (`set_policy`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .config import StepPolicy
+from .pauses import StepPauses
 
 
 class StepLimits:
     def __init__(self, policies: Mapping[str, StepPolicy]):
+        self.pauses = StepPauses(policies)
         self._policies = {s: p for s, p in policies.items() if p.limited}
         self._in_flight: dict[str, int] = {}
         # step -> (tokens, when they were counted); a bucket of `burst` refilled at `rate`/s.
@@ -31,6 +36,9 @@ class StepLimits:
 
     def blocks(self, step: str, now: float) -> str | None:
         """Why a task of `step` may not start now, or None."""
+        paused = self.pauses.blocks(step, now)
+        if paused is not None:
+            return paused
         policy = self._policies.get(step)
         if policy is None:
             return None
@@ -46,9 +54,10 @@ class StepLimits:
 
     def room(self, step: str, now: float) -> int:
         """How many more tasks of `step` may start now (a large number when unlimited)."""
+        paused = self.pauses.room(step, now)
         policy = self._policies.get(step)
         if policy is None:
-            return 1 << 30
+            return 1 << 30 if paused is None else paused
         until = self._held_until.get(step)
         if until is not None and now < until:
             return 0
@@ -57,10 +66,13 @@ class StepLimits:
             room = policy.max_in_flight - self.in_flight(step)
         if policy.rate is not None:
             room = min(room, int(self._tokens(step, policy, now)))
+        if paused is not None:
+            room = min(room, paused)
         return max(0, room)
 
-    def started(self, step: str, now: float) -> None:
+    def started(self, step: str, now: float, task_id: str = "") -> None:
         """A task of `step` was handed to a worker (it counts until `finished`)."""
+        self.pauses.started(step, task_id, now)
         policy = self._policies.get(step)
         if policy is None:
             return
@@ -97,6 +109,8 @@ class StepLimits:
     def free_at(self, step: str, now: float) -> float | None:
         """When a step held by time (a rate limit, a hold after a restart) may start its
         next task (None: nothing but a finishing task can free it)."""
+        if step in self.pauses:
+            return self.pauses.free_at(step, now)
         policy = self._policies.get(step)
         if policy is None:
             return None
@@ -108,6 +122,22 @@ class StepLimits:
         missing = 1.0 - self._tokens(step, policy, now)
         refilled = now if missing <= 0 else now + missing / policy.rate
         return refilled if until is None else max(until, refilled)
+
+    def set_policy(self, step: str, policy: StepPolicy, in_flight: int) -> None:
+        """The step's limits changed while running: `policy` holds from now on, with
+        `in_flight` attempts counted (the core counts them, since an unlimited step's are
+        not). A rate bucket keeps its tokens, cut to the new burst."""
+        if not policy.limited:
+            self._policies.pop(step, None)
+            self._in_flight.pop(step, None)
+            self._buckets.pop(step, None)
+            self._held_until.pop(step, None)
+            return
+        self._policies[step] = policy
+        if in_flight:
+            self._in_flight[step] = in_flight
+        else:
+            self._in_flight.pop(step, None)
 
     def _tokens(self, step: str, policy: StepPolicy, now: float) -> float:
         burst = float(policy.burst if policy.burst is not None else max(1, round(policy.rate)))

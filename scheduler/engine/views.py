@@ -155,6 +155,9 @@ def wait_reason(core: SchedulerCore, task: Task) -> str | None:
     """Why a ready task is not on a worker yet (shown on the dashboard)."""
     if task.state is not S.READY:
         return None
+    pause = core.limits.pauses.get(task.step)
+    if pause is not None:  # (a queued task is held only once a free slot looks at it)
+        return pause.reason()
     if task.wait_reason is not None:
         return task.wait_reason
     if not core._ring:
@@ -330,8 +333,40 @@ def stats(core: SchedulerCore, now: float) -> dict:
         "held_by_limits": held_by_limits(core),
         # Ready tasks no live worker can run (no handler, or a tag nobody offers).
         "unroutable": unroutable(core),
+        # Paused steps (by an operator or a breaker): who, since, why.
+        "paused": {p.step: p.view() for p in core.limits.pauses.all()},
         "throughput": round(throughput(core, now), 3),
         "last_seq": core._seq,
         # The server's clock (Unix time), so a page can place these numbers in time.
         "now": round(core.wall(now), 3),
     }
+
+
+# ------------------------------------------------------------------ steps and their controls
+
+def control_view(core: SchedulerCore, step: str) -> dict:
+    """What the journal keeps of a step's controls: its pause and its live limits."""
+    pause = core.limits.pauses.get(step)
+    policy = core.config.policy(step)
+    return {"step": step, "pause": None if pause is None else pause.view(),
+            "limits": {"max_in_flight": policy.max_in_flight, "rate": policy.rate,
+                       "burst": policy.burst} if step in core._live_limits else None}
+
+
+def steps(core: SchedulerCore) -> list[dict]:
+    """Every step of the core's workflows: its limits, how many of its attempts are counted
+    in flight, its tasks ready and held back, and its pause (with the reason its tasks
+    show)."""
+    held = held_by_limits(core)
+    views = []
+    for step in sorted(core._known_steps()):
+        policy = core.config.policy(step)
+        pause = core.limits.pauses.get(step)
+        views.append({
+            "name": step, "max_in_flight": policy.max_in_flight, "rate": policy.rate,
+            "burst": policy.burst, "in_flight": core.limits.in_flight(step),
+            "held": held.get(step, 0), "ready": core._ready_of(step),
+            "breaker": policy.breaker is not None,
+            "paused": None if pause is None else {**pause.view(), "reason": pause.reason()},
+        })
+    return views

@@ -33,6 +33,8 @@ class Journal(Protocol):
     # Incidents (runtime/incidents.py) to write in the commit of the next `record`, and the
     # id of the oldest one kept; under the scheduler lock, like `record`.
     def note_incidents(self, views: list[dict], keep_from: int | None) -> None: ...
+    # Steps' controls (SchedulerCore.control_view) to write in that same commit.
+    def note_controls(self, views: list[dict]) -> None: ...
     def wait(self, ticket: object, timeout: float | None = None) -> bool: ...
     def committed(self, ticket: object) -> bool: ...
     def check(self) -> None: ...
@@ -68,6 +70,9 @@ class NullJournal:
         return None
 
     def note_incidents(self, views: list[dict], keep_from: int | None) -> None:
+        return None
+
+    def note_controls(self, views: list[dict]) -> None:
         return None
 
     def wait(self, ticket: object, timeout: float | None = None) -> bool:

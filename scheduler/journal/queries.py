@@ -29,6 +29,8 @@ from .rows import (
     TASK_COLUMNS,
     TASK_FIELDS,
     batch_rows,
+    control_from_row,
+    control_row,
     event_from_row,
     incident_from_row,
     incident_row,
@@ -80,6 +82,9 @@ class Queries:
             "incidents": _upsert("incidents", (*INCIDENT_FIELDS, "detail"),
                                  (*INCIDENT_FIELDS[1:], "detail"), p),
         }
+        # A step's controls are replaced whole when they change.
+        self.insert["step_controls"] = _upsert("step_controls", ("step", "detail"),
+                                               ("detail",), p)
         # Only the latest incidents are kept: those before the oldest one kept go.
         self.forget_incidents = f"DELETE FROM incidents WHERE id < {p}"
         # set_meta with (key, value): the counters of each commit, the schema's version.
@@ -89,11 +94,14 @@ class Queries:
 
     def write_incidents(self, conn: Any, batch: Batch) -> None:
         """The batch's incidents (rare: a death, a drain, a restart and what they caused),
-        inside the caller's transaction, and the older ones the incident log let go."""
+        inside the caller's transaction, and the older ones the incident log let go; and
+        its steps' controls (rarer still: a pause, a resume, limits changed)."""
         for view in batch.incidents:  # a few at most (psycopg's connections lack executemany)
             conn.execute(self.insert["incidents"], incident_row(view))
         if batch.incidents_from is not None:
             conn.execute(self.forget_incidents, (batch.incidents_from,))
+        for view in batch.controls:
+            conn.execute(self.insert["step_controls"], control_row(view))
 
     def write_each(self, conn: Any, batch: Batch, refusals: tuple[type[BaseException], ...],
                    event_extra: tuple = ()) -> list[tuple[str, str]]:
@@ -227,7 +235,10 @@ class Queries:
         number = conn.execute("SELECT COALESCE(MAX(number), 0) FROM orders").fetchone()[0]
         incidents = [incident_from_row(r) for r in conn.execute(
             f"SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id")]
-        return Recovered(resume_point(counters, seq, number, recent), orders, incidents)
+        controls = [control_from_row(r) for r in conn.execute(
+            "SELECT step, detail FROM step_controls ORDER BY step")]
+        return Recovered(resume_point(counters, seq, number, recent), orders, incidents,
+                         controls)
 
     def with_tasks_and_events(self, conn: Any, order_rows: list[tuple],
                               with_events: bool = True) -> list[OrderRecord]:

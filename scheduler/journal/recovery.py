@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..engine.core import SchedulerCore
 from ..engine.model import Effects
+from ..engine.pauses import Pause
 from ..engine.records import OrderRecord, ResumePoint
 
 log = logging.getLogger("orderflow.recovery")
@@ -27,6 +28,8 @@ class Recovered:
     orders: list[OrderRecord]  # every unfinished order and the latest finished ones, oldest first
     # The incidents kept (scheduler/runtime/incidents.py), as their views, oldest first.
     incidents: list[dict] = field(default_factory=list)
+    # Each step's controls (SchedulerCore.control_view): its pause, its live limits.
+    controls: list[dict] = field(default_factory=list)
 
 
 def resume_point(counters: dict, max_seq: int, max_number: int,
@@ -46,7 +49,13 @@ def resume_point(counters: dict, max_seq: int, max_number: int,
 
 def recover_into(core: SchedulerCore, recovered: Recovered, now: float) -> Effects:
     """Hand `recovered` to a fresh core; returns the events announcing re-queued steps."""
+    pauses = [Pause.from_view(c["step"], c["pause"]) for c in recovered.controls if c["pause"]]
+    limits = {c["step"]: c["limits"] for c in recovered.controls if c["limits"]}
+    core.restore_controls(pauses, limits, now)
     fx = core.restore(recovered.point, recovered.orders, now)
+    if pauses:
+        log.warning("steps still paused after the restart: %s",
+                    "; ".join(p.reason() for p in pauses))
     requeued = sum(1 for e in fx.events if e["type"] == "task_recovered")
     log.info(
         "recovered %d orders from the journal; %d unfinished steps queued again",

@@ -110,6 +110,17 @@ def incident_from_row(row: tuple) -> dict:
     return {**dict(zip(INCIDENT_FIELDS, row[:5], strict=True)), **json.loads(row[5])}
 
 
+def control_row(view: dict) -> tuple:
+    """A step's controls (SchedulerCore.control_view) as a row; an operator's name and
+    words are escaped as an event's would be."""
+    view = escape_all(view)
+    return view["step"], json.dumps({k: v for k, v in view.items() if k != "step"})
+
+
+def control_from_row(row: tuple) -> dict:
+    return {"step": row[0], **json.loads(row[1])}
+
+
 def describe_event(event: dict) -> str:
     """How a log line names an event: "event 42 (task_failed, order o-1 step payment)"."""
     where = ""

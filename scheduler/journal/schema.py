@@ -4,7 +4,7 @@ that brought every older database to them.
 The tables are described with logical column types (`dialect.py` names them per database).
 The history is one list of steps (a table, a column, an index, a statement), each with the
 version that brought it on each database: the two are numbered apart, as they grew apart
-(SQLite is at version 7, PostgreSQL at 6; PostgreSQL's version 1 was SQLite's version 3 in
+(SQLite is at version 8, PostgreSQL at 7; PostgreSQL's version 1 was SQLite's version 3 in
 one step, its version 2 brought the leadership lease SQLite has no use for). A table is
 created with the columns no later step adds, so each column is declared once, in its
 table. Creating a database replays the whole history; a test checks that what it makes is
@@ -159,6 +159,12 @@ INCIDENTS = Table("incidents", (
     Column("message", TEXT, not_null=True),
     Column("detail", TEXT, not_null=True),  # JSON: its counts, facts and first caused events
 ))
+# Step controls (scheduler/engine/pauses.py): a step paused by an operator or its breaker,
+# and limits an operator changed while it ran; one row per step, held across restarts.
+STEP_CONTROLS = Table("step_controls", (
+    Column("step", TEXT, primary_key=True),
+    Column("detail", TEXT, not_null=True),  # JSON: its pause (who, since, why), its limits
+))
 # The leadership lease (postgres_lease.py): one row, its epoch only grows; expiry on the
 # database's clock. SQLite has one server per file (its file lock) and no lease.
 LEADER = Table("leader", (
@@ -170,7 +176,7 @@ LEADER = Table("leader", (
     Column("expires_at", TIMESTAMP, not_null=True),
     Column("since", TIMESTAMP, not_null=True),
 ), dialects=("postgresql",))
-TABLES = (META, ORDERS, TASKS, EVENTS, LEADER, INCIDENTS)
+TABLES = (META, ORDERS, TASKS, EVENTS, LEADER, INCIDENTS, STEP_CONTROLS)
 
 ORDERS_BY_FINISH = Index("orders_by_finish", "orders", ("finished_at",))  # pruning
 TASKS_BY_ORDER = Index("tasks_by_order", "tasks", ("order_id",))
@@ -272,11 +278,12 @@ HISTORY: tuple[Step, ...] = (
     _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=5, postgresql=4),
     _step(CreateIndex(ORDERS_BY_STATUS), sqlite=5, postgresql=4),
     _step(CreateTable(INCIDENTS), sqlite=6, postgresql=5),
-    _step(AddColumn(TASKS, "completed"), sqlite=7, postgresql=6),
-    _step(AddColumn(TASKS, "compensates"), sqlite=7, postgresql=6),
+    _step(CreateTable(STEP_CONTROLS), sqlite=7, postgresql=6),
+    _step(AddColumn(TASKS, "completed"), sqlite=8, postgresql=7),
+    _step(AddColumn(TASKS, "compensates"), sqlite=8, postgresql=7),
     # Sagas: compensated and compensation_failed orders are finished too.
-    _step(Statement("DROP INDEX orders_finished_by_number"), sqlite=7, postgresql=6),
-    _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=7, postgresql=6),
+    _step(Statement("DROP INDEX orders_finished_by_number"), sqlite=8, postgresql=7),
+    _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=8, postgresql=7),
 )
 
 

@@ -85,10 +85,13 @@ class Batch:
     # one kept (older rows go), or None.
     incidents: list[dict] = field(default_factory=list)
     incidents_from: int | None = None
+    # Steps whose controls changed (SchedulerCore.control_view), the latest of each.
+    controls: list[dict] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.tasks or self.orders or self.incidents)
+        return not (self.events or self.tasks or self.orders or self.incidents
+                    or self.controls)
 
 
 class GroupWriter:
@@ -128,6 +131,7 @@ class GroupWriter:
         self._actions: list[Callable[[], None]] = []
         self._incidents: dict[int, dict] = {}
         self._incidents_from: int | None = None
+        self._controls: dict[str, dict] = {}
         self._ticket = 0
         # Guarded by `_done`: what is committed, the current failure, jobs, stop.
         self._done = threading.Condition()
@@ -176,6 +180,12 @@ class GroupWriter:
             self._incidents[view["id"]] = view
         if keep_from is not None:
             self._incidents_from = keep_from
+
+    def note_controls(self, views: list[dict]) -> None:
+        """Under the scheduler lock, before the `record` of the events that changed them:
+        steps' controls to write (the latest view of each wins) in the same commit."""
+        for view in views:
+            self._controls[view["step"]] = view
 
     def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
         """Return True once `ticket` is committed, False once `timeout` seconds (if given)
@@ -391,9 +401,11 @@ class GroupWriter:
         with self._core_lock:
             batch = Batch(self._ticket, self._events, self._tasks, self._orders, self._actions,
                           incidents=list(self._incidents.values()),
-                          incidents_from=self._incidents_from)
+                          incidents_from=self._incidents_from,
+                          controls=list(self._controls.values()))
             self._events, self._tasks, self._orders, self._actions = [], {}, {}, []
             self._incidents, self._incidents_from = {}, None
+            self._controls = {}
             if batch.empty:
                 return batch
             core = self._core
@@ -418,6 +430,7 @@ class GroupWriter:
             self._incidents = {**{v["id"]: v for v in batch.incidents}, **self._incidents}
             if self._incidents_from is None:
                 self._incidents_from = batch.incidents_from
+            self._controls = {**{v["step"]: v for v in batch.controls}, **self._controls}
 
     def _succeeded(self, batch: Batch) -> None:
         self._stalled_since = None
@@ -498,6 +511,10 @@ class GroupWrittenJournal:
     def note_incidents(self, views: list[dict], keep_from: int | None) -> None:
         """Incidents to write with the next `record`ed events (see GroupWriter)."""
         self._writer.note_incidents(views, keep_from)
+
+    def note_controls(self, views: list[dict]) -> None:
+        """Steps' controls to write with the next `record`ed events (see GroupWriter)."""
+        self._writer.note_controls(views)
 
     def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
         return self._writer.wait(ticket, timeout)

@@ -49,6 +49,9 @@ from .worker import Executor, LoopThread, ThreadWorker
 
 log = logging.getLogger("orderflow")
 _LEVELS = {name: getattr(logging, level) for name, level in LOG_LEVELS.items()}
+# Events that change a step's controls (its pause, its limits): the journal keeps the result.
+CONTROL_EVENTS = frozenset({"step_paused", "breaker_tripped", "step_resumed",
+                            "step_limits_changed"})
 
 
 class Cluster:
@@ -425,6 +428,32 @@ class Cluster:
                     self._core.adopt(record)  # back into memory, to run again
         self._call(self._core.retry_order, order_id)
 
+    # ------------------------------------------------------------------ step controls
+
+    def pause_step(self, step: str, who: str, why: str = "") -> None:
+        """Hold every task of `step` that has not started, saying who paused it and why;
+        attempts on workers finish (engine/pauses.py). Durable when it returns: a restart
+        or a failover keeps it. UnknownStep, or Conflict if it is paused already."""
+        self._call(self._core.pause_step, step, escape(who), escape(why), durable=True)
+
+    def resume_step(self, step: str, who: str) -> None:
+        """Put the tasks a pause held back in line (Conflict if `step` is not paused)."""
+        self._call(self._core.resume_step, step, escape(who), durable=True)
+
+    def set_step_limits(self, step: str, who: str, *, max_in_flight: int | None,
+                        rate: float | None) -> None:
+        """Change a step's concurrency and rate limits while it runs (None: no limit); kept
+        across restarts. ConfigError for a value out of range, changing nothing."""
+        self._call(self._core.set_limits, step, escape(who), max_in_flight=max_in_flight,
+                   rate=rate, durable=True)
+        with self._lock:
+            self.config = self._core.config  # (workflow descriptions show the new limits)
+
+    def steps(self) -> list[dict]:
+        """Every step: its limits, attempts in flight, ready and held tasks, its pause."""
+        with self._lock:
+            return views.steps(self._core)
+
     def _forgotten(self, order_id: str):
         """The journal's record of an order no longer in memory (None if it is in memory, or
         unknown: the command itself then reports it)."""
@@ -731,6 +760,9 @@ class Cluster:
         self._alerts.observe(fx.events)
         if self._incidents.observe(fx.events) and self._journal.persistent:
             self._journal.note_incidents(*self._incidents.take_unsaved())  # same commit
+        controlled = {e["step"] for e in fx.events if e["type"] in CONTROL_EVENTS}
+        if controlled and self._journal.persistent:
+            self._journal.note_controls([views.control_view(self._core, s) for s in controlled])
         for sub in self._subscriptions:
             sub.offer(fx.events)
         if not self._journal.persistent:

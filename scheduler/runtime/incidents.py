@@ -10,7 +10,8 @@ the first few of those kept for a person to read. The log keeps the latest `limi
 incidents; the journal keeps them across restarts (its `incidents` table, written in the
 same commit as the events), and every dashboard snapshot carries them whole.
 
-Kinds are open: a paused step or an alert becomes one more entry of OPENERS (the event that
+Kinds are open: a paused step (by hand or by its breaker) and its resume are entries of
+OPENERS; an alert would become one more entry of OPENERS (the event that
 opens it) and of `Incident.title`. No threads and no clock: the cluster feeds it its events
 under its lock, and the journal and the stream read what changed.
 """
@@ -43,6 +44,10 @@ OPENERS = {
     "worker_dead": Kind("worker_dead", pinned=True),
     "worker_draining": Kind("worker_drained", pinned=False),
     "server_restarted": Kind("server_restarted", pinned=True),
+    # A step paused by hand, or by its breaker (orders wait until it resumes), and resumed.
+    "step_paused": Kind("step_paused", pinned=True),
+    "breaker_tripped": Kind("breaker_tripped", pinned=True),
+    "step_resumed": Kind("step_resumed", pinned=False),
     "alert_raised": Kind("alert", pinned=True),
     # An undo ran out of retries: the order's charge (or stock, ...) is not given back
     # until an operator retries its undos (POST /api/orders/<id>/retry).
@@ -100,6 +105,13 @@ class Incident:
                    else f"leadership taken over (epoch {self.epoch})")
             return (f"{who}: {plural(orders, 'order')} recovered, "
                     f"{plural(steps, 'step')} to run again")
+        step = self.facts.get("step")
+        if self.kind == "step_paused":
+            return f"{step} paused by hand: its orders wait"
+        if self.kind == "breaker_tripped":
+            return f"{step} paused by its circuit breaker: its orders wait"
+        if self.kind == "step_resumed":
+            return f"{step} resumed: {plural(self.facts.get('held', 0), 'ready task')} go"
         if self.kind == "alert" and self.counts.get("cleared"):
             return f"{self.message} (cleared)"
         return self.message
@@ -166,8 +178,10 @@ class IncidentLog:
     def _open(self, kind: Kind, event: dict) -> None:
         if kind.name == "server_restarted" and self.epoch:
             kind = FAILOVER
-        facts = {k: event[k] for k in ("orders", "steps", "moving", "unconfirmed")
+        facts = {k: event[k] for k in ("orders", "steps", "moving", "unconfirmed", "held")
                  if isinstance(event.get(k), int)}
+        if event.get("step") is not None:
+            facts["step"] = event["step"]
         incident = Incident(
             id=event["seq"], kind=kind.name, ts=event["ts"], message=event["message"],
             pinned=kind.pinned, worker=event.get("worker_id"), order=event.get("order_id"),

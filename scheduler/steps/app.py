@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.config import ConfigError, RetryPolicy, StepPolicy
+from ..engine.config import BreakerPolicy, ConfigError, RetryPolicy, StepPolicy
 from ..engine.workflow import Workflow, WorkflowError
 from .context import Handler, is_async
 
@@ -69,6 +69,9 @@ class Step:
             "rate": policy.rate,
             "burst": policy.burst,
             "tags": sorted(policy.tags),
+            "breaker": None if policy.breaker is None else {
+                "share": policy.breaker.share, "min_attempts": policy.breaker.min_attempts,
+                "window": policy.breaker.window, "probe_after": policy.breaker.probe_after},
             "compensate": self.compensate,
         }
 
@@ -95,21 +98,24 @@ class App:
         rate: float | None = None,
         burst: int | None = None,
         tags: Iterable[str] = (),
+        breaker: BreakerPolicy | bool | None = None,
         compensate: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare the decorated function (sync or `async def`) as a step; its name is the
         function's unless given. `retries`: retries after the first attempt (default: the
         cluster's); `backoff`: (base, cap) seconds of full-jitter backoff; `timeout`: seconds
         an attempt may run; `max_in_flight` and `rate` (starts/s, bursts of `burst`): limits
-        across the cluster; `tags`: capabilities a worker must offer to run it;
-        `compensate`: the step that undoes it when its order fails or is cancelled after it
-        succeeded (an ordinary step, given this one's result in `ctx.results`)."""
+        across the cluster; `tags`: capabilities a worker must offer to run it; `breaker`:
+        a `BreakerPolicy` (or True for its defaults) under which the step pauses itself when
+        its recent attempts fail alike (engine/pauses.py); `compensate`: the step that undoes
+        it when its order fails or is cancelled after it succeeded (an ordinary step, given
+        this one's result in `ctx.results`)."""
 
         def declare(handler: Handler) -> Handler:
             self.add_step(
                 name or getattr(handler, "__name__", ""), handler, retries=retries,
                 backoff=backoff, timeout=timeout, max_in_flight=max_in_flight, rate=rate,
-                burst=burst, tags=tags, compensate=compensate,
+                burst=burst, tags=tags, breaker=breaker, compensate=compensate,
             )
             return handler
 
@@ -230,7 +236,12 @@ def _policy(
     rate: float | None = None,
     burst: int | None = None,
     tags: Iterable[str] = (),
+    breaker: BreakerPolicy | bool | None = None,
 ) -> StepPolicy:
+    if breaker is True:
+        breaker = BreakerPolicy()
+    elif breaker is False:
+        breaker = None
     retry = None
     if retries is not None or backoff is not None:
         defaults = RetryPolicy()
@@ -243,7 +254,7 @@ def _policy(
     if isinstance(tags, str):
         tags = [tags]
     return StepPolicy(timeout=timeout, max_in_flight=max_in_flight, rate=rate, burst=burst,
-                      retry=retry, tags=frozenset(tags))
+                      retry=retry, tags=frozenset(tags), breaker=breaker)
 
 
 def _pairs(steps) -> list[tuple[str, list[str]]]:

@@ -14,6 +14,7 @@ import { Confirm } from './views/confirm.js';
 import { Controls } from './views/controls.js';
 import { EventLog } from './views/eventlog.js';
 import { RingView } from './views/ring.js';
+import { StepControls } from './views/stepcontrols.js';
 import { StepBars } from './views/steps.js';
 import { OrdersTable } from './views/table.js';
 import { Tiles } from './views/tiles.js';
@@ -72,6 +73,7 @@ export function start() {
   const alerts = new AlertBanners($('#alerts'));
   const chart = new Chart($('#chart'), serverNow);
   const stepBars = new StepBars($('#step-bars'), $('#steps-empty'));
+  const stepControls = new StepControls($('#step-controls'), { confirm, toast });
   const ring = new RingView($('#ring'));
   const table = new OrdersTable({
     body: $('#orders-body'), spacer: $('#orders-spacer'), filters: $('#order-filters'),
@@ -236,6 +238,7 @@ export function start() {
     if (dirty.has('stats')) {
       tiles.render(store.stats);
       stepBars.render(store.stats.steps || {}, store.workflowDetails);
+      stepControls.noteStats(store.stats);
     }
     // Worker cards measure heartbeats against the server's settings, which come with the
     // first snapshot (as do the workers themselves).

@@ -81,6 +81,7 @@ export const EVENT_TYPES = Object.freeze([
   'thread_abandoned', 'worker_hung',
   'server_restarted', 'operator_action',
   'alert_raised', 'alert_cleared',
+  'step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed',
 ]);
 
 /** Event types that make the event log, by the filter group they belong to. */
@@ -90,6 +91,7 @@ export const LOG_GROUPS = {
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
   workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; threads abandoned to hung handlers; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'thread_abandoned', 'worker_hung', 'server_restarted'] },
   operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
+  steps: { label: 'Steps', title: 'Steps paused (by an operator or a circuit breaker), resumed, their limits changed', types: ['step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed'] },
   alerts: { label: 'Alerts', title: 'Alerts the server raised and cleared: failure spikes, steps no worker can run, overdue orders, flapping workers, a failing journal', types: ['alert_raised', 'alert_cleared'] },
 };
 
@@ -122,13 +124,20 @@ export const EVENT_LABEL = {
   operator_action: 'operator',
   alert_raised: 'alert',
   alert_cleared: 'alert cleared',
+  step_paused: 'step paused',
+  breaker_tripped: 'breaker tripped',
+  step_resumed: 'step resumed',
+  step_limits_changed: 'limits changed',
 };
 
 /** The tone of an event's badge: bad, warn, move, good, info. */
 export function eventTone(type) {
   if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'worker_hung' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
   if (type === 'operator_action') return 'op';
-  if (type === 'alert_raised') return 'bad';
+  if (type === 'alert_raised' || type === 'breaker_tripped') return 'bad';
+  if (type === 'step_paused') return 'warn';
+  if (type === 'step_resumed') return 'good';
+  if (type === 'step_limits_changed') return 'op';
   if (type === 'alert_cleared') return 'good';
   if (type === 'task_retrying' || type === 'order_retried' || type === 'worker_draining' || type === 'task_recovered' || type === 'thread_abandoned') return 'warn';
   if (type === 'task_reassigned') return 'move';

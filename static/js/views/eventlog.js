@@ -23,6 +23,9 @@ export const INCIDENT_EVENT = {
   server_restarted: 'server_restarted',
   failover: 'server_restarted',
   alert: 'alert_raised',
+  step_paused: 'step_paused',
+  breaker_tripped: 'breaker_tripped',
+  step_resumed: 'step_resumed',
 };
 
 const orderLink = (id) => h('button', { type: 'button', class: 'log-order mono', dataset: { open: id }, text: id });

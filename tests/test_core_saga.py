@@ -20,6 +20,7 @@ from scheduler.engine.states import (
     OrderStatus,
     TaskState,
     derive_compensation_status,
+    derive_order_stage,
 )
 from scheduler.engine.workflow import Workflow, WorkflowError
 
@@ -70,6 +71,13 @@ def test_a_workflow_names_each_steps_undo_and_refuses_bad_ones():
         Workflow.define("w", [("a", [])], compensations={"a": ""})
     with pytest.raises(WorkflowError, match="undoes both 'a' and 'b'"):
         Workflow.define("w", [("a", []), ("b", [])], compensations={"a": "u", "b": "u"})
+
+
+def test_a_compensating_orders_stage_follows_its_undos_not_its_failed_step():
+    states = [S.SUCCEEDED, S.FAILED, S.CANCELLED, S.RETRY_WAIT]
+    assert derive_order_stage(states) is OrderStage.FAILED
+    assert derive_order_stage(states, OrderStatus.COMPENSATING) is OrderStage.RETRYING
+    assert derive_order_stage(states, OrderStatus.COMPENSATED) is OrderStage.COMPENSATED
 
 
 def test_compensation_status_follows_the_undos():
@@ -210,7 +218,8 @@ def test_retrying_a_failed_compensation_reruns_the_undos_not_the_steps():
     assert status(sim) == "compensating"
     assert sim.task("o1", "shipping").state is S.FAILED  # the failed step stays failed
     assert sim.task("o1", "refund").state is S.PENDING
-    assert "undos retried" in sim.types(type="order_retried")[0]["message"]
+    [retried] = sim.types(type="order_retried")
+    assert "undos retried" in retried["message"] and retried["undos"] == ["unpack", "refund"]
     ctx = run(sim, "unpack")
     assert ctx["attempt"] == 1
     run(sim, "refund")

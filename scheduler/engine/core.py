@@ -547,7 +547,9 @@ class SchedulerCore:
             )
         undoing = status is OrderStatus.COMPENSATION_FAILED
         what = "its undos retried" if undoing else "retried"
-        self._emit("order_retried", f"order {order_id} {what} by hand", order=order)
+        # `undos`: only its undos run again (a page resets those, not the failed step).
+        self._emit("order_retried", f"order {order_id} {what} by hand", order=order,
+                   **({"undos": list(order.undoing)} if undoing else {}))
         # A failed compensation retries its undos, never the steps they undo.
         for step in order.undoing if undoing else order.workflow.steps:
             task = order.tasks[step]
@@ -1352,7 +1354,8 @@ class SchedulerCore:
         self._fx.orders[order.id] = order
         steps = ", ".join(f"{t.step} by {order.workflow.compensations[t.step]}" for t in done)
         self._emit("order_compensating", f"order {order.id}: {why}; undoing {steps}",
-                   order=order, reason=why, undo=list(order.undoing))
+                   order=order, reason=why, undo=list(order.undoing),
+                   undoes={order.workflow.compensations[t.step]: t.step for t in done})
         self._make_ready(order.tasks[order.undoing[0]], now)
 
     def _cancel_task(self, task: Task) -> None:

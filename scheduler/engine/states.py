@@ -135,10 +135,12 @@ def active_stage(running: int, retrying: int) -> OrderStage:
     return OrderStage.QUEUED
 
 
-def derive_order_stage(states: Iterable[TaskState]) -> OrderStage:
-    """An order's stage from its tasks' states (see OrderStage)."""
+def derive_order_stage(states: Iterable[TaskState],
+                       status: OrderStatus | None = None) -> OrderStage:
+    """An order's stage from its tasks' states (see OrderStage), and its status where the
+    caller knows it (a saga's: its failed step does not make it failed)."""
     states = list(states)
-    status = derive_order_status(states)
+    status = derive_order_status(states) if status is None else status
     if status in TERMINAL_ORDER:
         return OrderStage(status.value)
     return active_stage(states.count(S.RUNNING), states.count(S.RETRY_WAIT))

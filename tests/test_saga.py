@@ -138,8 +138,8 @@ class SagaSim(JournaledSim):
 
 
 @pytest.mark.parametrize("crash_after", ["failure", "refund_started", "refund_done"])
-def test_a_compensation_survives_a_crash_at_any_point_and_refunds_once(tmp_path, crash_after):
-    db = tmp_path / "of.db"
+def test_a_compensation_survives_a_crash_at_any_point_and_refunds_once(journal_db, crash_after):
+    db = journal_db
     sim = SagaSim(db)
     sim.submit("o1", "checkout")
     sim.step("w1")  # payment

@@ -339,3 +339,15 @@ def test_a_restart_of_an_order_still_running_undoes_nothing():
     run(sim, "packing")
     run(sim, "shipping")
     assert status(sim) == "completed"
+
+
+def test_steps_from_a_journal_older_than_completed_are_undone_latest_step_first():
+    sim = saga_sim()
+    sim.submit("o1", "checkout")
+    run(sim, "payment")
+    run(sim, "packing")
+    [record] = [sim.core.order_record(o) for o in views.orders(sim.core).values()]
+    old = replace(record, tasks=tuple(t._replace(completed=0) for t in record.tasks))
+    sim = restart(sim, [old])
+    run(sim, "shipping", ok=False)
+    assert views.orders(sim.core)["o1"].undoing == ["unpack", "refund"]

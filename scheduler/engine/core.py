@@ -1333,11 +1333,7 @@ class SchedulerCore:
         is a task of its own. Once only: an order undoing already is left as it is."""
         if order.undoing:
             return
-        done = sorted(
-            (t for t in order.tasks.values()
-             if t.state is S.SUCCEEDED and t.step in order.workflow.compensations),
-            key=lambda t: t.completed, reverse=True,
-        )
+        done = order.to_undo()
         if not done:
             return
         order.undoing = [order.workflow.compensations[t.step] for t in done]

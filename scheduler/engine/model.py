@@ -91,6 +91,15 @@ class Order:
         return steps.index(step) if step in self.workflow.deps else (
             len(steps) + self.undoing.index(step))
 
+    def to_undo(self) -> list[Task]:
+        """Its succeeded steps that have an undo, newest success first (steps of a journal
+        older than `completed`, all 0: the later in the workflow first)."""
+        undone = self.workflow.compensations
+        done = [t for t in self.tasks.values() if t.state is TaskState.SUCCEEDED
+                and t.step in undone]
+        steps = self.workflow.steps
+        return sorted(done, key=lambda t: (t.completed, steps.index(t.step)), reverse=True)
+
     def step_names(self) -> list[str]:
         """Its tasks' steps: the workflow's, then its undos in the order they run."""
         return [*self.workflow.steps, *self.undoing]

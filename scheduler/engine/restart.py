@@ -116,9 +116,6 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
         return None
     recorded = {t.step: t for t in record.tasks}
     tasks = {step: _task_back(core, record.id, recorded, step) for step in workflow.steps}
-    undoing = _undos_begun(workflow, tasks, recorded)
-    for undo in undoing:
-        tasks[undo] = _task_back(core, record.id, recorded, undo, workflow.undo_of(undo))
     order = Order(
         record.id,
         record.number,
@@ -130,7 +127,12 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     )
     order.idempotency_key = record.idempotency_key
     order.priority = record.priority
-    order.undoing = undoing
+    if any(undo in recorded for undo in workflow.compensations.values()):
+        # Its compensation had begun (an undo's row was written): the same undos, in the
+        # same order (its succeeded steps, newest success first), each as recorded.
+        order.undoing = [workflow.compensations[t.step] for t in order.to_undo()]
+        for undo in order.undoing:
+            tasks[undo] = _task_back(core, record.id, recorded, undo, workflow.undo_of(undo))
     order.started = any(t.runs or t.state is S.SUCCEEDED for t in tasks.values())
     if record.finished_at is not None:
         order.finished_at = record.finished_at - core.epoch_offset
@@ -161,17 +163,6 @@ def _task_back(core: SchedulerCore, order_id: str, recorded: dict, step: str,
     if task.state not in TERMINAL:
         core._tasks_by_state[task.state.value] += 1
     return task
-
-
-def _undos_begun(workflow, tasks: dict[str, Task], recorded: dict) -> list[str]:
-    """The undos of an order whose compensation had begun (any undo's row written), in
-    the order they run: the steps they undo, newest success first (empty: none begun)."""
-    if not any(undo in recorded for undo in workflow.compensations.values()):
-        return []
-    done = sorted((t for t in tasks.values()
-                   if t.state is S.SUCCEEDED and t.step in workflow.compensations),
-                  key=lambda t: t.completed, reverse=True)
-    return [workflow.compensations[t.step] for t in done]
 
 
 def requeue(core: SchedulerCore, order: Order, task: Task, now: float) -> None:

@@ -164,7 +164,7 @@ def test_the_order_book_follows_a_saga_through_every_turn_from_its_events_alone(
     sim.submit("o-1", SAGA.name)
     checkpoint()
     run("payment")
-    run("packing", ok=False)  # refund ready
+    run("reserve", ok=False)  # refund ready
     run("refund", ok=False)  # compensation_failed
     sim.apply(sim.core.retry_order("o-1", now=sim.now))  # only the refund runs again
     checkpoint()

@@ -1,9 +1,9 @@
 """The app a chaos run's servers schedule and its remote workers run: the built-in demo
 with a payment gateway's quota on its payment step (a concurrency limit, held to by the
 checker, invariants.py) and a gateway that takes a moment, so that stalls, deaths and
-restarts catch payments in flight; and a saga (`SAGA`): a charge refunded when packing or
-shipping fails for good or the order is cancelled. Workers the server starts run the plain
-demo handlers (they have no refund: the others run it).
+restarts catch payments in flight; and a saga (`SAGA`): a charge refunded when reserving
+the stock (never possible for some items) or shipping fails for good. Workers the server
+starts run the plain demo handlers (they have no reserve nor refund: the others run them).
 
     orderflow serve --app scheduler.chaos.app:app
     orderflow worker --app scheduler.chaos.app:app
@@ -43,10 +43,30 @@ def _behind_a_gateway(payment: Handler) -> Handler:
     return gateway_payment
 
 
-# charge, then pack and ship; refund the charge if a later step fails for good.
+# charge, then reserve the stock and ship; refund the charge if a later step fails for
+# good. Some items are out of stock: their reservation fails at every attempt, so a run
+# refunds about a tenth of its saga orders whatever its faults (the driver's SKUs are
+# SKU-0 .. SKU-49).
 SAGA = Workflow.define("ecommerce_saga",
-                       [("payment", []), ("packing", ["payment"]), ("shipping", ["packing"])],
+                       [("payment", []), ("reserve", ["payment"]), ("shipping", ["reserve"])],
                        compensations={"payment": "refund"})
+OUT_OF_STOCK = frozenset({"SKU-3", "SKU-17", "SKU-23", "SKU-31", "SKU-44"})
+
+
+def _reserve(chaos: Chaos) -> Handler:
+    def reserve(ctx: TaskContext) -> dict:
+        """Reserve the order's items: never possible for an item out of stock."""
+        delay, fails, _ = chaos.draw()
+        if delay and not ctx.sleep(delay):
+            raise TaskError("worker stopped")
+        missing = sorted({i.get("sku") for i in ctx.order.get("items", [])} & OUT_OF_STOCK)
+        if missing:
+            raise TaskError(f"out of stock: {', '.join(missing)}")
+        if fails:
+            raise TaskError(f"stock service unavailable (simulated, attempt {ctx.attempt})")
+        return {"reserved": len(ctx.order.get("items", []))}
+
+    return reserve
 
 
 def _refund(chaos: Chaos) -> Handler:
@@ -71,6 +91,7 @@ def chaos_app() -> App:
     app.steps["payment"] = dataclasses.replace(step, handler=_behind_a_gateway(step.handler),
                                                compensate="refund")
     app.add_step("refund", _refund(app.chaos))
+    app.add_step("reserve", _reserve(app.chaos))
     app.add_workflow(SAGA)
     return app
 

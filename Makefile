@@ -63,6 +63,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backlog.py
 	$(BIN)/python benchmarks/dos.py
 	$(BIN)/python benchmarks/search_load.py
+	$(BIN)/python benchmarks/search_load.py --search "/api/orders?text=no%20such"
+	$(BIN)/python benchmarks/failure_cost.py
 	$(BIN)/python benchmarks/heartbeat_flood.py
 	$(BIN)/python benchmarks/fleet_scale.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi

@@ -341,6 +341,22 @@ def test_a_result_too_big_to_send_is_a_failed_attempt_not_a_reconnect_loop(tmp_p
 
 
 @pytest.mark.slow
+def test_a_handler_bug_on_a_worker_process_is_a_failure_with_its_traceback(tmp_path):
+    with remote_cluster(tmp_path, max_retries=0) as rc:
+        proc = rc.start_worker(handlers="remote_handlers:CRASHING_PAYMENT")
+        rc.joined(proc)
+        order_id = rc.cluster.submit(ORDER)
+        assert rc.cluster.wait_until_idle(10)
+        failed = first_event(rc, "task_failed", order_id=order_id)
+    assert failed["error"] == "KeyError: 'charge_id'"
+    trace = failed["traceback"].splitlines()
+    assert trace[0] == "Traceback (most recent call last):"
+    assert 'remote_handlers.py", line' in trace[1] and trace[1].endswith("in crashes")
+    assert any(t.endswith("in _parse_charge") for t in trace)
+    assert trace[-1] == "KeyError: 'charge_id'"
+
+
+@pytest.mark.slow
 def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp_path):
     with remote_cluster(tmp_path, heartbeat_timeout=5.0) as rc:
         proc = rc.start_worker()
@@ -555,6 +571,27 @@ def test_a_remote_result_that_is_not_valid_json_is_a_failed_attempt(hub_app):
                       5)
     assert "not valid JSON" in failed[0]["error"]
     assert cluster.get_order(order_id)["tasks"]["payment"]["result"] is None
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_remote_failure_carries_its_traceback_to_the_orders_story(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    ref = {"worker_id": worker_id, "task_id": task_id, "lease": lease}
+    call(client, "begin", ref)
+    refused = call(client, "result", {**ref, "ok": False, "value": "x", "traceback": 42})
+    assert refused["status"] == 422 and "traceback" in refused["error"]["message"]
+    trace = ('Traceback (most recent call last):\n  File "shop.py", line 9, in payment\n'
+             "KeyError: \x00")
+    assert call(client, "result", {**ref, "ok": False, "value": "KeyError: 'id'",
+                                   "traceback": trace}) == {"ok": True}
+    failed = wait_for(lambda: [e for e in cluster.story(order_id) if e["type"] == "task_failed"],
+                      5)
+    assert failed[0]["error"] == "KeyError: 'id'"
+    assert failed[0]["traceback"] == trace.replace("\x00", "\\x00")  # escaped at the door
     client.disconnect(namespace=NAMESPACE)
 
 

@@ -467,6 +467,32 @@ def test_an_attempt_past_its_time_limit_is_cancelled_once_and_its_outcome_still_
     assert worker.session.busy == 0
 
 
+def test_a_failures_traceback_goes_with_its_result_and_a_plain_message_goes_without():
+    from scheduler.steps.failure import Failure
+
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1, A2, timeout=2.0)
+    failure = Failure("RuntimeError: crashed", "Traceback ...\nRuntimeError: crashed")
+    (result,) = sends(worker.finish(A1, False, failure), "result")
+    assert result.payload == {**A1.ref(), "ok": False, "value": "RuntimeError: crashed",
+                              "traceback": "Traceback ...\nRuntimeError: crashed"}
+    assert type(result.payload["value"]) is str  # plain JSON on the wire
+    # One that ran past this worker's clock keeps its traceback under the new message.
+    worker.advance(2.0)
+    worker.tick()
+    (result,) = sends(worker.finish(A2, False, failure), "result")
+    assert result.payload["value"] == "timed out after 2 s on the worker (RuntimeError: crashed)"
+    assert result.payload["traceback"] == "Traceback ...\nRuntimeError: crashed"
+    worker.assign("p-a-1", ("o-3:payment", 3))
+    (result,) = sends(worker.run(Assignment("p-a-1", "o-3:payment", 3), "ok"), "result")
+    assert "traceback" not in result.payload
+    declined = Assignment("p-a-1", "o-4:payment", 4)
+    running(worker, declined, timeout=None)
+    (result,) = sends(worker.finish(declined, False, "gateway answered 503"), "result")
+    assert result.payload == {**declined.ref(), "ok": False, "value": "gateway answered 503"}
+
+
 def test_an_attempt_without_a_time_limit_is_never_cancelled_here():
     worker = Worker()
     worker.join("p-a-1")

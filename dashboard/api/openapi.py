@@ -190,6 +190,12 @@ SCHEMAS: dict[str, dict] = {
             "worker_id": {"type": ["string", "null"]},
             "attempt": {"type": "integer"},
             "message": {"type": "string"},
+            "error": {"type": "string", "description": "a failed attempt's error (task_failed)"},
+            "traceback": {"type": "string",
+                          "description": "a failed attempt's traceback, where its handler "
+                                         "raised the error (task_failed; absent when the "
+                                         "handler failed on purpose with TaskError, or timed "
+                                         "out). Left out of the Socket.IO stream"},
         },
     },
     "Worker": {

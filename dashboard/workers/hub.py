@@ -61,6 +61,7 @@ from scheduler.remote.protocol import (
 )
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
+from scheduler.steps.failure import Failure
 
 from ..config import DefaultConfig
 from ..door.auth import socket_auth_ok
@@ -333,7 +334,13 @@ class WorkerHub(Part):
         value = data.get("value")
         if not ok and not isinstance(value, str):
             raise invalid("a failed result carries its error message as value")
-        # The cluster checks the outcome (JSON, size) as it does for thread workers.
+        trace = data.get("traceback")
+        if trace is not None and not isinstance(trace, str):
+            raise invalid("traceback must be a string or absent")
+        if not ok:
+            value = Failure(value, trace or None)
+        # The cluster checks the outcome (JSON, size; the traceback's size too) as it does
+        # for thread workers.
         executor.report(task_id, lease, ok, value)
         return {"ok": True}
 

@@ -346,14 +346,18 @@ class SchedulerCore:
         return self._flush()
 
     def task_failed(
-        self, task_id: str, worker_id: str, lease: int, error: str, now: float
+        self, task_id: str, worker_id: str, lease: int, error: str, now: float,
+        traceback: str | None = None,
     ) -> Effects:
+        """An attempt failed with `error`; `traceback`: where its handler raised it (kept on
+        the attempt's event, which the journal keeps and the order view shows)."""
         self._now = now
         task = self._fenced(task_id, worker_id, lease, "failure")
         if task is None:
             return self._flush()
         self._release_worker(task, worker_id, ok=False)
-        self._attempt_failed(task, worker_id, error, now)
+        extra = {} if traceback is None else {"traceback": traceback}
+        self._attempt_failed(task, worker_id, error, now, **extra)
         return self._flush()
 
     def _attempt_failed(self, task: Task, worker_id: str, error: str, now: float, **extra: Any):

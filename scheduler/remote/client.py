@@ -36,6 +36,7 @@ import socketio
 from ..demo.handlers import Chaos, demo_handlers
 from ..runtime.worker import LoopThread
 from ..steps.context import Handler, TaskContext, is_async
+from ..steps.failure import failure_of
 from ..steps.run import run_handler, run_handler_async
 from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
@@ -352,7 +353,7 @@ class WorkerProcess:
             try:
                 ok, value = running.result()
             except BaseException as exc:  # noqa: BLE001 - SystemExit in a handler, say
-                ok, value = False, f"{type(exc).__name__}: {exc}"
+                ok, value = False, failure_of(exc)
         self._done(assignment, ok, value)
 
     def _run_once(self) -> None:

@@ -60,9 +60,13 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                context is the handler's TaskContext; its "timeout" is the attempt's time
                limit in seconds (see `cancel`). A process asks to begin only as many
                assignments as it has free slots; the rest wait in its queue.
-  `result`     {"worker_id", "task_id", "lease", "ok": bool, "value"} -> {"ok": true};
-               fenced by lease in the scheduler; a repeat of a delivered result is ignored.
-               A value too big for max_message_bytes is sent as a failed attempt instead.
+  `result`     {"worker_id", "task_id", "lease", "ok": bool, "value", "traceback"?}
+               -> {"ok": true}; fenced by lease in the scheduler; a repeat of a delivered
+               result is ignored. A failed one's value is its error message, and
+               `traceback` (optional: absent from older clients, and when the handler
+               failed on purpose with TaskError) the handler's traceback as text, which the
+               server bounds to its max_traceback_chars. A value too big for
+               max_message_bytes is sent as a failed attempt instead.
   `drain`      {"worker_id"} -> {"ok": true}: leave the ring after the running tasks.
   `refuse`     {"worker_id", "task_id", "lease", "reason"} -> {"ok": true, "moved": bool}:
                the process will not run this assignment, because `worker_id` is not its

@@ -552,16 +552,21 @@ class WorkerSession:
         """A handler returned (even one cancelled long ago: the server rejects its outcome
         and frees the slot it counted as stuck). Its slot takes the next assignment."""
         slot = self._slots.pop(assignment.key, None)
+        # A failure's traceback travels beside its message (`result`'s optional field).
+        trace = None if ok else getattr(value, "traceback", None)
         if not ok and slot is not None and slot.timed_out_here:
             # This clock ran out before the server's did (its monitor may lag): the failure
             # says why, as the server's own timeout would.
             value = f"timed out after {slot.timeout:g} s on the worker ({value})"
-        size = len(json.dumps(value))
+        size = len(json.dumps(value)) + (len(json.dumps(trace)) if trace else 0)
         if size > self._max_result:
             # The server would drop the connection over it, again after every reconnect.
-            ok, value = False, (f"result too large to send: {size} bytes "
-                                f"(the server accepts about {self._max_result})")
-        self._results[assignment.key] = {**assignment.ref(), "ok": ok, "value": value}
+            ok, value, trace = False, (f"result too large to send: {size} bytes "
+                                       f"(the server accepts about {self._max_result})"), None
+        result = {**assignment.ref(), "ok": ok, "value": str(value) if not ok else value}
+        if trace:
+            result["traceback"] = trace
+        self._results[assignment.key] = result
         if not self.registered or now < self._pause_until:
             return self._fill(now)
         return [self._send_result(assignment.key, now)] + self._fill(now)

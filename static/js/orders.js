@@ -161,6 +161,8 @@ export class OrderBook {
     rec.customer = o.customer ?? o.data?.customer ?? '';
     rec.workflow = o.workflow;
     rec.submittedAt = o.submitted_at;
+    // What a search of the held orders matches besides id, customer, workflow and errors.
+    if (Array.isArray(o.data?.items)) rec.skus = o.data.items.map((item) => String(item?.sku ?? ''));
     if (authoritative || rec.seq <= seqMark) {
       this._setStatus(rec, o.status);
       rec.steps = Object.keys(o.tasks || {});

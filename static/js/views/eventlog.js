@@ -55,6 +55,18 @@ export function summary(ev) {
   }
 }
 
+/** What an empty log says: with a kind picked or text typed, that they hide the rest and how
+ *  to see every kind again, never only that events "appear here". */
+export function emptyLogText(only, query) {
+  const typed = query ? ` matching “${query}”` : '';
+  if (only) {
+    const label = LOG_GROUPS[only].label;
+    return `No ${label.toLowerCase()} in the log${typed}. Showing ${label} only: click ${label} again, or All, for every kind.`;
+  }
+  if (query) return `Nothing in the log matches “${query}”.`;
+  return 'Failures, retries, moves, worker changes and operator actions appear here.';
+}
+
 /** An incident as the log shows it: an event-like head (its badge, tone, time, text). */
 export function incidentEvent(incident) {
   return {
@@ -109,11 +121,7 @@ export class EventLog {
     const groups = [['all', { label: 'All', title: 'Every kind of event' }], ...Object.entries(LOG_GROUPS)];
     for (const [key, group] of groups) {
       const button = h('button', { type: 'button', class: `seg seg-${key}`, 'aria-pressed': String(key === 'all'), dataset: { group: key }, title: group.title, text: group.label });
-      button.addEventListener('click', () => {
-        this.only = key === 'all' || this.only === key ? null : key;
-        for (const [other, b] of this.groupButtons) b.setAttribute('aria-pressed', String(other === (this.only ?? 'all')));
-        this._changed();
-      });
+      button.addEventListener('click', () => this.show(key === 'all' || this.only === key ? null : key));
       this.groupButtons.set(key, button);
       els.groups.append(button);
     }
@@ -122,6 +130,12 @@ export class EventLog {
       this._changed();
     });
     const onClick = (event) => {
+      // An entry's kind (its badge) shows only that kind, as its button above does.
+      const kind = event.target.closest('.ev-badge[data-group]');
+      if (kind) {
+        this.show(kind.dataset.group);
+        return;
+      }
       const opener = event.target.closest('[data-open]');
       if (opener) {
         openOrder(opener.dataset.open);
@@ -142,6 +156,13 @@ export class EventLog {
     };
     els.list.addEventListener('click', onClick);
     els.incidents.addEventListener('click', onClick);
+  }
+
+  /** Show only the kind `only` (a key of LOG_GROUPS), or every kind (null). */
+  show(only) {
+    this.only = only;
+    for (const [other, b] of this.groupButtons) b.setAttribute('aria-pressed', String(other === (this.only ?? 'all')));
+    this._changed();
   }
 
   _changed() {
@@ -172,7 +193,10 @@ export class EventLog {
       'aria-expanded': String(open),
     },
     h('span', { class: 'log-time num', text: fmtClock(ev.ts).slice(0, 8) }),
-    h('span', { class: `ev-badge tone-${tone}`, text: incident?.kind === 'failover' ? 'new leader' : (EVENT_LABEL[ev.type] || ev.type) }),
+    h('span', {
+      class: `ev-badge tone-${tone}`, text: incident?.kind === 'failover' ? 'new leader' : (EVENT_LABEL[ev.type] || ev.type),
+      ...(LOG_GROUP_OF[ev.type] ? { dataset: { group: LOG_GROUP_OF[ev.type] }, title: `Show only ${LOG_GROUPS[LOG_GROUP_OF[ev.type]].label.toLowerCase()}` } : {}),
+    }),
     incident
       ? h('span', { class: 'log-message incident-text' },
         h('b', { class: 'incident-head', text: incident.title }),
@@ -211,6 +235,7 @@ export class EventLog {
     const shown = entries(log, (ev) => this._matches(ev), MAX_ROWS, incidents);
     this.els.list.replaceChildren(...shown.map((entry) => this._item(entry)));
     this.els.empty.hidden = shown.length > 0;
+    if (!shown.length) this.els.empty.textContent = emptyLogText(this.only, this.query);
     const oldest = this.now() - PINNED_SECONDS;
     const pinned = incidents
       .filter((i) => i.pinned && i.ts >= oldest && !this.dismissed.has(i.id))

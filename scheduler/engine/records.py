@@ -33,6 +33,10 @@ class TaskRecord(NamedTuple):
     retry_at: float | None  # wall clock: when a retry_wait ends
     # Times it was taken off a worker that left (died or drained) and put back in line.
     moves: int = 0
+    # The seq of its success event (0: none): an order's undos run newest success first.
+    completed: int = 0
+    # Of an undo (a saga's compensation task): the step whose success it undoes.
+    compensates: str | None = None
 
     @property
     def id(self) -> str:
@@ -54,6 +58,7 @@ class TaskRecord(NamedTuple):
             "error": self.error,
             "retry_at": self.retry_at,
             "waiting_for": waiting_for,
+            "compensates": self.compensates,
         }
         if with_result:
             view["result"] = self.result

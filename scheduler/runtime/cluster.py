@@ -512,7 +512,7 @@ class Cluster:
         return [
             {"name": name, "steps": [
                 {"name": s, "deps": list(wf.deps[s]), "tags": sorted(self.config.policy(s).tags)}
-                for s in wf.steps]}
+                for s in wf.steps], "compensations": dict(wf.compensations)}
             for name, wf in sorted(known.items())
         ]
 

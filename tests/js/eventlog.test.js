@@ -72,3 +72,16 @@ describe('an empty log', () => {
     assert.equal(emptyLogText(null, ''), 'Failures, retries, moves, worker changes and operator actions appear here.');
   });
 });
+
+describe('a failed compensation', () => {
+  it('is an incident of its order, with the order to open (where its undos are retried)', () => {
+    const incident = {
+      id: 20, kind: 'compensation_failed', ts: 3, title: 'order o-9 compensation failed: refund declined',
+      message: 'order o-9 compensation failed: refund declined', worker: null, order: 'o-9', pinned: true,
+      counts: {}, caused: [], caused_total: 0,
+    };
+    const [shown] = entries([], all, 200, [incident]);
+    assert.equal(shown.ev.type, 'order_compensation_failed');
+    assert.equal(shown.ev.order_id, 'o-9');
+  });
+});

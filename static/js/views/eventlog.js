@@ -26,6 +26,7 @@ export const INCIDENT_EVENT = {
   step_paused: 'step_paused',
   breaker_tripped: 'breaker_tripped',
   step_resumed: 'step_resumed',
+  compensation_failed: 'order_compensation_failed',
 };
 
 const orderLink = (id) => h('button', { type: 'button', class: 'log-order mono', dataset: { open: id }, text: id });
@@ -70,7 +71,7 @@ export function emptyLogText(only, query) {
 export function incidentEvent(incident) {
   return {
     seq: incident.id, ts: incident.ts, type: INCIDENT_EVENT[incident.kind] || 'server_restarted',
-    worker_id: incident.worker, message: incident.message,
+    worker_id: incident.worker, message: incident.message, order_id: incident.order ?? null,
   };
 }
 
@@ -199,6 +200,8 @@ export class EventLog {
     incident
       ? h('span', { class: 'log-message incident-text' },
         h('b', { class: 'incident-head', text: incident.title }),
+        // An order's incident (a failed compensation) opens it: its view has the retry.
+        incident.order ? [' ', orderLink(incident.order)] : null,
         caused.length ? h('span', { class: 'incident-more muted', text: open ? ' ▾' : ' ▸ show' }) : null)
       : h('span', { class: 'log-message' }, ...summary(ev)));
     if (pinned) item.append(h('button', { type: 'button', class: 'btn btn-sm incident-dismiss', dataset: { dismiss: String(ev.seq) }, title: 'Unpin (it stays in the log)', text: '✕' }));

@@ -516,7 +516,7 @@ export class OrdersTable {
       if (task.attempts > 1) extra.push(`×${task.attempts}`);
       if (task.moves) extra.push('⇄');
       setText(chip.extra, extra.join(' '));
-      chip.el.title = `${step}: ${ts.label}${task.attempts ? `, attempt ${task.attempts}` : ''}${task.worker ? ` on ${task.worker}` : ''}${task.moves ? `, moved ${task.moves}×` : ''}`;
+      chip.el.title = `${step}${task.compensates ? ` (undoes ${task.compensates})` : ''}: ${ts.label}${task.attempts ? `, attempt ${task.attempts}` : ''}${task.worker ? ` on ${task.worker}` : ''}${task.moves ? `, moved ${task.moves}×` : ''}`;
       if (task.worker && task.status !== 'pending') worker = task.worker;
     });
     for (let i = rec.steps.length; i < row.chips.length; i++) row.chips[i].el.remove();

@@ -206,6 +206,8 @@ export class Timeline {
     const actions = h('div', { class: 'tl-actions' });
     if (!TERMINAL.has(order.status)) actions.append(this._action(order.id, 'cancel', 'Cancel order'));
     if (order.status === 'failed') actions.append(this._action(order.id, 'retry', 'Retry from the failed step'));
+    // A saga whose undo ran out of retries: only its undos run again.
+    if (order.status === 'compensation_failed') actions.append(this._action(order.id, 'retry', 'Retry the undos'));
     return h('section', { class: 'tl-summary' },
       h('dl', { class: 'kv-grid' },
         field('Customer', h('span', { class: 'tl-customer', text: order.customer ?? '' })),
@@ -306,7 +308,8 @@ export class Timeline {
       const moved = h('td', { class: 'num tl-moved', text: t.moves ? fmtInt(t.moves) : '–' });
       if (t.moves) moved.title = `moved ${fmtInt(t.moves)}× off a worker that died or drained; its worker died under it ${fmtInt(t.reassignments ?? 0)}× while it ran`;
       return h('tr', { dataset: { step } },
-        h('td', {}, h('span', { class: `chip ${ts.cls}` }, h('span', { class: 'chip-glyph', text: ts.glyph }), h('span', { class: 'chip-name', text: step }), h('span', { class: 'chip-state', text: ts.label }))),
+        h('td', {}, h('span', { class: `chip ${ts.cls}` }, h('span', { class: 'chip-glyph', text: ts.glyph }), h('span', { class: 'chip-name', text: step }), h('span', { class: 'chip-state', text: ts.label })),
+          t.compensates ? h('span', { class: 'tl-undoes muted', text: ` ↶ undoes ${t.compensates}` }) : null),
         h('td', { class: 'num', text: fmtInt(t.attempts) }),
         h('td', { class: 'mono', text: t.worker ?? '–' }),
         moved,

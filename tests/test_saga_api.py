@@ -88,6 +88,9 @@ def test_a_failed_compensation_is_a_pinned_incident_an_error_line_and_retried_by
         [incident] = [i for i in cluster.incidents() if i["kind"] == "compensation_failed"]
         assert incident["pinned"] and incident["order"] == oid
         assert "gateway down" in incident["title"] and oid in incident["title"]
+        # The reporting thread logs its events after it released the lock: wait for it.
+        wait_for(lambda: any("compensation failed" in r.getMessage() for r in caplog.records),
+                 10, message="the ERROR line")
         failed = [r for r in caplog.records if "compensation failed" in r.getMessage()]
         assert [r.levelname for r in failed] == ["ERROR"]
         assert "step refund gave up after 2 attempts" in failed[0].getMessage()

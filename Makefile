@@ -54,6 +54,7 @@ mutation: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,postgres,bench]'
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/core_steps.py
 	$(BIN)/python benchmarks/journal_pg.py
 	$(BIN)/python benchmarks/peer_dask.py
 	$(BIN)/python benchmarks/io_workload.py
@@ -63,6 +64,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backlog.py
 	$(BIN)/python benchmarks/dos.py
 	$(BIN)/python benchmarks/search_load.py
+	$(BIN)/python benchmarks/search_load.py --search "/api/orders?text=no%20such"
+	$(BIN)/python benchmarks/failure_cost.py
 	$(BIN)/python benchmarks/heartbeat_flood.py
 	$(BIN)/python benchmarks/fleet_scale.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi

@@ -1,7 +1,8 @@
 """The journal's schema as released orderflows wrote it, frozen: the statements each version
 ran, copied from the code that ran them (scheduler/journal/schema.py and postgres_schema.py
 up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents; SQLite's 7 and
-PostgreSQL's 6: the step controls), never derived
+PostgreSQL's 6: the step controls; SQLite's 8 and PostgreSQL's 7: a task's `completed` and
+`compensates`, for sagas), never derived
 from today's description. Tests build a database of an older version from these and check
 that today's orderflow migrates it; were the history in scheduler/journal/schema.py rendered
 differently from what really ran, they would fail.
@@ -43,6 +44,13 @@ SQLITE: dict[int, list[str]] = {
         "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
     ],
     7: ["CREATE TABLE IF NOT EXISTS step_controls (step TEXT PRIMARY KEY, detail TEXT NOT NULL)"],
+    8: [
+        "ALTER TABLE tasks ADD COLUMN completed INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN compensates TEXT",
+        "DROP INDEX orders_finished_by_number",
+        "CREATE INDEX IF NOT EXISTS orders_finished_by_number ON orders (number) WHERE status "
+        "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
+    ],
 }
 
 # PostgreSQL's `meta` was made before its version was read; version 1 kept a claim token in
@@ -86,6 +94,13 @@ POSTGRESQL: dict[int, list[str]] = {
         "kind TEXT NOT NULL, worker TEXT, message TEXT NOT NULL, detail TEXT NOT NULL)",
     ],
     6: ["CREATE TABLE step_controls (step TEXT PRIMARY KEY, detail TEXT NOT NULL)"],
+    7: [
+        "ALTER TABLE tasks ADD COLUMN completed BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN compensates TEXT",
+        "DROP INDEX orders_finished_by_number",
+        "CREATE INDEX orders_finished_by_number ON orders (number) WHERE status "
+        "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
+    ],
 }
 
 

@@ -89,3 +89,15 @@ def stops_when_cancelled(ctx: TaskContext) -> dict:
 
 
 STOPPABLE_PAYMENT = {"payment": stops_when_cancelled, "packing": quick, "shipping": quick}
+
+
+# A handler bug: the payment raises (an exception, not a TaskError) from a helper.
+def _parse_charge(answer: dict) -> str:
+    return answer["charge_id"]
+
+
+def crashes(ctx: TaskContext) -> dict:
+    return {"charge": _parse_charge({})}
+
+
+CRASHING_PAYMENT = {"payment": crashes, "packing": quick, "shipping": quick}

@@ -77,10 +77,9 @@ class Sim:
             self.core.task_succeeded(d.task_id, d.worker_id, d.lease, result, now=self.now)
         )
 
-    def fail(self, d: Dispatch, error: str = "boom") -> Effects:
-        return self.apply(
-            self.core.task_failed(d.task_id, d.worker_id, d.lease, error, now=self.now)
-        )
+    def fail(self, d: Dispatch, error: str = "boom", traceback: str | None = None) -> Effects:
+        return self.apply(self.core.task_failed(d.task_id, d.worker_id, d.lease, error,
+                                                now=self.now, traceback=traceback))
 
     def run_all(self, max_rounds: int = 10_000) -> None:
         """Run every queued task to success, following retries, until nothing is left."""

@@ -8,8 +8,9 @@ import pytest
 from conftest import wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from web import ORDER, app_over, fast_cluster
+from web import FAST, ORDER, app_over, fast_cluster
 
+from scheduler import App, Cluster
 from scheduler.engine import views
 
 
@@ -474,3 +475,70 @@ def test_a_token_holder_is_named_as_such_with_the_address():
         client.post(f"/api/orders/{order_id}/cancel", headers={"Authorization": "Bearer t0k3n"})
         [audit] = audits(token_cluster, "cancel")
         assert audit["who"] == "token holder at 127.0.0.1"
+
+
+def render_invoice(ctx) -> dict:
+    raise RuntimeError("invoice PDF renderer crashed")
+
+
+async def render_invoice_async(ctx) -> dict:
+    raise RuntimeError("invoice PDF renderer crashed")
+
+
+@pytest.mark.parametrize("handler", [render_invoice, render_invoice_async],
+                         ids=["thread", "async"])
+def test_an_orders_view_shows_each_failed_attempts_error_with_its_traceback(handler, caplog):
+    shop = App("shop")
+    shop.step(name="payment")(lambda ctx: {"charge_id": "ch_1"})
+    shop.step(name="invoice", retries=1, backoff=(0.001, 0.001))(handler)
+    shop.workflow("checkout", ["payment", "invoice"])
+    caplog.set_level("INFO", logger="orderflow")
+    with app_over(Cluster(app=shop, workers=1, **FAST)) as web:
+        client, cluster = web.test_client(), web.extensions["orderflow"].cluster
+        order_id = client.post("/api/orders", json={**ORDER, "workflow": "checkout"}).json["id"]
+        assert cluster.wait_until_idle(10)
+        order = client.get(f"/api/orders/{order_id}").get_json()
+    assert order["status"] == "failed"
+    assert order["tasks"]["payment"]["result"] == {"charge_id": "ch_1"}
+    failed = [e for e in order["events"] if e["type"] == "task_failed"]
+    assert [e["attempt"] for e in failed] == [1, 2]
+    line = handler.__code__.co_firstlineno + 1
+    for event in failed:
+        assert event["error"] == "RuntimeError: invoice PDF renderer crashed"
+        trace = event["traceback"].splitlines()
+        assert trace[0] == "Traceback (most recent call last):"
+        assert trace[1].endswith(f'test_api_orders.py", line {line}, in {handler.__name__}')
+        assert trace[-1] == "RuntimeError: invoice PDF renderer crashed"
+    # The log's line for each failure is one line, naming where it was raised.
+    logged = [r.getMessage() for r in caplog.records
+              if r.levelname == "WARNING" and "failed on" in r.getMessage()]
+    assert len(logged) == 2
+    assert all(m.endswith(f"(raised at test_api_orders.py:{line} in {handler.__name__})")
+               and "\n" not in m for m in logged)
+
+
+def test_orders_can_be_searched_by_sku_and_by_text_in_any_field(idle):
+    client, cluster = idle
+    ids = {}
+    for customer, sku, workflow in (("Ada", "BOOK-001", "ecommerce"),
+                                    ("Grace", "MUG-7", "ecommerce_invoiced"),
+                                    ("Linus", "50%_off'--", "ecommerce")):
+        ids[customer] = client.post("/api/orders", json={
+            "customer": customer, "workflow": workflow,
+            "items": [{"sku": sku, "qty": 1, "price": 2.0}]}).get_json()["id"]
+
+    def found(query: str) -> list[str]:
+        response = client.get(f"/api/orders?{query}")
+        assert response.status_code == 200, response.get_json()
+        return [o["customer"] for o in response.get_json()["orders"]]
+
+    assert found("sku=book") == ["Ada"] and found("sku=mug-7") == ["Grace"]
+    assert found("sku=%25_OFF'--") == ["Linus"] and found("sku=%25") == ["Linus"]
+    assert found("sku=ada") == []  # a customer is not a SKU
+    assert found("text=grace") == ["Grace"]  # customer
+    assert found("text=mug") == ["Grace"]  # SKU
+    assert found("text=invoiced") == ["Grace"]  # workflow
+    assert found(f"text={ids['Ada'][2:]}") == ["Ada"]  # a part of the id
+    assert found("text=nobody") == []
+    assert found("text=o&workflow=ecommerce_invoiced") == ["Grace"]  # with the other filters
+    assert client.get("/api/orders?sku=" + "x" * 33).status_code == 400

@@ -183,7 +183,8 @@ def test_stats_say_where_orders_stand_and_how_fast_they_go(running):
     assert cluster.wait_until_idle(10)
     stats = client.get("/api/stats").get_json()
     assert stats["progress"] == {"queued": 0, "running": 0, "retrying": 0, "completed": 3,
-                                 "failed": 2, "cancelled": 0}
+                                 "failed": 2, "cancelled": 0,
+                                 "compensated": 0, "compensation_failed": 0}
     assert stats["steps"] == {}  # no unfinished order left
     # Per second over the last 10 s (exact figures in test_core_progress; here the machine
     # may be slow enough for a few to have left the window).

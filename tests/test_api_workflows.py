@@ -9,7 +9,7 @@ from web import ORDER, app_over, fast_cluster
 from scheduler import App, Cluster, TaskContext
 
 POLICY_FIELDS = {"name", "deps", "doc", "async", "timeout", "retries", "backoff",
-                 "max_in_flight", "rate", "burst", "tags", "breaker"}
+                 "max_in_flight", "rate", "burst", "tags", "breaker", "compensate"}
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ def test_a_shops_app_shows_each_steps_declared_policy(custom):
     assert checkout["charge"] == {
         "name": "charge", "doc": "Charge the card once per order.", "async": True,
         "timeout": 10, "retries": 4, "backoff": [0.5, 8.0], "max_in_flight": 50,
-        "rate": 100, "burst": 20, "tags": ["eu", "payments"], "breaker": None, "deps": []}
+        "rate": 100, "burst": 20, "tags": ["eu", "payments"], "breaker": None, "deps": [],
+        "compensate": None}
     assert checkout["pick"]["timeout"] == 30 and checkout["pick"]["async"] is False
     assert checkout["pick"]["retries"] is None  # the cluster's retry policy
     assert checkout["notify"]["retries"] == 0

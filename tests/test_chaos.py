@@ -59,8 +59,10 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     assert report["settled"]
     assert report["submitted"] >= 600
     assert report["lost"] == report["stuck"] == report["succeeded_twice"] == 0
-    assert report["completed"] + report["failed"] + report["cancelled"] == report["submitted"]
+    assert report["completed"] + report["failed"] + report["cancelled"] + report[
+        "compensated"] + report["compensation_failed"] == report["submitted"]
     assert report["server_5xx"] == 0 and "problems" not in report
+    assert_sagas_kept_their_promises(report)
     # The payment quota held through the stalls, deaths and restarts, and was reached.
     assert report["max_in_flight_exceeded"] == 0
     peak, limit = report["peak_in_flight"]["payment"]
@@ -94,6 +96,14 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     assert_hostile_text_was_recorded_escaped(report)
 
 
+def assert_sagas_kept_their_promises(report: dict) -> None:
+    """Saga orders whose packing or shipping failed for good had their charge refunded
+    (undos retried through the faults, each once), and none broke a saga invariant."""
+    assert report["compensated"] >= 1 and report["compensations_run"] >= report["compensated"]
+    assert report["undo_of_unsucceeded_step"] == report["undos_out_of_order"] == 0
+    assert report["compensated_incompletely"] == report["left_uncompensated"] == 0
+
+
 def assert_hostile_text_was_recorded_escaped(report: dict) -> None:
     """The planned hostile worker (NUL and lone surrogate in its tags, errors and results)
     took attempts, its text reached the journal escaped, and nothing unescaped did."""
@@ -118,8 +128,10 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
     # (a paused leader holds the stream for its lease), but real load throughout.
     assert report["settled"] and report["submitted"] >= 300
     assert report["lost"] == report["stuck"] == report["succeeded_twice"] == 0
-    assert report["completed"] + report["failed"] + report["cancelled"] == report["submitted"]
+    assert report["completed"] + report["failed"] + report["cancelled"] + report[
+        "compensated"] + report["compensation_failed"] == report["submitted"]
     assert report["server_5xx"] == 0 and "problems" not in report
+    assert_sagas_kept_their_promises(report)  # through failovers and database freezes
     assert report["max_in_flight_exceeded"] == 0
     assert report["peak_in_flight"]["payment"][1] == PAYMENT_LIMIT
     # The leader was killed (or paused past its lease) at least twice; each time the

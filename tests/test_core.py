@@ -350,6 +350,24 @@ def test_a_stalled_monitor_gives_workers_one_more_interval_before_judging_them()
     assert workers["w1"].status == "alive" and workers["w2"].status == "dead"
 
 
+def test_each_failed_attempt_keeps_its_own_traceback_on_its_event():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=2, backoff_base=0.01, backoff_cap=0.01))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "RuntimeError: first", traceback="Traceback ...\nRuntimeError: first")
+    sim.advance(0.1)
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "gateway answered 503")  # a TaskError: no traceback
+    failed = sim.types(type="task_failed", order_id="o1")
+    assert [(e["attempt"], e["error"], e.get("traceback")) for e in failed] == [
+        (1, "RuntimeError: first", "Traceback ...\nRuntimeError: first"),
+        (2, "gateway answered 503", None)]
+    assert "traceback" not in failed[1]  # absent, not null: the journal stores no column
+    # The order's own story (what the order view reads) holds the same events.
+    assert [e.get("traceback") for e in views.find_order(sim.core, "o1").events
+            if e["type"] == "task_failed"] == ["Traceback ...\nRuntimeError: first", None]
+
+
 def test_poison_is_recorded_as_a_failed_attempt_naming_the_dead_worker():
     sim = Sim(workers=3, max_reassignments=0)
     sim.submit("o1")

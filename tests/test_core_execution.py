@@ -295,12 +295,20 @@ def test_past_its_bound_of_abandoned_threads_a_worker_is_declared_dead_and_its_w
     worker = views.workers(sim.core)["w1"]
     assert worker.status == "dead" and worker.abandoned == worker.stuck == set()
     [hung] = sim.types(type="worker_hung")
-    step = second.task_id.rpartition(":")[2]
-    assert hung["worker_id"] == "w1" and hung["step"] == step
-    assert f"step {step} attempt" in hung["message"] and "(at most 1)" in hung["message"]
+    assert second.task_id == first.task_id == "o1:payment"  # its retry hung as well
+    assert (hung["worker_id"], hung["order_id"], hung["step"], hung["attempt"]) == (
+        "w1", "o1", "payment", 2)
+    assert (hung["abandoned"], hung["limit"]) == (1, 1)
+    assert hung["message"] == (
+        "worker w1: the handler of order o1 step payment attempt 2 ignored its cancellation "
+        "1 s past its time limit, and 1 of its threads are already abandoned in such handlers "
+        "(at most 1); the worker is declared dead so its work moves")
     [dead] = sim.types(type="worker_dead")
-    assert dead["seq"] > hung["seq"] and "ignored their cancellation" in dead["message"]
-    assert len(sim.types(type="thread_abandoned")) == 1  # no thread beyond the bound
+    assert dead["seq"] > hung["seq"] and dead["message"] == (
+        "worker w1 declared dead: 2 of its threads are held by handlers that ignored their "
+        "cancellation; 0 task(s) to move")
+    [abandoned] = sim.types(type="thread_abandoned")  # no thread beyond the bound
+    assert (abandoned["attempt"], abandoned["abandoned"], abandoned["limit"]) == (1, 1, 1)
     assert views.counters(sim.core)["workers_hung"] == 1
     # Its work waits for another worker, and runs there.
     assert all(t.state in (S.READY, S.RETRY_WAIT) for t in views.tasks(sim.core).values()

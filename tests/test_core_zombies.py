@@ -4,6 +4,8 @@ Pure core, fake clock."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sim import Sim
 
@@ -315,3 +317,114 @@ def test_negative_graces_are_refused_by_name(field, value):
 
     with pytest.raises(ConfigError, match=field):
         ClusterConfig(**{field: value})
+
+
+# ------------------------------------------------------------------ what a journal shows
+
+PAY = {"payment": StepPolicy(max_in_flight=4, timeout=30.0)}  # its own time limit
+
+
+def record_showing(events: list[dict]):
+    """Order o0 as a journal holds it (payment queued), with `events` as its story."""
+    sim = Sim(workers=0, steps=PAY)
+    sim.submit("o0")
+    record = sim.core.order_record(views.orders(sim.core)["o0"], with_events=True)
+    return dataclasses.replace(record, events=tuple(events))
+
+
+def event(kind: str, worker: str, attempt: int, at: float, step: str = "payment", **extra):
+    return {"type": kind, "step": step, "worker_id": worker, "attempt": attempt,
+            "ts": OFFSET + at, **extra}
+
+
+def inherited(events: list[dict], now: float) -> list[tuple]:
+    """The zombies a restart at `now` keeps from `events`, as (worker, attempt, lease,
+    deadline, bound)."""
+    core = SchedulerCore(ClusterConfig(workers=0, steps=PAY, zombie_grace=10.0),
+                         epoch_offset=OFFSET)
+    core.restore(ResumePoint(seq=1000, order_number=1), [record_showing(events)], now=now)
+    assert core.limits.in_flight("payment") == len(core.zombies)
+    return sorted((z.worker_id, z.attempt, z.lease, z.deadline, z.bound) for z in core.zombies)
+
+
+def test_an_inherited_attempt_ends_with_a_failure_it_reported_but_not_with_a_verdict():
+    events = [
+        event("task_started", "p-other", 1, 0.0, step="packing"),  # a step without a limit
+        event("task_started", "p-plain", 1, 1.0),
+        event("task_failed", "p-plain", 1, 2.0),  # its handler said so: it ended
+        event("task_started", "p-slow", 2, 3.0),
+        event("task_failed", "p-slow", 2, 33.0, timed_out=True),  # the server's verdict
+        event("task_started", "p-poison", 3, 34.0),
+        event("task_failed", "p-poison", 3, 35.0, poison=True),  # its worker died under it
+    ]
+    # The time limit is the step's own (30 s); the bound is the later of it and the
+    # restart (at 40), plus the grace.
+    assert inherited(events, now=40.0) == [
+        ("p-poison", 3, 0, 64.0, 74.0),
+        ("p-slow", 2, 0, 33.0, 50.0),
+    ]
+
+
+def test_an_attempt_two_restarts_wrote_off_is_bounded_from_the_first_of_them():
+    events = [
+        event("task_started", "p-1", 1, 100.0),  # time limit at 130
+        {"type": "task_recovered", "step": "packing", "worker_id": None, "attempt": 0,
+         "ts": OFFSET + 125.0},  # a restart wrote it off at 125 ...
+        {"type": "task_recovered", "step": "packing", "worker_id": None, "attempt": 0,
+         "ts": OFFSET + 138.0},  # ... and another at 138: no news to the worker
+    ]
+    assert inherited(events, now=139.0) == [("p-1", 1, 0, 130.0, 140.0)]
+    assert inherited(events, now=140.0) == []  # its bound has passed: nothing to hold
+
+
+# ------------------------------------------------------------------ what a worker says it runs
+
+
+def test_a_worker_reports_attempts_no_count_holds_and_each_counts_once_until_its_bound():
+    sim = Sim(workers=0, slots=2, prefetch=0, steps=PAY, zombie_grace=10.0)
+    sim.add_worker("p-live", kind="process")
+    for i in range(3):
+        sim.submit(f"o{i}")
+    live = started(sim, "p-live", 2)
+    core = sim.core
+    assert core.limits.in_flight("payment") == 2
+    sim.now = 5.0
+    sim.apply(core.workers_report(["p-gone"], [
+        ("p-gone", "o9:packing", 7),        # a step without a limit: not counted
+        ("p-gone", "o2:payment", 3),        # a restart forgot it: counted from now
+        ("p-gone", "o2:payment", 3),        # said twice: counted once
+        ("p-gone", "lost:payment", 4),      # an order memory no longer holds
+        ("p-live", live[0].task_id, live[0].lease),  # on its live worker: counted there
+        ("p-live", live[1].task_id, live[1].lease + 50),  # another lease: an old attempt
+    ], now=5.0))
+    assert sorted((z.worker_id, z.task_id, z.lease, z.attempt, z.bound)
+                  for z in core.zombies) == [
+        ("p-gone", "lost:payment", 4, 0, 45.0),
+        ("p-gone", "o2:payment", 3, 0, 45.0),
+        ("p-live", live[1].task_id, live[1].lease + 50, 1, 45.0),
+    ]
+    assert core.limits.in_flight("payment") == 5
+    sim.advance(39.5)
+    assert len(core.zombies) == 3  # their bound is not reached yet
+    sim.advance(0.5)
+    assert not core.zombies and core.limits.in_flight("payment") == 2
+    ended = [e for e in sim.events if e["type"] == "attempt_ended"]
+    assert sorted(e["task_id"] for e in ended) == sorted(
+        ["lost:payment", "o2:payment", live[1].task_id])
+
+
+def test_a_reported_attempt_stuck_or_running_on_its_live_worker_is_not_counted_twice():
+    sim = Sim(workers=0, slots=2, prefetch=0, steps=PAY, step_timeout=10.0)
+    sim.add_worker("t1")  # a thread worker: its timed-out handler stays stuck
+    sim.submit("o0")
+    sim.submit("o1")
+    first, second = started(sim, "t1", 2)
+    sim.advance(30.0)  # both time out: stuck
+    worker = views.workers(sim.core)["t1"]
+    assert worker.stuck == {(first.task_id, first.lease), (second.task_id, second.lease)}
+    sim.advance(1.0)  # past the grace: their threads are abandoned
+    assert len(worker.abandoned) == 2
+    counted = sim.core.limits.in_flight("payment")
+    sim.apply(sim.core.workers_report(["t1"], [("t1", d.task_id, d.lease)
+                                               for d in (first, second)], now=sim.now))
+    assert not sim.core.zombies and sim.core.limits.in_flight("payment") == counted

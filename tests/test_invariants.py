@@ -10,7 +10,8 @@ from sim import Sim
 
 from scheduler.chaos.invariants import History, check_history, format_report, remote_work
 from scheduler.engine import views
-from scheduler.engine.config import StepPolicy
+from scheduler.engine.config import RetryPolicy, StepPolicy
+from scheduler.engine.workflow import Workflow
 
 
 def history_of(sim: Sim) -> History:
@@ -276,3 +277,102 @@ def test_a_history_of_the_core_through_a_stall_keeps_the_limit():
                            limits={"payment": (2, 10.0)}, grace=5.0)
     assert report["ok"], report["examples"]
     assert report["peak_in_flight"] == {"payment": [2, 2]}
+
+
+# ---------------------------------------------------------------- sagas
+
+SAGA_FLOWS = {"checkout": Workflow.define(
+    "checkout", [("payment", []), ("packing", ["payment"]), ("invoice", ["payment"]),
+                 ("shipping", ["packing", "invoice"])],
+    compensations={"payment": "refund", "packing": "unpack", "invoice": "void"})}
+
+
+@pytest.fixture
+def sagas():
+    """o1 compensated (three undos), o2 cancelled after its charge and compensated, o3
+    completed, o4 compensation_failed (its refund declined)."""
+    sim = Sim(workers=1, slots=3, workflows=SAGA_FLOWS, retry=RetryPolicy(max_retries=0))
+
+    def run(step: str, ok: bool = True):
+        d, ctx = sim.start_next("w1")
+        assert ctx["step"] == step, ctx
+        (sim.succeed(d, step) if ok else sim.fail(d, "no"))
+
+    for oid in ("o1", "o2", "o3", "o4"):
+        sim.submit(oid, "checkout")
+        run("payment")
+        if oid == "o2":
+            sim.apply(sim.core.cancel_order(oid, now=sim.now))
+            run("refund")
+            continue
+        run("packing")
+        run("invoice")
+        run("shipping", ok=oid == "o3")
+        for undo in ("void", "unpack", "refund") if oid != "o3" else ():
+            run(undo, ok=oid != "o4" or undo != "refund")
+    return sim
+
+
+def test_sagas_that_keep_their_promises_pass_with_their_figures(sagas):
+    report = check_history(history_of(sagas), ["o1", "o2", "o3", "o4"], max_retries=0,
+                           workflows=SAGA_FLOWS)
+    assert report["ok"], report["examples"]
+    assert (report["compensated"], report["compensation_failed"], report["completed"]) == (
+        2, 1, 1)
+    assert report["compensations_run"] == 3 + 1 + 2
+    assert "compensations_run" in format_report(report)
+
+
+def saga_history(sim: Sim, order: str, **changes) -> History:
+    """The history with task records of `order` changed: {step: {field: value}}."""
+    history = history_of(sim)
+    record = history.orders[order]
+    tasks = tuple(t._replace(**changes.get(t.step, {})) for t in record.tasks)
+    history.orders[order] = dataclasses.replace(record, tasks=tasks)
+    return history
+
+
+def violations(history: History, kind: str) -> list:
+    report = check_history(history, ["o1", "o2", "o3", "o4"], max_retries=0,
+                           workflows=SAGA_FLOWS)
+    assert not report["ok"] and report[kind] >= 1, report
+    return report["examples"][kind]
+
+
+def test_an_undo_started_before_its_step_succeeded_is_caught(sagas):
+    history = history_of(sagas)
+    # The refund's start moved before the payment's success.
+    start = next(e for e in history.events if e["type"] == "task_started"
+                 and e["order_id"] == "o2" and e["step"] == "refund")
+    paid = next(e for e in history.events if e["type"] == "task_succeeded"
+                and e["order_id"] == "o2" and e["step"] == "payment")
+    history.events.remove(start)
+    history.events.insert(history.events.index(paid), {**start, "seq": paid["seq"] - 0.5})
+    assert violations(history, "undo_of_unsucceeded_step") == [("o2", "refund", "payment")]
+
+
+def test_undos_out_of_the_reverse_order_of_success_are_caught(sagas):
+    history = history_of(sagas)
+    starts = [e for e in history.events if e["type"] == "task_started"
+              and e["order_id"] == "o1" and e["step"] in ("void", "refund")]
+    starts[0]["step"], starts[1]["step"] = "refund", "void"  # refund first, then void
+    assert violations(history, "undos_out_of_order") == [("o1", ["refund", "unpack", "void"])]
+
+
+def test_a_compensated_order_with_an_undo_not_done_is_caught(sagas):
+    history = saga_history(sagas, "o1", unpack={"state": "failed"})
+    assert violations(history, "compensated_incompletely") == ["o1"]
+    missing = history_of(sagas)
+    record = missing.orders["o1"]
+    missing.orders["o1"] = dataclasses.replace(
+        record, tasks=tuple(t for t in record.tasks if t.step != "void"))
+    assert violations(missing, "compensated_incompletely") == ["o1"]
+
+
+def test_a_failed_order_with_a_step_left_to_undo_is_caught(sagas):
+    history = history_of(sagas)
+    record = history.orders["o1"]
+    history.orders["o1"] = dataclasses.replace(
+        record, status="failed",
+        tasks=tuple(t for t in record.tasks if t.compensates is None))
+    assert violations(history, "left_uncompensated") == [("o1", ["refund", "unpack", "void"])]

@@ -19,6 +19,7 @@ from scheduler.runtime.order_index import OrderIndex
 CUSTOMERS = ["Ada Lovelace", "ada byron", "GRACE", "Straße 9", "bob", "b\u00f6b"]
 NEEDLES = ["ada", "A", "ss", "Ö", "zzz", "e 9", "bob", "b"]
 WORKFLOWS = ["ecommerce", "ecommerce_invoiced"]
+SKUS = ["BOOK-1", "book-2", "MUG"]
 STATUSES = ["pending", "in_progress", "completed", "failed", "cancelled"]
 
 
@@ -36,9 +37,9 @@ class IndexedSim(Sim):
             self.index.apply(fx)
         return fx
 
-    def submit_as(self, oid: str, customer: str, workflow: str) -> None:
-        self.apply(self.core.submit(oid, {**ORDER, "customer": customer}, now=self.now,
-                                    workflow=workflow))
+    def submit_as(self, oid: str, customer: str, workflow: str, sku: str = "A1") -> None:
+        order = {**ORDER, "customer": customer, "items": [{"sku": sku, "qty": 1, "price": 1}]}
+        self.apply(self.core.submit(oid, order, now=self.now, workflow=workflow))
 
 
 def walked(core, query: OrderQuery, before: int | None) -> list[str]:
@@ -46,7 +47,8 @@ def walked(core, query: OrderQuery, before: int | None) -> list[str]:
     return [o.id for o in sorted(views.orders(core).values(), key=lambda o: -o.number)
             if (before is None or o.number < before) and query.matches(
                 o.reported_status, o.workflow.name, o.data.get("customer"),
-                core.wall(o.submitted_at), (t.error for t in o.tasks.values()))]
+                core.wall(o.submitted_at), (t.error for t in o.tasks.values()),
+                order_id=o.id, skus=[item["sku"] for item in o.data["items"]])]
 
 
 def scanned(index: OrderIndex, query: OrderQuery, before: int | None) -> list[str]:
@@ -61,6 +63,8 @@ queries = st.builds(
     error=st.none() | st.sampled_from(["boom", "BOOM 1", "gave up", "zzz"]),
     since=st.none() | st.integers(0, 40).map(float),
     until=st.none() | st.integers(0, 40).map(float),
+    sku=st.none() | st.sampled_from(SKUS + ["zzz", "-"]),
+    text=st.none() | st.sampled_from(["o1", "ada", "BOOK", "boom", "invoiced", "zzz"]),
 )
 steps = st.lists(st.tuples(
     st.sampled_from(["submit", "submit", "submit", "succeed", "succeed", "succeed", "fail",
@@ -81,7 +85,7 @@ def test_the_index_finds_what_walking_every_order_finds(monkeypatch, steps, prob
         if action == "submit":
             submitted += 1
             sim.submit_as(f"o{submitted}", CUSTOMERS[pick % len(CUSTOMERS)],
-                          WORKFLOWS[pick % 2])
+                          WORKFLOWS[pick % 2], SKUS[pick % len(SKUS)])
         elif action in ("succeed", "fail"):
             d, _ = sim.start_next(f"w{pick % 2 + 1}")
             if d is not None:

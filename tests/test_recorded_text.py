@@ -45,12 +45,17 @@ def gateway_app(body: str) -> App:
     def declined(ctx):
         raise TaskError(f"gateway answered 402: {body}")
 
+    @app.step(retries=0)
+    def crashed(ctx):
+        raise RuntimeError(f"renderer crashed on {body}")
+
     @app.step()
     def shipping(ctx):
         return None
 
     app.workflow("checkout", ["payment", "shipping"])
     app.workflow("refused", ["declined", "shipping"])
+    app.workflow("crashing", ["crashed", "shipping"])
     return app
 
 
@@ -90,6 +95,27 @@ def test_a_step_error_quoting_a_body_with_a_nul_is_recorded_escaped_and_nothing_
         assert escaped in first["message"]
         # And it goes on accepting orders.
         assert client.post("/api/orders", json={**ORDER, "workflow": "checkout"}).status_code == 201
+
+
+@pytest.mark.parametrize("kind", sorted(BODIES))
+def test_a_traceback_quoting_a_nul_is_journaled_escaped_and_read_back(db, kind):
+    body, escaped = BODIES[kind]
+    with served(db, gateway_app(body)) as (web, cluster):
+        client = web.test_client()
+        order_id = client.post("/api/orders", json={**ORDER, "workflow": "crashing"}).json["id"]
+        assert cluster.wait_until_idle(20)
+        journal = cluster.journal
+        wait_for(lambda: journal.find_order(order_id)["status"] == "failed", 10)
+        (failed,) = [e for e in journal.story(order_id) if e["type"] == "task_failed"]
+    assert failed["error"] == f"RuntimeError: renderer crashed on {escaped}"
+    trace = failed["traceback"]
+    assert trace.startswith("Traceback (most recent call last):") and "in crashed" in trace
+    assert trace.endswith(f"RuntimeError: renderer crashed on {escaped}")
+    # And a server started on the journal afterwards shows it in the order's view.
+    with served(db, gateway_app(body), workers=0) as (web, _):
+        shown = web.test_client().get(f"/api/orders/{order_id}").json
+    (event,) = [e for e in shown["events"] if e["type"] == "task_failed"]
+    assert event["traceback"] == trace
 
 
 def test_a_remote_worker_with_a_nul_in_its_name_and_tags_is_recorded_escaped(db):

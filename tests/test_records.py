@@ -50,6 +50,7 @@ def test_a_task_view_shows_every_field_the_api_documents_and_its_result():
         "error": "boom",
         "retry_at": 123.5,
         "waiting_for": None,
+        "compensates": None,
         "result": {"charged": 19.0},
     }
 
@@ -127,7 +128,7 @@ def test_completed_failed_and_cancelled_orders_are_finished(status):
     assert order_record(status=status).finished
 
 
-@pytest.mark.parametrize("status", ["pending", "in_progress"])
+@pytest.mark.parametrize("status", ["pending", "in_progress", "compensating"])
 def test_pending_and_running_orders_are_not_finished(status):
     assert not order_record(status=status).finished
 
@@ -141,8 +142,9 @@ def test_the_core_records_a_task_with_its_counts_worker_and_result():
     d, _ = sim.start_next("w1")
     sim.succeed(d, {"charged": 19.0})
     record = sim.core.task_record(sim.task("o1", "payment"))
+    succeeded = sim.types(type="task_succeeded")[0]["seq"]
     assert record == TaskRecord("o1", "payment", "succeeded", 1, True, 0, 1, "w1",
-                                {"charged": 19.0}, None, None)
+                                {"charged": 19.0}, None, None, 0, succeeded)
 
 
 def test_a_reassigned_task_records_how_often_its_worker_died_under_it():

@@ -4,6 +4,7 @@ refused and started through the API; and the "/workers" protocol through the tes
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -341,6 +342,22 @@ def test_a_result_too_big_to_send_is_a_failed_attempt_not_a_reconnect_loop(tmp_p
 
 
 @pytest.mark.slow
+def test_a_handler_bug_on_a_worker_process_is_a_failure_with_its_traceback(tmp_path):
+    with remote_cluster(tmp_path, max_retries=0) as rc:
+        proc = rc.start_worker(handlers="remote_handlers:CRASHING_PAYMENT")
+        rc.joined(proc)
+        order_id = rc.cluster.submit(ORDER)
+        assert rc.cluster.wait_until_idle(10)
+        failed = first_event(rc, "task_failed", order_id=order_id)
+    assert failed["error"] == "KeyError: 'charge_id'"
+    trace = failed["traceback"].splitlines()
+    assert trace[0] == "Traceback (most recent call last):"
+    assert 'remote_handlers.py", line' in trace[1] and trace[1].endswith("in crashes")
+    assert any(t.endswith("in _parse_charge") for t in trace)
+    assert trace[-1] == "KeyError: 'charge_id'"
+
+
+@pytest.mark.slow
 def test_a_worker_whose_connection_drops_reconnects_and_resumes_under_its_id(tmp_path):
     with remote_cluster(tmp_path, heartbeat_timeout=5.0) as rc:
         proc = rc.start_worker()
@@ -514,6 +531,137 @@ def test_the_protocol_runs_an_order_and_ignores_repeats(hub_app):
     client.disconnect(namespace=NAMESPACE)
 
 
+def test_a_work_frame_batches_results_and_begins_and_ignores_repeats(hub_app):
+    client = worker_client(hub_app)
+    welcome = call(client, "register", REGISTRATION)
+    assert welcome["protocol"] == 2, "the server says it answers `work` frames"
+    worker_id = welcome["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    first, second = cluster.submit(ORDER), cluster.submit(ORDER)
+    pairs = wait_for(lambda: (lambda got: got if len(got) == 2 else None)(assigned(client)), 5)
+    frame = {"worker_id": worker_id, "results": [], "begin": pairs}
+    contexts = call(client, "work", frame)["contexts"]
+    assert [c["step"] for c in contexts] == ["payment", "payment"]
+    assert [c["idempotency_key"] for c in contexts] == [t for t, _ in pairs]
+    assert call(client, "work", frame)["contexts"] == contexts  # a lost answer, asked again
+    # Both results and, in the same frame, nothing more to begin: the next steps are
+    # assigned in one message each time.
+    results = [[task_id, lease, True, {"n": i}] for i, (task_id, lease) in enumerate(pairs)]
+    done = {"worker_id": worker_id, "results": results, "begin": []}
+    assert call(client, "work", done) == {"contexts": [], "started": []}
+    assert call(client, "work", done) == {"contexts": [], "started": []}  # not counted twice
+    (message,) = wait_for(lambda: [m for m in client.get_received(NAMESPACE)
+                                   if m["name"] == "assign"], 5)
+    assert sorted(t for t, _ in message["args"][0]["tasks"]) == sorted(
+        [f"{first}:packing", f"{second}:packing"]), "both in one message"
+    assert cluster.get_order(first)["tasks"]["payment"]["result"] == {"n": 0}
+    assert cluster.stats()["rejected_results"] == 0
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_work_frame_offering_slots_gets_the_next_steps_started_in_its_answer(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    orders = [cluster.submit(ORDER) for _ in range(2)]
+    pairs = wait_for(lambda: (lambda got: got if len(got) == 2 else None)(assigned(client)), 5)
+    call(client, "work", {"worker_id": worker_id, "results": [], "begin": pairs})
+    done = [[task_id, lease, True, None] for task_id, lease in pairs]
+    reply = call(client, "work", {"worker_id": worker_id, "results": done, "begin": [],
+                                  "take": 1})
+    (started,) = reply["started"]  # one slot offered: one started, the other assigned
+    (task_id, lease, context) = started
+    assert context["step"] == "packing" and context["idempotency_key"] == task_id
+    assert task_id in {f"{o}:packing" for o in orders}
+    order_id = task_id.partition(":")[0]
+    assert cluster.get_order(order_id)["tasks"]["packing"]["status"] == "running"
+    (other,) = wait_for(lambda: assigned(client), 5)
+    assert other[0] != task_id
+    # A repeated begin of the started one (its answer lost) gets the same context.
+    ref = {"worker_id": worker_id, "task_id": task_id, "lease": lease}
+    assert call(client, "begin", ref)["context"] == context
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_with_a_journal_offered_slots_start_nothing_before_the_results_are_durable(tmp_path):
+    from scheduler.journal.sqlite import SQLiteJournal
+
+    cluster = fast_cluster(workers=0, heartbeat_interval=10.0, heartbeat_timeout=30.0,
+                           journal=SQLiteJournal(tmp_path / "j.db"))
+    with app_over(cluster, {"ORDERFLOW_TOKEN": TOKEN}) as app:
+        client = worker_client(app)
+        worker_id = call(client, "register", REGISTRATION)["worker_id"]
+        order_id = cluster.submit(ORDER)
+        (pair,) = wait_for(lambda: assigned(client), 5)
+        call(client, "work", {"worker_id": worker_id, "results": [], "begin": [pair]})
+        reply = call(client, "work", {"worker_id": worker_id, "begin": [], "take": 2,
+                                      "results": [[*pair, True, None]]})
+        assert reply == {"contexts": [], "started": []}
+        # The next step comes once the success is committed, in an `assign`.
+        ((task_id, _),) = wait_for(lambda: assigned(client), 5)
+        assert task_id == f"{order_id}:packing"
+        client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_work_frame_runs_its_results_before_its_begins_and_fences_a_stale_lease(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    call(client, "work", {"worker_id": worker_id, "results": [], "begin": [[task_id, lease]]})
+    stale = [task_id, lease + 1]
+    reply = call(client, "work", {"worker_id": worker_id,
+                                  "results": [[task_id, lease, True, None], [*stale, True, 1]],
+                                  "begin": [stale]})
+    assert reply == {"contexts": [None], "started": []}, "a lease never given begins nothing"
+    assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "succeeded"
+    assert cluster.stats()["rejected_results"] == 1
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_heartbeats_and_work_frames_are_answered_on_their_connections_own_thread(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    guard = hub_app.extensions["orderflow_frames"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    body = {"worker_id": worker_id, "results": [], "begin": [[task_id, lease]]}
+    frame = f'42{NAMESPACE},9["work",{json.dumps(body)}]'
+    assert guard.may_answer_inline(frame)
+    assert guard.may_answer_inline(f'42{NAMESPACE},3["heartbeat",{{}}]')
+    assert not guard.may_answer_inline(f'42{NAMESPACE},3["result",{{}}]')
+    assert not guard.may_answer_inline(f'42{NAMESPACE},3["workers",{{}}]')
+    sent = []
+    assert guard.answered_inline(client.eio_sid, frame, sent.append)
+    (ack,) = sent
+    assert ack.startswith(f"43{NAMESPACE},9[")
+    (reply,) = json.loads(ack[ack.index("["):])
+    assert reply["contexts"][0]["idempotency_key"] == task_id
+    client.disconnect(namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("bad", [
+    {"results": "x"}, {"begin": [["t", 1, 2]]}, {"results": [["t", 1, "yes", None]]},
+    {"results": [["t", 1, False, 3]]}, {"begin": [["t", 0]]}, {"results": [["t", 1, True]]},
+    {"begin": [["t", 1]] * 1025}, {"take": -1}, {"take": "all"}])
+def test_a_malformed_work_frame_is_refused_whole_and_changes_nothing(hub_app, bad):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    # A good entry first: refused with the bad one, not applied before it.
+    frame = {"worker_id": worker_id, "results": [], "begin": [[task_id, lease]]}
+    for field, entries in bad.items():
+        frame[field] = entries if not isinstance(entries, list) else [*frame[field], *entries]
+    reply = call(client, "work", frame)
+    assert reply["status"] == 422 and "contexts" not in reply
+    assert cluster.get_order(order_id)["tasks"]["payment"]["status"] == "assigned"
+    client.disconnect(namespace=NAMESPACE)
+
+
 @pytest.mark.parametrize(("fields", "slots"), [({"slots": 500}, 500),
                                                ({"concurrency": 3}, 3)])  # an older client
 def test_a_process_registers_its_slots_and_gets_that_many(hub_app, fields, slots):
@@ -555,6 +703,48 @@ def test_a_remote_result_that_is_not_valid_json_is_a_failed_attempt(hub_app):
                       5)
     assert "not valid JSON" in failed[0]["error"]
     assert cluster.get_order(order_id)["tasks"]["payment"]["result"] is None
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_remote_failure_carries_its_traceback_to_the_orders_story(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (task_id, lease), = wait_for(lambda: assigned(client), 5)
+    ref = {"worker_id": worker_id, "task_id": task_id, "lease": lease}
+    call(client, "begin", ref)
+    refused = call(client, "result", {**ref, "ok": False, "value": "x", "traceback": 42})
+    assert refused["status"] == 422 and "traceback" in refused["error"]["message"]
+    trace = ('Traceback (most recent call last):\n  File "shop.py", line 9, in payment\n'
+             "KeyError: \x00")
+    assert call(client, "result", {**ref, "ok": False, "value": "KeyError: 'id'",
+                                   "traceback": trace}) == {"ok": True}
+    failed = wait_for(lambda: [e for e in cluster.story(order_id) if e["type"] == "task_failed"],
+                      5)
+    assert failed[0]["error"] == "KeyError: 'id'"
+    assert failed[0]["traceback"] == trace.replace("\x00", "\\x00")  # escaped at the door
+    client.disconnect(namespace=NAMESPACE)
+
+
+def test_a_failure_in_a_work_frame_carries_its_traceback_to_the_orders_story(hub_app):
+    client = worker_client(hub_app)
+    worker_id = call(client, "register", REGISTRATION)["worker_id"]
+    cluster = hub_app.extensions["orderflow"].cluster
+    order_id = cluster.submit(ORDER)
+    (pair,) = wait_for(lambda: assigned(client), 5)
+    call(client, "work", {"worker_id": worker_id, "results": [], "begin": [pair]})
+    bad = call(client, "work", {"worker_id": worker_id, "begin": [],
+                                "results": [[*pair, False, "x", 42]]})
+    assert bad["status"] == 422 and "traceback" in bad["error"]["message"]
+    trace = 'Traceback (most recent call last):\n  File "shop.py", line 9\nKeyError: \x00'
+    reply = call(client, "work", {"worker_id": worker_id, "begin": [],
+                                  "results": [[*pair, False, "KeyError: 'id'", trace]]})
+    assert reply == {"contexts": [], "started": []}
+    failed = wait_for(lambda: [e for e in cluster.story(order_id) if e["type"] == "task_failed"],
+                      5)
+    assert failed[0]["error"] == "KeyError: 'id'"
+    assert failed[0]["traceback"] == trace.replace("\x00", "\\x00")  # escaped at the door
     client.disconnect(namespace=NAMESPACE)
 
 

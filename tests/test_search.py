@@ -64,7 +64,7 @@ def test_a_submit_goes_through_while_a_search_is_scanning(monkeypatch):
     cluster = fast_cluster(workers=0)
     first = cluster.submit(ORDER)
     hold = Hold(OrderQuery.matches)
-    monkeypatch.setattr(OrderQuery, "matches", lambda query, *a: hold(query, *a))
+    monkeypatch.setattr(OrderQuery, "matches", lambda query, *a, **kw: hold(query, *a, **kw))
     searcher, searched, found = in_thread(
         lambda: cluster.search_orders(OrderQuery(customer="ADA")))
     try:
@@ -85,7 +85,7 @@ def test_searches_beyond_the_bound_get_503_with_retry_after_at_once(monkeypatch)
         cluster = app.extensions["orderflow"].cluster
         order = app.test_client().post("/api/orders", json=ORDER).get_json()["id"]
         hold = Hold(OrderQuery.matches)
-        monkeypatch.setattr(OrderQuery, "matches", lambda query, *a: hold(query, *a))
+        monkeypatch.setattr(OrderQuery, "matches", lambda query, *a, **kw: hold(query, *a, **kw))
         searcher, _, first = in_thread(
             lambda: app.test_client().get("/api/orders?customer=ada"))
         try:

@@ -631,7 +631,7 @@ def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
         order = journal.find_order("o-3")
     finally:
         journal.close()
-    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(7,)]
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(8,)]
     assert (order["tasks"]["payment"]["moves"], order["tasks"]["payment"]["reassignments"]) == (
         0, 1)
     assert ("orders_by_number",) in db_rows(
@@ -662,6 +662,41 @@ def test_the_journal_searches_orders_newest_first_by_every_filter(journal_db):
         assert ids(since=sim.now + 1, until=sim.now + 2) == ["o1"]
         [found] = journal.search_orders(OrderQuery(error="100%"), None, 10)
         assert found.tasks[0].error == "gave up after 1 attempts: Card DECLINED by the 100% rule"
+    finally:
+        journal.close()
+
+
+def test_the_journal_searches_by_sku_and_by_text_anywhere_taking_quotes_as_text(journal_db):
+    from scheduler.engine.records import OrderQuery
+
+    sim = JournaledSim(journal_db, workers=1, retry=RetryPolicy(max_retries=0))
+    skus = [["BOOK-001", "MUG-7"], ["o'reilly'); DROP TABLE orders; --"], ["50%_OFF"]]
+    for i, items in enumerate(skus):
+        sim.apply(sim.core.submit(f"o{i}", {"customer": f"cust-{i}", "items": [
+            {"sku": sku, "qty": 1, "price": 1.0} for sku in items]}, now=sim.now + i,
+            workflow="ecommerce_invoiced" if i == 2 else "ecommerce"))
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "gateway answered 503 for mug")  # o0 fails for good
+    journal = sim.journal
+
+    def ids(**query) -> list[str]:
+        return [r.id for r in journal.search_orders(OrderQuery(**query), None, 10)]
+
+    try:
+        assert ids(sku="mug") == ["o0"] and ids(sku="book-00") == ["o0"]
+        assert ids(sku="'); DROP TABLE") == ["o1"]  # a value, never SQL
+        assert ids(sku="%") == ["o2"] and ids(sku="_") == ["o2"]  # no wildcards either
+        assert ids(sku="cust") == []  # the customer is not a SKU
+        # text: the id, the customer, a SKU, a step's error or the workflow.
+        assert ids(text="o1") == ["o1"]
+        assert ids(text="CUST-2") == ["o2"]
+        assert ids(text="drop table") == ["o1"]
+        assert ids(text="503") == ["o0"]
+        assert ids(text="invoiced") == ["o2"]
+        assert ids(text="mug") == ["o0"]  # its SKU and its error: once
+        assert ids(text="zzz") == []
+        assert ids(text="o", status="failed") == ["o0"]  # and the other filters still hold
+        assert journal.search_orders(OrderQuery(), None, 10)  # the table is still there
     finally:
         journal.close()
 

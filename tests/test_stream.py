@@ -281,3 +281,33 @@ def test_the_snapshot_says_whether_the_demos_chaos_knobs_drive_the_apps_steps():
     shop.workflow("checkout", ["payment"])
     other = build_snapshot(Cluster(workers=1, app=shop))
     assert other["app"] == {"name": "shop", "chaos": False}
+
+
+def test_a_failed_attempts_traceback_stays_out_of_the_stream_and_the_snapshot():
+    from test_api_orders import HandOnlyWorker
+
+    from scheduler.steps.failure import Failure
+
+    cluster = fast_cluster(workers=0)
+    stream, sio, _ = make_stream(cluster)
+    worker = HandOnlyWorker()
+    cluster.join_worker("w-1", worker)
+    order_id = cluster.submit(ORDER)
+    stream.connect("a")
+    stream.step(0.0)
+    sio.take("snapshot")
+    (payment,) = worker.delivered
+    assert cluster.begin_task("w-1", payment) is not None
+    failure = Failure("RuntimeError: x", "Traceback ...\nRuntimeError: x")
+    cluster.report("w-1", payment, False, failure)
+    stream.step(0.1)
+    sent = [e for batch, _ in sio.take("events") for e in batch if e["type"] == "task_failed"]
+    assert [e["error"] for e in sent] == ["RuntimeError: x"] and "traceback" not in sent[0]
+    stream.connect("b")
+    stream.step(0.2)
+    [(snapshot, _)] = sio.take("snapshot")
+    (shown,) = [e for e in snapshot["events"] if e["type"] == "task_failed"]
+    assert "traceback" not in shown
+    # The order's own story has it.
+    (kept,) = [e for e in cluster.story(order_id) if e["type"] == "task_failed"]
+    assert kept["traceback"] == "Traceback ...\nRuntimeError: x"

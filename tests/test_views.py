@@ -232,3 +232,49 @@ def test_workflows_idempotency_and_active_orders_are_shown_as_they_are():
     assert set(views.tasks(core)) == {f"o1:{s}" for s in DEFAULT_WORKFLOWS["ecommerce"].steps
                                       } | {"o2:audit", "o2:payment"}
     assert views.progress(core).stages["queued"] == 2
+
+
+def test_an_order_brought_back_out_of_order_is_still_listed_newest_first():
+    sim = Sim(workers=1)
+    for oid in ("a", "b", "c"):
+        sim.submit(oid)
+    sim.run_all()
+    records = {o.id: sim.core.order_record(o) for o in views.orders(sim.core).values()}
+    core = SchedulerCore(ClusterConfig(workers=0))
+    core.restore(ResumePoint(**views.totals(sim.core)), [records["b"], records["c"]], now=0.0)
+    core.adopt(records["a"])  # the oldest comes back last
+    assert list(views.orders(core)) == ["b", "c", "a"]
+    assert views.adopted_out_of_order(core) is True
+    assert [o.id for o in views.newest_first(core)] == ["c", "b", "a"]
+
+
+def test_the_views_round_times_to_the_millisecond_and_arcs_to_five_places():
+    core = SchedulerCore(ClusterConfig(workers=0, seed=1), epoch_offset=500.00049)
+    core.add_worker("w1", now=2.0)
+    core.add_worker("w2", now=2.0)
+    core.tick(now=2.0)
+    core.worker_lost("w2", now=2.0, reason="gone")
+    [w1, w2] = sorted(views.worker_views(core, 2.12345), key=lambda v: v["id"])
+    assert (w1["joined_at"], w1["heartbeat_age"]) == (502.0, 0.123)
+    assert w2["status"] == "dead" and w2["share"] == 0.0  # off the ring: no share
+    assert w1["share"] == 1.0
+    assert views.stats(core, 2.12345)["now"] == 502.124
+    arcs = views.ring_view(core)["arcs"]
+    assert arcs and all(round(x, 5) == x for a, b, _ in arcs for x in (a, b))
+    assert any(round(x, 4) != x for a, b, _ in arcs for x in (a, b))
+
+
+def test_stats_sum_stuck_and_abandoned_slots_over_every_live_worker():
+    sim = Sim(workers=2, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    sim.submit("o1")
+    sim.submit("o2")
+    assert sim.start_next("w1")[0] is not None and sim.start_next("w2")[0] is not None
+    sim.advance(5.0)  # both timed out and stuck: their handlers have not returned
+    stats = views.stats(sim.core, sim.now)
+    assert stats["slots"] == {"total": 2, "busy": 0, "stuck": 2, "abandoned": 0}
+    sim.advance(1.0)  # past the grace: both threads abandoned, each slot serves again
+    stats = views.stats(sim.core, sim.now)
+    assert stats["slots"] == {"total": 2, "busy": 0, "stuck": 0, "abandoned": 2}
+    assert stats["abandoned_threads"] == 2 == views.counters(sim.core)["abandoned_threads"]
+    assert stats["workers_hung"] == 0 == views.counters(sim.core)["workers_hung"]

@@ -4,13 +4,14 @@ process, with a fake clock, no sockets and no threads."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import pytest
 
 from scheduler.remote.effects import Assignment, Cancel, Connect, Exit, Log, Run, Send
 from scheduler.remote.options import Identity, WorkerOptions, reconnect_delay
-from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK
+from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK, MESSAGE_MARGIN
 from scheduler.remote.session import WorkerSession
 
 OPTIONS = WorkerOptions(server="http://127.0.0.1:9", slots=2, reconnect_delay=0.5,
@@ -84,9 +85,10 @@ class Worker:
 
 
 def welcome(worker_id: str | None, resumed: bool = False, interval: float = 0.5,
-            max_bytes: int = 1_000_000) -> dict:
-    return {"worker_id": worker_id, "resumed": resumed, "heartbeat_interval": interval,
-            "heartbeat_timeout": 4 * interval, "chaos": {}, "max_message_bytes": max_bytes}
+            max_bytes: int = 1_000_000, protocol: int | None = None) -> dict:
+    reply = {"worker_id": worker_id, "resumed": resumed, "heartbeat_interval": interval,
+             "heartbeat_timeout": 4 * interval, "chaos": {}, "max_message_bytes": max_bytes}
+    return reply if protocol is None else {**reply, "protocol": protocol}
 
 
 def sends(effects: list, event: str | None = None) -> list[Send]:
@@ -467,6 +469,32 @@ def test_an_attempt_past_its_time_limit_is_cancelled_once_and_its_outcome_still_
     assert worker.session.busy == 0
 
 
+def test_a_failures_traceback_goes_with_its_result_and_a_plain_message_goes_without():
+    from scheduler.steps.failure import Failure
+
+    worker = Worker()
+    worker.join("p-a-1")
+    running(worker, A1, A2, timeout=2.0)
+    failure = Failure("RuntimeError: crashed", "Traceback ...\nRuntimeError: crashed")
+    (result,) = sends(worker.finish(A1, False, failure), "result")
+    assert result.payload == {**A1.ref(), "ok": False, "value": "RuntimeError: crashed",
+                              "traceback": "Traceback ...\nRuntimeError: crashed"}
+    assert type(result.payload["value"]) is str  # plain JSON on the wire
+    # One that ran past this worker's clock keeps its traceback under the new message.
+    worker.advance(2.0)
+    worker.tick()
+    (result,) = sends(worker.finish(A2, False, failure), "result")
+    assert result.payload["value"] == "timed out after 2 s on the worker (RuntimeError: crashed)"
+    assert result.payload["traceback"] == "Traceback ...\nRuntimeError: crashed"
+    worker.assign("p-a-1", ("o-3:payment", 3))
+    (result,) = sends(worker.run(Assignment("p-a-1", "o-3:payment", 3), "ok"), "result")
+    assert "traceback" not in result.payload
+    declined = Assignment("p-a-1", "o-4:payment", 4)
+    running(worker, declined, timeout=None)
+    (result,) = sends(worker.finish(declined, False, "gateway answered 503"), "result")
+    assert result.payload == {**declined.ref(), "ok": False, "value": "gateway answered 503"}
+
+
 def test_an_attempt_without_a_time_limit_is_never_cancelled_here():
     worker = Worker()
     worker.join("p-a-1")
@@ -680,6 +708,204 @@ def test_an_error_answer_to_a_result_is_logged_and_the_result_dropped():
     # The scheduler has moved that step on (a restart, a failover, a time limit): expected.
     assert [e.level for e in effects if isinstance(e, Log)] == ["warning"]
     assert worker.session.unacknowledged == []
+
+
+# ---------------------------------------------------------------- batched (protocol 2)
+
+
+def batched(slots: int = 2, **welcome_fields) -> Worker:
+    """A worker joined to a server that answers `work` frames."""
+    worker = Worker(slots=slots)
+    worker.join("p-a-1", protocol=2, **welcome_fields)
+    return worker
+
+
+def work_of(effects: list) -> Send:
+    (frame,) = sends(effects, "work")
+    return frame
+
+
+def worked(contexts: list) -> dict:
+    return {"contexts": contexts}
+
+
+def test_a_server_that_does_not_say_protocol_2_gets_one_begin_and_result_each():
+    worker = Worker()
+    worker.join("p-a-1")  # an older server: no "protocol" in its welcome
+    effects = worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2))
+    assert begins(effects) == [A1, A2] and sends(effects, "work") == []
+
+
+def test_batched_assignments_that_take_slots_ask_to_begin_in_one_frame():
+    worker = batched(slots=2)
+    effects = worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2),
+                            ("o-3:payment", 3))
+    frame = work_of(effects)
+    assert sends(effects, "begin") == []
+    assert frame.payload == {"worker_id": "p-a-1", "results": [],
+                             "begin": [["o-1:payment", 1], ["o-2:payment", 2]], "take": 0}
+    assert (worker.session.busy, worker.session.queued) == (2, 1)
+    effects = worker.answer(frame, worked([CONTEXT, {**CONTEXT, "order_id": "o-2"}]))
+    assert runs(effects) == [A1, A2]
+
+
+def test_batched_one_frame_is_out_at_a_time_and_what_finishes_meanwhile_goes_in_the_next():
+    worker = batched(slots=2)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2)))
+    worker.answer(first, worked([CONTEXT, CONTEXT]))
+    # The first result goes at once: nothing is out, so a lone step waits for nothing.
+    second = work_of(worker.finish(A1, True, {"paid": 1}))
+    assert second.payload["results"] == [["o-1:payment", 1, True, {"paid": 1}]]
+    # While it is out, another result, and a new assignment's begin, wait for its answer.
+    assert sends(worker.finish(A2, True, "two")) == []
+    assert sends(worker.assign("p-a-1", ("o-3:payment", 3))) == []
+    assert worker.tick() == [], "nothing goes out twice, nor in a loop"
+    third = work_of(worker.answer(second, worked([])))
+    assert third.payload == {"worker_id": "p-a-1", "results": [["o-2:payment", 2, True, "two"]],
+                             "begin": [["o-3:payment", 3]], "take": 1}
+    assert worker.session.unacknowledged == [A2.key], "the first result is acknowledged"
+    worker.answer(third, worked([None]))  # stale: its slot is free again
+    assert worker.session.unacknowledged == [] and worker.session.busy == 0
+
+
+def test_batched_a_frame_offers_its_free_slots_and_runs_what_the_server_started_there():
+    worker = batched(slots=3)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    assert first.payload["take"] == 2, "three slots, one asked about"
+    # While it is out, its offered slots stay free: a new assignment waits for a slot.
+    worker.assign("p-a-1", ("o-2:payment", 2))
+    assert (worker.session.busy, worker.session.queued) == (1, 1)
+    started = [["o-9:packing", 7, {**CONTEXT, "step": "packing"}]]
+    effects = worker.answer(first, {"contexts": [CONTEXT], "started": started})
+    assert runs(effects) == [A1, Assignment("p-a-1", "o-9:packing", 7)]
+    assert worker.session.busy == 3 and worker.session.queued == 0, "o-2 takes the last"
+    assert work_of(effects).payload == {"worker_id": "p-a-1", "results": [],
+                                        "begin": [["o-2:payment", 2]], "take": 0}
+    # The same task sent again later (say, after a reconnect) runs nothing twice.
+    assert runs(worker.assign("p-a-1", ("o-9:packing", 7))) == []
+
+
+def test_batched_no_slots_are_offered_while_draining_and_more_started_than_offered_run_not():
+    worker = batched(slots=2)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    started = [["o-8:packing", 3, CONTEXT], ["o-9:packing", 4, CONTEXT]]
+    effects = worker.answer(first, {"contexts": [CONTEXT], "started": started})
+    assert [a.task_id for a in runs(effects)] == ["o-1:payment", "o-8:packing"]
+    worker.session.signal("SIGTERM", worker.now)
+    frame = work_of(worker.finish(A1))
+    assert frame.payload["take"] == 0
+
+
+def test_batched_tasks_started_for_a_frame_whose_answer_came_late_still_run():
+    worker = batched(slots=2)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    worker.advance(5.1)
+    again = work_of(worker.tick())
+    late = worker.answer(first, {"contexts": [CONTEXT],
+                                 "started": [["o-9:packing", 7, CONTEXT]]})
+    assert runs(late) == [Assignment("p-a-1", "o-9:packing", 7)]
+    assert runs(worker.answer(again, worked([CONTEXT]))) == [A1]
+
+
+def test_batched_a_failures_traceback_is_its_results_fifth_item():
+    from scheduler.steps.failure import Failure
+
+    worker = batched(slots=2)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2)))
+    worker.answer(first, worked([CONTEXT, CONTEXT]))
+    out = work_of(worker.finish(A1, False, Failure("RuntimeError: crashed", "Traceback ...")))
+    assert out.payload["results"] == [["o-1:payment", 1, False, "RuntimeError: crashed",
+                                       "Traceback ..."]]
+    worker.finish(A2, True, {"ok": 1})
+    (plain,) = work_of(worker.answer(out, worked([]))).payload["results"]
+    assert plain == ["o-2:payment", 2, True, {"ok": 1}]
+
+
+def test_batched_a_frame_left_unanswered_goes_out_again_and_only_the_new_answer_counts():
+    worker = batched(slots=1)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    worker.advance(5.1)
+    second = work_of(worker.tick())
+    assert second.payload == first.payload and second.rid != first.rid
+    assert worker.answer(first, worked([CONTEXT])) == []
+    assert runs(worker.answer(second, worked([CONTEXT]))) == [A1]
+
+
+def test_batched_results_lost_with_the_connection_go_out_again_after_resuming():
+    worker = batched(slots=1)
+    worker.answer(work_of(worker.assign("p-a-1", ("o-1:payment", 1))), worked([CONTEXT]))
+    lost = work_of(worker.finish(A1, True, "v"))
+    worker.session.disconnected("transport error", worker.now)
+    assert worker.answer(lost, worked([])) == []
+    effects = worker.answer(worker.connect(), welcome("p-a-1", resumed=True, protocol=2))
+    assert work_of(effects).payload["results"] == lost.payload["results"]
+
+
+def test_batched_a_refused_frame_drops_its_results_frees_its_slots_and_says_so_once():
+    worker = batched(slots=2)
+    worker.answer(work_of(worker.assign("p-a-1", ("o-1:payment", 1))), worked([CONTEXT]))
+    frame = work_of(worker.finish(A1))
+    worker.assign("p-a-1", ("o-2:payment", 2))  # waits for the frame's answer
+    effects = worker.answer(frame, {"error": {"code": "x", "message": "gone"}, "status": 404})
+    assert logged(effects) == ("1 result and 0 begins of p-a-1 not accepted (a lease of an "
+                               "earlier server or leader): gone (status 404)")
+    assert worker.session.unacknowledged == []
+    effects = worker.answer(work_of(effects), {"error": {"code": "x", "message": "no"},
+                                               "status": 422})
+    assert runs(effects) == [] and worker.session.busy == 0
+    assert "0 results and 1 begin of p-a-1 refused: no (status 422)" in logged(effects)
+
+
+def test_batched_an_answer_with_the_wrong_number_of_contexts_runs_nothing():
+    worker = batched(slots=1)
+    frame = work_of(worker.assign("p-a-1", ("o-1:payment", 1)))
+    effects = worker.answer(frame, worked([CONTEXT, CONTEXT]))
+    assert runs(effects) == [] and worker.session.busy == 0
+    assert "refused: bad answer" in logged(effects)
+
+
+def test_batched_results_are_split_so_that_no_frame_exceeds_the_message_size():
+    worker = batched(slots=3, max_bytes=10_000)
+    first = work_of(worker.assign("p-a-1", ("o-1:p", 1), ("o-2:p", 2), ("o-3:p", 3)))
+    worker.answer(first, worked([CONTEXT] * 3))
+    # Out of turn, so that all three wait together: one frame is out meanwhile.
+    blocker = work_of(worker.finish(Assignment("p-a-1", "o-1:p", 1), True, "x" * 4000))
+    worker.finish(Assignment("p-a-1", "o-2:p", 2), True, "y" * 4000)
+    worker.finish(Assignment("p-a-1", "o-3:p", 3), True, "z" * 4000)
+    frames = sends(worker.answer(blocker, worked([])), "work")
+    # 10,000 bytes less the margin leave room for one 4 kB value a frame.
+    assert [[r[0] for r in f.payload["results"]] for f in frames] == [["o-2:p"], ["o-3:p"]]
+
+
+def test_batched_frames_count_each_entrys_task_id_not_only_its_value():
+    worker = batched(slots=40, max_bytes=10_000)
+    keys = [(f"o-{i:03d}-{'x' * 90}:payment", i + 1) for i in range(40)]
+    first = work_of(worker.assign("p-a-1", *keys))
+    worker.answer(first, worked([CONTEXT] * 40))
+    out = work_of(worker.finish(Assignment("p-a-1", *keys[0]), True, "v"))
+    for key in keys[1:]:
+        worker.finish(Assignment("p-a-1", *key), True, "y" * 50)
+    frames = sends(worker.answer(out, worked([])), "work")
+    assert len(frames) > 1
+    assert sum(len(f.payload["results"]) for f in frames) == 39
+    assert all(len(json.dumps(f.payload)) <= 10_000 - MESSAGE_MARGIN for f in frames)
+
+
+def test_batched_results_under_an_earlier_id_go_in_a_frame_of_their_own():
+    worker = batched(slots=2)
+    first = work_of(worker.assign("p-a-1", ("o-1:payment", 1), ("o-2:payment", 2)))
+    worker.answer(first, worked([CONTEXT, CONTEXT]))
+    worker.session.left({"worker_id": "p-a-1", "status": "dead"}, worker.now)
+    # Its cancelled handlers return; their results still go in (to be rejected by lease).
+    out = work_of(worker.finish(A1))
+    worker.finish(A2)  # waits: a frame is out
+    (register,) = sends(worker.tick(), "register")
+    worker.answer(register, welcome("p-a-2", protocol=2))
+    worker.assign("p-a-2", ("o-3:payment", 3))
+    frames = sends(worker.answer(out, worked([])), "work")
+    assert [(f.payload["worker_id"], [r[0] for r in f.payload["results"]],
+             f.payload["begin"]) for f in frames] == [
+        ("p-a-1", ["o-2:payment"], []), ("p-a-2", [], [["o-3:payment", 3]])]
 
 
 # ---------------------------------------------------------------- heartbeats

@@ -18,10 +18,16 @@ MAX_EVENTS_PAGE = 5000
 MAX_SEQ = 2**62
 # Unix times a search may name: 0 to the year 5138.
 MAX_TIME = 1e11
+# The longest part of a SKU, or of anything (`text`), a search looks for. Short, so that a
+# search with every filter at its longest still fits the front server's request line (8,190
+# bytes; 12 per character percent-encoded at worst): a part that long finds what a longer
+# one would (and more), and the page's search box stops there.
+MAX_NEEDLE = 32
 
 
-def _text(name: str, description: str = "", **rules: object) -> Field:
-    return Field(name, Kind.TEXT, max_length=MAX_TEXT, description=description, **rules)
+def _text(name: str, description: str = "", max_length: int = MAX_TEXT,
+          **rules: object) -> Field:
+    return Field(name, Kind.TEXT, max_length=max_length, description=description, **rules)
 
 
 DEMO_ORDERS = Message(
@@ -86,6 +92,10 @@ ORDER_SEARCH = Message(
         _text("workflow", "only this workflow"),
         _text("customer", "a part of the customer (any case)"),
         _text("error", "a part of any step's last error (any case)"),
+        _text("sku", "a part of any item's SKU (any case)", MAX_NEEDLE),
+        _text("text", "a part of any of: the order's id, its customer, an item's SKU, a "
+                      "step's last error, its workflow (any case): the dashboard's search box",
+              MAX_NEEDLE),
         Field("since", Kind.NUMBER, minimum=0, maximum=MAX_TIME,
               description="submitted at or after (Unix time)"),
         Field("until", Kind.NUMBER, minimum=0, maximum=MAX_TIME,

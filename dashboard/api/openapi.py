@@ -155,6 +155,10 @@ SCHEMAS: dict[str, dict] = {
             "waiting_for": {"type": ["string", "null"],
                             "description": "why a ready step is not on a worker yet: no live "
                                            "worker, no free slot, or its step's limits"},
+            "compensates": {"type": ["string", "null"],
+                            "description": "of an undo (a saga's compensation): the step whose "
+                                           "success it undoes; its idempotency key is "
+                                           "`<order id>:<step>:compensate`"},
         },
     },
     "Order": {
@@ -186,6 +190,12 @@ SCHEMAS: dict[str, dict] = {
             "worker_id": {"type": ["string", "null"]},
             "attempt": {"type": "integer"},
             "message": {"type": "string"},
+            "error": {"type": "string", "description": "a failed attempt's error (task_failed)"},
+            "traceback": {"type": "string",
+                          "description": "a failed attempt's traceback, where its handler "
+                                         "raised the error (task_failed; absent when the "
+                                         "handler failed on purpose with TaskError, or timed "
+                                         "out). Left out of the Socket.IO stream"},
         },
     },
     "Worker": {
@@ -315,6 +325,9 @@ SCHEMAS: dict[str, dict] = {
             "burst": {"type": ["integer", "null"], "description": "starts a rate allows at once"},
             "tags": {"type": "array", "items": {"type": "string"},
                      "description": "capabilities a worker must offer to run it"},
+            "compensate": {"type": ["string", "null"],
+                           "description": "the step that undoes it if its order fails or is "
+                                          "cancelled after it succeeded"},
             "breaker": {"type": ["object", "null"],
                         "description": "its circuit breaker (null: none): it pauses itself "
                                        "when `share` of at least `min_attempts` attempts in "
@@ -363,6 +376,10 @@ SCHEMAS: dict[str, dict] = {
             "steps": {"type": "array", "items": _ref("WorkflowStep"),
                       "description": "in a topological order: every step after those it "
                                      "waits for"},
+            "compensations": {"type": "object", "additionalProperties": {"type": "string"},
+                              "description": "step -> the step that undoes it (a saga): run "
+                                             "newest success first when an order fails or "
+                                             "is cancelled"},
         },
     },
     "Ids": {"type": "object",

@@ -42,13 +42,14 @@ def submit_bulk():
 @bp.get("")
 def index():
     """Newest first, filtered by any of status, workflow, customer (a part of it), error (a
-    part of any step's last error) and submission time (since <= submitted_at < until, Unix
-    seconds). The cursor is the `number` of the last order of the previous page. Orders in
-    memory are searched as they are now, the rest in the journal."""
+    part of any step's last error), sku (a part of an item's), text (a part of any of those
+    or of the id) and submission time (since <= submitted_at < until, Unix seconds). The
+    cursor is the `number` of the last order of the previous page. Orders in memory are
+    searched as they are now, the rest in the journal."""
     cluster = _cluster()
     asked = read_query(ORDER_SEARCH)
     query = OrderQuery(**{name: asked.get(name) for name in (
-        "status", "workflow", "customer", "error", "since", "until")})
+        "status", "workflow", "customer", "error", "sku", "text", "since", "until")})
     limit = asked["limit"]
     page = cluster.search_orders(query, limit=limit + 1, before=asked.get("cursor"))
     more = len(page) > limit

@@ -13,7 +13,7 @@ from scheduler.demo.handlers import CHAOS_SETTINGS
 from scheduler.engine.orders import ITEM, ORDER
 
 from ..assets import VENDOR, VENDOR_DIR
-from .bodies import DEMO_ORDERS
+from .bodies import DEMO_ORDERS, ORDER_SEARCH
 from .schema import form_limits
 
 bp = Blueprint("pages", __name__)
@@ -38,6 +38,7 @@ FORM_LIMITS = {
     "demo_count": form_limits(DEMO_ORDERS.field("count")),
     "failure_rate": form_limits(CHAOS_SETTINGS.field("failure_rate")),
     "latency_ms": form_limits(CHAOS_SETTINGS.field("latency_ms").of),
+    "search": form_limits(ORDER_SEARCH.field("text")),
 }
 
 

@@ -128,6 +128,7 @@ class FrameGuard:
         self.cuts = RefusalLog(action="cut")
         self.server: Any = None  # python-socketio's server, set by `guard`
         self._inline: dict[tuple[str, str], Callable[[str, list], Any]] = {}
+        self._inline_frame: re.Pattern[str] | None = None  # what may be one of them
 
     def answer_inline(self, namespace: str, event: str,
                       handler: Callable[[str, list], Any]) -> None:
@@ -136,9 +137,19 @@ class FrameGuard:
         and quick (a heartbeat: 512 a second from 256 workers): python-socketio hands each
         message to another thread, then starts a thread for its handler and hands the
         answer to a third, which costs far more than such a handler; under load the
-        threads piled up by thousands and heartbeats were answered seconds late. Only
-        heartbeats are recognised so far (HEARTBEAT)."""
+        threads piled up by thousands and heartbeats were answered seconds late. The
+        same holds for a worker's `work` frames (its results and begins, one frame per
+        round trip), whose handler takes the scheduler's lock only briefly and never
+        waits for the journal."""
         self._inline[(namespace, event)] = handler
+        events = "|".join(sorted({re.escape(e) for _, e in self._inline}))
+        self._inline_frame = re.compile(rf'42/[^,\[]*,\d*\[\s*"(?:{events})"')
+
+    def may_answer_inline(self, message: object) -> bool:
+        """A cheap look at a frame's start: whether it may be an event answered inline."""
+        pattern = self._inline_frame
+        return (pattern is not None and isinstance(message, str)
+                and pattern.match(message) is not None)
 
     def answered_inline(self, engineio_sid: str, message: str,
                         send: Callable[[str], Any]) -> bool:
@@ -263,14 +274,14 @@ class CheckedWebSocket(SimpleWebSocketWSGI):
             """Whether a message goes on to Engine.IO (on the thread reading the socket)."""
             if not admit(message):
                 return False
-            if engineio_socket is None or not is_heartbeat(message):
+            if engineio_socket is None or not guard.may_answer_inline(message):
                 return True
             try:
                 return not guard.answered_inline(engineio_socket.sid, str(message), self.send)
             except OSError:
                 raise  # the connection is gone: the reading thread ends it
             except Exception as exc:  # noqa: BLE001 - python-socketio answers it instead
-                self.log.warning("a heartbeat could not be answered on its connection's "
+                self.log.warning("a frame could not be answered on its connection's "
                                  "thread (%s: %s)", type(exc).__name__, printable(str(exc)))
                 return True
 

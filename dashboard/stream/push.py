@@ -62,6 +62,16 @@ class StreamSettings:
         )
 
 
+def without_tracebacks(events: list[dict]) -> list[dict]:
+    """`events` for the stream: a failed attempt's traceback (up to max_traceback_chars, for
+    every failure of a broken handler) is left out; the order view fetches it. The list
+    itself when no event has one, as is usual (no copy)."""
+    if not any("traceback" in event for event in events):
+        return events
+    return [event if "traceback" not in event
+            else {k: v for k, v in event.items() if k != "traceback"} for event in events]
+
+
 def app_view(cluster: Cluster) -> dict:
     """The app the cluster runs, and whether the demo's chaos knobs drive its steps (the
     built-in demo, or an app built on its handlers): a page offers them only then."""
@@ -77,7 +87,7 @@ def build_snapshot(cluster: Cluster, settings: StreamSettings = StreamSettings()
     role (which server leads, with several on one database)."""
     events, orders = settings.snapshot_events, settings.snapshot_orders
     _, newest = cluster.event_bounds()
-    recent = cluster.events(after=max(0, newest - events), limit=events)
+    recent = without_tracebacks(cluster.events(after=max(0, newest - events), limit=events))
     config = cluster.config
     return {
         "last_seq": recent[-1]["seq"] if recent else newest,
@@ -307,7 +317,7 @@ class EventStream(Part):
             return []
         if events:
             self._cursor = events[-1]["seq"]
-        return events
+        return without_tracebacks(events)
 
     def _read_changed_incidents(self) -> list[dict]:
         """The incidents that changed since the last look (newest first)."""

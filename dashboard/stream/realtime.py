@@ -52,7 +52,8 @@ Server to client
               scheduler/engine/events.py), ascending seq, at most one message
               per 100 ms (split into several when very large), from one background task.
               A jump in seq means messages were skipped: wait for the snapshot that follows,
-              or send `resync`.
+              or send `resync`. A failed attempt's `traceback` stays out of the stream (and
+              the snapshot): the order view reads it from GET /api/orders/<id>.
   `workers`   about every 500 ms (config.workers_interval): {"workers": cluster.workers(),
               "stats": cluster.stats(), "chaos": the chaos knobs}, so heartbeat ages stay
               live between events, a change of chaos shows on every page, and a page that

@@ -54,13 +54,16 @@ from scheduler.engine.model import Dispatch
 from scheduler.engine.text import escape_all
 from scheduler.remote.protocol import (
     ID_PREFIX,
+    MAX_BATCH,
     MAX_REPORTED_IDS,
     MAX_SLOTS,
     MAX_TEXT,
     NAMESPACE,
+    PROTOCOL_VERSION,
 )
 from scheduler.remote.supervisor import ProcessPool
 from scheduler.runtime.worker import LoopThread
+from scheduler.steps.failure import Failure
 
 from ..config import DefaultConfig
 from ..door.auth import socket_auth_ok
@@ -326,16 +329,18 @@ class WorkerHub(Part):
 
     def result(self, sid: str, data: Any) -> dict:
         executor = self._executor(sid, data)
-        task_id, lease = _task_ref(data)
-        ok = data.get("ok")
-        if not isinstance(ok, bool):
-            raise invalid("ok must be true or false")
-        value = data.get("value")
-        if not ok and not isinstance(value, str):
-            raise invalid("a failed result carries its error message as value")
-        # The cluster checks the outcome (JSON, size) as it does for thread workers.
-        executor.report(task_id, lease, ok, value)
+        executor.report(*_outcome(data))
         return {"ok": True}
+
+    def work(self, sid: str, data: Any) -> dict:
+        """Many results and begins in one frame (protocol 2); every entry is checked
+        before any is applied, so a malformed frame changes nothing."""
+        executor = self._executor(sid, data)
+        results = [_outcome(item) for item in _batch(data, "results")]
+        begins = [_task_ref(_pair(item)) for item in _batch(data, "begin")]
+        take = int_field(data, "take", 0, MAX_SLOTS) if "take" in data else 0
+        contexts, started = executor.work(results, begins, take)
+        return {"contexts": contexts, "started": started}
 
     def drain(self, sid: str, data: Any) -> dict:
         executor = self._executor(sid, data)
@@ -413,7 +418,8 @@ class WorkerHub(Part):
                 "heartbeat_timeout": config.heartbeat_timeout,
                 "chaos": self.cluster.chaos.view(),
                 # A bigger message closes the connection (engine.io's max_http_buffer_size).
-                "max_message_bytes": self.socketio.server.eio.max_http_buffer_size}
+                "max_message_bytes": self.socketio.server.eio.max_http_buffer_size,
+                "protocol": PROTOCOL_VERSION}
 
     def _executor(self, sid: str, data: Any) -> RemoteExecutor:
         """The executor `data["worker_id"]` names, if this connection's process owns it."""
@@ -547,6 +553,43 @@ def _names(value: Any, field: str, most: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def _outcome(data: Any) -> tuple[str, int, bool, object]:
+    """A result, as `result` sends it ({"task_id", "lease", "ok", "value", "traceback"?})
+    or as one entry of a `work` frame's results ([task_id, lease, ok, value, traceback?]).
+    A failure's value becomes a Failure with its traceback. The cluster checks the outcome
+    (JSON, size; the traceback's size too) as it does for thread workers."""
+    if isinstance(data, list):
+        if len(data) not in (4, 5):
+            raise invalid("each result must be [task_id, lease, ok, value, traceback?]")
+        data = dict(zip(("task_id", "lease", "ok", "value", "traceback"), data, strict=False))
+    task_id, lease = _task_ref(data)
+    ok = data.get("ok")
+    if not isinstance(ok, bool):
+        raise invalid("ok must be true or false")
+    value = data.get("value")
+    if not ok and not isinstance(value, str):
+        raise invalid("a failed result carries its error message as value")
+    trace = data.get("traceback")
+    if trace is not None and not isinstance(trace, str):
+        raise invalid("traceback must be a string or absent")
+    if not ok:
+        value = Failure(value, trace or None)
+    return task_id, lease, ok, value
+
+
+def _batch(data: dict, field: str) -> list:
+    value = data.get(field, [])
+    if not isinstance(value, list) or len(value) > MAX_BATCH:
+        raise invalid(f"{field} must be a list of at most {MAX_BATCH} entries")
+    return value
+
+
+def _pair(item: Any) -> dict:
+    if not isinstance(item, list) or len(item) != 2:
+        raise invalid("each begin must be [task_id, lease]")
+    return {"task_id": item[0], "lease": item[1]}
+
+
 def _task_ref(data: dict) -> tuple[str, int]:
     task_id = data.get("task_id")
     if not isinstance(task_id, str) or not task_id or len(task_id) > 2 * MAX_TEXT:
@@ -616,12 +659,15 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
         hub.disconnected(request.sid, reason)
 
     for event, method in (("register", hub.register), ("heartbeat", hub.heartbeat),
-                          ("begin", hub.begin), ("result", hub.result), ("drain", hub.drain),
+                          ("begin", hub.begin), ("result", hub.result), ("work", hub.work),
+                          ("drain", hub.drain),
                           ("refuse", hub.refuse_assignment)):
         socketio.on_event(event, acknowledged(method), namespace=NAMESPACE)
-    # Heartbeats (two a second per worker) are answered on their connection's own thread,
-    # not on a thread started per message (dashboard/door/frames.py).
+    # Heartbeats (two a second per worker) and `work` frames (one per round trip) are
+    # answered on their connection's own thread, not on a thread started per message
+    # (dashboard/door/frames.py).
     frame_guard = app.extensions.get("orderflow_frames")
     if frame_guard is not None:
-        frame_guard.answer_inline(NAMESPACE, "heartbeat", functools.partial(answer, hub.heartbeat))
+        for event, method in (("heartbeat", hub.heartbeat), ("work", hub.work)):
+            frame_guard.answer_inline(NAMESPACE, event, functools.partial(answer, method))
     return hub

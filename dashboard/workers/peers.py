@@ -116,11 +116,17 @@ class RemoteExecutor:
         self._hub.send_cancel(self, dispatch)
 
     def deliver(self, dispatch: Dispatch) -> None:
+        self.deliver_many([dispatch])
+
+    def deliver_many(self, dispatches: list[Dispatch]) -> None:
+        """Several assignments in one `assign` message (the cluster hands over what one
+        stimulus dispatched to this worker together)."""
         with self._lock:
             if self._stopped:
                 return
-            self._outstanding[dispatch.task_id] = _Slot(dispatch.lease)
-        self._hub.send_assign(self, [[dispatch.task_id, dispatch.lease]])
+            for dispatch in dispatches:
+                self._outstanding[dispatch.task_id] = _Slot(dispatch.lease)
+        self._hub.send_assign(self, [[d.task_id, d.lease] for d in dispatches])
 
     def resend(self) -> None:
         with self._lock:
@@ -135,12 +141,7 @@ class RemoteExecutor:
                 return slot.context  # the first answer was lost with a connection
         context = self._cluster.begin_task(self.id, Dispatch(self.id, task_id, lease))
         with self._lock:
-            slot = self._outstanding.get(task_id)
-            if slot is not None and slot.lease == lease and slot.context is None:
-                if context is None:
-                    del self._outstanding[task_id]  # stale: moved or cancelled meanwhile
-                else:
-                    slot.context = context
+            self._begun(task_id, lease, context)
         return context
 
     def refuse(self, task_id: str, lease: int, reason: str) -> bool:
@@ -155,19 +156,70 @@ class RemoteExecutor:
                                       f"(lease {lease}): {reason}")
 
     def report(self, task_id: str, lease: int, ok: bool, value: object) -> None:
-        key = (task_id, lease)
+        self.work([(task_id, lease, ok, value)], [])
+
+    def work(self, results: list[tuple[str, int, bool, object]],
+             begins: list[tuple[str, int]], take: int = 0,
+             ) -> tuple[list[dict | None], list[list]]:
+        """A `work` frame: report the results, then begin the assignments, all in one
+        hand-over to the scheduler. Returns their contexts, in their order, and up to
+        `take` tasks those results made ready here that the scheduler started at once
+        (in memory only), as [task_id, lease, context]: instead of an `assign` and a
+        `begin` each, they go back in the answer."""
+        outcomes, contexts, starting = [], {}, []
         with self._lock:
-            if key in self._reported:
-                return  # sent again after its acknowledgement was lost
-            self._reported[key] = None
-            while len(self._reported) > REPORTED_MEMORY:
-                self._reported.popitem(last=False)
-            slot = self._outstanding.get(task_id)
-            if slot is not None and slot.lease == lease:
-                del self._outstanding[task_id]
+            for task_id, lease, ok, value in results:
+                if self._first_report(task_id, lease):
+                    outcomes.append((Dispatch(self.id, task_id, lease), ok, value))
+            for task_id, lease in begins:
+                slot = self._outstanding.get(task_id)
+                if slot is not None and slot.lease == lease and slot.context is not None:
+                    contexts[(task_id, lease)] = slot.context  # its answer was lost
+                elif (task_id, lease) not in contexts:
+                    contexts[(task_id, lease)] = None
+                    starting.append(Dispatch(self.id, task_id, lease))
         # Fenced by the scheduler: a report after this worker was declared dead, or for a
-        # task that moved on, is rejected there and recorded as `result_rejected`.
-        self._cluster.report(self.id, Dispatch(self.id, task_id, lease), ok, value)
+        # task that moved on, is rejected there and recorded as `result_rejected`; a stale
+        # lease begins nothing (None).
+        started = (self._cluster.report_many(self.id, outcomes, starting,
+                                             take=take if outcomes else 0)
+                   if outcomes or starting else [])
+        taken = []
+        with self._lock:
+            for dispatch, context in started[len(starting):]:
+                if context is not None and not self._stopped:
+                    # Remembered as if delivered and begun: sent again after a reconnect,
+                    # and a repeated `begin` gets the same context.
+                    self._outstanding[dispatch.task_id] = _Slot(dispatch.lease, context)
+                    taken.append([dispatch.task_id, dispatch.lease, context])
+            for dispatch, context in started[:len(starting)]:
+                contexts[(dispatch.task_id, dispatch.lease)] = context
+                self._begun(dispatch.task_id, dispatch.lease, context)
+        return [contexts[key] for key in begins], taken
+
+    def _first_report(self, task_id: str, lease: int) -> bool:
+        """Under the lock: whether this outcome is new (not one sent again after its
+        acknowledgement was lost); it is no longer outstanding."""
+        key = (task_id, lease)
+        if key in self._reported:
+            return False
+        self._reported[key] = None
+        while len(self._reported) > REPORTED_MEMORY:
+            self._reported.popitem(last=False)
+        slot = self._outstanding.get(task_id)
+        if slot is not None and slot.lease == lease:
+            del self._outstanding[task_id]
+        return True
+
+    def _begun(self, task_id: str, lease: int, context: dict | None) -> None:
+        """Under the lock: remember a begun assignment's context, for a repeated `begin`,
+        or forget a stale one."""
+        slot = self._outstanding.get(task_id)
+        if slot is not None and slot.lease == lease and slot.context is None:
+            if context is None:
+                del self._outstanding[task_id]  # stale: moved or cancelled meanwhile
+            else:
+                slot.context = context
 
     def stop(self) -> None:
         """The worker left the ring (declared dead or drained): tell the process."""

@@ -14,10 +14,13 @@ Debian's chromium with Playwright against a live server on an ephemeral 127.0.0.
   recoveries that followed) and says what it missed while away;
 - lost.png (1440x900): the server gone mid-burst: the tiles, chart and worker cards greyed,
   "last known, N s ago", the clocks stopped;
-- cards-phone.png (390x844): worker cards of two `orderflow worker` processes on a phone.
+- cards-phone.png (390x844): worker cards of two `orderflow worker` processes on a phone;
+- order-view.png (1440x900): one order's view: what was ordered, each step's result, and the
+  failed attempts of a step whose handler crashed, one traceback unfolded.
 
-Run from the repository: `python docs/screens/make_screens.py` (about a minute). Every wait
-is a condition with a timeout.
+Run from the repository: `python docs/screens/make_screens.py` (about a minute), or name the
+scenes to take (`python docs/screens/make_screens.py order`). Every wait is a condition with
+a timeout.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from playwright.sync_api import Page, sync_playwright
 from werkzeug.serving import make_server
 
 from dashboard import create_app, services
-from scheduler import Chaos, Cluster
+from scheduler import App, Chaos, Cluster, TaskContext
 from scheduler.journal.location import open_journal, parse_location
 
 HERE = Path(__file__).resolve().parent
@@ -277,13 +280,65 @@ def cards(browser) -> None:
         page.close()
 
 
+def _render_pdf(order: dict) -> bytes:
+    lines = order["items"]
+    return b"%PDF" + bytes(len(lines[3]))  # a bug: the order has three lines
+
+
+def invoice_app() -> App:
+    """A shop whose invoice step crashes in a helper (a bug, not a TaskError)."""
+    app = App("shop")
+
+    @app.step()
+    def payment(ctx: TaskContext) -> dict:
+        return {"charge_id": "ch_3PZx81", "amount": 51.25, "currency": "EUR"}
+
+    @app.step()
+    def packing(ctx: TaskContext) -> dict:
+        return {"parcel": "PK-20419", "weight_kg": 1.4}
+
+    @app.step(retries=2, backoff=(0.05, 0.05))
+    def invoice(ctx: TaskContext) -> dict:
+        return {"pdf": len(_render_pdf(ctx.order))}
+
+    app.workflow("checkout", {"payment": [], "packing": ["payment"], "invoice": ["payment"]})
+    return app
+
+
+def order(browser) -> None:
+    c = Cluster(workers=2, app=invoice_app(), seed=7, heartbeat_interval=0.1,
+                heartbeat_timeout=1.0)
+    with served(c) as running:
+        order_id = c.submit({"customer": "Grace Hopper", "workflow": "checkout", "items": [
+            {"sku": "BOOK-COBOL-1959", "qty": 1, "price": 38.5},
+            {"sku": "MUG-NANOSECOND", "qty": 2, "price": 4.25},
+            {"sku": "STICKER-BUG", "qty": 5, "price": 0.85}]})
+        wait_for(lambda: c.get_order(order_id)["status"] == "failed", 30, "the order to fail")
+        page = browser.new_page(viewport=DESKTOP)
+        page.goto(f"{running.url}/#order={order_id}")
+        page.locator("#conn[data-state='live']").wait_for(timeout=WAIT_MS)
+        trace = page.locator("#tl-body .tl-attempts-step[data-step='invoice'] .tl-trace").first
+        trace.locator("summary").click()
+        # The drawer scrolled to the results, the lines and the DAG above them.
+        page.locator("#tl-body .tl-attempts").evaluate("e => e.scrollIntoView({block: 'start'})")
+        shot(page, "order-view")
+        page.close()
+
+
+SCENES = {f.__name__: f for f in (burst, kill, triage, phone, restart, lost, cards, order)}
+
+
 def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    wanted = sys.argv[1:] or list(SCENES)
+    unknown = [name for name in wanted if name not in SCENES]
+    if unknown:
+        sys.exit(f"no scene {', '.join(unknown)}; the scenes: {', '.join(SCENES)}")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            for scene in (burst, kill, triage, phone, restart, lost, cards):
-                scene(browser)
+            for name in wanted:
+                SCENES[name](browser)
         finally:
             browser.close()
 

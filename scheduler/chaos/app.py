@@ -1,7 +1,9 @@
 """The app a chaos run's servers schedule and its remote workers run: the built-in demo
 with a payment gateway's quota on its payment step (a concurrency limit, held to by the
 checker, invariants.py) and a gateway that takes a moment, so that stalls, deaths and
-restarts catch payments in flight. Workers the server starts run the plain demo handlers.
+restarts catch payments in flight; and a saga (`SAGA`): a charge refunded when reserving
+the stock (never possible for some items) or shipping fails for good. Workers the server
+starts run the plain demo handlers (they have no reserve nor refund: the others run them).
 
     orderflow serve --app scheduler.chaos.app:app
     orderflow worker --app scheduler.chaos.app:app
@@ -10,10 +12,13 @@ restarts catch payments in flight. Workers the server starts run the plain demo 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import threading
 
 from ..demo.app import demo_app
+from ..demo.handlers import Chaos
+from ..engine.workflow import Workflow
 from ..steps.app import App
 from ..steps.context import Handler, TaskContext, TaskError
 
@@ -38,10 +43,56 @@ def _behind_a_gateway(payment: Handler) -> Handler:
     return gateway_payment
 
 
+# charge, then reserve the stock and ship; refund the charge if a later step fails for
+# good. Some items are out of stock: their reservation fails at every attempt, so a run
+# refunds about a tenth of its saga orders whatever its faults (the driver's SKUs are
+# SKU-0 .. SKU-49).
+SAGA = Workflow.define("ecommerce_saga",
+                       [("payment", []), ("reserve", ["payment"]), ("shipping", ["reserve"])],
+                       compensations={"payment": "refund"})
+OUT_OF_STOCK = frozenset({"SKU-3", "SKU-17", "SKU-23", "SKU-31", "SKU-44"})
+
+
+def _reserve(chaos: Chaos) -> Handler:
+    def reserve(ctx: TaskContext) -> dict:
+        """Reserve the order's items: never possible for an item out of stock."""
+        delay, fails, _ = chaos.draw()
+        if delay and not ctx.sleep(delay):
+            raise TaskError("worker stopped")
+        missing = sorted({i.get("sku") for i in ctx.order.get("items", [])} & OUT_OF_STOCK)
+        if missing:
+            raise TaskError(f"out of stock: {', '.join(missing)}")
+        if fails:
+            raise TaskError(f"stock service unavailable (simulated, attempt {ctx.attempt})")
+        return {"reserved": len(ctx.order.get("items", []))}
+
+    return reserve
+
+
+def _refund(chaos: Chaos) -> Handler:
+    def refund(ctx: TaskContext) -> dict:
+        """Give the charge back: slowed down and failed by the chaos knobs like any step."""
+        delay, fails, _ = chaos.draw()
+        if delay and not ctx.sleep(delay):
+            raise TaskError("worker stopped")
+        if fails:
+            raise TaskError(f"refund declined (simulated, attempt {ctx.attempt})")
+        charge = (ctx.results.get("payment") or {}).get("charge_id")
+        # Derived from the idempotency key: a retried refund gives the same id.
+        refund_id = "rf_" + hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:12]
+        return {"refund_id": refund_id, "charge_id": charge}
+
+    return refund
+
+
 def chaos_app() -> App:
     app = demo_app(payment={"max_in_flight": PAYMENT_LIMIT})
     step = app.steps["payment"]
-    app.steps["payment"] = dataclasses.replace(step, handler=_behind_a_gateway(step.handler))
+    app.steps["payment"] = dataclasses.replace(step, handler=_behind_a_gateway(step.handler),
+                                               compensate="refund")
+    app.add_step("refund", _refund(app.chaos))
+    app.add_step("reserve", _reserve(app.chaos))
+    app.add_workflow(SAGA)
     return app
 
 

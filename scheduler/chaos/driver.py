@@ -42,7 +42,9 @@ from pathlib import Path
 import requests
 
 from ..engine.config import ClusterConfig
+from ..engine.workflow import DEFAULT_WORKFLOWS
 from ..journal.location import parse_location
+from .app import SAGA
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
 from .freeze import DatabaseFreeze, postmaster_of
@@ -118,6 +120,7 @@ class Driver:
         # Steps with a concurrency limit, as the server describes them: {step: (max in
         # flight, time limit s)}, for the checker.
         self.limits: dict[str, tuple[int, float]] = {}
+        self.saga = False  # the server schedules the saga workflow (read_limits says)
         self.problems: dict[str, list[str]] = defaultdict(list)  # the driver's own checks
         self.timings: dict[str, list[float]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -201,6 +204,8 @@ class Driver:
                     }
                 ],
             }
+            if self.saga and rng.random() < self.settings.saga_share:
+                order["workflow"] = SAGA.name
             give_up_at = None
             # An impatient client gives up on its first request at once, and posts again.
             impatient = rng.random() < self.settings.impatient_share
@@ -254,6 +259,7 @@ class Driver:
         if response is None or response.status_code != 200:
             return
         for workflow in response.json()["workflows"]:
+            self.saga = self.saga or workflow["name"] == SAGA.name
             for step in workflow["steps"]:
                 if step.get("max_in_flight"):
                     timeout = step.get("timeout") or self.settings.step_timeout
@@ -439,7 +445,7 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         history = load_journal(db)
     report = check_history(
         history, driver.acked, settings.max_retries, server_errors=driver.server_errors,
-        answers=driver.answers,
+        answers=driver.answers, workflows={**DEFAULT_WORKFLOWS, SAGA.name: SAGA},
         limits=driver.limits, grace=ClusterConfig().zombie_grace,
     )
     report["commit_pending_answers"] = driver.pending_answers

@@ -247,6 +247,13 @@ def check_history(
             if later:
                 recovery.append(later[0] - death["ts"])
 
+    # Sagas: an undo runs only after the step it undoes succeeded, newest success first; a
+    # compensated order's undos all succeeded, one per step with an undo that succeeded; a
+    # failed or cancelled order has no such step left undone. (An undo succeeding twice is
+    # `succeeded_twice`: an undo is a step.)
+    undos = check_compensations(history, workflows, succeeded_at)
+    violations.update(undos)
+
     # A gateway quota is a promise: never more handlers of a limited step possibly running at
     # once than its max_in_flight, through stalls, deaths and restarts.
     peaks, over = in_flight_peaks(events, limits or {}, grace)
@@ -291,6 +298,9 @@ def check_history(
         "abandoned_threads": sum(1 for e in events if e["type"] == "thread_abandoned"),
         "workers_hung": sum(1 for e in events if e["type"] == "worker_hung"),
         "dead_worker_tasks_not_moved": len(violations["dead_worker_task_not_moved"]),
+        "compensations_run": sum(1 for t in history.tasks()
+                                 if t.compensates is not None and t.state == "succeeded"),
+        **{k: len(v) for k, v in undos.items()},
         "recovery_p50_s": _round(percentile(recovery, 50)),
         "recovery_p99_s": _round(percentile(recovery, 99)),
         "server_5xx": server_errors,
@@ -306,6 +316,41 @@ def check_history(
         "unstorable_texts": len(violations["unstorable_text"]),
         "examples": {k: v[:SAMPLE] for k, v in violations.items() if v},
     }
+
+
+def check_compensations(
+    history: History, workflows: Mapping[str, Workflow],
+    succeeded_at: Mapping[tuple[str, str], int],
+) -> dict[str, list]:
+    """The saga invariants of a run, by kind (each a list of what broke them)."""
+    found: dict[str, list] = {"undo_of_unsucceeded_step": [], "undos_out_of_order": [],
+                              "compensated_incompletely": [], "left_uncompensated": []}
+    first_start: dict[tuple[str, str], int] = {}
+    for e in history.events:
+        if e["type"] == "task_started":
+            first_start.setdefault((e["order_id"], e["step"]), e["seq"])
+    for order in history.orders.values():
+        undo_of = {t.step: t.compensates for t in order.tasks if t.compensates is not None}
+        for undo, step in undo_of.items():
+            began = first_start.get((order.id, undo))
+            done = succeeded_at.get((order.id, step))
+            if began is not None and (done is None or done > began):
+                found["undo_of_unsucceeded_step"].append((order.id, undo, step))
+        started = sorted((first_start[(order.id, u)], -succeeded_at.get((order.id, s), 0), u)
+                         for u, s in undo_of.items() if (order.id, u) in first_start)
+        if [u for *_, u in started] != [u for *_, u in sorted(started, key=lambda x: x[1])]:
+            found["undos_out_of_order"].append((order.id, [u for *_, u in started]))
+        workflow = workflows.get(order.workflow)
+        owed = set() if workflow is None else {
+            workflow.compensations[t.step] for t in order.tasks
+            if t.state == "succeeded" and t.step in workflow.compensations}
+        undone = {t.step for t in order.tasks if t.step in undo_of and t.state == "succeeded"}
+        if order.status == "compensated" and (
+                not undo_of or undone != set(undo_of) or not owed <= undone):
+            found["compensated_incompletely"].append(order.id)
+        if order.status in ("failed", "cancelled") and owed:
+            found["left_uncompensated"].append((order.id, sorted(owed)))
+    return found
 
 
 def _round(value: float | None) -> float | None:
@@ -358,6 +403,13 @@ def format_report(report: dict) -> str:
         "abandoned_threads",
         "workers_hung",
         "dead_worker_tasks_not_moved",
+        "compensated",
+        "compensation_failed",
+        "compensations_run",
+        "undo_of_unsucceeded_step",
+        "undos_out_of_order",
+        "compensated_incompletely",
+        "left_uncompensated",
         "recovery_p50_s",
         "recovery_p99_s",
         "server_5xx",

@@ -81,4 +81,7 @@ class ChaosSettings:
     # that timed out) and is posted again with its key at once, while the first request may
     # still wait for its commit: the key must never be answered before that commit.
     impatient_share: float = 0.2
+    # Share of orders of the saga workflow (chaos/app.py), when the server has it: their
+    # charge is refunded when a later step fails for good.
+    saga_share: float = 0.3
     impatient_timeout: tuple[float, float] = (0.01, 0.2)

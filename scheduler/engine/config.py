@@ -194,6 +194,9 @@ class ClusterConfig:
     max_result_bytes: int = 64 * 1024
     # A failed attempt's error message is cut beyond this many characters.
     max_error_chars: int = 2_000
+    # ...and its traceback (where it was raised; shown folded in the order view) beyond
+    # about this many, keeping its end: the innermost frames and the exception.
+    max_traceback_chars: int = 8_000
     # Order searches with filters (GET /api/orders?customer=...) running at once; one more
     # is refused (HTTP 503 with Retry-After) instead of queueing. Each holds a journal
     # search connection of its own while it reads the journal.
@@ -264,7 +267,7 @@ class ClusterConfig:
         if self.event_history < 100 or self.finished_order_history < 1:
             raise ConfigError("event_history must be >= 100 and finished_order_history >= 1")
         for name in ("max_unfinished_orders", "max_result_bytes", "max_error_chars",
-                     "max_searches"):
+                     "max_traceback_chars", "max_searches"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

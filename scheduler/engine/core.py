@@ -42,6 +42,7 @@ from .states import (
     OrderStatus,
     TaskState,
     check_transition,
+    derive_compensation_status,
     derive_order_status,
 )
 from .validate import validate_state
@@ -300,10 +301,16 @@ class SchedulerCore:
             "step": task.step,
             "attempt": task.attempt,
             "worker_id": worker_id,
-            "results": {d: order.tasks[d].result for d in order.workflow.deps[task.step]},
+            "results": {d: order.tasks[d].result for d in order.deps_of(task.step)},
             "idempotency_key": task.id,
             "timeout": timeout,
         }
+        if task.compensates is not None:
+            # An undo gets the result of the step it undoes, and a key of its own.
+            undone = task.compensates
+            context["results"] = {undone: order.tasks[undone].result}
+            context["compensates"] = undone
+            context["idempotency_key"] = f"{order.id}:{undone}:compensate"
         return self._flush(), context
 
     def task_succeeded(
@@ -327,8 +334,9 @@ class SchedulerCore:
             worker=worker_id,
             duration=took,
         )
+        task.completed = self._seq
         self._judge(task, None)
-        for dependent in order.workflow.dependents[task.step]:
+        for dependent in order.dependents_of(task.step):
             child = order.tasks[dependent]
             child.waiting_on.discard(task.step)
             if not child.waiting_on and child.state is S.PENDING:
@@ -338,14 +346,18 @@ class SchedulerCore:
         return self._flush()
 
     def task_failed(
-        self, task_id: str, worker_id: str, lease: int, error: str, now: float
+        self, task_id: str, worker_id: str, lease: int, error: str, now: float,
+        traceback: str | None = None,
     ) -> Effects:
+        """An attempt failed with `error`; `traceback`: where its handler raised it (kept on
+        the attempt's event, which the journal keeps and the order view shows)."""
         self._now = now
         task = self._fenced(task_id, worker_id, lease, "failure")
         if task is None:
             return self._flush()
         self._release_worker(task, worker_id, ok=False)
-        self._attempt_failed(task, worker_id, error, now)
+        extra = {} if traceback is None else {"traceback": traceback}
+        self._attempt_failed(task, worker_id, error, now, **extra)
         return self._flush()
 
     def _attempt_failed(self, task: Task, worker_id: str, error: str, now: float, **extra: Any):
@@ -518,11 +530,12 @@ class SchedulerCore:
         self._now = now
         order = self._order(order_id)
         status = self.order_status(order)
-        if status in TERMINAL_ORDER:
+        if status in TERMINAL_ORDER or status is OrderStatus.COMPENSATING:
             raise Conflict(f"order {order_id} is {status.value} and cannot be cancelled")
         for task in order.tasks.values():
             if task.state not in TERMINAL:
                 self._cancel_task(task)
+        self._compensate(order, now, "it was cancelled")
         self._check_order(order, now)
         return self._flush()
 
@@ -531,17 +544,24 @@ class SchedulerCore:
         self._now = now
         order = self._order(order_id)
         status = self.order_status(order)
-        if status is not OrderStatus.FAILED:
+        if status not in (OrderStatus.FAILED, OrderStatus.COMPENSATION_FAILED):
             raise Conflict(
-                f"order {order_id} is {status.value}; only a failed order can be retried"
+                f"order {order_id} is {status.value}; only a failed order (or one whose "
+                "compensation failed) can be retried"
             )
-        self._emit("order_retried", f"order {order_id} retried by hand", order=order)
-        for task in order.tasks.values():
+        undoing = status is OrderStatus.COMPENSATION_FAILED
+        what = "its undos retried" if undoing else "retried"
+        # `undos`: only its undos run again (a page resets those, not the failed step).
+        self._emit("order_retried", f"order {order_id} {what} by hand", order=order,
+                   **({"undos": list(order.undoing)} if undoing else {}))
+        # A failed compensation retries its undos, never the steps they undo.
+        for step in order.undoing if undoing else order.workflow.steps:
+            task = order.tasks[step]
             if task.state is S.SUCCEEDED:
                 continue
             task.attempt, task.attempt_open, task.reassignments, task.error = 0, False, 0, None
             task.waiting_on = {
-                d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
+                d for d in order.deps_of(step) if order.tasks[d].state is not S.SUCCEEDED
             }
             self._move(task, S.PENDING if task.waiting_on else S.READY)
         self._check_order(order, now)
@@ -720,6 +740,8 @@ class SchedulerCore:
             task.error,
             None if task.due is None else round(self.wall(task.due), 6),
             task.moves,
+            task.completed,
+            task.compensates,
         )
 
     def order_record(
@@ -736,7 +758,7 @@ class SchedulerCore:
             None if finished is None else self.wall(finished),
             order.reported_status,
             order.priority,
-            tuple(self.task_record(order.tasks[s]) for s in order.workflow.steps)
+            tuple(self.task_record(order.tasks[s]) for s in order.step_names())
             if with_tasks
             else (),
             tuple(order.events) if with_events else (),
@@ -754,6 +776,8 @@ class SchedulerCore:
             )
 
     def order_status(self, order: Order) -> OrderStatus:
+        if order.undoing:
+            return derive_compensation_status(order.tasks[u].state for u in order.undoing)
         return derive_order_status(t.state for t in order.tasks.values())
 
     def free_slots(self, worker: WorkerRecord) -> int:
@@ -869,7 +893,7 @@ class SchedulerCore:
         home = self._placement.home(task.order_id, task.step, self._held)
         task.ticket = self.queue.push(
             task.id, task.step, home, order.started,
-            order.priority, order.number, order.workflow.steps.index(task.step),
+            order.priority, order.number, order.position(task.step),
         )
 
     def _rehome(self, home: str) -> None:
@@ -1304,7 +1328,35 @@ class SchedulerCore:
         for other in order.tasks.values():
             if other is not task and other.state not in TERMINAL:
                 self._cancel_task(other)
+        self._compensate(order, now, f"step {task.step} {reason}")
         self._check_order(order, now, reason=f"step {task.step} {reason}")
+
+    def _compensate(self, order: Order, now: float, why: str) -> None:
+        """An order that failed or was cancelled (its steps all finished) undoes its steps
+        that succeeded and have an undo, newest success first, one at a time; each undo
+        is a task of its own. Once only: an order undoing already is left as it is."""
+        if order.undoing:
+            return
+        done = order.to_undo()
+        if not done:
+            return
+        order.undoing = [order.workflow.compensations[t.step] for t in done]
+        for i, original in enumerate(done):
+            undo = order.undoing[i]
+            task = Task(f"{order.id}:{undo}", order.id, undo, S.PENDING,
+                        {order.undoing[i - 1]} if i else set(), compensates=original.step)
+            order.tasks[undo] = task
+            self._tasks[task.id] = task
+            self._tasks_by_state["pending"] += 1
+            if order.stage is not None:  # unfinished: counted in its step's tally
+                task.tally = self._progress.tally(undo)
+                task.tally["pending"] += 1
+        self._fx.orders[order.id] = order
+        steps = ", ".join(f"{t.step} by {order.workflow.compensations[t.step]}" for t in done)
+        self._emit("order_compensating", f"order {order.id}: {why}; undoing {steps}",
+                   order=order, reason=why, undo=list(order.undoing),
+                   undoes={order.workflow.compensations[t.step]: t.step for t in done})
+        self._make_ready(order.tasks[order.undoing[0]], now)
 
     def _cancel_task(self, task: Task) -> None:
         worker = None
@@ -1360,6 +1412,13 @@ class SchedulerCore:
                 )
             elif status is OrderStatus.FAILED:
                 self._emit("order_failed", f"order {order.id} failed: {reason}", order=order)
+            elif status is OrderStatus.COMPENSATED:
+                self._emit("order_compensated",
+                           f"order {order.id} compensated: {', '.join(order.undoing)} done",
+                           order=order)
+            elif status is OrderStatus.COMPENSATION_FAILED:
+                self._emit("order_compensation_failed",
+                           f"order {order.id} compensation failed: {reason}", order=order)
             else:
                 self._emit("order_cancelled", f"order {order.id} cancelled", order=order)
             self._remember_finished(order.id)

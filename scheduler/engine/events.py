@@ -17,6 +17,11 @@ EVENT_TYPES = frozenset(
         "order_failed",
         "order_cancelled",
         "order_retried",
+        # A saga: an order that failed or was cancelled undoes its succeeded steps, and
+        # ends compensated, or compensation_failed (an undo ran out of retries).
+        "order_compensating",
+        "order_compensated",
+        "order_compensation_failed",
         "task_started",
         "task_succeeded",
         "task_failed",
@@ -62,6 +67,9 @@ LOG_LEVELS = {
     "thread_abandoned": "WARNING",
     "worker_hung": "ERROR",
     "order_failed": "WARNING",
+    "order_compensating": "WARNING",
+    "order_compensated": "INFO",
+    "order_compensation_failed": "ERROR",
     "result_rejected": "WARNING",
     "order_submitted": "INFO",
     "order_completed": "INFO",

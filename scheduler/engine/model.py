@@ -39,6 +39,11 @@ class Task:
     error: str | None = None
     started_at: float | None = None
     history: list[TaskState] = field(default_factory=list)
+    # Seq of its `task_succeeded` event (0: not succeeded): its order's undos run newest
+    # success first.
+    completed: int = 0
+    # Of an undo (a compensation task): the step whose success it undoes.
+    compensates: str | None = None
     # Its step's counts in `Progress` while its order is unfinished (None once finished).
     tally: dict[str, int] | None = None
 
@@ -62,6 +67,42 @@ class Order:
     running: int = 0
     retrying: int = 0
     stage: str | None = None
+    # Its undos in the order they run (empty: not compensating); each waits for the one
+    # before it.
+    undoing: list[str] = field(default_factory=list)
+
+    def deps_of(self, step: str) -> tuple[str, ...]:
+        """What `step` (of the workflow, or an undo) waits for."""
+        if step in self.workflow.deps:
+            return self.workflow.deps[step]
+        at = self.undoing.index(step)
+        return (self.undoing[at - 1],) if at else ()
+
+    def dependents_of(self, step: str) -> tuple[str, ...]:
+        """What waits for `step` (of the workflow, or an undo)."""
+        if step in self.workflow.dependents:
+            return self.workflow.dependents[step]
+        at = self.undoing.index(step) + 1
+        return tuple(self.undoing[at:at + 1])
+
+    def position(self, step: str) -> int:
+        """Where `step` stands in the order's steps: the workflow's, then the undos."""
+        steps = self.workflow.steps
+        return steps.index(step) if step in self.workflow.deps else (
+            len(steps) + self.undoing.index(step))
+
+    def to_undo(self) -> list[Task]:
+        """Its succeeded steps that have an undo, newest success first (steps of a journal
+        older than `completed`, all 0: the later in the workflow first)."""
+        undone = self.workflow.compensations
+        done = [t for t in self.tasks.values() if t.state is TaskState.SUCCEEDED
+                and t.step in undone]
+        steps = self.workflow.steps
+        return sorted(done, key=lambda t: (t.completed, steps.index(t.step)), reverse=True)
+
+    def step_names(self) -> list[str]:
+        """Its tasks' steps: the workflow's, then its undos in the order they run."""
+        return [*self.workflow.steps, *self.undoing]
 
 
 @dataclass(slots=True)

@@ -118,7 +118,7 @@ class Progress:
         """Every order by stage: the unfinished counted here, the finished from the core's
         cumulative counts by status (pruned and forgotten ones included)."""
         finished = {s.value: orders_by_status.get(s.value, 0)
-                    for s in (OrderStage.COMPLETED, OrderStage.FAILED, OrderStage.CANCELLED)}
+                    for s in OrderStage if s not in ACTIVE_STAGES}
         return {**self.stages, **finished}
 
     def unfinished_steps(self) -> dict[str, dict[str, int]]:

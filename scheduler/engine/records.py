@@ -33,6 +33,10 @@ class TaskRecord(NamedTuple):
     retry_at: float | None  # wall clock: when a retry_wait ends
     # Times it was taken off a worker that left (died or drained) and put back in line.
     moves: int = 0
+    # The seq of its success event (0: none): an order's undos run newest success first.
+    completed: int = 0
+    # Of an undo (a saga's compensation task): the step whose success it undoes.
+    compensates: str | None = None
 
     @property
     def id(self) -> str:
@@ -54,6 +58,7 @@ class TaskRecord(NamedTuple):
             "error": self.error,
             "retry_at": self.retry_at,
             "waiting_for": waiting_for,
+            "compensates": self.compensates,
         }
         if with_result:
             view["result"] = self.result
@@ -115,6 +120,10 @@ class OrderQuery:
     error: str | None = None  # a part of any step's last error
     since: float | None = None  # submitted at or after
     until: float | None = None  # submitted before
+    sku: str | None = None  # a part of any item's SKU
+    # A part of any of these: the order's id, its customer, an item's SKU, a step's last
+    # error, its workflow (what an operator types in the dashboard's search box).
+    text: str | None = None
 
     def time_bounds(self) -> tuple[float | None, float | None]:
         """`since` and `until` as bounds on the exact submission time. Views show times to
@@ -131,6 +140,8 @@ class OrderQuery:
         customer: object,
         submitted_at: float,
         errors: Iterable[str | None],
+        order_id: str = "",
+        skus: Iterable[str] = (),
     ) -> bool:
         """Whether an order with these values is one the query asks for."""
         if self.status is not None and status != self.status:
@@ -146,10 +157,30 @@ class OrderQuery:
             isinstance(customer, str) and self.customer.casefold() in customer.casefold()
         ):
             return False
+        if self.sku is not None:
+            wanted = self.sku.casefold()
+            if not any(wanted in sku.casefold() for sku in skus):
+                return False
+        if self.text is not None:
+            errors = list(errors)  # read twice: for `text`, then for `error`
+            wanted = self.text.casefold()
+            if not any(wanted in value.casefold() for value in (
+                    order_id, workflow, customer if isinstance(customer, str) else "",
+                    *skus, *(e for e in errors if e is not None))):
+                return False
         if self.error is not None:
             wanted = self.error.casefold()
             return any(e is not None and wanted in e.casefold() for e in errors)
         return True
+
+
+def skus_of(data: dict) -> list[str]:
+    """The SKUs of an order's items (its input as accepted: each item has one)."""
+    items = data.get("items")
+    if not isinstance(items, list):
+        return []
+    return [item["sku"] for item in items
+            if isinstance(item, dict) and isinstance(item.get("sku"), str)]
 
 
 @dataclass(frozen=True)
@@ -176,4 +207,5 @@ __all__ = [
     "ResumePoint",
     "TaskRecord",
     "new_task_record",
+    "skus_of",
 ]

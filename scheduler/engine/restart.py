@@ -85,8 +85,12 @@ def restore(
         core._orders_by_status[order.reported_status] += 1
         core._progress.opened(order)
         core._active_orders += 1
-        for step in order.workflow.steps:
+        for step in order.step_names():
             requeue(core, order, order.tasks[step], now)
+        if all(order.tasks[s].state in TERMINAL for s in order.workflow.steps):
+            # It failed or was cancelled, and the server stopped before its undos were
+            # written down: they start now (an order undoing already is left as it is).
+            core._compensate(order, now, "its steps finished before a restart")
         core._check_order(order, now)
     return core._flush()
 
@@ -111,19 +115,7 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     if workflow is None:
         return None
     recorded = {t.step: t for t in record.tasks}
-    tasks = {}
-    for step in workflow.steps:
-        # A step whose row was never written is still as it was at submission.
-        rec = recorded.get(step) or new_task_record(record.id, step)
-        task = Task(rec.id, record.id, step, S(rec.state), set())
-        task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
-        task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
-        task.worker, task.result, task.error = rec.worker, rec.result, rec.error
-        if rec.retry_at is not None:
-            task.due = rec.retry_at - core.epoch_offset
-        if task.state not in TERMINAL:
-            core._tasks_by_state[task.state.value] += 1
-        tasks[step] = task
+    tasks = {step: _task_back(core, record.id, recorded, step) for step in workflow.steps}
     order = Order(
         record.id,
         record.number,
@@ -135,6 +127,12 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     )
     order.idempotency_key = record.idempotency_key
     order.priority = record.priority
+    if any(undo in recorded for undo in workflow.compensations.values()):
+        # Its compensation had begun (an undo's row was written): the same undos, in the
+        # same order (its succeeded steps, newest success first), each as recorded.
+        order.undoing = [workflow.compensations[t.step] for t in order.to_undo()]
+        for undo in order.undoing:
+            tasks[undo] = _task_back(core, record.id, recorded, undo, workflow.undo_of(undo))
     order.started = any(t.runs or t.state is S.SUCCEEDED for t in tasks.values())
     if record.finished_at is not None:
         order.finished_at = record.finished_at - core.epoch_offset
@@ -150,12 +148,29 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     return order
 
 
+def _task_back(core: SchedulerCore, order_id: str, recorded: dict, step: str,
+               compensates: str | None = None) -> Task:
+    """A task as recorded; one whose row was never written is as it was when made.
+    Unfinished, it is counted here; finished ones are in the totals already."""
+    rec = recorded.get(step) or new_task_record(order_id, step)
+    task = Task(rec.id, order_id, step, S(rec.state), set(), compensates=compensates)
+    task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
+    task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
+    task.worker, task.result, task.error = rec.worker, rec.result, rec.error
+    task.completed = rec.completed
+    if rec.retry_at is not None:
+        task.due = rec.retry_at - core.epoch_offset
+    if task.state not in TERMINAL:
+        core._tasks_by_state[task.state.value] += 1
+    return task
+
+
 def requeue(core: SchedulerCore, order: Order, task: Task, now: float) -> None:
     """After a restart: an unfinished step goes back in line, through the table."""
     if task.state in TERMINAL:
         return
     task.waiting_on = {
-        d for d in order.workflow.deps[task.step] if order.tasks[d].state is not S.SUCCEEDED
+        d for d in order.deps_of(task.step) if order.tasks[d].state is not S.SUCCEEDED
     }
     if task.state in ON_WORKER:
         task.worker, task.lease = None, 0

@@ -23,6 +23,11 @@ class OrderStatus(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A step failed for good, or the order was cancelled, after steps with an undo had
+    # succeeded: those undos run (a saga's compensations), newest success first.
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"  # every undo succeeded
+    COMPENSATION_FAILED = "compensation_failed"  # an undo ran out of retries: an incident
 
 
 class OrderStage(str, Enum):
@@ -37,6 +42,8 @@ class OrderStage(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
 
 
 S = TaskState
@@ -57,7 +64,8 @@ ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 # States in which a task sits on a worker and counts towards its load.
 ON_WORKER = frozenset({S.ASSIGNED, S.RUNNING})
 TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
-TERMINAL_ORDER = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+TERMINAL_ORDER = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED,
+                            OrderStatus.COMPENSATED, OrderStatus.COMPENSATION_FAILED})
 
 
 class InvalidTransition(RuntimeError):
@@ -102,6 +110,18 @@ def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
     return OrderStatus.IN_PROGRESS
 
 
+def derive_compensation_status(undo_states: Iterable[TaskState]) -> OrderStatus:
+    """The status of an order whose undos run, from their states: one undo given up makes
+    it compensation_failed (the undos after it are cancelled); all done, compensated."""
+    done = True
+    for state in undo_states:
+        if state is S.FAILED:
+            return OrderStatus.COMPENSATION_FAILED
+        if state is not S.SUCCEEDED:
+            done = False
+    return OrderStatus.COMPENSATED if done else OrderStatus.COMPENSATING
+
+
 ACTIVE_STAGES = (OrderStage.QUEUED, OrderStage.RUNNING, OrderStage.RETRYING)
 
 
@@ -115,10 +135,12 @@ def active_stage(running: int, retrying: int) -> OrderStage:
     return OrderStage.QUEUED
 
 
-def derive_order_stage(states: Iterable[TaskState]) -> OrderStage:
-    """An order's stage from its tasks' states (see OrderStage)."""
+def derive_order_stage(states: Iterable[TaskState],
+                       status: OrderStatus | None = None) -> OrderStage:
+    """An order's stage from its tasks' states (see OrderStage), and its status where the
+    caller knows it (a saga's: its failed step does not make it failed)."""
     states = list(states)
-    status = derive_order_status(states)
+    status = derive_order_status(states) if status is None else status
     if status in TERMINAL_ORDER:
         return OrderStage(status.value)
     return active_stage(states.count(S.RUNNING), states.count(S.RETRY_WAIT))

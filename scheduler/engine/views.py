@@ -188,11 +188,11 @@ def failed_orders(core: SchedulerCore) -> list[tuple[str, str, str | None, float
     for order in reversed(core._orders.values()):
         if order.reported_status != "failed":
             continue
-        task = next((t for t in order.tasks.values() if t.state is S.FAILED), None)
-        if task is None:
-            continue
-        at = core.wall(order.finished_at if order.finished_at is not None else 0.0)
-        failed.append((order.id, task.step, task.error, at))
+        for task in order.tasks.values():
+            if task.state is S.FAILED:  # the one step that failed it
+                at = core.wall(order.finished_at if order.finished_at is not None else 0.0)
+                failed.append((order.id, task.step, task.error, at))
+                break
     return failed
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class WorkflowError(ValueError):
@@ -18,10 +18,15 @@ class Workflow:
     steps: tuple[str, ...]
     deps: Mapping[str, tuple[str, ...]]
     dependents: Mapping[str, tuple[str, ...]]
+    # A saga's compensations: step -> the step that undoes it once it succeeded, run when
+    # the order fails or is cancelled later on. An undo is not a step of the DAG.
+    compensations: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def define(cls, name: str, steps: Iterable[tuple[str, Iterable[str]]]) -> Workflow:
-        """Build from `(step, [dependencies])` pairs; raises WorkflowError for a bad graph."""
+    def define(cls, name: str, steps: Iterable[tuple[str, Iterable[str]]],
+               compensations: Mapping[str, str] | None = None) -> Workflow:
+        """Build from `(step, [dependencies])` pairs and `compensations` (step -> its undo);
+        raises WorkflowError for a bad graph or undo."""
         if not isinstance(name, str) or not name:
             raise WorkflowError("a workflow needs a non-empty name")
         deps: dict[str, tuple[str, ...]] = {}
@@ -52,10 +57,38 @@ class Workflow:
             steps=tuple(order),
             deps=deps,
             dependents={s: tuple(d) for s, d in dependents.items()},
+            compensations=_check_compensations(name, deps, compensations or {}),
         )
+
+    def undo_of(self, undo: str) -> str | None:
+        """The step that `undo` compensates (None: `undo` is no undo of this workflow)."""
+        for step, named in self.compensations.items():
+            if named == undo:
+                return step
+        return None
 
     def roots(self) -> tuple[str, ...]:
         return tuple(s for s in self.steps if not self.deps[s])
+
+
+def _check_compensations(
+    name: str, deps: Mapping[str, tuple[str, ...]], compensations: Mapping[str, str]
+) -> dict[str, str]:
+    """Each undo names a step of the workflow and is not one itself; one undo per step, so
+    its task (`<order>:<undo>`) is one of a kind."""
+    seen: dict[str, str] = {}
+    for step, undo in compensations.items():
+        if step not in deps:
+            raise WorkflowError(f"workflow {name!r}: compensation for unknown step {step!r}")
+        if not isinstance(undo, str) or not undo or undo in deps:
+            raise WorkflowError(
+                f"workflow {name!r}: step {step!r} is undone by {undo!r}, which must be a "
+                "step outside the workflow")
+        if undo in seen:
+            raise WorkflowError(
+                f"workflow {name!r}: {undo!r} undoes both {seen[undo]!r} and {step!r}")
+        seen[undo] = step
+    return dict(compensations)
 
 
 def _topological_order(name: str, deps: Mapping[str, tuple[str, ...]]) -> list[str]:

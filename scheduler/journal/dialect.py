@@ -2,10 +2,11 @@
 
 The schema (`schema.py`) and the queries (`queries.py`) are written once; a `Dialect` fills in
 the few words the two databases spell differently: the parameter marker, the case-insensitive
-LIKE, reading a key of the JSON in a text column, type names, the index hint SQLite needs to
-read finished orders through their partial index, and how a query is handed a list of order
-ids. What both accept alike (`INSERT ... ON CONFLICT (...) DO UPDATE SET c = excluded.c`,
-`RETURNING`, `COALESCE`) is written once in the queries, not here.
+LIKE, reading a key of the JSON in a text column (or of each object of a JSON list), type
+names, the index hint SQLite needs to read finished orders through their partial index, and
+how a query is handed a list of order ids. What both accept alike (`INSERT ... ON CONFLICT
+(...) DO UPDATE SET c = excluded.c`, `RETURNING`, `COALESCE`) is written once in the
+queries, not here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Dialect:
     param: str  # the parameter marker of its driver (sqlite3: ?, psycopg: %s)
     ilike: str  # a case-insensitive LIKE
     json_text: str  # reads key {key} of the JSON text in column {column}, as text
+    # Rows of `value`: key {field}, as text, of each object in the list at key {key} of the
+    # JSON text in column {column} (an order's items' SKUs).
+    json_list_text: str
     types: dict[str, str]  # logical type -> the database's type name
     # CREATE TABLE / INDEX of a migration step say IF NOT EXISTS (as SQLite's history always
     # did; PostgreSQL's fails on a table of the same name, which is how a database that is not
@@ -45,6 +49,11 @@ class Dialect:
     def json_field(self, column: str, key: str) -> str:
         """`column`'s JSON text's `key`, as text (`key` is ours, never a user's)."""
         return self.json_text.format(column=column, key=key)
+
+    def json_list_field(self, column: str, key: str, field: str) -> str:
+        """A SELECT of `field` (as `value`) of each object in the list at `key` of `column`'s
+        JSON text, for an EXISTS (the names are ours, never a user's)."""
+        return self.json_list_text.format(column=column, key=key, field=field)
 
     def index_hint(self, index: str) -> str:
         """What follows `FROM table` to read it through `index` ("" where not needed)."""
@@ -72,6 +81,8 @@ SQLITE = Dialect(
     param="?",
     ilike="LIKE",  # SQLite's LIKE ignores case (of ASCII letters)
     json_text="json_extract({column}, '$.{key}')",
+    json_list_text=("SELECT json_extract(value, '$.{field}') AS value "
+                    "FROM json_each({column}, '$.{key}')"),
     # INTEGER for every integer: `seq INTEGER PRIMARY KEY` is the table's rowid.
     types={TEXT: "TEXT", INTEGER: "INTEGER", BIGINT: "INTEGER", REAL: "REAL",
            TIMESTAMP: "TEXT"},
@@ -85,6 +96,8 @@ POSTGRESQL = Dialect(
     param="%s",
     ilike="ILIKE",
     json_text="({column}::jsonb ->> '{key}')",
+    json_list_text=("SELECT element ->> '{field}' AS value "
+                    "FROM jsonb_array_elements({column}::jsonb -> '{key}') AS element"),
     types={TEXT: "TEXT", INTEGER: "INTEGER", BIGINT: "BIGINT", REAL: "DOUBLE PRECISION",
            TIMESTAMP: "TIMESTAMPTZ"},
     if_not_exists=False,

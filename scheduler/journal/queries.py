@@ -204,14 +204,23 @@ class Queries:
             if value is not None:
                 clauses.append(clause)
                 args.append(value)
-        if query.customer is not None:
-            customer = self.dialect.json_field("data", "customer")
-            clauses.append(f"{customer} {like} {p} ESCAPE '\\'")
-            args.append(_like_pattern(query.customer))
-        if query.error is not None:
-            clauses.append("EXISTS (SELECT 1 FROM tasks WHERE tasks.order_id = orders.id AND "
-                           f"tasks.error {like} {p} ESCAPE '\\')")
-            args.append(_like_pattern(query.error))
+        customer = self.dialect.json_field("data", "customer")
+        # Each a condition on one text, given its LIKE pattern as the one parameter.
+        has_customer = f"{customer} {like} {p} ESCAPE '\\'"
+        has_error = ("EXISTS (SELECT 1 FROM tasks WHERE tasks.order_id = orders.id AND "
+                     f"tasks.error {like} {p} ESCAPE '\\')")
+        has_sku = (f"EXISTS (SELECT 1 FROM ({self.dialect.json_list_field('data', 'items', 'sku')})"
+                   f" AS skus WHERE skus.value {like} {p} ESCAPE '\\')")
+        for condition, value in ((has_customer, query.customer), (has_error, query.error),
+                                 (has_sku, query.sku)):
+            if value is not None:
+                clauses.append(condition)
+                args.append(_like_pattern(value))
+        if query.text is not None:
+            anywhere = [f"id {like} {p} ESCAPE '\\'", f"workflow {like} {p} ESCAPE '\\'",
+                        has_customer, has_sku, has_error]
+            clauses.append("(" + " OR ".join(anywhere) + ")")
+            args.extend([_like_pattern(query.text)] * len(anywhere))
         return " AND ".join(clauses), args
 
     def recover(self, conn: Any, finished_limit: int, recent_events: int) -> Recovered:

@@ -4,7 +4,7 @@ that brought every older database to them.
 The tables are described with logical column types (`dialect.py` names them per database).
 The history is one list of steps (a table, a column, an index, a statement), each with the
 version that brought it on each database: the two are numbered apart, as they grew apart
-(SQLite is at version 7, PostgreSQL at 6; PostgreSQL's version 1 was SQLite's version 3 in
+(SQLite is at version 8, PostgreSQL at 7; PostgreSQL's version 1 was SQLite's version 3 in
 one step, its version 2 brought the leadership lease SQLite has no use for). A table is
 created with the columns no later step adds, so each column is declared once, in its
 table. Creating a database replays the whole history; a test checks that what it makes is
@@ -128,6 +128,10 @@ TASKS = Table("tasks", (
     Column("retry_at", REAL),
     # How often the task was moved off a worker that died or drained.
     Column("moves", INTEGER, not_null=True, default="0"),
+    # The seq of its success event (0: none): an order's undos run newest success first.
+    Column("completed", BIGINT, not_null=True, default="0"),
+    # Of an undo (a saga's compensation task): the step whose success it undoes.
+    Column("compensates", TEXT),
 ))
 EVENTS = Table("events", (
     Column("seq", BIGINT, primary_key=True),
@@ -275,6 +279,11 @@ HISTORY: tuple[Step, ...] = (
     _step(CreateIndex(ORDERS_BY_STATUS), sqlite=5, postgresql=4),
     _step(CreateTable(INCIDENTS), sqlite=6, postgresql=5),
     _step(CreateTable(STEP_CONTROLS), sqlite=7, postgresql=6),
+    _step(AddColumn(TASKS, "completed"), sqlite=8, postgresql=7),
+    _step(AddColumn(TASKS, "compensates"), sqlite=8, postgresql=7),
+    # Sagas: compensated and compensation_failed orders are finished too.
+    _step(Statement("DROP INDEX orders_finished_by_number"), sqlite=8, postgresql=7),
+    _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=8, postgresql=7),
 )
 
 

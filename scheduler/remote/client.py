@@ -9,7 +9,7 @@ while it waits; the session hands out at most `slots` handlers at once, both kin
 Each attempt has its own cancellation signal (`TaskContext.cancelled`; an async attempt's
 task is cancelled too). A connection attempt runs on a thread of its own, so a signal is
 handled at once even while connecting; python-socketio's own threads deliver the server's
-messages and acknowledgements (one thread each, so nothing here depends on their order).
+messages and acknowledgements on the thread that reads the connection, in their order.
 Wire contract: protocol.py.
 """
 
@@ -31,11 +31,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import engineio
 import socketio
 
 from ..demo.handlers import Chaos, demo_handlers
 from ..runtime.worker import LoopThread
 from ..steps.context import Handler, TaskContext, is_async
+from ..steps.failure import failure_of
 from ..steps.run import run_handler, run_handler_async
 from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
@@ -93,6 +95,26 @@ class _Handle:
         self.task: asyncio.Task | None = None
 
 
+class _InlineEngineIO(engineio.Client):
+    """python-engineio's client, handing each message to its handler on the thread that
+    read it rather than on a thread started per message: the handlers here only feed the
+    session (under its lock, briefly) and queue what it decides, and a thread per message
+    (an assignment, each acknowledgement) cost more than the handling itself. Messages are
+    then handled in the order they arrived, too."""
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class _Client(socketio.Client):
+    """python-socketio's client over _InlineEngineIO."""
+
+    def _engineio_client_class(self) -> type[engineio.Client]:
+        return _InlineEngineIO
+
+
 class _Attempt(threading.Thread):
     """One connection attempt; its outcome goes to `report(error | None)`."""
 
@@ -129,9 +151,14 @@ class WorkerProcess:
         self._handlers = handlers
         self._chaos = chaos or Chaos()
         self._clock = clock
-        self.sio = socketio.Client(reconnection=False, handle_sigint=False)
+        # websocket-client checks every received frame's UTF-8 in pure Python (a tenth of
+        # this process's CPU under load); the JSON decoder reads the text as UTF-8 anyway.
+        self.sio = _Client(reconnection=False, handle_sigint=False,
+                           websocket_extra_options={"skip_utf8_validation": True})
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)  # notified after every stimulus
+        # The main loop's and the heartbeat loop's wake-ups (see `_feed`).
+        self._changed = threading.Condition(self._lock)
+        self._beat_due = threading.Condition(self._lock)
         self._stop = threading.Event()  # threads end
         self._cancel = threading.Event()  # forced exit: handlers give up, nothing is reported
         # Signal handlers only queue (SimpleQueue.put is reentrant): taking the lock there
@@ -252,11 +279,19 @@ class WorkerProcess:
 
     # ------------------------------------------------------------------ effects
 
-    def _feed(self, stimulus: Callable[..., list[Effect]], *args: Any) -> int | None:
-        """One stimulus: decided under the lock, carried out after it."""
+    def _feed(self, stimulus: Callable[..., list[Effect]], *args: Any,
+              routine: bool = False) -> int | None:
+        """One stimulus: decided under the lock, carried out after it. It wakes the main
+        loop to tick, unless it is `routine` (an assignment, an answer, a handler's end: a
+        few per step, whose effects it returns itself; whatever else they make due, the
+        main loop finds within SIGNAL_POLL), and the heartbeat loop if a beat is due."""
         with self._lock:
-            effects = stimulus(*args, now=self._clock())
-            self._changed.notify_all()
+            now = self._clock()
+            effects = stimulus(*args, now=now)
+            if not routine:
+                self._changed.notify()
+            if self.session.beat_wait(now) <= 0:
+                self._beat_due.notify()
         return self._carry_out(effects)
 
     def _carry_out(self, effects: list[Effect]) -> int | None:
@@ -295,7 +330,7 @@ class WorkerProcess:
         reply = args[0] if args else None
         if isinstance(reply, dict):
             self._apply_chaos(reply.get("chaos"))
-        self._feed(self.session.answered, rid, reply)
+        self._feed(self.session.answered, rid, reply, routine=True)
 
     def _apply_chaos(self, view: Any) -> None:
         if isinstance(view, dict) and view != self._chaos.view():
@@ -352,7 +387,7 @@ class WorkerProcess:
             try:
                 ok, value = running.result()
             except BaseException as exc:  # noqa: BLE001 - SystemExit in a handler, say
-                ok, value = False, f"{type(exc).__name__}: {exc}"
+                ok, value = False, failure_of(exc)
         self._done(assignment, ok, value)
 
     def _run_once(self) -> None:
@@ -376,7 +411,7 @@ class WorkerProcess:
         if self._cancel.is_set():
             self._feed(self.session.abandoned, assignment)
             return  # forced exit: like a crash, report nothing
-        self._feed(self.session.finished, assignment, ok, value)
+        self._feed(self.session.finished, assignment, ok, value, routine=True)
 
     def _cancel_handler(self, key: tuple[str, int]) -> None:
         """Set the attempt's cancellation signal; cancel its task if it is async."""
@@ -409,7 +444,7 @@ class WorkerProcess:
             now = self._clock()
             effects = self.session.beat(now)
             if not effects:
-                self._changed.wait(min(0.5, self.session.beat_wait(now)))
+                self._beat_due.wait(min(0.5, self.session.beat_wait(now)))
                 return
         self._carry_out(effects)
 
@@ -420,7 +455,7 @@ class WorkerProcess:
         on("connect")(lambda: self._feed(self.session.connected))
         on("connect_error")(self._on_connect_error)
         on("disconnect")(self._on_disconnect)
-        on("assign")(lambda data=None: self._feed(self.session.assigned, data))
+        on("assign")(lambda data=None: self._feed(self.session.assigned, data, routine=True))
         on("left")(lambda data=None: self._feed(self.session.left, data))
         on("cancel")(lambda data=None: self._feed(self.session.cancelled, data))
         on("kill")(self._on_kill)
@@ -433,6 +468,7 @@ class WorkerProcess:
             self._standby = standby
         with self._lock:
             self._changed.notify_all()
+            self._beat_due.notify_all()
 
     def _on_disconnect(self, reason: Any = None) -> None:
         self._feed(self.session.disconnected, reason)
@@ -450,6 +486,7 @@ class WorkerProcess:
         self._cancel_all()
         with self._lock:
             self._changed.notify_all()
+            self._beat_due.notify_all()
         if self.sio.connected:
             # First, so the server hears of it at once. Closing from this side waits up to
             # 3 s for a close frame some servers never send; the process ends either way,

@@ -24,7 +24,7 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                 "tags": [tag], "running": [[worker_id, task_id, lease], ...],
                 "ids": [worker_id, ...]}
                -> {"worker_id": id | null, "resumed": bool, "heartbeat_interval",
-                   "heartbeat_timeout", "chaos", "max_message_bytes"}
+                   "heartbeat_timeout", "chaos", "max_message_bytes", "protocol"}
                Sent after every (re)connect. `slots` (1 to MAX_SLOTS): handlers the process
                runs at once, the same word and meaning as the server's slots; the server
                hands it at most slots + prefetch tasks. (Older clients send `concurrency`
@@ -48,6 +48,10 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                still runs handlers is not joined (worker_id null): it cancels them (as when
                told it is dead) and registers again once they have returned. (Both fields
                are optional, for older clients.)
+               `protocol` (PROTOCOL_VERSION; absent from older servers: 1) says which frames
+               the server answers: from 2, `work`, which a worker then sends instead of
+               `begin` and `result`; with a server that does not say 2, a worker sends
+               those one attempt at a time. A server answers both kinds, for older workers.
   `heartbeat`  {"worker_id"} -> {"alive": bool, "chaos"}; alive false: declared dead. A
                process told that one of its ids is dead (so, `left` dead) cancels every
                handler running under it and joins again only once they have returned; one
@@ -60,9 +64,34 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                context is the handler's TaskContext; its "timeout" is the attempt's time
                limit in seconds (see `cancel`). A process asks to begin only as many
                assignments as it has free slots; the rest wait in its queue.
-  `result`     {"worker_id", "task_id", "lease", "ok": bool, "value"} -> {"ok": true};
-               fenced by lease in the scheduler; a repeat of a delivered result is ignored.
-               A value too big for max_message_bytes is sent as a failed attempt instead.
+  `result`     {"worker_id", "task_id", "lease", "ok": bool, "value", "traceback"?}
+               -> {"ok": true}; fenced by lease in the scheduler; a repeat of a delivered
+               result is ignored. A failed one's value is its error message, and
+               `traceback` (optional: absent from older clients, and when the handler
+               failed on purpose with TaskError) the handler's traceback as text, which the
+               server bounds to its max_traceback_chars. A value too big for
+               max_message_bytes is sent as a failed attempt instead.
+  `work`       {"worker_id", "results": [[task_id, lease, ok, value, traceback?], ...],
+                "begin": [[task_id, lease], ...], "take": n}
+               -> {"contexts": [context | null, ...], "started": [[task_id, lease,
+                   context], ...]}
+               (protocol 2): many `result`s and `begin`s in one frame and one
+               acknowledgement, with the same meanings (fencing, repeats, the contexts in
+               `begin`'s order). A process keeps one round of `work` frames out at a time
+               (one per worker id it has something for, split where a frame would pass
+               max_message_bytes): what its handlers finish meanwhile, and the assignments
+               that get a slot, go in the next round, sent when the answers have come.
+               Each list holds at most MAX_BATCH entries; a frame the server refuses (an
+               unknown worker id, a malformed entry) answers the error for all of it.
+               Results are applied before the begins, under one hold of the scheduler;
+               a result's fifth item, optional, is `result`'s traceback.
+               `take` (optional, 0 to MAX_SLOTS): slots the process keeps free for this
+               answer. A server without a persistent journal starts at most that many of
+               the tasks these results made ready for this worker id at once and lists
+               them in `started`, instead of an `assign` and a `begin` each; the process
+               runs them as if their `begin` had been answered (even when the answer
+               comes after it sent the frame again). With a journal, a step starts only
+               once what made it ready is durable: those come in `assign` messages.
   `drain`      {"worker_id"} -> {"ok": true}: leave the ring after the running tasks.
   `refuse`     {"worker_id", "task_id", "lease", "reason"} -> {"ok": true, "moved": bool}:
                the process will not run this assignment, because `worker_id` is not its
@@ -109,6 +138,11 @@ import json
 from typing import Any
 
 NAMESPACE = "/workers"
+# The frames a server answers (in its `register` answer as "protocol"; absent: 1). 2 adds
+# `work`: results and begins batched per connection.
+PROTOCOL_VERSION = 2
+# Entries one `work` frame may carry in each of its lists.
+MAX_BATCH = 1024
 # Worker ids the server gives remote processes: "p-<tag>-<n>", the tag drawn at each server
 # start so that no id repeats across restarts (thread workers, gone with their server, are
 # "w-<n>").

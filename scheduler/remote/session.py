@@ -54,6 +54,7 @@ from .options import Identity, WorkerOptions, reconnect_delay
 from .protocol import (
     EXIT_REFUSED,
     EXIT_STUCK,
+    MAX_BATCH,
     MAX_REPORTED_IDS,
     MESSAGE_MARGIN,
     error_message,
@@ -68,6 +69,9 @@ SEEN_MEMORY = 100_000
 SEND_PAUSE = 0.5
 # Worker ids a registration names as this process's (its handlers may run under them).
 IDS_REMEMBERED = MAX_REPORTED_IDS
+# `work` frames whose answer came too late, kept so that the tasks it says the server
+# started for this process still run (at most this many).
+LATE_MEMORY = 64
 
 
 @dataclass
@@ -76,6 +80,11 @@ class _Request:
     key: Any  # what the answer settles: a result's or refusal's key, a worker id
     connection: int
     deadline: float
+    # A `work` frame's: the results it carries, the assignments it asks to begin, and the
+    # free slots it offers for tasks the server starts at once (`take`).
+    results: tuple[tuple[str, int], ...] = ()
+    begins: tuple[tuple[str, int], ...] = ()
+    take: int = 0
 
 
 @dataclass
@@ -114,6 +123,30 @@ def _seconds(value: Any) -> float | None:
     return float(value) if 0 < value < math.inf else None
 
 
+def _result_entry(key: tuple[str, int], result: dict) -> list:
+    """A result as a `work` frame carries it: [task_id, lease, ok, value, traceback?]."""
+    entry = [*key, result["ok"], result["value"]]
+    return entry + [result["traceback"]] if "traceback" in result else entry
+
+
+def _entry_bytes(key: tuple[str, int]) -> int:
+    """Room one entry of a `work` frame's lists takes besides a result's value: its task id
+    (escaped, at most twice as long), its lease, and the JSON around them."""
+    return 2 * len(key[0]) + 48
+
+
+def _result_refused(what: str, reply: Any) -> Log:
+    """The line for results the server did not accept: expected after a time limit or a
+    move (the scheduler has moved the step on, so nothing is lost), hence a warning."""
+    if isinstance(reply, dict) and reply.get("status") == 404:
+        # Its worker id is unknown here: given by an earlier server start or leader, whose
+        # lease this one fences. The step runs again here.
+        return Log("warning", f"{what} not accepted (a lease of an earlier server or "
+                              f"leader): {error_message(reply)}")
+    return Log("warning", f"{what} refused: {error_message(reply)} (the scheduler no "
+                          "longer expects it from this worker)")
+
+
 class WorkerSession:
     """Everything one worker process decides. Not thread-safe: the shell holds one lock."""
 
@@ -143,9 +176,12 @@ class WorkerSession:
         self.heartbeat_interval = 0.5
         self._next_beat = 0.0
         self._max_result = 1_000_000 - MESSAGE_MARGIN
+        # The server answers `work` frames (protocol 2): results and begins go batched.
+        self._batched = False
         # Requests awaiting their answer, by request id
         self._rids = 0
         self._inflight: dict[int, _Request] = {}
+        self._late: OrderedDict[int, _Request] = OrderedDict()  # see LATE_MEMORY
         self._pause_until = 0.0
         # Assignments, by (task_id, lease)
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -153,6 +189,7 @@ class WorkerSession:
         self._queued: OrderedDict[tuple[str, int], Assignment] = OrderedDict()  # for a slot
         self._slots: dict[tuple[str, int], _Slot] = {}  # at most options.slots
         self._results: dict[tuple[str, int], dict] = {}  # not yet acknowledged
+        self._sizes: dict[tuple[str, int], int] = {}  # each result's value, JSON bytes
         self._refusals: dict[tuple[str, int], dict] = {}  # not yet acknowledged
         # Leaving
         self.draining = False  # no new work; exit once the running work has ended
@@ -339,6 +376,7 @@ class WorkerSession:
             return []
         self._connected = False
         self._inflight.clear()
+        self._late.clear()
         self._register_rid = None
         if self._drain == "sent":
             self._drain = "no"
@@ -361,32 +399,31 @@ class WorkerSession:
     def answered(self, rid: int, reply: Any, now: float) -> list[Effect]:
         """The server acknowledged request `rid` with `reply`."""
         request = self._inflight.pop(rid, None)
-        if request is None or request.connection != self._connection:
-            return []  # timed out and sent again, or from a connection gone since
+        if request is None:
+            late = self._late.pop(rid, None)
+            if late is not None and late.connection == self._connection:
+                # Timed out and sent again (its results and begins went in the repeat),
+                # but the tasks the server started for it are this process's to run.
+                return self._started(late, reply, now) + self._fill(now)
+            return []
+        if request.connection != self._connection:
+            return []  # from a connection gone since
         if request.event == "register":
             return self._on_registered(reply, now)
         if request.event == "begin":
             return self._on_begun(request.key, reply, now)
+        if request.event == "work":
+            return self._on_worked(request, reply, now)
         if request.event == "heartbeat":
             if isinstance(reply, dict) and (reply.get("alive") is False
                                             or reply.get("status") == 404):
                 return self._declared_dead(request.key, now)
             return []
         if request.event == "result":
-            self._results.pop(request.key, None)
+            self._drop_result(request.key)
             if error_message(reply):
                 task_id, lease = request.key
-                if isinstance(reply, dict) and reply.get("status") == 404:
-                    # Its worker id is unknown here: given by an earlier server start or
-                    # leader, whose lease this one fences. The step runs again here.
-                    return [Log("warning", f"result for {task_id} lease {lease} not accepted "
-                                           f"(a lease of an earlier server or leader): "
-                                           f"{error_message(reply)}")]
-                # Expected after a time limit or a move: the scheduler has already moved the
-                # step on, so nothing is lost; a warning, not an error.
-                return [Log("warning", f"result for {task_id} lease {lease} refused: "
-                                       f"{error_message(reply)} (the scheduler no longer "
-                                       f"expects it from this worker)")]
+                return [_result_refused(f"result for {task_id} lease {lease}", reply)]
             return []
         if request.event == "refuse":
             self._refusals.pop(request.key, None)
@@ -428,6 +465,8 @@ class WorkerSession:
         self.worker_id = worker_id
         self._registered_on = self._connection
         self.heartbeat_interval = float(reply["heartbeat_interval"])
+        protocol = reply.get("protocol", 1)
+        self._batched = isinstance(protocol, int) and protocol >= 2
         self._max_result = int(reply.get("max_message_bytes", 1_000_000)) - MESSAGE_MARGIN
         self._next_beat = now  # the first beat now, not an old interval from now
         if not reply["resumed"]:
@@ -462,9 +501,61 @@ class WorkerSession:
             del self._slots[key]
             why = error_message(reply) or str(reply)[:200]
             return [Log("warning", f"begin {key[0]} refused: {why}")] + self._fill(now)
+        return self._begun(key, context, now) + self._fill(now)
+
+    def _on_worked(self, request: _Request, reply: Any, now: float) -> list[Effect]:
+        """The answer to a `work` frame: its results are delivered (or refused, all of
+        them), and each assignment it asked to begin runs, or frees its slot."""
+        for key in request.results:
+            self._drop_result(key)
+        contexts = reply.get("contexts") if isinstance(reply, dict) else None
+        if (not isinstance(contexts, list) or len(contexts) != len(request.begins)
+                or not all(isinstance(c, (dict, type(None))) for c in contexts)):
+            what = f"{_count(len(request.results), 'result')} and " \
+                   f"{_count(len(request.begins), 'begin')} of {request.key}"
+            fx: list[Effect] = [_result_refused(what, reply if error_message(reply) else
+                                                {"error": f"bad answer: {str(reply)[:200]}"})]
+            for key in request.begins:
+                slot = self._slots.get(key)
+                if slot is not None and not slot.running:
+                    del self._slots[key]
+            return fx + self._fill(now)
+        fx = []
+        for key, context in zip(request.begins, contexts, strict=True):
+            fx += self._begun(key, context, now)
+        return fx + self._started(request, reply, now) + self._fill(now)
+
+    def _started(self, request: _Request, reply: Any, now: float) -> list[Effect]:
+        """Tasks the server started for a `work` frame's free slots (`take`): they run at
+        once, each in a slot, like an assignment whose `begin` was answered."""
+        started = reply.get("started") if isinstance(reply, dict) else None
+        if not request.take or not isinstance(started, list):
+            return []
+        fx: list[Effect] = []
+        for item in started[:request.take]:
+            if (not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str)
+                    or isinstance(item[1], bool) or not isinstance(item[1], int)
+                    or not isinstance(item[2], dict)):
+                fx.append(Log("warning", f"ignoring a malformed started task: "
+                                         f"{str(item)[:200]}"))
+                continue
+            key = (item[0], item[1])
+            if key in self._seen or key in self._slots:
+                continue
+            self._seen[key] = None
+            self._slots[key] = _Slot(Assignment(request.key, *key), asked=True)
+            fx += self._begun(key, item[2], now)
+        return fx
+
+    def _begun(self, key: tuple[str, int], context: dict | None, now: float) -> list[Effect]:
+        """The server's answer to beginning an assignment: its context (run the handler),
+        or None (stale: moved or cancelled meanwhile; its slot is free)."""
+        slot = self._slots.get(key)
+        if slot is None or slot.running:
+            return []  # refused meanwhile, or a repeat's answer
         if context is None:
-            del self._slots[key]  # stale: moved or cancelled meanwhile
-            return self._fill(now)
+            del self._slots[key]
+            return []
         slot.context = context
         slot.timeout = _seconds(context.get("timeout"))
         if slot.timeout is not None:
@@ -552,18 +643,24 @@ class WorkerSession:
         """A handler returned (even one cancelled long ago: the server rejects its outcome
         and frees the slot it counted as stuck). Its slot takes the next assignment."""
         slot = self._slots.pop(assignment.key, None)
+        # A failure's traceback travels beside its message (`result`'s optional field).
+        trace = None if ok else getattr(value, "traceback", None)
         if not ok and slot is not None and slot.timed_out_here:
             # This clock ran out before the server's did (its monitor may lag): the failure
             # says why, as the server's own timeout would.
             value = f"timed out after {slot.timeout:g} s on the worker ({value})"
-        size = len(json.dumps(value))
+        size = len(json.dumps(value)) + (len(json.dumps(trace)) if trace else 0)
         if size > self._max_result:
             # The server would drop the connection over it, again after every reconnect.
-            ok, value = False, (f"result too large to send: {size} bytes "
-                                f"(the server accepts about {self._max_result})")
-        self._results[assignment.key] = {**assignment.ref(), "ok": ok, "value": value}
-        if not self.registered or now < self._pause_until:
-            return self._fill(now)
+            ok, value, trace = False, (f"result too large to send: {size} bytes "
+                                       f"(the server accepts about {self._max_result})"), None
+        result = {**assignment.ref(), "ok": ok, "value": str(value) if not ok else value}
+        if trace:
+            result["traceback"] = trace
+        self._results[assignment.key] = result
+        self._sizes[assignment.key] = size
+        if self._batched or not self.registered or now < self._pause_until:
+            return self._fill(now)  # batched: goes in the next `work` frame
         return [self._send_result(assignment.key, now)] + self._fill(now)
 
     def abandoned(self, assignment: Assignment, now: float) -> list[Effect]:
@@ -700,9 +797,10 @@ class WorkerSession:
         for key, payload in self._refusals.items():
             if ("refuse", key) not in sending:
                 fx.append(Send(self._request("refuse", key, now), "refuse", payload))
-        for key in self._results:
-            if ("result", key) not in sending:
-                fx.append(self._send_result(key, now))
+        if not self._batched:
+            for key in self._results:
+                if ("result", key) not in sending:
+                    fx.append(self._send_result(key, now))
         return fx + self._fill(now)
 
     def _send_result(self, key: tuple[str, int], now: float) -> Send:
@@ -711,13 +809,17 @@ class WorkerSession:
     def _fill(self, now: float) -> list[Effect]:
         """Free slots take queued assignments, oldest first; once registered (and not
         pausing), each slot not yet begun asks the server to `begin` its assignment."""
-        while (self._queued and len(self._slots) < self.options.slots
+        # Slots offered to the server in a `work` frame still out stay free for what it
+        # starts there.
+        reserved = sum(r.take for r in self._inflight.values())
+        while (self._queued and len(self._slots) + reserved < self.options.slots
                and self._stuck_since is None):
             key, assignment = self._queued.popitem(last=False)
             self._slots[key] = _Slot(assignment)
         if not self.registered or now < self._pause_until:
             return []
         asking = {r.key for r in self._inflight.values() if r.event == "begin"}
+        asking.update(key for r in self._inflight.values() for key in r.begins)
         fx: list[Effect] = []
         for key, slot in list(self._slots.items()):
             if slot.running or key in asking:
@@ -729,14 +831,77 @@ class WorkerSession:
             elif self.draining and not slot.asked:
                 del self._slots[key]
                 fx += self._refuse(assignment, "draining", now)
-            else:
+            elif not self._batched:
                 # Asked again after a lost answer: the server may have started it already,
                 # and answers a repeat with the same context.
                 slot.asked = True
                 fx.append(Send(self._request("begin", key, now), "begin", assignment.ref()))
-        if len(self._slots) < self.options.slots and self._queued:
-            fx += self._fill(now)  # refusals freed slots
+        if (len(self._slots) + reserved < self.options.slots and self._queued
+                and self._stuck_since is None):
+            return fx + self._fill(now)  # refusals freed slots
+        return fx + self._work(now)
+
+    def _work(self, now: float) -> list[Effect]:
+        """Batched (protocol 2): unless a `work` frame is out, one goes per worker id with
+        every result not yet acknowledged and every slot's begin. While one is out, what
+        finishes or gets a slot waits for its answer and goes in the next: the round trip
+        coalesces them (under load, a frame carries a slot's worth), while a lone step is
+        sent at once."""
+        if (not self._batched or not self.registered or now < self._pause_until
+                or any(r.event == "work" for r in self._inflight.values())):
+            return []
+        frames: dict[str, tuple[list, list]] = {}
+        for key, payload in self._results.items():
+            frames.setdefault(payload["worker_id"], ([], []))[0].append(key)
+        for key, slot in self._slots.items():
+            if not slot.running:
+                slot.asked = True
+                frames.setdefault(slot.assignment.worker_id, ([], []))[1].append(key)
+        fx: list[Effect] = []
+        for worker_id, (results, begins) in frames.items():
+            fx += self._frames(worker_id, results, begins, now)
         return fx
+
+    def _free_slots(self, worker_id: str) -> int:
+        """Slots the server may fill at once with tasks it starts for a frame of
+        `worker_id`: the free ones, if that id is current and the process takes work."""
+        if (worker_id != self.worker_id or self.draining or self._stuck_since is not None
+                or self._queued):
+            return 0
+        return max(0, self.options.slots - len(self._slots))
+
+    def _frames(self, worker_id: str, results: list[tuple[str, int]],
+                begins: list[tuple[str, int]], now: float) -> list[Effect]:
+        """`work` frames for one worker id: at most MAX_BATCH entries a list, and results
+        whose values add up to at most what one message may hold (one each, at least).
+        The first offers the free slots (`take`): in memory, the server starts the tasks
+        these results make ready for this process at once and answers their contexts,
+        instead of an `assign` and a `begin` each."""
+        fx: list[Effect] = []
+        take = self._free_slots(worker_id)
+        while results or begins or not fx:
+            asked, begins = begins[:MAX_BATCH], begins[MAX_BATCH:]
+            taken, room = [], self._max_result - sum(_entry_bytes(key) for key in asked)
+            while results and len(taken) < MAX_BATCH:
+                cost = self._sizes.get(results[0], 0) + _entry_bytes(results[0])
+                if taken and cost > room:
+                    break
+                room -= cost
+                taken.append(results.pop(0))
+            rid = self._next_rid()
+            self._inflight[rid] = _Request("work", worker_id, self._connection,
+                                           now + self.options.request_timeout,
+                                           tuple(taken), tuple(asked), take)
+            fx.append(Send(rid, "work", {
+                "worker_id": worker_id,
+                "results": [_result_entry(key, self._results[key]) for key in taken],
+                "begin": [list(key) for key in asked], "take": take}))
+            take = 0
+        return fx
+
+    def _drop_result(self, key: tuple[str, int]) -> None:
+        self._results.pop(key, None)
+        self._sizes.pop(key, None)
 
     def _offer(self, assignment: Assignment, now: float) -> list[Effect]:
         """Decide on one new assignment: queue it for a slot, hold it, or refuse it."""
@@ -839,6 +1004,10 @@ class WorkerSession:
         and answers a repeated `begin` with the same context)."""
         for rid in [rid for rid, r in self._inflight.items() if r.deadline <= now]:
             request = self._inflight.pop(rid)
+            if request.take:
+                self._late[rid] = request
+                while len(self._late) > LATE_MEMORY:
+                    self._late.popitem(last=False)
             if request.event == "register":
                 self._register_rid = None
             elif request.event == "drain" and self._drain == "sent":

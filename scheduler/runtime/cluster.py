@@ -38,6 +38,7 @@ from ..journal.schema import StoreError
 from ..journal.writer import Deposed
 from ..steps.app import App
 from ..steps.context import Handler
+from ..steps.failure import raised_at, traceback_of
 from ..steps.run import check_outcome
 from .alerts import AlertBook, AlertSettings, Change, Signals
 from .ids import new_order_id
@@ -52,6 +53,19 @@ _LEVELS = {name: getattr(logging, level) for name, level in LOG_LEVELS.items()}
 # Events that change a step's controls (its pause, its limits): the journal keeps the result.
 CONTROL_EVENTS = frozenset({"step_paused", "breaker_tripped", "step_resumed",
                             "step_limits_changed"})
+
+
+def log_event(level: int, event: dict) -> None:
+    """An event worth a line in the log, in one line. A failed attempt's line also names
+    where it was raised; its whole traceback follows at DEBUG (`--log-level debug`), as it
+    is in the order view and the journal."""
+    where = raised_at(event.get("traceback"))
+    if where is None:
+        log.log(level, event["message"])
+        return
+    log.log(level, "%s (raised at %s)", event["message"], where)
+    log.debug("traceback of order %s step %s attempt %s:\n%s", event["order_id"],
+              event["step"], event["attempt"], event["traceback"])
 
 
 class Cluster:
@@ -498,7 +512,7 @@ class Cluster:
         return [
             {"name": name, "steps": [
                 {"name": s, "deps": list(wf.deps[s]), "tags": sorted(self.config.policy(s).tags)}
-                for s in wf.steps]}
+                for s in wf.steps], "compensations": dict(wf.compensations)}
             for name, wf in sorted(known.items())
         ]
 
@@ -677,7 +691,8 @@ class Cluster:
         config = self.config
         # Outside the lock: bounding an outcome serialises the result once.
         checked = [
-            (dispatch, *check_outcome(ok, value, config.max_result_bytes, config.max_error_chars))
+            (dispatch, *check_outcome(ok, value, config.max_result_bytes, config.max_error_chars,
+                                      config.max_traceback_chars))
             for dispatch, ok, value in outcomes
         ]
         with self._lock:
@@ -690,7 +705,8 @@ class Cluster:
                     ))
                 else:
                     fx.absorb(core.task_failed(
-                        dispatch.task_id, worker_id, dispatch.lease, value, now
+                        dispatch.task_id, worker_id, dispatch.lease, str(value), now,
+                        traceback=traceback_of(value),
                     ))
             starting = list(following)
             if take and not self._journal.persistent:
@@ -777,7 +793,7 @@ class Cluster:
         for event in fx.events:
             level = _LEVELS.get(event["type"])
             if level is not None:
-                log.log(level, event["message"])
+                log_event(level, event)
         if fx.dispatches:
             self._deliver(fx.dispatches)
         for dispatch in fx.cancels:
@@ -799,10 +815,21 @@ class Cluster:
             self._journal.wait(ticket)
 
     def _deliver(self, dispatches: list[Dispatch]) -> None:
+        """Hand each worker its dispatches; one that takes them together (a remote worker:
+        one message instead of one per task) gets them in one call."""
+        by_worker: dict[str, list[Dispatch]] = {}
         for dispatch in dispatches:
-            executor = self._executors.get(dispatch.worker_id)
-            if executor is not None:
-                executor.deliver(dispatch)
+            by_worker.setdefault(dispatch.worker_id, []).append(dispatch)
+        for worker_id, batch in by_worker.items():
+            executor = self._executors.get(worker_id)
+            if executor is None:
+                continue
+            deliver_many = getattr(executor, "deliver_many", None)
+            if deliver_many is not None and len(batch) > 1:
+                deliver_many(batch)
+            else:
+                for dispatch in batch:
+                    executor.deliver(dispatch)
 
     def _monitor_once(self) -> None:
         fx = self._call(self._core.tick)

@@ -49,6 +49,9 @@ OPENERS = {
     "breaker_tripped": Kind("breaker_tripped", pinned=True),
     "step_resumed": Kind("step_resumed", pinned=False),
     "alert_raised": Kind("alert", pinned=True),
+    # An undo ran out of retries: the order's charge (or stock, ...) is not given back
+    # until an operator retries its undos (POST /api/orders/<id>/retry).
+    "order_compensation_failed": Kind("compensation_failed", pinned=True),
 }
 # What a server restart is called when a leadership term of a shared database took over.
 FAILOVER = Kind("failover", pinned=True)
@@ -72,6 +75,7 @@ class Incident:
     message: str
     pinned: bool
     worker: str | None = None
+    order: str | None = None  # the order it is about (a failed compensation), if any
     epoch: int = 0  # the leadership term that recovered (a failover), else 0
     facts: dict = field(default_factory=dict)  # the opening event's numbers (orders, steps)
     counts: dict = field(default_factory=dict)  # caused events by what they are
@@ -116,7 +120,8 @@ class Incident:
         """The record as the journal keeps it and a page shows it."""
         return {
             "id": self.id, "kind": self.kind, "ts": self.ts, "title": self.title(),
-            "message": self.message, "worker": self.worker, "epoch": self.epoch,
+            "message": self.message, "worker": self.worker, "order": self.order,
+            "epoch": self.epoch,
             "pinned": self.pinned, "facts": dict(self.facts), "counts": dict(self.counts),
             "caused": list(self.caused), "caused_total": self.caused_total,
         }
@@ -126,7 +131,7 @@ class Incident:
         return cls(
             id=view["id"], kind=view["kind"], ts=view["ts"], message=view["message"],
             pinned=view.get("pinned", False), worker=view.get("worker"),
-            epoch=view.get("epoch", 0), facts=dict(view.get("facts", {})),
+            order=view.get("order"), epoch=view.get("epoch", 0), facts=dict(view.get("facts", {})),
             counts=dict(view.get("counts", {})), caused=list(view.get("caused", [])),
             caused_total=view.get("caused_total", 0))
 
@@ -179,7 +184,7 @@ class IncidentLog:
             facts["step"] = event["step"]
         incident = Incident(
             id=event["seq"], kind=kind.name, ts=event["ts"], message=event["message"],
-            pinned=kind.pinned, worker=event.get("worker_id"),
+            pinned=kind.pinned, worker=event.get("worker_id"), order=event.get("order_id"),
             epoch=self.epoch if kind is FAILOVER else 0, facts=facts)
         self._incidents[incident.id] = incident
         self._touch(incident)

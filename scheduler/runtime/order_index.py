@@ -9,8 +9,11 @@ Orders sit in blocks of BLOCK, in number order. Each block carries what lets a s
 it over whole: the workflows in it, its earliest and latest submission, how many of its
 orders are unfinished or in each finished status, how many ever had a step error, and (once
 full) its orders' customers casefolded and joined in one string, so a customer that is not
-in the block costs one `str.rfind`, in C. A search that matches nothing over 50,000 orders
-costs about a hundred block checks.
+in the block costs one `str.rfind`, in C; and likewise what never changes of each order that
+the search box looks in (id, workflow, customer, SKUs), so a SKU or a text that is in none of
+them costs one more (a text may also be in a step's error: the block's orders that ever had
+one are checked too). A search that matches nothing over 50,000 orders costs about a hundred
+block checks.
 
 Writers (`add`, `apply`) run under the scheduler lock, one at a time, and only append or
 replace: a block's contents (`view`: items, text, starts) are one tuple replaced whole, the
@@ -27,7 +30,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 
 from ..engine.model import Effects, Order
-from ..engine.records import FINISHED_STATUSES, OrderQuery
+from ..engine.records import FINISHED_STATUSES, OrderQuery, skus_of
 from ..engine.states import TaskState
 
 # Orders per block: a full block's customers are one string; a block is rebuilt (O(BLOCK))
@@ -39,6 +42,7 @@ UNFINISHED = "unfinished"
 # Moves that give a step an error: a failed attempt waits to retry, or the step failed.
 _RETRY_WAIT, _FAILED = TaskState.RETRY_WAIT, TaskState.FAILED
 _SEPARATOR = "\x00"
+_FIELD_SEPARATOR = "\x01"
 
 
 class Entry:
@@ -64,11 +68,22 @@ class Entry:
         customer = self.order.data.get("customer")
         return customer.casefold() if isinstance(customer, str) else ""
 
+    @property
+    def fixed_text(self) -> str:
+        """What never changes of the order that a SKU or text search looks in (id, workflow,
+        customer, SKUs), casefolded and joined."""
+        return _FIELD_SEPARATOR.join(
+            (self.id.casefold(), self.workflow.casefold(), self.customer,
+             *(sku.casefold() for sku in skus_of(self.order.data))))
+
     def matches(self, query: OrderQuery) -> bool:
         """The search's own predicate, on the order as it is now."""
         order = self.order
         return query.matches(order.reported_status, self.workflow, order.data.get("customer"),
-                             self.submitted, (t.error for t in order.tasks.values()))
+                             self.submitted, (t.error for t in order.tasks.values()),
+                             order_id=self.id,
+                             skus=skus_of(order.data)
+                             if query.sku is not None or query.text is not None else ())
 
 
 def status_class(status: str) -> str:
@@ -99,7 +114,8 @@ class Block:
             e.block = self
         self.counts = counts
         self.errored = sum(1 for e in items if e.errored)
-        self.view = (items, None, None) if growing and len(items) < BLOCK else _sealed(items)
+        self.view = (items, None, None, None, None) if growing and len(items) < BLOCK \
+            else _sealed(items)
 
     def append(self, entry: Entry) -> None:
         items = self.view[0]
@@ -123,14 +139,20 @@ class Block:
         return self.view[1] is None
 
 
-def _sealed(items: list[Entry]) -> tuple[list[Entry], str, array]:
-    """A block's view: its customers joined (NUL between), and where each starts."""
-    customers = [e.customer for e in items]
+def _sealed(items: list[Entry]) -> tuple[list[Entry], str, array, str, array]:
+    """A block's view: its customers joined (NUL between) and where each starts, then the
+    same of each order's fixed text (`Entry.fixed_text`)."""
+    return (items, *_joined([e.customer for e in items]),
+            *_joined([e.fixed_text for e in items]))
+
+
+def _joined(texts: list[str]) -> tuple[str, array]:
+    """`texts` joined with NUL between, and where each starts."""
     starts, at = array("L"), 0
-    for customer in customers:
+    for text in texts:
         starts.append(at)
-        at += len(customer) + 1
-    return items, _SEPARATOR.join(customers), starts
+        at += len(text) + 1
+    return _SEPARATOR.join(texts), starts
 
 
 class OrderIndex:
@@ -238,14 +260,28 @@ class OrderIndex:
         each once. Runs without the scheduler lock, lazily: a caller stops when it has
         enough."""
         needle = query.customer.casefold() if query.customer else None
+        # A SKU (or else a text) is looked for in the orders' fixed text; a text may also be
+        # in an error, so the orders that ever had one are candidates too.
+        part = query.sku or query.text
+        fixed = part.casefold() if part else None
+        in_errors = not query.sku and bool(query.text)
         status, workflow, error = query.status, query.workflow, query.error
         seen: set[str] = set()
         for block in reversed(self._blocks):
             if not _may_hold(block, query, before):
                 continue
-            items, text, starts = block.view
-            candidates = (reversed(items) if needle is None or text is None
-                          else _customer_hits(items, text, starts, needle))
+            items, text, starts, fixed_text, fixed_starts = block.view
+            if text is None:  # the growing block: every order is a candidate
+                candidates: Iterable[Entry] = reversed(items)
+            elif needle is not None:
+                candidates = _hits(items, text, starts, needle)
+            elif fixed is not None:
+                candidates = _hits(items, fixed_text, fixed_starts, fixed)
+                if in_errors and block.errored:
+                    candidates = sorted({*candidates, *(e for e in items if e.errored)},
+                                        key=_newest_first)
+            else:
+                candidates = reversed(items)
             for entry in candidates:
                 # The cheap tests first; then the query's own, on the order as it is now.
                 if (not entry.alive or (before is not None and entry.number >= before)
@@ -278,6 +314,10 @@ def _number(entry: Entry) -> int:
     return entry.number
 
 
+def _newest_first(entry: Entry) -> int:
+    return -entry.number
+
+
 def _may_hold(block: Block, query: OrderQuery, before: int | None) -> bool:
     """False when nothing in the block can match: it is passed over whole."""
     if before is not None and block.low >= before:
@@ -294,11 +334,10 @@ def _may_hold(block: Block, query: OrderQuery, before: int | None) -> bool:
     return until is None or block.earliest < until
 
 
-def _customer_hits(items: list[Entry], text: str, starts: array,
-                   needle: str) -> Iterable[Entry]:
-    """The entries of a full block whose customer holds `needle`, newest first, found in
-    the joined text from its end. (A needle holding the separator may name an entry whose
-    customer does not hold it; the caller's own check drops it.)"""
+def _hits(items: list[Entry], text: str, starts: array, needle: str) -> Iterable[Entry]:
+    """The entries of a full block whose part of the joined `text` (their customer, or their
+    fixed text) holds `needle`, newest first, found from its end. (A needle holding a
+    separator may name an entry that does not hold it; the caller's own check drops it.)"""
     end = len(text)
     while True:
         at = text.rfind(needle, 0, end)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from ..engine.model import Dispatch
 from ..steps.context import Handler, TaskContext, is_async
+from ..steps.failure import failure_of
 from ..steps.run import run_handler, run_handler_async
 
 log = logging.getLogger("orderflow.worker")
@@ -353,5 +354,5 @@ def _outcome(task: asyncio.Task) -> tuple[bool, object]:
         return False, "cancelled"  # before its handler began
     error = task.exception()
     if error is not None:  # only a BaseException gets past run_handler_async
-        return False, f"{type(error).__name__}: {error}"
+        return False, failure_of(error)
     return task.result()

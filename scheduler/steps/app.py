@@ -5,11 +5,15 @@ Dramatiq actors and Temporal activities are:
 
     app = App("shop")
 
-    @app.step(retries=5, timeout=10, max_in_flight=50, rate=100, tags={"payments"})
+    @app.step(retries=5, timeout=10, max_in_flight=50, rate=100, tags={"payments"},
+              compensate="refund")
     async def payment(ctx: TaskContext) -> dict: ...
 
     @app.step(timeout=30)
     def packing(ctx: TaskContext) -> dict: ...
+
+    @app.step(retries=10)  # the undo of payment: gets payment's result in ctx.results
+    def refund(ctx: TaskContext) -> dict: ...
 
     app.workflow("checkout", {"payment": [], "packing": ["payment"], "shipping": ["packing"]})
 
@@ -43,6 +47,8 @@ class Step:
     handler: Handler
     policy: StepPolicy
     doc: str = ""
+    # The step that undoes this one once it succeeded (a saga's compensation), or None.
+    compensate: str | None = None
 
     @property
     def is_async(self) -> bool:
@@ -66,6 +72,7 @@ class Step:
             "breaker": None if policy.breaker is None else {
                 "share": policy.breaker.share, "min_attempts": policy.breaker.min_attempts,
                 "window": policy.breaker.window, "probe_after": policy.breaker.probe_after},
+            "compensate": self.compensate,
         }
 
 
@@ -92,6 +99,7 @@ class App:
         burst: int | None = None,
         tags: Iterable[str] = (),
         breaker: BreakerPolicy | bool | None = None,
+        compensate: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare the decorated function (sync or `async def`) as a step; its name is the
         function's unless given. `retries`: retries after the first attempt (default: the
@@ -99,19 +107,22 @@ class App:
         an attempt may run; `max_in_flight` and `rate` (starts/s, bursts of `burst`): limits
         across the cluster; `tags`: capabilities a worker must offer to run it; `breaker`:
         a `BreakerPolicy` (or True for its defaults) under which the step pauses itself when
-        its recent attempts fail alike (engine/pauses.py)."""
+        its recent attempts fail alike (engine/pauses.py); `compensate`: the step that undoes
+        it when its order fails or is cancelled after it succeeded (an ordinary step, given
+        this one's result in `ctx.results`)."""
 
         def declare(handler: Handler) -> Handler:
             self.add_step(
                 name or getattr(handler, "__name__", ""), handler, retries=retries,
                 backoff=backoff, timeout=timeout, max_in_flight=max_in_flight, rate=rate,
-                burst=burst, tags=tags, breaker=breaker,
+                burst=burst, tags=tags, breaker=breaker, compensate=compensate,
             )
             return handler
 
         return declare
 
-    def add_step(self, name: str, handler: Handler, **policy) -> Step:
+    def add_step(self, name: str, handler: Handler, compensate: str | None = None,
+                 **policy) -> Step:
         """`step()` without the decorator."""
         if not isinstance(name, str) or not name.strip():
             raise AppError(f"app {self.name!r}: a step needs a name")
@@ -123,7 +134,12 @@ class App:
             step_policy = _policy(**policy)
         except ConfigError as exc:
             raise AppError(f"app {self.name!r}: step {name!r}: {exc}") from None
-        step = Step(name, handler, step_policy, (getattr(handler, "__doc__", None) or "").strip())
+        if compensate is not None and (not isinstance(compensate, str) or not compensate
+                                       or compensate == name):
+            raise AppError(f"app {self.name!r}: step {name!r} needs another step's name as "
+                           f"its compensation, got {compensate!r}")
+        step = Step(name, handler, step_policy, (getattr(handler, "__doc__", None) or "").strip(),
+                    compensate)
         self.steps[name] = step
         return step
 
@@ -134,7 +150,8 @@ class App:
     ) -> Workflow:
         """Declare a workflow: a mapping of step -> the steps it depends on, or a list of
         steps (a plain name depends on the one before it; `(step, [deps])` says it). Every
-        step must be declared already; a cycle or an unknown step is refused."""
+        step must be declared already, and the undo of each (`compensate=`) too; a cycle
+        or an unknown step is refused."""
         if name in self.workflows:
             raise AppError(f"app {self.name!r}: workflow {name!r} is declared twice")
         pairs = _pairs(steps)
@@ -146,8 +163,12 @@ class App:
                         f"app {self.name!r}: workflow {name!r} uses step {needed!r}, which "
                         f"has no handler (declared steps: {known})"
                     )
+        undos = {step: self.steps[step].compensate for step, _ in pairs
+                 if self.steps[step].compensate is not None}
+        for step, undo in undos.items():
+            self._check_undo(f"workflow {name!r}: step {step!r}", undo)
         try:
-            workflow = Workflow.define(name, pairs)
+            workflow = Workflow.define(name, pairs, undos)
         except WorkflowError as exc:
             raise AppError(f"app {self.name!r}: {exc}") from None
         self.workflows[name] = workflow
@@ -155,6 +176,10 @@ class App:
 
     def add_workflow(self, workflow: Workflow) -> Workflow:
         """A workflow defined elsewhere (`Workflow.define`), checked against the steps."""
+        for step, undo in workflow.compensations.items():
+            if self.steps.get(step) is not None and self.steps[step].compensate != undo:
+                raise AppError(f"app {self.name!r}: workflow {workflow.name!r} undoes step "
+                               f"{step!r} by {undo!r}; declare it as @app.step(compensate=)")
         return self.workflow(workflow.name, {s: workflow.deps[s] for s in workflow.steps})
 
     @property
@@ -166,10 +191,25 @@ class App:
         return {name: step.policy for name, step in self.steps.items()}
 
     def check(self) -> App:
-        """Ready to run: at least one workflow. Returns the app."""
+        """Ready to run: at least one workflow, and every undo a declared step with no undo
+        of its own (so undos never undo each other in a cycle). Returns the app."""
         if not self.workflows:
             raise AppError(f"app {self.name!r} declares no workflow")
+        for step in self.steps.values():
+            if step.compensate is not None:
+                self._check_undo(f"step {step.name!r}", step.compensate)
         return self
+
+    def _check_undo(self, what: str, undo: str) -> None:
+        """`undo` is a declared step without an undo of its own."""
+        named = self.steps.get(undo)
+        if named is None:
+            known = ", ".join(sorted(self.steps)) or "none"
+            raise AppError(f"app {self.name!r}: {what} is undone by {undo!r}, which is not a "
+                           f"declared step (declared steps: {known})")
+        if named.compensate is not None:
+            raise AppError(f"app {self.name!r}: {what} is undone by {undo!r}, which has an "
+                           f"undo of its own ({named.compensate!r}); an undo is not undone")
 
     def describe(self, policies: Mapping[str, StepPolicy] | None = None) -> list[dict]:
         """Each workflow with its DAG and its steps' policies (`GET /api/workflows`);
@@ -182,6 +222,7 @@ class App:
                     {**self.steps[s].describe(policies.get(s)), "deps": list(wf.deps[s])}
                     for s in wf.steps
                 ],
+                "compensations": dict(wf.compensations),
             }
             for wf in sorted(self.workflows.values(), key=lambda w: w.name)
         ]

@@ -31,6 +31,9 @@ class TaskContext:
     # Set when the attempt is cancelled (timed out) or its worker stopped, so a slow
     # handler can give up early.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Of an undo (a saga's compensation): the step it undoes, whose result is in `results`;
+    # `idempotency_key` is then "<order id>:<step>:compensate".
+    compensates: str | None = None
 
     def sleep(self, seconds: float) -> bool:
         """Wait like a slow external call; False if the attempt was cancelled meanwhile."""

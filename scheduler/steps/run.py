@@ -8,19 +8,19 @@ import re
 from collections.abc import Mapping
 
 from ..engine.text import escape, escape_all
-from .context import Handler, TaskContext, TaskError, resolve_handler
+from .context import Handler, TaskContext, resolve_handler
+from .failure import TRACEBACK_CHARS, Failure, bound_traceback, failure_of, traceback_of
 
 
 def run_handler(handlers: Mapping[str, Handler], ctx: TaskContext) -> tuple[bool, object]:
-    """Run the step's handler: (True, result) or (False, an error message). A result that
-    is not JSON fails here, where it was made (a remote worker could not even send it); the
-    scheduler checks every outcome again (`check_outcome`) whoever reports it."""
+    """Run the step's handler: (True, result) or (False, an error message: a `Failure`
+    carrying its traceback, which starts at the handler). A result that is not JSON fails
+    here, where it was made (a remote worker could not even send it); the scheduler checks
+    every outcome again (`check_outcome`) whoever reports it."""
     try:
         result = resolve_handler(handlers, ctx.step)(ctx)
-    except TaskError as exc:
-        return False, str(exc)
     except Exception as exc:  # noqa: BLE001 - any handler bug is a failed attempt, not a crash
-        return False, f"{type(exc).__name__}: {exc}"
+        return False, failure_of(exc, skip=1)
     return check_result(result)
 
 
@@ -30,12 +30,10 @@ async def run_handler_async(
     """`run_handler` for an `async def` handler, on an event loop."""
     try:
         result = await resolve_handler(handlers, ctx.step)(ctx)
-    except TaskError as exc:
-        return False, str(exc)
     except asyncio.CancelledError:
         return False, "cancelled"  # timed out or stopped; reported so the slot frees
     except Exception as exc:  # noqa: BLE001 - any handler bug is a failed attempt, not a crash
-        return False, f"{type(exc).__name__}: {exc}"
+        return False, failure_of(exc, skip=1)
     return check_result(result)
 
 
@@ -56,11 +54,13 @@ _MAYBE_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])")
 
 
 def check_outcome(
-    ok: bool, value: object, max_result_bytes: int, max_error_chars: int
+    ok: bool, value: object, max_result_bytes: int, max_error_chars: int,
+    max_traceback_chars: int = TRACEBACK_CHARS,
 ) -> tuple[bool, object]:
     """What may be recorded of an attempt: a result that is JSON within `max_result_bytes`
     (journaled and served as JSON; anything else is a failed attempt saying why), or an
-    error message of at most `max_error_chars` characters.
+    error message of at most `max_error_chars` characters, a `Failure` whose traceback (if
+    it has one) is at most about `max_traceback_chars`.
 
     The one door for what any worker (a thread or a remote process) reports: text a
     journal cannot hold (a NUL, a lone surrogate: an error quoting a gateway's response
@@ -81,4 +81,8 @@ def check_outcome(
     if len(error) > max_error_chars:
         cut = len(error) - max_error_chars
         error = f"{error[:max_error_chars]}... ({cut} more characters cut)"
-    return False, error
+    trace = traceback_of(value)
+    if isinstance(trace, str) and trace:
+        # Escaped like the message: a frame may quote a line holding a NUL.
+        return False, Failure(error, bound_traceback(escape(trace), max_traceback_chars))
+    return False, Failure(error)

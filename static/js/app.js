@@ -77,7 +77,8 @@ export function start() {
   const ring = new RingView($('#ring'));
   const table = new OrdersTable({
     body: $('#orders-body'), spacer: $('#orders-spacer'), filters: $('#order-filters'),
-    search: $('#order-search'), count: $('#order-count'), empty: $('#orders-empty'),
+    search: $('#order-search'), since: $('#order-since'), until: $('#order-until'), clear: $('#order-search-clear'),
+    count: $('#order-count'), empty: $('#orders-empty'),
     triage: $('#triage'), groups: $('#failure-groups'), bulk: $('#bulk-bar'), bulkWhat: $('#bulk-what'),
     bulkRetry: $('#bulk-retry'), bulkCancel: $('#bulk-cancel'),
   }, store, openOrder, { confirm, toast, loadStatuses: (statuses) => sync.loadStatuses(statuses) });

@@ -15,8 +15,9 @@ const TRIM_SLACK = 1000; // trim in chunks, not on every new order
 
 // `moves`: times the step was taken off a worker that died or drained (one per
 // task_reassigned event), as the server counts it (its task view's `moves`).
-function blankTask() {
-  return { status: 'pending', attempts: 0, worker: null, moves: 0, error: null };
+// `compensates`: of an undo (a saga's compensation task), the step whose success it undoes.
+function blankTask(compensates = null) {
+  return { status: 'pending', attempts: 0, worker: null, moves: 0, error: null, compensates };
 }
 
 function taskFrom(t) {
@@ -26,7 +27,13 @@ function taskFrom(t) {
     worker: t.worker ?? null,
     moves: t.moves ?? 0,
     error: t.error ?? null,
+    compensates: t.compensates ?? null,
   };
+}
+
+/** An order's undos in the order they run (its tasks that compensate a step). */
+export function undoSteps(rec) {
+  return rec.steps.filter((step) => rec.tasks[step]?.compensates);
 }
 
 /** The error an order's row shows: its failed step's, else the newest of a step that is
@@ -154,6 +161,8 @@ export class OrderBook {
     rec.customer = o.customer ?? o.data?.customer ?? '';
     rec.workflow = o.workflow;
     rec.submittedAt = o.submitted_at;
+    // What a search of the held orders matches besides id, customer, workflow and errors.
+    if (Array.isArray(o.data?.items)) rec.skus = o.data.items.map((item) => String(item?.sku ?? ''));
     if (authoritative || rec.seq <= seqMark) {
       this._setStatus(rec, o.status);
       rec.steps = Object.keys(o.tasks || {});
@@ -209,6 +218,13 @@ export class OrderBook {
   // step waits for all of its inputs. For a workflow the page was not told about nothing is
   // guessed: snapshots and pages of GET /api/orders bring the exact states.
   _readyUnblocked(rec) {
+    // A saga's undos run one at a time: each once the one before it succeeded.
+    let previous = 'succeeded';
+    for (const step of undoSteps(rec)) {
+      const task = rec.tasks[step];
+      if (task.status === 'pending' && previous === 'succeeded') task.status = 'ready';
+      previous = task.status;
+    }
     const waitsFor = this.workflows[rec.workflow];
     if (!waitsFor) return;
     for (const step of rec.steps) {
@@ -254,7 +270,7 @@ export class OrderBook {
 
   /** Counts by status over the held orders. */
   countByStatus() {
-    const counts = { all: this.list.length, pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0 };
+    const counts = { all: this.list.length, pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0, compensating: 0, compensated: 0, compensation_failed: 0 };
     for (const rec of this.list) counts[rec.status] = (counts[rec.status] || 0) + 1;
     return counts;
   }
@@ -262,7 +278,7 @@ export class OrderBook {
   /** Counts by stage (queued, running, retrying, completed, failed, cancelled) over the
    *  held orders: the rule the server's tiles count by. */
   countByStage() {
-    const counts = { all: this.list.length, queued: 0, running: 0, retrying: 0, completed: 0, failed: 0, cancelled: 0 };
+    const counts = { all: this.list.length, queued: 0, running: 0, retrying: 0, completed: 0, failed: 0, cancelled: 0, compensated: 0, compensation_failed: 0 };
     for (const rec of this.list) counts[rec.stage] = (counts[rec.stage] || 0) + 1;
     return counts;
   }
@@ -319,12 +335,33 @@ export const ON_EVENT = {
     book._setStatus(rec, 'cancelled');
     rec.finishedAt = ev.ts;
   },
-  order_retried(book, rec) {
-    book._setStatus(rec, 'in_progress');
+  order_retried(book, rec, task, ev) {
+    // A failed compensation retries its undos (`ev.undos`), never the steps they undo.
+    const undos = Array.isArray(ev.undos) ? ev.undos : null;
+    book._setStatus(rec, undos ? 'compensating' : 'in_progress');
     rec.finishedAt = null;
-    for (const t of Object.values(rec.tasks)) {
-      if (t.status !== 'succeeded') Object.assign(t, blankTask());
+    for (const [step, t] of Object.entries(rec.tasks)) {
+      if (undos && !undos.includes(step)) continue;
+      if (t.status !== 'succeeded') Object.assign(t, blankTask(t.compensates));
     }
     book._readyUnblocked(rec);
+  },
+  // A saga: the event names the undos in the order they run and the step each undoes.
+  order_compensating(book, rec, task, ev) {
+    book._setStatus(rec, 'compensating');
+    const undos = Array.isArray(ev.undo) ? ev.undo.filter((s) => typeof s === 'string') : [];
+    const undone = ev.undoes && typeof ev.undoes === 'object' ? ev.undoes : {};
+    for (const step of undos) {
+      book._task(rec, step).compensates = typeof undone[step] === 'string' ? undone[step] : '?';
+    }
+    book._readyUnblocked(rec);
+  },
+  order_compensated(book, rec, task, ev) {
+    book._setStatus(rec, 'compensated');
+    rec.finishedAt = ev.ts;
+  },
+  order_compensation_failed(book, rec, task, ev) {
+    book._setStatus(rec, 'compensation_failed');
+    rec.finishedAt = ev.ts;
   },
 };

@@ -22,11 +22,16 @@ export const ORDER_STATUS = {
   completed: { label: 'completed', glyph: '✓', cls: 's-done' },
   failed: { label: 'failed', glyph: '✕', cls: 's-failed' },
   cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled' },
+  // A saga: its succeeded steps' undos run (newest success first), then it ends compensated,
+  // or compensation_failed when an undo ran out of retries (an incident, retried by hand).
+  compensating: { label: 'compensating', glyph: '↶', cls: 's-retry' },
+  compensated: { label: 'compensated', glyph: '↶', cls: 's-cancelled' },
+  compensation_failed: { label: 'compensation failed', glyph: '✕', cls: 's-failed' },
 };
 
 export const orderStatus = (status) => ORDER_STATUS[status] || { label: status, glyph: '?', cls: 's-pending' };
 
-export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+export const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'compensated', 'compensation_failed']);
 
 /**
  * Where an order stands, as the tiles, the filters, /api/stats (`progress`) and /metrics
@@ -41,6 +46,8 @@ export const ORDER_STAGE = {
   completed: { label: 'completed', glyph: '✓', cls: 's-done', title: 'Every step succeeded' },
   failed: { label: 'failed', glyph: '✕', cls: 's-failed', title: 'A step failed for good' },
   cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled', title: 'Cancelled' },
+  compensated: { label: 'compensated', glyph: '↶', cls: 's-cancelled', title: 'Failed or cancelled after some steps succeeded: their undos all succeeded' },
+  compensation_failed: { label: 'undo failed', glyph: '✕', cls: 's-failed', title: 'An undo of a succeeded step ran out of retries: retry its undos by hand' },
 };
 
 export const STAGES = Object.keys(ORDER_STAGE);
@@ -82,11 +89,13 @@ export const EVENT_TYPES = Object.freeze([
   'server_restarted', 'operator_action',
   'alert_raised', 'alert_cleared',
   'step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed',
+  'order_compensating', 'order_compensated', 'order_compensation_failed',
 ]);
 
 /** Event types that make the event log, by the filter group they belong to. */
 export const LOG_GROUPS = {
-  failures: { label: 'Failures', title: 'Failed attempts, failed orders, late results rejected', types: ['task_failed', 'order_failed', 'result_rejected'] },
+  failures: { label: 'Failures', title: 'Failed attempts, failed orders, late results rejected, failed compensations', types: ['task_failed', 'order_failed', 'result_rejected', 'order_compensation_failed'] },
+  undos: { label: 'Undos', title: 'Orders undoing their succeeded steps (sagas) and compensated', types: ['order_compensating', 'order_compensated'] },
   retries: { label: 'Retries', title: 'Retries, manual retries and recoveries', types: ['task_retrying', 'order_retried', 'task_recovered'] },
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
   workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; threads abandoned to hung handlers; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'thread_abandoned', 'worker_hung', 'server_restarted'] },
@@ -128,13 +137,18 @@ export const EVENT_LABEL = {
   breaker_tripped: 'breaker tripped',
   step_resumed: 'step resumed',
   step_limits_changed: 'limits changed',
+  order_compensating: 'undoing',
+  order_compensated: 'compensated',
+  order_compensation_failed: 'undo failed',
 };
 
 /** The tone of an event's badge: bad, warn, move, good, info. */
 export function eventTone(type) {
   if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'worker_hung' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
   if (type === 'operator_action') return 'op';
-  if (type === 'alert_raised' || type === 'breaker_tripped') return 'bad';
+  if (type === 'alert_raised' || type === 'breaker_tripped' || type === 'order_compensation_failed') return 'bad';
+  if (type === 'order_compensating') return 'warn';
+  if (type === 'order_compensated') return 'good';
   if (type === 'step_paused') return 'warn';
   if (type === 'step_resumed') return 'good';
   if (type === 'step_limits_changed') return 'op';

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { entries, summary } from '../../static/js/views/eventlog.js';
+import { emptyLogText, entries, summary } from '../../static/js/views/eventlog.js';
 
 const death = { seq: 10, ts: 1, type: 'worker_dead', worker_id: 'w-2', message: 'worker w-2 declared dead' };
 const move = (seq, order) => ({
@@ -61,5 +61,27 @@ describe('the event log', () => {
   it('summarises late results counted together without an order as what they are', () => {
     const counted = { seq: 3, ts: 1, type: 'result_rejected', order_id: null, step: null, worker_id: 'w-2', count: 12, message: '12 more late results' };
     assert.deepEqual(summary(counted), ['12 more late results from w-2 ignored (counted, not listed one by one)']);
+  });
+});
+
+describe('an empty log', () => {
+  it('says a picked kind hides the rest, and how to see every kind again', () => {
+    assert.equal(emptyLogText('moves', ''), 'No moves in the log. Showing Moves only: click Moves again, or All, for every kind.');
+    assert.equal(emptyLogText('failures', 'w-2'), 'No failures in the log matching “w-2”. Showing Failures only: click Failures again, or All, for every kind.');
+    assert.equal(emptyLogText(null, 'zzz'), 'Nothing in the log matches “zzz”.');
+    assert.equal(emptyLogText(null, ''), 'Failures, retries, moves, worker changes and operator actions appear here.');
+  });
+});
+
+describe('a failed compensation', () => {
+  it('is an incident of its order, with the order to open (where its undos are retried)', () => {
+    const incident = {
+      id: 20, kind: 'compensation_failed', ts: 3, title: 'order o-9 compensation failed: refund declined',
+      message: 'order o-9 compensation failed: refund declined', worker: null, order: 'o-9', pinned: true,
+      counts: {}, caused: [], caused_total: 0,
+    };
+    const [shown] = entries([], all, 200, [incident]);
+    assert.equal(shown.ev.type, 'order_compensation_failed');
+    assert.equal(shown.ev.order_id, 'o-9');
   });
 });

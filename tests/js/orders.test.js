@@ -181,7 +181,8 @@ describe('stream events', () => {
     const done = feed.event('order_completed', { order_id: 'o-1' });
     applyAll(b, [done, feed.event('order_cancelled', { order_id: 'o-2' })]);
     assert.equal(b.get('o-1').finishedAt, done.ts);
-    assert.deepEqual(b.countByStatus(), { all: 3, pending: 1, in_progress: 0, completed: 1, failed: 0, cancelled: 1 });
+    assert.deepEqual(b.countByStatus(), { all: 3, pending: 1, in_progress: 0, completed: 1, failed: 0, cancelled: 1,
+      compensating: 0, compensated: 0, compensation_failed: 0 });
   });
 
   it('bump the versions the table redraws by', () => {
@@ -274,5 +275,59 @@ describe('the cap on held orders', () => {
     for (let n = 1; n <= 1002; n++) b.apply(feed.submitted(`o-${n}`));
     assert.equal(b.list.length, 1);
     assert.equal(b.stubs, 1);
+  });
+});
+
+describe('a saga (an order undoing its succeeded steps)', () => {
+  function failedAfterTheCharge(b, feed) {
+    b.apply(feed.submitted('o-1', 'ecommerce_invoiced'));
+    applyAll(b, feed.runs('o-1', 'payment'));
+    applyAll(b, feed.runs('o-1', 'invoice'));
+    applyAll(b, feed.runs('o-1', 'packing'));
+    b.apply(feed.task('task_failed', 'o-1', 'shipping', { error: 'carrier down' }));
+    b.apply(feed.event('order_compensating', {
+      order_id: 'o-1', undo: ['unpack', 'void', 'refund'],
+      undoes: { unpack: 'packing', void: 'invoice', refund: 'payment' },
+    }));
+  }
+
+  it('adds its undos, the first ready and each next once the one before succeeded', () => {
+    const b = book();
+    const feed = new Feed();
+    failedAfterTheCharge(b, feed);
+    const rec = b.get('o-1');
+    assert.equal(rec.status, 'compensating');
+    assert.equal(rec.tasks.void.compensates, 'invoice');
+    assert.deepEqual(statuses(rec), {
+      payment: 'succeeded', packing: 'succeeded', invoice: 'succeeded', shipping: 'failed',
+      unpack: 'ready', void: 'pending', refund: 'pending',
+    });
+    applyAll(b, feed.runs('o-1', 'unpack'));
+    assert.equal(rec.tasks.void.status, 'ready');
+    assert.equal(rec.tasks.refund.status, 'pending');
+    applyAll(b, feed.runs('o-1', 'void'));
+    applyAll(b, feed.runs('o-1', 'refund'));
+    b.apply(feed.event('order_compensated', { order_id: 'o-1' }));
+    assert.equal(rec.status, 'compensated');
+    assert.equal(rec.stage, 'compensated');
+    assert.equal(b.countByStage().compensated, 1);
+  });
+
+  it('retries only the undos when its compensation failed', () => {
+    const b = book();
+    const feed = new Feed();
+    failedAfterTheCharge(b, feed);
+    applyAll(b, feed.runs('o-1', 'unpack'));
+    b.apply(feed.task('task_failed', 'o-1', 'void', { error: 'declined' }));
+    b.apply(feed.task('task_cancelled', 'o-1', 'refund'));
+    b.apply(feed.event('order_compensation_failed', { order_id: 'o-1' }));
+    const rec = b.get('o-1');
+    assert.equal(rec.stage, 'compensation_failed');
+    b.apply(feed.event('order_retried', { order_id: 'o-1', undos: ['unpack', 'void', 'refund'] }));
+    assert.equal(rec.status, 'compensating');
+    assert.equal(rec.tasks.shipping.status, 'failed'); // the failed step is not retried
+    assert.equal(rec.tasks.unpack.status, 'succeeded');
+    assert.deepEqual([rec.tasks.void.status, rec.tasks.refund.status], ['ready', 'pending']);
+    assert.equal(rec.tasks.refund.compensates, 'payment');
   });
 });

@@ -18,8 +18,11 @@ describe('states', () => {
     assert.equal(workerStatus('lost').cls, 'w-removed');
   });
 
-  it('that end an order are completed, failed and cancelled', () => {
-    assert.deepEqual([...TERMINAL].sort(), ['cancelled', 'completed', 'failed']);
+  it('that end an order are completed, failed, cancelled and a saga\'s two ends', () => {
+    assert.deepEqual([...TERMINAL].sort(),
+      ['cancelled', 'compensated', 'compensation_failed', 'completed', 'failed']);
+    assert.equal(orderStatus('compensating').label, 'compensating');
+    assert.equal(orderStatus('compensation_failed').cls, 's-failed');
   });
 });
 

@@ -26,6 +26,7 @@ export const INCIDENT_EVENT = {
   step_paused: 'step_paused',
   breaker_tripped: 'breaker_tripped',
   step_resumed: 'step_resumed',
+  compensation_failed: 'order_compensation_failed',
 };
 
 const orderLink = (id) => h('button', { type: 'button', class: 'log-order mono', dataset: { open: id }, text: id });
@@ -54,11 +55,23 @@ export function summary(ev) {
   }
 }
 
+/** What an empty log says: with a kind picked or text typed, that they hide the rest and how
+ *  to see every kind again, never only that events "appear here". */
+export function emptyLogText(only, query) {
+  const typed = query ? ` matching “${query}”` : '';
+  if (only) {
+    const label = LOG_GROUPS[only].label;
+    return `No ${label.toLowerCase()} in the log${typed}. Showing ${label} only: click ${label} again, or All, for every kind.`;
+  }
+  if (query) return `Nothing in the log matches “${query}”.`;
+  return 'Failures, retries, moves, worker changes and operator actions appear here.';
+}
+
 /** An incident as the log shows it: an event-like head (its badge, tone, time, text). */
 export function incidentEvent(incident) {
   return {
     seq: incident.id, ts: incident.ts, type: INCIDENT_EVENT[incident.kind] || 'server_restarted',
-    worker_id: incident.worker, message: incident.message,
+    worker_id: incident.worker, message: incident.message, order_id: incident.order ?? null,
   };
 }
 
@@ -108,11 +121,7 @@ export class EventLog {
     const groups = [['all', { label: 'All', title: 'Every kind of event' }], ...Object.entries(LOG_GROUPS)];
     for (const [key, group] of groups) {
       const button = h('button', { type: 'button', class: `seg seg-${key}`, 'aria-pressed': String(key === 'all'), dataset: { group: key }, title: group.title, text: group.label });
-      button.addEventListener('click', () => {
-        this.only = key === 'all' || this.only === key ? null : key;
-        for (const [other, b] of this.groupButtons) b.setAttribute('aria-pressed', String(other === (this.only ?? 'all')));
-        this._changed();
-      });
+      button.addEventListener('click', () => this.show(key === 'all' || this.only === key ? null : key));
       this.groupButtons.set(key, button);
       els.groups.append(button);
     }
@@ -121,6 +130,12 @@ export class EventLog {
       this._changed();
     });
     const onClick = (event) => {
+      // An entry's kind (its badge) shows only that kind, as its button above does.
+      const kind = event.target.closest('.ev-badge[data-group]');
+      if (kind) {
+        this.show(kind.dataset.group);
+        return;
+      }
       const opener = event.target.closest('[data-open]');
       if (opener) {
         openOrder(opener.dataset.open);
@@ -141,6 +156,13 @@ export class EventLog {
     };
     els.list.addEventListener('click', onClick);
     els.incidents.addEventListener('click', onClick);
+  }
+
+  /** Show only the kind `only` (a key of LOG_GROUPS), or every kind (null). */
+  show(only) {
+    this.only = only;
+    for (const [other, b] of this.groupButtons) b.setAttribute('aria-pressed', String(other === (this.only ?? 'all')));
+    this._changed();
   }
 
   _changed() {
@@ -171,10 +193,15 @@ export class EventLog {
       'aria-expanded': String(open),
     },
     h('span', { class: 'log-time num', text: fmtClock(ev.ts).slice(0, 8) }),
-    h('span', { class: `ev-badge tone-${tone}`, text: incident?.kind === 'failover' ? 'new leader' : (EVENT_LABEL[ev.type] || ev.type) }),
+    h('span', {
+      class: `ev-badge tone-${tone}`, text: incident?.kind === 'failover' ? 'new leader' : (EVENT_LABEL[ev.type] || ev.type),
+      ...(LOG_GROUP_OF[ev.type] ? { dataset: { group: LOG_GROUP_OF[ev.type] }, title: `Show only ${LOG_GROUPS[LOG_GROUP_OF[ev.type]].label.toLowerCase()}` } : {}),
+    }),
     incident
       ? h('span', { class: 'log-message incident-text' },
         h('b', { class: 'incident-head', text: incident.title }),
+        // An order's incident (a failed compensation) opens it: its view has the retry.
+        incident.order ? [' ', orderLink(incident.order)] : null,
         caused.length ? h('span', { class: 'incident-more muted', text: open ? ' ▾' : ' ▸ show' }) : null)
       : h('span', { class: 'log-message' }, ...summary(ev)));
     if (pinned) item.append(h('button', { type: 'button', class: 'btn btn-sm incident-dismiss', dataset: { dismiss: String(ev.seq) }, title: 'Unpin (it stays in the log)', text: '✕' }));
@@ -208,6 +235,7 @@ export class EventLog {
     const shown = entries(log, (ev) => this._matches(ev), MAX_ROWS, incidents);
     this.els.list.replaceChildren(...shown.map((entry) => this._item(entry)));
     this.els.empty.hidden = shown.length > 0;
+    if (!shown.length) this.els.empty.textContent = emptyLogText(this.only, this.query);
     const oldest = this.now() - PINNED_SECONDS;
     const pinned = incidents
       .filter((i) => i.pinned && i.ts >= oldest && !this.dismissed.has(i.id))

@@ -5,14 +5,18 @@
 // The filters are the stages the tiles count (states.js ORDER_STAGE), and their counts are
 // the server's (`stats.progress`, as the tiles'), never the page's: the page holds only the
 // newest orders. Choosing a filter fetches the orders of that stage the page does not hold
-// (up to the orders it may hold), so the rows shown are the orders counted. Search matches ids
-// and customers of the orders held; Enter opens an order by its id (held or not: the server
-// answers) or asks the server for a customer's orders. A filtered set (or, under Failed, a
-// group of failures by step and reason) can be retried or cancelled in one action.
+// (up to the orders it may hold), so the rows shown are the orders counted. The search box
+// looks for a part of an order's id, customer, SKU, error or workflow, with a submission time
+// range: the orders held that match show at once, the server's answer (its memory and its
+// journal, GET /api/orders?text=...) a moment later; the search is the page's address
+// (search.js), so it can be shared and a reload keeps it. Enter on an id opens that order
+// (held or not: the server answers). A filtered set (or, under Failed, a group of failures
+// by step and reason) can be retried or cancelled in one action.
 
 import { api } from '../api.js';
 import { fmtDuration, fmtInt, h, plural, setClass, setText } from '../dom.js';
 import { orderError } from '../orders.js';
+import { apiQuery, describeSearch, isActive, matchesHeld, searchFromLocation, searchToLocation } from '../search.js';
 import { orderStageStyle, taskState, TERMINAL } from '../states.js';
 
 export const DEFAULT_ROW_HEIGHT = 32;
@@ -25,6 +29,10 @@ const ORDER_ID = /^o-[0-9a-z]{6,}$/i;
 // A filter whose orders the page lacks reads them again at most this often (its count is
 // the server's, which changes with every order).
 const RELOAD_GAP_MS = 2000;
+// Typing asks the server once it pauses this long; Enter or a time bound asks at once.
+const SEARCH_PAUSE_MS = 300;
+// Orders a search reads from the server (one page of GET /api/orders, its largest).
+const SEARCH_LIMIT = 500;
 
 /** The order statuses GET /api/orders filters by, that hold each stage's orders. */
 export const STAGE_STATUSES = {
@@ -62,8 +70,9 @@ export function retriesOf(rec) {
 }
 
 export class OrdersTable {
-  /** els: {body, spacer, filters, search, count, empty, triage, groups, bulk, bulkWhat,
-   *  bulkRetry, bulkCancel}; store: Store; openOrder(id); deps: {confirm, toast} */
+  /** els: {body, spacer, filters, search, since, until, clear, count, empty, triage, groups,
+   *  bulk, bulkWhat, bulkRetry, bulkCancel}; store: Store; openOrder(id); deps: {confirm,
+   *  toast} */
   constructor(els, store, openOrder, { confirm = null, toast = () => {}, loadStatuses = null } = {}) {
     this.els = els;
     this.loadStatuses = loadStatuses; // (statuses) => Promise: hold the server's orders of them
@@ -75,8 +84,12 @@ export class OrdersTable {
     this.openOrder = openOrder;
     this.confirm = confirm;
     this.toast = toast;
-    this.filter = FILTERS[0];
-    this.query = '';
+    // The search, as the page's address says it (a shared link, a reload).
+    this.search = searchFromLocation(window.location.search, Number(els.search.maxLength) > 0 ? els.search.maxLength : 32);
+    this.filter = FILTERS.find((f) => f.key === this.search.stage) ?? FILTERS[0];
+    this.found = null; // the server's answer: {key, ids: Set, more}, or null
+    this.searching = null; // the key of the search the server is asked now
+    this.searchTimer = null;
     this.group = null; // the failure group narrowing the view: {key, step, reason, ids: Set, count}
     this.groups = []; // the server's failure groups (GET /api/failures), under Failed
     this.groupsTimer = null;
@@ -97,11 +110,18 @@ export class OrdersTable {
       els.filters.append(button);
       this.filterButtons.set(f.key, { button, count });
     }
-    els.search.addEventListener('input', () => {
-      this.query = els.search.value;
-      this.viewKey = null;
-      els.body.scrollTop = 0;
-      this.onChange?.();
+    els.search.value = this.search.q;
+    if (els.since) els.since.value = this.search.from;
+    if (els.until) els.until.value = this.search.to;
+    els.search.addEventListener('input', () => this._searchChanged({ q: els.search.value }, SEARCH_PAUSE_MS));
+    for (const [el, key] of [[els.since, 'from'], [els.until, 'to']]) {
+      el?.addEventListener('change', () => this._searchChanged({ [key]: el.value }, 0));
+    }
+    els.clear?.addEventListener('click', () => {
+      els.search.value = '';
+      if (els.since) els.since.value = '';
+      if (els.until) els.until.value = '';
+      this._searchChanged({ q: '', from: '', to: '' }, 0);
     });
     els.search.addEventListener('keydown', (event) => {
       if (event.key !== 'Enter') return;
@@ -112,7 +132,7 @@ export class OrdersTable {
       event.preventDefault();
       if (this.book.get(q) || ORDER_ID.test(q)) openOrder(q); // not held: the server answers
       else if (this.view?.length === 1) openOrder(this.view[0].id);
-      else this.searchServer(q);
+      else this.searchServer();
     });
     els.body.addEventListener('scroll', () => this.onChange?.(), { passive: true });
     els.body.addEventListener('click', (event) => {
@@ -142,6 +162,10 @@ export class OrdersTable {
     const narrow = window.matchMedia?.('(max-width: 700px)');
     narrow?.addEventListener?.('change', () => this._measure());
     this._measure();
+    // A search from the address: its stage shows (triage under Failed), and the server is
+    // asked once the page has its first snapshot (and its token, if the server has one).
+    this.searchOnSnapshot = isActive(this.search);
+    if (this.filter !== FILTERS[0]) this.setFilter(this.filter);
   }
 
   /** The row height the stylesheet gives (taller rows on narrow screens). */
@@ -154,6 +178,7 @@ export class OrdersTable {
 
   setFilter(filter) {
     this.filter = filter;
+    this._searchChanged({ stage: filter.key }, 0);
     this.group = null;
     this.viewKey = null;
     this.els.body.scrollTop = 0;
@@ -197,22 +222,56 @@ export class OrdersTable {
       });
   }
 
-  // ------------------------------------------------------------------ the server's side
+  // ------------------------------------------------------------------ the search
 
-  /** Ask the server for a customer's orders (beyond those the page holds) and hold them. */
-  async searchServer(q) {
+  /** Part of the search changed: the address follows, the view is rebuilt, and (when it
+   *  asks for anything) the server is asked after `pause` ms. */
+  _searchChanged(change, pause) {
+    Object.assign(this.search, change);
+    const address = `${window.location.pathname}${searchToLocation(this.search)}${window.location.hash}`;
+    if (address !== `${window.location.pathname}${window.location.search}${window.location.hash}`) {
+      window.history.replaceState(window.history.state, '', address);
+    }
+    this.viewKey = null;
+    this.els.body.scrollTop = 0;
+    clearTimeout(this.searchTimer);
+    this.searchTimer = null;
+    if (!isActive(this.search)) this.found = null;
+    else if (this.store.lastSeq === null) this.searchOnSnapshot = true; // not connected yet
+    else this.searchTimer = setTimeout(() => this.searchServer(), pause);
+    this.onChange?.();
+  }
+
+  /** Ask the server for the orders the search matches (its memory and its journal, beyond
+   *  those the page holds) and hold them; the view shows them with the held matches. */
+  async searchServer() {
+    clearTimeout(this.searchTimer);
+    this.searchTimer = null;
+    if (!isActive(this.search)) return;
+    const query = apiQuery(this.search, SEARCH_LIMIT);
+    this.searching = query;
+    this.onChange?.();
     try {
-      const data = await api(`/api/orders?customer=${encodeURIComponent(q)}&limit=500`);
+      const data = await api(`/api/orders?${query}`);
+      if (this.searching !== query) return; // the search changed meanwhile
       const seq = this.store.lastSeq ?? 0;
       for (const order of data.orders) this.book.upsert(order, seq);
       this.store.mark('orders');
-      this.viewKey = null;
-      const more = data.next_cursor ? ' (the newest 500)' : '';
-      this.toast(data.orders.length ? `${plural(data.orders.length, 'order')} of “${q}” from the server${more}`
-        : `No order on the server has a customer like “${q}”`, data.orders.length ? 'good' : 'info');
+      this.found = { key: query, ids: new Set(data.orders.map((o) => o.id)), more: Boolean(data.next_cursor) };
     } catch (err) {
-      this.toast(`Search failed: ${err.message}`, 'bad');
+      if (this.searching === query) this.toast(`Search failed: ${err.message}`, 'bad');
+    } finally {
+      if (this.searching === query) this.searching = null;
+      this.viewKey = null;
+      this._countsKey = null;
+      this.onChange?.();
     }
+  }
+
+  /** The server's answer to the search as it is now (null while it is asked, or none). */
+  _answer() {
+    if (!this.found || !isActive(this.search)) return null;
+    return this.found.key === apiQuery(this.search, SEARCH_LIMIT) ? this.found : null;
   }
 
   /** Re-read the failure groups within `ms` (while the Failed filter shows them). */
@@ -300,7 +359,7 @@ export class OrdersTable {
 
   _drawBulk(missing = 0) {
     // Only a narrowed set (a filter, a search, a failure group) can be acted on at once.
-    const narrowed = this.group !== null || this.filter.stages !== null || this.query.trim() !== '';
+    const narrowed = this.group !== null || this.filter.stages !== null || isActive(this.search);
     if (!narrowed) {
       this.els.bulk.hidden = true;
       return;
@@ -328,18 +387,20 @@ export class OrdersTable {
   _rebuildView() {
     const b = this.book;
     // Without a filter or a query the view is the book's own list, read back to front.
-    const filtered = this.filter.stages !== null || this.query.trim() !== '' || this.group !== null;
+    const searching = isActive(this.search);
+    const filtered = this.filter.stages !== null || searching || this.group !== null;
+    const answer = this._answer();
     // Stage changes move orders between filters; any change may matter to a search (an
     // order's customer arrives after its id).
     const key = filtered
-      ? `${this.filter.key}|${this.query}|${this.group?.key ?? ''}|${b.structureVersion}|${b.statusVersion}|${this.query.trim() ? b.changeVersion : ''}`
+      ? `${this.filter.key}|${searchToLocation(this.search)}|${answer?.key ?? ''}|${this.group?.key ?? ''}|${b.structureVersion}|${b.statusVersion}|${searching ? b.changeVersion : ''}`
       : `all|${b.structureVersion}`;
     if (key === this.viewKey) return false;
     const anchor = this._anchor();
     this.viewKey = key;
     if (!filtered) this.view = null;
     else {
-      const q = this.query.trim().toLowerCase();
+      const search = this.search;
       const stages = this.filter.stages;
       const ids = this.group?.ids;
       const out = [];
@@ -348,7 +409,7 @@ export class OrdersTable {
         const rec = list[i];
         if (stages && !stages.has(rec.stage)) continue;
         if (ids && !ids.has(rec.id)) continue;
-        if (q && !rec.id.toLowerCase().includes(q) && !(rec.customer || '').toLowerCase().includes(q)) continue;
+        if (searching && !answer?.ids.has(rec.id) && !matchesHeld(rec, search)) continue;
         out.push(rec);
       }
       this.view = out;
@@ -455,7 +516,7 @@ export class OrdersTable {
       if (task.attempts > 1) extra.push(`×${task.attempts}`);
       if (task.moves) extra.push('⇄');
       setText(chip.extra, extra.join(' '));
-      chip.el.title = `${step}: ${ts.label}${task.attempts ? `, attempt ${task.attempts}` : ''}${task.worker ? ` on ${task.worker}` : ''}${task.moves ? `, moved ${task.moves}×` : ''}`;
+      chip.el.title = `${step}${task.compensates ? ` (undoes ${task.compensates})` : ''}: ${ts.label}${task.attempts ? `, attempt ${task.attempts}` : ''}${task.worker ? ` on ${task.worker}` : ''}${task.moves ? `, moved ${task.moves}×` : ''}`;
       if (task.worker && task.status !== 'pending') worker = task.worker;
     });
     for (let i = rec.steps.length; i < row.chips.length; i++) row.chips[i].el.remove();
@@ -483,10 +544,16 @@ export class OrdersTable {
 
   /** The line beside the filters: how many rows are shown of how many the server counts. */
   _countText(total, server, held) {
-    const q = this.query.trim();
-    if (total === 0 && q && ORDER_ID.test(q) && !this.book.get(q)) return 'not held here: Enter opens it';
-    if (total === 0 && q) return 'none held: Enter asks the server';
-    if (q || this.group) return `${fmtInt(total)} of ${plural(held.all, 'order')} held here`;
+    const q = this.search.q.trim();
+    if (isActive(this.search)) {
+      const answer = this._answer();
+      if (!answer) {
+        if (total === 0 && q && ORDER_ID.test(q) && !this.book.get(q)) return 'not held here: Enter opens it';
+        return `${fmtInt(total)} held here match; searching the server…`;
+      }
+      return `${plural(total, 'order')} found${answer.more ? ` (the server's newest ${fmtInt(SEARCH_LIMIT)} and those held here)` : ''}`;
+    }
+    if (this.group) return `${fmtInt(total)} of ${plural(held.all, 'order')} held here`;
     const counted = server[this.filter.key];
     if (total >= counted) return plural(total, 'order');
     const why = this.loading ? 'reading the rest from the server…'
@@ -494,9 +561,29 @@ export class OrdersTable {
     return `${fmtInt(total)} of ${plural(counted, 'order')} (${why})`;
   }
 
+  /** What an empty table says: what was searched and where, never "no orders yet" while the
+   *  server counts some. */
+  _emptyText(server) {
+    if (isActive(this.search)) {
+      const what = describeSearch(this.search, this.filter.label);
+      return this._answer()
+        ? `No order found for ${what}. Searched the server (its memory and journal) and the orders held here.`
+        : `None held here for ${what}. Searching the server…`;
+    }
+    if (server.all > 0 && this.filter.stages !== null) {
+      return `No ${this.filter.label.toLowerCase()} orders held here${this.loading ? ' yet: reading them from the server…' : '.'}`;
+    }
+    if (server.all > 0) return `No orders held here yet (the server counts ${fmtInt(server.all)}).`;
+    return 'No orders yet. Submit one above, or a batch of demo orders.';
+  }
+
   /** Draw the rows in view. `tick` changes once a second so active rows' ages move. */
   render(tick) {
     const started = performance.now();
+    if (this.searchOnSnapshot && this.store.lastSeq !== null && this.store.lastSeq !== undefined) {
+      this.searchOnSnapshot = false;
+      this.searchServer();
+    }
     const viewChanged = this._rebuildView();
     const body = this.els.body;
     const rowHeight = this.rowHeight;
@@ -532,18 +619,16 @@ export class OrdersTable {
       }
     }
     const server = this.counts();
-    const countsKey = `${this.book.structureVersion}|${this.book.statusVersion}|${total}|${this.query}|${Object.values(server).join(',')}|${this.loading}`;
+    const countsKey = `${this.book.structureVersion}|${this.book.statusVersion}|${total}|${searchToLocation(this.search)}|${this._answer()?.key}|${Object.values(server).join(',')}|${this.loading}`;
     if (viewChanged || countsKey !== this._countsKey) {
       this._countsKey = countsKey;
       const held = this.book.countByStage();
       // The server's counts: the same numbers as the tiles and /api/stats.
       for (const [key, { count: el }] of this.filterButtons) setText(el, fmtInt(server[key]));
       setText(this.els.count, this._countText(total, server, held));
-      setText(this.els.empty, total === 0 && server.all > 0 && this.filter.stages !== null
-        ? `No ${this.filter.label.toLowerCase()} orders held here${this.loading ? ' yet: reading them from the server…' : '.'}`
-        : 'No orders yet. Submit one above, or a batch of demo orders.');
+      setText(this.els.empty, this._emptyText(server));
       this.els.empty.hidden = total > 0;
-      const missing = this.filter.stages !== null && !this.query.trim() && !this.group
+      const missing = this.filter.stages !== null && !isActive(this.search) && !this.group
         ? Math.max(0, server[this.filter.key] - held[this.filter.key]) : 0;
       this._drawBulk(missing);
       this._holdFiltered(server, held);

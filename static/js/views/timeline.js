@@ -1,7 +1,8 @@
-// One order's timeline (GET /api/orders/<id>): its workflow drawn as a DAG with each step's
-// state and why a ready step waits, its steps with their policies, moves and full errors, and
-// every event in order with workers, attempts, errors, moves (and their cause) and who did
-// what. Refreshes while open as events arrive, and every second while a step waits (its
+// One order's timeline (GET /api/orders/<id>): what was ordered (its lines and total), its
+// workflow drawn as a DAG with each step's state and why a ready step waits, its steps with
+// their policies, moves and full errors, each step's result and each failed attempt's error
+// with its traceback (folded), and every event in order with workers, attempts, errors, moves
+// (and their cause) and who did what. Refreshes while open as events arrive, and every second while a step waits (its
 // reason may change without an event).
 //
 // The open order is in the page's address (#order=<id>): a reload reopens it, and the link
@@ -9,6 +10,7 @@
 
 import { api } from '../api.js';
 import { fmtClock, fmtDuration, fmtInt, h, setText, svg } from '../dom.js';
+import { fmtMoney, oneLine, orderLines, raisedAt, resultText, stepAttempts } from '../orderdetail.js';
 import { EVENT_LABEL, eventTone, orderStatus, taskState, TERMINAL } from '../states.js';
 import { dagGeometry, layoutDag, policyParts } from '../workflows.js';
 
@@ -17,6 +19,8 @@ const WAITING_REFRESH_MS = 1000;
 // The DAG's boxes (px): their height, the gap between levels, the narrowest a box's share of
 // its level may get before the drawing scrolls sideways.
 const DAG = { box: 54, gap: 30, minShare: 112 };
+// Lines of an order drawn in its view (an order may have 1,000); the rest are counted.
+const MAX_LINES_SHOWN = 100;
 
 export class Timeline {
   /** els: {root, title, body, close}; toast(message, tone); workflow(name): the server's
@@ -126,8 +130,14 @@ export class Timeline {
     }
     if (this.orderId !== id) return; // closed or switched meanwhile
     const keepScroll = this.els.body.scrollTop;
+    // What the reader unfolded (a traceback, a result) stays unfolded through refreshes.
+    const unfolded = new Set([...this.els.body.querySelectorAll('details[open]')].map((d) => d.dataset.fold));
     const workflow = this.workflow(order.workflow);
-    this.els.body.replaceChildren(this._summary(order), this._dag(order, workflow), this._steps(order, workflow), this._events(order));
+    this.els.body.replaceChildren(this._summary(order), this._lines(order), this._dag(order, workflow),
+      this._steps(order, workflow), this._attempts(order), this._events(order));
+    for (const fold of this.els.body.querySelectorAll('details[data-fold]')) {
+      if (unfolded.has(fold.dataset.fold)) fold.open = true;
+    }
     this.els.body.scrollTop = keepScroll;
     this.els.root.dataset.status = order.status;
     if (!TERMINAL.has(order.status) && Object.values(order.tasks || {}).some((t) => t.waiting_for)) {
@@ -190,22 +200,81 @@ export class Timeline {
 
   _summary(order) {
     const st = orderStatus(order.status);
-    const items = order.data?.items || [];
-    const total = items.reduce((sum, it) => sum + (Number(it.qty) || 0) * (Number(it.price) || 0), 0);
+    const { lines, total, units } = orderLines(order.data);
     const took = order.finished_at ? fmtDuration(order.finished_at - order.submitted_at) : 'not finished';
     const field = (label, ...value) => h('div', { class: 'kv' }, h('dt', { text: label }), h('dd', {}, ...value));
     const actions = h('div', { class: 'tl-actions' });
     if (!TERMINAL.has(order.status)) actions.append(this._action(order.id, 'cancel', 'Cancel order'));
     if (order.status === 'failed') actions.append(this._action(order.id, 'retry', 'Retry from the failed step'));
+    // A saga whose undo ran out of retries: only its undos run again.
+    if (order.status === 'compensation_failed') actions.append(this._action(order.id, 'retry', 'Retry the undos'));
     return h('section', { class: 'tl-summary' },
       h('dl', { class: 'kv-grid' },
         field('Customer', h('span', { class: 'tl-customer', text: order.customer ?? '' })),
         field('Status', h('span', { class: `badge ${st.cls}`, text: `${st.glyph} ${st.label}` })),
         field('Workflow', order.workflow, order.priority ? h('span', { class: 'muted', text: ` · priority ${order.priority}` }) : null),
-        field('Items', `${fmtInt(items.length)} line${items.length === 1 ? '' : 's'} · ${total.toFixed(2)}`),
+        field('Items', `${fmtInt(units)} unit${units === 1 ? '' : 's'} in ${fmtInt(lines.length)} line${lines.length === 1 ? '' : 's'} · total ${fmtMoney(total)}`),
         field('Submitted', fmtClock(order.submitted_at)),
         field('Took', took)),
       actions);
+  }
+
+  /** What was ordered: SKU, quantity, unit price and line total, then the order's total. */
+  _lines(order) {
+    const { lines, total } = orderLines(order.data);
+    const shown = lines.slice(0, MAX_LINES_SHOWN);
+    const num = (text) => h('td', { class: 'num', text });
+    const rows = shown.map((line) => h('tr', {},
+      h('td', { class: 'mono tl-sku', text: line.sku }), num(fmtInt(line.qty)), num(fmtMoney(line.price)), num(fmtMoney(line.total))));
+    if (lines.length > shown.length) {
+      rows.push(h('tr', { class: 'muted' }, h('td', { colspan: '4', text: `and ${fmtInt(lines.length - shown.length)} more lines (in the total below)` })));
+    }
+    return h('section', { class: 'tl-lines' },
+      h('h3', { text: 'Ordered' }),
+      h('div', { class: 'tl-steps-scroll' },
+        h('table', { class: 'tl-items' },
+          h('thead', {}, h('tr', {}, h('th', { text: 'SKU' }), ...['Qty', 'Price', 'Line total'].map((t) => h('th', { class: 'num', text: t })))),
+          h('tbody', {}, rows),
+          h('tfoot', {}, h('tr', {}, h('td', { colspan: '3', text: 'Total' }), num(fmtMoney(total)))))));
+  }
+
+  /** Each step's result, and each failed attempt's error with where it was raised and its
+   *  traceback, folded (a traceback is the handler's text: shown as text, never markup). */
+  _attempts(order) {
+    const blocks = stepAttempts(order).map((s) => {
+      const ts = taskState(s.status);
+      const block = h('div', { class: 'tl-attempts-step', dataset: { step: s.step } },
+        h('div', { class: 'tl-attempts-head' },
+          h('span', { class: `chip ${ts.cls}` }, h('span', { class: 'chip-glyph', text: ts.glyph }), h('span', { class: 'chip-name', text: s.step }), h('span', { class: 'chip-state', text: ts.label }))));
+      if (s.hasResult) {
+        const text = resultText(s.result);
+        block.append(h('details', { class: 'tl-fold tl-result', dataset: { fold: `result:${s.step}` } },
+          h('summary', {}, h('span', { class: 'tl-fold-label', text: 'Result ' }), h('code', { class: 'tl-preview', text: oneLine(text) })),
+          h('pre', { class: 'tl-pre', text })));
+      } else if (s.failures.length === 0) {
+        block.append(h('div', { class: 'muted small', text: s.attempts ? 'no result yet' : 'not started' }));
+      }
+      for (const f of s.failures) {
+        const where = raisedAt(f.traceback);
+        const head = h('div', { class: 'tl-failure-head' },
+          h('span', { class: 'tl-failure-which', text: `Attempt ${f.attempt}${f.worker ? ` on ${f.worker}` : ''}` }),
+          h('span', { class: 'tl-time num', title: fmtClock(f.ts), text: fmtClock(f.ts) }));
+        const failure = h('div', { class: 'tl-failure', dataset: { attempt: String(f.attempt) } },
+          head, h('div', { class: 'tl-error', text: f.error }));
+        if (f.traceback) {
+          const count = f.traceback.split('\n').length;
+          failure.append(h('details', { class: 'tl-fold tl-trace', dataset: { fold: `trace:${f.seq}` } },
+            h('summary', {}, h('span', { class: 'tl-fold-label', text: `Traceback (${fmtInt(count)} lines)` }),
+              where ? h('span', { class: 'muted', text: ` · raised at ${where}` }) : null),
+            h('pre', { class: 'tl-pre', text: f.traceback })));
+        } else {
+          failure.append(h('div', { class: 'muted small', text: 'no traceback (a TaskError, a time limit, a lost worker, or a result that is not JSON)' }));
+        }
+        block.append(failure);
+      }
+      return block;
+    });
+    return h('section', { class: 'tl-attempts' }, h('h3', { text: 'Results and failed attempts' }), blocks);
   }
 
   _action(id, action, label) {
@@ -239,7 +308,8 @@ export class Timeline {
       const moved = h('td', { class: 'num tl-moved', text: t.moves ? fmtInt(t.moves) : '–' });
       if (t.moves) moved.title = `moved ${fmtInt(t.moves)}× off a worker that died or drained; its worker died under it ${fmtInt(t.reassignments ?? 0)}× while it ran`;
       return h('tr', { dataset: { step } },
-        h('td', {}, h('span', { class: `chip ${ts.cls}` }, h('span', { class: 'chip-glyph', text: ts.glyph }), h('span', { class: 'chip-name', text: step }), h('span', { class: 'chip-state', text: ts.label }))),
+        h('td', {}, h('span', { class: `chip ${ts.cls}` }, h('span', { class: 'chip-glyph', text: ts.glyph }), h('span', { class: 'chip-name', text: step }), h('span', { class: 'chip-state', text: ts.label })),
+          t.compensates ? h('span', { class: 'tl-undoes muted', text: ` ↶ undoes ${t.compensates}` }) : null),
         h('td', { class: 'num', text: fmtInt(t.attempts) }),
         h('td', { class: 'mono', text: t.worker ?? '–' }),
         moved,

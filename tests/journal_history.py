@@ -50,6 +50,10 @@ SQLITE: dict[int, list[str]] = {
         "DROP INDEX orders_finished_by_number",
         "CREATE INDEX IF NOT EXISTS orders_finished_by_number ON orders (number) WHERE status "
         "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
+    ],    9: [
+        "CREATE TABLE IF NOT EXISTS definitions (key TEXT PRIMARY KEY, workflow TEXT NOT NULL, "
+        "version TEXT NOT NULL, body TEXT NOT NULL)",
+        "ALTER TABLE orders ADD COLUMN version TEXT",
     ],
 }
 
@@ -100,6 +104,10 @@ POSTGRESQL: dict[int, list[str]] = {
         "DROP INDEX orders_finished_by_number",
         "CREATE INDEX orders_finished_by_number ON orders (number) WHERE status "
         "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
+    ],    8: [
+        "CREATE TABLE definitions (key TEXT PRIMARY KEY, workflow TEXT NOT NULL, "
+        "version TEXT NOT NULL, body TEXT NOT NULL)",
+        "ALTER TABLE orders ADD COLUMN version TEXT",
     ],
 }
 

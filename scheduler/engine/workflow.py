@@ -1,4 +1,10 @@
-"""Workflows: named DAGs of steps, validated when they are defined."""
+"""Workflows: named DAGs of steps, validated when they are defined.
+
+A workflow definition has a version (the app's, or one derived from its shape and its steps'
+policies, `steps/app.py`): an order is pinned to the definition it was submitted under
+(`key`), which the journal keeps once per version (`body`), so a restart with other code
+rebuilds the order's DAG as it was, never the one deployed since.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +27,14 @@ class Workflow:
     # A saga's compensations: step -> the step that undoes it once it succeeded, run when
     # the order fails or is cancelled later on. An undo is not a step of the DAG.
     compensations: Mapping[str, str] = field(default_factory=dict)
+    # Which definition of `name` this is ("" for one defined without a version): orders
+    # are pinned to it, and workers say which versions they run.
+    version: str = ""
 
     @classmethod
     def define(cls, name: str, steps: Iterable[tuple[str, Iterable[str]]],
-               compensations: Mapping[str, str] | None = None) -> Workflow:
+               compensations: Mapping[str, str] | None = None,
+               version: str = "") -> Workflow:
         """Build from `(step, [dependencies])` pairs and `compensations` (step -> its undo);
         raises WorkflowError for a bad graph or undo."""
         if not isinstance(name, str) or not name:
@@ -58,7 +68,35 @@ class Workflow:
             deps=deps,
             dependents={s: tuple(d) for s, d in dependents.items()},
             compensations=_check_compensations(name, deps, compensations or {}),
+            version=_check_version(name, version),
         )
+
+    @property
+    def key(self) -> str:
+        """The definition's identity: "checkout@2026.12.1" (the bare name without a
+        version). What an order is pinned to and what a worker offers."""
+        return f"{self.name}@{self.version}" if self.version else self.name
+
+    def label(self) -> str:
+        """How a person reads the definition: "checkout version 2026.12.1"."""
+        return f"{self.name} version {self.version}" if self.version else self.name
+
+    def body(self) -> dict:
+        """Its shape as the journal keeps it (JSON): steps in order with their
+        dependencies, and the undos."""
+        return {"steps": [[s, list(self.deps[s])] for s in self.steps],
+                "compensations": dict(self.compensations)}
+
+    @classmethod
+    def from_body(cls, name: str, version: str, body: Mapping) -> Workflow:
+        """A definition back from its journaled `body`."""
+        return cls.define(name, [(s, d) for s, d in body["steps"]],
+                          body.get("compensations") or {}, version)
+
+    def same_shape(self, other: Workflow) -> bool:
+        """Whether `other` has the same steps, dependencies and undos (in any order)."""
+        return (dict(self.deps) == dict(other.deps)
+                and dict(self.compensations) == dict(other.compensations))
 
     def undo_of(self, undo: str) -> str | None:
         """The step that `undo` compensates (None: `undo` is no undo of this workflow)."""
@@ -89,6 +127,15 @@ def _check_compensations(
                 f"workflow {name!r}: {undo!r} undoes both {seen[undo]!r} and {step!r}")
         seen[undo] = step
     return dict(compensations)
+
+
+def _check_version(name: str, version: str) -> str:
+    """A version is a short printable name without "@" (the key's separator)."""
+    if not isinstance(version, str) or "@" in version or len(version) > 64 or (
+            version and not version.isprintable()) or version != version.strip():
+        raise WorkflowError(f"workflow {name!r}: version {version!r} must be a printable "
+                            "name of at most 64 characters without '@' or outer spaces")
+    return version
 
 
 def _topological_order(name: str, deps: Mapping[str, tuple[str, ...]]) -> list[str]:

@@ -19,6 +19,7 @@ from .errors import Conflict, UnknownWorkflow
 from .model import ORDER_EVENT_CAP, Effects, Order, Task
 from .records import OrderRecord, ResumePoint, new_task_record
 from .states import ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
+from .workflow import Workflow
 from .zombies import Zombie
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
         return existing
     # The definition it was submitted under (the journal keeps each), whatever runs now.
     workflow = core.definitions.pinned(record.workflow, record.version)
-    if workflow is None:
+    if workflow is None or (not record.version and not _fits(workflow, record)):
         return None
     recorded = {t.step: t for t in record.tasks}
     tasks = {step: _task_back(core, record.id, recorded, step) for step in workflow.steps}
@@ -179,6 +180,23 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     if record.finished:
         core._remember_finished(record.id)
     return order
+
+
+def _fits(workflow: Workflow, record: OrderRecord) -> bool:
+    """Whether an order journaled before versions (no definition kept) can run `workflow`:
+    each recorded step is of it, and each that left `pending` has its dependencies
+    succeeded (no step inserted before one that already ran)."""
+    recorded = {t.step: t for t in record.tasks}
+    undos = set(workflow.compensations.values())
+    for task in record.tasks:
+        if task.step not in workflow.deps:
+            if task.step not in undos:
+                return False
+        elif task.state != S.PENDING.value and not all(
+                d in recorded and recorded[d].state == S.SUCCEEDED.value
+                for d in workflow.deps[task.step]):
+            return False
+    return True
 
 
 def _task_back(core: SchedulerCore, order_id: str, recorded: dict, step: str,

@@ -236,7 +236,7 @@ def test_one_version_with_two_shapes_is_refused_naming_it():
 
 
 def test_an_order_from_before_versions_with_a_step_the_workflow_lost_stays_in_the_journal():
-    old = Driver(V2.__class__.define("checkout", [("fraud", []), ("payment", ["fraud"])]))
+    old = Driver(Workflow.define("checkout", [("fraud", []), ("payment", ["fraud"])]))
     old.apply(old.core.submit("o1", dict(ORDER), 0.0, workflow="checkout"))
     new = restarted_with(old, UNVERSIONED, learn=())  # no fraud step any more
     assert "o1" not in views.orders(new.core)

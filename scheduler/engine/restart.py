@@ -182,9 +182,13 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     return order
 
 
+# States a step can be in without having run (a cancelled one may never have been ready).
+_NOT_STARTED = frozenset({S.PENDING.value, S.CANCELLED.value})
+
+
 def _fits(workflow: Workflow, record: OrderRecord) -> bool:
     """Whether an order journaled before versions (no definition kept) can run `workflow`:
-    each recorded step is of it, and each that left `pending` has its dependencies
+    each recorded step is of it, and each that became ready or ran has its dependencies
     succeeded (no step inserted before one that already ran)."""
     recorded = {t.step: t for t in record.tasks}
     undos = set(workflow.compensations.values())
@@ -192,7 +196,7 @@ def _fits(workflow: Workflow, record: OrderRecord) -> bool:
         if task.step not in workflow.deps:
             if task.step not in undos:
                 return False
-        elif task.state != S.PENDING.value and not all(
+        elif task.state not in _NOT_STARTED and not all(
                 d in recorded and recorded[d].state == S.SUCCEEDED.value
                 for d in workflow.deps[task.step]):
             return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class WorkflowError(ValueError):
@@ -71,7 +72,7 @@ class Workflow:
             version=_check_version(name, version),
         )
 
-    @property
+    @cached_property  # read for every ready task: made once
     def key(self) -> str:
         """The definition's identity: "checkout@2026.12.1" (the bare name without a
         version). What an order is pinned to and what a worker offers."""

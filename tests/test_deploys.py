@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import textwrap
 
+import pytest
 from conftest import wait_for
 
 from scheduler import App, Cluster, TaskContext
+from scheduler.cli import main
 from scheduler.journal.sqlite import SQLiteJournal
 from scheduler.runtime.worker import ThreadWorker
 
@@ -85,3 +88,42 @@ def test_orders_of_the_old_app_survive_a_deploy_and_finish_once_an_old_worker_jo
                                    ("checkout@v1", "checkout", "v1")]
     finally:
         conn.close()
+
+
+@pytest.fixture
+def restore_log_handlers():
+    """`serve` adds its log file handler to the orderflow logger; take it off again."""
+    logger = logging.getLogger("orderflow")
+    before = list(logger.handlers)
+    yield
+    for handler in logger.handlers[:]:
+        if handler not in before:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+@pytest.mark.usefixtures("restore_log_handlers")
+def test_serve_refuses_an_app_that_changed_a_workflow_under_a_kept_version(
+        tmp_path, monkeypatch, capsys):
+    db = tmp_path / "v.db"
+    v1 = cluster_at(db, SHOP_V1, workers=0)
+    try:
+        v1.submit(ORDER, workflow="checkout")
+    finally:
+        v1.stop()
+    (tmp_path / "shop_same_version.py").write_text(textwrap.dedent('''
+        from scheduler import App
+
+        app = App("shop", version="v1")  # a fraud check added, the version kept
+        for name in ("fraud", "payment", "packing", "shipping"):
+            app.add_step(name, lambda ctx: {})
+        app.workflow("checkout", ["fraud", "payment", "packing", "shipping"])
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["serve", "--app", "shop_same_version:app", "--db", str(db), "--port", "0",
+            "--log-file", str(tmp_path / "of.log")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "workflow checkout version v1 is defined twice with different steps" in err
+    assert "needs a new version" in err

@@ -7,6 +7,10 @@ starts run the plain demo handlers (they have no reserve nor refund: the others 
 
     orderflow serve --app scheduler.chaos.app:app
     orderflow worker --app scheduler.chaos.app:app
+
+`app_v2` is the same code deployed as another version (`version="chaos-2"`): the run
+deploys it at its first server restart, and the orders in flight then finish on workers of
+the first version (a rolling deploy, faults.py).
 """
 
 from __future__ import annotations
@@ -85,8 +89,8 @@ def _refund(chaos: Chaos) -> Handler:
     return refund
 
 
-def chaos_app() -> App:
-    app = demo_app(payment={"max_in_flight": PAYMENT_LIMIT})
+def chaos_app(version: str | None = None) -> App:
+    app = demo_app(version=version, payment={"max_in_flight": PAYMENT_LIMIT})
     step = app.steps["payment"]
     app.steps["payment"] = dataclasses.replace(step, handler=_behind_a_gateway(step.handler),
                                                compensate="refund")
@@ -97,3 +101,4 @@ def chaos_app() -> App:
 
 
 app = chaos_app()
+app_v2 = chaos_app(version="chaos-2")

@@ -229,10 +229,37 @@ def test_an_order_from_before_versions_never_runs_a_step_inserted_before_one_tha
 
 def test_one_version_with_two_shapes_is_refused_naming_it():
     d = Driver(V1)
-    changed = Workflow.define("checkout", [("payment", [])], version="v1")
-    with pytest.raises(DefinitionConflict, match="checkout version v1 is defined twice"):
+    changed = Workflow.define("checkout", [("fraud", []), ("payment", ["fraud"])],
+                              version="v1")
+    with pytest.raises(DefinitionConflict) as refused:
         d.core.definitions.learn([changed])
+    assert str(refused.value) == (
+        "workflow checkout version v1 is defined twice with different steps (payment; "
+        "packing after payment and fraud; payment after fraud); a changed workflow needs a "
+        "new version (App(..., version=...)), or none, to derive one")
     d.core.definitions.learn([V1])  # the same shape again is no conflict
+
+
+def test_orders_of_several_missing_definitions_are_announced_each_with_its_count():
+    other = Workflow.define("returns", [("refund", [])], version="r1")
+    old = SchedulerCore(ClusterConfig(workers=0, seed=7), {"checkout": V1, "returns": other})
+    for i, workflow in enumerate(["checkout", "checkout", "returns"]):
+        old.submit(f"o{i}", dict(ORDER), 0.0, workflow=workflow)
+    driver = Driver(V1)
+    driver.core = old
+    new = restarted_with(driver, V2, learn=(V1, other))
+    (missing,) = [e for e in new.events if e["type"] == "definitions_missing"]
+    assert missing["message"].startswith(
+        "unfinished orders 2 orders need workflow checkout version v1, 1 order needs workflow "
+        "returns version r1, which this server's app lacks")
+
+
+def test_an_order_of_a_journaled_definition_without_a_version_keeps_it():
+    old = Driver(UNVERSIONED)
+    old.apply(old.core.submit("o1", dict(ORDER), 0.0, workflow="checkout"))
+    new = restarted_with(old, V2, learn=(UNVERSIONED,))
+    assert views.orders(new.core)["o1"].workflow is not V2
+    assert list(views.orders(new.core)["o1"].tasks) == ["payment", "packing"]
 
 
 def test_an_order_from_before_versions_with_a_step_the_workflow_lost_stays_in_the_journal():

@@ -74,8 +74,9 @@ class Definitions:
         workflow = self._known.get(key)
         return workflow is not None and self.current.get(workflow.name) is workflow
 
-    def get(self, key: str) -> Workflow | None:
-        return self._known.get(key)
+    def label(self, key: str) -> str:
+        """How a person reads a known definition: "checkout version v1"."""
+        return self._known[key].label()
 
     def stranded(self, offered: Callable[[str], bool]) -> dict[str, int]:
         """Unfinished orders, by definition key, of definitions the running app lacks and
@@ -101,10 +102,8 @@ def _shape(workflow: Workflow) -> str:
 
 
 def describe_stranded(stranded: Mapping[str, int], known: Definitions) -> str:
-    """One line for people: "12 orders need workflow checkout version v1, 3 orders ..."."""
-    parts = []
-    for key, count in stranded.items():
-        workflow = known.get(key)
-        label = key if workflow is None else workflow.label()
-        parts.append(f"{count} order{'s' if count != 1 else ''} need workflow {label}")
-    return ", ".join(parts)
+    """One line for people: "12 orders need workflow checkout version v1, 1 order needs
+    ..." (`stranded`: counts by the key of a known definition)."""
+    return ", ".join(
+        f"{count} {'order needs' if count == 1 else 'orders need'} workflow "
+        f"{known.label(key)}" for key, count in stranded.items())

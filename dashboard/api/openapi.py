@@ -215,6 +215,10 @@ SCHEMAS: dict[str, dict] = {
             "slots": {"type": "integer", "description": "tasks it runs at once"},
             "steps": {"type": ["array", "null"], "items": {"type": "string"},
                       "description": "the steps it has handlers for (null: any)"},
+            "definitions": {"type": ["array", "null"], "items": {"type": "string"},
+                            "description": "the workflow definitions (workflow@version) it "
+                                           "runs: steps of orders pinned to one of them "
+                                           "(null: any)"},
             "tags": {"type": "array", "items": {"type": "string"},
                      "description": "capabilities it offers"},
             "busy": {"type": "integer", "description": "slots running a task"},

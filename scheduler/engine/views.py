@@ -227,6 +227,9 @@ def worker_views(core: SchedulerCore, now: float) -> list[dict]:
             # What it can run: its steps (None: any) and the tags it offers.
             "steps": None if w.steps is None else sorted(w.steps),
             "tags": sorted(w.tags),
+            # The workflow definitions it runs (None: any): a worker of an old version
+            # may go once no order pinned to it is left (stats' `definitions`).
+            "definitions": None if w.definitions is None else sorted(w.definitions),
             # Started here, waiting here (prefetched), and timed out but not yet
             # returned (each holds a slot until its handler gives up).
             "busy": len(w.running),

@@ -195,15 +195,35 @@ def test_a_restart_with_the_same_definition_announces_nothing_missing():
     assert views.stats(new.core, 0.0)["stranded"] == {}
 
 
-def test_an_order_of_a_definition_nowhere_known_is_announced_as_staying_in_the_journal():
-    old = Driver(V1)
-    old.apply(old.core.submit("o1", dict(ORDER), 0.0, workflow="checkout"))
-    other = Workflow.define("returns", [("refund", [])], version="1")
-    new = restarted_with(old, other, learn=())
-    missing = [e for e in new.events if e["type"] == "definitions_missing"]
-    assert missing[0]["unknown"] == {"checkout": 1} and missing[0]["orders"] == 1
-    assert "1 of workflow checkout: no definition of it is known" in missing[0]["message"]
-    assert "o1" not in views.orders(new.core)
+def test_orders_of_definitions_missing_or_unknown_are_announced_in_one_event():
+    old = SchedulerCore(ClusterConfig(workers=0, seed=7), {"checkout": V1, "a": A, "b": B})
+    for i, workflow in enumerate(["checkout", "a", "b", "b"]):
+        old.submit(f"o{i}", dict(ORDER), 0.0, workflow=workflow)
+    driver = Driver(V1)
+    driver.core = old
+    new = restarted_with(driver, V2, learn=(V1,))  # a and b: no definition kept
+    (missing,) = [e for e in new.events if e["type"] == "definitions_missing"]
+    assert missing["unknown"] == {"a": 1, "b": 2} and missing["orders"] == 4
+    assert missing["definitions"] == {"checkout@v1": 1}
+    assert missing["message"] == (
+        "after the restart, 1 order needs workflow checkout version v1, which this server's "
+        "app lacks: they wait for a worker that offers it (orderflow worker --app <that "
+        "version's module:app>); unfinished orders 1 of workflow a, 2 of workflow b stay in "
+        "the journal only: no definition of their workflow is known (deploy an app that "
+        "has it)")
+    assert "o1" not in views.orders(new.core) and "o0" in views.orders(new.core)
+
+
+A = Workflow.define("a", [("x", [])], version="1")
+B = Workflow.define("b", [("x", []), ("y", []), ("z", ["x", "y"])], version="1")
+
+
+def test_a_conflict_names_each_steps_dependencies():
+    d = Driver(B)
+    changed = Workflow.define("b", [("x", []), ("y", ["x"]), ("z", ["y"])], version="1")
+    with pytest.raises(DefinitionConflict, match=r"\(x; y; z after x, y and x; y after x; "
+                                                 r"z after y\)"):
+        d.core.definitions.learn([changed])
 
 
 UNVERSIONED = Workflow.define("checkout", [("payment", []), ("packing", ["payment"])])
@@ -250,8 +270,8 @@ def test_orders_of_several_missing_definitions_are_announced_each_with_its_count
     new = restarted_with(driver, V2, learn=(V1, other))
     (missing,) = [e for e in new.events if e["type"] == "definitions_missing"]
     assert missing["message"].startswith(
-        "unfinished orders 2 orders need workflow checkout version v1, 1 order needs workflow "
-        "returns version r1, which this server's app lacks")
+        "after the restart, 2 orders need workflow checkout version v1, 1 order needs "
+        "workflow returns version r1, which this server's app lacks")
 
 
 def test_an_order_of_a_journaled_definition_without_a_version_keeps_it():

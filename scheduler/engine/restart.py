@@ -121,9 +121,9 @@ def _announce_missing(core: SchedulerCore, unfinished: list[Order],
                      "(orderflow worker --app <that version's module:app>)")
     if unknown:
         lost = ", ".join(f"{n} of workflow {name}" for name, n in sorted(unknown.items()))
-        parts.append(f"{lost}: no definition of it is known, so they stay in the journal "
-                     "only (deploy an app that has it)")
-    core._emit("definitions_missing", "unfinished orders " + "; ".join(parts),
+        parts.append(f"unfinished orders {lost} stay in the journal only: no definition "
+                     "of their workflow is known (deploy an app that has it)")
+    core._emit("definitions_missing", "after the restart, " + "; ".join(parts),
                orders=sum(stranded.values()) + sum(unknown.values()),
                definitions=stranded, unknown=unknown)
 

@@ -126,7 +126,8 @@ def test_worker_views_say_what_each_worker_holds_runs_and_offers():
     assert w1 == {
         "id": "w1", "kind": "thread", "status": "alive", "heartbeat_age": 0.25,
         "current_task": running[0], "running": running, "slots": 1, "steps": None,
-        "tags": ["box", "pay"], "definitions": None, "busy": 1, "queued": 1, "stuck": 0, "abandoned": 0,
+        "tags": ["box", "pay"], "definitions": None, "busy": 1, "queued": 1, "stuck": 0,
+        "abandoned": 0,
         "tasks_done": 0, "tasks_failed": 0,
         "share": round(views.ring(core).shares()["w1"], 4), "joined_at": 502.0, "pid": 7,
     }

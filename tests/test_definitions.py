@@ -124,6 +124,8 @@ def test_an_order_is_pinned_to_its_definition_and_the_journal_gets_it_once():
     first = d.apply(d.core.submit("o1", dict(ORDER), 0.0, workflow="checkout"))
     second = d.apply(d.core.submit("o2", dict(ORDER), 0.0, workflow="checkout"))
     assert first.definitions == [V1] and second.definitions == []
+    assert first.events[0]["message"] == (
+        "order o1 accepted (checkout version v1: payment -> packing)")
     assert d.core.order_record(views.orders(d.core)["o1"]).version == "v1"
     assert d.core.definitions.unfinished["checkout@v1"] == 2
 

@@ -205,7 +205,7 @@ class SchedulerCore:
                 self._idempotency.popitem(last=False)
         self._emit(
             "order_submitted",
-            f"order {order_id} accepted ({wf.name}: {' -> '.join(wf.steps)})",
+            f"order {order_id} accepted ({wf.label()}: {' -> '.join(wf.steps)})",
             order=order,
             # What a live view needs to draw the order before it fetches it.
             workflow=wf.name,

@@ -24,7 +24,13 @@ from ..engine import views
 from ..engine.config import ClusterConfig, RetryPolicy
 from ..engine.core import SchedulerCore
 from ..engine.cron import iso
-from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from ..engine.errors import (
+    Conflict,
+    UnknownOrder,
+    UnknownSchedule,
+    UnknownWorker,
+    UnknownWorkflow,
+)
 from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
 from ..engine.orders import NewOrder, read_order, validate_order
@@ -885,6 +891,13 @@ class Cluster:
     def schedules(self) -> list[dict]:
         """Each schedule with its cron, workflow, next time and last run."""
         return self._schedules.views(self._wall())
+
+    def schedule(self, name: str) -> dict:
+        """One schedule's view; UnknownSchedule if the app declares none of that name."""
+        for view in self.schedules():
+            if view["name"] == name:
+                return view
+        raise UnknownSchedule(name)
 
     def schedule_fire(self, schedule: Schedule, at: float, mark: Mark,
                       now: float) -> tuple[str, bool]:

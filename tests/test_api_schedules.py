@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 
 import pytest
 from test_schedule_runtime import Clock, reconcile_app
-from web import FAST, app_over
+from web import FAST, LIVE_CONFIG, LiveServer, app_over
 
 from scheduler import Cluster
+from scheduler.cli import main
 
 
 def ts(text: str) -> float:
@@ -74,3 +75,23 @@ def test_the_openapi_document_describes_the_schedules(running):
     doc = client.get("/api/openapi.json").get_json()
     assert set(doc["paths"]["/api/schedules/{name}"]["get"]["responses"]) >= {"200", "404"}
     assert "last_run" in doc["components"]["schemas"]["Schedule"]["properties"]
+
+
+# --------------------------------------------------------------------------- the shell
+
+def test_the_shell_lists_schedules_with_next_and_last_runs(capsys):
+    clock = Clock(ts("2026-12-07T10:00:00"))
+    cluster = Cluster(workers=1, app=reconcile_app(), clock=clock, **FAST)
+    config = {**LIVE_CONFIG, "ORDERFLOW_TOKEN": "ops"}
+    with app_over(cluster, config) as app, LiveServer(app) as live:
+        cluster.run_schedules()
+        clock.set(ts("2026-12-07T10:10:00"))
+        cluster.run_schedules()
+        assert main(["schedule", "list", "--server", live.url, "--token", "ops"]) == 0
+        [line] = capsys.readouterr().out.splitlines()
+        order_id = cluster.schedule("reconcile")["last_run"]["order_id"]
+        assert line == ("reconcile: */10 * * * * (UTC) -> nightly; next "
+                        "2026-12-07T10:20:00+00:00; last 2026-12-07T10:10:00+00:00 order "
+                        f"{order_id} (1 runs)")
+        assert main(["schedule", "list", "--server", live.url, "--token", "wrong"]) == 1
+        assert capsys.readouterr().err.startswith("orderflow schedule: error: 401: ")

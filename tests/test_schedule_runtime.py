@@ -5,6 +5,7 @@ when the mark is behind."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime, timezone
 
@@ -12,6 +13,7 @@ import pytest
 from test_store import FAST, db_rows, journal_at
 
 from scheduler import App, Cluster
+from scheduler.journal.schema import StoreError
 from scheduler.steps.app import AppError
 
 ORDER = {"customer": "nightly", "items": [{"sku": "gateway", "qty": 1, "price": 0}]}
@@ -202,5 +204,39 @@ def test_a_cluster_that_is_never_started_fires_nothing(tmp_path):
         assert view["runs"] == 0 and view["last_run"] is None
         assert view["next_iso"] == "2026-12-07T10:10:00+00:00"
         assert cluster.events() == []
+    finally:
+        cluster.stop()
+
+
+def test_a_fire_the_journal_cannot_take_now_is_logged_shown_late_and_fired_once_later(
+        tmp_path, caplog, monkeypatch):
+    db = tmp_path / "orderflow.db"
+    clock = Clock(ts("2026-12-07T10:00:00"))
+    journal = journal_at(db)
+    cluster = Cluster(workers=1, journal=journal, app=reconcile_app(), clock=clock,
+                      **FAST).start()
+    try:
+        cluster.run_schedules()
+
+        def unwritable() -> None:
+            raise StoreError("the disk is full")
+
+        monkeypatch.setattr(journal, "check", unwritable)
+        clock.set(ts("2026-12-07T10:10:00"))
+        with caplog.at_level(logging.WARNING, logger="orderflow.schedules"):
+            again_at = cluster.run_schedules()
+        assert again_at == ts("2026-12-07T10:10:01")  # tried again a second later
+        assert keys(db) == []
+        # (The schedule thread may have looked too, on the same fake clock: the same line.)
+        lines = {r.getMessage() for r in caplog.records if r.name == "orderflow.schedules"}
+        assert lines == {"schedule reconcile: not fired yet (StoreError: the disk is full); "
+                         "trying again in 1 s"}
+        assert cluster.schedule("reconcile")["next_iso"] == "2026-12-07T10:10:00+00:00"
+        monkeypatch.undo()
+        clock.set(ts("2026-12-07T10:10:01"))
+        cluster.run_schedules()
+        cluster.run_schedules()
+        assert keys(db) == ["schedule:reconcile:2026-12-07T10:10:00+00:00"]
+        assert cluster.schedule("reconcile")["next_iso"] == "2026-12-07T10:20:00+00:00"
     finally:
         cluster.stop()

@@ -132,7 +132,9 @@ class ScheduleRunner:
         out = []
         for name, schedule in sorted(self.schedules.items()):
             mark = marks.get(name)
-            after = now if mark is None else max(now, mark.after)
+            # The first time not fired yet: in the past while a fire waits (the journal is
+            # down, the server full), which is what an alert on it should see.
+            after = now if mark is None else mark.after
             following = schedule.cron.next_after(after, schedule.tz)
             last = None if mark is None else mark.last_run
             out.append({

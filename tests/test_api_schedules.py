@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+import jsonschema_rs
 import pytest
 from test_schedule_runtime import Clock, reconcile_app
 from web import FAST, LIVE_CONFIG, LiveServer, app_over
@@ -70,11 +71,21 @@ def test_an_app_without_schedules_lists_none(tmp_path):
         assert app.test_client().get("/api/schedules").get_json() == {"schedules": []}
 
 
-def test_the_openapi_document_describes_the_schedules(running):
-    client, _, _ = running
+def test_the_openapi_document_describes_the_schedules_as_they_are_answered(running):
+    client, cluster, clock = running
     doc = client.get("/api/openapi.json").get_json()
     assert set(doc["paths"]["/api/schedules/{name}"]["get"]["responses"]) >= {"200", "404"}
-    assert "last_run" in doc["components"]["schemas"]["Schedule"]["properties"]
+    schedule = jsonschema_rs.validator_for({"$ref": "#/components/schemas/Schedule",
+                                            "components": doc["components"]})
+    cluster.run_schedules()
+    before = client.get("/api/schedules/reconcile").get_json()
+    clock.set(ts("2026-12-07T10:10:00"))
+    cluster.run_schedules()
+    after = client.get("/api/schedules/reconcile").get_json()
+    for body in (before, after):
+        schedule.validate(body)
+    assert before["last_run"] is None and after["last_run"] is not None
+    assert not schedule.is_valid({**after, "runs": "1"})
 
 
 # --------------------------------------------------------------------------- the shell

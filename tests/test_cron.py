@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler.engine.cron import Cron, CronError, iso
 
@@ -203,3 +205,52 @@ def test_last_at_or_before_across_a_gap_agrees_with_next_after():
     back = cron.last_at_or_before(t, BERLIN)
     assert iso(back, BERLIN) == "2026-03-29T04:00:00+02:00"
     assert cron.next_after(back, BERLIN) > t
+
+
+# ------------------------------------------------------------------ properties
+
+def _field(values: list[int], star: bool) -> str:
+    return "*" if star else ",".join(map(str, sorted(set(values))))
+
+
+EXPRESSIONS = st.builds(
+    lambda m, h, d, dom_star, w, dow_star: " ".join([
+        _field(m, False), _field(h, False), _field(d, dom_star), "*", _field(w, dow_star)]),
+    st.lists(st.integers(0, 59), min_size=1, max_size=4),
+    st.lists(st.integers(0, 23), min_size=1, max_size=4),
+    st.lists(st.integers(1, 28), min_size=1, max_size=3), st.booleans(),
+    st.lists(st.integers(0, 6), min_size=1, max_size=3), st.booleans(),
+)
+TIMES = st.floats(ts("2020-01-01T00:00:00"), ts("2030-12-31T00:00:00"))
+
+
+def _fires_at(expr: str, t: float, tz) -> bool:
+    """The expression's own fields read from its text, apart from the parser (this test's
+    expressions are lists or `*`; the day rule as Vixie cron words it)."""
+    minute, hour, day, _, weekday = [None if f == "*" else set(map(int, f.split(",")))
+                                     for f in expr.split()]
+    local = datetime.fromtimestamp(t, tz)
+    by_day = day is None or local.day in day
+    by_weekday = weekday is None or (local.weekday() + 1) % 7 in weekday
+    days = (by_day or by_weekday) if day is not None and weekday is not None else (
+        by_day and by_weekday)
+    return local.second == 0 and local.minute in minute and local.hour in hour and days
+
+
+@settings(deadline=None)
+@given(EXPRESSIONS, TIMES, st.sampled_from([UTC, BERLIN, NEW_YORK]))
+def test_the_next_time_fires_and_nothing_fires_between_it_and_the_last(expr, t, tz):
+    cron = Cron.parse(expr)
+    following = cron.next_after(t, tz)
+    assert following > t
+    before = cron.last_at_or_before(t, tz)
+    assert before <= t
+    # Walked forward and backward by separate code, the two agree: nothing fires between.
+    assert cron.next_after(before, tz) == following
+    assert cron.last_at_or_before(following - 0.5, tz) == before
+    assert cron.last_at_or_before(following, tz) == following
+    # A time that exists on the wall clock fires on its fields (a gap's lands after it).
+    if not _fires_at(expr, following, tz):
+        gap = datetime.fromtimestamp(following - 3600, tz).utcoffset() != \
+            datetime.fromtimestamp(following, tz).utcoffset()
+        assert gap, (expr, iso(following, tz))

@@ -7,6 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from scheduler.engine.cron import Cron
 from scheduler.engine.schedules import Due, Mark, Schedule, decide
 
@@ -137,3 +140,36 @@ def test_the_key_names_the_schedule_and_its_time():
 def test_a_mark_round_trips_through_its_view():
     mark = Mark("reconcile", 1.0, 2.0, {"at": 2.0, "order_id": "o", "fired_at": 2.5}, 3, 4)
     assert Mark.from_view(mark.view()) == mark
+
+
+# ------------------------------------------------------------------ a property
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 900), st.booleans()), min_size=1, max_size=40),
+       st.booleans())
+def test_through_any_restarts_each_time_fires_at_most_once_and_none_while_running_is_lost(
+        steps, catch_up):
+    sched = schedule("*/5 * * * *", catch_up=catch_up)
+    start = ts("2026-12-07T10:00:00")
+    mark, started, now = Mark("reconcile", since=start), start, start
+    fired: list[float] = []
+    for gap, restart in steps:
+        now += gap
+        if restart:  # down for `gap` seconds: this loop is the new server's first look
+            started = now
+        due = decide(sched, mark, now, started)
+        if due.skipped is not None:
+            assert not catch_up
+            mark = mark.skipped_until(due.skipped[1], due.skipped[2])
+        for at in due.fire:
+            fired.append(at)
+            mark = mark.fired(at, "o", now)
+        # Every time that came while this server ran has fired by now.
+        came = sched.cron.times_between(started, now)
+        assert set(came) <= set(fired)
+        assert due.next_at > now
+    assert fired == sorted(set(fired))  # each at most once, in order
+    everything = set(sched.cron.times_between(start, now, limit=100_000))
+    assert set(fired) <= everything
+    if not catch_up:  # a skipped time never fires later
+        assert mark.runs + mark.skipped == len(everything)

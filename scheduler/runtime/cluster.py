@@ -878,10 +878,12 @@ class Cluster:
     def _schedules_once(self) -> None:
         """One look at the schedules; then wait until the next is due (at most a second, so
         a clock that jumps is noticed), or until the cluster stops."""
-        now = self._wall()
-        due_at = self._schedules.loop(now)
-        wait = 1.0 if due_at is None else min(1.0, max(0.0, due_at - self._wall()))
-        self._stop.wait(wait)
+        due_at = 0.0  # an unexpected error (logged by the loop thread): look again in 1 s
+        try:
+            due_at = self._schedules.loop(self._wall())
+        finally:
+            wait = 1.0 if not due_at else min(1.0, max(0.0, due_at - self._wall()))
+            self._stop.wait(wait)
 
     def run_schedules(self, now: float | None = None) -> float | None:
         """One look at the schedules at `now` (wall clock; default: the clock's): what the

@@ -100,6 +100,9 @@ class StepPolicy:
     tags: frozenset[str] = frozenset()
     # Opt-in: the step pauses itself when its recent attempts fail alike (BreakerPolicy).
     breaker: BreakerPolicy | None = None
+    # Seconds it waits, holding no slot, after its dependencies finished before it may
+    # start (a review request a week after delivery); None: none.
+    delay: float | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
@@ -112,6 +115,9 @@ class StepPolicy:
             raise ConfigError("tags must be a frozenset of non-empty strings")
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.delay is not None and (isinstance(self.delay, bool) or not isinstance(
+                self.delay, int | float) or not 0 <= self.delay < float("inf")):
+            raise ConfigError(f"delay must be >= 0 seconds, got {self.delay!r}")
         if self.max_in_flight is not None and (
             not isinstance(self.max_in_flight, int) or self.max_in_flight < 1
         ):
@@ -213,6 +219,10 @@ class ClusterConfig:
     def timeout(self, step: str) -> float:
         timeout = self.policy(step).timeout
         return self.step_timeout if timeout is None else timeout
+
+    def delay(self, step: str) -> float:
+        """Seconds `step` waits after its dependencies finished (0: none)."""
+        return self.policy(step).delay or 0.0
 
     @property
     def hold_after_restart(self) -> float:

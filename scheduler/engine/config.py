@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -284,3 +285,18 @@ class ClusterConfig:
 
 
 _NO_POLICY = StepPolicy()
+# How a duration may be written: "90s", "30m", "12h", "7d", "2w" (or plain seconds).
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(value: float | str, what: str = "a duration") -> float:
+    """Seconds from a number or a string such as "30m" or "7d"; ConfigError naming `what`
+    and the forms accepted otherwise."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
+        if match:
+            return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{what} must be seconds or a duration such as 90s, 30m, 12h, 7d or 2w, "
+                      f"got {value!r}")

@@ -252,7 +252,7 @@ def test_every_body_the_document_allows_is_read_and_every_other_is_refused_400_o
     operations = body_operations(full_app)
     for operation in operations:
         body_cases(document, operation, mode)()
-    assert len(operations) == 13  # every operation that takes a body
+    assert len(operations) == 14  # every operation that takes a body
 
 
 def test_every_operation_lists_what_the_way_to_it_can_answer(document):

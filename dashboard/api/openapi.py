@@ -324,6 +324,9 @@ SCHEMAS: dict[str, dict] = {
                                                          "by_breaker",
                        "additionalProperties": {"type": "object"}},
             "throughput": {"type": "number", "description": "orders completed/s, last minute"},
+            "timers_pending": {"type": "integer", "description": (
+                "timers set: waits' timeouts, steps' delays, orders' not_before (no thread "
+                "each: one heap)")},
             "last_seq": {"type": "integer"},
             "now": {"type": "number", "description": "the server's clock (Unix time)"},
         },

@@ -358,6 +358,8 @@ def stats(core: SchedulerCore, now: float) -> dict:
         # Paused steps (by an operator or a breaker): who, since, why.
         "paused": {p.step: p.view() for p in core.limits.pauses.all()},
         "throughput": round(throughput(core, now), 3),
+        # Timers set (waits' timeouts, delays, not_before): one heap entry each, no thread.
+        "timers_pending": len(core.timers),
         "last_seq": core._seq,
         # The server's clock (Unix time), so a page can place these numbers in time.
         "now": round(core.wall(now), 3),

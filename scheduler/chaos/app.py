@@ -1,9 +1,12 @@
 """The app a chaos run's servers schedule and its remote workers run: the built-in demo
 with a payment gateway's quota on its payment step (a concurrency limit, held to by the
 checker, invariants.py) and a gateway that takes a moment, so that stalls, deaths and
-restarts catch payments in flight; and a saga (`SAGA`): a charge refunded when reserving
-the stock (never possible for some items) or shipping fails for good. Workers the server
-starts run the plain demo handlers (they have no reserve nor refund: the others run them).
+restarts catch payments in flight; a saga (`SAGA`): a charge refunded when reserving the
+stock (never possible for some items) or shipping fails for good; and an order's wait for
+the outside world (`WAITS`): after the charge it waits for `payment_confirmed` (which the
+driver sends for some orders, early or late, and the rest time out and go on), then ships,
+and asks for a review a moment later (a delayed step). Workers the server starts run the
+plain demo handlers (they have no reserve, refund nor review: the others run them).
 
     orderflow serve --app scheduler.chaos.app:app
     orderflow worker --app scheduler.chaos.app:app
@@ -18,7 +21,7 @@ import threading
 
 from ..demo.app import demo_app
 from ..demo.handlers import Chaos
-from ..engine.workflow import Workflow
+from ..engine.workflow import Wait, Workflow
 from ..steps.app import App
 from ..steps.context import Handler, TaskContext, TaskError
 
@@ -51,6 +54,31 @@ SAGA = Workflow.define("ecommerce_saga",
                        [("payment", []), ("reserve", ["payment"]), ("shipping", ["reserve"])],
                        compensations={"payment": "refund"})
 OUT_OF_STOCK = frozenset({"SKU-3", "SKU-17", "SKU-23", "SKU-31", "SKU-44"})
+
+
+# Seconds an order waits for its payment_confirmed before it goes on without one, and a
+# review waits after shipping: short, so a run's orders settle within it.
+CONFIRM_TIMEOUT = 2.0
+REVIEW_DELAY = 0.5
+WAITS = Workflow.define(
+    "ecommerce_waits",
+    [("payment", []), ("payment_confirmed", ["payment"]), ("shipping", ["payment_confirmed"]),
+     ("review", ["shipping"])],
+    compensations={"payment": "refund"},
+    waits=[Wait("payment_confirmed", CONFIRM_TIMEOUT, "continue")])
+
+
+def _review(chaos: Chaos) -> Handler:
+    def review(ctx: TaskContext) -> dict:
+        """Ask the customer for a review, a moment after shipping (a delayed step)."""
+        delay, fails, _ = chaos.draw()
+        if delay and not ctx.sleep(delay):
+            raise TaskError("worker stopped")
+        if fails:
+            raise TaskError(f"mail service unavailable (simulated, attempt {ctx.attempt})")
+        return {"asked": True, "confirmed": ctx.results.get("payment_confirmed") is not None}
+
+    return review
 
 
 def _reserve(chaos: Chaos) -> Handler:
@@ -93,6 +121,9 @@ def chaos_app() -> App:
     app.add_step("refund", _refund(app.chaos))
     app.add_step("reserve", _reserve(app.chaos))
     app.add_workflow(SAGA)
+    app.add_step("review", _review(app.chaos), delay=REVIEW_DELAY)
+    app.wait("payment_confirmed", timeout=CONFIRM_TIMEOUT, on_timeout="continue")
+    app.add_workflow(WAITS)
     return app
 
 

@@ -183,8 +183,8 @@ def waiting_for(core: SchedulerCore, task: Task) -> dict:
 
 
 def order_view(core: SchedulerCore, order: Order, with_results: bool = True) -> dict:
-    """The order as the HTTP API shows it, with why each waiting step waits (and, while
-    any waits for a signal or a time, `waits`: what each waits for and until when). The
+    """The order as the HTTP API shows it, with why each waiting step waits (and `waits`:
+    what each step waiting for a signal or a time waits for, and until when). The
     status is the one last derived and announced: the one stats and listings count, so an
     order that lost its worker stays "in_progress" rather than looking unstarted."""
     waiting = {}
@@ -198,8 +198,7 @@ def order_view(core: SchedulerCore, order: Order, with_results: bool = True) -> 
         if reason is not None:
             waiting[step] = reason
     view = core.order_record(order).view(with_results, waiting)
-    if waits:
-        view["waits"] = waits
+    view["waits"] = waits
     return view
 
 

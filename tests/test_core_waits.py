@@ -324,8 +324,8 @@ def test_retrying_an_order_whose_wait_timed_out_waits_again_from_now():
 
 # --------------------------------------------------------------------------- timers
 
-def delayed_sim(delay: float = WEEK) -> Sim:
-    return wait_sim(steps={"ask_review": StepPolicy(delay=delay)})
+def delayed_sim(delay: float = WEEK, **settings) -> Sim:
+    return wait_sim(steps={"ask_review": StepPolicy(delay=delay)}, **settings)
 
 
 def test_a_delayed_step_starts_no_earlier_than_its_delay_after_its_dependencies():
@@ -395,14 +395,18 @@ def test_a_signal_before_not_before_does_not_let_the_steps_after_it_start_early(
     assert run(sim2, "after")["results"] == {"w": "x"}
 
 
-def test_many_timers_due_together_all_fire_in_one_tick():
-    sim = delayed_sim(60.0)
+def test_many_timers_due_together_fire_a_bounded_batch_per_tick_earliest_first():
+    sim = delayed_sim(60.0, timers_per_tick=20)
     for i in range(50):
-        submit(sim, "review", oid=f"o{i}", not_before=10.0)
+        submit(sim, "review", oid=f"o{i}", not_before=10.0 + i / 100)
     assert len(sim.core.timers) == 50
-    sim.apply(sim.core.tick(now=10.0))
-    ready = sum(1 for i in range(50) if sim.task(f"o{i}", "ship").state is not S.WAITING)
-    assert ready == 50 and len(sim.core.timers) == 0
+    fx = sim.apply(sim.core.tick(now=11.0))
+    fired = [i for i in range(50) if sim.task(f"o{i}", "ship").state is not S.WAITING]
+    assert fired == list(range(20)) and len(sim.core.timers) == 30
+    assert fx.wake_at == pytest.approx(10.2)  # due already: the shell wakes at once
+    sim.apply(sim.core.tick(now=11.0))
+    sim.apply(sim.core.tick(now=11.0))
+    assert len(sim.core.timers) == 0 and sim.core.timers.next_due() is None
 
 
 # --------------------------------------------------------------------------- restarts

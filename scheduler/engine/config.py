@@ -197,6 +197,10 @@ class ClusterConfig:
     # Retry-After, a bulk all or none) until work drains, so memory and the time a restart
     # takes to reload the backlog stay bounded (benchmarks/backlog.py).
     max_unfinished_orders: int = 50_000
+    # Timers (waits' timeouts, delays, not_before) one tick fires at most: many due in the
+    # same second fire over several ticks, each short, so the shell's lock is never held
+    # for long (the shell wakes at once while some are due).
+    timers_per_tick: int = 5_000
     # A step's result is journaled and served as JSON: a bigger one is a failed attempt.
     max_result_bytes: int = 64 * 1024
     # A failed attempt's error message is cut beyond this many characters.
@@ -278,7 +282,7 @@ class ClusterConfig:
         if self.event_history < 100 or self.finished_order_history < 1:
             raise ConfigError("event_history must be >= 100 and finished_order_history >= 1")
         for name in ("max_unfinished_orders", "max_result_bytes", "max_error_chars",
-                     "max_traceback_chars", "max_searches"):
+                     "max_traceback_chars", "max_searches", "timers_per_tick"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

@@ -149,15 +149,16 @@ class Progress:
 
 
 def _count(order: Order, state: TaskState, by: int) -> None:
-    """Count a task of `order` in (by 1) or out of (by -1) `state`'s stage counter."""
-    if state is S.RUNNING:
+    """Count a task of `order` in (by 1) or out of (by -1) `state`'s stage counter. (Tests
+    of identity, not of membership: an Enum hashes in Python, and this runs at most moves.)"""
+    if state is S.READY or state is S.ASSIGNED:
+        order.queued += by
+    elif state is S.RUNNING:
         order.running += by
     elif state is S.RETRY_WAIT:
         order.retrying += by
     elif state is S.WAITING:
         order.waiting += by
-    elif state in QUEUED:
-        order.queued += by
 
 
 def _stage(order: Order) -> str:

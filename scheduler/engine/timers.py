@@ -31,11 +31,12 @@ class Timers:
         """`task_id` no longer waits for its time."""
         self._due.pop(task_id, None)
 
-    def due(self, now: float) -> list[str]:
-        """The tasks whose time has come by `now`, earliest first; their timers are gone."""
-        fired = []
+    def due(self, now: float, limit: int) -> list[str]:
+        """At most `limit` of the tasks whose time has come by `now`, earliest first; their
+        timers are gone (the rest stay due, for the next call)."""
+        fired: list[str] = []
         heap, live = self._heap, self._due
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and len(fired) < limit:
             when, task_id = heapq.heappop(heap)
             if live.get(task_id) == when:
                 del live[task_id]

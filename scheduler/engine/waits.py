@@ -128,8 +128,10 @@ def signal(core: SchedulerCore, order_id: str, name: str, data: Any, now: float,
 
 
 def fire(core: SchedulerCore, now: float) -> None:
-    """Timers due by `now`: a delayed step is ready; a wait's timeout does what it says."""
-    for task_id in core.timers.due(now):
+    """Timers due by `now`, at most `timers_per_tick` of them (the rest are due at once
+    again: the shell wakes for them without holding its lock between): a delayed step is
+    ready; a wait's timeout does what it says."""
+    for task_id in core.timers.due(now, core.config.timers_per_tick):
         task = core._tasks.get(task_id)
         if task is None or task.state is not S.WAITING:
             continue

@@ -549,3 +549,33 @@ def test_the_core_counts_waiting_orders_and_timers():
     assert len(core.timers) == 1
     core.validate()
     assert OrderStatus.WAITING.value == "waiting"
+
+
+def test_a_delayed_step_whose_due_time_was_not_written_down_starts_after_a_restart():
+    sim = delayed_sim(60.0)
+    submit(sim, "review")
+    run(sim, "ship")
+    [record] = [sim.core.order_record(o, with_events=True)
+                for o in views.orders(sim.core).values()]
+    tasks = tuple(t._replace(retry_at=None) if t.step == "ask_review" else t
+                  for t in record.tasks)
+    sim = restart(sim, [replace(record, tasks=tasks)], now=10.0,
+                  steps={"ask_review": StepPolicy(delay=60.0)})
+    assert sim.task("o1", "ask_review").due == pytest.approx(10.0)
+    sim.advance(0.5)
+    run(sim, "ask_review")
+
+
+def test_validate_catches_a_waiting_task_without_its_timer_and_a_stray_timer():
+    sim = wait_sim()
+    submit(sim, "pay_continue")
+    run(sim, "reserve")
+    task = sim.task("o1", "payment_confirmed")
+    sim.core.timers.clear(task.id)
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+    sim.core.timers.set(task.id, task.due)
+    sim.core.validate()
+    sim.core.timers.set("o1:charge", 5.0)
+    with pytest.raises(AssertionError):
+        sim.core.validate()

@@ -27,6 +27,10 @@ class Timers:
         self._due[task_id] = due
         heapq.heappush(self._heap, (due, task_id))
 
+    def when(self, task_id: str) -> float | None:
+        """When `task_id`'s timer fires (None: it has none)."""
+        return self._due.get(task_id)
+
     def clear(self, task_id: str) -> None:
         """`task_id` no longer waits for its time."""
         self._due.pop(task_id, None)

@@ -166,6 +166,8 @@ def restore(core: SchedulerCore, order: Order, task: Task, now: float) -> None:
         _complete(core, order, task, kept[0], now, "a signal that came before a restart")
     elif task.due is not None:
         core.timers.set(task.id, task.due)
+    elif wait is None:
+        _set_timer(core, task, now)  # a step's time with none written down: it is due
 
 
 def recorded(core: SchedulerCore, order: Order, events: Iterable[dict]) -> None:

@@ -31,7 +31,7 @@ from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
 from .pauses import BREAKER, Pause
 from .placement import Placement
-from .progress import STAGE_STATES, Progress
+from .progress import Progress
 from .records import OrderRecord, ResumePoint, TaskRecord
 from .rejections import RejectionWindows
 from .ring import HashRing
@@ -895,14 +895,17 @@ class SchedulerCore:
     def _move(self, task: Task, finish: TaskState) -> None:
         start = task.state
         check_transition(task.id, start, finish, task.history[-12:])
-        self._tasks_by_state[start.value] -= 1
-        self._tasks_by_state[finish.value] += 1
+        # `_value_`, not `.value`: the same string without a descriptor call (this runs at
+        # every move of every task).
+        was, now = start._value_, finish._value_
+        self._tasks_by_state[was] -= 1
+        self._tasks_by_state[now] += 1
         tally = task.tally
         if tally is not None:  # its order is unfinished: keep the progress counts
-            tally[start.value] -= 1
-            tally[finish.value] += 1
-            if start in STAGE_STATES or finish in STAGE_STATES:
-                self._progress.moved(self._orders[task.order_id], start, finish)
+            tally[was] -= 1
+            tally[now] += 1
+            # (Most moves touch a state that stages the order: no test of which first.)
+            self._progress.moved(self._orders[task.order_id], start, finish)
         task.history.append(task.state)
         if len(task.history) > 32:
             del task.history[:16]

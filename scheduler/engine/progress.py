@@ -98,7 +98,8 @@ class Progress:
         order.stage = None
 
     def moved(self, order: Order, start: TaskState, finish: TaskState) -> None:
-        """A counted task of `order` moved into or out of a state of STAGE_STATES."""
+        """A counted task of `order` moved (a move between states outside STAGE_STATES
+        changes no count, and so no stage)."""
         _count(order, start, -1)
         _count(order, finish, 1)
         stage = _stage(order)
@@ -162,4 +163,4 @@ def _count(order: Order, state: TaskState, by: int) -> None:
 
 
 def _stage(order: Order) -> str:
-    return active_stage(order.running, order.retrying, order.waiting, order.queued).value
+    return active_stage(order.running, order.retrying, order.waiting, order.queued)._value_

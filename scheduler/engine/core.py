@@ -133,6 +133,9 @@ class SchedulerCore:
         self._retry_heap: list[tuple[float, int, str]] = []  # (due, lease-at-schedule, task)
         # When waiting tasks' time comes: waits' timeouts, delays, not_before (waits.py).
         self.timers = Timers()
+        # Whether any step has a delay: if not (and an order has no wait nor not_before),
+        # a step whose dependencies are done is simply ready.
+        self._delays = any(p.delay for p in self.config.steps.values())
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self._departed: deque[str] = deque()
         self._completions: deque[float] = deque()
@@ -215,8 +218,12 @@ class SchedulerCore:
             **({} if order.not_before is None
                else {"not_before": round(self.wall(order.not_before), 6)}),
         )
+        plain = not (wf.waits or order.not_before is not None or self._delays)
         for step in wf.roots():
-            waits.reach(self, tasks[step], now)
+            if plain:
+                self._make_ready(tasks[step], now)
+            else:
+                waits.reach(self, tasks[step], now)
         if order.waiting:
             self._check_order(order, now)  # submitted for later, or a wait first: waiting
         return self._flush()
@@ -915,12 +922,17 @@ class SchedulerCore:
             self.timers.clear(task.id)  # whatever ended its wait, its time no longer counts
 
     def _release(self, order: Order, task: Task, now: float) -> None:
-        """`task` succeeded: the steps waiting only for it are reached (waits.reach)."""
+        """`task` succeeded: the steps waiting only for it are reached (waits.reach; simply
+        ready in an order with no wait, no not_before and no delayed step)."""
+        plain = not (order.workflow.waits or order.not_before is not None or self._delays)
         for dependent in order.dependents_of(task.step):
             child = order.tasks[dependent]
             child.waiting_on.discard(task.step)
             if not child.waiting_on and child.state is S.PENDING:
-                waits.reach(self, child, now)
+                if plain:
+                    self._make_ready(child, now)
+                else:
+                    waits.reach(self, child, now)
 
     def _make_ready(self, task: Task, now: float) -> None:
         self._move(task, S.READY)

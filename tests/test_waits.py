@@ -331,3 +331,28 @@ def test_an_order_submitted_for_later_waits_and_starts_at_its_time(tmp_path):
                  message="reserve to run at its time, then the order to wait for its signal")
     finally:
         cluster.stop()
+
+
+def test_a_signal_for_a_finished_order_only_the_journal_holds_is_refused(tmp_path):
+    cluster = Cluster(workers=1, app=shop(timeout=None, delay=None), journal=journal_at(
+        tmp_path / "of.db"), finished_order_history=1, **FAST).start()
+    try:
+        first = cluster.submit(ORDER, workflow="checkout")
+        wait_for(lambda: cluster.get_order(first)["status"] == "waiting", 10,
+                 message="the first order to wait")
+        cluster.cancel_order(first)
+        second = cluster.submit(ORDER, workflow="checkout")
+        wait_for(lambda: cluster.get_order(second)["status"] == "waiting", 10,
+                 message="the second order to wait")
+        cluster.cancel_order(second)
+        wait_for(lambda: cluster.get_order(second)["status"] == "compensated", 10,
+                 message="the second order's stock to be released")
+        # One finished order is kept in memory: the first is only in the journal now.
+        assert views.find_order(cluster._core, first) is None  # noqa: SLF001
+        with pytest.raises(Conflict, match=f"order {first} is compensated: signal "
+                                           "payment_confirmed refused"):
+            cluster.signal(first, "payment_confirmed")
+        with pytest.raises(UnknownWait, match="its waits: payment_confirmed"):
+            cluster.signal(first, "delivered")
+    finally:
+        cluster.stop()

@@ -140,6 +140,8 @@ def test_a_waiting_order_holds_no_slot_and_its_signal_is_the_next_steps_result()
     assert task.due == pytest.approx(1800.0) and len(sim.core.timers) == 1
     [started] = sim.types(type="wait_started")
     assert started["until"] == pytest.approx(1800.0) and started["on_timeout"] == "cancel"
+    assert started["message"] == ("order o1 waits for signal payment_confirmed for 1800s, "
+                                  "then cancels its order")
     assert signal(sim, data={"txn": "t-1"}) == waits.DELIVERED
     assert task.state is S.SUCCEEDED and task.result == {"txn": "t-1"}
     assert len(sim.core.timers) == 0 and sim.core.timers.next_due() is None

@@ -144,6 +144,7 @@ def test_a_waiting_order_holds_no_slot_and_its_signal_is_the_next_steps_result()
                                   "then cancels its order")
     assert signal(sim, data={"txn": "t-1"}) == waits.DELIVERED
     assert task.state is S.SUCCEEDED and task.result == {"txn": "t-1"}
+    assert task.due is None and sim.core.task_record(task).retry_at is None
     assert len(sim.core.timers) == 0 and sim.core.timers.next_due() is None
     ctx = run(sim, "charge")
     assert ctx["results"] == {"payment_confirmed": {"txn": "t-1"}}
@@ -224,6 +225,7 @@ def test_a_wait_times_out_at_its_timeout_and_not_before():
     fx = sim.advance(1.0)
     assert fx.wake_at is None or fx.wake_at > sim.now
     assert sim.task("o1", "payment_confirmed").state is S.SUCCEEDED
+    assert status(sim) == "in_progress"  # charge is in line: no longer waiting
     [timed_out] = sim.types(type="wait_timed_out")
     assert timed_out["on_timeout"] == "continue" and "continuing" in timed_out["message"]
 
@@ -254,6 +256,7 @@ def test_a_timeout_that_fails_fails_the_order_and_undoes_what_has_an_undo():
     sim.advance(1800.0)
     task = sim.task("o1", "payment_confirmed")
     assert task.state is S.FAILED and "no signal payment_confirmed within 1800s" in task.error
+    assert task.due is None
     assert sim.task("o1", "charge").state is S.CANCELLED
     ctx = run(sim, "release")
     assert ctx["results"] == {"reserve": "stock"}
@@ -343,6 +346,7 @@ def test_a_delayed_step_starts_no_earlier_than_its_delay_after_its_dependencies(
     jump(sim, WEEK - 1.0)
     assert task.state is S.WAITING and idle(sim)
     jump(sim, 1.0)
+    assert task.due is None  # its time came: it no longer has one
     run(sim, "ask_review")
     assert status(sim) == "completed"
 

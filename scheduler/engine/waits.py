@@ -89,7 +89,6 @@ def _complete(core: SchedulerCore, order: Order, task: Task, data: Any, now: flo
     core._move(task, S.SUCCEEDED)
     core._emit("wait_completed", f"order {order.id} wait {task.step} completed by {how}",
                task=task, how=how)
-    task.completed = core._seq
     core._release(order, task, now)
 
 

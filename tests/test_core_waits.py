@@ -14,7 +14,13 @@ from scheduler.engine.config import ClusterConfig, ConfigError, RetryPolicy, Ste
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.errors import UnknownOrder, UnknownWait
 from scheduler.engine.records import ResumePoint
-from scheduler.engine.states import OrderStage, OrderStatus, TaskState, derive_order_stage
+from scheduler.engine.states import (
+    OrderStage,
+    OrderStatus,
+    TaskState,
+    derive_order_stage,
+    derive_order_status,
+)
 from scheduler.engine.workflow import Wait, Workflow, WorkflowError
 
 S = TaskState
@@ -116,6 +122,15 @@ def test_a_delay_must_be_a_finite_number_of_seconds():
             StepPolicy(delay=bad)
     config = ClusterConfig(workers=0, steps={"a": StepPolicy(delay=5)})
     assert config.delay("a") == 5 and config.delay("b") == 0
+
+
+def test_an_orders_status_is_waiting_only_while_nothing_of_it_is_queued_or_running():
+    assert derive_order_status([S.SUCCEEDED, S.WAITING, S.PENDING]) is OrderStatus.WAITING
+    assert derive_order_status([S.WAITING, S.PENDING]) is OrderStatus.WAITING
+    assert derive_order_status([S.WAITING, S.READY]) is OrderStatus.PENDING
+    for busy in (S.ASSIGNED, S.RUNNING, S.RETRY_WAIT):
+        assert derive_order_status([S.WAITING, busy]) is OrderStatus.IN_PROGRESS, busy
+    assert derive_order_status([S.WAITING, S.CANCELLED]) is OrderStatus.CANCELLED
 
 
 def test_an_order_with_a_step_waiting_and_none_queued_is_waiting():

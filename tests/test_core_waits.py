@@ -127,7 +127,7 @@ def test_a_delay_must_be_a_finite_number_of_seconds():
 def test_an_orders_status_is_waiting_only_while_nothing_of_it_is_queued_or_running():
     assert derive_order_status([S.SUCCEEDED, S.WAITING, S.PENDING]) is OrderStatus.WAITING
     assert derive_order_status([S.WAITING, S.PENDING]) is OrderStatus.WAITING
-    assert derive_order_status([S.WAITING, S.READY]) is OrderStatus.PENDING
+    assert derive_order_status([S.WAITING, S.READY]) is OrderStatus.IN_PROGRESS
     for busy in (S.ASSIGNED, S.RUNNING, S.RETRY_WAIT):
         assert derive_order_status([S.WAITING, busy]) is OrderStatus.IN_PROGRESS, busy
     assert derive_order_status([S.WAITING, S.CANCELLED]) is OrderStatus.CANCELLED

@@ -31,7 +31,15 @@ from .bodies import (
     STEP_LIMITS,
     STEP_PAUSE,
 )
-from .schema import Sets, field_schema, message_schema, messages_in, parameters, ref
+from .schema import (
+    STORABLE_JSON,
+    Sets,
+    field_schema,
+    message_schema,
+    messages_in,
+    parameters,
+    ref,
+)
 
 JSON = "application/json"
 # Every message a client sends in a body; written into components/schemas.
@@ -649,7 +657,7 @@ def openapi_document(app: Flask) -> dict:
         "paths": {path: {method: _with_door(method, op) for method, op in ops.items()}
                   for path, ops in PATHS.items()},
         "components": {
-            "schemas": {**SCHEMAS, **request_schemas(sets)},
+            "schemas": {**SCHEMAS, "StorableJson": STORABLE_JSON, **request_schemas(sets)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

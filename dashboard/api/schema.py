@@ -75,9 +75,26 @@ def field_schema(field: Field, sets: Sets) -> dict:
     return schema
 
 
+# Any JSON value a journal can hold: no NUL in its text, keys included (a lone surrogate no
+# JSON Schema string can hold anyway). Recursive: components/schemas/StorableJson.
+STORABLE_JSON = {
+    "description": "any JSON value with no NUL character in its text (strings and keys)",
+    "anyOf": [
+        {"type": ["null", "boolean", "number"]},
+        {"type": "string", "pattern": STORABLE},
+        {"type": "array", "items": ref("StorableJson")},
+        {"type": "object", "propertyNames": {"pattern": STORABLE},
+         "additionalProperties": ref("StorableJson")},
+    ],
+}
+
+
 def _special(field: Field) -> dict:
-    """A time (ISO-8601 text or bounded Unix seconds) or any JSON value (no type at all)."""
+    """A time (ISO-8601 text or bounded Unix seconds) or any JSON value a journal can hold
+    (STORABLE_JSON)."""
     schema: dict = {}
+    if field.kind is Kind.ANY:
+        schema = ref("StorableJson")
     if field.description:
         schema["description"] = field.description
     if field.kind is Kind.TIME:

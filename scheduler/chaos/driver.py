@@ -45,7 +45,7 @@ import requests
 from ..engine.config import ClusterConfig
 from ..engine.workflow import DEFAULT_WORKFLOWS
 from ..journal.location import parse_location
-from .app import CONFIRM_TIMEOUT, SAGA, WAITS
+from .app import CONFIRM_TIMEOUT, RECONCILE, SAGA, WAITS
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
 from .freeze import DatabaseFreeze, postmaster_of
@@ -501,7 +501,8 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     report = check_history(
         history, driver.acked, settings.max_retries, server_errors=driver.server_errors,
         answers=driver.answers,
-        workflows={**DEFAULT_WORKFLOWS, SAGA.name: SAGA, WAITS.name: WAITS},
+        workflows={**DEFAULT_WORKFLOWS, SAGA.name: SAGA, WAITS.name: WAITS,
+                   RECONCILE.name: RECONCILE},
         limits=driver.limits, grace=ClusterConfig().zombie_grace,
     )
     report["commit_pending_answers"] = driver.pending_answers

@@ -27,6 +27,8 @@ from ..journal.rows import (
     order_from_row,
     task_from_row,
 )
+from .schedule_checks import KINDS as SCHEDULE_KINDS
+from .schedule_checks import check_schedules
 
 TERMINAL = FINISHED_STATUSES
 SAMPLE = 10  # violations listed per kind in a report
@@ -263,6 +265,10 @@ def check_history(
     # not_before.
     timing = check_waits(events)
     violations.update(timing)
+    # Recurring schedules: each time fired at most once, in order, with its order, by the
+    # leader (schedule_checks.py).
+    schedule_violations, schedule_fires = check_schedules(history)
+    violations.update(schedule_violations)
 
     # A gateway quota is a promise: never more handlers of a limited step possibly running at
     # once than its max_in_flight, through stalls, deaths and restarts.
@@ -317,6 +323,8 @@ def check_history(
         "waits_timed_out": sum(1 for e in events if e["type"] == "wait_timed_out"),
         "steps_delayed": sum(1 for e in events if e["type"] == "task_delayed"),
         **{k: len(v) for k, v in timing.items()},
+        "schedule_fires": schedule_fires,
+        **{k: len(v) for k, v in schedule_violations.items()},
         "recovery_p50_s": _round(percentile(recovery, 50)),
         "recovery_p99_s": _round(percentile(recovery, 99)),
         "server_5xx": server_errors,
@@ -471,6 +479,8 @@ def format_report(report: dict) -> str:
         "wait_completed_without_signal",
         "wait_timed_out_early",
         "started_before_its_time",
+        "schedule_fires",
+        *SCHEDULE_KINDS,
         "recovery_p50_s",
         "recovery_p99_s",
         "server_5xx",

@@ -289,3 +289,15 @@ def test_an_order_from_before_versions_with_a_step_the_workflow_lost_stays_in_th
     old.apply(old.core.submit("o1", dict(ORDER), 0.0, workflow="checkout"))
     new = restarted_with(old, UNVERSIONED, learn=())  # no fraud step any more
     assert "o1" not in views.orders(new.core)
+
+
+def test_a_definition_with_waits_comes_back_from_its_body_with_them():
+    from scheduler.engine.workflow import Wait
+
+    shape = [("payment", []), ("confirmed", ["payment"]), ("packing", ["confirmed"])]
+    waiting = Workflow.define("checkout", shape, waits=[Wait("confirmed", 30.0, "fail")],
+                              version="v4")
+    back = Workflow.from_body("checkout", "v4", waiting.body())
+    assert back.waits == {"confirmed": Wait("confirmed", 30.0, "fail")}
+    assert back.same_shape(waiting)
+    assert not back.same_shape(Workflow.define("checkout", shape, version="v4"))

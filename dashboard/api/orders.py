@@ -82,6 +82,17 @@ def cancel(order_id: str):
     return actions.order_command(_cluster(), order_id, "cancel", actor())
 
 
+@bp.post("/<order_id>/signals/<name>")
+def signal(order_id: str, name: str):
+    """The outside world's word for an order's wait (a payment confirmed, a parcel
+    delivered): `{"data": ...}` becomes the wait's result. 200 (a repeat of the same
+    Idempotency-Key too), 404 unknown order, 409 a second signal or a wait that is over
+    (recorded), 422 a name the order never waits for (naming those it has)."""
+    key = request.headers.get("Idempotency-Key")
+    return actions.send_signal(_cluster(), order_id, name, json_body(required=False), key,
+                               actor())
+
+
 @bp.post("/<order_id>/retry")
 def retry(order_id: str):
     _no_body()

@@ -17,6 +17,36 @@ class WorkflowError(ValueError):
     """A workflow definition is not a valid DAG; the message says which step is wrong."""
 
 
+# What a wait does when its timeout passes with no signal: cancel its order (undoing what
+# has an undo), fail it (likewise), or continue with no payload (its result is None).
+ON_TIMEOUT = ("cancel", "fail", "continue")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A step of a workflow with no handler: it waits for the signal of its name
+    (`POST /api/orders/<id>/signals/<name>`), whose data becomes its result, for at most
+    `timeout` seconds (None: for ever), then does `on_timeout`."""
+
+    name: str
+    timeout: float | None = None
+    on_timeout: str = "cancel"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise WorkflowError("a wait needs a non-empty name")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)
+            or not self.timeout > 0 or self.timeout == float("inf")
+        ):
+            raise WorkflowError(
+                f"wait {self.name!r}: timeout must be a number of seconds > 0, got "
+                f"{self.timeout!r}")
+        if self.on_timeout not in ON_TIMEOUT:
+            raise WorkflowError(f"wait {self.name!r}: on_timeout must be one of "
+                                f"{', '.join(ON_TIMEOUT)}, got {self.on_timeout!r}")
+
+
 @dataclass(frozen=True)
 class Workflow:
     """A validated DAG. `steps` is in a topological order; `deps`/`dependents` go both ways."""
@@ -28,6 +58,8 @@ class Workflow:
     # A saga's compensations: step -> the step that undoes it once it succeeded, run when
     # the order fails or is cancelled later on. An undo is not a step of the DAG.
     compensations: Mapping[str, str] = field(default_factory=dict)
+    # Its waits: step -> how it waits. A wait is a step of the DAG with no handler.
+    waits: Mapping[str, Wait] = field(default_factory=dict)
     # Which definition of `name` this is ("" for one defined without a version): orders
     # are pinned to it, and workers say which versions they run.
     version: str = ""
@@ -35,9 +67,10 @@ class Workflow:
     @classmethod
     def define(cls, name: str, steps: Iterable[tuple[str, Iterable[str]]],
                compensations: Mapping[str, str] | None = None,
-               version: str = "") -> Workflow:
-        """Build from `(step, [dependencies])` pairs and `compensations` (step -> its undo);
-        raises WorkflowError for a bad graph or undo."""
+               waits: Iterable[Wait] = (), version: str = "") -> Workflow:
+        """Build from `(step, [dependencies])` pairs, `compensations` (step -> its undo)
+        and `waits` (steps that wait for a signal); raises WorkflowError for a bad graph,
+        undo or wait."""
         if not isinstance(name, str) or not name:
             raise WorkflowError("a workflow needs a non-empty name")
         deps: dict[str, tuple[str, ...]] = {}
@@ -69,6 +102,7 @@ class Workflow:
             deps=deps,
             dependents={s: tuple(d) for s, d in dependents.items()},
             compensations=_check_compensations(name, deps, compensations or {}),
+            waits=_check_waits(name, deps, compensations or {}, waits),
             version=_check_version(name, version),
         )
 
@@ -84,20 +118,25 @@ class Workflow:
 
     def body(self) -> dict:
         """Its shape as the journal keeps it (JSON): steps in order with their
-        dependencies, and the undos."""
+        dependencies, the undos, and the waits (each with its timeout and what it does
+        then)."""
         return {"steps": [[s, list(self.deps[s])] for s in self.steps],
-                "compensations": dict(self.compensations)}
+                "compensations": dict(self.compensations),
+                "waits": [[w.name, w.timeout, w.on_timeout] for w in self.waits.values()]}
 
     @classmethod
     def from_body(cls, name: str, version: str, body: Mapping) -> Workflow:
         """A definition back from its journaled `body`."""
         return cls.define(name, [(s, d) for s, d in body["steps"]],
-                          body.get("compensations") or {}, version)
+                          body.get("compensations") or {},
+                          [Wait(*w) for w in body.get("waits") or ()], version)
 
     def same_shape(self, other: Workflow) -> bool:
-        """Whether `other` has the same steps, dependencies and undos (in any order)."""
+        """Whether `other` has the same steps, dependencies, undos and waits (in any
+        order)."""
         return (dict(self.deps) == dict(other.deps)
-                and dict(self.compensations) == dict(other.compensations))
+                and dict(self.compensations) == dict(other.compensations)
+                and dict(self.waits) == dict(other.waits))
 
     def undo_of(self, undo: str) -> str | None:
         """The step that `undo` compensates (None: `undo` is no undo of this workflow)."""
@@ -137,6 +176,19 @@ def _check_version(name: str, version: str) -> str:
         raise WorkflowError(f"workflow {name!r}: version {version!r} must be a printable "
                             "name of at most 64 characters without '@' or outer spaces")
     return version
+def _check_waits(name: str, deps: Mapping[str, tuple[str, ...]],
+                 compensations: Mapping[str, str], waits: Iterable[Wait]) -> dict[str, Wait]:
+    """Each wait is a step of the workflow, once; a wait has nothing to undo."""
+    found: dict[str, Wait] = {}
+    for wait in waits:
+        if wait.name not in deps:
+            raise WorkflowError(f"workflow {name!r}: wait {wait.name!r} is not one of its steps")
+        if wait.name in found:
+            raise WorkflowError(f"workflow {name!r}: wait {wait.name!r} is given twice")
+        if wait.name in compensations:
+            raise WorkflowError(f"workflow {name!r}: wait {wait.name!r} cannot have an undo")
+        found[wait.name] = wait
+    return found
 
 
 def _topological_order(name: str, deps: Mapping[str, tuple[str, ...]]) -> list[str]:

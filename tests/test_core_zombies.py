@@ -428,3 +428,23 @@ def test_a_reported_attempt_stuck_or_running_on_its_live_worker_is_not_counted_t
     sim.apply(sim.core.workers_report(["t1"], [("t1", d.task_id, d.lease)
                                                for d in (first, second)], now=sim.now))
     assert not sim.core.zombies and sim.core.limits.in_flight("payment") == counted
+
+
+def test_a_reaped_process_ends_every_attempt_it_ran_at_once_saying_it_exited():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-1", kind="process")
+    for i in range(6):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-1", 4)
+    sim.add_worker("p-2", kind="process")
+    sim.advance(3.0, beating=("p-2",))  # p-1 stalls and is declared dead
+    assert len(sim.core.zombies) == 4 and payments_on_workers(sim.core) == 0
+    sim.now += 1.0
+    sim.apply(sim.core.workers_gone(["p-1"], now=sim.now))  # the server reaped its process
+    assert not sim.core.zombies and payments_on_workers(sim.core) == 4  # the limit, at once
+    ended = sim.types(type="attempt_ended")
+    assert sorted(e["task_id"] for e in ended) == sorted(d.task_id for d in running)
+    assert {(e["reason"], e["worker_id"], e["ts"]) for e in ended} == {
+        ("exited", "p-1", OFFSET + sim.now)}
+    assert all(e["message"].endswith("its process exited") for e in ended)

@@ -351,3 +351,20 @@ def test_steps_from_a_journal_older_than_completed_are_undone_latest_step_first(
     sim = restart(sim, [old])
     run(sim, "shipping", ok=False)
     assert views.orders(sim.core)["o1"].undoing == ["unpack", "refund"]
+
+
+def test_a_retry_says_what_it_reruns_and_a_refused_one_says_what_may_be_retried():
+    sim = compensation_failed_sim()
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    [undos] = sim.types(type="order_retried")
+    assert undos["message"] == "order o1 its undos retried by hand"
+    plain = saga_sim()
+    plain.submit("o1")  # the plain workflow: no undo, it just fails
+    run(plain, "payment", ok=False)
+    plain.apply(plain.core.retry_order("o1", now=plain.now))
+    [retried] = plain.types(type="order_retried")
+    assert retried["message"] == "order o1 retried by hand" and "undos" not in retried
+    with pytest.raises(Conflict) as refused:
+        plain.core.retry_order("o1", now=plain.now)
+    assert str(refused.value) == ("order o1 is in_progress; only a failed order (or one "
+                                  "whose compensation failed) can be retried")

@@ -368,3 +368,12 @@ def test_a_retry_says_what_it_reruns_and_a_refused_one_says_what_may_be_retried(
         plain.core.retry_order("o1", now=plain.now)
     assert str(refused.value) == ("order o1 is in_progress; only a failed order (or one "
                                   "whose compensation failed) can be retried")
+
+
+def test_a_bad_undo_is_refused_naming_its_workflow_and_why():
+    with pytest.raises(WorkflowError) as refused:
+        Workflow.define("shop", [("a", []), ("b", ["a"])], compensations={"a": "b"})
+    assert str(refused.value) == ("workflow 'shop': step 'a' is undone by 'b', which must be "
+                                  "a step outside the workflow")
+    with pytest.raises(WorkflowError, match="^workflow 'shop': compensation for unknown step"):
+        Workflow.define("shop", [("a", [])], compensations={"nope": "undo"})

@@ -448,3 +448,12 @@ def test_a_reaped_process_ends_every_attempt_it_ran_at_once_saying_it_exited():
     assert {(e["reason"], e["worker_id"], e["ts"]) for e in ended} == {
         ("exited", "p-1", OFFSET + sim.now)}
     assert all(e["message"].endswith("its process exited") for e in ended)
+
+
+def test_zombies_are_counted_per_step():
+    zombies = Zombies()
+    zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, None))
+    zombies.add(Zombie("p-1", "o2:payment", 2, "payment", 1, None, None))
+    zombies.add(Zombie("p-2", "o3:packing", 3, "packing", 1, None, None))
+    assert (zombies.count("payment"), zombies.count("packing"), zombies.count("shipping")) == (
+        2, 1, 0)

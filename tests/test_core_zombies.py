@@ -457,3 +457,53 @@ def test_zombies_are_counted_per_step():
     zombies.add(Zombie("p-2", "o3:packing", 3, "packing", 1, None, None))
     assert (zombies.count("payment"), zombies.count("packing"), zombies.count("shipping")) == (
         2, 1, 0)
+
+
+def test_a_zombie_counted_again_keeps_the_later_bound_and_an_unbounded_one_stays_unbounded():
+    zombies = Zombies()
+    zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, 5.0))
+    assert not zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, 9.0))
+    assert zombies.find("p-1", "o1:payment", 1).bound == 9.0
+    assert not zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, 3.0))
+    assert zombies.find("p-1", "o1:payment", 1).bound == 9.0
+    assert not zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, None))
+    assert zombies.find("p-1", "o1:payment", 1).bound is None  # only a confirmation ends it
+    zombies.add(Zombie("p-1", "o2:payment", 2, "payment", 1, None, None))
+    assert not zombies.add(Zombie("p-1", "o2:payment", 2, "payment", 1, None, 7.0))
+    assert zombies.find("p-1", "o2:payment", 2).bound is None
+
+
+def test_an_unknown_lease_finds_the_zombie_of_that_worker_and_task_whatever_its_lease():
+    zombies = Zombies()
+    zombie = Zombie("p-1", "o1:payment", 7, "payment", 1, None, None)
+    zombies.add(zombie)
+    assert zombies.find("p-1", "o1:payment", 0) is zombie
+    assert zombies.find("p-2", "o1:payment", 0) is None
+    assert zombies.find("p-1", "o2:payment", 0) is None
+
+
+def test_removing_the_zombie_with_the_earliest_bound_moves_the_next_bound_on():
+    zombies = Zombies()
+    early = Zombie("p-1", "o1:payment", 1, "payment", 1, None, 5.0)
+    late = Zombie("p-1", "o2:payment", 2, "payment", 1, None, 9.0)
+    later = Zombie("p-1", "o3:payment", 3, "payment", 1, None, 12.0)
+    for zombie in (early, late, later):
+        zombies.add(zombie)
+    zombies.remove(late)
+    assert zombies.next_bound() == 5.0
+    zombies.remove(early)
+    assert zombies.next_bound() == 12.0
+    assert zombies.expired(11.0) == [] and zombies.expired(12.0) == [later]
+
+
+def test_binding_bounds_only_the_unbounded_zombies_of_that_worker():
+    zombies = Zombies()
+    mine = Zombie("p-1", "o1:payment", 1, "payment", 1, 10.0, None)
+    bounded = Zombie("p-1", "o2:payment", 2, "payment", 1, 20.0, 30.0)
+    other = Zombie("p-2", "o3:payment", 3, "payment", 1, 5.0, None)
+    for zombie in (mine, bounded, other):
+        zombies.add(zombie)
+    zombies.bind("p-1", lambda z: z.deadline + 2.0)
+    assert (mine.bound, bounded.bound, other.bound) == (12.0, 30.0, None)
+    assert zombies.next_bound() == 12.0
+    assert zombies.expired(12.0) == [mine]

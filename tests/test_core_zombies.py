@@ -507,3 +507,31 @@ def test_binding_bounds_only_the_unbounded_zombies_of_that_worker():
     assert (mine.bound, bounded.bound, other.bound) == (12.0, 30.0, None)
     assert zombies.next_bound() == 12.0
     assert zombies.expired(12.0) == [mine]
+
+
+def test_a_zombie_its_process_still_runs_keeps_its_bound_and_counts_once():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    sim.add_worker("p-1", kind="process")
+    for i in range(6):
+        sim.submit(f"o{i}")
+    [first, *_] = started(sim, "p-1", 4)
+    sim.add_worker("p-2", kind="process")
+    sim.advance(3.0, beating=("p-2",))  # p-1 is declared dead: 4 zombies, bound at 35 s
+    bound = sim.core.zombies.find("p-1", first.task_id, first.lease).bound
+    sim.now = 20.0  # its process registers again: it still runs the first one
+    sim.apply(sim.core.workers_report(["p-1"], [("p-1", first.task_id, first.lease)],
+                                      now=sim.now))
+    assert [(z.task_id, z.bound) for z in sim.core.zombies] == [(first.task_id, bound)]
+    assert sim.core.limits.in_flight("payment") == 4  # 3 moved to p-2, the zombie
+
+
+def test_a_draining_workers_report_of_what_it_runs_counts_nothing_twice():
+    sim = Sim(workers=0, slots=2, prefetch=0, steps=PAY, step_timeout=10.0)
+    sim.add_worker("p-1", kind="process")
+    sim.submit("o0")
+    [running] = started(sim, "p-1", 1)
+    sim.apply(sim.core.drain_worker("p-1", now=sim.now))
+    assert views.workers(sim.core)["p-1"].status == "draining"
+    sim.apply(sim.core.workers_report(["p-1"], [("p-1", running.task_id, running.lease)],
+                                      now=sim.now))
+    assert not sim.core.zombies and sim.core.limits.in_flight("payment") == 1

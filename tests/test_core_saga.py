@@ -377,3 +377,26 @@ def test_a_bad_undo_is_refused_naming_its_workflow_and_why():
                                   "a step outside the workflow")
     with pytest.raises(WorkflowError, match="^workflow 'shop': compensation for unknown step"):
         Workflow.define("shop", [("a", [])], compensations={"nope": "undo"})
+
+
+def test_a_compensation_is_announced_in_full_in_the_orders_timeline_and_counted_per_undo():
+    sim = saga_sim()
+    for oid in ("o1", "o2"):
+        sim.submit(oid, "fanout")
+    for step in ("payment", "payment", "packing", "invoice", "packing", "invoice"):
+        run(sim, step)
+    d, _ = sim.start_next("w1")
+    fx = sim.fail(d, "carrier down")  # o1's shipping gives up
+    [started] = [e for e in fx.events if e["type"] == "order_compensating"]
+    why = "step shipping gave up after 1 attempts: carrier down"
+    assert started["message"] == (f"order o1: {why}; undoing invoice by void, packing by "
+                                  "unpack, payment by refund")
+    assert (started["order_id"], started["reason"], started["undoes"]) == (
+        "o1", why, {"void": "invoice", "unpack": "packing", "refund": "payment"})
+    assert started in views.orders(sim.core)["o1"].events
+    assert fx.orders["o1"].undoing == ["void", "unpack", "refund"]  # the journal writes them
+    d, _ = sim.start_next("w1")
+    assert d.task_id == "o2:shipping"
+    sim.fail(d, "carrier down")
+    steps = views.progress(sim.core).unfinished_steps()
+    assert (steps["refund"]["pending"], steps["unpack"]["pending"]) == (2, 2)

@@ -10,7 +10,7 @@ import pytest
 from sim import Sim
 
 from scheduler.engine import views
-from scheduler.engine.config import ClusterConfig, StepPolicy
+from scheduler.engine.config import ClusterConfig, RetryPolicy, StepPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.records import ResumePoint
 from scheduler.engine.states import TaskState
@@ -535,3 +535,53 @@ def test_a_draining_workers_report_of_what_it_runs_counts_nothing_twice():
     sim.apply(sim.core.workers_report(["p-1"], [("p-1", running.task_id, running.lease)],
                                       now=sim.now))
     assert not sim.core.zombies and sim.core.limits.in_flight("payment") == 1
+
+
+def test_an_ended_zombie_names_its_own_attempt_and_its_order_even_with_a_colon_in_its_id():
+    sim = Sim(workers=0, slots=1, prefetch=0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0,
+              retry=RetryPolicy(max_retries=2, backoff_base=0.001, backoff_cap=0.001))
+    sim.add_worker("p-1", kind="process")
+    sim.submit("shop:1")
+    started(sim, "p-1", 1)
+    sim.add_worker("p-2", kind="process")
+    sim.advance(3.0, beating=("p-2",))  # p-1 is declared dead: its attempt 1 is a zombie
+    [moved] = started(sim, "p-2", 1)  # the same attempt, moved
+    sim.fail(moved, "declined")
+    sim.advance(0.5, beating=("p-2",))
+    [retry] = started(sim, "p-2", 1)
+    assert sim.task("shop:1", "payment").attempt == 2
+    sim.apply(sim.core.workers_gone(["p-1"], now=sim.now))
+    [ended] = sim.types(type="attempt_ended")
+    assert (ended["order_id"], ended["step"], ended["attempt"]) == ("shop:1", "payment", 1)
+    assert ended["message"] == ("order shop:1 step payment attempt 1 on p-1 no longer counts "
+                                "towards the step's limit: its process exited")
+    # A process names an attempt of such an order that no count holds: it counts.
+    sim.apply(sim.core.workers_report(["p-9"], [("p-9", "shop:9:payment", 7)], now=sim.now))
+    assert [(z.task_id, z.step) for z in sim.core.zombies] == [("shop:9:payment", "payment")]
+
+
+def test_a_report_keeps_an_inherited_attempt_it_still_runs_and_ends_one_of_another_lease():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    for i in range(4):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-old", 2)
+    core = restarted(sim.core, now=1.0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    assert {z.lease for z in core.zombies} == {0}  # the journal does not know their leases
+    bounds = {z.task_id: z.bound for z in core.zombies}
+    fx = core.workers_report(["p-old"], [("p-old", running[0].task_id, running[0].lease)],
+                             now=2.0)
+    ended = [e["task_id"] for e in fx.events if e["type"] == "attempt_ended"]
+    assert ended == [running[1].task_id]
+    [kept] = core.zombies
+    assert (kept.task_id, kept.bound) == (running[0].task_id, bounds[running[0].task_id])
+    # An inherited zombie (its lease unknown) is the attempt of any lease of its task; a
+    # zombie of a known lease is not the attempt of another lease.
+    fx = core.workers_report(["p-old"], [("p-old", running[0].task_id, 50)], now=3.0)
+    assert [e["task_id"] for e in fx.events if e["type"] == "attempt_ended"] == []
+    core.workers_report(["p-x"], [("p-x", "o9:payment", 3)], now=3.0)
+    fx = core.workers_report(["p-x"], [("p-x", "o9:payment", 5)], now=4.0)
+    assert [e["task_id"] for e in fx.events if e["type"] == "attempt_ended"] == ["o9:payment"]
+    assert sorted((z.task_id, z.lease) for z in core.zombies if z.worker_id == "p-x") == [
+        ("o9:payment", 5)]

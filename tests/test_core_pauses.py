@@ -407,3 +407,12 @@ def test_restored_limits_keep_the_rest_of_a_steps_declared_policy():
         [], {"payment": {"max_in_flight": 1, "rate": None, "burst": None}}, now=0.0)
     policy = sim.core.config.policy("payment")
     assert (policy.max_in_flight, policy.breaker, policy.timeout) == (1, BREAKER_POLICY, 7.0)
+
+
+def test_lifting_the_limits_of_a_step_that_has_none_changes_nothing_and_says_so():
+    sim = Sim(workers=1)
+    fx = sim.apply(sim.core.set_limits("packing", "alice", now=0.0, max_in_flight=None,
+                                       rate=None))
+    [event] = fx.events
+    assert event["message"] == "step packing limits set by alice: no limits → no limits"
+    assert not sim.core.config.policy("packing").limited

@@ -415,3 +415,8 @@ def test_a_probe_resumed_by_hand_that_reports_after_a_new_trip_does_not_resume_t
     assert trip(p, now=40.0).tripped  # the gateway fails again
     assert p.attempt_ended("payment", "o7:payment", None, 0.0, 41.0) is None
     assert p.get("payment").by_breaker
+
+
+def test_a_breaker_may_count_over_and_probe_after_less_than_a_second():
+    policy = BreakerPolicy(share=0.5, min_attempts=4, window=0.5, probe_after=0.25)
+    assert (policy.window, policy.probe_after) == (0.5, 0.25)

@@ -7,7 +7,13 @@ import pytest
 from sim import ORDER, Sim
 
 from scheduler.engine import views
-from scheduler.engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord, new_task_record
+from scheduler.engine.records import (
+    FINISHED_STATUSES,
+    OrderQuery,
+    OrderRecord,
+    TaskRecord,
+    new_task_record,
+)
 
 OFFSET = 1_700_000_000.0
 
@@ -186,3 +192,9 @@ def test_a_finished_order_is_recorded_with_when_it_finished_in_wall_time():
     assert record.status == "completed" and record.finished
     assert record.finished_at == OFFSET + 4.0
     assert record.view()["finished_at"] == round(OFFSET + 4.0, 3)
+
+
+def test_a_text_query_matches_an_order_only_by_what_it_holds():
+    query = OrderQuery(text="xx")
+    assert not query.matches("failed", "ecommerce", "ada", 0.0, [None])  # no id given
+    assert query.matches("failed", "ecommerce", "ada", 0.0, [None], order_id="o-xx1")

@@ -585,3 +585,21 @@ def test_a_report_keeps_an_inherited_attempt_it_still_runs_and_ends_one_of_anoth
     assert [e["task_id"] for e in fx.events if e["type"] == "attempt_ended"] == ["o9:payment"]
     assert sorted((z.task_id, z.lease) for z in core.zombies if z.worker_id == "p-x") == [
         ("o9:payment", 5)]
+
+
+def test_a_second_restart_inherits_what_started_after_the_first():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    sim.submit("o1")
+    started(sim, "p-old", 1)
+    settings = dict(steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    core = restarted(sim.core, now=1.0, **settings)
+    assert [z.worker_id for z in core.zombies] == ["p-old"]
+    core.add_worker("p-new", kind="process", now=1.0)
+    core.heartbeat("p-new", 10.0)
+    [dispatch] = core.tick(now=10.0).dispatches  # the hold after the restart is over
+    _, ctx = core.start_task(dispatch.task_id, "p-new", dispatch.lease, now=10.0)
+    assert ctx is not None
+    again = restarted(core, now=11.0, **settings)
+    assert sorted(z.worker_id for z in again.zombies) == ["p-new", "p-old"]

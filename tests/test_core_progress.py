@@ -257,3 +257,11 @@ def test_an_order_submitted_with_data_is_queued_first():
     core.submit("o1", dict(ORDER), now=0.0)
     assert views.progress(core).by_stage(views.orders_by_status(core))["queued"] == 1
     assert views.orders(core)["o1"].stage == "queued"
+
+
+def test_a_rate_meters_memory_is_one_bucket_a_second_at_any_rate():
+    meter = RateMeter(window=10)
+    for i in range(5000):
+        meter.add(200.0 + i / 100)  # 100 a second for 50 seconds
+    assert meter.rate(249.99) == pytest.approx(100.0)
+    assert len(meter._buckets) <= 10

@@ -400,3 +400,19 @@ def test_a_compensation_is_announced_in_full_in_the_orders_timeline_and_counted_
     sim.fail(d, "carrier down")
     steps = views.progress(sim.core).unfinished_steps()
     assert (steps["refund"]["pending"], steps["unpack"]["pending"]) == (2, 2)
+
+
+def test_undos_a_restart_starts_say_the_steps_finished_before_it():
+    sim = saga_sim()
+    sim.submit("o1", "checkout")
+    run(sim, "payment", "paid")
+    run(sim, "packing", ok=False)
+    [record] = [sim.core.order_record(o) for o in views.orders(sim.core).values()]
+    steps = set(CHECKOUT.steps)
+    record = replace(record, status="in_progress",
+                     tasks=tuple(t for t in record.tasks if t.step in steps))
+    sim = restart(sim, [record])
+    [started] = [e for e in views.events_after(sim.core, 0) if e["type"] == "order_compensating"]
+    assert started["reason"] == "its steps finished before a restart"
+    assert started["message"] == ("order o1: its steps finished before a restart; undoing "
+                                  "payment by refund")

@@ -603,3 +603,24 @@ def test_a_second_restart_inherits_what_started_after_the_first():
     assert ctx is not None
     again = restarted(core, now=11.0, **settings)
     assert sorted(z.worker_id for z in again.zombies) == ["p-new", "p-old"]
+
+
+def test_a_restart_says_how_many_attempts_may_still_run_and_a_backing_off_step_points_to_it():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0,
+              retry=RetryPolicy(max_retries=2, backoff_base=100.0, backoff_cap=100.0))
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    for i in range(3):
+        sim.submit(f"o{i}")
+    first, _, _ = started(sim, "p-old", 3)
+    sim.fail(first, "declined")  # backing off when the server stops
+    core = restarted(sim.core, now=1.0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    events = views.events_after(core, views.last_seq(sim.core))
+    [restart] = [e for e in events if e["type"] == "server_restarted"]
+    assert restart["message"].endswith(
+        "; 2 attempt(s) the old server started may still run and keep their step's place "
+        "in flight")
+    [recovered] = [e for e in events if e["type"] == "task_recovered"
+                   and e["order_id"] == first.task_id.split(":")[0]]
+    assert recovered["cause"] == restart["seq"] and "will retry as attempt 2" in (
+        recovered["message"])

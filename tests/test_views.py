@@ -12,6 +12,7 @@ from sim import ORDER, Sim
 from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig, RetryPolicy, StepPolicy
 from scheduler.engine.core import SchedulerCore
+from scheduler.engine.events import EventHistory
 from scheduler.engine.records import ResumePoint
 from scheduler.engine.workflow import DEFAULT_WORKFLOWS, Workflow
 
@@ -307,3 +308,11 @@ def test_a_failed_order_whose_finish_time_the_journal_lost_is_still_listed():
                              lease_counter=views.lease_counter(sim.core)), [record], now=0.0)
     assert views.failed_orders(core) == [
         ("o1", "payment", "gave up after 1 attempts: declined", 500.0)]  # at the epoch
+
+
+def test_the_event_history_keeps_at_least_its_cap_and_trims_in_chunks_to_the_newest():
+    history = EventHistory(cap=10)
+    history.extend([{"seq": s} for s in range(1, 16)])
+    assert history.first_seq == 1 and history.last_seq == 15  # under twice the cap: all kept
+    history.extend([{"seq": s} for s in range(16, 41)])  # past it, in one go
+    assert [e["seq"] for e in history.after(0)] == list(range(31, 41))

@@ -416,3 +416,13 @@ def test_undos_a_restart_starts_say_the_steps_finished_before_it():
     assert started["reason"] == "its steps finished before a restart"
     assert started["message"] == ("order o1: its steps finished before a restart; undoing "
                                   "payment by refund")
+
+
+def test_undos_of_a_cancelled_order_say_it_was_cancelled():
+    sim = saga_sim()
+    sim.submit("o1", "checkout")
+    run(sim, "payment")
+    sim.apply(sim.core.cancel_order("o1", now=sim.now))
+    [started] = sim.types(type="order_compensating")
+    assert started["reason"] == "it was cancelled"
+    assert started["message"] == "order o1: it was cancelled; undoing payment by refund"

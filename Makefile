@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/search_load.py
 	$(BIN)/python benchmarks/search_load.py --search "/api/orders?text=no%20such"
 	$(BIN)/python benchmarks/failure_cost.py
+	$(BIN)/python benchmarks/schedules.py
 	$(BIN)/python benchmarks/heartbeat_flood.py
 	$(BIN)/python benchmarks/fleet_scale.py
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi

@@ -22,6 +22,7 @@ from scheduler.journal.retention import Pruner
 
 from .api import orders as api_orders
 from .api import pages
+from .api import schedules as api_schedules
 from .api import steps as api_steps
 from .api import system as api_system
 from .api import workers as api_workers
@@ -227,7 +228,7 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
     for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp, api_steps.bp,
-                      api_system.bp, metrics_bp):
+                      api_schedules.bp, api_system.bp, metrics_bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)
     running.workers = running.add(install_worker_hub(app, socketio, cluster))

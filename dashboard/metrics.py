@@ -52,6 +52,26 @@ def _labelled_gauge(name: str, doc: str, label: str, values: dict[str, int],
     return family
 
 
+def _schedule_metrics(schedules: list[dict]) -> Iterator[Metric]:
+    """Each recurring schedule's runs (journaled, so they survive restarts), the time it last
+    fired for and the next (alert on a last run older than its period)."""
+    runs = CounterMetricFamily("orderflow_schedule_runs",
+                               "Times each recurring schedule fired (kept across restarts)",
+                               labels=["schedule"])
+    last = GaugeMetricFamily("orderflow_schedule_last_run_timestamp_seconds",
+                             "Unix time of the scheduled time each schedule last fired for "
+                             "(0: never)", labels=["schedule"])
+    following = GaugeMetricFamily("orderflow_schedule_next_run_timestamp_seconds",
+                                  "Unix time each schedule fires next (0: never again)",
+                                  labels=["schedule"])
+    for view in schedules:
+        name = [view["name"]]
+        runs.add_metric(name, view["runs"])
+        last.add_metric(name, 0 if view["last_run"] is None else view["last_run"]["at"])
+        following.add_metric(name, view["next"] or 0)
+    yield from (runs, last, following)
+
+
 class ClusterCollector:
     """Reads the cluster's and the stream's counters at scrape time."""
 
@@ -134,6 +154,7 @@ class ClusterCollector:
                                   "Thread workers declared dead for more threads abandoned "
                                   "to hung handlers than they may have",
                                   value=stats["workers_hung"])
+        yield from _schedule_metrics(self.cluster.schedules())
         yield CounterMetricFamily("orderflow_rejected_results",
                                   "Late results refused by lease fencing",
                                   value=stats["rejected_results"])

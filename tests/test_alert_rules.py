@@ -131,3 +131,39 @@ def test_the_failure_spike_fires_on_a_failing_step_and_not_on_a_quiet_one(tmp_pa
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
+
+
+@pytest.mark.slow
+@needs_promtool
+def test_a_schedule_late_by_five_minutes_fires_and_one_that_moves_on_does_not(tmp_path):
+    # "stuck" was due at 60 s and never fired; "ticking" fires every 15 s (its next moves).
+    [late] = [r for r in rules() if r["alert"] == "OrderflowScheduleLate"]
+    cases = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "15s",
+        "tests": [{
+            "interval": "15s",
+            "input_series": [
+                {"series": 'orderflow_schedule_next_run_timestamp_seconds{schedule="stuck",'
+                           'instance="a"}', "values": "60x40"},
+                {"series": 'orderflow_schedule_next_run_timestamp_seconds{schedule="ticking",'
+                           'instance="a"}', "values": "15+15x40"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "OrderflowScheduleLate", "exp_alerts": []},
+                {"eval_time": "7m", "alertname": "OrderflowScheduleLate",
+                 "exp_alerts": [{
+                     "exp_labels": {"severity": "page", "schedule": "stuck", "instance": "a"},
+                     "exp_annotations": {
+                         "summary": "schedule stuck has not fired for a time 5 minutes past",
+                         "description": late["annotations"]["description"],
+                     }}]},
+            ],
+        }],
+    }
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(yaml.safe_dump(cases))
+    done = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout

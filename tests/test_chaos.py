@@ -28,6 +28,7 @@ from scheduler.chaos.schedule import (
     PlannedFault,
     fault_plan,
 )
+from scheduler.chaos.schedule_checks import KINDS as SCHEDULE_KINDS
 
 pytestmark = pytest.mark.slow  # 60 s of faults, with server and worker processes
 
@@ -63,6 +64,7 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
         "compensated"] + report["compensation_failed"] == report["submitted"]
     assert report["server_5xx"] == 0 and "problems" not in report
     assert_sagas_kept_their_promises(report)
+    assert_schedules_kept_their_promises(report)
     # The payment quota held through the stalls, deaths and restarts, and was reached.
     assert report["max_in_flight_exceeded"] == 0
     peak, limit = report["peak_in_flight"]["payment"]
@@ -104,6 +106,13 @@ def assert_sagas_kept_their_promises(report: dict) -> None:
     assert report["compensated_incompletely"] == report["left_uncompensated"] == 0
 
 
+def assert_schedules_kept_their_promises(report: dict) -> None:
+    """The chaos app's schedule (every 2 s) fired through the restarts (or failovers), each
+    time once, in order, with its order, by the leader."""
+    assert report["schedule_fires"] >= 10
+    assert all(report[kind] == 0 for kind in SCHEDULE_KINDS), report["examples"]
+
+
 def assert_hostile_text_was_recorded_escaped(report: dict) -> None:
     """The planned hostile worker (NUL and lone surrogate in its tags, errors and results)
     took attempts, its text reached the journal escaped, and nothing unescaped did."""
@@ -132,6 +141,7 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
         "compensated"] + report["compensation_failed"] == report["submitted"]
     assert report["server_5xx"] == 0 and "problems" not in report
     assert_sagas_kept_their_promises(report)  # through failovers and database freezes
+    assert_schedules_kept_their_promises(report)
     assert report["max_in_flight_exceeded"] == 0
     assert report["peak_in_flight"]["payment"][1] == PAYMENT_LIMIT
     # The leader was killed (or paused past its lease) at least twice; each time the

@@ -473,6 +473,16 @@ def test_fan_out_order_shows_every_branch_with_the_servers_caps(browser, tmp_pat
 
 # ---------------------------------------------------------------- workflows, slots, reasons
 
+# How long a gated payment waits for its gate at most: every test sets it (in `finally`),
+# so this only frees the thread of a test that died. Not WAIT_MS: a loaded machine took 10 s
+# from the submit to the open timeline, the payment returned meanwhile and the one its step's
+# limit held ran, so the reason the test waited for was gone.
+GATE_HOLD_S = 100.0
+# Heartbeats for tests whose workers must stay alive while the page loads (no death in them
+# is the test's doing): a loaded machine once left a thread worker silent for 0.43 s.
+STEADY_HEARTBEATS = {"heartbeat_interval": 0.05, "heartbeat_timeout": 60.0}
+
+
 def gated_app(gate: threading.Event, **payment_policy) -> App:
     """payment (with `payment_policy`) blocks until `gate` is set, ignoring cancellation as
     a handler stuck in a call would; packing runs at once."""
@@ -480,7 +490,7 @@ def gated_app(gate: threading.Event, **payment_policy) -> App:
 
     @app.step(**payment_policy)
     def payment(ctx: TaskContext) -> dict:
-        gate.wait(WAIT_MS / 1000)
+        gate.wait(GATE_HOLD_S)
         return {}
 
     @app.step()
@@ -568,7 +578,8 @@ def test_demo_orders_run_in_the_workflow_picked(browser, tmp_path):
 def test_a_ready_step_shows_that_it_waits_for_a_free_slot(browser, tmp_path):
     gate = threading.Event()
     # One worker with one slot and no prefetch: while one payment runs, the next one waits.
-    cluster = Cluster(workers=1, slots=1, prefetch=0, app=gated_app(gate), seed=7, **HEARTBEATS)
+    cluster = Cluster(workers=1, slots=1, prefetch=0, app=gated_app(gate), seed=7,
+                      **STEADY_HEARTBEATS)
     with dashboard(browser, tmp_path, cluster) as d:
         try:
             first = cluster.submit(ORDER_DATA, "checkout")
@@ -602,7 +613,7 @@ def test_a_ready_step_shows_that_it_waits_for_a_free_slot(browser, tmp_path):
 def test_a_step_at_its_limit_shows_the_reason_and_the_held_count(browser, tmp_path):
     gate = threading.Event()
     cluster = Cluster(workers=2, slots=2, app=gated_app(gate, max_in_flight=1), seed=7,
-                      **HEARTBEATS)
+                      **STEADY_HEARTBEATS)
     with dashboard(browser, tmp_path, cluster) as d:
         try:
             ids = [cluster.submit(ORDER_DATA, "checkout") for _ in range(2)]

@@ -38,6 +38,7 @@ class Store:
         self.lease, self.holder, self.url = lease, holder, url
         self.down = False
         self.look_takes = 0.0  # seconds a look waits for the database (a frozen one)
+        self.renew_takes = 0.0  # seconds a renewal waits for its answer (a frozen one)
         self.released: list[int] = []
         lease.sessions[holder] = True
 
@@ -68,6 +69,8 @@ class Store:
             return False
         if not lease.sessions.get(self.holder):
             raise StoreError("server closed the connection unexpectedly")
+        # The database runs the update once it answers: the lease counts from then.
+        lease.now += self.renew_takes
         lease.expires = lease.now + SETTINGS.ttl
         return True
 
@@ -136,9 +139,9 @@ def test_bad_lease_timings_are_refused_naming_the_setting(bad):
 def test_a_term_holds_until_its_last_renewal_plus_the_hold_and_not_after_it_is_lost():
     term = Term(3, SETTINGS, sent_at=10.0)
     assert term.holds(13.49) and not term.holds(13.5)
-    term.renewed(sent_at=12.0)
+    assert term.renewed(sent_at=12.0, answered_at=12.1)
     assert term.holds(15.49) and not term.holds(15.5)
-    term.renewed(sent_at=11.0)  # an older renewal answered late changes nothing
+    assert term.renewed(sent_at=11.0, answered_at=12.2)  # an older one changes nothing
     assert term.valid_until() == 15.5
     heard = []
     term.on_lost(heard.append)
@@ -146,6 +149,21 @@ def test_a_term_holds_until_its_last_renewal_plus_the_hold_and_not_after_it_is_l
     assert heard == ["the lease moved"] and not term.holds(12.0)
     with pytest.raises(Deposed, match="epoch 3 is over \\(the lease moved\\)"):
         term.check(12.0)
+
+
+def test_a_renewal_answered_after_the_term_ran_out_does_not_revive_it():
+    """Sent in time (10.5, while the term held until 13.5) but answered at 13.6, after a
+    frozen database woke: whoever checked the term at 13.5 was told it is over, so it stays
+    over (before, it held again until 14.0, and a leader that any check had not yet lost
+    went on leading epoch 1 after the freeze)."""
+    term = Term(1, SETTINGS, sent_at=10.0)
+    assert not term.renewed(sent_at=10.5, answered_at=13.6)
+    assert term.valid_until() == 13.5 and not term.holds(13.6)
+    assert term.renewed(sent_at=10.5, answered_at=13.49), "answered in time: it counts"
+    assert term.valid_until() == 14.0
+    term.lose("the lease moved")
+    assert not term.renewed(sent_at=13.9, answered_at=13.95), "a lost term stays lost"
+    assert term.valid_until() == 14.0
 
 
 def test_a_write_after_the_hold_ran_out_loses_the_term():
@@ -287,6 +305,47 @@ def test_a_standby_whose_look_waited_on_a_frozen_database_takes_a_term_that_hold
     assert b.elector.role == LEADER and lease.epoch == 2
     assert b.changes == [b.changes[0]] and b.changes[0].holds(lease.now), (
         "the new leader must not step down right after taking the lease")
+
+
+def test_a_leader_whose_renewal_was_answered_after_its_term_ran_out_steps_down_and_frees_it(
+        lease, caplog):
+    """PostgreSQL frozen (SIGSTOP) under the leader's renewal for longer than the hold: the
+    renewal, sent in time, is answered after the thaw, and the database ran it then (its
+    lease counts from the thaw). The leader's term ran out meanwhile by its own clock, so it
+    steps down once the answer comes and releases the lease that answer just extended: the
+    standby leads at its next look instead of never (a revived term renews on for good)."""
+    a, b = Server(lease, "a"), Server(lease, "b")
+    a.step()  # leads from 0: its term holds until 0 + hold = 3.5
+    b.step()
+    term = a.changes[0]
+    lease.now += SETTINGS.renew_every  # 0.5: the renewal is due, and the database freezes
+    a.store.renew_takes = SETTINGS.hold - SETTINGS.renew_every + 0.1  # answered at 3.6
+    with caplog.at_level(logging.WARNING, logger="orderflow.leader"):
+        a.step()
+    a.store.renew_takes = 0.0
+    assert a.elector.role == STANDBY and a.changes[-1] is None and term.lost
+    assert not term.holds(lease.now) and term.valid_until() == SETTINGS.hold
+    assert a.elector.last_reason.startswith("its renewal was answered 3.1 s after it was sent")
+    assert "stepped down: orderflow pid 1 on a left epoch 1" in caplog.text
+    assert a.store.released == [1] and lease.view().free, "it frees what the renewal kept"
+    thawed = lease.now
+    run(lease, [a, b], SETTINGS.poll_every + 0.05)
+    assert b.elector.role == LEADER and lease.epoch == 2
+    assert b.changed_at[0] - thawed <= SETTINGS.poll_every + 0.05
+
+
+def test_a_renewal_answered_slowly_but_within_the_term_keeps_the_leader(lease):
+    a, b = Server(lease, "a"), Server(lease, "b")
+    a.step()
+    b.step()
+    lease.now += SETTINGS.renew_every
+    a.store.renew_takes = SETTINGS.hold - SETTINGS.renew_every - 0.1  # answered at 3.4
+    a.step()
+    a.store.renew_takes = 0.0
+    assert a.changes[0].valid_until() == SETTINGS.renew_every + SETTINGS.hold
+    run(lease, [a, b], 3 * SETTINGS.ttl)
+    assert a.elector.role == LEADER and not a.changes[0].lost and lease.epoch == 1
+    assert b.elector.role == STANDBY
 
 
 def test_two_standbys_never_both_take_one_expired_lease(lease):

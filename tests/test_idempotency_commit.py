@@ -337,6 +337,14 @@ def test_postgresql_frozen_under_a_commit_answers_no_key_and_the_next_leader_kee
                         f"any commit: {answer.json}")
             finally:
                 freeze.thaw()
+            try:
+                # The commit stays held until the elector has heard its renewal's answer
+                # (on a loaded machine that answer can come before the writer runs again):
+                # sent before the term ran out, answered after it, it must not revive the
+                # term (it did: the leader then led epoch 1 on, and nobody a new epoch).
+                wait_for(lambda: term.lost, 30,
+                         message="the leader to step down once the database answers")
+            finally:
                 held.release()
             first.join(30)
             again.join(30)

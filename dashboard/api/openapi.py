@@ -337,6 +337,37 @@ SCHEMAS: dict[str, dict] = {
                             "share", "min_attempts", "window", "probe_after")}},
         },
     },
+    "Schedule": {
+        "type": "object",
+        "required": ["name", "cron", "tz", "workflow", "catch_up", "next", "last_run", "runs",
+                     "skipped"],
+        "properties": {
+            "name": {"type": "string"},
+            "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
+            "tz": {"type": "string", "description": "the time zone its times are read in"},
+            "workflow": {"type": ["string", "null"], "description": "null: the default"},
+            "catch_up": {"type": "boolean",
+                         "description": "a time missed while no server ran fires once at "
+                                        "the start (true) or is skipped (false)"},
+            "next": {"type": ["number", "null"],
+                     "description": "Unix time of its next time (null: never again)"},
+            "next_iso": {"type": ["string", "null"]},
+            "last_run": {
+                "type": ["object", "null"],
+                "description": "its latest time fired (null: none yet)",
+                "properties": {
+                    "at": {"type": "number", "description": "the scheduled time (Unix)"},
+                    "at_iso": {"type": "string"},
+                    "order_id": {"type": "string", "description": "the order it submitted"},
+                    "fired_at": {"type": "number", "description": "when (Unix)"},
+                },
+            },
+            "runs": {"type": "integer", "description": "times fired"},
+            "skipped": {"type": "integer", "description": "missed times skipped"},
+            "since": {"type": ["number", "null"],
+                      "description": "when the journal first knew it (null: not yet)"},
+        },
+    },
     "Step": {
         "type": "object",
         "required": ["name", "max_in_flight", "rate", "in_flight", "ready", "held", "paused"],
@@ -542,6 +573,13 @@ PATHS: dict[str, dict] = {
         "restarts",
         {"200": _json(_ref("Step")), **_errors(*BODY_ERRORS, 404)},
         parameters=[_path("step")], requestBody=_body(STEP_LIMITS))},
+    "/api/schedules": {"get": _op(
+        "Every recurring schedule: its cron, workflow, next time and last run",
+        {"200": _json({"type": "object", "required": ["schedules"], "properties": {
+            "schedules": {"type": "array", "items": _ref("Schedule")}}}), **_errors(401)})},
+    "/api/schedules/{name}": {"get": _op(
+        "One recurring schedule", {"200": _json(_ref("Schedule")), **_errors(400, 404)},
+        parameters=[_path("name")])},
     "/api/workflows": {"get": _op(
         "The workflows an order may name, each with its DAG and its steps' policies",
         {"200": _json({"type": "object", "required": ["workflows"], "properties": {

@@ -20,7 +20,7 @@ from scheduler import (
     UnknownWorker,
     UnknownWorkflow,
 )
-from scheduler.engine.errors import UnstorableText
+from scheduler.engine.errors import UnknownSchedule, UnstorableText
 from scheduler.engine.fields import MessageError
 from scheduler.journal.base import CommitPending
 from scheduler.journal.schema import StoreError
@@ -55,6 +55,7 @@ _SCHEDULER_ERRORS: list[tuple[type[Exception], int, ErrorCode]] = [
     (UnknownOrder, 404, ErrorCode.NOT_FOUND),
     (UnknownWorker, 404, ErrorCode.NOT_FOUND),
     (UnknownStep, 404, ErrorCode.NOT_FOUND),
+    (UnknownSchedule, 404, ErrorCode.NOT_FOUND),
     (UnknownWorkflow, 422, ErrorCode.VALIDATION_ERROR),
     # A body that does not fit its message (an order's: OrderValidationError).
     (MessageError, 422, ErrorCode.VALIDATION_ERROR),

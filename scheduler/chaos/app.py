@@ -1,9 +1,11 @@
 """The app a chaos run's servers schedule and its remote workers run: the built-in demo
 with a payment gateway's quota on its payment step (a concurrency limit, held to by the
 checker, invariants.py) and a gateway that takes a moment, so that stalls, deaths and
-restarts catch payments in flight; and a saga (`SAGA`): a charge refunded when reserving
-the stock (never possible for some items) or shipping fails for good. Workers the server
-starts run the plain demo handlers (they have no reserve nor refund: the others run them).
+restarts catch payments in flight; a saga (`SAGA`): a charge refunded when reserving
+the stock (never possible for some items) or shipping fails for good; and a recurring
+schedule (`RECONCILE`, every 2 s) that the leader fires through restarts and failovers,
+each time once (the checker's schedule rules). Workers the server starts run the plain demo
+handlers (they have no reserve, refund nor reconcile: the others run them).
 
     orderflow serve --app scheduler.chaos.app:app
     orderflow worker --app scheduler.chaos.app:app
@@ -51,6 +53,10 @@ SAGA = Workflow.define("ecommerce_saga",
                        [("payment", []), ("reserve", ["payment"]), ("shipping", ["reserve"])],
                        compensations={"payment": "refund"})
 OUT_OF_STOCK = frozenset({"SKU-3", "SKU-17", "SKU-23", "SKU-31", "SKU-44"})
+# The gateway's charges reconciled every 2 s (nightly in a shop): a run's restarts and
+# failovers come between its times.
+RECONCILE = Workflow.define("reconcile_charges", [("reconcile", [])])
+RECONCILE_CRON = "*/2 * * * * *"
 
 
 def _reserve(chaos: Chaos) -> Handler:
@@ -85,6 +91,19 @@ def _refund(chaos: Chaos) -> Handler:
     return refund
 
 
+def _reconcile(chaos: Chaos) -> Handler:
+    def reconcile(ctx: TaskContext) -> dict:
+        """Compare the gateway's charges with ours: slowed and failed like any step."""
+        delay, fails, _ = chaos.draw()
+        if delay and not ctx.sleep(delay):
+            raise TaskError("worker stopped")
+        if fails:
+            raise TaskError(f"gateway report unavailable (simulated, attempt {ctx.attempt})")
+        return {"reconciled": ctx.order_id}
+
+    return reconcile
+
+
 def chaos_app() -> App:
     app = demo_app(payment={"max_in_flight": PAYMENT_LIMIT})
     step = app.steps["payment"]
@@ -93,6 +112,9 @@ def chaos_app() -> App:
     app.add_step("refund", _refund(app.chaos))
     app.add_step("reserve", _reserve(app.chaos))
     app.add_workflow(SAGA)
+    app.add_step("reconcile", _reconcile(app.chaos))
+    app.add_workflow(RECONCILE)
+    app.schedule("reconcile", cron=RECONCILE_CRON, workflow=RECONCILE.name)
     return app
 
 

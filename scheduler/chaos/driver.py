@@ -44,7 +44,7 @@ import requests
 from ..engine.config import ClusterConfig
 from ..engine.workflow import DEFAULT_WORKFLOWS
 from ..journal.location import parse_location
-from .app import SAGA
+from .app import RECONCILE, SAGA
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
 from .freeze import DatabaseFreeze, postmaster_of
@@ -445,7 +445,8 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
         history = load_journal(db)
     report = check_history(
         history, driver.acked, settings.max_retries, server_errors=driver.server_errors,
-        answers=driver.answers, workflows={**DEFAULT_WORKFLOWS, SAGA.name: SAGA},
+        answers=driver.answers,
+        workflows={**DEFAULT_WORKFLOWS, SAGA.name: SAGA, RECONCILE.name: RECONCILE},
         limits=driver.limits, grace=ClusterConfig().zombie_grace,
     )
     report["commit_pending_answers"] = driver.pending_answers

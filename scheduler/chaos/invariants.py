@@ -27,6 +27,8 @@ from ..journal.rows import (
     order_from_row,
     task_from_row,
 )
+from .schedule_checks import KINDS as SCHEDULE_KINDS
+from .schedule_checks import check_schedules
 
 TERMINAL = FINISHED_STATUSES
 SAMPLE = 10  # violations listed per kind in a report
@@ -253,6 +255,10 @@ def check_history(
     # `succeeded_twice`: an undo is a step.)
     undos = check_compensations(history, workflows, succeeded_at)
     violations.update(undos)
+    # Recurring schedules: each time fired at most once, in order, with its order, by the
+    # leader (schedule_checks.py).
+    schedule_violations, schedule_fires = check_schedules(history)
+    violations.update(schedule_violations)
 
     # A gateway quota is a promise: never more handlers of a limited step possibly running at
     # once than its max_in_flight, through stalls, deaths and restarts.
@@ -301,6 +307,8 @@ def check_history(
         "compensations_run": sum(1 for t in history.tasks()
                                  if t.compensates is not None and t.state == "succeeded"),
         **{k: len(v) for k, v in undos.items()},
+        "schedule_fires": schedule_fires,
+        **{k: len(v) for k, v in schedule_violations.items()},
         "recovery_p50_s": _round(percentile(recovery, 50)),
         "recovery_p99_s": _round(percentile(recovery, 99)),
         "server_5xx": server_errors,
@@ -410,6 +418,8 @@ def format_report(report: dict) -> str:
         "undos_out_of_order",
         "compensated_incompletely",
         "left_uncompensated",
+        "schedule_fires",
+        *SCHEDULE_KINDS,
         "recovery_p50_s",
         "recovery_p99_s",
         "server_5xx",

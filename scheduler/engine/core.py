@@ -708,6 +708,15 @@ class SchedulerCore:
                    **({} if cause is None else {"cause": cause}))
         return self._flush()
 
+    def schedule_event(self, kind: str, schedule: str, message: str, now: float, *,
+                       order_id: str | None = None, **details: Any) -> Effects:
+        """A recurring schedule added, fired or skipped (engine/schedules.py; the runtime
+        decides which): one event, in the order's timeline when it names one."""
+        self._now = now
+        self._emit(kind, message, order=self._orders.get(order_id) if order_id else None,
+                   schedule=schedule, **details)
+        return self._flush()
+
     # ------------------------------------------------------------------ restarts
 
     def restore(self, point: ResumePoint, orders: Iterable[OrderRecord], now: float) -> Effects:

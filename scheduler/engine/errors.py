@@ -24,6 +24,13 @@ class UnknownStep(SchedulerError, KeyError):
         return f"unknown step {self.args[0]!r}"
 
 
+class UnknownSchedule(SchedulerError, KeyError):
+    """A recurring schedule the app does not declare (HTTP 404)."""
+
+    def __str__(self) -> str:
+        return f"unknown schedule {self.args[0]!r}"
+
+
 class UnknownWorkflow(SchedulerError, ValueError):
     pass
 

@@ -54,6 +54,11 @@ EVENT_TYPES = frozenset(
         # An alert (runtime/alerts.py) raised, and cleared once its condition no longer holds.
         "alert_raised",
         "alert_cleared",
+        # A recurring schedule first known, one of its times fired (its order submitted in
+        # the same commit), and missed times skipped (catch_up off) (engine/schedules.py).
+        "schedule_added",
+        "schedule_fired",
+        "schedule_skipped",
     }
 )
 
@@ -88,6 +93,9 @@ LOG_LEVELS = {
     "step_limits_changed": "WARNING",
     "alert_raised": "WARNING",
     "alert_cleared": "INFO",
+    "schedule_added": "INFO",
+    "schedule_fired": "INFO",
+    "schedule_skipped": "WARNING",
 }
 
 

@@ -4,7 +4,8 @@ Standing by, it looks at the lease every `poll_every` and takes it once it is fr
 or its holder's session ended). Leading, it renews every `renew_every`; it steps down at once
 when a renewal finds the lease moved, when its lease session is lost (the lease is bound to
 that session: a killed connection is a lost lease), when it has not renewed for
-`ttl - renew_every` by its own clock (it was paused, or the database was out of reach), when
+`ttl - renew_every` by its own clock (it was paused, or the database was out of reach; a
+renewal answered only after that, by a database frozen under it, is too late), when
 a journal write found the epoch moved (`Term.lose`), or when its journal's work has waited
 longer than `ttl` for a commit that failed (`Term.commits_stalled`: writes that fail, or
 hang until the database's lock or statement timeout, while the lease session still renews:
@@ -127,7 +128,15 @@ class Elector:
         if not renewed:
             self._step_down(now, "the lease moved to another server")
             return self.settings.poll_every
-        term.renewed(now)
+        # The renewal may have waited long for its answer (a frozen database): one that
+        # comes after the term ran out is too late (Term.renewed). The database's lease it
+        # just extended is released by the step-down, so a standby need not wait for it.
+        answered = self._clock()
+        if not term.renewed(now, answered):
+            self._step_down(answered, term.lost or (
+                f"its renewal was answered {answered - now:.1f} s after it was sent, too "
+                f"late: no renewal had been answered for {self.settings.hold:g} s"))
+            return self.settings.poll_every
         self._next_renew = now + self.settings.renew_every
         return self.settings.renew_every
 

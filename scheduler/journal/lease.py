@@ -92,8 +92,9 @@ class LeaseView:
 
 class Term:
     """One leader's hold on one epoch: valid until its last renewal's send time plus
-    `settings.hold`, and until anyone (the elector, a write that found the epoch moved)
-    calls `lose`. Thread-safe: the elector renews it, the journal's writer checks it."""
+    `settings.hold` (a renewal counts only if answered before that), and until anyone (the
+    elector, a write that found the epoch moved) calls `lose`. Thread-safe: the elector
+    renews it, the journal's writer checks it."""
 
     def __init__(self, epoch: int, settings: LeaseSettings, sent_at: float,
                  holder: str = "", url: str | None = None):
@@ -104,11 +105,17 @@ class Term:
         self._listeners: list[Callable[[str], None]] = []
         self._stalled_for: Callable[[float], float] = lambda now: 0.0
 
-    def renewed(self, sent_at: float) -> None:
-        """A renewal sent at `sent_at` succeeded."""
+    def renewed(self, sent_at: float, answered_at: float) -> bool:
+        """A renewal sent at `sent_at` succeeded, and its answer came at `answered_at`. True
+        if the term holds on. An answer that came once the term had run out (the database
+        was frozen under the renewal, say) does not revive it: whoever checked the term in
+        between was told it is over and acted on that (a write lost it, a request was
+        refused), so it stays over for everyone: False, and the elector steps down."""
         with self._lock:
-            if self._lost is None:
-                self._valid_until = max(self._valid_until, sent_at + self.settings.hold)
+            if self._lost is not None or answered_at >= self._valid_until:
+                return False
+            self._valid_until = max(self._valid_until, sent_at + self.settings.hold)
+            return True
 
     def holds(self, now: float) -> bool:
         with self._lock:

@@ -35,6 +35,8 @@ from .rows import (
     incident_from_row,
     incident_row,
     order_from_row,
+    schedule_from_row,
+    schedule_row,
     task_from_row,
 )
 from .schema import EVENTS, FINISHED_SQL, ORDERS_FINISHED_BY_NUMBER
@@ -85,6 +87,8 @@ class Queries:
         # A step's controls are replaced whole when they change.
         self.insert["step_controls"] = _upsert("step_controls", ("step", "detail"),
                                                ("detail",), p)
+        # A schedule's mark is replaced whole as it moves on.
+        self.insert["schedules"] = _upsert("schedules", ("name", "detail"), ("detail",), p)
         # Only the latest incidents are kept: those before the oldest one kept go.
         self.forget_incidents = f"DELETE FROM incidents WHERE id < {p}"
         # set_meta with (key, value): the counters of each commit, the schema's version.
@@ -95,13 +99,16 @@ class Queries:
     def write_incidents(self, conn: Any, batch: Batch) -> None:
         """The batch's incidents (rare: a death, a drain, a restart and what they caused),
         inside the caller's transaction, and the older ones the incident log let go; and
-        its steps' controls (rarer still: a pause, a resume, limits changed)."""
+        its steps' controls (rarer still: a pause, a resume, limits changed) and its
+        schedules' marks."""
         for view in batch.incidents:  # a few at most (psycopg's connections lack executemany)
             conn.execute(self.insert["incidents"], incident_row(view))
         if batch.incidents_from is not None:
             conn.execute(self.forget_incidents, (batch.incidents_from,))
         for view in batch.controls:
             conn.execute(self.insert["step_controls"], control_row(view))
+        for view in batch.schedules:
+            conn.execute(self.insert["schedules"], schedule_row(view))
 
     def write_each(self, conn: Any, batch: Batch, refusals: tuple[type[BaseException], ...],
                    event_extra: tuple = ()) -> list[tuple[str, str]]:
@@ -246,8 +253,10 @@ class Queries:
             f"SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id")]
         controls = [control_from_row(r) for r in conn.execute(
             "SELECT step, detail FROM step_controls ORDER BY step")]
+        schedules = [schedule_from_row(r) for r in conn.execute(
+            "SELECT name, detail FROM schedules ORDER BY name")]
         return Recovered(resume_point(counters, seq, number, recent), orders, incidents,
-                         controls)
+                         controls, schedules)
 
     def with_tasks_and_events(self, conn: Any, order_rows: list[tuple],
                               with_events: bool = True) -> list[OrderRecord]:

@@ -30,6 +30,8 @@ class Recovered:
     incidents: list[dict] = field(default_factory=list)
     # Each step's controls (SchedulerCore.control_view): its pause, its live limits.
     controls: list[dict] = field(default_factory=list)
+    # Each schedule's mark (engine/schedules.py `Mark.view`): since when, the latest time.
+    schedules: list[dict] = field(default_factory=list)
 
 
 def resume_point(counters: dict, max_seq: int, max_number: int,

@@ -121,6 +121,15 @@ def control_from_row(row: tuple) -> dict:
     return {"step": row[0], **json.loads(row[1])}
 
 
+def schedule_row(view: dict) -> tuple:
+    """A schedule's mark (engine/schedules.py `Mark.view`) as a row (numbers and ids)."""
+    return view["name"], json.dumps({k: v for k, v in view.items() if k != "name"})
+
+
+def schedule_from_row(row: tuple) -> dict:
+    return {"name": row[0], **json.loads(row[1])}
+
+
 def describe_event(event: dict) -> str:
     """How a log line names an event: "event 42 (task_failed, order o-1 step payment)"."""
     where = ""

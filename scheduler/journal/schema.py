@@ -165,6 +165,12 @@ STEP_CONTROLS = Table("step_controls", (
     Column("step", TEXT, primary_key=True),
     Column("detail", TEXT, not_null=True),  # JSON: its pause (who, since, why), its limits
 ))
+# Recurring schedules (scheduler/engine/schedules.py): what is kept of each (since when it is
+# known, the latest time fired or skipped, its last run), written in the commit of its order.
+SCHEDULES = Table("schedules", (
+    Column("name", TEXT, primary_key=True),
+    Column("detail", TEXT, not_null=True),  # JSON: the schedule's Mark
+))
 # The leadership lease (postgres_lease.py): one row, its epoch only grows; expiry on the
 # database's clock. SQLite has one server per file (its file lock) and no lease.
 LEADER = Table("leader", (
@@ -176,7 +182,7 @@ LEADER = Table("leader", (
     Column("expires_at", TIMESTAMP, not_null=True),
     Column("since", TIMESTAMP, not_null=True),
 ), dialects=("postgresql",))
-TABLES = (META, ORDERS, TASKS, EVENTS, LEADER, INCIDENTS, STEP_CONTROLS)
+TABLES = (META, ORDERS, TASKS, EVENTS, LEADER, INCIDENTS, STEP_CONTROLS, SCHEDULES)
 
 ORDERS_BY_FINISH = Index("orders_by_finish", "orders", ("finished_at",))  # pruning
 TASKS_BY_ORDER = Index("tasks_by_order", "tasks", ("order_id",))
@@ -284,6 +290,7 @@ HISTORY: tuple[Step, ...] = (
     # Sagas: compensated and compensation_failed orders are finished too.
     _step(Statement("DROP INDEX orders_finished_by_number"), sqlite=8, postgresql=7),
     _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=8, postgresql=7),
+    _step(CreateTable(SCHEDULES), sqlite=9, postgresql=8),
 )
 
 

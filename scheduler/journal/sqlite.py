@@ -262,8 +262,10 @@ def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.DatabaseError as exc:  # damage the check itself trips over
         problems = [str(exc)]
     if problems != ["ok"]:
+        # One line: SQLite's report may span several ("*** in database main ***\nTree 11").
+        said = "; ".join(" ".join(problem.split()) for problem in problems)
         raise StoreError(
-            f"{path} is damaged ({'; '.join(problems)}). Move it aside and restart to begin "
+            f"{path} is damaged ({said}). Move it aside and restart to begin "
             "with an empty database (or restore a backup), or point --db at another file."
         )
 

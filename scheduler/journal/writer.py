@@ -87,11 +87,13 @@ class Batch:
     incidents_from: int | None = None
     # Steps whose controls changed (SchedulerCore.control_view), the latest of each.
     controls: list[dict] = field(default_factory=list)
+    # Schedules whose marks moved (engine/schedules.py Mark.view), the latest of each.
+    schedules: list[dict] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (self.events or self.tasks or self.orders or self.incidents
-                    or self.controls)
+                    or self.controls or self.schedules)
 
 
 class GroupWriter:
@@ -132,6 +134,7 @@ class GroupWriter:
         self._incidents: dict[int, dict] = {}
         self._incidents_from: int | None = None
         self._controls: dict[str, dict] = {}
+        self._schedules: dict[str, dict] = {}
         self._ticket = 0
         # Guarded by `_done`: what is committed, the current failure, jobs, stop.
         self._done = threading.Condition()
@@ -186,6 +189,12 @@ class GroupWriter:
         steps' controls to write (the latest view of each wins) in the same commit."""
         for view in views:
             self._controls[view["step"]] = view
+
+    def note_schedules(self, views: list[dict]) -> None:
+        """Under the scheduler lock, before the `record` of the events of the same change
+        (a schedule's order, its skip): schedules' marks to write in the same commit."""
+        for view in views:
+            self._schedules[view["name"]] = view
 
     def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
         """Return True once `ticket` is committed, False once `timeout` seconds (if given)
@@ -402,10 +411,11 @@ class GroupWriter:
             batch = Batch(self._ticket, self._events, self._tasks, self._orders, self._actions,
                           incidents=list(self._incidents.values()),
                           incidents_from=self._incidents_from,
-                          controls=list(self._controls.values()))
+                          controls=list(self._controls.values()),
+                          schedules=list(self._schedules.values()))
             self._events, self._tasks, self._orders, self._actions = [], {}, {}, []
             self._incidents, self._incidents_from = {}, None
-            self._controls = {}
+            self._controls, self._schedules = {}, {}
             if batch.empty:
                 return batch
             core = self._core
@@ -431,6 +441,7 @@ class GroupWriter:
             if self._incidents_from is None:
                 self._incidents_from = batch.incidents_from
             self._controls = {**{v["step"]: v for v in batch.controls}, **self._controls}
+            self._schedules = {**{v["name"]: v for v in batch.schedules}, **self._schedules}
 
     def _succeeded(self, batch: Batch) -> None:
         self._stalled_since = None
@@ -515,6 +526,10 @@ class GroupWrittenJournal:
     def note_controls(self, views: list[dict]) -> None:
         """Steps' controls to write with the next `record`ed events (see GroupWriter)."""
         self._writer.note_controls(views)
+
+    def note_schedules(self, views: list[dict]) -> None:
+        """Schedules' marks to write with the next `record`ed events (see GroupWriter)."""
+        self._writer.note_schedules(views)
 
     def wait(self, ticket: int | None, timeout: float | None = None) -> bool:
         return self._writer.wait(ticket, timeout)

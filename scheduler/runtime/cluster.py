@@ -23,11 +23,19 @@ from ..demo.handlers import Chaos
 from ..engine import views
 from ..engine.config import ClusterConfig, RetryPolicy
 from ..engine.core import SchedulerCore
-from ..engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
+from ..engine.cron import iso
+from ..engine.errors import (
+    Conflict,
+    UnknownOrder,
+    UnknownSchedule,
+    UnknownWorker,
+    UnknownWorkflow,
+)
 from ..engine.events import LOG_LEVELS
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
-from ..engine.orders import read_order, validate_order
+from ..engine.orders import NewOrder, read_order, validate_order
 from ..engine.records import OrderQuery
+from ..engine.schedules import Mark, Schedule
 from ..engine.states import OrderStatus
 from ..engine.text import escape, escape_all
 from ..engine.triage import group_failures
@@ -36,7 +44,7 @@ from ..journal.base import CommitPending, Journal, NullJournal
 from ..journal.recovery import recover_into
 from ..journal.schema import StoreError
 from ..journal.writer import Deposed
-from ..steps.app import App
+from ..steps.app import DEFAULT_WORKFLOW, App
 from ..steps.context import Handler
 from ..steps.failure import raised_at, traceback_of
 from ..steps.run import check_outcome
@@ -44,6 +52,7 @@ from .alerts import AlertBook, AlertSettings, Change, Signals
 from .ids import new_order_id
 from .incidents import MAX_INCIDENTS, IncidentLog
 from .order_index import OrderIndex
+from .schedules import ScheduleRunner
 from .search import OrderSearch
 from .subscribers import Subscription
 from .worker import Executor, LoopThread, ThreadWorker
@@ -156,6 +165,9 @@ class Cluster:
         self._wake = threading.Event()
         self._next_tick = 0.0
         self._monitor: LoopThread | None = None
+        # The app's recurring schedules, fired by this cluster once started (runtime/schedules.py).
+        self._schedules = ScheduleRunner(app.schedules if app is not None else {}, self)
+        self._scheduler: LoopThread | None = None
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -169,6 +181,7 @@ class Cluster:
             finished_orders=self.config.finished_order_history,
             recent_events=self.config.event_history,
         )
+        self._schedules.restore([] if state is None else state.schedules, self._wall())
         if state is not None:
             with self._lock:
                 self._incidents.load(state.incidents)
@@ -184,6 +197,10 @@ class Cluster:
             self._carry_out(fx, ticket, durable=True)
         self._monitor = LoopThread("orderflow-monitor", self._monitor_once, self._stop)
         self._monitor.start()
+        if self._schedules.schedules:
+            self._scheduler = LoopThread("orderflow-schedules", self._schedules_once,
+                                         self._stop)
+            self._scheduler.start()
         for _ in range(self.config.workers):
             self.add_worker()
         return self
@@ -200,6 +217,8 @@ class Cluster:
         threads_ok = all(e.join(timeout) for e in executors)
         if self._monitor is not None:
             self._monitor.join(timeout)
+        if self._scheduler is not None:
+            self._scheduler.join(timeout)
         for sub in self._subscriptions:
             sub.close(timeout)
         self._journal.close()
@@ -242,7 +261,12 @@ class Cluster:
         idempotency key already names one, whose id is answered instead. The data, its
         priority and the key are checked once (`read_order`), a bad order being refused
         even when its key is known; the key is looked up once (memory, then the journal)."""
-        order = read_order(data, workflow, idempotency_key)
+        return self._submit_new(read_order(data, workflow, idempotency_key), order_id)
+
+    def _submit_new(self, order: NewOrder, order_id: str | None,
+                    also: Callable[[str, float], Effects] | None = None) -> tuple[str, bool]:
+        """`submit_idempotent` of an order read already; `also(order_id, now)` runs under
+        the lock right after the core accepted it, its effects in the same commit."""
         key = order.idempotency_key
         if key is not None:
             earlier = self.find_by_idempotency_key(key)
@@ -251,8 +275,8 @@ class Cluster:
         self._journal.check()  # refuse before changing anything, not after
         order_id = order_id or new_order_id()
         try:
-            self._accept([(order_id, order.data)], order.workflow or "ecommerce", key,
-                         order.priority)
+            self._accept([(order_id, order.data)], order.workflow or DEFAULT_WORKFLOW, key,
+                         order.priority, also)
         except Conflict:
             # Another submit with the same key was accepted between the lookup and this one.
             earlier = None if key is None else self.find_by_idempotency_key(key)
@@ -264,7 +288,7 @@ class Cluster:
     def submit_many(self, orders: list[dict], workflow: str | None = None) -> list[str]:
         """Accept many orders at once, all or none, with a single durable commit."""
         cleaned = [(new_order_id(), validate_order(data)) for data in orders]
-        workflow = workflow or "ecommerce"
+        workflow = workflow or DEFAULT_WORKFLOW
         self._journal.check()
         names = views.workflow_names(self._core)
         if workflow not in names:
@@ -279,6 +303,7 @@ class Cluster:
         workflow: str,
         idempotency_key: str | None = None,
         priority: int = 0,
+        also: Callable[[str, float], Effects] | None = None,
     ) -> None:
         """Submit under one lock hold and return once durable. Until the commit the orders
         are not shown or answered for (`_unconfirmed`); if it fails, they stay queued for
@@ -297,6 +322,8 @@ class Cluster:
                         idempotency_key=idempotency_key, priority=priority,
                     )
                 )
+                if also is not None:
+                    merged.absorb(also(order_id, now))
             ticket = self._publish(merged)
             if ticket is not None:
                 self._forget_committed()
@@ -842,6 +869,65 @@ class Cluster:
         self._next_tick = now + wait
         self._wake.wait(wait)
         self._wake.clear()
+
+    # ------------------------------------------------------------------ schedules
+
+    def _wall(self) -> float:
+        return self._core.wall(self._clock())
+
+    def _schedules_once(self) -> None:
+        """One look at the schedules; then wait until the next is due (at most a second, so
+        a clock that jumps is noticed), or until the cluster stops."""
+        due_at = 0.0  # an unexpected error (logged by the loop thread): look again in 1 s
+        try:
+            due_at = self._schedules.loop(self._wall())
+        finally:
+            wait = 1.0 if not due_at else min(1.0, max(0.0, due_at - self._wall()))
+            self._stop.wait(wait)
+
+    def run_schedules(self, now: float | None = None) -> float | None:
+        """One look at the schedules at `now` (wall clock; default: the clock's): what the
+        schedule thread does, for a test on a fake clock. Returns when to look again."""
+        return self._schedules.loop(self._wall() if now is None else now)
+
+    def schedules(self) -> list[dict]:
+        """Each schedule with its cron, workflow, next time and last run."""
+        return self._schedules.views(self._wall())
+
+    def schedule(self, name: str) -> dict:
+        """One schedule's view; UnknownSchedule if the app declares none of that name."""
+        for view in self.schedules():
+            if view["name"] == name:
+                return view
+        raise UnknownSchedule(name)
+
+    def schedule_fire(self, schedule: Schedule, at: float, mark: Mark,
+                      now: float) -> tuple[str, bool]:
+        """Submit `schedule`'s order for its time `at` (its key names both); the mark it
+        moves to is journaled in the same commit as the order, with a `schedule_fired`
+        event. (the order's id, whether it was created now)."""
+        order = read_order(schedule.data, schedule.workflow, schedule.key(at))
+
+        def fired(order_id: str, t: float) -> Effects:
+            self._journal.note_schedules([mark.fired(at, order_id, now).view()])
+            return self._core.schedule_event(
+                "schedule_fired", schedule.name,
+                f"schedule {schedule.name} fired for {iso(at, schedule.tz)}: order {order_id}",
+                t, order_id=order_id, at=at)
+
+        return self._submit_new(order, None, fired)
+
+    def schedule_noted(self, kind: str, schedule: Schedule, mark: Mark, message: str,
+                       **details: object) -> None:
+        """A schedule added or its missed times skipped: an event, and its mark journaled
+        in the same commit (durable before this returns)."""
+
+        def noted(now: float) -> Effects:
+            self._journal.note_schedules([mark.view()])
+            return self._core.schedule_event(kind, schedule.name, message, now, **details)
+
+        self._journal.check()
+        self._call(noted, durable=True)
 
     def _check_alerts(self, now: float) -> None:
         """Evaluate the alerts; each one raised or cleared is one event."""

@@ -17,6 +17,8 @@ Dramatiq actors and Temporal activities are:
 
     app.workflow("checkout", {"payment": [], "packing": ["payment"], "shipping": ["packing"]})
 
+    app.schedule("reconcile", cron="0 3 * * *", workflow="nightly", tz="Europe/Berlin")
+
 `orderflow serve --app shop:app` schedules its workflows; `orderflow worker --app shop:app`
 runs its steps. A step's policy lives in one place: retries and backoff, time limit,
 cluster-wide concurrency and rate limits, and the capability tags a worker must offer to run
@@ -30,11 +32,19 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..engine.config import BreakerPolicy, ConfigError, RetryPolicy, StepPolicy
+from ..engine.cron import Cron, CronError
+from ..engine.orders import OrderValidationError, read_order
+from ..engine.schedules import Schedule
 from ..engine.workflow import Workflow, WorkflowError
 from .context import Handler, is_async
+
+# The workflow an order without one runs (the cluster's default).
+DEFAULT_WORKFLOW = "ecommerce"
 
 
 class AppError(ValueError):
@@ -86,6 +96,8 @@ class App:
     # The demo's chaos knobs, for an app whose handlers follow them (`demo_app`): a
     # cluster running it turns these (PUT /api/chaos). None for any other app.
     chaos: Any = None
+    # Recurring schedules (`schedule`): the leader submits an order of each at its times.
+    schedules: dict[str, Schedule] = field(default_factory=dict)
 
     def step(
         self,
@@ -182,6 +194,50 @@ class App:
                                f"{step!r} by {undo!r}; declare it as @app.step(compensate=)")
         return self.workflow(workflow.name, {s: workflow.deps[s] for s in workflow.steps})
 
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        *,
+        workflow: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        catch_up: bool = True,
+        tz: str = "UTC",
+    ) -> Schedule:
+        """Submit an order of `workflow` at each time `cron` names (5 fields, or 6 with
+        seconds first; in the zone `tz`, an IANA name). `data` is the order (customer and
+        items; by default customer "schedule <name>" and one item named after it).
+        `catch_up`: a time missed while no server ran fires once at the start (True) or
+        is skipped (False). Only the leader fires; each time at most once (its order's
+        idempotency key is `schedule:<name>:<time>`)."""
+        where = f"app {self.name!r}: schedule {name!r}"
+        if not isinstance(name, str) or not name.strip() or len(name) > 100 or ":" in name:
+            raise AppError(f"app {self.name!r}: a schedule needs a name of 1-100 characters "
+                           f"without ':', got {name!r}")
+        if name in self.schedules:
+            raise AppError(f"{where} is declared twice")
+        if not isinstance(catch_up, bool):
+            raise AppError(f"{where}: catch_up must be True or False")
+        try:
+            parsed = Cron.parse(cron)
+        except CronError as exc:
+            raise AppError(f"{where}: {exc}") from None
+        try:
+            zone = timezone.utc if tz == "UTC" else ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise AppError(f"{where}: unknown time zone {tz!r} (an IANA name, e.g. "
+                           "'Europe/Berlin')") from None
+        if data is None:
+            data = {"customer": f"schedule {name}", "items": [{"sku": name, "qty": 1,
+                                                               "price": 0}]}
+        try:
+            order = read_order(dict(data), workflow)
+        except OrderValidationError as exc:
+            raise AppError(f"{where}: its data is not an order: {exc}") from None
+        scheduled = Schedule(name, parsed, order.workflow, order.data, catch_up, zone, tz)
+        self.schedules[name] = scheduled
+        return scheduled
+
     @property
     def handlers(self) -> dict[str, Handler]:
         return {name: step.handler for name, step in self.steps.items()}
@@ -198,6 +254,16 @@ class App:
         for step in self.steps.values():
             if step.compensate is not None:
                 self._check_undo(f"step {step.name!r}", step.compensate)
+        for schedule in self.schedules.values():
+            if schedule.workflow is None and DEFAULT_WORKFLOW not in self.workflows:
+                raise AppError(f"app {self.name!r}: schedule {schedule.name!r} names no "
+                               f"workflow and the app has no {DEFAULT_WORKFLOW!r}; give "
+                               "workflow=")
+            if schedule.workflow is not None and schedule.workflow not in self.workflows:
+                known = ", ".join(sorted(self.workflows))
+                raise AppError(f"app {self.name!r}: schedule {schedule.name!r} submits "
+                               f"workflow {schedule.workflow!r}, which is not declared "
+                               f"(declared workflows: {known})")
         return self
 
     def _check_undo(self, what: str, undo: str) -> None:

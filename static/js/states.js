@@ -90,6 +90,7 @@ export const EVENT_TYPES = Object.freeze([
   'alert_raised', 'alert_cleared',
   'step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed',
   'order_compensating', 'order_compensated', 'order_compensation_failed',
+  'schedule_added', 'schedule_fired', 'schedule_skipped',
 ]);
 
 /** Event types that make the event log, by the filter group they belong to. */
@@ -102,6 +103,7 @@ export const LOG_GROUPS = {
   operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
   steps: { label: 'Steps', title: 'Steps paused (by an operator or a circuit breaker), resumed, their limits changed', types: ['step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed'] },
   alerts: { label: 'Alerts', title: 'Alerts the server raised and cleared: failure spikes, steps no worker can run, overdue orders, flapping workers, a failing journal', types: ['alert_raised', 'alert_cleared'] },
+  schedules: { label: 'Schedules', title: 'Recurring schedules added, their times fired, missed times skipped', types: ['schedule_added', 'schedule_fired', 'schedule_skipped'] },
 };
 
 export const LOG_GROUP_OF = Object.fromEntries(
@@ -140,6 +142,9 @@ export const EVENT_LABEL = {
   order_compensating: 'undoing',
   order_compensated: 'compensated',
   order_compensation_failed: 'undo failed',
+  schedule_added: 'schedule added',
+  schedule_fired: 'schedule fired',
+  schedule_skipped: 'schedule skipped',
 };
 
 /** The tone of an event's badge: bad, warn, move, good, info. */
@@ -153,6 +158,7 @@ export function eventTone(type) {
   if (type === 'step_resumed') return 'good';
   if (type === 'step_limits_changed') return 'op';
   if (type === 'alert_cleared') return 'good';
+  if (type === 'schedule_skipped') return 'warn';
   if (type === 'task_retrying' || type === 'order_retried' || type === 'worker_draining' || type === 'task_recovered' || type === 'thread_abandoned') return 'warn';
   if (type === 'task_reassigned') return 'move';
   if (type === 'task_succeeded' || type === 'order_completed' || type === 'worker_added') return 'good';

@@ -86,7 +86,8 @@ def test_steps_of_unfinished_orders_are_counted_by_state_and_leave_when_orders_f
     assert (steps["packing"]["assigned"], steps["packing"]["pending"]) == (1, 2)
     sim.run_all()
     assert views.progress(sim.core).unfinished_steps() == {}
-    assert views.progress(sim.core).stages == {"queued": 0, "running": 0, "retrying": 0}
+    assert views.progress(sim.core).stages == {"queued": 0, "running": 0, "retrying": 0,
+                                               "waiting": 0}
 
 
 def test_a_failed_order_leaves_the_counts_and_a_manual_retry_brings_it_back():

@@ -103,6 +103,7 @@ def test_an_order_view_has_the_exact_shape_with_times_rounded_to_milliseconds():
         "submitted_at": 100.123,
         "finished_at": None,
         "terminal": False,
+        "waits": [],
     }
     assert list(record.view()["tasks"]) == ["payment", "packing"]  # the workflow's order
 

@@ -130,6 +130,11 @@ class ClusterCollector:
         for alert in stats["alerts"]:
             alerts.add_metric([alert["alert"], alert["subject"]], 1)
         yield alerts
+        yield GaugeMetricFamily("orderflow_orders_waiting", "Orders waiting for a signal or a "
+                                "time, none of their steps queued or running",
+                                value=stats["orders"].get("waiting", 0))
+        yield GaugeMetricFamily("orderflow_timers_pending", "Timers set (waits' timeouts, "
+                                "delays, not_before)", value=stats["timers_pending"])
         yield GaugeMetricFamily("orderflow_journal_stalled_seconds",
                                 "Seconds the journal has failed to commit (0 while it commits)",
                                 value=stats["journal_stalled"])

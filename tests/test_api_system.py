@@ -182,7 +182,8 @@ def test_stats_say_where_orders_stand_and_how_fast_they_go(running):
     client.post("/api/orders/bulk", json={"count": 3})
     assert cluster.wait_until_idle(10)
     stats = client.get("/api/stats").get_json()
-    assert stats["progress"] == {"queued": 0, "running": 0, "retrying": 0, "completed": 3,
+    assert stats["progress"] == {"queued": 0, "running": 0, "retrying": 0, "waiting": 0,
+                                 "completed": 3,
                                  "failed": 2, "cancelled": 0,
                                  "compensated": 0, "compensation_failed": 0}
     assert stats["steps"] == {}  # no unfinished order left

@@ -9,7 +9,7 @@ from web import ORDER, app_over, fast_cluster
 from scheduler import App, Cluster, TaskContext
 
 POLICY_FIELDS = {"name", "deps", "doc", "async", "timeout", "retries", "backoff",
-                 "max_in_flight", "rate", "burst", "tags", "breaker", "compensate"}
+                 "max_in_flight", "rate", "burst", "tags", "breaker", "compensate", "delay"}
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_a_shops_app_shows_each_steps_declared_policy(custom):
         "name": "charge", "doc": "Charge the card once per order.", "async": True,
         "timeout": 10, "retries": 4, "backoff": [0.5, 8.0], "max_in_flight": 50,
         "rate": 100, "burst": 20, "tags": ["eu", "payments"], "breaker": None, "deps": [],
-        "compensate": None}
+        "compensate": None, "delay": None}
     assert checkout["pick"]["timeout"] == 30 and checkout["pick"]["async"] is False
     assert checkout["pick"]["retries"] is None  # the cluster's retry policy
     assert checkout["notify"]["retries"] == 0
@@ -126,7 +126,8 @@ def test_the_openapi_document_describes_the_answer(demo):
     doc = demo.get("/api/openapi.json").get_json()
     schemas = doc["components"]["schemas"]
     step = demo.get("/api/workflows").get_json()["workflows"][0]["steps"][0]
-    assert set(schemas["WorkflowStep"]["properties"]) == set(step)
+    # A wait (a step with no handler) describes itself with `wait` and `on_timeout` too.
+    assert set(schemas["WorkflowStep"]["properties"]) == set(step) | {"wait", "on_timeout"}
     ok = doc["paths"]["/api/workflows"]["get"]["responses"]["200"]
     assert ok["content"]["application/json"]["schema"]["properties"]["workflows"]["items"] == {
         "$ref": "#/components/schemas/Workflow"}

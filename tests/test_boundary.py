@@ -77,8 +77,9 @@ def test_a_nul_in_any_routes_path_parameter_is_refused_naming_it(door_app):
         "/api/workers/<worker_id>/drain"}
     for method, rule, arguments in with_parameters:
         response = client.open(url_of(rule, arguments, NUL), method=method)
+        first = min(arguments, key=rule.index)  # the first in the path
         assert_refused(response, 400, "invalid_parameter",
-                       f"path parameter {arguments[0]} contains a NUL character")
+                       f"path parameter {first} contains a NUL character")
     assert nothing_was_accepted(door_app)
 
 

@@ -64,6 +64,7 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
         "compensated"] + report["compensation_failed"] == report["submitted"]
     assert report["server_5xx"] == 0 and "problems" not in report
     assert_sagas_kept_their_promises(report)
+    assert_waits_kept_their_promises(report)
     assert_schedules_kept_their_promises(report)
     # The payment quota held through the stalls, deaths and restarts, and was reached.
     assert report["max_in_flight_exceeded"] == 0
@@ -104,6 +105,18 @@ def assert_sagas_kept_their_promises(report: dict) -> None:
     assert report["compensated"] >= 1 and report["compensations_run"] >= report["compensated"]
     assert report["undo_of_unsucceeded_step"] == report["undos_out_of_order"] == 0
     assert report["compensated_incompletely"] == report["left_uncompensated"] == 0
+
+
+def assert_waits_kept_their_promises(report: dict) -> None:
+    """Orders of the waits workflow got their payment_confirmed (early, while waiting, or
+    too late: 409) or timed out and went on; each review waited out its delay; no wait
+    completed twice nor without its signal, nothing started before its time."""
+    assert report["signals_received"] >= 1 and report["waits_timed_out"] >= 1
+    assert report["steps_delayed"] >= 1
+    assert report["signals_answered"].get("delivered", 0) + report["signals_answered"].get(
+        "kept", 0) >= 1
+    assert report["wait_twice"] == report["wait_completed_without_signal"] == 0
+    assert report["wait_timed_out_early"] == report["started_before_its_time"] == 0
 
 
 def assert_schedules_kept_their_promises(report: dict) -> None:

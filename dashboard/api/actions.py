@@ -182,6 +182,16 @@ def order_command(cluster: Cluster, order_id: str, command: str, who: str) -> di
     return cluster.get_order(order_id)
 
 
+def send_signal(cluster: Cluster, order_id: str, name: str, body: Any, key: str | None,
+                who: str) -> dict:
+    """Deliver the signal `name` to an order's wait, recorded with who sent it (the
+    `signal_received` event, or `signal_refused` with a 409); returns what became of it
+    (`outcome`: delivered, kept until the order reaches its wait, or repeated: the same
+    Idempotency-Key again) and the order as it is now."""
+    outcome = cluster.signal(order_id, name, body, key=key, who=who)
+    return {"signal": name, "outcome": outcome, "order": cluster.get_order(order_id)}
+
+
 def bulk_order_command(cluster: Cluster, body: Any, command: str, who: str) -> dict:
     """Cancel or retry many orders in one request (a failure group, a filtered set): each
     is tried on its own; those in a state that does not allow it are skipped with the

@@ -17,7 +17,7 @@ from flask import Flask
 from scheduler import OrderStatus, TaskState
 from scheduler.demo.handlers import CHAOS_SETTINGS
 from scheduler.engine.fields import Message
-from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER
+from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER, SIGNAL
 from scheduler.engine.states import OrderStage
 
 from ..config import MAX_HEAD, MAX_REQUEST_LINE
@@ -31,12 +31,20 @@ from .bodies import (
     STEP_LIMITS,
     STEP_PAUSE,
 )
-from .schema import Sets, field_schema, message_schema, messages_in, parameters, ref
+from .schema import (
+    STORABLE_JSON,
+    Sets,
+    field_schema,
+    message_schema,
+    messages_in,
+    parameters,
+    ref,
+)
 
 JSON = "application/json"
 # Every message a client sends in a body; written into components/schemas.
 REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, NEW_WORKERS, NO_BODY,
-                                         CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS)
+                                         CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS, SIGNAL)
 _ref = ref
 
 
@@ -176,6 +184,35 @@ SCHEMAS: dict[str, dict] = {
             "submitted_at": {"type": "number"},
             "finished_at": {"type": ["number", "null"]},
             "terminal": {"type": "boolean"},
+            "waits": {"type": "array", "description": (
+                "while a step waits for a signal or a time (status waiting): what each waits "
+                "for and until when"), "items": _ref("Waiting")},
+        },
+    },
+    "Waiting": {
+        "type": "object",
+        "required": ["step", "signal", "until"],
+        "properties": {
+            "step": {"type": "string"},
+            "signal": {"type": ["string", "null"],
+                       "description": "the signal it waits for (a wait); null: a step waiting "
+                                      "for its time (a delay, or its order's not_before)"},
+            "until": {"type": ["number", "null"],
+                      "description": "Unix time its timeout passes, or it may start; null: "
+                                     "a wait without a timeout"},
+            "what": {"type": "string"},
+        },
+    },
+    "SignalResult": {
+        "type": "object",
+        "required": ["signal", "outcome", "order"],
+        "properties": {
+            "signal": {"type": "string"},
+            "outcome": {"enum": ["delivered", "kept", "repeated"], "description": (
+                "delivered: its wait took it; kept: the order has not reached its wait yet "
+                "and takes it when it does; repeated: the same Idempotency-Key as the signal "
+                "taken, which is kept")},
+            "order": _ref("Order"),
         },
     },
     "Event": {
@@ -295,6 +332,9 @@ SCHEMAS: dict[str, dict] = {
                                                          "by_breaker",
                        "additionalProperties": {"type": "object"}},
             "throughput": {"type": "number", "description": "orders completed/s, last minute"},
+            "timers_pending": {"type": "integer", "description": (
+                "timers set: waits' timeouts, steps' delays, orders' not_before (no thread "
+                "each: one heap)")},
             "last_seq": {"type": "integer"},
             "now": {"type": "number", "description": "the server's clock (Unix time)"},
         },
@@ -328,6 +368,15 @@ SCHEMAS: dict[str, dict] = {
             "compensate": {"type": ["string", "null"],
                            "description": "the step that undoes it if its order fails or is "
                                           "cancelled after it succeeded"},
+            "delay": {"type": ["number", "null"],
+                      "description": "seconds it waits, holding no slot, after the steps "
+                                     "before it finished (null: none)"},
+            "wait": {"type": "boolean",
+                     "description": "a wait: a step with no handler, completed by POST "
+                                    "/api/orders/{order_id}/signals/{name} with its name"},
+            "on_timeout": {"enum": ["cancel", "fail", "continue"],
+                           "description": "of a wait: what its timeout (`timeout`, seconds; "
+                                          "null: none) does to its order"},
             "breaker": {"type": ["object", "null"],
                         "description": "its circuit breaker (null: none): it pauses itself "
                                        "when `share` of at least `min_attempts` attempts in "
@@ -525,6 +574,18 @@ PATHS: dict[str, dict] = {
         "Cancel an unfinished order",
         {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},
         parameters=[_path("order_id")], requestBody=_no_body())},
+    "/api/orders/{order_id}/signals/{name}": {"post": _op(
+        "Signal an order's wait (a payment confirmed, a parcel delivered): its data becomes "
+        "the wait's result for the steps after it; one that comes before the order reaches "
+        "the wait is kept until it does. Recorded with who sent it",
+        {"200": _json(_ref("SignalResult")),
+         **_errors(*BODY_ERRORS, 404, 409, 503)},
+        parameters=[_path("order_id"), _path("name"),
+                    {"name": IDEMPOTENCY_KEY.name, "in": "header", "required": False,
+                     "schema": field_schema(IDEMPOTENCY_KEY, {}),
+                     "description": "the same key as the signal taken answers 200 "
+                                    "(repeated) instead of 409"}],
+        requestBody=_body(SIGNAL, required=False))},
     "/api/orders/{order_id}/retry": {"post": _op(
         "Re-run a failed order from the step that failed",
         {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},
@@ -634,7 +695,7 @@ def openapi_document(app: Flask) -> dict:
         "paths": {path: {method: _with_door(method, op) for method, op in ops.items()}
                   for path, ops in PATHS.items()},
         "components": {
-            "schemas": {**SCHEMAS, **request_schemas(sets)},
+            "schemas": {**SCHEMAS, "StorableJson": STORABLE_JSON, **request_schemas(sets)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

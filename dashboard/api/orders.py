@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from scheduler import Cluster
+from scheduler.engine.orders import SIGNAL
 from scheduler.engine.records import OrderQuery
 
 from ..door.audit import actor
@@ -80,6 +81,19 @@ def detail(order_id: str):
 def cancel(order_id: str):
     _no_body()
     return actions.order_command(_cluster(), order_id, "cancel", actor())
+
+
+@bp.post("/<order_id>/signals/<name>")
+def signal(order_id: str, name: str):
+    """The outside world's word for an order's wait (a payment confirmed, a parcel
+    delivered): `{"data": ...}` becomes the wait's result. 200 (a repeat of the same
+    Idempotency-Key too), 404 unknown order, 409 a second signal or a wait that is over
+    (recorded), 422 a name the order never waits for (naming those it has)."""
+    key = request.headers.get("Idempotency-Key")
+    body = json_body(required=False)  # no body: {}
+    if body is None:  # a JSON null, which Cluster.signal would take for no body: 422
+        SIGNAL.read(body)
+    return actions.send_signal(_cluster(), order_id, name, body, key, actor())
 
 
 @bp.post("/<order_id>/retry")

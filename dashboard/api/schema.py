@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from scheduler.engine.fields import BLANK, Field, Kind, Message
+from scheduler.engine.fields import BLANK, ISO_TIME, Field, Kind, Message
 
 # Workflow names and other closed sets only the running server knows (Field.one_of).
 Sets = Mapping[str, Sequence[str]]
@@ -47,6 +47,8 @@ def field_schema(field: Field, sets: Sets) -> dict:
     """The JSON Schema of one field's value."""
     if isinstance(field.of, Message) and field.kind is Kind.OBJECT:
         return ref(field.of.name)
+    if field.kind in (Kind.TIME, Kind.ANY):
+        return _special(field)
     schema: dict = {"type": field.kind.value}
     if field.description:
         schema["description"] = field.description
@@ -70,6 +72,36 @@ def field_schema(field: Field, sets: Sets) -> dict:
     elif field.one_of and field.one_of in sets:
         schema["enum"] = list(sets[field.one_of])
     _put(schema, "default", field.default)
+    return schema
+
+
+# Any JSON value a journal can hold: no NUL in its text, keys included (a lone surrogate no
+# JSON Schema string can hold anyway). Recursive: components/schemas/StorableJson.
+STORABLE_JSON = {
+    "description": "any JSON value with no NUL character in its text (strings and keys)",
+    "anyOf": [
+        {"type": ["null", "boolean", "number"]},
+        {"type": "string", "pattern": STORABLE},
+        {"type": "array", "items": ref("StorableJson")},
+        {"type": "object", "propertyNames": {"pattern": STORABLE},
+         "additionalProperties": ref("StorableJson")},
+    ],
+}
+
+
+def _special(field: Field) -> dict:
+    """A time (ISO-8601 text or bounded Unix seconds) or any JSON value a journal can hold
+    (STORABLE_JSON)."""
+    schema: dict = {}
+    if field.kind is Kind.ANY:
+        schema = ref("StorableJson")
+    if field.description:
+        schema["description"] = field.description
+    if field.kind is Kind.TIME:
+        seconds = {"type": "number"}
+        _put(seconds, "minimum", field.minimum)
+        _put(seconds, "maximum", field.maximum)
+        schema["oneOf"] = [{"type": "string", "pattern": ISO_TIME}, seconds]
     return schema
 
 

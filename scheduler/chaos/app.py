@@ -1,11 +1,14 @@
 """The app a chaos run's servers schedule and its remote workers run: the built-in demo
 with a payment gateway's quota on its payment step (a concurrency limit, held to by the
 checker, invariants.py) and a gateway that takes a moment, so that stalls, deaths and
-restarts catch payments in flight; a saga (`SAGA`): a charge refunded when reserving
-the stock (never possible for some items) or shipping fails for good; and a recurring
-schedule (`RECONCILE`, every 2 s) that the leader fires through restarts and failovers,
-each time once (the checker's schedule rules). Workers the server starts run the plain demo
-handlers (they have no reserve, refund nor reconcile: the others run them).
+restarts catch payments in flight; a saga (`SAGA`): a charge refunded when reserving the
+stock (never possible for some items) or shipping fails for good; an order's wait for the
+outside world (`WAITS`): after the charge it waits for `payment_confirmed` (which the driver
+sends for some orders, early or late, and the rest time out and go on), then ships, and asks
+for a review a moment later (a delayed step); and a recurring schedule (`RECONCILE`, every
+2 s) that the leader fires through restarts and failovers, each time once (the checker's
+schedule rules). Workers the server starts run the plain demo handlers (they have no
+reserve, refund, review nor reconcile: the others run them).
 
     orderflow serve --app scheduler.chaos.app:app
     orderflow worker --app scheduler.chaos.app:app
@@ -20,7 +23,7 @@ import threading
 
 from ..demo.app import demo_app
 from ..demo.handlers import Chaos
-from ..engine.workflow import Workflow
+from ..engine.workflow import Wait, Workflow
 from ..steps.app import App
 from ..steps.context import Handler, TaskContext, TaskError
 
@@ -57,6 +60,31 @@ OUT_OF_STOCK = frozenset({"SKU-3", "SKU-17", "SKU-23", "SKU-31", "SKU-44"})
 # failovers come between its times.
 RECONCILE = Workflow.define("reconcile_charges", [("reconcile", [])])
 RECONCILE_CRON = "*/2 * * * * *"
+
+
+# Seconds an order waits for its payment_confirmed before it goes on without one, and a
+# review waits after shipping: short, so a run's orders settle within it.
+CONFIRM_TIMEOUT = 2.0
+REVIEW_DELAY = 0.5
+WAITS = Workflow.define(
+    "ecommerce_waits",
+    [("payment", []), ("payment_confirmed", ["payment"]), ("shipping", ["payment_confirmed"]),
+     ("review", ["shipping"])],
+    compensations={"payment": "refund"},
+    waits=[Wait("payment_confirmed", CONFIRM_TIMEOUT, "continue")])
+
+
+def _review(chaos: Chaos) -> Handler:
+    def review(ctx: TaskContext) -> dict:
+        """Ask the customer for a review, a moment after shipping (a delayed step)."""
+        delay, fails, _ = chaos.draw()
+        if delay and not ctx.sleep(delay):
+            raise TaskError("worker stopped")
+        if fails:
+            raise TaskError(f"mail service unavailable (simulated, attempt {ctx.attempt})")
+        return {"asked": True, "confirmed": ctx.results.get("payment_confirmed") is not None}
+
+    return review
 
 
 def _reserve(chaos: Chaos) -> Handler:
@@ -112,6 +140,9 @@ def chaos_app() -> App:
     app.add_step("refund", _refund(app.chaos))
     app.add_step("reserve", _reserve(app.chaos))
     app.add_workflow(SAGA)
+    app.add_step("review", _review(app.chaos), delay=REVIEW_DELAY)
+    app.wait("payment_confirmed", timeout=CONFIRM_TIMEOUT, on_timeout="continue")
+    app.add_workflow(WAITS)
     app.add_step("reconcile", _reconcile(app.chaos))
     app.add_workflow(RECONCILE)
     app.schedule("reconcile", cron=RECONCILE_CRON, workflow=RECONCILE.name)

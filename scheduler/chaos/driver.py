@@ -29,6 +29,7 @@ checker finds each such order in the journal, under that key.
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 import sys
@@ -44,7 +45,7 @@ import requests
 from ..engine.config import ClusterConfig
 from ..engine.workflow import DEFAULT_WORKFLOWS
 from ..journal.location import parse_location
-from .app import RECONCILE, SAGA
+from .app import CONFIRM_TIMEOUT, RECONCILE, SAGA, WAITS
 from .faults import Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
 from .freeze import DatabaseFreeze, postmaster_of
@@ -121,6 +122,11 @@ class Driver:
         # flight, time limit s)}, for the checker.
         self.limits: dict[str, tuple[int, float]] = {}
         self.saga = False  # the server schedules the saga workflow (read_limits says)
+        self.waits = False  # ... and the waits workflow
+        # Signals to send: (when, order id, idempotency key), earliest first; and what
+        # became of those sent (their answers' outcomes, 409 for a wait over).
+        self._signals: list[tuple[float, str, str]] = []
+        self.signal_answers: dict[str, int] = defaultdict(int)
         self.problems: dict[str, list[str]] = defaultdict(list)  # the driver's own checks
         self.timings: dict[str, list[float]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -132,6 +138,8 @@ class Driver:
             threading.Thread(target=self.submit_loop, args=(n,), name=f"chaos-orders-{n}",
                              daemon=True)
             for n in range(max(1, settings.clients))]
+        self._signaller = threading.Thread(target=self.signal_loop, name="chaos-signals",
+                                           daemon=True)
 
     # -------------------------------------------------------------- requests
 
@@ -204,8 +212,11 @@ class Driver:
                     }
                 ],
             }
-            if self.saga and rng.random() < self.settings.saga_share:
+            draw = rng.random()
+            if self.saga and draw < self.settings.saga_share:
                 order["workflow"] = SAGA.name
+            elif self.waits and draw < self.settings.saga_share + self.settings.waits_share:
+                order["workflow"] = WAITS.name
             give_up_at = None
             # An impatient client gives up on its first request at once, and posts again.
             impatient = rng.random() < self.settings.impatient_share
@@ -224,6 +235,11 @@ class Driver:
                         self.acked.append(order_id)
                         self.answers.append((key, order_id))
                         self.repeats_answered += response.status_code == 200
+                        if (order.get("workflow") == WAITS.name
+                                and rng.random() < self.settings.signal_share):
+                            pause = rng.uniform(0, 1.5 * CONFIRM_TIMEOUT)
+                            heapq.heappush(self._signals,
+                                           (time.monotonic() + pause, order_id, key))
                     break
                 if response is not None and response.status_code < 500:
                     # A well-formed order refused is a bug in the server: stop and say so.
@@ -234,6 +250,40 @@ class Driver:
                     give_up_at = give_up_at or time.monotonic() + 30
                     if time.monotonic() > give_up_at or self._closed.is_set():
                         break
+                self._closed.wait(0.1)
+
+    def signal_loop(self) -> None:
+        """Send each order's payment_confirmed when its time comes, posting it again with
+        its key until answered (200; or 409: its wait timed out meanwhile)."""
+        while not self._closed.is_set():
+            with self._lock:
+                due = self._signals and self._signals[0][0] <= time.monotonic()
+                item = heapq.heappop(self._signals) if due else None
+                left = len(self._signals)
+            if item is None:
+                if self._stop_orders.is_set() and not left:
+                    return
+                self._closed.wait(0.02)
+                continue
+            _, order_id, key = item
+            give_up_at = time.monotonic() + 60
+            while not self._closed.is_set() and time.monotonic() < give_up_at:
+                self._url_ready.wait(30)
+                response = self.call(
+                    "POST", f"/api/orders/{order_id}/signals/payment_confirmed",
+                    json={"data": {"confirmed_by": "chaos"}},
+                    headers={"Idempotency-Key": f"{key}:confirmed"})
+                if response is not None and response.status_code in (200, 409):
+                    outcome = (response.json().get("outcome", "?")
+                               if response.status_code == 200 else "too late (409)")
+                    with self._lock:
+                        self.signal_answers[outcome] += 1
+                    break
+                if response is not None and response.status_code < 500 and not (
+                        response.status_code == 503):
+                    self.problem("signal_refused", f"{order_id}: {response.status_code} "
+                                                   f"{response.text[:200]}")
+                    break
                 self._closed.wait(0.1)
 
     # -------------------------------------------------------------- workers
@@ -260,6 +310,7 @@ class Driver:
             return
         for workflow in response.json()["workflows"]:
             self.saga = self.saga or workflow["name"] == SAGA.name
+            self.waits = self.waits or workflow["name"] == WAITS.name
             for step in workflow["steps"]:
                 if step.get("max_in_flight"):
                     timeout = step.get("timeout") or self.settings.step_timeout
@@ -336,12 +387,15 @@ class Driver:
                                        f"(log: {worker.log_path})")
         for submitter in self._submitters:
             submitter.start()
+        self._signaller.start()
         faults = Faults(self)
         self.lead_began(time.monotonic())
         faults.run(settings.duration)
         self._stop_orders.set()
         for submitter in self._submitters:
             submitter.join(60)
+        if self._signaller.is_alive():
+            self._signaller.join(60)
         self.call("PUT", "/api/chaos", json=CALM)
         settled = self.wait_until_settled(settings.drain_timeout)
         self.lead_ended(time.monotonic())
@@ -364,9 +418,9 @@ class Driver:
         for server in self.servers:
             server.resume()  # one left SIGSTOPped by a failed run must be able to stop
             server.stop()
-        for submitter in self._submitters:
-            if submitter.is_alive():
-                submitter.join(15)  # at most one request (10 s) in flight
+        for thread in [*self._submitters, self._signaller]:
+            if thread.is_alive():
+                thread.join(15)  # at most one request (10 s) in flight
         self.http.close()
 
     def wait_until_settled(self, timeout: float) -> bool:
@@ -375,7 +429,8 @@ class Driver:
             response = self.call("GET", "/api/stats")
             if response is not None and response.status_code == 200:
                 orders = response.json()["orders"]
-                if orders["pending"] == 0 and orders["in_progress"] == 0:
+                if (orders["pending"] == 0 and orders["in_progress"] == 0
+                        and orders.get("waiting", 0) == 0):
                     return True
             self.ensure_workers()
             threading.Event().wait(0.2)
@@ -446,11 +501,13 @@ def run_chaos(settings: ChaosSettings, out=sys.stdout) -> dict:
     report = check_history(
         history, driver.acked, settings.max_retries, server_errors=driver.server_errors,
         answers=driver.answers,
-        workflows={**DEFAULT_WORKFLOWS, SAGA.name: SAGA, RECONCILE.name: RECONCILE},
+        workflows={**DEFAULT_WORKFLOWS, SAGA.name: SAGA, WAITS.name: WAITS,
+                   RECONCILE.name: RECONCILE},
         limits=driver.limits, grace=ClusterConfig().zombie_grace,
     )
     report["commit_pending_answers"] = driver.pending_answers
     report["repeats_answered"] = driver.repeats_answered
+    report["signals_answered"] = dict(driver.signal_answers)
     report["settled"] = settled
     report["url"] = url
     report["urls"] = urls.split(",")

@@ -189,13 +189,15 @@ def check_history(
         (seq, a, b) for seq, a, b in zip(seqs[1:], epochs, epochs[1:], strict=False) if b < a
     ]
 
-    # No step succeeded twice; no step started before its dependencies succeeded.
+    # No step succeeded twice, no wait completed twice (a wait is done when it completes:
+    # by its signal, or its timeout); no step started before its dependencies were done.
     succeeded_at: dict[tuple[str, str], int] = {}
     for e in events:
-        if e["type"] == "task_succeeded":
+        if e["type"] in ("task_succeeded", "wait_completed"):
             key = (e["order_id"], e["step"])
             if key in succeeded_at:
-                violations["succeeded_twice"].append(key)
+                twice = "succeeded_twice" if e["type"] == "task_succeeded" else "wait_twice"
+                violations[twice].append(key)
             succeeded_at.setdefault(key, e["seq"])
     for e in events:
         if e["type"] != "task_started" or e["order_id"] not in orders:
@@ -215,6 +217,9 @@ def check_history(
             violations["too_many_attempts"].append((e["order_id"], e["step"], e["attempt"]))
     retried_by_hand = {e["order_id"] for e in events if e["type"] == "order_retried"}
     for task in history.tasks():
+        workflow = workflows.get(orders[task.order_id].workflow)
+        if workflow is not None and task.step in workflow.waits:
+            continue  # a wait that timed out "fail" has no attempts
         if task.state == "failed" and task.order_id not in retried_by_hand:
             poison = "poison" in (task.error or "")
             if task.attempt != limit and not poison:
@@ -255,6 +260,11 @@ def check_history(
     # `succeeded_twice`: an undo is a step.)
     undos = check_compensations(history, workflows, succeeded_at)
     violations.update(undos)
+    # Waits and timers: a wait is completed by a signal it received, or by its timeout
+    # once that passed; no step starts before its delay ended, nor before its order's
+    # not_before.
+    timing = check_waits(events)
+    violations.update(timing)
     # Recurring schedules: each time fired at most once, in order, with its order, by the
     # leader (schedule_checks.py).
     schedule_violations, schedule_fires = check_schedules(history)
@@ -291,6 +301,7 @@ def check_history(
         "keys_answered_before_commit": len(violations["key_answered_before_commit"]),
         "keys_answered_with_two_orders": len(violations["key_answered_with_two_orders"]),
         "succeeded_twice": len(violations["succeeded_twice"]),
+        "wait_twice": len(violations["wait_twice"]),
         "dependency_order_violations": len(violations["dependency_order"]),
         "too_many_attempts": len(violations["too_many_attempts"]),
         "failed_without_exhausting_retries": len(violations["failed_without_exhausting_retries"]),
@@ -307,6 +318,11 @@ def check_history(
         "compensations_run": sum(1 for t in history.tasks()
                                  if t.compensates is not None and t.state == "succeeded"),
         **{k: len(v) for k, v in undos.items()},
+        "signals_received": sum(1 for e in events if e["type"] == "signal_received"),
+        "signals_refused": sum(1 for e in events if e["type"] == "signal_refused"),
+        "waits_timed_out": sum(1 for e in events if e["type"] == "wait_timed_out"),
+        "steps_delayed": sum(1 for e in events if e["type"] == "task_delayed"),
+        **{k: len(v) for k, v in timing.items()},
         "schedule_fires": schedule_fires,
         **{k: len(v) for k, v in schedule_violations.items()},
         "recovery_p50_s": _round(percentile(recovery, 50)),
@@ -358,6 +374,43 @@ def check_compensations(
             found["compensated_incompletely"].append(order.id)
         if order.status in ("failed", "cancelled") and owed:
             found["left_uncompensated"].append((order.id, sorted(owed)))
+    return found
+
+
+# Event times are rounded to the microsecond and a restart measures wall time anew: a time
+# reached this close to its due time is on time.
+CLOCK_SLACK = 0.001
+
+
+def check_waits(events: Sequence[dict]) -> dict[str, list]:
+    """The invariants of waits and timers, by kind (each a list of what broke them)."""
+    found: dict[str, list] = {"wait_completed_without_signal": [],
+                              "wait_timed_out_early": [], "started_before_its_time": []}
+    signalled: set[tuple[str, str]] = set()
+    wait_until: dict[tuple[str, str], float | None] = {}
+    not_before: dict[str, float] = {}
+    due: dict[tuple[str, str], float] = {}  # a delayed step: when it may start
+    for e in events:
+        kind, key = e["type"], (e.get("order_id"), e.get("step"))
+        if kind == "order_submitted" and e.get("not_before") is not None:
+            not_before[e["order_id"]] = e["not_before"]
+        elif kind == "signal_received":
+            signalled.add(key)
+        elif kind == "wait_started":
+            wait_until[key] = e.get("until")
+        elif kind == "wait_timed_out":
+            until = wait_until.get(key)
+            if until is None or e["ts"] < until - CLOCK_SLACK:
+                found["wait_timed_out_early"].append((*key, e["ts"], until))
+        elif kind == "wait_completed" and e.get("how") != "its timeout" \
+                and key not in signalled:
+            found["wait_completed_without_signal"].append(key)
+        elif kind == "task_delayed":
+            due[key] = e["until"]
+        elif kind == "task_started":
+            until = max(due.get(key, 0.0), not_before.get(e["order_id"], 0.0))
+            if e["ts"] < until - CLOCK_SLACK:
+                found["started_before_its_time"].append((*key, e["ts"], until))
     return found
 
 
@@ -418,6 +471,14 @@ def format_report(report: dict) -> str:
         "undos_out_of_order",
         "compensated_incompletely",
         "left_uncompensated",
+        "wait_twice",
+        "signals_received",
+        "signals_refused",
+        "waits_timed_out",
+        "steps_delayed",
+        "wait_completed_without_signal",
+        "wait_timed_out_early",
+        "started_before_its_time",
         "schedule_fires",
         *SCHEDULE_KINDS,
         "recovery_p50_s",

@@ -84,4 +84,9 @@ class ChaosSettings:
     # Share of orders of the saga workflow (chaos/app.py), when the server has it: their
     # charge is refunded when a later step fails for good.
     saga_share: float = 0.3
+    # Share of orders of the waits workflow (chaos/app.py), when the server has it: each
+    # waits for payment_confirmed, which the driver sends for `signal_share` of them, after
+    # a random pause (early, while the order waits, or after its timeout: a 409).
+    waits_share: float = 0.2
+    signal_share: float = 0.7
     impatient_timeout: tuple[float, float] = (0.01, 0.2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -100,6 +101,9 @@ class StepPolicy:
     tags: frozenset[str] = frozenset()
     # Opt-in: the step pauses itself when its recent attempts fail alike (BreakerPolicy).
     breaker: BreakerPolicy | None = None
+    # Seconds it waits, holding no slot, after its dependencies finished before it may
+    # start (a review request a week after delivery); None: none.
+    delay: float | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
@@ -112,6 +116,9 @@ class StepPolicy:
             raise ConfigError("tags must be a frozenset of non-empty strings")
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.delay is not None and (isinstance(self.delay, bool) or not isinstance(
+                self.delay, int | float) or not 0 <= self.delay < float("inf")):
+            raise ConfigError(f"delay must be >= 0 seconds, got {self.delay!r}")
         if self.max_in_flight is not None and (
             not isinstance(self.max_in_flight, int) or self.max_in_flight < 1
         ):
@@ -190,6 +197,10 @@ class ClusterConfig:
     # Retry-After, a bulk all or none) until work drains, so memory and the time a restart
     # takes to reload the backlog stay bounded (benchmarks/backlog.py).
     max_unfinished_orders: int = 50_000
+    # Timers (waits' timeouts, delays, not_before) one tick fires at most: many due in the
+    # same second fire over several ticks, each short, so the shell's lock is never held
+    # for long (the shell wakes at once while some are due).
+    timers_per_tick: int = 5_000
     # A step's result is journaled and served as JSON: a bigger one is a failed attempt.
     max_result_bytes: int = 64 * 1024
     # A failed attempt's error message is cut beyond this many characters.
@@ -213,6 +224,10 @@ class ClusterConfig:
     def timeout(self, step: str) -> float:
         timeout = self.policy(step).timeout
         return self.step_timeout if timeout is None else timeout
+
+    def delay(self, step: str) -> float:
+        """Seconds `step` waits after its dependencies finished (0: none)."""
+        return self.policy(step).delay or 0.0
 
     @property
     def hold_after_restart(self) -> float:
@@ -267,10 +282,25 @@ class ClusterConfig:
         if self.event_history < 100 or self.finished_order_history < 1:
             raise ConfigError("event_history must be >= 100 and finished_order_history >= 1")
         for name in ("max_unfinished_orders", "max_result_bytes", "max_error_chars",
-                     "max_traceback_chars", "max_searches"):
+                     "max_traceback_chars", "max_searches", "timers_per_tick"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 _NO_POLICY = StepPolicy()
+# How a duration may be written: "90s", "30m", "12h", "7d", "2w" (or plain seconds).
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(value: float | str, what: str = "a duration") -> float:
+    """Seconds from a number or a string such as "30m" or "7d"; ConfigError naming `what`
+    and the forms accepted otherwise."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
+        if match:
+            return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{what} must be seconds or a duration such as 90s, 30m, 12h, 7d or 2w, "
+                      f"got {value!r}")

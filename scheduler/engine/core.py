@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from . import restart
+from . import restart, waits
 from .config import ClusterConfig, ConfigError, backoff
 from .dispatch import ReadyQueues
 from .errors import (
@@ -31,7 +31,7 @@ from .limits import StepLimits
 from .model import ORDER_EVENT_CAP, Dispatch, Effects, Order, Task, WorkerRecord
 from .pauses import BREAKER, Pause
 from .placement import Placement
-from .progress import STAGE_STATES, Progress
+from .progress import Progress
 from .records import OrderRecord, ResumePoint, TaskRecord
 from .rejections import RejectionWindows
 from .ring import HashRing
@@ -45,6 +45,7 @@ from .states import (
     derive_compensation_status,
     derive_order_status,
 )
+from .timers import Timers
 from .validate import validate_state
 from .workflow import DEFAULT_WORKFLOWS, Workflow
 from .zombies import Zombie, Zombies
@@ -130,6 +131,11 @@ class SchedulerCore:
         # (task, from, why, attempt, seq of the event that made them move).
         self._moved: list[tuple[Task, str, str, str, int]] = []
         self._retry_heap: list[tuple[float, int, str]] = []  # (due, lease-at-schedule, task)
+        # When waiting tasks' time comes: waits' timeouts, delays, not_before (waits.py).
+        self.timers = Timers()
+        # Whether any step has a delay: if not (and an order has no wait nor not_before),
+        # a step whose dependencies are done is simply ready.
+        self._delays = any(p.delay for p in self.config.steps.values())
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self._departed: deque[str] = deque()
         self._completions: deque[float] = deque()
@@ -166,8 +172,10 @@ class SchedulerCore:
         workflow: str = "ecommerce",
         idempotency_key: str | None = None,
         priority: int = 0,
+        not_before: float | None = None,
     ) -> Effects:
-        """Accept a new order; its root steps become ready and go to free slots at once."""
+        """Accept a new order; its root steps become ready and go to free slots at once
+        (or, before `not_before`, wait for it: no step of it starts earlier)."""
         self._now = now
         if idempotency_key is not None and idempotency_key in self._idempotency:
             raise Conflict(f"idempotency key already used by {self._idempotency[idempotency_key]}")
@@ -186,6 +194,8 @@ class SchedulerCore:
         order = Order(order_id, self._order_number, wf, data, tasks, now)
         order.idempotency_key = idempotency_key
         order.priority = priority
+        if not_before is not None and not_before > now:
+            order.not_before = not_before
         self._orders[order_id] = order
         self._fx.orders[order_id] = order
         self._tasks.update((t.id, t) for t in tasks.values())
@@ -205,9 +215,17 @@ class SchedulerCore:
             workflow=wf.name,
             steps=list(wf.steps),
             customer=data.get("customer"),
+            **({} if order.not_before is None
+               else {"not_before": round(self.wall(order.not_before), 6)}),
         )
+        plain = not (wf.waits or order.not_before is not None or self._delays)
         for step in wf.roots():
-            self._make_ready(tasks[step], now)
+            if plain:
+                self._make_ready(tasks[step], now)
+            else:
+                waits.reach(self, tasks[step], now)
+        if order.waiting:
+            self._check_order(order, now)  # submitted for later, or a wait first: waiting
         return self._flush()
 
     def add_worker(
@@ -336,11 +354,7 @@ class SchedulerCore:
         )
         task.completed = self._seq
         self._judge(task, None)
-        for dependent in order.dependents_of(task.step):
-            child = order.tasks[dependent]
-            child.waiting_on.discard(task.step)
-            if not child.waiting_on and child.state is S.PENDING:
-                self._make_ready(child, now)
+        self._release(order, task, now)
         self._check_order(order, now)
         self._finish_drain(worker_id)
         return self._flush()
@@ -522,9 +536,20 @@ class SchedulerCore:
             if task is not None and task.state is S.RETRY_WAIT and task.lease == lease:
                 task.due = None
                 self._make_ready(task, now)
+        waits.fire(self, now)
         for step in list(self._held_back):
             self._release_held(step)  # a rate limit's tokens refill with time
         return self._flush()
+
+    def signal(self, order_id: str, name: str, data: Any, now: float,
+               key: str | None = None, who: str | None = None) -> tuple[Effects, str]:
+        """The outside world's signal `name` for an order's wait, with `data` for the steps
+        after it (`key`: the sender's idempotency key; `who`: an operator delivering it by
+        hand). Returns the effects and what became of it (waits.DELIVERED, KEPT, REPEATED,
+        REFUSED); raises UnknownOrder, or UnknownWait for a name it never waits for."""
+        self._now = now
+        outcome = waits.signal(self, order_id, name, data, now, key, who)
+        return self._flush(), outcome
 
     def cancel_order(self, order_id: str, now: float) -> Effects:
         self._now = now
@@ -532,12 +557,15 @@ class SchedulerCore:
         status = self.order_status(order)
         if status in TERMINAL_ORDER or status is OrderStatus.COMPENSATING:
             raise Conflict(f"order {order_id} is {status.value} and cannot be cancelled")
+        self._cancel_order(order, now, "it was cancelled")
+        return self._flush()
+
+    def _cancel_order(self, order: Order, now: float, why: str) -> None:
         for task in order.tasks.values():
             if task.state not in TERMINAL:
                 self._cancel_task(task)
-        self._compensate(order, now, "it was cancelled")
+        self._compensate(order, now, why)
         self._check_order(order, now)
-        return self._flush()
 
     def retry_order(self, order_id: str, now: float) -> Effects:
         """Re-run a failed order from the step that failed; finished steps are kept."""
@@ -563,7 +591,10 @@ class SchedulerCore:
             task.waiting_on = {
                 d for d in order.deps_of(step) if order.tasks[d].state is not S.SUCCEEDED
             }
-            self._move(task, S.PENDING if task.waiting_on else S.READY)
+            if task.waiting_on:
+                self._move(task, S.PENDING)
+            elif not waits.hold(self, task, now):
+                self._move(task, S.READY)
         self._check_order(order, now)
         for task in order.tasks.values():
             if task.state is S.READY:
@@ -825,6 +856,9 @@ class SchedulerCore:
                     break
                 heapq.heappop(heap)
         due = [heap[0][0] for heap in (self._retry_heap, self._deadlines) if heap]
+        timer = self.timers.next_due()
+        if timer is not None:
+            due.append(timer)
         if self.zombies.next_bound() is not None:
             due.append(self.zombies.next_bound())
         abandon = self._abandon_due
@@ -877,19 +911,37 @@ class SchedulerCore:
     def _move(self, task: Task, finish: TaskState) -> None:
         start = task.state
         check_transition(task.id, start, finish, task.history[-12:])
-        self._tasks_by_state[start.value] -= 1
-        self._tasks_by_state[finish.value] += 1
+        # `_value_`, not `.value`: the same string without a descriptor call (this runs at
+        # every move of every task).
+        was, now = start._value_, finish._value_
+        self._tasks_by_state[was] -= 1
+        self._tasks_by_state[now] += 1
         tally = task.tally
         if tally is not None:  # its order is unfinished: keep the progress counts
-            tally[start.value] -= 1
-            tally[finish.value] += 1
-            if start in STAGE_STATES or finish in STAGE_STATES:
-                self._progress.moved(self._orders[task.order_id], start, finish)
+            tally[was] -= 1
+            tally[now] += 1
+            # (Most moves touch a state that stages the order: no test of which first.)
+            self._progress.moved(self._orders[task.order_id], start, finish)
         task.history.append(task.state)
         if len(task.history) > 32:
             del task.history[:16]
         self._fx.moves.append((task, task.state, finish))
         task.state = finish
+        if start is S.WAITING:
+            self.timers.clear(task.id)  # whatever ended its wait, its time no longer counts
+
+    def _release(self, order: Order, task: Task, now: float) -> None:
+        """`task` succeeded: the steps waiting only for it are reached (waits.reach; simply
+        ready in an order with no wait, no not_before and no delayed step)."""
+        plain = not (order.workflow.waits or order.not_before is not None or self._delays)
+        for dependent in order.dependents_of(task.step):
+            child = order.tasks[dependent]
+            child.waiting_on.discard(task.step)
+            if not child.waiting_on and child.state is S.PENDING:
+                if plain:
+                    self._make_ready(child, now)
+                else:
+                    waits.reach(self, child, now)
 
     def _make_ready(self, task: Task, now: float) -> None:
         self._move(task, S.READY)

@@ -35,6 +35,10 @@ class UnknownWorkflow(SchedulerError, ValueError):
     pass
 
 
+class UnknownWait(SchedulerError, ValueError):
+    """A signal for a name the order never waits for (HTTP 422, naming its waits)."""
+
+
 class Conflict(SchedulerError):
     """The object exists but its state does not allow the request (HTTP 409)."""
 
@@ -57,6 +61,7 @@ __all__ = [
     "SchedulerError",
     "UnknownOrder",
     "UnknownStep",
+    "UnknownWait",
     "UnknownWorker",
     "UnknownWorkflow",
     "UnstorableText",

@@ -33,6 +33,15 @@ EVENT_TYPES = frozenset(
         # towards its step's limit: its process said so, or its bound passed.
         "attempt_ended",
         "task_recovered",
+        # Waiting for the outside world (waits.py): a wait begins, its signal comes (or is
+        # refused: too late, or twice), it completes or its timeout passes; a step delayed
+        # (its delay, or its order's not_before) until a time.
+        "wait_started",
+        "signal_received",
+        "signal_refused",
+        "wait_completed",
+        "wait_timed_out",
+        "task_delayed",
         "worker_added",
         "worker_dead",
         "worker_draining",
@@ -93,6 +102,10 @@ LOG_LEVELS = {
     "step_limits_changed": "WARNING",
     "alert_raised": "WARNING",
     "alert_cleared": "INFO",
+    # One per signal: the outside world's word on an order (and a refused one, recorded).
+    "signal_received": "INFO",
+    "signal_refused": "WARNING",
+    "wait_timed_out": "WARNING",
     "schedule_added": "INFO",
     "schedule_fired": "INFO",
     "schedule_skipped": "WARNING",

@@ -18,7 +18,9 @@ Schema's regular expressions (ECMA-262) together. A null is a value, never an ab
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -41,6 +43,35 @@ class Kind(StrEnum):
     NUMBER = "number"
     LIST = "array"
     OBJECT = "object"
+    # A point in time: ISO-8601 text (ISO_TIME) or Unix seconds, both within the field's
+    # bounds (Unix seconds); read as Unix seconds.
+    TIME = "time"
+    # Any JSON value a journal can hold (a signal's payload).
+    ANY = "any"
+
+
+# ISO-8601 as a time is read: date, T (or a space), hours and minutes, optional seconds and
+# fraction, an optional zone (none: UTC). Years 2000 to 2099; a day past its month's end
+# (Feb 30) runs on into the next month, so every text this matches is a time.
+ISO_TIME = ("^(20[0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3])"
+            ":([0-5][0-9])(?::([0-5][0-9])(?:[.]([0-9]{1,6}))?)?"
+            "(Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$")
+_ISO_TIME = re.compile(ISO_TIME)
+
+
+def iso_seconds(text: str) -> float | None:
+    """Unix seconds of `text` if it matches ISO_TIME, else None."""
+    match = _ISO_TIME.fullmatch(text)  # `$` alone would let a final newline through
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    tz = timezone.utc
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+    start = datetime(int(year), int(month), 1, int(hour), int(minute), int(second or 0),
+                     int((fraction or "0").ljust(6, "0")), tzinfo=tz)
+    return (start + timedelta(days=int(day) - 1)).timestamp()
 
 
 # Whitespace to Python (str.isspace) and to ECMA-262's \s, the regular expressions of JSON
@@ -100,6 +131,12 @@ class Field:
                                          for c in self.choices)
         if self.kind is Kind.TEXT:
             return _text_rule(self)
+        if self.kind is Kind.TIME:
+            return ("an ISO-8601 time (2026-12-24T09:00:00Z; no zone: UTC) from year 2000 to "
+                    f"2099, or Unix seconds from {_number_text(self.minimum)} to "
+                    f"{_number_text(self.maximum)}")
+        if self.kind is Kind.ANY:
+            return "a JSON value"
         if self.kind in (Kind.INTEGER, Kind.NUMBER):
             what = "an integer" if self.kind is Kind.INTEGER else "a number"
             low, high = self.minimum, self.maximum
@@ -128,6 +165,14 @@ class Field:
             ok = value is not None and self._in_bounds(value)
         elif kind is Kind.NUMBER:
             ok = _is_number(value) and self._in_bounds(value)
+        elif kind is Kind.TIME:
+            if isinstance(value, str):
+                value = iso_seconds(value)
+                ok = value is not None
+            else:
+                ok = _is_number(value) and self._in_bounds(value)
+        elif kind is Kind.ANY:
+            ok = find_unstorable(value, where) is None
         elif kind is Kind.LIST:
             ok = isinstance(value, list) and self._length_fits(value)
             if ok and self.of is not None:

@@ -31,7 +31,7 @@ class Task:
     moves: int = 0
     worker: str | None = None
     lease: int = 0  # fencing token of the current assignment; 0 = none
-    due: float | None = None  # when a retry_wait ends
+    due: float | None = None  # when a retry_wait ends, or a waiting task's timer fires
     deadline: float | None = None  # when the running attempt times out
     ticket: int = 0  # its entry in the ready queue (older entries are stale)
     wait_reason: str | None = None  # why a ready task is not on a worker yet
@@ -66,10 +66,17 @@ class Order:
     # its stage (an OrderStage value; None once finished).
     running: int = 0
     retrying: int = 0
+    waiting: int = 0  # its steps waiting for a signal or a time
+    queued: int = 0  # its steps ready or on a worker
     stage: str | None = None
     # Its undos in the order they run (empty: not compensating); each waits for the one
     # before it.
     undoing: list[str] = field(default_factory=list)
+    # No step of it starts before this (its submit's `not_before`, on the core's clock).
+    not_before: float | None = None
+    # Signals delivered to its waits: name -> (data, idempotency key). One that came before
+    # its wait was reached is kept here until it is. None: none came (most orders).
+    signals: dict[str, tuple[Any, str | None]] | None = None
 
     def deps_of(self, step: str) -> tuple[str, ...]:
         """What `step` (of the workflow, or an undo) waits for."""
@@ -154,7 +161,8 @@ class Effects:
     # Timed-out attempts whose handler ignored the cancellation: the shell tells their
     # thread worker to give the slot a new thread and leave the old one to its handler.
     abandons: list[Dispatch] = field(default_factory=list)
-    # Earliest retry due time, so the shell's timer can sleep until then.
+    # Earliest due time (a retry, a time limit, a timer), so the shell's timer can sleep
+    # until then.
     wake_at: float | None = None
     # Every state move of a task, in order: (task, from, to). The journal decides which of
     # them it must write down.

@@ -17,6 +17,9 @@ MAX_ITEMS = 1000
 MAX_QTY = 1_000_000
 MAX_PRICE = 1e9
 MAX_PRIORITY = 100
+# The times `not_before` may name (Unix seconds): 2000-01-01 to 2100-01-01. Earlier than now
+# is no mistake (clocks differ): the order starts at once.
+FIRST_TIME, LAST_TIME = 946_684_800, 4_102_444_800
 
 
 class OrderValidationError(MessageError):
@@ -48,9 +51,22 @@ ORDER = Message(
               default=0,
               description="higher first among orders at the same stage (e.g. express "
                           "shipping)"),
+        Field("not_before", Kind.TIME, minimum=FIRST_TIME, maximum=LAST_TIME,
+              description="no step starts before this time (ISO-8601, or Unix seconds); "
+                          "a time already past starts the order at once"),
     ),
     what="an order",
     error=OrderValidationError,
+)
+
+# The body of a signal (POST /api/orders/{id}/signals/{name}): its data becomes the result
+# of the wait of that name, for the steps after it.
+SIGNAL = Message(
+    "Signal",
+    (Field("data", Kind.ANY, description="any JSON value: the wait's result for the steps "
+                                         "after it (absent: null)"),),
+    what="a signal",
+    description="no body, an empty object, or the data",
 )
 
 # Sent as a header with an order; kept with the order it created.
@@ -68,6 +84,7 @@ class NewOrder:
     workflow: str | None  # None: the default workflow
     priority: int
     idempotency_key: str | None
+    not_before: float | None = None  # Unix seconds
 
 
 def read_order(data: Any, workflow: str | None = None,
@@ -82,6 +99,7 @@ def read_order(data: Any, workflow: str | None = None,
         workflow=workflow or clean.get("workflow"),
         priority=clean["priority"],
         idempotency_key=key,
+        not_before=clean.get("not_before"),
     )
 
 

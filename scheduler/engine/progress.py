@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 S = TaskState
 # The states that decide an unfinished order's stage (see states.OrderStage).
-STAGE_STATES = frozenset({S.RUNNING, S.RETRY_WAIT})
+STAGE_STATES = frozenset({S.RUNNING, S.RETRY_WAIT, S.WAITING, S.READY, S.ASSIGNED})
+# Of those, the ones counted as queued (a waiting order has none).
+QUEUED = frozenset({S.READY, S.ASSIGNED})
 # Seconds over which the rates (orders/s, steps/s, failed attempts/s) are averaged: short
 # enough to follow a burst, long enough not to flicker.
 RATE_WINDOW = 10
@@ -58,7 +60,7 @@ class Progress:
     An order is counted from the moment it is unfinished (`opened`: submitted, recovered,
     retried by hand) until it finishes (`closed`). While it is counted, each of its tasks
     holds its step's tally (`task.tally`), so a move costs the core two integer updates;
-    moves into or out of running and retry_wait also restage the order (`moved`).
+    moves into or out of a state of STAGE_STATES also restage the order (`moved`).
     """
 
     def __init__(self) -> None:
@@ -76,15 +78,12 @@ class Progress:
 
     def opened(self, order: Order) -> None:
         """`order` is unfinished from now on: count it and its tasks as they are."""
-        order.running = order.retrying = 0
+        order.running = order.retrying = order.waiting = order.queued = 0
         for task in order.tasks.values():
             tally = task.tally = self.tally(task.step)
             tally[task.state.value] += 1
-            if task.state is S.RUNNING:
-                order.running += 1
-            elif task.state is S.RETRY_WAIT:
-                order.retrying += 1
-        order.stage = active_stage(order.running, order.retrying).value
+            _count(order, task.state, 1)
+        order.stage = _stage(order)
         self.stages[order.stage] += 1
 
     def closed(self, order: Order) -> None:
@@ -99,16 +98,26 @@ class Progress:
         order.stage = None
 
     def moved(self, order: Order, start: TaskState, finish: TaskState) -> None:
-        """A counted task of `order` moved into or out of running or retry_wait."""
-        if start is S.RUNNING:
+        """A counted task of `order` moved (a move between states outside STAGE_STATES
+        changes no count, and so no stage). `_count` and `_stage` written out: this runs at
+        most moves of every task."""
+        if start is S.READY or start is S.ASSIGNED:
+            order.queued -= 1
+        elif start is S.RUNNING:
             order.running -= 1
         elif start is S.RETRY_WAIT:
             order.retrying -= 1
-        if finish is S.RUNNING:
+        elif start is S.WAITING:
+            order.waiting -= 1
+        if finish is S.READY or finish is S.ASSIGNED:
+            order.queued += 1
+        elif finish is S.RUNNING:
             order.running += 1
         elif finish is S.RETRY_WAIT:
             order.retrying += 1
-        stage = active_stage(order.running, order.retrying).value
+        elif finish is S.WAITING:
+            order.waiting += 1
+        stage = active_stage(order.running, order.retrying, order.waiting, order.queued)._value_
         if stage != order.stage:
             self.stages[order.stage] -= 1
             self.stages[stage] += 1
@@ -141,7 +150,9 @@ class Progress:
         steps: dict[str, dict[str, int]] = {}
         for order in orders:
             states = [t.state for t in order.tasks.values()]
-            stage = active_stage(states.count(S.RUNNING), states.count(S.RETRY_WAIT)).value
+            stage = active_stage(
+                states.count(S.RUNNING), states.count(S.RETRY_WAIT), states.count(S.WAITING),
+                sum(1 for s in states if s in QUEUED)).value
             assert order.stage == stage, (order.id, order.stage, stage)
             stages[stage] += 1
             for task in order.tasks.values():
@@ -151,3 +162,20 @@ class Progress:
         assert stages == self.stages, (stages, self.stages)
         for step, tally in self.steps.items():
             assert tally == steps.get(step, {s.value: 0 for s in TaskState}), (step, tally)
+
+
+def _count(order: Order, state: TaskState, by: int) -> None:
+    """Count a task of `order` in (by 1) or out of (by -1) `state`'s stage counter. (Tests
+    of identity, not of membership: an Enum hashes in Python, and this runs at most moves.)"""
+    if state is S.READY or state is S.ASSIGNED:
+        order.queued += by
+    elif state is S.RUNNING:
+        order.running += by
+    elif state is S.RETRY_WAIT:
+        order.retrying += by
+    elif state is S.WAITING:
+        order.waiting += by
+
+
+def _stage(order: Order) -> str:
+    return active_stage(order.running, order.retrying, order.waiting, order.queued)._value_

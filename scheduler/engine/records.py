@@ -106,6 +106,9 @@ class OrderRecord:
             "submitted_at": round(self.submitted_at, 3),
             "finished_at": round(self.finished_at, 3) if self.finished_at is not None else None,
             "terminal": self.finished,
+            # What its steps wait for (a signal, a time) and until when: known only to the
+            # running engine (views.order_view).
+            "waits": [],
         }
 
 

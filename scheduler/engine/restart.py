@@ -14,6 +14,7 @@ import heapq
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from . import waits
 from .errors import Conflict, UnknownWorkflow
 from .model import ORDER_EVENT_CAP, Effects, Order, Task
 from .records import OrderRecord, ResumePoint, new_task_record
@@ -87,6 +88,9 @@ def restore(
         core._active_orders += 1
         for step in order.step_names():
             requeue(core, order, order.tasks[step], now)
+        for step in order.step_names():
+            if order.tasks[step].state is S.WAITING:  # after the others: it may release them
+                waits.restore(core, order, order.tasks[step], now)
         if all(order.tasks[s].state in TERMINAL for s in order.workflow.steps):
             # It failed or was cancelled, and the server stopped before its undos were
             # written down: they start now (an order undoing already is left as it is).
@@ -137,6 +141,7 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     if record.finished_at is not None:
         order.finished_at = record.finished_at - core.epoch_offset
     order.events = list(record.events[-ORDER_EVENT_CAP:])
+    waits.recorded(core, order, record.events)
     if core._orders and record.number < next(reversed(core._orders.values())).number:
         core._adopted_out_of_order = True
     core._orders[record.id] = order
@@ -175,7 +180,7 @@ def requeue(core: SchedulerCore, order: Order, task: Task, now: float) -> None:
     if task.state in ON_WORKER:
         task.worker, task.lease = None, 0
         core._move(task, S.READY)
-    elif task.state is S.PENDING and not task.waiting_on:
+    elif task.state is S.PENDING and not task.waiting_on and not waits.hold(core, task, now):
         core._move(task, S.READY)  # its dependencies finished; its own row was not due
     if task.state is S.RETRY_WAIT:
         due = now if task.due is None else task.due

@@ -12,6 +12,9 @@ class TaskState(str, Enum):
     ASSIGNED = "assigned"  # in a worker's queue under a lease
     RUNNING = "running"  # a worker started it under that lease
     RETRY_WAIT = "retry_wait"  # an attempt failed; waiting out the backoff
+    # Waiting for the outside world, holding no slot: a wait for its signal (or its
+    # timeout), a step for the end of its delay (or of its order's not_before).
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -20,6 +23,8 @@ class TaskState(str, Enum):
 class OrderStatus(str, Enum):
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
+    # Nothing of it is queued or running: it waits for a signal or a time (states.WAITING).
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -39,6 +44,7 @@ class OrderStage(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
+    WAITING = "waiting"  # nothing queued or running; a step waits for a signal or a time
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -49,16 +55,19 @@ class OrderStage(str, Enum):
 S = TaskState
 
 # Every legal move. Reassignment of a lost worker's task is ASSIGNED/RUNNING -> ASSIGNED (or
-# READY when no worker is left). FAILED/CANCELLED -> READY/PENDING is the manual "retry order".
+# READY when no worker is left). FAILED/CANCELLED -> READY/PENDING is the manual "retry order"
+# (-> WAITING for a wait or a delayed step). WAITING ends READY (a delay is over), SUCCEEDED
+# (its signal came, or its timeout continues), FAILED or CANCELLED (its timeout says so).
 ALLOWED: dict[TaskState, frozenset[TaskState]] = {
-    S.PENDING: frozenset({S.READY, S.CANCELLED}),
+    S.PENDING: frozenset({S.READY, S.WAITING, S.CANCELLED}),
     S.READY: frozenset({S.ASSIGNED, S.CANCELLED}),
     S.ASSIGNED: frozenset({S.RUNNING, S.ASSIGNED, S.READY, S.FAILED, S.CANCELLED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.RETRY_WAIT, S.FAILED, S.ASSIGNED, S.READY, S.CANCELLED}),
     S.RETRY_WAIT: frozenset({S.READY, S.CANCELLED}),
+    S.WAITING: frozenset({S.READY, S.SUCCEEDED, S.FAILED, S.CANCELLED}),
     S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset({S.READY}),
-    S.CANCELLED: frozenset({S.PENDING, S.READY}),
+    S.FAILED: frozenset({S.READY, S.WAITING}),
+    S.CANCELLED: frozenset({S.PENDING, S.READY, S.WAITING}),
 }
 
 # States in which a task sits on a worker and counts towards its load.
@@ -87,10 +96,11 @@ def check_transition(task_id: str, start: TaskState, finish: TaskState, history:
 def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
     """An order's status is a function of its tasks' states, never stored separately.
 
-    One pass, as this runs after every step: failed beats cancelled beats the rest.
+    One pass, as this runs after every step: failed beats cancelled beats the rest. An
+    order with a step waiting for the outside world and none queued or running is waiting.
     """
-    count = succeeded = waiting = 0
-    cancelled = False
+    count = succeeded = waiting = outside = 0
+    cancelled = busy = False
     for state in states:
         count += 1
         if state is S.SUCCEEDED:
@@ -99,12 +109,21 @@ def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
             return OrderStatus.FAILED
         elif state is S.CANCELLED:
             cancelled = True
-        elif state is S.PENDING or state is S.READY:
+        elif state is S.PENDING:
             waiting += 1
+        elif state is S.READY:
+            waiting += 1
+            busy = True
+        elif state is S.WAITING:
+            outside += 1
+        else:
+            busy = True
     if cancelled:
         return OrderStatus.CANCELLED
     if succeeded == count:
         return OrderStatus.COMPLETED
+    if outside and not busy:
+        return OrderStatus.WAITING
     if waiting == count:
         return OrderStatus.PENDING  # nothing has been handed to a worker yet
     return OrderStatus.IN_PROGRESS
@@ -122,16 +141,21 @@ def derive_compensation_status(undo_states: Iterable[TaskState]) -> OrderStatus:
     return OrderStatus.COMPENSATED if done else OrderStatus.COMPENSATING
 
 
-ACTIVE_STAGES = (OrderStage.QUEUED, OrderStage.RUNNING, OrderStage.RETRYING)
+ACTIVE_STAGES = (OrderStage.QUEUED, OrderStage.RUNNING, OrderStage.RETRYING,
+                 OrderStage.WAITING)
 
 
-def active_stage(running: int, retrying: int) -> OrderStage:
-    """The stage of an unfinished order with `running` steps running and `retrying` steps
-    waiting out a backoff: the one rule, which `derive_order_stage` and the counts share."""
+def active_stage(running: int, retrying: int, waiting: int = 0, queued: int = 0) -> OrderStage:
+    """The stage of an unfinished order with `running` steps running, `retrying` steps
+    waiting out a backoff, `waiting` steps waiting for a signal or a time and `queued`
+    ones ready or on a worker: the one rule, which `derive_order_stage` and the counts
+    share (waiting, like the status, only while nothing is queued)."""
     if running:
         return OrderStage.RUNNING
     if retrying:
         return OrderStage.RETRYING
+    if waiting and not queued:
+        return OrderStage.WAITING
     return OrderStage.QUEUED
 
 
@@ -143,4 +167,5 @@ def derive_order_stage(states: Iterable[TaskState],
     status = derive_order_status(states) if status is None else status
     if status in TERMINAL_ORDER:
         return OrderStage(status.value)
-    return active_stage(states.count(S.RUNNING), states.count(S.RETRY_WAIT))
+    return active_stage(states.count(S.RUNNING), states.count(S.RETRY_WAIT),
+                        states.count(S.WAITING), states.count(S.READY) + states.count(S.ASSIGNED))

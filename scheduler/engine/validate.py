@@ -22,6 +22,7 @@ FINISHED = frozenset(s.value for s in TERMINAL_ORDER)
 def validate_state(core: SchedulerCore) -> None:
     """Assert the core's invariants; an AssertionError names what broke."""
     check_tasks(core)
+    check_timers(core)
     check_workers(core)
     check_limits(core)
     check_orders(core)
@@ -37,6 +38,18 @@ def check_tasks(core: SchedulerCore) -> None:
             assert core._orders[task.order_id].tasks[dep].state is not S.SUCCEEDED, task
         if task.state is not S.PENDING:
             assert not task.waiting_on or task.state is S.CANCELLED, task
+
+
+def check_timers(core: SchedulerCore) -> None:
+    """A waiting task with a due time has its timer, at that time; no other task has one."""
+    timed = 0
+    for task in core._tasks.values():
+        if task.state is S.WAITING and task.due is not None:
+            assert core.timers.when(task.id) == task.due, task
+            timed += 1
+        else:
+            assert core.timers.when(task.id) is None, task
+    assert len(core.timers) == timed, (len(core.timers), timed)
 
 
 def check_workers(core: SchedulerCore) -> None:

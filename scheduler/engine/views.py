@@ -152,7 +152,10 @@ def newest_first(core: SchedulerCore) -> Iterable[Order]:
 
 
 def wait_reason(core: SchedulerCore, task: Task) -> str | None:
-    """Why a ready task is not on a worker yet (shown on the dashboard)."""
+    """Why a ready task is not on a worker yet, or what a waiting one waits for (shown on
+    the dashboard)."""
+    if task.state is S.WAITING:
+        return waiting_for(core, task)["what"]
     if task.state is not S.READY:
         return None
     pause = core.limits.pauses.get(task.step)
@@ -169,16 +172,34 @@ def wait_reason(core: SchedulerCore, task: Task) -> str | None:
     return "waiting for a free slot"
 
 
+def waiting_for(core: SchedulerCore, task: Task) -> dict:
+    """What a waiting task waits for: {"step", "signal" (a wait's name; None: a time),
+    "until" (Unix time; None: no timeout), "what" (in words)}."""
+    order = core._orders[task.order_id]
+    signal = task.step if task.step in order.workflow.waits else None
+    until = None if task.due is None else round(core.wall(task.due), 3)
+    what = f"the signal {signal}" if signal else "its time (a delay, or its order's not_before)"
+    return {"step": task.step, "signal": signal, "until": until, "what": what}
+
+
 def order_view(core: SchedulerCore, order: Order, with_results: bool = True) -> dict:
-    """The order as the HTTP API shows it, with why each waiting step waits. The status is
-    the one last derived and announced: the one stats and listings count, so an order that
-    lost its worker stays "in_progress" rather than looking unstarted."""
+    """The order as the HTTP API shows it, with why each waiting step waits (and `waits`:
+    what each step waiting for a signal or a time waits for, and until when). The
+    status is the one last derived and announced: the one stats and listings count, so an
+    order that lost its worker stays "in_progress" rather than looking unstarted."""
     waiting = {}
+    waits = []
     for step, task in order.tasks.items():
+        if task.state is S.WAITING:
+            waits.append(waiting_for(core, task))
+            waiting[step] = waits[-1]["what"]
+            continue
         reason = wait_reason(core, task)
         if reason is not None:
             waiting[step] = reason
-    return core.order_record(order).view(with_results, waiting)
+    view = core.order_record(order).view(with_results, waiting)
+    view["waits"] = waits
+    return view
 
 
 def failed_orders(core: SchedulerCore) -> list[tuple[str, str, str | None, float]]:
@@ -336,6 +357,8 @@ def stats(core: SchedulerCore, now: float) -> dict:
         # Paused steps (by an operator or a breaker): who, since, why.
         "paused": {p.step: p.view() for p in core.limits.pauses.all()},
         "throughput": round(throughput(core, now), 3),
+        # Timers set (waits' timeouts, delays, not_before): one heap entry each, no thread.
+        "timers_pending": len(core.timers),
         "last_seq": core._seq,
         # The server's clock (Unix time), so a page can place these numbers in time.
         "now": round(core.wall(now), 3),

@@ -10,6 +10,36 @@ class WorkflowError(ValueError):
     """A workflow definition is not a valid DAG; the message says which step is wrong."""
 
 
+# What a wait does when its timeout passes with no signal: cancel its order (undoing what
+# has an undo), fail it (likewise), or continue with no payload (its result is None).
+ON_TIMEOUT = ("cancel", "fail", "continue")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A step of a workflow with no handler: it waits for the signal of its name
+    (`POST /api/orders/<id>/signals/<name>`), whose data becomes its result, for at most
+    `timeout` seconds (None: for ever), then does `on_timeout`."""
+
+    name: str
+    timeout: float | None = None
+    on_timeout: str = "cancel"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise WorkflowError("a wait needs a non-empty name")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)
+            or not self.timeout > 0 or self.timeout == float("inf")
+        ):
+            raise WorkflowError(
+                f"wait {self.name!r}: timeout must be a number of seconds > 0, got "
+                f"{self.timeout!r}")
+        if self.on_timeout not in ON_TIMEOUT:
+            raise WorkflowError(f"wait {self.name!r}: on_timeout must be one of "
+                                f"{', '.join(ON_TIMEOUT)}, got {self.on_timeout!r}")
+
+
 @dataclass(frozen=True)
 class Workflow:
     """A validated DAG. `steps` is in a topological order; `deps`/`dependents` go both ways."""
@@ -21,12 +51,16 @@ class Workflow:
     # A saga's compensations: step -> the step that undoes it once it succeeded, run when
     # the order fails or is cancelled later on. An undo is not a step of the DAG.
     compensations: Mapping[str, str] = field(default_factory=dict)
+    # Its waits: step -> how it waits. A wait is a step of the DAG with no handler.
+    waits: Mapping[str, Wait] = field(default_factory=dict)
 
     @classmethod
     def define(cls, name: str, steps: Iterable[tuple[str, Iterable[str]]],
-               compensations: Mapping[str, str] | None = None) -> Workflow:
-        """Build from `(step, [dependencies])` pairs and `compensations` (step -> its undo);
-        raises WorkflowError for a bad graph or undo."""
+               compensations: Mapping[str, str] | None = None,
+               waits: Iterable[Wait] = ()) -> Workflow:
+        """Build from `(step, [dependencies])` pairs, `compensations` (step -> its undo)
+        and `waits` (steps that wait for a signal); raises WorkflowError for a bad graph,
+        undo or wait."""
         if not isinstance(name, str) or not name:
             raise WorkflowError("a workflow needs a non-empty name")
         deps: dict[str, tuple[str, ...]] = {}
@@ -58,6 +92,7 @@ class Workflow:
             deps=deps,
             dependents={s: tuple(d) for s, d in dependents.items()},
             compensations=_check_compensations(name, deps, compensations or {}),
+            waits=_check_waits(name, deps, compensations or {}, waits),
         )
 
     def undo_of(self, undo: str) -> str | None:
@@ -89,6 +124,21 @@ def _check_compensations(
                 f"workflow {name!r}: {undo!r} undoes both {seen[undo]!r} and {step!r}")
         seen[undo] = step
     return dict(compensations)
+
+
+def _check_waits(name: str, deps: Mapping[str, tuple[str, ...]],
+                 compensations: Mapping[str, str], waits: Iterable[Wait]) -> dict[str, Wait]:
+    """Each wait is a step of the workflow, once; a wait has nothing to undo."""
+    found: dict[str, Wait] = {}
+    for wait in waits:
+        if wait.name not in deps:
+            raise WorkflowError(f"workflow {name!r}: wait {wait.name!r} is not one of its steps")
+        if wait.name in found:
+            raise WorkflowError(f"workflow {name!r}: wait {wait.name!r} is given twice")
+        if wait.name in compensations:
+            raise WorkflowError(f"workflow {name!r}: wait {wait.name!r} cannot have an undo")
+        found[wait.name] = wait
+    return found
 
 
 def _topological_order(name: str, deps: Mapping[str, tuple[str, ...]]) -> list[str]:

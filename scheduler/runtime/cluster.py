@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 from ..demo.app import demo_app
 from ..demo.handlers import Chaos
-from ..engine import views
+from ..engine import views, waits
 from ..engine.config import ClusterConfig, RetryPolicy
 from ..engine.core import SchedulerCore
 from ..engine.cron import iso
@@ -28,12 +29,14 @@ from ..engine.errors import (
     Conflict,
     UnknownOrder,
     UnknownSchedule,
+    UnknownWait,
     UnknownWorker,
     UnknownWorkflow,
 )
 from ..engine.events import LOG_LEVELS
+from ..engine.fields import MessageError
 from ..engine.model import ORDER_EVENT_CAP, Dispatch, Effects
-from ..engine.orders import NewOrder, read_order, validate_order
+from ..engine.orders import IDEMPOTENCY_KEY, SIGNAL, NewOrder, read_order, validate_order
 from ..engine.records import OrderQuery
 from ..engine.schedules import Mark, Schedule
 from ..engine.states import OrderStatus
@@ -276,7 +279,7 @@ class Cluster:
         order_id = order_id or new_order_id()
         try:
             self._accept([(order_id, order.data)], order.workflow or DEFAULT_WORKFLOW, key,
-                         order.priority, also)
+                         order.priority, also, order.not_before)
         except Conflict:
             # Another submit with the same key was accepted between the lookup and this one.
             earlier = None if key is None else self.find_by_idempotency_key(key)
@@ -304,13 +307,16 @@ class Cluster:
         idempotency_key: str | None = None,
         priority: int = 0,
         also: Callable[[str, float], Effects] | None = None,
+        not_before: float | None = None,
     ) -> None:
-        """Submit under one lock hold and return once durable. Until the commit the orders
-        are not shown or answered for (`_unconfirmed`); if it fails, they stay queued for
-        the journal (the writer keeps trying) and hidden until they are committed: no
-        acknowledgement before durability, the idempotency key's included."""
+        """Submit under one lock hold and return once durable (`not_before`: Unix seconds).
+        Until the commit the orders are not shown or answered for (`_unconfirmed`); if it
+        fails, they stay queued for the journal (the writer keeps trying) and hidden until
+        they are committed: no acknowledgement before durability, the idempotency key's
+        included."""
         with self._lock:
             now = self._clock()
+            later = None if not_before is None else not_before - self._core.epoch_offset
             if len(orders) > 1:
                 # A batch fits whole or not at all; the core checks a single order itself.
                 self._core.check_capacity(len(orders))
@@ -320,6 +326,7 @@ class Cluster:
                     self._core.submit(
                         order_id, data, now=now, workflow=workflow,
                         idempotency_key=idempotency_key, priority=priority,
+                        not_before=later,
                     )
                 )
                 if also is not None:
@@ -455,6 +462,43 @@ class Cluster:
             # Only finished orders are forgotten, and a finished order cannot be cancelled.
             raise Conflict(f"order {order_id} is {record.status} and cannot be cancelled")
         self._call(self._core.cancel_order, order_id)
+
+    def signal(self, order_id: str, name: str, body: Any = None, *, key: str | None = None,
+               who: str | None = None) -> str:
+        """Deliver the signal `name` to an order's wait (`body`: `{"data": ...}`, read with
+        SIGNAL; `key`: the sender's Idempotency-Key; `who`: an operator delivering it by
+        hand). Durable when it returns. Returns what became of it (waits.DELIVERED, KEPT or
+        REPEATED); Conflict (recorded) when the wait had its signal or is over, UnknownWait
+        when the order never waits for `name`, UnknownOrder."""
+        data = SIGNAL.read({} if body is None else body).get("data")
+        try:
+            size = len(json.dumps(data))
+        except (TypeError, ValueError):
+            raise MessageError("data must be a JSON value") from None
+        if size > self.config.max_result_bytes:
+            raise MessageError(f"data is {size} bytes as JSON; at most "
+                               f"{self.config.max_result_bytes} are kept")
+        if key is not None:
+            key = IDEMPOTENCY_KEY.read(key, MessageError)
+        record = self._forgotten(order_id)
+        if record is not None:
+            # Only finished orders are forgotten: no wait of theirs takes a signal now.
+            workflow = views.workflows(self._core).get(record.workflow)
+            if workflow is None or name not in workflow.waits:
+                has = ", ".join(sorted(workflow.waits)) if workflow else "unknown"
+                raise UnknownWait(f"order {order_id} never waits for signal {name!r}; its "
+                                  f"waits: {has or 'none'}")
+            raise Conflict(f"order {order_id} is {record.status}: signal {name} refused")
+        with self._lock:
+            self._require_confirmed(order_id)
+            fx, outcome = self._core.signal(order_id, name, data, now=self._clock(), key=key,
+                                            who=None if who is None else escape(who))
+            ticket = self._publish(fx)
+        self._carry_out(fx, ticket, durable=True)
+        if outcome == waits.REFUSED:
+            refused = next(e for e in reversed(fx.events) if e["type"] == "signal_refused")
+            raise Conflict(refused["message"])
+        return outcome
 
     def retry_order(self, order_id: str) -> None:
         """Re-run a failed order from its failed step, even one only the journal still has."""

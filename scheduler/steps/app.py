@@ -15,7 +15,14 @@ Dramatiq actors and Temporal activities are:
     @app.step(retries=10)  # the undo of payment: gets payment's result in ctx.results
     def refund(ctx: TaskContext) -> dict: ...
 
-    app.workflow("checkout", {"payment": [], "packing": ["payment"], "shipping": ["packing"]})
+    @app.step(delay="7d")  # starts a week after the steps before it finished
+    def review_request(ctx: TaskContext) -> dict: ...
+
+    # A step with no handler: waits for POST /api/orders/<id>/signals/payment_confirmed
+    app.wait("payment_confirmed", timeout="30m", on_timeout="cancel")
+
+    app.workflow("checkout", ["payment_confirmed", "payment", "packing", "shipping",
+                              "review_request"])
 
     app.schedule("reconcile", cron="0 3 * * *", workflow="nightly", tz="Europe/Berlin")
 
@@ -36,11 +43,11 @@ from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..engine.config import BreakerPolicy, ConfigError, RetryPolicy, StepPolicy
+from ..engine.config import BreakerPolicy, ConfigError, RetryPolicy, StepPolicy, duration
 from ..engine.cron import Cron, CronError
 from ..engine.orders import OrderValidationError, read_order
 from ..engine.schedules import Schedule
-from ..engine.workflow import Workflow, WorkflowError
+from ..engine.workflow import Wait, Workflow, WorkflowError
 from .context import Handler, is_async
 
 # The workflow an order without one runs (the cluster's default).
@@ -83,7 +90,14 @@ class Step:
                 "share": policy.breaker.share, "min_attempts": policy.breaker.min_attempts,
                 "window": policy.breaker.window, "probe_after": policy.breaker.probe_after},
             "compensate": self.compensate,
+            "delay": policy.delay,
         }
+
+
+def describe_wait(wait: Wait) -> dict:
+    """A wait as `GET /api/workflows` shows it among its workflow's steps."""
+    return {"name": wait.name, "wait": True, "timeout": wait.timeout,
+            "on_timeout": wait.on_timeout}
 
 
 @dataclass
@@ -92,6 +106,8 @@ class App:
 
     name: str = "orderflow"
     steps: dict[str, Step] = field(default_factory=dict)
+    # Steps with no handler that wait for a signal (`wait`), by name.
+    waits: dict[str, Wait] = field(default_factory=dict)
     workflows: dict[str, Workflow] = field(default_factory=dict)
     # The demo's chaos knobs, for an app whose handlers follow them (`demo_app`): a
     # cluster running it turns these (PUT /api/chaos). None for any other app.
@@ -112,6 +128,7 @@ class App:
         tags: Iterable[str] = (),
         breaker: BreakerPolicy | bool | None = None,
         compensate: str | None = None,
+        delay: float | str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare the decorated function (sync or `async def`) as a step; its name is the
         function's unless given. `retries`: retries after the first attempt (default: the
@@ -121,13 +138,14 @@ class App:
         a `BreakerPolicy` (or True for its defaults) under which the step pauses itself when
         its recent attempts fail alike (engine/pauses.py); `compensate`: the step that undoes
         it when its order fails or is cancelled after it succeeded (an ordinary step, given
-        this one's result in `ctx.results`)."""
+        this one's result in `ctx.results`); `delay`: seconds (or "30m", "7d") it waits,
+        holding no slot, after the steps before it finished."""
 
         def declare(handler: Handler) -> Handler:
             self.add_step(
                 name or getattr(handler, "__name__", ""), handler, retries=retries,
                 backoff=backoff, timeout=timeout, max_in_flight=max_in_flight, rate=rate,
-                burst=burst, tags=tags, breaker=breaker, compensate=compensate,
+                burst=burst, tags=tags, breaker=breaker, compensate=compensate, delay=delay,
             )
             return handler
 
@@ -138,7 +156,7 @@ class App:
         """`step()` without the decorator."""
         if not isinstance(name, str) or not name.strip():
             raise AppError(f"app {self.name!r}: a step needs a name")
-        if name in self.steps:
+        if name in self.steps or name in self.waits:
             raise AppError(f"app {self.name!r}: step {name!r} is declared twice")
         if not callable(handler):
             raise AppError(f"app {self.name!r}: step {name!r} has no callable handler")
@@ -155,6 +173,25 @@ class App:
         self.steps[name] = step
         return step
 
+    def wait(self, name: str, *, timeout: float | str | None = None,
+             on_timeout: str = "cancel") -> Wait:
+        """Declare a wait: a step with no handler that waits, holding no slot, for the
+        signal `name` (`POST /api/orders/<id>/signals/<name>`), whose data is its result for
+        the steps after it; for at most `timeout` (seconds, or "30m"; None: for ever), then
+        `on_timeout`: "cancel" or "fail" its order (undoing what has an undo), or
+        "continue" with no payload. Use its name in a workflow like a step's."""
+        if not isinstance(name, str) or not name.strip():
+            raise AppError(f"app {self.name!r}: a wait needs a name")
+        if name in self.steps or name in self.waits:
+            raise AppError(f"app {self.name!r}: step {name!r} is declared twice")
+        try:
+            seconds = None if timeout is None else duration(timeout, "timeout")
+            wait = Wait(name, seconds, on_timeout)
+        except (ConfigError, WorkflowError) as exc:
+            raise AppError(f"app {self.name!r}: wait {name!r}: {exc}") from None
+        self.waits[name] = wait
+        return wait
+
     def workflow(
         self,
         name: str,
@@ -169,18 +206,19 @@ class App:
         pairs = _pairs(steps)
         for step, deps in pairs:
             for needed in (step, *deps):
-                if needed not in self.steps:
+                if needed not in self.steps and needed not in self.waits:
                     known = ", ".join(sorted(self.steps)) or "none"
                     raise AppError(
                         f"app {self.name!r}: workflow {name!r} uses step {needed!r}, which "
                         f"has no handler (declared steps: {known})"
                     )
         undos = {step: self.steps[step].compensate for step, _ in pairs
-                 if self.steps[step].compensate is not None}
+                 if step in self.steps and self.steps[step].compensate is not None}
         for step, undo in undos.items():
             self._check_undo(f"workflow {name!r}: step {step!r}", undo)
+        waits = [self.waits[step] for step, _ in pairs if step in self.waits]
         try:
-            workflow = Workflow.define(name, pairs, undos)
+            workflow = Workflow.define(name, pairs, undos, waits)
         except WorkflowError as exc:
             raise AppError(f"app {self.name!r}: {exc}") from None
         self.workflows[name] = workflow
@@ -192,6 +230,10 @@ class App:
             if self.steps.get(step) is not None and self.steps[step].compensate != undo:
                 raise AppError(f"app {self.name!r}: workflow {workflow.name!r} undoes step "
                                f"{step!r} by {undo!r}; declare it as @app.step(compensate=)")
+        for wait in workflow.waits.values():
+            if self.waits.get(wait.name) != wait:
+                raise AppError(f"app {self.name!r}: workflow {workflow.name!r} waits for "
+                               f"{wait.name!r}; declare it as app.wait()")
         return self.workflow(workflow.name, {s: workflow.deps[s] for s in workflow.steps})
 
     def schedule(
@@ -285,7 +327,8 @@ class App:
             {
                 "name": wf.name,
                 "steps": [
-                    {**self.steps[s].describe(policies.get(s)), "deps": list(wf.deps[s])}
+                    {**(describe_wait(wf.waits[s]) if s in wf.waits
+                        else self.steps[s].describe(policies.get(s))), "deps": list(wf.deps[s])}
                     for s in wf.steps
                 ],
                 "compensations": dict(wf.compensations),
@@ -303,6 +346,7 @@ def _policy(
     burst: int | None = None,
     tags: Iterable[str] = (),
     breaker: BreakerPolicy | bool | None = None,
+    delay: float | str | None = None,
 ) -> StepPolicy:
     if breaker is True:
         breaker = BreakerPolicy()
@@ -320,7 +364,8 @@ def _policy(
     if isinstance(tags, str):
         tags = [tags]
     return StepPolicy(timeout=timeout, max_in_flight=max_in_flight, rate=rate, burst=burst,
-                      retry=retry, tags=frozenset(tags), breaker=breaker)
+                      retry=retry, tags=frozenset(tags), breaker=breaker,
+                      delay=None if delay is None else duration(delay, "delay"))
 
 
 def _pairs(steps) -> list[tuple[str, list[str]]]:

@@ -235,6 +235,20 @@ export class OrderBook {
     }
   }
 
+  /** An unfinished order with a step waiting and none queued or running is waiting; one
+   *  that was waiting and has a step in line again is in progress (or pending, if none of
+   *  its steps has run yet), as the core derives it. */
+  _settleWaiting(rec) {
+    if (TERMINAL.has(rec.status) || rec.status === 'compensating') return;
+    const states = Object.values(rec.tasks).map((t) => t.status);
+    const busy = states.some((s) => s === 'ready' || s === 'assigned' || s === 'running' || s === 'retry_wait');
+    if (states.includes('waiting') && !busy) this._setStatus(rec, 'waiting');
+    else if (rec.status === 'waiting') {
+      const started = Object.values(rec.tasks).some((t) => t.attempts > 0 || t.status === 'succeeded');
+      this._setStatus(rec, started ? 'in_progress' : 'pending');
+    }
+  }
+
   _stub(ev) {
     const { workflow, steps, customer } = submittedFields(ev);
     const key = this.maxKey + 1;
@@ -270,7 +284,7 @@ export class OrderBook {
 
   /** Counts by status over the held orders. */
   countByStatus() {
-    const counts = { all: this.list.length, pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0, compensating: 0, compensated: 0, compensation_failed: 0 };
+    const counts = { all: this.list.length, pending: 0, in_progress: 0, waiting: 0, completed: 0, failed: 0, cancelled: 0, compensating: 0, compensated: 0, compensation_failed: 0 };
     for (const rec of this.list) counts[rec.status] = (counts[rec.status] || 0) + 1;
     return counts;
   }
@@ -278,7 +292,7 @@ export class OrderBook {
   /** Counts by stage (queued, running, retrying, completed, failed, cancelled) over the
    *  held orders: the rule the server's tiles count by. */
   countByStage() {
-    const counts = { all: this.list.length, queued: 0, running: 0, retrying: 0, completed: 0, failed: 0, cancelled: 0, compensated: 0, compensation_failed: 0 };
+    const counts = { all: this.list.length, queued: 0, running: 0, retrying: 0, waiting: 0, completed: 0, failed: 0, cancelled: 0, compensated: 0, compensation_failed: 0 };
     for (const rec of this.list) counts[rec.stage] = (counts[rec.stage] || 0) + 1;
     return counts;
   }
@@ -295,7 +309,7 @@ export const ON_EVENT = {
     task.status = 'running';
     task.attempts = Math.max(task.attempts, ev.attempt);
     task.worker = ev.worker_id;
-    if (rec.status === 'pending') book._setStatus(rec, 'in_progress');
+    if (rec.status === 'pending' || rec.status === 'waiting') book._setStatus(rec, 'in_progress');
   },
   task_succeeded(book, rec, task, ev) {
     task.status = 'succeeded';
@@ -355,6 +369,32 @@ export const ON_EVENT = {
       book._task(rec, step).compensates = typeof undone[step] === 'string' ? undone[step] : '?';
     }
     book._readyUnblocked(rec);
+  },
+  // Waiting for the outside world: a wait for its signal, a step for its time (whose end
+  // says nothing: the step starts). An order with nothing queued or running is waiting.
+  wait_started(book, rec, task, ev) {
+    task.status = 'waiting';
+    task.until = ev.until ?? null;
+    book._settleWaiting(rec);
+  },
+  task_delayed(book, rec, task, ev) {
+    task.status = 'waiting';
+    task.until = ev.until ?? null;
+    book._settleWaiting(rec);
+  },
+  wait_timed_out(book, rec, task, ev) {
+    // "fail" fails the wait itself (no attempt failed); "cancel" cancels it (task_cancelled
+    // follows); "continue" completes it (wait_completed follows).
+    if (ev.on_timeout === 'fail') {
+      task.status = 'failed';
+      task.error = ev.message;
+    }
+  },
+  wait_completed(book, rec, task) {
+    task.status = 'succeeded';
+    task.until = null;
+    book._readyUnblocked(rec);
+    book._settleWaiting(rec);
   },
   order_compensated(book, rec, task, ev) {
     book._setStatus(rec, 'compensated');

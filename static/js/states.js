@@ -2,13 +2,15 @@
 // colour-vision deficiencies) and every state also has a glyph and a word, so colour is never
 // the only cue. The CSS classes named here are defined in dashboard.css.
 
-/** Task states: the scheduler's eight, shown as seven (ready and assigned both "queued"). */
+/** Task states: the scheduler's nine, shown as eight (ready and assigned both "queued"). */
 export const TASK_STATE = {
   pending: { label: 'pending', glyph: '○', cls: 's-pending' },
   ready: { label: 'queued', glyph: '…', cls: 's-queued' },
   assigned: { label: 'queued', glyph: '…', cls: 's-queued' },
   running: { label: 'running', glyph: '▶', cls: 's-running' },
   retry_wait: { label: 'retry', glyph: '↻', cls: 's-retry' },
+  // A wait for its signal (or timeout), or a step for its time (a delay, not_before).
+  waiting: { label: 'waiting', glyph: '⧖', cls: 's-pending' },
   succeeded: { label: 'done', glyph: '✓', cls: 's-done' },
   failed: { label: 'failed', glyph: '✕', cls: 's-failed' },
   cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled' },
@@ -19,6 +21,8 @@ export const taskState = (status) => TASK_STATE[status] || { label: status, glyp
 export const ORDER_STATUS = {
   pending: { label: 'pending', glyph: '○', cls: 's-pending' },
   in_progress: { label: 'in progress', glyph: '▶', cls: 's-running' },
+  // Nothing of it queued or running: a step waits for a signal or a time.
+  waiting: { label: 'waiting', glyph: '⧖', cls: 's-pending' },
   completed: { label: 'completed', glyph: '✓', cls: 's-done' },
   failed: { label: 'failed', glyph: '✕', cls: 's-failed' },
   cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled' },
@@ -37,12 +41,14 @@ export const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'compensate
  * Where an order stands, as the tiles, the filters, /api/stats (`progress`) and /metrics
  * count it: the server's rule (scheduler/engine/states.py OrderStage). An unfinished order is
  * running while any of its steps runs, else retrying while one waits out a backoff, else
- * queued; a finished one is its status. tests/test_browser_contract.py holds the two together.
+ * waiting while one waits for a signal or a time and none is queued, else queued; a finished
+ * one is its status. tests/test_browser_contract.py holds the two together.
  */
 export const ORDER_STAGE = {
   queued: { label: 'queued', glyph: '…', cls: 's-queued', title: 'Unfinished, no step running: its next steps wait for a free slot' },
   running: { label: 'running', glyph: '▶', cls: 's-running', title: 'A step of it is running on a worker' },
   retrying: { label: 'retrying', glyph: '↻', cls: 's-retry', title: 'No step running, one waits out a backoff before its retry' },
+  waiting: { label: 'waiting', glyph: '⧖', cls: 's-pending', title: 'Nothing queued or running: a step waits for a signal (a payment confirmed, a parcel delivered) or for its time' },
   completed: { label: 'completed', glyph: '✓', cls: 's-done', title: 'Every step succeeded' },
   failed: { label: 'failed', glyph: '✕', cls: 's-failed', title: 'A step failed for good' },
   cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled', title: 'Cancelled' },
@@ -58,11 +64,16 @@ export const orderStageStyle = (stage) => ORDER_STAGE[stage] || { label: stage, 
 export function orderStage(status, tasks) {
   if (TERMINAL.has(status)) return status;
   let retrying = false;
+  let waiting = false;
+  let queued = false;
   for (const task of Object.values(tasks || {})) {
     if (task.status === 'running') return 'running';
     if (task.status === 'retry_wait') retrying = true;
+    else if (task.status === 'waiting') waiting = true;
+    else if (task.status === 'ready' || task.status === 'assigned') queued = true;
   }
-  return retrying ? 'retrying' : 'queued';
+  if (retrying) return 'retrying';
+  return waiting && !queued ? 'waiting' : 'queued';
 }
 
 export const WORKER_STATUS = {
@@ -90,12 +101,15 @@ export const EVENT_TYPES = Object.freeze([
   'alert_raised', 'alert_cleared',
   'step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed',
   'order_compensating', 'order_compensated', 'order_compensation_failed',
+  'wait_started', 'signal_received', 'signal_refused', 'wait_completed', 'wait_timed_out',
+  'task_delayed',
   'schedule_added', 'schedule_fired', 'schedule_skipped',
 ]);
 
 /** Event types that make the event log, by the filter group they belong to. */
 export const LOG_GROUPS = {
   failures: { label: 'Failures', title: 'Failed attempts, failed orders, late results rejected, failed compensations', types: ['task_failed', 'order_failed', 'result_rejected', 'order_compensation_failed'] },
+  waits: { label: 'Waits', title: 'Signals received (and refused: too late, or twice) and waits timed out', types: ['signal_received', 'signal_refused', 'wait_timed_out'] },
   undos: { label: 'Undos', title: 'Orders undoing their succeeded steps (sagas) and compensated', types: ['order_compensating', 'order_compensated'] },
   retries: { label: 'Retries', title: 'Retries, manual retries and recoveries', types: ['task_retrying', 'order_retried', 'task_recovered'] },
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
@@ -142,6 +156,12 @@ export const EVENT_LABEL = {
   order_compensating: 'undoing',
   order_compensated: 'compensated',
   order_compensation_failed: 'undo failed',
+  wait_started: 'waits',
+  signal_received: 'signal',
+  signal_refused: 'signal refused',
+  wait_completed: 'wait done',
+  wait_timed_out: 'wait timed out',
+  task_delayed: 'delayed',
   schedule_added: 'schedule added',
   schedule_fired: 'schedule fired',
   schedule_skipped: 'schedule skipped',
@@ -152,7 +172,8 @@ export function eventTone(type) {
   if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'worker_hung' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
   if (type === 'operator_action') return 'op';
   if (type === 'alert_raised' || type === 'breaker_tripped' || type === 'order_compensation_failed') return 'bad';
-  if (type === 'order_compensating') return 'warn';
+  if (type === 'order_compensating' || type === 'signal_refused' || type === 'wait_timed_out') return 'warn';
+  if (type === 'signal_received' || type === 'wait_completed') return 'good';
   if (type === 'order_compensated') return 'good';
   if (type === 'step_paused') return 'warn';
   if (type === 'step_resumed') return 'good';

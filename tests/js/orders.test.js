@@ -181,7 +181,7 @@ describe('stream events', () => {
     const done = feed.event('order_completed', { order_id: 'o-1' });
     applyAll(b, [done, feed.event('order_cancelled', { order_id: 'o-2' })]);
     assert.equal(b.get('o-1').finishedAt, done.ts);
-    assert.deepEqual(b.countByStatus(), { all: 3, pending: 1, in_progress: 0, completed: 1, failed: 0, cancelled: 1,
+    assert.deepEqual(b.countByStatus(), { all: 3, pending: 1, in_progress: 0, waiting: 0, completed: 1, failed: 0, cancelled: 1,
       compensating: 0, compensated: 0, compensation_failed: 0 });
   });
 
@@ -329,5 +329,67 @@ describe('a saga (an order undoing its succeeded steps)', () => {
     assert.equal(rec.tasks.unpack.status, 'succeeded');
     assert.deepEqual([rec.tasks.void.status, rec.tasks.refund.status], ['ready', 'pending']);
     assert.equal(rec.tasks.refund.compensates, 'payment');
+  });
+});
+
+describe('an order waiting for the outside world', () => {
+  const CHECKOUT = { reserve: [], payment_confirmed: ['reserve'], charge: ['payment_confirmed'], review: ['charge'] };
+  function waitingBook() {
+    const b = book({ workflows: { ...WORKFLOWS, checkout: CHECKOUT } });
+    const feed = new Feed();
+    b.apply(feed.event('order_submitted', { order_id: 'o-1', workflow: 'checkout', steps: Object.keys(CHECKOUT), customer: 'ada' }));
+    applyAll(b, feed.runs('o-1', 'reserve'));
+    b.apply(feed.task('wait_started', 'o-1', 'payment_confirmed', { worker_id: null, until: 5000, on_timeout: 'cancel' }));
+    return { b, feed };
+  }
+
+  it('is waiting while its wait waits, with nothing queued or running', () => {
+    const { b } = waitingBook();
+    const rec = b.get('o-1');
+    assert.deepEqual(statuses(rec), { reserve: 'succeeded', payment_confirmed: 'waiting', charge: 'pending', review: 'pending' });
+    assert.equal(rec.status, 'waiting');
+    assert.equal(rec.stage, 'waiting');
+    assert.equal(rec.tasks.payment_confirmed.until, 5000);
+    assert.equal(b.countByStage().waiting, 1);
+    assert.equal(b.countByStatus().waiting, 1);
+  });
+
+  it('goes on once its signal completes the wait, and waits again for a delayed step', () => {
+    const { b, feed } = waitingBook();
+    b.apply(feed.task('signal_received', 'o-1', 'payment_confirmed', { worker_id: null, data: 1 }));
+    assert.equal(b.get('o-1').status, 'waiting'); // the signal alone says nothing of the wait
+    b.apply(feed.task('wait_completed', 'o-1', 'payment_confirmed', { worker_id: null, how: 'its signal' }));
+    const rec = b.get('o-1');
+    assert.deepEqual(statuses(rec), { reserve: 'succeeded', payment_confirmed: 'succeeded', charge: 'ready', review: 'pending' });
+    assert.equal(rec.status, 'in_progress');
+    assert.equal(rec.stage, 'queued');
+    applyAll(b, feed.runs('o-1', 'charge'));
+    b.apply(feed.task('task_delayed', 'o-1', 'review', { worker_id: null, until: 9000 }));
+    assert.equal(rec.tasks.review.status, 'waiting');
+    assert.equal(rec.status, 'waiting');
+    b.apply(feed.task('task_started', 'o-1', 'review'));
+    assert.equal(rec.status, 'in_progress');
+    assert.equal(rec.stage, 'running');
+  });
+
+  it('shows a wait that timed out into a failure as failed', () => {
+    const { b, feed } = waitingBook();
+    b.apply(feed.task('wait_timed_out', 'o-1', 'payment_confirmed', { worker_id: null, on_timeout: 'fail' }));
+    const rec = b.get('o-1');
+    assert.equal(rec.tasks.payment_confirmed.status, 'failed');
+    assert.match(rec.tasks.payment_confirmed.error, /wait_timed_out/);
+    b.apply(feed.event('order_failed', { order_id: 'o-1' }));
+    assert.equal(rec.status, 'failed');
+  });
+
+  it('is pending, not waiting, once an order submitted for later has its first step in line', () => {
+    const b = book();
+    const feed = new Feed();
+    b.apply(feed.submitted('o-1', 'ecommerce'));
+    b.apply(feed.task('task_delayed', 'o-1', 'payment', { worker_id: null, until: 9000 }));
+    const rec = b.get('o-1');
+    assert.equal(rec.status, 'waiting');
+    b.apply(feed.task('task_started', 'o-1', 'payment'));
+    assert.equal(rec.status, 'in_progress');
   });
 });

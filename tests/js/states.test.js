@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { orderStatus, serverRole, taskState, TERMINAL, workerColour, workerStatus } from '../../static/js/states.js';
+import { orderStage, orderStatus, serverRole, taskState, TERMINAL, workerColour, workerStatus } from '../../static/js/states.js';
 
 describe('states', () => {
   it('show ready and assigned alike, as queued', () => {
@@ -62,5 +62,15 @@ describe('serverRole', () => {
 
   it('says a freshly elected server is taking over', () => {
     assert.match(serverRole({ ...base, role: 'starting', epoch: 4 }).text, /^taking over/);
+  });
+});
+
+describe('the stage of a waiting order', () => {
+  it('is waiting only while a step waits and none is queued or running', () => {
+    assert.equal(orderStage('waiting', { a: { status: 'succeeded' }, b: { status: 'waiting' }, c: { status: 'pending' } }), 'waiting');
+    assert.equal(orderStage('in_progress', { a: { status: 'waiting' }, b: { status: 'ready' } }), 'queued');
+    assert.equal(orderStage('in_progress', { a: { status: 'waiting' }, b: { status: 'retry_wait' } }), 'retrying');
+    assert.equal(orderStage('in_progress', { a: { status: 'waiting' }, b: { status: 'running' } }), 'running');
+    assert.equal(orderStage('cancelled', { a: { status: 'waiting' } }), 'cancelled');
   });
 });

@@ -133,7 +133,8 @@ export class Timeline {
     // What the reader unfolded (a traceback, a result) stays unfolded through refreshes.
     const unfolded = new Set([...this.els.body.querySelectorAll('details[open]')].map((d) => d.dataset.fold));
     const workflow = this.workflow(order.workflow);
-    this.els.body.replaceChildren(this._summary(order), this._lines(order), this._dag(order, workflow),
+    this.els.body.replaceChildren(this._summary(order), this._waits(order), this._lines(order),
+      this._dag(order, workflow),
       this._steps(order, workflow), this._attempts(order), this._events(order));
     for (const fold of this.els.body.querySelectorAll('details[data-fold]')) {
       if (unfolded.has(fold.dataset.fold)) fold.open = true;
@@ -217,6 +218,51 @@ export class Timeline {
         field('Submitted', fmtClock(order.submitted_at)),
         field('Took', took)),
       actions);
+  }
+
+  /** What its steps wait for and until when; for each wait, a form to deliver its signal
+   *  by hand (the server records who sent it). Nothing while no step waits. */
+  _waits(order) {
+    const waits = Array.isArray(order.waits) ? order.waits : [];
+    if (!waits.length) return h('section', { class: 'tl-waits', hidden: '' });
+    const rows = waits.map((w) => {
+      const until = w.until ? `until ${fmtClock(w.until)}` : 'no timeout';
+      const row = h('div', { class: 'tl-wait', dataset: { step: w.step } },
+        h('span', { class: 'tl-wait-what', text: `${w.step}: ${w.what ?? ''}` }),
+        h('span', { class: 'muted', text: ` · ${until}` }));
+      if (w.signal) row.append(this._signalForm(order.id, w.signal));
+      return row;
+    });
+    return h('section', { class: 'tl-waits' }, h('h3', { text: 'Waiting for' }), rows);
+  }
+
+  _signalForm(id, name) {
+    const data = h('textarea', { class: 'tl-signal-data mono', rows: '2', placeholder: 'data (JSON, optional)', 'aria-label': `Data of the signal ${name}` });
+    const button = h('button', { type: 'submit', class: 'btn btn-sm', text: `Send signal ${name}` });
+    const form = h('form', { class: 'tl-signal', dataset: { signal: name } }, data, button);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      let body = {};
+      const text = data.value.trim();
+      if (text) {
+        try {
+          body = { data: JSON.parse(text) };
+        } catch (err) {
+          this.toast(`The data is not JSON: ${err.message}`, 'bad');
+          return;
+        }
+      }
+      button.disabled = true;
+      try {
+        const answer = await api(`/api/orders/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`, { method: 'POST', body });
+        this.toast(`Order ${id}: signal ${name} ${answer.outcome}`, 'good');
+        this.load();
+      } catch (err) {
+        this.toast(err.message, 'bad');
+        button.disabled = false;
+      }
+    });
+    return form;
   }
 
   /** What was ordered: SKU, quantity, unit price and line total, then the order's total. */

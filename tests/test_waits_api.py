@@ -69,6 +69,11 @@ def test_unknown_orders_names_and_bodies_are_refused_and_change_nothing(app):
     oid = waiting_order(client)
     missing = client.post("/api/orders/nope/signals/payment_confirmed", json={})
     assert missing.status_code == 404
+    # A bad body is refused before the order is looked up: a JSON null is no body.
+    for order in ("nope", oid):
+        null = client.post(f"/api/orders/{order}/signals/payment_confirmed", data="null",
+                           content_type="application/json")
+        assert null.status_code == 422 and "JSON object" in null.get_json()["error"]["message"]
     unknown = client.post(f"/api/orders/{oid}/signals/delivered", json={"data": 1})
     assert unknown.status_code == 422
     assert unknown.get_json()["error"]["message"].endswith("its waits: payment_confirmed")

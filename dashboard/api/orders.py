@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from scheduler import Cluster
+from scheduler.engine.orders import SIGNAL
 from scheduler.engine.records import OrderQuery
 
 from ..door.audit import actor
@@ -89,8 +90,10 @@ def signal(order_id: str, name: str):
     Idempotency-Key too), 404 unknown order, 409 a second signal or a wait that is over
     (recorded), 422 a name the order never waits for (naming those it has)."""
     key = request.headers.get("Idempotency-Key")
-    return actions.send_signal(_cluster(), order_id, name, json_body(required=False), key,
-                               actor())
+    body = json_body(required=False)  # no body: {}
+    if body is None:  # a JSON null, which Cluster.signal would take for no body: 422
+        SIGNAL.read(body)
+    return actions.send_signal(_cluster(), order_id, name, body, key, actor())
 
 
 @bp.post("/<order_id>/retry")

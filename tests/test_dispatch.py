@@ -187,6 +187,6 @@ def test_across_steps_the_best_class_wins_over_a_longer_home():
     assert queues.pop_for("w1", any_step)[0] == "o9:packing"
 
 
-def test_a_step_nothing_was_queued_for_has_an_empty_queue():
+def test_a_lane_nothing_was_queued_in_has_an_empty_queue():
     queues = ReadyQueues()
-    assert queues.size("payment") == 0 and queues.steps() == []
+    assert queues.size(("payment", "ecommerce")) == 0 and queues.lanes() == []

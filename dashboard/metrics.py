@@ -125,6 +125,21 @@ class ClusterCollector:
         for step, count in sorted(stats["unroutable"].items()):
             unroutable.add_metric([step], count)
         yield unroutable
+        # Per workflow definition, the unfinished orders pinned to it (a rolling deploy's
+        # old version may go at 0), and those no live worker can run (nobody offers it).
+        remaining = GaugeMetricFamily("orderflow_unfinished_orders",
+                                      "Unfinished orders by the workflow definition they are "
+                                      "pinned to", labels=["workflow", "version"])
+        for definition in stats["definitions"]:
+            remaining.add_metric([definition["workflow"], definition["version"]],
+                                 definition["unfinished"])
+        yield remaining
+        stranded = GaugeMetricFamily("orderflow_stranded_orders",
+                                     "Unfinished orders of a workflow definition the app "
+                                     "lacks and no live worker offers", labels=["definition"])
+        for key, count in sorted(stats["stranded"].items()):
+            stranded.add_metric([key], count)
+        yield stranded
         alerts = GaugeMetricFamily("orderflow_alerts", "Active alerts (1 each; docs/alerts.yml)",
                                    labels=["alert", "subject"])
         for alert in stats["alerts"]:

@@ -2,7 +2,8 @@
 ran, copied from the code that ran them (scheduler/journal/schema.py and postgres_schema.py
 up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents; SQLite's 7 and
 PostgreSQL's 6: the step controls; SQLite's 8 and PostgreSQL's 7: a task's `completed` and
-`compensates`, for sagas; SQLite's 9 and PostgreSQL's 8: the schedules), never derived
+`compensates`, for sagas; SQLite's 9 and PostgreSQL's 8: the schedules; SQLite's 10 and
+PostgreSQL's 9: the workflow definitions and an order's version), never derived
 from today's description. Tests build a database of an older version from these and check
 that today's orderflow migrates it; were the history in scheduler/journal/schema.py rendered
 differently from what really ran, they would fail.
@@ -52,6 +53,11 @@ SQLITE: dict[int, list[str]] = {
         "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
     ],
     9: ["CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, detail TEXT NOT NULL)"],
+    10: [
+        "CREATE TABLE IF NOT EXISTS definitions (key TEXT PRIMARY KEY, workflow TEXT NOT NULL, "
+        "version TEXT NOT NULL, body TEXT NOT NULL)",
+        "ALTER TABLE orders ADD COLUMN version TEXT",
+    ],
 }
 
 # PostgreSQL's `meta` was made before its version was read; version 1 kept a claim token in
@@ -103,6 +109,11 @@ POSTGRESQL: dict[int, list[str]] = {
         "IN ('cancelled', 'compensated', 'compensation_failed', 'completed', 'failed')",
     ],
     8: ["CREATE TABLE schedules (name TEXT PRIMARY KEY, detail TEXT NOT NULL)"],
+    9: [
+        "CREATE TABLE definitions (key TEXT PRIMARY KEY, workflow TEXT NOT NULL, "
+        "version TEXT NOT NULL, body TEXT NOT NULL)",
+        "ALTER TABLE orders ADD COLUMN version TEXT",
+    ],
 }
 
 

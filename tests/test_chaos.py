@@ -97,6 +97,10 @@ def test_sixty_seconds_of_chaos_with_server_restarts_and_stalls_lose_nothing(tmp
     assert report["process_workers"], "the server should support process workers"
     assert "fault: server_sigkill_and_restart" in out.getvalue()
     assert_hostile_text_was_recorded_escaped(report)
+    # A rolling deploy at the first restart: the orders in flight finished on the first
+    # version's workers, none ran a step of another definition than its own.
+    assert faults.get("deploy") == 1
+    assert report["steps_of_another_definition"] == 0
 
 
 def assert_sagas_kept_their_promises(report: dict) -> None:

@@ -136,10 +136,10 @@ def test_queues_per_step_count_their_tasks_and_list_only_steps_with_any():
     queues.push("o2:payment", "payment", "w2", False, 0, 2, 0)
     queues.push("o3:packing", "packing", "w1", True, 0, 3, 1)
     assert len(queues) == 3
-    assert sorted(queues.steps()) == ["packing", "payment"]
+    assert sorted(queues.lanes()) == ["packing", "payment"]
     assert (queues.home_load("w1"), queues.home_load("w2")) == (2, 1)
     assert queues.pop_for("w2", any_step)[0] == "o3:packing"  # started first, even stolen
-    assert queues.steps() == ["payment"] and len(queues) == 2
+    assert queues.lanes() == ["payment"] and len(queues) == 2
     assert queues.take_home("w1") == ["o1:payment"]
     assert len(queues) == 1 and queues.home_load("w1") == 0
 
@@ -187,6 +187,6 @@ def test_across_steps_the_best_class_wins_over_a_longer_home():
     assert queues.pop_for("w1", any_step)[0] == "o9:packing"
 
 
-def test_a_step_nothing_was_queued_for_has_an_empty_queue():
+def test_a_lane_nothing_was_queued_in_has_an_empty_queue():
     queues = ReadyQueues()
-    assert queues.size("payment") == 0 and queues.steps() == []
+    assert queues.size(("payment", "ecommerce")) == 0 and queues.lanes() == []

@@ -376,3 +376,45 @@ def test_a_failed_order_with_a_step_left_to_undo_is_caught(sagas):
         record, status="failed",
         tasks=tuple(t for t in record.tasks if t.compensates is None))
     assert violations(history, "left_uncompensated") == [("o1", ["refund", "unpack", "void"])]
+
+
+# ---------------------------------------------------------------- safe deploys
+
+V1 = Workflow.define("checkout", [("payment", []), ("packing", ["payment"])], version="v1")
+V2 = Workflow.define("checkout", [("fraud", []), ("payment", ["fraud"]),
+                                  ("packing", ["payment"])], version="v2")
+
+
+def pinned_history() -> tuple[History, list[str]]:
+    """Orders of checkout v1 run to the end; the journal keeps v1 and v2."""
+    sim = Sim(workers=2, workflows={"checkout": V1})
+    ids = [sim.submit(f"o{i}", workflow="checkout") for i in range(3)]
+    sim.run_all()
+    history = history_of(sim)
+    history.definitions = {V1.key: V1, V2.key: V2}
+    return history, ids
+
+
+def test_orders_that_ran_the_steps_of_their_pinned_definition_pass():
+    history, ids = pinned_history()
+    report = check_history(history, ids, max_retries=3, workflows={"checkout": V2})
+    assert report["ok"], report["examples"]
+    assert report["steps_of_another_definition"] == 0
+    assert report["dependency_order_violations"] == 0  # judged by v1's DAG, not v2's
+
+
+def test_a_step_of_another_version_of_the_workflow_is_caught():
+    history, ids = pinned_history()
+    fraud = copy.deepcopy(next(e for e in history.events if e["type"] == "task_started"))
+    fraud.update(step="fraud", seq=history.events[-1]["seq"] + 1)
+    history.events.append(fraud)
+    report = check_history(history, ids, max_retries=3)
+    assert report["steps_of_another_definition"] == 1 and not report["ok"]
+    assert "steps_of_another_definition" in format_report(report)
+
+
+def test_an_order_pinned_to_a_definition_the_journal_lacks_is_caught():
+    history, ids = pinned_history()
+    history.definitions = {V2.key: V2}
+    report = check_history(history, ids, max_retries=3)
+    assert report["steps_of_another_definition"] == 12  # 2 steps of 3 orders, started, succeeded

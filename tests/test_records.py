@@ -33,7 +33,8 @@ def order_record(**fields) -> OrderRecord:
     values = dict(
         id="o1", number=7, workflow="ecommerce", data={"customer": "ada", "items": []},
         idempotency_key="K", submitted_at=100.123456, finished_at=None, status="in_progress",
-        priority=3, tasks=(task_record(), task_record(step="packing", state="pending",
+        priority=3, version="2026.12.1",
+        tasks=(task_record(), task_record(step="packing", state="pending",
                                                      attempt=0, attempt_open=False,
                                                      reassignments=0, runs=0, worker=None,
                                                      result=None, error=None)),
@@ -93,6 +94,7 @@ def test_an_order_view_has_the_exact_shape_with_times_rounded_to_milliseconds():
         "number": 7,
         "status": "in_progress",
         "workflow": "ecommerce",
+        "version": "2026.12.1",
         "priority": 3,
         "customer": "ada",
         "data": {"customer": "ada", "items": []},

@@ -119,7 +119,7 @@ def test_worker_views_say_what_each_worker_holds_runs_and_offers():
     sim.core = core
     sim.now = 2.0
     sim.add_worker("w1", slots=1, tags={"pay", "box"}, meta={"pid": 7})
-    sim.add_worker("w2", slots=1, steps={"shipping"})
+    sim.add_worker("w2", slots=1, steps={"shipping"}, definitions={"ecommerce"})
     sim.submit("a")
     sim.submit("b")
     sim.start_next("w1")
@@ -129,12 +129,13 @@ def test_worker_views_say_what_each_worker_holds_runs_and_offers():
     assert w1 == {
         "id": "w1", "kind": "thread", "status": "alive", "heartbeat_age": 0.25,
         "current_task": running[0], "running": running, "slots": 1, "steps": None,
-        "tags": ["box", "pay"], "busy": 1, "queued": 1, "stuck": 0, "abandoned": 0,
+        "tags": ["box", "pay"], "definitions": None, "busy": 1, "queued": 1, "stuck": 0,
+        "abandoned": 0,
         "tasks_done": 0, "tasks_failed": 0,
         "share": round(views.ring(core).shares()["w1"], 4), "joined_at": 502.0, "pid": 7,
     }
     assert w2["steps"] == ["shipping"] and w2["current_task"] is None and w2["busy"] == 0
-    assert w2["queued"] == 0 and w2["tags"] == []
+    assert w2["queued"] == 0 and w2["tags"] == [] and w2["definitions"] == ["ecommerce"]
     assert views.membership(core, "w1") == "alive" and views.membership(core, "nope") is None
     assert views.loads(core) == {"w1": 2, "w2": 0}
     ring = views.ring_view(core)

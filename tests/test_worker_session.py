@@ -130,7 +130,7 @@ def test_a_new_session_connects_at_once_and_joins_on_connecting():
     assert register.payload == {"session": "s-1", "name": "box-42", "host": "box", "pid": 42,
                                 "slots": 2, "resume": None, "join": True,
                                 "spawn_id": None, "steps": None, "tags": [],
-                                "running": [], "ids": []}
+                                "definitions": None, "running": [], "ids": []}
     assert worker.tick() == []  # one registration at a time
     effects = worker.answer(register, welcome("p-a-1"))
     assert "joined the cluster as p-a-1 (box-42, 2 slots," in logged(effects)

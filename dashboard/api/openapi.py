@@ -177,6 +177,10 @@ SCHEMAS: dict[str, dict] = {
             "number": {"type": "integer", "description": "submission order; the list cursor"},
             "status": {"enum": [s.value for s in OrderStatus]},
             "workflow": {"type": "string"},
+            "version": {"type": "string",
+                        "description": "the version of the workflow definition the order is "
+                                       "pinned to (its DAG, run to the end whatever is "
+                                       "deployed since); empty: none"},
             "priority": {"type": "integer"},
             "customer": {"type": "string"},
             "data": _ref("OrderInput"),
@@ -248,6 +252,10 @@ SCHEMAS: dict[str, dict] = {
             "slots": {"type": "integer", "description": "tasks it runs at once"},
             "steps": {"type": ["array", "null"], "items": {"type": "string"},
                       "description": "the steps it has handlers for (null: any)"},
+            "definitions": {"type": ["array", "null"], "items": {"type": "string"},
+                            "description": "the workflow definitions (workflow@version) it "
+                                           "runs: steps of orders pinned to one of them "
+                                           "(null: any)"},
             "tags": {"type": "array", "items": {"type": "string"},
                      "description": "capabilities it offers"},
             "busy": {"type": "integer", "description": "slots running a task"},
@@ -327,7 +335,25 @@ SCHEMAS: dict[str, dict] = {
                                "description": "ready tasks a step's limits hold back, by step"},
             "unroutable": {"type": "object", "additionalProperties": {"type": "integer"},
                            "description": "ready tasks no live worker can run (no handler, "
-                                          "or a tag nobody offers), by step"},
+                                          "a tag nobody offers, or a workflow definition "
+                                          "nobody runs), by step"},
+            "definitions": {
+                "type": "array",
+                "description": "workflow definitions with unfinished orders, and the running "
+                               "app's: how many orders remain on each, so the last worker "
+                               "of an old version may go once its count is 0",
+                "items": {"type": "object", "properties": {
+                    "key": {"type": "string", "description": "workflow@version"},
+                    "workflow": {"type": "string"}, "version": {"type": "string"},
+                    "unfinished": {"type": "integer"},
+                    "current": {"type": "boolean",
+                                "description": "the running app has it"},
+                    "offered": {"type": "boolean",
+                                "description": "a live worker runs it"}}}},
+            "stranded": {"type": "object", "additionalProperties": {"type": "integer"},
+                         "description": "unfinished orders pinned to a workflow definition "
+                                        "the running app lacks and no live worker offers, "
+                                        "by definition key: they wait for a worker of it"},
             "paused": {"type": "object", "description": "paused steps: who, since, why, "
                                                          "by_breaker",
                        "additionalProperties": {"type": "object"}},
@@ -453,6 +479,8 @@ SCHEMAS: dict[str, dict] = {
         "required": ["name", "steps"],
         "properties": {
             "name": {"type": "string", "description": "the `workflow` of POST /api/orders"},
+            "version": {"type": "string",
+                        "description": "the version new orders are pinned to"},
             "steps": {"type": "array", "items": _ref("WorkflowStep"),
                       "description": "in a topological order: every step after those it "
                                      "waits for"},

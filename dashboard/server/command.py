@@ -9,9 +9,14 @@ import logging
 import os
 import sys
 
-from scheduler import AppError, ConfigError
+from scheduler import AppError, ConfigError, load_app
 from scheduler.engine.text import escape, problem
-from scheduler.journal.location import check_journal, hold_for_process, parse_location
+from scheduler.journal.location import (
+    check_definitions,
+    check_journal,
+    hold_for_process,
+    parse_location,
+)
 from scheduler.journal.retention import duration_arg
 from scheduler.journal.schema import StoreError
 from scheduler.runtime.logfile import LogFileError, SafeFormatter, configure_logging
@@ -181,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
             # Open (and migrate) the journal here, so a bad database is a message, not a
             # worker that fails to boot inside gunicorn.
             check_journal(location, lock)
+            if settings.app is not None:
+                # A workflow changed under a version the journal keeps: one line, no start.
+                check_definitions(location, load_app(settings.app).workflows.values())
     except (StoreError, LogFileError) as exc:
         if lock is not None:
             lock.release()

@@ -264,7 +264,7 @@ class WorkerHub(Part):
             if peer is None:
                 peer = Peer(**{k: fields[k] for k in
                                ("session", "name", "host", "pid", "slots", "spawn_id",
-                                "steps", "tags")})
+                                "steps", "tags", "definitions")})
                 self._peers[peer.session] = peer
                 self._forget_old_peers()
             self._peers.move_to_end(peer.session)
@@ -490,7 +490,8 @@ class WorkerHub(Part):
 def _parse_register(data: Any) -> dict:
     data = expect_object(data, "the registration")
     unknown = set(data) - {"session", "name", "host", "pid", "slots", "concurrency", "resume",
-                           "join", "spawn_id", "steps", "tags", "running", "ids"}
+                           "join", "spawn_id", "steps", "tags", "running", "ids",
+                           "definitions"}
     if unknown:
         raise invalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     fields: dict[str, Any] = {}
@@ -515,6 +516,10 @@ def _parse_register(data: Any) -> dict:
     steps = data.get("steps")
     fields["steps"] = None if steps is None else _names(steps, "steps", MAX_NAMES)
     fields["tags"] = _names(data.get("tags", []), "tags", MAX_TAGS)
+    # The workflow definitions its app has (absent or null: any, as before versions).
+    definitions = data.get("definitions")
+    fields["definitions"] = (None if definitions is None
+                             else _names(definitions, "definitions", MAX_NAMES))
     # What it still runs, and under which ids (optional: older clients do not say).
     fields["reports"] = "running" in data
     fields["ids"] = _names(data.get("ids", []), "ids", MAX_REPORTED_IDS)

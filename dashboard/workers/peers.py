@@ -31,6 +31,8 @@ class Peer:
     spawn_id: str | None
     steps: tuple[str, ...] | None = None  # the steps it has handlers for (None: any)
     tags: tuple[str, ...] = ()  # capabilities it offers
+    # The workflow definitions its app has (None: any, a worker without an app).
+    definitions: tuple[str, ...] | None = None
     sid: str | None = None
     current: str | None = None  # the worker id it works under now
     worker_ids: set[str] = field(default_factory=set)
@@ -106,6 +108,11 @@ class RemoteExecutor:
     def tags(self) -> frozenset[str]:
         """Capabilities the process offers (`orderflow worker --tags`)."""
         return frozenset(self.peer.tags)
+
+    @property
+    def definitions(self) -> frozenset[str] | None:
+        """The workflow definitions the process's app has, if it said (None: any)."""
+        return None if self.peer.definitions is None else frozenset(self.peer.definitions)
 
     def start(self) -> None:
         """Nothing to start: the process is already running and connected."""

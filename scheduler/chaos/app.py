@@ -12,6 +12,10 @@ reserve, refund, review nor reconcile: the others run them).
 
     orderflow serve --app scheduler.chaos.app:app
     orderflow worker --app scheduler.chaos.app:app
+
+`app_v2` is the same code deployed as another version (`version="chaos-2"`): the run
+deploys it at its first server restart, and the orders in flight then finish on workers of
+the first version (a rolling deploy, faults.py).
 """
 
 from __future__ import annotations
@@ -132,8 +136,8 @@ def _reconcile(chaos: Chaos) -> Handler:
     return reconcile
 
 
-def chaos_app() -> App:
-    app = demo_app(payment={"max_in_flight": PAYMENT_LIMIT})
+def chaos_app(version: str | None = None) -> App:
+    app = demo_app(version=version, payment={"max_in_flight": PAYMENT_LIMIT})
     step = app.steps["payment"]
     app.steps["payment"] = dataclasses.replace(step, handler=_behind_a_gateway(step.handler),
                                                compensate="refund")
@@ -150,3 +154,4 @@ def chaos_app() -> App:
 
 
 app = chaos_app()
+app_v2 = chaos_app(version="chaos-2")

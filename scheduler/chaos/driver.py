@@ -46,7 +46,7 @@ from ..engine.config import ClusterConfig
 from ..engine.workflow import DEFAULT_WORKFLOWS
 from ..journal.location import parse_location
 from .app import CONFIRM_TIMEOUT, RECONCILE, SAGA, WAITS
-from .faults import Faults, wait_until
+from .faults import CHAOS_APP, Faults, wait_until
 from .fleet import NAME_PREFIX, Fleet, RemoteWorker
 from .freeze import DatabaseFreeze, postmaster_of
 from .invariants import check_history, format_report, load_journal, percentile, remote_work
@@ -54,7 +54,6 @@ from .serve_process import ServeProcess, health
 from .settings import CALM, ChaosSettings
 
 # The app the owned servers schedule: the demo with a payment quota.
-CHAOS_APP = "scheduler.chaos.app:app"
 
 __all__ = ["ChaosSettings", "Driver", "run_chaos"]
 
@@ -118,6 +117,10 @@ class Driver:
         self.led: dict[int, float] = {}
         self._lead_began: float | None = None
         self.killed: set[str] = set()  # fleet workers the driver SIGKILLed on purpose
+        # A rolling deploy (faults.py): whether the second version is deployed, and the
+        # fleet workers that run the first one (kept until its orders are done).
+        self.deployed = False
+        self.old_workers: set[str] = set()
         # Steps with a concurrency limit, as the server describes them: {step: (max in
         # flight, time limit s)}, for the checker.
         self.limits: dict[str, tuple[int, float]] = {}
@@ -391,6 +394,7 @@ class Driver:
         faults = Faults(self)
         self.lead_began(time.monotonic())
         faults.run(settings.duration)
+        faults.keep_old_version()  # its last orders finish on a worker of it
         self._stop_orders.set()
         for submitter in self._submitters:
             submitter.join(60)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,16 @@ from .settings import HANG_BURST as HANG_BURST_CHAOS
 
 if TYPE_CHECKING:
     from .driver import Driver
+
+CHAOS_APP = "scheduler.chaos.app:app"
+# The same code as another version, deployed at the first server restart.
+CHAOS_APP_V2 = "scheduler.chaos.app:app_v2"
+
+
+def _with_app(flags: tuple[str, ...], app: str) -> tuple[str, ...]:
+    """A server's flags with `--app` naming `app` instead."""
+    at = flags.index("--app")
+    return (*flags[:at + 1], app, *flags[at + 2:])
 
 T = TypeVar("T")
 # After a freeze, 503s are put down to it for this long (seconds): a leader that lost its
@@ -136,7 +147,12 @@ class Faults:
         killed_at = time.monotonic()
         d.start_walls.append(time.time())
         d.lead_ended(killed_at)
-        d.server = d.server.restarted()
+        flags = None
+        if not d.deployed:
+            # The first restart deploys the second version: the server comes back with it,
+            # the fleet's running workers stay on the first until its orders are done.
+            flags = _with_app(d.server.flags, CHAOS_APP_V2)
+        d.server = d.server.restarted(flags=flags)
         d.server_start += 1
         d.lead_began(time.monotonic())
         d.resume_orders()
@@ -148,9 +164,51 @@ class Faults:
             d.fleet.resume(across)
             d.note("stall_across_restart", f"{across.name} SIGSTOPped during the restart")
         d.note("server_sigkill_and_restart", f"back on port {d.server.port} in {took:.1f}s")
+        if flags is not None:
+            self._deployed()
         for _ in range(d.settings.process_workers):
             d.add_worker("process")
         self._check_rejoined(killed_at, "restart")
+
+    def _deployed(self) -> None:
+        """The second version runs: as many fleet workers of it join as run the first."""
+        d = self.driver
+        d.deployed = True
+        if d.fleet is None:
+            return
+        old = d.fleet.running()
+        d.old_workers.update(w.name for w in old)
+        d.fleet.args = ("--app", CHAOS_APP_V2)
+        d.fleet.start(len(old))
+        d.note("deploy", f"{CHAOS_APP_V2} deployed; {len(old)} worker(s) of the first "
+                         "version stay until its orders are done")
+
+    def old_version_left(self) -> int | None:
+        """Unfinished orders of definitions the server's app lacks (None: not known now)."""
+        answer = self.driver.call("GET", "/api/stats")
+        if answer is None or answer.status_code != 200:
+            return None
+        return sum(d["unfinished"] for d in answer.json().get("definitions", [])
+                   if not d["current"])
+
+    def keep_old_version(self, drain: bool = False) -> None:
+        """A rolling deploy's upkeep: while orders of the first version are unfinished, a
+        fleet worker of it runs (one is started if faults took them all); once none is
+        left and `drain`, its workers are drained (SIGTERM: they exit when idle)."""
+        d = self.driver
+        if not d.deployed or d.fleet is None:
+            return
+        left = self.old_version_left()
+        old = [w for w in d.fleet.running() if w.name in d.old_workers]
+        if left and not old:
+            (started,) = d.fleet.start(1, args=("--app", CHAOS_APP))
+            d.old_workers.add(started.name)
+            d.note("old_version_worker_started", f"{left} order(s) of the first version left")
+        elif left == 0 and old and drain:
+            for worker in old:
+                d.killed.add(worker.name)  # its exit is the drain's, not a fault
+                worker.process.send_signal(signal.SIGTERM)
+            d.note("old_version_drained", f"{len(old)} worker(s) of the first version")
 
     def kill_leader(self) -> None:
         """--ha: SIGKILL the leader (it starts again, as a standby), or, about one time in
@@ -448,6 +506,7 @@ class Faults:
                 threading.Event().wait(due - elapsed)
                 continue
             self.check_fleet()
+            self.keep_old_version(drain=True)
             if plan and plan[0].at <= elapsed:
                 planned = plan.pop(0)
                 if elapsed >= duration:

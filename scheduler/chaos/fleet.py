@@ -46,7 +46,8 @@ class Fleet:
     workers: list[RemoteWorker] = field(default_factory=list)
     _numbers: int = 0
 
-    def start(self, count: int = 1) -> list[RemoteWorker]:
+    def start(self, count: int = 1, args: tuple[str, ...] | None = None) -> list[RemoteWorker]:
+        """`count` more workers, with `args` instead of the fleet's (an older app's)."""
         started = []
         env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_TOKEN"}
         if self.token:
@@ -58,7 +59,8 @@ class Fleet:
             with path.open("w") as log:
                 process = subprocess.Popen(
                     [*orderflow_command(), "worker", "--server", self.url, "--name", name,
-                     "--slots", str(self.concurrency), *self.args],
+                     "--slots", str(self.concurrency),
+                     *(self.args if args is None else args)],
                     env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True)
             worker = RemoteWorker(name, process, path)

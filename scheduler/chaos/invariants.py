@@ -12,7 +12,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord
@@ -20,9 +20,11 @@ from ..engine.text import find_unstorable
 from ..engine.workflow import DEFAULT_WORKFLOWS, Workflow
 from ..journal.location import parse_location, read_connection
 from ..journal.rows import (
+    DEFINITION_COLUMNS,
     EVENT_COLUMNS,
     ORDER_COLUMNS,
     TASK_COLUMNS,
+    definition_from_row,
     event_from_row,
     order_from_row,
     task_from_row,
@@ -43,9 +45,19 @@ class History:
     # The leadership epoch that committed each event, in seq order (PostgreSQL; None for a
     # journal without leadership terms).
     epochs: list[int] | None = None
+    # The workflow definitions the journal keeps, by key ("checkout@v1").
+    definitions: dict[str, Workflow] = field(default_factory=dict)
 
     def tasks(self) -> list[TaskRecord]:
         return [task for order in self.orders.values() for task in order.tasks]
+
+    def definition_of(self, order: OrderRecord,
+                      workflows: Mapping[str, Workflow]) -> Workflow | None:
+        """The definition the order is pinned to, as journaled; for one without a version,
+        the workflow of its name the run was given."""
+        if order.version:
+            return self.definitions.get(f"{order.workflow}@{order.version}")
+        return workflows.get(order.workflow)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -202,13 +214,17 @@ def check_history(
     for e in events:
         if e["type"] != "task_started" or e["order_id"] not in orders:
             continue
-        workflow = workflows.get(orders[e["order_id"]].workflow)
+        workflow = history.definition_of(orders[e["order_id"]], workflows)
         if workflow is None:
             continue
         for dep in workflow.deps.get(e["step"], ()):
             done = succeeded_at.get((e["order_id"], dep))
             if done is None or done > e["seq"]:
                 violations["dependency_order"].append((e["order_id"], e["step"], dep))
+
+    # Safe deploys: an order runs only steps of the definition it is pinned to (a step of
+    # another version of its workflow would be a silent change of its DAG).
+    violations["step_of_another_definition"] = steps_off_definition(history, workflows)
 
     # Attempts within the budget; a failed order failed for a reason.
     limit = max_retries + 1
@@ -303,6 +319,7 @@ def check_history(
         "succeeded_twice": len(violations["succeeded_twice"]),
         "wait_twice": len(violations["wait_twice"]),
         "dependency_order_violations": len(violations["dependency_order"]),
+        "steps_of_another_definition": len(violations["step_of_another_definition"]),
         "too_many_attempts": len(violations["too_many_attempts"]),
         "failed_without_exhausting_retries": len(violations["failed_without_exhausting_retries"]),
         "worker_deaths": len(deaths),
@@ -342,6 +359,25 @@ def check_history(
     }
 
 
+def steps_off_definition(history: History, workflows: Mapping[str, Workflow]) -> list[tuple]:
+    """(order, step, definition) of every step started or succeeded that is not a step (or
+    an undo) of the workflow definition its order is pinned to, or of an order pinned to a
+    definition the journal does not keep."""
+    found = []
+    for e in history.events:
+        if e["type"] not in ("task_started", "task_succeeded"):
+            continue
+        order = history.orders.get(e["order_id"])
+        if order is None:
+            continue
+        workflow = history.definition_of(order, workflows)
+        key = f"{order.workflow}@{order.version}" if order.version else order.workflow
+        if workflow is None or (e["step"] not in workflow.deps
+                                and e["step"] not in workflow.compensations.values()):
+            found.append((order.id, e["step"], key))
+    return found
+
+
 def check_compensations(
     history: History, workflows: Mapping[str, Workflow],
     succeeded_at: Mapping[tuple[str, str], int],
@@ -364,7 +400,7 @@ def check_compensations(
                          for u, s in undo_of.items() if (order.id, u) in first_start)
         if [u for *_, u in started] != [u for *_, u in sorted(started, key=lambda x: x[1])]:
             found["undos_out_of_order"].append((order.id, [u for *_, u in started]))
-        workflow = workflows.get(order.workflow)
+        workflow = history.definition_of(order, workflows)
         owed = set() if workflow is None else {
             workflow.compensations[t.step] for t in order.tasks
             if t.state == "succeeded" and t.step in workflow.compensations}
@@ -440,7 +476,11 @@ def load_journal(db: str | Path) -> History:
             row[0]: order_from_row(row, tasks.get(row[0], ()))
             for row in conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders")
         }
-    return History(events, orders, epochs)
+        definitions = {}
+        for row in conn.execute(f"SELECT {DEFINITION_COLUMNS} FROM definitions"):
+            workflow = definition_from_row(row)
+            definitions[workflow.key] = workflow
+    return History(events, orders, epochs, definitions)
 
 
 def format_report(report: dict) -> str:
@@ -457,6 +497,7 @@ def format_report(report: dict) -> str:
         "keys_answered_with_two_orders",
         "succeeded_twice",
         "dependency_order_violations",
+        "steps_of_another_definition",
         "too_many_attempts",
         "failed_without_exhausting_retries",
         "worker_deaths",

@@ -55,12 +55,14 @@ class ServeProcess:
             match = re.search(r"http://[\d.]+:(\d+)", line)
         self.url, self.port = match.group(0), int(match.group(1))
 
-    def restarted(self, attempts: int = 10, pause: float = 0.5) -> ServeProcess:
-        """Start again with the same flags on the same port (clients know only that URL),
-        once this one has ended. The port may be busy for a moment: try a few times."""
+    def restarted(self, attempts: int = 10, pause: float = 0.5,
+                  flags: tuple[str, ...] | None = None) -> ServeProcess:
+        """Start again with the same flags (or `flags`: a deploy) on the same port (clients
+        know only that URL), once this one has ended. The port may be busy for a moment:
+        try a few times."""
         for attempt in range(attempts):
             try:
-                return ServeProcess(*self.flags, port=self.port)
+                return ServeProcess(*(self.flags if flags is None else flags), port=self.port)
             except RuntimeError:
                 if attempt == attempts - 1:
                     raise

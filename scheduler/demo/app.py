@@ -9,12 +9,13 @@ from ..steps.app import App
 from .handlers import Chaos, demo_handlers
 
 
-def demo_app(chaos: Chaos | None = None, **policies: dict) -> App:
+def demo_app(chaos: Chaos | None = None, version: str | None = None,
+             **policies: dict) -> App:
     """A fresh demo app whose steps follow `chaos` (a new, calm one if not given);
-    `policies`: a step's policy by its name, as `App.step` takes it (e.g.
-    `payment={"max_in_flight": 4}`)."""
+    `version`: its workflows' (None: derived); `policies`: a step's policy by its name, as
+    `App.step` takes it (e.g. `payment={"max_in_flight": 4}`)."""
     chaos = chaos or Chaos()
-    app = App("demo", chaos=chaos)
+    app = App("demo", chaos=chaos, version=version)
     for name, handler in demo_handlers(chaos).items():
         app.add_step(name, handler, **policies.get(name, {}))
     for workflow in DEFAULT_WORKFLOWS.values():

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import restart, waits
 from .config import ClusterConfig, ConfigError, backoff
+from .definitions import Definitions
 from .dispatch import ReadyQueues
 from .errors import (
     Conflict,
@@ -97,6 +98,8 @@ class SchedulerCore:
     ):
         self.config = config or ClusterConfig()
         self._workflows = dict(workflows or DEFAULT_WORKFLOWS)
+        # Every definition an order may be pinned to, with the unfinished orders of each.
+        self.definitions = Definitions(self._workflows)
         self.rng = rng or random.Random(self.config.seed)
         # Added to `now` to stamp events with wall-clock time while decisions use `now`;
         # `wall()` is the one place that does it.
@@ -198,6 +201,9 @@ class SchedulerCore:
             order.not_before = not_before
         self._orders[order_id] = order
         self._fx.orders[order_id] = order
+        if self.definitions.first_use(wf):
+            self._fx.definitions.append(wf)
+        self.definitions.unfinished[wf.key] += 1
         self._tasks.update((t.id, t) for t in tasks.values())
         self._tasks_by_state["pending"] += len(tasks)
         self._orders_by_status["pending"] += 1
@@ -209,7 +215,7 @@ class SchedulerCore:
                 self._idempotency.popitem(last=False)
         self._emit(
             "order_submitted",
-            f"order {order_id} accepted ({wf.name}: {' -> '.join(wf.steps)})",
+            f"order {order_id} accepted ({wf.label()}: {' -> '.join(wf.steps)})",
             order=order,
             # What a live view needs to draw the order before it fetches it.
             workflow=wf.name,
@@ -237,9 +243,11 @@ class SchedulerCore:
         slots: int | None = None,
         steps: frozenset[str] | set[str] | None = None,
         tags: frozenset[str] | set[str] = frozenset(),
+        definitions: frozenset[str] | set[str] | None = None,
     ) -> Effects:
         """A worker joins the ring with `slots` (default: the cluster's) and takes work:
-        the steps it has handlers for (None: any) whose tags it all offers."""
+        the steps it has handlers for (None: any) whose tags it all offers, of orders pinned
+        to the workflow definitions it runs (None: any)."""
         self._now = now
         if worker_id in self._workers and self._workers[worker_id].status in ("alive", "draining"):
             raise Conflict(f"worker {worker_id} is already a member")
@@ -249,6 +257,7 @@ class SchedulerCore:
         worker = WorkerRecord(
             worker_id, kind, "alive", now, now, slots=slots, meta=meta or {},
             steps=None if steps is None else frozenset(steps), tags=frozenset(tags),
+            definitions=None if definitions is None else frozenset(definitions),
         )
         self._workers[worker_id] = worker
         # Its share of the ring (where work prefers to go) follows its slots.
@@ -802,6 +811,7 @@ class SchedulerCore:
             if with_tasks
             else (),
             tuple(order.events) if with_events else (),
+            order.workflow.version,
         )
 
     # ------------------------------------------------------------------ queries
@@ -824,9 +834,14 @@ class SchedulerCore:
         """Room for more tasks: its slots and the prefetch, less what it holds or is stuck on."""
         return worker.slots + self.config.prefetch - len(worker.tasks) - len(worker.stuck)
 
-    def can_run(self, worker: WorkerRecord, step: str) -> bool:
-        """Whether `worker` has a handler for `step` and offers every tag it needs."""
-        return self._placement.can_run(worker, step)
+    def can_run(self, worker: WorkerRecord, task: Task) -> bool:
+        """Whether `worker` has a handler for the task's step, offers every tag it needs
+        and runs the workflow definition its order is pinned to."""
+        return self._placement.can_run(worker, self.lane_of(task))
+
+    def lane_of(self, task: Task) -> tuple[str, str]:
+        """Where the task waits when ready: its step, and its order's definition."""
+        return task.step, self._orders[task.order_id].workflow.key
 
     def validate(self) -> None:
         """Check internal invariants (validate.py); used by tests after every step."""
@@ -951,9 +966,10 @@ class SchedulerCore:
         """Put a READY task in line; its home is where the ring prefers it to run."""
         order = self._orders[task.order_id]
         task.wait_reason = None
-        home = self._placement.home(task.order_id, task.step, self._held)
+        lane = (task.step, order.workflow.key)
+        home = self._placement.home(task.order_id, lane, self._held)
         task.ticket = self.queue.push(
-            task.id, task.step, home, order.started,
+            task.id, lane, home, order.started,
             order.priority, order.number, order.position(task.step),
         )
 
@@ -1455,10 +1471,12 @@ class SchedulerCore:
         if was_finished and status not in TERMINAL_ORDER:
             # Reopened by a manual retry.
             self._active_orders += 1
+            self.definitions.unfinished[order.workflow.key] += 1
             order.finished_at = None
             self._finished.pop(order.id, None)
         elif status in TERMINAL_ORDER:
             self._active_orders -= 1
+            self.definitions.unfinished[order.workflow.key] -= 1
             order.finished_at = now
             if status is OrderStatus.COMPLETED:
                 self._completions.append(now)

@@ -157,47 +157,48 @@ class ReadyQueue:
 
 
 class ReadyQueues:
-    """One ReadyQueue per step, so a worker only ever looks at steps it can run (its
-    handlers, its capability tags); the same order of preference across them."""
+    """One ReadyQueue per lane (a step, and the workflow definition its orders are pinned
+    to), so a worker only ever looks at what it can run (its handlers, its capability tags,
+    its definitions); the same order of preference across them."""
 
     def __init__(self) -> None:
-        self._by_step: dict[str, ReadyQueue] = {}
+        self._by_lane: dict[tuple[str, str], ReadyQueue] = {}
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def steps(self) -> list[str]:
-        return [step for step, queue in self._by_step.items() if queue]
+    def lanes(self) -> list[tuple[str, str]]:
+        return [lane for lane, queue in self._by_lane.items() if queue]
 
-    def size(self, step: str) -> int:
-        """Entries queued for `step` (stale ones included until they are popped)."""
-        queue = self._by_step.get(step)
+    def size(self, lane: tuple[str, str]) -> int:
+        """Entries queued in `lane` (stale ones included until they are popped)."""
+        queue = self._by_lane.get(lane)
         return len(queue) if queue is not None else 0
 
     def push(
-        self, task_id: str, step: str, home: str, started: bool, priority: int, number: int,
-        index: int,
+        self, task_id: str, lane: tuple[str, str], home: str, started: bool, priority: int,
+        number: int, index: int,
     ) -> int:
-        queue = self._by_step.get(step)
+        queue = self._by_lane.get(lane)
         if queue is None:
-            queue = self._by_step[step] = ReadyQueue()
+            queue = self._by_lane[lane] = ReadyQueue()
         self._size += 1
         return queue.push(task_id, home, started, priority, number, index)
 
     def home_load(self, home: str) -> int:
-        return sum(q.home_load(home) for q in self._by_step.values())
+        return sum(q.home_load(home) for q in self._by_lane.values())
 
     def take_home(self, home: str) -> list[str]:
         taken: list[str] = []
-        for queue in self._by_step.values():
+        for queue in self._by_lane.values():
             taken.extend(queue.take_home(home))
         self._size -= len(taken)
         return taken
 
     def pop_own(self, worker_id: str, can_run) -> tuple[str, int, str] | None:
-        """The best entry under the worker's own home among the steps it can run, if the
-        best class waiting for those steps has one there."""
+        """The best entry under the worker's own home among the lanes it can run, if the
+        best class waiting in those lanes has one there."""
         queues = self._runnable(can_run)
         if not queues:
             return None
@@ -212,7 +213,7 @@ class ReadyQueues:
         return self._take(best[1], rank, worker_id)
 
     def pop_for(self, worker_id: str, can_run) -> tuple[str, int, str] | None:
-        """The best entry for the worker among the steps it can run: its own home's first,
+        """The best entry for the worker among the lanes it can run: its own home's first,
         else stolen from the longest home of the best class."""
         own = self.pop_own(worker_id, can_run)
         if own is not None:
@@ -235,7 +236,7 @@ class ReadyQueues:
         return self._take(best[1], rank, best[2])
 
     def _runnable(self, can_run) -> list[ReadyQueue]:
-        return [q for step, q in self._by_step.items() if q and can_run(step)]
+        return [q for lane, q in self._by_lane.items() if q and can_run(lane)]
 
     def _take(self, queue: ReadyQueue, rank: RankClass, home: str) -> tuple[str, int, str]:
         self._size -= 1

@@ -52,6 +52,9 @@ EVENT_TYPES = frozenset(
         "worker_hung",
         # A restart: recovered steps (task_recovered) name it as their `cause`.
         "server_restarted",
+        # At a restart: unfinished orders pinned to workflow definitions the running app
+        # lacks (they wait for a worker of that version), by definition.
+        "definitions_missing",
         # What an operator did (kill, drain, add, chaos, cancel, retry, bulk actions) and who.
         "operator_action",
         # A step paused by an operator or by its circuit breaker, resumed (by hand or by a
@@ -95,6 +98,7 @@ LOG_LEVELS = {
     "task_recovered": "INFO",
     "attempt_ended": "INFO",
     "server_restarted": "WARNING",
+    "definitions_missing": "WARNING",
     "operator_action": "WARNING",
     "step_paused": "WARNING",
     "breaker_tripped": "ERROR",

@@ -124,6 +124,9 @@ class WorkerRecord:
     # tags it offers (a step with tags runs only where all of them are offered).
     steps: frozenset[str] | None = None
     tags: frozenset[str] = frozenset()
+    # The workflow definitions it runs (keys, "checkout@v1"; None: any): a step of an
+    # order runs only where the definition the order is pinned to is offered.
+    definitions: frozenset[str] | None = None
     tasks: set[str] = field(default_factory=set)  # assigned or running here
     running: set[str] = field(default_factory=set)  # of those, started
     # (task, lease) of attempts that timed out while their handler has not returned: the
@@ -172,6 +175,9 @@ class Effects:
     # Orders forgotten from memory (finished beyond the history kept): an index of memory
     # drops them; the journal keeps them.
     forgotten: list[str] = field(default_factory=list)
+    # Workflow definitions an order used for the first time: the journal writes each once,
+    # in the same commit as that order.
+    definitions: list[Workflow] = field(default_factory=list)
 
     def absorb(self, later: Effects) -> Effects:
         """Add the effects of a later stimulus, to carry several out as one."""
@@ -183,5 +189,6 @@ class Effects:
         self.moves += later.moves
         self.orders.update(later.orders)
         self.forgotten += later.forgotten
+        self.definitions += later.definitions
         self.wake_at = later.wake_at
         return self

@@ -85,6 +85,9 @@ class OrderRecord:
     priority: int = 0  # higher first among orders at the same stage
     tasks: tuple[TaskRecord, ...] = ()
     events: tuple[dict, ...] = field(default=())
+    # The version of the workflow definition it is pinned to ("": none, or a journal
+    # written before versions).
+    version: str = ""
 
     @property
     def finished(self) -> bool:
@@ -99,6 +102,7 @@ class OrderRecord:
             "number": self.number,
             "status": self.status,
             "workflow": self.workflow,
+            "version": self.version,
             "priority": self.priority,
             "customer": self.data.get("customer"),
             "data": self.data,

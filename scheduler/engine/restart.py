@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import waits
+from .definitions import describe_stranded
 from .errors import Conflict, UnknownWorkflow
 from .model import ORDER_EVENT_CAP, Effects, Order, Task
 from .records import OrderRecord, ResumePoint, new_task_record
 from .states import ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
+from .workflow import Workflow
 from .zombies import Zombie
 
 if TYPE_CHECKING:
@@ -55,12 +57,15 @@ def restore(
         core._tasks_by_state[state.value] = point.tasks_by_state.get(state.value, 0)
     core._history.extend(point.recent_events)
     unfinished = []
+    unknown: dict[str, int] = {}  # unfinished orders whose definition is nowhere, by workflow
     kept = 0
     tracked = {s for s in core.config.steps if core._tracks(s)} if point.seq else set()
     for record in orders:
         order = adopt_record(core, record)
         if order is not None and not record.finished:
             unfinished.append(order)
+        elif order is None and not record.finished:
+            unknown[record.workflow] = unknown.get(record.workflow, 0) + 1
         kept += order is not None
         if tracked:
             inherit_attempts(core, record, tracked, now)
@@ -81,11 +86,13 @@ def restore(
             steps=steps,
             unconfirmed=len(core.zombies),
         )
+    _announce_missing(core, unfinished, unknown)
     core._cause = core._seq
     for order in unfinished:
         core._orders_by_status[order.reported_status] += 1
         core._progress.opened(order)
         core._active_orders += 1
+        core.definitions.unfinished[order.workflow.key] += 1
         for step in order.step_names():
             requeue(core, order, order.tasks[step], now)
         for step in order.step_names():
@@ -97,6 +104,32 @@ def restore(
             core._compensate(order, now, "its steps finished before a restart")
         core._check_order(order, now)
     return core._flush()
+
+
+def _announce_missing(core: SchedulerCore, unfinished: list[Order],
+                      unknown: dict[str, int]) -> None:
+    """One `definitions_missing` event when unfinished orders are pinned to definitions the
+    running app lacks (they wait for a worker that offers one), or to none the journal kept
+    (a journal written before versions: they stay in it only)."""
+    stranded: dict[str, int] = {}
+    for order in unfinished:
+        key = order.workflow.key
+        if not core.definitions.is_current(key):
+            stranded[key] = stranded.get(key, 0) + 1
+    if not stranded and not unknown:
+        return
+    parts = []
+    if stranded:
+        parts.append(f"{describe_stranded(stranded, core.definitions)}, which this server's "
+                     "app lacks: they wait for a worker that offers it "
+                     "(orderflow worker --app <that version's module:app>)")
+    if unknown:
+        lost = ", ".join(f"{n} of workflow {name}" for name, n in sorted(unknown.items()))
+        parts.append(f"unfinished orders {lost} stay in the journal only: no definition "
+                     "of their workflow is known (deploy an app that has it)")
+    core._emit("definitions_missing", "after the restart, " + "; ".join(parts),
+               orders=sum(stranded.values()) + sum(unknown.values()),
+               definitions=stranded, unknown=unknown)
 
 
 def adopt_finished(core: SchedulerCore, record: OrderRecord) -> Order:
@@ -115,8 +148,9 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     existing = core._orders.get(record.id)
     if existing is not None:
         return existing
-    workflow = core._workflows.get(record.workflow)
-    if workflow is None:
+    # The definition it was submitted under (the journal keeps each), whatever runs now.
+    workflow = core.definitions.pinned(record.workflow, record.version)
+    if workflow is None or (not record.version and not _fits(workflow, record)):
         return None
     recorded = {t.step: t for t in record.tasks}
     tasks = {step: _task_back(core, record.id, recorded, step) for step in workflow.steps}
@@ -151,6 +185,27 @@ def adopt_record(core: SchedulerCore, record: OrderRecord) -> Order | None:
     if record.finished:
         core._remember_finished(record.id)
     return order
+
+
+# States a step can be in without having run (a cancelled one may never have been ready).
+_NOT_STARTED = frozenset({S.PENDING.value, S.CANCELLED.value})
+
+
+def _fits(workflow: Workflow, record: OrderRecord) -> bool:
+    """Whether an order journaled before versions (no definition kept) can run `workflow`:
+    each recorded step is of it, and each that became ready or ran has its dependencies
+    succeeded (no step inserted before one that already ran)."""
+    recorded = {t.step: t for t in record.tasks}
+    undos = set(workflow.compensations.values())
+    for task in record.tasks:
+        if task.step not in workflow.deps:
+            if task.step not in undos:
+                return False
+        elif task.state not in _NOT_STARTED and not all(
+                d in recorded and recorded[d].state == S.SUCCEEDED.value
+                for d in workflow.deps[task.step]):
+            return False
+    return True
 
 
 def _task_back(core: SchedulerCore, order_id: str, recorded: dict, step: str,

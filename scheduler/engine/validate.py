@@ -33,7 +33,7 @@ def check_tasks(core: SchedulerCore) -> None:
     for task in core._tasks.values():
         if task.state in ON_WORKER:
             assert task.worker is not None and task.id in core._workers[task.worker].tasks, task
-            assert core.can_run(core._workers[task.worker], task.step), task
+            assert core.can_run(core._workers[task.worker], task), task
         for dep in task.waiting_on:
             assert core._orders[task.order_id].tasks[dep].state is not S.SUCCEEDED, task
         if task.state is not S.PENDING:
@@ -99,6 +99,11 @@ def check_orders(core: SchedulerCore) -> None:
     holds no tally; with nothing forgotten, the totals by status and state are exact."""
     active = [o for o in core._orders.values() if core.order_status(o) not in TERMINAL_ORDER]
     assert len(active) == core._active_orders, (len(active), core._active_orders)
+    pinned: dict[str, int] = {}
+    for order in active:
+        pinned[order.workflow.key] = pinned.get(order.workflow.key, 0) + 1
+    counted = {k: n for k, n in core.definitions.unfinished.items() if n}
+    assert pinned == counted, (pinned, counted)
     core._progress.check(active)
     for order in core._orders.values():
         if order.reported_status in FINISHED:

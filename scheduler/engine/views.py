@@ -165,7 +165,11 @@ def wait_reason(core: SchedulerCore, task: Task) -> str | None:
         return task.wait_reason
     if not core._ring:
         return "no live worker"
-    if not core._placement.capable_of(task.step):
+    lane = core.lane_of(task)
+    if not core._placement.capable_of(lane):
+        workflow = core._orders[task.order_id].workflow
+        if not core._placement.offered(workflow.key):
+            return f"needs workflow {workflow.label()}: no live worker offers it"
         tags = core.config.policy(task.step).tags
         needs = f" (it needs tags: {', '.join(sorted(tags))})" if tags else ""
         return f"no live worker can run step {task.step}{needs}"
@@ -244,6 +248,9 @@ def worker_views(core: SchedulerCore, now: float) -> list[dict]:
             # What it can run: its steps (None: any) and the tags it offers.
             "steps": None if w.steps is None else sorted(w.steps),
             "tags": sorted(w.tags),
+            # The workflow definitions it runs (None: any): a worker of an old version
+            # may go once no order pinned to it is left (stats' `definitions`).
+            "definitions": None if w.definitions is None else sorted(w.definitions),
             # Started here, waiting here (prefetched), and timed out but not yet
             # returned (each holds a slot until its handler gives up).
             "busy": len(w.running),
@@ -285,12 +292,26 @@ def ring_view(core: SchedulerCore) -> dict:
 # ------------------------------------------------------------------ stats
 
 def unroutable(core: SchedulerCore) -> dict[str, int]:
-    """Ready tasks no live worker can run (no handler, or a tag nobody offers), by step."""
-    return {
-        step: core.queue.size(step)
-        for step in core.queue.steps()
-        if not core._placement.capable_of(step)
-    }
+    """Ready tasks no live worker can run (no handler, a tag nobody offers, or a workflow
+    definition nobody runs), by step."""
+    found: dict[str, int] = {}
+    for lane in core.queue.lanes():
+        if not core._placement.capable_of(lane):
+            found[lane[0]] = found.get(lane[0], 0) + core.queue.size(lane)
+    return found
+
+
+def stranded(core: SchedulerCore) -> dict[str, int]:
+    """Unfinished orders, by definition key, pinned to a workflow definition that the
+    running app lacks and no live worker offers: they wait until a worker of it joins."""
+    return core.definitions.stranded(core._placement.offered)
+
+
+def definitions(core: SchedulerCore) -> list[dict]:
+    """Each workflow definition with unfinished orders (or the running app's): how many
+    remain, whether the app has it and whether a live worker offers it, so an operator
+    knows when the last worker of an old version may go."""
+    return core.definitions.view(core._placement.offered)
 
 
 def held_by_limits(core: SchedulerCore) -> dict[str, int]:
@@ -352,8 +373,13 @@ def stats(core: SchedulerCore, now: float) -> dict:
         "workers_hung": counted["workers_hung"],
         # Ready tasks their step's limits hold back, by step.
         "held_by_limits": held_by_limits(core),
-        # Ready tasks no live worker can run (no handler, or a tag nobody offers).
+        # Ready tasks no live worker can run (no handler, a tag nobody offers, or a
+        # workflow definition nobody runs).
         "unroutable": unroutable(core),
+        # Unfinished orders by workflow definition (the orders pinned to each), and those
+        # of definitions the app lacks that no live worker offers, by definition key.
+        "definitions": definitions(core),
+        "stranded": stranded(core),
         # Paused steps (by an operator or a breaker): who, since, why.
         "paused": {p.step: p.view() for p in core.limits.pauses.all()},
         "throughput": round(throughput(core, now), 3),

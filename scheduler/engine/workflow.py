@@ -1,9 +1,16 @@
-"""Workflows: named DAGs of steps, validated when they are defined."""
+"""Workflows: named DAGs of steps, validated when they are defined.
+
+A workflow definition has a version (the app's, or one derived from its shape and its steps'
+policies, `steps/app.py`): an order is pinned to the definition it was submitted under
+(`key`), which the journal keeps once per version (`body`), so a restart with other code
+rebuilds the order's DAG as it was, never the one deployed since.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class WorkflowError(ValueError):
@@ -53,11 +60,14 @@ class Workflow:
     compensations: Mapping[str, str] = field(default_factory=dict)
     # Its waits: step -> how it waits. A wait is a step of the DAG with no handler.
     waits: Mapping[str, Wait] = field(default_factory=dict)
+    # Which definition of `name` this is ("" for one defined without a version): orders
+    # are pinned to it, and workers say which versions they run.
+    version: str = ""
 
     @classmethod
     def define(cls, name: str, steps: Iterable[tuple[str, Iterable[str]]],
                compensations: Mapping[str, str] | None = None,
-               waits: Iterable[Wait] = ()) -> Workflow:
+               waits: Iterable[Wait] = (), version: str = "") -> Workflow:
         """Build from `(step, [dependencies])` pairs, `compensations` (step -> its undo)
         and `waits` (steps that wait for a signal); raises WorkflowError for a bad graph,
         undo or wait."""
@@ -93,7 +103,40 @@ class Workflow:
             dependents={s: tuple(d) for s, d in dependents.items()},
             compensations=_check_compensations(name, deps, compensations or {}),
             waits=_check_waits(name, deps, compensations or {}, waits),
+            version=_check_version(name, version),
         )
+
+    @cached_property  # read for every ready task: made once
+    def key(self) -> str:
+        """The definition's identity: "checkout@2026.12.1" (the bare name without a
+        version). What an order is pinned to and what a worker offers."""
+        return f"{self.name}@{self.version}" if self.version else self.name
+
+    def label(self) -> str:
+        """How a person reads the definition: "checkout version 2026.12.1"."""
+        return f"{self.name} version {self.version}" if self.version else self.name
+
+    def body(self) -> dict:
+        """Its shape as the journal keeps it (JSON): steps in order with their
+        dependencies, the undos, and the waits (each with its timeout and what it does
+        then)."""
+        return {"steps": [[s, list(self.deps[s])] for s in self.steps],
+                "compensations": dict(self.compensations),
+                "waits": [[w.name, w.timeout, w.on_timeout] for w in self.waits.values()]}
+
+    @classmethod
+    def from_body(cls, name: str, version: str, body: Mapping) -> Workflow:
+        """A definition back from its journaled `body`."""
+        return cls.define(name, [(s, d) for s, d in body["steps"]],
+                          body.get("compensations") or {},
+                          [Wait(*w) for w in body.get("waits") or ()], version)
+
+    def same_shape(self, other: Workflow) -> bool:
+        """Whether `other` has the same steps, dependencies, undos and waits (in any
+        order)."""
+        return (dict(self.deps) == dict(other.deps)
+                and dict(self.compensations) == dict(other.compensations)
+                and dict(self.waits) == dict(other.waits))
 
     def undo_of(self, undo: str) -> str | None:
         """The step that `undo` compensates (None: `undo` is no undo of this workflow)."""
@@ -126,6 +169,13 @@ def _check_compensations(
     return dict(compensations)
 
 
+def _check_version(name: str, version: str) -> str:
+    """A version is a short printable name without "@" (the key's separator)."""
+    if not isinstance(version, str) or "@" in version or len(version) > 64 or (
+            version and not version.isprintable()) or version != version.strip():
+        raise WorkflowError(f"workflow {name!r}: version {version!r} must be a printable "
+                            "name of at most 64 characters without '@' or outer spaces")
+    return version
 def _check_waits(name: str, deps: Mapping[str, tuple[str, ...]],
                  compensations: Mapping[str, str], waits: Iterable[Wait]) -> dict[str, Wait]:
     """Each wait is a step of the workflow, once; a wait has nothing to undo."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..engine.definitions import DefinitionConflict, Definitions
+from ..engine.workflow import Workflow
 from .lock import FileLock, JournalLocked
 from .schema import StoreError
 
@@ -92,6 +94,21 @@ def check_journal(location: Location, lock: FileLock | None = None) -> None:
         _postgres().PostgresJournal(location.target, claim=False).close()
     else:
         open_journal(location, lock).close()
+
+
+def check_definitions(location: Location, workflows: Iterable[Workflow]) -> None:
+    """StoreError naming a workflow version the journal keeps with another shape than
+    `workflows` (an app that changed a workflow but kept its version): orders pinned to it
+    would run a DAG they were not submitted under. Before a server starts."""
+    from .rows import DEFINITION_COLUMNS, definition_from_row
+
+    with read_connection(location) as conn:
+        kept = [definition_from_row(r) for r in conn.execute(
+            f"SELECT {DEFINITION_COLUMNS} FROM definitions")]
+    try:
+        Definitions({w.name: w for w in workflows}).learn(kept)
+    except DefinitionConflict as exc:
+        raise StoreError(f"{location.name}: {exc}") from None
 
 
 def lease_store(location: Location, settings, url: str | None = None):

@@ -20,6 +20,7 @@ from ..engine.records import OrderQuery, OrderRecord, TaskRecord
 from .dialect import Dialect
 from .recovery import Recovered, resume_point
 from .rows import (
+    DEFINITION_COLUMNS,
     EVENT_COLUMNS,
     EVENT_FIELDS,
     INCIDENT_COLUMNS,
@@ -31,6 +32,8 @@ from .rows import (
     batch_rows,
     control_from_row,
     control_row,
+    definition_from_row,
+    definition_row,
     event_from_row,
     incident_from_row,
     incident_row,
@@ -87,6 +90,10 @@ class Queries:
         # A step's controls are replaced whole when they change.
         self.insert["step_controls"] = _upsert("step_controls", ("step", "detail"),
                                                ("detail",), p)
+        # A definition is written once (with the first order pinned to it), never changed.
+        self.insert["definitions"] = (
+            f"INSERT INTO definitions ({DEFINITION_COLUMNS}) VALUES ({', '.join([p] * 4)}) "
+            "ON CONFLICT (key) DO NOTHING")
         # A schedule's mark is replaced whole as it moves on.
         self.insert["schedules"] = _upsert("schedules", ("name", "detail"), ("detail",), p)
         # Only the latest incidents are kept: those before the oldest one kept go.
@@ -107,6 +114,8 @@ class Queries:
             conn.execute(self.forget_incidents, (batch.incidents_from,))
         for view in batch.controls:
             conn.execute(self.insert["step_controls"], control_row(view))
+        for workflow in batch.definitions:
+            conn.execute(self.insert["definitions"], definition_row(workflow))
         for view in batch.schedules:
             conn.execute(self.insert["schedules"], schedule_row(view))
 
@@ -255,8 +264,10 @@ class Queries:
             "SELECT step, detail FROM step_controls ORDER BY step")]
         schedules = [schedule_from_row(r) for r in conn.execute(
             "SELECT name, detail FROM schedules ORDER BY name")]
+        definitions = [definition_from_row(r) for r in conn.execute(
+            f"SELECT {DEFINITION_COLUMNS} FROM definitions ORDER BY key")]
         return Recovered(resume_point(counters, seq, number, recent), orders, incidents,
-                         controls, schedules)
+                         controls, schedules, definitions)
 
     def with_tasks_and_events(self, conn: Any, order_rows: list[tuple],
                               with_events: bool = True) -> list[OrderRecord]:

@@ -16,6 +16,7 @@ from ..engine.core import SchedulerCore
 from ..engine.model import Effects
 from ..engine.pauses import Pause
 from ..engine.records import OrderRecord, ResumePoint
+from ..engine.workflow import Workflow
 
 log = logging.getLogger("orderflow.recovery")
 
@@ -32,6 +33,8 @@ class Recovered:
     controls: list[dict] = field(default_factory=list)
     # Each schedule's mark (engine/schedules.py `Mark.view`): since when, the latest time.
     schedules: list[dict] = field(default_factory=list)
+    # Every workflow definition an order was pinned to (engine/definitions.py).
+    definitions: list[Workflow] = field(default_factory=list)
 
 
 def resume_point(counters: dict, max_seq: int, max_number: int,
@@ -54,6 +57,8 @@ def recover_into(core: SchedulerCore, recovered: Recovered, now: float) -> Effec
     pauses = [Pause.from_view(c["step"], c["pause"]) for c in recovered.controls if c["pause"]]
     limits = {c["step"]: c["limits"] for c in recovered.controls if c["limits"]}
     core.restore_controls(pauses, limits, now)
+    # Before the orders: each comes back with the definition it was pinned to.
+    core.definitions.learn(recovered.definitions)
     fx = core.restore(recovered.point, recovered.orders, now)
     if pauses:
         log.warning("steps still paused after the restart: %s",

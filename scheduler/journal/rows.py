@@ -15,6 +15,7 @@ from typing import Any
 
 from ..engine.records import OrderRecord, TaskRecord
 from ..engine.text import escape_all
+from ..engine.workflow import Workflow
 
 # tasks: the id (order:step, the primary key), then the record's fields in order.
 TASK_FIELDS = ("id", *TaskRecord._fields)
@@ -31,6 +32,7 @@ ORDER_FIELDS = (
     "status",
     "finished_at",
     "priority",
+    "version",
 )
 ORDER_COLUMNS = ", ".join(ORDER_FIELDS)
 
@@ -65,6 +67,7 @@ def order_row(record: OrderRecord) -> tuple:
         record.status,
         record.finished_at,
         record.priority,
+        record.version,
     )
 
 
@@ -72,10 +75,10 @@ def order_from_row(
     row: tuple, tasks: Iterable[TaskRecord] = (), events: Iterable[dict] = ()
 ) -> OrderRecord:
     """A row in ORDER_FIELDS order, with the order's task records and events."""
-    oid, number, workflow, data, key, submitted, status, finished, priority = row
+    oid, number, workflow, data, key, submitted, status, finished, priority, version = row
     return OrderRecord(
         oid, number, workflow, json.loads(data), key, submitted, finished, status, priority,
-        tuple(tasks), tuple(events),
+        tuple(tasks), tuple(events), version or "",
     )
 
 
@@ -119,6 +122,20 @@ def control_row(view: dict) -> tuple:
 
 def control_from_row(row: tuple) -> dict:
     return {"step": row[0], **json.loads(row[1])}
+
+
+# definitions (engine/definitions.py): one row per workflow definition, its shape as JSON.
+DEFINITION_COLUMNS = "key, workflow, version, body"
+
+
+def definition_row(workflow: Workflow) -> tuple:
+    return workflow.key, workflow.name, workflow.version, json.dumps(workflow.body())
+
+
+def definition_from_row(row: tuple) -> Workflow:
+    """A row in DEFINITION_COLUMNS order as the definition it keeps."""
+    _, name, version, body = row
+    return Workflow.from_body(name, version, json.loads(body))
 
 
 def schedule_row(view: dict) -> tuple:

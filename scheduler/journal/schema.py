@@ -4,7 +4,7 @@ that brought every older database to them.
 The tables are described with logical column types (`dialect.py` names them per database).
 The history is one list of steps (a table, a column, an index, a statement), each with the
 version that brought it on each database: the two are numbered apart, as they grew apart
-(SQLite is at version 8, PostgreSQL at 7; PostgreSQL's version 1 was SQLite's version 3 in
+(SQLite is at version 10, PostgreSQL at 9; PostgreSQL's version 1 was SQLite's version 3 in
 one step, its version 2 brought the leadership lease SQLite has no use for). A table is
 created with the columns no later step adds, so each column is declared once, in its
 table. Creating a database replays the whole history; a test checks that what it makes is
@@ -111,6 +111,9 @@ ORDERS = Table("orders", (
     Column("finished_at", REAL),
     # Higher first among ready steps at the same stage.
     Column("priority", INTEGER, not_null=True, default="0"),
+    # The version of the workflow definition it is pinned to (NULL: written before
+    # versions, or defined without one); its DAG is the `definitions` row of both.
+    Column("version", TEXT),
 ))
 TASKS = Table("tasks", (
     Column("id", TEXT, primary_key=True),  # order id:step
@@ -165,6 +168,14 @@ STEP_CONTROLS = Table("step_controls", (
     Column("step", TEXT, primary_key=True),
     Column("detail", TEXT, not_null=True),  # JSON: its pause (who, since, why), its limits
 ))
+# Workflow definitions (engine/definitions.py), one row per workflow and version, written
+# with the first order pinned to it: a restart with other code rebuilds that order's DAG.
+DEFINITIONS = Table("definitions", (
+    Column("key", TEXT, primary_key=True),  # workflow@version (the bare name: no version)
+    Column("workflow", TEXT, not_null=True),
+    Column("version", TEXT, not_null=True),
+    Column("body", TEXT, not_null=True),  # JSON: its steps with their dependencies, undos
+))
 # Recurring schedules (scheduler/engine/schedules.py): what is kept of each (since when it is
 # known, the latest time fired or skipped, its last run), written in the commit of its order.
 SCHEDULES = Table("schedules", (
@@ -182,7 +193,8 @@ LEADER = Table("leader", (
     Column("expires_at", TIMESTAMP, not_null=True),
     Column("since", TIMESTAMP, not_null=True),
 ), dialects=("postgresql",))
-TABLES = (META, ORDERS, TASKS, EVENTS, LEADER, INCIDENTS, STEP_CONTROLS, SCHEDULES)
+TABLES = (META, ORDERS, TASKS, EVENTS, LEADER, INCIDENTS, STEP_CONTROLS, SCHEDULES,
+          DEFINITIONS)
 
 ORDERS_BY_FINISH = Index("orders_by_finish", "orders", ("finished_at",))  # pruning
 TASKS_BY_ORDER = Index("tasks_by_order", "tasks", ("order_id",))
@@ -291,6 +303,9 @@ HISTORY: tuple[Step, ...] = (
     _step(Statement("DROP INDEX orders_finished_by_number"), sqlite=8, postgresql=7),
     _step(CreateIndex(ORDERS_FINISHED_BY_NUMBER), sqlite=8, postgresql=7),
     _step(CreateTable(SCHEDULES), sqlite=9, postgresql=8),
+    # Safe deploys: an order pinned to its workflow definition, kept once per version.
+    _step(CreateTable(DEFINITIONS), sqlite=10, postgresql=9),
+    _step(AddColumn(ORDERS, "version"), sqlite=10, postgresql=9),
 )
 
 

@@ -38,6 +38,7 @@ from ..engine.model import Effects, Order, Task
 from ..engine.records import OrderRecord, TaskRecord
 from ..engine.states import TaskState
 from ..engine.text import escape_all
+from ..engine.workflow import Workflow
 from .rows import describe_event
 from .schema import StoreError
 
@@ -89,11 +90,13 @@ class Batch:
     controls: list[dict] = field(default_factory=list)
     # Schedules whose marks moved (engine/schedules.py Mark.view), the latest of each.
     schedules: list[dict] = field(default_factory=list)
+    # Workflow definitions first used by an order of this batch (each written once).
+    definitions: list[Workflow] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (self.events or self.tasks or self.orders or self.incidents
-                    or self.controls or self.schedules)
+                    or self.controls or self.schedules or self.definitions)
 
 
 class GroupWriter:
@@ -135,6 +138,7 @@ class GroupWriter:
         self._incidents_from: int | None = None
         self._controls: dict[str, dict] = {}
         self._schedules: dict[str, dict] = {}
+        self._definitions: dict[str, Workflow] = {}
         self._ticket = 0
         # Guarded by `_done`: what is committed, the current failure, jobs, stop.
         self._done = threading.Condition()
@@ -168,6 +172,8 @@ class GroupWriter:
             if (start, finish) not in PLACEMENT_MOVES:
                 tasks[task.id] = task
         self._orders.update(fx.orders)
+        for workflow in fx.definitions:
+            self._definitions[workflow.key] = workflow
         if on_commit is not None:
             self._actions.append(on_commit)
         self._ticket += 1
@@ -412,10 +418,11 @@ class GroupWriter:
                           incidents=list(self._incidents.values()),
                           incidents_from=self._incidents_from,
                           controls=list(self._controls.values()),
-                          schedules=list(self._schedules.values()))
+                          schedules=list(self._schedules.values()),
+                          definitions=list(self._definitions.values()))
             self._events, self._tasks, self._orders, self._actions = [], {}, {}, []
             self._incidents, self._incidents_from = {}, None
-            self._controls, self._schedules = {}, {}
+            self._controls, self._schedules, self._definitions = {}, {}, {}
             if batch.empty:
                 return batch
             core = self._core
@@ -442,6 +449,7 @@ class GroupWriter:
                 self._incidents_from = batch.incidents_from
             self._controls = {**{v["step"]: v for v in batch.controls}, **self._controls}
             self._schedules = {**{v["name"]: v for v in batch.schedules}, **self._schedules}
+            self._definitions = {**{w.key: w for w in batch.definitions}, **self._definitions}
 
     def _succeeded(self, batch: Batch) -> None:
         self._stalled_since = None

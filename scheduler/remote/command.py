@@ -105,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
     when every slot is stuck (see EPILOG)."""
     slots = slots_of(args)
     chaos = Chaos()
+    definitions = None  # without an app: any definition whose steps it has handlers for
     try:
         if args.app is not None:
             app = load_app(args.app)
             handlers = app.handlers
+            definitions = tuple(sorted(app.definitions))
             if isinstance(app.chaos, Chaos):
                 chaos = app.chaos  # built on the demo's handlers: the server turns its knobs
         else:
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     parent = os.environ.get(ENV_PARENT_PID)
     options = WorkerOptions(
         server=args.server, token=args.token, slots=slots,
-        steps=tuple(sorted(handlers)), tags=args.tags,
+        steps=tuple(sorted(handlers)), tags=args.tags, definitions=definitions,
         name=args.name or "", drain_grace=max(0.0, args.drain_grace),
         parent_pid=int(parent) if parent and parent.isdigit() else None,
         spawn_id=os.environ.get(ENV_SPAWN_ID) or None)

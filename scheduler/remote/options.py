@@ -31,6 +31,9 @@ class WorkerOptions:
     # and the capability tags it offers (`--tags payments`).
     steps: tuple[str, ...] | None = None
     tags: tuple[str, ...] = ()
+    # The workflow definitions its app has ("checkout@1a2b3c4d"; None: any, a worker
+    # without `--app`): the server gives it steps only of orders pinned to one of them.
+    definitions: tuple[str, ...] | None = None
     # Reconnect backoff: the first wait, doubled per failure up to the max (seconds).
     reconnect_delay: float = 0.5
     reconnect_delay_max: float = 5.0

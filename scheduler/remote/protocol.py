@@ -21,8 +21,8 @@ Worker to server; each is answered through the Socket.IO acknowledgement, and a 
 answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
   `register`   {"session", "name", "host", "pid", "slots", "resume": id | null,
                 "join": bool, "spawn_id": str | null, "steps": [name] | null,
-                "tags": [tag], "running": [[worker_id, task_id, lease], ...],
-                "ids": [worker_id, ...]}
+                "tags": [tag], "definitions": [key] | null,
+                "running": [[worker_id, task_id, lease], ...], "ids": [worker_id, ...]}
                -> {"worker_id": id | null, "resumed": bool, "heartbeat_interval",
                    "heartbeat_timeout", "chaos", "max_message_bytes", "protocol"}
                Sent after every (re)connect. `slots` (1 to MAX_SLOTS): handlers the process
@@ -32,6 +32,9 @@ answers `{"error": {"code", "message"}, "status": <HTTP-like status>}`:
                `steps`: the steps it has handlers for (null or absent: any); `tags`: the
                capabilities it offers (`--tags`). The scheduler gives it only steps it has
                handlers for and whose tags it all offers (routing by capability).
+               `definitions`: the workflow definitions of its app ("checkout@1a2b3c4d",
+               `orderflow worker --app`; null or absent: any): it gets steps only of
+               orders pinned to one of them (old and new code side by side).
                `session` is random per process and ties its connections and worker ids
                together. With `resume` naming the process's current id, still alive, the
                server rebinds it to this connection and sends again every assignment not

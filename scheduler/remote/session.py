@@ -776,6 +776,8 @@ class WorkerSession:
             "slots": self.options.slots, "resume": self.worker_id,
             "steps": None if self.options.steps is None else list(self.options.steps),
             "tags": list(self.options.tags),
+            "definitions": (None if self.options.definitions is None
+                            else list(self.options.definitions)),
             "join": not self.draining and not self.winding_down(),
             "spawn_id": self.options.spawn_id,
             # What it still runs, and the ids it may run it under: the server counts these

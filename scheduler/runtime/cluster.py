@@ -401,7 +401,7 @@ class Cluster:
         worker_id = worker_id or self.new_worker_id("w")
         executor = ThreadWorker(
             worker_id, self, self.handlers, self.config.heartbeat_interval, self.config.slots,
-            tags=self.tags,
+            tags=self.tags, definitions=self._core.definitions.current_keys(),
         )
         return self.join_worker(worker_id, executor)
 
@@ -430,6 +430,8 @@ class Cluster:
             self._call(
                 self._core.add_worker, worker_id, kind=executor.kind, meta=meta or {},
                 slots=executor.slots, steps=executor.steps, tags=executor.tags,
+                # (an executor of a test or an older embedding may not say: any)
+                definitions=getattr(executor, "definitions", None),
             )
         except Exception:
             with self._lock:
@@ -581,7 +583,7 @@ class Cluster:
         if self.app is not None and set(self.app.workflows) == set(known):
             return self.app.describe(self.config.steps)  # overrides given to the cluster win
         return [
-            {"name": name, "steps": [
+            {"name": name, "version": wf.version, "steps": [
                 {"name": s, "deps": list(wf.deps[s]), "tags": sorted(self.config.policy(s).tags)}
                 for s in wf.steps], "compensations": dict(wf.compensations)}
             for name, wf in sorted(known.items())

@@ -44,6 +44,8 @@ OPENERS = {
     "worker_dead": Kind("worker_dead", pinned=True),
     "worker_draining": Kind("worker_drained", pinned=False),
     "server_restarted": Kind("server_restarted", pinned=True),
+    # Orders pinned to a workflow version the running app lacks, waiting for its workers.
+    "definitions_missing": Kind("definitions_missing", pinned=True),
     # A step paused by hand, or by its breaker (orders wait until it resumes), and resumed.
     "step_paused": Kind("step_paused", pinned=True),
     "breaker_tripped": Kind("breaker_tripped", pinned=True),

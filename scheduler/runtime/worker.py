@@ -47,6 +47,7 @@ class Executor(Protocol):
     slots: int
     steps: frozenset[str] | None  # the steps it has handlers for (None: any)
     tags: frozenset[str]  # capabilities it offers
+    definitions: frozenset[str] | None  # the workflow definitions it runs (None: any)
 
     def start(self) -> None: ...
     def deliver(self, dispatch: Dispatch) -> None: ...
@@ -104,11 +105,14 @@ class ThreadWorker:
         heartbeat_interval: float,
         slots: int = 1,
         tags: frozenset[str] = frozenset(),
+        definitions: frozenset[str] | None = None,
     ):
         self.id = worker_id
         self.slots = slots
         self.steps = frozenset(handlers)
         self.tags = frozenset(tags)
+        # The server's thread workers run the server's app: its workflow definitions.
+        self.definitions = None if definitions is None else frozenset(definitions)
         self._port = port
         self._handlers = handlers
         self._interval = heartbeat_interval

@@ -34,7 +34,9 @@ it. Every mistake is caught when the module is imported, with a message naming i
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -112,6 +114,10 @@ class App:
     # The demo's chaos knobs, for an app whose handlers follow them (`demo_app`): a
     # cluster running it turns these (PUT /api/chaos). None for any other app.
     chaos: Any = None
+    # The version of every workflow it declares (`App("shop", version="2026.12.1")`); None:
+    # each workflow's is derived from its shape and its steps' policies, so the same code
+    # gets the same version on every machine and a changed workflow a new one.
+    version: str | None = None
     # Recurring schedules (`schedule`): the leader submits an order of each at its times.
     schedules: dict[str, Schedule] = field(default_factory=dict)
 
@@ -218,11 +224,30 @@ class App:
             self._check_undo(f"workflow {name!r}: step {step!r}", undo)
         waits = [self.waits[step] for step, _ in pairs if step in self.waits]
         try:
-            workflow = Workflow.define(name, pairs, undos, waits)
+            shape = Workflow.define(name, pairs, undos, waits)
+            workflow = Workflow.define(name, pairs, undos, waits, self._version_of(shape))
         except WorkflowError as exc:
             raise AppError(f"app {self.name!r}: {exc}") from None
         self.workflows[name] = workflow
         return workflow
+
+    def _version_of(self, shape: Workflow) -> str:
+        """The app's version, or a short digest of the workflow's shape and the policies of
+        its steps and undos (not their docstrings): stable across processes."""
+        if self.version is not None:
+            return self.version
+        # (A wait has no policy: its timeout is in the shape.)
+        steps = sorted({*shape.steps, *shape.compensations.values()} - set(shape.waits))
+        policies = {s: {k: v for k, v in self.steps[s].describe().items() if k != "doc"}
+                    for s in steps}
+        text = json.dumps({"workflow": shape.body(), "policies": policies}, sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+    @property
+    def definitions(self) -> frozenset[str]:
+        """The keys of its workflow definitions ("checkout@1a2b3c4d"): what a worker running
+        this app offers."""
+        return frozenset(wf.key for wf in self.workflows.values())
 
     def add_workflow(self, workflow: Workflow) -> Workflow:
         """A workflow defined elsewhere (`Workflow.define`), checked against the steps."""
@@ -326,6 +351,7 @@ class App:
         return [
             {
                 "name": wf.name,
+                "version": wf.version,
                 "steps": [
                     {**(describe_wait(wf.waits[s]) if s in wf.waits
                         else self.steps[s].describe(policies.get(s))), "deps": list(wf.deps[s])}

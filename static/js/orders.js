@@ -32,6 +32,13 @@ function taskFrom(t) {
 }
 
 /** An order's undos in the order they run (its tasks that compensate a step). */
+/** Whether the order has exactly the workflow's steps (besides its undos). */
+function sameSteps(rec, waitsFor) {
+  const undos = undoSteps(rec);
+  const own = rec.steps.filter((step) => !undos.includes(step));
+  return own.length === Object.keys(waitsFor).length && own.every((step) => step in waitsFor);
+}
+
 export function undoSteps(rec) {
   return rec.steps.filter((step) => rec.tasks[step]?.compensates);
 }
@@ -226,7 +233,9 @@ export class OrderBook {
       previous = task.status;
     }
     const waitsFor = this.workflows[rec.workflow];
-    if (!waitsFor) return;
+    // An order pinned to another version of its workflow (a deploy since) may have other
+    // steps: no guess, its next view says.
+    if (!waitsFor || !sameSteps(rec, waitsFor)) return;
     for (const step of rec.steps) {
       const task = rec.tasks[step];
       const deps = waitsFor[step];

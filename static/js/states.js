@@ -97,7 +97,7 @@ export const EVENT_TYPES = Object.freeze([
   'task_cancelled', 'result_rejected', 'task_recovered',
   'worker_added', 'worker_dead', 'worker_draining', 'worker_removed',
   'thread_abandoned', 'worker_hung',
-  'server_restarted', 'operator_action',
+  'server_restarted', 'definitions_missing', 'operator_action',
   'alert_raised', 'alert_cleared',
   'step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed',
   'order_compensating', 'order_compensated', 'order_compensation_failed',
@@ -113,7 +113,7 @@ export const LOG_GROUPS = {
   undos: { label: 'Undos', title: 'Orders undoing their succeeded steps (sagas) and compensated', types: ['order_compensating', 'order_compensated'] },
   retries: { label: 'Retries', title: 'Retries, manual retries and recoveries', types: ['task_retrying', 'order_retried', 'task_recovered'] },
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
-  workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; threads abandoned to hung handlers; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'thread_abandoned', 'worker_hung', 'server_restarted'] },
+  workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; threads abandoned to hung handlers; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'thread_abandoned', 'worker_hung', 'server_restarted', 'definitions_missing'] },
   operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
   steps: { label: 'Steps', title: 'Steps paused (by an operator or a circuit breaker), resumed, their limits changed', types: ['step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed'] },
   alerts: { label: 'Alerts', title: 'Alerts the server raised and cleared: failure spikes, steps no worker can run, overdue orders, flapping workers, a failing journal', types: ['alert_raised', 'alert_cleared'] },
@@ -146,6 +146,7 @@ export const EVENT_LABEL = {
   task_succeeded: 'succeeded',
   task_cancelled: 'step cancelled',
   server_restarted: 'server restarted',
+  definitions_missing: 'old version waits',
   operator_action: 'operator',
   alert_raised: 'alert',
   alert_cleared: 'alert cleared',
@@ -171,7 +172,7 @@ export const EVENT_LABEL = {
 export function eventTone(type) {
   if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'worker_hung' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
   if (type === 'operator_action') return 'op';
-  if (type === 'alert_raised' || type === 'breaker_tripped' || type === 'order_compensation_failed') return 'bad';
+  if (type === 'alert_raised' || type === 'breaker_tripped' || type === 'order_compensation_failed' || type === 'definitions_missing') return 'bad';
   if (type === 'order_compensating' || type === 'signal_refused' || type === 'wait_timed_out') return 'warn';
   if (type === 'signal_received' || type === 'wait_completed') return 'good';
   if (type === 'order_compensated') return 'good';

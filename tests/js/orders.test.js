@@ -90,6 +90,15 @@ describe('a workflow that fans out and in (ecommerce_invoiced)', () => {
     assert.equal(rec.tasks.invoice.attempts, 0);
   });
 
+  it('guesses nothing for an order of another version of its workflow (a deploy since)', () => {
+    // The server now runs a checkout with a fraud check first; this order was submitted
+    // under the one without it, and keeps its own steps.
+    const b = book({ workflows: { ...WORKFLOWS, ecommerce: { fraud: [], payment: ['fraud'], packing: ['payment'], shipping: ['packing'] } } });
+    const feed = new Feed();
+    applyAll(b, [feed.submitted('o-1', 'ecommerce'), ...feed.runs('o-1', 'payment')]);
+    assert.deepEqual(statuses(b.get('o-1')), { payment: 'succeeded', packing: 'pending', shipping: 'pending' });
+  });
+
   it('guesses nothing for a workflow the snapshot did not describe', () => {
     const b = book({ workflows: {} });
     const feed = new Feed();

@@ -51,3 +51,31 @@ describe('the slots tile', () => {
     assert.equal(slots.sub(s), 'no worker can run: payment 2');
   });
 });
+
+const workers = TILES.find((t) => t.key === 'workers');
+
+describe('the workers tile', () => {
+  const v1 = { key: 'checkout@v1', workflow: 'checkout', version: 'v1', unfinished: 12, current: false, offered: false };
+  const v2 = { key: 'checkout@v2', workflow: 'checkout', version: 'v2', unfinished: 3, current: true, offered: true };
+
+  it('is calm when every unfinished order runs the current version', () => {
+    const s = stats({ workers: { alive: 2, dead: 0 }, definitions: [v2, { ...v1, unfinished: 0 }] });
+    assert.equal(workers.tone(s), '');
+    assert.equal(workers.sub(s), 'alive · 0 dead');
+    assert.equal(workers.title(s), 'checkout v2: 3 unfinished orders, the running app\'s\ncheckout v1: 0 unfinished orders, no live worker offers it');
+  });
+
+  it('names each old version with the orders left on it, bad while no worker offers it', () => {
+    const s = stats({ workers: { alive: 2, dead: 0 }, definitions: [v1, v2] });
+    assert.equal(workers.tone(s), 'bad');
+    assert.equal(workers.sub(s), 'alive · 0 dead · old versions: checkout v1 12 left (no worker)');
+    assert.match(workers.title(s), /checkout v1: 12 unfinished orders, no live worker offers it/);
+  });
+
+  it('warns while a worker of an old version finishes its orders', () => {
+    const s = stats({ workers: { alive: 3, dead: 0 }, definitions: [{ ...v1, offered: true }, v2] });
+    assert.equal(workers.tone(s), 'warn');
+    assert.equal(workers.sub(s), 'alive · 0 dead · old versions: checkout v1 12 left');
+    assert.match(workers.title(s), /checkout v1: 12 unfinished orders, run by a live worker of it/);
+  });
+});

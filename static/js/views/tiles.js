@@ -15,6 +15,17 @@ const heldText = (s) => Object.entries(s.held_by_limits || {}).filter(([, v]) =>
 const unroutableText = (s) => Object.entries(s.unroutable || {}).filter(([, v]) => v > 0)
   .map(([step, v]) => `${step} ${fmtInt(v)}`).join(', ');
 
+/** Workflow definitions the running app lacks that still have unfinished orders (a rolling
+ *  deploy's old version: its workers may go once none is left). */
+const oldVersions = (s) => (s.definitions || []).filter((d) => !d.current && n(d.unfinished) > 0);
+const versionOf = (d) => (d.version ? `${d.workflow} ${d.version}` : d.workflow);
+/** "checkout v1 12 left (no worker)": per old version, the orders still to finish on it. */
+const oldVersionsText = (s) => oldVersions(s)
+  .map((d) => `${versionOf(d)} ${fmtInt(d.unfinished)} left${d.offered ? '' : ' (no worker)'}`).join(', ');
+/** One line per definition: what remains on it, and who runs it. */
+const versionsTitle = (s) => (s.definitions || []).map((d) => `${versionOf(d)}: ${plural(n(d.unfinished), 'unfinished order')}${
+  d.current ? ', the running app\'s' : d.offered ? ', run by a live worker of it' : ', no live worker offers it'}`).join('\n');
+
 const progressOf = (s) => s.progress || {};
 const ratesOf = (s) => s.rates || {};
 
@@ -59,15 +70,21 @@ export const TILES = [
     title: (s) => `Tasks taken off a worker that left and put back in line: ${fmtInt(n(s.moves_by_reason?.['worker dead']))} after a death, ${fmtInt(n(s.moves_by_reason?.drain))} from drains. ${fmtInt(n(s.rejected_results))} late results rejected.`,
   },
   {
+    // With the orders left on each old workflow version, so an operator knows when the
+    // last worker of it may go (and which orders wait for one that is gone).
     key: 'workers', label: 'Workers',
-    tone: (s) => (n(s.workers.dead) ? 'bad' : ''),
+    tone: (s) => (n(s.workers.dead) || oldVersions(s).some((d) => !d.offered) ? 'bad'
+      : oldVersions(s).length ? 'warn' : ''),
     value: (s) => fmtInt(n(s.workers.alive) + n(s.workers.suspect) + n(s.workers.draining)),
     sub: (s) => {
       const parts = [`alive · ${fmtInt(n(s.workers.dead))} dead`];
       if (n(s.workers.suspect)) parts.push(`${s.workers.suspect} suspect`);
       if (n(s.workers.draining)) parts.push(`${s.workers.draining} draining`);
+      const old = oldVersionsText(s);
+      if (old) parts.push(`old versions: ${old}`);
       return parts.join(' · ');
     },
+    title: (s) => versionsTitle(s) || 'Workers on the ring',
   },
   {
     // Capacity of the live workers, and why ready work may not start: slots stuck on

@@ -132,7 +132,10 @@ export class Timeline {
     const keepScroll = this.els.body.scrollTop;
     // What the reader unfolded (a traceback, a result) stays unfolded through refreshes.
     const unfolded = new Set([...this.els.body.querySelectorAll('details[open]')].map((d) => d.dataset.fold));
-    const workflow = this.workflow(order.workflow);
+    // The DAG of the definition the order is pinned to: the workflow of its name the server
+    // runs now only if it is the same version (after a deploy it may have other steps).
+    const current = this.workflow(order.workflow);
+    const workflow = current && (current.version ?? '') === (order.version ?? '') ? current : null;
     this.els.body.replaceChildren(this._summary(order), this._waits(order), this._lines(order),
       this._dag(order, workflow),
       this._steps(order, workflow), this._attempts(order), this._events(order));

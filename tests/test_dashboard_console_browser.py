@@ -101,8 +101,8 @@ def page_on(browser, viewport=shared.VIEWPORT) -> Iterator:
         # A server that is down refuses the page's requests (or, while it closes, drops a
         # socket mid-request): the browser says so on its console, which is what the test
         # does to it, not a fault of the page.
-        expected = ("ERR_CONNECTION_REFUSED", "ERR_SOCKET_NOT_CONNECTED",
-                    "WebSocket connection to")
+        expected = ("ERR_CONNECTION_REFUSED", "ERR_CONNECTION_RESET",
+                    "ERR_SOCKET_NOT_CONNECTED", "WebSocket connection to")
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(
             e in m.text for e in expected) else None)
         yield page, errors

@@ -15,6 +15,7 @@ import pytest
 import requests
 from conftest import wait_for
 
+from examples.shop.app import summarise
 from examples.shop.run import Shop
 
 pytestmark = pytest.mark.slow  # a gateway, a server (restarted) and worker processes
@@ -235,3 +236,9 @@ def test_an_orders_whole_life_holds_its_promises_through_a_kill_mid_payment_and_
     # Some call was sent more than once (a retry after the kill, the restart or a 503) and
     # the gateway answered with its first record: the keys did their job.
     assert sum(ledger["replays"].values()) >= 1
+    # The nightly reconciliation's sums: what stayed charged is what was delivered.
+    books = summarise(ledger)
+    delivered = [oid for oid, kind in kinds.items() if kind.startswith("delivered")]
+    assert books["refunds"] == sum(kind == "out_of_stock" for kind in kinds.values())
+    assert books["net"] == round(9.0 * len(delivered), 2)
+    assert books["unmatched_refunds"] == []

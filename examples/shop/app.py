@@ -142,6 +142,36 @@ def review_request(ctx: TaskContext) -> dict:
     return {"review_id": review["id"]}
 
 
+@app.step(retries=5, backoff=(1.0, 30.0), timeout=60, tags={"payments"})
+def reconcile(ctx: TaskContext) -> dict:
+    """Nightly: what the gateway charged and refunded, net, for the books; a refund of a
+    charge the gateway does not hold is named (it refuses those, so none is expected)."""
+    try:
+        response = requests.get(f"{GATEWAY}/ledger", timeout=HTTP_TIMEOUT * 5)
+    except requests.RequestException as exc:
+        raise TaskError(f"/ledger unreachable: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise TaskError(f"/ledger answered {response.status_code}")
+    return summarise(response.json())
+
+
+def summarise(ledger: dict) -> dict:
+    """The ledger's charges and refunds in totals, and the refunds that match no charge."""
+    charges = {c["id"]: c["request"]["amount"] for c in ledger["charges"].values()}
+    refunds = [r["request"] for r in ledger["refunds"].values()]
+    charged = round(sum(charges.values()), 2)
+    refunded = round(sum(r["amount"] for r in refunds), 2)
+    return {"charges": len(charges), "refunds": len(refunds), "charged": charged,
+            "refunded": refunded, "net": round(charged - refunded, 2),
+            "unmatched_refunds": sorted(r["charge_id"] for r in refunds
+                                        if r["charge_id"] not in charges)}
+
+
 app.workflow("checkout", ["payment", "packing", "shipping"])
 app.workflow("order_life", ["reserve", "payment_confirmed", "payment", "packing", "shipping",
                             "delivered", "review_request"])
+app.workflow("nightly", ["reconcile"])
+# At 03:00 in the shop's zone, once (a missed night runs once at the next start).
+app.schedule("reconcile", cron="0 3 * * *", workflow="nightly", tz="Europe/Berlin",
+             data={"customer": "finance", "items": [{"sku": "reconcile", "qty": 1,
+                                                     "price": 0}]})

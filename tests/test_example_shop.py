@@ -185,7 +185,9 @@ def test_an_orders_whole_life_holds_its_promises_through_a_kill_mid_payment_and_
                 assert signal(http, shop.server_url, oid,
                               "payment_confirmed")["outcome"] in ("kept", "delivered")
             if kinds[oid] == "delivered_early":
-                assert signal(http, shop.server_url, oid, "delivered")["outcome"] == "kept"
+                # Kept, as a rule; on a busy machine the order may have shipped meanwhile.
+                assert signal(http, shop.server_url, oid,
+                              "delivered")["outcome"] in ("kept", "delivered")
         late = {oid for oid, kind in kinds.items() if kind == "delivered_late"}
         victim = shop.workers[0]
         wait_for(lambda: running_payment(http, shop.server_url, victim.pid), 60,

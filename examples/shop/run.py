@@ -9,6 +9,12 @@ If anything fails to start (a taken port, say), everything started so far is sto
 The server's own thread workers offer no tags, so the payment step (tagged `payments`) runs
 only on the two worker processes, as it would in a shop where only machines in the payments
 network zone may reach the gateway; packing and shipping run anywhere.
+
+An `order_life` order waits for its payment to be confirmed and its parcel delivered: send
+them as the payment provider's and the carrier's webhooks would (or from the order view):
+
+    curl -X POST localhost:5000/api/orders/$ID/signals/payment_confirmed -d '{"data": {}}' \
+         -H 'Content-Type: application/json'
 """
 
 from __future__ import annotations

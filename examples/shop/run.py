@@ -13,8 +13,7 @@ network zone may reach the gateway; packing and shipping run anywhere.
 An `order_life` order waits for its payment to be confirmed and its parcel delivered: send
 them as the payment provider's and the carrier's webhooks would (or from the order view):
 
-    curl -X POST localhost:5000/api/orders/$ID/signals/payment_confirmed -d '{"data": {}}' \
-         -H 'Content-Type: application/json'
+    curl -X POST localhost:5000/api/orders/$ID/signals/payment_confirmed --json '{}'
 """
 
 from __future__ import annotations

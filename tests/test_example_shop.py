@@ -164,6 +164,7 @@ def by_order(records: dict) -> dict[str, list[dict]]:
     return grouped
 
 
+@pytest.mark.timeout(420)  # above its waits' bounds, so a stuck run says which one
 def test_an_orders_whole_life_holds_its_promises_through_a_kill_mid_payment_and_a_restart(
     tmp_path,
 ):
@@ -202,7 +203,7 @@ def test_an_orders_whole_life_holds_its_promises_through_a_kill_mid_payment_and_
         wait_for(lambda: deliver_the_shipped(http, shop.server_url, late), 120,
                  message="every late order shipped and told it was delivered")
         wait_for(lambda: all(o["status"] in SETTLED
-                             for o in all_orders(http, shop.server_url)), 180,
+                             for o in all_orders(http, shop.server_url)), 120,
                  message="every order settled after the restart")
         orders = {o["id"]: o for o in all_orders(http, shop.server_url)}
         ledger = http.get(f"{shop.gateway_url}/ledger", timeout=10).json()
@@ -226,8 +227,8 @@ def test_an_orders_whole_life_holds_its_promises_through_a_kill_mid_payment_and_
         if kind == "out_of_stock":
             # Failed after its charge: that charge refunded exactly once, the stock released.
             assert status == "compensated", (oid, status)
-            (refund,) = refunds[oid]
-            assert refund["request"]["charge_id"] == charges[oid][0]["id"]
+            refunded = [r["request"]["charge_id"] for r in refunds.get(oid, [])]
+            assert refunded == [charges[oid][0]["id"]], oid
             assert len(releases.get(oid, [])) == 1, oid
             assert oid not in reviews, oid
         else:

@@ -10,6 +10,7 @@ from scheduler.engine import views
 from scheduler.engine.config import RetryPolicy, StepPolicy
 from scheduler.engine.errors import Conflict, UnknownOrder, UnknownWorker, UnknownWorkflow
 from scheduler.engine.events import EVENT_TYPES
+from scheduler.engine.model import Dispatch, Effects
 from scheduler.engine.states import TaskState
 
 S = TaskState
@@ -968,3 +969,17 @@ def test_a_draining_worker_whose_connection_closes_is_declared_dead_and_its_step
     sim.apply(sim.core.worker_lost(holder, now=sim.now, reason="connection closed"))
     assert views.workers(sim.core)[holder].status == "dead"
     assert task.worker == other and task.reassignments == 1
+
+
+def test_effects_of_several_stimuli_absorbed_keep_all_of_them_in_order():
+    sim = Sim(workers=1, slots=4)
+    first = sim.core.submit("o1", dict(ORDER), now=0.0)
+    later = sim.core.submit("o2", dict(ORDER), now=0.0)
+    moves = [t.id for t, _, _ in first.moves] + [t.id for t, _, _ in later.moves]
+    merged = first.absorb(later)
+    assert [d.task_id for d in merged.dispatches] == ["o1:payment", "o2:payment"]
+    assert [t.id for t, _, _ in merged.moves] == moves and "o1:payment" in moves
+    abandoned = Effects(abandons=[Dispatch("w1", "o1:payment", 1)], forgotten=["o0"])
+    abandoned.absorb(Effects(abandons=[Dispatch("w1", "o2:payment", 2)], forgotten=["o9"]))
+    assert [a.task_id for a in abandoned.abandons] == ["o1:payment", "o2:payment"]
+    assert abandoned.forgotten == ["o0", "o9"]

@@ -334,3 +334,18 @@ def test_a_worker_joins_under_its_process_name_when_it_has_one():
     plain = core.add_worker("w-1", now=0.0)
     assert [e["name"] for e in named.events + plain.events if e["type"] == "worker_added"] == [
         "pay-1", None]
+
+
+def test_a_drain_counts_only_the_queued_tasks_and_an_idle_worker_has_none_to_move():
+    sim = Sim(workers=1, slots=4, prefetch=4)
+    for i in range(3):
+        sim.submit(f"o{i}")
+    sim.start_next("w1")  # one runs, two wait in its queue
+    sim.add_worker("w2")
+    sim.apply(sim.core.drain_worker("w1", now=sim.now))
+    assert one(sim, "worker_draining")["message"] == (
+        "worker w1 is draining; 2 queued task(s) to move")
+    idle = Sim(workers=1)
+    idle.apply(idle.core.drain_worker("w1", now=idle.now))
+    draining = one(idle, "worker_draining")
+    assert (draining["message"], draining["moving"]) == ("worker w1 is draining", 0)

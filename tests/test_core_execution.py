@@ -803,3 +803,46 @@ def test_steps_no_worker_can_run_yet_count_in_the_total_that_bounds_every_home(p
     # Without the audits in the total, p1 would keep fewer and pass more on.
     assert load == ({"w0": 0, "p1": 11, "p2": 1} if payment_tags
                     else {"w0": 1, "p1": 10, "p2": 1})
+
+
+def test_hung_handlers_are_named_by_their_own_attempt_while_the_step_runs_on_elsewhere():
+    # The hung attempt is not the task's latest any more: its retry already runs on another
+    # worker. An order id may hold a colon: the step is what follows the last one.
+    sim = Sim(workers=0, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    sim.add_worker("w1")
+    sim.submit("shop:1")
+    first, _ = sim.start_next("w1")
+    sim.add_worker("w2")
+    sim.advance(5.25)  # timed out on w1 and retried: the retry goes to w2
+    second, ctx = sim.start_next("w2")
+    assert (second.task_id, ctx["attempt"]) == (first.task_id, 2)
+    sim.advance(0.75)  # w1's handler ignored its cancellation for 1 s
+    [abandoned] = sim.types(type="thread_abandoned")
+    assert (abandoned["order_id"], abandoned["step"], abandoned["attempt"]) == (
+        "shop:1", "payment", 1)
+    assert abandoned["message"].startswith("order shop:1 step payment attempt 1 ignored")
+
+
+def test_each_worker_hung_in_a_handler_is_counted_and_named_with_the_attempt_that_hung():
+    sim = Sim(workers=0, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              max_abandoned=0,
+              retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
+    sim.add_worker("w1")
+    sim.submit("o1")
+    sim.start_next("w1")
+    sim.add_worker("w2")
+    sim.advance(5.25)
+    sim.start_next("w2")  # attempt 2, while attempt 1 hangs on w1
+    sim.advance(0.75)  # w1 may abandon no thread: it is declared dead instead
+    sim.add_worker("w3")
+    sim.advance(4.5, beating=("w2", "w3"))  # attempt 2 times out on w2 and is retried
+    third, ctx = sim.start_next("w3")
+    assert ctx["attempt"] == 3
+    sim.advance(1.0, beating=("w2", "w3"))
+    hung = sim.types(type="worker_hung")
+    assert [(e["worker_id"], e["attempt"]) for e in hung] == [("w1", 1), ("w2", 2)]
+    assert all(e["message"].startswith(f"worker {e['worker_id']}: the handler of order o1 "
+                                       f"step payment attempt {e['attempt']} ignored")
+               for e in hung)
+    assert views.counters(sim.core)["workers_hung"] == 2

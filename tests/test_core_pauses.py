@@ -345,3 +345,74 @@ def test_a_limit_set_while_running_counts_stuck_handlers_and_zombies_too():
     stuck = len(views.workers(core)["t1"].stuck | views.workers(core)["t1"].abandoned)
     assert stuck and len(core.zombies)
     assert core.limits.in_flight("payment") == on_workers + stuck + len(core.zombies)
+
+
+def test_a_resume_says_how_long_the_step_was_paused_to_the_millisecond():
+    sim = Sim(workers=1)
+    sim.apply(sim.core.pause_step("payment", "alice", "", now=3.0))
+    fx = sim.apply(sim.core.resume_step("payment", "bob", now=15.3456789))
+    [resumed] = [e for e in fx.events if e["type"] == "step_resumed"]
+    assert resumed["paused_for"] == 12.346
+    assert "paused 12.346 s by alice" in resumed["message"]
+    sim.apply(sim.core.pause_step("payment", "alice", "", now=20.0))
+    fx = sim.apply(sim.core.resume_step("payment", "bob", now=20.0))  # at once
+    [resumed] = [e for e in fx.events if e["type"] == "step_resumed"]
+    assert resumed["paused_for"] == 0
+
+
+def test_resuming_a_step_no_order_has_reached_holds_no_task():
+    sim = Sim(workers=1)
+    sim.apply(sim.core.pause_step("shipping", "alice", "", now=0.0))
+    fx = sim.apply(sim.core.resume_step("shipping", "bob", now=1.0))
+    [resumed] = [e for e in fx.events if e["type"] == "step_resumed"]
+    assert resumed["held"] == 0 and resumed["message"].endswith("0 ready task(s) go back in line")
+    [shipping] = [v for v in views.steps(sim.core) if v["name"] == "shipping"]
+    assert shipping["ready"] == 0
+
+
+def test_a_step_view_counts_its_attempts_in_flight_and_its_tasks_held_by_its_limits():
+    sim = Sim(workers=1, slots=8, steps={"payment": StepPolicy(max_in_flight=1, rate=5.0,
+                                                               burst=3)})
+    sim.submit("o0")
+    sim.submit("o1")
+    [pay] = [v for v in views.steps(sim.core) if v["name"] == "payment"]
+    assert (pay["in_flight"], pay["held"], pay["ready"]) == (1, 1, 1)
+    assert (pay["max_in_flight"], pay["rate"], pay["burst"]) == (1, 5.0, 3)
+
+
+def test_a_limit_change_names_who_set_it_and_what_it_set():
+    sim = Sim(workers=1)
+    fx = sim.apply(sim.core.set_limits("payment", "alice", now=0.0, max_in_flight=3, rate=2.5))
+    [event] = fx.events
+    assert (event["who"], event["max_in_flight"], event["rate"]) == ("alice", 3, 2.5)
+
+
+def test_limiting_a_step_counts_its_own_attempts_only_even_of_an_order_id_with_a_colon():
+    sim = Sim(workers=1, slots=8, prefetch=0, step_timeout=5.0, abandon_after=100.0,
+              retry=RetryPolicy(max_retries=0), steps={"packing": StepPolicy(timeout=100.0)})
+    sim.submit("o0")
+    sim.submit("shop:1")
+    first = start_all(sim)  # both payments
+    sim.succeed(next(d for d in first if d.task_id == "o0:payment"))
+    assert [d.task_id for d in start_all(sim)] == ["o0:packing"]  # on the worker
+    sim.advance(5.0)  # shop:1's payment timed out; its handler still runs (stuck)
+    assert views.workers(sim.core)["w1"].stuck == {("shop:1:payment", 2)}
+    sim.apply(sim.core.set_limits("payment", "alice", now=sim.now, max_in_flight=1, rate=None))
+    assert sim.core.limits.in_flight("payment") == 1  # the stuck one, not o0's packing
+
+
+def test_restored_limits_keep_the_rest_of_a_steps_declared_policy():
+    sim = Sim(workers=0, steps={"payment": StepPolicy(breaker=BREAKER_POLICY, timeout=7.0)})
+    sim.core.restore_controls(
+        [], {"payment": {"max_in_flight": 1, "rate": None, "burst": None}}, now=0.0)
+    policy = sim.core.config.policy("payment")
+    assert (policy.max_in_flight, policy.breaker, policy.timeout) == (1, BREAKER_POLICY, 7.0)
+
+
+def test_lifting_the_limits_of_a_step_that_has_none_changes_nothing_and_says_so():
+    sim = Sim(workers=1)
+    fx = sim.apply(sim.core.set_limits("packing", "alice", now=0.0, max_in_flight=None,
+                                       rate=None))
+    [event] = fx.events
+    assert event["message"] == "step packing limits set by alice: no limits → no limits"
+    assert not sim.core.config.policy("packing").limited

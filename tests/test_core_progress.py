@@ -10,9 +10,11 @@ from sim import ORDER, Sim
 from test_core_restore import fresh_core, point_of, records_of
 
 from scheduler.engine import views
-from scheduler.engine.config import RetryPolicy
+from scheduler.engine.config import ClusterConfig, RetryPolicy
+from scheduler.engine.core import SchedulerCore
 from scheduler.engine.progress import RATE_WINDOW, RateMeter
 from scheduler.engine.states import OrderStage, TaskState, derive_order_stage
+from scheduler.engine.workflow import DEFAULT_WORKFLOWS, Workflow
 
 S = TaskState
 
@@ -258,3 +260,69 @@ def test_an_order_submitted_with_data_is_queued_first():
     core.submit("o1", dict(ORDER), now=0.0)
     assert views.progress(core).by_stage(views.orders_by_status(core))["queued"] == 1
     assert views.orders(core)["o1"].stage == "queued"
+
+
+def test_a_rate_meters_memory_is_one_bucket_a_second_at_any_rate():
+    meter = RateMeter(window=10)
+    for i in range(5000):
+        meter.add(200.0 + i / 100)  # 100 a second for 50 seconds
+    assert meter.rate(249.99) == pytest.approx(100.0)
+    assert len(meter._buckets) <= 10
+
+
+FAN = Workflow.define("fan3", [("a", []), ("b", []), ("c", []), ("d", ["a", "b", "c"])])
+
+
+def fan_sim(**settings) -> Sim:
+    return Sim(workers=1, slots=3, prefetch=0, workflows={"fan3": FAN}, **settings)
+
+
+def fan_core(**settings) -> SchedulerCore:
+    """A restarted server's core that knows the fan3 workflow, on the same wall clock."""
+    return SchedulerCore(ClusterConfig(workers=0, seed=7, **settings),
+                         {**DEFAULT_WORKFLOWS, "fan3": FAN})  # the clock of Sim's core
+
+
+def test_an_order_with_two_branches_backing_off_is_retrying_until_both_are_back():
+    sim = fan_sim(retry=RetryPolicy(max_retries=2, backoff_base=100.0, backoff_cap=100.0))
+    sim.submit("o1", "fan3")
+    started = {ctx["step"]: d for d, ctx in (sim.start_next("w1") for _ in range(3))}
+    sim.fail(started["a"])
+    sim.fail(started["b"])
+    sim.succeed(started["c"])
+    order = views.orders(sim.core)["o1"]
+    assert order.stage == OrderStage.RETRYING.value
+    while all(sim.task("o1", s).state is TaskState.RETRY_WAIT for s in ("a", "b")):
+        sim.advance(1.0)
+    assert order.stage == OrderStage.RETRYING.value  # the other one still backs off
+
+
+def test_a_restored_order_whose_branches_were_running_is_queued_again():
+    sim = fan_sim()
+    sim.submit("o1", "fan3")
+    for _ in range(3):
+        sim.start_next("w1")  # its three branches run when the server stops
+    core = fan_core()
+    core.restore(point_of(sim.core), records_of(sim.core), now=0.0)
+    core.validate()  # the running steps were counted, then queued again
+    assert views.orders(core)["o1"].stage == OrderStage.QUEUED.value
+
+
+def test_a_restored_order_with_two_branches_backing_off_is_retrying_until_both_are_back():
+    retry = RetryPolicy(max_retries=2, backoff_base=100.0, backoff_cap=100.0)
+    sim = fan_sim(retry=retry)
+    sim.submit("o1", "fan3")
+    started = {ctx["step"]: d for d, ctx in (sim.start_next("w1") for _ in range(3))}
+    sim.fail(started["a"])
+    sim.fail(started["b"])
+    sim.succeed(started["c"])
+    core = fan_core(retry=retry)
+    core.restore(point_of(sim.core), records_of(sim.core), now=0.0)
+    order = views.orders(core)["o1"]
+    assert order.stage == OrderStage.RETRYING.value
+    now = 0.0
+    while all(order.tasks[s].state is TaskState.RETRY_WAIT for s in ("a", "b")):
+        now += 1.0
+        core.tick(now=now)
+    core.validate()
+    assert order.stage == OrderStage.RETRYING.value  # the other one still backs off

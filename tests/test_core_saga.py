@@ -351,3 +351,78 @@ def test_steps_from_a_journal_older_than_completed_are_undone_latest_step_first(
     sim = restart(sim, [old])
     run(sim, "shipping", ok=False)
     assert views.orders(sim.core)["o1"].undoing == ["unpack", "refund"]
+
+
+def test_a_retry_says_what_it_reruns_and_a_refused_one_says_what_may_be_retried():
+    sim = compensation_failed_sim()
+    sim.apply(sim.core.retry_order("o1", now=sim.now))
+    [undos] = sim.types(type="order_retried")
+    assert undos["message"] == "order o1 its undos retried by hand"
+    plain = saga_sim()
+    plain.submit("o1")  # the plain workflow: no undo, it just fails
+    run(plain, "payment", ok=False)
+    plain.apply(plain.core.retry_order("o1", now=plain.now))
+    [retried] = plain.types(type="order_retried")
+    assert retried["message"] == "order o1 retried by hand" and "undos" not in retried
+    with pytest.raises(Conflict) as refused:
+        plain.core.retry_order("o1", now=plain.now)
+    assert str(refused.value) == ("order o1 is in_progress; only a failed order (or one "
+                                  "whose compensation failed) can be retried")
+
+
+def test_a_bad_undo_is_refused_naming_its_workflow_and_why():
+    with pytest.raises(WorkflowError) as refused:
+        Workflow.define("shop", [("a", []), ("b", ["a"])], compensations={"a": "b"})
+    assert str(refused.value) == ("workflow 'shop': step 'a' is undone by 'b', which must be "
+                                  "a step outside the workflow")
+    with pytest.raises(WorkflowError, match="^workflow 'shop': compensation for unknown step"):
+        Workflow.define("shop", [("a", [])], compensations={"nope": "undo"})
+
+
+def test_a_compensation_is_announced_in_full_in_the_orders_timeline_and_counted_per_undo():
+    sim = saga_sim()
+    for oid in ("o1", "o2"):
+        sim.submit(oid, "fanout")
+    for step in ("payment", "payment", "packing", "invoice", "packing", "invoice"):
+        run(sim, step)
+    d, _ = sim.start_next("w1")
+    fx = sim.fail(d, "carrier down")  # o1's shipping gives up
+    [started] = [e for e in fx.events if e["type"] == "order_compensating"]
+    why = "step shipping gave up after 1 attempts: carrier down"
+    assert started["message"] == (f"order o1: {why}; undoing invoice by void, packing by "
+                                  "unpack, payment by refund")
+    assert (started["order_id"], started["reason"], started["undoes"]) == (
+        "o1", why, {"void": "invoice", "unpack": "packing", "refund": "payment"})
+    assert started in views.orders(sim.core)["o1"].events
+    assert fx.orders["o1"].undoing == ["void", "unpack", "refund"]  # the journal writes them
+    d, _ = sim.start_next("w1")
+    assert d.task_id == "o2:shipping"
+    sim.fail(d, "carrier down")
+    steps = views.progress(sim.core).unfinished_steps()
+    assert (steps["refund"]["pending"], steps["unpack"]["pending"]) == (2, 2)
+
+
+def test_undos_a_restart_starts_say_the_steps_finished_before_it():
+    sim = saga_sim()
+    sim.submit("o1", "checkout")
+    run(sim, "payment", "paid")
+    run(sim, "packing", ok=False)
+    [record] = [sim.core.order_record(o) for o in views.orders(sim.core).values()]
+    steps = set(CHECKOUT.steps)
+    record = replace(record, status="in_progress",
+                     tasks=tuple(t for t in record.tasks if t.step in steps))
+    sim = restart(sim, [record])
+    [started] = [e for e in views.events_after(sim.core, 0) if e["type"] == "order_compensating"]
+    assert started["reason"] == "its steps finished before a restart"
+    assert started["message"] == ("order o1: its steps finished before a restart; undoing "
+                                  "payment by refund")
+
+
+def test_undos_of_a_cancelled_order_say_it_was_cancelled():
+    sim = saga_sim()
+    sim.submit("o1", "checkout")
+    run(sim, "payment")
+    sim.apply(sim.core.cancel_order("o1", now=sim.now))
+    [started] = sim.types(type="order_compensating")
+    assert started["reason"] == "it was cancelled"
+    assert started["message"] == "order o1: it was cancelled; undoing payment by refund"

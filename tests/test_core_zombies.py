@@ -10,7 +10,7 @@ import pytest
 from sim import Sim
 
 from scheduler.engine import views
-from scheduler.engine.config import ClusterConfig, StepPolicy
+from scheduler.engine.config import ClusterConfig, RetryPolicy, StepPolicy
 from scheduler.engine.core import SchedulerCore
 from scheduler.engine.records import ResumePoint
 from scheduler.engine.states import TaskState
@@ -428,3 +428,199 @@ def test_a_reported_attempt_stuck_or_running_on_its_live_worker_is_not_counted_t
     sim.apply(sim.core.workers_report(["t1"], [("t1", d.task_id, d.lease)
                                                for d in (first, second)], now=sim.now))
     assert not sim.core.zombies and sim.core.limits.in_flight("payment") == counted
+
+
+def test_a_reaped_process_ends_every_attempt_it_ran_at_once_saying_it_exited():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-1", kind="process")
+    for i in range(6):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-1", 4)
+    sim.add_worker("p-2", kind="process")
+    sim.advance(3.0, beating=("p-2",))  # p-1 stalls and is declared dead
+    assert len(sim.core.zombies) == 4 and payments_on_workers(sim.core) == 0
+    sim.now += 1.0
+    sim.apply(sim.core.workers_gone(["p-1"], now=sim.now))  # the server reaped its process
+    assert not sim.core.zombies and payments_on_workers(sim.core) == 4  # the limit, at once
+    ended = sim.types(type="attempt_ended")
+    assert sorted(e["task_id"] for e in ended) == sorted(d.task_id for d in running)
+    assert {(e["reason"], e["worker_id"], e["ts"]) for e in ended} == {
+        ("exited", "p-1", OFFSET + sim.now)}
+    assert all(e["message"].endswith("its process exited") for e in ended)
+
+
+def test_zombies_are_counted_per_step():
+    zombies = Zombies()
+    zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, None))
+    zombies.add(Zombie("p-1", "o2:payment", 2, "payment", 1, None, None))
+    zombies.add(Zombie("p-2", "o3:packing", 3, "packing", 1, None, None))
+    assert (zombies.count("payment"), zombies.count("packing"), zombies.count("shipping")) == (
+        2, 1, 0)
+
+
+def test_a_zombie_counted_again_keeps_the_later_bound_and_an_unbounded_one_stays_unbounded():
+    zombies = Zombies()
+    zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, 5.0))
+    assert not zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, 9.0))
+    assert zombies.find("p-1", "o1:payment", 1).bound == 9.0
+    assert not zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, 3.0))
+    assert zombies.find("p-1", "o1:payment", 1).bound == 9.0
+    assert not zombies.add(Zombie("p-1", "o1:payment", 1, "payment", 1, None, None))
+    assert zombies.find("p-1", "o1:payment", 1).bound is None  # only a confirmation ends it
+    zombies.add(Zombie("p-1", "o2:payment", 2, "payment", 1, None, None))
+    assert not zombies.add(Zombie("p-1", "o2:payment", 2, "payment", 1, None, 7.0))
+    assert zombies.find("p-1", "o2:payment", 2).bound is None
+
+
+def test_an_unknown_lease_finds_the_zombie_of_that_worker_and_task_whatever_its_lease():
+    zombies = Zombies()
+    zombie = Zombie("p-1", "o1:payment", 7, "payment", 1, None, None)
+    zombies.add(zombie)
+    assert zombies.find("p-1", "o1:payment", 0) is zombie
+    assert zombies.find("p-2", "o1:payment", 0) is None
+    assert zombies.find("p-1", "o2:payment", 0) is None
+
+
+def test_removing_the_zombie_with_the_earliest_bound_moves_the_next_bound_on():
+    zombies = Zombies()
+    early = Zombie("p-1", "o1:payment", 1, "payment", 1, None, 5.0)
+    late = Zombie("p-1", "o2:payment", 2, "payment", 1, None, 9.0)
+    later = Zombie("p-1", "o3:payment", 3, "payment", 1, None, 12.0)
+    for zombie in (early, late, later):
+        zombies.add(zombie)
+    zombies.remove(late)
+    assert zombies.next_bound() == 5.0
+    zombies.remove(early)
+    assert zombies.next_bound() == 12.0
+    assert zombies.expired(11.0) == [] and zombies.expired(12.0) == [later]
+
+
+def test_binding_bounds_only_the_unbounded_zombies_of_that_worker():
+    zombies = Zombies()
+    mine = Zombie("p-1", "o1:payment", 1, "payment", 1, 10.0, None)
+    bounded = Zombie("p-1", "o2:payment", 2, "payment", 1, 20.0, 30.0)
+    other = Zombie("p-2", "o3:payment", 3, "payment", 1, 5.0, None)
+    for zombie in (mine, bounded, other):
+        zombies.add(zombie)
+    zombies.bind("p-1", lambda z: z.deadline + 2.0)
+    assert (mine.bound, bounded.bound, other.bound) == (12.0, 30.0, None)
+    assert zombies.next_bound() == 12.0
+    assert zombies.expired(12.0) == [mine]
+
+
+def test_a_zombie_its_process_still_runs_keeps_its_bound_and_counts_once():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    sim.add_worker("p-1", kind="process")
+    for i in range(6):
+        sim.submit(f"o{i}")
+    [first, *_] = started(sim, "p-1", 4)
+    sim.add_worker("p-2", kind="process")
+    sim.advance(3.0, beating=("p-2",))  # p-1 is declared dead: 4 zombies, bound at 35 s
+    bound = sim.core.zombies.find("p-1", first.task_id, first.lease).bound
+    sim.now = 20.0  # its process registers again: it still runs the first one
+    sim.apply(sim.core.workers_report(["p-1"], [("p-1", first.task_id, first.lease)],
+                                      now=sim.now))
+    assert [(z.task_id, z.bound) for z in sim.core.zombies] == [(first.task_id, bound)]
+    assert sim.core.limits.in_flight("payment") == 4  # 3 moved to p-2, the zombie
+
+
+def test_a_draining_workers_report_of_what_it_runs_counts_nothing_twice():
+    sim = Sim(workers=0, slots=2, prefetch=0, steps=PAY, step_timeout=10.0)
+    sim.add_worker("p-1", kind="process")
+    sim.submit("o0")
+    [running] = started(sim, "p-1", 1)
+    sim.apply(sim.core.drain_worker("p-1", now=sim.now))
+    assert views.workers(sim.core)["p-1"].status == "draining"
+    sim.apply(sim.core.workers_report(["p-1"], [("p-1", running.task_id, running.lease)],
+                                      now=sim.now))
+    assert not sim.core.zombies and sim.core.limits.in_flight("payment") == 1
+
+
+def test_an_ended_zombie_names_its_own_attempt_and_its_order_even_with_a_colon_in_its_id():
+    sim = Sim(workers=0, slots=1, prefetch=0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0,
+              retry=RetryPolicy(max_retries=2, backoff_base=0.001, backoff_cap=0.001))
+    sim.add_worker("p-1", kind="process")
+    sim.submit("shop:1")
+    started(sim, "p-1", 1)
+    sim.add_worker("p-2", kind="process")
+    sim.advance(3.0, beating=("p-2",))  # p-1 is declared dead: its attempt 1 is a zombie
+    [moved] = started(sim, "p-2", 1)  # the same attempt, moved
+    sim.fail(moved, "declined")
+    sim.advance(0.5, beating=("p-2",))
+    [retry] = started(sim, "p-2", 1)
+    assert sim.task("shop:1", "payment").attempt == 2
+    sim.apply(sim.core.workers_gone(["p-1"], now=sim.now))
+    [ended] = sim.types(type="attempt_ended")
+    assert (ended["order_id"], ended["step"], ended["attempt"]) == ("shop:1", "payment", 1)
+    assert ended["message"] == ("order shop:1 step payment attempt 1 on p-1 no longer counts "
+                                "towards the step's limit: its process exited")
+    # A process names an attempt of such an order that no count holds: it counts.
+    sim.apply(sim.core.workers_report(["p-9"], [("p-9", "shop:9:payment", 7)], now=sim.now))
+    assert [(z.task_id, z.step) for z in sim.core.zombies] == [("shop:9:payment", "payment")]
+
+
+def test_a_report_keeps_an_inherited_attempt_it_still_runs_and_ends_one_of_another_lease():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    for i in range(4):
+        sim.submit(f"o{i}")
+    running = started(sim, "p-old", 2)
+    core = restarted(sim.core, now=1.0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    assert {z.lease for z in core.zombies} == {0}  # the journal does not know their leases
+    bounds = {z.task_id: z.bound for z in core.zombies}
+    fx = core.workers_report(["p-old"], [("p-old", running[0].task_id, running[0].lease)],
+                             now=2.0)
+    ended = [e["task_id"] for e in fx.events if e["type"] == "attempt_ended"]
+    assert ended == [running[1].task_id]
+    [kept] = core.zombies
+    assert (kept.task_id, kept.bound) == (running[0].task_id, bounds[running[0].task_id])
+    # An inherited zombie (its lease unknown) is the attempt of any lease of its task; a
+    # zombie of a known lease is not the attempt of another lease.
+    fx = core.workers_report(["p-old"], [("p-old", running[0].task_id, 50)], now=3.0)
+    assert [e["task_id"] for e in fx.events if e["type"] == "attempt_ended"] == []
+    core.workers_report(["p-x"], [("p-x", "o9:payment", 3)], now=3.0)
+    fx = core.workers_report(["p-x"], [("p-x", "o9:payment", 5)], now=4.0)
+    assert [e["task_id"] for e in fx.events if e["type"] == "attempt_ended"] == ["o9:payment"]
+    assert sorted((z.task_id, z.lease) for z in core.zombies if z.worker_id == "p-x") == [
+        ("o9:payment", 5)]
+
+
+def test_a_second_restart_inherits_what_started_after_the_first():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0)
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    sim.submit("o1")
+    started(sim, "p-old", 1)
+    settings = dict(steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    core = restarted(sim.core, now=1.0, **settings)
+    assert [z.worker_id for z in core.zombies] == ["p-old"]
+    core.add_worker("p-new", kind="process", now=1.0)
+    core.heartbeat("p-new", 10.0)
+    [dispatch] = core.tick(now=10.0).dispatches  # the hold after the restart is over
+    _, ctx = core.start_task(dispatch.task_id, "p-new", dispatch.lease, now=10.0)
+    assert ctx is not None
+    again = restarted(core, now=11.0, **settings)
+    assert sorted(z.worker_id for z in again.zombies) == ["p-new", "p-old"]
+
+
+def test_a_restart_says_how_many_attempts_may_still_run_and_a_backing_off_step_points_to_it():
+    sim = Sim(workers=0, slots=4, prefetch=0, steps=LIMIT, step_timeout=30.0,
+              retry=RetryPolicy(max_retries=2, backoff_base=100.0, backoff_cap=100.0))
+    sim.core.epoch_offset = OFFSET
+    sim.add_worker("p-old", kind="process")
+    for i in range(3):
+        sim.submit(f"o{i}")
+    first, _, _ = started(sim, "p-old", 3)
+    sim.fail(first, "declined")  # backing off when the server stops
+    core = restarted(sim.core, now=1.0, steps=LIMIT, step_timeout=30.0, zombie_grace=5.0)
+    events = views.events_after(core, views.last_seq(sim.core))
+    [restart] = [e for e in events if e["type"] == "server_restarted"]
+    assert restart["message"].endswith(
+        "; 2 attempt(s) the old server started may still run and keep their step's place "
+        "in flight")
+    [recovered] = [e for e in events if e["type"] == "task_recovered"
+                   and e["order_id"] == first.task_id.split(":")[0]]
+    assert recovered["cause"] == restart["seq"] and "will retry as attempt 2" in (
+        recovered["message"])

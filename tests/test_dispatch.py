@@ -185,3 +185,8 @@ def test_across_steps_the_best_class_wins_over_a_longer_home():
     queues.push("o9:packing", "packing", "w2", False, 5, 9, 1)
     assert queues.pop_own("w1", any_step) is None  # the best class is w2's
     assert queues.pop_for("w1", any_step)[0] == "o9:packing"
+
+
+def test_a_step_nothing_was_queued_for_has_an_empty_queue():
+    queues = ReadyQueues()
+    assert queues.size("payment") == 0 and queues.steps() == []

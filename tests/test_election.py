@@ -39,6 +39,9 @@ class Store:
         self.down = False
         self.look_takes = 0.0  # seconds a look waits for the database (a frozen one)
         self.renew_takes = 0.0  # seconds a renewal waits for its answer (a frozen one)
+        # What happens elsewhere while a renewal waits for the database (the watchdog's
+        # thread, other servers), run before the database runs the renewal.
+        self.while_renewing = lambda: None
         self.released: list[int] = []
         lease.sessions[holder] = True
 
@@ -63,6 +66,8 @@ class Store:
         return lease.epoch
 
     def renew(self, epoch: int) -> bool:
+        self._call()
+        self.while_renewing()
         self._call()
         lease = self.lease
         if lease.epoch != epoch or lease.holder != self.holder:

@@ -10,7 +10,7 @@ import pytest
 
 from scheduler import OrderValidationError, validate_order
 from scheduler.engine.fields import BLANK, Field, Kind, Message, MessageError, is_blank
-from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER, read_order
+from scheduler.engine.orders import IDEMPOTENCY_KEY, ORDER, order_total, read_order
 
 ITEM = {"sku": "A1", "qty": 2, "price": 9.5}
 ORDER_DATA = {"customer": "ada", "items": [ITEM]}
@@ -136,3 +136,102 @@ def test_a_message_fills_defaults_refuses_too_few_fields_and_raises_its_own_erro
     with pytest.raises(KeyError):
         knobs.field("nope")
     assert issubclass(OrderValidationError, MessageError) and ORDER.error is OrderValidationError
+
+
+# Each rule, said in the words an error gives back to the client (the API answers these).
+@pytest.mark.parametrize(("field", "words"), [
+    (Field("note", Kind.TEXT), "a string"),
+    (Field("note", Kind.TEXT, max_length=10), "a string of at most 10 characters"),
+    (Field("note", Kind.TEXT, min_length=1, max_length=10),
+     "a non-empty string of at most 10 characters"),
+    (Field("note", Kind.TEXT, min_length=1, max_length=10, not_blank=True),
+     "a non-blank string of at most 10 characters"),
+    (Field("note", Kind.TEXT, min_length=2, max_length=10), "a string of 2 to 10 characters"),
+    (Field("note", Kind.TEXT, min_length=2), "a string"),
+    (Field("n", Kind.INTEGER), "an integer"),
+    (Field("n", Kind.INTEGER, minimum=1), "an integer >= 1"),
+    (Field("n", Kind.NUMBER, maximum=5), "a number <= 5"),
+    (Field("n", Kind.NUMBER, minimum=0.5, maximum=1e16), "a number from 0.5 to 1e+16"),
+    (Field("n", Kind.NUMBER, maximum=1e15), "a number <= 1000000000000000"),
+    (Field("n", Kind.INTEGER, choices=(1, 2)), "one of 1, 2"),
+    (Field("ids", Kind.LIST), "a list"),
+    (Field("ids", Kind.LIST, min_items=1), "a list of at least 1 items"),
+    (Field("ids", Kind.LIST, max_items=5), "a list of at most 5 items"),
+    (Field("ids", Kind.LIST, min_items=2, max_items=5), "a list of 2 to 5 items"),
+    (Field("meta", Kind.OBJECT), "a JSON object"),
+])
+def test_each_rule_is_said_in_words_in_the_error_that_breaks_it(field, words):
+    assert field.rule() == words
+    with pytest.raises(MessageError) as refused:
+        field.check(object(), field.name)
+    assert str(refused.value) == f"{field.name} must be {words}"
+
+
+def test_values_on_the_bounds_are_accepted_and_a_bool_is_not_a_number():
+    assert Field("n", Kind.TEXT, min_length=3).check("abc", "n") == "abc"
+    assert Field("n", Kind.NUMBER, minimum=0, maximum=1).check(1, "n") == 1
+    assert Field("n", Kind.NUMBER, minimum=0, maximum=1).check(0, "n") == 0
+    for flag in (True, False):
+        with pytest.raises(MessageError, match="^n must be a number$"):
+            Field("n", Kind.NUMBER).check(flag, "n")
+
+
+def test_a_list_that_is_not_a_list_is_refused_as_a_whole_not_by_its_items():
+    ids = Field("ids", Kind.LIST, of=Field("id", Kind.INTEGER))
+    for value in ("12", None, {"0": 1}):
+        with pytest.raises(MessageError) as refused:
+            ids.check(value, "ids")
+        assert str(refused.value) == "ids must be a list"
+
+
+def test_an_object_field_is_checked_by_its_own_message_with_its_path_in_errors():
+    address = Message("Address", (Field("city", Kind.TEXT, required=True),))
+    person = Message("Person", (Field("address", Kind.OBJECT, of=address),))
+    assert person.read({"address": {"city": "Oslo"}}) == {"address": {"city": "Oslo"}}
+    for data, message in [({"address": {"city": 5}}, "address.city must be a string"),
+                          ({"address": {}}, "address.city is required"),
+                          ({"address": "Oslo"}, "address must be a JSON object")]:
+        with pytest.raises(MessageError) as refused:
+            person.read(data)
+        assert str(refused.value) == message
+
+
+def test_a_free_object_field_takes_any_object_a_journal_can_hold_and_nothing_else():
+    meta = Field("meta", Kind.OBJECT)
+    assert meta.check({"k": ["v", 1]}, "meta") == {"k": ["v", 1]}
+    for value in ("text", ["k"], 3):
+        with pytest.raises(MessageError, match="^meta must be a JSON object$"):
+            meta.check(value, "meta")
+    with pytest.raises(MessageError, match="^meta must be a JSON object$"):
+        meta.check({"k": ["a\x00"]}, "meta")
+    # Read as a whole, the message says where the unstorable text is.
+    with pytest.raises(MessageError, match=r"^meta\.k\[0\] contains a NUL character"):
+        meta.read({"k": ["a\x00"]})
+
+
+def test_a_body_that_is_not_an_object_names_the_body_when_it_holds_unstorable_text():
+    knobs = Message("Knobs", (Field("rate", Kind.NUMBER),), what="the chaos settings")
+    with pytest.raises(MessageError) as refused:
+        knobs.read("\x00")
+    assert str(refused.value).startswith("the chaos settings contains a NUL character")
+    with pytest.raises(MessageError) as refused:
+        knobs.read(["ok", "\ud800"])
+    assert str(refused.value).startswith("the chaos settings[1] contains a lone surrogate")
+
+
+def test_unknown_fields_are_all_named_sorted_and_a_missing_field_name_is_a_key_error():
+    knobs = Message("Knobs", (Field("rate", Kind.NUMBER),))
+    with pytest.raises(MessageError) as refused:
+        knobs.read({"rate": 1, "zeta": 1, "alpha": 2})
+    assert str(refused.value) == "unknown field(s): alpha, zeta"
+    with pytest.raises(KeyError) as missing:
+        knobs.field("nope")
+    assert missing.value.args == ("nope",)
+    assert knobs.field("rate").kind is Kind.NUMBER
+
+
+def test_an_orders_total_is_quantity_times_price_summed_to_the_cent():
+    items = [{"sku": "A", "qty": 2, "price": 6.1728}, {"sku": "B", "qty": 1, "price": 0.5}]
+    assert order_total({"customer": "ada", "items": items}) == 12.85  # 12.3456 + 0.5
+    assert order_total({"customer": "ada", "items": items[:1]}) == 12.35
+    assert order_total({"customer": "ada"}) == 0

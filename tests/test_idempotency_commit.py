@@ -323,9 +323,9 @@ def test_postgresql_frozen_under_a_commit_answers_no_key_and_the_next_leader_kee
             freeze.freeze()
             try:
                 # The database answers nothing: no commit can happen now. The client that
-                # timed out posts again; the leader's term runs out (it cannot renew; its
-                # elector waits for the database like everything else and steps down once
-                # it answers again).
+                # timed out posts again; the leader's term runs out (it cannot renew: its
+                # elector's renewal waits for the database like everything else, and its
+                # watchdog steps it down by its own clock meanwhile).
                 again = Post(clients["http://a"], held)
                 term = cluster.journal.term
                 wait_for(lambda: not term.holds(time.monotonic()), 15,
@@ -338,12 +338,11 @@ def test_postgresql_frozen_under_a_commit_answers_no_key_and_the_next_leader_kee
             finally:
                 freeze.thaw()
             try:
-                # The commit stays held until the elector has heard its renewal's answer
-                # (on a loaded machine that answer can come before the writer runs again):
-                # sent before the term ran out, answered after it, it must not revive the
-                # term (it did: the leader then led epoch 1 on, and nobody a new epoch).
-                wait_for(lambda: term.lost, 30,
-                         message="the leader to step down once the database answers")
+                # The commit stays held until the term is lost (by the watchdog, during the
+                # freeze): the renewal's answer, sent before the term ran out and answered
+                # after it, must not revive the term (it did: the leader then led epoch 1
+                # on, and nobody a new epoch).
+                wait_for(lambda: term.lost, 30, message="the leader to step down")
             finally:
                 held.release()
             first.join(30)

@@ -3,6 +3,8 @@ passed in: the breaker's window, its trip rule, its probes."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from scheduler.engine.config import BreakerPolicy, ConfigError, StepPolicy
@@ -11,6 +13,7 @@ from scheduler.engine.limits import StepLimits
 from scheduler.engine.pauses import (
     BREAKER,
     REASON_CHARS,
+    WINDOW_BUCKETS,
     Breaker,
     Pause,
     StepPauses,
@@ -332,3 +335,88 @@ def test_a_rate_set_while_running_keeps_its_bucket_cut_to_the_new_burst():
     lim.set_policy("payment", StepPolicy(), in_flight=0)
     lim.set_policy("payment", StepPolicy(rate=2.0, burst=2), in_flight=0)
     assert lim.room("payment", 0.0) == 2  # the bucket went with the old rate
+
+
+# ------------------------------------------------------------------ found by mutation testing
+
+
+def test_a_time_reads_in_utc_whatever_the_servers_own_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "XST+05")  # a POSIX zone five hours behind UTC, no tzdata needed
+    time.tzset()
+    try:
+        assert time.localtime(0).tm_hour == 19  # the zone took effect
+        assert stamp(0) == "1970-01-01 00:00:00 UTC"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_failure_reason_of_many_lines_is_its_first_line_only():
+    assert failure_reason("timeout\nretrying\nbody: <html>") == "timeout"
+
+
+def test_a_breakers_pause_and_one_read_from_an_older_view_come_back_as_they_were():
+    tripped = Pause("payment", BREAKER, 5.0, "4 of 4 failed", by_breaker=True)
+    assert Pause.from_view("payment", tripped.view()) == tripped
+    # A view written before `why` and `by_breaker` existed: an operator's pause, no words.
+    assert Pause.from_view("payment", {"who": "alice", "since": 7}) == Pause(
+        "payment", "alice", 7.0, "", by_breaker=False)
+
+
+def test_an_attempt_a_whole_window_old_has_left_it():
+    breaker = Breaker(POLICY)
+    for _ in range(3):
+        breaker.record("503", 0.0)
+    assert breaker.record(None, 60.0) is None
+    assert breaker.attempts == 1
+
+
+def test_a_reason_still_in_the_window_keeps_the_failures_that_did_not_leave():
+    breaker = Breaker(POLICY)
+    assert breaker.record("503", 0.0) is None
+    for error in ("503", None, None):
+        assert breaker.record(error, 30.0) is None  # 2 of 4, but the first "503" at 30 s
+    # At 61 s the first failure left: 1 of 3 "503" remain, and one more makes 2 of 4.
+    assert breaker.record("503", 61.0) == ("503", 2)
+
+
+def test_a_breakers_memory_stays_bounded_at_any_rate_of_attempts():
+    breaker = Breaker(BreakerPolicy(share=1.0, min_attempts=10**9, window=60.0,
+                                    probe_after=30.0))
+    for i in range(6000):
+        breaker.record("503" if i % 2 else None, i / 50)  # 50 a second for two minutes
+    assert breaker.attempts == 3000  # the last minute's
+    assert len(breaker._buckets) <= WINDOW_BUCKETS + 1
+
+
+def test_a_restored_operator_pause_on_a_step_with_a_breaker_never_probes():
+    p = pauses(payment=StepPolicy(breaker=POLICY))
+    p.restore([Pause("payment", "alice", 5.0, "maintenance")], now=1000.0)
+    assert p.room("payment", 5000.0) == 0 and p.free_at("payment", 5000.0) is None
+    assert p.blocks("payment", 5000.0).startswith("payment is paused by alice")
+
+
+def test_resuming_an_operator_pause_forgets_the_failures_its_breaker_saw_before():
+    p = pauses(payment=StepPolicy(breaker=POLICY))
+    for _ in range(3):
+        p.attempt_ended("payment", "o:payment", "503", 0.0, 0.0)
+    p.pause("payment", "alice", "", 0.0)
+    p.resume("payment")
+    # Still inside the window: without the pause, the fourth failure would trip it.
+    assert p.attempt_ended("payment", "o:payment", "503", 0.0, 10.0) is None
+    assert "payment" not in p
+
+
+def test_a_probe_resumed_by_hand_that_reports_after_a_new_trip_does_not_resume_the_step():
+    p = pauses(payment=StepPolicy(breaker=POLICY))
+    trip(p)
+    p.started("payment", "o7:payment", 30.0)  # the probe
+    p.resume("payment")  # an operator does not wait for it
+    assert trip(p, now=40.0).tripped  # the gateway fails again
+    assert p.attempt_ended("payment", "o7:payment", None, 0.0, 41.0) is None
+    assert p.get("payment").by_breaker
+
+
+def test_a_breaker_may_count_over_and_probe_after_less_than_a_second():
+    policy = BreakerPolicy(share=0.5, min_attempts=4, window=0.5, probe_after=0.25)
+    assert (policy.window, policy.probe_after) == (0.5, 0.25)

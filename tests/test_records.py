@@ -7,7 +7,14 @@ import pytest
 from sim import ORDER, Sim
 
 from scheduler.engine import views
-from scheduler.engine.records import FINISHED_STATUSES, OrderRecord, TaskRecord, new_task_record
+from scheduler.engine.records import (
+    FINISHED_STATUSES,
+    OrderQuery,
+    OrderRecord,
+    TaskRecord,
+    new_task_record,
+    skus_of,
+)
 
 OFFSET = 1_700_000_000.0
 
@@ -187,3 +194,43 @@ def test_a_finished_order_is_recorded_with_when_it_finished_in_wall_time():
     assert record.status == "completed" and record.finished
     assert record.finished_at == OFFSET + 4.0
     assert record.view()["finished_at"] == round(OFFSET + 4.0, 3)
+
+
+def test_a_text_query_matches_an_order_only_by_what_it_holds():
+    query = OrderQuery(text="xx")
+    assert not query.matches("failed", "ecommerce", "ada", 0.0, [None])  # no id given
+    assert query.matches("failed", "ecommerce", "ada", 0.0, [None], order_id="o-xx1")
+
+
+def test_each_field_of_an_order_query_must_hold_as_a_part_of_the_value():
+    def matches(query, customer="Ada Lovelace", skus=("SKU-Red-1",),
+                errors=(None, "Card declined")):
+        return query.matches("failed", "ecommerce", customer, 10.0, list(errors),
+                             order_id="o-1", skus=skus)
+
+    assert matches(OrderQuery(customer="lovelace"))
+    assert not matches(OrderQuery(customer="grace"))
+    assert not matches(OrderQuery(customer="ada"), customer=None)  # not text: no match
+    assert matches(OrderQuery(sku="red"))
+    assert not matches(OrderQuery(sku="blue"))
+    assert not matches(OrderQuery(sku="red"), skus=())
+    assert matches(OrderQuery(error="declined"))
+    assert not matches(OrderQuery(error="timeout"))
+    assert not matches(OrderQuery(error="declined"), errors=(None,))
+    assert matches(OrderQuery(text="ada"))
+    assert not matches(OrderQuery(text="ada"), customer={"name": "ada"})
+    assert not matches(OrderQuery(text="xx"), customer=None)
+
+
+def test_an_order_query_compares_times_as_shown_to_the_millisecond():
+    def at(submitted_at, **bounds):
+        return OrderQuery(**bounds).matches("completed", "ecommerce", "ada", submitted_at, [])
+
+    assert at(10.0004, since=10.0) and not at(10.0004, until=10.0)  # shown as 10.000
+    assert not at(9.5, since=10.0) and at(9.5, until=10.0)
+
+
+def test_the_skus_of_an_order_are_those_of_its_items_that_have_one():
+    data = {"items": [{"sku": "A1"}, {"qty": 1}, "junk", {"sku": 7}, {"sku": "B2"}]}
+    assert skus_of(data) == ["A1", "B2"]
+    assert skus_of({"items": "A1"}) == [] and skus_of({}) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import NamedTuple
 
 import pytest
 
@@ -123,3 +124,25 @@ def test_a_log_line_escapes_a_lone_surrogate_as_the_journal_does(tmp_path):
     handler.emit(record)  # would be a "--- Logging error ---" on stderr, and no line
     handler.close()
     assert (tmp_path / "x.log").read_text(encoding="utf-8") == "attempt failed: body\\ud800\n"
+
+
+def test_why_a_lone_surrogate_cannot_be_stored_is_said_in_full():
+    assert problem("a\udc01") == ("contains a lone surrogate (\\udc01), which is not Unicode "
+                                  "text and cannot be stored")
+
+
+def test_escaping_reaches_a_dirty_key_beside_clean_values_and_a_dirty_list_on_its_own():
+    assert escape_all({"a\x00": 1}) == {"a\\x00": 1}
+    assert escape_all(["ok", "\x00"]) == ["ok", "\\x00"]
+    assert escape_all([["\ud800"]]) == [["\\ud800"]]
+
+
+def test_escaping_keeps_a_named_tuple_a_named_tuple_and_a_plain_tuple_a_tuple():
+    class Attempt(NamedTuple):
+        step: str
+        error: str
+
+    escaped = escape_all(Attempt("payment", "bad \x00"))
+    assert type(escaped) is Attempt and escaped == Attempt("payment", "bad \\x00")
+    plain = escape_all(("x\x00", 2))
+    assert type(plain) is tuple and plain == ("x\\x00", 2)

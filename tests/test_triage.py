@@ -38,3 +38,14 @@ def test_groups_are_by_step_and_reason_biggest_first_with_their_newest_orders():
     ]
     assert groups[0]["orders"] == ["o-5", "o-3"]  # capped, newest first
     assert groups[0]["example"] == "declined (attempt 4)" and groups[0]["last_at"] == 5.0
+
+
+def test_a_reason_of_exactly_the_cap_is_kept_whole():
+    assert reason_of("x" * MAX_REASON) == "x" * MAX_REASON
+    assert reason_of("x" * (MAX_REASON + 1)) == "x" * (MAX_REASON - 1) + "…"
+
+
+def test_a_group_gives_its_last_failure_to_the_millisecond_and_an_unrecorded_error_as_empty():
+    [group] = group_failures([("o-1", "payment", None, 1234.56789)], max_ids=5)
+    assert group["last_at"] == 1234.568
+    assert (group["reason"], group["example"]) == ("(no error recorded)", "")

@@ -5,11 +5,14 @@ Driven with the fake-clock Sim: each view is checked against what the stimuli ma
 
 from __future__ import annotations
 
+import dataclasses
+
 from sim import ORDER, Sim
 
 from scheduler.engine import views
 from scheduler.engine.config import ClusterConfig, RetryPolicy, StepPolicy
 from scheduler.engine.core import SchedulerCore
+from scheduler.engine.events import EventHistory
 from scheduler.engine.records import ResumePoint
 from scheduler.engine.workflow import DEFAULT_WORKFLOWS, Workflow
 
@@ -278,3 +281,38 @@ def test_stats_sum_stuck_and_abandoned_slots_over_every_live_worker():
     assert stats["slots"] == {"total": 2, "busy": 0, "stuck": 0, "abandoned": 2}
     assert stats["abandoned_threads"] == 2 == views.counters(sim.core)["abandoned_threads"]
     assert stats["workers_hung"] == 0 == views.counters(sim.core)["workers_hung"]
+
+
+def test_stats_name_the_paused_steps_and_workers_show_when_they_joined_to_the_millisecond():
+    sim = Sim(workers=0)
+    sim.core.epoch_offset = 1000.0
+    sim.now = 2.3456789
+    sim.add_worker("w1")
+    [worker] = views.worker_views(sim.core, sim.now)
+    assert worker["joined_at"] == 1002.346
+    sim.apply(sim.core.pause_step("payment", "alice", "gateway down", now=sim.now))
+    paused = views.stats(sim.core, sim.now)["paused"]
+    assert list(paused) == ["payment"] and paused["payment"]["who"] == "alice"
+
+
+def test_a_failed_order_whose_finish_time_the_journal_lost_is_still_listed():
+    sim = Sim(workers=1, retry=RetryPolicy(max_retries=0))
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.fail(d, "declined")
+    [record] = [dataclasses.replace(sim.core.order_record(o, with_events=True),
+                                    finished_at=None)
+                for o in views.orders(sim.core).values()]
+    core = SchedulerCore(ClusterConfig(workers=0, seed=7), epoch_offset=500.0)
+    core.restore(ResumePoint(seq=views.last_seq(sim.core), order_number=1,
+                             lease_counter=views.lease_counter(sim.core)), [record], now=0.0)
+    assert views.failed_orders(core) == [
+        ("o1", "payment", "gave up after 1 attempts: declined", 500.0)]  # at the epoch
+
+
+def test_the_event_history_keeps_at_least_its_cap_and_trims_in_chunks_to_the_newest():
+    history = EventHistory(cap=10)
+    history.extend([{"seq": s} for s in range(1, 16)])
+    assert history.first_seq == 1 and history.last_seq == 15  # under twice the cap: all kept
+    history.extend([{"seq": s} for s in range(16, 41)])  # past it, in one go
+    assert [e["seq"] for e in history.after(0)] == list(range(31, 41))

@@ -121,6 +121,21 @@ class Term:
         with self._lock:
             return self._lost is None and now < self._valid_until
 
+    def over(self, now: float) -> str | None:
+        """Why the term is over at `now`, by this server's own clock (None while it holds):
+        lost, or no renewal answered for `settings.hold` (sent before that and still
+        unanswered counts for nothing: the database may be frozen or out of reach)."""
+        with self._lock:
+            lost, valid_until = self._lost, self._valid_until
+        if lost is not None:
+            return lost
+        if now >= valid_until:
+            return self._ran_out()
+        return None
+
+    def _ran_out(self) -> str:
+        return f"no renewal of epoch {self.epoch} for {self.settings.hold:g} s"
+
     def valid_until(self) -> float:
         with self._lock:
             return self._valid_until
@@ -165,6 +180,6 @@ class Term:
             raise Deposed(f"epoch {self.epoch} is over ({lost}); this server writes nothing "
                           "more")
         if now >= valid_until:
-            reason = f"no renewal of epoch {self.epoch} for {self.settings.hold:g} s"
+            reason = self._ran_out()
             self.lose(reason)
             raise Deposed(f"{reason}; this server writes nothing more")

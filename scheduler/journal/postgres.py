@@ -41,7 +41,12 @@ from .election import Elector
 from .lease import LeaseSettings, Term
 from .location import redact
 from .lock import JournalLocked
-from .postgres_lease import EPOCH_CHECK, PostgresLeaseStore
+from .postgres_lease import (
+    EPOCH_CHECK,
+    PostgresLeaseStore,
+    lease_connection_options,
+    lease_statement_timeout,
+)
 from .queries import COUNTERS, Queries
 from .rows import event_row, order_row, task_row
 from .schema import StoreError, migrations, pending, version
@@ -58,6 +63,8 @@ MIGRATION_LOCK = 0x6F72646D
 PRUNE_CHUNK = 5_000
 # Seconds to connect before an unreachable database is an error.
 CONNECT_TIMEOUT = 5
+# Seconds a cancel of a write in flight (once the term is over) waits for the database.
+CANCEL_TIMEOUT = 2.0
 # Pooled connections: the writer's and the reads' (orders forgotten from memory, stories,
 # idempotency keys). A caller waits at most POOL_TIMEOUT seconds for one, so an outage turns
 # into 503s within that, not into requests that hang.
@@ -244,9 +251,11 @@ class PostgresJournal(SQLJournal):
         if writing is None or writing[1] == threading.get_ident():
             return
         try:
-            writing[0].cancel()
+            # Bounded: the database may not answer the cancel either (frozen), and the
+            # caller (the elector, its watchdog) has more to do than wait for it.
+            writing[0].cancel_safe(timeout=CANCEL_TIMEOUT)
         except psycopg.Error:
-            pass  # it ended meanwhile
+            pass  # it ended meanwhile, or the database did not answer in time
 
     def _commit(self, batch: Batch) -> None:
         """One group commit in one transaction (GroupWriter retries it if it raises): the
@@ -284,7 +293,7 @@ class PostgresJournal(SQLJournal):
         """The lease row of this database, through a session of its own, for an elector;
         `url`: what this server advertises to clients (the leader's address)."""
         return PostgresLeaseStore(
-            lambda: _session(self.url, self.name, self._settings, lease=True), self.name,
+            lambda: _session(self.url, self.name, self._settings, lease=settings), self.name,
             self._settings["application_name"], url, settings)
 
     def _lead(self, settings: LeaseSettings) -> Term:
@@ -361,22 +370,33 @@ def lease_store(url: str, settings: LeaseSettings, advertise: str | None = None
     name = redact(url)
     given = _connection_settings(url, name)
     _migrate(url, name, given)
-    return PostgresLeaseStore(lambda: _session(url, name, given, lease=True), name,
+    return PostgresLeaseStore(lambda: _session(url, name, given, lease=settings), name,
                               given["application_name"], advertise, settings)
 
 
-def _session(url: str, name: str, settings: dict, lease: bool = False) -> psycopg.Connection:
-    """A connection of its own (autocommit); with `lease`, with keepalives that end it
-    within about half a minute of its machine going silent."""
+def _session(url: str, name: str, settings: dict, lease: LeaseSettings | None = None
+             ) -> psycopg.Connection:
+    """A connection of its own (autocommit); with `lease`, the lease session of those
+    timings: keepalives on the database's side that end it within about half a minute of
+    its machine going silent, and on ours that end it within a few times the lease's ttl
+    of the database's going silent (postgres_lease.lease_connection_options), and a
+    statement timeout of the lease's ttl."""
     settings = dict(settings)
-    if lease:
+    if lease is not None:
         extra = " ".join(f"-c {k}={v}" for k, v in LEASE_KEEPALIVES.items())
         settings["options"] = f"{settings.get('options', '')} {extra}".strip()
+        settings.update(lease_connection_options(lease))
     try:
         conn = psycopg.connect(url, autocommit=True, **settings)
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to {name}: {_one_line(exc)}") from None
-    _configure(conn)
+    try:
+        _configure(conn)
+        if lease is not None:
+            conn.execute(f"SET statement_timeout = '{lease_statement_timeout(lease)}'")
+    except psycopg.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot set up a session on {name}: {_one_line(exc)}") from None
     return conn
 
 

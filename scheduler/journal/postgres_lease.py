@@ -26,6 +26,8 @@ not the waiting (a commit either lands before the taker's lock, or never).
 
 from __future__ import annotations
 
+import math
+
 import psycopg
 
 from .lease import LeaseSettings, LeaseView
@@ -73,6 +75,29 @@ _END_STALE_WRITERS = (
 )
 # What every write transaction of a leader reads first (postgres.py).
 EPOCH_CHECK = "SELECT epoch, holder, url FROM leader WHERE id = 1 FOR KEY SHARE"
+
+
+def lease_connection_options(settings: LeaseSettings) -> dict:
+    """libpq options of the lease session (client side), so a partition that drops packets
+    ends the session, an error the elector hears, within a few times the lease's ttl rather
+    than when TCP gives up (15 minutes and more). The watchdog has stepped the leader down by
+    its own clock by then; this frees the elector to stand by and look again.
+    - `tcp_user_timeout`: data sent (a renewal) and not acknowledged by the database's
+      machine for ttl: the kernel drops the connection. It bounds keepalives' probing too.
+    - `keepalives*`: a renewal whose sending was acknowledged but whose answer never comes
+      (the partition began after it) is probed after ttl of silence, every second.
+    A frozen database on a machine that answers (SIGSTOP) keeps its connections: its
+    kernel acknowledges both, and the elector waits for the thaw, already a standby."""
+    ttl = math.ceil(settings.ttl)
+    return {"keepalives": 1, "keepalives_idle": ttl, "keepalives_interval": 1,
+            "keepalives_count": 3, "tcp_user_timeout": int(settings.ttl * 1000)}
+
+
+def lease_statement_timeout(settings: LeaseSettings) -> str:
+    """The lease session's statement_timeout (server side): every statement on it is
+    small, and one that waited longer than the lease (on a lock, say) would answer too late
+    to keep it; failing it sooner lets the elector stand by and look again."""
+    return f"{int(settings.ttl * 1000)}ms"
 
 
 def _view(row: tuple) -> LeaseView:

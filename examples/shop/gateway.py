@@ -1,17 +1,28 @@
-"""A stand-in for a shop's payment gateway, warehouse and carrier: a small HTTP service that is
-slow or failing at rates you choose, and that keeps every charge by its Idempotency-Key.
+"""A stand-in for a shop's payment gateway, warehouse, carrier and review service: a small HTTP
+service that is slow or failing at rates you choose, and that keeps everything it did (a
+reservation, a charge, a refund, a review request...) by its Idempotency-Key.
 
 It behaves like the real ones where it matters for double charges (Stripe, Adyen): a request
 with a key it has seen gets the first answer back instead of a second charge; a request whose
 key is still being processed gets 409 (try again); a request without a key is refused.
 
     python -m examples.shop.gateway [--port 8700] [--fail 0.1] [--slow 0.1] [--slow-ms 3000]
+                                    [--out-of-stock SOLD-OUT-1,...]
 
-    POST /charges    {"order_id", "amount"}   -> 201 {"charge_id", ...} (200 when replayed)
-    POST /parcels    {"order_id", "items"}    -> 201 {"parcel_id", ...}
-    POST /shipments  {"order_id", "parcel_id"} -> 201 {"tracking", ...}
-    GET  /ledger     every charge, parcel and shipment: {"charges": {key: record}, ...}
+    POST /reservations {"order_id", "items"}           -> 201 {"id", ...} (200 when replayed)
+    POST /releases     {"order_id", "reservation_id"}  -> 201 {"id", ...}
+    POST /charges      {"order_id", "amount"}          -> 201 {"id", ...}
+    POST /refunds      {"order_id", "charge_id", "amount"} -> 201 {"id", ...}
+    POST /parcels      {"order_id", "items"}           -> 201 {"id", ...}; 422 when an item's
+                                                          SKU is out of stock (every time)
+    POST /shipments    {"order_id", "parcel_id"}       -> 201 {"id", ...}
+    POST /reviews      {"order_id"}                    -> 201 {"id", ...}
+    GET  /ledger       what it did, by kind and key: {"charges": {key: record}, ...,
+                       "counts": {kind: how many done}, "replays": {kind: repeats answered}}
     GET  /healthz
+
+A release or a refund names what it undoes; one for a reservation or a charge the gateway
+never made is refused 422, as a real gateway refuses to refund a charge it does not know.
 """
 
 from __future__ import annotations
@@ -26,14 +37,20 @@ import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-KINDS = {"/charges": "charges", "/parcels": "parcels", "/shipments": "shipments"}
+KINDS = {"/reservations": "reservations", "/releases": "releases", "/charges": "charges",
+         "/refunds": "refunds", "/parcels": "parcels", "/shipments": "shipments",
+         "/reviews": "reviews"}
+# An undo names the record it undoes by this field, found among this kind's records.
+UNDOES = {"releases": ("reservation_id", "reservations"), "refunds": ("charge_id", "charges")}
 
 
 class Ledger:
     """What the gateway did, by kind and Idempotency-Key; thread-safe."""
 
-    def __init__(self, fail: float, slow: float, slow_ms: float, seed: int | None):
+    def __init__(self, fail: float, slow: float, slow_ms: float, seed: int | None,
+                 out_of_stock: frozenset[str] = frozenset()):
         self.fail, self.slow, self.slow_ms = fail, slow, slow_ms
+        self.out_of_stock = out_of_stock
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.records: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS.values()}
@@ -63,10 +80,29 @@ class Ledger:
             if record is not None:
                 self.records[kind][key] = record
 
+    def refusal(self, kind: str, body: dict) -> str | None:
+        """Why a request can never succeed (an item out of stock, an undo of nothing)."""
+        if kind == "parcels":
+            missing = sorted({str(item.get("sku")) for item in body.get("items") or []
+                              if isinstance(item, dict) and item.get("sku") in self.out_of_stock})
+            if missing:
+                return f"out of stock: {', '.join(missing)}"
+        if kind in UNDOES:
+            named_by, undone = UNDOES[kind]
+            with self._lock:
+                known = any(r["id"] == body.get(named_by)
+                            for r in self.records[undone].values())
+            if not known:
+                return f"{named_by} {body.get(named_by)!r} names no record of {undone}"
+        return None
+
     def view(self) -> dict:
         with self._lock:
             return {"requests": self.requests,
-                    **{kind: dict(records) for kind, records in self.records.items()}}
+                    **{kind: dict(records) for kind, records in self.records.items()},
+                    "counts": {kind: len(records) for kind, records in self.records.items()},
+                    "replays": {kind: sum(r["replays"] for r in records.values())
+                                for kind, records in self.records.items()}}
 
 
 def make_handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
@@ -100,6 +136,9 @@ def make_handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 self._answer(HTTPStatus.BAD_REQUEST, {"error": "body is not JSON"})
                 return
+            if not isinstance(body, dict):
+                self._answer(HTTPStatus.BAD_REQUEST, {"error": "body is not a JSON object"})
+                return
             key = self.headers.get("Idempotency-Key")
             if kind is None:
                 self._answer(HTTPStatus.NOT_FOUND, {"error": "no such route"})
@@ -113,6 +152,10 @@ def make_handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
                 return
             record = None
             try:
+                refused = ledger.refusal(kind, body)
+                if refused is not None:
+                    self._answer(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": refused})
+                    return
                 fails, slow = ledger.draw()
                 if slow:
                     time.sleep(ledger.slow_ms / 1000)  # a slow upstream, not a test's sync
@@ -142,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow", type=float, default=0.05, help="share of slow requests")
     parser.add_argument("--slow-ms", type=float, default=3000, help="how slow a slow one is")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--out-of-stock", default="SOLD-OUT-1",
+                        help="comma-separated SKUs that packing never finds on the shelf")
     args = parser.parse_args(argv)
-    ledger = Ledger(args.fail, args.slow, args.slow_ms, args.seed)
+    out_of_stock = frozenset(s for s in args.out_of_stock.split(",") if s)
+    ledger = Ledger(args.fail, args.slow, args.slow_ms, args.seed, out_of_stock)
     try:
         server = serve(args.port, ledger)
     except OSError as exc:

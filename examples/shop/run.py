@@ -9,6 +9,11 @@ If anything fails to start (a taken port, say), everything started so far is sto
 The server's own thread workers offer no tags, so the payment step (tagged `payments`) runs
 only on the two worker processes, as it would in a shop where only machines in the payments
 network zone may reach the gateway; packing and shipping run anywhere.
+
+An `order_life` order waits for its payment to be confirmed and its parcel delivered: send
+them as the payment provider's and the carrier's webhooks would (or from the order view):
+
+    curl -X POST localhost:5000/api/orders/$ID/signals/payment_confirmed --json '{}'
 """
 
 from __future__ import annotations
@@ -30,8 +35,11 @@ class Shop:
     """The example's processes, each in a process group of its own, stopped by PID."""
 
     def __init__(self, db: str, port: int = 0, gateway_port: int = 0, fail: float = 0.1,
-                 slow: float = 0.05, workers: int = 2, seed: int | None = None):
-        self.db, self.port = db, port
+                 slow: float = 0.05, workers: int = 2, seed: int | None = None,
+                 settings: dict[str, str] | None = None):
+        # settings: the app's SHOP_* variables for the server and workers alike (a test
+        # shortens the payment window and the review delay to seconds).
+        self.db, self.port, self.settings = db, port, dict(settings or {})
         self.procs: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
         try:
@@ -48,7 +56,7 @@ class Shop:
         self.gateway = self._start([sys.executable, "-m", "examples.shop.gateway",
                                     *gateway_args])
         self.gateway_url = self._wait_for_url(self.gateway, "gateway")
-        self.env = {**os.environ, "SHOP_GATEWAY": self.gateway_url}
+        self.env = {**os.environ, **self.settings, "SHOP_GATEWAY": self.gateway_url}
         self.env.pop("ORDERFLOW_TOKEN", None)
         self.server = self.start_server()
         for _ in range(workers):

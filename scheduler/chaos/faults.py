@@ -472,7 +472,10 @@ class Faults:
         if d.fleet is None:
             return None
         alive = {w.get("name"): w for w in d.alive()}
-        members = [(w, alive[w.name]) for w in d.fleet.running() if w.name in alive]
+        # Not one told to go (a drained worker of the first version, exiting once idle):
+        # stalled and declared dead, it exits on waking instead of joining again.
+        members = [(w, alive[w.name]) for w in d.fleet.running()
+                   if w.name in alive and w.name not in d.killed]
         holding = [(w, v) for w, v in members if v.get("current_task") or v.get("queued")]
         pick = holding if busy and holding else members
         if not pick:

@@ -7,20 +7,15 @@ whose request and refusal handling it shares. Standard library only.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from .steps_command import DEFAULT_SERVER, CommandError, call
+from .steps_command import CommandError, call, server_options
 
 HELP = "list a running server's recurring schedules with their next and last runs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", default=os.environ.get("ORDERFLOW_SERVER", DEFAULT_SERVER),
-                        help="the server's URL (or ORDERFLOW_SERVER)")
-    common.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
-                        help="the server's token, if it has one (or ORDERFLOW_TOKEN)")
+    common = server_options()
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common],
                        help="every schedule: cron, workflow, next time, last run")

@@ -24,13 +24,19 @@ class CommandError(Exception):
     """What to tell the operator (exit 1)."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # On each action, so they go after it (`orderflow step pause payment --server ...`).
+def server_options() -> argparse.ArgumentParser:
+    """--server and --token, for a command's every action (a parent parser), so they go
+    after it (`orderflow step pause payment --server ...`)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default=os.environ.get("ORDERFLOW_SERVER", DEFAULT_SERVER),
                         help="the server's URL (or ORDERFLOW_SERVER)")
     common.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
                         help="the server's token, if it has one (or ORDERFLOW_TOKEN)")
+    return common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = server_options()
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common],
                        help="every step: limits, what runs and waits, pauses")

@@ -208,7 +208,8 @@ class ThreadWorker:
         if not attempt.on_thread:
             self._loop.call_soon_threadsafe(self._spawn, attempt, ctx)
             return
-        ok, value = run_handler(self._handlers, ctx)
+        # Unchecked: the cluster's door checks the outcome (one serialisation per step).
+        ok, value = run_handler(self._handlers, ctx, check=False)
         self._local.started = self._finish(attempt, ok, value)
         if attempt.abandoned:  # final once reported: a new runner has its slot
             thread = threading.current_thread()

@@ -223,3 +223,25 @@ def test_placement_among_eligible_members_all_over_their_share_falls_back_to_the
     loads = {"big": 0, "small": 5, "other": 5}
     # The caller's total (0) counted none of their load: both are over capacity 1.
     assert ring.place(key, loads.__getitem__, 0.25, total=0, eligible=eligible) == "other"
+
+
+def test_placement_follows_every_join_and_departure_though_it_remembers_each_keys_home():
+    ring = ring_of(9)
+    plenty = len(KEYS)  # room everywhere: each key goes to its home
+    before = {k: ring.place(k, lambda m: 0, 0.25, plenty) for k in KEYS}
+    assert before == {k: ring.lookup(k) for k in KEYS}
+    ring.add("w-new")
+    after = {k: ring.place(k, lambda m: 0, 0.25, plenty) for k in KEYS}
+    assert after == {k: ring.lookup(k) for k in KEYS} and "w-new" in after.values()
+    ring.remove("w-new")
+    assert {k: ring.place(k, lambda m: 0, 0.25, plenty) for k in KEYS} == before
+
+
+def test_the_remembered_homes_are_bounded(monkeypatch):
+    import scheduler.engine.ring as ring_module
+
+    monkeypatch.setattr(ring_module, "FIRST_OWNER_CACHE", 100)
+    ring = ring_of(5)
+    placed = [ring.place(k, lambda m: 0, 0.25, 10_000) for k in KEYS[:1_000]]
+    assert placed == [ring.lookup(k) for k in KEYS[:1_000]]
+    assert len(ring._first) <= 100

@@ -242,6 +242,17 @@ def test_the_remembered_homes_are_bounded(monkeypatch):
 
     monkeypatch.setattr(ring_module, "FIRST_OWNER_CACHE", 100)
     ring = ring_of(5)
-    placed = [ring.place(k, lambda m: 0, 0.25, 10_000) for k in KEYS[:1_000]]
-    assert placed == [ring.lookup(k) for k in KEYS[:1_000]]
-    assert len(ring._first) <= 100
+    placed = [ring.place(k, lambda m: 0, 0.25, 10_000) for k in KEYS[:101]]
+    assert placed == [ring.lookup(k) for k in KEYS[:101]]
+    assert len(ring._first) == 1  # the 101st key found 100 remembered: all forgotten
+
+
+def test_a_key_placed_again_is_not_hashed_again(monkeypatch):
+    import scheduler.engine.ring as ring_module
+
+    ring = ring_of(5)
+    hashed: list[str] = []
+    monkeypatch.setattr(ring_module, "stable_hash",
+                        lambda text: hashed.append(text) or stable_hash(text))
+    homes = [ring.place(k, lambda m: 0, 0.25, 10_000) for k in ("o-1", "o-2", "o-1", "o-1")]
+    assert hashed == ["o-1", "o-2"] and homes[0] == homes[2] == homes[3] == ring.lookup("o-1")

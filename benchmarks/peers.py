@@ -47,7 +47,8 @@ PEERS = {"dask": "peer_dask.py", "dbos": "peer_dbos.py", "celery": "peer_celery.
 DURABLE = {"orderflow": False, "orderflow-journal": True, "dask": False, "dbos": True,
            "celery": False}
 NOOP_IN_FLIGHT = 8
-PACKAGES = ("dask", "distributed", "dbos", "celery", "redis")
+PACKAGES = {"dask": "dask", "distributed": "distributed", "dbos": "dbos", "celery": "celery",
+            "redis": "redis-py"}
 
 
 def orderflow_child(workload: str, orders: int, in_flight: int, seed: int,
@@ -88,9 +89,9 @@ def measure(system: str, workload: str, orders: int, in_flight: int, seed: int) 
 
 def versions() -> dict:
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name, label in PACKAGES.items():
         try:
-            out[name] = metadata.version(name)
+            out[label] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
     try:

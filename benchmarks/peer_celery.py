@@ -93,7 +93,7 @@ def run(workload: str, orders: int, in_flight: int, seed: int) -> dict:
 
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, open(Path(folder) / "worker.log", "w") as log:
         server = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", folder],
@@ -107,8 +107,7 @@ def run(workload: str, orders: int, in_flight: int, seed: int) -> dict:
                  "threads", "--concurrency", str(in_flight), "--loglevel", "WARNING",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=HERE, env={**os.environ, URL_VARIABLE: url}, stdout=subprocess.DEVNULL,
-                stderr=open(Path(folder) / "worker.log", "w"),  # noqa: SIM115 - the folder goes
-                start_new_session=True)
+                stderr=log, start_new_session=True)
             app.conf.update(broker_url=url, result_backend=url)  # before its first use
             _wait_until("the celery worker", lambda: app.control.ping(timeout=0.5),
                         timeout=120)

@@ -4,6 +4,7 @@
 import { fmtInt, fmtPct, h, plural, setClass, setText } from '../dom.js';
 import { workerColour, workerStatus } from '../states.js';
 import { stepsOnlyItRuns } from '../workflows.js';
+import { KeyedRows } from './keyed.js';
 
 const CAN_KILL = new Set(['alive', 'suspect', 'draining']);
 const CAN_DRAIN = new Set(['alive', 'suspect']);
@@ -40,7 +41,7 @@ export class WorkersView {
   constructor(root, actions) {
     this.root = root;
     this.actions = actions;
-    this.cards = new Map();
+    this.cards = new KeyedRows(root, (id, worker) => this._card(worker));
     root.addEventListener('click', (event) => {
       const button = event.target.closest('button[data-action]');
       const card = event.target.closest('[data-worker]');
@@ -107,25 +108,7 @@ export class WorkersView {
   }
 
   render(workers, config) {
-    const seen = new Set();
-    let index = 0;
-    for (const worker of workers) {
-      seen.add(worker.id);
-      let card = this.cards.get(worker.id);
-      if (!card) {
-        card = this._card(worker);
-        this.cards.set(worker.id, card);
-      }
-      if (this.root.children[index] !== card.el) this.root.insertBefore(card.el, this.root.children[index] || null);
-      index++;
-      this._update(card, worker, config);
-    }
-    for (const [id, card] of this.cards) {
-      if (!seen.has(id)) {
-        card.el.remove();
-        this.cards.delete(id);
-      }
-    }
+    this.cards.render(workers, (worker) => worker.id, (card, worker) => this._update(card, worker, config));
   }
 
   _update(card, w, config) {

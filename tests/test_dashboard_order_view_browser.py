@@ -260,6 +260,7 @@ def test_the_operator_sends_a_signal_from_the_order_view_and_bad_data_changes_no
         assert error.inner_text().startswith("Not sent: the data is not JSON (")
         assert data.get_attribute("aria-invalid") == "true"
         assert d.page.locator("#confirm-dialog").is_hidden()
+        d.shot("signal-not-json")
         # The view reloads every second while the order waits: what was typed, the message
         # and the focus stay as they were.
         d.page.evaluate("() => { document.querySelector('#tl-body .tl-summary')"

@@ -300,3 +300,36 @@ def test_the_operator_sends_a_signal_from_the_order_view_and_bad_data_changes_no
         assert d.page.locator("#tl-body img").count() == 0  # text, never markup
         d.shot("signal-sent")
         assert d.errors == []
+
+
+def test_a_signal_another_sender_delivered_first_is_refused_and_said(browser, tmp_path):
+    cluster = Cluster(workers=1, app=waiting_shop(delay="1h"), seed=7, **STEADY)
+    with dashboard(browser, tmp_path, cluster) as d:
+        order_id = cluster.submit({**WAITING_ORDER, "workflow": "checkout"})
+        wait_for(lambda: cluster.get_order(order_id)["status"] == "waiting", 10,
+                 message="the order to wait for payment_confirmed")
+        d.page.goto(f"{d.url}/#order={order_id}")
+        form = d.page.locator(SIGNAL_FORM)
+        form.wait_for()
+
+        def gateway_first(route):
+            # The gateway's webhook lands between the operator's click and the request.
+            cluster.signal(order_id, "payment_confirmed", {"data": "from the gateway"})
+            route.continue_()
+
+        d.page.route("**/signals/payment_confirmed", gateway_first)
+        form.locator("textarea").fill('"by hand"')
+        form.locator("button[type=submit]").click()
+        d.page.click("#confirm-ok")
+        # The server's refusal is said (and stays said once the form goes with its wait).
+        notice = d.page.locator(".toast.tone-bad", has_text="not delivered")
+        notice.wait_for()
+        assert "one came already" in notice.inner_text()
+        d.page.locator(SIGNAL_FORM).wait_for(state="detached")
+        order = requests.get(f"{d.url}/api/orders/{order_id}", timeout=10).json()
+        assert order["tasks"]["payment_confirmed"]["result"] == "from the gateway"
+        [refused] = [e for e in order["events"] if e["type"] == "signal_refused"]
+        assert refused["who"] == "127.0.0.1"
+        # The browser's own line for the 409, and nothing else.
+        assert d.errors == ["Failed to load resource: the server responded with a status of "
+                            "409 (CONFLICT)"]

@@ -303,6 +303,9 @@ export class Timeline {
         this.toast(`Order ${id}: signal ${name} ${answer.outcome}`, 'good');
       } catch (err) {
         say(`Not delivered: ${err.message}`);
+        // Said as a notice too: a wait that is over (another sender was first) takes its
+        // form, and the words under it, away at the reload below.
+        this.toast(`Order ${id}: signal ${name} not delivered: ${err.message}`, 'bad');
         button.disabled = false;
       }
       this.load();

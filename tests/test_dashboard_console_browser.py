@@ -99,10 +99,11 @@ def page_on(browser, viewport=shared.VIEWPORT) -> Iterator:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         # A server that is down refuses the page's requests (or, while it closes, drops a
-        # socket mid-request): the browser says so on its console, which is what the test
-        # does to it, not a fault of the page.
+        # socket mid-request, even mid-body: a length mismatch): the browser says so on its
+        # console, which is what the test does to it, not a fault of the page.
         expected = ("ERR_CONNECTION_REFUSED", "ERR_CONNECTION_RESET",
-                    "ERR_SOCKET_NOT_CONNECTED", "WebSocket connection to")
+                    "ERR_SOCKET_NOT_CONNECTED", "ERR_CONTENT_LENGTH_MISMATCH",
+                    "WebSocket connection to")
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(
             e in m.text for e in expected) else None)
         yield page, errors

@@ -232,7 +232,9 @@ class Faults:
             d.problem("no_leader", "no server answered /healthz as the leader before a kill")
             return
         standby = next(s for s in d.servers if s is not leader)
-        pause = d.rng.random() < 0.3
+        # The first failover is a SIGKILL: the killed leader comes back with the second
+        # version (a rolling deploy), which a paused one, continued as it was, cannot.
+        pause = d.rng.random() < 0.3 and d.deployed
         across = None
         if not pause and d.fleet and d.fleet.running() and d.rng.random() < 0.3:
             across = d.rng.choice(d.fleet.running())

@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from . import restart, waits
+from . import migrate, restart, waits
 from .config import ClusterConfig, ConfigError, backoff
 from .definitions import Definitions
 from .dispatch import ReadyQueues
@@ -37,6 +37,7 @@ from .records import OrderRecord, ResumePoint, TaskRecord
 from .rejections import RejectionWindows
 from .ring import HashRing
 from .states import (
+    DONE,
     ON_WORKER,
     TERMINAL,
     TERMINAL_ORDER,
@@ -598,7 +599,7 @@ class SchedulerCore:
                 continue
             task.attempt, task.attempt_open, task.reassignments, task.error = 0, False, 0, None
             task.waiting_on = {
-                d for d in order.deps_of(step) if order.tasks[d].state is not S.SUCCEEDED
+                d for d in order.deps_of(step) if order.tasks[d].state not in DONE
             }
             if task.waiting_on:
                 self._move(task, S.PENDING)
@@ -609,6 +610,17 @@ class SchedulerCore:
             if task.state is S.READY:
                 self._enqueue(task)
         return self._flush()
+
+    def migrate_orders(self, source: str, target: str, now: float, *, run_added: bool = False,
+                       dry_run: bool = False, order_ids: Iterable[str] | None = None,
+                       ) -> tuple[Effects, list[migrate.OrderPlan]]:
+        """Move the unfinished orders of definition `source` (or those of `order_ids`) to
+        `target`, or with `dry_run` only say what it would do (migrate.py). Returns the
+        effects and each order's plan; refused whole (MigrationRefused) if one cannot."""
+        self._now = now
+        plans = migrate.migrate(self, source, target, now, run_added=run_added,
+                                dry_run=dry_run, order_ids=order_ids)
+        return self._flush(), plans
 
     def operator_action(
         self,

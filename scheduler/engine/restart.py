@@ -19,7 +19,7 @@ from .definitions import describe_stranded
 from .errors import Conflict, UnknownWorkflow
 from .model import ORDER_EVENT_CAP, Effects, Order, Task
 from .records import OrderRecord, ResumePoint, new_task_record
-from .states import ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
+from .states import DONE, ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
 from .workflow import Workflow
 from .zombies import Zombie
 
@@ -230,7 +230,7 @@ def requeue(core: SchedulerCore, order: Order, task: Task, now: float) -> None:
     if task.state in TERMINAL:
         return
     task.waiting_on = {
-        d for d in order.deps_of(task.step) if order.tasks[d].state is not S.SUCCEEDED
+        d for d in order.deps_of(task.step) if order.tasks[d].state not in DONE
     }
     if task.state in ON_WORKER:
         task.worker, task.lease = None, 0

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 from scheduler import Cluster, Conflict, UnknownOrder, UnknownStep
 from scheduler.demo.orders import demo_order
 
-from .bodies import DEMO_ORDERS, ID_LIST, NEW_WORKERS, STEP_LIMITS, STEP_PAUSE, WORKER_REF
+from .bodies import (
+    DEMO_ORDERS,
+    ID_LIST,
+    MIGRATION,
+    NEW_WORKERS,
+    STEP_LIMITS,
+    STEP_PAUSE,
+    WORKER_REF,
+)
 
 if TYPE_CHECKING:
     from ..workers.hub import WorkerHub
@@ -213,3 +221,24 @@ def bulk_order_command(cluster: Cluster, body: Any, command: str, who: str) -> d
     cluster.record_action(who, f"bulk_{command}", what, target=f"{len(done)} orders",
                           count=len(done), skipped=len(skipped))
     return {verb: done, "skipped": skipped}
+
+
+def migrate_orders(cluster: Cluster, body: Any, who: str) -> dict:
+    """Move the unfinished orders of one workflow definition to another (or, with
+    `dry_run`, say what would happen to each), audited with how many moved; refused whole
+    (409) when one order cannot move."""
+    asked = MIGRATION.read(body)
+    plans = cluster.migrate_orders(asked["from"], asked["to"], run_added=asked["run_added"],
+                                   dry_run=asked["dry_run"], order_ids=asked.get("orders"))
+    result = {"from": asked["from"], "to": asked["to"], "dry_run": asked["dry_run"],
+              "run_added": asked["run_added"], "count": len(plans), "orders": plans}
+    if not asked["dry_run"]:
+        skipped = sum(len(p["skipped"]) for p in plans)
+        dropped = sum(len(p["dropped"]) for p in plans)
+        what = (f"moved {len(plans):,} unfinished orders from {asked['from']} to "
+                f"{asked['to']} ({skipped:,} steps skipped, {dropped:,} dropped"
+                f"{'; added steps run after the fact' if asked['run_added'] else ''})")
+        cluster.record_action(who, "migrate", what, target=f"{len(plans)} orders",
+                              count=len(plans), source=asked["from"], to=asked["to"],
+                              run_added=asked["run_added"])
+    return result

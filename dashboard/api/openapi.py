@@ -25,6 +25,7 @@ from .bodies import (
     DEMO_ORDERS,
     EVENT_PAGE,
     ID_LIST,
+    MIGRATION,
     NEW_WORKERS,
     NO_BODY,
     ORDER_SEARCH,
@@ -43,8 +44,9 @@ from .schema import (
 
 JSON = "application/json"
 # Every message a client sends in a body; written into components/schemas.
-REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, NEW_WORKERS, NO_BODY,
-                                         CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS, SIGNAL)
+REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, MIGRATION, NEW_WORKERS,
+                                         NO_BODY, CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS,
+                                         SIGNAL)
 _ref = ref
 
 
@@ -495,6 +497,21 @@ SCHEMAS: dict[str, dict] = {
     "Skipped": {"type": "array", "description": "orders whose state did not allow it",
                 "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "reason": {"type": "string"}}}},
+    "MigrationPlan": {
+        "type": "object", "required": ["order_id", "kept", "skipped", "dropped", "to_run"],
+        "description": "what a migration does (or, dry_run, would do) to one order",
+        "properties": {
+            "order_id": {"type": "string"},
+            "kept": {"type": "array", "items": {"type": "string"},
+                     "description": "steps that succeeded, kept by name"},
+            "skipped": {"type": "array", "items": {"type": "string"},
+                        "description": "steps the new definition adds before steps that "
+                                       "ran: never run (task status skipped)"},
+            "dropped": {"type": "array", "items": {"type": "string"},
+                        "description": "steps the new definition lacks: cancelled if "
+                                       "unfinished, and left out"},
+            "to_run": {"type": "array", "items": {"type": "string"},
+                       "description": "steps left to run, in a topological order"}}},
     "History": {
         "type": "object",
         "description": "the last `span` seconds, a point every `interval` seconds, as columns "
@@ -673,6 +690,18 @@ PATHS: dict[str, dict] = {
         "The workflows an order may name, each with its DAG and its steps' policies",
         {"200": _json({"type": "object", "required": ["workflows"], "properties": {
             "workflows": {"type": "array", "items": _ref("Workflow")}}}), **_errors(401)})},
+    "/api/definitions/migrate": {"post": _op(
+        "Move the unfinished orders of one workflow definition to another (audited), or "
+        "with dry_run list what would happen to each; refused whole (409, naming the order "
+        "and the step) when one would run a step whose dependencies did not run",
+        {"200": _json({"type": "object", "required": ["count", "orders"], "properties": {
+            "from": {"type": "string"}, "to": {"type": "string"},
+            "dry_run": {"type": "boolean"}, "run_added": {"type": "boolean"},
+            "count": {"type": "integer", "description": "orders moved (or, dry_run, that "
+                                                         "would move)"},
+            "orders": {"type": "array", "items": _ref("MigrationPlan")}}}),
+         **_errors(*BODY_ERRORS, 404, 409, 503)},
+        requestBody=_body(MIGRATION))},
     "/api/stats": {"get": _op("Counts by status and stage, steps by state, rates, retries, "
                               "moves, throughput",
                               {"200": _json(_ref("Stats")), **_errors(401)})},

@@ -515,6 +515,20 @@ class Cluster:
                     self._core.adopt(record)  # back into memory, to run again
         self._call(self._core.retry_order, order_id)
 
+    def migrate_orders(self, source: str, target: str, *, run_added: bool = False,
+                       dry_run: bool = False, order_ids: list[str] | None = None) -> list[dict]:
+        """Move the unfinished orders of definition `source` (or those of `order_ids`) to
+        `target` (engine/migrate.py), durable when it returns; with `dry_run`, only say
+        what would happen. Each order's plan; MigrationRefused (nothing moved) or
+        UnknownWorkflow, UnknownOrder."""
+        with self._lock:
+            fx, plans = self._core.migrate_orders(
+                source, target, now=self._clock(), run_added=run_added, dry_run=dry_run,
+                order_ids=order_ids)
+            ticket = self._publish(fx)
+        self._carry_out(fx, ticket, durable=not dry_run)
+        return [plan.view() for plan in plans]
+
     # ------------------------------------------------------------------ step controls
 
     def pause_step(self, step: str, who: str, why: str = "") -> None:

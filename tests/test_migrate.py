@@ -290,3 +290,33 @@ def test_skipped_counts_as_done_for_an_order_and_a_skipped_step_never_moves_agai
         [S.SUCCEEDED, S.READY])
     assert descendants(CHECKOUT2, "payment") == {"packing", "shipping"}
     assert descendants(CHECKOUT2, "shipping") == set()
+
+
+def test_a_step_skipped_by_one_migration_runs_when_a_later_one_puts_it_before_steps_not_run():
+    d = driver("o1")
+    pay(d)
+    migrate(d, "checkout@v2")  # fraud skipped: before the payment
+    fx, plans = d.core.migrate_orders("checkout@v2", "checkout@v3", d.now)  # fraud after it
+    d.apply(fx)
+    assert plans[0].to_run == ("fraud", "packing") and plans[0].skipped == ()
+    o = order(d)
+    assert o.tasks["fraud"].state is S.READY and o.tasks["packing"].waiting_on == {"fraud"}
+    # Back before the payment, it would have to have run: only added steps are skipped.
+    with pytest.raises(MigrationRefused, match="step payment succeeded, but checkout version "
+                       "v2 has it after fraud, which has not run"):
+        d.core.migrate_orders("checkout@v3", "checkout@v2", d.now)
+
+
+def test_a_step_skipped_before_stays_skipped_without_a_new_event():
+    d = driver("o1")
+    pay(d)
+    migrate(d, "checkout@v2")
+    again = Workflow.define("checkout", [("fraud", []), ("payment", ["fraud"]),
+                                         ("packing", ["payment"]), ("ship", ["packing"])],
+                            version="v2b")
+    d.core.definitions.learn([again])
+    fx, plans = d.core.migrate_orders("checkout@v2", "checkout@v2b", d.now)
+    d.apply(fx)
+    assert plans[0].skipped == ("fraud",) and plans[0].to_run == ("packing", "ship")
+    assert [e["type"] for e in fx.events].count("task_skipped") == 0
+    assert order(d).tasks["fraud"].state is S.SKIPPED

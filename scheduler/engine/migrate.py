@@ -79,11 +79,13 @@ def plan_order(order: Order, target: Workflow, run_added: bool,
         raise MigrationRefused(f"order {order.id} is undoing its steps; it cannot be moved")
     states = {step: order.tasks[step].state for step in order.workflow.steps}
     kept, skipped, to_run = [], [], []
+    # Added, or skipped by an earlier migration: skipped if steps after it ran.
+    fresh = {s for s in target.steps if states.get(s) in (None, S.SKIPPED)}
     for step in target.steps:
         state = states.get(step)
         if state is S.SUCCEEDED:
             kept.append(step)
-        elif state is None and not run_added and any(
+        elif step in fresh and not run_added and any(
                 states.get(d) in HAPPENED for d in descendants(target, step)):
             skipped.append(step)
         else:
@@ -99,7 +101,7 @@ def plan_order(order: Order, target: Workflow, run_added: bool,
             if dep in done:
                 continue
             if state in HAPPENED or step in skipped:
-                if run_added and dep not in states:
+                if run_added and dep in fresh:
                     continue  # asked for: the added step runs after the fact
                 did = "succeeded" if state is S.SUCCEEDED else (
                     "is skipped" if step in skipped else f"is {state.value}")
@@ -211,9 +213,13 @@ def apply(core: SchedulerCore, order: Order, target: Workflow, plan: OrderPlan,
                                             if k != "order_id"})
     for step in plan.skipped:
         task = order.tasks[step]
-        core._move(task, S.SKIPPED)
-        core._emit("task_skipped", f"order {order.id} step {step} skipped: {target.label()} "
-                   "adds it before steps that ran", task=task)
+        if task.state is not S.SKIPPED:
+            core._move(task, S.SKIPPED)
+            core._emit("task_skipped", f"order {order.id} step {step} skipped: "
+                       f"{target.label()} adds it before steps that ran", task=task)
+    for step in plan.to_run:
+        if order.tasks[step].state is S.SKIPPED:  # skipped before; nothing after it ran
+            core._move(order.tasks[step], S.PENDING)
     unfinished = [order.tasks[s] for s in target.steps
                   if order.tasks[s].state in (S.PENDING, S.READY)]
     for task in unfinished:

@@ -62,7 +62,8 @@ S = TaskState
 # (-> WAITING for a wait or a delayed step). WAITING ends READY (a delay is over), SUCCEEDED
 # (its signal came, or its timeout continues), FAILED or CANCELLED (its timeout says so).
 # A migration (migrate.py) skips a step added before steps that ran (PENDING -> SKIPPED) and
-# puts a ready step back to wait for one added before it (READY -> PENDING).
+# puts a ready step back to wait for one added before it (READY -> PENDING); a later one
+# may put a skipped step back in line when no step after it has run (SKIPPED -> PENDING).
 ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     S.PENDING: frozenset({S.READY, S.WAITING, S.CANCELLED, S.SKIPPED}),
     S.READY: frozenset({S.ASSIGNED, S.CANCELLED, S.PENDING}),
@@ -73,7 +74,7 @@ ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset({S.READY, S.WAITING}),
     S.CANCELLED: frozenset({S.PENDING, S.READY, S.WAITING}),
-    S.SKIPPED: frozenset(),
+    S.SKIPPED: frozenset({S.PENDING}),
 }
 
 # States in which a task sits on a worker and counts towards its load.

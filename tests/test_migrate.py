@@ -10,7 +10,7 @@ from sim import ORDER
 from test_definitions import V1, V2, Driver, restarted_with
 
 from scheduler.engine import views
-from scheduler.engine.errors import UnknownOrder, UnknownWorkflow
+from scheduler.engine.errors import UnknownDefinition, UnknownOrder
 from scheduler.engine.migrate import MigrationRefused, descendants, plan_order
 from scheduler.engine.states import TaskState, derive_order_status
 from scheduler.engine.workflow import Workflow
@@ -229,9 +229,9 @@ def test_orders_named_must_be_unfinished_orders_of_the_source():
 
 def test_definitions_are_named_by_key_or_by_a_current_name_and_must_differ():
     d = driver("o1")
-    with pytest.raises(UnknownWorkflow, match="to: no workflow definition 'checkout@v9'"):
+    with pytest.raises(UnknownDefinition, match="to: no workflow definition 'checkout@v9'"):
         d.core.migrate_orders("checkout@v1", "checkout@v9", 0.0)
-    with pytest.raises(UnknownWorkflow, match="from: no workflow definition 'nope'"):
+    with pytest.raises(UnknownDefinition, match="from: no workflow definition 'nope'"):
         d.core.migrate_orders("nope", "checkout@v2", 0.0)
     with pytest.raises(MigrationRefused, match="from and to are both checkout version v1"):
         d.core.migrate_orders("checkout", "checkout@v1", 0.0)

@@ -83,7 +83,7 @@ def test_a_refused_or_unknown_move_is_a_4xx_that_changes_nothing(tmp_path):
         client = app.test_client()
         unknown = client.post("/api/definitions/migrate", json={"from": "checkout@v9",
                                                                 "to": "checkout2"})
-        assert unknown.status_code == 422
+        assert unknown.status_code == 404
         assert "no workflow definition 'checkout@v9'" in unknown.get_json()["error"]["message"]
         same = client.post("/api/definitions/migrate", json={"from": "checkout2",
                                                              "to": "checkout2@v2"})

@@ -24,6 +24,6 @@ def index():
 def migrate():
     """Move the unfinished orders of definition `from` to `to` (or, `dry_run`, list what
     would happen to each): 200 with each order's kept, skipped, dropped and to-run steps;
-    409 refused whole with the reason; 422 an unknown definition."""
+    409 refused whole with the reason; 404 an unknown definition or order."""
     return actions.migrate_orders(current_app.extensions["orderflow"].cluster, json_body(),
                                   actor())

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import waits
-from .errors import Conflict, UnknownOrder, UnknownWorkflow
+from .errors import Conflict, UnknownDefinition, UnknownOrder
 from .model import Order, Task
 from .states import DONE, ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
 from .workflow import Workflow
@@ -142,13 +142,13 @@ def select(core: SchedulerCore, source: Workflow,
 
 
 def resolve(core: SchedulerCore, source_ref: str, target_ref: str) -> tuple[Workflow, Workflow]:
-    """The two definitions named (a key, or a name the running app has); UnknownWorkflow
+    """The two definitions named (a key, or a name the running app has); UnknownDefinition
     for one the core does not know, MigrationRefused for one and the same."""
     found = []
     for what, ref in (("from", source_ref), ("to", target_ref)):
         workflow = core.definitions.find(ref)
         if workflow is None:
-            raise UnknownWorkflow(f"{what}: no workflow definition {ref!r} is known")
+            raise UnknownDefinition(f"{what}: no workflow definition {ref!r} is known")
         found.append(workflow)
     source, target = found
     if source.key == target.key:

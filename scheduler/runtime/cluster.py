@@ -520,7 +520,7 @@ class Cluster:
         """Move the unfinished orders of definition `source` (or those of `order_ids`) to
         `target` (engine/migrate.py), durable when it returns; with `dry_run`, only say
         what would happen. Each order's plan; MigrationRefused (nothing moved) or
-        UnknownWorkflow, UnknownOrder."""
+        UnknownDefinition, UnknownOrder."""
         with self._lock:
             fx, plans = self._core.migrate_orders(
                 source, target, now=self._clock(), run_added=run_added, dry_run=dry_run,

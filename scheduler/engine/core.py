@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from . import migrate, restart, waits
+from . import migrate, rerun, restart, waits
 from .config import ClusterConfig, ConfigError, backoff
 from .definitions import Definitions
 from .dispatch import ReadyQueues
@@ -185,7 +185,9 @@ class SchedulerCore:
             raise Conflict(f"idempotency key already used by {self._idempotency[idempotency_key]}")
         if order_id in self._orders:
             raise Conflict(f"order {order_id} already exists")
-        wf = self._workflows.get(workflow)
+        # A known definition's key too: a replay of an order on the definition it was pinned to.
+        wf = self._workflows.get(workflow) or (
+            self.definitions.find(workflow) if "@" in workflow else None)
         if wf is None:
             known = ", ".join(sorted(self._workflows))
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
@@ -330,7 +332,7 @@ class SchedulerCore:
             "attempt": task.attempt,
             "worker_id": worker_id,
             "results": {d: order.tasks[d].result for d in order.deps_of(task.step)},
-            "idempotency_key": task.id,
+            "idempotency_key": rerun.key_of(task),
             "timeout": timeout,
         }
         if task.compensates is not None:
@@ -622,6 +624,15 @@ class SchedulerCore:
                                 dry_run=dry_run, order_ids=order_ids)
         return self._flush(), plans
 
+    def rerun_order(self, order_id: str, step: str, now: float,
+                    new_keys: bool = False) -> tuple[Effects, list[str]]:
+        """Run a finished order again from `step`: it and the steps after it, and every step
+        that did not succeed, under the same idempotency keys unless `new_keys` (rerun.py).
+        Returns the effects and the steps that run again."""
+        self._now = now
+        again = rerun.rerun(self, order_id, step, now, new_keys)
+        return self._flush(), again
+
     def operator_action(
         self,
         who: str,
@@ -803,6 +814,7 @@ class SchedulerCore:
             task.moves,
             task.completed,
             task.compensates,
+            task.key_round,
         )
 
     def order_record(

@@ -217,7 +217,7 @@ def _task_back(core: SchedulerCore, order_id: str, recorded: dict, step: str,
     task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
     task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
     task.worker, task.result, task.error = rec.worker, rec.result, rec.error
-    task.completed = rec.completed
+    task.completed, task.key_round = rec.completed, rec.key_round
     if rec.retry_at is not None:
         task.due = rec.retry_at - core.epoch_offset
     if task.state not in TERMINAL:

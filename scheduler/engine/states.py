@@ -64,6 +64,8 @@ S = TaskState
 # A migration (migrate.py) skips a step added before steps that ran (PENDING -> SKIPPED) and
 # puts a ready step back to wait for one added before it (READY -> PENDING); a later one
 # may put a skipped step back in line when no step after it has run (SKIPPED -> PENDING).
+# An operator re-running a finished order from a step (rerun.py) puts that step and those
+# after it back in line, succeeded or not (SUCCEEDED/FAILED/SKIPPED -> PENDING/READY/WAITING).
 ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     S.PENDING: frozenset({S.READY, S.WAITING, S.CANCELLED, S.SKIPPED}),
     S.READY: frozenset({S.ASSIGNED, S.CANCELLED, S.PENDING}),
@@ -71,10 +73,10 @@ ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     S.RUNNING: frozenset({S.SUCCEEDED, S.RETRY_WAIT, S.FAILED, S.ASSIGNED, S.READY, S.CANCELLED}),
     S.RETRY_WAIT: frozenset({S.READY, S.CANCELLED}),
     S.WAITING: frozenset({S.READY, S.SUCCEEDED, S.FAILED, S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset({S.READY, S.WAITING}),
+    S.SUCCEEDED: frozenset({S.PENDING, S.READY, S.WAITING}),
+    S.FAILED: frozenset({S.PENDING, S.READY, S.WAITING}),
     S.CANCELLED: frozenset({S.PENDING, S.READY, S.WAITING}),
-    S.SKIPPED: frozenset({S.PENDING}),
+    S.SKIPPED: frozenset({S.PENDING, S.READY, S.WAITING}),
 }
 
 # States in which a task sits on a worker and counts towards its load.

@@ -5,6 +5,8 @@ dependencies refused whole."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 from sim import ORDER
 from test_definitions import V1, V2, Driver, restarted_with
@@ -320,3 +322,113 @@ def test_a_step_skipped_before_stays_skipped_without_a_new_event():
     assert plans[0].skipped == ("fraud",) and plans[0].to_run == ("packing", "ship")
     assert [e["type"] for e in fx.events].count("task_skipped") == 0
     assert order(d).tasks["fraud"].state is S.SKIPPED
+
+
+def test_the_migration_is_recorded_in_the_orders_timeline_with_every_step_named():
+    d = driver("o1")
+    pay(d)
+    fx, _ = migrate(d, "checkout@v2")
+    moved = next(e for e in fx.events if e["type"] == "order_migrated")
+    assert {k: v for k, v in moved.items() if k not in ("seq", "ts")} == {
+        "type": "order_migrated", "order_id": "o1", "step": None, "worker_id": None,
+        "attempt": 0, "message": "order o1 moved from checkout version v1 to checkout "
+        "version v2: kept payment; skipped fraud; to run packing",
+        "workflow": "checkout", "version": "v2", "source": "checkout@v1",
+        "target": "checkout@v2", "run_added": False, "steps": ["fraud", "payment", "packing"],
+        "kept": ["payment"], "skipped": ["fraud"], "dropped": [], "to_run": ["packing"]}
+    skipped = next(e for e in fx.events if e["type"] == "task_skipped")
+    assert skipped["message"] == ("order o1 step fraud skipped: checkout version v2 adds it "
+                                  "before steps that ran")
+    assert [e["type"] for e in order(d).events][-2:] == ["order_migrated", "task_skipped"]
+    _, again = d.core.migrate_orders("checkout@v2", "checkout@v3", d.now, run_added=True)
+    assert again[0].to_run == ("fraud", "packing")
+    assert next(e for e in d.core.migrate_orders("checkout@v3", "checkout@w", d.now)[0].events
+                if e["type"] == "order_migrated")["message"].endswith(
+        "kept payment; dropped fraud; to run wrap, packing")
+
+
+def test_a_migration_that_leaves_nothing_to_run_completes_the_order():
+    d = driver("o1")
+    pay(d)
+    short = Workflow.define("checkout", [("payment", [])], version="short")
+    d.core.definitions.learn([short])
+    d.now = 5.0
+    fx, _ = migrate(d, "checkout@short")
+    done = next(e for e in fx.events if e["type"] == "order_completed")
+    assert done["duration"] == 5.0 and d.core.order_status(order(d)).value == "completed"
+
+
+def test_refusals_name_what_the_step_did_and_count_the_orders_past_three():
+    late = Workflow.define("checkout", [("packing", []), ("payment", ["packing"])],
+                           version="late")
+    d = driver("o1")
+    d.core.definitions.learn([late])
+    d.add_worker("w-any")
+    task = d.queues["w-any"].popleft()
+    d.apply(d.core.start_task(task.task_id, "w-any", task.lease, now=0.0)[0])
+    for run_added in (False, True):  # asked or not: packing is no added step
+        with pytest.raises(MigrationRefused, match="order o1: step payment is running, but "
+                           "checkout version late has it after packing, which has not run"):
+            d.core.migrate_orders("checkout@v1", "checkout@late", 0.0, run_added=run_added)
+
+
+PAR = Workflow.define("checkout", [("payment", []), ("packing", [])], version="par")
+
+
+def paid_par(*targets: Workflow) -> Driver:
+    """An order of PAR whose payment succeeded and whose packing has not run."""
+    d = Driver(PAR)
+    d.core.definitions.learn(targets)
+    d.apply(d.core.submit("o1", dict(ORDER), 0.0, workflow="checkout"))
+    d.queues["w1"] = deque()
+    d.apply(d.core.add_worker("w1", 0.0, definitions={"checkout@par"}, steps={"payment"}))
+    d.run("w1")
+    return d
+
+
+def test_a_skipped_step_after_a_step_that_did_not_run_is_refused_even_as_a_second_dependency():
+    first = Workflow.define("checkout", [("packing", []), ("fraud", ["packing"]),
+                                         ("payment", ["fraud"])], version="first")
+    second = Workflow.define("checkout", [("packing", []), ("extra", []),
+                                          ("fraud", ["extra", "packing"]),
+                                          ("payment", ["fraud"])], version="second")
+    d = paid_par(first, second)
+    for target in ("first", "second"):
+        with pytest.raises(MigrationRefused, match=f"step fraud is skipped, but checkout "
+                           f"version {target} has it after packing, which has not run"):
+            d.core.migrate_orders("checkout@par", f"checkout@{target}", 0.0)
+
+
+def test_run_added_excuses_only_added_dependencies_each_one_checked():
+    added = Workflow.define("checkout", [("extra", []), ("packing", []),
+                                         ("payment", ["extra", "packing"])], version="added")
+    d = paid_par(added)
+    with pytest.raises(MigrationRefused, match="step payment succeeded, but checkout version "
+                       "added has it after packing, which has not run"):
+        d.core.migrate_orders("checkout@par", "checkout@added", 0.0, run_added=True)
+
+
+def test_a_refusal_quotes_three_orders_and_counts_the_rest():
+    fanned = Workflow.define("checkout", [("fraud", []), ("payment", ["fraud"]),
+                                          ("notify", ["fraud"]), ("packing", ["payment"])],
+                             version="fan")
+    for count, tail in ((3, ""), (4, " (and 1 more)"), (5, " (and 2 more)")):
+        d = driver(*(f"o{i}" for i in range(count)))
+        d.core.definitions.learn([fanned])
+        pay(d)
+        with pytest.raises(MigrationRefused) as refused:
+            d.core.migrate_orders("checkout@v1", "checkout@fan", d.now)
+        text = str(refused.value)
+        assert text.count("order o") == 3 and text.endswith(
+            "(run_added runs it after the fact)" + tail)
+
+
+def test_an_order_named_must_exist_and_be_unfinished_said_in_full():
+    d = driver("o1")
+    with pytest.raises(UnknownOrder) as missing:
+        d.core.migrate_orders("checkout@v1", "checkout@v2", 0.0, order_ids=["o-x"])
+    assert "o-x" in str(missing.value)
+    d.apply(d.core.cancel_order("o1", 0.0))
+    with pytest.raises(MigrationRefused) as refused:
+        d.core.migrate_orders("checkout@v1", "checkout@v2", 0.0, order_ids=["o1"])
+    assert str(refused.value) == "order o1 is cancelled; only unfinished orders move"

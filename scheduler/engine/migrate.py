@@ -157,16 +157,16 @@ def resolve(core: SchedulerCore, source_ref: str, target_ref: str) -> tuple[Work
 
 
 def migrate(core: SchedulerCore, source_ref: str, target_ref: str, now: float, *,
-            run_added: bool = False, dry_run: bool = False,
-            order_ids: Iterable[str] | None = None) -> list[OrderPlan]:
+            run_added: bool, dry_run: bool, order_ids: Iterable[str] | None) -> list[OrderPlan]:
     """Plan every chosen order, refuse the whole if one cannot move, then (unless
     `dry_run`) move each. Returns the plans, in submission order."""
     source, target = resolve(core, source_ref, target_ref)
     orders = select(core, source, order_ids)
-    plans, refusals = [], []
+    planned, refusals = [], []
     for order in orders:
         try:
-            plans.append(plan_order(order, target, run_added, _runs_there(core, target)))
+            planned.append((order, plan_order(order, target, run_added,
+                                              _runs_there(core, target))))
         except MigrationRefused as exc:
             refusals.append(str(exc))
     if refusals:
@@ -177,9 +177,9 @@ def migrate(core: SchedulerCore, source_ref: str, target_ref: str, now: float, *
             f"{target.label()}, so none moved: {quoted}"
             + (f" (and {more} more)" if more > 0 else ""))
     if not dry_run:
-        for order, plan in zip(orders, plans, strict=True):
+        for order, plan in planned:
             apply(core, order, target, plan, run_added, now)
-    return plans
+    return [plan for _, plan in planned]
 
 
 def _runs_there(core: SchedulerCore, target: Workflow) -> Callable[[Task], bool]:
@@ -255,6 +255,5 @@ def _drop(core: SchedulerCore, order: Order, task: Task) -> None:
     core._tasks_by_state[task.state.value] -= 1
     if task.tally is not None:
         task.tally[task.state.value] -= 1
-        task.tally = None
     del core._tasks[task.id]
     del order.tasks[task.step]

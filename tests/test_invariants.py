@@ -474,3 +474,22 @@ def test_without_its_migration_recorded_an_order_on_another_definition_is_caught
                       for k, o in history.orders.items()}
     # Judged by v1 alone, the fraud checks are of another definition.
     assert check_history(history, ids, max_retries=3)["steps_of_another_definition"] == 4
+
+
+def test_a_step_run_again_by_hand_may_succeed_again_but_not_twice_by_itself():
+    sim = Sim(workers=1)
+    ids = [sim.submit("o1")]
+    sim.run_all()
+    sim.apply(sim.core.rerun_order("o1", "packing", sim.now)[0])
+    sim.run_all()
+    history = history_of(sim)
+    report = check_history(history, ids, max_retries=3)
+    assert report["ok"], report["examples"]
+    twice = copy.deepcopy(next(e for e in history.events if e["type"] == "task_succeeded"
+                               and e["step"] == "payment"))
+    twice["seq"] = history.events[-1]["seq"] + 1
+    history.events.append(twice)
+    assert violations(history, "succeeded_twice") == [("o1", "payment")]
+    history.events = [e for e in history.events if e["type"] != "order_retried"]
+    assert sorted(violations(history, "succeeded_twice")) == [
+        ("o1", "packing"), ("o1", "payment"), ("o1", "shipping")]

@@ -19,6 +19,8 @@ from .bodies import (
     ID_LIST,
     MIGRATION,
     NEW_WORKERS,
+    REPLAY,
+    RERUN,
     STEP_LIMITS,
     STEP_PAUSE,
     WORKER_REF,
@@ -242,3 +244,29 @@ def migrate_orders(cluster: Cluster, body: Any, who: str) -> dict:
                               count=len(plans), source=asked["from"], to=asked["to"],
                               run_added=asked["run_added"])
     return result
+
+
+def rerun_order(cluster: Cluster, order_id: str, body: Any, who: str) -> dict:
+    """Run a finished order again from a step, audited (saying whether under new keys);
+    returns the order and the steps that run again."""
+    asked = RERUN.read(body)
+    again = cluster.rerun_order(order_id, asked["step"], new_keys=asked["new_keys"])
+    keys = "new idempotency keys" if asked["new_keys"] else "the same idempotency keys"
+    cluster.record_action(who, "rerun", f"ran order {order_id} again from step "
+                          f"{asked['step']} ({', '.join(again)}; {keys})", target=order_id,
+                          order_id=order_id, from_step=asked["step"],
+                          new_keys=asked["new_keys"])
+    return {**cluster.get_order(order_id), "rerun": again}
+
+
+def replay_order(cluster: Cluster, order_id: str, body: Any, who: str) -> dict:
+    """Submit a copy of an order as a new one, audited in both orders' timelines; returns
+    the new order."""
+    asked = REPLAY.read(body)
+    new_id = cluster.replay_order(order_id, pinned=asked["pinned"])
+    how = "on its pinned definition" if asked["pinned"] else "on the current definition"
+    for about in (order_id, new_id):
+        cluster.record_action(who, "replay", f"replayed order {order_id} as new order "
+                              f"{new_id} ({how})", target=about, order_id=about,
+                              original=order_id, replay=new_id, pinned=asked["pinned"])
+    return cluster.get_order(new_id)

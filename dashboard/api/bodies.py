@@ -103,6 +103,26 @@ MIGRATION = Message(
                 "are skipped (unless run_added), steps the new definition lacks are dropped",
 )
 
+RERUN = Message(
+    "Rerun",
+    (
+        _text("step", "the step to run again from: it and every step after it run again, "
+              "and every step that did not succeed", required=True, min_length=1),
+        Field("new_keys", Kind.BOOLEAN, default=False,
+              description="hand the steps run again new idempotency keys (a charge IS "
+                          "repeated); default: the same keys, so a gateway that saw them "
+                          "answers with what it did the first time"),
+    ),
+)
+
+REPLAY = Message(
+    "Replay",
+    (Field("pinned", Kind.BOOLEAN, default=False,
+           description="on the definition the original was pinned to; default: its "
+                       "workflow's current definition"),),
+    description="no body, an empty object, or pinned",
+)
+
 # Commands without parameters: no body, or an empty JSON object.
 NO_BODY = Message("NoBody", (), description="no body, or an empty JSON object")
 

@@ -29,6 +29,8 @@ from .bodies import (
     NEW_WORKERS,
     NO_BODY,
     ORDER_SEARCH,
+    REPLAY,
+    RERUN,
     STEP_LIMITS,
     STEP_PAUSE,
 )
@@ -46,7 +48,7 @@ JSON = "application/json"
 # Every message a client sends in a body; written into components/schemas.
 REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, MIGRATION, NEW_WORKERS,
                                          NO_BODY, CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS,
-                                         SIGNAL)
+                                         SIGNAL, RERUN, REPLAY)
 _ref = ref
 
 
@@ -631,6 +633,23 @@ PATHS: dict[str, dict] = {
                      "description": "the same key as the signal taken answers 200 "
                                     "(repeated) instead of 409"}],
         requestBody=_body(SIGNAL, required=False))},
+    "/api/orders/{order_id}/rerun": {"post": _op(
+        "Run a completed, failed or cancelled order again from a step: it, every step after "
+        "it and every step that did not succeed run again, under the same idempotency keys "
+        "unless new_keys (audited)",
+        {"200": _json({"allOf": [_ref("Order"), {"type": "object", "properties": {
+            "rerun": {"type": "array", "items": {"type": "string"},
+                      "description": "the steps that run again"}}}]}),
+         **_errors(*BODY_ERRORS, 404, 409, 503)},
+        parameters=[_path("order_id")], requestBody=_body(RERUN))},
+    "/api/orders/{order_id}/replay": {"post": _op(
+        "Submit a copy of an order (its data, priority and workflow) as a new order with a "
+        "new id, on its workflow's current definition or, pinned, the original's (audited)",
+        {"201": {**_json(_ref("Order"), "Created"),
+                 "headers": {"Location": {"description": "the new order",
+                                          "schema": {"type": "string"}}}},
+         **_errors(*BODY_ERRORS, 404, 503)},
+        parameters=[_path("order_id")], requestBody=_body(REPLAY, required=False))},
     "/api/orders/{order_id}/retry": {"post": _op(
         "Re-run a failed order from the step that failed",
         {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},

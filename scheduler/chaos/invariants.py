@@ -235,13 +235,19 @@ def check_history(
 
     # No step succeeded twice, no wait completed twice (a wait is done when it completes:
     # by its signal, or its timeout); no step started before its dependencies were done.
+    # A step an operator ran again (an `order_retried` naming it in `rerun`, rerun.py) may
+    # succeed once more after it.
     succeeded_at: dict[tuple[str, str], int] = {}
+    succeeded_since: set[tuple[str, str]] = set()
     for e in events:
+        if e["type"] == "order_retried":
+            succeeded_since.difference_update((e["order_id"], s) for s in e.get("rerun", ()))
         if e["type"] in ("task_succeeded", "wait_completed"):
             key = (e["order_id"], e["step"])
-            if key in succeeded_at:
+            if key in succeeded_since:
                 twice = "succeeded_twice" if e["type"] == "task_succeeded" else "wait_twice"
                 violations[twice].append(key)
+            succeeded_since.add(key)
             succeeded_at.setdefault(key, e["seq"])
     # A step a migration skipped is done from the migration on (it never runs).
     done_at = dict(succeeded_at)

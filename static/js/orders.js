@@ -374,13 +374,15 @@ export const ON_EVENT = {
     rec.finishedAt = ev.ts;
   },
   order_retried(book, rec, task, ev) {
-    // A failed compensation retries its undos (`ev.undos`), never the steps they undo.
+    // A failed compensation retries its undos (`ev.undos`), never the steps they undo; a
+    // run again from a step (`ev.rerun`) runs the steps it names, succeeded ones too.
     const undos = Array.isArray(ev.undos) ? ev.undos : null;
+    const rerun = Array.isArray(ev.rerun) ? ev.rerun : null;
     book._setStatus(rec, undos ? 'compensating' : 'in_progress');
     rec.finishedAt = null;
     for (const [step, t] of Object.entries(rec.tasks)) {
       if (undos && !undos.includes(step)) continue;
-      if (t.status !== 'succeeded') Object.assign(t, blankTask(t.compensates));
+      if (rerun ? rerun.includes(step) : t.status !== 'succeeded') Object.assign(t, blankTask(t.compensates));
     }
     book._readyUnblocked(rec);
   },

@@ -429,3 +429,17 @@ describe('an order moved to another workflow definition by an operator', () => {
     assert.deepEqual(Object.keys(b.get('o-1').tasks), ['packing', 'shipping']);
   });
 });
+
+describe('an order run again from a step by an operator', () => {
+  it('puts the steps it names back in line, succeeded ones too', () => {
+    const b = book();
+    const feed = new Feed();
+    applyAll(b, [feed.submitted('o-1', 'ecommerce'), ...feed.runs('o-1', 'payment'),
+      ...feed.runs('o-1', 'packing'), ...feed.runs('o-1', 'shipping'),
+      feed.event('order_completed', { order_id: 'o-1' }),
+      feed.event('order_retried', { order_id: 'o-1', rerun: ['packing', 'shipping'], from_step: 'packing' })]);
+    const rec = b.get('o-1');
+    assert.equal(rec.status, 'in_progress');
+    assert.deepEqual(statuses(rec), { payment: 'succeeded', packing: 'ready', shipping: 'pending' });
+  });
+});

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 from sim import Sim
-from test_definitions import restarted_with
+from test_definitions import Driver, restarted_with
 
 from scheduler.engine import views
+from scheduler.engine.config import RetryPolicy
 from scheduler.engine.errors import Conflict, UnknownStep
 from scheduler.engine.rerun import key_of, rerun_steps
 from scheduler.engine.states import TaskState
-from scheduler.engine.config import RetryPolicy
-from scheduler.engine.workflow import ECOMMERCE_INVOICED, Workflow
+from scheduler.engine.workflow import ECOMMERCE, ECOMMERCE_INVOICED, Workflow
 
 S = TaskState
 SAGA = Workflow.define("saga", [("payment", []), ("packing", ["payment"])],
@@ -133,9 +133,6 @@ def test_a_task_key_is_its_id_until_a_rerun_with_new_keys():
 
 
 def test_a_new_key_round_survives_a_restart():
-    from test_definitions import Driver
-
-    from scheduler.engine.workflow import ECOMMERCE
     d = Driver(ECOMMERCE)
     d.apply(d.core.submit("o1", {"customer": "ada", "items": []}, 0.0))
     d.add_worker("w1")

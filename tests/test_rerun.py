@@ -13,7 +13,7 @@ from scheduler.engine.config import RetryPolicy
 from scheduler.engine.errors import Conflict, UnknownStep
 from scheduler.engine.rerun import key_of, rerun_steps
 from scheduler.engine.states import TaskState
-from scheduler.engine.workflow import ECOMMERCE, ECOMMERCE_INVOICED, Workflow
+from scheduler.engine.workflow import ECOMMERCE, ECOMMERCE_INVOICED, Wait, Workflow
 
 S = TaskState
 SAGA = Workflow.define("saga", [("payment", []), ("packing", ["payment"])],
@@ -145,3 +145,46 @@ def test_a_new_key_round_survives_a_restart():
     task = new.queues["w2"].popleft()
     _, ctx = new.core.start_task(task.task_id, "w2", task.lease, now=0.0)
     assert ctx["idempotency_key"] == "o1:shipping:rerun-1"
+
+
+def test_everything_a_rerun_resets_and_says_is_exact():
+    sim = finished()
+    order = views.orders(sim.core)["o1"]
+    payment = order.tasks["payment"]
+    assert payment.completed > 0
+    payment.reassignments = 2
+    fx, _ = sim.core.rerun_order("o1", "payment", sim.now, new_keys=True)
+    sim.apply(fx)
+    assert (payment.attempt, payment.attempt_open, payment.reassignments, payment.error,
+            payment.result, payment.completed) == (0, False, 0, None, None, 0)
+    event = next(e for e in fx.events if e["type"] == "order_retried")
+    assert event["message"] == ("order o1 runs again from step payment by hand (payment, "
+                                "packing, shipping; new idempotency keys)")
+    assert (event["from_step"], event["new_keys"]) == ("payment", True)
+    assert event in order.events
+    with pytest.raises(UnknownStep) as unknown:
+        finished().core.rerun_order("o1", "gift", 0.0)
+    assert "gift" in str(unknown.value)
+    with pytest.raises(Conflict) as busy:
+        sim.core.rerun_order("o1", "payment", sim.now)
+    assert str(busy.value) == ("order o1 is in_progress; only a completed, failed or "
+                               "cancelled order (whose undos did not run) can run again "
+                               "from a step")
+
+
+def test_a_wait_run_again_takes_the_signal_it_had_and_the_order_stays_completed():
+    confirmed = Workflow.define("confirmed", [("payment", []), ("paid", ["payment"])],
+                                waits=[Wait("paid")])
+    sim = Sim(workers=1, workflows={"confirmed": confirmed})
+    sim.submit("o1", workflow="confirmed")
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)
+    sim.apply(sim.core.signal("o1", "paid", {"txn": 1}, now=sim.now)[0])
+    assert status(sim) == "completed"
+    sim.now = 7.0
+    fx, again = sim.core.rerun_order("o1", "paid", sim.now)
+    sim.apply(fx)
+    assert again == ["paid"] and status(sim) == "completed"
+    assert [e["type"] for e in fx.events] == ["order_retried",
+                                              "wait_completed"]
+    assert views.orders(sim.core)["o1"].tasks["paid"].result == {"txn": 1}

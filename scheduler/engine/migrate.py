@@ -209,8 +209,8 @@ def apply(core: SchedulerCore, order: Order, target: Workflow, plan: OrderPlan,
                f"order {order.id} moved from {source.label()} to {target.label()}: {said}",
                order=order, workflow=target.name, version=target.version,
                source=source.key, target=target.key, run_added=run_added,
-               steps=list(target.steps), **{k: v for k, v in plan.view().items()
-                                            if k != "order_id"})
+               steps=list(target.steps), kept=list(plan.kept), skipped=list(plan.skipped),
+               dropped=list(plan.dropped), to_run=list(plan.to_run))
     for step in plan.skipped:
         task = order.tasks[step]
         if task.state is not S.SKIPPED:

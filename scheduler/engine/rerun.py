@@ -44,7 +44,7 @@ def rerun_steps(workflow, states: dict[str, TaskState], step: str) -> list[str]:
 
 
 def rerun(core: SchedulerCore, order_id: str, step: str, now: float,
-          new_keys: bool = False) -> list[str]:
+          new_keys: bool) -> list[str]:
     """Run a finished order again from `step` (see the module); returns the steps that run
     again. Conflict for an unfinished order or one whose undos ran; UnknownStep for a step
     its definition lacks."""
@@ -70,13 +70,13 @@ def rerun(core: SchedulerCore, order_id: str, step: str, now: float,
             task.key_round += 1
     for name in again:
         task = order.tasks[name]
+        # (Its dependencies run again are back in line already: a topological order.)
         task.waiting_on = {d for d in workflow.deps[name]
-                           if d in again or order.tasks[d].state not in DONE}
+                           if order.tasks[d].state not in DONE}
         if task.waiting_on:
             core._move(task, S.PENDING)
         elif not waits.hold(core, task, now):
             core._move(task, S.READY)
-    core._fx.orders[order.id] = order
     core._check_order(order, now)
     for name in again:
         if order.tasks[name].state is S.READY:

@@ -96,8 +96,8 @@ LOG_LEVELS = {
     "order_completed": "INFO",
     "order_cancelled": "INFO",
     "order_retried": "INFO",
-    "order_migrated": "WARNING",
-    "task_skipped": "INFO",
+    # One line per order moved (its skipped steps named in it: no line of their own).
+    "order_migrated": "INFO",
     "worker_added": "INFO",
     "worker_draining": "INFO",
     "worker_removed": "INFO",

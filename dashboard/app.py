@@ -229,8 +229,9 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         ConnectionCollector(app.wsgi_app, frame_guard.stats))
     # Outermost: a request to a foreign host name is refused before anything else.
     app.wsgi_app = auth.LoopbackHostGuard(app.wsgi_app, app.extensions["orderflow_host_guard"])
-    for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp, api_steps.bp,
-                      api_schedules.bp, api_system.bp, metrics_bp):
+    for blueprint in (pages.bp, api_orders.bp, api_workers.bp, api_workflows.bp,
+                      api_workflows.definitions_bp, api_steps.bp, api_schedules.bp,
+                      api_system.bp, metrics_bp):
         app.register_blueprint(blueprint)
     realtime.register(socketio, stream)
     running.workers = running.add(install_worker_hub(app, socketio, cluster))

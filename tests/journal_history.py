@@ -3,7 +3,8 @@ ran, copied from the code that ran them (scheduler/journal/schema.py and postgre
 up to commit 99ab38d; since, SQLite's 6 and PostgreSQL's 5: the incidents; SQLite's 7 and
 PostgreSQL's 6: the step controls; SQLite's 8 and PostgreSQL's 7: a task's `completed` and
 `compensates`, for sagas; SQLite's 9 and PostgreSQL's 8: the schedules; SQLite's 10 and
-PostgreSQL's 9: the workflow definitions and an order's version), never derived
+PostgreSQL's 9: the workflow definitions and an order's version; SQLite's 11 and
+PostgreSQL's 10: a task's idempotency key round, for re-runs), never derived
 from today's description. Tests build a database of an older version from these and check
 that today's orderflow migrates it; were the history in scheduler/journal/schema.py rendered
 differently from what really ran, they would fail.
@@ -58,6 +59,7 @@ SQLITE: dict[int, list[str]] = {
         "version TEXT NOT NULL, body TEXT NOT NULL)",
         "ALTER TABLE orders ADD COLUMN version TEXT",
     ],
+    11: ["ALTER TABLE tasks ADD COLUMN key_round INTEGER NOT NULL DEFAULT 0"],
 }
 
 # PostgreSQL's `meta` was made before its version was read; version 1 kept a claim token in
@@ -114,6 +116,7 @@ POSTGRESQL: dict[int, list[str]] = {
         "version TEXT NOT NULL, body TEXT NOT NULL)",
         "ALTER TABLE orders ADD COLUMN version TEXT",
     ],
+    10: ["ALTER TABLE tasks ADD COLUMN key_round INTEGER NOT NULL DEFAULT 0"],
 }
 
 

@@ -262,6 +262,8 @@ BODY_OPERATIONS = [
     "POST /api/orders", "POST /api/orders/bulk", "POST /api/orders/cancel",
     "POST /api/orders/retry", "POST /api/orders/{order_id}/cancel",
     "POST /api/orders/{order_id}/retry", "POST /api/orders/{order_id}/signals/{name}",
+    "POST /api/orders/{order_id}/rerun", "POST /api/orders/{order_id}/replay",
+    "POST /api/definitions/migrate",
     "POST /api/steps/{step}/pause", "POST /api/steps/{step}/resume", "POST /api/workers",
     "POST /api/workers/{worker_id}/drain", "POST /api/workers/{worker_id}/kill",
     "PUT /api/chaos", "PUT /api/steps/{step}/limits",

@@ -418,3 +418,78 @@ def test_an_order_pinned_to_a_definition_the_journal_lacks_is_caught():
     history.definitions = {V2.key: V2}
     report = check_history(history, ids, max_retries=3)
     assert report["steps_of_another_definition"] == 12  # 2 steps of 3 orders, started, succeeded
+
+
+
+V3 = Workflow.define("checkout", [("payment", []), ("fraud", ["payment"]),
+                                  ("packing", ["fraud"])], version="v3")
+
+
+def migrated_history(*targets: Workflow) -> tuple[History, list[str]]:
+    """Orders of checkout v1 paid, then moved to each of `targets` in turn, run to the
+    end."""
+    sim = Sim(workers=1, workflows={"checkout": V1})
+    sim.core.definitions.learn([V2, V3])
+    ids = [sim.submit(f"o{i}", workflow="checkout") for i in range(2)]
+    for _ in ids:
+        d, _ = sim.start_next("w1")
+        sim.succeed(d)
+    sim.queues["w1"].clear()
+    sim.apply(sim.core.worker_lost("w1", sim.now, reason="gone"))  # packing waits
+    source = V1
+    for target in targets:
+        sim.apply(sim.core.migrate_orders(source.key, target.key, sim.now)[0])
+        source = target
+    sim.add_worker("w2")
+    sim.run_all()
+    history = history_of(sim)
+    history.definitions = {V1.key: V1, V2.key: V2, V3.key: V3}
+    return history, ids
+
+
+def test_steps_run_under_definitions_a_recorded_migration_moved_the_order_through_pass():
+    # To v2, fraud is skipped (added before the payment); to v3, where it comes after the
+    # payment and before packing, which has not run, it runs.
+    history, ids = migrated_history(V2, V3)
+    assert {o.version for o in history.orders.values()} == {"v3"}
+    assert [e["step"] for e in history.events if e["type"] == "task_started"
+            and e["order_id"] == "o0"] == ["payment", "fraud", "packing"]
+    report = check_history(history, ids, max_retries=3)
+    assert report["ok"], report["examples"]
+    assert report["steps_of_another_definition"] == 0
+    assert report["dependency_order_violations"] == 0
+
+
+def test_without_its_migration_recorded_an_order_on_another_definition_is_caught():
+    history, ids = migrated_history(V2)
+    assert check_history(history, ids, max_retries=3)["ok"]
+    history.events = [e for e in history.events if e["type"] != "order_migrated"]
+    report = check_history(history, ids, max_retries=3)
+    # Judged by v2 alone, each payment started before its fraud check ran.
+    assert report["dependency_order_violations"] == 2 and not report["ok"]
+    history, ids = migrated_history(V3)
+    history.events = [e for e in history.events if e["type"] != "order_migrated"]
+    history.definitions = {V1.key: V1, V3.key: V3}
+    history.orders = {k: dataclasses.replace(o, version="v1")
+                      for k, o in history.orders.items()}
+    # Judged by v1 alone, the fraud checks are of another definition.
+    assert check_history(history, ids, max_retries=3)["steps_of_another_definition"] == 4
+
+
+def test_a_step_run_again_by_hand_may_succeed_again_but_not_twice_by_itself():
+    sim = Sim(workers=1)
+    ids = [sim.submit("o1")]
+    sim.run_all()
+    sim.apply(sim.core.rerun_order("o1", "packing", sim.now)[0])
+    sim.run_all()
+    history = history_of(sim)
+    report = check_history(history, ids, max_retries=3)
+    assert report["ok"], report["examples"]
+    twice = copy.deepcopy(next(e for e in history.events if e["type"] == "task_succeeded"
+                               and e["step"] == "payment"))
+    twice["seq"] = history.events[-1]["seq"] + 1
+    history.events.append(twice)
+    assert violations(history, "succeeded_twice") == [("o1", "payment")]
+    history.events = [e for e in history.events if e["type"] != "order_retried"]
+    assert sorted(violations(history, "succeeded_twice")) == [
+        ("o1", "packing"), ("o1", "payment"), ("o1", "shipping")]

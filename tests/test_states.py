@@ -16,8 +16,11 @@ def test_every_state_has_a_row_in_the_transition_table():
     assert set(ALLOWED) == set(TaskState)
 
 
-def test_succeeded_is_final():
-    assert ALLOWED[S.SUCCEEDED] == frozenset()
+def test_succeeded_and_skipped_only_go_back_in_line_by_an_operators_rerun():
+    back_in_line = frozenset({S.PENDING, S.READY, S.WAITING})
+    assert ALLOWED[S.SUCCEEDED] == back_in_line == ALLOWED[S.SKIPPED]
+    assert S.SKIPPED in ALLOWED[S.PENDING] and S.PENDING in ALLOWED[S.READY]
+    assert not any(S.SKIPPED in ALLOWED[s] for s in TaskState if s is not S.PENDING)
 
 
 @pytest.mark.parametrize("start,finish", [(s, f) for s in TaskState for f in ALLOWED[s]])

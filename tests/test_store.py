@@ -631,7 +631,7 @@ def test_a_version_3_database_gains_moves_and_its_tasks_still_load(tmp_path):
         order = journal.find_order("o-3")
     finally:
         journal.close()
-    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(10,)]
+    assert db_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(11,)]
     assert (order["tasks"]["payment"]["moves"], order["tasks"]["payment"]["reassignments"]) == (
         0, 1)
     assert ("orders_by_number",) in db_rows(

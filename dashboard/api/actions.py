@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 from scheduler import Cluster, Conflict, UnknownOrder, UnknownStep
 from scheduler.demo.orders import demo_order
 
-from .bodies import DEMO_ORDERS, ID_LIST, NEW_WORKERS, STEP_LIMITS, STEP_PAUSE, WORKER_REF
+from .bodies import (
+    DEMO_ORDERS,
+    ID_LIST,
+    MIGRATION,
+    NEW_WORKERS,
+    REPLAY,
+    RERUN,
+    STEP_LIMITS,
+    STEP_PAUSE,
+    WORKER_REF,
+)
 
 if TYPE_CHECKING:
     from ..workers.hub import WorkerHub
@@ -213,3 +223,50 @@ def bulk_order_command(cluster: Cluster, body: Any, command: str, who: str) -> d
     cluster.record_action(who, f"bulk_{command}", what, target=f"{len(done)} orders",
                           count=len(done), skipped=len(skipped))
     return {verb: done, "skipped": skipped}
+
+
+def migrate_orders(cluster: Cluster, body: Any, who: str) -> dict:
+    """Move the unfinished orders of one workflow definition to another (or, with
+    `dry_run`, say what would happen to each), audited with how many moved; refused whole
+    (409) when one order cannot move."""
+    asked = MIGRATION.read(body)
+    plans = cluster.migrate_orders(asked["from"], asked["to"], run_added=asked["run_added"],
+                                   dry_run=asked["dry_run"], order_ids=asked.get("orders"))
+    result = {"from": asked["from"], "to": asked["to"], "dry_run": asked["dry_run"],
+              "run_added": asked["run_added"], "count": len(plans), "orders": plans}
+    if not asked["dry_run"]:
+        skipped = sum(len(p["skipped"]) for p in plans)
+        dropped = sum(len(p["dropped"]) for p in plans)
+        what = (f"moved {len(plans):,} unfinished orders from {asked['from']} to "
+                f"{asked['to']} ({skipped:,} steps skipped, {dropped:,} dropped"
+                f"{'; added steps run after the fact' if asked['run_added'] else ''})")
+        cluster.record_action(who, "migrate", what, target=f"{len(plans)} orders",
+                              count=len(plans), source=asked["from"], to=asked["to"],
+                              run_added=asked["run_added"])
+    return result
+
+
+def rerun_order(cluster: Cluster, order_id: str, body: Any, who: str) -> dict:
+    """Run a finished order again from a step, audited (saying whether under new keys);
+    returns the order and the steps that run again."""
+    asked = RERUN.read(body)
+    again = cluster.rerun_order(order_id, asked["step"], new_keys=asked["new_keys"])
+    keys = "new idempotency keys" if asked["new_keys"] else "the same idempotency keys"
+    cluster.record_action(who, "rerun", f"ran order {order_id} again from step "
+                          f"{asked['step']} ({', '.join(again)}; {keys})", target=order_id,
+                          order_id=order_id, from_step=asked["step"],
+                          new_keys=asked["new_keys"])
+    return {**cluster.get_order(order_id), "rerun": again}
+
+
+def replay_order(cluster: Cluster, order_id: str, body: Any, who: str) -> dict:
+    """Submit a copy of an order as a new one, audited in both orders' timelines; returns
+    the new order."""
+    asked = REPLAY.read(body)
+    new_id = cluster.replay_order(order_id, pinned=asked["pinned"])
+    how = "on its pinned definition" if asked["pinned"] else "on the current definition"
+    for about in (order_id, new_id):
+        cluster.record_action(who, "replay", f"replayed order {order_id} as new order "
+                              f"{new_id} ({how})", target=about, order_id=about,
+                              original=order_id, replay=new_id, pinned=asked["pinned"])
+    return cluster.get_order(new_id)

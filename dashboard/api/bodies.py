@@ -81,6 +81,48 @@ STEP_LIMITS = Message(
     min_fields=1,
 )
 
+MIGRATION = Message(
+    "Migration",
+    (
+        _text("from", "the definition whose unfinished orders move: its key "
+              "(checkout@2026.12.1, as GET /api/stats definitions lists them), or the name of "
+              "a workflow of the running app", required=True, min_length=1),
+        _text("to", "the definition they move to: a key, or the name of a workflow of the "
+              "running app", required=True, min_length=1),
+        Field("orders", Kind.LIST, min_items=1, max_items=MAX_BULK_ORDERS,
+              of=_text("id", min_length=1),
+              description="only these orders (each an unfinished order of `from`); "
+                          "default: all of them"),
+        Field("run_added", Kind.BOOLEAN, default=False,
+              description="run a step the new definition adds before steps that ran, "
+                          "after the fact, instead of skipping it"),
+        Field("dry_run", Kind.BOOLEAN, default=False,
+              description="only say what would happen to each order; nothing changes"),
+    ),
+    description="steps that succeeded are kept by name, steps added before steps that ran "
+                "are skipped (unless run_added), steps the new definition lacks are dropped",
+)
+
+RERUN = Message(
+    "Rerun",
+    (
+        _text("step", "the step to run again from: it and every step after it run again, "
+              "and every step that did not succeed", required=True, min_length=1),
+        Field("new_keys", Kind.BOOLEAN, default=False,
+              description="hand the steps run again new idempotency keys (a charge IS "
+                          "repeated); default: the same keys, so a gateway that saw them "
+                          "answers with what it did the first time"),
+    ),
+)
+
+REPLAY = Message(
+    "Replay",
+    (Field("pinned", Kind.BOOLEAN, default=False,
+           description="on the definition the original was pinned to; default: its "
+                       "workflow's current definition"),),
+    description="no body, an empty object, or pinned",
+)
+
 # Commands without parameters: no body, or an empty JSON object.
 NO_BODY = Message("NoBody", (), description="no body, or an empty JSON object")
 

@@ -25,9 +25,12 @@ from .bodies import (
     DEMO_ORDERS,
     EVENT_PAGE,
     ID_LIST,
+    MIGRATION,
     NEW_WORKERS,
     NO_BODY,
     ORDER_SEARCH,
+    REPLAY,
+    RERUN,
     STEP_LIMITS,
     STEP_PAUSE,
 )
@@ -43,8 +46,9 @@ from .schema import (
 
 JSON = "application/json"
 # Every message a client sends in a body; written into components/schemas.
-REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, NEW_WORKERS, NO_BODY,
-                                         CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS, SIGNAL)
+REQUEST_MESSAGES: tuple[Message, ...] = (ORDER, DEMO_ORDERS, ID_LIST, MIGRATION, NEW_WORKERS,
+                                         NO_BODY, CHAOS_SETTINGS, STEP_PAUSE, STEP_LIMITS,
+                                         SIGNAL, RERUN, REPLAY)
 _ref = ref
 
 
@@ -495,6 +499,21 @@ SCHEMAS: dict[str, dict] = {
     "Skipped": {"type": "array", "description": "orders whose state did not allow it",
                 "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "reason": {"type": "string"}}}},
+    "MigrationPlan": {
+        "type": "object", "required": ["order_id", "kept", "skipped", "dropped", "to_run"],
+        "description": "what a migration does (or, dry_run, would do) to one order",
+        "properties": {
+            "order_id": {"type": "string"},
+            "kept": {"type": "array", "items": {"type": "string"},
+                     "description": "steps that succeeded, kept by name"},
+            "skipped": {"type": "array", "items": {"type": "string"},
+                        "description": "steps the new definition adds before steps that "
+                                       "ran: never run (task status skipped)"},
+            "dropped": {"type": "array", "items": {"type": "string"},
+                        "description": "steps the new definition lacks: cancelled if "
+                                       "unfinished, and left out"},
+            "to_run": {"type": "array", "items": {"type": "string"},
+                       "description": "steps left to run, in a topological order"}}},
     "History": {
         "type": "object",
         "description": "the last `span` seconds, a point every `interval` seconds, as columns "
@@ -614,6 +633,23 @@ PATHS: dict[str, dict] = {
                      "description": "the same key as the signal taken answers 200 "
                                     "(repeated) instead of 409"}],
         requestBody=_body(SIGNAL, required=False))},
+    "/api/orders/{order_id}/rerun": {"post": _op(
+        "Run a completed, failed or cancelled order again from a step: it, every step after "
+        "it and every step that did not succeed run again, under the same idempotency keys "
+        "unless new_keys (audited)",
+        {"200": _json({"allOf": [_ref("Order"), {"type": "object", "properties": {
+            "rerun": {"type": "array", "items": {"type": "string"},
+                      "description": "the steps that run again"}}}]}),
+         **_errors(*BODY_ERRORS, 404, 409, 503)},
+        parameters=[_path("order_id")], requestBody=_body(RERUN))},
+    "/api/orders/{order_id}/replay": {"post": _op(
+        "Submit a copy of an order (its data, priority and workflow) as a new order with a "
+        "new id, on its workflow's current definition or, pinned, the original's (audited)",
+        {"201": {**_json(_ref("Order"), "Created"),
+                 "headers": {"Location": {"description": "the new order",
+                                          "schema": {"type": "string"}}}},
+         **_errors(*BODY_ERRORS, 404, 503)},
+        parameters=[_path("order_id")], requestBody=_body(REPLAY, required=False))},
     "/api/orders/{order_id}/retry": {"post": _op(
         "Re-run a failed order from the step that failed",
         {"200": _json(_ref("Order")), **_errors(*BODY_ERRORS, 404, 409, 503)},
@@ -673,6 +709,18 @@ PATHS: dict[str, dict] = {
         "The workflows an order may name, each with its DAG and its steps' policies",
         {"200": _json({"type": "object", "required": ["workflows"], "properties": {
             "workflows": {"type": "array", "items": _ref("Workflow")}}}), **_errors(401)})},
+    "/api/definitions/migrate": {"post": _op(
+        "Move the unfinished orders of one workflow definition to another (audited), or "
+        "with dry_run list what would happen to each; refused whole (409, naming the order "
+        "and the step) when one would run a step whose dependencies did not run",
+        {"200": _json({"type": "object", "required": ["count", "orders"], "properties": {
+            "from": {"type": "string"}, "to": {"type": "string"},
+            "dry_run": {"type": "boolean"}, "run_added": {"type": "boolean"},
+            "count": {"type": "integer", "description": "orders moved (or, dry_run, that "
+                                                         "would move)"},
+            "orders": {"type": "array", "items": _ref("MigrationPlan")}}}),
+         **_errors(*BODY_ERRORS, 404, 409, 503)},
+        requestBody=_body(MIGRATION))},
     "/api/stats": {"get": _op("Counts by status and stage, steps by state, rates, retries, "
                               "moves, throughput",
                               {"200": _json(_ref("Stats")), **_errors(401)})},

@@ -96,6 +96,23 @@ def signal(order_id: str, name: str):
     return actions.send_signal(_cluster(), order_id, name, body, key, actor())
 
 
+@bp.post("/<order_id>/rerun")
+def rerun(order_id: str):
+    """Run a finished order again from a step: {"step", "new_keys"} -> the order, with
+    `rerun` (the steps that run again)."""
+    return actions.rerun_order(_cluster(), order_id, json_body(), actor())
+
+
+@bp.post("/<order_id>/replay")
+def replay(order_id: str):
+    """Submit a copy of an order as a new one: 201 with the new order."""
+    order = actions.replay_order(_cluster(), order_id, json_body(required=False), actor())
+    response = jsonify(order)
+    response.status_code = 201
+    response.headers["Location"] = url_for("orders.detail", order_id=order["id"])
+    return response
+
+
 @bp.post("/<order_id>/retry")
 def retry(order_id: str):
     _no_body()

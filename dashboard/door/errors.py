@@ -20,7 +20,12 @@ from scheduler import (
     UnknownWorker,
     UnknownWorkflow,
 )
-from scheduler.engine.errors import UnknownSchedule, UnknownWait, UnstorableText
+from scheduler.engine.errors import (
+    UnknownDefinition,
+    UnknownSchedule,
+    UnknownWait,
+    UnstorableText,
+)
 from scheduler.engine.fields import MessageError
 from scheduler.journal.base import CommitPending
 from scheduler.journal.schema import StoreError
@@ -57,6 +62,7 @@ _SCHEDULER_ERRORS: list[tuple[type[Exception], int, ErrorCode]] = [
     (UnknownStep, 404, ErrorCode.NOT_FOUND),
     (UnknownSchedule, 404, ErrorCode.NOT_FOUND),
     (UnknownWorkflow, 422, ErrorCode.VALIDATION_ERROR),
+    (UnknownDefinition, 404, ErrorCode.NOT_FOUND),
     # A signal the order never waits for (the message names the waits it has).
     (UnknownWait, 422, ErrorCode.VALIDATION_ERROR),
     # A body that does not fit its message (an order's: OrderValidationError).

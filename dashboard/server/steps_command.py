@@ -28,11 +28,16 @@ def server_options() -> argparse.ArgumentParser:
     """--server and --token, for a command's every action (a parent parser), so they go
     after it (`orderflow step pause payment --server ...`)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", default=os.environ.get("ORDERFLOW_SERVER", DEFAULT_SERVER),
-                        help="the server's URL (or ORDERFLOW_SERVER)")
-    common.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
-                        help="the server's token, if it has one (or ORDERFLOW_TOKEN)")
+    add_server_options(common)
     return common
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """--server and --token on `parser` itself (a command without actions)."""
+    parser.add_argument("--server", default=os.environ.get("ORDERFLOW_SERVER", DEFAULT_SERVER),
+                        help="the server's URL (or ORDERFLOW_SERVER)")
+    parser.add_argument("--token", default=os.environ.get("ORDERFLOW_TOKEN"),
+                        help="the server's token, if it has one (or ORDERFLOW_TOKEN)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

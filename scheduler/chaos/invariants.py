@@ -47,6 +47,8 @@ class History:
     epochs: list[int] | None = None
     # The workflow definitions the journal keeps, by key ("checkout@v1").
     definitions: dict[str, Workflow] = field(default_factory=dict)
+    # `migrations`, and what `events` were when it was found.
+    _migrations: tuple = field(default=(None, {}), repr=False, compare=False)
 
     def tasks(self) -> list[TaskRecord]:
         return [task for order in self.orders.values() for task in order.tasks]
@@ -58,6 +60,36 @@ class History:
         if order.version:
             return self.definitions.get(f"{order.workflow}@{order.version}")
         return workflows.get(order.workflow)
+
+    @property
+    def migrations(self) -> dict[str, list[dict]]:
+        """The `order_migrated` events of each order (an operator moved it to another
+        definition, engine/migrate.py), oldest first; found again when `events` changed."""
+        seen = (id(self.events), len(self.events))
+        if self._migrations[0] != seen:
+            found: dict[str, list[dict]] = defaultdict(list)
+            for e in self.events:
+                if e["type"] == "order_migrated":
+                    found[e["order_id"]].append(e)
+            self._migrations = (seen, found)
+        return self._migrations[1]
+
+    def definition_at(self, order: OrderRecord, seq: int,
+                      workflows: Mapping[str, Workflow]) -> Workflow | None:
+        """The definition the order ran at event `seq`: the one a later recorded migration
+        moved it from, else the one it is pinned to now."""
+        for moved in self.migrations.get(order.id, ()):
+            if seq < moved["seq"]:
+                key = moved["source"]
+                return self.definitions.get(key) or workflows.get(key)
+        return self.definition_of(order, workflows)
+
+    def key_at(self, order: OrderRecord, seq: int) -> str:
+        """The key of `definition_at` (also for a definition the journal lacks)."""
+        for moved in self.migrations.get(order.id, ()):
+            if seq < moved["seq"]:
+                return moved["source"]
+        return f"{order.workflow}@{order.version}" if order.version else order.workflow
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -203,22 +235,34 @@ def check_history(
 
     # No step succeeded twice, no wait completed twice (a wait is done when it completes:
     # by its signal, or its timeout); no step started before its dependencies were done.
+    # A step an operator ran again (an `order_retried` naming it in `rerun`, rerun.py) may
+    # succeed once more after it.
     succeeded_at: dict[tuple[str, str], int] = {}
+    succeeded_since: set[tuple[str, str]] = set()
     for e in events:
+        if e["type"] == "order_retried":
+            succeeded_since.difference_update((e["order_id"], s) for s in e.get("rerun", ()))
         if e["type"] in ("task_succeeded", "wait_completed"):
             key = (e["order_id"], e["step"])
-            if key in succeeded_at:
+            if key in succeeded_since:
                 twice = "succeeded_twice" if e["type"] == "task_succeeded" else "wait_twice"
                 violations[twice].append(key)
+            succeeded_since.add(key)
             succeeded_at.setdefault(key, e["seq"])
+    # A step a migration skipped is done from the migration on (it never runs).
+    done_at = dict(succeeded_at)
+    for moves in history.migrations.values():
+        for moved in moves:
+            for step in moved.get("skipped", ()):
+                done_at.setdefault((moved["order_id"], step), moved["seq"])
     for e in events:
         if e["type"] != "task_started" or e["order_id"] not in orders:
             continue
-        workflow = history.definition_of(orders[e["order_id"]], workflows)
+        workflow = history.definition_at(orders[e["order_id"]], e["seq"], workflows)
         if workflow is None:
             continue
         for dep in workflow.deps.get(e["step"], ()):
-            done = succeeded_at.get((e["order_id"], dep))
+            done = done_at.get((e["order_id"], dep))
             if done is None or done > e["seq"]:
                 violations["dependency_order"].append((e["order_id"], e["step"], dep))
 
@@ -361,8 +405,8 @@ def check_history(
 
 def steps_off_definition(history: History, workflows: Mapping[str, Workflow]) -> list[tuple]:
     """(order, step, definition) of every step started or succeeded that is not a step (or
-    an undo) of the workflow definition its order is pinned to, or of an order pinned to a
-    definition the journal does not keep."""
+    an undo) of the workflow definition its order was pinned to then (a recorded migration
+    moves it), or of an order pinned to a definition the journal does not keep."""
     found = []
     for e in history.events:
         if e["type"] not in ("task_started", "task_succeeded"):
@@ -370,8 +414,9 @@ def steps_off_definition(history: History, workflows: Mapping[str, Workflow]) ->
         order = history.orders.get(e["order_id"])
         if order is None:
             continue
-        workflow = history.definition_of(order, workflows)
-        key = f"{order.workflow}@{order.version}" if order.version else order.workflow
+        # Before a recorded migration, the definition it was moved from.
+        workflow = history.definition_at(order, e["seq"], workflows)
+        key = history.key_at(order, e["seq"])
         if workflow is None or (e["step"] not in workflow.deps
                                 and e["step"] not in workflow.compensations.values()):
             found.append((order.id, e["step"], key))

@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from . import restart, waits
+from . import migrate, rerun, restart, waits
 from .config import ClusterConfig, ConfigError, backoff
 from .definitions import Definitions
 from .dispatch import ReadyQueues
@@ -37,6 +37,7 @@ from .records import OrderRecord, ResumePoint, TaskRecord
 from .rejections import RejectionWindows
 from .ring import HashRing
 from .states import (
+    DONE,
     ON_WORKER,
     TERMINAL,
     TERMINAL_ORDER,
@@ -184,7 +185,9 @@ class SchedulerCore:
             raise Conflict(f"idempotency key already used by {self._idempotency[idempotency_key]}")
         if order_id in self._orders:
             raise Conflict(f"order {order_id} already exists")
-        wf = self._workflows.get(workflow)
+        # A known definition's key too: a replay of an order on the definition it was pinned to.
+        wf = self._workflows.get(workflow) or (
+            self.definitions.find(workflow) if "@" in workflow else None)
         if wf is None:
             known = ", ".join(sorted(self._workflows))
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
@@ -329,7 +332,7 @@ class SchedulerCore:
             "attempt": task.attempt,
             "worker_id": worker_id,
             "results": {d: order.tasks[d].result for d in order.deps_of(task.step)},
-            "idempotency_key": task.id,
+            "idempotency_key": rerun.key_of(task),
             "timeout": timeout,
         }
         if task.compensates is not None:
@@ -598,7 +601,7 @@ class SchedulerCore:
                 continue
             task.attempt, task.attempt_open, task.reassignments, task.error = 0, False, 0, None
             task.waiting_on = {
-                d for d in order.deps_of(step) if order.tasks[d].state is not S.SUCCEEDED
+                d for d in order.deps_of(step) if order.tasks[d].state not in DONE
             }
             if task.waiting_on:
                 self._move(task, S.PENDING)
@@ -609,6 +612,26 @@ class SchedulerCore:
             if task.state is S.READY:
                 self._enqueue(task)
         return self._flush()
+
+    def migrate_orders(self, source: str, target: str, now: float, *, run_added: bool = False,
+                       dry_run: bool = False, order_ids: Iterable[str] | None = None,
+                       ) -> tuple[Effects, list[migrate.OrderPlan]]:
+        """Move the unfinished orders of definition `source` (or those of `order_ids`) to
+        `target`, or with `dry_run` only say what it would do (migrate.py). Returns the
+        effects and each order's plan; refused whole (MigrationRefused) if one cannot."""
+        self._now = now
+        plans = migrate.migrate(self, source, target, now, run_added=run_added,
+                                dry_run=dry_run, order_ids=order_ids)
+        return self._flush(), plans
+
+    def rerun_order(self, order_id: str, step: str, now: float,
+                    new_keys: bool = False) -> tuple[Effects, list[str]]:
+        """Run a finished order again from `step`: it and the steps after it, and every step
+        that did not succeed, under the same idempotency keys unless `new_keys` (rerun.py).
+        Returns the effects and the steps that run again."""
+        self._now = now
+        again = rerun.rerun(self, order_id, step, now, new_keys)
+        return self._flush(), again
 
     def operator_action(
         self,
@@ -791,6 +814,7 @@ class SchedulerCore:
             task.moves,
             task.completed,
             task.compensates,
+            task.key_round,
         )
 
     def order_record(

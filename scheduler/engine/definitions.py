@@ -57,6 +57,11 @@ class Definitions:
             return self._known.get(f"{name}@{version}")
         return self._known.get(name) or self.current.get(name)
 
+    def find(self, ref: str) -> Workflow | None:
+        """A known definition by key ("checkout@v1"), else the running app's of that name
+        ("checkout"). None: neither."""
+        return self._known.get(ref) or self.current.get(ref)
+
     def first_use(self, workflow: Workflow) -> bool:
         """True the first time an order uses `workflow` and the journal lacks it: it is
         written in the same commit as that order."""

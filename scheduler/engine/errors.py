@@ -35,6 +35,11 @@ class UnknownWorkflow(SchedulerError, ValueError):
     pass
 
 
+class UnknownDefinition(SchedulerError, LookupError):
+    """A workflow definition (a key, or a name of the running app's) the cluster does not
+    know, named where an operator moves orders (HTTP 404)."""
+
+
 class UnknownWait(SchedulerError, ValueError):
     """A signal for a name the order never waits for (HTTP 422, naming its waits)."""
 

@@ -22,6 +22,10 @@ EVENT_TYPES = frozenset(
         "order_compensating",
         "order_compensated",
         "order_compensation_failed",
+        # An operator moved an unfinished order to another workflow definition (kept,
+        # skipped, dropped and to-run steps named); a step it skipped (migrate.py).
+        "order_migrated",
+        "task_skipped",
         "task_started",
         "task_succeeded",
         "task_failed",
@@ -92,6 +96,8 @@ LOG_LEVELS = {
     "order_completed": "INFO",
     "order_cancelled": "INFO",
     "order_retried": "INFO",
+    # One line per order moved (its skipped steps named in it: no line of their own).
+    "order_migrated": "INFO",
     "worker_added": "INFO",
     "worker_draining": "INFO",
     "worker_removed": "INFO",

@@ -48,6 +48,7 @@ class Kind(StrEnum):
     TIME = "time"
     # Any JSON value a journal can hold (a signal's payload).
     ANY = "any"
+    BOOLEAN = "boolean"  # true or false (a command's switch: dry_run)
 
 
 # ISO-8601 as a time is read: date, T (or a space), hours and minutes, optional seconds and
@@ -137,6 +138,8 @@ class Field:
                     f"{_number_text(self.maximum)}")
         if self.kind is Kind.ANY:
             return "a JSON value"
+        if self.kind is Kind.BOOLEAN:
+            return "true or false"
         if self.kind in (Kind.INTEGER, Kind.NUMBER):
             what = "an integer" if self.kind is Kind.INTEGER else "a number"
             low, high = self.minimum, self.maximum
@@ -173,6 +176,8 @@ class Field:
                 ok = _is_number(value) and self._in_bounds(value)
         elif kind is Kind.ANY:
             ok = find_unstorable(value, where) is None
+        elif kind is Kind.BOOLEAN:
+            ok = isinstance(value, bool)
         elif kind is Kind.LIST:
             ok = isinstance(value, list) and self._length_fits(value)
             if ok and self.of is not None:

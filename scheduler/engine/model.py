@@ -46,6 +46,9 @@ class Task:
     compensates: str | None = None
     # Its step's counts in `Progress` while its order is unfinished (None once finished).
     tally: dict[str, int] | None = None
+    # Re-runs by hand asked with new idempotency keys: its handler's key is new after each
+    # (rerun.py `key_of`; 0: its id).
+    key_round: int = 0
 
 
 @dataclass(slots=True)

@@ -37,6 +37,8 @@ class TaskRecord(NamedTuple):
     completed: int = 0
     # Of an undo (a saga's compensation task): the step whose success it undoes.
     compensates: str | None = None
+    # Re-runs by hand with new idempotency keys (engine/rerun.py): its handler's key round.
+    key_round: int = 0
 
     @property
     def id(self) -> str:

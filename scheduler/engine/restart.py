@@ -19,7 +19,7 @@ from .definitions import describe_stranded
 from .errors import Conflict, UnknownWorkflow
 from .model import ORDER_EVENT_CAP, Effects, Order, Task
 from .records import OrderRecord, ResumePoint, new_task_record
-from .states import ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
+from .states import DONE, ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
 from .workflow import Workflow
 from .zombies import Zombie
 
@@ -217,7 +217,7 @@ def _task_back(core: SchedulerCore, order_id: str, recorded: dict, step: str,
     task.attempt, task.attempt_open = rec.attempt, rec.attempt_open
     task.reassignments, task.runs, task.moves = rec.reassignments, rec.runs, rec.moves
     task.worker, task.result, task.error = rec.worker, rec.result, rec.error
-    task.completed = rec.completed
+    task.completed, task.key_round = rec.completed, rec.key_round
     if rec.retry_at is not None:
         task.due = rec.retry_at - core.epoch_offset
     if task.state not in TERMINAL:
@@ -230,7 +230,7 @@ def requeue(core: SchedulerCore, order: Order, task: Task, now: float) -> None:
     if task.state in TERMINAL:
         return
     task.waiting_on = {
-        d for d in order.deps_of(task.step) if order.tasks[d].state is not S.SUCCEEDED
+        d for d in order.deps_of(task.step) if order.tasks[d].state not in DONE
     }
     if task.state in ON_WORKER:
         task.worker, task.lease = None, 0

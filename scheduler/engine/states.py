@@ -18,6 +18,9 @@ class TaskState(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Never to run: a step a migration to another definition added before steps the order
+    # had run already (engine/migrate.py). Done, as far as its dependents and its order go.
+    SKIPPED = "skipped"
 
 
 class OrderStatus(str, Enum):
@@ -58,21 +61,29 @@ S = TaskState
 # READY when no worker is left). FAILED/CANCELLED -> READY/PENDING is the manual "retry order"
 # (-> WAITING for a wait or a delayed step). WAITING ends READY (a delay is over), SUCCEEDED
 # (its signal came, or its timeout continues), FAILED or CANCELLED (its timeout says so).
+# A migration (migrate.py) skips a step added before steps that ran (PENDING -> SKIPPED) and
+# puts a ready step back to wait for one added before it (READY -> PENDING); a later one
+# may put a skipped step back in line when no step after it has run (SKIPPED -> PENDING).
+# An operator re-running a finished order from a step (rerun.py) puts that step and those
+# after it back in line, succeeded or not (SUCCEEDED/FAILED/SKIPPED -> PENDING/READY/WAITING).
 ALLOWED: dict[TaskState, frozenset[TaskState]] = {
-    S.PENDING: frozenset({S.READY, S.WAITING, S.CANCELLED}),
-    S.READY: frozenset({S.ASSIGNED, S.CANCELLED}),
+    S.PENDING: frozenset({S.READY, S.WAITING, S.CANCELLED, S.SKIPPED}),
+    S.READY: frozenset({S.ASSIGNED, S.CANCELLED, S.PENDING}),
     S.ASSIGNED: frozenset({S.RUNNING, S.ASSIGNED, S.READY, S.FAILED, S.CANCELLED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.RETRY_WAIT, S.FAILED, S.ASSIGNED, S.READY, S.CANCELLED}),
     S.RETRY_WAIT: frozenset({S.READY, S.CANCELLED}),
     S.WAITING: frozenset({S.READY, S.SUCCEEDED, S.FAILED, S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset({S.READY, S.WAITING}),
+    S.SUCCEEDED: frozenset({S.PENDING, S.READY, S.WAITING}),
+    S.FAILED: frozenset({S.PENDING, S.READY, S.WAITING}),
     S.CANCELLED: frozenset({S.PENDING, S.READY, S.WAITING}),
+    S.SKIPPED: frozenset({S.PENDING, S.READY, S.WAITING}),
 }
 
 # States in which a task sits on a worker and counts towards its load.
 ON_WORKER = frozenset({S.ASSIGNED, S.RUNNING})
-TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
+TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.SKIPPED})
+# States that let the steps after a step go on: it succeeded, or a migration skipped it.
+DONE = frozenset({S.SUCCEEDED, S.SKIPPED})
 TERMINAL_ORDER = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED,
                             OrderStatus.COMPENSATED, OrderStatus.COMPENSATION_FAILED})
 
@@ -97,13 +108,14 @@ def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
     """An order's status is a function of its tasks' states, never stored separately.
 
     One pass, as this runs after every step: failed beats cancelled beats the rest. An
-    order with a step waiting for the outside world and none queued or running is waiting.
+    order with a step waiting for the outside world and none queued or running is waiting;
+    one whose steps all succeeded or were skipped is completed.
     """
     count = succeeded = waiting = outside = 0
     cancelled = busy = False
     for state in states:
         count += 1
-        if state is S.SUCCEEDED:
+        if state is S.SUCCEEDED or state is S.SKIPPED:
             succeeded += 1
         elif state is S.FAILED:
             return OrderStatus.FAILED

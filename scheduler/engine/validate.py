@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .states import ON_WORKER, TERMINAL_ORDER, OrderStatus, TaskState
+from .states import DONE, ON_WORKER, TERMINAL_ORDER, OrderStatus, TaskState
 
 if TYPE_CHECKING:
     from .core import SchedulerCore
@@ -35,7 +35,7 @@ def check_tasks(core: SchedulerCore) -> None:
             assert task.worker is not None and task.id in core._workers[task.worker].tasks, task
             assert core.can_run(core._workers[task.worker], task), task
         for dep in task.waiting_on:
-            assert core._orders[task.order_id].tasks[dep].state is not S.SUCCEEDED, task
+            assert core._orders[task.order_id].tasks[dep].state not in DONE, task
         if task.state is not S.PENDING:
             assert not task.waiting_on or task.state is S.CANCELLED, task
 

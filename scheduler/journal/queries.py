@@ -76,10 +76,12 @@ class Queries:
         # (PostgreSQL: the epoch of the term that commits the event).
         self.event_columns = tuple(c.name for c in EVENTS.columns_of(dialect))
         # An order is written when submitted and again when its status becomes (or, after a
-        # manual retry, stops being) final; its row may even be gone if retention pruned it
-        # meanwhile. A task's row is replaced whole.
+        # manual retry, stops being) final, or an operator moves it to another definition
+        # (engine/migrate.py); its row may even be gone if retention pruned it meanwhile.
+        # A task's row is replaced whole.
         self.insert = {
-            "orders": _upsert("orders", ORDER_FIELDS, ("status", "finished_at"), p),
+            "orders": _upsert("orders", ORDER_FIELDS,
+                              ("status", "finished_at", "workflow", "version"), p),
             "tasks": _upsert("tasks", TASK_FIELDS, TASK_FIELDS[1:], p),
             "events": f"INSERT INTO events ({', '.join(self.event_columns)}) "
                       f"VALUES ({', '.join(p for _ in self.event_columns)})",

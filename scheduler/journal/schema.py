@@ -4,7 +4,7 @@ that brought every older database to them.
 The tables are described with logical column types (`dialect.py` names them per database).
 The history is one list of steps (a table, a column, an index, a statement), each with the
 version that brought it on each database: the two are numbered apart, as they grew apart
-(SQLite is at version 10, PostgreSQL at 9; PostgreSQL's version 1 was SQLite's version 3 in
+(SQLite is at version 11, PostgreSQL at 10; PostgreSQL's version 1 was SQLite's version 3 in
 one step, its version 2 brought the leadership lease SQLite has no use for). A table is
 created with the columns no later step adds, so each column is declared once, in its
 table. Creating a database replays the whole history; a test checks that what it makes is
@@ -135,6 +135,8 @@ TASKS = Table("tasks", (
     Column("completed", BIGINT, not_null=True, default="0"),
     # Of an undo (a saga's compensation task): the step whose success it undoes.
     Column("compensates", TEXT),
+    # Re-runs by hand with new idempotency keys: the round of its handler's key.
+    Column("key_round", INTEGER, not_null=True, default="0"),
 ))
 EVENTS = Table("events", (
     Column("seq", BIGINT, primary_key=True),
@@ -306,6 +308,8 @@ HISTORY: tuple[Step, ...] = (
     # Safe deploys: an order pinned to its workflow definition, kept once per version.
     _step(CreateTable(DEFINITIONS), sqlite=10, postgresql=9),
     _step(AddColumn(ORDERS, "version"), sqlite=10, postgresql=9),
+    # Re-running an order from a step under new idempotency keys (engine/rerun.py).
+    _step(AddColumn(TASKS, "key_round"), sqlite=11, postgresql=10),
 )
 
 

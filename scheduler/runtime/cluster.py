@@ -515,6 +515,51 @@ class Cluster:
                     self._core.adopt(record)  # back into memory, to run again
         self._call(self._core.retry_order, order_id)
 
+    def rerun_order(self, order_id: str, step: str, *, new_keys: bool = False) -> list[str]:
+        """Run a finished order again from `step`, even one only the journal still has
+        (engine/rerun.py): under the same idempotency keys unless `new_keys`. Durable when
+        it returns; the steps that run again. Conflict, UnknownStep, UnknownOrder."""
+        record = self._forgotten(order_id)
+        if record is not None:
+            with self._lock:
+                if views.find_order(self._core, order_id) is None:
+                    self._core.adopt(record)  # back into memory, to run again
+        with self._lock:
+            fx, again = self._core.rerun_order(order_id, step, now=self._clock(),
+                                               new_keys=new_keys)
+            ticket = self._publish(fx)
+        self._carry_out(fx, ticket, durable=True)
+        return again
+
+    def replay_order(self, order_id: str, *, pinned: bool = False) -> str:
+        """Submit a copy of an order (its data, priority and workflow) as a new order with a
+        new id, on its workflow's current definition, or with `pinned` on the one the
+        original was pinned to; returns the new id once durable. UnknownOrder;
+        UnknownWorkflow when the running app no longer has its workflow."""
+        original = self.get_order(order_id)
+        workflow = original["workflow"]
+        if pinned and original.get("version"):
+            workflow = f"{workflow}@{original['version']}"
+        order_id = new_order_id()
+        self._journal.check()
+        self._accept([(order_id, dict(original["data"]))], workflow,
+                     priority=original.get("priority") or 0)
+        return order_id
+
+    def migrate_orders(self, source: str, target: str, *, run_added: bool = False,
+                       dry_run: bool = False, order_ids: list[str] | None = None) -> list[dict]:
+        """Move the unfinished orders of definition `source` (or those of `order_ids`) to
+        `target` (engine/migrate.py), durable when it returns; with `dry_run`, only say
+        what would happen. Each order's plan; MigrationRefused (nothing moved) or
+        UnknownDefinition, UnknownOrder."""
+        with self._lock:
+            fx, plans = self._core.migrate_orders(
+                source, target, now=self._clock(), run_added=run_added, dry_run=dry_run,
+                order_ids=order_ids)
+            ticket = self._publish(fx)
+        self._carry_out(fx, ticket, durable=not dry_run)
+        return [plan.view() for plan in plans]
+
     # ------------------------------------------------------------------ step controls
 
     def pause_step(self, step: str, who: str, why: str = "") -> None:

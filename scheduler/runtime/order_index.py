@@ -46,7 +46,8 @@ _FIELD_SEPARATOR = "\x01"
 
 
 class Entry:
-    """One order: its fixed search fields and the live `Order` (status, errors)."""
+    """One order: its search fields (fixed but for a workflow an operator moves it from)
+    and the live `Order` (status, errors)."""
 
     __slots__ = ("order", "number", "id", "workflow", "submitted", "status", "errored",
                  "block", "alive")
@@ -190,6 +191,9 @@ class OrderIndex:
             if entry is None or entry.order is not order:
                 self.add(order)
             else:
+                if entry.workflow != order.workflow.name:  # moved by an operator (migrate.py)
+                    entry.workflow = order.workflow.name
+                    entry.block.workflows.add(entry.workflow)
                 self._restatus(entry, status_class(order.reported_status))
         for task, _, finish in fx.moves:  # (identity: hashing an Enum member is slow)
             if finish is _RETRY_WAIT or finish is _FAILED:

@@ -15,6 +15,7 @@ import { Controls } from './views/controls.js';
 import { EventLog } from './views/eventlog.js';
 import { RingView } from './views/ring.js';
 import { StepControls } from './views/stepcontrols.js';
+import { VersionMoves } from './views/versions.js';
 import { SchedulesPanel } from './views/schedules.js';
 import { StepBars } from './views/steps.js';
 import { OrdersTable } from './views/table.js';
@@ -75,6 +76,7 @@ export function start() {
   const chart = new Chart($('#chart'), serverNow);
   const stepBars = new StepBars($('#step-bars'), $('#steps-empty'));
   const stepControls = new StepControls($('#step-controls'), { confirm, toast });
+  const versionMoves = new VersionMoves($('#version-moves-wrap'), $('#version-moves'), { confirm, toast });
   const schedules = new SchedulesPanel($('#schedules-wrap'), $('#schedules'), (id) => openOrder(id), toast);
   const ring = new RingView($('#ring'));
   const table = new OrdersTable({
@@ -242,6 +244,7 @@ export function start() {
       tiles.render(store.stats);
       stepBars.render(store.stats.steps || {}, store.workflowDetails);
       stepControls.noteStats(store.stats);
+      versionMoves.render(store.stats);
       schedules.noteStats();
     }
     // Worker cards measure heartbeats against the server's settings, which come with the

@@ -9,7 +9,7 @@
 // How many orders it holds and what each workflow's steps wait for come from the server's
 // snapshot (`configure`); the page has no copies of either.
 
-import { orderStage, TERMINAL } from './states.js';
+import { DONE, orderStage, TERMINAL } from './states.js';
 
 const TRIM_SLACK = 1000; // trim in chunks, not on every new order
 
@@ -240,7 +240,7 @@ export class OrderBook {
       const task = rec.tasks[step];
       const deps = waitsFor[step];
       if (task.status !== 'pending' || !deps) continue;
-      if (deps.every((dep) => rec.tasks[dep]?.status === 'succeeded')) task.status = 'ready';
+      if (deps.every((dep) => DONE.has(rec.tasks[dep]?.status))) task.status = 'ready';
     }
   }
 
@@ -346,6 +346,21 @@ export const ON_EVENT = {
   task_cancelled(book, rec, task) {
     task.status = 'cancelled';
   },
+  // An operator moved the order to another workflow definition: its steps are now that
+  // definition's (`ev.steps`); the ones it had keep their state, added ones start pending
+  // (task_skipped follows for those skipped).
+  order_migrated(book, rec, task, ev) {
+    if (!Array.isArray(ev.steps)) return;
+    const steps = ev.steps.filter((s) => typeof s === 'string');
+    rec.tasks = Object.fromEntries(steps.map((s) => [s, rec.tasks[s] || blankTask()]));
+    rec.steps = steps;
+    if (typeof ev.workflow === 'string') rec.workflow = ev.workflow;
+    book._readyUnblocked(rec);
+  },
+  task_skipped(book, rec, task) {
+    task.status = 'skipped';
+    book._readyUnblocked(rec);
+  },
   order_completed(book, rec, task, ev) {
     book._setStatus(rec, 'completed');
     rec.finishedAt = ev.ts;
@@ -359,13 +374,15 @@ export const ON_EVENT = {
     rec.finishedAt = ev.ts;
   },
   order_retried(book, rec, task, ev) {
-    // A failed compensation retries its undos (`ev.undos`), never the steps they undo.
+    // A failed compensation retries its undos (`ev.undos`), never the steps they undo; a
+    // run again from a step (`ev.rerun`) runs the steps it names, succeeded ones too.
     const undos = Array.isArray(ev.undos) ? ev.undos : null;
+    const rerun = Array.isArray(ev.rerun) ? ev.rerun : null;
     book._setStatus(rec, undos ? 'compensating' : 'in_progress');
     rec.finishedAt = null;
     for (const [step, t] of Object.entries(rec.tasks)) {
       if (undos && !undos.includes(step)) continue;
-      if (t.status !== 'succeeded') Object.assign(t, blankTask(t.compensates));
+      if (rerun ? rerun.includes(step) : t.status !== 'succeeded') Object.assign(t, blankTask(t.compensates));
     }
     book._readyUnblocked(rec);
   },

@@ -2,7 +2,7 @@
 // colour-vision deficiencies) and every state also has a glyph and a word, so colour is never
 // the only cue. The CSS classes named here are defined in dashboard.css.
 
-/** Task states: the scheduler's nine, shown as eight (ready and assigned both "queued"). */
+/** Task states: the scheduler's ten, shown as nine (ready and assigned both "queued"). */
 export const TASK_STATE = {
   pending: { label: 'pending', glyph: '○', cls: 's-pending' },
   ready: { label: 'queued', glyph: '…', cls: 's-queued' },
@@ -14,7 +14,12 @@ export const TASK_STATE = {
   succeeded: { label: 'done', glyph: '✓', cls: 's-done' },
   failed: { label: 'failed', glyph: '✕', cls: 's-failed' },
   cancelled: { label: 'cancelled', glyph: '⊘', cls: 's-cancelled' },
+  // Never to run: a step a migration to another definition added before steps that ran.
+  skipped: { label: 'skipped', glyph: '↷', cls: 's-cancelled' },
 };
+
+/** Task states that let the steps after them go on, as in the core (states.py DONE). */
+export const DONE = new Set(['succeeded', 'skipped']);
 
 export const taskState = (status) => TASK_STATE[status] || { label: status, glyph: '?', cls: 's-pending' };
 
@@ -101,6 +106,7 @@ export const EVENT_TYPES = Object.freeze([
   'alert_raised', 'alert_cleared',
   'step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed',
   'order_compensating', 'order_compensated', 'order_compensation_failed',
+  'order_migrated', 'task_skipped',
   'wait_started', 'signal_received', 'signal_refused', 'wait_completed', 'wait_timed_out',
   'task_delayed',
   'schedule_added', 'schedule_fired', 'schedule_skipped',
@@ -114,7 +120,7 @@ export const LOG_GROUPS = {
   retries: { label: 'Retries', title: 'Retries, manual retries and recoveries', types: ['task_retrying', 'order_retried', 'task_recovered'] },
   moves: { label: 'Moves', title: 'Reassignments: tasks moved off a dead or draining worker', types: ['task_reassigned'] },
   workers: { label: 'Workers', title: 'Workers joining, draining, leaving and dying; threads abandoned to hung handlers; server restarts', types: ['worker_dead', 'worker_added', 'worker_draining', 'worker_removed', 'thread_abandoned', 'worker_hung', 'server_restarted', 'definitions_missing'] },
-  operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions) and who', types: ['operator_action'] },
+  operator: { label: 'Operator', title: 'What operators did (kill, drain, add, chaos, cancel, retry, bulk actions, orders moved to another version) and who', types: ['operator_action', 'order_migrated'] },
   steps: { label: 'Steps', title: 'Steps paused (by an operator or a circuit breaker), resumed, their limits changed', types: ['step_paused', 'breaker_tripped', 'step_resumed', 'step_limits_changed'] },
   alerts: { label: 'Alerts', title: 'Alerts the server raised and cleared: failure spikes, steps no worker can run, overdue orders, flapping workers, a failing journal', types: ['alert_raised', 'alert_cleared'] },
   schedules: { label: 'Schedules', title: 'Recurring schedules added, their times fired, missed times skipped', types: ['schedule_added', 'schedule_fired', 'schedule_skipped'] },
@@ -157,6 +163,8 @@ export const EVENT_LABEL = {
   order_compensating: 'undoing',
   order_compensated: 'compensated',
   order_compensation_failed: 'undo failed',
+  order_migrated: 'moved to a version',
+  task_skipped: 'step skipped',
   wait_started: 'waits',
   signal_received: 'signal',
   signal_refused: 'signal refused',
@@ -171,7 +179,7 @@ export const EVENT_LABEL = {
 /** The tone of an event's badge: bad, warn, move, good, info. */
 export function eventTone(type) {
   if (type === 'task_failed' || type === 'order_failed' || type === 'worker_dead' || type === 'worker_hung' || type === 'result_rejected' || type === 'server_restarted') return 'bad';
-  if (type === 'operator_action') return 'op';
+  if (type === 'operator_action' || type === 'order_migrated') return 'op';
   if (type === 'alert_raised' || type === 'breaker_tripped' || type === 'order_compensation_failed' || type === 'definitions_missing') return 'bad';
   if (type === 'order_compensating' || type === 'signal_refused' || type === 'wait_timed_out') return 'warn';
   if (type === 'signal_received' || type === 'wait_completed') return 'good';

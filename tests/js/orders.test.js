@@ -402,3 +402,44 @@ describe('an order waiting for the outside world', () => {
     assert.equal(rec.status, 'in_progress');
   });
 });
+
+describe('an order moved to another workflow definition by an operator', () => {
+  it('takes the new steps, keeps what ran, and counts a skipped step as done', () => {
+    const checkout2 = { fraud: [], payment: ['fraud'], packing: ['payment'], shipping: ['packing'] };
+    const b = book({ workflows: { ...WORKFLOWS, checkout2 } });
+    const feed = new Feed();
+    applyAll(b, [feed.submitted('o-1', 'ecommerce'), ...feed.runs('o-1', 'payment')]);
+    const steps = ['fraud', 'payment', 'packing', 'shipping'];
+    applyAll(b, [
+      feed.event('order_migrated', { order_id: 'o-1', workflow: 'checkout2', version: 'v2', steps }),
+      feed.task('task_skipped', 'o-1', 'fraud', { worker_id: null, attempt: 0 }),
+    ]);
+    const rec = b.get('o-1');
+    assert.equal(rec.workflow, 'checkout2');
+    assert.deepEqual(rec.steps, steps);
+    assert.deepEqual(statuses(rec), { fraud: 'skipped', payment: 'succeeded', packing: 'ready', shipping: 'pending' });
+  });
+
+  it('drops the steps the new definition lacks', () => {
+    const b = book();
+    const feed = new Feed();
+    applyAll(b, [feed.submitted('o-1', 'ecommerce'),
+      feed.task('task_cancelled', 'o-1', 'payment', { worker_id: null }),
+      feed.event('order_migrated', { order_id: 'o-1', workflow: 'ecommerce', steps: ['packing', 'shipping'] })]);
+    assert.deepEqual(Object.keys(b.get('o-1').tasks), ['packing', 'shipping']);
+  });
+});
+
+describe('an order run again from a step by an operator', () => {
+  it('puts the steps it names back in line, succeeded ones too', () => {
+    const b = book();
+    const feed = new Feed();
+    applyAll(b, [feed.submitted('o-1', 'ecommerce'), ...feed.runs('o-1', 'payment'),
+      ...feed.runs('o-1', 'packing'), ...feed.runs('o-1', 'shipping'),
+      feed.event('order_completed', { order_id: 'o-1' }),
+      feed.event('order_retried', { order_id: 'o-1', rerun: ['packing', 'shipping'], from_step: 'packing' })]);
+    const rec = b.get('o-1');
+    assert.equal(rec.status, 'in_progress');
+    assert.deepEqual(statuses(rec), { payment: 'succeeded', packing: 'ready', shipping: 'pending' });
+  });
+});

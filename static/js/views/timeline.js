@@ -14,6 +14,17 @@ import { fmtMoney, oneLine, orderLines, raisedAt, resultText, stepAttempts } fro
 import { EVENT_LABEL, eventTone, orderStatus, taskState, TERMINAL } from '../states.js';
 import { dagGeometry, layoutDag, policyParts } from '../workflows.js';
 
+/** Orders an operator may run again from a step (not one whose undos ran). */
+export const RERUNNABLE = new Set(['completed', 'failed', 'cancelled']);
+
+/** What a run again from `step` does, in words for the confirmation. */
+export function rerunText(order, step, newKeys) {
+  const keys = newKeys
+    ? 'under NEW idempotency keys: a payment among them is charged again'
+    : 'under the same idempotency keys, so a gateway that saw them answers with what it did the first time';
+  return `${step} and every step after it run again, and every step that did not succeed, ${keys}. The other steps keep their results.`;
+}
+
 const REFRESH_MS = 250;
 const WAITING_REFRESH_MS = 1000;
 // The DAG's boxes (px): their height, the gap between levels, the narrowest a box's share of
@@ -229,6 +240,8 @@ export class Timeline {
     if (order.status === 'failed') actions.append(this._action(order.id, 'retry', 'Retry from the failed step'));
     // A saga whose undo ran out of retries: only its undos run again.
     if (order.status === 'compensation_failed') actions.append(this._action(order.id, 'retry', 'Retry the undos'));
+    if (RERUNNABLE.has(order.status)) actions.append(this._rerun(order));
+    actions.append(this._replay(order));
     return h('section', { class: 'tl-summary' },
       h('dl', { class: 'kv-grid' },
         field('Customer', h('span', { class: 'tl-customer', text: order.customer ?? '' })),
@@ -370,6 +383,65 @@ export class Timeline {
       return block;
     });
     return h('section', { class: 'tl-attempts' }, h('h3', { text: 'Results and failed attempts' }), blocks);
+  }
+
+  /** Run a finished order again from a chosen step: it and the steps after it run again,
+   *  under the same idempotency keys unless the box asks for new ones (a charge repeated). */
+  _rerun(order) {
+    const steps = Object.keys(order.tasks || {});
+    const select = h('select', { class: 'tl-rerun-step', 'aria-label': 'Run again from step' },
+      ...steps.map((step) => h('option', { value: step, text: step })));
+    const box = h('input', { type: 'checkbox', class: 'tl-rerun-new-keys' });
+    // The view is drawn again as the order changes: what the operator chose stays.
+    const chosen = this.rerunChoice?.id === order.id ? this.rerunChoice : null;
+    if (chosen && steps.includes(chosen.step)) select.value = chosen.step;
+    box.checked = Boolean(chosen?.newKeys);
+    const remember = () => { this.rerunChoice = { id: order.id, step: select.value, newKeys: box.checked }; };
+    select.addEventListener('change', remember);
+    box.addEventListener('change', remember);
+    const button = h('button', { type: 'button', class: 'btn btn-sm tl-rerun', text: 'Run again…' });
+    button.addEventListener('click', async () => {
+      const step = select.value;
+      const newKeys = box.checked;
+      if (this.confirm && !(await this.confirm.ask({
+        title: `Run order ${order.id} again from ${step}?`,
+        message: rerunText(order, step, newKeys),
+        confirm: newKeys ? 'Run again with new keys' : 'Run again',
+        tone: newKeys ? 'danger' : 'primary',
+      }))) return;
+      button.disabled = true;
+      try {
+        const reply = await api(`/api/orders/${encodeURIComponent(order.id)}/rerun`, { method: 'POST', body: { step, new_keys: newKeys } });
+        this.toast(`Order ${order.id}: ${reply.rerun.join(', ')} run again`, 'good');
+        this.load();
+      } catch (err) {
+        this.toast(err.message, 'bad');
+        button.disabled = false;
+      }
+    });
+    return h('span', { class: 'tl-rerun-control' }, 'from ', select, ' ', h('label', { class: 'small' }, box, ' new idempotency keys'), ' ', button);
+  }
+
+  /** Submit a copy of the order (its data and workflow) as a new order, then show it. */
+  _replay(order) {
+    const button = h('button', { type: 'button', class: 'btn btn-sm tl-replay', text: 'Replay as new…' });
+    button.addEventListener('click', async () => {
+      if (this.confirm && !(await this.confirm.ask({
+        title: `Replay order ${order.id} as a new order?`,
+        message: `A new order with a new id, the same customer and items, runs ${order.workflow} from its first step, on the workflow's current version. Its payment is a new charge.`,
+        confirm: 'Submit the copy', tone: 'primary',
+      }))) return;
+      button.disabled = true;
+      try {
+        const copy = await api(`/api/orders/${encodeURIComponent(order.id)}/replay`, { method: 'POST', body: {} });
+        this.toast(`Order ${order.id} replayed as ${copy.id}`, 'good');
+        this.open(copy.id);
+      } catch (err) {
+        this.toast(err.message, 'bad');
+        button.disabled = false;
+      }
+    });
+    return button;
   }
 
   _action(id, action, label) {

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from scheduler.engine.config import ClusterConfig, StepPolicy
+from scheduler.engine.definitions import Definitions
 from scheduler.engine.dispatch import ReadyQueues
 from scheduler.engine.model import WorkerRecord
 from scheduler.engine.placement import Placement
 from scheduler.engine.ring import HashRing
 
 
-def world(**settings):
+def world(workflows=None, **settings):
     config = ClusterConfig(workers=0, **settings)
     workers: dict[str, WorkerRecord] = {}
     queue = ReadyQueues()
-    return Placement(HashRing(config.vnodes), workers, queue, config), workers, queue
+    placement = Placement(HashRing(config.vnodes), workers, queue, config,
+                          Definitions(workflows or {}))
+    return placement, workers, queue
 
 
 def joined(placement, workers, worker_id, steps=None, tags=frozenset(), slots=8,

@@ -30,6 +30,7 @@ class Definitions:
         self._known: dict[str, Workflow] = {}
         self._journaled: set[str] = set()
         self.unfinished: Counter[str] = Counter()  # unfinished orders by definition key
+        self._after: dict[str, dict[str, int]] = {}  # key -> step -> steps_after
         for workflow in self.current.values():
             self._add(workflow)
 
@@ -56,6 +57,15 @@ class Definitions:
         if version:
             return self._known.get(f"{name}@{version}")
         return self._known.get(name) or self.current.get(name)
+
+    def steps_after(self, key: str, step: str) -> int:
+        """The longest chain of steps that must follow `step` in definition `key` (0 for
+        a last step, an undo or an unknown definition)."""
+        chains = self._after.get(key)
+        if chains is None:
+            workflow = self._known.get(key)
+            chains = self._after[key] = {} if workflow is None else _chains_after(workflow)
+        return chains.get(step, 0)
 
     def first_use(self, workflow: Workflow) -> bool:
         """True the first time an order uses `workflow` and the journal lacks it: it is
@@ -94,6 +104,13 @@ class Definitions:
                  "version": self._known[key].version, "unfinished": self.unfinished[key],
                  "current": self.is_current(key), "offered": offered(key)}
                 for key in keys]
+
+
+def _chains_after(workflow: Workflow) -> dict[str, int]:
+    chains: dict[str, int] = {}
+    for step in reversed(workflow.steps):  # every dependent is counted before its step
+        chains[step] = max((chains[d] + 1 for d in workflow.dependents[step]), default=0)
+    return chains
 
 
 def _shape(workflow: Workflow) -> str:

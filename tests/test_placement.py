@@ -120,3 +120,85 @@ def test_a_worker_runs_only_the_workflow_definitions_it_offers():
     placement.leave("any")
     assert placement.offered("checkout@v1") and not placement.offered("checkout@v3")
     assert placement.capable_of(("packing", "checkout@v1")) == {"old"}
+
+
+# --------------------------------------------------------------------------- tail and speed
+
+
+def test_the_tail_begins_at_the_slots_on_the_ring_times_tail_share():
+    placement, workers, queue = world(tail_share=0.5)
+    joined(placement, workers, "w1", slots=8)
+    joined(placement, workers, "w2", slots=4)
+    assert queue.tail_at == 6.0
+    placement.leave("w1")
+    assert queue.tail_at == 2.0
+    placement.leave("w1")  # twice: counted once
+    assert queue.tail_at == 2.0
+
+
+def measured(placement, speeds_by_worker: dict[str, float], now: float = 0.0) -> None:
+    """Give each worker a factor: the step's average is set by a first measurement of 1."""
+    placement.speeds.observed("ref", "payment", 1.0, now)
+    placement.speeds.forget("ref")
+    for _ in range(60):  # long enough for the moving averages to settle
+        for worker, took in speeds_by_worker.items():
+            placement.speeds.observed(worker, "payment", took, now)
+
+
+def slow_world(**settings):
+    from scheduler.engine.workflow import DEFAULT_WORKFLOWS
+    placement, workers, queue = world(DEFAULT_WORKFLOWS, **settings)
+    slow = joined(placement, workers, "slow", slots=4)
+    joined(placement, workers, "fast", slots=4)
+    measured(placement, {"slow": 10.0, "fast": 1.0})
+    return placement, workers, slow
+
+
+def test_a_slow_worker_leaves_a_lane_to_faster_workers_that_would_end_its_work_sooner():
+    placement, workers, slow = slow_world()
+    assert placement.speeds.is_slow("slow", 0.0)
+    lane = ("shipping", "ecommerce")  # a last step: nothing follows it
+    mine = placement.speeds.factor("slow", 0.0)
+    theirs = placement.speeds.factor("fast", 0.0)
+    # The fast worker's 4 slots end 4 / theirs tasks per step-average: it would end n
+    # waiting tasks at n / (4 / theirs) + theirs, against `mine` here.
+    enough = int((mine - theirs) * 4 / theirs) + 1
+    runs = placement.unless_faster(slow, lambda lane: True, enough - 1, now=0.0)
+    assert not runs(lane) and placement.idled == {"slow"}
+    placement.idled.clear()
+    runs = placement.unless_faster(slow, lambda lane: True, enough, now=0.0)
+    assert runs(lane) and placement.idled == set()
+
+
+def test_the_steps_after_a_lane_count_against_the_slow_worker():
+    placement, _, slow = slow_world()
+    mine = placement.speeds.factor("slow", 0.0)
+    theirs = placement.speeds.factor("fast", 0.0)
+    ahead = int((mine - theirs) * 4 / theirs) + 1  # enough for a last step
+    runs = placement.unless_faster(slow, lambda lane: True, ahead, now=0.0)
+    assert runs(("shipping", "ecommerce"))
+    assert not runs(("payment", "ecommerce"))  # two steps follow it, on top
+    assert runs(("payment", "ecommerce")) is False  # remembered for the dispatch
+    ahead = int((mine + theirs) * 4 / theirs) + 1  # mine + 2 * theirs > ahead / 4 * theirs + theirs
+    assert placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(("payment", "ecommerce"))
+
+
+def test_a_slow_worker_takes_what_no_faster_worker_can_run_or_has_a_free_slot_for():
+    placement, workers, slow = slow_world(steps={"payment": StepPolicy(tags=frozenset({"pay"}))})
+    pay, ship = ("payment", "ecommerce"), ("shipping", "ecommerce")
+    slow.tags = frozenset({"pay"})
+    placement.leave("slow")
+    placement.join("slow", weight=0.5)  # its tags count from its next join
+    measured(placement, {"slow": 10.0, "fast": 1.0})
+    runs = placement.unless_faster(slow, lambda lane: True, 0, now=0.0)
+    assert runs(pay)  # only it offers the tag
+    assert not runs(ship)
+    workers["fast"].stuck = {(f"t{i}", i) for i in range(4)}  # every fast slot hung
+    assert placement.unless_faster(slow, lambda lane: True, 0, now=0.0)(ship)
+    assert not placement.unless_faster(slow, lambda lane: False, 0, now=0.0)(ship)
+
+
+def test_a_worker_only_somewhat_slower_is_no_faster_worker_to_leave_work_to():
+    placement, workers, slow = slow_world(slow_factor=20.0)
+    assert not placement.speeds.is_slow("slow", 0.0)
+    assert placement.unless_faster(slow, lambda lane: True, 0, now=0.0)(("shipping", "ecommerce"))

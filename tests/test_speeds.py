@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.engine.speeds import ALPHA, WorkerSpeeds
+from scheduler.engine.speeds import ALPHA, STEP_ALPHA, WorkerSpeeds
 
 
 def test_an_unmeasured_worker_counts_as_average_and_is_not_slow():
@@ -18,10 +18,10 @@ def test_each_step_is_measured_against_its_own_average():
     speeds.observed("fast", "label", 0.1, now=1.0)
     assert speeds.factor("fast", 1.0) == 1.0
     speeds.observed("slow", "payment", 10.0, now=2.0)
-    mean = 1.0 + ALPHA * 9.0
+    mean = 1.0 + STEP_ALPHA * 9.0
     assert speeds.factor("slow", 2.0) == pytest.approx(10.0 / mean)
     speeds.observed("slow", "payment", 10.0, now=3.0)
-    later = mean + ALPHA * (10.0 - mean)
+    later = mean + STEP_ALPHA * (10.0 - mean)
     assert speeds.factor("slow", 3.0) == pytest.approx(
         10.0 / mean + ALPHA * (10.0 / later - 10.0 / mean))
 
@@ -29,10 +29,11 @@ def test_each_step_is_measured_against_its_own_average():
 def test_a_worker_more_than_slow_factor_times_slower_than_the_fastest_is_slow():
     speeds = WorkerSpeeds(slow_factor=2.0, memory=30.0)
     speeds.observed("fast", "payment", 1.0, now=1.0)
-    speeds.observed("slow", "payment", 10.0, now=2.0)  # factor 3.57 against 1
-    speeds.observed("twice", "payment", 2.0, now=2.0)  # factor 0.74: faster than "fast"
-    assert speeds.is_slow("slow", 2.0)
-    assert not speeds.is_slow("fast", 2.0) and not speeds.is_slow("twice", 2.0)
+    speeds.observed("slow", "payment", 10.0, now=2.0)  # factor 6.9 against 1
+    speeds.observed("twice", "payment", 2.0, now=2.0)  # factor 1.36
+    speeds.observed("quick", "payment", 0.5, now=2.0)  # factor 0.34: the fastest
+    assert speeds.is_slow("slow", 2.0) and speeds.is_slow("twice", 2.0)
+    assert speeds.is_slow("fast", 2.0) and not speeds.is_slow("quick", 2.0)
     assert speeds.clearly_faster(3.57, 1.0) and speeds.clearly_faster(2.0, 1.0)
     assert not speeds.clearly_faster(1.9, 1.0)
 
@@ -55,7 +56,7 @@ def test_a_speed_not_measured_within_memory_is_forgotten_until_the_next_step():
 def test_when_the_fastest_slows_down_or_leaves_the_next_fastest_is_the_measure():
     speeds = WorkerSpeeds(slow_factor=2.0, memory=1000.0)
     speeds.observed("a", "payment", 1.0, now=0.0)
-    speeds.observed("b", "payment", 3.0, now=0.0)  # mean 1.4: b 2.14, a 1
+    speeds.observed("b", "payment", 3.0, now=0.0)  # mean 1.1: b 2.73, a 1
     assert speeds.is_slow("b", 0.0)
     for now in range(1, 8):  # a slows to b's speed
         speeds.observed("a", "payment", 3.0, now=float(now))
@@ -71,6 +72,6 @@ def test_steps_that_took_no_time_leave_factors_unmeasured_then_very_fast():
     speeds = WorkerSpeeds(slow_factor=2.0, memory=30.0)
     speeds.observed("a", "noop", 0.0, now=0.0)
     assert speeds.factor("a", 0.0) == 1.0  # no average to compare with yet
-    speeds.observed("b", "noop", 1.0, now=0.0)  # mean 0.2: b is 5
+    speeds.observed("b", "noop", 1.0, now=0.0)  # mean 0.05: b is 20
     speeds.observed("a", "noop", 0.0, now=0.0)  # a is 0: counted as tiny, not zero
     assert 0 < speeds.factor("a", 0.0) < 1e-5 and speeds.is_slow("b", 0.0)

@@ -10,9 +10,12 @@ to leave a slow worker's slot idle when faster workers would finish the work soo
 
 from __future__ import annotations
 
-# Weight of the newest measurement in the moving averages: a worker that slows down (its
-# gateway route degrades) shows it within a handful of steps.
+# Weight of the newest measurement in a worker's moving average: a worker that slows down
+# (its gateway route degrades) shows it within a handful of steps.
 ALPHA = 0.2
+# Weight of the newest measurement in a step's average, the yardstick: slower to move, so
+# one slow worker's step does not shift every worker's factor.
+STEP_ALPHA = 0.05
 # The smallest factor counted, so a worker whose steps took no measurable time (a fake
 # clock, a no-op step) is very fast rather than infinitely so.
 _TINY = 1e-6
@@ -33,7 +36,7 @@ class WorkerSpeeds:
     def observed(self, worker_id: str, step: str, took: float, now: float) -> None:
         """An attempt of `step` on `worker_id` succeeded after running `took` seconds."""
         mean = self._step_mean.get(step)
-        mean = took if mean is None else mean + ALPHA * (took - mean)
+        mean = took if mean is None else mean + STEP_ALPHA * (took - mean)
         self._step_mean[step] = mean
         if mean <= 0:
             return  # nothing measurable yet to compare with

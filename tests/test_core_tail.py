@@ -4,10 +4,11 @@ faster worker will end the task sooner)."""
 
 from __future__ import annotations
 
+from sim import Sim
+
 from scheduler.engine import views
 from scheduler.engine.states import TaskState as S
 from scheduler.engine.workflow import Workflow
-from sim import Sim
 
 ONE_STEP = {"one": Workflow.define("one", [("payment", ())])}
 

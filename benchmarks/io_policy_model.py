@@ -20,7 +20,8 @@ alone (io_workload.py's straggler target), each in depth-first and tail-1 order:
                 first in the cluster too)
   speed-aware   placement.py's rule: the slow worker takes a task only if the fast
                 workers would still be busy with the work ahead (tasks ready or still to
-                come) when it ended this one and the steps after it
+                come) when it ended this one (at its long duration: mean + twice the mean
+                deviation, as speeds.py measures it) and the steps after it
 
     python benchmarks/io_policy_model.py [--orders 1000] [--slots 256] [--seeds 13,1,2]
 """
@@ -96,6 +97,9 @@ def simulate_workers(table: list[tuple[float, ...]], workers: list[tuple[int, fl
     heapq.heapify(ready)
     free = [slots for slots, _ in workers]
     fastest = min(f for _, f in workers)
+    every = [d for row in table for d in row]
+    mean = statistics.fmean(every)
+    long = 1 + 2 * statistics.fmean(abs(d - mean) for d in every) / mean
     running: list[tuple[float, int, int, int]] = []  # (end, order, step, worker)
     ahead = len(table) * steps  # tasks not yet started
     now = 0.0
@@ -105,7 +109,7 @@ def simulate_workers(table: list[tuple[float, ...]], workers: list[tuple[int, fl
                 if aware and factor > 2 * fastest:
                     rate = sum(slots / f for slots, f in workers if f * 2 <= factor)
                     after = steps - 1 - ready[0][2]
-                    if factor + after * fastest > ahead / rate + fastest:
+                    if factor * long + after * fastest > ahead / rate + fastest:
                         break
                 _, order, step = heapq.heappop(ready)
                 if step == 0:

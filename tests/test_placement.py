@@ -158,7 +158,7 @@ def test_a_slow_worker_leaves_a_lane_to_faster_workers_that_would_end_its_work_s
     placement, workers, slow = slow_world()
     assert placement.speeds.is_slow("slow", 0.0)
     lane = ("shipping", "ecommerce")  # a last step: nothing follows it
-    mine = placement.speeds.factor("slow", 0.0)
+    mine = placement.speeds.long_factor("slow", 0.0)
     theirs = placement.speeds.factor("fast", 0.0)
     # The fast worker's 4 slots end 4 / theirs tasks per step-average: it would end n
     # waiting tasks at n / (4 / theirs) + theirs, against `mine` here.
@@ -172,7 +172,7 @@ def test_a_slow_worker_leaves_a_lane_to_faster_workers_that_would_end_its_work_s
 
 def test_the_steps_after_a_lane_count_against_the_slow_worker():
     placement, _, slow = slow_world()
-    mine = placement.speeds.factor("slow", 0.0)
+    mine = placement.speeds.long_factor("slow", 0.0)
     theirs = placement.speeds.factor("fast", 0.0)
     ahead = int((mine - theirs) * 4 / theirs) + 1  # enough for a last step
     runs = placement.unless_faster(slow, lambda lane: True, ahead, now=0.0)
@@ -202,3 +202,16 @@ def test_a_worker_only_somewhat_slower_is_no_faster_worker_to_leave_work_to():
     placement, workers, slow = slow_world(slow_factor=20.0)
     assert not placement.speeds.is_slow("slow", 0.0)
     assert placement.unless_faster(slow, lambda lane: True, 0, now=0.0)(("shipping", "ecommerce"))
+
+
+def test_a_slow_worker_whose_steps_vary_counts_its_long_duration():
+    placement, workers, slow = slow_world()
+    steady = placement.speeds.long_factor("slow", 0.0)
+    ahead = int((steady - placement.speeds.factor("fast", 0.0)) * 4
+                / placement.speeds.factor("fast", 0.0)) + 1
+    lane = ("shipping", "ecommerce")
+    assert placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(lane)
+    for took in (5.0, 15.0) * 10:  # as slow on average, but half its steps last 15
+        placement.speeds.observed("slow", "payment", took, 0.0)
+    assert placement.speeds.long_factor("slow", 0.0) > steady
+    assert not placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(lane)

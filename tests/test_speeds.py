@@ -75,3 +75,24 @@ def test_steps_that_took_no_time_leave_factors_unmeasured_then_very_fast():
     speeds.observed("b", "noop", 1.0, now=0.0)  # mean 0.05: b is 20
     speeds.observed("a", "noop", 0.0, now=0.0)  # a is 0: counted as tiny, not zero
     assert 0 < speeds.factor("a", 0.0) < 1e-5 and speeds.is_slow("b", 0.0)
+
+
+def test_a_workers_long_factor_adds_twice_how_far_its_steps_stray_from_its_factor():
+    speeds = WorkerSpeeds(slow_factor=2.0, memory=30.0)
+    assert speeds.long_factor("w1", 0.0) == 1.0  # not measured: average
+    speeds.observed("w1", "payment", 1.0, now=0.0)  # ratio 1: factor 1, no spread yet
+    assert speeds.long_factor("w1", 0.0) == 1.0
+    speeds.observed("w1", "payment", 2.0, now=1.0)  # mean 1.05, ratio 1.905
+    ratio = 2.0 / (1.0 + STEP_ALPHA)
+    spread = ALPHA * (ratio - 1.0)
+    factor = 1.0 + ALPHA * (ratio - 1.0)
+    assert speeds.factor("w1", 1.0) == pytest.approx(factor)
+    assert speeds.long_factor("w1", 1.0) == pytest.approx(factor + 2 * spread)
+    speeds.observed("w1", "payment", 0.5, now=2.0)  # shorter: strays the other way
+    mean = 1.0 + STEP_ALPHA + STEP_ALPHA * (0.5 - 1.0 - STEP_ALPHA)
+    spread += ALPHA * (abs(0.5 / mean - factor) - spread)
+    factor += ALPHA * (0.5 / mean - factor)
+    assert speeds.long_factor("w1", 2.0) == pytest.approx(factor + 2 * spread)
+    assert speeds.long_factor("w1", 32.5) == 1.0  # forgotten
+    speeds.forget("w1")
+    assert speeds.long_factor("w1", 2.0) == 1.0

@@ -12,7 +12,7 @@ Speed (issue 21): a worker measured more than `slow_factor` times slower than th
 takes a task only where that does not delay the work: when the faster workers able to run
 its lane would still be busy with what waits when it finished this task and the steps
 after it (expected finish = the time their queue takes + their duration, against its own
-duration). Otherwise its slot stays idle and the task waits for a faster slot. Workers of
+long duration: what it starts late decides when the last order ends). Otherwise its slot stays idle and the task waits for a faster slot. Workers of
 alike speeds are untouched: the ring's home first. Time comes from the callers' `now`.
 """
 
@@ -146,8 +146,9 @@ class Placement:
                           now: float) -> bool:
         """Whether faster workers able to run `lane` would end `work_ahead` tasks (those
         waiting and those still to come of unfinished orders) before this worker ended
-        one of the lane's tasks and the steps after it. Durations in units of the step's
-        average: a worker of factor f takes f, and its slots end slots / f tasks each."""
+        one of the lane's tasks (at its long duration) and the steps after it. Durations
+        in units of the step's average: a worker of factor f takes f, and its slots end
+        slots / f tasks each."""
         speeds = self.speeds
         mine = speeds.factor(worker_id, now)
         rate = 0.0
@@ -165,4 +166,4 @@ class Placement:
         if not rate:
             return False  # nobody faster can take it: this worker's slot is the best
         after = self._definitions.steps_after(lane[1], lane[0])
-        return mine + after * best > work_ahead / rate + best
+        return speeds.long_factor(worker_id, now) + after * best > work_ahead / rate + best

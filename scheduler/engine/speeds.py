@@ -3,9 +3,12 @@
 A step's duration depends on the step (a gateway call, a label print), so each success is
 measured against its step's moving average: a worker's *factor* is the moving average of
 those ratios, 1 for a worker as fast as the cluster's average, 10 for one ten times slower.
-Its expected duration for a step is its factor times the step's average. Placement uses it
-to leave a slow worker's slot idle when faster workers would finish the work sooner
-(placement.py). Time comes from the callers' `now`; pure, no clock.
+Its expected duration for a step is its factor times the step's average; its *long*
+duration adds twice the moving average of how far its ratios stray from its factor, since
+a step may well last longer than the average (a gateway's 50-250 ms: up to 1.67 x). Placement
+uses them to leave a slow worker's slot idle when faster workers would finish the work
+sooner (placement.py): what the slow worker starts late sets when the last order ends, so
+its long duration counts there. Time comes from the callers' `now`; pure, no clock.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class WorkerSpeeds:
         self._memory = memory  # seconds a worker's factor is trusted after its last step
         self._step_mean: dict[str, float] = {}
         self._factor: dict[str, float] = {}
+        self._spread: dict[str, float] = {}  # worker -> moving |ratio - factor|
         self._seen: dict[str, float] = {}
         self._fastest: float | None = None  # the smallest factor known, while valid
         self._fastest_id = ""  # whose it is
@@ -42,8 +46,14 @@ class WorkerSpeeds:
             return  # nothing measurable yet to compare with
         ratio = took / mean
         factor = self._factor.get(worker_id)
-        factor = ratio if factor is None else factor + ALPHA * (ratio - factor)
+        if factor is None:
+            factor, spread = ratio, 0.0
+        else:
+            spread = self._spread[worker_id]
+            spread += ALPHA * (abs(ratio - factor) - spread)
+            factor += ALPHA * (ratio - factor)
         self._factor[worker_id] = factor
+        self._spread[worker_id] = spread
         self._seen[worker_id] = now
         fastest = self._fastest
         if fastest is None:
@@ -56,7 +66,7 @@ class WorkerSpeeds:
     def forget(self, worker_id: str) -> None:
         """The worker left the ring: its speed no longer says anything about where to run."""
         if self._factor.pop(worker_id, None) is not None:
-            del self._seen[worker_id]
+            del self._seen[worker_id], self._spread[worker_id]
             self._fastest = None
 
     def factor(self, worker_id: str, now: float) -> float:
@@ -66,6 +76,14 @@ class WorkerSpeeds:
         if factor is None or now - self._seen[worker_id] > self._memory:
             return 1.0
         return max(factor, _TINY)
+
+    def long_factor(self, worker_id: str, now: float) -> float:
+        """The worker's factor for a step that lasts long: its factor plus twice its
+        spread (1 for one not measured, as `factor`)."""
+        factor = self._factor.get(worker_id)
+        if factor is None or now - self._seen[worker_id] > self._memory:
+            return 1.0
+        return max(factor, _TINY) + 2 * self._spread[worker_id]
 
     def is_slow(self, worker_id: str, now: float) -> bool:
         """Whether the worker is more than `slow_factor` times slower than the fastest."""

@@ -12,8 +12,9 @@ Speed (issue 21): a worker measured more than `slow_factor` times slower than th
 takes a task only where that does not delay the work: when the faster workers able to run
 its lane would still be busy with what waits when it finished this task and the steps
 after it (expected finish = the time their queue takes + their duration, against its own
-long duration: what it starts late decides when the last order ends). Otherwise its slot stays idle and the task waits for a faster slot. Workers of
-alike speeds are untouched: the ring's home first. Time comes from the callers' `now`.
+long duration: what it starts late decides when the last order ends). Otherwise its slot
+stays idle and the task waits for a faster slot. Workers of alike speeds are untouched:
+the ring's home first. Time comes from the callers' `now`.
 """
 
 from __future__ import annotations

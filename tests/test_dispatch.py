@@ -286,3 +286,19 @@ def test_a_single_queue_names_its_best_class_in_and_out_of_the_tail():
     assert queue.unstarted == 2
     queue.pop_from((1, -3), "w1")
     assert queue.unstarted == 1 and queue.best_rank(True) == (1, -1)
+
+
+def test_taking_a_home_looks_in_every_class():
+    queue = ReadyQueue()
+    push(queue, "o1:packing", "w2", 1, step=1, started=True)
+    push(queue, "o2:payment", "w1", 2)
+    assert queue.take_home("w1") == ["o2:payment"] and queue.unstarted == 0
+
+
+def test_in_the_tail_a_thief_takes_a_new_orders_first_step_before_a_started_orders_step():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:packing", ("packing", "wf"), "w1", True, 0, 1, 1)
+    queues.push("o2:packing", ("packing", "wf"), "w1", True, 0, 2, 1)
+    queues.push("o3:payment", ("payment", "wf"), "w2", False, 0, 3, 0)
+    assert queues.pop_for("w9", any_step)[::2] == ("o3:payment", "w2")

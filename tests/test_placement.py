@@ -178,7 +178,7 @@ def test_the_steps_after_a_lane_count_against_the_slow_worker():
     runs = placement.unless_faster(slow, lambda lane: True, ahead, now=0.0)
     assert runs(("shipping", "ecommerce"))
     assert not runs(("payment", "ecommerce"))  # two steps follow it, on top
-    assert runs(("payment", "ecommerce")) is False  # remembered for the dispatch
+    assert runs(("payment", "ecommerce")) is False  # the same answer asked again
     ahead = int((mine + theirs) * 4 / theirs) + 1  # mine + 2 * theirs > ahead / 4 * theirs + theirs
     assert placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(("payment", "ecommerce"))
 
@@ -215,3 +215,47 @@ def test_a_slow_worker_whose_steps_vary_counts_its_long_duration():
         placement.speeds.observed("slow", "payment", took, 0.0)
     assert placement.speeds.long_factor("slow", 0.0) > steady
     assert not placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(lane)
+
+
+def test_a_worker_that_leaves_the_ring_leaves_its_speed_behind():
+    placement, workers, slow = slow_world()
+    assert placement.speeds.factor("slow", 0.0) > 1.5
+    placement.leave("slow")
+    assert placement.speeds.factor("slow", 0.0) == 1.0
+
+
+def two_fast(a_slots: int, a_took: float):
+    from scheduler.engine.workflow import DEFAULT_WORKFLOWS
+    placement, workers, _ = world(DEFAULT_WORKFLOWS)
+    slow = joined(placement, workers, "slow", slots=4)
+    joined(placement, workers, "a", slots=a_slots)
+    joined(placement, workers, "b", slots=4)
+    measured(placement, {"slow": 10.0, "a": a_took, "b": 1.0})
+    return placement, workers, slow
+
+
+def test_every_faster_workers_slots_count_in_how_soon_the_work_ahead_ends():
+    placement, workers, slow = two_fast(a_slots=4, a_took=1.0)
+    speeds = placement.speeds
+    mine, theirs = speeds.long_factor("slow", 0.0), speeds.factor("b", 0.0)
+    rate = 4 / speeds.factor("a", 0.0) + 4 / theirs  # both fast workers' slots
+    lane = ("shipping", "ecommerce")
+    ahead = int((mine - theirs) * rate) + 1  # enough for both together, not for one alone
+    assert ahead / (4 / theirs) > mine  # one alone would end later than the slow worker
+    assert placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(lane)
+    assert not placement.unless_faster(slow, lambda lane: True, ahead - 2, 0.0)(lane)
+
+
+def test_a_faster_worker_with_every_slot_hung_sets_no_pace():
+    # "a" is the fastest, but all its slots are stuck: "b" alone sets how soon work ends.
+    import math
+    placement, workers, slow = two_fast(a_slots=4, a_took=0.1)
+    workers["a"].stuck = {(f"t{i}", i) for i in range(4)}
+    speeds = placement.speeds
+    mine, theirs = speeds.long_factor("slow", 0.0), speeds.factor("b", 0.0)
+    rate = 4 / theirs
+    lane = ("shipping", "ecommerce")
+    ahead = math.ceil((mine - theirs) * rate)  # b ends it no sooner than the slow worker
+    assert ahead / rate + speeds.factor("a", 0.0) < mine  # at a's pace it would
+    assert placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(lane)
+    assert not placement.unless_faster(slow, lambda lane: True, ahead - 1, 0.0)(lane)

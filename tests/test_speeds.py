@@ -96,3 +96,13 @@ def test_a_workers_long_factor_adds_twice_how_far_its_steps_stray_from_its_facto
     assert speeds.long_factor("w1", 32.5) == 1.0  # forgotten
     speeds.forget("w1")
     assert speeds.long_factor("w1", 2.0) == 1.0
+
+
+def test_a_speed_is_trusted_for_memory_seconds_from_its_last_step_whenever_that_was():
+    speeds = WorkerSpeeds(slow_factor=2.0, memory=30.0)
+    speeds.observed("fast", "payment", 1.0, now=100.0)
+    speeds.observed("slow", "payment", 10.0, now=100.0)
+    factor = speeds.factor("slow", 100.0)
+    assert factor > 6 and speeds.long_factor("slow", 129.0) == factor
+    assert speeds.is_slow("slow", 130.0) and speeds.factor("slow", 130.0) == factor
+    assert speeds.factor("slow", 130.5) == speeds.long_factor("slow", 130.5) == 1.0

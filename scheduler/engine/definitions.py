@@ -45,6 +45,7 @@ class Definitions:
         known = self._known.get(workflow.key)
         if known is None:
             self._known[workflow.key] = workflow
+            self._after[workflow.key] = _chains_after(workflow)
         elif not known.same_shape(workflow):
             raise DefinitionConflict(
                 f"workflow {workflow.label()} is defined twice with different steps "
@@ -61,11 +62,7 @@ class Definitions:
     def steps_after(self, key: str, step: str) -> int:
         """The longest chain of steps that must follow `step` in definition `key` (0 for
         a last step, an undo or an unknown definition)."""
-        chains = self._after.get(key)
-        if chains is None:
-            workflow = self._known.get(key)
-            chains = self._after[key] = {} if workflow is None else _chains_after(workflow)
-        return chains.get(step, 0)
+        return self._after.get(key, {}).get(step, 0)
 
     def first_use(self, workflow: Workflow) -> bool:
         """True the first time an order uses `workflow` and the journal lacks it: it is

@@ -129,17 +129,13 @@ class Placement:
                       work_ahead: int, now: float) -> Callable[[Lane], bool]:
         """`can_run` for a slow worker: false also for a lane whose faster workers would
         finish its task sooner than this one (it is then noted in `idled`)."""
-        known: dict[Lane, bool] = {}
-
         def runs_here(lane: Lane) -> bool:
-            answer = known.get(lane)
-            if answer is None:
-                answer = can_run(lane)
-                if answer and self._faster_elsewhere(worker.id, lane, work_ahead, now):
-                    self.idled.add(worker.id)
-                    answer = False
-                known[lane] = answer
-            return answer
+            if not can_run(lane):
+                return False
+            if self._faster_elsewhere(worker.id, lane, work_ahead, now):
+                self.idled.add(worker.id)
+                return False
+            return True
 
         return runs_here
 

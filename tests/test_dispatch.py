@@ -302,3 +302,21 @@ def test_in_the_tail_a_thief_takes_a_new_orders_first_step_before_a_started_orde
     queues.push("o2:packing", ("packing", "wf"), "w1", True, 0, 2, 1)
     queues.push("o3:payment", ("payment", "wf"), "w2", False, 0, 3, 0)
     assert queues.pop_for("w9", any_step)[::2] == ("o3:payment", "w2")
+
+
+def test_in_the_tail_one_lanes_new_order_goes_before_its_started_one():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    lane = ("payment", "wf")  # a retried payment of a started order, a new order's
+    queues.push("o1:payment", lane, "w1", True, 0, 1, 0)
+    queues.push("o2:payment", lane, "w1", False, 0, 2, 0)
+    assert queues.pop_for("w1", any_step)[0] == "o2:payment"
+
+
+def test_in_the_tail_a_thief_still_takes_the_longest_home_among_one_steps_entries():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:packing", ("packing", "wf"), "w1", True, 0, 1, 1)
+    queues.push("o2:packing", ("packing", "wf"), "w2", True, 0, 2, 1)
+    queues.push("o3:packing", ("packing", "wf"), "w2", True, 0, 3, 1)
+    assert queues.pop_for("w9", any_step)[::2] == ("o2:packing", "w2")

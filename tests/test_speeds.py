@@ -105,4 +105,5 @@ def test_a_speed_is_trusted_for_memory_seconds_from_its_last_step_whenever_that_
     factor = speeds.factor("slow", 100.0)
     assert factor > 6 and speeds.long_factor("slow", 129.0) == factor
     assert speeds.is_slow("slow", 130.0) and speeds.factor("slow", 130.0) == factor
+    assert speeds.long_factor("slow", 130.0) == factor
     assert speeds.factor("slow", 130.5) == speeds.long_factor("slow", 130.5) == 1.0

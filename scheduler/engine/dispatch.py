@@ -39,7 +39,6 @@ Entry = tuple[int, int, int, str]
 @dataclass
 class _Class:
     homes: dict[str, list[Entry]] = field(default_factory=dict)
-    size: int = 0
 
 
 class ReadyQueue:
@@ -72,7 +71,6 @@ class ReadyQueue:
         if heap is None:
             heap = cls.homes[home] = []
         heapq.heappush(heap, (number, step, self._tickets, task_id))
-        cls.size += 1
         self._home_size[home] = self._home_size.get(home, 0) + 1
         self._size += 1
         if not started:
@@ -107,7 +105,6 @@ class ReadyQueue:
             if heap is None:
                 continue
             taken.extend(entry[3] for entry in sorted(heap))
-            cls.size -= len(heap)
             self._size -= len(heap)
             if rank[0]:
                 self.unstarted -= len(heap)
@@ -131,7 +128,6 @@ class ReadyQueue:
         _, _, ticket, task_id = heapq.heappop(heap)
         if not heap:
             del cls.homes[home]
-        cls.size -= 1
         self._size -= 1
         if rank[0]:
             self.unstarted -= 1

@@ -327,3 +327,12 @@ def test_before_any_worker_joins_one_order_waiting_to_start_is_not_the_tail():
     assert queues.in_tail()  # nothing waits to start
     queues.push("o1:payment", ("payment", "wf"), "", False, 0, 1, 0)
     assert not queues.in_tail()
+
+
+def test_in_the_tail_a_thief_takes_the_longest_home_across_lanes_of_one_step():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:packing", ("packing", "wf@v1"), "w1", True, 0, 1, 1)
+    queues.push("o2:packing", ("packing", "wf@v2"), "w2", True, 0, 2, 1)
+    queues.push("o3:packing", ("packing", "wf@v2"), "w2", True, 0, 3, 1)
+    assert queues.pop_for("w9", any_step)[::2] == ("o2:packing", "w2")

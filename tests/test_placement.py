@@ -259,3 +259,13 @@ def test_a_faster_worker_with_every_slot_hung_sets_no_pace():
     assert ahead / rate + speeds.factor("a", 0.0) < mine  # at a's pace it would
     assert placement.unless_faster(slow, lambda lane: True, ahead, 0.0)(lane)
     assert not placement.unless_faster(slow, lambda lane: True, ahead - 1, 0.0)(lane)
+
+
+def test_a_worker_as_slow_does_not_hide_a_faster_one_behind_it():
+    from scheduler.engine.workflow import DEFAULT_WORKFLOWS
+    placement, workers, _ = world(DEFAULT_WORKFLOWS)
+    slow = joined(placement, workers, "a-slow", slots=4)
+    joined(placement, workers, "b-slow", slots=4)
+    joined(placement, workers, "fast", slots=4)
+    measured(placement, {"a-slow": 10.0, "b-slow": 10.0, "fast": 1.0})
+    assert not placement.unless_faster(slow, lambda lane: True, 0, 0.0)(("shipping", "ecommerce"))

@@ -151,7 +151,7 @@ class Placement:
         rate = 0.0
         best = mine
         workers = self._workers
-        for other in self.capable_of(lane):
+        for other in sorted(self.capable_of(lane)):  # by name: the same answer every run
             theirs = speeds.factor(other, now)
             if not speeds.clearly_faster(mine, theirs):
                 continue

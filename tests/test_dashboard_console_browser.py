@@ -383,6 +383,36 @@ def test_kill_says_when_no_other_live_worker_can_run_a_step(browser, tmp_path):
         assert d.errors == []
 
 
+class OldVersionWorker(ProcessLike):
+    """A worker process still running the previous deploy's app."""
+
+    definitions = ("checkout@v1", "checkout_invoiced@v1")
+
+
+def test_worker_cards_say_which_definitions_each_worker_offers(browser, tmp_path):
+    # Issue 23: in a rolling deploy the cards say which workers still run the old version.
+    cluster = Cluster(workers=1, app=shop_app(tags=()), seed=7, **STEADY)
+    with dashboard(browser, tmp_path, cluster) as d:
+        join_process_workers(cluster, ["p-552e83-5"], tags=())  # no app: any definition
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        offered = {w["id"]: w["definitions"] for w in cluster.workers()}
+        assert offered["p-552e83-5"] is None
+        assert sorted(offered["w-1"]) == sorted(
+            f"{w['name']}@{w['version']}" for w in cluster.describe_workflows())
+        defs = "[data-worker='{}'] .worker-defs"
+        d.wait_text(defs.format("w-1"), ", ".join(offered["w-1"]))
+        d.wait_text(defs.format("p-552e83-5"), "any")
+        assert text(d.page, "[data-worker='p-552e83-5'] .worker-what").startswith("any · process")
+        # One that joins while the page is open says its own, from the live stream.
+        cluster.join_worker("p-552e83-6", OldVersionWorker(), meta={"host": "old-box", "pid": 7})
+        d.wait_text(defs.format("p-552e83-6"), "checkout@v1, checkout_invoiced@v1")
+        title = d.page.get_attribute("[data-worker='p-552e83-6'] .worker-what", "title")
+        assert title.startswith("offers checkout@v1, checkout_invoiced@v1 · process · old-box:7")
+        d.shot("worker-definitions")
+        assert d.errors == []
+
+
 def test_a_click_on_a_log_kind_shows_only_that_kind(browser, tmp_path):
     cluster = fast_cluster(workers=2, failure_rate=0.5, **HEARTBEATS)
     with dashboard(browser, tmp_path, cluster) as d:

@@ -13,6 +13,16 @@ these orders, each step lasting exactly its duration:
 Prints one JSON line with each order's makespan over the lower bound and its mean order
 latency over depth-first's: the two targets of io_workload.py's first measurement.
 
+The straggler: 4 workers of `--slots` / 4 slots, one 10x slower, against the 3 fast ones
+alone (io_workload.py's straggler target), each in depth-first and tail-1 order:
+
+  greedy        every free slot takes the next task, the slow worker's first (it sorts
+                first in the cluster too)
+  speed-aware   placement.py's rule: the slow worker takes a task only if the fast
+                workers would still be busy with the work ahead (tasks ready or still to
+                come) when it ended this one (at its long duration: mean + twice the mean
+                deviation, as speeds.py measures it) and the steps after it
+
     python benchmarks/io_policy_model.py [--orders 1000] [--slots 256] [--seeds 13,1,2]
 """
 
@@ -76,6 +86,58 @@ def simulate(table: list[tuple[float, ...]], slots: int, rank: Rank) -> tuple[fl
     return max(done), statistics.fmean(done)
 
 
+def simulate_workers(table: list[tuple[float, ...]], workers: list[tuple[int, float]],
+                     rank: Rank, aware: bool) -> float:
+    """Makespan of `workers` ((slots, slowness) each, the slowest first) taking tasks in
+    `rank` order; `aware`: a slow worker leaves a task to faster ones that end the work
+    ahead sooner, as placement.py decides (durations in units of the fastest's)."""
+    steps = len(table[0])
+    unstarted = len(table)
+    ready = [(rank(i, 0, unstarted), i, 0) for i in range(len(table))]
+    heapq.heapify(ready)
+    free = [slots for slots, _ in workers]
+    fastest = min(f for _, f in workers)
+    every = [d for row in table for d in row]
+    mean = statistics.fmean(every)
+    long = 1 + 2 * statistics.fmean(abs(d - mean) for d in every) / mean
+    running: list[tuple[float, int, int, int]] = []  # (end, order, step, worker)
+    ahead = len(table) * steps  # tasks not yet started
+    now = 0.0
+    while ready or running:
+        for w, (_, factor) in enumerate(workers):
+            while ready and free[w]:
+                if aware and factor > 2 * fastest:
+                    rate = sum(slots / f for slots, f in workers if f * 2 <= factor)
+                    after = steps - 1 - ready[0][2]
+                    if factor * long + after * fastest > ahead / rate + fastest:
+                        break
+                _, order, step = heapq.heappop(ready)
+                if step == 0:
+                    unstarted -= 1
+                    ready = [(rank(o, s, unstarted), o, s) for _, o, s in ready]
+                    heapq.heapify(ready)
+                free[w] -= 1
+                ahead -= 1
+                heapq.heappush(running, (now + table[order][step] * factor, order, step, w))
+        now, order, step, w = heapq.heappop(running)
+        free[w] += 1
+        if step + 1 < steps:
+            heapq.heappush(ready, (rank(order, step + 1, unstarted), order, step + 1))
+    return now
+
+
+def straggler(table: list[tuple[float, ...]], slots: int) -> dict[str, float]:
+    """Each straggler case's makespan over the 3 fast workers' alone (same order)."""
+    each = slots // 4
+    out = {}
+    for name, rank in (("depth-first", depth_first), ("tail-1", tail(1.0, slots))):
+        alone = simulate_workers(table, [(each, 1.0)] * 3, rank, aware=False)
+        four = [(each, 10.0)] + [(each, 1.0)] * 3
+        for how, aware in (("greedy", False), ("speed-aware", True)):
+            out[f"{how} {name}"] = round(simulate_workers(table, four, rank, aware) / alone, 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1000)
@@ -88,8 +150,11 @@ def main() -> None:
     out: dict[str, dict[str, list[float]]] = {
         name: {"makespan_vs_lower_bound": [], "latency_vs_depth_first": []} for name in policies
     }
+    stragglers: dict[str, list[float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         table = durations(args.orders, seed)
+        for name, ratio in straggler(table, args.slots).items():
+            stragglers.setdefault(name, []).append(ratio)
         bound = lower_bound(table, args.slots)
         _, depth_latency = simulate(table, args.slots, depth_first)
         for name, rank in policies.items():
@@ -97,7 +162,7 @@ def main() -> None:
             out[name]["makespan_vs_lower_bound"].append(round(makespan / bound, 3))
             out[name]["latency_vs_depth_first"].append(round(latency / depth_latency, 3))
     emit({"benchmark": "io_policy_model", "orders": args.orders, "slots": args.slots,
-          "seeds": args.seeds, **out})
+          "seeds": args.seeds, **out, "straggler_vs_fast3": stragglers})
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def test_retry_policies_at_the_edge_of_the_ranges_are_accepted(kwargs):
         ({"max_reassignments": -1}, "max_reassignments"),
         ({"max_reassignments": 1.5}, "max_reassignments"),
         ({"load_epsilon": 0}, "load_epsilon"),
+        ({"tail_share": -0.1}, "tail_share must be >= 0, got -0.1"),
+        ({"tail_share": float("nan")}, "tail_share"),
+        ({"slow_factor": 1.0}, "slow_factor must be > 1, got 1.0"),
+        ({"speed_memory": 0}, "speed_memory must be > 0 seconds, got 0"),
         ({"vnodes": 0}, "vnodes"),
         ({"vnodes": 2.0}, "vnodes"),
         ({"event_history": 99}, "event_history must be >= 100"),
@@ -79,6 +83,13 @@ def test_retry_policies_at_the_edge_of_the_ranges_are_accepted(kwargs):
 def test_bad_cluster_config_names_the_setting(kwargs, field):
     with pytest.raises(ConfigError, match=rf"\b{field}"):
         ClusterConfig(**kwargs)
+
+
+def test_the_edges_of_the_tail_and_speed_settings_are_accepted():
+    config = ClusterConfig(tail_share=0, slow_factor=1.0001, speed_memory=0.001)
+    assert (config.tail_share, config.slow_factor, config.speed_memory) == (0, 1.0001, 0.001)
+    assert (ClusterConfig().tail_share, ClusterConfig().slow_factor) == (1.0, 2.0)
+    assert ClusterConfig().speed_memory == 30.0
 
 
 def test_an_impossible_heartbeat_timeout_is_refused_with_both_values():

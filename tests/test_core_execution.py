@@ -172,7 +172,9 @@ def test_a_worker_that_dies_with_a_stuck_slot_frees_it():
 
 
 def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_slot_serves_again():
+    # Depth-first to the end (no tail), so the freed slot takes o1's retry before o2.
     sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
+              tail_share=0,
               retry=RetryPolicy(max_retries=1, backoff_base=0.001, backoff_cap=0.001))
     sim.submit("o1")
     sim.submit("o2")
@@ -283,7 +285,7 @@ def test_a_worker_declared_dead_past_its_bound_leaves_its_hung_handlers_counted_
 
 def test_past_its_bound_of_abandoned_threads_a_worker_is_declared_dead_and_its_work_moves():
     sim = Sim(workers=1, slots=1, prefetch=0, step_timeout=5.0, abandon_after=1.0,
-              max_abandoned=1,
+              max_abandoned=1, tail_share=0,  # depth-first: o1's retry before o2
               retry=RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001))
     sim.submit("o1")
     sim.submit("o2")

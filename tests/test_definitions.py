@@ -301,3 +301,12 @@ def test_a_definition_with_waits_comes_back_from_its_body_with_them():
     assert back.waits == {"confirmed": Wait("confirmed", 30.0, "fail")}
     assert back.same_shape(waiting)
     assert not back.same_shape(Workflow.define("checkout", shape, version="v4"))
+
+
+def test_steps_after_a_step_count_its_longest_chain_of_dependents():
+    diamond = Workflow.define("diamond", [
+        ("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["c"]), ("e", ["b", "d"])])
+    core = SchedulerCore(ClusterConfig(workers=0), {"diamond": diamond})
+    after = core.definitions.steps_after
+    assert [after("diamond", s) for s in "abcde"] == [3, 1, 2, 1, 0]
+    assert after("diamond", "refund") == 0 and after("nowhere@v9", "a") == 0

@@ -193,3 +193,149 @@ def test_across_steps_the_best_class_wins_over_a_longer_home():
 def test_a_lane_nothing_was_queued_in_has_an_empty_queue():
     queues = ReadyQueues()
     assert queues.size(("payment", "ecommerce")) == 0 and queues.lanes() == []
+
+
+# --------------------------------------------------------------------------- the tail
+
+
+def tail_queues(tail_at: float) -> ReadyQueues:
+    """o1 started (its packing waits), o2 and o3 not (their payments wait)."""
+    queues = ReadyQueues()
+    queues.tail_at = tail_at
+    queues.push("o1:packing", ("packing", "wf"), "w1", True, 0, 1, 1)
+    queues.push("o2:payment", ("payment", "wf"), "w1", False, 0, 2, 0)
+    queues.push("o3:payment", ("payment", "wf"), "w1", False, 0, 3, 0)
+    return queues
+
+
+def test_while_more_orders_wait_to_start_than_the_tail_holds_started_orders_go_first():
+    queues = tail_queues(tail_at=1)
+    assert not queues.in_tail()  # 2 wait to start, the tail begins at 1
+    assert queues.pop_own("w1", any_step)[0] == "o1:packing"
+    assert queues.pop_own("w1", any_step)[0] == "o2:payment"
+    assert queues.in_tail()  # o3 alone waits to start now
+
+
+def test_in_the_tail_a_new_orders_first_step_goes_before_a_started_orders_later_step():
+    queues = tail_queues(tail_at=2)
+    assert queues.in_tail()
+    assert [queues.pop_own("w1", any_step)[0] for _ in range(3)] == [
+        "o2:payment", "o3:payment", "o1:packing"]
+
+
+def test_in_the_tail_an_earlier_step_goes_before_an_older_orders_later_step():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:shipping", ("shipping", "wf"), "w1", True, 0, 1, 2)
+    queues.push("o2:packing", ("packing", "wf"), "w1", True, 0, 2, 1)
+    assert queues.pop_own("w1", any_step)[0] == "o2:packing"
+    queues.tail_at = 0
+    queues.push("o3:packing", ("packing", "wf"), "w1", True, 0, 3, 1)
+    queues.push("o4:payment", ("payment", "wf"), "w1", False, 0, 4, 0)
+    assert queues.pop_own("w1", any_step)[0] == "o1:shipping"  # not in the tail: oldest
+
+
+def test_in_the_tail_a_thief_takes_an_earlier_step_before_a_longer_home():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:shipping", ("shipping", "wf"), "w1", True, 0, 1, 2)
+    queues.push("o2:shipping", ("shipping", "wf"), "w1", True, 0, 2, 2)
+    queues.push("o3:packing", ("packing", "wf"), "w2", True, 0, 3, 1)
+    assert queues.pop_for("w9", any_step)[::2] == ("o3:packing", "w2")
+    queues.tail_at = 0
+    queues.push("o4:packing", ("packing", "wf"), "w2", True, 0, 4, 1)
+    queues.push("o5:payment", ("payment", "wf"), "w3", False, 0, 5, 0)  # out of the tail
+    assert queues.pop_for("w9", any_step)[::2] == ("o1:shipping", "w1")  # the longest home
+
+
+def test_in_the_tail_priority_still_orders_the_new_orders():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:packing", ("packing", "wf"), "w1", True, 9, 1, 1)
+    queues.push("o2:payment", ("payment", "wf"), "w1", False, 0, 2, 0)
+    queues.push("o3:payment", ("payment", "wf"), "w1", False, 5, 3, 0)
+    assert [queues.pop_for("w1", any_step)[0] for _ in range(3)] == [
+        "o3:payment", "o2:payment", "o1:packing"]
+
+
+def test_orders_waiting_to_start_are_counted_through_pops_and_homes_taken():
+    queues = ReadyQueues()
+    queues.tail_at = 1
+    queues.push("o1:payment", ("payment", "wf"), "w1", False, 0, 1, 0)
+    queues.push("o2:payment", ("payment", "wf"), "w2", False, 0, 2, 0)
+    queues.push("o3:payment", ("payment", "wf"), "w2", False, 0, 3, 0)
+    queues.push("o0:packing", ("packing", "wf"), "w2", True, 0, 0, 1)
+    assert not queues.in_tail()
+    assert queues.take_home("w2") == ["o2:payment", "o3:payment", "o0:packing"]
+    assert queues.in_tail()  # o1 alone waits to start
+    queues.push("o2:payment", ("payment", "wf"), "w1", False, 0, 2, 0)
+    assert not queues.in_tail()
+    queues.pop_for("w1", any_step)
+    assert queues.in_tail()
+    queues.tail_at = 0
+    assert not queues.in_tail()
+    queues.pop_for("w1", any_step)
+    assert queues.in_tail() and len(queues) == 0
+
+
+def test_a_single_queue_names_its_best_class_in_and_out_of_the_tail():
+    queue = ReadyQueue()
+    assert queue.best_rank() is None and queue.best_rank(True) is None
+    push(queue, "o1:packing", "w1", 1, step=1, started=True)
+    assert queue.best_rank(True) == (0, 0)  # no new order waits: the started class
+    push(queue, "o2:payment", "w1", 2, priority=3)
+    push(queue, "o3:payment", "w1", 3, priority=1)
+    assert queue.best_rank() == (0, 0) and queue.best_rank(True) == (1, -3)
+    assert queue.unstarted == 2
+    queue.pop_from((1, -3), "w1")
+    assert queue.unstarted == 1 and queue.best_rank(True) == (1, -1)
+
+
+def test_taking_a_home_looks_in_every_class():
+    queue = ReadyQueue()
+    push(queue, "o1:packing", "w2", 1, step=1, started=True)
+    push(queue, "o2:payment", "w1", 2)
+    assert queue.take_home("w1") == ["o2:payment"] and queue.unstarted == 0
+
+
+def test_in_the_tail_a_thief_takes_a_new_orders_first_step_before_a_started_orders_step():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:packing", ("packing", "wf"), "w1", True, 0, 1, 1)
+    queues.push("o2:packing", ("packing", "wf"), "w1", True, 0, 2, 1)
+    queues.push("o3:payment", ("payment", "wf"), "w2", False, 0, 3, 0)
+    assert queues.pop_for("w9", any_step)[::2] == ("o3:payment", "w2")
+
+
+def test_in_the_tail_one_lanes_new_order_goes_before_its_started_one():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    lane = ("payment", "wf")  # a retried payment of a started order, a new order's
+    queues.push("o1:payment", lane, "w1", True, 0, 1, 0)
+    queues.push("o2:payment", lane, "w1", False, 0, 2, 0)
+    assert queues.pop_for("w1", any_step)[0] == "o2:payment"
+
+
+def test_in_the_tail_a_thief_still_takes_the_longest_home_among_one_steps_entries():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:packing", ("packing", "wf"), "w1", True, 0, 1, 1)
+    queues.push("o2:packing", ("packing", "wf"), "w2", True, 0, 2, 1)
+    queues.push("o3:packing", ("packing", "wf"), "w2", True, 0, 3, 1)
+    assert queues.pop_for("w9", any_step)[::2] == ("o2:packing", "w2")
+
+
+def test_before_any_worker_joins_one_order_waiting_to_start_is_not_the_tail():
+    queues = ReadyQueues()
+    assert queues.in_tail()  # nothing waits to start
+    queues.push("o1:payment", ("payment", "wf"), "", False, 0, 1, 0)
+    assert not queues.in_tail()
+
+
+def test_in_the_tail_a_thief_takes_the_longest_home_across_lanes_of_one_step():
+    queues = ReadyQueues()
+    queues.tail_at = 8
+    queues.push("o1:packing", ("packing", "wf@v1"), "w1", True, 0, 1, 1)
+    queues.push("o2:packing", ("packing", "wf@v2"), "w2", True, 0, 2, 1)
+    queues.push("o3:packing", ("packing", "wf@v2"), "w2", True, 0, 3, 1)
+    assert queues.pop_for("w9", any_step)[::2] == ("o2:packing", "w2")

@@ -124,7 +124,8 @@ class SchedulerCore:
         # Attempts that may still run on a worker that left, kept in their step's count.
         self.zombies = Zombies()
         # Which workers can run a step, and a ready task's home among them (placement.py).
-        self._placement = Placement(self._ring, self._workers, self.queue, self.config)
+        self._placement = Placement(self._ring, self._workers, self.queue, self.config,
+                                    self.definitions)
         self._held_back: dict[str, deque[str]] = {}  # step -> READY tasks its limits hold
         self._deadlines: list[tuple[float, int, str]] = []  # (deadline, lease, running task)
         # Timed-out attempts on thread workers: (when to abandon the thread if its handler
@@ -357,6 +358,8 @@ class SchedulerCore:
         self._move(task, S.SUCCEEDED)
         self._progress.steps_done.add(now)
         took = round(now - task.started_at, 6) if task.started_at is not None else None
+        if took is not None:
+            self._placement.speeds.observed(worker_id, task.step, took, now)
         self._emit(
             "task_succeeded",
             f"{_attempt_of(task)} succeeded on {worker_id}",
@@ -1009,6 +1012,8 @@ class SchedulerCore:
         each takes from its own home first; only a worker with nothing of its own (of the
         best class waiting) steals from the longest other home."""
         queue, hungry = self.queue, self._hungry
+        idled = self._placement.idled  # slow workers leaving tasks to faster ones
+        idled.clear()
         while queue and hungry:
             took = False
             for worker_id in sorted(hungry):
@@ -1023,16 +1028,26 @@ class SchedulerCore:
             for worker_id in sorted(hungry):
                 task = self._next_for(worker_id, steal=True)
                 if task is None:
+                    if worker_id in idled:
+                        continue  # a faster worker may still steal what it left
                     return  # nothing left that may start now
                 self._assign(task, worker_id)
+                took = True
                 if not queue:
                     return
+            if not took:
+                return
 
     def _next_for(self, worker_id: str, steal: bool) -> Task | None:
         """The next task `worker_id` may take; tasks their step's limits hold are set aside."""
         pop = self.queue.pop_for if steal else self.queue.pop_own
         worker = self._workers[worker_id]
-        can_run = self._placement.can_run_cache(worker)
+        placement = self._placement
+        can_run = placement.can_run_cache(worker)
+        if placement.speeds.is_slow(worker_id, self._now):
+            by_state = self._tasks_by_state
+            can_run = placement.unless_faster(
+                worker, can_run, by_state["ready"] + by_state["pending"], self._now)
         while True:
             popped = pop(worker_id, can_run)
             if popped is None:

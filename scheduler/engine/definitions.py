@@ -30,6 +30,7 @@ class Definitions:
         self._known: dict[str, Workflow] = {}
         self._journaled: set[str] = set()
         self.unfinished: Counter[str] = Counter()  # unfinished orders by definition key
+        self._after: dict[str, dict[str, int]] = {}  # key -> step -> steps_after
         for workflow in self.current.values():
             self._add(workflow)
 
@@ -44,6 +45,7 @@ class Definitions:
         known = self._known.get(workflow.key)
         if known is None:
             self._known[workflow.key] = workflow
+            self._after[workflow.key] = _chains_after(workflow)
         elif not known.same_shape(workflow):
             raise DefinitionConflict(
                 f"workflow {workflow.label()} is defined twice with different steps "
@@ -61,6 +63,11 @@ class Definitions:
         """A known definition by key ("checkout@v1"), else the running app's of that name
         ("checkout"). None: neither."""
         return self._known.get(ref) or self.current.get(ref)
+
+    def steps_after(self, key: str, step: str) -> int:
+        """The longest chain of steps that must follow `step` in definition `key` (0 for
+        a last step, an undo or an unknown definition)."""
+        return self._after.get(key, {}).get(step, 0)
 
     def first_use(self, workflow: Workflow) -> bool:
         """True the first time an order uses `workflow` and the journal lacks it: it is
@@ -99,6 +106,13 @@ class Definitions:
                  "version": self._known[key].version, "unfinished": self.unfinished[key],
                  "current": self.is_current(key), "offered": offered(key)}
                 for key in keys]
+
+
+def _chains_after(workflow: Workflow) -> dict[str, int]:
+    chains: dict[str, int] = {}
+    for step in reversed(workflow.steps):  # every dependent is counted before its step
+        chains[step] = max((chains[d] + 1 for d in workflow.dependents[step]), default=0)
+    return chains
 
 
 def _shape(workflow: Workflow) -> str:

@@ -12,6 +12,12 @@ Order of preference, from the issue of finishing orders soon:
    when its own has nothing of that class;
 3. within one home queue, the oldest order first, then its earlier step.
 
+The tail (issue 21): once no more orders wait to start than `tail_at` (the cluster's slots
+times `tail_share`), the order turns to first steps first: new orders' first steps before
+started orders' later steps, and across lanes an earlier step before a later one. Depth-first
+order alone leaves the last orders to start only as the others finish, their whole chain
+still ahead while slots idle around them; `benchmarks/io_policy_model.py` measures both.
+
 Entries are invalidated lazily: each push gets a ticket and the engine ignores a popped
 entry whose task has moved on since (cancelled, re-queued).
 """
@@ -19,11 +25,13 @@ entry whose task has moved on since (cancelled, re-queued).
 from __future__ import annotations
 
 import heapq
-from bisect import insort
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 
 # (started: 0 = the order already started, 1 = a new order's first step, -priority)
 RankClass = tuple[int, int]
+# Where the classes of new orders begin in a sorted list of classes.
+_FIRST_NEW = (1, float("-inf"))
 # (order number, step index, ticket, task id)
 Entry = tuple[int, int, int, str]
 
@@ -31,7 +39,6 @@ Entry = tuple[int, int, int, str]
 @dataclass
 class _Class:
     homes: dict[str, list[Entry]] = field(default_factory=dict)
-    size: int = 0
 
 
 class ReadyQueue:
@@ -41,6 +48,7 @@ class ReadyQueue:
         self._home_size: dict[str, int] = {}
         self._size = 0
         self._tickets = 0
+        self.unstarted = 0  # entries of orders not started yet (stale ones until popped)
 
     def __len__(self) -> int:
         return self._size
@@ -63,9 +71,10 @@ class ReadyQueue:
         if heap is None:
             heap = cls.homes[home] = []
         heapq.heappush(heap, (number, step, self._tickets, task_id))
-        cls.size += 1
         self._home_size[home] = self._home_size.get(home, 0) + 1
         self._size += 1
+        if not started:
+            self.unstarted += 1
         return self._tickets
 
     def pop_own(self, worker_id: str) -> tuple[str, int, str] | None:
@@ -96,8 +105,9 @@ class ReadyQueue:
             if heap is None:
                 continue
             taken.extend(entry[3] for entry in sorted(heap))
-            cls.size -= len(heap)
             self._size -= len(heap)
+            if rank[0]:
+                self.unstarted -= len(heap)
             if not cls.homes:
                 self._drop(rank)
         self._home_size.pop(home, None)
@@ -118,8 +128,9 @@ class ReadyQueue:
         _, _, ticket, task_id = heapq.heappop(heap)
         if not heap:
             del cls.homes[home]
-        cls.size -= 1
         self._size -= 1
+        if rank[0]:
+            self.unstarted -= 1
         left = self._home_size[home] - 1
         if left:
             self._home_size[home] = left
@@ -135,8 +146,14 @@ class ReadyQueue:
 
     # ------------------------------------------------------------------ for ReadyQueues
 
-    def best_rank(self) -> RankClass | None:
-        return self._order[0] if self._order else None
+    def best_rank(self, tail: bool = False) -> RankClass | None:
+        """The best class waiting; in the tail (`tail`), new orders' classes come first."""
+        order = self._order
+        if not order:
+            return None
+        if tail and order[-1][0]:
+            return order[bisect_left(order, _FIRST_NEW)]
+        return order[0]
 
     def own_top(self, worker_id: str, rank: RankClass) -> Entry | None:
         """The first entry under `worker_id`'s home in class `rank`, without taking it."""
@@ -156,6 +173,11 @@ class ReadyQueue:
         return self._pop(rank, self._classes[rank], home)
 
 
+def _tail_rank(rank: RankClass) -> tuple[int, int]:
+    # In the tail a new order's class goes first: the started flag turned around.
+    return -rank[0], rank[1]
+
+
 class ReadyQueues:
     """One ReadyQueue per lane (a step, and the workflow definition its orders are pinned
     to), so a worker only ever looks at what it can run (its handlers, its capability tags,
@@ -167,9 +189,17 @@ class ReadyQueues:
         # Entries per home over every lane: placement asks for a worker's load at every
         # step, and a sum over the lanes cost more than the rest of the placement.
         self._home_size: dict[str, int] = {}
+        self._unstarted = 0  # entries of orders not started yet, every lane
+        # First steps first once no more orders than this wait to start (placement.py sets
+        # it from the slots on the ring and `tail_share`).
+        self.tail_at = 0.0
 
     def __len__(self) -> int:
         return self._size
+
+    def in_tail(self) -> bool:
+        """Whether so few orders wait to start that first steps go first (the tail)."""
+        return self._unstarted <= self.tail_at
 
     def lanes(self) -> list[tuple[str, str]]:
         return [lane for lane, queue in self._by_lane.items() if queue]
@@ -188,6 +218,8 @@ class ReadyQueues:
             queue = self._by_lane[lane] = ReadyQueue()
         self._size += 1
         self._home_size[home] = self._home_size.get(home, 0) + 1
+        if not started:
+            self._unstarted += 1
         return queue.push(task_id, home, started, priority, number, index)
 
     def home_load(self, home: str) -> int:
@@ -196,7 +228,9 @@ class ReadyQueues:
     def take_home(self, home: str) -> list[str]:
         taken: list[str] = []
         for queue in self._by_lane.values():
+            unstarted = queue.unstarted
             taken.extend(queue.take_home(home))
+            self._unstarted -= unstarted - queue.unstarted
         self._size -= len(taken)
         self._home_size.pop(home, None)
         return taken
@@ -207,12 +241,16 @@ class ReadyQueues:
         queues = self._runnable(can_run)
         if not queues:
             return None
-        rank = min(q.best_rank() for q in queues)
+        tail = self.in_tail()
+        rank = self._best_rank(queues, tail)
         best = None
         for queue in queues:
             top = queue.own_top(worker_id, rank)
-            if top is not None and (best is None or top < best[0]):
-                best = (top, queue)
+            if top is None:
+                continue
+            key = (top[1], top) if tail else top  # the tail: an earlier step first
+            if best is None or key < best[0]:
+                best = (key, queue)
         if best is None:
             return None
         return self._take(best[1], rank, worker_id)
@@ -226,19 +264,26 @@ class ReadyQueues:
         queues = self._runnable(can_run)
         if not queues:
             return None
-        rank = min(q.best_rank() for q in queues)
+        tail = self.in_tail()
+        rank = self._best_rank(queues, tail)
         best = None
         for queue in queues:
             found = queue.longest_top(rank)
             if found is None:
                 continue
             length, home, top = found
-            key = (-length, top)
+            key = (top[1], -length, top) if tail else (-length, top)
             if best is None or key < best[0]:
                 best = (key, queue, home)
         if best is None:
             return None
         return self._take(best[1], rank, best[2])
+
+    @staticmethod
+    def _best_rank(queues: list[ReadyQueue], tail: bool) -> RankClass:
+        if tail:
+            return min((q.best_rank(True) for q in queues), key=_tail_rank)
+        return min(q.best_rank() for q in queues)
 
     def _runnable(self, can_run) -> list[ReadyQueue]:
         return [q for lane, q in self._by_lane.items() if q and can_run(lane)]
@@ -250,4 +295,6 @@ class ReadyQueues:
             self._home_size[home] = left
         else:
             del self._home_size[home]
+        if rank[0]:
+            self._unstarted -= 1
         return queue.pop_from(rank, home)

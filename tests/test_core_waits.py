@@ -600,3 +600,78 @@ def test_validate_catches_a_waiting_task_without_its_timer_and_a_stray_timer():
     sim.core.timers.set("o1:charge", 5.0)
     with pytest.raises(AssertionError):
         sim.core.validate()
+
+
+# --------------------------------------------------------------------------- what the log says
+
+
+def test_a_signal_says_who_sent_it_and_whether_its_wait_took_it_or_keeps_it():
+    sim = wait_sim()
+    submit(sim, "pay_cancel")
+    submit(sim, "pay_cancel", oid="o2")
+    assert signal(sim, data="early", oid="o2") == waits.KEPT
+    run(sim, "reserve")
+    assert signal(sim, data="paid", who="psp") == waits.DELIVERED
+    received = {e["order_id"]: e for e in sim.types(type="signal_received")}
+    assert received["o2"]["message"] == (
+        "order o2 signal payment_confirmed received; kept until the order reaches its wait")
+    assert received["o1"]["message"] == "order o1 signal payment_confirmed received from psp"
+    assert (received["o1"]["who"], received["o1"]["step"]) == ("psp", "payment_confirmed")
+    assert received["o2"]["who"] is None
+    [completed] = sim.types(type="wait_completed", order_id="o1")
+    assert completed["message"] == "order o1 wait payment_confirmed completed by its signal"
+
+
+def test_a_refused_signal_says_why_on_the_wait_it_was_for():
+    sim = wait_sim()
+    submit(sim, "pay_cancel")
+    run(sim, "reserve")
+    signal(sim, data=1)
+    assert signal(sim, data=2, who="ops") == waits.REFUSED
+    assert signal(sim, data=3) == waits.REFUSED
+    first, second = sim.types(type="signal_refused")
+    assert first["message"] == ("order o1 signal payment_confirmed from ops refused: "
+                                "one came already")
+    assert (first["step"], first["reason"], first["who"]) == (
+        "payment_confirmed", "one came already", "ops")
+    assert second["message"] == "order o1 signal payment_confirmed refused: one came already"
+
+
+def test_an_unknown_signal_names_every_wait_of_the_order():
+    two = Workflow.define("two_waits", [("reserve", []), ("paid", ["reserve"]),
+                                        ("shipped", ["paid"])],
+                          waits=[Wait("paid"), Wait("shipped")])
+    sim = Sim(workers=1, workflows={"two_waits": two}, retry=NO_RETRY)
+    submit(sim, "two_waits")
+    with pytest.raises(UnknownWait) as refused:
+        signal(sim, "delivered")
+    assert str(refused.value) == ("order o1 (two_waits) never waits for signal 'delivered'; "
+                                  "its waits: paid, shipped")
+
+
+def test_a_timed_out_wait_is_logged_on_its_step():
+    sim = wait_sim()
+    submit(sim, "pay_continue")
+    run(sim, "reserve")
+    sim.advance(1800.0)
+    [timed_out] = sim.types(type="wait_timed_out")
+    assert (timed_out["order_id"], timed_out["step"]) == ("o1", "payment_confirmed")
+    assert timed_out["message"] == ("order o1 wait payment_confirmed: no signal "
+                                    "payment_confirmed within 1800s; continuing with no signal")
+
+
+def test_a_signal_taken_at_a_restart_says_so():
+    sim = wait_sim()
+    submit(sim, "pay_cancel")
+    run(sim, "reserve")
+    [record] = [sim.core.order_record(o, with_events=True)
+                for o in views.orders(sim.core).values()]
+    before = restart(sim)
+    signal(sim, data="late")
+    [later] = [sim.core.order_record(o, with_events=True)
+               for o in views.orders(sim.core).values()]
+    received = [e for e in later.events if e["type"] == "signal_received"]
+    sim = restart(sim, [replace(record, events=(*record.events, *received))], totals=before)
+    [completed] = sim.types(type="wait_completed")
+    assert completed["message"] == ("order o1 wait payment_confirmed completed by a signal "
+                                    "that came before a restart")

@@ -675,3 +675,47 @@ def test_a_signal_taken_at_a_restart_says_so():
     [completed] = sim.types(type="wait_completed")
     assert completed["message"] == ("order o1 wait payment_confirmed completed by a signal "
                                     "that came before a restart")
+
+
+def test_a_wait_says_what_it_waits_for_and_how_it_ended():
+    sim = wait_sim()
+    submit(sim, "forever")
+    submit(sim, "pay_cancel", oid="o2")
+    signal(sim, oid="o2", data="early")
+    run(sim, "reserve")
+    run(sim, "reserve")
+    [started] = sim.types(type="wait_started")
+    assert started["message"] == "order o1 waits for signal payment_confirmed"
+    assert (started["step"], started["until"]) == ("payment_confirmed", None)
+    [early] = sim.types(type="wait_completed", order_id="o2")
+    assert early["message"] == ("order o2 wait payment_confirmed completed by a signal that "
+                                "came before it")
+
+
+ENDS_WAITING = Workflow.define(
+    "ends_waiting", [("ship", []), ("delivered", ["ship"])],
+    waits=[Wait("delivered", timeout=60.0, on_timeout="continue")])
+PAID_FIRST = Workflow.define(
+    "paid_first", [("paid", []), ("charge", ["paid"])],
+    waits=[Wait("paid", timeout=60.0, on_timeout="cancel")])
+
+
+def test_timeouts_that_end_an_order_finish_it_at_their_time():
+    sim = Sim(workers=1, workflows={"ends_waiting": ENDS_WAITING, "paid_first": PAID_FIRST},
+              retry=NO_RETRY)
+    sim.core.epoch_offset = 1_700_000_000.0
+    submit(sim, "paid_first")  # its wait comes first: nothing to undo when it cancels
+    sim.advance(0.25)
+    submit(sim, "ends_waiting", oid="o2")  # its wait comes last: its timeout completes it
+    run(sim, "ship")
+    [started] = sim.types(type="wait_started", order_id="o2")
+    assert started["message"] == "order o2 waits for signal delivered for 60s, then continues"
+    assert started["until"] == 1_700_000_060.25
+    sim.advance(61.0)
+    orders = views.orders(sim.core)
+    for oid, status_now in (("o1", "cancelled"), ("o2", "completed")):
+        [timed_out] = sim.types(type="wait_timed_out", order_id=oid)
+        assert status(sim, oid) == status_now
+        assert orders[oid].finished_at == pytest.approx(timed_out["ts"] - 1_700_000_000.0)
+    [completed] = sim.types(type="wait_completed", order_id="o2")
+    assert completed["message"] == "order o2 wait delivered completed by its timeout"

@@ -719,3 +719,15 @@ def test_timeouts_that_end_an_order_finish_it_at_their_time():
         assert orders[oid].finished_at == pytest.approx(timed_out["ts"] - 1_700_000_000.0)
     [completed] = sim.types(type="wait_completed", order_id="o2")
     assert completed["message"] == "order o2 wait delivered completed by its timeout"
+
+
+def test_a_delayed_step_says_how_long_it_waits_and_until_when():
+    sim = delayed_sim(100.0)
+    sim.core.epoch_offset = 1_700_000_000.0
+    submit(sim, "review")
+    sim.advance(5.25)
+    run(sim, "ship")
+    [delayed] = sim.types(type="task_delayed")
+    assert delayed["message"] == ("order o1 step ask_review waits 100.000s before it may "
+                                  "start")
+    assert (delayed["step"], delayed["until"]) == ("ask_review", 1_700_000_105.25)

@@ -140,7 +140,9 @@ def held(hold: float, **policy) -> StepLimits:
 def test_a_restart_holds_a_concurrency_limited_step_until_the_hold_ends_and_not_after():
     lim = held(5.0, max_in_flight=3)
     assert lim.room("payment", 12.0) == 0
-    assert "holds its starts after a restart" in lim.blocks("payment", 12.0)
+    assert lim.blocks("payment", 12.0) == (
+        "step payment holds its starts after a restart until the workers that outlived the "
+        "old server have said what they still run")
     assert lim.free_at("payment", 12.0) == 15.0  # the timer wakes the core then
     # At the hold's end exactly, the step starts again, and no timer is asked for.
     assert lim.room("payment", 15.0) == 3 and lim.blocks("payment", 15.0) is None

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-js test-fast mutation lint bench example vendor clean
+.PHONY: run test test-js test-fast mutation lint bench peers-table example vendor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/core_steps.py
 	$(BIN)/python benchmarks/journal_pg.py
-	$(BIN)/python benchmarks/peer_dask.py
+	$(BIN)/python benchmarks/peers.py --out benchmarks/peers.jsonl
+	$(BIN)/python benchmarks/peer_table.py benchmarks/peers.jsonl
 	$(BIN)/python benchmarks/io_workload.py
 	$(BIN)/python benchmarks/http_ingest.py
 	$(BIN)/python benchmarks/fanout.py
@@ -72,6 +73,12 @@ bench: $(STAMP)
 	@if [ -f benchmarks/failover.py ]; then $(BIN)/python benchmarks/failover.py; fi
 	$(BIN)/python benchmarks/failover_ha.py
 	$(BIN)/python benchmarks/dashboard_frames.py
+	$(BIN)/python benchmarks/remote_workers.py --orders 2000
+	$(BIN)/python benchmarks/unfinished_capacity.py
+
+# The README's comparison table, rewritten from the last `make bench` run's peers.jsonl.
+peers-table: $(STAMP)
+	$(BIN)/python benchmarks/peer_table.py benchmarks/peers.jsonl --write README.md
 
 test-js:
 	node --test --test-reporter=dot $(JS_TESTS)

@@ -167,6 +167,8 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
     app.json.sort_keys = False  # keep the scheduler's order: tasks in workflow order
     owns_cluster = cluster is None
     settings = _cluster_settings(app.config["CLUSTER_SETTINGS"])
+    if owns_cluster and app.config["ORDERFLOW_APP"] is None:
+        app.config["ORDERFLOW_APP"] = settings.app  # what its worker processes run too
     shared = owns_cluster and settings.persist and parse_location(settings.db).is_url
     elector = None
     if shared:

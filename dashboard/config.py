@@ -72,6 +72,10 @@ class DefaultConfig:
     # This server's own URL, for the worker processes it starts (`serve` sets it once bound);
     # None: POST /api/workers kind=process is refused with 409.
     ORDERFLOW_URL: str | None = None
+    # The server's app as MODULE:ATTR (`serve --app`), run by the worker processes it starts
+    # so they offer its workflow definitions; None: the built-in demo (create_app takes it
+    # from CLUSTER_SETTINGS when it builds the cluster itself).
+    ORDERFLOW_APP: str | None = None
     # Worker processes this server may run at once (each holds a server thread).
     WORKER_PROCESS_LIMIT = 16
     # Remote worker registrations that join a new worker id, over all connections: per

@@ -181,6 +181,10 @@ def test_sixty_seconds_of_chaos_with_two_servers_whose_leader_is_killed_lose_not
     assert report["faults"].get("hang_burst") == 1 and report["timed_out_attempts"] >= 1
     assert report["abandoned_threads"] >= 1 and report["workers_hung"] == 0
     assert_hostile_text_was_recorded_escaped(report)
+    # A rolling deploy across the failovers: each killed leader came back with the second
+    # version; orders in flight finished on their own definition's workers.
+    assert report["faults"].get("deploy") == 1
+    assert report["steps_of_another_definition"] == 0
 
 
 def assert_remote_workers_worked_under_every_busy_server(report: dict, starts: int) -> None:

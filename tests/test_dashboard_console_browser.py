@@ -99,10 +99,11 @@ def page_on(browser, viewport=shared.VIEWPORT) -> Iterator:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         # A server that is down refuses the page's requests (or, while it closes, drops a
-        # socket mid-request): the browser says so on its console, which is what the test
-        # does to it, not a fault of the page.
+        # socket mid-request, even mid-body: a length mismatch): the browser says so on its
+        # console, which is what the test does to it, not a fault of the page.
         expected = ("ERR_CONNECTION_REFUSED", "ERR_CONNECTION_RESET",
-                    "ERR_SOCKET_NOT_CONNECTED", "WebSocket connection to")
+                    "ERR_SOCKET_NOT_CONNECTED", "ERR_CONTENT_LENGTH_MISMATCH",
+                    "WebSocket connection to")
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(
             e in m.text for e in expected) else None)
         yield page, errors
@@ -380,6 +381,36 @@ def test_kill_says_when_no_other_live_worker_can_run_a_step(browser, tmp_path):
         d.page.locator("#confirm-dialog[open]").wait_for()
         assert "moves its 0 tasks to other workers" in text(d.page, "#confirm-message")
         d.page.click("#confirm-cancel")
+        assert d.errors == []
+
+
+class OldVersionWorker(ProcessLike):
+    """A worker process still running the previous deploy's app."""
+
+    definitions = ("checkout@v1", "checkout_invoiced@v1")
+
+
+def test_worker_cards_say_which_definitions_each_worker_offers(browser, tmp_path):
+    # Issue 23: in a rolling deploy the cards say which workers still run the old version.
+    cluster = Cluster(workers=1, app=shop_app(tags=()), seed=7, **STEADY)
+    with dashboard(browser, tmp_path, cluster) as d:
+        join_process_workers(cluster, ["p-552e83-5"], tags=())  # no app: any definition
+        d.page.goto(d.url + "/")
+        d.wait_live()
+        offered = {w["id"]: w["definitions"] for w in cluster.workers()}
+        assert offered["p-552e83-5"] is None
+        assert sorted(offered["w-1"]) == sorted(
+            f"{w['name']}@{w['version']}" for w in cluster.describe_workflows())
+        defs = "[data-worker='{}'] .worker-defs"
+        d.wait_text(defs.format("w-1"), ", ".join(offered["w-1"]))
+        d.wait_text(defs.format("p-552e83-5"), "any")
+        assert text(d.page, "[data-worker='p-552e83-5'] .worker-what").startswith("any · process")
+        # One that joins while the page is open says its own, from the live stream.
+        cluster.join_worker("p-552e83-6", OldVersionWorker(), meta={"host": "old-box", "pid": 7})
+        d.wait_text(defs.format("p-552e83-6"), "checkout@v1, checkout_invoiced@v1")
+        title = d.page.get_attribute("[data-worker='p-552e83-6'] .worker-what", "title")
+        assert title.startswith("offers checkout@v1, checkout_invoiced@v1 · process · old-box:7")
+        d.shot("worker-definitions")
         assert d.errors == []
 
 

@@ -8,9 +8,15 @@ skips or fails the same way without a browser.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import requests
 import test_dashboard_browser as shared
+from conftest import wait_for
 from test_dashboard_browser import XSS, dashboard
+from test_waits import ORDER as WAITING_ORDER
+from test_waits import shop as waiting_shop
 from web import STEADY
 
 from scheduler import App, Cluster, TaskContext
@@ -222,3 +228,108 @@ def test_the_order_view_and_the_search_bar_cut_no_label(browser, tmp_path, viewp
         # The page does not scroll sideways at any width, the traceback scrolls in its box.
         assert d.page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
         assert d.errors == []
+
+
+# ---------------------------------------------------------------- issue 22: a signal by hand
+
+SIGNAL_FORM = "#tl-body form.tl-signal[data-signal='payment_confirmed']"
+
+
+def test_the_operator_sends_a_signal_from_the_order_view_and_bad_data_changes_nothing(
+        browser, tmp_path):
+    # reserve -> wait for payment_confirmed -> charge -> review an hour later.
+    cluster = Cluster(workers=1, app=waiting_shop(delay="1h"), seed=7, **STEADY)
+    with dashboard(browser, tmp_path, cluster) as d:
+        order_id = cluster.submit({**WAITING_ORDER, "workflow": "checkout"})
+        wait_for(lambda: cluster.get_order(order_id)["status"] == "waiting", 10,
+                 message="the order to wait for payment_confirmed")
+
+        def order() -> dict:
+            return requests.get(f"{d.url}/api/orders/{order_id}", timeout=10).json()
+
+        d.page.goto(f"{d.url}/#order={order_id}")
+        form = d.page.locator(SIGNAL_FORM)
+        data, send = form.locator("textarea"), form.locator("button[type=submit]")
+        error = form.locator(".tl-signal-error")
+        assert form.locator(".tl-signal-error").is_hidden()
+        # Data that is not JSON: said under the form, nothing sent, no confirmation asked.
+        typed = '{"txn": "t-1", '
+        data.fill(typed)
+        send.click()
+        error.wait_for()
+        assert error.inner_text().startswith("Not sent: the data is not JSON (")
+        assert data.get_attribute("aria-invalid") == "true"
+        assert d.page.locator("#confirm-dialog").is_hidden()
+        d.shot("signal-not-json")
+        # The view reloads every second while the order waits: what was typed, the message
+        # and the focus stay as they were.
+        d.page.evaluate("() => { document.querySelector('#tl-body .tl-summary')"
+                        ".dataset.before = 'reload' }")
+        d.wait("() => !document.querySelector('#tl-body .tl-summary').dataset.before")
+        assert data.input_value() == typed and error.is_visible()
+        assert d.page.evaluate("() => document.activeElement.classList"
+                               ".contains('tl-signal-data')")
+        untouched = order()
+        assert untouched["status"] == "waiting"
+        assert untouched["tasks"]["payment_confirmed"]["status"] == "waiting"
+        assert not [e for e in untouched["events"] if e["type"].startswith("signal_")]
+        # Asked first, with what follows; "Keep" sends nothing.
+        sent = {"txn": "t-1", "note": XSS}
+        data.fill(json.dumps(sent))
+        assert error.is_hidden()  # typing clears the message
+        send.click()
+        assert d.page.inner_text("#confirm-title") == f"Send payment_confirmed to order {order_id}?"
+        assert "the steps after it run" in d.page.inner_text("#confirm-message")
+        d.page.click("#confirm-cancel")
+        assert d.page.locator("#confirm-dialog").is_hidden()
+        assert order()["tasks"]["payment_confirmed"]["status"] == "waiting"
+        # Confirmed: the order moves past its wait (charge runs, review waits its hour).
+        send.click()
+        d.page.click("#confirm-ok")
+        d.page.locator("#tl-body .dag-node[data-step='charge'][data-status='succeeded']").wait_for()
+        assert d.page.locator(SIGNAL_FORM).count() == 0  # the wait is over
+        after = order()
+        assert after["tasks"]["payment_confirmed"]["status"] == "succeeded"
+        assert after["tasks"]["payment_confirmed"]["result"] == sent
+        assert after["tasks"]["review"]["status"] == "waiting"
+        # Audited: who sent it and what, once.
+        [received] = [e for e in after["events"] if e["type"] == "signal_received"]
+        assert received["who"] == "127.0.0.1" and received["step"] == "payment_confirmed"
+        assert received["data"] == sent
+        d.page.locator("#tl-body .tl-event[data-type='signal_received']").wait_for()
+        assert d.page.locator("#tl-body img").count() == 0  # text, never markup
+        d.shot("signal-sent")
+        assert d.errors == []
+
+
+def test_a_signal_another_sender_delivered_first_is_refused_and_said(browser, tmp_path):
+    cluster = Cluster(workers=1, app=waiting_shop(delay="1h"), seed=7, **STEADY)
+    with dashboard(browser, tmp_path, cluster) as d:
+        order_id = cluster.submit({**WAITING_ORDER, "workflow": "checkout"})
+        wait_for(lambda: cluster.get_order(order_id)["status"] == "waiting", 10,
+                 message="the order to wait for payment_confirmed")
+        d.page.goto(f"{d.url}/#order={order_id}")
+        form = d.page.locator(SIGNAL_FORM)
+        form.wait_for()
+
+        def gateway_first(route):
+            # The gateway's webhook lands between the operator's click and the request.
+            cluster.signal(order_id, "payment_confirmed", {"data": "from the gateway"})
+            route.continue_()
+
+        d.page.route("**/signals/payment_confirmed", gateway_first)
+        form.locator("textarea").fill('"by hand"')
+        form.locator("button[type=submit]").click()
+        d.page.click("#confirm-ok")
+        # The server's refusal is said (and stays said once the form goes with its wait).
+        notice = d.page.locator(".toast.tone-bad", has_text="not delivered")
+        notice.wait_for()
+        assert "one came already" in notice.inner_text()
+        d.page.locator(SIGNAL_FORM).wait_for(state="detached")
+        order = requests.get(f"{d.url}/api/orders/{order_id}", timeout=10).json()
+        assert order["tasks"]["payment_confirmed"]["result"] == "from the gateway"
+        [refused] = [e for e in order["events"] if e["type"] == "signal_refused"]
+        assert refused["who"] == "127.0.0.1"
+        # The browser's own line for the 409, and nothing else.
+        assert d.errors == ["Failed to load resource: the server responded with a status of "
+                            "409 (CONFLICT)"]

@@ -1,6 +1,8 @@
 """Issue 23's scenario on the real commands: `orderflow serve --app shopv1:app` SIGKILLed with
 orders in flight, started again with `--app shopv2:app` (whose workflow is another), and the
-stranded orders finished by `orderflow worker --app shopv1:app` once it joins."""
+stranded orders finished by `orderflow worker --app shopv1:app` once it joins. And the worker
+processes a server starts itself (POST /api/workers, kind process) run the server's app:
+they offer its definitions and never take a step of another version."""
 
 from __future__ import annotations
 
@@ -48,9 +50,9 @@ app.workflow("checkout2", ["fraud", "payment", "packing", "shipping"])
 '''
 
 
-def serve(db: Path, app: str) -> ServeProcess:
+def serve(db: Path, app: str, workers: int = 2) -> ServeProcess:
     return ServeProcess("--app", app, "--db", str(db), "--log-file", str(db.parent / "of.log"),
-                        "--workers", "2", "--heartbeat-interval", "0.05",
+                        "--workers", str(workers), "--heartbeat-interval", "0.05",
                         "--heartbeat-timeout", "0.5", "--log-level", "warning")
 
 
@@ -58,11 +60,16 @@ def stats(server: ServeProcess) -> dict:
     return requests.get(f"{server.url}/api/stats", timeout=10).json()
 
 
-def test_stranded_orders_of_the_old_app_finish_once_a_worker_of_it_joins(tmp_path, monkeypatch):
+def write_apps(tmp_path: Path, monkeypatch) -> None:
+    """shopv1.py and shopv2.py, importable by the servers and the workers they start."""
     (tmp_path / "shopv1.py").write_text(textwrap.dedent(SHOPV1))
     (tmp_path / "shopv2.py").write_text(textwrap.dedent(SHOPV2))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+
+
+def test_stranded_orders_of_the_old_app_finish_once_a_worker_of_it_joins(tmp_path, monkeypatch):
+    write_apps(tmp_path, monkeypatch)
     db = tmp_path / "v.db"
     processes: list[ServeProcess] = []
     worker = None
@@ -116,3 +123,60 @@ def test_stranded_orders_of_the_old_app_finish_once_a_worker_of_it_joins(tmp_pat
         for process in processes:
             if process.proc.poll() is None:
                 process.stop()
+
+
+def get(server: ServeProcess, path: str) -> dict:
+    return requests.get(f"{server.url}{path}", timeout=10).json()
+
+
+def test_a_worker_process_the_server_starts_runs_its_app_and_no_other_version(
+        tmp_path, monkeypatch):
+    write_apps(tmp_path, monkeypatch)
+    db = tmp_path / "v.db"
+    # Orders of checkout v1 in the journal, never started (no worker ran anything).
+    first = serve(db, "shopv1:app", workers=0)
+    try:
+        old = [requests.post(f"{first.url}/api/orders", json={**ORDER, "workflow": "checkout"},
+                             timeout=10).json()["id"] for _ in range(3)]
+    finally:
+        first.kill()
+    second = serve(db, "shopv2:app", workers=0)
+    pids: list[int] = []
+    try:
+        started = requests.post(f"{second.url}/api/workers", json={"kind": "process"},
+                                timeout=10)
+        assert started.status_code == 202, started.text
+        pids = [p["pid"] for p in started.json()["processes"]]
+
+        def joined() -> dict | None:
+            return next((w for w in get(second, "/api/workers")["workers"]
+                         if w.get("pid") in pids and w["status"] == "alive"), None)
+
+        worker = wait_for(joined, 30, message="the started process to join")
+        [checkout2] = get(second, "/api/workflows")["workflows"]
+        # It offers the server's definitions (a worker without the app would offer any).
+        assert worker["definitions"] == [f"checkout2@{checkout2['version']}"]
+        assert sorted(worker["steps"]) == ["fraud", "packing", "payment", "shipping"]
+        new = requests.post(f"{second.url}/api/orders", json={**ORDER, "workflow": "checkout2"},
+                            timeout=10).json()["id"]
+        wait_for(lambda: get(second, f"/api/orders/{new}")["status"] == "completed", 30,
+                 message="the checkout2 order to complete on the started process")
+        done = get(second, f"/api/orders/{new}")
+        # The server's handlers ran (the demo's would answer otherwise), on that process.
+        assert [t["result"]["ran"] for t in done["tasks"].values()] == [
+            "fraud@v2", "payment@v2", "packing@v2", "shipping@v2"]
+        assert {t["worker"] for t in done["tasks"].values()} == {worker["id"]}
+        # The older v1 orders, first in line, were never handed to it: their steps wait
+        # for a worker that offers checkout v1, without one attempt.
+        for order_id in old:
+            order = get(second, f"/api/orders/{order_id}")
+            assert order["version"] == "v1" and order["status"] != "completed"
+            assert all(t["attempts"] == 0 for t in order["tasks"].values()), order["tasks"]
+            assert not [e for e in order["events"] if e["type"] == "task_assigned"]
+        assert get(second, "/api/stats")["stranded"] == {"checkout@v1": 3}
+    finally:
+        second.stop()
+    # The server reaped the process it started on the way out.
+    for pid in pids:
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 10,
+                 message=f"worker process {pid} to be gone")

@@ -140,8 +140,11 @@ def test_queues_per_step_count_their_tasks_and_list_only_steps_with_any():
     assert (queues.home_load("w1"), queues.home_load("w2")) == (2, 1)
     assert queues.pop_for("w2", any_step)[0] == "o3:packing"  # started first, even stolen
     assert queues.lanes() == ["payment"] and len(queues) == 2
+    assert (queues.home_load("w1"), queues.home_load("w2")) == (1, 1)  # counted by home
     assert queues.take_home("w1") == ["o1:payment"]
     assert len(queues) == 1 and queues.home_load("w1") == 0
+    assert queues.home_load("w2") == 1 and queues.pop_own("w2", any_step)[0] == "o2:payment"
+    assert queues.home_load("w2") == 0 and not queues
 
 
 def test_a_worker_only_sees_the_steps_it_can_run():

@@ -177,3 +177,17 @@ def test_a_traceback_reads_as_pythons_own_without_its_caret_lines():
         python = [line for line in "".join(traceback.format_exception(exc)).splitlines()
                   if not carets.match(line)]
         assert traceback_of(failure_of(exc)).splitlines() == python
+
+
+def test_a_result_that_is_not_json_fails_alike_whether_its_worker_checked_it_or_not():
+    # A thread worker runs its handler unchecked; the server's door then fails the result
+    # with the very outcome a worker that checked it first reports.
+    checked = run_handler({"invoice": lambda c: {1, 2}}, ctx())
+    unchecked = run_handler({"invoice": lambda c: {1, 2}}, ctx(), check=False)
+    assert checked[0] is False and unchecked == (True, {1, 2})
+    for outcome in (checked, unchecked):
+        ok, error = check_outcome(*outcome, 65536, 2000)
+        assert ok is False and isinstance(error, Failure)
+        assert error == "the result is not JSON: Object of type set is not JSON serializable"
+    ok, error = check_outcome(True, float("nan"), 65536, 20)
+    assert (ok, error) == (False, "the result is not va... (26 more characters cut)")

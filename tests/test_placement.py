@@ -117,3 +117,25 @@ def test_a_worker_runs_only_the_workflow_definitions_it_offers():
     placement.leave("any")
     assert placement.offered("checkout@v1") and not placement.offered("checkout@v3")
     assert placement.capable_of(("packing", "checkout@v1")) == {"old"}
+
+
+def test_what_a_worker_can_run_is_remembered_while_its_record_stands():
+    placement, workers, _ = world()
+    worker = joined(placement, workers, "w1", steps={"payment"})
+    asked = []
+    real = placement.can_run
+    placement.can_run = lambda w, lane: asked.append(lane[0]) or real(w, lane)
+    assert placement.can_run_cache(worker)(("payment", "wf")) is True
+    assert placement.can_run_cache(worker)(("payment", "wf")) is True  # another dispatch
+    assert asked == ["payment"]
+    # Another record under the same id (it joined again with other handlers): asked anew,
+    # whether or not its leaving was seen.
+    again = joined(placement, workers, "w1", steps={"packing"})
+    assert placement.can_run_cache(again)(("payment", "wf")) is False
+    placement.leave("w1")
+    third = joined(placement, workers, "w1", steps={"payment"})
+    assert placement.can_run_cache(third)(("payment", "wf")) is True
+    assert asked == ["payment", "payment", "payment"]
+    # A worker gone is not remembered.
+    placement.leave("w1")
+    assert "w1" not in placement._can_run_of

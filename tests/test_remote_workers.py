@@ -20,16 +20,17 @@ from conftest import wait_for
 from remote import AUTH, TOKEN, log_of, remote_cluster
 from web import ORDER, app_over, fast_cluster
 
+from dashboard.app import create_app, services
 from dashboard.workers import hub as worker_hub
 from dashboard.workers.hub import CONNECTION_LOST, hub_of
-from scheduler import Chaos
+from scheduler import App, Chaos, Cluster
 from scheduler.cli import build_parser
 from scheduler.engine.config import StepPolicy
 from scheduler.remote.client import HandlerSpecError, WorkerProcess, load_handlers
 from scheduler.remote.command import slots_of
 from scheduler.remote.options import WorkerOptions
 from scheduler.remote.protocol import EXIT_REFUSED, EXIT_STUCK, NAMESPACE
-from scheduler.remote.supervisor import own_url
+from scheduler.remote.supervisor import default_command, own_url
 
 SLOW = "remote_handlers:SLOW_PAYMENT"
 
@@ -476,6 +477,40 @@ def test_process_workers_are_limited(idle_app):
     response = idle_app.test_client().post("/api/workers", json={"count": 3, "kind": "process"})
     assert response.status_code == 409 and "at most 2" in response.get_json()["error"]["message"]
     assert hub_of(idle_app).pool.processes() == []
+
+
+def test_process_workers_run_the_servers_app_and_refuse_an_app_they_could_not_load(
+        monkeypatch):
+    """A server built from `--app` passes it on; one given its app as an object cannot, and
+    refuses rather than start workers that would run the demo's handlers for any order."""
+    commands = []
+    monkeypatch.setattr(worker_hub.ProcessPool, "spawn",
+                        lambda pool, count: commands.append(pool.app()) or [])
+    with app_over(fast_cluster(workers=0), {"ORDERFLOW_APP": "shop:app"}, start=False) as app:
+        assert app.test_client().post("/api/workers", json={"kind": "process"}).status_code == 202
+    assert commands == ["shop:app"]
+    assert default_command("http://h:1", "local-1", "shop:app")[-2:] == ["--app", "shop:app"]
+    assert "--app" not in default_command("http://h:1", "local-1")
+    shop = App("shop")
+    shop.add_step("payment", lambda ctx: {})
+    shop.workflow("checkout", ["payment"])
+    with app_over(Cluster(workers=0, app=shop), {"ORDERFLOW_URL": "http://127.0.0.1:9"},
+                  start=False) as app:
+        response = app.test_client().post("/api/workers", json={"kind": "process"})
+        assert response.status_code == 409
+        assert "orderflow worker --app" in response.get_json()["error"]["message"]
+        assert hub_of(app).pool.processes() == []
+    assert commands == ["shop:app"]
+
+
+def test_a_server_built_from_settings_starts_its_workers_with_its_app():
+    with app_over(fast_cluster(workers=0), start=False) as app:
+        assert app.config["ORDERFLOW_APP"] is None  # the demo: no app to pass
+    built = create_app({"CLUSTER_SETTINGS": {"app": "schedule_app:app", "workers": 0}})
+    try:
+        assert hub_of(built).pool.app() == "schedule_app:app"
+    finally:
+        services(built).stop()
 
 
 # ---------------------------------------------------------------- the protocol, test client

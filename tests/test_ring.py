@@ -223,3 +223,36 @@ def test_placement_among_eligible_members_all_over_their_share_falls_back_to_the
     loads = {"big": 0, "small": 5, "other": 5}
     # The caller's total (0) counted none of their load: both are over capacity 1.
     assert ring.place(key, loads.__getitem__, 0.25, total=0, eligible=eligible) == "other"
+
+
+def test_placement_follows_every_join_and_departure_though_it_remembers_each_keys_home():
+    ring = ring_of(9)
+    plenty = len(KEYS)  # room everywhere: each key goes to its home
+    before = {k: ring.place(k, lambda m: 0, 0.25, plenty) for k in KEYS}
+    assert before == {k: ring.lookup(k) for k in KEYS}
+    ring.add("w-new")
+    after = {k: ring.place(k, lambda m: 0, 0.25, plenty) for k in KEYS}
+    assert after == {k: ring.lookup(k) for k in KEYS} and "w-new" in after.values()
+    ring.remove("w-new")
+    assert {k: ring.place(k, lambda m: 0, 0.25, plenty) for k in KEYS} == before
+
+
+def test_the_remembered_homes_are_bounded(monkeypatch):
+    import scheduler.engine.ring as ring_module
+
+    monkeypatch.setattr(ring_module, "FIRST_OWNER_CACHE", 100)
+    ring = ring_of(5)
+    placed = [ring.place(k, lambda m: 0, 0.25, 10_000) for k in KEYS[:101]]
+    assert placed == [ring.lookup(k) for k in KEYS[:101]]
+    assert len(ring._first) == 1  # the 101st key found 100 remembered: all forgotten
+
+
+def test_a_key_placed_again_is_not_hashed_again(monkeypatch):
+    import scheduler.engine.ring as ring_module
+
+    ring = ring_of(5)
+    hashed: list[str] = []
+    monkeypatch.setattr(ring_module, "stable_hash",
+                        lambda text: hashed.append(text) or stable_hash(text))
+    homes = [ring.place(k, lambda m: 0, 0.25, 10_000) for k in ("o-1", "o-2", "o-1", "o-1")]
+    assert hashed == ["o-1", "o-2"] and homes[0] == homes[2] == homes[3] == ring.lookup("o-1")

@@ -88,3 +88,45 @@ def test_a_server_elected_but_not_yet_leading_says_it_is_starting_and_refuses(le
     body = refusal_of(lead)
     assert (body["error"]["code"], body["role"], body["epoch"]) == ("standby", "starting", 1)
     assert refusal_of(None) is None  # a server alone never refuses
+
+
+class Recovered:
+    """A term's cluster that recovers at once, with nothing in it."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        raise AssertionError("not expected: the step-down is not carried out here")
+
+    def stats(self) -> dict:
+        return {"orders": {}}
+
+
+class Following(Parts):
+    def follow(self, cluster) -> None:
+        self.cluster = cluster
+
+
+def test_a_term_the_elector_ended_is_not_served_before_its_step_down_is_carried_out(
+        lease, monkeypatch):
+    from types import SimpleNamespace
+
+    import dashboard.failover.leadership as leadership
+
+    monkeypatch.setattr(leadership, "time", SimpleNamespace(monotonic=lambda: lease.now))
+    a = Server(lease, "a")
+    run(lease, [a], 1.0)
+    lead = Leadership(Following(), a.elector, build_term=lambda term: Recovered(),
+                      placeholder=None)
+    lead._lead(a.elector.term)  # what the part's thread does with the elector's new term
+    assert lead.leading and refusal_of(lead) is None
+    # The database stops answering: no renewal, and the elector ends the term by its own
+    # clock. Its step-down waits in the part's queue (no thread runs it here), as it may
+    # for a moment on a busy machine: the API and handshakes must be refused meanwhile.
+    a.store.down = True
+    run(lease, [a], 5.0)
+    assert a.elector.term is None
+    assert not lead.leading
+    body = refusal_of(lead)
+    assert body is not None and body["role"] == "standby"

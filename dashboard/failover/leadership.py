@@ -77,6 +77,7 @@ class Leadership(Part):
         self.placeholder = placeholder
         self._state = Role.STANDBY
         self._epoch: int | None = None
+        self._term: Term | None = None  # the term it serves while LEADER
         self._changes: queue.SimpleQueue[Term | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="orderflow-leadership",
@@ -87,8 +88,11 @@ class Leadership(Part):
 
     @property
     def leading(self) -> bool:
-        """Serving as the leader (elected, and its term's state recovered)."""
-        return self._state == Role.LEADER
+        """Serving as the leader: elected, its term's state recovered, and the term not
+        over. The elector ends a term at once (by its own clock, or a write that found the
+        epoch moved) and hands the step-down to this part's thread, which carries it out a
+        moment later; in that moment nothing may be served as the leader's."""
+        return self._state == Role.LEADER and self.elector.term is self._term
 
     def view(self) -> ServerRole:
         """This server's role (leader, starting or standby), its epoch, the leader's URL and
@@ -160,14 +164,14 @@ class Leadership(Part):
             self._state = Role.STANDBY
             return
         self.services.follow(cluster)
-        self._state = Role.LEADER
+        self._term, self._state = term, Role.LEADER
         stats = cluster.stats()["orders"]
         log.info("epoch %d: recovered in %.2f s; leading (%d orders pending, %d in progress)",
                  term.epoch, time.monotonic() - started, stats.get("pending", 0),
                  stats.get("in_progress", 0))
 
     def _step_down(self) -> None:
-        self._state, self._epoch = Role.STANDBY, None
+        self._state, self._epoch, self._term = Role.STANDBY, None, None
         services = self.services
         old = services.cluster
         if old is self.placeholder:

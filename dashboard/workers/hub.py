@@ -163,6 +163,12 @@ class WorkerHub(Part):
         self.pool.terminate()
 
     def spawn(self, count: int) -> dict:
+        """Start `count` local worker processes running the server's app (409 when the
+        server's app was given as an object, so a process could not load it)."""
+        if self.pool.app() is None and not runs_demo(self.cluster):
+            raise Conflict("this server's app was given as an object, not as MODULE:ATTR "
+                           "(serve --app, or ORDERFLOW_APP), so a worker process could not "
+                           "load it: start workers with `orderflow worker --app MODULE:ATTR`")
         started = self.pool.spawn(count)
         return {
             "kind": "process",
@@ -628,6 +634,12 @@ def answer(method: Callable[[str, Any], dict], sid: str, args: tuple | list) -> 
         return {**error_body(error), "status": error.status}
 
 
+def runs_demo(cluster: Cluster) -> bool:
+    """Whether the cluster runs the built-in demo's handlers (an app built on them turns
+    the demo's chaos knobs), which a worker process runs without an app."""
+    return cluster.app is not None and cluster.app.chaos is not None
+
+
 def hub_of(app: Flask) -> WorkerHub | None:
     return app.extensions.get(EXTENSION)
 
@@ -637,7 +649,8 @@ def install_worker_hub(app: Flask, socketio: SocketIO, cluster: Cluster) -> Work
     (which registers the hub among the app's parts)."""
     pool = ProcessPool(url=lambda: app.config.get("ORDERFLOW_URL"),
                        token=lambda: app.config.get("ORDERFLOW_TOKEN"),
-                       limit=lambda: app.config["WORKER_PROCESS_LIMIT"])
+                       limit=lambda: app.config["WORKER_PROCESS_LIMIT"],
+                       app=lambda: app.config.get("ORDERFLOW_APP"))
     limits = JoinLimits(per_second=app.config["WORKER_JOINS_PER_SECOND"],
                         burst=app.config["WORKER_JOIN_BURST"],
                         ids_per_process=app.config["WORKER_IDS_PER_PROCESS"])

@@ -14,8 +14,9 @@ reserve, refund, review nor reconcile: the others run them).
     orderflow worker --app scheduler.chaos.app:app
 
 `app_v2` is the same code deployed as another version (`version="chaos-2"`): the run
-deploys it at its first server restart, and the orders in flight then finish on workers of
-the first version (a rolling deploy, faults.py).
+deploys it at its first server restart (with --ha: each killed leader comes back with it),
+and the orders in flight then finish on workers of the first version (a rolling deploy,
+faults.py).
 """
 
 from __future__ import annotations

@@ -39,6 +39,11 @@ def _with_app(flags: tuple[str, ...], app: str) -> tuple[str, ...]:
     at = flags.index("--app")
     return (*flags[:at + 1], app, *flags[at + 2:])
 
+
+def _runs(flags: tuple[str, ...], app: str) -> bool:
+    """Whether a server started with `flags` runs `app`."""
+    return flags[flags.index("--app") + 1] == app
+
 T = TypeVar("T")
 # After a freeze, 503s are put down to it for this long (seconds): a leader that lost its
 # term steps down and the next one recovers before anything is accepted again.
@@ -204,11 +209,17 @@ class Faults:
             (started,) = d.fleet.start(1, args=("--app", CHAOS_APP))
             d.old_workers.add(started.name)
             d.note("old_version_worker_started", f"{left} order(s) of the first version left")
-        elif left == 0 and old and drain:
+        elif left == 0 and old and drain and self._every_server_deployed():
             for worker in old:
                 d.killed.add(worker.name)  # its exit is the drain's, not a fault
                 worker.process.send_signal(signal.SIGTERM)
             d.note("old_version_drained", f"{len(old)} worker(s) of the first version")
+
+    def _every_server_deployed(self) -> bool:
+        """Whether every server runs the second version (--ha: until the second failover a
+        server of the first may lead, and counts its own orders as current: its workers
+        must not go yet). Without --ha the one server does once `deployed`."""
+        return all(_runs(server.flags, CHAOS_APP_V2) for server in self.driver.servers)
 
     def kill_leader(self) -> None:
         """--ha: SIGKILL the leader (it starts again, as a standby), or, about one time in
@@ -259,9 +270,15 @@ class Faults:
             d.note("leader_sigstop", f"{leader.url} paused; {standby.url} led after "
                                      f"{took:.2f}s; the old one stood down when continued")
         else:
-            d.servers[d.servers.index(leader)] = leader.restarted()  # a standby now
+            # A rolling deploy across the failovers: each killed server comes back (a
+            # standby) with the second version, so the second kill hands the lead to it.
+            flags = None if _runs(leader.flags, CHAOS_APP_V2) else _with_app(
+                leader.flags, CHAOS_APP_V2)
+            d.servers[d.servers.index(leader)] = leader.restarted(flags=flags)
             d.note("leader_sigkill", f"{leader.url} killed; {standby.url} led after "
                                      f"{took:.2f}s; the old one is back as a standby")
+            if flags is not None and not d.deployed:
+                self._deployed()
         if across is not None:
             threading.Event().wait(d.rng.uniform(0, 2) * d.settings.heartbeat_timeout)
             d.fleet.resume(across)

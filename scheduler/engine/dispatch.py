@@ -164,6 +164,9 @@ class ReadyQueues:
     def __init__(self) -> None:
         self._by_lane: dict[tuple[str, str], ReadyQueue] = {}
         self._size = 0
+        # Entries per home over every lane: placement asks for a worker's load at every
+        # step, and a sum over the lanes cost more than the rest of the placement.
+        self._home_size: dict[str, int] = {}
 
     def __len__(self) -> int:
         return self._size
@@ -184,16 +187,18 @@ class ReadyQueues:
         if queue is None:
             queue = self._by_lane[lane] = ReadyQueue()
         self._size += 1
+        self._home_size[home] = self._home_size.get(home, 0) + 1
         return queue.push(task_id, home, started, priority, number, index)
 
     def home_load(self, home: str) -> int:
-        return sum(q.home_load(home) for q in self._by_lane.values())
+        return self._home_size.get(home, 0)
 
     def take_home(self, home: str) -> list[str]:
         taken: list[str] = []
         for queue in self._by_lane.values():
             taken.extend(queue.take_home(home))
         self._size -= len(taken)
+        self._home_size.pop(home, None)
         return taken
 
     def pop_own(self, worker_id: str, can_run) -> tuple[str, int, str] | None:
@@ -240,4 +245,9 @@ class ReadyQueues:
 
     def _take(self, queue: ReadyQueue, rank: RankClass, home: str) -> tuple[str, int, str]:
         self._size -= 1
+        left = self._home_size[home] - 1
+        if left:
+            self._home_size[home] = left
+        else:
+            del self._home_size[home]
         return queue.pop_from(rank, home)

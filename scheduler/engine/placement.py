@@ -34,6 +34,9 @@ class Placement:
         self._config = config
         # lane (step, definition) -> ring members able to run it
         self._capable: dict[Lane, frozenset[str]] = {}
+        # worker id -> (its record, `can_run` for it remembered per lane): what a worker can
+        # run never changes while its record stands, and dispatch asks at every step.
+        self._can_run_of: dict[str, tuple[WorkerRecord, Callable[[Lane], bool]]] = {}
 
     def join(self, worker_id: str, weight: float) -> None:
         """A worker takes work: its share of the ring follows `weight` (its slots)."""
@@ -44,6 +47,7 @@ class Placement:
         """A worker takes no more work (it died or drains)."""
         self.ring.remove(worker_id)
         self._capable.clear()
+        self._can_run_of.pop(worker_id, None)  # not kept for the ids of workers gone
 
     def can_run(self, worker: WorkerRecord, lane: Lane) -> bool:
         """Whether `worker` has a handler for the lane's step, offers every tag it needs and
@@ -91,7 +95,11 @@ class Placement:
         return home or ""
 
     def can_run_cache(self, worker: WorkerRecord) -> Callable[[Lane], bool]:
-        """`can_run` for one worker, remembered per lane for one dispatch."""
+        """`can_run` for one worker, remembered per lane for as long as its record stands
+        (a worker that joins again has a new one)."""
+        cached = self._can_run_of.get(worker.id)
+        if cached is not None and cached[0] is worker:
+            return cached[1]
         known: dict[Lane, bool] = {}
 
         def can_run(lane: Lane) -> bool:
@@ -100,4 +108,5 @@ class Placement:
                 answer = known[lane] = self.can_run(worker, lane)
             return answer
 
+        self._can_run_of[worker.id] = (worker, can_run)
         return can_run

@@ -36,7 +36,7 @@ import socketio
 
 from ..demo.handlers import Chaos, demo_handlers
 from ..runtime.worker import LoopThread
-from ..steps.context import Handler, TaskContext, is_async
+from ..steps.context import Cancellation, Handler, TaskContext, is_async
 from ..steps.failure import failure_of
 from ..steps.run import run_handler, run_handler_async
 from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
@@ -91,7 +91,7 @@ class _Handle:
     __slots__ = ("cancelled", "task")
 
     def __init__(self) -> None:
-        self.cancelled = threading.Event()
+        self.cancelled = Cancellation()
         self.task: asyncio.Task | None = None
 
 

@@ -1,8 +1,10 @@
 """Local `orderflow worker` processes started by the server (POST /api/workers kind=process).
 
-Each child gets the server's own URL, the token (through the environment, so it never shows
-in `ps`), a spawn id to recognise it when it registers, and the server's pid so it exits if
-the server dies without reaping it. A reaper thread collects exited children (no zombies);
+Each child gets the server's own URL, the server's app (`--app MODULE:ATTR`, so it runs the
+server's steps and offers the server's workflow definitions, not the demo's handlers for any
+definition), the token (through the environment, so it never shows in `ps`), a spawn id to
+recognise it when it registers, and the server's pid so it exits if the server dies without
+reaping it. A reaper thread collects exited children (no zombies);
 `stop()` sends SIGTERM to the rest (they drain), SIGKILL after a grace period, and waits for
 every one of them (no orphans).
 """
@@ -62,10 +64,12 @@ class ProcessPool:
         url: Callable[[], str | None],
         token: Callable[[], str | None],
         limit: Callable[[], int] = lambda: 16,
-        command: Callable[[str, str], list[str]] | None = None,
+        command: Callable[[str, str, str | None], list[str]] | None = None,
+        app: Callable[[], str | None] = lambda: None,
     ):
-        # Read at each spawn, so they follow the app's config.
-        self._url, self._token, self._limit = url, token, limit
+        # Read at each spawn, so they follow the app's config. `app`: the server's app as
+        # MODULE:ATTR (None: the built-in demo, whose handlers a worker runs without one).
+        self._url, self._token, self._limit, self._app = url, token, limit, app
         self._command = command or default_command
         self._lock = threading.Lock()
         self._children: dict[str, Child] = {}
@@ -82,6 +86,7 @@ class ProcessPool:
         if not url:
             raise Conflict("this server does not know its own URL (ORDERFLOW_URL), so it "
                            "cannot start worker processes")
+        app = self.app()
         env = {**os.environ, ENV_PARENT_PID: str(os.getpid())}
         token = self._token()
         if token:
@@ -100,7 +105,7 @@ class ProcessPool:
                 spawn_id = uuid.uuid4().hex
                 name = f"local-{self._numbers}"
                 process = subprocess.Popen(
-                    self._command(url, name), env={**env, ENV_SPAWN_ID: spawn_id},
+                    self._command(url, name, app), env={**env, ENV_SPAWN_ID: spawn_id},
                     stdin=subprocess.DEVNULL, start_new_session=True)
                 child = Child(spawn_id, name, process)
                 self._children[spawn_id] = child
@@ -110,6 +115,10 @@ class ProcessPool:
                 self._reaper = LoopThread("orderflow-reaper", self._reap_once, self._stop)
                 self._reaper.start()
         return started
+
+    def app(self) -> str | None:
+        """The app (MODULE:ATTR) the next processes run; None: the demo's handlers."""
+        return self._app()
 
     def kill(self, spawn_id: str) -> int | None:
         """SIGKILL one of our children: a real crash. Returns its pid, or None if not ours."""
@@ -175,11 +184,14 @@ class ProcessPool:
             self.reap()
 
 
-def default_command(url: str, name: str) -> list[str]:
-    """`orderflow worker` run by this interpreter, so it works without the console script."""
+def default_command(url: str, name: str, app: str | None = None) -> list[str]:
+    """`orderflow worker` run by this interpreter, so it works without the console script;
+    with the server's `app` (MODULE:ATTR, found from the server's working directory, which
+    the child shares), or the demo's handlers without one."""
     # A short drain grace: when this server goes away, so should its children.
-    return [sys.executable, "-m", "scheduler", "worker", "--server", url, "--name", name,
-            "--drain-grace", "1"]
+    command = [sys.executable, "-m", "scheduler", "worker", "--server", url, "--name", name,
+               "--drain-grace", "1"]
+    return command if app is None else [*command, "--app", app]
 
 
 def _signal(process: subprocess.Popen, sig: int) -> None:

@@ -849,13 +849,13 @@ class Cluster:
         self._alerts.observe(fx.events)
         if self._incidents.observe(fx.events) and self._journal.persistent:
             self._journal.note_incidents(*self._incidents.take_unsaved())  # same commit
-        controlled = {e["step"] for e in fx.events if e["type"] in CONTROL_EVENTS}
-        if controlled and self._journal.persistent:
-            self._journal.note_controls([views.control_view(self._core, s) for s in controlled])
         for sub in self._subscriptions:
             sub.offer(fx.events)
         if not self._journal.persistent:
             return None
+        controlled = {e["step"] for e in fx.events if e["type"] in CONTROL_EVENTS}
+        if controlled:
+            self._journal.note_controls([views.control_view(self._core, s) for s in controlled])
         if fx.dispatches:
             dispatches = fx.dispatches
             fx.dispatches = []

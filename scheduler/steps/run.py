@@ -12,16 +12,20 @@ from .context import Handler, TaskContext, resolve_handler
 from .failure import TRACEBACK_CHARS, Failure, bound_traceback, failure_of, traceback_of
 
 
-def run_handler(handlers: Mapping[str, Handler], ctx: TaskContext) -> tuple[bool, object]:
+def run_handler(
+    handlers: Mapping[str, Handler], ctx: TaskContext, *, check: bool = True
+) -> tuple[bool, object]:
     """Run the step's handler: (True, result) or (False, an error message: a `Failure`
     carrying its traceback, which starts at the handler). A result that is not JSON fails
     here, where it was made (a remote worker could not even send it); the scheduler checks
-    every outcome again (`check_outcome`) whoever reports it."""
+    every outcome again (`check_outcome`) whoever reports it. `check=False`: a thread
+    worker's, whose outcome goes straight to that door, which fails it alike: the result
+    is serialised once per step instead of twice."""
     try:
         result = resolve_handler(handlers, ctx.step)(ctx)
     except Exception as exc:  # noqa: BLE001 - any handler bug is a failed attempt, not a crash
         return False, failure_of(exc, skip=1)
-    return check_result(result)
+    return check_result(result) if check else (True, result)
 
 
 async def run_handler_async(
@@ -69,14 +73,17 @@ def check_outcome(
         try:
             text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
-            return check_result(value)  # says which
-        if _MAYBE_UNSTORABLE.search(text) is not None:
-            value = escape_all(value)
-            text = json.dumps(value)
-        size = len(text.encode())
-        if size > max_result_bytes:
-            return False, f"the result is too large: {size} bytes (at most {max_result_bytes})"
-        return True, value
+            # Says which, as the error it is (the same as a worker that checked it first).
+            ok, value = check_result(value)
+        else:
+            if _MAYBE_UNSTORABLE.search(text) is not None:
+                value = escape_all(value)
+                text = json.dumps(value)
+            size = len(text.encode())
+            if size > max_result_bytes:
+                return False, (f"the result is too large: {size} bytes "
+                               f"(at most {max_result_bytes})")
+            return True, value
     error = escape(str(value))
     if len(error) > max_error_chars:
         cut = len(error) - max_error_chars

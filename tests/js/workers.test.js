@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { killMessage } from '../../static/js/views/workers.js';
+import { killMessage, offeredText } from '../../static/js/views/workers.js';
 import { stepsOnlyItRuns } from '../../static/js/workflows.js';
 
 // A shop: payment needs the tag `payments` (only machines near the gateway offer it).
@@ -42,5 +42,16 @@ describe('killing a worker', () => {
     const a = worker('p-1', { tags: ['payments'], steps: ['payment'] });
     const b = worker('p-2', { tags: ['payments'], steps: ['packing'] });
     assert.deepEqual(stepsOnlyItRuns(a, [a, b], DETAILS).map((s) => s.name), ['payment']);
+  });
+});
+
+describe('the definitions a worker card says it offers', () => {
+  it('lists each workflow@version of its app, in the order the server gives', () => {
+    assert.equal(offeredText(['checkout@v1', 'refund@v1']), 'checkout@v1, refund@v1');
+  });
+  it('says any for a worker without an app, and none for an app without workflows', () => {
+    assert.equal(offeredText(null), 'any');
+    assert.equal(offeredText(undefined), 'any');
+    assert.equal(offeredText([]), 'none');
   });
 });

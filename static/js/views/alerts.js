@@ -5,6 +5,7 @@
 // event log, which keeps it once it has cleared.
 
 import { h, setText } from '../dom.js';
+import { KeyedRows } from './keyed.js';
 
 export const ALERT_TITLES = {
   failure_spike: 'Failure spike',
@@ -27,37 +28,26 @@ export class AlertBanners {
   /** root: the banners' container; hidden while no alert is active. */
   constructor(root) {
     this.root = root;
-    this.rows = new Map(); // "alert:subject" -> {el, title, message, since}
+    // By "alert:subject": {el, title, message, since}.
+    this.rows = new KeyedRows(root, (key, alert) => {
+      const row = {
+        title: h('b', { class: 'alert-title' }),
+        message: h('span', { class: 'alert-message' }),
+        since: h('span', { class: 'alert-since muted small' }),
+      };
+      row.el = h('div', { class: 'alert-banner', role: 'alert', dataset: { alert: alert.alert, subject: alert.subject } },
+        row.title, row.message, row.since);
+      return row;
+    });
   }
 
   /** alerts: the server's list (oldest first); now: the server's clock (s) or null. */
   render(alerts, now) {
-    const seen = new Set();
-    for (const alert of alerts || []) {
-      const key = `${alert.alert}:${alert.subject}`;
-      seen.add(key);
-      let row = this.rows.get(key);
-      if (!row) {
-        row = {
-          title: h('b', { class: 'alert-title' }),
-          message: h('span', { class: 'alert-message' }),
-          since: h('span', { class: 'alert-since muted small' }),
-        };
-        row.el = h('div', { class: 'alert-banner', role: 'alert', dataset: { alert: alert.alert, subject: alert.subject } },
-          row.title, row.message, row.since);
-        this.rows.set(key, row);
-        this.root.append(row.el);
-      }
+    this.rows.render(alerts || [], (alert) => `${alert.alert}:${alert.subject}`, (row, alert) => {
       setText(row.title, ALERT_TITLES[alert.alert] || alert.alert);
       setText(row.message, alert.message);
       setText(row.since, now === null || now === undefined ? '' : heldFor(alert.since, now));
-    }
-    for (const [key, row] of this.rows) {
-      if (!seen.has(key)) {
-        row.el.remove();
-        this.rows.delete(key);
-      }
-    }
+    });
     this.root.hidden = this.rows.size === 0;
   }
 }

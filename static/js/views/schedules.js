@@ -5,6 +5,7 @@
 
 import { api } from '../api.js';
 import { fmtInt, h, setText } from '../dom.js';
+import { KeyedRows } from './keyed.js';
 
 const REFRESH_MS = 5000;
 
@@ -31,7 +32,7 @@ export class SchedulesPanel {
     this.root = root;
     this.openOrder = openOrder;
     this.toast = toast;
-    this.rows = new Map();
+    this.rows = new KeyedRows(root, (name) => this._row(name));
     this.loading = false;
     this.lastLoad = 0;
     this.failed = false;
@@ -78,15 +79,7 @@ export class SchedulesPanel {
   render(schedules) {
     const list = schedules || [];
     this.wrap.hidden = list.length === 0;
-    const seen = new Set();
-    list.forEach((view, index) => {
-      seen.add(view.name);
-      let row = this.rows.get(view.name);
-      if (!row) {
-        row = this._row(view.name);
-        this.rows.set(view.name, row);
-      }
-      if (this.root.children[index] !== row.el) this.root.insertBefore(row.el, this.root.children[index] || null);
+    this.rows.render(list, (view) => view.name, (row, view) => {
       const cells = scheduleCells(view);
       setText(row.cron, cells.cron);
       setText(row.workflow, cells.workflow);
@@ -97,11 +90,5 @@ export class SchedulesPanel {
       row.open.hidden = !cells.order;
       row.open.title = cells.order ? `Open order ${cells.order}` : '';
     });
-    for (const [name, row] of this.rows) {
-      if (!seen.has(name)) {
-        row.el.remove();
-        this.rows.delete(name);
-      }
-    }
   }
 }

@@ -6,6 +6,7 @@
 
 import { api } from '../api.js';
 import { fmtInt, h, setText } from '../dom.js';
+import { KeyedRows } from './keyed.js';
 
 const REFRESH_MS = 5000;
 
@@ -31,7 +32,7 @@ export class StepControls {
     this.root = root;
     this.confirm = confirm;
     this.toast = toast;
-    this.rows = new Map();
+    this.rows = new KeyedRows(root, (name) => this._row(name));
     this.signature = null;
     this.loading = false;
     this.lastLoad = 0;
@@ -80,17 +81,9 @@ export class StepControls {
   }
 
   render(steps) {
-    const seen = new Set();
     // Paused steps first: the one an operator is dealing with stays in view.
     const ordered = [...(steps || [])].sort((a, b) => Boolean(b.paused) - Boolean(a.paused));
-    ordered.forEach((view, index) => {
-      seen.add(view.name);
-      let row = this.rows.get(view.name);
-      if (!row) {
-        row = this._row(view.name);
-        this.rows.set(view.name, row);
-      }
-      if (this.root.children[index] !== row.el) this.root.insertBefore(row.el, this.root.children[index] || null);
+    this.rows.render(ordered, (view) => view.name, (row, view) => {
       const paused = view.paused;
       row.view = view;
       row.el.classList.toggle('paused', Boolean(paused));
@@ -103,12 +96,6 @@ export class StepControls {
       if (document.activeElement !== row.max) row.max.value = limitText(view.max_in_flight);
       if (document.activeElement !== row.rate) row.rate.value = limitText(view.rate);
     });
-    for (const [name, row] of this.rows) {
-      if (!seen.has(name)) {
-        row.el.remove();
-        this.rows.delete(name);
-      }
-    }
   }
 
   async _toggle(row) {

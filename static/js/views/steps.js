@@ -4,6 +4,7 @@
 // filling from the left, step after step.
 
 import { fmtInt, h, setText } from '../dom.js';
+import { KeyedRows } from './keyed.js';
 
 /** The bar's parts, in the order drawn, each from the task states it sums. */
 export const PARTS = [
@@ -38,7 +39,7 @@ export class StepBars {
   constructor(root, empty) {
     this.root = root;
     this.empty = empty;
-    this.rows = new Map();
+    this.rows = new KeyedRows(root, (step) => this._row(step));
   }
 
   _row(step) {
@@ -56,14 +57,7 @@ export class StepBars {
 
   render(steps, workflowDetails) {
     const order = stepOrder(workflowDetails, steps);
-    const seen = new Set(order);
-    order.forEach((step, index) => {
-      let row = this.rows.get(step);
-      if (!row) {
-        row = this._row(step);
-        this.rows.set(step, row);
-      }
-      if (this.root.children[index] !== row.el) this.root.insertBefore(row.el, this.root.children[index] || null);
+    this.rows.render(order, (step) => step, (row, step) => {
       const parts = stepParts(steps[step]);
       for (const part of PARTS) {
         const share = parts.total ? (parts[part.key] / parts.total) * 100 : 0;
@@ -75,12 +69,6 @@ export class StepBars {
       row.bar.setAttribute('aria-label', `${step}: ${PARTS.map((p) => `${fmtInt(parts[p.key])} ${p.label}`).join(', ')}`);
       row.el.title = `${step}, of the unfinished orders: ${PARTS.map((p) => `${fmtInt(parts[p.key])} ${p.label}`).join(' · ')}`;
     });
-    for (const [step, row] of this.rows) {
-      if (!seen.has(step)) {
-        row.el.remove();
-        this.rows.delete(step);
-      }
-    }
     this.empty.hidden = order.length > 0;
   }
 }

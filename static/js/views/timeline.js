@@ -33,6 +33,8 @@ export class Timeline {
     this.orderId = null;
     this.timer = null;
     this.returnFocus = null;
+    // The open order's signal forms, by "<order>\n<signal>" (see _signalForm).
+    this.signalForms = new Map();
     els.close.addEventListener('click', () => this.close());
     els.link?.addEventListener('click', () => this.copyLink());
     document.addEventListener('keydown', (event) => {
@@ -61,7 +63,10 @@ export class Timeline {
   }
 
   async open(orderId) {
-    if (this.orderId !== orderId) this.returnFocus = document.activeElement;
+    if (this.orderId !== orderId) {
+      this.returnFocus = document.activeElement;
+      this.signalForms.clear();
+    }
     this.orderId = orderId;
     this.els.root.hidden = false;
     this.els.root.dataset.order = orderId;
@@ -80,6 +85,7 @@ export class Timeline {
 
   close() {
     this.orderId = null;
+    this.signalForms.clear();
     clearTimeout(this.timer);
     this.timer = null;
     this.els.root.hidden = true;
@@ -132,6 +138,9 @@ export class Timeline {
     const keepScroll = this.els.body.scrollTop;
     // What the reader unfolded (a traceback, a result) stays unfolded through refreshes.
     const unfolded = new Set([...this.els.body.querySelectorAll('details[open]')].map((d) => d.dataset.fold));
+    // A field being typed in (a signal's data) is put back as it was, focus and caret too.
+    const focused = this.els.body.contains(document.activeElement) ? document.activeElement : null;
+    const caret = focused?.tagName === 'TEXTAREA' ? [focused.selectionStart, focused.selectionEnd] : null;
     // The DAG of the definition the order is pinned to: the workflow of its name the server
     // runs now only if it is the same version (after a deploy it may have other steps).
     const current = this.workflow(order.workflow);
@@ -141,6 +150,14 @@ export class Timeline {
       this._steps(order, workflow), this._attempts(order), this._events(order));
     for (const fold of this.els.body.querySelectorAll('details[data-fold]')) {
       if (unfolded.has(fold.dataset.fold)) fold.open = true;
+    }
+    // Forms of waits that are over go (a wait that comes back starts afresh).
+    for (const [key, form] of this.signalForms) {
+      if (!this.els.body.contains(form)) this.signalForms.delete(key);
+    }
+    if (focused && focused.isConnected && document.activeElement !== focused) {
+      focused.focus({ preventScroll: true });
+      if (caret) focused.setSelectionRange(...caret);
     }
     this.els.body.scrollTop = keepScroll;
     this.els.root.dataset.status = order.status;
@@ -239,32 +256,61 @@ export class Timeline {
     return h('section', { class: 'tl-waits' }, h('h3', { text: 'Waiting for' }), rows);
   }
 
+  /** The form that delivers the signal `name` to order `id` by hand: its data (JSON,
+   *  optional) checked here first, then a confirmation that says what follows, then the
+   *  server's answer. A refusal (not JSON, a wait that is over, a server that says no) is
+   *  said under the form, as text, and nothing is sent or changed. One form per wait for as
+   *  long as the order is open: the view reloads every second while it waits, and what the
+   *  operator typed, the message shown and the focus must outlive those reloads. */
   _signalForm(id, name) {
+    const key = `${id}\n${name}`;
+    const kept = this.signalForms.get(key);
+    if (kept) return kept;
     const data = h('textarea', { class: 'tl-signal-data mono', rows: '2', placeholder: 'data (JSON, optional)', 'aria-label': `Data of the signal ${name}` });
     const button = h('button', { type: 'submit', class: 'btn btn-sm', text: `Send signal ${name}` });
-    const form = h('form', { class: 'tl-signal', dataset: { signal: name } }, data, button);
+    const error = h('p', { class: 'tl-signal-error error-text small', role: 'alert', hidden: true });
+    const form = h('form', { class: 'tl-signal', dataset: { signal: name } }, data, button, error);
+    const say = (message) => {
+      error.textContent = message;
+      error.hidden = !message;
+      if (message) data.setAttribute('aria-invalid', 'true');
+      else data.removeAttribute('aria-invalid');
+    };
+    data.addEventListener('input', () => say(''));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
+      say('');
       let body = {};
       const text = data.value.trim();
       if (text) {
         try {
           body = { data: JSON.parse(text) };
         } catch (err) {
-          this.toast(`The data is not JSON: ${err.message}`, 'bad');
+          say(`Not sent: the data is not JSON (${err.message}). Leave it empty to send none.`);
+          data.focus();
           return;
         }
       }
+      if (this.confirm && !(await this.confirm.ask({
+        title: `Send ${name} to order ${id}?`,
+        message: `Its wait for ${name} ends ${text ? 'with this data as its result' : 'with no data'}, and the steps after it run, as if the outside world had sent it. The order's events record that you sent it.`,
+        confirm: `Send ${name}`, tone: 'primary',
+      }))) return;
       button.disabled = true;
       try {
         const answer = await api(`/api/orders/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`, { method: 'POST', body });
+        this.signalForms.delete(key); // the wait is over (or its signal kept for it)
         this.toast(`Order ${id}: signal ${name} ${answer.outcome}`, 'good');
-        this.load();
       } catch (err) {
-        this.toast(err.message, 'bad');
+        say(`Not delivered: ${err.message}`);
+        // Said as a notice too: a wait that is over (another sender was first) takes its
+        // form, and the words under it, away at the reload below.
+        this.toast(`Order ${id}: signal ${name} not delivered: ${err.message}`, 'bad');
         button.disabled = false;
       }
+      this.load();
     });
+    this.signalForms.set(key, form);
     return form;
   }
 

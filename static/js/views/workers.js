@@ -4,6 +4,7 @@
 import { fmtInt, fmtPct, h, plural, setClass, setText } from '../dom.js';
 import { workerColour, workerStatus } from '../states.js';
 import { stepsOnlyItRuns } from '../workflows.js';
+import { KeyedRows } from './keyed.js';
 
 const CAN_KILL = new Set(['alive', 'suspect', 'draining']);
 const CAN_DRAIN = new Set(['alive', 'suspect']);
@@ -28,12 +29,19 @@ export function killMessage(worker, workers, details, timeout) {
   return `${crash} and moves its ${plural(held, 'task')} to other workers; a step it was running runs again elsewhere.`;
 }
 
+/** The workflow definitions (workflow@version) a worker offers, as its card says them:
+ *  "any" for a worker without an app (it takes a step of any definition it has a handler for). */
+export function offeredText(definitions) {
+  if (definitions === null || definitions === undefined) return 'any';
+  return definitions.length ? definitions.join(', ') : 'none';
+}
+
 export class WorkersView {
   /** actions: {kill(id), drain(id), openOrder(orderId), hover(id|null)} */
   constructor(root, actions) {
     this.root = root;
     this.actions = actions;
-    this.cards = new Map();
+    this.cards = new KeyedRows(root, (id, worker) => this._card(worker));
     root.addEventListener('click', (event) => {
       const button = event.target.closest('button[data-action]');
       const card = event.target.closest('[data-worker]');
@@ -70,6 +78,7 @@ export class WorkersView {
       hbFill: h('span', { class: 'hb-fill' }),
       hbText: h('span', { class: 'hb-text' }),
       share: h('span', { class: 'worker-share' }),
+      defs: h('span', { class: 'worker-defs' }),
       kill: h('button', { type: 'button', class: 'btn btn-danger btn-sm', dataset: { action: 'kill' }, text: 'Kill' }),
       drain: h('button', { type: 'button', class: 'btn btn-sm', dataset: { action: 'drain' }, text: 'Drain' }),
     };
@@ -78,10 +87,12 @@ export class WorkersView {
     parts.load = h('span', { class: 'worker-load' },
       h('span', { class: 'slot-bar', 'aria-hidden': 'true' }, parts.slotBusy, parts.slotStuck), parts.slots, parts.stuck);
     // Three lines, so five cards stay whole at 1440 × 900: its id and buttons; what it does;
-    // what it is (kind, host, tags, ring share: cut first, its title holds it whole) beside
-    // its heartbeat. A process worker's "process · host:pid · tags payments" beside its id
-    // would push Drain and Kill out of the card (at 1440 × 900 and on a phone).
-    parts.what = h('span', { class: 'worker-what' }, parts.kind, parts.share);
+    // what it is (the definitions it offers, kind, host, tags, ring share: cut first, its
+    // title holds it whole) beside its heartbeat. A process worker's "process · host:pid ·
+    // tags payments" beside its id would push Drain and Kill out of the card (at 1440 × 900
+    // and on a phone). The definitions come first: in a rolling deploy they say which
+    // workers still run the old version.
+    parts.what = h('span', { class: 'worker-what' }, parts.defs, h('span', { text: ' · ' }), parts.kind, parts.share);
     parts.el = h('article', { class: 'worker', dataset: { worker: worker.id } },
       h('div', { class: 'worker-line' },
         swatch, h('span', { class: 'worker-id', text: worker.id, title: worker.id }), parts.status,
@@ -97,25 +108,7 @@ export class WorkersView {
   }
 
   render(workers, config) {
-    const seen = new Set();
-    let index = 0;
-    for (const worker of workers) {
-      seen.add(worker.id);
-      let card = this.cards.get(worker.id);
-      if (!card) {
-        card = this._card(worker);
-        this.cards.set(worker.id, card);
-      }
-      if (this.root.children[index] !== card.el) this.root.insertBefore(card.el, this.root.children[index] || null);
-      index++;
-      this._update(card, worker, config);
-    }
-    for (const [id, card] of this.cards) {
-      if (!seen.has(id)) {
-        card.el.remove();
-        this.cards.delete(id);
-      }
-    }
+    this.cards.render(workers, (worker) => worker.id, (card, worker) => this._update(card, worker, config));
   }
 
   _update(card, w, config) {
@@ -131,6 +124,9 @@ export class WorkersView {
     // What it can run: the tags it offers (routing by capability).
     const tags = (w.tags || []).length ? ` · tags ${w.tags.join(', ')}` : '';
     setText(card.kind, `${w.kind || 'thread'}${where}${tags}`);
+    // What it may run: the workflow definitions of its app (workflow@version), or any.
+    setText(card.defs, offeredText(w.definitions));
+    card.defs.dataset.any = String(w.definitions === null || w.definitions === undefined);
     if (w.current_task) {
       const [orderId, step] = String(w.current_task).split(':');
       setText(card.task, step ? `▶ ${step} · ${orderId}` : orderId);
@@ -175,7 +171,8 @@ export class WorkersView {
     setText(card.hbText, gone ? 'beat stopped' : `beat ${age.toFixed(2)} s / ${timeout} s`);
     card.hb.title = `last heartbeat ${age.toFixed(2)} s ago; declared dead after ${timeout} s`;
     setText(card.share, w.share ? ` · ring ${fmtPct(w.share)}` : ' · off ring');
-    card.what.title = `${card.kind.textContent}${card.share.textContent}`;
+    card.what.title = `offers ${w.definitions ? offeredText(w.definitions) : 'any workflow definition (a worker without an app)'}`
+      + ` · ${card.kind.textContent}${card.share.textContent}`;
     card.kill.disabled = !CAN_KILL.has(w.status);
     card.drain.disabled = !CAN_DRAIN.has(w.status);
   }

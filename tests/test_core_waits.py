@@ -600,3 +600,134 @@ def test_validate_catches_a_waiting_task_without_its_timer_and_a_stray_timer():
     sim.core.timers.set("o1:charge", 5.0)
     with pytest.raises(AssertionError):
         sim.core.validate()
+
+
+# --------------------------------------------------------------------------- what the log says
+
+
+def test_a_signal_says_who_sent_it_and_whether_its_wait_took_it_or_keeps_it():
+    sim = wait_sim()
+    submit(sim, "pay_cancel")
+    submit(sim, "pay_cancel", oid="o2")
+    assert signal(sim, data="early", oid="o2") == waits.KEPT
+    run(sim, "reserve")
+    assert signal(sim, data="paid", who="psp") == waits.DELIVERED
+    received = {e["order_id"]: e for e in sim.types(type="signal_received")}
+    assert received["o2"]["message"] == (
+        "order o2 signal payment_confirmed received; kept until the order reaches its wait")
+    assert received["o1"]["message"] == "order o1 signal payment_confirmed received from psp"
+    assert (received["o1"]["who"], received["o1"]["step"]) == ("psp", "payment_confirmed")
+    assert received["o2"]["who"] is None
+    [completed] = sim.types(type="wait_completed", order_id="o1")
+    assert completed["message"] == "order o1 wait payment_confirmed completed by its signal"
+
+
+def test_a_refused_signal_says_why_on_the_wait_it_was_for():
+    sim = wait_sim()
+    submit(sim, "pay_cancel")
+    run(sim, "reserve")
+    signal(sim, data=1)
+    assert signal(sim, data=2, who="ops") == waits.REFUSED
+    assert signal(sim, data=3) == waits.REFUSED
+    first, second = sim.types(type="signal_refused")
+    assert first["message"] == ("order o1 signal payment_confirmed from ops refused: "
+                                "one came already")
+    assert (first["step"], first["reason"], first["who"]) == (
+        "payment_confirmed", "one came already", "ops")
+    assert second["message"] == "order o1 signal payment_confirmed refused: one came already"
+
+
+def test_an_unknown_signal_names_every_wait_of_the_order():
+    two = Workflow.define("two_waits", [("reserve", []), ("paid", ["reserve"]),
+                                        ("shipped", ["paid"])],
+                          waits=[Wait("paid"), Wait("shipped")])
+    sim = Sim(workers=1, workflows={"two_waits": two}, retry=NO_RETRY)
+    submit(sim, "two_waits")
+    with pytest.raises(UnknownWait) as refused:
+        signal(sim, "delivered")
+    assert str(refused.value) == ("order o1 (two_waits) never waits for signal 'delivered'; "
+                                  "its waits: paid, shipped")
+
+
+def test_a_timed_out_wait_is_logged_on_its_step():
+    sim = wait_sim()
+    submit(sim, "pay_continue")
+    run(sim, "reserve")
+    sim.advance(1800.0)
+    [timed_out] = sim.types(type="wait_timed_out")
+    assert (timed_out["order_id"], timed_out["step"]) == ("o1", "payment_confirmed")
+    assert timed_out["message"] == ("order o1 wait payment_confirmed: no signal "
+                                    "payment_confirmed within 1800s; continuing with no signal")
+
+
+def test_a_signal_taken_at_a_restart_says_so():
+    sim = wait_sim()
+    submit(sim, "pay_cancel")
+    run(sim, "reserve")
+    [record] = [sim.core.order_record(o, with_events=True)
+                for o in views.orders(sim.core).values()]
+    before = restart(sim)
+    signal(sim, data="late")
+    [later] = [sim.core.order_record(o, with_events=True)
+               for o in views.orders(sim.core).values()]
+    received = [e for e in later.events if e["type"] == "signal_received"]
+    sim = restart(sim, [replace(record, events=(*record.events, *received))], totals=before)
+    [completed] = sim.types(type="wait_completed")
+    assert completed["message"] == ("order o1 wait payment_confirmed completed by a signal "
+                                    "that came before a restart")
+
+
+def test_a_wait_says_what_it_waits_for_and_how_it_ended():
+    sim = wait_sim()
+    submit(sim, "forever")
+    submit(sim, "pay_cancel", oid="o2")
+    signal(sim, oid="o2", data="early")
+    run(sim, "reserve")
+    run(sim, "reserve")
+    [started] = sim.types(type="wait_started")
+    assert started["message"] == "order o1 waits for signal payment_confirmed"
+    assert (started["step"], started["until"]) == ("payment_confirmed", None)
+    [early] = sim.types(type="wait_completed", order_id="o2")
+    assert early["message"] == ("order o2 wait payment_confirmed completed by a signal that "
+                                "came before it")
+
+
+ENDS_WAITING = Workflow.define(
+    "ends_waiting", [("ship", []), ("delivered", ["ship"])],
+    waits=[Wait("delivered", timeout=60.0, on_timeout="continue")])
+PAID_FIRST = Workflow.define(
+    "paid_first", [("paid", []), ("charge", ["paid"])],
+    waits=[Wait("paid", timeout=60.0, on_timeout="cancel")])
+
+
+def test_timeouts_that_end_an_order_finish_it_at_their_time():
+    sim = Sim(workers=1, workflows={"ends_waiting": ENDS_WAITING, "paid_first": PAID_FIRST},
+              retry=NO_RETRY)
+    sim.core.epoch_offset = 1_700_000_000.0
+    submit(sim, "paid_first")  # its wait comes first: nothing to undo when it cancels
+    sim.advance(0.25)
+    submit(sim, "ends_waiting", oid="o2")  # its wait comes last: its timeout completes it
+    run(sim, "ship")
+    [started] = sim.types(type="wait_started", order_id="o2")
+    assert started["message"] == "order o2 waits for signal delivered for 60s, then continues"
+    assert started["until"] == 1_700_000_060.25
+    sim.advance(61.0)
+    orders = views.orders(sim.core)
+    for oid, status_now in (("o1", "cancelled"), ("o2", "completed")):
+        [timed_out] = sim.types(type="wait_timed_out", order_id=oid)
+        assert status(sim, oid) == status_now
+        assert orders[oid].finished_at == pytest.approx(timed_out["ts"] - 1_700_000_000.0)
+    [completed] = sim.types(type="wait_completed", order_id="o2")
+    assert completed["message"] == "order o2 wait delivered completed by its timeout"
+
+
+def test_a_delayed_step_says_how_long_it_waits_and_until_when():
+    sim = delayed_sim(100.0)
+    sim.core.epoch_offset = 1_700_000_000.0
+    submit(sim, "review")
+    sim.advance(5.25)
+    run(sim, "ship")
+    [delayed] = sim.types(type="task_delayed")
+    assert delayed["message"] == ("order o1 step ask_review waits 100.000s before it may "
+                                  "start")
+    assert (delayed["step"], delayed["until"]) == ("ask_review", 1_700_000_105.25)

@@ -624,3 +624,71 @@ def test_a_restart_says_how_many_attempts_may_still_run_and_a_backing_off_step_p
                    and e["order_id"] == first.task_id.split(":")[0]]
     assert recovered["cause"] == restart["seq"] and "will retry as attempt 2" in (
         recovered["message"])
+
+
+# ------------------------------------------------------------------ each zombie its own attempt
+# A worker that dies holding two stuck attempts of one task leaves two zombies, each named by
+# its own attempt number (not the task's latest).
+PAY2 = {"payment": StepPolicy(max_in_flight=2)}
+QUICK_RETRY = RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.001)
+
+
+def two_stuck_attempts(abandon_after: float) -> tuple[Sim, list]:
+    """Thread worker t1 runs attempts 1 and 2 of o1's payment; both time out and hang."""
+    sim = Sim(workers=0, slots=2, prefetch=0, steps=PAY2, step_timeout=1.0, retry=QUICK_RETRY,
+              abandon_after=abandon_after, max_abandoned=2)
+    sim.add_worker("t1")
+    sim.submit("o1")
+    hung = []
+    for attempt in (1, 2):
+        d, _ = sim.start_next("t1")
+        assert d is not None and sim.task("o1", "payment").attempt == attempt
+        hung.append(d)
+        sim.advance(1.1)  # times out; its handler does not return; the retry is due
+    worker = views.workers(sim.core)["t1"]
+    assert {key for key in worker.stuck | worker.abandoned} == {
+        (d.task_id, d.lease) for d in hung}
+    return sim, hung
+
+
+def zombie_attempts(sim: Sim) -> dict[int, int]:
+    return {z.lease: z.attempt for z in sim.core.zombies}
+
+
+def test_a_dead_thread_workers_two_stuck_attempts_of_one_task_keep_their_own_numbers():
+    sim, (first, second) = two_stuck_attempts(abandon_after=60.0)
+    assert sim.task("o1", "payment").attempt == 2  # the latest: the first hung before it
+    sim.add_worker("t2")
+    sim.advance(30.0, beating=("t2",))  # t1 is silent: declared dead
+    assert views.workers(sim.core)["t1"].status == "dead"
+    assert zombie_attempts(sim) == {first.lease: 1, second.lease: 2}
+    sim.apply(sim.core.attempts_ended("t1", [(first.task_id, first.lease)], now=sim.now))
+    [ended] = sim.types(type="attempt_ended")
+    assert ended["attempt"] == 1
+    assert "order o1 step payment attempt 1 on t1 no longer counts" in ended["message"]
+
+
+def test_abandoned_threads_keep_their_attempts_own_numbers_when_the_worker_dies():
+    sim, (first, second) = two_stuck_attempts(abandon_after=0.5)
+    sim.advance(1.0)  # past the second one's grace too
+    assert len(views.workers(sim.core)["t1"].abandoned) == 2  # both threads abandoned
+    sim.add_worker("t2")
+    sim.advance(30.0, beating=("t2",))
+    assert views.workers(sim.core)["t1"].status == "dead"
+    assert zombie_attempts(sim) == {first.lease: 1, second.lease: 2}
+    sim.apply(sim.core.attempts_ended("t1", [(first.task_id, first.lease)], now=sim.now))
+    [ended] = sim.types(type="attempt_ended")
+    assert ended["attempt"] == 1 and zombie_attempts(sim) == {second.lease: 2}
+
+
+def test_validate_finds_a_stuck_attempt_whose_number_is_not_kept():
+    sim, (first, _) = two_stuck_attempts(abandon_after=60.0)
+    del views.workers(sim.core)["t1"].stuck_attempts[(first.task_id, first.lease)]
+    with pytest.raises(AssertionError):
+        sim.core.validate()
+
+
+def test_a_returned_stuck_handler_takes_its_number_with_it():
+    sim, (first, second) = two_stuck_attempts(abandon_after=60.0)
+    sim.succeed(first, "late")  # rejected (its lease was revoked), but its handler returned
+    assert views.workers(sim.core)["t1"].stuck_attempts == {(second.task_id, second.lease): 2}

@@ -254,3 +254,90 @@ def test_the_next_time_fires_and_nothing_fires_between_it_and_the_last(expr, t, 
         gap = datetime.fromtimestamp(following - 3600, tz).utcoffset() != \
             datetime.fromtimestamp(following, tz).utcoffset()
         assert gap, (expr, iso(following, tz))
+
+
+# ------------------------------------------------------------------ edges the mutation run found
+
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")  # a daylight-saving change of 30 minutes
+
+
+@pytest.mark.parametrize("expr,message", [
+    ("", "a cron expression is needed, e.g. '0 3 * * *'"),
+    ("x * * * *", "minute: 'x' is not a number"),
+    ("1-2-3 * * * *", "minute: '2-3' is not a number"),
+    ("* * *", "'* * *' has 3 fields; cron takes 5 (minute hour day-of-month month day-of-week) "
+              "or 6 (seconds first)"),
+    ("@reboot", "unknown macro '@reboot' (known: @yearly, @annually, @monthly, @weekly, @daily, "
+                "@midnight, @hourly)"),
+])
+def test_a_refusal_says_exactly_what_is_wrong(expr, message):
+    with pytest.raises(CronError) as refused:
+        Cron.parse(expr)
+    assert str(refused.value) == message
+
+
+def test_a_range_of_one_value_is_that_value_and_the_text_is_kept_trimmed():
+    cron = Cron.parse("  5-5 3 * * *  ")
+    assert cron.minutes == (5,) and cron.text == "5-5 3 * * *"
+
+
+def test_a_zone_behind_utc_fires_later_the_same_day():
+    # 02:30 in New York is 07:30 UTC: 03:00 New York is still ahead that day.
+    t = ts("2026-12-07T02:30:00", NEW_YORK)
+    assert iso(Cron.parse("0 3 * * *").next_after(t, NEW_YORK), NEW_YORK) == \
+        "2026-12-07T03:00:00-05:00"
+
+
+def test_in_the_repeated_hour_the_times_of_its_first_pass_have_fired_already():
+    # New York, 2026-11-01: 01:10 EST is in the second pass of 01:00-02:00; 01:20, 01:40
+    # fired in the first (EDT) and do not fire again.
+    t = datetime(2026, 11, 1, 1, 10, fold=1, tzinfo=NEW_YORK).timestamp()
+    cron = Cron.parse("*/20 * * * *")
+    assert iso(cron.next_after(t, NEW_YORK), NEW_YORK) == "2026-11-01T02:00:00-05:00"
+    assert iso(cron.last_at_or_before(t, NEW_YORK), NEW_YORK) == "2026-11-01T01:40:00-04:00"
+
+
+def test_looking_back_from_just_after_a_gap_skips_a_time_the_gap_moved_later():
+    # Berlin, 2026-03-29 03:10 CEST: 02:30 that day fires at 03:30 CEST, still ahead.
+    t = ts("2026-03-29T03:10:00", BERLIN)
+    assert iso(Cron.parse("30 2 * * *").last_at_or_before(t, BERLIN), BERLIN) == \
+        "2026-03-28T02:30:00+01:00"
+
+
+def test_a_half_hour_gap_fires_a_real_time_before_a_skipped_one_it_moved_past_it():
+    # Lord Howe, 2026-10-04: 02:00 (+10:30) jumps to 02:30 (+11:00). 02:10 and 02:20 are
+    # skipped and land at 02:40 and 02:50; 02:30 is real and comes first.
+    t = ts("2026-10-04T01:00:00", LORD_HOWE)
+    cron = Cron.parse("10,20,30 2 * * *")
+    assert iso(cron.next_after(t, LORD_HOWE), LORD_HOWE) == "2026-10-04T02:30:00+11:00"
+
+
+def test_times_before_1970_round_down_to_their_second():
+    cron = Cron.parse("* * * * * *")
+    assert cron.next_after(-0.5) == 0.0
+    assert iso(-0.5) == "1969-12-31T23:59:59+00:00"
+
+
+def test_times_between_gives_at_most_a_thousand_unless_told():
+    assert len(Cron.parse("* * * * * *").times_between(0, 5000)) == 1000
+
+
+def test_looking_back_from_the_first_days_of_the_calendar():
+    cron = Cron.parse("0 3 1 1 *")
+    assert iso(cron.last_at_or_before(ts("0001-01-02T01:00:00"))) == "0001-01-01T03:00:00+00:00"
+    assert cron.last_at_or_before(ts("0001-01-01T02:00:00")) is None
+
+
+@pytest.mark.parametrize("clock,expected", [
+    ("2026-12-07T10:05:00", "2026-12-07T09:30:40"),  # an earlier hour: its last minute
+    ("2026-12-07T09:30:30", "2026-12-07T09:30:20"),  # this minute, up to this second
+    ("2026-12-07T09:30:10", "2026-12-06T09:30:40"),  # this minute, none up to it yet
+    ("2026-12-07T09:45:00", "2026-12-07T09:30:40"),  # a later minute of the hour
+    ("2026-12-07T09:29:59", "2026-12-06T09:30:40"),  # before the first: the day before
+])
+def test_the_backward_walk_finds_the_latest_wall_clock_time_itself(clock, expected):
+    # Walked back on the wall clock alone (before any zone is applied): the time is found
+    # at once, not left to the forward walk to reach second by second.
+    cron = Cron.parse("20,40 30 9 * * *")
+    found = cron._last_at_or_before(datetime.fromisoformat(clock))
+    assert found == datetime.fromisoformat(expected)

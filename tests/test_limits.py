@@ -125,3 +125,40 @@ def test_a_concurrency_limit_alone_has_no_time_to_wait_for():
     lim = limits(payment=StepPolicy(max_in_flight=1))
     lim.started("payment", 0.0)
     assert lim.free_at("payment", 5.0) is None
+
+
+# ------------------------------------------------------------------ the hold after a restart
+
+
+def held(hold: float, **policy) -> StepLimits:
+    """Limits of a payment step (`policy`), restarted at 10.0 with a hold of `hold` s."""
+    lim = limits(payment=StepPolicy(**policy))
+    lim.restarted(10.0, hold)
+    return lim
+
+
+def test_a_restart_holds_a_concurrency_limited_step_until_the_hold_ends_and_not_after():
+    lim = held(5.0, max_in_flight=3)
+    assert lim.room("payment", 12.0) == 0
+    assert lim.blocks("payment", 12.0) == (
+        "step payment holds its starts after a restart until the workers that outlived the "
+        "old server have said what they still run")
+    assert lim.free_at("payment", 12.0) == 15.0  # the timer wakes the core then
+    # At the hold's end exactly, the step starts again, and no timer is asked for.
+    assert lim.room("payment", 15.0) == 3 and lim.blocks("payment", 15.0) is None
+    assert lim.free_at("payment", 15.0) is None
+
+
+def test_a_hold_shorter_than_a_second_still_holds():
+    lim = held(0.5, max_in_flight=3)
+    assert lim.room("payment", 10.25) == 0 and lim.free_at("payment", 10.25) == 10.5
+    assert lim.room("payment", 10.5) == 3
+
+
+def test_a_held_rate_limited_step_is_free_at_the_later_of_the_hold_and_its_refill():
+    # Its bucket starts empty at the restart: a token comes at 10.1, the hold ends at 15.
+    lim = held(5.0, max_in_flight=3, rate=10.0)
+    assert lim.free_at("payment", 10.0) == 15.0
+    # A hold shorter than the refill: the first token decides.
+    lim = held(0.05, max_in_flight=3, rate=10.0)
+    assert lim.free_at("payment", 10.0) == pytest.approx(10.1)

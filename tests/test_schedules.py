@@ -173,3 +173,77 @@ def test_through_any_restarts_each_time_fires_at_most_once_and_none_while_runnin
     assert set(fired) <= everything
     if not catch_up:  # a skipped time never fires later
         assert mark.runs + mark.skipped == len(everything)
+
+
+# ------------------------------------------------------------------ what is shown and kept
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_a_schedule_describes_itself_for_the_page_and_the_api():
+    assert schedule("0 3 * * *", catch_up=False).describe() == {
+        "name": "reconcile", "cron": "0 3 * * *", "tz": "UTC", "workflow": "checkout",
+        "catch_up": False}
+
+
+def test_a_fired_mark_remembers_its_latest_run_by_name():
+    mark = Mark("reconcile", since=1.0).fired(5.0, "o-5", now=5.25)
+    assert mark.last_run == {"at": 5.0, "order_id": "o-5", "fired_at": 5.25}
+    assert (mark.last, mark.runs, mark.skipped) == (5.0, 1, 0)
+
+
+def test_a_view_from_before_runs_were_counted_reads_as_none():
+    # An older row: no runs or skipped counts written.
+    mark = Mark.from_view({"name": "reconcile", "since": 1, "last": 2.0})
+    assert (mark.runs, mark.skipped, mark.last_run) == (0, 0, None)
+    assert mark.since == 1.0 and isinstance(mark.since, float)
+
+
+# ------------------------------------------------------------------ in a zone, at the limit
+
+
+def test_a_restart_catches_up_on_the_zones_wall_clock():
+    # Down from the 5th to the 7th at 02:30 UTC (03:30 in Berlin): 03:00 Berlin on the 7th
+    # (02:00 UTC) was missed; 03:00 UTC was not reached yet.
+    sched = schedule(tz=BERLIN)
+    mark = Mark("reconcile", since=ts("2026-12-01T00:00:00"), last=ts("2026-12-05T03:00:00",
+                                                                      BERLIN))
+    restart = ts("2026-12-07T02:30:00")
+    due = decide(sched, mark, now=restart, started=restart)
+    assert due.fire == (ts("2026-12-07T03:00:00", BERLIN),)
+    assert due.next_at == ts("2026-12-08T03:00:00", BERLIN)
+
+
+def test_missed_times_are_counted_on_the_zones_wall_clock():
+    sched = schedule(catch_up=False, tz=BERLIN)
+    mark = Mark("reconcile", since=ts("2026-12-01T00:00:00"),
+                last=ts("2026-12-05T03:00:00", BERLIN))
+    restart = ts("2026-12-07T02:30:00")
+    due = decide(sched, mark, now=restart, started=restart)
+    assert due.skipped == (ts("2026-12-06T03:00:00", BERLIN), ts("2026-12-07T03:00:00", BERLIN),
+                           2)
+
+
+def test_more_than_a_thousand_missed_times_are_all_counted():
+    mark = Mark("reconcile", since=ts("2026-12-01T00:00:00"), last=ts("2026-12-05T00:00:00"))
+    restart = ts("2026-12-06T00:00:00")  # a day of every minute: 1,440 missed
+    due = decide(schedule("* * * * *", catch_up=False), mark, now=restart, started=restart)
+    assert due.skipped == (ts("2026-12-05T00:01:00"), restart, 1440)
+
+
+def test_a_caught_up_time_takes_one_of_the_limit():
+    start = ts("2026-12-07T10:00:00")
+    mark = Mark("reconcile", since=start - 3600, last=start - 60)
+    # Missed until 10:00 (one fires, the latest); then 10:01-10:10 come while running.
+    due = decide(schedule("* * * * *"), mark, now=start + 600, started=start, limit=4)
+    assert due.fire == (start, start + 60, start + 120, start + 180)
+    assert due.next_at == start + 600  # more are due: look again at once
+
+
+def test_skipped_times_are_reported_even_when_the_limit_is_reached():
+    start = ts("2026-12-07T10:00:00")
+    mark = Mark("reconcile", since=start - 3600, last=start - 180)
+    due = decide(schedule("* * * * *", catch_up=False), mark, now=start + 600, started=start,
+                 limit=3)
+    assert due.skipped == (start - 120, start, 3)
+    assert due.fire == (start + 60, start + 120, start + 180) and due.next_at == start + 600

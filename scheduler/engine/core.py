@@ -1092,6 +1092,7 @@ class SchedulerCore:
             self._held -= 1
         if stuck:
             worker.stuck.add((task.id, task.lease))
+            worker.stuck_attempts[(task.id, task.lease)] = task.attempt
         elif self.limits.finished(task.step):
             self._release_held(task.step)
         self._update_hunger(worker)
@@ -1106,6 +1107,7 @@ class SchedulerCore:
             worker.abandoned.discard(key)
         else:
             return False
+        del worker.stuck_attempts[key]
         step = task_id.rpartition(":")[2]
         if self.limits.finished(step):
             self._release_held(step)
@@ -1144,8 +1146,7 @@ class SchedulerCore:
             worker.stuck.discard((task_id, lease))
             worker.abandoned.discard((task_id, lease))
             step = task_id.rpartition(":")[2]
-            task = self._tasks.get(task_id)
-            attempt = task.attempt if task is not None else 0
+            attempt = worker.stuck_attempts.pop((task_id, lease))
             if self._bury(worker, task_id, lease, step, attempt, None, now):
                 buried += 1
             elif self.limits.finished(step):

@@ -139,6 +139,9 @@ class WorkerRecord:
     # replaced. The slot serves again; the handler still runs (and its step's limits count
     # it) until it returns.
     abandoned: set[tuple[str, int]] = field(default_factory=set)
+    # The attempt number of each of those (task, lease), stuck or abandoned: its own, as the
+    # task itself may be on a later attempt by the time the worker leaves and it is buried.
+    stuck_attempts: dict[tuple[str, int], int] = field(default_factory=dict)
     done: int = 0
     failed: int = 0
     meta: dict = field(default_factory=dict)

@@ -64,6 +64,7 @@ def check_workers(core: SchedulerCore) -> None:
             assert not worker.stuck and worker.id not in core._hungry
             assert not worker.abandoned, worker
         assert not worker.stuck & worker.abandoned, worker
+        assert worker.stuck_attempts.keys() == worker.stuck | worker.abandoned, worker
         assert len(worker.abandoned) <= core.config.abandon_limit(worker.slots), worker
         assert worker.running <= worker.tasks, worker
         # Never more than its slots run, nor more than slots + prefetch are held.

@@ -312,6 +312,26 @@ def test_a_half_hour_gap_fires_a_real_time_before_a_skipped_one_it_moved_past_it
     assert iso(cron.next_after(t, LORD_HOWE), LORD_HOWE) == "2026-10-04T02:30:00+11:00"
 
 
+def test_a_skipped_time_a_half_hour_gap_moved_past_a_real_one_still_fires_after_it():
+    # The same day: 02:15 is skipped and lands at 02:45, after 02:30 fired; looking on from
+    # 02:30 must find it (it was lost: the next time found was the next day's 02:15).
+    cron = Cron.parse("15,30 2 * * *")
+    first = cron.next_after(ts("2026-10-04T01:00:00", LORD_HOWE), LORD_HOWE)
+    assert iso(first, LORD_HOWE) == "2026-10-04T02:30:00+11:00"
+    second = cron.next_after(first, LORD_HOWE)
+    assert iso(second, LORD_HOWE) == "2026-10-04T02:45:00+11:00"
+    assert iso(cron.next_after(second, LORD_HOWE), LORD_HOWE) == "2026-10-05T02:15:00+11:00"
+    assert [iso(x, LORD_HOWE) for x in cron.times_between(
+        first - 1, first + 3600, LORD_HOWE)] == ["2026-10-04T02:30:00+11:00",
+                                                  "2026-10-04T02:45:00+11:00"]
+    assert cron.last_at_or_before(second + 60, LORD_HOWE) == second
+
+
+def test_the_calendars_first_hours_have_no_gap_to_look_back_over():
+    t = ts("0001-01-01T01:00:00")
+    assert iso(Cron.parse("0 2 * * *").next_after(t)) == "0001-01-01T02:00:00+00:00"
+
+
 def test_times_before_1970_round_down_to_their_second():
     cron = Cron.parse("* * * * * *")
     assert cron.next_after(-0.5) == 0.0

@@ -182,20 +182,24 @@ class Cron:
         """The first time strictly after `t` (POSIX seconds) the expression fires in `tz`;
         None if it never does again."""
         local = _floor(t, tz) + ONE_SECOND
+        # A time in a spring-forward gap lands later than its wall-clock place, so one on
+        # the wall clock before `t`'s may still be ahead of `t` (a 30-minute gap moves a
+        # skipped 02:15 to 02:45, after a real 02:30 that fired).
+        moved = (self._instants_between(local - MAX_SHIFT, local, t, tz)
+                 if _gap_within(t - MAX_SHIFT.total_seconds(), t, tz) else [])
         for _ in range(4 * 3600):  # a fold's repeated hour is the longest walk past `t`
             found = self._first_at_or_after(local)
             if found is None:
-                return None
+                return min(moved, default=None)
             instant = _instant(found, tz)
             if instant > t:
                 if _exists(found, tz):
-                    return instant
-                # A time in a spring-forward gap lands later than its wall-clock place:
-                # a real time just after the gap may come first.
-                return min([instant, *self._instants_between(found + ONE_SECOND,
-                                                             found + MAX_SHIFT, t, tz)])
+                    return min([instant, *moved])
+                # A real time just after the gap may come first.
+                return min([instant, *moved, *self._instants_between(
+                    found + ONE_SECOND, found + MAX_SHIFT, t, tz)])
             local = found + ONE_SECOND
-        return None
+        return min(moved, default=None)
 
     def _instants_between(self, start: datetime, stop: datetime, t: float,
                           tz: tzinfo) -> list[float]:
@@ -277,6 +281,16 @@ def _instant(local: datetime, tz: tzinfo) -> float:
     """A naive wall-clock time in `tz` as POSIX seconds: its first occurrence in a fold,
     and in a gap the instant the zone's earlier offset gives it (after the gap)."""
     return local.replace(tzinfo=tz, fold=0).timestamp()
+
+
+def _gap_within(start: float, end: float, tz: tzinfo) -> bool:
+    """Whether `tz` springs forward between the instants `start` and `end` (its offset at
+    the end is larger): only then can a wall-clock time before `end`'s land after it."""
+    try:
+        return (datetime.fromtimestamp(end, tz).utcoffset()
+                > datetime.fromtimestamp(start, tz).utcoffset())
+    except (OverflowError, ValueError, OSError):  # before the calendar's first day
+        return False
 
 
 def _exists(local: datetime, tz: tzinfo) -> bool:

@@ -90,8 +90,13 @@ def test_a_paused_step_holds_orders_and_resuming_from_the_page_runs_them(browser
         row.locator(".sc-save").click()
         wait_for(lambda: cluster.steps()[1]["max_in_flight"] == 3,
                  message="the limit to be set")
-        actions = [e["action"] for e in cluster.events() if e["type"] == "operator_action"]
-        assert actions == ["pause", "resume", "limits"]
+
+        def actions() -> list[str]:
+            return [e["action"] for e in cluster.events() if e["type"] == "operator_action"]
+
+        # The limit holds at once; the API records its audit just after (another stimulus).
+        wait_for(lambda: len(actions()) == 3, message="the limits change to be audited")
+        assert actions() == ["pause", "resume", "limits"]
         assert not d.errors, d.errors
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -89,3 +90,14 @@ def rate_figures(orders: int, elapsed: float, latencies: list[float]) -> dict:
         "p99_latency_ms": round(percentile(latencies, 99) * 1000, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+def peer_arguments(doc: str) -> argparse.Namespace:
+    """A peer script's command line (peers.py runs each): the workload, how many orders,
+    how many steps in flight, the I/O latencies' seed."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--workload", choices=["io", "noop"], required=True)
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=13)
+    return parser.parse_args()

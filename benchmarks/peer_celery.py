@@ -17,7 +17,6 @@ on PATH (Debian: `apt-get install redis-server`), prints a skip line and exits 0
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, STEPS, emit  # noqa: E402
+from common import HERE, STEPS, emit, peer_arguments  # noqa: E402
 
 # The worker process imports this module (`celery -A peer_celery`) and finds the app here;
 # the broker's address comes from the child through the environment.
@@ -139,12 +138,7 @@ def _answers(client) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["io", "noop"], required=True)
-    parser.add_argument("--orders", type=int, default=1000)
-    parser.add_argument("--in-flight", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=13)
-    args = parser.parse_args()
+    args = peer_arguments(__doc__)
     skipped = None
     if app is None:
         skipped = "celery[redis] is not installed (pip install -e '.[bench]')"

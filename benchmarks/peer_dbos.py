@@ -15,14 +15,13 @@ exits 0.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import STEPS, emit  # noqa: E402
+from common import STEPS, emit, peer_arguments  # noqa: E402
 from io_workload import durations  # noqa: E402
 
 QUEUE_POLL_S = 0.05
@@ -77,12 +76,7 @@ def run(workload: str, orders: int, in_flight: int, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["io", "noop"], required=True)
-    parser.add_argument("--orders", type=int, default=1000)
-    parser.add_argument("--in-flight", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=13)
-    args = parser.parse_args()
+    args = peer_arguments(__doc__)
     try:
         import dbos  # noqa: F401
     except ImportError:

@@ -47,7 +47,6 @@ class Placement:
         # worker id -> (its record, `can_run` for it remembered per lane): what a worker can
         # run never changes while its record stands, and dispatch asks at every step.
         self._can_run_of: dict[str, tuple[WorkerRecord, Callable[[Lane], bool]]] = {}
-        self._slots: dict[str, int] = {}  # ring member -> its slots
         self.speeds = WorkerSpeeds(config.slow_factor, config.speed_memory)
         # Slow workers that left a lane to faster ones in the current dispatch.
         self.idled: set[str] = set()
@@ -56,7 +55,6 @@ class Placement:
         """A worker takes work: its share of the ring follows `weight` (its slots)."""
         self.ring.add(worker_id, weight=weight)
         self._capable.clear()
-        self._slots[worker_id] = self._workers[worker_id].slots
         self._set_tail()
 
     def leave(self, worker_id: str) -> None:
@@ -64,13 +62,14 @@ class Placement:
         self.ring.remove(worker_id)
         self._capable.clear()
         self._can_run_of.pop(worker_id, None)  # not kept for the ids of workers gone
-        self._slots.pop(worker_id, None)
         self.speeds.forget(worker_id)
         self._set_tail()
 
     def _set_tail(self) -> None:
         # The tail begins when no more orders wait to start than a share of the slots.
-        self._queue.tail_at = self._config.tail_share * sum(self._slots.values())
+        workers = self._workers
+        self._queue.tail_at = self._config.tail_share * sum(
+            workers[member].slots for member in self.ring.members)
 
     def can_run(self, worker: WorkerRecord, lane: Lane) -> bool:
         """Whether `worker` has a handler for the lane's step, offers every tag it needs and

@@ -28,6 +28,8 @@ import tarfile
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 
@@ -103,6 +105,18 @@ def checkout(ref: str, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
+@contextmanager
+def baseline_tree(against: str) -> Iterator[Path]:
+    """The tree to compare with: `against` itself if it is a checkout's path, else the
+    engine of that git ref extracted into a scratch folder (removed afterwards)."""
+    if Path(against).is_dir():
+        yield Path(against)
+        return
+    with tempfile.TemporaryDirectory(prefix="baseline-") as scratch:
+        checkout(against, Path(scratch))
+        yield Path(scratch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", default="main",
@@ -115,11 +129,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(drive(args.orders, args.saga)), flush=True)
         return
-    with tempfile.TemporaryDirectory(prefix="core-steps-") as scratch:
-        baseline = Path(args.against)
-        if not baseline.is_dir():
-            baseline = Path(scratch)
-            checkout(args.against, baseline)
+    with baseline_tree(args.against) as baseline:
         modes = {"this": (ROOT, False), "other": (baseline, False)}
         if args.saga:
             modes["saga"] = (ROOT, True)

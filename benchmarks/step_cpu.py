@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from common import NOOP_HANDLERS, STEPS, run_orders  # noqa: E402
-from core_steps import checkout  # noqa: E402
+from core_steps import baseline_tree  # noqa: E402
 
 
 def measure(orders: int, workers: int, slots: int | None, journal: bool) -> dict:
@@ -86,11 +86,7 @@ def main() -> None:
         print(json.dumps(measure(args.orders, args.workers, args.slots, args.journal)),
               flush=True)
         return
-    with tempfile.TemporaryDirectory(prefix="step-cpu-") as scratch:
-        baseline = Path(args.against)
-        if not baseline.is_dir():
-            baseline = Path(scratch)
-            checkout(args.against, baseline)
+    with baseline_tree(args.against) as baseline:
         runs: dict[str, list[dict]] = {"this": [], "other": []}
         for _ in range(args.rounds):  # alternated, so the machine's drift hits both alike
             for mode, tree in (("this", ROOT), ("other", baseline)):

@@ -174,6 +174,9 @@ class ClusterCollector:
                                   "Thread workers declared dead for more threads abandoned "
                                   "to hung handlers than they may have",
                                   value=stats["workers_hung"])
+        yield CounterMetricFamily("orderflow_timed_out_attempts",
+                                  "Attempts that ran past their step's time limit (each a "
+                                  "failed attempt)", value=stats["timed_out_attempts"])
         yield from _schedule_metrics(self.cluster.schedules())
         yield CounterMetricFamily("orderflow_rejected_results",
                                   "Late results refused by lease fencing",

@@ -197,6 +197,7 @@ def test_a_thread_whose_handler_ignores_its_cancellation_is_abandoned_and_its_sl
     assert (abandoned["order_id"], abandoned["step"], abandoned["worker_id"]) == (
         "o1", "payment", "w1")
     assert views.counters(sim.core)["abandoned_threads"] == 1
+    assert views.counters(sim.core)["timed_out_attempts"] == 1
     # The slot serves again while the abandoned handler still hangs: here for the retry.
     following, ctx = sim.start_next("w1")
     assert (following.task_id, ctx["attempt"]) == (hung.task_id, 2)
@@ -218,6 +219,8 @@ def test_a_handler_that_returns_within_its_grace_keeps_its_thread():
     fx = sim.advance(2.0)
     assert fx.abandons == [] and not sim.types(type="thread_abandoned")
     assert views.counters(sim.core)["abandoned_threads"] == 0
+    # It ran past its time limit all the same: one attempt timed out, counted.
+    assert views.counters(sim.core)["timed_out_attempts"] == 1
 
 
 def test_a_worker_process_is_never_told_to_abandon_a_thread():

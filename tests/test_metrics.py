@@ -83,12 +83,14 @@ def test_threads_abandoned_to_a_deaf_handler_are_shown_by_the_api_and_the_metric
             stats = client.get("/api/stats").json
             assert stats["slots"] == {"total": 2, "busy": 0, "stuck": 0, "abandoned": 1}
             assert (stats["abandoned_threads"], stats["workers_hung"]) == (1, 0)
+            assert stats["timed_out_attempts"] == 1
             [worker] = client.get("/api/workers").json["workers"]
             assert (worker["stuck"], worker["abandoned"]) == (0, 1)
             samples = scrape(client)
             assert samples[("orderflow_slots", (("use", "abandoned"),))] == 1
             assert samples[("orderflow_abandoned_threads_total", ())] == 1
             assert samples[("orderflow_workers_hung_total", ())] == 0
+            assert samples[("orderflow_timed_out_attempts_total", ())] == 1
         finally:
             release.set()
         wait_for(lambda: scrape(client)[("orderflow_slots", (("use", "abandoned"),))] == 0, 10,

@@ -335,6 +335,9 @@ SCHEMAS: dict[str, dict] = {
             "workers_hung": {"type": "integer",
                              "description": "thread workers declared dead for more such "
                                             "threads than they may abandon (max_abandoned)"},
+            "timed_out_attempts": {"type": "integer",
+                                   "description": "attempts that ran past their step's time "
+                                                  "limit (each a failed attempt), ever"},
             "held_by_limits": {"type": "object", "additionalProperties": {"type": "integer"},
                                "description": "ready tasks a step's limits hold back, by step"},
             "unroutable": {"type": "object", "additionalProperties": {"type": "integer"},

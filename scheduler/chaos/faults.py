@@ -23,7 +23,14 @@ from .fleet import NAME_PREFIX, RemoteWorker
 from .hostile import HostileWorker
 from .schedule import DATABASE_FREEZE, HANG_BURST, HOSTILE_TEXT, RESTART, fault_plan
 from .serve_process import health
-from .settings import CALM, HANG_BURST_SECONDS, SPIKE, STUCK_BURST, STUCK_BURST_SECONDS
+from .settings import (
+    CALM,
+    HANG_BURST_AGAIN,
+    HANG_BURST_SECONDS,
+    SPIKE,
+    STUCK_BURST,
+    STUCK_BURST_SECONDS,
+)
 from .settings import HANG_BURST as HANG_BURST_CHAOS
 
 if TYPE_CHECKING:
@@ -45,6 +52,9 @@ def _runs(flags: tuple[str, ...], app: str) -> bool:
     return flags[flags.index("--app") + 1] == app
 
 T = TypeVar("T")
+# How long past the step timeout an attempt hung in a burst takes to be counted as timed
+# out by the server (the core's timer, then the answer to GET /api/stats).
+HANG_EVIDENCE_GRACE = 2.0
 # After a freeze, 503s are put down to it for this long (seconds): a leader that lost its
 # term steps down and the next one recovers before anything is accepted again.
 FREEZE_AFTERMATH = 10.0
@@ -86,6 +96,10 @@ class Faults:
         # Thread workers neither killed nor drained until then (monotonic time), by id: the
         # one that joins for the hang burst, so its stuck handlers live to be abandoned.
         self.spared: dict[str, float] = {}
+        # The planned burst of hung attempts: until when it has the demo handlers' chaos
+        # (monotonic time), and the thread that carries out its rest.
+        self._burst_until = 0.0
+        self._burst: threading.Thread | None = None
 
     def check_fleet(self) -> None:
         """A remote worker must never exit by itself: say so, and replace it."""
@@ -122,7 +136,7 @@ class Faults:
             victim = d.rng.choice(victims)
             d.call("POST", f"/api/workers/{victim['id']}/drain")
             d.note("drain_worker")
-        elif choice == "spike":
+        elif choice == "spike" and not self.bursting():
             self.for_a_moment(SPIKE, 1.0)
             d.note("failure_and_latency_spike")
         elif choice == "short_stall" and d.fleet and d.fleet.running():
@@ -385,17 +399,46 @@ class Faults:
                      + ClusterConfig().abandon_after + 1.0)
             for worker_id in response.json()["ids"]:
                 self.spared[worker_id] = time.monotonic() + spare
+        baseline = self._timed_out_attempts()
+        self._burst_until = time.monotonic() + STUCK_BURST_SECONDS + HANG_BURST_SECONDS
         d.call("PUT", "/api/chaos", json=STUCK_BURST)
-        self._later(STUCK_BURST_SECONDS, HANG_BURST_CHAOS)
-        self._later(STUCK_BURST_SECONDS + HANG_BURST_SECONDS, CALM)
         d.note("hang_burst")
+        self._burst = threading.Thread(target=self._rest_of_burst, args=(baseline,),
+                                       name="chaos-hang-burst", daemon=True)
+        self._burst.start()
 
-    def _later(self, seconds: float, chaos: dict) -> None:
-        """Set the demo handlers' chaos `seconds` from now."""
-        timer = threading.Timer(seconds, lambda: self.driver.call("PUT", "/api/chaos",
-                                                                   json=chaos))
-        timer.daemon = True
-        timer.start()
+    def _rest_of_burst(self, baseline: int | None) -> None:
+        """The burst's hanging part, then calm; then, until an attempt is seen to have run
+        past its time limit, the hanging part again (at most HANG_BURST_AGAIN times). On a
+        loaded machine, or with a failover in the burst, its half second may start no
+        attempt on a worker that hangs it, and the run would show no time limit at work."""
+        d = self.driver
+        pause = threading.Event().wait
+        pause(STUCK_BURST_SECONDS)
+        for again in range(HANG_BURST_AGAIN + 1):
+            if again:
+                self._burst_until = time.monotonic() + HANG_BURST_SECONDS
+                d.note("hang_burst_again", "no attempt had timed out yet")
+            d.call("PUT", "/api/chaos", json=HANG_BURST_CHAOS)
+            pause(HANG_BURST_SECONDS)
+            d.call("PUT", "/api/chaos", json=CALM)
+            if baseline is None or wait_until(
+                    lambda: (self._timed_out_attempts() or 0) > baseline,
+                    d.settings.step_timeout + HANG_EVIDENCE_GRACE, interval=0.2):
+                return
+
+    def _timed_out_attempts(self) -> int | None:
+        """Attempts that ran past their time limit, as the server counts them; None if it
+        does not answer."""
+        response = self.driver.call("GET", "/api/stats")
+        if response is None or response.status_code != 200:
+            return None
+        return response.json().get("timed_out_attempts")
+
+    def bursting(self) -> bool:
+        """Whether a planned burst of hung attempts has the demo handlers' chaos now: a
+        spike must not set it, nor a spike's end calm it."""
+        return time.monotonic() < self._burst_until
 
     def hostile_text(self) -> None:
         """A remote worker whose name, host and tags hold a NUL and a lone surrogate, and
@@ -422,13 +465,20 @@ class Faults:
                                f"{report.succeeded} result(s) quoting a NUL and a lone "
                                "surrogate")
 
-    def for_a_moment(self, chaos: dict, seconds: float) -> None:
-        """Set the demo handlers' chaos, and calm again `seconds` later."""
+    def for_a_moment(self, chaos: dict, seconds: float) -> threading.Timer:
+        """Set the demo handlers' chaos, and calm again `seconds` later (unless a planned
+        burst has them by then)."""
         d = self.driver
         d.call("PUT", "/api/chaos", json=chaos)
-        calm_again = threading.Timer(seconds, lambda: d.call("PUT", "/api/chaos", json=CALM))
+
+        def calm() -> None:
+            if not self.bursting():
+                d.call("PUT", "/api/chaos", json=CALM)
+
+        calm_again = threading.Timer(seconds, calm)
         calm_again.daemon = True
         calm_again.start()
+        return calm_again
 
     def long_stall(self) -> None:
         """SIGSTOP a remote worker until the server declares it dead (at least 2-3 heartbeat
@@ -548,3 +598,5 @@ class Faults:
             else:
                 self.one_fault()
                 next_small = elapsed + d.rng.expovariate(1 / settings.fault_interval)
+        if self._burst is not None:
+            self._burst.join(60)  # its parts and waits: well under a minute

@@ -19,6 +19,8 @@ STUCK_BURST = {"stuck_rate": 1.0}
 STUCK_BURST_SECONDS = 1.0
 HANG_BURST = {"hang_rate": 0.3, "stuck_rate": 0.0}
 HANG_BURST_SECONDS = 0.5
+# How many times more the hanging part runs while no attempt has timed out yet.
+HANG_BURST_AGAIN = 3
 
 
 @dataclass(frozen=True)

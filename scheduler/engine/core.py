@@ -151,10 +151,11 @@ class SchedulerCore:
         # that left and put back in line (one per `task_reassigned` event), split by reason;
         # `reassignments` counts every task held by a worker that died (poisoned ones too).
         # `abandoned_threads` counts threads abandoned in handlers that ignored their
-        # cancellation; `workers_hung` the thread workers declared dead for one too many.
+        # cancellation; `workers_hung` the thread workers declared dead for one too many;
+        # `timed_out_attempts` the attempts that ran past their step's time limit.
         self._counters = {"retries": 0, "reassignments": 0, "rejected_results": 0,
                          "moves": 0, "moves_worker_dead": 0, "moves_drain": 0,
-                         "abandoned_threads": 0, "workers_hung": 0}
+                         "abandoned_threads": 0, "workers_hung": 0, "timed_out_attempts": 0}
         self._progress = Progress()  # unfinished orders by stage, steps by state, rates
         self._orders_by_status = {s.value: 0 for s in OrderStatus}
         self._tasks_by_state = {s.value: 0 for s in TaskState}
@@ -1214,6 +1215,7 @@ class SchedulerCore:
         result is rejected), its worker is told to cancel it, and it is a failed attempt."""
         worker = self._workers[task.worker]
         seconds = self.config.timeout(task.step)
+        self._counters["timed_out_attempts"] += 1
         self._fx.cancels.append(Dispatch(worker.id, task.id, task.lease))
         self._take_off(worker, task, stuck=True)
         if worker.kind == "thread":

@@ -371,6 +371,8 @@ def stats(core: SchedulerCore, now: float) -> dict:
         # thread workers declared dead for more of those than they may have.
         "abandoned_threads": counted["abandoned_threads"],
         "workers_hung": counted["workers_hung"],
+        # Attempts that ran past their step's time limit (each a failed attempt), ever.
+        "timed_out_attempts": counted["timed_out_attempts"],
         # Ready tasks their step's limits hold back, by step.
         "held_by_limits": held_by_limits(core),
         # Ready tasks no live worker can run (no handler, a tag nobody offers, or a

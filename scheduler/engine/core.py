@@ -37,10 +37,13 @@ from .records import OrderRecord, ResumePoint, TaskRecord
 from .rejections import RejectionWindows
 from .ring import HashRing
 from .states import (
+    ALLOWED,
     DONE,
     ON_WORKER,
+    STATUS_OF,
     TERMINAL,
     TERMINAL_ORDER,
+    TERMINAL_VALUES,
     OrderStatus,
     TaskState,
     check_transition,
@@ -902,8 +905,9 @@ class SchedulerCore:
         timer = self.timers.next_due()
         if timer is not None:
             due.append(timer)
-        if self.zombies.next_bound() is not None:
-            due.append(self.zombies.next_bound())
+        bound = self.zombies.next_bound()
+        if bound is not None:
+            due.append(bound)
         abandon = self._abandon_due
         while abandon:
             _, lease, task_id, worker_id, _ = abandon[0]
@@ -953,7 +957,8 @@ class SchedulerCore:
 
     def _move(self, task: Task, finish: TaskState) -> None:
         start = task.state
-        check_transition(task.id, start, finish, task.history[-12:])
+        if finish not in ALLOWED[start]:  # check_transition written out: the history is
+            check_transition(task.id, start, finish, task.history[-12:])  # copied if needed
         # `_value_`, not `.value`: the same string without a descriptor call (this runs at
         # every move of every task).
         was, now = start._value_, finish._value_
@@ -1502,13 +1507,13 @@ class SchedulerCore:
 
     def _check_order(self, order: Order, now: float, reason: str = "") -> None:
         status = self.order_status(order)
-        if status.value == order.reported_status:
+        if status._value_ == order.reported_status:  # `_value_`: no descriptor call per step
             return
-        if status is OrderStatus.PENDING and order.reported_status == OrderStatus.IN_PROGRESS.value:
+        if status is OrderStatus.PENDING and order.reported_status == "in_progress":
             # Handed to a worker once, it stays in progress when its steps go back in line
             # (its worker died, or the server restarted): only a dispatch starts an order.
             return
-        was_finished = OrderStatus(order.reported_status) in TERMINAL_ORDER
+        was_finished = order.reported_status in TERMINAL_VALUES
         self._set_order_status(order, status)
         if was_finished and status not in TERMINAL_ORDER:
             # Reopened by a manual retry.
@@ -1545,17 +1550,18 @@ class SchedulerCore:
             self._remember_finished(order.id)
 
     def _set_order_status(self, order: Order, status: OrderStatus) -> None:
-        if status.value != order.reported_status:
-            was = OrderStatus(order.reported_status)
+        value = status._value_
+        if value != order.reported_status:
+            was = STATUS_OF[order.reported_status]
             self._orders_by_status[order.reported_status] -= 1
-            self._orders_by_status[status.value] += 1
+            self._orders_by_status[value] += 1
             if status in TERMINAL_ORDER or was in TERMINAL_ORDER:
                 self._fx.orders[order.id] = order
             if status in TERMINAL_ORDER and was not in TERMINAL_ORDER:
                 self._progress.closed(order)
             elif was in TERMINAL_ORDER and status not in TERMINAL_ORDER:
                 self._progress.opened(order)  # reopened by a manual retry
-            order.reported_status = status.value
+            order.reported_status = value
 
     def _remember_finished(self, order_id: str) -> None:
         """Keep memory bounded: forget the oldest finished orders beyond the cap."""

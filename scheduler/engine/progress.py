@@ -81,7 +81,7 @@ class Progress:
         order.running = order.retrying = order.waiting = order.queued = 0
         for task in order.tasks.values():
             tally = task.tally = self.tally(task.step)
-            tally[task.state.value] += 1
+            tally[task.state._value_] += 1
             _count(order, task.state, 1)
         order.stage = _stage(order)
         self.stages[order.stage] += 1
@@ -92,7 +92,7 @@ class Progress:
             return
         for task in order.tasks.values():
             if task.tally is not None:
-                task.tally[task.state.value] -= 1
+                task.tally[task.state._value_] -= 1
                 task.tally = None
         self.stages[order.stage] -= 1
         order.stage = None

@@ -86,6 +86,10 @@ TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.SKIPPED})
 DONE = frozenset({S.SUCCEEDED, S.SKIPPED})
 TERMINAL_ORDER = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED,
                             OrderStatus.COMPENSATED, OrderStatus.COMPENSATION_FAILED})
+# The same by value (an order keeps the status it last reported as its value), and each
+# status by its value: lookups for the per-step path, where `OrderStatus(value)` costs more.
+TERMINAL_VALUES = frozenset(status.value for status in TERMINAL_ORDER)
+STATUS_OF = {status.value: status for status in OrderStatus}
 
 
 class InvalidTransition(RuntimeError):

@@ -242,3 +242,25 @@ def test_a_thread_worker_may_abandon_a_thread_per_attempt_of_each_slot_unless_se
     assert ClusterConfig(retry=RetryPolicy(max_retries=0)).abandon_limit(4) == 4
     assert ClusterConfig(max_abandoned=3).abandon_limit(8) == 3
     assert ClusterConfig(max_abandoned=0).abandon_limit(8) == 0
+
+
+@pytest.mark.parametrize("value, seconds", [
+    (90, 90.0), (2.5, 2.5), ("90s", 90.0), ("30m", 1800.0), ("12h", 43200.0),
+    ("7d", 604800.0), ("2w", 1209600.0), (" 1.5 h ", 5400.0), ("0s", 0.0)])
+def test_a_duration_is_seconds_or_a_number_with_a_unit(value, seconds):
+    from scheduler.engine.config import duration
+
+    assert duration(value) == seconds and isinstance(duration(value), float)
+
+
+@pytest.mark.parametrize("value", ["", "30", "30x", "m", "-5m", "1.m", "5 m s", True, None, [5]])
+def test_anything_else_is_refused_naming_what_it_was_and_the_forms_accepted(value):
+    from scheduler.engine.config import duration
+
+    with pytest.raises(ConfigError) as refused:
+        duration(value, "the schedule's catch-up window")
+    assert str(refused.value) == (
+        "the schedule's catch-up window must be seconds or a duration such as 90s, 30m, 12h, "
+        f"7d or 2w, got {value!r}")
+    with pytest.raises(ConfigError, match="^a duration must be"):
+        duration(value)

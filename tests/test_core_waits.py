@@ -731,3 +731,45 @@ def test_a_delayed_step_says_how_long_it_waits_and_until_when():
     assert delayed["message"] == ("order o1 step ask_review waits 100.000s before it may "
                                   "start")
     assert (delayed["step"], delayed["until"]) == ("ask_review", 1_700_000_105.25)
+
+
+# --------------------------------------------------------------------------- the order view
+
+def test_the_order_view_says_what_each_waiting_step_waits_for_and_until_when():
+    sim = delayed_sim(delay=WEEK)
+    sim.core.epoch_offset = 1_000.0  # the view shows wall times: the core's clock shifted
+    submit(sim, "pay_cancel", "o1")
+    submit(sim, "review", "o2")
+    submit(sim, "forever", "o3")
+    for _ in range(3):
+        d, ctx = sim.start_next("w1")
+        sim.succeed(d)
+    paying, reviewing, forever = (views.order_view(sim.core, views.orders(sim.core)[oid])
+                                  for oid in ("o1", "o2", "o3"))
+    assert paying["waits"] == [{
+        "step": "payment_confirmed", "signal": "payment_confirmed",
+        "until": round(1_000.0 + 1800.0, 3), "what": "the signal payment_confirmed"}]
+    assert paying["tasks"]["payment_confirmed"]["waiting_for"] == "the signal payment_confirmed"
+    assert reviewing["waits"] == [{
+        "step": "ask_review", "signal": None, "until": round(1_000.0 + WEEK, 3),
+        "what": "its time (a delay, or its order's not_before)"}]
+    # A wait with no timeout waits with no end; a step not waiting has no entry.
+    assert forever["waits"] == [{"step": "payment_confirmed", "signal": "payment_confirmed",
+                                 "until": None, "what": "the signal payment_confirmed"}]
+    assert "reserve" not in {w["step"] for w in paying["waits"]}
+
+
+def test_a_schedule_event_names_its_schedule_and_joins_its_orders_timeline():
+    sim = wait_sim()
+    submit(sim, "review", "o1")
+    sim.now = 7.0
+    fx = sim.core.schedule_event("schedule_fired", "nightly", "schedule nightly fired",
+                                 sim.now, order_id="o1", due=5.0)
+    [event] = fx.events
+    assert (event["type"], event["schedule"], event["order_id"], event["due"]) == (
+        "schedule_fired", "nightly", "o1", 5.0)
+    assert event["message"] == "schedule nightly fired" and event["ts"] == 7.0
+    assert views.orders(sim.core)["o1"].events[-1] is event
+    [alone] = sim.core.schedule_event("schedule_skipped", "nightly", "skipped", 8.0).events
+    assert alone["order_id"] is None and alone["schedule"] == "nightly"
+    assert alone["seq"] == event["seq"] + 1

@@ -235,3 +235,45 @@ def test_an_orders_total_is_quantity_times_price_summed_to_the_cent():
     assert order_total({"customer": "ada", "items": items}) == 12.85  # 12.3456 + 0.5
     assert order_total({"customer": "ada", "items": items[:1]}) == 12.35
     assert order_total({"customer": "ada"}) == 0
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("2026-12-24T09:00:00Z", 1_798_102_800.0),
+    ("2026-12-24T09:00:00+00:00", 1_798_102_800.0),
+    ("2026-12-24T09:00", 1_798_102_800.0),  # no zone: UTC; no seconds: 0
+    ("2026-12-24 10:30:00+01:30", 1_798_102_800.0),
+    ("2026-12-24T07:15:00-01:45", 1_798_102_800.0),
+    ("2026-12-24T09:00:00.5Z", 1_798_102_800.5),  # a fraction is of a second
+    ("2026-12-24T09:00:07.000123Z", 1_798_102_807.000123),
+    ("2026-02-30T00:00", 1_772_409_600.0),  # Feb 30 runs on into March 2
+    ("2000-01-01T00:00:00Z", 946_684_800.0),
+    ("2099-12-31T23:59:59Z", 4_102_444_799.0),
+])
+def test_an_iso_time_is_read_as_unix_seconds_with_its_zone_and_fraction(text, seconds):
+    from scheduler.engine.fields import iso_seconds
+
+    assert iso_seconds(text) == pytest.approx(seconds, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", [
+    "2026-12-24T09:00:00Z\n", "2026-12-24", "2026-12-24T24:00", "2026-13-01T00:00",
+    "1999-12-31T23:59", "2026-12-24T09:00:00.1234567Z", "2026-12-24T09:00+1:00",
+    "2026-12-24T09:00+24:00", "2026-12-24t09:00", "next tuesday", ""])
+def test_text_that_is_not_such_a_time_is_none(text):
+    from scheduler.engine.fields import iso_seconds
+
+    assert iso_seconds(text) is None
+
+
+def test_a_time_without_a_zone_is_utc_whatever_the_machines_zone(monkeypatch):
+    import time
+
+    from scheduler.engine.fields import iso_seconds
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert iso_seconds("2026-12-24T09:00") == 1_798_102_800.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -247,3 +247,10 @@ def test_skipped_times_are_reported_even_when_the_limit_is_reached():
                  limit=3)
     assert due.skipped == (start - 120, start, 3)
     assert due.fire == (start + 60, start + 120, start + 180) and due.next_at == start + 600
+
+
+def test_an_unknown_schedule_is_named_in_its_error():
+    from scheduler.engine.errors import UnknownSchedule
+
+    assert str(UnknownSchedule("nightly")) == "unknown schedule 'nightly'"
+    assert isinstance(UnknownSchedule("nightly"), KeyError)  # a lookup that found nothing

@@ -41,6 +41,45 @@ class LogFileError(RuntimeError):
     pass
 
 
+class SizedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The standard rotating file, made cheap enough for a line per order: Python 3.11's
+    handler formats each line twice (once to measure it) and asks the file system twice
+    whether the log is a regular file and once where its end is, on every line; at a few
+    hundred orders a second that cost more CPU than the orders' steps. This one formats a
+    line once and counts what it wrote (in characters, as the standard handler measures).
+    Whether the file may rotate (a regular file, not /dev/null or a pipe: bpo-45401) is
+    asked when it is opened, as is its size. As documented for the standard handler, a
+    maxBytes or backupCount of 0 never rotates; nor is an empty file rotated, however long
+    the line."""
+
+    _size = 0
+    _regular = True
+
+    def _open(self):  # noqa: ANN202 - logging's own signature
+        stream = super()._open()
+        self._size = stream.seek(0, 2)  # appended to: count from its end
+        self._regular = Path(self.baseFilename).is_file()
+        return stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if self.stream is None:  # opened lazily (delay), or closed by a rollover
+                self.stream = self._open()
+            if (self.maxBytes > 0 and self.backupCount > 0 and self._regular and self._size
+                    and self._size + len(line) >= self.maxBytes):
+                self.doRollover()  # opens the new file again, unless delay is set
+                if self.stream is None:
+                    self.stream = self._open()
+            self.stream.write(line)
+            self.stream.flush()
+            self._size += len(line)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's rule: a log line never raises
+            self.handleError(record)
+
+
 def configure_logging(
     path: str | Path, level: int = logging.INFO, max_bytes: int = 10_000_000, backups: int = 5
 ) -> logging.Handler:
@@ -48,7 +87,7 @@ def configure_logging(
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = SizedRotatingFileHandler(
             path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
         )
     except OSError as exc:

@@ -19,6 +19,7 @@ from scheduler.journal.election import Elector
 from scheduler.journal.lease import LeaseSettings
 from scheduler.journal.location import lease_store, parse_location
 from scheduler.journal.retention import Pruner
+from scheduler.remote.packets import TextPacket
 
 from .api import orders as api_orders
 from .api import pages
@@ -192,6 +193,7 @@ def create_app(config: Mapping[str, Any] | None = None, cluster: Cluster | None 
         # Ours, so a client's malformed packet is one log line, not a traceback (frames.py).
         logger=frames.library_logger("orderflow.socketio.lib"),
         engineio_logger=frames.library_logger("orderflow.engineio.lib"),
+        serializer=TextPacket,  # JSON text only: no scan of each packet for bytes
     )
     # Each connection's frames within limits, checked before Engine.IO sees them.
     frame_guard = frames.FrameGuard.from_config(app.config, cluster.config.heartbeat_interval)

@@ -41,6 +41,7 @@ from ..steps.failure import failure_of
 from ..steps.run import run_handler, run_handler_async
 from .effects import Assignment, Cancel, Connect, Effect, Exit, Log, Run, Send
 from .options import Identity, WorkerOptions, reconnect_delay
+from .packets import TextPacket
 from .protocol import (
     NAMESPACE,
     connect_refusal,
@@ -153,7 +154,7 @@ class WorkerProcess:
         self._clock = clock
         # websocket-client checks every received frame's UTF-8 in pure Python (a tenth of
         # this process's CPU under load); the JSON decoder reads the text as UTF-8 anyway.
-        self.sio = _Client(reconnection=False, handle_sigint=False,
+        self.sio = _Client(reconnection=False, handle_sigint=False, serializer=TextPacket,
                            websocket_extra_options={"skip_utf8_validation": True})
         self._lock = threading.Lock()
         # The main loop's and the heartbeat loop's wake-ups (see `_feed`).

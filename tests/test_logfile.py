@@ -88,3 +88,44 @@ def test_a_delayed_file_is_opened_at_the_first_line_and_again_after_a_rotation(
     log.info("second")  # 11 + 7 = 18: rotates, and the new file is opened to write it
     assert path.read_text() == "second\n"
     assert (tmp_path / "orderflow.log.1").read_text() == "first line\n"
+
+
+def test_sizes_are_counted_in_bytes_so_a_file_never_passes_its_size(tmp_path, logger):
+    path = tmp_path / "orderflow.log"
+    log = logger(path, maxBytes=100, backupCount=3)
+    for n in range(12):
+        log.info(f"注文 o-{n} 完了")  # 10 characters with the newline, 18 bytes (19 for o-10)
+    # Five lines (90 bytes) to a file: counted in characters, nine would go (162 bytes).
+    sizes = [p.stat().st_size for p in sorted(tmp_path.iterdir())]
+    assert sizes == [38, 90, 90]
+    assert path.read_text(encoding="utf-8").splitlines() == [f"注文 o-{n} 完了" for n in (10, 11)]
+
+
+def test_a_file_truncated_by_another_tool_is_not_rotated_early(tmp_path, logger):
+    path = tmp_path / "orderflow.log"
+    log = logger(path, maxBytes=60, backupCount=2)
+    log.info("x" * 39)  # 40 bytes
+    path.write_text("")  # logrotate's copytruncate: the same file, emptied
+    log.info("y" * 29)  # 40 + 30 would reach 60 by the count; the file holds none of it
+    assert path.read_text() == "y" * 29 + "\n"
+    assert not (tmp_path / "orderflow.log.1").exists()
+
+
+def test_a_pipe_is_written_to_and_never_rotated(tmp_path, logger):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    log = logger(fifo, maxBytes=10, backupCount=2)  # opens once the reader has
+    try:
+        for n in range(5):
+            log.info(f"line {n} through the pipe")
+    finally:
+        log.handlers[0].close()  # the reader's end of the text
+        reader.join(10)
+    assert received == ["".join(f"line {n} through the pipe\n" for n in range(5))]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 from pathlib import Path
 
 from ..engine.text import escape
@@ -46,19 +47,20 @@ class SizedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     handler formats each line twice (once to measure it) and asks the file system twice
     whether the log is a regular file and once where its end is, on every line; at a few
     hundred orders a second that cost more CPU than the orders' steps. This one formats a
-    line once and counts what it wrote (in characters, as the standard handler measures).
-    Whether the file may rotate (a regular file, not /dev/null or a pipe: bpo-45401) is
-    asked when it is opened, as is its size. As documented for the standard handler, a
-    maxBytes or backupCount of 0 never rotates; nor is an empty file rotated, however long
-    the line."""
+    line once and counts the bytes it wrote. Whether the file may rotate (a regular file,
+    not /dev/null or a pipe: bpo-45401) is asked when it is opened, as is its size; when
+    the count says the next line would reach maxBytes, the file's real size is asked once
+    more, as another tool may have truncated it meanwhile (logrotate's copytruncate). As
+    documented for the standard handler, a maxBytes or backupCount of 0 never rotates;
+    nor is an empty file rotated, however long the line."""
 
     _size = 0
     _regular = True
 
     def _open(self):  # noqa: ANN202 - logging's own signature
         stream = super()._open()
-        self._size = stream.seek(0, 2)  # appended to: count from its end
         self._regular = Path(self.baseFilename).is_file()
+        self._size = os.fstat(stream.fileno()).st_size if self._regular else 0
         return stream
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -66,18 +68,29 @@ class SizedRotatingFileHandler(logging.handlers.RotatingFileHandler):
             line = self.format(record) + self.terminator
             if self.stream is None:  # opened lazily (delay), or closed by a rollover
                 self.stream = self._open()
-            if (self.maxBytes > 0 and self.backupCount > 0 and self._regular and self._size
-                    and self._size + len(line) >= self.maxBytes):
+            size = len(line) if line.isascii() else len(
+                line.encode(self.encoding or "utf-8", "replace"))
+            if self._full(size):
                 self.doRollover()  # opens the new file again, unless delay is set
                 if self.stream is None:
                     self.stream = self._open()
             self.stream.write(line)
             self.stream.flush()
-            self._size += len(line)
+            self._size += size
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - logging's rule: a log line never raises
             self.handleError(record)
+
+    def _full(self, size: int) -> bool:
+        """Whether a line of `size` bytes goes to a new file: the count first, then (only
+        when it says so) the file's real size."""
+        if (self.maxBytes <= 0 or self.backupCount <= 0 or not self._regular
+                or self._size + size < self.maxBytes):
+            return False
+        self.stream.flush()
+        self._size = os.fstat(self.stream.fileno()).st_size
+        return 0 < self._size and self._size + size >= self.maxBytes
 
 
 def configure_logging(

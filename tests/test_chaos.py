@@ -29,8 +29,6 @@ from scheduler.chaos.schedule import (
     fault_plan,
 )
 from scheduler.chaos.schedule_checks import KINDS as SCHEDULE_KINDS
-from scheduler.chaos.settings import CALM, SPIKE, STUCK_BURST
-from scheduler.chaos.settings import HANG_BURST as HANG_BURST_CHAOS
 
 pytestmark = pytest.mark.slow  # 60 s of faults, with server and worker processes
 
@@ -323,69 +321,3 @@ def test_a_planned_fault_that_comes_due_after_the_end_runs_late_instead_of_never
     assert done == ["hang_burst", "restart"]
     assert "late: server_restart planned at 0s" in driver.out.getvalue()
 
-
-class _Answer:
-    def __init__(self, status_code: int, body: dict):
-        self.status_code, self._body = status_code, body
-
-    def json(self) -> dict:
-        return self._body
-
-
-def _burst_driver(monkeypatch, time_outs_after_parts: int):
-    """A driver whose server is a fake: it records the chaos it is sent, and counts an
-    attempt timed out once `time_outs_after_parts` hanging parts have run."""
-    import scheduler.chaos.faults as faults_module
-
-    for name in ("STUCK_BURST_SECONDS", "HANG_BURST_SECONDS", "HANG_EVIDENCE_GRACE"):
-        monkeypatch.setattr(faults_module, name, 0.0)
-    driver = Driver(ChaosSettings(duration=1, step_timeout=0.05), "http://127.0.0.1:9")
-    driver.out = io.StringIO()
-    sent: list[dict] = []
-
-    def call(method, path, timeout=10, **kw):
-        if method == "PUT":
-            sent.append(kw["json"])
-            return _Answer(200, {})
-        if path == "/api/workers":
-            return _Answer(201, {"ids": ["w9"]})
-        hanging = sum(chaos == HANG_BURST_CHAOS for chaos in sent)
-        return _Answer(200, {"timed_out_attempts": int(hanging >= time_outs_after_parts)})
-
-    monkeypatch.setattr(driver, "call", call)
-    return driver, sent
-
-
-def test_the_hanging_part_of_the_burst_runs_again_until_an_attempt_has_timed_out(monkeypatch):
-    # A loaded machine (or a failover) let the first half second start nothing that hung:
-    # the run would show no time limit at work, so the hanging part comes again.
-    driver, sent = _burst_driver(monkeypatch, time_outs_after_parts=2)
-    faults = Faults(driver)
-    faults.hang_burst()
-    faults._burst.join(10)
-    assert sent == [STUCK_BURST, HANG_BURST_CHAOS, CALM, HANG_BURST_CHAOS, CALM]
-    assert driver.faults["hang_burst"] == 1 and driver.faults["hang_burst_again"] == 1
-    assert "w9" in faults.spared
-
-
-def test_a_burst_whose_attempts_timed_out_runs_once(monkeypatch):
-    driver, sent = _burst_driver(monkeypatch, time_outs_after_parts=1)
-    faults = Faults(driver)
-    faults.hang_burst()
-    faults._burst.join(10)
-    assert sent == [STUCK_BURST, HANG_BURST_CHAOS, CALM]
-    assert "hang_burst_again" not in driver.faults
-
-
-def test_a_spike_neither_starts_nor_ends_during_the_planned_burst(monkeypatch):
-    driver, sent = _burst_driver(monkeypatch, time_outs_after_parts=1)
-    faults = Faults(driver)
-    faults.for_a_moment(SPIKE, 0.0).join(10)
-    assert sent == [SPIKE, CALM]  # out of a burst, a spike calms down again
-    faults._burst_until = time.monotonic() + 60  # a spike's end comes inside the burst
-    faults.for_a_moment(SPIKE, 0.0).join(10)
-    assert sent == [SPIKE, CALM, SPIKE]  # the burst's own end calms the handlers
-    monkeypatch.setattr(driver.rng, "choices", lambda *a, **k: ["spike"])
-    monkeypatch.setattr(driver, "alive", lambda: [])
-    faults.one_fault()
-    assert sent == [SPIKE, CALM, SPIKE]

@@ -118,7 +118,7 @@ def test_a_pipe_is_written_to_and_never_rotated(tmp_path, logger):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received: list[str] = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
     reader.start()
     log = logger(fifo, maxBytes=10, backupCount=2)  # opens once the reader has
     try:

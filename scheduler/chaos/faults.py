@@ -96,10 +96,15 @@ class Faults:
         # Thread workers neither killed nor drained until then (monotonic time), by id: the
         # one that joins for the hang burst, so its stuck handlers live to be abandoned.
         self.spared: dict[str, float] = {}
-        # The planned burst of hung attempts: until when it has the demo handlers' chaos
-        # (monotonic time), and the thread that carries out its rest.
-        self._burst_until = 0.0
+        # The planned burst of hung attempts: whether it has the demo handlers' chaos (a
+        # spike waits), the lock under which chaos is set and that is asked, the thread
+        # that carries out its rest, when its tries must end (monotonic time: the next
+        # planned restart or freeze), and the word to stop early.
+        self._bursting = False
+        self._chaos_lock = threading.Lock()
         self._burst: threading.Thread | None = None
+        self.burst_deadline = math.inf
+        self._stop_burst = threading.Event()
 
     def check_fleet(self) -> None:
         """A remote worker must never exit by itself: say so, and replace it."""
@@ -136,9 +141,9 @@ class Faults:
             victim = d.rng.choice(victims)
             d.call("POST", f"/api/workers/{victim['id']}/drain")
             d.note("drain_worker")
-        elif choice == "spike" and not self.bursting():
-            self.for_a_moment(SPIKE, 1.0)
-            d.note("failure_and_latency_spike")
+        elif choice == "spike":
+            if self.for_a_moment(SPIKE, 1.0) is not None:
+                d.note("failure_and_latency_spike")
         elif choice == "short_stall" and d.fleet and d.fleet.running():
             self.short_stall()
         elif choice == "kill_remote" and d.fleet and d.fleet.running():
@@ -387,7 +392,7 @@ class Faults:
 
     def hang_burst(self) -> None:
         """Hung handlers (settings.py): first stuck ones on the server's thread workers, then
-        ones that hang until their time limit; calm again after (timers: the run goes on).
+        ones that hang until their time limit; calm again after (a thread: the run goes on).
         A thread worker joins first and is spared kills and drains until its stuck handlers'
         threads are abandoned (the run's kills and drains may have left no thread worker, or
         taken the stuck handlers with theirs)."""
@@ -400,8 +405,9 @@ class Faults:
             for worker_id in response.json()["ids"]:
                 self.spared[worker_id] = time.monotonic() + spare
         baseline = self._timed_out_attempts()
-        self._burst_until = time.monotonic() + STUCK_BURST_SECONDS + HANG_BURST_SECONDS
-        d.call("PUT", "/api/chaos", json=STUCK_BURST)
+        with self._chaos_lock:
+            self._bursting = True
+            d.call("PUT", "/api/chaos", json=STUCK_BURST)
         d.note("hang_burst")
         self._burst = threading.Thread(target=self._rest_of_burst, args=(baseline,),
                                        name="chaos-hang-burst", daemon=True)
@@ -409,23 +415,38 @@ class Faults:
 
     def _rest_of_burst(self, baseline: int | None) -> None:
         """The burst's hanging part, then calm; then, until an attempt is seen to have run
-        past its time limit, the hanging part again (at most HANG_BURST_AGAIN times). On a
-        loaded machine, or with a failover in the burst, its half second may start no
-        attempt on a worker that hangs it, and the run would show no time limit at work."""
+        past its time limit (a stuck one's counts), the hanging part again: at most
+        HANG_BURST_AGAIN times, and only while it can end before the next planned restart
+        or freeze (`burst_deadline`), so its time limits end its attempts on the server
+        that started them. On a loaded machine, or with a failover in the burst, its half
+        second may start no attempt that hangs, and the run would show no time limit at
+        work. Spikes wait until it is over (`bursting`)."""
         d = self.driver
-        pause = threading.Event().wait
-        pause(STUCK_BURST_SECONDS)
-        for again in range(HANG_BURST_AGAIN + 1):
-            if again:
-                self._burst_until = time.monotonic() + HANG_BURST_SECONDS
-                d.note("hang_burst_again", "no attempt had timed out yet")
-            d.call("PUT", "/api/chaos", json=HANG_BURST_CHAOS)
-            pause(HANG_BURST_SECONDS)
-            d.call("PUT", "/api/chaos", json=CALM)
-            if baseline is None or wait_until(
-                    lambda: (self._timed_out_attempts() or 0) > baseline,
-                    d.settings.step_timeout + HANG_EVIDENCE_GRACE, interval=0.2):
-                return
+        stop = self._stop_burst
+        try:
+            stop.wait(STUCK_BURST_SECONDS)
+            for again in range(HANG_BURST_AGAIN + 1):
+                if stop.is_set():
+                    return
+                if again:
+                    if (time.monotonic() + HANG_BURST_SECONDS + d.settings.step_timeout
+                            > self.burst_deadline):
+                        d.note("hang_burst_out_of_time", "no attempt had timed out, and "
+                               "another try would run into the next planned restart")
+                        return
+                    d.note("hang_burst_again", "no attempt had timed out yet")
+                d.call("PUT", "/api/chaos", json=HANG_BURST_CHAOS)
+                stop.wait(HANG_BURST_SECONDS)
+                d.call("PUT", "/api/chaos", json=CALM)
+                if baseline is None or wait_until(
+                        lambda: stop.is_set() or (self._timed_out_attempts() or 0) > baseline,
+                        d.settings.step_timeout + HANG_EVIDENCE_GRACE, interval=0.2):
+                    return
+        finally:
+            with self._chaos_lock:
+                if stop.is_set():
+                    d.call("PUT", "/api/chaos", json=CALM)  # cut short: calm whatever it set
+                self._bursting = False
 
     def _timed_out_attempts(self) -> int | None:
         """Attempts that ran past their time limit, as the server counts them; None if it
@@ -436,9 +457,9 @@ class Faults:
         return response.json().get("timed_out_attempts")
 
     def bursting(self) -> bool:
-        """Whether a planned burst of hung attempts has the demo handlers' chaos now: a
-        spike must not set it, nor a spike's end calm it."""
-        return time.monotonic() < self._burst_until
+        """Whether the planned burst of hung attempts has the demo handlers' chaos: a spike
+        must not set it, nor a spike's end calm it (asked under `_chaos_lock`)."""
+        return self._bursting
 
     def hostile_text(self) -> None:
         """A remote worker whose name, host and tags hold a NUL and a lone surrogate, and
@@ -465,15 +486,19 @@ class Faults:
                                f"{report.succeeded} result(s) quoting a NUL and a lone "
                                "surrogate")
 
-    def for_a_moment(self, chaos: dict, seconds: float) -> threading.Timer:
-        """Set the demo handlers' chaos, and calm again `seconds` later (unless a planned
-        burst has them by then)."""
+    def for_a_moment(self, chaos: dict, seconds: float) -> threading.Timer | None:
+        """Set the demo handlers' chaos, and calm again `seconds` later: neither while the
+        planned burst has them (None then: nothing was set)."""
         d = self.driver
-        d.call("PUT", "/api/chaos", json=chaos)
+        with self._chaos_lock:
+            if self.bursting():
+                return None
+            d.call("PUT", "/api/chaos", json=chaos)
 
         def calm() -> None:
-            if not self.bursting():
-                d.call("PUT", "/api/chaos", json=CALM)
+            with self._chaos_lock:
+                if not self.bursting():
+                    d.call("PUT", "/api/chaos", json=CALM)
 
         calm_again = threading.Timer(seconds, calm)
         calm_again.daemon = True
@@ -590,6 +615,8 @@ class Faults:
                 elif planned.kind == DATABASE_FREEZE:
                     self.freeze_database()
                 elif planned.kind == HANG_BURST:
+                    after = [p.at for p in plan if p.kind in (RESTART, DATABASE_FREEZE)]
+                    self.burst_deadline = started + min(after, default=math.inf)
                     self.hang_burst()
                 elif planned.kind == HOSTILE_TEXT:
                     self.hostile_text()
@@ -600,3 +627,4 @@ class Faults:
                 next_small = elapsed + d.rng.expovariate(1 / settings.fault_interval)
         if self._burst is not None:
             self._burst.join(60)  # its parts and waits: well under a minute
+            self._stop_burst.set()  # if not: it stops (calm) at its next step

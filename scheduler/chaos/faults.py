@@ -99,7 +99,7 @@ class Faults:
         # The planned burst of hung attempts: whether it has the demo handlers' chaos (a
         # spike waits), the lock under which chaos is set and that is asked, the thread
         # that carries out its rest, when its tries must end (monotonic time: the next
-        # planned restart or freeze), and the word to stop early.
+        # planned restart), and the word to stop early.
         self._bursting = False
         self._chaos_lock = threading.Lock()
         self._burst: threading.Thread | None = None
@@ -417,8 +417,8 @@ class Faults:
         """The burst's hanging part, then calm; then, until an attempt is seen to have run
         past its time limit (a stuck one's counts), the hanging part again: at most
         HANG_BURST_AGAIN times, and only while it can end before the next planned restart
-        or freeze (`burst_deadline`), so its time limits end its attempts on the server
-        that started them. On a loaded machine, or with a failover in the burst, its half
+        (`burst_deadline`; with --ha, the leader's kill), so its time limits end its
+        attempts on the server that started them. On a loaded machine, or with a failover in the burst, its half
         second may start no attempt that hangs, and the run would show no time limit at
         work. Spikes wait until it is over (`bursting`)."""
         d = self.driver
@@ -615,7 +615,8 @@ class Faults:
                 elif planned.kind == DATABASE_FREEZE:
                     self.freeze_database()
                 elif planned.kind == HANG_BURST:
-                    after = [p.at for p in plan if p.kind in (RESTART, DATABASE_FREEZE)]
+                    # A failover or restart ends what the burst hung with its server.
+                    after = [p.at for p in plan if p.kind == RESTART]
                     self.burst_deadline = started + min(after, default=math.inf)
                     self.hang_burst()
                 elif planned.kind == HOSTILE_TEXT:

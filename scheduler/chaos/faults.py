@@ -418,9 +418,9 @@ class Faults:
         past its time limit (a stuck one's counts), the hanging part again: at most
         HANG_BURST_AGAIN times, and only while it can end before the next planned restart
         (`burst_deadline`; with --ha, the leader's kill), so its time limits end its
-        attempts on the server that started them. On a loaded machine, or with a failover in the burst, its half
-        second may start no attempt that hangs, and the run would show no time limit at
-        work. Spikes wait until it is over (`bursting`)."""
+        attempts on the server that started them. On a loaded machine, or with a failover
+        in the burst, its half second may start no attempt that hangs, and the run would
+        show no time limit at work. Spikes wait until it is over (`bursting`)."""
         d = self.driver
         stop = self._stop_burst
         try:

@@ -851,3 +851,36 @@ def test_each_worker_hung_in_a_handler_is_counted_and_named_with_the_attempt_tha
                                        f"step payment attempt {e['attempt']} ignored")
                for e in hung)
     assert views.counters(sim.core)["workers_hung"] == 2
+
+
+def test_every_attempt_past_its_time_limit_is_counted_as_timed_out():
+    sim = Sim(workers=1, slots=2, prefetch=0, step_timeout=5.0, abandon_after=1.0)
+    sim.submit("o1")
+    sim.submit("o2")
+    first, _ = sim.start_next("w1")
+    second, _ = sim.start_next("w1")
+    sim.advance(5.5)  # both past their limit
+    sim.fail(first, "cancelled")
+    sim.fail(second, "cancelled")
+    assert views.counters(sim.core)["timed_out_attempts"] == 2
+    assert views.stats(sim.core, sim.now)["timed_out_attempts"] == 2
+    assert len(sim.types(type="task_failed")) == 2
+
+
+def test_the_core_refuses_a_move_its_table_does_not_allow_and_changes_nothing():
+    from scheduler.engine.states import InvalidTransition
+
+    sim = Sim(workers=1)
+    sim.submit("o1")
+    d, _ = sim.start_next("w1")
+    sim.succeed(d)
+    task = sim.task("o1", "payment")
+    task.history.extend([S.RETRY_WAIT, S.READY, S.ASSIGNED, S.RUNNING] * 4)  # a long life
+    before = (list(task.history), views.stats(sim.core, sim.now)["tasks"])
+    with pytest.raises(InvalidTransition) as refused:
+        sim.core._move(task, S.RUNNING)  # a succeeded step never runs again
+    error = refused.value
+    assert (error.task_id, error.start, error.finish) == ("o1:payment", S.SUCCEEDED, S.RUNNING)
+    assert error.history == before[0][-12:]  # its last twelve moves, for the log
+    assert task.state is S.SUCCEEDED
+    assert (task.history, views.stats(sim.core, sim.now)["tasks"]) == before

@@ -326,3 +326,16 @@ def test_a_restored_order_with_two_branches_backing_off_is_retrying_until_both_a
         core.tick(now=now)
     core.validate()
     assert order.stage == OrderStage.RETRYING.value  # the other one still backs off
+
+
+@pytest.mark.parametrize("counter", ["running", "retrying", "waiting", "queued"])
+def test_validation_recounts_each_stage_counter_not_only_the_stage_it_gives(counter):
+    sim = Sim(workers=1, slots=1, prefetch=0)
+    sim.submit("o1")
+    sim.submit("o2")
+    sim.start_next("w1")  # o1 running, o2 queued
+    sim.core.validate()
+    order = views.orders(sim.core)["o1"]
+    setattr(order, counter, getattr(order, counter) + 1)  # the stage may not change
+    with pytest.raises(AssertionError, match="o1"):
+        sim.core.validate()

@@ -150,9 +150,13 @@ class Progress:
         steps: dict[str, dict[str, int]] = {}
         for order in orders:
             states = [t.state for t in order.tasks.values()]
-            stage = active_stage(
-                states.count(S.RUNNING), states.count(S.RETRY_WAIT), states.count(S.WAITING),
-                sum(1 for s in states if s in QUEUED)).value
+            counts = (states.count(S.RUNNING), states.count(S.RETRY_WAIT),
+                      states.count(S.WAITING), sum(1 for s in states if s in QUEUED))
+            # The counters themselves, not only the stage they give: a count off by one
+            # shows in the stage only once the order's other counts come to nothing.
+            kept = (order.running, order.retrying, order.waiting, order.queued)
+            assert kept == counts, (order.id, kept, counts)
+            stage = active_stage(*counts).value
             assert order.stage == stage, (order.id, order.stage, stage)
             stages[stage] += 1
             for task in order.tasks.values():

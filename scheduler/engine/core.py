@@ -37,13 +37,11 @@ from .records import OrderRecord, ResumePoint, TaskRecord
 from .rejections import RejectionWindows
 from .ring import HashRing
 from .states import (
-    ALLOWED,
     DONE,
     ON_WORKER,
     STATUS_OF,
     TERMINAL,
     TERMINAL_ORDER,
-    TERMINAL_VALUES,
     OrderStatus,
     TaskState,
     check_transition,
@@ -957,8 +955,7 @@ class SchedulerCore:
 
     def _move(self, task: Task, finish: TaskState) -> None:
         start = task.state
-        if finish not in ALLOWED[start]:  # check_transition written out: the history is
-            check_transition(task.id, start, finish, task.history[-12:])  # copied if needed
+        check_transition(task.id, start, finish, task.history)
         # `_value_`, not `.value`: the same string without a descriptor call (this runs at
         # every move of every task).
         was, now = start._value_, finish._value_
@@ -1509,11 +1506,11 @@ class SchedulerCore:
         status = self.order_status(order)
         if status._value_ == order.reported_status:  # `_value_`: no descriptor call per step
             return
-        if status is OrderStatus.PENDING and order.reported_status == "in_progress":
+        if status is OrderStatus.PENDING and order.reported_status == OrderStatus.IN_PROGRESS.value:
             # Handed to a worker once, it stays in progress when its steps go back in line
             # (its worker died, or the server restarted): only a dispatch starts an order.
             return
-        was_finished = order.reported_status in TERMINAL_VALUES
+        was_finished = STATUS_OF[order.reported_status] in TERMINAL_ORDER
         self._set_order_status(order, status)
         if was_finished and status not in TERMINAL_ORDER:
             # Reopened by a manual retry.

@@ -86,10 +86,11 @@ TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.SKIPPED})
 DONE = frozenset({S.SUCCEEDED, S.SKIPPED})
 TERMINAL_ORDER = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED,
                             OrderStatus.COMPENSATED, OrderStatus.COMPENSATION_FAILED})
-# The same by value (an order keeps the status it last reported as its value), and each
-# status by its value: lookups for the per-step path, where `OrderStatus(value)` costs more.
-TERMINAL_VALUES = frozenset(status.value for status in TERMINAL_ORDER)
+# Each status by its value (an order keeps the status it last reported as its value): a
+# lookup for the per-step path, where `OrderStatus(value)` costs more.
 STATUS_OF = {status.value: status for status in OrderStatus}
+# How many of a task's last moves an invalid move's error names.
+RECENT_MOVES = 12
 
 
 class InvalidTransition(RuntimeError):
@@ -104,8 +105,10 @@ class InvalidTransition(RuntimeError):
 
 
 def check_transition(task_id: str, start: TaskState, finish: TaskState, history: list) -> None:
+    """Raise InvalidTransition, naming the task's last moves of `history`, unless the
+    table allows the move. (Copied only then: this runs at every move of every task.)"""
     if finish not in ALLOWED[start]:
-        raise InvalidTransition(task_id, start, finish, history)
+        raise InvalidTransition(task_id, start, finish, history[-RECENT_MOVES:])
 
 
 def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:

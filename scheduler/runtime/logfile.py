@@ -88,8 +88,7 @@ class SizedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         if (self.maxBytes <= 0 or self.backupCount <= 0 or not self._regular
                 or self._size + size < self.maxBytes):
             return False
-        self.stream.flush()
-        self._size = os.fstat(self.stream.fileno()).st_size
+        self._size = os.fstat(self.stream.fileno()).st_size  # flushed after every line
         return 0 < self._size and self._size + size >= self.maxBytes
 
 

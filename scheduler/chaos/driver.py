@@ -427,12 +427,17 @@ class Driver:
                 thread.join(15)  # at most one request (10 s) in flight
         self.http.close()
 
+    def stats(self) -> dict | None:
+        """The server's GET /api/stats; None when it does not answer that now."""
+        response = self.call("GET", "/api/stats")
+        return response.json() if response is not None and response.status_code == 200 else None
+
     def wait_until_settled(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = self.call("GET", "/api/stats")
-            if response is not None and response.status_code == 200:
-                orders = response.json()["orders"]
+            stats = self.stats()
+            if stats is not None:
+                orders = stats["orders"]
                 if (orders["pending"] == 0 and orders["in_progress"] == 0
                         and orders.get("waiting", 0) == 0):
                     return True

@@ -209,11 +209,10 @@ class Faults:
 
     def old_version_left(self) -> int | None:
         """Unfinished orders of definitions the server's app lacks (None: not known now)."""
-        answer = self.driver.call("GET", "/api/stats")
-        if answer is None or answer.status_code != 200:
+        stats = self.driver.stats()
+        if stats is None:
             return None
-        return sum(d["unfinished"] for d in answer.json().get("definitions", [])
-                   if not d["current"])
+        return sum(d["unfinished"] for d in stats.get("definitions", []) if not d["current"])
 
     def keep_old_version(self, drain: bool = False) -> None:
         """A rolling deploy's upkeep: while orders of the first version are unfinished, a
@@ -451,10 +450,8 @@ class Faults:
     def _timed_out_attempts(self) -> int | None:
         """Attempts that ran past their time limit, as the server counts them; None if it
         does not answer."""
-        response = self.driver.call("GET", "/api/stats")
-        if response is None or response.status_code != 200:
-            return None
-        return response.json().get("timed_out_attempts")
+        stats = self.driver.stats()
+        return None if stats is None else stats.get("timed_out_attempts")
 
     def bursting(self) -> bool:
         """Whether the planned burst of hung attempts has the demo handlers' chaos: a spike

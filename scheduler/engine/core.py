@@ -184,6 +184,31 @@ class SchedulerCore:
         """Accept a new order; its root steps become ready and go to free slots at once
         (or, before `not_before`, wait for it: no step of it starts earlier)."""
         self._now = now
+        wf = self._check_new(order_id, workflow, idempotency_key)
+        self.check_capacity(1)
+        self._open(order_id, data, wf, now, idempotency_key, priority, not_before)
+        return self._flush()
+
+    def submit_many(
+        self, orders: list[tuple[str, dict]], now: float, workflow: str = "ecommerce"
+    ) -> Effects:
+        """Accept a batch of new orders whole or not at all: every id, the workflow and the
+        room for all of them are checked before the first is opened. One dispatch round
+        and one next wake for the batch, not one per order: a bulk of a thousand orders
+        otherwise ran the whole dispatch a thousand times under the shell's lock."""
+        self._now = now
+        if len({order_id for order_id, _ in orders}) != len(orders):
+            raise Conflict("an order id appears twice in the batch")
+        wf = None
+        for order_id, _ in orders:
+            wf = self._check_new(order_id, workflow, None)
+        self.check_capacity(len(orders))
+        for order_id, data in orders:
+            self._open(order_id, data, wf, now, None, 0, None)
+        return self._flush()
+
+    def _check_new(self, order_id: str, workflow: str, idempotency_key: str | None) -> Workflow:
+        """The definition a new order runs, or why it cannot be accepted (nothing changed)."""
         if idempotency_key is not None and idempotency_key in self._idempotency:
             raise Conflict(f"idempotency key already used by {self._idempotency[idempotency_key]}")
         if order_id in self._orders:
@@ -194,7 +219,11 @@ class SchedulerCore:
         if wf is None:
             known = ", ".join(sorted(self._workflows))
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
-        self.check_capacity(1)
+        return wf
+
+    def _open(self, order_id: str, data: dict, wf: Workflow, now: float,
+              idempotency_key: str | None, priority: int, not_before: float | None) -> None:
+        """Record a checked new order; its root steps become ready (dispatched at the flush)."""
         self._order_number += 1
         tasks = {
             step: Task(f"{order_id}:{step}", order_id, step, S.PENDING, set(wf.deps[step]))
@@ -238,7 +267,6 @@ class SchedulerCore:
                 waits.reach(self, tasks[step], now)
         if order.waiting:
             self._check_order(order, now)  # submitted for later, or a wait first: waiting
-        return self._flush()
 
     def add_worker(
         self,

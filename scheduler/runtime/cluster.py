@@ -278,8 +278,15 @@ class Cluster:
         self._journal.check()  # refuse before changing anything, not after
         order_id = order_id or new_order_id()
         try:
-            self._accept([(order_id, order.data)], order.workflow or DEFAULT_WORKFLOW, key,
-                         order.priority, also, order.not_before)
+            def accept(now: float) -> Effects:
+                later = (None if order.not_before is None
+                         else order.not_before - self._core.epoch_offset)
+                fx = self._core.submit(
+                    order_id, order.data, now=now, workflow=order.workflow or DEFAULT_WORKFLOW,
+                    idempotency_key=key, priority=order.priority, not_before=later)
+                return fx if also is None else fx.absorb(also(order_id, now))
+
+            self._accept([order_id], accept)
         except Conflict:
             # Another submit with the same key was accepted between the lookup and this one.
             earlier = None if key is None else self.find_by_idempotency_key(key)
@@ -297,44 +304,21 @@ class Cluster:
         if workflow not in names:
             known = ", ".join(names)
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
-        self._accept(cleaned, workflow)
+        self._accept([order_id for order_id, _ in cleaned],
+                     lambda now: self._core.submit_many(cleaned, now=now, workflow=workflow))
         return [order_id for order_id, _ in cleaned]
 
-    def _accept(
-        self,
-        orders: list[tuple[str, dict]],
-        workflow: str,
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        also: Callable[[str, float], Effects] | None = None,
-        not_before: float | None = None,
-    ) -> None:
-        """Submit under one lock hold and return once durable (`not_before`: Unix seconds).
-        Until the commit the orders are not shown or answered for (`_unconfirmed`); if it
-        fails, they stay queued for the journal (the writer keeps trying) and hidden until
-        they are committed: no acknowledgement before durability, the idempotency key's
-        included."""
+    def _accept(self, ids: list[str], accept: Callable[[float], Effects]) -> None:
+        """Run `accept(now)` (the core's submit) under one lock hold and return once
+        durable. Until the commit the orders `ids` are not shown or answered for
+        (`_unconfirmed`); if it fails, they stay queued for the journal (the writer keeps
+        trying) and hidden until they are committed: no acknowledgement before
+        durability, the idempotency key's included."""
         with self._lock:
-            now = self._clock()
-            later = None if not_before is None else not_before - self._core.epoch_offset
-            if len(orders) > 1:
-                # A batch fits whole or not at all; the core checks a single order itself.
-                self._core.check_capacity(len(orders))
-            merged = Effects()
-            for order_id, data in orders:
-                merged.absorb(
-                    self._core.submit(
-                        order_id, data, now=now, workflow=workflow,
-                        idempotency_key=idempotency_key, priority=priority,
-                        not_before=later,
-                    )
-                )
-                if also is not None:
-                    merged.absorb(also(order_id, now))
+            merged = accept(self._clock())
             ticket = self._publish(merged)
             if ticket is not None:
                 self._forget_committed()
-                ids = [order_id for order_id, _ in orders]
                 self._unconfirmed.update((order_id, ticket) for order_id in ids)
                 self._unconfirmed_tickets.append((ticket, ids))
         self._carry_out(merged, ticket, durable=True)
@@ -542,8 +526,9 @@ class Cluster:
             workflow = f"{workflow}@{original['version']}"
         order_id = new_order_id()
         self._journal.check()
-        self._accept([(order_id, dict(original["data"]))], workflow,
-                     priority=original.get("priority") or 0)
+        data, priority = dict(original["data"]), original.get("priority") or 0
+        self._accept([order_id], lambda now: self._core.submit(
+            order_id, data, now=now, workflow=workflow, priority=priority))
         return order_id
 
     def migrate_orders(self, source: str, target: str, *, run_added: bool = False,

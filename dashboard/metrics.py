@@ -259,15 +259,34 @@ class Metrics(Part):
             self.start()
 
     def observe(self, events: list[dict]) -> None:
+        """Count a batch of events. prometheus_client's `labels()` takes a lock and builds
+        its key at each call (about 8 % of the server's CPU under remote workers when it
+        was called per event), so each series is looked up once per batch."""
+        kinds: dict[str, int] = {}
+        attempts: dict[tuple[str, str], int] = {}
+        runs: dict[str, list[float]] = {}
+        completions: list[float] = []
         for event in events:
             kind = event["type"]
-            self.events.labels(kind).inc()
-            if kind in _OUTCOMES:
-                self.attempts.labels(event["step"], _OUTCOMES[kind]).inc()
+            kinds[kind] = kinds.get(kind, 0) + 1
+            outcome = _OUTCOMES.get(kind)
+            if outcome is not None:
+                key = (event["step"], outcome)
+                attempts[key] = attempts.get(key, 0) + 1
             duration = event.get("duration")
             if duration is None:
                 continue
             if kind == "task_succeeded":
-                self.task_seconds.labels(event["step"]).observe(duration)
+                runs.setdefault(event["step"], []).append(duration)
             elif kind == "order_completed":
-                self.order_seconds.observe(duration)
+                completions.append(duration)
+        for kind, count in kinds.items():
+            self.events.labels(kind).inc(count)
+        for (step, outcome), count in attempts.items():
+            self.attempts.labels(step, outcome).inc(count)
+        for step, durations in runs.items():
+            series = self.task_seconds.labels(step)
+            for duration in durations:
+                series.observe(duration)
+        for duration in completions:
+            self.order_seconds.observe(duration)

@@ -95,3 +95,40 @@ def test_threads_abandoned_to_a_deaf_handler_are_shown_by_the_api_and_the_metric
             release.set()
         wait_for(lambda: scrape(client)[("orderflow_slots", (("use", "abandoned"),))] == 0, 10,
                  message="the abandoned handler returned")
+
+
+def test_a_batch_of_events_is_counted_per_type_step_and_outcome_with_every_duration():
+    from dashboard.metrics import Metrics
+
+    metrics = Metrics(None, None)  # observe() needs neither the cluster nor the stream
+    metrics.observe([
+        {"type": "task_succeeded", "step": "payment", "duration": 0.2},
+        {"type": "task_succeeded", "step": "payment", "duration": 3.0},
+        {"type": "task_succeeded", "step": "packing", "duration": 0.01},
+        {"type": "task_failed", "step": "payment"},
+        {"type": "order_completed", "step": None, "duration": 4.5},
+        {"type": "task_started", "step": "payment"},
+    ])
+    metrics.observe([{"type": "task_failed", "step": "payment"}])
+
+    def values(metric) -> dict:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in metric.collect() for s in family.samples}
+
+    events = values(metrics.events)
+    assert {labels: v for (name, labels), v in events.items() if name == "orderflow_events_total"
+            } == {(("type", "task_succeeded"),): 3, (("type", "task_failed"),): 2,
+                  (("type", "order_completed"),): 1, (("type", "task_started"),): 1}
+    attempts = values(metrics.attempts)
+    assert {labels: v for (name, labels), v in attempts.items()
+            if name == "orderflow_step_attempts_total"} == {
+        (("outcome", "succeeded"), ("step", "payment")): 2,
+        (("outcome", "succeeded"), ("step", "packing")): 1,
+        (("outcome", "failed"), ("step", "payment")): 2}
+    runs = values(metrics.task_seconds)
+    assert runs[("orderflow_task_run_seconds_count", (("step", "payment"),))] == 2
+    assert runs[("orderflow_task_run_seconds_sum", (("step", "payment"),))] == 3.2
+    assert runs[("orderflow_task_run_seconds_sum", (("step", "packing"),))] == 0.01
+    orders = values(metrics.order_seconds)
+    assert orders[("orderflow_order_completion_seconds_count", ())] == 1
+    assert orders[("orderflow_order_completion_seconds_sum", ())] == 4.5

@@ -59,10 +59,10 @@ def test_a_submit_checks_the_capacity_once(monkeypatch):
         client = app.test_client()
         assert client.post("/api/orders", json=ORDER, headers=KEYED).status_code == 201
         assert checks == [1]
-        # A batch is checked whole first (all or none), then order by order by the core.
+        # A batch is checked once, whole (all or none), not again order by order.
         checks.clear()
         assert client.post("/api/orders/bulk", json={"count": 3}).status_code == 201
-        assert checks == [3, 1, 1, 1]
+        assert checks == [3]
 
 
 def test_a_submit_reads_each_field_its_priority_and_its_key_once_and_walks_no_text(

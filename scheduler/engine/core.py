@@ -43,6 +43,8 @@ from .states import (
     TERMINAL,
     TERMINAL_ORDER,
     OrderStatus,
+    S,
+    Status,
     TaskState,
     check_transition,
     derive_compensation_status,
@@ -53,7 +55,6 @@ from .validate import validate_state
 from .workflow import DEFAULT_WORKFLOWS, Workflow
 from .zombies import Zombie, Zombies
 
-S = TaskState
 # Dead and removed workers kept for display; older ones are forgotten.
 DEPARTED_WORKER_CAP = 64
 THROUGHPUT_WINDOW = 60.0
@@ -600,7 +601,7 @@ class SchedulerCore:
         self._now = now
         order = self._order(order_id)
         status = self.order_status(order)
-        if status in TERMINAL_ORDER or status is OrderStatus.COMPENSATING:
+        if status in TERMINAL_ORDER or status is Status.COMPENSATING:
             raise Conflict(f"order {order_id} is {status.value} and cannot be cancelled")
         self._cancel_order(order, now, "it was cancelled")
         return self._flush()
@@ -617,12 +618,12 @@ class SchedulerCore:
         self._now = now
         order = self._order(order_id)
         status = self.order_status(order)
-        if status not in (OrderStatus.FAILED, OrderStatus.COMPENSATION_FAILED):
+        if status not in (Status.FAILED, Status.COMPENSATION_FAILED):
             raise Conflict(
                 f"order {order_id} is {status.value}; only a failed order (or one whose "
                 "compensation failed) can be retried"
             )
-        undoing = status is OrderStatus.COMPENSATION_FAILED
+        undoing = status is Status.COMPENSATION_FAILED
         what = "its undos retried" if undoing else "retried"
         # `undos`: only its undos run again (a page resets those, not the failed step).
         self._emit("order_retried", f"order {order_id} {what} by hand", order=order,
@@ -1534,7 +1535,7 @@ class SchedulerCore:
         status = self.order_status(order)
         if status._value_ == order.reported_status:  # `_value_`: no descriptor call per step
             return
-        if status is OrderStatus.PENDING and order.reported_status == OrderStatus.IN_PROGRESS.value:
+        if status is Status.PENDING and order.reported_status == Status.IN_PROGRESS.value:
             # Handed to a worker once, it stays in progress when its steps go back in line
             # (its worker died, or the server restarted): only a dispatch starts an order.
             return
@@ -1550,7 +1551,7 @@ class SchedulerCore:
             self._active_orders -= 1
             self.definitions.unfinished[order.workflow.key] -= 1
             order.finished_at = now
-            if status is OrderStatus.COMPLETED:
+            if status is Status.COMPLETED:
                 self._completions.append(now)
                 self._progress.orders.add(now)
                 self._trim_completions(now)
@@ -1561,13 +1562,13 @@ class SchedulerCore:
                     order=order,
                     duration=round(took, 6),
                 )
-            elif status is OrderStatus.FAILED:
+            elif status is Status.FAILED:
                 self._emit("order_failed", f"order {order.id} failed: {reason}", order=order)
-            elif status is OrderStatus.COMPENSATED:
+            elif status is Status.COMPENSATED:
                 self._emit("order_compensated",
                            f"order {order.id} compensated: {', '.join(order.undoing)} done",
                            order=order)
-            elif status is OrderStatus.COMPENSATION_FAILED:
+            elif status is Status.COMPENSATION_FAILED:
                 self._emit("order_compensation_failed",
                            f"order {order.id} compensation failed: {reason}", order=order)
             else:

@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING
 from . import waits
 from .errors import Conflict, UnknownDefinition, UnknownOrder
 from .model import Order, Task
-from .states import DONE, ON_WORKER, TERMINAL, TERMINAL_ORDER, TaskState
+from .states import DONE, ON_WORKER, TERMINAL, TERMINAL_ORDER, S
 from .workflow import Workflow
 
 if TYPE_CHECKING:
     from .core import SchedulerCore
 
-S = TaskState
 # A step in one of these states has run, or is running, or was reached (a wait waiting for
 # its signal): a step added before it would run after the fact.
 HAPPENED = frozenset({S.SUCCEEDED, S.ASSIGNED, S.RUNNING, S.RETRY_WAIT, S.WAITING})

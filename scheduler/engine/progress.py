@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .states import ACTIVE_STAGES, OrderStage, TaskState, active_stage
+from .states import ACTIVE_STAGES, OrderStage, S, TaskState, active_stage
 
 if TYPE_CHECKING:
     from .model import Order
 
-S = TaskState
 # The states that decide an unfinished order's stage (see states.OrderStage).
 STAGE_STATES = frozenset({S.RUNNING, S.RETRY_WAIT, S.WAITING, S.READY, S.ASSIGNED})
 # Of those, the ones counted as queued (a waiting order has none).

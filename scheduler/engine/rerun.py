@@ -21,13 +21,12 @@ from . import waits
 from .errors import Conflict, UnknownStep
 from .migrate import descendants
 from .model import Task
-from .states import DONE, OrderStatus, TaskState
+from .states import DONE, S, Status, TaskState
 
 if TYPE_CHECKING:
     from .core import SchedulerCore
 
-S = TaskState
-RERUNNABLE = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+RERUNNABLE = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 
 def key_of(task: Task) -> str:

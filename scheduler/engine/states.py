@@ -55,7 +55,17 @@ class OrderStage(str, Enum):
     COMPENSATION_FAILED = "compensation_failed"
 
 
-S = TaskState
+def members(enum: type[Enum]) -> type:
+    """The enum's members as attributes of a plain class: the same objects, read cheaply.
+    On Python 3.11 reading `TaskState.RUNNING` goes through the enum's class machinery,
+    about 130 ns (measured: 9 ns for a local, 20-25 ns for a plain class's attribute), and
+    the per-step path reads dozens; the modules on it name members through these."""
+    return type(f"{enum.__name__}Members", (), dict(enum.__members__))
+
+
+S = members(TaskState)
+Status = members(OrderStatus)
+Stage = members(OrderStage)
 
 # Every legal move. Reassignment of a lost worker's task is ASSIGNED/RUNNING -> ASSIGNED (or
 # READY when no worker is left). FAILED/CANCELLED -> READY/PENDING is the manual "retry order"
@@ -125,7 +135,7 @@ def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
         if state is S.SUCCEEDED or state is S.SKIPPED:
             succeeded += 1
         elif state is S.FAILED:
-            return OrderStatus.FAILED
+            return Status.FAILED
         elif state is S.CANCELLED:
             cancelled = True
         elif state is S.PENDING:
@@ -138,14 +148,14 @@ def derive_order_status(states: Iterable[TaskState]) -> OrderStatus:
         else:
             busy = True
     if cancelled:
-        return OrderStatus.CANCELLED
+        return Status.CANCELLED
     if succeeded == count:
-        return OrderStatus.COMPLETED
+        return Status.COMPLETED
     if outside and not busy:
-        return OrderStatus.WAITING
+        return Status.WAITING
     if waiting == count:
-        return OrderStatus.PENDING  # nothing has been handed to a worker yet
-    return OrderStatus.IN_PROGRESS
+        return Status.PENDING  # nothing has been handed to a worker yet
+    return Status.IN_PROGRESS
 
 
 def derive_compensation_status(undo_states: Iterable[TaskState]) -> OrderStatus:
@@ -154,14 +164,14 @@ def derive_compensation_status(undo_states: Iterable[TaskState]) -> OrderStatus:
     done = True
     for state in undo_states:
         if state is S.FAILED:
-            return OrderStatus.COMPENSATION_FAILED
+            return Status.COMPENSATION_FAILED
         if state is not S.SUCCEEDED:
             done = False
-    return OrderStatus.COMPENSATED if done else OrderStatus.COMPENSATING
+    return Status.COMPENSATED if done else Status.COMPENSATING
 
 
-ACTIVE_STAGES = (OrderStage.QUEUED, OrderStage.RUNNING, OrderStage.RETRYING,
-                 OrderStage.WAITING)
+ACTIVE_STAGES = (Stage.QUEUED, Stage.RUNNING, Stage.RETRYING,
+                 Stage.WAITING)
 
 
 def active_stage(running: int, retrying: int, waiting: int = 0, queued: int = 0) -> OrderStage:
@@ -170,12 +180,12 @@ def active_stage(running: int, retrying: int, waiting: int = 0, queued: int = 0)
     ones ready or on a worker: the one rule, which `derive_order_stage` and the counts
     share (waiting, like the status, only while nothing is queued)."""
     if running:
-        return OrderStage.RUNNING
+        return Stage.RUNNING
     if retrying:
-        return OrderStage.RETRYING
+        return Stage.RETRYING
     if waiting and not queued:
-        return OrderStage.WAITING
-    return OrderStage.QUEUED
+        return Stage.WAITING
+    return Stage.QUEUED
 
 
 def derive_order_stage(states: Iterable[TaskState],

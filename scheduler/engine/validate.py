@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .states import DONE, ON_WORKER, TERMINAL_ORDER, OrderStatus, TaskState
+from .states import DONE, ON_WORKER, TERMINAL_ORDER, OrderStatus, S, TaskState
 
 if TYPE_CHECKING:
     from .core import SchedulerCore
 
-S = TaskState
 FINISHED = frozenset(s.value for s in TERMINAL_ORDER)
 
 

@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING
 
 from .core import THROUGHPUT_WINDOW
 from .model import Order, Task, WorkerRecord
-from .states import TaskState
+from .states import S
 from .workflow import Workflow
 
 if TYPE_CHECKING:
     from .core import SchedulerCore
     from .ring import HashRing
-
-S = TaskState
 
 
 # ------------------------------------------------------------------ records, looked up

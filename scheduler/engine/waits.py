@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UnknownWait
 from .model import Order, Task
-from .states import TERMINAL, TaskState
+from .states import TERMINAL, S
 from .workflow import Wait
 
 if TYPE_CHECKING:
     from .core import SchedulerCore
 
-S = TaskState
 # What `signal` did with a signal (the API answers the first two 202, a repeat 200, a
 # refusal 409): its wait took it, it is kept for its wait, it repeats the signal already
 # taken (same idempotency key), or it came too late or twice.

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import views
 from ..engine.model import Effects, Order, Task
 from ..engine.records import OrderRecord, TaskRecord
-from ..engine.states import TaskState
+from ..engine.states import S
 from ..engine.text import escape_all
 from ..engine.workflow import Workflow
 from .rows import describe_event
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from ..engine.core import SchedulerCore
 
 log = logging.getLogger("orderflow.store")
-S = TaskState
 # Moves that only place a task; they change nothing a restart needs: recovery queues an
 # unfinished task again from its last written row, and its attempt comes out the same.
 # Not writing them keeps the journal at about one task row per step.

@@ -1,4 +1,5 @@
-"""A batch of orders accepted at once: whole or not at all, dispatched in one round."""
+"""Accepting orders: one on the definition it names, or a batch at once, whole or not at
+all and dispatched in one round."""
 
 import pytest
 from sim import ORDER, Sim
@@ -6,6 +7,7 @@ from sim import ORDER, Sim
 from scheduler.engine import views
 from scheduler.engine.errors import Conflict, Overloaded, UnknownWorkflow
 from scheduler.engine.states import TaskState as S
+from scheduler.engine.workflow import Workflow
 
 
 def batch(*ids: str) -> list[tuple[str, dict]]:
@@ -93,3 +95,30 @@ def test_a_batch_runs_the_workflow_it_names():
     order = views.orders(sim.core)["d1"]
     assert order.workflow.name == "ecommerce_invoiced"
     assert list(order.tasks) == list(order.workflow.steps)
+
+
+def test_an_order_may_name_a_known_definition_by_its_key_and_runs_that_one():
+    old = Workflow.define("checkout", [("payment", []), ("packing", ["payment"])], version="1")
+    new = Workflow.define("checkout", [("payment", [])], version="2")
+    sim = Sim(workers=1, workflows={"checkout": new})
+    sim.core.definitions.learn([old])  # kept by the journal from before a deploy
+    sim.apply(sim.core.submit("o1", dict(ORDER), now=0.0, workflow="checkout@1"))
+    sim.apply(sim.core.submit("o2", dict(ORDER), now=0.0, workflow="checkout"))
+    assert views.orders(sim.core)["o1"].workflow is old
+    assert views.orders(sim.core)["o2"].workflow is new
+    with pytest.raises(UnknownWorkflow, match="unknown workflow 'checkout@9'"):
+        sim.core.submit("o3", dict(ORDER), now=0.0, workflow="checkout@9")
+
+
+def test_an_order_due_now_starts_at_once_and_one_due_later_waits_with_its_exact_time():
+    sim = Sim(workers=1)
+    sim.now = 5.0
+    due_now = sim.apply(sim.core.submit("o1", dict(ORDER), now=5.0, not_before=5.0))
+    event = next(e for e in due_now.events if e["type"] == "order_submitted")
+    assert "not_before" not in event and sim.task("o1", "payment").state is S.ASSIGNED
+    later = 5.0 + 1.2345678  # stamped to the microsecond, as every event time
+    fx = sim.apply(sim.core.submit("o2", dict(ORDER), now=5.0, not_before=later))
+    event = next(e for e in fx.events if e["type"] == "order_submitted")
+    assert event["not_before"] == round(sim.core.wall(later), 6)
+    assert event["not_before"] != round(sim.core.wall(later), 7)
+    assert sim.task("o2", "payment").state is S.WAITING

@@ -108,7 +108,8 @@ def test_packing_failing_for_good_refunds_the_charge_with_its_result_and_key():
     assert ctx["compensates"] == "payment"
     assert status(sim) == "compensated"
     [done] = sim.types(type="order_compensated")
-    assert "refund" in done["message"]
+    assert "refund" in done["message"] and done["order_id"] == "o1"
+    assert done in views.orders(sim.core)["o1"].events
     assert views.orders_by_status(sim.core)["compensated"] == 1
     assert views.active_orders(sim.core) == 0
 
@@ -208,6 +209,7 @@ def test_an_undo_out_of_retries_fails_the_compensation_and_stops_the_others():
     assert sim.task("o1", "refund").state is S.CANCELLED
     [failed] = sim.types(type="order_compensation_failed")
     assert "unpack" in failed["message"] and "shelf jammed" in failed["message"]
+    assert failed["order_id"] == "o1" and failed in views.orders(sim.core)["o1"].events
     assert views.orders_by_status(sim.core)["compensation_failed"] == 1
     assert views.active_orders(sim.core) == 0
 

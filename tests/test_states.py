@@ -3,10 +3,14 @@ import pytest
 from scheduler.engine.states import (
     ALLOWED,
     InvalidTransition,
+    OrderStage,
     OrderStatus,
     TaskState,
+    active_stage,
     check_transition,
+    derive_order_stage,
     derive_order_status,
+    members,
 )
 
 S = TaskState
@@ -49,6 +53,7 @@ def test_invalid_transition_names_the_task_and_its_history():
     [
         ([S.PENDING, S.PENDING], OrderStatus.PENDING),
         ([S.READY, S.PENDING], OrderStatus.PENDING),
+        ([S.PENDING, S.PENDING, S.READY], OrderStatus.PENDING),
         ([S.ASSIGNED, S.PENDING], OrderStatus.IN_PROGRESS),
         ([S.SUCCEEDED, S.PENDING], OrderStatus.IN_PROGRESS),
         ([S.RETRY_WAIT, S.PENDING], OrderStatus.IN_PROGRESS),
@@ -64,3 +69,21 @@ def test_order_status_is_derived_from_its_tasks(states, expected):
 def test_an_invalid_move_of_a_task_with_no_history_says_so():
     with pytest.raises(InvalidTransition, match=r"\(history: \(none\)\)$"):
         check_transition("o-1:payment", S.PENDING, S.SUCCEEDED, [])
+
+
+def test_members_are_the_enums_own_objects_as_plain_attributes():
+    plain = members(TaskState)
+    assert plain.__name__ == "TaskStateMembers"
+    assert {name: getattr(plain, name) for name in TaskState.__members__} == dict(
+        TaskState.__members__)
+    assert all(getattr(plain, s.name) is s for s in TaskState)
+    assert members(OrderStage).WAITING is OrderStage.WAITING
+
+
+def test_a_stage_is_queued_unless_something_runs_retries_or_only_waits():
+    assert active_stage(0, 0) is OrderStage.QUEUED
+    assert active_stage(0, 0, 1) is OrderStage.WAITING
+    assert active_stage(0, 0, 1, 1) is OrderStage.QUEUED
+    # One step ready and one on a worker beside one waiting for a signal: queued.
+    assert derive_order_stage([S.WAITING, S.READY, S.ASSIGNED]) is OrderStage.QUEUED
+    assert derive_order_stage([S.WAITING, S.PENDING]) is OrderStage.WAITING

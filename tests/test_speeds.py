@@ -20,10 +20,25 @@ def test_each_step_is_measured_against_its_own_average():
     speeds.observed("slow", "payment", 10.0, now=2.0)
     mean = 1.0 + STEP_ALPHA * 9.0
     assert speeds.factor("slow", 2.0) == pytest.approx(10.0 / mean)
-    speeds.observed("slow", "payment", 10.0, now=3.0)
-    later = mean + STEP_ALPHA * (10.0 - mean)
-    assert speeds.factor("slow", 3.0) == pytest.approx(
-        10.0 / mean + ALPHA * (10.0 / later - 10.0 / mean))
+    speeds.observed("fast", "payment", 2.0, now=3.0)
+    later = mean + STEP_ALPHA * (2.0 - mean)
+    assert speeds.factor("fast", 3.0) == pytest.approx(1.0 + ALPHA * (2.0 / later - 1.0))
+
+
+def test_a_slow_workers_steps_leave_the_yardstick_so_alone_on_a_step_it_stays_slow():
+    # At the end of a run the fast workers are done with payments and only the slow one
+    # still ends them: its 10 s must not become the payment's average.
+    speeds = WorkerSpeeds(slow_factor=2.0, memory=100.0)
+    speeds.observed("fast", "payment", 1.0, now=1.0)
+    speeds.observed("slow", "payment", 10.0, now=2.0)  # not known yet: counted
+    mean = 1.0 + STEP_ALPHA * 9.0
+    for now in range(3, 60):
+        speeds.observed("slow", "payment", 10.0, now=float(now))
+    assert speeds.factor("slow", 60.0) == pytest.approx(10.0 / mean)
+    assert speeds.is_slow("slow", 60.0)
+    speeds.observed("fast", "payment", 1.0, now=61.0)  # a worker not slow still moves it
+    later = mean + STEP_ALPHA * (1.0 - mean)
+    assert speeds.factor("fast", 61.0) == pytest.approx(1.0 + ALPHA * (1.0 / later - 1.0))
 
 
 def test_a_worker_more_than_slow_factor_times_slower_than_the_fastest_is_slow():

@@ -1,8 +1,10 @@
 """How fast each worker runs steps, learnt from what its attempts took.
 
 A step's duration depends on the step (a gateway call, a label print), so each success is
-measured against its step's moving average: a worker's *factor* is the moving average of
-those ratios, 1 for a worker as fast as the cluster's average, 10 for one ten times slower.
+measured against its step's moving average over the workers not slow (a slow worker alone
+still ending a step would make the average its own): a worker's *factor* is the moving
+average of those ratios, 1 for a worker as fast as the cluster's average, 10 for one ten
+times slower.
 Its expected duration for a step is its factor times the step's average; its *long*
 duration adds twice the moving average of how far its ratios stray from its factor, since
 a step may well last longer than the average (a gateway's 50-250 ms: up to 1.67 x). Placement
@@ -17,7 +19,7 @@ from __future__ import annotations
 # (its gateway route degrades) shows it within a handful of steps.
 ALPHA = 0.2
 # Weight of the newest measurement in a step's average, the yardstick: slower to move, so
-# one slow worker's step does not shift every worker's factor.
+# one worker's step does not shift every worker's factor (and a slow worker's not at all).
 STEP_ALPHA = 0.05
 # The smallest factor counted, so a worker whose steps took no measurable time (a fake
 # clock, a no-op step) is very fast rather than infinitely so.
@@ -40,8 +42,13 @@ class WorkerSpeeds:
     def observed(self, worker_id: str, step: str, took: float, now: float) -> None:
         """An attempt of `step` on `worker_id` succeeded after running `took` seconds."""
         mean = self._step_mean.get(step)
-        mean = took if mean is None else mean + STEP_ALPHA * (took - mean)
-        self._step_mean[step] = mean
+        if mean is None:
+            mean = self._step_mean[step] = took
+        elif not self.is_slow(worker_id, now):
+            # A slow worker's durations stay out of the yardstick: where it alone still
+            # ends a step (the fast ones are done with it), they would raise the step's
+            # average to its own and make it look ever less slow.
+            mean = self._step_mean[step] = mean + STEP_ALPHA * (took - mean)
         if mean <= 0:
             return  # nothing measurable yet to compare with
         ratio = took / mean

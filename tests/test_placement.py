@@ -303,7 +303,10 @@ def test_a_slow_worker_whose_tasks_outlast_its_speed_leaves_even_a_long_queue_to
     runs = placement.unless_faster(slow, lambda lane: True, 10_000, 0.0, running=old)
     assert not runs(lane) and placement.idled == {"slow"}
     placement.idled.clear()
-    young = old[:2] + [("payment", 0.0)]
+    # Older than an average step, younger than a short one at its factor: still young.
+    speeds = placement.speeds
+    assert 2 * speeds._step_mean["payment"] < speeds.factor("slow", 0.0) * 0.9
+    young = old[:2] + [("payment", -2 * speeds._step_mean["payment"])]
     assert placement.unless_faster(slow, lambda lane: True, 10_000, 0.0, running=young)(lane)
     workers["fast"].stuck = {(f"t{i}", i) for i in range(4)}  # no faster slot to leave it to
     assert placement.unless_faster(slow, lambda lane: True, 10_000, 0.0, running=old)(lane)

@@ -124,25 +124,31 @@ def test_a_speed_is_trusted_for_memory_seconds_from_its_last_step_whenever_that_
     assert speeds.factor("slow", 130.5) == speeds.long_factor("slow", 130.5) == 1.0
 
 
-def rising_world() -> tuple[WorkerSpeeds, float]:
-    """"fast" measured twice (its second step 3.5 x its first: it strays by the most that
-    counts, 1), then "slow" measured once, at 10 s: (speeds, the payment's average)."""
+def rising_world() -> tuple[WorkerSpeeds, float, float]:
+    """"fast" measured three times (its second step 3.5 x its first: it strays by the most
+    that counts, 1), then "slow" once, at 10 s: (speeds, the payment's average, how much
+    the workers not slow stray)."""
     speeds = WorkerSpeeds(slow_factor=2.0, memory=30.0)
     speeds.observed("fast", "payment", 1.0, now=0.0)
     speeds.observed("fast", "payment", 4.0, now=1.0)  # mean 1.15, ratio 3.48: off 2.48
+    stray = STEP_ALPHA * 1.0
+    mean, factor = 1.15, 1.0 + ALPHA * (4.0 / 1.15 - 1.0)
+    speeds.observed("fast", "payment", 1.0, now=2.0)
+    mean += STEP_ALPHA * (1.0 - mean)
+    stray += STEP_ALPHA * (abs(1.0 / mean - factor) / factor - stray)
     speeds.observed("slow", "payment", 10.0, now=10.0)  # not known yet: counted
-    mean = 1.15 + STEP_ALPHA * (10.0 - 1.15)
+    mean += STEP_ALPHA * (10.0 - mean)
     assert speeds.is_slow("slow", 10.0)
-    return speeds, mean
+    return speeds, mean, stray
 
 
 def test_a_worker_whose_slots_mostly_hold_tasks_older_than_a_short_one_is_still_rising():
     # The slow worker's first success is the quickest of a burst: the rest, started with
     # it, have already run longer than a short step at its factor. A short step: its
-    # factor less the share the workers not slow stray by (here 1 x STEP_ALPHA, capped).
-    speeds, mean = rising_world()
-    short = speeds.factor("slow", 10.0) * (1 - STEP_ALPHA) * mean  # 9.5 s
-    old, young = 10.0 - short - 0.05, 10.0 - short + 0.05  # started so long ago
+    # factor less the share the workers not slow stray by.
+    speeds, mean, stray = rising_world()
+    short = speeds.factor("slow", 10.0) * (1 - stray) * mean
+    old, young = 10.0 - short - 0.01, 10.0 - short + 0.01  # started so long ago
     assert speeds.still_rising("slow", [("payment", old)] * 3, slots=4, now=10.0)
     assert not speeds.still_rising("slow", [("payment", old)] * 2, slots=4, now=10.0)
     assert not speeds.still_rising(
@@ -150,8 +156,6 @@ def test_a_worker_whose_slots_mostly_hold_tasks_older_than_a_short_one_is_still_
     assert not speeds.still_rising("slow", [("label", -100.0)] * 4, slots=4, now=10.0)
     # The slow worker's own steps leave how much steps stray alone.
     speeds.observed("slow", "payment", 100.0, now=10.0)
-    factor = speeds.factor("slow", 10.0)
-    assert speeds.still_rising(
-        "slow", [("payment", 10.0 - factor * (1 - STEP_ALPHA) * mean - 0.05)] * 3, 4, 10.0)
-    assert not speeds.still_rising(
-        "slow", [("payment", 10.0 - factor * (1 - STEP_ALPHA) * mean + 0.05)] * 3, 4, 10.0)
+    short = speeds.factor("slow", 10.0) * (1 - stray) * mean
+    assert speeds.still_rising("slow", [("payment", 10.0 - short - 0.01)] * 3, 4, 10.0)
+    assert not speeds.still_rising("slow", [("payment", 10.0 - short + 0.01)] * 3, 4, 10.0)

@@ -155,7 +155,7 @@ class Placement:
         return runs_here
 
     def _faster_elsewhere(self, worker_id: str, lane: Lane, work_ahead: int,
-                          now: float, rising: bool = False) -> bool:
+                          now: float, rising: bool) -> bool:
         """Whether faster workers able to run `lane` would end `work_ahead` tasks (those
         waiting and those still to come of unfinished orders) before this worker ended
         one of the lane's tasks (at its long duration) and the steps after it. Durations

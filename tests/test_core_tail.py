@@ -128,3 +128,45 @@ def test_a_slow_worker_recovers_its_share_once_its_speed_is_forgotten():
     sim.now += 31.0  # w1's last step ended 31 s ago: its speed no longer counts
     sim.submit("last", "one")
     assert sim.task("last", "payment").worker == "w1"
+
+
+def test_a_slow_worker_whose_burst_is_still_running_takes_no_more_after_its_first_success():
+    # Both workers start 4 tasks blind; the fast one ends its 4 in 1 s, the slow one its
+    # quickest in 3 s and the other 3 are still running at 3.5 s: its factor (2.7) is only
+    # a floor, so the queue of 200 goes to the fast worker rather than its free slot.
+    sim = Sim(workers=2, slots=4, prefetch=0, workflows=ONE_STEP)
+    for i in range(8):
+        sim.submit(f"b{i}", "one")
+    slow = [sim.start_next("w1")[0] for _ in range(4)]
+    fast = [sim.start_next("w2")[0] for _ in range(4)]
+    assert all(slow) and all(fast) and not sim.queues["w1"]
+    sim.now = 1.0
+    for d in fast:
+        sim.succeed(d)
+    sim.now = 3.0
+    sim.succeed(slow[0])
+    sim.now = 3.5
+    for i in range(200):
+        sim.submit(f"o{i}", "one")
+    assert not sim.queues["w1"] and len(sim.queues["w2"]) == 4
+    sim.now = 10.0  # its burst ends: its speed is known, and with 196 waiting it helps
+    for d in slow[1:]:
+        sim.succeed(d)
+    assert len(sim.queues["w1"]) == 4
+    sim.now = 20.0
+    again = [sim.start_next("w1")[0] for _ in range(4)]
+    sim.now = 25.0  # the 3 left, 5 s old, are younger than a short step at its factor
+    sim.succeed(again[0])
+    assert len(sim.queues["w1"]) == 1
+
+
+def test_the_later_steps_of_orders_waiting_to_start_count_as_work_ahead_of_a_slow_worker():
+    # 3 orders of 3 steps: 3 payments ready and 6 steps to come keep the fast worker busy
+    # long enough (9 tasks) for the slow one to take a payment; 2 orders (6 tasks) do not.
+    for orders, taken in ((2, []), (3, ["o0:payment"])):
+        sim = measured_cluster()
+        sim.submit("busy", "one")
+        sim.start_next("w2")
+        for i in range(orders):
+            sim.submit(f"o{i}")
+        assert [d.task_id for d in sim.queues["w1"]] == taken

@@ -291,22 +291,3 @@ def test_a_worker_as_slow_does_not_hide_a_faster_one_behind_it():
     joined(placement, workers, "fast", slots=4)
     measured(placement, {"a-slow": 10.0, "b-slow": 10.0, "fast": 1.0})
     assert not placement.unless_faster(slow, lambda lane: True, 0, 0.0)(("shipping", "ecommerce"))
-
-
-def test_a_slow_worker_whose_tasks_outlast_its_speed_leaves_even_a_long_queue_to_faster():
-    # Its first successes are its quickest: while most of its slots hold tasks older than
-    # a short step at its factor, its factor is a floor and any faster slot is better.
-    placement, workers, slow = slow_world()
-    lane = ("shipping", "ecommerce")
-    assert placement.unless_faster(slow, lambda lane: True, 10_000, 0.0)(lane)
-    old = [("payment", -100.0)] * 3  # 3 of its 4 slots, 100 s old
-    runs = placement.unless_faster(slow, lambda lane: True, 10_000, 0.0, running=old)
-    assert not runs(lane) and placement.idled == {"slow"}
-    placement.idled.clear()
-    # Older than an average step, younger than a short one at its factor: still young.
-    speeds = placement.speeds
-    assert 2 * speeds._step_mean["payment"] < speeds.factor("slow", 0.0) * 0.9
-    young = old[:2] + [("payment", -2 * speeds._step_mean["payment"])]
-    assert placement.unless_faster(slow, lambda lane: True, 10_000, 0.0, running=young)(lane)
-    workers["fast"].stuck = {(f"t{i}", i) for i in range(4)}  # no faster slot to leave it to
-    assert placement.unless_faster(slow, lambda lane: True, 10_000, 0.0, running=old)(lane)

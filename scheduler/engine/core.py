@@ -1077,11 +1077,9 @@ class SchedulerCore:
         placement = self._placement
         can_run = placement.can_run_cache(worker)
         if placement.speeds.is_slow(worker_id, self._now):
-            by_state, tasks = self._tasks_by_state, self._tasks
-            running = [(task.step, task.started_at or 0.0)  # set as it runs
-                       for task in map(tasks.get, worker.running) if task is not None]
+            by_state = self._tasks_by_state
             can_run = placement.unless_faster(
-                worker, can_run, by_state["ready"] + by_state["pending"], self._now, running)
+                worker, can_run, by_state["ready"] + by_state["pending"], self._now)
         while True:
             popped = pop(worker_id, can_run)
             if popped is None:

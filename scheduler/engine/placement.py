@@ -13,15 +13,13 @@ takes a task only where that does not delay the work: when the faster workers ab
 its lane would still be busy with what waits when it finished this task and the steps
 after it (expected finish = the time their queue takes + their duration, against its own
 long duration: what it starts late decides when the last order ends). Otherwise its slot
-stays idle and the task waits for a faster slot. While most of its slots hold tasks older
-than its factor says (its first successes after a burst are its quickest, so its factor
-is still rising), any faster worker with a usable slot is preferred. Workers of alike
-speeds are untouched: the ring's home first. Time comes from the callers' `now`.
+stays idle and the task waits for a faster slot. Workers of alike speeds are untouched:
+the ring's home first. Time comes from the callers' `now`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from .config import ClusterConfig
 from .definitions import Definitions
@@ -136,18 +134,13 @@ class Placement:
         return can_run
 
     def unless_faster(self, worker: WorkerRecord, can_run: Callable[[Lane], bool],
-                      work_ahead: int, now: float,
-                      running: Iterable[tuple[str, float]] = ()) -> Callable[[Lane], bool]:
+                      work_ahead: int, now: float) -> Callable[[Lane], bool]:
         """`can_run` for a slow worker: false also for a lane whose faster workers would
-        finish its task sooner than this one (it is then noted in `idled`). `running`: the
-        (step, started at) of its tasks under way; while most of them outlast its factor,
-        that is only a floor, and any faster worker with a usable slot takes the lane."""
-        rising = self.speeds.still_rising(worker.id, running, worker.slots, now)
-
+        finish its task sooner than this one (it is then noted in `idled`)."""
         def runs_here(lane: Lane) -> bool:
             if not can_run(lane):
                 return False
-            if self._faster_elsewhere(worker.id, lane, work_ahead, now, rising):
+            if self._faster_elsewhere(worker.id, lane, work_ahead, now):
                 self.idled.add(worker.id)
                 return False
             return True
@@ -155,13 +148,12 @@ class Placement:
         return runs_here
 
     def _faster_elsewhere(self, worker_id: str, lane: Lane, work_ahead: int,
-                          now: float, rising: bool) -> bool:
+                          now: float) -> bool:
         """Whether faster workers able to run `lane` would end `work_ahead` tasks (those
         waiting and those still to come of unfinished orders) before this worker ended
         one of the lane's tasks (at its long duration) and the steps after it. Durations
         in units of the step's average: a worker of factor f takes f, and its slots end
-        slots / f tasks each. While its speed is `rising` (only a floor), whether any
-        faster worker has a usable slot."""
+        slots / f tasks each."""
         speeds = self.speeds
         mine = speeds.factor(worker_id, now)
         rate = 0.0
@@ -178,7 +170,5 @@ class Placement:
                 best = min(best, theirs)
         if not rate:
             return False  # nobody faster can take it: this worker's slot is the best
-        if rising:
-            return True  # how much slower it is is not known yet: at least this much
         after = self._definitions.steps_after(lane[1], lane[0])
         return speeds.long_factor(worker_id, now) + after * best > work_ahead / rate + best

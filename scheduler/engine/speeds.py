@@ -1,10 +1,8 @@
 """How fast each worker runs steps, learnt from what its attempts took.
 
 A step's duration depends on the step (a gateway call, a label print), so each success is
-measured against its step's moving average over the workers not slow (a slow worker alone
-still ending a step would make the average its own): a worker's *factor* is the moving
-average of those ratios, 1 for a worker as fast as the cluster's average, 10 for one ten
-times slower.
+measured against its step's moving average: a worker's *factor* is the moving average of
+those ratios, 1 for a worker as fast as the cluster's average, 10 for one ten times slower.
 Its expected duration for a step is its factor times the step's average; its *long*
 duration adds twice the moving average of how far its ratios stray from its factor, since
 a step may well last longer than the average (a gateway's 50-250 ms: up to 1.67 x). Placement
@@ -15,13 +13,11 @@ its long duration counts there. Time comes from the callers' `now`; pure, no clo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 # Weight of the newest measurement in a worker's moving average: a worker that slows down
 # (its gateway route degrades) shows it within a handful of steps.
 ALPHA = 0.2
 # Weight of the newest measurement in a step's average, the yardstick: slower to move, so
-# one worker's step does not shift every worker's factor (and a slow worker's not at all).
+# one slow worker's step does not shift every worker's factor.
 STEP_ALPHA = 0.05
 # The smallest factor counted, so a worker whose steps took no measurable time (a fake
 # clock, a no-op step) is very fast rather than infinitely so.
@@ -37,24 +33,15 @@ class WorkerSpeeds:
         self._step_mean: dict[str, float] = {}
         self._factor: dict[str, float] = {}
         self._spread: dict[str, float] = {}  # worker -> moving |ratio - factor|
-        # Moving |ratio - factor| / factor over the workers not slow: how much a step's
-        # duration strays in proportion, whoever runs it (a gateway's 50-250 ms: 0.33).
-        self._stray = 0.0
         self._seen: dict[str, float] = {}
         self._fastest: float | None = None  # the smallest factor known, while valid
         self._fastest_id = ""  # whose it is
 
     def observed(self, worker_id: str, step: str, took: float, now: float) -> None:
         """An attempt of `step` on `worker_id` succeeded after running `took` seconds."""
-        slow = self.is_slow(worker_id, now)
         mean = self._step_mean.get(step)
-        if mean is None:
-            mean = self._step_mean[step] = took
-        elif not slow:
-            # A slow worker's durations stay out of the yardstick: where it alone still
-            # ends a step (the fast ones are done with it), they would raise the step's
-            # average to its own and make it look ever less slow.
-            mean = self._step_mean[step] = mean + STEP_ALPHA * (took - mean)
+        mean = took if mean is None else mean + STEP_ALPHA * (took - mean)
+        self._step_mean[step] = mean
         if mean <= 0:
             return  # nothing measurable yet to compare with
         ratio = took / mean
@@ -63,11 +50,7 @@ class WorkerSpeeds:
             factor, spread = ratio, 0.0
         else:
             spread = self._spread[worker_id]
-            off = abs(ratio - factor)
-            spread += ALPHA * (off - spread)
-            if not slow:
-                stray = min(off / max(factor, _TINY), 1.0)  # a step twice its usual: 1
-                self._stray += STEP_ALPHA * (stray - self._stray)
+            spread += ALPHA * (abs(ratio - factor) - spread)
             factor += ALPHA * (ratio - factor)
         self._factor[worker_id] = factor
         self._spread[worker_id] = spread
@@ -112,24 +95,6 @@ class WorkerSpeeds:
             self._fastest_id = min(self._factor, key=self._factor.__getitem__)
             fastest = self._fastest = self._factor[self._fastest_id]
         return factor > self._slow_factor * max(fastest, _TINY)
-
-    def still_rising(self, worker_id: str, running: Iterable[tuple[str, float]], slots: int,
-                     now: float) -> bool:
-        """Whether more than half the worker's `slots` hold a task (its step, when it
-        started) that has already run longer than a short one at the worker's factor (its
-        factor less the share steps stray by). The tasks a worker ends first are the ones
-        that take least, so after a burst its factor rises task by task as the longer ones
-        end, never far above the age of those still running: while most of its slots
-        outlast it, it is only a floor. (A worker of that speed with its slots full holds
-        that many only if its steps, spread evenly, stray by 44 % or more.)"""
-        short = self.factor(worker_id, now) * (1 - self._stray)
-        means = self._step_mean
-        over = 0
-        for step, started_at in running:
-            mean = means.get(step)
-            if mean is not None and now - started_at > short * mean:
-                over += 1
-        return 2 * over > slots
 
     def clearly_faster(self, mine: float, theirs: float) -> bool:
         return theirs * self._slow_factor <= mine

@@ -132,3 +132,18 @@ def test_a_batch_of_events_is_counted_per_type_step_and_outcome_with_every_durat
     orders = values(metrics.order_seconds)
     assert orders[("orderflow_order_completion_seconds_count", ())] == 1
     assert orders[("orderflow_order_completion_seconds_sum", ())] == 4.5
+
+
+def test_a_batch_looks_each_series_up_once_not_once_per_event(monkeypatch):
+    from dashboard.metrics import Metrics
+
+    metrics = Metrics(None, None)
+    looked_up: list[tuple] = []
+    for metric in (metrics.events, metrics.attempts, metrics.task_seconds):
+        labels = metric.labels
+        monkeypatch.setattr(metric, "labels",
+                            lambda *names, labels=labels: looked_up.append(names) or labels(*names))
+    metrics.observe([{"type": "task_succeeded", "step": "payment", "duration": 0.1}] * 50
+                    + [{"type": "task_started", "step": "payment"}] * 50)
+    assert sorted(looked_up) == [("payment",), ("payment", "succeeded"), ("task_started",),
+                                 ("task_succeeded",)]

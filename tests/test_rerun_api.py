@@ -96,6 +96,9 @@ def test_an_order_replayed_as_new_runs_again_under_a_new_id(journal_db):
         assert charges == [f"{oid}:payment", f"{copy['id']}:payment"]
         pinned = client.post(f"/api/orders/{oid}/replay", json={"pinned": True})
         assert pinned.status_code == 201 and pinned.get_json()["version"] == "v1"
+        urgent = cluster.submit({**ORDER, "priority": 5}, "checkout")
+        again = client.post(f"/api/orders/{urgent}/replay").get_json()
+        assert again["priority"] == 5  # a copy keeps its place among orders
         audit = [e for e in cluster.events() if e["type"] == "operator_action"]
         assert {e["order_id"] for e in audit[:2]} == {oid, copy["id"]}
         assert audit[0]["message"].endswith(f"replayed order {oid} as new order {copy['id']} "

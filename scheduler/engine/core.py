@@ -196,7 +196,9 @@ class SchedulerCore:
         """Accept a batch of new orders whole or not at all: every id, the workflow and the
         room for all of them are checked before the first is opened. One dispatch round
         and one next wake for the batch, not one per order: a bulk of a thousand orders
-        otherwise ran the whole dispatch a thousand times under the shell's lock."""
+        otherwise ran the whole dispatch a thousand times under the shell's lock. (So the
+        orders of a batch that start at once are each worker's oldest of its home, not the
+        batch's first: all of a batch arrive at the same time.)"""
         self._now = now
         if len({order_id for order_id, _ in orders}) != len(orders):
             raise Conflict("an order id appears twice in the batch")

@@ -170,8 +170,7 @@ def derive_compensation_status(undo_states: Iterable[TaskState]) -> OrderStatus:
     return Status.COMPENSATED if done else Status.COMPENSATING
 
 
-ACTIVE_STAGES = (Stage.QUEUED, Stage.RUNNING, Stage.RETRYING,
-                 Stage.WAITING)
+ACTIVE_STAGES = (Stage.QUEUED, Stage.RUNNING, Stage.RETRYING, Stage.WAITING)
 
 
 def active_stage(running: int, retrying: int, waiting: int = 0, queued: int = 0) -> OrderStage:
